@@ -1,0 +1,74 @@
+//! Error classes: what a failure means for the job, independent of which provider raised it.
+
+use std::{fmt, str::FromStr};
+
+use serde::{Deserialize, Serialize};
+
+/// The class decides what happens next: retry, stop, or ask an operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// The request is wrong for the provider; retrying cannot help.
+    Invalid,
+    /// The provider refused the API key.
+    Auth,
+    /// The provider account has no credits left.
+    Credits,
+    /// The provider asked us to slow down.
+    RateLimited,
+    /// A passing fault (5xx, maintenance, connection refused): retry with backoff.
+    Transient,
+    /// The provider refused the content.
+    Moderation,
+    /// The provider accepted the task but the generation failed.
+    GenerationFailed,
+    /// A create request was sent and no answer came back: the task may exist.
+    UnknownOutcome,
+}
+
+impl ErrorClass {
+    pub const ALL: [ErrorClass; 8] = [
+        ErrorClass::Invalid,
+        ErrorClass::Auth,
+        ErrorClass::Credits,
+        ErrorClass::RateLimited,
+        ErrorClass::Transient,
+        ErrorClass::Moderation,
+        ErrorClass::GenerationFailed,
+        ErrorClass::UnknownOutcome,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Invalid => "invalid",
+            ErrorClass::Auth => "auth",
+            ErrorClass::Credits => "credits",
+            ErrorClass::RateLimited => "rate_limited",
+            ErrorClass::Transient => "transient",
+            ErrorClass::Moderation => "moderation",
+            ErrorClass::GenerationFailed => "generation_failed",
+            ErrorClass::UnknownOutcome => "unknown_outcome",
+        }
+    }
+
+    /// Whether the same step may simply be tried again later.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, ErrorClass::RateLimited | ErrorClass::Transient)
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ErrorClass {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ErrorClass::ALL
+            .into_iter()
+            .find(|class| class.as_str() == s)
+            .ok_or_else(|| format!("unknown error class {s:?}"))
+    }
+}

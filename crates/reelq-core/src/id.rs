@@ -1,0 +1,91 @@
+//! Identifiers for jobs and batches: ULIDs, so ids sort by creation time and stay short in keys.
+
+use std::{fmt, str::FromStr};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid {kind} id {value:?}: expected a 26-character ULID")]
+pub struct IdError {
+    kind: &'static str,
+    value: String,
+}
+
+macro_rules! ulid_id {
+    ($name:ident, $kind:literal) => {
+        #[doc = concat!("A ", $kind, " id (a ULID).")]
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(ulid::Ulid);
+
+        impl $name {
+            pub fn new() -> Self {
+                Self(ulid::Ulid::new())
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.0)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, IdError> {
+                ulid::Ulid::from_string(s).map(Self).map_err(|_| IdError {
+                    kind: $kind,
+                    value: s.to_owned(),
+                })
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = IdError;
+            fn try_from(s: String) -> Result<Self, IdError> {
+                s.parse()
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.to_string()
+            }
+        }
+    };
+}
+
+ulid_id!(JobId, "job");
+ulid_id!(BatchId, "batch");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_id_round_trips_through_its_string_form() {
+        let job_id = JobId::new();
+        assert_eq!(job_id.to_string().parse::<JobId>(), Ok(job_id));
+    }
+
+    #[test]
+    fn malformed_id_names_its_kind() {
+        let err = "nope".parse::<BatchId>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"invalid batch id "nope": expected a 26-character ULID"#
+        );
+    }
+}

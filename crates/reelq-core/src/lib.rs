@@ -1,0 +1,16 @@
+//! reelq's vocabulary: what a job is, which requests are valid, which states a job moves
+//! through and how errors are classed. This crate does no I/O, so every other crate can share it.
+
+mod catalog;
+mod error_class;
+mod id;
+mod secret;
+mod spec;
+mod state;
+
+pub use catalog::{ImageRule, ModelRule, models_of};
+pub use error_class::ErrorClass;
+pub use id::{BatchId, IdError, JobId};
+pub use secret::Secret;
+pub use spec::{Aspect, JobRequest, JobSpec, MAX_PROMPT_CHARS, ProviderKind, Quality, SpecError};
+pub use state::{JobState, UnknownState};

@@ -1,0 +1,107 @@
+//! The job state machine's states. The ledger in `reelq-queue` enforces the transitions; this
+//! module only names them.
+
+use std::{fmt, str::FromStr};
+
+use serde::{Deserialize, Serialize};
+
+/// Where a job is in its life.
+///
+/// ```text
+/// queued -> submitting -> waiting -> fetching -> stored
+///               |            |          |
+///               v            v          v
+///           uncertain     failed     failed      (+ rejected, expired)
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Validated and waiting for a worker to submit it.
+    Queued,
+    /// A worker holds the lease and is calling the provider's create endpoint.
+    Submitting,
+    /// The provider accepted the task; a poll is scheduled.
+    Waiting,
+    /// The provider finished; a worker is streaming the result into storage.
+    Fetching,
+    /// The video is in storage. Terminal.
+    Stored,
+    /// The job ended with an error (see its error class). Terminal.
+    Failed,
+    /// The provider refused the content (moderation). Terminal.
+    Rejected,
+    /// The job's deadline passed before it finished. Terminal.
+    Expired,
+    /// A submit was sent but its outcome is unknown: never resubmitted automatically.
+    Uncertain,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 9] = [
+        JobState::Queued,
+        JobState::Submitting,
+        JobState::Waiting,
+        JobState::Fetching,
+        JobState::Stored,
+        JobState::Failed,
+        JobState::Rejected,
+        JobState::Expired,
+        JobState::Uncertain,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Submitting => "submitting",
+            JobState::Waiting => "waiting",
+            JobState::Fetching => "fetching",
+            JobState::Stored => "stored",
+            JobState::Failed => "failed",
+            JobState::Rejected => "rejected",
+            JobState::Expired => "expired",
+            JobState::Uncertain => "uncertain",
+        }
+    }
+
+    /// True when no worker will touch the job again. `uncertain` is not terminal: it waits
+    /// for reconciliation.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobState::Stored | JobState::Failed | JobState::Rejected | JobState::Expired
+        )
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("unknown job state {0:?}")]
+pub struct UnknownState(pub String);
+
+impl FromStr for JobState {
+    type Err = UnknownState;
+    fn from_str(s: &str) -> Result<Self, UnknownState> {
+        JobState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| UnknownState(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_state_parses_from_its_name() {
+        for state in JobState::ALL {
+            assert_eq!(state.as_str().parse(), Ok(state));
+        }
+        assert_eq!("done".parse::<JobState>(), Err(UnknownState("done".into())));
+    }
+}

@@ -1,0 +1,358 @@
+//! The job ledger in Redis: one hash per job, changed only by the fenced Lua scripts under
+//! `lua/`, plus a due schedule that doubles as the work queue.
+//!
+//! Keys (P is the configured prefix in a hash tag, e.g. `{reelq}:`, so one deployment's keys
+//! share one slot):
+//!
+//! | key            | type   | content                                              | written by              |
+//! |----------------|--------|------------------------------------------------------|-------------------------|
+//! | `P job:{id}`   | hash   | state, fence, spec JSON, task_id, attempt, submits, polls, created_ms, updated_ms, deadline_ms, batch, owner, result_url, error_class, error, object_key, bytes, sha256 | enqueue, claim, transition |
+//! | `P due`        | zset   | job id -> unix ms when a worker must act next; while a worker holds the job, its lease expiry | enqueue, claim, transition, extend |
+//! | `P state:{s}`  | zset   | job id -> ms of its last state change, one set per state | every state change |
+//! | `P log:{id}`   | list   | the job's last 32 events, `"<ms> <state> <detail>"`  | every state change      |
+//! | `P batch:{id}` | list   | the batch's job ids in manifest order                | enqueue                 |
+//! | `P changes`    | pubsub | `"<id> <state>"` on every state change               | every state change      |
+//! | `P wake`       | pubsub | number of jobs just enqueued                         | enqueue                 |
+//!
+//! A job is in `due` exactly while it is non-terminal and not `uncertain`. Claiming sets its
+//! due time to the lease expiry and bumps its fence, so a crashed worker's job falls due again
+//! by itself and the crashed worker can no longer move it. Times come from Redis's clock.
+
+use std::{collections::HashMap, sync::LazyLock, time::Duration};
+
+use futures_util::{StreamExt, stream::BoxStream};
+use redis::{
+    Client, Script,
+    aio::{ConnectionManager, ConnectionManagerConfig},
+};
+use reelq_core::{BatchId, ErrorClass, JobId, JobSpec, JobState};
+
+use crate::{JobRecord, QueueError, Transition};
+
+macro_rules! ledger_script {
+    ($file:literal) => {
+        LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("lua/prelude.lua"),
+                include_str!(concat!("lua/", $file))
+            ))
+        })
+    };
+}
+
+static ENQUEUE: LazyLock<Script> = ledger_script!("enqueue.lua");
+static CLAIM: LazyLock<Script> = ledger_script!("claim.lua");
+static TRANSITION: LazyLock<Script> = ledger_script!("transition.lua");
+static EXTEND: LazyLock<Script> = ledger_script!("extend.lua");
+
+/// Where the ledger lives and how long a Redis call may take.
+#[derive(Debug, Clone)]
+pub struct LedgerConfig {
+    pub redis_url: String,
+    /// Key prefix; it is wrapped in `{}` so all keys share one cluster slot.
+    pub prefix: String,
+    /// Per-command timeout. Seconds, not redis-rs's 500 ms default, so a busy Redis slows
+    /// workers down instead of failing their steps.
+    pub response_timeout: Duration,
+}
+
+/// A handle to the ledger; cheap to clone (one multiplexed, auto-reconnecting connection).
+#[derive(Clone)]
+pub struct Ledger {
+    client: Client,
+    conn: ConnectionManager,
+    prefix: String,
+}
+
+/// A job a worker holds: the state it must act on and the fence that proves it still may.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub job_id: JobId,
+    /// `Submitting`, `Waiting` or `Fetching`.
+    pub state: JobState,
+    pub fence: u64,
+    pub spec: JobSpec,
+    pub task_id: Option<String>,
+    pub attempt: u32,
+    pub polls: u32,
+    pub result_url: Option<String>,
+}
+
+/// What one claim returned.
+#[derive(Debug)]
+pub struct Claim {
+    pub leases: Vec<Lease>,
+    /// When nothing was due: how long until the next job falls due, if any is scheduled.
+    pub next_due_in: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransitionOutcome {
+    Applied,
+    /// Another worker took the job (its fence moved on) or it left the expected state. The
+    /// caller must drop its result.
+    LeaseLost {
+        state: String,
+        fence: String,
+    },
+}
+
+type ClaimedRow = (String, String, u64, String, String, u32, String, u32);
+
+impl Ledger {
+    pub async fn connect(config: &LedgerConfig) -> Result<Self, QueueError> {
+        let client = Client::open(config.redis_url.as_str())?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(config.response_timeout))
+            .set_connection_timeout(Some(config.response_timeout));
+        let conn = client
+            .get_connection_manager_with_config(manager_config)
+            .await?;
+        Ok(Ledger {
+            client,
+            conn,
+            prefix: format!("{{{}}}:", config.prefix),
+        })
+    }
+
+    fn key(&self, name: impl std::fmt::Display) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// Writes validated jobs in one script: either all are queued or none is.
+    pub async fn enqueue(
+        &self,
+        batch: Option<BatchId>,
+        jobs: &[(JobId, JobSpec)],
+    ) -> Result<(), QueueError> {
+        let mut invocation = ENQUEUE.prepare_invoke();
+        invocation
+            .key(self.key("due"))
+            .arg(&self.prefix)
+            .arg(batch.map(|b| b.to_string()).unwrap_or_default());
+        for (job_id, spec) in jobs {
+            let spec_json =
+                serde_json::to_string(spec).map_err(|err| QueueError::corrupt(job_id, err))?;
+            invocation
+                .arg(job_id.to_string())
+                .arg(spec_json)
+                .arg(spec.deadline_ms.map(|d| d.to_string()).unwrap_or_default());
+        }
+        let _: u64 = invocation.invoke_async(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    /// Takes up to `max_jobs` due jobs, each leased to `owner` for `lease`.
+    pub async fn claim(
+        &self,
+        owner: &str,
+        max_jobs: usize,
+        lease: Duration,
+    ) -> Result<Claim, QueueError> {
+        let (now_ms, next_due_ms, rows): (i64, i64, Vec<ClaimedRow>) = CLAIM
+            .key(self.key("due"))
+            .arg(&self.prefix)
+            .arg(max_jobs)
+            .arg(lease.as_millis() as u64)
+            .arg(owner)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let mut leases = Vec::with_capacity(rows.len());
+        for row in rows {
+            match lease_from_row(row) {
+                Ok(lease) => leases.push(lease),
+                Err((job_id, fence, state, detail)) => {
+                    self.fail_corrupt(&job_id, fence, state, &detail).await?
+                }
+            }
+        }
+        let next_due_in = (leases.is_empty() && next_due_ms >= 0)
+            .then(|| Duration::from_millis(next_due_ms.saturating_sub(now_ms).max(0) as u64));
+        Ok(Claim {
+            leases,
+            next_due_in,
+        })
+    }
+
+    /// A record a worker cannot read would be claimed forever: end it as `failed`.
+    async fn fail_corrupt(
+        &self,
+        job_id: &str,
+        fence: u64,
+        state: String,
+        detail: &str,
+    ) -> Result<(), QueueError> {
+        let error = format!("corrupt ledger record: {detail}");
+        let _: redis::Value = TRANSITION
+            .key(self.key("due"))
+            .arg(&self.prefix)
+            .arg(job_id)
+            .arg(fence)
+            .arg(state)
+            .arg(JobState::Failed.as_str())
+            .arg(-1)
+            .arg(&error)
+            .arg("error_class")
+            .arg(ErrorClass::Invalid.as_str())
+            .arg("error")
+            .arg(&error)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Applies a move to a job the caller holds, if its fence still matches.
+    pub async fn transition(
+        &self,
+        lease: &Lease,
+        transition: Transition,
+    ) -> Result<TransitionOutcome, QueueError> {
+        let planned = transition.into_move(lease.state);
+        let delay_ms = planned.delay.map(|d| d.as_millis() as i64).unwrap_or(-1);
+        let mut invocation = TRANSITION.prepare_invoke();
+        invocation
+            .key(self.key("due"))
+            .arg(&self.prefix)
+            .arg(lease.job_id.to_string())
+            .arg(lease.fence)
+            .arg(planned.from)
+            .arg(planned.to.as_str())
+            .arg(delay_ms)
+            .arg(&planned.detail);
+        for (field, value) in &planned.fields {
+            invocation.arg(*field).arg(value);
+        }
+        let reply: Vec<String> = invocation.invoke_async(&mut self.conn.clone()).await?;
+        Ok(match reply.as_slice() {
+            [ok] if ok == "1" => TransitionOutcome::Applied,
+            [_, state, fence] => TransitionOutcome::LeaseLost {
+                state: state.clone(),
+                fence: fence.clone(),
+            },
+            other => {
+                return Err(QueueError::corrupt(
+                    lease.job_id,
+                    format!("unexpected transition reply {other:?}"),
+                ));
+            }
+        })
+    }
+
+    /// Renews the caller's lease; false if it was lost.
+    pub async fn extend(&self, lease: &Lease, length: Duration) -> Result<bool, QueueError> {
+        let renewed: i64 = EXTEND
+            .key(self.key("due"))
+            .arg(&self.prefix)
+            .arg(lease.job_id.to_string())
+            .arg(lease.fence)
+            .arg(length.as_millis() as u64)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(renewed == 1)
+    }
+
+    pub async fn job(&self, job_id: JobId) -> Result<Option<JobRecord>, QueueError> {
+        let fields: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.key(format_args!("job:{job_id}")))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        JobRecord::from_fields(job_id, fields).map(Some)
+    }
+
+    /// The job's recent events, oldest first.
+    pub async fn history(&self, job_id: JobId) -> Result<Vec<String>, QueueError> {
+        Ok(redis::cmd("LRANGE")
+            .arg(self.key(format_args!("log:{job_id}")))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    pub async fn batch_jobs(&self, batch: BatchId) -> Result<Vec<JobId>, QueueError> {
+        let ids: Vec<String> = redis::cmd("LRANGE")
+            .arg(self.key(format_args!("batch:{batch}")))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        ids.into_iter()
+            .map(|id| id.parse().map_err(|err| QueueError::corrupt(&id, err)))
+            .collect()
+    }
+
+    /// Number of jobs in each state.
+    pub async fn state_counts(&self) -> Result<Vec<(JobState, u64)>, QueueError> {
+        let mut pipe = redis::pipe();
+        for state in JobState::ALL {
+            pipe.cmd("ZCARD")
+                .arg(self.key(format_args!("state:{state}")));
+        }
+        let counts: Vec<u64> = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(JobState::ALL.into_iter().zip(counts).collect())
+    }
+
+    /// A live feed of state changes. Pub/sub is lossy across reconnects, so readers also
+    /// re-read the ledger now and then; the feed only makes them fast.
+    pub async fn changes(&self) -> Result<BoxStream<'static, (JobId, JobState)>, QueueError> {
+        let changes = self
+            .subscribe("changes")
+            .await?
+            .filter_map(|payload| async move {
+                let (id, state) = payload.split_once(' ')?;
+                Some((id.parse().ok()?, state.parse().ok()?))
+            });
+        Ok(changes.boxed())
+    }
+
+    /// Fires whenever jobs are enqueued, so idle workers need not wait for their next look.
+    pub async fn wakeups(&self) -> Result<BoxStream<'static, ()>, QueueError> {
+        Ok(self.subscribe("wake").await?.map(|_| ()).boxed())
+    }
+
+    async fn subscribe(&self, channel: &str) -> Result<BoxStream<'static, String>, QueueError> {
+        let mut pubsub = self.client.get_async_pubsub().await?;
+        pubsub.subscribe(self.key(channel)).await?;
+        Ok(pubsub
+            .into_on_message()
+            .filter_map(|msg| async move { msg.get_payload::<String>().ok() })
+            .boxed())
+    }
+
+    /// The raw connection, for the few callers (checks, tests) that need a plain command.
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+}
+
+fn lease_from_row(row: ClaimedRow) -> Result<Lease, (String, u64, String, String)> {
+    let (id, state, fence, spec, task_id, attempt, result_url, polls) = row;
+    let parsed = (|| {
+        let job_id: JobId = id.parse().map_err(|e: reelq_core::IdError| e.to_string())?;
+        let state: JobState = state
+            .parse()
+            .map_err(|e: reelq_core::UnknownState| e.to_string())?;
+        let spec: JobSpec = serde_json::from_str(&spec).map_err(|e| format!("spec: {e}"))?;
+        Ok::<_, String>((job_id, state, spec))
+    })();
+    match parsed {
+        Ok((job_id, state, spec)) => Ok(Lease {
+            job_id,
+            state,
+            fence,
+            spec,
+            task_id: non_empty(task_id),
+            attempt,
+            polls,
+            result_url: non_empty(result_url),
+        }),
+        Err(detail) => Err((id, fence, state, detail)),
+    }
+}
+
+fn non_empty(value: String) -> Option<String> {
+    (!value.is_empty()).then_some(value)
+}

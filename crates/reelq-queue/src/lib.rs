@@ -1,0 +1,13 @@
+//! reelq's Redis layer. The job ledger is both the record of truth and the queue: a due
+//! schedule says when each job next needs a worker, and fenced Lua compare-and-set scripts
+//! move jobs between states. Only this crate talks to Redis.
+
+mod error;
+mod ledger;
+mod record;
+mod transition;
+
+pub use error::QueueError;
+pub use ledger::{Claim, Lease, Ledger, LedgerConfig, TransitionOutcome};
+pub use record::JobRecord;
+pub use transition::Transition;

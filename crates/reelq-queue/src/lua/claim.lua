@@ -1,0 +1,53 @@
+-- Takes up to N due jobs for one worker, each under a fresh fence.
+-- KEYS[1]  due schedule (zset: job id -> unix ms when a worker should act)
+-- ARGV[1]  key prefix
+-- ARGV[2]  N, the most jobs to take
+-- ARGV[3]  lease length in ms: the job's due time becomes now + lease, so if the worker dies
+--          the job falls due again and another worker takes it with a higher fence
+-- ARGV[4]  worker name (recorded as owner, for operators)
+-- Returns {now_ms, next_due_ms or -1, {{id, state, fence, spec, task_id, attempt,
+--          result_url, polls}, ...}}.
+-- A job found `submitting` is one whose submitter's lease ran out: the provider may have the
+-- task, so it becomes `uncertain` and is never handed out for a second submit.
+local due = KEYS[1]
+local max_n, lease_ms, owner = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local now = now_ms()
+local ids = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, max_n)
+local claimed = {}
+for _, id in ipairs(ids) do
+  local job = prefix .. 'job:' .. id
+  local f = redis.call('HMGET', job, 'state', 'deadline_ms', 'spec', 'task_id', 'attempt',
+    'result_url', 'polls')
+  local state, deadline = f[1], tonumber(f[2])
+  if not state then
+    redis.call('ZREM', due, id)
+  elseif (state == 'queued' or state == 'waiting') and deadline and deadline <= now then
+    redis.call('ZREM', due, id)
+    redis.call('HSET', job, 'error_class', 'invalid', 'error', 'deadline passed before the job finished')
+    move(job, id, state, 'expired', now, 'deadline passed')
+  elseif state == 'submitting' then
+    redis.call('ZREM', due, id)
+    redis.call('HSET', job, 'error_class', 'unknown_outcome',
+      'error', 'submit lease expired before the provider answered')
+    move(job, id, state, 'uncertain', now, 'submit lease expired')
+  elseif state == 'queued' or state == 'waiting' or state == 'fetching' then
+    local fence = redis.call('HINCRBY', job, 'fence', 1)
+    if state == 'queued' then
+      redis.call('HINCRBY', job, 'submits', 1)
+      move(job, id, state, 'submitting', now, 'by ' .. owner)
+      state = 'submitting'
+    end
+    redis.call('HSET', job, 'owner', owner)
+    redis.call('ZADD', due, now + lease_ms, id)
+    claimed[#claimed + 1] = { id, state, fence, f[3], f[4] or '', tonumber(f[5] or '0'),
+      f[6] or '', tonumber(f[7] or '0') }
+  else
+    redis.call('ZREM', due, id)
+  end
+end
+local next_due = -1
+if #claimed == 0 then
+  local first = redis.call('ZRANGE', due, 0, 0, 'WITHSCORES')
+  if first[2] then next_due = tonumber(first[2]) end
+end
+return { now, next_due, claimed }

@@ -1,0 +1,37 @@
+-- Moves a leased job on, if the caller still holds the lease.
+-- KEYS[1]  due schedule
+-- ARGV[1]  key prefix
+-- ARGV[2]  job id
+-- ARGV[3]  fence the caller was given at claim
+-- ARGV[4]  states the job may be in, comma-separated (e.g. "submitting,uncertain")
+-- ARGV[5]  new state
+-- ARGV[6]  ms from now until a worker should act again, or -1 for none (terminal, uncertain)
+-- ARGV[7]  detail for the event log
+-- ARGV[8..] field/value pairs to store on the job
+-- Returns {1} on success, {0, state, fence} when the lease was lost (fence or state moved on).
+local due = KEYS[1]
+local id, fence, allowed, to, delay_ms, detail =
+  ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7]
+local job = prefix .. 'job:' .. id
+local cur = redis.call('HMGET', job, 'state', 'fence')
+if not cur[1] or cur[2] ~= fence or not string.find(',' .. allowed .. ',', ',' .. cur[1] .. ',', 1, true) then
+  return { 0, cur[1] or '', cur[2] or '' }
+end
+local now = now_ms()
+if #ARGV >= 8 then
+  redis.call('HSET', job, unpack(ARGV, 8))
+end
+redis.call('HDEL', job, 'owner')
+if cur[1] ~= to then
+  move(job, id, cur[1], to, now, detail)
+elseif detail ~= '' then
+  local log = prefix .. 'log:' .. id
+  redis.call('RPUSH', log, now .. ' ' .. to .. ' ' .. detail)
+  redis.call('LTRIM', log, -32, -1)
+end
+if delay_ms >= 0 then
+  redis.call('ZADD', due, now + delay_ms, id)
+else
+  redis.call('ZREM', due, id)
+end
+return { 1 }

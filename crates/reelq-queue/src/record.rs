@@ -1,0 +1,78 @@
+//! A job's ledger record as readers (CLI, HTTP API, tests) see it.
+
+use std::collections::HashMap;
+
+use reelq_core::{BatchId, ErrorClass, JobId, JobSpec, JobState};
+use serde::Serialize;
+
+use crate::QueueError;
+
+/// Everything the ledger knows about one job. Secrets are never stored, so this is safe to print.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobRecord {
+    pub job_id: JobId,
+    pub state: JobState,
+    pub spec: JobSpec,
+    pub batch: Option<BatchId>,
+    /// Provider task id, once the provider accepted the submit.
+    pub task_id: Option<String>,
+    /// How many times a worker started a submit (1 in a healthy life).
+    pub submits: u32,
+    pub polls: u32,
+    /// Retries of the current step.
+    pub attempt: u32,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    pub error_class: Option<ErrorClass>,
+    pub error: Option<String>,
+    pub object_key: Option<String>,
+    pub bytes: Option<u64>,
+    pub sha256: Option<String>,
+}
+
+impl JobRecord {
+    pub(crate) fn from_fields(
+        job_id: JobId,
+        mut fields: HashMap<String, String>,
+    ) -> Result<Self, QueueError> {
+        let corrupt = |detail: String| QueueError::corrupt(job_id, detail);
+        let mut take = |name: &str| fields.remove(name);
+        let state = take("state")
+            .ok_or_else(|| corrupt("no state".into()))?
+            .parse::<JobState>()
+            .map_err(|err| corrupt(err.to_string()))?;
+        let spec = serde_json::from_str(&take("spec").unwrap_or_default())
+            .map_err(|err| corrupt(format!("spec: {err}")))?;
+        let batch = take("batch")
+            .map(|b| b.parse::<BatchId>())
+            .transpose()
+            .map_err(|err| corrupt(err.to_string()))?;
+        let error_class = take("error_class")
+            .map(|c| c.parse::<ErrorClass>())
+            .transpose()
+            .map_err(corrupt)?;
+        Ok(JobRecord {
+            job_id,
+            state,
+            spec,
+            batch,
+            task_id: take("task_id"),
+            submits: number(take("submits")),
+            polls: number(take("polls")),
+            attempt: number(take("attempt")),
+            created_ms: number(take("created_ms")),
+            updated_ms: number(take("updated_ms")),
+            error_class,
+            error: take("error"),
+            object_key: take("object_key"),
+            bytes: take("bytes").map(|b| number(Some(b))),
+            sha256: take("sha256"),
+        })
+    }
+}
+
+fn number<T: std::str::FromStr + Default>(field: Option<String>) -> T {
+    field
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_default()
+}

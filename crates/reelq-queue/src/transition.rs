@@ -1,0 +1,174 @@
+//! The legal moves a worker can make on a job it holds. Each variant fixes the states it may
+//! start from, the state it ends in, and what it records, so a handler cannot invent a move.
+
+use std::time::Duration;
+
+use reelq_core::{ErrorClass, JobState};
+
+/// A move of a leased job. Delays say when a worker should next act on the job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transition {
+    /// The provider accepted the task. Also valid from `uncertain`: a late answer to our own
+    /// submit settles the doubt.
+    Submitted {
+        task_id: String,
+        first_poll: Duration,
+    },
+    /// The submit failed in a way that proves the provider has no task: try again later.
+    RetrySubmit {
+        attempt: u32,
+        delay: Duration,
+        error: String,
+    },
+    /// The submit was sent and its outcome is unknown.
+    Uncertain { error: String },
+    /// The task is still running, or the poll failed transiently: poll again later.
+    PollAgain {
+        polls: u32,
+        attempt: u32,
+        delay: Duration,
+        error: Option<String>,
+    },
+    /// The provider finished: fetch the result now.
+    Ready { result_url: String },
+    /// The download or upload failed transiently: fetch again later.
+    RetryFetch {
+        attempt: u32,
+        delay: Duration,
+        error: String,
+    },
+    /// The result URL expired: go back to polling for a fresh one.
+    Requery { attempt: u32, error: String },
+    /// The video is in storage.
+    Stored {
+        object_key: String,
+        bytes: u64,
+        sha256: String,
+    },
+    /// The job ends with an error. Moderation ends `rejected`, everything else `failed`.
+    Failed { class: ErrorClass, error: String },
+}
+
+/// What the ledger script needs: allowed source states, target, due delay, fields, log detail.
+pub(crate) struct Move {
+    pub(crate) from: &'static str,
+    pub(crate) to: JobState,
+    pub(crate) delay: Option<Duration>,
+    pub(crate) fields: Vec<(&'static str, String)>,
+    pub(crate) detail: String,
+}
+
+impl Transition {
+    pub(crate) fn into_move(self, current: JobState) -> Move {
+        match self {
+            Transition::Submitted {
+                task_id,
+                first_poll,
+            } => Move {
+                from: "submitting,uncertain",
+                to: JobState::Waiting,
+                delay: Some(first_poll),
+                detail: format!("task {task_id}"),
+                fields: vec![("task_id", task_id), ("attempt", "0".into())],
+            },
+            Transition::RetrySubmit {
+                attempt,
+                delay,
+                error,
+            } => Move {
+                from: "submitting",
+                to: JobState::Queued,
+                delay: Some(delay),
+                detail: format!("retry {attempt}: {error}"),
+                fields: vec![("attempt", attempt.to_string()), ("error", error)],
+            },
+            Transition::Uncertain { error } => Move {
+                from: "submitting",
+                to: JobState::Uncertain,
+                delay: None,
+                detail: error.clone(),
+                fields: vec![
+                    ("error_class", ErrorClass::UnknownOutcome.as_str().into()),
+                    ("error", error),
+                ],
+            },
+            Transition::PollAgain {
+                polls,
+                attempt,
+                delay,
+                error,
+            } => {
+                let mut fields = vec![
+                    ("polls", polls.to_string()),
+                    ("attempt", attempt.to_string()),
+                ];
+                let detail = match error {
+                    Some(error) => {
+                        let detail = format!("poll retry {attempt}: {error}");
+                        fields.push(("error", error));
+                        detail
+                    }
+                    None => String::new(),
+                };
+                Move {
+                    from: "waiting",
+                    to: JobState::Waiting,
+                    delay: Some(delay),
+                    fields,
+                    detail,
+                }
+            }
+            Transition::Ready { result_url } => Move {
+                from: "waiting",
+                to: JobState::Fetching,
+                delay: Some(Duration::ZERO),
+                detail: String::new(),
+                fields: vec![("result_url", result_url), ("attempt", "0".into())],
+            },
+            Transition::RetryFetch {
+                attempt,
+                delay,
+                error,
+            } => Move {
+                from: "fetching",
+                to: JobState::Fetching,
+                delay: Some(delay),
+                detail: format!("fetch retry {attempt}: {error}"),
+                fields: vec![("attempt", attempt.to_string()), ("error", error)],
+            },
+            Transition::Requery { attempt, error } => Move {
+                from: "fetching",
+                to: JobState::Waiting,
+                delay: Some(Duration::ZERO),
+                detail: format!("result url expired: {error}"),
+                fields: vec![("attempt", attempt.to_string()), ("error", error)],
+            },
+            Transition::Stored {
+                object_key,
+                bytes,
+                sha256,
+            } => Move {
+                from: "fetching",
+                to: JobState::Stored,
+                delay: None,
+                detail: object_key.clone(),
+                fields: vec![
+                    ("object_key", object_key),
+                    ("bytes", bytes.to_string()),
+                    ("sha256", sha256),
+                ],
+            },
+            Transition::Failed { class, error } => Move {
+                from: current.as_str(),
+                to: if class == ErrorClass::Moderation {
+                    JobState::Rejected
+                } else {
+                    JobState::Failed
+                },
+                delay: None,
+                detail: format!("{class}: {error}"),
+                fields: vec![("error_class", class.as_str().into()), ("error", error)],
+            },
+        }
+    }
+}

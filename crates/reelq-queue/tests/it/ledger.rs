@@ -1,0 +1,306 @@
+//! The ledger's state machine, fencing and scheduling, on a real Redis.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use reelq_core::{Aspect, BatchId, ErrorClass, JobId, JobSpec, JobState, ProviderKind, Quality};
+use reelq_queue::{Ledger, LedgerConfig, Transition, TransitionOutcome};
+use reelq_testkit::{EVENT_TIMEOUT, RedisServer};
+
+const LEASE: Duration = Duration::from_secs(30);
+
+async fn ledger(redis: &RedisServer) -> Ledger {
+    Ledger::connect(&LedgerConfig {
+        redis_url: redis.url(),
+        prefix: "test".into(),
+        response_timeout: Duration::from_secs(5),
+    })
+    .await
+    .expect("ledger connects")
+}
+
+fn spec(prompt: &str) -> JobSpec {
+    JobSpec {
+        provider: ProviderKind::Kie,
+        model: "sora-2-text-to-video".into(),
+        prompt: prompt.into(),
+        duration_s: 10,
+        aspect: Aspect::Landscape,
+        quality: Quality::Standard,
+        image_urls: vec![],
+        notify_url: None,
+        deadline_ms: None,
+    }
+}
+
+async fn state_of(ledger: &Ledger, job_id: JobId) -> JobState {
+    ledger.job(job_id).await.unwrap().expect("job exists").state
+}
+
+#[tokio::test]
+async fn a_job_walks_from_queued_to_stored() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    let job_id = JobId::new();
+    ledger
+        .enqueue(None, &[(job_id, spec("walk"))])
+        .await
+        .unwrap();
+    assert_eq!(state_of(&ledger, job_id).await, JobState::Queued);
+
+    let mut claim = ledger.claim("w1", 10, LEASE).await.unwrap();
+    assert_eq!(claim.leases.len(), 1);
+    let lease = claim.leases.remove(0);
+    assert_eq!((lease.state, lease.fence), (JobState::Submitting, 1));
+    let submitted = Transition::Submitted {
+        task_id: "t-1".into(),
+        first_poll: Duration::ZERO,
+    };
+    assert_eq!(
+        ledger.transition(&lease, submitted).await.unwrap(),
+        TransitionOutcome::Applied
+    );
+
+    let lease = ledger
+        .claim("w1", 10, LEASE)
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    assert_eq!(
+        (lease.state, lease.task_id.as_deref()),
+        (JobState::Waiting, Some("t-1"))
+    );
+    let ready = Transition::Ready {
+        result_url: "http://x/v.mp4".into(),
+    };
+    ledger.transition(&lease, ready).await.unwrap();
+
+    let lease = ledger
+        .claim("w1", 10, LEASE)
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    assert_eq!(lease.state, JobState::Fetching);
+    assert_eq!(lease.result_url.as_deref(), Some("http://x/v.mp4"));
+    let stored = Transition::Stored {
+        object_key: "k.mp4".into(),
+        bytes: 42,
+        sha256: "ab".into(),
+    };
+    ledger.transition(&lease, stored).await.unwrap();
+
+    let record = ledger.job(job_id).await.unwrap().unwrap();
+    assert_eq!(record.state, JobState::Stored);
+    assert_eq!(
+        (record.bytes, record.sha256.as_deref()),
+        (Some(42), Some("ab"))
+    );
+    assert_eq!(record.submits, 1);
+    let claim = ledger.claim("w1", 10, LEASE).await.unwrap();
+    assert!(
+        claim.leases.is_empty() && claim.next_due_in.is_none(),
+        "stored job is not due"
+    );
+    let history = ledger.history(job_id).await.unwrap();
+    let states: Vec<&str> = history
+        .iter()
+        .map(|e| e.split(' ').nth(1).unwrap())
+        .collect();
+    assert_eq!(
+        states,
+        ["queued", "submitting", "waiting", "fetching", "stored"]
+    );
+}
+
+#[tokio::test]
+async fn a_scheduled_job_is_not_claimed_before_it_is_due() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    ledger
+        .enqueue(None, &[(JobId::new(), spec("later"))])
+        .await
+        .unwrap();
+    let lease = ledger.claim("w1", 1, LEASE).await.unwrap().leases.remove(0);
+    let submitted = Transition::Submitted {
+        task_id: "t".into(),
+        first_poll: Duration::from_secs(600),
+    };
+    ledger.transition(&lease, submitted).await.unwrap();
+    let claim = ledger.claim("w1", 1, LEASE).await.unwrap();
+    assert!(claim.leases.is_empty());
+    let next = claim.next_due_in.expect("a poll is scheduled");
+    assert!(
+        next > Duration::from_secs(590) && next <= Duration::from_secs(600),
+        "{next:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_stale_worker_cannot_move_a_job_taken_over_by_another() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    ledger
+        .enqueue(None, &[(JobId::new(), spec("stale"))])
+        .await
+        .unwrap();
+    let lease = ledger.claim("w1", 1, LEASE).await.unwrap().leases.remove(0);
+    let submitted = Transition::Submitted {
+        task_id: "t".into(),
+        first_poll: Duration::ZERO,
+    };
+    ledger.transition(&lease, submitted).await.unwrap();
+
+    // A zero-length lease expires at once, as if w1 had stalled past its lease.
+    let stale = ledger
+        .claim("w1", 1, Duration::ZERO)
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    let fresh = ledger.claim("w2", 1, LEASE).await.unwrap().leases.remove(0);
+    assert_eq!(fresh.fence, stale.fence + 1);
+
+    let poll_again = |polls| Transition::PollAgain {
+        polls,
+        attempt: 0,
+        delay: LEASE,
+        error: None,
+    };
+    let outcome = ledger.transition(&stale, poll_again(1)).await.unwrap();
+    assert!(
+        matches!(outcome, TransitionOutcome::LeaseLost { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        ledger.transition(&fresh, poll_again(1)).await.unwrap(),
+        TransitionOutcome::Applied
+    );
+}
+
+#[tokio::test]
+async fn a_submit_whose_lease_expired_becomes_uncertain_not_resubmitted() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    let job_id = JobId::new();
+    ledger
+        .enqueue(None, &[(job_id, spec("crash"))])
+        .await
+        .unwrap();
+    let submitter = ledger
+        .claim("w1", 1, Duration::ZERO)
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+
+    let claim = ledger.claim("w2", 1, LEASE).await.unwrap();
+    assert!(claim.leases.is_empty(), "no second submit is handed out");
+    let record = ledger.job(job_id).await.unwrap().unwrap();
+    assert_eq!((record.state, record.submits), (JobState::Uncertain, 1));
+    assert_eq!(record.error_class, Some(ErrorClass::UnknownOutcome));
+
+    // The original submitter's late answer settles the doubt.
+    let submitted = Transition::Submitted {
+        task_id: "late".into(),
+        first_poll: Duration::ZERO,
+    };
+    assert_eq!(
+        ledger.transition(&submitter, submitted).await.unwrap(),
+        TransitionOutcome::Applied
+    );
+    let record = ledger.job(job_id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.state, record.task_id.as_deref()),
+        (JobState::Waiting, Some("late"))
+    );
+}
+
+#[tokio::test]
+async fn jobs_past_their_deadline_expire_instead_of_being_submitted() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    let job_id = JobId::new();
+    let expired = JobSpec {
+        deadline_ms: Some(1),
+        ..spec("too late")
+    };
+    ledger.enqueue(None, &[(job_id, expired)]).await.unwrap();
+    let claim = ledger.claim("w1", 1, LEASE).await.unwrap();
+    assert!(claim.leases.is_empty());
+    let record = ledger.job(job_id).await.unwrap().unwrap();
+    assert_eq!((record.state, record.submits), (JobState::Expired, 0));
+}
+
+#[tokio::test]
+async fn moderation_ends_rejected_and_other_failures_end_failed() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    let ids = [JobId::new(), JobId::new()];
+    ledger
+        .enqueue(None, &[(ids[0], spec("a")), (ids[1], spec("b"))])
+        .await
+        .unwrap();
+    let leases = ledger.claim("w1", 2, LEASE).await.unwrap().leases;
+    for (lease, class) in leases
+        .iter()
+        .zip([ErrorClass::Moderation, ErrorClass::Auth])
+    {
+        let failed = Transition::Failed {
+            class,
+            error: "no".into(),
+        };
+        ledger.transition(lease, failed).await.unwrap();
+    }
+    let states = [
+        state_of(&ledger, leases[0].job_id).await,
+        state_of(&ledger, leases[1].job_id).await,
+    ];
+    assert_eq!(states, [JobState::Rejected, JobState::Failed]);
+}
+
+#[tokio::test]
+async fn a_batch_with_an_existing_job_id_writes_nothing() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    let existing = JobId::new();
+    ledger
+        .enqueue(None, &[(existing, spec("one"))])
+        .await
+        .unwrap();
+    let fresh = JobId::new();
+    let batch = BatchId::new();
+    let err = ledger
+        .enqueue(
+            Some(batch),
+            &[(fresh, spec("two")), (existing, spec("dup"))],
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("already exists"), "{err}");
+    assert!(ledger.job(fresh).await.unwrap().is_none());
+    assert!(ledger.batch_jobs(batch).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn batches_keep_their_order_and_state_changes_are_published() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    let mut changes = ledger.changes().await.unwrap();
+    let batch = BatchId::new();
+    let jobs: Vec<_> = (0..3)
+        .map(|i| (JobId::new(), spec(&format!("p{i}"))))
+        .collect();
+    ledger.enqueue(Some(batch), &jobs).await.unwrap();
+    let ids: Vec<JobId> = jobs.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ledger.batch_jobs(batch).await.unwrap(), ids);
+
+    let lease = ledger.claim("w1", 1, LEASE).await.unwrap().leases.remove(0);
+    let change = tokio::time::timeout(EVENT_TIMEOUT, changes.next())
+        .await
+        .unwrap();
+    assert_eq!(change, Some((lease.job_id, JobState::Submitting)));
+    let counts = ledger.state_counts().await.unwrap();
+    assert!(counts.contains(&(JobState::Queued, 2)) && counts.contains(&(JobState::Submitting, 1)));
+}

@@ -1,0 +1,3 @@
+//! Integration tests for the ledger against a real redis-server.
+
+mod ledger;

@@ -1,0 +1,12 @@
+//! Test harness: real servers on loopback, started per test and stopped on drop, so tests run
+//! in parallel without shared state. A server that cannot start fails the test loudly.
+
+mod redis_server;
+
+pub use redis_server::RedisServer;
+
+use std::time::Duration;
+
+/// How long a test waits for an event before it fails. Generous, because CI machines are slow;
+/// a passing test never waits this long.
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(60);
