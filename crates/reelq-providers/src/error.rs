@@ -1,0 +1,60 @@
+//! What can go wrong talking to a provider, already classed for the retry decision.
+
+use std::time::Duration;
+
+use reelq_core::ErrorClass;
+
+/// A provider failure. Messages carry the provider's own words but never a key or a signed
+/// URL's query string.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProviderError {
+    #[error("request refused as invalid: {0}")]
+    Invalid(String),
+    #[error("api key refused: {0}")]
+    Auth(String),
+    #[error("insufficient credits: {0}")]
+    Credits(String),
+    #[error("rate limited: {message}")]
+    RateLimited { retry_after: Option<Duration>, message: String },
+    #[error("transient provider error: {message}")]
+    Transient { retry_after: Option<Duration>, message: String },
+    #[error("content refused by moderation: {0}")]
+    Moderation(String),
+    #[error("generation failed: {0}")]
+    GenerationFailed(String),
+    #[error("outcome unknown, the task may exist: {0}")]
+    UnknownOutcome(String),
+    /// The result URL answered 403/404/410: ask the provider for a fresh one.
+    #[error("result url expired: {0}")]
+    ResultExpired(String),
+}
+
+impl ProviderError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        ProviderError::Transient { retry_after: None, message: message.into() }
+    }
+
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ProviderError::Invalid(_) => ErrorClass::Invalid,
+            ProviderError::Auth(_) => ErrorClass::Auth,
+            ProviderError::Credits(_) => ErrorClass::Credits,
+            ProviderError::RateLimited { .. } => ErrorClass::RateLimited,
+            ProviderError::Transient { .. } | ProviderError::ResultExpired(_) => {
+                ErrorClass::Transient
+            }
+            ProviderError::Moderation(_) => ErrorClass::Moderation,
+            ProviderError::GenerationFailed(_) => ErrorClass::GenerationFailed,
+            ProviderError::UnknownOutcome(_) => ErrorClass::UnknownOutcome,
+        }
+    }
+
+    /// The provider's own hint of when to try again, if it gave one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ProviderError::RateLimited { retry_after, .. }
+            | ProviderError::Transient { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}

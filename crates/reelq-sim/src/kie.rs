@@ -1,0 +1,142 @@
+//! The kie market contract (`providers.md` section 1) as the simulator serves it: the
+//! `{code, msg, data}` envelope, bearer auth, validation of the Sora inputs, task records
+//! with `resultJson`, and result files.
+
+use std::sync::Arc;
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{Path, Query, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use reelq_core::{ProviderKind, models_of};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::{render_video, simulator::SimState};
+
+pub(crate) fn routes() -> Router<Arc<SimState>> {
+    Router::new()
+        .route("/api/v1/jobs/createTask", post(create_task))
+        .route("/api/v1/jobs/recordInfo", get(record_info))
+        .route("/files/{file}", get(result_file))
+}
+
+fn envelope(status: StatusCode, code: i64, msg: &str, data: Value) -> Response {
+    (status, Json(json!({ "code": code, "msg": msg, "data": data }))).into_response()
+}
+
+fn refuse(code: i64, msg: &str) -> Response {
+    // kie answers business errors with HTTP 200 and the real code in the envelope.
+    envelope(StatusCode::OK, code, msg, Value::Null)
+}
+
+fn authorized(state: &SimState, headers: &HeaderMap) -> Result<(), Response> {
+    let expected = format!("Bearer {}", state.config.api_key);
+    match headers.get(header::AUTHORIZATION) {
+        Some(value) if value.as_bytes() == expected.as_bytes() => Ok(()),
+        _ => Err(envelope(StatusCode::UNAUTHORIZED, 401, "You do not have access permissions", Value::Null)),
+    }
+}
+
+async fn create_task(State(state): State<Arc<SimState>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(refused) = authorized(&state, &headers) {
+        return refused;
+    }
+    let Ok(mut request) = serde_json::from_slice::<Value>(&body) else {
+        return refuse(422, "request body is not JSON");
+    };
+    if let Err(msg) = validate(&request) {
+        return refuse(422, &msg);
+    }
+    if let Some(code) = state.next_create_fault() {
+        let mut response = refuse(code, "simulated fault");
+        if code == 429 {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        return response;
+    }
+    if let Some(fields) = request.as_object_mut() {
+        fields.remove("callBackUrl");
+        fields.remove("progressCallBackUrl");
+    }
+    let fingerprint = hex::encode(Sha256::digest(request.to_string()));
+    let task_id = format!("task_{:032x}", rand::random::<u128>());
+    state.record_create(&task_id, fingerprint);
+    envelope(StatusCode::OK, 200, "success", json!({ "taskId": task_id }))
+}
+
+fn validate(request: &Value) -> Result<(), String> {
+    let model = request["model"].as_str().ok_or("model is required")?;
+    let rule = models_of(ProviderKind::Kie)
+        .find(|rule| rule.model == model)
+        .ok_or_else(|| format!("model {model} is not supported"))?;
+    let input = &request["input"];
+    match input["prompt"].as_str() {
+        Some(prompt) if !prompt.trim().is_empty() => {}
+        _ => return Err("input.prompt is required".into()),
+    }
+    let n_frames = input["n_frames"].as_str().and_then(|n| n.parse::<u32>().ok());
+    if !n_frames.is_some_and(|n| rule.durations.contains(&n)) {
+        return Err("input.n_frames must be \"10\" or \"15\"".into());
+    }
+    if !matches!(input["aspect_ratio"].as_str(), Some("landscape" | "portrait")) {
+        return Err("input.aspect_ratio must be landscape or portrait".into());
+    }
+    if !matches!(input["size"].as_str(), None | Some("standard" | "high")) {
+        return Err("input.size must be standard or high".into());
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RecordQuery {
+    task_id: String,
+}
+
+async fn record_info(
+    State(state): State<Arc<SimState>>,
+    headers: HeaderMap,
+    Query(query): Query<RecordQuery>,
+) -> Response {
+    if let Err(refused) = authorized(&state, &headers) {
+        return refused;
+    }
+    let tasks = state.tasks.lock().unwrap();
+    let Some(task) = tasks.get(&query.task_id) else {
+        return refuse(404, "task not found");
+    };
+    let data = if state.is_finished(task) {
+        let result_url = format!("{}/files/{}.mp4", state.base_url, query.task_id);
+        json!({
+            "taskId": query.task_id,
+            "state": "success",
+            "resultJson": json!({ "resultUrls": [result_url] }).to_string(),
+        })
+    } else {
+        json!({ "taskId": query.task_id, "state": "generating" })
+    };
+    envelope(StatusCode::OK, 200, "success", data)
+}
+
+async fn result_file(State(state): State<Arc<SimState>>, Path(file): Path<String>) -> Response {
+    let Some(task_id) = file.strip_suffix(".mp4") else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let finished = state
+        .tasks
+        .lock()
+        .unwrap()
+        .get(task_id)
+        .is_some_and(|task| state.is_finished(task));
+    if !finished {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    state.record_download(task_id);
+    ([(header::CONTENT_TYPE, "video/mp4")], render_video(task_id)).into_response()
+}

@@ -1,0 +1,10 @@
+//! A faithful stand-in for video-generation providers, for tests and the demo: it serves the
+//! kie contract on loopback, finishes tasks after a set time, serves a real MP4 per task, and
+//! counts every paid create so tests can prove nothing was submitted twice.
+
+mod kie;
+mod simulator;
+mod video;
+
+pub use simulator::{SimConfig, SimEvent, SimStats, Simulator};
+pub use video::render_video;

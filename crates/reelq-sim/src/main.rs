@@ -1,0 +1,45 @@
+//! `reelq-sim`: runs the provider simulator until ctrl-c or SIGTERM.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::Context;
+use clap::Parser;
+use reelq_sim::{SimConfig, Simulator};
+
+#[derive(Parser)]
+#[command(version, about = "Provider simulator for reelq tests and demos")]
+struct Args {
+    /// Address to listen on; port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    addr: SocketAddr,
+    /// The API key clients must present.
+    #[arg(long, env = "REELQ_SIM_API_KEY")]
+    api_key: String,
+    /// How long each task generates, in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    generation_ms: u64,
+    /// Write the bound address to this file once listening (for scripts using port 0).
+    #[arg(long)]
+    addr_file: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt().with_env_filter("info").init();
+    let args = Args::parse();
+    let config = SimConfig {
+        api_key: args.api_key,
+        generation_time: Duration::from_millis(args.generation_ms),
+    };
+    let simulator = Simulator::start(args.addr, config)
+        .await
+        .with_context(|| format!("binding {}", args.addr))?;
+    if let Some(path) = &args.addr_file {
+        std::fs::write(path, simulator.addr().to_string())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    tracing::info!(addr = %simulator.addr(), "simulator listening");
+    // SIGTERM's default action ends the process, which is all a simulator needs.
+    tokio::signal::ctrl_c().await.context("waiting for ctrl-c")?;
+    Ok(())
+}

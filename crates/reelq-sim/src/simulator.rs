@@ -1,0 +1,194 @@
+//! The simulator's shared state, its control surface (in-process for tests, `/sim/*` over HTTP
+//! for scripts) and its server lifecycle.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Json, Router,
+    extract::State,
+    routing::{get, post},
+};
+use serde::Serialize;
+use tokio::{net::TcpListener, sync::broadcast};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+/// How the simulated provider behaves.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// The only API key the simulator accepts.
+    pub api_key: String,
+    /// How long a task generates before it succeeds.
+    pub generation_time: Duration,
+}
+
+/// Something a test can wait for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SimEvent {
+    /// A create was accepted (and, at a real provider, paid for).
+    Created { task_id: String, fingerprint: String },
+    /// A result file was served in full.
+    Downloaded { task_id: String },
+}
+
+/// Counters for scripts and the demo's summary.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SimStats {
+    pub creates: u64,
+    pub max_creates_per_fingerprint: u32,
+    pub downloads: u64,
+}
+
+pub(crate) struct Task {
+    pub(crate) created: Instant,
+}
+
+pub(crate) struct SimState {
+    pub(crate) config: SimConfig,
+    pub(crate) base_url: String,
+    pub(crate) tasks: Mutex<HashMap<String, Task>>,
+    creates_by_fingerprint: Mutex<HashMap<String, u32>>,
+    downloads: Mutex<u64>,
+    /// While set, no task finishes; tests use it to keep jobs waiting.
+    held: Mutex<bool>,
+    /// Error codes the next creates answer with, one each, before normal service resumes.
+    create_faults: Mutex<VecDeque<i64>>,
+    events: broadcast::Sender<SimEvent>,
+}
+
+impl SimState {
+    pub(crate) fn is_finished(&self, task: &Task) -> bool {
+        !*self.held.lock().unwrap() && task.created.elapsed() >= self.config.generation_time
+    }
+
+    pub(crate) fn next_create_fault(&self) -> Option<i64> {
+        self.create_faults.lock().unwrap().pop_front()
+    }
+
+    pub(crate) fn record_create(&self, task_id: &str, fingerprint: String) {
+        self.tasks
+            .lock()
+            .unwrap()
+            .insert(task_id.to_owned(), Task { created: Instant::now() });
+        *self
+            .creates_by_fingerprint
+            .lock()
+            .unwrap()
+            .entry(fingerprint.clone())
+            .or_default() += 1;
+        let _ = self.events.send(SimEvent::Created {
+            task_id: task_id.to_owned(),
+            fingerprint,
+        });
+    }
+
+    pub(crate) fn record_download(&self, task_id: &str) {
+        *self.downloads.lock().unwrap() += 1;
+        let _ = self.events.send(SimEvent::Downloaded { task_id: task_id.to_owned() });
+    }
+
+    fn stats(&self) -> SimStats {
+        let creates = self.creates_by_fingerprint.lock().unwrap();
+        SimStats {
+            creates: creates.values().map(|&n| u64::from(n)).sum(),
+            max_creates_per_fingerprint: creates.values().copied().max().unwrap_or(0),
+            downloads: *self.downloads.lock().unwrap(),
+        }
+    }
+}
+
+/// A running simulator on 127.0.0.1. Stops when dropped.
+pub struct Simulator {
+    addr: SocketAddr,
+    state: Arc<SimState>,
+    /// Cancels the server task when the handle goes away.
+    _shutdown: DropGuard,
+}
+
+impl Simulator {
+    /// Binds `addr` (use port 0 for a free one) and serves until dropped.
+    pub async fn start(addr: SocketAddr, config: SimConfig) -> std::io::Result<Simulator> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (events, _) = broadcast::channel(4096);
+        let state = Arc::new(SimState {
+            config,
+            base_url: format!("http://{addr}"),
+            tasks: Mutex::default(),
+            creates_by_fingerprint: Mutex::default(),
+            downloads: Mutex::default(),
+            held: Mutex::new(false),
+            create_faults: Mutex::default(),
+            events,
+        });
+        let shutdown = CancellationToken::new();
+        let app = app(state.clone());
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(err) = served {
+                tracing::error!(error = %err, "simulator server stopped");
+            }
+        });
+        Ok(Simulator { addr, state, _shutdown: shutdown.drop_guard() })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.state.base_url
+    }
+
+    /// Subscribe before acting, so no event is missed.
+    pub fn events(&self) -> broadcast::Receiver<SimEvent> {
+        self.state.events.subscribe()
+    }
+
+    /// Keeps every task generating until [`Simulator::release`].
+    pub fn hold(&self) {
+        *self.state.held.lock().unwrap() = true;
+    }
+
+    pub fn release(&self) {
+        *self.state.held.lock().unwrap() = false;
+    }
+
+    /// The next `n` creates answer with kie error `code` instead of creating a task.
+    pub fn fail_next_creates(&self, code: i64, n: usize) {
+        self.state.create_faults.lock().unwrap().extend(std::iter::repeat_n(code, n));
+    }
+
+    pub fn stats(&self) -> SimStats {
+        self.state.stats()
+    }
+}
+
+/// The whole HTTP surface: every provider contract plus the `/sim` control routes.
+fn app(state: Arc<SimState>) -> Router {
+    Router::new()
+        .merge(crate::kie::routes())
+        .route("/sim/stats", get(stats))
+        .route("/sim/hold", post(hold))
+        .route("/sim/release", post(release))
+        .with_state(state)
+}
+
+async fn stats(State(state): State<Arc<SimState>>) -> Json<SimStats> {
+    Json(state.stats())
+}
+
+async fn hold(State(state): State<Arc<SimState>>) {
+    *state.held.lock().unwrap() = true;
+}
+
+async fn release(State(state): State<Arc<SimState>>) {
+    *state.held.lock().unwrap() = false;
+}
