@@ -1,0 +1,36 @@
+//! Streaming into a local directory.
+
+use bytes::Bytes;
+use futures_util::stream;
+use reelq_storage::{StorageError, VideoStore};
+use sha2::{Digest, Sha256};
+
+#[tokio::test]
+async fn a_streamed_video_lands_whole_with_its_size_and_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = VideoStore::local(&dir.path().join("videos")).unwrap();
+    // Uneven chunks crossing the 5 MiB part boundary.
+    let chunks: Vec<Vec<u8>> = (0..7u8).map(|i| vec![i; 1_000_003]).collect();
+    let expected: Vec<u8> = chunks.concat();
+    let body = stream::iter(chunks.into_iter().map(|c| Ok::<_, std::io::Error>(Bytes::from(c))));
+
+    let stored = store.put_stream("job-1.mp4", body).await.unwrap();
+
+    let on_disk = std::fs::read(dir.path().join("videos/job-1.mp4")).unwrap();
+    assert_eq!(on_disk, expected);
+    assert_eq!(stored.bytes, expected.len() as u64);
+    assert_eq!(stored.sha256, hex::encode(Sha256::digest(&expected)));
+}
+
+#[tokio::test]
+async fn a_body_that_fails_midway_leaves_no_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = VideoStore::local(dir.path()).unwrap();
+    let body = stream::iter([
+        Ok(Bytes::from_static(b"partial")),
+        Err(std::io::Error::other("connection reset")),
+    ]);
+    let err = store.put_stream("job-2.mp4", body).await.unwrap_err();
+    assert!(matches!(err, StorageError::Body(_)), "{err}");
+    assert!(!dir.path().join("job-2.mp4").exists());
+}

@@ -1,0 +1,3 @@
+//! Integration tests for the video store on a real directory.
+
+mod local;
