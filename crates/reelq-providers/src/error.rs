@@ -15,9 +15,15 @@ pub enum ProviderError {
     #[error("insufficient credits: {0}")]
     Credits(String),
     #[error("rate limited: {message}")]
-    RateLimited { retry_after: Option<Duration>, message: String },
+    RateLimited {
+        retry_after: Option<Duration>,
+        message: String,
+    },
     #[error("transient provider error: {message}")]
-    Transient { retry_after: Option<Duration>, message: String },
+    Transient {
+        retry_after: Option<Duration>,
+        message: String,
+    },
     #[error("content refused by moderation: {0}")]
     Moderation(String),
     #[error("generation failed: {0}")]
@@ -31,7 +37,10 @@ pub enum ProviderError {
 
 impl ProviderError {
     pub fn transient(message: impl Into<String>) -> Self {
-        ProviderError::Transient { retry_after: None, message: message.into() }
+        ProviderError::Transient {
+            retry_after: None,
+            message: message.into(),
+        }
     }
 
     pub fn class(&self) -> ErrorClass {

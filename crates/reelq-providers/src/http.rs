@@ -30,10 +30,19 @@ pub(crate) async fn download(
     client: &reqwest::Client,
     url: &str,
 ) -> Result<ByteStream, ProviderError> {
-    let response = client.get(url).send().await.map_err(|err| send_error(err, true))?;
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|err| send_error(err, true))?;
     let status = response.status();
-    if matches!(status, StatusCode::FORBIDDEN | StatusCode::NOT_FOUND | StatusCode::GONE) {
-        return Err(ProviderError::ResultExpired(format!("download answered {status}")));
+    if matches!(
+        status,
+        StatusCode::FORBIDDEN | StatusCode::NOT_FOUND | StatusCode::GONE
+    ) {
+        return Err(ProviderError::ResultExpired(format!(
+            "download answered {status}"
+        )));
     }
     if !status.is_success() {
         return Err(ProviderError::Transient {
@@ -44,7 +53,8 @@ pub(crate) async fn download(
     Ok(response
         .bytes_stream()
         .map(|chunk| {
-            chunk.map_err(|err| ProviderError::transient(format!("download: {}", err.without_url())))
+            chunk
+                .map_err(|err| ProviderError::transient(format!("download: {}", err.without_url())))
         })
         .boxed())
 }

@@ -112,11 +112,18 @@ impl Kie {
 
     async fn create(&self, spec: &JobSpec) -> Result<String, ProviderError> {
         let data = self
-            .call(self.http.post(self.url("/api/v1/jobs/createTask")).json(&create_body(spec)), Call::Create)
+            .call(
+                self.http
+                    .post(self.url("/api/v1/jobs/createTask"))
+                    .json(&create_body(spec)),
+                Call::Create,
+            )
             .await?;
         match data.get("taskId").and_then(|id| id.as_str()) {
             Some(task_id) if !task_id.is_empty() => Ok(task_id.to_owned()),
-            _ => Err(ProviderError::UnknownOutcome("kie create answered 200 without a taskId".into())),
+            _ => Err(ProviderError::UnknownOutcome(
+                "kie create answered 200 without a taskId".into(),
+            )),
         }
     }
 
@@ -131,19 +138,25 @@ impl Kie {
         match info.state.as_str() {
             "waiting" | "queuing" | "generating" => Ok(TaskStatus::Running),
             "success" => {
-                let result: ResultJson = serde_json::from_str(info.result_json.as_deref().unwrap_or(""))
-                    .map_err(|err| ProviderError::transient(format!("kie resultJson unreadable: {err}")))?;
+                let result: ResultJson =
+                    serde_json::from_str(info.result_json.as_deref().unwrap_or("")).map_err(
+                        |err| ProviderError::transient(format!("kie resultJson unreadable: {err}")),
+                    )?;
                 match result.result_urls.into_iter().next() {
                     Some(result_url) => Ok(TaskStatus::Succeeded { result_url }),
                     None => Err(ProviderError::transient("kie success without resultUrls")),
                 }
             }
-            "fail" => Ok(TaskStatus::Failed(ProviderError::GenerationFailed(format!(
-                "kie failCode {}: {}",
-                info.fail_code.map(|c| c.to_string()).unwrap_or_default(),
-                info.fail_msg.unwrap_or_default()
-            )))),
-            other => Err(ProviderError::transient(format!("kie unknown task state {other:?}"))),
+            "fail" => Ok(TaskStatus::Failed(ProviderError::GenerationFailed(
+                format!(
+                    "kie failCode {}: {}",
+                    info.fail_code.map(|c| c.to_string()).unwrap_or_default(),
+                    info.fail_msg.unwrap_or_default()
+                ),
+            ))),
+            other => Err(ProviderError::transient(format!(
+                "kie unknown task state {other:?}"
+            ))),
         }
     }
 }
@@ -173,23 +186,42 @@ fn error_for_code(code: i64, msg: String, retry_after: Option<Duration>) -> Prov
     match code {
         401 => ProviderError::Auth(message),
         402 => ProviderError::Credits(message),
-        429 => ProviderError::RateLimited { retry_after, message },
+        429 => ProviderError::RateLimited {
+            retry_after,
+            message,
+        },
         501 => ProviderError::GenerationFailed(message),
         400..=499 | 505 => ProviderError::Invalid(message),
-        _ => ProviderError::Transient { retry_after, message },
+        _ => ProviderError::Transient {
+            retry_after,
+            message,
+        },
     }
 }
 
-fn error_for_status(status: StatusCode, retry_after: Option<Duration>, call: Call) -> ProviderError {
+fn error_for_status(
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    call: Call,
+) -> ProviderError {
     let message = format!("kie answered HTTP {status} without an envelope");
     match (status.as_u16(), call) {
         (401 | 403, _) => ProviderError::Auth(message),
         (402, _) => ProviderError::Credits(message),
-        (429, _) => ProviderError::RateLimited { retry_after, message },
-        (500 | 502 | 503, _) => ProviderError::Transient { retry_after, message },
+        (429, _) => ProviderError::RateLimited {
+            retry_after,
+            message,
+        },
+        (500 | 502 | 503, _) => ProviderError::Transient {
+            retry_after,
+            message,
+        },
         (400..=499, _) => ProviderError::Invalid(message),
         (_, Call::Create) => ProviderError::UnknownOutcome(message),
-        (_, Call::Query) => ProviderError::Transient { retry_after, message },
+        (_, Call::Query) => ProviderError::Transient {
+            retry_after,
+            message,
+        },
     }
 }
 
@@ -198,7 +230,11 @@ impl Provider for Kie {
         ProviderKind::Kie
     }
 
-    fn submit<'a>(&'a self, _job_id: JobId, spec: &'a JobSpec) -> BoxFuture<'a, Result<String, ProviderError>> {
+    fn submit<'a>(
+        &'a self,
+        _job_id: JobId,
+        spec: &'a JobSpec,
+    ) -> BoxFuture<'a, Result<String, ProviderError>> {
         self.create(spec).boxed()
     }
 
@@ -206,7 +242,10 @@ impl Provider for Kie {
         self.record_info(task_id).boxed()
     }
 
-    fn download<'a>(&'a self, result_url: &'a str) -> BoxFuture<'a, Result<ByteStream, ProviderError>> {
+    fn download<'a>(
+        &'a self,
+        result_url: &'a str,
+    ) -> BoxFuture<'a, Result<ByteStream, ProviderError>> {
         http::download(&self.http, result_url).boxed()
     }
 }
@@ -218,7 +257,11 @@ mod tests {
 
     #[track_caller]
     fn check(code: i64, expect: ErrorClass) {
-        assert_eq!(error_for_code(code, "m".into(), None).class(), expect, "code {code}");
+        assert_eq!(
+            error_for_code(code, "m".into(), None).class(),
+            expect,
+            "code {code}"
+        );
     }
 
     #[test]

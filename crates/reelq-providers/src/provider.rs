@@ -33,5 +33,8 @@ pub trait Provider: Send + Sync {
     fn query<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<TaskStatus, ProviderError>>;
 
     /// Opens the finished video for streaming.
-    fn download<'a>(&'a self, result_url: &'a str) -> BoxFuture<'a, Result<ByteStream, ProviderError>>;
+    fn download<'a>(
+        &'a self,
+        result_url: &'a str,
+    ) -> BoxFuture<'a, Result<ByteStream, ProviderError>>;
 }

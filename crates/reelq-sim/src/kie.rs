@@ -27,7 +27,11 @@ pub(crate) fn routes() -> Router<Arc<SimState>> {
 }
 
 fn envelope(status: StatusCode, code: i64, msg: &str, data: Value) -> Response {
-    (status, Json(json!({ "code": code, "msg": msg, "data": data }))).into_response()
+    (
+        status,
+        Json(json!({ "code": code, "msg": msg, "data": data })),
+    )
+        .into_response()
 }
 
 fn refuse(code: i64, msg: &str) -> Response {
@@ -39,11 +43,20 @@ fn authorized(state: &SimState, headers: &HeaderMap) -> Result<(), Response> {
     let expected = format!("Bearer {}", state.config.api_key);
     match headers.get(header::AUTHORIZATION) {
         Some(value) if value.as_bytes() == expected.as_bytes() => Ok(()),
-        _ => Err(envelope(StatusCode::UNAUTHORIZED, 401, "You do not have access permissions", Value::Null)),
+        _ => Err(envelope(
+            StatusCode::UNAUTHORIZED,
+            401,
+            "You do not have access permissions",
+            Value::Null,
+        )),
     }
 }
 
-async fn create_task(State(state): State<Arc<SimState>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn create_task(
+    State(state): State<Arc<SimState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if let Err(refused) = authorized(&state, &headers) {
         return refused;
     }
@@ -56,7 +69,9 @@ async fn create_task(State(state): State<Arc<SimState>>, headers: HeaderMap, bod
     if let Some(code) = state.next_create_fault() {
         let mut response = refuse(code, "simulated fault");
         if code == 429 {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         return response;
     }
@@ -80,11 +95,16 @@ fn validate(request: &Value) -> Result<(), String> {
         Some(prompt) if !prompt.trim().is_empty() => {}
         _ => return Err("input.prompt is required".into()),
     }
-    let n_frames = input["n_frames"].as_str().and_then(|n| n.parse::<u32>().ok());
+    let n_frames = input["n_frames"]
+        .as_str()
+        .and_then(|n| n.parse::<u32>().ok());
     if !n_frames.is_some_and(|n| rule.durations.contains(&n)) {
         return Err("input.n_frames must be \"10\" or \"15\"".into());
     }
-    if !matches!(input["aspect_ratio"].as_str(), Some("landscape" | "portrait")) {
+    if !matches!(
+        input["aspect_ratio"].as_str(),
+        Some("landscape" | "portrait")
+    ) {
         return Err("input.aspect_ratio must be landscape or portrait".into());
     }
     if !matches!(input["size"].as_str(), None | Some("standard" | "high")) {

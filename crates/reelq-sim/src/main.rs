@@ -40,6 +40,8 @@ async fn main() -> anyhow::Result<()> {
     }
     tracing::info!(addr = %simulator.addr(), "simulator listening");
     // SIGTERM's default action ends the process, which is all a simulator needs.
-    tokio::signal::ctrl_c().await.context("waiting for ctrl-c")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for ctrl-c")?;
     Ok(())
 }

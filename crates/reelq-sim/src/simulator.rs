@@ -30,7 +30,10 @@ pub struct SimConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SimEvent {
     /// A create was accepted (and, at a real provider, paid for).
-    Created { task_id: String, fingerprint: String },
+    Created {
+        task_id: String,
+        fingerprint: String,
+    },
     /// A result file was served in full.
     Downloaded { task_id: String },
 }
@@ -70,10 +73,12 @@ impl SimState {
     }
 
     pub(crate) fn record_create(&self, task_id: &str, fingerprint: String) {
-        self.tasks
-            .lock()
-            .unwrap()
-            .insert(task_id.to_owned(), Task { created: Instant::now() });
+        self.tasks.lock().unwrap().insert(
+            task_id.to_owned(),
+            Task {
+                created: Instant::now(),
+            },
+        );
         *self
             .creates_by_fingerprint
             .lock()
@@ -88,7 +93,9 @@ impl SimState {
 
     pub(crate) fn record_download(&self, task_id: &str) {
         *self.downloads.lock().unwrap() += 1;
-        let _ = self.events.send(SimEvent::Downloaded { task_id: task_id.to_owned() });
+        let _ = self.events.send(SimEvent::Downloaded {
+            task_id: task_id.to_owned(),
+        });
     }
 
     fn stats(&self) -> SimStats {
@@ -136,7 +143,11 @@ impl Simulator {
                 tracing::error!(error = %err, "simulator server stopped");
             }
         });
-        Ok(Simulator { addr, state, _shutdown: shutdown.drop_guard() })
+        Ok(Simulator {
+            addr,
+            state,
+            _shutdown: shutdown.drop_guard(),
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -163,7 +174,11 @@ impl Simulator {
 
     /// The next `n` creates answer with kie error `code` instead of creating a task.
     pub fn fail_next_creates(&self, code: i64, n: usize) {
-        self.state.create_faults.lock().unwrap().extend(std::iter::repeat_n(code, n));
+        self.state
+            .create_faults
+            .lock()
+            .unwrap()
+            .extend(std::iter::repeat_n(code, n));
     }
 
     pub fn stats(&self) -> SimStats {

@@ -30,7 +30,11 @@ mod tests {
             boxes.push(String::from_utf8_lossy(&bytes[offset + 4..offset + 8]).into_owned());
             offset += size;
         }
-        assert_eq!(offset, bytes.len(), "boxes end exactly at the end of the file");
+        assert_eq!(
+            offset,
+            bytes.len(),
+            "boxes end exactly at the end of the file"
+        );
         boxes
     }
 
@@ -39,7 +43,10 @@ mod tests {
         let a = render_video("task-a");
         let b = render_video("task-b");
         assert_ne!(a, b);
-        assert_eq!(top_level_boxes(&a), ["ftyp", "moov", "free", "mdat", "free"]);
+        assert_eq!(
+            top_level_boxes(&a),
+            ["ftyp", "moov", "free", "mdat", "free"]
+        );
         assert!(a.ends_with(b"freetask-a"));
     }
 }

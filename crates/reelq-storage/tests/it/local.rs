@@ -12,7 +12,11 @@ async fn a_streamed_video_lands_whole_with_its_size_and_hash() {
     // Uneven chunks crossing the 5 MiB part boundary.
     let chunks: Vec<Vec<u8>> = (0..7u8).map(|i| vec![i; 1_000_003]).collect();
     let expected: Vec<u8> = chunks.concat();
-    let body = stream::iter(chunks.into_iter().map(|c| Ok::<_, std::io::Error>(Bytes::from(c))));
+    let body = stream::iter(
+        chunks
+            .into_iter()
+            .map(|c| Ok::<_, std::io::Error>(Bytes::from(c))),
+    );
 
     let stored = store.put_stream("job-1.mp4", body).await.unwrap();
 

@@ -1,0 +1,225 @@
+//! `reelq`: enqueue jobs and batches, read their status, watch them finish.
+
+use std::{collections::HashMap, path::PathBuf, time::Duration};
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use reelq_core::{BatchId, JobId, JobRequest, JobState};
+use reelq_producer::Client;
+use reelq_queue::JobRecord;
+
+#[derive(Parser)]
+#[command(version, about = "Enqueue and follow reelq video-generation jobs")]
+struct Cli {
+    #[arg(
+        long,
+        env = "REELQ_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/",
+        global = true
+    )]
+    redis_url: String,
+    /// Key prefix of the reelq deployment.
+    #[arg(long, env = "REELQ_PREFIX", default_value = "reelq", global = true)]
+    prefix: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Enqueue one job and print its id.
+    Submit(SubmitArgs),
+    /// Batches of jobs from a JSONL manifest.
+    Batch {
+        #[command(subcommand)]
+        command: BatchCommand,
+    },
+    /// Print a job's ledger record.
+    Status {
+        job_id: JobId,
+        /// Print the record as JSON, with the job's event log.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show progress until the given jobs settle, then a summary table. Exits 2 if any job
+    /// did not end `stored`.
+    Watch {
+        job_ids: Vec<JobId>,
+        #[arg(long)]
+        batch: Option<BatchId>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BatchCommand {
+    /// Validate every line, then enqueue all of them as one batch (or none, if any is bad).
+    Submit {
+        manifest: PathBuf,
+        /// Watch the batch until it settles.
+        #[arg(long)]
+        watch: bool,
+    },
+}
+
+#[derive(Args)]
+struct SubmitArgs {
+    #[arg(long)]
+    provider: String,
+    #[arg(long)]
+    model: String,
+    #[arg(long)]
+    prompt: String,
+    #[arg(long)]
+    duration_s: Option<u32>,
+    /// landscape, portrait or square
+    #[arg(long)]
+    aspect: Option<String>,
+    /// standard or high
+    #[arg(long)]
+    quality: Option<String>,
+    #[arg(long = "image-url")]
+    image_urls: Vec<String>,
+    #[arg(long)]
+    notify_url: Option<String>,
+    /// RFC 3339 time after which the job expires.
+    #[arg(long)]
+    deadline: Option<String>,
+}
+
+impl From<SubmitArgs> for JobRequest {
+    fn from(args: SubmitArgs) -> Self {
+        JobRequest {
+            provider: Some(args.provider),
+            model: Some(args.model),
+            prompt: Some(args.prompt),
+            duration_s: args.duration_s,
+            aspect: args.aspect,
+            quality: args.quality,
+            image_urls: args.image_urls,
+            notify_url: args.notify_url,
+            deadline: args.deadline,
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let client = Client::connect(&cli.redis_url, &cli.prefix)
+        .await
+        .context("connecting to redis")?;
+    match cli.command {
+        Command::Submit(args) => {
+            let job_id = client.enqueue(args.into()).await?;
+            println!("{job_id}");
+        }
+        Command::Batch {
+            command:
+                BatchCommand::Submit {
+                    manifest,
+                    watch: follow,
+                },
+        } => {
+            let text = std::fs::read_to_string(&manifest)
+                .with_context(|| format!("reading {}", manifest.display()))?;
+            let receipt = client.enqueue_manifest(&text).await?;
+            println!(
+                "batch {} enqueued {} jobs",
+                receipt.batch_id,
+                receipt.job_ids.len()
+            );
+            if follow {
+                watch(&client, &receipt.job_ids).await?;
+            }
+        }
+        Command::Status { job_id, json } => {
+            let record = client
+                .status(job_id)
+                .await?
+                .with_context(|| format!("job {job_id} not found"))?;
+            if json {
+                let mut value = serde_json::to_value(&record)?;
+                value["history"] = serde_json::to_value(client.history(job_id).await?)?;
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                print_table(&[record]);
+            }
+        }
+        Command::Watch { mut job_ids, batch } => {
+            if let Some(batch_id) = batch {
+                job_ids.extend(client.batch_jobs(batch_id).await?);
+            }
+            if job_ids.is_empty() {
+                bail!("nothing to watch: give job ids or --batch");
+            }
+            watch(&client, &job_ids).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn watch(client: &Client, job_ids: &[JobId]) -> anyhow::Result<()> {
+    let bar = ProgressBar::new(job_ids.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} settled  {msg}")
+            .expect("the template is valid")
+            .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let records = client
+        .wait(job_ids, |states| {
+            let mut counts: HashMap<JobState, usize> = HashMap::new();
+            for state in states.values() {
+                *counts.entry(*state).or_default() += 1;
+            }
+            let settled = states
+                .values()
+                .filter(|s| s.is_terminal() || **s == JobState::Uncertain)
+                .count();
+            bar.set_position(settled as u64);
+            let summary: Vec<String> = JobState::ALL
+                .iter()
+                .filter_map(|state| counts.get(state).map(|n| format!("{state} {n}")))
+                .collect();
+            bar.set_message(summary.join(" · "));
+        })
+        .await?;
+    bar.finish();
+    print_table(&records);
+    let n_stored = records
+        .iter()
+        .filter(|r| r.state == JobState::Stored)
+        .count();
+    println!("{n_stored} of {} jobs stored", records.len());
+    if n_stored != records.len() {
+        std::process::exit(2);
+    }
+    Ok(())
+}
+
+fn print_table(records: &[JobRecord]) {
+    println!(
+        "{:<26}  {:<10}  {:>7}  {:>8}  {:<12}  OBJECT / ERROR",
+        "JOB", "STATE", "SUBMITS", "BYTES", "SHA256"
+    );
+    for record in records {
+        let detail = match record.state {
+            JobState::Stored => record.object_key.clone().unwrap_or_default(),
+            _ => record.error.clone().unwrap_or_default(),
+        };
+        println!(
+            "{:<26}  {:<10}  {:>7}  {:>8}  {:<12}  {}",
+            record.job_id,
+            record.state,
+            record.submits,
+            record.bytes.map(|b| b.to_string()).unwrap_or_default(),
+            record
+                .sha256
+                .as_deref()
+                .map(|h| &h[..12.min(h.len())])
+                .unwrap_or(""),
+            detail,
+        );
+    }
+}

@@ -1,0 +1,154 @@
+//! The Rust producer API. Requests are validated here, before anything reaches Redis, so a
+//! bad request is refused at enqueue and never met by a worker.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use futures_util::StreamExt;
+use reelq_core::{BatchId, JobId, JobRequest, JobSpec, JobState, SpecError};
+use reelq_queue::{JobRecord, Ledger, LedgerConfig, QueueError};
+
+use crate::{ManifestError, parse_manifest};
+
+/// How often [`Client::wait`] re-reads the ledger in case a change notice was lost.
+const RESYNC_EVERY: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProducerError {
+    #[error("invalid job: {0}")]
+    Invalid(#[from] SpecError),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// What a batch enqueue produced.
+#[derive(Debug, Clone)]
+pub struct BatchReceipt {
+    pub batch_id: BatchId,
+    pub job_ids: Vec<JobId>,
+}
+
+#[derive(Clone)]
+pub struct Client {
+    ledger: Ledger,
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Client {
+    pub async fn connect(redis_url: &str, prefix: &str) -> Result<Self, ProducerError> {
+        let ledger = Ledger::connect(&LedgerConfig {
+            redis_url: redis_url.to_owned(),
+            prefix: prefix.to_owned(),
+            response_timeout: Duration::from_secs(10),
+        })
+        .await?;
+        Ok(Client { ledger })
+    }
+
+    pub async fn enqueue(&self, request: JobRequest) -> Result<JobId, ProducerError> {
+        let spec = request.validate(now_ms())?;
+        let job_id = JobId::new();
+        self.ledger.enqueue(None, &[(job_id, spec)]).await?;
+        Ok(job_id)
+    }
+
+    /// Enqueues validated specs as one batch, all or none.
+    pub async fn enqueue_batch(&self, specs: Vec<JobSpec>) -> Result<BatchReceipt, ProducerError> {
+        let batch_id = BatchId::new();
+        let jobs: Vec<(JobId, JobSpec)> =
+            specs.into_iter().map(|spec| (JobId::new(), spec)).collect();
+        self.ledger.enqueue(Some(batch_id), &jobs).await?;
+        Ok(BatchReceipt {
+            batch_id,
+            job_ids: jobs.into_iter().map(|(job_id, _)| job_id).collect(),
+        })
+    }
+
+    /// Validates a JSONL manifest and enqueues it as one batch; any bad line refuses it all.
+    pub async fn enqueue_manifest(&self, manifest: &str) -> Result<BatchReceipt, ProducerError> {
+        let specs = parse_manifest(manifest, now_ms())?;
+        self.enqueue_batch(specs).await
+    }
+
+    pub async fn status(&self, job_id: JobId) -> Result<Option<JobRecord>, ProducerError> {
+        Ok(self.ledger.job(job_id).await?)
+    }
+
+    pub async fn batch_jobs(&self, batch_id: BatchId) -> Result<Vec<JobId>, ProducerError> {
+        Ok(self.ledger.batch_jobs(batch_id).await?)
+    }
+
+    pub async fn history(&self, job_id: JobId) -> Result<Vec<String>, ProducerError> {
+        Ok(self.ledger.history(job_id).await?)
+    }
+
+    /// Waits until every job is settled (terminal, or `uncertain` and waiting for an
+    /// operator), calling `on_change` with each job's state as it moves. Returns the final
+    /// records in the order of `job_ids`.
+    pub async fn wait(
+        &self,
+        job_ids: &[JobId],
+        mut on_change: impl FnMut(&HashMap<JobId, JobState>),
+    ) -> Result<Vec<JobRecord>, ProducerError> {
+        // Subscribe before the first read, so no change falls between the two.
+        let mut changes = self.ledger.changes().await?;
+        let mut states = HashMap::with_capacity(job_ids.len());
+        for &job_id in job_ids {
+            states.insert(job_id, self.state(job_id).await?);
+        }
+        on_change(&states);
+        let mut resync = tokio::time::interval(RESYNC_EVERY);
+        while !states.values().all(|state| is_settled(*state)) {
+            tokio::select! {
+                change = changes.next() => match change {
+                    Some((job_id, state)) => {
+                        if let Some(known) = states.get_mut(&job_id) {
+                            *known = state;
+                            on_change(&states);
+                        }
+                    }
+                    None => changes = self.ledger.changes().await?,
+                },
+                _ = resync.tick() => {
+                    for (&job_id, state) in states.iter_mut() {
+                        if !is_settled(*state) {
+                            *state = self.state(job_id).await?;
+                        }
+                    }
+                    on_change(&states);
+                }
+            }
+        }
+        let mut records = Vec::with_capacity(job_ids.len());
+        for &job_id in job_ids {
+            records.push(
+                self.ledger
+                    .job(job_id)
+                    .await?
+                    .ok_or(QueueError::NotFound(job_id))?,
+            );
+        }
+        Ok(records)
+    }
+
+    async fn state(&self, job_id: JobId) -> Result<JobState, ProducerError> {
+        match self.ledger.job(job_id).await? {
+            Some(record) => Ok(record.state),
+            None => Err(QueueError::NotFound(job_id).into()),
+        }
+    }
+}
+
+fn is_settled(state: JobState) -> bool {
+    state.is_terminal() || state == JobState::Uncertain
+}

@@ -1,0 +1,117 @@
+//! Batch manifests: one JSON [`JobRequest`] per line; blank lines and `#` comments are
+//! skipped. A manifest is all or nothing: every bad line is reported, with its line number,
+//! and none of its jobs is enqueued, so a fixed manifest can simply be submitted again.
+
+use std::fmt;
+
+use reelq_core::{JobRequest, JobSpec};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineProblem {
+    /// 1-based, as editors show it.
+    pub line: usize,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ManifestError {
+    pub problems: Vec<LineProblem>,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "{n} bad line{} in manifest, nothing enqueued",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for problem in &self.problems {
+            write!(f, "\n  line {}: {}", problem.line, problem.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses and validates every line; `now_ms` is the validation clock (unix ms).
+pub fn parse_manifest(text: &str, now_ms: u64) -> Result<Vec<JobSpec>, ManifestError> {
+    let mut specs = Vec::new();
+    let mut problems = Vec::new();
+    for (line_idx, line) in text.lines().enumerate() {
+        let line_text = line.trim();
+        if line_text.is_empty() || line_text.starts_with('#') {
+            continue;
+        }
+        let checked = serde_json::from_str::<JobRequest>(line_text)
+            .map_err(|err| format!("malformed JSON: {err}"))
+            .and_then(|request| request.validate(now_ms).map_err(|err| err.to_string()));
+        match checked {
+            Ok(spec) => specs.push(spec),
+            Err(message) => problems.push(LineProblem {
+                line: line_idx + 1,
+                message,
+            }),
+        }
+    }
+    if problems.is_empty() && specs.is_empty() {
+        problems.push(LineProblem {
+            line: 0,
+            message: "manifest has no jobs".into(),
+        });
+    }
+    if problems.is_empty() {
+        Ok(specs)
+    } else {
+        Err(ManifestError { problems })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW_MS: u64 = 1_780_000_000_000;
+
+    #[test]
+    fn every_bad_line_is_reported_with_its_number() {
+        let manifest = r#"# demo
+{"provider":"kie","model":"sora-2-text-to-video","prompt":"ok"}
+{"provider":"kie","model":"sora-2-text-to-video","prompt":"ok"
+{"provider":"kie","model":"sora-2-text-to-video"}
+
+{"provider":"kie","model":"sora-2-text-to-video","prompt":"x","duration_s":25}
+"#;
+        let err = parse_manifest(manifest, NOW_MS).unwrap_err();
+        let lines: Vec<usize> = err.problems.iter().map(|p| p.line).collect();
+        assert_eq!(lines, [3, 4, 6]);
+        assert!(
+            err.problems[0]
+                .message
+                .starts_with("malformed JSON: EOF while parsing"),
+            "{err}"
+        );
+        assert_eq!(err.problems[1].message, "prompt: is required");
+        assert!(
+            err.to_string()
+                .starts_with("3 bad lines in manifest, nothing enqueued\n  line 3: ")
+        );
+    }
+
+    #[test]
+    fn an_empty_manifest_is_an_error() {
+        let err = parse_manifest("\n# nothing\n", NOW_MS).unwrap_err();
+        assert_eq!(err.problems[0].message, "manifest has no jobs");
+    }
+
+    #[test]
+    fn good_lines_keep_their_order() {
+        let manifest = "{\"provider\":\"kie\",\"model\":\"sora-2-text-to-video\",\"prompt\":\"a\"}\n\
+                        {\"provider\":\"kie\",\"model\":\"sora-2-text-to-video\",\"prompt\":\"b\"}";
+        let prompts: Vec<String> = parse_manifest(manifest, NOW_MS)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.prompt)
+            .collect();
+        assert_eq!(prompts, ["a", "b"]);
+    }
+}

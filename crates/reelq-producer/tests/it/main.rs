@@ -1,0 +1,3 @@
+//! Integration tests for the producer client against a real redis-server.
+
+mod enqueue;
