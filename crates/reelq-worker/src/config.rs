@@ -1,0 +1,180 @@
+//! The worker's one typed config: embedded defaults, then a TOML file, then `REELQ_*`
+//! environment variables (`__` separates levels: `REELQ_PROVIDERS__KIE__API_KEY`).
+//! Unknown keys are refused, so a typo is an error at start, not a silent default.
+
+use std::{path::Path, time::Duration};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Toml},
+};
+use reelq_core::Secret;
+use serde::Deserialize;
+
+use crate::WorkerError;
+
+const DEFAULTS: &str = r#"
+redis_url = "redis://127.0.0.1:6379/"
+prefix = "reelq"
+name = ""
+concurrency = 64
+claim_batch = 16
+idle_poll_ms = 1000
+lease_ms = 60000
+shutdown_grace_ms = 30000
+max_attempts = 8
+backoff_min_ms = 1000
+backoff_max_ms = 60000
+log_format = "json"
+
+[store]
+dir = "./data"
+"#;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    pub redis_url: String,
+    /// Key prefix shared by every replica and producer of one deployment.
+    pub prefix: String,
+    /// Names this process in leases and logs; empty means `worker-<pid>-<random>`.
+    pub name: String,
+    /// Most steps running at once in this process.
+    pub concurrency: usize,
+    /// Most jobs taken per claim round trip.
+    pub claim_batch: usize,
+    /// Longest idle sleep between claims when nothing is due.
+    pub idle_poll_ms: u64,
+    /// How long a step may run before another replica takes the job over; renewed while the
+    /// step runs, so only a dead or stalled worker loses it.
+    pub lease_ms: u64,
+    /// After SIGTERM, how long in-flight steps may take to finish.
+    pub shutdown_grace_ms: u64,
+    /// Attempts of one step before the job fails.
+    pub max_attempts: u32,
+    pub backoff_min_ms: u64,
+    pub backoff_max_ms: u64,
+    /// `json` or `pretty`.
+    pub log_format: String,
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub providers: ProvidersConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Local directory the videos go to.
+    pub dir: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvidersConfig {
+    pub kie: Option<KieAccount>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KieAccount {
+    pub base_url: String,
+    pub api_key: Secret,
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// Delay from submit to the first poll.
+    #[serde(default = "default_first_poll_ms")]
+    pub first_poll_ms: u64,
+    /// Base of the longest gap between polls (jitter adds up to as much again).
+    #[serde(default = "default_poll_max_ms")]
+    pub poll_max_ms: u64,
+}
+
+fn default_request_timeout_ms() -> u64 {
+    30_000
+}
+fn default_first_poll_ms() -> u64 {
+    15_000
+}
+fn default_poll_max_ms() -> u64 {
+    60_000
+}
+
+impl WorkerConfig {
+    /// Loads defaults, then `file` if given, then the environment, and checks the result.
+    pub fn load(file: Option<&Path>) -> Result<Self, WorkerError> {
+        let mut figment = Figment::from(Toml::string(DEFAULTS));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(WorkerError::Config(format!(
+                    "{} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        let config: WorkerConfig = figment
+            .merge(Env::prefixed("REELQ_").split("__"))
+            .extract()
+            .map_err(|err| WorkerError::Config(err.to_string()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), WorkerError> {
+        let fail = |msg: &str| Err(WorkerError::Config(msg.to_owned()));
+        if self.concurrency == 0 || self.claim_batch == 0 {
+            return fail("concurrency and claim_batch must be at least 1");
+        }
+        if self.lease_ms < 3_000 {
+            return fail("lease_ms must be at least 3000: renewals happen every third of it");
+        }
+        if self.backoff_min_ms == 0 || self.backoff_min_ms > self.backoff_max_ms {
+            return fail("backoff_min_ms must be between 1 and backoff_max_ms");
+        }
+        if !matches!(self.log_format.as_str(), "json" | "pretty") {
+            return fail("log_format must be \"json\" or \"pretty\"");
+        }
+        if self.providers.kie.is_none() {
+            return fail("no provider configured: add [providers.kie]");
+        }
+        Ok(())
+    }
+
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.lease_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_toml(toml: &str) -> Result<WorkerConfig, WorkerError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reelq.toml");
+        std::fs::write(&path, toml).unwrap();
+        WorkerConfig::load(Some(&path))
+    }
+
+    const KIE: &str = "[providers.kie]\nbase_url = \"http://127.0.0.1:1\"\napi_key = \"sk-1\"\n";
+
+    #[test]
+    fn a_file_overrides_the_defaults() {
+        let config = load_toml(&format!("concurrency = 3\n{KIE}")).unwrap();
+        assert_eq!(config.concurrency, 3);
+        assert_eq!(config.lease_ms, 60_000);
+        assert_eq!(config.providers.kie.unwrap().api_key.expose(), "sk-1");
+    }
+
+    #[test]
+    fn a_misspelt_key_is_an_error_naming_it() {
+        let err = load_toml(&format!("concurency = 3\n{KIE}")).unwrap_err();
+        assert!(err.to_string().contains("concurency"), "{err}");
+    }
+
+    #[test]
+    fn the_api_key_never_shows_in_debug_output() {
+        let config = load_toml(KIE).unwrap();
+        assert!(!format!("{config:?}").contains("sk-1"));
+    }
+}

@@ -1,0 +1,12 @@
+//! The reelq worker: a loop that claims due jobs from the ledger and runs one short step for
+//! each (submit, poll or fetch), so a job waiting on its provider holds no slot, task or
+//! connection. Any number of replicas can run against one Redis.
+
+mod config;
+mod error;
+mod runner;
+mod steps;
+
+pub use config::{KieAccount, ProvidersConfig, StoreConfig, WorkerConfig};
+pub use error::WorkerError;
+pub use runner::run;

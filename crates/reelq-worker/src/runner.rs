@@ -1,0 +1,141 @@
+//! The claim loop: take as many due jobs as there are free slots, run each step on the task
+//! tracker with its slot's permit, sleep until the next job falls due (or an enqueue wakes
+//! us), and on shutdown stop claiming and give in-flight steps a grace period.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use futures_util::{StreamExt, stream};
+use reelq_core::ProviderKind;
+use reelq_providers::{Kie, KieConfig, Provider};
+use reelq_queue::{Ledger, LedgerConfig};
+use reelq_storage::VideoStore;
+use tokio::sync::Semaphore;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::{error, info, warn};
+
+use crate::{
+    WorkerConfig, WorkerError,
+    steps::{self, PollSchedule, StepContext},
+};
+
+/// How long to wait before claiming again after Redis failed a claim.
+const CLAIM_ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+/// Runs a worker until `shutdown` is cancelled, then drains.
+pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<(), WorkerError> {
+    let name = if config.name.is_empty() {
+        format!(
+            "worker-{}-{:04x}",
+            std::process::id(),
+            rand::random::<u16>()
+        )
+    } else {
+        config.name.clone()
+    };
+    let ledger = Ledger::connect(&LedgerConfig {
+        redis_url: config.redis_url.clone(),
+        prefix: config.prefix.clone(),
+        response_timeout: Duration::from_secs(5),
+    })
+    .await?;
+    let store = VideoStore::local(config.store.dir.as_ref())?;
+    let (providers, poll_schedules) = providers(&config)?;
+    let context = Arc::new(StepContext {
+        ledger: ledger.clone(),
+        store,
+        providers,
+        poll_schedules,
+        lease: config.lease(),
+        max_attempts: config.max_attempts,
+        backoff_min: Duration::from_millis(config.backoff_min_ms),
+        backoff_max: Duration::from_millis(config.backoff_max_ms),
+    });
+    // Wake-ups only cut idle latency; without them the loop still polls.
+    let mut wakeups = match ledger.wakeups().await {
+        Ok(wakeups) => wakeups,
+        Err(err) => {
+            warn!(error = %err, "no wake-up feed; relying on idle polling");
+            stream::pending().boxed()
+        }
+    };
+    let slots = Arc::new(Semaphore::new(config.concurrency));
+    let tracker = TaskTracker::new();
+    let idle_poll = Duration::from_millis(config.idle_poll_ms);
+    info!(worker = %name, concurrency = config.concurrency, "worker started");
+
+    loop {
+        let first_slot = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+        };
+        let mut permits = vec![first_slot];
+        while permits.len() < config.claim_batch {
+            match slots.clone().try_acquire_owned() {
+                Ok(permit) => permits.push(permit),
+                Err(_) => break,
+            }
+        }
+        let claim = match ledger.claim(&name, permits.len(), config.lease()).await {
+            Ok(claim) => claim,
+            Err(err) => {
+                error!(error = %err, "claim failed; retrying");
+                drop(permits);
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(CLAIM_ERROR_PAUSE) => continue,
+                }
+            }
+        };
+        let idle_for = claim.next_due_in.unwrap_or(idle_poll).min(idle_poll);
+        let idle = claim.leases.is_empty();
+        for (lease, permit) in claim.leases.into_iter().zip(permits.drain(..)) {
+            let context = context.clone();
+            tracker.spawn(async move {
+                steps::run_step(&context, lease).await;
+                drop(permit);
+            });
+        }
+        drop(permits);
+        if idle {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(idle_for) => {}
+                _ = wakeups.next() => {}
+            }
+        }
+    }
+
+    tracker.close();
+    let grace = Duration::from_millis(config.shutdown_grace_ms);
+    info!(worker = %name, in_flight = tracker.len(), "shutting down");
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        warn!(worker = %name, "grace period over; unfinished steps resume elsewhere when their leases expire");
+    }
+    info!(worker = %name, "worker stopped");
+    Ok(())
+}
+
+type Providers = HashMap<ProviderKind, Arc<dyn Provider>>;
+
+fn providers(
+    config: &WorkerConfig,
+) -> Result<(Providers, HashMap<ProviderKind, PollSchedule>), WorkerError> {
+    let mut providers: Providers = HashMap::new();
+    let mut schedules = HashMap::new();
+    if let Some(kie) = &config.providers.kie {
+        let adapter = Kie::new(KieConfig {
+            base_url: kie.base_url.clone(),
+            api_key: kie.api_key.clone(),
+            request_timeout: Duration::from_millis(kie.request_timeout_ms),
+        })?;
+        providers.insert(ProviderKind::Kie, Arc::new(adapter));
+        schedules.insert(
+            ProviderKind::Kie,
+            PollSchedule {
+                first: Duration::from_millis(kie.first_poll_ms),
+                max: Duration::from_millis(kie.poll_max_ms),
+            },
+        );
+    }
+    Ok((providers, schedules))
+}

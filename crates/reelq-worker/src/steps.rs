@@ -1,0 +1,307 @@
+//! One step of a job: submit, poll or fetch. Each step ends in exactly one ledger
+//! transition, fenced by the lease it was claimed under; the lease is renewed while the
+//! step runs. Errors are classed into retry (our own backoff, via a scheduled due time),
+//! `uncertain` (a create that may have been billed) or failure.
+
+use std::{collections::HashMap, pin::pin, sync::Arc, time::Duration};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use reelq_core::{ErrorClass, JobState, ProviderKind};
+use reelq_providers::{Provider, ProviderError, TaskStatus};
+use reelq_queue::{Lease, Ledger, Transition, TransitionOutcome};
+use reelq_storage::{StorageError, VideoStore};
+use tracing::{Instrument, debug, error, info, info_span, warn};
+
+/// When to poll a provider: the first poll after submit, then doubling (with jitter) up to
+/// `max`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PollSchedule {
+    pub(crate) first: Duration,
+    pub(crate) max: Duration,
+}
+
+/// Everything a step needs, shared by all steps of one worker.
+pub(crate) struct StepContext {
+    pub(crate) ledger: Ledger,
+    pub(crate) store: VideoStore,
+    pub(crate) providers: HashMap<ProviderKind, Arc<dyn Provider>>,
+    pub(crate) poll_schedules: HashMap<ProviderKind, PollSchedule>,
+    pub(crate) lease: Duration,
+    pub(crate) max_attempts: u32,
+    pub(crate) backoff_min: Duration,
+    pub(crate) backoff_max: Duration,
+}
+
+/// A step's failure, reduced to what decides the next move.
+struct StepFailure {
+    class: ErrorClass,
+    message: String,
+    retry_after: Option<Duration>,
+}
+
+impl From<ProviderError> for StepFailure {
+    fn from(err: ProviderError) -> Self {
+        StepFailure {
+            class: err.class(),
+            retry_after: err.retry_after(),
+            message: err.to_string(),
+        }
+    }
+}
+
+impl From<StorageError> for StepFailure {
+    fn from(err: StorageError) -> Self {
+        // A failed body read or an unavailable store are both worth another try.
+        StepFailure {
+            class: ErrorClass::Transient,
+            retry_after: None,
+            message: err.to_string(),
+        }
+    }
+}
+
+/// The `n`th delay (1-based) of an exponential schedule with jitter: the base doubles from
+/// `min` up to `max`, and jitter adds up to as much again, so replicas do not retry in step.
+fn backoff(min: Duration, max: Duration, n: u32) -> Duration {
+    ExponentialBuilder::default()
+        .with_min_delay(min)
+        .with_max_delay(max)
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .build()
+        .nth(n.saturating_sub(1) as usize)
+        .unwrap_or(max)
+}
+
+pub(crate) async fn run_step(context: &StepContext, lease: Lease) {
+    let span = info_span!(
+        "job",
+        job_id = %lease.job_id,
+        provider = %lease.spec.provider,
+        step = %lease.state,
+        attempt = lease.attempt,
+        task_id = lease.task_id.as_deref().unwrap_or(""),
+    );
+    async {
+        let transition = with_renewal(context, &lease, next_move(context, &lease)).await;
+        debug!(?transition, "step done");
+        match context.ledger.transition(&lease, transition).await {
+            Ok(TransitionOutcome::Applied) => {}
+            Ok(TransitionOutcome::LeaseLost { state, fence }) => {
+                warn!(state, fence, "lease lost; another worker owns the job now")
+            }
+            Err(err) => error!(error = %err, "could not record the step; the job resumes when its lease expires"),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Runs `step` while renewing the lease every third of its length.
+async fn with_renewal<T>(context: &StepContext, lease: &Lease, step: impl Future<Output = T>) -> T {
+    let mut step = pin!(step);
+    let mut renew = tokio::time::interval(context.lease / 3);
+    renew.tick().await;
+    loop {
+        tokio::select! {
+            output = &mut step => return output,
+            _ = renew.tick() => match context.ledger.extend(lease, context.lease).await {
+                Ok(true) => {}
+                Ok(false) => warn!("lease lost while the step runs"),
+                Err(err) => warn!(error = %err, "lease renewal failed"),
+            },
+        }
+    }
+}
+
+async fn next_move(context: &StepContext, lease: &Lease) -> Transition {
+    let Some(provider) = context.providers.get(&lease.spec.provider) else {
+        // Another replica may have this provider configured: hand the job back for it.
+        let failure = StepFailure {
+            class: ErrorClass::Transient,
+            retry_after: Some(context.backoff_max),
+            message: format!(
+                "no {} account configured on this worker",
+                lease.spec.provider
+            ),
+        };
+        return retry_same_step(lease, lease.attempt, failure);
+    };
+    match lease.state {
+        JobState::Submitting => submit(context, provider.as_ref(), lease).await,
+        JobState::Waiting => poll(context, provider.as_ref(), lease).await,
+        JobState::Fetching => fetch(context, provider.as_ref(), lease).await,
+        other => Transition::Failed {
+            class: ErrorClass::Invalid,
+            error: format!("claimed in state {other}, which has no step"),
+        },
+    }
+}
+
+async fn submit(context: &StepContext, provider: &dyn Provider, lease: &Lease) -> Transition {
+    match provider.submit(lease.job_id, &lease.spec).await {
+        Ok(task_id) => {
+            info!(task_id, "submitted");
+            let first_poll = context.poll_schedule(lease).first;
+            Transition::Submitted {
+                task_id,
+                first_poll,
+            }
+        }
+        // The provider may hold a paid task we know nothing of: never resubmit blindly.
+        Err(err @ ProviderError::UnknownOutcome(_)) => {
+            warn!(error = %err, "submit outcome unknown");
+            Transition::Uncertain {
+                error: err.to_string(),
+            }
+        }
+        Err(err) => context.retry_or_fail(lease, err.into()),
+    }
+}
+
+async fn poll(context: &StepContext, provider: &dyn Provider, lease: &Lease) -> Transition {
+    let Some(task_id) = lease.task_id.as_deref() else {
+        return Transition::Failed {
+            class: ErrorClass::Invalid,
+            error: "waiting without a provider task id".into(),
+        };
+    };
+    match provider.query(task_id).await {
+        Ok(TaskStatus::Running) => {
+            let polls = lease.polls + 1;
+            let schedule = context.poll_schedule(lease);
+            let delay = backoff(schedule.first, schedule.max, polls);
+            Transition::PollAgain {
+                polls,
+                attempt: 0,
+                delay,
+                error: None,
+            }
+        }
+        Ok(TaskStatus::Succeeded { result_url }) => Transition::Ready { result_url },
+        Ok(TaskStatus::Failed(err)) => {
+            info!(error = %err, "generation ended without a video");
+            Transition::Failed {
+                class: err.class(),
+                error: err.to_string(),
+            }
+        }
+        Err(err) => context.retry_or_fail(lease, err.into()),
+    }
+}
+
+async fn fetch(context: &StepContext, provider: &dyn Provider, lease: &Lease) -> Transition {
+    let Some(result_url) = lease.result_url.as_deref() else {
+        return Transition::Requery {
+            attempt: lease.attempt + 1,
+            error: "no result url".into(),
+        };
+    };
+    let body = match provider.download(result_url).await {
+        Ok(body) => body,
+        Err(err @ ProviderError::ResultExpired(_)) if lease.attempt + 1 < context.max_attempts => {
+            return Transition::Requery {
+                attempt: lease.attempt + 1,
+                error: err.to_string(),
+            };
+        }
+        Err(err) => return context.retry_or_fail(lease, err.into()),
+    };
+    let key = format!("{}.mp4", lease.job_id);
+    match context.store.put_stream(&key, body).await {
+        Ok(stored) => {
+            info!(key = stored.key, bytes = stored.bytes, "stored");
+            Transition::Stored {
+                object_key: stored.key,
+                bytes: stored.bytes,
+                sha256: stored.sha256,
+            }
+        }
+        Err(err) => context.retry_or_fail(lease, err.into()),
+    }
+}
+
+/// Schedules the same step again after `failure`, keeping the job where it is.
+fn retry_same_step(lease: &Lease, attempt: u32, failure: StepFailure) -> Transition {
+    let delay = failure.retry_after.unwrap_or_default();
+    let error = failure.message;
+    match lease.state {
+        JobState::Submitting => Transition::RetrySubmit {
+            attempt,
+            delay,
+            error,
+        },
+        JobState::Waiting => Transition::PollAgain {
+            polls: lease.polls,
+            attempt,
+            delay,
+            error: Some(error),
+        },
+        _ => Transition::RetryFetch {
+            attempt,
+            delay,
+            error,
+        },
+    }
+}
+
+impl StepContext {
+    fn poll_schedule(&self, lease: &Lease) -> PollSchedule {
+        self.poll_schedules
+            .get(&lease.spec.provider)
+            .copied()
+            .unwrap_or(PollSchedule {
+                first: self.backoff_min,
+                max: self.backoff_max,
+            })
+    }
+
+    /// Retries a retryable failure with backoff until `max_attempts`; anything else, or the
+    /// last attempt, ends the job with the failure's class.
+    fn retry_or_fail(&self, lease: &Lease, failure: StepFailure) -> Transition {
+        let attempt = lease.attempt + 1;
+        if !failure.class.is_retryable() || attempt >= self.max_attempts {
+            let error = if failure.class.is_retryable() {
+                format!("gave up after {attempt} attempts: {}", failure.message)
+            } else {
+                failure.message
+            };
+            warn!(class = %failure.class, error, "job failed");
+            return Transition::Failed {
+                class: failure.class,
+                error,
+            };
+        }
+        let delay = failure
+            .retry_after
+            .unwrap_or_else(|| backoff(self.backoff_min, self.backoff_max, attempt));
+        warn!(class = %failure.class, error = failure.message, attempt, ?delay, "step will be retried");
+        retry_same_step(
+            lease,
+            attempt,
+            StepFailure {
+                retry_after: Some(delay),
+                ..failure
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_its_cap() {
+        let (min, max) = (Duration::from_secs(1), Duration::from_secs(8));
+        for (n, base) in [(1, 1), (2, 2), (3, 4), (4, 8), (9, 8)] {
+            let delay = backoff(min, max, n);
+            let base = Duration::from_secs(base);
+            assert!(
+                delay >= base && delay <= base * 2,
+                "delay {n} = {delay:?}, base {base:?}"
+            );
+        }
+    }
+}
