@@ -1,0 +1,45 @@
+//! Crashes: a worker killed with SIGKILL loses no job and causes no second submit.
+
+use std::time::Duration;
+
+use reelq_core::JobState;
+use reelq_sim::SimEvent;
+use reelq_testkit::EVENT_TIMEOUT;
+
+use crate::harness::{Deployment, prompts};
+
+#[tokio::test]
+async fn jobs_of_a_killed_worker_are_finished_by_another_without_resubmitting() {
+    let deployment = Deployment::start(Duration::from_millis(100)).await;
+    deployment.sim.hold();
+    let mut sim_events = deployment.sim.events();
+    let mut doomed = deployment.spawn_worker_process("doomed");
+    let job_ids = deployment.enqueue_manifest(&prompts("crash", 6)).await;
+
+    for _ in 0..job_ids.len() {
+        let event = tokio::time::timeout(EVENT_TIMEOUT, sim_events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(event, SimEvent::Created { .. }), "{event:?}");
+    }
+    deployment.all_in(&job_ids, JobState::Waiting).await;
+    doomed.kill().await.expect("SIGKILL the worker");
+
+    let _survivor = deployment.spawn_worker_process("survivor");
+    deployment.sim.release();
+    let records = deployment.settled(&job_ids).await;
+
+    for record in &records {
+        assert_eq!(
+            record.state,
+            JobState::Stored,
+            "job {} ended {:?}",
+            record.job_id,
+            record.error
+        );
+        assert_eq!(record.submits, 1);
+    }
+    let stats = deployment.sim.stats();
+    assert_eq!((stats.creates, stats.max_creates_per_fingerprint), (6, 1));
+}

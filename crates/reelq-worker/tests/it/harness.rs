@@ -1,0 +1,182 @@
+//! A deployment for one test: Redis, the simulator, a store directory, a producer client,
+//! and workers started as processes or tasks.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use futures_util::StreamExt;
+use reelq_core::{JobId, JobState};
+use reelq_producer::Client;
+use reelq_queue::{JobRecord, Ledger, LedgerConfig};
+use reelq_sim::{SimConfig, Simulator};
+use reelq_testkit::{EVENT_TIMEOUT, RedisServer};
+use reelq_worker::WorkerConfig;
+use tempfile::TempDir;
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+pub(crate) const API_KEY: &str = "sk-test-key";
+const PREFIX: &str = "e2e";
+
+pub(crate) struct Deployment {
+    pub(crate) redis: RedisServer,
+    pub(crate) sim: Simulator,
+    pub(crate) dir: TempDir,
+    pub(crate) client: Client,
+    pub(crate) ledger: Ledger,
+}
+
+impl Deployment {
+    pub(crate) async fn start(generation_time: Duration) -> Deployment {
+        let redis = RedisServer::start().expect("redis-server starts");
+        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let sim = Simulator::start(
+            addr,
+            SimConfig {
+                api_key: API_KEY.into(),
+                generation_time,
+            },
+        )
+        .await
+        .expect("simulator starts");
+        let client = Client::connect(&redis.url(), PREFIX)
+            .await
+            .expect("client connects");
+        let ledger = Ledger::connect(&LedgerConfig {
+            redis_url: redis.url(),
+            prefix: PREFIX.into(),
+            response_timeout: Duration::from_secs(5),
+        })
+        .await
+        .expect("ledger connects");
+        Deployment {
+            redis,
+            sim,
+            dir: tempfile::tempdir().unwrap(),
+            client,
+            ledger,
+        }
+    }
+
+    pub(crate) fn store_dir(&self) -> PathBuf {
+        self.dir.path().join("videos")
+    }
+
+    /// Writes a worker config with short timings, so tests take seconds.
+    pub(crate) fn worker_config(&self, name: &str, api_key: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("{name}.toml"));
+        let toml = format!(
+            r#"redis_url = "{redis}"
+prefix = "{PREFIX}"
+name = "{name}"
+concurrency = 8
+idle_poll_ms = 100
+lease_ms = 3000
+shutdown_grace_ms = 5000
+max_attempts = 5
+backoff_min_ms = 50
+backoff_max_ms = 200
+log_format = "pretty"
+
+[store]
+dir = "{store}"
+
+[providers.kie]
+base_url = "{sim}"
+api_key = "{api_key}"
+request_timeout_ms = 5000
+first_poll_ms = 100
+poll_max_ms = 300
+"#,
+            redis = self.redis.url(),
+            store = self.store_dir().display(),
+            sim = self.sim.base_url(),
+        );
+        std::fs::write(&path, toml).unwrap();
+        path
+    }
+
+    /// Starts `reelq-worker` as a separate process, killed when the handle drops.
+    pub(crate) fn spawn_worker_process(&self, name: &str) -> Child {
+        let config = self.worker_config(name, API_KEY);
+        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_reelq-worker"))
+            .arg("--config")
+            .arg(&config)
+            .stdout(log)
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("reelq-worker starts")
+    }
+
+    /// Runs a worker inside the test process; it stops when the returned token is dropped.
+    pub(crate) fn spawn_worker_task(
+        &self,
+        name: &str,
+        api_key: &str,
+    ) -> tokio_util::sync::DropGuard {
+        let config =
+            WorkerConfig::load(Some(&self.worker_config(name, api_key))).expect("config loads");
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        tokio::spawn(async move { reelq_worker::run(config, token).await.expect("worker runs") });
+        shutdown.drop_guard()
+    }
+
+    pub(crate) async fn enqueue_manifest(&self, prompts: &[String]) -> Vec<JobId> {
+        let manifest: String = prompts
+            .iter()
+            .map(|prompt| {
+                format!("{{\"provider\":\"kie\",\"model\":\"sora-2-text-to-video\",\"prompt\":\"{prompt}\"}}\n")
+            })
+            .collect();
+        self.client
+            .enqueue_manifest(&manifest)
+            .await
+            .expect("manifest enqueues")
+            .job_ids
+    }
+
+    /// Waits (on the ledger's change feed, with a timeout) until every job has settled.
+    pub(crate) async fn settled(&self, job_ids: &[JobId]) -> Vec<JobRecord> {
+        tokio::time::timeout(EVENT_TIMEOUT, self.client.wait(job_ids, |_| {}))
+            .await
+            .expect("jobs settle in time")
+            .expect("ledger readable")
+    }
+
+    /// Waits until every job is in `state`.
+    pub(crate) async fn all_in(&self, job_ids: &[JobId], state: JobState) {
+        let mut changes = self.ledger.changes().await.unwrap();
+        let wait = async {
+            loop {
+                let mut all = true;
+                for &job_id in job_ids {
+                    all &= self.ledger.job(job_id).await.unwrap().unwrap().state == state;
+                }
+                if all {
+                    return;
+                }
+                changes.next().await.expect("change feed open");
+            }
+        };
+        tokio::time::timeout(EVENT_TIMEOUT, wait)
+            .await
+            .expect("jobs reach the state in time");
+    }
+}
+
+pub(crate) fn prompts(test: &str, n_jobs: usize) -> Vec<String> {
+    (0..n_jobs)
+        .map(|job_idx| format!("{test} scene {job_idx}"))
+        .collect()
+}
+
+pub(crate) fn read_object(store_dir: &Path, key: &str) -> Vec<u8> {
+    std::fs::read(store_dir.join(key)).expect("stored object exists")
+}
