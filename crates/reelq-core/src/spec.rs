@@ -179,13 +179,11 @@ impl JobRequest {
         let aspect = pick("aspect", self.aspect, rule, rule.aspects)?;
         let quality = pick("quality", self.quality, rule, rule.qualities)?;
         check_images(&self.image_urls, rule)?;
-        if let Some(url) = &self.notify_url {
-            if !is_http_url(url) {
-                return Err(SpecError::new(
-                    "notify_url",
-                    format!("{url:?} is not an http(s) URL"),
-                ));
-            }
+        if let Some(url) = self.notify_url.as_ref().filter(|url| !is_http_url(url)) {
+            return Err(SpecError::new(
+                "notify_url",
+                format!("{url:?} is not an http(s) URL"),
+            ));
         }
         let deadline_ms = self
             .deadline

@@ -39,17 +39,20 @@ fn refuse(code: i64, msg: &str) -> Response {
     envelope(StatusCode::OK, code, msg, Value::Null)
 }
 
-fn authorized(state: &SimState, headers: &HeaderMap) -> Result<(), Response> {
+fn authorized(state: &SimState, headers: &HeaderMap) -> bool {
     let expected = format!("Bearer {}", state.config.api_key);
-    match headers.get(header::AUTHORIZATION) {
-        Some(value) if value.as_bytes() == expected.as_bytes() => Ok(()),
-        _ => Err(envelope(
-            StatusCode::UNAUTHORIZED,
-            401,
-            "You do not have access permissions",
-            Value::Null,
-        )),
-    }
+    headers
+        .get(header::AUTHORIZATION)
+        .is_some_and(|value| value.as_bytes() == expected.as_bytes())
+}
+
+fn unauthorized() -> Response {
+    envelope(
+        StatusCode::UNAUTHORIZED,
+        401,
+        "You do not have access permissions",
+        Value::Null,
+    )
 }
 
 async fn create_task(
@@ -57,8 +60,8 @@ async fn create_task(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(refused) = authorized(&state, &headers) {
-        return refused;
+    if !authorized(&state, &headers) {
+        return unauthorized();
     }
     let Ok(mut request) = serde_json::from_slice::<Value>(&body) else {
         return refuse(422, "request body is not JSON");
@@ -124,8 +127,8 @@ async fn record_info(
     headers: HeaderMap,
     Query(query): Query<RecordQuery>,
 ) -> Response {
-    if let Err(refused) = authorized(&state, &headers) {
-        return refused;
+    if !authorized(&state, &headers) {
+        return unauthorized();
     }
     let tasks = state.tasks.lock().unwrap();
     let Some(task) = tasks.get(&query.task_id) else {
