@@ -191,6 +191,11 @@ fn error_for_code(code: i64, msg: String, retry_after: Option<Duration>) -> Prov
             message,
         },
         501 => ProviderError::GenerationFailed(message),
+        // Maintenance: kie's one 4xx-numbered code that passes.
+        455 => ProviderError::Transient {
+            retry_after,
+            message,
+        },
         400..=499 | 505 => ProviderError::Invalid(message),
         _ => ProviderError::Transient {
             retry_after,

@@ -1,6 +1,7 @@
 //! The worker's one typed config: embedded defaults, then a TOML file, then `REELQ_*`
 //! environment variables (`__` separates levels: `REELQ_PROVIDERS__KIE__API_KEY`).
 //! Unknown keys are refused, so a typo is an error at start, not a silent default.
+//! `REELQ_CONFIG` names the file itself and is not a setting.
 
 use std::{path::Path, time::Duration};
 
@@ -113,7 +114,7 @@ impl WorkerConfig {
             figment = figment.merge(Toml::file(file));
         }
         let config: WorkerConfig = figment
-            .merge(Env::prefixed("REELQ_").split("__"))
+            .merge(Env::prefixed("REELQ_").ignore(&["config"]).split("__"))
             .extract()
             .map_err(|err| WorkerError::Config(err.to_string()))?;
         config.check()?;
