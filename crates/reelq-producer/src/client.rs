@@ -6,9 +6,9 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use futures_util::StreamExt;
+use futures_util::{StreamExt, stream::BoxStream};
 use reelq_core::{BatchId, JobId, JobRequest, JobSpec, JobState, SpecError};
-use reelq_queue::{JobRecord, Ledger, LedgerConfig, QueueError};
+use reelq_queue::{JobRecord, Ledger, LedgerConfig, QueueError, Resolution};
 
 use crate::{ManifestError, parse_manifest};
 
@@ -92,6 +92,35 @@ impl Client {
         Ok(self.ledger.history(job_id).await?)
     }
 
+    /// Settles an `uncertain` job; false if it was not `uncertain`.
+    pub async fn resolve(
+        &self,
+        job_id: JobId,
+        resolution: Resolution,
+    ) -> Result<bool, ProducerError> {
+        Ok(self.ledger.resolve(job_id, resolution).await?)
+    }
+
+    /// Sends a `failed` job (the dead letters) back for another go; false if it was not `failed`.
+    pub async fn retry_failed(&self, job_id: JobId) -> Result<bool, ProducerError> {
+        Ok(self.ledger.retry_failed(job_id).await?)
+    }
+
+    /// Records of up to `limit` jobs in `state`, most recently changed first.
+    pub async fn jobs_in_state(
+        &self,
+        state: JobState,
+        limit: usize,
+    ) -> Result<Vec<JobRecord>, ProducerError> {
+        let mut records = Vec::new();
+        for job_id in self.ledger.jobs_in_state(state, limit).await? {
+            if let Some(record) = self.ledger.job(job_id).await? {
+                records.push(record);
+            }
+        }
+        Ok(records)
+    }
+
     /// Waits until every job is settled (terminal, or `uncertain` and waiting for an
     /// operator), calling `on_change` with each job's state as it moves. Returns the final
     /// records in the order of `job_ids`.
@@ -101,7 +130,7 @@ impl Client {
         mut on_change: impl FnMut(&HashMap<JobId, JobState>),
     ) -> Result<Vec<JobRecord>, ProducerError> {
         // Subscribe before the first read, so no change falls between the two.
-        let mut changes = self.ledger.changes().await?;
+        let mut changes = Some(self.ledger.changes().await?);
         let mut states = HashMap::with_capacity(job_ids.len());
         for &job_id in job_ids {
             states.insert(job_id, self.state(job_id).await?);
@@ -110,16 +139,20 @@ impl Client {
         let mut resync = tokio::time::interval(RESYNC_EVERY);
         while !states.values().all(|state| is_settled(*state)) {
             tokio::select! {
-                change = changes.next() => match change {
+                change = next_change(&mut changes) => match change {
                     Some((job_id, state)) => {
                         if let Some(known) = states.get_mut(&job_id) {
                             *known = state;
                             on_change(&states);
                         }
                     }
-                    None => changes = self.ledger.changes().await?,
+                    None => changes = None,
                 },
                 _ = resync.tick() => {
+                    // The feed drops while Redis restarts: subscribe again when it is back.
+                    if changes.is_none() {
+                        changes = self.ledger.changes().await.ok();
+                    }
                     for (&job_id, state) in states.iter_mut() {
                         if !is_settled(*state) {
                             *state = self.state(job_id).await?;
@@ -146,6 +179,15 @@ impl Client {
             Some(record) => Ok(record.state),
             None => Err(QueueError::NotFound(job_id).into()),
         }
+    }
+}
+
+async fn next_change(
+    changes: &mut Option<BoxStream<'static, (JobId, JobState)>>,
+) -> Option<(JobId, JobState)> {
+    match changes {
+        Some(feed) => feed.next().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -6,11 +6,12 @@
 //!
 //! | key            | type   | content                                              | written by              |
 //! |----------------|--------|------------------------------------------------------|-------------------------|
-//! | `P job:{id}`   | hash   | state, fence, spec JSON, task_id, attempt, submits, polls, created_ms, updated_ms, deadline_ms, batch, owner, result_url, error_class, error, object_key, bytes, sha256 | enqueue, claim, transition |
+//! | `P job:{id}`   | hash   | state, fence, provider, spec JSON, task_id, attempt, submits, polls, created_ms, updated_ms, deadline_ms, batch, owner, result_url, error_class, error, object_key, bytes, sha256 | enqueue, claim, transition |
 //! | `P due`        | zset   | job id -> unix ms when a worker must act next; while a worker holds the job, its lease expiry | enqueue, claim, transition, extend |
 //! | `P state:{s}`  | zset   | job id -> ms of its last state change, one set per state | every state change |
 //! | `P log:{id}`   | list   | the job's last 32 events, `"<ms> <state> <detail>"`  | every state change      |
 //! | `P batch:{id}` | list   | the batch's job ids in manifest order                | enqueue                 |
+//! | `P pause:{provider}` | string | present while submits to that provider are paused (429) | pause          |
 //! | `P changes`    | pubsub | `"<id> <state>"` on every state change               | every state change      |
 //! | `P wake`       | pubsub | number of jobs just enqueued                         | enqueue                 |
 //!
@@ -25,7 +26,7 @@ use redis::{
     Client, Script,
     aio::{ConnectionManager, ConnectionManagerConfig},
 };
-use reelq_core::{BatchId, ErrorClass, JobId, JobSpec, JobState};
+use reelq_core::{BatchId, ErrorClass, JobId, JobSpec, JobState, ProviderKind};
 
 use crate::{JobRecord, QueueError, Transition};
 
@@ -44,6 +45,8 @@ static ENQUEUE: LazyLock<Script> = ledger_script!("enqueue.lua");
 static CLAIM: LazyLock<Script> = ledger_script!("claim.lua");
 static TRANSITION: LazyLock<Script> = ledger_script!("transition.lua");
 static EXTEND: LazyLock<Script> = ledger_script!("extend.lua");
+static PAUSE: LazyLock<Script> = ledger_script!("pause.lua");
+static OPERATOR: LazyLock<Script> = ledger_script!("operator.lua");
 
 /// Where the ledger lives and how long a Redis call may take.
 #[derive(Debug, Clone)]
@@ -76,6 +79,29 @@ pub struct Lease {
     pub attempt: u32,
     pub polls: u32,
     pub result_url: Option<String>,
+}
+
+/// Who claims, how much, and under which policy.
+#[derive(Debug, Clone)]
+pub struct ClaimOptions<'a> {
+    /// Worker name, recorded on the job for operators.
+    pub owner: &'a str,
+    pub max_jobs: usize,
+    pub lease: Duration,
+    /// Requeue a submit whose lease expired instead of parking it `uncertain`. This can pay
+    /// twice; operators opt in.
+    pub resubmit_uncertain: bool,
+}
+
+/// How an operator settles an `uncertain` job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// The provider has the task under this id: poll it.
+    TaskId(String),
+    /// The provider has no task: submit again.
+    Resubmit,
+    /// Give up on the job.
+    Fail,
 }
 
 /// What one claim returned.
@@ -135,6 +161,7 @@ impl Ledger {
                 serde_json::to_string(spec).map_err(|err| QueueError::corrupt(job_id, err))?;
             invocation
                 .arg(job_id.to_string())
+                .arg(spec.provider.as_str())
                 .arg(spec_json)
                 .arg(spec.deadline_ms.map(|d| d.to_string()).unwrap_or_default());
         }
@@ -142,19 +169,15 @@ impl Ledger {
         Ok(())
     }
 
-    /// Takes up to `max_jobs` due jobs, each leased to `owner` for `lease`.
-    pub async fn claim(
-        &self,
-        owner: &str,
-        max_jobs: usize,
-        lease: Duration,
-    ) -> Result<Claim, QueueError> {
+    /// Takes up to `options.max_jobs` due jobs, each leased to `options.owner`.
+    pub async fn claim(&self, options: &ClaimOptions<'_>) -> Result<Claim, QueueError> {
         let (now_ms, next_due_ms, rows): (i64, i64, Vec<ClaimedRow>) = CLAIM
             .key(self.key("due"))
             .arg(&self.prefix)
-            .arg(max_jobs)
-            .arg(lease.as_millis() as u64)
-            .arg(owner)
+            .arg(options.max_jobs)
+            .arg(options.lease.as_millis() as u64)
+            .arg(options.owner)
+            .arg(if options.resubmit_uncertain { "1" } else { "0" })
             .invoke_async(&mut self.conn.clone())
             .await?;
         let mut leases = Vec::with_capacity(rows.len());
@@ -320,6 +343,155 @@ impl Ledger {
             .into_on_message()
             .filter_map(|msg| async move { msg.get_payload::<String>().ok() })
             .boxed())
+    }
+
+    /// Stops every replica from submitting to `provider` for `length` (a 429's Retry-After).
+    pub async fn pause_provider(
+        &self,
+        provider: ProviderKind,
+        length: Duration,
+    ) -> Result<(), QueueError> {
+        let pause_key = self.key(format_args!("pause:{provider}"));
+        let _: i64 = PAUSE
+            .key(pause_key)
+            .arg(&self.prefix)
+            .arg(length.as_millis().max(1) as u64)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Settles an `uncertain` job. False if the job is not `uncertain`.
+    pub async fn resolve(&self, job_id: JobId, resolution: Resolution) -> Result<bool, QueueError> {
+        let cleared = [("error", String::new()), ("error_class", String::new())];
+        let (to, delay, fields): (JobState, i64, Vec<(&str, String)>) = match resolution {
+            Resolution::TaskId(task_id) => (
+                JobState::Waiting,
+                0,
+                [("task_id", task_id), ("attempt", "0".into())]
+                    .into_iter()
+                    .chain(cleared)
+                    .collect(),
+            ),
+            Resolution::Resubmit => (
+                JobState::Queued,
+                0,
+                [("task_id", String::new()), ("attempt", "0".into())]
+                    .into_iter()
+                    .chain(cleared)
+                    .collect(),
+            ),
+            Resolution::Fail => (
+                JobState::Failed,
+                -1,
+                vec![("error", "resolved as failed by an operator".into())],
+            ),
+        };
+        self.operator_move(
+            job_id,
+            "uncertain",
+            to,
+            delay,
+            "resolved by an operator",
+            &fields,
+        )
+        .await
+    }
+
+    /// Gives a `failed` job another go: back to polling if the provider has its task, else
+    /// back to the submit queue. A generation that failed at the provider is submitted anew.
+    pub async fn retry_failed(&self, job_id: JobId) -> Result<bool, QueueError> {
+        let Some(record) = self.job(job_id).await? else {
+            return Err(QueueError::NotFound(job_id));
+        };
+        let repoll =
+            record.task_id.is_some() && record.error_class != Some(ErrorClass::GenerationFailed);
+        let mut fields = vec![
+            ("attempt", "0".to_owned()),
+            ("error", String::new()),
+            ("error_class", String::new()),
+        ];
+        let to = if repoll {
+            JobState::Waiting
+        } else {
+            fields.push(("task_id", String::new()));
+            JobState::Queued
+        };
+        self.operator_move(job_id, "failed", to, 0, "retried by an operator", &fields)
+            .await
+    }
+
+    async fn operator_move(
+        &self,
+        job_id: JobId,
+        from: &str,
+        to: JobState,
+        delay_ms: i64,
+        detail: &str,
+        fields: &[(&str, String)],
+    ) -> Result<bool, QueueError> {
+        let mut invocation = OPERATOR.prepare_invoke();
+        invocation
+            .key(self.key("due"))
+            .arg(&self.prefix)
+            .arg(job_id.to_string())
+            .arg(from)
+            .arg(to.as_str())
+            .arg(delay_ms)
+            .arg(detail);
+        for (field, value) in fields {
+            invocation.arg(*field).arg(value);
+        }
+        let reply: Vec<String> = invocation.invoke_async(&mut self.conn.clone()).await?;
+        Ok(reply.first().is_some_and(|ok| ok == "1"))
+    }
+
+    /// Job ids in `state`, most recently changed first.
+    pub async fn jobs_in_state(
+        &self,
+        state: JobState,
+        limit: usize,
+    ) -> Result<Vec<JobId>, QueueError> {
+        let ids: Vec<String> = redis::cmd("ZREVRANGE")
+            .arg(self.key(format_args!("state:{state}")))
+            .arg(0)
+            .arg(limit.saturating_sub(1))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        ids.into_iter()
+            .map(|id| id.parse().map_err(|err| QueueError::corrupt(&id, err)))
+            .collect()
+    }
+
+    /// Settings that would let Redis lose ledger writes: AOF off, or an evicting memory
+    /// policy. Empty when the server is safe. An error when Redis refuses `CONFIG GET`
+    /// (some managed services do), so the caller can decide.
+    pub async fn durability_problems(&self) -> Result<Vec<String>, QueueError> {
+        let mut conn = self.conn.clone();
+        let mut problems = Vec::new();
+        let appendonly: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("appendonly")
+            .query_async(&mut conn)
+            .await?;
+        if appendonly.get(1).map(String::as_str) != Some("yes") {
+            problems.push(
+                "appendonly is not yes: a Redis restart can lose acknowledged jobs".to_owned(),
+            );
+        }
+        let policy: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory-policy")
+            .query_async(&mut conn)
+            .await?;
+        match policy.get(1).map(String::as_str) {
+            Some("noeviction") => {}
+            other => problems.push(format!(
+                "maxmemory-policy is {}: Redis may evict job records under memory pressure",
+                other.unwrap_or("unknown")
+            )),
+        }
+        Ok(problems)
     }
 
     /// The raw connection, for the few callers (checks, tests) that need a plain command.

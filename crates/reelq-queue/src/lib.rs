@@ -8,6 +8,6 @@ mod record;
 mod transition;
 
 pub use error::QueueError;
-pub use ledger::{Claim, Lease, Ledger, LedgerConfig, TransitionOutcome};
+pub use ledger::{Claim, ClaimOptions, Lease, Ledger, LedgerConfig, Resolution, TransitionOutcome};
 pub use record::JobRecord;
 pub use transition::Transition;

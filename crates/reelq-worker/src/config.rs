@@ -27,6 +27,8 @@ max_attempts = 8
 backoff_min_ms = 1000
 backoff_max_ms = 60000
 log_format = "json"
+resubmit_uncertain = false
+allow_unsafe_redis = false
 
 [store]
 dir = "./data"
@@ -57,6 +59,11 @@ pub struct WorkerConfig {
     pub backoff_max_ms: u64,
     /// `json` or `pretty`.
     pub log_format: String,
+    /// Submit again, instead of parking as `uncertain`, a job whose submitter died before
+    /// the provider answered. The provider may then bill twice; off unless chosen.
+    pub resubmit_uncertain: bool,
+    /// Run even if Redis has AOF off or may evict keys (only a warning then).
+    pub allow_unsafe_redis: bool,
     pub store: StoreConfig,
     #[serde(default)]
     pub providers: ProvidersConfig,

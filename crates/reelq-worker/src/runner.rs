@@ -4,10 +4,10 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use futures_util::{StreamExt, stream};
+use futures_util::{StreamExt, stream::BoxStream};
 use reelq_core::ProviderKind;
 use reelq_providers::{Kie, KieConfig, Provider};
-use reelq_queue::{Ledger, LedgerConfig};
+use reelq_queue::{ClaimOptions, Ledger, LedgerConfig};
 use reelq_storage::VideoStore;
 use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -38,6 +38,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
         response_timeout: Duration::from_secs(5),
     })
     .await?;
+    check_durability(&ledger, config.allow_unsafe_redis).await?;
     let store = VideoStore::local(config.store.dir.as_ref())?;
     let (providers, poll_schedules) = providers(&config)?;
     let context = Arc::new(StepContext {
@@ -50,14 +51,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
         backoff_min: Duration::from_millis(config.backoff_min_ms),
         backoff_max: Duration::from_millis(config.backoff_max_ms),
     });
-    // Wake-ups only cut idle latency; without them the loop still polls.
-    let mut wakeups = match ledger.wakeups().await {
-        Ok(wakeups) => wakeups,
-        Err(err) => {
-            warn!(error = %err, "no wake-up feed; relying on idle polling");
-            stream::pending().boxed()
-        }
-    };
+    let mut wakeups = None;
     let slots = Arc::new(Semaphore::new(config.concurrency));
     let tracker = TaskTracker::new();
     let idle_poll = Duration::from_millis(config.idle_poll_ms);
@@ -75,7 +69,13 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
                 Err(_) => break,
             }
         }
-        let claim = match ledger.claim(&name, permits.len(), config.lease()).await {
+        let options = ClaimOptions {
+            owner: &name,
+            max_jobs: permits.len(),
+            lease: config.lease(),
+            resubmit_uncertain: config.resubmit_uncertain,
+        };
+        let claim = match ledger.claim(&options).await {
             Ok(claim) => claim,
             Err(err) => {
                 error!(error = %err, "claim failed; retrying");
@@ -100,7 +100,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(idle_for) => {}
-                _ = wakeups.next() => {}
+                _ = next_wakeup(&ledger, &mut wakeups) => {}
             }
         }
     }
@@ -113,6 +113,48 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
     }
     info!(worker = %name, "worker stopped");
     Ok(())
+}
+
+/// Refuses to run on a Redis that may lose ledger writes, unless allowed.
+async fn check_durability(ledger: &Ledger, allow_unsafe: bool) -> Result<(), WorkerError> {
+    let problems = match ledger.durability_problems().await {
+        Ok(problems) => problems,
+        Err(err) => {
+            warn!(error = %err, "cannot read the Redis config; durability unchecked");
+            return Ok(());
+        }
+    };
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let summary = problems.join("; ");
+    if allow_unsafe {
+        warn!(
+            problems = summary,
+            "running on an unsafe Redis because allow_unsafe_redis is set"
+        );
+        return Ok(());
+    }
+    Err(WorkerError::Config(format!(
+        "unsafe Redis: {summary} (set allow_unsafe_redis = true to run anyway)"
+    )))
+}
+
+/// Waits for the next enqueue notice. Wake-ups only cut idle latency: when the feed is down
+/// (Redis restarting) this waits forever and the caller's idle timer takes over; the next
+/// call tries to subscribe again.
+async fn next_wakeup(ledger: &Ledger, wakeups: &mut Option<BoxStream<'static, ()>>) {
+    if wakeups.is_none() {
+        *wakeups = ledger.wakeups().await.ok();
+    }
+    match wakeups {
+        Some(feed) => {
+            if feed.next().await.is_none() {
+                *wakeups = None;
+            }
+        }
+        None => std::future::pending().await,
+    }
 }
 
 type Providers = HashMap<ProviderKind, Arc<dyn Provider>>;

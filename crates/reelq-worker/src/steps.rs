@@ -5,10 +5,10 @@
 
 use std::{collections::HashMap, pin::pin, sync::Arc, time::Duration};
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
 use reelq_core::{ErrorClass, JobState, ProviderKind};
 use reelq_providers::{Provider, ProviderError, TaskStatus};
-use reelq_queue::{Lease, Ledger, Transition, TransitionOutcome};
+use reelq_queue::{Lease, Ledger, QueueError, Transition, TransitionOutcome};
 use reelq_storage::{StorageError, VideoStore};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
@@ -31,6 +31,13 @@ pub(crate) struct StepContext {
     pub(crate) backoff_min: Duration,
     pub(crate) backoff_max: Duration,
 }
+
+/// How long a worker keeps trying to record a finished step while Redis is unreachable.
+const RECORD_RETRY: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(Duration::from_millis(100))
+    .with_max_delay(Duration::from_secs(5))
+    .with_jitter()
+    .with_max_times(30);
 
 /// A step's failure, reduced to what decides the next move.
 struct StepFailure {
@@ -86,7 +93,16 @@ pub(crate) async fn run_step(context: &StepContext, lease: Lease) {
     async {
         let transition = with_renewal(context, &lease, next_move(context, &lease)).await;
         debug!(?transition, "step done");
-        match context.ledger.transition(&lease, transition).await {
+        // The step's outcome may be a paid task: keep trying to record it through a Redis
+        // outage. If our lease expires meanwhile the fence refuses the late write, except a
+        // submit's, which settles the `uncertain` state the claim left.
+        let record = || context.ledger.transition(&lease, transition.clone());
+        let recorded = record
+            .retry(RECORD_RETRY)
+            .when(|err| matches!(err, QueueError::Redis(_)))
+            .notify(|err, delay| warn!(error = %err, ?delay, "recording the step failed; retrying"))
+            .await;
+        match recorded {
             Ok(TransitionOutcome::Applied) => {}
             Ok(TransitionOutcome::LeaseLost { state, fence }) => {
                 warn!(state, fence, "lease lost; another worker owns the job now")
@@ -147,6 +163,27 @@ async fn submit(context: &StepContext, provider: &dyn Provider, lease: &Lease) -
             Transition::Submitted {
                 task_id,
                 first_poll,
+            }
+        }
+        // Every replica stops submitting to this provider until the pause ends; this job
+        // waits it out without spending an attempt.
+        Err(ProviderError::RateLimited {
+            retry_after,
+            message,
+        }) => {
+            let pause = retry_after.unwrap_or(context.backoff_max);
+            if let Err(err) = context
+                .ledger
+                .pause_provider(lease.spec.provider, pause)
+                .await
+            {
+                warn!(error = %err, "could not pause the provider for other replicas");
+            }
+            warn!(?pause, error = message, "rate limited; provider paused");
+            Transition::RetrySubmit {
+                attempt: lease.attempt,
+                delay: pause,
+                error: message,
             }
         }
         // The provider may hold a paid task we know nothing of: never resubmit blindly.

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use reelq_core::{BatchId, JobId, JobRequest, JobState};
 use reelq_producer::Client;
-use reelq_queue::JobRecord;
+use reelq_queue::{JobRecord, Resolution};
 
 #[derive(Parser)]
 #[command(version, about = "Enqueue and follow reelq video-generation jobs")]
@@ -42,6 +42,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List and settle jobs.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
+    /// The dead letters: jobs that failed.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
     /// Show progress until the given jobs settle, then a summary table. Exits 2 if any job
     /// did not end `stored`.
     Watch {
@@ -49,6 +59,40 @@ enum Command {
         #[arg(long)]
         batch: Option<BatchId>,
     },
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// List jobs in one state, most recently changed first.
+    List {
+        #[arg(long)]
+        state: JobState,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Settle an `uncertain` job: the provider has it (--task-id), has not (--resubmit), or give up (--fail).
+    Resolve {
+        job_id: JobId,
+        #[arg(long, group = "resolution")]
+        task_id: Option<String>,
+        #[arg(long, group = "resolution")]
+        resubmit: bool,
+        #[arg(long, group = "resolution")]
+        fail: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Jobs that ended `failed`, with their error class and message.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// One failed job's record and event history.
+    Show { job_id: JobId },
+    /// Send failed jobs back: to polling if the provider has their task, else to submit.
+    Retry { job_ids: Vec<JobId> },
 }
 
 #[derive(Subcommand)]
@@ -133,17 +177,48 @@ async fn main() -> anyhow::Result<()> {
                 watch(&client, &receipt.job_ids).await?;
             }
         }
-        Command::Status { job_id, json } => {
-            let record = client
-                .status(job_id)
-                .await?
-                .with_context(|| format!("job {job_id} not found"))?;
-            if json {
-                let mut value = serde_json::to_value(&record)?;
-                value["history"] = serde_json::to_value(client.history(job_id).await?)?;
-                println!("{}", serde_json::to_string_pretty(&value)?);
-            } else {
-                print_table(&[record]);
+        Command::Status { job_id, json } => show(&client, job_id, json).await?,
+        Command::Jobs {
+            command: JobsCommand::List { state, limit },
+        } => {
+            print_table(&client.jobs_in_state(state, limit).await?);
+        }
+        Command::Jobs {
+            command:
+                JobsCommand::Resolve {
+                    job_id,
+                    task_id,
+                    resubmit,
+                    fail,
+                },
+        } => {
+            let resolution = match (task_id, resubmit, fail) {
+                (Some(task_id), _, _) => Resolution::TaskId(task_id),
+                (None, true, _) => Resolution::Resubmit,
+                (None, false, true) => Resolution::Fail,
+                (None, false, false) => bail!("say how: --task-id T, --resubmit or --fail"),
+            };
+            if !client.resolve(job_id, resolution).await? {
+                bail!("job {job_id} is not uncertain; nothing changed");
+            }
+            println!("job {job_id} resolved");
+        }
+        Command::Dlq {
+            command: DlqCommand::List { limit },
+        } => {
+            print_table(&client.jobs_in_state(JobState::Failed, limit).await?);
+        }
+        Command::Dlq {
+            command: DlqCommand::Show { job_id },
+        } => show(&client, job_id, true).await?,
+        Command::Dlq {
+            command: DlqCommand::Retry { job_ids },
+        } => {
+            for job_id in job_ids {
+                match client.retry_failed(job_id).await? {
+                    true => println!("job {job_id} sent back"),
+                    false => eprintln!("job {job_id} is not failed; skipped"),
+                }
             }
         }
         Command::Watch { mut job_ids, batch } => {
@@ -155,6 +230,21 @@ async fn main() -> anyhow::Result<()> {
             }
             watch(&client, &job_ids).await?;
         }
+    }
+    Ok(())
+}
+
+async fn show(client: &Client, job_id: JobId, json: bool) -> anyhow::Result<()> {
+    let record = client
+        .status(job_id)
+        .await?
+        .with_context(|| format!("job {job_id} not found"))?;
+    if json {
+        let mut value = serde_json::to_value(&record)?;
+        value["history"] = serde_json::to_value(client.history(job_id).await?)?;
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print_table(&[record]);
     }
     Ok(())
 }

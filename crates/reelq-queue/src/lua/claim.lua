@@ -5,26 +5,41 @@
 -- ARGV[3]  lease length in ms: the job's due time becomes now + lease, so if the worker dies
 --          the job falls due again and another worker takes it with a higher fence
 -- ARGV[4]  worker name (recorded as owner, for operators)
+-- ARGV[5]  "1" to requeue a submit whose lease expired (operator opt-in), "0" to park it
+--          as `uncertain`
 -- Returns {now_ms, next_due_ms or -1, {{id, state, fence, spec, task_id, attempt,
 --          result_url, polls}, ...}}.
 -- A job found `submitting` is one whose submitter's lease ran out: the provider may have the
--- task, so it becomes `uncertain` and is never handed out for a second submit.
+-- task, so it becomes `uncertain` and is never handed out for a second submit (unless ARGV[5]).
+-- A queued job whose provider is paused (`P pause:{provider}`, set on a 429) is left
+-- unclaimed and rescheduled for the end of the pause.
 local due = KEYS[1]
 local max_n, lease_ms, owner = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local resubmit_uncertain = ARGV[5] == '1'
+local paused = {}
 local now = now_ms()
 local ids = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, max_n)
 local claimed = {}
 for _, id in ipairs(ids) do
   local job = prefix .. 'job:' .. id
   local f = redis.call('HMGET', job, 'state', 'deadline_ms', 'spec', 'task_id', 'attempt',
-    'result_url', 'polls')
-  local state, deadline = f[1], tonumber(f[2])
+    'result_url', 'polls', 'provider')
+  local state, deadline, provider = f[1], tonumber(f[2]), f[8] or ''
+  if state == 'queued' and paused[provider] == nil then
+    paused[provider] = redis.call('PTTL', prefix .. 'pause:' .. provider)
+  end
   if not state then
     redis.call('ZREM', due, id)
   elseif (state == 'queued' or state == 'waiting') and deadline and deadline <= now then
     redis.call('ZREM', due, id)
     redis.call('HSET', job, 'error_class', 'invalid', 'error', 'deadline passed before the job finished')
     move(job, id, state, 'expired', now, 'deadline passed')
+  elseif state == 'queued' and paused[provider] > 0 then
+    redis.call('ZADD', due, now + paused[provider], id)
+  elseif state == 'submitting' and resubmit_uncertain then
+    redis.call('ZADD', due, now, id)
+    redis.call('HSET', job, 'error', 'submit lease expired; requeued by policy')
+    move(job, id, state, 'queued', now, 'submit lease expired; requeued by policy')
   elseif state == 'submitting' then
     redis.call('ZREM', due, id)
     redis.call('HSET', job, 'error_class', 'unknown_outcome',

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use reelq_core::{Aspect, BatchId, ErrorClass, JobId, JobSpec, JobState, ProviderKind, Quality};
-use reelq_queue::{Ledger, LedgerConfig, Transition, TransitionOutcome};
+use reelq_queue::{ClaimOptions, Ledger, LedgerConfig, Resolution, Transition, TransitionOutcome};
 use reelq_testkit::{EVENT_TIMEOUT, RedisServer};
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -33,6 +33,15 @@ fn spec(prompt: &str) -> JobSpec {
     }
 }
 
+fn claim_opts(owner: &str, max_jobs: usize, lease: Duration) -> ClaimOptions<'_> {
+    ClaimOptions {
+        owner,
+        max_jobs,
+        lease,
+        resubmit_uncertain: false,
+    }
+}
+
 async fn state_of(ledger: &Ledger, job_id: JobId) -> JobState {
     ledger.job(job_id).await.unwrap().expect("job exists").state
 }
@@ -48,7 +57,7 @@ async fn a_job_walks_from_queued_to_stored() {
         .unwrap();
     assert_eq!(state_of(&ledger, job_id).await, JobState::Queued);
 
-    let mut claim = ledger.claim("w1", 10, LEASE).await.unwrap();
+    let mut claim = ledger.claim(&claim_opts("w1", 10, LEASE)).await.unwrap();
     assert_eq!(claim.leases.len(), 1);
     let lease = claim.leases.remove(0);
     assert_eq!((lease.state, lease.fence), (JobState::Submitting, 1));
@@ -62,7 +71,7 @@ async fn a_job_walks_from_queued_to_stored() {
     );
 
     let lease = ledger
-        .claim("w1", 10, LEASE)
+        .claim(&claim_opts("w1", 10, LEASE))
         .await
         .unwrap()
         .leases
@@ -77,7 +86,7 @@ async fn a_job_walks_from_queued_to_stored() {
     ledger.transition(&lease, ready).await.unwrap();
 
     let lease = ledger
-        .claim("w1", 10, LEASE)
+        .claim(&claim_opts("w1", 10, LEASE))
         .await
         .unwrap()
         .leases
@@ -98,7 +107,7 @@ async fn a_job_walks_from_queued_to_stored() {
         (Some(42), Some("ab"))
     );
     assert_eq!(record.submits, 1);
-    let claim = ledger.claim("w1", 10, LEASE).await.unwrap();
+    let claim = ledger.claim(&claim_opts("w1", 10, LEASE)).await.unwrap();
     assert!(
         claim.leases.is_empty() && claim.next_due_in.is_none(),
         "stored job is not due"
@@ -122,13 +131,18 @@ async fn a_scheduled_job_is_not_claimed_before_it_is_due() {
         .enqueue(None, &[(JobId::new(), spec("later"))])
         .await
         .unwrap();
-    let lease = ledger.claim("w1", 1, LEASE).await.unwrap().leases.remove(0);
+    let lease = ledger
+        .claim(&claim_opts("w1", 1, LEASE))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
     let submitted = Transition::Submitted {
         task_id: "t".into(),
         first_poll: Duration::from_secs(600),
     };
     ledger.transition(&lease, submitted).await.unwrap();
-    let claim = ledger.claim("w1", 1, LEASE).await.unwrap();
+    let claim = ledger.claim(&claim_opts("w1", 1, LEASE)).await.unwrap();
     assert!(claim.leases.is_empty());
     let next = claim.next_due_in.expect("a poll is scheduled");
     assert!(
@@ -145,7 +159,12 @@ async fn a_stale_worker_cannot_move_a_job_taken_over_by_another() {
         .enqueue(None, &[(JobId::new(), spec("stale"))])
         .await
         .unwrap();
-    let lease = ledger.claim("w1", 1, LEASE).await.unwrap().leases.remove(0);
+    let lease = ledger
+        .claim(&claim_opts("w1", 1, LEASE))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
     let submitted = Transition::Submitted {
         task_id: "t".into(),
         first_poll: Duration::ZERO,
@@ -154,12 +173,17 @@ async fn a_stale_worker_cannot_move_a_job_taken_over_by_another() {
 
     // A zero-length lease expires at once, as if w1 had stalled past its lease.
     let stale = ledger
-        .claim("w1", 1, Duration::ZERO)
+        .claim(&claim_opts("w1", 1, Duration::ZERO))
         .await
         .unwrap()
         .leases
         .remove(0);
-    let fresh = ledger.claim("w2", 1, LEASE).await.unwrap().leases.remove(0);
+    let fresh = ledger
+        .claim(&claim_opts("w2", 1, LEASE))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
     assert_eq!(fresh.fence, stale.fence + 1);
 
     let poll_again = |polls| Transition::PollAgain {
@@ -189,13 +213,13 @@ async fn a_submit_whose_lease_expired_becomes_uncertain_not_resubmitted() {
         .await
         .unwrap();
     let submitter = ledger
-        .claim("w1", 1, Duration::ZERO)
+        .claim(&claim_opts("w1", 1, Duration::ZERO))
         .await
         .unwrap()
         .leases
         .remove(0);
 
-    let claim = ledger.claim("w2", 1, LEASE).await.unwrap();
+    let claim = ledger.claim(&claim_opts("w2", 1, LEASE)).await.unwrap();
     assert!(claim.leases.is_empty(), "no second submit is handed out");
     let record = ledger.job(job_id).await.unwrap().unwrap();
     assert_eq!((record.state, record.submits), (JobState::Uncertain, 1));
@@ -227,7 +251,7 @@ async fn jobs_past_their_deadline_expire_instead_of_being_submitted() {
         ..spec("too late")
     };
     ledger.enqueue(None, &[(job_id, expired)]).await.unwrap();
-    let claim = ledger.claim("w1", 1, LEASE).await.unwrap();
+    let claim = ledger.claim(&claim_opts("w1", 1, LEASE)).await.unwrap();
     assert!(claim.leases.is_empty());
     let record = ledger.job(job_id).await.unwrap().unwrap();
     assert_eq!((record.state, record.submits), (JobState::Expired, 0));
@@ -242,7 +266,11 @@ async fn moderation_ends_rejected_and_other_failures_end_failed() {
         .enqueue(None, &[(ids[0], spec("a")), (ids[1], spec("b"))])
         .await
         .unwrap();
-    let leases = ledger.claim("w1", 2, LEASE).await.unwrap().leases;
+    let leases = ledger
+        .claim(&claim_opts("w1", 2, LEASE))
+        .await
+        .unwrap()
+        .leases;
     for (lease, class) in leases
         .iter()
         .zip([ErrorClass::Moderation, ErrorClass::Auth])
@@ -296,11 +324,197 @@ async fn batches_keep_their_order_and_state_changes_are_published() {
     let ids: Vec<JobId> = jobs.iter().map(|(id, _)| *id).collect();
     assert_eq!(ledger.batch_jobs(batch).await.unwrap(), ids);
 
-    let lease = ledger.claim("w1", 1, LEASE).await.unwrap().leases.remove(0);
+    let lease = ledger
+        .claim(&claim_opts("w1", 1, LEASE))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
     let change = tokio::time::timeout(EVENT_TIMEOUT, changes.next())
         .await
         .unwrap();
     assert_eq!(change, Some((lease.job_id, JobState::Submitting)));
     let counts = ledger.state_counts().await.unwrap();
     assert!(counts.contains(&(JobState::Queued, 2)) && counts.contains(&(JobState::Submitting, 1)));
+}
+
+#[tokio::test]
+async fn an_operator_resolves_an_uncertain_job_each_way() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    let ids = [JobId::new(), JobId::new(), JobId::new()];
+    let jobs: Vec<_> = ids.iter().map(|id| (*id, spec("doubt"))).collect();
+    ledger.enqueue(None, &jobs).await.unwrap();
+    ledger
+        .claim(&claim_opts("w1", 3, Duration::ZERO))
+        .await
+        .unwrap();
+    ledger.claim(&claim_opts("w2", 3, LEASE)).await.unwrap();
+    for job_id in ids {
+        assert_eq!(state_of(&ledger, job_id).await, JobState::Uncertain);
+    }
+
+    assert!(
+        ledger
+            .resolve(ids[0], Resolution::TaskId("found".into()))
+            .await
+            .unwrap()
+    );
+    assert!(ledger.resolve(ids[1], Resolution::Resubmit).await.unwrap());
+    assert!(ledger.resolve(ids[2], Resolution::Fail).await.unwrap());
+    assert!(
+        !ledger.resolve(ids[2], Resolution::Resubmit).await.unwrap(),
+        "only uncertain jobs resolve"
+    );
+
+    let leases = ledger
+        .claim(&claim_opts("w3", 3, LEASE))
+        .await
+        .unwrap()
+        .leases;
+    let by_id = |job_id| {
+        leases
+            .iter()
+            .find(|lease| lease.job_id == job_id)
+            .expect("claimed")
+    };
+    assert_eq!(by_id(ids[0]).state, JobState::Waiting);
+    assert_eq!(by_id(ids[0]).task_id.as_deref(), Some("found"));
+    assert_eq!(by_id(ids[1]).state, JobState::Submitting);
+    assert_eq!(leases.len(), 2);
+    assert_eq!(state_of(&ledger, ids[2]).await, JobState::Failed);
+    assert_eq!(
+        ledger.job(ids[1]).await.unwrap().unwrap().submits,
+        2,
+        "the operator chose a second submit"
+    );
+}
+
+#[tokio::test]
+async fn the_resubmit_policy_requeues_an_expired_submit() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    let job_id = JobId::new();
+    ledger
+        .enqueue(None, &[(job_id, spec("policy"))])
+        .await
+        .unwrap();
+    ledger
+        .claim(&claim_opts("w1", 1, Duration::ZERO))
+        .await
+        .unwrap();
+    let options = ClaimOptions {
+        resubmit_uncertain: true,
+        ..claim_opts("w2", 1, LEASE)
+    };
+    assert!(ledger.claim(&options).await.unwrap().leases.is_empty());
+    assert_eq!(state_of(&ledger, job_id).await, JobState::Queued);
+    let lease = ledger.claim(&options).await.unwrap().leases.remove(0);
+    assert_eq!(
+        (
+            lease.state,
+            ledger.job(job_id).await.unwrap().unwrap().submits
+        ),
+        (JobState::Submitting, 2)
+    );
+}
+
+#[tokio::test]
+async fn a_paused_provider_gets_no_submits_until_the_pause_ends() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    ledger
+        .pause_provider(ProviderKind::Kie, Duration::from_secs(600))
+        .await
+        .unwrap();
+    let job_id = JobId::new();
+    ledger
+        .enqueue(None, &[(job_id, spec("wait"))])
+        .await
+        .unwrap();
+    let claim = ledger.claim(&claim_opts("w1", 1, LEASE)).await.unwrap();
+    assert!(claim.leases.is_empty());
+    assert_eq!(state_of(&ledger, job_id).await, JobState::Queued);
+    // A shorter pause does not cut the longer one short.
+    ledger
+        .pause_provider(ProviderKind::Kie, Duration::from_millis(1))
+        .await
+        .unwrap();
+    let claim = ledger.claim(&claim_opts("w1", 1, LEASE)).await.unwrap();
+    let next = claim
+        .next_due_in
+        .expect("rescheduled for the end of the pause");
+    assert!(next > Duration::from_secs(590), "{next:?}");
+}
+
+#[tokio::test]
+async fn a_failed_job_retried_by_an_operator_polls_again_if_the_provider_has_it() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    let job_id = JobId::new();
+    ledger
+        .enqueue(None, &[(job_id, spec("retry"))])
+        .await
+        .unwrap();
+    let lease = ledger
+        .claim(&claim_opts("w1", 1, LEASE))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    let submitted = Transition::Submitted {
+        task_id: "t-9".into(),
+        first_poll: Duration::ZERO,
+    };
+    ledger.transition(&lease, submitted).await.unwrap();
+    let lease = ledger
+        .claim(&claim_opts("w1", 1, LEASE))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    let failed = Transition::Failed {
+        class: ErrorClass::Transient,
+        error: "gave up".into(),
+    };
+    ledger.transition(&lease, failed).await.unwrap();
+    assert_eq!(
+        ledger.jobs_in_state(JobState::Failed, 10).await.unwrap(),
+        [job_id]
+    );
+
+    assert!(ledger.retry_failed(job_id).await.unwrap());
+    let lease = ledger
+        .claim(&claim_opts("w1", 1, LEASE))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    assert_eq!(
+        (lease.state, lease.task_id.as_deref()),
+        (JobState::Waiting, Some("t-9"))
+    );
+    let record = ledger.job(job_id).await.unwrap().unwrap();
+    assert_eq!((record.error, record.submits), (None, 1));
+}
+
+#[tokio::test]
+async fn durability_settings_are_checked() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    assert!(ledger.durability_problems().await.unwrap().is_empty());
+    let mut conn = ledger.connection();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("allkeys-lru")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let problems = ledger.durability_problems().await.unwrap();
+    assert_eq!(problems.len(), 1);
+    assert!(
+        problems[0].starts_with("maxmemory-policy is allkeys-lru"),
+        "{problems:?}"
+    );
 }
