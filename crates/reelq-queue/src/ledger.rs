@@ -71,7 +71,7 @@ pub struct Ledger {
 #[derive(Debug, Clone)]
 pub struct Lease {
     pub job_id: JobId,
-    /// `Submitting`, `Waiting` or `Fetching`.
+    /// `Queued` (to submit: record `BeginSubmit` first), `Waiting` or `Fetching`.
     pub state: JobState,
     pub fence: u64,
     pub spec: JobSpec,

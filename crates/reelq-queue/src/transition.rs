@@ -8,6 +8,9 @@ use reelq_core::{ErrorClass, JobState};
 /// A move of a leased job. Delays say when a worker should next act on the job.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Transition {
+    /// The worker is about to call the provider's create endpoint. From here until the answer
+    /// is recorded, a lost lease means the outcome is unknown. `lease` keeps the job's lease.
+    BeginSubmit { lease: Duration },
     /// The provider accepted the task. Also valid from `uncertain`: a late answer to our own
     /// submit settles the doubt.
     Submitted {
@@ -61,6 +64,13 @@ pub(crate) struct Move {
 impl Transition {
     pub(crate) fn into_move(self, current: JobState) -> Move {
         match self {
+            Transition::BeginSubmit { lease } => Move {
+                from: "queued",
+                to: JobState::Submitting,
+                delay: Some(lease),
+                detail: String::new(),
+                fields: vec![],
+            },
             Transition::Submitted {
                 task_id,
                 first_poll,

@@ -81,7 +81,7 @@ fn backoff(min: Duration, max: Duration, n: u32) -> Duration {
         .unwrap_or(max)
 }
 
-pub(crate) async fn run_step(context: &StepContext, lease: Lease) {
+pub(crate) async fn run_step(context: &StepContext, mut lease: Lease) {
     let span = info_span!(
         "job",
         job_id = %lease.job_id,
@@ -91,27 +91,50 @@ pub(crate) async fn run_step(context: &StepContext, lease: Lease) {
         task_id = lease.task_id.as_deref().unwrap_or(""),
     );
     async {
+        if lease.state == JobState::Queued {
+            // Recorded before the create call, so a crash from here on reads as `uncertain`.
+            if !record(
+                context,
+                &lease,
+                Transition::BeginSubmit {
+                    lease: context.lease,
+                },
+            )
+            .await
+            {
+                return;
+            }
+            lease.state = JobState::Submitting;
+        }
         let transition = with_renewal(context, &lease, next_move(context, &lease)).await;
         debug!(?transition, "step done");
-        // The step's outcome may be a paid task: keep trying to record it through a Redis
-        // outage. If our lease expires meanwhile the fence refuses the late write, except a
-        // submit's, which settles the `uncertain` state the claim left.
-        let record = || context.ledger.transition(&lease, transition.clone());
-        let recorded = record
-            .retry(RECORD_RETRY)
-            .when(|err| matches!(err, QueueError::Redis(_)))
-            .notify(|err, delay| warn!(error = %err, ?delay, "recording the step failed; retrying"))
-            .await;
-        match recorded {
-            Ok(TransitionOutcome::Applied) => {}
-            Ok(TransitionOutcome::LeaseLost { state, fence }) => {
-                warn!(state, fence, "lease lost; another worker owns the job now")
-            }
-            Err(err) => error!(error = %err, "could not record the step; the job resumes when its lease expires"),
-        }
+        record(context, &lease, transition).await;
     }
     .instrument(span)
     .await
+}
+
+/// Writes a transition, retrying through a Redis outage: the step's outcome may be a paid
+/// task. If our lease expires meanwhile the fence refuses the late write, except a submit's,
+/// which settles the `uncertain` state the claim left. True if the transition applied.
+async fn record(context: &StepContext, lease: &Lease, transition: Transition) -> bool {
+    let write = || context.ledger.transition(lease, transition.clone());
+    let written = write
+        .retry(RECORD_RETRY)
+        .when(|err| matches!(err, QueueError::Redis(_)))
+        .notify(|err, delay| warn!(error = %err, ?delay, "recording the step failed; retrying"))
+        .await;
+    match written {
+        Ok(TransitionOutcome::Applied) => true,
+        Ok(TransitionOutcome::LeaseLost { state, fence }) => {
+            warn!(state, fence, "lease lost; another worker owns the job now");
+            false
+        }
+        Err(err) => {
+            error!(error = %err, "could not record the step; the job resumes when its lease expires");
+            false
+        }
+    }
 }
 
 /// Runs `step` while renewing the lease every third of its length.

@@ -9,6 +9,8 @@
 --          as `uncertain`
 -- Returns {now_ms, next_due_ms or -1, {{id, state, fence, spec, task_id, attempt,
 --          result_url, polls}, ...}}.
+-- A claimed queued job stays `queued`: the worker moves it to `submitting` (BeginSubmit) only
+-- once it holds the reply, so a claim whose reply is lost never looks like a sent submit.
 -- A job found `submitting` is one whose submitter's lease ran out: the provider may have the
 -- task, so it becomes `uncertain` and is never handed out for a second submit (unless ARGV[5]).
 -- A queued job whose provider is paused (`P pause:{provider}`, set on a 429) is left
@@ -47,11 +49,6 @@ for _, id in ipairs(ids) do
     move(job, id, state, 'uncertain', now, 'submit lease expired')
   elseif state == 'queued' or state == 'waiting' or state == 'fetching' then
     local fence = redis.call('HINCRBY', job, 'fence', 1)
-    if state == 'queued' then
-      redis.call('HINCRBY', job, 'submits', 1)
-      move(job, id, state, 'submitting', now, 'by ' .. owner)
-      state = 'submitting'
-    end
     redis.call('HSET', job, 'owner', owner)
     redis.call('ZADD', due, now + lease_ms, id)
     claimed[#claimed + 1] = { id, state, fence, f[3], f[4] or '', tonumber(f[5] or '0'),

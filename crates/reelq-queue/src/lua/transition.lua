@@ -8,13 +8,19 @@
 -- ARGV[6]  ms from now until a worker should act again, or -1 for none (terminal, uncertain)
 -- ARGV[7]  detail for the event log
 -- ARGV[8..] field/value pairs to store on the job
--- Returns {1} on success, {0, state, fence} when the lease was lost (fence or state moved on).
+-- Moving to `submitting` counts a submit attempt (`submits`).
+-- Returns {1} on success, also when the job is already in the new state under the same fence
+-- (a retry after a lost reply); {0, state, fence} when the lease was lost.
 local due = KEYS[1]
 local id, fence, allowed, to, delay_ms, detail =
   ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7]
 local job = prefix .. 'job:' .. id
 local cur = redis.call('HMGET', job, 'state', 'fence')
-if not cur[1] or cur[2] ~= fence or not string.find(',' .. allowed .. ',', ',' .. cur[1] .. ',', 1, true) then
+local allowed_now = cur[1] and string.find(',' .. allowed .. ',', ',' .. cur[1] .. ',', 1, true)
+if cur[2] == fence and cur[1] == to and not allowed_now then
+  return { 1 }
+end
+if not allowed_now or cur[2] ~= fence then
   return { 0, cur[1] or '', cur[2] or '' }
 end
 local now = now_ms()
@@ -22,6 +28,7 @@ if #ARGV >= 8 then
   redis.call('HSET', job, unpack(ARGV, 8))
 end
 redis.call('HDEL', job, 'owner')
+if to == 'submitting' then redis.call('HINCRBY', job, 'submits', 1) end
 if cur[1] ~= to then
   move(job, id, cur[1], to, now, detail)
 elseif detail ~= '' then

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use reelq_core::{Aspect, BatchId, ErrorClass, JobId, JobSpec, JobState, ProviderKind, Quality};
-use reelq_queue::{ClaimOptions, Ledger, LedgerConfig, Resolution, Transition, TransitionOutcome};
+use reelq_queue::{
+    ClaimOptions, Lease, Ledger, LedgerConfig, Resolution, Transition, TransitionOutcome,
+};
 use reelq_testkit::{EVENT_TIMEOUT, RedisServer};
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -42,6 +44,24 @@ fn claim_opts(owner: &str, max_jobs: usize, lease: Duration) -> ClaimOptions<'_>
     }
 }
 
+/// Claims up to `n` queued jobs and records that their submit begins, as a worker does.
+async fn claim_and_begin(ledger: &Ledger, owner: &str, n: usize, lease: Duration) -> Vec<Lease> {
+    let claim = ledger.claim(&claim_opts(owner, n, lease)).await.unwrap();
+    let mut leases = Vec::new();
+    for lease_held in claim.leases {
+        let begin = Transition::BeginSubmit { lease };
+        assert_eq!(
+            ledger.transition(&lease_held, begin).await.unwrap(),
+            TransitionOutcome::Applied
+        );
+        leases.push(Lease {
+            state: JobState::Submitting,
+            ..lease_held
+        });
+    }
+    leases
+}
+
 async fn state_of(ledger: &Ledger, job_id: JobId) -> JobState {
     ledger.job(job_id).await.unwrap().expect("job exists").state
 }
@@ -60,7 +80,22 @@ async fn a_job_walks_from_queued_to_stored() {
     let mut claim = ledger.claim(&claim_opts("w1", 10, LEASE)).await.unwrap();
     assert_eq!(claim.leases.len(), 1);
     let lease = claim.leases.remove(0);
-    assert_eq!((lease.state, lease.fence), (JobState::Submitting, 1));
+    assert_eq!((lease.state, lease.fence), (JobState::Queued, 1));
+    let begin = Transition::BeginSubmit { lease: LEASE };
+    assert_eq!(
+        ledger.transition(&lease, begin.clone()).await.unwrap(),
+        TransitionOutcome::Applied
+    );
+    assert_eq!(state_of(&ledger, job_id).await, JobState::Submitting);
+    // A retry after a lost reply finds the move made, and counts no second submit.
+    assert_eq!(
+        ledger.transition(&lease, begin).await.unwrap(),
+        TransitionOutcome::Applied
+    );
+    let lease = Lease {
+        state: JobState::Submitting,
+        ..lease
+    };
     let submitted = Transition::Submitted {
         task_id: "t-1".into(),
         first_poll: Duration::ZERO,
@@ -131,12 +166,7 @@ async fn a_scheduled_job_is_not_claimed_before_it_is_due() {
         .enqueue(None, &[(JobId::new(), spec("later"))])
         .await
         .unwrap();
-    let lease = ledger
-        .claim(&claim_opts("w1", 1, LEASE))
-        .await
-        .unwrap()
-        .leases
-        .remove(0);
+    let lease = claim_and_begin(&ledger, "w1", 1, LEASE).await.remove(0);
     let submitted = Transition::Submitted {
         task_id: "t".into(),
         first_poll: Duration::from_secs(600),
@@ -159,12 +189,7 @@ async fn a_stale_worker_cannot_move_a_job_taken_over_by_another() {
         .enqueue(None, &[(JobId::new(), spec("stale"))])
         .await
         .unwrap();
-    let lease = ledger
-        .claim(&claim_opts("w1", 1, LEASE))
-        .await
-        .unwrap()
-        .leases
-        .remove(0);
+    let lease = claim_and_begin(&ledger, "w1", 1, LEASE).await.remove(0);
     let submitted = Transition::Submitted {
         task_id: "t".into(),
         first_poll: Duration::ZERO,
@@ -212,11 +237,8 @@ async fn a_submit_whose_lease_expired_becomes_uncertain_not_resubmitted() {
         .enqueue(None, &[(job_id, spec("crash"))])
         .await
         .unwrap();
-    let submitter = ledger
-        .claim(&claim_opts("w1", 1, Duration::ZERO))
+    let submitter = claim_and_begin(&ledger, "w1", 1, Duration::ZERO)
         .await
-        .unwrap()
-        .leases
         .remove(0);
 
     let claim = ledger.claim(&claim_opts("w2", 1, LEASE)).await.unwrap();
@@ -324,12 +346,7 @@ async fn batches_keep_their_order_and_state_changes_are_published() {
     let ids: Vec<JobId> = jobs.iter().map(|(id, _)| *id).collect();
     assert_eq!(ledger.batch_jobs(batch).await.unwrap(), ids);
 
-    let lease = ledger
-        .claim(&claim_opts("w1", 1, LEASE))
-        .await
-        .unwrap()
-        .leases
-        .remove(0);
+    let lease = claim_and_begin(&ledger, "w1", 1, LEASE).await.remove(0);
     let change = tokio::time::timeout(EVENT_TIMEOUT, changes.next())
         .await
         .unwrap();
@@ -345,10 +362,7 @@ async fn an_operator_resolves_an_uncertain_job_each_way() {
     let ids = [JobId::new(), JobId::new(), JobId::new()];
     let jobs: Vec<_> = ids.iter().map(|id| (*id, spec("doubt"))).collect();
     ledger.enqueue(None, &jobs).await.unwrap();
-    ledger
-        .claim(&claim_opts("w1", 3, Duration::ZERO))
-        .await
-        .unwrap();
+    claim_and_begin(&ledger, "w1", 3, Duration::ZERO).await;
     ledger.claim(&claim_opts("w2", 3, LEASE)).await.unwrap();
     for job_id in ids {
         assert_eq!(state_of(&ledger, job_id).await, JobState::Uncertain);
@@ -380,9 +394,11 @@ async fn an_operator_resolves_an_uncertain_job_each_way() {
     };
     assert_eq!(by_id(ids[0]).state, JobState::Waiting);
     assert_eq!(by_id(ids[0]).task_id.as_deref(), Some("found"));
-    assert_eq!(by_id(ids[1]).state, JobState::Submitting);
+    assert_eq!(by_id(ids[1]).state, JobState::Queued);
     assert_eq!(leases.len(), 2);
     assert_eq!(state_of(&ledger, ids[2]).await, JobState::Failed);
+    let begin = Transition::BeginSubmit { lease: LEASE };
+    ledger.transition(by_id(ids[1]), begin).await.unwrap();
     assert_eq!(
         ledger.job(ids[1]).await.unwrap().unwrap().submits,
         2,
@@ -399,10 +415,7 @@ async fn the_resubmit_policy_requeues_an_expired_submit() {
         .enqueue(None, &[(job_id, spec("policy"))])
         .await
         .unwrap();
-    ledger
-        .claim(&claim_opts("w1", 1, Duration::ZERO))
-        .await
-        .unwrap();
+    claim_and_begin(&ledger, "w1", 1, Duration::ZERO).await;
     let options = ClaimOptions {
         resubmit_uncertain: true,
         ..claim_opts("w2", 1, LEASE)
@@ -410,13 +423,10 @@ async fn the_resubmit_policy_requeues_an_expired_submit() {
     assert!(ledger.claim(&options).await.unwrap().leases.is_empty());
     assert_eq!(state_of(&ledger, job_id).await, JobState::Queued);
     let lease = ledger.claim(&options).await.unwrap().leases.remove(0);
-    assert_eq!(
-        (
-            lease.state,
-            ledger.job(job_id).await.unwrap().unwrap().submits
-        ),
-        (JobState::Submitting, 2)
-    );
+    assert_eq!(lease.state, JobState::Queued);
+    let begin = Transition::BeginSubmit { lease: LEASE };
+    ledger.transition(&lease, begin).await.unwrap();
+    assert_eq!(ledger.job(job_id).await.unwrap().unwrap().submits, 2);
 }
 
 #[tokio::test]
@@ -456,12 +466,7 @@ async fn a_failed_job_retried_by_an_operator_polls_again_if_the_provider_has_it(
         .enqueue(None, &[(job_id, spec("retry"))])
         .await
         .unwrap();
-    let lease = ledger
-        .claim(&claim_opts("w1", 1, LEASE))
-        .await
-        .unwrap()
-        .leases
-        .remove(0);
+    let lease = claim_and_begin(&ledger, "w1", 1, LEASE).await.remove(0);
     let submitted = Transition::Submitted {
         task_id: "t-9".into(),
         first_poll: Duration::ZERO,
