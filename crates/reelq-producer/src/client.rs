@@ -6,6 +6,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use backon::{ExponentialBuilder, Retryable};
 use futures_util::{StreamExt, stream::BoxStream};
 use reelq_core::{BatchId, JobId, JobRequest, JobSpec, JobState, SpecError};
 use reelq_queue::{JobRecord, Ledger, LedgerConfig, QueueError, Resolution};
@@ -14,6 +15,12 @@ use crate::{ManifestError, parse_manifest};
 
 /// How often [`Client::wait`] re-reads the ledger in case a change notice was lost.
 const RESYNC_EVERY: Duration = Duration::from_secs(2);
+
+/// Retries of a read while Redis restarts: about 15 s in all.
+const READ_RETRY: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(Duration::from_millis(50))
+    .with_max_delay(Duration::from_secs(2))
+    .with_max_times(12);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProducerError {
@@ -130,10 +137,10 @@ impl Client {
         mut on_change: impl FnMut(&HashMap<JobId, JobState>),
     ) -> Result<Vec<JobRecord>, ProducerError> {
         // Subscribe before the first read, so no change falls between the two.
-        let mut changes = Some(self.ledger.changes().await?);
+        let mut changes = self.ledger.changes().await.ok();
         let mut states = HashMap::with_capacity(job_ids.len());
         for &job_id in job_ids {
-            states.insert(job_id, self.state(job_id).await?);
+            states.insert(job_id, self.record(job_id).await?.state);
         }
         on_change(&states);
         let mut resync = tokio::time::interval(RESYNC_EVERY);
@@ -154,9 +161,10 @@ impl Client {
                         changes = self.ledger.changes().await.ok();
                     }
                     for (&job_id, state) in states.iter_mut() {
-                        if !is_settled(*state) {
-                            *state = self.state(job_id).await?;
+                        if is_settled(*state) {
+                            continue;
                         }
+                        *state = self.record(job_id).await?.state;
                     }
                     on_change(&states);
                 }
@@ -164,21 +172,20 @@ impl Client {
         }
         let mut records = Vec::with_capacity(job_ids.len());
         for &job_id in job_ids {
-            records.push(
-                self.ledger
-                    .job(job_id)
-                    .await?
-                    .ok_or(QueueError::NotFound(job_id))?,
-            );
+            records.push(self.record(job_id).await?);
         }
         Ok(records)
     }
 
-    async fn state(&self, job_id: JobId) -> Result<JobState, ProducerError> {
-        match self.ledger.job(job_id).await? {
-            Some(record) => Ok(record.state),
-            None => Err(QueueError::NotFound(job_id).into()),
-        }
+    /// Reads a job, riding out a Redis restart (the first command on a reconnecting
+    /// connection fails) with a few quick retries.
+    async fn record(&self, job_id: JobId) -> Result<JobRecord, ProducerError> {
+        let read = || self.ledger.job(job_id);
+        let record = read
+            .retry(READ_RETRY)
+            .when(|err| matches!(err, QueueError::Redis(_)))
+            .await?;
+        Ok(record.ok_or(QueueError::NotFound(job_id))?)
     }
 }
 

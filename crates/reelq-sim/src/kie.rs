@@ -63,6 +63,10 @@ async fn create_task(
     if !authorized(&state, &headers) {
         return unauthorized();
     }
+    let latency = state.create_received();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let Ok(mut request) = serde_json::from_slice::<Value>(&body) else {
         return refuse(422, "request body is not JSON");
     };

@@ -29,6 +29,10 @@ pub struct SimConfig {
 /// Something a test can wait for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SimEvent {
+    /// A create request arrived (before any simulated latency).
+    CreateReceived,
+    /// A create was answered with an injected error code.
+    CreateRefused { code: i64 },
     /// A create was accepted (and, at a real provider, paid for).
     Created {
         task_id: String,
@@ -60,6 +64,8 @@ pub(crate) struct SimState {
     held: Mutex<bool>,
     /// Error codes the next creates answer with, one each, before normal service resumes.
     create_faults: Mutex<VecDeque<i64>>,
+    /// How long each create takes to answer.
+    create_latency: Mutex<Duration>,
     events: broadcast::Sender<SimEvent>,
 }
 
@@ -69,7 +75,17 @@ impl SimState {
     }
 
     pub(crate) fn next_create_fault(&self) -> Option<i64> {
-        self.create_faults.lock().unwrap().pop_front()
+        let fault = self.create_faults.lock().unwrap().pop_front();
+        if let Some(code) = fault {
+            let _ = self.events.send(SimEvent::CreateRefused { code });
+        }
+        fault
+    }
+
+    /// Announces a create and returns the latency to apply to it.
+    pub(crate) fn create_received(&self) -> Duration {
+        let _ = self.events.send(SimEvent::CreateReceived);
+        *self.create_latency.lock().unwrap()
     }
 
     pub(crate) fn record_create(&self, task_id: &str, fingerprint: String) {
@@ -130,6 +146,7 @@ impl Simulator {
             downloads: Mutex::default(),
             held: Mutex::new(false),
             create_faults: Mutex::default(),
+            create_latency: Mutex::default(),
             events,
         });
         let shutdown = CancellationToken::new();
@@ -179,6 +196,11 @@ impl Simulator {
             .lock()
             .unwrap()
             .extend(std::iter::repeat_n(code, n));
+    }
+
+    /// Every create from now on takes `latency` to answer.
+    pub fn set_create_latency(&self, latency: Duration) {
+        *self.state.create_latency.lock().unwrap() = latency;
     }
 
     pub fn stats(&self) -> SimStats {

@@ -4,25 +4,21 @@ use std::time::Duration;
 
 use reelq_core::JobState;
 use reelq_sim::SimEvent;
-use reelq_testkit::EVENT_TIMEOUT;
 
-use crate::harness::{Deployment, prompts};
+use crate::harness::{Deployment, prompts, sim_events};
 
 #[tokio::test]
 async fn jobs_of_a_killed_worker_are_finished_by_another_without_resubmitting() {
     let deployment = Deployment::start(Duration::from_millis(100)).await;
     deployment.sim.hold();
-    let mut sim_events = deployment.sim.events();
+    let mut events = deployment.sim.events();
     let mut doomed = deployment.spawn_worker_process("doomed");
     let job_ids = deployment.enqueue_manifest(&prompts("crash", 6)).await;
 
-    for _ in 0..job_ids.len() {
-        let event = tokio::time::timeout(EVENT_TIMEOUT, sim_events.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(matches!(event, SimEvent::Created { .. }), "{event:?}");
-    }
+    sim_events(&mut events, job_ids.len(), |event| {
+        matches!(event, SimEvent::Created { .. })
+    })
+    .await;
     deployment.all_in(&job_ids, JobState::Waiting).await;
     doomed.kill().await.expect("SIGKILL the worker");
 

@@ -12,11 +12,14 @@ use futures_util::StreamExt;
 use reelq_core::{JobId, JobState};
 use reelq_producer::Client;
 use reelq_queue::{JobRecord, Ledger, LedgerConfig};
-use reelq_sim::{SimConfig, Simulator};
+use reelq_sim::{SimConfig, SimEvent, Simulator};
 use reelq_testkit::{EVENT_TIMEOUT, RedisServer};
 use reelq_worker::WorkerConfig;
 use tempfile::TempDir;
-use tokio::process::{Child, Command};
+use tokio::{
+    process::{Child, Command},
+    sync::broadcast,
+};
 use tokio_util::sync::CancellationToken;
 
 pub(crate) const API_KEY: &str = "sk-test-key";
@@ -169,6 +172,25 @@ poll_max_ms = 300
             .await
             .expect("jobs reach the state in time");
     }
+}
+
+/// Waits for `n` simulator events that `matches` accepts, ignoring others.
+pub(crate) async fn sim_events(
+    events: &mut broadcast::Receiver<SimEvent>,
+    n: usize,
+    matches: impl Fn(&SimEvent) -> bool,
+) {
+    let wait = async {
+        let mut seen = 0;
+        while seen < n {
+            if matches(&events.recv().await.expect("simulator event feed open")) {
+                seen += 1;
+            }
+        }
+    };
+    tokio::time::timeout(EVENT_TIMEOUT, wait)
+        .await
+        .expect("simulator events in time");
 }
 
 pub(crate) fn prompts(test: &str, n_jobs: usize) -> Vec<String> {

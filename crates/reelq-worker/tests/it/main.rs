@@ -5,3 +5,4 @@ mod crash;
 mod harness;
 mod pipeline;
 mod provider_errors;
+mod resilience;

@@ -1,0 +1,142 @@
+//! Redis crashes, rate limits, graceful shutdown and an unsafe Redis.
+
+use std::time::{Duration, Instant};
+
+use reelq_core::JobState;
+use reelq_sim::SimEvent;
+use reelq_worker::{WorkerConfig, WorkerError};
+use tokio_util::sync::CancellationToken;
+
+use crate::harness::{API_KEY, Deployment, prompts, sim_events};
+
+#[tokio::test]
+async fn workers_ride_out_two_redis_crashes_and_finish_every_job_once() {
+    let mut deployment = Deployment::start(Duration::from_millis(300)).await;
+    let mut events = deployment.sim.events();
+    let _workers = [
+        deployment.spawn_worker_process("w1"),
+        deployment.spawn_worker_process("w2"),
+    ];
+    let job_ids = deployment
+        .enqueue_manifest(&prompts("redis-crash", 20))
+        .await;
+
+    let created = |event: &SimEvent| matches!(event, SimEvent::Created { .. });
+    sim_events(&mut events, 5, created).await;
+    deployment.redis.restart().expect("redis restarts");
+    sim_events(&mut events, 5, created).await;
+    deployment.redis.restart().expect("redis restarts again");
+
+    let records = deployment.settled(&job_ids).await;
+    for record in &records {
+        assert_eq!(
+            record.state,
+            JobState::Stored,
+            "job {} ended {:?}",
+            record.job_id,
+            record.error
+        );
+        assert_eq!(record.submits, 1);
+    }
+    let stats = deployment.sim.stats();
+    assert_eq!((stats.creates, stats.max_creates_per_fingerprint), (20, 1));
+}
+
+#[tokio::test]
+async fn a_429_pauses_submits_for_its_retry_after() {
+    let deployment = Deployment::start(Duration::from_millis(50)).await;
+    let mut events = deployment.sim.events();
+    deployment.sim.fail_next_creates(429, 1);
+    let _worker = deployment.spawn_worker_task("w", API_KEY);
+    let first = deployment.enqueue_manifest(&prompts("limited", 1)).await;
+    sim_events(&mut events, 1, |event| {
+        matches!(event, SimEvent::CreateRefused { code: 429 })
+    })
+    .await;
+    let refused_at = Instant::now();
+    let more = deployment
+        .enqueue_manifest(&prompts("queued-behind", 2))
+        .await;
+
+    // The simulator's 429 carries `Retry-After: 1`: no create may arrive before it passes.
+    sim_events(&mut events, 3, |event| {
+        matches!(event, SimEvent::Created { .. })
+    })
+    .await;
+    let waited = refused_at.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "creates resumed after {waited:?}"
+    );
+
+    let job_ids: Vec<_> = first.into_iter().chain(more).collect();
+    for record in deployment.settled(&job_ids).await {
+        assert_eq!(record.state, JobState::Stored, "{:?}", record.error);
+    }
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_submit_finish_and_record() {
+    let deployment = Deployment::start(Duration::from_millis(50)).await;
+    deployment
+        .sim
+        .set_create_latency(Duration::from_millis(1500));
+    let mut events = deployment.sim.events();
+    let mut worker = deployment.spawn_worker_process("leaving");
+    let job_ids = deployment.enqueue_manifest(&prompts("sigterm", 1)).await;
+    sim_events(&mut events, 1, |event| {
+        matches!(event, SimEvent::CreateReceived)
+    })
+    .await;
+
+    let pid = worker.id().expect("worker is running").to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let exit = tokio::time::timeout(Duration::from_secs(30), worker.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "worker exited with {exit}");
+
+    let record = deployment.client.status(job_ids[0]).await.unwrap().unwrap();
+    assert_eq!(
+        record.state,
+        JobState::Waiting,
+        "the submit in flight was recorded"
+    );
+    assert!(record.task_id.is_some());
+
+    deployment.sim.set_create_latency(Duration::ZERO);
+    let _successor = deployment.spawn_worker_process("successor");
+    let record = deployment.settled(&job_ids).await.remove(0);
+    assert_eq!((record.state, record.submits), (JobState::Stored, 1));
+    assert_eq!(deployment.sim.stats().creates, 1);
+}
+
+#[tokio::test]
+async fn a_worker_refuses_a_redis_that_may_evict_jobs() {
+    let deployment = Deployment::start(Duration::ZERO).await;
+    let mut conn = deployment.ledger.connection();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("allkeys-lru")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let config_path = deployment.worker_config("picky", API_KEY);
+    let config = WorkerConfig::load(Some(&config_path)).unwrap();
+
+    let err = reelq_worker::run(config, CancellationToken::new())
+        .await
+        .unwrap_err();
+
+    assert!(matches!(err, WorkerError::Config(_)), "{err}");
+    assert!(
+        err.to_string().contains("maxmemory-policy is allkeys-lru"),
+        "{err}"
+    );
+}
