@@ -87,8 +87,14 @@ impl Client {
         self.enqueue_batch(specs).await
     }
 
+    /// Reads a job's record, riding out a Redis restart (the first command on a
+    /// reconnecting connection fails) with a few quick retries.
     pub async fn status(&self, job_id: JobId) -> Result<Option<JobRecord>, ProducerError> {
-        Ok(self.ledger.job(job_id).await?)
+        let read = || self.ledger.job(job_id);
+        Ok(read
+            .retry(READ_RETRY)
+            .when(|err| matches!(err, QueueError::Redis(_)))
+            .await?)
     }
 
     pub async fn batch_jobs(&self, batch_id: BatchId) -> Result<Vec<JobId>, ProducerError> {
@@ -177,15 +183,11 @@ impl Client {
         Ok(records)
     }
 
-    /// Reads a job, riding out a Redis restart (the first command on a reconnecting
-    /// connection fails) with a few quick retries.
     async fn record(&self, job_id: JobId) -> Result<JobRecord, ProducerError> {
-        let read = || self.ledger.job(job_id);
-        let record = read
-            .retry(READ_RETRY)
-            .when(|err| matches!(err, QueueError::Redis(_)))
-            .await?;
-        Ok(record.ok_or(QueueError::NotFound(job_id))?)
+        Ok(self
+            .status(job_id)
+            .await?
+            .ok_or(QueueError::NotFound(job_id))?)
     }
 }
 

@@ -276,7 +276,7 @@ impl Ledger {
 
     pub async fn job(&self, job_id: JobId) -> Result<Option<JobRecord>, QueueError> {
         let fields: HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(self.key(format_args!("job:{job_id}")))
+            .arg(self.key(format!("job:{job_id}")))
             .query_async(&mut self.conn.clone())
             .await?;
         if fields.is_empty() {
@@ -288,7 +288,7 @@ impl Ledger {
     /// The job's recent events, oldest first.
     pub async fn history(&self, job_id: JobId) -> Result<Vec<String>, QueueError> {
         Ok(redis::cmd("LRANGE")
-            .arg(self.key(format_args!("log:{job_id}")))
+            .arg(self.key(format!("log:{job_id}")))
             .arg(0)
             .arg(-1)
             .query_async(&mut self.conn.clone())
@@ -297,7 +297,7 @@ impl Ledger {
 
     pub async fn batch_jobs(&self, batch: BatchId) -> Result<Vec<JobId>, QueueError> {
         let ids: Vec<String> = redis::cmd("LRANGE")
-            .arg(self.key(format_args!("batch:{batch}")))
+            .arg(self.key(format!("batch:{batch}")))
             .arg(0)
             .arg(-1)
             .query_async(&mut self.conn.clone())
@@ -311,8 +311,7 @@ impl Ledger {
     pub async fn state_counts(&self) -> Result<Vec<(JobState, u64)>, QueueError> {
         let mut pipe = redis::pipe();
         for state in JobState::ALL {
-            pipe.cmd("ZCARD")
-                .arg(self.key(format_args!("state:{state}")));
+            pipe.cmd("ZCARD").arg(self.key(format!("state:{state}")));
         }
         let counts: Vec<u64> = pipe.query_async(&mut self.conn.clone()).await?;
         Ok(JobState::ALL.into_iter().zip(counts).collect())
@@ -351,9 +350,8 @@ impl Ledger {
         provider: ProviderKind,
         length: Duration,
     ) -> Result<(), QueueError> {
-        let pause_key = self.key(format_args!("pause:{provider}"));
         let _: i64 = PAUSE
-            .key(pause_key)
+            .key(self.key(format!("pause:{provider}")))
             .arg(&self.prefix)
             .arg(length.as_millis().max(1) as u64)
             .invoke_async(&mut self.conn.clone())
@@ -453,7 +451,7 @@ impl Ledger {
         limit: usize,
     ) -> Result<Vec<JobId>, QueueError> {
         let ids: Vec<String> = redis::cmd("ZREVRANGE")
-            .arg(self.key(format_args!("state:{state}")))
+            .arg(self.key(format!("state:{state}")))
             .arg(0)
             .arg(limit.saturating_sub(1))
             .query_async(&mut self.conn.clone())

@@ -39,6 +39,17 @@ fn refuse(code: i64, msg: &str) -> Response {
     envelope(StatusCode::OK, code, msg, Value::Null)
 }
 
+/// An injected error; a 429 says when to come back, as kie's rate limiter does.
+fn fault(code: i64) -> Response {
+    let mut response = refuse(code, "simulated fault");
+    if code == 429 {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
 fn authorized(state: &SimState, headers: &HeaderMap) -> bool {
     let expected = format!("Bearer {}", state.config.api_key);
     headers
@@ -74,13 +85,7 @@ async fn create_task(
         return refuse(422, &msg);
     }
     if let Some(code) = state.next_create_fault() {
-        let mut response = refuse(code, "simulated fault");
-        if code == 429 {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        return response;
+        return fault(code);
     }
     if let Some(fields) = request.as_object_mut() {
         fields.remove("callBackUrl");
@@ -133,6 +138,9 @@ async fn record_info(
 ) -> Response {
     if !authorized(&state, &headers) {
         return unauthorized();
+    }
+    if let Some(code) = state.next_query_fault() {
+        return fault(code);
     }
     let tasks = state.tasks.lock().unwrap();
     let Some(task) = tasks.get(&query.task_id) else {

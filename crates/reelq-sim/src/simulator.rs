@@ -64,6 +64,8 @@ pub(crate) struct SimState {
     held: Mutex<bool>,
     /// Error codes the next creates answer with, one each, before normal service resumes.
     create_faults: Mutex<VecDeque<i64>>,
+    /// Error codes the next task queries answer with, one each.
+    query_faults: Mutex<VecDeque<i64>>,
     /// How long each create takes to answer.
     create_latency: Mutex<Duration>,
     events: broadcast::Sender<SimEvent>,
@@ -80,6 +82,10 @@ impl SimState {
             let _ = self.events.send(SimEvent::CreateRefused { code });
         }
         fault
+    }
+
+    pub(crate) fn next_query_fault(&self) -> Option<i64> {
+        self.query_faults.lock().unwrap().pop_front()
     }
 
     /// Announces a create and returns the latency to apply to it.
@@ -146,6 +152,7 @@ impl Simulator {
             downloads: Mutex::default(),
             held: Mutex::new(false),
             create_faults: Mutex::default(),
+            query_faults: Mutex::default(),
             create_latency: Mutex::default(),
             events,
         });
@@ -193,6 +200,15 @@ impl Simulator {
     pub fn fail_next_creates(&self, code: i64, n: usize) {
         self.state
             .create_faults
+            .lock()
+            .unwrap()
+            .extend(std::iter::repeat_n(code, n));
+    }
+
+    /// The next `n` task queries answer with kie error `code`.
+    pub fn fail_next_queries(&self, code: i64, n: usize) {
+        self.state
+            .query_faults
             .lock()
             .unwrap()
             .extend(std::iter::repeat_n(code, n));

@@ -5,11 +5,15 @@ use std::time::Duration;
 use reelq_core::JobState;
 use reelq_sim::SimEvent;
 
-use crate::harness::{Deployment, prompts, sim_events};
+use reelq_e2e::{Deployment, prompts, sim_events};
 
 #[tokio::test]
 async fn jobs_of_a_killed_worker_are_finished_by_another_without_resubmitting() {
-    let deployment = Deployment::start(Duration::from_millis(100)).await;
+    let deployment = Deployment::start(
+        env!("CARGO_BIN_EXE_reelq-worker"),
+        Duration::from_millis(100),
+    )
+    .await;
     deployment.sim.hold();
     let mut events = deployment.sim.events();
     let mut doomed = deployment.spawn_worker_process("doomed");

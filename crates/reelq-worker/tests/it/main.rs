@@ -1,8 +1,9 @@
 //! End-to-end tests: real redis-server, the simulator on loopback, workers as real processes
-//! (or in-process where a test needs no process boundary), videos in a temp directory.
+//! (or in-process where a test needs no process boundary), videos in a temp directory. The
+//! harness is `reelq-e2e` (the workspace's `tests/` folder); it needs this crate's binary.
 
+mod chaos;
 mod crash;
-mod harness;
 mod pipeline;
 mod provider_errors;
 mod resilience;

@@ -6,11 +6,15 @@ use reelq_core::JobState;
 use reelq_sim::render_video;
 use sha2::{Digest, Sha256};
 
-use crate::harness::{Deployment, prompts, read_object};
+use reelq_e2e::{Deployment, prompts, read_object};
 
 #[tokio::test]
 async fn twenty_jobs_through_two_worker_processes_are_stored_once_each() {
-    let deployment = Deployment::start(Duration::from_millis(300)).await;
+    let deployment = Deployment::start(
+        env!("CARGO_BIN_EXE_reelq-worker"),
+        Duration::from_millis(300),
+    )
+    .await;
     let _workers = [
         deployment.spawn_worker_process("w1"),
         deployment.spawn_worker_process("w2"),

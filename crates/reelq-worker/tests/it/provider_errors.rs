@@ -4,11 +4,15 @@ use std::time::Duration;
 
 use reelq_core::{ErrorClass, JobState};
 
-use crate::harness::{API_KEY, Deployment, prompts};
+use reelq_e2e::{API_KEY, Deployment, prompts};
 
 #[tokio::test]
 async fn two_server_errors_then_success_ends_stored_after_two_retries() {
-    let deployment = Deployment::start(Duration::from_millis(50)).await;
+    let deployment = Deployment::start(
+        env!("CARGO_BIN_EXE_reelq-worker"),
+        Duration::from_millis(50),
+    )
+    .await;
     deployment.sim.fail_next_creates(500, 2);
     let _worker = deployment.spawn_worker_task("w", API_KEY);
     let job_ids = deployment.enqueue_manifest(&prompts("flaky", 1)).await;
@@ -35,7 +39,11 @@ async fn two_server_errors_then_success_ends_stored_after_two_retries() {
 
 #[tokio::test]
 async fn a_refused_api_key_fails_the_job_at_once_as_auth() {
-    let deployment = Deployment::start(Duration::from_millis(50)).await;
+    let deployment = Deployment::start(
+        env!("CARGO_BIN_EXE_reelq-worker"),
+        Duration::from_millis(50),
+    )
+    .await;
     let _worker = deployment.spawn_worker_task("w", "sk-wrong-key");
     let job_ids = deployment.enqueue_manifest(&prompts("auth", 1)).await;
 

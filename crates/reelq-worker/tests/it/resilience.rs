@@ -7,11 +7,15 @@ use reelq_sim::SimEvent;
 use reelq_worker::{WorkerConfig, WorkerError};
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::{API_KEY, Deployment, prompts, sim_events};
+use reelq_e2e::{API_KEY, Deployment, prompts, sim_events};
 
 #[tokio::test]
 async fn workers_ride_out_two_redis_crashes_and_finish_every_job_once() {
-    let mut deployment = Deployment::start(Duration::from_millis(300)).await;
+    let mut deployment = Deployment::start(
+        env!("CARGO_BIN_EXE_reelq-worker"),
+        Duration::from_millis(300),
+    )
+    .await;
     let mut events = deployment.sim.events();
     let _workers = [
         deployment.spawn_worker_process("w1"),
@@ -44,7 +48,11 @@ async fn workers_ride_out_two_redis_crashes_and_finish_every_job_once() {
 
 #[tokio::test]
 async fn a_429_pauses_submits_for_its_retry_after() {
-    let deployment = Deployment::start(Duration::from_millis(50)).await;
+    let deployment = Deployment::start(
+        env!("CARGO_BIN_EXE_reelq-worker"),
+        Duration::from_millis(50),
+    )
+    .await;
     let mut events = deployment.sim.events();
     deployment.sim.fail_next_creates(429, 1);
     let _worker = deployment.spawn_worker_task("w", API_KEY);
@@ -77,7 +85,11 @@ async fn a_429_pauses_submits_for_its_retry_after() {
 
 #[tokio::test]
 async fn sigterm_lets_an_in_flight_submit_finish_and_record() {
-    let deployment = Deployment::start(Duration::from_millis(50)).await;
+    let deployment = Deployment::start(
+        env!("CARGO_BIN_EXE_reelq-worker"),
+        Duration::from_millis(50),
+    )
+    .await;
     deployment
         .sim
         .set_create_latency(Duration::from_millis(1500));
@@ -118,7 +130,7 @@ async fn sigterm_lets_an_in_flight_submit_finish_and_record() {
 
 #[tokio::test]
 async fn a_worker_refuses_a_redis_that_may_evict_jobs() {
-    let deployment = Deployment::start(Duration::ZERO).await;
+    let deployment = Deployment::start(env!("CARGO_BIN_EXE_reelq-worker"), Duration::ZERO).await;
     let mut conn = deployment.ledger.connection();
     let _: () = redis::cmd("CONFIG")
         .arg("SET")

@@ -1,5 +1,6 @@
-//! A deployment for one test: Redis, the simulator, a store directory, a producer client,
-//! and workers started as processes or tasks.
+//! A whole deployment on loopback for one test or chaos run: a real redis-server, the
+//! simulator, a store directory, a producer client, and workers started as processes (from
+//! the binary the caller names) or as tasks.
 
 use std::{
     net::SocketAddr,
@@ -22,19 +23,21 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-pub(crate) const API_KEY: &str = "sk-test-key";
+pub const API_KEY: &str = "sk-test-key";
 const PREFIX: &str = "e2e";
 
-pub(crate) struct Deployment {
-    pub(crate) redis: RedisServer,
-    pub(crate) sim: Simulator,
-    pub(crate) dir: TempDir,
-    pub(crate) client: Client,
-    pub(crate) ledger: Ledger,
+pub struct Deployment {
+    /// The `reelq-worker` binary to spawn; tests pass `env!("CARGO_BIN_EXE_reelq-worker")`.
+    pub worker_bin: PathBuf,
+    pub redis: RedisServer,
+    pub sim: Simulator,
+    pub dir: TempDir,
+    pub client: Client,
+    pub ledger: Ledger,
 }
 
 impl Deployment {
-    pub(crate) async fn start(generation_time: Duration) -> Deployment {
+    pub async fn start(worker_bin: impl Into<PathBuf>, generation_time: Duration) -> Deployment {
         let redis = RedisServer::start().expect("redis-server starts");
         let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let sim = Simulator::start(
@@ -57,6 +60,7 @@ impl Deployment {
         .await
         .expect("ledger connects");
         Deployment {
+            worker_bin: worker_bin.into(),
             redis,
             sim,
             dir: tempfile::tempdir().unwrap(),
@@ -65,12 +69,12 @@ impl Deployment {
         }
     }
 
-    pub(crate) fn store_dir(&self) -> PathBuf {
+    pub fn store_dir(&self) -> PathBuf {
         self.dir.path().join("videos")
     }
 
     /// Writes a worker config with short timings, so tests take seconds.
-    pub(crate) fn worker_config(&self, name: &str, api_key: &str) -> PathBuf {
+    pub fn worker_config(&self, name: &str, api_key: &str) -> PathBuf {
         let path = self.dir.path().join(format!("{name}.toml"));
         let toml = format!(
             r#"redis_url = "{redis}"
@@ -104,10 +108,10 @@ poll_max_ms = 300
     }
 
     /// Starts `reelq-worker` as a separate process, killed when the handle drops.
-    pub(crate) fn spawn_worker_process(&self, name: &str) -> Child {
+    pub fn spawn_worker_process(&self, name: &str) -> Child {
         let config = self.worker_config(name, API_KEY);
         let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).unwrap();
-        Command::new(env!("CARGO_BIN_EXE_reelq-worker"))
+        Command::new(&self.worker_bin)
             .arg("--config")
             .arg(&config)
             .stdout(log)
@@ -118,11 +122,7 @@ poll_max_ms = 300
     }
 
     /// Runs a worker inside the test process; it stops when the returned token is dropped.
-    pub(crate) fn spawn_worker_task(
-        &self,
-        name: &str,
-        api_key: &str,
-    ) -> tokio_util::sync::DropGuard {
+    pub fn spawn_worker_task(&self, name: &str, api_key: &str) -> tokio_util::sync::DropGuard {
         let config =
             WorkerConfig::load(Some(&self.worker_config(name, api_key))).expect("config loads");
         let shutdown = CancellationToken::new();
@@ -131,7 +131,7 @@ poll_max_ms = 300
         shutdown.drop_guard()
     }
 
-    pub(crate) async fn enqueue_manifest(&self, prompts: &[String]) -> Vec<JobId> {
+    pub async fn enqueue_manifest(&self, prompts: &[String]) -> Vec<JobId> {
         let manifest: String = prompts
             .iter()
             .map(|prompt| {
@@ -146,7 +146,7 @@ poll_max_ms = 300
     }
 
     /// Waits (on the ledger's change feed, with a timeout) until every job has settled.
-    pub(crate) async fn settled(&self, job_ids: &[JobId]) -> Vec<JobRecord> {
+    pub async fn settled(&self, job_ids: &[JobId]) -> Vec<JobRecord> {
         tokio::time::timeout(EVENT_TIMEOUT, self.client.wait(job_ids, |_| {}))
             .await
             .expect("jobs settle in time")
@@ -154,7 +154,7 @@ poll_max_ms = 300
     }
 
     /// Waits until every job is in `state`.
-    pub(crate) async fn all_in(&self, job_ids: &[JobId], state: JobState) {
+    pub async fn all_in(&self, job_ids: &[JobId], state: JobState) {
         let mut changes = self.ledger.changes().await.unwrap();
         let wait = async {
             loop {
@@ -175,7 +175,7 @@ poll_max_ms = 300
 }
 
 /// Waits for `n` simulator events that `matches` accepts, ignoring others.
-pub(crate) async fn sim_events(
+pub async fn sim_events(
     events: &mut broadcast::Receiver<SimEvent>,
     n: usize,
     matches: impl Fn(&SimEvent) -> bool,
@@ -193,12 +193,12 @@ pub(crate) async fn sim_events(
         .expect("simulator events in time");
 }
 
-pub(crate) fn prompts(test: &str, n_jobs: usize) -> Vec<String> {
+pub fn prompts(test: &str, n_jobs: usize) -> Vec<String> {
     (0..n_jobs)
         .map(|job_idx| format!("{test} scene {job_idx}"))
         .collect()
 }
 
-pub(crate) fn read_object(store_dir: &Path, key: &str) -> Vec<u8> {
+pub fn read_object(store_dir: &Path, key: &str) -> Vec<u8> {
     std::fs::read(store_dir.join(key)).expect("stored object exists")
 }

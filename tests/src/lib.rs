@@ -1,0 +1,8 @@
+//! reelq's system-test harness: [`Deployment`] stands up a whole deployment on loopback
+//! (real Redis, the simulator, worker processes) for the end-to-end tests, and [`chaos`]
+//! drives one through crashes and faults and reports what survived.
+
+pub mod chaos;
+mod deployment;
+
+pub use deployment::{API_KEY, Deployment, prompts, read_object, sim_events};
