@@ -16,13 +16,15 @@ struct Args {
     jobs: usize,
     #[arg(long, default_value_t = 3)]
     workers: usize,
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 1500)]
     kill_every_ms: u64,
     #[arg(long, default_value_t = 2)]
     redis_restarts: usize,
-    #[arg(long, default_value_t = 1500)]
+    #[arg(long, default_value_t = 1000)]
     burst_every_ms: u64,
-    #[arg(long, default_value_t = 500)]
+    /// How long the simulated provider takes per video: long enough that every job lives
+    /// through several kills.
+    #[arg(long, default_value_t = 8000)]
     generation_ms: u64,
     #[arg(long, default_value_t = 600)]
     timeout_s: u64,
