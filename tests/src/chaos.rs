@@ -1,6 +1,6 @@
 //! The chaos run: a batch through worker processes while workers are killed with SIGKILL
-//! and restarted, Redis crashes and comes back, and the provider answers with bursts of 429,
-//! 500 and 455. At the end it counts what a user would check: nothing lost, nothing paid
+//! and restarted, Redis crashes and comes back, and the provider has short outages answering
+//! 429, 500 or 455. At the end it counts what a user would check: nothing lost, nothing paid
 //! twice, no duplicate or corrupt object.
 
 use std::{
@@ -25,7 +25,8 @@ pub struct ChaosPlan {
     pub kill_every: Duration,
     /// Redis is crashed (SIGKILL) and restarted this many times, spread over the run.
     pub redis_restarts: usize,
-    /// The provider answers a burst of errors this often.
+    /// The provider has an outage (every call answers an error) for a quarter of this, this
+    /// often.
     pub burst_every: Duration,
     pub generation_time: Duration,
     /// The run fails if jobs have not settled by then.
@@ -45,14 +46,18 @@ pub struct ChaosReport {
     pub lost: usize,
     /// Most creates the provider saw for one job.
     pub max_submissions_per_job: u32,
-    /// Objects in the store beyond one per stored job.
+    /// Videos in the store beyond one per stored job.
     pub duplicate_objects: usize,
+    /// Other files in the store: staging files of uploads cut short by a kill.
+    pub stray_files: Vec<String>,
     /// Stored objects whose bytes differ from what the provider served.
     pub corrupt_objects: usize,
     pub worker_kills: usize,
     pub redis_restarts: usize,
     pub fault_bursts: usize,
     pub elapsed: Duration,
+    /// `job id: class: error` of each job that did not end stored, for the reader.
+    pub not_stored: Vec<String>,
 }
 
 impl ChaosReport {
@@ -79,6 +84,7 @@ impl fmt::Display for ChaosReport {
         )?;
         writeln!(f, "duplicate objects        {}", self.duplicate_objects)?;
         writeln!(f, "corrupt objects          {}", self.corrupt_objects)?;
+        writeln!(f, "stray staging files      {}", self.stray_files.len())?;
         writeln!(
             f,
             "inflicted                {} worker kills, {} redis crashes, {} fault bursts",
@@ -88,11 +94,15 @@ impl fmt::Display for ChaosReport {
             f,
             "elapsed                  {:.1} s",
             self.elapsed.as_secs_f64()
-        )
+        )?;
+        for line in &self.not_stored {
+            write!(f, "\n  not stored: {line}")?;
+        }
+        Ok(())
     }
 }
 
-/// Error codes of the provider bursts, in turn: rate limit, server error, maintenance.
+/// Error codes of the provider outages, in turn: rate limit, server error, maintenance.
 const BURST_CODES: [i64; 3] = [429, 500, 455];
 
 pub async fn run(worker_bin: PathBuf, plan: &ChaosPlan) -> anyhow::Result<ChaosReport> {
@@ -135,14 +145,15 @@ pub async fn run(worker_bin: PathBuf, plan: &ChaosPlan) -> anyhow::Result<ChaosR
             }
             _ = burst_tick.tick() => {
                 let code = BURST_CODES[report.fault_bursts % BURST_CODES.len()];
-                deployment.sim.fail_next_creates(code, 3);
-                deployment.sim.fail_next_queries(500, 3);
+                deployment.sim.outage(code, plan.burst_every / 4);
                 report.fault_bursts += 1;
             }
             _ = progress_tick.tick(), if report.redis_restarts < plan.redis_restarts => {
-                let n_stored = count_stored(&deployment).await;
+                // Progress is counted in creates, which all come well before the last
+                // video is done, so every planned crash lands mid-run.
+                let n_created = deployment.sim.stats().creates as usize;
                 let threshold = plan.jobs * (report.redis_restarts + 1) / (plan.redis_restarts + 1);
-                if n_stored >= threshold {
+                if n_created >= threshold {
                     deployment.redis.restart().context("restarting redis")?;
                     report.redis_restarts += 1;
                 }
@@ -153,21 +164,6 @@ pub async fn run(worker_bin: PathBuf, plan: &ChaosPlan) -> anyhow::Result<ChaosR
     tally(&deployment, &job_ids, &mut report).await?;
     report.elapsed = started.elapsed();
     Ok(report)
-}
-
-async fn count_stored(deployment: &Deployment) -> usize {
-    // Redis may be down mid-crash: then nothing counts as progress yet.
-    deployment
-        .ledger
-        .state_counts()
-        .await
-        .ok()
-        .and_then(|counts| {
-            counts
-                .into_iter()
-                .find(|(state, _)| *state == JobState::Stored)
-        })
-        .map_or(0, |(_, n)| n as usize)
 }
 
 async fn tally(
@@ -196,9 +192,24 @@ async fn tally(
             state if state.is_terminal() => report.failed += 1,
             _ => report.lost += 1,
         }
+        if record.state != JobState::Stored {
+            let class = record.error_class.map_or("-", |class| class.as_str());
+            let error = record.error.as_deref().unwrap_or("-");
+            report
+                .not_stored
+                .push(format!("{job_id} {}: {class}: {error}", record.state));
+        }
     }
-    let n_objects = std::fs::read_dir(&store_dir).map_or(0, |entries| entries.count());
-    report.duplicate_objects = n_objects.saturating_sub(report.stored);
+    let mut n_videos = 0usize;
+    for entry in std::fs::read_dir(&store_dir).context("listing the store")? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".mp4") {
+            n_videos += 1;
+        } else {
+            report.stray_files.push(name);
+        }
+    }
+    report.duplicate_objects = n_videos.saturating_sub(report.stored);
     report.max_submissions_per_job = deployment.sim.stats().max_creates_per_fingerprint;
     Ok(())
 }

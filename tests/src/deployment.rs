@@ -85,6 +85,7 @@ idle_poll_ms = 100
 lease_ms = 3000
 shutdown_grace_ms = 5000
 max_attempts = 5
+max_attempts_paid = 30
 backoff_min_ms = 50
 backoff_max_ms = 200
 log_format = "pretty"
@@ -151,6 +152,24 @@ poll_max_ms = 300
             .await
             .expect("jobs settle in time")
             .expect("ledger readable")
+    }
+
+    /// Asserts what a user checks after a run: every job stored, each submitted once, and
+    /// the provider saw exactly one paid create per job.
+    #[track_caller]
+    pub fn assert_stored_once(&self, records: &[JobRecord]) {
+        for record in records {
+            let (job_id, error) = (record.job_id, &record.error);
+            assert_eq!(
+                record.state,
+                JobState::Stored,
+                "job {job_id} ended {error:?}"
+            );
+            assert_eq!(record.submits, 1, "job {job_id} submit attempts");
+        }
+        let stats = self.sim.stats();
+        let expected = (records.len() as u64, 1);
+        assert_eq!((stats.creates, stats.max_creates_per_fingerprint), expected);
     }
 
     /// Waits until every job is in `state`.

@@ -491,11 +491,6 @@ impl Ledger {
         }
         Ok(problems)
     }
-
-    /// The raw connection, for the few callers (checks, tests) that need a plain command.
-    pub fn connection(&self) -> ConnectionManager {
-        self.conn.clone()
-    }
 }
 
 fn lease_from_row(row: ClaimedRow) -> Result<Lease, (String, u64, String, String)> {

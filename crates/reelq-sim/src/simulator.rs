@@ -64,8 +64,8 @@ pub(crate) struct SimState {
     held: Mutex<bool>,
     /// Error codes the next creates answer with, one each, before normal service resumes.
     create_faults: Mutex<VecDeque<i64>>,
-    /// Error codes the next task queries answer with, one each.
-    query_faults: Mutex<VecDeque<i64>>,
+    /// While set and not past, every create and query answers with this code: an outage.
+    outage: Mutex<Option<(i64, Instant)>>,
     /// How long each create takes to answer.
     create_latency: Mutex<Duration>,
     events: broadcast::Sender<SimEvent>,
@@ -76,8 +76,14 @@ impl SimState {
         !*self.held.lock().unwrap() && task.created.elapsed() >= self.config.generation_time
     }
 
+    fn outage_code(&self) -> Option<i64> {
+        let outage = *self.outage.lock().unwrap();
+        outage.and_then(|(code, until)| (Instant::now() < until).then_some(code))
+    }
+
     pub(crate) fn next_create_fault(&self) -> Option<i64> {
-        let fault = self.create_faults.lock().unwrap().pop_front();
+        let queued = self.create_faults.lock().unwrap().pop_front();
+        let fault = queued.or_else(|| self.outage_code());
         if let Some(code) = fault {
             let _ = self.events.send(SimEvent::CreateRefused { code });
         }
@@ -85,7 +91,7 @@ impl SimState {
     }
 
     pub(crate) fn next_query_fault(&self) -> Option<i64> {
-        self.query_faults.lock().unwrap().pop_front()
+        self.outage_code()
     }
 
     /// Announces a create and returns the latency to apply to it.
@@ -152,7 +158,7 @@ impl Simulator {
             downloads: Mutex::default(),
             held: Mutex::new(false),
             create_faults: Mutex::default(),
-            query_faults: Mutex::default(),
+            outage: Mutex::default(),
             create_latency: Mutex::default(),
             events,
         });
@@ -205,13 +211,9 @@ impl Simulator {
             .extend(std::iter::repeat_n(code, n));
     }
 
-    /// The next `n` task queries answer with kie error `code`.
-    pub fn fail_next_queries(&self, code: i64, n: usize) {
-        self.state
-            .query_faults
-            .lock()
-            .unwrap()
-            .extend(std::iter::repeat_n(code, n));
+    /// For the next `length`, every create and query answers with kie error `code`.
+    pub fn outage(&self, code: i64, length: Duration) {
+        *self.state.outage.lock().unwrap() = Some((code, Instant::now() + length));
     }
 
     /// Every create from now on takes `latency` to answer.

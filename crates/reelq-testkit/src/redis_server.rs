@@ -3,8 +3,8 @@
 //! test that crashes the server loses no acknowledged write and stays deterministic.
 
 use std::{
-    io::{BufRead, BufReader},
-    net::TcpListener,
+    io::{BufRead, BufReader, Write},
+    net::{TcpListener, TcpStream},
     path::Path,
     process::{Child, Command, Stdio},
     sync::mpsc,
@@ -43,6 +43,25 @@ impl RedisServer {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// `CONFIG SET name value`, e.g. to make the server unsafe for a test that checks we
+    /// notice. Spoken in raw RESP so the harness needs no Redis client.
+    pub fn config_set(&self, name: &str, value: &str) -> anyhow::Result<()> {
+        let mut conn =
+            TcpStream::connect(("127.0.0.1", self.port)).context("connecting to redis")?;
+        let args = ["CONFIG", "SET", name, value];
+        let mut request = format!("*{}\r\n", args.len());
+        for arg in args {
+            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        conn.write_all(request.as_bytes())?;
+        let mut reply = String::new();
+        BufReader::new(conn).read_line(&mut reply)?;
+        if reply.trim_end() != "+OK" {
+            bail!("CONFIG SET {name} {value} answered {reply:?}");
+        }
+        Ok(())
     }
 
     /// Kills the server at once (SIGKILL) and starts it again on the same port and data dir,

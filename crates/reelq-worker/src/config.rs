@@ -24,6 +24,7 @@ idle_poll_ms = 1000
 lease_ms = 60000
 shutdown_grace_ms = 30000
 max_attempts = 8
+max_attempts_paid = 30
 backoff_min_ms = 1000
 backoff_max_ms = 60000
 log_format = "json"
@@ -53,8 +54,11 @@ pub struct WorkerConfig {
     pub lease_ms: u64,
     /// After SIGTERM, how long in-flight steps may take to finish.
     pub shutdown_grace_ms: u64,
-    /// Attempts of one step before the job fails.
+    /// Attempts of a submit before the job fails (nothing is paid yet).
     pub max_attempts: u32,
+    /// Attempts of a poll or fetch before the job fails. Higher, because the provider has
+    /// accepted (and billed) the task: giving up throws a paid video away.
+    pub max_attempts_paid: u32,
     pub backoff_min_ms: u64,
     pub backoff_max_ms: u64,
     /// `json` or `pretty`.

@@ -48,6 +48,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
         poll_schedules,
         lease: config.lease(),
         max_attempts: config.max_attempts,
+        max_attempts_paid: config.max_attempts_paid,
         backoff_min: Duration::from_millis(config.backoff_min_ms),
         backoff_max: Duration::from_millis(config.backoff_max_ms),
     });

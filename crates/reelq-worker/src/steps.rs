@@ -28,6 +28,7 @@ pub(crate) struct StepContext {
     pub(crate) poll_schedules: HashMap<ProviderKind, PollSchedule>,
     pub(crate) lease: Duration,
     pub(crate) max_attempts: u32,
+    pub(crate) max_attempts_paid: u32,
     pub(crate) backoff_min: Duration,
     pub(crate) backoff_max: Duration,
 }
@@ -260,7 +261,9 @@ async fn fetch(context: &StepContext, provider: &dyn Provider, lease: &Lease) ->
     };
     let body = match provider.download(result_url).await {
         Ok(body) => body,
-        Err(err @ ProviderError::ResultExpired(_)) if lease.attempt + 1 < context.max_attempts => {
+        Err(err @ ProviderError::ResultExpired(_))
+            if lease.attempt + 1 < context.max_attempts_for(lease) =>
+        {
             return Transition::Requery {
                 attempt: lease.attempt + 1,
                 error: err.to_string(),
@@ -317,11 +320,19 @@ impl StepContext {
             })
     }
 
-    /// Retries a retryable failure with backoff until `max_attempts`; anything else, or the
+    /// A submit gives up sooner than a poll or fetch of a task the provider already billed.
+    fn max_attempts_for(&self, lease: &Lease) -> u32 {
+        match lease.state {
+            JobState::Submitting => self.max_attempts,
+            _ => self.max_attempts_paid,
+        }
+    }
+
+    /// Retries a retryable failure with backoff until its attempt limit; anything else, or the
     /// last attempt, ends the job with the failure's class.
     fn retry_or_fail(&self, lease: &Lease, failure: StepFailure) -> Transition {
         let attempt = lease.attempt + 1;
-        if !failure.class.is_retryable() || attempt >= self.max_attempts {
+        if !failure.class.is_retryable() || attempt >= self.max_attempts_for(lease) {
             let error = if failure.class.is_retryable() {
                 format!("gave up after {attempt} attempts: {}", failure.message)
             } else {

@@ -26,9 +26,5 @@ for i = 7, #ARGV, 2 do
 end
 redis.call('HINCRBY', job, 'fence', 1)
 move(job, id, state, to, now, detail)
-if delay_ms >= 0 then
-  redis.call('ZADD', due, now + delay_ms, id)
-else
-  redis.call('ZREM', due, id)
-end
+schedule(due, id, now, delay_ms)
 return { 1 }

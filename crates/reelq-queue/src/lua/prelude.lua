@@ -18,3 +18,12 @@ local function move(job, id, from, to, now, detail)
   redis.call('LTRIM', log, -32, -1)
   redis.call('PUBLISH', prefix .. 'changes', id .. ' ' .. to)
 end
+
+-- Sets when a worker should next act on a job: in delay_ms, or never (a negative delay).
+local function schedule(due, id, now, delay_ms)
+  if delay_ms >= 0 then
+    redis.call('ZADD', due, now + delay_ms, id)
+  else
+    redis.call('ZREM', due, id)
+  end
+end

@@ -36,9 +36,5 @@ elseif detail ~= '' then
   redis.call('RPUSH', log, now .. ' ' .. to .. ' ' .. detail)
   redis.call('LTRIM', log, -32, -1)
 end
-if delay_ms >= 0 then
-  redis.call('ZADD', due, now + delay_ms, id)
-else
-  redis.call('ZREM', due, id)
-end
+schedule(due, id, now, delay_ms)
 return { 1 }

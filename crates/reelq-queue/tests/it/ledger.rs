@@ -44,6 +44,17 @@ fn claim_opts(owner: &str, max_jobs: usize, lease: Duration) -> ClaimOptions<'_>
     }
 }
 
+/// Claims exactly one due job.
+async fn claim_one(ledger: &Ledger, owner: &str, lease: Duration) -> Lease {
+    let mut leases = ledger
+        .claim(&claim_opts(owner, 1, lease))
+        .await
+        .unwrap()
+        .leases;
+    assert_eq!(leases.len(), 1, "one job is due");
+    leases.remove(0)
+}
+
 /// Claims up to `n` queued jobs and records that their submit begins, as a worker does.
 async fn claim_and_begin(ledger: &Ledger, owner: &str, n: usize, lease: Duration) -> Vec<Lease> {
     let claim = ledger.claim(&claim_opts(owner, n, lease)).await.unwrap();
@@ -197,18 +208,8 @@ async fn a_stale_worker_cannot_move_a_job_taken_over_by_another() {
     ledger.transition(&lease, submitted).await.unwrap();
 
     // A zero-length lease expires at once, as if w1 had stalled past its lease.
-    let stale = ledger
-        .claim(&claim_opts("w1", 1, Duration::ZERO))
-        .await
-        .unwrap()
-        .leases
-        .remove(0);
-    let fresh = ledger
-        .claim(&claim_opts("w2", 1, LEASE))
-        .await
-        .unwrap()
-        .leases
-        .remove(0);
+    let stale = claim_one(&ledger, "w1", Duration::ZERO).await;
+    let fresh = claim_one(&ledger, "w2", LEASE).await;
     assert_eq!(fresh.fence, stale.fence + 1);
 
     let poll_again = |polls| Transition::PollAgain {
@@ -472,12 +473,7 @@ async fn a_failed_job_retried_by_an_operator_polls_again_if_the_provider_has_it(
         first_poll: Duration::ZERO,
     };
     ledger.transition(&lease, submitted).await.unwrap();
-    let lease = ledger
-        .claim(&claim_opts("w1", 1, LEASE))
-        .await
-        .unwrap()
-        .leases
-        .remove(0);
+    let lease = claim_one(&ledger, "w1", LEASE).await;
     let failed = Transition::Failed {
         class: ErrorClass::Transient,
         error: "gave up".into(),
@@ -489,12 +485,7 @@ async fn a_failed_job_retried_by_an_operator_polls_again_if_the_provider_has_it(
     );
 
     assert!(ledger.retry_failed(job_id).await.unwrap());
-    let lease = ledger
-        .claim(&claim_opts("w1", 1, LEASE))
-        .await
-        .unwrap()
-        .leases
-        .remove(0);
+    let lease = claim_one(&ledger, "w1", LEASE).await;
     assert_eq!(
         (lease.state, lease.task_id.as_deref()),
         (JobState::Waiting, Some("t-9"))
@@ -508,14 +499,7 @@ async fn durability_settings_are_checked() {
     let redis = RedisServer::start().unwrap();
     let ledger = ledger(&redis).await;
     assert!(ledger.durability_problems().await.unwrap().is_empty());
-    let mut conn = ledger.connection();
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory-policy")
-        .arg("allkeys-lru")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    redis.config_set("maxmemory-policy", "allkeys-lru").unwrap();
     let problems = ledger.durability_problems().await.unwrap();
     assert_eq!(problems.len(), 1);
     assert!(

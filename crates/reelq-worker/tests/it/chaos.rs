@@ -12,7 +12,7 @@ async fn no_job_is_lost_or_paid_twice_under_kills_crashes_and_faults() {
         kill_every: Duration::from_millis(700),
         redis_restarts: 1,
         burst_every: Duration::from_millis(400),
-        generation_time: Duration::from_millis(300),
+        generation_time: Duration::from_millis(1500),
         timeout: Duration::from_secs(90),
     };
     let report = chaos::run(env!("CARGO_BIN_EXE_reelq-worker").into(), &plan)

@@ -30,16 +30,5 @@ async fn jobs_of_a_killed_worker_are_finished_by_another_without_resubmitting() 
     deployment.sim.release();
     let records = deployment.settled(&job_ids).await;
 
-    for record in &records {
-        assert_eq!(
-            record.state,
-            JobState::Stored,
-            "job {} ended {:?}",
-            record.job_id,
-            record.error
-        );
-        assert_eq!(record.submits, 1);
-    }
-    let stats = deployment.sim.stats();
-    assert_eq!((stats.creates, stats.max_creates_per_fingerprint), (6, 1));
+    deployment.assert_stored_once(&records);
 }

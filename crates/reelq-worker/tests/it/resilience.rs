@@ -32,18 +32,7 @@ async fn workers_ride_out_two_redis_crashes_and_finish_every_job_once() {
     deployment.redis.restart().expect("redis restarts again");
 
     let records = deployment.settled(&job_ids).await;
-    for record in &records {
-        assert_eq!(
-            record.state,
-            JobState::Stored,
-            "job {} ended {:?}",
-            record.job_id,
-            record.error
-        );
-        assert_eq!(record.submits, 1);
-    }
-    let stats = deployment.sim.stats();
-    assert_eq!((stats.creates, stats.max_creates_per_fingerprint), (20, 1));
+    deployment.assert_stored_once(&records);
 }
 
 #[tokio::test]
@@ -131,13 +120,9 @@ async fn sigterm_lets_an_in_flight_submit_finish_and_record() {
 #[tokio::test]
 async fn a_worker_refuses_a_redis_that_may_evict_jobs() {
     let deployment = Deployment::start(env!("CARGO_BIN_EXE_reelq-worker"), Duration::ZERO).await;
-    let mut conn = deployment.ledger.connection();
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory-policy")
-        .arg("allkeys-lru")
-        .query_async(&mut conn)
-        .await
+    deployment
+        .redis
+        .config_set("maxmemory-policy", "allkeys-lru")
         .unwrap();
     let config_path = deployment.worker_config("picky", API_KEY);
     let config = WorkerConfig::load(Some(&config_path)).unwrap();
