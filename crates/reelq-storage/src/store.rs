@@ -1,7 +1,11 @@
 //! The video store: a local directory by default (object_store's `LocalFileSystem`, which
 //! writes to a temp file and renames on completion, so readers never see half a video).
 
-use std::{error::Error as StdError, path::Path, sync::Arc};
+use std::{
+    error::Error as StdError,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -41,6 +45,9 @@ pub struct StoredVideo {
 #[derive(Clone, Debug)]
 pub struct VideoStore {
     store: Arc<dyn ObjectStore>,
+    /// Set for a local directory, whose staging files (`<key>#<n>`) a killed upload leaves
+    /// behind; the next complete upload of the same key removes them.
+    local_root: Option<PathBuf>,
 }
 
 impl VideoStore {
@@ -52,6 +59,7 @@ impl VideoStore {
         })?;
         Ok(VideoStore {
             store: Arc::new(LocalFileSystem::new_with_prefix(root)?),
+            local_root: Some(root.to_owned()),
         })
     }
 
@@ -87,10 +95,30 @@ impl VideoStore {
             writer.write(&chunk);
         }
         writer.finish().await?;
+        if let Some(root) = &self.local_root {
+            remove_staging_leftovers(root, key);
+        }
         Ok(StoredVideo {
             key: key.to_owned(),
             bytes,
             sha256: hex::encode(hasher.finalize()),
         })
+    }
+}
+
+/// Best effort: a leftover costs disk space, never correctness, so failures are ignored.
+fn remove_staging_leftovers(root: &Path, key: &str) {
+    let target = root.join(key);
+    let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
+        return;
+    };
+    let prefix = format!("{}#", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }

@@ -38,3 +38,21 @@ async fn a_body_that_fails_midway_leaves_no_object() {
     assert!(matches!(err, StorageError::Body(_)), "{err}");
     assert!(!dir.path().join("job-2.mp4").exists());
 }
+
+#[tokio::test]
+async fn a_complete_upload_sweeps_staging_files_of_killed_uploads_of_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = VideoStore::local(dir.path()).unwrap();
+    std::fs::write(dir.path().join("job-3.mp4#7"), b"half a video").unwrap();
+    std::fs::write(dir.path().join("job-4.mp4#1"), b"another job's upload").unwrap();
+    let body = stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"whole"))]);
+
+    store.put_stream("job-3.mp4", body).await.unwrap();
+
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["job-3.mp4", "job-4.mp4#1"]);
+}
