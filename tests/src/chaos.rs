@@ -14,7 +14,7 @@ use reelq_core::{JobId, JobState};
 use sha2::{Digest, Sha256};
 use tokio::{process::Child, time::interval};
 
-use crate::{Deployment, prompts, read_object};
+use crate::{Deployment, files_under, prompts, read_object};
 
 /// What to inflict.
 #[derive(Debug, Clone)]
@@ -201,8 +201,7 @@ async fn tally(
         }
     }
     let mut n_videos = 0usize;
-    for entry in std::fs::read_dir(&store_dir).context("listing the store")? {
-        let name = entry?.file_name().to_string_lossy().into_owned();
+    for name in files_under(&store_dir) {
         if name.ends_with(".mp4") {
             n_videos += 1;
         } else {

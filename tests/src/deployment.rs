@@ -91,7 +91,7 @@ backoff_max_ms = 200
 log_format = "pretty"
 
 [store]
-dir = "{store}"
+url = "{store}"
 
 [providers.kie]
 base_url = "{sim}"
@@ -216,6 +216,27 @@ pub fn prompts(test: &str, n_jobs: usize) -> Vec<String> {
     (0..n_jobs)
         .map(|job_idx| format!("{test} scene {job_idx}"))
         .collect()
+}
+
+/// Every file under `dir`, at any depth, as paths relative to `dir`.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(current) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&current) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if let Ok(relative) = path.strip_prefix(dir) {
+                files.push(relative.to_string_lossy().into_owned());
+            }
+        }
+    }
+    files.sort();
+    files
 }
 
 pub fn read_object(store_dir: &Path, key: &str) -> Vec<u8> {

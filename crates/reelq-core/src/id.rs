@@ -22,6 +22,11 @@ macro_rules! ulid_id {
             pub fn new() -> Self {
                 Self(ulid::Ulid::new())
             }
+
+            /// When the id was made: a ULID carries its creation time.
+            pub fn created_at(&self) -> std::time::SystemTime {
+                self.0.datetime()
+            }
         }
 
         impl Default for $name {
@@ -68,6 +73,20 @@ macro_rules! ulid_id {
 }
 
 ulid_id!(JobId, "job");
+
+impl JobId {
+    /// The job's video key in the store: `yyyy/mm/dd/<job id>.mp4`, dated by the job's
+    /// creation, so fetching the same job twice always targets the same object.
+    pub fn video_key(&self) -> String {
+        let stamp = humantime::format_rfc3339(self.created_at()).to_string();
+        format!(
+            "{}/{}/{}/{self}.mp4",
+            &stamp[0..4],
+            &stamp[5..7],
+            &stamp[8..10]
+        )
+    }
+}
 ulid_id!(BatchId, "batch");
 
 #[cfg(test)]
@@ -78,6 +97,16 @@ mod tests {
     fn job_id_round_trips_through_its_string_form() {
         let job_id = JobId::new();
         assert_eq!(job_id.to_string().parse::<JobId>(), Ok(job_id));
+    }
+
+    #[test]
+    fn video_keys_are_dated_by_the_job_and_stable() {
+        let job_id: JobId = "01KQGDBJ00ABCDEFGHJKMNPQRS".parse().unwrap();
+        assert_eq!(
+            job_id.video_key(),
+            "2026/05/01/01KQGDBJ00ABCDEFGHJKMNPQRS.mp4"
+        );
+        assert_eq!(job_id.video_key(), job_id.video_key());
     }
 
     #[test]

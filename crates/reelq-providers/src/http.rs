@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use reqwest::{Response, StatusCode, header::RETRY_AFTER};
 
-use crate::{ByteStream, ProviderError};
+use crate::{Download, ProviderError};
 
 /// Which side of "did the provider act on it?" a transport failure falls on. A create that
 /// never left (connection refused) is safe to retry; one that timed out may have been billed.
@@ -29,7 +29,7 @@ pub(crate) fn retry_after(response: &Response) -> Option<Duration> {
 pub(crate) async fn download(
     client: &reqwest::Client,
     url: &str,
-) -> Result<ByteStream, ProviderError> {
+) -> Result<Download, ProviderError> {
     let response = client
         .get(url)
         .send()
@@ -50,11 +50,16 @@ pub(crate) async fn download(
             message: format!("download answered {status}"),
         });
     }
-    Ok(response
+    let content_length = response.content_length();
+    let body = response
         .bytes_stream()
         .map(|chunk| {
             chunk
                 .map_err(|err| ProviderError::transient(format!("download: {}", err.without_url())))
         })
-        .boxed())
+        .boxed();
+    Ok(Download {
+        content_length,
+        body,
+    })
 }

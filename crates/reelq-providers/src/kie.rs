@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
-    ByteStream, Provider, ProviderError, TaskStatus,
+    Download, Provider, ProviderError, TaskStatus,
     http::{self, retry_after, send_error},
 };
 
@@ -250,7 +250,7 @@ impl Provider for Kie {
     fn download<'a>(
         &'a self,
         result_url: &'a str,
-    ) -> BoxFuture<'a, Result<ByteStream, ProviderError>> {
+    ) -> BoxFuture<'a, Result<Download, ProviderError>> {
         http::download(&self.http, result_url).boxed()
     }
 }

@@ -9,4 +9,4 @@ mod provider;
 
 pub use error::ProviderError;
 pub use kie::{Kie, KieConfig};
-pub use provider::{ByteStream, Provider, TaskStatus};
+pub use provider::{ByteStream, Download, Provider, TaskStatus};

@@ -9,6 +9,13 @@ use crate::ProviderError;
 /// A result body, streamed in chunks so memory does not grow with the video's size.
 pub type ByteStream = BoxStream<'static, Result<Bytes, ProviderError>>;
 
+/// A result being downloaded.
+pub struct Download {
+    /// The length the server announced, if it did: a body of another length is truncated.
+    pub content_length: Option<u64>,
+    pub body: ByteStream,
+}
+
 /// Where a provider task stands.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TaskStatus {
@@ -36,5 +43,5 @@ pub trait Provider: Send + Sync {
     fn download<'a>(
         &'a self,
         result_url: &'a str,
-    ) -> BoxFuture<'a, Result<ByteStream, ProviderError>>;
+    ) -> BoxFuture<'a, Result<Download, ProviderError>>;
 }

@@ -1,7 +1,9 @@
-//! Where finished videos go. [`VideoStore`] streams a body into an object store in bounded
-//! chunks, hashing on the way, so memory does not grow with the video's size. Only this crate
-//! talks to object storage.
+//! Where finished videos go. [`VideoStore`] streams a body into an object store (a local
+//! directory or S3-compatible, chosen by URL) in bounded parts, hashing on the way, so memory
+//! does not grow with the video's size. Only this crate talks to object storage.
 
+mod config;
 mod store;
 
-pub use store::{StorageError, StoredVideo, VideoStore};
+pub use config::{S3Options, StoreConfig};
+pub use store::{StorageError, StoredVideo, VideoMeta, VideoStore};

@@ -1,5 +1,6 @@
-//! The video store: a local directory by default (object_store's `LocalFileSystem`, which
-//! writes to a temp file and renames on completion, so readers never see half a video).
+//! The video store over object_store. Local directories use `LocalFileSystem`, which writes a
+//! staging file and renames it on completion; S3-compatible stores use a multipart upload,
+//! aborted on any failure. Either way a reader never sees half a video.
 
 use std::{
     error::Error as StdError,
@@ -10,19 +11,23 @@ use std::{
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use object_store::{
-    ObjectStore, ObjectStoreExt, WriteMultipart, local::LocalFileSystem, path::Path as ObjectPath,
+    Attribute, Attributes, ObjectStore, PutMultipartOptions, WriteMultipart, aws::AmazonS3Builder,
+    local::LocalFileSystem, path::Path as ObjectPath,
 };
 use sha2::{Digest, Sha256};
 
-/// Parts are buffered up to this size before they are handed to the store: the bound on
-/// memory per upload (times the in-flight parts below).
-const CHUNK_BYTES: usize = 5 * 1024 * 1024;
+use crate::StoreConfig;
+
+/// Parts handed to the store but not yet acknowledged; with the part size, the bound on
+/// memory per upload.
 const MAX_PARTS_IN_FLIGHT: usize = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("object store: {0}")]
     Store(#[from] object_store::Error),
+    #[error("store url {url:?}: {reason}")]
+    Url { url: String, reason: String },
     #[error("creating the store directory {path}: {source}")]
     Directory {
         path: String,
@@ -32,25 +37,88 @@ pub enum StorageError {
     /// The body being stored failed mid-way; nothing was stored.
     #[error("reading the body: {0}")]
     Body(#[source] Box<dyn StdError + Send + Sync>),
+    /// The body ended before its announced length; nothing was stored.
+    #[error("truncated body: {received} of {expected} bytes")]
+    Truncated { expected: u64, received: u64 },
 }
 
 /// What was stored: the ledger records all three.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredVideo {
+    /// The object's full key in the store, prefix included.
     pub key: String,
     pub bytes: u64,
     pub sha256: String,
 }
 
+/// Written as object metadata where the store keeps it (S3), so an object names its job.
+#[derive(Debug, Clone)]
+pub struct VideoMeta {
+    pub job_id: String,
+    pub provider: String,
+    pub task_id: String,
+}
+
 #[derive(Clone, Debug)]
 pub struct VideoStore {
     store: Arc<dyn ObjectStore>,
+    /// Key prefix taken from the URL's path (S3); empty for a local directory.
+    prefix: String,
+    part_size: usize,
     /// Set for a local directory, whose staging files (`<key>#<n>`) a killed upload leaves
-    /// behind; the next complete upload of the same key removes them.
+    /// behind; the next complete upload of the same key removes them. Local files also keep
+    /// no attributes, so metadata is written only when this is `None`.
     local_root: Option<PathBuf>,
 }
 
 impl VideoStore {
+    /// Opens the store a URL names: `s3://bucket/prefix`, `file:///dir` or a plain path.
+    pub fn open(config: &StoreConfig) -> Result<Self, StorageError> {
+        let url = config.url.as_str();
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(StorageError::Url {
+                    url: url.into(),
+                    reason: "no bucket".into(),
+                });
+            }
+            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            let s3 = &config.s3;
+            if let Some(endpoint) = &s3.endpoint {
+                builder = builder
+                    .with_endpoint(endpoint)
+                    .with_virtual_hosted_style_request(false);
+            }
+            if let Some(region) = &s3.region {
+                builder = builder.with_region(region);
+            }
+            if let Some(key_id) = &s3.access_key_id {
+                builder = builder.with_access_key_id(key_id);
+            }
+            if let Some(secret) = &s3.secret_access_key {
+                builder = builder.with_secret_access_key(secret.expose());
+            }
+            let store = builder.with_allow_http(s3.allow_http).build()?;
+            return Ok(VideoStore {
+                store: Arc::new(store),
+                prefix: prefix.trim_matches('/').to_owned(),
+                part_size: config.part_size,
+                local_root: None,
+            });
+        }
+        let path = url.strip_prefix("file://").unwrap_or(url);
+        if path.contains("://") {
+            return Err(StorageError::Url {
+                url: url.into(),
+                reason: "unsupported scheme (supported: file://, s3://, or a plain path)".into(),
+            });
+        }
+        let mut store = Self::local(Path::new(path))?;
+        store.part_size = config.part_size;
+        Ok(store)
+    }
+
     /// A store rooted at a local directory, created if missing.
     pub fn local(root: &Path) -> Result<Self, StorageError> {
         std::fs::create_dir_all(root).map_err(|source| StorageError::Directory {
@@ -59,22 +127,36 @@ impl VideoStore {
         })?;
         Ok(VideoStore {
             store: Arc::new(LocalFileSystem::new_with_prefix(root)?),
+            prefix: String::new(),
+            part_size: 8 * 1024 * 1024,
             local_root: Some(root.to_owned()),
         })
     }
 
-    /// Streams `body` to `key`. Writing the same key again replaces the object, so a
-    /// repeated fetch of the same job is harmless.
+    /// Streams `body` to `key` (under the store's prefix). Writing the same key again replaces
+    /// the object, so a repeated fetch of the same job never makes a second one. If
+    /// `expected_len` is given, a body of another length is refused and nothing is stored.
     pub async fn put_stream<E>(
         &self,
         key: &str,
+        meta: &VideoMeta,
+        expected_len: Option<u64>,
         body: impl Stream<Item = Result<Bytes, E>>,
     ) -> Result<StoredVideo, StorageError>
     where
         E: StdError + Send + Sync + 'static,
     {
-        let upload = self.store.put_multipart(&ObjectPath::from(key)).await?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, CHUNK_BYTES);
+        let full_key = if self.prefix.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}/{key}", self.prefix)
+        };
+        let location = ObjectPath::from(full_key.as_str());
+        let upload = self
+            .store
+            .put_multipart_opts(&location, self.upload_options(meta))
+            .await?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, self.part_size);
         let mut hasher = Sha256::new();
         let mut bytes = 0u64;
         let mut body = std::pin::pin!(body);
@@ -94,15 +176,45 @@ impl VideoStore {
             bytes += chunk.len() as u64;
             writer.write(&chunk);
         }
+        if let Some(expected) = expected_len.filter(|&expected| expected != bytes) {
+            let _ = writer.abort().await;
+            return Err(StorageError::Truncated {
+                expected,
+                received: bytes,
+            });
+        }
         writer.finish().await?;
         if let Some(root) = &self.local_root {
-            remove_staging_leftovers(root, key);
+            remove_staging_leftovers(root, &full_key);
         }
         Ok(StoredVideo {
-            key: key.to_owned(),
+            key: full_key,
             bytes,
             sha256: hex::encode(hasher.finalize()),
         })
+    }
+
+    fn upload_options(&self, meta: &VideoMeta) -> PutMultipartOptions {
+        let mut attributes = Attributes::new();
+        if self.local_root.is_none() {
+            attributes.insert(Attribute::ContentType, "video/mp4".into());
+            attributes.insert(
+                Attribute::Metadata("job_id".into()),
+                meta.job_id.clone().into(),
+            );
+            attributes.insert(
+                Attribute::Metadata("provider".into()),
+                meta.provider.clone().into(),
+            );
+            attributes.insert(
+                Attribute::Metadata("task_id".into()),
+                meta.task_id.clone().into(),
+            );
+        }
+        PutMultipartOptions {
+            attributes,
+            ..PutMultipartOptions::default()
+        }
     }
 }
 

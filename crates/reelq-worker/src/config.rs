@@ -32,7 +32,8 @@ resubmit_uncertain = false
 allow_unsafe_redis = false
 
 [store]
-dir = "./data"
+url = "./data"
+part_size_bytes = 8388608
 "#;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -76,8 +77,41 @@ pub struct WorkerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// Local directory the videos go to.
-    pub dir: String,
+    /// `s3://bucket/prefix`, `file:///dir`, or a plain local path.
+    pub url: String,
+    /// Multipart part size: the bound on buffered memory per upload (S3 needs >= 5 MiB).
+    pub part_size_bytes: usize,
+    #[serde(default)]
+    pub s3: S3Config,
+}
+
+/// For `s3://` URLs; unset fields fall back to the standard `AWS_*` environment variables.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// An S3-compatible server's address; requests are then path-style.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<Secret>,
+    #[serde(default)]
+    pub allow_http: bool,
+}
+
+impl StoreConfig {
+    pub fn to_storage(&self) -> reelq_storage::StoreConfig {
+        reelq_storage::StoreConfig {
+            url: self.url.clone(),
+            part_size: self.part_size_bytes,
+            s3: reelq_storage::S3Options {
+                endpoint: self.s3.endpoint.clone(),
+                region: self.s3.region.clone(),
+                access_key_id: self.s3.access_key_id.clone(),
+                secret_access_key: self.s3.secret_access_key.clone(),
+                allow_http: self.s3.allow_http,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -142,6 +176,9 @@ impl WorkerConfig {
         }
         if self.backoff_min_ms == 0 || self.backoff_min_ms > self.backoff_max_ms {
             return fail("backoff_min_ms must be between 1 and backoff_max_ms");
+        }
+        if self.store.part_size_bytes < 5 * 1024 * 1024 {
+            return fail("store.part_size_bytes must be at least 5242880 (S3's smallest part)");
         }
         if !matches!(self.log_format.as_str(), "json" | "pretty") {
             return fail("log_format must be \"json\" or \"pretty\"");

@@ -7,6 +7,6 @@ mod error;
 mod runner;
 mod steps;
 
-pub use config::{KieAccount, ProvidersConfig, StoreConfig, WorkerConfig};
+pub use config::{KieAccount, ProvidersConfig, S3Config, StoreConfig, WorkerConfig};
 pub use error::WorkerError;
 pub use runner::run;

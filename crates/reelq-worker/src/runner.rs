@@ -39,7 +39,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
     })
     .await?;
     check_durability(&ledger, config.allow_unsafe_redis).await?;
-    let store = VideoStore::local(config.store.dir.as_ref())?;
+    let store = VideoStore::open(&config.store.to_storage())?;
     let (providers, poll_schedules) = providers(&config)?;
     let context = Arc::new(StepContext {
         ledger: ledger.clone(),

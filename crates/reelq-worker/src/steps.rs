@@ -9,7 +9,7 @@ use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
 use reelq_core::{ErrorClass, JobState, ProviderKind};
 use reelq_providers::{Provider, ProviderError, TaskStatus};
 use reelq_queue::{Lease, Ledger, QueueError, Transition, TransitionOutcome};
-use reelq_storage::{StorageError, VideoStore};
+use reelq_storage::{StorageError, VideoMeta, VideoStore};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 /// When to poll a provider: the first poll after submit, then doubling (with jitter) up to
@@ -259,8 +259,8 @@ async fn fetch(context: &StepContext, provider: &dyn Provider, lease: &Lease) ->
             error: "no result url".into(),
         };
     };
-    let body = match provider.download(result_url).await {
-        Ok(body) => body,
+    let download = match provider.download(result_url).await {
+        Ok(download) => download,
         Err(err @ ProviderError::ResultExpired(_))
             if lease.attempt + 1 < context.max_attempts_for(lease) =>
         {
@@ -271,8 +271,17 @@ async fn fetch(context: &StepContext, provider: &dyn Provider, lease: &Lease) ->
         }
         Err(err) => return context.retry_or_fail(lease, err.into()),
     };
-    let key = format!("{}.mp4", lease.job_id);
-    match context.store.put_stream(&key, body).await {
+    let meta = VideoMeta {
+        job_id: lease.job_id.to_string(),
+        provider: lease.spec.provider.to_string(),
+        task_id: lease.task_id.clone().unwrap_or_default(),
+    };
+    let key = lease.job_id.video_key();
+    let stored = context
+        .store
+        .put_stream(&key, &meta, download.content_length, download.body)
+        .await;
+    match stored {
         Ok(stored) => {
             info!(key = stored.key, bytes = stored.bytes, "stored");
             Transition::Stored {

@@ -2,8 +2,16 @@
 
 use bytes::Bytes;
 use futures_util::stream;
-use reelq_storage::{StorageError, VideoStore};
+use reelq_storage::{StorageError, VideoMeta, VideoStore};
 use sha2::{Digest, Sha256};
+
+fn meta() -> VideoMeta {
+    VideoMeta {
+        job_id: "job".into(),
+        provider: "kie".into(),
+        task_id: "task".into(),
+    }
+}
 
 #[tokio::test]
 async fn a_streamed_video_lands_whole_with_its_size_and_hash() {
@@ -18,7 +26,10 @@ async fn a_streamed_video_lands_whole_with_its_size_and_hash() {
             .map(|c| Ok::<_, std::io::Error>(Bytes::from(c))),
     );
 
-    let stored = store.put_stream("job-1.mp4", body).await.unwrap();
+    let stored = store
+        .put_stream("job-1.mp4", &meta(), None, body)
+        .await
+        .unwrap();
 
     let on_disk = std::fs::read(dir.path().join("videos/job-1.mp4")).unwrap();
     assert_eq!(on_disk, expected);
@@ -34,7 +45,10 @@ async fn a_body_that_fails_midway_leaves_no_object() {
         Ok(Bytes::from_static(b"partial")),
         Err(std::io::Error::other("connection reset")),
     ]);
-    let err = store.put_stream("job-2.mp4", body).await.unwrap_err();
+    let err = store
+        .put_stream("job-2.mp4", &meta(), None, body)
+        .await
+        .unwrap_err();
     assert!(matches!(err, StorageError::Body(_)), "{err}");
     assert!(!dir.path().join("job-2.mp4").exists());
 }
@@ -47,7 +61,10 @@ async fn a_complete_upload_sweeps_staging_files_of_killed_uploads_of_its_key() {
     std::fs::write(dir.path().join("job-4.mp4#1"), b"another job's upload").unwrap();
     let body = stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"whole"))]);
 
-    store.put_stream("job-3.mp4", body).await.unwrap();
+    store
+        .put_stream("job-3.mp4", &meta(), None, body)
+        .await
+        .unwrap();
 
     let mut names: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
@@ -55,4 +72,26 @@ async fn a_complete_upload_sweeps_staging_files_of_killed_uploads_of_its_key() {
         .collect();
     names.sort();
     assert_eq!(names, ["job-3.mp4", "job-4.mp4#1"]);
+}
+
+#[tokio::test]
+async fn a_body_shorter_than_announced_is_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = VideoStore::local(dir.path()).unwrap();
+    let body = stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"1234"))]);
+    let err = store
+        .put_stream("job-5.mp4", &meta(), Some(10), body)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StorageError::Truncated {
+                expected: 10,
+                received: 4
+            }
+        ),
+        "{err}"
+    );
+    assert!(!dir.path().join("job-5.mp4").exists());
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use reelq_sim::render_video;
 use sha2::{Digest, Sha256};
 
-use reelq_e2e::{Deployment, prompts, read_object};
+use reelq_e2e::{Deployment, files_under, prompts, read_object};
 
 #[tokio::test]
 async fn twenty_jobs_through_two_worker_processes_are_stored_once_each() {
@@ -40,6 +40,10 @@ async fn twenty_jobs_through_two_worker_processes_are_stored_once_each() {
             Some(hex::encode(Sha256::digest(&stored)).as_str())
         );
     }
-    let n_files = std::fs::read_dir(deployment.store_dir()).unwrap().count();
-    assert_eq!(n_files, 20);
+    let files = files_under(&deployment.store_dir());
+    assert_eq!(
+        files.len(),
+        20,
+        "one object per job and nothing else: {files:?}"
+    );
 }
