@@ -1,18 +1,25 @@
-# Shared by scripts/demo and scripts/test: install what is missing, find free ports.
-# Sourced, not run.
+# Shared by scripts/demo, scripts/test and scripts/chaos: install what is missing, find free
+# ports. Sourced, not run.
 
-# Installs Debian packages whose commands are missing. Usage: ensure_commands cmd:package ...
+# Installs Debian packages (apt-get update once per script run).
+apt_install() {
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  echo "installing: $*"
+  if [ -z "${REELQ_APT_UPDATED:-}" ]; then
+    $sudo apt-get update -qq
+    REELQ_APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
+# Installs the packages whose commands are missing. Usage: ensure_commands cmd:package ...
 ensure_commands() {
   local missing=()
   for pair in "$@"; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair##*:}")
   done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  echo "installing: ${missing[*]}"
-  local sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 }
 
 ensure_rust() {
@@ -20,6 +27,19 @@ ensure_rust() {
     echo "cargo is not installed: install Rust (rustup) first" >&2
     exit 1
   fi
+}
+
+# Installs moto (an S3-compatible server) and boto3 into .s3venv for the S3 tests, and names
+# its server in MOTO_SERVER.
+ensure_s3_server() {
+  ensure_commands python3:python3
+  python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
+  if [ ! -x .s3venv/bin/moto_server ]; then
+    echo "installing moto[server] and boto3 into .s3venv"
+    python3 -m venv .s3venv
+    .s3venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]==5.2.5' 'boto3>=1.35'
+  fi
+  export MOTO_SERVER="$PWD/.s3venv/bin/moto_server"
 }
 
 # Prints a loopback TCP port nobody listens on.

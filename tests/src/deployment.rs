@@ -34,6 +34,8 @@ pub struct Deployment {
     pub dir: TempDir,
     pub client: Client,
     pub ledger: Ledger,
+    /// The body of the workers' `[store]` table; a local directory unless a test changes it.
+    pub store_section: String,
 }
 
 impl Deployment {
@@ -59,13 +61,16 @@ impl Deployment {
         })
         .await
         .expect("ledger connects");
+        let dir = tempfile::tempdir().unwrap();
+        let store_section = format!("url = \"{}\"", dir.path().join("videos").display());
         Deployment {
             worker_bin: worker_bin.into(),
             redis,
             sim,
-            dir: tempfile::tempdir().unwrap(),
+            dir,
             client,
             ledger,
+            store_section,
         }
     }
 
@@ -91,7 +96,7 @@ backoff_max_ms = 200
 log_format = "pretty"
 
 [store]
-url = "{store}"
+{store_section}
 
 [providers.kie]
 base_url = "{sim}"
@@ -101,7 +106,7 @@ first_poll_ms = 100
 poll_max_ms = 300
 "#,
             redis = self.redis.url(),
-            store = self.store_dir().display(),
+            store_section = self.store_section,
             sim = self.sim.base_url(),
         );
         std::fs::write(&path, toml).unwrap();

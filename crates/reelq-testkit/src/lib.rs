@@ -2,8 +2,10 @@
 //! in parallel without shared state. A server that cannot start fails the test loudly.
 
 mod redis_server;
+mod s3_server;
 
 pub use redis_server::RedisServer;
+pub use s3_server::{BUCKET, S3Server};
 
 use std::time::Duration;
 

@@ -6,6 +6,7 @@ use reelq_sim::render_video;
 use sha2::{Digest, Sha256};
 
 use reelq_e2e::{Deployment, files_under, prompts, read_object};
+use reelq_testkit::{BUCKET, S3Server};
 
 #[tokio::test]
 async fn twenty_jobs_through_two_worker_processes_are_stored_once_each() {
@@ -46,4 +47,36 @@ async fn twenty_jobs_through_two_worker_processes_are_stored_once_each() {
         20,
         "one object per job and nothing else: {files:?}"
     );
+}
+
+#[tokio::test]
+async fn a_job_lands_in_an_s3_bucket_when_the_store_url_says_so() {
+    let s3 = S3Server::start().unwrap();
+    let mut deployment = Deployment::start(
+        env!("CARGO_BIN_EXE_reelq-worker"),
+        Duration::from_millis(50),
+    )
+    .await;
+    deployment.store_section = format!(
+        "url = \"s3://{BUCKET}/renders\"\n\n[store.s3]\nendpoint = \"{}\"\nregion = \"us-east-1\"\n\
+         access_key_id = \"test\"\nsecret_access_key = \"test\"\nallow_http = true",
+        s3.endpoint()
+    );
+    let _worker = deployment.spawn_worker_process("w");
+    let job_ids = deployment.enqueue_manifest(&prompts("s3", 1)).await;
+
+    let records = deployment.settled(&job_ids).await;
+
+    deployment.assert_stored_once(&records);
+    let key = records[0].object_key.clone().unwrap();
+    assert!(
+        key.starts_with("renders/") && key.ends_with(&format!("{}.mp4", job_ids[0])),
+        "{key}"
+    );
+    let read_back = s3
+        .boto3(&format!(
+            "sys.stdout.buffer.write(s3.get_object(Bucket=BUCKET, Key='{key}')['Body'].read())"
+        ))
+        .unwrap();
+    assert!(read_back == render_video(records[0].task_id.as_deref().unwrap()));
 }
