@@ -47,6 +47,7 @@ impl Deployment {
             SimConfig {
                 api_key: API_KEY.into(),
                 generation_time,
+                video_padding: 0,
             },
         )
         .await

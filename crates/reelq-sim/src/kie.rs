@@ -2,22 +2,26 @@
 //! `{code, msg, data}` envelope, bearer auth, validation of the Sora inputs, task records
 //! with `resultJson`, and result files.
 
-use std::sync::Arc;
+use std::{convert::Infallible, sync::Arc};
 
 use axum::{
     Json, Router,
-    body::Bytes,
+    body::{Body, Bytes},
     extract::{Path, Query, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use futures_util::stream;
 use reelq_core::{ProviderKind, models_of};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::{render_video, simulator::SimState};
+use crate::{
+    simulator::{DownloadFault, SimState},
+    video::{video_chunks, video_len},
+};
 
 pub(crate) fn routes() -> Router<Arc<SimState>> {
     Router::new()
@@ -172,6 +176,29 @@ async fn result_file(State(state): State<Arc<SimState>>, Path(file): Path<String
     if !finished {
         return StatusCode::NOT_FOUND.into_response();
     }
-    state.record_download(task_id);
-    ([(header::CONTENT_TYPE, "video/mp4")], render_video(task_id)).into_response()
+    let padding = state.config.video_padding;
+    let length = video_len(task_id, padding);
+    let chunks: Vec<Bytes> = match state.next_download_fault() {
+        Some(DownloadFault::Expired) => return StatusCode::NOT_FOUND.into_response(),
+        Some(DownloadFault::Truncated) => {
+            let whole: Vec<u8> = video_chunks(task_id, padding)
+                .flat_map(|c| c.to_vec())
+                .collect();
+            vec![Bytes::from(whole).slice(..(length / 2) as usize)]
+        }
+        None => {
+            state.record_download(task_id);
+            video_chunks(task_id, padding).collect()
+        }
+    };
+    // A streamed body keeps the announced length even when the bytes fall short.
+    let body = Body::from_stream(stream::iter(chunks.into_iter().map(Ok::<_, Infallible>)));
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("video/mp4")),
+            (header::CONTENT_LENGTH, HeaderValue::from(length)),
+        ],
+        body,
+    )
+        .into_response()
 }

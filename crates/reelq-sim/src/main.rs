@@ -18,6 +18,9 @@ struct Args {
     /// How long each task generates, in milliseconds.
     #[arg(long, default_value_t = 3000)]
     generation_ms: u64,
+    /// Zero bytes added to every video, to simulate big files (e.g. 1073741824 for 1 GiB).
+    #[arg(long, default_value_t = 0)]
+    video_padding_bytes: u64,
     /// Write the bound address to this file once listening (for scripts using port 0).
     #[arg(long)]
     addr_file: Option<PathBuf>,
@@ -30,6 +33,7 @@ async fn main() -> anyhow::Result<()> {
     let config = SimConfig {
         api_key: args.api_key,
         generation_time: Duration::from_millis(args.generation_ms),
+        video_padding: args.video_padding_bytes,
     };
     let simulator = Simulator::start(args.addr, config)
         .await

@@ -24,6 +24,17 @@ pub struct SimConfig {
     pub api_key: String,
     /// How long a task generates before it succeeds.
     pub generation_time: Duration,
+    /// Zero bytes added to every video (inside a `free` box), to simulate big files.
+    pub video_padding: u64,
+}
+
+/// A way a result download can go wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DownloadFault {
+    /// 404, as an expired pre-signed URL answers.
+    Expired,
+    /// The full `Content-Length`, then half the body and a closed connection.
+    Truncated,
 }
 
 /// Something a test can wait for.
@@ -68,6 +79,8 @@ pub(crate) struct SimState {
     outage: Mutex<Option<(i64, Instant)>>,
     /// How long each create takes to answer.
     create_latency: Mutex<Duration>,
+    /// Faults the next downloads meet, one each.
+    download_faults: Mutex<VecDeque<DownloadFault>>,
     events: broadcast::Sender<SimEvent>,
 }
 
@@ -92,6 +105,10 @@ impl SimState {
 
     pub(crate) fn next_query_fault(&self) -> Option<i64> {
         self.outage_code()
+    }
+
+    pub(crate) fn next_download_fault(&self) -> Option<DownloadFault> {
+        self.download_faults.lock().unwrap().pop_front()
     }
 
     /// Announces a create and returns the latency to apply to it.
@@ -160,6 +177,7 @@ impl Simulator {
             create_faults: Mutex::default(),
             outage: Mutex::default(),
             create_latency: Mutex::default(),
+            download_faults: Mutex::default(),
             events,
         });
         let shutdown = CancellationToken::new();
@@ -209,6 +227,18 @@ impl Simulator {
             .lock()
             .unwrap()
             .extend(std::iter::repeat_n(code, n));
+    }
+
+    /// The next `n` result downloads answer 404, as expired URLs do.
+    pub fn expire_next_downloads(&self, n: usize) {
+        let faults = std::iter::repeat_n(DownloadFault::Expired, n);
+        self.state.download_faults.lock().unwrap().extend(faults);
+    }
+
+    /// The next `n` result downloads announce the full length and then stop half-way.
+    pub fn truncate_next_downloads(&self, n: usize) {
+        let faults = std::iter::repeat_n(DownloadFault::Truncated, n);
+        self.state.download_faults.lock().unwrap().extend(faults);
     }
 
     /// For the next `length`, every create and query answers with kie error `code`.

@@ -2,18 +2,42 @@
 //! ffprobe) followed by a `free` box naming the task, so every task's file is distinct and
 //! still a valid MP4.
 
+use bytes::Bytes;
+
 const SAMPLE_MP4: &[u8] = include_bytes!("../assets/sample.mp4");
 
-/// The exact bytes served for `task_id`.
+/// Padding is streamed in chunks of this many zeros, so a 1 GiB video costs the simulator no
+/// memory.
+const ZERO_CHUNK: usize = 1024 * 1024;
+static ZEROS: [u8; ZERO_CHUNK] = [0; ZERO_CHUNK];
+
+/// The exact bytes served for `task_id` (without padding).
 pub fn render_video(task_id: &str) -> Vec<u8> {
+    video_chunks(task_id, 0)
+        .flat_map(|chunk| chunk.to_vec())
+        .collect()
+}
+
+/// The video for `task_id` whose trailing `free` box carries `padding` zero bytes after the
+/// task id, in chunks; and its total length.
+pub(crate) fn video_chunks(task_id: &str, padding: u64) -> impl Iterator<Item = Bytes> + use<> {
     let payload = task_id.as_bytes();
-    let box_len = u32::try_from(8 + payload.len()).expect("task ids are short");
-    let mut video = Vec::with_capacity(SAMPLE_MP4.len() + box_len as usize);
-    video.extend_from_slice(SAMPLE_MP4);
-    video.extend_from_slice(&box_len.to_be_bytes());
-    video.extend_from_slice(b"free");
-    video.extend_from_slice(payload);
-    video
+    let box_len = u32::try_from(8 + payload.len() as u64 + padding)
+        .expect("a video's padding fits an MP4 box (under 4 GiB)");
+    let mut head = Vec::with_capacity(SAMPLE_MP4.len() + 8 + payload.len());
+    head.extend_from_slice(SAMPLE_MP4);
+    head.extend_from_slice(&box_len.to_be_bytes());
+    head.extend_from_slice(b"free");
+    head.extend_from_slice(payload);
+    let n_full = padding / ZERO_CHUNK as u64;
+    let rest = (padding % ZERO_CHUNK as u64) as usize;
+    std::iter::once(Bytes::from(head))
+        .chain((0..n_full).map(|_| Bytes::from_static(&ZEROS)))
+        .chain((rest > 0).then(|| Bytes::from_static(&ZEROS[..rest])))
+}
+
+pub(crate) fn video_len(task_id: &str, padding: u64) -> u64 {
+    (SAMPLE_MP4.len() + 8 + task_id.len()) as u64 + padding
 }
 
 #[cfg(test)]
@@ -48,5 +72,21 @@ mod tests {
             ["ftyp", "moov", "free", "mdat", "free"]
         );
         assert!(a.ends_with(b"freetask-a"));
+    }
+
+    #[test]
+    fn padding_streams_inside_the_free_box() {
+        let padded: Vec<u8> = video_chunks("t", 3 * ZERO_CHUNK as u64 + 5)
+            .flat_map(|chunk| chunk.to_vec())
+            .collect();
+        assert_eq!(
+            padded.len() as u64,
+            video_len("t", 3 * ZERO_CHUNK as u64 + 5)
+        );
+        assert_eq!(
+            top_level_boxes(&padded),
+            ["ftyp", "moov", "free", "mdat", "free"]
+        );
+        assert!(padded.starts_with(&render_video("t")));
     }
 }

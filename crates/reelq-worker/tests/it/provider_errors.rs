@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use reelq_core::{ErrorClass, JobState};
 
-use reelq_e2e::{API_KEY, Deployment, prompts};
+use reelq_e2e::{API_KEY, Deployment, prompts, read_object};
+use reelq_sim::render_video;
 
 #[tokio::test]
 async fn two_server_errors_then_success_ends_stored_after_two_retries() {
@@ -54,4 +55,73 @@ async fn a_refused_api_key_fails_the_job_at_once_as_auth() {
     assert_eq!(record.submits, 1, "no retry after an auth error");
     assert_eq!(deployment.sim.stats().creates, 0);
     assert!(!record.error.unwrap_or_default().contains("sk-wrong-key"));
+}
+
+#[tokio::test]
+async fn an_expired_result_url_is_queried_again_and_the_video_stored() {
+    let deployment = Deployment::start(
+        env!("CARGO_BIN_EXE_reelq-worker"),
+        Duration::from_millis(50),
+    )
+    .await;
+    deployment.sim.expire_next_downloads(1);
+    let _worker = deployment.spawn_worker_task("w", API_KEY);
+    let job_ids = deployment.enqueue_manifest(&prompts("expired", 1)).await;
+
+    let records = deployment.settled(&job_ids).await;
+
+    deployment.assert_stored_once(&records);
+    let history = deployment.client.history(job_ids[0]).await.unwrap();
+    let states: Vec<&str> = history
+        .iter()
+        .filter_map(|event| event.split(' ').nth(1))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            "queued",
+            "submitting",
+            "waiting",
+            "fetching",
+            "waiting",
+            "fetching",
+            "stored"
+        ]
+    );
+    assert!(
+        history
+            .iter()
+            .any(|event| event.contains("result url expired")),
+        "{history:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_truncated_download_is_retried_and_never_stored_short() {
+    let deployment = Deployment::start(
+        env!("CARGO_BIN_EXE_reelq-worker"),
+        Duration::from_millis(50),
+    )
+    .await;
+    deployment.sim.truncate_next_downloads(1);
+    let _worker = deployment.spawn_worker_task("w", API_KEY);
+    let job_ids = deployment.enqueue_manifest(&prompts("truncated", 1)).await;
+
+    let records = deployment.settled(&job_ids).await;
+
+    deployment.assert_stored_once(&records);
+    let record = &records[0];
+    let stored = read_object(
+        &deployment.store_dir(),
+        record.object_key.as_deref().unwrap(),
+    );
+    assert!(
+        stored == render_video(record.task_id.as_deref().unwrap()),
+        "the whole video, not half"
+    );
+    let history = deployment.client.history(job_ids[0]).await.unwrap();
+    assert!(
+        history.iter().any(|event| event.contains("fetch retry 1")),
+        "{history:#?}"
+    );
 }
