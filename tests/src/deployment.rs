@@ -36,6 +36,8 @@ pub struct Deployment {
     pub ledger: Ledger,
     /// The body of the workers' `[store]` table; a local directory unless a test changes it.
     pub store_section: String,
+    /// More TOML for every worker's config, e.g. a `[callbacks]` table.
+    pub extra_config: String,
 }
 
 impl Deployment {
@@ -72,6 +74,7 @@ impl Deployment {
             client,
             ledger,
             store_section,
+            extra_config: String::new(),
         }
     }
 
@@ -105,9 +108,11 @@ api_key = "{api_key}"
 request_timeout_ms = 5000
 first_poll_ms = 100
 poll_max_ms = 300
+{extra_config}
 "#,
             redis = self.redis.url(),
             store_section = self.store_section,
+            extra_config = self.extra_config,
             sim = self.sim.base_url(),
         );
         std::fs::write(&path, toml).unwrap();
@@ -128,13 +133,23 @@ poll_max_ms = 300
             .expect("reelq-worker starts")
     }
 
-    /// Runs a worker inside the test process; it stops when the returned token is dropped.
-    pub fn spawn_worker_task(&self, name: &str, api_key: &str) -> tokio_util::sync::DropGuard {
+    /// Runs a worker inside the test process, serving callbacks on `callback_listener` if
+    /// given; it stops when the returned guard is dropped.
+    pub fn spawn_worker_task(
+        &self,
+        name: &str,
+        api_key: &str,
+        callback_listener: Option<tokio::net::TcpListener>,
+    ) -> tokio_util::sync::DropGuard {
         let config =
             WorkerConfig::load(Some(&self.worker_config(name, api_key))).expect("config loads");
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
-        tokio::spawn(async move { reelq_worker::run(config, token).await.expect("worker runs") });
+        tokio::spawn(async move {
+            reelq_worker::run(config, callback_listener, token)
+                .await
+                .expect("worker runs")
+        });
         shutdown.drop_guard()
     }
 

@@ -15,14 +15,17 @@
 
 use std::time::Duration;
 
+use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use futures_util::{FutureExt, future::BoxFuture};
+use hmac::{Hmac, Mac};
 use reelq_core::{Aspect, JobId, JobSpec, ProviderKind, Quality, Secret};
-use reqwest::StatusCode;
+use reqwest::{StatusCode, header::HeaderMap};
 use serde::Deserialize;
 use serde_json::json;
+use sha2::Sha256;
 
 use crate::{
-    Download, Provider, ProviderError, TaskStatus,
+    CallbackError, CallbackHint, Download, Provider, ProviderError, TaskStatus,
     http::{self, retry_after, send_error},
 };
 
@@ -33,6 +36,8 @@ pub struct KieConfig {
     pub base_url: String,
     pub api_key: Secret,
     pub request_timeout: Duration,
+    /// The account's webhook HMAC key; when set, every callback must carry a valid signature.
+    pub webhook_hmac_key: Option<Secret>,
 }
 
 pub struct Kie {
@@ -110,12 +115,16 @@ impl Kie {
         }
     }
 
-    async fn create(&self, spec: &JobSpec) -> Result<String, ProviderError> {
+    async fn create(
+        &self,
+        spec: &JobSpec,
+        callback_url: Option<&str>,
+    ) -> Result<String, ProviderError> {
         let data = self
             .call(
                 self.http
                     .post(self.url("/api/v1/jobs/createTask"))
-                    .json(&create_body(spec)),
+                    .json(&create_body(spec, callback_url)),
                 Call::Create,
             )
             .await?;
@@ -161,7 +170,7 @@ impl Kie {
     }
 }
 
-fn create_body(spec: &JobSpec) -> serde_json::Value {
+fn create_body(spec: &JobSpec, callback_url: Option<&str>) -> serde_json::Value {
     let mut input = json!({
         "prompt": spec.prompt,
         "aspect_ratio": match spec.aspect {
@@ -178,7 +187,67 @@ fn create_body(spec: &JobSpec) -> serde_json::Value {
     if !spec.image_urls.is_empty() {
         input["image_urls"] = json!(spec.image_urls);
     }
-    json!({ "model": spec.model, "input": input })
+    let mut body = json!({ "model": spec.model, "input": input });
+    if let Some(url) = callback_url {
+        body["callBackUrl"] = json!(url);
+    }
+    body
+}
+
+/// How long a signed callback stays acceptable (providers.md: older than 5 minutes is stale).
+const CALLBACK_MAX_AGE_S: u64 = 300;
+
+/// kie's callback signature: base64(HMAC-SHA256(key, `taskId + "." + timestamp`)).
+pub fn kie_signature(key: &str, task_id: &str, timestamp: &str) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");
+    mac.update(format!("{task_id}.{timestamp}").as_bytes());
+    BASE64.encode(mac.finalize().into_bytes())
+}
+
+/// Both callback shapes: `data.taskId` with `resultUrls`, or the market form with `state`.
+#[derive(Deserialize)]
+struct CallbackBody {
+    data: CallbackData,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CallbackData {
+    task_id: String,
+    #[serde(default)]
+    state: Option<String>,
+}
+
+impl Kie {
+    fn check_signature(
+        &self,
+        headers: &HeaderMap,
+        task_id: &str,
+        now_s: u64,
+    ) -> Result<(), CallbackError> {
+        let Some(key) = &self.config.webhook_hmac_key else {
+            return Ok(());
+        };
+        let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+        let (Some(timestamp), Some(signature)) =
+            (header("x-webhook-timestamp"), header("x-webhook-signature"))
+        else {
+            return Err(CallbackError::BadSignature);
+        };
+        let sent_s: u64 = timestamp.parse().map_err(|_| CallbackError::BadSignature)?;
+        if now_s.abs_diff(sent_s) > CALLBACK_MAX_AGE_S {
+            return Err(CallbackError::Stale);
+        }
+        let signature = BASE64
+            .decode(signature)
+            .map_err(|_| CallbackError::BadSignature)?;
+        let mut mac = Hmac::<Sha256>::new_from_slice(key.expose().as_bytes())
+            .expect("HMAC takes any key length");
+        mac.update(format!("{task_id}.{timestamp}").as_bytes());
+        mac.verify_slice(&signature)
+            .map_err(|_| CallbackError::BadSignature)
+    }
 }
 
 fn error_for_code(code: i64, msg: String, retry_after: Option<Duration>) -> ProviderError {
@@ -239,8 +308,29 @@ impl Provider for Kie {
         &'a self,
         _job_id: JobId,
         spec: &'a JobSpec,
+        callback_url: Option<&'a str>,
     ) -> BoxFuture<'a, Result<String, ProviderError>> {
-        self.create(spec).boxed()
+        self.create(spec, callback_url).boxed()
+    }
+
+    fn parse_callback(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now_s: u64,
+    ) -> Result<CallbackHint, CallbackError> {
+        let callback: CallbackBody = serde_json::from_slice(body)
+            .map_err(|err| CallbackError::Malformed(err.to_string()))?;
+        let task_id = callback.data.task_id;
+        self.check_signature(headers, &task_id, now_s)?;
+        let progress_only = matches!(
+            callback.data.state.as_deref(),
+            Some("waiting" | "queuing" | "generating")
+        );
+        Ok(CallbackHint {
+            task_id,
+            progress_only,
+        })
     }
 
     fn query<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<TaskStatus, ProviderError>> {
@@ -292,13 +382,77 @@ mod tests {
         assert_eq!(garbage_ok.class(), ErrorClass::UnknownOutcome);
     }
 
-    #[test]
-    fn debug_output_hides_the_api_key() {
-        let config = KieConfig {
+    fn kie(webhook_hmac_key: Option<&str>) -> Kie {
+        Kie::new(KieConfig {
             base_url: "http://127.0.0.1:1".into(),
             api_key: Secret::new("sk-very-secret"),
             request_timeout: Duration::from_secs(1),
-        };
-        assert!(!format!("{config:?}").contains("sk-very-secret"));
+            webhook_hmac_key: webhook_hmac_key.map(Secret::new),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn debug_output_hides_the_keys() {
+        let debug = format!("{:?}", kie(Some("whk-secret")).config);
+        assert!(
+            !debug.contains("sk-very-secret") && !debug.contains("whk-secret"),
+            "{debug}"
+        );
+    }
+
+    const NOW_S: u64 = 1_780_000_000;
+    const BODY: &[u8] =
+        br#"{"code":200,"msg":"ok","data":{"taskId":"t1","resultUrls":["https://x/v.mp4"]}}"#;
+
+    fn signed(key: &str, timestamp: u64) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        let timestamp = timestamp.to_string();
+        headers.insert("x-webhook-timestamp", timestamp.parse().unwrap());
+        headers.insert(
+            "x-webhook-signature",
+            kie_signature(key, "t1", &timestamp).parse().unwrap(),
+        );
+        headers
+    }
+
+    #[test]
+    fn a_signed_callback_is_read_and_a_bad_one_refused() {
+        let provider = kie(Some("whk"));
+        let hint = provider
+            .parse_callback(&signed("whk", NOW_S), BODY, NOW_S)
+            .unwrap();
+        assert_eq!(
+            hint,
+            CallbackHint {
+                task_id: "t1".into(),
+                progress_only: false
+            }
+        );
+        let check =
+            |headers: &HeaderMap| provider.parse_callback(headers, BODY, NOW_S).unwrap_err();
+        assert_eq!(check(&HeaderMap::new()), CallbackError::BadSignature);
+        assert_eq!(check(&signed("forged", NOW_S)), CallbackError::BadSignature);
+        assert_eq!(check(&signed("whk", NOW_S - 301)), CallbackError::Stale);
+        let err = provider
+            .parse_callback(&signed("whk", NOW_S), b"{not json", NOW_S)
+            .unwrap_err();
+        assert!(matches!(err, CallbackError::Malformed(_)));
+    }
+
+    #[test]
+    fn without_a_key_callbacks_need_no_signature_and_progress_is_told_apart() {
+        let provider = kie(None);
+        let body = br#"{"code":200,"data":{"taskId":"t2","state":"generating"}}"#;
+        let hint = provider
+            .parse_callback(&HeaderMap::new(), body, NOW_S)
+            .unwrap();
+        assert_eq!(
+            hint,
+            CallbackHint {
+                task_id: "t2".into(),
+                progress_only: true
+            }
+        );
     }
 }

@@ -8,5 +8,6 @@ mod kie;
 mod provider;
 
 pub use error::ProviderError;
-pub use kie::{Kie, KieConfig};
-pub use provider::{ByteStream, Download, Provider, TaskStatus};
+pub use kie::{Kie, KieConfig, kie_signature};
+pub use provider::{ByteStream, CallbackError, CallbackHint, Download, Provider, TaskStatus};
+pub use reqwest::header::HeaderMap;

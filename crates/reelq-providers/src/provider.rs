@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use futures_util::{future::BoxFuture, stream::BoxStream};
 use reelq_core::{JobId, JobSpec, ProviderKind};
+use reqwest::header::HeaderMap;
 
 use crate::ProviderError;
 
@@ -14,6 +15,25 @@ pub struct Download {
     /// The length the server announced, if it did: a body of another length is truncated.
     pub content_length: Option<u64>,
     pub body: ByteStream,
+}
+
+/// What a verified callback says. A hint only: the worker confirms by polling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackHint {
+    pub task_id: String,
+    /// A progress report, not a completion: it must not hurry the job.
+    pub progress_only: bool,
+}
+
+/// Why a callback was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallbackError {
+    #[error("callback signature missing or wrong")]
+    BadSignature,
+    #[error("callback timestamp outside the accepted window")]
+    Stale,
+    #[error("callback body unreadable: {0}")]
+    Malformed(String),
 }
 
 /// Where a provider task stands.
@@ -31,11 +51,22 @@ pub trait Provider: Send + Sync {
 
     /// Calls the provider's create endpoint once and returns its task id. Never retries by
     /// itself: whether a retry could pay twice is the caller's decision, made from the error.
+    /// `callback_url`, when given, is where the provider should report the task.
     fn submit<'a>(
         &'a self,
         job_id: JobId,
         spec: &'a JobSpec,
+        callback_url: Option<&'a str>,
     ) -> BoxFuture<'a, Result<String, ProviderError>>;
+
+    /// Checks a callback's signature (where the provider signs and a key is configured) and
+    /// reads which task it concerns. `now_s` is the current unix time.
+    fn parse_callback(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now_s: u64,
+    ) -> Result<CallbackHint, CallbackError>;
 
     fn query<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<TaskStatus, ProviderError>>;
 

@@ -6,7 +6,7 @@
 //!
 //! | key            | type   | content                                              | written by              |
 //! |----------------|--------|------------------------------------------------------|-------------------------|
-//! | `P job:{id}`   | hash   | state, fence, provider, spec JSON, task_id, attempt, submits, polls, created_ms, updated_ms, deadline_ms, batch, owner, result_url, error_class, error, object_key, bytes, sha256 | enqueue, claim, transition |
+//! | `P job:{id}`   | hash   | state, fence, provider, spec JSON, task_id, task_id_hint (from a callback during submit), cb_token_hash, attempt, submits, polls, created_ms, updated_ms, deadline_ms, batch, owner, result_url, error_class, error, object_key, bytes, sha256 | enqueue, claim, transition |
 //! | `P due`        | zset   | job id -> unix ms when a worker must act next; while a worker holds the job, its lease expiry | enqueue, claim, transition, extend |
 //! | `P state:{s}`  | zset   | job id -> ms of its last state change, one set per state | every state change |
 //! | `P log:{id}`   | list   | the job's last 32 events, `"<ms> <state> <detail>"`  | every state change      |
@@ -47,6 +47,7 @@ static TRANSITION: LazyLock<Script> = ledger_script!("transition.lua");
 static EXTEND: LazyLock<Script> = ledger_script!("extend.lua");
 static PAUSE: LazyLock<Script> = ledger_script!("pause.lua");
 static OPERATOR: LazyLock<Script> = ledger_script!("operator.lua");
+static WAKE: LazyLock<Script> = ledger_script!("wake.lua");
 
 /// Where the ledger lives and how long a Redis call may take.
 #[derive(Debug, Clone)]
@@ -102,6 +103,21 @@ pub enum Resolution {
     Resubmit,
     /// Give up on the job.
     Fail,
+}
+
+/// What a callback did to its job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WakeOutcome {
+    /// A poll was scheduled for now.
+    Woken,
+    /// An `uncertain` job learnt its task id and goes back to polling.
+    Adopted,
+    /// The job is still submitting; the task id is kept for it.
+    Noted,
+    /// Nothing to do: a duplicate, a stale hint, or a job that has moved on.
+    Ignored,
+    /// No such job.
+    Missing,
 }
 
 /// What one claim returned.
@@ -442,6 +458,34 @@ impl Ledger {
         }
         let reply: Vec<String> = invocation.invoke_async(&mut self.conn.clone()).await?;
         Ok(reply.first().is_some_and(|ok| ok == "1"))
+    }
+
+    /// The hash of the token in the job's current callback URL, if a submit set one.
+    pub async fn callback_token_hash(&self, job_id: JobId) -> Result<Option<String>, QueueError> {
+        Ok(redis::cmd("HGET")
+            .arg(self.key(format!("job:{job_id}")))
+            .arg("cb_token_hash")
+            .query_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    /// Acts on a verified callback naming `task_id`: polls a waiting job now, adopts the task
+    /// of an `uncertain` job, or notes it for a job still submitting.
+    pub async fn wake(&self, job_id: JobId, task_id: &str) -> Result<WakeOutcome, QueueError> {
+        let outcome: String = WAKE
+            .key(self.key("due"))
+            .arg(&self.prefix)
+            .arg(job_id.to_string())
+            .arg(task_id)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(match outcome.as_str() {
+            "woken" => WakeOutcome::Woken,
+            "adopted" => WakeOutcome::Adopted,
+            "noted" => WakeOutcome::Noted,
+            "missing" => WakeOutcome::Missing,
+            _ => WakeOutcome::Ignored,
+        })
     }
 
     /// Job ids in `state`, most recently changed first.

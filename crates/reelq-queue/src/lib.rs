@@ -8,6 +8,8 @@ mod record;
 mod transition;
 
 pub use error::QueueError;
-pub use ledger::{Claim, ClaimOptions, Lease, Ledger, LedgerConfig, Resolution, TransitionOutcome};
+pub use ledger::{
+    Claim, ClaimOptions, Lease, Ledger, LedgerConfig, Resolution, TransitionOutcome, WakeOutcome,
+};
 pub use record::JobRecord;
 pub use transition::Transition;

@@ -9,8 +9,12 @@ use reelq_core::{ErrorClass, JobState};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Transition {
     /// The worker is about to call the provider's create endpoint. From here until the answer
-    /// is recorded, a lost lease means the outcome is unknown. `lease` keeps the job's lease.
-    BeginSubmit { lease: Duration },
+    /// is recorded, a lost lease means the outcome is unknown. `lease` keeps the job's lease;
+    /// `callback_token_hash` is the SHA-256 (hex) of the token in this submit's callback URL.
+    BeginSubmit {
+        lease: Duration,
+        callback_token_hash: Option<String>,
+    },
     /// The provider accepted the task. Also valid from `uncertain`: a late answer to our own
     /// submit settles the doubt.
     Submitted {
@@ -64,12 +68,18 @@ pub(crate) struct Move {
 impl Transition {
     pub(crate) fn into_move(self, current: JobState) -> Move {
         match self {
-            Transition::BeginSubmit { lease } => Move {
+            Transition::BeginSubmit {
+                lease,
+                callback_token_hash,
+            } => Move {
                 from: "queued",
                 to: JobState::Submitting,
                 delay: Some(lease),
                 detail: String::new(),
-                fields: vec![],
+                fields: callback_token_hash
+                    .map(|hash| ("cb_token_hash", hash))
+                    .into_iter()
+                    .collect(),
             },
             Transition::Submitted {
                 task_id,

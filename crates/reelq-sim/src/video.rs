@@ -87,6 +87,9 @@ mod tests {
             top_level_boxes(&padded),
             ["ftyp", "moov", "free", "mdat", "free"]
         );
-        assert!(padded.starts_with(&render_video("t")));
+        assert!(padded.starts_with(SAMPLE_MP4));
+        let task_id_at = SAMPLE_MP4.len() + 8;
+        assert_eq!(&padded[task_id_at..task_id_at + 1], b"t");
+        assert!(padded[task_id_at + 1..].iter().all(|&byte| byte == 0));
     }
 }

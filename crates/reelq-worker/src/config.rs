@@ -72,6 +72,26 @@ pub struct WorkerConfig {
     pub store: StoreConfig,
     #[serde(default)]
     pub providers: ProvidersConfig,
+    /// Provider callbacks; off when absent (polling alone still finishes every job).
+    pub callbacks: Option<CallbacksConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbacksConfig {
+    /// The receiver's public base URL (a load balancer in front of the replicas), from which
+    /// each submit's callback URL is composed. Should be HTTPS on the internet.
+    pub public_base_url: String,
+    /// Where this process serves the receiver, e.g. `0.0.0.0:8081`; absent, this replica only
+    /// composes URLs and another one receives.
+    pub listen: Option<String>,
+    /// Larger bodies are refused with 413.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+}
+
+fn default_max_body_bytes() -> usize {
+    1024 * 1024
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -133,6 +153,8 @@ pub struct KieAccount {
     /// Base of the longest gap between polls (jitter adds up to as much again).
     #[serde(default = "default_poll_max_ms")]
     pub poll_max_ms: u64,
+    /// The account's webhook HMAC key: when set, unsigned or mis-signed callbacks are refused.
+    pub webhook_hmac_key: Option<Secret>,
 }
 
 fn default_request_timeout_ms() -> u64 {
@@ -182,6 +204,21 @@ impl WorkerConfig {
         }
         if !matches!(self.log_format.as_str(), "json" | "pretty") {
             return fail("log_format must be \"json\" or \"pretty\"");
+        }
+        if let Some(callbacks) = &self.callbacks {
+            let base = callbacks.public_base_url.as_str();
+            if !(base.starts_with("http://") || base.starts_with("https://")) {
+                return fail("callbacks.public_base_url must be an http(s) URL");
+            }
+            if base.starts_with("http://")
+                && !base.contains("127.0.0.1")
+                && !base.contains("localhost")
+            {
+                tracing::warn!(
+                    base,
+                    "callbacks.public_base_url is not HTTPS; providers may refuse it"
+                );
+            }
         }
         if self.providers.kie.is_none() {
             return fail("no provider configured: add [providers.kie]");

@@ -2,11 +2,14 @@
 //! each (submit, poll or fetch), so a job waiting on its provider holds no slot, task or
 //! connection. Any number of replicas can run against one Redis.
 
+mod callbacks;
 mod config;
 mod error;
 mod runner;
 mod steps;
 
-pub use config::{KieAccount, ProvidersConfig, S3Config, StoreConfig, WorkerConfig};
+pub use config::{
+    CallbacksConfig, KieAccount, ProvidersConfig, S3Config, StoreConfig, WorkerConfig,
+};
 pub use error::WorkerError;
 pub use runner::run;

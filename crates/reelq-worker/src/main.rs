@@ -37,9 +37,18 @@ async fn main() -> anyhow::Result<()> {
     } else {
         logs.init();
     }
+    let listen = config.callbacks.as_ref().and_then(|c| c.listen.clone());
+    let callback_listener = match listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(&addr)
+                .await
+                .with_context(|| format!("binding callbacks.listen {addr}"))?,
+        ),
+        None => None,
+    };
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    reelq_worker::run(config, shutdown)
+    reelq_worker::run(config, callback_listener, shutdown)
         .await
         .context("worker stopped with an error")
 }

@@ -9,20 +9,26 @@ use reelq_core::ProviderKind;
 use reelq_providers::{Kie, KieConfig, Provider};
 use reelq_queue::{ClaimOptions, Ledger, LedgerConfig};
 use reelq_storage::VideoStore;
-use tokio::sync::Semaphore;
+use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{error, info, warn};
 
 use crate::{
     WorkerConfig, WorkerError,
+    callbacks::{self, CallbackState},
     steps::{self, PollSchedule, StepContext},
 };
 
 /// How long to wait before claiming again after Redis failed a claim.
 const CLAIM_ERROR_PAUSE: Duration = Duration::from_secs(1);
 
-/// Runs a worker until `shutdown` is cancelled, then drains.
-pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<(), WorkerError> {
+/// Runs a worker until `shutdown` is cancelled, then drains. `callback_listener`, when given,
+/// serves the callback receiver (main binds `callbacks.listen`; tests bind their own).
+pub async fn run(
+    config: WorkerConfig,
+    callback_listener: Option<TcpListener>,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
     let name = if config.name.is_empty() {
         format!(
             "worker-{}-{:04x}",
@@ -41,10 +47,33 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
     check_durability(&ledger, config.allow_unsafe_redis).await?;
     let store = VideoStore::open(&config.store.to_storage())?;
     let (providers, poll_schedules) = providers(&config)?;
+    let providers = Arc::new(providers);
+    let tracker = TaskTracker::new();
+    if let Some(listener) = callback_listener {
+        let max_body = config
+            .callbacks
+            .as_ref()
+            .map_or(1024 * 1024, |c| c.max_body_bytes);
+        let state = CallbackState {
+            ledger: ledger.clone(),
+            providers: providers.clone(),
+        };
+        let stop = shutdown.clone();
+        info!(addr = ?listener.local_addr().ok(), "callback receiver listening");
+        tracker.spawn(async move {
+            let served = axum::serve(listener, callbacks::app(state, max_body))
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+            if let Err(err) = served {
+                error!(error = %err, "callback receiver stopped");
+            }
+        });
+    }
     let context = Arc::new(StepContext {
         ledger: ledger.clone(),
         store,
         providers,
+        callback_base: config.callbacks.as_ref().map(|c| c.public_base_url.clone()),
         poll_schedules,
         lease: config.lease(),
         max_attempts: config.max_attempts,
@@ -54,7 +83,6 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
     });
     let mut wakeups = None;
     let slots = Arc::new(Semaphore::new(config.concurrency));
-    let tracker = TaskTracker::new();
     let idle_poll = Duration::from_millis(config.idle_poll_ms);
     info!(worker = %name, concurrency = config.concurrency, "worker started");
 
@@ -170,6 +198,7 @@ fn providers(
             base_url: kie.base_url.clone(),
             api_key: kie.api_key.clone(),
             request_timeout: Duration::from_millis(kie.request_timeout_ms),
+            webhook_hmac_key: kie.webhook_hmac_key.clone(),
         })?;
         providers.insert(ProviderKind::Kie, Arc::new(adapter));
         schedules.insert(

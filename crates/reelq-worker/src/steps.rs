@@ -10,6 +10,7 @@ use reelq_core::{ErrorClass, JobState, ProviderKind};
 use reelq_providers::{Provider, ProviderError, TaskStatus};
 use reelq_queue::{Lease, Ledger, QueueError, Transition, TransitionOutcome};
 use reelq_storage::{StorageError, VideoMeta, VideoStore};
+use sha2::{Digest, Sha256};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 /// When to poll a provider: the first poll after submit, then doubling (with jitter) up to
@@ -24,13 +25,15 @@ pub(crate) struct PollSchedule {
 pub(crate) struct StepContext {
     pub(crate) ledger: Ledger,
     pub(crate) store: VideoStore,
-    pub(crate) providers: HashMap<ProviderKind, Arc<dyn Provider>>,
+    pub(crate) providers: Arc<HashMap<ProviderKind, Arc<dyn Provider>>>,
     pub(crate) poll_schedules: HashMap<ProviderKind, PollSchedule>,
     pub(crate) lease: Duration,
     pub(crate) max_attempts: u32,
     pub(crate) max_attempts_paid: u32,
     pub(crate) backoff_min: Duration,
     pub(crate) backoff_max: Duration,
+    /// Public base of the callback receiver (`https://host`), when callbacks are on.
+    pub(crate) callback_base: Option<String>,
 }
 
 /// How long a worker keeps trying to record a finished step while Redis is unreachable.
@@ -39,6 +42,11 @@ const RECORD_RETRY: ExponentialBuilder = ExponentialBuilder::new()
     .with_max_delay(Duration::from_secs(5))
     .with_jitter()
     .with_max_times(30);
+
+/// How callback tokens are kept: SHA-256, hex.
+pub(crate) fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
 
 /// A step's failure, reduced to what decides the next move.
 struct StepFailure {
@@ -92,22 +100,22 @@ pub(crate) async fn run_step(context: &StepContext, mut lease: Lease) {
         task_id = lease.task_id.as_deref().unwrap_or(""),
     );
     async {
+        let mut callback_url = None;
         if lease.state == JobState::Queued {
+            let (url, token_hash) = context.callback_url(&lease).unzip();
+            callback_url = url;
             // Recorded before the create call, so a crash from here on reads as `uncertain`.
-            if !record(
-                context,
-                &lease,
-                Transition::BeginSubmit {
-                    lease: context.lease,
-                },
-            )
-            .await
-            {
+            let begin = Transition::BeginSubmit {
+                lease: context.lease,
+                callback_token_hash: token_hash,
+            };
+            if !record(context, &lease, begin).await {
                 return;
             }
             lease.state = JobState::Submitting;
         }
-        let transition = with_renewal(context, &lease, next_move(context, &lease)).await;
+        let step = next_move(context, &lease, callback_url.as_deref());
+        let transition = with_renewal(context, &lease, step).await;
         debug!(?transition, "step done");
         record(context, &lease, transition).await;
     }
@@ -155,7 +163,7 @@ async fn with_renewal<T>(context: &StepContext, lease: &Lease, step: impl Future
     }
 }
 
-async fn next_move(context: &StepContext, lease: &Lease) -> Transition {
+async fn next_move(context: &StepContext, lease: &Lease, callback_url: Option<&str>) -> Transition {
     let Some(provider) = context.providers.get(&lease.spec.provider) else {
         // Another replica may have this provider configured: hand the job back for it.
         let failure = StepFailure {
@@ -169,7 +177,7 @@ async fn next_move(context: &StepContext, lease: &Lease) -> Transition {
         return retry_same_step(lease, lease.attempt, failure);
     };
     match lease.state {
-        JobState::Submitting => submit(context, provider.as_ref(), lease).await,
+        JobState::Submitting => submit(context, provider.as_ref(), lease, callback_url).await,
         JobState::Waiting => poll(context, provider.as_ref(), lease).await,
         JobState::Fetching => fetch(context, provider.as_ref(), lease).await,
         other => Transition::Failed {
@@ -179,8 +187,16 @@ async fn next_move(context: &StepContext, lease: &Lease) -> Transition {
     }
 }
 
-async fn submit(context: &StepContext, provider: &dyn Provider, lease: &Lease) -> Transition {
-    match provider.submit(lease.job_id, &lease.spec).await {
+async fn submit(
+    context: &StepContext,
+    provider: &dyn Provider,
+    lease: &Lease,
+    callback_url: Option<&str>,
+) -> Transition {
+    match provider
+        .submit(lease.job_id, &lease.spec, callback_url)
+        .await
+    {
         Ok(task_id) => {
             info!(task_id, "submitted");
             let first_poll = context.poll_schedule(lease).first;
@@ -319,6 +335,20 @@ fn retry_same_step(lease: &Lease, attempt: u32, failure: StepFailure) -> Transit
 }
 
 impl StepContext {
+    /// A fresh callback URL for this submit, `{base}/callbacks/{provider}/{job}/{token}`, and
+    /// the token's hash for the ledger. The token itself is never stored or logged.
+    fn callback_url(&self, lease: &Lease) -> Option<(String, String)> {
+        let base = self.callback_base.as_deref()?;
+        let token = hex::encode(rand::random::<[u8; 32]>());
+        let url = format!(
+            "{}/callbacks/{}/{}/{token}",
+            base.trim_end_matches('/'),
+            lease.spec.provider,
+            lease.job_id
+        );
+        Some((url, token_hash(&token)))
+    }
+
     fn poll_schedule(&self, lease: &Lease) -> PollSchedule {
         self.poll_schedules
             .get(&lease.spec.provider)

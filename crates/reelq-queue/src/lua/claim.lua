@@ -11,7 +11,8 @@
 --          result_url, polls}, ...}}.
 -- A claimed queued job stays `queued`: the worker moves it to `submitting` (BeginSubmit) only
 -- once it holds the reply, so a claim whose reply is lost never looks like a sent submit.
--- A job found `submitting` is one whose submitter's lease ran out: the provider may have the
+-- A job found `submitting` is one whose submitter's lease ran out: if a callback named its
+-- task (`task_id_hint`) it goes on to polling; otherwise the provider may have the
 -- task, so it becomes `uncertain` and is never handed out for a second submit (unless ARGV[5]).
 -- A queued job whose provider is paused (`P pause:{provider}`, set on a 429) is left
 -- unclaimed and rescheduled for the end of the pause.
@@ -25,7 +26,7 @@ local claimed = {}
 for _, id in ipairs(ids) do
   local job = prefix .. 'job:' .. id
   local f = redis.call('HMGET', job, 'state', 'deadline_ms', 'spec', 'task_id', 'attempt',
-    'result_url', 'polls', 'provider')
+    'result_url', 'polls', 'provider', 'task_id_hint')
   local state, deadline, provider = f[1], tonumber(f[2]), f[8] or ''
   if state == 'queued' and paused[provider] == nil then
     paused[provider] = redis.call('PTTL', prefix .. 'pause:' .. provider)
@@ -38,6 +39,12 @@ for _, id in ipairs(ids) do
     move(job, id, state, 'expired', now, 'deadline passed')
   elseif state == 'queued' and paused[provider] > 0 then
     redis.call('ZADD', due, now + paused[provider], id)
+  elseif state == 'submitting' and f[9] then
+    -- The submitter died, but the provider's callback already named the task: poll it.
+    redis.call('HSET', job, 'task_id', f[9], 'attempt', 0)
+    redis.call('HINCRBY', job, 'fence', 1)
+    redis.call('ZADD', due, now, id)
+    move(job, id, state, 'waiting', now, 'submit lease expired; task known from its callback')
   elseif state == 'submitting' and resubmit_uncertain then
     redis.call('ZADD', due, now, id)
     redis.call('HSET', job, 'error', 'submit lease expired; requeued by policy')

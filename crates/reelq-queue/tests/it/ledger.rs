@@ -6,6 +6,7 @@ use futures_util::StreamExt;
 use reelq_core::{Aspect, BatchId, ErrorClass, JobId, JobSpec, JobState, ProviderKind, Quality};
 use reelq_queue::{
     ClaimOptions, Lease, Ledger, LedgerConfig, Resolution, Transition, TransitionOutcome,
+    WakeOutcome,
 };
 use reelq_testkit::{EVENT_TIMEOUT, RedisServer};
 
@@ -60,7 +61,10 @@ async fn claim_and_begin(ledger: &Ledger, owner: &str, n: usize, lease: Duration
     let claim = ledger.claim(&claim_opts(owner, n, lease)).await.unwrap();
     let mut leases = Vec::new();
     for lease_held in claim.leases {
-        let begin = Transition::BeginSubmit { lease };
+        let begin = Transition::BeginSubmit {
+            lease,
+            callback_token_hash: None,
+        };
         assert_eq!(
             ledger.transition(&lease_held, begin).await.unwrap(),
             TransitionOutcome::Applied
@@ -92,7 +96,10 @@ async fn a_job_walks_from_queued_to_stored() {
     assert_eq!(claim.leases.len(), 1);
     let lease = claim.leases.remove(0);
     assert_eq!((lease.state, lease.fence), (JobState::Queued, 1));
-    let begin = Transition::BeginSubmit { lease: LEASE };
+    let begin = Transition::BeginSubmit {
+        lease: LEASE,
+        callback_token_hash: None,
+    };
     assert_eq!(
         ledger.transition(&lease, begin.clone()).await.unwrap(),
         TransitionOutcome::Applied
@@ -398,7 +405,10 @@ async fn an_operator_resolves_an_uncertain_job_each_way() {
     assert_eq!(by_id(ids[1]).state, JobState::Queued);
     assert_eq!(leases.len(), 2);
     assert_eq!(state_of(&ledger, ids[2]).await, JobState::Failed);
-    let begin = Transition::BeginSubmit { lease: LEASE };
+    let begin = Transition::BeginSubmit {
+        lease: LEASE,
+        callback_token_hash: None,
+    };
     ledger.transition(by_id(ids[1]), begin).await.unwrap();
     assert_eq!(
         ledger.job(ids[1]).await.unwrap().unwrap().submits,
@@ -425,7 +435,10 @@ async fn the_resubmit_policy_requeues_an_expired_submit() {
     assert_eq!(state_of(&ledger, job_id).await, JobState::Queued);
     let lease = ledger.claim(&options).await.unwrap().leases.remove(0);
     assert_eq!(lease.state, JobState::Queued);
-    let begin = Transition::BeginSubmit { lease: LEASE };
+    let begin = Transition::BeginSubmit {
+        lease: LEASE,
+        callback_token_hash: None,
+    };
     ledger.transition(&lease, begin).await.unwrap();
     assert_eq!(ledger.job(job_id).await.unwrap().unwrap().submits, 2);
 }
@@ -505,5 +518,115 @@ async fn durability_settings_are_checked() {
     assert!(
         problems[0].starts_with("maxmemory-policy is allkeys-lru"),
         "{problems:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_callback_wakes_a_waiting_job_and_duplicates_change_nothing() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    let job_id = JobId::new();
+    ledger.enqueue(None, &[(job_id, spec("cb"))]).await.unwrap();
+    let lease = claim_and_begin(&ledger, "w1", 1, LEASE).await.remove(0);
+    let later = Transition::Submitted {
+        task_id: "t-cb".into(),
+        first_poll: Duration::from_secs(600),
+    };
+    ledger.transition(&lease, later).await.unwrap();
+
+    assert_eq!(
+        ledger.wake(job_id, "other-task").await.unwrap(),
+        WakeOutcome::Ignored
+    );
+    assert_eq!(
+        ledger.wake(job_id, "t-cb").await.unwrap(),
+        WakeOutcome::Woken
+    );
+    let lease = claim_one(&ledger, "w1", LEASE).await;
+    assert_eq!(
+        lease.state,
+        JobState::Waiting,
+        "due at once, not in ten minutes"
+    );
+    assert_eq!(
+        ledger.wake(job_id, "t-cb").await.unwrap(),
+        WakeOutcome::Ignored,
+        "a poll is running"
+    );
+    assert_eq!(
+        ledger.wake(JobId::new(), "t-cb").await.unwrap(),
+        WakeOutcome::Missing
+    );
+}
+
+#[tokio::test]
+async fn a_callback_names_the_task_of_a_job_whose_submitter_died() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    let ids = [JobId::new(), JobId::new()];
+    ledger
+        .enqueue(None, &[(ids[0], spec("a")), (ids[1], spec("b"))])
+        .await
+        .unwrap();
+    claim_and_begin(&ledger, "w1", 2, Duration::ZERO).await;
+
+    // Job 0's callback arrives while it still looks submitting; job 1's after it turned uncertain.
+    assert_eq!(
+        ledger.wake(ids[0], "t-0").await.unwrap(),
+        WakeOutcome::Noted
+    );
+    let leases = ledger
+        .claim(&claim_opts("w2", 2, LEASE))
+        .await
+        .unwrap()
+        .leases;
+    assert_eq!(leases.len(), 0);
+    assert_eq!(state_of(&ledger, ids[1]).await, JobState::Uncertain);
+    assert_eq!(
+        ledger.wake(ids[1], "t-1").await.unwrap(),
+        WakeOutcome::Adopted
+    );
+
+    let leases = ledger
+        .claim(&claim_opts("w2", 2, LEASE))
+        .await
+        .unwrap()
+        .leases;
+    let mut tasks: Vec<_> = leases
+        .iter()
+        .map(|l| (l.state, l.task_id.clone().unwrap()))
+        .collect();
+    tasks.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(
+        tasks,
+        [
+            (JobState::Waiting, "t-0".into()),
+            (JobState::Waiting, "t-1".into())
+        ]
+    );
+    for job_id in ids {
+        assert_eq!(ledger.job(job_id).await.unwrap().unwrap().submits, 1);
+    }
+}
+
+#[tokio::test]
+async fn the_callback_token_hash_is_kept_from_the_submit() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    let job_id = JobId::new();
+    ledger
+        .enqueue(None, &[(job_id, spec("token"))])
+        .await
+        .unwrap();
+    assert_eq!(ledger.callback_token_hash(job_id).await.unwrap(), None);
+    let lease = claim_one(&ledger, "w1", LEASE).await;
+    let begin = Transition::BeginSubmit {
+        lease: LEASE,
+        callback_token_hash: Some("ab12".into()),
+    };
+    ledger.transition(&lease, begin).await.unwrap();
+    assert_eq!(
+        ledger.callback_token_hash(job_id).await.unwrap().as_deref(),
+        Some("ab12")
     );
 }

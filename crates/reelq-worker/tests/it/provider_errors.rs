@@ -15,7 +15,7 @@ async fn two_server_errors_then_success_ends_stored_after_two_retries() {
     )
     .await;
     deployment.sim.fail_next_creates(500, 2);
-    let _worker = deployment.spawn_worker_task("w", API_KEY);
+    let _worker = deployment.spawn_worker_task("w", API_KEY, None);
     let job_ids = deployment.enqueue_manifest(&prompts("flaky", 1)).await;
 
     let record = deployment.settled(&job_ids).await.remove(0);
@@ -45,7 +45,7 @@ async fn a_refused_api_key_fails_the_job_at_once_as_auth() {
         Duration::from_millis(50),
     )
     .await;
-    let _worker = deployment.spawn_worker_task("w", "sk-wrong-key");
+    let _worker = deployment.spawn_worker_task("w", "sk-wrong-key", None);
     let job_ids = deployment.enqueue_manifest(&prompts("auth", 1)).await;
 
     let record = deployment.settled(&job_ids).await.remove(0);
@@ -65,7 +65,7 @@ async fn an_expired_result_url_is_queried_again_and_the_video_stored() {
     )
     .await;
     deployment.sim.expire_next_downloads(1);
-    let _worker = deployment.spawn_worker_task("w", API_KEY);
+    let _worker = deployment.spawn_worker_task("w", API_KEY, None);
     let job_ids = deployment.enqueue_manifest(&prompts("expired", 1)).await;
 
     let records = deployment.settled(&job_ids).await;
@@ -104,7 +104,7 @@ async fn a_truncated_download_is_retried_and_never_stored_short() {
     )
     .await;
     deployment.sim.truncate_next_downloads(1);
-    let _worker = deployment.spawn_worker_task("w", API_KEY);
+    let _worker = deployment.spawn_worker_task("w", API_KEY, None);
     let job_ids = deployment.enqueue_manifest(&prompts("truncated", 1)).await;
 
     let records = deployment.settled(&job_ids).await;

@@ -44,7 +44,7 @@ async fn a_429_pauses_submits_for_its_retry_after() {
     .await;
     let mut events = deployment.sim.events();
     deployment.sim.fail_next_creates(429, 1);
-    let _worker = deployment.spawn_worker_task("w", API_KEY);
+    let _worker = deployment.spawn_worker_task("w", API_KEY, None);
     let first = deployment.enqueue_manifest(&prompts("limited", 1)).await;
     sim_events(&mut events, 1, |event| {
         matches!(event, SimEvent::CreateRefused { code: 429 })
@@ -127,7 +127,7 @@ async fn a_worker_refuses_a_redis_that_may_evict_jobs() {
     let config_path = deployment.worker_config("picky", API_KEY);
     let config = WorkerConfig::load(Some(&config_path)).unwrap();
 
-    let err = reelq_worker::run(config, CancellationToken::new())
+    let err = reelq_worker::run(config, None, CancellationToken::new())
         .await
         .unwrap_err();
 
