@@ -24,6 +24,8 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 pub const API_KEY: &str = "sk-test-key";
+/// The simulated kie account's webhook HMAC key; workers are configured with it too.
+pub const WEBHOOK_KEY: &str = "whk-test-key";
 const PREFIX: &str = "e2e";
 
 pub struct Deployment {
@@ -38,6 +40,8 @@ pub struct Deployment {
     pub store_section: String,
     /// More TOML for every worker's config, e.g. a `[callbacks]` table.
     pub extra_config: String,
+    /// Delay from submit to the first poll; long, to show a callback doing the work.
+    pub first_poll_ms: u64,
 }
 
 impl Deployment {
@@ -50,6 +54,7 @@ impl Deployment {
                 api_key: API_KEY.into(),
                 generation_time,
                 video_padding: 0,
+                webhook_hmac_key: Some(WEBHOOK_KEY.into()),
             },
         )
         .await
@@ -75,6 +80,7 @@ impl Deployment {
             ledger,
             store_section,
             extra_config: String::new(),
+            first_poll_ms: 100,
         }
     }
 
@@ -106,17 +112,30 @@ log_format = "pretty"
 base_url = "{sim}"
 api_key = "{api_key}"
 request_timeout_ms = 5000
-first_poll_ms = 100
+webhook_hmac_key = "{WEBHOOK_KEY}"
+first_poll_ms = {first_poll_ms}
 poll_max_ms = 300
 {extra_config}
 "#,
             redis = self.redis.url(),
             store_section = self.store_section,
             extra_config = self.extra_config,
+            first_poll_ms = self.first_poll_ms,
             sim = self.sim.base_url(),
         );
         std::fs::write(&path, toml).unwrap();
         path
+    }
+
+    /// Binds a callback receiver's listener on loopback and points every worker's callback
+    /// URLs at it (set before spawning the workers that should use it).
+    pub async fn callback_listener(&mut self) -> tokio::net::TcpListener {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding a callback port");
+        let addr = listener.local_addr().expect("bound address");
+        self.extra_config = format!("[callbacks]\npublic_base_url = \"http://{addr}\"\n");
+        listener
     }
 
     /// Starts `reelq-worker` as a separate process, killed when the handle drops.

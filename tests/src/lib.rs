@@ -5,4 +5,6 @@
 pub mod chaos;
 mod deployment;
 
-pub use deployment::{API_KEY, Deployment, files_under, prompts, read_object, sim_events};
+pub use deployment::{
+    API_KEY, Deployment, WEBHOOK_KEY, files_under, prompts, read_object, sim_events,
+};

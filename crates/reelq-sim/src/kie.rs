@@ -12,7 +12,9 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use futures_util::stream;
+use hmac::{Hmac, Mac};
 use reelq_core::{ProviderKind, models_of};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -79,9 +81,6 @@ async fn create_task(
         return unauthorized();
     }
     let latency = state.create_received();
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
     let Ok(mut request) = serde_json::from_slice::<Value>(&body) else {
         return refuse(422, "request body is not JSON");
     };
@@ -91,14 +90,37 @@ async fn create_task(
     if let Some(code) = state.next_create_fault() {
         return fault(code);
     }
-    if let Some(fields) = request.as_object_mut() {
-        fields.remove("callBackUrl");
-        fields.remove("progressCallBackUrl");
-    }
+    let callback_url = request
+        .as_object_mut()
+        .and_then(|fields| {
+            fields.remove("progressCallBackUrl");
+            fields.remove("callBackUrl")
+        })
+        .and_then(|url| url.as_str().map(str::to_owned));
     let fingerprint = hex::encode(Sha256::digest(request.to_string()));
     let task_id = format!("task_{:032x}", rand::random::<u128>());
-    state.record_create(&task_id, fingerprint);
+    // The task exists (and is billed) before the answer leaves: a client that dies while
+    // waiting for a slow answer leaves a real task behind, as at a real provider.
+    state.record_create(&task_id, fingerprint, callback_url);
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     envelope(StatusCode::OK, 200, "success", json!({ "taskId": task_id }))
+}
+
+/// Signs a callback as kie does: base64(HMAC-SHA256(key, `taskId + "." + timestamp`)).
+/// Written here independently of reelq's verifier, so a test cannot pass by sharing a bug.
+pub(crate) fn kie_signature(key: &str, task_id: &str, timestamp: &str) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");
+    mac.update(task_id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.as_bytes());
+    BASE64.encode(mac.finalize().into_bytes())
+}
+
+pub(crate) fn result_url(state: &SimState, task_id: &str) -> String {
+    format!("{}/files/{task_id}.mp4", state.base_url)
 }
 
 fn validate(request: &Value) -> Result<(), String> {
@@ -151,7 +173,7 @@ async fn record_info(
         return refuse(404, "task not found");
     };
     let data = if state.is_finished(task) {
-        let result_url = format!("{}/files/{}.mp4", state.base_url, query.task_id);
+        let result_url = result_url(&state, &query.task_id);
         json!({
             "taskId": query.task_id,
             "state": "success",

@@ -21,6 +21,9 @@ struct Args {
     /// Zero bytes added to every video, to simulate big files (e.g. 1073741824 for 1 GiB).
     #[arg(long, default_value_t = 0)]
     video_padding_bytes: u64,
+    /// Sign callbacks with this webhook HMAC key, as a kie account with signing enabled.
+    #[arg(long)]
+    webhook_hmac_key: Option<String>,
     /// Write the bound address to this file once listening (for scripts using port 0).
     #[arg(long)]
     addr_file: Option<PathBuf>,
@@ -34,6 +37,7 @@ async fn main() -> anyhow::Result<()> {
         api_key: args.api_key,
         generation_time: Duration::from_millis(args.generation_ms),
         video_padding: args.video_padding_bytes,
+        webhook_hmac_key: args.webhook_hmac_key,
     };
     let simulator = Simulator::start(args.addr, config)
         .await

@@ -14,7 +14,10 @@ use axum::{
     routing::{get, post},
 };
 use serde::Serialize;
-use tokio::{net::TcpListener, sync::broadcast};
+use tokio::{
+    net::TcpListener,
+    sync::{broadcast, watch},
+};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// How the simulated provider behaves.
@@ -26,6 +29,21 @@ pub struct SimConfig {
     pub generation_time: Duration,
     /// Zero bytes added to every video (inside a `free` box), to simulate big files.
     pub video_padding: u64,
+    /// The account's webhook HMAC key: when set, callbacks carry kie's signature headers.
+    pub webhook_hmac_key: Option<String>,
+}
+
+/// How the simulator treats the callbacks it owes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackMode {
+    /// Once, retried up to 3 times on failure (kie's schedule).
+    Deliver,
+    /// Never: the receiver must not be needed.
+    Drop,
+    /// The same callback this many times.
+    Duplicate(usize),
+    /// Signed with the wrong key, as a forger would.
+    Forge,
 }
 
 /// A way a result download can go wrong.
@@ -51,6 +69,8 @@ pub enum SimEvent {
     },
     /// A result file was served in full.
     Downloaded { task_id: String },
+    /// A callback was answered with this status (0: no answer).
+    CallbackAnswered { task_id: String, status: u16 },
 }
 
 /// Counters for scripts and the demo's summary.
@@ -63,6 +83,8 @@ pub struct SimStats {
 
 pub(crate) struct Task {
     pub(crate) created: Instant,
+    /// Where the create asked to be told; the callback's target, for tests to aim at.
+    pub(crate) callback_url: Option<String>,
 }
 
 pub(crate) struct SimState {
@@ -71,8 +93,10 @@ pub(crate) struct SimState {
     pub(crate) tasks: Mutex<HashMap<String, Task>>,
     creates_by_fingerprint: Mutex<HashMap<String, u32>>,
     downloads: Mutex<u64>,
-    /// While set, no task finishes; tests use it to keep jobs waiting.
-    held: Mutex<bool>,
+    /// While true, no task finishes; tests use it to keep jobs waiting.
+    pub(crate) held: watch::Sender<bool>,
+    pub(crate) callback_mode: Mutex<CallbackMode>,
+    pub(crate) http: reqwest::Client,
     /// Error codes the next creates answer with, one each, before normal service resumes.
     create_faults: Mutex<VecDeque<i64>>,
     /// While set and not past, every create and query answers with this code: an outage.
@@ -86,7 +110,7 @@ pub(crate) struct SimState {
 
 impl SimState {
     pub(crate) fn is_finished(&self, task: &Task) -> bool {
-        !*self.held.lock().unwrap() && task.created.elapsed() >= self.config.generation_time
+        !*self.held.borrow() && task.created.elapsed() >= self.config.generation_time
     }
 
     fn outage_code(&self) -> Option<i64> {
@@ -117,13 +141,24 @@ impl SimState {
         *self.create_latency.lock().unwrap()
     }
 
-    pub(crate) fn record_create(&self, task_id: &str, fingerprint: String) {
-        self.tasks.lock().unwrap().insert(
-            task_id.to_owned(),
-            Task {
-                created: Instant::now(),
-            },
-        );
+    pub(crate) fn record_create(
+        self: &Arc<Self>,
+        task_id: &str,
+        fingerprint: String,
+        callback_url: Option<String>,
+    ) {
+        let task = Task {
+            created: Instant::now(),
+            callback_url: callback_url.clone(),
+        };
+        self.tasks.lock().unwrap().insert(task_id.to_owned(), task);
+        if let Some(url) = callback_url {
+            tokio::spawn(crate::callbacks::deliver(
+                self.clone(),
+                task_id.to_owned(),
+                url,
+            ));
+        }
         *self
             .creates_by_fingerprint
             .lock()
@@ -134,6 +169,10 @@ impl SimState {
             task_id: task_id.to_owned(),
             fingerprint,
         });
+    }
+
+    pub(crate) fn emit(&self, event: SimEvent) {
+        let _ = self.events.send(event);
     }
 
     pub(crate) fn record_download(&self, task_id: &str) {
@@ -173,7 +212,12 @@ impl Simulator {
             tasks: Mutex::default(),
             creates_by_fingerprint: Mutex::default(),
             downloads: Mutex::default(),
-            held: Mutex::new(false),
+            held: watch::Sender::new(false),
+            callback_mode: Mutex::new(CallbackMode::Deliver),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(15))
+                .build()
+                .map_err(std::io::Error::other)?,
             create_faults: Mutex::default(),
             outage: Mutex::default(),
             create_latency: Mutex::default(),
@@ -213,11 +257,11 @@ impl Simulator {
 
     /// Keeps every task generating until [`Simulator::release`].
     pub fn hold(&self) {
-        *self.state.held.lock().unwrap() = true;
+        self.state.held.send_replace(true);
     }
 
     pub fn release(&self) {
-        *self.state.held.lock().unwrap() = false;
+        self.state.held.send_replace(false);
     }
 
     /// The next `n` creates answer with kie error `code` instead of creating a task.
@@ -227,6 +271,22 @@ impl Simulator {
             .lock()
             .unwrap()
             .extend(std::iter::repeat_n(code, n));
+    }
+
+    /// How callbacks are sent from now on.
+    pub fn set_callback_mode(&self, mode: CallbackMode) {
+        *self.state.callback_mode.lock().unwrap() = mode;
+    }
+
+    /// The callback URL the create of `task_id` gave, as an attacker who learnt it would use it.
+    pub fn callback_url(&self, task_id: &str) -> Option<String> {
+        self.state
+            .tasks
+            .lock()
+            .unwrap()
+            .get(task_id)?
+            .callback_url
+            .clone()
     }
 
     /// The next `n` result downloads answer 404, as expired URLs do.
@@ -271,9 +331,9 @@ async fn stats(State(state): State<Arc<SimState>>) -> Json<SimStats> {
 }
 
 async fn hold(State(state): State<Arc<SimState>>) {
-    *state.held.lock().unwrap() = true;
+    state.held.send_replace(true);
 }
 
 async fn release(State(state): State<Arc<SimState>>) {
-    *state.held.lock().unwrap() = false;
+    state.held.send_replace(false);
 }

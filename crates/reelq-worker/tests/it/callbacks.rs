@@ -1,0 +1,193 @@
+//! Provider callbacks: they wake jobs, polling covers for the lost ones, duplicates are
+//! harmless, forgeries change nothing, and a late one settles a job whose submitter died.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use reelq_core::{JobId, JobState};
+use reelq_e2e::{API_KEY, Deployment, WEBHOOK_KEY, files_under, prompts, sim_events};
+use reelq_providers::kie_signature;
+use reelq_sim::{CallbackMode, SimEvent};
+
+/// Long enough that only a callback can bring a video in within the test's timeout.
+const NEVER_POLL_MS: u64 = 600_000;
+
+async fn deployment() -> Deployment {
+    Deployment::start(
+        env!("CARGO_BIN_EXE_reelq-worker"),
+        Duration::from_millis(100),
+    )
+    .await
+}
+
+fn callback_answered(status: u16) -> impl Fn(&SimEvent) -> bool {
+    move |event| matches!(event, SimEvent::CallbackAnswered { status: s, .. } if *s == status)
+}
+
+#[tokio::test]
+async fn a_callback_brings_the_video_in_without_waiting_for_the_poll() {
+    let mut deployment = deployment().await;
+    deployment.first_poll_ms = NEVER_POLL_MS;
+    let listener = deployment.callback_listener().await;
+    let _worker = deployment.spawn_worker_task("w", API_KEY, Some(listener));
+    let job_ids = deployment.enqueue_manifest(&prompts("woken", 3)).await;
+
+    let records = deployment.settled(&job_ids).await;
+
+    deployment.assert_stored_once(&records);
+    assert!(
+        records.iter().all(|record| record.polls == 0),
+        "no scheduled poll was needed"
+    );
+}
+
+#[tokio::test]
+async fn polling_finishes_every_job_when_every_callback_is_lost() {
+    let mut deployment = deployment().await;
+    deployment.sim.set_callback_mode(CallbackMode::Drop);
+    let listener = deployment.callback_listener().await;
+    let _worker = deployment.spawn_worker_task("w", API_KEY, Some(listener));
+    let job_ids = deployment.enqueue_manifest(&prompts("dropped", 5)).await;
+
+    let records = deployment.settled(&job_ids).await;
+
+    deployment.assert_stored_once(&records);
+}
+
+#[tokio::test]
+async fn a_callback_delivered_three_times_gives_one_download_and_one_object() {
+    let mut deployment = deployment().await;
+    deployment.first_poll_ms = NEVER_POLL_MS;
+    deployment.sim.set_callback_mode(CallbackMode::Duplicate(3));
+    let mut events = deployment.sim.events();
+    let listener = deployment.callback_listener().await;
+    let _worker = deployment.spawn_worker_task("w", API_KEY, Some(listener));
+    let job_ids = deployment.enqueue_manifest(&prompts("thrice", 1)).await;
+
+    sim_events(&mut events, 3, callback_answered(200)).await;
+    let records = deployment.settled(&job_ids).await;
+
+    deployment.assert_stored_once(&records);
+    assert_eq!(deployment.sim.stats().downloads, 1);
+    assert_eq!(files_under(&deployment.store_dir()).len(), 1);
+}
+
+#[tokio::test]
+async fn forged_unsigned_stale_oversized_and_misaddressed_callbacks_change_nothing() {
+    let mut deployment = deployment().await;
+    deployment.first_poll_ms = NEVER_POLL_MS;
+    deployment.sim.hold();
+    let listener = deployment.callback_listener().await;
+    let _worker = deployment.spawn_worker_task("w", API_KEY, Some(listener));
+    let job_ids = deployment.enqueue_manifest(&prompts("forged", 1)).await;
+    deployment.all_in(&job_ids, JobState::Waiting).await;
+    let before = deployment.client.status(job_ids[0]).await.unwrap().unwrap();
+    let history_before = deployment.client.history(job_ids[0]).await.unwrap();
+    let task_id = before.task_id.clone().unwrap();
+    let url = deployment
+        .sim
+        .callback_url(&task_id)
+        .expect("the submit gave a callback url");
+
+    let body =
+        format!(r#"{{"code":200,"msg":"ok","data":{{"taskId":"{task_id}","resultUrls":[]}}}}"#);
+    let now_s = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let http = reqwest::Client::new();
+    let post = |url: String, body: String, key: Option<&str>, timestamp: u64| {
+        let mut request = http.post(url).body(body);
+        if let Some(key) = key {
+            let timestamp = timestamp.to_string();
+            let signature = kie_signature(key, &task_id, &timestamp);
+            request = request
+                .header("X-Webhook-Timestamp", timestamp)
+                .header("X-Webhook-Signature", signature);
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    let (token_at, _) = url.rsplit_once('/').unwrap();
+    let wrong_token = format!("{token_at}/{}", "0".repeat(64));
+    let unknown_job = url.replace(&job_ids[0].to_string(), &JobId::new().to_string());
+
+    let answers = [
+        (
+            "unsigned",
+            post(url.clone(), body.clone(), None, now_s).await,
+            401,
+        ),
+        (
+            "forged",
+            post(url.clone(), body.clone(), Some("not-the-key"), now_s).await,
+            401,
+        ),
+        (
+            "stale",
+            post(url.clone(), body.clone(), Some(WEBHOOK_KEY), now_s - 600).await,
+            401,
+        ),
+        (
+            "oversized",
+            post(url.clone(), "x".repeat(2 << 20), Some(WEBHOOK_KEY), now_s).await,
+            413,
+        ),
+        (
+            "malformed",
+            post(url.clone(), "{not json".into(), Some(WEBHOOK_KEY), now_s).await,
+            400,
+        ),
+        (
+            "wrong token",
+            post(wrong_token, body.clone(), Some(WEBHOOK_KEY), now_s).await,
+            401,
+        ),
+        (
+            "unknown job",
+            post(unknown_job, body.clone(), Some(WEBHOOK_KEY), now_s).await,
+            404,
+        ),
+    ];
+    for (case, got, want) in answers {
+        assert_eq!(got, want, "{case} callback");
+    }
+    let after = deployment.client.status(job_ids[0]).await.unwrap().unwrap();
+    assert_eq!(
+        (after.state, after.polls, after.updated_ms),
+        (before.state, before.polls, before.updated_ms)
+    );
+    assert_eq!(
+        deployment.client.history(job_ids[0]).await.unwrap(),
+        history_before
+    );
+
+    // The genuine article still works.
+    deployment.sim.release();
+    assert_eq!(post(url, body, Some(WEBHOOK_KEY), now_s).await, 200);
+    deployment.assert_stored_once(&deployment.settled(&job_ids).await);
+}
+
+#[tokio::test]
+async fn a_late_callback_settles_a_job_whose_submitter_was_killed() {
+    let mut deployment = deployment().await;
+    deployment.sim.set_create_latency(Duration::from_secs(30));
+    let mut events = deployment.sim.events();
+    let listener = deployment.callback_listener().await;
+    let mut doomed = deployment.spawn_worker_process("doomed");
+    let job_ids = deployment.enqueue_manifest(&prompts("orphaned", 1)).await;
+    sim_events(&mut events, 1, |event| {
+        matches!(event, SimEvent::Created { .. })
+    })
+    .await;
+    doomed.kill().await.expect("SIGKILL the submitter mid-call");
+
+    deployment.sim.set_create_latency(Duration::ZERO);
+    let _survivor = deployment.spawn_worker_task("survivor", API_KEY, Some(listener));
+    let records = deployment.settled(&job_ids).await;
+
+    deployment.assert_stored_once(&records);
+    let history = deployment.client.history(job_ids[0]).await.unwrap();
+    assert!(
+        history.iter().any(|event| event.contains("callback")),
+        "{history:#?}"
+    );
+}
