@@ -4,7 +4,9 @@
 
 pub mod chaos;
 mod deployment;
+mod webhooks;
 
 pub use deployment::{
     API_KEY, Deployment, WEBHOOK_KEY, files_under, prompts, read_object, sim_events,
 };
+pub use webhooks::{NOTIFY_SECRET, WebhookReceiver};

@@ -6,12 +6,13 @@
 //!
 //! | key            | type   | content                                              | written by              |
 //! |----------------|--------|------------------------------------------------------|-------------------------|
-//! | `P job:{id}`   | hash   | state, fence, provider, spec JSON, task_id, task_id_hint (from a callback during submit), cb_token_hash, attempt, submits, polls, created_ms, updated_ms, deadline_ms, batch, owner, result_url, error_class, error, object_key, bytes, sha256 | enqueue, claim, transition |
+//! | `P job:{id}`   | hash   | state, fence, provider, spec JSON, task_id, task_id_hint (from a callback during submit), cb_token_hash, notify_url, notify_event, notify_attempt, notify_state (pending, sent, gave_up), attempt, submits, polls, created_ms, updated_ms, deadline_ms, batch, owner, result_url, error_class, error, object_key, bytes, sha256 | enqueue, claim, transition |
 //! | `P due`        | zset   | job id -> unix ms when a worker must act next; while a worker holds the job, its lease expiry | enqueue, claim, transition, extend |
 //! | `P state:{s}`  | zset   | job id -> ms of its last state change, one set per state | every state change |
 //! | `P log:{id}`   | list   | the job's last 32 events, `"<ms> <state> <detail>"`  | every state change      |
 //! | `P batch:{id}` | list   | the batch's job ids in manifest order                | enqueue                 |
 //! | `P pause:{provider}` | string | present while submits to that provider are paused (429) | pause          |
+//! | `P notify_due` | zset   | job id -> unix ms when its completion webhook is due  | a job's end, claim_notify, notified |
 //! | `P changes`    | pubsub | `"<id> <state>"` on every state change               | every state change      |
 //! | `P wake`       | pubsub | number of jobs just enqueued                         | enqueue                 |
 //!
@@ -48,6 +49,8 @@ static EXTEND: LazyLock<Script> = ledger_script!("extend.lua");
 static PAUSE: LazyLock<Script> = ledger_script!("pause.lua");
 static OPERATOR: LazyLock<Script> = ledger_script!("operator.lua");
 static WAKE: LazyLock<Script> = ledger_script!("wake.lua");
+static CLAIM_NOTIFY: LazyLock<Script> = ledger_script!("claim_notify.lua");
+static NOTIFIED: LazyLock<Script> = ledger_script!("notified.lua");
 
 /// Where the ledger lives and how long a Redis call may take.
 #[derive(Debug, Clone)]
@@ -103,6 +106,25 @@ pub enum Resolution {
     Resubmit,
     /// Give up on the job.
     Fail,
+}
+
+/// A completion webhook to send: the job's ending, under an event id kept across retries.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    pub job_id: JobId,
+    pub url: String,
+    pub event_id: String,
+    /// Delivery attempts already failed.
+    pub attempt: u32,
+}
+
+/// How a webhook delivery went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyOutcome {
+    Sent,
+    /// Try again after this long.
+    Retry(Duration),
+    GaveUp,
 }
 
 /// What a callback did to its job.
@@ -179,7 +201,8 @@ impl Ledger {
                 .arg(job_id.to_string())
                 .arg(spec.provider.as_str())
                 .arg(spec_json)
-                .arg(spec.deadline_ms.map(|d| d.to_string()).unwrap_or_default());
+                .arg(spec.deadline_ms.map(|d| d.to_string()).unwrap_or_default())
+                .arg(spec.notify_url.as_deref().unwrap_or_default());
         }
         let _: u64 = invocation.invoke_async(&mut self.conn.clone()).await?;
         Ok(())
@@ -486,6 +509,57 @@ impl Ledger {
             "missing" => WakeOutcome::Missing,
             _ => WakeOutcome::Ignored,
         })
+    }
+
+    /// Takes up to `max` due completion webhooks, leased for `lease`.
+    pub async fn claim_notifications(
+        &self,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<Notification>, QueueError> {
+        let rows: Vec<(String, String, String, u32)> = CLAIM_NOTIFY
+            .key(self.key("notify_due"))
+            .arg(&self.prefix)
+            .arg(max)
+            .arg(lease.as_millis() as u64)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        rows.into_iter()
+            .map(|(id, url, event_id, attempt)| {
+                let job_id = id.parse().map_err(|err| QueueError::corrupt(&id, err))?;
+                Ok(Notification {
+                    job_id,
+                    url,
+                    event_id,
+                    attempt,
+                })
+            })
+            .collect()
+    }
+
+    /// Records how a webhook delivery went.
+    pub async fn notified(
+        &self,
+        notification: &Notification,
+        outcome: NotifyOutcome,
+        detail: &str,
+    ) -> Result<(), QueueError> {
+        let (name, delay) = match outcome {
+            NotifyOutcome::Sent => ("sent", Duration::ZERO),
+            NotifyOutcome::Retry(delay) => ("retry", delay),
+            NotifyOutcome::GaveUp => ("gave_up", Duration::ZERO),
+        };
+        let _: i64 = NOTIFIED
+            .key(self.key("notify_due"))
+            .arg(&self.prefix)
+            .arg(notification.job_id.to_string())
+            .arg(&notification.event_id)
+            .arg(name)
+            .arg(delay.as_millis() as u64)
+            .arg(detail)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
     }
 
     /// Job ids in `state`, most recently changed first.

@@ -28,6 +28,8 @@ pub struct JobRecord {
     pub object_key: Option<String>,
     pub bytes: Option<u64>,
     pub sha256: Option<String>,
+    /// The completion webhook: `pending`, `sent` or `gave_up`; none if no `notify_url`.
+    pub notify_state: Option<String>,
 }
 
 impl JobRecord {
@@ -67,6 +69,7 @@ impl JobRecord {
             object_key: take("object_key"),
             bytes: take("bytes").map(|b| number(Some(b))),
             sha256: take("sha256"),
+            notify_state: take("notify_state"),
         })
     }
 }

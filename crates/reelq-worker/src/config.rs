@@ -74,6 +74,32 @@ pub struct WorkerConfig {
     pub providers: ProvidersConfig,
     /// Provider callbacks; off when absent (polling alone still finishes every job).
     pub callbacks: Option<CallbacksConfig>,
+    /// Completion webhooks to jobs' `notify_url`; not sent when absent.
+    pub notify: Option<NotifyConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// Standard Webhooks signing secret, `whsec_<base64>`; share it with the receivers.
+    pub secret: Secret,
+    #[serde(default = "default_notify_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Deliveries of one event before giving up (backoff doubles up to `backoff_max_ms`).
+    #[serde(default = "default_notify_max_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "default_notify_backoff_max_ms")]
+    pub backoff_max_ms: u64,
+}
+
+fn default_notify_timeout_ms() -> u64 {
+    10_000
+}
+fn default_notify_max_attempts() -> u32 {
+    15
+}
+fn default_notify_backoff_max_ms() -> u64 {
+    300_000
 }
 
 #[derive(Debug, Clone, Deserialize)]

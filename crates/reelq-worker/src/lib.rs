@@ -5,6 +5,7 @@
 mod callbacks;
 mod config;
 mod error;
+mod notify;
 mod runner;
 mod steps;
 

@@ -16,6 +16,7 @@ use tracing::{error, info, warn};
 use crate::{
     WorkerConfig, WorkerError,
     callbacks::{self, CallbackState},
+    notify::Notifier,
     steps::{self, PollSchedule, StepContext},
 };
 
@@ -68,6 +69,20 @@ pub async fn run(
                 error!(error = %err, "callback receiver stopped");
             }
         });
+    }
+    if let Some(notify) = &config.notify {
+        let notifier = Notifier::new(
+            ledger.clone(),
+            &notify.secret,
+            Duration::from_millis(notify.timeout_ms),
+            notify.max_attempts,
+            (
+                Duration::from_millis(config.backoff_min_ms),
+                Duration::from_millis(notify.backoff_max_ms),
+            ),
+        )?;
+        let idle_poll = Duration::from_millis(config.idle_poll_ms);
+        tracker.spawn(Arc::new(notifier).run(idle_poll, shutdown.clone()));
     }
     let context = Arc::new(StepContext {
         ledger: ledger.clone(),

@@ -78,7 +78,7 @@ impl From<StorageError> for StepFailure {
 
 /// The `n`th delay (1-based) of an exponential schedule with jitter: the base doubles from
 /// `min` up to `max`, and jitter adds up to as much again, so replicas do not retry in step.
-fn backoff(min: Duration, max: Duration, n: u32) -> Duration {
+pub(crate) fn backoff(min: Duration, max: Duration, n: u32) -> Duration {
     ExponentialBuilder::default()
         .with_min_delay(min)
         .with_max_delay(max)

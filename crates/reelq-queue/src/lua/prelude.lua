@@ -8,7 +8,20 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Moves a job between states: state field, per-state index, capped event log, change feed.
+local TERMINAL = { stored = true, failed = true, rejected = true, expired = true }
+
+-- Queues the completion webhook of a job that just ended, if it asked for one. Each ending
+-- gets its own event id, kept across delivery retries so receivers can deduplicate.
+local function queue_notification(job, id, now)
+  if redis.call('HEXISTS', job, 'notify_url') == 0 then return end
+  local seq = redis.call('HINCRBY', job, 'notify_seq', 1)
+  redis.call('HSET', job, 'notify_event', 'evt_' .. id .. '_' .. seq, 'notify_attempt', 0,
+    'notify_state', 'pending')
+  redis.call('ZADD', prefix .. 'notify_due', now, id)
+end
+
+-- Moves a job between states: state field, per-state index, capped event log, change feed,
+-- and the completion webhook when the job ends.
 local function move(job, id, from, to, now, detail)
   redis.call('HSET', job, 'state', to, 'updated_ms', now)
   redis.call('ZREM', prefix .. 'state:' .. from, id)
@@ -17,6 +30,7 @@ local function move(job, id, from, to, now, detail)
   redis.call('RPUSH', log, now .. ' ' .. to .. ' ' .. detail)
   redis.call('LTRIM', log, -32, -1)
   redis.call('PUBLISH', prefix .. 'changes', id .. ' ' .. to)
+  if TERMINAL[to] then queue_notification(job, id, now) end
 end
 
 -- Sets when a worker should next act on a job: in delay_ms, or never (a negative delay).

@@ -5,8 +5,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use reelq_core::{Aspect, BatchId, ErrorClass, JobId, JobSpec, JobState, ProviderKind, Quality};
 use reelq_queue::{
-    ClaimOptions, Lease, Ledger, LedgerConfig, Resolution, Transition, TransitionOutcome,
-    WakeOutcome,
+    ClaimOptions, Lease, Ledger, LedgerConfig, NotifyOutcome, Resolution, Transition,
+    TransitionOutcome, WakeOutcome,
 };
 use reelq_testkit::{EVENT_TIMEOUT, RedisServer};
 
@@ -629,4 +629,68 @@ async fn the_callback_token_hash_is_kept_from_the_submit() {
         ledger.callback_token_hash(job_id).await.unwrap().as_deref(),
         Some("ab12")
     );
+}
+
+#[tokio::test]
+async fn an_ending_queues_one_webhook_whose_event_id_survives_retries() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    let job_id = JobId::new();
+    let notified_spec = JobSpec {
+        notify_url: Some("http://127.0.0.1:9/hook".into()),
+        ..spec("n")
+    };
+    ledger
+        .enqueue(
+            None,
+            &[(job_id, notified_spec), (JobId::new(), spec("quiet"))],
+        )
+        .await
+        .unwrap();
+    assert!(
+        ledger
+            .claim_notifications(10, LEASE)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing ended yet"
+    );
+    for lease in ledger
+        .claim(&claim_opts("w1", 2, LEASE))
+        .await
+        .unwrap()
+        .leases
+    {
+        let failed = Transition::Failed {
+            class: ErrorClass::Invalid,
+            error: "no".into(),
+        };
+        ledger.transition(&lease, failed).await.unwrap();
+    }
+
+    let first = ledger.claim_notifications(10, LEASE).await.unwrap();
+    assert_eq!(first.len(), 1, "only the job with a notify_url");
+    assert_eq!((first[0].job_id, first[0].attempt), (job_id, 0));
+    ledger
+        .notified(&first[0], NotifyOutcome::Retry(Duration::ZERO), "500")
+        .await
+        .unwrap();
+    let again = ledger.claim_notifications(10, LEASE).await.unwrap();
+    assert_eq!(
+        (again[0].event_id.as_str(), again[0].attempt),
+        (first[0].event_id.as_str(), 1)
+    );
+    ledger
+        .notified(&again[0], NotifyOutcome::Sent, "200")
+        .await
+        .unwrap();
+    assert!(
+        ledger
+            .claim_notifications(10, LEASE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let record = ledger.job(job_id).await.unwrap().unwrap();
+    assert_eq!(record.notify_state.as_deref(), Some("sent"));
 }

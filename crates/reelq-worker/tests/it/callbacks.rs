@@ -3,8 +3,11 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use reelq_core::{JobId, JobState};
-use reelq_e2e::{API_KEY, Deployment, WEBHOOK_KEY, files_under, prompts, sim_events};
+use reelq_core::{JobId, JobRequest, JobState};
+use reelq_e2e::{
+    API_KEY, Deployment, NOTIFY_SECRET, WEBHOOK_KEY, WebhookReceiver, files_under, prompts,
+    sim_events,
+};
 use reelq_providers::kie_signature;
 use reelq_sim::{CallbackMode, SimEvent};
 
@@ -54,21 +57,36 @@ async fn polling_finishes_every_job_when_every_callback_is_lost() {
 }
 
 #[tokio::test]
-async fn a_callback_delivered_three_times_gives_one_download_and_one_object() {
+async fn a_callback_delivered_three_times_gives_one_object_and_one_event_id() {
     let mut deployment = deployment().await;
     deployment.first_poll_ms = NEVER_POLL_MS;
     deployment.sim.set_callback_mode(CallbackMode::Duplicate(3));
+    let mut webhooks = WebhookReceiver::start(vec![]).await;
     let mut events = deployment.sim.events();
     let listener = deployment.callback_listener().await;
+    deployment.extra_config += &format!("[notify]\nsecret = \"{NOTIFY_SECRET}\"\n");
     let _worker = deployment.spawn_worker_task("w", API_KEY, Some(listener));
-    let job_ids = deployment.enqueue_manifest(&prompts("thrice", 1)).await;
+    let request = JobRequest {
+        provider: Some("kie".into()),
+        model: Some("sora-2-text-to-video".into()),
+        prompt: Some("thrice".into()),
+        notify_url: Some(webhooks.url.clone()),
+        ..JobRequest::default()
+    };
+    let job_id = deployment.client.enqueue(request).await.unwrap();
 
     sim_events(&mut events, 3, callback_answered(200)).await;
-    let records = deployment.settled(&job_ids).await;
+    let records = deployment.settled(&[job_id]).await;
 
     deployment.assert_stored_once(&records);
     assert_eq!(deployment.sim.stats().downloads, 1);
     assert_eq!(files_under(&deployment.store_dir()).len(), 1);
+    let (headers, _) = webhooks.next().await;
+    assert_eq!(
+        headers["webhook-id"].to_str().unwrap(),
+        format!("evt_{job_id}_1"),
+        "the first and only ending"
+    );
 }
 
 #[tokio::test]

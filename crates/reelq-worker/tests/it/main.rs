@@ -5,6 +5,7 @@
 mod callbacks;
 mod chaos;
 mod crash;
+mod notify;
 mod pipeline;
 mod provider_errors;
 mod resilience;

@@ -1,0 +1,169 @@
+//! Outgoing completion webhooks: when a job ends, its `notify_url` gets a JSON event signed
+//! per Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature` =
+//! `v1,base64(HMAC-SHA256(secret, "id.timestamp.body"))`), so any standard verifier accepts
+//! it. Delivery is at least once: retried with capped exponential backoff and jitter, always
+//! under the same event id, so receivers can deduplicate.
+
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
+use futures_util::future::join_all;
+use hmac::{Hmac, Mac};
+use reelq_core::Secret;
+use reelq_queue::{JobRecord, Ledger, Notification, NotifyOutcome};
+use serde_json::json;
+use sha2::Sha256;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::{WorkerError, steps::backoff};
+
+/// Webhooks sent at once by one worker.
+const BATCH: usize = 16;
+/// A webhook's lease: if its sender dies, another worker sends it after this.
+const LEASE: Duration = Duration::from_secs(60);
+
+pub(crate) struct Notifier {
+    pub(crate) ledger: Ledger,
+    pub(crate) http: reqwest::Client,
+    /// The decoded `whsec_` secret.
+    key: Vec<u8>,
+    pub(crate) max_attempts: u32,
+    pub(crate) backoff_min: Duration,
+    pub(crate) backoff_max: Duration,
+}
+
+impl Notifier {
+    pub(crate) fn new(
+        ledger: Ledger,
+        secret: &Secret,
+        timeout: Duration,
+        max_attempts: u32,
+        (backoff_min, backoff_max): (Duration, Duration),
+    ) -> Result<Self, WorkerError> {
+        let encoded = secret
+            .expose()
+            .strip_prefix("whsec_")
+            .unwrap_or(secret.expose());
+        let key = BASE64
+            .decode(encoded)
+            .map_err(|_| WorkerError::Config("notify.secret must be whsec_<base64>".into()))?;
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|err| WorkerError::Config(format!("notify http client: {err}")))?;
+        Ok(Notifier {
+            ledger,
+            http,
+            key,
+            max_attempts,
+            backoff_min,
+            backoff_max,
+        })
+    }
+
+    /// Sends due webhooks until `shutdown`.
+    pub(crate) async fn run(self: Arc<Self>, idle_poll: Duration, shutdown: CancellationToken) {
+        loop {
+            let due = match self.ledger.claim_notifications(BATCH, LEASE).await {
+                Ok(due) => due,
+                Err(err) => {
+                    warn!(error = %err, "claiming webhooks failed");
+                    Vec::new()
+                }
+            };
+            let idle = due.is_empty();
+            join_all(due.iter().map(|notification| self.deliver(notification))).await;
+            if idle {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(idle_poll) => {}
+                }
+            } else if shutdown.is_cancelled() {
+                return;
+            }
+        }
+    }
+
+    async fn deliver(&self, notification: &Notification) {
+        let (outcome, detail) = match self.send(notification).await {
+            Ok(()) => (NotifyOutcome::Sent, "delivered".to_owned()),
+            Err(failure) => {
+                let attempt = notification.attempt + 1;
+                if attempt >= self.max_attempts {
+                    (
+                        NotifyOutcome::GaveUp,
+                        format!("after {attempt} attempts: {failure}"),
+                    )
+                } else {
+                    let delay = backoff(self.backoff_min, self.backoff_max, attempt);
+                    (NotifyOutcome::Retry(delay), failure)
+                }
+            }
+        };
+        info!(job_id = %notification.job_id, event_id = notification.event_id, ?outcome, detail, "webhook");
+        if let Err(err) = self.ledger.notified(notification, outcome, &detail).await {
+            warn!(job_id = %notification.job_id, error = %err, "recording the webhook failed; it will be sent again");
+        }
+    }
+
+    async fn send(&self, notification: &Notification) -> Result<(), String> {
+        let record = match self.ledger.job(notification.job_id).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return Err("job record gone".into()),
+            Err(err) => return Err(err.to_string()),
+        };
+        let timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let body = event_body(&record, timestamp).to_string();
+        let response = self
+            .http
+            .post(&notification.url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &notification.event_id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header(
+                "webhook-signature",
+                self.sign(&notification.event_id, timestamp, &body),
+            )
+            .body(body)
+            .send()
+            .await
+            .map_err(|err| format!("transport: {}", err.without_url()))?;
+        match response.status() {
+            status if status.is_success() => Ok(()),
+            status => Err(format!("answered {status}")),
+        }
+    }
+
+    fn sign(&self, event_id: &str, timestamp: u64, body: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        mac.update(format!("{event_id}.{timestamp}.{body}").as_bytes());
+        format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
+    }
+}
+
+/// The event: what a producer needs to act on the ending, never the prompt or a secret.
+fn event_body(record: &JobRecord, timestamp: u64) -> serde_json::Value {
+    json!({
+        "type": format!("job.{}", record.state),
+        "timestamp": timestamp,
+        "data": {
+            "job_id": record.job_id,
+            "state": record.state,
+            "batch": record.batch,
+            "provider": record.spec.provider,
+            "model": record.spec.model,
+            "task_id": record.task_id,
+            "object_key": record.object_key,
+            "bytes": record.bytes,
+            "sha256": record.sha256,
+            "error_class": record.error_class,
+            "error": record.error,
+        }
+    })
+}

@@ -1,0 +1,84 @@
+//! Completion webhooks: signed per Standard Webhooks, retried under one event id.
+
+use std::time::Duration;
+
+use reelq_core::JobRequest;
+use reelq_e2e::{API_KEY, Deployment, WebhookReceiver};
+use standardwebhooks::Webhook;
+
+use reelq_e2e::NOTIFY_SECRET as SECRET;
+
+#[tokio::test]
+async fn an_ended_job_is_notified_until_accepted_under_one_verifiable_event_id() {
+    let mut receiver = WebhookReceiver::start(vec![500, 503]).await;
+    let mut deployment = Deployment::start(
+        env!("CARGO_BIN_EXE_reelq-worker"),
+        Duration::from_millis(50),
+    )
+    .await;
+    deployment.extra_config = format!("[notify]\nsecret = \"{SECRET}\"\n");
+    let _worker = deployment.spawn_worker_task("w", API_KEY, None);
+    let request = JobRequest {
+        provider: Some("kie".into()),
+        model: Some("sora-2-text-to-video".into()),
+        prompt: Some("notified".into()),
+        notify_url: Some(receiver.url.clone()),
+        ..JobRequest::default()
+    };
+    let job_id = deployment.client.enqueue(request).await.unwrap();
+    let record = deployment.settled(&[job_id]).await.remove(0);
+
+    let verifier = Webhook::new(SECRET).unwrap();
+    let mut event_ids = Vec::new();
+    for _ in 0..3 {
+        let (headers, body) = receiver.next().await;
+        verifier
+            .verify(&body, &headers)
+            .expect("a standard verifier accepts the signature");
+        let event: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(event["type"], "job.stored");
+        assert_eq!(event["data"]["sha256"].as_str(), record.sha256.as_deref());
+        assert!(
+            !String::from_utf8_lossy(&body).contains("notified"),
+            "no prompt in the event"
+        );
+        event_ids.push(headers["webhook-id"].to_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        event_ids,
+        vec![format!("evt_{job_id}_1"); 3],
+        "one ending, one event id"
+    );
+}
+
+#[tokio::test]
+async fn a_forged_signature_fails_the_standard_verifier() {
+    let mut receiver = WebhookReceiver::start(vec![]).await;
+    let mut deployment = Deployment::start(
+        env!("CARGO_BIN_EXE_reelq-worker"),
+        Duration::from_millis(50),
+    )
+    .await;
+    deployment.extra_config = format!("[notify]\nsecret = \"{SECRET}\"\n");
+    let _worker = deployment.spawn_worker_task("w", API_KEY, None);
+    let request = JobRequest {
+        provider: Some("kie".into()),
+        model: Some("sora-2-text-to-video".into()),
+        prompt: Some("checked".into()),
+        notify_url: Some(receiver.url.clone()),
+        ..JobRequest::default()
+    };
+    deployment.client.enqueue(request).await.unwrap();
+
+    let (headers, body) = receiver.next().await;
+    let other_secret = Webhook::new("whsec_c2VjcmV0LW9mLWFub3RoZXItYWNjb3VudA==").unwrap();
+    assert!(other_secret.verify(&body, &headers).is_err());
+    let mut tampered = body.to_vec();
+    tampered.extend_from_slice(b" ");
+    assert!(
+        Webhook::new(SECRET)
+            .unwrap()
+            .verify(&tampered, &headers)
+            .is_err()
+    );
+}
