@@ -11,6 +11,7 @@ use std::{
 
 use anyhow::Context;
 use reelq_core::{JobId, JobState};
+use reelq_sim::CallbackMode;
 use sha2::{Digest, Sha256};
 use tokio::{process::Child, time::interval};
 
@@ -31,6 +32,9 @@ pub struct ChaosPlan {
     pub generation_time: Duration,
     /// The run fails if jobs have not settled by then.
     pub timeout: Duration,
+    /// Provider callbacks (to a receiver that is never killed) dropped or sent twice, in %.
+    pub callback_drop_percent: u8,
+    pub callback_duplicate_percent: u8,
 }
 
 /// What survived.
@@ -87,7 +91,8 @@ impl fmt::Display for ChaosReport {
         writeln!(f, "stray staging files      {}", self.stray_files.len())?;
         writeln!(
             f,
-            "inflicted                {} worker kills, {} redis crashes, {} fault bursts",
+            "inflicted                {} worker kills, {} redis crashes, {} fault bursts, \
+             callbacks dropped/duplicated at random",
             self.worker_kills, self.redis_restarts, self.fault_bursts
         )?;
         write!(
@@ -112,6 +117,12 @@ pub async fn run(worker_bin: PathBuf, plan: &ChaosPlan) -> anyhow::Result<ChaosR
         enqueued: plan.jobs,
         ..ChaosReport::default()
     };
+    deployment.sim.set_callback_mode(CallbackMode::Mixed {
+        drop_percent: plan.callback_drop_percent,
+        duplicate_percent: plan.callback_duplicate_percent,
+    });
+    let listener = deployment.callback_listener().await;
+    let _receiver = deployment.spawn_callback_receiver(listener);
     let mut workers: Vec<Child> = (0..plan.workers)
         .map(|worker_idx| deployment.spawn_worker_process(&format!("chaos-{worker_idx}-0")))
         .collect();

@@ -138,6 +138,18 @@ poll_max_ms = 300
         listener
     }
 
+    /// Runs a callback-receiver-only worker (role `callbacks`) in the test process on
+    /// `listener`; it stops when the returned guard is dropped.
+    pub fn spawn_callback_receiver(
+        &self,
+        listener: tokio::net::TcpListener,
+    ) -> tokio_util::sync::DropGuard {
+        let mut config = WorkerConfig::load(Some(&self.worker_config("receiver", API_KEY)))
+            .expect("config loads");
+        config.role = reelq_worker::Role::Callbacks;
+        self.run_worker_task(config, Some(listener))
+    }
+
     /// Starts `reelq-worker` as a separate process, killed when the handle drops.
     pub fn spawn_worker_process(&self, name: &str) -> Child {
         let config = self.worker_config(name, API_KEY);
@@ -162,6 +174,14 @@ poll_max_ms = 300
     ) -> tokio_util::sync::DropGuard {
         let config =
             WorkerConfig::load(Some(&self.worker_config(name, api_key))).expect("config loads");
+        self.run_worker_task(config, callback_listener)
+    }
+
+    fn run_worker_task(
+        &self,
+        config: WorkerConfig,
+        callback_listener: Option<tokio::net::TcpListener>,
+    ) -> tokio_util::sync::DropGuard {
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         tokio::spawn(async move {

@@ -32,6 +32,21 @@ pub(crate) async fn deliver(state: Arc<SimState>, task_id: String, url: String) 
         CallbackMode::Deliver => (1, state.config.webhook_hmac_key.clone()),
         CallbackMode::Duplicate(n) => (n, state.config.webhook_hmac_key.clone()),
         CallbackMode::Forge => (1, Some("not-the-account-key".to_owned())),
+        CallbackMode::Mixed {
+            drop_percent,
+            duplicate_percent,
+        } => {
+            let roll = rand::random_range(0..100u8);
+            if roll < drop_percent {
+                return;
+            }
+            let times = if roll < drop_percent.saturating_add(duplicate_percent) {
+                2
+            } else {
+                1
+            };
+            (times, state.config.webhook_hmac_key.clone())
+        }
     };
     let body = json!({
         "code": 200,

@@ -44,6 +44,11 @@ pub enum CallbackMode {
     Duplicate(usize),
     /// Signed with the wrong key, as a forger would.
     Forge,
+    /// Each callback dropped or sent twice at random, by these percentages.
+    Mixed {
+        drop_percent: u8,
+        duplicate_percent: u8,
+    },
 }
 
 /// A way a result download can go wrong.

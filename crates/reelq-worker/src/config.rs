@@ -28,6 +28,7 @@ max_attempts_paid = 30
 backoff_min_ms = 1000
 backoff_max_ms = 60000
 log_format = "json"
+role = "all"
 resubmit_uncertain = false
 allow_unsafe_redis = false
 
@@ -64,6 +65,9 @@ pub struct WorkerConfig {
     pub backoff_max_ms: u64,
     /// `json` or `pretty`.
     pub log_format: String,
+    /// `all` (claim and run steps, send webhooks, and receive callbacks if a listener is
+    /// given) or `callbacks` (only receive callbacks).
+    pub role: Role,
     /// Submit again, instead of parking as `uncertain`, a job whose submitter died before
     /// the provider answered. The provider may then bill twice; off unless chosen.
     pub resubmit_uncertain: bool,
@@ -100,6 +104,14 @@ fn default_notify_max_attempts() -> u32 {
 }
 fn default_notify_backoff_max_ms() -> u64 {
     300_000
+}
+
+/// What a worker process does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    All,
+    Callbacks,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -230,6 +242,15 @@ impl WorkerConfig {
         }
         if !matches!(self.log_format.as_str(), "json" | "pretty") {
             return fail("log_format must be \"json\" or \"pretty\"");
+        }
+        if self.role == Role::Callbacks
+            && self
+                .callbacks
+                .as_ref()
+                .and_then(|c| c.listen.as_ref())
+                .is_none()
+        {
+            return fail("role callbacks needs callbacks.listen");
         }
         if let Some(callbacks) = &self.callbacks {
             let base = callbacks.public_base_url.as_str();

@@ -10,7 +10,8 @@ mod runner;
 mod steps;
 
 pub use config::{
-    CallbacksConfig, KieAccount, ProvidersConfig, S3Config, StoreConfig, WorkerConfig,
+    CallbacksConfig, KieAccount, NotifyConfig, ProvidersConfig, Role, S3Config, StoreConfig,
+    WorkerConfig,
 };
 pub use error::WorkerError;
 pub use runner::run;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use reelq_worker::WorkerConfig;
+use reelq_worker::{Role, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -20,12 +20,19 @@ struct Args {
     /// Check the config and exit.
     #[arg(long)]
     check_config: bool,
+    /// Overrides the config's `role`: `callbacks` runs only the callback receiver.
+    #[arg(long, value_enum)]
+    role: Option<Role>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let config = WorkerConfig::load(args.config.as_deref()).context("loading the worker config")?;
+    let mut config =
+        WorkerConfig::load(args.config.as_deref()).context("loading the worker config")?;
+    if let Some(role) = args.role {
+        config.role = role;
+    }
     if args.check_config {
         println!("config ok");
         return Ok(());

@@ -14,7 +14,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{error, info, warn};
 
 use crate::{
-    WorkerConfig, WorkerError,
+    Role, WorkerConfig, WorkerError,
     callbacks::{self, CallbackState},
     notify::Notifier,
     steps::{self, PollSchedule, StepContext},
@@ -70,7 +70,7 @@ pub async fn run(
             }
         });
     }
-    if let Some(notify) = &config.notify {
+    if let Some(notify) = config.notify.as_ref().filter(|_| config.role == Role::All) {
         let notifier = Notifier::new(
             ledger.clone(),
             &notify.secret,
@@ -99,9 +99,9 @@ pub async fn run(
     let mut wakeups = None;
     let slots = Arc::new(Semaphore::new(config.concurrency));
     let idle_poll = Duration::from_millis(config.idle_poll_ms);
-    info!(worker = %name, concurrency = config.concurrency, "worker started");
+    info!(worker = %name, concurrency = config.concurrency, role = ?config.role, "worker started");
 
-    loop {
+    while config.role == Role::All {
         let first_slot = tokio::select! {
             _ = shutdown.cancelled() => break,
             permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
@@ -149,6 +149,9 @@ pub async fn run(
         }
     }
 
+    if config.role == Role::Callbacks {
+        shutdown.cancelled().await;
+    }
     tracker.close();
     let grace = Duration::from_millis(config.shutdown_grace_ms);
     info!(worker = %name, in_flight = tracker.len(), "shutting down");

@@ -28,6 +28,10 @@ struct Args {
     generation_ms: u64,
     #[arg(long, default_value_t = 600)]
     timeout_s: u64,
+    #[arg(long, default_value_t = 30)]
+    callback_drop_percent: u8,
+    #[arg(long, default_value_t = 20)]
+    callback_duplicate_percent: u8,
 }
 
 #[tokio::main]
@@ -41,6 +45,8 @@ async fn main() -> anyhow::Result<()> {
         burst_every: Duration::from_millis(args.burst_every_ms),
         generation_time: Duration::from_millis(args.generation_ms),
         timeout: Duration::from_secs(args.timeout_s),
+        callback_drop_percent: args.callback_drop_percent,
+        callback_duplicate_percent: args.callback_duplicate_percent,
     };
     let report = chaos::run(args.worker_bin, &plan).await?;
     println!("{report}");

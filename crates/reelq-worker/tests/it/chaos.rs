@@ -14,6 +14,8 @@ async fn no_job_is_lost_or_paid_twice_under_kills_crashes_and_faults() {
         burst_every: Duration::from_millis(400),
         generation_time: Duration::from_millis(1500),
         timeout: Duration::from_secs(90),
+        callback_drop_percent: 30,
+        callback_duplicate_percent: 20,
     };
     let report = chaos::run(env!("CARGO_BIN_EXE_reelq-worker").into(), &plan)
         .await
