@@ -101,50 +101,53 @@ pub async fn run(
     let idle_poll = Duration::from_millis(config.idle_poll_ms);
     info!(worker = %name, concurrency = config.concurrency, role = ?config.role, "worker started");
 
-    while config.role == Role::All {
-        let first_slot = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-        };
-        let mut permits = vec![first_slot];
-        while permits.len() < config.claim_batch {
-            match slots.clone().try_acquire_owned() {
-                Ok(permit) => permits.push(permit),
-                Err(_) => break,
-            }
-        }
-        let options = ClaimOptions {
-            owner: &name,
-            max_jobs: permits.len(),
-            lease: config.lease(),
-            resubmit_uncertain: config.resubmit_uncertain,
-        };
-        let claim = match ledger.claim(&options).await {
-            Ok(claim) => claim,
-            Err(err) => {
-                error!(error = %err, "claim failed; retrying");
-                drop(permits);
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(CLAIM_ERROR_PAUSE) => continue,
+    // A callbacks-only worker claims nothing: it serves the receiver until shutdown.
+    if config.role == Role::All {
+        loop {
+            let first_slot = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            };
+            let mut permits = vec![first_slot];
+            while permits.len() < config.claim_batch {
+                match slots.clone().try_acquire_owned() {
+                    Ok(permit) => permits.push(permit),
+                    Err(_) => break,
                 }
             }
-        };
-        let idle_for = claim.next_due_in.unwrap_or(idle_poll).min(idle_poll);
-        let idle = claim.leases.is_empty();
-        for (lease, permit) in claim.leases.into_iter().zip(permits.drain(..)) {
-            let context = context.clone();
-            tracker.spawn(async move {
-                steps::run_step(&context, lease).await;
-                drop(permit);
-            });
-        }
-        drop(permits);
-        if idle {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(idle_for) => {}
-                _ = next_wakeup(&ledger, &mut wakeups) => {}
+            let options = ClaimOptions {
+                owner: &name,
+                max_jobs: permits.len(),
+                lease: config.lease(),
+                resubmit_uncertain: config.resubmit_uncertain,
+            };
+            let claim = match ledger.claim(&options).await {
+                Ok(claim) => claim,
+                Err(err) => {
+                    error!(error = %err, "claim failed; retrying");
+                    drop(permits);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(CLAIM_ERROR_PAUSE) => continue,
+                    }
+                }
+            };
+            let idle_for = claim.next_due_in.unwrap_or(idle_poll).min(idle_poll);
+            let idle = claim.leases.is_empty();
+            for (lease, permit) in claim.leases.into_iter().zip(permits.drain(..)) {
+                let context = context.clone();
+                tracker.spawn(async move {
+                    steps::run_step(&context, lease).await;
+                    drop(permit);
+                });
+            }
+            drop(permits);
+            if idle {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(idle_for) => {}
+                    _ = next_wakeup(&ledger, &mut wakeups) => {}
+                }
             }
         }
     }
