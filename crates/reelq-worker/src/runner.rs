@@ -89,6 +89,7 @@ pub async fn run(
         store,
         providers,
         callback_base: config.callbacks.as_ref().map(|c| c.public_base_url.clone()),
+        step_due: tokio::sync::Notify::new(),
         poll_schedules,
         lease: config.lease(),
         max_attempts: config.max_attempts,
@@ -147,6 +148,7 @@ pub async fn run(
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(idle_for) => {}
                     _ = next_wakeup(&ledger, &mut wakeups) => {}
+                    _ = context.step_due.notified() => {}
                 }
             }
         }

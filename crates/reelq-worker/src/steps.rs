@@ -34,6 +34,8 @@ pub(crate) struct StepContext {
     pub(crate) backoff_max: Duration,
     /// Public base of the callback receiver (`https://host`), when callbacks are on.
     pub(crate) callback_base: Option<String>,
+    /// Wakes this worker's idle claim loop when a step leaves its job due at once.
+    pub(crate) step_due: tokio::sync::Notify,
 }
 
 /// How long a worker keeps trying to record a finished step while Redis is unreachable.
@@ -117,7 +119,14 @@ pub(crate) async fn run_step(context: &StepContext, mut lease: Lease) {
         let step = next_move(context, &lease, callback_url.as_deref());
         let transition = with_renewal(context, &lease, step).await;
         debug!(?transition, "step done");
-        record(context, &lease, transition).await;
+        let next_step_now = matches!(
+            transition,
+            Transition::Ready { .. } | Transition::Requery { .. }
+        );
+        if record(context, &lease, transition).await && next_step_now {
+            // The job's next step is due at once: don't let this worker idle past it.
+            context.step_due.notify_one();
+        }
     }
     .instrument(span)
     .await

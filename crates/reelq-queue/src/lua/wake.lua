@@ -1,5 +1,5 @@
 -- Acts on a verified provider callback for one job. Callbacks are hints: this only moves
--- work sooner; the worker still polls the provider before fetching.
+-- work sooner (and wakes idle workers); the worker still polls the provider before fetching.
 -- KEYS[1]  due schedule
 -- ARGV[1]  key prefix
 -- ARGV[2]  job id
@@ -22,6 +22,7 @@ if state == 'waiting' and known_task == task_id and not owner then
   local log = prefix .. 'log:' .. id
   redis.call('RPUSH', log, now .. ' waiting callback')
   redis.call('LTRIM', log, -32, -1)
+  redis.call('PUBLISH', prefix .. 'wake', 1)
   return 'woken'
 elseif state == 'uncertain' and not known_task then
   redis.call('HSET', job, 'task_id', task_id, 'attempt', 0)
@@ -29,6 +30,7 @@ elseif state == 'uncertain' and not known_task then
   redis.call('HINCRBY', job, 'fence', 1)
   move(job, id, state, 'waiting', now, 'task ' .. task_id .. ' named by its callback')
   redis.call('ZADD', due, now, id)
+  redis.call('PUBLISH', prefix .. 'wake', 1)
   return 'adopted'
 elseif state == 'submitting' then
   redis.call('HSET', job, 'task_id_hint', task_id)
