@@ -154,7 +154,14 @@ poll_max_ms = 300
     pub fn spawn_worker_process(&self, name: &str) -> Child {
         let config = self.worker_config(name, API_KEY);
         let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).unwrap();
-        Command::new(&self.worker_bin)
+        // The config file is the whole config: no REELQ_* variable of the caller leaks in.
+        let inherited = std::env::vars_os().map(|(name, _)| name);
+        let reelq_vars = inherited.filter(|name| name.to_string_lossy().starts_with("REELQ_"));
+        let mut command = Command::new(&self.worker_bin);
+        for name in reelq_vars {
+            command.env_remove(name);
+        }
+        command
             .arg("--config")
             .arg(&config)
             .stdout(log)
