@@ -10,7 +10,7 @@ use std::{
 };
 
 use futures_util::StreamExt;
-use reelq_core::{JobId, JobState};
+use reelq_core::{JobId, JobRequest, JobState};
 use reelq_producer::Client;
 use reelq_queue::{JobRecord, Ledger, LedgerConfig};
 use reelq_sim::{SimConfig, SimEvent, Simulator};
@@ -211,6 +211,24 @@ poll_max_ms = 300
             .await
             .expect("manifest enqueues")
             .job_ids
+    }
+
+    /// Turns on completion webhooks, signed with [`crate::NOTIFY_SECRET`], for workers
+    /// spawned from now on.
+    pub fn enable_notify(&mut self) {
+        self.extra_config += &format!("[notify]\nsecret = \"{}\"\n", crate::NOTIFY_SECRET);
+    }
+
+    /// Enqueues one job that reports its ending to `notify_url`.
+    pub async fn enqueue_notified(&self, prompt: &str, notify_url: &str) -> JobId {
+        let request = JobRequest {
+            provider: Some("kie".into()),
+            model: Some("sora-2-text-to-video".into()),
+            prompt: Some(prompt.into()),
+            notify_url: Some(notify_url.into()),
+            ..JobRequest::default()
+        };
+        self.client.enqueue(request).await.expect("job enqueues")
     }
 
     /// Waits (on the ledger's change feed, with a timeout) until every job has settled.

@@ -77,6 +77,25 @@ async fn claim_and_begin(ledger: &Ledger, owner: &str, n: usize, lease: Duration
     leases
 }
 
+/// Enqueues one job and takes it through its submit to `waiting` on `task_id`.
+async fn submit_one(ledger: &Ledger, prompt: &str, task_id: &str, first_poll: Duration) -> JobId {
+    let job_id = JobId::new();
+    ledger
+        .enqueue(None, &[(job_id, spec(prompt))])
+        .await
+        .unwrap();
+    let lease = claim_and_begin(ledger, "w1", 1, LEASE).await.remove(0);
+    let submitted = Transition::Submitted {
+        task_id: task_id.into(),
+        first_poll,
+    };
+    assert_eq!(
+        ledger.transition(&lease, submitted).await.unwrap(),
+        TransitionOutcome::Applied
+    );
+    job_id
+}
+
 async fn state_of(ledger: &Ledger, job_id: JobId) -> JobState {
     ledger.job(job_id).await.unwrap().expect("job exists").state
 }
@@ -180,16 +199,7 @@ async fn a_job_walks_from_queued_to_stored() {
 async fn a_scheduled_job_is_not_claimed_before_it_is_due() {
     let redis = RedisServer::start().unwrap();
     let ledger = ledger(&redis).await;
-    ledger
-        .enqueue(None, &[(JobId::new(), spec("later"))])
-        .await
-        .unwrap();
-    let lease = claim_and_begin(&ledger, "w1", 1, LEASE).await.remove(0);
-    let submitted = Transition::Submitted {
-        task_id: "t".into(),
-        first_poll: Duration::from_secs(600),
-    };
-    ledger.transition(&lease, submitted).await.unwrap();
+    submit_one(&ledger, "later", "t", Duration::from_secs(600)).await;
     let claim = ledger.claim(&claim_opts("w1", 1, LEASE)).await.unwrap();
     assert!(claim.leases.is_empty());
     let next = claim.next_due_in.expect("a poll is scheduled");
@@ -203,16 +213,7 @@ async fn a_scheduled_job_is_not_claimed_before_it_is_due() {
 async fn a_stale_worker_cannot_move_a_job_taken_over_by_another() {
     let redis = RedisServer::start().unwrap();
     let ledger = ledger(&redis).await;
-    ledger
-        .enqueue(None, &[(JobId::new(), spec("stale"))])
-        .await
-        .unwrap();
-    let lease = claim_and_begin(&ledger, "w1", 1, LEASE).await.remove(0);
-    let submitted = Transition::Submitted {
-        task_id: "t".into(),
-        first_poll: Duration::ZERO,
-    };
-    ledger.transition(&lease, submitted).await.unwrap();
+    submit_one(&ledger, "stale", "t", Duration::ZERO).await;
 
     // A zero-length lease expires at once, as if w1 had stalled past its lease.
     let stale = claim_one(&ledger, "w1", Duration::ZERO).await;
@@ -475,17 +476,7 @@ async fn a_paused_provider_gets_no_submits_until_the_pause_ends() {
 async fn a_failed_job_retried_by_an_operator_polls_again_if_the_provider_has_it() {
     let redis = RedisServer::start().unwrap();
     let ledger = ledger(&redis).await;
-    let job_id = JobId::new();
-    ledger
-        .enqueue(None, &[(job_id, spec("retry"))])
-        .await
-        .unwrap();
-    let lease = claim_and_begin(&ledger, "w1", 1, LEASE).await.remove(0);
-    let submitted = Transition::Submitted {
-        task_id: "t-9".into(),
-        first_poll: Duration::ZERO,
-    };
-    ledger.transition(&lease, submitted).await.unwrap();
+    let job_id = submit_one(&ledger, "retry", "t-9", Duration::ZERO).await;
     let lease = claim_one(&ledger, "w1", LEASE).await;
     let failed = Transition::Failed {
         class: ErrorClass::Transient,
@@ -525,14 +516,7 @@ async fn durability_settings_are_checked() {
 async fn a_callback_wakes_a_waiting_job_and_duplicates_change_nothing() {
     let redis = RedisServer::start().unwrap();
     let ledger = ledger(&redis).await;
-    let job_id = JobId::new();
-    ledger.enqueue(None, &[(job_id, spec("cb"))]).await.unwrap();
-    let lease = claim_and_begin(&ledger, "w1", 1, LEASE).await.remove(0);
-    let later = Transition::Submitted {
-        task_id: "t-cb".into(),
-        first_poll: Duration::from_secs(600),
-    };
-    ledger.transition(&lease, later).await.unwrap();
+    let job_id = submit_one(&ledger, "cb", "t-cb", Duration::from_secs(600)).await;
 
     assert_eq!(
         ledger.wake(job_id, "other-task").await.unwrap(),

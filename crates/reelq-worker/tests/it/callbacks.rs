@@ -3,10 +3,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use reelq_core::{JobId, JobRequest, JobState};
+use reelq_core::{JobId, JobState};
 use reelq_e2e::{
-    API_KEY, Deployment, NOTIFY_SECRET, WEBHOOK_KEY, WebhookReceiver, files_under, prompts,
-    sim_events,
+    API_KEY, Deployment, WEBHOOK_KEY, WebhookReceiver, files_under, prompts, sim_events,
 };
 use reelq_providers::kie_signature;
 use reelq_sim::{CallbackMode, SimEvent};
@@ -64,16 +63,9 @@ async fn a_callback_delivered_three_times_gives_one_object_and_one_event_id() {
     let mut webhooks = WebhookReceiver::start(vec![]).await;
     let mut events = deployment.sim.events();
     let listener = deployment.callback_listener().await;
-    deployment.extra_config += &format!("[notify]\nsecret = \"{NOTIFY_SECRET}\"\n");
+    deployment.enable_notify();
     let _worker = deployment.spawn_worker_task("w", API_KEY, Some(listener));
-    let request = JobRequest {
-        provider: Some("kie".into()),
-        model: Some("sora-2-text-to-video".into()),
-        prompt: Some("thrice".into()),
-        notify_url: Some(webhooks.url.clone()),
-        ..JobRequest::default()
-    };
-    let job_id = deployment.client.enqueue(request).await.unwrap();
+    let job_id = deployment.enqueue_notified("thrice", &webhooks.url).await;
 
     sim_events(&mut events, 3, callback_answered(200)).await;
     let records = deployment.settled(&[job_id]).await;

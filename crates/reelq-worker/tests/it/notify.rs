@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use reelq_core::JobRequest;
 use reelq_e2e::{API_KEY, Deployment, WebhookReceiver};
 use standardwebhooks::Webhook;
 
@@ -16,16 +15,9 @@ async fn an_ended_job_is_notified_until_accepted_under_one_verifiable_event_id()
         Duration::from_millis(50),
     )
     .await;
-    deployment.extra_config = format!("[notify]\nsecret = \"{SECRET}\"\n");
+    deployment.enable_notify();
     let _worker = deployment.spawn_worker_task("w", API_KEY, None);
-    let request = JobRequest {
-        provider: Some("kie".into()),
-        model: Some("sora-2-text-to-video".into()),
-        prompt: Some("notified".into()),
-        notify_url: Some(receiver.url.clone()),
-        ..JobRequest::default()
-    };
-    let job_id = deployment.client.enqueue(request).await.unwrap();
+    let job_id = deployment.enqueue_notified("notified", &receiver.url).await;
     let record = deployment.settled(&[job_id]).await.remove(0);
 
     let verifier = Webhook::new(SECRET).unwrap();
@@ -59,16 +51,9 @@ async fn a_forged_signature_fails_the_standard_verifier() {
         Duration::from_millis(50),
     )
     .await;
-    deployment.extra_config = format!("[notify]\nsecret = \"{SECRET}\"\n");
+    deployment.enable_notify();
     let _worker = deployment.spawn_worker_task("w", API_KEY, None);
-    let request = JobRequest {
-        provider: Some("kie".into()),
-        model: Some("sora-2-text-to-video".into()),
-        prompt: Some("checked".into()),
-        notify_url: Some(receiver.url.clone()),
-        ..JobRequest::default()
-    };
-    deployment.client.enqueue(request).await.unwrap();
+    deployment.enqueue_notified("checked", &receiver.url).await;
 
     let (headers, body) = receiver.next().await;
     let other_secret = Webhook::new("whsec_c2VjcmV0LW9mLWFub3RoZXItYWNjb3VudA==").unwrap();
