@@ -9,7 +9,8 @@ use std::{
 use backon::{ExponentialBuilder, Retryable};
 use futures_util::{StreamExt, stream::BoxStream};
 use reelq_core::{BatchId, JobId, JobRequest, JobSpec, JobState, SpecError};
-use reelq_queue::{JobRecord, Ledger, LedgerConfig, QueueError, Resolution};
+use reelq_queue::{Idempotency, JobRecord, Ledger, LedgerConfig, QueueError, Resolution};
+use serde::{Deserialize, Serialize};
 
 use crate::{ManifestError, parse_manifest};
 
@@ -30,6 +31,20 @@ pub enum ProducerError {
     Manifest(#[from] ManifestError),
     #[error(transparent)]
     Queue(#[from] QueueError),
+}
+
+/// How long an idempotency key is remembered.
+const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// What an idempotent enqueue produced (or produced the first time, if `replayed`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Receipt {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<BatchId>,
+    pub job_ids: Vec<JobId>,
+    /// True when an earlier call with the same key did the enqueue.
+    #[serde(skip)]
+    pub replayed: bool,
 }
 
 /// What a batch enqueue produced.
@@ -63,7 +78,11 @@ impl Client {
     }
 
     pub async fn enqueue(&self, request: JobRequest) -> Result<JobId, ProducerError> {
-        let spec = request.validate(now_ms())?;
+        self.enqueue_spec(request.validate(now_ms())?).await
+    }
+
+    /// Enqueues one already validated job.
+    pub async fn enqueue_spec(&self, spec: JobSpec) -> Result<JobId, ProducerError> {
         let job_id = JobId::new();
         self.ledger.enqueue(None, &[(job_id, spec)]).await?;
         Ok(job_id)
@@ -79,6 +98,48 @@ impl Client {
             batch_id,
             job_ids: jobs.into_iter().map(|(job_id, _)| job_id).collect(),
         })
+    }
+
+    /// Enqueues validated specs (as a batch if `as_batch`) at most once per `key`: a repeated
+    /// call within a day enqueues nothing and returns the first call's receipt.
+    pub async fn enqueue_once(
+        &self,
+        specs: Vec<JobSpec>,
+        as_batch: bool,
+        key: &str,
+    ) -> Result<Receipt, ProducerError> {
+        let batch_id = as_batch.then(BatchId::new);
+        let jobs: Vec<(JobId, JobSpec)> =
+            specs.into_iter().map(|spec| (JobId::new(), spec)).collect();
+        let receipt = Receipt {
+            batch_id,
+            job_ids: jobs.iter().map(|(job_id, _)| *job_id).collect(),
+            replayed: false,
+        };
+        let receipt_json = serde_json::to_string(&receipt).expect("a receipt serializes");
+        let once = Idempotency {
+            key,
+            ttl: IDEMPOTENCY_TTL,
+            receipt: &receipt_json,
+        };
+        match self
+            .ledger
+            .enqueue_once(batch_id, &jobs, Some(once))
+            .await?
+        {
+            None => Ok(receipt),
+            Some(earlier) => {
+                let earlier: Receipt =
+                    serde_json::from_str(&earlier).map_err(|err| QueueError::Corrupt {
+                        job_id: format!("idempotency key {key}"),
+                        detail: format!("receipt: {err}"),
+                    })?;
+                Ok(Receipt {
+                    replayed: true,
+                    ..earlier
+                })
+            }
+        }
     }
 
     /// Validates a JSONL manifest and enqueues it as one batch; any bad line refuses it all.

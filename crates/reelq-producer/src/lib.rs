@@ -1,8 +1,11 @@
 //! The producer side of reelq: a [`Client`] that validates and enqueues jobs, reads their
-//! records and waits for them to settle, plus the JSONL manifest format for batches.
+//! records and waits for them to settle, the JSONL manifest format for batches, and the HTTP
+//! enqueue API ([`api`]) for services in other languages.
 
+mod api;
 mod client;
 mod manifest;
 
-pub use client::{BatchReceipt, Client, ProducerError};
-pub use manifest::{LineProblem, ManifestError, parse_manifest};
+pub use api::app as api;
+pub use client::{BatchReceipt, Client, ProducerError, Receipt};
+pub use manifest::{LineProblem, ManifestError, parse_json_batch, parse_manifest};

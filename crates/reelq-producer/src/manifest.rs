@@ -35,22 +35,46 @@ impl fmt::Display for ManifestError {
 
 /// Parses and validates every line; `now_ms` is the validation clock (unix ms).
 pub fn parse_manifest(text: &str, now_ms: u64) -> Result<Vec<JobSpec>, ManifestError> {
+    let lines = text.lines().enumerate().filter_map(|(line_idx, line)| {
+        let line_text = line.trim();
+        let skipped = line_text.is_empty() || line_text.starts_with('#');
+        let request = serde_json::from_str::<JobRequest>(line_text)
+            .map_err(|err| format!("malformed JSON: {err}"));
+        (!skipped).then_some((line_idx + 1, request))
+    });
+    validate_all(lines, now_ms)
+}
+
+/// Validates a JSON array of job requests; problems name the item (1-based) as `line`.
+pub fn parse_json_batch(text: &str, now_ms: u64) -> Result<Vec<JobSpec>, ManifestError> {
+    let items: Vec<serde_json::Value> =
+        serde_json::from_str(text).map_err(|err| ManifestError {
+            problems: vec![LineProblem {
+                line: 0,
+                message: format!("malformed JSON array: {err}"),
+            }],
+        })?;
+    let requests = items.into_iter().enumerate().map(|(item_idx, item)| {
+        let request = serde_json::from_value::<JobRequest>(item)
+            .map_err(|err| format!("malformed job: {err}"));
+        (item_idx + 1, request)
+    });
+    validate_all(requests, now_ms)
+}
+
+/// Validates every request, collecting every problem; all or nothing.
+fn validate_all(
+    requests: impl Iterator<Item = (usize, Result<JobRequest, String>)>,
+    now_ms: u64,
+) -> Result<Vec<JobSpec>, ManifestError> {
     let mut specs = Vec::new();
     let mut problems = Vec::new();
-    for (line_idx, line) in text.lines().enumerate() {
-        let line_text = line.trim();
-        if line_text.is_empty() || line_text.starts_with('#') {
-            continue;
-        }
-        let checked = serde_json::from_str::<JobRequest>(line_text)
-            .map_err(|err| format!("malformed JSON: {err}"))
-            .and_then(|request| request.validate(now_ms).map_err(|err| err.to_string()));
+    for (line, request) in requests {
+        let checked =
+            request.and_then(|request| request.validate(now_ms).map_err(|err| err.to_string()));
         match checked {
             Ok(spec) => specs.push(spec),
-            Err(message) => problems.push(LineProblem {
-                line: line_idx + 1,
-                message,
-            }),
+            Err(message) => problems.push(LineProblem { line, message }),
         }
     }
     if problems.is_empty() && specs.is_empty() {

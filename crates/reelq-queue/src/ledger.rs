@@ -12,6 +12,7 @@
 //! | `P log:{id}`   | list   | the job's last 32 events, `"<ms> <state> <detail>"`  | every state change      |
 //! | `P batch:{id}` | list   | the batch's job ids in manifest order                | enqueue                 |
 //! | `P pause:{provider}` | string | present while submits to that provider are paused (429) | pause          |
+//! | `P idem:{key}` | string | the receipt of the enqueue made under an idempotency key (expires) | enqueue   |
 //! | `P notify_due` | zset   | job id -> unix ms when its completion webhook is due  | a job's end, claim_notify, notified |
 //! | `P changes`    | pubsub | `"<id> <state>"` on every state change               | every state change      |
 //! | `P wake`       | pubsub | number of jobs just enqueued                         | enqueue                 |
@@ -108,6 +109,17 @@ pub enum Resolution {
     Fail,
 }
 
+/// Makes an enqueue happen at most once per key.
+#[derive(Debug, Clone, Copy)]
+pub struct Idempotency<'a> {
+    /// The caller's key, e.g. an HTTP `Idempotency-Key` header.
+    pub key: &'a str,
+    /// How long the key is remembered.
+    pub ttl: Duration,
+    /// What a repeated call gets back (e.g. the job ids, as JSON).
+    pub receipt: &'a str,
+}
+
 /// A completion webhook to send: the job's ending, under an event id kept across retries.
 #[derive(Debug, Clone)]
 pub struct Notification {
@@ -189,11 +201,29 @@ impl Ledger {
         batch: Option<BatchId>,
         jobs: &[(JobId, JobSpec)],
     ) -> Result<(), QueueError> {
+        self.enqueue_once(batch, jobs, None).await.map(|_| ())
+    }
+
+    /// Like [`Ledger::enqueue`], but at most once per idempotency key (kept for `ttl`): a
+    /// repeated call writes nothing and returns the receipt stored by the first one.
+    pub async fn enqueue_once(
+        &self,
+        batch: Option<BatchId>,
+        jobs: &[(JobId, JobSpec)],
+        idempotency: Option<Idempotency<'_>>,
+    ) -> Result<Option<String>, QueueError> {
         let mut invocation = ENQUEUE.prepare_invoke();
         invocation
             .key(self.key("due"))
             .arg(&self.prefix)
             .arg(batch.map(|b| b.to_string()).unwrap_or_default());
+        match &idempotency {
+            Some(once) => invocation
+                .arg(self.key(format!("idem:{}", once.key)))
+                .arg(once.ttl.as_secs().max(1))
+                .arg(once.receipt),
+            None => invocation.arg("").arg(0).arg(""),
+        };
         for (job_id, spec) in jobs {
             let spec_json =
                 serde_json::to_string(spec).map_err(|err| QueueError::corrupt(job_id, err))?;
@@ -204,8 +234,9 @@ impl Ledger {
                 .arg(spec.deadline_ms.map(|d| d.to_string()).unwrap_or_default())
                 .arg(spec.notify_url.as_deref().unwrap_or_default());
         }
-        let _: u64 = invocation.invoke_async(&mut self.conn.clone()).await?;
-        Ok(())
+        let (n_enqueued, earlier): (u64, String) =
+            invocation.invoke_async(&mut self.conn.clone()).await?;
+        Ok((n_enqueued == 0 && idempotency.is_some()).then_some(earlier))
     }
 
     /// Takes up to `options.max_jobs` due jobs, each leased to `options.owner`.

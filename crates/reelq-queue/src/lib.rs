@@ -9,8 +9,8 @@ mod transition;
 
 pub use error::QueueError;
 pub use ledger::{
-    Claim, ClaimOptions, Lease, Ledger, LedgerConfig, Notification, NotifyOutcome, Resolution,
-    TransitionOutcome, WakeOutcome,
+    Claim, ClaimOptions, Idempotency, Lease, Ledger, LedgerConfig, Notification, NotifyOutcome,
+    Resolution, TransitionOutcome, WakeOutcome,
 };
 pub use record::JobRecord;
 pub use transition::Transition;

@@ -5,7 +5,7 @@ use std::{collections::HashMap, path::PathBuf, time::Duration};
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use reelq_core::{BatchId, JobId, JobRequest, JobState};
+use reelq_core::{BatchId, JobId, JobRequest, JobState, Secret};
 use reelq_producer::Client;
 use reelq_queue::{JobRecord, Resolution};
 
@@ -51,6 +51,14 @@ enum Command {
     Dlq {
         #[command(subcommand)]
         command: DlqCommand,
+    },
+    /// Serve the HTTP enqueue API (POST /v1/jobs, /v1/batches; GET their records) until ctrl-c.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// The bearer token clients must present.
+        #[arg(long, env = "REELQ_API_TOKEN", hide_env_values = true)]
+        token: String,
     },
     /// Show progress until the given jobs settle, then a summary table. Exits 2 if any job
     /// did not end `stored`.
@@ -220,6 +228,19 @@ async fn main() -> anyhow::Result<()> {
                     false => eprintln!("job {job_id} is not failed; skipped"),
                 }
             }
+        }
+        Command::Serve { listen, token } => {
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
+            eprintln!("reelq api listening on {}", listener.local_addr()?);
+            let app = reelq_producer::api(client, Secret::new(token));
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await
+                .context("serving the api")?;
         }
         Command::Watch { mut job_ids, batch } => {
             if let Some(batch_id) = batch {

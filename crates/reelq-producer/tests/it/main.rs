@@ -1,3 +1,4 @@
 //! Integration tests for the producer client against a real redis-server.
 
+mod api;
 mod enqueue;

@@ -2,20 +2,29 @@
 -- KEYS[1]  due schedule (zset)
 -- ARGV[1]  key prefix
 -- ARGV[2]  batch id, or "" for none
--- ARGV[3..] 5-tuples: job id, provider, spec JSON, deadline in unix ms or "", notify URL or ""
--- Returns the number of jobs enqueued; an error (and no write) if any job id exists.
+-- ARGV[3]  idempotency key (full key name), or "" for none
+-- ARGV[4]  idempotency key lifetime in seconds
+-- ARGV[5]  receipt to keep under the idempotency key
+-- ARGV[6..] 5-tuples: job id, provider, spec JSON, deadline in unix ms or "", notify URL or ""
+-- Returns {n_jobs, ""} when enqueued; {0, receipt} (and no write) when the idempotency key was
+-- already used; an error (and no write) if any job id exists.
 local due = KEYS[1]
-local batch = ARGV[2]
-local n_jobs = (#ARGV - 2) / 5
+local batch, idem_key, idem_ttl, receipt = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+if idem_key ~= '' then
+  local earlier = redis.call('GET', idem_key)
+  if earlier then return { 0, earlier } end
+end
+local first = 6
+local n_jobs = (#ARGV - first + 1) / 5
 for job_idx = 0, n_jobs - 1 do
-  local id = ARGV[3 + job_idx * 5]
+  local id = ARGV[first + job_idx * 5]
   if redis.call('EXISTS', prefix .. 'job:' .. id) == 1 then
     return redis.error_reply('job ' .. id .. ' already exists')
   end
 end
 local now = now_ms()
 for job_idx = 0, n_jobs - 1 do
-  local base = 3 + job_idx * 5
+  local base = first + job_idx * 5
   local id, provider, spec, deadline = ARGV[base], ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
   local notify_url = ARGV[base + 4]
   local job = prefix .. 'job:' .. id
@@ -32,5 +41,6 @@ for job_idx = 0, n_jobs - 1 do
   redis.call('ZADD', due, now, id)
   redis.call('RPUSH', prefix .. 'log:' .. id, now .. ' queued')
 end
+if idem_key ~= '' then redis.call('SET', idem_key, receipt, 'EX', idem_ttl) end
 redis.call('PUBLISH', prefix .. 'wake', n_jobs)
-return n_jobs
+return { n_jobs, '' }

@@ -1,0 +1,206 @@
+//! The HTTP enqueue API, for producers in other languages. Every request needs
+//! `Authorization: Bearer <token>`. An `Idempotency-Key` header makes a POST safe to retry:
+//! the same key within a day enqueues once and answers the first receipt again.
+//!
+//! | route                   | answers                                                       |
+//! |-------------------------|---------------------------------------------------------------|
+//! | `POST /v1/jobs`         | 201 `{"job_ids":[id]}` (200 on a replay); 400 naming the field |
+//! | `GET /v1/jobs/{id}`     | 200 the job's record; 404                                     |
+//! | `POST /v1/batches`      | JSONL or a JSON array; 201 `{"batch_id","job_ids"}`; 400 listing every bad line |
+//! | `GET /v1/batches/{id}`  | 200 `{"batch_id","jobs","states":{state: count}}`; 404         |
+//!
+//! Client errors carry `{"code","detail"}`; internal errors are logged and answered as a bare
+//! 500.
+
+use std::collections::BTreeMap;
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{DefaultBodyLimit, Path, Request, State},
+    http::{HeaderMap, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use reelq_core::{BatchId, JobId, JobRequest, JobSpec, Secret};
+use serde_json::json;
+
+use crate::{Client, ProducerError, Receipt, client::now_ms, parse_json_batch, parse_manifest};
+
+/// Big enough for a 10,000-line manifest.
+const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+#[derive(Clone)]
+struct ApiState {
+    client: Client,
+    token: Secret,
+}
+
+/// The API's router; serve it with `axum::serve`.
+pub fn app(client: Client, token: Secret) -> Router {
+    let state = ApiState { client, token };
+    Router::new()
+        .route("/v1/jobs", post(create_job))
+        .route("/v1/jobs/{job_id}", get(job))
+        .route("/v1/batches", post(create_batch))
+        .route("/v1/batches/{batch_id}", get(batch))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .with_state(state)
+}
+
+fn client_error(status: StatusCode, code: &str, detail: impl Into<serde_json::Value>) -> Response {
+    (
+        status,
+        Json(json!({ "code": code, "detail": detail.into() })),
+    )
+        .into_response()
+}
+
+fn internal(err: ProducerError) -> Response {
+    tracing::error!(error = %err, "api request failed");
+    StatusCode::INTERNAL_SERVER_ERROR.into_response()
+}
+
+async fn authenticate(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let expected = state.token.expose().as_bytes();
+    let matches = presented.len() == expected.len()
+        && presented
+            .bytes()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if !matches {
+        return client_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is required",
+        );
+    }
+    next.run(request).await
+}
+
+async fn create_job(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
+    let request: JobRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(err) => {
+            return client_error(StatusCode::BAD_REQUEST, "malformed_json", err.to_string());
+        }
+    };
+    let spec = match request.validate(now_ms()) {
+        Ok(spec) => spec,
+        Err(err) => {
+            let detail = json!({ "field": err.field, "message": err.message });
+            return client_error(StatusCode::BAD_REQUEST, "invalid_job", detail);
+        }
+    };
+    enqueue(&state, &headers, vec![spec], false).await
+}
+
+async fn create_batch(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return client_error(
+            StatusCode::BAD_REQUEST,
+            "malformed_body",
+            "the body is not UTF-8",
+        );
+    };
+    let parsed = if text.trim_start().starts_with('[') {
+        parse_json_batch(text, now_ms())
+    } else {
+        parse_manifest(text, now_ms())
+    };
+    match parsed {
+        Ok(specs) => enqueue(&state, &headers, specs, true).await,
+        Err(err) => {
+            let problems: Vec<_> = err
+                .problems
+                .iter()
+                .map(|p| json!({ "line": p.line, "message": p.message }))
+                .collect();
+            client_error(StatusCode::BAD_REQUEST, "invalid_batch", problems)
+        }
+    }
+}
+
+async fn enqueue(
+    state: &ApiState,
+    headers: &HeaderMap,
+    specs: Vec<JobSpec>,
+    as_batch: bool,
+) -> Response {
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|value| value.to_str().ok());
+    let receipt = match key {
+        Some(key) => state.client.enqueue_once(specs, as_batch, key).await,
+        None if as_batch => state
+            .client
+            .enqueue_batch(specs)
+            .await
+            .map(|batch| Receipt {
+                batch_id: Some(batch.batch_id),
+                job_ids: batch.job_ids,
+                replayed: false,
+            }),
+        None => {
+            let spec = specs.into_iter().next().expect("one job");
+            state.client.enqueue_spec(spec).await.map(|job_id| Receipt {
+                batch_id: None,
+                job_ids: vec![job_id],
+                replayed: false,
+            })
+        }
+    };
+    match receipt {
+        Ok(receipt) => {
+            let status = if receipt.replayed {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
+            (status, Json(receipt)).into_response()
+        }
+        Err(err) => internal(err),
+    }
+}
+
+async fn job(State(state): State<ApiState>, Path(job_id): Path<String>) -> Response {
+    let Ok(job_id) = job_id.parse::<JobId>() else {
+        return client_error(StatusCode::NOT_FOUND, "not_found", "no such job");
+    };
+    match state.client.status(job_id).await {
+        Ok(Some(record)) => Json(record).into_response(),
+        Ok(None) => client_error(StatusCode::NOT_FOUND, "not_found", "no such job"),
+        Err(err) => internal(err),
+    }
+}
+
+async fn batch(State(state): State<ApiState>, Path(batch_id): Path<String>) -> Response {
+    let Ok(batch_id) = batch_id.parse::<BatchId>() else {
+        return client_error(StatusCode::NOT_FOUND, "not_found", "no such batch");
+    };
+    let job_ids = match state.client.batch_jobs(batch_id).await {
+        Ok(job_ids) if job_ids.is_empty() => {
+            return client_error(StatusCode::NOT_FOUND, "not_found", "no such batch");
+        }
+        Ok(job_ids) => job_ids,
+        Err(err) => return internal(err),
+    };
+    let mut states: BTreeMap<String, usize> = BTreeMap::new();
+    for &job_id in &job_ids {
+        match state.client.status(job_id).await {
+            Ok(Some(record)) => *states.entry(record.state.to_string()).or_default() += 1,
+            Ok(None) => {}
+            Err(err) => return internal(err),
+        }
+    }
+    Json(json!({ "batch_id": batch_id, "jobs": job_ids.len(), "states": states })).into_response()
+}

@@ -1,0 +1,163 @@
+//! The HTTP enqueue API over real HTTP on loopback, against a real Redis.
+
+use reelq_core::{JobState, Secret};
+use reelq_producer::Client;
+use reelq_testkit::RedisServer;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "api-test-token";
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+    client: Client,
+    _redis: RedisServer,
+}
+
+async fn api() -> Api {
+    let redis = RedisServer::start().unwrap();
+    let client = Client::connect(&redis.url(), "api").await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = reelq_producer::api(client.clone(), Secret::new(TOKEN));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Api {
+        base,
+        http: reqwest::Client::new(),
+        client,
+        _redis: redis,
+    }
+}
+
+impl Api {
+    async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    async fn post(&self, path: &str, body: String, key: Option<&str>) -> (u16, Value) {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+            .body(body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        self.send(request).await
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(
+            self.http
+                .get(format!("{}{path}", self.base))
+                .bearer_auth(TOKEN),
+        )
+        .await
+    }
+}
+
+fn job(prompt: &str) -> Value {
+    json!({ "provider": "kie", "model": "sora-2-text-to-video", "prompt": prompt })
+}
+
+#[tokio::test]
+async fn every_route_needs_the_bearer_token() {
+    let api = api().await;
+    for token in [None, Some("wrong-token")] {
+        let mut request = api
+            .http
+            .post(format!("{}/v1/jobs", api.base))
+            .body(job("x").to_string());
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let (status, body) = api.send(request).await;
+        assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")));
+    }
+    let (status, _) = api
+        .send(api.http.get(format!("{}/v1/jobs/x", api.base)))
+        .await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn a_job_is_enqueued_and_read_back() {
+    let api = api().await;
+    let (status, body) = api.post("/v1/jobs", job("a fox").to_string(), None).await;
+    assert_eq!(status, 201, "{body}");
+    let job_id = body["job_ids"][0].as_str().unwrap().to_owned();
+    let (status, record) = api.get(&format!("/v1/jobs/{job_id}")).await;
+    assert_eq!((status, record["state"].as_str()), (200, Some("queued")));
+    assert_eq!(record["spec"]["duration_s"], 10);
+    let (status, _) = api.get("/v1/jobs/01M8000000000000000000000X").await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn bad_bodies_are_refused_with_the_reason() {
+    let api = api().await;
+    let (status, body) = api.post("/v1/jobs", "{not json".into(), None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("malformed_json"))
+    );
+    let bad = json!({ "provider": "kie", "model": "sora-2-text-to-video", "prompt": "p", "duration_s": 12 });
+    let (status, body) = api.post("/v1/jobs", bad.to_string(), None).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_job")));
+    assert_eq!(body["detail"]["field"], "duration_s");
+    let manifest = format!("{}\n{{\"provider\":\"nope\"}}\n{}\n", job("a"), job("b"));
+    let (status, body) = api.post("/v1/batches", manifest, None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_batch"))
+    );
+    assert_eq!(body["detail"][0]["line"], 2);
+    assert!(
+        api.client
+            .jobs_in_state(JobState::Queued, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing enqueued"
+    );
+}
+
+#[tokio::test]
+async fn a_retried_post_with_the_same_idempotency_key_enqueues_once() {
+    let api = api().await;
+    let (first_status, first) = api
+        .post("/v1/jobs", job("once").to_string(), Some("key-1"))
+        .await;
+    let (again_status, again) = api
+        .post("/v1/jobs", job("once").to_string(), Some("key-1"))
+        .await;
+    assert_eq!((first_status, again_status), (201, 200));
+    assert_eq!(first["job_ids"], again["job_ids"]);
+    assert_eq!(
+        api.client
+            .jobs_in_state(JobState::Queued, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_json_array_batch_is_enqueued_and_summarised() {
+    let api = api().await;
+    let batch = json!([job("one"), job("two"), job("three")]);
+    let (status, body) = api.post("/v1/batches", batch.to_string(), None).await;
+    assert_eq!(status, 201, "{body}");
+    let batch_id = body["batch_id"].as_str().unwrap();
+    assert_eq!(body["job_ids"].as_array().unwrap().len(), 3);
+    let (status, summary) = api.get(&format!("/v1/batches/{batch_id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (summary["jobs"].clone(), summary["states"].clone()),
+        (json!(3), json!({ "queued": 3 }))
+    );
+}
