@@ -15,7 +15,7 @@ use reelq_producer::Client;
 use reelq_queue::{JobRecord, Ledger, LedgerConfig};
 use reelq_sim::{SimConfig, SimEvent, Simulator};
 use reelq_testkit::{EVENT_TIMEOUT, RedisServer};
-use reelq_worker::WorkerConfig;
+use reelq_worker::{Listeners, WorkerConfig};
 use tempfile::TempDir;
 use tokio::{
     process::{Child, Command},
@@ -147,7 +147,11 @@ poll_max_ms = 300
         let mut config = WorkerConfig::load(Some(&self.worker_config("receiver", API_KEY)))
             .expect("config loads");
         config.role = reelq_worker::Role::Callbacks;
-        self.run_worker_task(config, Some(listener))
+        let listeners = Listeners {
+            callbacks: Some(listener),
+            ops: None,
+        };
+        self.run_worker_task(config, listeners)
     }
 
     /// Starts `reelq-worker` as a separate process, killed when the handle drops.
@@ -181,18 +185,24 @@ poll_max_ms = 300
     ) -> tokio_util::sync::DropGuard {
         let config =
             WorkerConfig::load(Some(&self.worker_config(name, api_key))).expect("config loads");
-        self.run_worker_task(config, callback_listener)
+        let listeners = Listeners {
+            callbacks: callback_listener,
+            ops: None,
+        };
+        self.run_worker_task(config, listeners)
     }
 
-    fn run_worker_task(
+    /// Runs a worker inside the test process on the given sockets; it stops when the
+    /// returned guard is dropped.
+    pub fn run_worker_task(
         &self,
         config: WorkerConfig,
-        callback_listener: Option<tokio::net::TcpListener>,
+        listeners: Listeners,
     ) -> tokio_util::sync::DropGuard {
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         tokio::spawn(async move {
-            reelq_worker::run(config, callback_listener, token)
+            reelq_worker::run(config, listeners, token)
                 .await
                 .expect("worker runs")
         });

@@ -593,6 +593,14 @@ impl Ledger {
         Ok(())
     }
 
+    /// Round trip to Redis, for readiness checks.
+    pub async fn ping(&self) -> Result<(), QueueError> {
+        let _: String = redis::cmd("PING")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
     /// Job ids in `state`, most recently changed first.
     pub async fn jobs_in_state(
         &self,

@@ -11,8 +11,8 @@ use std::{
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use object_store::{
-    Attribute, Attributes, ObjectStore, PutMultipartOptions, WriteMultipart, aws::AmazonS3Builder,
-    local::LocalFileSystem, path::Path as ObjectPath,
+    Attribute, Attributes, ObjectStore, ObjectStoreExt, PutMultipartOptions, PutPayload,
+    WriteMultipart, aws::AmazonS3Builder, local::LocalFileSystem, path::Path as ObjectPath,
 };
 use sha2::{Digest, Sha256};
 
@@ -192,6 +192,20 @@ impl VideoStore {
             bytes,
             sha256: hex::encode(hasher.finalize()),
         })
+    }
+
+    /// Writes and deletes a small probe object: the store is reachable and writable.
+    pub async fn check_writable(&self) -> Result<(), StorageError> {
+        let probe = if self.prefix.is_empty() {
+            ObjectPath::from(".reelq-ready-probe")
+        } else {
+            ObjectPath::from(format!("{}/.reelq-ready-probe", self.prefix))
+        };
+        self.store
+            .put(&probe, PutPayload::from_static(b"ok"))
+            .await?;
+        self.store.delete(&probe).await?;
+        Ok(())
     }
 
     fn upload_options(&self, meta: &VideoMeta) -> PutMultipartOptions {

@@ -72,7 +72,8 @@ impl RedisServer {
         Ok(())
     }
 
-    fn stop(&mut self) {
+    /// Kills the server (SIGKILL) and leaves it down.
+    pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -51,6 +51,19 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
+    let status = handle(state, provider, job_id, token, headers, body).await;
+    metrics::counter!("reelq_callbacks_total", "status" => status.as_str().to_owned()).increment(1);
+    status
+}
+
+async fn handle(
+    state: CallbackState,
+    provider: String,
+    job_id: String,
+    token: String,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
     let found = ProviderKind::ALL
         .into_iter()
         .find(|kind| kind.as_str() == provider)

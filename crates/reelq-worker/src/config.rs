@@ -78,6 +78,8 @@ pub struct WorkerConfig {
     pub providers: ProvidersConfig,
     /// Provider callbacks; off when absent (polling alone still finishes every job).
     pub callbacks: Option<CallbacksConfig>,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz`, e.g. `0.0.0.0:9100`.
+    pub ops_listen: Option<String>,
     /// Completion webhooks to jobs' `notify_url`; not sent when absent.
     pub notify: Option<NotifyConfig>,
 }

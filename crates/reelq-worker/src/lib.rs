@@ -6,6 +6,7 @@ mod callbacks;
 mod config;
 mod error;
 mod notify;
+mod ops;
 mod runner;
 mod steps;
 
@@ -14,4 +15,4 @@ pub use config::{
     WorkerConfig,
 };
 pub use error::WorkerError;
-pub use runner::run;
+pub use runner::{Listeners, run};

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use reelq_worker::{Role, WorkerConfig};
+use reelq_worker::{Listeners, Role, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -44,20 +44,29 @@ async fn main() -> anyhow::Result<()> {
     } else {
         logs.init();
     }
-    let listen = config.callbacks.as_ref().and_then(|c| c.listen.clone());
-    let callback_listener = match listen {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(&addr)
-                .await
-                .with_context(|| format!("binding callbacks.listen {addr}"))?,
-        ),
-        None => None,
+    let listeners = Listeners {
+        callbacks: bind(
+            config.callbacks.as_ref().and_then(|c| c.listen.as_deref()),
+            "callbacks.listen",
+        )
+        .await?,
+        ops: bind(config.ops_listen.as_deref(), "ops_listen").await?,
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    reelq_worker::run(config, callback_listener, shutdown)
+    reelq_worker::run(config, listeners, shutdown)
         .await
         .context("worker stopped with an error")
+}
+
+async fn bind(addr: Option<&str>, key: &str) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {key} {addr}"))?;
+    Ok(Some(listener))
 }
 
 /// Cancels `shutdown` on the first SIGINT or SIGTERM.

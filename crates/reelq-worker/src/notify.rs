@@ -105,6 +105,12 @@ impl Notifier {
             }
         };
         info!(job_id = %notification.job_id, event_id = notification.event_id, ?outcome, detail, "webhook");
+        let outcome_name = match outcome {
+            NotifyOutcome::Sent => "sent",
+            NotifyOutcome::Retry(_) => "retry",
+            NotifyOutcome::GaveUp => "gave_up",
+        };
+        metrics::counter!("reelq_webhooks_total", "outcome" => outcome_name).increment(1);
         if let Err(err) = self.ledger.notified(notification, outcome, &detail).await {
             warn!(job_id = %notification.job_id, error = %err, "recording the webhook failed; it will be sent again");
         }

@@ -17,19 +17,29 @@ use crate::{
     Role, WorkerConfig, WorkerError,
     callbacks::{self, CallbackState},
     notify::Notifier,
+    ops::{self, OpsState},
     steps::{self, PollSchedule, StepContext},
 };
 
 /// How long to wait before claiming again after Redis failed a claim.
 const CLAIM_ERROR_PAUSE: Duration = Duration::from_secs(1);
 
-/// Runs a worker until `shutdown` is cancelled, then drains. `callback_listener`, when given,
-/// serves the callback receiver (main binds `callbacks.listen`; tests bind their own).
+/// The sockets a worker serves on; main binds them from config, tests bind their own.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    /// The callback receiver.
+    pub callbacks: Option<TcpListener>,
+    /// `/metrics`, `/healthz`, `/readyz`.
+    pub ops: Option<TcpListener>,
+}
+
+/// Runs a worker until `shutdown` is cancelled, then drains.
 pub async fn run(
     config: WorkerConfig,
-    callback_listener: Option<TcpListener>,
+    listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
+    ops::metrics_handle();
     let name = if config.name.is_empty() {
         format!(
             "worker-{}-{:04x}",
@@ -50,7 +60,15 @@ pub async fn run(
     let (providers, poll_schedules) = providers(&config)?;
     let providers = Arc::new(providers);
     let tracker = TaskTracker::new();
-    if let Some(listener) = callback_listener {
+    if let Some(listener) = listeners.ops {
+        let state = OpsState {
+            ledger: ledger.clone(),
+            store: store.clone(),
+        };
+        info!(addr = ?listener.local_addr().ok(), "ops endpoints listening");
+        tracker.spawn(serve(listener, ops::app(state), shutdown.clone()));
+    }
+    if let Some(listener) = listeners.callbacks {
         let max_body = config
             .callbacks
             .as_ref()
@@ -59,16 +77,12 @@ pub async fn run(
             ledger: ledger.clone(),
             providers: providers.clone(),
         };
-        let stop = shutdown.clone();
         info!(addr = ?listener.local_addr().ok(), "callback receiver listening");
-        tracker.spawn(async move {
-            let served = axum::serve(listener, callbacks::app(state, max_body))
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await;
-            if let Err(err) = served {
-                error!(error = %err, "callback receiver stopped");
-            }
-        });
+        tracker.spawn(serve(
+            listener,
+            callbacks::app(state, max_body),
+            shutdown.clone(),
+        ));
     }
     if let Some(notify) = config.notify.as_ref().filter(|_| config.role == Role::All) {
         let notifier = Notifier::new(
@@ -165,6 +179,16 @@ pub async fn run(
     }
     info!(worker = %name, "worker stopped");
     Ok(())
+}
+
+/// Serves `app` until shutdown.
+async fn serve(listener: TcpListener, app: axum::Router, shutdown: CancellationToken) {
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await;
+    if let Err(err) = served {
+        error!(error = %err, "http server stopped");
+    }
 }
 
 /// Refuses to run on a Redis that may lose ledger writes, unless allowed.

@@ -117,7 +117,10 @@ pub(crate) async fn run_step(context: &StepContext, mut lease: Lease) {
             lease.state = JobState::Submitting;
         }
         let step = next_move(context, &lease, callback_url.as_deref());
+        let started = std::time::Instant::now();
         let transition = with_renewal(context, &lease, step).await;
+        metrics::histogram!("reelq_step_seconds", "step" => lease.state.as_str())
+            .record(started.elapsed().as_secs_f64());
         debug!(?transition, "step done");
         let next_step_now = matches!(
             transition,
@@ -185,7 +188,7 @@ async fn next_move(context: &StepContext, lease: &Lease, callback_url: Option<&s
         };
         return retry_same_step(lease, lease.attempt, failure);
     };
-    match lease.state {
+    let transition = match lease.state {
         JobState::Submitting => submit(context, provider.as_ref(), lease, callback_url).await,
         JobState::Waiting => poll(context, provider.as_ref(), lease).await,
         JobState::Fetching => fetch(context, provider.as_ref(), lease).await,
@@ -193,7 +196,34 @@ async fn next_move(context: &StepContext, lease: &Lease, callback_url: Option<&s
             class: ErrorClass::Invalid,
             error: format!("claimed in state {other}, which has no step"),
         },
-    }
+    };
+    count_provider_request(lease, &transition);
+    transition
+}
+
+/// Counts the provider call a step made, by what became of it.
+fn count_provider_request(lease: &Lease, transition: &Transition) {
+    let (call, outcome) = match transition {
+        Transition::Submitted { .. } => ("submit", "ok"),
+        Transition::PollAgain { error: None, .. } | Transition::Ready { .. } => ("query", "ok"),
+        Transition::Stored { bytes, .. } => {
+            metrics::counter!("reelq_bytes_stored_total").increment(*bytes);
+            ("download", "ok")
+        }
+        Transition::Uncertain { .. } => ("submit", "unknown_outcome"),
+        Transition::RetrySubmit { .. } => ("submit", "retry"),
+        Transition::PollAgain { .. } => ("query", "retry"),
+        Transition::RetryFetch { .. } | Transition::Requery { .. } => ("download", "retry"),
+        Transition::Failed { class, .. } => (lease.state.as_str(), class.as_str()),
+        Transition::BeginSubmit { .. } => return,
+    };
+    metrics::counter!(
+        "reelq_provider_requests_total",
+        "provider" => lease.spec.provider.as_str(),
+        "call" => call,
+        "outcome" => outcome,
+    )
+    .increment(1);
 }
 
 async fn submit(

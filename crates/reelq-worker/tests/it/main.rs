@@ -6,6 +6,7 @@ mod callbacks;
 mod chaos;
 mod crash;
 mod notify;
+mod ops;
 mod pipeline;
 mod provider_errors;
 mod resilience;

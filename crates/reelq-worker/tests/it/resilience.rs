@@ -127,9 +127,13 @@ async fn a_worker_refuses_a_redis_that_may_evict_jobs() {
     let config_path = deployment.worker_config("picky", API_KEY);
     let config = WorkerConfig::load(Some(&config_path)).unwrap();
 
-    let err = reelq_worker::run(config, None, CancellationToken::new())
-        .await
-        .unwrap_err();
+    let err = reelq_worker::run(
+        config,
+        reelq_worker::Listeners::default(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
 
     assert!(matches!(err, WorkerError::Config(_)), "{err}");
     assert!(

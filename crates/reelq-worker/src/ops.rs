@@ -1,0 +1,70 @@
+//! Operations endpoints: `/metrics` (Prometheus text), `/healthz` (the process answers) and
+//! `/readyz` (Redis answers and the store takes a write). Metric names:
+//!
+//! | series                                                   | kind      |
+//! |----------------------------------------------------------|-----------|
+//! | `reelq_jobs{state}`                                      | gauge, read from the ledger at scrape time |
+//! | `reelq_step_seconds{step}`                               | histogram |
+//! | `reelq_provider_requests_total{provider,call,outcome}`   | counter   |
+//! | `reelq_callbacks_total{status}` (HTTP status answered)   | counter   |
+//! | `reelq_webhooks_total{outcome}`                          | counter   |
+//! | `reelq_bytes_stored_total`                               | counter   |
+
+use std::sync::OnceLock;
+
+use axum::{Router, extract::State, http::StatusCode, routing::get};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use reelq_queue::Ledger;
+use reelq_storage::VideoStore;
+
+/// Step durations from 5 ms to 5 minutes.
+const STEP_BUCKETS: [f64; 10] = [0.005, 0.02, 0.05, 0.1, 0.25, 1.0, 5.0, 20.0, 60.0, 300.0];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder once (several workers in one test process
+/// share it) and returns its handle.
+pub(crate) fn metrics_handle() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        PrometheusBuilder::new()
+            .set_buckets(&STEP_BUCKETS)
+            .expect("buckets are not empty")
+            .install_recorder()
+            .expect("no other metrics recorder is installed in this process")
+    })
+}
+
+#[derive(Clone)]
+pub(crate) struct OpsState {
+    pub(crate) ledger: Ledger,
+    pub(crate) store: VideoStore,
+}
+
+pub(crate) fn app(state: OpsState) -> Router {
+    Router::new()
+        .route("/metrics", get(render))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .with_state(state)
+}
+
+async fn render(State(state): State<OpsState>) -> String {
+    if let Ok(counts) = state.ledger.state_counts().await {
+        for (job_state, n_jobs) in counts {
+            metrics::gauge!("reelq_jobs", "state" => job_state.as_str()).set(n_jobs as f64);
+        }
+    }
+    let handle = metrics_handle();
+    handle.run_upkeep();
+    handle.render()
+}
+
+async fn ready(State(state): State<OpsState>) -> (StatusCode, String) {
+    if let Err(err) = state.ledger.ping().await {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("redis: {err}"));
+    }
+    if let Err(err) = state.store.check_writable().await {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("store: {err}"));
+    }
+    (StatusCode::OK, "ready".into())
+}

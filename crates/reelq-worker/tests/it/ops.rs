@@ -1,0 +1,57 @@
+//! The operations endpoints: health, readiness and Prometheus metrics of a live worker.
+
+use std::time::Duration;
+
+use reelq_e2e::{API_KEY, Deployment, prompts};
+use reelq_worker::{Listeners, WorkerConfig};
+
+#[tokio::test]
+async fn a_live_worker_reports_health_readiness_and_metrics() {
+    let mut deployment = Deployment::start(
+        env!("CARGO_BIN_EXE_reelq-worker"),
+        Duration::from_millis(50),
+    )
+    .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let config = WorkerConfig::load(Some(&deployment.worker_config("ops", API_KEY))).unwrap();
+    let _worker = deployment.run_worker_task(
+        config,
+        Listeners {
+            callbacks: None,
+            ops: Some(listener),
+        },
+    );
+    let job_ids = deployment.enqueue_manifest(&prompts("ops", 2)).await;
+    deployment.settled(&job_ids).await;
+
+    let http = reqwest::Client::new();
+    let get = |path: &str| {
+        let request = http.get(format!("{base}{path}"));
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    assert_eq!(get("/healthz").await, (200, "ok".into()));
+    assert_eq!(get("/readyz").await, (200, "ready".into()));
+    let (status, metrics) = get("/metrics").await;
+    assert_eq!(status, 200);
+    for series in [
+        "reelq_jobs{state=\"stored\"} 2",
+        "reelq_jobs{state=\"queued\"} 0",
+        "reelq_step_seconds_bucket{step=\"fetching\"",
+        "reelq_provider_requests_total{provider=\"kie\",call=\"submit\",outcome=\"ok\"}",
+        "reelq_bytes_stored_total",
+    ] {
+        assert!(
+            metrics.contains(series),
+            "{series} missing from:\n{metrics}"
+        );
+    }
+
+    deployment.redis.stop();
+    let (status, reason) = get("/readyz").await;
+    assert_eq!(status, 503);
+    assert!(reason.starts_with("redis:"), "{reason}");
+}
