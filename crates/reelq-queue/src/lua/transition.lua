@@ -8,7 +8,8 @@
 -- ARGV[6]  ms from now until a worker should act again, or -1 for none (terminal, uncertain)
 -- ARGV[7]  detail for the event log
 -- ARGV[8..] field/value pairs to store on the job
--- Moving to `submitting` counts a submit attempt (`submits`).
+-- Moving to `submitting` counts a submit attempt (`submits`). Moving to `waiting` on a task a
+-- callback already named (`task_id_hint`) makes the first poll immediate.
 -- Returns {1} on success, also when the job is already in the new state under the same fence
 -- (a retry after a lost reply); {0, state, fence} when the lease was lost.
 local due = KEYS[1]
@@ -28,6 +29,15 @@ if #ARGV >= 8 then
   redis.call('HSET', job, unpack(ARGV, 8))
 end
 redis.call('HDEL', job, 'owner')
+if to == 'waiting' then
+  -- A callback that came while the submit was in flight named this task: it is done, so
+  -- poll at once rather than after the first-poll delay.
+  local hint = redis.call('HGET', job, 'task_id_hint')
+  if hint then
+    if hint == redis.call('HGET', job, 'task_id') then delay_ms = 0 end
+    redis.call('HDEL', job, 'task_id_hint')
+  end
+end
 if to == 'submitting' then redis.call('HINCRBY', job, 'submits', 1) end
 if cur[1] ~= to then
   move(job, id, cur[1], to, now, detail)

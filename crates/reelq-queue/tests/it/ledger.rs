@@ -678,3 +678,31 @@ async fn an_ending_queues_one_webhook_whose_event_id_survives_retries() {
     let record = ledger.job(job_id).await.unwrap().unwrap();
     assert_eq!(record.notify_state.as_deref(), Some("sent"));
 }
+
+#[tokio::test]
+async fn a_callback_that_beats_the_submit_answer_makes_the_first_poll_immediate() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    let job_id = JobId::new();
+    ledger
+        .enqueue(None, &[(job_id, spec("fast"))])
+        .await
+        .unwrap();
+    let lease = claim_and_begin(&ledger, "w1", 1, LEASE).await.remove(0);
+    assert_eq!(
+        ledger.wake(job_id, "t-fast").await.unwrap(),
+        WakeOutcome::Noted
+    );
+
+    let submitted = Transition::Submitted {
+        task_id: "t-fast".into(),
+        first_poll: Duration::from_secs(600),
+    };
+    ledger.transition(&lease, submitted).await.unwrap();
+
+    let lease = claim_one(&ledger, "w1", LEASE).await;
+    assert_eq!(
+        (lease.state, lease.task_id.as_deref()),
+        (JobState::Waiting, Some("t-fast"))
+    );
+}
