@@ -25,7 +25,7 @@ const READ_RETRY: ExponentialBuilder = ExponentialBuilder::new()
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProducerError {
-    #[error("invalid job: {0}")]
+    #[error("invalid job")]
     Invalid(#[from] SpecError),
     #[error(transparent)]
     Manifest(#[from] ManifestError),
