@@ -39,7 +39,7 @@ for job_idx = 0, n_jobs - 1 do
   end
   redis.call('ZADD', prefix .. 'state:queued', now, id)
   redis.call('ZADD', due, now, id)
-  redis.call('RPUSH', prefix .. 'log:' .. id, now .. ' queued')
+  log_event(id, now, 'queued')
 end
 if idem_key ~= '' then redis.call('SET', idem_key, receipt, 'EX', idem_ttl) end
 redis.call('PUBLISH', prefix .. 'wake', n_jobs)

@@ -17,8 +17,6 @@ if outcome == 'retry' then
 else
   redis.call('HSET', job, 'notify_state', outcome)
   redis.call('ZREM', due, id)
-  local log = prefix .. 'log:' .. id
-  redis.call('RPUSH', log, now .. ' notify ' .. outcome .. ' ' .. detail)
-  redis.call('LTRIM', log, -32, -1)
+  log_event(id, now, 'notify ' .. outcome .. ' ' .. detail)
 end
 return 1

@@ -8,6 +8,15 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- Appends to a job's event log, keeping the last 32 entries (trimmed only when over, so a
+-- normal life costs one command per event).
+local function log_event(id, now, text)
+  local log = prefix .. 'log:' .. id
+  if redis.call('RPUSH', log, now .. ' ' .. text) > 32 then
+    redis.call('LTRIM', log, -32, -1)
+  end
+end
+
 local TERMINAL = { stored = true, failed = true, rejected = true, expired = true }
 
 -- Queues the completion webhook of a job that just ended, if it asked for one. Each ending
@@ -26,9 +35,7 @@ local function move(job, id, from, to, now, detail)
   redis.call('HSET', job, 'state', to, 'updated_ms', now)
   redis.call('ZREM', prefix .. 'state:' .. from, id)
   redis.call('ZADD', prefix .. 'state:' .. to, now, id)
-  local log = prefix .. 'log:' .. id
-  redis.call('RPUSH', log, now .. ' ' .. to .. ' ' .. detail)
-  redis.call('LTRIM', log, -32, -1)
+  log_event(id, now, to .. ' ' .. detail)
   redis.call('PUBLISH', prefix .. 'changes', id .. ' ' .. to)
   if TERMINAL[to] then queue_notification(job, id, now) end
 end

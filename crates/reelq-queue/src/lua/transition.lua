@@ -42,9 +42,7 @@ if to == 'submitting' then redis.call('HINCRBY', job, 'submits', 1) end
 if cur[1] ~= to then
   move(job, id, cur[1], to, now, detail)
 elseif detail ~= '' then
-  local log = prefix .. 'log:' .. id
-  redis.call('RPUSH', log, now .. ' ' .. to .. ' ' .. detail)
-  redis.call('LTRIM', log, -32, -1)
+  log_event(id, now, to .. ' ' .. detail)
 end
 schedule(due, id, now, delay_ms)
 return { 1 }

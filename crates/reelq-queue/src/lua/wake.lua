@@ -19,9 +19,7 @@ if not state then return 'missing' end
 local now = now_ms()
 if state == 'waiting' and known_task == task_id and not owner then
   redis.call('ZADD', due, now, id)
-  local log = prefix .. 'log:' .. id
-  redis.call('RPUSH', log, now .. ' waiting callback')
-  redis.call('LTRIM', log, -32, -1)
+  log_event(id, now, 'waiting callback')
   redis.call('PUBLISH', prefix .. 'wake', 1)
   return 'woken'
 elseif state == 'uncertain' and not known_task then

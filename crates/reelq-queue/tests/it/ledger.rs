@@ -706,3 +706,27 @@ async fn a_callback_that_beats_the_submit_answer_makes_the_first_poll_immediate(
         (JobState::Waiting, Some("t-fast"))
     );
 }
+
+#[tokio::test]
+async fn the_event_log_keeps_the_last_32_events() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    let job_id = submit_one(&ledger, "noisy", "t", Duration::ZERO).await;
+    for attempt in 1..=40 {
+        let lease = claim_one(&ledger, "w1", LEASE).await;
+        let error = Some(format!("flaky {attempt}"));
+        let again = Transition::PollAgain {
+            polls: 0,
+            attempt,
+            delay: Duration::ZERO,
+            error,
+        };
+        ledger.transition(&lease, again).await.unwrap();
+    }
+    let history = ledger.history(job_id).await.unwrap();
+    assert_eq!(history.len(), 32);
+    assert!(
+        history.last().unwrap().ends_with("poll retry 40: flaky 40"),
+        "{history:?}"
+    );
+}
