@@ -4,13 +4,18 @@
 mod catalog;
 mod error_class;
 mod id;
+mod price;
 mod secret;
 mod spec;
 mod state;
 
-pub use catalog::{ImageRule, ModelRule, models_of};
+pub use catalog::{IMAGE_EXTENSIONS, ImageRule, ModelRule, model_rule, models_of};
 pub use error_class::ErrorClass;
 pub use id::{BatchId, IdError, JobId};
 pub use secret::Secret;
-pub use spec::{Aspect, JobRequest, JobSpec, MAX_PROMPT_CHARS, ProviderKind, Quality, SpecError};
+pub use price::{PriceRule, PriceTable};
+pub use spec::{
+    Aspect, Character, JobRequest, JobSpec, MAX_PROMPT_CHARS, MAX_URL_CHARS, ProviderKind, Quality,
+    SpecError,
+};
 pub use state::{JobState, UnknownState};

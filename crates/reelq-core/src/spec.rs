@@ -5,21 +5,33 @@ use std::{fmt, str::FromStr, time::UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{self, ImageRule, ModelRule};
+use crate::catalog::{self, IMAGE_EXTENSIONS, ImageRule, ModelRule};
 
 /// The providers reelq has an adapter for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProviderKind {
     Kie,
+    Acedata,
+    Evolink,
+    /// An OpenAI-compatible Videos API gateway.
+    Openai,
 }
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 1] = [ProviderKind::Kie];
+    pub const ALL: [ProviderKind; 4] = [
+        ProviderKind::Kie,
+        ProviderKind::Acedata,
+        ProviderKind::Evolink,
+        ProviderKind::Openai,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::Kie => "kie",
+            ProviderKind::Acedata => "acedata",
+            ProviderKind::Evolink => "evolink",
+            ProviderKind::Openai => "openai",
         }
     }
 }
@@ -92,6 +104,10 @@ named_enum!(Quality { Standard = "standard", High = "high" });
 /// The longest prompt reelq accepts from any provider, in characters.
 pub const MAX_PROMPT_CHARS: usize = 20_000;
 
+/// The longest URL reelq passes to a provider (evolink's limit for callback URLs; the
+/// strictest documented).
+pub const MAX_URL_CHARS: usize = 2048;
+
 /// A producer's request, as it arrives from the CLI, a JSONL manifest or the Rust API.
 /// Every field is optional here so that validation, not the parser, names what is missing.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -105,6 +121,12 @@ pub struct JobRequest {
     pub quality: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub image_urls: Vec<String>,
+    /// A video to build a character from (acedata); must not show real people.
+    pub character_url: Option<String>,
+    /// Where the character's subject starts in the frame, 0..1.
+    pub character_start: Option<f64>,
+    /// Where it ends, 0..1, not before `character_start`.
+    pub character_end: Option<f64>,
     /// Where reelq POSTs the completion event.
     pub notify_url: Option<String>,
     /// RFC 3339 time after which the job ends `expired` if it has not finished.
@@ -124,9 +146,24 @@ pub struct JobSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub image_urls: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub character: Option<Character>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline_ms: Option<u64>,
+    /// What the producer's price table said this job costs, recorded at enqueue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_cost_usd: Option<f64>,
+}
+
+/// A character built from a reference video, with the subject's position in the frame.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Character {
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<f64>,
 }
 
 /// Why a request was refused, naming the field and what it allows.
@@ -152,7 +189,7 @@ impl JobRequest {
     pub fn validate(self, now_ms: u64) -> Result<JobSpec, SpecError> {
         let provider: ProviderKind = required("provider", self.provider)?.parse()?;
         let model = required("model", self.model)?;
-        let rule = catalog::rule(provider, &model).ok_or_else(|| {
+        let rule = catalog::model_rule(provider, &model).ok_or_else(|| {
             SpecError::new(
                 "model",
                 format!(
@@ -162,16 +199,7 @@ impl JobRequest {
             )
         })?;
         let prompt = required("prompt", self.prompt)?;
-        if prompt.trim().is_empty() {
-            return Err(SpecError::new("prompt", "must not be empty"));
-        }
-        let n_chars = prompt.chars().count();
-        if n_chars > MAX_PROMPT_CHARS {
-            return Err(SpecError::new(
-                "prompt",
-                format!("{n_chars} characters is over the limit of {MAX_PROMPT_CHARS}"),
-            ));
-        }
+        check_prompt(&prompt, rule)?;
         let duration_s = self.duration_s.unwrap_or(rule.durations[0]);
         if !rule.durations.contains(&duration_s) {
             return Err(not_allowed("duration_s", duration_s, rule, rule.durations));
@@ -179,11 +207,14 @@ impl JobRequest {
         let aspect = pick("aspect", self.aspect, rule, rule.aspects)?;
         let quality = pick("quality", self.quality, rule, rule.qualities)?;
         check_images(&self.image_urls, rule)?;
-        if let Some(url) = self.notify_url.as_ref().filter(|url| !is_http_url(url)) {
-            return Err(SpecError::new(
-                "notify_url",
-                format!("{url:?} is not an http(s) URL"),
-            ));
+        let character = character(
+            self.character_url,
+            self.character_start,
+            self.character_end,
+            rule,
+        )?;
+        if let Some(url) = &self.notify_url {
+            check_url("notify_url", url)?;
         }
         let deadline_ms = self
             .deadline
@@ -197,8 +228,10 @@ impl JobRequest {
             aspect,
             quality,
             image_urls: self.image_urls,
+            character,
             notify_url: self.notify_url,
             deadline_ms,
+            estimated_cost_usd: None,
         })
     }
 }
@@ -243,11 +276,36 @@ fn not_allowed<T: fmt::Display>(
     )
 }
 
+fn check_prompt(prompt: &str, rule: &ModelRule) -> Result<(), SpecError> {
+    if prompt.trim().is_empty() {
+        return Err(SpecError::new("prompt", "must not be empty"));
+    }
+    let n_chars = prompt.chars().count();
+    if n_chars > MAX_PROMPT_CHARS {
+        return Err(SpecError::new(
+            "prompt",
+            format!("{n_chars} characters is over the limit of {MAX_PROMPT_CHARS}"),
+        ));
+    }
+    let n_words = prompt.split_whitespace().count();
+    match rule.max_prompt_words {
+        Some(max_words) if n_words > max_words => Err(SpecError::new(
+            "prompt",
+            format!(
+                "{n_words} words is over the limit of {max_words} for {} model {:?}",
+                rule.provider, rule.model
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn check_images(image_urls: &[String], rule: &ModelRule) -> Result<(), SpecError> {
     let n_images = image_urls.len();
     let problem = match rule.images {
         ImageRule::None if n_images > 0 => Some("takes no images".to_owned()),
         ImageRule::Exactly(n) if n_images != n => Some(format!("needs exactly {n}")),
+        ImageRule::AtMost(n) if n_images > n => Some(format!("takes at most {n}")),
         _ => None,
     };
     if let Some(problem) = problem {
@@ -259,13 +317,99 @@ fn check_images(image_urls: &[String], rule: &ModelRule) -> Result<(), SpecError
             ),
         ));
     }
-    match image_urls.iter().find(|url| !is_http_url(url)) {
-        Some(url) => Err(SpecError::new(
-            "image_urls",
-            format!("{url:?} is not an http(s) URL"),
-        )),
-        None => Ok(()),
+    image_urls
+        .iter()
+        .try_for_each(|url| check_image(url, rule.inline_images))
+}
+
+/// An image is an http(s) URL or, where the provider takes them, an inline `data:` URL; its
+/// format, where the URL shows it, is one every provider documents.
+fn check_image(url: &str, inline_allowed: bool) -> Result<(), SpecError> {
+    let allowed = || IMAGE_EXTENSIONS.join(", ");
+    if let Some(data) = url.strip_prefix("data:") {
+        let mime = data.split([';', ',']).next().unwrap_or_default();
+        let format = mime.strip_prefix("image/").unwrap_or_default();
+        return match (inline_allowed, IMAGE_EXTENSIONS.contains(&format)) {
+            (false, _) => Err(SpecError::new(
+                "image_urls",
+                "inline data: images are not accepted by this provider; give an http(s) URL",
+            )),
+            (true, false) => Err(SpecError::new(
+                "image_urls",
+                format!("inline image type {mime:?} is not allowed (allowed: {})", allowed()),
+            )),
+            (true, true) => Ok(()),
+        };
     }
+    check_url("image_urls", url)?;
+    let path = url.split(['?', '#']).next().unwrap_or_default();
+    let file = path.rsplit('/').next().unwrap_or_default();
+    match file.rsplit_once('.') {
+        Some((_, ext)) if !IMAGE_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()) => {
+            Err(SpecError::new(
+                "image_urls",
+                format!("{url:?} is a .{ext} file (allowed: {})", allowed()),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn character(
+    url: Option<String>,
+    start: Option<f64>,
+    end: Option<f64>,
+    rule: &ModelRule,
+) -> Result<Option<Character>, SpecError> {
+    let Some(url) = url else {
+        return match (start, end) {
+            (None, None) => Ok(None),
+            _ => Err(SpecError::new(
+                "character_url",
+                "is required with character_start or character_end",
+            )),
+        };
+    };
+    if !rule.character {
+        return Err(SpecError::new(
+            "character_url",
+            format!(
+                "{} model {:?} does not build characters",
+                rule.provider, rule.model
+            ),
+        ));
+    }
+    check_url("character_url", &url)?;
+    for (field, value) in [("character_start", start), ("character_end", end)] {
+        if value.is_some_and(|v| !(0.0..=1.0).contains(&v)) {
+            return Err(SpecError::new(field, "must be between 0 and 1"));
+        }
+    }
+    if let (Some(start), Some(end)) = (start, end)
+        && start > end
+    {
+        return Err(SpecError::new(
+            "character_end",
+            format!("{end} is before character_start {start}"),
+        ));
+    }
+    Ok(Some(Character { url, start, end }))
+}
+
+fn check_url(field: &'static str, url: &str) -> Result<(), SpecError> {
+    if !is_http_url(url) {
+        return Err(SpecError::new(
+            field,
+            format!("{url:?} is not an http(s) URL"),
+        ));
+    }
+    if url.len() > MAX_URL_CHARS {
+        return Err(SpecError::new(
+            field,
+            format!("{} characters is over the limit of {MAX_URL_CHARS}", url.len()),
+        ));
+    }
+    Ok(())
 }
 
 fn parse_deadline(deadline: &str, now_ms: u64) -> Result<u64, SpecError> {
@@ -333,7 +477,7 @@ mod tests {
     fn bad_requests_name_the_field_and_the_allowed_values() {
         check_err(
             r#"{"provider":"sora","model":"m","prompt":"p"}"#,
-            r#"provider: unknown provider "sora" (known: kie)"#,
+            r#"provider: unknown provider "sora" (known: kie, acedata, evolink, openai)"#,
         );
         check_err(
             r#"{"provider":"kie","model":"sora-3","prompt":"p"}"#,
@@ -367,6 +511,99 @@ mod tests {
             r#"{"provider":"kie","model":"sora-2-text-to-video","prompt":"p","notify_url":"ftp://x"}"#,
             r#"notify_url: "ftp://x" is not an http(s) URL"#,
         );
+    }
+
+    #[test]
+    fn each_provider_has_its_own_durations_aspects_and_images() {
+        check_err(
+            r#"{"provider":"acedata","model":"sora-2","prompt":"p","duration_s":25}"#,
+            r#"duration_s: 25 is not allowed for acedata model "sora-2" (allowed: 10, 15)"#,
+        );
+        request(r#"{"provider":"acedata","model":"sora-2-pro","prompt":"p","duration_s":25,"aspect":"square"}"#)
+            .validate(NOW_MS)
+            .unwrap();
+        check_err(
+            r#"{"provider":"evolink","model":"sora-2-preview","prompt":"p","duration_s":10}"#,
+            r#"duration_s: 10 is not allowed for evolink model "sora-2-preview" (allowed: 4, 8, 12)"#,
+        );
+        check_err(
+            r#"{"provider":"openai","model":"sora-2","prompt":"p","aspect":"square"}"#,
+            r#"aspect: "square" is not allowed for openai model "sora-2" (allowed: landscape, portrait)"#,
+        );
+        check_err(
+            r#"{"provider":"evolink","model":"sora-2-preview","prompt":"p","image_urls":["https://i/a.png","https://i/b.png"]}"#,
+            r#"image_urls: evolink model "sora-2-preview" takes at most 1 (got 2)"#,
+        );
+        check_err(
+            r#"{"provider":"evolink","model":"sora-2-preview","prompt":"p","image_urls":["https://i/a.gif"]}"#,
+            r#"image_urls: "https://i/a.gif" is a .gif file (allowed: jpg, jpeg, png, webp)"#,
+        );
+        check_err(
+            r#"{"provider":"evolink","model":"sora-2-preview","prompt":"p","image_urls":["data:image/png;base64,AAAA"]}"#,
+            "image_urls: inline data: images are not accepted by this provider; give an http(s) URL",
+        );
+        request(r#"{"provider":"acedata","model":"sora-2","prompt":"p","image_urls":["data:image/webp;base64,AAAA","https://i/x?sig=1"]}"#)
+            .validate(NOW_MS)
+            .unwrap();
+        check_err(
+            r#"{"provider":"acedata","model":"sora-2","prompt":"p","image_urls":["data:image/gif;base64,AAAA"]}"#,
+            r#"image_urls: inline image type "image/gif" is not allowed (allowed: jpg, jpeg, png, webp)"#,
+        );
+    }
+
+    #[test]
+    fn a_character_needs_a_model_that_builds_one_and_an_ordered_span_in_0_1() {
+        let spec = request(
+            r#"{"provider":"acedata","model":"sora-2","prompt":"p","character_url":"https://v/c.mp4","character_start":0.2,"character_end":0.6}"#,
+        )
+        .validate(NOW_MS)
+        .unwrap();
+        assert_eq!(
+            spec.character,
+            Some(Character { url: "https://v/c.mp4".into(), start: Some(0.2), end: Some(0.6) })
+        );
+        check_err(
+            r#"{"provider":"acedata","model":"sora-2","prompt":"p","character_url":"https://v/c.mp4","character_start":0.7,"character_end":0.6}"#,
+            "character_end: 0.6 is before character_start 0.7",
+        );
+        check_err(
+            r#"{"provider":"acedata","model":"sora-2","prompt":"p","character_url":"https://v/c.mp4","character_end":1.5}"#,
+            "character_end: must be between 0 and 1",
+        );
+        check_err(
+            r#"{"provider":"acedata","model":"sora-2","prompt":"p","character_start":0.1}"#,
+            "character_url: is required with character_start or character_end",
+        );
+        check_err(
+            r#"{"provider":"kie","model":"sora-2-text-to-video","prompt":"p","character_url":"https://v/c.mp4"}"#,
+            r#"character_url: kie model "sora-2-text-to-video" does not build characters"#,
+        );
+    }
+
+    #[test]
+    fn evolink_prompts_are_bounded_in_words_and_urls_in_length() {
+        let err = JobRequest {
+            provider: Some("evolink".into()),
+            model: Some("sora-2-preview".into()),
+            prompt: Some("w ".repeat(5001)),
+            ..JobRequest::default()
+        }
+        .validate(NOW_MS)
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"prompt: 5001 words is over the limit of 5000 for evolink model "sora-2-preview""#
+        );
+        let err = JobRequest {
+            provider: Some("openai".into()),
+            model: Some("sora-2".into()),
+            prompt: Some("p".into()),
+            notify_url: Some(format!("https://n/{}", "x".repeat(2048))),
+            ..JobRequest::default()
+        }
+        .validate(NOW_MS)
+        .unwrap_err();
+        assert_eq!(err.field, "notify_url");
     }
 
     #[test]

@@ -1,65 +1,316 @@
-//! HTTP plumbing shared by adapters: error classing for transport failures, `Retry-After`,
-//! and result downloads.
+//! HTTP plumbing shared by adapters: one account's client, error classing by HTTP status and
+//! for transport failures, `Retry-After`, and result downloads.
 
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use reqwest::{Response, StatusCode, header::RETRY_AFTER};
+use reelq_core::{ProviderKind, Secret};
+use reqwest::{RequestBuilder, Response, StatusCode, header::RETRY_AFTER};
+use serde::{Deserialize, de::DeserializeOwned};
+use serde_json::Value;
 
 use crate::{Download, ProviderError};
 
+/// One provider account, whichever the provider.
+#[derive(Debug, Clone)]
+pub struct AccountConfig {
+    /// e.g. `https://api.kie.ai`, or the simulator's address.
+    pub base_url: String,
+    pub api_key: Secret,
+    pub request_timeout: Duration,
+    /// The account's callback signing secret, where the provider signs (kie's webhook HMAC
+    /// key, or an OpenAI-compatible gateway's `whsec_` secret). When set, every callback must
+    /// carry a valid signature.
+    pub webhook_secret: Option<Secret>,
+}
+
+/// Which call an answer belongs to: an unreadable answer to a create may hide a billed task,
+/// while a query can always be asked again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Call {
+    Create,
+    Query,
+}
+
+/// An account's HTTP client, which sends its key with every API call.
+pub(crate) struct Api {
+    pub(crate) config: AccountConfig,
+    http: reqwest::Client,
+}
+
+/// What the provider answered, read whole (API answers are small JSON documents).
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) retry_after: Option<Duration>,
+    pub(crate) body: String,
+}
+
+impl Api {
+    pub(crate) fn new(config: AccountConfig) -> Result<Self, ProviderError> {
+        let http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .build()
+            .map_err(|err| ProviderError::Invalid(format!("http client: {err}")))?;
+        Ok(Api { config, http })
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.config.base_url.trim_end_matches('/'))
+    }
+
+    pub(crate) fn get(&self, path: &str) -> RequestBuilder {
+        self.http.get(self.url(path))
+    }
+
+    pub(crate) fn post(&self, path: &str) -> RequestBuilder {
+        self.http.post(self.url(path))
+    }
+
+    /// Sends an API call with the account's key and reads the answer.
+    pub(crate) async fn send(
+        &self,
+        request: RequestBuilder,
+        call: Call,
+    ) -> Result<Answer, ProviderError> {
+        let response = request
+            .bearer_auth(self.config.api_key.expose())
+            .send()
+            .await
+            .map_err(|err| send_error(err, call))?;
+        let status = response.status();
+        let retry_after = retry_after(&response);
+        let body = response
+            .text()
+            .await
+            .map_err(|err| send_error(err, call))?;
+        Ok(Answer {
+            status,
+            retry_after,
+            body,
+        })
+    }
+
+    /// GETs a result URL. Result URLs are pre-signed and may live on another host, which must
+    /// never see the API key; only a URL on the provider's own API host gets the key.
+    pub(crate) async fn download(&self, url: &str) -> Result<Download, ProviderError> {
+        let mut request = self.http.get(url);
+        if url.starts_with(&self.url("/")) {
+            request = request.bearer_auth(self.config.api_key.expose());
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|err| send_error(err, Call::Query))?;
+        let status = response.status();
+        if matches!(
+            status,
+            StatusCode::FORBIDDEN | StatusCode::NOT_FOUND | StatusCode::GONE
+        ) {
+            return Err(ProviderError::ResultExpired(format!(
+                "download answered {status}"
+            )));
+        }
+        if !status.is_success() {
+            return Err(ProviderError::Transient {
+                retry_after: retry_after(&response),
+                message: format!("download answered {status}"),
+            });
+        }
+        let content_length = response.content_length();
+        let body = response
+            .bytes_stream()
+            .map(|chunk| {
+                chunk.map_err(|err| {
+                    ProviderError::transient(format!("download: {}", err.without_url()))
+                })
+            })
+            .boxed();
+        Ok(Download {
+            content_length,
+            body,
+        })
+    }
+}
+
 /// Which side of "did the provider act on it?" a transport failure falls on. A create that
 /// never left (connection refused) is safe to retry; one that timed out may have been billed.
-pub(crate) fn send_error(err: reqwest::Error, idempotent: bool) -> ProviderError {
+fn send_error(err: reqwest::Error, call: Call) -> ProviderError {
     let err = err.without_url();
-    if err.is_connect() || idempotent {
+    if err.is_connect() || call == Call::Query {
         ProviderError::transient(format!("transport: {err}"))
     } else {
         ProviderError::UnknownOutcome(format!("transport: {err}"))
     }
 }
 
-pub(crate) fn retry_after(response: &Response) -> Option<Duration> {
+fn retry_after(response: &Response) -> Option<Duration> {
     let value = response.headers().get(RETRY_AFTER)?.to_str().ok()?;
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
-/// GETs a result URL without credentials: result URLs are pre-signed and may live on another
-/// host, which must never see the API key.
-pub(crate) async fn download(
-    client: &reqwest::Client,
-    url: &str,
-) -> Result<Download, ProviderError> {
-    let response = client
-        .get(url)
-        .send()
-        .await
-        .map_err(|err| send_error(err, true))?;
-    let status = response.status();
-    if matches!(
-        status,
-        StatusCode::FORBIDDEN | StatusCode::NOT_FOUND | StatusCode::GONE
-    ) {
-        return Err(ProviderError::ResultExpired(format!(
-            "download answered {status}"
-        )));
+/// The class an HTTP status alone implies, for providers that answer errors with a status
+/// (and for kie when the body is no envelope). `message` should carry the provider's words.
+///
+/// | status                   | class             |
+/// |--------------------------|-------------------|
+/// | 401, 403                 | `Auth`            |
+/// | 402                      | `Credits`         |
+/// | 429                      | `RateLimited`     |
+/// | 500, 502, 503            | `Transient`       |
+/// | other 4xx                | `Invalid`         |
+/// | anything else, on create | `UnknownOutcome`  |
+/// | anything else, on query  | `Transient`       |
+pub(crate) fn status_error(
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    call: Call,
+    message: String,
+) -> ProviderError {
+    match status.as_u16() {
+        401 | 403 => ProviderError::Auth(message),
+        402 => ProviderError::Credits(message),
+        429 => ProviderError::RateLimited {
+            retry_after,
+            message,
+        },
+        500 | 502 | 503 => ProviderError::Transient {
+            retry_after,
+            message,
+        },
+        400..=499 => ProviderError::Invalid(message),
+        _ => unreadable(call, retry_after, message),
     }
-    if !status.is_success() {
-        return Err(ProviderError::Transient {
-            retry_after: retry_after(&response),
-            message: format!("download answered {status}"),
+}
+
+/// An answer reelq cannot read (a 2xx without the fields it must have, a 504, garbage): on
+/// a create the task may exist; a query is simply asked again.
+pub(crate) fn unreadable(
+    call: Call,
+    retry_after: Option<Duration>,
+    message: String,
+) -> ProviderError {
+    match call {
+        Call::Create => ProviderError::UnknownOutcome(message),
+        Call::Query => ProviderError::Transient {
+            retry_after,
+            message,
+        },
+    }
+}
+
+/// `{"error": {"code", "message"}}`, the error body of acedata, evolink and OpenAI-style APIs.
+#[derive(Deserialize, Default)]
+struct ErrorBody {
+    #[serde(default)]
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct ErrorDetail {
+    #[serde(default)]
+    code: Option<Value>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+impl ErrorDetail {
+    /// `code: message`, the provider's own words for the log and the job record.
+    pub(crate) fn describe(&self) -> String {
+        let code = match &self.code {
+            Some(Value::String(code)) => code.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        };
+        format!("{code}: {}", self.message.as_deref().unwrap_or_default())
+    }
+}
+
+/// Reads a 2xx answer as `T`, or classes an error answer shaped `{"error": {...}}`: by its
+/// HTTP status, except that a 4xx naming moderation is `Moderation` and OpenAI's 429
+/// `insufficient_quota` is `Credits` (an empty account, not a busy one).
+pub(crate) fn read_json<T: DeserializeOwned>(
+    provider: ProviderKind,
+    answer: &Answer,
+    call: Call,
+) -> Result<T, ProviderError> {
+    if answer.status.is_success() {
+        return serde_json::from_str(&answer.body).map_err(|err| {
+            unreadable(
+                call,
+                answer.retry_after,
+                format!("{provider} answer unreadable: {err}"),
+            )
         });
     }
-    let content_length = response.content_length();
-    let body = response
-        .bytes_stream()
-        .map(|chunk| {
-            chunk
-                .map_err(|err| ProviderError::transient(format!("download: {}", err.without_url())))
-        })
-        .boxed();
-    Ok(Download {
-        content_length,
-        body,
-    })
+    let detail = serde_json::from_str::<ErrorBody>(&answer.body)
+        .map(|body| body.error)
+        .unwrap_or_default();
+    let described = detail.describe();
+    let message = format!("{provider} HTTP {} {described}", answer.status.as_u16());
+    if answer.status.is_client_error() && names_moderation(&described) {
+        return Err(ProviderError::Moderation(message));
+    }
+    if described.starts_with("insufficient_quota") {
+        return Err(ProviderError::Credits(message));
+    }
+    Err(status_error(
+        answer.status,
+        answer.retry_after,
+        call,
+        message,
+    ))
+}
+
+/// A task the provider ended without a video: refused content, or a failed generation.
+pub(crate) fn task_failure(message: String) -> ProviderError {
+    if names_moderation(&message) {
+        ProviderError::Moderation(message)
+    } else {
+        ProviderError::GenerationFailed(message)
+    }
+}
+
+/// Whether a provider's error code or message says moderation refused the content. No
+/// provider documents one code for it, so reelq reads the words they use.
+pub(crate) fn names_moderation(text: &str) -> bool {
+    let text = text.to_ascii_lowercase();
+    ["moderation", "content_policy", "content policy", "safety"]
+        .iter()
+        .any(|word| text.contains(word))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reelq_core::ErrorClass;
+
+    #[test]
+    fn each_status_row_has_its_class() {
+        let rows = [
+            (401, Call::Create, ErrorClass::Auth),
+            (403, Call::Query, ErrorClass::Auth),
+            (402, Call::Create, ErrorClass::Credits),
+            (429, Call::Create, ErrorClass::RateLimited),
+            (500, Call::Create, ErrorClass::Transient),
+            (502, Call::Create, ErrorClass::Transient),
+            (503, Call::Query, ErrorClass::Transient),
+            (404, Call::Query, ErrorClass::Invalid),
+            (422, Call::Create, ErrorClass::Invalid),
+            (504, Call::Create, ErrorClass::UnknownOutcome),
+            (504, Call::Query, ErrorClass::Transient),
+            (200, Call::Create, ErrorClass::UnknownOutcome),
+        ];
+        for (status, call, class) in rows {
+            let status = StatusCode::from_u16(status).unwrap();
+            let err = status_error(status, None, call, "m".into());
+            assert_eq!(err.class(), class, "HTTP {status} on {call:?}");
+        }
+    }
+
+    #[test]
+    fn moderation_is_read_from_the_providers_words() {
+        assert!(names_moderation("content_policy_violation"));
+        assert!(names_moderation("Your prompt was blocked by our moderation system"));
+        assert!(!names_moderation("internal error"));
+    }
 }

@@ -18,31 +18,20 @@ use std::time::Duration;
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use futures_util::{FutureExt, future::BoxFuture};
 use hmac::{Hmac, Mac};
-use reelq_core::{Aspect, JobId, JobSpec, ProviderKind, Quality, Secret};
-use reqwest::{StatusCode, header::HeaderMap};
+use reelq_core::{Aspect, JobId, JobSpec, ProviderKind, Quality};
+use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::Sha256;
 
 use crate::{
-    CallbackError, CallbackHint, Download, Provider, ProviderError, TaskStatus,
-    http::{self, retry_after, send_error},
+    AccountConfig, CallbackError, CallbackHint, Download, Provider, ProviderError, TaskStatus,
+    http::{Api, Call, status_error, task_failure, unreadable},
 };
 
 /// One kie account.
-#[derive(Debug, Clone)]
-pub struct KieConfig {
-    /// e.g. `https://api.kie.ai`, or the simulator's address.
-    pub base_url: String,
-    pub api_key: Secret,
-    pub request_timeout: Duration,
-    /// The account's webhook HMAC key; when set, every callback must carry a valid signature.
-    pub webhook_hmac_key: Option<Secret>,
-}
-
 pub struct Kie {
-    config: KieConfig,
-    http: reqwest::Client,
+    api: Api,
 }
 
 #[derive(Deserialize)]
@@ -72,24 +61,11 @@ struct ResultJson {
     result_urls: Vec<String>,
 }
 
-/// Which call an answer belongs to: an unreadable answer to a create may hide a billed task.
-#[derive(Clone, Copy)]
-enum Call {
-    Create,
-    Query,
-}
-
 impl Kie {
-    pub fn new(config: KieConfig) -> Result<Self, ProviderError> {
-        let http = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .build()
-            .map_err(|err| ProviderError::Invalid(format!("http client: {err}")))?;
-        Ok(Kie { config, http })
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.config.base_url.trim_end_matches('/'))
+    pub fn new(config: AccountConfig) -> Result<Self, ProviderError> {
+        Ok(Kie {
+            api: Api::new(config)?,
+        })
     }
 
     async fn call(
@@ -97,21 +73,20 @@ impl Kie {
         request: reqwest::RequestBuilder,
         call: Call,
     ) -> Result<serde_json::Value, ProviderError> {
-        let response = request
-            .bearer_auth(self.config.api_key.expose())
-            .send()
-            .await
-            .map_err(|err| send_error(err, matches!(call, Call::Query)))?;
-        let status = response.status();
-        let retry_after = retry_after(&response);
-        let body = response
-            .text()
-            .await
-            .map_err(|err| send_error(err, matches!(call, Call::Query)))?;
-        match serde_json::from_str::<Envelope>(&body) {
+        let answer = self.api.send(request, call).await?;
+        match serde_json::from_str::<Envelope>(&answer.body) {
             Ok(envelope) if envelope.code == 200 => Ok(envelope.data.unwrap_or_default()),
-            Ok(envelope) => Err(error_for_code(envelope.code, envelope.msg, retry_after)),
-            Err(_) => Err(error_for_status(status, retry_after, call)),
+            Ok(envelope) => Err(error_for_code(
+                envelope.code,
+                envelope.msg,
+                answer.retry_after,
+            )),
+            Err(_) => Err(status_error(
+                answer.status,
+                answer.retry_after,
+                call,
+                format!("kie answered HTTP {} without an envelope", answer.status),
+            )),
         }
     }
 
@@ -122,15 +97,17 @@ impl Kie {
     ) -> Result<String, ProviderError> {
         let data = self
             .call(
-                self.http
-                    .post(self.url("/api/v1/jobs/createTask"))
+                self.api
+                    .post("/api/v1/jobs/createTask")
                     .json(&create_body(spec, callback_url)),
                 Call::Create,
             )
             .await?;
         match data.get("taskId").and_then(|id| id.as_str()) {
             Some(task_id) if !task_id.is_empty() => Ok(task_id.to_owned()),
-            _ => Err(ProviderError::UnknownOutcome(
+            _ => Err(unreadable(
+                Call::Create,
+                None,
                 "kie create answered 200 without a taskId".into(),
             )),
         }
@@ -138,8 +115,8 @@ impl Kie {
 
     async fn record_info(&self, task_id: &str) -> Result<TaskStatus, ProviderError> {
         let request = self
-            .http
-            .get(self.url("/api/v1/jobs/recordInfo"))
+            .api
+            .get("/api/v1/jobs/recordInfo")
             .query(&[("taskId", task_id)]);
         let data = self.call(request, Call::Query).await?;
         let info: RecordInfo = serde_json::from_value(data)
@@ -156,13 +133,14 @@ impl Kie {
                     None => Err(ProviderError::transient("kie success without resultUrls")),
                 }
             }
-            "fail" => Ok(TaskStatus::Failed(ProviderError::GenerationFailed(
-                format!(
+            "fail" => {
+                let message = format!(
                     "kie failCode {}: {}",
                     info.fail_code.map(|c| c.to_string()).unwrap_or_default(),
                     info.fail_msg.unwrap_or_default()
-                ),
-            ))),
+                );
+                Ok(TaskStatus::Failed(task_failure(message)))
+            }
             other => Err(ProviderError::transient(format!(
                 "kie unknown task state {other:?}"
             ))),
@@ -226,7 +204,7 @@ impl Kie {
         task_id: &str,
         now_s: u64,
     ) -> Result<(), CallbackError> {
-        let Some(key) = &self.config.webhook_hmac_key else {
+        let Some(key) = &self.api.config.webhook_secret else {
             return Ok(());
         };
         let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
@@ -267,32 +245,6 @@ fn error_for_code(code: i64, msg: String, retry_after: Option<Duration>) -> Prov
         },
         400..=499 | 505 => ProviderError::Invalid(message),
         _ => ProviderError::Transient {
-            retry_after,
-            message,
-        },
-    }
-}
-
-fn error_for_status(
-    status: StatusCode,
-    retry_after: Option<Duration>,
-    call: Call,
-) -> ProviderError {
-    let message = format!("kie answered HTTP {status} without an envelope");
-    match (status.as_u16(), call) {
-        (401 | 403, _) => ProviderError::Auth(message),
-        (402, _) => ProviderError::Credits(message),
-        (429, _) => ProviderError::RateLimited {
-            retry_after,
-            message,
-        },
-        (500 | 502 | 503, _) => ProviderError::Transient {
-            retry_after,
-            message,
-        },
-        (400..=499, _) => ProviderError::Invalid(message),
-        (_, Call::Create) => ProviderError::UnknownOutcome(message),
-        (_, Call::Query) => ProviderError::Transient {
             retry_after,
             message,
         },
@@ -341,14 +293,14 @@ impl Provider for Kie {
         &'a self,
         result_url: &'a str,
     ) -> BoxFuture<'a, Result<Download, ProviderError>> {
-        http::download(&self.http, result_url).boxed()
+        self.api.download(result_url).boxed()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reelq_core::ErrorClass;
+    use reelq_core::{ErrorClass, Secret};
 
     #[track_caller]
     fn check(code: i64, expect: ErrorClass) {
@@ -372,29 +324,19 @@ mod tests {
         check(505, ErrorClass::Invalid);
     }
 
-    #[test]
-    fn an_unreadable_answer_to_a_create_may_hide_a_task() {
-        let create = error_for_status(StatusCode::GATEWAY_TIMEOUT, None, Call::Create);
-        let query = error_for_status(StatusCode::GATEWAY_TIMEOUT, None, Call::Query);
-        assert_eq!(create.class(), ErrorClass::UnknownOutcome);
-        assert_eq!(query.class(), ErrorClass::Transient);
-        let garbage_ok = error_for_status(StatusCode::OK, None, Call::Create);
-        assert_eq!(garbage_ok.class(), ErrorClass::UnknownOutcome);
-    }
-
     fn kie(webhook_hmac_key: Option<&str>) -> Kie {
-        Kie::new(KieConfig {
+        Kie::new(AccountConfig {
             base_url: "http://127.0.0.1:1".into(),
             api_key: Secret::new("sk-very-secret"),
             request_timeout: Duration::from_secs(1),
-            webhook_hmac_key: webhook_hmac_key.map(Secret::new),
+            webhook_secret: webhook_hmac_key.map(Secret::new),
         })
         .unwrap()
     }
 
     #[test]
     fn debug_output_hides_the_keys() {
-        let debug = format!("{:?}", kie(Some("whk-secret")).config);
+        let debug = format!("{:?}", kie(Some("whk-secret")).api.config);
         assert!(
             !debug.contains("sk-very-secret") && !debug.contains("whk-secret"),
             "{debug}"

@@ -2,12 +2,39 @@
 //! reads its task status, and classes its every documented error into a
 //! [`reelq_core::ErrorClass`]. Only this crate speaks provider HTTP.
 
+mod acedata;
 mod error;
+mod evolink;
 mod http;
 mod kie;
+mod openai;
 mod provider;
+mod standard_webhooks;
 
+use std::sync::Arc;
+
+pub use acedata::Acedata;
 pub use error::ProviderError;
-pub use kie::{Kie, KieConfig, kie_signature};
-pub use provider::{ByteStream, CallbackError, CallbackHint, Download, Provider, TaskStatus};
+pub use evolink::Evolink;
+pub use http::AccountConfig;
+pub use kie::{Kie, kie_signature};
+pub use openai::Openai;
+pub use provider::{
+    ByteStream, CallbackError, CallbackHint, CallbackScope, Download, Provider, TaskStatus,
+};
+use reelq_core::ProviderKind;
 pub use reqwest::header::HeaderMap;
+pub use standard_webhooks::{BadWebhookSecret, WebhookKey};
+
+/// The adapter for one account of `kind`: which provider is a matter of configuration.
+pub fn adapter(
+    kind: ProviderKind,
+    account: AccountConfig,
+) -> Result<Arc<dyn Provider>, ProviderError> {
+    Ok(match kind {
+        ProviderKind::Kie => Arc::new(Kie::new(account)?),
+        ProviderKind::Acedata => Arc::new(Acedata::new(account)?),
+        ProviderKind::Evolink => Arc::new(Evolink::new(account)?),
+        ProviderKind::Openai => Arc::new(Openai::new(account)?),
+    })
+}

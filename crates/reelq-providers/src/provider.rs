@@ -44,10 +44,24 @@ pub enum TaskStatus {
     Failed(ProviderError),
 }
 
+/// Where a provider sends its callbacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackScope {
+    /// To a URL given with each create: reelq puts a per-job token in it.
+    PerTask,
+    /// To one URL configured on the account (OpenAI-style webhooks): only the signature
+    /// authenticates them, and the task id finds the job.
+    Account,
+}
+
 /// One provider account. Implementations are stateless apart from their HTTP client and
 /// config, so one instance serves every worker task.
 pub trait Provider: Send + Sync {
     fn kind(&self) -> ProviderKind;
+
+    fn callback_scope(&self) -> CallbackScope {
+        CallbackScope::PerTask
+    }
 
     /// Calls the provider's create endpoint once and returns its task id. Never retries by
     /// itself: whether a retry could pay twice is the caller's decision, made from the error.

@@ -13,6 +13,7 @@
 //! | `P batch:{id}` | list   | the batch's job ids in manifest order                | enqueue                 |
 //! | `P pause:{provider}` | string | present while submits to that provider are paused (429) | pause          |
 //! | `P idem:{key}` | string | the receipt of the enqueue made under an idempotency key (expires) | enqueue   |
+//! | `P task:{provider}:{task}` | string | the job id owning a provider task whose callbacks name only the task (expires) | worker after submit |
 //! | `P notify_due` | zset   | job id -> unix ms when its completion webhook is due  | a job's end, claim_notify, notified |
 //! | `P changes`    | pubsub | `"<id> <state>"` on every state change               | every state change      |
 //! | `P wake`       | pubsub | number of jobs just enqueued                         | enqueue                 |
@@ -521,6 +522,39 @@ impl Ledger {
             .arg("cb_token_hash")
             .query_async(&mut self.conn.clone())
             .await?)
+    }
+
+    /// Remembers which job owns a provider task, for providers whose callbacks name only the
+    /// task (account-level webhooks). The entry expires after `ttl`, so nothing needs to
+    /// clean it up; a callback after that is simply not needed (polling finishes the job).
+    pub async fn index_task(
+        &self,
+        provider: ProviderKind,
+        task_id: &str,
+        job_id: JobId,
+        ttl: Duration,
+    ) -> Result<(), QueueError> {
+        let _: () = redis::cmd("SET")
+            .arg(self.key(format!("task:{provider}:{task_id}")))
+            .arg(job_id.to_string())
+            .arg("PX")
+            .arg(ttl.as_millis() as u64)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// The job that owns `provider`'s task `task_id`, if it was indexed and has not expired.
+    pub async fn job_of_task(
+        &self,
+        provider: ProviderKind,
+        task_id: &str,
+    ) -> Result<Option<JobId>, QueueError> {
+        let job_id: Option<String> = redis::cmd("GET")
+            .arg(self.key(format!("task:{provider}:{task_id}")))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(job_id.and_then(|id| id.parse().ok()))
     }
 
     /// Acts on a verified callback naming `task_id`: polls a waiting job now, adopts the task

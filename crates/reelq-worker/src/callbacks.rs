@@ -1,6 +1,8 @@
-//! The callback receiver: `POST /callbacks/{provider}/{job_id}/{token}`. It authenticates
-//! every request (the per-job token, compared by hash; the provider's signature where it
-//! signs), and turns a verified callback into a hint for the ledger (poll now, or adopt the
+//! The callback receiver: `POST /callbacks/{provider}/{job_id}/{token}` for providers that
+//! take a callback URL per task, `POST /callbacks/{provider}` for account-level webhooks
+//! (OpenAI-style; the task id finds the job). It authenticates every request (the per-job
+//! token, compared by hash; the provider's signature where it signs, always for account-level
+//! webhooks), and turns a verified callback into a hint for the ledger (poll now, or adopt the
 //! task of an `uncertain` job). It never fetches anything itself: polling stays the truth.
 //!
 //! | answer | when                                                      |
@@ -8,7 +10,7 @@
 //! | 200    | accepted, including duplicates and stale hints (no-ops)    |
 //! | 400    | body unreadable                                            |
 //! | 401    | wrong token, bad or missing signature, stale timestamp     |
-//! | 404    | unknown provider or job, or a job with no callback token   |
+//! | 404    | unknown provider or job, a job with no callback token, or a task no job is waiting on |
 //! | 413    | body over `max_body_bytes`                                 |
 //! | 500    | Redis unreachable (the provider will retry)                |
 
@@ -26,7 +28,7 @@ use axum::{
     routing::post,
 };
 use reelq_core::{JobId, ProviderKind};
-use reelq_providers::{CallbackError, Provider};
+use reelq_providers::{CallbackError, CallbackHint, CallbackScope, Provider};
 use reelq_queue::{Ledger, WakeOutcome};
 use tracing::{info, warn};
 
@@ -40,23 +42,50 @@ pub(crate) struct CallbackState {
 
 pub(crate) fn app(state: CallbackState, max_body_bytes: usize) -> Router {
     Router::new()
-        .route("/callbacks/{provider}/{job_id}/{token}", post(receive))
+        .route("/callbacks/{provider}/{job_id}/{token}", post(receive_for_job))
+        .route("/callbacks/{provider}", post(receive_for_account))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }
 
-async fn receive(
+fn counted(status: StatusCode) -> StatusCode {
+    metrics::counter!("reelq_callbacks_total", "status" => status.as_str().to_owned()).increment(1);
+    status
+}
+
+async fn receive_for_job(
     State(state): State<CallbackState>,
     Path((provider, job_id, token)): Path<(String, String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
-    let status = handle(state, provider, job_id, token, headers, body).await;
-    metrics::counter!("reelq_callbacks_total", "status" => status.as_str().to_owned()).increment(1);
-    status
+    counted(for_job(state, provider, job_id, token, headers, body).await)
 }
 
-async fn handle(
+async fn receive_for_account(
+    State(state): State<CallbackState>,
+    Path(provider): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    counted(for_account(state, provider, headers, body).await)
+}
+
+/// The adapter for `provider` if this worker has an account for it and its callbacks come
+/// in `scope` (a per-task provider's callbacks need a token; an account's, a signature).
+fn adapter(
+    state: &CallbackState,
+    provider: &str,
+    scope: CallbackScope,
+) -> Option<(ProviderKind, Arc<dyn Provider>)> {
+    let kind = ProviderKind::ALL
+        .into_iter()
+        .find(|kind| kind.as_str() == provider)?;
+    let adapter = state.providers.get(&kind)?;
+    (adapter.callback_scope() == scope).then(|| (kind, adapter.clone()))
+}
+
+async fn for_job(
     state: CallbackState,
     provider: String,
     job_id: String,
@@ -64,12 +93,8 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
-    let found = ProviderKind::ALL
-        .into_iter()
-        .find(|kind| kind.as_str() == provider)
-        .and_then(|kind| state.providers.get(&kind))
-        .zip(job_id.parse::<JobId>().ok());
-    let Some((adapter, job_id)) = found else {
+    let found = adapter(&state, &provider, CallbackScope::PerTask).zip(job_id.parse::<JobId>().ok());
+    let Some(((_, adapter), job_id)) = found else {
         return StatusCode::NOT_FOUND;
     };
     let stored_hash = match state.ledger.callback_token_hash(job_id).await {
@@ -84,27 +109,66 @@ async fn handle(
         warn!(%job_id, "callback refused: wrong token");
         return StatusCode::UNAUTHORIZED;
     }
-    let now_s = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let hint = match adapter.parse_callback(&headers, &body, now_s) {
+    let hint = match parse(adapter.as_ref(), &headers, &body) {
         Ok(hint) => hint,
-        Err(err @ CallbackError::Malformed(_)) => {
-            warn!(%job_id, error = %err, "callback refused");
-            return StatusCode::BAD_REQUEST;
-        }
-        Err(err) => {
-            warn!(%job_id, error = %err, "callback refused");
-            return StatusCode::UNAUTHORIZED;
-        }
+        Err(status) => return status,
     };
     if hint.progress_only {
         return StatusCode::OK;
     }
-    match state.ledger.wake(job_id, &hint.task_id).await {
+    wake(&state, job_id, &hint.task_id).await
+}
+
+async fn for_account(
+    state: CallbackState,
+    provider: String,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let Some((kind, adapter)) = adapter(&state, &provider, CallbackScope::Account) else {
+        return StatusCode::NOT_FOUND;
+    };
+    let hint = match parse(adapter.as_ref(), &headers, &body) {
+        Ok(hint) => hint,
+        Err(status) => return status,
+    };
+    if hint.progress_only {
+        return StatusCode::OK;
+    }
+    match state.ledger.job_of_task(kind, &hint.task_id).await {
+        Ok(Some(job_id)) => wake(&state, job_id, &hint.task_id).await,
+        // Not (or no longer) indexed: another system's task on the account, or one whose
+        // job polling already finished. The provider may retry; polling needs none of it.
+        Ok(None) => {
+            info!(task_id = hint.task_id, "callback for a task no job is waiting on");
+            StatusCode::NOT_FOUND
+        }
+        Err(err) => {
+            warn!(task_id = hint.task_id, error = %err, "callback: ledger unreachable");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+/// Verifies and reads a callback body, or says which status refuses it.
+fn parse(adapter: &dyn Provider, headers: &HeaderMap, body: &[u8]) -> Result<CallbackHint, StatusCode> {
+    let now_s = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    adapter.parse_callback(headers, body, now_s).map_err(|err| {
+        warn!(provider = %adapter.kind(), error = %err, "callback refused");
+        match err {
+            CallbackError::Malformed(_) => StatusCode::BAD_REQUEST,
+            CallbackError::BadSignature | CallbackError::Stale => StatusCode::UNAUTHORIZED,
+        }
+    })
+}
+
+async fn wake(state: &CallbackState, job_id: JobId, task_id: &str) -> StatusCode {
+    match state.ledger.wake(job_id, task_id).await {
         Ok(WakeOutcome::Missing) => StatusCode::NOT_FOUND,
         Ok(outcome) => {
-            info!(%job_id, task_id = hint.task_id, ?outcome, "callback");
+            info!(%job_id, task_id, ?outcome, "callback");
             StatusCode::OK
         }
         Err(err) => {

@@ -9,7 +9,7 @@ use figment::{
     Figment,
     providers::{Env, Format, Toml},
 };
-use reelq_core::Secret;
+use reelq_core::{ProviderKind, Secret};
 use serde::Deserialize;
 
 use crate::WorkerError;
@@ -31,6 +31,7 @@ log_format = "json"
 role = "all"
 resubmit_uncertain = false
 allow_unsafe_redis = false
+credits_pause_ms = 300000
 
 [store]
 url = "./data"
@@ -73,6 +74,9 @@ pub struct WorkerConfig {
     pub resubmit_uncertain: bool,
     /// Run even if Redis has AOF off or may evict keys (only a warning then).
     pub allow_unsafe_redis: bool,
+    /// After a provider says the account is out of credits, how long no replica submits to
+    /// it (the job that met it fails as `credits`; the others wait, unpaid and unfailed).
+    pub credits_pause_ms: u64,
     pub store: StoreConfig,
     #[serde(default)]
     pub providers: ProvidersConfig,
@@ -174,15 +178,34 @@ impl StoreConfig {
     }
 }
 
+/// One account per provider; a job for a provider this worker has no account for is left
+/// for a replica that has one.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProvidersConfig {
-    pub kie: Option<KieAccount>,
+    pub kie: Option<ProviderAccount>,
+    pub acedata: Option<ProviderAccount>,
+    pub evolink: Option<ProviderAccount>,
+    pub openai: Option<ProviderAccount>,
+}
+
+impl ProvidersConfig {
+    /// The configured accounts, by provider.
+    pub fn accounts(&self) -> impl Iterator<Item = (ProviderKind, &ProviderAccount)> {
+        [
+            (ProviderKind::Kie, &self.kie),
+            (ProviderKind::Acedata, &self.acedata),
+            (ProviderKind::Evolink, &self.evolink),
+            (ProviderKind::Openai, &self.openai),
+        ]
+        .into_iter()
+        .filter_map(|(kind, account)| Some((kind, account.as_ref()?)))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct KieAccount {
+pub struct ProviderAccount {
     pub base_url: String,
     pub api_key: Secret,
     #[serde(default = "default_request_timeout_ms")]
@@ -193,8 +216,10 @@ pub struct KieAccount {
     /// Base of the longest gap between polls (jitter adds up to as much again).
     #[serde(default = "default_poll_max_ms")]
     pub poll_max_ms: u64,
-    /// The account's webhook HMAC key: when set, unsigned or mis-signed callbacks are refused.
-    pub webhook_hmac_key: Option<Secret>,
+    /// The account's callback signing secret: kie's webhook HMAC key, or an OpenAI-style
+    /// gateway's `whsec_` secret. When set, unsigned or mis-signed callbacks are refused.
+    /// OpenAI-style webhooks are refused unless it is set (nothing else authenticates them).
+    pub webhook_secret: Option<Secret>,
 }
 
 fn default_request_timeout_ms() -> u64 {
@@ -269,8 +294,11 @@ impl WorkerConfig {
                 );
             }
         }
-        if self.providers.kie.is_none() {
-            return fail("no provider configured: add [providers.kie]");
+        if self.providers.accounts().next().is_none() {
+            return fail(
+                "no provider configured: add [providers.kie], [providers.acedata], \
+                 [providers.evolink] or [providers.openai]",
+            );
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ mod runner;
 mod steps;
 
 pub use config::{
-    CallbacksConfig, KieAccount, NotifyConfig, ProvidersConfig, Role, S3Config, StoreConfig,
+    CallbacksConfig, NotifyConfig, ProviderAccount, ProvidersConfig, Role, S3Config, StoreConfig,
     WorkerConfig,
 };
 pub use error::WorkerError;

@@ -9,13 +9,11 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use futures_util::future::join_all;
-use hmac::{Hmac, Mac};
 use reelq_core::Secret;
+use reelq_providers::WebhookKey;
 use reelq_queue::{JobRecord, Ledger, Notification, NotifyOutcome};
 use serde_json::json;
-use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -29,8 +27,7 @@ const LEASE: Duration = Duration::from_secs(60);
 pub(crate) struct Notifier {
     pub(crate) ledger: Ledger,
     pub(crate) http: reqwest::Client,
-    /// The decoded `whsec_` secret.
-    key: Vec<u8>,
+    key: WebhookKey,
     pub(crate) max_attempts: u32,
     pub(crate) backoff_min: Duration,
     pub(crate) backoff_max: Duration,
@@ -44,13 +41,8 @@ impl Notifier {
         max_attempts: u32,
         (backoff_min, backoff_max): (Duration, Duration),
     ) -> Result<Self, WorkerError> {
-        let encoded = secret
-            .expose()
-            .strip_prefix("whsec_")
-            .unwrap_or(secret.expose());
-        let key = BASE64
-            .decode(encoded)
-            .map_err(|_| WorkerError::Config("notify.secret must be whsec_<base64>".into()))?;
+        let key = WebhookKey::parse(secret.expose())
+            .map_err(|err| WorkerError::Config(format!("notify.secret: {err}")))?;
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .build()
@@ -134,7 +126,8 @@ impl Notifier {
             .header("webhook-timestamp", timestamp.to_string())
             .header(
                 "webhook-signature",
-                self.sign(&notification.event_id, timestamp, &body),
+                self.key
+                    .sign(&notification.event_id, timestamp, body.as_bytes()),
             )
             .body(body)
             .send()
@@ -144,12 +137,6 @@ impl Notifier {
             status if status.is_success() => Ok(()),
             status => Err(format!("answered {status}")),
         }
-    }
-
-    fn sign(&self, event_id: &str, timestamp: u64, body: &str) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
-        mac.update(format!("{event_id}.{timestamp}.{body}").as_bytes());
-        format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
     }
 }
 

@@ -6,7 +6,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use futures_util::{StreamExt, stream::BoxStream};
 use reelq_core::ProviderKind;
-use reelq_providers::{Kie, KieConfig, Provider};
+use reelq_providers::{AccountConfig, Provider};
 use reelq_queue::{ClaimOptions, Ledger, LedgerConfig};
 use reelq_storage::VideoStore;
 use tokio::{net::TcpListener, sync::Semaphore};
@@ -108,6 +108,7 @@ pub async fn run(
         lease: config.lease(),
         max_attempts: config.max_attempts,
         max_attempts_paid: config.max_attempts_paid,
+        credits_pause: Duration::from_millis(config.credits_pause_ms),
         backoff_min: Duration::from_millis(config.backoff_min_ms),
         backoff_max: Duration::from_millis(config.backoff_max_ms),
     });
@@ -240,19 +241,22 @@ fn providers(
 ) -> Result<(Providers, HashMap<ProviderKind, PollSchedule>), WorkerError> {
     let mut providers: Providers = HashMap::new();
     let mut schedules = HashMap::new();
-    if let Some(kie) = &config.providers.kie {
-        let adapter = Kie::new(KieConfig {
-            base_url: kie.base_url.clone(),
-            api_key: kie.api_key.clone(),
-            request_timeout: Duration::from_millis(kie.request_timeout_ms),
-            webhook_hmac_key: kie.webhook_hmac_key.clone(),
-        })?;
-        providers.insert(ProviderKind::Kie, Arc::new(adapter));
+    for (kind, account) in config.providers.accounts() {
+        let adapter = reelq_providers::adapter(
+            kind,
+            AccountConfig {
+                base_url: account.base_url.clone(),
+                api_key: account.api_key.clone(),
+                request_timeout: Duration::from_millis(account.request_timeout_ms),
+                webhook_secret: account.webhook_secret.clone(),
+            },
+        )?;
+        providers.insert(kind, adapter);
         schedules.insert(
-            ProviderKind::Kie,
+            kind,
             PollSchedule {
-                first: Duration::from_millis(kie.first_poll_ms),
-                max: Duration::from_millis(kie.poll_max_ms),
+                first: Duration::from_millis(account.first_poll_ms),
+                max: Duration::from_millis(account.poll_max_ms),
             },
         );
     }

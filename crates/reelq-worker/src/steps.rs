@@ -7,7 +7,7 @@ use std::{collections::HashMap, pin::pin, sync::Arc, time::Duration};
 
 use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
 use reelq_core::{ErrorClass, JobState, ProviderKind};
-use reelq_providers::{Provider, ProviderError, TaskStatus};
+use reelq_providers::{CallbackScope, Provider, ProviderError, TaskStatus};
 use reelq_queue::{Lease, Ledger, QueueError, Transition, TransitionOutcome};
 use reelq_storage::{StorageError, VideoMeta, VideoStore};
 use sha2::{Digest, Sha256};
@@ -30,6 +30,7 @@ pub(crate) struct StepContext {
     pub(crate) lease: Duration,
     pub(crate) max_attempts: u32,
     pub(crate) max_attempts_paid: u32,
+    pub(crate) credits_pause: Duration,
     pub(crate) backoff_min: Duration,
     pub(crate) backoff_max: Duration,
     /// Public base of the callback receiver (`https://host`), when callbacks are on.
@@ -44,6 +45,10 @@ const RECORD_RETRY: ExponentialBuilder = ExponentialBuilder::new()
     .with_max_delay(Duration::from_secs(5))
     .with_jitter()
     .with_max_times(30);
+
+/// How long a task stays findable by its id for account-level callbacks: far beyond any
+/// generation, and short enough that the index cleans itself.
+const TASK_INDEX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// How callback tokens are kept: SHA-256, hex.
 pub(crate) fn token_hash(token: &str) -> String {
@@ -238,6 +243,17 @@ async fn submit(
     {
         Ok(task_id) => {
             info!(task_id, "submitted");
+            if provider.callback_scope() == CallbackScope::Account {
+                // Before the job is recorded as waiting, so its callback can find it. If
+                // this fails, polling still finishes the job.
+                let indexed = context
+                    .ledger
+                    .index_task(lease.spec.provider, &task_id, lease.job_id, TASK_INDEX_TTL)
+                    .await;
+                if let Err(err) = indexed {
+                    warn!(error = %err, "could not index the task for its callback");
+                }
+            }
             let first_poll = context.poll_schedule(lease).first;
             Transition::Submitted {
                 task_id,
@@ -251,19 +267,19 @@ async fn submit(
             message,
         }) => {
             let pause = retry_after.unwrap_or(context.backoff_max);
-            if let Err(err) = context
-                .ledger
-                .pause_provider(lease.spec.provider, pause)
-                .await
-            {
-                warn!(error = %err, "could not pause the provider for other replicas");
-            }
-            warn!(?pause, error = message, "rate limited; provider paused");
+            pause_provider(context, lease, pause, &message).await;
             Transition::RetrySubmit {
                 attempt: lease.attempt,
                 delay: pause,
                 error: message,
             }
+        }
+        // An empty account refuses every job alike: this one fails, and the rest wait for
+        // credits instead of each failing in turn.
+        Err(err @ ProviderError::Credits(_)) => {
+            let message = err.to_string();
+            pause_provider(context, lease, context.credits_pause, &message).await;
+            context.retry_or_fail(lease, err.into())
         }
         // The provider may hold a paid task we know nothing of: never resubmit blindly.
         Err(err @ ProviderError::UnknownOutcome(_)) => {
@@ -274,6 +290,18 @@ async fn submit(
         }
         Err(err) => context.retry_or_fail(lease, err.into()),
     }
+}
+
+/// Stops every replica submitting to the job's provider for `pause`.
+async fn pause_provider(context: &StepContext, lease: &Lease, pause: Duration, why: &str) {
+    if let Err(err) = context
+        .ledger
+        .pause_provider(lease.spec.provider, pause)
+        .await
+    {
+        warn!(error = %err, "could not pause the provider for other replicas");
+    }
+    warn!(?pause, error = why, "provider paused");
 }
 
 async fn poll(context: &StepContext, provider: &dyn Provider, lease: &Lease) -> Transition {
@@ -376,8 +404,13 @@ fn retry_same_step(lease: &Lease, attempt: u32, failure: StepFailure) -> Transit
 impl StepContext {
     /// A fresh callback URL for this submit, `{base}/callbacks/{provider}/{job}/{token}`, and
     /// the token's hash for the ledger. The token itself is never stored or logged.
+    /// None when callbacks are off, or the provider sends them to an account-level URL.
     fn callback_url(&self, lease: &Lease) -> Option<(String, String)> {
         let base = self.callback_base.as_deref()?;
+        let provider = self.providers.get(&lease.spec.provider)?;
+        if provider.callback_scope() != CallbackScope::PerTask {
+            return None;
+        }
         let token = hex::encode(rand::random::<[u8; 32]>());
         let url = format!(
             "{}/callbacks/{}/{}/{token}",

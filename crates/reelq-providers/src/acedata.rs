@@ -1,0 +1,190 @@
+//! The AceData Sora API (`providers.md` section 2): `POST /sora/videos` answered at once
+//! with a task id when a `callback_url` (or `async`) is given, `POST /sora/tasks` to
+//! retrieve, and `{success: false, error: {code, message}}` errors.
+//!
+//! | answer                                            | class              |
+//! |---------------------------------------------------|--------------------|
+//! | 400 `token_mismatched`, `api_not_implemented`     | `Invalid`          |
+//! | 400 whose code or message names moderation        | `Moderation`       |
+//! | 401 `invalid_token`                               | `Auth`             |
+//! | 402 (credits; undocumented, assumed)              | `Credits`          |
+//! | 404                                               | `Invalid`          |
+//! | 429 `too_many_requests`                           | `RateLimited`      |
+//! | 500 `api_error`, 502, 503                         | `Transient`        |
+//! | create: no answer, unreadable 2xx, 504            | `UnknownOutcome`   |
+//! | task `state: failed`                              | `GenerationFailed` (`Moderation` if its error names it) |
+
+use futures_util::{FutureExt, future::BoxFuture};
+use reelq_core::{Aspect, JobId, JobSpec, ProviderKind, Quality};
+use reqwest::header::HeaderMap;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{
+    AccountConfig, CallbackError, CallbackHint, Download, Provider, ProviderError, TaskStatus,
+    http::{Api, Call, ErrorDetail, read_json, task_failure, unreadable},
+};
+
+/// One AceData account.
+pub struct Acedata {
+    api: Api,
+}
+
+#[derive(Deserialize)]
+struct Created {
+    #[serde(default)]
+    task_id: Option<String>,
+}
+
+/// The result shape: the answer to a finished task, and the callback body.
+#[derive(Deserialize)]
+struct TaskResult {
+    #[serde(default)]
+    success: bool,
+    task_id: String,
+    #[serde(default)]
+    data: Vec<Video>,
+    #[serde(default)]
+    error: Option<ErrorDetail>,
+}
+
+#[derive(Deserialize)]
+struct Video {
+    #[serde(default)]
+    video_url: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+}
+
+/// What `/sora/tasks` retrieves: the task, with its `response` once finished.
+#[derive(Deserialize)]
+struct Retrieved {
+    #[serde(default)]
+    response: Option<TaskResult>,
+}
+
+impl Acedata {
+    pub fn new(config: AccountConfig) -> Result<Self, ProviderError> {
+        Ok(Acedata {
+            api: Api::new(config)?,
+        })
+    }
+
+    async fn create(
+        &self,
+        spec: &JobSpec,
+        callback_url: Option<&str>,
+    ) -> Result<String, ProviderError> {
+        let request = self.api.post("/sora/videos").json(&create_body(spec, callback_url));
+        let answer = self.api.send(request, Call::Create).await?;
+        let created: Created = read_json(ProviderKind::Acedata, &answer, Call::Create)?;
+        created.task_id.filter(|id| !id.is_empty()).ok_or_else(|| {
+            unreadable(Call::Create, None, "acedata create answered without a task_id".into())
+        })
+    }
+
+    async fn retrieve(&self, task_id: &str) -> Result<TaskStatus, ProviderError> {
+        let request = self
+            .api
+            .post("/sora/tasks")
+            .json(&json!({ "id": task_id, "action": "retrieve" }));
+        let answer = self.api.send(request, Call::Query).await?;
+        let retrieved: Retrieved = read_json(ProviderKind::Acedata, &answer, Call::Query)?;
+        // A task with no response yet is still running (providers.md's choice).
+        let Some(result) = retrieved.response else {
+            return Ok(TaskStatus::Running);
+        };
+        let video = result.data.into_iter().next();
+        let state = video.as_ref().and_then(|v| v.state.as_deref());
+        match (result.success, state) {
+            (true, Some("succeeded")) => match video.and_then(|v| v.video_url) {
+                Some(result_url) => Ok(TaskStatus::Succeeded { result_url }),
+                None => Err(ProviderError::transient("acedata succeeded without a video_url")),
+            },
+            (false, _) | (_, Some("failed")) => {
+                let why = result.error.map(|e| e.describe()).unwrap_or_default();
+                Ok(TaskStatus::Failed(task_failure(format!("acedata task failed {why}"))))
+            }
+            _ => Ok(TaskStatus::Running),
+        }
+    }
+}
+
+fn create_body(spec: &JobSpec, callback_url: Option<&str>) -> serde_json::Value {
+    let mut body = json!({
+        "model": spec.model,
+        "prompt": spec.prompt,
+        "size": match spec.quality {
+            Quality::Standard => "small",
+            Quality::High => "large",
+        },
+        "duration": spec.duration_s,
+        "orientation": match spec.aspect {
+            Aspect::Landscape => "landscape",
+            Aspect::Portrait => "portrait",
+            Aspect::Square => "square",
+        },
+    });
+    if !spec.image_urls.is_empty() {
+        body["image_urls"] = json!(spec.image_urls);
+    }
+    if let Some(character) = &spec.character {
+        body["character_url"] = json!(character.url);
+        if let Some(start) = character.start {
+            body["character_start"] = json!(start);
+        }
+        if let Some(end) = character.end {
+            body["character_end"] = json!(end);
+        }
+    }
+    // Without a callback URL the create would block for minutes; `async` asks for the task
+    // id at once (an assumption: the summary of the docs names only the callback form).
+    match callback_url {
+        Some(url) => body["callback_url"] = json!(url),
+        None => body["async"] = json!(true),
+    }
+    body
+}
+
+impl Provider for Acedata {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Acedata
+    }
+
+    fn submit<'a>(
+        &'a self,
+        _job_id: JobId,
+        spec: &'a JobSpec,
+        callback_url: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<String, ProviderError>> {
+        self.create(spec, callback_url).boxed()
+    }
+
+    /// AceData does not sign callbacks: the per-job token in the URL authenticates them, and
+    /// the worker confirms by retrieving the task.
+    fn parse_callback(
+        &self,
+        _headers: &HeaderMap,
+        body: &[u8],
+        _now_s: u64,
+    ) -> Result<CallbackHint, CallbackError> {
+        let result: TaskResult = serde_json::from_slice(body)
+            .map_err(|err| CallbackError::Malformed(err.to_string()))?;
+        let state = result.data.first().and_then(|video| video.state.as_deref());
+        Ok(CallbackHint {
+            task_id: result.task_id,
+            progress_only: result.success && !matches!(state, Some("succeeded" | "failed")),
+        })
+    }
+
+    fn query<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<TaskStatus, ProviderError>> {
+        self.retrieve(task_id).boxed()
+    }
+
+    fn download<'a>(
+        &'a self,
+        result_url: &'a str,
+    ) -> BoxFuture<'a, Result<Download, ProviderError>> {
+        self.api.download(result_url).boxed()
+    }
+}

@@ -1,0 +1,155 @@
+//! The evolink unified task API (`providers.md` section 3): `POST /v1/videos/generations`,
+//! `GET /v1/tasks/{id}`, one task shape for answers and callbacks, HTTP-status errors with
+//! `{error: {code, message, type}}`.
+//!
+//! | answer                                       | class              |
+//! |----------------------------------------------|--------------------|
+//! | 400, 404, 422                                | `Invalid`          |
+//! | 400/422 whose code or message names moderation | `Moderation`     |
+//! | 401, 403                                     | `Auth`             |
+//! | 402                                          | `Credits`          |
+//! | 429 (honouring `Retry-After`)                | `RateLimited`      |
+//! | 500, 502, 503                                | `Transient`        |
+//! | create: no answer, unreadable 2xx, 504       | `UnknownOutcome`   |
+//! | task `status: failed` or `cancelled`         | `GenerationFailed` (`Moderation` if its error names it) |
+
+use futures_util::{FutureExt, future::BoxFuture};
+use reelq_core::{Aspect, JobId, JobSpec, ProviderKind, Quality};
+use reqwest::header::HeaderMap;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{
+    AccountConfig, CallbackError, CallbackHint, Download, Provider, ProviderError, TaskStatus,
+    http::{Api, Call, ErrorDetail, read_json, task_failure},
+};
+
+/// One evolink account.
+pub struct Evolink {
+    api: Api,
+}
+
+/// A task, as create, query and callback all show it.
+#[derive(Deserialize)]
+struct Task {
+    id: String,
+    status: String,
+    #[serde(default)]
+    results: Vec<String>,
+    #[serde(default)]
+    error: Option<ErrorDetail>,
+}
+
+impl Task {
+    fn into_status(self) -> Result<TaskStatus, ProviderError> {
+        match self.status.as_str() {
+            "pending" | "processing" => Ok(TaskStatus::Running),
+            "completed" => match self.results.into_iter().next() {
+                Some(result_url) => Ok(TaskStatus::Succeeded { result_url }),
+                None => Err(ProviderError::transient("evolink completed without results")),
+            },
+            "failed" | "cancelled" => {
+                let why = self.error.map(|e| e.describe()).unwrap_or_default();
+                Ok(TaskStatus::Failed(task_failure(format!(
+                    "evolink task {} {why}",
+                    self.status
+                ))))
+            }
+            other => Err(ProviderError::transient(format!(
+                "evolink unknown task status {other:?}"
+            ))),
+        }
+    }
+}
+
+impl Evolink {
+    pub fn new(config: AccountConfig) -> Result<Self, ProviderError> {
+        Ok(Evolink {
+            api: Api::new(config)?,
+        })
+    }
+
+    async fn create(
+        &self,
+        spec: &JobSpec,
+        callback_url: Option<&str>,
+    ) -> Result<String, ProviderError> {
+        let request = self
+            .api
+            .post("/v1/videos/generations")
+            .json(&create_body(spec, callback_url));
+        let answer = self.api.send(request, Call::Create).await?;
+        let task: Task = read_json(ProviderKind::Evolink, &answer, Call::Create)?;
+        Ok(task.id)
+    }
+
+    async fn task(&self, task_id: &str) -> Result<TaskStatus, ProviderError> {
+        let request = self.api.get(&format!("/v1/tasks/{task_id}"));
+        let answer = self.api.send(request, Call::Query).await?;
+        read_json::<Task>(ProviderKind::Evolink, &answer, Call::Query)?.into_status()
+    }
+}
+
+fn create_body(spec: &JobSpec, callback_url: Option<&str>) -> serde_json::Value {
+    let mut body = json!({
+        "model": spec.model,
+        "prompt": spec.prompt,
+        "aspect_ratio": match spec.aspect {
+            Aspect::Portrait => "9:16",
+            Aspect::Landscape | Aspect::Square => "16:9",
+        },
+        "duration": spec.duration_s,
+        "quality": match spec.quality {
+            Quality::Standard => "720p",
+            Quality::High => "1080p",
+        },
+    });
+    if !spec.image_urls.is_empty() {
+        body["image_urls"] = json!(spec.image_urls);
+    }
+    if let Some(url) = callback_url {
+        body["callback_url"] = json!(url);
+    }
+    body
+}
+
+impl Provider for Evolink {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Evolink
+    }
+
+    fn submit<'a>(
+        &'a self,
+        _job_id: JobId,
+        spec: &'a JobSpec,
+        callback_url: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<String, ProviderError>> {
+        self.create(spec, callback_url).boxed()
+    }
+
+    /// evolink does not sign callbacks: the per-job token in the URL authenticates them.
+    fn parse_callback(
+        &self,
+        _headers: &HeaderMap,
+        body: &[u8],
+        _now_s: u64,
+    ) -> Result<CallbackHint, CallbackError> {
+        let task: Task = serde_json::from_slice(body)
+            .map_err(|err| CallbackError::Malformed(err.to_string()))?;
+        Ok(CallbackHint {
+            progress_only: matches!(task.status.as_str(), "pending" | "processing"),
+            task_id: task.id,
+        })
+    }
+
+    fn query<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<TaskStatus, ProviderError>> {
+        self.task(task_id).boxed()
+    }
+
+    fn download<'a>(
+        &'a self,
+        result_url: &'a str,
+    ) -> BoxFuture<'a, Result<Download, ProviderError>> {
+        self.api.download(result_url).boxed()
+    }
+}

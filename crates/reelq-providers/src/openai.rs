@@ -1,0 +1,158 @@
+//! OpenAI-compatible Videos API gateways (`providers.md` section 4): `POST /v1/videos`,
+//! `GET /v1/videos/{id}`, the MP4 from `GET /v1/videos/{id}/content` (with the key), and
+//! account-level webhooks signed per Standard Webhooks.
+//!
+//! | answer                                          | class              |
+//! |-------------------------------------------------|--------------------|
+//! | 400, 404, 422                                   | `Invalid`          |
+//! | 400 `moderation_blocked` (any code or message naming moderation) | `Moderation` |
+//! | 401, 403                                        | `Auth`             |
+//! | 402, 429 `insufficient_quota`                   | `Credits`          |
+//! | 429 otherwise (honouring `Retry-After`)         | `RateLimited`      |
+//! | 500, 502, 503                                   | `Transient`        |
+//! | create: no answer, unreadable 2xx, 504          | `UnknownOutcome`   |
+//! | video `status: failed`                          | `GenerationFailed` (`Moderation` if its error names it) |
+
+use futures_util::{FutureExt, future::BoxFuture};
+use reelq_core::{Aspect, JobId, JobSpec, ProviderKind, Quality};
+use reqwest::header::HeaderMap;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{
+    AccountConfig, CallbackError, CallbackHint, CallbackScope, Download, Provider, ProviderError,
+    TaskStatus, WebhookKey,
+    http::{Api, Call, ErrorDetail, read_json, task_failure},
+};
+
+/// One account at an OpenAI-compatible gateway.
+pub struct Openai {
+    api: Api,
+    /// The account's webhook secret; without it no callback is accepted, because nothing
+    /// else (no per-job URL) could authenticate one.
+    webhook_key: Option<WebhookKey>,
+}
+
+#[derive(Deserialize)]
+struct Video {
+    id: String,
+    status: String,
+    #[serde(default)]
+    error: Option<ErrorDetail>,
+}
+
+/// A webhook event: `{"type": "video.completed", "data": {"id": "video_..."}}`.
+#[derive(Deserialize)]
+struct Event {
+    #[serde(rename = "type")]
+    kind: String,
+    data: EventData,
+}
+
+#[derive(Deserialize)]
+struct EventData {
+    id: String,
+}
+
+impl Openai {
+    pub fn new(config: AccountConfig) -> Result<Self, ProviderError> {
+        let webhook_key = config
+            .webhook_secret
+            .as_ref()
+            .map(|secret| WebhookKey::parse(secret.expose()))
+            .transpose()
+            .map_err(|err| ProviderError::Invalid(format!("openai webhook_secret: {err}")))?;
+        Ok(Openai {
+            api: Api::new(config)?,
+            webhook_key,
+        })
+    }
+
+    async fn create(&self, spec: &JobSpec) -> Result<String, ProviderError> {
+        let request = self.api.post("/v1/videos").json(&create_body(spec));
+        let answer = self.api.send(request, Call::Create).await?;
+        let video: Video = read_json(ProviderKind::Openai, &answer, Call::Create)?;
+        Ok(video.id)
+    }
+
+    async fn retrieve(&self, video_id: &str) -> Result<TaskStatus, ProviderError> {
+        let request = self.api.get(&format!("/v1/videos/{video_id}"));
+        let answer = self.api.send(request, Call::Query).await?;
+        let video: Video = read_json(ProviderKind::Openai, &answer, Call::Query)?;
+        match video.status.as_str() {
+            "queued" | "in_progress" => Ok(TaskStatus::Running),
+            "completed" => Ok(TaskStatus::Succeeded {
+                result_url: self.api.url(&format!("/v1/videos/{}/content", video.id)),
+            }),
+            "failed" => {
+                let why = video.error.map(|e| e.describe()).unwrap_or_default();
+                Ok(TaskStatus::Failed(task_failure(format!("openai video failed {why}"))))
+            }
+            other => Err(ProviderError::transient(format!(
+                "openai unknown video status {other:?}"
+            ))),
+        }
+    }
+}
+
+fn create_body(spec: &JobSpec) -> serde_json::Value {
+    let size = match (spec.aspect, spec.quality) {
+        (Aspect::Portrait, Quality::Standard) => "720x1280",
+        (Aspect::Portrait, Quality::High) => "1024x1792",
+        (Aspect::Landscape | Aspect::Square, Quality::Standard) => "1280x720",
+        (Aspect::Landscape | Aspect::Square, Quality::High) => "1792x1024",
+    };
+    json!({
+        "model": spec.model,
+        "prompt": spec.prompt,
+        "seconds": spec.duration_s.to_string(),
+        "size": size,
+    })
+}
+
+impl Provider for Openai {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Openai
+    }
+
+    fn callback_scope(&self) -> CallbackScope {
+        CallbackScope::Account
+    }
+
+    /// Webhooks are configured on the account, so `callback_url` is not sent.
+    fn submit<'a>(
+        &'a self,
+        _job_id: JobId,
+        spec: &'a JobSpec,
+        _callback_url: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<String, ProviderError>> {
+        self.create(spec).boxed()
+    }
+
+    fn parse_callback(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now_s: u64,
+    ) -> Result<CallbackHint, CallbackError> {
+        let key = self.webhook_key.as_ref().ok_or(CallbackError::BadSignature)?;
+        key.verify(headers, body, now_s)?;
+        let event: Event =
+            serde_json::from_slice(body).map_err(|err| CallbackError::Malformed(err.to_string()))?;
+        Ok(CallbackHint {
+            task_id: event.data.id,
+            progress_only: !matches!(event.kind.as_str(), "video.completed" | "video.failed"),
+        })
+    }
+
+    fn query<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<TaskStatus, ProviderError>> {
+        self.retrieve(task_id).boxed()
+    }
+
+    fn download<'a>(
+        &'a self,
+        result_url: &'a str,
+    ) -> BoxFuture<'a, Result<Download, ProviderError>> {
+        self.api.download(result_url).boxed()
+    }
+}
