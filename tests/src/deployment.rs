@@ -10,7 +10,7 @@ use std::{
 };
 
 use futures_util::StreamExt;
-use reelq_core::{JobId, JobRequest, JobState};
+use reelq_core::{JobId, JobRequest, JobState, ProviderKind, models_of};
 use reelq_producer::Client;
 use reelq_queue::{JobRecord, Ledger, LedgerConfig};
 use reelq_sim::{SimConfig, SimEvent, Simulator};
@@ -26,6 +26,8 @@ use tokio_util::sync::CancellationToken;
 pub const API_KEY: &str = "sk-test-key";
 /// The simulated kie account's webhook HMAC key; workers are configured with it too.
 pub const WEBHOOK_KEY: &str = "whk-test-key";
+/// The simulated OpenAI-style account's webhook secret; workers are configured with it too.
+pub const WEBHOOK_WHSEC: &str = "whsec_dGVzdC13ZWJob29rLXNlY3JldC0xMjM0NTY=";
 const PREFIX: &str = "e2e";
 
 pub struct Deployment {
@@ -42,6 +44,9 @@ pub struct Deployment {
     pub extra_config: String,
     /// Delay from submit to the first poll; long, to show a callback doing the work.
     pub first_poll_ms: u64,
+    /// Which provider [`Deployment::enqueue_manifest`] sends jobs to. Workers have an
+    /// account at every provider (all served by the simulator).
+    pub provider: ProviderKind,
 }
 
 impl Deployment {
@@ -51,10 +56,9 @@ impl Deployment {
         let sim = Simulator::start(
             addr,
             SimConfig {
-                api_key: API_KEY.into(),
-                generation_time,
-                video_padding: 0,
                 webhook_hmac_key: Some(WEBHOOK_KEY.into()),
+                webhook_secret: Some(WEBHOOK_WHSEC.into()),
+                ..SimConfig::new(API_KEY, generation_time)
             },
         )
         .await
@@ -81,6 +85,7 @@ impl Deployment {
             store_section,
             extra_config: String::new(),
             first_poll_ms: 100,
+            provider: ProviderKind::Kie,
         }
     }
 
@@ -108,33 +113,49 @@ log_format = "pretty"
 [store]
 {store_section}
 
-[providers.kie]
-base_url = "{sim}"
-api_key = "{api_key}"
-request_timeout_ms = 5000
-webhook_hmac_key = "{WEBHOOK_KEY}"
-first_poll_ms = {first_poll_ms}
-poll_max_ms = 300
+{accounts}
 {extra_config}
 "#,
             redis = self.redis.url(),
             store_section = self.store_section,
             extra_config = self.extra_config,
-            first_poll_ms = self.first_poll_ms,
-            sim = self.sim.base_url(),
+            accounts = self.accounts(api_key),
         );
         std::fs::write(&path, toml).unwrap();
         path
     }
 
+    /// One account per provider, all at the simulator, each with its signing secret.
+    fn accounts(&self, api_key: &str) -> String {
+        ProviderKind::ALL
+            .iter()
+            .map(|provider| {
+                let secret = match provider {
+                    ProviderKind::Kie => format!("webhook_secret = \"{WEBHOOK_KEY}\"\n"),
+                    ProviderKind::Openai => format!("webhook_secret = \"{WEBHOOK_WHSEC}\"\n"),
+                    ProviderKind::Acedata | ProviderKind::Evolink => String::new(),
+                };
+                format!(
+                    "[providers.{provider}]\nbase_url = \"{sim}\"\napi_key = \"{api_key}\"\n\
+                     request_timeout_ms = 5000\nfirst_poll_ms = {first_poll}\npoll_max_ms = 300\n{secret}\n",
+                    sim = self.sim.base_url(),
+                    first_poll = self.first_poll_ms,
+                )
+            })
+            .collect()
+    }
+
     /// Binds a callback receiver's listener on loopback and points every worker's callback
-    /// URLs at it (set before spawning the workers that should use it).
+    /// URLs at it (set before spawning the workers that should use it), and the simulated
+    /// OpenAI-style account's webhook endpoint too.
     pub async fn callback_listener(&mut self) -> tokio::net::TcpListener {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binding a callback port");
         let addr = listener.local_addr().expect("bound address");
         self.extra_config = format!("[callbacks]\npublic_base_url = \"http://{addr}\"\n");
+        self.sim
+            .set_account_webhook_url(format!("http://{addr}/callbacks/openai"));
         listener
     }
 
@@ -209,11 +230,13 @@ poll_max_ms = 300
         shutdown.drop_guard()
     }
 
+    /// Enqueues one job per prompt for [`Deployment::provider`]'s first model.
     pub async fn enqueue_manifest(&self, prompts: &[String]) -> Vec<JobId> {
+        let (provider, model) = (self.provider, self.model());
         let manifest: String = prompts
             .iter()
             .map(|prompt| {
-                format!("{{\"provider\":\"kie\",\"model\":\"sora-2-text-to-video\",\"prompt\":\"{prompt}\"}}\n")
+                format!("{{\"provider\":\"{provider}\",\"model\":\"{model}\",\"prompt\":\"{prompt}\"}}\n")
             })
             .collect();
         self.client
@@ -229,11 +252,19 @@ poll_max_ms = 300
         self.extra_config += &format!("[notify]\nsecret = \"{}\"\n", crate::NOTIFY_SECRET);
     }
 
+    /// The first model of [`Deployment::provider`], the one jobs are enqueued for.
+    pub fn model(&self) -> &'static str {
+        models_of(self.provider)
+            .next()
+            .expect("every provider has a model")
+            .model
+    }
+
     /// Enqueues one job that reports its ending to `notify_url`.
     pub async fn enqueue_notified(&self, prompt: &str, notify_url: &str) -> JobId {
         let request = JobRequest {
-            provider: Some("kie".into()),
-            model: Some("sora-2-text-to-video".into()),
+            provider: Some(self.provider.to_string()),
+            model: Some(self.model().into()),
             prompt: Some(prompt.into()),
             notify_url: Some(notify_url.into()),
             ..JobRequest::default()

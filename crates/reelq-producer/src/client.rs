@@ -3,12 +3,13 @@
 
 use std::{
     collections::HashMap,
+    sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use backon::{ExponentialBuilder, Retryable};
 use futures_util::{StreamExt, stream::BoxStream};
-use reelq_core::{BatchId, JobId, JobRequest, JobSpec, JobState, SpecError};
+use reelq_core::{BatchId, JobId, JobRequest, JobSpec, JobState, PriceTable, SpecError};
 use reelq_queue::{Idempotency, JobRecord, Ledger, LedgerConfig, QueueError, Resolution};
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +58,8 @@ pub struct BatchReceipt {
 #[derive(Clone)]
 pub struct Client {
     ledger: Ledger,
+    /// Prices each job at enqueue (the record keeps the estimate).
+    prices: Arc<PriceTable>,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -74,7 +77,29 @@ impl Client {
             response_timeout: Duration::from_secs(10),
         })
         .await?;
-        Ok(Client { ledger })
+        Ok(Client {
+            ledger,
+            prices: Arc::new(PriceTable::default()),
+        })
+    }
+
+    /// Prices jobs by `prices` instead of the built-in list prices.
+    pub fn with_prices(self, prices: PriceTable) -> Self {
+        Client {
+            prices: Arc::new(prices),
+            ..self
+        }
+    }
+
+    /// Gives each validated spec a fresh job id and its estimated cost.
+    fn new_jobs(&self, specs: Vec<JobSpec>) -> Vec<(JobId, JobSpec)> {
+        specs
+            .into_iter()
+            .map(|mut spec| {
+                spec.estimated_cost_usd = self.prices.estimate(&spec);
+                (JobId::new(), spec)
+            })
+            .collect()
     }
 
     pub async fn enqueue(&self, request: JobRequest) -> Result<JobId, ProducerError> {
@@ -83,16 +108,15 @@ impl Client {
 
     /// Enqueues one already validated job.
     pub async fn enqueue_spec(&self, spec: JobSpec) -> Result<JobId, ProducerError> {
-        let job_id = JobId::new();
-        self.ledger.enqueue(None, &[(job_id, spec)]).await?;
-        Ok(job_id)
+        let jobs = self.new_jobs(vec![spec]);
+        self.ledger.enqueue(None, &jobs).await?;
+        Ok(jobs[0].0)
     }
 
     /// Enqueues validated specs as one batch, all or none.
     pub async fn enqueue_batch(&self, specs: Vec<JobSpec>) -> Result<BatchReceipt, ProducerError> {
         let batch_id = BatchId::new();
-        let jobs: Vec<(JobId, JobSpec)> =
-            specs.into_iter().map(|spec| (JobId::new(), spec)).collect();
+        let jobs = self.new_jobs(specs);
         self.ledger.enqueue(Some(batch_id), &jobs).await?;
         Ok(BatchReceipt {
             batch_id,
@@ -109,8 +133,7 @@ impl Client {
         key: &str,
     ) -> Result<Receipt, ProducerError> {
         let batch_id = as_batch.then(BatchId::new);
-        let jobs: Vec<(JobId, JobSpec)> =
-            specs.into_iter().map(|spec| (JobId::new(), spec)).collect();
+        let jobs = self.new_jobs(specs);
         let receipt = Receipt {
             batch_id,
             job_ids: jobs.iter().map(|(job_id, _)| *job_id).collect(),

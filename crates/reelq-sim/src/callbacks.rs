@@ -1,20 +1,22 @@
-//! Callbacks the simulator owes: once a task finishes it POSTs kie's completion body to the
-//! task's `callBackUrl` (signed when the account has a webhook key), retrying 3 times after
-//! 1, 2 and 4 s as kie does, or drops, duplicates or forges it on demand.
+//! Callbacks the simulator owes: once a task ends it POSTs the provider's completion body to
+//! the task's callback URL (or, for OpenAI-style accounts, the account's webhook URL), signed
+//! where that provider signs, retrying 3 times after 1, 2 and 4 s (evolink's schedule; kie
+//! says 3 retries without gaps), or drops, duplicates or forges it on demand.
 
-use std::{
-    sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{sync::Arc, time::Duration};
 
-use serde_json::json;
+use reelq_core::ProviderKind;
+use serde_json::Value;
 
 use crate::{
-    kie::{kie_signature, result_url},
+    acedata,
+    contract::unix_ms,
+    evolink,
+    kie::{self, kie_signature},
+    openai,
     simulator::{CallbackMode, SimEvent, SimState},
 };
 
-/// kie retries a failed callback 3 times; the gaps are ours (kie does not say).
 const RETRY_GAPS: [Duration; 4] = [
     Duration::ZERO,
     Duration::from_secs(1),
@@ -22,16 +24,20 @@ const RETRY_GAPS: [Duration; 4] = [
     Duration::from_secs(4),
 ];
 
+/// A signing key that is not the account's, as a forger would use.
+const FORGED_KIE_KEY: &str = "not-the-account-key";
+const FORGED_WHSEC: &str = "whsec_Zm9yZ2VkLWtleS1mb3JnZWQta2V5";
+
 pub(crate) async fn deliver(state: Arc<SimState>, task_id: String, url: String) {
     tokio::time::sleep(state.config.generation_time).await;
     // A held simulator finishes nothing, so it calls nobody back until released.
     let _ = state.held.subscribe().wait_for(|held| !held).await;
     let mode = *state.callback_mode.lock().unwrap();
-    let (times, key) = match mode {
+    let (times, forged) = match mode {
         CallbackMode::Drop => return,
-        CallbackMode::Deliver => (1, state.config.webhook_hmac_key.clone()),
-        CallbackMode::Duplicate(n) => (n, state.config.webhook_hmac_key.clone()),
-        CallbackMode::Forge => (1, Some("not-the-account-key".to_owned())),
+        CallbackMode::Deliver => (1, false),
+        CallbackMode::Duplicate(n) => (n, false),
+        CallbackMode::Forge => (1, true),
         CallbackMode::Mixed {
             drop_percent,
             duplicate_percent,
@@ -40,43 +46,83 @@ pub(crate) async fn deliver(state: Arc<SimState>, task_id: String, url: String) 
             if roll < drop_percent {
                 return;
             }
-            let times = if roll < drop_percent.saturating_add(duplicate_percent) {
-                2
-            } else {
-                1
-            };
-            (times, state.config.webhook_hmac_key.clone())
+            let duplicated = roll < drop_percent.saturating_add(duplicate_percent);
+            (if duplicated { 2 } else { 1 }, false)
         }
     };
-    let body = json!({
-        "code": 200,
-        "msg": "success",
-        "data": { "taskId": task_id, "promptJson": "{}", "resultUrls": [result_url(&state, &task_id)] },
-    });
+    let Some((provider, phase)) = state.task_phase(&task_id) else {
+        return;
+    };
+    let body = match provider {
+        ProviderKind::Kie => kie::callback_body(&task_id, &phase),
+        ProviderKind::Acedata => match acedata::result_body(&task_id, &phase) {
+            Some(body) => body,
+            None => return,
+        },
+        ProviderKind::Evolink => evolink::task_body(&task_id, &phase),
+        ProviderKind::Openai => openai::event_body(&task_id, &phase),
+    };
     for _ in 0..times {
-        send_with_retries(&state, &task_id, &url, &body, key.as_deref()).await;
+        send_with_retries(&state, provider, &task_id, &url, &body, forged).await;
+    }
+}
+
+/// The signature headers `provider` puts on a callback, if the account signs.
+fn signature_headers(
+    state: &SimState,
+    provider: ProviderKind,
+    task_id: &str,
+    body: &str,
+    forged: bool,
+) -> Vec<(&'static str, String)> {
+    match provider {
+        ProviderKind::Kie => {
+            let key = match forged {
+                true => Some(FORGED_KIE_KEY),
+                false => state.config.webhook_hmac_key.as_deref(),
+            };
+            let Some(key) = key else {
+                return vec![];
+            };
+            let timestamp = (unix_ms() / 1000).to_string();
+            let signature = kie_signature(key, task_id, &timestamp);
+            vec![
+                ("X-Webhook-Timestamp", timestamp),
+                ("X-Webhook-Signature", signature),
+            ]
+        }
+        ProviderKind::Openai => {
+            let secret = match forged {
+                true => Some(FORGED_WHSEC),
+                false => state.config.webhook_secret.as_deref(),
+            };
+            secret.map_or_else(Vec::new, |secret| {
+                openai::standard_webhook_headers(secret, body).to_vec()
+            })
+        }
+        // acedata and evolink do not sign; reelq's per-job URL token authenticates them.
+        ProviderKind::Acedata | ProviderKind::Evolink => vec![],
     }
 }
 
 async fn send_with_retries(
     state: &SimState,
+    provider: ProviderKind,
     task_id: &str,
     url: &str,
-    body: &serde_json::Value,
-    key: Option<&str>,
+    body: &Value,
+    forged: bool,
 ) {
+    let body = body.to_string();
     for gap in RETRY_GAPS {
         tokio::time::sleep(gap).await;
-        let mut request = state.http.post(url).json(body);
-        if let Some(key) = key {
-            let timestamp = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs())
-                .to_string();
-            let signature = kie_signature(key, task_id, &timestamp);
-            request = request
-                .header("X-Webhook-Timestamp", timestamp)
-                .header("X-Webhook-Signature", signature);
+        let mut request = state
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.clone());
+        for (name, value) in signature_headers(state, provider, task_id, &body, forged) {
+            request = request.header(name, value);
         }
         let status = request
             .send()

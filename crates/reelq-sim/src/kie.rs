@@ -1,35 +1,36 @@
 //! The kie market contract (`providers.md` section 1) as the simulator serves it: the
-//! `{code, msg, data}` envelope, bearer auth, validation of the Sora inputs, task records
-//! with `resultJson`, and result files.
+//! `{code, msg, data}` envelope (HTTP 200 with the real code inside), bearer auth,
+//! validation of the Sora inputs, task records with `resultJson`, and signed callbacks.
 
-use std::{convert::Infallible, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
     Json, Router,
-    body::{Body, Bytes},
-    extract::{Path, Query, State},
+    body::Bytes,
+    extract::{Query, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
-use futures_util::stream;
 use hmac::{Hmac, Mac};
-use reelq_core::{ProviderKind, models_of};
+use reelq_core::ProviderKind;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use crate::{
-    simulator::{DownloadFault, SimState},
-    video::{video_chunks, video_len},
+    contract::{
+        CreateRequest, Outcome, Phase, Refusal, accept, authorized, model, random_hex,
+        take_callback_url,
+    },
+    simulator::SimState,
 };
 
 pub(crate) fn routes() -> Router<Arc<SimState>> {
     Router::new()
         .route("/api/v1/jobs/createTask", post(create_task))
         .route("/api/v1/jobs/recordInfo", get(record_info))
-        .route("/files/{file}", get(result_file))
 }
 
 fn envelope(status: StatusCode, code: i64, msg: &str, data: Value) -> Response {
@@ -40,36 +41,27 @@ fn envelope(status: StatusCode, code: i64, msg: &str, data: Value) -> Response {
         .into_response()
 }
 
-fn refuse(code: i64, msg: &str) -> Response {
-    // kie answers business errors with HTTP 200 and the real code in the envelope.
-    envelope(StatusCode::OK, code, msg, Value::Null)
-}
-
-/// An injected error; a 429 says when to come back, as kie's rate limiter does.
-fn fault(code: i64) -> Response {
-    let mut response = refuse(code, "simulated fault");
-    if code == 429 {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+fn refusal(refusal: Refusal) -> Response {
+    match refusal {
+        Refusal::BadKey => envelope(
+            StatusCode::UNAUTHORIZED,
+            401,
+            "You do not have access permissions",
+            Value::Null,
+        ),
+        // kie answers business errors with HTTP 200 and the real code in the envelope.
+        Refusal::Invalid(msg) => envelope(StatusCode::OK, 422, &msg, Value::Null),
+        Refusal::Moderated => unreachable!("kie moderates during generation"),
+        Refusal::Fault(code) => {
+            let mut response = envelope(StatusCode::OK, code, "simulated fault", Value::Null);
+            if code == 429 {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            response
+        }
     }
-    response
-}
-
-fn authorized(state: &SimState, headers: &HeaderMap) -> bool {
-    let expected = format!("Bearer {}", state.config.api_key);
-    headers
-        .get(header::AUTHORIZATION)
-        .is_some_and(|value| value.as_bytes() == expected.as_bytes())
-}
-
-fn unauthorized() -> Response {
-    envelope(
-        StatusCode::UNAUTHORIZED,
-        401,
-        "You do not have access permissions",
-        Value::Null,
-    )
 }
 
 async fn create_task(
@@ -77,35 +69,39 @@ async fn create_task(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !authorized(&state, &headers) {
-        return unauthorized();
+    state.create_received();
+    match create(&state, &headers, &body).await {
+        Ok(task_id) => envelope(StatusCode::OK, 200, "success", json!({ "taskId": task_id })),
+        Err(err) => refusal(err),
     }
-    let latency = state.create_received();
-    let Ok(mut request) = serde_json::from_slice::<Value>(&body) else {
-        return refuse(422, "request body is not JSON");
+}
+
+async fn create(state: &Arc<SimState>, headers: &HeaderMap, body: &[u8]) -> Result<String, Refusal> {
+    authorized(state, headers)?;
+    let mut body: Value =
+        serde_json::from_slice(body).map_err(|_| Refusal::Invalid("request body is not JSON".into()))?;
+    let callback_url = take_callback_url(&mut body, &["callBackUrl", "progressCallBackUrl"]);
+    let rule = model(ProviderKind::Kie, body["model"].as_str())?;
+    let input = &body["input"];
+    let prompt = crate::contract::prompt(input)?;
+    let n_frames = input["n_frames"].as_str().and_then(|n| n.parse::<u32>().ok());
+    if !n_frames.is_some_and(|n| rule.durations.contains(&n)) {
+        return Err(Refusal::Invalid("input.n_frames must be \"10\" or \"15\"".into()));
+    }
+    if !matches!(input["aspect_ratio"].as_str(), Some("landscape" | "portrait")) {
+        return Err(Refusal::Invalid("input.aspect_ratio must be landscape or portrait".into()));
+    }
+    if !matches!(input["size"].as_str(), None | Some("standard" | "high")) {
+        return Err(Refusal::Invalid("input.size must be standard or high".into()));
+    }
+    let request = CreateRequest {
+        provider: ProviderKind::Kie,
+        body: body.clone(),
+        prompt,
+        callback_url,
+        moderates_at_create: false,
     };
-    if let Err(msg) = validate(&request) {
-        return refuse(422, &msg);
-    }
-    if let Some(code) = state.next_create_fault() {
-        return fault(code);
-    }
-    let callback_url = request
-        .as_object_mut()
-        .and_then(|fields| {
-            fields.remove("progressCallBackUrl");
-            fields.remove("callBackUrl")
-        })
-        .and_then(|url| url.as_str().map(str::to_owned));
-    let fingerprint = hex::encode(Sha256::digest(request.to_string()));
-    let task_id = format!("task_{:032x}", rand::random::<u128>());
-    // The task exists (and is billed) before the answer leaves: a client that dies while
-    // waiting for a slow answer leaves a real task behind, as at a real provider.
-    state.record_create(&task_id, fingerprint, callback_url);
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
-    envelope(StatusCode::OK, 200, "success", json!({ "taskId": task_id }))
+    accept(state, request, format!("task_{}", random_hex())).await
 }
 
 /// Signs a callback as kie does: base64(HMAC-SHA256(key, `taskId + "." + timestamp`)).
@@ -119,36 +115,12 @@ pub(crate) fn kie_signature(key: &str, task_id: &str, timestamp: &str) -> String
     BASE64.encode(mac.finalize().into_bytes())
 }
 
-pub(crate) fn result_url(state: &SimState, task_id: &str) -> String {
-    format!("{}/files/{task_id}.mp4", state.base_url)
-}
-
-fn validate(request: &Value) -> Result<(), String> {
-    let model = request["model"].as_str().ok_or("model is required")?;
-    let rule = models_of(ProviderKind::Kie)
-        .find(|rule| rule.model == model)
-        .ok_or_else(|| format!("model {model} is not supported"))?;
-    let input = &request["input"];
-    match input["prompt"].as_str() {
-        Some(prompt) if !prompt.trim().is_empty() => {}
-        _ => return Err("input.prompt is required".into()),
+/// How a finished task's failure reads in `failCode`/`failMsg`.
+fn failure(outcome: Outcome) -> (&'static str, &'static str) {
+    match outcome {
+        Outcome::Moderated => ("400", "Your prompt was flagged as violating our content policy"),
+        _ => ("500", "Internal error during generation"),
     }
-    let n_frames = input["n_frames"]
-        .as_str()
-        .and_then(|n| n.parse::<u32>().ok());
-    if !n_frames.is_some_and(|n| rule.durations.contains(&n)) {
-        return Err("input.n_frames must be \"10\" or \"15\"".into());
-    }
-    if !matches!(
-        input["aspect_ratio"].as_str(),
-        Some("landscape" | "portrait")
-    ) {
-        return Err("input.aspect_ratio must be landscape or portrait".into());
-    }
-    if !matches!(input["size"].as_str(), None | Some("standard" | "high")) {
-        return Err("input.size must be standard or high".into());
-    }
-    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -162,65 +134,41 @@ async fn record_info(
     headers: HeaderMap,
     Query(query): Query<RecordQuery>,
 ) -> Response {
-    if !authorized(&state, &headers) {
-        return unauthorized();
+    if let Err(err) = authorized(&state, &headers) {
+        return refusal(err);
     }
     if let Some(code) = state.next_query_fault() {
-        return fault(code);
+        return refusal(Refusal::Fault(code));
     }
-    let tasks = state.tasks.lock().unwrap();
-    let Some(task) = tasks.get(&query.task_id) else {
-        return refuse(404, "task not found");
-    };
-    let data = if state.is_finished(task) {
-        let result_url = result_url(&state, &query.task_id);
-        json!({
-            "taskId": query.task_id,
+    let task_id = query.task_id;
+    let data = match state.task_phase(&task_id) {
+        None => return envelope(StatusCode::OK, 404, "task not found", Value::Null),
+        Some((_, Phase::Running)) => json!({ "taskId": task_id, "state": "generating" }),
+        Some((_, Phase::Done { result_url })) => json!({
+            "taskId": task_id,
             "state": "success",
             "resultJson": json!({ "resultUrls": [result_url] }).to_string(),
-        })
-    } else {
-        json!({ "taskId": query.task_id, "state": "generating" })
+        }),
+        Some((_, Phase::Ended(outcome))) => {
+            let (fail_code, fail_msg) = failure(outcome);
+            json!({ "taskId": task_id, "state": "fail", "failCode": fail_code, "failMsg": fail_msg })
+        }
     };
     envelope(StatusCode::OK, 200, "success", data)
 }
 
-async fn result_file(State(state): State<Arc<SimState>>, Path(file): Path<String>) -> Response {
-    let Some(task_id) = file.strip_suffix(".mp4") else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    let finished = state
-        .tasks
-        .lock()
-        .unwrap()
-        .get(task_id)
-        .is_some_and(|task| state.is_finished(task));
-    if !finished {
-        return StatusCode::NOT_FOUND.into_response();
+/// The completion callback: code 200 with `resultUrls`, or 500 when the task failed.
+pub(crate) fn callback_body(task_id: &str, phase: &Phase) -> Value {
+    match phase {
+        Phase::Done { result_url } => json!({
+            "code": 200,
+            "msg": "success",
+            "data": { "taskId": task_id, "promptJson": "{}", "resultUrls": [result_url] },
+        }),
+        _ => json!({
+            "code": 500,
+            "msg": "generation failed",
+            "data": { "taskId": task_id, "promptJson": "{}" },
+        }),
     }
-    let padding = state.config.video_padding;
-    let length = video_len(task_id, padding);
-    let chunks: Vec<Bytes> = match state.next_download_fault() {
-        Some(DownloadFault::Expired) => return StatusCode::NOT_FOUND.into_response(),
-        Some(DownloadFault::Truncated) => {
-            let whole: Vec<u8> = video_chunks(task_id, padding)
-                .flat_map(|c| c.to_vec())
-                .collect();
-            vec![Bytes::from(whole).slice(..(length / 2) as usize)]
-        }
-        None => {
-            state.record_download(task_id);
-            video_chunks(task_id, padding).collect()
-        }
-    };
-    // A streamed body keeps the announced length even when the bytes fall short.
-    let body = Body::from_stream(stream::iter(chunks.into_iter().map(Ok::<_, Infallible>)));
-    (
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static("video/mp4")),
-            (header::CONTENT_LENGTH, HeaderValue::from(length)),
-        ],
-        body,
-    )
-        .into_response()
 }

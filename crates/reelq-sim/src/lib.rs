@@ -1,11 +1,18 @@
 //! A faithful stand-in for video-generation providers, for tests and the demo: it serves the
-//! kie contract on loopback, finishes tasks after a set time, serves a real MP4 per task, and
-//! counts every paid create so tests can prove nothing was submitted twice.
+//! kie, acedata, evolink and OpenAI-compatible contracts on one loopback port, finishes tasks
+//! after a set time, serves a real MP4 per task, and counts every paid create so tests can
+//! prove nothing was submitted twice. A prompt containing [`MODERATED_WORD`] is refused by
+//! moderation and one containing [`FAILING_WORD`] fails its generation.
 
+mod acedata;
 mod callbacks;
+mod contract;
+mod evolink;
 mod kie;
+mod openai;
 mod simulator;
 mod video;
 
+pub use contract::{FAILING_WORD, MODERATED_WORD};
 pub use simulator::{CallbackMode, SimConfig, SimEvent, SimStats, Simulator};
 pub use video::render_video;

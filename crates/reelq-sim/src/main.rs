@@ -21,9 +21,21 @@ struct Args {
     /// Zero bytes added to every video, to simulate big files (e.g. 1073741824 for 1 GiB).
     #[arg(long, default_value_t = 0)]
     video_padding_bytes: u64,
-    /// Sign callbacks with this webhook HMAC key, as a kie account with signing enabled.
+    /// Sign kie callbacks with this webhook HMAC key, as a kie account with signing enabled.
     #[arg(long)]
     webhook_hmac_key: Option<String>,
+    /// Sign OpenAI-style webhooks with this `whsec_<base64>` secret.
+    #[arg(long, env = "REELQ_SIM_WEBHOOK_SECRET")]
+    webhook_secret: Option<String>,
+    /// Where OpenAI-style webhooks go (the account's webhook endpoint).
+    #[arg(long)]
+    account_webhook_url: Option<String>,
+    /// Result URLs stop working this many milliseconds after they are handed out.
+    #[arg(long)]
+    result_url_ttl_ms: Option<u64>,
+    /// Enforce evolink's rule that callback URLs are HTTPS to a public host.
+    #[arg(long)]
+    strict_callback_urls: bool,
     /// Write the bound address to this file once listening (for scripts using port 0).
     #[arg(long)]
     addr_file: Option<PathBuf>,
@@ -38,10 +50,16 @@ async fn main() -> anyhow::Result<()> {
         generation_time: Duration::from_millis(args.generation_ms),
         video_padding: args.video_padding_bytes,
         webhook_hmac_key: args.webhook_hmac_key,
+        webhook_secret: args.webhook_secret,
+        result_url_ttl: args.result_url_ttl_ms.map(Duration::from_millis),
+        strict_callback_urls: args.strict_callback_urls,
     };
     let simulator = Simulator::start(args.addr, config)
         .await
         .with_context(|| format!("binding {}", args.addr))?;
+    if let Some(url) = args.account_webhook_url {
+        simulator.set_account_webhook_url(url);
+    }
     if let Some(path) = &args.addr_file {
         std::fs::write(path, simulator.addr().to_string())
             .with_context(|| format!("writing {}", path.display()))?;

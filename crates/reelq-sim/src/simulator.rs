@@ -13,12 +13,15 @@ use axum::{
     extract::State,
     routing::{get, post},
 };
+use reelq_core::ProviderKind;
 use serde::Serialize;
 use tokio::{
     net::TcpListener,
     sync::{broadcast, watch},
 };
 use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::contract::Outcome;
 
 /// How the simulated provider behaves.
 #[derive(Debug, Clone)]
@@ -29,8 +32,32 @@ pub struct SimConfig {
     pub generation_time: Duration,
     /// Zero bytes added to every video (inside a `free` box), to simulate big files.
     pub video_padding: u64,
-    /// The account's webhook HMAC key: when set, callbacks carry kie's signature headers.
+    /// The kie account's webhook HMAC key: when set, kie callbacks carry its signature.
     pub webhook_hmac_key: Option<String>,
+    /// The OpenAI-style account's webhook secret (`whsec_<base64>`): when set, its webhooks
+    /// are signed per Standard Webhooks.
+    pub webhook_secret: Option<String>,
+    /// Result URLs stop working this long after they were handed out (403, like an expired
+    /// pre-signed URL); a new query hands out a fresh one.
+    pub result_url_ttl: Option<Duration>,
+    /// Enforce evolink's callback URL rule (HTTPS, public host); off so loopback tests work.
+    pub strict_callback_urls: bool,
+}
+
+impl SimConfig {
+    /// A simulator accepting `api_key` whose tasks take `generation_time`, with no signing,
+    /// padding or expiry.
+    pub fn new(api_key: impl Into<String>, generation_time: Duration) -> Self {
+        SimConfig {
+            api_key: api_key.into(),
+            generation_time,
+            video_padding: 0,
+            webhook_hmac_key: None,
+            webhook_secret: None,
+            result_url_ttl: None,
+            strict_callback_urls: false,
+        }
+    }
 }
 
 /// How the simulator treats the callbacks it owes.
@@ -87,8 +114,10 @@ pub struct SimStats {
 }
 
 pub(crate) struct Task {
+    pub(crate) provider: ProviderKind,
     pub(crate) created: Instant,
-    /// Where the create asked to be told; the callback's target, for tests to aim at.
+    pub(crate) outcome: Outcome,
+    /// Where the callback goes; for tests to aim at, as an attacker who learnt it would.
     pub(crate) callback_url: Option<String>,
 }
 
@@ -107,7 +136,9 @@ pub(crate) struct SimState {
     /// While set and not past, every create and query answers with this code: an outage.
     outage: Mutex<Option<(i64, Instant)>>,
     /// How long each create takes to answer.
-    create_latency: Mutex<Duration>,
+    pub(crate) create_latency: Mutex<Duration>,
+    /// Where OpenAI-style webhooks go (set on the account, not per request).
+    pub(crate) account_webhook_url: Mutex<Option<String>>,
     /// Faults the next downloads meet, one each.
     download_faults: Mutex<VecDeque<DownloadFault>>,
     events: broadcast::Sender<SimEvent>,
@@ -132,6 +163,15 @@ impl SimState {
         fault
     }
 
+    fn fail_next_creates(&self, code: i64, n: usize) {
+        let faults = std::iter::repeat_n(code, n);
+        self.create_faults.lock().unwrap().extend(faults);
+    }
+
+    fn outage(&self, code: i64, length: Duration) {
+        *self.outage.lock().unwrap() = Some((code, Instant::now() + length));
+    }
+
     pub(crate) fn next_query_fault(&self) -> Option<i64> {
         self.outage_code()
     }
@@ -140,20 +180,23 @@ impl SimState {
         self.download_faults.lock().unwrap().pop_front()
     }
 
-    /// Announces a create and returns the latency to apply to it.
-    pub(crate) fn create_received(&self) -> Duration {
+    /// Announces a create as it arrives.
+    pub(crate) fn create_received(&self) {
         let _ = self.events.send(SimEvent::CreateReceived);
-        *self.create_latency.lock().unwrap()
     }
 
     pub(crate) fn record_create(
         self: &Arc<Self>,
         task_id: &str,
+        provider: ProviderKind,
+        outcome: Outcome,
         fingerprint: String,
         callback_url: Option<String>,
     ) {
         let task = Task {
+            provider,
             created: Instant::now(),
+            outcome,
             callback_url: callback_url.clone(),
         };
         self.tasks.lock().unwrap().insert(task_id.to_owned(), task);
@@ -226,6 +269,7 @@ impl Simulator {
             create_faults: Mutex::default(),
             outage: Mutex::default(),
             create_latency: Mutex::default(),
+            account_webhook_url: Mutex::default(),
             download_faults: Mutex::default(),
             events,
         });
@@ -269,13 +313,16 @@ impl Simulator {
         self.state.held.send_replace(false);
     }
 
-    /// The next `n` creates answer with kie error `code` instead of creating a task.
+    /// Where OpenAI-style webhooks of tasks created from now on are sent.
+    pub fn set_account_webhook_url(&self, url: impl Into<String>) {
+        *self.state.account_webhook_url.lock().unwrap() = Some(url.into());
+    }
+
+    /// The next `n` creates answer with fault `code` instead of creating a task, each
+    /// contract in its own shape: 402 out of credits, 429 rate limited (retry after 1 s),
+    /// 455 maintenance, 500 server error.
     pub fn fail_next_creates(&self, code: i64, n: usize) {
-        self.state
-            .create_faults
-            .lock()
-            .unwrap()
-            .extend(std::iter::repeat_n(code, n));
+        self.state.fail_next_creates(code, n);
     }
 
     /// How callbacks are sent from now on.
@@ -306,9 +353,10 @@ impl Simulator {
         self.state.download_faults.lock().unwrap().extend(faults);
     }
 
-    /// For the next `length`, every create and query answers with kie error `code`.
+    /// For the next `length`, every create and query answers with fault `code` (as in
+    /// [`Simulator::fail_next_creates`]).
     pub fn outage(&self, code: i64, length: Duration) {
-        *self.state.outage.lock().unwrap() = Some((code, Instant::now() + length));
+        self.state.outage(code, length);
     }
 
     /// Every create from now on takes `latency` to answer.
@@ -325,9 +373,15 @@ impl Simulator {
 fn app(state: Arc<SimState>) -> Router {
     Router::new()
         .merge(crate::kie::routes())
+        .merge(crate::acedata::routes())
+        .merge(crate::evolink::routes())
+        .merge(crate::openai::routes())
+        .route("/files/{file}", get(crate::contract::result_file))
         .route("/sim/stats", get(stats))
         .route("/sim/hold", post(hold))
         .route("/sim/release", post(release))
+        .route("/sim/faults", post(faults))
+        .route("/sim/outage", post(outage))
         .with_state(state)
 }
 
@@ -341,4 +395,26 @@ async fn hold(State(state): State<Arc<SimState>>) {
 
 async fn release(State(state): State<Arc<SimState>>) {
     state.held.send_replace(false);
+}
+
+/// `POST /sim/faults {"code": 429, "count": 3}`: the next creates meet that fault.
+#[derive(serde::Deserialize)]
+struct FaultsRequest {
+    code: i64,
+    count: usize,
+}
+
+async fn faults(State(state): State<Arc<SimState>>, Json(request): Json<FaultsRequest>) {
+    state.fail_next_creates(request.code, request.count);
+}
+
+/// `POST /sim/outage {"code": 455, "ms": 2000}`: every create and query meets that fault.
+#[derive(serde::Deserialize)]
+struct OutageRequest {
+    code: i64,
+    ms: u64,
+}
+
+async fn outage(State(state): State<Arc<SimState>>, Json(request): Json<OutageRequest>) {
+    state.outage(request.code, Duration::from_millis(request.ms));
 }

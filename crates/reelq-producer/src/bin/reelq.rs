@@ -5,7 +5,10 @@ use std::{collections::HashMap, path::PathBuf, time::Duration};
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use reelq_core::{BatchId, JobId, JobRequest, JobState, Secret};
+use reelq_core::{
+    BatchId, Character, JobId, JobRequest, JobSpec, JobState, PriceTable, ProviderKind, Secret,
+    models_of,
+};
 use reelq_producer::Client;
 use reelq_queue::{JobRecord, Resolution};
 
@@ -22,6 +25,10 @@ struct Cli {
     /// Key prefix of the reelq deployment.
     #[arg(long, env = "REELQ_PREFIX", default_value = "reelq", global = true)]
     prefix: String,
+    /// A price table (TOML, `[[price]]` rows of provider, model, quality, usd_per_second)
+    /// to estimate each job's cost at enqueue; the built-in list prices otherwise.
+    #[arg(long, env = "REELQ_PRICES", global = true)]
+    prices: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -34,6 +41,13 @@ enum Command {
     Batch {
         #[command(subcommand)]
         command: BatchCommand,
+    },
+    /// The providers and models reelq knows, with their allowed parameters and prices, and
+    /// which have an account in a worker config.
+    Providers {
+        /// A worker config file, to show which providers it has accounts for.
+        #[arg(long, env = "REELQ_CONFIG")]
+        config: Option<PathBuf>,
     },
     /// Print a job's ledger record.
     Status {
@@ -132,6 +146,15 @@ struct SubmitArgs {
     quality: Option<String>,
     #[arg(long = "image-url")]
     image_urls: Vec<String>,
+    /// A video to build a character from (acedata).
+    #[arg(long)]
+    character_url: Option<String>,
+    /// Where the character's subject starts in the frame, 0..1.
+    #[arg(long)]
+    character_start: Option<f64>,
+    /// Where it ends, 0..1.
+    #[arg(long)]
+    character_end: Option<f64>,
     #[arg(long)]
     notify_url: Option<String>,
     /// RFC 3339 time after which the job expires.
@@ -149,6 +172,9 @@ impl From<SubmitArgs> for JobRequest {
             aspect: args.aspect,
             quality: args.quality,
             image_urls: args.image_urls,
+            character_url: args.character_url,
+            character_start: args.character_start,
+            character_end: args.character_end,
             notify_url: args.notify_url,
             deadline: args.deadline,
         }
@@ -158,10 +184,23 @@ impl From<SubmitArgs> for JobRequest {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let prices = match &cli.prices {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+        }
+        None => PriceTable::default(),
+    };
+    if let Command::Providers { config } = &cli.command {
+        return print_providers(&prices, config.as_deref());
+    }
     let client = Client::connect(&cli.redis_url, &cli.prefix)
         .await
-        .context("connecting to redis")?;
+        .context("connecting to redis")?
+        .with_prices(prices);
     match cli.command {
+        Command::Providers { .. } => unreachable!("answered before connecting"),
         Command::Submit(args) => {
             let job_id = client.enqueue(args.into()).await?;
             println!("{job_id}");
@@ -333,4 +372,66 @@ fn print_table(records: &[JobRecord]) {
             detail,
         );
     }
+}
+
+/// Prints the model catalog: what each model accepts and what it costs by `prices`.
+fn print_providers(prices: &PriceTable, worker_config: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let configured: Option<toml::Table> = worker_config
+        .map(|path| -> anyhow::Result<toml::Table> {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+        })
+        .transpose()?;
+    for provider in ProviderKind::ALL {
+        let account = configured.as_ref().map(|config| {
+            let base_url = config
+                .get("providers")
+                .and_then(|p| p.get(provider.as_str()))
+                .and_then(|account| account.get("base_url"))
+                .and_then(|url| url.as_str());
+            match base_url {
+                Some(url) => format!("account at {url}"),
+                None => "no account in this config".to_owned(),
+            }
+        });
+        println!("{provider}{}", account.map(|a| format!(" ({a})")).unwrap_or_default());
+        for rule in models_of(provider) {
+            let join = |items: Vec<String>| items.join("|");
+            let price = |quality| {
+                let spec = JobSpec {
+                    provider,
+                    model: rule.model.to_owned(),
+                    prompt: String::new(),
+                    duration_s: 1,
+                    aspect: rule.aspects[0],
+                    quality,
+                    image_urls: vec![],
+                    character: None::<Character>,
+                    notify_url: None,
+                    deadline_ms: None,
+                    estimated_cost_usd: None,
+                };
+                prices
+                    .estimate(&spec)
+                    .map_or("unpriced".to_owned(), |usd| format!("{quality} ${usd}/s"))
+            };
+            let images = match rule.images {
+                reelq_core::ImageRule::None => "none".to_owned(),
+                reelq_core::ImageRule::Exactly(n) => format!("exactly {n}"),
+                reelq_core::ImageRule::AtMost(n) => format!("up to {n}"),
+            };
+            println!(
+                "  {:<28} duration_s {:<9} aspect {:<26} quality {:<14} images {:<9}{}  {}",
+                rule.model,
+                join(rule.durations.iter().map(u32::to_string).collect()),
+                join(rule.aspects.iter().map(|a| a.to_string()).collect()),
+                join(rule.qualities.iter().map(|q| q.to_string()).collect()),
+                images,
+                if rule.character { " character" } else { "" },
+                join(rule.qualities.iter().map(|&q| price(q)).collect()).replace('|', ", "),
+            );
+        }
+    }
+    Ok(())
 }

@@ -31,8 +31,10 @@ fn spec(prompt: &str) -> JobSpec {
         aspect: Aspect::Landscape,
         quality: Quality::Standard,
         image_urls: vec![],
+        character: None,
         notify_url: None,
         deadline_ms: None,
+        estimated_cost_usd: None,
     }
 }
 

@@ -1,0 +1,238 @@
+//! What every simulated contract shares: bearer auth, the create flow (latency, faults,
+//! moderation, paid-create counting), task views for queries and callbacks, and the result
+//! files. Each contract module only speaks its own request and answer shapes.
+
+use std::{
+    convert::Infallible,
+    sync::Arc,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use axum::{
+    body::{Body, Bytes},
+    extract::{Path, Query, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use futures_util::stream;
+use reelq_core::{ModelRule, ProviderKind, model_rule};
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::{
+    simulator::{DownloadFault, SimState, Task},
+    video::{video_chunks, video_len},
+};
+
+/// A prompt containing this is refused by moderation.
+pub const MODERATED_WORD: &str = "sim:moderate";
+/// A prompt containing this is accepted, and its generation fails.
+pub const FAILING_WORD: &str = "sim:fail";
+
+/// Why a create was not accepted; each contract renders it in its own error shape.
+pub(crate) enum Refusal {
+    BadKey,
+    Invalid(String),
+    /// An injected fault, in kie's code vocabulary: 402 credits, 429 rate limit (retry after
+    /// 1 s), 455 maintenance, 500 server error.
+    Fault(i64),
+    /// Moderation refused the prompt at create (providers that check before accepting).
+    Moderated,
+}
+
+/// How a task ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Video,
+    Moderated,
+    Failed,
+}
+
+/// Where a task stands, for a query or a callback.
+pub(crate) enum Phase {
+    Running,
+    Done { result_url: String },
+    Ended(Outcome),
+}
+
+/// A create as a contract parsed it.
+pub(crate) struct CreateRequest<'a> {
+    pub(crate) provider: ProviderKind,
+    /// The whole body, minus callback URLs: two creates with the same fingerprint are the
+    /// same paid request twice.
+    pub(crate) body: Value,
+    pub(crate) prompt: &'a str,
+    pub(crate) callback_url: Option<String>,
+    /// Whether this provider's moderation refuses at create (else the generation fails).
+    pub(crate) moderates_at_create: bool,
+}
+
+pub(crate) fn authorized(state: &SimState, headers: &HeaderMap) -> Result<(), Refusal> {
+    let expected = format!("Bearer {}", state.config.api_key);
+    let presented = headers.get(header::AUTHORIZATION);
+    match presented.is_some_and(|value| value.as_bytes() == expected.as_bytes()) {
+        true => Ok(()),
+        false => Err(Refusal::BadKey),
+    }
+}
+
+/// The catalog row a create names, or the refusal a provider gives for an unknown model.
+pub(crate) fn model(provider: ProviderKind, model: Option<&str>) -> Result<&'static ModelRule, Refusal> {
+    let model = model.ok_or_else(|| Refusal::Invalid("model is required".into()))?;
+    model_rule(provider, model).ok_or_else(|| Refusal::Invalid(format!("model {model} is not supported")))
+}
+
+pub(crate) fn prompt(body: &Value) -> Result<&str, Refusal> {
+    match body["prompt"].as_str() {
+        Some(prompt) if !prompt.trim().is_empty() => Ok(prompt),
+        _ => Err(Refusal::Invalid("prompt is required".into())),
+    }
+}
+
+/// Accepts a create (after auth and the contract's validation) and returns the task id the
+/// contract made. The task exists, and is billed, before the answer leaves: a client that
+/// dies waiting for a slow answer leaves a real task behind, as at a real provider.
+pub(crate) async fn accept(
+    state: &Arc<SimState>,
+    request: CreateRequest<'_>,
+    task_id: String,
+) -> Result<String, Refusal> {
+    if let Some(code) = state.next_create_fault() {
+        return Err(Refusal::Fault(code));
+    }
+    let outcome = if request.prompt.contains(MODERATED_WORD) {
+        if request.moderates_at_create {
+            return Err(Refusal::Moderated);
+        }
+        Outcome::Moderated
+    } else if request.prompt.contains(FAILING_WORD) {
+        Outcome::Failed
+    } else {
+        Outcome::Video
+    };
+    let fingerprint = hex::encode(Sha256::digest(request.body.to_string()));
+    state.record_create(
+        &task_id,
+        request.provider,
+        outcome,
+        fingerprint,
+        request.callback_url,
+    );
+    let latency = *state.create_latency.lock().unwrap();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    Ok(task_id)
+}
+
+/// Takes the callback URL fields out of a create body, returning the first present.
+pub(crate) fn take_callback_url(body: &mut Value, fields: &[&str]) -> Option<String> {
+    let object = body.as_object_mut()?;
+    let mut found = None;
+    for field in fields {
+        if let Some(Value::String(url)) = object.remove(*field) {
+            found.get_or_insert(url);
+        }
+    }
+    found
+}
+
+impl SimState {
+    /// Where `task` stands now; a finished video gets a result URL fresh from now.
+    pub(crate) fn phase(&self, task_id: &str, task: &Task) -> Phase {
+        if !self.is_finished(task) {
+            return Phase::Running;
+        }
+        match task.outcome {
+            Outcome::Video => Phase::Done {
+                result_url: self.result_url(task_id),
+            },
+            ended => Phase::Ended(ended),
+        }
+    }
+
+    /// The current phase of `task_id`, or None if no such task exists.
+    pub(crate) fn task_phase(&self, task_id: &str) -> Option<(ProviderKind, Phase)> {
+        let tasks = self.tasks.lock().unwrap();
+        let task = tasks.get(task_id)?;
+        Some((task.provider, self.phase(task_id, task)))
+    }
+
+    /// A pre-signed-style URL: it stops working `result_url_ttl` after it was handed out.
+    pub(crate) fn result_url(&self, task_id: &str) -> String {
+        match self.config.result_url_ttl {
+            Some(ttl) => format!(
+                "{}/files/{task_id}.mp4?expires={}",
+                self.base_url,
+                unix_ms() + ttl.as_millis() as u64
+            ),
+            None => format!("{}/files/{task_id}.mp4", self.base_url),
+        }
+    }
+}
+
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Expiry {
+    expires: Option<u64>,
+}
+
+/// `GET /files/{task}.mp4[?expires=ms]`: the result, as a CDN serves a pre-signed URL
+/// (403 once expired, like S3).
+pub(crate) async fn result_file(
+    State(state): State<Arc<SimState>>,
+    Path(file): Path<String>,
+    Query(expiry): Query<Expiry>,
+) -> Response {
+    if expiry.expires.is_some_and(|at| unix_ms() > at) {
+        return (StatusCode::FORBIDDEN, "Request has expired").into_response();
+    }
+    match file.strip_suffix(".mp4") {
+        Some(task_id) => serve_video(&state, task_id),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// Streams a finished task's video, or meets the next injected download fault.
+pub(crate) fn serve_video(state: &SimState, task_id: &str) -> Response {
+    let finished = matches!(state.task_phase(task_id), Some((_, Phase::Done { .. })));
+    if !finished {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let padding = state.config.video_padding;
+    let length = video_len(task_id, padding);
+    let chunks: Vec<Bytes> = match state.next_download_fault() {
+        Some(DownloadFault::Expired) => return StatusCode::NOT_FOUND.into_response(),
+        Some(DownloadFault::Truncated) => {
+            let whole: Vec<u8> = video_chunks(task_id, padding)
+                .flat_map(|c| c.to_vec())
+                .collect();
+            vec![Bytes::from(whole).slice(..(length / 2) as usize)]
+        }
+        None => {
+            state.record_download(task_id);
+            video_chunks(task_id, padding).collect()
+        }
+    };
+    // A streamed body keeps the announced length even when the bytes fall short.
+    let body = Body::from_stream(stream::iter(chunks.into_iter().map(Ok::<_, Infallible>)));
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("video/mp4")),
+            (header::CONTENT_LENGTH, HeaderValue::from(length)),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// A fresh random id for a task, in hex.
+pub(crate) fn random_hex() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}

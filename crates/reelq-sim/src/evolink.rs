@@ -1,0 +1,170 @@
+//! The evolink unified task contract (`providers.md` section 3): `POST
+//! /v1/videos/generations`, `GET /v1/tasks/{id}`, one task shape for answers and callbacks,
+//! and `{error: {code, message, type}}` errors with a meaningful HTTP status.
+
+use std::sync::Arc;
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{Path, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use reelq_core::{MAX_URL_CHARS, ProviderKind};
+use serde_json::{Value, json};
+
+use crate::{
+    contract::{
+        CreateRequest, Outcome, Phase, Refusal, accept, authorized, model, prompt, random_hex,
+        take_callback_url, unix_ms,
+    },
+    simulator::SimState,
+};
+
+pub(crate) fn routes() -> Router<Arc<SimState>> {
+    Router::new()
+        .route("/v1/videos/generations", post(create_generation))
+        .route("/v1/tasks/{id}", get(task))
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = json!({ "error": { "code": code, "message": message, "type": "invalid_request_error" } });
+    (status, Json(body)).into_response()
+}
+
+fn refusal(refusal: Refusal) -> Response {
+    match refusal {
+        Refusal::BadKey => error(StatusCode::UNAUTHORIZED, "invalid_api_key", "invalid api key"),
+        Refusal::Invalid(message) => error(StatusCode::BAD_REQUEST, "invalid_parameters", &message),
+        Refusal::Moderated => error(
+            StatusCode::BAD_REQUEST,
+            "content_policy_violation",
+            "the prompt violates the content policy",
+        ),
+        Refusal::Fault(402) => error(StatusCode::PAYMENT_REQUIRED, "insufficient_balance", "insufficient balance"),
+        Refusal::Fault(429) => {
+            let mut response = error(StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded", "slow down");
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
+        Refusal::Fault(455) => error(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "maintenance"),
+        Refusal::Fault(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "simulated fault"),
+    }
+}
+
+async fn create_generation(
+    State(state): State<Arc<SimState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    state.create_received();
+    match create(&state, &headers, &body).await {
+        Ok(task_id) => {
+            let phase = state.task_phase(&task_id).map_or(Phase::Running, |(_, phase)| phase);
+            Json(task_body(&task_id, &phase)).into_response()
+        }
+        Err(err) => refusal(err),
+    }
+}
+
+/// evolink's callback URL rule: HTTPS, no private or loopback host, at most 2048 characters.
+fn check_callback_url(url: &str) -> Result<(), Refusal> {
+    let host = url
+        .strip_prefix("https://")
+        .map(|rest| rest.split(['/', ':', '?']).next().unwrap_or_default());
+    let private = |host: &str| {
+        host == "localhost"
+            || host.parse::<std::net::IpAddr>().is_ok_and(|ip| match ip {
+                std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
+                std::net::IpAddr::V6(v6) => v6.is_loopback(),
+            })
+    };
+    match host {
+        Some(host) if !private(host) && url.len() <= MAX_URL_CHARS => Ok(()),
+        _ => Err(Refusal::Invalid(
+            "callback_url must be HTTPS to a public host, at most 2048 characters".into(),
+        )),
+    }
+}
+
+async fn create(state: &Arc<SimState>, headers: &HeaderMap, body: &[u8]) -> Result<String, Refusal> {
+    authorized(state, headers)?;
+    let mut body: Value =
+        serde_json::from_slice(body).map_err(|_| Refusal::Invalid("request body is not JSON".into()))?;
+    let callback_url = take_callback_url(&mut body, &["callback_url"]);
+    if let Some(url) = callback_url.as_deref().filter(|_| state.config.strict_callback_urls) {
+        check_callback_url(url)?;
+    }
+    let rule = model(ProviderKind::Evolink, body["model"].as_str())?;
+    let prompt = prompt(&body)?;
+    let duration = body["duration"].as_u64().unwrap_or(4);
+    if !rule.durations.iter().any(|&d| u64::from(d) == duration) {
+        return Err(Refusal::Invalid("duration must be 4, 8 or 12".into()));
+    }
+    if !matches!(body["aspect_ratio"].as_str(), None | Some("16:9" | "9:16")) {
+        return Err(Refusal::Invalid("aspect_ratio must be 16:9 or 9:16".into()));
+    }
+    if !matches!(body["quality"].as_str(), None | Some("720p" | "1080p")) {
+        return Err(Refusal::Invalid("quality must be 720p or 1080p".into()));
+    }
+    if body["image_urls"].as_array().is_some_and(|images| images.len() > 1) {
+        return Err(Refusal::Invalid("at most 1 image".into()));
+    }
+    let request = CreateRequest {
+        provider: ProviderKind::Evolink,
+        body: body.clone(),
+        prompt,
+        callback_url,
+        moderates_at_create: true,
+    };
+    let task_id = format!("task-unified-{}-{}", unix_ms() / 1000, &random_hex()[..8]);
+    accept(state, request, task_id).await
+}
+
+/// The task as create, query and callback all show it.
+pub(crate) fn task_body(task_id: &str, phase: &Phase) -> Value {
+    let mut task = json!({
+        "id": task_id,
+        "object": "video.generation.task",
+        "created": unix_ms() / 1000,
+        "model": "sora-2",
+        "type": "video",
+        "task_info": { "can_cancel": false },
+        "usage": { "billing_rule": "per_call" },
+    });
+    let (status, progress) = match phase {
+        Phase::Running => ("processing", 50),
+        Phase::Done { result_url } => {
+            task["results"] = json!([result_url]);
+            ("completed", 100)
+        }
+        Phase::Ended(outcome) => {
+            let (code, message) = match outcome {
+                Outcome::Moderated => ("content_policy_violation", "the video violates the content policy"),
+                _ => ("generation_failed", "the generation failed"),
+            };
+            task["error"] = json!({ "code": code, "message": message });
+            ("failed", 100)
+        }
+    };
+    task["status"] = json!(status);
+    task["progress"] = json!(progress);
+    task
+}
+
+async fn task(State(state): State<Arc<SimState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Err(err) = authorized(&state, &headers) {
+        return refusal(err);
+    }
+    if let Some(code) = state.next_query_fault() {
+        return refusal(Refusal::Fault(code));
+    }
+    match state.task_phase(&id) {
+        Some((ProviderKind::Evolink, phase)) => Json(task_body(&id, &phase)).into_response(),
+        _ => error(StatusCode::NOT_FOUND, "task_not_found", "task not found"),
+    }
+}
