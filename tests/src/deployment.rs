@@ -108,6 +108,7 @@ max_attempts = 5
 max_attempts_paid = 30
 backoff_min_ms = 50
 backoff_max_ms = 200
+credits_pause_ms = 500
 log_format = "pretty"
 
 [store]

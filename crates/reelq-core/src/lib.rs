@@ -12,8 +12,8 @@ mod state;
 pub use catalog::{IMAGE_EXTENSIONS, ImageRule, ModelRule, model_rule, models_of};
 pub use error_class::ErrorClass;
 pub use id::{BatchId, IdError, JobId};
-pub use secret::Secret;
 pub use price::{PriceRule, PriceTable};
+pub use secret::Secret;
 pub use spec::{
     Aspect, Character, JobRequest, JobSpec, MAX_PROMPT_CHARS, MAX_URL_CHARS, ProviderKind, Quality,
     SpecError,

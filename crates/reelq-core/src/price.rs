@@ -28,16 +28,36 @@ pub struct PriceTable {
 /// List prices as published when this table was written; operators override them with their
 /// own contract prices (`reelq --prices FILE`).
 const DEFAULT_PRICES: &[(ProviderKind, &str, Option<Quality>, f64)] = &[
-    (ProviderKind::Kie, "sora-2-pro-text-to-video", Some(Quality::High), 0.33),
-    (ProviderKind::Kie, "sora-2-pro-image-to-video", Some(Quality::High), 0.33),
+    (
+        ProviderKind::Kie,
+        "sora-2-pro-text-to-video",
+        Some(Quality::High),
+        0.33,
+    ),
+    (
+        ProviderKind::Kie,
+        "sora-2-pro-image-to-video",
+        Some(Quality::High),
+        0.33,
+    ),
     (ProviderKind::Kie, "sora-2-pro-text-to-video", None, 0.15),
     (ProviderKind::Kie, "sora-2-pro-image-to-video", None, 0.15),
     (ProviderKind::Kie, "*", None, 0.015),
-    (ProviderKind::Acedata, "sora-2-pro", Some(Quality::High), 0.5),
+    (
+        ProviderKind::Acedata,
+        "sora-2-pro",
+        Some(Quality::High),
+        0.5,
+    ),
     (ProviderKind::Acedata, "sora-2-pro", None, 0.3),
     (ProviderKind::Acedata, "*", None, 0.1),
     // 1080p costs 1.667x 720p.
-    (ProviderKind::Evolink, "sora-2-pro-preview", Some(Quality::High), 0.5),
+    (
+        ProviderKind::Evolink,
+        "sora-2-pro-preview",
+        Some(Quality::High),
+        0.5,
+    ),
     (ProviderKind::Evolink, "sora-2-pro-preview", None, 0.3),
     (ProviderKind::Evolink, "*", Some(Quality::High), 0.1667),
     (ProviderKind::Evolink, "*", None, 0.1),
@@ -111,7 +131,12 @@ mod tests {
         for provider in ProviderKind::ALL {
             for rule in crate::models_of(provider) {
                 for quality in rule.qualities {
-                    let spec = spec(provider.as_str(), rule.model, rule.durations[0], quality.as_str());
+                    let spec = spec(
+                        provider.as_str(),
+                        rule.model,
+                        rule.durations[0],
+                        quality.as_str(),
+                    );
                     assert!(table.estimate(&spec).is_some(), "{provider} {}", rule.model);
                 }
             }
@@ -121,6 +146,9 @@ mod tests {
     #[test]
     fn a_table_without_a_matching_row_prices_nothing() {
         let table = PriceTable { rules: vec![] };
-        assert_eq!(table.estimate(&spec("openai", "sora-2", 4, "standard")), None);
+        assert_eq!(
+            table.estimate(&spec("openai", "sora-2", 4, "standard")),
+            None
+        );
     }
 }

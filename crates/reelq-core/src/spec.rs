@@ -336,7 +336,10 @@ fn check_image(url: &str, inline_allowed: bool) -> Result<(), SpecError> {
             )),
             (true, false) => Err(SpecError::new(
                 "image_urls",
-                format!("inline image type {mime:?} is not allowed (allowed: {})", allowed()),
+                format!(
+                    "inline image type {mime:?} is not allowed (allowed: {})",
+                    allowed()
+                ),
             )),
             (true, true) => Ok(()),
         };
@@ -406,7 +409,10 @@ fn check_url(field: &'static str, url: &str) -> Result<(), SpecError> {
     if url.len() > MAX_URL_CHARS {
         return Err(SpecError::new(
             field,
-            format!("{} characters is over the limit of {MAX_URL_CHARS}", url.len()),
+            format!(
+                "{} characters is over the limit of {MAX_URL_CHARS}",
+                url.len()
+            ),
         ));
     }
     Ok(())
@@ -560,7 +566,11 @@ mod tests {
         .unwrap();
         assert_eq!(
             spec.character,
-            Some(Character { url: "https://v/c.mp4".into(), start: Some(0.2), end: Some(0.6) })
+            Some(Character {
+                url: "https://v/c.mp4".into(),
+                start: Some(0.2),
+                end: Some(0.6)
+            })
         );
         check_err(
             r#"{"provider":"acedata","model":"sora-2","prompt":"p","character_url":"https://v/c.mp4","character_start":0.7,"character_end":0.6}"#,

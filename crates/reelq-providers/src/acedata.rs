@@ -75,11 +75,18 @@ impl Acedata {
         spec: &JobSpec,
         callback_url: Option<&str>,
     ) -> Result<String, ProviderError> {
-        let request = self.api.post("/sora/videos").json(&create_body(spec, callback_url));
+        let request = self
+            .api
+            .post("/sora/videos")
+            .json(&create_body(spec, callback_url));
         let answer = self.api.send(request, Call::Create).await?;
         let created: Created = read_json(ProviderKind::Acedata, &answer, Call::Create)?;
         created.task_id.filter(|id| !id.is_empty()).ok_or_else(|| {
-            unreadable(Call::Create, None, "acedata create answered without a task_id".into())
+            unreadable(
+                Call::Create,
+                None,
+                "acedata create answered without a task_id".into(),
+            )
         })
     }
 
@@ -99,11 +106,15 @@ impl Acedata {
         match (result.success, state) {
             (true, Some("succeeded")) => match video.and_then(|v| v.video_url) {
                 Some(result_url) => Ok(TaskStatus::Succeeded { result_url }),
-                None => Err(ProviderError::transient("acedata succeeded without a video_url")),
+                None => Err(ProviderError::transient(
+                    "acedata succeeded without a video_url",
+                )),
             },
             (false, _) | (_, Some("failed")) => {
                 let why = result.error.map(|e| e.describe()).unwrap_or_default();
-                Ok(TaskStatus::Failed(task_failure(format!("acedata task failed {why}"))))
+                Ok(TaskStatus::Failed(task_failure(format!(
+                    "acedata task failed {why}"
+                ))))
             }
             _ => Ok(TaskStatus::Running),
         }
@@ -186,5 +197,44 @@ impl Provider for Acedata {
         result_url: &'a str,
     ) -> BoxFuture<'a, Result<Download, ProviderError>> {
         self.api.download(result_url).boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use reelq_core::Secret;
+
+    use super::*;
+
+    fn acedata() -> Acedata {
+        Acedata::new(AccountConfig {
+            base_url: "http://127.0.0.1:1".into(),
+            api_key: Secret::new("k"),
+            request_timeout: Duration::from_secs(1),
+            webhook_secret: None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_callback_names_its_task_and_a_garbled_one_is_refused() {
+        let body = br#"{"success":true,"task_id":"t1","trace_id":"x","data":[{"id":"t1","video_url":"https://v/1.mp4","state":"succeeded"}]}"#;
+        let hint = acedata()
+            .parse_callback(&HeaderMap::new(), body, 0)
+            .unwrap();
+        assert_eq!((hint.task_id.as_str(), hint.progress_only), ("t1", false));
+        let failed = br#"{"success":false,"task_id":"t2","error":{"code":"x","message":"y"}}"#;
+        assert!(
+            !acedata()
+                .parse_callback(&HeaderMap::new(), failed, 0)
+                .unwrap()
+                .progress_only
+        );
+        let err = acedata()
+            .parse_callback(&HeaderMap::new(), b"[]", 0)
+            .unwrap_err();
+        assert!(matches!(err, CallbackError::Malformed(_)));
     }
 }

@@ -46,7 +46,9 @@ impl Task {
             "pending" | "processing" => Ok(TaskStatus::Running),
             "completed" => match self.results.into_iter().next() {
                 Some(result_url) => Ok(TaskStatus::Succeeded { result_url }),
-                None => Err(ProviderError::transient("evolink completed without results")),
+                None => Err(ProviderError::transient(
+                    "evolink completed without results",
+                )),
             },
             "failed" | "cancelled" => {
                 let why = self.error.map(|e| e.describe()).unwrap_or_default();
@@ -151,5 +153,38 @@ impl Provider for Evolink {
         result_url: &'a str,
     ) -> BoxFuture<'a, Result<Download, ProviderError>> {
         self.api.download(result_url).boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use reelq_core::Secret;
+
+    use super::*;
+
+    #[test]
+    fn a_progress_callback_is_told_apart_from_a_completion() {
+        let evolink = Evolink::new(AccountConfig {
+            base_url: "http://127.0.0.1:1".into(),
+            api_key: Secret::new("k"),
+            request_timeout: Duration::from_secs(1),
+            webhook_secret: None,
+        })
+        .unwrap();
+        let parse = |status: &str| {
+            let body = format!(r#"{{"id":"task-unified-1-a","status":"{status}","progress":50}}"#);
+            evolink
+                .parse_callback(&HeaderMap::new(), body.as_bytes(), 0)
+                .unwrap()
+        };
+        assert!(parse("processing").progress_only);
+        let done = parse("completed");
+        assert_eq!(
+            (done.task_id.as_str(), done.progress_only),
+            ("task-unified-1-a", false)
+        );
+        assert!(!parse("failed").progress_only);
     }
 }

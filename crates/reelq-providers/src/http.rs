@@ -79,10 +79,7 @@ impl Api {
             .map_err(|err| send_error(err, call))?;
         let status = response.status();
         let retry_after = retry_after(&response);
-        let body = response
-            .text()
-            .await
-            .map_err(|err| send_error(err, call))?;
+        let body = response.text().await.map_err(|err| send_error(err, call))?;
         Ok(Answer {
             status,
             retry_after,
@@ -307,10 +304,109 @@ mod tests {
         }
     }
 
+    fn answer(status: u16, body: &str) -> Answer {
+        Answer {
+            status: StatusCode::from_u16(status).unwrap(),
+            retry_after: None,
+            body: body.to_owned(),
+        }
+    }
+
+    #[test]
+    fn error_bodies_refine_the_status_class() {
+        let rows = [
+            // acedata
+            (
+                400,
+                r#"{"success":false,"error":{"code":"token_mismatched","message":"m"}}"#,
+                ErrorClass::Invalid,
+            ),
+            (
+                400,
+                r#"{"success":false,"error":{"code":"content_policy_violation","message":"m"}}"#,
+                ErrorClass::Moderation,
+            ),
+            (
+                401,
+                r#"{"success":false,"error":{"code":"invalid_token","message":"m"}}"#,
+                ErrorClass::Auth,
+            ),
+            (
+                429,
+                r#"{"success":false,"error":{"code":"too_many_requests","message":"m"}}"#,
+                ErrorClass::RateLimited,
+            ),
+            (
+                500,
+                r#"{"success":false,"error":{"code":"api_error","message":"m"}}"#,
+                ErrorClass::Transient,
+            ),
+            // evolink
+            (
+                402,
+                r#"{"error":{"code":"insufficient_balance","message":"m","type":"t"}}"#,
+                ErrorClass::Credits,
+            ),
+            (
+                422,
+                r#"{"error":{"code":"invalid_parameters","message":"m","type":"t"}}"#,
+                ErrorClass::Invalid,
+            ),
+            (
+                503,
+                r#"{"error":{"code":"service_unavailable","message":"m","type":"t"}}"#,
+                ErrorClass::Transient,
+            ),
+            // OpenAI-style
+            (
+                400,
+                r#"{"error":{"code":"moderation_blocked","message":"m","type":"t"}}"#,
+                ErrorClass::Moderation,
+            ),
+            (
+                429,
+                r#"{"error":{"code":"insufficient_quota","message":"m","type":"t"}}"#,
+                ErrorClass::Credits,
+            ),
+            (
+                429,
+                r#"{"error":{"code":"rate_limit_exceeded","message":"m","type":"t"}}"#,
+                ErrorClass::RateLimited,
+            ),
+            // a 5xx that says "safety" is still a server fault, not a refusal
+            (
+                500,
+                r#"{"error":{"code":"safety_system_down","message":"m"}}"#,
+                ErrorClass::Transient,
+            ),
+            (502, "<html>bad gateway</html>", ErrorClass::Transient),
+        ];
+        for (status, body, class) in rows {
+            let err =
+                read_json::<Value>(ProviderKind::Evolink, &answer(status, body), Call::Create)
+                    .unwrap_err();
+            assert_eq!(err.class(), class, "HTTP {status} {body}");
+        }
+    }
+
+    #[test]
+    fn an_unreadable_2xx_is_an_unknown_outcome_on_create_and_transient_on_query() {
+        let garbage = answer(200, "not json");
+        let create = read_json::<ErrorDetail>(ProviderKind::Openai, &garbage, Call::Create);
+        let query = read_json::<ErrorDetail>(ProviderKind::Openai, &garbage, Call::Query);
+        assert_eq!(
+            create.err().map(|e| e.class()),
+            Some(ErrorClass::UnknownOutcome)
+        );
+        assert_eq!(query.err().map(|e| e.class()), Some(ErrorClass::Transient));
+    }
+
     #[test]
     fn moderation_is_read_from_the_providers_words() {
         assert!(names_moderation("content_policy_violation"));
-        assert!(names_moderation("Your prompt was blocked by our moderation system"));
+        assert!(names_moderation(
+            "Your prompt was blocked by our moderation system"
+        ));
         assert!(!names_moderation("internal error"));
     }
 }

@@ -86,7 +86,9 @@ impl Openai {
             }),
             "failed" => {
                 let why = video.error.map(|e| e.describe()).unwrap_or_default();
-                Ok(TaskStatus::Failed(task_failure(format!("openai video failed {why}"))))
+                Ok(TaskStatus::Failed(task_failure(format!(
+                    "openai video failed {why}"
+                ))))
             }
             other => Err(ProviderError::transient(format!(
                 "openai unknown video status {other:?}"
@@ -135,10 +137,13 @@ impl Provider for Openai {
         body: &[u8],
         now_s: u64,
     ) -> Result<CallbackHint, CallbackError> {
-        let key = self.webhook_key.as_ref().ok_or(CallbackError::BadSignature)?;
+        let key = self
+            .webhook_key
+            .as_ref()
+            .ok_or(CallbackError::BadSignature)?;
         key.verify(headers, body, now_s)?;
-        let event: Event =
-            serde_json::from_slice(body).map_err(|err| CallbackError::Malformed(err.to_string()))?;
+        let event: Event = serde_json::from_slice(body)
+            .map_err(|err| CallbackError::Malformed(err.to_string()))?;
         Ok(CallbackHint {
             task_id: event.data.id,
             progress_only: !matches!(event.kind.as_str(), "video.completed" | "video.failed"),
@@ -154,5 +159,72 @@ impl Provider for Openai {
         result_url: &'a str,
     ) -> BoxFuture<'a, Result<Download, ProviderError>> {
         self.api.download(result_url).boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use reelq_core::Secret;
+
+    use super::*;
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const NOW_S: u64 = 1_780_000_000;
+    const BODY: &[u8] =
+        br#"{"id":"evt_1","object":"event","type":"video.completed","data":{"id":"video_1"}}"#;
+
+    fn openai(secret: Option<&str>) -> Openai {
+        Openai::new(AccountConfig {
+            base_url: "http://127.0.0.1:1".into(),
+            api_key: Secret::new("k"),
+            request_timeout: Duration::from_secs(1),
+            webhook_secret: secret.map(Secret::new),
+        })
+        .unwrap()
+    }
+
+    fn signed(body: &[u8]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        let signature = WebhookKey::parse(SECRET)
+            .unwrap()
+            .sign("msg_1", NOW_S, body);
+        headers.insert("webhook-id", "msg_1".parse().unwrap());
+        headers.insert("webhook-timestamp", NOW_S.to_string().parse().unwrap());
+        headers.insert("webhook-signature", signature.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn a_signed_webhook_names_its_video() {
+        let hint = openai(Some(SECRET))
+            .parse_callback(&signed(BODY), BODY, NOW_S)
+            .unwrap();
+        assert_eq!(
+            (hint.task_id.as_str(), hint.progress_only),
+            ("video_1", false)
+        );
+    }
+
+    #[test]
+    fn without_a_secret_or_a_valid_signature_no_webhook_is_accepted() {
+        let unsigned = openai(None).parse_callback(&signed(BODY), BODY, NOW_S);
+        assert_eq!(unsigned.unwrap_err(), CallbackError::BadSignature);
+        let tampered =
+            br#"{"id":"evt_1","object":"event","type":"video.completed","data":{"id":"video_2"}}"#;
+        let forged = openai(Some(SECRET)).parse_callback(&signed(BODY), tampered, NOW_S);
+        assert_eq!(forged.unwrap_err(), CallbackError::BadSignature);
+    }
+
+    #[test]
+    fn a_bad_secret_is_a_config_error() {
+        let err = Openai::new(AccountConfig {
+            webhook_secret: Some(Secret::new("whsec_!!!")),
+            ..openai(None).api.config.clone()
+        })
+        .err()
+        .expect("refused");
+        assert!(err.to_string().contains("whsec_"), "{err}");
     }
 }

@@ -53,7 +53,12 @@ impl WebhookKey {
 
     /// Checks a delivery's headers against its body. The signature header may hold several
     /// space-separated signatures (during a secret rotation); one valid `v1` one is enough.
-    pub fn verify(&self, headers: &HeaderMap, body: &[u8], now_s: u64) -> Result<(), CallbackError> {
+    pub fn verify(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now_s: u64,
+    ) -> Result<(), CallbackError> {
         let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
         let (Some(id), Some(timestamp), Some(signatures)) = (
             header("webhook-id"),
@@ -70,7 +75,11 @@ impl WebhookKey {
             .split(' ')
             .filter_map(|signature| signature.strip_prefix("v1,"))
             .filter_map(|encoded| BASE64.decode(encoded).ok())
-            .any(|signature| self.mac(id, timestamp, body).verify_slice(&signature).is_ok());
+            .any(|signature| {
+                self.mac(id, timestamp, body)
+                    .verify_slice(&signature)
+                    .is_ok()
+            });
         if valid {
             Ok(())
         } else {
@@ -110,13 +119,25 @@ mod tests {
         let other = WebhookKey::parse("whsec_AAAAAAAAAAAAAAAAAAAAAAAA").unwrap();
         let body = b"{}";
         let forged = headers("m", NOW_S, &other.sign("m", NOW_S, body));
-        assert_eq!(key.verify(&forged, body, NOW_S), Err(CallbackError::BadSignature));
+        assert_eq!(
+            key.verify(&forged, body, NOW_S),
+            Err(CallbackError::BadSignature)
+        );
         let stale = headers("m", NOW_S - 301, &key.sign("m", NOW_S - 301, body));
         assert_eq!(key.verify(&stale, body, NOW_S), Err(CallbackError::Stale));
         let tampered = headers("m", NOW_S, &key.sign("m", NOW_S, body));
-        assert_eq!(key.verify(&tampered, b"{ }", NOW_S), Err(CallbackError::BadSignature));
-        assert_eq!(key.verify(&HeaderMap::new(), body, NOW_S), Err(CallbackError::BadSignature));
+        assert_eq!(
+            key.verify(&tampered, b"{ }", NOW_S),
+            Err(CallbackError::BadSignature)
+        );
+        assert_eq!(
+            key.verify(&HeaderMap::new(), body, NOW_S),
+            Err(CallbackError::BadSignature)
+        );
         let rotated = format!("v1,bm9wZQ== {}", key.sign("m", NOW_S, body));
-        assert!(key.verify(&headers("m", NOW_S, &rotated), body, NOW_S).is_ok());
+        assert!(
+            key.verify(&headers("m", NOW_S, &rotated), body, NOW_S)
+                .is_ok()
+        );
     }
 }

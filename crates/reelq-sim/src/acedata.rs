@@ -41,22 +41,36 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
 fn refusal(refusal: Refusal) -> Response {
     match refusal {
         Refusal::BadKey => error(StatusCode::UNAUTHORIZED, "invalid_token", "invalid token"),
-        Refusal::Invalid(message) => error(StatusCode::BAD_REQUEST, "api_not_implemented", &message),
+        Refusal::Invalid(message) => {
+            error(StatusCode::BAD_REQUEST, "api_not_implemented", &message)
+        }
         Refusal::Moderated => error(
             StatusCode::BAD_REQUEST,
             "content_policy_violation",
             "the prompt violates the content policy",
         ),
         // AceData documents no credits code; the simulator answers 402 (reelq's assumption).
-        Refusal::Fault(402) => error(StatusCode::PAYMENT_REQUIRED, "insufficient_balance", "balance used up"),
+        Refusal::Fault(402) => error(
+            StatusCode::PAYMENT_REQUIRED,
+            "insufficient_balance",
+            "balance used up",
+        ),
         Refusal::Fault(429) => {
-            let mut response = error(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", "slow down");
+            let mut response = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                "slow down",
+            );
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             response
         }
-        Refusal::Fault(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "api_error", "simulated fault"),
+        Refusal::Fault(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "api_error",
+            "simulated fault",
+        ),
     }
 }
 
@@ -67,16 +81,22 @@ async fn create_video(
 ) -> Response {
     state.create_received();
     match create(&state, &headers, &body).await {
-        Ok(task_id) => Json(json!({ "success": true, "task_id": task_id, "trace_id": random_hex() }))
-            .into_response(),
+        Ok(task_id) => {
+            Json(json!({ "success": true, "task_id": task_id, "trace_id": random_hex() }))
+                .into_response()
+        }
         Err(err) => refusal(err),
     }
 }
 
-async fn create(state: &Arc<SimState>, headers: &HeaderMap, body: &[u8]) -> Result<String, Refusal> {
+async fn create(
+    state: &Arc<SimState>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<String, Refusal> {
     authorized(state, headers)?;
-    let mut body: Value =
-        serde_json::from_slice(body).map_err(|_| Refusal::Invalid("request body is not JSON".into()))?;
+    let mut body: Value = serde_json::from_slice(body)
+        .map_err(|_| Refusal::Invalid("request body is not JSON".into()))?;
     let callback_url = take_callback_url(&mut body, &["callback_url"]);
     if callback_url.is_none() && body["async"] != json!(true) {
         return Err(Refusal::Invalid(
@@ -87,18 +107,28 @@ async fn create(state: &Arc<SimState>, headers: &HeaderMap, body: &[u8]) -> Resu
     let prompt = prompt(&body)?;
     let duration = body["duration"].as_u64().unwrap_or(10);
     if !rule.durations.iter().any(|&d| u64::from(d) == duration) {
-        return Err(Refusal::Invalid(format!("duration {duration} is not supported by {}", rule.model)));
+        return Err(Refusal::Invalid(format!(
+            "duration {duration} is not supported by {}",
+            rule.model
+        )));
     }
     if !matches!(body["size"].as_str(), None | Some("small" | "large")) {
         return Err(Refusal::Invalid("size must be small or large".into()));
     }
-    if !matches!(body["orientation"].as_str(), None | Some("landscape" | "portrait" | "square")) {
-        return Err(Refusal::Invalid("orientation must be landscape, portrait or square".into()));
+    if !matches!(
+        body["orientation"].as_str(),
+        None | Some("landscape" | "portrait" | "square")
+    ) {
+        return Err(Refusal::Invalid(
+            "orientation must be landscape, portrait or square".into(),
+        ));
     }
     let start = body["character_start"].as_f64().unwrap_or(0.0);
     let end = body["character_end"].as_f64().unwrap_or(1.0);
     if !(0.0..=1.0).contains(&start) || !(0.0..=1.0).contains(&end) || start > end {
-        return Err(Refusal::Invalid("character_start and character_end must satisfy 0 <= start <= end <= 1".into()));
+        return Err(Refusal::Invalid(
+            "character_start and character_end must satisfy 0 <= start <= end <= 1".into(),
+        ));
     }
     let request = CreateRequest {
         provider: ProviderKind::Acedata,
@@ -112,7 +142,14 @@ async fn create(state: &Arc<SimState>, headers: &HeaderMap, body: &[u8]) -> Resu
 
 fn uuid_like() -> String {
     let hex = random_hex();
-    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
 }
 
 /// The result shape, for a retrieved task's `response` and for the callback.
@@ -128,7 +165,10 @@ pub(crate) fn result_body(task_id: &str, phase: &Phase) -> Option<Value> {
         })),
         Phase::Ended(outcome) => {
             let (code, message) = match outcome {
-                Outcome::Moderated => ("content_policy_violation", "the video violates the content policy"),
+                Outcome::Moderated => (
+                    "content_policy_violation",
+                    "the video violates the content policy",
+                ),
                 _ => ("generation_failed", "the generation failed"),
             };
             Some(json!({
@@ -150,8 +190,11 @@ async fn tasks(State(state): State<Arc<SimState>>, headers: HeaderMap, body: Byt
         return refusal(Refusal::Fault(code));
     }
     let request: Value = serde_json::from_slice(&body).unwrap_or_default();
-    let (Some(task_id), Some("retrieve")) = (request["id"].as_str(), request["action"].as_str()) else {
-        return refusal(Refusal::Invalid("id and action \"retrieve\" are required".into()));
+    let (Some(task_id), Some("retrieve")) = (request["id"].as_str(), request["action"].as_str())
+    else {
+        return refusal(Refusal::Invalid(
+            "id and action \"retrieve\" are required".into(),
+        ));
     };
     let Some((ProviderKind::Acedata, phase)) = state.task_phase(task_id) else {
         return error(StatusCode::NOT_FOUND, "not_found", "task not found");

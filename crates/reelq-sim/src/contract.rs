@@ -78,9 +78,13 @@ pub(crate) fn authorized(state: &SimState, headers: &HeaderMap) -> Result<(), Re
 }
 
 /// The catalog row a create names, or the refusal a provider gives for an unknown model.
-pub(crate) fn model(provider: ProviderKind, model: Option<&str>) -> Result<&'static ModelRule, Refusal> {
+pub(crate) fn model(
+    provider: ProviderKind,
+    model: Option<&str>,
+) -> Result<&'static ModelRule, Refusal> {
     let model = model.ok_or_else(|| Refusal::Invalid("model is required".into()))?;
-    model_rule(provider, model).ok_or_else(|| Refusal::Invalid(format!("model {model} is not supported")))
+    model_rule(provider, model)
+        .ok_or_else(|| Refusal::Invalid(format!("model {model} is not supported")))
 }
 
 pub(crate) fn prompt(body: &Value) -> Result<&str, Refusal> {

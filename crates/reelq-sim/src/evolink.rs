@@ -30,29 +30,50 @@ pub(crate) fn routes() -> Router<Arc<SimState>> {
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = json!({ "error": { "code": code, "message": message, "type": "invalid_request_error" } });
+    let body =
+        json!({ "error": { "code": code, "message": message, "type": "invalid_request_error" } });
     (status, Json(body)).into_response()
 }
 
 fn refusal(refusal: Refusal) -> Response {
     match refusal {
-        Refusal::BadKey => error(StatusCode::UNAUTHORIZED, "invalid_api_key", "invalid api key"),
+        Refusal::BadKey => error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_api_key",
+            "invalid api key",
+        ),
         Refusal::Invalid(message) => error(StatusCode::BAD_REQUEST, "invalid_parameters", &message),
         Refusal::Moderated => error(
             StatusCode::BAD_REQUEST,
             "content_policy_violation",
             "the prompt violates the content policy",
         ),
-        Refusal::Fault(402) => error(StatusCode::PAYMENT_REQUIRED, "insufficient_balance", "insufficient balance"),
+        Refusal::Fault(402) => error(
+            StatusCode::PAYMENT_REQUIRED,
+            "insufficient_balance",
+            "insufficient balance",
+        ),
         Refusal::Fault(429) => {
-            let mut response = error(StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded", "slow down");
+            let mut response = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_exceeded",
+                "slow down",
+            );
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             response
         }
-        Refusal::Fault(455) => error(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "maintenance"),
-        Refusal::Fault(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "simulated fault"),
+        Refusal::Fault(455) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            "maintenance",
+        ),
+        Refusal::Fault(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "simulated fault",
+        ),
     }
 }
 
@@ -64,7 +85,9 @@ async fn create_generation(
     state.create_received();
     match create(&state, &headers, &body).await {
         Ok(task_id) => {
-            let phase = state.task_phase(&task_id).map_or(Phase::Running, |(_, phase)| phase);
+            let phase = state
+                .task_phase(&task_id)
+                .map_or(Phase::Running, |(_, phase)| phase);
             Json(task_body(&task_id, &phase)).into_response()
         }
         Err(err) => refusal(err),
@@ -79,7 +102,9 @@ fn check_callback_url(url: &str) -> Result<(), Refusal> {
     let private = |host: &str| {
         host == "localhost"
             || host.parse::<std::net::IpAddr>().is_ok_and(|ip| match ip {
-                std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
+                std::net::IpAddr::V4(v4) => {
+                    v4.is_loopback() || v4.is_private() || v4.is_link_local()
+                }
                 std::net::IpAddr::V6(v6) => v6.is_loopback(),
             })
     };
@@ -91,12 +116,19 @@ fn check_callback_url(url: &str) -> Result<(), Refusal> {
     }
 }
 
-async fn create(state: &Arc<SimState>, headers: &HeaderMap, body: &[u8]) -> Result<String, Refusal> {
+async fn create(
+    state: &Arc<SimState>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<String, Refusal> {
     authorized(state, headers)?;
-    let mut body: Value =
-        serde_json::from_slice(body).map_err(|_| Refusal::Invalid("request body is not JSON".into()))?;
+    let mut body: Value = serde_json::from_slice(body)
+        .map_err(|_| Refusal::Invalid("request body is not JSON".into()))?;
     let callback_url = take_callback_url(&mut body, &["callback_url"]);
-    if let Some(url) = callback_url.as_deref().filter(|_| state.config.strict_callback_urls) {
+    if let Some(url) = callback_url
+        .as_deref()
+        .filter(|_| state.config.strict_callback_urls)
+    {
         check_callback_url(url)?;
     }
     let rule = model(ProviderKind::Evolink, body["model"].as_str())?;
@@ -111,7 +143,10 @@ async fn create(state: &Arc<SimState>, headers: &HeaderMap, body: &[u8]) -> Resu
     if !matches!(body["quality"].as_str(), None | Some("720p" | "1080p")) {
         return Err(Refusal::Invalid("quality must be 720p or 1080p".into()));
     }
-    if body["image_urls"].as_array().is_some_and(|images| images.len() > 1) {
+    if body["image_urls"]
+        .as_array()
+        .is_some_and(|images| images.len() > 1)
+    {
         return Err(Refusal::Invalid("at most 1 image".into()));
     }
     let request = CreateRequest {
@@ -144,7 +179,10 @@ pub(crate) fn task_body(task_id: &str, phase: &Phase) -> Value {
         }
         Phase::Ended(outcome) => {
             let (code, message) = match outcome {
-                Outcome::Moderated => ("content_policy_violation", "the video violates the content policy"),
+                Outcome::Moderated => (
+                    "content_policy_violation",
+                    "the video violates the content policy",
+                ),
                 _ => ("generation_failed", "the generation failed"),
             };
             task["error"] = json!({ "code": code, "message": message });
@@ -156,7 +194,11 @@ pub(crate) fn task_body(task_id: &str, phase: &Phase) -> Value {
     task
 }
 
-async fn task(State(state): State<Arc<SimState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn task(
+    State(state): State<Arc<SimState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     if let Err(err) = authorized(&state, &headers) {
         return refusal(err);
     }

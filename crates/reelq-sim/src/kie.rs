@@ -76,23 +76,38 @@ async fn create_task(
     }
 }
 
-async fn create(state: &Arc<SimState>, headers: &HeaderMap, body: &[u8]) -> Result<String, Refusal> {
+async fn create(
+    state: &Arc<SimState>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<String, Refusal> {
     authorized(state, headers)?;
-    let mut body: Value =
-        serde_json::from_slice(body).map_err(|_| Refusal::Invalid("request body is not JSON".into()))?;
+    let mut body: Value = serde_json::from_slice(body)
+        .map_err(|_| Refusal::Invalid("request body is not JSON".into()))?;
     let callback_url = take_callback_url(&mut body, &["callBackUrl", "progressCallBackUrl"]);
     let rule = model(ProviderKind::Kie, body["model"].as_str())?;
     let input = &body["input"];
     let prompt = crate::contract::prompt(input)?;
-    let n_frames = input["n_frames"].as_str().and_then(|n| n.parse::<u32>().ok());
+    let n_frames = input["n_frames"]
+        .as_str()
+        .and_then(|n| n.parse::<u32>().ok());
     if !n_frames.is_some_and(|n| rule.durations.contains(&n)) {
-        return Err(Refusal::Invalid("input.n_frames must be \"10\" or \"15\"".into()));
+        return Err(Refusal::Invalid(
+            "input.n_frames must be \"10\" or \"15\"".into(),
+        ));
     }
-    if !matches!(input["aspect_ratio"].as_str(), Some("landscape" | "portrait")) {
-        return Err(Refusal::Invalid("input.aspect_ratio must be landscape or portrait".into()));
+    if !matches!(
+        input["aspect_ratio"].as_str(),
+        Some("landscape" | "portrait")
+    ) {
+        return Err(Refusal::Invalid(
+            "input.aspect_ratio must be landscape or portrait".into(),
+        ));
     }
     if !matches!(input["size"].as_str(), None | Some("standard" | "high")) {
-        return Err(Refusal::Invalid("input.size must be standard or high".into()));
+        return Err(Refusal::Invalid(
+            "input.size must be standard or high".into(),
+        ));
     }
     let request = CreateRequest {
         provider: ProviderKind::Kie,
@@ -118,7 +133,10 @@ pub(crate) fn kie_signature(key: &str, task_id: &str, timestamp: &str) -> String
 /// How a finished task's failure reads in `failCode`/`failMsg`.
 fn failure(outcome: Outcome) -> (&'static str, &'static str) {
     match outcome {
-        Outcome::Moderated => ("400", "Your prompt was flagged as violating our content policy"),
+        Outcome::Moderated => (
+            "400",
+            "Your prompt was flagged as violating our content policy",
+        ),
         _ => ("500", "Internal error during generation"),
     }
 }

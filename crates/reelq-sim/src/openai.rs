@@ -35,14 +35,25 @@ pub(crate) fn routes() -> Router<Arc<SimState>> {
 }
 
 fn error(status: StatusCode, code: &str, kind: &str, message: &str) -> Response {
-    let body = json!({ "error": { "message": message, "type": kind, "param": null, "code": code } });
+    let body =
+        json!({ "error": { "message": message, "type": kind, "param": null, "code": code } });
     (status, Json(body)).into_response()
 }
 
 fn refusal(refusal: Refusal) -> Response {
     match refusal {
-        Refusal::BadKey => error(StatusCode::UNAUTHORIZED, "invalid_api_key", "invalid_request_error", "Incorrect API key provided"),
-        Refusal::Invalid(message) => error(StatusCode::BAD_REQUEST, "invalid_value", "invalid_request_error", &message),
+        Refusal::BadKey => error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_api_key",
+            "invalid_request_error",
+            "Incorrect API key provided",
+        ),
+        Refusal::Invalid(message) => error(
+            StatusCode::BAD_REQUEST,
+            "invalid_value",
+            "invalid_request_error",
+            &message,
+        ),
         Refusal::Moderated => unreachable!("openai moderates during generation"),
         Refusal::Fault(402) => error(
             StatusCode::TOO_MANY_REQUESTS,
@@ -51,14 +62,29 @@ fn refusal(refusal: Refusal) -> Response {
             "You exceeded your current quota",
         ),
         Refusal::Fault(429) => {
-            let mut response = error(StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded", "requests", "Rate limit reached");
+            let mut response = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_exceeded",
+                "requests",
+                "Rate limit reached",
+            );
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             response
         }
-        Refusal::Fault(455) => error(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "server_error", "maintenance"),
-        Refusal::Fault(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "server_error", "simulated fault"),
+        Refusal::Fault(455) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            "server_error",
+            "maintenance",
+        ),
+        Refusal::Fault(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "server_error",
+            "simulated fault",
+        ),
     }
 }
 
@@ -70,28 +96,38 @@ async fn create_video(
     state.create_received();
     match create(&state, &headers, &body).await {
         Ok(video_id) => {
-            let phase = state.task_phase(&video_id).map_or(Phase::Running, |(_, phase)| phase);
+            let phase = state
+                .task_phase(&video_id)
+                .map_or(Phase::Running, |(_, phase)| phase);
             Json(video_body(&video_id, &phase)).into_response()
         }
         Err(err) => refusal(err),
     }
 }
 
-async fn create(state: &Arc<SimState>, headers: &HeaderMap, body: &[u8]) -> Result<String, Refusal> {
+async fn create(
+    state: &Arc<SimState>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<String, Refusal> {
     authorized(state, headers)?;
-    let body: Value =
-        serde_json::from_slice(body).map_err(|_| Refusal::Invalid("request body is not JSON".into()))?;
+    let body: Value = serde_json::from_slice(body)
+        .map_err(|_| Refusal::Invalid("request body is not JSON".into()))?;
     let rule = model(ProviderKind::Openai, body["model"].as_str())?;
     let prompt = prompt(&body)?;
     let seconds = body["seconds"].as_str().unwrap_or("4");
     if !rule.durations.iter().any(|d| d.to_string() == seconds) {
-        return Err(Refusal::Invalid("seconds must be one of '4', '8', '12'".into()));
+        return Err(Refusal::Invalid(
+            "seconds must be one of '4', '8', '12'".into(),
+        ));
     }
     if !matches!(
         body["size"].as_str(),
         None | Some("720x1280" | "1280x720" | "1024x1792" | "1792x1024")
     ) {
-        return Err(Refusal::Invalid("size must be 720x1280, 1280x720, 1024x1792 or 1792x1024".into()));
+        return Err(Refusal::Invalid(
+            "size must be 720x1280, 1280x720, 1024x1792 or 1792x1024".into(),
+        ));
     }
     let request = CreateRequest {
         provider: ProviderKind::Openai,
@@ -118,7 +154,10 @@ pub(crate) fn video_body(video_id: &str, phase: &Phase) -> Value {
         Phase::Done { .. } => ("completed", 100),
         Phase::Ended(outcome) => {
             let (code, message) = match outcome {
-                Outcome::Moderated => ("moderation_blocked", "Your request was blocked by our moderation system"),
+                Outcome::Moderated => (
+                    "moderation_blocked",
+                    "Your request was blocked by our moderation system",
+                ),
                 _ => ("video_generation_failed", "Video generation failed"),
             };
             video["error"] = json!({ "code": code, "message": message });
@@ -130,7 +169,11 @@ pub(crate) fn video_body(video_id: &str, phase: &Phase) -> Value {
     video
 }
 
-async fn retrieve(State(state): State<Arc<SimState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn retrieve(
+    State(state): State<Arc<SimState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     if let Err(err) = authorized(&state, &headers) {
         return refusal(err);
     }
@@ -139,11 +182,20 @@ async fn retrieve(State(state): State<Arc<SimState>>, headers: HeaderMap, Path(i
     }
     match state.task_phase(&id) {
         Some((ProviderKind::Openai, phase)) => Json(video_body(&id, &phase)).into_response(),
-        _ => error(StatusCode::NOT_FOUND, "video_not_found", "invalid_request_error", "No video found"),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "video_not_found",
+            "invalid_request_error",
+            "No video found",
+        ),
     }
 }
 
-async fn content(State(state): State<Arc<SimState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn content(
+    State(state): State<Arc<SimState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     if let Err(err) = authorized(&state, &headers) {
         return refusal(err);
     }

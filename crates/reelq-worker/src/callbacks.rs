@@ -42,7 +42,10 @@ pub(crate) struct CallbackState {
 
 pub(crate) fn app(state: CallbackState, max_body_bytes: usize) -> Router {
     Router::new()
-        .route("/callbacks/{provider}/{job_id}/{token}", post(receive_for_job))
+        .route(
+            "/callbacks/{provider}/{job_id}/{token}",
+            post(receive_for_job),
+        )
         .route("/callbacks/{provider}", post(receive_for_account))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
@@ -93,7 +96,8 @@ async fn for_job(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
-    let found = adapter(&state, &provider, CallbackScope::PerTask).zip(job_id.parse::<JobId>().ok());
+    let found =
+        adapter(&state, &provider, CallbackScope::PerTask).zip(job_id.parse::<JobId>().ok());
     let Some(((_, adapter), job_id)) = found else {
         return StatusCode::NOT_FOUND;
     };
@@ -140,7 +144,10 @@ async fn for_account(
         // Not (or no longer) indexed: another system's task on the account, or one whose
         // job polling already finished. The provider may retry; polling needs none of it.
         Ok(None) => {
-            info!(task_id = hint.task_id, "callback for a task no job is waiting on");
+            info!(
+                task_id = hint.task_id,
+                "callback for a task no job is waiting on"
+            );
             StatusCode::NOT_FOUND
         }
         Err(err) => {
@@ -151,7 +158,11 @@ async fn for_account(
 }
 
 /// Verifies and reads a callback body, or says which status refuses it.
-fn parse(adapter: &dyn Provider, headers: &HeaderMap, body: &[u8]) -> Result<CallbackHint, StatusCode> {
+fn parse(
+    adapter: &dyn Provider,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<CallbackHint, StatusCode> {
     let now_s = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

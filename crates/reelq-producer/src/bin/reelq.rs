@@ -375,7 +375,10 @@ fn print_table(records: &[JobRecord]) {
 }
 
 /// Prints the model catalog: what each model accepts and what it costs by `prices`.
-fn print_providers(prices: &PriceTable, worker_config: Option<&std::path::Path>) -> anyhow::Result<()> {
+fn print_providers(
+    prices: &PriceTable,
+    worker_config: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     let configured: Option<toml::Table> = worker_config
         .map(|path| -> anyhow::Result<toml::Table> {
             let text = std::fs::read_to_string(path)
@@ -395,7 +398,10 @@ fn print_providers(prices: &PriceTable, worker_config: Option<&std::path::Path>)
                 None => "no account in this config".to_owned(),
             }
         });
-        println!("{provider}{}", account.map(|a| format!(" ({a})")).unwrap_or_default());
+        println!(
+            "{provider}{}",
+            account.map(|a| format!(" ({a})")).unwrap_or_default()
+        );
         for rule in models_of(provider) {
             let join = |items: Vec<String>| items.join("|");
             let price = |quality| {

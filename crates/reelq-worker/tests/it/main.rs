@@ -9,4 +9,5 @@ mod notify;
 mod ops;
 mod pipeline;
 mod provider_errors;
+mod providers;
 mod resilience;

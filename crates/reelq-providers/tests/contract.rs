@@ -1,0 +1,240 @@
+//! One contract suite, run against the simulator for each of the four providers: the happy
+//! path, every error class a create can meet, moderation, failed generations, and result
+//! URLs that expire or 404 once. The adapters are the real ones; the simulator speaks each
+//! provider's own shapes.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use reelq_core::{ErrorClass, JobId, JobRequest, JobSpec, ProviderKind, Secret, models_of};
+use reelq_providers::{AccountConfig, Provider, ProviderError, TaskStatus, adapter};
+use reelq_sim::{FAILING_WORD, MODERATED_WORD, SimConfig, Simulator, render_video};
+
+const API_KEY: &str = "sk-contract";
+
+async fn simulator(config: SimConfig) -> Simulator {
+    Simulator::start("127.0.0.1:0".parse().unwrap(), config)
+        .await
+        .expect("simulator starts")
+}
+
+fn account(sim: &Simulator, api_key: &str) -> AccountConfig {
+    AccountConfig {
+        base_url: sim.base_url().to_owned(),
+        api_key: Secret::new(api_key),
+        request_timeout: Duration::from_millis(500),
+        webhook_secret: None,
+    }
+}
+
+fn spec(provider: ProviderKind, prompt: &str) -> JobSpec {
+    JobRequest {
+        provider: Some(provider.to_string()),
+        model: Some(models_of(provider).next().unwrap().model.into()),
+        prompt: Some(prompt.into()),
+        ..JobRequest::default()
+    }
+    .validate(0)
+    .expect("a valid request")
+}
+
+async fn submit(provider: &dyn Provider, prompt: &str) -> Result<String, ProviderError> {
+    let spec = spec(provider.kind(), prompt);
+    let callback = "http://127.0.0.1:9/callbacks/unused";
+    provider.submit(JobId::new(), &spec, Some(callback)).await
+}
+
+async fn download(provider: &dyn Provider, url: &str) -> Result<Vec<u8>, ProviderError> {
+    let mut body = provider.download(url).await?.body;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.next().await {
+        bytes.extend_from_slice(&chunk?);
+    }
+    Ok(bytes)
+}
+
+async fn result_url(provider: &dyn Provider, task_id: &str) -> String {
+    match provider.query(task_id).await {
+        Ok(TaskStatus::Succeeded { result_url }) => result_url,
+        other => panic!("{} task {task_id}: {other:?}", provider.kind()),
+    }
+}
+
+async fn happy_path(kind: ProviderKind) {
+    let sim = simulator(SimConfig::new(API_KEY, Duration::ZERO)).await;
+    let provider = adapter(kind, account(&sim, API_KEY)).unwrap();
+    sim.hold();
+    let task_id = submit(provider.as_ref(), "a lighthouse at dusk")
+        .await
+        .unwrap();
+    assert_eq!(provider.query(&task_id).await.unwrap(), TaskStatus::Running);
+    sim.release();
+    let url = result_url(provider.as_ref(), &task_id).await;
+    let video = download(provider.as_ref(), &url).await.unwrap();
+    assert!(video == render_video(&task_id), "{kind}: the served video");
+    let stats = sim.stats();
+    assert_eq!(
+        (stats.creates, stats.max_creates_per_fingerprint),
+        (1, 1),
+        "{kind}"
+    );
+}
+
+/// Each injected fault (in the simulator's neutral vocabulary) and the class it must map to.
+const CREATE_FAULTS: [(i64, ErrorClass); 4] = [
+    (402, ErrorClass::Credits),
+    (429, ErrorClass::RateLimited),
+    (455, ErrorClass::Transient),
+    (500, ErrorClass::Transient),
+];
+
+async fn create_errors(kind: ProviderKind) {
+    let sim = simulator(SimConfig::new(API_KEY, Duration::ZERO)).await;
+    let provider = adapter(kind, account(&sim, API_KEY)).unwrap();
+    for (fault, class) in CREATE_FAULTS {
+        sim.fail_next_creates(fault, 1);
+        let err = submit(provider.as_ref(), "p").await.unwrap_err();
+        assert_eq!(err.class(), class, "{kind} fault {fault}: {err}");
+        if class == ErrorClass::RateLimited {
+            assert_eq!(err.retry_after(), Some(Duration::from_secs(1)), "{kind}");
+        }
+    }
+    let wrong_key = adapter(kind, account(&sim, "sk-wrong")).unwrap();
+    let err = submit(wrong_key.as_ref(), "p").await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Auth, "{kind}: {err}");
+    assert!(
+        !err.to_string().contains("sk-wrong"),
+        "{kind}: the key leaked: {err}"
+    );
+    let mut unknown_model = spec(kind, "p");
+    unknown_model.model = "sora-9".into();
+    let err = provider
+        .submit(JobId::new(), &unknown_model, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Invalid, "{kind}: {err}");
+    sim.set_create_latency(Duration::from_secs(2));
+    let err = submit(provider.as_ref(), "slow").await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::UnknownOutcome, "{kind}: {err}");
+    assert_eq!(
+        sim.stats().creates,
+        1,
+        "{kind}: only the slow create was accepted (and paid)"
+    );
+}
+
+/// Moderation ends a job as `Moderation` whether the provider refuses at create or fails
+/// the generation; a failed generation is `GenerationFailed`.
+async fn moderation_and_failed_generations(kind: ProviderKind) {
+    let sim = simulator(SimConfig::new(API_KEY, Duration::ZERO)).await;
+    let provider = adapter(kind, account(&sim, API_KEY)).unwrap();
+    let moderated = match submit(provider.as_ref(), &format!("{MODERATED_WORD} scene")).await {
+        Ok(task_id) => match provider.query(&task_id).await.unwrap() {
+            TaskStatus::Failed(err) => err,
+            other => panic!("{kind}: a moderated task ended {other:?}"),
+        },
+        Err(err) => err,
+    };
+    assert_eq!(
+        moderated.class(),
+        ErrorClass::Moderation,
+        "{kind}: {moderated}"
+    );
+    let task_id = submit(provider.as_ref(), &format!("{FAILING_WORD} scene"))
+        .await
+        .unwrap();
+    match provider.query(&task_id).await.unwrap() {
+        TaskStatus::Failed(err) => {
+            assert_eq!(err.class(), ErrorClass::GenerationFailed, "{kind}: {err}")
+        }
+        other => panic!("{kind}: a failing task ended {other:?}"),
+    }
+}
+
+/// A result URL that 404s once is `ResultExpired` (the worker queries again), then works.
+async fn a_result_url_404_once(kind: ProviderKind) {
+    let sim = simulator(SimConfig::new(API_KEY, Duration::ZERO)).await;
+    let provider = adapter(kind, account(&sim, API_KEY)).unwrap();
+    let task_id = submit(provider.as_ref(), "p").await.unwrap();
+    let url = result_url(provider.as_ref(), &task_id).await;
+    sim.expire_next_downloads(1);
+    let err = download(provider.as_ref(), &url).await.unwrap_err();
+    assert!(
+        matches!(err, ProviderError::ResultExpired(_)),
+        "{kind}: {err}"
+    );
+    let url = result_url(provider.as_ref(), &task_id).await;
+    assert!(download(provider.as_ref(), &url).await.unwrap() == render_video(&task_id));
+}
+
+/// A pre-signed result URL expires after its time; a fresh query hands out one that works.
+/// (OpenAI-style gateways serve the content from the API with the key, which does not expire.)
+async fn an_expired_result_url(kind: ProviderKind) {
+    let config = SimConfig {
+        result_url_ttl: Some(Duration::from_millis(300)),
+        ..SimConfig::new(API_KEY, Duration::ZERO)
+    };
+    let sim = simulator(config).await;
+    let provider = adapter(kind, account(&sim, API_KEY)).unwrap();
+    let task_id = submit(provider.as_ref(), "p").await.unwrap();
+    let stale_url = result_url(provider.as_ref(), &task_id).await;
+    // The URL's lifetime is what is under test here, so time has to pass.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let err = download(provider.as_ref(), &stale_url).await.unwrap_err();
+    assert!(
+        matches!(err, ProviderError::ResultExpired(_)),
+        "{kind}: {err}"
+    );
+    let fresh_url = result_url(provider.as_ref(), &task_id).await;
+    assert!(download(provider.as_ref(), &fresh_url).await.unwrap() == render_video(&task_id));
+}
+
+macro_rules! contract_suite {
+    ($($provider:ident => $kind:expr;)+) => {$(
+        mod $provider {
+            use super::*;
+
+            #[tokio::test]
+            async fn happy_path() {
+                super::happy_path($kind).await;
+            }
+
+            #[tokio::test]
+            async fn create_errors_map_to_their_classes() {
+                create_errors($kind).await;
+            }
+
+            #[tokio::test]
+            async fn moderation_and_failed_generations_map_to_their_classes() {
+                moderation_and_failed_generations($kind).await;
+            }
+
+            #[tokio::test]
+            async fn a_result_url_that_404s_once_is_fetched_again() {
+                a_result_url_404_once($kind).await;
+            }
+        }
+    )+};
+}
+
+contract_suite! {
+    kie => ProviderKind::Kie;
+    acedata => ProviderKind::Acedata;
+    evolink => ProviderKind::Evolink;
+    openai => ProviderKind::Openai;
+}
+
+#[tokio::test]
+async fn an_expired_kie_result_url_is_replaced_by_a_fresh_one() {
+    an_expired_result_url(ProviderKind::Kie).await;
+}
+
+#[tokio::test]
+async fn an_expired_acedata_result_url_is_replaced_by_a_fresh_one() {
+    an_expired_result_url(ProviderKind::Acedata).await;
+}
+
+#[tokio::test]
+async fn an_expired_evolink_result_url_is_replaced_by_a_fresh_one() {
+    an_expired_result_url(ProviderKind::Evolink).await;
+}

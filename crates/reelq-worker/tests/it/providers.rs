@@ -1,0 +1,127 @@
+//! Every provider contract end to end: jobs go from enqueue to `stored` through a worker, the
+//! simulator speaking that provider's API, and the provider's own callback (per-task URL or
+//! account-level signed webhook); moderation, failed generations and an empty account end
+//! jobs with their class, and nothing is paid twice.
+
+use std::time::Duration;
+
+use reelq_core::{ErrorClass, JobState, ProviderKind};
+use reelq_e2e::{API_KEY, Deployment, prompts, read_object};
+use reelq_sim::{FAILING_WORD, MODERATED_WORD, render_video};
+
+/// Long enough that only a callback can bring a video in within the test's timeout.
+const NEVER_POLL_MS: u64 = 600_000;
+
+async fn deployment(provider: ProviderKind) -> Deployment {
+    let mut deployment = Deployment::start(
+        env!("CARGO_BIN_EXE_reelq-worker"),
+        Duration::from_millis(100),
+    )
+    .await;
+    deployment.provider = provider;
+    deployment
+}
+
+async fn stored_by_its_callback(provider: ProviderKind) {
+    let mut deployment = deployment(provider).await;
+    deployment.first_poll_ms = NEVER_POLL_MS;
+    let listener = deployment.callback_listener().await;
+    let _worker = deployment.spawn_worker_task("w", API_KEY, Some(listener));
+    let job_ids = deployment
+        .enqueue_manifest(&prompts(provider.as_str(), 3))
+        .await;
+
+    let records = deployment.settled(&job_ids).await;
+
+    deployment.assert_stored_once(&records);
+    for record in &records {
+        assert_eq!(
+            record.polls, 0,
+            "{provider}: the callback, not a poll, finished it"
+        );
+        let stored = read_object(
+            &deployment.store_dir(),
+            record.object_key.as_deref().unwrap(),
+        );
+        let task_id = record.task_id.as_deref().unwrap();
+        assert!(
+            stored == render_video(task_id),
+            "{provider}: the served video"
+        );
+        assert!(
+            record.spec.estimated_cost_usd.is_some_and(|usd| usd > 0.0),
+            "{provider}: priced at enqueue"
+        );
+    }
+}
+
+async fn endings_by_class(provider: ProviderKind) {
+    let deployment = deployment(provider).await;
+    let _worker = deployment.spawn_worker_process("w");
+    deployment.sim.fail_next_creates(402, 1);
+    let broke = deployment
+        .enqueue_manifest(&["out of credits".into()])
+        .await;
+    let broke = deployment.settled(&broke).await;
+    assert_eq!(
+        (broke[0].state, broke[0].error_class),
+        (JobState::Failed, Some(ErrorClass::Credits)),
+        "{provider}: {:?}",
+        broke[0].error
+    );
+
+    // The provider pause after the 402 ends (500 ms here), and the next jobs go on.
+    let job_ids = deployment
+        .enqueue_manifest(&[
+            format!("{MODERATED_WORD} scene"),
+            format!("{FAILING_WORD} scene"),
+            "a fine scene".into(),
+        ])
+        .await;
+    let records = deployment.settled(&job_ids).await;
+
+    let endings: Vec<_> = records.iter().map(|r| (r.state, r.error_class)).collect();
+    assert_eq!(
+        endings,
+        [
+            (JobState::Rejected, Some(ErrorClass::Moderation)),
+            (JobState::Failed, Some(ErrorClass::GenerationFailed)),
+            (JobState::Stored, None),
+        ],
+        "{provider}"
+    );
+    assert!(
+        records.iter().all(|r| r.submits == 1),
+        "{provider}: never resubmitted"
+    );
+    assert_eq!(
+        deployment.sim.stats().max_creates_per_fingerprint,
+        1,
+        "{provider}"
+    );
+}
+
+macro_rules! per_provider {
+    ($($provider:ident => $kind:expr;)+) => {$(
+        mod $provider {
+            use super::*;
+
+            #[tokio::test]
+            async fn jobs_are_stored_once_by_the_providers_callback() {
+                stored_by_its_callback($kind).await;
+            }
+
+            #[tokio::test]
+            async fn credits_moderation_and_failed_generations_end_jobs_by_class() {
+                endings_by_class($kind).await;
+            }
+        }
+    )+};
+}
+
+per_provider! {
+    kie => ProviderKind::Kie;
+    acedata => ProviderKind::Acedata;
+    evolink => ProviderKind::Evolink;
+    openai => ProviderKind::Openai;
+}
