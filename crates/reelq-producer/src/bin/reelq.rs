@@ -341,7 +341,14 @@ async fn watch(client: &Client, job_ids: &[JobId]) -> anyhow::Result<()> {
         .iter()
         .filter(|r| r.state == JobState::Stored)
         .count();
-    println!("{n_stored} of {} jobs stored", records.len());
+    let estimated: f64 = records
+        .iter()
+        .filter_map(|r| r.spec.estimated_cost_usd)
+        .sum();
+    println!(
+        "{n_stored} of {} jobs stored, estimated cost ${estimated:.2}",
+        records.len()
+    );
     if n_stored != records.len() {
         std::process::exit(2);
     }
@@ -350,18 +357,21 @@ async fn watch(client: &Client, job_ids: &[JobId]) -> anyhow::Result<()> {
 
 fn print_table(records: &[JobRecord]) {
     println!(
-        "{:<26}  {:<10}  {:>7}  {:>8}  {:<12}  OBJECT / ERROR",
-        "JOB", "STATE", "SUBMITS", "BYTES", "SHA256"
+        "{:<26}  {:<8}  {:<10}  {:>7}  {:>7}  {:>8}  {:<12}  OBJECT / ERROR",
+        "JOB", "PROVIDER", "STATE", "EST USD", "SUBMITS", "BYTES", "SHA256"
     );
     for record in records {
         let detail = match record.state {
             JobState::Stored => record.object_key.clone().unwrap_or_default(),
             _ => record.error.clone().unwrap_or_default(),
         };
+        let cost = record.spec.estimated_cost_usd;
         println!(
-            "{:<26}  {:<10}  {:>7}  {:>8}  {:<12}  {}",
+            "{:<26}  {:<8}  {:<10}  {:>7}  {:>7}  {:>8}  {:<12}  {}",
             record.job_id,
+            record.spec.provider,
             record.state,
+            cost.map(|usd| format!("{usd:.2}")).unwrap_or_default(),
             record.submits,
             record.bytes.map(|b| b.to_string()).unwrap_or_default(),
             record
