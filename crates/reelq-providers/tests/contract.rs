@@ -238,3 +238,46 @@ async fn an_expired_acedata_result_url_is_replaced_by_a_fresh_one() {
 async fn an_expired_evolink_result_url_is_replaced_by_a_fresh_one() {
     an_expired_result_url(ProviderKind::Evolink).await;
 }
+
+#[tokio::test]
+async fn evolink_in_strict_mode_refuses_a_loopback_callback_url() {
+    let config = SimConfig {
+        strict_callback_urls: true,
+        ..SimConfig::new(API_KEY, Duration::ZERO)
+    };
+    let sim = simulator(config).await;
+    let provider = adapter(ProviderKind::Evolink, account(&sim, API_KEY)).unwrap();
+    let err = submit(provider.as_ref(), "p").await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Invalid, "{err}");
+    let spec = spec(ProviderKind::Evolink, "p");
+    let public = "https://hooks.example.com/callbacks/evolink/j/t";
+    provider
+        .submit(JobId::new(), &spec, Some(public))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn faults_can_be_injected_over_http_as_the_demo_does() {
+    let sim = simulator(SimConfig::new(API_KEY, Duration::ZERO)).await;
+    let provider = adapter(ProviderKind::Openai, account(&sim, API_KEY)).unwrap();
+    let control = reqwest::Client::new();
+    let injected = control
+        .post(format!("{}/sim/faults", sim.base_url()))
+        .json(&serde_json::json!({ "code": 429, "count": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert!(injected.status().is_success());
+    let err = submit(provider.as_ref(), "p").await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::RateLimited, "{err}");
+    control
+        .post(format!("{}/sim/outage", sim.base_url()))
+        .json(&serde_json::json!({ "code": 455, "ms": 60000 }))
+        .send()
+        .await
+        .unwrap();
+    let err = submit(provider.as_ref(), "p").await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Transient, "{err}");
+    assert_eq!(sim.stats().creates, 0);
+}
