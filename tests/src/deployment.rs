@@ -44,6 +44,10 @@ pub struct Deployment {
     pub extra_config: String,
     /// Delay from submit to the first poll; long, to show a callback doing the work.
     pub first_poll_ms: u64,
+    /// Longest gap between polls.
+    pub poll_max_ms: u64,
+    /// Steps each worker runs at once.
+    pub concurrency: usize,
     /// Which provider [`Deployment::enqueue_manifest`] sends jobs to. Workers have an
     /// account at every provider (all served by the simulator).
     pub provider: ProviderKind,
@@ -85,6 +89,8 @@ impl Deployment {
             store_section,
             extra_config: String::new(),
             first_poll_ms: 100,
+            poll_max_ms: 300,
+            concurrency: 8,
             provider: ProviderKind::Kie,
         }
     }
@@ -100,7 +106,7 @@ impl Deployment {
             r#"redis_url = "{redis}"
 prefix = "{PREFIX}"
 name = "{name}"
-concurrency = 8
+concurrency = {concurrency}
 idle_poll_ms = 100
 lease_ms = 3000
 shutdown_grace_ms = 5000
@@ -121,6 +127,7 @@ log_format = "pretty"
             store_section = self.store_section,
             extra_config = self.extra_config,
             accounts = self.accounts(api_key),
+            concurrency = self.concurrency,
         );
         std::fs::write(&path, toml).unwrap();
         path
@@ -138,9 +145,10 @@ log_format = "pretty"
                 };
                 format!(
                     "[providers.{provider}]\nbase_url = \"{sim}\"\napi_key = \"{api_key}\"\n\
-                     request_timeout_ms = 5000\nfirst_poll_ms = {first_poll}\npoll_max_ms = 300\n{secret}\n",
+                     request_timeout_ms = 5000\nfirst_poll_ms = {first_poll}\npoll_max_ms = {poll_max}\n{secret}\n",
                     sim = self.sim.base_url(),
                     first_poll = self.first_poll_ms,
+                    poll_max = self.poll_max_ms,
                 )
             })
             .collect()

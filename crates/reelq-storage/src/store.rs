@@ -232,19 +232,17 @@ impl VideoStore {
     }
 }
 
+/// How many staging names a cleanup tries. object_store names a staging file `<key>#<n>`
+/// with the lowest free `n` from 1, so leftovers of killed uploads of one key sit at the low
+/// numbers; trying names avoids listing the directory, which holds a whole day's videos.
+const STAGING_SUFFIXES_TRIED: u32 = 16;
+
 /// Best effort: a leftover costs disk space, never correctness, so failures are ignored.
 fn remove_staging_leftovers(root: &Path, key: &str) {
     let target = root.join(key);
-    let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
-        return;
-    };
-    let prefix = format!("{}#", name.to_string_lossy());
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(&prefix) {
-            let _ = std::fs::remove_file(entry.path());
-        }
+    for n in 1..=STAGING_SUFFIXES_TRIED {
+        let mut staging = target.clone().into_os_string();
+        staging.push(format!("#{n}"));
+        let _ = std::fs::remove_file(staging);
     }
 }

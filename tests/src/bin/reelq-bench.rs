@@ -4,7 +4,11 @@
 //! polls are ten minutes out); prints callback-received -> video-stored p50/p99 from the
 //! ledger's event log and writes them as JSON.
 
-use std::{collections::HashMap, path::PathBuf, time::Duration};
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -26,6 +30,29 @@ enum Section {
         worker_bin: PathBuf,
         #[arg(long, default_value_t = 2000)]
         jobs: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Queue overhead beside BullMQ and a bare apalis-redis worker, on the same Redis (AOF,
+    /// fsync every second): enqueue one at a time and in bulk, then jobs/s through one worker
+    /// process with matched concurrency. reelq's jobs are whole lifecycles against a
+    /// simulator answering at once (create, query, download, file write); theirs are no-ops.
+    Queue {
+        #[arg(long)]
+        worker_bin: PathBuf,
+        /// `bench/bullmq/bench.mjs`, run with node (its node_modules installed).
+        #[arg(long)]
+        bullmq_script: PathBuf,
+        /// The `apalis-noop` binary.
+        #[arg(long)]
+        apalis_bin: PathBuf,
+        #[arg(long, default_value_t = 10_000)]
+        jobs: usize,
+        /// Enqueued one at a time, each awaited.
+        #[arg(long, default_value_t = 2000)]
+        singles: usize,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
         #[arg(long)]
         out: PathBuf,
     },
@@ -57,6 +84,24 @@ async fn main() -> anyhow::Result<()> {
             jobs,
             out,
         } => redis_cost(worker_bin, jobs, out).await,
+        Section::Queue {
+            worker_bin,
+            bullmq_script,
+            apalis_bin,
+            jobs,
+            singles,
+            concurrency,
+            out,
+        } => {
+            let runs = QueueRuns {
+                bullmq_script,
+                apalis_bin,
+                jobs,
+                singles,
+                concurrency,
+            };
+            queue_overhead(worker_bin, runs, out).await
+        }
     }
 }
 
@@ -164,6 +209,115 @@ async fn redis_cost(worker_bin: PathBuf, jobs: usize, out: PathBuf) -> anyhow::R
         memory / jobs as f64,
     );
     Ok(())
+}
+
+struct QueueRuns {
+    bullmq_script: PathBuf,
+    apalis_bin: PathBuf,
+    jobs: usize,
+    singles: usize,
+    concurrency: usize,
+}
+
+/// apalis-redis's fetch script fails with more than about 8000 tasks due at once ("too many
+/// results to unpack"), so it gets at most this many.
+const APALIS_MAX_JOBS: usize = 5000;
+
+async fn queue_overhead(worker_bin: PathBuf, runs: QueueRuns, out: PathBuf) -> anyhow::Result<()> {
+    let mut deployment = Deployment::start(worker_bin, Duration::ZERO).await;
+    deployment.concurrency = runs.concurrency;
+    // The production setting, and the same for all three.
+    deployment.redis.config_set("appendfsync", "everysec")?;
+    let mut conn = redis::Client::open(deployment.redis.url())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let request = |prompt: String| reelq_core::JobRequest {
+        provider: Some("kie".into()),
+        model: Some("sora-2-text-to-video".into()),
+        prompt: Some(prompt),
+        ..Default::default()
+    };
+
+    let started = Instant::now();
+    for n in 0..runs.singles {
+        deployment.client.enqueue(request(format!("single {n}"))).await?;
+    }
+    let reelq_single = runs.singles as f64 / started.elapsed().as_secs_f64();
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await?;
+
+    let specs = (0..runs.jobs)
+        .map(|n| request(format!("bulk {n}")).validate(0))
+        .collect::<Result<Vec<_>, _>>()?;
+    let started = Instant::now();
+    let batch = deployment.client.enqueue_batch(specs).await?;
+    let reelq_bulk = runs.jobs as f64 / started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    let _worker = deployment.spawn_worker_process("queue");
+    deployment.settled(&batch.job_ids).await;
+    let reelq_process = runs.jobs as f64 / started.elapsed().as_secs_f64();
+    drop(_worker);
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await?;
+
+    let bullmq = run_json(
+        std::process::Command::new("node")
+            .arg(&runs.bullmq_script)
+            .args([runs.jobs, runs.concurrency, runs.singles].map(|n| n.to_string()))
+            .env("REDIS_PORT", deployment.redis.port().to_string()),
+    )?;
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await?;
+    let apalis_jobs = runs.jobs.min(APALIS_MAX_JOBS);
+    let apalis = run_json(
+        std::process::Command::new(&runs.apalis_bin)
+            .arg(deployment.redis.url())
+            .args([apalis_jobs, runs.concurrency].map(|n| n.to_string())),
+    )?;
+
+    let figure = |value: &serde_json::Value, name: &str| value[name].as_f64().unwrap_or(f64::NAN);
+    let rows = [
+        ("enqueue, one at a time (jobs/s)", reelq_single, figure(&bullmq, "enqueue_single_per_s"), f64::NAN),
+        ("enqueue, bulk (jobs/s)", reelq_bulk, figure(&bullmq, "enqueue_bulk_per_s"), figure(&apalis, "enqueue_bulk_per_s")),
+        ("processed, 1 worker (jobs/s)", reelq_process, figure(&bullmq, "process_jobs_per_s"), figure(&apalis, "process_jobs_per_s")),
+    ];
+    println!(
+        "queue overhead: {} jobs ({} for apalis), concurrency {}, one Redis with AOF everysec",
+        runs.jobs, apalis_jobs, runs.concurrency
+    );
+    println!("  {:<32} {:>10} {:>10} {:>10} {:>12} {:>12}", "", "reelq", "BullMQ", "apalis", "reelq/BullMQ", "reelq/apalis");
+    for (name, reelq, bull, apalis) in rows {
+        println!(
+            "  {name:<32} {reelq:>10.0} {bull:>10.0} {apalis:>10.0} {:>12.2} {:>12.2}",
+            reelq / bull,
+            reelq / apalis
+        );
+    }
+    println!("  (reelq processes whole lifecycles: create, query and download from the simulator, a file write, 4 fenced transitions; BullMQ and apalis run no-op handlers)");
+    let figures = json!({
+        "section": "queue_overhead",
+        "jobs": runs.jobs,
+        "apalis_jobs": apalis_jobs,
+        "concurrency": runs.concurrency,
+        "reelq": { "enqueue_single_per_s": reelq_single, "enqueue_bulk_per_s": reelq_bulk, "process_jobs_per_s": reelq_process },
+        "bullmq": bullmq,
+        "apalis": apalis,
+    });
+    std::fs::write(&out, serde_json::to_string_pretty(&figures)?)
+        .with_context(|| format!("writing {}", out.display()))?;
+    Ok(())
+}
+
+/// Runs a benchmark helper to completion and reads the JSON object it prints last.
+fn run_json(command: &mut std::process::Command) -> anyhow::Result<serde_json::Value> {
+    let output = command.output().with_context(|| format!("running {command:?}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    anyhow::ensure!(
+        output.status.success(),
+        "{command:?} failed: {}{}",
+        stdout,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).with_context(|| format!("{command:?} printed {last:?}"))
 }
 
 async fn callback_latency(
