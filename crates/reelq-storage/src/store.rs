@@ -243,6 +243,10 @@ fn remove_staging_leftovers(root: &Path, key: &str) {
     for n in 1..=STAGING_SUFFIXES_TRIED {
         let mut staging = target.clone().into_os_string();
         staging.push(format!("#{n}"));
-        let _ = std::fs::remove_file(staging);
+        // A lookup first: an unlink locks the directory even when the name is absent, and
+        // every upload of the day shares that directory.
+        if std::fs::symlink_metadata(&staging).is_ok() {
+            let _ = std::fs::remove_file(staging);
+        }
     }
 }

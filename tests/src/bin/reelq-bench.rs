@@ -12,6 +12,7 @@ use std::{
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use reelq_core::JobState;
 use reelq_e2e::{Deployment, prompts};
 use serde_json::json;
 
@@ -56,6 +57,17 @@ enum Section {
         #[arg(long)]
         out: PathBuf,
     },
+    /// N jobs waiting on the provider at once (the simulator holds every task) with one
+    /// worker process: its RSS, Redis memory per waiting job; then the provider finishes them
+    /// all (callbacks) and the whole lives' Redis commands per job are counted.
+    InFlight {
+        #[arg(long)]
+        worker_bin: PathBuf,
+        #[arg(long, default_value_t = 10_000)]
+        jobs: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
     CallbackLatency {
         /// The reelq-worker binary to run.
         #[arg(long)]
@@ -84,6 +96,11 @@ async fn main() -> anyhow::Result<()> {
             jobs,
             out,
         } => redis_cost(worker_bin, jobs, out).await,
+        Section::InFlight {
+            worker_bin,
+            jobs,
+            out,
+        } => in_flight(worker_bin, jobs, out).await,
         Section::Queue {
             worker_bin,
             bullmq_script,
@@ -108,8 +125,12 @@ async fn main() -> anyhow::Result<()> {
 /// One `INFO` snapshot (commands run inside Lua scripts count as calls too): calls per command, network bytes, memory.
 struct RedisStats {
     calls: HashMap<String, u64>,
+    /// Microseconds Redis spent per command name (a script's own time includes its calls).
+    usec: HashMap<String, u64>,
     net_bytes: u64,
     used_memory: u64,
+    /// Redis's own CPU time (user + system), seconds.
+    cpu_s: f64,
 }
 
 async fn redis_stats(conn: &mut redis::aio::MultiplexedConnection) -> anyhow::Result<RedisStats> {
@@ -123,20 +144,29 @@ async fn redis_stats(conn: &mut redis::aio::MultiplexedConnection) -> anyhow::Re
             .and_then(|value| value.trim().parse::<u64>().ok())
             .unwrap_or(0)
     };
-    let calls = info
-        .lines()
-        .filter_map(|line| {
-            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest
-                .strip_prefix("calls=")?
-                .split(',')
-                .next()?
-                .parse()
-                .ok()?;
-            Some((name.to_owned(), calls))
-        })
-        .collect();
+    let cmdstat = |key: &str| -> HashMap<String, u64> {
+        info.lines()
+            .filter_map(|line| {
+                let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+                let value = rest
+                    .split(',')
+                    .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))?
+                    .parse()
+                    .ok()?;
+                Some((name.to_owned(), value))
+            })
+            .collect()
+    };
+    let (calls, usec) = (cmdstat("calls"), cmdstat("usec"));
+    let cpu = |name: &str| {
+        info.lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}:")))
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     Ok(RedisStats {
+        usec,
+        cpu_s: cpu("used_cpu_user") + cpu("used_cpu_sys"),
         calls,
         net_bytes: field("total_net_input_bytes") + field("total_net_output_bytes"),
         used_memory: field("used_memory"),
@@ -152,20 +182,7 @@ async fn redis_cost(worker_bin: PathBuf, jobs: usize, out: PathBuf) -> anyhow::R
     let job_ids = deployment.enqueue_manifest(&prompts("cost", jobs)).await;
     let started = std::time::Instant::now();
     let _worker = deployment.spawn_worker_process("cost");
-    // Watched with ZCARD alone, so the observer's own commands can be taken out exactly.
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
-    loop {
-        tick.tick().await;
-        let counts = deployment.ledger.state_counts().await?;
-        let settled: u64 = counts
-            .iter()
-            .filter(|(state, _)| state.is_terminal())
-            .map(|(_, n)| n)
-            .sum();
-        if settled as usize >= job_ids.len() {
-            break;
-        }
-    }
+    settled_count(&deployment, job_ids.len()).await?;
     let elapsed = started.elapsed();
     let after = redis_stats(&mut conn).await?;
     let delta = |name: &str| {
@@ -184,8 +201,13 @@ async fn redis_cost(worker_bin: PathBuf, jobs: usize, out: PathBuf) -> anyhow::R
     let worker_calls: u64 = by_command.iter().map(|(_, calls)| calls).sum();
     let net_bytes = after.net_bytes - before.net_bytes;
     let memory = after.used_memory as f64 - before.used_memory as f64;
+    let script_us = |stats: &RedisStats| stats.usec.get("evalsha").copied().unwrap_or(0);
+    let script_us_per_job = per_job(script_us(&after) - script_us(&before));
+    let cpu_us_per_job = per_job(((after.cpu_s - before.cpu_s) * 1e6) as u64);
     let figures = json!({
         "section": "redis_cost",
+        "redis_cpu_us_per_job": cpu_us_per_job,
+        "redis_script_us_per_job": script_us_per_job,
         "jobs": jobs,
         "jobs_per_s": jobs as f64 / elapsed.as_secs_f64(),
         "commands_per_job": per_job(worker_calls),
@@ -201,12 +223,15 @@ async fn redis_cost(worker_bin: PathBuf, jobs: usize, out: PathBuf) -> anyhow::R
         .collect();
     println!(
         "redis cost: {jobs} jobs, 1 worker process: {:.0} jobs/s end to end, {:.2} commands/job ({}), \
-         {:.0} network bytes/job, {:.0} bytes of Redis memory per finished job",
+         {:.0} network bytes/job, {:.0} bytes of Redis memory per finished job; Redis CPU {:.0} us/job \
+         ({:.0} us inside scripts)",
         jobs as f64 / elapsed.as_secs_f64(),
         per_job(worker_calls),
         breakdown.join(", "),
         per_job(net_bytes),
         memory / jobs as f64,
+        cpu_us_per_job,
+        script_us_per_job,
     );
     Ok(())
 }
@@ -223,6 +248,147 @@ struct QueueRuns {
 /// results to unpack"), so it gets at most this many.
 const APALIS_MAX_JOBS: usize = 5000;
 
+async fn in_flight(worker_bin: PathBuf, jobs: usize, out: PathBuf) -> anyhow::Result<()> {
+    let mut deployment = Deployment::start(worker_bin, Duration::ZERO).await;
+    deployment.redis.config_set("appendfsync", "everysec")?;
+    deployment.concurrency = 64;
+    // Generations take long: the provider's callback, not a poll, brings each job on.
+    deployment.first_poll_ms = 600_000;
+    deployment.poll_max_ms = 600_000;
+    deployment.sim.hold();
+    let listener = deployment.callback_listener().await;
+    let _receiver = deployment.spawn_callback_receiver(listener);
+    let worker = deployment.spawn_worker_process("in-flight");
+    let worker_pid = worker.id().context("worker pid")?;
+    let mut conn = redis::Client::open(deployment.redis.url())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let before = redis_stats(&mut conn).await?;
+    let started = Instant::now();
+    deployment
+        .enqueue_manifest(&prompts("in flight", jobs))
+        .await;
+    wait_for_state(&deployment, JobState::Waiting, jobs).await?;
+    let all_waiting_s = started.elapsed().as_secs_f64();
+    let waiting = redis_stats(&mut conn).await?;
+    let rss_kib = |field: &str| -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{worker_pid}/status"))?;
+        status
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix(field)?
+                    .trim()
+                    .strip_suffix(" kB")?
+                    .parse()
+                    .ok()
+            })
+            .context("no such field in /proc status")
+    };
+    let rss_waiting_mib = rss_kib("VmRSS:")? as f64 / 1024.0;
+    let memory_per_waiting = (waiting.used_memory as f64 - before.used_memory as f64) / jobs as f64;
+    deployment.sim.release();
+    wait_for_state(&deployment, JobState::Stored, jobs).await?;
+    let after = redis_stats(&mut conn).await?;
+    let peak_rss_mib = rss_kib("VmHWM:")? as f64 / 1024.0;
+    let total = |stats: &RedisStats| stats.calls.values().sum::<u64>();
+    let commands =
+        (total(&after) - total(&before) - observer_calls(&before, &after)) as f64 / jobs as f64;
+    let figures = json!({
+        "section": "in_flight",
+        "jobs": jobs,
+        "seconds_until_all_waiting": all_waiting_s,
+        "worker_rss_mib_all_waiting": rss_waiting_mib,
+        "worker_peak_rss_mib": peak_rss_mib,
+        "redis_bytes_per_waiting_job": memory_per_waiting,
+        "redis_commands_per_job_whole_life": commands,
+    });
+    std::fs::write(&out, serde_json::to_string_pretty(&figures)?)
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "in flight: {jobs} jobs waiting on the provider at once, 1 worker process: worker RSS {rss_waiting_mib:.1} MiB \
+         (peak {peak_rss_mib:.1} MiB), {memory_per_waiting:.0} bytes of Redis per waiting job, \
+         {commands:.1} Redis commands per job over its whole life (callback-driven)"
+    );
+    Ok(())
+}
+
+/// Waits until `jobs` jobs are in `state` (ZCARD polls only).
+async fn wait_for_state(
+    deployment: &Deployment,
+    state: JobState,
+    jobs: usize,
+) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let counts = deployment.ledger.state_counts().await?;
+        let n = counts
+            .iter()
+            .find(|(s, _)| *s == state)
+            .map_or(0, |(_, n)| *n);
+        if n as usize >= jobs {
+            return Ok(());
+        }
+    }
+}
+
+/// The benchmark's own commands between two snapshots (state counts and INFO).
+fn observer_calls(before: &RedisStats, after: &RedisStats) -> u64 {
+    ["zcard", "info"]
+        .iter()
+        .map(|name| after.calls.get(*name).unwrap_or(&0) - before.calls.get(*name).unwrap_or(&0))
+        .sum()
+}
+
+/// Waits until `jobs` jobs have ended. Watched with ZCARD alone (a few per second), so the
+/// observer costs Redis next to nothing and its commands can be taken out exactly.
+async fn settled_count(deployment: &Deployment, jobs: usize) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let counts = deployment.ledger.state_counts().await?;
+        let settled: u64 = counts
+            .iter()
+            .filter(|(state, _)| state.is_terminal())
+            .map(|(_, n)| n)
+            .sum();
+        if settled as usize >= jobs {
+            return Ok(());
+        }
+    }
+}
+
+/// What a lifecycle run cost Redis, per job: commands (as INFO counts them, inside scripts
+/// too), CPU time and network bytes.
+#[derive(Clone, Copy)]
+struct RedisCostPerJob {
+    commands: f64,
+    cpu_us: f64,
+    net_bytes: f64,
+}
+
+/// Runs `lifecycle` (enqueue and process `jobs`) between two `INFO` snapshots.
+async fn redis_cost_of(
+    conn: &mut redis::aio::MultiplexedConnection,
+    jobs: usize,
+    lifecycle: impl Future<Output = anyhow::Result<f64>>,
+) -> anyhow::Result<(f64, RedisCostPerJob)> {
+    let _: () = redis::cmd("FLUSHALL").query_async(conn).await?;
+    let before = redis_stats(conn).await?;
+    let jobs_per_s = lifecycle.await?;
+    let after = redis_stats(conn).await?;
+    let total = |stats: &RedisStats| stats.calls.values().sum::<u64>();
+    let per_job = |delta: f64| delta / jobs as f64;
+    let cost = RedisCostPerJob {
+        commands: per_job(
+            (total(&after) - total(&before)) as f64 - observer_calls(&before, &after) as f64,
+        ),
+        cpu_us: per_job((after.cpu_s - before.cpu_s) * 1e6),
+        net_bytes: per_job((after.net_bytes - before.net_bytes) as f64),
+    };
+    Ok((jobs_per_s, cost))
+}
+
 async fn queue_overhead(worker_bin: PathBuf, runs: QueueRuns, out: PathBuf) -> anyhow::Result<()> {
     let mut deployment = Deployment::start(worker_bin, Duration::ZERO).await;
     deployment.concurrency = runs.concurrency;
@@ -237,69 +403,140 @@ async fn queue_overhead(worker_bin: PathBuf, runs: QueueRuns, out: PathBuf) -> a
         prompt: Some(prompt),
         ..Default::default()
     };
+    let specs = |n: usize| {
+        (0..n)
+            .map(|i| request(format!("job {i}")).validate(0))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let node = |args: Vec<String>| {
+        let mut command = std::process::Command::new("node");
+        command
+            .arg(&runs.bullmq_script)
+            .args(args)
+            .env("REDIS_PORT", deployment.redis.port().to_string());
+        command
+    };
+    let n = |value: usize| value.to_string();
 
+    // Enqueue rates.
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await?;
     let started = Instant::now();
-    for n in 0..runs.singles {
-        deployment.client.enqueue(request(format!("single {n}"))).await?;
+    for i in 0..runs.singles {
+        deployment
+            .client
+            .enqueue(request(format!("single {i}")))
+            .await?;
     }
     let reelq_single = runs.singles as f64 / started.elapsed().as_secs_f64();
-    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await?;
-
-    let specs = (0..runs.jobs)
-        .map(|n| request(format!("bulk {n}")).validate(0))
-        .collect::<Result<Vec<_>, _>>()?;
+    let bulk = specs(runs.jobs)?;
     let started = Instant::now();
-    let batch = deployment.client.enqueue_batch(specs).await?;
+    deployment.client.enqueue_batch(bulk).await?;
     let reelq_bulk = runs.jobs as f64 / started.elapsed().as_secs_f64();
-
-    let started = Instant::now();
-    let _worker = deployment.spawn_worker_process("queue");
-    deployment.settled(&batch.job_ids).await;
-    let reelq_process = runs.jobs as f64 / started.elapsed().as_secs_f64();
-    drop(_worker);
     let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await?;
+    let bullmq_enqueue = run_json(&mut node(vec![
+        "enqueue".into(),
+        n(runs.jobs),
+        n(runs.singles),
+    ]))?;
 
-    let bullmq = run_json(
-        std::process::Command::new("node")
-            .arg(&runs.bullmq_script)
-            .args([runs.jobs, runs.concurrency, runs.singles].map(|n| n.to_string()))
-            .env("REDIS_PORT", deployment.redis.port().to_string()),
-    )?;
-    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await?;
+    // Whole runs: bulk enqueue, then one worker process takes every job to its end.
+    let reelq_run = async {
+        deployment.client.enqueue_batch(specs(runs.jobs)?).await?;
+        let started = Instant::now();
+        let _worker = deployment.spawn_worker_process("queue");
+        settled_count(&deployment, runs.jobs).await?;
+        Ok(runs.jobs as f64 / started.elapsed().as_secs_f64())
+    };
+    let (reelq_process, reelq_cost) = redis_cost_of(&mut conn, runs.jobs, reelq_run).await?;
+    let bullmq_run = async {
+        let result = run_json(&mut node(vec![
+            "process".into(),
+            n(runs.jobs),
+            n(runs.concurrency),
+        ]))?;
+        Ok(result["process_jobs_per_s"].as_f64().unwrap_or(f64::NAN))
+    };
+    let (bullmq_process, bullmq_cost) = redis_cost_of(&mut conn, runs.jobs, bullmq_run).await?;
     let apalis_jobs = runs.jobs.min(APALIS_MAX_JOBS);
-    let apalis = run_json(
-        std::process::Command::new(&runs.apalis_bin)
-            .arg(deployment.redis.url())
-            .args([apalis_jobs, runs.concurrency].map(|n| n.to_string())),
-    )?;
+    let mut apalis = serde_json::Value::Null;
+    let apalis_run = async {
+        apalis = run_json(
+            std::process::Command::new(&runs.apalis_bin)
+                .arg(deployment.redis.url())
+                .args([n(apalis_jobs), n(runs.concurrency)]),
+        )?;
+        Ok(apalis["process_jobs_per_s"].as_f64().unwrap_or(f64::NAN))
+    };
+    let (apalis_process, apalis_cost) = redis_cost_of(&mut conn, apalis_jobs, apalis_run).await?;
 
     let figure = |value: &serde_json::Value, name: &str| value[name].as_f64().unwrap_or(f64::NAN);
     let rows = [
-        ("enqueue, one at a time (jobs/s)", reelq_single, figure(&bullmq, "enqueue_single_per_s"), f64::NAN),
-        ("enqueue, bulk (jobs/s)", reelq_bulk, figure(&bullmq, "enqueue_bulk_per_s"), figure(&apalis, "enqueue_bulk_per_s")),
-        ("processed, 1 worker (jobs/s)", reelq_process, figure(&bullmq, "process_jobs_per_s"), figure(&apalis, "process_jobs_per_s")),
+        (
+            "enqueue one at a time, jobs/s",
+            reelq_single,
+            figure(&bullmq_enqueue, "enqueue_single_per_s"),
+            f64::NAN,
+        ),
+        (
+            "enqueue in bulk, jobs/s",
+            reelq_bulk,
+            figure(&bullmq_enqueue, "enqueue_bulk_per_s"),
+            figure(&apalis, "enqueue_bulk_per_s"),
+        ),
+        (
+            "processed by 1 worker, jobs/s",
+            reelq_process,
+            bullmq_process,
+            apalis_process,
+        ),
+        (
+            "Redis commands per job",
+            reelq_cost.commands,
+            bullmq_cost.commands,
+            apalis_cost.commands,
+        ),
+        (
+            "Redis CPU per job, us",
+            reelq_cost.cpu_us,
+            bullmq_cost.cpu_us,
+            apalis_cost.cpu_us,
+        ),
+        (
+            "Redis network per job, bytes",
+            reelq_cost.net_bytes,
+            bullmq_cost.net_bytes,
+            apalis_cost.net_bytes,
+        ),
     ];
     println!(
-        "queue overhead: {} jobs ({} for apalis), concurrency {}, one Redis with AOF everysec",
+        "queue overhead: {} jobs ({} for apalis), worker concurrency {}, one Redis (AOF, fsync every second)",
         runs.jobs, apalis_jobs, runs.concurrency
     );
-    println!("  {:<32} {:>10} {:>10} {:>10} {:>12} {:>12}", "", "reelq", "BullMQ", "apalis", "reelq/BullMQ", "reelq/apalis");
+    println!(
+        "  {:<32} {:>9} {:>9} {:>9} {:>13} {:>13}",
+        "", "reelq", "BullMQ", "apalis", "reelq/BullMQ", "reelq/apalis"
+    );
     for (name, reelq, bull, apalis) in rows {
         println!(
-            "  {name:<32} {reelq:>10.0} {bull:>10.0} {apalis:>10.0} {:>12.2} {:>12.2}",
+            "  {name:<32} {reelq:>9.1} {bull:>9.1} {apalis:>9.1} {:>13.2} {:>13.2}",
             reelq / bull,
             reelq / apalis
         );
     }
-    println!("  (reelq processes whole lifecycles: create, query and download from the simulator, a file write, 4 fenced transitions; BullMQ and apalis run no-op handlers)");
+    println!(
+        "  reelq's jobs are whole lifecycles (create, query and download at the simulator, which runs in\n  \
+         this process on the same 2 cores, a file written, 4 fenced transitions); BullMQ's and apalis's\n  \
+         are no-op handlers. Cost rows cover enqueue and processing."
+    );
+    let cost_json = |cost: RedisCostPerJob| json!({ "commands": cost.commands, "cpu_us": cost.cpu_us, "net_bytes": cost.net_bytes });
     let figures = json!({
         "section": "queue_overhead",
         "jobs": runs.jobs,
         "apalis_jobs": apalis_jobs,
         "concurrency": runs.concurrency,
-        "reelq": { "enqueue_single_per_s": reelq_single, "enqueue_bulk_per_s": reelq_bulk, "process_jobs_per_s": reelq_process },
-        "bullmq": bullmq,
-        "apalis": apalis,
+        "reelq": { "enqueue_single_per_s": reelq_single, "enqueue_bulk_per_s": reelq_bulk, "process_jobs_per_s": reelq_process, "redis_per_job": cost_json(reelq_cost) },
+        "bullmq": { "enqueue": bullmq_enqueue, "process_jobs_per_s": bullmq_process, "redis_per_job": cost_json(bullmq_cost) },
+        "apalis": { "run": apalis, "redis_per_job": cost_json(apalis_cost) },
     });
     std::fs::write(&out, serde_json::to_string_pretty(&figures)?)
         .with_context(|| format!("writing {}", out.display()))?;
@@ -308,7 +545,9 @@ async fn queue_overhead(worker_bin: PathBuf, runs: QueueRuns, out: PathBuf) -> a
 
 /// Runs a benchmark helper to completion and reads the JSON object it prints last.
 fn run_json(command: &mut std::process::Command) -> anyhow::Result<serde_json::Value> {
-    let output = command.output().with_context(|| format!("running {command:?}"))?;
+    let output = command
+        .output()
+        .with_context(|| format!("running {command:?}"))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     anyhow::ensure!(
         output.status.success(),

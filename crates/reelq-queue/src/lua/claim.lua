@@ -26,7 +26,7 @@ local claimed = {}
 for _, id in ipairs(ids) do
   local job = prefix .. 'job:' .. id
   local f = redis.call('HMGET', job, 'state', 'deadline_ms', 'spec', 'task_id', 'attempt',
-    'result_url', 'polls', 'provider', 'task_id_hint')
+    'result_url', 'polls', 'provider', 'task_id_hint', 'fence')
   local state, deadline, provider = f[1], tonumber(f[2]), f[8] or ''
   if state == 'queued' and paused[provider] == nil then
     paused[provider] = redis.call('PTTL', prefix .. 'pause:' .. provider)
@@ -35,28 +35,26 @@ for _, id in ipairs(ids) do
     redis.call('ZREM', due, id)
   elseif (state == 'queued' or state == 'waiting') and deadline and deadline <= now then
     redis.call('ZREM', due, id)
-    redis.call('HSET', job, 'error_class', 'invalid', 'error', 'deadline passed before the job finished')
-    move(job, id, state, 'expired', now, 'deadline passed')
+    move(job, id, state, 'expired', now, 'deadline passed',
+      { 'error_class', 'invalid', 'error', 'deadline passed before the job finished' })
   elseif state == 'queued' and paused[provider] > 0 then
     redis.call('ZADD', due, now + paused[provider], id)
   elseif state == 'submitting' and f[9] then
     -- The submitter died, but the provider's callback already named the task: poll it.
-    redis.call('HSET', job, 'task_id', f[9], 'attempt', 0)
-    redis.call('HINCRBY', job, 'fence', 1)
     redis.call('ZADD', due, now, id)
-    move(job, id, state, 'waiting', now, 'submit lease expired; task known from its callback')
+    move(job, id, state, 'waiting', now, 'submit lease expired; task known from its callback',
+      { 'task_id', f[9], 'attempt', 0, 'fence', tonumber(f[10] or '0') + 1 })
   elseif state == 'submitting' and resubmit_uncertain then
     redis.call('ZADD', due, now, id)
-    redis.call('HSET', job, 'error', 'submit lease expired; requeued by policy')
-    move(job, id, state, 'queued', now, 'submit lease expired; requeued by policy')
+    move(job, id, state, 'queued', now, 'submit lease expired; requeued by policy',
+      { 'error', 'submit lease expired; requeued by policy' })
   elseif state == 'submitting' then
     redis.call('ZREM', due, id)
-    redis.call('HSET', job, 'error_class', 'unknown_outcome',
-      'error', 'submit lease expired before the provider answered')
-    move(job, id, state, 'uncertain', now, 'submit lease expired')
+    move(job, id, state, 'uncertain', now, 'submit lease expired',
+      { 'error_class', 'unknown_outcome', 'error', 'submit lease expired before the provider answered' })
   elseif state == 'queued' or state == 'waiting' or state == 'fetching' then
-    local fence = redis.call('HINCRBY', job, 'fence', 1)
-    redis.call('HSET', job, 'owner', owner)
+    local fence = tonumber(f[10] or '0') + 1
+    redis.call('HSET', job, 'fence', fence, 'owner', owner)
     redis.call('ZADD', due, now + lease_ms, id)
     claimed[#claimed + 1] = { id, state, fence, f[3], f[4] or '', tonumber(f[5] or '0'),
       f[6] or '', tonumber(f[7] or '0') }

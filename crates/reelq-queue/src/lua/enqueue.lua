@@ -23,23 +23,30 @@ for job_idx = 0, n_jobs - 1 do
   end
 end
 local now = now_ms()
+local ids, scored = {}, {}
 for job_idx = 0, n_jobs - 1 do
   local base = first + job_idx * 5
   local id, provider, spec, deadline = ARGV[base], ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
   local notify_url = ARGV[base + 4]
-  local job = prefix .. 'job:' .. id
-  redis.call('HSET', job, 'state', 'queued', 'fence', 0, 'provider', provider, 'spec', spec,
-    'created_ms', now,
-    'updated_ms', now, 'attempt', 0, 'submits', 0, 'polls', 0)
-  if deadline ~= '' then redis.call('HSET', job, 'deadline_ms', deadline) end
-  if notify_url ~= '' then redis.call('HSET', job, 'notify_url', notify_url) end
-  if batch ~= '' then
-    redis.call('HSET', job, 'batch', batch)
-    redis.call('RPUSH', prefix .. 'batch:' .. batch, id)
-  end
-  redis.call('ZADD', prefix .. 'state:queued', now, id)
-  redis.call('ZADD', due, now, id)
+  local fields = { 'state', 'queued', 'fence', 0, 'provider', provider, 'spec', spec,
+    'created_ms', now, 'updated_ms', now, 'attempt', 0, 'submits', 0, 'polls', 0 }
+  if deadline ~= '' then fields[#fields + 1] = 'deadline_ms'; fields[#fields + 1] = deadline end
+  if notify_url ~= '' then fields[#fields + 1] = 'notify_url'; fields[#fields + 1] = notify_url end
+  if batch ~= '' then fields[#fields + 1] = 'batch'; fields[#fields + 1] = batch end
+  redis.call('HSET', prefix .. 'job:' .. id, unpack(fields))
   log_event(id, now, 'queued')
+  ids[#ids + 1] = id
+  scored[#scored + 1] = now
+  scored[#scored + 1] = id
+end
+-- Index and schedule in chunks: one command per chunk, not per job, and under Lua's limit
+-- on unpacked arguments.
+local CHUNK = 1000
+for i = 1, #ids, CHUNK do
+  local last = math.min(i + CHUNK - 1, #ids)
+  redis.call('ZADD', due, unpack(scored, 2 * i - 1, 2 * last))
+  redis.call('ZADD', prefix .. 'state:queued', unpack(scored, 2 * i - 1, 2 * last))
+  if batch ~= '' then redis.call('RPUSH', prefix .. 'batch:' .. batch, unpack(ids, i, last)) end
 end
 if idem_key ~= '' then redis.call('SET', idem_key, receipt, 'EX', idem_ttl) end
 redis.call('PUBLISH', prefix .. 'wake', n_jobs)

@@ -29,10 +29,13 @@ local function queue_notification(job, id, now)
   redis.call('ZADD', prefix .. 'notify_due', now, id)
 end
 
--- Moves a job between states: state field, per-state index, capped event log, change feed,
--- and the completion webhook when the job ends.
-local function move(job, id, from, to, now, detail)
-  redis.call('HSET', job, 'state', to, 'updated_ms', now)
+-- Moves a job between states: state field (with any `fields`, a flat list of field/value
+-- pairs written in the same HSET), per-state index, capped event log, change feed, and the
+-- completion webhook when the job ends.
+local function move(job, id, from, to, now, detail, fields)
+  local set = { 'state', to, 'updated_ms', now }
+  for _, v in ipairs(fields or {}) do set[#set + 1] = v end
+  redis.call('HSET', job, unpack(set))
   redis.call('ZREM', prefix .. 'state:' .. from, id)
   redis.call('ZADD', prefix .. 'state:' .. to, now, id)
   log_event(id, now, to .. ' ' .. detail)

@@ -16,7 +16,7 @@ local due = KEYS[1]
 local id, fence, allowed, to, delay_ms, detail =
   ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7]
 local job = prefix .. 'job:' .. id
-local cur = redis.call('HMGET', job, 'state', 'fence')
+local cur = redis.call('HMGET', job, 'state', 'fence', 'task_id_hint', 'submits')
 local allowed_now = cur[1] and string.find(',' .. allowed .. ',', ',' .. cur[1] .. ',', 1, true)
 if cur[2] == fence and cur[1] == to and not allowed_now then
   return { 1 }
@@ -25,24 +25,27 @@ if not allowed_now or cur[2] ~= fence then
   return { 0, cur[1] or '', cur[2] or '' }
 end
 local now = now_ms()
-if #ARGV >= 8 then
-  redis.call('HSET', job, unpack(ARGV, 8))
-end
-redis.call('HDEL', job, 'owner')
-if to == 'waiting' then
+-- One HSET for the step's fields, the released lease (an empty owner) and the new state.
+local fields = { 'owner', '' }
+for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
+local hint = cur[3]
+if to == 'waiting' and hint then
   -- A callback that came while the submit was in flight named this task: it is done, so
   -- poll at once rather than after the first-poll delay.
-  local hint = redis.call('HGET', job, 'task_id_hint')
-  if hint then
-    if hint == redis.call('HGET', job, 'task_id') then delay_ms = 0 end
-    redis.call('HDEL', job, 'task_id_hint')
+  for i = 8, #ARGV - 1, 2 do
+    if ARGV[i] == 'task_id' and ARGV[i + 1] == hint then delay_ms = 0 end
   end
+  redis.call('HDEL', job, 'task_id_hint')
 end
-if to == 'submitting' then redis.call('HINCRBY', job, 'submits', 1) end
+if to == 'submitting' then
+  fields[#fields + 1] = 'submits'
+  fields[#fields + 1] = tonumber(cur[4] or '0') + 1
+end
 if cur[1] ~= to then
-  move(job, id, cur[1], to, now, detail)
-elseif detail ~= '' then
-  log_event(id, now, to .. ' ' .. detail)
+  move(job, id, cur[1], to, now, detail, fields)
+else
+  redis.call('HSET', job, unpack(fields))
+  if detail ~= '' then log_event(id, now, to .. ' ' .. detail) end
 end
 schedule(due, id, now, delay_ms)
 return { 1 }

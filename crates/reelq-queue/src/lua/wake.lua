@@ -17,16 +17,17 @@ local f = redis.call('HMGET', job, 'state', 'owner', 'task_id')
 local state, owner, known_task = f[1], f[2], f[3]
 if not state then return 'missing' end
 local now = now_ms()
-if state == 'waiting' and known_task == task_id and not owner then
+-- An empty owner is a released lease.
+if state == 'waiting' and known_task == task_id and (not owner or owner == '') then
   redis.call('ZADD', due, now, id)
   log_event(id, now, 'waiting callback')
   redis.call('PUBLISH', prefix .. 'wake', 1)
   return 'woken'
 elseif state == 'uncertain' and not known_task then
-  redis.call('HSET', job, 'task_id', task_id, 'attempt', 0)
   redis.call('HDEL', job, 'error', 'error_class')
   redis.call('HINCRBY', job, 'fence', 1)
-  move(job, id, state, 'waiting', now, 'task ' .. task_id .. ' named by its callback')
+  move(job, id, state, 'waiting', now, 'task ' .. task_id .. ' named by its callback',
+    { 'task_id', task_id, 'attempt', 0 })
   redis.call('ZADD', due, now, id)
   redis.call('PUBLISH', prefix .. 'wake', 1)
   return 'adopted'
