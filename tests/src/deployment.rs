@@ -48,6 +48,8 @@ pub struct Deployment {
     pub poll_max_ms: u64,
     /// Steps each worker runs at once.
     pub concurrency: usize,
+    /// More TOML for every provider account's table, e.g. limits.
+    pub account_extra: String,
     /// Which provider [`Deployment::enqueue_manifest`] sends jobs to. Workers have an
     /// account at every provider (all served by the simulator).
     pub provider: ProviderKind,
@@ -91,6 +93,7 @@ impl Deployment {
             first_poll_ms: 100,
             poll_max_ms: 300,
             concurrency: 8,
+            account_extra: String::new(),
             provider: ProviderKind::Kie,
         }
     }
@@ -145,10 +148,11 @@ log_format = "pretty"
                 };
                 format!(
                     "[providers.{provider}]\nbase_url = \"{sim}\"\napi_key = \"{api_key}\"\n\
-                     request_timeout_ms = 5000\nfirst_poll_ms = {first_poll}\npoll_max_ms = {poll_max}\n{secret}\n",
+                     request_timeout_ms = 5000\nfirst_poll_ms = {first_poll}\npoll_max_ms = {poll_max}\n{secret}{extra}\n",
                     sim = self.sim.base_url(),
                     first_poll = self.first_poll_ms,
                     poll_max = self.poll_max_ms,
+                    extra = self.account_extra,
                 )
             })
             .collect()

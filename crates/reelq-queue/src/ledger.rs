@@ -13,6 +13,8 @@
 //! | `P batch:{id}` | list   | the batch's job ids in manifest order                | enqueue                 |
 //! | `P pause:{provider}` | string | present while submits to that provider are paused (429) | pause          |
 //! | `P idem:{key}` | string | the receipt of the enqueue made under an idempotency key (expires) | enqueue   |
+//! | `P rate:{provider}` | string | GCRA: unix ms when the provider's request bucket is empty again (expires) | claim |
+//! | `P inflight:{provider}` | zset | job id -> slot expiry, one per generation in flight (with limits) | claim, transition |
 //! | `P task:{provider}:{task}` | string | the job id owning a provider task whose callbacks name only the task (expires) | worker after submit |
 //! | `P notify_due` | zset   | job id -> unix ms when its completion webhook is due  | a job's end, claim_notify, notified |
 //! | `P changes`    | pubsub | `"<id> <state>"` on every state change               | every state change      |
@@ -97,6 +99,37 @@ pub struct ClaimOptions<'a> {
     /// Requeue a submit whose lease expired instead of parking it `uncertain`. This can pay
     /// twice; operators opt in.
     pub resubmit_uncertain: bool,
+    /// Cluster-wide limits per provider account; every replica should pass the same.
+    pub limits: &'a [ProviderLimit],
+}
+
+/// One provider account's cluster-wide limits, enforced by the claim script for every
+/// replica at once. Zero means no limit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderLimit {
+    pub provider: ProviderKind,
+    /// Provider calls (submits and polls) per second, across all replicas.
+    pub requests_per_s: f64,
+    /// Calls that may go at once after a quiet spell.
+    pub burst: u32,
+    /// Generations submitted and not yet finished, across all replicas.
+    pub max_in_flight: u32,
+    /// A slot not renewed (by a poll) for this long is freed: a job lost track of gives its
+    /// slot back.
+    pub slot_ttl: Duration,
+}
+
+impl ProviderLimit {
+    fn encode(&self) -> String {
+        format!(
+            "{} {} {} {} {}",
+            self.provider,
+            self.requests_per_s,
+            self.burst,
+            self.max_in_flight,
+            self.slot_ttl.as_millis()
+        )
+    }
 }
 
 /// How an operator settles an `uncertain` job.
@@ -161,6 +194,8 @@ pub struct Claim {
     pub leases: Vec<Lease>,
     /// When nothing was due: how long until the next job falls due, if any is scheduled.
     pub next_due_in: Option<Duration>,
+    /// Jobs a limit held back: `(provider, "rate" | "in_flight")`, one per job.
+    pub waits: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,15 +277,22 @@ impl Ledger {
 
     /// Takes up to `options.max_jobs` due jobs, each leased to `options.owner`.
     pub async fn claim(&self, options: &ClaimOptions<'_>) -> Result<Claim, QueueError> {
-        let (now_ms, next_due_ms, rows): (i64, i64, Vec<ClaimedRow>) = CLAIM
+        let limits: Vec<String> = options.limits.iter().map(ProviderLimit::encode).collect();
+        let (now_ms, next_due_ms, rows, waits): (i64, i64, Vec<ClaimedRow>, Vec<String>) = CLAIM
             .key(self.key("due"))
             .arg(&self.prefix)
             .arg(options.max_jobs)
             .arg(options.lease.as_millis() as u64)
             .arg(options.owner)
             .arg(if options.resubmit_uncertain { "1" } else { "0" })
+            .arg(limits.join(";"))
             .invoke_async(&mut self.conn.clone())
             .await?;
+        let waits = waits
+            .iter()
+            .filter_map(|wait| wait.split_once(' '))
+            .map(|(provider, kind)| (provider.to_owned(), kind.to_owned()))
+            .collect();
         let mut leases = Vec::with_capacity(rows.len());
         for row in rows {
             match lease_from_row(row) {
@@ -265,6 +307,7 @@ impl Ledger {
         Ok(Claim {
             leases,
             next_due_in,
+            waits,
         })
     }
 
@@ -544,6 +587,26 @@ impl Ledger {
         Ok(())
     }
 
+    /// Jobs due now: what workers would claim if they had free slots.
+    pub async fn due_now(&self) -> Result<u64, QueueError> {
+        Ok(redis::cmd("ZCOUNT")
+            .arg(self.key("due"))
+            .arg("-inf")
+            .arg(now_unix_ms())
+            .query_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    /// Generations of `provider` holding an in-flight slot now (expired slots not counted).
+    pub async fn in_flight(&self, provider: ProviderKind) -> Result<u64, QueueError> {
+        Ok(redis::cmd("ZCOUNT")
+            .arg(self.key(format!("inflight:{provider}")))
+            .arg(now_unix_ms())
+            .arg("+inf")
+            .query_async(&mut self.conn.clone())
+            .await?)
+    }
+
     /// The job that owns `provider`'s task `task_id`, if it was indexed and has not expired.
     pub async fn job_of_task(
         &self,
@@ -707,6 +770,13 @@ fn lease_from_row(row: ClaimedRow) -> Result<Lease, (String, u64, String, String
         }),
         Err(detail) => Err((id, fence, state, detail)),
     }
+}
+
+/// This host's clock, for read-only counts (scripts use Redis's own clock).
+fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn non_empty(value: String) -> Option<String> {

@@ -10,7 +10,7 @@ mod transition;
 pub use error::QueueError;
 pub use ledger::{
     Claim, ClaimOptions, Idempotency, Lease, Ledger, LedgerConfig, Notification, NotifyOutcome,
-    Resolution, TransitionOutcome, WakeOutcome,
+    ProviderLimit, Resolution, TransitionOutcome, WakeOutcome,
 };
 pub use record::JobRecord;
 pub use transition::Transition;

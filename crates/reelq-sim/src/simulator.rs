@@ -111,6 +111,10 @@ pub struct SimStats {
     pub creates: u64,
     pub max_creates_per_fingerprint: u32,
     pub downloads: u64,
+    /// The most generations running at once (created, not yet finished), seen at creates.
+    pub max_in_flight: u64,
+    /// The most API calls (creates and queries) in any one-second window.
+    pub max_requests_per_second: u64,
 }
 
 pub(crate) struct Task {
@@ -139,6 +143,9 @@ pub(crate) struct SimState {
     pub(crate) create_latency: Mutex<Duration>,
     /// Where OpenAI-style webhooks go (set on the account, not per request).
     pub(crate) account_webhook_url: Mutex<Option<String>>,
+    /// When the API calls of the last second arrived, and the most seen in one second.
+    recent_requests: Mutex<(VecDeque<Instant>, u64)>,
+    max_in_flight: Mutex<u64>,
     /// Faults the next downloads meet, one each.
     download_faults: Mutex<VecDeque<DownloadFault>>,
     events: broadcast::Sender<SimEvent>,
@@ -172,16 +179,33 @@ impl SimState {
         *self.outage.lock().unwrap() = Some((code, Instant::now() + length));
     }
 
+    /// Counts a query and returns the outage code it meets, if any.
     pub(crate) fn next_query_fault(&self) -> Option<i64> {
+        self.count_request();
         self.outage_code()
+    }
+
+    fn count_request(&self) {
+        let now = Instant::now();
+        let mut recent = self.recent_requests.lock().unwrap();
+        let (times, max) = &mut *recent;
+        times.push_back(now);
+        while times
+            .front()
+            .is_some_and(|&t| now.duration_since(t) >= Duration::from_secs(1))
+        {
+            times.pop_front();
+        }
+        *max = (*max).max(times.len() as u64);
     }
 
     pub(crate) fn next_download_fault(&self) -> Option<DownloadFault> {
         self.download_faults.lock().unwrap().pop_front()
     }
 
-    /// Announces a create as it arrives.
+    /// Announces and counts a create as it arrives.
     pub(crate) fn create_received(&self) {
+        self.count_request();
         let _ = self.events.send(SimEvent::CreateReceived);
     }
 
@@ -199,7 +223,13 @@ impl SimState {
             outcome,
             callback_url: callback_url.clone(),
         };
-        self.tasks.lock().unwrap().insert(task_id.to_owned(), task);
+        {
+            let mut tasks = self.tasks.lock().unwrap();
+            tasks.insert(task_id.to_owned(), task);
+            let running = tasks.values().filter(|t| !self.is_finished(t)).count() as u64;
+            let mut max_in_flight = self.max_in_flight.lock().unwrap();
+            *max_in_flight = (*max_in_flight).max(running);
+        }
         if let Some(url) = callback_url {
             tokio::spawn(crate::callbacks::deliver(
                 self.clone(),
@@ -236,6 +266,8 @@ impl SimState {
             creates: creates.values().map(|&n| u64::from(n)).sum(),
             max_creates_per_fingerprint: creates.values().copied().max().unwrap_or(0),
             downloads: *self.downloads.lock().unwrap(),
+            max_in_flight: *self.max_in_flight.lock().unwrap(),
+            max_requests_per_second: self.recent_requests.lock().unwrap().1,
         }
     }
 }
@@ -270,6 +302,8 @@ impl Simulator {
             outage: Mutex::default(),
             create_latency: Mutex::default(),
             account_webhook_url: Mutex::default(),
+            recent_requests: Mutex::default(),
+            max_in_flight: Mutex::default(),
             download_faults: Mutex::default(),
             events,
         });

@@ -220,6 +220,26 @@ pub struct ProviderAccount {
     /// gateway's `whsec_` secret. When set, unsigned or mis-signed callbacks are refused.
     /// OpenAI-style webhooks are refused unless it is set (nothing else authenticates them).
     pub webhook_secret: Option<Secret>,
+    /// Provider calls (submits and polls) per second across all replicas; 0 = no limit.
+    /// Every replica must be given the same limits.
+    #[serde(default)]
+    pub max_requests_per_s: f64,
+    /// Calls that may go at once after a quiet spell (at least 1).
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+    /// Generations in flight (submitted, not finished) across all replicas; 0 = no limit.
+    #[serde(default)]
+    pub max_in_flight: u32,
+    /// An in-flight slot no poll renewed for this long is freed (a lost job's slot returns).
+    #[serde(default = "default_slot_ttl_ms")]
+    pub in_flight_slot_ttl_ms: u64,
+}
+
+fn default_burst() -> u32 {
+    1
+}
+fn default_slot_ttl_ms() -> u64 {
+    30 * 60 * 1000
 }
 
 fn default_request_timeout_ms() -> u64 {
@@ -230,6 +250,22 @@ fn default_first_poll_ms() -> u64 {
 }
 fn default_poll_max_ms() -> u64 {
     60_000
+}
+
+impl ProvidersConfig {
+    /// The cluster-wide limits of every configured account.
+    pub fn limits(&self) -> Vec<reelq_queue::ProviderLimit> {
+        self.accounts()
+            .map(|(provider, account)| reelq_queue::ProviderLimit {
+                provider,
+                requests_per_s: account.max_requests_per_s,
+                burst: account.burst,
+                max_in_flight: account.max_in_flight,
+                slot_ttl: Duration::from_millis(account.in_flight_slot_ttl_ms),
+            })
+            .filter(|limit| limit.requests_per_s > 0.0 || limit.max_in_flight > 0)
+            .collect()
+    }
 }
 
 impl WorkerConfig {
@@ -292,6 +328,20 @@ impl WorkerConfig {
                     base,
                     "callbacks.public_base_url is not HTTPS; providers may refuse it"
                 );
+            }
+        }
+        for (provider, account) in self.providers.accounts() {
+            if account.max_requests_per_s < 0.0 || account.burst == 0 {
+                return Err(WorkerError::Config(format!(
+                    "providers.{provider}: max_requests_per_s must be >= 0 and burst >= 1"
+                )));
+            }
+            if account.max_in_flight > 0 && account.in_flight_slot_ttl_ms < 2 * account.poll_max_ms
+            {
+                return Err(WorkerError::Config(format!(
+                    "providers.{provider}: in_flight_slot_ttl_ms must be at least twice poll_max_ms, \
+                     or a slot expires between two polls of a running generation"
+                )));
             }
         }
         if self.providers.accounts().next().is_none() {

@@ -9,11 +9,15 @@
 //! | `reelq_callbacks_total{status}` (HTTP status answered)   | counter   |
 //! | `reelq_webhooks_total{outcome}`                          | counter   |
 //! | `reelq_bytes_stored_total`                               | counter   |
+//! | `reelq_in_flight{provider}` (generations holding a slot) | gauge, read at scrape time |
+//! | `reelq_due_jobs` (due now: the queue depth workers face)  | gauge, read at scrape time |
+//! | `reelq_limiter_waits_total{provider,limit}`              | counter   |
 
 use std::sync::OnceLock;
 
 use axum::{Router, extract::State, http::StatusCode, routing::get};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use reelq_core::ProviderKind;
 use reelq_queue::Ledger;
 use reelq_storage::VideoStore;
 
@@ -38,6 +42,8 @@ pub(crate) fn metrics_handle() -> &'static PrometheusHandle {
 pub(crate) struct OpsState {
     pub(crate) ledger: Ledger,
     pub(crate) store: VideoStore,
+    /// The providers this worker has accounts for, whose in-flight counts it reports.
+    pub(crate) providers: Vec<ProviderKind>,
 }
 
 pub(crate) fn app(state: OpsState) -> Router {
@@ -53,6 +59,14 @@ async fn render(State(state): State<OpsState>) -> String {
         for (job_state, n_jobs) in counts {
             metrics::gauge!("reelq_jobs", "state" => job_state.as_str()).set(n_jobs as f64);
         }
+    }
+    for &provider in &state.providers {
+        if let Ok(n) = state.ledger.in_flight(provider).await {
+            metrics::gauge!("reelq_in_flight", "provider" => provider.as_str()).set(n as f64);
+        }
+    }
+    if let Ok(n) = state.ledger.due_now().await {
+        metrics::gauge!("reelq_due_jobs").set(n as f64);
     }
     let handle = metrics_handle();
     handle.run_upkeep();

@@ -64,6 +64,7 @@ pub async fn run(
         let state = OpsState {
             ledger: ledger.clone(),
             store: store.clone(),
+            providers: providers.keys().copied().collect(),
         };
         info!(addr = ?listener.local_addr().ok(), "ops endpoints listening");
         tracker.spawn(serve(listener, ops::app(state), shutdown.clone()));
@@ -115,6 +116,7 @@ pub async fn run(
     let mut wakeups = None;
     let slots = Arc::new(Semaphore::new(config.concurrency));
     let idle_poll = Duration::from_millis(config.idle_poll_ms);
+    let limits = config.providers.limits();
     info!(worker = %name, concurrency = config.concurrency, role = ?config.role, "worker started");
 
     // A callbacks-only worker claims nothing: it serves the receiver until shutdown.
@@ -136,6 +138,7 @@ pub async fn run(
                 max_jobs: permits.len(),
                 lease: config.lease(),
                 resubmit_uncertain: config.resubmit_uncertain,
+                limits: &limits,
             };
             let claim = match ledger.claim(&options).await {
                 Ok(claim) => claim,
@@ -148,6 +151,14 @@ pub async fn run(
                     }
                 }
             };
+            for (provider, limit) in &claim.waits {
+                metrics::counter!(
+                    "reelq_limiter_waits_total",
+                    "provider" => provider.clone(),
+                    "limit" => limit.clone(),
+                )
+                .increment(1);
+            }
             let idle_for = claim.next_due_in.unwrap_or(idle_poll).min(idle_poll);
             let idle = claim.leases.is_empty();
             for (lease, permit) in claim.leases.into_iter().zip(permits.drain(..)) {

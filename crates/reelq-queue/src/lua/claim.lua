@@ -8,7 +8,7 @@
 -- ARGV[5]  "1" to requeue a submit whose lease expired (operator opt-in), "0" to park it
 --          as `uncertain`
 -- Returns {now_ms, next_due_ms or -1, {{id, state, fence, spec, task_id, attempt,
---          result_url, polls}, ...}}.
+--          result_url, polls}, ...}, {"<provider> rate|in_flight" per job held back}}.
 -- A claimed queued job stays `queued`: the worker moves it to `submitting` (BeginSubmit) only
 -- once it holds the reply, so a claim whose reply is lost never looks like a sent submit.
 -- A job found `submitting` is one whose submitter's lease ran out: if a callback named its
@@ -16,11 +16,57 @@
 -- task, so it becomes `uncertain` and is never handed out for a second submit (unless ARGV[5]).
 -- A queued job whose provider is paused (`P pause:{provider}`, set on a 429) is left
 -- unclaimed and rescheduled for the end of the pause.
+-- ARGV[6]  cluster-wide limits per provider account, "<provider> <requests/s> <burst>
+--          <max in flight> <slot ttl ms>" joined by ";" (0 = no limit). Every provider call
+--          (a submit or a poll) takes a token from a GCRA bucket `P rate:{provider}`; a submit
+--          also takes a generation slot in `P inflight:{provider}` (zset: job -> expiry),
+--          released when the job leaves `submitting`/`waiting` and renewed by each poll, so a
+--          lost job's slot comes back after the ttl. A job a limit holds back is rescheduled
+--          for when it may go, and named in the reply's waits.
 local due = KEYS[1]
 local max_n, lease_ms, owner = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local resubmit_uncertain = ARGV[5] == '1'
 local paused = {}
 local now = now_ms()
+
+local limits = {}
+for spec in string.gmatch(ARGV[6] or '', '[^;]+') do
+  local provider, rate, burst, slots, ttl = string.match(spec, '^(%S+) (%S+) (%S+) (%S+) (%S+)$')
+  limits[provider] = { rate = tonumber(rate), burst = math.max(1, tonumber(burst)),
+    slots = tonumber(slots), ttl = tonumber(ttl) }
+end
+local waits = {}
+
+-- GCRA: `tat` is when the bucket is empty again; a call may go while tat - now is within the
+-- burst. Loaded once per provider and written back at the end.
+local function rate_wait(provider)
+  local l = limits[provider]
+  if not l or l.rate <= 0 then return 0 end
+  if l.tat == nil then l.tat = tonumber(redis.call('GET', prefix .. 'rate:' .. provider) or '0') end
+  local interval = 1000 / l.rate
+  local tat = math.max(l.tat, now)
+  local wait = tat - interval * (l.burst - 1) - now
+  if wait > 0 then return math.ceil(wait) end
+  l.tat = tat + interval
+  return 0
+end
+
+-- Generation slots: expired ones are dropped once per provider per claim.
+local function slots_full(provider)
+  local l = limits[provider]
+  if not l or l.slots <= 0 then return false end
+  local key = prefix .. 'inflight:' .. provider
+  if l.used == nil then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+    l.used = redis.call('ZCARD', key)
+  end
+  return l.used >= l.slots
+end
+
+local function hold_back(id, provider, kind, wait_ms)
+  redis.call('ZADD', due, now + wait_ms, id)
+  waits[#waits + 1] = provider .. ' ' .. kind
+end
 local ids = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, max_n)
 local claimed = {}
 for _, id in ipairs(ids) do
@@ -52,7 +98,22 @@ for _, id in ipairs(ids) do
     redis.call('ZREM', due, id)
     move(job, id, state, 'uncertain', now, 'submit lease expired',
       { 'error_class', 'unknown_outcome', 'error', 'submit lease expired before the provider answered' })
+  elseif state == 'queued' and slots_full(provider) then
+    -- A generation ends within seconds to minutes; look again in a second.
+    hold_back(id, provider, 'in_flight', 1000)
+  elseif (state == 'queued' or state == 'waiting') and rate_wait(provider) > 0 then
+    hold_back(id, provider, 'rate', rate_wait(provider))
   elseif state == 'queued' or state == 'waiting' or state == 'fetching' then
+    local l = limits[provider]
+    if l and l.slots > 0 and state ~= 'fetching' then
+      -- Taken by a submit, renewed by a poll (XX: only a job that holds one).
+      local key = prefix .. 'inflight:' .. provider
+      if state == 'queued' then
+        l.used = l.used + redis.call('ZADD', key, now + l.ttl, id)
+      else
+        redis.call('ZADD', key, 'XX', now + l.ttl, id)
+      end
+    end
     local fence = tonumber(f[10] or '0') + 1
     redis.call('HSET', job, 'fence', fence, 'owner', owner)
     redis.call('ZADD', due, now + lease_ms, id)
@@ -62,9 +123,14 @@ for _, id in ipairs(ids) do
     redis.call('ZREM', due, id)
   end
 end
+for provider, l in pairs(limits) do
+  if l.tat ~= nil and l.tat > now then
+    redis.call('SET', prefix .. 'rate:' .. provider, l.tat, 'PX', math.ceil(l.tat - now) + 1000)
+  end
+end
 local next_due = -1
 if #claimed == 0 then
   local first = redis.call('ZRANGE', due, 0, 0, 'WITHSCORES')
   if first[2] then next_due = tonumber(first[2]) end
 end
-return { now, next_due, claimed }
+return { now, next_due, claimed, waits }

@@ -16,7 +16,7 @@ local due = KEYS[1]
 local id, fence, allowed, to, delay_ms, detail =
   ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7]
 local job = prefix .. 'job:' .. id
-local cur = redis.call('HMGET', job, 'state', 'fence', 'task_id_hint', 'submits')
+local cur = redis.call('HMGET', job, 'state', 'fence', 'task_id_hint', 'submits', 'provider')
 local allowed_now = cur[1] and string.find(',' .. allowed .. ',', ',' .. cur[1] .. ',', 1, true)
 if cur[2] == fence and cur[1] == to and not allowed_now then
   return { 1 }
@@ -40,6 +40,12 @@ end
 if to == 'submitting' then
   fields[#fields + 1] = 'submits'
   fields[#fields + 1] = tonumber(cur[4] or '0') + 1
+end
+-- The generation is over (or never started): its in-flight slot, if limits took one, is free.
+-- An `uncertain` job keeps it until it expires: the provider may still be generating.
+local generating = { submitting = true, waiting = true, uncertain = true }
+if (cur[1] == 'submitting' or cur[1] == 'waiting') and not generating[to] then
+  redis.call('ZREM', prefix .. 'inflight:' .. (cur[5] or ''), id)
 end
 if cur[1] ~= to then
   move(job, id, cur[1], to, now, detail, fields)

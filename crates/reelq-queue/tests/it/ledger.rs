@@ -5,8 +5,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use reelq_core::{Aspect, BatchId, ErrorClass, JobId, JobSpec, JobState, ProviderKind, Quality};
 use reelq_queue::{
-    ClaimOptions, Lease, Ledger, LedgerConfig, NotifyOutcome, Resolution, Transition,
-    TransitionOutcome, WakeOutcome,
+    ClaimOptions, Lease, Ledger, LedgerConfig, NotifyOutcome, ProviderLimit, Resolution,
+    Transition, TransitionOutcome, WakeOutcome,
 };
 use reelq_testkit::{EVENT_TIMEOUT, RedisServer};
 
@@ -44,6 +44,7 @@ fn claim_opts(owner: &str, max_jobs: usize, lease: Duration) -> ClaimOptions<'_>
         max_jobs,
         lease,
         resubmit_uncertain: false,
+        limits: &[],
     }
 }
 
@@ -730,5 +731,115 @@ async fn the_event_log_keeps_the_last_32_events() {
     assert!(
         history.last().unwrap().ends_with("poll retry 40: flaky 40"),
         "{history:?}"
+    );
+}
+
+fn kie_limit(requests_per_s: f64, burst: u32, max_in_flight: u32) -> [ProviderLimit; 1] {
+    [ProviderLimit {
+        provider: ProviderKind::Kie,
+        requests_per_s,
+        burst,
+        max_in_flight,
+        slot_ttl: Duration::from_secs(600),
+    }]
+}
+
+#[tokio::test]
+async fn in_flight_slots_hold_back_submits_until_a_generation_ends() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    let jobs: Vec<_> = (0..3)
+        .map(|n| (JobId::new(), spec(&format!("slot {n}"))))
+        .collect();
+    ledger.enqueue(None, &jobs).await.unwrap();
+    let limits = kie_limit(0.0, 1, 2);
+    let options = ClaimOptions {
+        limits: &limits,
+        ..claim_opts("w1", 3, LEASE)
+    };
+
+    let claim = ledger.claim(&options).await.unwrap();
+    assert_eq!(claim.leases.len(), 2, "two slots");
+    assert_eq!(claim.waits, [("kie".to_owned(), "in_flight".to_owned())]);
+    assert_eq!(ledger.in_flight(ProviderKind::Kie).await.unwrap(), 2);
+
+    // One generation ends (its job moves on to fetching): its slot is free for the third.
+    let lease = claim.leases.into_iter().next().unwrap();
+    let begin = Transition::BeginSubmit {
+        lease: LEASE,
+        callback_token_hash: None,
+    };
+    ledger.transition(&lease, begin).await.unwrap();
+    let lease = Lease {
+        state: JobState::Submitting,
+        ..lease
+    };
+    let submitted = Transition::Submitted {
+        task_id: "t".into(),
+        first_poll: Duration::ZERO,
+    };
+    ledger.transition(&lease, submitted).await.unwrap();
+    let lease = Lease {
+        state: JobState::Waiting,
+        ..lease
+    };
+    assert_eq!(
+        ledger.in_flight(ProviderKind::Kie).await.unwrap(),
+        2,
+        "waiting holds its slot"
+    );
+    let ready = Transition::Ready {
+        result_url: "http://r".into(),
+    };
+    ledger.transition(&lease, ready).await.unwrap();
+    assert_eq!(ledger.in_flight(ProviderKind::Kie).await.unwrap(), 1);
+    let third = tokio::time::timeout(EVENT_TIMEOUT, async {
+        loop {
+            // The held-back job was rescheduled a second out.
+            let claim = ledger.claim(&options).await.unwrap();
+            if let Some(lease) = claim
+                .leases
+                .into_iter()
+                .find(|l| l.state == JobState::Queued)
+            {
+                return lease;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the third job is claimed once a slot is free");
+    assert!(jobs.iter().any(|(job_id, _)| *job_id == third.job_id));
+    assert_eq!(ledger.in_flight(ProviderKind::Kie).await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn a_request_rate_lets_a_burst_through_and_schedules_the_rest() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    let jobs: Vec<_> = (0..5)
+        .map(|n| (JobId::new(), spec(&format!("rate {n}"))))
+        .collect();
+    ledger.enqueue(None, &jobs).await.unwrap();
+    let limits = kie_limit(1.0, 2, 0);
+    let options = ClaimOptions {
+        limits: &limits,
+        ..claim_opts("w1", 5, LEASE)
+    };
+
+    let claim = ledger.claim(&options).await.unwrap();
+
+    assert_eq!(claim.leases.len(), 2, "the burst");
+    assert_eq!(claim.waits.len(), 3);
+    assert!(
+        claim
+            .waits
+            .iter()
+            .all(|(provider, kind)| provider == "kie" && kind == "rate")
+    );
+    let again = ledger.claim(&options).await.unwrap();
+    assert!(
+        again.leases.is_empty(),
+        "the rest are scheduled for later, not claimable now"
     );
 }

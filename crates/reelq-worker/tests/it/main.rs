@@ -5,6 +5,7 @@
 mod callbacks;
 mod chaos;
 mod crash;
+mod limits;
 mod notify;
 mod ops;
 mod pipeline;
