@@ -9,7 +9,9 @@ use std::{
 
 use backon::{ExponentialBuilder, Retryable};
 use futures_util::{StreamExt, stream::BoxStream};
-use reelq_core::{BatchId, JobId, JobRequest, JobSpec, JobState, PriceTable, SpecError};
+use reelq_core::{
+    BatchId, JobId, JobRequest, JobSpec, JobState, PriceTable, ProviderKind, SpecError,
+};
 use reelq_queue::{Idempotency, JobRecord, Ledger, LedgerConfig, QueueError, Resolution};
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +48,28 @@ pub struct Receipt {
     /// True when an earlier call with the same key did the enqueue.
     #[serde(skip)]
     pub replayed: bool,
+}
+
+/// A deployment at a glance.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    /// Jobs per state (finished ones until their retention ends).
+    pub states: Vec<(JobState, u64)>,
+    /// Jobs due now: what free worker slots would take next.
+    pub due_now: u64,
+    pub providers: Vec<ProviderStats>,
+    pub stored_last_minute: u64,
+    pub stored_last_hour: u64,
+    pub failed_last_hour: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProviderStats {
+    pub provider: ProviderKind,
+    /// Generations holding an in-flight slot (counted only where a limit is set).
+    pub in_flight: u64,
+    /// Set while submits are paused (429 or an empty account).
+    pub paused_ms: Option<u64>,
 }
 
 /// What a batch enqueue produced.
@@ -204,6 +228,32 @@ impl Client {
     }
 
     /// Records of up to `limit` jobs in `state`, most recently changed first.
+    /// Queue depths, in-flight generations and recent rates, for `reelq stats`.
+    pub async fn stats(&self) -> Result<Stats, ProducerError> {
+        let ledger = &self.ledger;
+        let mut providers = Vec::new();
+        for provider in ProviderKind::ALL {
+            providers.push(ProviderStats {
+                provider,
+                in_flight: ledger.in_flight(provider).await?,
+                paused_ms: ledger
+                    .paused_for(provider)
+                    .await?
+                    .map(|d| d.as_millis() as u64),
+            });
+        }
+        let minute = Duration::from_secs(60);
+        let hour = Duration::from_secs(3600);
+        Ok(Stats {
+            states: ledger.state_counts().await?,
+            due_now: ledger.due_now().await?,
+            providers,
+            stored_last_minute: ledger.entered_within(JobState::Stored, minute).await?,
+            stored_last_hour: ledger.entered_within(JobState::Stored, hour).await?,
+            failed_last_hour: ledger.entered_within(JobState::Failed, hour).await?,
+        })
+    }
+
     pub async fn jobs_in_state(
         &self,
         state: JobState,

@@ -13,6 +13,7 @@
 //! | `P batch:{id}` | list   | the batch's job ids in manifest order                | enqueue                 |
 //! | `P pause:{provider}` | string | present while submits to that provider are paused (429) | pause          |
 //! | `P idem:{key}` | string | the receipt of the enqueue made under an idempotency key (expires) | enqueue   |
+//! | `P retention_ms` | string | how long finished jobs are kept (their hash and log get this TTL at the end) | worker start |
 //! | `P rate:{provider}` | string | GCRA: unix ms when the provider's request bucket is empty again (expires) | claim |
 //! | `P inflight:{provider}` | zset | job id -> slot expiry, one per generation in flight (with limits) | claim, transition |
 //! | `P task:{provider}:{task}` | string | the job id owning a provider task whose callbacks name only the task (expires) | worker after submit |
@@ -585,6 +586,41 @@ impl Ledger {
             .query_async(&mut self.conn.clone())
             .await?;
         Ok(())
+    }
+
+    /// Sets how long finished jobs (record, event log, state index entry) are kept; zero
+    /// keeps them for ever. Applies to jobs that finish from now on.
+    pub async fn set_retention(&self, retention: Duration) -> Result<(), QueueError> {
+        let _: () = redis::cmd("SET")
+            .arg(self.key("retention_ms"))
+            .arg(retention.as_millis() as u64)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Jobs that entered `state` in the last `window` (from its state index).
+    pub async fn entered_within(
+        &self,
+        state: JobState,
+        window: Duration,
+    ) -> Result<u64, QueueError> {
+        let since = now_unix_ms().saturating_sub(window.as_millis() as u64);
+        Ok(redis::cmd("ZCOUNT")
+            .arg(self.key(format!("state:{state}")))
+            .arg(since)
+            .arg("+inf")
+            .query_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    /// How long submits to `provider` stay paused (after a 429 or an empty account), if they are.
+    pub async fn paused_for(&self, provider: ProviderKind) -> Result<Option<Duration>, QueueError> {
+        let ms: i64 = redis::cmd("PTTL")
+            .arg(self.key(format!("pause:{provider}")))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok((ms > 0).then(|| Duration::from_millis(ms as u64)))
     }
 
     /// Jobs due now: what workers would claim if they had free slots.

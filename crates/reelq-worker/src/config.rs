@@ -32,6 +32,7 @@ role = "all"
 resubmit_uncertain = false
 allow_unsafe_redis = false
 credits_pause_ms = 300000
+retention_ms = 604800000
 
 [store]
 url = "./data"
@@ -77,6 +78,9 @@ pub struct WorkerConfig {
     /// After a provider says the account is out of credits, how long no replica submits to
     /// it (the job that met it fails as `credits`; the others wait, unpaid and unfailed).
     pub credits_pause_ms: u64,
+    /// How long a finished job's record and event log are kept (default 7 days; 0 = for
+    /// ever). The deployment's one value: the last worker to start sets it.
+    pub retention_ms: u64,
     pub store: StoreConfig,
     #[serde(default)]
     pub providers: ProvidersConfig,

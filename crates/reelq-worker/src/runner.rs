@@ -56,6 +56,9 @@ pub async fn run(
     })
     .await?;
     check_durability(&ledger, config.allow_unsafe_redis).await?;
+    ledger
+        .set_retention(Duration::from_millis(config.retention_ms))
+        .await?;
     let store = VideoStore::open(&config.store.to_storage())?;
     let (providers, poll_schedules) = providers(&config)?;
     let providers = Arc::new(providers);

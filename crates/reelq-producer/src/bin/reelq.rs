@@ -49,6 +49,11 @@ enum Command {
         #[arg(long, env = "REELQ_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Queue depths, in-flight generations per provider, pauses and recent rates.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a job's ledger record.
     Status {
         job_id: JobId,
@@ -225,6 +230,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Status { job_id, json } => show(&client, job_id, json).await?,
+        Command::Stats { json } => print_stats(&client.stats().await?, json)?,
         Command::Jobs {
             command: JobsCommand::List { state, limit },
         } => {
@@ -448,6 +454,36 @@ fn print_providers(
                 join(rule.qualities.iter().map(|&q| price(q)).collect()).replace('|', ", "),
             );
         }
+    }
+    Ok(())
+}
+
+fn print_stats(stats: &reelq_producer::Stats, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(stats)?);
+        return Ok(());
+    }
+    let states: Vec<String> = stats
+        .states
+        .iter()
+        .map(|(state, n)| format!("{state} {n}"))
+        .collect();
+    println!("jobs       {}", states.join(" · "));
+    println!("due now    {}", stats.due_now);
+    println!(
+        "finished   {} stored in the last minute, {} in the last hour; {} failed in the last hour",
+        stats.stored_last_minute, stats.stored_last_hour, stats.failed_last_hour
+    );
+    for provider in &stats.providers {
+        let paused = provider
+            .paused_ms
+            .map(|ms| format!(", submits paused for {:.1} s", ms as f64 / 1000.0))
+            .unwrap_or_default();
+        println!(
+            "{:<10} {} generations in flight{paused}",
+            provider.provider.as_str(),
+            provider.in_flight
+        );
     }
     Ok(())
 }

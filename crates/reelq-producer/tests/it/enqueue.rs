@@ -67,3 +67,39 @@ async fn a_manifest_with_a_bad_line_enqueues_nothing() {
     let n_keys: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
     assert_eq!(n_keys, 0, "nothing half-enqueued");
 }
+
+#[tokio::test]
+async fn stats_and_the_cli_show_queue_depths_and_the_estimated_cost() {
+    let redis = RedisServer::start().unwrap();
+    let client = Client::connect(&redis.url(), "t").await.unwrap();
+    let job_id = client.enqueue(request("priced")).await.unwrap();
+    client.enqueue(request("second")).await.unwrap();
+
+    let stats = client.stats().await.unwrap();
+    assert!(stats.states.contains(&(JobState::Queued, 2)), "{stats:?}");
+    assert_eq!(stats.due_now, 2);
+    assert_eq!(stats.stored_last_hour, 0);
+    // kie sora-2-text-to-video, 10 s at the built-in $0.015/s.
+    let record = client.status(job_id).await.unwrap().unwrap();
+    assert_eq!(record.spec.estimated_cost_usd, Some(0.15));
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_reelq"))
+        .args([
+            "--redis-url",
+            &redis.url(),
+            "--prefix",
+            "t",
+            "stats",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["due_now"], 2);
+    assert_eq!(json["providers"].as_array().map(Vec::len), Some(4));
+}

@@ -29,6 +29,24 @@ local function queue_notification(job, id, now)
   redis.call('ZADD', prefix .. 'notify_due', now, id)
 end
 
+-- A finished job's record and event log expire after the deployment's retention
+-- (`P retention_ms`, written by workers from their config; absent or 0: kept for ever), and
+-- its state index drops entries older than that. A job brought back (an operator's retry)
+-- is kept again.
+local function retain(job, id, from, to, now)
+  if TERMINAL[from] and not TERMINAL[to] then
+    redis.call('PERSIST', job)
+    redis.call('PERSIST', prefix .. 'log:' .. id)
+    return
+  end
+  if not TERMINAL[to] then return end
+  local retention = tonumber(redis.call('GET', prefix .. 'retention_ms') or '0')
+  if retention <= 0 then return end
+  redis.call('PEXPIRE', job, retention)
+  redis.call('PEXPIRE', prefix .. 'log:' .. id, retention)
+  redis.call('ZREMRANGEBYSCORE', prefix .. 'state:' .. to, '-inf', now - retention)
+end
+
 -- Moves a job between states: state field (with any `fields`, a flat list of field/value
 -- pairs written in the same HSET), per-state index, capped event log, change feed, and the
 -- completion webhook when the job ends.
@@ -41,6 +59,7 @@ local function move(job, id, from, to, now, detail, fields)
   log_event(id, now, to .. ' ' .. detail)
   redis.call('PUBLISH', prefix .. 'changes', id .. ' ' .. to)
   if TERMINAL[to] then queue_notification(job, id, now) end
+  retain(job, id, from, to, now)
 end
 
 -- Sets when a worker should next act on a job: in delay_ms, or never (a negative delay).

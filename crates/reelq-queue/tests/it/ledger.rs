@@ -843,3 +843,49 @@ async fn a_request_rate_lets_a_burst_through_and_schedules_the_rest() {
         "the rest are scheduled for later, not claimable now"
     );
 }
+
+async fn pttl(redis: &RedisServer, key: String) -> i64 {
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    redis::cmd("PTTL")
+        .arg(key)
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_finished_job_expires_after_the_retention_and_a_retried_one_is_kept() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    ledger
+        .set_retention(Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let job_id = submit_one(&ledger, "retained", "t-1", Duration::ZERO).await;
+    let lease = claim_one(&ledger, "w1", LEASE).await;
+    let failed = Transition::Failed {
+        class: ErrorClass::GenerationFailed,
+        error: "no video".into(),
+    };
+    ledger.transition(&lease, failed).await.unwrap();
+
+    for key in [
+        format!("{{test}}:job:{job_id}"),
+        format!("{{test}}:log:{job_id}"),
+    ] {
+        let ttl = pttl(&redis, key.clone()).await;
+        assert!(ttl > 3_590_000 && ttl <= 3_600_000, "{key}: {ttl}");
+    }
+
+    assert!(ledger.retry_failed(job_id).await.unwrap());
+    assert_eq!(
+        pttl(&redis, format!("{{test}}:job:{job_id}")).await,
+        -1,
+        "kept while it runs again"
+    );
+    assert_eq!(pttl(&redis, format!("{{test}}:log:{job_id}")).await, -1);
+}
