@@ -5,6 +5,7 @@
 mod callbacks;
 mod chaos;
 mod crash;
+mod deployment;
 mod limits;
 mod notify;
 mod ops;
