@@ -1,6 +1,7 @@
 //! reelq's vocabulary: what a job is, which requests are valid, which states a job moves
 //! through and how errors are classed. This crate does no I/O, so every other crate can share it.
 
+mod batch;
 mod catalog;
 mod error_class;
 mod id;
@@ -9,6 +10,7 @@ mod secret;
 mod spec;
 mod state;
 
+pub use batch::{BatchOptions, micros_to_usd, usd_to_micros};
 pub use catalog::{IMAGE_EXTENSIONS, ImageRule, ModelRule, model_rule, models_of};
 pub use error_class::ErrorClass;
 pub use id::{BatchId, IdError, JobId};

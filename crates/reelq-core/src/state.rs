@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 ///
 /// ```text
 /// queued -> submitting -> waiting -> fetching -> stored
-///               |            |          |
-///               v            v          v
-///           uncertain     failed     failed      (+ rejected, expired)
+///   |           |            |          |
+///   v           v            v          v
+/// budget_held uncertain    failed     failed      (+ rejected, expired, cancelled)
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -34,10 +34,14 @@ pub enum JobState {
     Expired,
     /// A submit was sent but its outcome is unknown: never resubmitted automatically.
     Uncertain,
+    /// Its batch's budget is spent: kept, unsubmitted, until `reelq batch resume`.
+    BudgetHeld,
+    /// Cancelled before it was submitted. Terminal.
+    Cancelled,
 }
 
 impl JobState {
-    pub const ALL: [JobState; 9] = [
+    pub const ALL: [JobState; 11] = [
         JobState::Queued,
         JobState::Submitting,
         JobState::Waiting,
@@ -47,6 +51,8 @@ impl JobState {
         JobState::Rejected,
         JobState::Expired,
         JobState::Uncertain,
+        JobState::BudgetHeld,
+        JobState::Cancelled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -60,6 +66,8 @@ impl JobState {
             JobState::Rejected => "rejected",
             JobState::Expired => "expired",
             JobState::Uncertain => "uncertain",
+            JobState::BudgetHeld => "budget_held",
+            JobState::Cancelled => "cancelled",
         }
     }
 
@@ -68,8 +76,18 @@ impl JobState {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            JobState::Stored | JobState::Failed | JobState::Rejected | JobState::Expired
+            JobState::Stored
+                | JobState::Failed
+                | JobState::Rejected
+                | JobState::Expired
+                | JobState::Cancelled
         )
+    }
+
+    /// True when nothing happens to the job until someone acts: it ended, or it waits for an
+    /// operator (`uncertain`, `budget_held`).
+    pub fn is_settled(self) -> bool {
+        self.is_terminal() || matches!(self, JobState::Uncertain | JobState::BudgetHeld)
     }
 }
 

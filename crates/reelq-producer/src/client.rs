@@ -10,7 +10,8 @@ use std::{
 use backon::{ExponentialBuilder, Retryable};
 use futures_util::{StreamExt, stream::BoxStream};
 use reelq_core::{
-    BatchId, JobId, JobRequest, JobSpec, JobState, PriceTable, ProviderKind, SpecError,
+    BatchId, BatchOptions, JobId, JobRequest, JobSpec, JobState, PriceTable, ProviderKind,
+    SpecError,
 };
 use reelq_queue::{Idempotency, JobRecord, Ledger, LedgerConfig, QueueError, Resolution};
 use serde::{Deserialize, Serialize};
@@ -139,9 +140,21 @@ impl Client {
 
     /// Enqueues validated specs as one batch, all or none.
     pub async fn enqueue_batch(&self, specs: Vec<JobSpec>) -> Result<BatchReceipt, ProducerError> {
+        self.enqueue_batch_with(specs, &BatchOptions::default())
+            .await
+    }
+
+    /// Enqueues validated specs as one batch with a name, window, budget or priority.
+    pub async fn enqueue_batch_with(
+        &self,
+        specs: Vec<JobSpec>,
+        options: &BatchOptions,
+    ) -> Result<BatchReceipt, ProducerError> {
         let batch_id = BatchId::new();
         let jobs = self.new_jobs(specs);
-        self.ledger.enqueue(Some(batch_id), &jobs).await?;
+        self.ledger
+            .enqueue(Some((batch_id, options)), &jobs)
+            .await?;
         Ok(BatchReceipt {
             batch_id,
             job_ids: jobs.into_iter().map(|(job_id, _)| job_id).collect(),
@@ -157,6 +170,7 @@ impl Client {
         key: &str,
     ) -> Result<Receipt, ProducerError> {
         let batch_id = as_batch.then(BatchId::new);
+        let defaults = BatchOptions::default();
         let jobs = self.new_jobs(specs);
         let receipt = Receipt {
             batch_id,
@@ -171,7 +185,7 @@ impl Client {
         };
         match self
             .ledger
-            .enqueue_once(batch_id, &jobs, Some(once))
+            .enqueue_once(batch_id.map(|id| (id, &defaults)), &jobs, Some(once))
             .await?
         {
             None => Ok(receipt),
@@ -284,7 +298,7 @@ impl Client {
         }
         on_change(&states);
         let mut resync = tokio::time::interval(RESYNC_EVERY);
-        while !states.values().all(|state| is_settled(*state)) {
+        while !states.values().all(|state| state.is_settled()) {
             tokio::select! {
                 change = next_change(&mut changes) => match change {
                     Some((job_id, state)) => {
@@ -301,7 +315,7 @@ impl Client {
                         changes = self.ledger.changes().await.ok();
                     }
                     for (&job_id, state) in states.iter_mut() {
-                        if is_settled(*state) {
+                        if state.is_settled() {
                             continue;
                         }
                         *state = self.record(job_id).await?.state;
@@ -332,8 +346,4 @@ async fn next_change(
         Some(feed) => feed.next().await,
         None => std::future::pending().await,
     }
-}
-
-fn is_settled(state: JobState) -> bool {
-    state.is_terminal() || state == JobState::Uncertain
 }

@@ -11,6 +11,9 @@
 //! | `P state:{s}`  | zset   | job id -> ms of its last state change, one set per state | every state change |
 //! | `P log:{id}`   | list   | the job's last 32 events, `"<ms> <state> <detail>"`  | every state change      |
 //! | `P batch:{id}` | list   | the batch's job ids in manifest order                | enqueue                 |
+//! | `P batchinfo:{id}` | hash | name, created_ms, total, start_after_ms, budget_micros, reserved_micros, priority | enqueue, claim, batch |
+//! | `P due_low`    | zset   | like `due`, for queued jobs of low-priority batches (claimed after `due`) | enqueue, claim, batch |
+//! | `P spend:{provider}:{day}` | string | estimated spend reserved on that UTC day, micros (expires) | claim, transition |
 //! | `P pause:{provider}` | string | present while submits to that provider are paused (429) | pause          |
 //! | `P idem:{key}` | string | the receipt of the enqueue made under an idempotency key (expires) | enqueue   |
 //! | `P retention_ms` | string | how long finished jobs are kept (their hash and log get this TTL at the end) | worker start |
@@ -32,7 +35,9 @@ use redis::{
     Client, Script,
     aio::{ConnectionManager, ConnectionManagerConfig},
 };
-use reelq_core::{BatchId, ErrorClass, JobId, JobSpec, JobState, ProviderKind};
+use reelq_core::{
+    BatchId, BatchOptions, ErrorClass, JobId, JobSpec, JobState, ProviderKind, usd_to_micros,
+};
 
 use crate::{JobRecord, QueueError, Transition};
 
@@ -56,6 +61,7 @@ static OPERATOR: LazyLock<Script> = ledger_script!("operator.lua");
 static WAKE: LazyLock<Script> = ledger_script!("wake.lua");
 static CLAIM_NOTIFY: LazyLock<Script> = ledger_script!("claim_notify.lua");
 static NOTIFIED: LazyLock<Script> = ledger_script!("notified.lua");
+static BATCH: LazyLock<Script> = ledger_script!("batch.lua");
 
 /// Where the ledger lives and how long a Redis call may take.
 #[derive(Debug, Clone)]
@@ -90,6 +96,20 @@ pub struct Lease {
     pub result_url: Option<String>,
 }
 
+/// A batch's settings and spend, as `reelq batch report` shows them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BatchInfo {
+    pub batch_id: BatchId,
+    pub name: Option<String>,
+    pub created_ms: u64,
+    pub total: u64,
+    pub start_after_ms: Option<u64>,
+    pub budget_micros: Option<u64>,
+    /// Estimates reserved by submits so far (refused creates given back).
+    pub reserved_micros: u64,
+    pub low_priority: bool,
+}
+
 /// Who claims, how much, and under which policy.
 #[derive(Debug, Clone)]
 pub struct ClaimOptions<'a> {
@@ -118,17 +138,21 @@ pub struct ProviderLimit {
     /// A slot not renewed (by a poll) for this long is freed: a job lost track of gives its
     /// slot back.
     pub slot_ttl: Duration,
+    /// Estimated spend per UTC day, in millionths of a dollar; past it, submits wait for the
+    /// next day. 0 = no daily budget.
+    pub daily_budget_micros: u64,
 }
 
 impl ProviderLimit {
     fn encode(&self) -> String {
         format!(
-            "{} {} {} {} {}",
+            "{} {} {} {} {} {}",
             self.provider,
             self.requests_per_s,
             self.burst,
             self.max_in_flight,
-            self.slot_ttl.as_millis()
+            self.slot_ttl.as_millis(),
+            self.daily_budget_micros
         )
     }
 }
@@ -235,7 +259,7 @@ impl Ledger {
     /// Writes validated jobs in one script: either all are queued or none is.
     pub async fn enqueue(
         &self,
-        batch: Option<BatchId>,
+        batch: Option<(BatchId, &BatchOptions)>,
         jobs: &[(JobId, JobSpec)],
     ) -> Result<(), QueueError> {
         self.enqueue_once(batch, jobs, None).await.map(|_| ())
@@ -245,7 +269,7 @@ impl Ledger {
     /// repeated call writes nothing and returns the receipt stored by the first one.
     pub async fn enqueue_once(
         &self,
-        batch: Option<BatchId>,
+        batch: Option<(BatchId, &BatchOptions)>,
         jobs: &[(JobId, JobSpec)],
         idempotency: Option<Idempotency<'_>>,
     ) -> Result<Option<String>, QueueError> {
@@ -253,7 +277,7 @@ impl Ledger {
         invocation
             .key(self.key("due"))
             .arg(&self.prefix)
-            .arg(batch.map(|b| b.to_string()).unwrap_or_default());
+            .arg(batch.map(|(b, _)| b.to_string()).unwrap_or_default());
         match &idempotency {
             Some(once) => invocation
                 .arg(self.key(format!("idem:{}", once.key)))
@@ -261,6 +285,10 @@ impl Ledger {
                 .arg(once.receipt),
             None => invocation.arg("").arg(0).arg(""),
         };
+        let options = batch
+            .map(|(_, options)| serde_json::to_string(options).expect("batch options serialize"))
+            .unwrap_or_default();
+        invocation.arg(options);
         for (job_id, spec) in jobs {
             let spec_json =
                 serde_json::to_string(spec).map_err(|err| QueueError::corrupt(job_id, err))?;
@@ -269,7 +297,8 @@ impl Ledger {
                 .arg(spec.provider.as_str())
                 .arg(spec_json)
                 .arg(spec.deadline_ms.map(|d| d.to_string()).unwrap_or_default())
-                .arg(spec.notify_url.as_deref().unwrap_or_default());
+                .arg(spec.notify_url.as_deref().unwrap_or_default())
+                .arg(spec.estimated_cost_usd.map_or(0, usd_to_micros));
         }
         let (n_enqueued, earlier): (u64, String) =
             invocation.invoke_async(&mut self.conn.clone()).await?;
@@ -588,6 +617,67 @@ impl Ledger {
         Ok(())
     }
 
+    /// A batch's settings and spend, or None if there is no such batch.
+    pub async fn batch_info(&self, batch: BatchId) -> Result<Option<BatchInfo>, QueueError> {
+        let fields: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.key(format!("batchinfo:{batch}")))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let number = |name: &str| fields.get(name).and_then(|v| v.parse::<u64>().ok());
+        Ok(Some(BatchInfo {
+            batch_id: batch,
+            name: fields.get("name").cloned(),
+            created_ms: number("created_ms").unwrap_or(0),
+            total: number("total").unwrap_or(0),
+            start_after_ms: number("start_after_ms"),
+            budget_micros: number("budget_micros"),
+            // Reservations are given back with HINCRBY, so a transient negative is possible.
+            reserved_micros: fields
+                .get("reserved_micros")
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0)
+                .max(0) as u64,
+            low_priority: fields.get("priority").is_some_and(|p| p == "low"),
+        }))
+    }
+
+    /// Raises a batch's budget (if given) and queues its `budget_held` jobs again. Returns how
+    /// many were queued, or None if there is no such batch.
+    pub async fn resume_batch(
+        &self,
+        batch: BatchId,
+        budget_micros: Option<u64>,
+    ) -> Result<Option<u64>, QueueError> {
+        let budget = budget_micros.map(|b| b.to_string()).unwrap_or_default();
+        self.batch_action(batch, "resume", &budget).await
+    }
+
+    /// Cancels every job of a batch not yet submitted; jobs in flight finish. Returns how
+    /// many were cancelled, or None if there is no such batch.
+    pub async fn cancel_batch(&self, batch: BatchId) -> Result<Option<u64>, QueueError> {
+        self.batch_action(batch, "cancel", "").await
+    }
+
+    async fn batch_action(
+        &self,
+        batch: BatchId,
+        action: &str,
+        argument: &str,
+    ) -> Result<Option<u64>, QueueError> {
+        let moved: i64 = BATCH
+            .key(self.key("due"))
+            .arg(&self.prefix)
+            .arg(batch.to_string())
+            .arg(action)
+            .arg(argument)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok((moved >= 0).then_some(moved as u64))
+    }
+
     /// Sets how long finished jobs (record, event log, state index entry) are kept; zero
     /// keeps them for ever. Applies to jobs that finish from now on.
     pub async fn set_retention(&self, retention: Duration) -> Result<(), QueueError> {
@@ -625,12 +715,17 @@ impl Ledger {
 
     /// Jobs due now: what workers would claim if they had free slots.
     pub async fn due_now(&self) -> Result<u64, QueueError> {
-        Ok(redis::cmd("ZCOUNT")
-            .arg(self.key("due"))
-            .arg("-inf")
-            .arg(now_unix_ms())
-            .query_async(&mut self.conn.clone())
-            .await?)
+        let mut total = 0;
+        for queue in ["due", "due_low"] {
+            let n: u64 = redis::cmd("ZCOUNT")
+                .arg(self.key(queue))
+                .arg("-inf")
+                .arg(now_unix_ms())
+                .query_async(&mut self.conn.clone())
+                .await?;
+            total += n;
+        }
+        Ok(total)
     }
 
     /// Generations of `provider` holding an in-flight slot now (expired slots not counted).

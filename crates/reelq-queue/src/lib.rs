@@ -9,8 +9,8 @@ mod transition;
 
 pub use error::QueueError;
 pub use ledger::{
-    Claim, ClaimOptions, Idempotency, Lease, Ledger, LedgerConfig, Notification, NotifyOutcome,
-    ProviderLimit, Resolution, TransitionOutcome, WakeOutcome,
+    BatchInfo, Claim, ClaimOptions, Idempotency, Lease, Ledger, LedgerConfig, Notification,
+    NotifyOutcome, ProviderLimit, Resolution, TransitionOutcome, WakeOutcome,
 };
 pub use record::JobRecord;
 pub use transition::Transition;

@@ -237,6 +237,10 @@ pub struct ProviderAccount {
     /// An in-flight slot no poll renewed for this long is freed (a lost job's slot returns).
     #[serde(default = "default_slot_ttl_ms")]
     pub in_flight_slot_ttl_ms: u64,
+    /// Estimated spend per UTC day on this account, in dollars (jobs' price estimates);
+    /// past it, submits wait for the next day. 0 = no daily budget.
+    #[serde(default)]
+    pub daily_budget_usd: f64,
 }
 
 fn default_burst() -> u32 {
@@ -266,8 +270,13 @@ impl ProvidersConfig {
                 burst: account.burst,
                 max_in_flight: account.max_in_flight,
                 slot_ttl: Duration::from_millis(account.in_flight_slot_ttl_ms),
+                daily_budget_micros: reelq_core::usd_to_micros(account.daily_budget_usd),
             })
-            .filter(|limit| limit.requests_per_s > 0.0 || limit.max_in_flight > 0)
+            .filter(|limit| {
+                limit.requests_per_s > 0.0
+                    || limit.max_in_flight > 0
+                    || limit.daily_budget_micros > 0
+            })
             .collect()
     }
 }

@@ -329,10 +329,7 @@ async fn watch(client: &Client, job_ids: &[JobId]) -> anyhow::Result<()> {
             for state in states.values() {
                 *counts.entry(*state).or_default() += 1;
             }
-            let settled = states
-                .values()
-                .filter(|s| s.is_terminal() || **s == JobState::Uncertain)
-                .count();
+            let settled = states.values().filter(|s| s.is_settled()).count();
             bar.set_position(settled as u64);
             let summary: Vec<String> = JobState::ALL
                 .iter()

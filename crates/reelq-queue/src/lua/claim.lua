@@ -17,7 +17,7 @@
 -- A queued job whose provider is paused (`P pause:{provider}`, set on a 429) is left
 -- unclaimed and rescheduled for the end of the pause.
 -- ARGV[6]  cluster-wide limits per provider account, "<provider> <requests/s> <burst>
---          <max in flight> <slot ttl ms>" joined by ";" (0 = no limit). Every provider call
+--          <max in flight> <slot ttl ms> <daily budget micros>" joined by ";" (0 = no limit). Every provider call
 --          (a submit or a poll) takes a token from a GCRA bucket `P rate:{provider}`; a submit
 --          also takes a generation slot in `P inflight:{provider}` (zset: job -> expiry),
 --          released when the job leaves `submitting`/`waiting` and renewed by each poll, so a
@@ -31,9 +31,10 @@ local now = now_ms()
 
 local limits = {}
 for spec in string.gmatch(ARGV[6] or '', '[^;]+') do
-  local provider, rate, burst, slots, ttl = string.match(spec, '^(%S+) (%S+) (%S+) (%S+) (%S+)$')
+  local provider, rate, burst, slots, ttl, daily =
+    string.match(spec, '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
   limits[provider] = { rate = tonumber(rate), burst = math.max(1, tonumber(burst)),
-    slots = tonumber(slots), ttl = tonumber(ttl) }
+    slots = tonumber(slots), ttl = tonumber(ttl), daily = tonumber(daily) }
 end
 local waits = {}
 
@@ -63,28 +64,81 @@ local function slots_full(provider)
   return l.used >= l.slots
 end
 
-local function hold_back(id, provider, kind, wait_ms)
-  redis.call('ZADD', due, now + wait_ms, id)
+local function hold_back(queue, id, provider, kind, wait_ms)
+  redis.call('ZADD', queue, now + wait_ms, id)
   waits[#waits + 1] = provider .. ' ' .. kind
 end
+
+-- Budgets, in millionths of a dollar: a submit reserves its job's estimate against its
+-- batch's budget (`P batchinfo:{batch}`) and its provider account's daily budget
+-- (`P spend:{provider}:{utc day}`), once per job (`reserved`), before it is claimed.
+-- Returns nil and what it reserved against ("b" batch, "d" daily, "bd", "") or the budget
+-- that is spent: "batch" or "daily".
+local DAY_MS = 86400000
+local day = math.floor(now / DAY_MS)
+local batches = {}
+local function over_budget(provider, batch, cost, reserved)
+  if reserved or cost <= 0 then return nil, '' end
+  local b
+  if batch then
+    b = batches[batch]
+    if b == nil then
+      local v = redis.call('HMGET', prefix .. 'batchinfo:' .. batch, 'budget_micros', 'reserved_micros')
+      b = { budget = tonumber(v[1]), reserved = tonumber(v[2] or '0') }
+      batches[batch] = b
+    end
+    if b.budget and b.reserved + cost > b.budget then return 'batch' end
+  end
+  local l = limits[provider]
+  local daily = l and l.daily > 0
+  local spend_key = prefix .. 'spend:' .. provider .. ':' .. day
+  if daily then
+    if l.spent == nil then l.spent = tonumber(redis.call('GET', spend_key) or '0') end
+    if l.spent + cost > l.daily then return 'daily' end
+  end
+  local flags = ''
+  if b and b.budget then
+    b.reserved = b.reserved + cost
+    redis.call('HINCRBY', prefix .. 'batchinfo:' .. batch, 'reserved_micros', cost)
+    flags = 'b'
+  end
+  if daily then
+    l.spent = l.spent + cost
+    redis.call('INCRBY', spend_key, cost)
+    redis.call('PEXPIRE', spend_key, 2 * DAY_MS)
+    flags = flags .. 'd'
+  end
+  return nil, flags
+end
+
+-- Normal jobs first; low-priority ones (`P due_low`, queued only) fill what is left.
+local due_low = prefix .. 'due_low'
 local ids = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, max_n)
+local low = {}
+if #ids < max_n then
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', due_low, '-inf', now, 'LIMIT', 0, max_n - #ids)) do
+    ids[#ids + 1] = id
+    low[id] = true
+  end
+end
 local claimed = {}
 for _, id in ipairs(ids) do
+  local queue = low[id] and due_low or due
   local job = prefix .. 'job:' .. id
   local f = redis.call('HMGET', job, 'state', 'deadline_ms', 'spec', 'task_id', 'attempt',
-    'result_url', 'polls', 'provider', 'task_id_hint', 'fence')
+    'result_url', 'polls', 'provider', 'task_id_hint', 'fence', 'batch', 'cost_micros', 'reserved')
   local state, deadline, provider = f[1], tonumber(f[2]), f[8] or ''
   if state == 'queued' and paused[provider] == nil then
     paused[provider] = redis.call('PTTL', prefix .. 'pause:' .. provider)
   end
   if not state then
-    redis.call('ZREM', due, id)
+    redis.call('ZREM', queue, id)
   elseif (state == 'queued' or state == 'waiting') and deadline and deadline <= now then
-    redis.call('ZREM', due, id)
+    redis.call('ZREM', queue, id)
     move(job, id, state, 'expired', now, 'deadline passed',
       { 'error_class', 'invalid', 'error', 'deadline passed before the job finished' })
   elseif state == 'queued' and paused[provider] > 0 then
-    redis.call('ZADD', due, now + paused[provider], id)
+    redis.call('ZADD', queue, now + paused[provider], id)
   elseif state == 'submitting' and f[9] then
     -- The submitter died, but the provider's callback already named the task: poll it.
     redis.call('ZADD', due, now, id)
@@ -100,27 +154,45 @@ for _, id in ipairs(ids) do
       { 'error_class', 'unknown_outcome', 'error', 'submit lease expired before the provider answered' })
   elseif state == 'queued' and slots_full(provider) then
     -- A generation ends within seconds to minutes; look again in a second.
-    hold_back(id, provider, 'in_flight', 1000)
+    hold_back(queue, id, provider, 'in_flight', 1000)
   elseif (state == 'queued' or state == 'waiting') and rate_wait(provider) > 0 then
-    hold_back(id, provider, 'rate', rate_wait(provider))
+    hold_back(queue, id, provider, 'rate', rate_wait(provider))
   elseif state == 'queued' or state == 'waiting' or state == 'fetching' then
-    local l = limits[provider]
-    if l and l.slots > 0 and state ~= 'fetching' then
-      -- Taken by a submit, renewed by a poll (XX: only a job that holds one).
-      local key = prefix .. 'inflight:' .. provider
-      if state == 'queued' then
-        l.used = l.used + redis.call('ZADD', key, now + l.ttl, id)
-      else
-        redis.call('ZADD', key, 'XX', now + l.ttl, id)
-      end
+    local spent, reserved = nil, ''
+    if state == 'queued' then
+      spent, reserved = over_budget(provider, f[11], tonumber(f[12] or '0'), (f[13] or '') ~= '')
     end
-    local fence = tonumber(f[10] or '0') + 1
-    redis.call('HSET', job, 'fence', fence, 'owner', owner)
-    redis.call('ZADD', due, now + lease_ms, id)
-    claimed[#claimed + 1] = { id, state, fence, f[3], f[4] or '', tonumber(f[5] or '0'),
-      f[6] or '', tonumber(f[7] or '0') }
+    if spent == 'batch' then
+      -- Kept, never submitted, until an operator raises the budget (`reelq batch resume`).
+      redis.call('ZREM', queue, id)
+      move(job, id, state, 'budget_held', now, 'batch budget reached')
+    elseif spent == 'daily' then
+      hold_back(queue, id, provider, 'daily_budget', DAY_MS * (day + 1) - now)
+    else
+      local l = limits[provider]
+      if l and l.slots > 0 and state ~= 'fetching' then
+        -- Taken by a submit, renewed by a poll (XX: only a job that holds one).
+        local key = prefix .. 'inflight:' .. provider
+        if state == 'queued' then
+          l.used = l.used + redis.call('ZADD', key, now + l.ttl, id)
+        else
+          redis.call('ZADD', key, 'XX', now + l.ttl, id)
+        end
+      end
+      local fence = tonumber(f[10] or '0') + 1
+      if reserved ~= '' then
+        redis.call('HSET', job, 'fence', fence, 'owner', owner, 'reserved', reserved,
+          'reserved_day', day)
+      else
+        redis.call('HSET', job, 'fence', fence, 'owner', owner)
+      end
+      if queue == due_low then redis.call('ZREM', due_low, id) end
+      redis.call('ZADD', due, now + lease_ms, id)
+      claimed[#claimed + 1] = { id, state, fence, f[3], f[4] or '', tonumber(f[5] or '0'),
+        f[6] or '', tonumber(f[7] or '0') }
+    end
   else
-    redis.call('ZREM', due, id)
+    redis.call('ZREM', queue, id)
   end
 end
 for provider, l in pairs(limits) do
@@ -130,7 +202,11 @@ for provider, l in pairs(limits) do
 end
 local next_due = -1
 if #claimed == 0 then
-  local first = redis.call('ZRANGE', due, 0, 0, 'WITHSCORES')
-  if first[2] then next_due = tonumber(first[2]) end
+  for _, queue in ipairs({ due, due_low }) do
+    local first = redis.call('ZRANGE', queue, 0, 0, 'WITHSCORES')
+    if first[2] and (next_due < 0 or tonumber(first[2]) < next_due) then
+      next_due = tonumber(first[2])
+    end
+  end
 end
 return { now, next_due, claimed, waits }

@@ -17,7 +17,7 @@ local function log_event(id, now, text)
   end
 end
 
-local TERMINAL = { stored = true, failed = true, rejected = true, expired = true }
+local TERMINAL = { stored = true, failed = true, rejected = true, expired = true, cancelled = true }
 
 -- Queues the completion webhook of a job that just ended, if it asked for one. Each ending
 -- gets its own event id, kept across delivery retries so receivers can deduplicate.
@@ -60,6 +60,21 @@ local function move(job, id, from, to, now, detail, fields)
   redis.call('PUBLISH', prefix .. 'changes', id .. ' ' .. to)
   if TERMINAL[to] then queue_notification(job, id, now) end
   retain(job, id, from, to, now)
+end
+
+-- Gives back what a job's submit reserved against its batch budget and its provider's daily
+-- budget (`reserved`: "b", "d" or "bd", written by claim), when the create was refused or
+-- the job will never be submitted. The caller clears the job's `reserved` field.
+local function release_budget(batch, provider, cost, reserved, day)
+  cost = tonumber(cost or '0')
+  if not reserved or reserved == '' or cost <= 0 then return end
+  if batch and string.find(reserved, 'b', 1, true) then
+    redis.call('HINCRBY', prefix .. 'batchinfo:' .. batch, 'reserved_micros', -cost)
+  end
+  local spend_key = prefix .. 'spend:' .. provider .. ':' .. (day or '')
+  if string.find(reserved, 'd', 1, true) and redis.call('EXISTS', spend_key) == 1 then
+    redis.call('DECRBY', spend_key, cost)
+  end
 end
 
 -- Sets when a worker should next act on a job: in delay_ms, or never (a negative delay).

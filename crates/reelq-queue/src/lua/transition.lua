@@ -16,7 +16,8 @@ local due = KEYS[1]
 local id, fence, allowed, to, delay_ms, detail =
   ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7]
 local job = prefix .. 'job:' .. id
-local cur = redis.call('HMGET', job, 'state', 'fence', 'task_id_hint', 'submits', 'provider')
+local cur = redis.call('HMGET', job, 'state', 'fence', 'task_id_hint', 'submits', 'provider',
+  'batch', 'cost_micros', 'reserved', 'reserved_day')
 local allowed_now = cur[1] and string.find(',' .. allowed .. ',', ',' .. cur[1] .. ',', 1, true)
 if cur[2] == fence and cur[1] == to and not allowed_now then
   return { 1 }
@@ -46,6 +47,12 @@ end
 local generating = { submitting = true, waiting = true, uncertain = true }
 if (cur[1] == 'submitting' or cur[1] == 'waiting') and not generating[to] then
   redis.call('ZREM', prefix .. 'inflight:' .. (cur[5] or ''), id)
+end
+-- A create the provider refused costs nothing: give its budget reservation back.
+if cur[1] == 'submitting' and (to == 'failed' or to == 'rejected') and (cur[8] or '') ~= '' then
+  release_budget(cur[6], cur[5] or '', cur[7], cur[8], cur[9])
+  fields[#fields + 1] = 'reserved'
+  fields[#fields + 1] = ''
 end
 if cur[1] ~= to then
   move(job, id, cur[1], to, now, detail, fields)

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use reelq_core::{Aspect, BatchId, ErrorClass, JobId, JobSpec, JobState, ProviderKind, Quality};
+use reelq_core::{
+    Aspect, BatchId, BatchOptions, ErrorClass, JobId, JobSpec, JobState, ProviderKind, Quality,
+};
 use reelq_queue::{
     ClaimOptions, Lease, Ledger, LedgerConfig, NotifyOutcome, ProviderLimit, Resolution,
     Transition, TransitionOutcome, WakeOutcome,
@@ -335,7 +337,7 @@ async fn a_batch_with_an_existing_job_id_writes_nothing() {
     let batch = BatchId::new();
     let err = ledger
         .enqueue(
-            Some(batch),
+            Some((batch, &BatchOptions::default())),
             &[(fresh, spec("two")), (existing, spec("dup"))],
         )
         .await
@@ -354,7 +356,10 @@ async fn batches_keep_their_order_and_state_changes_are_published() {
     let jobs: Vec<_> = (0..3)
         .map(|i| (JobId::new(), spec(&format!("p{i}"))))
         .collect();
-    ledger.enqueue(Some(batch), &jobs).await.unwrap();
+    ledger
+        .enqueue(Some((batch, &BatchOptions::default())), &jobs)
+        .await
+        .unwrap();
     let ids: Vec<JobId> = jobs.iter().map(|(id, _)| *id).collect();
     assert_eq!(ledger.batch_jobs(batch).await.unwrap(), ids);
 
@@ -741,6 +746,7 @@ fn kie_limit(requests_per_s: f64, burst: u32, max_in_flight: u32) -> [ProviderLi
         burst,
         max_in_flight,
         slot_ttl: Duration::from_secs(600),
+        daily_budget_micros: 0,
     }]
 }
 
@@ -888,4 +894,162 @@ async fn a_finished_job_expires_after_the_retention_and_a_retried_one_is_kept() 
         "kept while it runs again"
     );
     assert_eq!(pttl(&redis, format!("{{test}}:log:{job_id}")).await, -1);
+}
+
+fn priced(prompt: &str) -> JobSpec {
+    JobSpec {
+        estimated_cost_usd: Some(0.15),
+        ..spec(prompt)
+    }
+}
+
+fn batch_of(n: usize, prefix: &str) -> Vec<(JobId, JobSpec)> {
+    (0..n)
+        .map(|i| (JobId::new(), priced(&format!("{prefix} {i}"))))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_batch_budget_holds_what_it_cannot_pay_until_resumed_and_a_refusal_refunds() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    let batch = BatchId::new();
+    let options = BatchOptions {
+        budget_micros: Some(300_000),
+        ..BatchOptions::default()
+    };
+    let jobs = batch_of(5, "budget");
+    ledger
+        .enqueue(Some((batch, &options)), &jobs)
+        .await
+        .unwrap();
+
+    let claim = ledger.claim(&claim_opts("w1", 5, LEASE)).await.unwrap();
+    assert_eq!(claim.leases.len(), 2, "the budget pays for two");
+    let held = ledger
+        .jobs_in_state(JobState::BudgetHeld, 10)
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 3);
+    assert_eq!(
+        ledger
+            .batch_info(batch)
+            .await
+            .unwrap()
+            .unwrap()
+            .reserved_micros,
+        300_000
+    );
+
+    // The provider refuses one create: its reservation comes back.
+    let lease = claim.leases.into_iter().next().unwrap();
+    let begin = Transition::BeginSubmit {
+        lease: LEASE,
+        callback_token_hash: None,
+    };
+    ledger.transition(&lease, begin).await.unwrap();
+    let lease = Lease {
+        state: JobState::Submitting,
+        ..lease
+    };
+    let refused = Transition::Failed {
+        class: ErrorClass::Invalid,
+        error: "422".into(),
+    };
+    ledger.transition(&lease, refused).await.unwrap();
+    assert_eq!(
+        ledger
+            .batch_info(batch)
+            .await
+            .unwrap()
+            .unwrap()
+            .reserved_micros,
+        150_000
+    );
+
+    assert_eq!(
+        ledger.resume_batch(batch, Some(750_000)).await.unwrap(),
+        Some(3)
+    );
+    let claim = ledger.claim(&claim_opts("w1", 5, LEASE)).await.unwrap();
+    assert_eq!(claim.leases.len(), 3);
+    let info = ledger.batch_info(batch).await.unwrap().unwrap();
+    assert_eq!(
+        (info.budget_micros, info.reserved_micros),
+        (Some(750_000), 600_000)
+    );
+}
+
+#[tokio::test]
+async fn normal_jobs_go_before_a_low_priority_batch_and_a_window_delays_a_batch() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    let low = BatchOptions {
+        low_priority: true,
+        ..BatchOptions::default()
+    };
+    let low_jobs = batch_of(2, "overnight");
+    ledger
+        .enqueue(Some((BatchId::new(), &low)), &low_jobs)
+        .await
+        .unwrap();
+    let urgent = JobId::new();
+    ledger
+        .enqueue(None, &[(urgent, priced("now"))])
+        .await
+        .unwrap();
+    let later = BatchOptions {
+        start_after_ms: Some(4_000_000_000_000),
+        ..BatchOptions::default()
+    };
+    ledger
+        .enqueue(Some((BatchId::new(), &later)), &batch_of(1, "later"))
+        .await
+        .unwrap();
+
+    let first = ledger.claim(&claim_opts("w1", 1, LEASE)).await.unwrap();
+    assert_eq!(
+        first.leases[0].job_id, urgent,
+        "enqueued last, claimed first"
+    );
+    let rest = ledger.claim(&claim_opts("w1", 5, LEASE)).await.unwrap();
+    let rest: Vec<JobId> = rest.leases.iter().map(|l| l.job_id).collect();
+    assert_eq!(rest.len(), 2, "the windowed batch is not due: {rest:?}");
+    assert!(low_jobs.iter().all(|(id, _)| rest.contains(id)));
+}
+
+#[tokio::test]
+async fn cancelling_a_batch_ends_its_unsubmitted_jobs_and_leaves_the_running_one() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    let batch = BatchId::new();
+    let options = BatchOptions {
+        budget_micros: Some(300_000),
+        ..BatchOptions::default()
+    };
+    ledger
+        .enqueue(Some((batch, &options)), &batch_of(4, "cancel"))
+        .await
+        .unwrap();
+    let running = claim_and_begin(&ledger, "w1", 1, LEASE).await.remove(0);
+    ledger.claim(&claim_opts("w1", 5, LEASE)).await.unwrap();
+
+    assert_eq!(
+        ledger.cancel_batch(batch).await.unwrap(),
+        Some(2),
+        "the held ones"
+    );
+    assert_eq!(
+        state_of(&ledger, running.job_id).await,
+        JobState::Submitting
+    );
+    assert_eq!(
+        ledger
+            .jobs_in_state(JobState::Cancelled, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(ledger.cancel_batch(BatchId::new()).await.unwrap(), None);
 }
