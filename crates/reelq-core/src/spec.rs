@@ -418,7 +418,8 @@ fn check_url(field: &'static str, url: &str) -> Result<(), SpecError> {
     Ok(())
 }
 
-fn parse_deadline(deadline: &str, now_ms: u64) -> Result<u64, SpecError> {
+/// Reads an RFC 3339 time that must lie in the future, as unix ms (a deadline, a start).
+pub fn parse_deadline(deadline: &str, now_ms: u64) -> Result<u64, SpecError> {
     let at = humantime::parse_rfc3339_weak(deadline).map_err(|err| {
         SpecError::new(
             "deadline",

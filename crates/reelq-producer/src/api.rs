@@ -7,7 +7,7 @@
 //! | `POST /v1/jobs`         | 201 `{"job_ids":[id]}` (200 on a replay); 400 naming the field |
 //! | `GET /v1/jobs/{id}`     | 200 the job's record; 404                                     |
 //! | `POST /v1/batches`      | JSONL or a JSON array; 201 `{"batch_id","job_ids"}`; 400 listing every bad line |
-//! | `GET /v1/batches/{id}`  | 200 `{"batch_id","jobs","states":{state: count}}`; 404         |
+//! | `GET /v1/batches/{id}`  | 200 `{"batch_id","name","jobs","states":{state: count},"reserved_usd","budget_usd"}`; 404 |
 //!
 //! Client errors carry `{"code","detail"}`; internal errors are logged and answered as a bare
 //! 500.
@@ -202,5 +202,15 @@ async fn batch(State(state): State<ApiState>, Path(batch_id): Path<String>) -> R
             Err(err) => return internal(err),
         }
     }
-    Json(json!({ "batch_id": batch_id, "jobs": job_ids.len(), "states": states })).into_response()
+    let info = match state.client.batch_info(batch_id).await {
+        Ok(info) => info,
+        Err(err) => return internal(err),
+    };
+    let mut answer = json!({ "batch_id": batch_id, "jobs": job_ids.len(), "states": states });
+    if let Some(info) = info {
+        answer["name"] = json!(info.name);
+        answer["reserved_usd"] = json!(reelq_core::micros_to_usd(info.reserved_micros));
+        answer["budget_usd"] = json!(info.budget_micros.map(reelq_core::micros_to_usd));
+    }
+    Json(answer).into_response()
 }

@@ -11,9 +11,11 @@ use backon::{ExponentialBuilder, Retryable};
 use futures_util::{StreamExt, stream::BoxStream};
 use reelq_core::{
     BatchId, BatchOptions, JobId, JobRequest, JobSpec, JobState, PriceTable, ProviderKind,
-    SpecError,
+    SpecError, usd_to_micros,
 };
-use reelq_queue::{Idempotency, JobRecord, Ledger, LedgerConfig, QueueError, Resolution};
+use reelq_queue::{
+    BatchInfo, Idempotency, JobRecord, Ledger, LedgerConfig, QueueError, Resolution,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::{ManifestError, parse_manifest};
@@ -87,7 +89,8 @@ pub struct Client {
     prices: Arc<PriceTable>,
 }
 
-pub(crate) fn now_ms() -> u64 {
+/// This host's clock, unix ms.
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -116,14 +119,17 @@ impl Client {
         }
     }
 
+    /// A validated spec with its estimated cost.
+    fn priced(&self, mut spec: JobSpec) -> JobSpec {
+        spec.estimated_cost_usd = self.prices.estimate(&spec);
+        spec
+    }
+
     /// Gives each validated spec a fresh job id and its estimated cost.
     fn new_jobs(&self, specs: Vec<JobSpec>) -> Vec<(JobId, JobSpec)> {
         specs
             .into_iter()
-            .map(|mut spec| {
-                spec.estimated_cost_usd = self.prices.estimate(&spec);
-                (JobId::new(), spec)
-            })
+            .map(|spec| (JobId::new(), self.priced(spec)))
             .collect()
     }
 
@@ -223,6 +229,47 @@ impl Client {
         Ok(self.ledger.batch_jobs(batch_id).await?)
     }
 
+    /// A batch's settings and spend.
+    pub async fn batch_info(&self, batch_id: BatchId) -> Result<Option<BatchInfo>, ProducerError> {
+        Ok(self.ledger.batch_info(batch_id).await?)
+    }
+
+    /// Every record of a batch, in manifest order (jobs past their retention are missing).
+    pub async fn batch_records(&self, batch_id: BatchId) -> Result<Vec<JobRecord>, ProducerError> {
+        let mut records = Vec::new();
+        for job_id in self.batch_jobs(batch_id).await? {
+            if let Some(record) = self.status(job_id).await? {
+                records.push(record);
+            }
+        }
+        Ok(records)
+    }
+
+    /// Raises a batch's budget (if given) and queues its `budget_held` jobs again; None if
+    /// there is no such batch.
+    pub async fn resume_batch(
+        &self,
+        batch_id: BatchId,
+        budget_usd: Option<f64>,
+    ) -> Result<Option<u64>, ProducerError> {
+        let budget = budget_usd.map(usd_to_micros);
+        Ok(self.ledger.resume_batch(batch_id, budget).await?)
+    }
+
+    /// Cancels a batch's jobs not yet submitted; None if there is no such batch.
+    pub async fn cancel_batch(&self, batch_id: BatchId) -> Result<Option<u64>, ProducerError> {
+        Ok(self.ledger.cancel_batch(batch_id).await?)
+    }
+
+    /// Sends a batch's failed jobs back (see [`Client::retry_failed`]); returns how many.
+    pub async fn retry_failed_batch(&self, batch_id: BatchId) -> Result<u64, ProducerError> {
+        let mut retried = 0;
+        for job_id in self.batch_jobs(batch_id).await? {
+            retried += u64::from(self.ledger.retry_failed(job_id).await?);
+        }
+        Ok(retried)
+    }
+
     pub async fn history(&self, job_id: JobId) -> Result<Vec<String>, ProducerError> {
         Ok(self.ledger.history(job_id).await?)
     }
@@ -241,7 +288,6 @@ impl Client {
         Ok(self.ledger.retry_failed(job_id).await?)
     }
 
-    /// Records of up to `limit` jobs in `state`, most recently changed first.
     /// Queue depths, in-flight generations and recent rates, for `reelq stats`.
     pub async fn stats(&self) -> Result<Stats, ProducerError> {
         let ledger = &self.ledger;
@@ -268,6 +314,7 @@ impl Client {
         })
     }
 
+    /// Records of up to `limit` jobs in `state`, most recently changed first.
     pub async fn jobs_in_state(
         &self,
         state: JobState,

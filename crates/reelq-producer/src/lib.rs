@@ -7,5 +7,5 @@ mod client;
 mod manifest;
 
 pub use api::app as api;
-pub use client::{BatchReceipt, Client, ProducerError, ProviderStats, Receipt, Stats};
+pub use client::{BatchReceipt, Client, ProducerError, ProviderStats, Receipt, Stats, now_ms};
 pub use manifest::{LineProblem, ManifestError, parse_json_batch, parse_manifest};

@@ -6,11 +6,11 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use reelq_core::{
-    BatchId, Character, JobId, JobRequest, JobSpec, JobState, PriceTable, ProviderKind, Secret,
-    models_of,
+    BatchId, BatchOptions, Character, JobId, JobRequest, JobSpec, JobState, PriceTable,
+    ProviderKind, Secret, micros_to_usd, models_of, parse_deadline, usd_to_micros,
 };
-use reelq_producer::Client;
-use reelq_queue::{JobRecord, Resolution};
+use reelq_producer::{Client, now_ms, parse_manifest};
+use reelq_queue::{BatchInfo, JobRecord, Resolution};
 
 #[derive(Parser)]
 #[command(version, about = "Enqueue and follow reelq video-generation jobs")]
@@ -125,12 +125,67 @@ enum DlqCommand {
 #[derive(Subcommand)]
 enum BatchCommand {
     /// Validate every line, then enqueue all of them as one batch (or none, if any is bad).
-    Submit {
-        manifest: PathBuf,
-        /// Watch the batch until it settles.
-        #[arg(long)]
-        watch: bool,
+    Submit(BatchSubmitArgs),
+    /// Progress per state, with an ETA, until the batch settles.
+    Watch { batch_id: BatchId },
+    /// One row per job: state, provider task id, object key, bytes, sha256, cost, error.
+    Report {
+        batch_id: BatchId,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+        format: ReportFormat,
     },
+    /// Raise the budget (if given) and go on with the jobs the budget held.
+    Resume {
+        batch_id: BatchId,
+        /// The batch's new total budget, in dollars.
+        #[arg(long)]
+        budget: Option<f64>,
+    },
+    /// Send the batch's failed jobs back (to polling if the provider has their task).
+    RetryFailed { batch_id: BatchId },
+    /// Never submit the batch's queued jobs; jobs in flight finish.
+    Cancel { batch_id: BatchId },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Priority {
+    Normal,
+    Low,
+}
+
+#[derive(Args)]
+struct BatchSubmitArgs {
+    manifest: PathBuf,
+    #[arg(long)]
+    name: Option<String>,
+    /// RFC 3339 time before which no job of the batch is submitted.
+    #[arg(long)]
+    start_after: Option<String>,
+    /// RFC 3339 time by which every job must be finished, or end `expired` (never submitted
+    /// if it was still queued).
+    #[arg(long)]
+    deadline: Option<String>,
+    /// The most the batch may spend, in dollars, by its jobs' estimates; jobs past it are
+    /// held (`budget_held`) until `reelq batch resume`.
+    #[arg(long)]
+    budget: Option<f64>,
+    /// `low`: submitted only when no normal job is due.
+    #[arg(long, value_enum, default_value_t = Priority::Normal)]
+    priority: Priority,
+    /// Validate and print the count and estimated cost per provider and model; enqueue
+    /// nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Watch the batch until it settles.
+    #[arg(long)]
+    watch: bool,
 }
 
 #[derive(Args)]
@@ -200,6 +255,13 @@ async fn main() -> anyhow::Result<()> {
     if let Command::Providers { config } = &cli.command {
         return print_providers(&prices, config.as_deref());
     }
+    if let Command::Batch {
+        command: BatchCommand::Submit(args),
+    } = &cli.command
+        && args.dry_run
+    {
+        return dry_run(&args.manifest, &prices);
+    }
     let client = Client::connect(&cli.redis_url, &cli.prefix)
         .await
         .context("connecting to redis")?
@@ -210,25 +272,7 @@ async fn main() -> anyhow::Result<()> {
             let job_id = client.enqueue(args.into()).await?;
             println!("{job_id}");
         }
-        Command::Batch {
-            command:
-                BatchCommand::Submit {
-                    manifest,
-                    watch: follow,
-                },
-        } => {
-            let text = std::fs::read_to_string(&manifest)
-                .with_context(|| format!("reading {}", manifest.display()))?;
-            let receipt = client.enqueue_manifest(&text).await?;
-            println!(
-                "batch {} enqueued {} jobs",
-                receipt.batch_id,
-                receipt.job_ids.len()
-            );
-            if follow {
-                watch(&client, &receipt.job_ids).await?;
-            }
-        }
+        Command::Batch { command } => batch(&client, command).await?,
         Command::Status { job_id, json } => show(&client, job_id, json).await?,
         Command::Stats { json } => print_stats(&client.stats().await?, json)?,
         Command::Jobs {
@@ -318,9 +362,11 @@ async fn show(client: &Client, job_id: JobId, json: bool) -> anyhow::Result<()> 
 async fn watch(client: &Client, job_ids: &[JobId]) -> anyhow::Result<()> {
     let bar = ProgressBar::new(job_ids.len() as u64);
     bar.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} settled  {msg}")
-            .expect("the template is valid")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} settled, ETA {eta}  {msg}",
+        )
+        .expect("the template is valid")
+        .progress_chars("=> "),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     let records = client
@@ -481,6 +527,187 @@ fn print_stats(stats: &reelq_producer::Stats, json: bool) -> anyhow::Result<()> 
             provider.provider.as_str(),
             provider.in_flight
         );
+    }
+    Ok(())
+}
+
+async fn batch(client: &Client, command: BatchCommand) -> anyhow::Result<()> {
+    let missing = |batch_id: BatchId| anyhow::anyhow!("no batch {batch_id}");
+    match command {
+        BatchCommand::Submit(args) => {
+            let text = std::fs::read_to_string(&args.manifest)
+                .with_context(|| format!("reading {}", args.manifest.display()))?;
+            let now = now_ms();
+            let mut specs = parse_manifest(&text, now)?;
+            if let Some(deadline) = &args.deadline {
+                let deadline_ms = parse_deadline(deadline, now)?;
+                for spec in &mut specs {
+                    spec.deadline_ms =
+                        Some(spec.deadline_ms.map_or(deadline_ms, |d| d.min(deadline_ms)));
+                }
+            }
+            let options = BatchOptions {
+                name: args.name,
+                start_after_ms: args
+                    .start_after
+                    .as_deref()
+                    .map(|at| parse_deadline(at, now))
+                    .transpose()?,
+                budget_micros: args.budget.map(usd_to_micros),
+                low_priority: args.priority == Priority::Low,
+            };
+            let started = std::time::Instant::now();
+            let receipt = client.enqueue_batch_with(specs, &options).await?;
+            println!(
+                "batch {} enqueued {} jobs in {:.0} ms",
+                receipt.batch_id,
+                receipt.job_ids.len(),
+                started.elapsed().as_secs_f64() * 1000.0
+            );
+            if args.watch {
+                watch(client, &receipt.job_ids).await?;
+            }
+        }
+        BatchCommand::Watch { batch_id } => {
+            let job_ids = client.batch_jobs(batch_id).await?;
+            anyhow::ensure!(!job_ids.is_empty(), missing(batch_id));
+            watch(client, &job_ids).await?;
+        }
+        BatchCommand::Report { batch_id, format } => {
+            let info = client
+                .batch_info(batch_id)
+                .await?
+                .ok_or_else(|| missing(batch_id))?;
+            let records = client.batch_records(batch_id).await?;
+            report(&info, &records, format)?;
+        }
+        BatchCommand::Resume { batch_id, budget } => {
+            let resumed = client
+                .resume_batch(batch_id, budget)
+                .await?
+                .ok_or_else(|| missing(batch_id))?;
+            println!("batch {batch_id}: {resumed} held jobs queued again");
+        }
+        BatchCommand::RetryFailed { batch_id } => {
+            let retried = client.retry_failed_batch(batch_id).await?;
+            println!("batch {batch_id}: {retried} failed jobs sent back");
+        }
+        BatchCommand::Cancel { batch_id } => {
+            let cancelled = client
+                .cancel_batch(batch_id)
+                .await?
+                .ok_or_else(|| missing(batch_id))?;
+            println!("batch {batch_id}: {cancelled} jobs cancelled; jobs in flight finish");
+        }
+    }
+    Ok(())
+}
+
+/// Prints what a manifest would enqueue and cost, per provider and model.
+fn dry_run(manifest: &std::path::Path, prices: &PriceTable) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
+    let specs = parse_manifest(&text, now_ms())?;
+    let mut groups: std::collections::BTreeMap<(String, String), (usize, f64, usize)> =
+        Default::default();
+    for spec in &specs {
+        let group = groups
+            .entry((spec.provider.to_string(), spec.model.clone()))
+            .or_default();
+        group.0 += 1;
+        match prices.estimate(spec) {
+            Some(usd) => group.1 += usd,
+            None => group.2 += 1,
+        }
+    }
+    println!(
+        "{:<10} {:<28} {:>6} {:>12}",
+        "PROVIDER", "MODEL", "JOBS", "EST USD"
+    );
+    for ((provider, model), (jobs, usd, unpriced)) in &groups {
+        let note = if *unpriced > 0 {
+            format!("  ({unpriced} unpriced)")
+        } else {
+            String::new()
+        };
+        println!("{provider:<10} {model:<28} {jobs:>6} {usd:>12.2}{note}");
+    }
+    let total: f64 = groups.values().map(|(_, usd, _)| usd).sum();
+    println!(
+        "{} jobs, estimated ${total:.2}; nothing enqueued (dry run)",
+        specs.len()
+    );
+    Ok(())
+}
+
+fn report(info: &BatchInfo, records: &[JobRecord], format: ReportFormat) -> anyhow::Result<()> {
+    let rows = records.iter().map(|r| {
+        [
+            r.job_id.to_string(),
+            r.state.to_string(),
+            r.spec.provider.to_string(),
+            r.spec.model.clone(),
+            r.task_id.clone().unwrap_or_default(),
+            r.object_key.clone().unwrap_or_default(),
+            r.bytes.map(|b| b.to_string()).unwrap_or_default(),
+            r.sha256.clone().unwrap_or_default(),
+            r.spec
+                .estimated_cost_usd
+                .map(|usd| format!("{usd:.3}"))
+                .unwrap_or_default(),
+            r.error_class.map(|c| c.to_string()).unwrap_or_default(),
+            r.error.clone().unwrap_or_default(),
+        ]
+    });
+    const HEADER: [&str; 11] = [
+        "job_id",
+        "state",
+        "provider",
+        "model",
+        "task_id",
+        "object_key",
+        "bytes",
+        "sha256",
+        "estimated_cost_usd",
+        "error_class",
+        "error",
+    ];
+    match format {
+        ReportFormat::Csv => {
+            let mut out = csv::Writer::from_writer(std::io::stdout());
+            out.write_record(HEADER)?;
+            for row in rows {
+                out.write_record(&row)?;
+            }
+            out.flush()?;
+        }
+        ReportFormat::Json => {
+            let jobs: Vec<serde_json::Map<String, serde_json::Value>> = rows
+                .map(|row| {
+                    HEADER
+                        .iter()
+                        .zip(row)
+                        .map(|(k, v)| (k.to_string(), serde_json::Value::String(v)))
+                        .collect()
+                })
+                .collect();
+            let report = serde_json::json!({ "batch": info, "jobs": jobs });
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        ReportFormat::Table => {
+            let name = info.name.as_deref().unwrap_or("(unnamed)");
+            let budget = info
+                .budget_micros
+                .map(|b| format!(" of ${:.2} budget", micros_to_usd(b)))
+                .unwrap_or_default();
+            println!(
+                "batch {} {name}: {} jobs, ${:.2} reserved{budget}",
+                info.batch_id,
+                info.total,
+                micros_to_usd(info.reserved_micros)
+            );
+            print_table(records);
+        }
     }
     Ok(())
 }
