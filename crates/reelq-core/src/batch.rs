@@ -18,6 +18,10 @@ pub struct BatchOptions {
     /// work goes first under the same provider limits).
     #[serde(default)]
     pub low_priority: bool,
+    /// Where reelq POSTs the batch's summary when its last job ends (signed like job
+    /// webhooks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_url: Option<String>,
 }
 
 /// Dollars to the ledger's integer millionths (sums of them never drift).

@@ -18,6 +18,6 @@ pub use price::{PriceRule, PriceTable};
 pub use secret::Secret;
 pub use spec::{
     Aspect, Character, JobRequest, JobSpec, MAX_PROMPT_CHARS, MAX_URL_CHARS, ProviderKind, Quality,
-    SpecError, parse_deadline,
+    SpecError, check_url, parse_deadline,
 };
 pub use state::{JobState, UnknownState};

@@ -399,7 +399,8 @@ fn character(
     Ok(Some(Character { url, start, end }))
 }
 
-fn check_url(field: &'static str, url: &str) -> Result<(), SpecError> {
+/// An http(s) URL of at most [`MAX_URL_CHARS`], or an error naming `field`.
+pub fn check_url(field: &'static str, url: &str) -> Result<(), SpecError> {
     if !is_http_url(url) {
         return Err(SpecError::new(
             field,

@@ -182,11 +182,39 @@ pub struct Idempotency<'a> {
 /// A completion webhook to send: the job's ending, under an event id kept across retries.
 #[derive(Debug, Clone)]
 pub struct Notification {
-    pub job_id: JobId,
+    pub target: NotifyTarget,
     pub url: String,
     pub event_id: String,
     /// Delivery attempts already failed.
     pub attempt: u32,
+}
+
+/// Whose ending a webhook reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyTarget {
+    Job(JobId),
+    /// The batch's last job ended: a summary.
+    Batch(BatchId),
+}
+
+impl std::fmt::Display for NotifyTarget {
+    /// The member of `P notify_due` (a job id, or `batch:<id>`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotifyTarget::Job(job_id) => write!(f, "{job_id}"),
+            NotifyTarget::Batch(batch_id) => write!(f, "batch:{batch_id}"),
+        }
+    }
+}
+
+impl std::str::FromStr for NotifyTarget {
+    type Err = reelq_core::IdError;
+    fn from_str(member: &str) -> Result<Self, Self::Err> {
+        match member.strip_prefix("batch:") {
+            Some(batch_id) => batch_id.parse().map(NotifyTarget::Batch),
+            None => member.parse().map(NotifyTarget::Job),
+        }
+    }
 }
 
 /// How a webhook delivery went.
@@ -785,9 +813,9 @@ impl Ledger {
             .await?;
         rows.into_iter()
             .map(|(id, url, event_id, attempt)| {
-                let job_id = id.parse().map_err(|err| QueueError::corrupt(&id, err))?;
+                let target = id.parse().map_err(|err| QueueError::corrupt(&id, err))?;
                 Ok(Notification {
-                    job_id,
+                    target,
                     url,
                     event_id,
                     attempt,
@@ -811,7 +839,7 @@ impl Ledger {
         let _: i64 = NOTIFIED
             .key(self.key("notify_due"))
             .arg(&self.prefix)
-            .arg(notification.job_id.to_string())
+            .arg(notification.target.to_string())
             .arg(&notification.event_id)
             .arg(name)
             .arg(delay.as_millis() as u64)

@@ -10,7 +10,7 @@ mod transition;
 pub use error::QueueError;
 pub use ledger::{
     BatchInfo, Claim, ClaimOptions, Idempotency, Lease, Ledger, LedgerConfig, Notification,
-    NotifyOutcome, ProviderLimit, Resolution, TransitionOutcome, WakeOutcome,
+    NotifyOutcome, NotifyTarget, ProviderLimit, Resolution, TransitionOutcome, WakeOutcome,
 };
 pub use record::JobRecord;
 pub use transition::Transition;

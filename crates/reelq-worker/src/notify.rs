@@ -10,9 +10,11 @@ use std::{
 };
 
 use futures_util::future::join_all;
-use reelq_core::Secret;
+use std::collections::BTreeMap;
+
+use reelq_core::{BatchId, Secret, micros_to_usd};
 use reelq_providers::WebhookKey;
-use reelq_queue::{JobRecord, Ledger, Notification, NotifyOutcome};
+use reelq_queue::{JobRecord, Ledger, Notification, NotifyOutcome, NotifyTarget, QueueError};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -96,7 +98,7 @@ impl Notifier {
                 }
             }
         };
-        info!(job_id = %notification.job_id, event_id = notification.event_id, ?outcome, detail, "webhook");
+        info!(target = %notification.target, event_id = notification.event_id, ?outcome, detail, "webhook");
         let outcome_name = match outcome {
             NotifyOutcome::Sent => "sent",
             NotifyOutcome::Retry(_) => "retry",
@@ -104,20 +106,26 @@ impl Notifier {
         };
         metrics::counter!("reelq_webhooks_total", "outcome" => outcome_name).increment(1);
         if let Err(err) = self.ledger.notified(notification, outcome, &detail).await {
-            warn!(job_id = %notification.job_id, error = %err, "recording the webhook failed; it will be sent again");
+            warn!(target = %notification.target, error = %err, "recording the webhook failed; it will be sent again");
         }
     }
 
     async fn send(&self, notification: &Notification) -> Result<(), String> {
-        let record = match self.ledger.job(notification.job_id).await {
-            Ok(Some(record)) => record,
-            Ok(None) => return Err("job record gone".into()),
-            Err(err) => return Err(err.to_string()),
-        };
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let body = event_body(&record, timestamp).to_string();
+        let body = match notification.target {
+            NotifyTarget::Job(job_id) => match self.ledger.job(job_id).await {
+                Ok(Some(record)) => event_body(&record, timestamp),
+                Ok(None) => return Err("job record gone".into()),
+                Err(err) => return Err(err.to_string()),
+            },
+            NotifyTarget::Batch(batch_id) => self
+                .batch_event_body(batch_id, timestamp)
+                .await
+                .map_err(|err| err.to_string())?,
+        }
+        .to_string();
         let response = self
             .http
             .post(&notification.url)
@@ -137,6 +145,35 @@ impl Notifier {
             status if status.is_success() => Ok(()),
             status => Err(format!("answered {status}")),
         }
+    }
+}
+
+impl Notifier {
+    /// The batch summary: counts by state and the spend reserved against its budget.
+    async fn batch_event_body(
+        &self,
+        batch_id: BatchId,
+        timestamp: u64,
+    ) -> Result<serde_json::Value, QueueError> {
+        let info = self.ledger.batch_info(batch_id).await?;
+        let mut states: BTreeMap<&'static str, u64> = BTreeMap::new();
+        for job_id in self.ledger.batch_jobs(batch_id).await? {
+            if let Some(record) = self.ledger.job(job_id).await? {
+                *states.entry(record.state.as_str()).or_default() += 1;
+            }
+        }
+        Ok(json!({
+            "type": "batch.finished",
+            "timestamp": timestamp,
+            "data": {
+                "batch_id": batch_id,
+                "name": info.as_ref().and_then(|i| i.name.clone()),
+                "jobs": info.as_ref().map(|i| i.total),
+                "states": states,
+                "reserved_usd": info.as_ref().map(|i| micros_to_usd(i.reserved_micros)),
+                "budget_usd": info.as_ref().and_then(|i| i.budget_micros.map(micros_to_usd)),
+            }
+        }))
     }
 }
 

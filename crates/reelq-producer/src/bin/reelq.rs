@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use reelq_core::{
     BatchId, BatchOptions, Character, JobId, JobRequest, JobSpec, JobState, PriceTable,
-    ProviderKind, Secret, micros_to_usd, models_of, parse_deadline, usd_to_micros,
+    ProviderKind, Secret, check_url, micros_to_usd, models_of, parse_deadline, usd_to_micros,
 };
 use reelq_producer::{Client, now_ms, parse_manifest};
 use reelq_queue::{BatchInfo, JobRecord, Resolution};
@@ -179,6 +179,9 @@ struct BatchSubmitArgs {
     /// `low`: submitted only when no normal job is due.
     #[arg(long, value_enum, default_value_t = Priority::Normal)]
     priority: Priority,
+    /// Where to POST the batch's signed summary when its last job ends.
+    #[arg(long)]
+    notify_url: Option<String>,
     /// Validate and print the count and estimated cost per provider and model; enqueue
     /// nothing.
     #[arg(long)]
@@ -546,6 +549,9 @@ async fn batch(client: &Client, command: BatchCommand) -> anyhow::Result<()> {
                         Some(spec.deadline_ms.map_or(deadline_ms, |d| d.min(deadline_ms)));
                 }
             }
+            if let Some(url) = &args.notify_url {
+                check_url("notify_url", url)?;
+            }
             let options = BatchOptions {
                 name: args.name,
                 start_after_ms: args
@@ -555,6 +561,7 @@ async fn batch(client: &Client, command: BatchCommand) -> anyhow::Result<()> {
                     .transpose()?,
                 budget_micros: args.budget.map(usd_to_micros),
                 low_priority: args.priority == Priority::Low,
+                notify_url: args.notify_url,
             };
             let started = std::time::Instant::now();
             let receipt = client.enqueue_batch_with(specs, &options).await?;

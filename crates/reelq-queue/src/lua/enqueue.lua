@@ -5,7 +5,8 @@
 -- ARGV[3]  idempotency key (full key name), or "" for none
 -- ARGV[4]  idempotency key lifetime in seconds
 -- ARGV[5]  receipt to keep under the idempotency key
--- ARGV[6]  the batch's options as JSON (name, start_after_ms, budget_micros, low_priority),
+-- ARGV[6]  the batch's options as JSON (name, start_after_ms, budget_micros, low_priority,
+--          notify_url),
 --          or "" (kept in `P batchinfo:{batch}` with the job count and the reserved spend)
 -- ARGV[7..] 6-tuples: job id, provider, spec JSON, deadline in unix ms or "", notify URL or "",
 --          estimated cost in millionths of a dollar (0: unpriced)
@@ -33,8 +34,8 @@ local queue, due_at = due, now
 if options.low_priority then queue = prefix .. 'due_low' end
 if options.start_after_ms and options.start_after_ms > now then due_at = options.start_after_ms end
 if batch ~= '' then
-  local info = { 'created_ms', now, 'total', n_jobs, 'reserved_micros', 0 }
-  for _, field in ipairs({ 'name', 'start_after_ms', 'budget_micros' }) do
+  local info = { 'created_ms', now, 'total', n_jobs, 'open', n_jobs, 'reserved_micros', 0 }
+  for _, field in ipairs({ 'name', 'start_after_ms', 'budget_micros', 'notify_url' }) do
     if options[field] then
       info[#info + 1] = field
       info[#info + 1] = tostring(options[field])

@@ -21,12 +21,28 @@ local TERMINAL = { stored = true, failed = true, rejected = true, expired = true
 
 -- Queues the completion webhook of a job that just ended, if it asked for one. Each ending
 -- gets its own event id, kept across delivery retries so receivers can deduplicate.
-local function queue_notification(job, id, now)
-  if redis.call('HEXISTS', job, 'notify_url') == 0 then return end
-  local seq = redis.call('HINCRBY', job, 'notify_seq', 1)
-  redis.call('HSET', job, 'notify_event', 'evt_' .. id .. '_' .. seq, 'notify_attempt', 0,
-    'notify_state', 'pending')
-  redis.call('ZADD', prefix .. 'notify_due', now, id)
+-- `hash` is the job's (member: its id) or a batch's (`batchinfo:`; member `batch:<id>`).
+local function queue_notification(hash, member, now)
+  if redis.call('HEXISTS', hash, 'notify_url') == 0 then return end
+  local seq = redis.call('HINCRBY', hash, 'notify_seq', 1)
+  local event = 'evt_' .. string.gsub(member, ':', '_') .. '_' .. seq
+  redis.call('HSET', hash, 'notify_event', event, 'notify_attempt', 0, 'notify_state', 'pending')
+  redis.call('ZADD', prefix .. 'notify_due', now, member)
+end
+
+-- A batch counts its jobs not yet ended (`open`); when the last one ends, the batch's own
+-- completion webhook (if it has a `notify_url`) is queued. A job brought back reopens it.
+local function count_batch_end(job, from, to, now)
+  local change = 0
+  if TERMINAL[to] and not TERMINAL[from] then change = -1 end
+  if TERMINAL[from] and not TERMINAL[to] then change = 1 end
+  if change == 0 then return end
+  local batch = redis.call('HGET', job, 'batch')
+  if not batch then return end
+  local info = prefix .. 'batchinfo:' .. batch
+  if redis.call('HINCRBY', info, 'open', change) == 0 then
+    queue_notification(info, 'batch:' .. batch, now)
+  end
 end
 
 -- A finished job's record and event log expire after the deployment's retention
@@ -59,6 +75,7 @@ local function move(job, id, from, to, now, detail, fields)
   log_event(id, now, to .. ' ' .. detail)
   redis.call('PUBLISH', prefix .. 'changes', id .. ' ' .. to)
   if TERMINAL[to] then queue_notification(job, id, now) end
+  count_batch_end(job, from, to, now)
   retain(job, id, from, to, now)
 end
 

@@ -7,8 +7,8 @@ use reelq_core::{
     Aspect, BatchId, BatchOptions, ErrorClass, JobId, JobSpec, JobState, ProviderKind, Quality,
 };
 use reelq_queue::{
-    ClaimOptions, Lease, Ledger, LedgerConfig, NotifyOutcome, ProviderLimit, Resolution,
-    Transition, TransitionOutcome, WakeOutcome,
+    ClaimOptions, Lease, Ledger, LedgerConfig, NotifyOutcome, NotifyTarget, ProviderLimit,
+    Resolution, Transition, TransitionOutcome, WakeOutcome,
 };
 use reelq_testkit::{EVENT_TIMEOUT, RedisServer};
 
@@ -662,7 +662,10 @@ async fn an_ending_queues_one_webhook_whose_event_id_survives_retries() {
 
     let first = ledger.claim_notifications(10, LEASE).await.unwrap();
     assert_eq!(first.len(), 1, "only the job with a notify_url");
-    assert_eq!((first[0].job_id, first[0].attempt), (job_id, 0));
+    assert_eq!(
+        (first[0].target, first[0].attempt),
+        (NotifyTarget::Job(job_id), 0)
+    );
     ledger
         .notified(&first[0], NotifyOutcome::Retry(Duration::ZERO), "500")
         .await

@@ -67,3 +67,60 @@ async fn a_forged_signature_fails_the_standard_verifier() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn a_batch_sends_one_signed_summary_when_its_last_job_ends() {
+    let mut receiver = WebhookReceiver::start(vec![]).await;
+    let mut deployment = Deployment::start(
+        env!("CARGO_BIN_EXE_reelq-worker"),
+        Duration::from_millis(50),
+    )
+    .await;
+    deployment.enable_notify();
+    let _worker = deployment.spawn_worker_task("w", API_KEY, None);
+    let specs = [
+        "one",
+        "two",
+        &format!("{} three", reelq_sim::MODERATED_WORD),
+    ]
+    .iter()
+    .map(|prompt| {
+        reelq_core::JobRequest {
+            provider: Some("kie".into()),
+            model: Some("sora-2-text-to-video".into()),
+            prompt: Some((*prompt).into()),
+            ..Default::default()
+        }
+        .validate(0)
+        .unwrap()
+    })
+    .collect();
+    let options = reelq_core::BatchOptions {
+        name: Some("nightly".into()),
+        notify_url: Some(receiver.url.clone()),
+        ..Default::default()
+    };
+    let receipt = deployment
+        .client
+        .enqueue_batch_with(specs, &options)
+        .await
+        .unwrap();
+    deployment.settled(&receipt.job_ids).await;
+
+    let (headers, body) = receiver.next().await;
+    Webhook::new(SECRET)
+        .unwrap()
+        .verify(&body, &headers)
+        .expect("a standard verifier accepts the signature");
+    let event: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(event["type"], "batch.finished");
+    assert_eq!(event["data"]["name"], "nightly");
+    assert_eq!(
+        event["data"]["states"],
+        serde_json::json!({ "stored": 2, "rejected": 1 })
+    );
+    assert_eq!(
+        headers["webhook-id"].to_str().unwrap(),
+        format!("evt_batch_{}_1", receipt.batch_id)
+    );
+}
