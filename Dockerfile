@@ -2,7 +2,7 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p reelq-worker -p reelq-sim -p reelq-producer
+RUN cargo build --release --locked -p reelq-worker -p reelq-sim -p reelq-cli
 
 FROM debian:bookworm-slim
 RUN apt-get update \

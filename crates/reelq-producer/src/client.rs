@@ -14,7 +14,7 @@ use reelq_core::{
     SpecError, usd_to_micros,
 };
 use reelq_queue::{
-    BatchInfo, Idempotency, JobRecord, Ledger, LedgerConfig, QueueError, Resolution,
+    BatchInfo, Idempotency, JobRecord, Ledger, LedgerConfig, ProviderLimit, QueueError, Resolution,
 };
 use serde::{Deserialize, Serialize};
 
@@ -312,6 +312,38 @@ impl Client {
             stored_last_hour: ledger.entered_within(JobState::Stored, hour).await?,
             failed_last_hour: ledger.entered_within(JobState::Failed, hour).await?,
         })
+    }
+
+    /// The most recent batches, newest first.
+    pub async fn recent_batches(&self, limit: usize) -> Result<Vec<BatchId>, ProducerError> {
+        Ok(self.ledger.recent_batches(limit).await?)
+    }
+
+    /// The provider limits the workers run with (as they published them at start).
+    pub async fn provider_limits(&self) -> Result<Vec<ProviderLimit>, ProducerError> {
+        Ok(self.ledger.published_limits().await?)
+    }
+
+    /// Jobs stored in each of `buckets` consecutive windows of `width`, oldest first, the
+    /// last ending now.
+    pub async fn stored_per_window(
+        &self,
+        buckets: u32,
+        width: Duration,
+    ) -> Result<Vec<u64>, ProducerError> {
+        let now = now_ms();
+        let width = width.as_millis() as u64;
+        let mut counts = Vec::with_capacity(buckets as usize);
+        for n in (0..u64::from(buckets)).rev() {
+            let to = now.saturating_sub(n * width) + 1;
+            let from = to.saturating_sub(width);
+            counts.push(
+                self.ledger
+                    .entered_between(JobState::Stored, from, to)
+                    .await?,
+            );
+        }
+        Ok(counts)
     }
 
     /// Records of up to `limit` jobs in `state`, most recently changed first.

@@ -5,7 +5,9 @@
 mod api;
 mod client;
 mod manifest;
+mod report;
 
 pub use api::app as api;
 pub use client::{BatchReceipt, Client, ProducerError, ProviderStats, Receipt, Stats, now_ms};
 pub use manifest::{LineProblem, ManifestError, parse_json_batch, parse_manifest};
+pub use report::{REPORT_COLUMNS, report_row, write_report_csv};

@@ -12,6 +12,8 @@
 //! | `P log:{id}`   | list   | the job's last 32 events, `"<ms> <state> <detail>"`  | every state change      |
 //! | `P batch:{id}` | list   | the batch's job ids in manifest order                | enqueue                 |
 //! | `P batchinfo:{id}` | hash | name, created_ms, total, start_after_ms, budget_micros, reserved_micros, priority | enqueue, claim, batch |
+//! | `P batches`    | zset   | batch id -> created ms, for listing batches           | enqueue                 |
+//! | `P limits`     | hash   | provider -> "max_in_flight requests_per_s daily_budget_micros" as workers run them | worker start |
 //! | `P due_low`    | zset   | like `due`, for queued jobs of low-priority batches (claimed after `due`) | enqueue, claim, batch |
 //! | `P spend:{provider}:{day}` | string | estimated spend reserved on that UTC day, micros (expires) | claim, transition |
 //! | `P pause:{provider}` | string | present while submits to that provider are paused (429) | pause          |
@@ -717,19 +719,81 @@ impl Ledger {
         Ok(())
     }
 
+    /// The most recent batches, newest first.
+    pub async fn recent_batches(&self, limit: usize) -> Result<Vec<BatchId>, QueueError> {
+        let ids: Vec<String> = redis::cmd("ZREVRANGE")
+            .arg(self.key("batches"))
+            .arg(0)
+            .arg(limit.saturating_sub(1))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
+    }
+
+    /// Records the limits a worker runs with, for dashboards to show beside the counts.
+    pub async fn publish_limits(&self, limits: &[ProviderLimit]) -> Result<(), QueueError> {
+        let mut command = redis::cmd("HSET");
+        command.arg(self.key("limits"));
+        for limit in limits {
+            command.arg(limit.provider.as_str()).arg(format!(
+                "{} {} {}",
+                limit.max_in_flight, limit.requests_per_s, limit.daily_budget_micros
+            ));
+        }
+        if !limits.is_empty() {
+            let _: () = command.query_async(&mut self.conn.clone()).await?;
+        }
+        Ok(())
+    }
+
+    /// The limits workers published, by provider.
+    pub async fn published_limits(&self) -> Result<Vec<ProviderLimit>, QueueError> {
+        let fields: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.key("limits"))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let mut limits: Vec<ProviderLimit> = fields
+            .iter()
+            .filter_map(|(provider, value)| {
+                let mut parts = value.split(' ');
+                Some(ProviderLimit {
+                    provider: provider.parse().ok()?,
+                    max_in_flight: parts.next()?.parse().ok()?,
+                    requests_per_s: parts.next()?.parse().ok()?,
+                    daily_budget_micros: parts.next()?.parse().ok()?,
+                    burst: 1,
+                    slot_ttl: Duration::ZERO,
+                })
+            })
+            .collect();
+        limits.sort_by_key(|limit| limit.provider.as_str());
+        Ok(limits)
+    }
+
+    /// Jobs that entered `state` between two unix times (ms).
+    pub async fn entered_between(
+        &self,
+        state: JobState,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<u64, QueueError> {
+        Ok(redis::cmd("ZCOUNT")
+            .arg(self.key(format!("state:{state}")))
+            .arg(from_ms)
+            .arg(format!("({to_ms}"))
+            .query_async(&mut self.conn.clone())
+            .await?)
+    }
+
     /// Jobs that entered `state` in the last `window` (from its state index).
     pub async fn entered_within(
         &self,
         state: JobState,
         window: Duration,
     ) -> Result<u64, QueueError> {
-        let since = now_unix_ms().saturating_sub(window.as_millis() as u64);
-        Ok(redis::cmd("ZCOUNT")
-            .arg(self.key(format!("state:{state}")))
-            .arg(since)
-            .arg("+inf")
-            .query_async(&mut self.conn.clone())
-            .await?)
+        let now = now_unix_ms();
+        let since = now.saturating_sub(window.as_millis() as u64);
+        self.entered_between(state, since, now + 1).await
     }
 
     /// How long submits to `provider` stay paused (after a 429 or an empty account), if they are.

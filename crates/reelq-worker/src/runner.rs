@@ -120,6 +120,7 @@ pub async fn run(
     let slots = Arc::new(Semaphore::new(config.concurrency));
     let idle_poll = Duration::from_millis(config.idle_poll_ms);
     let limits = config.providers.limits();
+    ledger.publish_limits(&limits).await?;
     info!(worker = %name, concurrency = config.concurrency, role = ?config.role, "worker started");
 
     // A callbacks-only worker claims nothing: it serves the receiver until shutdown.

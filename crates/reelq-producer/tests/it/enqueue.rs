@@ -69,7 +69,7 @@ async fn a_manifest_with_a_bad_line_enqueues_nothing() {
 }
 
 #[tokio::test]
-async fn stats_and_the_cli_show_queue_depths_and_the_estimated_cost() {
+async fn stats_show_queue_depths_and_the_job_keeps_its_estimated_cost() {
     let redis = RedisServer::start().unwrap();
     let client = Client::connect(&redis.url(), "t").await.unwrap();
     let job_id = client.enqueue(request("priced")).await.unwrap();
@@ -82,24 +82,4 @@ async fn stats_and_the_cli_show_queue_depths_and_the_estimated_cost() {
     // kie sora-2-text-to-video, 10 s at the built-in $0.015/s.
     let record = client.status(job_id).await.unwrap().unwrap();
     assert_eq!(record.spec.estimated_cost_usd, Some(0.15));
-
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_reelq"))
-        .args([
-            "--redis-url",
-            &redis.url(),
-            "--prefix",
-            "t",
-            "stats",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(json["due_now"], 2);
-    assert_eq!(json["providers"].as_array().map(Vec::len), Some(4));
 }

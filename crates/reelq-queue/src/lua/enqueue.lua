@@ -43,6 +43,7 @@ if batch ~= '' then
   end
   if options.low_priority then info[#info + 1] = 'priority'; info[#info + 1] = 'low' end
   redis.call('HSET', prefix .. 'batchinfo:' .. batch, unpack(info))
+  redis.call('ZADD', prefix .. 'batches', now, batch)
 end
 local ids, scored, indexed = {}, {}, {}
 for job_idx = 0, n_jobs - 1 do

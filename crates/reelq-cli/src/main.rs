@@ -1,4 +1,5 @@
-//! `reelq`: enqueue jobs and batches, read their status, watch them finish.
+//! `reelq`: enqueue jobs and batches, read their status, watch them finish, operate batches
+//! and uncertain jobs, and serve the HTTP API and the dashboard.
 
 use std::{collections::HashMap, path::PathBuf, time::Duration};
 
@@ -9,7 +10,9 @@ use reelq_core::{
     BatchId, BatchOptions, Character, JobId, JobRequest, JobSpec, JobState, PriceTable,
     ProviderKind, Secret, check_url, micros_to_usd, models_of, parse_deadline, usd_to_micros,
 };
-use reelq_producer::{Client, now_ms, parse_manifest};
+use reelq_producer::{
+    Client, REPORT_COLUMNS, now_ms, parse_manifest, report_row, write_report_csv,
+};
 use reelq_queue::{BatchInfo, JobRecord, Resolution};
 
 #[derive(Parser)]
@@ -78,6 +81,12 @@ enum Command {
         /// The bearer token clients must present.
         #[arg(long, env = "REELQ_API_TOKEN", hide_env_values = true)]
         token: String,
+        /// Also serve the operators' dashboard under /ui (same token, or its login form).
+        #[arg(long)]
+        dashboard: bool,
+        /// Let the dashboard act: retry failed jobs, resolve uncertain ones, cancel batches.
+        #[arg(long, requires = "dashboard")]
+        dashboard_writable: bool,
     },
     /// Show progress until the given jobs settle, then a summary table. Exits 2 if any job
     /// did not end `stored`.
@@ -321,12 +330,26 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Serve { listen, token } => {
+        Command::Serve {
+            listen,
+            token,
+            dashboard,
+            dashboard_writable,
+        } => {
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
             eprintln!("reelq api listening on {}", listener.local_addr()?);
-            let app = reelq_producer::api(client, Secret::new(token));
+            let token = Secret::new(token);
+            let mut app = reelq_producer::api(client.clone(), token.clone());
+            if dashboard {
+                let config = reelq_dashboard::DashboardConfig {
+                    token,
+                    writable: dashboard_writable,
+                };
+                app = app.merge(reelq_dashboard::router(client, config));
+                eprintln!("dashboard at /ui (writable: {dashboard_writable})");
+            }
             axum::serve(listener, app)
                 .with_graceful_shutdown(async {
                     let _ = tokio::signal::ctrl_c().await;
@@ -648,52 +671,15 @@ fn dry_run(manifest: &std::path::Path, prices: &PriceTable) -> anyhow::Result<()
 }
 
 fn report(info: &BatchInfo, records: &[JobRecord], format: ReportFormat) -> anyhow::Result<()> {
-    let rows = records.iter().map(|r| {
-        [
-            r.job_id.to_string(),
-            r.state.to_string(),
-            r.spec.provider.to_string(),
-            r.spec.model.clone(),
-            r.task_id.clone().unwrap_or_default(),
-            r.object_key.clone().unwrap_or_default(),
-            r.bytes.map(|b| b.to_string()).unwrap_or_default(),
-            r.sha256.clone().unwrap_or_default(),
-            r.spec
-                .estimated_cost_usd
-                .map(|usd| format!("{usd:.3}"))
-                .unwrap_or_default(),
-            r.error_class.map(|c| c.to_string()).unwrap_or_default(),
-            r.error.clone().unwrap_or_default(),
-        ]
-    });
-    const HEADER: [&str; 11] = [
-        "job_id",
-        "state",
-        "provider",
-        "model",
-        "task_id",
-        "object_key",
-        "bytes",
-        "sha256",
-        "estimated_cost_usd",
-        "error_class",
-        "error",
-    ];
     match format {
-        ReportFormat::Csv => {
-            let mut out = csv::Writer::from_writer(std::io::stdout());
-            out.write_record(HEADER)?;
-            for row in rows {
-                out.write_record(&row)?;
-            }
-            out.flush()?;
-        }
+        ReportFormat::Csv => write_report_csv(records, std::io::stdout())?,
         ReportFormat::Json => {
-            let jobs: Vec<serde_json::Map<String, serde_json::Value>> = rows
-                .map(|row| {
-                    HEADER
+            let jobs: Vec<serde_json::Map<String, serde_json::Value>> = records
+                .iter()
+                .map(|record| {
+                    REPORT_COLUMNS
                         .iter()
-                        .zip(row)
+                        .zip(report_row(record))
                         .map(|(k, v)| (k.to_string(), serde_json::Value::String(v)))
                         .collect()
                 })

@@ -1,0 +1,92 @@
+//! The `reelq` command against a real Redis: what an operator types, what they read.
+
+use std::process::Command;
+
+use reelq_testkit::RedisServer;
+
+fn reelq(redis: &RedisServer, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_reelq"))
+        .args(["--redis-url", &redis.url(), "--prefix", "t"])
+        .args(args)
+        .output()
+        .expect("reelq runs")
+}
+
+fn manifest(dir: &std::path::Path, lines: &[&str]) -> String {
+    let path = dir.join("batch.jsonl");
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+const KIE: &str = r#"{"provider":"kie","model":"sora-2-text-to-video","prompt":"a fox"}"#;
+const EVOLINK: &str = r#"{"provider":"evolink","model":"sora-2-pro-preview","prompt":"a reef","duration_s":12,"quality":"high"}"#;
+
+#[test]
+fn a_dry_run_prices_the_manifest_and_enqueues_nothing() {
+    let redis = RedisServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = manifest(dir.path(), &[KIE, KIE, EVOLINK]);
+
+    let output = reelq(&redis, &["batch", "submit", &path, "--dry-run"]);
+
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    // 2 x $0.15 and 12 s of evolink 1080p at $0.50/s.
+    assert!(
+        stdout.contains("3 jobs, estimated $6.30; nothing enqueued"),
+        "{stdout}"
+    );
+    let stats = reelq(&redis, &["stats", "--json"]);
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(stats["due_now"], 0);
+}
+
+#[test]
+fn a_batch_is_submitted_reported_and_cancelled_from_the_command_line() {
+    let redis = RedisServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = manifest(dir.path(), &[KIE, EVOLINK]);
+
+    let submitted = reelq(
+        &redis,
+        &[
+            "batch",
+            "submit",
+            &path,
+            "--name",
+            "nightly",
+            "--priority",
+            "low",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&submitted.stdout).into_owned();
+    assert!(submitted.status.success(), "{stdout}");
+    let batch_id = stdout
+        .split_whitespace()
+        .nth(1)
+        .expect("batch <id> enqueued ...");
+
+    let stats = reelq(&redis, &["stats", "--json"]);
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(stats["due_now"], 2);
+
+    let cancelled = reelq(&redis, &["batch", "cancel", batch_id]);
+    assert!(String::from_utf8_lossy(&cancelled.stdout).contains("2 jobs cancelled"));
+
+    let report = reelq(&redis, &["batch", "report", batch_id, "--format", "csv"]);
+    let csv = String::from_utf8_lossy(&report.stdout).into_owned();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "job_id,state,provider,model,task_id,object_key,bytes,sha256,estimated_cost_usd,error_class,error"
+    );
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(
+        lines[1..].iter().all(|line| line.contains(",cancelled,")),
+        "{csv}"
+    );
+    assert!(
+        lines[2].contains(",evolink,sora-2-pro-preview,") && lines[2].contains(",6.000,"),
+        "{csv}"
+    );
+}

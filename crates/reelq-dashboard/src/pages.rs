@@ -1,0 +1,518 @@
+//! The pages and actions. Each page reads the ledger through the producer's `Client` and
+//! renders HTML on the server; the charts are inline SVG.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use axum::{
+    Form,
+    extract::{Path, Query, State},
+    http::{StatusCode, header},
+    response::{IntoResponse, Redirect, Response},
+};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+use reelq_core::{BatchId, ErrorClass, JobId, JobState, ProviderKind, micros_to_usd};
+use reelq_producer::{Client, now_ms, write_report_csv};
+use reelq_queue::{JobRecord, Resolution};
+use serde::Deserialize;
+
+use crate::Dashboard;
+
+const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:0;color:#222}\
+nav{background:#1f2937;padding:8px 16px}nav a{color:#fff;margin-right:16px;text-decoration:none}\
+main{padding:16px}table{border-collapse:collapse;margin:8px 0}\
+td,th{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left}\
+.cards{display:flex;flex-wrap:wrap;gap:8px}.card{border:1px solid #ddd;border-radius:6px;padding:8px 12px}\
+.card b{display:block;font-size:20px}.error{color:#b91c1c}svg rect{fill:#2563eb}\
+svg rect.fail{fill:#dc2626}.bar{background:#e5e7eb;width:300px;height:12px}\
+.bar div{background:#16a34a;height:12px}form.inline{display:inline}";
+
+/// Every page's frame: title, navigation, body.
+pub(crate) fn layout(title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { "reelq · " (title) }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                nav {
+                    a href="/ui" { "Overview" }
+                    a href="/ui/jobs" { "Jobs" }
+                    a href="/ui/batches" { "Batches" }
+                }
+                main { h1 { (title) } (body) }
+            }
+        }
+    }
+}
+
+/// A failed read: the operator sees what broke, the page does not pretend.
+fn unavailable(err: impl std::fmt::Display) -> Response {
+    tracing::warn!(error = %err, "dashboard read failed");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        layout(
+            "Unavailable",
+            html! { p.error { "The ledger did not answer: " (err.to_string()) } },
+        ),
+    )
+        .into_response()
+}
+
+fn not_found(what: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        layout("Not found", html! { p { (what) } }),
+    )
+        .into_response()
+}
+
+/// Bars for `values`, labelled underneath; `class` colours them.
+fn bar_chart(id: &str, values: &[(String, u64)], class: &str) -> Markup {
+    let max = values.iter().map(|(_, v)| *v).max().unwrap_or(0).max(1);
+    let width = 40 * values.len().max(1);
+    html! {
+        svg id=(id) width=(width) height="110" role="img" {
+            @for (i, (label, value)) in values.iter().enumerate() {
+                @let height = 80 * value / max;
+                rect class=(class) x=(i * 40 + 4) y=(85 - height) width="32" height=(height) {
+                    title { (label) ": " (value) }
+                }
+                text x=(i * 40 + 20) y="100" font-size="9" text-anchor="middle" { (label) }
+            }
+        }
+    }
+}
+
+pub(crate) async fn overview(State(dashboard): State<Dashboard>) -> Response {
+    match overview_page(&dashboard.client).await {
+        Ok(page) => page.into_response(),
+        Err(err) => unavailable(err),
+    }
+}
+
+async fn overview_page(client: &Client) -> Result<Markup, reelq_producer::ProducerError> {
+    let stats = client.stats().await?;
+    let limits = client.provider_limits().await?;
+    let per_5_min = client
+        .stored_per_window(12, Duration::from_secs(300))
+        .await?;
+    let throughput: Vec<(String, u64)> = per_5_min
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (format!("-{}m", (12 - i) * 5), *n))
+        .collect();
+    let mut failures: BTreeMap<String, u64> = BTreeMap::new();
+    for state in [JobState::Failed, JobState::Rejected] {
+        for record in client.jobs_in_state(state, 500).await? {
+            let class = record.error_class.map_or("unknown", ErrorClass::as_str);
+            *failures.entry(class.to_owned()).or_default() += 1;
+        }
+    }
+    let failures: Vec<(String, u64)> = failures.into_iter().collect();
+    Ok(layout(
+        "Overview",
+        html! {
+            h2 { "Jobs by state" }
+            div.cards id="depths" {
+                div.card { b { (stats.due_now) } "due now" }
+                @for (state, n) in &stats.states {
+                    div.card data-state=(state.as_str()) { b { (n) } (state.as_str()) }
+                }
+            }
+            h2 { "Providers" }
+            table id="providers" {
+                tr { th { "provider" } th { "in flight" } th { "max in flight" } th { "requests/s" } th { "submits" } }
+                @for provider in &stats.providers {
+                    @let limit = limits.iter().find(|l| l.provider == provider.provider);
+                    tr {
+                        td { (provider.provider.as_str()) }
+                        td { (provider.in_flight) }
+                        td { (limit.filter(|l| l.max_in_flight > 0).map_or("no limit".to_owned(), |l| l.max_in_flight.to_string())) }
+                        td { (limit.filter(|l| l.requests_per_s > 0.0).map_or("no limit".to_owned(), |l| l.requests_per_s.to_string())) }
+                        td { (provider.paused_ms.map_or("open".to_owned(), |ms| format!("paused {:.0} s", ms as f64 / 1000.0))) }
+                    }
+                }
+            }
+            h2 { "Stored per 5 minutes, last hour" }
+            (bar_chart("throughput", &throughput, ""))
+            p { (stats.stored_last_hour) " stored in the last hour, " (stats.failed_last_hour) " failed" }
+            h2 { "Failures by error class" }
+            @if failures.is_empty() { p id="failures" { "No failed or rejected jobs." } }
+            @else { (bar_chart("failures", &failures, "fail")) }
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct JobFilter {
+    state: Option<String>,
+    provider: Option<String>,
+    batch: Option<String>,
+}
+
+/// Optional query values: an empty field means no filter.
+fn filled(value: &Option<String>) -> Option<&str> {
+    value.as_deref().filter(|v| !v.is_empty())
+}
+
+pub(crate) async fn jobs(
+    State(dashboard): State<Dashboard>,
+    Query(filter): Query<JobFilter>,
+) -> Response {
+    let client = &dashboard.client;
+    let state = match filled(&filter.state)
+        .map(str::parse::<JobState>)
+        .transpose()
+    {
+        Ok(state) => state,
+        Err(err) => return (StatusCode::BAD_REQUEST, err.to_string()).into_response(),
+    };
+    let provider = match filled(&filter.provider)
+        .map(str::parse::<ProviderKind>)
+        .transpose()
+    {
+        Ok(provider) => provider,
+        Err(err) => return (StatusCode::BAD_REQUEST, err.to_string()).into_response(),
+    };
+    let batch = match filled(&filter.batch).map(str::parse::<BatchId>).transpose() {
+        Ok(batch) => batch,
+        Err(err) => return (StatusCode::BAD_REQUEST, err.to_string()).into_response(),
+    };
+    let read = async {
+        match batch {
+            Some(batch) => client.batch_records(batch).await,
+            None => {
+                client
+                    .jobs_in_state(state.unwrap_or(JobState::Stored), 200)
+                    .await
+            }
+        }
+    };
+    let records: Vec<JobRecord> = match read.await {
+        Ok(records) => records
+            .into_iter()
+            .filter(|r| state.is_none_or(|s| r.state == s))
+            .filter(|r| provider.is_none_or(|p| r.spec.provider == p))
+            .collect(),
+        Err(err) => return unavailable(err),
+    };
+    layout(
+        "Jobs",
+        html! {
+            form method="get" action="/ui/jobs" {
+                select name="state" {
+                    option value="" { "any state (with a batch) / stored" }
+                    @for s in JobState::ALL {
+                        option value=(s.as_str()) selected[state == Some(s)] { (s.as_str()) }
+                    }
+                }
+                select name="provider" {
+                    option value="" { "any provider" }
+                    @for p in ProviderKind::ALL {
+                        option value=(p.as_str()) selected[provider == Some(p)] { (p.as_str()) }
+                    }
+                }
+                input type="text" name="batch" placeholder="batch id" value=(filter.batch.clone().unwrap_or_default());
+                button type="submit" { "Filter" }
+            }
+            (jobs_table(&records))
+        },
+    )
+    .into_response()
+}
+
+fn jobs_table(records: &[JobRecord]) -> Markup {
+    html! {
+        table id="jobs" {
+            tr { th { "job" } th { "state" } th { "provider" } th { "model" } th { "est. USD" } th { "submits" } th { "object / error" } }
+            @for r in records {
+                tr {
+                    td { a href={ "/ui/jobs/" (r.job_id) } { (r.job_id) } }
+                    td { (r.state.as_str()) }
+                    td { (r.spec.provider.as_str()) }
+                    td { (r.spec.model) }
+                    td { (r.spec.estimated_cost_usd.map(|usd| format!("{usd:.2}")).unwrap_or_default()) }
+                    td { (r.submits) }
+                    td { @if r.state == JobState::Stored { (r.object_key.clone().unwrap_or_default()) } @else { span.error { (r.error.clone().unwrap_or_default()) } } }
+                }
+            }
+        }
+    }
+}
+
+pub(crate) async fn job(
+    State(dashboard): State<Dashboard>,
+    Path(job_id): Path<String>,
+) -> Response {
+    let Ok(job_id) = job_id.parse::<JobId>() else {
+        return not_found("no such job");
+    };
+    let client = &dashboard.client;
+    let (record, history) = match (client.status(job_id).await, client.history(job_id).await) {
+        (Ok(Some(record)), Ok(history)) => (record, history),
+        (Ok(None), _) => return not_found("no such job (or past its retention)"),
+        (Err(err), _) | (_, Err(err)) => return unavailable(err),
+    };
+    let writable = dashboard.config.writable;
+    layout(
+        &format!("Job {job_id}"),
+        html! {
+            table id="record" {
+                tr { th { "state" } td { (record.state.as_str()) } }
+                tr { th { "provider / model" } td { (record.spec.provider.as_str()) " / " (record.spec.model) } }
+                tr { th { "provider task id" } td { (record.task_id.clone().unwrap_or_default()) } }
+                tr { th { "estimated cost" } td { (record.spec.estimated_cost_usd.map(|usd| format!("${usd:.3}")).unwrap_or_default()) } }
+                tr { th { "submits / polls" } td { (record.submits) " / " (record.polls) } }
+                @if let Some(batch) = record.batch { tr { th { "batch" } td { a href={ "/ui/batches/" (batch) } { (batch) } } } }
+                @if let Some(key) = &record.object_key {
+                    tr { th { "stored object" } td { code id="object" { (key) } " (" (record.bytes.unwrap_or(0)) " bytes, sha256 " (record.sha256.clone().unwrap_or_default()) ")" } }
+                }
+                @if let Some(error) = &record.error {
+                    tr { th { "error" } td.error { (record.error_class.map_or("", ErrorClass::as_str)) ": " (error) } }
+                }
+            }
+            h2 { "Timeline" }
+            ol id="timeline" {
+                @for event in &history {
+                    @let (at, rest) = event.split_once(' ').unwrap_or((event, ""));
+                    li { code { (format_ms(at)) } " " (rest) }
+                }
+            }
+            @if writable && record.state == JobState::Failed {
+                form.inline method="post" action={ "/ui/jobs/" (job_id) "/retry" } {
+                    button type="submit" id="retry" { "Retry" }
+                }
+            }
+            @if writable && record.state == JobState::Uncertain {
+                form method="post" action={ "/ui/jobs/" (job_id) "/resolve" } id="resolve" {
+                    input type="text" name="task_id" placeholder="provider task id";
+                    button type="submit" name="resolution" value="task_id" { "The provider has this task" }
+                    button type="submit" name="resolution" value="resubmit" { "Submit again" }
+                    button type="submit" name="resolution" value="fail" { "Give up" }
+                }
+            }
+        },
+    )
+    .into_response()
+}
+
+/// `"1795416827710"` (unix ms) as UTC `HH:MM:SS.mmm`, or as it came.
+fn format_ms(ms: &str) -> String {
+    let Ok(ms) = ms.parse::<u64>() else {
+        return ms.to_owned();
+    };
+    let secs = ms / 1000 % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        ms % 1000
+    )
+}
+
+pub(crate) async fn batches(State(dashboard): State<Dashboard>) -> Response {
+    let client = &dashboard.client;
+    let read = async {
+        let mut infos = Vec::new();
+        for batch_id in client.recent_batches(50).await? {
+            infos.extend(client.batch_info(batch_id).await?);
+        }
+        Ok::<_, reelq_producer::ProducerError>(infos)
+    };
+    let infos = match read.await {
+        Ok(infos) => infos,
+        Err(err) => return unavailable(err),
+    };
+    layout(
+        "Batches",
+        html! {
+            table id="batches" {
+                tr { th { "batch" } th { "name" } th { "jobs" } th { "reserved / budget (USD)" } }
+                @for info in &infos {
+                    tr {
+                        td { a href={ "/ui/batches/" (info.batch_id) } { (info.batch_id) } }
+                        td { (info.name.clone().unwrap_or_default()) }
+                        td { (info.total) }
+                        td { (format!("{:.2}", micros_to_usd(info.reserved_micros))) " / " (info.budget_micros.map_or("none".to_owned(), |b| format!("{:.2}", micros_to_usd(b)))) }
+                    }
+                }
+            }
+        },
+    )
+    .into_response()
+}
+
+pub(crate) async fn batch(
+    State(dashboard): State<Dashboard>,
+    Path(batch_id): Path<String>,
+) -> Response {
+    let Ok(batch_id) = batch_id.parse::<BatchId>() else {
+        return not_found("no such batch");
+    };
+    let client = &dashboard.client;
+    let info = match client.batch_info(batch_id).await {
+        Ok(Some(info)) => info,
+        Ok(None) => return not_found("no such batch"),
+        Err(err) => return unavailable(err),
+    };
+    let records = match client.batch_records(batch_id).await {
+        Ok(records) => records,
+        Err(err) => return unavailable(err),
+    };
+    let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for record in &records {
+        *counts.entry(record.state.as_str()).or_default() += 1;
+    }
+    let settled = records.iter().filter(|r| r.state.is_settled()).count() as u64;
+    let total = info.total.max(1);
+    // Time so far per settled job, times the jobs left.
+    let elapsed_ms = now_ms().saturating_sub(info.created_ms);
+    let eta = (settled > 0 && settled < total)
+        .then(|| Duration::from_millis(elapsed_ms / settled * (total - settled)));
+    let writable = dashboard.config.writable;
+    layout(
+        &format!("Batch {}", info.name.clone().unwrap_or_else(|| batch_id.to_string())),
+        html! {
+            p id="progress" {
+                div.bar { div style={ "width:" (300 * settled / total) "px" } {} }
+                (settled) " of " (info.total) " settled"
+                @if let Some(eta) = eta { ", about " (eta.as_secs()) " s to go" }
+            }
+            div.cards id="batch-states" {
+                @for (state, n) in &counts { div.card { b { (n) } (state) } }
+            }
+            p id="spend" {
+                "Reserved $" (format!("{:.2}", micros_to_usd(info.reserved_micros)))
+                @if let Some(budget) = info.budget_micros { " of a $" (format!("{:.2}", micros_to_usd(budget))) " budget" }
+                @if info.low_priority { " · low priority" }
+            }
+            p { a href={ "/ui/batches/" (batch_id) "/report.csv" } id="report" { "Download the report (CSV)" } }
+            @if writable {
+                form.inline method="post" action={ "/ui/batches/" (batch_id) "/cancel" } {
+                    button type="submit" id="cancel" { "Cancel the batch's queued jobs" }
+                }
+            }
+            (jobs_table(&records))
+        },
+    )
+    .into_response()
+}
+
+pub(crate) async fn batch_report(
+    State(dashboard): State<Dashboard>,
+    Path(batch_id): Path<String>,
+) -> Response {
+    let Ok(batch_id) = batch_id.parse::<BatchId>() else {
+        return not_found("no such batch");
+    };
+    let records = match dashboard.client.batch_records(batch_id).await {
+        Ok(records) if records.is_empty() => return not_found("no such batch"),
+        Ok(records) => records,
+        Err(err) => return unavailable(err),
+    };
+    let mut csv = Vec::new();
+    if let Err(err) = write_report_csv(&records, &mut csv) {
+        return unavailable(err);
+    }
+    let disposition = format!("attachment; filename=\"batch-{batch_id}.csv\"");
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        csv,
+    )
+        .into_response()
+}
+
+/// Actions need write permission; without it they are refused.
+fn refuse_unless_writable(dashboard: &Dashboard) -> Option<Response> {
+    (!dashboard.config.writable)
+        .then(|| (StatusCode::FORBIDDEN, "the dashboard is read-only").into_response())
+}
+
+/// After an action, back to the page it was taken on.
+fn done(moved: bool, back: String) -> Response {
+    if moved {
+        Redirect::to(&back).into_response()
+    } else {
+        (
+            StatusCode::CONFLICT,
+            "the job is no longer in a state this action applies to",
+        )
+            .into_response()
+    }
+}
+
+pub(crate) async fn retry_job(
+    State(dashboard): State<Dashboard>,
+    Path(job_id): Path<String>,
+) -> Response {
+    if let Some(refused) = refuse_unless_writable(&dashboard) {
+        return refused;
+    }
+    let Ok(job_id) = job_id.parse::<JobId>() else {
+        return not_found("no such job");
+    };
+    match dashboard.client.retry_failed(job_id).await {
+        Ok(moved) => done(moved, format!("/ui/jobs/{job_id}")),
+        Err(err) => unavailable(err),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ResolveForm {
+    resolution: String,
+    #[serde(default)]
+    task_id: String,
+}
+
+pub(crate) async fn resolve_job(
+    State(dashboard): State<Dashboard>,
+    Path(job_id): Path<String>,
+    Form(form): Form<ResolveForm>,
+) -> Response {
+    if let Some(refused) = refuse_unless_writable(&dashboard) {
+        return refused;
+    }
+    let Ok(job_id) = job_id.parse::<JobId>() else {
+        return not_found("no such job");
+    };
+    let resolution = match (form.resolution.as_str(), form.task_id.trim()) {
+        ("task_id", task_id) if !task_id.is_empty() => Resolution::TaskId(task_id.to_owned()),
+        ("resubmit", _) => Resolution::Resubmit,
+        ("fail", _) => Resolution::Fail,
+        _ => {
+            return (
+                StatusCode::BAD_REQUEST,
+                "resolution: task_id (with a task id), resubmit or fail",
+            )
+                .into_response();
+        }
+    };
+    match dashboard.client.resolve(job_id, resolution).await {
+        Ok(moved) => done(moved, format!("/ui/jobs/{job_id}")),
+        Err(err) => unavailable(err),
+    }
+}
+
+pub(crate) async fn cancel_batch(
+    State(dashboard): State<Dashboard>,
+    Path(batch_id): Path<String>,
+) -> Response {
+    if let Some(refused) = refuse_unless_writable(&dashboard) {
+        return refused;
+    }
+    let Ok(batch_id) = batch_id.parse::<BatchId>() else {
+        return not_found("no such batch");
+    };
+    match dashboard.client.cancel_batch(batch_id).await {
+        Ok(Some(_)) => Redirect::to(&format!("/ui/batches/{batch_id}")).into_response(),
+        Ok(None) => not_found("no such batch"),
+        Err(err) => unavailable(err),
+    }
+}
