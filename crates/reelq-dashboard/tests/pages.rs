@@ -1,0 +1,328 @@
+//! Every page and action of the dashboard over real HTTP, against a real Redis: what an
+//! operator sees, what a stranger is refused, and what a read-only dashboard will not do.
+
+use std::time::Duration;
+
+use reelq_core::{BatchId, BatchOptions, ErrorClass, JobRequest, JobState, Secret};
+use reelq_dashboard::{DashboardConfig, router};
+use reelq_producer::Client;
+use reelq_queue::{ClaimOptions, Lease, Ledger, LedgerConfig, Transition};
+use reelq_testkit::RedisServer;
+use reqwest::{StatusCode, redirect::Policy};
+
+const TOKEN: &str = "dash-token";
+const PREFIX: &str = "ui";
+
+struct Fixture {
+    _redis: RedisServer,
+    base: String,
+    http: reqwest::Client,
+    batch: BatchId,
+    failed: reelq_core::JobId,
+    uncertain: reelq_core::JobId,
+}
+
+fn request(prompt: &str) -> reelq_core::JobSpec {
+    JobRequest {
+        provider: Some("kie".into()),
+        model: Some("sora-2-text-to-video".into()),
+        prompt: Some(prompt.into()),
+        ..JobRequest::default()
+    }
+    .validate(0)
+    .unwrap()
+}
+
+/// A ledger with a batch of three queued jobs, one failed job and one uncertain job, and the
+/// dashboard serving it on loopback.
+async fn fixture(writable: bool) -> Fixture {
+    let redis = RedisServer::start().expect("redis-server starts");
+    let client = Client::connect(&redis.url(), PREFIX).await.unwrap();
+    let ledger = Ledger::connect(&LedgerConfig {
+        redis_url: redis.url(),
+        prefix: PREFIX.into(),
+        response_timeout: Duration::from_secs(5),
+    })
+    .await
+    .unwrap();
+    let options = BatchOptions {
+        name: Some("nightly".into()),
+        budget_micros: Some(10_000_000),
+        ..BatchOptions::default()
+    };
+    let batch = client
+        .enqueue_batch_with(vec![request("a"), request("b"), request("c")], &options)
+        .await
+        .unwrap()
+        .batch_id;
+    let failed = client.enqueue_spec(request("will fail")).await.unwrap();
+    let uncertain = client
+        .enqueue_spec(request("will be uncertain"))
+        .await
+        .unwrap();
+    // Take the two single jobs to their states the way a worker would.
+    let claim = ledger
+        .claim(&ClaimOptions {
+            owner: "w",
+            max_jobs: 5,
+            lease: Duration::from_secs(60),
+            resubmit_uncertain: false,
+            limits: &[],
+        })
+        .await
+        .unwrap();
+    for lease in claim
+        .leases
+        .into_iter()
+        .filter(|l| l.job_id == failed || l.job_id == uncertain)
+    {
+        let begin = Transition::BeginSubmit {
+            lease: Duration::from_secs(60),
+            callback_token_hash: None,
+        };
+        ledger.transition(&lease, begin).await.unwrap();
+        let lease = Lease {
+            state: JobState::Submitting,
+            ..lease
+        };
+        let end = if lease.job_id == failed {
+            Transition::Failed {
+                class: ErrorClass::Credits,
+                error: "kie code 402".into(),
+            }
+        } else {
+            Transition::Uncertain {
+                error: "no answer".into(),
+            }
+        };
+        ledger.transition(&lease, end).await.unwrap();
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = router(
+        client,
+        DashboardConfig {
+            token: Secret::new(TOKEN),
+            writable,
+        },
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let http = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap();
+    Fixture {
+        _redis: redis,
+        base,
+        http,
+        batch,
+        failed,
+        uncertain,
+    }
+}
+
+impl Fixture {
+    async fn get(&self, path: &str) -> (StatusCode, String) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.text().await.unwrap())
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> StatusCode {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+}
+
+#[tokio::test]
+async fn strangers_are_sent_to_the_login_and_the_login_sets_a_working_session() {
+    let f = fixture(false).await;
+    let anonymous = f.http.get(format!("{}/ui", f.base)).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
+    assert_eq!(anonymous.headers()["location"], "/ui/login");
+    let action = f
+        .http
+        .post(format!("{}/ui/batches/{}/cancel", f.base, f.batch))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(action.status(), StatusCode::UNAUTHORIZED);
+    let wrong = f
+        .http
+        .post(format!("{}/ui/login", f.base))
+        .form(&[("token", "guess")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+
+    let login = f
+        .http
+        .post(format!("{}/ui/login", f.base))
+        .form(&[("token", TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::SEE_OTHER);
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains(TOKEN), "the cookie never holds the token");
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let page = f
+        .http
+        .get(format!("{}/ui", f.base))
+        .header("cookie", session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn every_page_shows_what_the_ledger_holds() {
+    let f = fixture(false).await;
+
+    let (status, overview) = f.get("/ui").await;
+    assert_eq!(status, StatusCode::OK);
+    for needle in [
+        r#"id="depths""#,
+        r#"data-state="queued""#,
+        r#"id="providers""#,
+        r#"id="throughput""#,
+        r#"id="failures""#,
+        "credits",
+    ] {
+        assert!(overview.contains(needle), "overview lacks {needle}");
+    }
+
+    let (status, failed_jobs) = f.get("/ui/jobs?state=failed&provider=kie").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        failed_jobs.contains(&f.failed.to_string())
+            && !failed_jobs.contains(&f.uncertain.to_string())
+    );
+    let (_, batch_jobs) = f.get(&format!("/ui/jobs?batch={}", f.batch)).await;
+    assert_eq!(
+        batch_jobs.matches("/ui/jobs/").count(),
+        3,
+        "the batch's three jobs"
+    );
+    assert_eq!(
+        f.get("/ui/jobs?state=done").await.0,
+        StatusCode::BAD_REQUEST
+    );
+
+    let (status, job) = f.get(&format!("/ui/jobs/{}", f.failed)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        job.contains(r#"id="timeline""#)
+            && job.contains("kie code 402")
+            && job.contains("submitting")
+    );
+    assert!(
+        !job.contains(r#"id="retry""#),
+        "a read-only dashboard offers no actions"
+    );
+    assert_eq!(
+        f.get(&format!("/ui/jobs/{}", reelq_core::JobId::new()))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+
+    let (_, batches) = f.get("/ui/batches").await;
+    assert!(batches.contains("nightly") && batches.contains(&f.batch.to_string()));
+    let (_, batch) = f.get(&format!("/ui/batches/{}", f.batch)).await;
+    assert!(
+        batch.contains(r#"id="progress""#) && batch.contains("0 of 3 settled"),
+        "{batch}"
+    );
+    assert!(batch.contains("of a $10.00 budget"));
+    let (status, csv) = f.get(&format!("/ui/batches/{}/report.csv", f.batch)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(csv.lines().count(), 4, "a header and three jobs");
+}
+
+#[tokio::test]
+async fn a_read_only_dashboard_refuses_every_action() {
+    let f = fixture(false).await;
+    assert_eq!(
+        f.post(&format!("/ui/jobs/{}/retry", f.failed), &[]).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        f.post(
+            &format!("/ui/jobs/{}/resolve", f.uncertain),
+            &[("resolution", "fail")]
+        )
+        .await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        f.post(&format!("/ui/batches/{}/cancel", f.batch), &[])
+            .await,
+        StatusCode::FORBIDDEN
+    );
+    let (_, job) = f.get(&format!("/ui/jobs/{}", f.failed)).await;
+    assert!(job.contains(">failed<"), "nothing moved");
+}
+
+#[tokio::test]
+async fn a_writable_dashboard_retries_resolves_and_cancels() {
+    let f = fixture(true).await;
+    let (_, job) = f.get(&format!("/ui/jobs/{}", f.failed)).await;
+    assert!(job.contains(r#"id="retry""#));
+
+    assert_eq!(
+        f.post(&format!("/ui/jobs/{}/retry", f.failed), &[]).await,
+        StatusCode::SEE_OTHER
+    );
+    let (_, job) = f.get(&format!("/ui/jobs/{}", f.failed)).await;
+    assert!(job.contains(">queued<"), "sent back to submit");
+    assert_eq!(
+        f.post(&format!("/ui/jobs/{}/retry", f.failed), &[]).await,
+        StatusCode::CONFLICT
+    );
+
+    let bad = f
+        .post(
+            &format!("/ui/jobs/{}/resolve", f.uncertain),
+            &[("resolution", "task_id"), ("task_id", " ")],
+        )
+        .await;
+    assert_eq!(bad, StatusCode::BAD_REQUEST);
+    let resolved = f
+        .post(
+            &format!("/ui/jobs/{}/resolve", f.uncertain),
+            &[("resolution", "task_id"), ("task_id", "task_77")],
+        )
+        .await;
+    assert_eq!(resolved, StatusCode::SEE_OTHER);
+    let (_, job) = f.get(&format!("/ui/jobs/{}", f.uncertain)).await;
+    assert!(job.contains(">waiting<") && job.contains("task_77"));
+
+    assert_eq!(
+        f.post(&format!("/ui/batches/{}/cancel", f.batch), &[])
+            .await,
+        StatusCode::SEE_OTHER
+    );
+    let (_, batch) = f.get(&format!("/ui/batches/{}", f.batch)).await;
+    assert!(
+        batch.contains("3 of 3 settled") && batch.contains("cancelled"),
+        "{batch}"
+    );
+}
