@@ -69,18 +69,18 @@ fn not_found(what: &str) -> Response {
         .into_response()
 }
 
-/// Bars for `values`, labelled underneath; `class` colours them.
-fn bar_chart(id: &str, values: &[(String, u64)], class: &str) -> Markup {
+/// Bars `step` pixels apart for `values`, labelled underneath; `class` colours them.
+fn bar_chart(id: &str, values: &[(String, u64)], class: &str, step: usize) -> Markup {
     let max = values.iter().map(|(_, v)| *v).max().unwrap_or(0).max(1);
-    let width = 40 * values.len().max(1);
+    let width = step * values.len().max(1);
     html! {
         svg id=(id) width=(width) height="110" role="img" {
             @for (i, (label, value)) in values.iter().enumerate() {
                 @let height = 80 * value / max;
-                rect class=(class) x=(i * 40 + 4) y=(85 - height) width="32" height=(height) {
+                rect class=(class) x=(i * step + 4) y=(85 - height) width=(step - 8) height=(height) {
                     title { (label) ": " (value) }
                 }
-                text x=(i * 40 + 20) y="100" font-size="9" text-anchor="middle" { (label) }
+                text x=(i * step + step / 2) y="100" font-size="10" text-anchor="middle" { (label) " " (value) }
             }
         }
     }
@@ -137,11 +137,11 @@ async fn overview_page(client: &Client) -> Result<Markup, reelq_producer::Produc
                 }
             }
             h2 { "Stored per 5 minutes, last hour" }
-            (bar_chart("throughput", &throughput, ""))
+            (bar_chart("throughput", &throughput, "", 48))
             p { (stats.stored_last_hour) " stored in the last hour, " (stats.failed_last_hour) " failed" }
             h2 { "Failures by error class" }
             @if failures.is_empty() { p id="failures" { "No failed or rejected jobs." } }
-            @else { (bar_chart("failures", &failures, "fail")) }
+            @else { (bar_chart("failures", &failures, "fail", 140)) }
         },
     ))
 }

@@ -6,6 +6,7 @@ mod budgets;
 mod callbacks;
 mod chaos;
 mod crash;
+mod dashboard;
 mod deployment;
 mod limits;
 mod notify;

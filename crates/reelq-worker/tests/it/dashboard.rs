@@ -1,0 +1,197 @@
+//! The dashboard in a real browser: after a small run (jobs stored, one rejected by
+//! moderation), headless Chromium logs in through the form and reads the overview. Driven
+//! over WebDriver (chromedriver); the screenshot is kept under the target directory.
+
+use std::{process::Stdio, time::Duration};
+
+use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
+use reelq_core::Secret;
+use reelq_dashboard::{DashboardConfig, router};
+use reelq_e2e::{API_KEY, Deployment, prompts};
+use reelq_testkit::EVENT_TIMEOUT;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "browser-token";
+/// WebDriver's key for element references.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// A WebDriver session on a chromedriver this test started.
+struct Browser {
+    http: reqwest::Client,
+    session: String,
+    _driver: tokio::process::Child,
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = tokio::process::Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromedriver runs (scripts/test installs chromium and chromium-driver)");
+        let http = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        let ready = async {
+            loop {
+                if let Ok(response) = http.get(format!("{base}/status")).send().await
+                    && response.status().is_success()
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        tokio::time::timeout(EVENT_TIMEOUT, ready)
+            .await
+            .expect("chromedriver answers");
+        let capabilities = json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,1000"],
+            },
+        }}});
+        let created: Value = http
+            .post(format!("{base}/session"))
+            .json(&capabilities)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let session = created["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a browser session: {created}"))
+            .to_owned();
+        Browser {
+            http,
+            session: format!("{base}/session/{session}"),
+            _driver: driver,
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.session));
+        if method != reqwest::Method::GET {
+            request = request.json(&body);
+        }
+        let response: Value = request.send().await.unwrap().json().await.unwrap();
+        assert!(response["value"]["error"].is_null(), "{path}: {response}");
+        response["value"].clone()
+    }
+
+    async fn go(&self, url: &str) {
+        self.call(reqwest::Method::POST, "/url", json!({ "url": url }))
+            .await;
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let found = self
+            .call(
+                reqwest::Method::POST,
+                "/element",
+                json!({ "using": "css selector", "value": css }),
+            )
+            .await;
+        found[ELEMENT].as_str().unwrap().to_owned()
+    }
+
+    async fn text(&self, css: &str) -> String {
+        let element = self.find(css).await;
+        let text = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/element/{element}/text"),
+                Value::Null,
+            )
+            .await;
+        text.as_str().unwrap().to_owned()
+    }
+
+    async fn title(&self) -> String {
+        let title = self.call(reqwest::Method::GET, "/title", Value::Null).await;
+        title.as_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // Ends the browser with the session; chromedriver itself is killed on drop.
+        let _ = std::process::Command::new("curl")
+            .args(["-s", "-X", "DELETE", &self.session])
+            .stdout(Stdio::null())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn chromium_logs_in_and_reads_the_overview_after_a_small_run() {
+    let deployment = Deployment::start(
+        env!("CARGO_BIN_EXE_reelq-worker"),
+        Duration::from_millis(50),
+    )
+    .await;
+    let _worker = deployment.spawn_worker_task("w", API_KEY, None);
+    let mut run = prompts("browser", 4);
+    run.push(format!("{} scene", reelq_sim::MODERATED_WORD));
+    let job_ids = deployment.enqueue_manifest(&run).await;
+    deployment.settled(&job_ids).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let config = DashboardConfig {
+        token: Secret::new(TOKEN),
+        writable: false,
+    };
+    let app = router(deployment.client.clone(), config);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let browser = Browser::start().await;
+    browser.go(&format!("{base}/ui")).await;
+    assert_eq!(
+        browser.title().await,
+        "reelq · Log in",
+        "sent to the login first"
+    );
+    let token_field = browser.find("input[name=token]").await;
+    browser
+        .call(
+            reqwest::Method::POST,
+            &format!("/element/{token_field}/value"),
+            json!({ "text": TOKEN }),
+        )
+        .await;
+    let submit = browser.find("#login button").await;
+    browser
+        .call(
+            reqwest::Method::POST,
+            &format!("/element/{submit}/click"),
+            json!({}),
+        )
+        .await;
+
+    assert_eq!(browser.title().await, "reelq · Overview");
+    assert_eq!(browser.text("#depths [data-state=stored] b").await, "4");
+    assert_eq!(browser.text("#depths [data-state=rejected] b").await, "1");
+    assert!(browser.text("#providers").await.contains("kie"));
+    assert!(browser.text("#failures").await.contains("moderation"));
+    browser.find("#throughput rect").await;
+
+    let png = browser
+        .call(reqwest::Method::GET, "/screenshot", Value::Null)
+        .await;
+    let png = BASE64.decode(png.as_str().unwrap()).unwrap();
+    assert!(png.starts_with(b"\x89PNG"));
+    let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    std::fs::write(artifacts.join("dashboard-overview.png"), png).unwrap();
+}
