@@ -8,7 +8,7 @@ use axum::{
     Json, Router,
     body::Bytes,
     extract::State,
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::post,
 };
@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 
 use crate::{
     contract::{
-        CreateRequest, Outcome, Phase, Refusal, accept, authorized, model, prompt, random_hex,
-        take_callback_url,
+        CreateRequest, Outcome, Phase, Refusal, accept, create_request, model, prompt,
+        query_allowed, random_hex, retry_in_a_second, take_callback_url,
     },
     simulator::SimState,
 };
@@ -55,17 +55,11 @@ fn refusal(refusal: Refusal) -> Response {
             "insufficient_balance",
             "balance used up",
         ),
-        Refusal::Fault(429) => {
-            let mut response = error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_requests",
-                "slow down",
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            response
-        }
+        Refusal::Fault(429) => retry_in_a_second(error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            "slow down",
+        )),
         Refusal::Fault(_) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "api_error",
@@ -94,9 +88,7 @@ async fn create(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<String, Refusal> {
-    authorized(state, headers)?;
-    let mut body: Value = serde_json::from_slice(body)
-        .map_err(|_| Refusal::Invalid("request body is not JSON".into()))?;
+    let mut body = create_request(state, headers, body)?;
     let callback_url = take_callback_url(&mut body, &["callback_url"]);
     if callback_url.is_none() && body["async"] != json!(true) {
         return Err(Refusal::Invalid(
@@ -183,11 +175,8 @@ pub(crate) fn result_body(task_id: &str, phase: &Phase) -> Option<Value> {
 }
 
 async fn tasks(State(state): State<Arc<SimState>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(err) = authorized(&state, &headers) {
+    if let Err(err) = query_allowed(&state, &headers) {
         return refusal(err);
-    }
-    if let Some(code) = state.next_query_fault() {
-        return refusal(Refusal::Fault(code));
     }
     let request: Value = serde_json::from_slice(&body).unwrap_or_default();
     let (Some(task_id), Some("retrieve")) = (request["id"].as_str(), request["action"].as_str())

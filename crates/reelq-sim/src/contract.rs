@@ -77,6 +77,33 @@ pub(crate) fn authorized(state: &SimState, headers: &HeaderMap) -> Result<(), Re
     }
 }
 
+/// Every create's opening: the key, then a JSON body.
+pub(crate) fn create_request(
+    state: &SimState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Value, Refusal> {
+    authorized(state, headers)?;
+    serde_json::from_slice(body).map_err(|_| Refusal::Invalid("request body is not JSON".into()))
+}
+
+/// Every query's opening: the key, then any outage in force.
+pub(crate) fn query_allowed(state: &SimState, headers: &HeaderMap) -> Result<(), Refusal> {
+    authorized(state, headers)?;
+    match state.next_query_fault() {
+        Some(code) => Err(Refusal::Fault(code)),
+        None => Ok(()),
+    }
+}
+
+/// A 429 says when to come back, as the providers' rate limiters do.
+pub(crate) fn retry_in_a_second(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
 /// The catalog row a create names, or the refusal a provider gives for an unknown model.
 pub(crate) fn model(
     provider: ProviderKind,

@@ -8,7 +8,7 @@ use axum::{
     Json, Router,
     body::Bytes,
     extract::{Path, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 
 use crate::{
     contract::{
-        CreateRequest, Outcome, Phase, Refusal, accept, authorized, model, prompt, random_hex,
-        take_callback_url, unix_ms,
+        CreateRequest, Outcome, Phase, Refusal, accept, create_request, model, prompt,
+        query_allowed, random_hex, retry_in_a_second, take_callback_url, unix_ms,
     },
     simulator::SimState,
 };
@@ -53,17 +53,11 @@ fn refusal(refusal: Refusal) -> Response {
             "insufficient_balance",
             "insufficient balance",
         ),
-        Refusal::Fault(429) => {
-            let mut response = error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limit_exceeded",
-                "slow down",
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            response
-        }
+        Refusal::Fault(429) => retry_in_a_second(error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_exceeded",
+            "slow down",
+        )),
         Refusal::Fault(455) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "service_unavailable",
@@ -121,9 +115,7 @@ async fn create(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<String, Refusal> {
-    authorized(state, headers)?;
-    let mut body: Value = serde_json::from_slice(body)
-        .map_err(|_| Refusal::Invalid("request body is not JSON".into()))?;
+    let mut body = create_request(state, headers, body)?;
     let callback_url = take_callback_url(&mut body, &["callback_url"]);
     if let Some(url) = callback_url
         .as_deref()
@@ -199,11 +191,8 @@ async fn task(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(err) = authorized(&state, &headers) {
+    if let Err(err) = query_allowed(&state, &headers) {
         return refusal(err);
-    }
-    if let Some(code) = state.next_query_fault() {
-        return refusal(Refusal::Fault(code));
     }
     match state.task_phase(&id) {
         Some((ProviderKind::Evolink, phase)) => Json(task_body(&id, &phase)).into_response(),

@@ -8,7 +8,7 @@ use axum::{
     Json, Router,
     body::Bytes,
     extract::{Query, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -21,8 +21,8 @@ use sha2::Sha256;
 
 use crate::{
     contract::{
-        CreateRequest, Outcome, Phase, Refusal, accept, authorized, model, random_hex,
-        take_callback_url,
+        CreateRequest, Outcome, Phase, Refusal, accept, create_request, model, query_allowed,
+        random_hex, retry_in_a_second, take_callback_url,
     },
     simulator::SimState,
 };
@@ -52,15 +52,13 @@ fn refusal(refusal: Refusal) -> Response {
         // kie answers business errors with HTTP 200 and the real code in the envelope.
         Refusal::Invalid(msg) => envelope(StatusCode::OK, 422, &msg, Value::Null),
         Refusal::Moderated => unreachable!("kie moderates during generation"),
-        Refusal::Fault(code) => {
-            let mut response = envelope(StatusCode::OK, code, "simulated fault", Value::Null);
-            if code == 429 {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            }
-            response
-        }
+        Refusal::Fault(429) => retry_in_a_second(envelope(
+            StatusCode::OK,
+            429,
+            "simulated fault",
+            Value::Null,
+        )),
+        Refusal::Fault(code) => envelope(StatusCode::OK, code, "simulated fault", Value::Null),
     }
 }
 
@@ -81,9 +79,7 @@ async fn create(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<String, Refusal> {
-    authorized(state, headers)?;
-    let mut body: Value = serde_json::from_slice(body)
-        .map_err(|_| Refusal::Invalid("request body is not JSON".into()))?;
+    let mut body = create_request(state, headers, body)?;
     let callback_url = take_callback_url(&mut body, &["callBackUrl", "progressCallBackUrl"]);
     let rule = model(ProviderKind::Kie, body["model"].as_str())?;
     let input = &body["input"];
@@ -152,11 +148,8 @@ async fn record_info(
     headers: HeaderMap,
     Query(query): Query<RecordQuery>,
 ) -> Response {
-    if let Err(err) = authorized(&state, &headers) {
+    if let Err(err) = query_allowed(&state, &headers) {
         return refusal(err);
-    }
-    if let Some(code) = state.next_query_fault() {
-        return refusal(Refusal::Fault(code));
     }
     let task_id = query.task_id;
     let data = match state.task_phase(&task_id) {

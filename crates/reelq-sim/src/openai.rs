@@ -9,7 +9,7 @@ use axum::{
     Json, Router,
     body::Bytes,
     extract::{Path, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -21,8 +21,8 @@ use sha2::Sha256;
 
 use crate::{
     contract::{
-        CreateRequest, Outcome, Phase, Refusal, accept, authorized, model, prompt, random_hex,
-        serve_video, unix_ms,
+        CreateRequest, Outcome, Phase, Refusal, accept, authorized, create_request, model, prompt,
+        query_allowed, random_hex, retry_in_a_second, serve_video, unix_ms,
     },
     simulator::SimState,
 };
@@ -61,18 +61,12 @@ fn refusal(refusal: Refusal) -> Response {
             "insufficient_quota",
             "You exceeded your current quota",
         ),
-        Refusal::Fault(429) => {
-            let mut response = error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limit_exceeded",
-                "requests",
-                "Rate limit reached",
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            response
-        }
+        Refusal::Fault(429) => retry_in_a_second(error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_exceeded",
+            "requests",
+            "Rate limit reached",
+        )),
         Refusal::Fault(455) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "service_unavailable",
@@ -110,9 +104,7 @@ async fn create(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<String, Refusal> {
-    authorized(state, headers)?;
-    let body: Value = serde_json::from_slice(body)
-        .map_err(|_| Refusal::Invalid("request body is not JSON".into()))?;
+    let body = create_request(state, headers, body)?;
     let rule = model(ProviderKind::Openai, body["model"].as_str())?;
     let prompt = prompt(&body)?;
     let seconds = body["seconds"].as_str().unwrap_or("4");
@@ -174,11 +166,8 @@ async fn retrieve(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(err) = authorized(&state, &headers) {
+    if let Err(err) = query_allowed(&state, &headers) {
         return refusal(err);
-    }
-    if let Some(code) = state.next_query_fault() {
-        return refusal(Refusal::Fault(code));
     }
     match state.task_phase(&id) {
         Some((ProviderKind::Openai, phase)) => Json(video_body(&id, &phase)).into_response(),
