@@ -5,7 +5,7 @@ use std::{collections::HashMap, path::PathBuf, time::Duration};
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use reelq_core::{
     BatchId, BatchOptions, Character, JobId, JobRequest, JobSpec, JobState, PriceTable,
     ProviderKind, Secret, check_url, micros_to_usd, models_of, parse_deadline, usd_to_micros,
@@ -385,32 +385,47 @@ async fn show(client: &Client, job_id: JobId, json: bool) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Live progress until the jobs settle: one bar for all of them with an ETA, and one bar per
+/// state showing how many jobs are in it now.
 async fn watch(client: &Client, job_ids: &[JobId]) -> anyhow::Result<()> {
-    let bar = ProgressBar::new(job_ids.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30}] {pos}/{len} settled, ETA {eta}  {msg}",
-        )
-        .expect("the template is valid")
-        .progress_chars("=> "),
+    let total = job_ids.len() as u64;
+    let bars = MultiProgress::new();
+    let overall = bars.add(ProgressBar::new(total));
+    overall.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} settled, ETA {eta}")
+            .expect("the template is valid")
+            .progress_chars("=> "),
     );
-    bar.enable_steady_tick(Duration::from_millis(200));
+    overall.enable_steady_tick(Duration::from_millis(200));
+    let per_state_style = ProgressStyle::with_template("  {msg:>12} [{bar:30}] {pos}")
+        .expect("the template is valid")
+        .progress_chars("=> ");
+    let state_bars: HashMap<JobState, ProgressBar> = JobState::ALL
+        .iter()
+        .map(|&state| {
+            let bar = bars.add(ProgressBar::new(total));
+            bar.set_style(per_state_style.clone());
+            bar.set_message(state.as_str());
+            (state, bar)
+        })
+        .collect();
     let records = client
         .wait(job_ids, |states| {
-            let mut counts: HashMap<JobState, usize> = HashMap::new();
+            let mut counts: HashMap<JobState, u64> = HashMap::new();
             for state in states.values() {
                 *counts.entry(*state).or_default() += 1;
             }
             let settled = states.values().filter(|s| s.is_settled()).count();
-            bar.set_position(settled as u64);
-            let summary: Vec<String> = JobState::ALL
-                .iter()
-                .filter_map(|state| counts.get(state).map(|n| format!("{state} {n}")))
-                .collect();
-            bar.set_message(summary.join(" · "));
+            overall.set_position(settled as u64);
+            for (state, bar) in &state_bars {
+                bar.set_position(counts.get(state).copied().unwrap_or(0));
+            }
         })
         .await?;
-    bar.finish();
+    overall.finish();
+    for bar in state_bars.values() {
+        bar.finish();
+    }
     print_table(&records);
     let n_stored = records
         .iter()
