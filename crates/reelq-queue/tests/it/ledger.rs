@@ -61,25 +61,37 @@ async fn claim_one(ledger: &Ledger, owner: &str, lease: Duration) -> Lease {
     leases.remove(0)
 }
 
+/// Records that a claimed job's submit begins, as a worker does, and returns its lease.
+async fn begin_submit(ledger: &Ledger, lease_held: Lease, lease: Duration) -> Lease {
+    let begin = Transition::BeginSubmit {
+        lease,
+        callback_token_hash: None,
+    };
+    assert_eq!(
+        ledger.transition(&lease_held, begin).await.unwrap(),
+        TransitionOutcome::Applied
+    );
+    Lease {
+        state: JobState::Submitting,
+        ..lease_held
+    }
+}
+
 /// Claims up to `n` queued jobs and records that their submit begins, as a worker does.
 async fn claim_and_begin(ledger: &Ledger, owner: &str, n: usize, lease: Duration) -> Vec<Lease> {
     let claim = ledger.claim(&claim_opts(owner, n, lease)).await.unwrap();
     let mut leases = Vec::new();
     for lease_held in claim.leases {
-        let begin = Transition::BeginSubmit {
-            lease,
-            callback_token_hash: None,
-        };
-        assert_eq!(
-            ledger.transition(&lease_held, begin).await.unwrap(),
-            TransitionOutcome::Applied
-        );
-        leases.push(Lease {
-            state: JobState::Submitting,
-            ..lease_held
-        });
+        leases.push(begin_submit(ledger, lease_held, lease).await);
     }
     leases
+}
+
+/// `n` jobs with fresh ids, their prompts numbered after `prefix`.
+fn jobs_of(n: usize, prefix: &str, spec_of: fn(&str) -> JobSpec) -> Vec<(JobId, JobSpec)> {
+    (0..n)
+        .map(|i| (JobId::new(), spec_of(&format!("{prefix} {i}"))))
+        .collect()
 }
 
 /// Enqueues one job and takes it through its submit to `waiting` on `task_id`.
@@ -757,9 +769,7 @@ fn kie_limit(requests_per_s: f64, burst: u32, max_in_flight: u32) -> [ProviderLi
 async fn in_flight_slots_hold_back_submits_until_a_generation_ends() {
     let redis = RedisServer::start().unwrap();
     let ledger = ledger(&redis).await;
-    let jobs: Vec<_> = (0..3)
-        .map(|n| (JobId::new(), spec(&format!("slot {n}"))))
-        .collect();
+    let jobs = jobs_of(3, "slot", spec);
     ledger.enqueue(None, &jobs).await.unwrap();
     let limits = kie_limit(0.0, 1, 2);
     let options = ClaimOptions {
@@ -773,16 +783,7 @@ async fn in_flight_slots_hold_back_submits_until_a_generation_ends() {
     assert_eq!(ledger.in_flight(ProviderKind::Kie).await.unwrap(), 2);
 
     // One generation ends (its job moves on to fetching): its slot is free for the third.
-    let lease = claim.leases.into_iter().next().unwrap();
-    let begin = Transition::BeginSubmit {
-        lease: LEASE,
-        callback_token_hash: None,
-    };
-    ledger.transition(&lease, begin).await.unwrap();
-    let lease = Lease {
-        state: JobState::Submitting,
-        ..lease
-    };
+    let lease = begin_submit(&ledger, claim.leases.into_iter().next().unwrap(), LEASE).await;
     let submitted = Transition::Submitted {
         task_id: "t".into(),
         first_poll: Duration::ZERO,
@@ -826,9 +827,7 @@ async fn in_flight_slots_hold_back_submits_until_a_generation_ends() {
 async fn a_request_rate_lets_a_burst_through_and_schedules_the_rest() {
     let redis = RedisServer::start().unwrap();
     let ledger = ledger(&redis).await;
-    let jobs: Vec<_> = (0..5)
-        .map(|n| (JobId::new(), spec(&format!("rate {n}"))))
-        .collect();
+    let jobs = jobs_of(5, "rate", spec);
     ledger.enqueue(None, &jobs).await.unwrap();
     let limits = kie_limit(1.0, 2, 0);
     let options = ClaimOptions {
@@ -907,9 +906,7 @@ fn priced(prompt: &str) -> JobSpec {
 }
 
 fn batch_of(n: usize, prefix: &str) -> Vec<(JobId, JobSpec)> {
-    (0..n)
-        .map(|i| (JobId::new(), priced(&format!("{prefix} {i}"))))
-        .collect()
+    jobs_of(n, prefix, priced)
 }
 
 #[tokio::test]
@@ -945,16 +942,7 @@ async fn a_batch_budget_holds_what_it_cannot_pay_until_resumed_and_a_refusal_ref
     );
 
     // The provider refuses one create: its reservation comes back.
-    let lease = claim.leases.into_iter().next().unwrap();
-    let begin = Transition::BeginSubmit {
-        lease: LEASE,
-        callback_token_hash: None,
-    };
-    ledger.transition(&lease, begin).await.unwrap();
-    let lease = Lease {
-        state: JobState::Submitting,
-        ..lease
-    };
+    let lease = begin_submit(&ledger, claim.leases.into_iter().next().unwrap(), LEASE).await;
     let refused = Transition::Failed {
         class: ErrorClass::Invalid,
         error: "422".into(),
