@@ -69,16 +69,12 @@ impl Deployment {
         )
         .await
         .expect("simulator starts");
-        let client = Client::connect(&redis.url(), PREFIX)
+        let client = Client::connect(&LedgerConfig::new(redis.url(), PREFIX))
             .await
             .expect("client connects");
-        let ledger = Ledger::connect(&LedgerConfig {
-            redis_url: redis.url(),
-            prefix: PREFIX.into(),
-            response_timeout: Duration::from_secs(5),
-        })
-        .await
-        .expect("ledger connects");
+        let ledger = Ledger::connect(&LedgerConfig::new(redis.url(), PREFIX))
+            .await
+            .expect("ledger connects");
         let dir = tempfile::tempdir().unwrap();
         let store_section = format!("url = \"{}\"", dir.path().join("videos").display());
         Deployment {

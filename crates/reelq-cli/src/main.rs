@@ -11,9 +11,10 @@ use reelq_core::{
     ProviderKind, Secret, check_url, micros_to_usd, models_of, parse_deadline, usd_to_micros,
 };
 use reelq_producer::{
-    Client, REPORT_COLUMNS, now_ms, parse_manifest, report_row, write_report_csv,
+    Client, Durability, LedgerConfig, REPORT_COLUMNS, now_ms, parse_manifest, report_row,
+    write_report_csv,
 };
-use reelq_queue::{BatchInfo, JobRecord, Resolution};
+use reelq_queue::{BatchInfo, JobRecord, RedisTarget, Resolution};
 
 #[derive(Parser)]
 #[command(version, about = "Enqueue and follow reelq video-generation jobs")]
@@ -28,6 +29,19 @@ struct Cli {
     /// Key prefix of the reelq deployment.
     #[arg(long, env = "REELQ_PREFIX", default_value = "reelq", global = true)]
     prefix: String,
+    /// What proves an enqueue durable before it is acknowledged: `always` (the primary runs
+    /// `appendfsync always`) or `replicas:N` (N replicas acknowledge it).
+    #[arg(
+        long,
+        env = "REELQ_DURABILITY",
+        default_value = "always",
+        global = true
+    )]
+    durability: Durability,
+    /// Run on a Redis that can lose acknowledged writes (AOF off, `appendfsync everysec`
+    /// without replicas, an evicting policy): jobs can then be lost on a host crash.
+    #[arg(long, env = "REELQ_ALLOW_UNSAFE_REDIS", global = true)]
+    allow_unsafe_redis: bool,
     /// A price table (TOML, `[[price]]` rows of provider, model, quality, usd_per_second)
     /// to estimate each job's cost at enqueue; the built-in list prices otherwise.
     #[arg(long, env = "REELQ_PRICES", global = true)]
@@ -274,9 +288,14 @@ async fn main() -> anyhow::Result<()> {
     {
         return dry_run(&args.manifest, &prices);
     }
-    let client = Client::connect(&cli.redis_url, &cli.prefix)
+    let ledger_config = LedgerConfig {
+        durability: cli.durability,
+        allow_unsafe: cli.allow_unsafe_redis,
+        ..LedgerConfig::new(&cli.redis_url, &cli.prefix)
+    };
+    let client = Client::connect(&ledger_config)
         .await
-        .context("connecting to redis")?
+        .with_context(|| format!("connecting to redis at {}", redacted(&cli.redis_url)))?
         .with_prices(prices);
     match cli.command {
         Command::Providers { .. } => unreachable!("answered before connecting"),
@@ -718,4 +737,11 @@ fn report(info: &BatchInfo, records: &[JobRecord], format: ReportFormat) -> anyh
         }
     }
     Ok(())
+}
+
+/// A Redis URL fit for an error message: without its password.
+fn redacted(redis_url: &str) -> String {
+    redis_url
+        .parse::<RedisTarget>()
+        .map_or_else(|err| err.to_string(), |target| target.to_string())
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use reelq_core::{BatchId, BatchOptions, ErrorClass, JobRequest, JobState, Secret};
+use reelq_core::{BatchId, BatchOptions, ErrorClass, JobRequest, JobState, ProviderKind, Secret};
 use reelq_dashboard::{DashboardConfig, router};
 use reelq_producer::Client;
 use reelq_queue::{ClaimOptions, Lease, Ledger, LedgerConfig, Transition};
@@ -37,14 +37,12 @@ fn request(prompt: &str) -> reelq_core::JobSpec {
 /// dashboard serving it on loopback.
 async fn fixture(writable: bool) -> Fixture {
     let redis = RedisServer::start().expect("redis-server starts");
-    let client = Client::connect(&redis.url(), PREFIX).await.unwrap();
-    let ledger = Ledger::connect(&LedgerConfig {
-        redis_url: redis.url(),
-        prefix: PREFIX.into(),
-        response_timeout: Duration::from_secs(5),
-    })
-    .await
-    .unwrap();
+    let client = Client::connect(&LedgerConfig::new(redis.url(), PREFIX))
+        .await
+        .unwrap();
+    let ledger = Ledger::connect(&LedgerConfig::new(redis.url(), PREFIX))
+        .await
+        .unwrap();
     let options = BatchOptions {
         name: Some("nightly".into()),
         budget_micros: Some(10_000_000),
@@ -68,6 +66,7 @@ async fn fixture(writable: bool) -> Fixture {
             lease: Duration::from_secs(60),
             resubmit_uncertain: false,
             limits: &[],
+            providers: &ProviderKind::ALL,
         })
         .await
         .unwrap();
@@ -93,6 +92,7 @@ async fn fixture(writable: bool) -> Fixture {
         } else {
             Transition::Uncertain {
                 error: "no answer".into(),
+                slot_hold: Duration::ZERO,
             }
         };
         ledger.transition(&lease, end).await.unwrap();

@@ -98,13 +98,10 @@ pub fn now_ms() -> u64 {
 }
 
 impl Client {
-    pub async fn connect(redis_url: &str, prefix: &str) -> Result<Self, ProducerError> {
-        let ledger = Ledger::connect(&LedgerConfig {
-            redis_url: redis_url.to_owned(),
-            prefix: prefix.to_owned(),
-            response_timeout: Duration::from_secs(10),
-        })
-        .await?;
+    /// Connects to the ledger; refuses a Redis that cannot keep enqueues durable unless
+    /// `config.allow_unsafe` (see [`LedgerConfig`]).
+    pub async fn connect(config: &LedgerConfig) -> Result<Self, ProducerError> {
+        let ledger = Ledger::connect(config).await?;
         Ok(Client {
             ledger,
             prices: Arc::new(PriceTable::default()),

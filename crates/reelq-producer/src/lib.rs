@@ -10,4 +10,6 @@ mod report;
 pub use api::app as api;
 pub use client::{BatchReceipt, Client, ProducerError, ProviderStats, Receipt, Stats, now_ms};
 pub use manifest::{LineProblem, ManifestError, parse_json_batch, parse_manifest};
+/// How a [`Client`] reaches the ledger and what durability it demands.
+pub use reelq_queue::{Durability, LedgerConfig};
 pub use report::{REPORT_COLUMNS, report_row, write_report_csv};

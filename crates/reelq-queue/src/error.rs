@@ -10,6 +10,24 @@ pub enum QueueError {
     Corrupt { job_id: String, detail: String },
     #[error("job {0} is not in the ledger")]
     NotFound(JobId),
+    /// The write may be on the primary only: nothing may act on it (no create call, no
+    /// receipt to a producer). Retrying is safe.
+    #[error("write not proven durable: {acked} of {wanted} replicas acknowledged it in time")]
+    NotDurable { acked: u32, wanted: u32 },
+    /// The server can lose acknowledged writes (found at connect or by the periodic check):
+    /// writes that must be durable are refused until it is fixed.
+    #[error("redis cannot keep writes durable: {0} (set allow_unsafe_redis to run anyway)")]
+    Unsafe(String),
+    #[error(transparent)]
+    Target(#[from] crate::TargetError),
+}
+
+impl QueueError {
+    /// A write that may be retried as it is: Redis was unreachable, or could not prove the
+    /// write durable.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, QueueError::Redis(_) | QueueError::NotDurable { .. })
+    }
 }
 
 impl QueueError {

@@ -6,7 +6,7 @@
 //!
 //! | key            | type   | content                                              | written by              |
 //! |----------------|--------|------------------------------------------------------|-------------------------|
-//! | `P job:{id}`   | hash   | state, fence, provider, spec JSON, task_id, task_id_hint (from a callback during submit), cb_token_hash, notify_url, notify_event, notify_attempt, notify_state (pending, sent, gave_up), attempt, submits, polls, created_ms, updated_ms, deadline_ms, batch, owner, result_url, error_class, error, object_key, bytes, sha256 | enqueue, claim, transition |
+//! | `P job:{id}`   | hash   | state, fence, provider, spec JSON, task_id, task_id_hint (from a callback during submit), cb_token_hash, notify_url, notify_event, notify_attempt, notify_state (pending, sent, gave_up), attempt, submits, submit_ms, polls, token (the claim's), reconcile_note, created_ms, updated_ms, deadline_ms, batch, owner, result_url, error_class, error, object_key, bytes, sha256 | enqueue, claim, transition |
 //! | `P due`        | zset   | job id -> unix ms when a worker must act next; while a worker holds the job, its lease expiry | enqueue, claim, transition, extend |
 //! | `P state:{s}`  | zset   | job id -> ms of its last state change, one set per state | every state change |
 //! | `P log:{id}`   | list   | the job's last 32 events, `"<ms> <state> <detail>"`  | every state change      |
@@ -21,7 +21,7 @@
 //! | `P retention_ms` | string | how long finished jobs are kept (their hash and log get this TTL at the end) | worker start |
 //! | `P rate:{provider}` | string | GCRA: unix ms when the provider's request bucket is empty again (expires) | claim |
 //! | `P inflight:{provider}` | zset | job id -> slot expiry, one per generation in flight (with limits) | claim, transition |
-//! | `P task:{provider}:{task}` | string | the job id owning a provider task whose callbacks name only the task (expires) | worker after submit |
+//! | `P task:{provider}:{task}` | string | the job id owning a provider task whose callbacks name only the task (expires) | worker after submit, reconciliation |
 //! | `P notify_due` | zset   | job id -> unix ms when its completion webhook is due  | a job's end, claim_notify, notified |
 //! | `P changes`    | pubsub | `"<id> <state>"` on every state change               | every state change      |
 //! | `P wake`       | pubsub | number of jobs just enqueued                         | enqueue                 |
@@ -30,18 +30,24 @@
 //! due time to the lease expiry and bumps its fence, so a crashed worker's job falls due again
 //! by itself and the crashed worker can no longer move it. Times come from Redis's clock.
 
-use std::{collections::HashMap, sync::LazyLock, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, LazyLock, Mutex, Weak},
+    time::Duration,
+};
 
 use futures_util::{StreamExt, stream::BoxStream};
-use redis::{
-    Client, Script,
-    aio::{ConnectionManager, ConnectionManagerConfig},
-};
+use redis::Script;
 use reelq_core::{
     BatchId, BatchOptions, ErrorClass, JobId, JobSpec, JobState, ProviderKind, usd_to_micros,
 };
 
-use crate::{JobRecord, QueueError, Transition};
+use crate::{
+    Durability, DurabilityCheck, JobRecord, QueueError, RedisTarget, Transition,
+    connection::{Conn, Connector},
+    durability,
+    transition::Move,
+};
 
 macro_rules! ledger_script {
     ($file:literal) => {
@@ -64,24 +70,59 @@ static WAKE: LazyLock<Script> = ledger_script!("wake.lua");
 static CLAIM_NOTIFY: LazyLock<Script> = ledger_script!("claim_notify.lua");
 static NOTIFIED: LazyLock<Script> = ledger_script!("notified.lua");
 static BATCH: LazyLock<Script> = ledger_script!("batch.lua");
+static NOTE: LazyLock<Script> = ledger_script!("note.lua");
 
-/// Where the ledger lives and how long a Redis call may take.
+/// Where the ledger lives, how long a Redis call may take, and how writes are made durable.
 #[derive(Debug, Clone)]
 pub struct LedgerConfig {
+    /// `redis://...` or `redis+sentinel://host:port,.../master_name` (see [`RedisTarget`]).
     pub redis_url: String,
     /// Key prefix; it is wrapped in `{}` so all keys share one cluster slot.
     pub prefix: String,
     /// Per-command timeout. Seconds, not redis-rs's 500 ms default, so a busy Redis slows
     /// workers down instead of failing their steps.
     pub response_timeout: Duration,
+    pub durability: Durability,
+    /// Run on a Redis that can lose acknowledged writes (only a warning then).
+    pub allow_unsafe: bool,
+    /// How long a `WAIT` for replicas may take before the write counts as not durable.
+    pub replica_wait: Duration,
+    /// How often the server's settings are checked again (a `CONFIG SET` at runtime).
+    pub recheck_every: Duration,
 }
 
-/// A handle to the ledger; cheap to clone (one multiplexed, auto-reconnecting connection).
+impl LedgerConfig {
+    /// A config with the safe defaults: `durability = always`, unsafe servers refused,
+    /// settings re-checked every 30 s.
+    pub fn new(redis_url: impl Into<String>, prefix: impl Into<String>) -> Self {
+        LedgerConfig {
+            redis_url: redis_url.into(),
+            prefix: prefix.into(),
+            response_timeout: Duration::from_secs(5),
+            durability: Durability::Always,
+            allow_unsafe: false,
+            replica_wait: Duration::from_secs(1),
+            recheck_every: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A handle to the ledger; cheap to clone (one multiplexed connection to the primary,
+/// replaced when it breaks or the primary moves).
 #[derive(Clone)]
 pub struct Ledger {
-    client: Client,
-    conn: ConnectionManager,
+    connector: Arc<Connector>,
     prefix: String,
+    safety: Arc<Safety>,
+}
+
+/// What the ledger knows of the server's durability, shared by every clone.
+struct Safety {
+    durability: Durability,
+    allow_unsafe: bool,
+    replica_wait: Duration,
+    /// Why the server cannot keep writes durable right now, if it cannot (the last check).
+    unsafe_now: Mutex<Option<String>>,
 }
 
 /// A job a worker holds: the state it must act on and the fence that proves it still may.
@@ -91,6 +132,9 @@ pub struct Lease {
     /// `Queued` (to submit: record `BeginSubmit` first), `Waiting` or `Fetching`.
     pub state: JobState,
     pub fence: u64,
+    /// Unique to this claim. A fence alone can repeat after Redis loses its last writes
+    /// (the counter rolls back and another claim gets the same number); the token cannot.
+    pub token: String,
     pub spec: JobSpec,
     pub task_id: Option<String>,
     pub attempt: u32,
@@ -124,6 +168,9 @@ pub struct ClaimOptions<'a> {
     pub resubmit_uncertain: bool,
     /// Cluster-wide limits per provider account; every replica should pass the same.
     pub limits: &'a [ProviderLimit],
+    /// Providers this worker has an account for: jobs of any other are left to replicas that
+    /// have one.
+    pub providers: &'a [ProviderKind],
 }
 
 /// One provider account's cluster-wide limits, enforced by the claim script for every
@@ -143,18 +190,22 @@ pub struct ProviderLimit {
     /// Estimated spend per UTC day, in millionths of a dollar; past it, submits wait for the
     /// next day. 0 = no daily budget.
     pub daily_budget_micros: u64,
+    /// How long an `uncertain` job keeps its slot: the provider may still be generating its
+    /// video, but a job nobody can settle must not hold the account's capacity for long.
+    pub uncertain_slot_ttl: Duration,
 }
 
 impl ProviderLimit {
     fn encode(&self) -> String {
         format!(
-            "{} {} {} {} {} {}",
+            "{} {} {} {} {} {} {}",
             self.provider,
             self.requests_per_s,
             self.burst,
             self.max_in_flight,
             self.slot_ttl.as_millis(),
-            self.daily_budget_micros
+            self.daily_budget_micros,
+            self.uncertain_slot_ttl.as_millis()
         )
     }
 }
@@ -267,19 +318,92 @@ pub enum TransitionOutcome {
 type ClaimedRow = (String, String, u64, String, String, u32, String, u32);
 
 impl Ledger {
+    /// Connects to the primary and checks it can keep writes durable: an unsafe server is an
+    /// error unless `config.allow_unsafe`. The check runs again every `recheck_every` for as
+    /// long as a clone of the ledger lives.
     pub async fn connect(config: &LedgerConfig) -> Result<Self, QueueError> {
-        let client = Client::open(config.redis_url.as_str())?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(config.response_timeout))
-            .set_connection_timeout(Some(config.response_timeout));
-        let conn = client
-            .get_connection_manager_with_config(manager_config)
-            .await?;
-        Ok(Ledger {
-            client,
-            conn,
+        let target: RedisTarget = config.redis_url.parse()?;
+        let connector = Connector::connect(target, config.response_timeout).await?;
+        let ledger = Ledger {
+            connector,
             prefix: format!("{{{}}}:", config.prefix),
-        })
+            safety: Arc::new(Safety {
+                durability: config.durability,
+                allow_unsafe: config.allow_unsafe,
+                replica_wait: config.replica_wait,
+                unsafe_now: Mutex::new(None),
+            }),
+        };
+        let check = ledger.check_durability().await?;
+        if !check.is_safe() && !config.allow_unsafe {
+            return Err(QueueError::Unsafe(check.problems.join("; ")));
+        }
+        tokio::spawn(recheck_durability(
+            Arc::downgrade(&ledger.connector),
+            Arc::downgrade(&ledger.safety),
+            ledger.prefix.clone(),
+            config.recheck_every,
+        ));
+        Ok(ledger)
+    }
+
+    /// The connection for one operation; a write and its `WAIT` must share one.
+    async fn conn(&self) -> Result<Conn, QueueError> {
+        Ok(self.connector.conn().await?)
+    }
+
+    /// Where the ledger connects (without any password).
+    pub fn target(&self) -> &RedisTarget {
+        self.connector.target()
+    }
+
+    /// Reads the server's settings now, records the verdict for writes that must be durable,
+    /// and logs what it found.
+    pub async fn check_durability(&self) -> Result<DurabilityCheck, QueueError> {
+        let check = durability::check(&mut self.conn().await?, self.safety.durability).await?;
+        for warning in &check.warnings {
+            tracing::warn!(durability = %self.safety.durability, warning, "redis durability");
+        }
+        let verdict = (!check.is_safe()).then(|| check.problems.join("; "));
+        if let Some(problems) = &verdict {
+            if self.safety.allow_unsafe {
+                tracing::warn!(
+                    problems,
+                    "redis can lose acknowledged writes; running anyway because allow_unsafe_redis is set"
+                );
+            } else {
+                tracing::error!(
+                    problems,
+                    "redis can lose acknowledged writes; submits and enqueues are refused until it is fixed"
+                );
+            }
+        }
+        *self.safety.unsafe_now.lock().unwrap() = verdict.filter(|_| !self.safety.allow_unsafe);
+        Ok(check)
+    }
+
+    /// Why writes that must be durable are refused now, if they are (for readiness checks).
+    pub fn unsafe_reason(&self) -> Option<String> {
+        self.safety.unsafe_now.lock().unwrap().clone()
+    }
+
+    /// Refuses a write that must be durable while the server cannot keep it.
+    fn ensure_safe(&self) -> Result<(), QueueError> {
+        match self.unsafe_reason() {
+            Some(reason) => Err(QueueError::Unsafe(reason)),
+            None => Ok(()),
+        }
+    }
+
+    /// Proves the writes made on `conn` durable, per the configured mode.
+    async fn make_durable(&self, conn: &mut Conn) -> Result<(), QueueError> {
+        match self.safety.durability {
+            // The primary answered only after its fsync.
+            Durability::Always => Ok(()),
+            Durability::Replicas { n } => {
+                durability::wait_for_replicas(conn, n, self.safety.replica_wait).await
+            }
+        }
     }
 
     fn key(&self, name: impl std::fmt::Display) -> String {
@@ -330,14 +454,20 @@ impl Ledger {
                 .arg(spec.notify_url.as_deref().unwrap_or_default())
                 .arg(spec.estimated_cost_usd.map_or(0, usd_to_micros));
         }
-        let (n_enqueued, earlier): (u64, String) =
-            invocation.invoke_async(&mut self.conn.clone()).await?;
+        self.ensure_safe()?;
+        let mut conn = self.conn().await?;
+        let (n_enqueued, earlier): (u64, String) = invocation.invoke_async(&mut conn).await?;
+        // Durable before the producer hears of it: a receipt for jobs a crash can take back
+        // would be a lie. Not durable: the producer retries (under its idempotency key).
+        self.make_durable(&mut conn).await?;
         Ok((n_enqueued == 0 && idempotency.is_some()).then_some(earlier))
     }
 
     /// Takes up to `options.max_jobs` due jobs, each leased to `options.owner`.
     pub async fn claim(&self, options: &ClaimOptions<'_>) -> Result<Claim, QueueError> {
         let limits: Vec<String> = options.limits.iter().map(ProviderLimit::encode).collect();
+        let providers: Vec<&str> = options.providers.iter().map(|p| p.as_str()).collect();
+        let token = format!("{:016x}", rand::random::<u64>());
         let (now_ms, next_due_ms, rows, waits): (i64, i64, Vec<ClaimedRow>, Vec<String>) = CLAIM
             .key(self.key("due"))
             .arg(&self.prefix)
@@ -346,7 +476,9 @@ impl Ledger {
             .arg(options.owner)
             .arg(if options.resubmit_uncertain { "1" } else { "0" })
             .arg(limits.join(";"))
-            .invoke_async(&mut self.conn.clone())
+            .arg(&token)
+            .arg(providers.join(","))
+            .invoke_async(&mut self.conn().await?)
             .await?;
         let waits = waits
             .iter()
@@ -355,10 +487,11 @@ impl Ledger {
             .collect();
         let mut leases = Vec::with_capacity(rows.len());
         for row in rows {
-            match lease_from_row(row) {
+            match lease_from_row(row, &token) {
                 Ok(lease) => leases.push(lease),
                 Err((job_id, fence, state, detail)) => {
-                    self.fail_corrupt(&job_id, fence, state, &detail).await?
+                    self.fail_corrupt(&job_id, fence, &token, state, &detail)
+                        .await?
                 }
             }
         }
@@ -376,51 +509,47 @@ impl Ledger {
         &self,
         job_id: &str,
         fence: u64,
+        token: &str,
         state: String,
         detail: &str,
     ) -> Result<(), QueueError> {
         let error = format!("corrupt ledger record: {detail}");
-        let _: redis::Value = TRANSITION
-            .key(self.key("due"))
-            .arg(&self.prefix)
-            .arg(job_id)
-            .arg(fence)
-            .arg(state)
-            .arg(JobState::Failed.as_str())
-            .arg(-1)
-            .arg(&error)
-            .arg("error_class")
-            .arg(ErrorClass::Invalid.as_str())
-            .arg("error")
-            .arg(&error)
-            .invoke_async(&mut self.conn.clone())
+        let fields = vec![
+            ("error_class", ErrorClass::Invalid.as_str().to_owned()),
+            ("error", error.clone()),
+        ];
+        let planned = Move {
+            from: &state,
+            to: JobState::Failed,
+            delay: None,
+            slot_hold: None,
+            fields,
+            detail: error.clone(),
+        };
+        let mut conn = self.conn().await?;
+        self.apply_move(&mut conn, job_id, fence, token, planned)
             .await?;
         Ok(())
     }
 
-    /// Applies a move to a job the caller holds, if its fence still matches.
+    /// Applies a move to a job the caller holds, if its fence still matches. A `BeginSubmit`
+    /// returns only once it is durable: the caller is about to pay for a create call.
     pub async fn transition(
         &self,
         lease: &Lease,
         transition: Transition,
     ) -> Result<TransitionOutcome, QueueError> {
-        let planned = transition.into_move(lease.state);
-        let delay_ms = planned.delay.map(|d| d.as_millis() as i64).unwrap_or(-1);
-        let mut invocation = TRANSITION.prepare_invoke();
-        invocation
-            .key(self.key("due"))
-            .arg(&self.prefix)
-            .arg(lease.job_id.to_string())
-            .arg(lease.fence)
-            .arg(planned.from)
-            .arg(planned.to.as_str())
-            .arg(delay_ms)
-            .arg(&planned.detail);
-        for (field, value) in &planned.fields {
-            invocation.arg(*field).arg(value);
+        let must_be_durable = transition.precedes_payment();
+        if must_be_durable {
+            self.ensure_safe()?;
         }
-        let reply: Vec<String> = invocation.invoke_async(&mut self.conn.clone()).await?;
-        Ok(match reply.as_slice() {
+        let planned = transition.into_move(lease.state);
+        let job_id = lease.job_id.to_string();
+        let mut conn = self.conn().await?;
+        let reply = self
+            .apply_move(&mut conn, &job_id, lease.fence, &lease.token, planned)
+            .await?;
+        let outcome = match reply.as_slice() {
             [ok] if ok == "1" => TransitionOutcome::Applied,
             [_, state, fence] => TransitionOutcome::LeaseLost {
                 state: state.clone(),
@@ -432,7 +561,42 @@ impl Ledger {
                     format!("unexpected transition reply {other:?}"),
                 ));
             }
-        })
+        };
+        if must_be_durable && outcome == TransitionOutcome::Applied {
+            self.make_durable(&mut conn).await?;
+        }
+        Ok(outcome)
+    }
+
+    async fn apply_move(
+        &self,
+        conn: &mut Conn,
+        job_id: &str,
+        fence: u64,
+        token: &str,
+        planned: Move<'_>,
+    ) -> Result<Vec<String>, QueueError> {
+        let delay_ms = planned.delay.map(|d| d.as_millis() as i64).unwrap_or(-1);
+        let slot_hold_ms = planned
+            .slot_hold
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(-1);
+        let mut invocation = TRANSITION.prepare_invoke();
+        invocation
+            .key(self.key("due"))
+            .arg(&self.prefix)
+            .arg(job_id)
+            .arg(fence)
+            .arg(token)
+            .arg(planned.from)
+            .arg(planned.to.as_str())
+            .arg(delay_ms)
+            .arg(&planned.detail)
+            .arg(slot_hold_ms);
+        for (field, value) in &planned.fields {
+            invocation.arg(*field).arg(value);
+        }
+        Ok(invocation.invoke_async(conn).await?)
     }
 
     /// Renews the caller's lease; false if it was lost.
@@ -442,8 +606,9 @@ impl Ledger {
             .arg(&self.prefix)
             .arg(lease.job_id.to_string())
             .arg(lease.fence)
+            .arg(&lease.token)
             .arg(length.as_millis() as u64)
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn().await?)
             .await?;
         Ok(renewed == 1)
     }
@@ -451,7 +616,7 @@ impl Ledger {
     pub async fn job(&self, job_id: JobId) -> Result<Option<JobRecord>, QueueError> {
         let fields: HashMap<String, String> = redis::cmd("HGETALL")
             .arg(self.key(format!("job:{job_id}")))
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.conn().await?)
             .await?;
         if fields.is_empty() {
             return Ok(None);
@@ -465,7 +630,7 @@ impl Ledger {
             .arg(self.key(format!("log:{job_id}")))
             .arg(0)
             .arg(-1)
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.conn().await?)
             .await?)
     }
 
@@ -474,7 +639,7 @@ impl Ledger {
             .arg(self.key(format!("batch:{batch}")))
             .arg(0)
             .arg(-1)
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.conn().await?)
             .await?;
         ids.into_iter()
             .map(|id| id.parse().map_err(|err| QueueError::corrupt(&id, err)))
@@ -487,7 +652,7 @@ impl Ledger {
         for state in JobState::ALL {
             pipe.cmd("ZCARD").arg(self.key(format!("state:{state}")));
         }
-        let counts: Vec<u64> = pipe.query_async(&mut self.conn.clone()).await?;
+        let counts: Vec<u64> = pipe.query_async(&mut self.conn().await?).await?;
         Ok(JobState::ALL.into_iter().zip(counts).collect())
     }
 
@@ -510,7 +675,7 @@ impl Ledger {
     }
 
     async fn subscribe(&self, channel: &str) -> Result<BoxStream<'static, String>, QueueError> {
-        let mut pubsub = self.client.get_async_pubsub().await?;
+        let mut pubsub = self.connector.client().await?.get_async_pubsub().await?;
         pubsub.subscribe(self.key(channel)).await?;
         Ok(pubsub
             .into_on_message()
@@ -528,7 +693,7 @@ impl Ledger {
             .key(self.key(format!("pause:{provider}")))
             .arg(&self.prefix)
             .arg(length.as_millis().max(1) as u64)
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn().await?)
             .await?;
         Ok(())
     }
@@ -614,7 +779,7 @@ impl Ledger {
         for (field, value) in fields {
             invocation.arg(*field).arg(value);
         }
-        let reply: Vec<String> = invocation.invoke_async(&mut self.conn.clone()).await?;
+        let reply: Vec<String> = invocation.invoke_async(&mut self.conn().await?).await?;
         Ok(reply.first().is_some_and(|ok| ok == "1"))
     }
 
@@ -623,7 +788,7 @@ impl Ledger {
         Ok(redis::cmd("HGET")
             .arg(self.key(format!("job:{job_id}")))
             .arg("cb_token_hash")
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.conn().await?)
             .await?)
     }
 
@@ -642,7 +807,7 @@ impl Ledger {
             .arg(job_id.to_string())
             .arg("PX")
             .arg(ttl.as_millis() as u64)
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.conn().await?)
             .await?;
         Ok(())
     }
@@ -651,7 +816,7 @@ impl Ledger {
     pub async fn batch_info(&self, batch: BatchId) -> Result<Option<BatchInfo>, QueueError> {
         let fields: HashMap<String, String> = redis::cmd("HGETALL")
             .arg(self.key(format!("batchinfo:{batch}")))
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.conn().await?)
             .await?;
         if fields.is_empty() {
             return Ok(None);
@@ -703,7 +868,7 @@ impl Ledger {
             .arg(batch.to_string())
             .arg(action)
             .arg(argument)
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn().await?)
             .await?;
         Ok((moved >= 0).then_some(moved as u64))
     }
@@ -714,7 +879,7 @@ impl Ledger {
         let _: () = redis::cmd("SET")
             .arg(self.key("retention_ms"))
             .arg(retention.as_millis() as u64)
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.conn().await?)
             .await?;
         Ok(())
     }
@@ -725,7 +890,7 @@ impl Ledger {
             .arg(self.key("batches"))
             .arg(0)
             .arg(limit.saturating_sub(1))
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.conn().await?)
             .await?;
         Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
     }
@@ -741,7 +906,7 @@ impl Ledger {
             ));
         }
         if !limits.is_empty() {
-            let _: () = command.query_async(&mut self.conn.clone()).await?;
+            let _: () = command.query_async(&mut self.conn().await?).await?;
         }
         Ok(())
     }
@@ -750,7 +915,7 @@ impl Ledger {
     pub async fn published_limits(&self) -> Result<Vec<ProviderLimit>, QueueError> {
         let fields: HashMap<String, String> = redis::cmd("HGETALL")
             .arg(self.key("limits"))
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.conn().await?)
             .await?;
         let mut limits: Vec<ProviderLimit> = fields
             .iter()
@@ -763,6 +928,7 @@ impl Ledger {
                     daily_budget_micros: parts.next()?.parse().ok()?,
                     burst: 1,
                     slot_ttl: Duration::ZERO,
+                    uncertain_slot_ttl: Duration::ZERO,
                 })
             })
             .collect();
@@ -781,7 +947,7 @@ impl Ledger {
             .arg(self.key(format!("state:{state}")))
             .arg(from_ms)
             .arg(format!("({to_ms}"))
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.conn().await?)
             .await?)
     }
 
@@ -800,7 +966,7 @@ impl Ledger {
     pub async fn paused_for(&self, provider: ProviderKind) -> Result<Option<Duration>, QueueError> {
         let ms: i64 = redis::cmd("PTTL")
             .arg(self.key(format!("pause:{provider}")))
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.conn().await?)
             .await?;
         Ok((ms > 0).then(|| Duration::from_millis(ms as u64)))
     }
@@ -813,7 +979,7 @@ impl Ledger {
                 .arg(self.key(queue))
                 .arg("-inf")
                 .arg(now_unix_ms())
-                .query_async(&mut self.conn.clone())
+                .query_async(&mut self.conn().await?)
                 .await?;
             total += n;
         }
@@ -824,9 +990,9 @@ impl Ledger {
     pub async fn in_flight(&self, provider: ProviderKind) -> Result<u64, QueueError> {
         Ok(redis::cmd("ZCOUNT")
             .arg(self.key(format!("inflight:{provider}")))
-            .arg(now_unix_ms())
+            .arg(format!("({}", now_unix_ms()))
             .arg("+inf")
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.conn().await?)
             .await?)
     }
 
@@ -838,7 +1004,7 @@ impl Ledger {
     ) -> Result<Option<JobId>, QueueError> {
         let job_id: Option<String> = redis::cmd("GET")
             .arg(self.key(format!("task:{provider}:{task_id}")))
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.conn().await?)
             .await?;
         Ok(job_id.and_then(|id| id.parse().ok()))
     }
@@ -851,7 +1017,7 @@ impl Ledger {
             .arg(&self.prefix)
             .arg(job_id.to_string())
             .arg(task_id)
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn().await?)
             .await?;
         Ok(match outcome.as_str() {
             "woken" => WakeOutcome::Woken,
@@ -860,6 +1026,62 @@ impl Ledger {
             "missing" => WakeOutcome::Missing,
             _ => WakeOutcome::Ignored,
         })
+    }
+
+    /// Up to `limit` `uncertain` jobs of `provider`, most recently parked first, read in one
+    /// round trip.
+    pub async fn uncertain_jobs(
+        &self,
+        provider: ProviderKind,
+        limit: usize,
+    ) -> Result<Vec<JobRecord>, QueueError> {
+        let job_ids = self.jobs_in_state(JobState::Uncertain, limit).await?;
+        let mut pipe = redis::pipe();
+        for job_id in &job_ids {
+            pipe.cmd("HGETALL").arg(self.key(format!("job:{job_id}")));
+        }
+        let rows: Vec<HashMap<String, String>> = pipe.query_async(&mut self.conn().await?).await?;
+        let mut records = Vec::new();
+        for (job_id, fields) in job_ids.into_iter().zip(rows) {
+            if fields.is_empty() {
+                continue;
+            }
+            let record = JobRecord::from_fields(job_id, fields)?;
+            if record.state == JobState::Uncertain && record.spec.provider == provider {
+                records.push(record);
+            }
+        }
+        Ok(records)
+    }
+
+    /// Settles an `uncertain` job whose create the provider's own records show: it polls
+    /// `task_id` from now on, and account-level callbacks naming the task find it.
+    pub async fn adopt_task(
+        &self,
+        job_id: JobId,
+        provider: ProviderKind,
+        task_id: &str,
+        index_ttl: Duration,
+    ) -> Result<WakeOutcome, QueueError> {
+        let outcome = self.wake(job_id, task_id).await?;
+        if outcome == WakeOutcome::Adopted {
+            self.index_task(provider, task_id, job_id, index_ttl)
+                .await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Notes on an `uncertain` job what reconciliation found (false if it is no longer
+    /// uncertain).
+    pub async fn note_uncertain(&self, job_id: JobId, note: &str) -> Result<bool, QueueError> {
+        let noted: i64 = NOTE
+            .key(self.key("due"))
+            .arg(&self.prefix)
+            .arg(job_id.to_string())
+            .arg(note)
+            .invoke_async(&mut self.conn().await?)
+            .await?;
+        Ok(noted == 1)
     }
 
     /// Takes up to `max` due completion webhooks, leased for `lease`.
@@ -873,7 +1095,7 @@ impl Ledger {
             .arg(&self.prefix)
             .arg(max)
             .arg(lease.as_millis() as u64)
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn().await?)
             .await?;
         rows.into_iter()
             .map(|(id, url, event_id, attempt)| {
@@ -908,7 +1130,7 @@ impl Ledger {
             .arg(name)
             .arg(delay.as_millis() as u64)
             .arg(detail)
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn().await?)
             .await?;
         Ok(())
     }
@@ -916,7 +1138,7 @@ impl Ledger {
     /// Round trip to Redis, for readiness checks.
     pub async fn ping(&self) -> Result<(), QueueError> {
         let _: String = redis::cmd("PING")
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.conn().await?)
             .await?;
         Ok(())
     }
@@ -931,46 +1153,15 @@ impl Ledger {
             .arg(self.key(format!("state:{state}")))
             .arg(0)
             .arg(limit.saturating_sub(1))
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.conn().await?)
             .await?;
         ids.into_iter()
             .map(|id| id.parse().map_err(|err| QueueError::corrupt(&id, err)))
             .collect()
     }
-
-    /// Settings that would let Redis lose ledger writes: AOF off, or an evicting memory
-    /// policy. Empty when the server is safe. An error when Redis refuses `CONFIG GET`
-    /// (some managed services do), so the caller can decide.
-    pub async fn durability_problems(&self) -> Result<Vec<String>, QueueError> {
-        let mut conn = self.conn.clone();
-        let mut problems = Vec::new();
-        let appendonly: Vec<String> = redis::cmd("CONFIG")
-            .arg("GET")
-            .arg("appendonly")
-            .query_async(&mut conn)
-            .await?;
-        if appendonly.get(1).map(String::as_str) != Some("yes") {
-            problems.push(
-                "appendonly is not yes: a Redis restart can lose acknowledged jobs".to_owned(),
-            );
-        }
-        let policy: Vec<String> = redis::cmd("CONFIG")
-            .arg("GET")
-            .arg("maxmemory-policy")
-            .query_async(&mut conn)
-            .await?;
-        match policy.get(1).map(String::as_str) {
-            Some("noeviction") => {}
-            other => problems.push(format!(
-                "maxmemory-policy is {}: Redis may evict job records under memory pressure",
-                other.unwrap_or("unknown")
-            )),
-        }
-        Ok(problems)
-    }
 }
 
-fn lease_from_row(row: ClaimedRow) -> Result<Lease, (String, u64, String, String)> {
+fn lease_from_row(row: ClaimedRow, token: &str) -> Result<Lease, (String, u64, String, String)> {
     let (id, state, fence, spec, task_id, attempt, result_url, polls) = row;
     let parsed = (|| {
         let job_id: JobId = id.parse().map_err(|e: reelq_core::IdError| e.to_string())?;
@@ -985,6 +1176,7 @@ fn lease_from_row(row: ClaimedRow) -> Result<Lease, (String, u64, String, String
             job_id,
             state,
             fence,
+            token: token.to_owned(),
             spec,
             task_id: non_empty(task_id),
             attempt,
@@ -992,6 +1184,32 @@ fn lease_from_row(row: ClaimedRow) -> Result<Lease, (String, u64, String, String
             result_url: non_empty(result_url),
         }),
         Err(detail) => Err((id, fence, state, detail)),
+    }
+}
+
+/// Checks the server's durability every `every` while any clone of the ledger lives (the
+/// task holds only weak references, so it ends with the last clone).
+async fn recheck_durability(
+    connector: Weak<Connector>,
+    safety: Weak<Safety>,
+    prefix: String,
+    every: Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let (Some(connector), Some(safety)) = (connector.upgrade(), safety.upgrade()) else {
+            return;
+        };
+        let ledger = Ledger {
+            connector,
+            safety,
+            prefix: prefix.clone(),
+        };
+        if let Err(err) = ledger.check_durability().await {
+            tracing::warn!(error = %err, "redis durability re-check failed; trying again later");
+        }
     }
 }
 

@@ -30,6 +30,10 @@ pub struct JobRecord {
     pub sha256: Option<String>,
     /// The completion webhook: `pending`, `sent` or `gave_up`; none if no `notify_url`.
     pub notify_state: Option<String>,
+    /// When the last submit began (unix ms, Redis's clock).
+    pub submit_ms: Option<u64>,
+    /// For an `uncertain` job: what reconciliation with the provider's records found.
+    pub reconcile_note: Option<String>,
 }
 
 impl JobRecord {
@@ -70,6 +74,8 @@ impl JobRecord {
             bytes: take("bytes").map(|b| number(Some(b))),
             sha256: take("sha256"),
             notify_state: take("notify_state"),
+            submit_ms: take("submit_ms").map(|ms| number(Some(ms))),
+            reconcile_note: take("reconcile_note"),
         })
     }
 }

@@ -27,8 +27,9 @@ pub enum Transition {
         delay: Duration,
         error: String,
     },
-    /// The submit was sent and its outcome is unknown.
-    Uncertain { error: String },
+    /// The submit was sent and its outcome is unknown. The job keeps its in-flight slot (if
+    /// limits took one) for `slot_hold` at most: the provider may be generating.
+    Uncertain { error: String, slot_hold: Duration },
     /// The task is still running, or the poll failed transiently: poll again later.
     PollAgain {
         polls: u32,
@@ -57,16 +58,23 @@ pub enum Transition {
 }
 
 /// What the ledger script needs: allowed source states, target, due delay, fields, log detail.
-pub(crate) struct Move {
-    pub(crate) from: &'static str,
+pub(crate) struct Move<'a> {
+    pub(crate) from: &'a str,
     pub(crate) to: JobState,
     pub(crate) delay: Option<Duration>,
+    /// Moving to `uncertain`: how long the job's in-flight slot stays taken.
+    pub(crate) slot_hold: Option<Duration>,
     pub(crate) fields: Vec<(&'static str, String)>,
     pub(crate) detail: String,
 }
 
 impl Transition {
-    pub(crate) fn into_move(self, current: JobState) -> Move {
+    /// Whether the caller acts on this move by paying: it must be durable first.
+    pub(crate) fn precedes_payment(&self) -> bool {
+        matches!(self, Transition::BeginSubmit { .. })
+    }
+
+    pub(crate) fn into_move(self, current: JobState) -> Move<'static> {
         match self {
             Transition::BeginSubmit {
                 lease,
@@ -75,6 +83,7 @@ impl Transition {
                 from: "queued",
                 to: JobState::Submitting,
                 delay: Some(lease),
+                slot_hold: None,
                 detail: String::new(),
                 fields: callback_token_hash
                     .map(|hash| ("cb_token_hash", hash))
@@ -88,6 +97,7 @@ impl Transition {
                 from: "submitting,uncertain",
                 to: JobState::Waiting,
                 delay: Some(first_poll),
+                slot_hold: None,
                 detail: format!("task {task_id}"),
                 fields: vec![("task_id", task_id), ("attempt", "0".into())],
             },
@@ -99,13 +109,15 @@ impl Transition {
                 from: "submitting",
                 to: JobState::Queued,
                 delay: Some(delay),
+                slot_hold: None,
                 detail: format!("retry {attempt}: {error}"),
                 fields: vec![("attempt", attempt.to_string()), ("error", error)],
             },
-            Transition::Uncertain { error } => Move {
+            Transition::Uncertain { error, slot_hold } => Move {
                 from: "submitting",
                 to: JobState::Uncertain,
                 delay: None,
+                slot_hold: Some(slot_hold),
                 detail: error.clone(),
                 fields: vec![
                     ("error_class", ErrorClass::UnknownOutcome.as_str().into()),
@@ -134,6 +146,7 @@ impl Transition {
                     from: "waiting",
                     to: JobState::Waiting,
                     delay: Some(delay),
+                    slot_hold: None,
                     fields,
                     detail,
                 }
@@ -142,6 +155,7 @@ impl Transition {
                 from: "waiting",
                 to: JobState::Fetching,
                 delay: Some(Duration::ZERO),
+                slot_hold: None,
                 detail: String::new(),
                 fields: vec![("result_url", result_url), ("attempt", "0".into())],
             },
@@ -153,6 +167,7 @@ impl Transition {
                 from: "fetching",
                 to: JobState::Fetching,
                 delay: Some(delay),
+                slot_hold: None,
                 detail: format!("fetch retry {attempt}: {error}"),
                 fields: vec![("attempt", attempt.to_string()), ("error", error)],
             },
@@ -160,6 +175,7 @@ impl Transition {
                 from: "fetching",
                 to: JobState::Waiting,
                 delay: Some(Duration::ZERO),
+                slot_hold: None,
                 detail: format!("result url expired: {error}"),
                 fields: vec![("attempt", attempt.to_string()), ("error", error)],
             },
@@ -171,6 +187,7 @@ impl Transition {
                 from: "fetching",
                 to: JobState::Stored,
                 delay: None,
+                slot_hold: None,
                 detail: object_key.clone(),
                 fields: vec![
                     ("object_key", object_key),
@@ -186,6 +203,7 @@ impl Transition {
                     JobState::Failed
                 },
                 delay: None,
+                slot_hold: None,
                 detail: format!("{class}: {error}"),
                 fields: vec![("error_class", class.as_str().into()), ("error", error)],
             },

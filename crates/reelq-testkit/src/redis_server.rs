@@ -1,40 +1,99 @@
-//! A real `redis-server` in a temp dir on a free loopback port, configured as production
-//! expects (AOF on, no eviction), killed when dropped. AOF is fsynced on every write, so a
-//! test that crashes the server loses no acknowledged write and stays deterministic.
+//! Real `redis-server` and `redis-sentinel` processes in temp dirs on free loopback ports,
+//! configured as production expects (AOF on, no eviction), killed when dropped.
+//!
+//! A server fsyncs its AOF on every write (`appendfsync always`) unless a test asks for
+//! `everysec`. [`RedisServer::power_loss`] is the crash a host without power has: the
+//! process dies at once, and what the kernel had not yet written to disk is gone. With
+//! `always` that is nothing acknowledged; with `everysec` it is the last second of writes,
+//! simulated by cutting the AOF back to the size it had a second before the crash.
 
 use std::{
+    collections::VecDeque,
+    fs,
     io::{BufRead, BufReader, Write},
     net::{TcpListener, TcpStream},
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::mpsc,
-    time::Duration,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, bail};
 use tempfile::TempDir;
 
+/// How a test server is set up.
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// `always` or `everysec` (or `no`).
+    pub appendfsync: &'static str,
+    /// Start as a replica of the primary on this port.
+    pub replica_of: Option<u16>,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        RedisOptions {
+            appendfsync: "always",
+            replica_of: None,
+        }
+    }
+}
+
 pub struct RedisServer {
     child: Child,
     port: u16,
+    options: RedisOptions,
     /// Holds the AOF and the server's working files; removed on drop.
     dir: TempDir,
+    /// The AOF's recent sizes, sampled while the server runs, so a power loss can cut the
+    /// file back to what it held a moment before.
+    aof_sizes: Arc<Mutex<VecDeque<(Instant, u64)>>>,
+    /// Stops the sampler when the server goes away.
+    sampling: Arc<AtomicBool>,
 }
 
 impl RedisServer {
-    /// Starts a server. Fails (never skips) if `redis-server` is missing or will not start.
+    /// Starts a server with `appendfsync always`. Fails (never skips) if `redis-server` is
+    /// missing or will not start.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(RedisOptions::default())
+    }
+
+    pub fn start_with(options: RedisOptions) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir().context("creating a temp dir for redis-server")?;
         // Another process can take the port between our probe and redis binding it: retry.
         let mut last_err = None;
         for _ in 0..5 {
             let port = free_port()?;
-            match spawn_ready(dir.path(), port) {
-                Ok(child) => return Ok(RedisServer { child, port, dir }),
+            match spawn_server(dir.path(), port, &options) {
+                Ok(child) => {
+                    let server = RedisServer {
+                        child,
+                        port,
+                        options,
+                        dir,
+                        aof_sizes: Arc::default(),
+                        sampling: Arc::new(AtomicBool::new(true)),
+                    };
+                    server.sample_aof_sizes();
+                    return Ok(server);
+                }
                 Err(err) => last_err = Some(err),
             }
         }
         Err(last_err.expect("at least one attempt ran"))
+    }
+
+    /// A replica of this server (same fsync policy), returned once its first sync is done.
+    pub fn start_replica(&self) -> anyhow::Result<RedisServer> {
+        RedisServer::start_with(RedisOptions {
+            replica_of: Some(self.port),
+            ..self.options.clone()
+        })
     }
 
     pub fn url(&self) -> String {
@@ -46,11 +105,20 @@ impl RedisServer {
     }
 
     /// `CONFIG SET name value`, e.g. to make the server unsafe for a test that checks we
-    /// notice. Spoken in raw RESP so the harness needs no Redis client.
+    /// notice.
     pub fn config_set(&self, name: &str, value: &str) -> anyhow::Result<()> {
+        let reply = self.command(&["CONFIG", "SET", name, value])?;
+        if reply != "+OK" {
+            bail!("CONFIG SET {name} {value} answered {reply:?}");
+        }
+        Ok(())
+    }
+
+    /// Runs one command in raw RESP (the harness needs no Redis client) and returns the first
+    /// line of the answer.
+    pub fn command(&self, args: &[&str]) -> anyhow::Result<String> {
         let mut conn =
             TcpStream::connect(("127.0.0.1", self.port)).context("connecting to redis")?;
-        let args = ["CONFIG", "SET", name, value];
         let mut request = format!("*{}\r\n", args.len());
         for arg in args {
             request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
@@ -58,17 +126,49 @@ impl RedisServer {
         conn.write_all(request.as_bytes())?;
         let mut reply = String::new();
         BufReader::new(conn).read_line(&mut reply)?;
-        if reply.trim_end() != "+OK" {
-            bail!("CONFIG SET {name} {value} answered {reply:?}");
-        }
-        Ok(())
+        Ok(reply.trim_end().to_owned())
     }
 
     /// Kills the server at once (SIGKILL) and starts it again on the same port and data dir,
-    /// as a crash and restart would. With AOF on, acknowledged writes survive.
+    /// as a process crash would: the kernel still writes out everything, so nothing is lost.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.stop();
-        self.child = spawn_ready(self.dir.path(), self.port)?;
+        self.start_again()
+    }
+
+    /// The host loses power: the server dies at once, and writes not yet fsynced are lost
+    /// (with `everysec`, the AOF is cut back to its size `window` before the crash). The
+    /// server stays down; [`RedisServer::start_again`] boots it from what is left.
+    pub fn power_loss(&mut self, window: Duration) -> anyhow::Result<PowerLoss> {
+        self.stop();
+        let aof = self.aof_file()?;
+        let size_now = fs::metadata(&aof)?.len();
+        let kept = match self.options.appendfsync {
+            "always" => size_now,
+            _ => {
+                let sizes = self.aof_sizes.lock().unwrap();
+                let cutoff = Instant::now() - window;
+                sizes
+                    .iter()
+                    .rev()
+                    .find(|(at, _)| *at <= cutoff)
+                    .or(sizes.front())
+                    .map_or(0, |(_, size)| *size)
+                    .min(size_now)
+            }
+        };
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&aof)?
+            .set_len(kept)?;
+        Ok(PowerLoss {
+            bytes_lost: size_now - kept,
+        })
+    }
+
+    /// Boots the server again on the same port from its data dir.
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
+        self.child = spawn_server(self.dir.path(), self.port, &self.options)?;
         Ok(())
     }
 
@@ -77,11 +177,147 @@ impl RedisServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// The AOF file that takes new writes (Redis 7 keeps a base file and an incremental one).
+    fn aof_file(&self) -> anyhow::Result<PathBuf> {
+        aof_file(self.dir.path())
+    }
+
+    fn sample_aof_sizes(&self) {
+        let (dir, sizes, sampling) = (
+            self.dir.path().to_owned(),
+            self.aof_sizes.clone(),
+            self.sampling.clone(),
+        );
+        std::thread::spawn(move || {
+            while sampling.load(Ordering::Relaxed) {
+                if let Some(size) = aof_file(&dir).ok().and_then(|f| fs::metadata(f).ok()) {
+                    let mut sizes = sizes.lock().unwrap();
+                    sizes.push_back((Instant::now(), size.len()));
+                    while sizes.len() > 500 {
+                        sizes.pop_front();
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+    }
+
+    /// `INFO section`, whole.
+    pub fn info(&self, section: &str) -> anyhow::Result<String> {
+        let mut conn =
+            TcpStream::connect(("127.0.0.1", self.port)).context("connecting to redis")?;
+        conn.write_all(
+            format!("*2\r\n$4\r\nINFO\r\n${}\r\n{section}\r\n", section.len()).as_bytes(),
+        )?;
+        let mut reader = BufReader::new(conn);
+        let mut header = String::new();
+        reader.read_line(&mut header)?;
+        let len: usize = header
+            .trim_end()
+            .strip_prefix('$')
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("INFO answered {header:?}"))?;
+        let mut body = vec![0; len];
+        std::io::Read::read_exact(&mut reader, &mut body)?;
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+}
+
+/// What a power loss took.
+#[derive(Debug, Clone, Copy)]
+pub struct PowerLoss {
+    pub bytes_lost: u64,
 }
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
+        self.sampling.store(false, Ordering::Relaxed);
         self.stop();
+    }
+}
+
+/// Three `redis-sentinel` processes watching one primary as `reelq`, with a quorum of two and
+/// a one-second down-after, so a failover takes a few seconds.
+pub struct Sentinels {
+    children: Vec<Child>,
+    ports: Vec<u16>,
+    /// Holds each sentinel's config file (sentinels rewrite it); removed on drop.
+    _dir: TempDir,
+}
+
+/// The master name the sentinels watch.
+pub const SENTINEL_MASTER: &str = "reelq";
+
+impl Sentinels {
+    pub fn start(primary: &RedisServer) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir().context("creating a temp dir for redis-sentinel")?;
+        let mut children = Vec::new();
+        let mut ports = Vec::new();
+        for sentinel_idx in 0..3 {
+            let port = free_port()?;
+            let conf = dir.path().join(format!("sentinel-{sentinel_idx}.conf"));
+            fs::write(
+                &conf,
+                format!(
+                    "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                     sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {primary} 2\n\
+                     sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\n\
+                     sentinel failover-timeout {SENTINEL_MASTER} 5000\n\
+                     sentinel parallel-syncs {SENTINEL_MASTER} 1\n",
+                    dir = dir.path().display(),
+                    primary = primary.port(),
+                ),
+            )?;
+            let mut child = Command::new("redis-sentinel")
+                .arg(&conf)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("starting redis-sentinel: is it installed? (scripts/test installs it)")?;
+            await_log_line(&mut child, "+monitor master", port)?;
+            children.push(child);
+            ports.push(port);
+        }
+        Ok(Sentinels {
+            children,
+            ports,
+            _dir: dir,
+        })
+    }
+
+    /// `redis+sentinel://127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3/reelq`.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .ports
+            .iter()
+            .map(|port| format!("127.0.0.1:{port}"))
+            .collect();
+        format!("redis+sentinel://{}/{SENTINEL_MASTER}", hosts.join(","))
+    }
+
+    /// The port of the server the sentinels name as primary now.
+    pub fn primary_port(&self) -> anyhow::Result<u16> {
+        let mut conn = TcpStream::connect(("127.0.0.1", self.ports[0]))?;
+        let args = ["SENTINEL", "get-master-addr-by-name", SENTINEL_MASTER];
+        let mut request = format!("*{}\r\n", args.len());
+        for arg in args {
+            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        conn.write_all(request.as_bytes())?;
+        let mut lines = BufReader::new(conn).lines();
+        // *2, $len, host, $len, port
+        let port = lines.nth(4).context("sentinel answered too little")??;
+        port.parse().context("sentinel's primary port")
+    }
+}
+
+impl Drop for Sentinels {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -90,32 +326,50 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-fn spawn_ready(dir: &Path, port: u16) -> anyhow::Result<Child> {
-    let mut child = Command::new("redis-server")
+fn aof_file(dir: &Path) -> anyhow::Result<PathBuf> {
+    let aof_dir = dir.join("appendonlydir");
+    fs::read_dir(&aof_dir)
+        .with_context(|| format!("reading {}", aof_dir.display()))?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .find(|path| path.to_string_lossy().ends_with(".incr.aof"))
+        .context("no incremental AOF file")
+}
+
+fn spawn_server(dir: &Path, port: u16, options: &RedisOptions) -> anyhow::Result<Child> {
+    let mut command = Command::new("redis-server");
+    command
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args([
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "everysec",
-            "--save",
-            "",
-        ])
+        .args(["--appendonly", "yes", "--appendfsync", options.appendfsync])
+        // No rewrites: the AOF a power loss cuts is the one file that took every write.
+        .args(["--auto-aof-rewrite-percentage", "0", "--save", ""])
         .args(["--maxmemory-policy", "noeviction", "--loglevel", "notice"])
         .arg("--dir")
-        .arg(dir)
+        .arg(dir);
+    // A replica is ready once its first sync is done, not when it listens.
+    let mut ready = "Ready to accept connections";
+    if let Some(primary) = options.replica_of {
+        command.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
+        ready = "MASTER <-> REPLICA sync: Finished with success";
+    }
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .context("starting redis-server: is it installed? (scripts/test installs it)")?;
+    await_log_line(&mut child, ready, port)?;
+    Ok(child)
+}
+
+/// Reads a process's log until `ready` appears, then keeps draining it so the pipe never
+/// fills and blocks the process.
+fn await_log_line(child: &mut Child, ready: &'static str, port: u16) -> anyhow::Result<()> {
     let stdout = child.stdout.take().expect("stdout is piped");
     let (ready_tx, ready_rx) = mpsc::channel();
-    // Reads the log until the server says it is ready, then keeps draining it so the pipe
-    // never fills and blocks the server.
     std::thread::spawn(move || {
         let mut log = Vec::new();
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.contains("Ready to accept connections") {
+            if line.contains(ready) {
                 let _ = ready_tx.send(Ok(()));
             } else if log.len() < 50 {
                 log.push(line);
@@ -124,14 +378,14 @@ fn spawn_ready(dir: &Path, port: u16) -> anyhow::Result<Child> {
         let _ = ready_tx.send(Err(log.join("\n")));
     });
     match ready_rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(Ok(())) => Ok(child),
+        Ok(Ok(())) => Ok(()),
         Ok(Err(log)) => {
             let _ = child.wait();
-            bail!("redis-server on port {port} exited before it was ready:\n{log}")
+            bail!("process on port {port} exited before it was ready:\n{log}")
         }
         Err(_) => {
             let _ = child.kill();
-            bail!("redis-server on port {port} was not ready within 20 s")
+            bail!("process on port {port} was not ready within 20 s")
         }
     }
 }

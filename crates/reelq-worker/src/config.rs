@@ -31,6 +31,10 @@ log_format = "json"
 role = "all"
 resubmit_uncertain = false
 allow_unsafe_redis = false
+durability = "always"
+replica_wait_ms = 1000
+durability_check_ms = 30000
+reconcile_every_ms = 60000
 credits_pause_ms = 300000
 retention_ms = 604800000
 
@@ -73,8 +77,19 @@ pub struct WorkerConfig {
     /// Submit again, instead of parking as `uncertain`, a job whose submitter died before
     /// the provider answered. The provider may then bill twice; off unless chosen.
     pub resubmit_uncertain: bool,
-    /// Run even if Redis has AOF off or may evict keys (only a warning then).
+    /// Run even if Redis can lose acknowledged writes: AOF off, `appendfsync` weaker than
+    /// `durability` needs, or an evicting memory policy (only a warning then). A host crash
+    /// can then lose jobs and submit paid generations twice.
     pub allow_unsafe_redis: bool,
+    /// What proves a ledger write durable before a paid create call goes out: `always`
+    /// (the primary runs `appendfsync always`) or `replicas:N` (N replicas acknowledge it,
+    /// by `WAIT`). Checked at start and every `durability_check_ms`.
+    pub durability: reelq_queue::Durability,
+    /// How long a `WAIT` for replicas may take; past it the submit is put back, unsent.
+    pub replica_wait_ms: u64,
+    pub durability_check_ms: u64,
+    /// How often `uncertain` jobs are looked up at providers that can list their tasks.
+    pub reconcile_every_ms: u64,
     /// After a provider says the account is out of credits, how long no replica submits to
     /// it (the job that met it fails as `credits`; the others wait, unpaid and unfailed).
     pub credits_pause_ms: u64,
@@ -241,6 +256,14 @@ pub struct ProviderAccount {
     /// past it, submits wait for the next day. 0 = no daily budget.
     #[serde(default)]
     pub daily_budget_usd: f64,
+    /// How long an `uncertain` job keeps its in-flight slot: about one generation, since the
+    /// provider may still be making its video; then the slot serves other jobs.
+    #[serde(default = "default_uncertain_slot_ms")]
+    pub uncertain_slot_ms: u64,
+}
+
+fn default_uncertain_slot_ms() -> u64 {
+    10 * 60 * 1000
 }
 
 fn default_burst() -> u32 {
@@ -271,6 +294,7 @@ impl ProvidersConfig {
                 max_in_flight: account.max_in_flight,
                 slot_ttl: Duration::from_millis(account.in_flight_slot_ttl_ms),
                 daily_budget_micros: reelq_core::usd_to_micros(account.daily_budget_usd),
+                uncertain_slot_ttl: Duration::from_millis(account.uncertain_slot_ms),
             })
             .filter(|limit| {
                 limit.requests_per_s > 0.0
@@ -304,6 +328,12 @@ impl WorkerConfig {
 
     fn check(&self) -> Result<(), WorkerError> {
         let fail = |msg: &str| Err(WorkerError::Config(msg.to_owned()));
+        if let Err(err) = self.redis_url.parse::<reelq_queue::RedisTarget>() {
+            return Err(WorkerError::Config(format!("redis_url: {err}")));
+        }
+        if self.durability_check_ms == 0 || self.reconcile_every_ms == 0 {
+            return fail("durability_check_ms and reconcile_every_ms must be at least 1");
+        }
         if self.concurrency == 0 || self.claim_batch == 0 {
             return fail("concurrency and claim_batch must be at least 1");
         }
@@ -368,6 +398,17 @@ impl WorkerConfig {
 
     pub fn lease(&self) -> Duration {
         Duration::from_millis(self.lease_ms)
+    }
+
+    /// The ledger connection this config asks for.
+    pub fn ledger(&self) -> reelq_queue::LedgerConfig {
+        reelq_queue::LedgerConfig {
+            durability: self.durability,
+            allow_unsafe: self.allow_unsafe_redis,
+            replica_wait: Duration::from_millis(self.replica_wait_ms),
+            recheck_every: Duration::from_millis(self.durability_check_ms),
+            ..reelq_queue::LedgerConfig::new(&self.redis_url, &self.prefix)
+        }
     }
 }
 

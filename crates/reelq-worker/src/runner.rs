@@ -7,7 +7,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use futures_util::{StreamExt, stream::BoxStream};
 use reelq_core::ProviderKind;
 use reelq_providers::{AccountConfig, Provider};
-use reelq_queue::{ClaimOptions, Ledger, LedgerConfig};
+use reelq_queue::{ClaimOptions, Ledger};
 use reelq_storage::VideoStore;
 use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -18,6 +18,7 @@ use crate::{
     callbacks::{self, CallbackState},
     notify::Notifier,
     ops::{self, OpsState},
+    reconcile::Reconciler,
     steps::{self, PollSchedule, StepContext},
 };
 
@@ -49,13 +50,7 @@ pub async fn run(
     } else {
         config.name.clone()
     };
-    let ledger = Ledger::connect(&LedgerConfig {
-        redis_url: config.redis_url.clone(),
-        prefix: config.prefix.clone(),
-        response_timeout: Duration::from_secs(5),
-    })
-    .await?;
-    check_durability(&ledger, config.allow_unsafe_redis).await?;
+    let ledger = Ledger::connect(&config.ledger()).await?;
     ledger
         .set_retention(Duration::from_millis(config.retention_ms))
         .await?;
@@ -72,6 +67,10 @@ pub async fn run(
         info!(addr = ?listener.local_addr().ok(), "ops endpoints listening");
         tracker.spawn(serve(listener, ops::app(state), shutdown.clone()));
     }
+    let reconciler = Arc::new(Reconciler {
+        ledger: ledger.clone(),
+        providers: providers.clone(),
+    });
     if let Some(listener) = listeners.callbacks {
         let max_body = config
             .callbacks
@@ -80,6 +79,7 @@ pub async fn run(
         let state = CallbackState {
             ledger: ledger.clone(),
             providers: providers.clone(),
+            reconciler: reconciler.clone(),
         };
         info!(addr = ?listener.local_addr().ok(), "callback receiver listening");
         tracker.spawn(serve(
@@ -87,6 +87,10 @@ pub async fn run(
             callbacks::app(state, max_body),
             shutdown.clone(),
         ));
+    }
+    if config.role == Role::All {
+        let every = Duration::from_millis(config.reconcile_every_ms);
+        tracker.spawn(reconciler.run(every, shutdown.clone()));
     }
     if let Some(notify) = config.notify.as_ref().filter(|_| config.role == Role::All) {
         let notifier = Notifier::new(
@@ -109,6 +113,11 @@ pub async fn run(
         callback_base: config.callbacks.as_ref().map(|c| c.public_base_url.clone()),
         step_due: tokio::sync::Notify::new(),
         poll_schedules,
+        uncertain_slot_holds: config
+            .providers
+            .accounts()
+            .map(|(kind, account)| (kind, Duration::from_millis(account.uncertain_slot_ms)))
+            .collect(),
         lease: config.lease(),
         max_attempts: config.max_attempts,
         max_attempts_paid: config.max_attempts_paid,
@@ -120,6 +129,7 @@ pub async fn run(
     let slots = Arc::new(Semaphore::new(config.concurrency));
     let idle_poll = Duration::from_millis(config.idle_poll_ms);
     let limits = config.providers.limits();
+    let served: Vec<ProviderKind> = context.providers.keys().copied().collect();
     ledger.publish_limits(&limits).await?;
     info!(worker = %name, concurrency = config.concurrency, role = ?config.role, "worker started");
 
@@ -137,12 +147,25 @@ pub async fn run(
                     Err(_) => break,
                 }
             }
+            if let Some(reason) = ledger.unsafe_reason() {
+                // Submits would be refused anyway; claiming would only churn leases.
+                warn!(
+                    reason,
+                    "redis cannot keep writes durable; not claiming until it can"
+                );
+                drop(permits);
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(config.durability_check_ms)) => continue,
+                }
+            }
             let options = ClaimOptions {
                 owner: &name,
                 max_jobs: permits.len(),
                 lease: config.lease(),
                 resubmit_uncertain: config.resubmit_uncertain,
                 limits: &limits,
+                providers: &served,
             };
             let claim = match ledger.claim(&options).await {
                 Ok(claim) => claim,
@@ -205,31 +228,6 @@ async fn serve(listener: TcpListener, app: axum::Router, shutdown: CancellationT
     if let Err(err) = served {
         error!(error = %err, "http server stopped");
     }
-}
-
-/// Refuses to run on a Redis that may lose ledger writes, unless allowed.
-async fn check_durability(ledger: &Ledger, allow_unsafe: bool) -> Result<(), WorkerError> {
-    let problems = match ledger.durability_problems().await {
-        Ok(problems) => problems,
-        Err(err) => {
-            warn!(error = %err, "cannot read the Redis config; durability unchecked");
-            return Ok(());
-        }
-    };
-    if problems.is_empty() {
-        return Ok(());
-    }
-    let summary = problems.join("; ");
-    if allow_unsafe {
-        warn!(
-            problems = summary,
-            "running on an unsafe Redis because allow_unsafe_redis is set"
-        );
-        return Ok(());
-    }
-    Err(WorkerError::Config(format!(
-        "unsafe Redis: {summary} (set allow_unsafe_redis = true to run anyway)"
-    )))
 }
 
 /// Waits for the next enqueue notice. Wake-ups only cut idle latency: when the feed is down

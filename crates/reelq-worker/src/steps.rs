@@ -27,6 +27,8 @@ pub(crate) struct StepContext {
     pub(crate) store: VideoStore,
     pub(crate) providers: Arc<HashMap<ProviderKind, Arc<dyn Provider>>>,
     pub(crate) poll_schedules: HashMap<ProviderKind, PollSchedule>,
+    /// Per provider, how long an `uncertain` job keeps its in-flight slot.
+    pub(crate) uncertain_slot_holds: HashMap<ProviderKind, Duration>,
     pub(crate) lease: Duration,
     pub(crate) max_attempts: u32,
     pub(crate) max_attempts_paid: u32,
@@ -48,7 +50,7 @@ const RECORD_RETRY: ExponentialBuilder = ExponentialBuilder::new()
 
 /// How long a task stays findable by its id for account-level callbacks: far beyond any
 /// generation, and short enough that the index cleans itself.
-const TASK_INDEX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+pub(crate) const TASK_INDEX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// How callback tokens are kept: SHA-256, hex.
 pub(crate) fn token_hash(token: &str) -> String {
@@ -107,21 +109,22 @@ pub(crate) async fn run_step(context: &StepContext, mut lease: Lease) {
         task_id = lease.task_id.as_deref().unwrap_or(""),
     );
     async {
+        let Some(provider) = context.providers.get(&lease.spec.provider) else {
+            // Claims take only jobs of this worker's providers; the lease lapses and a
+            // replica with the account takes the job.
+            error!("claimed a job of a provider this worker has no account for");
+            return;
+        };
         let mut callback_url = None;
         if lease.state == JobState::Queued {
             let (url, token_hash) = context.callback_url(&lease).unzip();
             callback_url = url;
-            // Recorded before the create call, so a crash from here on reads as `uncertain`.
-            let begin = Transition::BeginSubmit {
-                lease: context.lease,
-                callback_token_hash: token_hash,
-            };
-            if !record(context, &lease, begin).await {
+            if !begin_submit(context, &lease, token_hash).await {
                 return;
             }
             lease.state = JobState::Submitting;
         }
-        let step = next_move(context, &lease, callback_url.as_deref());
+        let step = next_move(context, provider.as_ref(), &lease, callback_url.as_deref());
         let started = std::time::Instant::now();
         let transition = with_renewal(context, &lease, step).await;
         metrics::histogram!("reelq_step_seconds", "step" => lease.state.as_str())
@@ -138,6 +141,51 @@ pub(crate) async fn run_step(context: &StepContext, mut lease: Lease) {
     }
     .instrument(span)
     .await
+}
+
+/// Records `submitting`, durably, before the create call: from here a crash reads as
+/// `uncertain`, never as a job nobody sent. Retried while the lease has time; a write that
+/// cannot be proven durable by then is put back in the queue, unsent. True if the create
+/// call may go.
+async fn begin_submit(context: &StepContext, lease: &Lease, token_hash: Option<String>) -> bool {
+    let begin = Transition::BeginSubmit {
+        lease: context.lease,
+        callback_token_hash: token_hash,
+    };
+    let write = || context.ledger.transition(lease, begin.clone());
+    let written = write
+        .retry(RECORD_RETRY.with_total_delay(Some(context.lease / 3)))
+        .when(QueueError::is_retryable)
+        .notify(|err, delay| warn!(error = %err, ?delay, "recording the submit failed; retrying"))
+        .await;
+    match written {
+        Ok(TransitionOutcome::Applied) => true,
+        Ok(TransitionOutcome::LeaseLost { state, fence }) => {
+            warn!(
+                state,
+                fence, "lease lost before the submit; another worker owns the job now"
+            );
+            false
+        }
+        Err(err @ QueueError::NotDurable { .. }) => {
+            warn!(error = %err, "submit record not durable; the job goes back to the queue, unsent");
+            let back = Transition::RetrySubmit {
+                attempt: lease.attempt,
+                delay: context.backoff_max,
+                error: err.to_string(),
+            };
+            let lease = Lease {
+                state: JobState::Submitting,
+                ..lease.clone()
+            };
+            record(context, &lease, back).await;
+            false
+        }
+        Err(err) => {
+            error!(error = %err, "could not record the submit; the job is claimed again when its lease expires");
+            false
+        }
+    }
 }
 
 /// Writes a transition, retrying through a Redis outage: the step's outcome may be a paid
@@ -180,23 +228,16 @@ async fn with_renewal<T>(context: &StepContext, lease: &Lease, step: impl Future
     }
 }
 
-async fn next_move(context: &StepContext, lease: &Lease, callback_url: Option<&str>) -> Transition {
-    let Some(provider) = context.providers.get(&lease.spec.provider) else {
-        // Another replica may have this provider configured: hand the job back for it.
-        let failure = StepFailure {
-            class: ErrorClass::Transient,
-            retry_after: Some(context.backoff_max),
-            message: format!(
-                "no {} account configured on this worker",
-                lease.spec.provider
-            ),
-        };
-        return retry_same_step(lease, lease.attempt, failure);
-    };
+async fn next_move(
+    context: &StepContext,
+    provider: &dyn Provider,
+    lease: &Lease,
+    callback_url: Option<&str>,
+) -> Transition {
     let transition = match lease.state {
-        JobState::Submitting => submit(context, provider.as_ref(), lease, callback_url).await,
-        JobState::Waiting => poll(context, provider.as_ref(), lease).await,
-        JobState::Fetching => fetch(context, provider.as_ref(), lease).await,
+        JobState::Submitting => submit(context, provider, lease, callback_url).await,
+        JobState::Waiting => poll(context, provider, lease).await,
+        JobState::Fetching => fetch(context, provider, lease).await,
         other => Transition::Failed {
             class: ErrorClass::Invalid,
             error: format!("claimed in state {other}, which has no step"),
@@ -286,6 +327,7 @@ async fn submit(
             warn!(error = %err, "submit outcome unknown");
             Transition::Uncertain {
                 error: err.to_string(),
+                slot_hold: context.uncertain_slot_hold(lease),
             }
         }
         Err(err) => context.retry_or_fail(lease, err.into()),
@@ -429,6 +471,14 @@ impl StepContext {
                 first: self.backoff_min,
                 max: self.backoff_max,
             })
+    }
+
+    /// How long an `uncertain` job of this provider keeps its in-flight slot.
+    fn uncertain_slot_hold(&self, lease: &Lease) -> Duration {
+        self.uncertain_slot_holds
+            .get(&lease.spec.provider)
+            .copied()
+            .unwrap_or(Duration::ZERO)
     }
 
     /// A submit gives up sooner than a poll or fetch of a task the provider already billed.

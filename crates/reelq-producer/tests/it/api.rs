@@ -1,7 +1,7 @@
 //! The HTTP enqueue API over real HTTP on loopback, against a real Redis.
 
 use reelq_core::{JobState, Secret};
-use reelq_producer::Client;
+use reelq_producer::{Client, LedgerConfig};
 use reelq_testkit::RedisServer;
 use serde_json::{Value, json};
 
@@ -16,7 +16,9 @@ struct Api {
 
 async fn api() -> Api {
     let redis = RedisServer::start().unwrap();
-    let client = Client::connect(&redis.url(), "api").await.unwrap();
+    let client = Client::connect(&LedgerConfig::new(redis.url(), "api"))
+        .await
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let app = reelq_producer::api(client.clone(), Secret::new(TOKEN));

@@ -1,7 +1,7 @@
 //! Enqueueing: bad requests are refused before anything is written.
 
 use reelq_core::{JobRequest, JobState};
-use reelq_producer::{Client, ProducerError};
+use reelq_producer::{Client, LedgerConfig, ProducerError};
 use reelq_testkit::RedisServer;
 
 fn request(prompt: &str) -> JobRequest {
@@ -16,7 +16,9 @@ fn request(prompt: &str) -> JobRequest {
 #[tokio::test]
 async fn a_valid_job_is_queued_with_its_defaults() {
     let redis = RedisServer::start().unwrap();
-    let client = Client::connect(&redis.url(), "t").await.unwrap();
+    let client = Client::connect(&LedgerConfig::new(redis.url(), "t"))
+        .await
+        .unwrap();
     let job_id = client.enqueue(request("a lighthouse")).await.unwrap();
     let record = client
         .status(job_id)
@@ -30,7 +32,9 @@ async fn a_valid_job_is_queued_with_its_defaults() {
 #[tokio::test]
 async fn an_invalid_job_is_refused_naming_the_field() {
     let redis = RedisServer::start().unwrap();
-    let client = Client::connect(&redis.url(), "t").await.unwrap();
+    let client = Client::connect(&LedgerConfig::new(redis.url(), "t"))
+        .await
+        .unwrap();
     let bad = JobRequest {
         duration_s: Some(12),
         ..request("x")
@@ -45,7 +49,9 @@ async fn an_invalid_job_is_refused_naming_the_field() {
 #[tokio::test]
 async fn a_manifest_with_a_bad_line_enqueues_nothing() {
     let redis = RedisServer::start().unwrap();
-    let client = Client::connect(&redis.url(), "t").await.unwrap();
+    let client = Client::connect(&LedgerConfig::new(redis.url(), "t"))
+        .await
+        .unwrap();
     let manifest = "{\"provider\":\"kie\",\"model\":\"sora-2-text-to-video\",\"prompt\":\"fine\"}\n\
                     {\"provider\":\"nope\",\"model\":\"m\",\"prompt\":\"p\"}\n";
     let err = client.enqueue_manifest(manifest).await.unwrap_err();
@@ -71,7 +77,9 @@ async fn a_manifest_with_a_bad_line_enqueues_nothing() {
 #[tokio::test]
 async fn stats_show_queue_depths_and_the_job_keeps_its_estimated_cost() {
     let redis = RedisServer::start().unwrap();
-    let client = Client::connect(&redis.url(), "t").await.unwrap();
+    let client = Client::connect(&LedgerConfig::new(redis.url(), "t"))
+        .await
+        .unwrap();
     let job_id = client.enqueue(request("priced")).await.unwrap();
     client.enqueue(request("second")).await.unwrap();
 

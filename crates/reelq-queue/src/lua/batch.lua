@@ -29,7 +29,7 @@ for _, id in ipairs(redis.call('LRANGE', prefix .. 'batch:' .. batch, 0, -1)) do
     redis.call('ZREM', due, id)
     redis.call('ZREM', prefix .. 'due_low', id)
     release_budget(batch, f[2] or '', f[3], f[4], f[5])
-    move(job, id, state, 'cancelled', now, 'batch cancelled', { 'reserved', '' })
+    move(job, id, state, 'cancelled', now, 'batch cancelled', { 'reserved', '' }, f[2] or '')
     moved = moved + 1
   end
 end

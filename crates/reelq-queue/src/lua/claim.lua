@@ -17,24 +17,34 @@
 -- A queued job whose provider is paused (`P pause:{provider}`, set on a 429) is left
 -- unclaimed and rescheduled for the end of the pause.
 -- ARGV[6]  cluster-wide limits per provider account, "<provider> <requests/s> <burst>
---          <max in flight> <slot ttl ms> <daily budget micros>" joined by ";" (0 = no limit). Every provider call
+--          <max in flight> <slot ttl ms> <daily budget micros> <uncertain slot ttl ms>"
+--          joined by ";" (0 = no limit). Every provider call
 --          (a submit or a poll) takes a token from a GCRA bucket `P rate:{provider}`; a submit
 --          also takes a generation slot in `P inflight:{provider}` (zset: job -> expiry),
---          released when the job leaves `submitting`/`waiting` and renewed by each poll, so a
+--          released when the generation ends (prelude's SLOT_FREE), renewed by each poll, so a
 --          lost job's slot comes back after the ttl. A job a limit holds back is rescheduled
 --          for when it may go, and named in the reply's waits.
+-- ARGV[7]  the claim's token, stored on each job it takes (`token`): moves must name it with
+--          the fence, so a fence number repeated after Redis lost writes names no live lease
+-- ARGV[8]  providers the worker has accounts for, comma-separated: jobs of others are left
+--          due for replicas that have one (at most SCAN_LIMIT of them are stepped over)
 local due = KEYS[1]
 local max_n, lease_ms, owner = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local resubmit_uncertain = ARGV[5] == '1'
+local token = ARGV[7]
+local serves = {}
+for provider in string.gmatch(ARGV[8] or '', '[^,]+') do serves[provider] = true end
+local SCAN_LIMIT = 1000
 local paused = {}
 local now = now_ms()
 
 local limits = {}
 for spec in string.gmatch(ARGV[6] or '', '[^;]+') do
-  local provider, rate, burst, slots, ttl, daily =
-    string.match(spec, '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
+  local provider, rate, burst, slots, ttl, daily, uncertain_ttl =
+    string.match(spec, '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
   limits[provider] = { rate = tonumber(rate), burst = math.max(1, tonumber(burst)),
-    slots = tonumber(slots), ttl = tonumber(ttl), daily = tonumber(daily) }
+    slots = tonumber(slots), ttl = tonumber(ttl), daily = tonumber(daily),
+    uncertain_ttl = tonumber(uncertain_ttl) }
 end
 local waits = {}
 
@@ -111,23 +121,15 @@ local function over_budget(provider, batch, cost, reserved)
   return nil, flags
 end
 
--- Normal jobs first; low-priority ones (`P due_low`, queued only) fill what is left.
 local due_low = prefix .. 'due_low'
-local ids = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, max_n)
-local low = {}
-if #ids < max_n then
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', due_low, '-inf', now, 'LIMIT', 0, max_n - #ids)) do
-    ids[#ids + 1] = id
-    low[id] = true
-  end
-end
 local claimed = {}
-for _, id in ipairs(ids) do
-  local queue = low[id] and due_low or due
+-- Acts on one due job of `queue`; false if the job's provider is not served here (left due).
+local function take(queue, id)
   local job = prefix .. 'job:' .. id
   local f = redis.call('HMGET', job, 'state', 'deadline_ms', 'spec', 'task_id', 'attempt',
     'result_url', 'polls', 'provider', 'task_id_hint', 'fence', 'batch', 'cost_micros', 'reserved')
   local state, deadline, provider = f[1], tonumber(f[2]), f[8] or ''
+  if state and not serves[provider] then return false end
   if state == 'queued' and paused[provider] == nil then
     paused[provider] = redis.call('PTTL', prefix .. 'pause:' .. provider)
   end
@@ -136,22 +138,25 @@ for _, id in ipairs(ids) do
   elseif (state == 'queued' or state == 'waiting') and deadline and deadline <= now then
     redis.call('ZREM', queue, id)
     move(job, id, state, 'expired', now, 'deadline passed',
-      { 'error_class', 'invalid', 'error', 'deadline passed before the job finished' })
+      { 'error_class', 'invalid', 'error', 'deadline passed before the job finished' }, provider)
   elseif state == 'queued' and paused[provider] > 0 then
     redis.call('ZADD', queue, now + paused[provider], id)
   elseif state == 'submitting' and f[9] then
     -- The submitter died, but the provider's callback already named the task: poll it.
     redis.call('ZADD', due, now, id)
     move(job, id, state, 'waiting', now, 'submit lease expired; task known from its callback',
-      { 'task_id', f[9], 'attempt', 0, 'fence', tonumber(f[10] or '0') + 1 })
+      { 'task_id', f[9], 'attempt', 0, 'fence', tonumber(f[10] or '0') + 1 }, provider)
   elseif state == 'submitting' and resubmit_uncertain then
     redis.call('ZADD', due, now, id)
     move(job, id, state, 'queued', now, 'submit lease expired; requeued by policy',
-      { 'error', 'submit lease expired; requeued by policy' })
+      { 'error', 'submit lease expired; requeued by policy' }, provider)
   elseif state == 'submitting' then
     redis.call('ZREM', due, id)
     move(job, id, state, 'uncertain', now, 'submit lease expired',
-      { 'error_class', 'unknown_outcome', 'error', 'submit lease expired before the provider answered' })
+      { 'error_class', 'unknown_outcome', 'error', 'submit lease expired before the provider answered' },
+      provider)
+    local l = limits[provider]
+    if l then hold_uncertain_slot(provider, id, now, l.uncertain_ttl) end
   elseif state == 'queued' and slots_full(provider) then
     -- A generation ends within seconds to minutes; look again in a second.
     hold_back(queue, id, provider, 'in_flight', 1000)
@@ -165,7 +170,7 @@ for _, id in ipairs(ids) do
     if spent == 'batch' then
       -- Kept, never submitted, until an operator raises the budget (`reelq batch resume`).
       redis.call('ZREM', queue, id)
-      move(job, id, state, 'budget_held', now, 'batch budget reached')
+      move(job, id, state, 'budget_held', now, 'batch budget reached', nil, provider)
     elseif spent == 'daily' then
       hold_back(queue, id, provider, 'daily_budget', DAY_MS * (day + 1) - now)
     else
@@ -181,10 +186,10 @@ for _, id in ipairs(ids) do
       end
       local fence = tonumber(f[10] or '0') + 1
       if reserved ~= '' then
-        redis.call('HSET', job, 'fence', fence, 'owner', owner, 'reserved', reserved,
-          'reserved_day', day)
+        redis.call('HSET', job, 'fence', fence, 'token', token, 'owner', owner,
+          'reserved', reserved, 'reserved_day', day)
       else
-        redis.call('HSET', job, 'fence', fence, 'owner', owner)
+        redis.call('HSET', job, 'fence', fence, 'token', token, 'owner', owner)
       end
       if queue == due_low then redis.call('ZREM', due_low, id) end
       redis.call('ZADD', due, now + lease_ms, id)
@@ -194,7 +199,27 @@ for _, id in ipairs(ids) do
   else
     redis.call('ZREM', queue, id)
   end
+  return true
 end
+
+-- Takes up to `want` due jobs of `queue`. Every job acted on leaves the due range (claimed,
+-- rescheduled or removed), so the next page starts after the jobs stepped over.
+local scanned = 0
+local function take_from(queue, want)
+  local stepped_over = 0
+  while want > 0 and scanned < SCAN_LIMIT do
+    local page = redis.call('ZRANGEBYSCORE', queue, '-inf', now, 'LIMIT', stepped_over, want)
+    if #page == 0 then return end
+    for _, id in ipairs(page) do
+      scanned = scanned + 1
+      if take(queue, id) then want = want - 1 else stepped_over = stepped_over + 1 end
+    end
+  end
+end
+
+-- Normal jobs first; low-priority ones (`P due_low`, queued only) fill what is left.
+take_from(due, max_n)
+take_from(due_low, max_n - #claimed)
 for provider, l in pairs(limits) do
   if l.tat ~= nil and l.tat > now then
     redis.call('SET', prefix .. 'rate:' .. provider, l.tat, 'PX', math.ceil(l.tat - now) + 1000)

@@ -63,10 +63,19 @@ local function retain(job, id, from, to, now)
   redis.call('ZREMRANGEBYSCORE', prefix .. 'state:' .. to, '-inf', now - retention)
 end
 
+-- In-flight slots (`P inflight:{provider}`, taken by the claim of a queued job when limits are
+-- set): a job may hold one in the states of HOLDS_SLOT, and entering a state of SLOT_FREE (its
+-- generation over, or never begun) gives it back. `uncertain` keeps it for a bounded time
+-- (its mover sets the expiry with hold_uncertain_slot).
+local HOLDS_SLOT = { queued = true, submitting = true, waiting = true, uncertain = true }
+local SLOT_FREE = { queued = true, budget_held = true, fetching = true, stored = true,
+  failed = true, rejected = true, expired = true, cancelled = true }
+
 -- Moves a job between states: state field (with any `fields`, a flat list of field/value
--- pairs written in the same HSET), per-state index, capped event log, change feed, and the
--- completion webhook when the job ends.
-local function move(job, id, from, to, now, detail, fields)
+-- pairs written in the same HSET), per-state index, capped event log, change feed, the
+-- in-flight slot, and the completion webhook when the job ends. `provider` may be nil when
+-- the caller has not read it.
+local function move(job, id, from, to, now, detail, fields, provider)
   local set = { 'state', to, 'updated_ms', now }
   for _, v in ipairs(fields or {}) do set[#set + 1] = v end
   redis.call('HSET', job, unpack(set))
@@ -74,9 +83,20 @@ local function move(job, id, from, to, now, detail, fields)
   redis.call('ZADD', prefix .. 'state:' .. to, now, id)
   log_event(id, now, to .. ' ' .. detail)
   redis.call('PUBLISH', prefix .. 'changes', id .. ' ' .. to)
+  if HOLDS_SLOT[from] and SLOT_FREE[to] then
+    provider = provider or redis.call('HGET', job, 'provider') or ''
+    redis.call('ZREM', prefix .. 'inflight:' .. provider, id)
+  end
   if TERMINAL[to] then queue_notification(job, id, now) end
   count_batch_end(job, from, to, now)
   retain(job, id, from, to, now)
+end
+
+-- An `uncertain` job keeps its in-flight slot (only if it holds one) until `hold_ms` from now.
+local function hold_uncertain_slot(provider, id, now, hold_ms)
+  if hold_ms >= 0 then
+    redis.call('ZADD', prefix .. 'inflight:' .. provider, 'XX', now + hold_ms, id)
+  end
 end
 
 -- Gives back what a job's submit reserved against its batch budget and its provider's daily

@@ -24,7 +24,7 @@ if state == 'waiting' and known_task == task_id and (not owner or owner == '') t
   redis.call('PUBLISH', prefix .. 'wake', 1)
   return 'woken'
 elseif state == 'uncertain' and not known_task then
-  redis.call('HDEL', job, 'error', 'error_class')
+  redis.call('HDEL', job, 'error', 'error_class', 'reconcile_note')
   redis.call('HINCRBY', job, 'fence', 1)
   move(job, id, state, 'waiting', now, 'task ' .. task_id .. ' named by its callback',
     { 'task_id', task_id, 'attempt', 0 })

@@ -12,19 +12,15 @@ use reelq_queue::{
 };
 use reelq_testkit::{EVENT_TIMEOUT, RedisServer};
 
-const LEASE: Duration = Duration::from_secs(30);
+pub(crate) const LEASE: Duration = Duration::from_secs(30);
 
-async fn ledger(redis: &RedisServer) -> Ledger {
-    Ledger::connect(&LedgerConfig {
-        redis_url: redis.url(),
-        prefix: "test".into(),
-        response_timeout: Duration::from_secs(5),
-    })
-    .await
-    .expect("ledger connects")
+pub(crate) async fn ledger(redis: &RedisServer) -> Ledger {
+    Ledger::connect(&LedgerConfig::new(redis.url(), "test"))
+        .await
+        .expect("ledger connects")
 }
 
-fn spec(prompt: &str) -> JobSpec {
+pub(crate) fn spec(prompt: &str) -> JobSpec {
     JobSpec {
         provider: ProviderKind::Kie,
         model: "sora-2-text-to-video".into(),
@@ -40,18 +36,19 @@ fn spec(prompt: &str) -> JobSpec {
     }
 }
 
-fn claim_opts(owner: &str, max_jobs: usize, lease: Duration) -> ClaimOptions<'_> {
+pub(crate) fn claim_opts(owner: &str, max_jobs: usize, lease: Duration) -> ClaimOptions<'_> {
     ClaimOptions {
         owner,
         max_jobs,
         lease,
         resubmit_uncertain: false,
         limits: &[],
+        providers: &ProviderKind::ALL,
     }
 }
 
 /// Claims exactly one due job.
-async fn claim_one(ledger: &Ledger, owner: &str, lease: Duration) -> Lease {
+pub(crate) async fn claim_one(ledger: &Ledger, owner: &str, lease: Duration) -> Lease {
     let mut leases = ledger
         .claim(&claim_opts(owner, 1, lease))
         .await
@@ -62,7 +59,7 @@ async fn claim_one(ledger: &Ledger, owner: &str, lease: Duration) -> Lease {
 }
 
 /// Records that a claimed job's submit begins, as a worker does, and returns its lease.
-async fn begin_submit(ledger: &Ledger, lease_held: Lease, lease: Duration) -> Lease {
+pub(crate) async fn begin_submit(ledger: &Ledger, lease_held: Lease, lease: Duration) -> Lease {
     let begin = Transition::BeginSubmit {
         lease,
         callback_token_hash: None,
@@ -78,7 +75,12 @@ async fn begin_submit(ledger: &Ledger, lease_held: Lease, lease: Duration) -> Le
 }
 
 /// Claims up to `n` queued jobs and records that their submit begins, as a worker does.
-async fn claim_and_begin(ledger: &Ledger, owner: &str, n: usize, lease: Duration) -> Vec<Lease> {
+pub(crate) async fn claim_and_begin(
+    ledger: &Ledger,
+    owner: &str,
+    n: usize,
+    lease: Duration,
+) -> Vec<Lease> {
     let claim = ledger.claim(&claim_opts(owner, n, lease)).await.unwrap();
     let mut leases = Vec::new();
     for lease_held in claim.leases {
@@ -88,14 +90,23 @@ async fn claim_and_begin(ledger: &Ledger, owner: &str, n: usize, lease: Duration
 }
 
 /// `n` jobs with fresh ids, their prompts numbered after `prefix`.
-fn jobs_of(n: usize, prefix: &str, spec_of: fn(&str) -> JobSpec) -> Vec<(JobId, JobSpec)> {
+pub(crate) fn jobs_of(
+    n: usize,
+    prefix: &str,
+    spec_of: fn(&str) -> JobSpec,
+) -> Vec<(JobId, JobSpec)> {
     (0..n)
         .map(|i| (JobId::new(), spec_of(&format!("{prefix} {i}"))))
         .collect()
 }
 
 /// Enqueues one job and takes it through its submit to `waiting` on `task_id`.
-async fn submit_one(ledger: &Ledger, prompt: &str, task_id: &str, first_poll: Duration) -> JobId {
+pub(crate) async fn submit_one(
+    ledger: &Ledger,
+    prompt: &str,
+    task_id: &str,
+    first_poll: Duration,
+) -> JobId {
     let job_id = JobId::new();
     ledger
         .enqueue(None, &[(job_id, spec(prompt))])
@@ -113,7 +124,7 @@ async fn submit_one(ledger: &Ledger, prompt: &str, task_id: &str, first_poll: Du
     job_id
 }
 
-async fn state_of(ledger: &Ledger, job_id: JobId) -> JobState {
+pub(crate) async fn state_of(ledger: &Ledger, job_id: JobId) -> JobState {
     ledger.job(job_id).await.unwrap().expect("job exists").state
 }
 
@@ -519,20 +530,6 @@ async fn a_failed_job_retried_by_an_operator_polls_again_if_the_provider_has_it(
 }
 
 #[tokio::test]
-async fn durability_settings_are_checked() {
-    let redis = RedisServer::start().unwrap();
-    let ledger = ledger(&redis).await;
-    assert!(ledger.durability_problems().await.unwrap().is_empty());
-    redis.config_set("maxmemory-policy", "allkeys-lru").unwrap();
-    let problems = ledger.durability_problems().await.unwrap();
-    assert_eq!(problems.len(), 1);
-    assert!(
-        problems[0].starts_with("maxmemory-policy is allkeys-lru"),
-        "{problems:?}"
-    );
-}
-
-#[tokio::test]
 async fn a_callback_wakes_a_waiting_job_and_duplicates_change_nothing() {
     let redis = RedisServer::start().unwrap();
     let ledger = ledger(&redis).await;
@@ -754,7 +751,7 @@ async fn the_event_log_keeps_the_last_32_events() {
     );
 }
 
-fn kie_limit(requests_per_s: f64, burst: u32, max_in_flight: u32) -> [ProviderLimit; 1] {
+pub(crate) fn kie_limit(requests_per_s: f64, burst: u32, max_in_flight: u32) -> [ProviderLimit; 1] {
     [ProviderLimit {
         provider: ProviderKind::Kie,
         requests_per_s,
@@ -762,6 +759,7 @@ fn kie_limit(requests_per_s: f64, burst: u32, max_in_flight: u32) -> [ProviderLi
         max_in_flight,
         slot_ttl: Duration::from_secs(600),
         daily_budget_micros: 0,
+        uncertain_slot_ttl: Duration::from_secs(600),
     }]
 }
 

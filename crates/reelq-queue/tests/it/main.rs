@@ -1,3 +1,4 @@
 //! Integration tests for the ledger against a real redis-server.
 
+mod durability;
 mod ledger;

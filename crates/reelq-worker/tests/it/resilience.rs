@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use reelq_core::JobState;
+use reelq_queue::QueueError;
 use reelq_sim::SimEvent;
 use reelq_worker::{WorkerConfig, WorkerError};
 use tokio_util::sync::CancellationToken;
@@ -118,26 +119,30 @@ async fn sigterm_lets_an_in_flight_submit_finish_and_record() {
 }
 
 #[tokio::test]
-async fn a_worker_refuses_a_redis_that_may_evict_jobs() {
+async fn a_worker_refuses_a_redis_that_may_evict_jobs_or_lose_its_last_second() {
     let deployment = Deployment::start(env!("CARGO_BIN_EXE_reelq-worker"), Duration::ZERO).await;
-    deployment
-        .redis
-        .config_set("maxmemory-policy", "allkeys-lru")
-        .unwrap();
     let config_path = deployment.worker_config("picky", API_KEY);
-    let config = WorkerConfig::load(Some(&config_path)).unwrap();
-
-    let err = reelq_worker::run(
-        config,
-        reelq_worker::Listeners::default(),
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap_err();
-
-    assert!(matches!(err, WorkerError::Config(_)), "{err}");
-    assert!(
-        err.to_string().contains("maxmemory-policy is allkeys-lru"),
-        "{err}"
-    );
+    for (setting, value, named) in [
+        (
+            "maxmemory-policy",
+            "allkeys-lru",
+            "maxmemory-policy is allkeys-lru",
+        ),
+        ("appendfsync", "everysec", "appendfsync is everysec"),
+    ] {
+        deployment.redis.config_set(setting, value).unwrap();
+        let config = WorkerConfig::load(Some(&config_path)).unwrap();
+        let err = reelq_worker::run(
+            config,
+            reelq_worker::Listeners::default(),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(err, WorkerError::Queue(QueueError::Unsafe(_))),
+            "{err}"
+        );
+        assert!(err.to_string().contains(named), "{err}");
+    }
 }
