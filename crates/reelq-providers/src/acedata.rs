@@ -10,8 +10,12 @@
 //! | 402 (credits; undocumented, assumed)              | `Credits`          |
 //! | 404                                               | `Invalid`          |
 //! | 429 `too_many_requests`                           | `RateLimited`      |
-//! | 500 `api_error`, 502, 503                         | `Transient`        |
-//! | create: no answer, unreadable 2xx, 504            | `UnknownOutcome`   |
+//! | 500 `api_error` (the provider's own error body)   | `Transient`        |
+//! | query: other 5xx                                  | `Transient`        |
+//! | create: no answer, reset, unreadable 2xx, 502, 503, 504, 500 without `{error}` | `UnknownOutcome` |
+//!
+//! Proof of refusal on a create (retried or failed, never `uncertain`): the 4xx rows and a
+//! 500 carrying AceData's own `{success: false, error}` body.
 //! | task `state: failed`                              | `GenerationFailed` (`Moderation` if its error names it) |
 
 use futures_util::{FutureExt, future::BoxFuture};

@@ -9,8 +9,13 @@
 //! | 401, 403                                     | `Auth`             |
 //! | 402                                          | `Credits`          |
 //! | 429 (honouring `Retry-After`)                | `RateLimited`      |
-//! | 500, 502, 503                                | `Transient`        |
-//! | create: no answer, unreadable 2xx, 504       | `UnknownOutcome`   |
+//! | 500 with evolink's `{error}` body            | `Transient`        |
+//! | query: other 5xx                             | `Transient`        |
+//! | create: no answer, reset, unreadable 2xx, 502, 503, 504, 500 without `{error}` | `UnknownOutcome` |
+//!
+//! Proof of refusal on a create: the 4xx rows and a 500 carrying evolink's own `{error}`
+//! body. evolink documents 502/503 as retryable, but a gateway in front of it can answer
+//! them after the create was accepted, so reelq treats them as unknown outcomes.
 //! | task `status: failed` or `cancelled`         | `GenerationFailed` (`Moderation` if its error names it) |
 
 use futures_util::{FutureExt, future::BoxFuture};

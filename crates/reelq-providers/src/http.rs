@@ -148,13 +148,18 @@ fn retry_after(response: &Response) -> Option<Duration> {
 /// The class an HTTP status alone implies, for providers that answer errors with a status
 /// (and for kie when the body is no envelope). `message` should carry the provider's words.
 ///
+/// A create answered 5xx may have been accepted before something in front of the provider
+/// (a gateway, a load balancer) failed: the status alone proves no refusal, so the outcome
+/// is unknown. [`read_json`] makes a 500 that carries the provider's own error body a
+/// refusal again.
+///
 /// | status                   | class             |
 /// |--------------------------|-------------------|
 /// | 401, 403                 | `Auth`            |
 /// | 402                      | `Credits`         |
 /// | 429                      | `RateLimited`     |
-/// | 500, 502, 503            | `Transient`       |
 /// | other 4xx                | `Invalid`         |
+/// | 500, 502, 503, on query  | `Transient`       |
 /// | anything else, on create | `UnknownOutcome`  |
 /// | anything else, on query  | `Transient`       |
 pub(crate) fn status_error(
@@ -167,10 +172,6 @@ pub(crate) fn status_error(
         401 | 403 => ProviderError::Auth(message),
         402 => ProviderError::Credits(message),
         429 => ProviderError::RateLimited {
-            retry_after,
-            message,
-        },
-        500 | 502 | 503 => ProviderError::Transient {
             retry_after,
             message,
         },
@@ -223,8 +224,10 @@ impl ErrorDetail {
 }
 
 /// Reads a 2xx answer as `T`, or classes an error answer shaped `{"error": {...}}`: by its
-/// HTTP status, except that a 4xx naming moderation is `Moderation` and OpenAI's 429
-/// `insufficient_quota` is `Credits` (an empty account, not a busy one).
+/// HTTP status, except that a 4xx naming moderation is `Moderation`, OpenAI's 429
+/// `insufficient_quota` is `Credits` (an empty account, not a busy one), and a 500 whose body
+/// is the provider's own error is `Transient` even on a create (a refusal, not a gateway
+/// failing after acceptance).
 pub(crate) fn read_json<T: DeserializeOwned>(
     provider: ProviderKind,
     answer: &Answer,
@@ -242,6 +245,7 @@ pub(crate) fn read_json<T: DeserializeOwned>(
     let detail = serde_json::from_str::<ErrorBody>(&answer.body)
         .map(|body| body.error)
         .unwrap_or_default();
+    let provider_words = detail.code.is_some() || detail.message.is_some();
     let described = detail.describe();
     let message = format!("{provider} HTTP {} {described}", answer.status.as_u16());
     if answer.status.is_client_error() && names_moderation(&described) {
@@ -249,6 +253,13 @@ pub(crate) fn read_json<T: DeserializeOwned>(
     }
     if described.starts_with("insufficient_quota") {
         return Err(ProviderError::Credits(message));
+    }
+    if answer.status == StatusCode::INTERNAL_SERVER_ERROR && provider_words {
+        // The provider's own documented error: it refused the call, nothing was created.
+        return Err(ProviderError::Transient {
+            retry_after: answer.retry_after,
+            message,
+        });
     }
     Err(status_error(
         answer.status,
@@ -288,8 +299,11 @@ mod tests {
             (403, Call::Query, ErrorClass::Auth),
             (402, Call::Create, ErrorClass::Credits),
             (429, Call::Create, ErrorClass::RateLimited),
-            (500, Call::Create, ErrorClass::Transient),
-            (502, Call::Create, ErrorClass::Transient),
+            (500, Call::Create, ErrorClass::UnknownOutcome),
+            (502, Call::Create, ErrorClass::UnknownOutcome),
+            (503, Call::Create, ErrorClass::UnknownOutcome),
+            (500, Call::Query, ErrorClass::Transient),
+            (502, Call::Query, ErrorClass::Transient),
             (503, Call::Query, ErrorClass::Transient),
             (404, Call::Query, ErrorClass::Invalid),
             (422, Call::Create, ErrorClass::Invalid),
@@ -352,10 +366,12 @@ mod tests {
                 r#"{"error":{"code":"invalid_parameters","message":"m","type":"t"}}"#,
                 ErrorClass::Invalid,
             ),
+            // 502/503 come from whatever stands in front of the provider, which may have
+            // accepted the create already: never proof of a refusal
             (
                 503,
                 r#"{"error":{"code":"service_unavailable","message":"m","type":"t"}}"#,
-                ErrorClass::Transient,
+                ErrorClass::UnknownOutcome,
             ),
             // OpenAI-style
             (
@@ -379,7 +395,14 @@ mod tests {
                 r#"{"error":{"code":"safety_system_down","message":"m"}}"#,
                 ErrorClass::Transient,
             ),
-            (502, "<html>bad gateway</html>", ErrorClass::Transient),
+            (502, "<html>bad gateway</html>", ErrorClass::UnknownOutcome),
+            // a 500 without the provider's own error body: a gateway's, not a refusal
+            (
+                500,
+                "<html>internal error</html>",
+                ErrorClass::UnknownOutcome,
+            ),
+            (500, "", ErrorClass::UnknownOutcome),
         ];
         for (status, body, class) in rows {
             let err =

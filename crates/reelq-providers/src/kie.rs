@@ -9,9 +9,13 @@
 //! | 402                 | `Credits`           | account empty                              |
 //! | 404, 422, 505, 4xx  | `Invalid`           | not found, validation, feature disabled    |
 //! | 429                 | `RateLimited`       | honour `Retry-After`                       |
-//! | 455, 500, other 5xx | `Transient`         | maintenance, server error                  |
+//! | 455, 500, other 5xx in the envelope | `Transient` | maintenance, server error (kie's own words: a refusal) |
 //! | 501                 | `GenerationFailed`  | the generation failed                      |
-//! | create: no answer, unparsable 2xx, 504 | `UnknownOutcome` | the task may exist        |
+//! | query: HTTP 5xx without an envelope | `Transient` | asked again                      |
+//! | create: no answer, reset, unparsable 2xx, HTTP 5xx without an envelope | `UnknownOutcome` | the task may exist |
+//!
+//! Proof of refusal on a create: an envelope whose `code` is not 200 (kie answers its own
+//! errors in the envelope, often with HTTP 200), or an HTTP 4xx.
 
 use std::time::Duration;
 

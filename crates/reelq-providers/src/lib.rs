@@ -20,7 +20,8 @@ pub use http::AccountConfig;
 pub use kie::{Kie, kie_signature};
 pub use openai::Openai;
 pub use provider::{
-    ByteStream, CallbackError, CallbackHint, CallbackScope, Download, Provider, TaskStatus,
+    ByteStream, CallbackError, CallbackHint, CallbackScope, Download, Provider, ProviderTask,
+    TaskEcho, TaskStatus,
 };
 use reelq_core::ProviderKind;
 pub use reqwest::header::HeaderMap;

@@ -9,8 +9,13 @@
 //! | 401, 403                                        | `Auth`             |
 //! | 402, 429 `insufficient_quota`                   | `Credits`          |
 //! | 429 otherwise (honouring `Retry-After`)         | `RateLimited`      |
-//! | 500, 502, 503                                   | `Transient`        |
-//! | create: no answer, unreadable 2xx, 504          | `UnknownOutcome`   |
+//! | 500 with the gateway's `{error}` body           | `Transient`        |
+//! | query: other 5xx                                | `Transient`        |
+//! | create: no answer, reset, unreadable 2xx, 502, 503, 504, 500 without `{error}` | `UnknownOutcome` |
+//!
+//! Proof of refusal on a create: the 4xx rows and a 500 with an OpenAI-style `{error}` body.
+//! An OpenAI-compatible gateway forwards to an upstream it does not control, so any other 5xx
+//! may follow an accepted (billed) create.
 //! | video `status: failed`                          | `GenerationFailed` (`Moderation` if its error names it) |
 
 use futures_util::{FutureExt, future::BoxFuture};
@@ -21,7 +26,7 @@ use serde_json::json;
 
 use crate::{
     AccountConfig, CallbackError, CallbackHint, CallbackScope, Download, Provider, ProviderError,
-    TaskStatus, WebhookKey,
+    ProviderTask, TaskEcho, TaskStatus, WebhookKey,
     http::{Api, Call, ErrorDetail, read_json, task_failure},
 };
 
@@ -39,7 +44,50 @@ struct Video {
     status: String,
     #[serde(default)]
     error: Option<ErrorDetail>,
+    #[serde(default)]
+    created_at: Option<u64>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    seconds: Option<String>,
+    #[serde(default)]
+    size: Option<String>,
+    /// Echoed by some gateways; absent from others.
+    #[serde(default)]
+    prompt: Option<String>,
 }
+
+impl Video {
+    /// The video as the provider's record of a create: what it echoes of the request.
+    fn into_task(self) -> ProviderTask {
+        let echo: TaskEcho = [
+            ("model", self.model),
+            ("seconds", self.seconds),
+            ("size", self.size),
+            ("prompt", self.prompt),
+        ]
+        .into_iter()
+        .filter_map(|(field, value)| Some((field, value?)))
+        .collect();
+        ProviderTask {
+            task_id: self.id,
+            created_s: self.created_at.unwrap_or_default(),
+            echo,
+        }
+    }
+}
+
+/// A page of `GET /v1/videos`.
+#[derive(Deserialize)]
+struct VideoList {
+    data: Vec<Video>,
+    #[serde(default)]
+    has_more: bool,
+}
+
+/// Pages of 100 read when listing, at most: enough for an hour of a busy account, bounded
+/// so a reconcile pass stays cheap.
+const MAX_LIST_PAGES: usize = 20;
 
 /// A webhook event: `{"type": "video.completed", "data": {"id": "video_..."}}`.
 #[derive(Deserialize)]
@@ -75,10 +123,39 @@ impl Openai {
         Ok(video.id)
     }
 
-    async fn retrieve(&self, video_id: &str) -> Result<TaskStatus, ProviderError> {
+    async fn video(&self, video_id: &str) -> Result<Video, ProviderError> {
         let request = self.api.get(&format!("/v1/videos/{video_id}"));
         let answer = self.api.send(request, Call::Query).await?;
-        let video: Video = read_json(ProviderKind::Openai, &answer, Call::Query)?;
+        read_json(ProviderKind::Openai, &answer, Call::Query)
+    }
+
+    /// `GET /v1/videos?order=desc&limit=100&after=...` until a page reaches back past
+    /// `since_s` or the list ends.
+    async fn list_since(&self, since_s: u64) -> Result<Vec<ProviderTask>, ProviderError> {
+        let mut tasks: Vec<ProviderTask> = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_LIST_PAGES {
+            let mut query = vec![("order", "desc".to_owned()), ("limit", "100".to_owned())];
+            if let Some(after) = &after {
+                query.push(("after", after.clone()));
+            }
+            let request = self.api.get("/v1/videos").query(&query);
+            let answer = self.api.send(request, Call::Query).await?;
+            let page: VideoList = read_json(ProviderKind::Openai, &answer, Call::Query)?;
+            let more = page.has_more;
+            tasks.extend(page.data.into_iter().map(Video::into_task));
+            let Some(last) = tasks.last() else { break };
+            if !more || last.created_s < since_s {
+                break;
+            }
+            after = Some(last.task_id.clone());
+        }
+        tasks.retain(|task| task.created_s >= since_s);
+        Ok(tasks)
+    }
+
+    async fn retrieve(&self, video_id: &str) -> Result<TaskStatus, ProviderError> {
+        let video = self.video(video_id).await?;
         match video.status.as_str() {
             "queued" | "in_progress" => Ok(TaskStatus::Running),
             "completed" => Ok(TaskStatus::Succeeded {
@@ -98,18 +175,29 @@ impl Openai {
 }
 
 fn create_body(spec: &JobSpec) -> serde_json::Value {
+    let echo = echo_of(spec);
+    json!({
+        "model": echo["model"],
+        "prompt": echo["prompt"],
+        "seconds": echo["seconds"],
+        "size": echo["size"],
+    })
+}
+
+/// The create's fields, as the video object echoes them back.
+fn echo_of(spec: &JobSpec) -> TaskEcho {
     let size = match (spec.aspect, spec.quality) {
         (Aspect::Portrait, Quality::Standard) => "720x1280",
         (Aspect::Portrait, Quality::High) => "1024x1792",
         (Aspect::Landscape | Aspect::Square, Quality::Standard) => "1280x720",
         (Aspect::Landscape | Aspect::Square, Quality::High) => "1792x1024",
     };
-    json!({
-        "model": spec.model,
-        "prompt": spec.prompt,
-        "seconds": spec.duration_s.to_string(),
-        "size": size,
-    })
+    TaskEcho::from([
+        ("model", spec.model.clone()),
+        ("prompt", spec.prompt.clone()),
+        ("seconds", spec.duration_s.to_string()),
+        ("size", size.to_owned()),
+    ])
 }
 
 impl Provider for Openai {
@@ -152,6 +240,28 @@ impl Provider for Openai {
 
     fn query<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<TaskStatus, ProviderError>> {
         self.retrieve(task_id).boxed()
+    }
+
+    fn lists_tasks(&self) -> bool {
+        true
+    }
+
+    fn echo(&self, spec: &JobSpec) -> TaskEcho {
+        echo_of(spec)
+    }
+
+    fn recent_tasks(
+        &self,
+        since_s: u64,
+    ) -> BoxFuture<'_, Result<Vec<ProviderTask>, ProviderError>> {
+        self.list_since(since_s).boxed()
+    }
+
+    fn task_record<'a>(
+        &'a self,
+        task_id: &'a str,
+    ) -> BoxFuture<'a, Result<ProviderTask, ProviderError>> {
+        async move { Ok(self.video(task_id).await?.into_task()) }.boxed()
     }
 
     fn download<'a>(

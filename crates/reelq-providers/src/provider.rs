@@ -54,6 +54,32 @@ pub enum CallbackScope {
     Account,
 }
 
+/// A task as the provider's own records show it: what reconciles an `uncertain` job (one
+/// whose create answer was lost) without a second paid create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderTask {
+    pub task_id: String,
+    /// When the provider created it, unix seconds.
+    pub created_s: u64,
+    /// The request fields the provider echoes back (model, duration, size, ...), by name,
+    /// valued as the adapter would have sent them.
+    pub echo: TaskEcho,
+}
+
+/// Request fields by name, as an adapter sends them and as the provider echoes them.
+pub type TaskEcho = std::collections::BTreeMap<&'static str, String>;
+
+impl ProviderTask {
+    /// Whether this task could be the create of a job that sent `sent`: every field the
+    /// provider echoes agrees (fields it does not echo, such as a prompt, cannot disagree).
+    pub fn echoes(&self, sent: &TaskEcho) -> bool {
+        self.echo
+            .iter()
+            .all(|(field, value)| sent.get(field).is_none_or(|sent| sent == value))
+            && self.echo.keys().any(|field| sent.contains_key(field))
+    }
+}
+
 /// One provider account. Implementations are stateless apart from their HTTP client and
 /// config, so one instance serves every worker task.
 pub trait Provider: Send + Sync {
@@ -83,6 +109,42 @@ pub trait Provider: Send + Sync {
     ) -> Result<CallbackHint, CallbackError>;
 
     fn query<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<TaskStatus, ProviderError>>;
+
+    /// Whether the provider can list its recent tasks ([`Provider::recent_tasks`]).
+    fn lists_tasks(&self) -> bool {
+        false
+    }
+
+    /// What the provider's records would echo of this job's create.
+    fn echo(&self, _spec: &JobSpec) -> TaskEcho {
+        TaskEcho::new()
+    }
+
+    /// The account's tasks created since `since_s` (unix seconds), newest first, as far as
+    /// the provider lists them. Providers without a list endpoint answer `Invalid`.
+    fn recent_tasks(
+        &self,
+        _since_s: u64,
+    ) -> BoxFuture<'_, Result<Vec<ProviderTask>, ProviderError>> {
+        Box::pin(async {
+            Err(ProviderError::Invalid(
+                "this provider has no task list".into(),
+            ))
+        })
+    }
+
+    /// One task's record, for a callback that names a task no job is known to own.
+    /// Providers that do not echo their requests answer `Invalid`.
+    fn task_record<'a>(
+        &'a self,
+        _task_id: &'a str,
+    ) -> BoxFuture<'a, Result<ProviderTask, ProviderError>> {
+        Box::pin(async {
+            Err(ProviderError::Invalid(
+                "this provider does not echo its requests".into(),
+            ))
+        })
+    }
 
     /// Opens the finished video for streaming.
     fn download<'a>(

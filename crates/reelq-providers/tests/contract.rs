@@ -81,17 +81,26 @@ async fn happy_path(kind: ProviderKind) {
 }
 
 /// Each injected fault (in the simulator's neutral vocabulary) and the class it must map to.
-const CREATE_FAULTS: [(i64, ErrorClass); 4] = [
-    (402, ErrorClass::Credits),
-    (429, ErrorClass::RateLimited),
-    (455, ErrorClass::Transient),
-    (500, ErrorClass::Transient),
-];
+/// Maintenance is a 503 at evolink and OpenAI-style gateways: a status that proves no
+/// refusal on a create (a gateway may answer it after the provider accepted), unlike kie's
+/// envelope code or AceData's 500 `api_error`.
+fn create_faults(kind: ProviderKind) -> [(i64, ErrorClass); 4] {
+    let maintenance = match kind {
+        ProviderKind::Evolink | ProviderKind::Openai => ErrorClass::UnknownOutcome,
+        _ => ErrorClass::Transient,
+    };
+    [
+        (402, ErrorClass::Credits),
+        (429, ErrorClass::RateLimited),
+        (455, maintenance),
+        (500, ErrorClass::Transient),
+    ]
+}
 
 async fn create_errors(kind: ProviderKind) {
     let sim = simulator(SimConfig::new(API_KEY, Duration::ZERO)).await;
     let provider = adapter(kind, account(&sim, API_KEY)).unwrap();
-    for (fault, class) in CREATE_FAULTS {
+    for (fault, class) in create_faults(kind) {
         sim.fail_next_creates(fault, 1);
         let err = submit(provider.as_ref(), "p").await.unwrap_err();
         assert_eq!(err.class(), class, "{kind} fault {fault}: {err}");
@@ -273,11 +282,57 @@ async fn faults_can_be_injected_over_http_as_the_demo_does() {
     assert_eq!(err.class(), ErrorClass::RateLimited, "{err}");
     control
         .post(format!("{}/sim/outage", sim.base_url()))
-        .json(&serde_json::json!({ "code": 455, "ms": 60000 }))
+        .json(&serde_json::json!({ "code": 500, "ms": 60000 }))
         .send()
         .await
         .unwrap();
     let err = submit(provider.as_ref(), "p").await.unwrap_err();
     assert_eq!(err.class(), ErrorClass::Transient, "{err}");
     assert_eq!(sim.stats().creates, 0);
+}
+
+#[tokio::test]
+async fn a_gateway_failing_after_the_provider_accepted_is_an_unknown_outcome_everywhere() {
+    for kind in ProviderKind::ALL {
+        let sim = simulator(SimConfig::new(API_KEY, Duration::ZERO)).await;
+        let provider = adapter(kind, account(&sim, API_KEY)).unwrap();
+        for code in [500, 502, 503, 504] {
+            sim.fail_after_accepting_next_creates(code, 1);
+            let err = submit(provider.as_ref(), "p").await.unwrap_err();
+            assert_eq!(
+                err.class(),
+                ErrorClass::UnknownOutcome,
+                "{kind} {code}: {err}"
+            );
+        }
+        assert_eq!(sim.stats().creates, 4, "{kind}: each was accepted and paid");
+    }
+}
+
+#[tokio::test]
+async fn the_openai_style_list_finds_a_create_whose_answer_was_lost() {
+    let sim = simulator(SimConfig::new(API_KEY, Duration::ZERO)).await;
+    let provider = adapter(ProviderKind::Openai, account(&sim, API_KEY)).unwrap();
+    assert!(provider.lists_tasks());
+    let lost = spec(ProviderKind::Openai, "a kite over dunes");
+    sim.fail_after_accepting_next_creates(502, 1);
+    let err = provider
+        .submit(JobId::new(), &lost, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::UnknownOutcome);
+    let other = submit(provider.as_ref(), "another prompt").await.unwrap();
+
+    let tasks = provider.recent_tasks(0).await.unwrap();
+    assert_eq!(tasks.len(), 2, "{tasks:?}");
+    let echo = provider.echo(&lost);
+    let matching: Vec<&str> = tasks
+        .iter()
+        .filter(|task| task.echoes(&echo))
+        .map(|task| task.task_id.as_str())
+        .collect();
+    assert_eq!(matching.len(), 1, "{tasks:?}");
+    assert_ne!(matching[0], other);
+    let record = provider.task_record(matching[0]).await.unwrap();
+    assert!(record.echoes(&echo), "{record:?}");
 }

@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 
 use crate::{
     contract::{
-        CreateRequest, Outcome, Phase, Refusal, accept, create_request, model, prompt,
-        query_allowed, random_hex, retry_in_a_second, take_callback_url,
+        CreateRequest, Outcome, Phase, Refusal, accept, create_request, gateway_failure, model,
+        prompt, query_allowed, random_hex, retry_in_a_second, take_callback_url,
     },
     simulator::SimState,
 };
@@ -41,6 +41,7 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
 fn refusal(refusal: Refusal) -> Response {
     match refusal {
         Refusal::BadKey => error(StatusCode::UNAUTHORIZED, "invalid_token", "invalid token"),
+        Refusal::AfterAccept(code) => gateway_failure(code),
         Refusal::Invalid(message) => {
             error(StatusCode::BAD_REQUEST, "api_not_implemented", &message)
         }

@@ -39,6 +39,16 @@ pub(crate) enum Refusal {
     Fault(i64),
     /// Moderation refused the prompt at create (providers that check before accepting).
     Moderated,
+    /// The create was accepted (and billed), then something in front of the provider failed
+    /// and answered this status with a page of its own, as a gateway or load balancer does.
+    AfterAccept(u16),
+}
+
+/// What a failing gateway answers: its status and an HTML page, not the provider's error.
+pub(crate) fn gateway_failure(code: u16) -> Response {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
+    let page = format!("<html><body><h1>{code} {status}</h1>upstream error</body></html>");
+    (status, [(header::CONTENT_TYPE, "text/html")], page).into_response()
 }
 
 /// How a task ends.
@@ -47,6 +57,16 @@ pub(crate) enum Outcome {
     Video,
     Moderated,
     Failed,
+}
+
+/// A task as a provider's records show it.
+pub(crate) struct TaskRecord {
+    pub(crate) task_id: String,
+    pub(crate) provider: ProviderKind,
+    pub(crate) phase: Phase,
+    /// The create's body (without callback URLs), for contracts that echo it.
+    pub(crate) request: Value,
+    pub(crate) created_s: u64,
 }
 
 /// Where a task stands, for a query or a callback.
@@ -149,10 +169,14 @@ pub(crate) async fn accept(
         outcome,
         fingerprint,
         request.callback_url,
+        request.body,
     );
     let latency = *state.create_latency.lock().unwrap();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
+    }
+    if let Some(code) = state.next_gateway_fault() {
+        return Err(Refusal::AfterAccept(code));
     }
     Ok(task_id)
 }
@@ -188,6 +212,36 @@ impl SimState {
         let tasks = self.tasks.lock().unwrap();
         let task = tasks.get(task_id)?;
         Some((task.provider, self.phase(task_id, task)))
+    }
+
+    /// A task as the provider's records show it: its phase, the create's body and when it
+    /// was made.
+    pub(crate) fn task_record(&self, task_id: &str) -> Option<TaskRecord> {
+        let tasks = self.tasks.lock().unwrap();
+        let task = tasks.get(task_id)?;
+        Some(self.record_of(task_id, task))
+    }
+
+    /// Every task of `provider`, newest first.
+    pub(crate) fn task_records(&self, provider: ProviderKind) -> Vec<TaskRecord> {
+        let tasks = self.tasks.lock().unwrap();
+        let mut records: Vec<(u64, TaskRecord)> = tasks
+            .iter()
+            .filter(|(_, task)| task.provider == provider)
+            .map(|(task_id, task)| (task.seq, self.record_of(task_id, task)))
+            .collect();
+        records.sort_by_key(|(seq, _)| std::cmp::Reverse(*seq));
+        records.into_iter().map(|(_, record)| record).collect()
+    }
+
+    fn record_of(&self, task_id: &str, task: &Task) -> TaskRecord {
+        TaskRecord {
+            task_id: task_id.to_owned(),
+            provider: task.provider,
+            phase: self.phase(task_id, task),
+            request: task.request.clone(),
+            created_s: task.created_unix_ms / 1000,
+        }
     }
 
     /// A pre-signed-style URL: it stops working `result_url_ttl` after it was handed out.

@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 
 use crate::{
     contract::{
-        CreateRequest, Outcome, Phase, Refusal, accept, create_request, model, prompt,
-        query_allowed, random_hex, retry_in_a_second, take_callback_url, unix_ms,
+        CreateRequest, Outcome, Phase, Refusal, accept, create_request, gateway_failure, model,
+        prompt, query_allowed, random_hex, retry_in_a_second, take_callback_url, unix_ms,
     },
     simulator::SimState,
 };
@@ -42,6 +42,7 @@ fn refusal(refusal: Refusal) -> Response {
             "invalid_api_key",
             "invalid api key",
         ),
+        Refusal::AfterAccept(code) => gateway_failure(code),
         Refusal::Invalid(message) => error(StatusCode::BAD_REQUEST, "invalid_parameters", &message),
         Refusal::Moderated => error(
             StatusCode::BAD_REQUEST,

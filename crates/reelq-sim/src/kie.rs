@@ -21,8 +21,8 @@ use sha2::Sha256;
 
 use crate::{
     contract::{
-        CreateRequest, Outcome, Phase, Refusal, accept, create_request, model, query_allowed,
-        random_hex, retry_in_a_second, take_callback_url,
+        CreateRequest, Outcome, Phase, Refusal, accept, create_request, gateway_failure, model,
+        query_allowed, random_hex, retry_in_a_second, take_callback_url,
     },
     simulator::SimState,
 };
@@ -52,6 +52,7 @@ fn refusal(refusal: Refusal) -> Response {
         // kie answers business errors with HTTP 200 and the real code in the envelope.
         Refusal::Invalid(msg) => envelope(StatusCode::OK, 422, &msg, Value::Null),
         Refusal::Moderated => unreachable!("kie moderates during generation"),
+        Refusal::AfterAccept(code) => gateway_failure(code),
         Refusal::Fault(429) => retry_in_a_second(envelope(
             StatusCode::OK,
             429,

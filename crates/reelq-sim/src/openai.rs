@@ -1,5 +1,7 @@
 //! The OpenAI-compatible Videos contract (`providers.md` section 4): `POST /v1/videos`,
-//! `GET /v1/videos/{id}`, `GET /v1/videos/{id}/content` (with the key), account-level
+//! `GET /v1/videos/{id}`, `GET /v1/videos` (newest first, `after`/`limit` pages; each video
+//! echoes its model, prompt, seconds, size and `created_at`, as OpenAI's Video object does),
+//! `GET /v1/videos/{id}/content` (with the key), account-level
 //! webhooks signed per Standard Webhooks, and `{error: {message, type, code}}` errors
 //! (an empty account is 429 `insufficient_quota`, as OpenAI answers it).
 
@@ -8,7 +10,7 @@ use std::sync::Arc;
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{Path, State},
+    extract::{Path, Query, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -16,20 +18,22 @@ use axum::{
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use hmac::{Hmac, Mac};
 use reelq_core::ProviderKind;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
 use crate::{
     contract::{
-        CreateRequest, Outcome, Phase, Refusal, accept, authorized, create_request, model, prompt,
-        query_allowed, random_hex, retry_in_a_second, serve_video, unix_ms,
+        CreateRequest, Outcome, Phase, Refusal, TaskRecord, accept, authorized, create_request,
+        gateway_failure, model, prompt, query_allowed, random_hex, retry_in_a_second, serve_video,
+        unix_ms,
     },
     simulator::SimState,
 };
 
 pub(crate) fn routes() -> Router<Arc<SimState>> {
     Router::new()
-        .route("/v1/videos", post(create_video))
+        .route("/v1/videos", post(create_video).get(list))
         .route("/v1/videos/{id}", get(retrieve))
         .route("/v1/videos/{id}/content", get(content))
 }
@@ -55,6 +59,7 @@ fn refusal(refusal: Refusal) -> Response {
             &message,
         ),
         Refusal::Moderated => unreachable!("openai moderates during generation"),
+        Refusal::AfterAccept(code) => gateway_failure(code),
         Refusal::Fault(402) => error(
             StatusCode::TOO_MANY_REQUESTS,
             "insufficient_quota",
@@ -89,12 +94,10 @@ async fn create_video(
 ) -> Response {
     state.create_received();
     match create(&state, &headers, &body).await {
-        Ok(video_id) => {
-            let phase = state
-                .task_phase(&video_id)
-                .map_or(Phase::Running, |(_, phase)| phase);
-            Json(video_body(&video_id, &phase)).into_response()
-        }
+        Ok(video_id) => match state.task_record(&video_id) {
+            Some(record) => Json(video_body(&record)).into_response(),
+            None => refusal(Refusal::Fault(500)),
+        },
         Err(err) => refusal(err),
     }
 }
@@ -132,16 +135,20 @@ async fn create(
     accept(state, request, format!("video_{}", random_hex())).await
 }
 
-pub(crate) fn video_body(video_id: &str, phase: &Phase) -> Value {
+/// The video object, echoing the create's model, prompt, seconds and size as OpenAI's does
+/// (the defaults are the API's own: sora-2, 4 seconds, 720x1280).
+pub(crate) fn video_body(record: &TaskRecord) -> Value {
+    let request = &record.request;
     let mut video = json!({
-        "id": video_id,
+        "id": record.task_id,
         "object": "video",
-        "model": "sora-2",
-        "created_at": unix_ms() / 1000,
-        "seconds": "4",
-        "size": "1280x720",
+        "model": request["model"].as_str().unwrap_or("sora-2"),
+        "prompt": request["prompt"],
+        "created_at": record.created_s,
+        "seconds": request["seconds"].as_str().unwrap_or("4"),
+        "size": request["size"].as_str().unwrap_or("720x1280"),
     });
-    let (status, progress) = match phase {
+    let (status, progress) = match &record.phase {
         Phase::Running => ("in_progress", 50),
         Phase::Done { .. } => ("completed", 100),
         Phase::Ended(outcome) => {
@@ -169,8 +176,10 @@ async fn retrieve(
     if let Err(err) = query_allowed(&state, &headers) {
         return refusal(err);
     }
-    match state.task_phase(&id) {
-        Some((ProviderKind::Openai, phase)) => Json(video_body(&id, &phase)).into_response(),
+    match state.task_record(&id) {
+        Some(record) if record.provider == ProviderKind::Openai => {
+            Json(video_body(&record)).into_response()
+        }
         _ => error(
             StatusCode::NOT_FOUND,
             "video_not_found",
@@ -178,6 +187,54 @@ async fn retrieve(
             "No video found",
         ),
     }
+}
+
+/// `GET /v1/videos?order=desc&limit=N&after=ID`: the account's videos, newest first, in pages.
+#[derive(Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    order: Option<String>,
+}
+
+async fn list(
+    State(state): State<Arc<SimState>>,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> Response {
+    if let Err(err) = query_allowed(&state, &headers) {
+        return refusal(err);
+    }
+    let mut records = state.task_records(ProviderKind::Openai);
+    if query.order.as_deref() == Some("asc") {
+        records.reverse();
+    }
+    let start = match &query.after {
+        Some(after) => match records.iter().position(|r| &r.task_id == after) {
+            Some(idx) => idx + 1,
+            None => records.len(),
+        },
+        None => 0,
+    };
+    let limit = query.limit.unwrap_or(20).clamp(1, 100);
+    let page: Vec<Value> = records
+        .iter()
+        .skip(start)
+        .take(limit)
+        .map(video_body)
+        .collect();
+    let has_more = start + page.len() < records.len();
+    Json(json!({
+        "object": "list",
+        "data": page,
+        "first_id": page.first().map(|v| v["id"].clone()),
+        "last_id": page.last().map(|v| v["id"].clone()),
+        "has_more": has_more,
+    }))
+    .into_response()
 }
 
 async fn content(

@@ -123,6 +123,11 @@ pub(crate) struct Task {
     pub(crate) outcome: Outcome,
     /// Where the callback goes; for tests to aim at, as an attacker who learnt it would.
     pub(crate) callback_url: Option<String>,
+    /// The create's body, for contracts whose task records echo it.
+    pub(crate) request: serde_json::Value,
+    pub(crate) created_unix_ms: u64,
+    /// Creation order, for lists newest first.
+    pub(crate) seq: u64,
 }
 
 pub(crate) struct SimState {
@@ -148,6 +153,10 @@ pub(crate) struct SimState {
     max_in_flight: Mutex<u64>,
     /// Faults the next downloads meet, one each.
     download_faults: Mutex<VecDeque<DownloadFault>>,
+    /// Statuses a failing gateway answers to the next creates, after each was accepted.
+    gateway_faults: Mutex<VecDeque<u16>>,
+    /// While set and not past, every accepted create is answered with this status instead.
+    gateway_outage: Mutex<Option<(u16, Instant)>>,
     events: broadcast::Sender<SimEvent>,
 }
 
@@ -199,6 +208,17 @@ impl SimState {
         *max = (*max).max(times.len() as u64);
     }
 
+    fn gateway_outage(&self, code: u16, length: Duration) {
+        *self.gateway_outage.lock().unwrap() = Some((code, Instant::now() + length));
+    }
+
+    /// The status a gateway answers an accepted create with, if one is failing now.
+    pub(crate) fn next_gateway_fault(&self) -> Option<u16> {
+        let queued = self.gateway_faults.lock().unwrap().pop_front();
+        let outage = *self.gateway_outage.lock().unwrap();
+        queued.or_else(|| outage.and_then(|(code, until)| (Instant::now() < until).then_some(code)))
+    }
+
     pub(crate) fn next_download_fault(&self) -> Option<DownloadFault> {
         self.download_faults.lock().unwrap().pop_front()
     }
@@ -216,15 +236,19 @@ impl SimState {
         outcome: Outcome,
         fingerprint: String,
         callback_url: Option<String>,
+        request: serde_json::Value,
     ) {
-        let task = Task {
-            provider,
-            created: Instant::now(),
-            outcome,
-            callback_url: callback_url.clone(),
-        };
         {
             let mut tasks = self.tasks.lock().unwrap();
+            let task = Task {
+                provider,
+                created: Instant::now(),
+                outcome,
+                callback_url: callback_url.clone(),
+                request,
+                created_unix_ms: crate::contract::unix_ms(),
+                seq: tasks.len() as u64,
+            };
             tasks.insert(task_id.to_owned(), task);
             let running = tasks.values().filter(|t| !self.is_finished(t)).count() as u64;
             let mut max_in_flight = self.max_in_flight.lock().unwrap();
@@ -305,6 +329,8 @@ impl Simulator {
             recent_requests: Mutex::default(),
             max_in_flight: Mutex::default(),
             download_faults: Mutex::default(),
+            gateway_faults: Mutex::default(),
+            gateway_outage: Mutex::default(),
             events,
         });
         let shutdown = CancellationToken::new();
@@ -387,6 +413,18 @@ impl Simulator {
         self.state.download_faults.lock().unwrap().extend(faults);
     }
 
+    /// The next `n` creates are accepted (a task made and paid for), then answered `code`
+    /// (e.g. 502) with a gateway's HTML page: a create whose outcome the client cannot know.
+    pub fn fail_after_accepting_next_creates(&self, code: u16, n: usize) {
+        let faults = std::iter::repeat_n(code, n);
+        self.state.gateway_faults.lock().unwrap().extend(faults);
+    }
+
+    /// For the next `length`, every accepted create is answered `code` by a failing gateway.
+    pub fn gateway_outage(&self, code: u16, length: Duration) {
+        self.state.gateway_outage(code, length);
+    }
+
     /// For the next `length`, every create and query answers with fault `code` (as in
     /// [`Simulator::fail_next_creates`]).
     pub fn outage(&self, code: i64, length: Duration) {
@@ -416,6 +454,7 @@ fn app(state: Arc<SimState>) -> Router {
         .route("/sim/release", post(release))
         .route("/sim/faults", post(faults))
         .route("/sim/outage", post(outage))
+        .route("/sim/gateway", post(gateway))
         .with_state(state)
 }
 
@@ -451,4 +490,16 @@ struct OutageRequest {
 
 async fn outage(State(state): State<Arc<SimState>>, Json(request): Json<OutageRequest>) {
     state.outage(request.code, Duration::from_millis(request.ms));
+}
+
+/// `POST /sim/gateway {"code": 502, "ms": 2000}`: for that long, every create is accepted and
+/// paid, then answered by a failing gateway.
+#[derive(serde::Deserialize)]
+struct GatewayRequest {
+    code: u16,
+    ms: u64,
+}
+
+async fn gateway(State(state): State<Arc<SimState>>, Json(request): Json<GatewayRequest>) {
+    state.gateway_outage(request.code, Duration::from_millis(request.ms));
 }

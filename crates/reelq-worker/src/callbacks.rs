@@ -10,7 +10,8 @@
 //! | 200    | accepted, including duplicates and stale hints (no-ops)    |
 //! | 400    | body unreadable                                            |
 //! | 401    | wrong token, bad or missing signature, stale timestamp     |
-//! | 404    | unknown provider or job, a job with no callback token, or a task no job is waiting on |
+//! | 404    | unknown provider or job, a job with no callback token, or a task no job is waiting on (nor an `uncertain` job's, by the provider's record) |
+//! | 500    | the provider's record of an unknown task could not be read (the provider will retry) |
 //! | 413    | body over `max_body_bytes`                                 |
 //! | 500    | Redis unreachable (the provider will retry)                |
 
@@ -32,12 +33,14 @@ use reelq_providers::{CallbackError, CallbackHint, CallbackScope, Provider};
 use reelq_queue::{Ledger, WakeOutcome};
 use tracing::{info, warn};
 
-use crate::steps::token_hash;
+use crate::{reconcile::Reconciler, steps::token_hash};
 
 #[derive(Clone)]
 pub(crate) struct CallbackState {
     pub(crate) ledger: Ledger,
     pub(crate) providers: Arc<HashMap<ProviderKind, Arc<dyn Provider>>>,
+    /// Finds the `uncertain` job of a task no job is known to own.
+    pub(crate) reconciler: Arc<Reconciler>,
 }
 
 pub(crate) fn app(state: CallbackState, max_body_bytes: usize) -> Router {
@@ -141,15 +144,26 @@ async fn for_account(
     }
     match state.ledger.job_of_task(kind, &hint.task_id).await {
         Ok(Some(job_id)) => wake(&state, job_id, &hint.task_id).await,
-        // Not (or no longer) indexed: another system's task on the account, or one whose
-        // job polling already finished. The provider may retry; polling needs none of it.
-        Ok(None) => {
-            info!(
-                task_id = hint.task_id,
-                "callback for a task no job is waiting on"
-            );
-            StatusCode::NOT_FOUND
-        }
+        // Not indexed: the task of an `uncertain` job whose create answer was lost (the
+        // provider's record of it finds the job), another system's task on the account, or
+        // one whose job polling already finished.
+        Ok(None) => match state.reconciler.settle_task(kind, &hint.task_id).await {
+            Ok(Some(job_id)) => {
+                info!(%job_id, task_id = hint.task_id, "callback settled an uncertain job");
+                StatusCode::OK
+            }
+            Ok(None) => {
+                info!(
+                    task_id = hint.task_id,
+                    "callback for a task no job is waiting on"
+                );
+                StatusCode::NOT_FOUND
+            }
+            Err(err) => {
+                warn!(task_id = hint.task_id, error = %err, "callback: could not look the task up");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        },
         Err(err) => {
             warn!(task_id = hint.task_id, error = %err, "callback: ledger unreachable");
             StatusCode::INTERNAL_SERVER_ERROR

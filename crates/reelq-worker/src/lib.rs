@@ -7,6 +7,7 @@ mod config;
 mod error;
 mod notify;
 mod ops;
+mod reconcile;
 mod runner;
 mod steps;
 

@@ -1,0 +1,316 @@
+//! Settles `uncertain` jobs from the provider's own records, never by a second paid create.
+//!
+//! A job is `uncertain` when its create went out and the answer did not come back (a timeout,
+//! a reset, a gateway's 5xx, a worker that died mid-call). Where the provider lists its
+//! tasks and echoes what each was asked (OpenAI-compatible `GET /v1/videos` echoes model,
+//! seconds, size and often the prompt), a pass every `reconcile_every_ms` looks for the task
+//! each uncertain job made, near the time its submit began. A signed account-level webhook
+//! naming a task no job owns (the task index is written only after the answer that was lost)
+//! looks that one task up the same way.
+//!
+//! A match must be unique both ways: one task for the job and one job for the task, and the
+//! task owned by no other job. Anything else is left `uncertain` with a note saying what was
+//! found, for the operator (`reelq jobs list --state uncertain`, the dashboard). Providers
+//! without a list settle through their per-task callbacks (the callback URL names the job)
+//! or by the operator.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use reelq_core::{JobId, ProviderKind};
+use reelq_providers::{Provider, ProviderTask, TaskEcho};
+use reelq_queue::{JobRecord, Ledger, WakeOutcome};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::steps::TASK_INDEX_TTL;
+
+/// How far from the moment its submit began a job's task may have been created: the create
+/// call's own time plus clock skew between Redis and the provider.
+const MATCH_WINDOW_S: u64 = 10 * 60;
+
+/// Most `uncertain` jobs read per pass.
+const MAX_UNCERTAIN: usize = 1000;
+
+/// An `uncertain` job as matching needs it.
+#[derive(Debug, Clone)]
+pub(crate) struct UncertainJob {
+    pub(crate) job_id: JobId,
+    /// What its create sent, as the provider would echo it.
+    pub(crate) echo: TaskEcho,
+    /// When its submit began, unix seconds.
+    pub(crate) submit_s: u64,
+}
+
+/// What the provider's records say of one uncertain job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Exactly this task, which no other candidate job could be.
+    Adopt(String),
+    /// Several tasks could be its create, or its one task could be another job's too.
+    Ambiguous(usize),
+    NoMatch,
+}
+
+/// Pairs uncertain jobs with unowned tasks; pure, so a table tests it.
+pub(crate) fn pair(jobs: &[UncertainJob], tasks: &[ProviderTask]) -> Vec<(JobId, Verdict)> {
+    let could_be = |job: &UncertainJob, task: &ProviderTask| {
+        task.echoes(&job.echo) && task.created_s.abs_diff(job.submit_s) <= MATCH_WINDOW_S
+    };
+    let mut jobs_per_task: HashMap<&str, usize> = HashMap::new();
+    for task in tasks {
+        let n_jobs = jobs.iter().filter(|job| could_be(job, task)).count();
+        jobs_per_task.insert(&task.task_id, n_jobs);
+    }
+    jobs.iter()
+        .map(|job| {
+            let candidates: Vec<&ProviderTask> =
+                tasks.iter().filter(|task| could_be(job, task)).collect();
+            let verdict = match candidates.as_slice() {
+                [] => Verdict::NoMatch,
+                [task] if jobs_per_task[task.task_id.as_str()] == 1 => {
+                    Verdict::Adopt(task.task_id.clone())
+                }
+                [_] => Verdict::Ambiguous(1),
+                many => Verdict::Ambiguous(many.len()),
+            };
+            (job.job_id, verdict)
+        })
+        .collect()
+}
+
+pub(crate) struct Reconciler {
+    pub(crate) ledger: Ledger,
+    pub(crate) providers: Arc<HashMap<ProviderKind, Arc<dyn Provider>>>,
+}
+
+impl Reconciler {
+    /// One pass per provider that lists its tasks, every `every`, until shutdown.
+    pub(crate) async fn run(self: Arc<Self>, every: Duration, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            for (&kind, provider) in self.providers.iter() {
+                if !provider.lists_tasks() {
+                    continue;
+                }
+                if let Err(err) = self.reconcile(kind, provider.as_ref()).await {
+                    warn!(%kind, error = %err, "reconciling uncertain jobs failed; trying again next pass");
+                }
+            }
+        }
+    }
+
+    /// Looks for every uncertain job's task in the provider's recent list. Returns how many
+    /// jobs were settled.
+    pub(crate) async fn reconcile(
+        &self,
+        kind: ProviderKind,
+        provider: &dyn Provider,
+    ) -> anyhow::Result<usize> {
+        let jobs = self.candidates(kind, provider).await?;
+        let Some(oldest_s) = jobs.iter().map(|job| job.submit_s).min() else {
+            return Ok(0);
+        };
+        let tasks = provider
+            .recent_tasks(oldest_s.saturating_sub(MATCH_WINDOW_S))
+            .await?;
+        let tasks = self.unowned(kind, tasks).await?;
+        self.settle(kind, &jobs, &tasks).await
+    }
+
+    /// For a verified account-level callback naming `task_id`, which no job is known to own:
+    /// the job it belongs to, if the provider's record of it settles one.
+    pub(crate) async fn settle_task(
+        &self,
+        kind: ProviderKind,
+        task_id: &str,
+    ) -> anyhow::Result<Option<JobId>> {
+        let Some(provider) = self.providers.get(&kind) else {
+            return Ok(None);
+        };
+        let jobs = self.candidates(kind, provider.as_ref()).await?;
+        if jobs.is_empty() {
+            return Ok(None);
+        }
+        let task = provider.task_record(task_id).await?;
+        for (job_id, verdict) in pair(&jobs, std::slice::from_ref(&task)) {
+            if verdict == Verdict::Adopt(task.task_id.clone())
+                && self.adopt(kind, job_id, &task.task_id).await?
+            {
+                return Ok(Some(job_id));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Uncertain jobs of `kind` without a task.
+    async fn candidates(
+        &self,
+        kind: ProviderKind,
+        provider: &dyn Provider,
+    ) -> anyhow::Result<Vec<UncertainJob>> {
+        let records = self.ledger.uncertain_jobs(kind, MAX_UNCERTAIN).await?;
+        Ok(records
+            .into_iter()
+            .filter(|record| record.task_id.is_none())
+            .map(|record: JobRecord| UncertainJob {
+                job_id: record.job_id,
+                echo: provider.echo(&record.spec),
+                submit_s: record.submit_ms.unwrap_or(record.updated_ms) / 1000,
+            })
+            .collect())
+    }
+
+    /// Drops tasks a job already owns.
+    async fn unowned(
+        &self,
+        kind: ProviderKind,
+        tasks: Vec<ProviderTask>,
+    ) -> anyhow::Result<Vec<ProviderTask>> {
+        let mut unowned = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            if self
+                .ledger
+                .job_of_task(kind, &task.task_id)
+                .await?
+                .is_none()
+            {
+                unowned.push(task);
+            }
+        }
+        Ok(unowned)
+    }
+
+    async fn settle(
+        &self,
+        kind: ProviderKind,
+        jobs: &[UncertainJob],
+        tasks: &[ProviderTask],
+    ) -> anyhow::Result<usize> {
+        let mut n_settled = 0;
+        for (job_id, verdict) in pair(jobs, tasks) {
+            let note = match verdict {
+                Verdict::Adopt(task_id) => {
+                    n_settled += usize::from(self.adopt(kind, job_id, &task_id).await?);
+                    continue;
+                }
+                Verdict::Ambiguous(n) => format!(
+                    "{n} task(s) at {kind} could be this job's create (or be another uncertain \
+                     job's): not adopted; resolve with the task id"
+                ),
+                Verdict::NoMatch => format!(
+                    "no task at {kind} matches this job's create yet (looked at {} unowned)",
+                    tasks.len()
+                ),
+            };
+            metrics::counter!("reelq_reconciled_total", "provider" => kind.as_str(), "outcome" => "left")
+                .increment(1);
+            self.ledger.note_uncertain(job_id, &note).await?;
+        }
+        Ok(n_settled)
+    }
+
+    async fn adopt(
+        &self,
+        kind: ProviderKind,
+        job_id: JobId,
+        task_id: &str,
+    ) -> anyhow::Result<bool> {
+        let outcome = self
+            .ledger
+            .adopt_task(job_id, kind, task_id, TASK_INDEX_TTL)
+            .await?;
+        let adopted = outcome == WakeOutcome::Adopted;
+        if adopted {
+            info!(%job_id, task_id, "uncertain job settled from the provider's records");
+            metrics::counter!("reelq_reconciled_total", "provider" => kind.as_str(), "outcome" => "adopted")
+                .increment(1);
+        }
+        Ok(adopted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn echo(prompt: &str) -> TaskEcho {
+        TaskEcho::from([
+            ("model", "sora-2".to_owned()),
+            ("prompt", prompt.to_owned()),
+            ("seconds", "4".to_owned()),
+        ])
+    }
+
+    fn job(prompt: &str, submit_s: u64) -> UncertainJob {
+        UncertainJob {
+            job_id: JobId::new(),
+            echo: echo(prompt),
+            submit_s,
+        }
+    }
+
+    fn task(id: &str, prompt: Option<&str>, created_s: u64) -> ProviderTask {
+        let mut echo = echo(prompt.unwrap_or_default());
+        if prompt.is_none() {
+            echo.remove("prompt");
+        }
+        ProviderTask {
+            task_id: id.into(),
+            created_s,
+            echo,
+        }
+    }
+
+    #[track_caller]
+    fn check(jobs: &[UncertainJob], tasks: &[ProviderTask], expect: &[Verdict]) {
+        let verdicts: Vec<Verdict> = pair(jobs, tasks).into_iter().map(|(_, v)| v).collect();
+        assert_eq!(verdicts, expect);
+    }
+
+    #[test]
+    fn a_match_must_be_unique_both_ways() {
+        let t0 = 1_800_000_000;
+        // One job, its task: adopted; an unrelated prompt is not a candidate.
+        check(
+            &[job("a kite", t0)],
+            &[
+                task("v1", Some("a kite"), t0 + 3),
+                task("v2", Some("a dog"), t0),
+            ],
+            &[Verdict::Adopt("v1".into())],
+        );
+        // Too far in time from the submit.
+        check(
+            &[job("a kite", t0)],
+            &[task("v1", Some("a kite"), t0 + 3600)],
+            &[Verdict::NoMatch],
+        );
+        // Two tasks could be it.
+        check(
+            &[job("a kite", t0)],
+            &[
+                task("v1", Some("a kite"), t0),
+                task("v2", Some("a kite"), t0 + 1),
+            ],
+            &[Verdict::Ambiguous(2)],
+        );
+        // One task, two jobs that could both have made it (no prompt echoed).
+        check(
+            &[job("a kite", t0), job("a dog", t0)],
+            &[task("v1", None, t0)],
+            &[Verdict::Ambiguous(1), Verdict::Ambiguous(1)],
+        );
+        // Without the prompt, different seconds still tell them apart.
+        let mut eight = job("a dog", t0);
+        eight.echo.insert("seconds", "8".into());
+        check(
+            &[job("a kite", t0), eight],
+            &[task("v1", None, t0)],
+            &[Verdict::Adopt("v1".into()), Verdict::NoMatch],
+        );
+    }
+}
