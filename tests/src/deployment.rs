@@ -12,9 +12,9 @@ use std::{
 use futures_util::StreamExt;
 use reelq_core::{JobId, JobRequest, JobState, ProviderKind, models_of};
 use reelq_producer::Client;
-use reelq_queue::{JobRecord, Ledger, LedgerConfig};
+use reelq_queue::{Durability, JobRecord, Ledger, LedgerConfig};
 use reelq_sim::{SimConfig, SimEvent, Simulator};
-use reelq_testkit::{EVENT_TIMEOUT, RedisServer};
+use reelq_testkit::{EVENT_TIMEOUT, RedisOptions, RedisServer, Sentinels};
 use reelq_worker::{Listeners, WorkerConfig};
 use tempfile::TempDir;
 use tokio::{
@@ -30,10 +30,33 @@ pub const WEBHOOK_KEY: &str = "whk-test-key";
 pub const WEBHOOK_WHSEC: &str = "whsec_dGVzdC13ZWJob29rLXNlY3JldC0xMjM0NTY=";
 const PREFIX: &str = "e2e";
 
+/// How the deployment's Redis runs, as operators run it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisSetup {
+    /// One primary with `appendfsync always` (`durability = "always"`).
+    Always,
+    /// A primary and a replica, both `appendfsync everysec`, reached directly
+    /// (`durability = "replicas:1"`): the cost of `WAIT` without failover.
+    Replica,
+    /// A primary and a replica, both `appendfsync everysec`, watched by three sentinels;
+    /// workers and producers find the primary through them (`durability = "replicas:1"`).
+    Sentinel,
+    /// One primary with `appendfsync everysec` and `allow_unsafe_redis`: what reelq refuses
+    /// by default, kept to show what it costs.
+    UnsafeEverysec,
+}
+
 pub struct Deployment {
     /// The `reelq-worker` binary to spawn; tests pass `env!("CARGO_BIN_EXE_reelq-worker")`.
     pub worker_bin: PathBuf,
+    /// The primary the deployment started with (after a failover, maybe a replica).
     pub redis: RedisServer,
+    pub redis_setup: RedisSetup,
+    /// The second server, with [`RedisSetup::Sentinel`].
+    pub replica: Option<RedisServer>,
+    pub sentinels: Option<Sentinels>,
+    /// What workers and producers connect to: the primary, or the sentinels.
+    pub redis_url: String,
     pub sim: Simulator,
     pub dir: TempDir,
     pub client: Client,
@@ -42,6 +65,8 @@ pub struct Deployment {
     pub store_section: String,
     /// More TOML for every worker's config, e.g. a `[callbacks]` table.
     pub extra_config: String,
+    /// More top-level settings for every worker's config, e.g. `reconcile_every_ms = 500`.
+    pub settings: String,
     /// Delay from submit to the first poll; long, to show a callback doing the work.
     pub first_poll_ms: u64,
     /// Longest gap between polls.
@@ -57,7 +82,37 @@ pub struct Deployment {
 
 impl Deployment {
     pub async fn start(worker_bin: impl Into<PathBuf>, generation_time: Duration) -> Deployment {
-        let redis = RedisServer::start().expect("redis-server starts");
+        Self::start_with(worker_bin, generation_time, RedisSetup::Always).await
+    }
+
+    pub async fn start_with(
+        worker_bin: impl Into<PathBuf>,
+        generation_time: Duration,
+        redis_setup: RedisSetup,
+    ) -> Deployment {
+        let appendfsync = match redis_setup {
+            RedisSetup::Always => "always",
+            RedisSetup::Replica | RedisSetup::Sentinel | RedisSetup::UnsafeEverysec => "everysec",
+        };
+        let redis = RedisServer::start_with(RedisOptions {
+            appendfsync,
+            ..RedisOptions::default()
+        })
+        .expect("redis-server starts");
+        let (replica, sentinels) = match redis_setup {
+            RedisSetup::Replica => (
+                Some(redis.start_replica().expect("a replica starts and syncs")),
+                None,
+            ),
+            RedisSetup::Sentinel => (
+                Some(redis.start_replica().expect("a replica starts and syncs")),
+                Some(Sentinels::start(&redis).expect("three sentinels start")),
+            ),
+            _ => (None, None),
+        };
+        let redis_url = sentinels
+            .as_ref()
+            .map_or_else(|| redis.url(), Sentinels::url);
         let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let sim = Simulator::start(
             addr,
@@ -69,10 +124,11 @@ impl Deployment {
         )
         .await
         .expect("simulator starts");
-        let client = Client::connect(&LedgerConfig::new(redis.url(), PREFIX))
+        let ledger_config = ledger_config(&redis_url, redis_setup);
+        let client = Client::connect(&ledger_config)
             .await
             .expect("client connects");
-        let ledger = Ledger::connect(&LedgerConfig::new(redis.url(), PREFIX))
+        let ledger = Ledger::connect(&ledger_config)
             .await
             .expect("ledger connects");
         let dir = tempfile::tempdir().unwrap();
@@ -80,18 +136,53 @@ impl Deployment {
         Deployment {
             worker_bin: worker_bin.into(),
             redis,
+            redis_setup,
+            replica,
+            sentinels,
+            redis_url,
             sim,
             dir,
             client,
             ledger,
             store_section,
             extra_config: String::new(),
+            settings: String::new(),
             first_poll_ms: 100,
             poll_max_ms: 300,
             concurrency: 8,
             account_extra: String::new(),
             provider: ProviderKind::Kie,
         }
+    }
+
+    /// The Redis primary's host loses power: writes it had not yet made durable are gone
+    /// (the last second, with `everysec`). A lone primary then boots from what is left. Under
+    /// Sentinel the host stays down until the sentinels have promoted the replica, then comes
+    /// back and rejoins as a replica, as an operator's rebooted host would. Returns the bytes
+    /// of AOF lost.
+    pub async fn power_loss_of_primary(&mut self) -> anyhow::Result<u64> {
+        const WINDOW: Duration = Duration::from_secs(1);
+        let Some(sentinels) = &self.sentinels else {
+            let lost = self.redis.power_loss(WINDOW)?;
+            self.redis.start_again()?;
+            return Ok(lost.bytes_lost);
+        };
+        let primary_port = sentinels.primary_port()?;
+        let failover = sentinels.watch_failover()?;
+        let replica = self
+            .replica
+            .as_mut()
+            .expect("sentinel setups have a replica");
+        let primary = if self.redis.port() == primary_port {
+            &mut self.redis
+        } else {
+            replica
+        };
+        let lost = primary.power_loss(WINDOW)?;
+        let new_primary =
+            tokio::task::spawn_blocking(move || failover.wait(Duration::from_secs(30))).await??;
+        primary.rejoin_as_replica_of(new_primary)?;
+        Ok(lost.bytes_lost)
     }
 
     pub fn store_dir(&self) -> PathBuf {
@@ -103,6 +194,8 @@ impl Deployment {
         let path = self.dir.path().join(format!("{name}.toml"));
         let toml = format!(
             r#"redis_url = "{redis}"
+{durability}
+{settings}
 prefix = "{PREFIX}"
 name = "{name}"
 concurrency = {concurrency}
@@ -122,7 +215,9 @@ log_format = "pretty"
 {accounts}
 {extra_config}
 "#,
-            redis = self.redis.url(),
+            redis = self.redis_url,
+            durability = durability_toml(self.redis_setup),
+            settings = self.settings,
             store_section = self.store_section,
             extra_config = self.extra_config,
             accounts = self.accounts(api_key),
@@ -241,10 +336,20 @@ log_format = "pretty"
 
     /// Enqueues one job per prompt for [`Deployment::provider`]'s first model.
     pub async fn enqueue_manifest(&self, prompts: &[String]) -> Vec<JobId> {
-        let (provider, model) = (self.provider, self.model());
+        self.enqueue_across(prompts, &[self.provider]).await
+    }
+
+    /// Enqueues one job per prompt, the providers taken in turn (each its first model).
+    pub async fn enqueue_across(
+        &self,
+        prompts: &[String],
+        providers: &[ProviderKind],
+    ) -> Vec<JobId> {
         let manifest: String = prompts
             .iter()
-            .map(|prompt| {
+            .zip(providers.iter().cycle())
+            .map(|(prompt, &provider)| {
+                let model = first_model(provider);
                 format!("{{\"provider\":\"{provider}\",\"model\":\"{model}\",\"prompt\":\"{prompt}\"}}\n")
             })
             .collect();
@@ -263,10 +368,7 @@ log_format = "pretty"
 
     /// The first model of [`Deployment::provider`], the one jobs are enqueued for.
     pub fn model(&self) -> &'static str {
-        models_of(self.provider)
-            .next()
-            .expect("every provider has a model")
-            .model
+        first_model(self.provider)
     }
 
     /// Enqueues one job that reports its ending to `notify_url`.
@@ -325,6 +427,41 @@ log_format = "pretty"
         tokio::time::timeout(EVENT_TIMEOUT, wait)
             .await
             .expect("jobs reach the state in time");
+    }
+}
+
+fn first_model(provider: ProviderKind) -> &'static str {
+    models_of(provider)
+        .next()
+        .expect("every provider has a model")
+        .model
+}
+
+/// How producers and test readers reach the ledger under `setup`.
+fn ledger_config(redis_url: &str, setup: RedisSetup) -> LedgerConfig {
+    let base = LedgerConfig::new(redis_url, PREFIX);
+    match setup {
+        RedisSetup::Always => base,
+        RedisSetup::Replica | RedisSetup::Sentinel => LedgerConfig {
+            durability: Durability::Replicas { n: 1 },
+            replica_wait: Duration::from_millis(500),
+            ..base
+        },
+        RedisSetup::UnsafeEverysec => LedgerConfig {
+            allow_unsafe: true,
+            ..base
+        },
+    }
+}
+
+/// The worker config lines for `setup`.
+fn durability_toml(setup: RedisSetup) -> &'static str {
+    match setup {
+        RedisSetup::Always => "durability = \"always\"",
+        RedisSetup::Replica | RedisSetup::Sentinel => {
+            "durability = \"replicas:1\"\nreplica_wait_ms = 500"
+        }
+        RedisSetup::UnsafeEverysec => "allow_unsafe_redis = true",
     }
 }
 

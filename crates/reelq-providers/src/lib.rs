@@ -21,7 +21,7 @@ pub use kie::{Kie, kie_signature};
 pub use openai::Openai;
 pub use provider::{
     ByteStream, CallbackError, CallbackHint, CallbackScope, Download, Provider, ProviderTask,
-    TaskEcho, TaskStatus,
+    RecentTasks, TaskEcho, TaskStatus,
 };
 use reelq_core::ProviderKind;
 pub use reqwest::header::HeaderMap;

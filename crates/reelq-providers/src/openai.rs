@@ -26,7 +26,7 @@ use serde_json::json;
 
 use crate::{
     AccountConfig, CallbackError, CallbackHint, CallbackScope, Download, Provider, ProviderError,
-    ProviderTask, TaskEcho, TaskStatus, WebhookKey,
+    ProviderTask, RecentTasks, TaskEcho, TaskStatus, WebhookKey,
     http::{Api, Call, ErrorDetail, read_json, task_failure},
 };
 
@@ -131,9 +131,10 @@ impl Openai {
 
     /// `GET /v1/videos?order=desc&limit=100&after=...` until a page reaches back past
     /// `since_s` or the list ends.
-    async fn list_since(&self, since_s: u64) -> Result<Vec<ProviderTask>, ProviderError> {
+    async fn list_since(&self, since_s: u64) -> Result<RecentTasks, ProviderError> {
         let mut tasks: Vec<ProviderTask> = Vec::new();
         let mut after: Option<String> = None;
+        let mut complete = false;
         for _ in 0..MAX_LIST_PAGES {
             let mut query = vec![("order", "desc".to_owned()), ("limit", "100".to_owned())];
             if let Some(after) = &after {
@@ -144,14 +145,18 @@ impl Openai {
             let page: VideoList = read_json(ProviderKind::Openai, &answer, Call::Query)?;
             let more = page.has_more;
             tasks.extend(page.data.into_iter().map(Video::into_task));
-            let Some(last) = tasks.last() else { break };
+            let Some(last) = tasks.last() else {
+                complete = true;
+                break;
+            };
             if !more || last.created_s < since_s {
+                complete = true;
                 break;
             }
             after = Some(last.task_id.clone());
         }
         tasks.retain(|task| task.created_s >= since_s);
-        Ok(tasks)
+        Ok(RecentTasks { tasks, complete })
     }
 
     async fn retrieve(&self, video_id: &str) -> Result<TaskStatus, ProviderError> {
@@ -250,10 +255,7 @@ impl Provider for Openai {
         echo_of(spec)
     }
 
-    fn recent_tasks(
-        &self,
-        since_s: u64,
-    ) -> BoxFuture<'_, Result<Vec<ProviderTask>, ProviderError>> {
+    fn recent_tasks(&self, since_s: u64) -> BoxFuture<'_, Result<RecentTasks, ProviderError>> {
         self.list_since(since_s).boxed()
     }
 

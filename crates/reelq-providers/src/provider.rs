@@ -66,6 +66,14 @@ pub struct ProviderTask {
     pub echo: TaskEcho,
 }
 
+/// A provider's recent tasks, and whether the list reached back as far as asked (a list cut
+/// short proves nothing about the tasks it did not show).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecentTasks {
+    pub tasks: Vec<ProviderTask>,
+    pub complete: bool,
+}
+
 /// Request fields by name, as an adapter sends them and as the provider echoes them.
 pub type TaskEcho = std::collections::BTreeMap<&'static str, String>;
 
@@ -122,10 +130,7 @@ pub trait Provider: Send + Sync {
 
     /// The account's tasks created since `since_s` (unix seconds), newest first, as far as
     /// the provider lists them. Providers without a list endpoint answer `Invalid`.
-    fn recent_tasks(
-        &self,
-        _since_s: u64,
-    ) -> BoxFuture<'_, Result<Vec<ProviderTask>, ProviderError>> {
+    fn recent_tasks(&self, _since_s: u64) -> BoxFuture<'_, Result<RecentTasks, ProviderError>> {
         Box::pin(async {
             Err(ProviderError::Invalid(
                 "this provider has no task list".into(),

@@ -323,7 +323,9 @@ async fn the_openai_style_list_finds_a_create_whose_answer_was_lost() {
     assert_eq!(err.class(), ErrorClass::UnknownOutcome);
     let other = submit(provider.as_ref(), "another prompt").await.unwrap();
 
-    let tasks = provider.recent_tasks(0).await.unwrap();
+    let recent = provider.recent_tasks(0).await.unwrap();
+    assert!(recent.complete);
+    let tasks = recent.tasks;
     assert_eq!(tasks.len(), 2, "{tasks:?}");
     let echo = provider.echo(&lost);
     let matching: Vec<&str> = tasks

@@ -73,6 +73,8 @@ pub struct DurabilityCheck {
     pub problems: Vec<String>,
     /// What could not be verified, or may stall work without losing any.
     pub warnings: Vec<String>,
+    /// Fewer replicas connected than `replicas:N` needs: durable writes wait for them.
+    pub replicas_missing: bool,
 }
 
 impl DurabilityCheck {
@@ -150,6 +152,7 @@ pub(crate) async fn check(
                     .push("the server is not a primary (role is not master)".to_owned());
             }
             if connected < n {
+                report.replicas_missing = true;
                 report.warnings.push(format!(
                     "{connected} replica(s) connected, durability = \"replicas:{n}\" needs {n}: \
                      submits and enqueues wait until they are"

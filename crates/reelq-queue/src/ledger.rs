@@ -13,6 +13,7 @@
 //! | `P batch:{id}` | list   | the batch's job ids in manifest order                | enqueue                 |
 //! | `P batchinfo:{id}` | hash | name, created_ms, total, start_after_ms, budget_micros, reserved_micros, priority | enqueue, claim, batch |
 //! | `P batches`    | zset   | batch id -> created ms, for listing batches           | enqueue                 |
+//! | `P durability_probe` | string | unix ms of the last probe write (its `WAIT` shows the replicas caught up) | any client after a short `WAIT` |
 //! | `P limits`     | hash   | provider -> "max_in_flight requests_per_s daily_budget_micros" as workers run them | worker start |
 //! | `P due_low`    | zset   | like `due`, for queued jobs of low-priority batches (claimed after `due`) | enqueue, claim, batch |
 //! | `P spend:{provider}:{day}` | string | estimated spend reserved on that UTC day, micros (expires) | claim, transition |
@@ -32,7 +33,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, LazyLock, Mutex, Weak},
+    sync::{
+        Arc, LazyLock, Mutex, Weak,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -123,6 +127,10 @@ struct Safety {
     replica_wait: Duration,
     /// Why the server cannot keep writes durable right now, if it cannot (the last check).
     unsafe_now: Mutex<Option<String>>,
+    /// Set when a `WAIT` fell short (replicas gone, or catching up after a failover): until a
+    /// probe write is acknowledged again, writes that must be durable are refused before
+    /// they are made, so no job is left `submitting` by a submit that never went out.
+    replicas_behind: AtomicBool,
 }
 
 /// A job a worker holds: the state it must act on and the fence that proves it still may.
@@ -332,6 +340,7 @@ impl Ledger {
                 allow_unsafe: config.allow_unsafe,
                 replica_wait: config.replica_wait,
                 unsafe_now: Mutex::new(None),
+                replicas_behind: AtomicBool::new(false),
             }),
         };
         let check = ledger.check_durability().await?;
@@ -379,6 +388,10 @@ impl Ledger {
             }
         }
         *self.safety.unsafe_now.lock().unwrap() = verdict.filter(|_| !self.safety.allow_unsafe);
+        if check.replicas_missing {
+            // Known short of replicas: probe before the next durable write, not after it.
+            self.safety.replicas_behind.store(true, Ordering::SeqCst);
+        }
         Ok(check)
     }
 
@@ -401,9 +414,36 @@ impl Ledger {
             // The primary answered only after its fsync.
             Durability::Always => Ok(()),
             Durability::Replicas { n } => {
-                durability::wait_for_replicas(conn, n, self.safety.replica_wait).await
+                let waited = durability::wait_for_replicas(conn, n, self.safety.replica_wait).await;
+                if waited.is_err() {
+                    self.safety.replicas_behind.store(true, Ordering::SeqCst);
+                }
+                waited
             }
         }
+    }
+
+    /// Whether the last `WAIT` fell short and no probe has been acknowledged since.
+    pub fn replicas_behind(&self) -> bool {
+        self.safety.replicas_behind.load(Ordering::SeqCst)
+    }
+
+    /// After a `WAIT` fell short: writes a probe key and waits for the replicas to
+    /// acknowledge it, which they do once they hold everything before it. Writes that must
+    /// be durable go ahead only after this succeeds.
+    pub async fn await_replicas(&self) -> Result<(), QueueError> {
+        if !self.replicas_behind() {
+            return Ok(());
+        }
+        let mut conn = self.conn().await?;
+        let _: () = redis::cmd("SET")
+            .arg(self.key("durability_probe"))
+            .arg(now_unix_ms())
+            .query_async(&mut conn)
+            .await?;
+        self.make_durable(&mut conn).await?;
+        self.safety.replicas_behind.store(false, Ordering::SeqCst);
+        Ok(())
     }
 
     fn key(&self, name: impl std::fmt::Display) -> String {
@@ -455,6 +495,7 @@ impl Ledger {
                 .arg(spec.estimated_cost_usd.map_or(0, usd_to_micros));
         }
         self.ensure_safe()?;
+        self.await_replicas().await?;
         let mut conn = self.conn().await?;
         let (n_enqueued, earlier): (u64, String) = invocation.invoke_async(&mut conn).await?;
         // Durable before the producer hears of it: a receipt for jobs a crash can take back
@@ -542,6 +583,7 @@ impl Ledger {
         let must_be_durable = transition.precedes_payment();
         if must_be_durable {
             self.ensure_safe()?;
+            self.await_replicas().await?;
         }
         let planned = transition.into_move(lease.state);
         let job_id = lease.job_id.to_string();
@@ -1012,11 +1054,21 @@ impl Ledger {
     /// Acts on a verified callback naming `task_id`: polls a waiting job now, adopts the task
     /// of an `uncertain` job, or notes it for a job still submitting.
     pub async fn wake(&self, job_id: JobId, task_id: &str) -> Result<WakeOutcome, QueueError> {
+        self.wake_from(job_id, task_id, "its callback").await
+    }
+
+    async fn wake_from(
+        &self,
+        job_id: JobId,
+        task_id: &str,
+        source: &str,
+    ) -> Result<WakeOutcome, QueueError> {
         let outcome: String = WAKE
             .key(self.key("due"))
             .arg(&self.prefix)
             .arg(job_id.to_string())
             .arg(task_id)
+            .arg(source)
             .invoke_async(&mut self.conn().await?)
             .await?;
         Ok(match outcome.as_str() {
@@ -1036,6 +1088,9 @@ impl Ledger {
         limit: usize,
     ) -> Result<Vec<JobRecord>, QueueError> {
         let job_ids = self.jobs_in_state(JobState::Uncertain, limit).await?;
+        if job_ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut pipe = redis::pipe();
         for job_id in &job_ids {
             pipe.cmd("HGETALL").arg(self.key(format!("job:{job_id}")));
@@ -1063,12 +1118,28 @@ impl Ledger {
         task_id: &str,
         index_ttl: Duration,
     ) -> Result<WakeOutcome, QueueError> {
-        let outcome = self.wake(job_id, task_id).await?;
+        let outcome = self
+            .wake_from(job_id, task_id, "the provider's records")
+            .await?;
         if outcome == WakeOutcome::Adopted {
             self.index_task(provider, task_id, job_id, index_ttl)
                 .await?;
         }
         Ok(outcome)
+    }
+
+    /// Queues an `uncertain` job again because the provider's own records show it has no
+    /// task for it: its create never happened. False if the job is no longer uncertain.
+    pub async fn resubmit_absent(&self, job_id: JobId, detail: &str) -> Result<bool, QueueError> {
+        let fields = [
+            ("task_id", String::new()),
+            ("attempt", "0".to_owned()),
+            ("error", String::new()),
+            ("error_class", String::new()),
+            ("reconcile_note", String::new()),
+        ];
+        self.operator_move(job_id, "uncertain", JobState::Queued, 0, detail, &fields)
+            .await
     }
 
     /// Notes on an `uncertain` job what reconciliation found (false if it is no longer

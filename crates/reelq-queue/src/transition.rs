@@ -21,7 +21,11 @@ pub enum Transition {
         task_id: String,
         first_poll: Duration,
     },
-    /// The submit failed in a way that proves the provider has no task: try again later.
+    /// The submit failed in a way that proves the provider has no task, or never went out
+    /// (its record could not be made durable): try again later. Also from `queued`, to give
+    /// a claim back before anything was written, and from `uncertain` under the same lease:
+    /// the submitter's own late word that it never sent the create settles the doubt (as a
+    /// late `Submitted` does), since no one else could have sent it under that lease.
     RetrySubmit {
         attempt: u32,
         delay: Duration,
@@ -106,7 +110,7 @@ impl Transition {
                 delay,
                 error,
             } => Move {
-                from: "submitting",
+                from: "queued,submitting,uncertain",
                 to: JobState::Queued,
                 delay: Some(delay),
                 slot_hold: None,

@@ -4,7 +4,9 @@
 mod redis_server;
 mod s3_server;
 
-pub use redis_server::{PowerLoss, RedisOptions, RedisServer, SENTINEL_MASTER, Sentinels};
+pub use redis_server::{
+    FailoverWatch, PowerLoss, RedisOptions, RedisServer, SENTINEL_MASTER, Sentinels,
+};
 pub use s3_server::{BUCKET, S3Server};
 
 use std::time::Duration;

@@ -119,11 +119,7 @@ impl RedisServer {
     pub fn command(&self, args: &[&str]) -> anyhow::Result<String> {
         let mut conn =
             TcpStream::connect(("127.0.0.1", self.port)).context("connecting to redis")?;
-        let mut request = format!("*{}\r\n", args.len());
-        for arg in args {
-            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
-        }
-        conn.write_all(request.as_bytes())?;
+        conn.write_all(&resp(args))?;
         let mut reply = String::new();
         BufReader::new(conn).read_line(&mut reply)?;
         Ok(reply.trim_end().to_owned())
@@ -166,6 +162,14 @@ impl RedisServer {
         })
     }
 
+    /// Boots the server again from its data dir as a replica of the primary on
+    /// `primary_port` (what an operator's rebooted host does after a failover), returning once
+    /// it has synced (throwing away what only it had).
+    pub fn rejoin_as_replica_of(&mut self, primary_port: u16) -> anyhow::Result<()> {
+        self.options.replica_of = Some(primary_port);
+        self.start_again()
+    }
+
     /// Boots the server again on the same port from its data dir.
     pub fn start_again(&mut self) -> anyhow::Result<()> {
         self.child = spawn_server(self.dir.path(), self.port, &self.options)?;
@@ -201,26 +205,6 @@ impl RedisServer {
                 std::thread::sleep(Duration::from_millis(10));
             }
         });
-    }
-
-    /// `INFO section`, whole.
-    pub fn info(&self, section: &str) -> anyhow::Result<String> {
-        let mut conn =
-            TcpStream::connect(("127.0.0.1", self.port)).context("connecting to redis")?;
-        conn.write_all(
-            format!("*2\r\n$4\r\nINFO\r\n${}\r\n{section}\r\n", section.len()).as_bytes(),
-        )?;
-        let mut reader = BufReader::new(conn);
-        let mut header = String::new();
-        reader.read_line(&mut header)?;
-        let len: usize = header
-            .trim_end()
-            .strip_prefix('$')
-            .and_then(|n| n.parse().ok())
-            .with_context(|| format!("INFO answered {header:?}"))?;
-        let mut body = vec![0; len];
-        std::io::Read::read_exact(&mut reader, &mut body)?;
-        Ok(String::from_utf8_lossy(&body).into_owned())
     }
 }
 
@@ -262,22 +246,27 @@ impl Sentinels {
                 format!(
                     "port {port}\nbind 127.0.0.1\ndir {dir}\n\
                      sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {primary} 2\n\
-                     sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\n\
+                     sentinel down-after-milliseconds {SENTINEL_MASTER} 2000\n\
                      sentinel failover-timeout {SENTINEL_MASTER} 5000\n\
                      sentinel parallel-syncs {SENTINEL_MASTER} 1\n",
                     dir = dir.path().display(),
                     primary = primary.port(),
                 ),
             )?;
-            let mut child = Command::new("redis-sentinel")
+            let child = Command::new("redis-sentinel")
                 .arg(&conf)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
                 .spawn()
                 .context("starting redis-sentinel: is it installed? (scripts/test installs it)")?;
-            await_log_line(&mut child, "+monitor master", port)?;
             children.push(child);
             ports.push(port);
+        }
+        // Ready once each knows the replica and the two other sentinels: before that, a
+        // crash finds no quorum to fail over.
+        for (child, &port) in children.iter_mut().zip(&ports) {
+            let knows_all = Ready::AllOf(&[("+slave slave", 1), ("+sentinel sentinel", 2)]);
+            await_log_line(child, knows_all, port)?;
         }
         Ok(Sentinels {
             children,
@@ -299,16 +288,55 @@ impl Sentinels {
     /// The port of the server the sentinels name as primary now.
     pub fn primary_port(&self) -> anyhow::Result<u16> {
         let mut conn = TcpStream::connect(("127.0.0.1", self.ports[0]))?;
-        let args = ["SENTINEL", "get-master-addr-by-name", SENTINEL_MASTER];
-        let mut request = format!("*{}\r\n", args.len());
-        for arg in args {
-            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
-        }
-        conn.write_all(request.as_bytes())?;
+        conn.write_all(&resp(&[
+            "SENTINEL",
+            "get-master-addr-by-name",
+            SENTINEL_MASTER,
+        ]))?;
         let mut lines = BufReader::new(conn).lines();
         // *2, $len, host, $len, port
         let port = lines.nth(4).context("sentinel answered too little")??;
         port.parse().context("sentinel's primary port")
+    }
+
+    /// Subscribes to a sentinel's `+switch-master` events; subscribe before the crash, so the
+    /// failover cannot be missed.
+    pub fn watch_failover(&self) -> anyhow::Result<FailoverWatch> {
+        let mut conn = TcpStream::connect(("127.0.0.1", self.ports[0]))?;
+        conn.write_all(&resp(&["SUBSCRIBE", "+switch-master"]))?;
+        let mut reader = BufReader::new(conn);
+        // The confirmation: *3, $9, subscribe, $14, +switch-master, :1
+        for _ in 0..6 {
+            let mut line = String::new();
+            reader.read_line(&mut line)?;
+        }
+        Ok(FailoverWatch { reader })
+    }
+}
+
+/// A subscription to a sentinel's failover announcements.
+pub struct FailoverWatch {
+    reader: BufReader<TcpStream>,
+}
+
+impl FailoverWatch {
+    /// Blocks until the sentinels announce a new primary, and returns its port.
+    pub fn wait(mut self, timeout: Duration) -> anyhow::Result<u16> {
+        self.reader.get_ref().set_read_timeout(Some(timeout))?;
+        // A message: *3, $7, message, $14, +switch-master, $n, "<name> <old ip> <old port>
+        // <new ip> <new port>"
+        let mut payload = String::new();
+        for _ in 0..7 {
+            payload.clear();
+            self.reader
+                .read_line(&mut payload)
+                .context("no failover announced in time")?;
+        }
+        payload
+            .split_whitespace()
+            .last()
+            .and_then(|port| port.parse().ok())
+            .with_context(|| format!("unreadable +switch-master {payload:?}"))
     }
 }
 
@@ -319,6 +347,15 @@ impl Drop for Sentinels {
             let _ = child.wait();
         }
     }
+}
+
+/// A command in RESP, the harness's only Redis client.
+fn resp(args: &[&str]) -> Vec<u8> {
+    let mut request = format!("*{}\r\n", args.len());
+    for arg in args {
+        request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    }
+    request.into_bytes()
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -346,11 +383,15 @@ fn spawn_server(dir: &Path, port: u16, options: &RedisOptions) -> anyhow::Result
         .args(["--maxmemory-policy", "noeviction", "--loglevel", "notice"])
         .arg("--dir")
         .arg(dir);
-    // A replica is ready once its first sync is done, not when it listens.
-    let mut ready = "Ready to accept connections";
+    // A replica is ready once its first sync is done (whole, or a partial one when it
+    // rejoins after a failover), not when it listens.
+    let mut ready = Ready::AnyOf(&["Ready to accept connections"]);
     if let Some(primary) = options.replica_of {
         command.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
-        ready = "MASTER <-> REPLICA sync: Finished with success";
+        ready = Ready::AnyOf(&[
+            "MASTER <-> REPLICA sync: Finished with success",
+            "Successful partial resynchronization",
+        ]);
     }
     let mut child = command
         .stdout(Stdio::piped())
@@ -361,31 +402,66 @@ fn spawn_server(dir: &Path, port: u16, options: &RedisOptions) -> anyhow::Result
     Ok(child)
 }
 
-/// Reads a process's log until `ready` appears, then keeps draining it so the pipe never
+/// Reads a process's log until one of the `ready` lines appears, then keeps draining it so the pipe never
 /// fills and blocks the process.
-fn await_log_line(child: &mut Child, ready: &'static str, port: u16) -> anyhow::Result<()> {
+/// What a process's log must show before it is ready.
+#[derive(Clone, Copy)]
+enum Ready {
+    /// Any one of these lines.
+    AnyOf(&'static [&'static str]),
+    /// Each of these lines, at least so many times.
+    AllOf(&'static [(&'static str, usize)]),
+}
+
+impl Ready {
+    fn seen(self, lines: &[String]) -> bool {
+        let count = |pattern: &str| lines.iter().filter(|line| line.contains(pattern)).count();
+        match self {
+            Ready::AnyOf(patterns) => patterns.iter().any(|pattern| count(pattern) > 0),
+            Ready::AllOf(patterns) => patterns.iter().all(|&(pattern, n)| count(pattern) >= n),
+        }
+    }
+}
+
+fn await_log_line(child: &mut Child, ready: Ready, port: u16) -> anyhow::Result<()> {
     let stdout = child.stdout.take().expect("stdout is piped");
     let (ready_tx, ready_rx) = mpsc::channel();
+    // The first lines, for the error when the process never gets ready.
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let kept = log.clone();
     std::thread::spawn(move || {
-        let mut log = Vec::new();
+        let mut announced = false;
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.contains(ready) {
-                let _ = ready_tx.send(Ok(()));
-            } else if log.len() < 50 {
-                log.push(line);
+            if announced {
+                continue;
+            }
+            let mut kept = kept.lock().expect("only this thread writes the log");
+            if kept.len() < 200 {
+                kept.push(line);
+            }
+            if ready.seen(&kept) {
+                announced = true;
+                let _ = ready_tx.send(true);
             }
         }
-        let _ = ready_tx.send(Err(log.join("\n")));
+        let _ = ready_tx.send(false);
     });
+    let log = || log.lock().map(|lines| lines.join("\n")).unwrap_or_default();
     match ready_rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(log)) => {
+        Ok(true) => Ok(()),
+        Ok(false) => {
             let _ = child.wait();
-            bail!("process on port {port} exited before it was ready:\n{log}")
+            bail!(
+                "process on port {port} exited before it was ready:\n{}",
+                log()
+            )
         }
         Err(_) => {
             let _ = child.kill();
-            bail!("process on port {port} was not ready within 20 s")
+            bail!(
+                "process on port {port} was not ready within 20 s:\n{}",
+                log()
+            )
         }
     }
 }

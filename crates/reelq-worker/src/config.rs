@@ -35,6 +35,7 @@ durability = "always"
 replica_wait_ms = 1000
 durability_check_ms = 30000
 reconcile_every_ms = 60000
+reconcile_absent_after_ms = 600000
 credits_pause_ms = 300000
 retention_ms = 604800000
 
@@ -90,6 +91,10 @@ pub struct WorkerConfig {
     pub durability_check_ms: u64,
     /// How often `uncertain` jobs are looked up at providers that can list their tasks.
     pub reconcile_every_ms: u64,
+    /// An `uncertain` job whose submit began this long ago, and which the provider's complete
+    /// task list still does not show, was never created there: it is submitted again.
+    /// 0 = never (every such job waits for an operator).
+    pub reconcile_absent_after_ms: u64,
     /// After a provider says the account is out of credits, how long no replica submits to
     /// it (the job that met it fails as `credits`; the others wait, unpaid and unfailed).
     pub credits_pause_ms: u64,

@@ -9,7 +9,10 @@
 //! looks that one task up the same way.
 //!
 //! A match must be unique both ways: one task for the job and one job for the task, and the
-//! task owned by no other job. Anything else is left `uncertain` with a note saying what was
+//! task owned by no other job. A job the provider's complete list still does not show
+//! `reconcile_absent_after_ms` after its submit began was never created there (the answer
+//! lost was a refusal, or the call never arrived): it is submitted again, the provider's own
+//! records being the proof. Anything else is left `uncertain` with a note saying what was
 //! found, for the operator (`reelq jobs list --state uncertain`, the dashboard). Providers
 //! without a list settle through their per-task callbacks (the callback URL names the job)
 //! or by the operator.
@@ -17,7 +20,7 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use reelq_core::{JobId, ProviderKind};
-use reelq_providers::{Provider, ProviderTask, TaskEcho};
+use reelq_providers::{Provider, ProviderTask, RecentTasks, TaskEcho};
 use reelq_queue::{JobRecord, Ledger, WakeOutcome};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -81,6 +84,9 @@ pub(crate) fn pair(jobs: &[UncertainJob], tasks: &[ProviderTask]) -> Vec<(JobId,
 pub(crate) struct Reconciler {
     pub(crate) ledger: Ledger,
     pub(crate) providers: Arc<HashMap<ProviderKind, Arc<dyn Provider>>>,
+    /// After this long unseen in a complete list, a job's create never happened; None: never
+    /// concluded.
+    pub(crate) absent_after: Option<Duration>,
 }
 
 impl Reconciler {
@@ -114,11 +120,11 @@ impl Reconciler {
         let Some(oldest_s) = jobs.iter().map(|job| job.submit_s).min() else {
             return Ok(0);
         };
-        let tasks = provider
+        let RecentTasks { tasks, complete } = provider
             .recent_tasks(oldest_s.saturating_sub(MATCH_WINDOW_S))
             .await?;
         let tasks = self.unowned(kind, tasks).await?;
-        self.settle(kind, &jobs, &tasks).await
+        self.settle(kind, &jobs, &tasks, complete).await
     }
 
     /// For a verified account-level callback naming `task_id`, which no job is known to own:
@@ -189,12 +195,32 @@ impl Reconciler {
         kind: ProviderKind,
         jobs: &[UncertainJob],
         tasks: &[ProviderTask],
+        list_complete: bool,
     ) -> anyhow::Result<usize> {
+        let now_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let absent = |job: &UncertainJob| {
+            list_complete
+                && self
+                    .absent_after
+                    .is_some_and(|after| job.submit_s + after.as_secs() <= now_s)
+        };
         let mut n_settled = 0;
-        for (job_id, verdict) in pair(jobs, tasks) {
+        for (job, (job_id, verdict)) in jobs.iter().zip(pair(jobs, tasks)) {
             let note = match verdict {
                 Verdict::Adopt(task_id) => {
                     n_settled += usize::from(self.adopt(kind, job_id, &task_id).await?);
+                    continue;
+                }
+                Verdict::NoMatch if absent(job) => {
+                    let detail = format!("{kind} has no task for this create: submitted again");
+                    if self.ledger.resubmit_absent(job_id, &detail).await? {
+                        info!(%job_id, "uncertain job never created at the provider; submitted again");
+                        metrics::counter!("reelq_reconciled_total", "provider" => kind.as_str(), "outcome" => "absent")
+                            .increment(1);
+                        n_settled += 1;
+                    }
                     continue;
                 }
                 Verdict::Ambiguous(n) => format!(

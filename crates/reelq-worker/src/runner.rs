@@ -70,6 +70,8 @@ pub async fn run(
     let reconciler = Arc::new(Reconciler {
         ledger: ledger.clone(),
         providers: providers.clone(),
+        absent_after: (config.reconcile_absent_after_ms > 0)
+            .then(|| Duration::from_millis(config.reconcile_absent_after_ms)),
     });
     if let Some(listener) = listeners.callbacks {
         let max_body = config
@@ -146,6 +148,21 @@ pub async fn run(
                     Ok(permit) => permits.push(permit),
                     Err(_) => break,
                 }
+            }
+            if ledger.replicas_behind() {
+                // No submit could be made durable: claim again once the replicas hold a probe
+                // write (this waits up to replica_wait_ms).
+                drop(permits);
+                if let Err(err) = ledger.await_replicas().await {
+                    warn!(error = %err, "replicas not acknowledging writes; not claiming until they do");
+                    if !matches!(err, reelq_queue::QueueError::NotDurable { .. }) {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tokio::time::sleep(CLAIM_ERROR_PAUSE) => {}
+                        }
+                    }
+                }
+                continue;
             }
             if let Some(reason) = ledger.unsafe_reason() {
                 // Submits would be refused anyway; claiming would only churn leases.

@@ -144,9 +144,9 @@ pub(crate) async fn run_step(context: &StepContext, mut lease: Lease) {
 }
 
 /// Records `submitting`, durably, before the create call: from here a crash reads as
-/// `uncertain`, never as a job nobody sent. Retried while the lease has time; a write that
-/// cannot be proven durable by then is put back in the queue, unsent. True if the create
-/// call may go.
+/// `uncertain`, never as a job nobody sent. Retried through a Redis outage while the lease
+/// has time; a record that cannot be proven durable puts the job back in the queue, unsent.
+/// True if the create call may go.
 async fn begin_submit(context: &StepContext, lease: &Lease, token_hash: Option<String>) -> bool {
     let begin = Transition::BeginSubmit {
         lease: context.lease,
@@ -155,37 +155,35 @@ async fn begin_submit(context: &StepContext, lease: &Lease, token_hash: Option<S
     let write = || context.ledger.transition(lease, begin.clone());
     let written = write
         .retry(RECORD_RETRY.with_total_delay(Some(context.lease / 3)))
-        .when(QueueError::is_retryable)
+        .when(|err| matches!(err, QueueError::Redis(_)))
         .notify(|err, delay| warn!(error = %err, ?delay, "recording the submit failed; retrying"))
         .await;
-    match written {
-        Ok(TransitionOutcome::Applied) => true,
+    let err = match written {
+        Ok(TransitionOutcome::Applied) => return true,
         Ok(TransitionOutcome::LeaseLost { state, fence }) => {
             warn!(
                 state,
                 fence, "lease lost before the submit; another worker owns the job now"
             );
-            false
+            return false;
         }
-        Err(err @ QueueError::NotDurable { .. }) => {
-            warn!(error = %err, "submit record not durable; the job goes back to the queue, unsent");
-            let back = Transition::RetrySubmit {
-                attempt: lease.attempt,
-                delay: context.backoff_max,
-                error: err.to_string(),
-            };
-            let lease = Lease {
-                state: JobState::Submitting,
-                ..lease.clone()
-            };
-            record(context, &lease, back).await;
-            false
-        }
-        Err(err) => {
-            error!(error = %err, "could not record the submit; the job is claimed again when its lease expires");
-            false
-        }
-    }
+        Err(err) => err,
+    };
+    // Not durable, refused, or Redis gone: the record may or may not be there, but the create
+    // certainly did not go out. Say so under this lease (retried through the outage), so the
+    // job goes back to the queue instead of reading `uncertain` when the lease runs out.
+    warn!(error = %err, "submit not recorded durably; the job goes back to the queue, unsent");
+    let back = Transition::RetrySubmit {
+        attempt: lease.attempt,
+        delay: context.backoff_min,
+        error: err.to_string(),
+    };
+    let lease = Lease {
+        state: JobState::Submitting,
+        ..lease.clone()
+    };
+    record(context, &lease, back).await;
+    false
 }
 
 /// Writes a transition, retrying through a Redis outage: the step's outcome may be a paid

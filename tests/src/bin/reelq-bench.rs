@@ -6,14 +6,14 @@
 
 use std::{
     collections::HashMap,
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use reelq_core::JobState;
-use reelq_e2e::{Deployment, prompts};
+use reelq_e2e::{Deployment, RedisSetup, prompts};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -68,6 +68,22 @@ enum Section {
         #[arg(long)]
         out: PathBuf,
     },
+    /// What durability costs: enqueues per second (one at a time, and a bulk manifest) and
+    /// whole lifecycles per second through one worker process, with `appendfsync everysec`
+    /// (unsafe, for reference), `appendfsync always`, and `everysec` plus a replica with
+    /// `durability = "replicas:1"`; each on a fresh Redis, the modes interleaved round by round.
+    Durability {
+        #[arg(long)]
+        worker_bin: PathBuf,
+        #[arg(long, default_value_t = 2000)]
+        jobs: usize,
+        #[arg(long, default_value_t = 500)]
+        singles: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
     CallbackLatency {
         /// The reelq-worker binary to run.
         #[arg(long)]
@@ -96,6 +112,13 @@ async fn main() -> anyhow::Result<()> {
             jobs,
             out,
         } => redis_cost(worker_bin, jobs, out).await,
+        Section::Durability {
+            worker_bin,
+            jobs,
+            singles,
+            rounds,
+            out,
+        } => durability_cost(worker_bin, jobs, singles, rounds, out).await,
         Section::InFlight {
             worker_bin,
             jobs,
@@ -236,6 +259,112 @@ async fn redis_cost(worker_bin: PathBuf, jobs: usize, out: PathBuf) -> anyhow::R
     Ok(())
 }
 
+/// One durability mode's figures from one round.
+#[derive(Clone, Copy)]
+struct DurabilityRound {
+    single_enqueues_per_s: f64,
+    bulk_enqueues_per_s: f64,
+    lifecycles_per_s: f64,
+}
+
+async fn durability_cost(
+    worker_bin: PathBuf,
+    jobs: usize,
+    singles: usize,
+    rounds: usize,
+    out: PathBuf,
+) -> anyhow::Result<()> {
+    let modes = [
+        ("everysec (unsafe)", RedisSetup::UnsafeEverysec),
+        ("always", RedisSetup::Always),
+        ("replicas:1", RedisSetup::Replica),
+    ];
+    let mut figures: HashMap<&str, Vec<DurabilityRound>> = HashMap::new();
+    for _ in 0..rounds {
+        for (name, setup) in modes {
+            let round = durability_round(&worker_bin, setup, jobs, singles).await?;
+            figures.entry(name).or_default().push(round);
+        }
+    }
+    let median = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    println!(
+        "durability: {jobs} bulk + {singles} single enqueues, then all through 1 worker (concurrency 8); median of {rounds} interleaved rounds"
+    );
+    println!(
+        "  {:<20} {:>14} {:>14} {:>14}",
+        "mode", "single enq/s", "bulk enq/s", "lifecycles/s"
+    );
+    let mut summary = serde_json::Map::new();
+    for (name, _) in modes {
+        let rounds = &figures[name];
+        let pick = |f: fn(&DurabilityRound) -> f64| median(&mut rounds.iter().map(f).collect());
+        let (single, bulk, lifecycles) = (
+            pick(|r| r.single_enqueues_per_s),
+            pick(|r| r.bulk_enqueues_per_s),
+            pick(|r| r.lifecycles_per_s),
+        );
+        println!("  {name:<20} {single:>14.0} {bulk:>14.0} {lifecycles:>14.0}");
+        let figures = |single: f64, bulk: f64, lifecycles: f64| {
+            json!({ "single_enqueues_per_s": single, "bulk_enqueues_per_s": bulk,
+                    "lifecycles_per_s": lifecycles })
+        };
+        let each: Vec<_> = rounds
+            .iter()
+            .map(|r| {
+                figures(
+                    r.single_enqueues_per_s,
+                    r.bulk_enqueues_per_s,
+                    r.lifecycles_per_s,
+                )
+            })
+            .collect();
+        summary.insert(
+            name.to_owned(),
+            json!({ "median": figures(single, bulk, lifecycles), "rounds": each }),
+        );
+    }
+    let result =
+        json!({ "section": "durability", "jobs": jobs, "singles": singles, "modes": summary });
+    std::fs::write(&out, serde_json::to_string_pretty(&result)?)
+        .with_context(|| format!("writing {}", out.display()))?;
+    Ok(())
+}
+
+async fn durability_round(
+    worker_bin: &Path,
+    setup: RedisSetup,
+    jobs: usize,
+    singles: usize,
+) -> anyhow::Result<DurabilityRound> {
+    let deployment = Deployment::start_with(worker_bin, Duration::ZERO, setup).await;
+    let started = Instant::now();
+    for prompt in prompts("single", singles) {
+        let request = reelq_core::JobRequest {
+            provider: Some("kie".into()),
+            model: Some(deployment.model().into()),
+            prompt: Some(prompt),
+            ..Default::default()
+        };
+        deployment.client.enqueue(request).await?;
+    }
+    let single_enqueues_per_s = singles as f64 / started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    deployment.enqueue_manifest(&prompts("bulk", jobs)).await;
+    let bulk_enqueues_per_s = jobs as f64 / started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let _worker = deployment.spawn_worker_process("durability");
+    settled_count(&deployment, jobs + singles).await?;
+    let lifecycles_per_s = (jobs + singles) as f64 / started.elapsed().as_secs_f64();
+    Ok(DurabilityRound {
+        single_enqueues_per_s,
+        bulk_enqueues_per_s,
+        lifecycles_per_s,
+    })
+}
+
 struct QueueRuns {
     bullmq_script: PathBuf,
     apalis_bin: PathBuf,
@@ -249,8 +378,8 @@ struct QueueRuns {
 const APALIS_MAX_JOBS: usize = 5000;
 
 async fn in_flight(worker_bin: PathBuf, jobs: usize, out: PathBuf) -> anyhow::Result<()> {
-    let mut deployment = Deployment::start(worker_bin, Duration::ZERO).await;
-    deployment.redis.config_set("appendfsync", "everysec")?;
+    let mut deployment =
+        Deployment::start_with(worker_bin, Duration::ZERO, RedisSetup::UnsafeEverysec).await;
     deployment.concurrency = 64;
     // Generations take long: the provider's callback, not a poll, brings each job on.
     deployment.first_poll_ms = 600_000;
@@ -390,10 +519,11 @@ async fn redis_cost_of(
 }
 
 async fn queue_overhead(worker_bin: PathBuf, runs: QueueRuns, out: PathBuf) -> anyhow::Result<()> {
-    let mut deployment = Deployment::start(worker_bin, Duration::ZERO).await;
+    // The same Redis for all three, with BullMQ's usual `appendfsync everysec` (reelq is
+    // allowed it here; the durability section measures what `always` and a replica cost).
+    let mut deployment =
+        Deployment::start_with(worker_bin, Duration::ZERO, RedisSetup::UnsafeEverysec).await;
     deployment.concurrency = runs.concurrency;
-    // The production setting, and the same for all three.
-    deployment.redis.config_set("appendfsync", "everysec")?;
     let mut conn = redis::Client::open(deployment.redis.url())?
         .get_multiplexed_async_connection()
         .await?;

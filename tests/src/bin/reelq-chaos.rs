@@ -1,23 +1,35 @@
 //! `reelq-chaos`: runs the chaos plan on loopback and prints what survived. Exits 1 if a job
-//! was lost, paid twice, or stored twice or corrupt.
+//! was lost, paid twice, stored twice or corrupt, or fewer than 95 % of the jobs were stored.
 
 use std::{path::PathBuf, time::Duration};
 
-use clap::Parser;
-use reelq_e2e::chaos::{self, ChaosPlan};
+use clap::{Parser, ValueEnum};
+use reelq_core::ProviderKind;
+use reelq_e2e::{
+    RedisSetup,
+    chaos::{self, ChaosPlan},
+};
 
 #[derive(Parser)]
-#[command(about = "Chaos run: worker kills, Redis crashes and provider faults on loopback")]
+#[command(
+    about = "Chaos run: worker kills, Redis power losses or failovers, provider and gateway faults, on loopback"
+)]
 struct Args {
     /// The reelq-worker binary to run.
     #[arg(long)]
     worker_bin: PathBuf,
+    /// How Redis runs: `always` (appendfsync always), `sentinel` (everysec primary and
+    /// replica behind three sentinels, durability replicas:1; each crash is a failover), or
+    /// `unsafe-everysec` (what reelq refuses by default, to see what it would cost).
+    #[arg(long, value_enum, default_value_t = Scenario::Always)]
+    scenario: Scenario,
     #[arg(long, default_value_t = 500)]
     jobs: usize,
     #[arg(long, default_value_t = 3)]
     workers: usize,
     #[arg(long, default_value_t = 1500)]
     kill_every_ms: u64,
+    /// Power losses of the Redis primary's host, spread over the run.
     #[arg(long, default_value_t = 2)]
     redis_restarts: usize,
     #[arg(long, default_value_t = 1000)]
@@ -32,6 +44,19 @@ struct Args {
     callback_drop_percent: u8,
     #[arg(long, default_value_t = 20)]
     callback_duplicate_percent: u8,
+    /// Providers the jobs go to, in turn.
+    #[arg(long, value_delimiter = ',', default_value = "kie,openai")]
+    providers: Vec<ProviderKind>,
+    /// Leave out the gateway answering 502 after the provider accepted.
+    #[arg(long)]
+    no_gateway_faults: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Scenario {
+    Always,
+    Sentinel,
+    UnsafeEverysec,
 }
 
 #[tokio::main]
@@ -41,7 +66,14 @@ async fn main() -> anyhow::Result<()> {
         jobs: args.jobs,
         workers: args.workers,
         kill_every: Duration::from_millis(args.kill_every_ms),
+        redis_setup: match args.scenario {
+            Scenario::Always => RedisSetup::Always,
+            Scenario::Sentinel => RedisSetup::Sentinel,
+            Scenario::UnsafeEverysec => RedisSetup::UnsafeEverysec,
+        },
         redis_restarts: args.redis_restarts,
+        providers: args.providers,
+        gateway_faults: !args.no_gateway_faults,
         burst_every: Duration::from_millis(args.burst_every_ms),
         generation_time: Duration::from_millis(args.generation_ms),
         timeout: Duration::from_secs(args.timeout_s),
@@ -51,7 +83,9 @@ async fn main() -> anyhow::Result<()> {
     let report = chaos::run(args.worker_bin, &plan).await?;
     println!("{report}");
     if !report.kept_the_promise() {
-        eprintln!("chaos run FAILED: a job was lost, paid twice, duplicated or corrupted");
+        eprintln!(
+            "chaos run FAILED: a job was lost, paid twice, duplicated or corrupted, or under 95 % stored"
+        );
         std::process::exit(1);
     }
     Ok(())

@@ -4,6 +4,7 @@
 -- ARGV[1]  key prefix
 -- ARGV[2]  job id
 -- ARGV[3]  provider task id the callback names
+-- ARGV[4]  who names it, for the event log ("its callback", "the provider's records")
 -- Returns one of:
 --   "woken"   waiting for that task and not leased: polled now
 --   "adopted" uncertain (its submitter died mid-call): the callback names its task, poll it
@@ -26,7 +27,7 @@ if state == 'waiting' and known_task == task_id and (not owner or owner == '') t
 elseif state == 'uncertain' and not known_task then
   redis.call('HDEL', job, 'error', 'error_class', 'reconcile_note')
   redis.call('HINCRBY', job, 'fence', 1)
-  move(job, id, state, 'waiting', now, 'task ' .. task_id .. ' named by its callback',
+  move(job, id, state, 'waiting', now, 'task ' .. task_id .. ' named by ' .. ARGV[4],
     { 'task_id', task_id, 'attempt', 0 })
   redis.call('ZADD', due, now, id)
   redis.call('PUBLISH', prefix .. 'wake', 1)

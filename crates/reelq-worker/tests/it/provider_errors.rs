@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use reelq_core::{ErrorClass, JobState};
+use reelq_core::{ErrorClass, JobState, ProviderKind};
 
 use reelq_e2e::{API_KEY, Deployment, prompts, read_object};
 use reelq_sim::render_video;
@@ -122,6 +122,78 @@ async fn a_truncated_download_is_retried_and_never_stored_short() {
     let history = deployment.client.history(job_ids[0]).await.unwrap();
     assert!(
         history.iter().any(|event| event.contains("fetch retry 1")),
+        "{history:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_gateway_5xx_after_acceptance_is_settled_from_the_providers_records_not_resubmitted() {
+    let mut deployment = Deployment::start(
+        env!("CARGO_BIN_EXE_reelq-worker"),
+        Duration::from_millis(50),
+    )
+    .await;
+    deployment.provider = ProviderKind::Openai;
+    deployment.settings = "reconcile_every_ms = 200".into();
+    // No webhooks reach the worker: only the provider's list can settle the jobs.
+    deployment.sim.fail_after_accepting_next_creates(502, 2);
+    deployment.sim.fail_after_accepting_next_creates(504, 1);
+    let _worker = deployment.spawn_worker_task("w", API_KEY, None);
+    let job_ids = deployment.enqueue_manifest(&prompts("gateway", 4)).await;
+
+    deployment.all_in(&job_ids, JobState::Stored).await;
+
+    let stats = deployment.sim.stats();
+    assert_eq!((stats.creates, stats.max_creates_per_fingerprint), (4, 1));
+    let mut n_reconciled = 0;
+    for &job_id in &job_ids {
+        let history = deployment.client.history(job_id).await.unwrap();
+        if history.iter().any(|event| event.contains(" uncertain ")) {
+            assert!(
+                history
+                    .iter()
+                    .any(|event| event.contains("named by the provider's records")),
+                "{history:#?}"
+            );
+            n_reconciled += 1;
+        }
+    }
+    assert_eq!(n_reconciled, 3, "the three creates answered by the gateway");
+}
+
+#[tokio::test]
+async fn an_unknown_outcome_the_providers_list_never_shows_is_submitted_again_once() {
+    let mut deployment = Deployment::start(
+        env!("CARGO_BIN_EXE_reelq-worker"),
+        Duration::from_millis(50),
+    )
+    .await;
+    deployment.provider = ProviderKind::Openai;
+    deployment.settings = "reconcile_every_ms = 200\nreconcile_absent_after_ms = 1000".into();
+    // A 503 the gateway answered before anything was created: unknown to reelq, absent from
+    // the provider's records.
+    deployment.sim.fail_next_creates(455, 1);
+    let _worker = deployment.spawn_worker_task("w", API_KEY, None);
+    let job_ids = deployment.enqueue_manifest(&prompts("absent", 1)).await;
+
+    deployment.all_in(&job_ids, JobState::Stored).await;
+
+    let stats = deployment.sim.stats();
+    assert_eq!((stats.creates, stats.max_creates_per_fingerprint), (1, 1));
+    let history = deployment.client.history(job_ids[0]).await.unwrap();
+    let states: Vec<&str> = history
+        .iter()
+        .filter_map(|event| event.split(' ').nth(1))
+        .collect();
+    assert_eq!(
+        &states[..4],
+        ["queued", "submitting", "uncertain", "queued"],
+        "{history:#?}"
+    );
+    assert!(
+        history
+            .iter()
+            .any(|e| e.contains("has no task for this create")),
         "{history:#?}"
     );
 }
