@@ -470,8 +470,12 @@ fn print_table(records: &[JobRecord]) {
         "JOB", "PROVIDER", "STATE", "EST USD", "SUBMITS", "BYTES", "SHA256"
     );
     for record in records {
-        let detail = match record.state {
-            JobState::Stored => record.object_key.clone().unwrap_or_default(),
+        let detail = match (record.state, &record.reconcile_note) {
+            (JobState::Stored, _) => record.object_key.clone().unwrap_or_default(),
+            // What the provider's records showed, beside why the job is uncertain.
+            (JobState::Uncertain, Some(note)) => {
+                format!("{} [{note}]", record.error.as_deref().unwrap_or_default())
+            }
             _ => record.error.clone().unwrap_or_default(),
         };
         let cost = record.spec.estimated_cost_usd;

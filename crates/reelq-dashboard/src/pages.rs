@@ -273,6 +273,9 @@ pub(crate) async fn job(
                 @if let Some(error) = &record.error {
                     tr { th { "error" } td.error { (record.error_class.map_or("", ErrorClass::as_str)) ": " (error) } }
                 }
+                @if let Some(note) = &record.reconcile_note {
+                    tr { th { "provider's records" } td id="reconcile-note" { (note) } }
+                }
             }
             h2 { "Timeline" }
             ol id="timeline" {

@@ -2,6 +2,12 @@
 //! `GET /v1/videos/{id}`, the MP4 from `GET /v1/videos/{id}/content` (with the key), and
 //! account-level webhooks signed per Standard Webhooks.
 //!
+//! Reconciliation reads `GET /v1/videos?order=desc&limit=100&after=<id>` (OpenAI's API
+//! reference, "List videos": `data`, `has_more`, `first_id`/`last_id`, at most 100 a page)
+//! and the Video object's echo of the request: `model`, `seconds`, `size`, `created_at`, and
+//! `prompt` (present in OpenAI's Video object, "the prompt that was used to generate the
+//! video"; absent from some gateways, so matching works without it).
+//!
 //! | answer                                          | class              |
 //! |-------------------------------------------------|--------------------|
 //! | 400, 404, 422                                   | `Invalid`          |

@@ -71,11 +71,22 @@ impl Browser {
             .as_str()
             .unwrap_or_else(|| panic!("a browser session: {created}"))
             .to_owned();
-        Browser {
+        let browser = Browser {
             http,
             session: format!("{base}/session/{session}"),
             _driver: driver,
-        }
+        };
+        // Element look-ups wait (in the driver) for the element to appear, e.g. on the page a
+        // form submit navigates to: a click can return before that page has loaded.
+        let implicit_ms = EVENT_TIMEOUT.as_millis() as u64;
+        browser
+            .call(
+                reqwest::Method::POST,
+                "/timeouts",
+                json!({ "implicit": implicit_ms }),
+            )
+            .await;
+        browser
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
@@ -179,6 +190,7 @@ async fn chromium_logs_in_and_reads_the_overview_after_a_small_run() {
         )
         .await;
 
+    browser.find("#depths").await;
     assert_eq!(browser.title().await, "reelq · Overview");
     assert_eq!(browser.text("#depths [data-state=stored] b").await, "4");
     assert_eq!(browser.text("#depths [data-state=rejected] b").await, "1");
