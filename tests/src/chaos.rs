@@ -204,7 +204,7 @@ pub async fn run(worker_bin: PathBuf, plan: &ChaosPlan) -> anyhow::Result<ChaosR
                 match codes[report.fault_bursts % codes.len()] {
                     // Rarer than outages: a gateway failing after acceptance is an incident,
                     // and every create it answers is a job nothing may resubmit.
-                    502 => deployment.sim.gateway_outage(502, plan.burst_every / 8),
+                    502 => deployment.sim.gateway_outage(502, plan.burst_every / 16),
                     code => deployment.sim.outage(code, plan.burst_every / 4),
                 }
                 report.fault_bursts += 1;

@@ -126,16 +126,23 @@ async fn a_truncated_download_is_retried_and_never_stored_short() {
     );
 }
 
-#[tokio::test]
-async fn a_gateway_5xx_after_acceptance_is_settled_from_the_providers_records_not_resubmitted() {
+/// Jobs for an OpenAI-style gateway whose webhooks never reach the worker (only the
+/// provider's list can settle an uncertain job), reconciled every 200 ms; `settings` adds
+/// worker settings.
+async fn reconciling_openai_deployment(settings: &str) -> Deployment {
     let mut deployment = Deployment::start(
         env!("CARGO_BIN_EXE_reelq-worker"),
         Duration::from_millis(50),
     )
     .await;
     deployment.provider = ProviderKind::Openai;
-    deployment.settings = "reconcile_every_ms = 200".into();
-    // No webhooks reach the worker: only the provider's list can settle the jobs.
+    deployment.settings = format!("reconcile_every_ms = 200\n{settings}");
+    deployment
+}
+
+#[tokio::test]
+async fn a_gateway_5xx_after_acceptance_is_settled_from_the_providers_records_not_resubmitted() {
+    let deployment = reconciling_openai_deployment("").await;
     deployment.sim.fail_after_accepting_next_creates(502, 2);
     deployment.sim.fail_after_accepting_next_creates(504, 1);
     let _worker = deployment.spawn_worker_task("w", API_KEY, None);
@@ -163,13 +170,7 @@ async fn a_gateway_5xx_after_acceptance_is_settled_from_the_providers_records_no
 
 #[tokio::test]
 async fn an_unknown_outcome_the_providers_list_never_shows_is_submitted_again_once() {
-    let mut deployment = Deployment::start(
-        env!("CARGO_BIN_EXE_reelq-worker"),
-        Duration::from_millis(50),
-    )
-    .await;
-    deployment.provider = ProviderKind::Openai;
-    deployment.settings = "reconcile_every_ms = 200\nreconcile_absent_after_ms = 1000".into();
+    let deployment = reconciling_openai_deployment("reconcile_absent_after_ms = 1000").await;
     // A 503 the gateway answered before anything was created: unknown to reelq, absent from
     // the provider's records.
     deployment.sim.fail_next_creates(455, 1);
