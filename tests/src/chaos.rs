@@ -133,7 +133,7 @@ impl fmt::Display for ChaosReport {
 }
 
 /// Error codes of the provider outages, in turn: (with `gateway_faults`) a gateway's 502
-/// after acceptance, then rate limit, server error, maintenance.
+/// after acceptance of one create, then rate limit, server error, maintenance.
 const BURST_CODES: [i64; 4] = [502, 429, 500, 455];
 
 pub async fn run(worker_bin: PathBuf, plan: &ChaosPlan) -> anyhow::Result<ChaosReport> {
@@ -202,9 +202,10 @@ pub async fn run(worker_bin: PathBuf, plan: &ChaosPlan) -> anyhow::Result<ChaosR
             _ = burst_tick.tick() => {
                 let codes = if plan.gateway_faults { &BURST_CODES[..] } else { &BURST_CODES[1..] };
                 match codes[report.fault_bursts % codes.len()] {
-                    // Rarer than outages: a gateway failing after acceptance is an incident,
-                    // and every create it answers is a job nothing may resubmit.
-                    502 => deployment.sim.gateway_outage(502, plan.burst_every / 16),
+                    // The next create is accepted and then answered 502 by the gateway: one
+                    // per burst, since every create it answers is a job nothing may
+                    // resubmit, and a timed outage would hit a whole wave of creates or none.
+                    502 => deployment.sim.fail_after_accepting_next_creates(502, 1),
                     code => deployment.sim.outage(code, plan.burst_every / 4),
                 }
                 report.fault_bursts += 1;
