@@ -10,7 +10,9 @@
 //! | `GET /v1/batches/{id}`  | 200 `{"batch_id","name","jobs","states":{state: count},"reserved_usd","budget_usd"}`; 404 |
 //!
 //! Client errors carry `{"code","detail"}`; internal errors are logged and answered as a bare
-//! 500.
+//! 500. An enqueue that could not be proven durable (replicas did not acknowledge it, or Redis
+//! can lose writes) is 503 `not_durable` with `Retry-After: 1`: retry it under the same
+//! `Idempotency-Key`.
 
 use std::collections::BTreeMap;
 
@@ -59,6 +61,24 @@ fn client_error(status: StatusCode, code: &str, detail: impl Into<serde_json::Va
 }
 
 fn internal(err: ProducerError) -> Response {
+    if let ProducerError::Queue(
+        queue_err @ (reelq_queue::QueueError::NotDurable { .. }
+        | reelq_queue::QueueError::Unsafe(_)),
+    ) = &err
+    {
+        // Not proven durable: the jobs may or may not be kept, so the client retries, under
+        // the same Idempotency-Key.
+        tracing::warn!(error = %queue_err, "enqueue not proven durable");
+        let mut response = client_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_durable",
+            "the enqueue could not be made durable; retry with the same Idempotency-Key",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        return response;
+    }
     tracing::error!(error = %err, "api request failed");
     StatusCode::INTERNAL_SERVER_ERROR.into_response()
 }

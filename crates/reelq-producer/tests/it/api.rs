@@ -1,8 +1,8 @@
 //! The HTTP enqueue API over real HTTP on loopback, against a real Redis.
 
 use reelq_core::{JobState, Secret};
-use reelq_producer::{Client, LedgerConfig};
-use reelq_testkit::RedisServer;
+use reelq_producer::{Client, Durability, LedgerConfig};
+use reelq_testkit::{RedisOptions, RedisServer};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "api-test-token";
@@ -16,9 +16,12 @@ struct Api {
 
 async fn api() -> Api {
     let redis = RedisServer::start().unwrap();
-    let client = Client::connect(&LedgerConfig::new(redis.url(), "api"))
-        .await
-        .unwrap();
+    let config = LedgerConfig::new(redis.url(), "api");
+    api_on(redis, config).await
+}
+
+async fn api_on(redis: RedisServer, config: LedgerConfig) -> Api {
+    let client = Client::connect(&config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let app = reelq_producer::api(client.clone(), Secret::new(TOKEN));
@@ -162,4 +165,35 @@ async fn a_json_array_batch_is_enqueued_and_summarised() {
         (summary["jobs"].clone(), summary["states"].clone()),
         (json!(3), json!({ "queued": 3 }))
     );
+}
+
+#[tokio::test]
+async fn an_enqueue_no_replica_acknowledged_is_503_and_its_retry_lands_once() {
+    let primary = RedisServer::start_with(RedisOptions {
+        appendfsync: "everysec",
+        ..RedisOptions::default()
+    })
+    .unwrap();
+    let mut replica = primary.start_replica().unwrap();
+    let config = LedgerConfig {
+        durability: Durability::Replicas { n: 1 },
+        replica_wait: std::time::Duration::from_millis(200),
+        ..LedgerConfig::new(primary.url(), "api")
+    };
+    let api = api_on(primary, config).await;
+    let job = json!({"provider": "kie", "model": "sora-2-text-to-video", "prompt": "a gull"});
+
+    replica.stop();
+    let (status, body) = api.post("/v1/jobs", job.to_string(), Some("k-1")).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("not_durable")),
+        "{body}"
+    );
+
+    replica.start_again().unwrap();
+    let (status, first) = api.post("/v1/jobs", job.to_string(), Some("k-1")).await;
+    assert!(status == 200 || status == 201, "{status} {first}");
+    let (_, again) = api.post("/v1/jobs", job.to_string(), Some("k-1")).await;
+    assert_eq!(first["job_id"], again["job_id"], "one job under the key");
 }
