@@ -152,13 +152,8 @@ async fn begin_submit(context: &StepContext, lease: &Lease, token_hash: Option<S
         lease: context.lease,
         callback_token_hash: token_hash,
     };
-    let write = || context.ledger.transition(lease, begin.clone());
-    let written = write
-        .retry(RECORD_RETRY.with_total_delay(Some(context.lease / 3)))
-        .when(|err| matches!(err, QueueError::Redis(_)))
-        .notify(|err, delay| warn!(error = %err, ?delay, "recording the submit failed; retrying"))
-        .await;
-    let err = match written {
+    let budget = RECORD_RETRY.with_total_delay(Some(context.lease / 3));
+    let err = match write_through_outage(context, lease, begin, budget).await {
         Ok(TransitionOutcome::Applied) => return true,
         Ok(TransitionOutcome::LeaseLost { state, fence }) => {
             warn!(
@@ -190,13 +185,7 @@ async fn begin_submit(context: &StepContext, lease: &Lease, token_hash: Option<S
 /// task. If our lease expires meanwhile the fence refuses the late write, except a submit's,
 /// which settles the `uncertain` state the claim left. True if the transition applied.
 async fn record(context: &StepContext, lease: &Lease, transition: Transition) -> bool {
-    let write = || context.ledger.transition(lease, transition.clone());
-    let written = write
-        .retry(RECORD_RETRY)
-        .when(|err| matches!(err, QueueError::Redis(_)))
-        .notify(|err, delay| warn!(error = %err, ?delay, "recording the step failed; retrying"))
-        .await;
-    match written {
+    match write_through_outage(context, lease, transition, RECORD_RETRY).await {
         Ok(TransitionOutcome::Applied) => true,
         Ok(TransitionOutcome::LeaseLost { state, fence }) => {
             warn!(state, fence, "lease lost; another worker owns the job now");
@@ -207,6 +196,22 @@ async fn record(context: &StepContext, lease: &Lease, transition: Transition) ->
             false
         }
     }
+}
+
+/// Writes `transition`, retrying on `backoff` while Redis is unreachable (nothing else is
+/// retried here: a lost lease or an unproven write is the caller's to handle).
+async fn write_through_outage(
+    context: &StepContext,
+    lease: &Lease,
+    transition: Transition,
+    backoff: ExponentialBuilder,
+) -> Result<TransitionOutcome, QueueError> {
+    let write = || context.ledger.transition(lease, transition.clone());
+    write
+        .retry(backoff)
+        .when(|err| matches!(err, QueueError::Redis(_)))
+        .notify(|err, delay| warn!(error = %err, ?delay, "recording the step failed; retrying"))
+        .await
 }
 
 /// Runs `step` while renewing the lease every third of its length.
