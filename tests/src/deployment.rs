@@ -465,23 +465,25 @@ fn durability_toml(setup: RedisSetup) -> &'static str {
     }
 }
 
-/// Waits for `n` simulator events that `matches` accepts, ignoring others.
+/// Waits for `n` simulator events that `matches` accepts, and returns them.
 pub async fn sim_events(
     events: &mut broadcast::Receiver<SimEvent>,
     n: usize,
     matches: impl Fn(&SimEvent) -> bool,
-) {
+) -> Vec<SimEvent> {
     let wait = async {
-        let mut seen = 0;
-        while seen < n {
-            if matches(&events.recv().await.expect("simulator event feed open")) {
-                seen += 1;
+        let mut seen = Vec::with_capacity(n);
+        while seen.len() < n {
+            let event = events.recv().await.expect("simulator event feed open");
+            if matches(&event) {
+                seen.push(event);
             }
         }
+        seen
     };
     tokio::time::timeout(EVENT_TIMEOUT, wait)
         .await
-        .expect("simulator events in time");
+        .expect("simulator events in time")
 }
 
 pub fn prompts(test: &str, n_jobs: usize) -> Vec<String> {

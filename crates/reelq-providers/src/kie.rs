@@ -14,6 +14,10 @@
 //! | query: HTTP 5xx without an envelope | `Transient` | asked again                      |
 //! | create: no answer, reset, unparsable 2xx, HTTP 5xx without an envelope | `UnknownOutcome` | the task may exist |
 //!
+//! A task's record (`recordInfo`) echoes its create in `param` (the request as a JSON string):
+//! model, prompt, aspect ratio, frames and size are compared with a job's before a callback
+//! may hand the job that task.
+//!
 //! Proof of refusal on a create: an envelope whose `code` is not 200 (kie answers its own
 //! errors in the envelope, often with HTTP 200), or an HTTP 4xx.
 
@@ -29,7 +33,8 @@ use serde_json::json;
 use sha2::Sha256;
 
 use crate::{
-    AccountConfig, CallbackError, CallbackHint, Download, Provider, ProviderError, TaskStatus,
+    AccountConfig, CallbackError, CallbackHint, Download, Provider, ProviderError, ProviderTask,
+    TaskEcho, TaskStatus,
     http::{Api, Call, status_error, task_failure, unreadable},
 };
 
@@ -57,6 +62,16 @@ struct RecordInfo {
     fail_code: Option<serde_json::Value>,
     #[serde(default)]
     fail_msg: Option<String>,
+}
+
+/// What `recordInfo` echoes of the create: the request as a JSON string, and when.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RecordEcho {
+    task_id: String,
+    param: String,
+    #[serde(default)]
+    create_time: u64,
 }
 
 #[derive(Deserialize)]
@@ -117,12 +132,29 @@ impl Kie {
         }
     }
 
-    async fn record_info(&self, task_id: &str) -> Result<TaskStatus, ProviderError> {
+    async fn record_data(&self, task_id: &str) -> Result<serde_json::Value, ProviderError> {
         let request = self
             .api
             .get("/api/v1/jobs/recordInfo")
             .query(&[("taskId", task_id)]);
-        let data = self.call(request, Call::Query).await?;
+        self.call(request, Call::Query).await
+    }
+
+    async fn task(&self, task_id: &str) -> Result<ProviderTask, ProviderError> {
+        let data = self.record_data(task_id).await?;
+        let record: RecordEcho = serde_json::from_value(data)
+            .map_err(|err| ProviderError::transient(format!("kie recordInfo unreadable: {err}")))?;
+        let request: serde_json::Value = serde_json::from_str(&record.param)
+            .map_err(|err| ProviderError::transient(format!("kie param unreadable: {err}")))?;
+        Ok(ProviderTask {
+            task_id: record.task_id,
+            created_s: record.create_time / 1000,
+            echo: echo_of_request(&request),
+        })
+    }
+
+    async fn record_info(&self, task_id: &str) -> Result<TaskStatus, ProviderError> {
+        let data = self.record_data(task_id).await?;
         let info: RecordInfo = serde_json::from_value(data)
             .map_err(|err| ProviderError::transient(format!("kie recordInfo unreadable: {err}")))?;
         match info.state.as_str() {
@@ -174,6 +206,21 @@ fn create_body(spec: &JobSpec, callback_url: Option<&str>) -> serde_json::Value 
         body["callBackUrl"] = json!(url);
     }
     body
+}
+
+/// The request fields a task's record echoes (`param`), as [`create_body`] sends them.
+fn echo_of_request(request: &serde_json::Value) -> TaskEcho {
+    let input = &request["input"];
+    [
+        ("model", &request["model"]),
+        ("prompt", &input["prompt"]),
+        ("aspect_ratio", &input["aspect_ratio"]),
+        ("n_frames", &input["n_frames"]),
+        ("size", &input["size"]),
+    ]
+    .into_iter()
+    .filter_map(|(field, value)| Some((field, value.as_str()?.to_owned())))
+    .collect()
 }
 
 /// How long a signed callback stays acceptable (providers.md: older than 5 minutes is stale).
@@ -291,6 +338,17 @@ impl Provider for Kie {
 
     fn query<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<TaskStatus, ProviderError>> {
         self.record_info(task_id).boxed()
+    }
+
+    fn echo(&self, spec: &JobSpec) -> TaskEcho {
+        echo_of_request(&create_body(spec, None))
+    }
+
+    fn task_record<'a>(
+        &'a self,
+        task_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ProviderTask>, ProviderError>> {
+        self.task(task_id).map(|task| task.map(Some)).boxed()
     }
 
     fn download<'a>(

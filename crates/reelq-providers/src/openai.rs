@@ -268,8 +268,8 @@ impl Provider for Openai {
     fn task_record<'a>(
         &'a self,
         task_id: &'a str,
-    ) -> BoxFuture<'a, Result<ProviderTask, ProviderError>> {
-        async move { Ok(self.video(task_id).await?.into_task()) }.boxed()
+    ) -> BoxFuture<'a, Result<Option<ProviderTask>, ProviderError>> {
+        async move { Ok(Some(self.video(task_id).await?.into_task())) }.boxed()
     }
 
     fn download<'a>(

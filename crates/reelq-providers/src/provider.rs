@@ -138,17 +138,14 @@ pub trait Provider: Send + Sync {
         })
     }
 
-    /// One task's record, for a callback that names a task no job is known to own.
-    /// Providers that do not echo their requests answer `Invalid`.
+    /// One task's record as the provider keeps it, echoing its create: what confirms that a
+    /// task a callback names is the job's own. None for providers whose records do not echo
+    /// their requests (a query then shows only that the task exists).
     fn task_record<'a>(
         &'a self,
         _task_id: &'a str,
-    ) -> BoxFuture<'a, Result<ProviderTask, ProviderError>> {
-        Box::pin(async {
-            Err(ProviderError::Invalid(
-                "this provider does not echo its requests".into(),
-            ))
-        })
+    ) -> BoxFuture<'a, Result<Option<ProviderTask>, ProviderError>> {
+        Box::pin(async { Ok(None) })
     }
 
     /// Opens the finished video for streaming.

@@ -336,5 +336,25 @@ async fn the_openai_style_list_finds_a_create_whose_answer_was_lost() {
     assert_eq!(matching.len(), 1, "{tasks:?}");
     assert_ne!(matching[0], other);
     let record = provider.task_record(matching[0]).await.unwrap();
-    assert!(record.echoes(&echo), "{record:?}");
+    assert!(record.expect("openai echoes").echoes(&echo));
+}
+
+#[tokio::test]
+async fn a_kie_task_record_echoes_its_create_and_only_its_own() {
+    let sim = simulator(SimConfig::new(API_KEY, Duration::ZERO)).await;
+    let provider = adapter(ProviderKind::Kie, account(&sim, API_KEY)).unwrap();
+    let sent = spec(ProviderKind::Kie, "a lighthouse at dusk");
+    let task_id = provider.submit(JobId::new(), &sent, None).await.unwrap();
+
+    let record = provider
+        .task_record(&task_id)
+        .await
+        .unwrap()
+        .expect("kie's recordInfo echoes the request");
+    assert_eq!(record.task_id, task_id);
+    assert!(record.echoes(&provider.echo(&sent)), "{record:?}");
+    let other = spec(ProviderKind::Kie, "a different prompt");
+    assert!(!record.echoes(&provider.echo(&other)), "{record:?}");
+    let unknown = provider.task_record("no-such-task").await.unwrap_err();
+    assert_eq!(unknown.class(), ErrorClass::Invalid, "{unknown}");
 }

@@ -22,7 +22,7 @@
 //! | `P retention_ms` | string | how long finished jobs are kept (their hash and log get this TTL at the end) | worker start |
 //! | `P rate:{provider}` | string | GCRA: unix ms when the provider's request bucket is empty again (expires) | claim |
 //! | `P inflight:{provider}` | zset | job id -> slot expiry, one per generation in flight (with limits) | claim, transition |
-//! | `P task:{provider}:{task}` | string | the job id owning a provider task whose callbacks name only the task (expires) | worker after submit, reconciliation |
+//! | `P task:{provider}:{task}` | string | the job id owning a provider task: a callback naming it for another job is refused, and account-level callbacks find the job by it (expires) | worker before `Submitted`, wake (adoption) |
 //! | `P notify_due` | zset   | job id -> unix ms when its completion webhook is due  | a job's end, claim_notify, notified |
 //! | `P changes`    | pubsub | `"<id> <state>"` on every state change               | every state change      |
 //! | `P wake`       | pubsub | number of jobs just enqueued                         | enqueue                 |
@@ -287,6 +287,14 @@ pub enum NotifyOutcome {
     GaveUp,
 }
 
+/// What a per-task callback for a job is checked against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackBinding {
+    pub provider: ProviderKind,
+    /// SHA-256 (hex) of the token in the job's callback URL.
+    pub token_hash: Option<String>,
+}
+
 /// What a callback did to its job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WakeOutcome {
@@ -296,6 +304,11 @@ pub enum WakeOutcome {
     Adopted,
     /// The job is still submitting; the task id is kept for it.
     Noted,
+    /// The job has no task yet: the provider's record of the task must confirm it is the
+    /// job's before it is adopted.
+    Unconfirmed,
+    /// The task is another job's, or the job already has another: refused.
+    Conflict,
     /// Nothing to do: a duplicate, a stale hint, or a job that has moved on.
     Ignored,
     /// No such job.
@@ -825,18 +838,32 @@ impl Ledger {
         Ok(reply.first().is_some_and(|ok| ok == "1"))
     }
 
-    /// The hash of the token in the job's current callback URL, if a submit set one.
-    pub async fn callback_token_hash(&self, job_id: JobId) -> Result<Option<String>, QueueError> {
-        Ok(redis::cmd("HGET")
+    /// What authenticates a per-task callback for the job: its provider and the hash of the
+    /// token in its current callback URL (None if no submit set one). None if no such job.
+    pub async fn callback_binding(
+        &self,
+        job_id: JobId,
+    ) -> Result<Option<CallbackBinding>, QueueError> {
+        let (provider, token_hash): (Option<String>, Option<String>) = redis::cmd("HMGET")
             .arg(self.key(format!("job:{job_id}")))
+            .arg("provider")
             .arg("cb_token_hash")
             .query_async(&mut self.conn().await?)
-            .await?)
+            .await?;
+        let Some(provider) = provider else {
+            return Ok(None);
+        };
+        Ok(Some(CallbackBinding {
+            provider: provider
+                .parse()
+                .map_err(|_| QueueError::corrupt(job_id, format!("provider {provider:?}")))?,
+            token_hash,
+        }))
     }
 
-    /// Remembers which job owns a provider task, for providers whose callbacks name only the
-    /// task (account-level webhooks). The entry expires after `ttl`, so nothing needs to
-    /// clean it up; a callback after that is simply not needed (polling finishes the job).
+    /// Remembers which job owns a provider task: account-level webhooks (which name only the
+    /// task) find the job by it, and a callback naming the task for another job is refused.
+    /// The entry expires after `ttl`, so nothing needs to clean it up.
     pub async fn index_task(
         &self,
         provider: ProviderKind,
@@ -1051,17 +1078,35 @@ impl Ledger {
         Ok(job_id.and_then(|id| id.parse().ok()))
     }
 
-    /// Acts on a verified callback naming `task_id`: polls a waiting job now, adopts the task
-    /// of an `uncertain` job, or notes it for a job still submitting.
+    /// Acts on a verified callback naming `task_id`: polls a waiting job now. A task the job
+    /// does not have yet (it is `uncertain` or still submitting) is only `Unconfirmed`: the
+    /// provider's record of it must be checked, then [`Ledger::adopt_task`] binds it.
     pub async fn wake(&self, job_id: JobId, task_id: &str) -> Result<WakeOutcome, QueueError> {
-        self.wake_from(job_id, task_id, "its callback").await
+        self.wake_from(job_id, task_id, "its callback", None).await
     }
 
+    /// Binds `task_id`, which the provider's records confirm is this job's create, to the
+    /// job: an `uncertain` job polls it from now on (`Adopted`), one still submitting keeps
+    /// it for when its answer or lease ends (`Noted`). Callbacks naming the task find the job
+    /// for `index_ttl`; a task another job owns is a `Conflict`.
+    pub async fn adopt_task(
+        &self,
+        job_id: JobId,
+        task_id: &str,
+        source: &str,
+        index_ttl: Duration,
+    ) -> Result<WakeOutcome, QueueError> {
+        self.wake_from(job_id, task_id, source, Some(index_ttl))
+            .await
+    }
+
+    /// `index_ttl` is given for a confirmed task, None for a callback's hint.
     async fn wake_from(
         &self,
         job_id: JobId,
         task_id: &str,
         source: &str,
+        index_ttl: Option<Duration>,
     ) -> Result<WakeOutcome, QueueError> {
         let outcome: String = WAKE
             .key(self.key("due"))
@@ -1069,12 +1114,20 @@ impl Ledger {
             .arg(job_id.to_string())
             .arg(task_id)
             .arg(source)
+            .arg(index_ttl.unwrap_or_default().as_millis() as u64)
+            .arg(if index_ttl.is_some() {
+                "confirmed"
+            } else {
+                "hint"
+            })
             .invoke_async(&mut self.conn().await?)
             .await?;
         Ok(match outcome.as_str() {
             "woken" => WakeOutcome::Woken,
             "adopted" => WakeOutcome::Adopted,
             "noted" => WakeOutcome::Noted,
+            "unconfirmed" => WakeOutcome::Unconfirmed,
+            "conflict" => WakeOutcome::Conflict,
             "missing" => WakeOutcome::Missing,
             _ => WakeOutcome::Ignored,
         })
@@ -1107,25 +1160,6 @@ impl Ledger {
             }
         }
         Ok(records)
-    }
-
-    /// Settles an `uncertain` job whose create the provider's own records show: it polls
-    /// `task_id` from now on, and account-level callbacks naming the task find it.
-    pub async fn adopt_task(
-        &self,
-        job_id: JobId,
-        provider: ProviderKind,
-        task_id: &str,
-        index_ttl: Duration,
-    ) -> Result<WakeOutcome, QueueError> {
-        let outcome = self
-            .wake_from(job_id, task_id, "the provider's records")
-            .await?;
-        if outcome == WakeOutcome::Adopted {
-            self.index_task(provider, task_id, job_id, index_ttl)
-                .await?;
-        }
-        Ok(outcome)
     }
 
     /// Queues an `uncertain` job again because the provider's own records show it has no

@@ -13,8 +13,9 @@ pub use connection::{RedisTarget, TargetError};
 pub use durability::{Durability, DurabilityCheck};
 pub use error::QueueError;
 pub use ledger::{
-    BatchInfo, Claim, ClaimOptions, Idempotency, Lease, Ledger, LedgerConfig, Notification,
-    NotifyOutcome, NotifyTarget, ProviderLimit, Resolution, TransitionOutcome, WakeOutcome,
+    BatchInfo, CallbackBinding, Claim, ClaimOptions, Idempotency, Lease, Ledger, LedgerConfig,
+    Notification, NotifyOutcome, NotifyTarget, ProviderLimit, Resolution, TransitionOutcome,
+    WakeOutcome,
 };
 pub use record::JobRecord;
 pub use transition::Transition;

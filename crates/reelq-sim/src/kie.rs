@@ -153,19 +153,25 @@ async fn record_info(
         return refusal(err);
     }
     let task_id = query.task_id;
-    let data = match state.task_phase(&task_id) {
-        None => return envelope(StatusCode::OK, 404, "task not found", Value::Null),
-        Some((_, Phase::Running)) => json!({ "taskId": task_id, "state": "generating" }),
-        Some((_, Phase::Done { result_url })) => json!({
-            "taskId": task_id,
+    let Some(record) = state.task_record(&task_id) else {
+        return envelope(StatusCode::OK, 404, "task not found", Value::Null);
+    };
+    let mut data = match record.phase {
+        Phase::Running => json!({ "state": "generating" }),
+        Phase::Done { result_url } => json!({
             "state": "success",
             "resultJson": json!({ "resultUrls": [result_url] }).to_string(),
         }),
-        Some((_, Phase::Ended(outcome))) => {
+        Phase::Ended(outcome) => {
             let (fail_code, fail_msg) = failure(outcome);
-            json!({ "taskId": task_id, "state": "fail", "failCode": fail_code, "failMsg": fail_msg })
+            json!({ "state": "fail", "failCode": fail_code, "failMsg": fail_msg })
         }
     };
+    // The record echoes the create: its model, the whole request as a JSON string, and when.
+    data["taskId"] = json!(task_id);
+    data["model"] = record.request["model"].clone();
+    data["param"] = json!(record.request.to_string());
+    data["createTime"] = json!(record.created_s * 1000);
     envelope(StatusCode::OK, 200, "success", data)
 }
 

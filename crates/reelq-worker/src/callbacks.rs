@@ -10,10 +10,15 @@
 //! | 200    | accepted, including duplicates and stale hints (no-ops)    |
 //! | 400    | body unreadable                                            |
 //! | 401    | wrong token, bad or missing signature, stale timestamp     |
-//! | 404    | unknown provider or job, a job with no callback token, or a task no job is waiting on (nor an `uncertain` job's, by the provider's record) |
-//! | 500    | the provider's record of an unknown task could not be read (the provider will retry) |
+//! | 404    | unknown provider or job, a route whose provider is not the job's, a job with no callback token, or a task no job is waiting on (nor an `uncertain` job's, by the provider's record) |
+//! | 409    | the task is another job's, the job has another task, or the provider's record of it is not this job's request |
 //! | 413    | body over `max_body_bytes`                                 |
-//! | 500    | Redis unreachable (the provider will retry)                |
+//! | 500    | Redis unreachable, or the provider's record could not be read (the provider will retry) |
+//!
+//! A task is bound to one job: a callback may give a job a task only if the job has none yet
+//! or the same one, no other job owns it, and the provider's record of it (where the provider
+//! echoes requests: its prompt, model, duration, size) is this job's. Refusals after the route
+//! is known are logged with their reason and counted in `reelq_callbacks_refused_total`.
 
 use std::{
     collections::HashMap,
@@ -33,7 +38,10 @@ use reelq_providers::{CallbackError, CallbackHint, CallbackScope, Provider};
 use reelq_queue::{Ledger, WakeOutcome};
 use tracing::{info, warn};
 
-use crate::{reconcile::Reconciler, steps::token_hash};
+use crate::{
+    reconcile::{Confirmation, Reconciler},
+    steps::{TASK_INDEX_TTL, token_hash},
+};
 
 #[derive(Clone)]
 pub(crate) struct CallbackState {
@@ -101,20 +109,27 @@ async fn for_job(
 ) -> StatusCode {
     let found =
         adapter(&state, &provider, CallbackScope::PerTask).zip(job_id.parse::<JobId>().ok());
-    let Some(((_, adapter), job_id)) = found else {
+    let Some(((kind, adapter), job_id)) = found else {
         return StatusCode::NOT_FOUND;
     };
-    let stored_hash = match state.ledger.callback_token_hash(job_id).await {
-        Ok(Some(hash)) => hash,
+    let binding = match state.ledger.callback_binding(job_id).await {
+        Ok(Some(binding)) => binding,
         Ok(None) => return StatusCode::NOT_FOUND,
         Err(err) => {
             warn!(%job_id, error = %err, "callback: ledger unreachable");
             return StatusCode::INTERNAL_SERVER_ERROR;
         }
     };
+    // Checked before the token: a token is the job's, whichever route carries it, and another
+    // provider's route would skip this provider's signature check.
+    if binding.provider != kind {
+        return refused(kind, "route_provider", StatusCode::NOT_FOUND, job_id);
+    }
+    let Some(stored_hash) = binding.token_hash else {
+        return StatusCode::NOT_FOUND;
+    };
     if !constant_time_eq(token_hash(&token).as_bytes(), stored_hash.as_bytes()) {
-        warn!(%job_id, "callback refused: wrong token");
-        return StatusCode::UNAUTHORIZED;
+        return refused(kind, "token", StatusCode::UNAUTHORIZED, job_id);
     }
     let hint = match parse(adapter.as_ref(), &headers, &body) {
         Ok(hint) => hint,
@@ -123,7 +138,7 @@ async fn for_job(
     if hint.progress_only {
         return StatusCode::OK;
     }
-    wake(&state, job_id, &hint.task_id).await
+    wake(&state, kind, job_id, &hint.task_id).await
 }
 
 async fn for_account(
@@ -143,7 +158,7 @@ async fn for_account(
         return StatusCode::OK;
     }
     match state.ledger.job_of_task(kind, &hint.task_id).await {
-        Ok(Some(job_id)) => wake(&state, job_id, &hint.task_id).await,
+        Ok(Some(job_id)) => wake(&state, kind, job_id, &hint.task_id).await,
         // Not indexed: the task of an `uncertain` job whose create answer was lost (the
         // provider's record of it finds the job), another system's task on the account, or
         // one whose job polling already finished.
@@ -171,6 +186,19 @@ async fn for_account(
     }
 }
 
+/// Logs and counts a callback refused after its route was known (the reason, never the token).
+fn refused(
+    kind: ProviderKind,
+    reason: &'static str,
+    status: StatusCode,
+    job_id: JobId,
+) -> StatusCode {
+    warn!(%job_id, provider = %kind, reason, "callback refused");
+    metrics::counter!("reelq_callbacks_refused_total", "provider" => kind.as_str(), "reason" => reason)
+        .increment(1);
+    status
+}
+
 /// Verifies and reads a callback body, or says which status refuses it.
 fn parse(
     adapter: &dyn Provider,
@@ -189,16 +217,59 @@ fn parse(
     })
 }
 
-async fn wake(state: &CallbackState, job_id: JobId, task_id: &str) -> StatusCode {
-    match state.ledger.wake(job_id, task_id).await {
+async fn wake(
+    state: &CallbackState,
+    kind: ProviderKind,
+    job_id: JobId,
+    task_id: &str,
+) -> StatusCode {
+    let outcome = match state.ledger.wake(job_id, task_id).await {
+        Ok(WakeOutcome::Unconfirmed) => confirm_and_adopt(state, kind, job_id, task_id).await,
+        Ok(WakeOutcome::Conflict) => state
+            .reconciler
+            .refused_binding(kind, job_id, task_id)
+            .await
+            .map(|conflict| {
+                warn!(%job_id, task_id, conflict, "callback names a task that is not its job's");
+                WakeOutcome::Conflict
+            }),
+        other => other.map_err(anyhow::Error::from),
+    };
+    match outcome {
         Ok(WakeOutcome::Missing) => StatusCode::NOT_FOUND,
+        Ok(WakeOutcome::Conflict) => refused(kind, "task_conflict", StatusCode::CONFLICT, job_id),
         Ok(outcome) => {
             info!(%job_id, task_id, ?outcome, "callback");
             StatusCode::OK
         }
         Err(err) => {
-            warn!(%job_id, error = %err, "callback: ledger unreachable");
+            warn!(%job_id, error = %err, "callback: could not act on it (the provider will retry)");
             StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+/// A callback names a task for a job that has none yet: the provider's record must confirm it
+/// is this job's create before the job takes it.
+async fn confirm_and_adopt(
+    state: &CallbackState,
+    kind: ProviderKind,
+    job_id: JobId,
+    task_id: &str,
+) -> anyhow::Result<WakeOutcome> {
+    match state.reconciler.confirm(kind, job_id, task_id).await? {
+        Confirmation::Confirmed => Ok(state
+            .ledger
+            .adopt_task(
+                job_id,
+                task_id,
+                "its callback (confirmed by the provider's record)",
+                TASK_INDEX_TTL,
+            )
+            .await?),
+        Confirmation::Conflict(conflict) => {
+            warn!(%job_id, task_id, conflict, "callback names a task that is not its job's");
+            Ok(WakeOutcome::Conflict)
         }
     }
 }

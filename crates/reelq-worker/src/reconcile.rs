@@ -20,7 +20,7 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use reelq_core::{JobId, ProviderKind};
-use reelq_providers::{Provider, ProviderTask, RecentTasks, TaskEcho};
+use reelq_providers::{Provider, ProviderError, ProviderTask, RecentTasks, TaskEcho};
 use reelq_queue::{JobRecord, Ledger, WakeOutcome};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -79,6 +79,14 @@ pub(crate) fn pair(jobs: &[UncertainJob], tasks: &[ProviderTask]) -> Vec<(JobId,
             (job.job_id, verdict)
         })
         .collect()
+}
+
+/// Whether a task a callback names is its job's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Confirmation {
+    Confirmed,
+    /// Why not, for the log and the job's note.
+    Conflict(String),
 }
 
 pub(crate) struct Reconciler {
@@ -141,7 +149,9 @@ impl Reconciler {
         if jobs.is_empty() {
             return Ok(None);
         }
-        let task = provider.task_record(task_id).await?;
+        let Some(task) = provider.task_record(task_id).await? else {
+            return Ok(None);
+        };
         for (job_id, verdict) in pair(&jobs, std::slice::from_ref(&task)) {
             if verdict == Verdict::Adopt(task.task_id.clone())
                 && self.adopt(kind, job_id, &task.task_id).await?
@@ -150,6 +160,113 @@ impl Reconciler {
             }
         }
         Ok(None)
+    }
+
+    /// Whether `task_id`, which a verified callback names for `job_id` (a job without a task
+    /// yet: `uncertain`, or still submitting), is that job's create: no other job owns it,
+    /// the provider has it, and where the provider's record echoes the request, it is this
+    /// job's request. A conflict is noted on an `uncertain` job for the operator.
+    pub(crate) async fn confirm(
+        &self,
+        kind: ProviderKind,
+        job_id: JobId,
+        task_id: &str,
+    ) -> anyhow::Result<Confirmation> {
+        let conflict = match self.conflict(kind, job_id, task_id).await? {
+            Some(conflict) => conflict,
+            None => return Ok(Confirmation::Confirmed),
+        };
+        self.note_conflict(job_id, &conflict).await?;
+        Ok(Confirmation::Conflict(conflict))
+    }
+
+    /// Why the ledger refused to bind `task_id` to `job_id` (a `Conflict`), noted on the job
+    /// if it is `uncertain`.
+    pub(crate) async fn refused_binding(
+        &self,
+        kind: ProviderKind,
+        job_id: JobId,
+        task_id: &str,
+    ) -> anyhow::Result<String> {
+        let conflict = match self.owner_conflict(kind, job_id, task_id).await? {
+            Some(conflict) => conflict,
+            None => format!("task {task_id}, while the job has another"),
+        };
+        self.note_conflict(job_id, &conflict).await?;
+        Ok(conflict)
+    }
+
+    async fn note_conflict(&self, job_id: JobId, conflict: &str) -> anyhow::Result<()> {
+        self.ledger
+            .note_uncertain(job_id, &format!("a callback named {conflict}: not adopted"))
+            .await?;
+        Ok(())
+    }
+
+    async fn owner_conflict(
+        &self,
+        kind: ProviderKind,
+        job_id: JobId,
+        task_id: &str,
+    ) -> anyhow::Result<Option<String>> {
+        Ok(match self.ledger.job_of_task(kind, task_id).await? {
+            Some(owner) if owner != job_id => {
+                Some(format!("task {task_id}, which job {owner} owns"))
+            }
+            _ => None,
+        })
+    }
+
+    /// What stands against `task_id` being `job_id`'s create, if anything.
+    async fn conflict(
+        &self,
+        kind: ProviderKind,
+        job_id: JobId,
+        task_id: &str,
+    ) -> anyhow::Result<Option<String>> {
+        let (Some(provider), Some(job)) =
+            (self.providers.get(&kind), self.ledger.job(job_id).await?)
+        else {
+            return Ok(Some(format!(
+                "task {task_id} for a job this worker cannot check"
+            )));
+        };
+        if let Some(conflict) = self.owner_conflict(kind, job_id, task_id).await? {
+            return Ok(Some(conflict));
+        }
+        let record = match provider.task_record(task_id).await {
+            Ok(record) => record,
+            Err(ProviderError::Invalid(err)) => {
+                return Ok(Some(format!(
+                    "task {task_id}, which {kind} does not have ({err})"
+                )));
+            }
+            Err(err) => return Err(err.into()),
+        };
+        let Some(record) = record else {
+            // No echo to compare: the provider's having the task on this account is the proof.
+            return match provider.query(task_id).await {
+                Ok(_) => Ok(None),
+                Err(ProviderError::Invalid(err)) => Ok(Some(format!(
+                    "task {task_id}, which {kind} does not have ({err})"
+                ))),
+                Err(err) => Err(err.into()),
+            };
+        };
+        let sent = provider.echo(&job.spec);
+        if record.echoes(&sent) {
+            return Ok(None);
+        }
+        let differing: Vec<&str> = record
+            .echo
+            .iter()
+            .filter(|(field, value)| sent.get(*field).is_some_and(|sent| sent != *value))
+            .map(|(field, _)| *field)
+            .collect();
+        Ok(Some(format!(
+            "task {task_id}, whose request at {kind} is not this job's (differs in {})",
+            differing.join(", ")
+        )))
     }
 
     /// Uncertain jobs of `kind` without a task.
@@ -247,7 +364,7 @@ impl Reconciler {
     ) -> anyhow::Result<bool> {
         let outcome = self
             .ledger
-            .adopt_task(job_id, kind, task_id, TASK_INDEX_TTL)
+            .adopt_task(job_id, task_id, "the provider's records", TASK_INDEX_TTL)
             .await?;
         let adopted = outcome == WakeOutcome::Adopted;
         if adopted {

@@ -287,16 +287,15 @@ async fn submit(
     {
         Ok(task_id) => {
             info!(task_id, "submitted");
-            if provider.callback_scope() == CallbackScope::Account {
-                // Before the job is recorded as waiting, so its callback can find it. If
-                // this fails, polling still finishes the job.
-                let indexed = context
-                    .ledger
-                    .index_task(lease.spec.provider, &task_id, lease.job_id, TASK_INDEX_TTL)
-                    .await;
-                if let Err(err) = indexed {
-                    warn!(error = %err, "could not index the task for its callback");
-                }
+            // Before the job is recorded as waiting, so an account-level callback can find
+            // it, and a callback naming this task for another job is refused. If this fails,
+            // polling still finishes the job.
+            let indexed = context
+                .ledger
+                .index_task(lease.spec.provider, &task_id, lease.job_id, TASK_INDEX_TTL)
+                .await;
+            if let Err(err) = indexed {
+                warn!(error = %err, "could not index the task for its callbacks");
             }
             let first_poll = context.poll_schedule(lease).first;
             Transition::Submitted {

@@ -13,6 +13,8 @@ use reelq_queue::{
 use reelq_testkit::{EVENT_TIMEOUT, RedisServer};
 
 pub(crate) const LEASE: Duration = Duration::from_secs(30);
+/// How long a test's task index entries live.
+const INDEX_TTL: Duration = Duration::from_secs(600);
 
 pub(crate) async fn ledger(redis: &RedisServer) -> Ledger {
     Ledger::connect(&LedgerConfig::new(redis.url(), "test"))
@@ -537,7 +539,8 @@ async fn a_callback_wakes_a_waiting_job_and_duplicates_change_nothing() {
 
     assert_eq!(
         ledger.wake(job_id, "other-task").await.unwrap(),
-        WakeOutcome::Ignored
+        WakeOutcome::Conflict,
+        "the job has another task"
     );
     assert_eq!(
         ledger.wake(job_id, "t-cb").await.unwrap(),
@@ -571,9 +574,17 @@ async fn a_callback_names_the_task_of_a_job_whose_submitter_died() {
         .unwrap();
     claim_and_begin(&ledger, "w1", 2, Duration::ZERO).await;
 
-    // Job 0's callback arrives while it still looks submitting; job 1's after it turned uncertain.
+    // Job 0's callback arrives while it still looks submitting; job 1's after it turned
+    // uncertain. A hint alone binds neither: the provider's record confirms each first.
     assert_eq!(
         ledger.wake(ids[0], "t-0").await.unwrap(),
+        WakeOutcome::Unconfirmed
+    );
+    assert_eq!(
+        ledger
+            .adopt_task(ids[0], "t-0", "its callback", INDEX_TTL)
+            .await
+            .unwrap(),
         WakeOutcome::Noted
     );
     let leases = ledger
@@ -585,6 +596,14 @@ async fn a_callback_names_the_task_of_a_job_whose_submitter_died() {
     assert_eq!(state_of(&ledger, ids[1]).await, JobState::Uncertain);
     assert_eq!(
         ledger.wake(ids[1], "t-1").await.unwrap(),
+        WakeOutcome::Unconfirmed
+    );
+    assert_eq!(state_of(&ledger, ids[1]).await, JobState::Uncertain);
+    assert_eq!(
+        ledger
+            .adopt_task(ids[1], "t-1", "its callback", INDEX_TTL)
+            .await
+            .unwrap(),
         WakeOutcome::Adopted
     );
 
@@ -619,16 +638,76 @@ async fn the_callback_token_hash_is_kept_from_the_submit() {
         .enqueue(None, &[(job_id, spec("token"))])
         .await
         .unwrap();
-    assert_eq!(ledger.callback_token_hash(job_id).await.unwrap(), None);
+    let binding = ledger.callback_binding(job_id).await.unwrap().unwrap();
+    assert_eq!(
+        (binding.provider, binding.token_hash),
+        (ProviderKind::Kie, None)
+    );
     let lease = claim_one(&ledger, "w1", LEASE).await;
     let begin = Transition::BeginSubmit {
         lease: LEASE,
         callback_token_hash: Some("ab12".into()),
     };
     ledger.transition(&lease, begin).await.unwrap();
+    let binding = ledger.callback_binding(job_id).await.unwrap().unwrap();
+    assert_eq!(binding.token_hash.as_deref(), Some("ab12"));
+    assert_eq!(ledger.callback_binding(JobId::new()).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_task_is_bound_to_one_job() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    let owner = submit_one(&ledger, "owner", "t-owned", Duration::from_secs(600)).await;
+    ledger
+        .index_task(ProviderKind::Kie, "t-owned", owner, INDEX_TTL)
+        .await
+        .unwrap();
+    let ids = [JobId::new()];
+    ledger
+        .enqueue(None, &[(ids[0], spec("orphan"))])
+        .await
+        .unwrap();
+    claim_and_begin(&ledger, "w1", 1, Duration::ZERO).await;
+    let leases = ledger
+        .claim(&claim_opts("w2", 1, LEASE))
+        .await
+        .unwrap()
+        .leases;
+    assert!(leases.is_empty());
+    assert_eq!(state_of(&ledger, ids[0]).await, JobState::Uncertain);
+
+    // Neither a hint nor a confirmation can hand the orphan the owner's task.
     assert_eq!(
-        ledger.callback_token_hash(job_id).await.unwrap().as_deref(),
-        Some("ab12")
+        ledger.wake(ids[0], "t-owned").await.unwrap(),
+        WakeOutcome::Conflict
+    );
+    assert_eq!(
+        ledger
+            .adopt_task(ids[0], "t-owned", "its callback", INDEX_TTL)
+            .await
+            .unwrap(),
+        WakeOutcome::Conflict
+    );
+    assert_eq!(state_of(&ledger, ids[0]).await, JobState::Uncertain);
+    // Its own task, once confirmed, is bound to it: no third job can take it either.
+    assert_eq!(
+        ledger
+            .adopt_task(ids[0], "t-own", "its callback", INDEX_TTL)
+            .await
+            .unwrap(),
+        WakeOutcome::Adopted
+    );
+    assert_eq!(
+        ledger
+            .job_of_task(ProviderKind::Kie, "t-own")
+            .await
+            .unwrap(),
+        Some(ids[0])
+    );
+    assert_eq!(
+        ledger.wake(owner, "t-own").await.unwrap(),
+        WakeOutcome::Conflict
     );
 }
 
@@ -710,7 +789,10 @@ async fn a_callback_that_beats_the_submit_answer_makes_the_first_poll_immediate(
         .unwrap();
     let lease = claim_and_begin(&ledger, "w1", 1, LEASE).await.remove(0);
     assert_eq!(
-        ledger.wake(job_id, "t-fast").await.unwrap(),
+        ledger
+            .adopt_task(job_id, "t-fast", "its callback", INDEX_TTL)
+            .await
+            .unwrap(),
         WakeOutcome::Noted
     );
 

@@ -201,3 +201,117 @@ async fn a_late_callback_settles_a_job_whose_submitter_was_killed() {
         "{history:#?}"
     );
 }
+
+/// Posts a genuinely signed kie completion callback naming `task_id` to `url`.
+async fn post_signed_kie_callback(url: &str, task_id: &str) -> u16 {
+    let body =
+        format!(r#"{{"code":200,"msg":"ok","data":{{"taskId":"{task_id}","resultUrls":[]}}}}"#);
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let signature = kie_signature(WEBHOOK_KEY, task_id, &timestamp);
+    reqwest::Client::new()
+        .post(url)
+        .header("X-Webhook-Timestamp", timestamp)
+        .header("X-Webhook-Signature", signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_callback_cannot_hand_a_job_another_jobs_task_nor_skip_its_providers_checks() {
+    let mut deployment = deployment().await;
+    deployment.first_poll_ms = NEVER_POLL_MS;
+    deployment.sim.hold();
+    let mut events = deployment.sim.events();
+    let listener = deployment.callback_listener().await;
+    let _worker = deployment.spawn_worker_task("w", API_KEY, Some(listener));
+    // The orphan's create is accepted (and paid) but its answer is a gateway's 502.
+    deployment.sim.fail_after_accepting_next_creates(502, 1);
+    let orphan = deployment.enqueue_manifest(&prompts("orphan", 1)).await[0];
+    let orphan_task = match sim_events(&mut events, 1, |event| {
+        matches!(event, SimEvent::Created { .. })
+    })
+    .await
+    .remove(0)
+    {
+        SimEvent::Created { task_id, .. } => task_id,
+        other => unreachable!("{other:?}"),
+    };
+    deployment.all_in(&[orphan], JobState::Uncertain).await;
+    let owner = deployment.enqueue_manifest(&prompts("owner", 1)).await[0];
+    deployment.all_in(&[owner], JobState::Waiting).await;
+    let owner_task = deployment
+        .client
+        .status(owner)
+        .await
+        .unwrap()
+        .unwrap()
+        .task_id
+        .unwrap();
+    let orphan_url = deployment.sim.callback_url(&orphan_task).unwrap();
+    let owner_url = deployment.sim.callback_url(&owner_task).unwrap();
+    let other_route = orphan_url.replace("/callbacks/kie/", "/callbacks/acedata/");
+
+    let answers = [
+        (
+            "a task the provider does not have",
+            post_signed_kie_callback(&orphan_url, "no-such-task").await,
+            409,
+        ),
+        (
+            "a second task for a job that has one",
+            post_signed_kie_callback(&owner_url, &orphan_task).await,
+            409,
+        ),
+        (
+            "the job's token on another provider's route",
+            post_signed_kie_callback(&other_route, &orphan_task).await,
+            404,
+        ),
+        // Last, so the job's note is its conflict.
+        (
+            "another job's task",
+            post_signed_kie_callback(&orphan_url, &owner_task).await,
+            409,
+        ),
+    ];
+    for (case, got, want) in answers {
+        assert_eq!(got, want, "{case}");
+    }
+    let record = deployment.client.status(orphan).await.unwrap().unwrap();
+    assert_eq!((record.state, record.task_id), (JobState::Uncertain, None));
+    let note = record.reconcile_note.unwrap_or_default();
+    assert!(
+        note.contains(&owner.to_string()),
+        "the conflict is recorded: {note}"
+    );
+    assert_eq!(
+        deployment
+            .client
+            .status(owner)
+            .await
+            .unwrap()
+            .unwrap()
+            .task_id,
+        Some(owner_task.clone())
+    );
+
+    // The genuine callbacks, once the generations finish, bring each job its own video.
+    deployment.sim.release();
+    let records = deployment.settled(&[orphan, owner]).await;
+    deployment.assert_stored_once(&records);
+    let tasks: Vec<_> = records.iter().map(|r| r.task_id.clone().unwrap()).collect();
+    assert_eq!(tasks, [orphan_task, owner_task]);
+    assert_eq!(
+        deployment.sim.stats().creates,
+        2,
+        "nothing was submitted twice"
+    );
+}
