@@ -3,11 +3,11 @@
 
 use std::{collections::HashMap, path::PathBuf, time::Duration};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use reelq_core::{
-    BatchId, BatchOptions, Character, JobId, JobRequest, JobSpec, JobState, PriceTable,
+    ApiToken, BatchId, BatchOptions, Character, JobId, JobRequest, JobSpec, JobState, PriceTable,
     ProviderKind, Secret, check_url, micros_to_usd, models_of, parse_deadline, usd_to_micros,
 };
 use reelq_producer::{
@@ -92,9 +92,18 @@ enum Command {
     Serve {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
-        /// The bearer token clients must present.
+        /// The bearer token clients must present: at least 16 characters. Empty or short is
+        /// refused (it never switches authentication off).
         #[arg(long, env = "REELQ_API_TOKEN", hide_env_values = true)]
         token: String,
+        /// Signs the dashboard's session cookies; give every replica behind one load
+        /// balancer the same. Default: random per process (sessions end at restart).
+        #[arg(long, env = "REELQ_SESSION_KEY", hide_env_values = true)]
+        session_key: Option<String>,
+        /// The dashboard is reached over https (its session cookie is then always `Secure`;
+        /// without this, only when a proxy sends `X-Forwarded-Proto: https`).
+        #[arg(long, requires = "dashboard")]
+        https: bool,
         /// Also serve the operators' dashboard under /ui (same token, or its login form).
         #[arg(long)]
         dashboard: bool,
@@ -352,20 +361,28 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve {
             listen,
             token,
+            session_key,
+            https,
             dashboard,
             dashboard_writable,
         } => {
+            let token = ApiToken::new(token).context("reelq serve refuses to start")?;
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
             eprintln!("reelq api listening on {}", listener.local_addr()?);
-            let token = Secret::new(token);
             let mut app = reelq_producer::api(client.clone(), token.clone());
             if dashboard {
-                let config = reelq_dashboard::DashboardConfig {
-                    token,
-                    writable: dashboard_writable,
-                };
+                let mut config = reelq_dashboard::DashboardConfig::new(token, dashboard_writable);
+                config.https = https;
+                if let Some(key) = session_key.filter(|key| !key.is_empty()) {
+                    ensure!(
+                        key.len() >= 32,
+                        "the session key has {} characters; use at least 32 (e.g. openssl rand -hex 32)",
+                        key.len()
+                    );
+                    config.session_key = Secret::new(key);
+                }
                 app = app.merge(reelq_dashboard::router(client, config));
                 eprintln!("dashboard at /ui (writable: {dashboard_writable})");
             }

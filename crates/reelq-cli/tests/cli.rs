@@ -90,3 +90,23 @@ fn a_batch_is_submitted_reported_and_cancelled_from_the_command_line() {
         "{csv}"
     );
 }
+
+#[test]
+fn serve_refuses_an_empty_or_short_token_instead_of_switching_auth_off() {
+    let redis = RedisServer::start().unwrap();
+    for (token, says) in [
+        ("", "the API token is empty"),
+        ("dev-token", "fewer than 16"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_reelq"))
+            .args(["--redis-url", &redis.url(), "--prefix", "t"])
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("REELQ_API_TOKEN", token)
+            .output()
+            .expect("reelq runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "token {token:?}: {stderr}");
+        assert!(stderr.contains(says), "token {token:?}: {stderr}");
+        assert!(!stderr.contains("listening"), "{stderr}");
+    }
+}

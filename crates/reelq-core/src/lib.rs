@@ -15,7 +15,7 @@ pub use catalog::{IMAGE_EXTENSIONS, ImageRule, ModelRule, model_rule, models_of}
 pub use error_class::ErrorClass;
 pub use id::{BatchId, IdError, JobId};
 pub use price::{PriceRule, PriceTable};
-pub use secret::Secret;
+pub use secret::{ApiToken, ApiTokenError, MIN_API_TOKEN_CHARS, Secret};
 pub use spec::{
     Aspect, Character, JobRequest, JobSpec, MAX_PROMPT_CHARS, MAX_URL_CHARS, ProviderKind, Quality,
     SpecError, check_url, parse_deadline,

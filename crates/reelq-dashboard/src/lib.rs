@@ -10,30 +10,52 @@
 //! | `GET /ui/batches/{id}/report.csv` | the batch report |
 //! | `POST /ui/jobs/{id}/retry`, `/resolve`, `POST /ui/batches/{id}/cancel` | actions, only when writable |
 //! | `GET`/`POST /ui/login` | a form for the API token; sets a session cookie |
+//! | `POST /ui/logout` | clears the session cookie |
 //!
-//! Every page needs the API's bearer token, as an `Authorization` header or as the session
-//! cookie the login sets (the token's SHA-256, `HttpOnly`, `SameSite=Strict`, which also keeps
-//! other sites from posting actions). Read-only unless started with write permission.
+//! Every page needs the API's bearer token, as an `Authorization` header or as the signed,
+//! expiring session cookie the login sets (`auth.rs`). Read-only unless started with write
+//! permission.
 
 mod auth;
 mod pages;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     Router, middleware,
     routing::{get, post},
 };
-use reelq_core::Secret;
+use reelq_core::{ApiToken, Secret};
 use reelq_producer::Client;
 
 /// Who may look, and whether they may act.
 #[derive(Clone)]
 pub struct DashboardConfig {
     /// The API token; the dashboard accepts it as a bearer token or through its login.
-    pub token: Secret,
+    pub token: ApiToken,
     /// Allow actions (retry, resolve, cancel). Off: every page is read-only.
     pub writable: bool,
+    /// Signs session cookies. Random per process unless configured, so sessions end when the
+    /// server restarts; replicas behind one load balancer share a configured one.
+    pub session_key: Secret,
+    /// How long a login lasts.
+    pub session_ttl: Duration,
+    /// Served over https (the session cookie is then always `Secure`).
+    pub https: bool,
+}
+
+impl DashboardConfig {
+    /// A config with a random session key, 12-hour sessions, and `Secure` cookies only when
+    /// a proxy says the request came over https.
+    pub fn new(token: ApiToken, writable: bool) -> Self {
+        DashboardConfig {
+            token,
+            writable,
+            session_key: Secret::new(hex::encode(rand::random::<[u8; 32]>())),
+            session_ttl: Duration::from_secs(12 * 3600),
+            https: false,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -67,6 +89,7 @@ pub fn router(client: Client, config: DashboardConfig) -> Router {
         ));
     Router::new()
         .route("/ui/login", get(auth::login_form).post(auth::login))
+        .route("/ui/logout", post(auth::logout))
         .merge(pages)
         .with_state(state)
 }

@@ -41,6 +41,7 @@ pub(crate) fn layout(title: &str, body: Markup) -> Markup {
                     a href="/ui" { "Overview" }
                     a href="/ui/jobs" { "Jobs" }
                     a href="/ui/batches" { "Batches" }
+                    form.inline method="post" action="/ui/logout" { button type="submit" { "Log out" } }
                 }
                 main { h1 { (title) } (body) }
             }

@@ -3,14 +3,14 @@
 
 use std::time::Duration;
 
-use reelq_core::{BatchId, BatchOptions, ErrorClass, JobRequest, JobState, ProviderKind, Secret};
+use reelq_core::{ApiToken, BatchId, BatchOptions, ErrorClass, JobRequest, JobState, ProviderKind};
 use reelq_dashboard::{DashboardConfig, router};
 use reelq_producer::Client;
 use reelq_queue::{ClaimOptions, Lease, Ledger, LedgerConfig, Transition};
 use reelq_testkit::RedisServer;
 use reqwest::{StatusCode, redirect::Policy};
 
-const TOKEN: &str = "dash-token";
+const TOKEN: &str = "dash-token-0123456789";
 const PREFIX: &str = "ui";
 
 struct Fixture {
@@ -101,10 +101,7 @@ async fn fixture(writable: bool) -> Fixture {
     let base = format!("http://{}", listener.local_addr().unwrap());
     let app = router(
         client,
-        DashboardConfig {
-            token: Secret::new(TOKEN),
-            writable,
-        },
+        DashboardConfig::new(ApiToken::new(TOKEN).unwrap(), writable),
     );
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let http = reqwest::Client::builder()
@@ -181,15 +178,68 @@ async fn strangers_are_sent_to_the_login_and_the_login_sets_a_working_session() 
         "{cookie}"
     );
     assert!(!cookie.contains(TOKEN), "the cookie never holds the token");
+    assert!(
+        cookie.contains("Max-Age=43200"),
+        "a session expires: {cookie}"
+    );
+    assert!(!cookie.contains("Secure"), "plain http: {cookie}");
     let session = cookie.split(';').next().unwrap().to_owned();
-    let page = f
+    let with_cookie = |cookie: String| {
+        let request = f
+            .http
+            .get(format!("{}/ui", f.base))
+            .header("cookie", cookie);
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(with_cookie(session.clone()).await, StatusCode::OK);
+
+    // A forged, an altered and an expired session are all sent to the login.
+    let (name_and_expiry, tag) = session.rsplit_once('.').unwrap();
+    let (name, expiry) = name_and_expiry.split_once('=').unwrap();
+    let later: u64 = expiry.parse::<u64>().unwrap() + 3600;
+    for forged in [
+        format!("{name}={}", hex_sha256(TOKEN)),
+        format!("{name}={later}.{tag}"),
+        format!("{name}=1000.{tag}"),
+        format!("{name}="),
+    ] {
+        assert_eq!(
+            with_cookie(forged.clone()).await,
+            StatusCode::SEE_OTHER,
+            "{forged}"
+        );
+    }
+
+    // Behind a TLS proxy the cookie is Secure; logging out clears it.
+    let login = f
         .http
-        .get(format!("{}/ui", f.base))
+        .post(format!("{}/ui/login", f.base))
+        .header("x-forwarded-proto", "https")
+        .form(&[("token", TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    let logout = f
+        .http
+        .post(format!("{}/ui/logout", f.base))
         .header("cookie", session)
         .send()
         .await
         .unwrap();
-    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(logout.status(), StatusCode::SEE_OTHER);
+    let cleared = logout.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        cleared.starts_with("reelq_session=;") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+}
+
+/// The old cookie: the token's bare SHA-256.
+fn hex_sha256(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
 //! The HTTP enqueue API, for producers in other languages. Every request needs
-//! `Authorization: Bearer <token>`. An `Idempotency-Key` header makes a POST safe to retry:
+//! `Authorization: Bearer <token>`; the token is an [`ApiToken`], never empty. An `Idempotency-Key` header makes a POST safe to retry:
 //! the same key within a day enqueues once and answers the first receipt again.
 //!
 //! | route                   | answers                                                       |
@@ -25,7 +25,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use reelq_core::{BatchId, JobId, JobRequest, JobSpec, Secret};
+use reelq_core::{ApiToken, BatchId, JobId, JobRequest, JobSpec};
 use serde_json::json;
 
 use crate::{Client, ProducerError, Receipt, client::now_ms, parse_json_batch, parse_manifest};
@@ -36,11 +36,11 @@ const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 #[derive(Clone)]
 struct ApiState {
     client: Client,
-    token: Secret,
+    token: ApiToken,
 }
 
 /// The API's router; serve it with `axum::serve`.
-pub fn app(client: Client, token: Secret) -> Router {
+pub fn app(client: Client, token: ApiToken) -> Router {
     let state = ApiState { client, token };
     Router::new()
         .route("/v1/jobs", post(create_job))
@@ -90,14 +90,7 @@ async fn authenticate(State(state): State<ApiState>, request: Request, next: Nex
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .unwrap_or_default();
-    let expected = state.token.expose().as_bytes();
-    let matches = presented.len() == expected.len()
-        && presented
-            .bytes()
-            .zip(expected)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if !matches {
+    if !state.token.matches(presented.as_bytes()) {
         return client_error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

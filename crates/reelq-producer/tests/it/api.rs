@@ -1,11 +1,11 @@
 //! The HTTP enqueue API over real HTTP on loopback, against a real Redis.
 
-use reelq_core::{JobState, Secret};
+use reelq_core::{ApiToken, JobState};
 use reelq_producer::{Client, Durability, LedgerConfig};
 use reelq_testkit::{RedisOptions, RedisServer};
 use serde_json::{Value, json};
 
-const TOKEN: &str = "api-test-token";
+const TOKEN: &str = "api-test-token-0123456789";
 
 struct Api {
     base: String,
@@ -24,7 +24,7 @@ async fn api_on(redis: RedisServer, config: LedgerConfig) -> Api {
     let client = Client::connect(&config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = reelq_producer::api(client.clone(), Secret::new(TOKEN));
+    let app = reelq_producer::api(client.clone(), ApiToken::new(TOKEN).unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     Api {
         base,

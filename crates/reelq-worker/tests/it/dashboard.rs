@@ -5,13 +5,13 @@
 use std::{process::Stdio, time::Duration};
 
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
-use reelq_core::Secret;
+use reelq_core::ApiToken;
 use reelq_dashboard::{DashboardConfig, router};
 use reelq_e2e::{API_KEY, Deployment, prompts};
 use reelq_testkit::EVENT_TIMEOUT;
 use serde_json::{Value, json};
 
-const TOKEN: &str = "browser-token";
+const TOKEN: &str = "browser-token-0123456789";
 /// WebDriver's key for element references.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -159,10 +159,7 @@ async fn chromium_logs_in_and_reads_the_overview_after_a_small_run() {
     deployment.settled(&job_ids).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let config = DashboardConfig {
-        token: Secret::new(TOKEN),
-        writable: false,
-    };
+    let config = DashboardConfig::new(ApiToken::new(TOKEN).unwrap(), false);
     let app = router(deployment.client.clone(), config);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
