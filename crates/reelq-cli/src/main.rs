@@ -11,10 +11,10 @@ use reelq_core::{
     ProviderKind, Secret, check_url, micros_to_usd, models_of, parse_deadline, usd_to_micros,
 };
 use reelq_producer::{
-    Client, Durability, LedgerConfig, REPORT_COLUMNS, now_ms, parse_manifest, report_row,
-    write_report_csv,
+    BatchReceipt, Client, Durability, LedgerConfig, REPORT_COLUMNS, now_ms, parse_manifest,
+    report_row, write_report_csv,
 };
-use reelq_queue::{BatchInfo, JobRecord, RedisTarget, Resolution};
+use reelq_queue::{BatchInfo, ENQUEUE_CHUNK, EnqueueProgress, JobRecord, RedisTarget, Resolution};
 
 #[derive(Parser)]
 #[command(version, about = "Enqueue and follow reelq video-generation jobs")]
@@ -221,6 +221,11 @@ struct BatchSubmitArgs {
     /// Watch the batch until it settles.
     #[arg(long)]
     watch: bool,
+    /// Enqueue it even if the same manifest with the same options was submitted in the last
+    /// 24 hours (without this, that submission's batch is shown again: a retry after a
+    /// crash or a lost answer never enqueues, and pays for, the batch twice).
+    #[arg(long)]
+    again: bool,
 }
 
 #[derive(Args)]
@@ -642,13 +647,50 @@ async fn batch(client: &Client, command: BatchCommand) -> anyhow::Result<()> {
                 notify_url: args.notify_url,
             };
             let started = std::time::Instant::now();
-            let receipt = client.enqueue_batch_with(specs, &options).await?;
-            println!(
-                "batch {} enqueued {} jobs in {:.0} ms",
-                receipt.batch_id,
-                receipt.job_ids.len(),
-                started.elapsed().as_secs_f64() * 1000.0
+            let n_jobs = specs.len() as u64;
+            let bar = ProgressBar::new(2 * n_jobs);
+            bar.set_style(
+                ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {msg}")
+                    .expect("a valid template"),
             );
+            if n_jobs as usize <= ENQUEUE_CHUNK {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+            }
+            let progress = |step: EnqueueProgress| match step {
+                EnqueueProgress::Staged(n) => {
+                    bar.set_position(n as u64);
+                    bar.set_message(format!("{n}/{n_jobs} staged"));
+                }
+                EnqueueProgress::Queued(n) => {
+                    bar.set_position(n_jobs + n as u64);
+                    bar.set_message(format!("{n}/{n_jobs} queued"));
+                }
+            };
+            let (batch_id, job_ids, replayed) = if args.again {
+                let receipt = client.enqueue_batch_with(specs, &options).await?;
+                (receipt.batch_id, receipt.job_ids, false)
+            } else {
+                let receipt = client
+                    .enqueue_manifest_once(specs, &options, &progress)
+                    .await?;
+                let batch_id = receipt.batch_id.expect("a batch's receipt has its id");
+                (batch_id, receipt.job_ids, receipt.replayed)
+            };
+            bar.finish_and_clear();
+            if replayed {
+                println!(
+                    "batch {batch_id}: this manifest, with these options, was already submitted \
+                     ({} jobs); nothing enqueued (--again enqueues it once more)",
+                    job_ids.len()
+                );
+            } else {
+                println!(
+                    "batch {batch_id} enqueued {} jobs in {:.0} ms",
+                    job_ids.len(),
+                    started.elapsed().as_secs_f64() * 1000.0
+                );
+            }
+            let receipt = BatchReceipt { batch_id, job_ids };
             if args.watch {
                 watch(client, &receipt.job_ids).await?;
             }

@@ -110,3 +110,38 @@ fn serve_refuses_an_empty_or_short_token_instead_of_switching_auth_off() {
         assert!(!stderr.contains("listening"), "{stderr}");
     }
 }
+
+#[test]
+fn the_same_manifest_submitted_twice_is_one_batch_unless_asked_again() {
+    let redis = RedisServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = manifest(dir.path(), &[KIE, EVOLINK]);
+    let submit = |extra: &[&str]| {
+        let output = reelq(&redis, &[&["batch", "submit", &path][..], extra].concat());
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+
+    let first = submit(&[]);
+    let retry = submit(&[]);
+    let again = submit(&["--again"]);
+
+    assert!(first.contains("enqueued 2 jobs"), "{first}");
+    assert!(
+        retry.contains("already submitted (2 jobs); nothing enqueued"),
+        "{retry}"
+    );
+    let batch_of = |out: &str| {
+        out.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .trim_end_matches(':')
+            .to_owned()
+    };
+    assert_eq!(batch_of(&first), batch_of(&retry));
+    assert!(again.contains("enqueued 2 jobs"), "{again}");
+    assert_ne!(batch_of(&first), batch_of(&again));
+    let stats = reelq(&redis, &["stats", "--json"]);
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(stats["due_now"], 4);
+}

@@ -1,6 +1,14 @@
 //! The HTTP enqueue API, for producers in other languages. Every request needs
-//! `Authorization: Bearer <token>`; the token is an [`ApiToken`], never empty. An `Idempotency-Key` header makes a POST safe to retry:
-//! the same key within a day enqueues once and answers the first receipt again.
+//! `Authorization: Bearer <token>`; the token is an [`ApiToken`], never empty. An
+//! `Idempotency-Key` header makes a POST safe to retry: the same key with the same request
+//! within a day enqueues once and answers the first receipt again (200); the same key with
+//! another request is 422 `idempotency_key_reused` and enqueues nothing. Keys are per
+//! endpoint: a key used on `/v1/jobs` is another key on `/v1/batches`.
+//!
+//! The largest request is 32 MiB (about 350,000 manifest lines); larger manifests go through
+//! `reelq batch submit`, which has no limit but memory. A batch of any size is enqueued all
+//! or none, in steps that each hold Redis for milliseconds (`reelq_queue`'s enqueue module);
+//! once its jobs are committed, the answer is their receipt, never an error.
 //!
 //! | route                   | answers                                                       |
 //! |-------------------------|---------------------------------------------------------------|
@@ -25,7 +33,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use reelq_core::{ApiToken, BatchId, JobId, JobRequest, JobSpec};
+use reelq_core::{ApiToken, BatchId, BatchOptions, JobId, JobRequest, JobSpec};
 use serde_json::json;
 
 use crate::{Client, ProducerError, Receipt, client::now_ms, parse_json_batch, parse_manifest};
@@ -61,6 +69,16 @@ fn client_error(status: StatusCode, code: &str, detail: impl Into<serde_json::Va
 }
 
 fn internal(err: ProducerError) -> Response {
+    if let ProducerError::Queue(reelq_queue::QueueError::IdempotencyConflict(key)) = &err {
+        return client_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            json!({
+                "field": "Idempotency-Key",
+                "message": format!("{key:?} was already used for a different request; nothing was enqueued"),
+            }),
+        );
+    }
     if let ProducerError::Queue(
         queue_err @ (reelq_queue::QueueError::NotDurable { .. }
         | reelq_queue::QueueError::Unsafe(_)),
@@ -153,7 +171,16 @@ async fn enqueue(
         .get("idempotency-key")
         .and_then(|value| value.to_str().ok());
     let receipt = match key {
-        Some(key) => state.client.enqueue_once(specs, as_batch, key).await,
+        Some(key) => {
+            let (scope, batch) = match as_batch {
+                true => ("api-batches", Some(BatchOptions::default())),
+                false => ("api-jobs", None),
+            };
+            state
+                .client
+                .enqueue_once(specs, batch.as_ref(), (scope, key), &|_| {})
+                .await
+        }
         None if as_batch => state
             .client
             .enqueue_batch(specs)

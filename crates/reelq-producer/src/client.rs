@@ -14,9 +14,11 @@ use reelq_core::{
     SpecError, usd_to_micros,
 };
 use reelq_queue::{
-    BatchInfo, Idempotency, JobRecord, Ledger, LedgerConfig, ProviderLimit, QueueError, Resolution,
+    BatchInfo, EnqueueProgress, Enqueued, Idempotency, JobRecord, Ledger, LedgerConfig,
+    ProviderLimit, QueueError, Resolution,
 };
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::{ManifestError, parse_manifest};
 
@@ -51,6 +53,21 @@ pub struct Receipt {
     /// True when an earlier call with the same key did the enqueue.
     #[serde(skip)]
     pub replayed: bool,
+}
+
+/// What an idempotency record keeps to answer a replay.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum StoredReceipt {
+    Batch { batch_id: BatchId },
+    Jobs { job_ids: Vec<JobId> },
+}
+
+/// The SHA-256 (hex) of a request as validated: the same jobs and options, however they
+/// were written (JSONL or a JSON array, key order, whitespace), give the same digest.
+fn request_digest(specs: &[JobSpec], batch: Option<&BatchOptions>) -> String {
+    let request = serde_json::to_vec(&(specs, batch)).expect("specs serialize");
+    hex::encode(Sha256::digest(&request))
 }
 
 /// A deployment at a glance.
@@ -164,46 +181,85 @@ impl Client {
         })
     }
 
-    /// Enqueues validated specs (as a batch if `as_batch`) at most once per `key`: a repeated
-    /// call within a day enqueues nothing and returns the first call's receipt.
+    /// Enqueues validated specs (as a batch with `batch`'s options, if given) at most once
+    /// per `key` within `scope` (each endpoint keeps its own keys): a repeated call with the
+    /// same request within a day enqueues nothing and returns the first call's receipt (once
+    /// all of its jobs are queued); with another request it is refused
+    /// ([`QueueError::IdempotencyConflict`]). `progress` hears how far a large batch has come.
     pub async fn enqueue_once(
         &self,
         specs: Vec<JobSpec>,
-        as_batch: bool,
-        key: &str,
+        batch: Option<&BatchOptions>,
+        (scope, key): (&str, &str),
+        progress: &(dyn Fn(EnqueueProgress) + Sync),
     ) -> Result<Receipt, ProducerError> {
-        let batch_id = as_batch.then(BatchId::new);
-        let defaults = BatchOptions::default();
+        let digest = request_digest(&specs, batch);
+        let batch_id = batch.map(|_| BatchId::new());
         let jobs = self.new_jobs(specs);
-        let receipt = Receipt {
-            batch_id,
-            job_ids: jobs.iter().map(|(job_id, _)| *job_id).collect(),
-            replayed: false,
+        let job_ids: Vec<JobId> = jobs.iter().map(|(job_id, _)| *job_id).collect();
+        // A batch's receipt is its id (its job ids are in its list); a job's, its id.
+        let stored = match batch_id {
+            Some(batch_id) => StoredReceipt::Batch { batch_id },
+            None => StoredReceipt::Jobs {
+                job_ids: job_ids.clone(),
+            },
         };
-        let receipt_json = serde_json::to_string(&receipt).expect("a receipt serializes");
+        let stored = serde_json::to_string(&stored).expect("a receipt serializes");
+        let scoped_key = format!("{scope}:{key}");
         let once = Idempotency {
-            key,
+            key: &scoped_key,
             ttl: IDEMPOTENCY_TTL,
-            receipt: &receipt_json,
+            digest: &digest,
+            receipt: &stored,
         };
-        match self
+        let enqueued = self
             .ledger
-            .enqueue_once(batch_id.map(|id| (id, &defaults)), &jobs, Some(once))
-            .await?
-        {
-            None => Ok(receipt),
-            Some(earlier) => {
-                let earlier: Receipt =
-                    serde_json::from_str(&earlier).map_err(|err| QueueError::Corrupt {
-                        job_id: format!("idempotency key {key}"),
-                        detail: format!("receipt: {err}"),
-                    })?;
-                Ok(Receipt {
-                    replayed: true,
-                    ..earlier
-                })
+            .enqueue_once(batch_id.zip(batch), &jobs, Some(once), progress)
+            .await
+            .map_err(|err| match err {
+                QueueError::IdempotencyConflict(_) => {
+                    QueueError::IdempotencyConflict(key.to_owned())
+                }
+                err => err,
+            })?;
+        let earlier = match enqueued {
+            Enqueued::New => {
+                return Ok(Receipt {
+                    batch_id,
+                    job_ids,
+                    replayed: false,
+                });
             }
-        }
+            Enqueued::Replayed(earlier) => earlier,
+        };
+        let earlier: StoredReceipt =
+            serde_json::from_str(&earlier).map_err(|err| QueueError::Corrupt {
+                job_id: format!("idempotency key {key}"),
+                detail: format!("receipt: {err}"),
+            })?;
+        let (batch_id, job_ids) = match earlier {
+            StoredReceipt::Jobs { job_ids } => (None, job_ids),
+            StoredReceipt::Batch { batch_id } => (Some(batch_id), self.batch_jobs(batch_id).await?),
+        };
+        Ok(Receipt {
+            batch_id,
+            job_ids,
+            replayed: true,
+        })
+    }
+
+    /// Enqueues a manifest's validated specs as one batch, once: the same specs with the
+    /// same options within a day return the first batch's receipt (`replayed`) instead,
+    /// whoever submits them, so a retry after a crash or a lost answer never pays twice.
+    pub async fn enqueue_manifest_once(
+        &self,
+        specs: Vec<JobSpec>,
+        options: &BatchOptions,
+        progress: &(dyn Fn(EnqueueProgress) + Sync),
+    ) -> Result<Receipt, ProducerError> {
+        let key = request_digest(&specs, Some(options));
+        self.enqueue_once(specs, Some(options), ("manifest", &key), progress)
+            .await
     }
 
     /// Validates a JSONL manifest and enqueues it as one batch; any bad line refuses it all.

@@ -20,6 +20,9 @@ pub enum QueueError {
     Unsafe(String),
     #[error(transparent)]
     Target(#[from] crate::TargetError),
+    /// The idempotency key was used for a different request: nothing was enqueued.
+    #[error("idempotency key {0:?} was already used for a different request")]
+    IdempotencyConflict(String),
 }
 
 impl QueueError {

@@ -18,7 +18,9 @@
 //! | `P due_low`    | zset   | like `due`, for queued jobs of low-priority batches (claimed after `due`) | enqueue, claim, batch |
 //! | `P spend:{provider}:{day}` | string | estimated spend reserved on that UTC day, micros (expires) | claim, transition |
 //! | `P pause:{provider}` | string | present while submits to that provider are paused (429) | pause          |
-//! | `P idem:{key}` | string | the receipt of the enqueue made under an idempotency key (expires) | enqueue   |
+//! | `P idem:{scope}:{key}` | hash | digest (of the request) and receipt of the enqueue made under an idempotency key (expires) | enqueue, commit |
+//! | `P stage:{batch}` | list | a large batch's jobs (JSON tuples) staged in chunks: nothing claims them; expires unless committed | enqueue (staging), release |
+//! | `P releasing` | zset | committed batch id -> commit ms, while its staged jobs are being queued | commit, release |
 //! | `P retention_ms` | string | how long finished jobs are kept (their hash and log get this TTL at the end) | worker start |
 //! | `P rate:{provider}` | string | GCRA: unix ms when the provider's request bucket is empty again (expires) | claim |
 //! | `P inflight:{provider}` | zset | job id -> slot expiry, one per generation in flight (with limits) | claim, transition |
@@ -42,9 +44,7 @@ use std::{
 
 use futures_util::{StreamExt, stream::BoxStream};
 use redis::Script;
-use reelq_core::{
-    BatchId, BatchOptions, ErrorClass, JobId, JobSpec, JobState, ProviderKind, usd_to_micros,
-};
+use reelq_core::{BatchId, ErrorClass, JobId, JobSpec, JobState, ProviderKind};
 
 use crate::{
     Durability, DurabilityCheck, JobRecord, QueueError, RedisTarget, Transition,
@@ -53,18 +53,6 @@ use crate::{
     transition::Move,
 };
 
-macro_rules! ledger_script {
-    ($file:literal) => {
-        LazyLock::new(|| {
-            Script::new(concat!(
-                include_str!("lua/prelude.lua"),
-                include_str!(concat!("lua/", $file))
-            ))
-        })
-    };
-}
-
-static ENQUEUE: LazyLock<Script> = ledger_script!("enqueue.lua");
 static CLAIM: LazyLock<Script> = ledger_script!("claim.lua");
 static TRANSITION: LazyLock<Script> = ledger_script!("transition.lua");
 static EXTEND: LazyLock<Script> = ledger_script!("extend.lua");
@@ -116,7 +104,7 @@ impl LedgerConfig {
 #[derive(Clone)]
 pub struct Ledger {
     connector: Arc<Connector>,
-    prefix: String,
+    pub(crate) prefix: String,
     safety: Arc<Safety>,
 }
 
@@ -227,17 +215,6 @@ pub enum Resolution {
     Resubmit,
     /// Give up on the job.
     Fail,
-}
-
-/// Makes an enqueue happen at most once per key.
-#[derive(Debug, Clone, Copy)]
-pub struct Idempotency<'a> {
-    /// The caller's key, e.g. an HTTP `Idempotency-Key` header.
-    pub key: &'a str,
-    /// How long the key is remembered.
-    pub ttl: Duration,
-    /// What a repeated call gets back (e.g. the job ids, as JSON).
-    pub receipt: &'a str,
 }
 
 /// A completion webhook to send: the job's ending, under an event id kept across retries.
@@ -370,7 +347,7 @@ impl Ledger {
     }
 
     /// The connection for one operation; a write and its `WAIT` must share one.
-    async fn conn(&self) -> Result<Conn, QueueError> {
+    pub(crate) async fn conn(&self) -> Result<Conn, QueueError> {
         Ok(self.connector.conn().await?)
     }
 
@@ -414,7 +391,7 @@ impl Ledger {
     }
 
     /// Refuses a write that must be durable while the server cannot keep it.
-    fn ensure_safe(&self) -> Result<(), QueueError> {
+    pub(crate) fn ensure_safe(&self) -> Result<(), QueueError> {
         match self.unsafe_reason() {
             Some(reason) => Err(QueueError::Unsafe(reason)),
             None => Ok(()),
@@ -422,7 +399,7 @@ impl Ledger {
     }
 
     /// Proves the writes made on `conn` durable, per the configured mode.
-    async fn make_durable(&self, conn: &mut Conn) -> Result<(), QueueError> {
+    pub(crate) async fn make_durable(&self, conn: &mut Conn) -> Result<(), QueueError> {
         match self.safety.durability {
             // The primary answered only after its fsync.
             Durability::Always => Ok(()),
@@ -459,62 +436,8 @@ impl Ledger {
         Ok(())
     }
 
-    fn key(&self, name: impl std::fmt::Display) -> String {
+    pub(crate) fn key(&self, name: impl std::fmt::Display) -> String {
         format!("{}{name}", self.prefix)
-    }
-
-    /// Writes validated jobs in one script: either all are queued or none is.
-    pub async fn enqueue(
-        &self,
-        batch: Option<(BatchId, &BatchOptions)>,
-        jobs: &[(JobId, JobSpec)],
-    ) -> Result<(), QueueError> {
-        self.enqueue_once(batch, jobs, None).await.map(|_| ())
-    }
-
-    /// Like [`Ledger::enqueue`], but at most once per idempotency key (kept for `ttl`): a
-    /// repeated call writes nothing and returns the receipt stored by the first one.
-    pub async fn enqueue_once(
-        &self,
-        batch: Option<(BatchId, &BatchOptions)>,
-        jobs: &[(JobId, JobSpec)],
-        idempotency: Option<Idempotency<'_>>,
-    ) -> Result<Option<String>, QueueError> {
-        let mut invocation = ENQUEUE.prepare_invoke();
-        invocation
-            .key(self.key("due"))
-            .arg(&self.prefix)
-            .arg(batch.map(|(b, _)| b.to_string()).unwrap_or_default());
-        match &idempotency {
-            Some(once) => invocation
-                .arg(self.key(format!("idem:{}", once.key)))
-                .arg(once.ttl.as_secs().max(1))
-                .arg(once.receipt),
-            None => invocation.arg("").arg(0).arg(""),
-        };
-        let options = batch
-            .map(|(_, options)| serde_json::to_string(options).expect("batch options serialize"))
-            .unwrap_or_default();
-        invocation.arg(options);
-        for (job_id, spec) in jobs {
-            let spec_json =
-                serde_json::to_string(spec).map_err(|err| QueueError::corrupt(job_id, err))?;
-            invocation
-                .arg(job_id.to_string())
-                .arg(spec.provider.as_str())
-                .arg(spec_json)
-                .arg(spec.deadline_ms.map(|d| d.to_string()).unwrap_or_default())
-                .arg(spec.notify_url.as_deref().unwrap_or_default())
-                .arg(spec.estimated_cost_usd.map_or(0, usd_to_micros));
-        }
-        self.ensure_safe()?;
-        self.await_replicas().await?;
-        let mut conn = self.conn().await?;
-        let (n_enqueued, earlier): (u64, String) = invocation.invoke_async(&mut conn).await?;
-        // Durable before the producer hears of it: a receipt for jobs a crash can take back
-        // would be a lie. Not durable: the producer retries (under its idempotency key).
-        self.make_durable(&mut conn).await?;
-        Ok((n_enqueued == 0 && idempotency.is_some()).then_some(earlier))
     }
 
     /// Takes up to `options.max_jobs` due jobs, each leased to `options.owner`.
@@ -1319,7 +1242,7 @@ async fn recheck_durability(
 }
 
 /// This host's clock, for read-only counts (scripts use Redis's own clock).
-fn now_unix_ms() -> u64 {
+pub(crate) fn now_unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

@@ -25,6 +25,26 @@ use crate::{
 /// How long to wait before claiming again after Redis failed a claim.
 const CLAIM_ERROR_PAUSE: Duration = Duration::from_secs(1);
 
+/// How often a worker looks for committed batches whose producer died while queueing them.
+const RELEASE_SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Finishes queueing batches their producer committed and then left (a large batch is
+/// committed whole, then queued a chunk at a time: see `reelq_queue`'s enqueue module).
+async fn release_committed(ledger: Ledger, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(RELEASE_SWEEP_EVERY);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match ledger.release_committed(reelq_queue::SWEEP_AFTER).await {
+            Ok(0) => {}
+            Ok(queued) => info!(queued, "queued the rest of a committed batch"),
+            Err(err) => warn!(error = %err, "could not queue committed batches; trying again"),
+        }
+    }
+}
+
 /// The sockets a worker serves on; main binds them from config, tests bind their own.
 #[derive(Debug, Default)]
 pub struct Listeners {
@@ -93,6 +113,7 @@ pub async fn run(
     if config.role == Role::All {
         let every = Duration::from_millis(config.reconcile_every_ms);
         tracker.spawn(reconciler.run(every, shutdown.clone()));
+        tracker.spawn(release_committed(ledger.clone(), shutdown.clone()));
     }
     if let Some(notify) = config.notify.as_ref().filter(|_| config.role == Role::All) {
         let notifier = Notifier::new(

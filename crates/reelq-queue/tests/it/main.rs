@@ -1,4 +1,5 @@
 //! Integration tests for the ledger against a real redis-server.
 
 mod durability;
+mod enqueue;
 mod ledger;

@@ -1,0 +1,313 @@
+//! Enqueueing, all or none, of one job or a million.
+//!
+//! Up to [`ENQUEUE_CHUNK`] jobs go in one script (`enqueue.lua`). A larger batch would make
+//! one script run for seconds, and Redis serves no other client meanwhile, so it goes in
+//! three steps that each stay short:
+//!
+//! 1. **stage**: its jobs are appended, a chunk per command, to `P stage:{batch}`, a list
+//!    nothing claims, which expires unless committed (a producer that dies here leaves
+//!    nothing claimable, and nothing to clean up);
+//! 2. **commit** (`commit.lua`, a handful of commands): the batch record, the idempotency
+//!    record, and the batch's entry in `P releasing`: from here on all of it will be queued;
+//! 3. **release** (`release.lua`, one chunk per call): staged jobs become queued jobs. The
+//!    producer runs it to the end before answering; if it dies, a replay of its request, or
+//!    any worker's sweep ([`Ledger::release_committed`]), finishes it.
+//!
+//! An idempotency record keeps a digest of the request it answered and the batch it made:
+//! the same key with the same request returns the first receipt (after finishing that
+//! batch's release), with another request it is refused ([`QueueError::IdempotencyConflict`]).
+
+use std::time::Duration;
+
+use redis::Script;
+use reelq_core::{BatchId, BatchOptions, JobId, JobSpec, usd_to_micros};
+
+use crate::{Ledger, QueueError};
+
+/// The most jobs one enqueue or release script writes: about 25 ms of Redis time.
+pub const ENQUEUE_CHUNK: usize = 1000;
+
+/// Jobs staged per command (an `RPUSH` of their JSON, no script).
+const STAGE_CHUNK: usize = 5000;
+
+/// How long a staged, uncommitted batch is kept: long enough for its producer to finish
+/// staging, short enough that an abandoned one frees its memory the same day.
+const STAGE_TTL: Duration = Duration::from_secs(3600);
+
+/// A sweep leaves batches committed less than this long ago to their own producer.
+pub const SWEEP_AFTER: Duration = Duration::from_secs(30);
+
+static ENQUEUE: std::sync::LazyLock<Script> = ledger_script!("enqueue.lua", with "jobs.lua");
+static COMMIT: std::sync::LazyLock<Script> = ledger_script!("commit.lua", with "jobs.lua");
+static RELEASE: std::sync::LazyLock<Script> = ledger_script!("release.lua", with "jobs.lua");
+
+/// Makes an enqueue happen at most once per key.
+#[derive(Debug, Clone, Copy)]
+pub struct Idempotency<'a> {
+    /// The caller's key, scoped by the caller (e.g. `api-batches:<Idempotency-Key>`).
+    pub key: &'a str,
+    /// How long the key is remembered.
+    pub ttl: Duration,
+    /// A digest of the request: the same key with another request is refused.
+    pub digest: &'a str,
+    /// What a repeated call gets back (e.g. the job ids, as JSON).
+    pub receipt: &'a str,
+}
+
+/// What an enqueue did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enqueued {
+    New,
+    /// An earlier call with the same key and request did it; its receipt.
+    Replayed(String),
+}
+
+/// How far a large enqueue has come, for a progress bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnqueueProgress {
+    /// Jobs staged so far.
+    Staged(usize),
+    /// Jobs queued so far (claimable).
+    Queued(usize),
+}
+
+/// The script arguments of one job.
+fn job_args(job_id: JobId, spec: &JobSpec) -> Result<[String; 6], QueueError> {
+    Ok([
+        job_id.to_string(),
+        spec.provider.as_str().to_owned(),
+        serde_json::to_string(spec).map_err(|err| QueueError::corrupt(job_id, err))?,
+        spec.deadline_ms.map(|d| d.to_string()).unwrap_or_default(),
+        spec.notify_url.clone().unwrap_or_default(),
+        spec.estimated_cost_usd.map_or(0, usd_to_micros).to_string(),
+    ])
+}
+
+impl Ledger {
+    /// Writes validated jobs, either all or none (see the module doc for large batches).
+    pub async fn enqueue(
+        &self,
+        batch: Option<(BatchId, &BatchOptions)>,
+        jobs: &[(JobId, JobSpec)],
+    ) -> Result<(), QueueError> {
+        self.enqueue_once(batch, jobs, None, &|_| {})
+            .await
+            .map(|_| ())
+    }
+
+    /// Like [`Ledger::enqueue`], but at most once per idempotency key (kept for `ttl`): a
+    /// repeated call writes nothing and returns the receipt stored by the first one.
+    /// `progress` hears how far a large batch has come.
+    pub async fn enqueue_once(
+        &self,
+        batch: Option<(BatchId, &BatchOptions)>,
+        jobs: &[(JobId, JobSpec)],
+        idempotency: Option<Idempotency<'_>>,
+        progress: &(dyn Fn(EnqueueProgress) + Sync),
+    ) -> Result<Enqueued, QueueError> {
+        self.ensure_safe()?;
+        self.await_replicas().await?;
+        let idem = idempotency.map(|once| (once, self.key(format!("idem:{}", once.key))));
+        match batch {
+            Some((batch_id, options)) if jobs.len() > ENQUEUE_CHUNK => {
+                self.enqueue_staged(batch_id, options, jobs, idem, progress)
+                    .await
+            }
+            _ => self.enqueue_at_once(batch, jobs, idem).await,
+        }
+    }
+
+    async fn enqueue_at_once(
+        &self,
+        batch: Option<(BatchId, &BatchOptions)>,
+        jobs: &[(JobId, JobSpec)],
+        idem: Option<(Idempotency<'_>, String)>,
+    ) -> Result<Enqueued, QueueError> {
+        let mut invocation = ENQUEUE.prepare_invoke();
+        invocation
+            .key(self.key("due"))
+            .arg(&self.prefix)
+            .arg(batch.map(|(b, _)| b.to_string()).unwrap_or_default());
+        idempotency_args(&mut invocation, &idem);
+        let options = batch
+            .map(|(_, options)| serde_json::to_string(options).expect("batch options serialize"))
+            .unwrap_or_default();
+        invocation.arg(options);
+        for (job_id, spec) in jobs {
+            invocation.arg(&job_args(*job_id, spec)?[..]);
+        }
+        let mut conn = self.conn().await?;
+        let answer: (i64, String, String) = invocation.invoke_async(&mut conn).await?;
+        let enqueued = self.answered(answer, &idem).await?;
+        // Durable before the producer hears of it: a receipt for jobs a crash can take back
+        // would be a lie. Not durable: the producer retries (under its idempotency key).
+        self.make_durable(&mut conn).await?;
+        Ok(enqueued)
+    }
+
+    async fn enqueue_staged(
+        &self,
+        batch_id: BatchId,
+        options: &BatchOptions,
+        jobs: &[(JobId, JobSpec)],
+        idem: Option<(Idempotency<'_>, String)>,
+        progress: &(dyn Fn(EnqueueProgress) + Sync),
+    ) -> Result<Enqueued, QueueError> {
+        // A replay needs no staging; the commit checks again (two calls may race).
+        if let Some((once, key)) = &idem {
+            let (digest, receipt, batch): (Option<String>, Option<String>, Option<String>) =
+                redis::cmd("HMGET")
+                    .arg(key)
+                    .arg("digest")
+                    .arg("receipt")
+                    .arg("batch")
+                    .query_async(&mut self.conn().await?)
+                    .await?;
+            if let (Some(digest), Some(receipt)) = (digest, receipt) {
+                let n = if digest == once.digest { 0 } else { -1 };
+                return self
+                    .answered((n, receipt, batch.unwrap_or_default()), &idem)
+                    .await;
+            }
+        }
+        let stage = self.key(format!("stage:{batch_id}"));
+        for (n_chunk, chunk) in jobs.chunks(STAGE_CHUNK).enumerate() {
+            let mut entries = Vec::with_capacity(chunk.len());
+            for (job_id, spec) in chunk {
+                entries.push(serde_json::to_string(&job_args(*job_id, spec)?).expect("strings"));
+            }
+            let _: () = redis::pipe()
+                .cmd("RPUSH")
+                .arg(&stage)
+                .arg(entries)
+                .ignore()
+                .cmd("PEXPIRE")
+                .arg(&stage)
+                .arg(STAGE_TTL.as_millis() as u64)
+                .ignore()
+                .query_async(&mut self.conn().await?)
+                .await?;
+            progress(EnqueueProgress::Staged(
+                (n_chunk * STAGE_CHUNK + chunk.len()).min(jobs.len()),
+            ));
+        }
+        let mut invocation = COMMIT.prepare_invoke();
+        invocation
+            .key(self.key("due"))
+            .arg(&self.prefix)
+            .arg(batch_id.to_string());
+        idempotency_args(&mut invocation, &idem);
+        invocation
+            .arg(serde_json::to_string(options).expect("batch options serialize"))
+            .arg(jobs.len());
+        let mut conn = self.conn().await?;
+        let answer: (i64, String, String) = invocation.invoke_async(&mut conn).await?;
+        let enqueued = self.answered(answer, &idem).await?;
+        if enqueued != Enqueued::New {
+            // Another call under this key committed first: this stage is never needed.
+            let _: () = redis::cmd("UNLINK")
+                .arg(&stage)
+                .query_async(&mut conn)
+                .await?;
+            return Ok(enqueued);
+        }
+        // The commit is the promise: durable before any job of it is claimable.
+        self.make_durable(&mut conn).await?;
+        // Committed: whatever happens now, the answer is the receipt (an error would make a
+        // client without an idempotency key enqueue it all again). A release cut short is
+        // finished by a replay or a worker's sweep.
+        if let Err(err) = self.release_batch(batch_id, progress).await {
+            tracing::warn!(%batch_id, error = %err, "batch committed, its release left to the sweep");
+        }
+        Ok(Enqueued::New)
+    }
+
+    /// Reads an enqueue script's `{n, receipt, batch}`. A replay first finishes queueing the
+    /// batch the first call made (it may have died while doing so).
+    async fn answered(
+        &self,
+        (n, receipt, batch): (i64, String, String),
+        idem: &Option<(Idempotency<'_>, String)>,
+    ) -> Result<Enqueued, QueueError> {
+        match (n, idem) {
+            (-1, Some((once, _))) => Err(QueueError::IdempotencyConflict(once.key.to_owned())),
+            (0, Some(_)) => {
+                if let Ok(batch_id) = batch.parse::<BatchId>() {
+                    self.release_batch(batch_id, &|_| {}).await?;
+                }
+                Ok(Enqueued::Replayed(receipt))
+            }
+            _ => Ok(Enqueued::New),
+        }
+    }
+
+    /// Queues the rest of a committed batch's staged jobs, a chunk per script, and returns
+    /// how many this call queued (0 for a batch with nothing staged). Safe to run from any
+    /// number of clients at once.
+    pub async fn release_batch(
+        &self,
+        batch_id: BatchId,
+        progress: &(dyn Fn(EnqueueProgress) + Sync),
+    ) -> Result<usize, QueueError> {
+        let mut queued = 0;
+        let mut conn = self.conn().await?;
+        loop {
+            let (released, left): (usize, usize) = RELEASE
+                .key(self.key("due"))
+                .arg(&self.prefix)
+                .arg(batch_id.to_string())
+                .arg(ENQUEUE_CHUNK)
+                .invoke_async(&mut conn)
+                .await?;
+            queued += released;
+            if released > 0 {
+                progress(EnqueueProgress::Queued(queued));
+            }
+            if left == 0 || released == 0 {
+                break;
+            }
+        }
+        self.make_durable(&mut conn).await?;
+        Ok(queued)
+    }
+
+    /// Finishes the release of batches committed more than `older_than` ago, whose
+    /// producer has stopped (workers run this every little while, with
+    /// [`SWEEP_AFTER`]). Returns how many jobs it queued.
+    pub async fn release_committed(&self, older_than: Duration) -> Result<usize, QueueError> {
+        let before_ms = crate::ledger::now_unix_ms().saturating_sub(older_than.as_millis() as u64);
+        let batches: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(self.key("releasing"))
+            .arg("-inf")
+            .arg(before_ms)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(10)
+            .query_async(&mut self.conn().await?)
+            .await?;
+        let mut queued = 0;
+        for batch in batches {
+            let batch_id: BatchId = batch
+                .parse()
+                .map_err(|_| QueueError::corrupt(&batch, "a releasing batch id"))?;
+            queued += self.release_batch(batch_id, &|_| {}).await?;
+        }
+        Ok(queued)
+    }
+}
+
+/// The idempotency arguments every enqueue script takes: record key, lifetime, digest,
+/// receipt (all empty without a key).
+fn idempotency_args(
+    invocation: &mut redis::ScriptInvocation<'_>,
+    idem: &Option<(Idempotency<'_>, String)>,
+) {
+    match idem {
+        Some((once, key)) => invocation
+            .arg(key)
+            .arg(once.ttl.as_secs().max(1))
+            .arg(once.digest)
+            .arg(once.receipt),
+        None => invocation.arg("").arg(0).arg("").arg(""),
+    };
+}

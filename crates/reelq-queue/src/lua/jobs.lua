@@ -1,0 +1,72 @@
+-- Shared by the enqueue scripts (enqueue.lua, commit.lua, release.lua): idempotency records,
+-- batch records and the writing of queued jobs.
+
+-- An idempotency record (`P idem:{scope}:{key}`, a hash of the request's digest, the receipt
+-- and the batch it made, if any) against this request. Returns nil if the key is new, else
+-- what to answer: {0, receipt, batch or ""} for the same request again, {-1, "", ""} for the
+-- key reused on another request.
+local function earlier_answer(idem_key, digest)
+  if idem_key == '' then return nil end
+  local earlier = redis.call('HMGET', idem_key, 'digest', 'receipt', 'batch')
+  if not earlier[1] then return nil end
+  if earlier[1] ~= digest then return { -1, '', '' } end
+  return { 0, earlier[2], earlier[3] or '' }
+end
+
+local function remember_answer(idem_key, ttl_s, digest, receipt, batch)
+  if idem_key == '' then return end
+  redis.call('HSET', idem_key, 'digest', digest, 'receipt', receipt, 'batch', batch)
+  redis.call('EXPIRE', idem_key, ttl_s)
+end
+
+-- Records a batch of `n_jobs` with its options (name, start_after_ms, budget_micros,
+-- low_priority, notify_url).
+local function create_batch(batch, options, n_jobs, now)
+  local info = { 'created_ms', now, 'total', n_jobs, 'open', n_jobs, 'reserved_micros', 0 }
+  for _, field in ipairs({ 'name', 'start_after_ms', 'budget_micros', 'notify_url' }) do
+    if options[field] then
+      info[#info + 1] = field
+      info[#info + 1] = tostring(options[field])
+    end
+  end
+  if options.low_priority then info[#info + 1] = 'priority'; info[#info + 1] = 'low' end
+  redis.call('HSET', prefix .. 'batchinfo:' .. batch, unpack(info))
+  redis.call('ZADD', prefix .. 'batches', now, batch)
+end
+
+-- Writes jobs as queued: each a list {id, provider, spec JSON, deadline unix ms or "",
+-- notify URL or "", estimated cost in millionths of a dollar (0: unpriced)}. Jobs of a
+-- low-priority batch wait in `P due_low`; a batch's start time is their first due time.
+local function add_jobs(due, batch, low_priority, start_after_ms, jobs, now)
+  local queue, due_at = due, now
+  if low_priority then queue = prefix .. 'due_low' end
+  if start_after_ms and start_after_ms > now then due_at = start_after_ms end
+  local ids, scored, indexed = {}, {}, {}
+  for _, job in ipairs(jobs) do
+    local id, provider, spec, deadline, notify_url, cost =
+      job[1], job[2], job[3], job[4], job[5], tonumber(job[6])
+    local fields = { 'state', 'queued', 'fence', 0, 'provider', provider, 'spec', spec,
+      'created_ms', now, 'updated_ms', now, 'attempt', 0, 'submits', 0, 'polls', 0 }
+    if deadline ~= '' then fields[#fields + 1] = 'deadline_ms'; fields[#fields + 1] = deadline end
+    if notify_url ~= '' then fields[#fields + 1] = 'notify_url'; fields[#fields + 1] = notify_url end
+    if batch ~= '' then fields[#fields + 1] = 'batch'; fields[#fields + 1] = batch end
+    if cost > 0 then fields[#fields + 1] = 'cost_micros'; fields[#fields + 1] = cost end
+    redis.call('HSET', prefix .. 'job:' .. id, unpack(fields))
+    log_event(id, now, 'queued')
+    ids[#ids + 1] = id
+    scored[#scored + 1] = due_at
+    scored[#scored + 1] = id
+    indexed[#indexed + 1] = now
+    indexed[#indexed + 1] = id
+  end
+  -- Index and schedule in chunks: one command per chunk, not per job, and under Lua's limit
+  -- on unpacked arguments.
+  local CHUNK = 1000
+  for i = 1, #ids, CHUNK do
+    local last = math.min(i + CHUNK - 1, #ids)
+    redis.call('ZADD', queue, unpack(scored, 2 * i - 1, 2 * last))
+    redis.call('ZADD', prefix .. 'state:queued', unpack(indexed, 2 * i - 1, 2 * last))
+    if batch ~= '' then redis.call('RPUSH', prefix .. 'batch:' .. batch, unpack(ids, i, last)) end
+  end
+  if #ids > 0 then redis.call('PUBLISH', prefix .. 'wake', #ids) end
+end
