@@ -78,6 +78,9 @@ pub struct Deployment {
     /// Which provider [`Deployment::enqueue_manifest`] sends jobs to. Workers have an
     /// account at every provider (all served by the simulator).
     pub provider: ProviderKind,
+    /// The file-descriptor limit (`ulimit -n`) worker processes start with; None: the
+    /// caller's.
+    pub fd_limit: Option<u64>,
 }
 
 impl Deployment {
@@ -152,6 +155,7 @@ impl Deployment {
             concurrency: 8,
             account_extra: String::new(),
             provider: ProviderKind::Kie,
+            fd_limit: None,
         }
     }
 
@@ -286,7 +290,17 @@ log_format = "pretty"
         // The config file is the whole config: no REELQ_* variable of the caller leaks in.
         let inherited = std::env::vars_os().map(|(name, _)| name);
         let reelq_vars = inherited.filter(|name| name.to_string_lossy().starts_with("REELQ_"));
-        let mut command = Command::new(&self.worker_bin);
+        let mut command = match self.fd_limit {
+            Some(limit) => {
+                let mut shell = Command::new("sh");
+                shell
+                    .args(["-c", r#"ulimit -n "$0" && exec "$@""#])
+                    .arg(limit.to_string())
+                    .arg(&self.worker_bin);
+                shell
+            }
+            None => Command::new(&self.worker_bin),
+        };
         for name in reelq_vars {
             command.env_remove(name);
         }

@@ -100,6 +100,11 @@ enum Command {
         /// balancer the same. Default: random per process (sessions end at restart).
         #[arg(long, env = "REELQ_SESSION_KEY", hide_env_values = true)]
         session_key: Option<String>,
+        /// Most open connections; past it, new ones wait in the kernel's backlog. Headers
+        /// (and a kept-alive connection's next request) must arrive within 10 s, a body
+        /// within 30 s.
+        #[arg(long, default_value_t = reelq_http::Limits::default().max_connections)]
+        max_connections: usize,
         /// The dashboard is reached over https (its session cookie is then always `Secure`;
         /// without this, only when a proxy sends `X-Forwarded-Proto: https`).
         #[arg(long, requires = "dashboard")]
@@ -367,6 +372,7 @@ async fn main() -> anyhow::Result<()> {
             listen,
             token,
             session_key,
+            max_connections,
             https,
             dashboard,
             dashboard_writable,
@@ -391,12 +397,14 @@ async fn main() -> anyhow::Result<()> {
                 app = app.merge(reelq_dashboard::router(client, config));
                 eprintln!("dashboard at /ui (writable: {dashboard_writable})");
             }
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = tokio::signal::ctrl_c().await;
-                })
-                .await
-                .context("serving the api")?;
+            let limits = reelq_http::Limits {
+                max_connections,
+                ..reelq_http::Limits::default()
+            };
+            reelq_http::serve(listener, app, limits, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await;
         }
         Command::Watch { mut job_ids, batch } => {
             if let Some(batch_id) = batch {

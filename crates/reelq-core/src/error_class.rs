@@ -72,3 +72,42 @@ impl FromStr for ErrorClass {
             .ok_or_else(|| format!("unknown error class {s:?}"))
     }
 }
+
+/// What this host ran out of, if `err` (or an error it wraps) says so: file descriptors,
+/// memory, disk space. Such failures are local and pass; they never end a job.
+pub fn local_exhaustion(err: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    let mut next = Some(err);
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            // EMFILE, ENFILE; ENOMEM, ENOBUFS; ENOSPC, EDQUOT.
+            match io.raw_os_error() {
+                Some(24 | 23) => return Some("file descriptors (too many open files)"),
+                Some(12 | 105) => return Some("memory"),
+                Some(28 | 122) => return Some("disk space"),
+                _ => {}
+            }
+        }
+        next = err.source();
+    }
+    None
+}
+
+#[cfg(test)]
+mod exhaustion_tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("sending the request")]
+    struct Wrapper(#[source] std::io::Error);
+
+    #[test]
+    fn running_out_of_descriptors_is_found_however_deep() {
+        let emfile = Wrapper(std::io::Error::from_raw_os_error(24));
+        assert_eq!(
+            local_exhaustion(&emfile),
+            Some("file descriptors (too many open files)")
+        );
+        let refused = Wrapper(std::io::Error::from_raw_os_error(111));
+        assert_eq!(local_exhaustion(&refused), None);
+    }
+}

@@ -12,7 +12,7 @@ mod state;
 
 pub use batch::{BatchOptions, micros_to_usd, usd_to_micros};
 pub use catalog::{IMAGE_EXTENSIONS, ImageRule, ModelRule, model_rule, models_of};
-pub use error_class::ErrorClass;
+pub use error_class::{ErrorClass, local_exhaustion};
 pub use id::{BatchId, IdError, JobId};
 pub use price::{PriceRule, PriceTable};
 pub use secret::{ApiToken, ApiTokenError, MIN_API_TOKEN_CHARS, Secret};

@@ -30,6 +30,10 @@ pub enum ProviderError {
     GenerationFailed(String),
     #[error("outcome unknown, the task may exist: {0}")]
     UnknownOutcome(String),
+    /// This host ran out of something (descriptors, memory) before the call could be made
+    /// or finished: nothing the provider did, and not the job's fault; it never ends a job.
+    #[error("this host is out of {0}")]
+    LocalResource(String),
     /// The result URL answered 403/404/410: ask the provider for a fresh one.
     #[error("result url expired: {0}")]
     ResultExpired(String),
@@ -49,9 +53,9 @@ impl ProviderError {
             ProviderError::Auth(_) => ErrorClass::Auth,
             ProviderError::Credits(_) => ErrorClass::Credits,
             ProviderError::RateLimited { .. } => ErrorClass::RateLimited,
-            ProviderError::Transient { .. } | ProviderError::ResultExpired(_) => {
-                ErrorClass::Transient
-            }
+            ProviderError::Transient { .. }
+            | ProviderError::ResultExpired(_)
+            | ProviderError::LocalResource(_) => ErrorClass::Transient,
             ProviderError::Moderation(_) => ErrorClass::Moderation,
             ProviderError::GenerationFailed(_) => ErrorClass::GenerationFailed,
             ProviderError::UnknownOutcome(_) => ErrorClass::UnknownOutcome,

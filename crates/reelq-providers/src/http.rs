@@ -133,6 +133,12 @@ impl Api {
 /// never left (connection refused) is safe to retry; one that timed out may have been billed.
 fn send_error(err: reqwest::Error, call: Call) -> ProviderError {
     let err = err.without_url();
+    // Out of descriptors or memory here: the socket never opened, nothing was sent.
+    if err.is_connect()
+        && let Some(what) = reelq_core::local_exhaustion(&err)
+    {
+        return ProviderError::LocalResource(format!("{what}: {err}"));
+    }
     if err.is_connect() || call == Call::Query {
         ProviderError::transient(format!("transport: {err}"))
     } else {

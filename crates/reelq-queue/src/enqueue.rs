@@ -1,6 +1,6 @@
 //! Enqueueing, all or none, of one job or a million.
 //!
-//! Up to [`ENQUEUE_CHUNK`] jobs go in one script (`enqueue.lua`). A larger batch would make
+//! Up to [`ENQUEUE_CHUNK`] (500) jobs go in one script (`enqueue.lua`). A larger batch would make
 //! one script run for seconds, and Redis serves no other client meanwhile, so it goes in
 //! three steps that each stay short:
 //!
@@ -24,8 +24,9 @@ use reelq_core::{BatchId, BatchOptions, JobId, JobSpec, usd_to_micros};
 
 use crate::{Ledger, QueueError};
 
-/// The most jobs one enqueue or release script writes: about 25 ms of Redis time.
-pub const ENQUEUE_CHUNK: usize = 1000;
+/// The most jobs one enqueue or release script writes: 10-25 ms of Redis time on a 2-core
+/// machine with `appendfsync always` (1,000 took up to 100 ms: `reelq-bench large-batch`).
+pub const ENQUEUE_CHUNK: usize = 500;
 
 /// Jobs staged per command (an `RPUSH` of their JSON, no script).
 const STAGE_CHUNK: usize = 5000;

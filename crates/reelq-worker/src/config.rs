@@ -38,6 +38,9 @@ reconcile_every_ms = 60000
 reconcile_absent_after_ms = 600000
 credits_pause_ms = 300000
 retention_ms = 604800000
+http_max_connections = 512
+http_header_timeout_ms = 10000
+http_body_timeout_ms = 30000
 
 [store]
 url = "./data"
@@ -101,6 +104,14 @@ pub struct WorkerConfig {
     /// How long a finished job's record and event log are kept (default 7 days; 0 = for
     /// ever). The deployment's one value: the last worker to start sets it.
     pub retention_ms: u64,
+    /// Each listener's (callbacks, ops) most open connections; past it, new ones wait in
+    /// the kernel's backlog. Keep it well under the process's descriptor limit (`ulimit -n`).
+    pub http_max_connections: usize,
+    /// How long a request's headers may take to arrive, and a kept-alive connection may sit
+    /// idle, before it is closed.
+    pub http_header_timeout_ms: u64,
+    /// How long a request's body may take to arrive.
+    pub http_body_timeout_ms: u64,
     pub store: StoreConfig,
     #[serde(default)]
     pub providers: ProvidersConfig,
@@ -403,6 +414,16 @@ impl WorkerConfig {
 
     pub fn lease(&self) -> Duration {
         Duration::from_millis(self.lease_ms)
+    }
+
+    /// What each of this worker's listeners allows.
+    pub fn http_limits(&self) -> reelq_http::Limits {
+        reelq_http::Limits {
+            max_connections: self.http_max_connections,
+            header_timeout: Duration::from_millis(self.http_header_timeout_ms),
+            body_timeout: Duration::from_millis(self.http_body_timeout_ms),
+            shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
+        }
     }
 
     /// The ledger connection this config asks for.

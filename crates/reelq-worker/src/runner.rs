@@ -85,7 +85,12 @@ pub async fn run(
             providers: providers.keys().copied().collect(),
         };
         info!(addr = ?listener.local_addr().ok(), "ops endpoints listening");
-        tracker.spawn(serve(listener, ops::app(state), shutdown.clone()));
+        tracker.spawn(reelq_http::serve(
+            listener,
+            ops::app(state),
+            config.http_limits(),
+            shutdown.clone().cancelled_owned(),
+        ));
     }
     let reconciler = Arc::new(Reconciler {
         ledger: ledger.clone(),
@@ -104,10 +109,11 @@ pub async fn run(
             reconciler: reconciler.clone(),
         };
         info!(addr = ?listener.local_addr().ok(), "callback receiver listening");
-        tracker.spawn(serve(
+        tracker.spawn(reelq_http::serve(
             listener,
             callbacks::app(state, max_body),
-            shutdown.clone(),
+            config.http_limits(),
+            shutdown.clone().cancelled_owned(),
         ));
     }
     if config.role == Role::All {
@@ -256,16 +262,6 @@ pub async fn run(
     }
     info!(worker = %name, "worker stopped");
     Ok(())
-}
-
-/// Serves `app` until shutdown.
-async fn serve(listener: TcpListener, app: axum::Router, shutdown: CancellationToken) {
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await;
-    if let Err(err) = served {
-        error!(error = %err, "http server stopped");
-    }
 }
 
 /// Waits for the next enqueue notice. Wake-ups only cut idle latency: when the feed is down

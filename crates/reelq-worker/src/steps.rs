@@ -62,6 +62,9 @@ struct StepFailure {
     class: ErrorClass,
     message: String,
     retry_after: Option<Duration>,
+    /// False when this host ran out of something (descriptors, memory, disk): the job is
+    /// not at fault, so the failure never counts towards its attempts.
+    spends_attempt: bool,
 }
 
 impl From<ProviderError> for StepFailure {
@@ -69,6 +72,7 @@ impl From<ProviderError> for StepFailure {
         StepFailure {
             class: err.class(),
             retry_after: err.retry_after(),
+            spends_attempt: !matches!(err, ProviderError::LocalResource(_)),
             message: err.to_string(),
         }
     }
@@ -80,6 +84,7 @@ impl From<StorageError> for StepFailure {
         StepFailure {
             class: ErrorClass::Transient,
             retry_after: None,
+            spends_attempt: reelq_core::local_exhaustion(&err).is_none(),
             message: err.to_string(),
         }
     }
@@ -494,6 +499,23 @@ impl StepContext {
     /// Retries a retryable failure with backoff until its attempt limit; anything else, or the
     /// last attempt, ends the job with the failure's class.
     fn retry_or_fail(&self, lease: &Lease, failure: StepFailure) -> Transition {
+        if !failure.spends_attempt {
+            let delay = backoff(self.backoff_min, self.backoff_max, lease.attempt + 1);
+            error!(
+                error = failure.message,
+                ?delay,
+                "local resource exhausted; the step will be retried without spending an attempt"
+            );
+            metrics::counter!("reelq_local_resource_errors_total").increment(1);
+            return retry_same_step(
+                lease,
+                lease.attempt,
+                StepFailure {
+                    retry_after: Some(delay),
+                    ..failure
+                },
+            );
+        }
         let attempt = lease.attempt + 1;
         if !failure.class.is_retryable() || attempt >= self.max_attempts_for(lease) {
             let error = if failure.class.is_retryable() {

@@ -9,6 +9,7 @@ mod crash;
 mod dashboard;
 mod deployment;
 mod limits;
+mod listeners;
 mod notify;
 mod ops;
 mod pipeline;
