@@ -130,7 +130,8 @@ impl Deployment {
         let ledger_config = ledger_config(&redis_url, redis_setup);
         let client = Client::connect(&ledger_config)
             .await
-            .expect("client connects");
+            .expect("client connects")
+            .with_webhook_targets(loopback_webhooks());
         let ledger = Ledger::connect(&ledger_config)
             .await
             .expect("ledger connects");
@@ -376,8 +377,13 @@ log_format = "pretty"
 
     /// Turns on completion webhooks, signed with [`crate::NOTIFY_SECRET`], for workers
     /// spawned from now on.
+    /// Turns completion webhooks on, allowed to reach this test's loopback receivers over
+    /// plain http (refused by default).
     pub fn enable_notify(&mut self) {
-        self.extra_config += &format!("[notify]\nsecret = \"{}\"\n", crate::NOTIFY_SECRET);
+        self.extra_config += &format!(
+            "[notify]\nsecret = \"{}\"\nallow_http = true\nallow = [\"127.0.0.0/8\"]\n",
+            crate::NOTIFY_SECRET
+        );
     }
 
     /// The first model of [`Deployment::provider`], the one jobs are enqueued for.
@@ -476,6 +482,15 @@ fn durability_toml(setup: RedisSetup) -> &'static str {
             "durability = \"replicas:1\"\nreplica_wait_ms = 500"
         }
         RedisSetup::UnsafeEverysec => "allow_unsafe_redis = true",
+    }
+}
+
+/// The webhook policy of this harness's producers: its receivers listen on loopback, over
+/// plain http.
+pub fn loopback_webhooks() -> reelq_core::WebhookTargets {
+    reelq_core::WebhookTargets {
+        allow_http: true,
+        allow: vec!["127.0.0.0/8".parse().expect("a CIDR")],
     }
 }
 

@@ -44,6 +44,11 @@ impl WebhookReceiver {
         WebhookReceiver { url, deliveries }
     }
 
+    /// A delivery already received, if any (without waiting).
+    pub fn try_next(&mut self) -> Option<Delivery> {
+        self.deliveries.try_recv().ok()
+    }
+
     /// The next delivery, waited for with the test timeout.
     pub async fn next(&mut self) -> Delivery {
         tokio::time::timeout(EVENT_TIMEOUT, self.deliveries.recv())

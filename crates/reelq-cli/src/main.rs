@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use reelq_core::{
     ApiToken, BatchId, BatchOptions, Character, JobId, JobRequest, JobSpec, JobState, PriceTable,
-    ProviderKind, Secret, check_url, micros_to_usd, models_of, parse_deadline, usd_to_micros,
+    ProviderKind, Secret, WebhookTargets, check_url, micros_to_usd, models_of, parse_deadline,
+    usd_to_micros,
 };
 use reelq_producer::{
     BatchReceipt, Client, Durability, LedgerConfig, REPORT_COLUMNS, now_ms, parse_manifest,
@@ -42,6 +43,14 @@ struct Cli {
     /// without replicas, an evicting policy): jobs can then be lost on a host crash.
     #[arg(long, env = "REELQ_ALLOW_UNSAFE_REDIS", global = true)]
     allow_unsafe_redis: bool,
+    /// Accept plain-http `notify_url`s (default: https only).
+    #[arg(long, env = "REELQ_NOTIFY_ALLOW_HTTP", global = true)]
+    notify_allow_http: bool,
+    /// Networks `notify_url`s may reach although not public, comma-separated CIDRs (e.g.
+    /// `10.20.0.0/16`); loopback, private, link-local and metadata addresses are refused
+    /// otherwise. Give the workers the same (`[notify] allow`).
+    #[arg(long, env = "REELQ_NOTIFY_ALLOW", value_delimiter = ',', global = true)]
+    notify_allow: Vec<ipnet::IpNet>,
     /// A price table (TOML, `[[price]]` rows of provider, model, quality, usd_per_second)
     /// to estimate each job's cost at enqueue; the built-in list prices otherwise.
     #[arg(long, env = "REELQ_PRICES", global = true)]
@@ -315,7 +324,11 @@ async fn main() -> anyhow::Result<()> {
     let client = Client::connect(&ledger_config)
         .await
         .with_context(|| format!("connecting to redis at {}", redacted(&cli.redis_url)))?
-        .with_prices(prices);
+        .with_prices(prices)
+        .with_webhook_targets(WebhookTargets {
+            allow_http: cli.notify_allow_http,
+            allow: cli.notify_allow.clone(),
+        });
     match cli.command {
         Command::Providers { .. } => unreachable!("answered before connecting"),
         Command::Submit(args) => {

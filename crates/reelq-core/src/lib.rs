@@ -9,6 +9,7 @@ mod price;
 mod secret;
 mod spec;
 mod state;
+mod webhook_target;
 
 pub use batch::{BatchOptions, micros_to_usd, usd_to_micros};
 pub use catalog::{IMAGE_EXTENSIONS, ImageRule, ModelRule, model_rule, models_of};
@@ -21,3 +22,4 @@ pub use spec::{
     SpecError, check_url, parse_deadline,
 };
 pub use state::{JobState, UnknownState};
+pub use webhook_target::{WebhookTargets, is_public};

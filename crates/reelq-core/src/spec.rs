@@ -175,7 +175,7 @@ pub struct SpecError {
 }
 
 impl SpecError {
-    fn new(field: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(field: &'static str, message: impl Into<String>) -> Self {
         Self {
             field,
             message: message.into(),

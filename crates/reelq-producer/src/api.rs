@@ -69,6 +69,10 @@ fn client_error(status: StatusCode, code: &str, detail: impl Into<serde_json::Va
 }
 
 fn internal(err: ProducerError) -> Response {
+    if let ProducerError::Invalid(err) = &err {
+        let detail = json!({ "field": err.field, "message": err.message });
+        return client_error(StatusCode::BAD_REQUEST, "invalid_job", detail);
+    }
     if let ProducerError::Queue(reelq_queue::QueueError::IdempotencyConflict(key)) = &err {
         return client_error(
             StatusCode::UNPROCESSABLE_ENTITY,

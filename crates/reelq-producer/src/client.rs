@@ -11,7 +11,7 @@ use backon::{ExponentialBuilder, Retryable};
 use futures_util::{StreamExt, stream::BoxStream};
 use reelq_core::{
     BatchId, BatchOptions, JobId, JobRequest, JobSpec, JobState, PriceTable, ProviderKind,
-    SpecError, usd_to_micros,
+    SpecError, WebhookTargets, usd_to_micros,
 };
 use reelq_queue::{
     BatchInfo, EnqueueProgress, Enqueued, Idempotency, JobRecord, Ledger, LedgerConfig,
@@ -104,6 +104,8 @@ pub struct Client {
     ledger: Ledger,
     /// Prices each job at enqueue (the record keeps the estimate).
     prices: Arc<PriceTable>,
+    /// Where `notify_url`s may point (the workers check again when sending).
+    webhook_targets: Arc<WebhookTargets>,
 }
 
 /// This host's clock, unix ms.
@@ -122,7 +124,16 @@ impl Client {
         Ok(Client {
             ledger,
             prices: Arc::new(PriceTable::default()),
+            webhook_targets: Arc::new(WebhookTargets::default()),
         })
+    }
+
+    /// Accepts `notify_url`s by `targets` instead of public https only.
+    pub fn with_webhook_targets(self, targets: WebhookTargets) -> Self {
+        Client {
+            webhook_targets: Arc::new(targets),
+            ..self
+        }
     }
 
     /// Prices jobs by `prices` instead of the built-in list prices.
@@ -139,12 +150,33 @@ impl Client {
         spec
     }
 
-    /// Gives each validated spec a fresh job id and its estimated cost.
-    fn new_jobs(&self, specs: Vec<JobSpec>) -> Vec<(JobId, JobSpec)> {
-        specs
+    /// Gives each validated spec a fresh job id and its estimated cost, once every webhook
+    /// target (the batch's and each job's) is one the deployment allows.
+    fn new_jobs(
+        &self,
+        specs: Vec<JobSpec>,
+        batch: Option<&BatchOptions>,
+    ) -> Result<Vec<(JobId, JobSpec)>, SpecError> {
+        if let Some(url) = batch.and_then(|options| options.notify_url.as_deref()) {
+            self.webhook_targets.check_url("notify_url", url)?;
+        }
+        for (n, spec) in specs.iter().enumerate() {
+            if let Some(url) = &spec.notify_url {
+                self.webhook_targets
+                    .check_url("notify_url", url)
+                    .map_err(|err| match specs.len() {
+                        1 => err,
+                        _ => SpecError {
+                            message: format!("job {} of the batch: {}", n + 1, err.message),
+                            ..err
+                        },
+                    })?;
+            }
+        }
+        Ok(specs
             .into_iter()
             .map(|spec| (JobId::new(), self.priced(spec)))
-            .collect()
+            .collect())
     }
 
     pub async fn enqueue(&self, request: JobRequest) -> Result<JobId, ProducerError> {
@@ -153,7 +185,7 @@ impl Client {
 
     /// Enqueues one already validated job.
     pub async fn enqueue_spec(&self, spec: JobSpec) -> Result<JobId, ProducerError> {
-        let jobs = self.new_jobs(vec![spec]);
+        let jobs = self.new_jobs(vec![spec], None)?;
         self.ledger.enqueue(None, &jobs).await?;
         Ok(jobs[0].0)
     }
@@ -171,7 +203,7 @@ impl Client {
         options: &BatchOptions,
     ) -> Result<BatchReceipt, ProducerError> {
         let batch_id = BatchId::new();
-        let jobs = self.new_jobs(specs);
+        let jobs = self.new_jobs(specs, Some(options))?;
         self.ledger
             .enqueue(Some((batch_id, options)), &jobs)
             .await?;
@@ -195,7 +227,7 @@ impl Client {
     ) -> Result<Receipt, ProducerError> {
         let digest = request_digest(&specs, batch);
         let batch_id = batch.map(|_| BatchId::new());
-        let jobs = self.new_jobs(specs);
+        let jobs = self.new_jobs(specs, batch)?;
         let job_ids: Vec<JobId> = jobs.iter().map(|(job_id, _)| *job_id).collect();
         // A batch's receipt is its id (its job ids are in its list); a job's, its id.
         let stored = match batch_id {

@@ -135,6 +135,23 @@ pub struct NotifyConfig {
     pub max_attempts: u32,
     #[serde(default = "default_notify_backoff_max_ms")]
     pub backoff_max_ms: u64,
+    /// Send to plain-http URLs too (default: https only).
+    #[serde(default)]
+    pub allow_http: bool,
+    /// Networks webhooks may reach although not public (CIDRs, e.g. `"10.20.0.0/16"`);
+    /// loopback, private, link-local and metadata addresses are refused otherwise. Give the
+    /// producers the same (`REELQ_NOTIFY_ALLOW`).
+    #[serde(default)]
+    pub allow: Vec<ipnet::IpNet>,
+}
+
+impl NotifyConfig {
+    pub fn targets(&self) -> reelq_core::WebhookTargets {
+        reelq_core::WebhookTargets {
+            allow_http: self.allow_http,
+            allow: self.allow.clone(),
+        }
+    }
 }
 
 fn default_notify_timeout_ms() -> u64 {

@@ -3,8 +3,14 @@
 //! `v1,base64(HMAC-SHA256(secret, "id.timestamp.body"))`), so any standard verifier accepts
 //! it. Delivery is at least once: retried with capped exponential backoff and jitter, always
 //! under the same event id, so receivers can deduplicate.
+//!
+//! Targets are checked again here against the deployment's [`WebhookTargets`] (producers
+//! checked them at enqueue): the URL first, then every address its name resolves to, and the
+//! connection goes only to the addresses that passed; redirects are not followed. A refused
+//! target is given up at once (no retry could change the answer).
 
 use std::{
+    net::SocketAddr,
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -12,7 +18,7 @@ use std::{
 use futures_util::future::join_all;
 use std::collections::BTreeMap;
 
-use reelq_core::{BatchId, Secret, micros_to_usd};
+use reelq_core::{BatchId, Secret, WebhookTargets, micros_to_usd};
 use reelq_providers::WebhookKey;
 use reelq_queue::{JobRecord, Ledger, Notification, NotifyOutcome, NotifyTarget, QueueError};
 use serde_json::json;
@@ -26,9 +32,41 @@ const BATCH: usize = 16;
 /// A webhook's lease: if its sender dies, another worker sends it after this.
 const LEASE: Duration = Duration::from_secs(60);
 
+/// The resolver's refusal, found again in the client's error chain.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct TargetRefused(String);
+
+/// Resolves a webhook's host and keeps only the addresses its policy allows, so the client
+/// connects to checked addresses only (a name re-pointed after the check gains nothing).
+struct CheckedResolver(Arc<WebhookTargets>);
+
+impl reqwest::dns::Resolve for CheckedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let targets = self.0.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> = resolved
+                .iter()
+                .copied()
+                .filter(|addr| targets.allows(addr.ip()))
+                .collect();
+            if allowed.is_empty() {
+                return Err(Box::new(TargetRefused(format!(
+                    "{host} resolves only to addresses webhooks may not reach ({resolved:?})"
+                ))) as _);
+            }
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
 pub(crate) struct Notifier {
     pub(crate) ledger: Ledger,
     pub(crate) http: reqwest::Client,
+    targets: Arc<WebhookTargets>,
     key: WebhookKey,
     pub(crate) max_attempts: u32,
     pub(crate) backoff_min: Duration,
@@ -39,19 +77,24 @@ impl Notifier {
     pub(crate) fn new(
         ledger: Ledger,
         secret: &Secret,
+        targets: WebhookTargets,
         timeout: Duration,
         max_attempts: u32,
         (backoff_min, backoff_max): (Duration, Duration),
     ) -> Result<Self, WorkerError> {
         let key = WebhookKey::parse(secret.expose())
             .map_err(|err| WorkerError::Config(format!("notify.secret: {err}")))?;
+        let targets = Arc::new(targets);
         let http = reqwest::Client::builder()
             .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(CheckedResolver(targets.clone())))
             .build()
             .map_err(|err| WorkerError::Config(format!("notify http client: {err}")))?;
         Ok(Notifier {
             ledger,
             http,
+            targets,
             key,
             max_attempts,
             backoff_min,
@@ -85,7 +128,11 @@ impl Notifier {
     async fn deliver(&self, notification: &Notification) {
         let (outcome, detail) = match self.send(notification).await {
             Ok(()) => (NotifyOutcome::Sent, "delivered".to_owned()),
-            Err(failure) => {
+            Err(Undeliverable::Refused(why)) => {
+                warn!(target = %notification.target, why, "webhook target refused");
+                (NotifyOutcome::GaveUp, format!("target refused: {why}"))
+            }
+            Err(Undeliverable::Failed(failure)) => {
                 let attempt = notification.attempt + 1;
                 if attempt >= self.max_attempts {
                     (
@@ -110,20 +157,23 @@ impl Notifier {
         }
     }
 
-    async fn send(&self, notification: &Notification) -> Result<(), String> {
+    async fn send(&self, notification: &Notification) -> Result<(), Undeliverable> {
+        self.targets
+            .check_url("notify_url", &notification.url)
+            .map_err(|err| Undeliverable::Refused(err.message))?;
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let body = match notification.target {
             NotifyTarget::Job(job_id) => match self.ledger.job(job_id).await {
                 Ok(Some(record)) => event_body(&record, timestamp),
-                Ok(None) => return Err("job record gone".into()),
-                Err(err) => return Err(err.to_string()),
+                Ok(None) => return Err(Undeliverable::Failed("job record gone".into())),
+                Err(err) => return Err(Undeliverable::Failed(err.to_string())),
             },
             NotifyTarget::Batch(batch_id) => self
                 .batch_event_body(batch_id, timestamp)
                 .await
-                .map_err(|err| err.to_string())?,
+                .map_err(|err| Undeliverable::Failed(err.to_string()))?,
         }
         .to_string();
         let response = self
@@ -140,11 +190,33 @@ impl Notifier {
             .body(body)
             .send()
             .await
-            .map_err(|err| format!("transport: {}", err.without_url()))?;
+            .map_err(Undeliverable::from_transport)?;
         match response.status() {
             status if status.is_success() => Ok(()),
-            status => Err(format!("answered {status}")),
+            status => Err(Undeliverable::Failed(format!("answered {status}"))),
         }
+    }
+}
+
+/// Why a webhook was not delivered.
+enum Undeliverable {
+    /// The target is one webhooks may not reach: retrying cannot help.
+    Refused(String),
+    Failed(String),
+}
+
+impl Undeliverable {
+    fn from_transport(err: reqwest::Error) -> Self {
+        let err = err.without_url();
+        // The resolver's refusal comes back as a connect error: find its message.
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+        while let Some(inner) = source {
+            if let Some(refused) = inner.downcast_ref::<TargetRefused>() {
+                return Undeliverable::Refused(refused.0.clone());
+            }
+            source = inner.source();
+        }
+        Undeliverable::Failed(format!("transport: {err}"))
     }
 }
 
@@ -196,4 +268,35 @@ fn event_body(record: &JobRecord, timestamp: u64) -> serde_json::Value {
             "error": record.error,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use reqwest::dns::Resolve;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_name_resolving_to_this_host_is_refused_unless_allowed() {
+        let strict = CheckedResolver(Arc::new(WebhookTargets::default()));
+        let err = match strict.resolve("localhost".parse().unwrap()).await {
+            Ok(addrs) => panic!("resolved to {:?}", addrs.collect::<Vec<_>>()),
+            Err(err) => err,
+        };
+        assert!(err.downcast_ref::<TargetRefused>().is_some(), "{err}");
+
+        let loopback_allowed = CheckedResolver(Arc::new(WebhookTargets {
+            allow_http: false,
+            allow: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+        }));
+        let addrs: Vec<SocketAddr> = loopback_allowed
+            .resolve("localhost".parse().unwrap())
+            .await
+            .unwrap()
+            .collect();
+        assert!(
+            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()),
+            "{addrs:?}"
+        );
+    }
 }

@@ -125,6 +125,7 @@ pub async fn run(
         let notifier = Notifier::new(
             ledger.clone(),
             &notify.secret,
+            notify.targets(),
             Duration::from_millis(notify.timeout_ms),
             notify.max_attempts,
             (

@@ -91,3 +91,54 @@ async fn stats_show_queue_depths_and_the_job_keeps_its_estimated_cost() {
     let record = client.status(job_id).await.unwrap().unwrap();
     assert_eq!(record.spec.estimated_cost_usd, Some(0.15));
 }
+
+#[tokio::test]
+async fn a_webhook_to_an_internal_address_is_refused_at_enqueue_unless_allowed() {
+    let redis = RedisServer::start().unwrap();
+    let client = Client::connect(&LedgerConfig::new(redis.url(), "t"))
+        .await
+        .unwrap();
+    let notified = |url: &str| JobRequest {
+        notify_url: Some(url.into()),
+        ..request("hooked")
+    };
+    for url in [
+        "https://127.0.0.1:9/hook",
+        "https://localhost/hook",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://10.0.0.7/hook",
+        "https://[::1]/hook",
+        "http://hooks.example.com/plain",
+    ] {
+        match client.enqueue(notified(url)).await {
+            Err(ProducerError::Invalid(err)) => assert_eq!(err.field, "notify_url", "{url}"),
+            other => panic!("{url}: {other:?}"),
+        }
+    }
+    assert!(
+        client
+            .jobs_in_state(JobState::Queued, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    client
+        .enqueue(notified("https://hooks.example.com/reelq"))
+        .await
+        .expect("a public https target is accepted");
+
+    let internal = client.with_webhook_targets(reelq_core::WebhookTargets {
+        allow_http: true,
+        allow: vec!["10.0.0.0/8".parse().unwrap()],
+    });
+    internal
+        .enqueue(notified("http://10.0.0.7/hook"))
+        .await
+        .expect("an allowlisted network over http is accepted");
+    assert!(
+        internal
+            .enqueue(notified("http://127.0.0.1/hook"))
+            .await
+            .is_err()
+    );
+}

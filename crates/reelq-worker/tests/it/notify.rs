@@ -124,3 +124,42 @@ async fn a_batch_sends_one_signed_summary_when_its_last_job_ends() {
         format!("evt_batch_{}_1", receipt.batch_id)
     );
 }
+
+#[tokio::test]
+async fn a_worker_never_sends_to_a_target_its_policy_refuses() {
+    let mut receiver = WebhookReceiver::start(vec![]).await;
+    let mut deployment = Deployment::start(
+        env!("CARGO_BIN_EXE_reelq-worker"),
+        Duration::from_millis(50),
+    )
+    .await;
+    // The producer allows loopback (the harness's), the workers do not.
+    deployment.extra_config += &format!("[notify]\nsecret = \"{SECRET}\"\nallow_http = true\n");
+    let _worker = deployment.spawn_worker_task("w", API_KEY, None);
+    let job_id = deployment.enqueue_notified("refused", &receiver.url).await;
+    deployment.settled(&[job_id]).await;
+
+    let record = tokio::time::timeout(reelq_testkit::EVENT_TIMEOUT, async {
+        loop {
+            let record = deployment.client.status(job_id).await.unwrap().unwrap();
+            if record.notify_state.as_deref() == Some("gave_up") {
+                return record;
+            }
+            // Nothing announces a webhook's outcome (the change feed carries job states):
+            // read the record again shortly.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the webhook is given up");
+    assert_eq!(record.notify_state.as_deref(), Some("gave_up"));
+    let history = deployment.client.history(job_id).await.unwrap();
+    assert!(
+        history.iter().any(|event| event.contains("target refused")),
+        "{history:#?}"
+    );
+    assert!(
+        receiver.try_next().is_none(),
+        "nothing reached the receiver"
+    );
+}
