@@ -19,7 +19,7 @@ pub use price::{PriceRule, PriceTable};
 pub use secret::{ApiToken, ApiTokenError, MIN_API_TOKEN_CHARS, Secret};
 pub use spec::{
     Aspect, Character, JobRequest, JobSpec, MAX_PROMPT_CHARS, MAX_URL_CHARS, ProviderKind, Quality,
-    SpecError, check_url, parse_deadline,
+    RequestJsonError, SpecError, check_url, parse_deadline,
 };
 pub use state::{JobState, UnknownState};
 pub use webhook_target::{WebhookTargets, is_public};

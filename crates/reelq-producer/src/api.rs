@@ -123,8 +123,23 @@ async fn authenticate(State(state): State<ApiState>, request: Request, next: Nex
 }
 
 async fn create_job(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
-    let request: JobRequest = match serde_json::from_slice(&body) {
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return client_error(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            "the body is not UTF-8",
+        );
+    };
+    let request = match JobRequest::from_json(text) {
         Ok(request) => request,
+        // A value of the wrong type or range: the field is named, as validation names it.
+        Err(reelq_core::RequestJsonError {
+            field: Some(field),
+            message,
+        }) => {
+            let detail = json!({ "field": field, "message": message });
+            return client_error(StatusCode::BAD_REQUEST, "invalid_job", detail);
+        }
         Err(err) => {
             return client_error(StatusCode::BAD_REQUEST, "malformed_json", err.to_string());
         }

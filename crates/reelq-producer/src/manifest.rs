@@ -38,8 +38,10 @@ pub fn parse_manifest(text: &str, now_ms: u64) -> Result<Vec<JobSpec>, ManifestE
     let lines = text.lines().enumerate().filter_map(|(line_idx, line)| {
         let line_text = line.trim();
         let skipped = line_text.is_empty() || line_text.starts_with('#');
-        let request = serde_json::from_str::<JobRequest>(line_text)
-            .map_err(|err| format!("malformed JSON: {err}"));
+        let request = JobRequest::from_json(line_text).map_err(|err| match err.field {
+            Some(_) => err.to_string(),
+            None => format!("malformed JSON: {err}"),
+        });
         (!skipped).then_some((line_idx + 1, request))
     });
     validate_all(lines, now_ms)
@@ -55,8 +57,10 @@ pub fn parse_json_batch(text: &str, now_ms: u64) -> Result<Vec<JobSpec>, Manifes
             }],
         })?;
     let requests = items.into_iter().enumerate().map(|(item_idx, item)| {
-        let request = serde_json::from_value::<JobRequest>(item)
-            .map_err(|err| format!("malformed job: {err}"));
+        let request = JobRequest::from_value(item).map_err(|err| match err.field {
+            Some(_) => err.to_string(),
+            None => format!("malformed job: {err}"),
+        });
         (item_idx + 1, request)
     });
     validate_all(requests, now_ms)

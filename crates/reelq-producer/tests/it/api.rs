@@ -113,6 +113,30 @@ async fn bad_bodies_are_refused_with_the_reason() {
     let (status, body) = api.post("/v1/jobs", bad.to_string(), None).await;
     assert_eq!((status, body["code"].as_str()), (400, Some("invalid_job")));
     assert_eq!(body["detail"]["field"], "duration_s");
+    for wrong_type in [json!(-10), json!("8"), json!(1.5)] {
+        let bad = json!({ "provider": "kie", "model": "sora-2-text-to-video", "prompt": "p", "duration_s": wrong_type });
+        let (status, body) = api.post("/v1/jobs", bad.to_string(), None).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("invalid_job")),
+            "{body}"
+        );
+        assert_eq!(body["detail"]["field"], "duration_s", "{body}");
+    }
+    let typed = format!(
+        "{}\n{{\"provider\":\"kie\",\"duration_s\":\"8\"}}\n",
+        job("a")
+    );
+    let (status, body) = api.post("/v1/batches", typed, None).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["detail"][0]["line"], 2);
+    assert!(
+        body["detail"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("duration_s: "),
+        "{body}"
+    );
     let manifest = format!("{}\n{{\"provider\":\"nope\"}}\n{}\n", job("a"), job("b"));
     let (status, body) = api.post("/v1/batches", manifest, None).await;
     assert_eq!(
