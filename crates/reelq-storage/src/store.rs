@@ -42,6 +42,41 @@ pub enum StorageError {
     Truncated { expected: u64, received: u64 },
 }
 
+/// The directory a store URL names, None for `s3://`. Refuses other schemes and what looks
+/// like a mistyped URL (`s3//bucket`, `s3:/bucket`, `file:/dir`), which would otherwise
+/// become a local directory of that name.
+fn local_path(url: &str) -> Result<Option<&str>, StorageError> {
+    if url.starts_with("s3://") {
+        return Ok(None);
+    }
+    let refuse = |reason: &str| {
+        Err(StorageError::Url {
+            url: url.into(),
+            reason: reason.into(),
+        })
+    };
+    let path = url.strip_prefix("file://").unwrap_or(url);
+    if path.is_empty() {
+        return refuse("empty");
+    }
+    if path.contains("://") {
+        return refuse("unsupported scheme (supported: file://, s3://, or a plain path)");
+    }
+    let first = path.split('/').next().unwrap_or_default();
+    let scheme_like = !first.is_empty()
+        && first
+            .trim_end_matches(':')
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '.' || c == '-');
+    let mistyped = first.ends_with(':') || (scheme_like && path[first.len()..].starts_with("//"));
+    if scheme_like && mistyped {
+        return refuse(
+            "looks like a mistyped URL: write s3://bucket/prefix, file:///dir, or a plain path",
+        );
+    }
+    Ok(Some(path))
+}
+
 /// What was stored: the ledger records all three.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredVideo {
@@ -73,6 +108,15 @@ pub struct VideoStore {
 
 impl VideoStore {
     /// Opens the store a URL names: `s3://bucket/prefix`, `file:///dir` or a plain path.
+    /// Checks `config` as [`VideoStore::open`] would, without touching the disk or the
+    /// network (for `--check-config`).
+    pub fn check(config: &StoreConfig) -> Result<(), StorageError> {
+        match local_path(&config.url)? {
+            Some(_) => Ok(()),
+            None => Self::open(config).map(drop),
+        }
+    }
+
     pub fn open(config: &StoreConfig) -> Result<Self, StorageError> {
         let url = config.url.as_str();
         if let Some(rest) = url.strip_prefix("s3://") {
@@ -107,13 +151,7 @@ impl VideoStore {
                 local_root: None,
             });
         }
-        let path = url.strip_prefix("file://").unwrap_or(url);
-        if path.contains("://") {
-            return Err(StorageError::Url {
-                url: url.into(),
-                reason: "unsupported scheme (supported: file://, s3://, or a plain path)".into(),
-            });
-        }
+        let path = local_path(url)?.expect("not s3://, so a local path");
         let mut store = Self::local(Path::new(path))?;
         store.part_size = config.part_size;
         Ok(store)
@@ -247,6 +285,35 @@ fn remove_staging_leftovers(root: &Path, key: &str) {
         // every upload of the day shares that directory.
         if std::fs::symlink_metadata(&staging).is_ok() {
             let _ = std::fs::remove_file(staging);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mistyped_store_url_is_refused_not_made_a_directory() {
+        for url in [
+            "./data",
+            "/var/lib/reelq",
+            "videos",
+            "file:///srv/videos",
+            "data/2026",
+        ] {
+            assert!(local_path(url).unwrap().is_some(), "{url}");
+        }
+        assert_eq!(local_path("s3://bucket/prefix").unwrap(), None);
+        for url in [
+            "s3//bucket",
+            "s3:/bucket",
+            "file:/dir",
+            "gs://bucket",
+            "S3://b",
+            "",
+        ] {
+            assert!(local_path(url).is_err(), "{url}");
         }
     }
 }

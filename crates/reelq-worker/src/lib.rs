@@ -16,4 +16,4 @@ pub use config::{
     WorkerConfig,
 };
 pub use error::WorkerError;
-pub use runner::{Listeners, run};
+pub use runner::{Listeners, check_config, run};

@@ -34,6 +34,7 @@ async fn main() -> anyhow::Result<()> {
         config.role = role;
     }
     if args.check_config {
+        reelq_worker::check_config(&config).context("checking the worker config")?;
         println!("config ok");
         return Ok(());
     }

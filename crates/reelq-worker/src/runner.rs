@@ -54,12 +54,27 @@ pub struct Listeners {
     pub ops: Option<TcpListener>,
 }
 
+/// Every check a start makes before it connects anywhere: the config's own rules (made at
+/// load), each provider account (keys, webhook secrets), the store URL and the webhook
+/// signing secret. `reelq-worker --check-config` runs exactly this, and `run` begins with it,
+/// so a config that passes the check cannot then fail at start for any of these.
+pub fn check_config(config: &WorkerConfig) -> Result<(), WorkerError> {
+    providers(config)?;
+    VideoStore::check(&config.store.to_storage())?;
+    if let Some(notify) = &config.notify {
+        reelq_providers::WebhookKey::parse(notify.secret.expose())
+            .map_err(|err| WorkerError::Config(format!("notify.secret: {err}")))?;
+    }
+    Ok(())
+}
+
 /// Runs a worker until `shutdown` is cancelled, then drains.
 pub async fn run(
     config: WorkerConfig,
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
+    check_config(&config)?;
     ops::metrics_handle();
     let name = if config.name.is_empty() {
         format!(

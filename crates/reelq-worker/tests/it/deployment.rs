@@ -112,3 +112,52 @@ fn every_worker_service_environment_is_a_valid_worker_config() {
         );
     }
 }
+
+#[test]
+fn check_config_refuses_what_would_stop_the_worker_at_start() {
+    let check = |vars: &[(&str, &str)]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_reelq-worker"))
+            .env_clear()
+            .env("REELQ_REDIS_URL", "redis://127.0.0.1:1/")
+            .envs(vars.iter().copied())
+            .arg("--check-config")
+            .output()
+            .expect("reelq-worker runs");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let openai = [
+        (
+            "REELQ_PROVIDERS__OPENAI__BASE_URL",
+            "https://gateway.example.com",
+        ),
+        ("REELQ_PROVIDERS__OPENAI__API_KEY", "sk-x"),
+    ];
+    let (ok, stderr) = check(&openai);
+    assert!(ok, "a good config passes: {stderr}");
+    for (case, extra, says) in [
+        (
+            "a mistyped store url",
+            ("REELQ_STORE__URL", "s3//bucket"),
+            "mistyped",
+        ),
+        (
+            "a malformed webhook secret",
+            ("REELQ_PROVIDERS__OPENAI__WEBHOOK_SECRET", "not-a-whsec"),
+            "webhook",
+        ),
+        (
+            "a malformed notify secret",
+            ("REELQ_NOTIFY__SECRET", "whsec_%%%"),
+            "notify.secret",
+        ),
+    ] {
+        let mut vars = openai.to_vec();
+        vars.push(extra);
+        let (ok, stderr) = check(&vars);
+        assert!(!ok, "{case} passed the check");
+        assert!(stderr.contains(says), "{case}: {stderr}");
+    }
+}
