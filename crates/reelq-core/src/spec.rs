@@ -714,4 +714,36 @@ mod tests {
         let trailing = read(r#"{"prompt":"p"} {}"#);
         assert_eq!(trailing.field, None, "{trailing}");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Whatever a producer sends, reading and validating it ends in a spec or an error
+        /// naming a field, never a panic.
+        #[test]
+        fn no_request_panics_the_reader_or_the_validator(
+            text in "[ -~]{0,200}",
+            duration in proptest::option::of(proptest::prelude::any::<u32>()),
+            start in proptest::option::of(proptest::prelude::any::<f64>()),
+            end in proptest::option::of(proptest::prelude::any::<f64>()),
+            words in "[ -~]{0,40}",
+        ) {
+            let _ = JobRequest::from_json(&text);
+            let request = JobRequest {
+                provider: Some("acedata".into()),
+                model: Some("sora-2".into()),
+                prompt: Some(words.clone()),
+                duration_s: duration,
+                aspect: Some(words.clone()),
+                character_url: Some(format!("https://example.com/{words}.mp4")),
+                character_start: start,
+                character_end: end,
+                deadline: Some(words),
+                ..JobRequest::default()
+            };
+            if let Err(err) = request.validate(1_780_000_000_000) {
+                proptest::prop_assert!(!err.field.is_empty());
+            }
+        }
+    }
 }

@@ -142,4 +142,73 @@ mod tests {
             .collect();
         assert_eq!(prompts, ["a", "b"]);
     }
+
+    /// A manifest line: a valid job, one with random values in its fields, or noise.
+    fn line() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let value = prop_oneof![
+            Just("null".to_owned()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|f| serde_json::json!(f).to_string()),
+            "[ -~]{0,16}".prop_map(|s| serde_json::json!(s).to_string()),
+            Just("[]".to_owned()),
+        ];
+        let field = prop_oneof![
+            Just("duration_s"),
+            Just("aspect"),
+            Just("quality"),
+            Just("prompt"),
+            Just("image_urls"),
+            Just("character_start"),
+            Just("notify_url"),
+            Just("deadline"),
+            Just("model"),
+        ];
+        prop_oneof![
+            Just(r#"{"provider":"kie","model":"sora-2-text-to-video","prompt":"ok"}"#.to_owned()),
+            (field, value).prop_map(|(field, value)| format!(
+                r#"{{"provider":"kie","model":"sora-2-text-to-video","prompt":"p","{field}":{value}}}"#
+            )),
+            "[ -~]{0,60}",
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Never panics, and a manifest is accepted exactly when each of its lines would be
+        /// on its own: one bad line refuses the whole batch, and says which.
+        #[test]
+        fn a_manifest_is_all_or_none(lines in proptest::collection::vec(line(), 1..12)) {
+            let manifest = lines.join("\n");
+            let alone: Vec<Option<bool>> = lines
+                .iter()
+                .map(|line| {
+                    let text = line.trim();
+                    (!text.is_empty() && !text.starts_with('#'))
+                        .then(|| parse_manifest(text, NOW_MS).is_ok())
+                })
+                .collect();
+            match parse_manifest(&manifest, NOW_MS) {
+                Ok(specs) => {
+                    proptest::prop_assert!(alone.iter().flatten().all(|ok| *ok));
+                    proptest::prop_assert_eq!(specs.len(), alone.iter().flatten().count());
+                }
+                Err(err) => {
+                    let bad: Vec<usize> = alone
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, ok)| **ok == Some(false))
+                        .map(|(i, _)| i + 1)
+                        .collect();
+                    let reported: Vec<usize> = err.problems.iter().map(|p| p.line).collect();
+                    if bad.is_empty() {
+                        proptest::prop_assert_eq!(reported, vec![0], "only an empty manifest");
+                    } else {
+                        proptest::prop_assert_eq!(reported, bad);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -315,3 +315,82 @@ async fn a_callback_cannot_hand_a_job_another_jobs_task_nor_skip_its_providers_c
         "nothing was submitted twice"
     );
 }
+
+#[tokio::test]
+async fn no_made_up_callback_changes_its_job() {
+    use proptest::{
+        prelude::*,
+        strategy::ValueTree,
+        test_runner::{Config, TestRunner},
+    };
+    let mut deployment = deployment().await;
+    deployment.first_poll_ms = NEVER_POLL_MS;
+    // AceData signs nothing: the per-job token is all that stands before its parser.
+    deployment.provider = reelq_core::ProviderKind::Acedata;
+    deployment.sim.hold();
+    let listener = deployment.callback_listener().await;
+    let _worker = deployment.spawn_worker_task("w", API_KEY, Some(listener));
+    let job_ids = deployment.enqueue_manifest(&prompts("fuzzed", 1)).await;
+    deployment.all_in(&job_ids, JobState::Waiting).await;
+    let before = deployment.client.status(job_ids[0]).await.unwrap().unwrap();
+    let history = deployment.client.history(job_ids[0]).await.unwrap();
+    let own_task = before.task_id.clone().unwrap();
+    let url = deployment.sim.callback_url(&own_task).unwrap();
+
+    let task_id = "[ -~]{0,30}".prop_filter("not the job's own task", move |t| *t != own_task);
+    let bodies = prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..300),
+        (task_id, any::<bool>(), "[ -~]{0,12}").prop_map(|(task, success, state)| {
+            serde_json::to_vec(&serde_json::json!({
+                "success": success, "task_id": task,
+                "data": [{ "id": task, "video_url": "https://x/v.mp4", "state": state }],
+            }))
+            .unwrap()
+        }),
+    ];
+    let mut runner = TestRunner::new_with_rng(
+        Config::default(),
+        proptest::test_runner::TestRng::deterministic_rng(
+            proptest::test_runner::RngAlgorithm::ChaCha,
+        ),
+    );
+    let http = reqwest::Client::new();
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for _ in 0..64 {
+        let body = bodies.new_tree(&mut runner).unwrap().current();
+        let status = http
+            .post(&url)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        *statuses.entry(status).or_default() += 1;
+        assert_ne!(status, 500, "a hostile body is the sender's fault");
+    }
+    // Refused (400 unreadable, 409 another task), or acknowledged as a progress report that
+    // moves nothing (200): either way the job is as it was.
+    assert!(
+        statuses.keys().all(|s| [200, 400, 409].contains(s)) && statuses.len() > 1,
+        "{statuses:?}"
+    );
+    let after = deployment.client.status(job_ids[0]).await.unwrap().unwrap();
+    assert_eq!(
+        (after.state, after.polls, after.updated_ms, after.task_id),
+        (
+            before.state,
+            before.polls,
+            before.updated_ms,
+            before.task_id
+        )
+    );
+    assert_eq!(
+        deployment.client.history(job_ids[0]).await.unwrap(),
+        history
+    );
+
+    // The job still finishes by its own callback.
+    deployment.sim.release();
+    deployment.assert_stored_once(&deployment.settled(&job_ids).await);
+}
