@@ -186,10 +186,10 @@ impl Provider for Acedata {
         let result: TaskResult = serde_json::from_slice(body)
             .map_err(|err| CallbackError::Malformed(err.to_string()))?;
         let state = result.data.first().and_then(|video| video.state.as_deref());
-        Ok(CallbackHint {
-            task_id: result.task_id,
-            progress_only: result.success && !matches!(state, Some("succeeded" | "failed")),
-        })
+        CallbackHint::new(
+            result.task_id,
+            result.success && !matches!(state, Some("succeeded" | "failed")),
+        )
     }
 
     fn query<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<TaskStatus, ProviderError>> {

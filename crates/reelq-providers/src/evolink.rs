@@ -143,10 +143,10 @@ impl Provider for Evolink {
     ) -> Result<CallbackHint, CallbackError> {
         let task: Task = serde_json::from_slice(body)
             .map_err(|err| CallbackError::Malformed(err.to_string()))?;
-        Ok(CallbackHint {
-            progress_only: matches!(task.status.as_str(), "pending" | "processing"),
-            task_id: task.id,
-        })
+        CallbackHint::new(
+            task.id,
+            matches!(task.status.as_str(), "pending" | "processing"),
+        )
     }
 
     fn query<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<TaskStatus, ProviderError>> {

@@ -330,10 +330,7 @@ impl Provider for Kie {
             callback.data.state.as_deref(),
             Some("waiting" | "queuing" | "generating")
         );
-        Ok(CallbackHint {
-            task_id,
-            progress_only,
-        })
+        CallbackHint::new(task_id, progress_only)
     }
 
     fn query<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<TaskStatus, ProviderError>> {

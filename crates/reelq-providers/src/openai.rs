@@ -243,10 +243,10 @@ impl Provider for Openai {
         key.verify(headers, body, now_s)?;
         let event: Event = serde_json::from_slice(body)
             .map_err(|err| CallbackError::Malformed(err.to_string()))?;
-        Ok(CallbackHint {
-            task_id: event.data.id,
-            progress_only: !matches!(event.kind.as_str(), "video.completed" | "video.failed"),
-        })
+        CallbackHint::new(
+            event.data.id,
+            !matches!(event.kind.as_str(), "video.completed" | "video.failed"),
+        )
     }
 
     fn query<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<TaskStatus, ProviderError>> {

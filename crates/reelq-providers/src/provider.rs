@@ -25,6 +25,30 @@ pub struct CallbackHint {
     pub progress_only: bool,
 }
 
+/// The longest task id a callback may name (real ones are tens of characters; it becomes
+/// part of a Redis key).
+const MAX_TASK_ID_CHARS: usize = 256;
+
+impl CallbackHint {
+    /// A hint naming `task_id`, which must look like a task id: not empty, not overlong, no
+    /// whitespace or control characters.
+    pub fn new(task_id: String, progress_only: bool) -> Result<Self, CallbackError> {
+        if task_id.is_empty()
+            || task_id.chars().count() > MAX_TASK_ID_CHARS
+            || task_id.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(CallbackError::Malformed(format!(
+                "the callback names no usable task id ({} characters)",
+                task_id.chars().count()
+            )));
+        }
+        Ok(CallbackHint {
+            task_id,
+            progress_only,
+        })
+    }
+}
+
 /// Why a callback was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallbackError {

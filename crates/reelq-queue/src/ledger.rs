@@ -49,7 +49,7 @@ use reelq_core::{BatchId, ErrorClass, JobId, JobSpec, JobState, ProviderKind};
 use crate::{
     Durability, DurabilityCheck, JobRecord, QueueError, RedisTarget, Transition,
     connection::{Conn, Connector},
-    durability,
+    durability, moves,
     transition::Move,
 };
 
@@ -466,9 +466,8 @@ impl Ledger {
         for row in rows {
             match lease_from_row(row, &token) {
                 Ok(lease) => leases.push(lease),
-                Err((job_id, fence, state, detail)) => {
-                    self.fail_corrupt(&job_id, fence, &token, state, &detail)
-                        .await?
+                Err((job_id, fence, detail)) => {
+                    self.fail_corrupt(&job_id, fence, &token, &detail).await?
                 }
             }
         }
@@ -487,22 +486,13 @@ impl Ledger {
         job_id: &str,
         fence: u64,
         token: &str,
-        state: String,
         detail: &str,
     ) -> Result<(), QueueError> {
-        let error = format!("corrupt ledger record: {detail}");
-        let fields = vec![
-            ("error_class", ErrorClass::Invalid.as_str().to_owned()),
-            ("error", error.clone()),
-        ];
-        let planned = Move {
-            from: &state,
-            to: JobState::Failed,
-            delay: None,
-            slot_hold: None,
-            fields,
-            detail: error.clone(),
-        };
+        let planned = Transition::Failed {
+            class: ErrorClass::Invalid,
+            error: format!("corrupt ledger record: {detail}"),
+        }
+        .into_move();
         let mut conn = self.conn().await?;
         self.apply_move(&mut conn, job_id, fence, token, planned)
             .await?;
@@ -521,7 +511,7 @@ impl Ledger {
             self.ensure_safe()?;
             self.await_replicas().await?;
         }
-        let planned = transition.into_move(lease.state);
+        let planned = transition.into_move();
         let job_id = lease.job_id.to_string();
         let mut conn = self.conn().await?;
         let reply = self
@@ -552,7 +542,7 @@ impl Ledger {
         job_id: &str,
         fence: u64,
         token: &str,
-        planned: Move<'_>,
+        planned: Move,
     ) -> Result<Vec<String>, QueueError> {
         let delay_ms = planned.delay.map(|d| d.as_millis() as i64).unwrap_or(-1);
         let slot_hold_ms = planned
@@ -566,8 +556,8 @@ impl Ledger {
             .arg(job_id)
             .arg(fence)
             .arg(token)
-            .arg(planned.from)
-            .arg(planned.to.as_str())
+            .arg(moves::from_list(planned.rule))
+            .arg(planned.rule.to.as_str())
             .arg(delay_ms)
             .arg(&planned.detail)
             .arg(slot_hold_ms);
@@ -679,9 +669,9 @@ impl Ledger {
     /// Settles an `uncertain` job. False if the job is not `uncertain`.
     pub async fn resolve(&self, job_id: JobId, resolution: Resolution) -> Result<bool, QueueError> {
         let cleared = [("error", String::new()), ("error_class", String::new())];
-        let (to, delay, fields): (JobState, i64, Vec<(&str, String)>) = match resolution {
+        let (name, delay, fields): (&str, i64, Vec<(&str, String)>) = match resolution {
             Resolution::TaskId(task_id) => (
-                JobState::Waiting,
+                "resolve_with_task",
                 0,
                 [("task_id", task_id), ("attempt", "0".into())]
                     .into_iter()
@@ -689,7 +679,7 @@ impl Ledger {
                     .collect(),
             ),
             Resolution::Resubmit => (
-                JobState::Queued,
+                "resubmit",
                 0,
                 [("task_id", String::new()), ("attempt", "0".into())]
                     .into_iter()
@@ -697,20 +687,13 @@ impl Ledger {
                     .collect(),
             ),
             Resolution::Fail => (
-                JobState::Failed,
+                "resolve_as_failed",
                 -1,
                 vec![("error", "resolved as failed by an operator".into())],
             ),
         };
-        self.operator_move(
-            job_id,
-            "uncertain",
-            to,
-            delay,
-            "resolved by an operator",
-            &fields,
-        )
-        .await
+        self.operator_move(job_id, name, delay, "resolved by an operator", &fields)
+            .await
     }
 
     /// Gives a `failed` job another go: back to polling if the provider has its task, else
@@ -726,32 +709,34 @@ impl Ledger {
             ("error", String::new()),
             ("error_class", String::new()),
         ];
-        let to = if repoll {
-            JobState::Waiting
+        let name = if repoll {
+            "retry_failed_poll"
         } else {
             fields.push(("task_id", String::new()));
-            JobState::Queued
+            "retry_failed_submit"
         };
-        self.operator_move(job_id, "failed", to, 0, "retried by an operator", &fields)
+        self.operator_move(job_id, name, 0, "retried by an operator", &fields)
             .await
     }
 
+    /// Makes the operator move `name` of the move table ([`crate::moves`]).
     async fn operator_move(
         &self,
         job_id: JobId,
-        from: &str,
-        to: JobState,
+        name: &str,
         delay_ms: i64,
         detail: &str,
         fields: &[(&str, String)],
     ) -> Result<bool, QueueError> {
+        let rule = moves::rule(name);
+        debug_assert_eq!(rule.by, "operator.lua", "{name}");
         let mut invocation = OPERATOR.prepare_invoke();
         invocation
             .key(self.key("due"))
             .arg(&self.prefix)
             .arg(job_id.to_string())
-            .arg(from)
-            .arg(to.as_str())
+            .arg(moves::from_list(rule))
+            .arg(rule.to.as_str())
             .arg(delay_ms)
             .arg(detail);
         for (field, value) in fields {
@@ -1095,7 +1080,7 @@ impl Ledger {
             ("error_class", String::new()),
             ("reconcile_note", String::new()),
         ];
-        self.operator_move(job_id, "uncertain", JobState::Queued, 0, detail, &fields)
+        self.operator_move(job_id, "resubmit", 0, detail, &fields)
             .await
     }
 
@@ -1189,7 +1174,8 @@ impl Ledger {
     }
 }
 
-fn lease_from_row(row: ClaimedRow, token: &str) -> Result<Lease, (String, u64, String, String)> {
+/// A claimed row as a lease, or (job id, fence, what is wrong) for a record that cannot be read.
+fn lease_from_row(row: ClaimedRow, token: &str) -> Result<Lease, (String, u64, String)> {
     let (id, state, fence, spec, task_id, attempt, result_url, polls) = row;
     let parsed = (|| {
         let job_id: JobId = id.parse().map_err(|e: reelq_core::IdError| e.to_string())?;
@@ -1211,7 +1197,7 @@ fn lease_from_row(row: ClaimedRow, token: &str) -> Result<Lease, (String, u64, S
             polls,
             result_url: non_empty(result_url),
         }),
-        Err(detail) => Err((id, fence, state, detail)),
+        Err(detail) => Err((id, fence, detail)),
     }
 }
 

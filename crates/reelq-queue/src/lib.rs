@@ -2,25 +2,55 @@
 //! schedule says when each job next needs a worker, and fenced Lua compare-and-set scripts
 //! move jobs between states. Only this crate talks to Redis.
 
-/// A ledger script: the shared prelude, then `extra` helpers (if any), then the file.
+/// A ledger script: the constants Rust defines ([`lua_constants`]), the shared prelude, then
+/// `extra` helpers (if any), then the file.
 macro_rules! ledger_script {
     ($file:literal) => {
         std::sync::LazyLock::new(|| {
-            redis::Script::new(concat!(
-                include_str!("lua/prelude.lua"),
-                include_str!(concat!("lua/", $file))
-            ))
+            redis::Script::new(
+                &[
+                    crate::lua_constants().as_str(),
+                    include_str!("lua/prelude.lua"),
+                    include_str!(concat!("lua/", $file)),
+                ]
+                .concat(),
+            )
         })
     };
     ($file:literal, with $extra:literal) => {
         std::sync::LazyLock::new(|| {
-            redis::Script::new(concat!(
-                include_str!("lua/prelude.lua"),
-                include_str!(concat!("lua/", $extra)),
-                include_str!(concat!("lua/", $file))
-            ))
+            redis::Script::new(
+                &[
+                    crate::lua_constants().as_str(),
+                    include_str!("lua/prelude.lua"),
+                    include_str!(concat!("lua/", $extra)),
+                    include_str!(concat!("lua/", $file)),
+                ]
+                .concat(),
+            )
         })
     };
+}
+
+/// What the scripts share with Rust, written from Rust's own definitions so the two cannot
+/// disagree: the terminal states (`JobState::is_terminal`) and the in-flight slot's states
+/// ([`moves::HOLDS_SLOT`], [`moves::SLOT_FREE`]), each a Lua set.
+fn lua_constants() -> String {
+    let set = |name: &str, states: &mut dyn Iterator<Item = reelq_core::JobState>| {
+        let members: Vec<String> = states.map(|s| format!("{} = true", s.as_str())).collect();
+        format!("local {name} = {{ {} }}\n", members.join(", "))
+    };
+    [
+        set(
+            "TERMINAL",
+            &mut reelq_core::JobState::ALL
+                .into_iter()
+                .filter(|state| state.is_terminal()),
+        ),
+        set("HOLDS_SLOT", &mut moves::HOLDS_SLOT.iter().copied()),
+        set("SLOT_FREE", &mut moves::SLOT_FREE.iter().copied()),
+    ]
+    .concat()
 }
 
 mod connection;
@@ -28,6 +58,7 @@ mod durability;
 mod enqueue;
 mod error;
 mod ledger;
+pub mod moves;
 mod record;
 mod transition;
 

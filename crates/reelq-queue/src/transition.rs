@@ -1,9 +1,12 @@
-//! The legal moves a worker can make on a job it holds. Each variant fixes the states it may
-//! start from, the state it ends in, and what it records, so a handler cannot invent a move.
+//! The moves a worker makes on a job it holds. Each variant names its row of the move table
+//! (`moves.rs`: the states it may start from, the state it ends in) and fixes what it
+//! records, so a handler cannot invent a move.
 
 use std::time::Duration;
 
-use reelq_core::{ErrorClass, JobState};
+use reelq_core::ErrorClass;
+
+use crate::moves::{MoveRule, rule};
 
 /// A move of a leased job. Delays say when a worker should next act on the job.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,10 +64,10 @@ pub enum Transition {
     Failed { class: ErrorClass, error: String },
 }
 
-/// What the ledger script needs: allowed source states, target, due delay, fields, log detail.
-pub(crate) struct Move<'a> {
-    pub(crate) from: &'a str,
-    pub(crate) to: JobState,
+/// What the ledger script needs: the move's row in the table (from-states and target), the
+/// due delay, the fields, the log detail.
+pub(crate) struct Move {
+    pub(crate) rule: &'static MoveRule,
     pub(crate) delay: Option<Duration>,
     /// Moving to `uncertain`: how long the job's in-flight slot stays taken.
     pub(crate) slot_hold: Option<Duration>,
@@ -78,14 +81,13 @@ impl Transition {
         matches!(self, Transition::BeginSubmit { .. })
     }
 
-    pub(crate) fn into_move(self, current: JobState) -> Move<'static> {
+    pub(crate) fn into_move(self) -> Move {
         match self {
             Transition::BeginSubmit {
                 lease,
                 callback_token_hash,
             } => Move {
-                from: "queued",
-                to: JobState::Submitting,
+                rule: rule("begin_submit"),
                 delay: Some(lease),
                 slot_hold: None,
                 detail: String::new(),
@@ -98,8 +100,7 @@ impl Transition {
                 task_id,
                 first_poll,
             } => Move {
-                from: "submitting,uncertain",
-                to: JobState::Waiting,
+                rule: rule("submitted"),
                 delay: Some(first_poll),
                 slot_hold: None,
                 detail: format!("task {task_id}"),
@@ -110,16 +111,14 @@ impl Transition {
                 delay,
                 error,
             } => Move {
-                from: "queued,submitting,uncertain",
-                to: JobState::Queued,
+                rule: rule("retry_submit"),
                 delay: Some(delay),
                 slot_hold: None,
                 detail: format!("retry {attempt}: {error}"),
                 fields: vec![("attempt", attempt.to_string()), ("error", error)],
             },
             Transition::Uncertain { error, slot_hold } => Move {
-                from: "submitting",
-                to: JobState::Uncertain,
+                rule: rule("uncertain"),
                 delay: None,
                 slot_hold: Some(slot_hold),
                 detail: error.clone(),
@@ -147,8 +146,7 @@ impl Transition {
                     None => String::new(),
                 };
                 Move {
-                    from: "waiting",
-                    to: JobState::Waiting,
+                    rule: rule("poll_again"),
                     delay: Some(delay),
                     slot_hold: None,
                     fields,
@@ -156,8 +154,7 @@ impl Transition {
                 }
             }
             Transition::Ready { result_url } => Move {
-                from: "waiting",
-                to: JobState::Fetching,
+                rule: rule("ready"),
                 delay: Some(Duration::ZERO),
                 slot_hold: None,
                 detail: String::new(),
@@ -168,16 +165,14 @@ impl Transition {
                 delay,
                 error,
             } => Move {
-                from: "fetching",
-                to: JobState::Fetching,
+                rule: rule("retry_fetch"),
                 delay: Some(delay),
                 slot_hold: None,
                 detail: format!("fetch retry {attempt}: {error}"),
                 fields: vec![("attempt", attempt.to_string()), ("error", error)],
             },
             Transition::Requery { attempt, error } => Move {
-                from: "fetching",
-                to: JobState::Waiting,
+                rule: rule("requery"),
                 delay: Some(Duration::ZERO),
                 slot_hold: None,
                 detail: format!("result url expired: {error}"),
@@ -188,8 +183,7 @@ impl Transition {
                 bytes,
                 sha256,
             } => Move {
-                from: "fetching",
-                to: JobState::Stored,
+                rule: rule("stored"),
                 delay: None,
                 slot_hold: None,
                 detail: object_key.clone(),
@@ -200,12 +194,11 @@ impl Transition {
                 ],
             },
             Transition::Failed { class, error } => Move {
-                from: current.as_str(),
-                to: if class == ErrorClass::Moderation {
-                    JobState::Rejected
+                rule: rule(if class == ErrorClass::Moderation {
+                    "rejected"
                 } else {
-                    JobState::Failed
-                },
+                    "failed"
+                }),
                 delay: None,
                 slot_hold: None,
                 detail: format!("{class}: {error}"),

@@ -1,4 +1,4 @@
--- Shared by every ledger script (prepended by ledger.rs). ARGV[1] is always the key prefix,
+-- Shared by every ledger script (prepended by `ledger_script!` in lib.rs). ARGV[1] is always the key prefix,
 -- e.g. "{reelq}:", so every key of one deployment hashes to one slot.
 local prefix = ARGV[1]
 
@@ -17,7 +17,8 @@ local function log_event(id, now, text)
   end
 end
 
-local TERMINAL = { stored = true, failed = true, rejected = true, expired = true, cancelled = true }
+-- TERMINAL (the set of terminal states) is written before this file from Rust's JobState;
+-- every legal move and its effects are listed in moves.rs.
 
 -- Queues the completion webhook of a job that just ended, if it asked for one. Each ending
 -- gets its own event id, kept across delivery retries so receivers can deduplicate.
@@ -67,9 +68,7 @@ end
 -- set): a job may hold one in the states of HOLDS_SLOT, and entering a state of SLOT_FREE (its
 -- generation over, or never begun) gives it back. `uncertain` keeps it for a bounded time
 -- (its mover sets the expiry with hold_uncertain_slot).
-local HOLDS_SLOT = { queued = true, submitting = true, waiting = true, uncertain = true }
-local SLOT_FREE = { queued = true, budget_held = true, fetching = true, stored = true,
-  failed = true, rejected = true, expired = true, cancelled = true }
+-- (HOLDS_SLOT and SLOT_FREE are written before this file from moves.rs.)
 
 -- Moves a job between states: state field (with any `fields`, a flat list of field/value
 -- pairs written in the same HSET), per-state index, capped event log, change feed, the

@@ -3,3 +3,4 @@
 mod durability;
 mod enqueue;
 mod ledger;
+mod tidy;
