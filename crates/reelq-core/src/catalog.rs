@@ -1,5 +1,5 @@
 //! The model catalog: for each provider and model, which durations, aspects, qualities,
-//! images and prompts a request may use (`providers.md`). Adding a model is adding a row.
+//! images and prompts a request may use (`docs/providers.md`). Adding a model is adding a row.
 
 use crate::spec::{Aspect, ProviderKind, Quality};
 

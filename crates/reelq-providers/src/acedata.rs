@@ -1,4 +1,4 @@
-//! The AceData Sora API (`providers.md` section 2): `POST /sora/videos` answered at once
+//! The AceData Sora API (`docs/providers.md` section 2): `POST /sora/videos` answered at once
 //! with a task id when a `callback_url` (or `async`) is given, `POST /sora/tasks` to
 //! retrieve, and `{success: false, error: {code, message}}` errors.
 //!
@@ -101,7 +101,7 @@ impl Acedata {
             .json(&json!({ "id": task_id, "action": "retrieve" }));
         let answer = self.api.send(request, Call::Query).await?;
         let retrieved: Retrieved = read_json(ProviderKind::Acedata, &answer, Call::Query)?;
-        // A task with no response yet is still running (providers.md's choice).
+        // A task with no response yet is still running (docs/providers.md's choice).
         let Some(result) = retrieved.response else {
             return Ok(TaskStatus::Running);
         };

@@ -1,4 +1,4 @@
-//! The evolink unified task API (`providers.md` section 3): `POST /v1/videos/generations`,
+//! The evolink unified task API (`docs/providers.md` section 3): `POST /v1/videos/generations`,
 //! `GET /v1/tasks/{id}`, one task shape for answers and callbacks, HTTP-status errors with
 //! `{error: {code, message, type}}`.
 //!

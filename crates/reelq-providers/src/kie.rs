@@ -1,4 +1,4 @@
-//! The kie market API (`providers.md` section 1): `createTask`, `recordInfo`, and the
+//! The kie market API (`docs/providers.md` section 1): `createTask`, `recordInfo`, and the
 //! `{code, msg, data}` envelope whose `code` matters more than the HTTP status.
 //!
 //! Error mapping (code in the envelope, or the HTTP status when the body is no envelope):
@@ -223,7 +223,7 @@ fn echo_of_request(request: &serde_json::Value) -> TaskEcho {
     .collect()
 }
 
-/// How long a signed callback stays acceptable (providers.md: older than 5 minutes is stale).
+/// How long a signed callback stays acceptable (docs/providers.md: older than 5 minutes is stale).
 const CALLBACK_MAX_AGE_S: u64 = 300;
 
 /// kie's callback signature: base64(HMAC-SHA256(key, `taskId + "." + timestamp`)).

@@ -1,4 +1,4 @@
-//! OpenAI-compatible Videos API gateways (`providers.md` section 4): `POST /v1/videos`,
+//! OpenAI-compatible Videos API gateways (`docs/providers.md` section 4): `POST /v1/videos`,
 //! `GET /v1/videos/{id}`, the MP4 from `GET /v1/videos/{id}/content` (with the key), and
 //! account-level webhooks signed per Standard Webhooks.
 //!

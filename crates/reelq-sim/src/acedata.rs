@@ -1,4 +1,4 @@
-//! The AceData Sora contract (`providers.md` section 2): `POST /sora/videos` (answered at
+//! The AceData Sora contract (`docs/providers.md` section 2): `POST /sora/videos` (answered at
 //! once with a task id given `callback_url` or `async`), `POST /sora/tasks` to retrieve, and
 //! `{success: false, error: {code, message}, trace_id}` errors.
 

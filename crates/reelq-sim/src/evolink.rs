@@ -1,4 +1,4 @@
-//! The evolink unified task contract (`providers.md` section 3): `POST
+//! The evolink unified task contract (`docs/providers.md` section 3): `POST
 //! /v1/videos/generations`, `GET /v1/tasks/{id}`, one task shape for answers and callbacks,
 //! and `{error: {code, message, type}}` errors with a meaningful HTTP status.
 

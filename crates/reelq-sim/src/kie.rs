@@ -1,4 +1,4 @@
-//! The kie market contract (`providers.md` section 1) as the simulator serves it: the
+//! The kie market contract (`docs/providers.md` section 1) as the simulator serves it: the
 //! `{code, msg, data}` envelope (HTTP 200 with the real code inside), bearer auth,
 //! validation of the Sora inputs, task records with `resultJson`, and signed callbacks.
 

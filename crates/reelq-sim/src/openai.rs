@@ -1,4 +1,4 @@
-//! The OpenAI-compatible Videos contract (`providers.md` section 4): `POST /v1/videos`,
+//! The OpenAI-compatible Videos contract (`docs/providers.md` section 4): `POST /v1/videos`,
 //! `GET /v1/videos/{id}`, `GET /v1/videos` (newest first, `after`/`limit` pages; each video
 //! echoes its model, prompt, seconds, size and `created_at`, as OpenAI's Video object does),
 //! `GET /v1/videos/{id}/content` (with the key), account-level

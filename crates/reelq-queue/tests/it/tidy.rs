@@ -82,3 +82,32 @@ fn every_path_the_docs_cite_exists() {
     }
     assert!(cited > 20, "found {cited} cited paths");
 }
+
+#[test]
+fn no_tracked_text_points_outside_the_repository() {
+    let mut stack = vec![workspace()];
+    let mut read = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with('.')
+                || ["target", "node_modules", "data", "results"].contains(&name.as_str())
+            {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(text) = std::fs::read_to_string(&path) {
+                read += 1;
+                let parent_of_repo = ["..", "/shared/"].concat();
+                assert!(
+                    !text.contains(&parent_of_repo),
+                    "{} refers to a path outside the repository",
+                    path.display()
+                );
+            }
+        }
+    }
+    assert!(read > 50, "read {read} files");
+}
