@@ -276,6 +276,9 @@ impl VideoStore {
 const STAGING_SUFFIXES_TRIED: u32 = 16;
 
 /// Best effort: a leftover costs disk space, never correctness, so failures are ignored.
+/// Killed uploads of a key leave consecutive low numbers (each took the lowest free one, and
+/// this removes them all at once), so the first absent number ends the search: the usual
+/// upload, with no leftovers, costs one lookup.
 fn remove_staging_leftovers(root: &Path, key: &str) {
     let target = root.join(key);
     for n in 1..=STAGING_SUFFIXES_TRIED {
@@ -283,9 +286,10 @@ fn remove_staging_leftovers(root: &Path, key: &str) {
         staging.push(format!("#{n}"));
         // A lookup first: an unlink locks the directory even when the name is absent, and
         // every upload of the day shares that directory.
-        if std::fs::symlink_metadata(&staging).is_ok() {
-            let _ = std::fs::remove_file(staging);
+        if std::fs::symlink_metadata(&staging).is_err() {
+            return;
         }
+        let _ = std::fs::remove_file(staging);
     }
 }
 

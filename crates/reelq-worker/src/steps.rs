@@ -90,6 +90,50 @@ impl From<StorageError> for StepFailure {
     }
 }
 
+/// How many attempts a step may spend, and its backoff.
+#[derive(Debug, Clone, Copy)]
+struct RetryLimits {
+    max_attempts: u32,
+    backoff_min: Duration,
+    backoff_max: Duration,
+}
+
+/// What a failed step leads to.
+#[derive(Debug, Clone, PartialEq)]
+enum Decision {
+    /// The same step again after `delay`, with `attempt` attempts spent.
+    Retry { attempt: u32, delay: Duration },
+    /// The job ends with this error.
+    Fail { error: String },
+}
+
+/// The one rule for a failed step, pure so a table tests it: a local resource error retries
+/// without spending an attempt; a retryable class retries with backoff (or the provider's
+/// `Retry-After`) until its attempts are spent; anything else ends the job at once.
+fn decide(failure: &StepFailure, attempts_spent: u32, limits: RetryLimits) -> Decision {
+    if !failure.spends_attempt {
+        return Decision::Retry {
+            attempt: attempts_spent,
+            delay: backoff(limits.backoff_min, limits.backoff_max, attempts_spent + 1),
+        };
+    }
+    let attempt = attempts_spent + 1;
+    if !failure.class.is_retryable() {
+        return Decision::Fail {
+            error: failure.message.clone(),
+        };
+    }
+    if attempt >= limits.max_attempts {
+        return Decision::Fail {
+            error: format!("gave up after {attempt} attempts: {}", failure.message),
+        };
+    }
+    let delay = failure
+        .retry_after
+        .unwrap_or_else(|| backoff(limits.backoff_min, limits.backoff_max, attempt));
+    Decision::Retry { attempt, delay }
+}
+
 /// The `n`th delay (1-based) of an exponential schedule with jitter: the base doubles from
 /// `min` up to `max`, and jitter adds up to as much again, so replicas do not retry in step.
 pub(crate) fn backoff(min: Duration, max: Duration, n: u32) -> Duration {
@@ -499,54 +543,108 @@ impl StepContext {
     /// Retries a retryable failure with backoff until its attempt limit; anything else, or the
     /// last attempt, ends the job with the failure's class.
     fn retry_or_fail(&self, lease: &Lease, failure: StepFailure) -> Transition {
-        if !failure.spends_attempt {
-            let delay = backoff(self.backoff_min, self.backoff_max, lease.attempt + 1);
-            error!(
-                error = failure.message,
-                ?delay,
-                "local resource exhausted; the step will be retried without spending an attempt"
-            );
-            metrics::counter!("reelq_local_resource_errors_total").increment(1);
-            return retry_same_step(
-                lease,
-                lease.attempt,
-                StepFailure {
-                    retry_after: Some(delay),
-                    ..failure
-                },
-            );
+        let limits = RetryLimits {
+            max_attempts: self.max_attempts_for(lease),
+            backoff_min: self.backoff_min,
+            backoff_max: self.backoff_max,
+        };
+        match decide(&failure, lease.attempt, limits) {
+            Decision::Retry { attempt, delay } => {
+                if failure.spends_attempt {
+                    warn!(class = %failure.class, error = failure.message, attempt, ?delay, "step will be retried");
+                } else {
+                    error!(
+                        error = failure.message,
+                        ?delay,
+                        "local resource exhausted; the step will be retried without spending an attempt"
+                    );
+                    metrics::counter!("reelq_local_resource_errors_total").increment(1);
+                }
+                retry_same_step(
+                    lease,
+                    attempt,
+                    StepFailure {
+                        retry_after: Some(delay),
+                        ..failure
+                    },
+                )
+            }
+            Decision::Fail { error } => {
+                warn!(class = %failure.class, error, "job failed");
+                Transition::Failed {
+                    class: failure.class,
+                    error,
+                }
+            }
         }
-        let attempt = lease.attempt + 1;
-        if !failure.class.is_retryable() || attempt >= self.max_attempts_for(lease) {
-            let error = if failure.class.is_retryable() {
-                format!("gave up after {attempt} attempts: {}", failure.message)
-            } else {
-                failure.message
-            };
-            warn!(class = %failure.class, error, "job failed");
-            return Transition::Failed {
-                class: failure.class,
-                error,
-            };
-        }
-        let delay = failure
-            .retry_after
-            .unwrap_or_else(|| backoff(self.backoff_min, self.backoff_max, attempt));
-        warn!(class = %failure.class, error = failure.message, attempt, ?delay, "step will be retried");
-        retry_same_step(
-            lease,
-            attempt,
-            StepFailure {
-                retry_after: Some(delay),
-                ..failure
-            },
-        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// (class, spends an attempt, Retry-After, attempts spent) -> retry as (attempt, delay:
+    /// None for the backoff's), or None: the job fails.
+    type Row = (
+        ErrorClass,
+        bool,
+        Option<Duration>,
+        u32,
+        Option<(u32, Option<Duration>)>,
+    );
+
+    #[test]
+    fn a_failed_step_retries_or_ends_by_one_table() {
+        let limits = RetryLimits {
+            max_attempts: 3,
+            backoff_min: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(8),
+        };
+        let failure = |class, spends_attempt, retry_after| StepFailure {
+            class,
+            message: "m".into(),
+            retry_after,
+            spends_attempt,
+        };
+        let hinted = Some(Duration::from_secs(30));
+        use ErrorClass::*;
+        let table: [Row; 8] = [
+            (Transient, true, None, 0, Some((1, None))),
+            (Transient, true, hinted, 1, Some((2, hinted))),
+            (Transient, true, None, 2, None),
+            (RateLimited, true, None, 0, Some((1, None))),
+            (Invalid, true, None, 0, None),
+            (Auth, true, None, 0, None),
+            (GenerationFailed, true, None, 0, None),
+            // This host ran out of descriptors: never spends the job's attempts.
+            (Transient, false, None, 2, Some((2, None))),
+        ];
+        for (class, spends, retry_after, spent, expect) in table {
+            let decision = decide(&failure(class, spends, retry_after), spent, limits);
+            match (decision, expect) {
+                (Decision::Retry { attempt, delay }, Some((want_attempt, want_delay))) => {
+                    assert_eq!(attempt, want_attempt, "{class:?} after {spent}");
+                    match want_delay {
+                        Some(want) => assert_eq!(delay, want),
+                        None => {
+                            assert!(delay >= limits.backoff_min && delay <= 2 * limits.backoff_max)
+                        }
+                    }
+                }
+                (Decision::Fail { error }, None) => {
+                    assert_eq!(
+                        error.starts_with("gave up"),
+                        class.is_retryable(),
+                        "{error}"
+                    );
+                }
+                (decision, expect) => {
+                    panic!("{class:?} after {spent}: {decision:?}, wanted {expect:?}")
+                }
+            }
+        }
+    }
 
     #[test]
     fn backoff_doubles_with_jitter_up_to_its_cap() {

@@ -57,7 +57,9 @@ async fn a_body_that_fails_midway_leaves_no_object() {
 async fn a_complete_upload_sweeps_staging_files_of_killed_uploads_of_its_key() {
     let dir = tempfile::tempdir().unwrap();
     let store = VideoStore::local(dir.path()).unwrap();
-    std::fs::write(dir.path().join("job-3.mp4#7"), b"half a video").unwrap();
+    // Two killed uploads of this key took the two lowest free numbers.
+    std::fs::write(dir.path().join("job-3.mp4#1"), b"half a video").unwrap();
+    std::fs::write(dir.path().join("job-3.mp4#2"), b"a third of a video").unwrap();
     std::fs::write(dir.path().join("job-4.mp4#1"), b"another job's upload").unwrap();
     let body = stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"whole"))]);
 
