@@ -11,7 +11,7 @@
 //! | `P state:{s}`  | zset   | job id -> ms of its last state change, one set per state | every state change |
 //! | `P log:{id}`   | list   | the job's last 32 events, `"<ms> <state> <detail>"`  | every state change      |
 //! | `P batch:{id}` | list   | the batch's job ids in manifest order                | enqueue                 |
-//! | `P batchinfo:{id}` | hash | name, created_ms, total, start_after_ms, budget_micros, reserved_micros, priority | enqueue, claim, batch |
+//! | `P batchinfo:{id}` | hash | name, created_ms, total, open, start_after_ms, budget_micros, reserved_micros, priority, notify_url, cancelled_ms | enqueue, claim, batch |
 //! | `P batches`    | zset   | batch id -> created ms, for listing batches           | enqueue                 |
 //! | `P durability_probe` | string | unix ms of the last probe write (its `WAIT` shows the replicas caught up) | any client after a short `WAIT` |
 //! | `P limits`     | hash   | provider -> "max_in_flight requests_per_s daily_budget_micros" as workers run them | worker start |
@@ -839,15 +839,26 @@ impl Ledger {
         action: &str,
         argument: &str,
     ) -> Result<Option<u64>, QueueError> {
-        let moved: i64 = BATCH
-            .key(self.key("due"))
-            .arg(&self.prefix)
-            .arg(batch.to_string())
-            .arg(action)
-            .arg(argument)
-            .invoke_async(&mut self.conn().await?)
-            .await?;
-        Ok((moved >= 0).then_some(moved as u64))
+        let mut conn = self.conn().await?;
+        let (mut total, mut start) = (0u64, 0i64);
+        while start >= 0 {
+            let (moved, next): (i64, i64) = BATCH
+                .key(self.key("due"))
+                .arg(&self.prefix)
+                .arg(batch.to_string())
+                .arg(action)
+                .arg(argument)
+                .arg(start)
+                .arg(crate::ENQUEUE_CHUNK)
+                .invoke_async(&mut conn)
+                .await?;
+            if moved < 0 {
+                return Ok(None);
+            }
+            total += moved as u64;
+            start = next;
+        }
+        Ok(Some(total))
     }
 
     /// Sets how long finished jobs (record, event log, state index entry) are kept; zero

@@ -158,6 +158,14 @@ pub const MOVES: &[MoveRule] = &[
                   account's `uncertain_slot_ms`",
     },
     MoveRule {
+        name: "cancel_with_batch",
+        by: "claim.lua",
+        from: &[Queued],
+        to: Cancelled,
+        effects: "an operator is cancelling its batch (a chunk at a time) and has not reached \
+                  it yet: never submitted, gives any budget reservation back",
+    },
+    MoveRule {
         name: "hold_for_budget",
         by: "claim.lua",
         from: &[Queued],

@@ -1,23 +1,30 @@
--- An operator's action on a whole batch, in one script.
+-- An operator's action on a whole batch, a chunk of its jobs per call (the caller loops from
+-- index 0 until the reply's next index is -1), so a batch of any size never holds Redis long.
 -- KEYS[1]  due schedule
 -- ARGV[1]  key prefix
 -- ARGV[2]  batch id
 -- ARGV[3]  "resume": raise the budget to ARGV[4] micros (or keep it, if "") and queue every
 --          `budget_held` job again; "cancel": end every job not yet submitted (`queued`,
 --          `budget_held`) as `cancelled` (jobs in flight finish)
--- Returns the number of jobs moved, or -1 when the batch does not exist.
+-- ARGV[5]  index in the batch's job list to start at
+-- ARGV[6]  most jobs to look at
+-- The first chunk of a cancel marks the batch (`cancelled_ms`): from then on the claim ends
+-- any of its jobs it meets still queued, so none is submitted while later chunks run.
+-- Returns {jobs moved, next index or -1}, or {-1, -1} when the batch does not exist.
 local due = KEYS[1]
-local batch, action = ARGV[2], ARGV[3]
+local batch, action, start, count = ARGV[2], ARGV[3], tonumber(ARGV[5]), tonumber(ARGV[6])
 local info = prefix .. 'batchinfo:' .. batch
-if redis.call('EXISTS', info) == 0 then return -1 end
+if redis.call('EXISTS', info) == 0 then return { -1, -1 } end
 local now = now_ms()
-if action == 'resume' and ARGV[4] ~= '' then
+if start == 0 and action == 'resume' and ARGV[4] ~= '' then
   redis.call('HSET', info, 'budget_micros', ARGV[4])
 end
+if start == 0 and action == 'cancel' then redis.call('HSETNX', info, 'cancelled_ms', now) end
 local queue = due
 if redis.call('HGET', info, 'priority') == 'low' then queue = prefix .. 'due_low' end
+local list = prefix .. 'batch:' .. batch
 local moved = 0
-for _, id in ipairs(redis.call('LRANGE', prefix .. 'batch:' .. batch, 0, -1)) do
+for _, id in ipairs(redis.call('LRANGE', list, start, start + count - 1)) do
   local job = prefix .. 'job:' .. id
   local f = redis.call('HMGET', job, 'state', 'provider', 'cost_micros', 'reserved', 'reserved_day')
   local state = f[1]
@@ -34,4 +41,6 @@ for _, id in ipairs(redis.call('LRANGE', prefix .. 'batch:' .. batch, 0, -1)) do
   end
 end
 if action == 'resume' and moved > 0 then redis.call('PUBLISH', prefix .. 'wake', moved) end
-return moved
+local next_index = start + count
+if next_index >= redis.call('LLEN', list) then next_index = -1 end
+return { moved, next_index }

@@ -121,6 +121,16 @@ local function over_budget(provider, batch, cost, reserved)
   return nil, flags
 end
 
+-- Whether an operator has begun cancelling `batch` (batch.lua cancels its jobs a chunk at a
+-- time; until it reaches one, the claim must not hand it out). Read once per batch.
+local cancelled_batches = {}
+local function batch_cancelled(batch)
+  if cancelled_batches[batch] == nil then
+    cancelled_batches[batch] = redis.call('HEXISTS', prefix .. 'batchinfo:' .. batch, 'cancelled_ms') == 1
+  end
+  return cancelled_batches[batch]
+end
+
 local due_low = prefix .. 'due_low'
 local claimed = {}
 -- Acts on one due job of `queue`; false if the job's provider is not served here (left due).
@@ -139,6 +149,10 @@ local function take(queue, id)
     redis.call('ZREM', queue, id)
     move(job, id, state, 'expired', now, 'deadline passed',
       { 'error_class', 'invalid', 'error', 'deadline passed before the job finished' }, provider)
+  elseif state == 'queued' and f[11] and batch_cancelled(f[11]) then
+    redis.call('ZREM', queue, id)
+    release_budget(f[11], provider, f[12], f[13], redis.call('HGET', job, 'reserved_day'))
+    move(job, id, state, 'cancelled', now, 'batch cancelled', { 'reserved', '' }, provider)
   elseif state == 'queued' and paused[provider] > 0 then
     redis.call('ZADD', queue, now + paused[provider], id)
   elseif state == 'submitting' and f[9] then

@@ -230,3 +230,61 @@ async fn an_idempotency_key_answers_only_its_own_request() {
         "each enqueued once"
     );
 }
+
+#[tokio::test]
+async fn a_batch_of_many_chunks_is_cancelled_whole_and_none_of_it_is_claimed() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    let batch = BatchId::new();
+    ledger
+        .enqueue(
+            Some((batch, &BatchOptions::default())),
+            &jobs(LARGE, "cancelled"),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(
+        ledger.cancel_batch(batch).await.unwrap(),
+        Some(LARGE as u64)
+    );
+
+    assert_eq!(counts(&redis).await, (0, 0));
+    let claimed = ledger
+        .claim(&crate::ledger::claim_opts("w", 10, Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert!(claimed.leases.is_empty());
+    assert_eq!(ledger.cancel_batch(BatchId::new()).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_claim_ends_a_queued_job_whose_batch_is_being_cancelled() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    let batch = BatchId::new();
+    let jobs = jobs(3, "mid-cancel");
+    ledger
+        .enqueue(Some((batch, &BatchOptions::default())), &jobs)
+        .await
+        .unwrap();
+    // What batch.lua's first chunk writes before it reaches these jobs.
+    let info = format!("{{test}}:batchinfo:{batch}");
+    assert_eq!(
+        redis
+            .command(&["HSET", &info, "cancelled_ms", "1"])
+            .unwrap(),
+        ":1"
+    );
+
+    let claimed = ledger
+        .claim(&crate::ledger::claim_opts("w", 10, Duration::from_secs(30)))
+        .await
+        .unwrap();
+
+    assert!(claimed.leases.is_empty(), "none of it is handed out");
+    for (job_id, _) in &jobs {
+        let state = crate::ledger::state_of(&ledger, *job_id).await;
+        assert_eq!(state, reelq_core::JobState::Cancelled);
+    }
+}
