@@ -246,26 +246,25 @@ async fn batch(State(state): State<ApiState>, Path(batch_id): Path<String>) -> R
     let Ok(batch_id) = batch_id.parse::<BatchId>() else {
         return client_error(StatusCode::NOT_FOUND, "not_found", "no such batch");
     };
-    let job_ids = match state.client.batch_jobs(batch_id).await {
-        Ok(job_ids) if job_ids.is_empty() => {
-            return client_error(StatusCode::NOT_FOUND, "not_found", "no such batch");
-        }
-        Ok(job_ids) => job_ids,
+    let records = match state.client.batch_records(batch_id).await {
+        Ok(records) => records,
         Err(err) => return internal(err),
     };
-    let mut states: BTreeMap<String, usize> = BTreeMap::new();
-    for &job_id in &job_ids {
-        match state.client.status(job_id).await {
-            Ok(Some(record)) => *states.entry(record.state.to_string()).or_default() += 1,
-            Ok(None) => {}
-            Err(err) => return internal(err),
-        }
-    }
     let info = match state.client.batch_info(batch_id).await {
         Ok(info) => info,
         Err(err) => return internal(err),
     };
-    let mut answer = json!({ "batch_id": batch_id, "jobs": job_ids.len(), "states": states });
+    if records.is_empty() && info.is_none() {
+        return client_error(StatusCode::NOT_FOUND, "not_found", "no such batch");
+    }
+    let mut states: BTreeMap<String, usize> = BTreeMap::new();
+    for record in &records {
+        *states.entry(record.state.to_string()).or_default() += 1;
+    }
+    let jobs = info
+        .as_ref()
+        .map_or(records.len() as u64, |info| info.total);
+    let mut answer = json!({ "batch_id": batch_id, "jobs": jobs, "states": states });
     if let Some(info) = info {
         answer["name"] = json!(info.name);
         answer["reserved_usd"] = json!(reelq_core::micros_to_usd(info.reserved_micros));

@@ -321,13 +321,8 @@ impl Client {
 
     /// Every record of a batch, in manifest order (jobs past their retention are missing).
     pub async fn batch_records(&self, batch_id: BatchId) -> Result<Vec<JobRecord>, ProducerError> {
-        let mut records = Vec::new();
-        for job_id in self.batch_jobs(batch_id).await? {
-            if let Some(record) = self.status(job_id).await? {
-                records.push(record);
-            }
-        }
-        Ok(records)
+        let job_ids = self.batch_jobs(batch_id).await?;
+        Ok(self.ledger.jobs(&job_ids).await?)
     }
 
     /// Raises a batch's budget (if given) and queues its `budget_held` jobs again; None if
@@ -437,13 +432,8 @@ impl Client {
         state: JobState,
         limit: usize,
     ) -> Result<Vec<JobRecord>, ProducerError> {
-        let mut records = Vec::new();
-        for job_id in self.ledger.jobs_in_state(state, limit).await? {
-            if let Some(record) = self.ledger.job(job_id).await? {
-                records.push(record);
-            }
-        }
-        Ok(records)
+        let job_ids = self.ledger.jobs_in_state(state, limit).await?;
+        Ok(self.ledger.jobs(&job_ids).await?)
     }
 
     /// Waits until every job is settled (terminal, or `uncertain` and waiting for an
