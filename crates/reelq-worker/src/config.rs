@@ -396,15 +396,6 @@ impl WorkerConfig {
             if !(base.starts_with("http://") || base.starts_with("https://")) {
                 return fail("callbacks.public_base_url must be an http(s) URL");
             }
-            if base.starts_with("http://")
-                && !base.contains("127.0.0.1")
-                && !base.contains("localhost")
-            {
-                tracing::warn!(
-                    base,
-                    "callbacks.public_base_url is not HTTPS; providers may refuse it"
-                );
-            }
         }
         for (provider, account) in self.providers.accounts() {
             if account.max_requests_per_s < 0.0 || account.burst == 0 {
@@ -427,6 +418,24 @@ impl WorkerConfig {
             );
         }
         Ok(())
+    }
+
+    /// What is allowed but probably wrong, for the log once logging is set up (loading runs
+    /// before it, so it cannot log these itself).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if let Some(callbacks) = &self.callbacks {
+            let base = callbacks.public_base_url.as_str();
+            if base.starts_with("http://")
+                && !base.contains("127.0.0.1")
+                && !base.contains("localhost")
+            {
+                warnings.push(format!(
+                    "callbacks.public_base_url {base} is not HTTPS; providers may refuse it"
+                ));
+            }
+        }
+        warnings
     }
 
     pub fn lease(&self) -> Duration {

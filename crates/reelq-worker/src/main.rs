@@ -35,6 +35,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.check_config {
         reelq_worker::check_config(&config).context("checking the worker config")?;
+        for warning in config.warnings() {
+            eprintln!("warning: {warning}");
+        }
         println!("config ok");
         return Ok(());
     }
@@ -44,6 +47,9 @@ async fn main() -> anyhow::Result<()> {
         logs.json().init();
     } else {
         logs.init();
+    }
+    for warning in config.warnings() {
+        tracing::warn!(warning, "config");
     }
     let listeners = Listeners {
         callbacks: bind(

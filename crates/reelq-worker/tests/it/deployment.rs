@@ -137,6 +137,16 @@ fn check_config_refuses_what_would_stop_the_worker_at_start() {
     ];
     let (ok, stderr) = check(&openai);
     assert!(ok, "a good config passes: {stderr}");
+    let mut plain_http = openai.to_vec();
+    plain_http.push((
+        "REELQ_CALLBACKS__PUBLIC_BASE_URL",
+        "http://reelq.example.com",
+    ));
+    let (ok, stderr) = check(&plain_http);
+    assert!(
+        ok && stderr.contains("warning: callbacks.public_base_url"),
+        "{stderr}"
+    );
     for (case, extra, says) in [
         (
             "a mistyped store url",
