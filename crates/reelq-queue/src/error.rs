@@ -20,6 +20,11 @@ pub enum QueueError {
     Unsafe(String),
     #[error(transparent)]
     Target(#[from] crate::TargetError),
+    /// The ledger was written by a newer release: upgrade this binary before running it.
+    #[error(
+        "the ledger's schema is {found}, newer than the {supported} this release reads: a newer release wrote it; upgrade this binary"
+    )]
+    Schema { found: u32, supported: u32 },
     /// The idempotency key was used for a different request: nothing was enqueued.
     #[error("idempotency key {0:?} was already used for a different request")]
     IdempotencyConflict(String),

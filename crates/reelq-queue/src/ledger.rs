@@ -13,6 +13,7 @@
 //! | `P batch:{id}` | list   | the batch's job ids in manifest order                | enqueue                 |
 //! | `P batchinfo:{id}` | hash | name, created_ms, total, open, start_after_ms, budget_micros, reserved_micros, priority, notify_url, cancelled_ms | enqueue, claim, batch |
 //! | `P batches`    | zset   | batch id -> created ms, for listing batches           | enqueue                 |
+//! | `P schema` | string | the ledger record format ([`LEDGER_SCHEMA`]) of the release that created it; newer releases' ledgers are refused | first connect |
 //! | `P durability_probe` | string | unix ms of the last probe write (its `WAIT` shows the replicas caught up) | any client after a short `WAIT` |
 //! | `P limits`     | hash   | provider -> "max_in_flight requests_per_s daily_budget_micros" as workers run them | worker start |
 //! | `P due_low`    | zset   | like `due`, for queued jobs of low-priority batches (claimed after `due`) | enqueue, claim, batch |
@@ -63,6 +64,10 @@ static CLAIM_NOTIFY: LazyLock<Script> = ledger_script!("claim_notify.lua");
 static NOTIFIED: LazyLock<Script> = ledger_script!("notified.lua");
 static BATCH: LazyLock<Script> = ledger_script!("batch.lua");
 static NOTE: LazyLock<Script> = ledger_script!("note.lua");
+
+/// The ledger record format this release reads and writes. Raised when a record changes
+/// shape; a binary refuses a ledger with a higher one (`P schema`).
+pub const LEDGER_SCHEMA: u32 = 2;
 
 /// Where the ledger lives, how long a Redis call may take, and how writes are made durable.
 #[derive(Debug, Clone)]
@@ -333,6 +338,7 @@ impl Ledger {
                 replicas_behind: AtomicBool::new(false),
             }),
         };
+        ledger.claim_schema().await?;
         let check = ledger.check_durability().await?;
         if !check.is_safe() && !config.allow_unsafe {
             return Err(QueueError::Unsafe(check.problems.join("; ")));
@@ -344,6 +350,34 @@ impl Ledger {
             config.recheck_every,
         ));
         Ok(ledger)
+    }
+
+    /// Records this release's ledger schema on a new ledger (one written before versions
+    /// were recorded counts as this one: its records read the same), and refuses a ledger
+    /// written by a newer release, whose records this binary might misread or overwrite.
+    async fn claim_schema(&self) -> Result<(), QueueError> {
+        let mut conn = self.conn().await?;
+        let _: Option<String> = redis::cmd("SET")
+            .arg(self.key("schema"))
+            .arg(LEDGER_SCHEMA)
+            .arg("NX")
+            .query_async(&mut conn)
+            .await?;
+        let stored: Option<String> = redis::cmd("GET")
+            .arg(self.key("schema"))
+            .query_async(&mut conn)
+            .await?;
+        match stored.as_deref().map(str::parse::<u32>) {
+            Some(Ok(found)) if found <= LEDGER_SCHEMA => Ok(()),
+            Some(Ok(found)) => Err(QueueError::Schema {
+                found,
+                supported: LEDGER_SCHEMA,
+            }),
+            _ => Err(QueueError::corrupt(
+                "the ledger",
+                format!("schema {stored:?}"),
+            )),
+        }
     }
 
     /// The connection for one operation; a write and its `WAIT` must share one.

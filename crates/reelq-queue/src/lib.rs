@@ -67,8 +67,9 @@ pub use durability::{Durability, DurabilityCheck};
 pub use enqueue::{ENQUEUE_CHUNK, EnqueueProgress, Enqueued, Idempotency, SWEEP_AFTER};
 pub use error::QueueError;
 pub use ledger::{
-    BatchInfo, CallbackBinding, Claim, ClaimOptions, Lease, Ledger, LedgerConfig, Notification,
-    NotifyOutcome, NotifyTarget, ProviderLimit, Resolution, TransitionOutcome, WakeOutcome,
+    BatchInfo, CallbackBinding, Claim, ClaimOptions, LEDGER_SCHEMA, Lease, Ledger, LedgerConfig,
+    Notification, NotifyOutcome, NotifyTarget, ProviderLimit, Resolution, TransitionOutcome,
+    WakeOutcome,
 };
 pub use record::JobRecord;
 pub use transition::Transition;

@@ -1121,3 +1121,28 @@ async fn cancelling_a_batch_ends_its_unsubmitted_jobs_and_leaves_the_running_one
     );
     assert_eq!(ledger.cancel_batch(BatchId::new()).await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn a_ledger_written_by_a_newer_release_is_refused() {
+    let redis = RedisServer::start().unwrap();
+    let first = ledger(&redis).await;
+    drop(first);
+    assert_eq!(
+        redis.command(&["GET", "{test}:schema"]).unwrap(),
+        format!("${}", reelq_queue::LEDGER_SCHEMA.to_string().len()),
+        "a new ledger records its schema"
+    );
+    assert_eq!(
+        redis.command(&["SET", "{test}:schema", "99"]).unwrap(),
+        "+OK"
+    );
+
+    let refused = Ledger::connect(&LedgerConfig::new(redis.url(), "test"))
+        .await
+        .err()
+        .expect("a newer ledger is refused");
+    assert!(
+        matches!(refused, reelq_queue::QueueError::Schema { found: 99, .. }),
+        "{refused}"
+    );
+}
