@@ -4,6 +4,7 @@
 
 mod callbacks;
 mod config;
+mod decision;
 mod error;
 mod notify;
 mod ops;

@@ -25,7 +25,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::{WorkerError, steps::backoff};
+use crate::{WorkerError, decision::backoff};
 
 /// Webhooks sent at once by one worker.
 const BATCH: usize = 16;
