@@ -10,8 +10,8 @@ macro_rules! ledger_script {
             redis::Script::new(
                 &[
                     crate::lua_constants().as_str(),
-                    include_str!("lua/prelude.lua"),
-                    include_str!(concat!("lua/", $file)),
+                    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/lua/prelude.lua")),
+                    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/lua/", $file)),
                 ]
                 .concat(),
             )
@@ -22,9 +22,9 @@ macro_rules! ledger_script {
             redis::Script::new(
                 &[
                     crate::lua_constants().as_str(),
-                    include_str!("lua/prelude.lua"),
-                    include_str!(concat!("lua/", $extra)),
-                    include_str!(concat!("lua/", $file)),
+                    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/lua/prelude.lua")),
+                    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/lua/", $extra)),
+                    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/lua/", $file)),
                 ]
                 .concat(),
             )

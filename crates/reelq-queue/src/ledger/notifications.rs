@@ -1,0 +1,113 @@
+//! Completion webhooks as the ledger keeps them: queued when a job or batch ends, claimed
+//! under a lease by a worker's notifier, and recorded per delivery attempt.
+
+use std::{sync::LazyLock, time::Duration};
+
+use redis::Script;
+use reelq_core::{BatchId, JobId};
+
+use crate::{Ledger, QueueError};
+
+static CLAIM_NOTIFY: LazyLock<Script> = ledger_script!("claim_notify.lua");
+
+static NOTIFIED: LazyLock<Script> = ledger_script!("notified.lua");
+
+/// A completion webhook to send: the job's ending, under an event id kept across retries.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    pub target: NotifyTarget,
+    pub url: String,
+    pub event_id: String,
+    /// Delivery attempts already failed.
+    pub attempt: u32,
+}
+
+/// Whose ending a webhook reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyTarget {
+    Job(JobId),
+    /// The batch's last job ended: a summary.
+    Batch(BatchId),
+}
+
+/// How a webhook delivery went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyOutcome {
+    Sent,
+    /// Try again after this long.
+    Retry(Duration),
+    GaveUp,
+}
+
+impl std::fmt::Display for NotifyTarget {
+    /// The member of `P notify_due` (a job id, or `batch:<id>`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotifyTarget::Job(job_id) => write!(f, "{job_id}"),
+            NotifyTarget::Batch(batch_id) => write!(f, "batch:{batch_id}"),
+        }
+    }
+}
+
+impl std::str::FromStr for NotifyTarget {
+    type Err = reelq_core::IdError;
+    fn from_str(member: &str) -> Result<Self, Self::Err> {
+        match member.strip_prefix("batch:") {
+            Some(batch_id) => batch_id.parse().map(NotifyTarget::Batch),
+            None => member.parse().map(NotifyTarget::Job),
+        }
+    }
+}
+
+impl Ledger {
+    /// Takes up to `max` due completion webhooks, leased for `lease`.
+    pub async fn claim_notifications(
+        &self,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<Notification>, QueueError> {
+        let rows: Vec<(String, String, String, u32)> = CLAIM_NOTIFY
+            .key(self.key("notify_due"))
+            .arg(&self.prefix)
+            .arg(max)
+            .arg(lease.as_millis() as u64)
+            .invoke_async(&mut self.conn().await?)
+            .await?;
+        rows.into_iter()
+            .map(|(id, url, event_id, attempt)| {
+                let target = id.parse().map_err(|err| QueueError::corrupt(&id, err))?;
+                Ok(Notification {
+                    target,
+                    url,
+                    event_id,
+                    attempt,
+                })
+            })
+            .collect()
+    }
+
+    /// Records how a webhook delivery went.
+    pub async fn notified(
+        &self,
+        notification: &Notification,
+        outcome: NotifyOutcome,
+        detail: &str,
+    ) -> Result<(), QueueError> {
+        let (name, delay) = match outcome {
+            NotifyOutcome::Sent => ("sent", Duration::ZERO),
+            NotifyOutcome::Retry(delay) => ("retry", delay),
+            NotifyOutcome::GaveUp => ("gave_up", Duration::ZERO),
+        };
+        let _: i64 = NOTIFIED
+            .key(self.key("notify_due"))
+            .arg(&self.prefix)
+            .arg(notification.target.to_string())
+            .arg(&notification.event_id)
+            .arg(name)
+            .arg(delay.as_millis() as u64)
+            .arg(detail)
+            .invoke_async(&mut self.conn().await?)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,181 @@
+//! Operators' moves (`reelq jobs resolve`, `reelq dlq retry`, batch resume and cancel, the
+//! dashboard) and reconciliation's: jobs nobody holds, moved by `operator.lua` and `batch.lua`
+//! under a bumped fence. Their rows are in the move table (`moves.rs`).
+
+use std::sync::LazyLock;
+
+use redis::Script;
+use reelq_core::{BatchId, ErrorClass, JobId};
+
+use crate::{Ledger, QueueError, moves};
+
+static OPERATOR: LazyLock<Script> = ledger_script!("operator.lua");
+
+static BATCH: LazyLock<Script> = ledger_script!("batch.lua");
+
+static NOTE: LazyLock<Script> = ledger_script!("note.lua");
+
+/// How an operator settles an `uncertain` job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// The provider has the task under this id: poll it.
+    TaskId(String),
+    /// The provider has no task: submit again.
+    Resubmit,
+    /// Give up on the job.
+    Fail,
+}
+
+impl Ledger {
+    /// Settles an `uncertain` job. False if the job is not `uncertain`.
+    pub async fn resolve(&self, job_id: JobId, resolution: Resolution) -> Result<bool, QueueError> {
+        let cleared = [("error", String::new()), ("error_class", String::new())];
+        let (name, delay, fields): (&str, i64, Vec<(&str, String)>) = match resolution {
+            Resolution::TaskId(task_id) => (
+                "resolve_with_task",
+                0,
+                [("task_id", task_id), ("attempt", "0".into())]
+                    .into_iter()
+                    .chain(cleared)
+                    .collect(),
+            ),
+            Resolution::Resubmit => (
+                "resubmit",
+                0,
+                [("task_id", String::new()), ("attempt", "0".into())]
+                    .into_iter()
+                    .chain(cleared)
+                    .collect(),
+            ),
+            Resolution::Fail => (
+                "resolve_as_failed",
+                -1,
+                vec![("error", "resolved as failed by an operator".into())],
+            ),
+        };
+        self.operator_move(job_id, name, delay, "resolved by an operator", &fields)
+            .await
+    }
+
+    /// Gives a `failed` job another go: back to polling if the provider has its task, else
+    /// back to the submit queue. A generation that failed at the provider is submitted anew.
+    pub async fn retry_failed(&self, job_id: JobId) -> Result<bool, QueueError> {
+        let Some(record) = self.job(job_id).await? else {
+            return Err(QueueError::NotFound(job_id));
+        };
+        let repoll =
+            record.task_id.is_some() && record.error_class != Some(ErrorClass::GenerationFailed);
+        let mut fields = vec![
+            ("attempt", "0".to_owned()),
+            ("error", String::new()),
+            ("error_class", String::new()),
+        ];
+        let name = if repoll {
+            "retry_failed_poll"
+        } else {
+            fields.push(("task_id", String::new()));
+            "retry_failed_submit"
+        };
+        self.operator_move(job_id, name, 0, "retried by an operator", &fields)
+            .await
+    }
+
+    /// Makes the operator move `name` of the move table ([`crate::moves`]).
+    async fn operator_move(
+        &self,
+        job_id: JobId,
+        name: &str,
+        delay_ms: i64,
+        detail: &str,
+        fields: &[(&str, String)],
+    ) -> Result<bool, QueueError> {
+        let rule = moves::rule(name);
+        debug_assert_eq!(rule.by, "operator.lua", "{name}");
+        let mut invocation = OPERATOR.prepare_invoke();
+        invocation
+            .key(self.key("due"))
+            .arg(&self.prefix)
+            .arg(job_id.to_string())
+            .arg(moves::from_list(rule))
+            .arg(rule.to.as_str())
+            .arg(delay_ms)
+            .arg(detail);
+        for (field, value) in fields {
+            invocation.arg(*field).arg(value);
+        }
+        let reply: Vec<String> = invocation.invoke_async(&mut self.conn().await?).await?;
+        Ok(reply.first().is_some_and(|ok| ok == "1"))
+    }
+
+    /// Raises a batch's budget (if given) and queues its `budget_held` jobs again. Returns how
+    /// many were queued, or None if there is no such batch.
+    pub async fn resume_batch(
+        &self,
+        batch: BatchId,
+        budget_micros: Option<u64>,
+    ) -> Result<Option<u64>, QueueError> {
+        let budget = budget_micros.map(|b| b.to_string()).unwrap_or_default();
+        self.batch_action(batch, "resume", &budget).await
+    }
+
+    /// Cancels every job of a batch not yet submitted; jobs in flight finish. Returns how
+    /// many were cancelled, or None if there is no such batch.
+    pub async fn cancel_batch(&self, batch: BatchId) -> Result<Option<u64>, QueueError> {
+        self.batch_action(batch, "cancel", "").await
+    }
+
+    async fn batch_action(
+        &self,
+        batch: BatchId,
+        action: &str,
+        argument: &str,
+    ) -> Result<Option<u64>, QueueError> {
+        let mut conn = self.conn().await?;
+        let (mut total, mut start) = (0u64, 0i64);
+        while start >= 0 {
+            let (moved, next): (i64, i64) = BATCH
+                .key(self.key("due"))
+                .arg(&self.prefix)
+                .arg(batch.to_string())
+                .arg(action)
+                .arg(argument)
+                .arg(start)
+                .arg(crate::ENQUEUE_CHUNK)
+                .invoke_async(&mut conn)
+                .await?;
+            if moved < 0 {
+                return Ok(None);
+            }
+            total += moved as u64;
+            start = next;
+        }
+        Ok(Some(total))
+    }
+
+    /// Queues an `uncertain` job again because the provider's own records show it has no
+    /// task for it: its create never happened. False if the job is no longer uncertain.
+    pub async fn resubmit_absent(&self, job_id: JobId, detail: &str) -> Result<bool, QueueError> {
+        let fields = [
+            ("task_id", String::new()),
+            ("attempt", "0".to_owned()),
+            ("error", String::new()),
+            ("error_class", String::new()),
+            ("reconcile_note", String::new()),
+        ];
+        self.operator_move(job_id, "resubmit", 0, detail, &fields)
+            .await
+    }
+
+    /// Notes on an `uncertain` job what reconciliation found (false if it is no longer
+    /// uncertain).
+    pub async fn note_uncertain(&self, job_id: JobId, note: &str) -> Result<bool, QueueError> {
+        let noted: i64 = NOTE
+            .key(self.key("due"))
+            .arg(&self.prefix)
+            .arg(job_id.to_string())
+            .arg(note)
+            .invoke_async(&mut self.conn().await?)
+            .await?;
+        Ok(noted == 1)
+    }
+}

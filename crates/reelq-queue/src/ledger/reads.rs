@@ -1,0 +1,231 @@
+//! What readers see: records (one or many, pipelined), event logs, batches, counts by state
+//! and time, the change feed, and the limits workers run.
+
+use std::{collections::HashMap, time::Duration};
+
+use futures_util::{StreamExt, stream::BoxStream};
+use reelq_core::{BatchId, JobId, JobState, ProviderKind};
+
+use super::now_unix_ms;
+use crate::{JobRecord, Ledger, QueueError};
+
+/// A batch's settings and spend, as `reelq batch report` shows them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BatchInfo {
+    pub batch_id: BatchId,
+    pub name: Option<String>,
+    pub created_ms: u64,
+    pub total: u64,
+    pub start_after_ms: Option<u64>,
+    pub budget_micros: Option<u64>,
+    /// Estimates reserved by submits so far (refused creates given back).
+    pub reserved_micros: u64,
+    pub low_priority: bool,
+}
+
+impl Ledger {
+    pub async fn job(&self, job_id: JobId) -> Result<Option<JobRecord>, QueueError> {
+        let fields: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.key(format!("job:{job_id}")))
+            .query_async(&mut self.conn().await?)
+            .await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        JobRecord::from_fields(job_id, fields).map(Some)
+    }
+
+    /// The records of `job_ids` in their order, read in pipelined round trips (one per 500
+    /// jobs) instead of one per job; jobs no longer in the ledger are left out.
+    pub async fn jobs(&self, job_ids: &[JobId]) -> Result<Vec<JobRecord>, QueueError> {
+        let mut records = Vec::with_capacity(job_ids.len());
+        let mut conn = self.conn().await?;
+        for chunk in job_ids.chunks(crate::ENQUEUE_CHUNK) {
+            let mut pipe = redis::pipe();
+            for job_id in chunk {
+                pipe.cmd("HGETALL").arg(self.key(format!("job:{job_id}")));
+            }
+            let rows: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+            for (job_id, fields) in chunk.iter().zip(rows) {
+                if !fields.is_empty() {
+                    records.push(JobRecord::from_fields(*job_id, fields)?);
+                }
+            }
+        }
+        Ok(records)
+    }
+
+    /// The job's recent events, oldest first.
+    pub async fn history(&self, job_id: JobId) -> Result<Vec<String>, QueueError> {
+        Ok(redis::cmd("LRANGE")
+            .arg(self.key(format!("log:{job_id}")))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.conn().await?)
+            .await?)
+    }
+
+    pub async fn batch_jobs(&self, batch: BatchId) -> Result<Vec<JobId>, QueueError> {
+        let ids: Vec<String> = redis::cmd("LRANGE")
+            .arg(self.key(format!("batch:{batch}")))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.conn().await?)
+            .await?;
+        ids.into_iter()
+            .map(|id| id.parse().map_err(|err| QueueError::corrupt(&id, err)))
+            .collect()
+    }
+
+    /// Number of jobs in each state.
+    pub async fn state_counts(&self) -> Result<Vec<(JobState, u64)>, QueueError> {
+        let mut pipe = redis::pipe();
+        for state in JobState::ALL {
+            pipe.cmd("ZCARD").arg(self.key(format!("state:{state}")));
+        }
+        let counts: Vec<u64> = pipe.query_async(&mut self.conn().await?).await?;
+        Ok(JobState::ALL.into_iter().zip(counts).collect())
+    }
+
+    /// A live feed of state changes. Pub/sub is lossy across reconnects, so readers also
+    /// re-read the ledger now and then; the feed only makes them fast.
+    pub async fn changes(&self) -> Result<BoxStream<'static, (JobId, JobState)>, QueueError> {
+        let changes = self
+            .subscribe("changes")
+            .await?
+            .filter_map(|payload| async move {
+                let (id, state) = payload.split_once(' ')?;
+                Some((id.parse().ok()?, state.parse().ok()?))
+            });
+        Ok(changes.boxed())
+    }
+
+    /// Fires whenever jobs are enqueued, so idle workers need not wait for their next look.
+    pub async fn wakeups(&self) -> Result<BoxStream<'static, ()>, QueueError> {
+        Ok(self.subscribe("wake").await?.map(|_| ()).boxed())
+    }
+
+    async fn subscribe(&self, channel: &str) -> Result<BoxStream<'static, String>, QueueError> {
+        let mut pubsub = self.connector.client().await?.get_async_pubsub().await?;
+        pubsub.subscribe(self.key(channel)).await?;
+        Ok(pubsub
+            .into_on_message()
+            .filter_map(|msg| async move { msg.get_payload::<String>().ok() })
+            .boxed())
+    }
+
+    /// A batch's settings and spend, or None if there is no such batch.
+    pub async fn batch_info(&self, batch: BatchId) -> Result<Option<BatchInfo>, QueueError> {
+        let fields: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.key(format!("batchinfo:{batch}")))
+            .query_async(&mut self.conn().await?)
+            .await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let number = |name: &str| fields.get(name).and_then(|v| v.parse::<u64>().ok());
+        Ok(Some(BatchInfo {
+            batch_id: batch,
+            name: fields.get("name").cloned(),
+            created_ms: number("created_ms").unwrap_or(0),
+            total: number("total").unwrap_or(0),
+            start_after_ms: number("start_after_ms"),
+            budget_micros: number("budget_micros"),
+            // Reservations are given back with HINCRBY, so a transient negative is possible.
+            reserved_micros: fields
+                .get("reserved_micros")
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0)
+                .max(0) as u64,
+            low_priority: fields.get("priority").is_some_and(|p| p == "low"),
+        }))
+    }
+
+    /// The most recent batches, newest first.
+    pub async fn recent_batches(&self, limit: usize) -> Result<Vec<BatchId>, QueueError> {
+        let ids: Vec<String> = redis::cmd("ZREVRANGE")
+            .arg(self.key("batches"))
+            .arg(0)
+            .arg(limit.saturating_sub(1))
+            .query_async(&mut self.conn().await?)
+            .await?;
+        Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
+    }
+
+    /// Jobs that entered `state` between two unix times (ms).
+    pub async fn entered_between(
+        &self,
+        state: JobState,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<u64, QueueError> {
+        Ok(redis::cmd("ZCOUNT")
+            .arg(self.key(format!("state:{state}")))
+            .arg(from_ms)
+            .arg(format!("({to_ms}"))
+            .query_async(&mut self.conn().await?)
+            .await?)
+    }
+
+    /// Jobs that entered `state` in the last `window` (from its state index).
+    pub async fn entered_within(
+        &self,
+        state: JobState,
+        window: Duration,
+    ) -> Result<u64, QueueError> {
+        let now = now_unix_ms();
+        let since = now.saturating_sub(window.as_millis() as u64);
+        self.entered_between(state, since, now + 1).await
+    }
+
+    /// How long submits to `provider` stay paused (after a 429 or an empty account), if they are.
+    pub async fn paused_for(&self, provider: ProviderKind) -> Result<Option<Duration>, QueueError> {
+        let ms: i64 = redis::cmd("PTTL")
+            .arg(self.key(format!("pause:{provider}")))
+            .query_async(&mut self.conn().await?)
+            .await?;
+        Ok((ms > 0).then(|| Duration::from_millis(ms as u64)))
+    }
+
+    /// Jobs due now: what workers would claim if they had free slots.
+    pub async fn due_now(&self) -> Result<u64, QueueError> {
+        let mut total = 0;
+        for queue in ["due", "due_low"] {
+            let n: u64 = redis::cmd("ZCOUNT")
+                .arg(self.key(queue))
+                .arg("-inf")
+                .arg(now_unix_ms())
+                .query_async(&mut self.conn().await?)
+                .await?;
+            total += n;
+        }
+        Ok(total)
+    }
+
+    /// Generations of `provider` holding an in-flight slot now (expired slots not counted).
+    pub async fn in_flight(&self, provider: ProviderKind) -> Result<u64, QueueError> {
+        Ok(redis::cmd("ZCOUNT")
+            .arg(self.key(format!("inflight:{provider}")))
+            .arg(format!("({}", now_unix_ms()))
+            .arg("+inf")
+            .query_async(&mut self.conn().await?)
+            .await?)
+    }
+
+    /// Job ids in `state`, most recently changed first.
+    pub async fn jobs_in_state(
+        &self,
+        state: JobState,
+        limit: usize,
+    ) -> Result<Vec<JobId>, QueueError> {
+        let ids: Vec<String> = redis::cmd("ZREVRANGE")
+            .arg(self.key(format!("state:{state}")))
+            .arg(0)
+            .arg(limit.saturating_sub(1))
+            .query_async(&mut self.conn().await?)
+            .await?;
+        ids.into_iter()
+            .map(|id| id.parse().map_err(|err| QueueError::corrupt(&id, err)))
+            .collect()
+    }
+}

@@ -1,0 +1,117 @@
+//! What workers publish to the whole deployment: their providers' limits (one encoding,
+//! written and read here), the retention of finished jobs, and provider pauses (a 429).
+
+use std::{collections::HashMap, sync::LazyLock, time::Duration};
+
+use redis::Script;
+use reelq_core::ProviderKind;
+
+use crate::{Ledger, QueueError};
+
+static PAUSE: LazyLock<Script> = ledger_script!("pause.lua");
+
+/// One provider account's cluster-wide limits, enforced by the claim script for every
+/// replica at once. Zero means no limit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderLimit {
+    pub provider: ProviderKind,
+    /// Provider calls (submits and polls) per second, across all replicas.
+    pub requests_per_s: f64,
+    /// Calls that may go at once after a quiet spell.
+    pub burst: u32,
+    /// Generations submitted and not yet finished, across all replicas.
+    pub max_in_flight: u32,
+    /// A slot not renewed (by a poll) for this long is freed: a job lost track of gives its
+    /// slot back.
+    pub slot_ttl: Duration,
+    /// Estimated spend per UTC day, in millionths of a dollar; past it, submits wait for the
+    /// next day. 0 = no daily budget.
+    pub daily_budget_micros: u64,
+    /// How long an `uncertain` job keeps its slot: the provider may still be generating its
+    /// video, but a job nobody can settle must not hold the account's capacity for long.
+    pub uncertain_slot_ttl: Duration,
+}
+
+impl ProviderLimit {
+    pub(crate) fn encode(&self) -> String {
+        format!(
+            "{} {} {} {} {} {} {}",
+            self.provider,
+            self.requests_per_s,
+            self.burst,
+            self.max_in_flight,
+            self.slot_ttl.as_millis(),
+            self.daily_budget_micros,
+            self.uncertain_slot_ttl.as_millis()
+        )
+    }
+}
+
+impl Ledger {
+    /// Records the limits a worker runs with, for dashboards to show beside the counts.
+    pub async fn publish_limits(&self, limits: &[ProviderLimit]) -> Result<(), QueueError> {
+        let mut command = redis::cmd("HSET");
+        command.arg(self.key("limits"));
+        for limit in limits {
+            command.arg(limit.provider.as_str()).arg(format!(
+                "{} {} {}",
+                limit.max_in_flight, limit.requests_per_s, limit.daily_budget_micros
+            ));
+        }
+        if !limits.is_empty() {
+            let _: () = command.query_async(&mut self.conn().await?).await?;
+        }
+        Ok(())
+    }
+
+    /// Sets how long finished jobs (record, event log, state index entry) are kept; zero
+    /// keeps them for ever. Applies to jobs that finish from now on.
+    pub async fn set_retention(&self, retention: Duration) -> Result<(), QueueError> {
+        let _: () = redis::cmd("SET")
+            .arg(self.key("retention_ms"))
+            .arg(retention.as_millis() as u64)
+            .query_async(&mut self.conn().await?)
+            .await?;
+        Ok(())
+    }
+
+    /// Stops every replica from submitting to `provider` for `length` (a 429's Retry-After).
+    pub async fn pause_provider(
+        &self,
+        provider: ProviderKind,
+        length: Duration,
+    ) -> Result<(), QueueError> {
+        let _: i64 = PAUSE
+            .key(self.key(format!("pause:{provider}")))
+            .arg(&self.prefix)
+            .arg(length.as_millis().max(1) as u64)
+            .invoke_async(&mut self.conn().await?)
+            .await?;
+        Ok(())
+    }
+
+    /// The limits workers published, by provider.
+    pub async fn published_limits(&self) -> Result<Vec<ProviderLimit>, QueueError> {
+        let fields: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.key("limits"))
+            .query_async(&mut self.conn().await?)
+            .await?;
+        let mut limits: Vec<ProviderLimit> = fields
+            .iter()
+            .filter_map(|(provider, value)| {
+                let mut parts = value.split(' ');
+                Some(ProviderLimit {
+                    provider: provider.parse().ok()?,
+                    max_in_flight: parts.next()?.parse().ok()?,
+                    requests_per_s: parts.next()?.parse().ok()?,
+                    daily_budget_micros: parts.next()?.parse().ok()?,
+                    burst: 1,
+                    slot_ttl: Duration::ZERO,
+                    uncertain_slot_ttl: Duration::ZERO,
+                })
+            })
+            .collect();
+        limits.sort_by_key(|limit| limit.provider.as_str());
+        Ok(limits)
+    }
+}

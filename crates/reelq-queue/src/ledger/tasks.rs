@@ -1,0 +1,167 @@
+//! Provider tasks bound to jobs: the task index, callbacks' hints (`wake.lua`), adoption of a
+//! task the provider's records confirm, and what a per-task callback is checked against.
+
+use std::{sync::LazyLock, time::Duration};
+
+use redis::Script;
+use reelq_core::{JobId, JobState, ProviderKind};
+
+use crate::{JobRecord, Ledger, QueueError};
+
+static WAKE: LazyLock<Script> = ledger_script!("wake.lua");
+
+/// What a per-task callback for a job is checked against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackBinding {
+    pub provider: ProviderKind,
+    /// SHA-256 (hex) of the token in the job's callback URL.
+    pub token_hash: Option<String>,
+}
+
+/// What a callback did to its job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WakeOutcome {
+    /// A poll was scheduled for now.
+    Woken,
+    /// An `uncertain` job learnt its task id and goes back to polling.
+    Adopted,
+    /// The job is still submitting; the task id is kept for it.
+    Noted,
+    /// The job has no task yet: the provider's record of the task must confirm it is the
+    /// job's before it is adopted.
+    Unconfirmed,
+    /// The task is another job's, or the job already has another: refused.
+    Conflict,
+    /// Nothing to do: a duplicate, a stale hint, or a job that has moved on.
+    Ignored,
+    /// No such job.
+    Missing,
+}
+
+impl Ledger {
+    /// What authenticates a per-task callback for the job: its provider and the hash of the
+    /// token in its current callback URL (None if no submit set one). None if no such job.
+    pub async fn callback_binding(
+        &self,
+        job_id: JobId,
+    ) -> Result<Option<CallbackBinding>, QueueError> {
+        let (provider, token_hash): (Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(self.key(format!("job:{job_id}")))
+            .arg("provider")
+            .arg("cb_token_hash")
+            .query_async(&mut self.conn().await?)
+            .await?;
+        let Some(provider) = provider else {
+            return Ok(None);
+        };
+        Ok(Some(CallbackBinding {
+            provider: provider
+                .parse()
+                .map_err(|_| QueueError::corrupt(job_id, format!("provider {provider:?}")))?,
+            token_hash,
+        }))
+    }
+
+    /// Remembers which job owns a provider task: account-level webhooks (which name only the
+    /// task) find the job by it, and a callback naming the task for another job is refused.
+    /// The entry expires after `ttl`, so nothing needs to clean it up.
+    pub async fn index_task(
+        &self,
+        provider: ProviderKind,
+        task_id: &str,
+        job_id: JobId,
+        ttl: Duration,
+    ) -> Result<(), QueueError> {
+        let _: () = redis::cmd("SET")
+            .arg(self.key(format!("task:{provider}:{task_id}")))
+            .arg(job_id.to_string())
+            .arg("PX")
+            .arg(ttl.as_millis() as u64)
+            .query_async(&mut self.conn().await?)
+            .await?;
+        Ok(())
+    }
+
+    /// The job that owns `provider`'s task `task_id`, if it was indexed and has not expired.
+    pub async fn job_of_task(
+        &self,
+        provider: ProviderKind,
+        task_id: &str,
+    ) -> Result<Option<JobId>, QueueError> {
+        let job_id: Option<String> = redis::cmd("GET")
+            .arg(self.key(format!("task:{provider}:{task_id}")))
+            .query_async(&mut self.conn().await?)
+            .await?;
+        Ok(job_id.and_then(|id| id.parse().ok()))
+    }
+
+    /// Acts on a verified callback naming `task_id`: polls a waiting job now. A task the job
+    /// does not have yet (it is `uncertain` or still submitting) is only `Unconfirmed`: the
+    /// provider's record of it must be checked, then [`Ledger::adopt_task`] binds it.
+    pub async fn wake(&self, job_id: JobId, task_id: &str) -> Result<WakeOutcome, QueueError> {
+        self.wake_from(job_id, task_id, "its callback", None).await
+    }
+
+    /// Binds `task_id`, which the provider's records confirm is this job's create, to the
+    /// job: an `uncertain` job polls it from now on (`Adopted`), one still submitting keeps
+    /// it for when its answer or lease ends (`Noted`). Callbacks naming the task find the job
+    /// for `index_ttl`; a task another job owns is a `Conflict`.
+    pub async fn adopt_task(
+        &self,
+        job_id: JobId,
+        task_id: &str,
+        source: &str,
+        index_ttl: Duration,
+    ) -> Result<WakeOutcome, QueueError> {
+        self.wake_from(job_id, task_id, source, Some(index_ttl))
+            .await
+    }
+
+    /// `index_ttl` is given for a confirmed task, None for a callback's hint.
+    async fn wake_from(
+        &self,
+        job_id: JobId,
+        task_id: &str,
+        source: &str,
+        index_ttl: Option<Duration>,
+    ) -> Result<WakeOutcome, QueueError> {
+        let outcome: String = WAKE
+            .key(self.key("due"))
+            .arg(&self.prefix)
+            .arg(job_id.to_string())
+            .arg(task_id)
+            .arg(source)
+            .arg(index_ttl.unwrap_or_default().as_millis() as u64)
+            .arg(if index_ttl.is_some() {
+                "confirmed"
+            } else {
+                "hint"
+            })
+            .invoke_async(&mut self.conn().await?)
+            .await?;
+        Ok(match outcome.as_str() {
+            "woken" => WakeOutcome::Woken,
+            "adopted" => WakeOutcome::Adopted,
+            "noted" => WakeOutcome::Noted,
+            "unconfirmed" => WakeOutcome::Unconfirmed,
+            "conflict" => WakeOutcome::Conflict,
+            "missing" => WakeOutcome::Missing,
+            _ => WakeOutcome::Ignored,
+        })
+    }
+
+    /// Up to `limit` `uncertain` jobs of `provider`, most recently parked first, read in one
+    /// round trip.
+    pub async fn uncertain_jobs(
+        &self,
+        provider: ProviderKind,
+        limit: usize,
+    ) -> Result<Vec<JobRecord>, QueueError> {
+        let job_ids = self.jobs_in_state(JobState::Uncertain, limit).await?;
+        let mut records = self.jobs(&job_ids).await?;
+        records.retain(|record| {
+            record.state == JobState::Uncertain && record.spec.provider == provider
+        });
+        Ok(records)
+    }
+}
