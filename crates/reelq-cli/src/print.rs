@@ -1,0 +1,174 @@
+//! What the `reelq` command prints: job tables, providers, stats, batch reports.
+
+use super::*;
+use crate::batch::ReportFormat;
+
+pub(crate) fn print_table(records: &[JobRecord]) {
+    println!(
+        "{:<26}  {:<8}  {:<10}  {:>7}  {:>7}  {:>8}  {:<12}  OBJECT / ERROR",
+        "JOB", "PROVIDER", "STATE", "EST USD", "SUBMITS", "BYTES", "SHA256"
+    );
+    for record in records {
+        let detail = match (record.state, &record.reconcile_note) {
+            (JobState::Stored, _) => record.object_key.clone().unwrap_or_default(),
+            // What the provider's records showed, beside why the job is uncertain.
+            (JobState::Uncertain, Some(note)) => {
+                format!("{} [{note}]", record.error.as_deref().unwrap_or_default())
+            }
+            _ => record.error.clone().unwrap_or_default(),
+        };
+        let cost = record.spec.estimated_cost_usd;
+        println!(
+            "{:<26}  {:<8}  {:<10}  {:>7}  {:>7}  {:>8}  {:<12}  {}",
+            record.job_id,
+            record.spec.provider,
+            record.state,
+            cost.map(|usd| format!("{usd:.2}")).unwrap_or_default(),
+            record.submits,
+            record.bytes.map(|b| b.to_string()).unwrap_or_default(),
+            record
+                .sha256
+                .as_deref()
+                .map(|h| &h[..12.min(h.len())])
+                .unwrap_or(""),
+            detail,
+        );
+    }
+}
+
+/// Prints the model catalog: what each model accepts and what it costs by `prices`.
+pub(crate) fn print_providers(
+    prices: &PriceTable,
+    worker_config: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let configured: Option<toml::Table> = worker_config
+        .map(|path| -> anyhow::Result<toml::Table> {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+        })
+        .transpose()?;
+    for provider in ProviderKind::ALL {
+        let account = configured.as_ref().map(|config| {
+            let base_url = config
+                .get("providers")
+                .and_then(|p| p.get(provider.as_str()))
+                .and_then(|account| account.get("base_url"))
+                .and_then(|url| url.as_str());
+            match base_url {
+                Some(url) => format!("account at {url}"),
+                None => "no account in this config".to_owned(),
+            }
+        });
+        println!(
+            "{provider}{}",
+            account.map(|a| format!(" ({a})")).unwrap_or_default()
+        );
+        for rule in models_of(provider) {
+            let join = |items: Vec<String>| items.join("|");
+            let price = |quality| {
+                let spec = JobSpec {
+                    provider,
+                    model: rule.model.to_owned(),
+                    prompt: String::new(),
+                    duration_s: 1,
+                    aspect: rule.aspects[0],
+                    quality,
+                    image_urls: vec![],
+                    character: None::<Character>,
+                    notify_url: None,
+                    deadline_ms: None,
+                    estimated_cost_usd: None,
+                };
+                prices
+                    .estimate(&spec)
+                    .map_or("unpriced".to_owned(), |usd| format!("{quality} ${usd}/s"))
+            };
+            let images = match rule.images {
+                reelq_core::ImageRule::None => "none".to_owned(),
+                reelq_core::ImageRule::Exactly(n) => format!("exactly {n}"),
+                reelq_core::ImageRule::AtMost(n) => format!("up to {n}"),
+            };
+            println!(
+                "  {:<28} duration_s {:<9} aspect {:<26} quality {:<14} images {:<9}{}  {}",
+                rule.model,
+                join(rule.durations.iter().map(u32::to_string).collect()),
+                join(rule.aspects.iter().map(|a| a.to_string()).collect()),
+                join(rule.qualities.iter().map(|q| q.to_string()).collect()),
+                images,
+                if rule.character { " character" } else { "" },
+                join(rule.qualities.iter().map(|&q| price(q)).collect()).replace('|', ", "),
+            );
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn print_stats(stats: &reelq_producer::Stats, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(stats)?);
+        return Ok(());
+    }
+    let states: Vec<String> = stats
+        .states
+        .iter()
+        .map(|(state, n)| format!("{state} {n}"))
+        .collect();
+    println!("jobs       {}", states.join(" · "));
+    println!("due now    {}", stats.due_now);
+    println!(
+        "finished   {} stored in the last minute, {} in the last hour; {} failed in the last hour",
+        stats.stored_last_minute, stats.stored_last_hour, stats.failed_last_hour
+    );
+    for provider in &stats.providers {
+        let paused = provider
+            .paused_ms
+            .map(|ms| format!(", submits paused for {:.1} s", ms as f64 / 1000.0))
+            .unwrap_or_default();
+        println!(
+            "{:<10} {} generations in flight{paused}",
+            provider.provider.as_str(),
+            provider.in_flight
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn report(
+    info: &BatchInfo,
+    records: &[JobRecord],
+    format: ReportFormat,
+) -> anyhow::Result<()> {
+    match format {
+        ReportFormat::Csv => write_report_csv(records, std::io::stdout())?,
+        ReportFormat::Json => {
+            let jobs: Vec<serde_json::Map<String, serde_json::Value>> = records
+                .iter()
+                .map(|record| {
+                    REPORT_COLUMNS
+                        .iter()
+                        .zip(report_row(record))
+                        .map(|(k, v)| (k.to_string(), serde_json::Value::String(v)))
+                        .collect()
+                })
+                .collect();
+            let report = serde_json::json!({ "batch": info, "jobs": jobs });
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        ReportFormat::Table => {
+            let name = info.name.as_deref().unwrap_or("(unnamed)");
+            let budget = info
+                .budget_micros
+                .map(|b| format!(" of ${:.2} budget", micros_to_usd(b)))
+                .unwrap_or_default();
+            println!(
+                "batch {} {name}: {} jobs, ${:.2} reserved{budget}",
+                info.batch_id,
+                info.total,
+                micros_to_usd(info.reserved_micros)
+            );
+            print_table(records);
+        }
+    }
+    Ok(())
+}
