@@ -1,7 +1,10 @@
 //! The model catalog: for each provider and model, which durations, aspects, qualities,
 //! images and prompts a request may use (`docs/providers.md`). Adding a model is adding a row.
 
-use crate::spec::{Aspect, ProviderKind, Quality};
+use crate::{
+    ProviderKind,
+    spec::{Aspect, Quality},
+};
 
 /// How many input images a model takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,6 +6,8 @@ mod catalog;
 mod error_class;
 mod id;
 mod price;
+mod provider;
+mod request_json;
 mod secret;
 mod spec;
 mod state;
@@ -16,10 +18,12 @@ pub use catalog::{IMAGE_EXTENSIONS, ImageRule, ModelRule, model_rule, models_of}
 pub use error_class::{ErrorClass, local_exhaustion};
 pub use id::{BatchId, IdError, JobId};
 pub use price::{PriceRule, PriceTable};
+pub use provider::ProviderKind;
+pub use request_json::RequestJsonError;
 pub use secret::{ApiToken, ApiTokenError, MIN_API_TOKEN_CHARS, Secret};
 pub use spec::{
-    Aspect, Character, JobRequest, JobSpec, MAX_PROMPT_CHARS, MAX_URL_CHARS, ProviderKind, Quality,
-    RequestJsonError, SpecError, check_url, parse_deadline,
+    Aspect, Character, JobRequest, JobSpec, MAX_PROMPT_CHARS, MAX_URL_CHARS, Quality, SpecError,
+    check_url, parse_deadline,
 };
 pub use state::{JobState, UnknownState};
 pub use webhook_target::{WebhookTargets, is_public};

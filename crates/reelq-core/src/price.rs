@@ -4,7 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{JobSpec, ProviderKind, Quality};
+use crate::{
+    ProviderKind,
+    spec::{JobSpec, Quality},
+};
 
 /// One row: the price per second of `model` (or `*`, any model) at `quality` (or any).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

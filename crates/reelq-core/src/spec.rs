@@ -5,60 +5,10 @@ use std::{fmt, str::FromStr, time::UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{self, IMAGE_EXTENSIONS, ImageRule, ModelRule};
-
-/// The providers reelq has an adapter for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProviderKind {
-    Kie,
-    Acedata,
-    Evolink,
-    /// An OpenAI-compatible Videos API gateway.
-    Openai,
-}
-
-impl ProviderKind {
-    pub const ALL: [ProviderKind; 4] = [
-        ProviderKind::Kie,
-        ProviderKind::Acedata,
-        ProviderKind::Evolink,
-        ProviderKind::Openai,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::Kie => "kie",
-            ProviderKind::Acedata => "acedata",
-            ProviderKind::Evolink => "evolink",
-            ProviderKind::Openai => "openai",
-        }
-    }
-}
-
-impl fmt::Display for ProviderKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for ProviderKind {
-    type Err = SpecError;
-    fn from_str(s: &str) -> Result<Self, SpecError> {
-        ProviderKind::ALL
-            .into_iter()
-            .find(|kind| kind.as_str() == s)
-            .ok_or_else(|| {
-                SpecError::new(
-                    "provider",
-                    format!(
-                        "unknown provider {s:?} (known: {})",
-                        join(ProviderKind::ALL.iter().map(|k| k.as_str()))
-                    ),
-                )
-            })
-    }
-}
+use crate::{
+    ProviderKind,
+    catalog::{self, IMAGE_EXTENSIONS, ImageRule, ModelRule},
+};
 
 /// Frame orientation, mapped onto each provider's own vocabulary by its adapter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,51 +133,7 @@ impl SpecError {
     }
 }
 
-/// Why a job request's JSON could not be read: the field whose value has the wrong type or
-/// range, when there is one, or the syntax error.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{}{message}", field.as_ref().map(|f| format!("{f}: ")).unwrap_or_default())]
-pub struct RequestJsonError {
-    /// The field at fault (`duration_s`, `image_urls[1]`); None for a syntax error or an
-    /// unknown field (the message names it).
-    pub field: Option<String>,
-    pub message: String,
-}
-
-impl RequestJsonError {
-    fn from_path(err: serde_path_to_error::Error<serde_json::Error>) -> Self {
-        let field = err.path().to_string();
-        let err = err.into_inner();
-        // Only a value of the wrong type or range has a field to blame; `.` is the whole
-        // value, `?` a place serde could not name.
-        let named = err.classify() == serde_json::error::Category::Data
-            && !matches!(field.as_str(), "" | "." | "?");
-        RequestJsonError {
-            field: named.then_some(field),
-            message: err.to_string(),
-        }
-    }
-}
-
 impl JobRequest {
-    /// Reads a request from JSON, naming the field of a type or range error (`"duration_s":
-    /// -10` is `duration_s: invalid value: integer -10, expected u32`).
-    pub fn from_json(text: &str) -> Result<JobRequest, RequestJsonError> {
-        let mut reader = serde_json::Deserializer::from_str(text);
-        let request =
-            serde_path_to_error::deserialize(&mut reader).map_err(RequestJsonError::from_path)?;
-        reader.end().map_err(|err| RequestJsonError {
-            field: None,
-            message: err.to_string(),
-        })?;
-        Ok(request)
-    }
-
-    /// Like [`JobRequest::from_json`], from an already parsed value (an item of an array).
-    pub fn from_value(value: serde_json::Value) -> Result<JobRequest, RequestJsonError> {
-        serde_path_to_error::deserialize(value).map_err(RequestJsonError::from_path)
-    }
-
     /// Checks the request against its provider's and model's rules. `now_ms` (unix ms) is
     /// passed in so this stays free of clocks.
     pub fn validate(self, now_ms: u64) -> Result<JobSpec, SpecError> {
@@ -491,7 +397,7 @@ fn is_http_url(url: &str) -> bool {
     rest.is_some_and(|rest| !rest.is_empty())
 }
 
-fn join<T: fmt::Display>(items: impl Iterator<Item = T>) -> String {
+pub(crate) fn join<T: fmt::Display>(items: impl Iterator<Item = T>) -> String {
     items
         .map(|item| item.to_string())
         .collect::<Vec<_>>()
@@ -696,23 +602,6 @@ mod tests {
         .validate(NOW_MS)
         .unwrap();
         assert_eq!(spec.deadline_ms, Some(4_070_908_800_000));
-    }
-
-    #[test]
-    fn type_and_range_errors_name_their_field() {
-        let read = |json: &str| JobRequest::from_json(json).unwrap_err();
-        let negative = read(r#"{"provider":"kie","duration_s":-10}"#);
-        assert_eq!(negative.field.as_deref(), Some("duration_s"), "{negative}");
-        let quoted = read(r#"{"duration_s":"8"}"#);
-        assert_eq!(quoted.field.as_deref(), Some("duration_s"), "{quoted}");
-        let nested = read(r#"{"image_urls":["https://a/x.png",7]}"#);
-        assert_eq!(nested.field.as_deref(), Some("image_urls[1]"), "{nested}");
-        let syntax = read(r#"{"prompt":"#);
-        assert_eq!(syntax.field, None, "{syntax}");
-        let unknown = read(r#"{"colour":"red"}"#);
-        assert!(unknown.to_string().contains("colour"), "{unknown}");
-        let trailing = read(r#"{"prompt":"p"} {}"#);
-        assert_eq!(trailing.field, None, "{trailing}");
     }
 
     proptest::proptest! {

@@ -1,0 +1,60 @@
+//! Which provider a job goes to: the one list of providers reelq has an adapter for.
+
+use std::{fmt, str::FromStr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{SpecError, spec::join};
+
+/// The providers reelq has an adapter for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    Kie,
+    Acedata,
+    Evolink,
+    /// An OpenAI-compatible Videos API gateway.
+    Openai,
+}
+
+impl ProviderKind {
+    pub const ALL: [ProviderKind; 4] = [
+        ProviderKind::Kie,
+        ProviderKind::Acedata,
+        ProviderKind::Evolink,
+        ProviderKind::Openai,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Kie => "kie",
+            ProviderKind::Acedata => "acedata",
+            ProviderKind::Evolink => "evolink",
+            ProviderKind::Openai => "openai",
+        }
+    }
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ProviderKind {
+    type Err = SpecError;
+    fn from_str(s: &str) -> Result<Self, SpecError> {
+        ProviderKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == s)
+            .ok_or_else(|| {
+                SpecError::new(
+                    "provider",
+                    format!(
+                        "unknown provider {s:?} (known: {})",
+                        join(ProviderKind::ALL.iter().map(|k| k.as_str()))
+                    ),
+                )
+            })
+    }
+}
