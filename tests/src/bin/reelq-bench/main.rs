@@ -2,7 +2,10 @@
 //! `redis-cost`: the whole lifecycle's Redis commands, bytes and memory per job.
 //! `callback-latency`: N jobs whose only way forward is the provider's callback (scheduled
 //! polls are ten minutes out); prints callback-received -> video-stored p50/p99 from the
-//! ledger's event log and writes them as JSON.
+//! ledger's event log and writes them as JSON. `lifecycle` (its own module): reelq's whole
+//! lifecycle beside BullMQ running the same one.
+
+mod lifecycle;
 
 use std::{
     collections::HashMap,
@@ -97,6 +100,25 @@ enum Section {
         #[arg(long)]
         out: PathBuf,
     },
+    /// reelq's whole lifecycle beside BullMQ running the same lifecycle (its step-job
+    /// pattern) against the same simulator, same Redis (AOF, fsync every second), same
+    /// concurrency, in interleaved rounds: jobs/s, Redis CPU, commands, memory and network per
+    /// job, worker CPU and RSS; medians with ranges.
+    Lifecycle {
+        #[arg(long)]
+        worker_bin: PathBuf,
+        /// `bench/bullmq/bench.mjs`, run with node (its node_modules installed).
+        #[arg(long)]
+        bullmq_script: PathBuf,
+        #[arg(long, default_value_t = 10_000)]
+        jobs: usize,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
     CallbackLatency {
         /// The reelq-worker binary to run.
         #[arg(long)]
@@ -125,6 +147,23 @@ async fn main() -> anyhow::Result<()> {
             jobs,
             out,
         } => redis_cost(worker_bin, jobs, out).await,
+        Section::Lifecycle {
+            worker_bin,
+            bullmq_script,
+            jobs,
+            concurrency,
+            rounds,
+            out,
+        } => {
+            let runs = lifecycle::LifecycleRuns {
+                worker_bin,
+                bullmq_script,
+                jobs,
+                concurrency,
+                rounds,
+            };
+            lifecycle::lifecycle(runs, out).await
+        }
         Section::LargeBatch {
             reelq_bin,
             jobs,
@@ -667,12 +706,13 @@ async fn settled_count(deployment: &Deployment, jobs: usize) -> anyhow::Result<(
 }
 
 /// What a lifecycle run cost Redis, per job: commands (as INFO counts them, inside scripts
-/// too), CPU time and network bytes.
+/// too), CPU time, network bytes, and the memory its records still hold at the end.
 #[derive(Clone, Copy)]
 struct RedisCostPerJob {
     commands: f64,
     cpu_us: f64,
     net_bytes: f64,
+    memory_bytes: f64,
 }
 
 /// Runs `lifecycle` (enqueue and process `jobs`) between two `INFO` snapshots.
@@ -693,6 +733,7 @@ async fn redis_cost_of(
         ),
         cpu_us: per_job((after.cpu_s - before.cpu_s) * 1e6),
         net_bytes: per_job((after.net_bytes - before.net_bytes) as f64),
+        memory_bytes: per_job(after.used_memory as f64 - before.used_memory as f64),
     };
     Ok((jobs_per_s, cost))
 }
