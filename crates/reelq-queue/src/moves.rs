@@ -83,32 +83,30 @@ pub const MOVES: &[MoveRule] = &[
         effects: "counts the poll; the next is due after the poll schedule's delay",
     },
     MoveRule {
-        name: "ready",
-        by: "transition.lua",
-        from: &[Waiting],
-        to: Fetching,
-        effects: "records the result URL; the fetch is due at once",
-    },
-    MoveRule {
         name: "retry_fetch",
         by: "transition.lua",
-        from: &[Fetching],
+        from: &[Waiting, Fetching],
         to: Fetching,
-        effects: "the download or upload failed transiently: fetch again after a backoff",
+        effects: "the download or upload failed transiently: records the result URL, fetch \
+                  again after a backoff (from `waiting`: the fetch that followed the poll)",
     },
     MoveRule {
         name: "requery",
         by: "transition.lua",
-        from: &[Fetching],
+        from: &[Waiting, Fetching],
         to: Waiting,
         effects: "the result URL expired: poll at once for a fresh one",
     },
     MoveRule {
         name: "stored",
         by: "transition.lua",
-        from: &[Fetching],
+        from: &[Waiting, Fetching],
         to: Stored,
-        effects: "records the object key, size and SHA-256; leaves the schedule",
+        effects: "records the object key, size and SHA-256; leaves the schedule. From \
+                  `waiting`: the poll found the video ready and the same step, under the same \
+                  lease, fetched it (no move is recorded between; a crash mid-fetch polls \
+                  again, which costs nothing), so the job's in-flight slot is held through the \
+                  download",
     },
     MoveRule {
         name: "failed",

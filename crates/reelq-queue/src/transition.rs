@@ -44,10 +44,9 @@ pub enum Transition {
         delay: Duration,
         error: Option<String>,
     },
-    /// The provider finished: fetch the result now.
-    Ready { result_url: String },
-    /// The download or upload failed transiently: fetch again later.
+    /// The download or upload failed transiently: fetch `result_url` again later.
     RetryFetch {
+        result_url: String,
         attempt: u32,
         delay: Duration,
         error: String,
@@ -153,14 +152,8 @@ impl Transition {
                     detail,
                 }
             }
-            Transition::Ready { result_url } => Move {
-                rule: rule("ready"),
-                delay: Some(Duration::ZERO),
-                slot_hold: None,
-                detail: String::new(),
-                fields: vec![("result_url", result_url), ("attempt", "0".into())],
-            },
             Transition::RetryFetch {
+                result_url,
                 attempt,
                 delay,
                 error,
@@ -169,7 +162,11 @@ impl Transition {
                 delay: Some(delay),
                 slot_hold: None,
                 detail: format!("fetch retry {attempt}: {error}"),
-                fields: vec![("attempt", attempt.to_string()), ("error", error)],
+                fields: vec![
+                    ("result_url", result_url),
+                    ("attempt", attempt.to_string()),
+                    ("error", error),
+                ],
             },
             Transition::Requery { attempt, error } => Move {
                 rule: rule("requery"),

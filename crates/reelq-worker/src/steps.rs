@@ -85,15 +85,9 @@ pub(crate) async fn run_step(context: &StepContext, mut lease: Lease) {
             lease.state = JobState::Submitting;
         }
         let step = next_move(context, provider.as_ref(), &lease, callback_url.as_deref());
-        let started = std::time::Instant::now();
         let transition = with_renewal(context, &lease, step).await;
-        metrics::histogram!("reelq_step_seconds", "step" => lease.state.as_str())
-            .record(started.elapsed().as_secs_f64());
         debug!(?transition, "step done");
-        let next_step_now = matches!(
-            transition,
-            Transition::Ready { .. } | Transition::Requery { .. }
-        );
+        let next_step_now = matches!(transition, Transition::Requery { .. });
         if record(context, &lease, transition).await && next_step_now {
             // The job's next step is due at once: don't let this worker idle past it.
             context.step_due.notify_one();
@@ -198,9 +192,24 @@ async fn next_move(
     callback_url: Option<&str>,
 ) -> Transition {
     let transition = match lease.state {
-        JobState::Submitting => submit(context, provider, lease, callback_url).await,
-        JobState::Waiting => poll(context, provider, lease).await,
-        JobState::Fetching => fetch(context, provider, lease).await,
+        JobState::Submitting => timed(lease, submit(context, provider, lease, callback_url)).await,
+        JobState::Waiting => match timed(lease, poll(context, provider, lease)).await {
+            Polled::Ready { result_url } => {
+                count_provider_call(lease, "query", "ok");
+                // Fetched at once under the same lease: recording `fetching` first would cost
+                // a move and a claim per job, and a crash mid-fetch only polls again (free).
+                let fetching = Lease {
+                    state: JobState::Fetching,
+                    result_url: Some(result_url),
+                    ..lease.clone()
+                };
+                let transition = timed(&fetching, fetch(context, provider, &fetching)).await;
+                count_provider_request(&fetching, &transition);
+                return transition;
+            }
+            Polled::Move(transition) => transition,
+        },
+        JobState::Fetching => timed(lease, fetch(context, provider, lease)).await,
         other => Transition::Failed {
             class: ErrorClass::Invalid,
             error: format!("claimed in state {other}, which has no step"),
@@ -210,11 +219,20 @@ async fn next_move(
     transition
 }
 
+/// Runs a step, recording how long it took under the step's name (the lease's state).
+async fn timed<T>(lease: &Lease, step: impl Future<Output = T>) -> T {
+    let started = std::time::Instant::now();
+    let output = step.await;
+    metrics::histogram!("reelq_step_seconds", "step" => lease.state.as_str())
+        .record(started.elapsed().as_secs_f64());
+    output
+}
+
 /// Counts the provider call a step made, by what became of it.
 fn count_provider_request(lease: &Lease, transition: &Transition) {
     let (call, outcome) = match transition {
         Transition::Submitted { .. } => ("submit", "ok"),
-        Transition::PollAgain { error: None, .. } | Transition::Ready { .. } => ("query", "ok"),
+        Transition::PollAgain { error: None, .. } => ("query", "ok"),
         Transition::Stored { bytes, .. } => {
             metrics::counter!("reelq_bytes_stored_total").increment(*bytes);
             ("download", "ok")
@@ -226,6 +244,10 @@ fn count_provider_request(lease: &Lease, transition: &Transition) {
         Transition::Failed { class, .. } => (lease.state.as_str(), class.as_str()),
         Transition::BeginSubmit { .. } => return,
     };
+    count_provider_call(lease, call, outcome);
+}
+
+fn count_provider_call(lease: &Lease, call: &'static str, outcome: &'static str) {
     metrics::counter!(
         "reelq_provider_requests_total",
         "provider" => lease.spec.provider.as_str(),
@@ -308,14 +330,20 @@ async fn pause_provider(context: &StepContext, lease: &Lease, pause: Duration, w
     warn!(?pause, error = why, "provider paused");
 }
 
-async fn poll(context: &StepContext, provider: &dyn Provider, lease: &Lease) -> Transition {
+/// What a poll found: the video is ready to fetch, or the job's next move.
+enum Polled {
+    Ready { result_url: String },
+    Move(Transition),
+}
+
+async fn poll(context: &StepContext, provider: &dyn Provider, lease: &Lease) -> Polled {
     let Some(task_id) = lease.task_id.as_deref() else {
-        return Transition::Failed {
+        return Polled::Move(Transition::Failed {
             class: ErrorClass::Invalid,
             error: "waiting without a provider task id".into(),
-        };
+        });
     };
-    match provider.query(task_id).await {
+    let transition = match provider.query(task_id).await {
         Ok(TaskStatus::Running) => {
             let polls = lease.polls + 1;
             let schedule = context.poll_schedule(lease);
@@ -327,7 +355,7 @@ async fn poll(context: &StepContext, provider: &dyn Provider, lease: &Lease) -> 
                 error: None,
             }
         }
-        Ok(TaskStatus::Succeeded { result_url }) => Transition::Ready { result_url },
+        Ok(TaskStatus::Succeeded { result_url }) => return Polled::Ready { result_url },
         Ok(TaskStatus::Failed(err)) => {
             info!(error = %err, "generation ended without a video");
             Transition::Failed {
@@ -336,7 +364,8 @@ async fn poll(context: &StepContext, provider: &dyn Provider, lease: &Lease) -> 
             }
         }
         Err(err) => context.retry_or_fail(lease, err.into()),
-    }
+    };
+    Polled::Move(transition)
 }
 
 async fn fetch(context: &StepContext, provider: &dyn Provider, lease: &Lease) -> Transition {
@@ -398,6 +427,7 @@ fn retry_same_step(lease: &Lease, attempt: u32, failure: StepFailure) -> Transit
             error: Some(error),
         },
         _ => Transition::RetryFetch {
+            result_url: lease.result_url.clone().unwrap_or_default(),
             attempt,
             delay,
             error,

@@ -23,8 +23,10 @@ end
 -- Queues the completion webhook of a job that just ended, if it asked for one. Each ending
 -- gets its own event id, kept across delivery retries so receivers can deduplicate.
 -- `hash` is the job's (member: its id) or a batch's (`batchinfo:`; member `batch:<id>`).
-local function queue_notification(hash, member, now)
-  if redis.call('HEXISTS', hash, 'notify_url') == 0 then return end
+-- `has_url`: whether the hash has a `notify_url`, if the caller read it (nil: looked up).
+local function queue_notification(hash, member, now, has_url)
+  if has_url == nil then has_url = redis.call('HEXISTS', hash, 'notify_url') == 1 end
+  if not has_url then return end
   local seq = redis.call('HINCRBY', hash, 'notify_seq', 1)
   local event = 'evt_' .. string.gsub(member, ':', '_') .. '_' .. seq
   redis.call('HSET', hash, 'notify_event', event, 'notify_attempt', 0, 'notify_state', 'pending')
@@ -33,12 +35,13 @@ end
 
 -- A batch counts its jobs not yet ended (`open`); when the last one ends, the batch's own
 -- completion webhook (if it has a `notify_url`) is queued. A job brought back reopens it.
-local function count_batch_end(job, from, to, now)
+-- `batch`: the job's batch id or false, if the caller read it (nil: looked up).
+local function count_batch_end(job, from, to, now, batch)
   local change = 0
   if TERMINAL[to] and not TERMINAL[from] then change = -1 end
   if TERMINAL[from] and not TERMINAL[to] then change = 1 end
   if change == 0 then return end
-  local batch = redis.call('HGET', job, 'batch')
+  if batch == nil then batch = redis.call('HGET', job, 'batch') end
   if not batch then return end
   local info = prefix .. 'batchinfo:' .. batch
   if redis.call('HINCRBY', info, 'open', change) == 0 then
@@ -61,7 +64,11 @@ local function retain(job, id, from, to, now)
   if retention <= 0 then return end
   redis.call('PEXPIRE', job, retention)
   redis.call('PEXPIRE', prefix .. 'log:' .. id, retention)
-  redis.call('ZREMRANGEBYSCORE', prefix .. 'state:' .. to, '-inf', now - retention)
+  -- The trim is amortised: about one ending in 16 (by Redis's millisecond) drops every
+  -- expired entry, so the index holds a few more than retention allows, never unboundedly.
+  if now % 16 == 0 then
+    redis.call('ZREMRANGEBYSCORE', prefix .. 'state:' .. to, '-inf', now - retention)
+  end
 end
 
 -- In-flight slots (`P inflight:{provider}`, taken by the claim of a queued job when limits are
@@ -73,8 +80,10 @@ end
 -- Moves a job between states: state field (with any `fields`, a flat list of field/value
 -- pairs written in the same HSET), per-state index, capped event log, change feed, the
 -- in-flight slot, and the completion webhook when the job ends. `provider` may be nil when
--- the caller has not read it.
-local function move(job, id, from, to, now, detail, fields, provider)
+-- the caller has not read it; `known` (optional) carries fields the caller already read, so
+-- they are not read again: `batch` (the id or false) and `has_notify_url` (a boolean).
+local function move(job, id, from, to, now, detail, fields, provider, known)
+  known = known or {}
   local set = { 'state', to, 'updated_ms', now }
   for _, v in ipairs(fields or {}) do set[#set + 1] = v end
   redis.call('HSET', job, unpack(set))
@@ -86,8 +95,8 @@ local function move(job, id, from, to, now, detail, fields, provider)
     provider = provider or redis.call('HGET', job, 'provider') or ''
     redis.call('ZREM', prefix .. 'inflight:' .. provider, id)
   end
-  if TERMINAL[to] then queue_notification(job, id, now) end
-  count_batch_end(job, from, to, now)
+  if TERMINAL[to] then queue_notification(job, id, now, known.has_notify_url) end
+  count_batch_end(job, from, to, now, known.batch)
   retain(job, id, from, to, now)
 end
 

@@ -20,7 +20,7 @@ local id, fence, token, allowed, to, delay_ms, detail, slot_hold_ms =
   ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[9])
 local job = prefix .. 'job:' .. id
 local cur = redis.call('HMGET', job, 'state', 'fence', 'task_id_hint', 'submits', 'provider',
-  'batch', 'cost_micros', 'reserved', 'reserved_day', 'token')
+  'batch', 'cost_micros', 'reserved', 'reserved_day', 'token', 'notify_url')
 local allowed_now = cur[1] and string.find(',' .. allowed .. ',', ',' .. cur[1] .. ',', 1, true)
 local same_lease = cur[2] == fence and cur[10] == token
 if same_lease and cur[1] == to and not allowed_now then
@@ -60,7 +60,8 @@ if cur[1] == 'submitting' and (to == 'failed' or to == 'rejected') and (cur[8] o
   fields[#fields + 1] = ''
 end
 if cur[1] ~= to then
-  move(job, id, cur[1], to, now, detail, fields, provider)
+  move(job, id, cur[1], to, now, detail, fields, provider,
+    { batch = cur[6], has_notify_url = cur[11] ~= false })
 else
   redis.call('HSET', job, unpack(fields))
   if detail ~= '' then log_event(id, now, to .. ' ' .. detail) end

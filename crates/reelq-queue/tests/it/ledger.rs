@@ -182,10 +182,15 @@ async fn a_job_walks_from_queued_to_stored() {
         (lease.state, lease.task_id.as_deref()),
         (JobState::Waiting, Some("t-1"))
     );
-    let ready = Transition::Ready {
+    // The poll finds the video ready and the first download fails: the fetch is retried
+    // from `fetching`, with the result URL kept.
+    let retry = Transition::RetryFetch {
         result_url: "http://x/v.mp4".into(),
+        attempt: 1,
+        delay: Duration::ZERO,
+        error: "connection reset".into(),
     };
-    ledger.transition(&lease, ready).await.unwrap();
+    ledger.transition(&lease, retry).await.unwrap();
 
     let lease = ledger
         .claim(&claim_opts("w1", 10, LEASE))
@@ -862,7 +867,7 @@ async fn in_flight_slots_hold_back_submits_until_a_generation_ends() {
     assert_eq!(claim.waits, [("kie".to_owned(), "in_flight".to_owned())]);
     assert_eq!(ledger.in_flight(ProviderKind::Kie).await.unwrap(), 2);
 
-    // One generation ends (its job moves on to fetching): its slot is free for the third.
+    // One generation ends (its job is stored): its slot is free for the third.
     let lease = begin_submit(&ledger, claim.leases.into_iter().next().unwrap(), LEASE).await;
     let submitted = Transition::Submitted {
         task_id: "t".into(),
@@ -878,10 +883,13 @@ async fn in_flight_slots_hold_back_submits_until_a_generation_ends() {
         2,
         "waiting holds its slot"
     );
-    let ready = Transition::Ready {
-        result_url: "http://r".into(),
+    // Polled, found ready and fetched under the same lease: stored straight from waiting.
+    let stored = Transition::Stored {
+        object_key: "k.mp4".into(),
+        bytes: 1,
+        sha256: "ab".into(),
     };
-    ledger.transition(&lease, ready).await.unwrap();
+    ledger.transition(&lease, stored).await.unwrap();
     assert_eq!(ledger.in_flight(ProviderKind::Kie).await.unwrap(), 1);
     let third = tokio::time::timeout(EVENT_TIMEOUT, async {
         loop {
