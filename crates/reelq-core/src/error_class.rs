@@ -24,10 +24,14 @@ pub enum ErrorClass {
     GenerationFailed,
     /// A create request was sent and no answer came back: the task may exist.
     UnknownOutcome,
+    /// The provider said the task succeeded, but its result, fetched twice, was not a whole
+    /// video (an HTML page, a file cut short). The task is paid for: an operator's retry
+    /// polls it again for a fresh URL.
+    BadResult,
 }
 
 impl ErrorClass {
-    pub const ALL: [ErrorClass; 8] = [
+    pub const ALL: [ErrorClass; 9] = [
         ErrorClass::Invalid,
         ErrorClass::Auth,
         ErrorClass::Credits,
@@ -36,6 +40,7 @@ impl ErrorClass {
         ErrorClass::Moderation,
         ErrorClass::GenerationFailed,
         ErrorClass::UnknownOutcome,
+        ErrorClass::BadResult,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +53,7 @@ impl ErrorClass {
             ErrorClass::Moderation => "moderation",
             ErrorClass::GenerationFailed => "generation_failed",
             ErrorClass::UnknownOutcome => "unknown_outcome",
+            ErrorClass::BadResult => "bad_result",
         }
     }
 

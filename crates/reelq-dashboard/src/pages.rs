@@ -270,6 +270,9 @@ pub(crate) async fn job(
                 @if let Some(batch) = record.batch { tr { th { "batch" } td { a href={ "/ui/batches/" (batch) } { (batch) } } } }
                 @if let Some(key) = &record.object_key {
                     tr { th { "stored object" } td { code id="object" { (key) } " (" (record.bytes.unwrap_or(0)) " bytes, sha256 " (record.sha256.clone().unwrap_or_default()) ")" } }
+                    @if let Some(video) = &record.video {
+                        tr { th { "video" } td { (video) } }
+                    }
                 }
                 @if let Some(error) = &record.error {
                     tr { th { "error" } td.error { (record.error_class.map_or("", ErrorClass::as_str)) ": " (error) } }

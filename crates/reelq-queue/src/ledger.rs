@@ -34,12 +34,14 @@
 //! due time to the lease expiry and bumps its fence, so a crashed worker's job falls due again
 //! by itself and the crashed worker can no longer move it. Times come from Redis's clock.
 
+mod claim;
 mod notifications;
 mod operator;
 mod reads;
 mod settings;
 mod tasks;
 
+pub use claim::{Claim, ClaimOptions, LimitWait, Wait};
 pub use notifications::{Notification, NotifyOutcome, NotifyTarget};
 pub use operator::Resolution;
 pub use reads::BatchInfo;
@@ -55,7 +57,7 @@ use std::{
 };
 
 use redis::Script;
-use reelq_core::{ErrorClass, JobId, JobSpec, JobState, ProviderKind};
+use reelq_core::{JobId, JobSpec, JobState};
 
 use crate::{
     Durability, DurabilityCheck, QueueError, RedisTarget, Transition,
@@ -64,7 +66,6 @@ use crate::{
     transition::Move,
 };
 
-static CLAIM: LazyLock<Script> = ledger_script!("claim.lua");
 static TRANSITION: LazyLock<Script> = ledger_script!("transition.lua");
 static EXTEND: LazyLock<Script> = ledger_script!("extend.lua");
 
@@ -146,45 +147,18 @@ pub struct Lease {
     pub result_url: Option<String>,
 }
 
-/// Who claims, how much, and under which policy.
-#[derive(Debug, Clone)]
-pub struct ClaimOptions<'a> {
-    /// Worker name, recorded on the job for operators.
-    pub owner: &'a str,
-    pub max_jobs: usize,
-    pub lease: Duration,
-    /// Requeue a submit whose lease expired instead of parking it `uncertain`. This can pay
-    /// twice; operators opt in.
-    pub resubmit_uncertain: bool,
-    /// Cluster-wide limits per provider account; every replica should pass the same.
-    pub limits: &'a [ProviderLimit],
-    /// Providers this worker has an account for: jobs of any other are left to replicas that
-    /// have one.
-    pub providers: &'a [ProviderKind],
-}
-
-/// What one claim returned.
-#[derive(Debug)]
-pub struct Claim {
-    pub leases: Vec<Lease>,
-    /// When nothing was due: how long until the next job falls due, if any is scheduled.
-    pub next_due_in: Option<Duration>,
-    /// Jobs a limit held back: `(provider, "rate" | "in_flight")`, one per job.
-    pub waits: Vec<(String, String)>,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TransitionOutcome {
     Applied,
     /// Another worker took the job (its fence moved on) or it left the expected state. The
     /// caller must drop its result.
     LeaseLost {
-        state: String,
-        fence: String,
+        /// Where the job is now; None if its record is gone (retention, or a lost write).
+        state: Option<JobState>,
+        /// The job's fence now (0 if none).
+        fence: u64,
     },
 }
-
-type ClaimedRow = (String, String, u64, String, String, u32, String, u32);
 
 impl Ledger {
     /// Connects to the primary and checks it can keep writes durable: an unsafe server is an
@@ -340,65 +314,6 @@ impl Ledger {
         format!("{}{name}", self.prefix)
     }
 
-    /// Takes up to `options.max_jobs` due jobs, each leased to `options.owner`.
-    pub async fn claim(&self, options: &ClaimOptions<'_>) -> Result<Claim, QueueError> {
-        let limits: Vec<String> = options.limits.iter().map(ProviderLimit::encode).collect();
-        let providers: Vec<&str> = options.providers.iter().map(|p| p.as_str()).collect();
-        let token = format!("{:016x}", rand::random::<u64>());
-        let (now_ms, next_due_ms, rows, waits): (i64, i64, Vec<ClaimedRow>, Vec<String>) = CLAIM
-            .key(self.key("due"))
-            .arg(&self.prefix)
-            .arg(options.max_jobs)
-            .arg(options.lease.as_millis() as u64)
-            .arg(options.owner)
-            .arg(if options.resubmit_uncertain { "1" } else { "0" })
-            .arg(limits.join(";"))
-            .arg(&token)
-            .arg(providers.join(","))
-            .invoke_async(&mut self.conn().await?)
-            .await?;
-        let waits = waits
-            .iter()
-            .filter_map(|wait| wait.split_once(' '))
-            .map(|(provider, kind)| (provider.to_owned(), kind.to_owned()))
-            .collect();
-        let mut leases = Vec::with_capacity(rows.len());
-        for row in rows {
-            match lease_from_row(row, &token) {
-                Ok(lease) => leases.push(lease),
-                Err((job_id, fence, detail)) => {
-                    self.fail_corrupt(&job_id, fence, &token, &detail).await?
-                }
-            }
-        }
-        let next_due_in = (leases.is_empty() && next_due_ms >= 0)
-            .then(|| Duration::from_millis(next_due_ms.saturating_sub(now_ms).max(0) as u64));
-        Ok(Claim {
-            leases,
-            next_due_in,
-            waits,
-        })
-    }
-
-    /// A record a worker cannot read would be claimed forever: end it as `failed`.
-    async fn fail_corrupt(
-        &self,
-        job_id: &str,
-        fence: u64,
-        token: &str,
-        detail: &str,
-    ) -> Result<(), QueueError> {
-        let planned = Transition::Failed {
-            class: ErrorClass::Invalid,
-            error: format!("corrupt ledger record: {detail}"),
-        }
-        .into_move();
-        let mut conn = self.conn().await?;
-        self.apply_move(&mut conn, job_id, fence, token, planned)
-            .await?;
-        Ok(())
-    }
-
     /// Applies a move to a job the caller holds, if its fence still matches. A `BeginSubmit`
     /// returns only once it is durable: the caller is about to pay for a create call.
     pub async fn transition(
@@ -420,8 +335,13 @@ impl Ledger {
         let outcome = match reply.as_slice() {
             [ok] if ok == "1" => TransitionOutcome::Applied,
             [_, state, fence] => TransitionOutcome::LeaseLost {
-                state: state.clone(),
-                fence: fence.clone(),
+                state: match state.as_str() {
+                    "" => None,
+                    state => Some(state.parse().map_err(|err: reelq_core::UnknownState| {
+                        QueueError::corrupt(lease.job_id, err.to_string())
+                    })?),
+                },
+                fence: fence.parse().unwrap_or(0),
             },
             other => {
                 return Err(QueueError::corrupt(
@@ -490,33 +410,6 @@ impl Ledger {
     }
 }
 
-/// A claimed row as a lease, or (job id, fence, what is wrong) for a record that cannot be read.
-fn lease_from_row(row: ClaimedRow, token: &str) -> Result<Lease, (String, u64, String)> {
-    let (id, state, fence, spec, task_id, attempt, result_url, polls) = row;
-    let parsed = (|| {
-        let job_id: JobId = id.parse().map_err(|e: reelq_core::IdError| e.to_string())?;
-        let state: JobState = state
-            .parse()
-            .map_err(|e: reelq_core::UnknownState| e.to_string())?;
-        let spec: JobSpec = serde_json::from_str(&spec).map_err(|e| format!("spec: {e}"))?;
-        Ok::<_, String>((job_id, state, spec))
-    })();
-    match parsed {
-        Ok((job_id, state, spec)) => Ok(Lease {
-            job_id,
-            state,
-            fence,
-            token: token.to_owned(),
-            spec,
-            task_id: non_empty(task_id),
-            attempt,
-            polls,
-            result_url: non_empty(result_url),
-        }),
-        Err(detail) => Err((id, fence, detail)),
-    }
-}
-
 /// Checks the server's durability every `every` while any clone of the ledger lives (the
 /// task holds only weak references, so it ends with the last clone).
 async fn recheck_durability(
@@ -548,8 +441,4 @@ pub(crate) fn now_unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn non_empty(value: String) -> Option<String> {
-    (!value.is_empty()).then_some(value)
 }

@@ -68,8 +68,8 @@ pub use enqueue::{ENQUEUE_CHUNK, EnqueueProgress, Enqueued, Idempotency, SWEEP_A
 pub use error::QueueError;
 pub use ledger::{
     BatchInfo, CallbackBinding, Claim, ClaimOptions, LEDGER_SCHEMA, Lease, Ledger, LedgerConfig,
-    Notification, NotifyOutcome, NotifyTarget, ProviderLimit, Resolution, TransitionOutcome,
-    WakeOutcome,
+    LimitWait, Notification, NotifyOutcome, NotifyTarget, ProviderLimit, Resolution,
+    TransitionOutcome, Wait, WakeOutcome,
 };
 pub use record::JobRecord;
 pub use transition::Transition;

@@ -28,6 +28,9 @@ pub struct JobRecord {
     pub object_key: Option<String>,
     pub bytes: Option<u64>,
     pub sha256: Option<String>,
+    /// What the stored file's movie header says, e.g. `h264 1280x720 10.00s 24.00fps`
+    /// (codec, size, duration, frame rate); none for videos stored before reelq looked.
+    pub video: Option<String>,
     /// The completion webhook: `pending`, `sent` or `gave_up`; none if no `notify_url`.
     pub notify_state: Option<String>,
     /// When the last submit began (unix ms, Redis's clock).
@@ -73,6 +76,7 @@ impl JobRecord {
             object_key: take("object_key"),
             bytes: take("bytes").map(|b| number(Some(b))),
             sha256: take("sha256"),
+            video: take("video"),
             notify_state: take("notify_state"),
             submit_ms: take("submit_ms").map(|ms| number(Some(ms))),
             reconcile_note: take("reconcile_note"),

@@ -51,13 +51,16 @@ pub enum Transition {
         delay: Duration,
         error: String,
     },
-    /// The result URL expired: go back to polling for a fresh one.
+    /// The result URL expired, or served something that is not the video: go back to
+    /// polling for a fresh one.
     Requery { attempt: u32, error: String },
-    /// The video is in storage.
+    /// The video is in storage. `video` is what its movie header says (codec, size,
+    /// duration, frame rate: `reelq_media::VideoFacts::summary`).
     Stored {
         object_key: String,
         bytes: u64,
         sha256: String,
+        video: String,
     },
     /// The job ends with an error. Moderation ends `rejected`, everything else `failed`.
     Failed { class: ErrorClass, error: String },
@@ -172,13 +175,14 @@ impl Transition {
                 rule: rule("requery"),
                 delay: Some(Duration::ZERO),
                 slot_hold: None,
-                detail: format!("result url expired: {error}"),
+                detail: format!("fetch again from a fresh url: {error}"),
                 fields: vec![("attempt", attempt.to_string()), ("error", error)],
             },
             Transition::Stored {
                 object_key,
                 bytes,
                 sha256,
+                video,
             } => Move {
                 rule: rule("stored"),
                 delay: None,
@@ -188,6 +192,7 @@ impl Transition {
                     ("object_key", object_key),
                     ("bytes", bytes.to_string()),
                     ("sha256", sha256),
+                    ("video", video),
                 ],
             },
             Transition::Failed { class, error } => Move {

@@ -292,13 +292,22 @@ pub(crate) fn serve_video(state: &SimState, task_id: &str) -> Response {
     }
     let padding = state.config.video_padding;
     let length = video_len(task_id, padding);
+    let half = || {
+        let whole: Vec<u8> = video_chunks(task_id, padding)
+            .flat_map(|c| c.to_vec())
+            .collect();
+        Bytes::from(whole).slice(..(length / 2) as usize)
+    };
     let chunks: Vec<Bytes> = match state.next_download_fault() {
         Some(DownloadFault::Expired) => return StatusCode::NOT_FOUND.into_response(),
-        Some(DownloadFault::Truncated) => {
-            let whole: Vec<u8> = video_chunks(task_id, padding)
-                .flat_map(|c| c.to_vec())
-                .collect();
-            vec![Bytes::from(whole).slice(..(length / 2) as usize)]
+        Some(DownloadFault::Truncated) => vec![half()],
+        Some(DownloadFault::Page) => {
+            let page = "<!DOCTYPE html><html><head><title>503 Service Unavailable</title></head>\
+                        <body><h1>Service Unavailable</h1></body></html>";
+            return ([(header::CONTENT_TYPE, "text/html")], page).into_response();
+        }
+        Some(DownloadFault::CutShort) => {
+            return ([(header::CONTENT_TYPE, "video/mp4")], half()).into_response();
         }
         None => {
             state.record_download(task_id);

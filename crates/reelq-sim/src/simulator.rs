@@ -85,6 +85,11 @@ pub(crate) enum DownloadFault {
     Expired,
     /// The full `Content-Length`, then half the body and a closed connection.
     Truncated,
+    /// HTTP 200 with an HTML error page, as a CDN or gateway in front of the bucket answers.
+    Page,
+    /// HTTP 200 with the first half of the video and an honest `Content-Length` for it: a
+    /// file cut short at the source, which no length check can catch.
+    CutShort,
 }
 
 /// Something a test can wait for.
@@ -111,6 +116,8 @@ pub struct SimStats {
     pub creates: u64,
     pub max_creates_per_fingerprint: u32,
     pub downloads: u64,
+    /// Injected download faults still waiting for a download to meet them.
+    pub download_faults_left: usize,
     /// The most generations running at once (created, not yet finished), seen at creates.
     pub max_in_flight: u64,
     /// The most API calls (creates and queries) in any one-second window.
@@ -151,6 +158,8 @@ pub(crate) struct SimState {
     /// When the API calls of the last second arrived, and the most seen in one second.
     recent_requests: Mutex<(VecDeque<Instant>, u64)>,
     max_in_flight: Mutex<u64>,
+    /// When each task still within its generation time was created, oldest first.
+    generating: Mutex<VecDeque<Instant>>,
     /// Faults the next downloads meet, one each.
     download_faults: Mutex<VecDeque<DownloadFault>>,
     /// Statuses a failing gateway answers to the next creates, after each was accepted.
@@ -250,7 +259,23 @@ impl SimState {
                 seq: tasks.len() as u64,
             };
             tasks.insert(task_id.to_owned(), task);
-            let running = tasks.values().filter(|t| !self.is_finished(t)).count() as u64;
+            // Every task takes the same generation time, so they finish in creation order:
+            // the ones still generating are the newest, kept in order (not a scan of every
+            // task ever made, which made a long run slower and slower).
+            let mut generating = self.generating.lock().unwrap();
+            while generating
+                .front()
+                .is_some_and(|created| created.elapsed() >= self.config.generation_time)
+            {
+                generating.pop_front();
+            }
+            generating.push_back(Instant::now());
+            // Held, no task finishes: every one counts.
+            let running = if *self.held.borrow() {
+                tasks.len()
+            } else {
+                generating.len()
+            } as u64;
             let mut max_in_flight = self.max_in_flight.lock().unwrap();
             *max_in_flight = (*max_in_flight).max(running);
         }
@@ -290,6 +315,7 @@ impl SimState {
             creates: creates.values().map(|&n| u64::from(n)).sum(),
             max_creates_per_fingerprint: creates.values().copied().max().unwrap_or(0),
             downloads: *self.downloads.lock().unwrap(),
+            download_faults_left: self.download_faults.lock().unwrap().len(),
             max_in_flight: *self.max_in_flight.lock().unwrap(),
             max_requests_per_second: self.recent_requests.lock().unwrap().1,
         }
@@ -328,6 +354,7 @@ impl Simulator {
             account_webhook_url: Mutex::default(),
             recent_requests: Mutex::default(),
             max_in_flight: Mutex::default(),
+            generating: Mutex::default(),
             download_faults: Mutex::default(),
             gateway_faults: Mutex::default(),
             gateway_outage: Mutex::default(),
@@ -410,6 +437,19 @@ impl Simulator {
     /// The next `n` result downloads announce the full length and then stop half-way.
     pub fn truncate_next_downloads(&self, n: usize) {
         let faults = std::iter::repeat_n(DownloadFault::Truncated, n);
+        self.state.download_faults.lock().unwrap().extend(faults);
+    }
+
+    /// The next `n` result downloads answer 200 with an HTML page instead of the video.
+    pub fn serve_pages_for_next_downloads(&self, n: usize) {
+        let faults = std::iter::repeat_n(DownloadFault::Page, n);
+        self.state.download_faults.lock().unwrap().extend(faults);
+    }
+
+    /// The next `n` result downloads answer 200 with half the video, its length announced
+    /// honestly.
+    pub fn cut_short_next_downloads(&self, n: usize) {
+        let faults = std::iter::repeat_n(DownloadFault::CutShort, n);
         self.state.download_faults.lock().unwrap().extend(faults);
     }
 

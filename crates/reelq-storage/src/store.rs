@@ -86,7 +86,8 @@ pub struct StoredVideo {
     pub sha256: String,
 }
 
-/// Written as object metadata where the store keeps it (S3), so an object names its job.
+/// Written as object metadata where the store keeps it (S3: `job-id`, `provider`,
+/// `task-id`), so an object names its job.
 #[derive(Debug, Clone)]
 pub struct VideoMeta {
     pub job_id: String,
@@ -250,8 +251,9 @@ impl VideoStore {
         let mut attributes = Attributes::new();
         if self.local_root.is_none() {
             attributes.insert(Attribute::ContentType, "video/mp4".into());
+            // Hyphenated names: some S3-compatible servers drop metadata keys with `_`.
             attributes.insert(
-                Attribute::Metadata("job_id".into()),
+                Attribute::Metadata("job-id".into()),
                 meta.job_id.clone().into(),
             );
             attributes.insert(
@@ -259,7 +261,7 @@ impl VideoStore {
                 meta.provider.clone().into(),
             );
             attributes.insert(
-                Attribute::Metadata("task_id".into()),
+                Attribute::Metadata("task-id".into()),
                 meta.task_id.clone().into(),
             );
         }

@@ -6,6 +6,7 @@ mod callbacks;
 mod config;
 mod decision;
 mod error;
+mod inspect;
 mod notify;
 mod ops;
 mod reconcile;

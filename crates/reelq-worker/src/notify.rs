@@ -264,6 +264,7 @@ fn event_body(record: &JobRecord, timestamp: u64) -> serde_json::Value {
             "object_key": record.object_key,
             "bytes": record.bytes,
             "sha256": record.sha256,
+            "video": record.video,
             "error_class": record.error_class,
             "error": record.error,
         }

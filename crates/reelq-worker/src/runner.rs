@@ -238,11 +238,11 @@ pub async fn run(
                     }
                 }
             };
-            for (provider, limit) in &claim.waits {
+            for wait in &claim.waits {
                 metrics::counter!(
                     "reelq_limiter_waits_total",
-                    "provider" => provider.clone(),
-                    "limit" => limit.clone(),
+                    "provider" => wait.provider.as_str(),
+                    "limit" => wait.limit.as_str(),
                 )
                 .increment(1);
             }

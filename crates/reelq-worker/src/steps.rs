@@ -7,13 +7,17 @@ use std::{collections::HashMap, pin::pin, sync::Arc, time::Duration};
 
 use backon::{ExponentialBuilder, Retryable};
 use reelq_core::{ErrorClass, JobState, ProviderKind};
+use reelq_media::NotAVideo;
 use reelq_providers::{CallbackScope, Provider, ProviderError, TaskStatus};
 use reelq_queue::{Lease, Ledger, QueueError, Transition, TransitionOutcome};
 use reelq_storage::{VideoMeta, VideoStore};
 use sha2::{Digest, Sha256};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
-use crate::decision::{Decision, RetryLimits, StepFailure, backoff, decide};
+use crate::{
+    decision::{Decision, RetryLimits, StepFailure, backoff, decide},
+    inspect::{InspectedBody, not_a_video},
+};
 
 /// When to poll a provider: the first poll after submit, then doubling (with jitter) up to
 /// `max`.
@@ -111,7 +115,7 @@ async fn begin_submit(context: &StepContext, lease: &Lease, token_hash: Option<S
         Ok(TransitionOutcome::Applied) => return true,
         Ok(TransitionOutcome::LeaseLost { state, fence }) => {
             warn!(
-                state,
+                state = state.map_or("gone", JobState::as_str),
                 fence, "lease lost before the submit; another worker owns the job now"
             );
             return false;
@@ -142,7 +146,10 @@ async fn record(context: &StepContext, lease: &Lease, transition: Transition) ->
     match write_through_outage(context, lease, transition, RECORD_RETRY).await {
         Ok(TransitionOutcome::Applied) => true,
         Ok(TransitionOutcome::LeaseLost { state, fence }) => {
-            warn!(state, fence, "lease lost; another worker owns the job now");
+            warn!(
+                state = state.map_or("gone", JobState::as_str),
+                fence, "lease lost; another worker owns the job now"
+            );
             false
         }
         Err(err) => {
@@ -375,17 +382,55 @@ async fn fetch(context: &StepContext, provider: &dyn Provider, lease: &Lease) ->
             error: "no result url".into(),
         };
     };
+    let refusal = match store_result(context, provider, lease, result_url).await {
+        Ok(transition) => return transition,
+        Err(refusal) => refusal,
+    };
+    // Not a video: once more, from a fresh URL, within this step (and its lease).
+    warn!(error = %refusal, "the provider's result is not a video; nothing stored; fetching it once more");
+    count_bad_result(lease);
+    let Some(task_id) = lease.task_id.as_deref() else {
+        return bad_result(refusal);
+    };
+    let fresh_url = match provider.query(task_id).await {
+        Ok(TaskStatus::Succeeded { result_url }) => result_url,
+        // The provider's answer changed or the query failed: poll again at once.
+        _ => {
+            return Transition::Requery {
+                attempt: lease.attempt + 1,
+                error: refusal.to_string(),
+            };
+        }
+    };
+    match store_result(context, provider, lease, &fresh_url).await {
+        Ok(transition) => transition,
+        Err(again) => {
+            count_bad_result(lease);
+            warn!(error = %again, "the result is not a video again; the job fails");
+            bad_result(again)
+        }
+    }
+}
+
+/// Downloads `result_url` into the store, looked inside as it streams: the job's next move,
+/// or the refusal if the file is not a whole video (nothing stored).
+async fn store_result(
+    context: &StepContext,
+    provider: &dyn Provider,
+    lease: &Lease,
+    result_url: &str,
+) -> Result<Transition, NotAVideo> {
     let download = match provider.download(result_url).await {
         Ok(download) => download,
         Err(err @ ProviderError::ResultExpired(_))
             if lease.attempt + 1 < context.max_attempts_for(lease) =>
         {
-            return Transition::Requery {
+            return Ok(Transition::Requery {
                 attempt: lease.attempt + 1,
                 error: err.to_string(),
-            };
+            });
         }
-        Err(err) => return context.retry_or_fail(lease, err.into()),
+        Err(err) => return Ok(context.retry_or_fail(lease, err.into())),
     };
     let meta = VideoMeta {
         job_id: lease.job_id.to_string(),
@@ -393,20 +438,45 @@ async fn fetch(context: &StepContext, provider: &dyn Provider, lease: &Lease) ->
         task_id: lease.task_id.clone().unwrap_or_default(),
     };
     let key = lease.job_id.video_key();
+    let (body, findings) = InspectedBody::new(download.body);
     let stored = context
         .store
-        .put_stream(&key, &meta, download.content_length, download.body)
+        .put_stream(&key, &meta, download.content_length, body)
         .await;
-    match stored {
-        Ok(stored) => {
-            info!(key = stored.key, bytes = stored.bytes, "stored");
-            Transition::Stored {
-                object_key: stored.key,
-                bytes: stored.bytes,
-                sha256: stored.sha256,
-            }
+    let stored = match stored {
+        Ok(stored) => stored,
+        Err(err) => {
+            return match not_a_video(&err) {
+                Some(refusal) => Err(refusal.clone()),
+                None => Ok(context.retry_or_fail(lease, err.into())),
+            };
         }
-        Err(err) => context.retry_or_fail(lease, err.into()),
+    };
+    let video = findings
+        .lock()
+        .expect("never poisoned")
+        .take()
+        .expect("a body that ended whole was inspected");
+    info!(key = stored.key, bytes = stored.bytes, video = %video.summary(), "stored");
+    Ok(Transition::Stored {
+        object_key: stored.key,
+        bytes: stored.bytes,
+        sha256: stored.sha256,
+        video: video.summary(),
+    })
+}
+
+fn count_bad_result(lease: &Lease) {
+    metrics::counter!("reelq_bad_results_total", "provider" => lease.spec.provider.as_str())
+        .increment(1);
+}
+
+/// The task is paid for and its result is not a video, twice: the job fails `bad_result`,
+/// which an operator's retry polls again.
+fn bad_result(refusal: NotAVideo) -> Transition {
+    Transition::Failed {
+        class: ErrorClass::BadResult,
+        error: format!("the result, fetched twice, is not a video: {refusal}"),
     }
 }
 

@@ -7,8 +7,8 @@ use reelq_core::{
     Aspect, BatchId, BatchOptions, ErrorClass, JobId, JobSpec, JobState, ProviderKind, Quality,
 };
 use reelq_queue::{
-    ClaimOptions, Lease, Ledger, LedgerConfig, NotifyOutcome, NotifyTarget, ProviderLimit,
-    Resolution, Transition, TransitionOutcome, WakeOutcome,
+    ClaimOptions, Lease, Ledger, LedgerConfig, LimitWait, NotifyOutcome, NotifyTarget,
+    ProviderLimit, Resolution, Transition, TransitionOutcome, Wait, WakeOutcome,
 };
 use reelq_testkit::{EVENT_TIMEOUT, RedisServer};
 
@@ -204,6 +204,7 @@ async fn a_job_walks_from_queued_to_stored() {
         object_key: "k.mp4".into(),
         bytes: 42,
         sha256: "ab".into(),
+        video: "h264 1280x720 10.00s 30.00fps".into(),
     };
     ledger.transition(&lease, stored).await.unwrap();
 
@@ -864,7 +865,13 @@ async fn in_flight_slots_hold_back_submits_until_a_generation_ends() {
 
     let claim = ledger.claim(&options).await.unwrap();
     assert_eq!(claim.leases.len(), 2, "two slots");
-    assert_eq!(claim.waits, [("kie".to_owned(), "in_flight".to_owned())]);
+    assert_eq!(
+        claim.waits,
+        [LimitWait {
+            provider: ProviderKind::Kie,
+            limit: Wait::InFlight
+        }]
+    );
     assert_eq!(ledger.in_flight(ProviderKind::Kie).await.unwrap(), 2);
 
     // One generation ends (its job is stored): its slot is free for the third.
@@ -888,6 +895,7 @@ async fn in_flight_slots_hold_back_submits_until_a_generation_ends() {
         object_key: "k.mp4".into(),
         bytes: 1,
         sha256: "ab".into(),
+        video: "h264 1280x720 10.00s 30.00fps".into(),
     };
     ledger.transition(&lease, stored).await.unwrap();
     assert_eq!(ledger.in_flight(ProviderKind::Kie).await.unwrap(), 1);
@@ -931,7 +939,7 @@ async fn a_request_rate_lets_a_burst_through_and_schedules_the_rest() {
         claim
             .waits
             .iter()
-            .all(|(provider, kind)| provider == "kie" && kind == "rate")
+            .all(|wait| wait.provider == ProviderKind::Kie && wait.limit == Wait::Rate)
     );
     let again = ledger.claim(&options).await.unwrap();
     assert!(

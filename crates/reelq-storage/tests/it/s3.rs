@@ -70,7 +70,7 @@ async fn a_multipart_upload_reads_back_whole_with_type_and_metadata() {
     let head = boto3_text(
         &server,
         "h = s3.head_object(Bucket=BUCKET, Key='renders/2026/11/23/a.mp4')\n\
-         print(h['ContentType'], h['Metadata']['job_id'], h['Metadata']['provider'], h['Metadata']['task_id'])",
+         print(h['ContentType'], h['Metadata']['job-id'], h['Metadata']['provider'], h['Metadata']['task-id'])",
     );
     assert_eq!(head, "video/mp4 01JOB kie task_1");
 }

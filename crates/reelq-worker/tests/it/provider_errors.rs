@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use reelq_core::{ErrorClass, JobState, ProviderKind};
 
-use reelq_e2e::{API_KEY, Deployment, prompts, read_object};
+use reelq_e2e::{API_KEY, Deployment, files_under, prompts, read_object};
 use reelq_sim::render_video;
 
 #[tokio::test]
@@ -117,6 +117,76 @@ async fn a_truncated_download_is_retried_and_never_stored_short() {
         history.iter().any(|event| event.contains("fetch retry 1")),
         "{history:#?}"
     );
+}
+
+#[tokio::test]
+async fn a_page_served_as_the_video_is_not_stored_and_a_fresh_url_is_fetched() {
+    let deployment = Deployment::start(
+        env!("CARGO_BIN_EXE_reelq-worker"),
+        Duration::from_millis(50),
+    )
+    .await;
+    deployment.sim.serve_pages_for_next_downloads(1);
+    let _worker = deployment.spawn_worker_task("w", API_KEY, None);
+    let job_ids = deployment.enqueue_manifest(&prompts("page", 1)).await;
+
+    let records = deployment.settled(&job_ids).await;
+
+    deployment.assert_stored_once(&records);
+    assert_eq!(
+        deployment.sim.stats().download_faults_left,
+        0,
+        "the page was served"
+    );
+    let record = &records[0];
+    let stored = read_object(
+        &deployment.store_dir(),
+        record.object_key.as_deref().unwrap(),
+    );
+    assert!(
+        stored == render_video(record.task_id.as_deref().unwrap()),
+        "the video, not the page"
+    );
+    let video = record.video.as_deref().unwrap_or_default();
+    assert!(
+        video.starts_with("h264 ") && video.contains("fps"),
+        "{video:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_result_that_is_not_a_video_twice_fails_bad_result_with_nothing_stored_until_retried() {
+    let deployment = Deployment::start(
+        env!("CARGO_BIN_EXE_reelq-worker"),
+        Duration::from_millis(50),
+    )
+    .await;
+    // A page, then the file cut short with an honest length: no length check catches it.
+    deployment.sim.serve_pages_for_next_downloads(1);
+    deployment.sim.cut_short_next_downloads(1);
+    let _worker = deployment.spawn_worker_task("w", API_KEY, None);
+    let job_ids = deployment.enqueue_manifest(&prompts("bad", 1)).await;
+
+    let records = deployment.settled(&job_ids).await;
+
+    let record = &records[0];
+    assert_eq!(
+        (record.state, record.error_class),
+        (JobState::Failed, Some(ErrorClass::BadResult)),
+        "{record:?}"
+    );
+    let error = record.error.as_deref().unwrap_or_default();
+    assert!(error.contains("truncated"), "{error}");
+    assert_eq!(record.submits, 1);
+    assert!(
+        files_under(&deployment.store_dir()).is_empty(),
+        "nothing stored, not even a staging file"
+    );
+
+    // The task is paid for: an operator's retry polls it again and stores the video.
+    assert!(deployment.client.retry_failed(job_ids[0]).await.unwrap());
+    let records = deployment.settled(&job_ids).await;
+    deployment.assert_stored_once(&records);
 }
 
 /// Jobs for an OpenAI-style gateway whose webhooks never reach the worker (only the

@@ -20,6 +20,9 @@ pub(crate) struct LifecycleRuns {
     pub(crate) rounds: usize,
 }
 
+/// A row of the table: its label, its JSON name, and how to read it from a round.
+type Figure = (&'static str, &'static str, fn(&Round) -> f64);
+
 /// One queue's figures from one round.
 #[derive(Clone, Copy)]
 struct Round {
@@ -41,12 +44,21 @@ pub(crate) async fn lifecycle(runs: LifecycleRuns, out: PathBuf) -> anyhow::Resu
         .get_multiplexed_async_connection()
         .await?;
     let (mut reelq, mut bullmq) = (Vec::new(), Vec::new());
-    for _ in 0..runs.rounds {
+    for round in 1..=runs.rounds {
+        compact_redis(&mut conn).await?;
         reelq.push(reelq_round(&deployment, &mut conn, runs.jobs).await?);
+        compact_redis(&mut conn).await?;
         bullmq.push(bullmq_round(&deployment, &mut conn, &runs).await?);
+        for (name, figures) in [("reelq", &reelq), ("BullMQ", &bullmq)] {
+            let last = figures.last().expect("a round was just run");
+            println!(
+                "  round {round} {name:<6} {:>6.0} jobs/s, Redis {:>4.0} us and {:>4.1} commands per job",
+                last.jobs_per_s, last.redis.cpu_us, last.redis.commands
+            );
+        }
     }
 
-    let figures: [(&str, &str, fn(&Round) -> f64); 7] = [
+    let figures: [Figure; 7] = [
         ("end-to-end jobs/s", "jobs_per_s", |r| r.jobs_per_s),
         ("Redis CPU per job, us", "redis_cpu_us", |r| r.redis.cpu_us),
         ("Redis commands per job", "redis_commands", |r| {
@@ -103,6 +115,28 @@ pub(crate) async fn lifecycle(runs: LifecycleRuns, out: PathBuf) -> anyhow::Resu
     std::fs::write(&out, serde_json::to_string_pretty(&figures)?)
         .with_context(|| format!("writing {}", out.display()))?;
     Ok(())
+}
+
+/// Empties Redis and rewrites its append-only file, so each round starts from the same
+/// Redis: without it the file grows round after round and a rewrite (a fork and a full
+/// write, on the same two cores) lands in whichever run crosses its threshold.
+async fn compact_redis(conn: &mut redis::aio::MultiplexedConnection) -> anyhow::Result<()> {
+    let _: () = redis::cmd("FLUSHALL").query_async(conn).await?;
+    let _: String = redis::cmd("BGREWRITEAOF").query_async(conn).await?;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
+    loop {
+        tick.tick().await;
+        let info: String = redis::cmd("INFO")
+            .arg("persistence")
+            .query_async(conn)
+            .await?;
+        let busy = ["aof_rewrite_in_progress:1", "aof_rewrite_scheduled:1"]
+            .iter()
+            .any(|flag| info.lines().any(|line| line.trim() == *flag));
+        if !busy {
+            return Ok(());
+        }
+    }
 }
 
 async fn reelq_round(

@@ -1,0 +1,89 @@
+//! A download's body, looked inside as it streams to storage: at its end the bytes must be a
+//! whole MP4 ([`reelq_media::Mp4Inspector`]), or the stream ends with [`NotAVideo`] and the
+//! store aborts the upload, so nothing that is not a video is ever written.
+
+use std::{
+    pin::Pin,
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
+};
+
+use bytes::Bytes;
+use futures_util::Stream;
+use reelq_media::{Mp4Inspector, NotAVideo, VideoFacts};
+use reelq_providers::{ByteStream, ProviderError};
+
+/// Why an inspected body stopped.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BodyError {
+    #[error(transparent)]
+    Download(#[from] ProviderError),
+    #[error(transparent)]
+    NotAVideo(#[from] NotAVideo),
+}
+
+/// What the inspection found, once the body has ended whole.
+pub(crate) type Findings = Arc<Mutex<Option<VideoFacts>>>;
+
+pub(crate) struct InspectedBody {
+    body: ByteStream,
+    inspector: Option<Mp4Inspector>,
+    findings: Findings,
+}
+
+impl InspectedBody {
+    pub(crate) fn new(body: ByteStream) -> (InspectedBody, Findings) {
+        let findings = Findings::default();
+        let inspected = InspectedBody {
+            body,
+            inspector: Some(Mp4Inspector::default()),
+            findings: findings.clone(),
+        };
+        (inspected, findings)
+    }
+}
+
+impl Stream for InspectedBody {
+    type Item = Result<Bytes, BodyError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        // Ended: whole, refused, or failed.
+        if self.inspector.is_none() {
+            return Poll::Ready(None);
+        }
+        match self.body.as_mut().poll_next(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(chunk))) => {
+                if let Some(inspector) = self.inspector.as_mut() {
+                    inspector.feed(&chunk);
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(err))) => {
+                self.inspector = None;
+                Poll::Ready(Some(Err(err.into())))
+            }
+            Poll::Ready(None) => {
+                let inspector = self.inspector.take().expect("checked above");
+                match inspector.finish() {
+                    Ok(facts) => {
+                        *self.findings.lock().expect("never poisoned") = Some(facts);
+                        Poll::Ready(None)
+                    }
+                    Err(not_a_video) => Poll::Ready(Some(Err(not_a_video.into()))),
+                }
+            }
+        }
+    }
+}
+
+/// The inspection's refusal, if that is what stopped a store write.
+pub(crate) fn not_a_video(err: &reelq_storage::StorageError) -> Option<&NotAVideo> {
+    match err {
+        reelq_storage::StorageError::Body(source) => match source.downcast_ref::<BodyError>() {
+            Some(BodyError::NotAVideo(not_a_video)) => Some(not_a_video),
+            _ => None,
+        },
+        _ => None,
+    }
+}
