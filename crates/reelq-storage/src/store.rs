@@ -11,8 +11,8 @@ use std::{
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use object_store::{
-    Attribute, Attributes, ObjectStore, ObjectStoreExt, PutMultipartOptions, PutPayload,
-    WriteMultipart, aws::AmazonS3Builder, local::LocalFileSystem, path::Path as ObjectPath,
+    Attribute, Attributes, ObjectStore, PutMultipartOptions, WriteMultipart, aws::AmazonS3Builder,
+    local::LocalFileSystem, path::Path as ObjectPath,
 };
 use sha2::{Digest, Sha256};
 
@@ -233,17 +233,26 @@ impl VideoStore {
         })
     }
 
-    /// Writes and deletes a small probe object: the store is reachable and writable.
-    pub async fn check_writable(&self) -> Result<(), StorageError> {
-        let probe = if self.prefix.is_empty() {
-            ObjectPath::from(".reelq-ready-probe")
-        } else {
-            ObjectPath::from(format!("{}/.reelq-ready-probe", self.prefix))
-        };
-        self.store
-            .put(&probe, PutPayload::from_static(b"ok"))
-            .await?;
-        self.store.delete(&probe).await?;
+    /// Reads the store without writing to it, for readiness probes (which Kubernetes sends
+    /// every few seconds): a local store's directory must exist; an S3 store must list the
+    /// top level of its prefix (with a delimiter: a few `yyyy/` names, not the videos).
+    /// Unreachable, refused credentials or no such bucket are errors. Needs `s3:ListBucket`.
+    pub async fn check_readable(&self) -> Result<(), StorageError> {
+        if let Some(root) = &self.local_root {
+            return match std::fs::metadata(root) {
+                Ok(meta) if meta.is_dir() => Ok(()),
+                Ok(_) => Err(StorageError::Directory {
+                    path: root.display().to_string(),
+                    source: std::io::Error::other("not a directory"),
+                }),
+                Err(source) => Err(StorageError::Directory {
+                    path: root.display().to_string(),
+                    source,
+                }),
+            };
+        }
+        let prefix = (!self.prefix.is_empty()).then(|| ObjectPath::from(self.prefix.as_str()));
+        self.store.list_with_delimiter(prefix.as_ref()).await?;
         Ok(())
     }
 

@@ -1,5 +1,6 @@
 //! Operations endpoints: `/metrics` (Prometheus text), `/healthz` (the process answers) and
-//! `/readyz` (Redis answers and the store takes a write). Metric names:
+//! `/readyz` (Redis answers and the store can be read: a check that writes nothing, its
+//! answer reused for 5 s). Metric names:
 //!
 //! | series                                                   | kind      |
 //! |----------------------------------------------------------|-----------|
@@ -9,11 +10,15 @@
 //! | `reelq_callbacks_total{status}` (HTTP status answered)   | counter   |
 //! | `reelq_webhooks_total{outcome}`                          | counter   |
 //! | `reelq_bytes_stored_total`                               | counter   |
+//! | `reelq_bad_results_total{provider}`                      | counter   |
 //! | `reelq_in_flight{provider}` (generations holding a slot) | gauge, read at scrape time |
 //! | `reelq_due_jobs` (due now: the queue depth workers face)  | gauge, read at scrape time |
 //! | `reelq_limiter_waits_total{provider,limit}`              | counter   |
 
-use std::sync::OnceLock;
+use std::{
+    sync::{Arc, Mutex, OnceLock},
+    time::{Duration, Instant},
+};
 
 use axum::{Router, extract::State, http::StatusCode, routing::get};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -44,6 +49,7 @@ pub(crate) struct OpsState {
     pub(crate) store: VideoStore,
     /// The providers this worker has accounts for, whose in-flight counts it reports.
     pub(crate) providers: Vec<ProviderKind>,
+    pub(crate) store_check: StoreCheck,
 }
 
 pub(crate) fn app(state: OpsState) -> Router {
@@ -77,8 +83,34 @@ async fn ready(State(state): State<OpsState>) -> (StatusCode, String) {
     if let Err(err) = state.ledger.ping().await {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("redis: {err}"));
     }
-    if let Err(err) = state.store.check_writable().await {
+    if let Err(err) = state.store_check.check(&state.store).await {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("store: {err}"));
     }
     (StatusCode::OK, "ready".into())
+}
+
+/// How long a store check's answer is reused: probes come every few seconds from every
+/// kubelet and load balancer, and each check is a request to the store.
+const STORE_CHECK_TTL: Duration = Duration::from_secs(5);
+
+/// The last store check and when it was made.
+#[derive(Clone, Default)]
+pub(crate) struct StoreCheck {
+    last: Arc<Mutex<Option<CheckedAt>>>,
+}
+
+/// When a check was made, and its answer.
+type CheckedAt = (Instant, Result<(), String>);
+
+impl StoreCheck {
+    async fn check(&self, store: &VideoStore) -> Result<(), String> {
+        if let Some((at, answer)) = self.last.lock().expect("never poisoned").as_ref()
+            && at.elapsed() < STORE_CHECK_TTL
+        {
+            return answer.clone();
+        }
+        let answer = store.check_readable().await.map_err(|err| err.to_string());
+        *self.last.lock().expect("never poisoned") = Some((Instant::now(), answer.clone()));
+        answer
+    }
 }

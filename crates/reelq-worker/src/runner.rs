@@ -98,6 +98,7 @@ pub async fn run(
             ledger: ledger.clone(),
             store: store.clone(),
             providers: providers.keys().copied().collect(),
+            store_check: ops::StoreCheck::default(),
         };
         info!(addr = ?listener.local_addr().ok(), "ops endpoints listening");
         tracker.spawn(reelq_http::serve(

@@ -12,6 +12,14 @@ const MIB: usize = 1024 * 1024;
 fn store(server: &S3Server, prefix: &str) -> VideoStore {
     VideoStore::open(&StoreConfig {
         url: format!("s3://{BUCKET}/{prefix}"),
+        ..store_config(server)
+    })
+    .expect("s3 store opens")
+}
+
+fn store_config(server: &S3Server) -> StoreConfig {
+    StoreConfig {
+        url: String::new(),
         part_size: 5 * MIB,
         s3: S3Options {
             endpoint: Some(server.endpoint()),
@@ -20,8 +28,7 @@ fn store(server: &S3Server, prefix: &str) -> VideoStore {
             secret_access_key: Some(Secret::new("test")),
             allow_http: true,
         },
-    })
-    .expect("s3 store opens")
+    }
 }
 
 fn meta() -> VideoMeta {
@@ -153,5 +160,26 @@ fn an_unsupported_store_url_is_refused_naming_the_schemes() {
     assert!(
         err.to_string().contains("supported: file://, s3://"),
         "{err}"
+    );
+}
+
+#[tokio::test]
+async fn the_readiness_check_reads_and_writes_nothing() {
+    let server = S3Server::start().unwrap();
+    store(&server, "renders").check_readable().await.unwrap();
+    let listing = boto3_text(
+        &server,
+        "print(s3.list_objects_v2(Bucket=BUCKET).get('KeyCount', 0))",
+    );
+    assert_eq!(listing, "0", "the probe wrote nothing");
+
+    let missing_bucket = VideoStore::open(&StoreConfig {
+        url: "s3://no-such-bucket/renders".into(),
+        ..store_config(&server)
+    })
+    .unwrap();
+    assert!(
+        missing_bucket.check_readable().await.is_err(),
+        "no such bucket"
     );
 }
