@@ -28,7 +28,8 @@ pub const API_KEY: &str = "sk-test-key";
 pub const WEBHOOK_KEY: &str = "whk-test-key";
 /// The simulated OpenAI-style account's webhook secret; workers are configured with it too.
 pub const WEBHOOK_WHSEC: &str = "whsec_dGVzdC13ZWJob29rLXNlY3JldC0xMjM0NTY=";
-const PREFIX: &str = "e2e";
+/// The key prefix of every deployment the harness starts.
+pub const PREFIX: &str = "e2e";
 
 /// How the deployment's Redis runs, as operators run it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

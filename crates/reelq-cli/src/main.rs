@@ -3,6 +3,7 @@
 
 mod batch;
 mod print;
+mod verify;
 
 use batch::{BatchCommand, dry_run};
 use print::{print_providers, print_stats, print_table};
@@ -131,6 +132,9 @@ enum Command {
         #[arg(long, requires = "dashboard")]
         dashboard_writable: bool,
     },
+    /// Read stored videos back from the store and check each against its ledger record
+    /// (size, SHA-256) and that it is a whole video. Exits 2 if any is not.
+    Verify(verify::VerifyArgs),
     /// Show progress until the given jobs settle, then a summary table. Exits 2 if any job
     /// did not end `stored`.
     Watch {
@@ -350,6 +354,11 @@ async fn main() -> anyhow::Result<()> {
                 let _ = tokio::signal::ctrl_c().await;
             })
             .await;
+        }
+        Command::Verify(args) => {
+            if !verify::run(&client, args).await? {
+                std::process::exit(2);
+            }
         }
         Command::Watch { mut job_ids, batch } => {
             if let Some(batch_id) = batch {

@@ -145,3 +145,61 @@ fn the_same_manifest_submitted_twice_is_one_batch_unless_asked_again() {
     let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
     assert_eq!(stats["due_now"], 4);
 }
+
+#[tokio::test]
+async fn verify_reads_stored_videos_back_and_names_the_ones_that_changed() {
+    use reelq_e2e::{API_KEY, Deployment, PREFIX, prompts};
+    let deployment = Deployment::start(
+        "unused: the worker runs in this process",
+        std::time::Duration::from_millis(50),
+    )
+    .await;
+    let _worker = deployment.spawn_worker_task("w", API_KEY, None);
+    let job_ids = deployment.enqueue_manifest(&prompts("verify", 3)).await;
+    let records = deployment.settled(&job_ids).await;
+    deployment.assert_stored_once(&records);
+    let store = deployment.store_dir();
+    let ids: Vec<String> = job_ids.iter().map(ToString::to_string).collect();
+    let verify = || {
+        Command::new(env!("CARGO_BIN_EXE_reelq"))
+            .args(["--redis-url", &deployment.redis_url, "--prefix", PREFIX])
+            .args(["verify", "--store", &store.to_string_lossy()])
+            .args(&ids)
+            .output()
+            .expect("reelq runs")
+    };
+
+    let output = verify();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert_eq!(stdout.matches("  ok  ").count(), 3, "{stdout}");
+    assert!(stdout.contains("h264 "), "{stdout}");
+
+    // One video altered in place (same length), one replaced by a page.
+    let path = |i: usize| store.join(records[i].object_key.as_deref().unwrap());
+    let mut altered = std::fs::read(path(0)).unwrap();
+    let middle = altered.len() / 2;
+    altered[middle] ^= 0xff;
+    std::fs::write(path(0), altered).unwrap();
+    std::fs::write(path(1), "<html>gone</html>").unwrap();
+
+    let output = verify();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(2), "{stdout}");
+    let line = |i: usize| {
+        stdout
+            .lines()
+            .find(|line| line.starts_with(&ids[i]))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        line(0).contains("BAD") && line(0).contains("sha256"),
+        "{stdout}"
+    );
+    assert!(
+        line(1).contains("BAD") && line(1).contains("bytes in the store"),
+        "{stdout}"
+    );
+    assert!(line(2).contains("  ok  "), "{stdout}");
+}

@@ -11,9 +11,12 @@ use std::{
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use object_store::{
-    Attribute, Attributes, ObjectStore, PutMultipartOptions, WriteMultipart, aws::AmazonS3Builder,
-    local::LocalFileSystem, path::Path as ObjectPath,
+    Attribute, Attributes, ObjectStore, ObjectStoreExt, PutMultipartOptions, WriteMultipart,
+    aws::{AmazonS3Builder, Checksum},
+    local::LocalFileSystem,
+    path::Path as ObjectPath,
 };
+use reelq_media::{Mp4Inspector, NotAVideo, VideoFacts};
 use sha2::{Digest, Sha256};
 
 use crate::StoreConfig;
@@ -86,6 +89,14 @@ pub struct StoredVideo {
     pub sha256: String,
 }
 
+/// What a stored object holds, read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadBack {
+    pub bytes: u64,
+    pub sha256: String,
+    pub video: Result<VideoFacts, NotAVideo>,
+}
+
 /// Written as object metadata where the store keeps it (S3: `job-id`, `provider`,
 /// `task-id`), so an object names its job.
 #[derive(Debug, Clone)]
@@ -128,7 +139,12 @@ impl VideoStore {
                     reason: "no bucket".into(),
                 });
             }
-            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            // Every part is sent with its SHA-256 (`x-amz-checksum-sha256`), which the server
+            // checks before accepting it and keeps with the object (a composite checksum of
+            // the parts, `ChecksumSHA256` "<base64>-<parts>").
+            let mut builder = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_checksum_algorithm(Checksum::SHA256);
             let s3 = &config.s3;
             if let Some(endpoint) = &s3.endpoint {
                 builder = builder
@@ -230,6 +246,28 @@ impl VideoStore {
             key: full_key,
             bytes,
             sha256: hex::encode(hasher.finalize()),
+        })
+    }
+
+    /// Reads a stored object back whole (streamed: memory stays flat) and says what it holds:
+    /// its size, its SHA-256, and whether it is a whole video, for `reelq verify`. A missing
+    /// object is [`StorageError::Store`] with object_store's "not found".
+    pub async fn read_back(&self, full_key: &str) -> Result<ReadBack, StorageError> {
+        let object = self.store.get(&ObjectPath::from(full_key)).await?;
+        let mut body = object.into_stream();
+        let mut hasher = Sha256::new();
+        let mut inspector = Mp4Inspector::default();
+        let mut bytes = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            hasher.update(&chunk);
+            inspector.feed(&chunk);
+            bytes += chunk.len() as u64;
+        }
+        Ok(ReadBack {
+            bytes,
+            sha256: hex::encode(hasher.finalize()),
+            video: inspector.finish(),
         })
     }
 

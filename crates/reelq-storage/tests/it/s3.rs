@@ -80,6 +80,20 @@ async fn a_multipart_upload_reads_back_whole_with_type_and_metadata() {
          print(h['ContentType'], h['Metadata']['job-id'], h['Metadata']['provider'], h['Metadata']['task-id'])",
     );
     assert_eq!(head, "video/mp4 01JOB kie task_1");
+    // Each part was sent with its SHA-256, and the server keeps the parts' composite.
+    let checksum = boto3_text(
+        &server,
+        "h = s3.head_object(Bucket=BUCKET, Key='renders/2026/11/23/a.mp4', ChecksumMode='ENABLED')\n\
+         print(h.get('ChecksumSHA256', 'none'))",
+    );
+    let parts: Vec<Vec<u8>> = expected
+        .chunks(5 * MIB)
+        .map(|part| Sha256::digest(part).to_vec())
+        .collect();
+    let composite = base64_of(&Sha256::digest(parts.concat()));
+    // AWS appends the part count ("-3"); moto does not.
+    let suffix = format!("-{}", parts.len());
+    assert_eq!(checksum.trim_end_matches(suffix.as_str()), composite);
 }
 
 #[tokio::test]
@@ -182,4 +196,9 @@ async fn the_readiness_check_reads_and_writes_nothing() {
         missing_bucket.check_readable().await.is_err(),
         "no such bucket"
     );
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
