@@ -6,6 +6,7 @@
 //! lifecycle beside BullMQ running the same one.
 
 mod lifecycle;
+mod media;
 
 use std::{
     collections::HashMap,
@@ -119,6 +120,14 @@ enum Section {
         #[arg(long)]
         out: PathBuf,
     },
+    /// What looking inside a video costs: CPU seconds per GiB to hash it and to walk its MP4
+    /// boxes and read its movie header, over a simulator video padded to `mib` MiB.
+    Media {
+        #[arg(long, default_value_t = 1024)]
+        mib: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
     CallbackLatency {
         /// The reelq-worker binary to run.
         #[arg(long)]
@@ -147,6 +156,7 @@ async fn main() -> anyhow::Result<()> {
             jobs,
             out,
         } => redis_cost(worker_bin, jobs, out).await,
+        Section::Media { mib, out } => media::media(mib, out),
         Section::Lifecycle {
             worker_bin,
             bullmq_script,
