@@ -6,15 +6,17 @@ use std::{
     error::Error as StdError,
     path::{Path, PathBuf},
     sync::Arc,
+    time::Duration,
 };
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use object_store::{
     Attribute, Attributes, ObjectStore, ObjectStoreExt, PutMultipartOptions, WriteMultipart,
-    aws::{AmazonS3Builder, Checksum},
+    aws::{AmazonS3, AmazonS3Builder, Checksum},
     local::LocalFileSystem,
     path::Path as ObjectPath,
+    signer::{Method, Signer},
 };
 use reelq_media::{Mp4Inspector, NotAVideo, VideoFacts};
 use sha2::{Digest, Sha256};
@@ -109,6 +111,8 @@ pub struct VideoMeta {
 #[derive(Clone, Debug)]
 pub struct VideoStore {
     store: Arc<dyn ObjectStore>,
+    /// The same S3 store, which can presign links; None for a local directory.
+    signer: Option<Arc<AmazonS3>>,
     /// Key prefix taken from the URL's path (S3); empty for a local directory.
     prefix: String,
     part_size: usize,
@@ -160,9 +164,10 @@ impl VideoStore {
             if let Some(secret) = &s3.secret_access_key {
                 builder = builder.with_secret_access_key(secret.expose());
             }
-            let store = builder.with_allow_http(s3.allow_http).build()?;
+            let store = Arc::new(builder.with_allow_http(s3.allow_http).build()?);
             return Ok(VideoStore {
-                store: Arc::new(store),
+                store: store.clone(),
+                signer: Some(store),
                 prefix: prefix.trim_matches('/').to_owned(),
                 part_size: config.part_size,
                 local_root: None,
@@ -182,6 +187,7 @@ impl VideoStore {
         })?;
         Ok(VideoStore {
             store: Arc::new(LocalFileSystem::new_with_prefix(root)?),
+            signer: None,
             prefix: String::new(),
             part_size: 8 * 1024 * 1024,
             local_root: Some(root.to_owned()),
@@ -269,6 +275,23 @@ impl VideoStore {
             sha256: hex::encode(hasher.finalize()),
             video: inspector.finish(),
         })
+    }
+
+    /// A link anyone holding it can download the object from until `lifetime` has passed:
+    /// a presigned S3 GET (SigV4 allows at most 7 days). None for a local directory, which
+    /// has no URL of its own.
+    pub async fn link(
+        &self,
+        full_key: &str,
+        lifetime: Duration,
+    ) -> Result<Option<String>, StorageError> {
+        let Some(signer) = &self.signer else {
+            return Ok(None);
+        };
+        let url = signer
+            .signed_url(Method::GET, &ObjectPath::from(full_key), lifetime)
+            .await?;
+        Ok(Some(url.to_string()))
     }
 
     /// Reads the store without writing to it, for readiness probes (which Kubernetes sends

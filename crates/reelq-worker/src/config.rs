@@ -45,6 +45,7 @@ http_body_timeout_ms = 30000
 [store]
 url = "./data"
 part_size_bytes = 8388608
+link_ttl_ms = 86400000
 "#;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -197,6 +198,9 @@ pub struct StoreConfig {
     pub url: String,
     /// Multipart part size: the bound on buffered memory per upload (S3 needs >= 5 MiB).
     pub part_size_bytes: usize,
+    /// How long the presigned link in a completion webhook (`video_url`, S3 stores only)
+    /// stays valid: default a day, at most 7 days (SigV4's limit).
+    pub link_ttl_ms: u64,
     #[serde(default)]
     pub s3: S3Config,
 }
@@ -378,6 +382,9 @@ impl WorkerConfig {
         }
         if self.store.part_size_bytes < 5 * 1024 * 1024 {
             return fail("store.part_size_bytes must be at least 5242880 (S3's smallest part)");
+        }
+        if !(1000..=7 * 24 * 3600 * 1000).contains(&self.store.link_ttl_ms) {
+            return fail("store.link_ttl_ms must be between 1000 and 604800000 (7 days)");
         }
         if !matches!(self.log_format.as_str(), "json" | "pretty") {
             return fail("log_format must be \"json\" or \"pretty\"");

@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use reelq_core::{BatchId, Secret, WebhookTargets, micros_to_usd};
 use reelq_providers::WebhookKey;
 use reelq_queue::{JobRecord, Ledger, Notification, NotifyOutcome, NotifyTarget, QueueError};
+use reelq_storage::VideoStore;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -68,6 +69,8 @@ pub(crate) struct Notifier {
     pub(crate) http: reqwest::Client,
     targets: Arc<WebhookTargets>,
     key: WebhookKey,
+    /// Where stored videos are, to put a download link in each event, and for how long.
+    links: (VideoStore, Duration),
     pub(crate) max_attempts: u32,
     pub(crate) backoff_min: Duration,
     pub(crate) backoff_max: Duration,
@@ -78,6 +81,7 @@ impl Notifier {
         ledger: Ledger,
         secret: &Secret,
         targets: WebhookTargets,
+        links: (VideoStore, Duration),
         timeout: Duration,
         max_attempts: u32,
         (backoff_min, backoff_max): (Duration, Duration),
@@ -96,6 +100,7 @@ impl Notifier {
             http,
             targets,
             key,
+            links,
             max_attempts,
             backoff_min,
             backoff_max,
@@ -166,7 +171,10 @@ impl Notifier {
             .map_or(0, |d| d.as_secs());
         let body = match notification.target {
             NotifyTarget::Job(job_id) => match self.ledger.job(job_id).await {
-                Ok(Some(record)) => event_body(&record, timestamp),
+                Ok(Some(record)) => {
+                    let link = self.link(&record).await;
+                    event_body(&record, timestamp, link)
+                }
                 Ok(None) => return Err(Undeliverable::Failed("job record gone".into())),
                 Err(err) => return Err(Undeliverable::Failed(err.to_string())),
             },
@@ -250,7 +258,23 @@ impl Notifier {
 }
 
 /// The event: what a producer needs to act on the ending, never the prompt or a secret.
-fn event_body(record: &JobRecord, timestamp: u64) -> serde_json::Value {
+impl Notifier {
+    /// A presigned download link for a stored job's video; None for local stores, for jobs
+    /// without a video, or if signing failed (logged: the event goes without it).
+    async fn link(&self, record: &JobRecord) -> Option<String> {
+        let key = record.object_key.as_deref()?;
+        let (store, lifetime) = &self.links;
+        match store.link(key, *lifetime).await {
+            Ok(link) => link,
+            Err(err) => {
+                warn!(job_id = %record.job_id, error = %err, "could not sign a link to the video");
+                None
+            }
+        }
+    }
+}
+
+fn event_body(record: &JobRecord, timestamp: u64, video_url: Option<String>) -> serde_json::Value {
     json!({
         "type": format!("job.{}", record.state),
         "timestamp": timestamp,
@@ -265,6 +289,7 @@ fn event_body(record: &JobRecord, timestamp: u64) -> serde_json::Value {
             "bytes": record.bytes,
             "sha256": record.sha256,
             "video": record.video,
+            "video_url": video_url,
             "error_class": record.error_class,
             "error": record.error,
         }

@@ -142,6 +142,10 @@ pub async fn run(
             ledger.clone(),
             &notify.secret,
             notify.targets(),
+            (
+                store.clone(),
+                Duration::from_millis(config.store.link_ttl_ms),
+            ),
             Duration::from_millis(notify.timeout_ms),
             notify.max_attempts,
             (

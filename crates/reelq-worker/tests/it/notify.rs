@@ -31,6 +31,10 @@ async fn an_ended_job_is_notified_until_accepted_under_one_verifiable_event_id()
         assert_eq!(event["type"], "job.stored");
         assert_eq!(event["data"]["sha256"].as_str(), record.sha256.as_deref());
         assert!(
+            event["data"]["video_url"].is_null(),
+            "a local store has no link"
+        );
+        assert!(
             !String::from_utf8_lossy(&body).contains("notified"),
             "no prompt in the event"
         );

@@ -5,7 +5,7 @@ use std::time::Duration;
 use reelq_sim::render_video;
 use sha2::{Digest, Sha256};
 
-use reelq_e2e::{Deployment, files_under, prompts, read_object};
+use reelq_e2e::{Deployment, WebhookReceiver, files_under, prompts, read_object};
 use reelq_testkit::{BUCKET, S3Server};
 
 #[tokio::test]
@@ -62,8 +62,10 @@ async fn a_job_lands_in_an_s3_bucket_when_the_store_url_says_so() {
          access_key_id = \"test\"\nsecret_access_key = \"test\"\nallow_http = true",
         s3.endpoint()
     );
+    let mut webhooks = WebhookReceiver::start(vec![]).await;
+    deployment.enable_notify();
     let _worker = deployment.spawn_worker_process("w");
-    let job_ids = deployment.enqueue_manifest(&prompts("s3", 1)).await;
+    let job_ids = vec![deployment.enqueue_notified("s3", &webhooks.url).await];
 
     let records = deployment.settled(&job_ids).await;
 
@@ -78,5 +80,21 @@ async fn a_job_lands_in_an_s3_bucket_when_the_store_url_says_so() {
             "sys.stdout.buffer.write(s3.get_object(Bucket=BUCKET, Key='{key}')['Body'].read())"
         ))
         .unwrap();
-    assert!(read_back == render_video(records[0].task_id.as_deref().unwrap()));
+    let video = render_video(records[0].task_id.as_deref().unwrap());
+    assert!(read_back == video);
+
+    // The completion webhook carries a presigned link: anyone holding it downloads the video,
+    // no credentials needed.
+    let (_, body) = webhooks.next().await;
+    let event: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let link = event["data"]["video_url"]
+        .as_str()
+        .expect("a link to the video");
+    assert!(link.contains("X-Amz-Signature="), "{link}");
+    let downloaded = reqwest::get(link).await.unwrap();
+    assert!(downloaded.status().is_success(), "{}", downloaded.status());
+    assert!(
+        downloaded.bytes().await.unwrap() == video,
+        "the link serves the video"
+    );
 }
