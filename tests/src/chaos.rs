@@ -298,7 +298,9 @@ async fn tally(
                 let bytes =
                     read_object(&store_dir, record.object_key.as_deref().unwrap_or_default());
                 let sha256 = hex::encode(Sha256::digest(&bytes));
-                if bytes != reelq_sim::render_video(task_id) || Some(sha256) != record.sha256 {
+                if bytes != deployment.sim.video(task_id).unwrap_or_default()
+                    || Some(sha256) != record.sha256
+                {
                     report.corrupt_objects += 1;
                 }
             }

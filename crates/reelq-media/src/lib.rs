@@ -16,10 +16,62 @@ use std::io::Cursor;
 /// few megabytes; a larger one is refused rather than held in memory.
 pub const MAX_MOOV_BYTES: usize = 64 * 1024 * 1024;
 
-/// Why a file is not a usable video.
+/// Why a file is not the video that was asked for: not a video at all, or one far from the
+/// duration or shape asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not a video: {0}")]
+#[error("{0}")]
 pub struct NotAVideo(pub String);
+
+/// The frame's shape a job asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Orientation {
+    Landscape,
+    Portrait,
+    Square,
+}
+
+/// What a job asked for, to hold a video against.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Expected {
+    pub duration_s: f64,
+    pub orientation: Orientation,
+}
+
+/// How far a video's duration may be from the one asked: providers round to their frame
+/// grid and trim a few frames (a 10 s job comes back 9.8–10.1 s), so a second or a tenth,
+/// whichever is more. A 2 s clip for a 10 s job is far outside it.
+pub fn duration_tolerance_s(asked_s: f64) -> f64 {
+    (asked_s * 0.1).max(1.0)
+}
+
+impl VideoFacts {
+    /// Whether these facts are the video `expected` describes: its duration within
+    /// [`duration_tolerance_s`], its frame the shape asked (a square within 5 %).
+    pub fn check(&self, expected: Expected) -> Result<(), NotAVideo> {
+        let tolerance = duration_tolerance_s(expected.duration_s);
+        if (self.duration_s - expected.duration_s).abs() > tolerance {
+            return Err(NotAVideo(format!(
+                "not the video asked for: {:.2} s long where {} s was asked (tolerance {tolerance} s)",
+                self.duration_s, expected.duration_s
+            )));
+        }
+        let (width, height) = (f64::from(self.width), f64::from(self.height));
+        let shape = if (width - height).abs() <= 0.05 * width.max(height) {
+            Orientation::Square
+        } else if width > height {
+            Orientation::Landscape
+        } else {
+            Orientation::Portrait
+        };
+        if shape != expected.orientation {
+            return Err(NotAVideo(format!(
+                "not the video asked for: {}x{} is {shape:?} where {:?} was asked",
+                self.width, self.height, expected.orientation
+            )));
+        }
+        Ok(())
+    }
+}
 
 /// What the movie header says about a whole MP4.
 #[derive(Debug, Clone, PartialEq)]
@@ -221,7 +273,7 @@ impl Mp4Inspector {
 
     /// Whether the bytes fed are a whole MP4 with a video track, and what it holds.
     pub fn finish(self) -> Result<VideoFacts, NotAVideo> {
-        let refuse = |why: String| Err(NotAVideo(why));
+        let refuse = |why: String| Err(NotAVideo(format!("not a video: {why}")));
         if let Some(broken) = self.broken {
             return refuse(broken);
         }
@@ -262,12 +314,12 @@ impl Mp4Inspector {
         let mut header = self.ftyp;
         header.extend_from_slice(&self.moov);
         let context = mp4parse::read_mp4(&mut Cursor::new(header))
-            .map_err(|err| NotAVideo(format!("unreadable movie box: {err:?}")))?;
+            .map_err(|err| NotAVideo(format!("not a video: unreadable movie box: {err:?}")))?;
         let track = context
             .tracks
             .iter()
             .find(|track| track.track_type == mp4parse::TrackType::Video)
-            .ok_or_else(|| NotAVideo("no video track".into()))?;
+            .ok_or_else(|| NotAVideo("not a video: no video track".into()))?;
         let duration_s = match (&track.duration, &track.timescale) {
             (Some(duration), Some(scale)) if scale.0 > 0 => duration.0 as f64 / scale.0 as f64,
             _ => return refuse("the video track has no duration".into()),

@@ -75,3 +75,27 @@ fn the_summary_is_one_short_line() {
     assert!(line.starts_with("h264 ") && line.contains("fps"), "{line}");
     assert!(line.len() <= 64, "fits a compact hash field: {line}");
 }
+
+#[test]
+fn a_video_far_from_the_duration_or_shape_asked_is_refused() {
+    use reelq_media::{Expected, Orientation};
+    // The sample: 1 s, 160x90.
+    let facts = inspect(SAMPLE, 4096).unwrap();
+    let asked = |duration_s, orientation| Expected {
+        duration_s,
+        orientation,
+    };
+    assert!(facts.check(asked(1.0, Orientation::Landscape)).is_ok());
+    // Within a second either way: providers round to their frame grid.
+    assert!(facts.check(asked(2.0, Orientation::Landscape)).is_ok());
+    let short = facts
+        .check(asked(10.0, Orientation::Landscape))
+        .unwrap_err();
+    assert!(short.to_string().contains("10 s was asked"), "{short}");
+    let turned = facts.check(asked(1.0, Orientation::Portrait)).unwrap_err();
+    assert!(
+        turned.to_string().contains("Portrait was asked"),
+        "{turned}"
+    );
+    assert!(facts.check(asked(1.0, Orientation::Square)).is_err());
+}

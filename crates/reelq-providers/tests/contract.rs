@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use reelq_core::{ErrorClass, JobId, JobRequest, JobSpec, ProviderKind, Secret, models_of};
 use reelq_providers::{AccountConfig, Provider, ProviderError, TaskStatus, adapter};
-use reelq_sim::{FAILING_WORD, MODERATED_WORD, SimConfig, Simulator, render_video};
+use reelq_sim::{FAILING_WORD, MODERATED_WORD, SimConfig, Simulator};
 
 const API_KEY: &str = "sk-contract";
 
@@ -71,7 +71,10 @@ async fn happy_path(kind: ProviderKind) {
     sim.release();
     let url = result_url(provider.as_ref(), &task_id).await;
     let video = download(provider.as_ref(), &url).await.unwrap();
-    assert!(video == render_video(&task_id), "{kind}: the served video");
+    assert!(
+        video == sim.video(&task_id).unwrap(),
+        "{kind}: the served video"
+    );
     let stats = sim.stats();
     assert_eq!(
         (stats.creates, stats.max_creates_per_fingerprint),
@@ -173,7 +176,7 @@ async fn a_result_url_404_once(kind: ProviderKind) {
         "{kind}: {err}"
     );
     let url = result_url(provider.as_ref(), &task_id).await;
-    assert!(download(provider.as_ref(), &url).await.unwrap() == render_video(&task_id));
+    assert!(download(provider.as_ref(), &url).await.unwrap() == sim.video(&task_id).unwrap());
 }
 
 /// A pre-signed result URL expires after its time; a fresh query hands out one that works.
@@ -195,7 +198,7 @@ async fn an_expired_result_url(kind: ProviderKind) {
         "{kind}: {err}"
     );
     let fresh_url = result_url(provider.as_ref(), &task_id).await;
-    assert!(download(provider.as_ref(), &fresh_url).await.unwrap() == render_video(&task_id));
+    assert!(download(provider.as_ref(), &fresh_url).await.unwrap() == sim.video(&task_id).unwrap());
 }
 
 macro_rules! contract_suite {

@@ -12,7 +12,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::post,
 };
-use reelq_core::ProviderKind;
+use reelq_core::{Aspect, ProviderKind};
 use serde_json::{Value, json};
 
 use crate::{
@@ -21,6 +21,7 @@ use crate::{
         prompt, query_allowed, random_hex, retry_in_a_second, take_callback_url,
     },
     simulator::SimState,
+    video::VideoShape,
 };
 
 pub(crate) fn routes() -> Router<Arc<SimState>> {
@@ -108,14 +109,17 @@ async fn create(
     if !matches!(body["size"].as_str(), None | Some("small" | "large")) {
         return Err(Refusal::Invalid("size must be small or large".into()));
     }
-    if !matches!(
-        body["orientation"].as_str(),
-        None | Some("landscape" | "portrait" | "square")
-    ) {
-        return Err(Refusal::Invalid(
-            "orientation must be landscape, portrait or square".into(),
-        ));
-    }
+    // Absent, the simulator renders landscape (the documents name no default).
+    let aspect = match body["orientation"].as_str() {
+        None | Some("landscape") => Aspect::Landscape,
+        Some("portrait") => Aspect::Portrait,
+        Some("square") => Aspect::Square,
+        Some(_) => {
+            return Err(Refusal::Invalid(
+                "orientation must be landscape, portrait or square".into(),
+            ));
+        }
+    };
     let start = body["character_start"].as_f64().unwrap_or(0.0);
     let end = body["character_end"].as_f64().unwrap_or(1.0);
     if !(0.0..=1.0).contains(&start) || !(0.0..=1.0).contains(&end) || start > end {
@@ -129,6 +133,10 @@ async fn create(
         prompt,
         callback_url,
         moderates_at_create: true,
+        shape: VideoShape {
+            duration_s: duration as u32,
+            aspect,
+        },
     };
     accept(state, request, uuid_like()).await
 }

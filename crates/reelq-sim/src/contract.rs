@@ -21,8 +21,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::{
-    simulator::{DownloadFault, SimState, Task},
-    video::{video_chunks, video_len},
+    simulator::{DownloadFault, NewTask, SimState, Task},
+    video::{VideoShape, video_chunks, video_len},
 };
 
 /// A prompt containing this is refused by moderation.
@@ -86,6 +86,8 @@ pub(crate) struct CreateRequest<'a> {
     pub(crate) callback_url: Option<String>,
     /// Whether this provider's moderation refuses at create (else the generation fails).
     pub(crate) moderates_at_create: bool,
+    /// The duration and frame asked for, in reelq's terms, read from the contract's fields.
+    pub(crate) shape: VideoShape,
 }
 
 pub(crate) fn authorized(state: &SimState, headers: &HeaderMap) -> Result<(), Refusal> {
@@ -165,11 +167,14 @@ pub(crate) async fn accept(
     let fingerprint = hex::encode(Sha256::digest(request.body.to_string()));
     state.record_create(
         &task_id,
-        request.provider,
-        outcome,
-        fingerprint,
-        request.callback_url,
-        request.body,
+        NewTask {
+            provider: request.provider,
+            outcome,
+            fingerprint,
+            callback_url: request.callback_url,
+            request: request.body,
+            shape: request.shape,
+        },
     );
     let latency = *state.create_latency.lock().unwrap();
     if !latency.is_zero() {
@@ -290,10 +295,19 @@ pub(crate) fn serve_video(state: &SimState, task_id: &str) -> Response {
     if !finished {
         return StatusCode::NOT_FOUND.into_response();
     }
+    let Some(shape) = state
+        .tasks
+        .lock()
+        .unwrap()
+        .get(task_id)
+        .map(|task| task.shape)
+    else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
     let padding = state.config.video_padding;
     let length = video_len(task_id, padding);
     let half = || {
-        let whole: Vec<u8> = video_chunks(task_id, padding)
+        let whole: Vec<u8> = video_chunks(task_id, shape, padding)
             .flat_map(|c| c.to_vec())
             .collect();
         Bytes::from(whole).slice(..(length / 2) as usize)
@@ -309,9 +323,16 @@ pub(crate) fn serve_video(state: &SimState, task_id: &str) -> Response {
         Some(DownloadFault::CutShort) => {
             return ([(header::CONTENT_TYPE, "video/mp4")], half()).into_response();
         }
+        Some(DownloadFault::TooShort) => {
+            let short = VideoShape {
+                duration_s: (shape.duration_s / 5).max(1),
+                ..shape
+            };
+            video_chunks(task_id, short, padding).collect()
+        }
         None => {
             state.record_download(task_id);
-            video_chunks(task_id, padding).collect()
+            video_chunks(task_id, shape, padding).collect()
         }
     };
     // A streamed body keeps the announced length even when the bytes fall short.

@@ -12,7 +12,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use reelq_core::{MAX_URL_CHARS, ProviderKind};
+use reelq_core::{Aspect, MAX_URL_CHARS, ProviderKind};
 use serde_json::{Value, json};
 
 use crate::{
@@ -21,6 +21,7 @@ use crate::{
         prompt, query_allowed, random_hex, retry_in_a_second, take_callback_url, unix_ms,
     },
     simulator::SimState,
+    video::VideoShape,
 };
 
 pub(crate) fn routes() -> Router<Arc<SimState>> {
@@ -130,9 +131,12 @@ async fn create(
     if !rule.durations.iter().any(|&d| u64::from(d) == duration) {
         return Err(Refusal::Invalid("duration must be 4, 8 or 12".into()));
     }
-    if !matches!(body["aspect_ratio"].as_str(), None | Some("16:9" | "9:16")) {
-        return Err(Refusal::Invalid("aspect_ratio must be 16:9 or 9:16".into()));
-    }
+    // Absent, the simulator renders 16:9 (the documents name no default).
+    let aspect = match body["aspect_ratio"].as_str() {
+        None | Some("16:9") => Aspect::Landscape,
+        Some("9:16") => Aspect::Portrait,
+        Some(_) => return Err(Refusal::Invalid("aspect_ratio must be 16:9 or 9:16".into())),
+    };
     if !matches!(body["quality"].as_str(), None | Some("720p" | "1080p")) {
         return Err(Refusal::Invalid("quality must be 720p or 1080p".into()));
     }
@@ -148,6 +152,10 @@ async fn create(
         prompt,
         callback_url,
         moderates_at_create: true,
+        shape: VideoShape {
+            duration_s: duration as u32,
+            aspect,
+        },
     };
     let task_id = format!("task-unified-{}-{}", unix_ms() / 1000, &random_hex()[..8]);
     accept(state, request, task_id).await

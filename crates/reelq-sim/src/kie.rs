@@ -14,7 +14,7 @@ use axum::{
 };
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use hmac::{Hmac, Mac};
-use reelq_core::ProviderKind;
+use reelq_core::{Aspect, ProviderKind};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -25,6 +25,7 @@ use crate::{
         query_allowed, random_hex, retry_in_a_second, take_callback_url,
     },
     simulator::SimState,
+    video::VideoShape,
 };
 
 pub(crate) fn routes() -> Router<Arc<SimState>> {
@@ -93,14 +94,15 @@ async fn create(
             "input.n_frames must be \"10\" or \"15\"".into(),
         ));
     }
-    if !matches!(
-        input["aspect_ratio"].as_str(),
-        Some("landscape" | "portrait")
-    ) {
-        return Err(Refusal::Invalid(
-            "input.aspect_ratio must be landscape or portrait".into(),
-        ));
-    }
+    let aspect = match input["aspect_ratio"].as_str() {
+        Some("landscape") => Aspect::Landscape,
+        Some("portrait") => Aspect::Portrait,
+        _ => {
+            return Err(Refusal::Invalid(
+                "input.aspect_ratio must be landscape or portrait".into(),
+            ));
+        }
+    };
     if !matches!(input["size"].as_str(), None | Some("standard" | "high")) {
         return Err(Refusal::Invalid(
             "input.size must be standard or high".into(),
@@ -112,6 +114,10 @@ async fn create(
         prompt,
         callback_url,
         moderates_at_create: false,
+        shape: VideoShape {
+            duration_s: n_frames.expect("checked above"),
+            aspect,
+        },
     };
     accept(state, request, format!("task_{}", random_hex())).await
 }

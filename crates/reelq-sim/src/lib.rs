@@ -15,4 +15,4 @@ mod video;
 
 pub use contract::{FAILING_WORD, MODERATED_WORD};
 pub use simulator::{CallbackMode, SimConfig, SimEvent, SimStats, Simulator};
-pub use video::render_video;
+pub use video::{VideoShape, render_video};

@@ -17,7 +17,7 @@ use axum::{
 };
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use hmac::{Hmac, Mac};
-use reelq_core::ProviderKind;
+use reelq_core::{Aspect, ProviderKind};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -29,6 +29,7 @@ use crate::{
         unix_ms,
     },
     simulator::SimState,
+    video::VideoShape,
 };
 
 pub(crate) fn routes() -> Router<Arc<SimState>> {
@@ -116,14 +117,16 @@ async fn create(
             "seconds must be one of '4', '8', '12'".into(),
         ));
     }
-    if !matches!(
-        body["size"].as_str(),
-        None | Some("720x1280" | "1280x720" | "1024x1792" | "1792x1024")
-    ) {
-        return Err(Refusal::Invalid(
-            "size must be 720x1280, 1280x720, 1024x1792 or 1792x1024".into(),
-        ));
-    }
+    // The API's default size is 720x1280: portrait.
+    let aspect = match body["size"].as_str() {
+        None | Some("720x1280" | "1024x1792") => Aspect::Portrait,
+        Some("1280x720" | "1792x1024") => Aspect::Landscape,
+        Some(_) => {
+            return Err(Refusal::Invalid(
+                "size must be 720x1280, 1280x720, 1024x1792 or 1792x1024".into(),
+            ));
+        }
+    };
     let request = CreateRequest {
         provider: ProviderKind::Openai,
         body: body.clone(),
@@ -131,6 +134,10 @@ async fn create(
         // Webhooks go to the account's endpoint, set on the simulator, not per request.
         callback_url: state.account_webhook_url.lock().unwrap().clone(),
         moderates_at_create: false,
+        shape: VideoShape {
+            duration_s: seconds.parse().expect("checked above"),
+            aspect,
+        },
     };
     accept(state, request, format!("video_{}", random_hex())).await
 }

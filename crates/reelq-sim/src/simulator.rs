@@ -21,7 +21,10 @@ use tokio::{
 };
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::contract::Outcome;
+use crate::{
+    contract::Outcome,
+    video::{VideoShape, render_video},
+};
 
 /// How the simulated provider behaves.
 #[derive(Debug, Clone)]
@@ -90,6 +93,9 @@ pub(crate) enum DownloadFault {
     /// HTTP 200 with the first half of the video and an honest `Content-Length` for it: a
     /// file cut short at the source, which no length check can catch.
     CutShort,
+    /// HTTP 200 with a whole video a fifth of the duration asked (at least a second): a
+    /// generation the provider cut short and billed whole.
+    TooShort,
 }
 
 /// Something a test can wait for.
@@ -132,9 +138,21 @@ pub(crate) struct Task {
     pub(crate) callback_url: Option<String>,
     /// The create's body, for contracts whose task records echo it.
     pub(crate) request: serde_json::Value,
+    /// The duration and frame the create asked for: what its video's header claims.
+    pub(crate) shape: VideoShape,
     pub(crate) created_unix_ms: u64,
     /// Creation order, for lists newest first.
     pub(crate) seq: u64,
+}
+
+/// A task as a contract's create hands it over, before it is recorded.
+pub(crate) struct NewTask {
+    pub(crate) provider: ProviderKind,
+    pub(crate) outcome: Outcome,
+    pub(crate) fingerprint: String,
+    pub(crate) callback_url: Option<String>,
+    pub(crate) request: serde_json::Value,
+    pub(crate) shape: VideoShape,
 }
 
 pub(crate) struct SimState {
@@ -238,15 +256,15 @@ impl SimState {
         let _ = self.events.send(SimEvent::CreateReceived);
     }
 
-    pub(crate) fn record_create(
-        self: &Arc<Self>,
-        task_id: &str,
-        provider: ProviderKind,
-        outcome: Outcome,
-        fingerprint: String,
-        callback_url: Option<String>,
-        request: serde_json::Value,
-    ) {
+    pub(crate) fn record_create(self: &Arc<Self>, task_id: &str, new: NewTask) {
+        let NewTask {
+            provider,
+            outcome,
+            fingerprint,
+            callback_url,
+            request,
+            shape,
+        } = new;
         {
             let mut tasks = self.tasks.lock().unwrap();
             let task = Task {
@@ -255,6 +273,7 @@ impl SimState {
                 outcome,
                 callback_url: callback_url.clone(),
                 request,
+                shape,
                 created_unix_ms: crate::contract::unix_ms(),
                 seq: tasks.len() as u64,
             };
@@ -451,6 +470,19 @@ impl Simulator {
     pub fn cut_short_next_downloads(&self, n: usize) {
         let faults = std::iter::repeat_n(DownloadFault::CutShort, n);
         self.state.download_faults.lock().unwrap().extend(faults);
+    }
+
+    /// The next `n` result downloads answer 200 with a whole video far shorter than asked.
+    pub fn serve_too_short_next_downloads(&self, n: usize) {
+        let faults = std::iter::repeat_n(DownloadFault::TooShort, n);
+        self.state.download_faults.lock().unwrap().extend(faults);
+    }
+
+    /// The exact bytes a finished task's video is served as (without padding): its header
+    /// claims the duration and frame the create asked for.
+    pub fn video(&self, task_id: &str) -> Option<Vec<u8>> {
+        let shape = self.state.tasks.lock().unwrap().get(task_id)?.shape;
+        Some(render_video(task_id, shape))
     }
 
     /// The next `n` creates are accepted (a task made and paid for), then answered `code`

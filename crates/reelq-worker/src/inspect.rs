@@ -1,6 +1,7 @@
 //! A download's body, looked inside as it streams to storage: at its end the bytes must be a
-//! whole MP4 ([`reelq_media::Mp4Inspector`]), or the stream ends with [`NotAVideo`] and the
-//! store aborts the upload, so nothing that is not a video is ever written.
+//! whole MP4 ([`reelq_media::Mp4Inspector`]) of about the duration and the shape the job asked
+//! for, or the stream ends with [`NotAVideo`] and the store aborts the upload, so nothing that
+//! is not the video paid for is ever written.
 
 use std::{
     pin::Pin,
@@ -10,7 +11,7 @@ use std::{
 
 use bytes::Bytes;
 use futures_util::Stream;
-use reelq_media::{Mp4Inspector, NotAVideo, VideoFacts};
+use reelq_media::{Expected, Mp4Inspector, NotAVideo, VideoFacts};
 use reelq_providers::{ByteStream, ProviderError};
 
 /// Why an inspected body stopped.
@@ -27,15 +28,18 @@ pub(crate) type Findings = Arc<Mutex<Option<VideoFacts>>>;
 
 pub(crate) struct InspectedBody {
     body: ByteStream,
+    /// What the job asked for: a whole video far from it is refused too.
+    expected: Expected,
     inspector: Option<Mp4Inspector>,
     findings: Findings,
 }
 
 impl InspectedBody {
-    pub(crate) fn new(body: ByteStream) -> (InspectedBody, Findings) {
+    pub(crate) fn new(body: ByteStream, expected: Expected) -> (InspectedBody, Findings) {
         let findings = Findings::default();
         let inspected = InspectedBody {
             body,
+            expected,
             inspector: Some(Mp4Inspector::default()),
             findings: findings.clone(),
         };
@@ -65,7 +69,11 @@ impl Stream for InspectedBody {
             }
             Poll::Ready(None) => {
                 let inspector = self.inspector.take().expect("checked above");
-                match inspector.finish() {
+                let expected = self.expected;
+                match inspector
+                    .finish()
+                    .and_then(|facts| facts.check(expected).map(|()| facts))
+                {
                     Ok(facts) => {
                         *self.findings.lock().expect("never poisoned") = Some(facts);
                         Poll::Ready(None)
@@ -85,5 +93,17 @@ pub(crate) fn not_a_video(err: &reelq_storage::StorageError) -> Option<&NotAVide
             _ => None,
         },
         _ => None,
+    }
+}
+
+/// What a job's spec asks the video to be.
+pub(crate) fn expected(spec: &reelq_core::JobSpec) -> Expected {
+    Expected {
+        duration_s: f64::from(spec.duration_s),
+        orientation: match spec.aspect {
+            reelq_core::Aspect::Landscape => reelq_media::Orientation::Landscape,
+            reelq_core::Aspect::Portrait => reelq_media::Orientation::Portrait,
+            reelq_core::Aspect::Square => reelq_media::Orientation::Square,
+        },
     }
 }

@@ -16,7 +16,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::{
     decision::{Decision, RetryLimits, StepFailure, backoff, decide},
-    inspect::{InspectedBody, not_a_video},
+    inspect::{InspectedBody, expected, not_a_video},
 };
 
 /// When to poll a provider: the first poll after submit, then doubling (with jitter) up to
@@ -438,7 +438,7 @@ async fn store_result(
         task_id: lease.task_id.clone().unwrap_or_default(),
     };
     let key = lease.job_id.video_key();
-    let (body, findings) = InspectedBody::new(download.body);
+    let (body, findings) = InspectedBody::new(download.body, expected(&lease.spec));
     let stored = context
         .store
         .put_stream(&key, &meta, download.content_length, body)

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use reelq_sim::render_video;
 use sha2::{Digest, Sha256};
 
 use reelq_e2e::{Deployment, WebhookReceiver, files_under, prompts, read_object};
@@ -31,7 +30,7 @@ async fn twenty_jobs_through_two_worker_processes_are_stored_once_each() {
             record.object_key.as_deref().unwrap(),
         );
         assert!(
-            stored == render_video(task_id),
+            stored == deployment.sim.video(task_id).unwrap(),
             "job {} differs from what was served",
             record.job_id
         );
@@ -80,7 +79,10 @@ async fn a_job_lands_in_an_s3_bucket_when_the_store_url_says_so() {
             "sys.stdout.buffer.write(s3.get_object(Bucket=BUCKET, Key='{key}')['Body'].read())"
         ))
         .unwrap();
-    let video = render_video(records[0].task_id.as_deref().unwrap());
+    let video = deployment
+        .sim
+        .video(records[0].task_id.as_deref().unwrap())
+        .unwrap();
     assert!(read_back == video);
 
     // The completion webhook carries a presigned link: anyone holding it downloads the video,

@@ -5,20 +5,16 @@ use std::time::Duration;
 use reelq_core::{ErrorClass, JobState, ProviderKind};
 
 use reelq_e2e::{API_KEY, Deployment, files_under, prompts, read_object};
-use reelq_sim::render_video;
+use reelq_queue::JobRecord;
+use reelq_sim::Simulator;
+use tokio_util::sync::DropGuard;
 
 #[tokio::test]
 async fn two_server_errors_then_success_ends_stored_after_two_retries() {
-    let deployment = Deployment::start(
-        env!("CARGO_BIN_EXE_reelq-worker"),
-        Duration::from_millis(50),
-    )
+    let (deployment, _worker, record) = one_job("flaky", |sim| {
+        sim.fail_next_creates(500, 2);
+    })
     .await;
-    deployment.sim.fail_next_creates(500, 2);
-    let _worker = deployment.spawn_worker_task("w", API_KEY, None);
-    let job_ids = deployment.enqueue_manifest(&prompts("flaky", 1)).await;
-
-    let record = deployment.settled(&job_ids).await.remove(0);
 
     assert_eq!(record.state, JobState::Stored, "{:?}", record.error);
     assert_eq!(
@@ -59,16 +55,12 @@ async fn a_refused_api_key_fails_the_job_at_once_as_auth() {
 
 #[tokio::test]
 async fn an_expired_result_url_is_queried_again_and_the_video_stored() {
-    let deployment = Deployment::start(
-        env!("CARGO_BIN_EXE_reelq-worker"),
-        Duration::from_millis(50),
-    )
+    let (deployment, _worker, record) = one_job("expired", |sim| {
+        sim.expire_next_downloads(1);
+    })
     .await;
-    deployment.sim.expire_next_downloads(1);
-    let _worker = deployment.spawn_worker_task("w", API_KEY, None);
-    let job_ids = deployment.enqueue_manifest(&prompts("expired", 1)).await;
-
-    let records = deployment.settled(&job_ids).await;
+    let job_ids = [record.job_id];
+    let records = [record];
 
     deployment.assert_stored_once(&records);
     let history = deployment.client.history(job_ids[0]).await.unwrap();
@@ -91,16 +83,12 @@ async fn an_expired_result_url_is_queried_again_and_the_video_stored() {
 
 #[tokio::test]
 async fn a_truncated_download_is_retried_and_never_stored_short() {
-    let deployment = Deployment::start(
-        env!("CARGO_BIN_EXE_reelq-worker"),
-        Duration::from_millis(50),
-    )
+    let (deployment, _worker, record) = one_job("truncated", |sim| {
+        sim.truncate_next_downloads(1);
+    })
     .await;
-    deployment.sim.truncate_next_downloads(1);
-    let _worker = deployment.spawn_worker_task("w", API_KEY, None);
-    let job_ids = deployment.enqueue_manifest(&prompts("truncated", 1)).await;
-
-    let records = deployment.settled(&job_ids).await;
+    let job_ids = [record.job_id];
+    let records = [record];
 
     deployment.assert_stored_once(&records);
     let record = &records[0];
@@ -109,7 +97,11 @@ async fn a_truncated_download_is_retried_and_never_stored_short() {
         record.object_key.as_deref().unwrap(),
     );
     assert!(
-        stored == render_video(record.task_id.as_deref().unwrap()),
+        stored
+            == deployment
+                .sim
+                .video(record.task_id.as_deref().unwrap())
+                .unwrap(),
         "the whole video, not half"
     );
     let history = deployment.client.history(job_ids[0]).await.unwrap();
@@ -121,16 +113,11 @@ async fn a_truncated_download_is_retried_and_never_stored_short() {
 
 #[tokio::test]
 async fn a_page_served_as_the_video_is_not_stored_and_a_fresh_url_is_fetched() {
-    let deployment = Deployment::start(
-        env!("CARGO_BIN_EXE_reelq-worker"),
-        Duration::from_millis(50),
-    )
+    let (deployment, _worker, record) = one_job("page", |sim| {
+        sim.serve_pages_for_next_downloads(1);
+    })
     .await;
-    deployment.sim.serve_pages_for_next_downloads(1);
-    let _worker = deployment.spawn_worker_task("w", API_KEY, None);
-    let job_ids = deployment.enqueue_manifest(&prompts("page", 1)).await;
-
-    let records = deployment.settled(&job_ids).await;
+    let records = [record];
 
     deployment.assert_stored_once(&records);
     assert_eq!(
@@ -144,30 +131,32 @@ async fn a_page_served_as_the_video_is_not_stored_and_a_fresh_url_is_fetched() {
         record.object_key.as_deref().unwrap(),
     );
     assert!(
-        stored == render_video(record.task_id.as_deref().unwrap()),
+        stored
+            == deployment
+                .sim
+                .video(record.task_id.as_deref().unwrap())
+                .unwrap(),
         "the video, not the page"
     );
+    // The video's header says what was asked (the simulator renders to order).
     let video = record.video.as_deref().unwrap_or_default();
+    let duration = format!(" {}.00s ", record.spec.duration_s);
     assert!(
-        video.starts_with("h264 ") && video.contains("fps"),
+        video.starts_with("h264 160x90") && video.contains(&duration),
         "{video:?}"
     );
 }
 
 #[tokio::test]
 async fn a_result_that_is_not_a_video_twice_fails_bad_result_with_nothing_stored_until_retried() {
-    let deployment = Deployment::start(
-        env!("CARGO_BIN_EXE_reelq-worker"),
-        Duration::from_millis(50),
-    )
+    let (deployment, _worker, record) = one_job("bad", |sim| {
+        // A page, then the file cut short with an honest length: no length check catches it.
+        sim.serve_pages_for_next_downloads(1);
+        sim.cut_short_next_downloads(1);
+    })
     .await;
-    // A page, then the file cut short with an honest length: no length check catches it.
-    deployment.sim.serve_pages_for_next_downloads(1);
-    deployment.sim.cut_short_next_downloads(1);
-    let _worker = deployment.spawn_worker_task("w", API_KEY, None);
-    let job_ids = deployment.enqueue_manifest(&prompts("bad", 1)).await;
-
-    let records = deployment.settled(&job_ids).await;
+    let job_ids = [record.job_id];
+    let records = [record];
 
     let record = &records[0];
     assert_eq!(
@@ -187,6 +176,48 @@ async fn a_result_that_is_not_a_video_twice_fails_bad_result_with_nothing_stored
     assert!(deployment.client.retry_failed(job_ids[0]).await.unwrap());
     let records = deployment.settled(&job_ids).await;
     deployment.assert_stored_once(&records);
+}
+
+#[tokio::test]
+async fn a_whole_video_far_shorter_than_asked_is_not_stored_and_fails_bad_result() {
+    let (deployment, _worker, record) = one_job("short", |sim| {
+        // Both fetches get a well-formed MP4 of a fifth of the duration asked.
+        sim.serve_too_short_next_downloads(2);
+    })
+    .await;
+
+    assert_eq!(
+        (record.state, record.error_class),
+        (JobState::Failed, Some(ErrorClass::BadResult)),
+        "{record:?}"
+    );
+    let error = record.error.as_deref().unwrap_or_default();
+    let asked = format!("{} s was asked", record.spec.duration_s);
+    assert!(
+        error.contains("s long where") && error.contains(&asked),
+        "{error}"
+    );
+    assert!(files_under(&deployment.store_dir()).is_empty());
+    assert_eq!(deployment.sim.stats().download_faults_left, 0);
+}
+
+/// One job through a worker in this process against a simulator `prepare`d first (its
+/// download faults queued): the deployment, the worker (stopped when dropped) and the job's
+/// settled record.
+async fn one_job(
+    name: &str,
+    prepare: impl FnOnce(&Simulator),
+) -> (Deployment, DropGuard, JobRecord) {
+    let deployment = Deployment::start(
+        env!("CARGO_BIN_EXE_reelq-worker"),
+        Duration::from_millis(50),
+    )
+    .await;
+    prepare(&deployment.sim);
+    let worker = deployment.spawn_worker_task("w", API_KEY, None);
+    let job_ids = deployment.enqueue_manifest(&prompts(name, 1)).await;
+    let record = deployment.settled(&job_ids).await.remove(0);
+    (deployment, worker, record)
 }
 
 /// Jobs for an OpenAI-style gateway whose webhooks never reach the worker (only the

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use reelq_core::{ErrorClass, JobState, ProviderKind};
 use reelq_e2e::{API_KEY, Deployment, prompts, read_object};
-use reelq_sim::{FAILING_WORD, MODERATED_WORD, render_video};
+use reelq_sim::{FAILING_WORD, MODERATED_WORD};
 
 /// Long enough that only a callback can bring a video in within the test's timeout.
 const NEVER_POLL_MS: u64 = 600_000;
@@ -45,7 +45,7 @@ async fn stored_by_its_callback(provider: ProviderKind) {
         );
         let task_id = record.task_id.as_deref().unwrap();
         assert!(
-            stored == render_video(task_id),
+            stored == deployment.sim.video(task_id).unwrap(),
             "{provider}: the served video"
         );
         assert!(

@@ -13,7 +13,11 @@ const CHUNK: usize = 64 * 1024;
 
 pub(crate) fn media(mib: u64, out: PathBuf) -> anyhow::Result<()> {
     // The simulator's real MP4, then a `free` box of zeros to the size asked.
-    let head = reelq_sim::render_video("bench");
+    let shape = reelq_sim::VideoShape {
+        duration_s: 10,
+        aspect: reelq_core::Aspect::Landscape,
+    };
+    let head = reelq_sim::render_video("bench", shape);
     let padding = mib * 1024 * 1024;
     let mut free_box = Vec::with_capacity(8);
     free_box.extend_from_slice(&u32::try_from(8 + padding)?.to_be_bytes());
