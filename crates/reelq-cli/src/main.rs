@@ -3,6 +3,7 @@
 
 mod batch;
 mod print;
+mod store;
 mod verify;
 
 use batch::{BatchCommand, dry_run};
@@ -131,6 +132,13 @@ enum Command {
         /// Let the dashboard act: retry failed jobs, resolve uncertain ones, cancel batches.
         #[arg(long, requires = "dashboard")]
         dashboard_writable: bool,
+        /// Give the workers' store to hand videos out: job records then carry `video_url`
+        /// (a presigned link for S3, else `/v1/jobs/{id}/content`, which streams the video).
+        #[command(flatten)]
+        store: store::StoreArgs,
+        /// How long a presigned link stays valid, in seconds (at most 7 days).
+        #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
+        link_ttl_s: u64,
     },
     /// Read stored videos back from the store and check each against its ledger record
     /// (size, SHA-256) and that it is a whole video. Exits 2 if any is not.
@@ -325,13 +333,19 @@ async fn main() -> anyhow::Result<()> {
             https,
             dashboard,
             dashboard_writable,
+            store,
+            link_ttl_s,
         } => {
             let token = ApiToken::new(token).context("reelq serve refuses to start")?;
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
             eprintln!("reelq api listening on {}", listener.local_addr()?);
-            let mut app = reelq_producer::api(client.clone(), token.clone());
+            let videos = store.open()?.map(|store| reelq_producer::Videos {
+                store,
+                link_ttl: Duration::from_secs(link_ttl_s),
+            });
+            let mut app = reelq_producer::api(client.clone(), token.clone(), videos);
             if dashboard {
                 let mut config = reelq_dashboard::DashboardConfig::new(token, dashboard_writable);
                 config.https = https;

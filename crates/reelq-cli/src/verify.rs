@@ -3,10 +3,12 @@
 
 use anyhow::{Context, bail};
 use clap::Args;
-use reelq_core::{BatchId, JobId, JobState, Secret};
+use reelq_core::{BatchId, JobId, JobState};
 use reelq_producer::Client;
 use reelq_queue::JobRecord;
-use reelq_storage::{S3Options, StoreConfig, VideoStore};
+use reelq_storage::VideoStore;
+
+use crate::store::StoreArgs;
 
 #[derive(Args)]
 pub(crate) struct VerifyArgs {
@@ -15,17 +17,8 @@ pub(crate) struct VerifyArgs {
     /// Check every stored job of this batch.
     #[arg(long)]
     batch: Option<BatchId>,
-    /// The workers' store (their `[store] url`): a directory, `file:///dir` or
-    /// `s3://bucket/prefix`. S3 credentials and region come from the standard `AWS_*`
-    /// variables.
-    #[arg(long, env = "REELQ_STORE_URL")]
-    store: String,
-    /// An S3-compatible server's endpoint, e.g. `http://127.0.0.1:9000`.
-    #[arg(long, env = "REELQ_S3_ENDPOINT")]
-    s3_endpoint: Option<String>,
-    /// Allow a plain-http S3 endpoint (local servers only).
-    #[arg(long)]
-    s3_allow_http: bool,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 /// What reading one job's object back found.
@@ -37,18 +30,10 @@ enum Verdict {
 
 /// Checks the jobs; true if every stored one is whole and as recorded.
 pub(crate) async fn run(client: &Client, args: VerifyArgs) -> anyhow::Result<bool> {
-    let store = VideoStore::open(&StoreConfig {
-        url: args.store.clone(),
-        part_size: 8 * 1024 * 1024,
-        s3: S3Options {
-            endpoint: args.s3_endpoint,
-            allow_http: args.s3_allow_http,
-            region: None,
-            access_key_id: None,
-            secret_access_key: None::<Secret>,
-        },
-    })
-    .with_context(|| format!("opening the store {}", args.store))?;
+    let store = args
+        .store
+        .open()?
+        .context("give the workers' store: --store URL")?;
     let mut job_ids = args.job_ids;
     if let Some(batch) = args.batch {
         job_ids.extend(client.batch_jobs(batch).await?);

@@ -203,3 +203,93 @@ async fn verify_reads_stored_videos_back_and_names_the_ones_that_changed() {
     );
     assert!(line(2).contains("  ok  "), "{stdout}");
 }
+
+#[tokio::test]
+async fn serve_hands_out_stored_videos_whole_or_by_range() {
+    use reelq_e2e::{API_KEY, Deployment, PREFIX, prompts};
+    use tokio::io::AsyncBufReadExt;
+    let deployment = Deployment::start(
+        "unused: the worker runs in this process",
+        std::time::Duration::from_millis(50),
+    )
+    .await;
+    let _worker = deployment.spawn_worker_task("w", API_KEY, None);
+    let job_id = deployment.enqueue_manifest(&prompts("served", 1)).await[0];
+    let record = deployment.settled(&[job_id]).await.remove(0);
+    let video = deployment
+        .sim
+        .video(record.task_id.as_deref().unwrap())
+        .unwrap();
+
+    let token = "serve-test-token-0123456789";
+    let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_reelq"))
+        .args(["--redis-url", &deployment.redis_url, "--prefix", PREFIX])
+        .args(["serve", "--listen", "127.0.0.1:0", "--store"])
+        .arg(deployment.store_dir())
+        .env("REELQ_API_TOKEN", token)
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("reelq serve starts");
+    let mut lines = tokio::io::BufReader::new(serve.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("serve says where it listens");
+        if let Some(addr) = line.strip_prefix("reelq api listening on ") {
+            break addr.to_owned();
+        }
+    };
+    let http = reqwest::Client::new();
+    let get = |path: String, range: Option<&str>| {
+        let mut request = http.get(format!("http://{addr}{path}")).bearer_auth(token);
+        if let Some(range) = range {
+            request = request.header("range", range);
+        }
+        request.send()
+    };
+
+    let resource: serde_json::Value = get(format!("/v1/jobs/{job_id}"), None)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let link = resource["video_url"]
+        .as_str()
+        .expect("a stored job has a link");
+    assert_eq!(link, format!("/v1/jobs/{job_id}/content"));
+
+    let whole = get(link.to_owned(), None).await.unwrap();
+    assert_eq!(whole.status(), 200);
+    assert_eq!(whole.headers()["accept-ranges"], "bytes");
+    assert!(whole.bytes().await.unwrap() == video);
+
+    let part = get(link.to_owned(), Some("bytes=10-19")).await.unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(
+        part.headers()["content-range"],
+        format!("bytes 10-19/{}", video.len()).as_str()
+    );
+    assert!(part.bytes().await.unwrap() == video[10..20]);
+    let tail = get(link.to_owned(), Some("bytes=-8")).await.unwrap();
+    assert!(tail.bytes().await.unwrap() == video[video.len() - 8..]);
+
+    let past_the_end = format!("bytes={}-", video.len() + 100);
+    let refused = get(link.to_owned(), Some(&past_the_end)).await.unwrap();
+    assert_eq!(refused.status(), 416);
+    let several = get(link.to_owned(), Some("bytes=0-1,5-6")).await.unwrap();
+    assert_eq!(several.status(), 416);
+    let unknown = get("/v1/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV/content".into(), None)
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let anonymous = reqwest::get(format!("http://{addr}{link}")).await.unwrap();
+    assert_eq!(
+        anonymous.status(),
+        401,
+        "the same token as the rest of the API"
+    );
+}

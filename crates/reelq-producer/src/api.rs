@@ -13,7 +13,8 @@
 //! | route                   | answers                                                       |
 //! |-------------------------|---------------------------------------------------------------|
 //! | `POST /v1/jobs`         | 201 `{"job_ids":[id]}` (200 on a replay); 400 naming the field |
-//! | `GET /v1/jobs/{id}`     | 200 the job's record; 404                                     |
+//! | `GET /v1/jobs/{id}`     | 200 the job's record, with `video_url` once stored (given the store); 404 |
+//! | `GET /v1/jobs/{id}/content` | 200 the stored video, or 206 one `Range: bytes=` range; 404 not stored; 416 a range past the end |
 //! | `POST /v1/batches`      | JSONL or a JSON array; 201 `{"batch_id","job_ids"}`; 400 listing every bad line |
 //! | `GET /v1/batches/{id}`  | 200 `{"batch_id","name","jobs","states":{state: count},"reserved_usd","budget_usd"}`; 404 |
 //!
@@ -22,7 +23,7 @@
 //! can lose writes) is 503 `not_durable` with `Retry-After: 1`: retry it under the same
 //! `Idempotency-Key`.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::Duration};
 
 use axum::{
     Json, Router,
@@ -34,6 +35,7 @@ use axum::{
     routing::{get, post},
 };
 use reelq_core::{ApiToken, BatchId, BatchOptions, JobId, JobRequest, JobSpec};
+use reelq_storage::{ByteRange, VideoStore};
 use serde_json::json;
 
 use crate::{Client, ProducerError, Receipt, client::now_ms, parse_json_batch, parse_manifest};
@@ -45,14 +47,29 @@ const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 struct ApiState {
     client: Client,
     token: ApiToken,
+    videos: Option<Videos>,
 }
 
-/// The API's router; serve it with `axum::serve`.
-pub fn app(client: Client, token: ApiToken) -> Router {
-    let state = ApiState { client, token };
+/// Where the workers store videos, so the API can hand them out: S3 stores get presigned
+/// links valid for `link_ttl`; a local store's videos are served by `/v1/jobs/{id}/content`.
+#[derive(Clone)]
+pub struct Videos {
+    pub store: VideoStore,
+    pub link_ttl: Duration,
+}
+
+/// The API's router; serve it with `axum::serve`. Without `videos`, job records carry no
+/// link and `/content` answers 404.
+pub fn app(client: Client, token: ApiToken, videos: Option<Videos>) -> Router {
+    let state = ApiState {
+        client,
+        token,
+        videos,
+    };
     Router::new()
         .route("/v1/jobs", post(create_job))
         .route("/v1/jobs/{job_id}", get(job))
+        .route("/v1/jobs/{job_id}/content", get(content))
         .route("/v1/batches", post(create_batch))
         .route("/v1/batches/{batch_id}", get(batch))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -235,10 +252,108 @@ async fn job(State(state): State<ApiState>, Path(job_id): Path<String>) -> Respo
     let Ok(job_id) = job_id.parse::<JobId>() else {
         return client_error(StatusCode::NOT_FOUND, "not_found", "no such job");
     };
-    match state.client.status(job_id).await {
-        Ok(Some(record)) => Json(record).into_response(),
-        Ok(None) => client_error(StatusCode::NOT_FOUND, "not_found", "no such job"),
-        Err(err) => internal(err),
+    let record = match state.client.status(job_id).await {
+        Ok(Some(record)) => record,
+        Ok(None) => return client_error(StatusCode::NOT_FOUND, "not_found", "no such job"),
+        Err(err) => return internal(err),
+    };
+    let mut answer = json!(record);
+    if let (Some(videos), Some(key)) = (&state.videos, record.object_key.as_deref()) {
+        let link = match videos.store.link(key, videos.link_ttl).await {
+            Ok(Some(presigned)) => presigned,
+            Ok(None) => format!("/v1/jobs/{job_id}/content"),
+            Err(err) => return internal(err.into()),
+        };
+        answer["video_url"] = json!(link);
+    }
+    Json(answer).into_response()
+}
+
+/// Streams a stored video, whole or the one byte range asked for.
+async fn content(
+    State(state): State<ApiState>,
+    Path(job_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let not_stored = || client_error(StatusCode::NOT_FOUND, "not_found", "no stored video");
+    let (Ok(job_id), Some(videos)) = (job_id.parse::<JobId>(), &state.videos) else {
+        return not_stored();
+    };
+    let key = match state.client.status(job_id).await {
+        Ok(Some(record)) => match record.object_key {
+            Some(key) => key,
+            None => return not_stored(),
+        },
+        Ok(None) => return not_stored(),
+        Err(err) => return internal(err),
+    };
+    let range = match headers
+        .get(header::RANGE)
+        .map(|value| byte_range(value.as_bytes()))
+    {
+        None => None,
+        Some(Some(range)) => Some(range),
+        Some(None) => {
+            return client_error(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "bad_range",
+                "one range, as bytes=START-END, bytes=START- or bytes=-LENGTH",
+            );
+        }
+    };
+    let read = match videos.store.read(&key, range).await {
+        Ok(read) => read,
+        Err(err) if err.is_not_found() => return not_stored(),
+        // A range the object cannot satisfy (starting past its end).
+        Err(_) if range.is_some() => {
+            return client_error(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "bad_range",
+                "the range starts past the end of the video",
+            );
+        }
+        Err(err) => return internal(err.into()),
+    };
+    let length = read.range.end - read.range.start;
+    let mut response = Response::builder()
+        .header(header::CONTENT_TYPE, "video/mp4")
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CONTENT_LENGTH, length);
+    response = if range.is_some() {
+        response.status(StatusCode::PARTIAL_CONTENT).header(
+            header::CONTENT_RANGE,
+            format!(
+                "bytes {}-{}/{}",
+                read.range.start,
+                read.range.end.saturating_sub(1),
+                read.total
+            ),
+        )
+    } else {
+        response.status(StatusCode::OK)
+    };
+    response
+        .body(axum::body::Body::from_stream(read.body))
+        .expect("the headers are well-formed")
+}
+
+/// One range of a `Range: bytes=...` header; None for anything else (several ranges, other
+/// units, unreadable numbers).
+fn byte_range(value: &[u8]) -> Option<ByteRange> {
+    let spec = std::str::from_utf8(value)
+        .ok()?
+        .trim()
+        .strip_prefix("bytes=")?;
+    let (start, end) = spec.split_once('-')?;
+    let number = |text: &str| text.trim().parse::<u64>().ok();
+    match (start.trim().is_empty(), end.trim().is_empty()) {
+        (true, false) => Some(ByteRange::Last(number(end)?)),
+        (false, true) => Some(ByteRange::From(number(start)?)),
+        (false, false) => {
+            let (start, end) = (number(start)?, number(end)?);
+            (start <= end).then_some(ByteRange::Between(start, end))
+        }
+        (true, true) => None,
     }
 }
 

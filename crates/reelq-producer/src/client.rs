@@ -39,6 +39,9 @@ pub enum ProducerError {
     Manifest(#[from] ManifestError),
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// Reading a stored video (the API's `/content` and links).
+    #[error(transparent)]
+    Store(#[from] reelq_storage::StorageError),
 }
 
 /// How long an idempotency key is remembered.

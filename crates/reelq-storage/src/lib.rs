@@ -6,4 +6,4 @@ mod config;
 mod store;
 
 pub use config::{S3Options, StoreConfig};
-pub use store::{ReadBack, StorageError, StoredVideo, VideoMeta, VideoStore};
+pub use store::{ByteRange, ReadBack, StorageError, StoredVideo, VideoMeta, VideoRead, VideoStore};

@@ -12,7 +12,7 @@ use std::{
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use object_store::{
-    Attribute, Attributes, ObjectStore, ObjectStoreExt, PutMultipartOptions, WriteMultipart,
+    Attribute, Attributes, GetOptions, GetRange, ObjectStore, PutMultipartOptions, WriteMultipart,
     aws::{AmazonS3, AmazonS3Builder, Checksum},
     local::LocalFileSystem,
     path::Path as ObjectPath,
@@ -45,6 +45,16 @@ pub enum StorageError {
     /// The body ended before its announced length; nothing was stored.
     #[error("truncated body: {received} of {expected} bytes")]
     Truncated { expected: u64, received: u64 },
+}
+
+impl StorageError {
+    /// Whether the store said the object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            StorageError::Store(object_store::Error::NotFound { .. })
+        )
+    }
 }
 
 /// The directory a store URL names, None for `s3://`. Refuses other schemes and what looks
@@ -89,6 +99,24 @@ pub struct StoredVideo {
     pub key: String,
     pub bytes: u64,
     pub sha256: String,
+}
+
+/// Which bytes of an object to read, as an HTTP `Range` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    /// From this offset to the end.
+    From(u64),
+    /// From the first offset to the second, inclusive.
+    Between(u64, u64),
+    /// The last n bytes.
+    Last(u64),
+}
+
+/// An object opened for reading: its whole size, the bytes this read covers, and them.
+pub struct VideoRead {
+    pub total: u64,
+    pub range: std::ops::Range<u64>,
+    pub body: futures_util::stream::BoxStream<'static, Result<Bytes, StorageError>>,
 }
 
 /// What a stored object holds, read back.
@@ -259,8 +287,7 @@ impl VideoStore {
     /// its size, its SHA-256, and whether it is a whole video, for `reelq verify`. A missing
     /// object is [`StorageError::Store`] with object_store's "not found".
     pub async fn read_back(&self, full_key: &str) -> Result<ReadBack, StorageError> {
-        let object = self.store.get(&ObjectPath::from(full_key)).await?;
-        let mut body = object.into_stream();
+        let mut body = self.read(full_key, None).await?.body;
         let mut hasher = Sha256::new();
         let mut inspector = Mp4Inspector::default();
         let mut bytes = 0u64;
@@ -274,6 +301,37 @@ impl VideoStore {
             bytes,
             sha256: hex::encode(hasher.finalize()),
             video: inspector.finish(),
+        })
+    }
+
+    /// Opens a stored object for reading, whole or one byte range of it (HTTP `Range`
+    /// semantics: a range past the end is cut at the end; one starting past it is an error),
+    /// streamed.
+    pub async fn read(
+        &self,
+        full_key: &str,
+        range: Option<ByteRange>,
+    ) -> Result<VideoRead, StorageError> {
+        let options = GetOptions {
+            range: range.map(|range| match range {
+                ByteRange::From(start) => GetRange::Offset(start),
+                ByteRange::Between(start, last) => GetRange::Bounded(start..last + 1),
+                ByteRange::Last(n) => GetRange::Suffix(n),
+            }),
+            ..GetOptions::default()
+        };
+        let object = self
+            .store
+            .get_opts(&ObjectPath::from(full_key), options)
+            .await?;
+        let (total, range) = (object.meta.size, object.range.clone());
+        let body = object
+            .into_stream()
+            .map(|chunk| chunk.map_err(StorageError::from));
+        Ok(VideoRead {
+            total,
+            range,
+            body: Box::pin(body),
         })
     }
 

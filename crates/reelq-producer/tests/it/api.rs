@@ -24,7 +24,7 @@ async fn api_on(redis: RedisServer, config: LedgerConfig) -> Api {
     let client = Client::connect(&config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = reelq_producer::api(client.clone(), ApiToken::new(TOKEN).unwrap());
+    let app = reelq_producer::api(client.clone(), ApiToken::new(TOKEN).unwrap(), None);
     tokio::spawn(async move { axum::serve(listener, app).await });
     Api {
         base,
