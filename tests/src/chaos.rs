@@ -327,7 +327,7 @@ async fn tally(
     for name in files_under(&store_dir) {
         if name.ends_with(".mp4") {
             n_videos += 1;
-        } else {
+        } else if !name.ends_with(&format!(".mp4{}", reelq_storage::CHECKSUM_SUFFIX)) {
             report.stray_files.push(name);
         }
     }

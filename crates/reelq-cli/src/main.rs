@@ -345,9 +345,10 @@ async fn main() -> anyhow::Result<()> {
                 store,
                 link_ttl: Duration::from_secs(link_ttl_s),
             });
-            let mut app = reelq_producer::api(client.clone(), token.clone(), videos);
+            let mut app = reelq_producer::api(client.clone(), token.clone(), videos.clone());
             if dashboard {
                 let mut config = reelq_dashboard::DashboardConfig::new(token, dashboard_writable);
+                config.videos = videos.clone();
                 config.https = https;
                 if let Some(key) = session_key.filter(|key| !key.is_empty()) {
                     ensure!(

@@ -42,6 +42,9 @@ pub struct DashboardConfig {
     pub session_ttl: Duration,
     /// Served over https (the session cookie is then always `Secure`).
     pub https: bool,
+    /// The workers' store: a job page then plays its video (a presigned link for S3, else
+    /// `/ui/jobs/{id}/video`, streamed with range support).
+    pub videos: Option<reelq_producer::Videos>,
 }
 
 impl DashboardConfig {
@@ -54,6 +57,7 @@ impl DashboardConfig {
             session_key: Secret::new(hex::encode(rand::random::<[u8; 32]>())),
             session_ttl: Duration::from_secs(12 * 3600),
             https: false,
+            videos: None,
         }
     }
 }
@@ -74,6 +78,7 @@ pub fn router(client: Client, config: DashboardConfig) -> Router {
         .route("/ui", get(pages::overview))
         .route("/ui/jobs", get(pages::jobs))
         .route("/ui/jobs/{job_id}", get(pages::job))
+        .route("/ui/jobs/{job_id}/video", get(pages::job_video))
         .route("/ui/jobs/{job_id}/retry", post(pages::retry_job))
         .route("/ui/jobs/{job_id}/resolve", post(pages::resolve_job))
         .route("/ui/batches", get(pages::batches))

@@ -244,6 +244,20 @@ fn jobs_table(records: &[JobRecord]) -> Markup {
     }
 }
 
+/// The job's stored video, for the job page's player (local stores; S3 videos play from a
+/// presigned link).
+pub(crate) async fn job_video(
+    State(dashboard): State<Dashboard>,
+    Path(job_id): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let Ok(job_id) = job_id.parse::<JobId>() else {
+        return not_found("no such job");
+    };
+    let videos = dashboard.config.videos.as_ref();
+    reelq_producer::video_response(&dashboard.client, videos, job_id, &headers).await
+}
+
 pub(crate) async fn job(
     State(dashboard): State<Dashboard>,
     Path(job_id): Path<String>,
@@ -258,6 +272,17 @@ pub(crate) async fn job(
         (Err(err), _) | (_, Err(err)) => return unavailable(err),
     };
     let writable = dashboard.config.writable;
+    let player = match &dashboard.config.videos {
+        Some(videos) => {
+            match reelq_producer::video_link(videos, &record, format!("/ui/jobs/{job_id}/video"))
+                .await
+            {
+                Ok(link) => link,
+                Err(err) => return unavailable(err),
+            }
+        }
+        None => None,
+    };
     layout(
         &format!("Job {job_id}"),
         html! {
@@ -280,6 +305,11 @@ pub(crate) async fn job(
                 @if let Some(note) = &record.reconcile_note {
                     tr { th { "provider's records" } td id="reconcile-note" { (note) } }
                 }
+            }
+            @if let Some(src) = &player {
+                h2 { "Video" }
+                video id="player" controls preload="metadata" width="480" src=(src) {}
+                p { a href=(src) download { "Download" } }
             }
             h2 { "Timeline" }
             ol id="timeline" {

@@ -258,28 +258,61 @@ async fn job(State(state): State<ApiState>, Path(job_id): Path<String>) -> Respo
         Err(err) => return internal(err),
     };
     let mut answer = json!(record);
-    if let (Some(videos), Some(key)) = (&state.videos, record.object_key.as_deref()) {
-        let link = match videos.store.link(key, videos.link_ttl).await {
-            Ok(Some(presigned)) => presigned,
-            Ok(None) => format!("/v1/jobs/{job_id}/content"),
-            Err(err) => return internal(err.into()),
-        };
-        answer["video_url"] = json!(link);
+    if let Some(videos) = &state.videos {
+        match video_link(videos, &record, format!("/v1/jobs/{job_id}/content")).await {
+            Ok(Some(link)) => answer["video_url"] = json!(link),
+            Ok(None) => {}
+            Err(err) => return internal(err),
+        }
     }
     Json(answer).into_response()
 }
 
-/// Streams a stored video, whole or the one byte range asked for.
+/// Where a stored job's video can be fetched: a presigned link for S3 (valid for
+/// `videos.link_ttl`), else `local_path`, a route of the caller's that serves it with
+/// [`video_response`]. None until the job is stored.
+pub async fn video_link(
+    videos: &Videos,
+    record: &reelq_queue::JobRecord,
+    local_path: String,
+) -> Result<Option<String>, ProducerError> {
+    let Some(key) = record.object_key.as_deref() else {
+        return Ok(None);
+    };
+    Ok(Some(
+        videos
+            .store
+            .link(key, videos.link_ttl)
+            .await?
+            .unwrap_or(local_path),
+    ))
+}
+
 async fn content(
     State(state): State<ApiState>,
     Path(job_id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
+    match job_id.parse::<JobId>() {
+        Ok(job_id) => video_response(&state.client, state.videos.as_ref(), job_id, &headers).await,
+        Err(_) => client_error(StatusCode::NOT_FOUND, "not_found", "no stored video"),
+    }
+}
+
+/// A stored job's video as an HTTP answer, whole or the one byte range `headers` ask for
+/// (200, 206; 404 not stored; 416 a range it cannot serve): the API's `/content` and the
+/// dashboard's player both answer with it.
+pub async fn video_response(
+    client: &Client,
+    videos: Option<&Videos>,
+    job_id: JobId,
+    headers: &HeaderMap,
+) -> Response {
     let not_stored = || client_error(StatusCode::NOT_FOUND, "not_found", "no stored video");
-    let (Ok(job_id), Some(videos)) = (job_id.parse::<JobId>(), &state.videos) else {
+    let Some(videos) = videos else {
         return not_stored();
     };
-    let key = match state.client.status(job_id).await {
+    let key = match client.status(job_id).await {
         Ok(Some(record)) => match record.object_key {
             Some(key) => key,
             None => return not_stored(),

@@ -6,4 +6,7 @@ mod config;
 mod store;
 
 pub use config::{S3Options, StoreConfig};
-pub use store::{ByteRange, ReadBack, StorageError, StoredVideo, VideoMeta, VideoRead, VideoStore};
+pub use store::{
+    ByteRange, CHECKSUM_SUFFIX, ReadBack, StorageError, StoredVideo, VideoMeta, VideoRead,
+    VideoStore,
+};

@@ -146,7 +146,8 @@ pub struct VideoStore {
     part_size: usize,
     /// Set for a local directory, whose staging files (`<key>#<n>`) a killed upload leaves
     /// behind; the next complete upload of the same key removes them. Local files also keep
-    /// no attributes, so metadata is written only when this is `None`.
+    /// no attributes, so metadata is written only when this is `None`; their checksum goes in
+    /// a file beside them ([`CHECKSUM_SUFFIX`]).
     local_root: Option<PathBuf>,
 }
 
@@ -273,13 +274,20 @@ impl VideoStore {
             });
         }
         writer.finish().await?;
+        let sha256 = hex::encode(hasher.finalize());
         if let Some(root) = &self.local_root {
             remove_staging_leftovers(root, &full_key);
+            write_checksum_file(root, &full_key, &sha256).map_err(|source| {
+                StorageError::Directory {
+                    path: format!("{full_key}{CHECKSUM_SUFFIX}"),
+                    source,
+                }
+            })?;
         }
         Ok(StoredVideo {
             key: full_key,
             bytes,
-            sha256: hex::encode(hasher.finalize()),
+            sha256,
         })
     }
 
@@ -398,6 +406,26 @@ impl VideoStore {
             ..PutMultipartOptions::default()
         }
     }
+}
+
+/// A local video's checksum file: `<key>.sha256`, in `sha256sum`'s format, so
+/// `sha256sum -c *.sha256` in a day's directory checks its videos without reelq.
+pub const CHECKSUM_SUFFIX: &str = ".sha256";
+
+/// Writes the checksum file beside a stored video, whole or not at all (a temporary name,
+/// renamed), after the video itself.
+fn write_checksum_file(root: &Path, key: &str, sha256: &str) -> std::io::Result<()> {
+    let video = root.join(key);
+    let name = video
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut target = video.clone().into_os_string();
+    target.push(CHECKSUM_SUFFIX);
+    let mut staging = target.clone();
+    staging.push(".tmp");
+    std::fs::write(&staging, format!("{sha256}  {name}\n"))?;
+    std::fs::rename(&staging, &target)
 }
 
 /// How many staging names a cleanup tries. object_store names a staging file `<key>#<n>`

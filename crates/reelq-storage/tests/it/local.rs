@@ -35,6 +35,20 @@ async fn a_streamed_video_lands_whole_with_its_size_and_hash() {
     assert_eq!(on_disk, expected);
     assert_eq!(stored.bytes, expected.len() as u64);
     assert_eq!(stored.sha256, hex::encode(Sha256::digest(&expected)));
+    // Its checksum file beside it, which `sha256sum -c` reads as it is.
+    let checked = std::process::Command::new("sha256sum")
+        .args(["--check", "--strict", "job-1.mp4.sha256"])
+        .current_dir(dir.path().join("videos"))
+        .output()
+        .expect("sha256sum runs");
+    assert!(checked.status.success(), "{checked:?}");
+    std::fs::write(dir.path().join("videos/job-1.mp4"), b"changed").unwrap();
+    let checked = std::process::Command::new("sha256sum")
+        .args(["--check", "--strict", "job-1.mp4.sha256"])
+        .current_dir(dir.path().join("videos"))
+        .output()
+        .unwrap();
+    assert!(!checked.status.success(), "a changed video fails the check");
 }
 
 #[tokio::test]
@@ -73,7 +87,7 @@ async fn a_complete_upload_sweeps_staging_files_of_killed_uploads_of_its_key() {
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, ["job-3.mp4", "job-4.mp4#1"]);
+    assert_eq!(names, ["job-3.mp4", "job-3.mp4.sha256", "job-4.mp4#1"]);
 }
 
 #[tokio::test]

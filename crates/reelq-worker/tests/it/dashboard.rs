@@ -156,10 +156,14 @@ async fn chromium_logs_in_and_reads_the_overview_after_a_small_run() {
     let mut run = prompts("browser", 4);
     run.push(format!("{} scene", reelq_sim::MODERATED_WORD));
     let job_ids = deployment.enqueue_manifest(&run).await;
-    deployment.settled(&job_ids).await;
+    let records = deployment.settled(&job_ids).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let config = DashboardConfig::new(ApiToken::new(TOKEN).unwrap(), false);
+    let mut config = DashboardConfig::new(ApiToken::new(TOKEN).unwrap(), false);
+    config.videos = Some(reelq_producer::Videos {
+        store: reelq_storage::VideoStore::local(&deployment.store_dir()).unwrap(),
+        link_ttl: Duration::from_secs(60),
+    });
     let app = router(deployment.client.clone(), config);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
@@ -195,6 +199,31 @@ async fn chromium_logs_in_and_reads_the_overview_after_a_small_run() {
     assert!(browser.text("#failures").await.contains("moderation"));
     browser.find("#throughput rect").await;
 
+    // A stored job's page has a player whose source the browser's session can fetch.
+    let stored = records
+        .iter()
+        .find(|record| record.state == reelq_core::JobState::Stored)
+        .unwrap();
+    browser
+        .go(&format!("{base}/ui/jobs/{}", stored.job_id))
+        .await;
+    browser.find("#player").await;
+    let fetched = browser
+        .call(
+            reqwest::Method::POST,
+            "/execute/async",
+            json!({
+                "script": "const done = arguments[arguments.length - 1];\
+                           fetch(document.querySelector('#player').src)\
+                             .then(r => r.arrayBuffer().then(b => done([r.status, b.byteLength])))\
+                             .catch(e => done(String(e)));",
+                "args": [],
+            }),
+        )
+        .await;
+    assert_eq!(fetched, json!([200, stored.bytes.unwrap()]));
+
+    browser.go(&format!("{base}/ui")).await;
     let png = browser
         .call(reqwest::Method::GET, "/screenshot", Value::Null)
         .await;

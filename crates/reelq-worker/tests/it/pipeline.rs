@@ -41,10 +41,15 @@ async fn twenty_jobs_through_two_worker_processes_are_stored_once_each() {
         );
     }
     let files = files_under(&deployment.store_dir());
+    let videos = files.iter().filter(|name| name.ends_with(".mp4")).count();
+    let checksums = files
+        .iter()
+        .filter(|name| name.ends_with(".mp4.sha256"))
+        .count();
     assert_eq!(
-        files.len(),
-        20,
-        "one object per job and nothing else: {files:?}"
+        (videos, checksums, files.len()),
+        (20, 20, 40),
+        "one object and its checksum file per job, nothing else: {files:?}"
     );
 }
 
@@ -93,10 +98,11 @@ async fn a_job_lands_in_an_s3_bucket_when_the_store_url_says_so() {
         .as_str()
         .expect("a link to the video");
     assert!(link.contains("X-Amz-Signature="), "{link}");
-    let downloaded = reqwest::get(link).await.unwrap();
-    assert!(downloaded.status().is_success(), "{}", downloaded.status());
-    assert!(
-        downloaded.bytes().await.unwrap() == video,
-        "the link serves the video"
-    );
+    let curl = tokio::process::Command::new("curl")
+        .args(["--silent", "--fail", "--output", "-", link])
+        .output()
+        .await
+        .expect("curl runs");
+    assert!(curl.status.success(), "curl: {curl:?}");
+    assert!(curl.stdout == video, "the link serves the video");
 }
