@@ -327,7 +327,10 @@ async fn tally(
     for name in files_under(&store_dir) {
         if name.ends_with(".mp4") {
             n_videos += 1;
-        } else if !name.ends_with(&format!(".mp4{}", reelq_storage::CHECKSUM_SUFFIX)) {
+        } else if ![reelq_storage::CHECKSUM_SUFFIX, ".thumbnail"]
+            .iter()
+            .any(|beside| name.ends_with(&format!(".mp4{beside}")))
+        {
             report.stray_files.push(name);
         }
     }

@@ -79,6 +79,7 @@ pub fn router(client: Client, config: DashboardConfig) -> Router {
         .route("/ui/jobs", get(pages::jobs))
         .route("/ui/jobs/{job_id}", get(pages::job))
         .route("/ui/jobs/{job_id}/video", get(pages::job_video))
+        .route("/ui/jobs/{job_id}/thumbnail", get(pages::job_thumbnail))
         .route("/ui/jobs/{job_id}/retry", post(pages::retry_job))
         .route("/ui/jobs/{job_id}/resolve", post(pages::resolve_job))
         .route("/ui/batches", get(pages::batches))

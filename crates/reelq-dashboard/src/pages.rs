@@ -11,7 +11,7 @@ use axum::{
 };
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use reelq_core::{BatchId, ErrorClass, JobId, JobState, ProviderKind, micros_to_usd};
-use reelq_producer::{Client, now_ms, write_report_csv};
+use reelq_producer::{Asset, Client, now_ms, write_report_csv};
 use reelq_queue::{JobRecord, Resolution};
 use serde::Deserialize;
 
@@ -251,11 +251,29 @@ pub(crate) async fn job_video(
     Path(job_id): Path<String>,
     headers: axum::http::HeaderMap,
 ) -> Response {
+    job_asset(&dashboard, &job_id, Asset::Video, &headers).await
+}
+
+/// The job's stored thumbnail, the player's poster (local stores).
+pub(crate) async fn job_thumbnail(
+    State(dashboard): State<Dashboard>,
+    Path(job_id): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    job_asset(&dashboard, &job_id, Asset::Thumbnail, &headers).await
+}
+
+async fn job_asset(
+    dashboard: &Dashboard,
+    job_id: &str,
+    asset: Asset,
+    headers: &axum::http::HeaderMap,
+) -> Response {
     let Ok(job_id) = job_id.parse::<JobId>() else {
         return not_found("no such job");
     };
     let videos = dashboard.config.videos.as_ref();
-    reelq_producer::video_response(&dashboard.client, videos, job_id, &headers).await
+    reelq_producer::video_response(&dashboard.client, videos, job_id, asset, headers).await
 }
 
 pub(crate) async fn job(
@@ -272,17 +290,19 @@ pub(crate) async fn job(
         (Err(err), _) | (_, Err(err)) => return unavailable(err),
     };
     let writable = dashboard.config.writable;
-    let player = match &dashboard.config.videos {
-        Some(videos) => {
-            match reelq_producer::video_link(videos, &record, format!("/ui/jobs/{job_id}/video"))
-                .await
-            {
-                Ok(link) => link,
+    let (mut player, mut poster) = (None, None);
+    if let Some(videos) = &dashboard.config.videos {
+        let links = [
+            (Asset::Video, format!("/ui/jobs/{job_id}/video")),
+            (Asset::Thumbnail, format!("/ui/jobs/{job_id}/thumbnail")),
+        ];
+        for ((asset, local), slot) in links.into_iter().zip([&mut player, &mut poster]) {
+            match reelq_producer::video_link(videos, &record, asset, local).await {
+                Ok(link) => *slot = link,
                 Err(err) => return unavailable(err),
             }
         }
-        None => None,
-    };
+    }
     layout(
         &format!("Job {job_id}"),
         html! {
@@ -308,7 +328,7 @@ pub(crate) async fn job(
             }
             @if let Some(src) = &player {
                 h2 { "Video" }
-                video id="player" controls preload="metadata" width="480" src=(src) {}
+                video id="player" controls preload="metadata" width="480" src=(src) poster=[poster.as_deref()] {}
                 p { a href=(src) download { "Download" } }
             }
             h2 { "Timeline" }

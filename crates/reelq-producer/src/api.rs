@@ -259,7 +259,8 @@ async fn job(State(state): State<ApiState>, Path(job_id): Path<String>) -> Respo
     };
     let mut answer = json!(record);
     if let Some(videos) = &state.videos {
-        match video_link(videos, &record, format!("/v1/jobs/{job_id}/content")).await {
+        let local = format!("/v1/jobs/{job_id}/content");
+        match video_link(videos, &record, Asset::Video, local).await {
             Ok(Some(link)) => answer["video_url"] = json!(link),
             Ok(None) => {}
             Err(err) => return internal(err),
@@ -268,15 +269,33 @@ async fn job(State(state): State<ApiState>, Path(job_id): Path<String>) -> Respo
     Json(answer).into_response()
 }
 
+/// What of a stored job's to hand out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asset {
+    Video,
+    /// The provider's still image of it, where the provider offers one.
+    Thumbnail,
+}
+
+impl Asset {
+    fn key(self, record: &reelq_queue::JobRecord) -> Option<&str> {
+        match self {
+            Asset::Video => record.object_key.as_deref(),
+            Asset::Thumbnail => record.thumbnail_key.as_deref(),
+        }
+    }
+}
+
 /// Where a stored job's video can be fetched: a presigned link for S3 (valid for
 /// `videos.link_ttl`), else `local_path`, a route of the caller's that serves it with
 /// [`video_response`]. None until the job is stored.
 pub async fn video_link(
     videos: &Videos,
     record: &reelq_queue::JobRecord,
+    asset: Asset,
     local_path: String,
 ) -> Result<Option<String>, ProducerError> {
-    let Some(key) = record.object_key.as_deref() else {
+    let Some(key) = asset.key(record) else {
         return Ok(None);
     };
     Ok(Some(
@@ -294,7 +313,10 @@ async fn content(
     headers: HeaderMap,
 ) -> Response {
     match job_id.parse::<JobId>() {
-        Ok(job_id) => video_response(&state.client, state.videos.as_ref(), job_id, &headers).await,
+        Ok(job_id) => {
+            let videos = state.videos.as_ref();
+            video_response(&state.client, videos, job_id, Asset::Video, &headers).await
+        }
         Err(_) => client_error(StatusCode::NOT_FOUND, "not_found", "no stored video"),
     }
 }
@@ -306,6 +328,7 @@ pub async fn video_response(
     client: &Client,
     videos: Option<&Videos>,
     job_id: JobId,
+    asset: Asset,
     headers: &HeaderMap,
 ) -> Response {
     let not_stored = || client_error(StatusCode::NOT_FOUND, "not_found", "no stored video");
@@ -313,8 +336,8 @@ pub async fn video_response(
         return not_stored();
     };
     let key = match client.status(job_id).await {
-        Ok(Some(record)) => match record.object_key {
-            Some(key) => key,
+        Ok(Some(record)) => match asset.key(&record) {
+            Some(key) => key.to_owned(),
             None => return not_stored(),
         },
         Ok(None) => return not_stored(),
@@ -348,8 +371,12 @@ pub async fn video_response(
         Err(err) => return internal(err.into()),
     };
     let length = read.range.end - read.range.start;
-    let mut response = Response::builder()
-        .header(header::CONTENT_TYPE, "video/mp4")
+    let mut response = Response::builder();
+    if asset == Asset::Video {
+        // A thumbnail's type (PNG, JPEG, WebP) is the browser's to read from its bytes.
+        response = response.header(header::CONTENT_TYPE, "video/mp4");
+    }
+    let mut response = response
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::CONTENT_LENGTH, length);
     response = if range.is_some() {

@@ -7,7 +7,7 @@ mod client;
 mod manifest;
 mod report;
 
-pub use api::{Videos, app as api, video_link, video_response};
+pub use api::{Asset, Videos, app as api, video_link, video_response};
 pub use client::{BatchReceipt, Client, ProducerError, ProviderStats, Receipt, Stats, now_ms};
 pub use manifest::{LineProblem, ManifestError, parse_json_batch, parse_manifest};
 /// How a [`Client`] reaches the ledger and what durability it demands.

@@ -1,6 +1,8 @@
 //! OpenAI-compatible Videos API gateways (`docs/providers.md` section 4): `POST /v1/videos`,
-//! `GET /v1/videos/{id}`, the MP4 from `GET /v1/videos/{id}/content` (with the key), and
-//! account-level webhooks signed per Standard Webhooks.
+//! `GET /v1/videos/{id}`, the MP4 from `GET /v1/videos/{id}/content` (with the key), its
+//! still image from the same path with `?variant=thumbnail` (OpenAI's API reference,
+//! "Retrieve video content": `variant` video, thumbnail or spritesheet), and account-level
+//! webhooks signed per Standard Webhooks.
 //!
 //! Reconciliation reads `GET /v1/videos?order=desc&limit=100&after=<id>` (OpenAI's API
 //! reference, "List videos": `data`, `has_more`, `first_id`/`last_id`, at most 100 a page)
@@ -277,6 +279,12 @@ impl Provider for Openai {
         result_url: &'a str,
     ) -> BoxFuture<'a, Result<Download, ProviderError>> {
         self.api.download(result_url).boxed()
+    }
+
+    /// The Videos API's `GET /videos/{id}/content?variant=thumbnail` ("Which downloadable
+    /// asset to return. Defaults to the MP4 video": video, thumbnail or spritesheet).
+    fn thumbnail_url(&self, result_url: &str) -> Option<String> {
+        Some(format!("{result_url}?variant=thumbnail"))
     }
 }
 

@@ -177,4 +177,10 @@ pub trait Provider: Send + Sync {
         &'a self,
         result_url: &'a str,
     ) -> BoxFuture<'a, Result<Download, ProviderError>>;
+
+    /// Where the provider serves a still image of the finished video (downloaded with
+    /// [`Provider::download`]), if it offers one. None by default.
+    fn thumbnail_url(&self, _result_url: &str) -> Option<String> {
+        None
+    }
 }

@@ -31,6 +31,8 @@ pub struct JobRecord {
     /// What the stored file's movie header says, e.g. `h264 1280x720 10.00s 24.00fps`
     /// (codec, size, duration, frame rate); none for videos stored before reelq looked.
     pub video: Option<String>,
+    /// The provider's still image of the video, stored beside it (OpenAI-style gateways).
+    pub thumbnail_key: Option<String>,
     /// The completion webhook: `pending`, `sent` or `gave_up`; none if no `notify_url`.
     pub notify_state: Option<String>,
     /// When the last submit began (unix ms, Redis's clock).
@@ -77,6 +79,7 @@ impl JobRecord {
             bytes: take("bytes").map(|b| number(Some(b))),
             sha256: take("sha256"),
             video: take("video"),
+            thumbnail_key: take("thumbnail_key"),
             notify_state: take("notify_state"),
             submit_ms: take("submit_ms").map(|ms| number(Some(ms))),
             reconcile_note: take("reconcile_note"),

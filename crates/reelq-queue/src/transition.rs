@@ -61,6 +61,8 @@ pub enum Transition {
         bytes: u64,
         sha256: String,
         video: String,
+        /// The provider's still image of it, stored beside it, if it offers one.
+        thumbnail_key: Option<String>,
     },
     /// The job ends with an error. Moderation ends `rejected`, everything else `failed`.
     Failed { class: ErrorClass, error: String },
@@ -183,17 +185,21 @@ impl Transition {
                 bytes,
                 sha256,
                 video,
+                thumbnail_key,
             } => Move {
                 rule: rule("stored"),
                 delay: None,
                 slot_hold: None,
                 detail: object_key.clone(),
-                fields: vec![
+                fields: [
                     ("object_key", object_key),
                     ("bytes", bytes.to_string()),
                     ("sha256", sha256),
                     ("video", video),
-                ],
+                ]
+                .into_iter()
+                .chain(thumbnail_key.map(|key| ("thumbnail_key", key)))
+                .collect(),
             },
             Transition::Failed { class, error } => Move {
                 rule: rule(if class == ErrorClass::Moderation {

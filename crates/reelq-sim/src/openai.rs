@@ -244,15 +244,36 @@ async fn list(
     .into_response()
 }
 
+#[derive(Deserialize)]
+struct ContentQuery {
+    variant: Option<String>,
+}
+
 async fn content(
     State(state): State<Arc<SimState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    Query(query): Query<ContentQuery>,
 ) -> Response {
     if let Err(err) = authorized(&state, &headers) {
         return refusal(err);
     }
-    serve_video(&state, &id)
+    match query.variant.as_deref() {
+        None | Some("video") => serve_video(&state, &id),
+        Some("thumbnail") if state.task_phase(&id).is_some() => (
+            [(axum::http::header::CONTENT_TYPE, "image/webp")],
+            crate::video::THUMBNAIL_WEBP,
+        )
+            .into_response(),
+        Some("thumbnail") => StatusCode::NOT_FOUND.into_response(),
+        Some(other) => (
+            StatusCode::BAD_REQUEST,
+            Json(
+                json!({ "error": { "message": format!("variant {other:?} is not offered here") } }),
+            ),
+        )
+            .into_response(),
+    }
 }
 
 /// The webhook event for a finished video.

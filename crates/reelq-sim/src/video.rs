@@ -7,6 +7,10 @@ use reelq_core::Aspect;
 
 const SAMPLE_MP4: &[u8] = include_bytes!("../assets/sample.mp4");
 
+/// The still image the OpenAI-style contract serves for a finished video
+/// (`content?variant=thumbnail`): a 1x1 lossless WebP.
+pub(crate) const THUMBNAIL_WEBP: &[u8] = b"RIFF\x1a\x00\x00\x00WEBPVP8L\x0d\x00\x00\x00\x2f\x00\x00\x00\x10\x07\x10\x11\x11\x88\x88\xfe\x07\x00";
+
 /// Padding is streamed in chunks of this many zeros, so a 1 GiB video costs the simulator no
 /// memory.
 const ZERO_CHUNK: usize = 1024 * 1024;

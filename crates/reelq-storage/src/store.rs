@@ -12,7 +12,8 @@ use std::{
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use object_store::{
-    Attribute, Attributes, GetOptions, GetRange, ObjectStore, PutMultipartOptions, WriteMultipart,
+    Attribute, Attributes, GetOptions, GetRange, ObjectStore, PutMultipartOptions, PutOptions,
+    WriteMultipart,
     aws::{AmazonS3, AmazonS3Builder, Checksum},
     local::LocalFileSystem,
     path::Path as ObjectPath,
@@ -236,11 +237,7 @@ impl VideoStore {
     where
         E: StdError + Send + Sync + 'static,
     {
-        let full_key = if self.prefix.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{}/{key}", self.prefix)
-        };
+        let full_key = self.full_key(key);
         let location = ObjectPath::from(full_key.as_str());
         let upload = self
             .store
@@ -289,6 +286,37 @@ impl VideoStore {
             bytes,
             sha256,
         })
+    }
+
+    /// Writes a small object whole (a video's thumbnail) under `key` (and the store's
+    /// prefix); returns its full key.
+    pub async fn put_small(
+        &self,
+        key: &str,
+        content_type: &str,
+        bytes: Bytes,
+    ) -> Result<String, StorageError> {
+        let full_key = self.full_key(key);
+        let mut attributes = Attributes::new();
+        if self.local_root.is_none() {
+            attributes.insert(Attribute::ContentType, content_type.to_owned().into());
+        }
+        let options = PutOptions {
+            attributes,
+            ..PutOptions::default()
+        };
+        self.store
+            .put_opts(&ObjectPath::from(full_key.as_str()), bytes.into(), options)
+            .await?;
+        Ok(full_key)
+    }
+
+    fn full_key(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}/{key}", self.prefix)
+        }
     }
 
     /// Reads a stored object back whole (streamed: memory stays flat) and says what it holds:

@@ -6,6 +6,7 @@
 use std::{collections::HashMap, pin::pin, sync::Arc, time::Duration};
 
 use backon::{ExponentialBuilder, Retryable};
+use futures_util::StreamExt;
 use reelq_core::{ErrorClass, JobState, ProviderKind};
 use reelq_media::NotAVideo;
 use reelq_providers::{CallbackScope, Provider, ProviderError, TaskStatus};
@@ -458,12 +459,71 @@ async fn store_result(
         .take()
         .expect("a body that ended whole was inspected");
     info!(key = stored.key, bytes = stored.bytes, video = %video.summary(), "stored");
+    let thumbnail_key = match provider.thumbnail_url(result_url) {
+        Some(url) => store_thumbnail(context, provider, lease, &url).await,
+        None => None,
+    };
     Ok(Transition::Stored {
         object_key: stored.key,
         bytes: stored.bytes,
         sha256: stored.sha256,
         video: video.summary(),
+        thumbnail_key,
     })
+}
+
+/// The largest thumbnail kept (they are tens of kilobytes).
+const MAX_THUMBNAIL_BYTES: usize = 8 * 1024 * 1024;
+
+/// Stores the provider's still image beside the video, best effort: one that cannot be had
+/// (or is not an image) is logged and skipped, never a reason to fetch the video again.
+async fn store_thumbnail(
+    context: &StepContext,
+    provider: &dyn Provider,
+    lease: &Lease,
+    url: &str,
+) -> Option<String> {
+    let fetched = async {
+        let download = provider
+            .download(url)
+            .await
+            .map_err(|err| err.to_string())?;
+        let mut body = download.body;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = body.next().await {
+            bytes.extend_from_slice(&chunk.map_err(|err| err.to_string())?);
+            if bytes.len() > MAX_THUMBNAIL_BYTES {
+                return Err(format!("over {MAX_THUMBNAIL_BYTES} bytes"));
+            }
+        }
+        let content_type = image_type(&bytes).ok_or("not a PNG, JPEG or WebP image")?;
+        let key = format!("{}.thumbnail", lease.job_id.video_key());
+        context
+            .store
+            .put_small(&key, content_type, bytes.into())
+            .await
+            .map_err(|err| err.to_string())
+    };
+    match fetched.await {
+        Ok(key) => Some(key),
+        Err(err) => {
+            warn!(error = err, "no thumbnail stored; the video is");
+            None
+        }
+    }
+}
+
+/// What kind of image `bytes` are, by their signature.
+fn image_type(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
+        Some("image/jpeg")
+    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        Some("image/webp")
+    } else {
+        None
+    }
 }
 
 fn count_bad_result(lease: &Lease) {

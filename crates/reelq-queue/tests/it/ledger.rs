@@ -205,6 +205,7 @@ async fn a_job_walks_from_queued_to_stored() {
         bytes: 42,
         sha256: "ab".into(),
         video: "h264 1280x720 10.00s 30.00fps".into(),
+        thumbnail_key: None,
     };
     ledger.transition(&lease, stored).await.unwrap();
 
@@ -896,6 +897,7 @@ async fn in_flight_slots_hold_back_submits_until_a_generation_ends() {
         bytes: 1,
         sha256: "ab".into(),
         video: "h264 1280x720 10.00s 30.00fps".into(),
+        thumbnail_key: None,
     };
     ledger.transition(&lease, stored).await.unwrap();
     assert_eq!(ledger.in_flight(ProviderKind::Kie).await.unwrap(), 1);

@@ -52,6 +52,18 @@ async fn stored_by_its_callback(provider: ProviderKind) {
             record.spec.estimated_cost_usd.is_some_and(|usd| usd > 0.0),
             "{provider}: priced at enqueue"
         );
+        // Only the OpenAI-style contract offers a still image; it is stored beside the video.
+        match (provider, record.thumbnail_key.as_deref()) {
+            (ProviderKind::Openai, Some(key)) => {
+                let image = read_object(&deployment.store_dir(), key);
+                assert!(
+                    image.starts_with(b"RIFF") && &image[8..12] == b"WEBP",
+                    "{key}"
+                );
+            }
+            (ProviderKind::Openai, None) => panic!("no thumbnail stored: {record:?}"),
+            (_, key) => assert_eq!(key, None, "{provider} offers no thumbnail"),
+        }
     }
 }
 
