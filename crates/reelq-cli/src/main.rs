@@ -26,7 +26,11 @@ use reelq_producer::{
 use reelq_queue::{BatchInfo, ENQUEUE_CHUNK, EnqueueProgress, JobRecord, RedisTarget, Resolution};
 
 #[derive(Parser)]
-#[command(version, about = "Enqueue and follow reelq video-generation jobs")]
+#[command(
+    name = "reelq",
+    version,
+    about = "Enqueue and follow reelq video-generation jobs"
+)]
 struct Cli {
     #[arg(
         long,
@@ -241,6 +245,7 @@ impl From<SubmitArgs> for JobRequest {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    stop_quietly_when_the_reader_goes();
     let cli = Cli::parse();
     let prices = match &cli.prices {
         Some(path) => {
@@ -318,6 +323,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Dlq {
             command: DlqCommand::Retry { job_ids },
         } => {
+            if job_ids.is_empty() {
+                bail!("nothing to retry: give the failed jobs' ids (reelq dlq list shows them)");
+            }
             for job_id in job_ids {
                 match client.retry_failed(job_id).await? {
                     true => println!("job {job_id} sent back"),
@@ -386,6 +394,25 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `reelq stats | head -3`: once the reader has gone, stdout answers "broken pipe" (Rust
+/// ignores SIGPIPE), and `println!` panics. Stop as a SIGPIPE would have stopped us: quietly,
+/// with status 141 (128 + 13).
+fn stop_quietly_when_the_reader_goes() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        report(info);
+    }));
 }
 
 async fn show(client: &Client, job_id: JobId, json: bool) -> anyhow::Result<()> {

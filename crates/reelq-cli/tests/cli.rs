@@ -293,3 +293,39 @@ async fn serve_hands_out_stored_videos_whole_or_by_range() {
         "the same token as the rest of the API"
     );
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly_and_the_version_names_the_command() {
+    // The reader is gone before reelq writes: every write meets a broken pipe.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = Command::new(env!("CARGO_BIN_EXE_reelq"))
+        .arg("providers")
+        .stdout(writer)
+        .output()
+        .expect("reelq runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(141), "as a SIGPIPE would end it");
+
+    let version = Command::new(env!("CARGO_BIN_EXE_reelq"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("reelq "));
+}
+
+#[test]
+fn a_typo_in_a_state_lists_the_states_and_an_empty_retry_is_refused() {
+    let redis = RedisServer::start().unwrap();
+    let typo = reelq(&redis, &["jobs", "list", "--state", "stord"]);
+    let stderr = String::from_utf8_lossy(&typo.stderr);
+    assert!(!typo.status.success());
+    assert!(
+        stderr.contains("stored") && stderr.contains("uncertain"),
+        "{stderr}"
+    );
+    let empty = reelq(&redis, &["dlq", "retry"]);
+    assert!(!empty.status.success());
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("nothing to retry"));
+}

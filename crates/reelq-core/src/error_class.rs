@@ -64,8 +64,9 @@ impl ErrorClass {
 }
 
 impl fmt::Display for ErrorClass {
+    /// Honours width and alignment (`{:<10}`), so tables line up.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 

@@ -36,8 +36,9 @@ impl ProviderKind {
 }
 
 impl fmt::Display for ProviderKind {
+    /// Honours width and alignment (`{:<10}`), so tables line up.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 

@@ -92,13 +92,14 @@ impl JobState {
 }
 
 impl fmt::Display for JobState {
+    /// Honours width and alignment (`{:<10}`), so tables line up.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("unknown job state {0:?}")]
+#[error("unknown job state {0:?} (states: {states})", states = JobState::ALL.map(JobState::as_str).join(", "))]
 pub struct UnknownState(pub String);
 
 impl FromStr for JobState {
@@ -121,5 +122,12 @@ mod tests {
             assert_eq!(state.as_str().parse(), Ok(state));
         }
         assert_eq!("done".parse::<JobState>(), Err(UnknownState("done".into())));
+        let err = UnknownState("done".into()).to_string();
+        assert!(err.contains("queued, ") && err.contains("stored"), "{err}");
+        assert_eq!(
+            format!("[{:<8}]", JobState::Stored),
+            "[stored  ]",
+            "tables line up"
+        );
     }
 }

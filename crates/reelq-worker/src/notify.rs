@@ -173,13 +173,13 @@ impl Notifier {
             NotifyTarget::Job(job_id) => match self.ledger.job(job_id).await {
                 Ok(Some(record)) => {
                     let link = self.link(&record).await;
-                    event_body(&record, timestamp, link)
+                    event_body(&notification.event_id, &record, link)
                 }
                 Ok(None) => return Err(Undeliverable::Failed("job record gone".into())),
                 Err(err) => return Err(Undeliverable::Failed(err.to_string())),
             },
             NotifyTarget::Batch(batch_id) => self
-                .batch_event_body(batch_id, timestamp)
+                .batch_event_body(&notification.event_id, batch_id, timestamp)
                 .await
                 .map_err(|err| Undeliverable::Failed(err.to_string()))?,
         }
@@ -230,8 +230,10 @@ impl Undeliverable {
 
 impl Notifier {
     /// The batch summary: counts by state and the spend reserved against its budget.
+    /// Its `timestamp` is this delivery's (the ledger keeps no end time for a batch).
     async fn batch_event_body(
         &self,
+        event_id: &str,
         batch_id: BatchId,
         timestamp: u64,
     ) -> Result<serde_json::Value, QueueError> {
@@ -243,8 +245,9 @@ impl Notifier {
             }
         }
         Ok(json!({
+            "id": event_id,
             "type": "batch.finished",
-            "timestamp": timestamp,
+            "timestamp": iso8601(timestamp * 1000),
             "data": {
                 "batch_id": batch_id,
                 "name": info.as_ref().and_then(|i| i.name.clone()),
@@ -257,7 +260,6 @@ impl Notifier {
     }
 }
 
-/// The event: what a producer needs to act on the ending, never the prompt or a secret.
 impl Notifier {
     /// A presigned download link for a stored job's video; None for local stores, for jobs
     /// without a video, or if signing failed (logged: the event goes without it).
@@ -274,14 +276,19 @@ impl Notifier {
     }
 }
 
-fn event_body(record: &JobRecord, timestamp: u64, video_url: Option<String>) -> serde_json::Value {
+/// The event: what a producer needs to act on the ending, never the prompt or a secret. Its
+/// `id` is the `webhook-id` header's (kept across retries); `timestamp` is when the job ended
+/// (ISO 8601, as Standard Webhooks payloads carry it), the same on every retry.
+fn event_body(event_id: &str, record: &JobRecord, video_url: Option<String>) -> serde_json::Value {
     json!({
+        "id": event_id,
         "type": format!("job.{}", record.state),
-        "timestamp": timestamp,
+        "timestamp": iso8601(record.updated_ms),
         "data": {
             "job_id": record.job_id,
             "state": record.state,
-            "batch": record.batch,
+            "batch_id": record.batch,
+            "estimated_cost_usd": record.spec.estimated_cost_usd,
             "provider": record.spec.provider,
             "model": record.spec.model,
             "task_id": record.task_id,
@@ -294,6 +301,11 @@ fn event_body(record: &JobRecord, timestamp: u64, video_url: Option<String>) -> 
             "error": record.error,
         }
     })
+}
+
+/// A unix time in milliseconds as ISO 8601 (RFC 3339, UTC), e.g. `2026-12-01T16:30:00.123Z`.
+fn iso8601(unix_ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(unix_ms)).to_string()
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ async fn an_ended_job_is_notified_until_accepted_under_one_verifiable_event_id()
 
     let verifier = Webhook::new(SECRET).unwrap();
     let mut event_ids = Vec::new();
+    let mut timestamps = Vec::new();
     for _ in 0..3 {
         let (headers, body) = receiver.next().await;
         verifier
@@ -39,7 +40,21 @@ async fn an_ended_job_is_notified_until_accepted_under_one_verifiable_event_id()
             "no prompt in the event"
         );
         event_ids.push(headers["webhook-id"].to_str().unwrap().to_owned());
+        assert_eq!(event["id"].as_str(), event_ids.last().map(String::as_str));
+        assert!(event["data"].get("batch_id").is_some(), "{event}");
+        timestamps.push(event["timestamp"].as_str().unwrap().to_owned());
     }
+    // When the job ended, in ISO 8601, the same on every retry.
+    assert!(
+        timestamps.iter().all(|at| *at == timestamps[0]),
+        "{timestamps:?}"
+    );
+    let ended = humantime::parse_rfc3339(&timestamps[0]).expect("ISO 8601");
+    let ended_ms = ended
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert_eq!(ended_ms, record.updated_ms);
     assert_eq!(
         event_ids,
         vec![format!("evt_{job_id}_1"); 3],
