@@ -373,10 +373,7 @@ async fn main() -> anyhow::Result<()> {
                 max_connections,
                 ..reelq_http::Limits::default()
             };
-            reelq_http::serve(listener, app, limits, async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await;
+            reelq_http::serve(listener, app, limits, stop_requested()).await;
         }
         Command::Verify(args) => {
             if !verify::run(&client, args).await? {
@@ -394,6 +391,16 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM (what Kubernetes and systemd send to stop a service).
+async fn stop_requested() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler installs");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }
 
 /// `reelq stats | head -3`: once the reader has gone, stdout answers "broken pipe" (Rust

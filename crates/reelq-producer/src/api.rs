@@ -18,8 +18,9 @@
 //! | `POST /v1/batches`      | JSONL or a JSON array; 201 `{"batch_id","job_ids"}`; 400 listing every bad line |
 //! | `GET /v1/batches/{id}`  | 200 `{"batch_id","name","jobs","states":{state: count},"reserved_usd","budget_usd"}`; 404 |
 //!
-//! Client errors carry `{"code","detail"}`; internal errors are logged and answered as a bare
-//! 500. An enqueue that could not be proven durable (replicas did not acknowledge it, or Redis
+//! Every error carries `{"code","detail"}` (unknown routes 404, wrong methods 405, a 401
+//! with `WWW-Authenticate: Bearer`); internal errors are logged and answered 500 `internal`
+//! without their detail; an unreachable ledger is 503 `unavailable` with `Retry-After: 1`. An enqueue that could not be proven durable (replicas did not acknowledge it, or Redis
 //! can lose writes) is 503 `not_durable` with `Retry-After: 1`: retry it under the same
 //! `Idempotency-Key`.
 
@@ -72,6 +73,14 @@ pub fn app(client: Client, token: ApiToken, videos: Option<Videos>) -> Router {
         .route("/v1/jobs/{job_id}/content", get(content))
         .route("/v1/batches", post(create_batch))
         .route("/v1/batches/{batch_id}", get(batch))
+        .fallback(|| async { client_error(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            client_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
@@ -118,8 +127,25 @@ fn internal(err: ProducerError) -> Response {
             .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         return response;
     }
+    if let ProducerError::Queue(reelq_queue::QueueError::Redis(redis_err)) = &err {
+        // The ledger is unreachable (restarting, failing over): nothing was done; try again.
+        tracing::warn!(error = %redis_err, "api request found redis unreachable");
+        let mut response = client_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the ledger is unreachable; retry (with the same Idempotency-Key for a POST)",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        return response;
+    }
     tracing::error!(error = %err, "api request failed");
-    StatusCode::INTERNAL_SERVER_ERROR.into_response()
+    client_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "the request failed inside reelq; its log says why",
+    )
 }
 
 async fn authenticate(State(state): State<ApiState>, request: Request, next: Next) -> Response {
@@ -130,11 +156,16 @@ async fn authenticate(State(state): State<ApiState>, request: Request, next: Nex
         .and_then(|value| value.strip_prefix("Bearer "))
         .unwrap_or_default();
     if !state.token.matches(presented.as_bytes()) {
-        return client_error(
+        let mut response = client_error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "a valid bearer token is required",
         );
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"reelq\""),
+        );
+        return response;
     }
     next.run(request).await
 }

@@ -11,7 +11,7 @@ struct Api {
     base: String,
     http: reqwest::Client,
     client: Client,
-    _redis: RedisServer,
+    redis: RedisServer,
 }
 
 async fn api() -> Api {
@@ -30,7 +30,7 @@ async fn api_on(redis: RedisServer, config: LedgerConfig) -> Api {
         base,
         http: reqwest::Client::new(),
         client,
-        _redis: redis,
+        redis,
     }
 }
 
@@ -82,10 +82,49 @@ async fn every_route_needs_the_bearer_token() {
         let (status, body) = api.send(request).await;
         assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")));
     }
-    let (status, _) = api
-        .send(api.http.get(format!("{}/v1/jobs/x", api.base)))
+    let response = api
+        .http
+        .get(format!("{}/v1/jobs/x", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        "Bearer realm=\"reelq\""
+    );
+}
+
+#[tokio::test]
+async fn every_error_has_one_shape_and_an_unreachable_ledger_is_503() {
+    let mut api = api().await;
+    let (status, body) = api.get("/v1/nothing-here").await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+    let (status, body) = api
+        .send(
+            api.http
+                .delete(format!("{}/v1/jobs", api.base))
+                .bearer_auth(TOKEN),
+        )
         .await;
-    assert_eq!(status, 401);
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
+
+    api.redis.stop();
+    let response = api
+        .http
+        .post(format!("{}/v1/jobs", api.base))
+        .bearer_auth(TOKEN)
+        .body(job("while redis is down").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "unavailable", "{body}");
 }
 
 #[tokio::test]
