@@ -42,6 +42,29 @@ ensure_s3_server() {
   export MOTO_SERVER="$PWD/.s3venv/bin/moto_server"
 }
 
+# Unpacks promtool (Prometheus's linter, for the /metrics test) from Debian's prometheus
+# package into .tools, without installing the package: that would also install, enable and
+# start a Prometheus server. Names it in PROMTOOL.
+ensure_promtool() {
+  local promtool="$PWD/.tools/promtool"
+  if [ ! -x "$promtool" ]; then
+    echo "unpacking promtool from the prometheus package into .tools"
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    if [ -z "${REELQ_APT_UPDATED:-}" ]; then
+      $sudo apt-get update -qq
+      REELQ_APT_UPDATED=1
+    fi
+    local unpack
+    unpack=$(mktemp -d)
+    (cd "$unpack" && apt-get download -qq prometheus 2>/dev/null && dpkg-deb -x prometheus_*.deb root)
+    mkdir -p "$PWD/.tools"
+    mv "$unpack/root/usr/bin/promtool" "$promtool"
+    rm -rf "$unpack"
+  fi
+  export PROMTOOL="$promtool"
+}
+
 # Prints a loopback TCP port nobody listens on.
 free_port() {
   local port

@@ -1,19 +1,8 @@
 //! Operations endpoints: `/metrics` (Prometheus text), `/healthz` (the process answers) and
 //! `/readyz` (Redis answers and the store can be read: a check that writes nothing, its
-//! answer reused for 5 s). Metric names:
-//!
-//! | series                                                   | kind      |
-//! |----------------------------------------------------------|-----------|
-//! | `reelq_jobs{state}`                                      | gauge, read from the ledger at scrape time |
-//! | `reelq_step_seconds{step}`                               | histogram |
-//! | `reelq_provider_requests_total{provider,call,outcome}`   | counter   |
-//! | `reelq_callbacks_total{status}` (HTTP status answered)   | counter   |
-//! | `reelq_webhooks_total{outcome}`                          | counter   |
-//! | `reelq_bytes_stored_total`                               | counter   |
-//! | `reelq_bad_results_total{provider}`                      | counter   |
-//! | `reelq_in_flight{provider}` (generations holding a slot) | gauge, read at scrape time |
-//! | `reelq_due_jobs` (due now: the queue depth workers face)  | gauge, read at scrape time |
-//! | `reelq_limiter_waits_total{provider,limit}`              | counter   |
+//! answer reused for 5 s). Every metric the process exports is in [`METRICS`], with its
+//! help text; gauges read from the ledger (`reelq_jobs`, `reelq_in_flight`, `reelq_due_jobs`)
+//! are cluster-wide, so every replica reports the same value: aggregate them with `max`.
 
 use std::{
     sync::{Arc, Mutex, OnceLock},
@@ -31,6 +20,92 @@ const STEP_BUCKETS: [f64; 10] = [0.005, 0.02, 0.05, 0.1, 0.25, 1.0, 5.0, 20.0, 6
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Every metric: name, kind, and the help text Prometheus shows (labels in braces).
+const METRICS: &[(&str, Kind, &str)] = &[
+    (
+        "reelq_jobs",
+        Kind::Gauge,
+        "Jobs in each {state}, read from the ledger at scrape time (cluster-wide: aggregate with max)",
+    ),
+    (
+        "reelq_in_flight",
+        Kind::Gauge,
+        "Generations holding an in-flight slot per {provider}, read from the ledger at scrape time (cluster-wide)",
+    ),
+    (
+        "reelq_due_jobs",
+        Kind::Gauge,
+        "Jobs due now: the queue depth workers face (cluster-wide)",
+    ),
+    (
+        "reelq_step_seconds",
+        Kind::Histogram,
+        "How long each {step} (submitting, waiting, fetching) took, in seconds",
+    ),
+    (
+        "reelq_provider_requests_total",
+        Kind::Counter,
+        "Provider API calls by {provider}, {call} (submit, query, download) and {outcome}",
+    ),
+    (
+        "reelq_limiter_waits_total",
+        Kind::Counter,
+        "Jobs a cluster-wide {limit} (rate, in_flight, daily_budget) of a {provider} held back",
+    ),
+    (
+        "reelq_callbacks_total",
+        Kind::Counter,
+        "Provider callbacks received, by the HTTP {status} answered",
+    ),
+    (
+        "reelq_callbacks_refused_total",
+        Kind::Counter,
+        "Provider callbacks refused after the route was known, by {provider} and {reason}",
+    ),
+    (
+        "reelq_webhooks_total",
+        Kind::Counter,
+        "Completion webhook deliveries by {outcome}",
+    ),
+    (
+        "reelq_bytes_stored_total",
+        Kind::Counter,
+        "Bytes of video written to the store",
+    ),
+    (
+        "reelq_bad_results_total",
+        Kind::Counter,
+        "Provider results that were not the video asked for (a page, a cut file, a wrong duration), by {provider}",
+    ),
+    (
+        "reelq_reconciled_total",
+        Kind::Counter,
+        "Uncertain jobs looked up in a {provider}'s records, by {outcome} (adopted, absent, left)",
+    ),
+    (
+        "reelq_local_resource_errors_total",
+        Kind::Counter,
+        "Steps retried because this host ran out of descriptors, memory or disk",
+    ),
+    (
+        "reelq_http_accept_errors_total",
+        Kind::Counter,
+        "Connections a listener failed to accept (e.g. too many open files)",
+    ),
+    (
+        "reelq_http_connection_limit_reached_total",
+        Kind::Counter,
+        "Times a listener reached its most open connections and left new ones in the backlog",
+    ),
+];
+
 /// Installs the process-wide Prometheus recorder once (several workers in one test process
 /// share it) and returns its handle.
 pub(crate) fn metrics_handle() -> &'static PrometheusHandle {
@@ -39,6 +114,16 @@ pub(crate) fn metrics_handle() -> &'static PrometheusHandle {
             .set_buckets(&STEP_BUCKETS)
             .expect("buckets are not empty")
             .install_recorder()
+            .map(|handle| {
+                for &(name, kind, help) in METRICS {
+                    match kind {
+                        Kind::Counter => metrics::describe_counter!(name, help),
+                        Kind::Gauge => metrics::describe_gauge!(name, help),
+                        Kind::Histogram => metrics::describe_histogram!(name, help),
+                    }
+                }
+                handle
+            })
             .expect("no other metrics recorder is installed in this process")
     })
 }
