@@ -114,7 +114,7 @@ pub(crate) fn metrics_handle() -> &'static PrometheusHandle {
             .set_buckets(&STEP_BUCKETS)
             .expect("buckets are not empty")
             .install_recorder()
-            .map(|handle| {
+            .inspect(|_| {
                 for &(name, kind, help) in METRICS {
                     match kind {
                         Kind::Counter => metrics::describe_counter!(name, help),
@@ -122,7 +122,6 @@ pub(crate) fn metrics_handle() -> &'static PrometheusHandle {
                         Kind::Histogram => metrics::describe_histogram!(name, help),
                     }
                 }
-                handle
             })
             .expect("no other metrics recorder is installed in this process")
     })
