@@ -14,6 +14,21 @@ use serde::Deserialize;
 
 use crate::WorkerError;
 
+/// `REELQ_*` variables that belong to the other commands (the `reelq` CLI and `reelq serve`;
+/// `REELQ_SIM_*` are the simulator's), so one environment can serve them all: the worker
+/// ignores these and still refuses any other unknown `REELQ_*` name, a typo. `REELQ_CONFIG`
+/// names the file itself.
+const OTHER_COMMANDS_VARIABLES: &[&str] = &[
+    "config",
+    "api_token",
+    "session_key",
+    "prices",
+    "notify_allow",
+    "notify_allow_http",
+    "store_url",
+    "s3_endpoint",
+];
+
 const DEFAULTS: &str = r#"
 redis_url = "redis://127.0.0.1:6379/"
 prefix = "reelq"
@@ -356,7 +371,12 @@ impl WorkerConfig {
             figment = figment.merge(Toml::file(file));
         }
         let config: WorkerConfig = figment
-            .merge(Env::prefixed("REELQ_").ignore(&["config"]).split("__"))
+            .merge(
+                Env::prefixed("REELQ_")
+                    .ignore(OTHER_COMMANDS_VARIABLES)
+                    .filter(|key| !key.starts_with("sim_"))
+                    .split("__"),
+            )
             .extract()
             .map_err(|err| WorkerError::Config(err.to_string()))?;
         config.check()?;

@@ -365,7 +365,11 @@ async fn poll(context: &StepContext, provider: &dyn Provider, lease: &Lease) -> 
         }
         Ok(TaskStatus::Succeeded { result_url }) => return Polled::Ready { result_url },
         Ok(TaskStatus::Failed(err)) => {
-            info!(error = %err, "generation ended without a video");
+            log_ending(
+                err.class(),
+                &err.to_string(),
+                "the generation ended without a video",
+            );
             Transition::Failed {
                 class: err.class(),
                 error: err.to_string(),
@@ -540,6 +544,17 @@ fn bad_result(refusal: NotAVideo) -> Transition {
     }
 }
 
+/// Logs a job's failed ending at the level an operator needs: a moderation refusal is the
+/// content's doing and expected (info); anything else, a paid generation lost or a request
+/// the provider refused, is for someone to look at (warn).
+fn log_ending(class: ErrorClass, error: &str, what: &str) {
+    if class == ErrorClass::Moderation {
+        info!(class = class.as_str(), error, "{what} (moderation)");
+    } else {
+        warn!(class = class.as_str(), error, "{what}");
+    }
+}
+
 /// Schedules the same step again after `failure`, keeping the job where it is.
 fn retry_same_step(lease: &Lease, attempt: u32, failure: StepFailure) -> Transition {
     let delay = failure.retry_after.unwrap_or_default();
@@ -641,7 +656,7 @@ impl StepContext {
                 )
             }
             Decision::Fail { error } => {
-                warn!(class = %failure.class, error, "job failed");
+                log_ending(failure.class, &error, "job failed");
                 Transition::Failed {
                     class: failure.class,
                     error,

@@ -137,6 +137,24 @@ fn check_config_refuses_what_would_stop_the_worker_at_start() {
     ];
     let (ok, stderr) = check(&openai);
     assert!(ok, "a good config passes: {stderr}");
+    // One environment for every command: the CLI's, serve's and the simulator's variables
+    // are not the worker's business; a misspelt worker setting still is.
+    let mut shared = openai.to_vec();
+    shared.extend([
+        ("REELQ_API_TOKEN", "a-token-for-reelq-serve-0123"),
+        ("REELQ_PRICES", "prices.toml"),
+        ("REELQ_STORE_URL", "s3://videos"),
+        ("REELQ_NOTIFY_ALLOW_HTTP", "true"),
+        ("REELQ_SIM_API_KEY", "sim-key"),
+    ]);
+    let (ok, stderr) = check(&shared);
+    assert!(ok, "other commands' variables are left to them: {stderr}");
+    shared.push(("REELQ_CONCURENCY", "8"));
+    let (ok, stderr) = check(&shared);
+    assert!(
+        !ok && stderr.contains("concurency"),
+        "a typo is still refused: {stderr}"
+    );
     let mut plain_http = openai.to_vec();
     plain_http.push((
         "REELQ_CALLBACKS__PUBLIC_BASE_URL",
