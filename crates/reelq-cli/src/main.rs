@@ -165,6 +165,11 @@ enum JobsCommand {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// Cancel jobs not yet submitted (queued or held for budget); submitted ones finish.
+    Cancel {
+        #[arg(required = true)]
+        job_ids: Vec<JobId>,
+    },
     /// Settle an `uncertain` job: the provider has it (--task-id), has not (--resubmit), or give up (--fail).
     Resolve {
         job_id: JobId,
@@ -291,6 +296,22 @@ async fn main() -> anyhow::Result<()> {
             command: JobsCommand::List { state, limit },
         } => {
             print_table(&client.jobs_in_state(state, limit).await?);
+        }
+        Command::Jobs {
+            command: JobsCommand::Cancel { job_ids },
+        } => {
+            let mut refused = 0;
+            for job_id in job_ids {
+                if client.cancel_job(job_id).await? {
+                    println!("job {job_id} cancelled");
+                } else {
+                    refused += 1;
+                    eprintln!(
+                        "job {job_id} was not cancelled: it is submitted or ended (reelq status {job_id})"
+                    );
+                }
+            }
+            ensure!(refused == 0, "{refused} job(s) not cancelled");
         }
         Command::Jobs {
             command:

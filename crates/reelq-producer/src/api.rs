@@ -14,6 +14,7 @@
 //! |-------------------------|---------------------------------------------------------------|
 //! | `POST /v1/jobs`         | 201 `{"job_ids":[id]}` (200 on a replay); 400 naming the field |
 //! | `GET /v1/jobs/{id}`     | 200 the job's record, with `video_url` once stored (given the store); 404 |
+//! | `POST /v1/jobs/{id}/cancel` | 200 the job's record, cancelled; 409 `not_cancellable` once submitted or ended; 404 |
 //! | `GET /v1/jobs/{id}/content` | 200 the stored video, or 206 one `Range: bytes=` range; 404 not stored; 416 a range past the end |
 //! | `POST /v1/batches`      | JSONL or a JSON array; 201 `{"batch_id","job_ids"}`; 400 listing every bad line |
 //! | `GET /v1/batches/{id}`  | 200 `{"batch_id","name","jobs","states":{state: count},"reserved_usd","budget_usd"}`; 404 |
@@ -71,6 +72,7 @@ pub fn app(client: Client, token: ApiToken, videos: Option<Videos>) -> Router {
         .route("/v1/jobs", post(create_job))
         .route("/v1/jobs/{job_id}", get(job))
         .route("/v1/jobs/{job_id}/content", get(content))
+        .route("/v1/jobs/{job_id}/cancel", post(cancel))
         .route("/v1/batches", post(create_batch))
         .route("/v1/batches/{batch_id}", get(batch))
         .fallback(|| async { client_error(StatusCode::NOT_FOUND, "not_found", "no such route") })
@@ -336,6 +338,29 @@ pub async fn video_link(
             .await?
             .unwrap_or(local_path),
     ))
+}
+
+/// Cancels a job not yet submitted: 200 with its record; 409 once it was submitted or ended.
+async fn cancel(State(state): State<ApiState>, Path(job_id): Path<String>) -> Response {
+    let Ok(job_id) = job_id.parse::<JobId>() else {
+        return client_error(StatusCode::NOT_FOUND, "not_found", "no such job");
+    };
+    match state.client.cancel_job(job_id).await {
+        Ok(true) => job(State(state), Path(job_id.to_string())).await,
+        Ok(false) => match state.client.status(job_id).await {
+            Ok(Some(record)) => client_error(
+                StatusCode::CONFLICT,
+                "not_cancellable",
+                format!(
+                    "the job is {}: only queued or budget-held jobs can be cancelled",
+                    record.state
+                ),
+            ),
+            Ok(None) => client_error(StatusCode::NOT_FOUND, "not_found", "no such job"),
+            Err(err) => internal(err),
+        },
+        Err(err) => internal(err),
+    }
 }
 
 async fn content(

@@ -371,6 +371,11 @@ impl Client {
         Ok(self.ledger.retry_failed(job_id).await?)
     }
 
+    /// Cancels a job not yet submitted; false if it was (or has ended).
+    pub async fn cancel_job(&self, job_id: JobId) -> Result<bool, ProducerError> {
+        Ok(self.ledger.cancel_job(job_id).await?)
+    }
+
     /// Queue depths, in-flight generations and recent rates, for `reelq stats`.
     pub async fn stats(&self) -> Result<Stats, ProducerError> {
         let ledger = &self.ledger;

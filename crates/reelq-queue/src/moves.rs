@@ -217,6 +217,14 @@ pub const MOVES: &[MoveRule] = &[
         to: Queued,
         effects: "no task to poll (or its generation failed): bumps the fence, submitted anew",
     },
+    MoveRule {
+        name: "cancel_job",
+        by: "operator.lua",
+        from: &[Queued, BudgetHeld],
+        to: Cancelled,
+        effects: "never submitted: bumps the fence (a claim in hand cannot begin its submit), \
+                  leaves the schedule, gives any budget reservation back",
+    },
     // Operators on whole batches.
     MoveRule {
         name: "resume_batch",

@@ -336,3 +336,23 @@ async fn an_enqueue_no_replica_acknowledged_is_503_and_its_retry_lands_once() {
     let (_, again) = api.post("/v1/jobs", job.to_string(), Some("k-1")).await;
     assert_eq!(first["job_id"], again["job_id"], "one job under the key");
 }
+
+#[tokio::test]
+async fn a_queued_job_is_cancelled_over_http_and_an_ended_one_is_a_conflict() {
+    let api = api().await;
+    let (_, created) = api
+        .post("/v1/jobs", job("cancel me").to_string(), None)
+        .await;
+    let job_id = created["job_ids"][0].as_str().unwrap().to_owned();
+    let (status, record) = api
+        .post(&format!("/v1/jobs/{job_id}/cancel"), String::new(), None)
+        .await;
+    assert_eq!((status, record["state"].as_str()), (200, Some("cancelled")));
+    let (status, body) = api
+        .post(&format!("/v1/jobs/{job_id}/cancel"), String::new(), None)
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("not_cancellable"))
+    );
+}

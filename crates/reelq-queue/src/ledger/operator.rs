@@ -107,6 +107,21 @@ impl Ledger {
         Ok(reply.first().is_some_and(|ok| ok == "1"))
     }
 
+    /// Cancels one job not yet submitted (`queued` or `budget_held`): it is never submitted,
+    /// and what its claim reserved against budgets is given back. False if the job is in
+    /// another state (a submitted job's generation is the provider's; it finishes).
+    pub async fn cancel_job(&self, job_id: JobId) -> Result<bool, QueueError> {
+        let fields = [("error", "cancelled by an operator".to_owned())];
+        self.operator_move(
+            job_id,
+            "cancel_job",
+            -1,
+            "cancelled by an operator",
+            &fields,
+        )
+        .await
+    }
+
     /// Raises a batch's budget (if given) and queues its `budget_held` jobs again. Returns how
     /// many were queued, or None if there is no such batch.
     pub async fn resume_batch(

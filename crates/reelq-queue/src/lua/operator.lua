@@ -1,4 +1,5 @@
--- An operator's move of a job nobody holds (`uncertain` or `failed`): resolve, retry.
+-- An operator's move of a job nobody holds (`uncertain` or `failed`, or not yet submitted):
+-- resolve, retry, cancel. Cancelling gives back what its claim reserved against budgets.
 -- KEYS[1]  due schedule
 -- ARGV[1]  key prefix
 -- ARGV[2]  job id
@@ -17,6 +18,11 @@ if not state or not string.find(',' .. allowed .. ',', ',' .. state .. ',', 1, t
   return { 0, state or '' }
 end
 local now = now_ms()
+if to == 'cancelled' then
+  local f = redis.call('HMGET', job, 'batch', 'provider', 'cost_micros', 'reserved', 'reserved_day')
+  release_budget(f[1], f[2] or '', f[3], f[4], f[5])
+  redis.call('HSET', job, 'reserved', '')
+end
 for i = 7, #ARGV, 2 do
   if ARGV[i + 1] == '' then
     redis.call('HDEL', job, ARGV[i])

@@ -1164,3 +1164,65 @@ async fn a_ledger_written_by_a_newer_release_is_refused() {
         "{refused}"
     );
 }
+
+#[tokio::test]
+async fn a_cancelled_job_is_never_submitted_and_its_reservation_comes_back() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    let batch = BatchId::new();
+    let options = BatchOptions {
+        budget_micros: Some(1_000_000),
+        ..BatchOptions::default()
+    };
+    let jobs = batch_of(3, "cancel");
+    ledger
+        .enqueue(Some((batch, &options)), &jobs)
+        .await
+        .unwrap();
+    // One claimed (its estimate reserved, its lease in a worker's hand), one left queued.
+    let claimed = ledger
+        .claim(&claim_opts("w1", 1, LEASE))
+        .await
+        .unwrap()
+        .leases
+        .remove(0);
+    let reserved = |ledger: Ledger| async move {
+        ledger
+            .batch_info(batch)
+            .await
+            .unwrap()
+            .unwrap()
+            .reserved_micros
+    };
+    assert_eq!(reserved(ledger.clone()).await, 150_000);
+    let queued = jobs
+        .iter()
+        .map(|(job_id, _)| *job_id)
+        .find(|job_id| *job_id != claimed.job_id)
+        .unwrap();
+
+    assert!(ledger.cancel_job(claimed.job_id).await.unwrap());
+    assert!(ledger.cancel_job(queued).await.unwrap());
+
+    assert_eq!(
+        reserved(ledger.clone()).await,
+        0,
+        "the reservation came back"
+    );
+    assert_eq!(state_of(&ledger, queued).await, JobState::Cancelled);
+    // The worker holding the claim cannot begin its submit: the fence moved on.
+    let begin = Transition::BeginSubmit {
+        lease: LEASE,
+        callback_token_hash: None,
+    };
+    assert!(matches!(
+        ledger.transition(&claimed, begin).await.unwrap(),
+        TransitionOutcome::LeaseLost { .. }
+    ));
+    // The third job is claimed; the cancelled ones never are again.
+    let claim = ledger.claim(&claim_opts("w1", 5, LEASE)).await.unwrap();
+    assert_eq!(claim.leases.len(), 1);
+    // A submitted job is not cancelled: its generation is the provider's.
+    let lease = begin_submit(&ledger, claim.leases.into_iter().next().unwrap(), LEASE).await;
+    assert!(!ledger.cancel_job(lease.job_id).await.unwrap());
+}
