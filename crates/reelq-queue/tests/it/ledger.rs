@@ -1007,20 +1007,31 @@ fn batch_of(n: usize, prefix: &str) -> Vec<(JobId, JobSpec)> {
     jobs_of(n, prefix, priced)
 }
 
-#[tokio::test]
-async fn a_batch_budget_holds_what_it_cannot_pay_until_resumed_and_a_refusal_refunds() {
-    let redis = RedisServer::start().unwrap();
-    let ledger = ledger(&redis).await;
+/// A batch of `n` priced jobs (150,000 micros each) under a budget, enqueued.
+async fn budget_batch(
+    ledger: &Ledger,
+    n: usize,
+    prefix: &str,
+    budget_micros: u64,
+) -> (BatchId, Vec<(JobId, JobSpec)>) {
     let batch = BatchId::new();
     let options = BatchOptions {
-        budget_micros: Some(300_000),
+        budget_micros: Some(budget_micros),
         ..BatchOptions::default()
     };
-    let jobs = batch_of(5, "budget");
+    let jobs = batch_of(n, prefix);
     ledger
         .enqueue(Some((batch, &options)), &jobs)
         .await
         .unwrap();
+    (batch, jobs)
+}
+
+#[tokio::test]
+async fn a_batch_budget_holds_what_it_cannot_pay_until_resumed_and_a_refusal_refunds() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    let (batch, _) = budget_batch(&ledger, 5, "budget", 300_000).await;
 
     let claim = ledger.claim(&claim_opts("w1", 5, LEASE)).await.unwrap();
     assert_eq!(claim.leases.len(), 2, "the budget pays for two");
@@ -1169,16 +1180,7 @@ async fn a_ledger_written_by_a_newer_release_is_refused() {
 async fn a_cancelled_job_is_never_submitted_and_its_reservation_comes_back() {
     let redis = RedisServer::start().unwrap();
     let ledger = ledger(&redis).await;
-    let batch = BatchId::new();
-    let options = BatchOptions {
-        budget_micros: Some(1_000_000),
-        ..BatchOptions::default()
-    };
-    let jobs = batch_of(3, "cancel");
-    ledger
-        .enqueue(Some((batch, &options)), &jobs)
-        .await
-        .unwrap();
+    let (batch, jobs) = budget_batch(&ledger, 3, "cancel", 1_000_000).await;
     // One claimed (its estimate reserved, its lease in a worker's hand), one left queued.
     let claimed = ledger
         .claim(&claim_opts("w1", 1, LEASE))
