@@ -20,8 +20,8 @@ use reelq_core::{
     usd_to_micros,
 };
 use reelq_producer::{
-    BatchReceipt, Client, Durability, LedgerConfig, REPORT_COLUMNS, now_ms, parse_manifest,
-    report_row, write_report_csv,
+    BatchReceipt, Client, Durability, LedgerConfig, now_ms, parse_manifest, report_json,
+    write_report_csv,
 };
 use reelq_queue::{BatchInfo, ENQUEUE_CHUNK, EnqueueProgress, JobRecord, RedisTarget, Resolution};
 

@@ -142,16 +142,7 @@ pub(crate) fn report(
     match format {
         ReportFormat::Csv => write_report_csv(records, std::io::stdout())?,
         ReportFormat::Json => {
-            let jobs: Vec<serde_json::Map<String, serde_json::Value>> = records
-                .iter()
-                .map(|record| {
-                    REPORT_COLUMNS
-                        .iter()
-                        .zip(report_row(record))
-                        .map(|(k, v)| (k.to_string(), serde_json::Value::String(v)))
-                        .collect()
-                })
-                .collect();
+            let jobs: Vec<serde_json::Value> = records.iter().map(report_json).collect();
             let report = serde_json::json!({ "batch": info, "jobs": jobs });
             println!("{}", serde_json::to_string_pretty(&report)?);
         }

@@ -69,6 +69,7 @@ fn a_batch_is_submitted_reported_and_cancelled_from_the_command_line() {
     let stats = reelq(&redis, &["stats", "--json"]);
     let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
     assert_eq!(stats["due_now"], 2);
+    assert_eq!(stats["states"]["queued"], 2, "states by name: {stats}");
 
     let cancelled = reelq(&redis, &["batch", "cancel", batch_id]);
     assert!(String::from_utf8_lossy(&cancelled.stdout).contains("2 jobs cancelled"));

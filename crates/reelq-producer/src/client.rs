@@ -76,7 +76,9 @@ fn request_digest(specs: &[JobSpec], batch: Option<&BatchOptions>) -> String {
 /// A deployment at a glance.
 #[derive(Debug, Clone, Serialize)]
 pub struct Stats {
-    /// Jobs per state (finished ones until their retention ends).
+    /// Jobs per state (finished ones until their retention ends); as JSON, an object of
+    /// state name to count, in the states' order.
+    #[serde(serialize_with = "states_as_object")]
     pub states: Vec<(JobState, u64)>,
     /// Jobs due now: what free worker slots would take next.
     pub due_now: u64,
@@ -84,6 +86,13 @@ pub struct Stats {
     pub stored_last_minute: u64,
     pub stored_last_hour: u64,
     pub failed_last_hour: u64,
+}
+
+fn states_as_object<S: serde::Serializer>(
+    states: &[(JobState, u64)],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(states.iter().map(|(state, n)| (state.as_str(), n)))
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -12,4 +12,4 @@ pub use client::{BatchReceipt, Client, ProducerError, ProviderStats, Receipt, St
 pub use manifest::{LineProblem, ManifestError, parse_json_batch, parse_manifest};
 /// How a [`Client`] reaches the ledger and what durability it demands.
 pub use reelq_queue::{Durability, LedgerConfig};
-pub use report::{REPORT_COLUMNS, report_row, write_report_csv};
+pub use report::{report_json, write_report_csv};

@@ -3,7 +3,7 @@
 use reelq_queue::JobRecord;
 
 /// The report's columns.
-pub const REPORT_COLUMNS: [&str; 11] = [
+const REPORT_COLUMNS: [&str; 11] = [
     "job_id",
     "state",
     "provider",
@@ -18,7 +18,7 @@ pub const REPORT_COLUMNS: [&str; 11] = [
 ];
 
 /// One job's row, in [`REPORT_COLUMNS`] order.
-pub fn report_row(record: &JobRecord) -> [String; 11] {
+fn report_row(record: &JobRecord) -> [String; 11] {
     [
         record.job_id.to_string(),
         record.state.to_string(),
@@ -39,6 +39,24 @@ pub fn report_row(record: &JobRecord) -> [String; 11] {
             .unwrap_or_default(),
         record.error.clone().unwrap_or_default(),
     ]
+}
+
+/// One job's row as JSON: the columns of [`REPORT_COLUMNS`], in its order, typed (numbers
+/// as numbers, absent values as null).
+pub fn report_json(record: &JobRecord) -> serde_json::Value {
+    serde_json::json!({
+        "job_id": record.job_id,
+        "state": record.state,
+        "provider": record.spec.provider,
+        "model": record.spec.model,
+        "task_id": record.task_id,
+        "object_key": record.object_key,
+        "bytes": record.bytes,
+        "sha256": record.sha256,
+        "estimated_cost_usd": record.spec.estimated_cost_usd,
+        "error_class": record.error_class,
+        "error": record.error,
+    })
 }
 
 /// The report as CSV, header first.
