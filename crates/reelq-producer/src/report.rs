@@ -41,7 +41,7 @@ fn report_row(record: &JobRecord) -> [String; 11] {
     ]
 }
 
-/// One job's row as JSON: the columns of [`REPORT_COLUMNS`], in its order, typed (numbers
+/// One job's row as JSON: the CSV's columns, in their order, typed (numbers
 /// as numbers, absent values as null).
 pub fn report_json(record: &JobRecord) -> serde_json::Value {
     serde_json::json!({
