@@ -96,6 +96,15 @@ fn client_error(status: StatusCode, code: &str, detail: impl Into<serde_json::Va
         .into_response()
 }
 
+/// 503 with `Retry-After: 1`: nothing was done, or nothing is proven; the client retries.
+fn retry_shortly(code: &str, detail: &str) -> Response {
+    let mut response = client_error(StatusCode::SERVICE_UNAVAILABLE, code, detail);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    response
+}
+
 fn internal(err: ProducerError) -> Response {
     if let ProducerError::Invalid(err) = &err {
         let detail = json!({ "field": err.field, "message": err.message });
@@ -119,28 +128,18 @@ fn internal(err: ProducerError) -> Response {
         // Not proven durable: the jobs may or may not be kept, so the client retries, under
         // the same Idempotency-Key.
         tracing::warn!(error = %queue_err, "enqueue not proven durable");
-        let mut response = client_error(
-            StatusCode::SERVICE_UNAVAILABLE,
+        return retry_shortly(
             "not_durable",
             "the enqueue could not be made durable; retry with the same Idempotency-Key",
         );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-        return response;
     }
     if let ProducerError::Queue(reelq_queue::QueueError::Redis(redis_err)) = &err {
         // The ledger is unreachable (restarting, failing over): nothing was done; try again.
         tracing::warn!(error = %redis_err, "api request found redis unreachable");
-        let mut response = client_error(
-            StatusCode::SERVICE_UNAVAILABLE,
+        return retry_shortly(
             "unavailable",
             "the ledger is unreachable; retry (with the same Idempotency-Key for a POST)",
         );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-        return response;
     }
     tracing::error!(error = %err, "api request failed");
     client_error(

@@ -92,18 +92,7 @@ async fn a_truncated_download_is_retried_and_never_stored_short() {
 
     deployment.assert_stored_once(&records);
     let record = &records[0];
-    let stored = read_object(
-        &deployment.store_dir(),
-        record.object_key.as_deref().unwrap(),
-    );
-    assert!(
-        stored
-            == deployment
-                .sim
-                .video(record.task_id.as_deref().unwrap())
-                .unwrap(),
-        "the whole video, not half"
-    );
+    assert_stored_as_served(&deployment, record, "the whole video, not half");
     let history = deployment.client.history(job_ids[0]).await.unwrap();
     assert!(
         history.iter().any(|event| event.contains("fetch retry 1")),
@@ -126,18 +115,7 @@ async fn a_page_served_as_the_video_is_not_stored_and_a_fresh_url_is_fetched() {
         "the page was served"
     );
     let record = &records[0];
-    let stored = read_object(
-        &deployment.store_dir(),
-        record.object_key.as_deref().unwrap(),
-    );
-    assert!(
-        stored
-            == deployment
-                .sim
-                .video(record.task_id.as_deref().unwrap())
-                .unwrap(),
-        "the video, not the page"
-    );
+    assert_stored_as_served(&deployment, record, "the video, not the page");
     // The video's header says what was asked (the simulator renders to order).
     let video = record.video.as_deref().unwrap_or_default();
     let duration = format!(" {}.00s ", record.spec.duration_s);
@@ -199,6 +177,17 @@ async fn a_whole_video_far_shorter_than_asked_is_not_stored_and_fails_bad_result
     );
     assert!(files_under(&deployment.store_dir()).is_empty());
     assert_eq!(deployment.sim.stats().download_faults_left, 0);
+}
+
+/// The stored object is byte for byte the video the simulator served for the job's task.
+#[track_caller]
+fn assert_stored_as_served(deployment: &Deployment, record: &JobRecord, why: &str) {
+    let stored = read_object(
+        &deployment.store_dir(),
+        record.object_key.as_deref().unwrap(),
+    );
+    let served = deployment.sim.video(record.task_id.as_deref().unwrap());
+    assert!(Some(stored) == served, "{why}");
 }
 
 /// One job through a worker in this process against a simulator `prepare`d first (its
