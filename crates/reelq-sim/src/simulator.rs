@@ -447,35 +447,36 @@ impl Simulator {
             .clone()
     }
 
+    /// The next `n` result downloads meet `fault`, after any already queued.
+    fn queue_download_faults(&self, fault: DownloadFault, n: usize) {
+        let faults = std::iter::repeat_n(fault, n);
+        self.state.download_faults.lock().unwrap().extend(faults);
+    }
+
     /// The next `n` result downloads answer 404, as expired URLs do.
     pub fn expire_next_downloads(&self, n: usize) {
-        let faults = std::iter::repeat_n(DownloadFault::Expired, n);
-        self.state.download_faults.lock().unwrap().extend(faults);
+        self.queue_download_faults(DownloadFault::Expired, n);
     }
 
     /// The next `n` result downloads announce the full length and then stop half-way.
     pub fn truncate_next_downloads(&self, n: usize) {
-        let faults = std::iter::repeat_n(DownloadFault::Truncated, n);
-        self.state.download_faults.lock().unwrap().extend(faults);
+        self.queue_download_faults(DownloadFault::Truncated, n);
     }
 
     /// The next `n` result downloads answer 200 with an HTML page instead of the video.
     pub fn serve_pages_for_next_downloads(&self, n: usize) {
-        let faults = std::iter::repeat_n(DownloadFault::Page, n);
-        self.state.download_faults.lock().unwrap().extend(faults);
+        self.queue_download_faults(DownloadFault::Page, n);
     }
 
     /// The next `n` result downloads answer 200 with half the video, its length announced
     /// honestly.
     pub fn cut_short_next_downloads(&self, n: usize) {
-        let faults = std::iter::repeat_n(DownloadFault::CutShort, n);
-        self.state.download_faults.lock().unwrap().extend(faults);
+        self.queue_download_faults(DownloadFault::CutShort, n);
     }
 
     /// The next `n` result downloads answer 200 with a whole video far shorter than asked.
     pub fn serve_too_short_next_downloads(&self, n: usize) {
-        let faults = std::iter::repeat_n(DownloadFault::TooShort, n);
-        self.state.download_faults.lock().unwrap().extend(faults);
+        self.queue_download_faults(DownloadFault::TooShort, n);
     }
 
     /// The exact bytes a finished task's video is served as (without padding): its header
