@@ -10,7 +10,7 @@ use std::{
 };
 
 use futures_util::StreamExt;
-use reelq_core::{JobId, JobRequest, JobState, ProviderKind, models_of};
+use reelq_core::{Catalog, JobId, JobRequest, JobState, ProviderKind};
 use reelq_producer::Client;
 use reelq_queue::{Durability, JobRecord, Ledger, LedgerConfig};
 use reelq_sim::{SimConfig, SimEvent, Simulator};
@@ -452,7 +452,8 @@ log_format = "pretty"
 }
 
 fn first_model(provider: ProviderKind) -> &'static str {
-    models_of(provider)
+    &Catalog::built_in()
+        .models_of(provider)
         .next()
         .expect("every provider has a model")
         .model

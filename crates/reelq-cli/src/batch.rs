@@ -85,7 +85,7 @@ pub(crate) async fn run(client: &Client, command: BatchCommand) -> anyhow::Resul
             let text = std::fs::read_to_string(&args.manifest)
                 .with_context(|| format!("reading {}", args.manifest.display()))?;
             let now = now_ms();
-            let mut specs = parse_manifest(&text, now)?;
+            let mut specs = parse_manifest(&text, client.catalog(), now)?;
             if let Some(deadline) = &args.deadline {
                 let deadline_ms = parse_deadline(deadline, now)?;
                 for spec in &mut specs {
@@ -192,10 +192,14 @@ pub(crate) async fn run(client: &Client, command: BatchCommand) -> anyhow::Resul
 }
 
 /// Prints what a manifest would enqueue and cost, per provider and model.
-pub(crate) fn dry_run(manifest: &std::path::Path, prices: &PriceTable) -> anyhow::Result<()> {
+pub(crate) fn dry_run(
+    manifest: &std::path::Path,
+    prices: &PriceTable,
+    catalog: &Catalog,
+) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(manifest)
         .with_context(|| format!("reading {}", manifest.display()))?;
-    let specs = parse_manifest(&text, now_ms())?;
+    let specs = parse_manifest(&text, catalog, now_ms())?;
     let mut groups: std::collections::BTreeMap<(String, String), (usize, f64, usize)> =
         Default::default();
     for spec in &specs {
@@ -203,7 +207,7 @@ pub(crate) fn dry_run(manifest: &std::path::Path, prices: &PriceTable) -> anyhow
             .entry((spec.provider.to_string(), spec.model.clone()))
             .or_default();
         group.0 += 1;
-        match prices.estimate(spec) {
+        match prices.estimate(spec, catalog) {
             Some(usd) => group.1 += usd,
             None => group.2 += 1,
         }

@@ -15,9 +15,8 @@ use anyhow::{Context, bail, ensure};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use reelq_core::{
-    ApiToken, BatchId, BatchOptions, Character, JobId, JobRequest, JobSpec, JobState, PriceTable,
-    ProviderKind, Secret, WebhookTargets, check_url, micros_to_usd, models_of, parse_deadline,
-    usd_to_micros,
+    ApiToken, BatchId, BatchOptions, Catalog, JobId, JobRequest, JobState, PriceTable,
+    ProviderKind, Secret, WebhookTargets, check_url, micros_to_usd, parse_deadline, usd_to_micros,
 };
 use reelq_producer::{
     BatchReceipt, Client, Durability, LedgerConfig, now_ms, parse_manifest, report_json,
@@ -63,10 +62,15 @@ struct Cli {
     /// otherwise. Give the workers the same (`[notify] allow`).
     #[arg(long, env = "REELQ_NOTIFY_ALLOW", value_delimiter = ',', global = true)]
     notify_allow: Vec<ipnet::IpNet>,
-    /// A price table (TOML, `[[price]]` rows of provider, model, quality, usd_per_second)
-    /// to estimate each job's cost at enqueue; the built-in list prices otherwise.
+    /// A price table (TOML, `[[price]]` rows of provider, model, quality, usd_per_second):
+    /// contract prices that come before the catalog's list prices.
     #[arg(long, env = "REELQ_PRICES", global = true)]
     prices: Option<PathBuf>,
+    /// A model catalog file (TOML, `[[model]]` rows; see `examples/catalog/models.toml`)
+    /// whose rows add to or replace the built-in ones: jobs are validated, priced and
+    /// written to the provider by it.
+    #[arg(long, env = "REELQ_CATALOG", global = true)]
+    catalog: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -216,12 +220,16 @@ struct SubmitArgs {
     /// A video to build a character from (acedata).
     #[arg(long)]
     character_url: Option<String>,
-    /// Where the character's subject starts in the frame, 0..1.
+    /// The second of the reference video at which the character first appears.
     #[arg(long)]
     character_start: Option<f64>,
-    /// Where it ends, 0..1.
+    /// The second at which it last appears.
     #[arg(long)]
     character_end: Option<f64>,
+    /// A provider option the model's catalog row declares, as NAME=VALUE (VALUE read as
+    /// JSON when it is JSON, as text otherwise); repeatable.
+    #[arg(long = "extra", value_parser = parse_extra)]
+    extra: Vec<(String, serde_json::Value)>,
     #[arg(long)]
     notify_url: Option<String>,
     /// RFC 3339 time after which the job expires.
@@ -244,8 +252,17 @@ impl From<SubmitArgs> for JobRequest {
             character_end: args.character_end,
             notify_url: args.notify_url,
             deadline: args.deadline,
+            extra: (!args.extra.is_empty()).then(|| args.extra.into_iter().collect()),
         }
     }
+}
+
+fn parse_extra(text: &str) -> Result<(String, serde_json::Value), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not NAME=VALUE"))?;
+    let value = serde_json::from_str(value).unwrap_or_else(|_| value.into());
+    Ok((name.to_owned(), value))
 }
 
 #[tokio::main]
@@ -260,15 +277,23 @@ async fn main() -> anyhow::Result<()> {
         }
         None => PriceTable::default(),
     };
+    let catalog = match &cli.catalog {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Catalog::built_in().with_file(&text, &path.display().to_string())?
+        }
+        None => Catalog::built_in().clone(),
+    };
     if let Command::Providers { config } = &cli.command {
-        return print_providers(&prices, config.as_deref());
+        return print_providers(&prices, &catalog, config.as_deref());
     }
     if let Command::Batch {
         command: BatchCommand::Submit(args),
     } = &cli.command
         && args.dry_run
     {
-        return dry_run(&args.manifest, &prices);
+        return dry_run(&args.manifest, &prices, &catalog);
     }
     let ledger_config = LedgerConfig {
         durability: cli.durability,
@@ -279,6 +304,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("connecting to redis at {}", redacted(&cli.redis_url)))?
         .with_prices(prices)
+        .with_catalog(catalog)
         .with_webhook_targets(WebhookTargets {
             allow_http: cli.notify_allow_http,
             allow: cli.notify_allow.clone(),

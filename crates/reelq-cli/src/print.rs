@@ -36,9 +36,11 @@ pub(crate) fn print_table(records: &[JobRecord]) {
     }
 }
 
-/// Prints the model catalog: what each model accepts and what it costs by `prices`.
+/// Prints the merged model catalog: what each model accepts, what it costs by `prices`,
+/// and where each row came from (the built-in catalog or the operator's file).
 pub(crate) fn print_providers(
     prices: &PriceTable,
+    catalog: &Catalog,
     worker_config: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     let configured: Option<toml::Table> = worker_config
@@ -64,40 +66,34 @@ pub(crate) fn print_providers(
             "{provider}{}",
             account.map(|a| format!(" ({a})")).unwrap_or_default()
         );
-        for rule in models_of(provider) {
+        for rule in catalog.models_of(provider) {
             let join = |items: Vec<String>| items.join("|");
             let price = |quality| {
-                let spec = JobSpec {
-                    provider,
-                    model: rule.model.to_owned(),
-                    prompt: String::new(),
-                    duration_s: 1,
-                    aspect: rule.aspects[0],
-                    quality,
-                    image_urls: vec![],
-                    character: None::<Character>,
-                    notify_url: None,
-                    deadline_ms: None,
-                    estimated_cost_usd: None,
-                };
                 prices
-                    .estimate(&spec)
-                    .map_or("unpriced".to_owned(), |usd| format!("{quality} ${usd}/s"))
+                    .usd_per_second(provider, &rule.model, quality, catalog)
+                    .map_or(format!("{quality} unpriced"), |usd| {
+                        format!("{quality} ${usd}/s")
+                    })
             };
-            let images = match rule.images {
-                reelq_core::ImageRule::None => "none".to_owned(),
-                reelq_core::ImageRule::Exactly(n) => format!("exactly {n}"),
-                reelq_core::ImageRule::AtMost(n) => format!("up to {n}"),
+            let options = match rule.extra.is_empty() {
+                true => String::new(),
+                false => format!(
+                    " options {}",
+                    rule.extra.keys().cloned().collect::<Vec<_>>().join(",")
+                ),
             };
             println!(
-                "  {:<28} duration_s {:<9} aspect {:<26} quality {:<14} images {:<9}{}  {}",
+                "  {:<34} duration_s {:<9} aspect {:<26} quality {:<14} images {:<9}{}{}  {}  [{}: {}]",
                 rule.model,
                 join(rule.durations.iter().map(u32::to_string).collect()),
                 join(rule.aspects.iter().map(|a| a.to_string()).collect()),
                 join(rule.qualities.iter().map(|q| q.to_string()).collect()),
-                images,
+                rule.images.to_string(),
                 if rule.character { " character" } else { "" },
+                options,
                 join(rule.qualities.iter().map(|&q| price(q)).collect()).replace('|', ", "),
+                rule.origin,
+                rule.source,
             );
         }
     }

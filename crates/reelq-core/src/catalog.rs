@@ -1,115 +1,644 @@
 //! The model catalog: for each provider and model, which durations, aspects, qualities,
-//! images and prompts a request may use (`docs/providers.md`). Adding a model is adding a row.
+//! images, prompts and options a request may use, what it costs, and how reelq's neutral
+//! fields become that provider's request fields. It is data: `catalog.toml` beside this
+//! crate is compiled in, and an operator's file adds or replaces rows ([`Catalog::with_file`])
+//! without a rebuild. Adding a model is adding a row.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+    sync::OnceLock,
+};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::{
     ProviderKind,
     spec::{Aspect, Quality},
 };
 
+/// The built-in catalog's text (this crate's `catalog.toml`).
+pub const BUILT_IN_CATALOG: &str = include_str!("../catalog.toml");
+
+/// Image formats every provider that takes images documents: jpeg, png, webp.
+pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp"];
+
 /// How many input images a model takes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ImageRule {
+    #[default]
     None,
     Exactly(usize),
     AtMost(usize),
 }
 
-/// What one model accepts. The first entry of each list is the default.
-#[derive(Debug)]
+/// How a duration in seconds is written: `"10"` or `10`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DurationForm {
+    String,
+    Number,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DurationField {
+    pub field: String,
+    pub form: DurationForm,
+}
+
+/// A neutral choice (an aspect, a quality, an "aspect/quality" pair) written as the
+/// provider's value in `field`; a choice without a value sends no field.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChoiceField {
+    pub field: String,
+    pub values: BTreeMap<String, Value>,
+}
+
+/// A duration in a field, or `"omit"` for a model with one length and no field for it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum DurationRule {
+    Omit(Omit),
+    Send(DurationField),
+}
+
+/// `"omit"`: the contract's field is not sent for this model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Omit {
+    Omit,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ChoiceRule {
+    Omit(Omit),
+    Send(ChoiceField),
+}
+
+impl ChoiceRule {
+    fn field(&self) -> Option<&ChoiceField> {
+        match self {
+            ChoiceRule::Omit(_) => None,
+            ChoiceRule::Send(field) => Some(field),
+        }
+    }
+}
+
+/// How the images go: a list of URLs, or the first alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImagesForm {
+    List,
+    One,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImagesField {
+    pub field: String,
+    pub form: ImagesForm,
+}
+
+/// How a model's request is written. In a row, each key given replaces the contract's.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestMap {
+    pub duration: Option<DurationRule>,
+    pub aspect: Option<ChoiceRule>,
+    pub quality: Option<ChoiceRule>,
+    /// Aspect and quality in one field, keyed `"<aspect>/<quality>"`.
+    pub size: Option<ChoiceRule>,
+    pub images: Option<ImagesField>,
+    /// The path segment of the model's API family, for contracts with one per family.
+    pub family: Option<String>,
+    pub fixed: Option<Map<String, Value>>,
+}
+
+impl RequestMap {
+    fn over(self, base: &RequestMap) -> RequestMap {
+        RequestMap {
+            duration: self.duration.or_else(|| base.duration.clone()),
+            aspect: self.aspect.or_else(|| base.aspect.clone()),
+            quality: self.quality.or_else(|| base.quality.clone()),
+            size: self.size.or_else(|| base.size.clone()),
+            images: self.images.or_else(|| base.images.clone()),
+            family: self.family.or_else(|| base.family.clone()),
+            fixed: self.fixed.or_else(|| base.fixed.clone()),
+        }
+    }
+}
+
+/// One provider option a job may pass through (`extra`), and what values it takes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ExtraRule {
+    String { max_chars: Option<usize> },
+    Number { min: Option<f64>, max: Option<f64> },
+    Integer { min: Option<i64>, max: Option<i64> },
+    Bool,
+    Choice { values: Vec<String> },
+}
+
+impl ExtraRule {
+    /// Why `value` is not one this option takes, if it is not.
+    pub fn problem(&self, value: &Value) -> Option<String> {
+        let out_of = |v: f64, min: Option<f64>, max: Option<f64>| {
+            (min.is_some_and(|min| v < min) || max.is_some_and(|max| v > max)).then(|| {
+                let bound = |b: Option<f64>| b.map_or("any".to_owned(), |b| b.to_string());
+                format!("{v} is outside {}..{}", bound(min), bound(max))
+            })
+        };
+        match (self, value) {
+            (ExtraRule::String { max_chars }, Value::String(s)) => max_chars
+                .filter(|&max| s.chars().count() > max)
+                .map(|max| format!("is over the limit of {max} characters")),
+            (ExtraRule::Number { min, max }, Value::Number(n)) => {
+                out_of(n.as_f64().unwrap_or(f64::NAN), *min, *max)
+            }
+            (ExtraRule::Integer { min, max }, Value::Number(n)) if n.is_i64() => out_of(
+                n.as_i64().unwrap_or_default() as f64,
+                min.map(|m| m as f64),
+                max.map(|m| m as f64),
+            ),
+            (ExtraRule::Bool, Value::Bool(_)) => None,
+            (ExtraRule::Choice { values }, Value::String(s)) if values.contains(s) => None,
+            (ExtraRule::Choice { values }, _) => {
+                Some(format!("must be one of {}", values.join(", ")))
+            }
+            (rule, _) => Some(format!("must be {}", rule.kind())),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            ExtraRule::String { .. } => "a string",
+            ExtraRule::Number { .. } => "a number",
+            ExtraRule::Integer { .. } => "an integer",
+            ExtraRule::Bool => "true or false",
+            ExtraRule::Choice { .. } => "a choice",
+        }
+    }
+}
+
+fn landscape_portrait() -> Vec<Aspect> {
+    vec![Aspect::Landscape, Aspect::Portrait]
+}
+
+fn standard_only() -> Vec<Quality> {
+    vec![Quality::Standard]
+}
+
+/// What one model accepts, what it costs and how its request is written. The first entry
+/// of each list is the default.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ModelRule {
     pub provider: ProviderKind,
-    pub model: &'static str,
-    pub durations: &'static [u32],
-    pub aspects: &'static [Aspect],
-    pub qualities: &'static [Quality],
+    pub model: String,
+    pub durations: Vec<u32>,
+    #[serde(default = "landscape_portrait")]
+    pub aspects: Vec<Aspect>,
+    #[serde(default = "standard_only")]
+    pub qualities: Vec<Quality>,
+    #[serde(default)]
     pub images: ImageRule,
     /// Images may be sent inline as `data:image/...;base64,` URLs, not only as http(s) URLs.
+    #[serde(default)]
     pub inline_images: bool,
     /// The model can build a character from a reference video (`character_url`).
+    #[serde(default)]
     pub character: bool,
     /// The most whitespace-separated words a prompt may have, where the provider counts
     /// tokens (reelq cannot count a provider's tokens, so it counts words as a bound).
     pub max_prompt_words: Option<usize>,
+    /// The most characters a prompt may have, where the provider sets fewer than reelq's
+    /// own limit.
+    pub max_prompt_chars: Option<usize>,
+    /// USD per second of video, by quality.
+    #[serde(default)]
+    pub price: BTreeMap<Quality, f64>,
+    /// The contract's mapping with this row's keys over it.
+    #[serde(default)]
+    pub request: RequestMap,
+    /// Provider options a job may pass through, by the field name they are sent as.
+    #[serde(default)]
+    pub extra: BTreeMap<String, ExtraRule>,
+    /// The document this row is read from.
+    pub source: String,
+    /// What the row assumes where the document is silent.
+    pub assumption: Option<String>,
+    /// Where the row came from: `built-in`, or the operator's file.
+    #[serde(default)]
+    pub origin: String,
 }
 
-/// Image formats every provider that takes images documents: jpeg, png, webp.
-pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp"];
+/// The request fields a job's spec sends, written at enqueue from its model's row, so the
+/// request a worker sends is the one that was validated and priced.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProviderRequest {
+    /// Duration, aspect, quality, fixed fields and options, as the provider names them.
+    pub fields: Map<String, Value>,
+    /// Where the images go, when the job has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<ImagesField>,
+    /// The model's API family path segment, for contracts with one per family.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+}
 
-const LANDSCAPE_PORTRAIT: &[Aspect] = &[Aspect::Landscape, Aspect::Portrait];
-const ALL_ASPECTS: &[Aspect] = &[Aspect::Landscape, Aspect::Portrait, Aspect::Square];
-const BOTH_QUALITIES: &[Quality] = &[Quality::Standard, Quality::High];
+impl ModelRule {
+    /// The request fields for these choices and options (already checked against this row).
+    pub fn provider_request(
+        &self,
+        duration_s: u32,
+        aspect: Aspect,
+        quality: Quality,
+        extra: &Map<String, Value>,
+    ) -> ProviderRequest {
+        let request = &self.request;
+        let mut fields = request.fixed.clone().unwrap_or_default();
+        if let Some(DurationRule::Send(duration)) = &request.duration {
+            let value = match duration.form {
+                DurationForm::String => Value::from(duration_s.to_string()),
+                DurationForm::Number => Value::from(duration_s),
+            };
+            fields.insert(duration.field.clone(), value);
+        }
+        let choices = [
+            (&request.aspect, aspect.as_str().to_owned()),
+            (&request.quality, quality.as_str().to_owned()),
+            (&request.size, format!("{aspect}/{quality}")),
+        ];
+        for (rule, key) in choices {
+            if let Some(field) = rule.as_ref().and_then(ChoiceRule::field)
+                && let Some(value) = field.values.get(&key)
+            {
+                fields.insert(field.field.clone(), value.clone());
+            }
+        }
+        fields.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        ProviderRequest {
+            fields,
+            images: request.images.clone(),
+            family: request.family.clone(),
+        }
+    }
 
-/// A row with the fields most rows share; each constructor below fills in its provider's.
-const fn row(provider: ProviderKind, model: &'static str, durations: &'static [u32]) -> ModelRule {
-    ModelRule {
-        provider,
-        model,
-        durations,
-        aspects: LANDSCAPE_PORTRAIT,
-        qualities: BOTH_QUALITIES,
-        images: ImageRule::None,
-        inline_images: false,
-        character: false,
-        max_prompt_words: None,
+    /// USD per second at `quality`, if the row prices it.
+    pub fn usd_per_second(&self, quality: Quality) -> Option<f64> {
+        self.price.get(&quality).copied()
+    }
+
+    /// What is wrong with this row, if anything: every list non-empty, every choice it
+    /// allows written somewhere (or deliberately not sent), prices not negative.
+    fn problem(&self) -> Option<String> {
+        if self.durations.is_empty() || self.aspects.is_empty() || self.qualities.is_empty() {
+            return Some("durations, aspects and qualities must each name at least one".into());
+        }
+        match &self.request.duration {
+            None => return Some("request.duration is not set (nor by its contract)".into()),
+            Some(DurationRule::Omit(_)) if self.durations.len() != 1 => {
+                return Some("a duration sent as no field allows one duration only".into());
+            }
+            _ => {}
+        }
+        if let Some(rule) = self.request.size.as_ref().and_then(ChoiceRule::field) {
+            for aspect in &self.aspects {
+                for quality in &self.qualities {
+                    if !rule.values.contains_key(&format!("{aspect}/{quality}")) {
+                        return Some(format!("request.size has no value for {aspect}/{quality}"));
+                    }
+                }
+            }
+        }
+        if self.price.values().any(|&usd| usd.is_nan() || usd < 0.0) {
+            return Some("a price must be a number of USD per second, not negative".into());
+        }
+        if let Some(field) = self
+            .extra
+            .keys()
+            .find(|k| self.reserved_fields().contains(*k))
+        {
+            return Some(format!(
+                "extra.{field} would overwrite a field reelq writes"
+            ));
+        }
+        None
+    }
+
+    fn reserved_fields(&self) -> BTreeSet<String> {
+        let r = &self.request;
+        let choice = |rule: &Option<ChoiceRule>| {
+            rule.as_ref()
+                .and_then(ChoiceRule::field)
+                .map(|f| f.field.clone())
+        };
+        [
+            match &r.duration {
+                Some(DurationRule::Send(d)) => Some(d.field.clone()),
+                _ => None,
+            },
+            choice(&r.aspect),
+            choice(&r.quality),
+            choice(&r.size),
+            r.images.as_ref().map(|i| i.field.clone()),
+            Some("model".into()),
+            Some("prompt".into()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 }
 
-/// kie: `n_frames` "10" | "15"; `aspect_ratio` landscape | portrait; `size` standard | high;
-/// image-to-video models take exactly one image.
-const fn kie(model: &'static str, images: ImageRule) -> ModelRule {
-    ModelRule {
-        images,
-        ..row(ProviderKind::Kie, model, &[10, 15])
+/// A contract's defaults: its mapping and the document it is read from.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContractDefaults {
+    source: String,
+    request: RequestMap,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogFile {
+    #[serde(default)]
+    contract: BTreeMap<ProviderKind, ContractDefaults>,
+    #[serde(default)]
+    model: Vec<ModelRule>,
+}
+
+/// A catalog file that could not be read, naming the file and the row.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("catalog {origin}: {message}")]
+pub struct CatalogError {
+    pub origin: String,
+    pub message: String,
+}
+
+/// The models reelq knows: the built-in rows, with an operator's rows over them.
+#[derive(Clone, Debug)]
+pub struct Catalog {
+    contracts: BTreeMap<ProviderKind, ContractDefaults>,
+    models: Vec<ModelRule>,
+}
+
+impl Catalog {
+    /// The catalog compiled into reelq.
+    pub fn built_in() -> &'static Catalog {
+        static BUILT_IN: OnceLock<Catalog> = OnceLock::new();
+        BUILT_IN.get_or_init(|| {
+            let empty = Catalog {
+                contracts: BTreeMap::new(),
+                models: Vec::new(),
+            };
+            empty
+                .with_file(BUILT_IN_CATALOG, "built-in")
+                .expect("the built-in catalog is valid (a unit test reads it)")
+        })
+    }
+
+    /// This catalog with `text`'s rows added, each replacing the row of the same provider
+    /// and model; `origin` (the file's name) is recorded on each row and named in errors.
+    /// The file may also replace a contract's default mapping.
+    pub fn with_file(&self, text: &str, origin: &str) -> Result<Catalog, CatalogError> {
+        let error = |message: String| CatalogError {
+            origin: origin.to_owned(),
+            message,
+        };
+        let file: CatalogFile = toml::from_str(text).map_err(|err| error(err.to_string()))?;
+        let mut catalog = self.clone();
+        catalog.contracts.extend(file.contract);
+        let mut seen = BTreeSet::new();
+        for mut row in file.model {
+            let name = format!("{} model {:?}", row.provider, row.model);
+            if !seen.insert((row.provider, row.model.clone())) {
+                return Err(error(format!("{name} is listed twice")));
+            }
+            if let Some(contract) = catalog.contracts.get(&row.provider) {
+                row.request = std::mem::take(&mut row.request).over(&contract.request);
+            }
+            row.origin = origin.to_owned();
+            if let Some(problem) = row.problem() {
+                return Err(error(format!("{name}: {problem}")));
+            }
+            match catalog
+                .models
+                .iter_mut()
+                .find(|known| known.provider == row.provider && known.model == row.model)
+            {
+                Some(known) => *known = row,
+                None => catalog.models.push(row),
+            }
+        }
+        Ok(catalog)
+    }
+
+    pub fn models(&self) -> &[ModelRule] {
+        &self.models
+    }
+
+    pub fn models_of(&self, provider: ProviderKind) -> impl Iterator<Item = &ModelRule> {
+        self.models
+            .iter()
+            .filter(move |rule| rule.provider == provider)
+    }
+
+    /// The row for `provider`'s `model`, if the catalog has it.
+    pub fn rule(&self, provider: ProviderKind, model: &str) -> Option<&ModelRule> {
+        self.models_of(provider).find(|rule| rule.model == model)
+    }
+
+    /// The document a contract's default mapping is read from.
+    pub fn contract_source(&self, provider: ProviderKind) -> Option<&str> {
+        self.contracts.get(&provider).map(|c| c.source.as_str())
+    }
+
+    /// The request for a model this catalog does not list (a job enqueued by another
+    /// deployment's catalog): its contract's mapping alone.
+    pub(crate) fn contract_request(
+        &self,
+        provider: ProviderKind,
+        duration_s: u32,
+        aspect: Aspect,
+        quality: Quality,
+    ) -> ProviderRequest {
+        let request = self
+            .contracts
+            .get(&provider)
+            .map(|c| c.request.clone())
+            .unwrap_or_default();
+        let row = ModelRule {
+            provider,
+            model: String::new(),
+            durations: vec![duration_s],
+            aspects: vec![aspect],
+            qualities: vec![quality],
+            images: ImageRule::None,
+            inline_images: false,
+            character: false,
+            max_prompt_words: None,
+            max_prompt_chars: None,
+            price: BTreeMap::new(),
+            request,
+            extra: BTreeMap::new(),
+            source: String::new(),
+            assumption: None,
+            origin: String::new(),
+        };
+        row.provider_request(duration_s, aspect, quality, &Map::new())
     }
 }
 
-/// acedata: `duration` 10 | 15 (25 for sora-2-pro); `orientation` adds square; `size`
-/// small | large; reference images as URLs or base64; characters from a reference video.
-const fn acedata(model: &'static str, durations: &'static [u32]) -> ModelRule {
-    ModelRule {
-        aspects: ALL_ASPECTS,
-        // The docs do not bound the count; four keeps a request (and its base64) sane.
-        images: ImageRule::AtMost(4),
-        inline_images: true,
-        character: true,
-        ..row(ProviderKind::Acedata, model, durations)
+impl fmt::Display for ImageRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImageRule::None => f.write_str("none"),
+            ImageRule::Exactly(n) => write!(f, "exactly {n}"),
+            ImageRule::AtMost(n) => write!(f, "at most {n}"),
+        }
     }
 }
 
-/// evolink: `duration` 4 | 8 | 12; `aspect_ratio` 16:9 | 9:16; `quality` 720p | 1080p; at
-/// most one image; prompts of at most 5000 tokens.
-const fn evolink(model: &'static str) -> ModelRule {
-    ModelRule {
-        images: ImageRule::AtMost(1),
-        max_prompt_words: Some(5000),
-        ..row(ProviderKind::Evolink, model, &[4, 8, 12])
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_built_in_catalog_reads_and_prices_every_row() {
+        let catalog = Catalog::built_in();
+        for provider in ProviderKind::ALL {
+            assert!(catalog.models_of(provider).next().is_some(), "{provider}");
+            assert!(catalog.contract_source(provider).is_some(), "{provider}");
+        }
+        for rule in catalog.models() {
+            for &quality in &rule.qualities {
+                assert!(rule.usd_per_second(quality).is_some(), "{}", rule.model);
+            }
+            assert_eq!(rule.origin, "built-in");
+        }
     }
-}
 
-/// OpenAI-compatible: `seconds` "4" | "8" | "12"; `size` 1280x720 | 720x1280 (standard) or
-/// 1792x1024 | 1024x1792 (high). Image input (multipart `input_reference`) is not offered.
-const fn openai(model: &'static str) -> ModelRule {
-    row(ProviderKind::Openai, model, &[4, 8, 12])
-}
+    #[test]
+    fn kie_sends_size_only_for_the_pro_models_and_openai_high_sizes_only_for_pro() {
+        let catalog = Catalog::built_in();
+        let fields = |provider, model, quality| {
+            catalog
+                .rule(provider, model)
+                .unwrap()
+                .provider_request(10, Aspect::Landscape, quality, &Map::new())
+                .fields
+        };
+        let plain = fields(ProviderKind::Kie, "sora-2-text-to-video", Quality::Standard);
+        assert!(!plain.contains_key("size"), "{plain:?}");
+        assert_eq!(plain["n_frames"], "10");
+        let pro = fields(ProviderKind::Kie, "sora-2-pro-text-to-video", Quality::High);
+        assert_eq!(pro["size"], "high");
+        let openai = catalog.rule(ProviderKind::Openai, "sora-2").unwrap();
+        assert_eq!(openai.qualities, [Quality::Standard]);
+        let pro = fields(ProviderKind::Openai, "sora-2-pro", Quality::High);
+        assert_eq!(pro["size"], "1792x1024");
+        assert_eq!(pro["seconds"], "10");
+    }
 
-static MODELS: &[ModelRule] = &[
-    kie("sora-2-text-to-video", ImageRule::None),
-    kie("sora-2-pro-text-to-video", ImageRule::None),
-    kie("sora-2-image-to-video", ImageRule::Exactly(1)),
-    kie("sora-2-pro-image-to-video", ImageRule::Exactly(1)),
-    acedata("sora-2", &[10, 15]),
-    acedata("sora-2-pro", &[10, 15, 25]),
-    evolink("sora-2-preview"),
-    evolink("sora-2-pro-preview"),
-    openai("sora-2"),
-    openai("sora-2-pro"),
-];
+    const OPERATOR: &str = r#"
+[[model]]
+provider = "kie"
+model = "kling/v2-1-master-text-to-video"
+durations = [5, 10]
+aspects = ["landscape", "portrait", "square"]
+price = { standard = 0.28 }
+source = "docs.kie.ai/market/kling/v2-1-master-text-to-video"
+[model.request]
+duration = { field = "duration", form = "string" }
+aspect = { field = "aspect_ratio", values = { landscape = "16:9", portrait = "9:16", square = "1:1" } }
+quality = "omit"
+fixed = {}
+[model.extra]
+negative_prompt = { type = "string", max_chars = 2500 }
+cfg_scale = { type = "number", min = 0, max = 1 }
 
-pub fn models_of(provider: ProviderKind) -> impl Iterator<Item = &'static ModelRule> {
-    MODELS.iter().filter(move |rule| rule.provider == provider)
-}
+[[model]]
+provider = "kie"
+model = "sora-2-text-to-video"
+durations = [10]
+price = { standard = 0.02 }
+source = "our contract"
+"#;
 
-/// The row for `provider`'s `model`, if reelq knows it.
-pub fn model_rule(provider: ProviderKind, model: &str) -> Option<&'static ModelRule> {
-    models_of(provider).find(|rule| rule.model == model)
+    #[test]
+    fn an_operator_file_adds_rows_and_replaces_known_ones() {
+        let catalog = Catalog::built_in()
+            .with_file(OPERATOR, "models.toml")
+            .unwrap();
+        let kling = catalog
+            .rule(ProviderKind::Kie, "kling/v2-1-master-text-to-video")
+            .unwrap();
+        assert_eq!(kling.origin, "models.toml");
+        let extra = Map::from_iter([("cfg_scale".to_owned(), Value::from(0.5))]);
+        let wire = kling.provider_request(5, Aspect::Square, Quality::Standard, &extra);
+        assert_eq!(
+            Value::Object(wire.fields),
+            serde_json::json!({"duration": "5", "aspect_ratio": "1:1", "cfg_scale": 0.5})
+        );
+        // The contract's images mapping still applies where the row does not replace it.
+        assert_eq!(wire.images.unwrap().field, "image_urls");
+        let sora = catalog
+            .rule(ProviderKind::Kie, "sora-2-text-to-video")
+            .unwrap();
+        assert_eq!(
+            (
+                sora.durations.as_slice(),
+                sora.usd_per_second(Quality::Standard)
+            ),
+            (&[10][..], Some(0.02))
+        );
+        assert_eq!(
+            catalog.models().len(),
+            Catalog::built_in().models().len() + 1
+        );
+    }
+
+    #[test]
+    fn a_bad_operator_row_is_refused_naming_the_file_and_row() {
+        let check = |text: &str, expect: &str| {
+            let err = Catalog::built_in()
+                .with_file(text, "models.toml")
+                .unwrap_err();
+            assert!(err.to_string().contains(expect), "{err}");
+            assert!(
+                err.to_string().starts_with("catalog models.toml: "),
+                "{err}"
+            );
+        };
+        let row = |body: &str| {
+            format!("[[model]]\nprovider = \"openai\"\nmodel = \"m\"\nsource = \"s\"\n{body}")
+        };
+        check(&row("durations = []"), "openai model \"m\": durations");
+        check(
+            &row("durations = [4]\nqualities = [\"high\"]\naspects = [\"square\"]"),
+            "request.size has no value for square/high",
+        );
+        check(
+            &row("durations = [4]\nprice = { standard = -1 }"),
+            "not negative",
+        );
+        check(
+            &row("durations = [4]\nextra = { seconds = { type = \"bool\" } }"),
+            "extra.seconds would overwrite",
+        );
+        check(
+            &row("durations = [4]\ncolour = \"red\""),
+            "unknown field `colour`",
+        );
+        check(
+            &format!("{}\n{}", row("durations = [4]"), row("durations = [4]")),
+            "listed twice",
+        );
+    }
 }

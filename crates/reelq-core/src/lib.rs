@@ -14,7 +14,11 @@ mod state;
 mod webhook_target;
 
 pub use batch::{BatchOptions, micros_to_usd, usd_to_micros};
-pub use catalog::{IMAGE_EXTENSIONS, ImageRule, ModelRule, model_rule, models_of};
+pub use catalog::{
+    BUILT_IN_CATALOG, Catalog, CatalogError, ChoiceField, ChoiceRule, DurationField, DurationForm,
+    DurationRule, ExtraRule, IMAGE_EXTENSIONS, ImageRule, ImagesField, ImagesForm, ModelRule, Omit,
+    ProviderRequest, RequestMap,
+};
 pub use error_class::{ErrorClass, local_exhaustion};
 pub use id::{BatchId, IdError, JobId};
 pub use price::{PriceRule, PriceTable};

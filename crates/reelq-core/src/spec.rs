@@ -1,13 +1,14 @@
 //! What a producer asks for ([`JobRequest`]) and what the ledger stores once it is checked
 //! ([`JobSpec`]). Validation happens once, at enqueue, so a worker never meets a bad request.
 
-use std::{fmt, str::FromStr, time::UNIX_EPOCH};
+use std::{borrow::Cow, fmt, str::FromStr, time::UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::{
     ProviderKind,
-    catalog::{self, IMAGE_EXTENSIONS, ImageRule, ModelRule},
+    catalog::{Catalog, IMAGE_EXTENSIONS, ImageRule, ModelRule, ProviderRequest},
 };
 
 /// Frame orientation, mapped onto each provider's own vocabulary by its adapter.
@@ -20,7 +21,7 @@ pub enum Aspect {
 }
 
 /// Output quality tier, mapped onto each provider's size or resolution names by its adapter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Quality {
     Standard,
@@ -73,10 +74,14 @@ pub struct JobRequest {
     pub image_urls: Vec<String>,
     /// A video to build a character from (acedata); must not show real people.
     pub character_url: Option<String>,
-    /// Where the character's subject starts in the frame, 0..1.
+    /// The second of the reference video at which the character first appears.
     pub character_start: Option<f64>,
-    /// Where it ends, 0..1, not before `character_start`.
+    /// The second at which it last appears, not before `character_start`.
     pub character_end: Option<f64>,
+    /// Provider options the model's catalog row declares (`negative_prompt`, `cfg_scale`,
+    /// ...), passed through as they are once checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<Map<String, Value>>,
     /// Where reelq POSTs the completion event.
     pub notify_url: Option<String>,
     /// RFC 3339 time after which the job ends `expired` if it has not finished.
@@ -104,9 +109,38 @@ pub struct JobSpec {
     /// What the producer's price table said this job costs, recorded at enqueue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimated_cost_usd: Option<f64>,
+    /// The provider's request fields, written at enqueue from the model's catalog row (so
+    /// a worker sends what was validated and priced, whatever catalog it has). Absent in
+    /// jobs enqueued before reelq wrote it: [`JobSpec::provider_request`] then writes it
+    /// from the built-in catalog.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<ProviderRequest>,
 }
 
-/// A character built from a reference video, with the subject's position in the frame.
+impl JobSpec {
+    /// The provider's request fields for this job.
+    pub fn provider_request(&self) -> Cow<'_, ProviderRequest> {
+        if let Some(request) = &self.request {
+            return Cow::Borrowed(request);
+        }
+        let catalog = Catalog::built_in();
+        let mut request = match catalog.rule(self.provider, &self.model) {
+            Some(rule) => {
+                rule.provider_request(self.duration_s, self.aspect, self.quality, &Map::new())
+            }
+            None => {
+                catalog.contract_request(self.provider, self.duration_s, self.aspect, self.quality)
+            }
+        };
+        if self.image_urls.is_empty() {
+            request.images = None;
+        }
+        Cow::Owned(request)
+    }
+}
+
+/// A character built from a reference video, with the seconds of that video in which it
+/// appears (AceData's reference: "the starting range of seconds").
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Character {
     pub url: String,
@@ -134,17 +168,17 @@ impl SpecError {
 }
 
 impl JobRequest {
-    /// Checks the request against its provider's and model's rules. `now_ms` (unix ms) is
+    /// Checks the request against its model's row in `catalog`. `now_ms` (unix ms) is
     /// passed in so this stays free of clocks.
-    pub fn validate(self, now_ms: u64) -> Result<JobSpec, SpecError> {
+    pub fn validate(self, catalog: &Catalog, now_ms: u64) -> Result<JobSpec, SpecError> {
         let provider: ProviderKind = required("provider", self.provider)?.parse()?;
         let model = required("model", self.model)?;
-        let rule = catalog::model_rule(provider, &model).ok_or_else(|| {
+        let rule = catalog.rule(provider, &model).ok_or_else(|| {
             SpecError::new(
                 "model",
                 format!(
                     "unknown model {model:?} for provider {provider} (known: {})",
-                    join(catalog::models_of(provider).map(|r| r.model))
+                    join(catalog.models_of(provider).map(|r| &r.model))
                 ),
             )
         })?;
@@ -152,10 +186,10 @@ impl JobRequest {
         check_prompt(&prompt, rule)?;
         let duration_s = self.duration_s.unwrap_or(rule.durations[0]);
         if !rule.durations.contains(&duration_s) {
-            return Err(not_allowed("duration_s", duration_s, rule, rule.durations));
+            return Err(not_allowed("duration_s", duration_s, rule, &rule.durations));
         }
-        let aspect = pick("aspect", self.aspect, rule, rule.aspects)?;
-        let quality = pick("quality", self.quality, rule, rule.qualities)?;
+        let aspect = pick("aspect", self.aspect, rule, &rule.aspects)?;
+        let quality = pick("quality", self.quality, rule, &rule.qualities)?;
         check_images(&self.image_urls, rule)?;
         let character = character(
             self.character_url,
@@ -163,6 +197,12 @@ impl JobRequest {
             self.character_end,
             rule,
         )?;
+        let extra = self.extra.unwrap_or_default();
+        check_extra(&extra, rule)?;
+        let mut request = rule.provider_request(duration_s, aspect, quality, &extra);
+        if self.image_urls.is_empty() {
+            request.images = None;
+        }
         if let Some(url) = &self.notify_url {
             check_url("notify_url", url)?;
         }
@@ -182,8 +222,32 @@ impl JobRequest {
             notify_url: self.notify_url,
             deadline_ms,
             estimated_cost_usd: None,
+            request: Some(request),
         })
     }
+}
+
+/// Every option is one the model's row declares, with a value it takes.
+fn check_extra(extra: &Map<String, Value>, rule: &ModelRule) -> Result<(), SpecError> {
+    for (name, value) in extra {
+        let Some(option) = rule.extra.get(name) else {
+            let known = match rule.extra.is_empty() {
+                true => "none".to_owned(),
+                false => join(rule.extra.keys()),
+            };
+            return Err(SpecError::new(
+                "extra",
+                format!(
+                    "{name:?} is not an option of {} model {:?} (options: {known})",
+                    rule.provider, rule.model
+                ),
+            ));
+        };
+        if let Some(problem) = option.problem(value) {
+            return Err(SpecError::new("extra", format!("{name}: {problem}")));
+        }
+    }
+    Ok(())
 }
 
 fn required(field: &'static str, value: Option<String>) -> Result<String, SpecError> {
@@ -231,10 +295,13 @@ fn check_prompt(prompt: &str, rule: &ModelRule) -> Result<(), SpecError> {
         return Err(SpecError::new("prompt", "must not be empty"));
     }
     let n_chars = prompt.chars().count();
-    if n_chars > MAX_PROMPT_CHARS {
+    let max_chars = rule
+        .max_prompt_chars
+        .map_or(MAX_PROMPT_CHARS, |max| max.min(MAX_PROMPT_CHARS));
+    if n_chars > max_chars {
         return Err(SpecError::new(
             "prompt",
-            format!("{n_chars} characters is over the limit of {MAX_PROMPT_CHARS}"),
+            format!("{n_chars} characters is over the limit of {max_chars}"),
         ));
     }
     let n_words = prompt.split_whitespace().count();
@@ -334,8 +401,11 @@ fn character(
     }
     check_url("character_url", &url)?;
     for (field, value) in [("character_start", start), ("character_end", end)] {
-        if value.is_some_and(|v| !(0.0..=1.0).contains(&v)) {
-            return Err(SpecError::new(field, "must be between 0 and 1"));
+        if value.is_some_and(|v| !(v >= 0.0 && v.is_finite())) {
+            return Err(SpecError::new(
+                field,
+                "must be a number of seconds, not negative",
+            ));
         }
     }
     if let (Some(start), Some(end)) = (start, end)
@@ -416,14 +486,16 @@ mod tests {
 
     #[track_caller]
     fn check_err(json: &str, expect: &str) {
-        let err = request(json).validate(NOW_MS).unwrap_err();
+        let err = request(json)
+            .validate(Catalog::built_in(), NOW_MS)
+            .unwrap_err();
         assert_eq!(err.to_string(), expect);
     }
 
     #[test]
     fn defaults_come_from_the_model_rule() {
         let spec = request(r#"{"provider":"kie","model":"sora-2-text-to-video","prompt":"a cat"}"#)
-            .validate(NOW_MS)
+            .validate(Catalog::built_in(), NOW_MS)
             .unwrap();
         assert_eq!(spec.duration_s, 10);
         assert_eq!(spec.aspect, Aspect::Landscape);
@@ -477,12 +549,20 @@ mod tests {
             r#"{"provider":"acedata","model":"sora-2","prompt":"p","duration_s":25}"#,
             r#"duration_s: 25 is not allowed for acedata model "sora-2" (allowed: 10, 15)"#,
         );
-        request(r#"{"provider":"acedata","model":"sora-2-pro","prompt":"p","duration_s":25,"aspect":"square"}"#)
-            .validate(NOW_MS)
+        request(r#"{"provider":"acedata","model":"sora-2-pro","prompt":"p","duration_s":25,"aspect":"portrait"}"#)
+            .validate(Catalog::built_in(), NOW_MS)
             .unwrap();
         check_err(
             r#"{"provider":"evolink","model":"sora-2-preview","prompt":"p","duration_s":10}"#,
             r#"duration_s: 10 is not allowed for evolink model "sora-2-preview" (allowed: 4, 8, 12)"#,
+        );
+        check_err(
+            r#"{"provider":"acedata","model":"sora-2","prompt":"p","aspect":"square"}"#,
+            r#"aspect: "square" is not allowed for acedata model "sora-2" (allowed: landscape, portrait)"#,
+        );
+        check_err(
+            r#"{"provider":"openai","model":"sora-2","prompt":"p","quality":"high"}"#,
+            r#"quality: "high" is not allowed for openai model "sora-2" (allowed: standard)"#,
         );
         check_err(
             r#"{"provider":"openai","model":"sora-2","prompt":"p","aspect":"square"}"#,
@@ -501,7 +581,7 @@ mod tests {
             "image_urls: inline data: images are not accepted by this provider; give an http(s) URL",
         );
         request(r#"{"provider":"acedata","model":"sora-2","prompt":"p","image_urls":["data:image/webp;base64,AAAA","https://i/x?sig=1"]}"#)
-            .validate(NOW_MS)
+            .validate(Catalog::built_in(), NOW_MS)
             .unwrap();
         check_err(
             r#"{"provider":"acedata","model":"sora-2","prompt":"p","image_urls":["data:image/gif;base64,AAAA"]}"#,
@@ -510,18 +590,18 @@ mod tests {
     }
 
     #[test]
-    fn a_character_needs_a_model_that_builds_one_and_an_ordered_span_in_0_1() {
+    fn a_character_needs_a_model_that_builds_one_and_an_ordered_span_of_seconds() {
         let spec = request(
-            r#"{"provider":"acedata","model":"sora-2","prompt":"p","character_url":"https://v/c.mp4","character_start":0.2,"character_end":0.6}"#,
+            r#"{"provider":"acedata","model":"sora-2","prompt":"p","character_url":"https://v/c.mp4","character_start":1,"character_end":3}"#,
         )
-        .validate(NOW_MS)
+        .validate(Catalog::built_in(), NOW_MS)
         .unwrap();
         assert_eq!(
             spec.character,
             Some(Character {
                 url: "https://v/c.mp4".into(),
-                start: Some(0.2),
-                end: Some(0.6)
+                start: Some(1.0),
+                end: Some(3.0)
             })
         );
         check_err(
@@ -529,8 +609,8 @@ mod tests {
             "character_end: 0.6 is before character_start 0.7",
         );
         check_err(
-            r#"{"provider":"acedata","model":"sora-2","prompt":"p","character_url":"https://v/c.mp4","character_end":1.5}"#,
-            "character_end: must be between 0 and 1",
+            r#"{"provider":"acedata","model":"sora-2","prompt":"p","character_url":"https://v/c.mp4","character_end":-1}"#,
+            "character_end: must be a number of seconds, not negative",
         );
         check_err(
             r#"{"provider":"acedata","model":"sora-2","prompt":"p","character_start":0.1}"#,
@@ -550,7 +630,7 @@ mod tests {
             prompt: Some("w ".repeat(5001)),
             ..JobRequest::default()
         }
-        .validate(NOW_MS)
+        .validate(Catalog::built_in(), NOW_MS)
         .unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -563,7 +643,7 @@ mod tests {
             notify_url: Some(format!("https://n/{}", "x".repeat(2048))),
             ..JobRequest::default()
         }
-        .validate(NOW_MS)
+        .validate(Catalog::built_in(), NOW_MS)
         .unwrap_err();
         assert_eq!(err.field, "notify_url");
     }
@@ -577,7 +657,7 @@ mod tests {
             prompt: Some(prompt),
             ..JobRequest::default()
         }
-        .validate(NOW_MS)
+        .validate(Catalog::built_in(), NOW_MS)
         .unwrap_err();
         assert_eq!(err.field, "prompt");
     }
@@ -599,7 +679,7 @@ mod tests {
         let spec = request(
             r#"{"provider":"kie","model":"sora-2-text-to-video","prompt":"p","deadline":"2099-01-01T00:00:00Z"}"#,
         )
-        .validate(NOW_MS)
+        .validate(Catalog::built_in(), NOW_MS)
         .unwrap();
         assert_eq!(spec.deadline_ms, Some(4_070_908_800_000));
     }
@@ -630,7 +710,7 @@ mod tests {
                 deadline: Some(words),
                 ..JobRequest::default()
             };
-            if let Err(err) = request.validate(1_780_000_000_000) {
+            if let Err(err) = request.validate(Catalog::built_in(), 1_780_000_000_000) {
                 proptest::prop_assert!(!err.field.is_empty());
             }
         }

@@ -29,7 +29,7 @@ fn request(prompt: &str) -> reelq_core::JobSpec {
         prompt: Some(prompt.into()),
         ..JobRequest::default()
     }
-    .validate(0)
+    .validate(reelq_core::Catalog::built_in(), 0)
     .unwrap()
 }
 

@@ -193,7 +193,7 @@ async fn create_job(State(state): State<ApiState>, headers: HeaderMap, body: Byt
             return client_error(StatusCode::BAD_REQUEST, "malformed_json", err.to_string());
         }
     };
-    let spec = match request.validate(now_ms()) {
+    let spec = match request.validate(state.client.catalog(), now_ms()) {
         Ok(spec) => spec,
         Err(err) => {
             let detail = json!({ "field": err.field, "message": err.message });
@@ -212,9 +212,9 @@ async fn create_batch(State(state): State<ApiState>, headers: HeaderMap, body: B
         );
     };
     let parsed = if text.trim_start().starts_with('[') {
-        parse_json_batch(text, now_ms())
+        parse_json_batch(text, state.client.catalog(), now_ms())
     } else {
-        parse_manifest(text, now_ms())
+        parse_manifest(text, state.client.catalog(), now_ms())
     };
     match parsed {
         Ok(specs) => enqueue(&state, &headers, specs, true).await,

@@ -10,7 +10,7 @@ use std::{
 use backon::{ExponentialBuilder, Retryable};
 use futures_util::{StreamExt, stream::BoxStream};
 use reelq_core::{
-    BatchId, BatchOptions, JobId, JobRequest, JobSpec, JobState, PriceTable, ProviderKind,
+    BatchId, BatchOptions, Catalog, JobId, JobRequest, JobSpec, JobState, PriceTable, ProviderKind,
     SpecError, WebhookTargets, usd_to_micros,
 };
 use reelq_queue::{
@@ -114,7 +114,10 @@ pub struct BatchReceipt {
 #[derive(Clone)]
 pub struct Client {
     ledger: Ledger,
-    /// Prices each job at enqueue (the record keeps the estimate).
+    /// The models jobs are validated and priced against.
+    catalog: Arc<Catalog>,
+    /// The operator's contract prices, before the catalog's list prices (the record keeps
+    /// each job's estimate).
     prices: Arc<PriceTable>,
     /// Where `notify_url`s may point (the workers check again when sending).
     webhook_targets: Arc<WebhookTargets>,
@@ -135,6 +138,7 @@ impl Client {
         let ledger = Ledger::connect(config).await?;
         Ok(Client {
             ledger,
+            catalog: Arc::new(Catalog::built_in().clone()),
             prices: Arc::new(PriceTable::default()),
             webhook_targets: Arc::new(WebhookTargets::default()),
         })
@@ -148,7 +152,7 @@ impl Client {
         }
     }
 
-    /// Prices jobs by `prices` instead of the built-in list prices.
+    /// Prices jobs by `prices` before the catalog's list prices.
     pub fn with_prices(self, prices: PriceTable) -> Self {
         Client {
             prices: Arc::new(prices),
@@ -156,9 +160,23 @@ impl Client {
         }
     }
 
+    /// Validates and prices jobs against `catalog` (the built-in one with an operator's
+    /// rows, say) instead of the built-in catalog.
+    pub fn with_catalog(self, catalog: Catalog) -> Self {
+        Client {
+            catalog: Arc::new(catalog),
+            ..self
+        }
+    }
+
+    /// The models this client validates jobs against.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
     /// A validated spec with its estimated cost.
     fn priced(&self, mut spec: JobSpec) -> JobSpec {
-        spec.estimated_cost_usd = self.prices.estimate(&spec);
+        spec.estimated_cost_usd = self.prices.estimate(&spec, &self.catalog);
         spec
     }
 
@@ -192,7 +210,8 @@ impl Client {
     }
 
     pub async fn enqueue(&self, request: JobRequest) -> Result<JobId, ProducerError> {
-        self.enqueue_spec(request.validate(now_ms())?).await
+        self.enqueue_spec(request.validate(&self.catalog, now_ms())?)
+            .await
     }
 
     /// Enqueues one already validated job.
@@ -308,7 +327,7 @@ impl Client {
 
     /// Validates a JSONL manifest and enqueues it as one batch; any bad line refuses it all.
     pub async fn enqueue_manifest(&self, manifest: &str) -> Result<BatchReceipt, ProducerError> {
-        let specs = parse_manifest(manifest, now_ms())?;
+        let specs = parse_manifest(manifest, &self.catalog, now_ms())?;
         self.enqueue_batch(specs).await
     }
 

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use reelq_core::{JobRequest, JobSpec};
+use reelq_core::{Catalog, JobRequest, JobSpec};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineProblem {
@@ -34,7 +34,11 @@ impl fmt::Display for ManifestError {
 }
 
 /// Parses and validates every line; `now_ms` is the validation clock (unix ms).
-pub fn parse_manifest(text: &str, now_ms: u64) -> Result<Vec<JobSpec>, ManifestError> {
+pub fn parse_manifest(
+    text: &str,
+    catalog: &Catalog,
+    now_ms: u64,
+) -> Result<Vec<JobSpec>, ManifestError> {
     let lines = text.lines().enumerate().filter_map(|(line_idx, line)| {
         let line_text = line.trim();
         let skipped = line_text.is_empty() || line_text.starts_with('#');
@@ -44,11 +48,15 @@ pub fn parse_manifest(text: &str, now_ms: u64) -> Result<Vec<JobSpec>, ManifestE
         });
         (!skipped).then_some((line_idx + 1, request))
     });
-    validate_all(lines, now_ms)
+    validate_all(lines, catalog, now_ms)
 }
 
 /// Validates a JSON array of job requests; problems name the item (1-based) as `line`.
-pub fn parse_json_batch(text: &str, now_ms: u64) -> Result<Vec<JobSpec>, ManifestError> {
+pub fn parse_json_batch(
+    text: &str,
+    catalog: &Catalog,
+    now_ms: u64,
+) -> Result<Vec<JobSpec>, ManifestError> {
     let items: Vec<serde_json::Value> =
         serde_json::from_str(text).map_err(|err| ManifestError {
             problems: vec![LineProblem {
@@ -63,19 +71,23 @@ pub fn parse_json_batch(text: &str, now_ms: u64) -> Result<Vec<JobSpec>, Manifes
         });
         (item_idx + 1, request)
     });
-    validate_all(requests, now_ms)
+    validate_all(requests, catalog, now_ms)
 }
 
 /// Validates every request, collecting every problem; all or nothing.
 fn validate_all(
     requests: impl Iterator<Item = (usize, Result<JobRequest, String>)>,
+    catalog: &Catalog,
     now_ms: u64,
 ) -> Result<Vec<JobSpec>, ManifestError> {
     let mut specs = Vec::new();
     let mut problems = Vec::new();
     for (line, request) in requests {
-        let checked =
-            request.and_then(|request| request.validate(now_ms).map_err(|err| err.to_string()));
+        let checked = request.and_then(|request| {
+            request
+                .validate(catalog, now_ms)
+                .map_err(|err| err.to_string())
+        });
         match checked {
             Ok(spec) => specs.push(spec),
             Err(message) => problems.push(LineProblem { line, message }),
@@ -109,7 +121,7 @@ mod tests {
 
 {"provider":"kie","model":"sora-2-text-to-video","prompt":"x","duration_s":25}
 "#;
-        let err = parse_manifest(manifest, NOW_MS).unwrap_err();
+        let err = parse_manifest(manifest, Catalog::built_in(), NOW_MS).unwrap_err();
         let lines: Vec<usize> = err.problems.iter().map(|p| p.line).collect();
         assert_eq!(lines, [3, 4, 6]);
         assert!(
@@ -127,7 +139,7 @@ mod tests {
 
     #[test]
     fn an_empty_manifest_is_an_error() {
-        let err = parse_manifest("\n# nothing\n", NOW_MS).unwrap_err();
+        let err = parse_manifest("\n# nothing\n", Catalog::built_in(), NOW_MS).unwrap_err();
         assert_eq!(err.problems[0].message, "manifest has no jobs");
     }
 
@@ -135,7 +147,7 @@ mod tests {
     fn good_lines_keep_their_order() {
         let manifest = "{\"provider\":\"kie\",\"model\":\"sora-2-text-to-video\",\"prompt\":\"a\"}\n\
                         {\"provider\":\"kie\",\"model\":\"sora-2-text-to-video\",\"prompt\":\"b\"}";
-        let prompts: Vec<String> = parse_manifest(manifest, NOW_MS)
+        let prompts: Vec<String> = parse_manifest(manifest, Catalog::built_in(), NOW_MS)
             .unwrap()
             .into_iter()
             .map(|s| s.prompt)
@@ -186,10 +198,10 @@ mod tests {
                 .map(|line| {
                     let text = line.trim();
                     (!text.is_empty() && !text.starts_with('#'))
-                        .then(|| parse_manifest(text, NOW_MS).is_ok())
+                        .then(|| parse_manifest(text, Catalog::built_in(), NOW_MS).is_ok())
                 })
                 .collect();
-            match parse_manifest(&manifest, NOW_MS) {
+            match parse_manifest(&manifest, Catalog::built_in(), NOW_MS) {
                 Ok(specs) => {
                     proptest::prop_assert!(alone.iter().flatten().all(|ok| *ok));
                     proptest::prop_assert_eq!(specs.len(), alone.iter().flatten().count());

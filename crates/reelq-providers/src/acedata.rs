@@ -1,6 +1,12 @@
-//! The AceData Sora API (`docs/providers.md` section 2): `POST /sora/videos` answered at once
-//! with a task id when a `callback_url` (or `async`) is given, `POST /sora/tasks` to
-//! retrieve, and `{success: false, error: {code, message}}` errors.
+//! The AceData video APIs (`docs/providers.md` section 2): `POST /{family}/videos` (the
+//! model's row names the family: `sora`, `veo`, `kling`, ...) answered at once with a task id
+//! when a `callback_url` is given, and held open until the video is done without one;
+//! `POST /{family}/tasks` to retrieve; `{success: false, error: {code, message}}` errors;
+//! `accept: application/json` on every call, as the reference documents.
+//!
+//! Read from: docs.acedata.cloud/api-reference/sora/sora-videos (fields, values, the held
+//! create), docs.acedata.cloud/api-reference/veo/veo-videos and the Kling Videos document
+//! (the per-family paths and `action`).
 //!
 //! | answer                                            | class              |
 //! |---------------------------------------------------|--------------------|
@@ -18,16 +24,34 @@
 //! 500 carrying AceData's own `{success: false, error}` body.
 //! | task `state: failed`                              | `GenerationFailed` (`Moderation` if its error names it) |
 
+use std::time::Duration;
+
 use futures_util::{FutureExt, future::BoxFuture};
-use reelq_core::{Aspect, JobId, JobSpec, ProviderKind, Quality};
-use reqwest::header::HeaderMap;
+use reelq_core::{JobId, JobSpec, ProviderKind};
+use reqwest::header::{ACCEPT, HeaderMap};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
     AccountConfig, CallbackError, CallbackHint, Download, Provider, ProviderError, TaskStatus,
     http::{Api, Call, ErrorDetail, read_json, task_failure, unreadable},
+    request::{null_as_default, request_fields},
 };
+
+/// How long a create without a callback URL may stay open: AceData answers it when the
+/// video is done, "1-2 minutes" by its document, so well past the account's usual timeout.
+const HELD_CREATE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The model family of the built-in rows: `/sora/videos`, `/sora/tasks`.
+const DEFAULT_FAMILY: &str = "sora";
+
+/// The API family a job's model is served under (`/{family}/videos`, `/{family}/tasks`).
+fn family(spec: &JobSpec) -> String {
+    spec.provider_request()
+        .family
+        .clone()
+        .unwrap_or_else(|| DEFAULT_FAMILY.to_owned())
+}
 
 /// One AceData account.
 pub struct Acedata {
@@ -43,10 +67,10 @@ struct Created {
 /// The result shape: the answer to a finished task, and the callback body.
 #[derive(Deserialize)]
 struct TaskResult {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     success: bool,
     task_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     data: Vec<Video>,
     #[serde(default)]
     error: Option<ErrorDetail>,
@@ -79,10 +103,14 @@ impl Acedata {
         spec: &JobSpec,
         callback_url: Option<&str>,
     ) -> Result<String, ProviderError> {
-        let request = self
+        let mut request = self
             .api
-            .post("/sora/videos")
+            .post(&format!("/{}/videos", family(spec)))
+            .header(ACCEPT, "application/json")
             .json(&create_body(spec, callback_url));
+        if callback_url.is_none() {
+            request = request.timeout(HELD_CREATE_TIMEOUT);
+        }
         let answer = self.api.send(request, Call::Create).await?;
         let created: Created = read_json(ProviderKind::Acedata, &answer, Call::Create)?;
         created.task_id.filter(|id| !id.is_empty()).ok_or_else(|| {
@@ -94,10 +122,11 @@ impl Acedata {
         })
     }
 
-    async fn retrieve(&self, task_id: &str) -> Result<TaskStatus, ProviderError> {
+    async fn retrieve(&self, spec: &JobSpec, task_id: &str) -> Result<TaskStatus, ProviderError> {
         let request = self
             .api
-            .post("/sora/tasks")
+            .post(&format!("/{}/tasks", family(spec)))
+            .header(ACCEPT, "application/json")
             .json(&json!({ "id": task_id, "action": "retrieve" }));
         let answer = self.api.send(request, Call::Query).await?;
         let retrieved: Retrieved = read_json(ProviderKind::Acedata, &answer, Call::Query)?;
@@ -126,39 +155,23 @@ impl Acedata {
 }
 
 fn create_body(spec: &JobSpec, callback_url: Option<&str>) -> serde_json::Value {
-    let mut body = json!({
-        "model": spec.model,
-        "prompt": spec.prompt,
-        "size": match spec.quality {
-            Quality::Standard => "small",
-            Quality::High => "large",
-        },
-        "duration": spec.duration_s,
-        "orientation": match spec.aspect {
-            Aspect::Landscape => "landscape",
-            Aspect::Portrait => "portrait",
-            Aspect::Square => "square",
-        },
-    });
-    if !spec.image_urls.is_empty() {
-        body["image_urls"] = json!(spec.image_urls);
-    }
+    let mut body = request_fields(spec);
+    body.insert("model".into(), json!(spec.model));
     if let Some(character) = &spec.character {
-        body["character_url"] = json!(character.url);
+        body.insert("character_url".into(), json!(character.url));
         if let Some(start) = character.start {
-            body["character_start"] = json!(start);
+            body.insert("character_start".into(), json!(start));
         }
         if let Some(end) = character.end {
-            body["character_end"] = json!(end);
+            body.insert("character_end".into(), json!(end));
         }
     }
-    // Without a callback URL the create would block for minutes; `async` asks for the task
-    // id at once (an assumption: the summary of the docs names only the callback form).
-    match callback_url {
-        Some(url) => body["callback_url"] = json!(url),
-        None => body["async"] = json!(true),
+    // Without a callback URL AceData holds the create open until the video is done (1-2
+    // minutes, its document says) and answers with the result, task id included.
+    if let Some(url) = callback_url {
+        body.insert("callback_url".into(), json!(url));
     }
-    body
+    serde_json::Value::Object(body)
 }
 
 impl Provider for Acedata {
@@ -192,8 +205,12 @@ impl Provider for Acedata {
         )
     }
 
-    fn query<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<TaskStatus, ProviderError>> {
-        self.retrieve(task_id).boxed()
+    fn query<'a>(
+        &'a self,
+        spec: &'a JobSpec,
+        task_id: &'a str,
+    ) -> BoxFuture<'a, Result<TaskStatus, ProviderError>> {
+        self.retrieve(spec, task_id).boxed()
     }
 
     fn download<'a>(

@@ -19,7 +19,7 @@
 //! | task `status: failed` or `cancelled`         | `GenerationFailed` (`Moderation` if its error names it) |
 
 use futures_util::{FutureExt, future::BoxFuture};
-use reelq_core::{Aspect, JobId, JobSpec, ProviderKind, Quality};
+use reelq_core::{JobId, JobSpec, ProviderKind};
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::json;
@@ -27,6 +27,7 @@ use serde_json::json;
 use crate::{
     AccountConfig, CallbackError, CallbackHint, Download, Provider, ProviderError, TaskStatus,
     http::{Api, Call, ErrorDetail, read_json, task_failure},
+    request::{null_as_default, request_fields},
 };
 
 /// One evolink account.
@@ -39,7 +40,7 @@ pub struct Evolink {
 struct Task {
     id: String,
     status: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     results: Vec<String>,
     #[serde(default)]
     error: Option<ErrorDetail>,
@@ -98,26 +99,12 @@ impl Evolink {
 }
 
 fn create_body(spec: &JobSpec, callback_url: Option<&str>) -> serde_json::Value {
-    let mut body = json!({
-        "model": spec.model,
-        "prompt": spec.prompt,
-        "aspect_ratio": match spec.aspect {
-            Aspect::Portrait => "9:16",
-            Aspect::Landscape | Aspect::Square => "16:9",
-        },
-        "duration": spec.duration_s,
-        "quality": match spec.quality {
-            Quality::Standard => "720p",
-            Quality::High => "1080p",
-        },
-    });
-    if !spec.image_urls.is_empty() {
-        body["image_urls"] = json!(spec.image_urls);
-    }
+    let mut body = request_fields(spec);
+    body.insert("model".into(), json!(spec.model));
     if let Some(url) = callback_url {
-        body["callback_url"] = json!(url);
+        body.insert("callback_url".into(), json!(url));
     }
-    body
+    serde_json::Value::Object(body)
 }
 
 impl Provider for Evolink {
@@ -149,7 +136,11 @@ impl Provider for Evolink {
         )
     }
 
-    fn query<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<TaskStatus, ProviderError>> {
+    fn query<'a>(
+        &'a self,
+        _spec: &'a JobSpec,
+        task_id: &'a str,
+    ) -> BoxFuture<'a, Result<TaskStatus, ProviderError>> {
         self.task(task_id).boxed()
     }
 

@@ -26,7 +26,7 @@ use std::time::Duration;
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use futures_util::{FutureExt, future::BoxFuture};
 use hmac::{Hmac, Mac};
-use reelq_core::{Aspect, JobId, JobSpec, ProviderKind, Quality};
+use reelq_core::{JobId, JobSpec, ProviderKind};
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::json;
@@ -36,6 +36,7 @@ use crate::{
     AccountConfig, CallbackError, CallbackHint, Download, Provider, ProviderError, ProviderTask,
     TaskEcho, TaskStatus,
     http::{Api, Call, status_error, task_failure, unreadable},
+    request::{echo_of, null_as_default, request_fields},
 };
 
 /// One kie account.
@@ -46,7 +47,7 @@ pub struct Kie {
 #[derive(Deserialize)]
 struct Envelope {
     code: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     msg: String,
     #[serde(default)]
     data: Option<serde_json::Value>,
@@ -70,7 +71,7 @@ struct RecordInfo {
 struct RecordEcho {
     task_id: String,
     param: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     create_time: u64,
 }
 
@@ -185,23 +186,7 @@ impl Kie {
 }
 
 fn create_body(spec: &JobSpec, callback_url: Option<&str>) -> serde_json::Value {
-    let mut input = json!({
-        "prompt": spec.prompt,
-        "aspect_ratio": match spec.aspect {
-            Aspect::Portrait => "portrait",
-            Aspect::Landscape | Aspect::Square => "landscape",
-        },
-        "n_frames": spec.duration_s.to_string(),
-        "size": match spec.quality {
-            Quality::Standard => "standard",
-            Quality::High => "high",
-        },
-        "remove_watermark": true,
-    });
-    if !spec.image_urls.is_empty() {
-        input["image_urls"] = json!(spec.image_urls);
-    }
-    let mut body = json!({ "model": spec.model, "input": input });
+    let mut body = json!({ "model": spec.model, "input": request_fields(spec) });
     if let Some(url) = callback_url {
         body["callBackUrl"] = json!(url);
     }
@@ -210,17 +195,8 @@ fn create_body(spec: &JobSpec, callback_url: Option<&str>) -> serde_json::Value 
 
 /// The request fields a task's record echoes (`param`), as [`create_body`] sends them.
 fn echo_of_request(request: &serde_json::Value) -> TaskEcho {
-    let input = &request["input"];
-    [
-        ("model", &request["model"]),
-        ("prompt", &input["prompt"]),
-        ("aspect_ratio", &input["aspect_ratio"]),
-        ("n_frames", &input["n_frames"]),
-        ("size", &input["size"]),
-    ]
-    .into_iter()
-    .filter_map(|(field, value)| Some((field, value.as_str()?.to_owned())))
-    .collect()
+    let input = request["input"].as_object().cloned().unwrap_or_default();
+    echo_of(&request["model"], &input)
 }
 
 /// How long a signed callback stays acceptable (docs/providers.md: older than 5 minutes is stale).
@@ -243,6 +219,9 @@ struct CallbackBody {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct CallbackData {
+    /// `taskId` in the callback document's example; `task_id` accepted too (market
+    /// callbacks are reported with either spelling).
+    #[serde(alias = "task_id")]
     task_id: String,
     #[serde(default)]
     state: Option<String>,
@@ -333,7 +312,11 @@ impl Provider for Kie {
         CallbackHint::new(task_id, progress_only)
     }
 
-    fn query<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<TaskStatus, ProviderError>> {
+    fn query<'a>(
+        &'a self,
+        _spec: &'a JobSpec,
+        task_id: &'a str,
+    ) -> BoxFuture<'a, Result<TaskStatus, ProviderError>> {
         self.record_info(task_id).boxed()
     }
 

@@ -9,6 +9,7 @@ mod http;
 mod kie;
 mod openai;
 mod provider;
+mod request;
 mod standard_webhooks;
 
 use std::sync::Arc;

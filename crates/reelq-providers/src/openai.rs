@@ -27,7 +27,7 @@
 //! | video `status: failed`                          | `GenerationFailed` (`Moderation` if its error names it) |
 
 use futures_util::{FutureExt, future::BoxFuture};
-use reelq_core::{Aspect, JobId, JobSpec, ProviderKind, Quality};
+use reelq_core::{JobId, JobSpec, ProviderKind};
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::json;
@@ -36,6 +36,7 @@ use crate::{
     AccountConfig, CallbackError, CallbackHint, CallbackScope, Download, Provider, ProviderError,
     ProviderTask, RecentTasks, TaskEcho, TaskStatus, WebhookKey,
     http::{Api, Call, ErrorDetail, read_json, task_failure},
+    request::{echo_of, request_fields},
 };
 
 /// One account at an OpenAI-compatible gateway.
@@ -75,7 +76,7 @@ impl Video {
             ("prompt", self.prompt),
         ]
         .into_iter()
-        .filter_map(|(field, value)| Some((field, value?)))
+        .filter_map(|(field, value)| Some((field.to_owned(), value?)))
         .collect();
         ProviderTask {
             task_id: self.id,
@@ -188,29 +189,9 @@ impl Openai {
 }
 
 fn create_body(spec: &JobSpec) -> serde_json::Value {
-    let echo = echo_of(spec);
-    json!({
-        "model": echo["model"],
-        "prompt": echo["prompt"],
-        "seconds": echo["seconds"],
-        "size": echo["size"],
-    })
-}
-
-/// The create's fields, as the video object echoes them back.
-fn echo_of(spec: &JobSpec) -> TaskEcho {
-    let size = match (spec.aspect, spec.quality) {
-        (Aspect::Portrait, Quality::Standard) => "720x1280",
-        (Aspect::Portrait, Quality::High) => "1024x1792",
-        (Aspect::Landscape | Aspect::Square, Quality::Standard) => "1280x720",
-        (Aspect::Landscape | Aspect::Square, Quality::High) => "1792x1024",
-    };
-    TaskEcho::from([
-        ("model", spec.model.clone()),
-        ("prompt", spec.prompt.clone()),
-        ("seconds", spec.duration_s.to_string()),
-        ("size", size.to_owned()),
-    ])
+    let mut body = request_fields(spec);
+    body.insert("model".into(), json!(spec.model));
+    serde_json::Value::Object(body)
 }
 
 impl Provider for Openai {
@@ -251,7 +232,11 @@ impl Provider for Openai {
         )
     }
 
-    fn query<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<TaskStatus, ProviderError>> {
+    fn query<'a>(
+        &'a self,
+        _spec: &'a JobSpec,
+        task_id: &'a str,
+    ) -> BoxFuture<'a, Result<TaskStatus, ProviderError>> {
         self.retrieve(task_id).boxed()
     }
 
@@ -260,7 +245,8 @@ impl Provider for Openai {
     }
 
     fn echo(&self, spec: &JobSpec) -> TaskEcho {
-        echo_of(spec)
+        let body = create_body(spec);
+        echo_of(&body["model"], body.as_object().expect("an object"))
     }
 
     fn recent_tasks(&self, since_s: u64) -> BoxFuture<'_, Result<RecentTasks, ProviderError>> {

@@ -99,7 +99,7 @@ pub struct RecentTasks {
 }
 
 /// Request fields by name, as an adapter sends them and as the provider echoes them.
-pub type TaskEcho = std::collections::BTreeMap<&'static str, String>;
+pub type TaskEcho = std::collections::BTreeMap<String, String>;
 
 impl ProviderTask {
     /// Whether this task could be the create of a job that sent `sent`: every field the
@@ -140,7 +140,13 @@ pub trait Provider: Send + Sync {
         now_s: u64,
     ) -> Result<CallbackHint, CallbackError>;
 
-    fn query<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<TaskStatus, ProviderError>>;
+    /// Where the job's task stands. `spec` is the job's own (some contracts keep one API per
+    /// model family, and the row says which).
+    fn query<'a>(
+        &'a self,
+        spec: &'a JobSpec,
+        task_id: &'a str,
+    ) -> BoxFuture<'a, Result<TaskStatus, ProviderError>>;
 
     /// Whether the provider can list its recent tasks ([`Provider::recent_tasks`]).
     fn lists_tasks(&self) -> bool {

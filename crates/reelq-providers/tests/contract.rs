@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use reelq_core::{ErrorClass, JobId, JobRequest, JobSpec, ProviderKind, Secret, models_of};
+use reelq_core::{Catalog, ErrorClass, JobId, JobRequest, JobSpec, ProviderKind, Secret};
 use reelq_providers::{AccountConfig, Provider, ProviderError, TaskStatus, adapter};
 use reelq_sim::{FAILING_WORD, MODERATED_WORD, SimConfig, Simulator};
 
@@ -30,11 +30,18 @@ fn account(sim: &Simulator, api_key: &str) -> AccountConfig {
 fn spec(provider: ProviderKind, prompt: &str) -> JobSpec {
     JobRequest {
         provider: Some(provider.to_string()),
-        model: Some(models_of(provider).next().unwrap().model.into()),
+        model: Some(
+            Catalog::built_in()
+                .models_of(provider)
+                .next()
+                .unwrap()
+                .model
+                .clone(),
+        ),
         prompt: Some(prompt.into()),
         ..JobRequest::default()
     }
-    .validate(0)
+    .validate(reelq_core::Catalog::built_in(), 0)
     .expect("a valid request")
 }
 
@@ -54,7 +61,7 @@ async fn download(provider: &dyn Provider, url: &str) -> Result<Vec<u8>, Provide
 }
 
 async fn result_url(provider: &dyn Provider, task_id: &str) -> String {
-    match provider.query(task_id).await {
+    match provider.query(&spec(provider.kind(), "p"), task_id).await {
         Ok(TaskStatus::Succeeded { result_url }) => result_url,
         other => panic!("{} task {task_id}: {other:?}", provider.kind()),
     }
@@ -67,7 +74,13 @@ async fn happy_path(kind: ProviderKind) {
     let task_id = submit(provider.as_ref(), "a lighthouse at dusk")
         .await
         .unwrap();
-    assert_eq!(provider.query(&task_id).await.unwrap(), TaskStatus::Running);
+    assert_eq!(
+        provider
+            .query(&spec(provider.kind(), "p"), &task_id)
+            .await
+            .unwrap(),
+        TaskStatus::Running
+    );
     sim.release();
     let url = result_url(provider.as_ref(), &task_id).await;
     let video = download(provider.as_ref(), &url).await.unwrap();
@@ -141,7 +154,11 @@ async fn moderation_and_failed_generations(kind: ProviderKind) {
     let sim = simulator(SimConfig::new(API_KEY, Duration::ZERO)).await;
     let provider = adapter(kind, account(&sim, API_KEY)).unwrap();
     let moderated = match submit(provider.as_ref(), &format!("{MODERATED_WORD} scene")).await {
-        Ok(task_id) => match provider.query(&task_id).await.unwrap() {
+        Ok(task_id) => match provider
+            .query(&spec(provider.kind(), "p"), &task_id)
+            .await
+            .unwrap()
+        {
             TaskStatus::Failed(err) => err,
             other => panic!("{kind}: a moderated task ended {other:?}"),
         },
@@ -155,7 +172,11 @@ async fn moderation_and_failed_generations(kind: ProviderKind) {
     let task_id = submit(provider.as_ref(), &format!("{FAILING_WORD} scene"))
         .await
         .unwrap();
-    match provider.query(&task_id).await.unwrap() {
+    match provider
+        .query(&spec(provider.kind(), "p"), &task_id)
+        .await
+        .unwrap()
+    {
         TaskStatus::Failed(err) => {
             assert_eq!(err.class(), ErrorClass::GenerationFailed, "{kind}: {err}")
         }

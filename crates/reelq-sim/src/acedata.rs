@@ -1,8 +1,9 @@
-//! The AceData Sora contract (`docs/providers.md` section 2): `POST /sora/videos` (answered at
-//! once with a task id given `callback_url` or `async`), `POST /sora/tasks` to retrieve, and
-//! `{success: false, error: {code, message}, trace_id}` errors.
+//! The AceData contract (`docs/providers.md` section 2): `POST /{family}/videos` per model
+//! family (answered at once with a task id given `callback_url`, held open until the video is
+//! done without one), `POST /{family}/tasks` to retrieve, and `{success: false, error:
+//! {code, message}, trace_id}` errors.
 
-use std::sync::Arc;
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use axum::{
     Json, Router,
@@ -12,22 +13,33 @@ use axum::{
     response::{IntoResponse, Response},
     routing::post,
 };
-use reelq_core::{Aspect, ProviderKind};
+use reelq_core::{Catalog, ProviderKind};
 use serde_json::{Value, json};
 
 use crate::{
     contract::{
         CreateRequest, Outcome, Phase, Refusal, accept, create_request, gateway_failure, model,
-        prompt, query_allowed, random_hex, retry_in_a_second, take_callback_url,
+        prompt, query_allowed, random_hex, read_fields, retry_in_a_second, take_callback_url,
     },
     simulator::SimState,
-    video::VideoShape,
 };
 
-pub(crate) fn routes() -> Router<Arc<SimState>> {
-    Router::new()
-        .route("/sora/videos", post(create_video))
-        .route("/sora/tasks", post(tasks))
+/// `/{family}/videos` and `/{family}/tasks` for every family the catalog's acedata rows
+/// name (`sora` for the built-in ones).
+pub(crate) fn routes(catalog: &Catalog) -> Router<Arc<SimState>> {
+    let families: BTreeSet<String> = catalog
+        .models_of(ProviderKind::Acedata)
+        .filter_map(|rule| rule.request.family.clone())
+        .collect();
+    families.into_iter().fold(Router::new(), |router, family| {
+        let on_create = family.clone();
+        router
+            .route(
+                &format!("/{family}/videos"),
+                post(move |state, headers, body| create_video(state, headers, body, on_create)),
+            )
+            .route(&format!("/{family}/tasks"), post(tasks))
+    })
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
@@ -74,57 +86,56 @@ async fn create_video(
     State(state): State<Arc<SimState>>,
     headers: HeaderMap,
     body: Bytes,
+    family: String,
 ) -> Response {
     state.create_received();
-    match create(&state, &headers, &body).await {
-        Ok(task_id) => {
+    match create(&state, &headers, &body, &family).await {
+        Ok((task_id, true)) => {
             Json(json!({ "success": true, "task_id": task_id, "trace_id": random_hex() }))
                 .into_response()
         }
+        // Without a callback URL the create is held open until the video is done, and the
+        // answer is the result itself, as AceData's document describes.
+        Ok((task_id, false)) => loop {
+            match state.task_phase(&task_id) {
+                Some((_, Phase::Running)) => {
+                    let step = (state.config.generation_time / 4).max(Duration::from_millis(10));
+                    tokio::time::sleep(step).await;
+                }
+                Some((_, phase)) => {
+                    break Json(result_body(&task_id, &phase).unwrap_or_default()).into_response();
+                }
+                None => break refusal(Refusal::Invalid("the task vanished".into())),
+            }
+        },
         Err(err) => refusal(err),
     }
 }
 
+/// Accepts a create; returns its task id and whether it named a callback URL.
 async fn create(
     state: &Arc<SimState>,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<String, Refusal> {
+    family: &str,
+) -> Result<(String, bool), Refusal> {
     let mut body = create_request(state, headers, body)?;
     let callback_url = take_callback_url(&mut body, &["callback_url"]);
-    if callback_url.is_none() && body["async"] != json!(true) {
-        return Err(Refusal::Invalid(
-            "the simulator does not hold connections: give callback_url or async".into(),
-        ));
-    }
-    let rule = model(ProviderKind::Acedata, body["model"].as_str())?;
-    let prompt = prompt(&body)?;
-    let duration = body["duration"].as_u64().unwrap_or(10);
-    if !rule.durations.iter().any(|&d| u64::from(d) == duration) {
+    let has_callback = callback_url.is_some();
+    let rule = model(state, ProviderKind::Acedata, body["model"].as_str())?;
+    if rule.request.family.as_deref() != Some(family) {
         return Err(Refusal::Invalid(format!(
-            "duration {duration} is not supported by {}",
+            "model {} is not served under /{family}",
             rule.model
         )));
     }
-    if !matches!(body["size"].as_str(), None | Some("small" | "large")) {
-        return Err(Refusal::Invalid("size must be small or large".into()));
-    }
-    // Absent, the simulator renders landscape (the documents name no default).
-    let aspect = match body["orientation"].as_str() {
-        None | Some("landscape") => Aspect::Landscape,
-        Some("portrait") => Aspect::Portrait,
-        Some("square") => Aspect::Square,
-        Some(_) => {
-            return Err(Refusal::Invalid(
-                "orientation must be landscape, portrait or square".into(),
-            ));
-        }
-    };
+    let prompt = prompt(&body)?;
+    let shape = read_fields(rule, &body)?;
     let start = body["character_start"].as_f64().unwrap_or(0.0);
-    let end = body["character_end"].as_f64().unwrap_or(1.0);
-    if !(0.0..=1.0).contains(&start) || !(0.0..=1.0).contains(&end) || start > end {
+    let end = body["character_end"].as_f64().unwrap_or(f64::MAX);
+    if start < 0.0 || start > end {
         return Err(Refusal::Invalid(
-            "character_start and character_end must satisfy 0 <= start <= end <= 1".into(),
+            "character_start and character_end are seconds, 0 <= start <= end".into(),
         ));
     }
     let request = CreateRequest {
@@ -133,12 +144,9 @@ async fn create(
         prompt,
         callback_url,
         moderates_at_create: true,
-        shape: VideoShape {
-            duration_s: duration as u32,
-            aspect,
-        },
+        shape,
     };
-    accept(state, request, uuid_like()).await
+    Ok((accept(state, request, uuid_like()).await?, has_callback))
 }
 
 fn uuid_like() -> String {

@@ -15,7 +15,9 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use futures_util::stream;
-use reelq_core::{ModelRule, ProviderKind, model_rule};
+use reelq_core::{
+    Aspect, ChoiceRule, DurationForm, DurationRule, ImagesForm, ModelRule, ProviderKind, Quality,
+};
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -127,13 +129,120 @@ pub(crate) fn retry_in_a_second(mut response: Response) -> Response {
 }
 
 /// The catalog row a create names, or the refusal a provider gives for an unknown model.
-pub(crate) fn model(
+pub(crate) fn model<'a>(
+    state: &'a SimState,
     provider: ProviderKind,
     model: Option<&str>,
-) -> Result<&'static ModelRule, Refusal> {
+) -> Result<&'a ModelRule, Refusal> {
     let model = model.ok_or_else(|| Refusal::Invalid("model is required".into()))?;
-    model_rule(provider, model)
+    state
+        .config
+        .catalog
+        .rule(provider, model)
         .ok_or_else(|| Refusal::Invalid(format!("model {model} is not supported")))
+}
+
+/// Fields a create may carry besides the ones its model's row writes.
+const CONTRACT_FIELDS: &[&str] = &[
+    "model",
+    "prompt",
+    "character_url",
+    "character_start",
+    "character_end",
+];
+
+/// Reads a create's fields as the provider reads its own: the duration, frame and quality
+/// its model's row allows, written the row's way, images where the row puts them, and no
+/// field the row does not name (an adapter that drifts from its row is refused here, as a
+/// strict provider would refuse it). Returns the video the create asks for.
+pub(crate) fn read_fields(rule: &ModelRule, fields: &Value) -> Result<VideoShape, Refusal> {
+    let invalid = |message: String| Err(Refusal::Invalid(message));
+    let request = &rule.request;
+    let (duration_field, duration_s) = match &request.duration {
+        Some(DurationRule::Send(duration)) => {
+            let value = &fields[&duration.field];
+            let duration_s = match (duration.form, value) {
+                (DurationForm::String, Value::String(s)) => s.parse::<u32>().ok(),
+                (DurationForm::Number, Value::Number(n)) => {
+                    n.as_u64().and_then(|n| u32::try_from(n).ok())
+                }
+                (_, Value::Null) => Some(rule.durations[0]),
+                _ => None,
+            };
+            let Some(duration_s) = duration_s.filter(|d| rule.durations.contains(d)) else {
+                return invalid(format!(
+                    "{} must be one of {:?}, got {value}",
+                    duration.field, rule.durations
+                ));
+            };
+            (Some(duration.field.as_str()), duration_s)
+        }
+        _ => (None, rule.durations[0]),
+    };
+    let choice = |rule_of: &Option<ChoiceRule>| -> Result<Option<String>, Refusal> {
+        let Some(field) = rule_of.as_ref().and_then(|r| match r {
+            ChoiceRule::Send(field) => Some(field),
+            ChoiceRule::Omit(_) => None,
+        }) else {
+            return Ok(None);
+        };
+        let value = &fields[&field.field];
+        if value.is_null() {
+            return Ok(None);
+        }
+        match field.values.iter().find(|(_, sent)| *sent == value) {
+            Some((neutral, _)) => Ok(Some(neutral.clone())),
+            None => Err(Refusal::Invalid(format!(
+                "{} must be one of {:?}, got {value}",
+                field.field,
+                field.values.values().collect::<Vec<_>>()
+            ))),
+        }
+    };
+    let size = choice(&request.size)?;
+    let (size_aspect, size_quality) = match size.as_deref().and_then(|s| s.split_once('/')) {
+        Some((aspect, quality)) => (Some(aspect.to_owned()), Some(quality.to_owned())),
+        None => (None, None),
+    };
+    let aspect: Aspect = choice(&request.aspect)?
+        .or(size_aspect)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(rule.aspects[0]);
+    let quality: Quality = choice(&request.quality)?
+        .or(size_quality)
+        .and_then(|q| q.parse().ok())
+        .unwrap_or(rule.qualities[0]);
+    if !rule.aspects.contains(&aspect) || !rule.qualities.contains(&quality) {
+        return invalid(format!(
+            "{aspect} at {quality} is not offered by {}",
+            rule.model
+        ));
+    }
+    for (name, value) in fields.as_object().into_iter().flatten() {
+        let known = CONTRACT_FIELDS.contains(&name.as_str())
+            || duration_field == Some(name.as_str())
+            || rule
+                .provider_request(duration_s, aspect, quality, &Default::default())
+                .fields
+                .contains_key(name)
+            || request.images.as_ref().is_some_and(|images| {
+                *name == images.field
+                    && match images.form {
+                        ImagesForm::List => value.is_array(),
+                        ImagesForm::One => value.is_string(),
+                    }
+            });
+        match rule.extra.get(name) {
+            Some(option) => {
+                if let Some(problem) = option.problem(value) {
+                    return invalid(format!("{name}: {problem}"));
+                }
+            }
+            None if !known => return invalid(format!("{name} is not a field of {}", rule.model)),
+            None => {}
+        }
+    }
+    Ok(VideoShape { duration_s, aspect })
 }
 
 pub(crate) fn prompt(body: &Value) -> Result<&str, Refusal> {

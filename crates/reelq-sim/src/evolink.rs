@@ -12,16 +12,16 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use reelq_core::{Aspect, MAX_URL_CHARS, ProviderKind};
+use reelq_core::{MAX_URL_CHARS, ProviderKind};
 use serde_json::{Value, json};
 
 use crate::{
     contract::{
         CreateRequest, Outcome, Phase, Refusal, accept, create_request, gateway_failure, model,
-        prompt, query_allowed, random_hex, retry_in_a_second, take_callback_url, unix_ms,
+        prompt, query_allowed, random_hex, read_fields, retry_in_a_second, take_callback_url,
+        unix_ms,
     },
     simulator::SimState,
-    video::VideoShape,
 };
 
 pub(crate) fn routes() -> Router<Arc<SimState>> {
@@ -125,26 +125,14 @@ async fn create(
     {
         check_callback_url(url)?;
     }
-    let rule = model(ProviderKind::Evolink, body["model"].as_str())?;
+    let rule = model(state, ProviderKind::Evolink, body["model"].as_str())?;
     let prompt = prompt(&body)?;
-    let duration = body["duration"].as_u64().unwrap_or(4);
-    if !rule.durations.iter().any(|&d| u64::from(d) == duration) {
-        return Err(Refusal::Invalid("duration must be 4, 8 or 12".into()));
-    }
-    // Absent, the simulator renders 16:9 (the documents name no default).
-    let aspect = match body["aspect_ratio"].as_str() {
-        None | Some("16:9") => Aspect::Landscape,
-        Some("9:16") => Aspect::Portrait,
-        Some(_) => return Err(Refusal::Invalid("aspect_ratio must be 16:9 or 9:16".into())),
-    };
-    if !matches!(body["quality"].as_str(), None | Some("720p" | "1080p")) {
-        return Err(Refusal::Invalid("quality must be 720p or 1080p".into()));
-    }
-    if body["image_urls"]
-        .as_array()
-        .is_some_and(|images| images.len() > 1)
+    let shape = read_fields(rule, &body)?;
+    let images = body["image_urls"].as_array().map_or(0, Vec::len);
+    if let reelq_core::ImageRule::AtMost(max) = rule.images
+        && images > max
     {
-        return Err(Refusal::Invalid("at most 1 image".into()));
+        return Err(Refusal::Invalid(format!("at most {max} image")));
     }
     let request = CreateRequest {
         provider: ProviderKind::Evolink,
@@ -152,10 +140,7 @@ async fn create(
         prompt,
         callback_url,
         moderates_at_create: true,
-        shape: VideoShape {
-            duration_s: duration as u32,
-            aspect,
-        },
+        shape,
     };
     let task_id = format!("task-unified-{}-{}", unix_ms() / 1000, &random_hex()[..8]);
     accept(state, request, task_id).await

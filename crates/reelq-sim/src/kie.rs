@@ -14,7 +14,7 @@ use axum::{
 };
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use hmac::{Hmac, Mac};
-use reelq_core::{Aspect, ProviderKind};
+use reelq_core::ProviderKind;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -22,10 +22,9 @@ use sha2::Sha256;
 use crate::{
     contract::{
         CreateRequest, Outcome, Phase, Refusal, accept, create_request, gateway_failure, model,
-        query_allowed, random_hex, retry_in_a_second, take_callback_url,
+        query_allowed, random_hex, read_fields, retry_in_a_second, take_callback_url,
     },
     simulator::SimState,
-    video::VideoShape,
 };
 
 pub(crate) fn routes() -> Router<Arc<SimState>> {
@@ -83,41 +82,17 @@ async fn create(
 ) -> Result<String, Refusal> {
     let mut body = create_request(state, headers, body)?;
     let callback_url = take_callback_url(&mut body, &["callBackUrl", "progressCallBackUrl"]);
-    let rule = model(ProviderKind::Kie, body["model"].as_str())?;
+    let rule = model(state, ProviderKind::Kie, body["model"].as_str())?;
     let input = &body["input"];
     let prompt = crate::contract::prompt(input)?;
-    let n_frames = input["n_frames"]
-        .as_str()
-        .and_then(|n| n.parse::<u32>().ok());
-    if !n_frames.is_some_and(|n| rule.durations.contains(&n)) {
-        return Err(Refusal::Invalid(
-            "input.n_frames must be \"10\" or \"15\"".into(),
-        ));
-    }
-    let aspect = match input["aspect_ratio"].as_str() {
-        Some("landscape") => Aspect::Landscape,
-        Some("portrait") => Aspect::Portrait,
-        _ => {
-            return Err(Refusal::Invalid(
-                "input.aspect_ratio must be landscape or portrait".into(),
-            ));
-        }
-    };
-    if !matches!(input["size"].as_str(), None | Some("standard" | "high")) {
-        return Err(Refusal::Invalid(
-            "input.size must be standard or high".into(),
-        ));
-    }
+    let shape = read_fields(rule, input)?;
     let request = CreateRequest {
         provider: ProviderKind::Kie,
         body: body.clone(),
         prompt,
         callback_url,
         moderates_at_create: false,
-        shape: VideoShape {
-            duration_s: n_frames.expect("checked above"),
-            aspect,
-        },
+        shape,
     };
     accept(state, request, format!("task_{}", random_hex())).await
 }

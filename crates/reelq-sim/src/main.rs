@@ -4,6 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::Parser;
+use reelq_core::Catalog;
 use reelq_sim::{SimConfig, Simulator};
 
 #[derive(Parser)]
@@ -36,6 +37,10 @@ struct Args {
     /// Enforce evolink's rule that callback URLs are HTTPS to a public host.
     #[arg(long)]
     strict_callback_urls: bool,
+    /// Serve the models of this catalog file too (the operator's rows over the built-in
+    /// ones), as `reelq --catalog` validates them.
+    #[arg(long, env = "REELQ_SIM_CATALOG")]
+    catalog: Option<PathBuf>,
     /// Write the bound address to this file once listening (for scripts using port 0).
     #[arg(long)]
     addr_file: Option<PathBuf>,
@@ -45,6 +50,14 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter("info").init();
     let args = Args::parse();
+    let catalog = match &args.catalog {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Catalog::built_in().with_file(&text, &path.display().to_string())?
+        }
+        None => Catalog::built_in().clone(),
+    };
     let config = SimConfig {
         api_key: args.api_key,
         generation_time: Duration::from_millis(args.generation_ms),
@@ -53,6 +66,7 @@ async fn main() -> anyhow::Result<()> {
         webhook_secret: args.webhook_secret,
         result_url_ttl: args.result_url_ttl_ms.map(Duration::from_millis),
         strict_callback_urls: args.strict_callback_urls,
+        catalog,
     };
     let simulator = Simulator::start(args.addr, config)
         .await

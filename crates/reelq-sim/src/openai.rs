@@ -17,7 +17,7 @@ use axum::{
 };
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use hmac::{Hmac, Mac};
-use reelq_core::{Aspect, ProviderKind};
+use reelq_core::ProviderKind;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -25,11 +25,10 @@ use sha2::Sha256;
 use crate::{
     contract::{
         CreateRequest, Outcome, Phase, Refusal, TaskRecord, accept, authorized, create_request,
-        gateway_failure, model, prompt, query_allowed, random_hex, retry_in_a_second, serve_video,
-        unix_ms,
+        gateway_failure, model, prompt, query_allowed, random_hex, read_fields, retry_in_a_second,
+        serve_video, unix_ms,
     },
     simulator::SimState,
-    video::VideoShape,
 };
 
 pub(crate) fn routes() -> Router<Arc<SimState>> {
@@ -109,24 +108,9 @@ async fn create(
     body: &[u8],
 ) -> Result<String, Refusal> {
     let body = create_request(state, headers, body)?;
-    let rule = model(ProviderKind::Openai, body["model"].as_str())?;
+    let rule = model(state, ProviderKind::Openai, body["model"].as_str())?;
     let prompt = prompt(&body)?;
-    let seconds = body["seconds"].as_str().unwrap_or("4");
-    if !rule.durations.iter().any(|d| d.to_string() == seconds) {
-        return Err(Refusal::Invalid(
-            "seconds must be one of '4', '8', '12'".into(),
-        ));
-    }
-    // The API's default size is 720x1280: portrait.
-    let aspect = match body["size"].as_str() {
-        None | Some("720x1280" | "1024x1792") => Aspect::Portrait,
-        Some("1280x720" | "1792x1024") => Aspect::Landscape,
-        Some(_) => {
-            return Err(Refusal::Invalid(
-                "size must be 720x1280, 1280x720, 1024x1792 or 1792x1024".into(),
-            ));
-        }
-    };
+    let shape = read_fields(rule, &body)?;
     let request = CreateRequest {
         provider: ProviderKind::Openai,
         body: body.clone(),
@@ -134,10 +118,7 @@ async fn create(
         // Webhooks go to the account's endpoint, set on the simulator, not per request.
         callback_url: state.account_webhook_url.lock().unwrap().clone(),
         moderates_at_create: false,
-        shape: VideoShape {
-            duration_s: seconds.parse().expect("checked above"),
-            aspect,
-        },
+        shape,
     };
     accept(state, request, format!("video_{}", random_hex())).await
 }

@@ -13,7 +13,7 @@ use axum::{
     extract::State,
     routing::{get, post},
 };
-use reelq_core::ProviderKind;
+use reelq_core::{Catalog, ProviderKind};
 use serde::Serialize;
 use tokio::{
     net::TcpListener,
@@ -45,6 +45,10 @@ pub struct SimConfig {
     pub result_url_ttl: Option<Duration>,
     /// Enforce evolink's callback URL rule (HTTPS, public host); off so loopback tests work.
     pub strict_callback_urls: bool,
+    /// The models each contract serves, and how their fields are written: the built-in
+    /// catalog, or it with an operator's rows (`--catalog`), so a model added there is served
+    /// here too.
+    pub catalog: Catalog,
 }
 
 impl SimConfig {
@@ -59,6 +63,7 @@ impl SimConfig {
             webhook_secret: None,
             result_url_ttl: None,
             strict_callback_urls: false,
+            catalog: Catalog::built_in().clone(),
         }
     }
 }
@@ -518,7 +523,7 @@ impl Simulator {
 fn app(state: Arc<SimState>) -> Router {
     Router::new()
         .merge(crate::kie::routes())
-        .merge(crate::acedata::routes())
+        .merge(crate::acedata::routes(&state.config.catalog))
         .merge(crate::evolink::routes())
         .merge(crate::openai::routes())
         .route("/files/{file}", get(crate::contract::result_file))

@@ -245,7 +245,7 @@ impl Reconciler {
         };
         let Some(record) = record else {
             // No echo to compare: the provider's having the task on this account is the proof.
-            return match provider.query(task_id).await {
+            return match provider.query(&job.spec, task_id).await {
                 Ok(_) => Ok(None),
                 Err(ProviderError::Invalid(err)) => Ok(Some(format!(
                     "task {task_id}, which {kind} does not have ({err})"
@@ -261,7 +261,7 @@ impl Reconciler {
             .echo
             .iter()
             .filter(|(field, value)| sent.get(*field).is_some_and(|sent| sent != *value))
-            .map(|(field, _)| *field)
+            .map(|(field, _)| field.as_str())
             .collect();
         Ok(Some(format!(
             "task {task_id}, whose request at {kind} is not this job's (differs in {})",
@@ -382,9 +382,9 @@ mod tests {
 
     fn echo(prompt: &str) -> TaskEcho {
         TaskEcho::from([
-            ("model", "sora-2".to_owned()),
-            ("prompt", prompt.to_owned()),
-            ("seconds", "4".to_owned()),
+            ("model".to_owned(), "sora-2".to_owned()),
+            ("prompt".to_owned(), prompt.to_owned()),
+            ("seconds".to_owned(), "4".to_owned()),
         ])
     }
 
@@ -449,7 +449,7 @@ mod tests {
         );
         // Without the prompt, different seconds still tell them apart.
         let mut eight = job("a dog", t0);
-        eight.echo.insert("seconds", "8".into());
+        eight.echo.insert("seconds".into(), "8".into());
         check(
             &[job("a kite", t0), eight],
             &[task("v1", None, t0)],

@@ -349,7 +349,7 @@ async fn poll(context: &StepContext, provider: &dyn Provider, lease: &Lease) -> 
             error: "waiting without a provider task id".into(),
         });
     };
-    let transition = match provider.query(task_id).await {
+    let transition = match provider.query(&lease.spec, task_id).await {
         Ok(TaskStatus::Running) => {
             let polls = lease.polls + 1;
             let schedule = context.poll_schedule(lease);

@@ -35,6 +35,7 @@ pub(crate) fn spec(prompt: &str) -> JobSpec {
         notify_url: None,
         deadline_ms: None,
         estimated_cost_usd: None,
+        request: None,
     }
 }
 

@@ -34,7 +34,7 @@ pub(super) async fn fetch(
     let Some(task_id) = lease.task_id.as_deref() else {
         return bad_result(refusal);
     };
-    let fresh_url = match provider.query(task_id).await {
+    let fresh_url = match provider.query(&lease.spec, task_id).await {
         Ok(TaskStatus::Succeeded { result_url }) => result_url,
         // The provider's answer changed or the query failed: poll again at once.
         _ => {

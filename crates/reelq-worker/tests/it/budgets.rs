@@ -23,7 +23,7 @@ async fn a_1000_job_batch_stops_at_its_budget_and_finishes_after_resume() {
                 prompt: Some(prompt),
                 ..JobRequest::default()
             }
-            .validate(0)
+            .validate(reelq_core::Catalog::built_in(), 0)
             .unwrap()
         })
         .collect();

@@ -110,7 +110,7 @@ async fn a_batch_sends_one_signed_summary_when_its_last_job_ends() {
             prompt: Some((*prompt).into()),
             ..Default::default()
         }
-        .validate(0)
+        .validate(reelq_core::Catalog::built_in(), 0)
         .unwrap()
     })
     .collect();

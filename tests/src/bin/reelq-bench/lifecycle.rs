@@ -155,7 +155,7 @@ async fn reelq_round(
                     prompt: Some(format!("bench video {i}")),
                     ..Default::default()
                 }
-                .validate(0)
+                .validate(reelq_core::Catalog::built_in(), 0)
             })
             .collect::<Result<Vec<_>, _>>()?;
         deployment.client.enqueue_batch(specs).await?;

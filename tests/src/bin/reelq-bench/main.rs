@@ -765,7 +765,7 @@ async fn queue_overhead(worker_bin: PathBuf, runs: QueueRuns, out: PathBuf) -> a
     };
     let specs = |n: usize| {
         (0..n)
-            .map(|i| request(format!("job {i}")).validate(0))
+            .map(|i| request(format!("job {i}")).validate(reelq_core::Catalog::built_in(), 0))
             .collect::<Result<Vec<_>, _>>()
     };
     let node = |args: Vec<String>| {
