@@ -94,6 +94,18 @@ impl Deployment {
         generation_time: Duration,
         redis_setup: RedisSetup,
     ) -> Deployment {
+        let catalog = Catalog::built_in().clone();
+        Self::start_serving(worker_bin, generation_time, redis_setup, catalog).await
+    }
+
+    /// A deployment whose producer validates and prices by `catalog`, and whose simulated
+    /// providers serve its models.
+    pub async fn start_serving(
+        worker_bin: impl Into<PathBuf>,
+        generation_time: Duration,
+        redis_setup: RedisSetup,
+        catalog: Catalog,
+    ) -> Deployment {
         let appendfsync = match redis_setup {
             RedisSetup::Always => "always",
             RedisSetup::Replica | RedisSetup::Sentinel | RedisSetup::UnsafeEverysec => "everysec",
@@ -123,6 +135,7 @@ impl Deployment {
             SimConfig {
                 webhook_hmac_key: Some(WEBHOOK_KEY.into()),
                 webhook_secret: Some(WEBHOOK_WHSEC.into()),
+                catalog: catalog.clone(),
                 ..SimConfig::new(API_KEY, generation_time)
             },
         )
@@ -132,6 +145,7 @@ impl Deployment {
         let client = Client::connect(&ledger_config)
             .await
             .expect("client connects")
+            .with_catalog(catalog)
             .with_webhook_targets(loopback_webhooks());
         let ledger = Ledger::connect(&ledger_config)
             .await

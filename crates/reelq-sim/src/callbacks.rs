@@ -59,7 +59,10 @@ pub(crate) async fn deliver(state: Arc<SimState>, task_id: String, url: String) 
             Some(body) => body,
             None => return,
         },
-        ProviderKind::Evolink => evolink::task_body(&task_id, &phase),
+        ProviderKind::Evolink => match state.task_record(&task_id) {
+            Some(record) => evolink::task_body(&record),
+            None => return,
+        },
         ProviderKind::Openai => openai::event_body(&task_id, &phase),
     };
     for _ in 0..times {

@@ -17,9 +17,9 @@ use serde_json::{Value, json};
 
 use crate::{
     contract::{
-        CreateRequest, Outcome, Phase, Refusal, accept, create_request, gateway_failure, model,
-        prompt, query_allowed, random_hex, read_fields, retry_in_a_second, take_callback_url,
-        unix_ms,
+        CreateRequest, Outcome, Phase, Refusal, TaskRecord, accept, create_request,
+        gateway_failure, model, prompt, query_allowed, random_hex, read_fields, retry_in_a_second,
+        take_callback_url, unix_ms,
     },
     simulator::SimState,
 };
@@ -80,12 +80,10 @@ async fn create_generation(
 ) -> Response {
     state.create_received();
     match create(&state, &headers, &body).await {
-        Ok(task_id) => {
-            let phase = state
-                .task_phase(&task_id)
-                .map_or(Phase::Running, |(_, phase)| phase);
-            Json(task_body(&task_id, &phase)).into_response()
-        }
+        Ok(task_id) => match state.task_record(&task_id) {
+            Some(record) => Json(task_body(&record)).into_response(),
+            None => error(StatusCode::NOT_FOUND, "task_not_found", "task not found"),
+        },
         Err(err) => refusal(err),
     }
 }
@@ -147,17 +145,26 @@ async fn create(
 }
 
 /// The task as create, query and callback all show it.
-pub(crate) fn task_body(task_id: &str, phase: &Phase) -> Value {
+pub(crate) fn task_body(record: &TaskRecord) -> Value {
+    let duration = record.request["duration"].as_u64().unwrap_or_default();
     let mut task = json!({
-        "id": task_id,
+        "id": record.task_id,
         "object": "video.generation.task",
-        "created": unix_ms() / 1000,
-        "model": "sora-2",
+        "created": record.created_s,
+        "model": record.request["model"],
         "type": "video",
-        "task_info": { "can_cancel": false },
-        "usage": { "billing_rule": "per_call" },
+        "task_info": {
+            "can_cancel": matches!(record.phase, Phase::Running),
+            "estimated_time": 300,
+            "video_duration": duration,
+        },
+        "usage": {
+            "billing_rule": "per_second",
+            "credits_reserved": duration * 10,
+            "user_group": "default",
+        },
     });
-    let (status, progress) = match phase {
+    let (status, progress) = match &record.phase {
         Phase::Running => ("processing", 50),
         Phase::Done { result_url } => {
             task["results"] = json!([result_url]);
@@ -188,8 +195,10 @@ async fn task(
     if let Err(err) = query_allowed(&state, &headers) {
         return refusal(err);
     }
-    match state.task_phase(&id) {
-        Some((ProviderKind::Evolink, phase)) => Json(task_body(&id, &phase)).into_response(),
+    match state.task_record(&id) {
+        Some(record) if record.provider == ProviderKind::Evolink => {
+            Json(task_body(&record)).into_response()
+        }
         _ => error(StatusCode::NOT_FOUND, "task_not_found", "task not found"),
     }
 }

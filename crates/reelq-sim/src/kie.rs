@@ -137,6 +137,7 @@ async fn record_info(
     let Some(record) = state.task_record(&task_id) else {
         return envelope(StatusCode::OK, 404, "task not found", Value::Null);
     };
+    let finished = !matches!(record.phase, Phase::Running);
     let mut data = match record.phase {
         Phase::Running => json!({ "state": "generating" }),
         Phase::Done { result_url } => json!({
@@ -153,6 +154,12 @@ async fn record_info(
     data["model"] = record.request["model"].clone();
     data["param"] = json!(record.request.to_string());
     data["createTime"] = json!(record.created_s * 1000);
+    if finished {
+        // How long it took and when it ended, in ms, as the record documents.
+        let cost_ms = state.config.generation_time.as_millis() as u64;
+        data["costTime"] = json!(cost_ms);
+        data["completeTime"] = json!(record.created_s * 1000 + cost_ms);
+    }
     envelope(StatusCode::OK, 200, "success", data)
 }
 

@@ -135,10 +135,16 @@ pub(crate) fn video_body(record: &TaskRecord) -> Value {
         "created_at": record.created_s,
         "seconds": request["seconds"].as_str().unwrap_or("4"),
         "size": request["size"].as_str().unwrap_or("720x1280"),
+        "quality": "standard",
     });
     let (status, progress) = match &record.phase {
         Phase::Running => ("in_progress", 50),
-        Phase::Done { .. } => ("completed", 100),
+        Phase::Done { .. } => {
+            // Finished when asked (the simulator keeps no finish time); content for a day.
+            video["completed_at"] = json!(unix_ms() / 1000);
+            video["expires_at"] = json!(unix_ms() / 1000 + 86_400);
+            ("completed", 100)
+        }
         Phase::Ended(outcome) => {
             let (code, message) = match outcome {
                 Outcome::Moderated => (

@@ -491,6 +491,19 @@ impl Simulator {
         Some(render_video(task_id, shape))
     }
 
+    /// The body of the create that made `task_id`, as received (less its callback URLs).
+    pub fn create_body(&self, task_id: &str) -> Option<serde_json::Value> {
+        Some(
+            self.state
+                .tasks
+                .lock()
+                .unwrap()
+                .get(task_id)?
+                .request
+                .clone(),
+        )
+    }
+
     /// The next `n` creates are accepted (a task made and paid for), then answered `code`
     /// (e.g. 502) with a gateway's HTML page: a create whose outcome the client cannot know.
     pub fn fail_after_accepting_next_creates(&self, code: u16, n: usize) {

@@ -4,6 +4,7 @@
 
 mod budgets;
 mod callbacks;
+mod catalog;
 mod chaos;
 mod crash;
 mod dashboard;

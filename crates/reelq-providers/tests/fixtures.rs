@@ -1,0 +1,495 @@
+//! The contract fixtures (`tests/fixtures/index.toml`): request, answer and callback bodies
+//! from each provider's documents, each checked against both sides. The adapter reads every
+//! answer and callback body, served over real HTTP as the provider would; the simulator
+//! accepts every documented request, and its own answers and callbacks carry every field the
+//! documented ones carry, with the same JSON types. The adapters and the simulator were
+//! written from one reading of the documents; these bodies are the third party between them.
+
+use std::{collections::BTreeSet, path::PathBuf, time::Duration};
+
+use axum::{Router, extract::State, http::HeaderMap, routing::post};
+use reelq_core::{Catalog, JobId, JobRequest, JobSpec, ProviderKind, Secret};
+use reelq_providers::{AccountConfig, TaskStatus, WebhookKey, adapter};
+use reelq_sim::{SimConfig, Simulator};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+const API_KEY: &str = "sk-fixtures";
+const WHSEC: &str = "whsec_c2VjcmV0LWZvci1maXh0dXJlcw==";
+const EXAMPLE_CATALOG: &str = include_str!("../../../examples/catalog/models.toml");
+
+#[derive(Deserialize)]
+struct Index {
+    fixture: Vec<Fixture>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Fixture {
+    file: String,
+    kind: Kind,
+    source: String,
+    #[serde(default)]
+    reconstructed: bool,
+    task_id: Option<String>,
+    result_url: Option<String>,
+    #[serde(default = "yes")]
+    shape_of_simulator: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "snake_case")]
+enum Kind {
+    CreateRequest,
+    CreateAnswer,
+    QueryAnswer,
+    Callback,
+}
+
+impl Fixture {
+    fn provider(&self) -> ProviderKind {
+        self.file.split('/').next().unwrap().parse().unwrap()
+    }
+
+    fn body(&self) -> Vec<u8> {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(&self.file);
+        std::fs::read(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body()).expect("a fixture is JSON")
+    }
+}
+
+fn fixtures() -> Vec<Fixture> {
+    let text = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/index.toml"),
+    )
+    .unwrap();
+    toml::from_str::<Index>(&text).unwrap().fixture
+}
+
+/// Every field path of `value` with its JSON type (`data.resultUrls[]: string`); list
+/// items are one path, whatever their number.
+fn shape(value: &Value) -> BTreeSet<String> {
+    fn walk(path: &str, value: &Value, out: &mut BTreeSet<String>) {
+        let kind = match value {
+            Value::Null => "null",
+            Value::Bool(_) => "bool",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(items) => {
+                items
+                    .iter()
+                    .for_each(|item| walk(&format!("{path}[]"), item, out));
+                "array"
+            }
+            Value::Object(fields) => {
+                for (key, field) in fields {
+                    let path = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    walk(&path, field, out);
+                }
+                "object"
+            }
+        };
+        out.insert(format!("{path}: {kind}"));
+    }
+    let mut out = BTreeSet::new();
+    walk("", value, &mut out);
+    out
+}
+
+/// The documented body's fields missing from (or typed otherwise in) the simulator's;
+/// a documented `null` is not held against a value.
+fn missing(documented: &Value, simulated: &Value) -> Vec<String> {
+    let simulated = shape(simulated);
+    shape(documented)
+        .into_iter()
+        .filter(|path| !path.ends_with(": null") && !simulated.contains(path))
+        .collect()
+}
+
+/// A server that answers every request with `body`, as the provider would.
+async fn serving(body: Vec<u8>) -> String {
+    let app = Router::new().fallback(move || {
+        let body = body.clone();
+        async move { ([("content-type", "application/json")], body) }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+/// A receiver for the simulator's callbacks, handing each body on.
+async fn callback_receiver() -> (String, mpsc::UnboundedReceiver<Value>) {
+    let (sender, receiver) = mpsc::unbounded_channel();
+    let app =
+        Router::new()
+            .route(
+                "/cb",
+                post(
+                    |State(sender): State<mpsc::UnboundedSender<Value>>,
+                     body: axum::body::Bytes| async move {
+                        let _ = sender.send(serde_json::from_slice(&body).unwrap_or_default());
+                        ""
+                    },
+                ),
+            )
+            .with_state(sender);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/cb", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, receiver)
+}
+
+fn account(base_url: &str) -> AccountConfig {
+    AccountConfig {
+        base_url: base_url.to_owned(),
+        api_key: Secret::new(API_KEY),
+        request_timeout: Duration::from_secs(5),
+        webhook_secret: None,
+    }
+}
+
+fn catalog() -> Catalog {
+    Catalog::built_in()
+        .with_file(EXAMPLE_CATALOG, "examples/catalog/models.toml")
+        .unwrap()
+}
+
+/// The spec a documented create request asks for, in reelq's terms.
+fn spec_for(provider: ProviderKind, request: &Value) -> JobSpec {
+    let fields = if provider == ProviderKind::Kie {
+        &request["input"]
+    } else {
+        request
+    };
+    let catalog = catalog();
+    let rule = catalog
+        .rule(provider, request["model"].as_str().unwrap())
+        .unwrap();
+    // Find the row's choices that write this request's fields.
+    for &duration_s in &rule.durations {
+        for &aspect in &rule.aspects {
+            for &quality in &rule.qualities {
+                let written =
+                    rule.provider_request(duration_s, aspect, quality, &Default::default());
+                if written
+                    .fields
+                    .iter()
+                    .all(|(field, value)| &fields[field] == value)
+                {
+                    return JobRequest {
+                        provider: Some(provider.to_string()),
+                        model: Some(rule.model.clone()),
+                        prompt: fields["prompt"].as_str().map(str::to_owned),
+                        duration_s: Some(duration_s),
+                        aspect: Some(aspect.to_string()),
+                        quality: Some(quality.to_string()),
+                        ..JobRequest::default()
+                    }
+                    .validate(&catalog, 0)
+                    .unwrap();
+                }
+            }
+        }
+    }
+    panic!("no choice of {} writes {request}", rule.model)
+}
+
+async fn simulator() -> Simulator {
+    let config = SimConfig {
+        webhook_secret: Some(WHSEC.into()),
+        catalog: catalog(),
+        ..SimConfig::new(API_KEY, Duration::ZERO)
+    };
+    Simulator::start("127.0.0.1:0".parse().unwrap(), config)
+        .await
+        .unwrap()
+}
+
+/// The simulator's path for a create of `provider`.
+fn create_path(provider: ProviderKind, request: &Value) -> String {
+    match provider {
+        ProviderKind::Kie => "/api/v1/jobs/createTask".into(),
+        ProviderKind::Acedata => {
+            let model = request["model"].as_str().unwrap();
+            let family = catalog()
+                .rule(provider, model)
+                .unwrap()
+                .request
+                .family
+                .clone();
+            format!("/{}/videos", family.unwrap())
+        }
+        ProviderKind::Evolink => "/v1/videos/generations".into(),
+        ProviderKind::Openai => "/v1/videos".into(),
+    }
+}
+
+/// The simulator's answer to a query of `task_id`, as its provider serves it.
+async fn simulator_query(sim: &Simulator, provider: ProviderKind, task_id: &str) -> Value {
+    let http = reqwest::Client::new();
+    let base = sim.base_url();
+    let request = match provider {
+        ProviderKind::Kie => http.get(format!("{base}/api/v1/jobs/recordInfo?taskId={task_id}")),
+        ProviderKind::Acedata => http
+            .post(format!("{base}/sora/tasks"))
+            .json(&json!({ "id": task_id, "action": "retrieve" })),
+        ProviderKind::Evolink => http.get(format!("{base}/v1/tasks/{task_id}")),
+        ProviderKind::Openai => http.get(format!("{base}/v1/videos/{task_id}")),
+    };
+    request
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// A documented create request, sent to the simulator: accepted, answered in the shape of
+/// the documented answer, and the adapter's create for the same choices writes the same
+/// fields and values. Returns the task and what the simulator answered.
+async fn check_create_request(fixture: &Fixture, sim: &Simulator) -> (String, Value) {
+    let provider = fixture.provider();
+    let documented = fixture.json();
+    let answer = reqwest::Client::new()
+        .post(format!(
+            "{}{}",
+            sim.base_url(),
+            create_path(provider, &documented)
+        ))
+        .bearer_auth(API_KEY)
+        .json(&documented)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        answer.status().is_success(),
+        "{}: {}",
+        fixture.file,
+        answer.status()
+    );
+    let answer: Value = answer.json().await.unwrap();
+    let task_id = [&answer["data"]["taskId"], &answer["task_id"], &answer["id"]]
+        .into_iter()
+        .find_map(Value::as_str)
+        .unwrap_or_else(|| panic!("{}: no task id in {answer}", fixture.file))
+        .to_owned();
+
+    let spec = spec_for(provider, &documented);
+    let adapter = adapter(provider, account(sim.base_url())).unwrap();
+    let ours = adapter
+        .submit(JobId::new(), &spec, Some("https://example.com/cb"))
+        .await
+        .unwrap();
+    let sent = sim.create_body(&ours).unwrap();
+    let without_callbacks = |mut body: Value| {
+        for field in ["callBackUrl", "callback_url"] {
+            body.as_object_mut().unwrap().remove(field);
+        }
+        body
+    };
+    assert_eq!(
+        shape(&sent),
+        shape(&without_callbacks(documented.clone())),
+        "{}: the adapter's create writes the documented fields",
+        fixture.file
+    );
+    let scalars = |body: &Value| -> Vec<(String, Value)> {
+        let fields = if provider == ProviderKind::Kie {
+            &body["input"]
+        } else {
+            body
+        };
+        fields
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(_, v)| !v.is_object() && !v.is_array())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    assert_eq!(
+        scalars(&sent),
+        scalars(&without_callbacks(documented)),
+        "{}",
+        fixture.file
+    );
+    (task_id, answer)
+}
+
+#[tokio::test]
+async fn every_fixture_is_read_by_its_adapter_and_matched_by_the_simulator() {
+    let fixtures = fixtures();
+    for provider in ProviderKind::ALL {
+        let kinds: BTreeSet<_> = fixtures
+            .iter()
+            .filter(|f| f.provider() == provider)
+            .map(|f| format!("{:?}", f.kind))
+            .collect();
+        assert_eq!(
+            kinds.len(),
+            4,
+            "{provider} has every kind of fixture: {kinds:?}"
+        );
+    }
+    let sim = simulator().await;
+    let (callback_url, mut callbacks) = callback_receiver().await;
+    sim.set_account_webhook_url(callback_url.clone());
+    for fixture in &fixtures {
+        assert!(
+            !fixture.source.is_empty(),
+            "{}: names its document",
+            fixture.file
+        );
+        let provider = fixture.provider();
+        let body = fixture.body();
+        let context = format!("{} ({})", fixture.file, fixture.source);
+        match fixture.kind {
+            Kind::CreateRequest => {
+                let (_, answer) = check_create_request(fixture, &sim).await;
+                let documented_answer = fixtures
+                    .iter()
+                    .find(|f| f.provider() == provider && f.kind == Kind::CreateAnswer)
+                    .unwrap()
+                    .json();
+                assert_eq!(
+                    missing(&documented_answer, &answer),
+                    Vec::<String>::new(),
+                    "{context}: the simulator's create answer"
+                );
+            }
+            Kind::CreateAnswer => {
+                let served = serving(body).await;
+                let spec = spec_for(
+                    provider,
+                    &fixtures
+                        .iter()
+                        .find(|f| f.provider() == provider && f.kind == Kind::CreateRequest)
+                        .unwrap()
+                        .json(),
+                );
+                let task_id = adapter(provider, account(&served))
+                    .unwrap()
+                    .submit(JobId::new(), &spec, Some("https://example.com/cb"))
+                    .await
+                    .unwrap_or_else(|err| panic!("{context}: {err}"));
+                assert_eq!(Some(task_id), fixture.task_id.clone(), "{context}");
+            }
+            Kind::QueryAnswer => {
+                let served = serving(body).await;
+                let spec = spec_for(
+                    provider,
+                    &fixtures
+                        .iter()
+                        .find(|f| f.provider() == provider && f.kind == Kind::CreateRequest)
+                        .unwrap()
+                        .json(),
+                );
+                let status = adapter(provider, account(&served))
+                    .unwrap()
+                    .query(&spec, "task")
+                    .await
+                    .unwrap_or_else(|err| panic!("{context}: {err}"));
+                match status {
+                    TaskStatus::Succeeded { result_url } => {
+                        assert!(
+                            result_url.ends_with(fixture.result_url.as_deref().unwrap()),
+                            "{context}: {result_url}"
+                        )
+                    }
+                    other => panic!("{context}: {other:?}"),
+                }
+                // The simulator's record of a finished task of the documented request.
+                let request = fixtures
+                    .iter()
+                    .find(|f| f.provider() == provider && f.kind == Kind::CreateRequest)
+                    .unwrap();
+                let (task_id, _) = check_create_request(request, &sim).await;
+                let answer = simulator_query(&sim, provider, &task_id).await;
+                assert_eq!(
+                    missing(&fixture.json(), &answer),
+                    Vec::<String>::new(),
+                    "{context}: the simulator's answer"
+                );
+            }
+            Kind::Callback => {
+                let mut account = account(sim.base_url());
+                let mut headers = HeaderMap::new();
+                let now_s = 1_719_168_000;
+                if provider == ProviderKind::Openai {
+                    account.webhook_secret = Some(Secret::new(WHSEC));
+                    let key = WebhookKey::parse(WHSEC).unwrap();
+                    headers.insert("webhook-id", "evt_abc123".parse().unwrap());
+                    headers.insert("webhook-timestamp", now_s.to_string().parse().unwrap());
+                    headers.insert(
+                        "webhook-signature",
+                        key.sign("evt_abc123", now_s, &body).parse().unwrap(),
+                    );
+                }
+                let hint = adapter(provider, account)
+                    .unwrap()
+                    .parse_callback(&headers, &body, now_s)
+                    .unwrap_or_else(|err| panic!("{context}: {err}"));
+                assert_eq!(Some(hint.task_id), fixture.task_id.clone(), "{context}");
+                assert!(!hint.progress_only, "{context}: a completion");
+                if !fixture.shape_of_simulator {
+                    continue;
+                }
+                // The simulator's callback for a finished task of the documented request.
+                let request = fixtures
+                    .iter()
+                    .find(|f| f.provider() == provider && f.kind == Kind::CreateRequest)
+                    .unwrap();
+                let mut documented = request.json();
+                for field in ["callBackUrl", "callback_url"] {
+                    if documented.get(field).is_some() {
+                        documented[field] = json!(callback_url);
+                    }
+                }
+                if provider == ProviderKind::Evolink {
+                    documented["callback_url"] = json!(callback_url);
+                }
+                let answer = reqwest::Client::new()
+                    .post(format!(
+                        "{}{}",
+                        sim.base_url(),
+                        create_path(provider, &documented)
+                    ))
+                    .bearer_auth(API_KEY)
+                    .json(&documented)
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(answer.status().is_success(), "{context}");
+                let delivered = tokio::time::timeout(Duration::from_secs(10), callbacks.recv())
+                    .await
+                    .unwrap_or_else(|_| panic!("{context}: the simulator's callback arrives"))
+                    .unwrap();
+                assert_eq!(
+                    missing(&fixture.json(), &delivered),
+                    Vec::<String>::new(),
+                    "{context}: the simulator's callback"
+                );
+            }
+        }
+        if fixture.reconstructed {
+            eprintln!("{}: reconstructed from {}", fixture.file, fixture.source);
+        }
+    }
+}
