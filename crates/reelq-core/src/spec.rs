@@ -544,6 +544,57 @@ mod tests {
     }
 
     #[test]
+    fn options_are_those_the_row_declares_with_values_it_takes() {
+        let catalog = Catalog::built_in()
+            .with_file(
+                r#"[[model]]
+provider = "evolink"
+model = "seedance"
+durations = [5]
+source = "s"
+extra = { generate_audio = { type = "bool" }, style = { type = "choice", values = ["anime"] } }
+"#,
+                "models.toml",
+            )
+            .unwrap();
+        let with = |extra: &str| {
+            request(&format!(
+                r#"{{"provider":"evolink","model":"seedance","prompt":"p","extra":{extra}}}"#
+            ))
+            .validate(&catalog, NOW_MS)
+        };
+        let spec = with(r#"{"generate_audio":true,"style":"anime"}"#).unwrap();
+        let fields = &spec.request.as_ref().unwrap().fields;
+        assert_eq!(
+            (&fields["generate_audio"], &fields["style"]),
+            (&true.into(), &"anime".into())
+        );
+        assert_eq!(fields["duration"], 5);
+        let err = |extra| with(extra).unwrap_err().to_string();
+        assert_eq!(
+            err(r#"{"generate_audio":"yes"}"#),
+            "extra: generate_audio: must be true or false"
+        );
+        assert_eq!(
+            err(r#"{"style":"noir"}"#),
+            "extra: style: must be one of anime"
+        );
+        assert_eq!(
+            err(r#"{"seed":1}"#),
+            r#"extra: "seed" is not an option of evolink model "seedance" (options: generate_audio, style)"#
+        );
+        let built_in = request(
+            r#"{"provider":"kie","model":"sora-2-text-to-video","prompt":"p","extra":{"seed":1}}"#,
+        )
+        .validate(Catalog::built_in(), NOW_MS)
+        .unwrap_err();
+        assert!(
+            built_in.to_string().ends_with("(options: none)"),
+            "{built_in}"
+        );
+    }
+
+    #[test]
     fn each_provider_has_its_own_durations_aspects_and_images() {
         check_err(
             r#"{"provider":"acedata","model":"sora-2","prompt":"p","duration_s":25}"#,

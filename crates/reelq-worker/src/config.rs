@@ -14,12 +14,44 @@ use serde::Deserialize;
 
 use crate::WorkerError;
 
+/// What a per-job callback URL adds to the public base: `/callbacks/evolink/<job>/<token>`
+/// (a ULID and a 32-character token), with room to spare.
+const CALLBACK_PATH_CHARS: usize = 100;
+
+/// Why EvoLink would refuse callback URLs under `base` (its documented rule: HTTPS, no
+/// private or loopback address, at most 2048 characters). A loopback base is let through:
+/// no real provider can reach it, so it only serves a local simulator.
+fn evolink_callback_problem(base: &str) -> Option<&'static str> {
+    let rest = base
+        .strip_prefix("https://")
+        .or_else(|| base.strip_prefix("http://"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _)| host),
+    };
+    let ip = host.parse::<std::net::IpAddr>().ok();
+    if host == "localhost" || ip.is_some_and(|ip| ip.is_loopback()) {
+        return None;
+    }
+    if !base.starts_with("https://") {
+        return Some("not HTTPS");
+    }
+    if ip.is_some_and(|ip| !reelq_core::is_public(ip)) {
+        return Some("a private address");
+    }
+    (base.len() + CALLBACK_PATH_CHARS > reelq_core::MAX_URL_CHARS).then_some("too long")
+}
+
 /// `REELQ_*` variables that belong to the other commands (the `reelq` CLI and `reelq serve`;
 /// `REELQ_SIM_*` are the simulator's), so one environment can serve them all: the worker
 /// ignores these and still refuses any other unknown `REELQ_*` name, a typo. `REELQ_CONFIG`
 /// names the file itself.
 const OTHER_COMMANDS_VARIABLES: &[&str] = &[
     "config",
+    "catalog",
     "api_token",
     "session_key",
     "prices",
@@ -423,6 +455,15 @@ impl WorkerConfig {
             if !(base.starts_with("http://") || base.starts_with("https://")) {
                 return fail("callbacks.public_base_url must be an http(s) URL");
             }
+            if self.providers.evolink.is_some()
+                && let Some(problem) = evolink_callback_problem(base)
+            {
+                return Err(WorkerError::Config(format!(
+                    "callbacks.public_base_url {base}: {problem} (EvoLink refuses a create whose \
+                     callback_url is not HTTPS to a public host of at most 2048 characters, so \
+                     every evolink job would fail)"
+                )));
+            }
         }
         for (provider, account) in self.providers.accounts() {
             if account.max_requests_per_s < 0.0 || account.burst == 0 {
@@ -510,6 +551,34 @@ mod tests {
         assert_eq!(config.concurrency, 3);
         assert_eq!(config.lease_ms, 60_000);
         assert_eq!(config.providers.kie.unwrap().api_key.expose(), "sk-1");
+    }
+
+    #[test]
+    fn an_evolink_account_needs_callback_urls_evolink_accepts() {
+        let evolink =
+            "[providers.evolink]\nbase_url = \"https://api.evolink.ai\"\napi_key = \"k\"\n";
+        let with_base = |base: &str| {
+            load_toml(&format!(
+                "{evolink}[callbacks]\npublic_base_url = \"{base}\"\n"
+            ))
+        };
+        for (base, problem) in [
+            ("http://callbacks.example.com", "not HTTPS"),
+            ("https://10.0.0.7:8443", "a private address"),
+            (
+                &format!("https://example.com/{}", "a".repeat(2000)),
+                "too long",
+            ),
+        ] {
+            let err = with_base(base).unwrap_err().to_string();
+            assert!(
+                err.contains(problem) && err.contains("EvoLink refuses"),
+                "{err}"
+            );
+        }
+        with_base("https://callbacks.example.com").unwrap();
+        // Loopback reaches only a local simulator; it is not refused.
+        with_base("http://127.0.0.1:8081").unwrap();
     }
 
     #[test]
