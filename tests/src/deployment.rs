@@ -24,6 +24,8 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 pub const API_KEY: &str = "sk-test-key";
+/// The key of the simulator's second account at every provider (a second kie key, say).
+pub const SECOND_API_KEY: &str = "sk-second-test-key";
 /// The simulated kie account's webhook HMAC key; workers are configured with it too.
 pub const WEBHOOK_KEY: &str = "whk-test-key";
 /// The simulated OpenAI-style account's webhook secret; workers are configured with it too.
@@ -79,6 +81,11 @@ pub struct Deployment {
     /// Which provider [`Deployment::enqueue_manifest`] sends jobs to. Workers have an
     /// account at every provider (all served by the simulator).
     pub provider: ProviderKind,
+    /// The providers workers have a `[providers.<contract>]` account for (all of them unless
+    /// a test changes it).
+    pub contract_accounts: Vec<ProviderKind>,
+    /// More accounts for every worker's config: `[accounts.<name>]` tables.
+    pub named_accounts: String,
     /// The file-descriptor limit (`ulimit -n`) worker processes start with; None: the
     /// caller's.
     pub fd_limit: Option<u64>,
@@ -135,6 +142,7 @@ impl Deployment {
             SimConfig {
                 webhook_hmac_key: Some(WEBHOOK_KEY.into()),
                 webhook_secret: Some(WEBHOOK_WHSEC.into()),
+                other_api_keys: vec![SECOND_API_KEY.into()],
                 catalog: catalog.clone(),
                 ..SimConfig::new(API_KEY, generation_time)
             },
@@ -171,6 +179,8 @@ impl Deployment {
             concurrency: 8,
             account_extra: String::new(),
             provider: ProviderKind::Kie,
+            contract_accounts: ProviderKind::ALL.into(),
+            named_accounts: String::new(),
             fd_limit: None,
         }
     }
@@ -247,9 +257,11 @@ log_format = "pretty"
         path
     }
 
-    /// One account per provider, all at the simulator, each with its signing secret.
+    /// One account per provider, all at the simulator, each with its signing secret, then
+    /// the test's named accounts.
     fn accounts(&self, api_key: &str) -> String {
-        ProviderKind::ALL
+        let by_contract: String = self
+            .contract_accounts
             .iter()
             .map(|provider| {
                 let secret = match provider {
@@ -266,7 +278,8 @@ log_format = "pretty"
                     extra = self.account_extra,
                 )
             })
-            .collect()
+            .collect();
+        by_contract + &self.named_accounts
     }
 
     /// Binds a callback receiver's listener on loopback and points every worker's callback

@@ -7,7 +7,7 @@ mod deployment;
 mod webhooks;
 
 pub use deployment::{
-    API_KEY, Deployment, PREFIX, RedisSetup, WEBHOOK_KEY, WEBHOOK_WHSEC, files_under,
-    loopback_webhooks, prompts, read_object, sim_events,
+    API_KEY, Deployment, PREFIX, RedisSetup, SECOND_API_KEY, WEBHOOK_KEY, WEBHOOK_WHSEC,
+    files_under, loopback_webhooks, prompts, read_object, sim_events,
 };
 pub use webhooks::{NOTIFY_SECRET, WebhookReceiver};

@@ -203,6 +203,10 @@ enum DlqCommand {
 struct SubmitArgs {
     #[arg(long)]
     provider: String,
+    /// One of the provider's accounts (a worker's `[accounts.<name>]`); any of them if not
+    /// given.
+    #[arg(long)]
+    account: Option<String>,
     #[arg(long)]
     model: String,
     #[arg(long)]
@@ -241,6 +245,7 @@ impl From<SubmitArgs> for JobRequest {
     fn from(args: SubmitArgs) -> Self {
         JobRequest {
             provider: Some(args.provider),
+            account: args.account,
             model: Some(args.model),
             prompt: Some(args.prompt),
             duration_s: args.duration_s,

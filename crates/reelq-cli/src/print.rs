@@ -123,7 +123,7 @@ pub(crate) fn print_stats(stats: &reelq_producer::Stats, json: bool) -> anyhow::
             .unwrap_or_default();
         println!(
             "{:<10} {} generations in flight{paused}",
-            provider.provider.as_str(),
+            provider.account.as_str(),
             provider.in_flight
         );
     }

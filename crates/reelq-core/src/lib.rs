@@ -1,6 +1,7 @@
 //! reelq's vocabulary: what a job is, which requests are valid, which states a job moves
 //! through and how errors are classed. This crate does no I/O, so every other crate can share it.
 
+mod account;
 mod batch;
 mod catalog;
 mod error_class;
@@ -13,6 +14,7 @@ mod spec;
 mod state;
 mod webhook_target;
 
+pub use account::AccountName;
 pub use batch::{BatchOptions, micros_to_usd, usd_to_micros};
 pub use catalog::{
     BUILT_IN_CATALOG, Catalog, CatalogError, ChoiceField, ChoiceRule, DurationField, DurationForm,

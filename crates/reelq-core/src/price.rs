@@ -70,6 +70,7 @@ mod tests {
     fn spec(provider: &str, model: &str, duration_s: u32, quality: &str) -> JobSpec {
         JobSpec {
             provider: provider.parse().unwrap(),
+            account: None,
             model: model.into(),
             prompt: "p".into(),
             duration_s,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::{
-    ProviderKind,
+    AccountName, ProviderKind,
     catalog::{Catalog, IMAGE_EXTENSIONS, ImageRule, ModelRule, ProviderRequest},
 };
 
@@ -65,6 +65,9 @@ pub const MAX_URL_CHARS: usize = 2048;
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
     pub provider: Option<String>,
+    /// One of the provider's accounts (`kie-b`); absent, any account of the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     pub model: Option<String>,
     pub prompt: Option<String>,
     pub duration_s: Option<u32>,
@@ -93,6 +96,9 @@ pub struct JobRequest {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobSpec {
     pub provider: ProviderKind,
+    /// The account the job asked for; absent, a worker picks any account of the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountName>,
     pub model: String,
     pub prompt: String,
     pub duration_s: u32,
@@ -118,6 +124,12 @@ pub struct JobSpec {
 }
 
 impl JobSpec {
+    /// Where the job's limits, pauses and budgets are kept until a worker picks one of the
+    /// provider's accounts: the account it asked for, else its provider's name.
+    pub fn account_or_provider(&self) -> AccountName {
+        self.account.clone().unwrap_or_else(|| self.provider.into())
+    }
+
     /// The provider's request fields for this job.
     pub fn provider_request(&self) -> Cow<'_, ProviderRequest> {
         if let Some(request) = &self.request {
@@ -172,6 +184,19 @@ impl JobRequest {
     /// passed in so this stays free of clocks.
     pub fn validate(self, catalog: &Catalog, now_ms: u64) -> Result<JobSpec, SpecError> {
         let provider: ProviderKind = required("provider", self.provider)?.parse()?;
+        let account = self
+            .account
+            .map(|name| name.parse::<AccountName>())
+            .transpose()?;
+        if let Some(account) = account.as_ref().filter(|a| !a.fits(provider)) {
+            return Err(SpecError::new(
+                "account",
+                format!(
+                    "{0:?} names the {0} contract's own account, not a {provider} one",
+                    account.as_str()
+                ),
+            ));
+        }
         let model = required("model", self.model)?;
         let rule = catalog.rule(provider, &model).ok_or_else(|| {
             SpecError::new(
@@ -212,6 +237,7 @@ impl JobRequest {
             .transpose()?;
         Ok(JobSpec {
             provider,
+            account,
             model,
             prompt,
             duration_s,

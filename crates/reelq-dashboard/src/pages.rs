@@ -125,11 +125,11 @@ async fn overview_page(client: &Client) -> Result<Markup, reelq_producer::Produc
             }
             h2 { "Providers" }
             table id="providers" {
-                tr { th { "provider" } th { "in flight" } th { "max in flight" } th { "requests/s" } th { "submits" } }
+                tr { th { "account" } th { "in flight" } th { "max in flight" } th { "requests/s" } th { "submits" } }
                 @for provider in &stats.providers {
-                    @let limit = limits.iter().find(|l| l.provider == provider.provider);
+                    @let limit = limits.iter().find(|l| l.account == provider.account);
                     tr {
-                        td { (provider.provider.as_str()) }
+                        td { (provider.account.as_str()) }
                         td { (provider.in_flight) }
                         td { (limit.filter(|l| l.max_in_flight > 0).map_or("no limit".to_owned(), |l| l.max_in_flight.to_string())) }
                         td { (limit.filter(|l| l.requests_per_s > 0.0).map_or("no limit".to_owned(), |l| l.requests_per_s.to_string())) }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use reelq_core::{ApiToken, BatchId, BatchOptions, ErrorClass, JobRequest, JobState, ProviderKind};
+use reelq_core::{ApiToken, BatchId, BatchOptions, ErrorClass, JobRequest, JobState};
 use reelq_dashboard::{DashboardConfig, router};
 use reelq_producer::Client;
 use reelq_queue::{ClaimOptions, Lease, Ledger, LedgerConfig, Transition};
@@ -66,7 +66,7 @@ async fn fixture(writable: bool) -> Fixture {
             lease: Duration::from_secs(60),
             resubmit_uncertain: false,
             limits: &[],
-            providers: &ProviderKind::ALL,
+            accounts: reelq_queue::own_accounts(),
         })
         .await
         .unwrap();

@@ -10,8 +10,8 @@ use std::{
 use backon::{ExponentialBuilder, Retryable};
 use futures_util::{StreamExt, stream::BoxStream};
 use reelq_core::{
-    BatchId, BatchOptions, Catalog, JobId, JobRequest, JobSpec, JobState, PriceTable, ProviderKind,
-    SpecError, WebhookTargets, usd_to_micros,
+    AccountName, BatchId, BatchOptions, Catalog, JobId, JobRequest, JobSpec, JobState, PriceTable,
+    ProviderKind, SpecError, WebhookTargets, usd_to_micros,
 };
 use reelq_queue::{
     BatchInfo, EnqueueProgress, Enqueued, Idempotency, JobRecord, Ledger, LedgerConfig,
@@ -97,7 +97,8 @@ fn states_as_object<S: serde::Serializer>(
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ProviderStats {
-    pub provider: ProviderKind,
+    /// A provider account (a contract's own name for `[providers.<contract>]`).
+    pub account: AccountName,
     /// Generations holding an in-flight slot (counted only where a limit is set).
     pub in_flight: u64,
     /// Set while submits are paused (429 or an empty account).
@@ -407,15 +408,22 @@ impl Client {
     /// Queue depths, in-flight generations and recent rates, for `reelq stats`.
     pub async fn stats(&self) -> Result<Stats, ProducerError> {
         let ledger = &self.ledger;
+        // Every contract's own account, and every account a worker published.
+        let mut accounts: Vec<AccountName> = ProviderKind::ALL.map(AccountName::from).into();
+        for limit in ledger.published_limits().await? {
+            if !accounts.contains(&limit.account) {
+                accounts.push(limit.account);
+            }
+        }
         let mut providers = Vec::new();
-        for provider in ProviderKind::ALL {
+        for account in accounts {
             providers.push(ProviderStats {
-                provider,
-                in_flight: ledger.in_flight(provider).await?,
+                in_flight: ledger.in_flight(&account).await?,
                 paused_ms: ledger
-                    .paused_for(provider)
+                    .paused_for(&account)
                     .await?
                     .map(|d| d.as_millis() as u64),
+                account,
             });
         }
         let minute = Duration::from_secs(60);

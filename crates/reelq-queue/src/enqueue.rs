@@ -76,7 +76,9 @@ pub enum EnqueueProgress {
 fn job_args(job_id: JobId, spec: &JobSpec) -> Result<[String; 6], QueueError> {
     Ok([
         job_id.to_string(),
-        spec.provider.as_str().to_owned(),
+        // The job's limits are kept under the account it asked for, or its provider's name
+        // until a claim picks one of the provider's accounts.
+        spec.account_or_provider().into(),
         serde_json::to_string(spec).map_err(|err| QueueError::corrupt(job_id, err))?,
         spec.deadline_ms.map(|d| d.to_string()).unwrap_or_default(),
         spec.notify_url.clone().unwrap_or_default(),

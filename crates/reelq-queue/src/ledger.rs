@@ -41,7 +41,7 @@ mod reads;
 mod settings;
 mod tasks;
 
-pub use claim::{Claim, ClaimOptions, LimitWait, Wait};
+pub use claim::{Claim, ClaimOptions, LimitWait, Wait, own_accounts};
 pub use notifications::{Notification, NotifyOutcome, NotifyTarget};
 pub use operator::Resolution;
 pub use reads::BatchInfo;
@@ -57,7 +57,7 @@ use std::{
 };
 
 use redis::Script;
-use reelq_core::{JobId, JobSpec, JobState};
+use reelq_core::{AccountName, JobId, JobSpec, JobState};
 
 use crate::{
     Durability, DurabilityCheck, QueueError, RedisTarget, Transition,
@@ -136,6 +136,9 @@ pub struct Lease {
     pub job_id: JobId,
     /// `Queued` (to submit: record `BeginSubmit` first), `Waiting` or `Fetching`.
     pub state: JobState,
+    /// The provider account the job's calls go to: the one it asked for, or the one this
+    /// claim picked for it (kept from its submit on: its task lives there).
+    pub account: AccountName,
     pub fence: u64,
     /// Unique to this claim. A fence alone can repeat after Redis loses its last writes
     /// (the counter rolls back and another claim gets the same number); the token cannot.

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use reelq_core::{BatchId, ErrorClass, JobId, JobSpec, JobState};
+use reelq_core::{AccountName, BatchId, ErrorClass, JobId, JobSpec, JobState};
 use serde::Serialize;
 
 use crate::QueueError;
@@ -13,6 +13,9 @@ pub struct JobRecord {
     pub job_id: JobId,
     pub state: JobState,
     pub spec: JobSpec,
+    /// The account the job's limits are kept under: the one its submit went to, or, until a
+    /// worker picks one, the one it asked for (its provider's name if it named none).
+    pub account: AccountName,
     pub batch: Option<BatchId>,
     /// Provider task id, once the provider accepted the submit.
     pub task_id: Option<String>,
@@ -52,8 +55,14 @@ impl JobRecord {
             .ok_or_else(|| corrupt("no state".into()))?
             .parse::<JobState>()
             .map_err(|err| corrupt(err.to_string()))?;
-        let spec = serde_json::from_str(&take("spec").unwrap_or_default())
+        let spec: JobSpec = serde_json::from_str(&take("spec").unwrap_or_default())
             .map_err(|err| corrupt(format!("spec: {err}")))?;
+        let account = match take("provider") {
+            Some(account) => account
+                .parse()
+                .map_err(|_| corrupt(format!("account {account:?}")))?,
+            None => spec.account_or_provider(),
+        };
         let batch = take("batch")
             .map(|b| b.parse::<BatchId>())
             .transpose()
@@ -66,6 +75,7 @@ impl JobRecord {
             job_id,
             state,
             spec,
+            account,
             batch,
             task_id: take("task_id"),
             submits: number(take("submits")),

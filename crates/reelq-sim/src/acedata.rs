@@ -119,7 +119,7 @@ async fn create(
     body: &[u8],
     family: &str,
 ) -> Result<(String, bool), Refusal> {
-    let mut body = create_request(state, headers, body)?;
+    let (mut body, account) = create_request(state, headers, body)?;
     let callback_url = take_callback_url(&mut body, &["callback_url"]);
     let has_callback = callback_url.is_some();
     let rule = model(state, ProviderKind::Acedata, body["model"].as_str())?;
@@ -145,6 +145,7 @@ async fn create(
         callback_url,
         moderates_at_create: true,
         shape,
+        account,
     };
     Ok((accept(state, request, uuid_like()).await?, has_callback))
 }

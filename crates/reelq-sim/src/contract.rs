@@ -90,25 +90,32 @@ pub(crate) struct CreateRequest<'a> {
     pub(crate) moderates_at_create: bool,
     /// The duration and frame asked for, in reelq's terms, read from the contract's fields.
     pub(crate) shape: VideoShape,
+    /// Which of the simulator's accounts made it (by its key).
+    pub(crate) account: usize,
 }
 
-pub(crate) fn authorized(state: &SimState, headers: &HeaderMap) -> Result<(), Refusal> {
-    let expected = format!("Bearer {}", state.config.api_key);
+/// Which of the simulator's accounts the request's key is (0 for `api_key`, then
+/// `other_api_keys` in order), or a refusal.
+pub(crate) fn authorized(state: &SimState, headers: &HeaderMap) -> Result<usize, Refusal> {
     let presented = headers.get(header::AUTHORIZATION);
-    match presented.is_some_and(|value| value.as_bytes() == expected.as_bytes()) {
-        true => Ok(()),
-        false => Err(Refusal::BadKey),
-    }
+    std::iter::once(&state.config.api_key)
+        .chain(&state.config.other_api_keys)
+        .position(|key| {
+            presented.is_some_and(|value| value.as_bytes() == format!("Bearer {key}").as_bytes())
+        })
+        .ok_or(Refusal::BadKey)
 }
 
-/// Every create's opening: the key, then a JSON body.
+/// Every create's opening: the key (which account it is), then a JSON body.
 pub(crate) fn create_request(
     state: &SimState,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<Value, Refusal> {
-    authorized(state, headers)?;
-    serde_json::from_slice(body).map_err(|_| Refusal::Invalid("request body is not JSON".into()))
+) -> Result<(Value, usize), Refusal> {
+    let account = authorized(state, headers)?;
+    let body = serde_json::from_slice(body)
+        .map_err(|_| Refusal::Invalid("request body is not JSON".into()))?;
+    Ok((body, account))
 }
 
 /// Every query's opening: the key, then any outage in force.
@@ -283,6 +290,7 @@ pub(crate) async fn accept(
             callback_url: request.callback_url,
             request: request.body,
             shape: request.shape,
+            account: request.account,
         },
     );
     let latency = *state.create_latency.lock().unwrap();

@@ -115,7 +115,7 @@ async fn create(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<String, Refusal> {
-    let mut body = create_request(state, headers, body)?;
+    let (mut body, account) = create_request(state, headers, body)?;
     let callback_url = take_callback_url(&mut body, &["callback_url"]);
     if let Some(url) = callback_url
         .as_deref()
@@ -139,6 +139,7 @@ async fn create(
         callback_url,
         moderates_at_create: true,
         shape,
+        account,
     };
     let task_id = format!("task-unified-{}-{}", unix_ms() / 1000, &random_hex()[..8]);
     accept(state, request, task_id).await

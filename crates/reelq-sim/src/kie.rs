@@ -80,7 +80,7 @@ async fn create(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<String, Refusal> {
-    let mut body = create_request(state, headers, body)?;
+    let (mut body, account) = create_request(state, headers, body)?;
     let callback_url = take_callback_url(&mut body, &["callBackUrl", "progressCallBackUrl"]);
     let rule = model(state, ProviderKind::Kie, body["model"].as_str())?;
     let input = &body["input"];
@@ -93,6 +93,7 @@ async fn create(
         callback_url,
         moderates_at_create: false,
         shape,
+        account,
     };
     accept(state, request, format!("task_{}", random_hex())).await
 }

@@ -16,6 +16,9 @@ struct Args {
     /// The API key clients must present.
     #[arg(long, env = "REELQ_SIM_API_KEY")]
     api_key: String,
+    /// Keys of more accounts at every provider (a second kie key, say), comma-separated.
+    #[arg(long, env = "REELQ_SIM_OTHER_API_KEYS", value_delimiter = ',')]
+    other_api_keys: Vec<String>,
     /// How long each task generates, in milliseconds.
     #[arg(long, default_value_t = 3000)]
     generation_ms: u64,
@@ -60,6 +63,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let config = SimConfig {
         api_key: args.api_key,
+        other_api_keys: args.other_api_keys,
         generation_time: Duration::from_millis(args.generation_ms),
         video_padding: args.video_padding_bytes,
         webhook_hmac_key: args.webhook_hmac_key,

@@ -107,7 +107,7 @@ async fn create(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<String, Refusal> {
-    let body = create_request(state, headers, body)?;
+    let (body, account) = create_request(state, headers, body)?;
     let rule = model(state, ProviderKind::Openai, body["model"].as_str())?;
     let prompt = prompt(&body)?;
     let shape = read_fields(rule, &body)?;
@@ -119,6 +119,7 @@ async fn create(
         callback_url: state.account_webhook_url.lock().unwrap().clone(),
         moderates_at_create: false,
         shape,
+        account,
     };
     accept(state, request, format!("video_{}", random_hex())).await
 }

@@ -29,8 +29,11 @@ use crate::{
 /// How the simulated provider behaves.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
-    /// The only API key the simulator accepts.
+    /// The API key of the simulator's first account.
     pub api_key: String,
+    /// Keys of more accounts at the same providers (two kie keys, say); their in-flight
+    /// generations are counted apart (`SimStats::max_in_flight_per_account`).
+    pub other_api_keys: Vec<String>,
     /// How long a task generates before it succeeds.
     pub generation_time: Duration,
     /// Zero bytes added to every video (inside a `free` box), to simulate big files.
@@ -57,6 +60,7 @@ impl SimConfig {
     pub fn new(api_key: impl Into<String>, generation_time: Duration) -> Self {
         SimConfig {
             api_key: api_key.into(),
+            other_api_keys: Vec::new(),
             generation_time,
             video_padding: 0,
             webhook_hmac_key: None,
@@ -131,6 +135,8 @@ pub struct SimStats {
     pub download_faults_left: usize,
     /// The most generations running at once (created, not yet finished), seen at creates.
     pub max_in_flight: u64,
+    /// The same per account: `api_key`'s first, then `other_api_keys`' in order.
+    pub max_in_flight_per_account: Vec<u64>,
     /// The most API calls (creates and queries) in any one-second window.
     pub max_requests_per_second: u64,
 }
@@ -158,6 +164,8 @@ pub(crate) struct NewTask {
     pub(crate) callback_url: Option<String>,
     pub(crate) request: serde_json::Value,
     pub(crate) shape: VideoShape,
+    /// Which account (by key) made it.
+    pub(crate) account: usize,
 }
 
 pub(crate) struct SimState {
@@ -183,6 +191,8 @@ pub(crate) struct SimState {
     max_in_flight: Mutex<u64>,
     /// When each task still within its generation time was created, oldest first.
     generating: Mutex<VecDeque<Instant>>,
+    /// Per account (by key), its generations in creation order, and the most seen at once.
+    generating_per_account: Mutex<Vec<(VecDeque<Instant>, u64)>>,
     /// Faults the next downloads meet, one each.
     download_faults: Mutex<VecDeque<DownloadFault>>,
     /// Statuses a failing gateway answers to the next creates, after each was accepted.
@@ -269,6 +279,7 @@ impl SimState {
             callback_url,
             request,
             shape,
+            account,
         } = new;
         {
             let mut tasks = self.tasks.lock().unwrap();
@@ -286,22 +297,26 @@ impl SimState {
             // Every task takes the same generation time, so they finish in creation order:
             // the ones still generating are the newest, kept in order (not a scan of every
             // task ever made, which made a long run slower and slower).
-            let mut generating = self.generating.lock().unwrap();
-            while generating
-                .front()
-                .is_some_and(|created| created.elapsed() >= self.config.generation_time)
-            {
-                generating.pop_front();
-            }
-            generating.push_back(Instant::now());
+            let held = *self.held.borrow();
+            let running = |generating: &mut VecDeque<Instant>| {
+                while generating
+                    .front()
+                    .is_some_and(|created| created.elapsed() >= self.config.generation_time)
+                {
+                    generating.pop_front();
+                }
+                generating.push_back(Instant::now());
+                generating.len() as u64
+            };
             // Held, no task finishes: every one counts.
-            let running = if *self.held.borrow() {
-                tasks.len()
-            } else {
-                generating.len()
-            } as u64;
+            let all = running(&mut self.generating.lock().unwrap());
+            let all = if held { tasks.len() as u64 } else { all };
             let mut max_in_flight = self.max_in_flight.lock().unwrap();
-            *max_in_flight = (*max_in_flight).max(running);
+            *max_in_flight = (*max_in_flight).max(all);
+            let mut per_account = self.generating_per_account.lock().unwrap();
+            if let Some((generating, max)) = per_account.get_mut(account) {
+                *max = (*max).max(running(generating));
+            }
         }
         if let Some(url) = callback_url {
             tokio::spawn(crate::callbacks::deliver(
@@ -341,6 +356,13 @@ impl SimState {
             downloads: *self.downloads.lock().unwrap(),
             download_faults_left: self.download_faults.lock().unwrap().len(),
             max_in_flight: *self.max_in_flight.lock().unwrap(),
+            max_in_flight_per_account: self
+                .generating_per_account
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(_, max)| *max)
+                .collect(),
             max_requests_per_second: self.recent_requests.lock().unwrap().1,
         }
     }
@@ -360,6 +382,7 @@ impl Simulator {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let (events, _) = broadcast::channel(4096);
+        let accounts = 1 + config.other_api_keys.len();
         let state = Arc::new(SimState {
             config,
             base_url: format!("http://{addr}"),
@@ -379,6 +402,7 @@ impl Simulator {
             recent_requests: Mutex::default(),
             max_in_flight: Mutex::default(),
             generating: Mutex::default(),
+            generating_per_account: Mutex::new(vec![Default::default(); accounts]),
             download_faults: Mutex::default(),
             gateway_faults: Mutex::default(),
             gateway_outage: Mutex::default(),

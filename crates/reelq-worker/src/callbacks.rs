@@ -1,5 +1,5 @@
-//! The callback receiver: `POST /callbacks/{provider}/{job_id}/{token}` for providers that
-//! take a callback URL per task, `POST /callbacks/{provider}` for account-level webhooks
+//! The callback receiver: `POST /callbacks/{account}/{job_id}/{token}` for providers that
+//! take a callback URL per task, `POST /callbacks/{account}` for account-level webhooks
 //! (OpenAI-style; the task id finds the job). It authenticates every request (the per-job
 //! token, compared by hash; the provider's signature where it signs, always for account-level
 //! webhooks), and turns a verified callback into a hint for the ledger (poll now, or adopt the
@@ -10,7 +10,7 @@
 //! | 200    | accepted, including duplicates and stale hints (no-ops)    |
 //! | 400    | body unreadable                                            |
 //! | 401    | wrong token, bad or missing signature, stale timestamp     |
-//! | 404    | unknown provider or job, a route whose provider is not the job's, a job with no callback token, or a task no job is waiting on (nor an `uncertain` job's, by the provider's record) |
+//! | 404    | unknown account or job, a route whose account is not the job's, a job with no callback token, or a task no job is waiting on (nor an `uncertain` job's, by the provider's record) |
 //! | 409    | the task is another job's, the job has another task, or the provider's record of it is not this job's request |
 //! | 413    | body over `max_body_bytes`                                 |
 //! | 500    | Redis unreachable, or the provider's record could not be read (the provider will retry) |
@@ -21,7 +21,6 @@
 //! is known are logged with their reason and counted in `reelq_callbacks_refused_total`.
 
 use std::{
-    collections::HashMap,
     sync::Arc,
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -33,12 +32,13 @@ use axum::{
     http::{HeaderMap, StatusCode},
     routing::post,
 };
-use reelq_core::{JobId, ProviderKind};
+use reelq_core::{AccountName, JobId};
 use reelq_providers::{CallbackError, CallbackHint, CallbackScope, Provider};
 use reelq_queue::{Ledger, WakeOutcome};
 use tracing::{info, warn};
 
 use crate::{
+    accounts::Accounts,
     reconcile::{Confirmation, Reconciler},
     steps::{TASK_INDEX_TTL, token_hash},
 };
@@ -46,7 +46,7 @@ use crate::{
 #[derive(Clone)]
 pub(crate) struct CallbackState {
     pub(crate) ledger: Ledger,
-    pub(crate) providers: Arc<HashMap<ProviderKind, Arc<dyn Provider>>>,
+    pub(crate) accounts: Arc<Accounts>,
     /// Finds the `uncertain` job of a task no job is known to own.
     pub(crate) reconciler: Arc<Reconciler>,
 }
@@ -54,10 +54,10 @@ pub(crate) struct CallbackState {
 pub(crate) fn app(state: CallbackState, max_body_bytes: usize) -> Router {
     Router::new()
         .route(
-            "/callbacks/{provider}/{job_id}/{token}",
+            "/callbacks/{account}/{job_id}/{token}",
             post(receive_for_job),
         )
-        .route("/callbacks/{provider}", post(receive_for_account))
+        .route("/callbacks/{account}", post(receive_for_account))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }
@@ -85,18 +85,16 @@ async fn receive_for_account(
     counted(for_account(state, provider, headers, body).await)
 }
 
-/// The adapter for `provider` if this worker has an account for it and its callbacks come
-/// in `scope` (a per-task provider's callbacks need a token; an account's, a signature).
+/// The adapter of account `account` if this worker has it and its callbacks come in
+/// `scope` (a per-task provider's callbacks need a token; an account's, a signature).
 fn adapter(
     state: &CallbackState,
-    provider: &str,
+    account: &str,
     scope: CallbackScope,
-) -> Option<(ProviderKind, Arc<dyn Provider>)> {
-    let kind = ProviderKind::ALL
-        .into_iter()
-        .find(|kind| kind.as_str() == provider)?;
-    let adapter = state.providers.get(&kind)?;
-    (adapter.callback_scope() == scope).then(|| (kind, adapter.clone()))
+) -> Option<(AccountName, Arc<dyn Provider>)> {
+    let account: AccountName = account.parse().ok()?;
+    let adapter = state.accounts.adapter(&account)?.clone();
+    (adapter.callback_scope() == scope).then_some((account, adapter))
 }
 
 async fn for_job(
@@ -121,15 +119,15 @@ async fn for_job(
         }
     };
     // Checked before the token: a token is the job's, whichever route carries it, and another
-    // provider's route would skip this provider's signature check.
-    if binding.provider != kind {
-        return refused(kind, "route_provider", StatusCode::NOT_FOUND, job_id);
+    // account's route would skip this account's signature check.
+    if binding.account != kind {
+        return refused(&kind, "route_account", StatusCode::NOT_FOUND, job_id);
     }
     let Some(stored_hash) = binding.token_hash else {
         return StatusCode::NOT_FOUND;
     };
     if !constant_time_eq(token_hash(&token).as_bytes(), stored_hash.as_bytes()) {
-        return refused(kind, "token", StatusCode::UNAUTHORIZED, job_id);
+        return refused(&kind, "token", StatusCode::UNAUTHORIZED, job_id);
     }
     let hint = match parse(adapter.as_ref(), &headers, &body) {
         Ok(hint) => hint,
@@ -138,7 +136,7 @@ async fn for_job(
     if hint.progress_only {
         return StatusCode::OK;
     }
-    wake(&state, kind, job_id, &hint.task_id).await
+    wake(&state, &kind, job_id, &hint.task_id).await
 }
 
 async fn for_account(
@@ -157,12 +155,12 @@ async fn for_account(
     if hint.progress_only {
         return StatusCode::OK;
     }
-    match state.ledger.job_of_task(kind, &hint.task_id).await {
-        Ok(Some(job_id)) => wake(&state, kind, job_id, &hint.task_id).await,
+    match state.ledger.job_of_task(&kind, &hint.task_id).await {
+        Ok(Some(job_id)) => wake(&state, &kind, job_id, &hint.task_id).await,
         // Not indexed: the task of an `uncertain` job whose create answer was lost (the
         // provider's record of it finds the job), another system's task on the account, or
         // one whose job polling already finished.
-        Ok(None) => match state.reconciler.settle_task(kind, &hint.task_id).await {
+        Ok(None) => match state.reconciler.settle_task(&kind, &hint.task_id).await {
             Ok(Some(job_id)) => {
                 info!(%job_id, task_id = hint.task_id, "callback settled an uncertain job");
                 StatusCode::OK
@@ -188,13 +186,13 @@ async fn for_account(
 
 /// Logs and counts a callback refused after its route was known (the reason, never the token).
 fn refused(
-    kind: ProviderKind,
+    account: &AccountName,
     reason: &'static str,
     status: StatusCode,
     job_id: JobId,
 ) -> StatusCode {
-    warn!(%job_id, provider = %kind, reason, "callback refused");
-    metrics::counter!("reelq_callbacks_refused_total", "provider" => kind.as_str(), "reason" => reason)
+    warn!(%job_id, %account, reason, "callback refused");
+    metrics::counter!("reelq_callbacks_refused_total", "account" => account.as_str().to_owned(), "reason" => reason)
         .increment(1);
     status
 }
@@ -219,7 +217,7 @@ fn parse(
 
 async fn wake(
     state: &CallbackState,
-    kind: ProviderKind,
+    kind: &AccountName,
     job_id: JobId,
     task_id: &str,
 ) -> StatusCode {
@@ -253,7 +251,7 @@ async fn wake(
 /// is this job's create before the job takes it.
 async fn confirm_and_adopt(
     state: &CallbackState,
-    kind: ProviderKind,
+    kind: &AccountName,
     job_id: JobId,
     task_id: &str,
 ) -> anyhow::Result<WakeOutcome> {

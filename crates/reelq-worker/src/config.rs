@@ -3,13 +3,13 @@
 //! Unknown keys are refused, so a typo is an error at start, not a silent default.
 //! `REELQ_CONFIG` names the file itself and is not a setting.
 
-use std::{path::Path, time::Duration};
+use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use figment::{
     Figment,
     providers::{Env, Format, Toml},
 };
-use reelq_core::{ProviderKind, Secret};
+use reelq_core::{AccountName, ProviderKind, Secret};
 use serde::Deserialize;
 
 use crate::WorkerError;
@@ -161,8 +161,14 @@ pub struct WorkerConfig {
     /// How long a request's body may take to arrive.
     pub http_body_timeout_ms: u64,
     pub store: StoreConfig,
+    /// One account per contract, named after it (`[providers.kie]` is the account `kie`).
     #[serde(default)]
     pub providers: ProvidersConfig,
+    /// Accounts by name, each of a contract (`[accounts.kie_b] contract = "kie"`): several
+    /// accounts of one provider, each with its own key, limits, budgets and pauses. A job
+    /// that names a provider goes to any of its accounts; one that names an account, to it.
+    #[serde(default)]
+    pub accounts: BTreeMap<AccountName, ProviderAccount>,
     /// Provider callbacks; off when absent (polling alone still finishes every job).
     pub callbacks: Option<CallbacksConfig>,
     /// Where to serve `/metrics`, `/healthz` and `/readyz`, e.g. `0.0.0.0:9100`.
@@ -294,7 +300,7 @@ pub struct ProvidersConfig {
 
 impl ProvidersConfig {
     /// The configured accounts, by provider.
-    pub fn accounts(&self) -> impl Iterator<Item = (ProviderKind, &ProviderAccount)> {
+    fn by_contract(&self) -> impl Iterator<Item = (ProviderKind, &ProviderAccount)> {
         [
             (ProviderKind::Kie, &self.kie),
             (ProviderKind::Acedata, &self.acedata),
@@ -306,9 +312,20 @@ impl ProvidersConfig {
     }
 }
 
+/// One configured account: its name, its contract and its settings.
+#[derive(Debug, Clone)]
+pub struct ConfiguredAccount<'a> {
+    pub name: AccountName,
+    pub contract: ProviderKind,
+    pub settings: &'a ProviderAccount,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderAccount {
+    /// The account's contract: required in `[accounts.<name>]`, implied by the table's name
+    /// in `[providers.<contract>]`.
+    pub contract: Option<ProviderKind>,
     pub base_url: String,
     pub api_key: Secret,
     #[serde(default = "default_request_timeout_ms")]
@@ -367,24 +384,48 @@ fn default_poll_max_ms() -> u64 {
     60_000
 }
 
-impl ProvidersConfig {
-    /// The cluster-wide limits of every configured account.
+impl WorkerConfig {
+    /// Every configured account: `[providers.<contract>]` (named after its contract), then
+    /// `[accounts.<name>]` (the config check has made sure each has a contract that fits).
+    pub fn accounts(&self) -> Vec<ConfiguredAccount<'_>> {
+        let by_contract =
+            self.providers
+                .by_contract()
+                .map(|(contract, settings)| ConfiguredAccount {
+                    name: contract.into(),
+                    contract,
+                    settings,
+                });
+        let named = self.accounts.iter().filter_map(|(name, settings)| {
+            Some(ConfiguredAccount {
+                name: name.clone(),
+                contract: settings.contract?,
+                settings,
+            })
+        });
+        by_contract.chain(named).collect()
+    }
+
+    /// The cluster-wide limits of every configured account (zeros where it has none, so
+    /// readers know every account).
     pub fn limits(&self) -> Vec<reelq_queue::ProviderLimit> {
         self.accounts()
-            .map(|(provider, account)| reelq_queue::ProviderLimit {
-                provider,
-                requests_per_s: account.max_requests_per_s,
-                burst: account.burst,
-                max_in_flight: account.max_in_flight,
-                slot_ttl: Duration::from_millis(account.in_flight_slot_ttl_ms),
-                daily_budget_micros: reelq_core::usd_to_micros(account.daily_budget_usd),
-                uncertain_slot_ttl: Duration::from_millis(account.uncertain_slot_ms),
-            })
-            .filter(|limit| {
-                limit.requests_per_s > 0.0
-                    || limit.max_in_flight > 0
-                    || limit.daily_budget_micros > 0
-            })
+            .into_iter()
+            .map(
+                |ConfiguredAccount {
+                     name,
+                     settings: account,
+                     ..
+                 }| reelq_queue::ProviderLimit {
+                    account: name,
+                    requests_per_s: account.max_requests_per_s,
+                    burst: account.burst,
+                    max_in_flight: account.max_in_flight,
+                    slot_ttl: Duration::from_millis(account.in_flight_slot_ttl_ms),
+                    daily_budget_micros: reelq_core::usd_to_micros(account.daily_budget_usd),
+                    uncertain_slot_ttl: Duration::from_millis(account.uncertain_slot_ms),
+                },
+            )
             .collect()
     }
 }
@@ -455,9 +496,11 @@ impl WorkerConfig {
             if !(base.starts_with("http://") || base.starts_with("https://")) {
                 return fail("callbacks.public_base_url must be an http(s) URL");
             }
-            if self.providers.evolink.is_some()
-                && let Some(problem) = evolink_callback_problem(base)
-            {
+            let has_evolink = self
+                .accounts()
+                .iter()
+                .any(|account| account.contract == ProviderKind::Evolink);
+            if has_evolink && let Some(problem) = evolink_callback_problem(base) {
                 return Err(WorkerError::Config(format!(
                     "callbacks.public_base_url {base}: {problem} (EvoLink refuses a create whose \
                      callback_url is not HTTPS to a public host of at most 2048 characters, so \
@@ -465,7 +508,13 @@ impl WorkerConfig {
                 )));
             }
         }
-        for (provider, account) in self.providers.accounts() {
+        self.check_accounts()?;
+        for ConfiguredAccount {
+            name: provider,
+            settings: account,
+            ..
+        } in self.accounts()
+        {
             if account.max_requests_per_s < 0.0 || account.burst == 0 {
                 return Err(WorkerError::Config(format!(
                     "providers.{provider}: max_requests_per_s must be >= 0 and burst >= 1"
@@ -479,11 +528,44 @@ impl WorkerConfig {
                 )));
             }
         }
-        if self.providers.accounts().next().is_none() {
+        if self.accounts().is_empty() {
             return fail(
                 "no provider configured: add [providers.kie], [providers.acedata], \
-                 [providers.evolink] or [providers.openai]",
+                 [providers.evolink] or [providers.openai], or [accounts.<name>] tables",
             );
+        }
+        Ok(())
+    }
+
+    /// Each account has one contract that fits its name, and no name is given twice.
+    fn check_accounts(&self) -> Result<(), WorkerError> {
+        let error = |message: String| Err(WorkerError::Config(message));
+        for (contract, settings) in self.providers.by_contract() {
+            if settings.contract.is_some_and(|named| named != contract) {
+                return error(format!(
+                    "providers.{contract}: its contract is {contract}; name another in [accounts.<name>]"
+                ));
+            }
+            if self.accounts.contains_key(&AccountName::from(contract)) {
+                return error(format!(
+                    "the account {contract} is given twice: [providers.{contract}] and [accounts.{contract}]"
+                ));
+            }
+        }
+        for (name, settings) in &self.accounts {
+            match settings.contract {
+                None => {
+                    return error(format!(
+                        "accounts.{name}: contract is required (kie, acedata, evolink or openai)"
+                    ));
+                }
+                Some(contract) if !name.fits(contract) => {
+                    return error(format!(
+                        "accounts.{name}: {name} is the {name} contract's own name, not a {contract} account's"
+                    ));
+                }
+                Some(_) => {}
+            }
         }
         Ok(())
     }
@@ -551,6 +633,44 @@ mod tests {
         assert_eq!(config.concurrency, 3);
         assert_eq!(config.lease_ms, 60_000);
         assert_eq!(config.providers.kie.unwrap().api_key.expose(), "sk-1");
+    }
+
+    #[test]
+    fn named_accounts_need_a_contract_that_fits_and_a_name_given_once() {
+        let account = |name: &str, contract: &str| {
+            format!(
+                "[accounts.{name}]\n{contract}base_url = \"http://127.0.0.1:1\"\napi_key = \"k\"\n"
+            )
+        };
+        let two = load_toml(
+            &(account("kie_a", "contract = \"kie\"\n") + &account("kie_b", "contract = \"kie\"\n")),
+        )
+        .unwrap();
+        let names: Vec<String> = two.accounts().iter().map(|a| a.name.to_string()).collect();
+        assert_eq!(names, ["kie_a", "kie_b"]);
+        assert_eq!(
+            two.limits().len(),
+            2,
+            "every account is published, limits or not"
+        );
+        for (toml, expect) in [
+            (account("kie_a", ""), "accounts.kie_a: contract is required"),
+            (
+                account("acedata", "contract = \"kie\"\n"),
+                "the acedata contract's own name",
+            ),
+            (
+                format!("{KIE}{}", account("kie", "contract = \"kie\"\n")),
+                "the account kie is given twice",
+            ),
+            (
+                KIE.replace("api_key", "contract = \"openai\"\napi_key"),
+                "providers.kie: its contract is kie",
+            ),
+        ] {
+            let err = load_toml(&toml).unwrap_err().to_string();
+            assert!(err.contains(expect), "{err}");
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! each (submit, poll or fetch), so a job waiting on its provider holds no slot, task or
 //! connection. Any number of replicas can run against one Redis.
 
+mod accounts;
 mod callbacks;
 mod config;
 mod decision;

@@ -11,7 +11,6 @@ use std::{
 
 use axum::{Router, extract::State, http::StatusCode, routing::get};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use reelq_core::ProviderKind;
 use reelq_queue::Ledger;
 use reelq_storage::VideoStore;
 
@@ -37,7 +36,7 @@ const METRICS: &[(&str, Kind, &str)] = &[
     (
         "reelq_in_flight",
         Kind::Gauge,
-        "Generations holding an in-flight slot per {provider}, read from the ledger at scrape time (cluster-wide)",
+        "Generations holding an in-flight slot per {account}, read from the ledger at scrape time (cluster-wide)",
     ),
     (
         "reelq_due_jobs",
@@ -57,7 +56,7 @@ const METRICS: &[(&str, Kind, &str)] = &[
     (
         "reelq_limiter_waits_total",
         Kind::Counter,
-        "Jobs a cluster-wide {limit} (rate, in_flight, daily_budget) of a {provider} held back",
+        "Jobs a cluster-wide {limit} (rate, in_flight, daily_budget) of an {account} held back",
     ),
     (
         "reelq_callbacks_total",
@@ -67,7 +66,7 @@ const METRICS: &[(&str, Kind, &str)] = &[
     (
         "reelq_callbacks_refused_total",
         Kind::Counter,
-        "Provider callbacks refused after the route was known, by {provider} and {reason}",
+        "Provider callbacks refused after the route was known, by {account} and {reason}",
     ),
     (
         "reelq_webhooks_total",
@@ -87,7 +86,7 @@ const METRICS: &[(&str, Kind, &str)] = &[
     (
         "reelq_reconciled_total",
         Kind::Counter,
-        "Uncertain jobs looked up in a {provider}'s records, by {outcome} (adopted, absent, left)",
+        "Uncertain jobs looked up in an {account}'s records, by {outcome} (adopted, absent, left)",
     ),
     (
         "reelq_local_resource_errors_total",
@@ -131,8 +130,8 @@ pub(crate) fn metrics_handle() -> &'static PrometheusHandle {
 pub(crate) struct OpsState {
     pub(crate) ledger: Ledger,
     pub(crate) store: VideoStore,
-    /// The providers this worker has accounts for, whose in-flight counts it reports.
-    pub(crate) providers: Vec<ProviderKind>,
+    /// The accounts this worker has, whose in-flight counts it reports.
+    pub(crate) accounts: Vec<reelq_core::AccountName>,
     pub(crate) store_check: StoreCheck,
 }
 
@@ -150,9 +149,10 @@ async fn render(State(state): State<OpsState>) -> String {
             metrics::gauge!("reelq_jobs", "state" => job_state.as_str()).set(n_jobs as f64);
         }
     }
-    for &provider in &state.providers {
-        if let Ok(n) = state.ledger.in_flight(provider).await {
-            metrics::gauge!("reelq_in_flight", "provider" => provider.as_str()).set(n as f64);
+    for account in &state.accounts {
+        if let Ok(n) = state.ledger.in_flight(account).await {
+            metrics::gauge!("reelq_in_flight", "account" => account.as_str().to_owned())
+                .set(n as f64);
         }
     }
     if let Ok(n) = state.ledger.due_now().await {

@@ -19,13 +19,13 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use reelq_core::{JobId, ProviderKind};
+use reelq_core::{AccountName, JobId};
 use reelq_providers::{Provider, ProviderError, ProviderTask, RecentTasks, TaskEcho};
 use reelq_queue::{JobRecord, Ledger, WakeOutcome};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::steps::TASK_INDEX_TTL;
+use crate::{accounts::Accounts, steps::TASK_INDEX_TTL};
 
 /// How far from the moment its submit began a job's task may have been created: the create
 /// call's own time plus clock skew between Redis and the provider.
@@ -91,14 +91,14 @@ pub(crate) enum Confirmation {
 
 pub(crate) struct Reconciler {
     pub(crate) ledger: Ledger,
-    pub(crate) providers: Arc<HashMap<ProviderKind, Arc<dyn Provider>>>,
+    pub(crate) accounts: Arc<Accounts>,
     /// After this long unseen in a complete list, a job's create never happened; None: never
     /// concluded.
     pub(crate) absent_after: Option<Duration>,
 }
 
 impl Reconciler {
-    /// One pass per provider that lists its tasks, every `every`, until shutdown.
+    /// One pass per account whose provider lists its tasks, every `every`, until shutdown.
     pub(crate) async fn run(self: Arc<Self>, every: Duration, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(every);
         loop {
@@ -106,12 +106,12 @@ impl Reconciler {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            for (&kind, provider) in self.providers.iter() {
-                if !provider.lists_tasks() {
+            for (account, entry) in self.accounts.iter() {
+                if !entry.adapter.lists_tasks() {
                     continue;
                 }
-                if let Err(err) = self.reconcile(kind, provider.as_ref()).await {
-                    warn!(%kind, error = %err, "reconciling uncertain jobs failed; trying again next pass");
+                if let Err(err) = self.reconcile(account, entry.adapter.as_ref()).await {
+                    warn!(%account, error = %err, "reconciling uncertain jobs failed; trying again next pass");
                 }
             }
         }
@@ -121,31 +121,31 @@ impl Reconciler {
     /// jobs were settled.
     pub(crate) async fn reconcile(
         &self,
-        kind: ProviderKind,
+        account: &AccountName,
         provider: &dyn Provider,
     ) -> anyhow::Result<usize> {
-        let jobs = self.candidates(kind, provider).await?;
+        let jobs = self.candidates(account, provider).await?;
         let Some(oldest_s) = jobs.iter().map(|job| job.submit_s).min() else {
             return Ok(0);
         };
         let RecentTasks { tasks, complete } = provider
             .recent_tasks(oldest_s.saturating_sub(MATCH_WINDOW_S))
             .await?;
-        let tasks = self.unowned(kind, tasks).await?;
-        self.settle(kind, &jobs, &tasks, complete).await
+        let tasks = self.unowned(account, tasks).await?;
+        self.settle(account, &jobs, &tasks, complete).await
     }
 
     /// For a verified account-level callback naming `task_id`, which no job is known to own:
     /// the job it belongs to, if the provider's record of it settles one.
     pub(crate) async fn settle_task(
         &self,
-        kind: ProviderKind,
+        account: &AccountName,
         task_id: &str,
     ) -> anyhow::Result<Option<JobId>> {
-        let Some(provider) = self.providers.get(&kind) else {
+        let Some(provider) = self.accounts.adapter(account) else {
             return Ok(None);
         };
-        let jobs = self.candidates(kind, provider.as_ref()).await?;
+        let jobs = self.candidates(account, provider.as_ref()).await?;
         if jobs.is_empty() {
             return Ok(None);
         }
@@ -154,7 +154,7 @@ impl Reconciler {
         };
         for (job_id, verdict) in pair(&jobs, std::slice::from_ref(&task)) {
             if verdict == Verdict::Adopt(task.task_id.clone())
-                && self.adopt(kind, job_id, &task.task_id).await?
+                && self.adopt(account, job_id, &task.task_id).await?
             {
                 return Ok(Some(job_id));
             }
@@ -168,11 +168,11 @@ impl Reconciler {
     /// job's request. A conflict is noted on an `uncertain` job for the operator.
     pub(crate) async fn confirm(
         &self,
-        kind: ProviderKind,
+        account: &AccountName,
         job_id: JobId,
         task_id: &str,
     ) -> anyhow::Result<Confirmation> {
-        let conflict = match self.conflict(kind, job_id, task_id).await? {
+        let conflict = match self.conflict(account, job_id, task_id).await? {
             Some(conflict) => conflict,
             None => return Ok(Confirmation::Confirmed),
         };
@@ -184,11 +184,11 @@ impl Reconciler {
     /// if it is `uncertain`.
     pub(crate) async fn refused_binding(
         &self,
-        kind: ProviderKind,
+        account: &AccountName,
         job_id: JobId,
         task_id: &str,
     ) -> anyhow::Result<String> {
-        let conflict = match self.owner_conflict(kind, job_id, task_id).await? {
+        let conflict = match self.owner_conflict(account, job_id, task_id).await? {
             Some(conflict) => conflict,
             None => format!("task {task_id}, while the job has another"),
         };
@@ -205,11 +205,11 @@ impl Reconciler {
 
     async fn owner_conflict(
         &self,
-        kind: ProviderKind,
+        account: &AccountName,
         job_id: JobId,
         task_id: &str,
     ) -> anyhow::Result<Option<String>> {
-        Ok(match self.ledger.job_of_task(kind, task_id).await? {
+        Ok(match self.ledger.job_of_task(account, task_id).await? {
             Some(owner) if owner != job_id => {
                 Some(format!("task {task_id}, which job {owner} owns"))
             }
@@ -220,25 +220,26 @@ impl Reconciler {
     /// What stands against `task_id` being `job_id`'s create, if anything.
     async fn conflict(
         &self,
-        kind: ProviderKind,
+        account: &AccountName,
         job_id: JobId,
         task_id: &str,
     ) -> anyhow::Result<Option<String>> {
-        let (Some(provider), Some(job)) =
-            (self.providers.get(&kind), self.ledger.job(job_id).await?)
-        else {
+        let (Some(provider), Some(job)) = (
+            self.accounts.adapter(account),
+            self.ledger.job(job_id).await?,
+        ) else {
             return Ok(Some(format!(
                 "task {task_id} for a job this worker cannot check"
             )));
         };
-        if let Some(conflict) = self.owner_conflict(kind, job_id, task_id).await? {
+        if let Some(conflict) = self.owner_conflict(account, job_id, task_id).await? {
             return Ok(Some(conflict));
         }
         let record = match provider.task_record(task_id).await {
             Ok(record) => record,
             Err(ProviderError::Invalid(err)) => {
                 return Ok(Some(format!(
-                    "task {task_id}, which {kind} does not have ({err})"
+                    "task {task_id}, which {account} does not have ({err})"
                 )));
             }
             Err(err) => return Err(err.into()),
@@ -248,7 +249,7 @@ impl Reconciler {
             return match provider.query(&job.spec, task_id).await {
                 Ok(_) => Ok(None),
                 Err(ProviderError::Invalid(err)) => Ok(Some(format!(
-                    "task {task_id}, which {kind} does not have ({err})"
+                    "task {task_id}, which {account} does not have ({err})"
                 ))),
                 Err(err) => Err(err.into()),
             };
@@ -264,18 +265,18 @@ impl Reconciler {
             .map(|(field, _)| field.as_str())
             .collect();
         Ok(Some(format!(
-            "task {task_id}, whose request at {kind} is not this job's (differs in {})",
+            "task {task_id}, whose request at {account} is not this job's (differs in {})",
             differing.join(", ")
         )))
     }
 
-    /// Uncertain jobs of `kind` without a task.
+    /// Uncertain jobs of `account` without a task.
     async fn candidates(
         &self,
-        kind: ProviderKind,
+        account: &AccountName,
         provider: &dyn Provider,
     ) -> anyhow::Result<Vec<UncertainJob>> {
-        let records = self.ledger.uncertain_jobs(kind, MAX_UNCERTAIN).await?;
+        let records = self.ledger.uncertain_jobs(account, MAX_UNCERTAIN).await?;
         Ok(records
             .into_iter()
             .filter(|record| record.task_id.is_none())
@@ -290,14 +291,14 @@ impl Reconciler {
     /// Drops tasks a job already owns.
     async fn unowned(
         &self,
-        kind: ProviderKind,
+        account: &AccountName,
         tasks: Vec<ProviderTask>,
     ) -> anyhow::Result<Vec<ProviderTask>> {
         let mut unowned = Vec::with_capacity(tasks.len());
         for task in tasks {
             if self
                 .ledger
-                .job_of_task(kind, &task.task_id)
+                .job_of_task(account, &task.task_id)
                 .await?
                 .is_none()
             {
@@ -309,7 +310,7 @@ impl Reconciler {
 
     async fn settle(
         &self,
-        kind: ProviderKind,
+        account: &AccountName,
         jobs: &[UncertainJob],
         tasks: &[ProviderTask],
         list_complete: bool,
@@ -327,29 +328,29 @@ impl Reconciler {
         for (job, (job_id, verdict)) in jobs.iter().zip(pair(jobs, tasks)) {
             let note = match verdict {
                 Verdict::Adopt(task_id) => {
-                    n_settled += usize::from(self.adopt(kind, job_id, &task_id).await?);
+                    n_settled += usize::from(self.adopt(account, job_id, &task_id).await?);
                     continue;
                 }
                 Verdict::NoMatch if absent(job) => {
-                    let detail = format!("{kind} has no task for this create: submitted again");
+                    let detail = format!("{account} has no task for this create: submitted again");
                     if self.ledger.resubmit_absent(job_id, &detail).await? {
                         info!(%job_id, "uncertain job never created at the provider; submitted again");
-                        metrics::counter!("reelq_reconciled_total", "provider" => kind.as_str(), "outcome" => "absent")
+                        metrics::counter!("reelq_reconciled_total", "account" => account.as_str().to_owned(), "outcome" => "absent")
                             .increment(1);
                         n_settled += 1;
                     }
                     continue;
                 }
                 Verdict::Ambiguous(n) => format!(
-                    "{n} task(s) at {kind} could be this job's create (or be another uncertain \
+                    "{n} task(s) at {account} could be this job's create (or be another uncertain \
                      job's): not adopted; resolve with the task id"
                 ),
                 Verdict::NoMatch => format!(
-                    "no task at {kind} matches this job's create yet (looked at {} unowned)",
+                    "no task at {account} matches this job's create yet (looked at {} unowned)",
                     tasks.len()
                 ),
             };
-            metrics::counter!("reelq_reconciled_total", "provider" => kind.as_str(), "outcome" => "left")
+            metrics::counter!("reelq_reconciled_total", "account" => account.as_str().to_owned(), "outcome" => "left")
                 .increment(1);
             self.ledger.note_uncertain(job_id, &note).await?;
         }
@@ -358,7 +359,7 @@ impl Reconciler {
 
     async fn adopt(
         &self,
-        kind: ProviderKind,
+        account: &AccountName,
         job_id: JobId,
         task_id: &str,
     ) -> anyhow::Result<bool> {
@@ -369,7 +370,7 @@ impl Reconciler {
         let adopted = outcome == WakeOutcome::Adopted;
         if adopted {
             info!(%job_id, task_id, "uncertain job settled from the provider's records");
-            metrics::counter!("reelq_reconciled_total", "provider" => kind.as_str(), "outcome" => "adopted")
+            metrics::counter!("reelq_reconciled_total", "account" => account.as_str().to_owned(), "outcome" => "adopted")
                 .increment(1);
         }
         Ok(adopted)

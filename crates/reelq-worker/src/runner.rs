@@ -2,11 +2,9 @@
 //! tracker with its slot's permit, sleep until the next job falls due (or an enqueue wakes
 //! us), and on shutdown stop claiming and give in-flight steps a grace period.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use futures_util::{StreamExt, stream::BoxStream};
-use reelq_core::ProviderKind;
-use reelq_providers::{AccountConfig, Provider};
 use reelq_queue::{ClaimOptions, Ledger};
 use reelq_storage::VideoStore;
 use tokio::{net::TcpListener, sync::Semaphore};
@@ -15,11 +13,12 @@ use tracing::{error, info, warn};
 
 use crate::{
     Role, WorkerConfig, WorkerError,
+    accounts::Accounts,
     callbacks::{self, CallbackState},
     notify::Notifier,
     ops::{self, OpsState},
     reconcile::Reconciler,
-    steps::{self, PollSchedule, StepContext},
+    steps::{self, StepContext},
 };
 
 /// How long to wait before claiming again after Redis failed a claim.
@@ -59,7 +58,7 @@ pub struct Listeners {
 /// signing secret. `reelq-worker --check-config` runs exactly this, and `run` begins with it,
 /// so a config that passes the check cannot then fail at start for any of these.
 pub fn check_config(config: &WorkerConfig) -> Result<(), WorkerError> {
-    providers(config)?;
+    Accounts::from_config(config)?;
     VideoStore::check(&config.store.to_storage())?;
     if let Some(notify) = &config.notify {
         reelq_providers::WebhookKey::parse(notify.secret.expose())
@@ -90,14 +89,17 @@ pub async fn run(
         .set_retention(Duration::from_millis(config.retention_ms))
         .await?;
     let store = VideoStore::open(&config.store.to_storage())?;
-    let (providers, poll_schedules) = providers(&config)?;
-    let providers = Arc::new(providers);
+    let accounts = Arc::new(Accounts::from_config(&config)?);
     let tracker = TaskTracker::new();
     if let Some(listener) = listeners.ops {
         let state = OpsState {
             ledger: ledger.clone(),
             store: store.clone(),
-            providers: providers.keys().copied().collect(),
+            accounts: accounts
+                .contracts()
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect(),
             store_check: ops::StoreCheck::default(),
         };
         info!(addr = ?listener.local_addr().ok(), "ops endpoints listening");
@@ -110,7 +112,7 @@ pub async fn run(
     }
     let reconciler = Arc::new(Reconciler {
         ledger: ledger.clone(),
-        providers: providers.clone(),
+        accounts: accounts.clone(),
         absent_after: (config.reconcile_absent_after_ms > 0)
             .then(|| Duration::from_millis(config.reconcile_absent_after_ms)),
     });
@@ -121,7 +123,7 @@ pub async fn run(
             .map_or(1024 * 1024, |c| c.max_body_bytes);
         let state = CallbackState {
             ledger: ledger.clone(),
-            providers: providers.clone(),
+            accounts: accounts.clone(),
             reconciler: reconciler.clone(),
         };
         info!(addr = ?listener.local_addr().ok(), "callback receiver listening");
@@ -159,15 +161,9 @@ pub async fn run(
     let context = Arc::new(StepContext {
         ledger: ledger.clone(),
         store,
-        providers,
+        accounts: accounts.clone(),
         callback_base: config.callbacks.as_ref().map(|c| c.public_base_url.clone()),
         step_due: tokio::sync::Notify::new(),
-        poll_schedules,
-        uncertain_slot_holds: config
-            .providers
-            .accounts()
-            .map(|(kind, account)| (kind, Duration::from_millis(account.uncertain_slot_ms)))
-            .collect(),
         lease: config.lease(),
         max_attempts: config.max_attempts,
         max_attempts_paid: config.max_attempts_paid,
@@ -178,8 +174,8 @@ pub async fn run(
     let mut wakeups = None;
     let slots = Arc::new(Semaphore::new(config.concurrency));
     let idle_poll = Duration::from_millis(config.idle_poll_ms);
-    let limits = config.providers.limits();
-    let served: Vec<ProviderKind> = context.providers.keys().copied().collect();
+    let limits = config.limits();
+    let served = accounts.contracts();
     ledger.publish_limits(&limits).await?;
     info!(worker = %name, concurrency = config.concurrency, role = ?config.role, "worker started");
 
@@ -230,7 +226,7 @@ pub async fn run(
                 lease: config.lease(),
                 resubmit_uncertain: config.resubmit_uncertain,
                 limits: &limits,
-                providers: &served,
+                accounts: &served,
             };
             let claim = match ledger.claim(&options).await {
                 Ok(claim) => claim,
@@ -246,7 +242,7 @@ pub async fn run(
             for wait in &claim.waits {
                 metrics::counter!(
                     "reelq_limiter_waits_total",
-                    "provider" => wait.provider.as_str(),
+                    "account" => wait.account.as_str().to_owned(),
                     "limit" => wait.limit.as_str(),
                 )
                 .increment(1);
@@ -300,33 +296,4 @@ async fn next_wakeup(ledger: &Ledger, wakeups: &mut Option<BoxStream<'static, ()
         }
         None => std::future::pending().await,
     }
-}
-
-type Providers = HashMap<ProviderKind, Arc<dyn Provider>>;
-
-fn providers(
-    config: &WorkerConfig,
-) -> Result<(Providers, HashMap<ProviderKind, PollSchedule>), WorkerError> {
-    let mut providers: Providers = HashMap::new();
-    let mut schedules = HashMap::new();
-    for (kind, account) in config.providers.accounts() {
-        let adapter = reelq_providers::adapter(
-            kind,
-            AccountConfig {
-                base_url: account.base_url.clone(),
-                api_key: account.api_key.clone(),
-                request_timeout: Duration::from_millis(account.request_timeout_ms),
-                webhook_secret: account.webhook_secret.clone(),
-            },
-        )?;
-        providers.insert(kind, adapter);
-        schedules.insert(
-            kind,
-            PollSchedule {
-                first: Duration::from_millis(account.first_poll_ms),
-                max: Duration::from_millis(account.poll_max_ms),
-            },
-        );
-    }
-    Ok((providers, schedules))
 }

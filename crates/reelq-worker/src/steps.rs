@@ -3,17 +3,20 @@
 //! step runs. Errors are classed into retry (our own backoff, via a scheduled due time),
 //! `uncertain` (a create that may have been billed) or failure.
 
-use std::{collections::HashMap, pin::pin, sync::Arc, time::Duration};
+use std::{pin::pin, sync::Arc, time::Duration};
 
 use backon::{ExponentialBuilder, Retryable};
-use reelq_core::{ErrorClass, JobState, ProviderKind};
+use reelq_core::{ErrorClass, JobState};
 use reelq_providers::{CallbackScope, Provider, ProviderError, TaskStatus};
 use reelq_queue::{Lease, Ledger, QueueError, Transition, TransitionOutcome};
 use reelq_storage::VideoStore;
 use sha2::{Digest, Sha256};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
-use crate::decision::{Decision, RetryLimits, StepFailure, backoff, decide};
+use crate::{
+    accounts::Accounts,
+    decision::{Decision, RetryLimits, StepFailure, backoff, decide},
+};
 
 mod fetch;
 use fetch::fetch;
@@ -30,10 +33,8 @@ pub(crate) struct PollSchedule {
 pub(crate) struct StepContext {
     pub(crate) ledger: Ledger,
     pub(crate) store: VideoStore,
-    pub(crate) providers: Arc<HashMap<ProviderKind, Arc<dyn Provider>>>,
-    pub(crate) poll_schedules: HashMap<ProviderKind, PollSchedule>,
-    /// Per provider, how long an `uncertain` job keeps its in-flight slot.
-    pub(crate) uncertain_slot_holds: HashMap<ProviderKind, Duration>,
+    /// The provider accounts, by name: a lease's account is found here.
+    pub(crate) accounts: Arc<Accounts>,
     pub(crate) lease: Duration,
     pub(crate) max_attempts: u32,
     pub(crate) max_attempts_paid: u32,
@@ -67,15 +68,16 @@ pub(crate) async fn run_step(context: &StepContext, mut lease: Lease) {
         "job",
         job_id = %lease.job_id,
         provider = %lease.spec.provider,
+        account = %lease.account,
         step = %lease.state,
         attempt = lease.attempt,
         task_id = lease.task_id.as_deref().unwrap_or(""),
     );
     async {
-        let Some(provider) = context.providers.get(&lease.spec.provider) else {
-            // Claims take only jobs of this worker's providers; the lease lapses and a
+        let Some(provider) = context.accounts.adapter(&lease.account) else {
+            // Claims take only jobs of this worker's accounts; the lease lapses and a
             // replica with the account takes the job.
-            error!("claimed a job of a provider this worker has no account for");
+            error!("claimed a job of an account this worker does not have");
             return;
         };
         let mut callback_url = None;
@@ -280,7 +282,7 @@ async fn submit(
             // polling still finishes the job.
             let indexed = context
                 .ledger
-                .index_task(lease.spec.provider, &task_id, lease.job_id, TASK_INDEX_TTL)
+                .index_task(&lease.account, &task_id, lease.job_id, TASK_INDEX_TTL)
                 .await;
             if let Err(err) = indexed {
                 warn!(error = %err, "could not index the task for its callbacks");
@@ -326,11 +328,7 @@ async fn submit(
 
 /// Stops every replica submitting to the job's provider for `pause`.
 async fn pause_provider(context: &StepContext, lease: &Lease, pause: Duration, why: &str) {
-    if let Err(err) = context
-        .ledger
-        .pause_provider(lease.spec.provider, pause)
-        .await
-    {
+    if let Err(err) = context.ledger.pause_account(&lease.account, pause).await {
         warn!(error = %err, "could not pause the provider for other replicas");
     }
     warn!(?pause, error = why, "provider paused");
@@ -415,12 +413,12 @@ fn retry_same_step(lease: &Lease, attempt: u32, failure: StepFailure) -> Transit
 }
 
 impl StepContext {
-    /// A fresh callback URL for this submit, `{base}/callbacks/{provider}/{job}/{token}`, and
+    /// A fresh callback URL for this submit, `{base}/callbacks/{account}/{job}/{token}`, and
     /// the token's hash for the ledger. The token itself is never stored or logged.
     /// None when callbacks are off, or the provider sends them to an account-level URL.
     fn callback_url(&self, lease: &Lease) -> Option<(String, String)> {
         let base = self.callback_base.as_deref()?;
-        let provider = self.providers.get(&lease.spec.provider)?;
+        let provider = self.accounts.adapter(&lease.account)?;
         if provider.callback_scope() != CallbackScope::PerTask {
             return None;
         }
@@ -428,28 +426,27 @@ impl StepContext {
         let url = format!(
             "{}/callbacks/{}/{}/{token}",
             base.trim_end_matches('/'),
-            lease.spec.provider,
+            lease.account,
             lease.job_id
         );
         Some((url, token_hash(&token)))
     }
 
     fn poll_schedule(&self, lease: &Lease) -> PollSchedule {
-        self.poll_schedules
-            .get(&lease.spec.provider)
-            .copied()
-            .unwrap_or(PollSchedule {
+        self.accounts.get(&lease.account).map_or(
+            PollSchedule {
                 first: self.backoff_min,
                 max: self.backoff_max,
-            })
+            },
+            |account| account.poll,
+        )
     }
 
-    /// How long an `uncertain` job of this provider keeps its in-flight slot.
+    /// How long an `uncertain` job of this account keeps its in-flight slot.
     fn uncertain_slot_hold(&self, lease: &Lease) -> Duration {
-        self.uncertain_slot_holds
-            .get(&lease.spec.provider)
-            .copied()
-            .unwrap_or(Duration::ZERO)
+        self.accounts
+            .get(&lease.account)
+            .map_or(Duration::ZERO, |account| account.uncertain_slot_hold)
     }
 
     /// A submit gives up sooner than a poll or fetch of a task the provider already billed.

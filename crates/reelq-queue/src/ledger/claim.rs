@@ -4,7 +4,7 @@
 use std::{sync::LazyLock, time::Duration};
 
 use redis::{FromRedisValue, ParsingError, Script, Value};
-use reelq_core::{ErrorClass, JobId, JobSpec, JobState, ProviderKind};
+use reelq_core::{AccountName, ErrorClass, JobId, JobSpec, JobState, ProviderKind};
 
 use super::{Lease, Ledger, ProviderLimit};
 use crate::{QueueError, Transition};
@@ -23,9 +23,22 @@ pub struct ClaimOptions<'a> {
     pub resubmit_uncertain: bool,
     /// Cluster-wide limits per provider account; every replica should pass the same.
     pub limits: &'a [ProviderLimit],
-    /// Providers this worker has an account for: jobs of any other are left to replicas that
-    /// have one.
-    pub providers: &'a [ProviderKind],
+    /// The accounts this worker has, with their contracts: a queued job that asked for a
+    /// provider goes to the first of its accounts free to take it; jobs of accounts this
+    /// worker does not have are left to replicas that have them.
+    pub accounts: &'a [(AccountName, ProviderKind)],
+}
+
+/// Each contract's own account (`[providers.<contract>]`), with its contract: what a worker
+/// with one account per provider claims for.
+pub fn own_accounts() -> &'static [(AccountName, ProviderKind)] {
+    static OWN: LazyLock<Vec<(AccountName, ProviderKind)>> = LazyLock::new(|| {
+        ProviderKind::ALL
+            .into_iter()
+            .map(|kind| (kind.into(), kind))
+            .collect()
+    });
+    &OWN
 }
 
 /// What one claim returned.
@@ -41,7 +54,7 @@ pub struct Claim {
 /// A job a limit held back from this claim (and rescheduled for when it may go).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitWait {
-    pub provider: ProviderKind,
+    pub account: AccountName,
     pub limit: Wait,
 }
 
@@ -66,7 +79,7 @@ impl Wait {
     }
 }
 
-/// The script's reply: `{now_ms, next_due_ms or -1, {row, ...}, {"<provider> <limit>", ...}}`.
+/// The script's reply: `{now_ms, next_due_ms or -1, {row, ...}, {"<account> <limit>", ...}}`.
 struct ClaimReply {
     now_ms: i64,
     next_due_ms: i64,
@@ -74,8 +87,8 @@ struct ClaimReply {
     waits: Vec<LimitWait>,
 }
 
-/// One job taken: `{id, state, fence, spec, task_id, attempt, result_url, polls}` (empty
-/// strings for none).
+/// One job taken: `{id, state, fence, spec, task_id, attempt, result_url, polls, account}`
+/// (empty strings for none).
 struct ClaimedRow {
     id: String,
     state: String,
@@ -85,6 +98,7 @@ struct ClaimedRow {
     attempt: u32,
     result_url: String,
     polls: u32,
+    account: String,
 }
 
 impl FromRedisValue for ClaimReply {
@@ -94,7 +108,7 @@ impl FromRedisValue for ClaimReply {
         let waits = waits
             .iter()
             .map(|wait| {
-                let parsed = wait.split_once(' ').and_then(|(provider, limit)| {
+                let parsed = wait.split_once(' ').and_then(|(account, limit)| {
                     let limit = match limit {
                         "rate" => Wait::Rate,
                         "in_flight" => Wait::InFlight,
@@ -102,7 +116,7 @@ impl FromRedisValue for ClaimReply {
                         _ => return None,
                     };
                     Some(LimitWait {
-                        provider: provider.parse().ok()?,
+                        account: account.parse().ok()?,
                         limit,
                     })
                 });
@@ -120,7 +134,7 @@ impl FromRedisValue for ClaimReply {
 
 impl FromRedisValue for ClaimedRow {
     fn from_redis_value(value: Value) -> Result<Self, ParsingError> {
-        let (id, state, fence, spec, task_id, attempt, result_url, polls) =
+        let (id, state, fence, spec, task_id, attempt, result_url, polls, account) =
             FromRedisValue::from_redis_value(value)?;
         Ok(ClaimedRow {
             id,
@@ -131,6 +145,7 @@ impl FromRedisValue for ClaimedRow {
             attempt,
             result_url,
             polls,
+            account,
         })
     }
 }
@@ -139,7 +154,11 @@ impl Ledger {
     /// Takes up to `options.max_jobs` due jobs, each leased to `options.owner`.
     pub async fn claim(&self, options: &ClaimOptions<'_>) -> Result<Claim, QueueError> {
         let limits: Vec<String> = options.limits.iter().map(ProviderLimit::encode).collect();
-        let providers: Vec<&str> = options.providers.iter().map(|p| p.as_str()).collect();
+        let accounts: Vec<String> = options
+            .accounts
+            .iter()
+            .map(|(account, contract)| format!("{account}={contract}"))
+            .collect();
         let token = format!("{:016x}", rand::random::<u64>());
         let reply: ClaimReply = CLAIM
             .key(self.key("due"))
@@ -150,7 +169,7 @@ impl Ledger {
             .arg(if options.resubmit_uncertain { "1" } else { "0" })
             .arg(limits.join(";"))
             .arg(&token)
-            .arg(providers.join(","))
+            .arg(accounts.join(","))
             .invoke_async(&mut self.conn().await?)
             .await?;
         let mut leases = Vec::with_capacity(reply.rows.len());
@@ -206,13 +225,18 @@ impl ClaimedRow {
                 .map_err(|e: reelq_core::UnknownState| e.to_string())?;
             let spec: JobSpec =
                 serde_json::from_str(&self.spec).map_err(|e| format!("spec: {e}"))?;
-            Ok::<_, String>((job_id, state, spec))
+            let account: AccountName = self
+                .account
+                .parse()
+                .map_err(|e: reelq_core::SpecError| e.to_string())?;
+            Ok::<_, String>((job_id, state, spec, account))
         })();
         let non_empty = |value: String| (!value.is_empty()).then_some(value);
         match parsed {
-            Ok((job_id, state, spec)) => Ok(Lease {
+            Ok((job_id, state, spec, account)) => Ok(Lease {
                 job_id,
                 state,
+                account,
                 fence: self.fence,
                 token: token.to_owned(),
                 spec,

@@ -4,7 +4,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use futures_util::{StreamExt, stream::BoxStream};
-use reelq_core::{BatchId, JobId, JobState, ProviderKind};
+use reelq_core::{AccountName, BatchId, JobId, JobState};
 
 use super::now_unix_ms;
 use crate::{JobRecord, Ledger, QueueError};
@@ -178,10 +178,10 @@ impl Ledger {
         self.entered_between(state, since, now + 1).await
     }
 
-    /// How long submits to `provider` stay paused (after a 429 or an empty account), if they are.
-    pub async fn paused_for(&self, provider: ProviderKind) -> Result<Option<Duration>, QueueError> {
+    /// How long submits to `account` stay paused (after a 429 or an empty account), if they are.
+    pub async fn paused_for(&self, account: &AccountName) -> Result<Option<Duration>, QueueError> {
         let ms: i64 = redis::cmd("PTTL")
-            .arg(self.key(format!("pause:{provider}")))
+            .arg(self.key(format!("pause:{account}")))
             .query_async(&mut self.conn().await?)
             .await?;
         Ok((ms > 0).then(|| Duration::from_millis(ms as u64)))
@@ -202,10 +202,10 @@ impl Ledger {
         Ok(total)
     }
 
-    /// Generations of `provider` holding an in-flight slot now (expired slots not counted).
-    pub async fn in_flight(&self, provider: ProviderKind) -> Result<u64, QueueError> {
+    /// Generations of `account` holding an in-flight slot now (expired slots not counted).
+    pub async fn in_flight(&self, account: &AccountName) -> Result<u64, QueueError> {
         Ok(redis::cmd("ZCOUNT")
-            .arg(self.key(format!("inflight:{provider}")))
+            .arg(self.key(format!("inflight:{account}")))
             .arg(format!("({}", now_unix_ms()))
             .arg("+inf")
             .query_async(&mut self.conn().await?)

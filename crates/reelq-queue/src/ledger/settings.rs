@@ -4,7 +4,7 @@
 use std::{collections::HashMap, sync::LazyLock, time::Duration};
 
 use redis::Script;
-use reelq_core::ProviderKind;
+use reelq_core::AccountName;
 
 use crate::{Ledger, QueueError};
 
@@ -14,7 +14,8 @@ static PAUSE: LazyLock<Script> = ledger_script!("pause.lua");
 /// replica at once. Zero means no limit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProviderLimit {
-    pub provider: ProviderKind,
+    /// The account the limits are kept under (a contract's own name for `[providers.kie]`).
+    pub account: AccountName,
     /// Provider calls (submits and polls) per second, across all replicas.
     pub requests_per_s: f64,
     /// Calls that may go at once after a quiet spell.
@@ -36,7 +37,7 @@ impl ProviderLimit {
     pub(crate) fn encode(&self) -> String {
         format!(
             "{} {} {} {} {} {} {}",
-            self.provider,
+            self.account,
             self.requests_per_s,
             self.burst,
             self.max_in_flight,
@@ -53,7 +54,7 @@ impl Ledger {
         let mut command = redis::cmd("HSET");
         command.arg(self.key("limits"));
         for limit in limits {
-            command.arg(limit.provider.as_str()).arg(format!(
+            command.arg(limit.account.as_str()).arg(format!(
                 "{} {} {}",
                 limit.max_in_flight, limit.requests_per_s, limit.daily_budget_micros
             ));
@@ -75,14 +76,14 @@ impl Ledger {
         Ok(())
     }
 
-    /// Stops every replica from submitting to `provider` for `length` (a 429's Retry-After).
-    pub async fn pause_provider(
+    /// Stops every replica from submitting to `account` for `length` (a 429's Retry-After).
+    pub async fn pause_account(
         &self,
-        provider: ProviderKind,
+        account: &AccountName,
         length: Duration,
     ) -> Result<(), QueueError> {
         let _: i64 = PAUSE
-            .key(self.key(format!("pause:{provider}")))
+            .key(self.key(format!("pause:{account}")))
             .arg(&self.prefix)
             .arg(length.as_millis().max(1) as u64)
             .invoke_async(&mut self.conn().await?)
@@ -90,7 +91,7 @@ impl Ledger {
         Ok(())
     }
 
-    /// The limits workers published, by provider.
+    /// The limits workers published, by account.
     pub async fn published_limits(&self) -> Result<Vec<ProviderLimit>, QueueError> {
         let fields: HashMap<String, String> = redis::cmd("HGETALL")
             .arg(self.key("limits"))
@@ -98,10 +99,10 @@ impl Ledger {
             .await?;
         let mut limits: Vec<ProviderLimit> = fields
             .iter()
-            .filter_map(|(provider, value)| {
+            .filter_map(|(account, value)| {
                 let mut parts = value.split(' ');
                 Some(ProviderLimit {
-                    provider: provider.parse().ok()?,
+                    account: account.parse().ok()?,
                     max_in_flight: parts.next()?.parse().ok()?,
                     requests_per_s: parts.next()?.parse().ok()?,
                     daily_budget_micros: parts.next()?.parse().ok()?,
@@ -111,7 +112,7 @@ impl Ledger {
                 })
             })
             .collect();
-        limits.sort_by_key(|limit| limit.provider.as_str());
+        limits.sort_by(|a, b| a.account.cmp(&b.account));
         Ok(limits)
     }
 }

@@ -4,7 +4,7 @@
 use std::{sync::LazyLock, time::Duration};
 
 use redis::Script;
-use reelq_core::{JobId, JobState, ProviderKind};
+use reelq_core::{AccountName, JobId, JobState};
 
 use crate::{JobRecord, Ledger, QueueError};
 
@@ -13,7 +13,8 @@ static WAKE: LazyLock<Script> = ledger_script!("wake.lua");
 /// What a per-task callback for a job is checked against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallbackBinding {
-    pub provider: ProviderKind,
+    /// The account the job's submit went to: only that account's callbacks concern it.
+    pub account: AccountName,
     /// SHA-256 (hex) of the token in the job's callback URL.
     pub token_hash: Option<String>,
 }
@@ -39,7 +40,7 @@ pub enum WakeOutcome {
 }
 
 impl Ledger {
-    /// What authenticates a per-task callback for the job: its provider and the hash of the
+    /// What authenticates a per-task callback for the job: its account and the hash of the
     /// token in its current callback URL (None if no submit set one). None if no such job.
     pub async fn callback_binding(
         &self,
@@ -51,13 +52,13 @@ impl Ledger {
             .arg("cb_token_hash")
             .query_async(&mut self.conn().await?)
             .await?;
-        let Some(provider) = provider else {
+        let Some(account) = provider else {
             return Ok(None);
         };
         Ok(Some(CallbackBinding {
-            provider: provider
+            account: account
                 .parse()
-                .map_err(|_| QueueError::corrupt(job_id, format!("provider {provider:?}")))?,
+                .map_err(|_| QueueError::corrupt(job_id, format!("account {account:?}")))?,
             token_hash,
         }))
     }
@@ -67,13 +68,13 @@ impl Ledger {
     /// The entry expires after `ttl`, so nothing needs to clean it up.
     pub async fn index_task(
         &self,
-        provider: ProviderKind,
+        account: &AccountName,
         task_id: &str,
         job_id: JobId,
         ttl: Duration,
     ) -> Result<(), QueueError> {
         let _: () = redis::cmd("SET")
-            .arg(self.key(format!("task:{provider}:{task_id}")))
+            .arg(self.key(format!("task:{account}:{task_id}")))
             .arg(job_id.to_string())
             .arg("PX")
             .arg(ttl.as_millis() as u64)
@@ -82,14 +83,14 @@ impl Ledger {
         Ok(())
     }
 
-    /// The job that owns `provider`'s task `task_id`, if it was indexed and has not expired.
+    /// The job that owns `account`'s task `task_id`, if it was indexed and has not expired.
     pub async fn job_of_task(
         &self,
-        provider: ProviderKind,
+        account: &AccountName,
         task_id: &str,
     ) -> Result<Option<JobId>, QueueError> {
         let job_id: Option<String> = redis::cmd("GET")
-            .arg(self.key(format!("task:{provider}:{task_id}")))
+            .arg(self.key(format!("task:{account}:{task_id}")))
             .query_async(&mut self.conn().await?)
             .await?;
         Ok(job_id.and_then(|id| id.parse().ok()))
@@ -150,18 +151,16 @@ impl Ledger {
         })
     }
 
-    /// Up to `limit` `uncertain` jobs of `provider`, most recently parked first, read in one
+    /// Up to `limit` `uncertain` jobs of `account`, most recently parked first, read in one
     /// round trip.
     pub async fn uncertain_jobs(
         &self,
-        provider: ProviderKind,
+        account: &AccountName,
         limit: usize,
     ) -> Result<Vec<JobRecord>, QueueError> {
         let job_ids = self.jobs_in_state(JobState::Uncertain, limit).await?;
         let mut records = self.jobs(&job_ids).await?;
-        records.retain(|record| {
-            record.state == JobState::Uncertain && record.spec.provider == provider
-        });
+        records.retain(|record| record.state == JobState::Uncertain && record.account == *account);
         Ok(records)
     }
 }

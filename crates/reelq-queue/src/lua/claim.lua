@@ -8,7 +8,13 @@
 -- ARGV[5]  "1" to requeue a submit whose lease expired (operator opt-in), "0" to park it
 --          as `uncertain`
 -- Returns {now_ms, next_due_ms or -1, {{id, state, fence, spec, task_id, attempt,
---          result_url, polls}, ...}, {"<provider> rate|in_flight" per job held back}}.
+--          result_url, polls, account}, ...}, {"<account> rate|in_flight|daily_budget" per job
+--          held back}}.
+-- A job's `provider` field names the account its limits, pause and budgets are kept under.
+-- A queued job that asked only for a provider (the field holds the contract's name, e.g.
+-- `kie`) and has reserved nothing yet goes to the first of this worker's accounts of that
+-- contract that is not paused, has a generation slot and a request token; the field then
+-- names that account, and keeps naming it once the job is submitted (its task lives there).
 -- A claimed queued job stays `queued`: the worker moves it to `submitting` (BeginSubmit) only
 -- once it holds the reply, so a claim whose reply is lost never looks like a sent submit.
 -- A job found `submitting` is one whose submitter's lease ran out: if a callback named its
@@ -16,7 +22,7 @@
 -- task, so it becomes `uncertain` and is never handed out for a second submit (unless ARGV[5]).
 -- A queued job whose provider is paused (`P pause:{provider}`, set on a 429) is left
 -- unclaimed and rescheduled for the end of the pause.
--- ARGV[6]  cluster-wide limits per provider account, "<provider> <requests/s> <burst>
+-- ARGV[6]  cluster-wide limits per provider account, "<account> <requests/s> <burst>
 --          <max in flight> <slot ttl ms> <daily budget micros> <uncertain slot ttl ms>"
 --          joined by ";" (0 = no limit). Every provider call
 --          (a submit or a poll) takes a token from a GCRA bucket `P rate:{provider}`; a submit
@@ -26,14 +32,19 @@
 --          for when it may go, and named in the reply's waits.
 -- ARGV[7]  the claim's token, stored on each job it takes (`token`): moves must name it with
 --          the fence, so a fence number repeated after Redis lost writes names no live lease
--- ARGV[8]  providers the worker has accounts for, comma-separated: jobs of others are left
---          due for replicas that have one (at most SCAN_LIMIT of them are stepped over)
+-- ARGV[8]  the worker's accounts, "<account>=<contract>" comma-separated: jobs of other
+--          accounts are left due for replicas that have them (at most SCAN_LIMIT of them are
+--          stepped over)
 local due = KEYS[1]
 local max_n, lease_ms, owner = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local resubmit_uncertain = ARGV[5] == '1'
 local token = ARGV[7]
-local serves = {}
-for provider in string.gmatch(ARGV[8] or '', '[^,]+') do serves[provider] = true end
+local serves, pools = {}, {}
+for account, contract in string.gmatch(ARGV[8] or '', '([^,=]+)=([^,]+)') do
+  serves[account] = true
+  pools[contract] = pools[contract] or {}
+  table.insert(pools[contract], account)
+end
 local SCAN_LIMIT = 1000
 local paused = {}
 local now = now_ms()
@@ -49,17 +60,22 @@ end
 local waits = {}
 
 -- GCRA: `tat` is when the bucket is empty again; a call may go while tat - now is within the
--- burst. Loaded once per provider and written back at the end.
-local function rate_wait(provider)
-  local l = limits[provider]
+-- burst. Loaded once per account and written back at the end. `rate_peek` tells how long a
+-- call must wait without taking a token; `rate_wait` takes one when the call may go.
+local function rate_peek(account)
+  local l = limits[account]
   if not l or l.rate <= 0 then return 0 end
-  if l.tat == nil then l.tat = tonumber(redis.call('GET', prefix .. 'rate:' .. provider) or '0') end
-  local interval = 1000 / l.rate
-  local tat = math.max(l.tat, now)
-  local wait = tat - interval * (l.burst - 1) - now
+  if l.tat == nil then l.tat = tonumber(redis.call('GET', prefix .. 'rate:' .. account) or '0') end
+  local wait = math.max(l.tat, now) - (1000 / l.rate) * (l.burst - 1) - now
   if wait > 0 then return math.ceil(wait) end
-  l.tat = tat + interval
   return 0
+end
+
+local function rate_wait(account)
+  local wait = rate_peek(account)
+  local l = limits[account]
+  if wait == 0 and l and l.rate > 0 then l.tat = math.max(l.tat, now) + 1000 / l.rate end
+  return wait
 end
 
 -- Generation slots: expired ones are dropped once per provider per claim.
@@ -131,6 +147,26 @@ local function batch_cancelled(batch)
   return cancelled_batches[batch]
 end
 
+-- Whether submits to `account` are paused (read once per account per claim).
+local function pause_left(account)
+  if paused[account] == nil then
+    paused[account] = redis.call('PTTL', prefix .. 'pause:' .. account)
+  end
+  return paused[account]
+end
+
+-- The account a queued job asking for `contract` goes to: the first free one, else the
+-- first (whose limit then holds the job back).
+local function pick_account(contract)
+  local pool = pools[contract]
+  for _, account in ipairs(pool) do
+    if pause_left(account) <= 0 and not slots_full(account) and rate_peek(account) == 0 then
+      return account
+    end
+  end
+  return pool[1]
+end
+
 local due_low = prefix .. 'due_low'
 local claimed = {}
 -- Acts on one due job of `queue`; false if the job's provider is not served here (left due).
@@ -139,10 +175,12 @@ local function take(queue, id)
   local f = redis.call('HMGET', job, 'state', 'deadline_ms', 'spec', 'task_id', 'attempt',
     'result_url', 'polls', 'provider', 'task_id_hint', 'fence', 'batch', 'cost_micros', 'reserved')
   local state, deadline, provider = f[1], tonumber(f[2]), f[8] or ''
-  if state and not serves[provider] then return false end
-  if state == 'queued' and paused[provider] == nil then
-    paused[provider] = redis.call('PTTL', prefix .. 'pause:' .. provider)
+  local picked = false
+  if state == 'queued' and (f[13] or '') == '' and pools[provider] then
+    provider, picked = pick_account(provider), true
   end
+  if state and not serves[provider] then return false end
+  if state == 'queued' then pause_left(provider) end
   if not state then
     redis.call('ZREM', queue, id)
   elseif (state == 'queued' or state == 'waiting') and deadline and deadline <= now then
@@ -201,14 +239,16 @@ local function take(queue, id)
       local fence = tonumber(f[10] or '0') + 1
       if reserved ~= '' then
         redis.call('HSET', job, 'fence', fence, 'token', token, 'owner', owner,
-          'reserved', reserved, 'reserved_day', day)
+          'reserved', reserved, 'reserved_day', day, 'provider', provider)
+      elseif picked then
+        redis.call('HSET', job, 'fence', fence, 'token', token, 'owner', owner, 'provider', provider)
       else
         redis.call('HSET', job, 'fence', fence, 'token', token, 'owner', owner)
       end
       if queue == due_low then redis.call('ZREM', due_low, id) end
       redis.call('ZADD', due, now + lease_ms, id)
       claimed[#claimed + 1] = { id, state, fence, f[3], f[4] or '', tonumber(f[5] or '0'),
-        f[6] or '', tonumber(f[7] or '0') }
+        f[6] or '', tonumber(f[7] or '0'), provider }
     end
   else
     redis.call('ZREM', queue, id)

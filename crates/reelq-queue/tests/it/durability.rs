@@ -194,7 +194,7 @@ async fn a_worker_claims_only_jobs_of_providers_it_has_an_account_for() {
         .unwrap();
 
     let options = reelq_queue::ClaimOptions {
-        providers: &[ProviderKind::Openai],
+        accounts: &[(ProviderKind::Openai.into(), ProviderKind::Openai)],
         ..claim_opts("openai-only", 4, LEASE)
     };
     let claim = ledger.claim(&options).await.unwrap();
@@ -232,7 +232,10 @@ async fn an_uncertain_job_gives_its_slot_back_after_the_hold_or_when_resolved() 
         .transition(&lease, uncertain(Duration::ZERO))
         .await
         .unwrap();
-    assert_eq!(ledger.in_flight(ProviderKind::Kie).await.unwrap(), 0);
+    assert_eq!(
+        ledger.in_flight(&ProviderKind::Kie.into()).await.unwrap(),
+        0
+    );
 
     // Held for long: each resolution frees it, except "the provider has it" (it generates).
     for (resolution, slot_after) in [
@@ -247,10 +250,13 @@ async fn an_uncertain_job_gives_its_slot_back_after_the_hold_or_when_resolved() 
             .transition(&lease, uncertain(Duration::from_secs(600)))
             .await
             .unwrap();
-        assert_eq!(ledger.in_flight(ProviderKind::Kie).await.unwrap(), 1);
+        assert_eq!(
+            ledger.in_flight(&ProviderKind::Kie.into()).await.unwrap(),
+            1
+        );
         assert!(ledger.resolve(job_id, resolution.clone()).await.unwrap());
         assert_eq!(
-            ledger.in_flight(ProviderKind::Kie).await.unwrap(),
+            ledger.in_flight(&ProviderKind::Kie.into()).await.unwrap(),
             slot_after,
             "{resolution:?}"
         );
@@ -274,7 +280,13 @@ async fn a_cancelled_batch_gives_back_the_slots_its_claimed_jobs_took() {
     };
     let claim = ledger.claim(&options).await.unwrap();
     assert_eq!(claim.leases.len(), 2);
-    assert_eq!(ledger.in_flight(ProviderKind::Kie).await.unwrap(), 2);
+    assert_eq!(
+        ledger.in_flight(&ProviderKind::Kie.into()).await.unwrap(),
+        2
+    );
     assert_eq!(ledger.cancel_batch(batch_id).await.unwrap(), Some(2));
-    assert_eq!(ledger.in_flight(ProviderKind::Kie).await.unwrap(), 0);
+    assert_eq!(
+        ledger.in_flight(&ProviderKind::Kie.into()).await.unwrap(),
+        0
+    );
 }

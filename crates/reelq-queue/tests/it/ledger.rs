@@ -25,6 +25,7 @@ pub(crate) async fn ledger(redis: &RedisServer) -> Ledger {
 pub(crate) fn spec(prompt: &str) -> JobSpec {
     JobSpec {
         provider: ProviderKind::Kie,
+        account: None,
         model: "sora-2-text-to-video".into(),
         prompt: prompt.into(),
         duration_s: 10,
@@ -46,7 +47,7 @@ pub(crate) fn claim_opts(owner: &str, max_jobs: usize, lease: Duration) -> Claim
         lease,
         resubmit_uncertain: false,
         limits: &[],
-        providers: &ProviderKind::ALL,
+        accounts: reelq_queue::own_accounts(),
     }
 }
 
@@ -490,7 +491,7 @@ async fn a_paused_provider_gets_no_submits_until_the_pause_ends() {
     let redis = RedisServer::start().unwrap();
     let ledger = ledger(&redis).await;
     ledger
-        .pause_provider(ProviderKind::Kie, Duration::from_secs(600))
+        .pause_account(&ProviderKind::Kie.into(), Duration::from_secs(600))
         .await
         .unwrap();
     let job_id = JobId::new();
@@ -503,7 +504,7 @@ async fn a_paused_provider_gets_no_submits_until_the_pause_ends() {
     assert_eq!(state_of(&ledger, job_id).await, JobState::Queued);
     // A shorter pause does not cut the longer one short.
     ledger
-        .pause_provider(ProviderKind::Kie, Duration::from_millis(1))
+        .pause_account(&ProviderKind::Kie.into(), Duration::from_millis(1))
         .await
         .unwrap();
     let claim = ledger.claim(&claim_opts("w1", 1, LEASE)).await.unwrap();
@@ -648,8 +649,8 @@ async fn the_callback_token_hash_is_kept_from_the_submit() {
         .unwrap();
     let binding = ledger.callback_binding(job_id).await.unwrap().unwrap();
     assert_eq!(
-        (binding.provider, binding.token_hash),
-        (ProviderKind::Kie, None)
+        (binding.account, binding.token_hash),
+        (ProviderKind::Kie.into(), None)
     );
     let lease = claim_one(&ledger, "w1", LEASE).await;
     let begin = Transition::BeginSubmit {
@@ -668,7 +669,7 @@ async fn a_task_is_bound_to_one_job() {
     let ledger = ledger(&redis).await;
     let owner = submit_one(&ledger, "owner", "t-owned", Duration::from_secs(600)).await;
     ledger
-        .index_task(ProviderKind::Kie, "t-owned", owner, INDEX_TTL)
+        .index_task(&ProviderKind::Kie.into(), "t-owned", owner, INDEX_TTL)
         .await
         .unwrap();
     let ids = [JobId::new()];
@@ -708,7 +709,7 @@ async fn a_task_is_bound_to_one_job() {
     );
     assert_eq!(
         ledger
-            .job_of_task(ProviderKind::Kie, "t-own")
+            .job_of_task(&ProviderKind::Kie.into(), "t-own")
             .await
             .unwrap(),
         Some(ids[0])
@@ -843,7 +844,7 @@ async fn the_event_log_keeps_the_last_32_events() {
 
 pub(crate) fn kie_limit(requests_per_s: f64, burst: u32, max_in_flight: u32) -> [ProviderLimit; 1] {
     [ProviderLimit {
-        provider: ProviderKind::Kie,
+        account: ProviderKind::Kie.into(),
         requests_per_s,
         burst,
         max_in_flight,
@@ -870,11 +871,14 @@ async fn in_flight_slots_hold_back_submits_until_a_generation_ends() {
     assert_eq!(
         claim.waits,
         [LimitWait {
-            provider: ProviderKind::Kie,
+            account: ProviderKind::Kie.into(),
             limit: Wait::InFlight
         }]
     );
-    assert_eq!(ledger.in_flight(ProviderKind::Kie).await.unwrap(), 2);
+    assert_eq!(
+        ledger.in_flight(&ProviderKind::Kie.into()).await.unwrap(),
+        2
+    );
 
     // One generation ends (its job is stored): its slot is free for the third.
     let lease = begin_submit(&ledger, claim.leases.into_iter().next().unwrap(), LEASE).await;
@@ -888,7 +892,7 @@ async fn in_flight_slots_hold_back_submits_until_a_generation_ends() {
         ..lease
     };
     assert_eq!(
-        ledger.in_flight(ProviderKind::Kie).await.unwrap(),
+        ledger.in_flight(&ProviderKind::Kie.into()).await.unwrap(),
         2,
         "waiting holds its slot"
     );
@@ -901,7 +905,10 @@ async fn in_flight_slots_hold_back_submits_until_a_generation_ends() {
         thumbnail_key: None,
     };
     ledger.transition(&lease, stored).await.unwrap();
-    assert_eq!(ledger.in_flight(ProviderKind::Kie).await.unwrap(), 1);
+    assert_eq!(
+        ledger.in_flight(&ProviderKind::Kie.into()).await.unwrap(),
+        1
+    );
     let third = tokio::time::timeout(EVENT_TIMEOUT, async {
         loop {
             // The held-back job was rescheduled a second out.
@@ -919,7 +926,10 @@ async fn in_flight_slots_hold_back_submits_until_a_generation_ends() {
     .await
     .expect("the third job is claimed once a slot is free");
     assert!(jobs.iter().any(|(job_id, _)| *job_id == third.job_id));
-    assert_eq!(ledger.in_flight(ProviderKind::Kie).await.unwrap(), 2);
+    assert_eq!(
+        ledger.in_flight(&ProviderKind::Kie.into()).await.unwrap(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -942,7 +952,7 @@ async fn a_request_rate_lets_a_burst_through_and_schedules_the_rest() {
         claim
             .waits
             .iter()
-            .all(|wait| wait.provider == ProviderKind::Kie && wait.limit == Wait::Rate)
+            .all(|wait| wait.account == ProviderKind::Kie.into() && wait.limit == Wait::Rate)
     );
     let again = ledger.claim(&options).await.unwrap();
     assert!(

@@ -2,6 +2,7 @@
 //! (or in-process where a test needs no process boundary), videos in a temp directory. The
 //! harness is `reelq-e2e` (the workspace's `tests/` folder); it needs this crate's binary.
 
+mod accounts;
 mod budgets;
 mod callbacks;
 mod catalog;

@@ -1,0 +1,74 @@
+//! The provider accounts this worker holds: each configured account's adapter, poll
+//! schedule and slot hold, by account name. Claims, steps, callbacks and reconciliation all
+//! find an account here by the name the ledger keeps on the job.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use reelq_core::{AccountName, ProviderKind};
+use reelq_providers::{AccountConfig, Provider};
+
+use crate::{WorkerConfig, WorkerError, steps::PollSchedule};
+
+/// One account: its contract's adapter (with the account's key) and its schedules.
+pub(crate) struct Account {
+    pub(crate) adapter: Arc<dyn Provider>,
+    pub(crate) poll: PollSchedule,
+    /// How long an `uncertain` job of this account keeps its in-flight slot.
+    pub(crate) uncertain_slot_hold: Duration,
+}
+
+/// Every account of this worker, by name.
+pub(crate) struct Accounts(HashMap<AccountName, Account>);
+
+impl Accounts {
+    /// Builds every configured account's adapter (refusing a bad key or webhook secret).
+    pub(crate) fn from_config(config: &WorkerConfig) -> Result<Accounts, WorkerError> {
+        let mut accounts = HashMap::new();
+        for configured in config.accounts() {
+            let settings = configured.settings;
+            let adapter = reelq_providers::adapter(
+                configured.contract,
+                AccountConfig {
+                    base_url: settings.base_url.clone(),
+                    api_key: settings.api_key.clone(),
+                    request_timeout: Duration::from_millis(settings.request_timeout_ms),
+                    webhook_secret: settings.webhook_secret.clone(),
+                },
+            )?;
+            let account = Account {
+                adapter,
+                poll: PollSchedule {
+                    first: Duration::from_millis(settings.first_poll_ms),
+                    max: Duration::from_millis(settings.poll_max_ms),
+                },
+                uncertain_slot_hold: Duration::from_millis(settings.uncertain_slot_ms),
+            };
+            accounts.insert(configured.name, account);
+        }
+        Ok(Accounts(accounts))
+    }
+
+    pub(crate) fn get(&self, name: &AccountName) -> Option<&Account> {
+        self.0.get(name)
+    }
+
+    /// The adapter of account `name`, if this worker has it.
+    pub(crate) fn adapter(&self, name: &AccountName) -> Option<&Arc<dyn Provider>> {
+        self.get(name).map(|account| &account.adapter)
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&AccountName, &Account)> {
+        self.0.iter()
+    }
+
+    /// Each account with its contract, as the claim takes them.
+    pub(crate) fn contracts(&self) -> Vec<(AccountName, ProviderKind)> {
+        let mut contracts: Vec<_> = self
+            .0
+            .iter()
+            .map(|(name, account)| (name.clone(), account.adapter.kind()))
+            .collect();
+        contracts.sort();
+        contracts
+    }
+}
