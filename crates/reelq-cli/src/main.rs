@@ -3,11 +3,13 @@
 
 mod batch;
 mod print;
+mod providers;
 mod store;
 mod verify;
 
 use batch::{BatchCommand, dry_run};
-use print::{print_providers, print_stats, print_table};
+use print::{print_stats, print_table};
+use providers::ProvidersCommand;
 
 use std::{collections::HashMap, path::PathBuf, time::Duration};
 
@@ -15,8 +17,8 @@ use anyhow::{Context, bail, ensure};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use reelq_core::{
-    ApiToken, BatchId, BatchOptions, Catalog, JobId, JobRequest, JobState, PriceTable,
-    ProviderKind, Secret, WebhookTargets, check_url, micros_to_usd, parse_deadline, usd_to_micros,
+    ApiToken, BatchId, BatchOptions, Catalog, JobId, JobRequest, JobState, PriceTable, Secret,
+    WebhookTargets, check_url, micros_to_usd, parse_deadline, usd_to_micros,
 };
 use reelq_producer::{
     BatchReceipt, Client, Durability, LedgerConfig, now_ms, parse_manifest, report_json,
@@ -84,12 +86,14 @@ enum Command {
         #[command(subcommand)]
         command: BatchCommand,
     },
-    /// The providers and models reelq knows, with their allowed parameters and prices, and
-    /// which have an account in a worker config.
+    /// The providers and models reelq knows (the merged catalog), with their allowed
+    /// parameters, options, prices and sources, and which accounts a worker config has.
     Providers {
-        /// A worker config file, to show which providers it has accounts for.
-        #[arg(long, env = "REELQ_CONFIG")]
+        /// A worker config file: its accounts are shown, or checked.
+        #[arg(long, env = "REELQ_CONFIG", global = true)]
         config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: Option<ProvidersCommand>,
     },
     /// Queue depths, in-flight generations per provider, pauses and recent rates.
     Stats {
@@ -290,8 +294,13 @@ async fn main() -> anyhow::Result<()> {
         }
         None => Catalog::built_in().clone(),
     };
-    if let Command::Providers { config } = &cli.command {
-        return print_providers(&prices, &catalog, config.as_deref());
+    if let Command::Providers { config, command } = &cli.command {
+        return match command {
+            None => providers::print(&prices, &catalog, config.as_deref()),
+            Some(ProvidersCommand::Check { account }) => {
+                providers::check(config.as_deref(), &catalog, account.as_ref()).await
+            }
+        };
     }
     if let Command::Batch {
         command: BatchCommand::Submit(args),

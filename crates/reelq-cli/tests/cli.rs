@@ -330,3 +330,79 @@ fn a_typo_in_a_state_lists_the_states_and_an_empty_retry_is_refused() {
     assert!(!empty.status.success());
     assert!(String::from_utf8_lossy(&empty.stderr).contains("nothing to retry"));
 }
+
+// The simulator serves on this runtime's other thread while the test waits on the command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn providers_check_probes_every_account_for_free_and_fails_on_a_refused_key() {
+    let sim = reelq_sim::Simulator::start(
+        "127.0.0.1:0".parse().unwrap(),
+        reelq_sim::SimConfig::new("sk-good", std::time::Duration::ZERO),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("worker.toml");
+    let account = |table: &str, key: &str| {
+        format!(
+            "[{table}]\nbase_url = \"{}\"\napi_key = \"{key}\"\n",
+            sim.base_url()
+        )
+    };
+    std::fs::write(
+        &config,
+        account("providers.kie", "sk-good")
+            + &account("providers.openai", "sk-good")
+            + &account("providers.evolink", "sk-good")
+            + &account("accounts.kie_old", "sk-revoked").replace(
+                "[accounts.kie_old]",
+                "[accounts.kie_old]\ncontract = \"kie\"",
+            ),
+    )
+    .unwrap();
+    let check = |extra: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_reelq"));
+        command
+            .args(["providers", "check", "--config", config.to_str().unwrap()])
+            .args(extra);
+        let output = command.output().expect("reelq runs");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        (output.status.code(), stdout, stderr)
+    };
+
+    let (code, stdout, stderr) = check(&[]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    let line = |account: &str| {
+        stdout
+            .lines()
+            .find(|line| line.starts_with(&format!("{account} ")))
+            .unwrap_or_else(|| panic!("no line for {account}: {stdout}"))
+            .to_owned()
+    };
+    assert!(
+        line("kie").contains("ok") && line("kie").contains("100000 credits left"),
+        "{stdout}"
+    );
+    assert!(
+        line("openai").contains("offers every catalog model"),
+        "{stdout}"
+    );
+    assert!(line("evolink").contains("key accepted"), "{stdout}");
+    assert!(
+        line("kie_old").contains("failed") && line("kie_old").contains("auth"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("1 of 4 accounts failed the check"),
+        "{stderr}"
+    );
+    assert!(
+        !stdout.contains("sk-good") && !stderr.contains("sk-revoked"),
+        "keys never printed"
+    );
+    assert_eq!(sim.stats().creates, 0, "nothing created, nothing paid");
+
+    let (code, stdout, _) = check(&["--account", "kie"]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert_eq!(stdout.lines().count(), 2, "the header and kie: {stdout}");
+}

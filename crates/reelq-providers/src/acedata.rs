@@ -33,8 +33,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
-    AccountConfig, CallbackError, CallbackHint, Download, Provider, ProviderError, TaskStatus,
+    AccountCheck, AccountConfig, CallbackError, CallbackHint, Download, Provider, ProviderError,
+    TaskStatus,
     http::{Api, Call, ErrorDetail, read_json, task_failure, unreadable},
+    provider::{PROBE_TASK_ID, probed},
     request::{null_as_default, request_fields},
 };
 
@@ -122,10 +124,10 @@ impl Acedata {
         })
     }
 
-    async fn retrieve(&self, spec: &JobSpec, task_id: &str) -> Result<TaskStatus, ProviderError> {
+    async fn retrieve(&self, family: &str, task_id: &str) -> Result<TaskStatus, ProviderError> {
         let request = self
             .api
-            .post(&format!("/{}/tasks", family(spec)))
+            .post(&format!("/{family}/tasks"))
             .header(ACCEPT, "application/json")
             .json(&json!({ "id": task_id, "action": "retrieve" }));
         let answer = self.api.send(request, Call::Query).await?;
@@ -210,7 +212,13 @@ impl Provider for Acedata {
         spec: &'a JobSpec,
         task_id: &'a str,
     ) -> BoxFuture<'a, Result<TaskStatus, ProviderError>> {
-        self.retrieve(spec, task_id).boxed()
+        async move { self.retrieve(&family(spec), task_id).await }.boxed()
+    }
+
+    /// AceData documents no balance endpoint: a retrieve of a task no account has shows
+    /// whether the key is accepted.
+    fn check_account(&self) -> BoxFuture<'_, Result<AccountCheck, ProviderError>> {
+        async move { probed(self.retrieve(DEFAULT_FAMILY, PROBE_TASK_ID).await) }.boxed()
     }
 
     fn download<'a>(

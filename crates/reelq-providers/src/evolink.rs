@@ -25,8 +25,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
-    AccountConfig, CallbackError, CallbackHint, Download, Provider, ProviderError, TaskStatus,
+    AccountCheck, AccountConfig, CallbackError, CallbackHint, Download, Provider, ProviderError,
+    TaskStatus,
     http::{Api, Call, ErrorDetail, read_json, task_failure},
+    provider::{PROBE_TASK_ID, probed},
     request::{null_as_default, request_fields},
 };
 
@@ -142,6 +144,12 @@ impl Provider for Evolink {
         task_id: &'a str,
     ) -> BoxFuture<'a, Result<TaskStatus, ProviderError>> {
         self.task(task_id).boxed()
+    }
+
+    /// No balance endpoint is used: a query of a task no account has shows whether the key
+    /// is accepted.
+    fn check_account(&self) -> BoxFuture<'_, Result<AccountCheck, ProviderError>> {
+        async move { probed(self.task(PROBE_TASK_ID).await) }.boxed()
     }
 
     fn download<'a>(

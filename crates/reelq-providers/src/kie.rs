@@ -33,8 +33,8 @@ use serde_json::json;
 use sha2::Sha256;
 
 use crate::{
-    AccountConfig, CallbackError, CallbackHint, Download, Provider, ProviderError, ProviderTask,
-    TaskEcho, TaskStatus,
+    AccountCheck, AccountConfig, CallbackError, CallbackHint, Download, Provider, ProviderError,
+    ProviderTask, TaskEcho, TaskStatus,
     http::{Api, Call, status_error, task_failure, unreadable},
     request::{echo_of, null_as_default, request_fields},
 };
@@ -329,6 +329,20 @@ impl Provider for Kie {
         task_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<ProviderTask>, ProviderError>> {
         self.task(task_id).map(|task| task.map(Some)).boxed()
+    }
+
+    /// `GET /api/v1/chat/credit`: the account's remaining credits, in the envelope's `data`.
+    fn check_account(&self) -> BoxFuture<'_, Result<AccountCheck, ProviderError>> {
+        async move {
+            let data = self
+                .call(self.api.get("/api/v1/chat/credit"), Call::Query)
+                .await?;
+            Ok(AccountCheck {
+                credits: data.as_f64(),
+                models: None,
+            })
+        }
+        .boxed()
     }
 
     fn download<'a>(

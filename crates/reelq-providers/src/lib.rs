@@ -21,8 +21,8 @@ pub use http::AccountConfig;
 pub use kie::{Kie, kie_signature};
 pub use openai::Openai;
 pub use provider::{
-    ByteStream, CallbackError, CallbackHint, CallbackScope, Download, Provider, ProviderTask,
-    RecentTasks, TaskEcho, TaskStatus,
+    AccountCheck, ByteStream, CallbackError, CallbackHint, CallbackScope, Download, Provider,
+    ProviderTask, RecentTasks, TaskEcho, TaskStatus,
 };
 use reelq_core::ProviderKind;
 pub use reqwest::header::HeaderMap;

@@ -33,8 +33,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
-    AccountConfig, CallbackError, CallbackHint, CallbackScope, Download, Provider, ProviderError,
-    ProviderTask, RecentTasks, TaskEcho, TaskStatus, WebhookKey,
+    AccountCheck, AccountConfig, CallbackError, CallbackHint, CallbackScope, Download, Provider,
+    ProviderError, ProviderTask, RecentTasks, TaskEcho, TaskStatus, WebhookKey,
     http::{Api, Call, ErrorDetail, read_json, task_failure},
     request::{echo_of, request_fields},
 };
@@ -84,6 +84,17 @@ impl Video {
             echo,
         }
     }
+}
+
+/// `GET /v1/models`: the models the key may use.
+#[derive(Deserialize)]
+struct ModelList {
+    data: Vec<ModelEntry>,
+}
+
+#[derive(Deserialize)]
+struct ModelEntry {
+    id: String,
 }
 
 /// A page of `GET /v1/videos`.
@@ -258,6 +269,22 @@ impl Provider for Openai {
         task_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<ProviderTask>, ProviderError>> {
         async move { Ok(Some(self.video(task_id).await?.into_task())) }.boxed()
+    }
+
+    /// `GET /v1/models`: the key is accepted, and the models it may use.
+    fn check_account(&self) -> BoxFuture<'_, Result<AccountCheck, ProviderError>> {
+        async move {
+            let answer = self
+                .api
+                .send(self.api.get("/v1/models"), Call::Query)
+                .await?;
+            let list: ModelList = read_json(ProviderKind::Openai, &answer, Call::Query)?;
+            Ok(AccountCheck {
+                credits: None,
+                models: Some(list.data.into_iter().map(|model| model.id).collect()),
+            })
+        }
+        .boxed()
     }
 
     fn download<'a>(

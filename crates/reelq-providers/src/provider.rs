@@ -112,6 +112,31 @@ impl ProviderTask {
     }
 }
 
+/// What a free probe of an account found: the key is accepted, and where the provider has
+/// an endpoint for it, what is left on the account and which models it offers.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AccountCheck {
+    /// Credits left, in the provider's own unit.
+    pub credits: Option<f64>,
+    /// The model ids the account may use, where the provider lists them.
+    pub models: Option<Vec<String>>,
+}
+
+/// The task id a probe asks for: no provider has it, so the answer shows only whether the
+/// key is accepted (a "not found" is an accepted key), and nothing is created or paid.
+pub(crate) const PROBE_TASK_ID: &str = "reelq-account-check";
+
+/// What a query of [`PROBE_TASK_ID`] shows of the account: any answer but a refusal of the
+/// key (a "not found" included) is an accepted key.
+pub(crate) fn probed(
+    answer: Result<TaskStatus, ProviderError>,
+) -> Result<AccountCheck, ProviderError> {
+    match answer {
+        Ok(_) | Err(ProviderError::Invalid(_)) => Ok(AccountCheck::default()),
+        Err(err) => Err(err),
+    }
+}
+
 /// One provider account. Implementations are stateless apart from their HTTP client and
 /// config, so one instance serves every worker task.
 pub trait Provider: Send + Sync {
@@ -183,6 +208,10 @@ pub trait Provider: Send + Sync {
         &'a self,
         result_url: &'a str,
     ) -> BoxFuture<'a, Result<Download, ProviderError>>;
+
+    /// Probes the account without paying for anything: authentication, credits left where
+    /// the provider has an endpoint for it, models where it lists them.
+    fn check_account(&self) -> BoxFuture<'_, Result<AccountCheck, ProviderError>>;
 
     /// Where the provider serves a still image of the finished video (downloaded with
     /// [`Provider::download`]), if it offers one. None by default.

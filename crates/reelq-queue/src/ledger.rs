@@ -6,7 +6,7 @@
 //!
 //! | key            | type   | content                                              | written by              |
 //! |----------------|--------|------------------------------------------------------|-------------------------|
-//! | `P job:{id}`   | hash   | state, fence, provider, spec JSON, task_id, task_id_hint (from a callback during submit), cb_token_hash, notify_url, notify_event, notify_attempt, notify_state (pending, sent, gave_up), attempt, submits, submit_ms, polls, token (the claim's), reconcile_note, created_ms, updated_ms, deadline_ms, batch, owner, result_url, error_class, error, object_key, bytes, sha256 | enqueue, claim, transition |
+//! | `P job:{id}`   | hash   | state, fence, provider (the account its limits are kept under: the one it asked for, or its provider's name until a claim picks one of the provider's accounts), spec JSON, task_id, task_id_hint (from a callback during submit), cb_token_hash, notify_url, notify_event, notify_attempt, notify_state (pending, sent, gave_up), attempt, submits, submit_ms, polls, token (the claim's), reconcile_note, created_ms, updated_ms, deadline_ms, batch, owner, result_url, error_class, error, object_key, bytes, sha256 | enqueue, claim, transition |
 //! | `P due`        | zset   | job id -> unix ms when a worker must act next; while a worker holds the job, its lease expiry | enqueue, claim, transition, extend |
 //! | `P state:{s}`  | zset   | job id -> ms of its last state change, one set per state | every state change |
 //! | `P log:{id}`   | list   | the job's last 32 events, `"<ms> <state> <detail>"`  | every state change      |
@@ -15,17 +15,17 @@
 //! | `P batches`    | zset   | batch id -> created ms, for listing batches           | enqueue                 |
 //! | `P schema` | string | the ledger record format ([`LEDGER_SCHEMA`]) of the release that created it; newer releases' ledgers are refused | first connect |
 //! | `P durability_probe` | string | unix ms of the last probe write (its `WAIT` shows the replicas caught up) | any client after a short `WAIT` |
-//! | `P limits`     | hash   | provider -> "max_in_flight requests_per_s daily_budget_micros" as workers run them | worker start |
+//! | `P limits`     | hash   | account -> "max_in_flight requests_per_s daily_budget_micros" as workers run them | worker start |
 //! | `P due_low`    | zset   | like `due`, for queued jobs of low-priority batches (claimed after `due`) | enqueue, claim, batch |
-//! | `P spend:{provider}:{day}` | string | estimated spend reserved on that UTC day, micros (expires) | claim, transition |
-//! | `P pause:{provider}` | string | present while submits to that provider are paused (429) | pause          |
+//! | `P spend:{account}:{day}` | string | estimated spend reserved on that UTC day, micros (expires) | claim, transition |
+//! | `P pause:{account}` | string | present while submits to that account are paused (429, credits) | pause          |
 //! | `P idem:{scope}:{key}` | hash | digest (of the request) and receipt of the enqueue made under an idempotency key (expires) | enqueue, commit |
 //! | `P stage:{batch}` | list | a large batch's jobs (JSON tuples) staged in chunks: nothing claims them; expires unless committed | enqueue (staging), release |
 //! | `P releasing` | zset | committed batch id -> commit ms, while its staged jobs are being queued | commit, release |
 //! | `P retention_ms` | string | how long finished jobs are kept (their hash and log get this TTL at the end) | worker start |
-//! | `P rate:{provider}` | string | GCRA: unix ms when the provider's request bucket is empty again (expires) | claim |
-//! | `P inflight:{provider}` | zset | job id -> slot expiry, one per generation in flight (with limits) | claim, transition |
-//! | `P task:{provider}:{task}` | string | the job id owning a provider task: a callback naming it for another job is refused, and account-level callbacks find the job by it (expires) | worker before `Submitted`, wake (adoption) |
+//! | `P rate:{account}` | string | GCRA: unix ms when the account's request bucket is empty again (expires) | claim |
+//! | `P inflight:{account}` | zset | job id -> slot expiry, one per generation in flight (with limits) | claim, transition |
+//! | `P task:{account}:{task}` | string | the job id owning a provider task: a callback naming it for another job is refused, and account-level callbacks find the job by it (expires) | worker before `Submitted`, wake (adoption) |
 //! | `P notify_due` | zset   | job id -> unix ms when its completion webhook is due  | a job's end, claim_notify, notified |
 //! | `P changes`    | pubsub | `"<id> <state>"` on every state change               | every state change      |
 //! | `P wake`       | pubsub | number of jobs just enqueued                         | enqueue                 |

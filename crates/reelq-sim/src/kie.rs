@@ -31,6 +31,18 @@ pub(crate) fn routes() -> Router<Arc<SimState>> {
     Router::new()
         .route("/api/v1/jobs/createTask", post(create_task))
         .route("/api/v1/jobs/recordInfo", get(record_info))
+        .route("/api/v1/chat/credit", get(credit))
+}
+
+/// The simulated account's balance: what kie's remaining-credits call answers.
+pub const SIMULATED_CREDITS: f64 = 100_000.0;
+
+/// `GET /api/v1/chat/credit`: the account's remaining credits in `data`.
+async fn credit(State(state): State<Arc<SimState>>, headers: HeaderMap) -> Response {
+    match query_allowed(&state, &headers) {
+        Ok(()) => envelope(StatusCode::OK, 200, "success", json!(SIMULATED_CREDITS)),
+        Err(err) => refusal(err),
+    }
 }
 
 fn envelope(status: StatusCode, code: i64, msg: &str, data: Value) -> Response {

@@ -14,5 +14,6 @@ mod simulator;
 mod video;
 
 pub use contract::{FAILING_WORD, MODERATED_WORD};
+pub use kie::SIMULATED_CREDITS;
 pub use simulator::{CallbackMode, SimConfig, SimEvent, SimStats, Simulator};
 pub use video::{VideoShape, render_video};

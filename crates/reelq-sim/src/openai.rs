@@ -36,6 +36,21 @@ pub(crate) fn routes() -> Router<Arc<SimState>> {
         .route("/v1/videos", post(create_video).get(list))
         .route("/v1/videos/{id}", get(retrieve))
         .route("/v1/videos/{id}/content", get(content))
+        .route("/v1/models", get(models))
+}
+
+/// `GET /v1/models`: the catalog's OpenAI-contract models, as the list the API answers.
+async fn models(State(state): State<Arc<SimState>>, headers: HeaderMap) -> Response {
+    if let Err(err) = authorized(&state, &headers) {
+        return refusal(err);
+    }
+    let data: Vec<Value> = state
+        .config
+        .catalog
+        .models_of(ProviderKind::Openai)
+        .map(|rule| json!({ "id": rule.model, "object": "model", "owned_by": "system" }))
+        .collect();
+    Json(json!({ "object": "list", "data": data })).into_response()
 }
 
 fn error(status: StatusCode, code: &str, kind: &str, message: &str) -> Response {

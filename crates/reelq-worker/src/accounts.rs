@@ -5,7 +5,7 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use reelq_core::{AccountName, ProviderKind};
-use reelq_providers::{AccountConfig, Provider};
+use reelq_providers::{AccountCheck, AccountConfig, Provider, ProviderError};
 
 use crate::{WorkerConfig, WorkerError, steps::PollSchedule};
 
@@ -71,4 +71,42 @@ impl Accounts {
         contracts.sort();
         contracts
     }
+}
+
+/// What the free probe of one account found (`reelq providers check`).
+#[derive(Debug)]
+pub struct AccountVerdict {
+    pub account: AccountName,
+    pub contract: ProviderKind,
+    /// What the provider said of the account, or why the probe failed (a refused key, an
+    /// unreachable host).
+    pub outcome: Result<AccountCheck, ProviderError>,
+}
+
+/// Probes every account of `config` (or only `only`), one after another, without paying for
+/// anything: the key, and credits and models where the provider tells them.
+pub async fn check_accounts(
+    config: &WorkerConfig,
+    only: Option<&AccountName>,
+) -> Result<Vec<AccountVerdict>, WorkerError> {
+    let accounts = Accounts::from_config(config)?;
+    let mut verdicts = Vec::new();
+    for (account, contract) in accounts.contracts() {
+        if only.is_some_and(|only| *only != account) {
+            continue;
+        }
+        let adapter = accounts.adapter(&account).expect("listed just now");
+        let outcome = adapter.check_account().await;
+        verdicts.push(AccountVerdict {
+            account,
+            contract,
+            outcome,
+        });
+    }
+    if let Some(only) = only.filter(|_| verdicts.is_empty()) {
+        return Err(WorkerError::Config(format!(
+            "no account {only} in this config"
+        )));
+    }
+    Ok(verdicts)
 }

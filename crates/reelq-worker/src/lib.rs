@@ -14,6 +14,7 @@ mod reconcile;
 mod runner;
 mod steps;
 
+pub use accounts::{AccountVerdict, check_accounts};
 pub use config::{
     CallbacksConfig, NotifyConfig, ProviderAccount, ProvidersConfig, Role, S3Config, StoreConfig,
     WorkerConfig,

@@ -1,0 +1,142 @@
+//! `reelq providers`: the merged model catalog beside a worker config's accounts, and
+//! `reelq providers check`, a probe of each account that costs nothing.
+
+use std::path::Path;
+
+use anyhow::Context;
+use clap::Subcommand;
+use reelq_core::{AccountName, Catalog, PriceTable, ProviderKind};
+use reelq_worker::{AccountVerdict, WorkerConfig, check_accounts};
+
+#[derive(Subcommand)]
+pub(crate) enum ProvidersCommand {
+    /// Probes each account of the worker config without paying for anything: is the key
+    /// accepted, what credits are left (kie), which models it may use (OpenAI-style
+    /// gateways). Exits 1 if any account fails.
+    Check {
+        /// Only this account.
+        #[arg(long)]
+        account: Option<AccountName>,
+    },
+}
+
+fn worker_config(path: Option<&Path>) -> anyhow::Result<WorkerConfig> {
+    WorkerConfig::load(path).with_context(|| match path {
+        Some(path) => format!("reading the worker config {}", path.display()),
+        None => "reading the worker config from REELQ_* variables".to_owned(),
+    })
+}
+
+/// Prints the merged model catalog: what each model accepts, what it costs by `prices`,
+/// where each row came from (the built-in catalog or the operator's file), and, given a
+/// worker config, each provider's accounts in it.
+pub(crate) fn print(
+    prices: &PriceTable,
+    catalog: &Catalog,
+    worker_config_path: Option<&Path>,
+) -> anyhow::Result<()> {
+    let config = worker_config_path
+        .map(|path| worker_config(Some(path)))
+        .transpose()?;
+    for provider in ProviderKind::ALL {
+        let accounts = config.as_ref().map(|config| {
+            let accounts: Vec<String> = config
+                .accounts()
+                .into_iter()
+                .filter(|account| account.contract == provider)
+                .map(|account| format!("{} at {}", account.name, account.settings.base_url))
+                .collect();
+            match accounts.is_empty() {
+                true => "no account in this config".to_owned(),
+                false => format!("accounts: {}", accounts.join(", ")),
+            }
+        });
+        println!(
+            "{provider}{}",
+            accounts.map(|a| format!(" ({a})")).unwrap_or_default()
+        );
+        for rule in catalog.models_of(provider) {
+            let join = |items: Vec<String>| items.join("|");
+            let price = |quality| {
+                prices
+                    .usd_per_second(provider, &rule.model, quality, catalog)
+                    .map_or(format!("{quality} unpriced"), |usd| {
+                        format!("{quality} ${usd}/s")
+                    })
+            };
+            let options = match rule.extra.is_empty() {
+                true => String::new(),
+                false => format!(
+                    " options {}",
+                    rule.extra.keys().cloned().collect::<Vec<_>>().join(",")
+                ),
+            };
+            println!(
+                "  {:<34} duration_s {:<9} aspect {:<26} quality {:<14} images {:<9}{}{}  {}  [{}: {}]",
+                rule.model,
+                join(rule.durations.iter().map(u32::to_string).collect()),
+                join(rule.aspects.iter().map(|a| a.to_string()).collect()),
+                join(rule.qualities.iter().map(|q| q.to_string()).collect()),
+                rule.images.to_string(),
+                if rule.character { " character" } else { "" },
+                options,
+                join(rule.qualities.iter().map(|&q| price(q)).collect()).replace('|', ", "),
+                rule.origin,
+                rule.source,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// One line per account: its verdict and what the provider told of it, then an error (exit
+/// status 1) if any account failed.
+pub(crate) async fn check(
+    worker_config_path: Option<&Path>,
+    catalog: &Catalog,
+    only: Option<&AccountName>,
+) -> anyhow::Result<()> {
+    let config = worker_config(worker_config_path)?;
+    let verdicts = check_accounts(&config, only).await?;
+    println!(
+        "{:<20} {:<8} {:<7} DETAIL",
+        "ACCOUNT", "CONTRACT", "VERDICT"
+    );
+    for verdict in &verdicts {
+        let (word, detail) = describe(verdict, catalog);
+        println!(
+            "{:<20} {:<8} {:<7} {detail}",
+            verdict.account, verdict.contract, word
+        );
+    }
+    let failed = verdicts.iter().filter(|v| v.outcome.is_err()).count();
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} of {} accounts failed the check",
+        verdicts.len()
+    );
+    Ok(())
+}
+
+fn describe(verdict: &AccountVerdict, catalog: &Catalog) -> (&'static str, String) {
+    let check = match &verdict.outcome {
+        Ok(check) => check,
+        Err(err) => return ("failed", format!("{} ({})", err, err.class())),
+    };
+    let mut detail = vec!["key accepted".to_owned()];
+    if let Some(credits) = check.credits {
+        detail.push(format!("{credits} credits left"));
+    }
+    if let Some(models) = &check.models {
+        let missing: Vec<&str> = catalog
+            .models_of(verdict.contract)
+            .map(|rule| rule.model.as_str())
+            .filter(|model| !models.iter().any(|offered| offered == model))
+            .collect();
+        detail.push(match missing.is_empty() {
+            true => format!("offers every catalog model ({} listed)", models.len()),
+            false => format!("does not offer catalog models {}", missing.join(", ")),
+        });
+    }
+    ("ok", detail.join("; "))
+}
