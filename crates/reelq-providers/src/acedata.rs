@@ -237,6 +237,13 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn null_where_a_value_was_expected_reads_as_its_default() {
+        let result: TaskResult =
+            serde_json::from_str(r#"{"success":null,"task_id":"t","data":null}"#).unwrap();
+        assert!(!result.success && result.data.is_empty());
+    }
+
     fn acedata() -> Acedata {
         Acedata::new(AccountConfig {
             base_url: "http://127.0.0.1:1".into(),

@@ -169,6 +169,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn null_results_read_as_none_yet() {
+        let task: Task =
+            serde_json::from_str(r#"{"id":"t","status":"processing","results":null}"#).unwrap();
+        assert_eq!(task.into_status().unwrap(), TaskStatus::Running);
+    }
+
+    #[test]
     fn a_progress_callback_is_told_apart_from_a_completion() {
         let evolink = Evolink::new(AccountConfig {
             base_url: "http://127.0.0.1:1".into(),

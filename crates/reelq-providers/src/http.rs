@@ -285,12 +285,23 @@ pub(crate) fn task_failure(message: String) -> ProviderError {
 }
 
 /// Whether a provider's error code or message says moderation refused the content. No
-/// provider documents one code for it, so reelq reads the words they use.
+/// provider documents one code for it, so reelq reads the words and codes they use: Sora's
+/// `moderation_blocked` (during generation) and `sentinel_block` (at the request, whose
+/// message names nothing: "Hmmm something didn't look right with your request."), and the
+/// `prompt_unsafe` / `image_unsafe` / `video_unsafe` family gateways answer with.
 pub(crate) fn names_moderation(text: &str) -> bool {
     let text = text.to_ascii_lowercase();
-    ["moderation", "content_policy", "content policy", "safety"]
-        .iter()
-        .any(|word| text.contains(word))
+    [
+        "moderation",
+        "content_policy",
+        "content policy",
+        "safety",
+        "sentinel_block",
+        "_unsafe",
+        "flagged as unsafe",
+    ]
+    .iter()
+    .any(|word| text.contains(word))
 }
 
 #[cfg(test)]
@@ -436,6 +447,16 @@ mod tests {
         assert!(names_moderation(
             "Your prompt was blocked by our moderation system"
         ));
+        // The refusals Sora-serving gateways answer with, codes first (`describe` puts the
+        // code before the message).
+        assert!(names_moderation(
+            "sentinel_block: Hmmm something didn't look right with your request."
+        ));
+        assert!(names_moderation("prompt_unsafe"));
+        assert!(names_moderation(
+            "video_unsafe: The generated video was flagged as unsafe"
+        ));
         assert!(!names_moderation("internal error"));
+        assert!(!names_moderation("invalid_request: unsupported value"));
     }
 }

@@ -356,6 +356,16 @@ impl Provider for Kie {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn null_where_a_value_was_expected_reads_as_its_default() {
+        let envelope: Envelope =
+            serde_json::from_str(r#"{"code":200,"msg":null,"data":null}"#).unwrap();
+        assert_eq!((envelope.code, envelope.msg.as_str()), (200, ""));
+        let echo: RecordEcho =
+            serde_json::from_str(r#"{"taskId":"t","param":"{}","createTime":null}"#).unwrap();
+        assert_eq!(echo.create_time, 0);
+    }
     use reelq_core::{ErrorClass, Secret};
 
     #[track_caller]
