@@ -225,13 +225,13 @@ pub(crate) fn read_fields(rule: &ModelRule, fields: &Value) -> Result<VideoShape
             rule.model
         ));
     }
+    let written = rule
+        .provider_request(duration_s, aspect, quality, &Default::default())
+        .fields;
     for (name, value) in fields.as_object().into_iter().flatten() {
         let known = CONTRACT_FIELDS.contains(&name.as_str())
             || duration_field == Some(name.as_str())
-            || rule
-                .provider_request(duration_s, aspect, quality, &Default::default())
-                .fields
-                .contains_key(name)
+            || written.contains_key(name)
             || request.images.as_ref().is_some_and(|images| {
                 *name == images.field
                     && match images.form {
