@@ -95,8 +95,14 @@ enum Command {
         #[command(subcommand)]
         command: Option<ProvidersCommand>,
     },
-    /// Queue depths, in-flight generations per provider, pauses and recent rates.
+    /// Queue depths, in-flight generations per account, pauses and recent rates.
     Stats {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The live worker replicas: name, role, accounts, concurrency, version, when started and
+    /// last seen (a replica drops off 15 s after its last heartbeat).
+    Workers {
         #[arg(long)]
         json: bool,
     },
@@ -332,6 +338,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Batch { command } => batch::run(&client, command).await?,
         Command::Status { job_id, json } => show(&client, job_id, json).await?,
         Command::Stats { json } => print_stats(&client.stats().await?, json)?,
+        Command::Workers { json } => print::print_workers(&client.workers().await?, json)?,
         Command::Jobs {
             command: JobsCommand::List { state, limit },
         } => {

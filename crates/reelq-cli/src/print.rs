@@ -36,6 +36,38 @@ pub(crate) fn print_table(records: &[JobRecord]) {
     }
 }
 
+pub(crate) fn print_workers(
+    workers: &[reelq_queue::WorkerInfo],
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(workers)?);
+        return Ok(());
+    }
+    let now_ms = reelq_producer::now_ms();
+    let ago = |ms: u64| format!("{:.0} s ago", now_ms.saturating_sub(ms) as f64 / 1000.0);
+    println!(
+        "{:<28}  {:<9}  {:>4}  {:<8}  {:>12}  {:>10}  ACCOUNTS",
+        "NAME", "ROLE", "CONC", "VERSION", "STARTED", "SEEN"
+    );
+    for worker in workers {
+        println!(
+            "{:<28}  {:<9}  {:>4}  {:<8}  {:>12}  {:>10}  {}",
+            worker.name,
+            worker.role,
+            worker.concurrency,
+            worker.version,
+            ago(worker.started_ms),
+            ago(worker.seen_ms),
+            worker.accounts.join(","),
+        );
+    }
+    if workers.is_empty() {
+        println!("no live workers (each announces itself every 5 s)");
+    }
+    Ok(())
+}
+
 pub(crate) fn print_stats(stats: &reelq_producer::Stats, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(stats)?);

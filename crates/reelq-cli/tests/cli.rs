@@ -329,6 +329,11 @@ fn a_typo_in_a_state_lists_the_states_and_an_empty_retry_is_refused() {
     let empty = reelq(&redis, &["dlq", "retry"]);
     assert!(!empty.status.success());
     assert!(String::from_utf8_lossy(&empty.stderr).contains("nothing to retry"));
+    let workers = reelq(&redis, &["workers"]);
+    assert!(
+        String::from_utf8_lossy(&workers.stdout).contains("no live workers"),
+        "{workers:?}"
+    );
 }
 
 // The simulator serves on this runtime's other thread while the test waits on the command.

@@ -15,7 +15,7 @@ use reelq_core::{
 };
 use reelq_queue::{
     BatchInfo, EnqueueProgress, Enqueued, Idempotency, JobRecord, Ledger, LedgerConfig,
-    ProviderLimit, QueueError, Resolution,
+    ProviderLimit, QueueError, Resolution, WorkerInfo,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -403,6 +403,11 @@ impl Client {
     /// Cancels a job not yet submitted; false if it was (or has ended).
     pub async fn cancel_job(&self, job_id: JobId) -> Result<bool, ProducerError> {
         Ok(self.ledger.cancel_job(job_id).await?)
+    }
+
+    /// The live worker replicas, most recently seen first (`reelq workers`).
+    pub async fn workers(&self) -> Result<Vec<WorkerInfo>, ProducerError> {
+        Ok(self.ledger.workers().await?)
     }
 
     /// Queue depths, in-flight generations and recent rates, for `reelq stats`.

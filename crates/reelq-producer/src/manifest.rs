@@ -228,6 +228,9 @@ mod tests {
     fn the_demo_manifest_is_valid_against_the_built_in_catalog() {
         let demo = include_str!("../../../examples/demo-batch.jsonl");
         let specs = parse_manifest(demo, Catalog::built_in(), NOW_MS).unwrap();
-        assert_eq!(specs.len(), demo.lines().filter(|l| !l.trim().is_empty()).count());
+        assert_eq!(
+            specs.len(),
+            demo.lines().filter(|l| !l.trim().is_empty()).count()
+        );
     }
 }

@@ -26,6 +26,8 @@
 //! | `P rate:{account}` | string | GCRA: unix ms when the account's request bucket is empty again (expires) | claim |
 //! | `P inflight:{account}` | zset | job id -> slot expiry, one per generation in flight (with limits) | claim, transition |
 //! | `P task:{account}:{task}` | string | the job id owning a provider task: a callback naming it for another job is refused, and account-level callbacks find the job by it (expires) | worker before `Submitted`, wake (adoption) |
+//! | `P worker:{name}` | string | a worker replica's last heartbeat: role, version, accounts, concurrency, start and last seen (expires after a few heartbeats) | worker heartbeat |
+//! | `P workers` | zset | worker name -> unix ms last seen, to list the live ones (expired names are dropped when listed) | worker heartbeat, `workers` |
 //! | `P notify_due` | zset   | job id -> unix ms when its completion webhook is due  | a job's end, claim_notify, notified |
 //! | `P changes`    | pubsub | `"<id> <state>"` on every state change               | every state change      |
 //! | `P wake`       | pubsub | number of jobs just enqueued                         | enqueue                 |
@@ -40,6 +42,7 @@ mod operator;
 mod reads;
 mod settings;
 mod tasks;
+mod workers;
 
 pub use claim::{Claim, ClaimOptions, LimitWait, Wait, own_accounts};
 pub use notifications::{Notification, NotifyOutcome, NotifyTarget};
@@ -47,6 +50,7 @@ pub use operator::Resolution;
 pub use reads::BatchInfo;
 pub use settings::ProviderLimit;
 pub use tasks::{CallbackBinding, WakeOutcome};
+pub use workers::WorkerInfo;
 
 use std::{
     sync::{

@@ -5,7 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use futures_util::{StreamExt, stream::BoxStream};
-use reelq_queue::{ClaimOptions, Ledger};
+use reelq_queue::{ClaimOptions, Ledger, WorkerInfo};
 use reelq_storage::VideoStore;
 use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -20,6 +20,9 @@ use crate::{
     reconcile::Reconciler,
     steps::{self, StepContext},
 };
+
+/// How often a worker announces itself; it is listed for three of these after its last.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 
 /// How long to wait before claiming again after Redis failed a claim.
 const CLAIM_ERROR_PAUSE: Duration = Duration::from_secs(1);
@@ -177,6 +180,25 @@ pub async fn run(
     let limits = config.limits();
     let served = accounts.contracts();
     ledger.publish_limits(&limits).await?;
+    let me = WorkerInfo {
+        name: name.clone(),
+        role: match config.role {
+            Role::All => "all".into(),
+            Role::Callbacks => "callbacks".into(),
+        },
+        version: env!("CARGO_PKG_VERSION").into(),
+        accounts: served
+            .iter()
+            .map(|(account, _)| account.to_string())
+            .collect(),
+        concurrency: config.concurrency,
+        started_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        seen_ms: 0,
+    };
+    ledger.heartbeat(&me, 3 * HEARTBEAT_EVERY).await?;
+    tracker.spawn(heartbeats(ledger.clone(), me, shutdown.clone()));
     info!(worker = %name, concurrency = config.concurrency, role = ?config.role, "worker started");
 
     // A callbacks-only worker claims nothing: it serves the receiver until shutdown.
@@ -277,8 +299,27 @@ pub async fn run(
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         warn!(worker = %name, "grace period over; unfinished steps resume elsewhere when their leases expire");
     }
+    if let Err(err) = ledger.forget_worker(&name).await {
+        warn!(worker = %name, error = %err, "could not take this worker off the list; it expires");
+    }
     info!(worker = %name, "worker stopped");
     Ok(())
+}
+
+/// Announces the worker every [`HEARTBEAT_EVERY`] until shutdown; a missed beat (Redis
+/// away) is only logged: the worker keeps working and is listed again at the next.
+async fn heartbeats(ledger: Ledger, me: WorkerInfo, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(err) = ledger.heartbeat(&me, 3 * HEARTBEAT_EVERY).await {
+            warn!(error = %err, "heartbeat not recorded");
+        }
+    }
 }
 
 /// Waits for the next enqueue notice. Wake-ups only cut idle latency: when the feed is down

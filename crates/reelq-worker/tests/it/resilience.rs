@@ -90,6 +90,15 @@ async fn sigterm_lets_an_in_flight_submit_finish_and_record() {
         matches!(event, SimEvent::CreateReceived)
     })
     .await;
+    // A working replica is listed, with what it serves.
+    let listed = deployment.client.workers().await.unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|w| (w.name.as_str(), w.role.as_str(), w.accounts.len()))
+            .collect::<Vec<_>>(),
+        [("leaving", "all", 4)]
+    );
 
     let pid = worker.id().expect("worker is running").to_string();
     let kill = std::process::Command::new("kill")
@@ -102,6 +111,11 @@ async fn sigterm_lets_an_in_flight_submit_finish_and_record() {
         .unwrap()
         .unwrap();
     assert!(exit.success(), "worker exited with {exit}");
+    assert_eq!(
+        deployment.client.workers().await.unwrap(),
+        [],
+        "a clean shutdown takes the worker off the list"
+    );
 
     let record = deployment.client.status(job_ids[0]).await.unwrap().unwrap();
     assert_eq!(
