@@ -14,7 +14,7 @@ use providers::ProvidersCommand;
 use std::{collections::HashMap, path::PathBuf, time::Duration};
 
 use anyhow::{Context, bail, ensure};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use reelq_core::{
     ApiToken, BatchId, BatchOptions, Catalog, JobId, JobRequest, JobState, PriceTable, Secret,
@@ -100,6 +100,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A shell completion script for `reelq`, to source or install (e.g. `reelq completions
+    /// bash > /etc/bash_completion.d/reelq`).
+    Completions { shell: clap_complete::Shell },
+    /// The manual page (roff), e.g. `reelq man > /usr/local/share/man/man1/reelq.1`.
+    Man,
     /// The live worker replicas: name, role, accounts, concurrency, version, when started and
     /// last seen (a replica drops off 15 s after its last heartbeat).
     Workers {
@@ -300,6 +305,18 @@ async fn main() -> anyhow::Result<()> {
         }
         None => Catalog::built_in().clone(),
     };
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(*shell, &mut command, "reelq", &mut std::io::stdout());
+            return Ok(());
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            return Ok(());
+        }
+        _ => {}
+    }
     if let Command::Providers { config, command } = &cli.command {
         return match command {
             None => providers::print(&prices, &catalog, config.as_deref()),
@@ -330,7 +347,9 @@ async fn main() -> anyhow::Result<()> {
             allow: cli.notify_allow.clone(),
         });
     match cli.command {
-        Command::Providers { .. } => unreachable!("answered before connecting"),
+        Command::Providers { .. } | Command::Completions { .. } | Command::Man => {
+            unreachable!("answered before connecting")
+        }
         Command::Submit(args) => {
             let job_id = client.enqueue(args.into()).await?;
             println!("{job_id}");

@@ -36,10 +36,7 @@ pub(crate) fn print_table(records: &[JobRecord]) {
     }
 }
 
-pub(crate) fn print_workers(
-    workers: &[reelq_queue::WorkerInfo],
-    json: bool,
-) -> anyhow::Result<()> {
+pub(crate) fn print_workers(workers: &[reelq_queue::WorkerInfo], json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(workers)?);
         return Ok(());

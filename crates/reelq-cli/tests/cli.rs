@@ -329,6 +329,18 @@ fn a_typo_in_a_state_lists_the_states_and_an_empty_retry_is_refused() {
     let empty = reelq(&redis, &["dlq", "retry"]);
     assert!(!empty.status.success());
     assert!(String::from_utf8_lossy(&empty.stderr).contains("nothing to retry"));
+    let completions = reelq(&redis, &["completions", "bash"]);
+    let script = String::from_utf8_lossy(&completions.stdout);
+    assert!(
+        script.contains("_reelq") && script.contains("providers"),
+        "{script}"
+    );
+    let man = reelq(&redis, &["man"]);
+    let page = String::from_utf8_lossy(&man.stdout);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH reelq"),
+        "{page}"
+    );
     let workers = reelq(&redis, &["workers"]);
     assert!(
         String::from_utf8_lossy(&workers.stdout).contains("no live workers"),
