@@ -12,11 +12,12 @@
 //!
 //! | route                   | answers                                                       |
 //! |-------------------------|---------------------------------------------------------------|
-//! | `POST /v1/jobs`         | 201 `{"job_ids":[id]}` (200 on a replay); 400 naming the field |
+//! | `POST /v1/jobs`         | 201 the job's record with `Location: /v1/jobs/{id}` (and `job_ids`, as before); 200 on a replay; 400 naming the field |
+//! | `GET /v1/jobs?state=&limit=&cursor=` | 200 `{"data":[record, ...],"next_cursor"}`: most recently changed first, any of the comma-separated states (all if none), `limit` 1–500 (50), the next page from `next_cursor`; 400 naming a bad parameter |
 //! | `GET /v1/jobs/{id}`     | 200 the job's record, with `video_url` once stored (given the store); 404 |
 //! | `POST /v1/jobs/{id}/cancel` | 200 the job's record, cancelled; 409 `not_cancellable` once submitted or ended; 404 |
 //! | `GET /v1/jobs/{id}/content` | 200 the stored video, or 206 one `Range: bytes=` range; 404 not stored; 416 a range past the end |
-//! | `POST /v1/batches`      | JSONL or a JSON array; 201 `{"batch_id","job_ids"}`; 400 listing every bad line |
+//! | `POST /v1/batches`      | JSONL or a JSON array; 201 `{"batch_id","job_ids"}` with `Location: /v1/batches/{id}`; 400 listing every bad line |
 //! | `GET /v1/batches/{id}`  | 200 `{"batch_id","name","jobs","states":{state: count},"reserved_usd","budget_usd"}`; 404 |
 //!
 //! Every error carries `{"code","detail"}` (unknown routes 404, wrong methods 405, a 401
@@ -36,7 +37,8 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use reelq_core::{ApiToken, BatchId, BatchOptions, JobId, JobRequest, JobSpec};
+use reelq_core::{ApiToken, BatchId, BatchOptions, JobId, JobRequest, JobSpec, JobState};
+use reelq_queue::PageCursor;
 use reelq_storage::{ByteRange, VideoStore};
 use serde_json::json;
 
@@ -69,7 +71,7 @@ pub fn app(client: Client, token: ApiToken, videos: Option<Videos>) -> Router {
         videos,
     };
     Router::new()
-        .route("/v1/jobs", post(create_job))
+        .route("/v1/jobs", post(create_job).get(list_jobs))
         .route("/v1/jobs/{job_id}", get(job))
         .route("/v1/jobs/{job_id}/content", get(content))
         .route("/v1/jobs/{job_id}/cancel", post(cancel))
@@ -267,15 +269,79 @@ async fn enqueue(
             })
         }
     };
-    match receipt {
-        Ok(receipt) => {
-            let status = if receipt.replayed {
-                StatusCode::OK
-            } else {
-                StatusCode::CREATED
+    let receipt = match receipt {
+        Ok(receipt) => receipt,
+        Err(err) => return internal(err),
+    };
+    let status = match receipt.replayed {
+        true => StatusCode::OK,
+        false => StatusCode::CREATED,
+    };
+    let (location, body) = match (receipt.batch_id, receipt.job_ids.first()) {
+        (Some(batch_id), _) => (format!("/v1/batches/{batch_id}"), json!(receipt)),
+        (None, Some(&job_id)) => {
+            // The job's resource, as `GET /v1/jobs/{id}` answers it (the receipt's
+            // `job_ids` kept for clients written against it).
+            let mut body = match state.client.status(job_id).await {
+                Ok(Some(record)) => json!(record),
+                Ok(None) => json!({ "job_id": job_id }),
+                Err(err) => return internal(err),
             };
-            (status, Json(receipt)).into_response()
+            body["job_ids"] = json!(receipt.job_ids);
+            (format!("/v1/jobs/{job_id}"), body)
         }
+        (None, None) => return (status, Json(receipt)).into_response(),
+    };
+    (status, [(header::LOCATION, location)], Json(body)).into_response()
+}
+
+/// `GET /v1/jobs` parameters.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    state: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// The most jobs one page holds.
+const MAX_PAGE: usize = 500;
+
+async fn list_jobs(
+    State(state): State<ApiState>,
+    query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let bad = |detail: String| client_error(StatusCode::BAD_REQUEST, "invalid_query", detail);
+    let Ok(axum::extract::Query(query)) = query else {
+        return bad("the parameters are state, limit and cursor".into());
+    };
+    let mut states = Vec::new();
+    for name in query
+        .state
+        .iter()
+        .flat_map(|s| s.split(','))
+        .filter(|s| !s.is_empty())
+    {
+        match name.parse::<JobState>() {
+            Ok(job_state) => states.push(job_state),
+            Err(err) => return bad(format!("state: {err}")),
+        }
+    }
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return bad(format!("limit: {limit} is not between 1 and {MAX_PAGE}"));
+    }
+    let cursor = match query.cursor.as_deref().map(str::parse::<PageCursor>) {
+        None => None,
+        Some(Ok(cursor)) => Some(cursor),
+        Some(Err(())) => return bad("cursor: not one this API gave".into()),
+    };
+    match state.client.jobs_page(&states, cursor, limit).await {
+        Ok((records, next)) => Json(json!({
+            "data": records,
+            "next_cursor": next.map(|cursor| cursor.to_string()),
+        }))
+        .into_response(),
         Err(err) => internal(err),
     }
 }

@@ -14,7 +14,7 @@ use reelq_core::{
     ProviderKind, SpecError, WebhookTargets, usd_to_micros,
 };
 use reelq_queue::{
-    BatchInfo, EnqueueProgress, Enqueued, Idempotency, JobRecord, Ledger, LedgerConfig,
+    BatchInfo, EnqueueProgress, Enqueued, Idempotency, JobRecord, Ledger, LedgerConfig, PageCursor,
     ProviderLimit, QueueError, Resolution, WorkerInfo,
 };
 use serde::{Deserialize, Serialize};
@@ -403,6 +403,26 @@ impl Client {
     /// Cancels a job not yet submitted; false if it was (or has ended).
     pub async fn cancel_job(&self, job_id: JobId) -> Result<bool, ProducerError> {
         Ok(self.ledger.cancel_job(job_id).await?)
+    }
+
+    /// A page of jobs in any of `states` (every state if empty), most recently changed
+    /// first, after `cursor`; with the cursor of the next page when this one is full.
+    pub async fn jobs_page(
+        &self,
+        states: &[JobState],
+        cursor: Option<PageCursor>,
+        limit: usize,
+    ) -> Result<(Vec<JobRecord>, Option<PageCursor>), ProducerError> {
+        let states = match states.is_empty() {
+            true => JobState::ALL.as_slice(),
+            false => states,
+        };
+        let entries = self.ledger.jobs_page(states, cursor, limit).await?;
+        let next = (entries.len() == limit)
+            .then(|| entries.last().copied())
+            .flatten();
+        let ids: Vec<JobId> = entries.iter().map(|entry| entry.job_id).collect();
+        Ok((self.ledger.jobs(&ids).await?, next))
     }
 
     /// The live worker replicas, most recently seen first (`reelq workers`).

@@ -48,6 +48,7 @@ pub use claim::{Claim, ClaimOptions, LimitWait, Wait, own_accounts};
 pub use notifications::{Notification, NotifyOutcome, NotifyTarget};
 pub use operator::Resolution;
 pub use reads::BatchInfo;
+pub use reads::PageCursor;
 pub use settings::ProviderLimit;
 pub use tasks::{CallbackBinding, WakeOutcome};
 pub use workers::WorkerInfo;

@@ -68,7 +68,7 @@ pub use enqueue::{ENQUEUE_CHUNK, EnqueueProgress, Enqueued, Idempotency, SWEEP_A
 pub use error::QueueError;
 pub use ledger::{
     BatchInfo, CallbackBinding, Claim, ClaimOptions, LEDGER_SCHEMA, Lease, Ledger, LedgerConfig,
-    LimitWait, Notification, NotifyOutcome, NotifyTarget, ProviderLimit, Resolution,
+    LimitWait, Notification, NotifyOutcome, NotifyTarget, PageCursor, ProviderLimit, Resolution,
     TransitionOutcome, Wait, WakeOutcome, WorkerInfo, own_accounts,
 };
 pub use record::JobRecord;

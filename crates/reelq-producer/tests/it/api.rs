@@ -356,3 +356,75 @@ async fn a_queued_job_is_cancelled_over_http_and_an_ended_one_is_a_conflict() {
         (409, Some("not_cancellable"))
     );
 }
+
+#[tokio::test]
+async fn a_created_job_is_answered_as_its_resource_and_jobs_are_listed_page_by_page() {
+    let api = api().await;
+    let response = api
+        .http
+        .post(format!("{}/v1/jobs", api.base))
+        .bearer_auth(TOKEN)
+        .body(job("a kite over dunes").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let created: Value = response.json().await.unwrap();
+    let job_id = created["job_id"].as_str().unwrap();
+    assert_eq!(location, format!("/v1/jobs/{job_id}"));
+    assert_eq!(
+        (created["state"].as_str(), &created["job_ids"][0]),
+        (Some("queued"), &json!(job_id))
+    );
+    let (status, fetched) = api.get(&location).await;
+    assert_eq!((status, &fetched["job_id"]), (200, &created["job_id"]));
+
+    let lines: Vec<String> = (0..6)
+        .map(|n| job(&format!("scene {n}")).to_string())
+        .collect();
+    let (status, batch) = api.post("/v1/batches", lines.join("\n"), None).await;
+    assert_eq!(status, 201, "{batch}");
+
+    // Seven queued jobs, three at a time: every one once, newest first, then no cursor.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            Some(cursor) => format!("/v1/jobs?state=queued&limit=3&cursor={cursor}"),
+            None => "/v1/jobs?state=queued&limit=3".to_owned(),
+        };
+        let (status, page) = api.get(&path).await;
+        assert_eq!(status, 200, "{page}");
+        pages += 1;
+        seen.extend(
+            page["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["job_id"].clone()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!((seen.len(), pages), (7, 3), "{seen:?}");
+    let unique: std::collections::BTreeSet<String> = seen
+        .iter()
+        .map(|id| id.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(unique.len(), 7);
+
+    let (_, none) = api.get("/v1/jobs?state=stored,failed").await;
+    assert_eq!(none["data"], json!([]));
+    let (status, err) = api.get("/v1/jobs?state=stord").await;
+    assert_eq!((status, err["code"].as_str()), (400, Some("invalid_query")));
+    assert!(
+        err["detail"].as_str().unwrap().starts_with("state:"),
+        "{err}"
+    );
+    let (status, _) = api.get("/v1/jobs?limit=0").await;
+    assert_eq!(status, 400);
+}

@@ -228,4 +228,67 @@ impl Ledger {
             .map(|id| id.parse().map_err(|err| QueueError::corrupt(&id, err)))
             .collect()
     }
+
+    /// A page of jobs in any of `states`, most recently changed first: up to `limit` ids with
+    /// the time of their last change, starting after `after` (the last entry of the previous
+    /// page). A job that changes state between pages may show twice or not at all, as in
+    /// any live listing.
+    pub async fn jobs_page(
+        &self,
+        states: &[JobState],
+        after: Option<PageCursor>,
+        limit: usize,
+    ) -> Result<Vec<PageCursor>, QueueError> {
+        let max = after.map_or("+inf".to_owned(), |cursor| cursor.changed_ms.to_string());
+        let mut pipe = redis::pipe();
+        for state in states {
+            // Entries sharing the cursor's time are fetched again and the ones up to it
+            // dropped below, so ties at one millisecond are neither lost nor repeated.
+            pipe.cmd("ZREVRANGEBYSCORE")
+                .arg(self.key(format!("state:{state}")))
+                .arg(&max)
+                .arg("-inf")
+                .arg("WITHSCORES")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit + 64);
+        }
+        let per_state: Vec<Vec<(String, u64)>> = pipe.query_async(&mut self.conn().await?).await?;
+        let mut entries = Vec::new();
+        for (id, changed_ms) in per_state.into_iter().flatten() {
+            let job_id: JobId = id.parse().map_err(|err| QueueError::corrupt(&id, err))?;
+            entries.push(PageCursor { changed_ms, job_id });
+        }
+        // Newest first; within one millisecond by id, descending, as Redis orders them.
+        entries.sort_by(|a, b| b.cmp(a));
+        entries.retain(|entry| after.is_none_or(|after| *entry < after));
+        entries.dedup();
+        entries.truncate(limit);
+        Ok(entries)
+    }
+}
+
+/// A position in a listing: a job and when it last changed state. Its text form,
+/// `<ms>-<job id>`, is the API's cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PageCursor {
+    pub changed_ms: u64,
+    pub job_id: JobId,
+}
+
+impl std::fmt::Display for PageCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.changed_ms, self.job_id)
+    }
+}
+
+impl std::str::FromStr for PageCursor {
+    type Err = ();
+    fn from_str(text: &str) -> Result<Self, ()> {
+        let (ms, id) = text.split_once('-').ok_or(())?;
+        Ok(PageCursor {
+            changed_ms: ms.parse().map_err(|_| ())?,
+            job_id: id.parse().map_err(|_| ())?,
+        })
+    }
 }
