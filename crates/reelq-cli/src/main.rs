@@ -251,6 +251,10 @@ struct SubmitArgs {
     extra: Vec<(String, serde_json::Value)>,
     #[arg(long)]
     notify_url: Option<String>,
+    /// Send `notify_url` only these endings (job.stored, job.failed, job.rejected,
+    /// job.expired, job.cancelled), comma-separated; all if not given.
+    #[arg(long, value_delimiter = ',')]
+    notify_events: Vec<String>,
     /// RFC 3339 time after which the job expires.
     #[arg(long)]
     deadline: Option<String>,
@@ -271,6 +275,7 @@ impl From<SubmitArgs> for JobRequest {
             character_start: args.character_start,
             character_end: args.character_end,
             notify_url: args.notify_url,
+            notify_events: (!args.notify_events.is_empty()).then_some(args.notify_events),
             deadline: args.deadline,
             extra: (!args.extra.is_empty()).then(|| args.extra.into_iter().collect()),
         }

@@ -28,8 +28,8 @@ pub use provider::ProviderKind;
 pub use request_json::RequestJsonError;
 pub use secret::{ApiToken, ApiTokenError, MIN_API_TOKEN_CHARS, Secret};
 pub use spec::{
-    Aspect, Character, JobRequest, JobSpec, MAX_PROMPT_CHARS, MAX_URL_CHARS, Quality, SpecError,
-    check_url, parse_deadline,
+    Aspect, Character, JOB_EVENTS, JobRequest, JobSpec, MAX_PROMPT_CHARS, MAX_URL_CHARS, Quality,
+    SpecError, check_url, parse_deadline,
 };
 pub use state::{JobState, UnknownState};
 pub use webhook_target::{WebhookTargets, is_public};

@@ -79,6 +79,7 @@ mod tests {
             image_urls: vec![],
             character: None,
             notify_url: None,
+            notify_events: vec![],
             deadline_ms: None,
             estimated_cost_usd: None,
             request: None,

@@ -52,6 +52,15 @@ macro_rules! named_enum {
 named_enum!(Aspect { Landscape = "landscape", Portrait = "portrait", Square = "square" });
 named_enum!(Quality { Standard = "standard", High = "high" });
 
+/// The completion events a job's `notify_url` may be sent: one per ending.
+pub const JOB_EVENTS: &[&str] = &[
+    "job.stored",
+    "job.failed",
+    "job.rejected",
+    "job.expired",
+    "job.cancelled",
+];
+
 /// The longest prompt reelq accepts from any provider, in characters.
 pub const MAX_PROMPT_CHARS: usize = 20_000;
 
@@ -87,6 +96,9 @@ pub struct JobRequest {
     pub extra: Option<Map<String, Value>>,
     /// Where reelq POSTs the completion event.
     pub notify_url: Option<String>,
+    /// Which endings to send to `notify_url` (`job.stored`, `job.failed`, ...); all if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_events: Option<Vec<String>>,
     /// RFC 3339 time after which the job ends `expired` if it has not finished.
     pub deadline: Option<String>,
 }
@@ -110,6 +122,9 @@ pub struct JobSpec {
     pub character: Option<Character>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_url: Option<String>,
+    /// The endings `notify_url` is sent; empty: every ending.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify_events: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline_ms: Option<u64>,
     /// What the producer's price table said this job costs, recorded at enqueue.
@@ -231,6 +246,22 @@ impl JobRequest {
         if let Some(url) = &self.notify_url {
             check_url("notify_url", url)?;
         }
+        let notify_events = self.notify_events.unwrap_or_default();
+        if !notify_events.is_empty() && self.notify_url.is_none() {
+            return Err(SpecError::new("notify_events", "needs a notify_url"));
+        }
+        if let Some(unknown) = notify_events
+            .iter()
+            .find(|e| !JOB_EVENTS.contains(&e.as_str()))
+        {
+            return Err(SpecError::new(
+                "notify_events",
+                format!(
+                    "{unknown:?} is not an event (events: {})",
+                    JOB_EVENTS.join(", ")
+                ),
+            ));
+        }
         let deadline_ms = self
             .deadline
             .map(|d| parse_deadline(&d, now_ms))
@@ -246,6 +277,7 @@ impl JobRequest {
             image_urls: self.image_urls,
             character,
             notify_url: self.notify_url,
+            notify_events,
             deadline_ms,
             estimated_cost_usd: None,
             request: Some(request),
@@ -562,6 +594,14 @@ mod tests {
         check_err(
             r#"{"provider":"kie","model":"sora-2-text-to-video","prompt":"p","deadline":"2020-01-01T00:00:00Z"}"#,
             r#"deadline: "2020-01-01T00:00:00Z" is in the past"#,
+        );
+        check_err(
+            r#"{"provider":"kie","model":"sora-2-text-to-video","prompt":"p","notify_events":["job.stored"]}"#,
+            "notify_events: needs a notify_url",
+        );
+        check_err(
+            r#"{"provider":"kie","model":"sora-2-text-to-video","prompt":"p","notify_url":"https://x/h","notify_events":["job.done"]}"#,
+            r#"notify_events: "job.done" is not an event (events: job.stored, job.failed, job.rejected, job.expired, job.cancelled)"#,
         );
         check_err(
             r#"{"provider":"kie","model":"sora-2-text-to-video","prompt":"p","notify_url":"ftp://x"}"#,

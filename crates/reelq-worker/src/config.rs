@@ -184,9 +184,14 @@ pub struct NotifyConfig {
     pub secret: Secret,
     #[serde(default = "default_notify_timeout_ms")]
     pub timeout_ms: u64,
-    /// Deliveries of one event before giving up (backoff doubles up to `backoff_max_ms`).
+    /// Deliveries of one event at most (backoff doubles up to `backoff_max_ms`).
     #[serde(default = "default_notify_max_attempts")]
     pub max_attempts: u32,
+    /// How long an event is retried for, by its schedule: 3 days by default, as webhook
+    /// senders commonly retry (OpenAI's up to 72 hours); whichever of this and
+    /// `max_attempts` comes first ends it.
+    #[serde(default = "default_notify_retry_for_ms")]
+    pub retry_for_ms: u64,
     #[serde(default = "default_notify_backoff_max_ms")]
     pub backoff_max_ms: u64,
     /// Send to plain-http URLs too (default: https only).
@@ -212,10 +217,13 @@ fn default_notify_timeout_ms() -> u64 {
     10_000
 }
 fn default_notify_max_attempts() -> u32 {
-    15
+    200
+}
+fn default_notify_retry_for_ms() -> u64 {
+    3 * 24 * 3600 * 1000
 }
 fn default_notify_backoff_max_ms() -> u64 {
-    300_000
+    3_600_000
 }
 
 /// What a worker process does.

@@ -33,6 +33,13 @@ const BATCH: usize = 16;
 /// A webhook's lease: if its sender dies, another worker sends it after this.
 const LEASE: Duration = Duration::from_secs(60);
 
+/// What became of an event that did not fail.
+enum Sent {
+    Delivered,
+    /// The job did not ask to hear of this ending (its `notify_events`).
+    NotAsked(String),
+}
+
 /// The resolver's refusal, found again in the client's error chain.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -72,8 +79,18 @@ pub(crate) struct Notifier {
     /// Where stored videos are, to put a download link in each event, and for how long.
     links: (VideoStore, Duration),
     pub(crate) max_attempts: u32,
+    /// How long an event is retried for, by its retry schedule (without jitter).
+    pub(crate) retry_for: Duration,
     pub(crate) backoff_min: Duration,
     pub(crate) backoff_max: Duration,
+}
+
+/// The delays before the first `attempts` retries add up to this (the schedule without
+/// its jitter): doubling from `min`, capped at `max`.
+fn nominal_elapsed(min: Duration, max: Duration, attempts: u32) -> Duration {
+    (0..attempts)
+        .map(|n| min.saturating_mul(2u32.saturating_pow(n)).min(max))
+        .sum()
 }
 
 impl Notifier {
@@ -83,7 +100,7 @@ impl Notifier {
         targets: WebhookTargets,
         links: (VideoStore, Duration),
         timeout: Duration,
-        max_attempts: u32,
+        (max_attempts, retry_for): (u32, Duration),
         (backoff_min, backoff_max): (Duration, Duration),
     ) -> Result<Self, WorkerError> {
         let key = WebhookKey::parse(secret.expose())
@@ -102,6 +119,7 @@ impl Notifier {
             key,
             links,
             max_attempts,
+            retry_for,
             backoff_min,
             backoff_max,
         })
@@ -132,17 +150,25 @@ impl Notifier {
 
     async fn deliver(&self, notification: &Notification) {
         let (outcome, detail) = match self.send(notification).await {
-            Ok(()) => (NotifyOutcome::Sent, "delivered".to_owned()),
+            Ok(Sent::Delivered) => (NotifyOutcome::Sent, "delivered".to_owned()),
+            Ok(Sent::NotAsked(event)) => (
+                NotifyOutcome::Skipped,
+                format!("{event} is not among the job's notify_events"),
+            ),
             Err(Undeliverable::Refused(why)) => {
                 warn!(target = %notification.target, why, "webhook target refused");
                 (NotifyOutcome::GaveUp, format!("target refused: {why}"))
             }
             Err(Undeliverable::Failed(failure)) => {
                 let attempt = notification.attempt + 1;
-                if attempt >= self.max_attempts {
+                let retried_for = nominal_elapsed(self.backoff_min, self.backoff_max, attempt);
+                if attempt >= self.max_attempts || retried_for >= self.retry_for {
                     (
                         NotifyOutcome::GaveUp,
-                        format!("after {attempt} attempts: {failure}"),
+                        format!(
+                            "after {attempt} attempts over about {}: {failure}",
+                            humantime::format_duration(Duration::from_secs(retried_for.as_secs()))
+                        ),
                     )
                 } else {
                     let delay = backoff(self.backoff_min, self.backoff_max, attempt);
@@ -155,6 +181,7 @@ impl Notifier {
             NotifyOutcome::Sent => "sent",
             NotifyOutcome::Retry(_) => "retry",
             NotifyOutcome::GaveUp => "gave_up",
+            NotifyOutcome::Skipped => "skipped",
         };
         metrics::counter!("reelq_webhooks_total", "outcome" => outcome_name).increment(1);
         if let Err(err) = self.ledger.notified(notification, outcome, &detail).await {
@@ -162,7 +189,7 @@ impl Notifier {
         }
     }
 
-    async fn send(&self, notification: &Notification) -> Result<(), Undeliverable> {
+    async fn send(&self, notification: &Notification) -> Result<Sent, Undeliverable> {
         self.targets
             .check_url("notify_url", &notification.url)
             .map_err(|err| Undeliverable::Refused(err.message))?;
@@ -172,6 +199,11 @@ impl Notifier {
         let body = match notification.target {
             NotifyTarget::Job(job_id) => match self.ledger.job(job_id).await {
                 Ok(Some(record)) => {
+                    let event = format!("job.{}", record.state);
+                    let events = &record.spec.notify_events;
+                    if !events.is_empty() && !events.contains(&event) {
+                        return Ok(Sent::NotAsked(event));
+                    }
                     let link = self.link(&record).await;
                     event_body(&notification.event_id, &record, link)
                 }
@@ -200,7 +232,7 @@ impl Notifier {
             .await
             .map_err(Undeliverable::from_transport)?;
         match response.status() {
-            status if status.is_success() => Ok(()),
+            status if status.is_success() => Ok(Sent::Delivered),
             status => Err(Undeliverable::Failed(format!("answered {status}"))),
         }
     }
@@ -313,6 +345,19 @@ mod tests {
     use reqwest::dns::Resolve;
 
     use super::*;
+
+    #[test]
+    fn the_default_schedule_retries_for_days_then_gives_up() {
+        let (min, max) = (Duration::from_secs(1), Duration::from_secs(3600));
+        let three_days = Duration::from_secs(3 * 24 * 3600);
+        let attempts = (1..)
+            .find(|&n| nominal_elapsed(min, max, n) >= three_days)
+            .unwrap();
+        // Doubling to an hour (about 1 h 8 min over the first 12), then hourly.
+        assert!((80..90).contains(&attempts), "{attempts}");
+        assert!(attempts < 200, "within the default max_attempts");
+        assert_eq!(nominal_elapsed(min, max, 3), Duration::from_secs(7));
+    }
 
     #[tokio::test]
     async fn a_name_resolving_to_this_host_is_refused_unless_allowed() {

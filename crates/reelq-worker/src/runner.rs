@@ -152,7 +152,10 @@ pub async fn run(
                 Duration::from_millis(config.store.link_ttl_ms),
             ),
             Duration::from_millis(notify.timeout_ms),
-            notify.max_attempts,
+            (
+                notify.max_attempts,
+                Duration::from_millis(notify.retry_for_ms),
+            ),
             (
                 Duration::from_millis(config.backoff_min_ms),
                 Duration::from_millis(notify.backoff_max_ms),

@@ -37,6 +37,8 @@ pub enum NotifyOutcome {
     /// Try again after this long.
     Retry(Duration),
     GaveUp,
+    /// Not sent: the ending is not among the job's `notify_events`.
+    Skipped,
 }
 
 impl std::fmt::Display for NotifyTarget {
@@ -97,6 +99,7 @@ impl Ledger {
             NotifyOutcome::Sent => ("sent", Duration::ZERO),
             NotifyOutcome::Retry(delay) => ("retry", delay),
             NotifyOutcome::GaveUp => ("gave_up", Duration::ZERO),
+            NotifyOutcome::Skipped => ("skipped", Duration::ZERO),
         };
         let _: i64 = NOTIFIED
             .key(self.key("notify_due"))

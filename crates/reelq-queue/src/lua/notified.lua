@@ -3,7 +3,7 @@
 -- ARGV[1]  key prefix
 -- ARGV[2]  job id, or `batch:<id>`
 -- ARGV[3]  event id that was sent (a newer ending of the job leaves its own event alone)
--- ARGV[4]  "sent", "retry" or "gave_up"
+-- ARGV[4]  "sent", "retry", "gave_up" or "skipped" (an ending the job did not ask to hear of)
 -- ARGV[5]  retry: ms until the next attempt
 -- ARGV[6]  detail for the event log
 local due = KEYS[1]

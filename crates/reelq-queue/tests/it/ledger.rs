@@ -34,6 +34,7 @@ pub(crate) fn spec(prompt: &str) -> JobSpec {
         image_urls: vec![],
         character: None,
         notify_url: None,
+        notify_events: vec![],
         deadline_ms: None,
         estimated_cost_usd: None,
         request: None,

@@ -182,3 +182,56 @@ async fn a_worker_never_sends_to_a_target_its_policy_refuses() {
         "nothing reached the receiver"
     );
 }
+
+#[tokio::test]
+async fn a_job_hears_only_of_the_endings_it_asked_for() {
+    let mut receiver = WebhookReceiver::start(vec![]).await;
+    let mut deployment = Deployment::start(
+        env!("CARGO_BIN_EXE_reelq-worker"),
+        Duration::from_millis(50),
+    )
+    .await;
+    deployment.enable_notify();
+    let _worker = deployment.spawn_worker_task("w", API_KEY, None);
+    let enqueue = |prompt: &str, events: &[&str]| reelq_core::JobRequest {
+        provider: Some("kie".into()),
+        model: Some("sora-2-text-to-video".into()),
+        prompt: Some(prompt.into()),
+        notify_url: Some(receiver.url.clone()),
+        notify_events: Some(events.iter().map(|e| (*e).to_owned()).collect()),
+        ..Default::default()
+    };
+    let quiet = deployment
+        .client
+        .enqueue(enqueue("only failures", &["job.failed", "job.rejected"]))
+        .await
+        .unwrap();
+    let told = deployment
+        .client
+        .enqueue(enqueue("stored please", &["job.stored"]))
+        .await
+        .unwrap();
+    deployment.settled(&[quiet, told]).await;
+
+    let (_, body) = receiver.next().await;
+    let event: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (event["type"].as_str(), event["data"]["job_id"].as_str()),
+        (Some("job.stored"), Some(told.to_string().as_str()))
+    );
+    let record = tokio::time::timeout(reelq_testkit::EVENT_TIMEOUT, async {
+        loop {
+            let record = deployment.client.status(quiet).await.unwrap().unwrap();
+            if record.notify_state.as_deref() != Some("pending") {
+                return record;
+            }
+            // Nothing announces a webhook's outcome (the change feed carries job states):
+            // read the record again shortly.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the stored job's event is settled");
+    assert_eq!(record.notify_state.as_deref(), Some("skipped"));
+    assert!(receiver.try_next().is_none(), "one event only");
+}
