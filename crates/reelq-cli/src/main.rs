@@ -177,12 +177,19 @@ enum Command {
 
 #[derive(Subcommand)]
 enum JobsCommand {
-    /// List jobs in one state, most recently changed first.
+    /// List jobs, most recently changed first: of the given states (comma-separated; all if
+    /// none), a page at a time (the last line names the next page's `--after`).
     List {
-        #[arg(long)]
-        state: JobState,
+        #[arg(long, value_delimiter = ',')]
+        state: Vec<JobState>,
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Start after this position (printed under a full page).
+        #[arg(long, value_parser = parse_cursor)]
+        after: Option<reelq_queue::PageCursor>,
+        /// Print the page as JSON: `{"data":[record, ...],"next_cursor"}`, as the API does.
+        #[arg(long)]
+        json: bool,
     },
     /// Cancel jobs not yet submitted (queued or held for budget); submitted ones finish.
     Cancel {
@@ -207,6 +214,9 @@ enum DlqCommand {
     List {
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Print the records as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// One failed job's record and event history.
     Show { job_id: JobId },
@@ -280,6 +290,11 @@ impl From<SubmitArgs> for JobRequest {
             extra: (!args.extra.is_empty()).then(|| args.extra.into_iter().collect()),
         }
     }
+}
+
+fn parse_cursor(text: &str) -> Result<reelq_queue::PageCursor, String> {
+    text.parse()
+        .map_err(|()| format!("{text:?} is not a position `reelq jobs list` printed"))
 }
 
 fn parse_extra(text: &str) -> Result<(String, serde_json::Value), String> {
@@ -364,9 +379,26 @@ async fn main() -> anyhow::Result<()> {
         Command::Stats { json } => print_stats(&client.stats().await?, json)?,
         Command::Workers { json } => print::print_workers(&client.workers().await?, json)?,
         Command::Jobs {
-            command: JobsCommand::List { state, limit },
+            command:
+                JobsCommand::List {
+                    state,
+                    limit,
+                    after,
+                    json,
+                },
         } => {
-            print_table(&client.jobs_in_state(state, limit).await?);
+            ensure!(limit > 0, "--limit must be at least 1");
+            let (records, next) = client.jobs_page(&state, after, limit).await?;
+            let next = next.map(|cursor| cursor.to_string());
+            if json {
+                let page = serde_json::json!({ "data": records, "next_cursor": next });
+                println!("{}", serde_json::to_string_pretty(&page)?);
+            } else {
+                print_table(&records);
+                if let Some(next) = next {
+                    println!("more: --after {next}");
+                }
+            }
         }
         Command::Jobs {
             command: JobsCommand::Cancel { job_ids },
@@ -405,9 +437,13 @@ async fn main() -> anyhow::Result<()> {
             println!("job {job_id} resolved");
         }
         Command::Dlq {
-            command: DlqCommand::List { limit },
+            command: DlqCommand::List { limit, json },
         } => {
-            print_table(&client.jobs_in_state(JobState::Failed, limit).await?);
+            let records = client.jobs_in_state(JobState::Failed, limit).await?;
+            match json {
+                true => println!("{}", serde_json::to_string_pretty(&records)?),
+                false => print_table(&records),
+            }
         }
         Command::Dlq {
             command: DlqCommand::Show { job_id },

@@ -5,9 +5,18 @@ use crate::batch::ReportFormat;
 
 pub(crate) fn print_table(records: &[JobRecord]) {
     println!(
-        "{:<26}  {:<8}  {:<10}  {:>7}  {:>7}  {:>8}  {:<12}  OBJECT / ERROR",
-        "JOB", "PROVIDER", "STATE", "EST USD", "SUBMITS", "BYTES", "SHA256"
+        "{:<26}  {:<8}  {:<10}  {:<20}  {:>9}  {:>7}  {:>7}  {:>8}  {:<12}  OBJECT / ERROR",
+        "JOB",
+        "ACCOUNT",
+        "STATE",
+        "CREATED (UTC)",
+        "CHANGED",
+        "EST USD",
+        "SUBMITS",
+        "BYTES",
+        "SHA256"
     );
+    let now_ms = reelq_producer::now_ms();
     for record in records {
         let detail = match (record.state, &record.reconcile_note) {
             (JobState::Stored, _) => record.object_key.clone().unwrap_or_default(),
@@ -18,11 +27,20 @@ pub(crate) fn print_table(records: &[JobRecord]) {
             _ => record.error.clone().unwrap_or_default(),
         };
         let cost = record.spec.estimated_cost_usd;
+        let created = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + Duration::from_millis(record.created_ms),
+        )
+        .to_string();
         println!(
-            "{:<26}  {:<8}  {:<10}  {:>7}  {:>7}  {:>8}  {:<12}  {}",
+            "{:<26}  {:<8}  {:<10}  {:<20}  {:>9}  {:>7}  {:>7}  {:>8}  {:<12}  {}",
             record.job_id,
-            record.spec.provider,
+            record.account,
             record.state,
+            created.trim_end_matches('Z').replace('T', " "),
+            format!(
+                "{} ago",
+                short_age(now_ms.saturating_sub(record.updated_ms))
+            ),
             cost.map(|usd| format!("{usd:.2}")).unwrap_or_default(),
             record.submits,
             record.bytes.map(|b| b.to_string()).unwrap_or_default(),
@@ -33,6 +51,17 @@ pub(crate) fn print_table(records: &[JobRecord]) {
                 .unwrap_or(""),
             detail,
         );
+    }
+}
+
+/// `42s`, `17m`, `5h`, `3d`: how long ago, at a glance.
+fn short_age(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86_400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
     }
 }
 

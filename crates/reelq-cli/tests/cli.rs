@@ -71,6 +71,37 @@ fn a_batch_is_submitted_reported_and_cancelled_from_the_command_line() {
     assert_eq!(stats["due_now"], 2);
     assert_eq!(stats["states"]["queued"], 2, "states by name: {stats}");
 
+    // A page at a time: one job, then the other after the printed position.
+    let page = |extra: &[&str]| -> serde_json::Value {
+        let args = [
+            &[
+                "jobs",
+                "list",
+                "--state",
+                "queued,failed",
+                "--limit",
+                "1",
+                "--json",
+            ],
+            extra,
+        ]
+        .concat();
+        serde_json::from_slice(&reelq(&redis, &args).stdout).unwrap()
+    };
+    let first = page(&[]);
+    let after = first["next_cursor"]
+        .as_str()
+        .expect("a full page names the next")
+        .to_owned();
+    let second = page(&["--after", &after]);
+    assert_ne!(first["data"][0]["job_id"], second["data"][0]["job_id"]);
+    let table = reelq(&redis, &["jobs", "list", "--limit", "1"]);
+    let table = String::from_utf8_lossy(&table.stdout).into_owned();
+    assert!(
+        table.contains("CREATED (UTC)") && table.contains("more: --after "),
+        "{table}"
+    );
+
     let cancelled = reelq(&redis, &["batch", "cancel", batch_id]);
     assert!(String::from_utf8_lossy(&cancelled.stdout).contains("2 jobs cancelled"));
 
