@@ -17,6 +17,11 @@ use reelq_storage::VideoStore;
 /// Step durations from 5 ms to 5 minutes.
 const STEP_BUCKETS: [f64; 10] = [0.005, 0.02, 0.05, 0.1, 0.25, 1.0, 5.0, 20.0, 60.0, 300.0];
 
+/// Seconds from enqueue to stored: generations take minutes, batches wait hours.
+const JOB_BUCKETS: [f64; 10] = [
+    1.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 14_400.0,
+];
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 #[derive(Clone, Copy)]
@@ -94,6 +99,21 @@ const METRICS: &[(&str, Kind, &str)] = &[
         "Steps retried because this host ran out of descriptors, memory or disk",
     ),
     (
+        "reelq_build_info",
+        Kind::Gauge,
+        "Always 1, labelled with this worker's {version}",
+    ),
+    (
+        "reelq_job_seconds",
+        Kind::Histogram,
+        "Seconds from enqueue to the video stored, by {provider}",
+    ),
+    (
+        "reelq_estimated_spend_microdollars_total",
+        Kind::Counter,
+        "Estimated spend of the generations this worker submitted, in millionths of a dollar, by {account}",
+    ),
+    (
         "reelq_http_accept_errors_total",
         Kind::Counter,
         "Connections a listener failed to accept (e.g. too many open files)",
@@ -112,6 +132,11 @@ pub(crate) fn metrics_handle() -> &'static PrometheusHandle {
         PrometheusBuilder::new()
             .set_buckets(&STEP_BUCKETS)
             .expect("buckets are not empty")
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full("reelq_job_seconds".into()),
+                &JOB_BUCKETS,
+            )
+            .expect("buckets are not empty")
             .install_recorder()
             .inspect(|_| {
                 for &(name, kind, help) in METRICS {
@@ -121,6 +146,8 @@ pub(crate) fn metrics_handle() -> &'static PrometheusHandle {
                         Kind::Histogram => metrics::describe_histogram!(name, help),
                     }
                 }
+                metrics::gauge!("reelq_build_info", "version" => env!("CARGO_PKG_VERSION"))
+                    .set(1.0);
             })
             .expect("no other metrics recorder is installed in this process")
     })

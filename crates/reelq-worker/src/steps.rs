@@ -239,10 +239,22 @@ async fn timed<T>(lease: &Lease, step: impl Future<Output = T>) -> T {
 /// Counts the provider call a step made, by what became of it.
 fn count_provider_request(lease: &Lease, transition: &Transition) {
     let (call, outcome) = match transition {
-        Transition::Submitted { .. } => ("submit", "ok"),
+        Transition::Submitted { .. } => {
+            let usd = lease.spec.estimated_cost_usd.unwrap_or_default();
+            metrics::counter!(
+                "reelq_estimated_spend_microdollars_total",
+                "account" => lease.account.as_str().to_owned(),
+            )
+            .increment(reelq_core::usd_to_micros(usd));
+            ("submit", "ok")
+        }
         Transition::PollAgain { error: None, .. } => ("query", "ok"),
         Transition::Stored { bytes, .. } => {
             metrics::counter!("reelq_bytes_stored_total").increment(*bytes);
+            // From enqueue (the job id's own time) to the video stored.
+            let waited = lease.job_id.created_at().elapsed().unwrap_or_default();
+            metrics::histogram!("reelq_job_seconds", "provider" => lease.spec.provider.as_str())
+                .record(waited.as_secs_f64());
             ("download", "ok")
         }
         Transition::Uncertain { .. } => ("submit", "unknown_outcome"),

@@ -43,6 +43,9 @@ async fn a_live_worker_reports_health_readiness_and_metrics() {
         "reelq_step_seconds_bucket{step=\"fetching\"",
         "reelq_provider_requests_total{provider=\"kie\",call=\"submit\",outcome=\"ok\"}",
         "reelq_bytes_stored_total",
+        "reelq_build_info{version=\"",
+        "reelq_job_seconds_bucket{provider=\"kie\",le=\"14400\"}",
+        "reelq_estimated_spend_microdollars_total{account=\"kie\"}",
     ] {
         assert!(
             metrics.contains(series),
