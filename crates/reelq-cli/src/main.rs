@@ -152,6 +152,9 @@ enum Command {
         /// Also serve the operators' dashboard under /ui (same token, or its login form).
         #[arg(long)]
         dashboard: bool,
+        /// The access log and errors on stderr: `json` (one object per line) or `pretty`.
+        #[arg(long, env = "REELQ_LOG_FORMAT", default_value = "json", value_parser = ["json", "pretty"])]
+        log_format: String,
         /// Let the dashboard act: retry failed jobs, resolve uncertain ones, cancel batches.
         #[arg(long, requires = "dashboard")]
         dashboard_writable: bool,
@@ -471,8 +474,18 @@ async fn main() -> anyhow::Result<()> {
             dashboard_writable,
             store,
             link_ttl_s,
+            log_format,
         } => {
             let token = ApiToken::new(token).context("reelq serve refuses to start")?;
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+            let logs = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr);
+            match log_format.as_str() {
+                "json" => logs.json().init(),
+                _ => logs.init(),
+            }
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
@@ -501,6 +514,7 @@ async fn main() -> anyhow::Result<()> {
                 max_connections,
                 ..reelq_http::Limits::default()
             };
+            let app = reelq_http::with_access_log(app);
             reelq_http::serve(listener, app, limits, stop_requested()).await;
         }
         Command::Verify(args) => {

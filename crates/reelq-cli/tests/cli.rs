@@ -324,6 +324,36 @@ async fn serve_hands_out_stored_videos_whole_or_by_range() {
         401,
         "the same token as the rest of the API"
     );
+    // Probes answer without the token, one word each.
+    for (path, word) in [("/healthz", "ok"), ("/readyz", "ready")] {
+        let probe = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
+        assert_eq!(
+            (probe.status().as_u16(), probe.text().await.unwrap()),
+            (200, word.into())
+        );
+    }
+    // The access log (JSON on stderr) has every request, the refused one at warn, and
+    // never a token.
+    let mut logged = Vec::new();
+    while !logged.iter().any(|line: &String| line.contains("/readyz")) {
+        let line = tokio::time::timeout(reelq_testkit::EVENT_TIMEOUT, lines.next_line())
+            .await
+            .expect("serve logs its requests")
+            .unwrap()
+            .expect("serve is running");
+        logged.push(line);
+    }
+    let refused = logged
+        .iter()
+        .find(|line| line.contains("\"status\":401"))
+        .expect("the refused request is logged");
+    let refused: serde_json::Value = serde_json::from_str(refused).unwrap();
+    assert_eq!(refused["level"], "WARN", "{refused}");
+    assert_eq!(refused["fields"]["path"], link);
+    assert!(
+        logged.iter().all(|line| !line.contains(token)),
+        "{logged:#?}"
+    );
 }
 
 #[test]

@@ -12,6 +12,9 @@
 //!
 //! A failed accept (out of file descriptors, out of memory) is logged as what it is and
 //! counted in `reelq_http_accept_errors_total`; the listener keeps serving.
+//!
+//! [`access_log`] ([`with_access_log`]) is the one access log: a router given it logs every request's method, path
+//! (never its query, which may carry a token), status and time; refused logins at `warn`.
 
 use std::{future::Future, io, sync::Arc, time::Duration};
 
@@ -25,6 +28,31 @@ use hyper_util::{
 use tokio::{net::TcpListener, sync::Semaphore};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tracing::{debug, error, warn};
+
+/// `router` with [`access_log`] around every route.
+pub fn with_access_log(router: Router) -> Router {
+    router.layer(axum::middleware::from_fn(access_log))
+}
+
+/// Logs each request as it is answered: `info` for answers, `warn` for refused
+/// authentication (401) and server errors, with the method, path, status and milliseconds.
+pub async fn access_log(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let ms = started.elapsed().as_millis() as u64;
+    match status {
+        401 => warn!(%method, path, status, ms, "request refused: authentication"),
+        500.. => warn!(%method, path, status, ms, "request failed"),
+        _ => tracing::info!(%method, path, status, ms, "request"),
+    }
+    response
+}
 
 /// What one listener allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

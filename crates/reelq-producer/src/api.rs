@@ -20,6 +20,9 @@
 //! | `POST /v1/batches`      | JSONL or a JSON array; 201 `{"batch_id","job_ids"}` with `Location: /v1/batches/{id}`; 400 listing every bad line |
 //! | `GET /v1/batches/{id}`  | 200 `{"batch_id","name","jobs","states":{state: count},"reserved_usd","budget_usd"}`; 404 |
 //!
+//! `/healthz` and `/readyz` (Redis answers: 200 `ready`, else 503) answer without the token
+//! and say nothing else, for probes.
+//!
 //! Every error carries `{"code","detail"}` (unknown routes 404, wrong methods 405, a 401
 //! with `WWW-Authenticate: Bearer`); internal errors are logged and answered 500 `internal`
 //! without their detail; an unreachable ledger is 503 `unavailable` with `Retry-After: 1`. An enqueue that could not be proven durable (replicas did not acknowledge it, or Redis
@@ -65,12 +68,13 @@ pub struct Videos {
 /// The API's router; serve it with `axum::serve`. Without `videos`, job records carry no
 /// link and `/content` answers 404.
 pub fn app(client: Client, token: ApiToken, videos: Option<Videos>) -> Router {
+    let probes = probes(client.clone());
     let state = ApiState {
         client,
         token,
         videos,
     };
-    Router::new()
+    let api = Router::new()
         .route("/v1/jobs", post(create_job).get(list_jobs))
         .route("/v1/jobs/{job_id}", get(job))
         .route("/v1/jobs/{job_id}/content", get(content))
@@ -87,7 +91,26 @@ pub fn app(client: Client, token: ApiToken, videos: Option<Videos>) -> Router {
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
-        .with_state(state)
+        .with_state(state);
+    probes.merge(api)
+}
+
+/// `/healthz` (the process answers) and `/readyz` (and Redis does), for load balancers and
+/// Kubernetes probes: the only routes without the token, answering one word and nothing of
+/// the ledger.
+fn probes(client: Client) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(|State(client): State<Client>| async move {
+                match client.ping().await {
+                    Ok(()) => (StatusCode::OK, "ready"),
+                    Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "redis unreachable"),
+                }
+            }),
+        )
+        .with_state(client)
 }
 
 fn client_error(status: StatusCode, code: &str, detail: impl Into<serde_json::Value>) -> Response {

@@ -425,6 +425,11 @@ impl Client {
         Ok((self.ledger.jobs(&ids).await?, next))
     }
 
+    /// Whether Redis answers (for readiness probes).
+    pub async fn ping(&self) -> Result<(), ProducerError> {
+        Ok(self.ledger.ping().await?)
+    }
+
     /// The live worker replicas, most recently seen first (`reelq workers`).
     pub async fn workers(&self) -> Result<Vec<WorkerInfo>, ProducerError> {
         Ok(self.ledger.workers().await?)
