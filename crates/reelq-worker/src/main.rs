@@ -23,11 +23,35 @@ struct Args {
     /// Overrides the config's `role`: `callbacks` runs only the callback receiver.
     #[arg(long, value_enum)]
     role: Option<Role>,
+    /// GET this URL (e.g. `http://127.0.0.1:9100/readyz`) and exit 0 on a 2xx answer, 1
+    /// otherwise: a container health check that needs no curl in the image. Reads no config.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["check_config", "role"])]
+    probe: Option<String>,
+}
+
+/// `--probe URL`: whether the URL answers 2xx within 5 s.
+async fn probe(url: &str) -> anyhow::Result<()> {
+    let answer = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()?
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("probing {url}"))?;
+    anyhow::ensure!(
+        answer.status().is_success(),
+        "{url} answered {}",
+        answer.status()
+    );
+    Ok(())
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(url) = &args.probe {
+        return probe(url).await;
+    }
     let mut config =
         WorkerConfig::load(args.config.as_deref()).context("loading the worker config")?;
     if let Some(role) = args.role {

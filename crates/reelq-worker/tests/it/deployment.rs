@@ -1,6 +1,9 @@
-//! The deployment files: there is no container engine here, so the compose file is parsed and
-//! checked for what reelq relies on, and every reelq service's environment is given to
-//! `reelq-worker --check-config` as its whole environment.
+//! The deployment files, checked offline as an operator would before deploying (there is
+//! no container engine or cluster here): the compose file is parsed and checked for what
+//! reelq relies on, and every reelq service's environment is given to `reelq-worker
+//! --check-config` as its whole environment; the Kubernetes manifests are validated
+//! strictly against Kubernetes' own schemas (kubernetes-validate, 1.30 and 1.37) and checked
+//! against the "restricted" Pod Security rules; the Dockerfile is linted (hadolint).
 
 use std::collections::BTreeMap;
 
@@ -45,8 +48,14 @@ fn environment(service: &Yaml) -> BTreeMap<String, String> {
                 .as_str()
                 .map(str::to_owned)
                 .unwrap_or_else(|| format!("{v:?}"));
-            let v = match v.strip_prefix("${").and_then(|rest| rest.split_once(":-")) {
-                Some((_, default)) => default.trim_end_matches('}').to_owned(),
+            // `${VAR:-default}` reads as its default; `${VAR:?why}` (a value the operator must
+            // set in .env) as a stand-in for it.
+            let v = match v.strip_prefix("${") {
+                Some(rest) => match (rest.split_once(":-"), rest.contains(":?")) {
+                    (Some((_, default)), _) => default.trim_end_matches('}').to_owned(),
+                    (None, true) => "value-from-the-env-file".to_owned(),
+                    (None, false) => v,
+                },
                 None => v,
             };
             env.insert(k.as_str().unwrap_or_default().to_owned(), v);
@@ -85,6 +94,276 @@ fn the_compose_file_runs_redis_durably_and_scales_workers() {
     );
     assert_eq!(words(&services["api"]["command"])[..2], ["reelq", "serve"]);
     assert!(environment(&services["api"]).contains_key("REELQ_API_TOKEN"));
+}
+
+/// A service with its `<<` merge keys applied (the reader keeps them as keys): the merged
+/// maps' entries, then the service's own over them.
+fn flattened(service: &Yaml) -> Yaml {
+    let mut out = yaml_rust2::yaml::Hash::new();
+    let own = service.as_hash().cloned().unwrap_or_default();
+    if let Some(merged) = own.get(&Yaml::String("<<".into())).and_then(Yaml::as_hash) {
+        out.extend(merged.clone());
+    }
+    out.extend(own.into_iter().filter(|(key, _)| key.as_str() != Some("<<")));
+    Yaml::Hash(out)
+}
+
+/// The compose file's text, for what the YAML reader resolves away (`${...}` forms).
+fn compose_text() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docker-compose.yml"
+    ))
+    .unwrap()
+}
+
+#[test]
+fn compose_pins_every_image_builds_reelq_once_and_has_no_default_secret() {
+    let compose = compose();
+    let services = compose["services"].as_hash().unwrap();
+    let mut builds = 0;
+    for (name, service) in services {
+        let name = name.as_str().unwrap();
+        let service = &flattened(service);
+        let image = service["image"].as_str().unwrap_or_default();
+        let (_, tag) = image.rsplit_once(':').unwrap_or_default();
+        assert!(
+            tag.chars().any(|c| c.is_ascii_digit()) && tag != "latest",
+            "{name}: image {image:?} is not pinned to a version"
+        );
+        builds += usize::from(!service["build"].is_badvalue());
+        if image.starts_with("reelq:") {
+            assert_eq!(
+                service["init"].as_bool(),
+                Some(true),
+                "{name} runs under an init"
+            );
+        }
+        if name != "s3-bucket" {
+            assert!(
+                !service["healthcheck"].is_badvalue(),
+                "{name} has a healthcheck"
+            );
+        }
+    }
+    assert_eq!(builds, 1, "reelq's image is built once");
+    let api_ports = words(&compose["services"]["api"]["ports"]);
+    assert!(
+        api_ports.iter().all(|port| port.starts_with("127.0.0.1:")),
+        "the API is published on loopback only: {api_ports:?}"
+    );
+    let text = compose_text();
+    for secret in [
+        "REELQ_API_TOKEN",
+        "S3_ACCESS_KEY_ID",
+        "S3_SECRET_ACCESS_KEY",
+        "KIE_API_KEY",
+        "ACEDATA_API_KEY",
+        "EVOLINK_API_KEY",
+        "OPENAI_API_KEY",
+    ] {
+        assert!(
+            !text.contains(&format!("${{{secret}:-")),
+            "{secret} has a default value in the compose file"
+        );
+        assert!(
+            text.contains(&format!("${{{secret}:?")),
+            "{secret} must be set"
+        );
+    }
+    // Every provider account is configured (from the one env file).
+    let env = environment(&compose["services"]["worker"]);
+    for provider in ["KIE", "ACEDATA", "EVOLINK", "OPENAI"] {
+        assert!(env.contains_key(&format!("REELQ_PROVIDERS__{provider}__API_KEY")));
+    }
+}
+
+/// A linter's path from the environment: scripts/test installs them.
+fn linter(variable: &str) -> String {
+    std::env::var(variable).unwrap_or_else(|_| {
+        panic!("{variable} is not set: run scripts/test, which installs the deployment linters")
+    })
+}
+
+const MANIFESTS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../deploy/kubernetes/reelq.yaml"
+);
+
+#[test]
+fn the_kubernetes_manifests_validate_strictly_on_old_and_new_kubernetes() {
+    for version in ["1.30", "1.37"] {
+        let output = std::process::Command::new(linter("K8S_VALIDATE"))
+            .args(["--strict", "--quiet", "-k", version, MANIFESTS])
+            .output()
+            .expect("kubernetes-validate runs");
+        assert!(
+            output.status.success(),
+            "kubernetes {version}:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// The "restricted" Pod Security Standard, as Kubernetes documents it, for one pod spec:
+/// why it fails, or None.
+fn restricted_violation(pod: &Yaml) -> Option<String> {
+    let pod_security = &pod["securityContext"];
+    for field in ["hostNetwork", "hostPID", "hostIPC"] {
+        if pod[field].as_bool() == Some(true) {
+            return Some(format!("{field} is on"));
+        }
+    }
+    let allowed_volumes = [
+        "configMap",
+        "csi",
+        "downwardAPI",
+        "emptyDir",
+        "ephemeral",
+        "persistentVolumeClaim",
+        "projected",
+        "secret",
+        "name",
+    ];
+    for volume in pod["volumes"].as_vec().into_iter().flatten() {
+        for (kind, _) in volume.as_hash().into_iter().flatten() {
+            if !allowed_volumes.contains(&kind.as_str().unwrap_or_default()) {
+                return Some(format!("volume type {kind:?}"));
+            }
+        }
+    }
+    for container in pod["containers"].as_vec().into_iter().flatten() {
+        let name = container["name"].as_str().unwrap_or("?");
+        let security = &container["securityContext"];
+        let either = |field: &str| {
+            let own = &security[field];
+            if own.is_badvalue() {
+                pod_security[field].clone()
+            } else {
+                own.clone()
+            }
+        };
+        if either("runAsNonRoot").as_bool() != Some(true) {
+            return Some(format!("{name}: runAsNonRoot is not true"));
+        }
+        if either("runAsUser").as_i64() == Some(0) {
+            return Some(format!("{name}: runs as uid 0"));
+        }
+        if either("seccompProfile")["type"].as_str() != Some("RuntimeDefault")
+            && either("seccompProfile")["type"].as_str() != Some("Localhost")
+        {
+            return Some(format!("{name}: no RuntimeDefault seccomp profile"));
+        }
+        if security["allowPrivilegeEscalation"].as_bool() != Some(false) {
+            return Some(format!("{name}: allowPrivilegeEscalation is not false"));
+        }
+        if security["privileged"].as_bool() == Some(true) {
+            return Some(format!("{name}: privileged"));
+        }
+        let drops: Vec<String> = words(&security["capabilities"]["drop"]);
+        if !drops.iter().any(|cap| cap == "ALL") {
+            return Some(format!("{name}: capabilities not dropped (ALL)"));
+        }
+        let adds = words(&security["capabilities"]["add"]);
+        if adds.iter().any(|cap| cap != "NET_BIND_SERVICE") {
+            return Some(format!("{name}: adds capabilities {adds:?}"));
+        }
+    }
+    None
+}
+
+#[test]
+fn every_kubernetes_pod_is_restricted_probed_bounded_pinned_and_has_a_disruption_budget() {
+    let text = std::fs::read_to_string(MANIFESTS).unwrap();
+    let docs = YamlLoader::load_from_str(&text).expect("the manifests are YAML");
+    let budgets: Vec<&Yaml> = docs
+        .iter()
+        .filter(|doc| doc["kind"].as_str() == Some("PodDisruptionBudget"))
+        .collect();
+    let deployments: Vec<&Yaml> = docs
+        .iter()
+        .filter(|doc| doc["kind"].as_str() == Some("Deployment"))
+        .collect();
+    assert!(deployments.len() >= 3, "workers, callbacks and the API");
+    for deployment in deployments {
+        let name = deployment["metadata"]["name"].as_str().unwrap();
+        let pod = &deployment["spec"]["template"]["spec"];
+        assert_eq!(
+            restricted_violation(pod),
+            None,
+            "{name} at the restricted level"
+        );
+        let labels = &deployment["spec"]["template"]["metadata"]["labels"];
+        assert!(
+            budgets
+                .iter()
+                .any(|budget| budget["spec"]["selector"]["matchLabels"] == *labels),
+            "{name} has a PodDisruptionBudget"
+        );
+        for container in pod["containers"].as_vec().unwrap() {
+            let image = container["image"].as_str().unwrap();
+            assert!(
+                !image.ends_with(":latest") && image.contains(':'),
+                "{name}: image {image} is pinned"
+            );
+            for probe in ["readinessProbe", "livenessProbe"] {
+                assert!(!container[probe].is_badvalue(), "{name}: {probe}");
+            }
+            let resources = &container["resources"];
+            assert!(
+                !resources["requests"]["cpu"].is_badvalue()
+                    && !resources["requests"]["memory"].is_badvalue()
+                    && !resources["limits"]["memory"].is_badvalue(),
+                "{name}: requests and a memory limit"
+            );
+        }
+    }
+    // A pod that breaks the rules is caught (the check is not vacuous).
+    let loose = YamlLoader::load_from_str(
+        "containers: [{name: c, image: 'x:1', securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}}]\nsecurityContext: {runAsNonRoot: true}",
+    )
+    .unwrap();
+    assert_eq!(
+        restricted_violation(&loose[0]).as_deref(),
+        Some("c: no RuntimeDefault seccomp profile")
+    );
+    // Callbacks reach the receiver over TLS.
+    let ingress = docs
+        .iter()
+        .find(|doc| doc["kind"].as_str() == Some("Ingress"))
+        .expect("an Ingress for the callback receiver");
+    assert!(
+        !ingress["spec"]["tls"][0]["secretName"].is_badvalue(),
+        "with TLS"
+    );
+}
+
+#[test]
+fn the_dockerfile_passes_hadolint_and_runs_as_a_non_root_user_with_a_health_check() {
+    let dockerfile = concat!(env!("CARGO_MANIFEST_DIR"), "/../../Dockerfile");
+    let output = std::process::Command::new(linter("HADOLINT"))
+        .args(["--no-color", dockerfile])
+        .output()
+        .expect("hadolint runs");
+    assert!(
+        output.status.success(),
+        "hadolint:\n{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let text = std::fs::read_to_string(dockerfile).unwrap();
+    for instruction in ["HEALTHCHECK", "EXPOSE", "WORKDIR", "USER 65534", "CMD"] {
+        assert!(text.contains(instruction), "the image has {instruction}");
+    }
+    let ignored =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.dockerignore"))
+            .unwrap();
+    for path in ["target", ".git", ".s3venv", ".deployvenv", ".tools"] {
+        assert!(
+            ignored.lines().any(|line| line == path),
+            ".dockerignore leaves out {path}"
+        );
+    }
 }
 
 #[test]
