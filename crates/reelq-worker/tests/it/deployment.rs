@@ -104,7 +104,10 @@ fn flattened(service: &Yaml) -> Yaml {
     if let Some(merged) = own.get(&Yaml::String("<<".into())).and_then(Yaml::as_hash) {
         out.extend(merged.clone());
     }
-    out.extend(own.into_iter().filter(|(key, _)| key.as_str() != Some("<<")));
+    out.extend(
+        own.into_iter()
+            .filter(|(key, _)| key.as_str() != Some("<<")),
+    );
     Yaml::Hash(out)
 }
 
