@@ -12,7 +12,7 @@ use axum::{
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use reelq_core::{BatchId, ErrorClass, JobId, JobState, ProviderKind, micros_to_usd};
 use reelq_producer::{Asset, Client, now_ms, write_report_csv};
-use reelq_queue::{JobRecord, Resolution};
+use reelq_queue::{JobRecord, PageCursor, Resolution};
 use serde::Deserialize;
 
 use crate::Dashboard;
@@ -24,10 +24,36 @@ td,th{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left}\
 .cards{display:flex;flex-wrap:wrap;gap:8px}.card{border:1px solid #ddd;border-radius:6px;padding:8px 12px}\
 .card b{display:block;font-size:20px}.error{color:#b91c1c}svg rect{fill:#2563eb}\
 svg rect.fail{fill:#dc2626}.bar{background:#e5e7eb;width:300px;height:12px}\
-.bar div{background:#16a34a;height:12px}form.inline{display:inline}";
+.bar div{background:#16a34a;height:12px}form.inline{display:inline}\
+.chips a{border:1px solid #ddd;border-radius:12px;padding:2px 10px;margin-right:6px;text-decoration:none}\
+.chips a.on{background:#1f2937;color:#fff}.card a{color:inherit;text-decoration:none}\
+#live{float:right;color:#16a34a;font-size:12px}#live.stopped{color:#b91c1c}";
+
+/// Live pages: every 5 s the page fetches itself and swaps its `main` in place (not while
+/// the operator is in one of its forms), and the indicator says when it last did (or that
+/// updates stopped, while the server does not answer). A few lines of plain JavaScript, no build step; without JavaScript the page is
+/// the same, only still.
+const LIVE_SCRIPT: &str = "(function(){const live=document.getElementById('live');\
+if(!live)return;async function tick(){const a=document.activeElement;\
+if(a&&a.closest&&a.closest('main form'))return;try{const r=await fetch(location.href,{credentials:'same-origin'});\
+if(!r.ok)throw new Error(r.status);const doc=new DOMParser().parseFromString(await r.text(),'text/html');\
+const next=doc.querySelector('main');if(next){document.querySelector('main').replaceWith(next);}\
+const now=new Date().toISOString().slice(11,19);const l=document.getElementById('live');\
+l.textContent='live · updated '+now+' UTC';l.className='';}catch(e){const l=document.getElementById('live');\
+l.textContent='updates stopped ('+e.message+'); retrying';l.className='stopped';}}\
+setInterval(tick,5000);})();";
 
 /// Every page's frame: title, navigation, body.
 pub(crate) fn layout(title: &str, body: Markup) -> Markup {
+    frame(title, body, false)
+}
+
+/// A page that updates itself ([`LIVE_SCRIPT`]), with its "live" indicator.
+pub(crate) fn live_layout(title: &str, body: Markup) -> Markup {
+    frame(title, body, true)
+}
+
+fn frame(title: &str, body: Markup, live: bool) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -42,8 +68,10 @@ pub(crate) fn layout(title: &str, body: Markup) -> Markup {
                     a href="/ui/jobs" { "Jobs" }
                     a href="/ui/batches" { "Batches" }
                     form.inline method="post" action="/ui/logout" { button type="submit" { "Log out" } }
+                    @if live { span id="live" { "live · every 5 s" } }
                 }
                 main { h1 { (title) } (body) }
+                @if live { script { (PreEscaped(LIVE_SCRIPT)) } }
             }
         }
     }
@@ -105,22 +133,45 @@ async fn overview_page(client: &Client) -> Result<Markup, reelq_producer::Produc
         .enumerate()
         .map(|(i, n)| (format!("-{}m", (12 - i) * 5), *n))
         .collect();
+    // Failed jobs only: moderation refusals end `rejected` and are counted apart, so the
+    // chart agrees with the "failed" figures beside it.
     let mut failures: BTreeMap<String, u64> = BTreeMap::new();
-    for state in [JobState::Failed, JobState::Rejected] {
-        for record in client.jobs_in_state(state, 500).await? {
-            let class = record.error_class.map_or("unknown", ErrorClass::as_str);
-            *failures.entry(class.to_owned()).or_default() += 1;
-        }
+    for record in client.jobs_in_state(JobState::Failed, 500).await? {
+        let class = record.error_class.map_or("unknown", ErrorClass::as_str);
+        *failures.entry(class.to_owned()).or_default() += 1;
     }
     let failures: Vec<(String, u64)> = failures.into_iter().collect();
-    Ok(layout(
+    let rejected = stats
+        .states
+        .iter()
+        .find(|(state, _)| *state == JobState::Rejected)
+        .map_or(0, |(_, n)| *n);
+    let workers = client.workers().await?;
+    let now = now_ms();
+    Ok(live_layout(
         "Overview",
         html! {
             h2 { "Jobs by state" }
             div.cards id="depths" {
                 div.card { b { (stats.due_now) } "due now" }
                 @for (state, n) in &stats.states {
-                    div.card data-state=(state.as_str()) { b { (n) } (state.as_str()) }
+                    div.card data-state=(state.as_str()) {
+                        a href={ "/ui/jobs?state=" (state.as_str()) } { b { (n) } (state.as_str()) }
+                    }
+                }
+            }
+            h2 { "Workers" }
+            @if workers.is_empty() { p id="workers" { "No live workers (each announces itself every 5 s)." } }
+            @else {
+                table id="workers" {
+                    tr { th { "worker" } th { "role" } th { "accounts" } th { "steps at once" } th { "version" } th { "up" } th { "seen" } }
+                    @for w in &workers {
+                        tr {
+                            td { (w.name) } td { (w.role) } td { (w.accounts.join(", ")) }
+                            td { (w.concurrency) } td { (w.version) }
+                            td { (age(now.saturating_sub(w.started_ms))) } td { (age(now.saturating_sub(w.seen_ms))) " ago" }
+                        }
+                    }
                 }
             }
             h2 { "Providers" }
@@ -140,9 +191,10 @@ async fn overview_page(client: &Client) -> Result<Markup, reelq_producer::Produc
             h2 { "Stored per 5 minutes, last hour" }
             (bar_chart("throughput", &throughput, "", 48))
             p { (stats.stored_last_hour) " stored in the last hour, " (stats.failed_last_hour) " failed" }
-            h2 { "Failures by error class" }
-            @if failures.is_empty() { p id="failures" { "No failed or rejected jobs." } }
+            h2 { "Failed jobs by error class" }
+            @if failures.is_empty() { p id="failures" { "No failed jobs." } }
             @else { (bar_chart("failures", &failures, "fail", 140)) }
+            p id="rejected" { (rejected) " rejected by moderation (not failures: the provider refused the content)" }
         },
     ))
 }
@@ -152,6 +204,10 @@ pub(crate) struct JobFilter {
     state: Option<String>,
     provider: Option<String>,
     batch: Option<String>,
+    /// A job id to go to.
+    q: Option<String>,
+    /// The listing position to continue after (the previous page's last).
+    after: Option<String>,
 }
 
 /// Optional query values: an empty field means no filter.
@@ -159,57 +215,88 @@ fn filled(value: &Option<String>) -> Option<&str> {
     value.as_deref().filter(|v| !v.is_empty())
 }
 
+/// Jobs on one page of the list.
+const JOBS_PAGE: usize = 100;
+
 pub(crate) async fn jobs(
     State(dashboard): State<Dashboard>,
     Query(filter): Query<JobFilter>,
 ) -> Response {
     let client = &dashboard.client;
+    let bad = |message: String| (StatusCode::BAD_REQUEST, message).into_response();
+    if let Some(query) = filled(&filter.q) {
+        return match query.trim().parse::<JobId>() {
+            Ok(job_id) => Redirect::to(&format!("/ui/jobs/{job_id}")).into_response(),
+            Err(_) => bad(format!("{query:?} is not a job id")),
+        };
+    }
     let state = match filled(&filter.state)
         .map(str::parse::<JobState>)
         .transpose()
     {
         Ok(state) => state,
-        Err(err) => return (StatusCode::BAD_REQUEST, err.to_string()).into_response(),
+        Err(err) => return bad(err.to_string()),
     };
     let provider = match filled(&filter.provider)
         .map(str::parse::<ProviderKind>)
         .transpose()
     {
         Ok(provider) => provider,
-        Err(err) => return (StatusCode::BAD_REQUEST, err.to_string()).into_response(),
+        Err(err) => return bad(err.to_string()),
     };
     let batch = match filled(&filter.batch).map(str::parse::<BatchId>).transpose() {
         Ok(batch) => batch,
-        Err(err) => return (StatusCode::BAD_REQUEST, err.to_string()).into_response(),
+        Err(err) => return bad(err.to_string()),
+    };
+    let after = match filled(&filter.after)
+        .map(str::parse::<PageCursor>)
+        .transpose()
+    {
+        Ok(after) => after,
+        Err(()) => return bad("after: not a position this list gave".into()),
     };
     let read = async {
-        match batch {
-            Some(batch) => client.batch_records(batch).await,
+        let counts = client.stats().await?.states;
+        let (records, next) = match batch {
+            Some(batch) => (client.batch_records(batch).await?, None),
             None => {
-                client
-                    .jobs_in_state(state.unwrap_or(JobState::Stored), 200)
-                    .await
+                let states: Vec<JobState> = state.into_iter().collect();
+                client.jobs_page(&states, after, JOBS_PAGE).await?
             }
-        }
+        };
+        Ok::<_, reelq_producer::ProducerError>((counts, records, next))
     };
-    let records: Vec<JobRecord> = match read.await {
-        Ok(records) => records
-            .into_iter()
-            .filter(|r| state.is_none_or(|s| r.state == s))
-            .filter(|r| provider.is_none_or(|p| r.spec.provider == p))
-            .collect(),
+    let (counts, records, next) = match read.await {
+        Ok(read) => read,
         Err(err) => return unavailable(err),
     };
-    layout(
+    let records: Vec<JobRecord> = records
+        .into_iter()
+        .filter(|r| state.is_none_or(|s| r.state == s))
+        .filter(|r| provider.is_none_or(|p| r.spec.provider == p))
+        .collect();
+    let query = |state: Option<JobState>| {
+        let mut parts = Vec::new();
+        if let Some(state) = state {
+            parts.push(format!("state={state}"));
+        }
+        if let Some(provider) = provider {
+            parts.push(format!("provider={provider}"));
+        }
+        parts.join("&")
+    };
+    let total: u64 = counts.iter().map(|(_, n)| n).sum();
+    live_layout(
         "Jobs",
         html! {
-            form method="get" action="/ui/jobs" {
-                select name="state" {
-                    option value="" { "any state (with a batch) / stored" }
-                    @for s in JobState::ALL {
-                        option value=(s.as_str()) selected[state == Some(s)] { (s.as_str()) }
-                    }
+            p.chips id="states" {
+                a class=[state.is_none().then_some("on")] href={ "/ui/jobs?" (query(None)) } { "all " (total) }
+                @for (s, n) in &counts {
+                    a class=[(state == Some(*s)).then_some("on")] href={ "/ui/jobs?" (query(Some(*s))) } data-state=(s.as_str()) { (s.as_str()) " " (n) }
                 }
+            }
+            form method="get" action="/ui/jobs" {
+                @if let Some(state) = state { input type="hidden" name="state" value=(state.as_str()); }
                 select name="provider" {
                     option value="" { "any provider" }
                     @for p in ProviderKind::ALL {
@@ -219,22 +306,51 @@ pub(crate) async fn jobs(
                 input type="text" name="batch" placeholder="batch id" value=(filter.batch.clone().unwrap_or_default());
                 button type="submit" { "Filter" }
             }
+            form method="get" action="/ui/jobs" {
+                input type="text" name="q" placeholder="go to a job id";
+                button type="submit" { "Go" }
+            }
             (jobs_table(&records))
+            @if let Some(next) = next {
+                p { a id="next" href={ "/ui/jobs?" (query(state)) "&after=" (next.to_string()) } { "Next page →" } }
+            }
         },
     )
     .into_response()
 }
 
+/// `42 s`, `17 min`, `5 h`, `3 d`: how long, at a glance.
+fn age(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        3600..86_400 => format!("{} h", s / 3600),
+        _ => format!("{} d", s / 86_400),
+    }
+}
+
+/// A unix-ms time as `2026-12-01 18:04:05` (UTC).
+fn utc(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms))
+        .to_string()
+        .trim_end_matches('Z')
+        .replace('T', " ")
+}
+
 fn jobs_table(records: &[JobRecord]) -> Markup {
+    let now = now_ms();
     html! {
         table id="jobs" {
-            tr { th { "job" } th { "state" } th { "provider" } th { "model" } th { "est. USD" } th { "submits" } th { "object / error" } }
+            tr { th { "job" } th { "state" } th { "account" } th { "model" } th { "created (UTC)" } th { "last change" } th { "est. USD" } th { "submits" } th { "object / error" } }
             @for r in records {
                 tr {
                     td { a href={ "/ui/jobs/" (r.job_id) } { (r.job_id) } }
                     td { (r.state.as_str()) }
-                    td { (r.spec.provider.as_str()) }
+                    td { (r.account.as_str()) }
                     td { (r.spec.model) }
+                    td { (utc(r.created_ms)) }
+                    td { (age(now.saturating_sub(r.updated_ms))) " ago" }
                     td { (r.spec.estimated_cost_usd.map(|usd| format!("{usd:.2}")).unwrap_or_default()) }
                     td { (r.submits) }
                     td { @if r.state == JobState::Stored { (r.object_key.clone().unwrap_or_default()) } @else { span.error { (r.error.clone().unwrap_or_default()) } } }
@@ -303,7 +419,7 @@ pub(crate) async fn job(
             }
         }
     }
-    layout(
+    live_layout(
         &format!("Job {job_id}"),
         html! {
             table id="record" {
@@ -384,7 +500,7 @@ pub(crate) async fn batches(State(dashboard): State<Dashboard>) -> Response {
         Ok(infos) => infos,
         Err(err) => return unavailable(err),
     };
-    layout(
+    live_layout(
         "Batches",
         html! {
             table id="batches" {
@@ -431,7 +547,7 @@ pub(crate) async fn batch(
     let eta = (settled > 0 && settled < total)
         .then(|| Duration::from_millis(elapsed_ms / settled * (total - settled)));
     let writable = dashboard.config.writable;
-    layout(
+    live_layout(
         &format!("Batch {}", info.name.clone().unwrap_or_else(|| batch_id.to_string())),
         html! {
             p id="progress" {

@@ -275,6 +275,27 @@ async fn every_page_shows_what_the_ledger_holds() {
         f.get("/ui/jobs?state=done").await.0,
         StatusCode::BAD_REQUEST
     );
+    // Every state by default; a job id goes to its page.
+    let (_, everything) = f.get("/ui/jobs").await;
+    for job in [f.failed, f.uncertain] {
+        assert!(
+            everything.contains(&job.to_string()),
+            "{job} listed by default"
+        );
+    }
+    let found = f
+        .http
+        .get(format!("{}/ui/jobs?q={}", f.base, f.uncertain))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(found.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        found.headers()["location"],
+        format!("/ui/jobs/{}", f.uncertain)
+    );
+    assert_eq!(f.get("/ui/jobs?q=nope").await.0, StatusCode::BAD_REQUEST);
 
     let (status, job) = f.get(&format!("/ui/jobs/{}", f.failed)).await;
     assert_eq!(status, StatusCode::OK);

@@ -196,8 +196,48 @@ async fn chromium_logs_in_and_reads_the_overview_after_a_small_run() {
     assert_eq!(browser.text("#depths [data-state=stored] b").await, "4");
     assert_eq!(browser.text("#depths [data-state=rejected] b").await, "1");
     assert!(browser.text("#providers").await.contains("kie"));
-    assert!(browser.text("#failures").await.contains("moderation"));
+    // Refusals by moderation are not failures: the chart has failed jobs only.
+    assert!(browser.text("#failures").await.contains("No failed jobs"));
+    assert!(
+        browser
+            .text("#rejected")
+            .await
+            .starts_with("1 rejected by moderation")
+    );
+    assert!(
+        browser.text("#workers").await.contains("w"),
+        "the worker is listed"
+    );
     browser.find("#throughput rect").await;
+
+    // The overview is live: a job stored after the page loaded shows without a reload.
+    assert!(browser.text("#live").await.starts_with("live"));
+    let more = deployment.enqueue_manifest(&prompts("later", 1)).await;
+    deployment.settled(&more).await;
+    let updated = tokio::time::timeout(EVENT_TIMEOUT, async {
+        loop {
+            if browser.text("#depths [data-state=stored] b").await == "5" {
+                return browser.text("#live").await;
+            }
+            // The page refreshes itself every 5 s; look at it again shortly.
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    })
+    .await
+    .expect("the page updates itself");
+    assert!(updated.starts_with("live · updated "), "{updated}");
+
+    // The jobs list shows every state by default, with its counts, newest change first.
+    browser.go(&format!("{base}/ui/jobs")).await;
+    assert_eq!(
+        browser.text("#states [data-state=rejected]").await,
+        "rejected 1"
+    );
+    let listed = browser.text("#jobs").await;
+    assert!(
+        listed.contains("rejected") && listed.contains("stored"),
+        "{listed}"
+    );
 
     // A stored job's page has a player whose source the browser's session can fetch.
     let stored = records
