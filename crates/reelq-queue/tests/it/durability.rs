@@ -79,9 +79,11 @@ async fn a_setting_changed_at_runtime_stops_submits_and_enqueues_until_fixed() {
 async fn with_replicas_a_write_counts_only_once_a_replica_holds_it() {
     let primary = RedisServer::start_with(everysec()).unwrap();
     let mut replica = primary.start_replica().unwrap();
+    // Long enough that a live replica always acknowledges in time, even on a machine busy
+    // with the whole suite (300 ms was not: a flake); the two refusals below wait it out.
     let config = LedgerConfig {
         durability: Durability::Replicas { n: 1 },
-        replica_wait: Duration::from_millis(300),
+        replica_wait: Duration::from_secs(2),
         ..LedgerConfig::new(primary.url(), "test")
     };
     let ledger = Ledger::connect(&config)
