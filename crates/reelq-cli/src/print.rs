@@ -1,11 +1,13 @@
 //! What the `reelq` command prints: job tables, providers, stats, batch reports.
 
 use super::*;
+use reelq_producer::display::{age, utc};
+
 use crate::batch::ReportFormat;
 
 pub(crate) fn print_table(records: &[JobRecord]) {
     println!(
-        "{:<26}  {:<8}  {:<10}  {:<20}  {:>9}  {:>7}  {:>7}  {:>8}  {:<12}  OBJECT / ERROR",
+        "{:<26}  {:<8}  {:<10}  {:<20}  {:>10}  {:>7}  {:>7}  {:>8}  {:<12}  OBJECT / ERROR",
         "JOB",
         "ACCOUNT",
         "STATE",
@@ -27,20 +29,13 @@ pub(crate) fn print_table(records: &[JobRecord]) {
             _ => record.error.clone().unwrap_or_default(),
         };
         let cost = record.spec.estimated_cost_usd;
-        let created = humantime::format_rfc3339_seconds(
-            std::time::UNIX_EPOCH + Duration::from_millis(record.created_ms),
-        )
-        .to_string();
         println!(
-            "{:<26}  {:<8}  {:<10}  {:<20}  {:>9}  {:>7}  {:>7}  {:>8}  {:<12}  {}",
+            "{:<26}  {:<8}  {:<10}  {:<20}  {:>10}  {:>7}  {:>7}  {:>8}  {:<12}  {}",
             record.job_id,
             record.account,
             record.state,
-            created.trim_end_matches('Z').replace('T', " "),
-            format!(
-                "{} ago",
-                short_age(now_ms.saturating_sub(record.updated_ms))
-            ),
+            utc(record.created_ms),
+            format!("{} ago", age(now_ms.saturating_sub(record.updated_ms))),
             cost.map(|usd| format!("{usd:.2}")).unwrap_or_default(),
             record.submits,
             record.bytes.map(|b| b.to_string()).unwrap_or_default(),
@@ -54,24 +49,13 @@ pub(crate) fn print_table(records: &[JobRecord]) {
     }
 }
 
-/// `42s`, `17m`, `5h`, `3d`: how long ago, at a glance.
-fn short_age(ms: u64) -> String {
-    let s = ms / 1000;
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m", s / 60),
-        3600..86_400 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86_400),
-    }
-}
-
 pub(crate) fn print_workers(workers: &[reelq_queue::WorkerInfo], json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(workers)?);
         return Ok(());
     }
     let now_ms = reelq_producer::now_ms();
-    let ago = |ms: u64| format!("{:.0} s ago", now_ms.saturating_sub(ms) as f64 / 1000.0);
+    let ago = |ms: u64| format!("{} ago", age(now_ms.saturating_sub(ms)));
     println!(
         "{:<28}  {:<9}  {:>4}  {:<8}  {:>12}  {:>10}  ACCOUNTS",
         "NAME", "ROLE", "CONC", "VERSION", "STARTED", "SEEN"

@@ -11,7 +11,11 @@ use axum::{
 };
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use reelq_core::{BatchId, ErrorClass, JobId, JobState, ProviderKind, micros_to_usd};
-use reelq_producer::{Asset, Client, now_ms, write_report_csv};
+use reelq_producer::{
+    Asset, Client,
+    display::{age, utc},
+    now_ms, write_report_csv,
+};
 use reelq_queue::{JobRecord, PageCursor, Resolution};
 use serde::Deserialize;
 
@@ -317,25 +321,6 @@ pub(crate) async fn jobs(
         },
     )
     .into_response()
-}
-
-/// `42 s`, `17 min`, `5 h`, `3 d`: how long, at a glance.
-fn age(ms: u64) -> String {
-    let s = ms / 1000;
-    match s {
-        0..60 => format!("{s} s"),
-        60..3600 => format!("{} min", s / 60),
-        3600..86_400 => format!("{} h", s / 3600),
-        _ => format!("{} d", s / 86_400),
-    }
-}
-
-/// A unix-ms time as `2026-12-01 18:04:05` (UTC).
-fn utc(ms: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms))
-        .to_string()
-        .trim_end_matches('Z')
-        .replace('T', " ")
 }
 
 fn jobs_table(records: &[JobRecord]) -> Markup {

@@ -4,6 +4,7 @@
 
 mod api;
 mod client;
+pub mod display;
 mod manifest;
 mod report;
 

@@ -68,6 +68,14 @@ impl Fixture {
     }
 }
 
+/// The fixture of `kind` for `provider` (each contract has one of every kind).
+fn of_kind(fixtures: &[Fixture], provider: ProviderKind, kind: Kind) -> &Fixture {
+    fixtures
+        .iter()
+        .find(|f| f.provider() == provider && f.kind == kind)
+        .unwrap_or_else(|| panic!("{provider} has a {kind:?} fixture"))
+}
+
 fn fixtures() -> Vec<Fixture> {
     let text = std::fs::read_to_string(
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/index.toml"),
@@ -261,23 +269,32 @@ async fn simulator_query(sim: &Simulator, provider: ProviderKind, task_id: &str)
         .unwrap()
 }
 
+/// Sends `request` to the simulator's create route of `provider`, as a client of it would.
+async fn post_create(
+    sim: &Simulator,
+    provider: ProviderKind,
+    request: &Value,
+) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!(
+            "{}{}",
+            sim.base_url(),
+            create_path(provider, request)
+        ))
+        .bearer_auth(API_KEY)
+        .json(request)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// A documented create request, sent to the simulator: accepted, answered in the shape of
 /// the documented answer, and the adapter's create for the same choices writes the same
 /// fields and values. Returns the task and what the simulator answered.
 async fn check_create_request(fixture: &Fixture, sim: &Simulator) -> (String, Value) {
     let provider = fixture.provider();
     let documented = fixture.json();
-    let answer = reqwest::Client::new()
-        .post(format!(
-            "{}{}",
-            sim.base_url(),
-            create_path(provider, &documented)
-        ))
-        .bearer_auth(API_KEY)
-        .json(&documented)
-        .send()
-        .await
-        .unwrap();
+    let answer = post_create(sim, provider, &documented).await;
     assert!(
         answer.status().is_success(),
         "{}: {}",
@@ -363,11 +380,7 @@ async fn every_fixture_is_read_by_its_adapter_and_matched_by_the_simulator() {
         match fixture.kind {
             Kind::CreateRequest => {
                 let (_, answer) = check_create_request(fixture, &sim).await;
-                let documented_answer = fixtures
-                    .iter()
-                    .find(|f| f.provider() == provider && f.kind == Kind::CreateAnswer)
-                    .unwrap()
-                    .json();
+                let documented_answer = of_kind(&fixtures, provider, Kind::CreateAnswer).json();
                 assert_eq!(
                     missing(&documented_answer, &answer),
                     Vec::<String>::new(),
@@ -378,11 +391,7 @@ async fn every_fixture_is_read_by_its_adapter_and_matched_by_the_simulator() {
                 let served = serving(body).await;
                 let spec = spec_for(
                     provider,
-                    &fixtures
-                        .iter()
-                        .find(|f| f.provider() == provider && f.kind == Kind::CreateRequest)
-                        .unwrap()
-                        .json(),
+                    &of_kind(&fixtures, provider, Kind::CreateRequest).json(),
                 );
                 let task_id = adapter(provider, account(&served))
                     .unwrap()
@@ -395,11 +404,7 @@ async fn every_fixture_is_read_by_its_adapter_and_matched_by_the_simulator() {
                 let served = serving(body).await;
                 let spec = spec_for(
                     provider,
-                    &fixtures
-                        .iter()
-                        .find(|f| f.provider() == provider && f.kind == Kind::CreateRequest)
-                        .unwrap()
-                        .json(),
+                    &of_kind(&fixtures, provider, Kind::CreateRequest).json(),
                 );
                 let status = adapter(provider, account(&served))
                     .unwrap()
@@ -416,10 +421,7 @@ async fn every_fixture_is_read_by_its_adapter_and_matched_by_the_simulator() {
                     other => panic!("{context}: {other:?}"),
                 }
                 // The simulator's record of a finished task of the documented request.
-                let request = fixtures
-                    .iter()
-                    .find(|f| f.provider() == provider && f.kind == Kind::CreateRequest)
-                    .unwrap();
+                let request = of_kind(&fixtures, provider, Kind::CreateRequest);
                 let (task_id, _) = check_create_request(request, &sim).await;
                 let answer = simulator_query(&sim, provider, &task_id).await;
                 assert_eq!(
@@ -452,10 +454,7 @@ async fn every_fixture_is_read_by_its_adapter_and_matched_by_the_simulator() {
                     continue;
                 }
                 // The simulator's callback for a finished task of the documented request.
-                let request = fixtures
-                    .iter()
-                    .find(|f| f.provider() == provider && f.kind == Kind::CreateRequest)
-                    .unwrap();
+                let request = of_kind(&fixtures, provider, Kind::CreateRequest);
                 let mut documented = request.json();
                 for field in ["callBackUrl", "callback_url"] {
                     if documented.get(field).is_some() {
@@ -465,17 +464,7 @@ async fn every_fixture_is_read_by_its_adapter_and_matched_by_the_simulator() {
                 if provider == ProviderKind::Evolink {
                     documented["callback_url"] = json!(callback_url);
                 }
-                let answer = reqwest::Client::new()
-                    .post(format!(
-                        "{}{}",
-                        sim.base_url(),
-                        create_path(provider, &documented)
-                    ))
-                    .bearer_auth(API_KEY)
-                    .json(&documented)
-                    .send()
-                    .await
-                    .unwrap();
+                let answer = post_create(&sim, provider, &documented).await;
                 assert!(answer.status().is_success(), "{context}");
                 let delivered = tokio::time::timeout(Duration::from_secs(10), callbacks.recv())
                     .await

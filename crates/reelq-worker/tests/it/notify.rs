@@ -7,16 +7,42 @@ use standardwebhooks::Webhook;
 
 use reelq_e2e::NOTIFY_SECRET as SECRET;
 
-#[tokio::test]
-async fn an_ended_job_is_notified_until_accepted_under_one_verifiable_event_id() {
-    let mut receiver = WebhookReceiver::start(vec![500, 503]).await;
+/// A deployment whose worker (kept running by the guard) sends completion webhooks.
+async fn notifying() -> (Deployment, tokio_util::sync::DropGuard) {
     let mut deployment = Deployment::start(
         env!("CARGO_BIN_EXE_reelq-worker"),
         Duration::from_millis(50),
     )
     .await;
     deployment.enable_notify();
-    let _worker = deployment.spawn_worker_task("w", API_KEY, None);
+    let worker = deployment.spawn_worker_task("w", API_KEY, None);
+    (deployment, worker)
+}
+
+/// The job's record once its webhook is settled (sent, given up or skipped). Nothing
+/// announces a webhook's outcome (the change feed carries job states): the record is read
+/// again shortly until it says.
+async fn webhook_settled(
+    deployment: &Deployment,
+    job_id: reelq_core::JobId,
+) -> reelq_queue::JobRecord {
+    tokio::time::timeout(reelq_testkit::EVENT_TIMEOUT, async {
+        loop {
+            let record = deployment.client.status(job_id).await.unwrap().unwrap();
+            if record.notify_state.as_deref() != Some("pending") {
+                return record;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the webhook is settled")
+}
+
+#[tokio::test]
+async fn an_ended_job_is_notified_until_accepted_under_one_verifiable_event_id() {
+    let mut receiver = WebhookReceiver::start(vec![500, 503]).await;
+    let (deployment, _worker) = notifying().await;
     let job_id = deployment.enqueue_notified("notified", &receiver.url).await;
     let record = deployment.settled(&[job_id]).await.remove(0);
 
@@ -65,13 +91,7 @@ async fn an_ended_job_is_notified_until_accepted_under_one_verifiable_event_id()
 #[tokio::test]
 async fn a_forged_signature_fails_the_standard_verifier() {
     let mut receiver = WebhookReceiver::start(vec![]).await;
-    let mut deployment = Deployment::start(
-        env!("CARGO_BIN_EXE_reelq-worker"),
-        Duration::from_millis(50),
-    )
-    .await;
-    deployment.enable_notify();
-    let _worker = deployment.spawn_worker_task("w", API_KEY, None);
+    let (deployment, _worker) = notifying().await;
     deployment.enqueue_notified("checked", &receiver.url).await;
 
     let (headers, body) = receiver.next().await;
@@ -90,13 +110,7 @@ async fn a_forged_signature_fails_the_standard_verifier() {
 #[tokio::test]
 async fn a_batch_sends_one_signed_summary_when_its_last_job_ends() {
     let mut receiver = WebhookReceiver::start(vec![]).await;
-    let mut deployment = Deployment::start(
-        env!("CARGO_BIN_EXE_reelq-worker"),
-        Duration::from_millis(50),
-    )
-    .await;
-    deployment.enable_notify();
-    let _worker = deployment.spawn_worker_task("w", API_KEY, None);
+    let (deployment, _worker) = notifying().await;
     let specs = [
         "one",
         "two",
@@ -158,19 +172,7 @@ async fn a_worker_never_sends_to_a_target_its_policy_refuses() {
     let job_id = deployment.enqueue_notified("refused", &receiver.url).await;
     deployment.settled(&[job_id]).await;
 
-    let record = tokio::time::timeout(reelq_testkit::EVENT_TIMEOUT, async {
-        loop {
-            let record = deployment.client.status(job_id).await.unwrap().unwrap();
-            if record.notify_state.as_deref() == Some("gave_up") {
-                return record;
-            }
-            // Nothing announces a webhook's outcome (the change feed carries job states):
-            // read the record again shortly.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("the webhook is given up");
+    let record = webhook_settled(&deployment, job_id).await;
     assert_eq!(record.notify_state.as_deref(), Some("gave_up"));
     let history = deployment.client.history(job_id).await.unwrap();
     assert!(
@@ -186,13 +188,7 @@ async fn a_worker_never_sends_to_a_target_its_policy_refuses() {
 #[tokio::test]
 async fn a_job_hears_only_of_the_endings_it_asked_for() {
     let mut receiver = WebhookReceiver::start(vec![]).await;
-    let mut deployment = Deployment::start(
-        env!("CARGO_BIN_EXE_reelq-worker"),
-        Duration::from_millis(50),
-    )
-    .await;
-    deployment.enable_notify();
-    let _worker = deployment.spawn_worker_task("w", API_KEY, None);
+    let (deployment, _worker) = notifying().await;
     let enqueue = |prompt: &str, events: &[&str]| reelq_core::JobRequest {
         provider: Some("kie".into()),
         model: Some("sora-2-text-to-video".into()),
@@ -219,19 +215,7 @@ async fn a_job_hears_only_of_the_endings_it_asked_for() {
         (event["type"].as_str(), event["data"]["job_id"].as_str()),
         (Some("job.stored"), Some(told.to_string().as_str()))
     );
-    let record = tokio::time::timeout(reelq_testkit::EVENT_TIMEOUT, async {
-        loop {
-            let record = deployment.client.status(quiet).await.unwrap().unwrap();
-            if record.notify_state.as_deref() != Some("pending") {
-                return record;
-            }
-            // Nothing announces a webhook's outcome (the change feed carries job states):
-            // read the record again shortly.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("the stored job's event is settled");
+    let record = webhook_settled(&deployment, quiet).await;
     assert_eq!(record.notify_state.as_deref(), Some("skipped"));
     assert!(receiver.try_next().is_none(), "one event only");
 }
