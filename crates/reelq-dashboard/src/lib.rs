@@ -89,6 +89,10 @@ pub fn router(client: Client, config: DashboardConfig) -> Router {
             get(pages::batch_report),
         )
         .route("/ui/batches/{batch_id}/cancel", post(pages::cancel_batch))
+        .route(
+            "/ui/batches/{batch_id}/retry-failed",
+            post(pages::retry_failed_batch),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_login,

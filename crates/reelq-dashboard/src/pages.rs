@@ -410,6 +410,21 @@ pub(crate) async fn job(
             table id="record" {
                 tr { th { "state" } td { (record.state.as_str()) } }
                 tr { th { "provider / model" } td { (record.spec.provider.as_str()) " / " (record.spec.model) } }
+                tr { th { "account" } td { (record.account.as_str()) } }
+                tr { th { "created (UTC)" } td { (utc(record.created_ms)) } }
+                tr { th { "last change (UTC)" } td { (utc(record.updated_ms)) " (" (age(now_ms().saturating_sub(record.updated_ms))) " ago)" } }
+                tr { th { "prompt" } td id="prompt" { (record.spec.prompt) } }
+                tr { th { "asked" } td id="parameters" {
+                    (record.spec.duration_s) " s, " (record.spec.aspect.as_str()) ", " (record.spec.quality.as_str())
+                    @for url in &record.spec.image_urls { ", image " (url) }
+                    @if let Some(character) = &record.spec.character { ", character " (character.url) }
+                } }
+                tr { th { "sent to the provider" } td { code id="request" {
+                    @for (field, value) in &record.spec.provider_request().fields { (field) "=" (value) " " }
+                } } }
+                @if let Some(url) = &record.spec.notify_url {
+                    tr { th { "webhook" } td { (url) " — " (record.notify_state.clone().unwrap_or_else(|| "not yet".into())) } }
+                }
                 tr { th { "provider task id" } td { (record.task_id.clone().unwrap_or_default()) } }
                 tr { th { "estimated cost" } td { (record.spec.estimated_cost_usd.map(|usd| format!("${usd:.3}")).unwrap_or_default()) } }
                 tr { th { "submits / polls" } td { (record.submits) " / " (record.polls) } }
@@ -440,7 +455,10 @@ pub(crate) async fn job(
                 }
             }
             @if writable && record.state == JobState::Failed {
-                form.inline method="post" action={ "/ui/jobs/" (job_id) "/retry" } {
+                // A retry of a job whose task is gone, or whose generation failed, is a new
+                // paid create: say so before it goes.
+                form.inline method="post" action={ "/ui/jobs/" (job_id) "/retry" }
+                    onsubmit="return confirm('Retry this job? Without a provider task to poll it is submitted again: a new paid generation.')" {
                     button type="submit" id="retry" { "Retry" }
                 }
             }
@@ -448,7 +466,8 @@ pub(crate) async fn job(
                 form method="post" action={ "/ui/jobs/" (job_id) "/resolve" } id="resolve" {
                     input type="text" name="task_id" placeholder="provider task id";
                     button type="submit" name="resolution" value="task_id" { "The provider has this task" }
-                    button type="submit" name="resolution" value="resubmit" { "Submit again" }
+                    button type="submit" name="resolution" value="resubmit"
+                        onclick="return confirm('Submit again? If the provider did accept the first create, you pay for two generations.')" { "Submit again" }
                     button type="submit" name="resolution" value="fail" { "Give up" }
                 }
             }
@@ -489,13 +508,22 @@ pub(crate) async fn batches(State(dashboard): State<Dashboard>) -> Response {
         "Batches",
         html! {
             table id="batches" {
-                tr { th { "batch" } th { "name" } th { "jobs" } th { "reserved / budget (USD)" } }
+                tr { th { "batch" } th { "name" } th { "created (UTC)" } th { "ended / jobs" } th { "reserved / budget (USD)" } th { "priority" } }
                 @for info in &infos {
+                    @let ended = info.total.saturating_sub(info.open);
                     tr {
                         td { a href={ "/ui/batches/" (info.batch_id) } { (info.batch_id) } }
                         td { (info.name.clone().unwrap_or_default()) }
-                        td { (info.total) }
-                        td { (format!("{:.2}", micros_to_usd(info.reserved_micros))) " / " (info.budget_micros.map_or("none".to_owned(), |b| format!("{:.2}", micros_to_usd(b)))) }
+                        td { (utc(info.created_ms)) }
+                        td {
+                            div.bar { div style={ "width:" (300 * ended / info.total.max(1)) "px" } {} }
+                            (ended) " / " (info.total)
+                        }
+                        td { @match info.budget_micros {
+                            Some(budget) => { (format!("{:.2} / {:.2}", micros_to_usd(info.reserved_micros), micros_to_usd(budget))) }
+                            None => { "no budget" }
+                        } }
+                        td { @if info.low_priority { "low" } @else { "normal" } }
                     }
                 }
             }
@@ -525,33 +553,66 @@ pub(crate) async fn batch(
     for record in &records {
         *counts.entry(record.state.as_str()).or_default() += 1;
     }
-    let settled = records.iter().filter(|r| r.state.is_settled()).count() as u64;
+    let count = |states: &[JobState]| -> u64 {
+        records.iter().filter(|r| states.contains(&r.state)).count() as u64
+    };
+    // Stored is done; the other endings are not; held jobs wait for an operator (a budget
+    // raised, an uncertain create resolved) and are neither.
+    let stored = count(&[JobState::Stored]);
+    let ended_otherwise = count(&[
+        JobState::Failed,
+        JobState::Rejected,
+        JobState::Expired,
+        JobState::Cancelled,
+    ]);
+    let held = count(&[JobState::BudgetHeld, JobState::Uncertain]);
+    let cancellable = count(&[JobState::Queued, JobState::BudgetHeld]);
+    let failed = count(&[JobState::Failed]);
     let total = info.total.max(1);
-    // Time so far per settled job, times the jobs left.
+    let in_progress = total.saturating_sub(stored + ended_otherwise + held);
+    let estimated: f64 = records
+        .iter()
+        .filter_map(|r| r.spec.estimated_cost_usd)
+        .sum();
+    // Time so far per ended job, times the jobs still in progress.
+    let ended = stored + ended_otherwise;
     let elapsed_ms = now_ms().saturating_sub(info.created_ms);
-    let eta = (settled > 0 && settled < total)
-        .then(|| Duration::from_millis(elapsed_ms / settled * (total - settled)));
+    let eta = (ended > 0 && in_progress > 0)
+        .then(|| Duration::from_millis(elapsed_ms / ended * in_progress));
     let writable = dashboard.config.writable;
     live_layout(
         &format!("Batch {}", info.name.clone().unwrap_or_else(|| batch_id.to_string())),
         html! {
             p id="progress" {
-                div.bar { div style={ "width:" (300 * settled / total) "px" } {} }
-                (settled) " of " (info.total) " settled"
-                @if let Some(eta) = eta { ", about " (eta.as_secs()) " s to go" }
+                div.bar {
+                    div style={ "width:" (300 * stored / total) "px;display:inline-block" } {}
+                    div style={ "width:" (300 * ended_otherwise / total) "px;display:inline-block;background:#dc2626" } {}
+                }
+                (stored) " stored, " (ended_otherwise) " ended otherwise, " (held) " held, "
+                (in_progress) " in progress, of " (info.total)
+                @if let Some(eta) = eta { "; about " (eta.as_secs()) " s to go" }
             }
             div.cards id="batch-states" {
                 @for (state, n) in &counts { div.card { b { (n) } (state) } }
             }
             p id="spend" {
-                "Reserved $" (format!("{:.2}", micros_to_usd(info.reserved_micros)))
-                @if let Some(budget) = info.budget_micros { " of a $" (format!("{:.2}", micros_to_usd(budget))) " budget" }
+                "Estimated $" (format!("{estimated:.2}")) " for its jobs"
+                @if let Some(budget) = info.budget_micros {
+                    "; reserved $" (format!("{:.2}", micros_to_usd(info.reserved_micros))) " of a $" (format!("{:.2}", micros_to_usd(budget))) " budget"
+                }
                 @if info.low_priority { " · low priority" }
+                " · created " (utc(info.created_ms)) " UTC"
             }
             p { a href={ "/ui/batches/" (batch_id) "/report.csv" } id="report" { "Download the report (CSV)" } }
-            @if writable {
+            @if writable && cancellable > 0 {
                 form.inline method="post" action={ "/ui/batches/" (batch_id) "/cancel" } {
-                    button type="submit" id="cancel" { "Cancel the batch's queued jobs" }
+                    button type="submit" id="cancel" { "Cancel the batch's " (cancellable) " jobs not yet submitted" }
+                }
+            }
+            @if writable && failed > 0 {
+                form.inline method="post" action={ "/ui/batches/" (batch_id) "/retry-failed" }
+                    onsubmit="return confirm('Retry the failed jobs? Those without a provider task to poll are submitted again: new paid generations.')" {
+                    button type="submit" id="retry-failed" { "Retry the " (failed) " failed jobs" }
                 }
             }
             (jobs_table(&records))
@@ -654,6 +715,22 @@ pub(crate) async fn resolve_job(
     };
     match dashboard.client.resolve(job_id, resolution).await {
         Ok(moved) => done(moved, format!("/ui/jobs/{job_id}")),
+        Err(err) => unavailable(err),
+    }
+}
+
+pub(crate) async fn retry_failed_batch(
+    State(dashboard): State<Dashboard>,
+    Path(batch_id): Path<String>,
+) -> Response {
+    if let Some(refused) = refuse_unless_writable(&dashboard) {
+        return refused;
+    }
+    let Ok(batch_id) = batch_id.parse::<BatchId>() else {
+        return not_found("no such batch");
+    };
+    match dashboard.client.retry_failed_batch(batch_id).await {
+        Ok(_) => Redirect::to(&format!("/ui/batches/{batch_id}")).into_response(),
         Err(err) => unavailable(err),
     }
 }

@@ -308,6 +308,15 @@ async fn every_page_shows_what_the_ledger_holds() {
         !job.contains(r#"id="retry""#),
         "a read-only dashboard offers no actions"
     );
+    // What was asked and what went to the provider, in the row's words.
+    assert!(
+        job.contains("will fail") && job.contains(r#"id="parameters""#),
+        "the prompt and choices"
+    );
+    assert!(
+        job.contains("n_frames=&quot;10&quot;") || job.contains(r#"n_frames="10""#),
+        "the request fields"
+    );
     assert_eq!(
         f.get(&format!("/ui/jobs/{}", reelq_core::JobId::new()))
             .await
@@ -317,11 +326,16 @@ async fn every_page_shows_what_the_ledger_holds() {
 
     let (_, batches) = f.get("/ui/batches").await;
     assert!(batches.contains("nightly") && batches.contains(&f.batch.to_string()));
+    assert!(
+        batches.contains("0 / 3") && batches.contains("created (UTC)"),
+        "{batches}"
+    );
     let (_, batch) = f.get(&format!("/ui/batches/{}", f.batch)).await;
     assert!(
-        batch.contains(r#"id="progress""#) && batch.contains("0 of 3 settled"),
+        batch.contains(r#"id="progress""#) && batch.contains("3 in progress, of 3"),
         "{batch}"
     );
+    assert!(batch.contains("Estimated $0.45 for its jobs"), "{batch}");
     assert!(batch.contains("of a $10.00 budget"));
     let (status, csv) = f.get(&format!("/ui/batches/{}/report.csv", f.batch)).await;
     assert_eq!(status, StatusCode::OK);
@@ -343,11 +357,14 @@ async fn a_read_only_dashboard_refuses_every_action() {
         .await,
         StatusCode::FORBIDDEN
     );
-    assert_eq!(
-        f.post(&format!("/ui/batches/{}/cancel", f.batch), &[])
-            .await,
-        StatusCode::FORBIDDEN
-    );
+    for action in ["cancel", "retry-failed"] {
+        assert_eq!(
+            f.post(&format!("/ui/batches/{}/{action}", f.batch), &[])
+                .await,
+            StatusCode::FORBIDDEN,
+            "{action}"
+        );
+    }
     let (_, job) = f.get(&format!("/ui/jobs/{}", f.failed)).await;
     assert!(job.contains(">failed<"), "nothing moved");
 }
@@ -385,6 +402,13 @@ async fn a_writable_dashboard_retries_resolves_and_cancels() {
     assert_eq!(resolved, StatusCode::SEE_OTHER);
     let (_, job) = f.get(&format!("/ui/jobs/{}", f.uncertain)).await;
     assert!(job.contains(">waiting<") && job.contains("task_77"));
+    // The batch has no failed job: retrying its failed jobs moves nothing, and says so by
+    // coming back to the batch.
+    assert_eq!(
+        f.post(&format!("/ui/batches/{}/retry-failed", f.batch), &[])
+            .await,
+        StatusCode::SEE_OTHER
+    );
 
     assert_eq!(
         f.post(&format!("/ui/batches/{}/cancel", f.batch), &[])
@@ -393,7 +417,11 @@ async fn a_writable_dashboard_retries_resolves_and_cancels() {
     );
     let (_, batch) = f.get(&format!("/ui/batches/{}", f.batch)).await;
     assert!(
-        batch.contains("3 of 3 settled") && batch.contains("cancelled"),
+        batch.contains("0 stored, 3 ended otherwise") && batch.contains("cancelled"),
         "{batch}"
+    );
+    assert!(
+        !batch.contains(r#"id="cancel""#),
+        "nothing left to cancel, so no button"
     );
 }

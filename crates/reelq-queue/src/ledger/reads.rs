@@ -16,6 +16,8 @@ pub struct BatchInfo {
     pub name: Option<String>,
     pub created_ms: u64,
     pub total: u64,
+    /// Jobs not yet ended (stored, failed, rejected, expired or cancelled).
+    pub open: u64,
     pub start_after_ms: Option<u64>,
     pub budget_micros: Option<u64>,
     /// Estimates reserved by submits so far (refused creates given back).
@@ -129,6 +131,7 @@ impl Ledger {
             name: fields.get("name").cloned(),
             created_ms: number("created_ms").unwrap_or(0),
             total: number("total").unwrap_or(0),
+            open: number("open").unwrap_or(0),
             start_after_ms: number("start_after_ms"),
             budget_micros: number("budget_micros"),
             // Reservations are given back with HINCRBY, so a transient negative is possible.
