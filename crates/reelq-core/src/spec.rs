@@ -203,14 +203,25 @@ impl JobRequest {
             .account
             .map(|name| name.parse::<AccountName>())
             .transpose()?;
-        if let Some(account) = account.as_ref().filter(|a| !a.fits(provider)) {
-            return Err(SpecError::new(
-                "account",
-                format!(
-                    "{0:?} names the {0} contract's own account, not a {provider} one",
-                    account.as_str()
-                ),
-            ));
+        match account.as_ref().and_then(AccountName::contract_named) {
+            // The contract's own name is also "any of its accounts" to the claim, so it
+            // cannot pin a job to one.
+            Some(named) if named == provider => {
+                return Err(SpecError::new(
+                    "account",
+                    format!(
+                        "\"{provider}\" is the provider itself, which means any of its accounts: \
+                         leave account out, or name one of its accounts"
+                    ),
+                ));
+            }
+            Some(named) => {
+                return Err(SpecError::new(
+                    "account",
+                    format!("\"{named}\" names the {named} provider, not a {provider} account"),
+                ));
+            }
+            None => {}
         }
         let model = required("model", self.model)?;
         let rule = catalog.rule(provider, &model).ok_or_else(|| {
@@ -607,6 +618,33 @@ mod tests {
             r#"{"provider":"kie","model":"sora-2-text-to-video","prompt":"p","notify_url":"ftp://x"}"#,
             r#"notify_url: "ftp://x" is not an http(s) URL"#,
         );
+    }
+
+    #[test]
+    fn an_account_is_named_apart_from_any_provider() {
+        let with = |account: &str| {
+            request(&format!(
+                r#"{{"provider":"kie","account":"{account}","model":"sora-2-text-to-video","prompt":"p"}}"#
+            ))
+            .validate(Catalog::built_in(), NOW_MS)
+        };
+        assert_eq!(
+            with("kie_night").unwrap().account.unwrap().as_str(),
+            "kie_night"
+        );
+        assert!(
+            with("kie")
+                .unwrap_err()
+                .message
+                .contains("any of its accounts")
+        );
+        assert!(
+            with("openai")
+                .unwrap_err()
+                .message
+                .contains("not a kie account")
+        );
+        assert_eq!(with("Kie Night").unwrap_err().field, "account");
     }
 
     #[test]
