@@ -212,6 +212,8 @@ pub(crate) struct JobFilter {
     q: Option<String>,
     /// The listing position to continue after (the previous page's last).
     after: Option<String>,
+    /// Jobs per page (1 to 500; 100 if absent).
+    limit: Option<usize>,
 }
 
 /// Optional query values: an empty field means no filter.
@@ -219,7 +221,7 @@ fn filled(value: &Option<String>) -> Option<&str> {
     value.as_deref().filter(|v| !v.is_empty())
 }
 
-/// Jobs on one page of the list.
+/// Jobs on one page of the list, unless the query asks for another number (up to 500).
 const JOBS_PAGE: usize = 100;
 
 pub(crate) async fn jobs(
@@ -259,13 +261,17 @@ pub(crate) async fn jobs(
         Ok(after) => after,
         Err(()) => return bad("after: not a position this list gave".into()),
     };
+    let page_size = filter.limit.unwrap_or(JOBS_PAGE);
+    if !(1..=500).contains(&page_size) {
+        return bad(format!("limit: {page_size} is not between 1 and 500"));
+    }
     let read = async {
         let counts = client.stats().await?.states;
         let (records, next) = match batch {
             Some(batch) => (client.batch_records(batch).await?, None),
             None => {
                 let states: Vec<JobState> = state.into_iter().collect();
-                client.jobs_page(&states, after, JOBS_PAGE).await?
+                client.jobs_page(&states, after, page_size).await?
             }
         };
         Ok::<_, reelq_producer::ProducerError>((counts, records, next))
@@ -286,6 +292,9 @@ pub(crate) async fn jobs(
         }
         if let Some(provider) = provider {
             parts.push(format!("provider={provider}"));
+        }
+        if page_size != JOBS_PAGE {
+            parts.push(format!("limit={page_size}"));
         }
         parts.join("&")
     };

@@ -129,6 +129,53 @@ impl Browser {
         text.as_str().unwrap().to_owned()
     }
 
+    async fn click(&self, css: &str) {
+        let element = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{element}/click"),
+            json!({}),
+        )
+        .await;
+    }
+
+    /// Runs `script` in the page (its last argument is the callback that returns).
+    async fn run(&self, script: &str) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/execute/async",
+            json!({ "script": script, "args": [] }),
+        )
+        .await
+    }
+
+    /// Keeps a screenshot of the page as a test artifact, `<name>.png`.
+    async fn screenshot(&self, name: &str) {
+        let png = self
+            .call(reqwest::Method::GET, "/screenshot", Value::Null)
+            .await;
+        let png = BASE64.decode(png.as_str().unwrap()).unwrap();
+        assert!(png.starts_with(b"\x89PNG"));
+        let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("artifacts");
+        std::fs::create_dir_all(&artifacts).unwrap();
+        std::fs::write(artifacts.join(format!("{name}.png")), png).unwrap();
+    }
+
+    /// Waits, up to [`EVENT_TIMEOUT`], for `check` to hold of the page: the page changes by
+    /// itself (its live refresh), so it is read again shortly until it does.
+    async fn until(&self, what: &str, script: &str) {
+        let script =
+            format!("const done = arguments[arguments.length - 1]; done(Boolean({script}));");
+        let wait = async {
+            while self.run(&script).await != json!(true) {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        };
+        tokio::time::timeout(EVENT_TIMEOUT, wait)
+            .await
+            .unwrap_or_else(|_| panic!("the page never showed {what}"));
+    }
+
     async fn title(&self) -> String {
         let title = self.call(reqwest::Method::GET, "/title", Value::Null).await;
         title.as_str().unwrap().to_owned()
@@ -155,11 +202,12 @@ async fn chromium_logs_in_and_reads_the_overview_after_a_small_run() {
     let _worker = deployment.spawn_worker_task("w", API_KEY, None);
     let mut run = prompts("browser", 4);
     run.push(format!("{} scene", reelq_sim::MODERATED_WORD));
+    run.push(format!("{} scene", reelq_sim::FAILING_WORD));
     let job_ids = deployment.enqueue_manifest(&run).await;
     let records = deployment.settled(&job_ids).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let mut config = DashboardConfig::new(ApiToken::new(TOKEN).unwrap(), false);
+    let mut config = DashboardConfig::new(ApiToken::new(TOKEN).unwrap(), true);
     config.videos = Some(reelq_producer::Videos {
         store: reelq_storage::VideoStore::local(&deployment.store_dir()).unwrap(),
         link_ttl: Duration::from_secs(60),
@@ -196,8 +244,14 @@ async fn chromium_logs_in_and_reads_the_overview_after_a_small_run() {
     assert_eq!(browser.text("#depths [data-state=stored] b").await, "4");
     assert_eq!(browser.text("#depths [data-state=rejected] b").await, "1");
     assert!(browser.text("#providers").await.contains("kie"));
-    // Refusals by moderation are not failures: the chart has failed jobs only.
-    assert!(browser.text("#failures").await.contains("No failed jobs"));
+    // Refusals by moderation are not failures: the chart has the failed job only.
+    let failures = browser
+        .run("arguments[0](document.querySelector('#failures').textContent);")
+        .await;
+    assert!(
+        failures.as_str().unwrap().contains("generation_failed 1"),
+        "{failures}"
+    );
     assert!(
         browser
             .text("#rejected")
@@ -239,7 +293,53 @@ async fn chromium_logs_in_and_reads_the_overview_after_a_small_run() {
         "{listed}"
     );
 
-    // A stored job's page has a player whose source the browser's session can fetch.
+    browser.screenshot("dashboard-overview").await;
+
+    // The jobs list is live too: a job stored after the page loaded appears in it.
+    browser.go(&format!("{base}/ui/jobs")).await;
+    let last = deployment.enqueue_manifest(&prompts("newest", 1)).await;
+    deployment.settled(&last).await;
+    browser
+        .until(
+            "the newest job",
+            &format!(
+                "document.querySelector('#jobs').textContent.includes('{}')",
+                last[0]
+            ),
+        )
+        .await;
+    browser.screenshot("dashboard-jobs").await;
+
+    // Paging reaches the last page: 8 jobs, 3 a page.
+    browser.go(&format!("{base}/ui/jobs?limit=3")).await;
+    let mut pages = 1;
+    let mut rows = browser
+        .run("arguments[0](document.querySelectorAll('#jobs tr').length - 1);")
+        .await
+        .as_u64()
+        .unwrap();
+    while browser
+        .run("arguments[0](document.querySelector('#next') !== null);")
+        .await
+        == json!(true)
+    {
+        browser.click("#next").await;
+        browser.find("#jobs").await;
+        pages += 1;
+        rows += browser
+            .run("arguments[0](document.querySelectorAll('#jobs tr').length - 1);")
+            .await
+            .as_u64()
+            .unwrap();
+        assert!(pages <= 4, "paging ends");
+    }
+    assert_eq!(
+        (pages, rows),
+        (3, 8),
+        "every job once, on the pages it takes"
+    );
+
+    // A stored job's page plays its video, seeks in it, and its source answers ranges.
     let stored = records
         .iter()
         .find(|record| record.state == reelq_core::JobState::Stored)
@@ -248,28 +348,81 @@ async fn chromium_logs_in_and_reads_the_overview_after_a_small_run() {
         .go(&format!("{base}/ui/jobs/{}", stored.job_id))
         .await;
     browser.find("#player").await;
-    let fetched = browser
-        .call(
-            reqwest::Method::POST,
-            "/execute/async",
-            json!({
-                "script": "const done = arguments[arguments.length - 1];\
-                           fetch(document.querySelector('#player').src)\
-                             .then(r => r.arrayBuffer().then(b => done([r.status, b.byteLength])))\
-                             .catch(e => done(String(e)));",
-                "args": [],
-            }),
+    let ranged = browser
+        .run(
+            "const done = arguments[arguments.length - 1];\
+             fetch(document.querySelector('#player').src, { headers: { Range: 'bytes=0-99' } })\
+               .then(r => r.arrayBuffer().then(b => done([r.status, b.byteLength])))\
+               .catch(e => done(String(e)));",
         )
         .await;
-    assert_eq!(fetched, json!([200, stored.bytes.unwrap()]));
-
-    browser.go(&format!("{base}/ui")).await;
-    let png = browser
-        .call(reqwest::Method::GET, "/screenshot", Value::Null)
+    assert_eq!(ranged, json!([206, 100]));
+    let played = browser
+        .run(
+            "const done = arguments[arguments.length - 1];\
+             const v = document.querySelector('#player');\
+             v.muted = true;\
+             const ready = () => v.readyState >= 2\
+               ? Promise.resolve() : new Promise(r => v.addEventListener('loadeddata', r, { once: true }));\
+             v.load();\
+             ready()\
+               .then(() => new Promise(r => { v.addEventListener('seeked', r, { once: true }); v.currentTime = 1; }))\
+               .then(() => done([v.readyState >= 2, v.currentTime >= 1, v.duration > 1]))\
+               .catch(e => done(String(e)));\
+             v.addEventListener('error', () => done('media error ' + (v.error && v.error.code)), { once: true });",
+        )
         .await;
-    let png = BASE64.decode(png.as_str().unwrap()).unwrap();
-    assert!(png.starts_with(b"\x89PNG"));
-    let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    std::fs::write(artifacts.join("dashboard-overview.png"), png).unwrap();
+    assert_eq!(
+        played,
+        json!([true, true, true]),
+        "the video loads and seeks"
+    );
+    browser.screenshot("dashboard-job-video").await;
+
+    // A paid action asks first: dismissed, nothing happens; accepted, the job goes back.
+    let failed = records
+        .iter()
+        .find(|record| record.state == reelq_core::JobState::Failed)
+        .unwrap();
+    browser
+        .go(&format!("{base}/ui/jobs/{}", failed.job_id))
+        .await;
+    browser.click("#retry").await;
+    let asked = browser
+        .call(reqwest::Method::GET, "/alert/text", Value::Null)
+        .await;
+    assert!(
+        asked.as_str().unwrap().contains("paid generation"),
+        "{asked}"
+    );
+    browser
+        .call(reqwest::Method::POST, "/alert/dismiss", json!({}))
+        .await;
+    let still = deployment
+        .client
+        .status(failed.job_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        still.state,
+        reelq_core::JobState::Failed,
+        "dismissed: nothing moved"
+    );
+    browser.click("#retry").await;
+    browser
+        .call(reqwest::Method::POST, "/alert/accept", json!({}))
+        .await;
+    browser.find("#timeline").await;
+    let history = deployment.client.history(failed.job_id).await.unwrap();
+    assert!(
+        history.iter().any(|event| event.contains("retried")),
+        "accepted: the job went back ({history:?})"
+    );
+
+    // The batch the run made.
+    let batch = records[0].batch.expect("a manifest is a batch");
+    browser.go(&format!("{base}/ui/batches/{batch}")).await;
+    browser.find("#progress").await;
+    browser.screenshot("dashboard-batch").await;
 }
