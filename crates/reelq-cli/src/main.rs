@@ -341,12 +341,14 @@ async fn main() -> anyhow::Result<()> {
         _ => {}
     }
     if let Command::Providers { config, command } = &cli.command {
-        return match command {
-            None => providers::print(&prices, &catalog, config.as_deref()),
+        match command {
+            None => return providers::print(&prices, &catalog, config.as_deref()),
             Some(ProvidersCommand::Check { account }) => {
-                providers::check(config.as_deref(), &catalog, account.as_ref()).await
+                return providers::check(config.as_deref(), &catalog, account.as_ref()).await;
             }
-        };
+            // Pausing and resuming act on the ledger: answered once connected.
+            Some(ProvidersCommand::Pause { .. } | ProvidersCommand::Resume { .. }) => {}
+        }
     }
     if let Command::Batch {
         command: BatchCommand::Submit(args),
@@ -370,6 +372,34 @@ async fn main() -> anyhow::Result<()> {
             allow: cli.notify_allow.clone(),
         });
     match cli.command {
+        Command::Providers {
+            command: Some(ProvidersCommand::Pause { account, length }),
+            ..
+        } => {
+            client.pause_account(&account, length).await?;
+            println!(
+                "{account}: submits paused for {} on every replica (running generations go on)",
+                humantime::format_duration(length)
+            );
+        }
+        Command::Providers {
+            command: Some(ProvidersCommand::Resume { account }),
+            ..
+        } => {
+            let resumed = client.resume_account(&account).await?;
+            match resumed.was_paused {
+                false => println!("{account}: was not paused"),
+                true => println!(
+                    "{account}: resumed; {} held jobs sent now{}",
+                    resumed.brought_forward,
+                    if resumed.more_left {
+                        " (more go at the pause's old end)"
+                    } else {
+                        ""
+                    }
+                ),
+            }
+        }
         Command::Providers { .. } | Command::Completions { .. } | Command::Man => {
             unreachable!("answered before connecting")
         }

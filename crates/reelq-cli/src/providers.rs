@@ -18,6 +18,18 @@ pub(crate) enum ProvidersCommand {
         #[arg(long)]
         account: Option<AccountName>,
     },
+    /// Stops every replica submitting to an account (a provider's own name for
+    /// `[providers.<name>]`) until `--for` ends or `resume`; running generations are still
+    /// polled and fetched.
+    Pause {
+        account: AccountName,
+        /// How long, e.g. `30m`, `2h`.
+        #[arg(long = "for", default_value = "1h", value_parser = humantime::parse_duration)]
+        length: std::time::Duration,
+    },
+    /// Ends an account's pause (an operator's, a 429's or an empty account's) and sends the
+    /// jobs it held back at once.
+    Resume { account: AccountName },
 }
 
 fn worker_config(path: Option<&Path>) -> anyhow::Result<WorkerConfig> {

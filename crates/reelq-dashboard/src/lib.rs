@@ -93,6 +93,10 @@ pub fn router(client: Client, config: DashboardConfig) -> Router {
             "/ui/batches/{batch_id}/retry-failed",
             post(pages::retry_failed_batch),
         )
+        .route(
+            "/ui/accounts/{account}/{action}",
+            post(pages::pause_account),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_login,

@@ -10,7 +10,7 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use maud::{DOCTYPE, Markup, PreEscaped, html};
-use reelq_core::{BatchId, ErrorClass, JobId, JobState, ProviderKind, micros_to_usd};
+use reelq_core::{AccountName, BatchId, ErrorClass, JobId, JobState, ProviderKind, micros_to_usd};
 use reelq_producer::{
     Asset, Client,
     display::{age, utc},
@@ -120,13 +120,16 @@ fn bar_chart(id: &str, values: &[(String, u64)], class: &str, step: usize) -> Ma
 }
 
 pub(crate) async fn overview(State(dashboard): State<Dashboard>) -> Response {
-    match overview_page(&dashboard.client).await {
+    match overview_page(&dashboard.client, dashboard.config.writable).await {
         Ok(page) => page.into_response(),
         Err(err) => unavailable(err),
     }
 }
 
-async fn overview_page(client: &Client) -> Result<Markup, reelq_producer::ProducerError> {
+async fn overview_page(
+    client: &Client,
+    writable: bool,
+) -> Result<Markup, reelq_producer::ProducerError> {
     let stats = client.stats().await?;
     let limits = client.provider_limits().await?;
     let per_5_min = client
@@ -180,7 +183,7 @@ async fn overview_page(client: &Client) -> Result<Markup, reelq_producer::Produc
             }
             h2 { "Providers" }
             table id="providers" {
-                tr { th { "account" } th { "in flight" } th { "max in flight" } th { "requests/s" } th { "submits" } }
+                tr { th { "account" } th { "in flight" } th { "max in flight" } th { "requests/s" } th { "submits" } @if writable { th { "action" } } }
                 @for provider in &stats.providers {
                     @let limit = limits.iter().find(|l| l.account == provider.account);
                     tr {
@@ -189,6 +192,20 @@ async fn overview_page(client: &Client) -> Result<Markup, reelq_producer::Produc
                         td { (limit.filter(|l| l.max_in_flight > 0).map_or("no limit".to_owned(), |l| l.max_in_flight.to_string())) }
                         td { (limit.filter(|l| l.requests_per_s > 0.0).map_or("no limit".to_owned(), |l| l.requests_per_s.to_string())) }
                         td { (provider.paused_ms.map_or("open".to_owned(), |ms| format!("paused {:.0} s", ms as f64 / 1000.0))) }
+                        @if writable {
+                            td {
+                                @if provider.paused_ms.is_some() {
+                                    form.inline method="post" action={ "/ui/accounts/" (provider.account) "/resume" } {
+                                        button type="submit" { "Resume" }
+                                    }
+                                } @else {
+                                    form.inline method="post" action={ "/ui/accounts/" (provider.account) "/pause" }
+                                        onsubmit="return confirm('Pause submits to this account for an hour, on every replica?')" {
+                                        button type="submit" { "Pause 1 h" }
+                                    }
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -724,6 +741,36 @@ pub(crate) async fn resolve_job(
     };
     match dashboard.client.resolve(job_id, resolution).await {
         Ok(moved) => done(moved, format!("/ui/jobs/{job_id}")),
+        Err(err) => unavailable(err),
+    }
+}
+
+/// How long the dashboard's pause button pauses an account.
+const DASHBOARD_PAUSE: Duration = Duration::from_secs(3600);
+
+/// `POST /ui/accounts/{account}/pause` and `/resume`.
+pub(crate) async fn pause_account(
+    State(dashboard): State<Dashboard>,
+    Path((account, action)): Path<(String, String)>,
+) -> Response {
+    if let Some(refused) = refuse_unless_writable(&dashboard) {
+        return refused;
+    }
+    let Ok(account) = account.parse::<AccountName>() else {
+        return not_found("no such account");
+    };
+    let done = match action.as_str() {
+        "pause" => {
+            dashboard
+                .client
+                .pause_account(&account, DASHBOARD_PAUSE)
+                .await
+        }
+        "resume" => dashboard.client.resume_account(&account).await.map(|_| ()),
+        _ => return not_found("no such action"),
+    };
+    match done {
+        Ok(()) => Redirect::to("/ui").into_response(),
         Err(err) => unavailable(err),
     }
 }

@@ -357,6 +357,10 @@ async fn a_read_only_dashboard_refuses_every_action() {
         .await,
         StatusCode::FORBIDDEN
     );
+    assert_eq!(
+        f.post("/ui/accounts/kie/pause", &[]).await,
+        StatusCode::FORBIDDEN
+    );
     for action in ["cancel", "retry-failed"] {
         assert_eq!(
             f.post(&format!("/ui/batches/{}/{action}", f.batch), &[])
@@ -402,6 +406,22 @@ async fn a_writable_dashboard_retries_resolves_and_cancels() {
     assert_eq!(resolved, StatusCode::SEE_OTHER);
     let (_, job) = f.get(&format!("/ui/jobs/{}", f.uncertain)).await;
     assert!(job.contains(">waiting<") && job.contains("task_77"));
+    // An account paused from the overview, and resumed.
+    assert_eq!(
+        f.post("/ui/accounts/kie/pause", &[]).await,
+        StatusCode::SEE_OTHER
+    );
+    let (_, overview) = f.get("/ui").await;
+    assert!(
+        overview.contains("paused ") && overview.contains("Resume"),
+        "{overview}"
+    );
+    assert_eq!(
+        f.post("/ui/accounts/kie/resume", &[]).await,
+        StatusCode::SEE_OTHER
+    );
+    let (_, overview) = f.get("/ui").await;
+    assert!(overview.contains("Pause 1 h"), "{overview}");
     // The batch has no failed job: retrying its failed jobs moves nothing, and says so by
     // coming back to the batch.
     assert_eq!(

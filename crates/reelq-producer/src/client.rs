@@ -15,7 +15,7 @@ use reelq_core::{
 };
 use reelq_queue::{
     BatchInfo, EnqueueProgress, Enqueued, Idempotency, JobRecord, Ledger, LedgerConfig, PageCursor,
-    ProviderLimit, QueueError, Resolution, WorkerInfo,
+    ProviderLimit, QueueError, Resolution, Resumed, WorkerInfo,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -423,6 +423,21 @@ impl Client {
             .flatten();
         let ids: Vec<JobId> = entries.iter().map(|entry| entry.job_id).collect();
         Ok((self.ledger.jobs(&ids).await?, next))
+    }
+
+    /// Stops every replica submitting to `account` for `length` (running generations go on
+    /// being polled and fetched).
+    pub async fn pause_account(
+        &self,
+        account: &AccountName,
+        length: Duration,
+    ) -> Result<(), ProducerError> {
+        Ok(self.ledger.pause_account(account, length).await?)
+    }
+
+    /// Ends `account`'s pause and makes the jobs it held back due now.
+    pub async fn resume_account(&self, account: &AccountName) -> Result<Resumed, ProducerError> {
+        Ok(self.ledger.resume_account(account).await?)
     }
 
     /// Whether Redis answers (for readiness probes).

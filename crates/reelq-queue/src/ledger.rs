@@ -18,7 +18,7 @@
 //! | `P limits`     | hash   | account -> "max_in_flight requests_per_s daily_budget_micros" as workers run them | worker start |
 //! | `P due_low`    | zset   | like `due`, for queued jobs of low-priority batches (claimed after `due`) | enqueue, claim, batch |
 //! | `P spend:{account}:{day}` | string | estimated spend reserved on that UTC day, micros (expires) | claim, transition |
-//! | `P pause:{account}` | string | present while submits to that account are paused (429, credits) | pause          |
+//! | `P pause:{account}` | string | present while submits to that account are paused (429, credits, an operator) | pause, resume |
 //! | `P idem:{scope}:{key}` | hash | digest (of the request) and receipt of the enqueue made under an idempotency key (expires) | enqueue, commit |
 //! | `P stage:{batch}` | list | a large batch's jobs (JSON tuples) staged in chunks: nothing claims them; expires unless committed | enqueue (staging), release |
 //! | `P releasing` | zset | committed batch id -> commit ms, while its staged jobs are being queued | commit, release |
@@ -50,6 +50,7 @@ pub use operator::Resolution;
 pub use reads::BatchInfo;
 pub use reads::PageCursor;
 pub use settings::ProviderLimit;
+pub use settings::Resumed;
 pub use tasks::{CallbackBinding, WakeOutcome};
 pub use workers::WorkerInfo;
 

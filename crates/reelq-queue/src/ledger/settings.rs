@@ -9,6 +9,22 @@ use reelq_core::AccountName;
 use crate::{Ledger, QueueError};
 
 static PAUSE: LazyLock<Script> = ledger_script!("pause.lua");
+static RESUME: LazyLock<Script> = ledger_script!("resume.lua");
+
+/// The most due entries one resume looks at: enough for every job one account's pause held
+/// back in most deployments, few enough that the script stays short.
+const RESUME_SCAN: usize = 10_000;
+
+/// What a resume did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resumed {
+    /// Whether the account was paused at all.
+    pub was_paused: bool,
+    /// Queued jobs held back for the pause, due now again.
+    pub brought_forward: u64,
+    /// Whether the look reached its bound: more held jobs may go at the pause's old end.
+    pub more_left: bool,
+}
 
 /// One provider account's cluster-wide limits, enforced by the claim script for every
 /// replica at once. Zero means no limit.
@@ -89,6 +105,31 @@ impl Ledger {
             .invoke_async(&mut self.conn().await?)
             .await?;
         Ok(())
+    }
+
+    /// Ends `account`'s pause at once, for every replica, and makes the queued jobs it held
+    /// back due now.
+    pub async fn resume_account(&self, account: &AccountName) -> Result<Resumed, QueueError> {
+        let contracts: Vec<&str> = reelq_core::ProviderKind::ALL
+            .iter()
+            .map(|kind| kind.as_str())
+            .collect();
+        let was_paused = self.paused_for(account).await?.is_some();
+        let (moved, looked): (u64, usize) = RESUME
+            .key(self.key(format!("pause:{account}")))
+            .key(self.key("due"))
+            .key(self.key("due_low"))
+            .arg(&self.prefix)
+            .arg(account.as_str())
+            .arg(contracts.join(","))
+            .arg(RESUME_SCAN)
+            .invoke_async(&mut self.conn().await?)
+            .await?;
+        Ok(Resumed {
+            was_paused,
+            brought_forward: moved,
+            more_left: looked >= RESUME_SCAN,
+        })
     }
 
     /// The limits workers published, by account.

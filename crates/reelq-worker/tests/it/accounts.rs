@@ -68,3 +68,53 @@ async fn two_kie_accounts_run_side_by_side_each_within_its_own_limit() {
         assert!(served >= 2, "{account} served {served} of the jobs");
     }
 }
+
+#[tokio::test]
+async fn an_operator_pauses_an_account_and_its_resume_sends_the_held_jobs_at_once() {
+    let deployment = Deployment::start(
+        env!("CARGO_BIN_EXE_reelq-worker"),
+        Duration::from_millis(50),
+    )
+    .await;
+    let kie: AccountName = "kie".parse().unwrap();
+    deployment
+        .client
+        .pause_account(&kie, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let _worker = deployment.spawn_worker_task("w", API_KEY, None);
+    let job_ids = deployment.enqueue_manifest(&prompts("paused", 2)).await;
+
+    // The worker's claims hold both back to the pause's end: nothing is due now, nothing
+    // was submitted. Nothing announces a hold (no state changes): read again shortly.
+    tokio::time::timeout(reelq_testkit::EVENT_TIMEOUT, async {
+        while deployment.client.stats().await.unwrap().due_now > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the claims hold the jobs back");
+    for job_id in &job_ids {
+        let record = deployment.client.status(*job_id).await.unwrap().unwrap();
+        assert_eq!(record.state, reelq_core::JobState::Queued);
+    }
+    assert_eq!(
+        deployment.sim.stats().creates,
+        0,
+        "nothing submitted while paused"
+    );
+
+    let resumed = deployment.client.resume_account(&kie).await.unwrap();
+    assert_eq!(
+        (
+            resumed.was_paused,
+            resumed.brought_forward,
+            resumed.more_left
+        ),
+        (true, 2, false)
+    );
+    let records = deployment.settled(&job_ids).await;
+    deployment.assert_stored_once(&records);
+    let again = deployment.client.resume_account(&kie).await.unwrap();
+    assert!(!again.was_paused);
+}
