@@ -23,7 +23,7 @@ use crate::Dashboard;
 
 const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:0;color:#222}\
 nav{background:#1f2937;padding:8px 16px}nav a{color:#fff;margin-right:16px;text-decoration:none}\
-main{padding:16px}table{border-collapse:collapse;margin:8px 0}\
+main{padding:16px;overflow-x:auto}table{border-collapse:collapse;margin:8px 0}\
 td,th{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left}\
 .cards{display:flex;flex-wrap:wrap;gap:8px}.card{border:1px solid #ddd;border-radius:6px;padding:8px 12px}\
 .card b{display:block;font-size:20px}.error{color:#b91c1c}svg rect{fill:#2563eb}\
@@ -63,16 +63,17 @@ fn frame(title: &str, body: Markup, live: bool) -> Markup {
         html lang="en" {
             head {
                 meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
                 title { "reelq · " (title) }
                 style { (PreEscaped(STYLE)) }
             }
             body {
-                nav {
+                nav aria-label="reelq" {
                     a href="/ui" { "Overview" }
                     a href="/ui/jobs" { "Jobs" }
                     a href="/ui/batches" { "Batches" }
                     form.inline method="post" action="/ui/logout" { button type="submit" { "Log out" } }
-                    @if live { span id="live" { "live · every 5 s" } }
+                    @if live { span id="live" role="status" aria-live="polite" { "live · every 5 s" } }
                 }
                 main { h1 { (title) } (body) }
                 @if live { script { (PreEscaped(LIVE_SCRIPT)) } }
@@ -107,7 +108,7 @@ fn bar_chart(id: &str, values: &[(String, u64)], class: &str, step: usize) -> Ma
     let max = values.iter().map(|(_, v)| *v).max().unwrap_or(0).max(1);
     let width = step * values.len().max(1);
     html! {
-        svg id=(id) width=(width) height="110" role="img" {
+        svg id=(id) width=(width) height="110" role="img" aria-label=(values.iter().map(|(label, value)| format!("{label}: {value}")).collect::<Vec<_>>().join(", ")) {
             @for (i, (label, value)) in values.iter().enumerate() {
                 @let height = 80 * value / max;
                 rect class=(class) x=(i * step + 4) y=(85 - height) width=(step - 8) height=(height) {
@@ -327,17 +328,17 @@ pub(crate) async fn jobs(
             }
             form method="get" action="/ui/jobs" {
                 @if let Some(state) = state { input type="hidden" name="state" value=(state.as_str()); }
-                select name="provider" {
+                select name="provider" aria-label="provider" {
                     option value="" { "any provider" }
                     @for p in ProviderKind::ALL {
                         option value=(p.as_str()) selected[provider == Some(p)] { (p.as_str()) }
                     }
                 }
-                input type="text" name="batch" placeholder="batch id" value=(filter.batch.clone().unwrap_or_default());
+                input type="text" name="batch" aria-label="batch id" placeholder="batch id" value=(filter.batch.clone().unwrap_or_default());
                 button type="submit" { "Filter" }
             }
             form method="get" action="/ui/jobs" {
-                input type="text" name="q" placeholder="go to a job id";
+                input type="text" name="q" aria-label="job id" placeholder="go to a job id";
                 button type="submit" { "Go" }
             }
             (jobs_table(&records))
@@ -490,7 +491,7 @@ pub(crate) async fn job(
             }
             @if writable && record.state == JobState::Uncertain {
                 form method="post" action={ "/ui/jobs/" (job_id) "/resolve" } id="resolve" {
-                    input type="text" name="task_id" placeholder="provider task id";
+                    input type="text" name="task_id" aria-label="provider task id" placeholder="provider task id";
                     button type="submit" name="resolution" value="task_id" { "The provider has this task" }
                     button type="submit" name="resolution" value="resubmit"
                         onclick="return confirm('Submit again? If the provider did accept the first create, you pay for two generations.')" { "Submit again" }
