@@ -97,6 +97,8 @@ pub fn router(client: Client, config: DashboardConfig) -> Router {
             "/ui/accounts/{account}/{action}",
             post(pages::pause_account),
         )
+        .route("/ui/batches/{batch_id}/resume", post(pages::resume_batch))
+        .route("/ui/jobs/bulk", post(pages::bulk_jobs))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_login,

@@ -31,7 +31,8 @@ svg rect.fail{fill:#dc2626}.bar{background:#e5e7eb;width:300px;height:12px}\
 .bar div{background:#16a34a;height:12px}form.inline{display:inline}\
 .chips a{border:1px solid #ddd;border-radius:12px;padding:2px 10px;margin-right:6px;text-decoration:none}\
 .chips a.on{background:#1f2937;color:#fff}.card a{color:inherit;text-decoration:none}\
-#live{float:right;color:#16a34a;font-size:12px}#live.stopped{color:#b91c1c}";
+#live{float:right;color:#16a34a;font-size:12px}#live.stopped{color:#b91c1c}\
+.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0,0,0,0)}";
 
 /// Live pages: every 5 s the page fetches itself and swaps its `main` in place (not while
 /// the operator is in one of its forms), and the indicator says when it last did (or that
@@ -247,11 +248,19 @@ pub(crate) async fn jobs(
     Query(filter): Query<JobFilter>,
 ) -> Response {
     let client = &dashboard.client;
+    let writable = dashboard.config.writable;
     let bad = |message: String| (StatusCode::BAD_REQUEST, message).into_response();
-    if let Some(query) = filled(&filter.q) {
-        return match query.trim().parse::<JobId>() {
-            Ok(job_id) => Redirect::to(&format!("/ui/jobs/{job_id}")).into_response(),
-            Err(_) => bad(format!("{query:?} is not a job id")),
+    if let Some(query) = filled(&filter.q).map(str::trim) {
+        if let Ok(job_id) = query.parse::<JobId>() {
+            return Redirect::to(&format!("/ui/jobs/{job_id}")).into_response();
+        }
+        // Else a provider task id, at any account.
+        return match client.job_of_task_anywhere(query).await {
+            Ok(Some(job_id)) => Redirect::to(&format!("/ui/jobs/{job_id}")).into_response(),
+            Ok(None) => bad(format!(
+                "{query:?} is neither a job id nor a task id reelq knows"
+            )),
+            Err(err) => unavailable(err),
         };
     }
     let state = match filled(&filter.state)
@@ -338,10 +347,21 @@ pub(crate) async fn jobs(
                 button type="submit" { "Filter" }
             }
             form method="get" action="/ui/jobs" {
-                input type="text" name="q" aria-label="job id" placeholder="go to a job id";
+                input type="text" name="q" aria-label="job id or provider task id" placeholder="job id or task id";
                 button type="submit" { "Go" }
             }
-            (jobs_table(&records))
+            @if writable {
+                // Retrying a failed job whose task is gone submits it again: say so first.
+                form id="bulk" method="post" action="/ui/jobs/bulk"
+                    onsubmit="return confirm('Act on the selected jobs? Retrying a failed job without a provider task submits it again: a new paid generation for each.')" {
+                    (jobs_table(&records, true))
+                    button type="submit" name="action" value="retry" { "Retry the selected failed jobs" }
+                    " "
+                    button type="submit" name="action" value="cancel" { "Cancel the selected jobs not yet submitted" }
+                }
+            } @else {
+                (jobs_table(&records, false))
+            }
             @if let Some(next) = next {
                 p { a id="next" href={ "/ui/jobs?" (query(state)) "&after=" (next.to_string()) } { "Next page →" } }
             }
@@ -350,13 +370,18 @@ pub(crate) async fn jobs(
     .into_response()
 }
 
-fn jobs_table(records: &[JobRecord]) -> Markup {
+/// The jobs as a table; `selectable`, each row with a box for the bulk actions of the form
+/// around it (`#bulk`).
+fn jobs_table(records: &[JobRecord], selectable: bool) -> Markup {
     let now = now_ms();
     html! {
         table id="jobs" {
-            tr { th { "job" } th { "state" } th { "account" } th { "model" } th { "created (UTC)" } th { "last change" } th { "est. USD" } th { "submits" } th { "object / error" } }
+            tr { @if selectable { th { span.sr { "select" } } } th { "job" } th { "state" } th { "account" } th { "model" } th { "created (UTC)" } th { "last change" } th { "est. USD" } th { "submits" } th { "object / error" } }
             @for r in records {
                 tr {
+                    @if selectable {
+                        td { input type="checkbox" name="job_id" value=(r.job_id) aria-label={ "select " (r.job_id) }; }
+                    }
                     td { a href={ "/ui/jobs/" (r.job_id) } { (r.job_id) } }
                     td { (r.state.as_str()) }
                     td { (r.account.as_str()) }
@@ -476,9 +501,16 @@ pub(crate) async fn job(
             }
             h2 { "Timeline" }
             ol id="timeline" {
-                @for event in &history {
+                @for (i, event) in history.iter().enumerate() {
                     @let (at, rest) = event.split_once(' ').unwrap_or((event, ""));
-                    li { code { (format_ms(at)) } " " (rest) }
+                    @let since = i.checked_sub(1).and_then(|before| {
+                        let before: u64 = history[before].split(' ').next()?.parse().ok()?;
+                        Some(at.parse::<u64>().ok()?.saturating_sub(before))
+                    });
+                    li {
+                        code { (format_ms(at)) } " " (rest)
+                        @if let Some(ms) = since { " " small { "(+" (format!("{:.1}", ms as f64 / 1000.0)) " s)" } }
+                    }
                 }
             }
             @if writable && record.state == JobState::Failed {
@@ -636,13 +668,19 @@ pub(crate) async fn batch(
                     button type="submit" id="cancel" { "Cancel the batch's " (cancellable) " jobs not yet submitted" }
                 }
             }
+            @if writable && count(&[JobState::BudgetHeld]) > 0 {
+                form.inline method="post" action={ "/ui/batches/" (batch_id) "/resume" } {
+                    label { "New budget (USD) " input type="number" step="0.01" min="0" name="budget_usd" required; }
+                    button type="submit" id="resume" { "Resume the held jobs" }
+                }
+            }
             @if writable && failed > 0 {
                 form.inline method="post" action={ "/ui/batches/" (batch_id) "/retry-failed" }
                     onsubmit="return confirm('Retry the failed jobs? Those without a provider task to poll are submitted again: new paid generations.')" {
                     button type="submit" id="retry-failed" { "Retry the " (failed) " failed jobs" }
                 }
             }
-            (jobs_table(&records))
+            (jobs_table(&records, false))
         },
     )
     .into_response()
@@ -742,6 +780,79 @@ pub(crate) async fn resolve_job(
     };
     match dashboard.client.resolve(job_id, resolution).await {
         Ok(moved) => done(moved, format!("/ui/jobs/{job_id}")),
+        Err(err) => unavailable(err),
+    }
+}
+
+/// `POST /ui/jobs/bulk`: `action` (`retry` or `cancel`) for every `job_id` given; jobs the
+/// action does not apply to are left as they are.
+pub(crate) async fn bulk_jobs(
+    State(dashboard): State<Dashboard>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Response {
+    if let Some(refused) = refuse_unless_writable(&dashboard) {
+        return refused;
+    }
+    let action = fields
+        .iter()
+        .find(|(k, _)| k == "action")
+        .map(|(_, v)| v.as_str());
+    let mut job_ids = Vec::new();
+    for (_, value) in fields.iter().filter(|(k, _)| k == "job_id") {
+        match value.parse::<JobId>() {
+            Ok(job_id) => job_ids.push(job_id),
+            Err(_) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    format!("{value:?} is not a job id"),
+                )
+                    .into_response();
+            }
+        }
+    }
+    for job_id in job_ids {
+        let acted = match action {
+            Some("retry") => dashboard.client.retry_failed(job_id).await,
+            Some("cancel") => dashboard.client.cancel_job(job_id).await,
+            _ => return (StatusCode::BAD_REQUEST, "action: retry or cancel").into_response(),
+        };
+        if let Err(err) = acted {
+            return unavailable(err);
+        }
+    }
+    Redirect::to("/ui/jobs").into_response()
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ResumeForm {
+    budget_usd: f64,
+}
+
+/// `POST /ui/batches/{id}/resume`: raises the budget and sends the held jobs on.
+pub(crate) async fn resume_batch(
+    State(dashboard): State<Dashboard>,
+    Path(batch_id): Path<String>,
+    Form(form): Form<ResumeForm>,
+) -> Response {
+    if let Some(refused) = refuse_unless_writable(&dashboard) {
+        return refused;
+    }
+    let Ok(batch_id) = batch_id.parse::<BatchId>() else {
+        return not_found("no such batch");
+    };
+    if !(form.budget_usd >= 0.0 && form.budget_usd.is_finite()) {
+        return (StatusCode::BAD_REQUEST, "budget_usd: a number of dollars").into_response();
+    }
+    match dashboard
+        .client
+        .resume_batch(batch_id, Some(form.budget_usd))
+        .await
+    {
+        Ok(Some(_)) => Redirect::to(&format!("/ui/batches/{batch_id}")).into_response(),
+        Ok(None) => not_found("no such batch"),
+        Err(reelq_producer::ProducerError::Queue(err)) => {
+            (StatusCode::CONFLICT, err.to_string()).into_response()
+        }
         Err(err) => unavailable(err),
     }
 }

@@ -17,6 +17,7 @@ struct Fixture {
     _redis: RedisServer,
     base: String,
     http: reqwest::Client,
+    client: Client,
     batch: BatchId,
     failed: reelq_core::JobId,
     uncertain: reelq_core::JobId,
@@ -100,7 +101,7 @@ async fn fixture(writable: bool) -> Fixture {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let app = router(
-        client,
+        client.clone(),
         DashboardConfig::new(ApiToken::new(TOKEN).unwrap(), writable),
     );
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -112,6 +113,7 @@ async fn fixture(writable: bool) -> Fixture {
         _redis: redis,
         base,
         http,
+        client,
         batch,
         failed,
         uncertain,
@@ -406,6 +408,51 @@ async fn a_writable_dashboard_retries_resolves_and_cancels() {
     assert_eq!(resolved, StatusCode::SEE_OTHER);
     let (_, job) = f.get(&format!("/ui/jobs/{}", f.uncertain)).await;
     assert!(job.contains(">waiting<") && job.contains("task_77"));
+    // A task id finds its job too; the timeline says how long each step took.
+    let found = f
+        .http
+        .get(format!("{}/ui/jobs?q=task_77", f.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(found.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        found.headers()["location"],
+        format!("/ui/jobs/{}", f.uncertain)
+    );
+    assert!(job.contains("(+"), "step durations in the timeline");
+    // Bulk: one of the batch's queued jobs cancelled from the list; a bad action refused.
+    let (_, list) = f.get("/ui/jobs").await;
+    assert!(list.contains(r#"id="bulk""#) && list.contains("a new paid generation"));
+    let batch_jobs = f.client.batch_jobs(f.batch).await.unwrap();
+    let first = batch_jobs[0].to_string();
+    assert_eq!(
+        f.post("/ui/jobs/bulk", &[("action", "cancel"), ("job_id", &first)])
+            .await,
+        StatusCode::SEE_OTHER
+    );
+    let record = f.client.status(batch_jobs[0]).await.unwrap().unwrap();
+    assert_eq!(record.state, reelq_core::JobState::Cancelled);
+    assert_eq!(
+        f.post(
+            "/ui/jobs/bulk",
+            &[("action", "explode"), ("job_id", &first)]
+        )
+        .await,
+        StatusCode::BAD_REQUEST
+    );
+    // Resuming with a budget: nothing is held here, so nothing moves, and it says so by
+    // coming back; a budget that is not a number is refused.
+    let resume = format!("/ui/batches/{}/resume", f.batch);
+    assert_eq!(
+        f.post(&resume, &[("budget_usd", "20")]).await,
+        StatusCode::SEE_OTHER
+    );
+    assert_ne!(
+        f.post(&resume, &[("budget_usd", "lots")]).await,
+        StatusCode::SEE_OTHER
+    );
     // An account paused from the overview, and resumed.
     assert_eq!(
         f.post("/ui/accounts/kie/pause", &[]).await,

@@ -440,6 +440,26 @@ impl Client {
         Ok(self.ledger.resume_account(account).await?)
     }
 
+    /// The job that owns provider task `task_id` at any account workers have published (or
+    /// any contract's own account), if it is indexed.
+    pub async fn job_of_task_anywhere(
+        &self,
+        task_id: &str,
+    ) -> Result<Option<JobId>, ProducerError> {
+        let mut accounts: Vec<AccountName> = ProviderKind::ALL.map(AccountName::from).into();
+        for limit in self.ledger.published_limits().await? {
+            if !accounts.contains(&limit.account) {
+                accounts.push(limit.account);
+            }
+        }
+        for account in &accounts {
+            if let Some(job_id) = self.ledger.job_of_task(account, task_id).await? {
+                return Ok(Some(job_id));
+            }
+        }
+        Ok(None)
+    }
+
     /// Whether Redis answers (for readiness probes).
     pub async fn ping(&self) -> Result<(), ProducerError> {
         Ok(self.ledger.ping().await?)

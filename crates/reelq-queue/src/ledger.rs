@@ -51,6 +51,7 @@ pub use reads::BatchInfo;
 pub use reads::PageCursor;
 pub use settings::ProviderLimit;
 pub use settings::Resumed;
+pub use tasks::TASK_INDEX_TTL;
 pub use tasks::{CallbackBinding, WakeOutcome};
 pub use workers::WorkerInfo;
 

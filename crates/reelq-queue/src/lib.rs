@@ -69,7 +69,7 @@ pub use error::QueueError;
 pub use ledger::{
     BatchInfo, CallbackBinding, Claim, ClaimOptions, LEDGER_SCHEMA, Lease, Ledger, LedgerConfig,
     LimitWait, Notification, NotifyOutcome, NotifyTarget, PageCursor, ProviderLimit, Resolution,
-    Resumed, TransitionOutcome, Wait, WakeOutcome, WorkerInfo, own_accounts,
+    Resumed, TASK_INDEX_TTL, TransitionOutcome, Wait, WakeOutcome, WorkerInfo, own_accounts,
 };
 pub use record::JobRecord;
 pub use transition::Transition;

@@ -54,9 +54,7 @@ const RECORD_RETRY: ExponentialBuilder = ExponentialBuilder::new()
     .with_jitter()
     .with_max_times(30);
 
-/// How long a task stays findable by its id for account-level callbacks: far beyond any
-/// generation, and short enough that the index cleans itself.
-pub(crate) const TASK_INDEX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+pub(crate) use reelq_queue::TASK_INDEX_TTL;
 
 /// How callback tokens are kept: SHA-256, hex.
 pub(crate) fn token_hash(token: &str) -> String {

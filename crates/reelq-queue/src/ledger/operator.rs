@@ -30,6 +30,10 @@ impl Ledger {
     /// Settles an `uncertain` job. False if the job is not `uncertain`.
     pub async fn resolve(&self, job_id: JobId, resolution: Resolution) -> Result<bool, QueueError> {
         let cleared = [("error", String::new()), ("error_class", String::new())];
+        let task = match &resolution {
+            Resolution::TaskId(task_id) => Some(task_id.clone()),
+            _ => None,
+        };
         let (name, delay, fields): (&str, i64, Vec<(&str, String)>) = match resolution {
             Resolution::TaskId(task_id) => (
                 "resolve_with_task",
@@ -53,8 +57,17 @@ impl Ledger {
                 vec![("error", "resolved as failed by an operator".into())],
             ),
         };
-        self.operator_move(job_id, name, delay, "resolved by an operator", &fields)
-            .await
+        let moved = self
+            .operator_move(job_id, name, delay, "resolved by an operator", &fields)
+            .await?;
+        // The task the operator named is the job's: its callbacks and a search find it.
+        if let (true, Some(task_id)) = (moved, task)
+            && let Some(record) = self.job(job_id).await?
+        {
+            self.index_task(&record.account, &task_id, job_id, super::TASK_INDEX_TTL)
+                .await?;
+        }
+        Ok(moved)
     }
 
     /// Gives a `failed` job another go: back to polling if the provider has its task, else

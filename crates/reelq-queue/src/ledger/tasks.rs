@@ -10,6 +10,10 @@ use crate::{JobRecord, Ledger, QueueError};
 
 static WAKE: LazyLock<Script> = ledger_script!("wake.lua");
 
+/// How long a task stays findable by its id (account-level callbacks, the dashboard's
+/// search): far beyond any generation, and short enough that the index cleans itself.
+pub const TASK_INDEX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// What a per-task callback for a job is checked against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallbackBinding {
