@@ -834,11 +834,9 @@ pub(crate) async fn resume_batch(
     Path(batch_id): Path<String>,
     Form(form): Form<ResumeForm>,
 ) -> Response {
-    if let Some(refused) = refuse_unless_writable(&dashboard) {
-        return refused;
-    }
-    let Ok(batch_id) = batch_id.parse::<BatchId>() else {
-        return not_found("no such batch");
+    let batch_id = match writable_batch(&dashboard, &batch_id) {
+        Ok(batch_id) => batch_id,
+        Err(refused) => return *refused,
     };
     if !(form.budget_usd >= 0.0 && form.budget_usd.is_finite()) {
         return (StatusCode::BAD_REQUEST, "budget_usd: a number of dollars").into_response();
@@ -887,15 +885,23 @@ pub(crate) async fn pause_account(
     }
 }
 
+/// The batch an action names, if the dashboard may act: a refusal otherwise.
+fn writable_batch(dashboard: &Dashboard, batch_id: &str) -> Result<BatchId, Box<Response>> {
+    if let Some(refused) = refuse_unless_writable(dashboard) {
+        return Err(Box::new(refused));
+    }
+    batch_id
+        .parse::<BatchId>()
+        .map_err(|_| Box::new(not_found("no such batch")))
+}
+
 pub(crate) async fn retry_failed_batch(
     State(dashboard): State<Dashboard>,
     Path(batch_id): Path<String>,
 ) -> Response {
-    if let Some(refused) = refuse_unless_writable(&dashboard) {
-        return refused;
-    }
-    let Ok(batch_id) = batch_id.parse::<BatchId>() else {
-        return not_found("no such batch");
+    let batch_id = match writable_batch(&dashboard, &batch_id) {
+        Ok(batch_id) => batch_id,
+        Err(refused) => return *refused,
     };
     match dashboard.client.retry_failed_batch(batch_id).await {
         Ok(_) => Redirect::to(&format!("/ui/batches/{batch_id}")).into_response(),
@@ -907,11 +913,9 @@ pub(crate) async fn cancel_batch(
     State(dashboard): State<Dashboard>,
     Path(batch_id): Path<String>,
 ) -> Response {
-    if let Some(refused) = refuse_unless_writable(&dashboard) {
-        return refused;
-    }
-    let Ok(batch_id) = batch_id.parse::<BatchId>() else {
-        return not_found("no such batch");
+    let batch_id = match writable_batch(&dashboard, &batch_id) {
+        Ok(batch_id) => batch_id,
+        Err(refused) => return *refused,
     };
     match dashboard.client.cancel_batch(batch_id).await {
         Ok(Some(_)) => Redirect::to(&format!("/ui/batches/{batch_id}")).into_response(),

@@ -121,14 +121,25 @@ async fn fixture(writable: bool) -> Fixture {
 }
 
 impl Fixture {
-    async fn get(&self, path: &str) -> (StatusCode, String) {
-        let response = self
-            .http
+    /// A GET of `path` with the token (redirects not followed).
+    async fn send_get(&self, path: &str) -> reqwest::Response {
+        self.http
             .get(format!("{}{path}", self.base))
             .bearer_auth(TOKEN)
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Where a GET of `path` redirects to, if it does (303).
+    async fn redirect(&self, path: &str) -> Option<String> {
+        let response = self.send_get(path).await;
+        (response.status() == StatusCode::SEE_OTHER)
+            .then(|| response.headers()["location"].to_str().unwrap().to_owned())
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, String) {
+        let response = self.send_get(path).await;
         (response.status(), response.text().await.unwrap())
     }
 
@@ -285,17 +296,9 @@ async fn every_page_shows_what_the_ledger_holds() {
             "{job} listed by default"
         );
     }
-    let found = f
-        .http
-        .get(format!("{}/ui/jobs?q={}", f.base, f.uncertain))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(found.status(), StatusCode::SEE_OTHER);
     assert_eq!(
-        found.headers()["location"],
-        format!("/ui/jobs/{}", f.uncertain)
+        f.redirect(&format!("/ui/jobs?q={}", f.uncertain)).await,
+        Some(format!("/ui/jobs/{}", f.uncertain))
     );
     assert_eq!(f.get("/ui/jobs?q=nope").await.0, StatusCode::BAD_REQUEST);
 
@@ -409,17 +412,9 @@ async fn a_writable_dashboard_retries_resolves_and_cancels() {
     let (_, job) = f.get(&format!("/ui/jobs/{}", f.uncertain)).await;
     assert!(job.contains(">waiting<") && job.contains("task_77"));
     // A task id finds its job too; the timeline says how long each step took.
-    let found = f
-        .http
-        .get(format!("{}/ui/jobs?q=task_77", f.base))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(found.status(), StatusCode::SEE_OTHER);
     assert_eq!(
-        found.headers()["location"],
-        format!("/ui/jobs/{}", f.uncertain)
+        f.redirect("/ui/jobs?q=task_77").await,
+        Some(format!("/ui/jobs/{}", f.uncertain))
     );
     assert!(job.contains("(+"), "step durations in the timeline");
     // Bulk: one of the batch's queued jobs cancelled from the list; a bad action refused.
