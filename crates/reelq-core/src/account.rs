@@ -14,6 +14,7 @@ const MAX_ACCOUNT_CHARS: usize = 32;
 /// An account's name: 1 to 32 of `a-z`, `0-9`, `-`, `_`, starting with a letter or digit.
 /// A contract's own name (`kie`) names the account configured as `[providers.kie]`, so it
 /// may only be an account of that contract.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct AccountName(String);

@@ -69,6 +69,21 @@ macro_rules! ulid_id {
                 id.to_string()
             }
         }
+
+        /// A ULID: 26 characters of Crockford's base 32.
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .pattern(Some("^[0-7][0-9A-HJKMNP-TV-Z]{25}$"))
+                    .description(Some(concat!("A ", $kind, " id (a ULID)")))
+                    .into()
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {}
     };
 }
 

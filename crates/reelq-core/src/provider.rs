@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::{SpecError, spec::join};
 
 /// The providers reelq has an adapter for.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProviderKind {

@@ -12,6 +12,7 @@ use crate::{
 };
 
 /// Frame orientation, mapped onto each provider's own vocabulary by its adapter.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Aspect {
@@ -21,6 +22,7 @@ pub enum Aspect {
 }
 
 /// Output quality tier, mapped onto each provider's size or resolution names by its adapter.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Quality {
@@ -70,8 +72,16 @@ pub const MAX_URL_CHARS: usize = 2048;
 
 /// A producer's request, as it arrives from the CLI, a JSONL manifest or the Rust API.
 /// Every field is optional here so that validation, not the parser, names what is missing.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "provider": "kie",
+    "model": "sora-2-text-to-video",
+    "prompt": "a lighthouse at dusk, waves below",
+    "duration_s": 10,
+    "aspect": "landscape"
+})))]
 pub struct JobRequest {
     pub provider: Option<String>,
     /// One of the provider's accounts (`kie-b`); absent, any account of the provider.
@@ -93,6 +103,7 @@ pub struct JobRequest {
     /// Provider options the model's catalog row declares (`negative_prompt`, `cfg_scale`,
     /// ...), passed through as they are once checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub extra: Option<Map<String, Value>>,
     /// Where reelq POSTs the completion event.
     pub notify_url: Option<String>,
@@ -105,6 +116,7 @@ pub struct JobRequest {
 
 /// A request that passed validation, with every default filled in. This is what the ledger
 /// stores and what workers read.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobSpec {
     pub provider: ProviderKind,
@@ -135,6 +147,7 @@ pub struct JobSpec {
     /// jobs enqueued before reelq wrote it: [`JobSpec::provider_request`] then writes it
     /// from the built-in catalog.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub request: Option<ProviderRequest>,
 }
 
@@ -168,6 +181,7 @@ impl JobSpec {
 
 /// A character built from a reference video, with the seconds of that video in which it
 /// appears (AceData's reference: "the starting range of seconds").
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Character {
     pub url: String,

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 ///   v           v            v          v
 /// budget_held uncertain    failed     failed      (+ rejected, expired, cancelled)
 /// ```
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {

@@ -17,8 +17,10 @@
 //! | `GET /v1/jobs/{id}`     | 200 the job's record, with `video_url` once stored (given the store); 404 |
 //! | `POST /v1/jobs/{id}/cancel` | 200 the job's record, cancelled; 409 `not_cancellable` once submitted or ended; 404 |
 //! | `GET /v1/jobs/{id}/content` | 200 the stored video, or 206 one `Range: bytes=` range; 404 not stored; 416 a range past the end |
-//! | `POST /v1/batches`      | JSONL or a JSON array; 201 `{"batch_id","job_ids"}` with `Location: /v1/batches/{id}`; 400 listing every bad line |
+//! | `POST /v1/batches?name=&budget_usd=&start_after=&priority=&notify_url=` | JSONL or a JSON array; 201 `{"batch_id","job_ids"}` with `Location: /v1/batches/{id}`; 400 listing every bad line, or naming a bad option |
 //! | `GET /v1/batches/{id}`  | 200 `{"batch_id","name","jobs","states":{state: count},"reserved_usd","budget_usd"}`; 404 |
+//! | `GET /v1/batches/{id}/jobs?limit=&cursor=` | 200 `{"data":[record, ...],"next_cursor"}` in enqueue order; 404 |
+//! | `GET /openapi.json`     | this API's OpenAPI 3.1 document, generated from the handlers and types below (`api/openapi.rs`) |
 //!
 //! `/healthz` and `/readyz` (Redis answers: 200 `ready`, else 503) answer without the token
 //! and say nothing else, for probes.
@@ -41,9 +43,13 @@ use axum::{
     routing::{get, post},
 };
 use reelq_core::{ApiToken, BatchId, BatchOptions, JobId, JobRequest, JobSpec, JobState};
-use reelq_queue::PageCursor;
+use reelq_queue::{JobRecord, PageCursor};
 use reelq_storage::{ByteRange, VideoStore};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+
+mod openapi;
 
 use crate::{Client, ProducerError, Receipt, client::now_ms, parse_json_batch, parse_manifest};
 
@@ -81,6 +87,8 @@ pub fn app(client: Client, token: ApiToken, videos: Option<Videos>) -> Router {
         .route("/v1/jobs/{job_id}/cancel", post(cancel))
         .route("/v1/batches", post(create_batch))
         .route("/v1/batches/{batch_id}", get(batch))
+        .route("/v1/batches/{batch_id}/jobs", get(batch_jobs))
+        .route("/openapi.json", get(|| async { Json(openapi::document()) }))
         .fallback(|| async { client_error(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             client_error(
@@ -113,12 +121,57 @@ fn probes(client: Client) -> Router {
         .with_state(client)
 }
 
+/// Every error answer: a stable `code` to act on and a `detail` for people (a sentence; the
+/// field and its message; a manifest's bad lines).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ErrorAnswer {
+    code: String,
+    #[schema(value_type = Value)]
+    detail: serde_json::Value,
+}
+
 fn client_error(status: StatusCode, code: &str, detail: impl Into<serde_json::Value>) -> Response {
-    (
-        status,
-        Json(json!({ "code": code, "detail": detail.into() })),
-    )
-        .into_response()
+    let answer = ErrorAnswer {
+        code: code.to_owned(),
+        detail: detail.into(),
+    };
+    (status, Json(answer)).into_response()
+}
+
+/// A job as the API answers it: its ledger record, and where its video is once stored.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct JobAnswer {
+    #[serde(flatten)]
+    record: JobRecord,
+    /// Where the stored video can be fetched: a presigned link (S3 stores) or
+    /// `/v1/jobs/{id}/content`. Absent until stored, or when the API was not given the store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    video_url: Option<String>,
+    /// The created job's id in a list, as the first version of the API answered (on create
+    /// only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    job_ids: Option<Vec<JobId>>,
+}
+
+/// A page of jobs and the cursor of the next one (null on the last page).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct JobsPage {
+    data: Vec<JobRecord>,
+    next_cursor: Option<String>,
+}
+
+/// A batch's progress.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct BatchAnswer {
+    batch_id: BatchId,
+    name: Option<String>,
+    /// How many jobs the batch has.
+    jobs: u64,
+    /// Its jobs in each state (states with none left out).
+    states: BTreeMap<String, usize>,
+    /// The estimates its submits have reserved against its budget, in dollars.
+    reserved_usd: Option<f64>,
+    budget_usd: Option<f64>,
 }
 
 /// 503 with `Retry-After: 1`: nothing was done, or nothing is proven; the client retries.
@@ -196,6 +249,26 @@ async fn authenticate(State(state): State<ApiState>, request: Request, next: Nex
     next.run(request).await
 }
 
+/// Enqueues one job. A job is refused whole, naming the first bad field.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs",
+    request_body(content = JobRequest, content_type = "application/json"),
+    params(("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY_KEY)),
+    responses(
+        (status = 201, description = "Enqueued", body = JobAnswer,
+            headers(("Location" = String, description = "The job's resource")),
+            links(
+                ("GetJob" = (operation_id = "job", parameters(("job_id" = "$response.body#/job_id")))),
+                ("CancelJob" = (operation_id = "cancel", parameters(("job_id" = "$response.body#/job_id")))),
+                ("GetVideo" = (operation_id = "content", parameters(("job_id" = "$response.body#/job_id")))),
+            )),
+        (status = 200, description = "A replay: the job this Idempotency-Key enqueued", body = JobAnswer,
+            headers(("Location" = String, description = "The job's resource"))),
+        (status = 400, description = "`invalid_job` naming the field, or `malformed_json`", body = ErrorAnswer),
+        (status = 422, description = "`idempotency_key_reused` with another request", body = ErrorAnswer),
+    )
+)]
 async fn create_job(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
     let Ok(text) = std::str::from_utf8(&body) else {
         return client_error(
@@ -225,10 +298,84 @@ async fn create_job(State(state): State<ApiState>, headers: HeaderMap, body: Byt
             return client_error(StatusCode::BAD_REQUEST, "invalid_job", detail);
         }
     };
-    enqueue(&state, &headers, vec![spec], false).await
+    enqueue(&state, &headers, vec![spec], None).await
 }
 
-async fn create_batch(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
+/// `POST /v1/batches` options: the batch's settings.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct BatchQuery {
+    /// A name to find the batch by.
+    name: Option<String>,
+    /// The most the batch may spend, in dollars, by its jobs' estimates.
+    #[param(minimum = 0)]
+    budget_usd: Option<f64>,
+    /// RFC 3339 time before which none of its jobs is submitted.
+    start_after: Option<String>,
+    /// `low`: its jobs go only when no normal job is due.
+    #[param(inline)]
+    priority: Option<BatchPriority>,
+    /// Where reelq POSTs the batch's signed summary when its last job ends.
+    notify_url: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum BatchPriority {
+    Normal,
+    Low,
+}
+
+/// What the `Idempotency-Key` header of a POST does.
+const IDEMPOTENCY_KEY: &str =
+    "Makes the POST safe to retry: the same key with the same request within a day enqueues once";
+
+/// Enqueues a batch, all or none: a JSONL manifest or a JSON array of jobs.
+#[utoipa::path(
+    post,
+    path = "/v1/batches",
+    request_body(content(
+        (Vec<JobRequest> = "application/json"),
+        (String = "application/x-ndjson"),
+    )),
+    params(BatchQuery, ("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY_KEY)),
+    responses(
+        (status = 201, description = "Enqueued", body = Receipt,
+            headers(("Location" = String, description = "The batch's resource")),
+            links(
+                ("GetBatch" = (operation_id = "batch", parameters(("batch_id" = "$response.body#/batch_id")))),
+                ("GetBatchJobs" = (operation_id = "batch_jobs", parameters(("batch_id" = "$response.body#/batch_id")))),
+            )),
+        (status = 200, description = "A replay: what this Idempotency-Key enqueued", body = Receipt,
+            headers(("Location" = String, description = "The batch's resource"))),
+        (status = 400, description = "`invalid_batch` listing every bad line, `invalid_query` naming a bad option, or `malformed_body`", body = ErrorAnswer),
+        (status = 422, description = "`idempotency_key_reused` with another request", body = ErrorAnswer),
+    )
+)]
+async fn create_batch(
+    State(state): State<ApiState>,
+    query: Result<axum::extract::Query<BatchQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let bad =
+        |detail: serde_json::Value| client_error(StatusCode::BAD_REQUEST, "invalid_query", detail);
+    let query = match query {
+        Ok(axum::extract::Query(query)) => query,
+        Err(err) => return bad(json!(err.body_text())),
+    };
+    let options = match BatchOptions::checked(
+        query.name,
+        query.start_after.as_deref(),
+        query.budget_usd,
+        query.priority == Some(BatchPriority::Low),
+        query.notify_url,
+        now_ms(),
+    ) {
+        Ok(options) => options,
+        Err(err) => return bad(json!({ "field": err.field, "message": err.message })),
+    };
     let Ok(text) = std::str::from_utf8(&body) else {
         return client_error(
             StatusCode::BAD_REQUEST,
@@ -242,7 +389,7 @@ async fn create_batch(State(state): State<ApiState>, headers: HeaderMap, body: B
         parse_manifest(text, state.client.catalog(), now_ms())
     };
     match parsed {
-        Ok(specs) => enqueue(&state, &headers, specs, true).await,
+        Ok(specs) => enqueue(&state, &headers, specs, Some(options)).await,
         Err(err) => {
             let problems: Vec<_> = err
                 .problems
@@ -258,32 +405,34 @@ async fn enqueue(
     state: &ApiState,
     headers: &HeaderMap,
     specs: Vec<JobSpec>,
-    as_batch: bool,
+    batch: Option<BatchOptions>,
 ) -> Response {
     let key = headers
         .get("idempotency-key")
         .and_then(|value| value.to_str().ok());
-    let receipt = match key {
-        Some(key) => {
-            let (scope, batch) = match as_batch {
-                true => ("api-batches", Some(BatchOptions::default())),
-                false => ("api-jobs", None),
+    let receipt = match (key, &batch) {
+        (Some(key), _) => {
+            let scope = match batch {
+                Some(_) => "api-batches",
+                None => "api-jobs",
             };
             state
                 .client
                 .enqueue_once(specs, batch.as_ref(), (scope, key), &|_| {})
                 .await
         }
-        None if as_batch => state
-            .client
-            .enqueue_batch(specs)
-            .await
-            .map(|batch| Receipt {
-                batch_id: Some(batch.batch_id),
-                job_ids: batch.job_ids,
-                replayed: false,
-            }),
-        None => {
+        (None, Some(options)) => {
+            state
+                .client
+                .enqueue_batch_with(specs, options)
+                .await
+                .map(|batch| Receipt {
+                    batch_id: Some(batch.batch_id),
+                    job_ids: batch.job_ids,
+                    replayed: false,
+                })
+        }
+        (None, None) => {
             let spec = specs.into_iter().next().expect("one job");
             state.client.enqueue_spec(spec).await.map(|job_id| Receipt {
                 batch_id: None,
@@ -305,13 +454,18 @@ async fn enqueue(
         (None, Some(&job_id)) => {
             // The job's resource, as `GET /v1/jobs/{id}` answers it (the receipt's
             // `job_ids` kept for clients written against it).
-            let mut body = match state.client.status(job_id).await {
-                Ok(Some(record)) => json!(record),
-                Ok(None) => json!({ "job_id": job_id }),
+            let record = match state.client.status(job_id).await {
+                Ok(Some(record)) => record,
+                // Enqueued a moment ago: only a flushed ledger has lost it.
+                Ok(None) => return client_error(StatusCode::NOT_FOUND, "not_found", "no such job"),
                 Err(err) => return internal(err),
             };
-            body["job_ids"] = json!(receipt.job_ids);
-            (format!("/v1/jobs/{job_id}"), body)
+            let answer = JobAnswer {
+                record,
+                video_url: None,
+                job_ids: Some(receipt.job_ids),
+            };
+            (format!("/v1/jobs/{job_id}"), json!(answer))
         }
         (None, None) => return (status, Json(receipt)).into_response(),
     };
@@ -319,17 +473,53 @@ async fn enqueue(
 }
 
 /// `GET /v1/jobs` parameters.
-#[derive(serde::Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListQuery {
+    /// Comma-separated states (`failed,uncertain`); all if absent.
     state: Option<String>,
+    /// Jobs per page.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
+    /// The `next_cursor` of the page before.
+    cursor: Option<String>,
+}
+
+/// `GET /v1/batches/{id}/jobs` parameters.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct PageQuery {
+    /// Jobs per page.
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<usize>,
+    /// The `next_cursor` of the page before.
     cursor: Option<String>,
 }
 
 /// The most jobs one page holds.
 const MAX_PAGE: usize = 500;
 
+/// A page size from `limit`: 50 if absent, at most [`MAX_PAGE`]; else what is wrong.
+fn page_limit(limit: Option<usize>) -> Result<usize, String> {
+    let limit = limit.unwrap_or(50);
+    match (1..=MAX_PAGE).contains(&limit) {
+        true => Ok(limit),
+        false => Err(format!("limit: {limit} is not between 1 and {MAX_PAGE}")),
+    }
+}
+
+/// Jobs, most recently changed first.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page", body = JobsPage),
+        (status = 400, description = "`invalid_query` naming the bad parameter", body = ErrorAnswer),
+    )
+)]
 async fn list_jobs(
     State(state): State<ApiState>,
     query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
@@ -350,25 +540,35 @@ async fn list_jobs(
             Err(err) => return bad(format!("state: {err}")),
         }
     }
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return bad(format!("limit: {limit} is not between 1 and {MAX_PAGE}"));
-    }
+    let limit = match page_limit(query.limit) {
+        Ok(limit) => limit,
+        Err(problem) => return bad(problem),
+    };
     let cursor = match query.cursor.as_deref().map(str::parse::<PageCursor>) {
         None => None,
         Some(Ok(cursor)) => Some(cursor),
         Some(Err(())) => return bad("cursor: not one this API gave".into()),
     };
     match state.client.jobs_page(&states, cursor, limit).await {
-        Ok((records, next)) => Json(json!({
-            "data": records,
-            "next_cursor": next.map(|cursor| cursor.to_string()),
-        }))
+        Ok((records, next)) => Json(JobsPage {
+            data: records,
+            next_cursor: next.map(|cursor| cursor.to_string()),
+        })
         .into_response(),
         Err(err) => internal(err),
     }
 }
 
+/// One job.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{job_id}",
+    params(("job_id" = JobId, Path)),
+    responses(
+        (status = 200, description = "The job", body = JobAnswer),
+        (status = 404, description = "`not_found`", body = ErrorAnswer),
+    )
+)]
 async fn job(State(state): State<ApiState>, Path(job_id): Path<String>) -> Response {
     let Ok(job_id) = job_id.parse::<JobId>() else {
         return client_error(StatusCode::NOT_FOUND, "not_found", "no such job");
@@ -378,16 +578,22 @@ async fn job(State(state): State<ApiState>, Path(job_id): Path<String>) -> Respo
         Ok(None) => return client_error(StatusCode::NOT_FOUND, "not_found", "no such job"),
         Err(err) => return internal(err),
     };
-    let mut answer = json!(record);
-    if let Some(videos) = &state.videos {
-        let local = format!("/v1/jobs/{job_id}/content");
-        match video_link(videos, &record, Asset::Video, local).await {
-            Ok(Some(link)) => answer["video_url"] = json!(link),
-            Ok(None) => {}
-            Err(err) => return internal(err),
+    let video_url = match &state.videos {
+        Some(videos) => {
+            let local = format!("/v1/jobs/{job_id}/content");
+            match video_link(videos, &record, Asset::Video, local).await {
+                Ok(link) => link,
+                Err(err) => return internal(err),
+            }
         }
-    }
-    Json(answer).into_response()
+        None => None,
+    };
+    Json(JobAnswer {
+        record,
+        video_url,
+        job_ids: None,
+    })
+    .into_response()
 }
 
 /// What of a stored job's to hand out.
@@ -428,7 +634,17 @@ pub async fn video_link(
     ))
 }
 
-/// Cancels a job not yet submitted: 200 with its record; 409 once it was submitted or ended.
+/// Cancels a job not yet submitted.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{job_id}/cancel",
+    params(("job_id" = JobId, Path)),
+    responses(
+        (status = 200, description = "The job, cancelled", body = JobAnswer),
+        (status = 404, description = "`not_found`", body = ErrorAnswer),
+        (status = 409, description = "`not_cancellable`: submitted or ended", body = ErrorAnswer),
+    )
+)]
 async fn cancel(State(state): State<ApiState>, Path(job_id): Path<String>) -> Response {
     let Ok(job_id) = job_id.parse::<JobId>() else {
         return client_error(StatusCode::NOT_FOUND, "not_found", "no such job");
@@ -451,6 +667,22 @@ async fn cancel(State(state): State<ApiState>, Path(job_id): Path<String>) -> Re
     }
 }
 
+/// The stored video, whole or one byte range (seeking players ask for ranges).
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{job_id}/content",
+    params(
+        ("job_id" = JobId, Path),
+        ("Range" = Option<String>, Header, description = "One range: `bytes=START-END`, `bytes=START-` or `bytes=-LENGTH`"),
+    ),
+    responses(
+        (status = 200, description = "The video", content_type = "video/mp4", body = Vec<u8>),
+        (status = 206, description = "The range asked for", content_type = "video/mp4", body = Vec<u8>,
+            headers(("Content-Range" = String, description = "`bytes START-END/TOTAL`"))),
+        (status = 404, description = "`not_found`: no such job, or not stored", body = ErrorAnswer),
+        (status = 416, description = "`bad_range`", body = ErrorAnswer),
+    )
+)]
 async fn content(
     State(state): State<ApiState>,
     Path(job_id): Path<String>,
@@ -561,6 +793,16 @@ fn byte_range(value: &[u8]) -> Option<ByteRange> {
     }
 }
 
+/// A batch's progress.
+#[utoipa::path(
+    get,
+    path = "/v1/batches/{batch_id}",
+    params(("batch_id" = BatchId, Path)),
+    responses(
+        (status = 200, description = "The batch", body = BatchAnswer),
+        (status = 404, description = "`not_found`", body = ErrorAnswer),
+    )
+)]
 async fn batch(State(state): State<ApiState>, Path(batch_id): Path<String>) -> Response {
     let Ok(batch_id) = batch_id.parse::<BatchId>() else {
         return client_error(StatusCode::NOT_FOUND, "not_found", "no such batch");
@@ -583,11 +825,65 @@ async fn batch(State(state): State<ApiState>, Path(batch_id): Path<String>) -> R
     let jobs = info
         .as_ref()
         .map_or(records.len() as u64, |info| info.total);
-    let mut answer = json!({ "batch_id": batch_id, "jobs": jobs, "states": states });
-    if let Some(info) = info {
-        answer["name"] = json!(info.name);
-        answer["reserved_usd"] = json!(reelq_core::micros_to_usd(info.reserved_micros));
-        answer["budget_usd"] = json!(info.budget_micros.map(reelq_core::micros_to_usd));
+    let info = info.as_ref();
+    Json(BatchAnswer {
+        batch_id,
+        name: info.and_then(|info| info.name.clone()),
+        jobs,
+        states,
+        reserved_usd: info.map(|info| reelq_core::micros_to_usd(info.reserved_micros)),
+        budget_usd: info.and_then(|info| info.budget_micros.map(reelq_core::micros_to_usd)),
+    })
+    .into_response()
+}
+
+/// A batch's jobs, in enqueue order.
+#[utoipa::path(
+    get,
+    path = "/v1/batches/{batch_id}/jobs",
+    params(("batch_id" = BatchId, Path), PageQuery),
+    responses(
+        (status = 200, description = "A page", body = JobsPage),
+        (status = 400, description = "`invalid_query` naming the bad parameter", body = ErrorAnswer),
+        (status = 404, description = "`not_found`", body = ErrorAnswer),
+    )
+)]
+async fn batch_jobs(
+    State(state): State<ApiState>,
+    Path(batch_id): Path<String>,
+    query: Result<axum::extract::Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(batch_id) = batch_id.parse::<BatchId>() else {
+        return client_error(StatusCode::NOT_FOUND, "not_found", "no such batch");
+    };
+    let bad = |detail: &str| client_error(StatusCode::BAD_REQUEST, "invalid_query", detail);
+    let Ok(axum::extract::Query(query)) = query else {
+        return bad("the parameters are limit and cursor");
+    };
+    let limit = match page_limit(query.limit) {
+        Ok(limit) => limit,
+        Err(problem) => return bad(&problem),
+    };
+    let offset = match query.cursor.as_deref().map(str::parse::<usize>) {
+        None => 0,
+        Some(Ok(offset)) => offset,
+        Some(Err(_)) => return bad("cursor: not one this API gave"),
+    };
+    match state.client.batch_info(batch_id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return client_error(StatusCode::NOT_FOUND, "not_found", "no such batch"),
+        Err(err) => return internal(err),
     }
-    Json(answer).into_response()
+    match state
+        .client
+        .batch_records_page(batch_id, offset, limit)
+        .await
+    {
+        Ok((records, next)) => Json(JobsPage {
+            data: records,
+            next_cursor: next.map(|offset| offset.to_string()),
+        })
+        .into_response(),
+        Err(err) => internal(err),
+    }
 }

@@ -48,7 +48,7 @@ pub enum ProducerError {
 const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// What an idempotent enqueue produced (or produced the first time, if `replayed`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Receipt {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_id: Option<BatchId>,
@@ -355,6 +355,19 @@ impl Client {
     pub async fn batch_records(&self, batch_id: BatchId) -> Result<Vec<JobRecord>, ProducerError> {
         let job_ids = self.batch_jobs(batch_id).await?;
         Ok(self.ledger.jobs(&job_ids).await?)
+    }
+
+    /// One page of a batch's jobs in enqueue order: up to `limit` from the `offset`th, and
+    /// the offset of the next page if there may be one.
+    pub async fn batch_records_page(
+        &self,
+        batch_id: BatchId,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<JobRecord>, Option<usize>), ProducerError> {
+        let job_ids = self.ledger.batch_jobs_page(batch_id, offset, limit).await?;
+        let next = (job_ids.len() == limit).then_some(offset + limit);
+        Ok((self.ledger.jobs(&job_ids).await?, next))
     }
 
     /// Raises a batch's budget (if given) and queues its `budget_held` jobs again; None if

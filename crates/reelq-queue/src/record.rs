@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::QueueError;
 
 /// Everything the ledger knows about one job. Secrets are never stored, so this is safe to print.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct JobRecord {
     pub job_id: JobId,

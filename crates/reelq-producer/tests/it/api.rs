@@ -5,16 +5,16 @@ use reelq_producer::{Client, Durability, LedgerConfig};
 use reelq_testkit::{RedisOptions, RedisServer};
 use serde_json::{Value, json};
 
-const TOKEN: &str = "api-test-token-0123456789";
+pub(super) const TOKEN: &str = "api-test-token-0123456789";
 
-struct Api {
-    base: String,
+pub(super) struct Api {
+    pub(super) base: String,
     http: reqwest::Client,
     client: Client,
     redis: RedisServer,
 }
 
-async fn api() -> Api {
+pub(super) async fn api() -> Api {
     let redis = RedisServer::start().unwrap();
     let config = LedgerConfig::new(redis.url(), "api");
     api_on(redis, config).await
@@ -42,7 +42,7 @@ impl Api {
         (status, body)
     }
 
-    async fn post(&self, path: &str, body: String, key: Option<&str>) -> (u16, Value) {
+    pub(super) async fn post(&self, path: &str, body: String, key: Option<&str>) -> (u16, Value) {
         let mut request = self
             .http
             .post(format!("{}{path}", self.base))
@@ -54,7 +54,7 @@ impl Api {
         self.send(request).await
     }
 
-    async fn get(&self, path: &str) -> (u16, Value) {
+    pub(super) async fn get(&self, path: &str) -> (u16, Value) {
         self.send(
             self.http
                 .get(format!("{}{path}", self.base))
@@ -64,7 +64,7 @@ impl Api {
     }
 }
 
-fn job(prompt: &str) -> Value {
+pub(super) fn job(prompt: &str) -> Value {
     json!({ "provider": "kie", "model": "sora-2-text-to-video", "prompt": prompt })
 }
 
@@ -291,6 +291,70 @@ async fn a_json_array_batch_is_enqueued_and_summarised() {
         (summary["jobs"].clone(), summary["states"].clone()),
         (json!(3), json!({ "queued": 3 }))
     );
+}
+
+#[tokio::test]
+async fn a_batch_takes_its_options_in_the_query_and_lists_its_jobs_page_by_page() {
+    let api = api().await;
+    let batch = json!([job("one"), job("two"), job("three")]).to_string();
+    let options = "name=nightly&budget_usd=2.5&priority=low&start_after=2099-01-01T00:00:00Z";
+    let (status, body) = api
+        .post(&format!("/v1/batches?{options}"), batch.clone(), None)
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let batch_id = body["batch_id"].as_str().unwrap().to_owned();
+    let (_, summary) = api.get(&format!("/v1/batches/{batch_id}")).await;
+    assert_eq!(
+        (&summary["name"], &summary["budget_usd"]),
+        (&json!("nightly"), &json!(2.5))
+    );
+    let info = api.client.batch_info(batch_id.parse().unwrap()).await;
+    let info = info.unwrap().unwrap();
+    assert!(info.low_priority && info.start_after_ms == Some(4_070_908_800_000));
+
+    let mut seen = Vec::new();
+    let mut path = format!("/v1/batches/{batch_id}/jobs?limit=2");
+    loop {
+        let (status, page) = api.get(&path).await;
+        assert_eq!(status, 200, "{page}");
+        seen.extend(
+            page["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["job_id"].clone()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/v1/batches/{batch_id}/jobs?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        body["job_ids"].as_array().unwrap().clone(),
+        "each job once, in order"
+    );
+
+    for (option, field) in [
+        ("budget_usd=-1", "budget_usd"),
+        ("start_after=yesterday", "start_after"),
+        ("notify_url=ftp://example.com/x", "notify_url"),
+    ] {
+        let (status, refused) = api
+            .post(&format!("/v1/batches?{option}"), batch.clone(), None)
+            .await;
+        assert_eq!(
+            (status, &refused["detail"]["field"]),
+            (400, &json!(field)),
+            "{refused}"
+        );
+    }
+    let (status, refused) = api.post("/v1/batches?colour=red", batch, None).await;
+    assert_eq!((status, &refused["code"]), (400, &json!("invalid_query")));
+    let (status, _) = api
+        .get(&format!("/v1/batches/{}/jobs", reelq_core::BatchId::new()))
+        .await;
+    assert_eq!(status, 404);
 }
 
 #[tokio::test]

@@ -68,10 +68,31 @@ impl Ledger {
     }
 
     pub async fn batch_jobs(&self, batch: BatchId) -> Result<Vec<JobId>, QueueError> {
+        self.batch_jobs_between(batch, 0, -1).await
+    }
+
+    /// Up to `limit` of a batch's job ids from the `offset`th on, in enqueue order: a page.
+    pub async fn batch_jobs_page(
+        &self,
+        batch: BatchId,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<JobId>, QueueError> {
+        let (start, stop) = (offset as i64, (offset + limit) as i64 - 1);
+        self.batch_jobs_between(batch, start, stop).await
+    }
+
+    /// The batch's job ids from `start` to `stop` (LRANGE's inclusive indexes).
+    async fn batch_jobs_between(
+        &self,
+        batch: BatchId,
+        start: i64,
+        stop: i64,
+    ) -> Result<Vec<JobId>, QueueError> {
         let ids: Vec<String> = redis::cmd("LRANGE")
             .arg(self.key(format!("batch:{batch}")))
-            .arg(0)
-            .arg(-1)
+            .arg(start)
+            .arg(stop)
             .query_async(&mut self.conn().await?)
             .await?;
         ids.into_iter()

@@ -184,7 +184,7 @@ fn compose_pins_every_image_builds_reelq_once_and_has_no_default_secret() {
 /// A linter's path from the environment: scripts/test installs them.
 fn linter(variable: &str) -> String {
     std::env::var(variable).unwrap_or_else(|_| {
-        panic!("{variable} is not set: run scripts/test, which installs the deployment linters")
+        panic!("{variable} is not set: run scripts/test, which installs the checkers")
     })
 }
 
@@ -361,7 +361,7 @@ fn the_dockerfile_passes_hadolint_and_runs_as_a_non_root_user_with_a_health_chec
     let ignored =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.dockerignore"))
             .unwrap();
-    for path in ["target", ".git", ".s3venv", ".deployvenv", ".tools"] {
+    for path in ["target", ".git", ".s3venv", ".checkvenv", ".tools"] {
         assert!(
             ignored.lines().any(|line| line == path),
             ".dockerignore leaves out {path}"
