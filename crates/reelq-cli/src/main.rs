@@ -513,7 +513,8 @@ async fn main() -> anyhow::Result<()> {
                 .with_env_filter(filter)
                 .with_writer(std::io::stderr);
             match log_format.as_str() {
-                "json" => logs.json().init(),
+                // The event's fields at the top level, as the worker's logs have them.
+                "json" => logs.json().flatten_event(true).with_span_list(false).init(),
                 _ => logs.init(),
             }
             let listener = tokio::net::TcpListener::bind(&listen)
@@ -602,6 +603,7 @@ async fn show(client: &Client, job_id: JobId, json: bool) -> anyhow::Result<()> 
     if json {
         let mut value = serde_json::to_value(&record)?;
         value["history"] = serde_json::to_value(client.history(job_id).await?)?;
+        value["trace_id"] = job_id.trace_id().into();
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print_table(&[record]);

@@ -27,6 +27,17 @@ macro_rules! ulid_id {
             pub fn created_at(&self) -> std::time::SystemTime {
                 self.0.datetime()
             }
+
+            /// The id's 128 bits (a job's trace id is its id).
+            pub fn to_u128(&self) -> u128 {
+                self.0.0
+            }
+
+            /// The id as an OpenTelemetry trace id: its 128 bits in hex, as collectors
+            /// show trace ids (a job's spans are in this trace).
+            pub fn trace_id(&self) -> String {
+                format!("{:032x}", self.0.0)
+            }
         }
 
         impl Default for $name {

@@ -35,7 +35,7 @@ use axum::{
 use reelq_core::{AccountName, JobId};
 use reelq_providers::{CallbackError, CallbackHint, CallbackScope, Provider};
 use reelq_queue::{Ledger, WakeOutcome};
-use tracing::{info, warn};
+use tracing::{Instrument as _, info, info_span, warn};
 
 use crate::{
     accounts::Accounts,
@@ -215,7 +215,21 @@ fn parse(
     })
 }
 
+/// Acts on a verified callback about `job_id`, in a `callback` span of the job's trace.
 async fn wake(
+    state: &CallbackState,
+    kind: &AccountName,
+    job_id: JobId,
+    task_id: &str,
+) -> StatusCode {
+    let span = info_span!("callback", %job_id, account = %kind, task_id);
+    crate::telemetry::in_job_trace(&span, job_id);
+    wake_job(state, kind, job_id, task_id)
+        .instrument(span)
+        .await
+}
+
+async fn wake_job(
     state: &CallbackState,
     kind: &AccountName,
     job_id: JobId,

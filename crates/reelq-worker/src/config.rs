@@ -175,6 +175,24 @@ pub struct WorkerConfig {
     pub ops_listen: Option<String>,
     /// Completion webhooks to jobs' `notify_url`; not sent when absent.
     pub notify: Option<NotifyConfig>,
+    /// Traces exported over OTLP; none when absent.
+    pub telemetry: Option<TelemetryConfig>,
+}
+
+/// Where traces go: one per job (see the worker's `telemetry` module).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// An OTLP/HTTP receiver's base URL (`http://collector:4318`); spans are sent as JSON
+    /// to its `/v1/traces`.
+    pub otlp_endpoint: String,
+    /// How long finished spans wait to be sent in one batch.
+    #[serde(default = "default_telemetry_export_delay_ms")]
+    pub export_delay_ms: u64,
+}
+
+fn default_telemetry_export_delay_ms() -> u64 {
+    5_000
 }
 
 #[derive(Debug, Clone, Deserialize)]

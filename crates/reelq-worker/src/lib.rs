@@ -13,11 +13,12 @@ mod ops;
 mod reconcile;
 mod runner;
 mod steps;
+pub mod telemetry;
 
 pub use accounts::{AccountVerdict, check_accounts};
 pub use config::{
     CallbacksConfig, NotifyConfig, ProviderAccount, ProvidersConfig, Role, S3Config, StoreConfig,
-    WorkerConfig,
+    TelemetryConfig, WorkerConfig,
 };
 pub use error::WorkerError;
 pub use runner::{Listeners, check_config, run};

@@ -1,12 +1,15 @@
-//! `reelq-worker`: loads config, installs logging, runs the worker until SIGINT/SIGTERM.
+//! `reelq-worker`: loads config, installs logging (and trace export, if configured), runs
+//! the worker until SIGINT/SIGTERM.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 use clap::Parser;
-use reelq_worker::{Listeners, Role, WorkerConfig};
+use reelq_worker::{Listeners, Role, WorkerConfig, telemetry::Telemetry};
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{
+    EnvFilter, Layer as _, layer::SubscriberExt as _, util::SubscriberInitExt as _,
+};
 
 #[derive(Parser)]
 #[command(
@@ -47,11 +50,39 @@ async fn probe(url: &str) -> anyhow::Result<()> {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let args = Args::parse();
-    if let Some(url) = &args.probe {
-        return probe(url).await;
+    let outcome = match &args.probe {
+        Some(url) => probe(url).await,
+        None => start(args).await,
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            fatal(&err);
+            ExitCode::FAILURE
+        }
     }
+}
+
+/// Reports why the worker could not start or stopped: one JSON line (as the logs are by
+/// default, so a log pipeline reads it too) unless `REELQ_LOG_FORMAT=pretty`.
+fn fatal(err: &anyhow::Error) {
+    let pretty = std::env::var("REELQ_LOG_FORMAT").is_ok_and(|format| format == "pretty");
+    if pretty {
+        eprintln!("Error: {err:#}");
+        return;
+    }
+    let line = serde_json::json!({
+        "timestamp": humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
+        "level": "ERROR",
+        "message": "reelq-worker stopped",
+        "error": format!("{err:#}"),
+    });
+    eprintln!("{line}");
+}
+
+async fn start(args: Args) -> anyhow::Result<()> {
     let mut config =
         WorkerConfig::load(args.config.as_deref()).context("loading the worker config")?;
     if let Some(role) = args.role {
@@ -66,12 +97,26 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter);
-    if config.log_format == "json" {
-        logs.json().init();
-    } else {
-        logs.init();
-    }
+    // JSON lines with the event's fields at the top level and the job's span beside them.
+    let logs = match config.log_format.as_str() {
+        "json" => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_span_list(false)
+            .boxed(),
+        _ => tracing_subscriber::fmt::layer().boxed(),
+    };
+    let telemetry = config
+        .telemetry
+        .as_ref()
+        .map(|telemetry| Telemetry::start(telemetry, "reelq-worker"))
+        .transpose()
+        .context("starting trace export")?;
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(logs)
+        .with(telemetry.as_ref().map(Telemetry::layer))
+        .init();
     for warning in config.warnings() {
         tracing::warn!(warning, "config");
     }
@@ -85,9 +130,12 @@ async fn main() -> anyhow::Result<()> {
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    reelq_worker::run(config, listeners, shutdown)
-        .await
-        .context("worker stopped with an error")
+    let ran = reelq_worker::run(config, listeners, shutdown).await;
+    if let Some(telemetry) = telemetry {
+        // Sends the spans still batched; blocking, so off the runtime's workers.
+        let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    }
+    ran.context("worker stopped with an error")
 }
 
 async fn bind(addr: Option<&str>, key: &str) -> anyhow::Result<Option<tokio::net::TcpListener>> {

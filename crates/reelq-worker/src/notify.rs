@@ -24,7 +24,7 @@ use reelq_queue::{JobRecord, Ledger, Notification, NotifyOutcome, NotifyTarget, 
 use reelq_storage::VideoStore;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{Instrument as _, info, info_span, warn};
 
 use crate::{WorkerError, decision::backoff};
 
@@ -148,7 +148,22 @@ impl Notifier {
         }
     }
 
+    /// Sends one webhook and records its outcome; a job's, in a `webhook` span of its trace.
     async fn deliver(&self, notification: &Notification) {
+        let span = info_span!(
+            "webhook",
+            job_id = tracing::field::Empty,
+            event_id = notification.event_id,
+            attempt = notification.attempt + 1,
+        );
+        if let NotifyTarget::Job(job_id) = notification.target {
+            span.record("job_id", tracing::field::display(job_id));
+            crate::telemetry::in_job_trace(&span, job_id);
+        }
+        self.deliver_once(notification).instrument(span).await
+    }
+
+    async fn deliver_once(&self, notification: &Notification) {
         let (outcome, detail) = match self.send(notification).await {
             Ok(Sent::Delivered) => (NotifyOutcome::Sent, "delivered".to_owned()),
             Ok(Sent::NotAsked(event)) => (

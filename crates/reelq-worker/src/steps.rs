@@ -62,8 +62,10 @@ pub(crate) fn token_hash(token: &str) -> String {
 }
 
 pub(crate) async fn run_step(context: &StepContext, mut lease: Lease) {
+    // Named by the step in traces (`otel.name`), in the job's trace.
     let span = info_span!(
         "job",
+        otel.name = step_name(lease.state),
         job_id = %lease.job_id,
         provider = %lease.spec.provider,
         account = %lease.account,
@@ -71,6 +73,7 @@ pub(crate) async fn run_step(context: &StepContext, mut lease: Lease) {
         attempt = lease.attempt,
         task_id = lease.task_id.as_deref().unwrap_or(""),
     );
+    crate::telemetry::in_job_trace(&span, lease.job_id);
     async {
         let Some(provider) = context.accounts.adapter(&lease.account) else {
             // Claims take only jobs of this worker's accounts; the lease lapses and a
@@ -91,13 +94,42 @@ pub(crate) async fn run_step(context: &StepContext, mut lease: Lease) {
         let transition = with_renewal(context, &lease, step).await;
         debug!(?transition, "step done");
         let next_step_now = matches!(transition, Transition::Requery { .. });
-        if record(context, &lease, transition).await && next_step_now {
+        let ends = ending(&transition);
+        let recorded = record(context, &lease, transition).await;
+        if recorded && next_step_now {
             // The job's next step is due at once: don't let this worker idle past it.
             context.step_due.notify_one();
+        }
+        if let Some(state) = ends.filter(|_| recorded) {
+            let (provider, account) = (lease.spec.provider.as_str(), lease.account.as_str());
+            crate::telemetry::end_job(lease.job_id, provider, account, state.as_str());
         }
     }
     .instrument(span)
     .await
+}
+
+/// What a step claimed in `state` does: its span's name in traces.
+fn step_name(state: JobState) -> &'static str {
+    match state {
+        JobState::Queued | JobState::Submitting => "submit",
+        JobState::Waiting => "poll",
+        JobState::Fetching => "fetch",
+        other => other.as_str(),
+    }
+}
+
+/// The state a transition ends the job in, if it ends it.
+fn ending(transition: &Transition) -> Option<JobState> {
+    match transition {
+        Transition::Stored { .. } => Some(JobState::Stored),
+        Transition::Failed {
+            class: ErrorClass::Moderation,
+            ..
+        } => Some(JobState::Rejected),
+        Transition::Failed { .. } => Some(JobState::Failed),
+        _ => None,
+    }
 }
 
 /// Records `submitting`, durably, before the create call: from here a crash reads as

@@ -437,6 +437,13 @@ fn check_config_refuses_what_would_stop_the_worker_at_start() {
         !ok && stderr.contains("concurency"),
         "a typo is still refused: {stderr}"
     );
+    // As one JSON line, as the logs are, for a log pipeline to read.
+    let line: serde_json::Value = serde_json::from_str(stderr.trim()).expect("one JSON line");
+    assert_eq!(line["level"], "ERROR", "{line}");
+    assert!(
+        line["error"].as_str().unwrap().contains("concurency"),
+        "{line}"
+    );
     let mut plain_http = openai.to_vec();
     plain_http.push((
         "REELQ_CALLBACKS__PUBLIC_BASE_URL",

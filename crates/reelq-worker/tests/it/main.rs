@@ -18,3 +18,4 @@ mod pipeline;
 mod provider_errors;
 mod providers;
 mod resilience;
+mod traces;
