@@ -324,6 +324,18 @@ async fn serve_hands_out_stored_videos_whole_or_by_range() {
         401,
         "the same token as the rest of the API"
     );
+    // Its /metrics (behind the token) counts the requests by route pattern, and promtool
+    // (as for the worker's) finds nothing wrong with it.
+    let metrics = get("/metrics".into(), None).await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    let metrics = metrics.text().await.unwrap();
+    assert!(
+        metrics.contains(
+            r#"reelq_http_requests_total{route="/v1/jobs/{job_id}/content",method="GET",status="206"} 2"#
+        ),
+        "{metrics}"
+    );
+    reelq_testkit::assert_promtool_passes(&metrics);
     // Probes answer without the token, one word each.
     for (path, word) in [("/healthz", "ok"), ("/readyz", "ready")] {
         let probe = reqwest::get(format!("http://{addr}{path}")).await.unwrap();

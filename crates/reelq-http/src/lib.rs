@@ -14,7 +14,11 @@
 //! counted in `reelq_http_accept_errors_total`; the listener keeps serving.
 //!
 //! [`access_log`] ([`with_access_log`]) is the one access log: a router given it logs every request's method, path
-//! (never its query, which may carry a token), status and time; refused logins at `warn`.
+//! (never its query, which may carry a token), status and time; refused logins at `warn`;
+//! and counts it in `reelq_http_requests_total` and `reelq_http_request_seconds` by route
+//! pattern ([`metrics`]).
+
+pub mod metrics;
 
 use std::{future::Future, io, sync::Arc, time::Duration};
 
@@ -42,10 +46,25 @@ pub async fn access_log(
 ) -> axum::response::Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    // The route's pattern (`/v1/jobs/{job_id}`), not the path: one series per route.
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |matched| matched.as_str())
+        .to_owned();
     let started = std::time::Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16();
-    let ms = started.elapsed().as_millis() as u64;
+    let elapsed = started.elapsed();
+    let ms = elapsed.as_millis() as u64;
+    ::metrics::counter!(
+        "reelq_http_requests_total",
+        "route" => route.clone(),
+        "method" => method.to_string(),
+        "status" => status.to_string()
+    )
+    .increment(1);
+    ::metrics::histogram!("reelq_http_request_seconds", "route" => route).record(elapsed);
     match status {
         401 => warn!(%method, path, status, ms, "request refused: authentication"),
         500.. => warn!(%method, path, status, ms, "request failed"),
@@ -99,7 +118,7 @@ pub async fn serve(
                     max = limits.max_connections,
                     "connection limit reached; new connections wait until one closes"
                 );
-                metrics::counter!("reelq_http_connection_limit_reached_total").increment(1);
+                ::metrics::counter!("reelq_http_connection_limit_reached_total").increment(1);
                 tokio::select! {
                     _ = &mut shutdown => break,
                     slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
@@ -143,7 +162,7 @@ pub async fn serve(
 }
 
 fn accept_failed(err: &io::Error) {
-    metrics::counter!("reelq_http_accept_errors_total").increment(1);
+    ::metrics::counter!("reelq_http_accept_errors_total").increment(1);
     // EMFILE, ENFILE, ENOBUFS, ENOMEM: this host is out of something, not the peer's fault.
     match err.raw_os_error() {
         Some(24 | 23) => {

@@ -23,7 +23,8 @@
 //! | `GET /openapi.json`     | this API's OpenAPI 3.1 document, generated from the handlers and types below (`api/openapi.rs`) |
 //!
 //! `/healthz` and `/readyz` (Redis answers: 200 `ready`, else 503) answer without the token
-//! and say nothing else, for probes.
+//! and say nothing else, for probes; `/metrics` (Prometheus text: requests by route and
+//! status, their durations, build info) needs the token, as a scrape's `authorization`.
 //!
 //! Every error carries `{"code","detail"}` (unknown routes 404, wrong methods 405, a 401
 //! with `WWW-Authenticate: Bearer`); internal errors are logged and answered 500 `internal`
@@ -72,8 +73,10 @@ pub struct Videos {
 }
 
 /// The API's router; serve it with `axum::serve`. Without `videos`, job records carry no
-/// link and `/content` answers 404.
+/// link and `/content` answers 404. It serves the process's Prometheus recorder at
+/// `/metrics` (the token required), installing it if nothing else did.
 pub fn app(client: Client, token: ApiToken, videos: Option<Videos>) -> Router {
+    reelq_http::metrics::install(&[], &[]);
     let probes = probes(client.clone());
     let state = ApiState {
         client,
@@ -89,6 +92,7 @@ pub fn app(client: Client, token: ApiToken, videos: Option<Videos>) -> Router {
         .route("/v1/batches/{batch_id}", get(batch))
         .route("/v1/batches/{batch_id}/jobs", get(batch_jobs))
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))
+        .route("/metrics", get(|| async { reelq_http::metrics::render() }))
         .fallback(|| async { client_error(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             client_error(

@@ -2,15 +2,16 @@
 //! `/readyz` (Redis answers and the store can be read: a check that writes nothing, its
 //! answer reused for 5 s). Every metric the process exports is in [`METRICS`], with its
 //! help text; gauges read from the ledger (`reelq_jobs`, `reelq_in_flight`, `reelq_due_jobs`)
-//! are cluster-wide, so every replica reports the same value: aggregate them with `max`.
+//! are read at each scrape and left out while Redis does not answer; they are
+//! cluster-wide, so every replica reports the same value: aggregate them with `max`.
 
 use std::{
-    sync::{Arc, Mutex, OnceLock},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use axum::{Router, extract::State, http::StatusCode, routing::get};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use reelq_http::metrics::{Described, Kind};
 use reelq_queue::Ledger;
 use reelq_storage::VideoStore;
 
@@ -22,17 +23,9 @@ const JOB_BUCKETS: [f64; 10] = [
     1.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 14_400.0,
 ];
 
-static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-
-#[derive(Clone, Copy)]
-enum Kind {
-    Counter,
-    Gauge,
-    Histogram,
-}
-
-/// Every metric: name, kind, and the help text Prometheus shows (labels in braces).
-const METRICS: &[(&str, Kind, &str)] = &[
+/// Every metric of the worker (besides the HTTP listeners', [`reelq_http::metrics`]): name,
+/// kind, and the help text Prometheus shows (labels in braces).
+const METRICS: &[Described] = &[
     (
         "reelq_jobs",
         Kind::Gauge,
@@ -99,11 +92,6 @@ const METRICS: &[(&str, Kind, &str)] = &[
         "Steps retried because this host ran out of descriptors, memory or disk",
     ),
     (
-        "reelq_build_info",
-        Kind::Gauge,
-        "Always 1, labelled with this worker's {version}",
-    ),
-    (
         "reelq_job_seconds",
         Kind::Histogram,
         "Seconds from enqueue to the video stored, by {provider}",
@@ -113,44 +101,16 @@ const METRICS: &[(&str, Kind, &str)] = &[
         Kind::Counter,
         "Estimated spend of the generations this worker submitted, in millionths of a dollar, by {account}",
     ),
-    (
-        "reelq_http_accept_errors_total",
-        Kind::Counter,
-        "Connections a listener failed to accept (e.g. too many open files)",
-    ),
-    (
-        "reelq_http_connection_limit_reached_total",
-        Kind::Counter,
-        "Times a listener reached its most open connections and left new ones in the backlog",
-    ),
 ];
 
-/// Installs the process-wide Prometheus recorder once (several workers in one test process
-/// share it) and returns its handle.
-pub(crate) fn metrics_handle() -> &'static PrometheusHandle {
-    HANDLE.get_or_init(|| {
-        PrometheusBuilder::new()
-            .set_buckets(&STEP_BUCKETS)
-            .expect("buckets are not empty")
-            .set_buckets_for_metric(
-                metrics_exporter_prometheus::Matcher::Full("reelq_job_seconds".into()),
-                &JOB_BUCKETS,
-            )
-            .expect("buckets are not empty")
-            .install_recorder()
-            .inspect(|_| {
-                for &(name, kind, help) in METRICS {
-                    match kind {
-                        Kind::Counter => metrics::describe_counter!(name, help),
-                        Kind::Gauge => metrics::describe_gauge!(name, help),
-                        Kind::Histogram => metrics::describe_histogram!(name, help),
-                    }
-                }
-                metrics::gauge!("reelq_build_info", "version" => env!("CARGO_PKG_VERSION"))
-                    .set(1.0);
-            })
-            .expect("no other metrics recorder is installed in this process")
-    })
+/// Installs the process-wide Prometheus recorder with the worker's metrics described (once:
+/// several workers in one test process share it).
+pub(crate) fn install_metrics() {
+    let buckets: [(&str, &[f64]); 2] = [
+        ("reelq_step_seconds", &STEP_BUCKETS),
+        ("reelq_job_seconds", &JOB_BUCKETS),
+    ];
+    reelq_http::metrics::install(METRICS, &buckets);
 }
 
 #[derive(Clone)]
@@ -170,24 +130,53 @@ pub(crate) fn app(state: OpsState) -> Router {
         .with_state(state)
 }
 
+/// The recorder's metrics and, read now, the ledger's gauges.
 async fn render(State(state): State<OpsState>) -> String {
+    let mut text = reelq_http::metrics::render();
+    text += &ledger_gauges(&state).await;
+    text
+}
+
+/// The gauges read from the ledger at scrape time, as exposition text. Each is left out while
+/// Redis does not answer: a last-known value would show a healthy queue that nobody can see.
+async fn ledger_gauges(state: &OpsState) -> String {
+    let mut text = String::new();
     if let Ok(counts) = state.ledger.state_counts().await {
-        for (job_state, n_jobs) in counts {
-            metrics::gauge!("reelq_jobs", "state" => job_state.as_str()).set(n_jobs as f64);
+        let samples = counts
+            .into_iter()
+            .map(|(job_state, n)| (format!("state=\"{job_state}\""), n));
+        gauge_family(&mut text, "reelq_jobs", samples);
+    }
+    let mut in_flight = Vec::new();
+    for account in &state.accounts {
+        match state.ledger.in_flight(account).await {
+            Ok(n) => in_flight.push((format!("account=\"{account}\""), n)),
+            Err(_) => break,
         }
     }
-    for account in &state.accounts {
-        if let Ok(n) = state.ledger.in_flight(account).await {
-            metrics::gauge!("reelq_in_flight", "account" => account.as_str().to_owned())
-                .set(n as f64);
-        }
+    if in_flight.len() == state.accounts.len() {
+        gauge_family(&mut text, "reelq_in_flight", in_flight);
     }
     if let Ok(n) = state.ledger.due_now().await {
-        metrics::gauge!("reelq_due_jobs").set(n as f64);
+        gauge_family(&mut text, "reelq_due_jobs", [(String::new(), n)]);
     }
-    let handle = metrics_handle();
-    handle.run_upkeep();
-    handle.render()
+    text
+}
+
+/// One gauge's HELP, TYPE and samples (`labels` as `name="value"`, or empty).
+fn gauge_family(text: &mut String, name: &str, samples: impl IntoIterator<Item = (String, u64)>) {
+    use std::fmt::Write as _;
+    let help = METRICS
+        .iter()
+        .find(|&&(metric, _, _)| metric == name)
+        .map_or("", |&(_, _, help)| help);
+    let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for (labels, value) in samples {
+        let _ = match labels.is_empty() {
+            true => writeln!(text, "{name} {value}"),
+            false => writeln!(text, "{name}{{{labels}}} {value}"),
+        };
+    }
 }
 
 async fn ready(State(state): State<OpsState>) -> (StatusCode, String) {

@@ -77,7 +77,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
     check_config(&config)?;
-    ops::metrics_handle();
+    ops::install_metrics();
     let name = if config.name.is_empty() {
         format!(
             "worker-{}-{:04x}",
