@@ -8,7 +8,7 @@ mod store;
 mod verify;
 
 use batch::{BatchCommand, dry_run};
-use print::{print_stats, print_table};
+use print::{OutputArgs, print_json, print_stats, print_table};
 use providers::ProvidersCommand;
 
 use std::{collections::HashMap, path::PathBuf, time::Duration};
@@ -92,13 +92,15 @@ enum Command {
         /// A worker config file: its accounts are shown, or checked.
         #[arg(long, env = "REELQ_CONFIG", global = true)]
         config: Option<PathBuf>,
+        #[command(flatten)]
+        output: OutputArgs,
         #[command(subcommand)]
         command: Option<ProvidersCommand>,
     },
     /// Queue depths, in-flight generations per account, pauses and recent rates.
     Stats {
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// A shell completion script for `reelq`, to source or install (e.g. `reelq completions
     /// bash > /etc/bash_completion.d/reelq`).
@@ -108,15 +110,14 @@ enum Command {
     /// The live worker replicas: name, role, accounts, concurrency, version, when started and
     /// last seen (a replica drops off 15 s after its last heartbeat).
     Workers {
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: OutputArgs,
     },
-    /// Print a job's ledger record.
+    /// Print a job's ledger record (as JSON: with its event log and trace id).
     Status {
         job_id: JobId,
-        /// Print the record as JSON, with the job's event log.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// List and settle jobs.
     Jobs {
@@ -190,9 +191,9 @@ enum JobsCommand {
         /// Start after this position (printed under a full page).
         #[arg(long, value_parser = parse_cursor)]
         after: Option<reelq_queue::PageCursor>,
-        /// Print the page as JSON: `{"data":[record, ...],"next_cursor"}`, as the API does.
-        #[arg(long)]
-        json: bool,
+        /// As JSON: `{"data":[record, ...],"next_cursor"}`, as the API answers.
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Cancel jobs not yet submitted (queued or held for budget); submitted ones finish.
     Cancel {
@@ -217,12 +218,15 @@ enum DlqCommand {
     List {
         #[arg(long, default_value_t = 50)]
         limit: usize,
-        /// Print the records as JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: OutputArgs,
     },
-    /// One failed job's record and event history.
-    Show { job_id: JobId },
+    /// One failed job's record (as JSON: with its event history).
+    Show {
+        job_id: JobId,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
     /// Send failed jobs back: to polling if the provider has their task, else to submit.
     Retry { job_ids: Vec<JobId> },
 }
@@ -340,11 +344,18 @@ async fn main() -> anyhow::Result<()> {
         }
         _ => {}
     }
-    if let Command::Providers { config, command } = &cli.command {
+    if let Command::Providers {
+        config,
+        output,
+        command,
+    } = &cli.command
+    {
+        let json = output.json();
         match command {
-            None => return providers::print(&prices, &catalog, config.as_deref()),
+            None => return providers::print(&prices, &catalog, config.as_deref(), json),
             Some(ProvidersCommand::Check { account }) => {
-                return providers::check(config.as_deref(), &catalog, account.as_ref()).await;
+                let account = account.as_ref();
+                return providers::check(config.as_deref(), &catalog, account, json).await;
             }
             // Pausing and resuming act on the ledger: answered once connected.
             Some(ProvidersCommand::Pause { .. } | ProvidersCommand::Resume { .. }) => {}
@@ -408,24 +419,25 @@ async fn main() -> anyhow::Result<()> {
             println!("{job_id}");
         }
         Command::Batch { command } => batch::run(&client, command).await?,
-        Command::Status { job_id, json } => show(&client, job_id, json).await?,
-        Command::Stats { json } => print_stats(&client.stats().await?, json)?,
-        Command::Workers { json } => print::print_workers(&client.workers().await?, json)?,
+        Command::Status { job_id, output } => show(&client, job_id, output.json()).await?,
+        Command::Stats { output } => print_stats(&client.stats().await?, output.json())?,
+        Command::Workers { output } => {
+            print::print_workers(&client.workers().await?, output.json())?
+        }
         Command::Jobs {
             command:
                 JobsCommand::List {
                     state,
                     limit,
                     after,
-                    json,
+                    output,
                 },
         } => {
             ensure!(limit > 0, "--limit must be at least 1");
             let (records, next) = client.jobs_page(&state, after, limit).await?;
             let next = next.map(|cursor| cursor.to_string());
-            if json {
-                let page = serde_json::json!({ "data": records, "next_cursor": next });
-                println!("{}", serde_json::to_string_pretty(&page)?);
+            if output.json() {
+                print_json(&serde_json::json!({ "data": records, "next_cursor": next }))?;
             } else {
                 print_table(&records);
                 if let Some(next) = next {
@@ -470,17 +482,17 @@ async fn main() -> anyhow::Result<()> {
             println!("job {job_id} resolved");
         }
         Command::Dlq {
-            command: DlqCommand::List { limit, json },
+            command: DlqCommand::List { limit, output },
         } => {
             let records = client.jobs_in_state(JobState::Failed, limit).await?;
-            match json {
-                true => println!("{}", serde_json::to_string_pretty(&records)?),
+            match output.json() {
+                true => print_json(&serde_json::json!(records))?,
                 false => print_table(&records),
             }
         }
         Command::Dlq {
-            command: DlqCommand::Show { job_id },
-        } => show(&client, job_id, true).await?,
+            command: DlqCommand::Show { job_id, output },
+        } => show(&client, job_id, output.json()).await?,
         Command::Dlq {
             command: DlqCommand::Retry { job_ids },
         } => {
@@ -604,7 +616,7 @@ async fn show(client: &Client, job_id: JobId, json: bool) -> anyhow::Result<()> 
         let mut value = serde_json::to_value(&record)?;
         value["history"] = serde_json::to_value(client.history(job_id).await?)?;
         value["trace_id"] = job_id.trace_id().into();
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        print_json(&value)?;
     } else {
         print_table(&[record]);
     }

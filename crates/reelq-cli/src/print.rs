@@ -5,6 +5,35 @@ use reelq_producer::display::{age, utc};
 
 use crate::batch::ReportFormat;
 
+/// How a read prints: `-o table` (the default, for people) or `-o json` (for scripts, as
+/// `kubectl -o json`); `--json` is short for `-o json`.
+#[derive(clap::Args, Clone, Copy)]
+pub(crate) struct OutputArgs {
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
+    format: OutputFormat,
+    /// Short for `-o json`.
+    #[arg(long, conflicts_with = "format")]
+    json: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OutputFormat {
+    Table,
+    Json,
+}
+
+impl OutputArgs {
+    pub(crate) fn json(self) -> bool {
+        self.json || self.format == OutputFormat::Json
+    }
+}
+
+/// Prints `value` as pretty JSON.
+pub(crate) fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
 pub(crate) fn print_table(records: &[JobRecord]) {
     println!(
         "{:<26}  {:<8}  {:<10}  {:<20}  {:>10}  {:>7}  {:>7}  {:>8}  {:<12}  OBJECT / ERROR",
@@ -51,7 +80,7 @@ pub(crate) fn print_table(records: &[JobRecord]) {
 
 pub(crate) fn print_workers(workers: &[reelq_queue::WorkerInfo], json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(workers)?);
+        print_json(&serde_json::json!(workers))?;
         return Ok(());
     }
     let now_ms = reelq_producer::now_ms();
@@ -80,7 +109,7 @@ pub(crate) fn print_workers(workers: &[reelq_queue::WorkerInfo], json: bool) -> 
 
 pub(crate) fn print_stats(stats: &reelq_producer::Stats, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(stats)?);
+        print_json(&serde_json::json!(stats))?;
         return Ok(());
     }
     let states: Vec<String> = stats
@@ -118,7 +147,7 @@ pub(crate) fn report(
         ReportFormat::Json => {
             let jobs: Vec<serde_json::Value> = records.iter().map(report_json).collect();
             let report = serde_json::json!({ "batch": info, "jobs": jobs });
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            print_json(&serde_json::json!(report))?;
         }
         ReportFormat::Table => {
             let name = info.name.as_deref().unwrap_or("(unnamed)");

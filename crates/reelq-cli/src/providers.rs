@@ -41,15 +41,51 @@ fn worker_config(path: Option<&Path>) -> anyhow::Result<WorkerConfig> {
 
 /// Prints the merged model catalog: what each model accepts, what it costs by `prices`,
 /// where each row came from (the built-in catalog or the operator's file), and, given a
-/// worker config, each provider's accounts in it.
+/// worker config, each provider's accounts in it. As JSON: `{"models": [row with
+/// "usd_per_second"], "accounts": [{"account","contract","base_url"}]}`.
 pub(crate) fn print(
     prices: &PriceTable,
     catalog: &Catalog,
     worker_config_path: Option<&Path>,
+    json: bool,
 ) -> anyhow::Result<()> {
     let config = worker_config_path
         .map(|path| worker_config(Some(path)))
         .transpose()?;
+    if json {
+        let models: Vec<serde_json::Value> = ProviderKind::ALL
+            .into_iter()
+            .flat_map(|provider| catalog.models_of(provider))
+            .map(|rule| {
+                let mut row = serde_json::json!(rule);
+                let usd_per_second: std::collections::BTreeMap<String, Option<f64>> = rule
+                    .qualities
+                    .iter()
+                    .map(|&quality| {
+                        let usd =
+                            prices.usd_per_second(rule.provider, &rule.model, quality, catalog);
+                        (quality.to_string(), usd)
+                    })
+                    .collect();
+                row["usd_per_second"] = serde_json::json!(usd_per_second);
+                row
+            })
+            .collect();
+        let accounts: Vec<serde_json::Value> = config
+            .iter()
+            .flat_map(|config| config.accounts())
+            .map(|account| {
+                serde_json::json!({
+                    "account": account.name,
+                    "contract": account.contract,
+                    "base_url": account.settings.base_url,
+                })
+            })
+            .collect();
+        return crate::print::print_json(
+            &serde_json::json!({ "models": models, "accounts": accounts }),
+        );
+    }
     for provider in ProviderKind::ALL {
         let accounts = config.as_ref().map(|config| {
             let accounts: Vec<String> = config
@@ -107,19 +143,36 @@ pub(crate) async fn check(
     worker_config_path: Option<&Path>,
     catalog: &Catalog,
     only: Option<&AccountName>,
+    json: bool,
 ) -> anyhow::Result<()> {
     let config = worker_config(worker_config_path)?;
     let verdicts = check_accounts(&config, only).await?;
-    println!(
-        "{:<20} {:<8} {:<7} DETAIL",
-        "ACCOUNT", "CONTRACT", "VERDICT"
-    );
-    for verdict in &verdicts {
-        let (word, detail) = describe(verdict, catalog);
+    if json {
+        let rows: Vec<serde_json::Value> = verdicts
+            .iter()
+            .map(|verdict| {
+                let (word, detail) = describe(verdict, catalog);
+                serde_json::json!({
+                    "account": verdict.account,
+                    "contract": verdict.contract,
+                    "verdict": word,
+                    "detail": detail,
+                })
+            })
+            .collect();
+        crate::print::print_json(&serde_json::json!(rows))?;
+    } else {
         println!(
-            "{:<20} {:<8} {:<7} {detail}",
-            verdict.account, verdict.contract, word
+            "{:<20} {:<8} {:<7} DETAIL",
+            "ACCOUNT", "CONTRACT", "VERDICT"
         );
+        for verdict in &verdicts {
+            let (word, detail) = describe(verdict, catalog);
+            println!(
+                "{:<20} {:<8} {:<7} {detail}",
+                verdict.account, verdict.contract, word
+            );
+        }
     }
     let failed = verdicts.iter().filter(|v| v.outcome.is_err()).count();
     anyhow::ensure!(

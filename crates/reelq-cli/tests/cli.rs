@@ -496,3 +496,51 @@ async fn providers_check_probes_every_account_for_free_and_fails_on_a_refused_ke
     assert_eq!(code, Some(0), "{stdout}");
     assert_eq!(stdout.lines().count(), 2, "the header and kie: {stdout}");
 }
+
+#[test]
+fn every_read_prints_json_with_dash_o_json() {
+    let redis = RedisServer::start().unwrap();
+    let submitted = reelq(
+        &redis,
+        &[
+            "submit",
+            "--provider",
+            "kie",
+            "--model",
+            "sora-2-text-to-video",
+            "--prompt",
+            "a fox",
+        ],
+    );
+    assert!(submitted.status.success(), "{submitted:?}");
+    let job_id = String::from_utf8_lossy(&submitted.stdout).trim().to_owned();
+    let json = |args: &[&str]| -> serde_json::Value {
+        let output = reelq(&redis, args);
+        assert!(output.status.success(), "{args:?}: {output:?}");
+        serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|err| panic!("{args:?} printed no JSON ({err}): {output:?}"))
+    };
+
+    let status = json(&["status", &job_id, "-o", "json"]);
+    assert_eq!(status["job_id"], job_id.as_str());
+    let trace_id = job_id.parse::<reelq_core::JobId>().unwrap().trace_id();
+    assert_eq!(status["trace_id"], trace_id.as_str());
+    assert_eq!(
+        json(&["jobs", "list", "-o", "json"])["data"][0]["job_id"],
+        job_id.as_str()
+    );
+    assert_eq!(json(&["stats", "-o", "json"])["due_now"], 1);
+    assert_eq!(json(&["dlq", "list", "-o", "json"]), serde_json::json!([]));
+    assert_eq!(json(&["workers", "-o", "json"]), serde_json::json!([]));
+    let catalog = json(&["providers", "-o", "json"]);
+    let kie = catalog["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["model"] == "sora-2-text-to-video")
+        .expect("the catalog's kie row");
+    assert_eq!(kie["usd_per_second"]["standard"], 0.015);
+    // One way to say it: `--json` is short for `-o json`, not another choice beside it.
+    let both = reelq(&redis, &["stats", "-o", "table", "--json"]);
+    assert!(!both.status.success());
+}
