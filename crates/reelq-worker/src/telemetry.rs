@@ -39,7 +39,7 @@ pub struct Telemetry {
 
 impl Telemetry {
     /// Starts exporting to `config.otlp_endpoint` and makes the provider the process's
-    /// global one (which [`end_job`] uses). Call inside the Tokio runtime: exports run on it.
+    /// global one (which the job's root span goes through). Call inside the Tokio runtime: exports run on it.
     pub fn start(config: &TelemetryConfig, service: &str) -> Result<Self, WorkerError> {
         let endpoint = format!("{}/v1/traces", config.otlp_endpoint.trim_end_matches('/'));
         let client = OnRuntime {
