@@ -72,7 +72,7 @@ const METRICS: &[Described] = &[
         "Completion webhook deliveries by {outcome}",
     ),
     (
-        "reelq_bytes_stored_total",
+        "reelq_stored_bytes_total",
         Kind::Counter,
         "Bytes of video written to the store",
     ),

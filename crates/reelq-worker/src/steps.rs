@@ -280,7 +280,7 @@ fn count_provider_request(lease: &Lease, transition: &Transition) {
         }
         Transition::PollAgain { error: None, .. } => ("query", "ok"),
         Transition::Stored { bytes, .. } => {
-            metrics::counter!("reelq_bytes_stored_total").increment(*bytes);
+            metrics::counter!("reelq_stored_bytes_total").increment(*bytes);
             // From enqueue (the job id's own time) to the video stored.
             let waited = lease.job_id.created_at().elapsed().unwrap_or_default();
             metrics::histogram!("reelq_job_seconds", "provider" => lease.spec.provider.as_str())

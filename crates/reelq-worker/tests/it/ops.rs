@@ -42,7 +42,7 @@ async fn a_live_worker_reports_health_readiness_and_metrics() {
         "reelq_jobs{state=\"queued\"} 0",
         "reelq_step_seconds_bucket{step=\"fetching\"",
         "reelq_provider_requests_total{provider=\"kie\",call=\"submit\",outcome=\"ok\"}",
-        "reelq_bytes_stored_total",
+        "reelq_stored_bytes_total",
         "reelq_build_info{version=\"",
         "reelq_job_seconds_bucket{provider=\"kie\",le=\"14400\"}",
         "reelq_estimated_spend_microdollars_total{account=\"kie\"}",
@@ -66,7 +66,7 @@ async fn a_live_worker_reports_health_readiness_and_metrics() {
             "{gauge} in:\n{metrics}"
         );
     }
-    assert!(metrics.contains("reelq_bytes_stored_total"), "{metrics}");
+    assert!(metrics.contains("reelq_stored_bytes_total"), "{metrics}");
 
     deployment.redis.stop();
     let (status, reason) = get("/readyz").await;
