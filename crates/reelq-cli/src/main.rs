@@ -375,7 +375,13 @@ async fn main() -> anyhow::Result<()> {
     };
     let client = Client::connect(&ledger_config)
         .await
-        .with_context(|| format!("connecting to redis at {}", redacted(&cli.redis_url)))?
+        .with_context(|| {
+            format!(
+                "connecting to redis at {} (set by --redis-url or REELQ_REDIS_URL; it must be \
+                 the workers' Redis, with the same --prefix / REELQ_PREFIX)",
+                redacted(&cli.redis_url)
+            )
+        })?
         .with_prices(prices)
         .with_catalog(catalog)
         .with_webhook_targets(WebhookTargets {
