@@ -26,6 +26,9 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, info, info_span, warn};
 
+/// A delivery's outcome as `reelq_webhooks_total` labels it.
+pub(crate) const OUTCOME_NAMES: [&str; 4] = ["sent", "retry", "gave_up", "skipped"];
+
 use crate::{WorkerError, decision::backoff};
 
 /// Webhooks sent at once by one worker.
@@ -193,10 +196,10 @@ impl Notifier {
         };
         info!(target = %notification.target, event_id = notification.event_id, ?outcome, detail, "webhook");
         let outcome_name = match outcome {
-            NotifyOutcome::Sent => "sent",
-            NotifyOutcome::Retry(_) => "retry",
-            NotifyOutcome::GaveUp => "gave_up",
-            NotifyOutcome::Skipped => "skipped",
+            NotifyOutcome::Sent => OUTCOME_NAMES[0],
+            NotifyOutcome::Retry(_) => OUTCOME_NAMES[1],
+            NotifyOutcome::GaveUp => OUTCOME_NAMES[2],
+            NotifyOutcome::Skipped => OUTCOME_NAMES[3],
         };
         metrics::counter!("reelq_webhooks_total", "outcome" => outcome_name).increment(1);
         if let Err(err) = self.ledger.notified(notification, outcome, &detail).await {

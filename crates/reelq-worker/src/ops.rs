@@ -113,6 +113,31 @@ pub(crate) fn install_metrics() {
     reelq_http::metrics::install(METRICS, &buckets);
 }
 
+/// Puts the series whose labels are known at start on `/metrics` at 0 (a counter that
+/// appears only with its first event hides a `rate()` and an `absent()` alert until then);
+/// adds nothing to a series already counting.
+pub(crate) fn register_series(accounts: &[reelq_core::AccountName]) {
+    for name in [
+        "reelq_stored_bytes_total",
+        "reelq_local_resource_errors_total",
+        "reelq_http_accept_errors_total",
+        "reelq_http_connection_limit_reached_total",
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+    for outcome in crate::notify::OUTCOME_NAMES {
+        metrics::counter!("reelq_webhooks_total", "outcome" => outcome).increment(0);
+    }
+    for account in accounts.iter().map(|account| account.as_str().to_owned()) {
+        let spend = "reelq_estimated_spend_microdollars_total";
+        metrics::counter!(spend, "account" => account.clone()).increment(0);
+        for limit in reelq_queue::Wait::ALL {
+            metrics::counter!("reelq_limiter_waits_total", "account" => account.clone(), "limit" => limit.as_str())
+                .increment(0);
+        }
+    }
+}
+
 #[derive(Clone)]
 pub(crate) struct OpsState {
     pub(crate) ledger: Ledger,

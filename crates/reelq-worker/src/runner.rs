@@ -93,16 +93,18 @@ pub async fn run(
         .await?;
     let store = VideoStore::open(&config.store.to_storage())?;
     let accounts = Arc::new(Accounts::from_config(&config)?);
+    let account_names: Vec<_> = accounts
+        .contracts()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    ops::register_series(&account_names);
     let tracker = TaskTracker::new();
     if let Some(listener) = listeners.ops {
         let state = OpsState {
             ledger: ledger.clone(),
             store: store.clone(),
-            accounts: accounts
-                .contracts()
-                .into_iter()
-                .map(|(name, _)| name)
-                .collect(),
+            accounts: account_names.clone(),
             store_check: ops::StoreCheck::default(),
         };
         info!(addr = ?listener.local_addr().ok(), "ops endpoints listening");

@@ -70,6 +70,8 @@ pub enum Wait {
 }
 
 impl Wait {
+    pub const ALL: [Wait; 3] = [Wait::Rate, Wait::InFlight, Wait::DailyBudget];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Wait::Rate => "rate",

@@ -46,6 +46,10 @@ async fn a_live_worker_reports_health_readiness_and_metrics() {
         "reelq_build_info{version=\"",
         "reelq_job_seconds_bucket{provider=\"kie\",le=\"14400\"}",
         "reelq_estimated_spend_microdollars_total{account=\"kie\"}",
+        // Present before their first event.
+        "reelq_local_resource_errors_total 0",
+        "reelq_webhooks_total{outcome=\"gave_up\"} 0",
+        "reelq_limiter_waits_total{account=\"kie\",limit=\"daily_budget\"} 0",
     ] {
         assert!(
             metrics.contains(series),
