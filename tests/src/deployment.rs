@@ -266,7 +266,9 @@ log_format = "pretty"
             .map(|provider| {
                 let secret = match provider {
                     ProviderKind::Kie => format!("webhook_secret = \"{WEBHOOK_KEY}\"\n"),
-                    ProviderKind::Openai => format!("webhook_secret = \"{WEBHOOK_WHSEC}\"\n"),
+                    ProviderKind::Openai | ProviderKind::Replicate => {
+                        format!("webhook_secret = \"{WEBHOOK_WHSEC}\"\n")
+                    }
                     ProviderKind::Acedata | ProviderKind::Evolink => String::new(),
                 };
                 format!(

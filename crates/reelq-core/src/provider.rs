@@ -16,14 +16,17 @@ pub enum ProviderKind {
     Evolink,
     /// An OpenAI-compatible Videos API gateway.
     Openai,
+    /// Replicate's predictions API (any model it hosts, by `owner/name`).
+    Replicate,
 }
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 4] = [
+    pub const ALL: [ProviderKind; 5] = [
         ProviderKind::Kie,
         ProviderKind::Acedata,
         ProviderKind::Evolink,
         ProviderKind::Openai,
+        ProviderKind::Replicate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -32,6 +35,7 @@ impl ProviderKind {
             ProviderKind::Acedata => "acedata",
             ProviderKind::Evolink => "evolink",
             ProviderKind::Openai => "openai",
+            ProviderKind::Replicate => "replicate",
         }
     }
 }

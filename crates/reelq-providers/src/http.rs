@@ -62,6 +62,11 @@ impl Api {
         self.http.get(self.url(path))
     }
 
+    /// A GET of a full URL the provider handed out (a list's next page).
+    pub(crate) fn get_url(&self, url: &str) -> RequestBuilder {
+        self.http.get(url)
+    }
+
     pub(crate) fn post(&self, path: &str) -> RequestBuilder {
         self.http.post(self.url(path))
     }
@@ -299,6 +304,8 @@ pub(crate) fn names_moderation(text: &str) -> bool {
         "sentinel_block",
         "_unsafe",
         "flagged as unsafe",
+        // Replicate's E005: "The input or output was flagged as sensitive."
+        "flagged as sensitive",
     ]
     .iter()
     .any(|word| text.contains(word))

@@ -9,6 +9,7 @@ mod http;
 mod kie;
 mod openai;
 mod provider;
+mod replicate;
 mod request;
 mod standard_webhooks;
 
@@ -25,6 +26,7 @@ pub use provider::{
     ProviderTask, RecentTasks, TaskEcho, TaskStatus,
 };
 use reelq_core::ProviderKind;
+pub use replicate::Replicate;
 pub use reqwest::header::HeaderMap;
 pub use standard_webhooks::{BadWebhookSecret, WebhookKey};
 
@@ -38,5 +40,6 @@ pub fn adapter(
         ProviderKind::Acedata => Arc::new(Acedata::new(account)?),
         ProviderKind::Evolink => Arc::new(Evolink::new(account)?),
         ProviderKind::Openai => Arc::new(Openai::new(account)?),
+        ProviderKind::Replicate => Arc::new(Replicate::new(account)?),
     })
 }

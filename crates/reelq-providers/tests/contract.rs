@@ -1,4 +1,4 @@
-//! One contract suite, run against the simulator for each of the four providers: the happy
+//! One contract suite, run against the simulator for each of the five providers: the happy
 //! path, every error class a create can meet, moderation, failed generations, and result
 //! URLs that expire or 404 once. The adapters are the real ones; the simulator speaks each
 //! provider's own shapes.
@@ -255,6 +255,7 @@ contract_suite! {
     acedata => ProviderKind::Acedata;
     evolink => ProviderKind::Evolink;
     openai => ProviderKind::Openai;
+    replicate => ProviderKind::Replicate;
 }
 
 #[tokio::test]
@@ -270,6 +271,11 @@ async fn an_expired_acedata_result_url_is_replaced_by_a_fresh_one() {
 #[tokio::test]
 async fn an_expired_evolink_result_url_is_replaced_by_a_fresh_one() {
     an_expired_result_url(ProviderKind::Evolink).await;
+}
+
+#[tokio::test]
+async fn an_expired_replicate_output_url_is_replaced_by_a_fresh_one() {
+    an_expired_result_url(ProviderKind::Replicate).await;
 }
 
 #[tokio::test]

@@ -36,6 +36,8 @@ struct Fixture {
     result_url: Option<String>,
     #[serde(default = "yes")]
     shape_of_simulator: bool,
+    /// The model of a create request whose contract names it in the path (Replicate).
+    model: Option<String>,
 }
 
 fn yes() -> bool {
@@ -66,7 +68,27 @@ impl Fixture {
     fn json(&self) -> Value {
         serde_json::from_slice(&self.body()).expect("a fixture is JSON")
     }
+
+    /// The model a create request fixture asks for: in its body, or (Replicate) the index's.
+    fn model(&self) -> String {
+        self.model
+            .clone()
+            .or_else(|| self.json()["model"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| panic!("{}: names its model", self.file))
+    }
 }
+
+/// Where a contract's create body keeps the request fields: kie's and Replicate's in
+/// `input`, the others' at the top.
+fn fields_of(provider: ProviderKind, body: &Value) -> &Value {
+    match provider {
+        ProviderKind::Kie | ProviderKind::Replicate => &body["input"],
+        _ => body,
+    }
+}
+
+/// The fields of a create that carry the callback URL, by contract.
+const CALLBACK_FIELDS: [&str; 3] = ["callBackUrl", "callback_url", "webhook"];
 
 /// The fixture of `kind` for `provider` (each contract has one of every kind).
 fn of_kind(fixtures: &[Fixture], provider: ProviderKind, kind: Kind) -> &Fixture {
@@ -178,16 +200,27 @@ fn catalog() -> Catalog {
 }
 
 /// The spec a documented create request asks for, in reelq's terms.
-fn spec_for(provider: ProviderKind, request: &Value) -> JobSpec {
-    let fields = if provider == ProviderKind::Kie {
-        &request["input"]
-    } else {
-        request
-    };
+fn spec_for(fixture: &Fixture) -> JobSpec {
+    let provider = fixture.provider();
+    let request = fixture.json();
+    let fields = fields_of(provider, &request);
     let catalog = catalog();
-    let rule = catalog
-        .rule(provider, request["model"].as_str().unwrap())
-        .unwrap();
+    let rule = catalog.rule(provider, &fixture.model()).unwrap();
+    let images: Vec<String> = rule
+        .request
+        .images
+        .as_ref()
+        .map(|images| &fields[&images.field])
+        .into_iter()
+        .flat_map(|value| match value {
+            Value::String(url) => vec![url.clone()],
+            Value::Array(urls) => urls
+                .iter()
+                .filter_map(|u| u.as_str().map(str::to_owned))
+                .collect(),
+            _ => vec![],
+        })
+        .collect();
     // Find the row's choices that write this request's fields.
     for &duration_s in &rule.durations {
         for &aspect in &rule.aspects {
@@ -206,6 +239,7 @@ fn spec_for(provider: ProviderKind, request: &Value) -> JobSpec {
                         duration_s: Some(duration_s),
                         aspect: Some(aspect.to_string()),
                         quality: Some(quality.to_string()),
+                        image_urls: images.clone(),
                         ..JobRequest::default()
                     }
                     .validate(&catalog, 0)
@@ -228,8 +262,9 @@ async fn simulator() -> Simulator {
         .unwrap()
 }
 
-/// The simulator's path for a create of `provider`.
-fn create_path(provider: ProviderKind, request: &Value) -> String {
+/// The simulator's path for a create of `fixture`'s provider.
+fn create_path(fixture: &Fixture, request: &Value) -> String {
+    let provider = fixture.provider();
     match provider {
         ProviderKind::Kie => "/api/v1/jobs/createTask".into(),
         ProviderKind::Acedata => {
@@ -244,6 +279,7 @@ fn create_path(provider: ProviderKind, request: &Value) -> String {
         }
         ProviderKind::Evolink => "/v1/videos/generations".into(),
         ProviderKind::Openai => "/v1/videos".into(),
+        ProviderKind::Replicate => format!("/v1/models/{}/predictions", fixture.model()),
     }
 }
 
@@ -258,6 +294,7 @@ async fn simulator_query(sim: &Simulator, provider: ProviderKind, task_id: &str)
             .json(&json!({ "id": task_id, "action": "retrieve" })),
         ProviderKind::Evolink => http.get(format!("{base}/v1/tasks/{task_id}")),
         ProviderKind::Openai => http.get(format!("{base}/v1/videos/{task_id}")),
+        ProviderKind::Replicate => http.get(format!("{base}/v1/predictions/{task_id}")),
     };
     request
         .bearer_auth(API_KEY)
@@ -269,17 +306,14 @@ async fn simulator_query(sim: &Simulator, provider: ProviderKind, task_id: &str)
         .unwrap()
 }
 
-/// Sends `request` to the simulator's create route of `provider`, as a client of it would.
-async fn post_create(
-    sim: &Simulator,
-    provider: ProviderKind,
-    request: &Value,
-) -> reqwest::Response {
+/// Sends `request` to the simulator's create route of `fixture`'s provider, as a client of
+/// it would.
+async fn post_create(sim: &Simulator, fixture: &Fixture, request: &Value) -> reqwest::Response {
     reqwest::Client::new()
         .post(format!(
             "{}{}",
             sim.base_url(),
-            create_path(provider, request)
+            create_path(fixture, request)
         ))
         .bearer_auth(API_KEY)
         .json(request)
@@ -288,13 +322,22 @@ async fn post_create(
         .unwrap()
 }
 
+/// The task id in a create's answer, wherever its contract puts it.
+fn task_id_of(answer: &Value) -> String {
+    [&answer["data"]["taskId"], &answer["task_id"], &answer["id"]]
+        .into_iter()
+        .find_map(Value::as_str)
+        .unwrap_or_else(|| panic!("no task id in {answer}"))
+        .to_owned()
+}
+
 /// A documented create request, sent to the simulator: accepted, answered in the shape of
 /// the documented answer, and the adapter's create for the same choices writes the same
 /// fields and values. Returns the task and what the simulator answered.
 async fn check_create_request(fixture: &Fixture, sim: &Simulator) -> (String, Value) {
     let provider = fixture.provider();
     let documented = fixture.json();
-    let answer = post_create(sim, provider, &documented).await;
+    let answer = post_create(sim, fixture, &documented).await;
     assert!(
         answer.status().is_success(),
         "{}: {}",
@@ -302,21 +345,21 @@ async fn check_create_request(fixture: &Fixture, sim: &Simulator) -> (String, Va
         answer.status()
     );
     let answer: Value = answer.json().await.unwrap();
-    let task_id = [&answer["data"]["taskId"], &answer["task_id"], &answer["id"]]
-        .into_iter()
-        .find_map(Value::as_str)
-        .unwrap_or_else(|| panic!("{}: no task id in {answer}", fixture.file))
-        .to_owned();
+    let task_id = task_id_of(&answer);
 
-    let spec = spec_for(provider, &documented);
+    let spec = spec_for(fixture);
     let adapter = adapter(provider, account(sim.base_url())).unwrap();
     let ours = adapter
         .submit(JobId::new(), &spec, Some("https://example.com/cb"))
         .await
         .unwrap();
-    let sent = sim.create_body(&ours).unwrap();
+    let mut sent = sim.create_body(&ours).unwrap();
+    if provider == ProviderKind::Replicate {
+        // The simulator keeps the path's model beside the body, as Replicate's record does.
+        sent.as_object_mut().unwrap().remove("model");
+    }
     let without_callbacks = |mut body: Value| {
-        for field in ["callBackUrl", "callback_url"] {
+        for field in CALLBACK_FIELDS {
             body.as_object_mut().unwrap().remove(field);
         }
         body
@@ -328,12 +371,7 @@ async fn check_create_request(fixture: &Fixture, sim: &Simulator) -> (String, Va
         fixture.file
     );
     let scalars = |body: &Value| -> Vec<(String, Value)> {
-        let fields = if provider == ProviderKind::Kie {
-            &body["input"]
-        } else {
-            body
-        };
-        fields
+        fields_of(provider, body)
             .as_object()
             .unwrap()
             .iter()
@@ -389,10 +427,7 @@ async fn every_fixture_is_read_by_its_adapter_and_matched_by_the_simulator() {
             }
             Kind::CreateAnswer => {
                 let served = serving(body).await;
-                let spec = spec_for(
-                    provider,
-                    &of_kind(&fixtures, provider, Kind::CreateRequest).json(),
-                );
+                let spec = spec_for(of_kind(&fixtures, provider, Kind::CreateRequest));
                 let task_id = adapter(provider, account(&served))
                     .unwrap()
                     .submit(JobId::new(), &spec, Some("https://example.com/cb"))
@@ -402,10 +437,7 @@ async fn every_fixture_is_read_by_its_adapter_and_matched_by_the_simulator() {
             }
             Kind::QueryAnswer => {
                 let served = serving(body).await;
-                let spec = spec_for(
-                    provider,
-                    &of_kind(&fixtures, provider, Kind::CreateRequest).json(),
-                );
+                let spec = spec_for(of_kind(&fixtures, provider, Kind::CreateRequest));
                 let status = adapter(provider, account(&served))
                     .unwrap()
                     .query(&spec, "task")
@@ -434,7 +466,7 @@ async fn every_fixture_is_read_by_its_adapter_and_matched_by_the_simulator() {
                 let mut account = account(sim.base_url());
                 let mut headers = HeaderMap::new();
                 let now_s = 1_719_168_000;
-                if provider == ProviderKind::Openai {
+                if matches!(provider, ProviderKind::Openai | ProviderKind::Replicate) {
                     account.webhook_secret = Some(Secret::new(WHSEC));
                     let key = WebhookKey::parse(WHSEC).unwrap();
                     headers.insert("webhook-id", "evt_abc123".parse().unwrap());
@@ -456,7 +488,7 @@ async fn every_fixture_is_read_by_its_adapter_and_matched_by_the_simulator() {
                 // The simulator's callback for a finished task of the documented request.
                 let request = of_kind(&fixtures, provider, Kind::CreateRequest);
                 let mut documented = request.json();
-                for field in ["callBackUrl", "callback_url"] {
+                for field in CALLBACK_FIELDS {
                     if documented.get(field).is_some() {
                         documented[field] = json!(callback_url);
                     }
@@ -464,12 +496,21 @@ async fn every_fixture_is_read_by_its_adapter_and_matched_by_the_simulator() {
                 if provider == ProviderKind::Evolink {
                     documented["callback_url"] = json!(callback_url);
                 }
-                let answer = post_create(&sim, provider, &documented).await;
+                let answer = post_create(&sim, request, &documented).await;
                 assert!(answer.status().is_success(), "{context}");
-                let delivered = tokio::time::timeout(Duration::from_secs(10), callbacks.recv())
-                    .await
-                    .unwrap_or_else(|_| panic!("{context}: the simulator's callback arrives"))
-                    .unwrap();
+                let task_id = task_id_of(&answer.json().await.unwrap());
+                // The receiver also gets the account webhooks of earlier OpenAI-style tasks:
+                // this task's callback is the one that names it.
+                let delivered = tokio::time::timeout(Duration::from_secs(10), async {
+                    loop {
+                        let delivered = callbacks.recv().await.unwrap();
+                        if delivered.to_string().contains(&task_id) {
+                            return delivered;
+                        }
+                    }
+                })
+                .await
+                .unwrap_or_else(|_| panic!("{context}: the simulator's callback arrives"));
                 assert_eq!(
                     missing(&fixture.json(), &delivered),
                     Vec::<String>::new(),

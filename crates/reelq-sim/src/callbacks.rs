@@ -13,7 +13,7 @@ use crate::{
     contract::unix_ms,
     evolink,
     kie::{self, kie_signature},
-    openai,
+    openai, replicate,
     simulator::{CallbackMode, SimEvent, SimState},
 };
 
@@ -64,6 +64,10 @@ pub(crate) async fn deliver(state: Arc<SimState>, task_id: String, url: String) 
             None => return,
         },
         ProviderKind::Openai => openai::event_body(&task_id, &phase),
+        ProviderKind::Replicate => match state.task_record(&task_id) {
+            Some(record) => replicate::prediction_body(&state, &record),
+            None => return,
+        },
     };
     for _ in 0..times {
         send_with_retries(&state, provider, &task_id, &url, &body, forged).await;
@@ -94,7 +98,8 @@ fn signature_headers(
                 ("X-Webhook-Signature", signature),
             ]
         }
-        ProviderKind::Openai => {
+        // Replicate signs its webhooks per Standard Webhooks too, with the account's secret.
+        ProviderKind::Openai | ProviderKind::Replicate => {
             let secret = match forged {
                 true => Some(FORGED_WHSEC),
                 false => state.config.webhook_secret.as_deref(),

@@ -10,6 +10,7 @@ mod contract;
 mod evolink;
 mod kie;
 mod openai;
+mod replicate;
 mod simulator;
 mod video;
 

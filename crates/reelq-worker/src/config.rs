@@ -322,6 +322,7 @@ pub struct ProvidersConfig {
     pub acedata: Option<ProviderAccount>,
     pub evolink: Option<ProviderAccount>,
     pub openai: Option<ProviderAccount>,
+    pub replicate: Option<ProviderAccount>,
 }
 
 impl ProvidersConfig {
@@ -332,6 +333,7 @@ impl ProvidersConfig {
             (ProviderKind::Acedata, &self.acedata),
             (ProviderKind::Evolink, &self.evolink),
             (ProviderKind::Openai, &self.openai),
+            (ProviderKind::Replicate, &self.replicate),
         ]
         .into_iter()
         .filter_map(|(kind, account)| Some((kind, account.as_ref()?)))

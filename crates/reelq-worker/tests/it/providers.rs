@@ -136,4 +136,5 @@ per_provider! {
     acedata => ProviderKind::Acedata;
     evolink => ProviderKind::Evolink;
     openai => ProviderKind::Openai;
+    replicate => ProviderKind::Replicate;
 }
