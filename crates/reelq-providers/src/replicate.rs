@@ -1,7 +1,7 @@
 //! Replicate's predictions API (`docs/providers.md` section 5), for any video model it hosts (`owner/name`), read from
 //! Replicate's HTTP API reference (replicate.com/docs/reference/http), its webhook pages
 //! (replicate.com/docs/topics/webhooks: "receive", "setup", "verify") and each model's API
-//! page (replicate.com/<owner>/<name>/api, e.g. `google/veo-3-fast`, `kwaivgi/kling-v2.1`):
+//! page (`replicate.com/<owner>/<name>/api`, e.g. `google/veo-3-fast`, `kwaivgi/kling-v2.1`):
 //!
 //! - create: `POST /v1/models/{owner}/{name}/predictions` with `{"input": {...},
 //!   "webhook", "webhook_events_filter": ["completed"]}` (only the ending is asked for;
