@@ -97,7 +97,7 @@ async fn sigterm_lets_an_in_flight_submit_finish_and_record() {
             .iter()
             .map(|w| (w.name.as_str(), w.role.as_str(), w.accounts.len()))
             .collect::<Vec<_>>(),
-        [("leaving", "all", 4)]
+        [("leaving", "all", reelq_core::ProviderKind::ALL.len())]
     );
 
     let pid = worker.id().expect("worker is running").to_string();
