@@ -269,7 +269,9 @@ log_format = "pretty"
                     ProviderKind::Openai | ProviderKind::Replicate => {
                         format!("webhook_secret = \"{WEBHOOK_WHSEC}\"\n")
                     }
-                    ProviderKind::Acedata | ProviderKind::Evolink => String::new(),
+                    ProviderKind::Acedata | ProviderKind::Evolink | ProviderKind::Gemini => {
+                        String::new()
+                    }
                 };
                 format!(
                     "[providers.{provider}]\nbase_url = \"{sim}\"\napi_key = \"{api_key}\"\n\

@@ -18,15 +18,18 @@ pub enum ProviderKind {
     Openai,
     /// Replicate's predictions API (any model it hosts, by `owner/name`).
     Replicate,
+    /// Google's Veo models through the Gemini API.
+    Gemini,
 }
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 5] = [
+    pub const ALL: [ProviderKind; 6] = [
         ProviderKind::Kie,
         ProviderKind::Acedata,
         ProviderKind::Evolink,
         ProviderKind::Openai,
         ProviderKind::Replicate,
+        ProviderKind::Gemini,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -36,6 +39,7 @@ impl ProviderKind {
             ProviderKind::Evolink => "evolink",
             ProviderKind::Openai => "openai",
             ProviderKind::Replicate => "replicate",
+            ProviderKind::Gemini => "gemini",
         }
     }
 }

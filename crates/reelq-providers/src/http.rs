@@ -36,6 +36,16 @@ pub(crate) enum Call {
 pub(crate) struct Api {
     pub(crate) config: AccountConfig,
     http: reqwest::Client,
+    key_header: KeyHeader,
+}
+
+/// How an API takes the account's key.
+#[derive(Clone, Copy)]
+pub(crate) enum KeyHeader {
+    /// `Authorization: Bearer <key>`, as most do.
+    Bearer,
+    /// A header of its own, e.g. Google's `x-goog-api-key`.
+    Named(&'static str),
 }
 
 /// What the provider answered, read whole (API answers are small JSON documents).
@@ -47,11 +57,31 @@ pub(crate) struct Answer {
 
 impl Api {
     pub(crate) fn new(config: AccountConfig) -> Result<Self, ProviderError> {
+        Self::with_key_header(config, KeyHeader::Bearer)
+    }
+
+    pub(crate) fn with_key_header(
+        config: AccountConfig,
+        key_header: KeyHeader,
+    ) -> Result<Self, ProviderError> {
         let http = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .build()
             .map_err(|err| ProviderError::Invalid(format!("http client: {err}")))?;
-        Ok(Api { config, http })
+        Ok(Api {
+            config,
+            http,
+            key_header,
+        })
+    }
+
+    /// `request` with the account's key, as the API takes it.
+    fn keyed(&self, request: RequestBuilder) -> RequestBuilder {
+        let key = self.config.api_key.expose();
+        match self.key_header {
+            KeyHeader::Bearer => request.bearer_auth(key),
+            KeyHeader::Named(name) => request.header(name, key),
+        }
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
@@ -77,8 +107,8 @@ impl Api {
         request: RequestBuilder,
         call: Call,
     ) -> Result<Answer, ProviderError> {
-        let response = request
-            .bearer_auth(self.config.api_key.expose())
+        let response = self
+            .keyed(request)
             .send()
             .await
             .map_err(|err| send_error(err, call))?;
@@ -97,7 +127,7 @@ impl Api {
     pub(crate) async fn download(&self, url: &str) -> Result<Download, ProviderError> {
         let mut request = self.http.get(url);
         if url.starts_with(&self.url("/")) {
-            request = request.bearer_auth(self.config.api_key.expose());
+            request = self.keyed(request);
         }
         let response = request
             .send()
@@ -306,6 +336,8 @@ pub(crate) fn names_moderation(text: &str) -> bool {
         "flagged as unsafe",
         // Replicate's E005: "The input or output was flagged as sensitive."
         "flagged as sensitive",
+        // Google's refusals cite its "Responsible AI practices".
+        "responsible ai",
     ]
     .iter()
     .any(|word| text.contains(word))

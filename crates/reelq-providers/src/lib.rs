@@ -5,6 +5,7 @@
 mod acedata;
 mod error;
 mod evolink;
+mod gemini;
 mod http;
 mod kie;
 mod openai;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 pub use acedata::Acedata;
 pub use error::ProviderError;
 pub use evolink::Evolink;
+pub use gemini::Gemini;
 pub use http::AccountConfig;
 pub use kie::{Kie, kie_signature};
 pub use openai::Openai;
@@ -41,5 +43,6 @@ pub fn adapter(
         ProviderKind::Evolink => Arc::new(Evolink::new(account)?),
         ProviderKind::Openai => Arc::new(Openai::new(account)?),
         ProviderKind::Replicate => Arc::new(Replicate::new(account)?),
+        ProviderKind::Gemini => Arc::new(Gemini::new(account)?),
     })
 }

@@ -1,4 +1,4 @@
-//! One contract suite, run against the simulator for each of the five providers: the happy
+//! One contract suite, run against the simulator for each of the six providers: the happy
 //! path, every error class a create can meet, moderation, failed generations, and result
 //! URLs that expire or 404 once. The adapters are the real ones; the simulator speaks each
 //! provider's own shapes.
@@ -256,6 +256,7 @@ contract_suite! {
     evolink => ProviderKind::Evolink;
     openai => ProviderKind::Openai;
     replicate => ProviderKind::Replicate;
+    gemini => ProviderKind::Gemini;
 }
 
 #[tokio::test]

@@ -83,7 +83,30 @@ impl Fixture {
 fn fields_of(provider: ProviderKind, body: &Value) -> &Value {
     match provider {
         ProviderKind::Kie | ProviderKind::Replicate => &body["input"],
+        ProviderKind::Gemini => &body["parameters"],
         _ => body,
+    }
+}
+
+/// A create's prompt: beside its fields, or (Gemini) in its one instance.
+fn prompt_of(provider: ProviderKind, body: &Value) -> Option<String> {
+    let prompt = match provider {
+        ProviderKind::Gemini => &body["instances"][0]["prompt"],
+        _ => &fields_of(provider, body)["prompt"],
+    };
+    prompt.as_str().map(str::to_owned)
+}
+
+/// Whether the contract calls back at all (the Gemini API does not).
+fn calls_back(provider: ProviderKind) -> bool {
+    provider != ProviderKind::Gemini
+}
+
+/// `request` with the API key, where the contract takes it.
+fn keyed(provider: ProviderKind, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    match provider {
+        ProviderKind::Gemini => request.header("x-goog-api-key", API_KEY),
+        _ => request.bearer_auth(API_KEY),
     }
 }
 
@@ -235,7 +258,7 @@ fn spec_for(fixture: &Fixture) -> JobSpec {
                     return JobRequest {
                         provider: Some(provider.to_string()),
                         model: Some(rule.model.clone()),
-                        prompt: fields["prompt"].as_str().map(str::to_owned),
+                        prompt: prompt_of(provider, &request),
                         duration_s: Some(duration_s),
                         aspect: Some(aspect.to_string()),
                         quality: Some(quality.to_string()),
@@ -280,6 +303,7 @@ fn create_path(fixture: &Fixture, request: &Value) -> String {
         ProviderKind::Evolink => "/v1/videos/generations".into(),
         ProviderKind::Openai => "/v1/videos".into(),
         ProviderKind::Replicate => format!("/v1/models/{}/predictions", fixture.model()),
+        ProviderKind::Gemini => format!("/v1beta/models/{}:predictLongRunning", fixture.model()),
     }
 }
 
@@ -295,9 +319,9 @@ async fn simulator_query(sim: &Simulator, provider: ProviderKind, task_id: &str)
         ProviderKind::Evolink => http.get(format!("{base}/v1/tasks/{task_id}")),
         ProviderKind::Openai => http.get(format!("{base}/v1/videos/{task_id}")),
         ProviderKind::Replicate => http.get(format!("{base}/v1/predictions/{task_id}")),
+        ProviderKind::Gemini => http.get(format!("{base}/v1beta/{task_id}")),
     };
-    request
-        .bearer_auth(API_KEY)
+    keyed(provider, request)
         .send()
         .await
         .unwrap()
@@ -309,13 +333,12 @@ async fn simulator_query(sim: &Simulator, provider: ProviderKind, task_id: &str)
 /// Sends `request` to the simulator's create route of `fixture`'s provider, as a client of
 /// it would.
 async fn post_create(sim: &Simulator, fixture: &Fixture, request: &Value) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(format!(
-            "{}{}",
-            sim.base_url(),
-            create_path(fixture, request)
-        ))
-        .bearer_auth(API_KEY)
+    let post = reqwest::Client::new().post(format!(
+        "{}{}",
+        sim.base_url(),
+        create_path(fixture, request)
+    ));
+    keyed(fixture.provider(), post)
         .json(request)
         .send()
         .await
@@ -324,11 +347,16 @@ async fn post_create(sim: &Simulator, fixture: &Fixture, request: &Value) -> req
 
 /// The task id in a create's answer, wherever its contract puts it.
 fn task_id_of(answer: &Value) -> String {
-    [&answer["data"]["taskId"], &answer["task_id"], &answer["id"]]
-        .into_iter()
-        .find_map(Value::as_str)
-        .unwrap_or_else(|| panic!("no task id in {answer}"))
-        .to_owned()
+    [
+        &answer["data"]["taskId"],
+        &answer["task_id"],
+        &answer["id"],
+        &answer["name"],
+    ]
+    .into_iter()
+    .find_map(Value::as_str)
+    .unwrap_or_else(|| panic!("no task id in {answer}"))
+    .to_owned()
 }
 
 /// A documented create request, sent to the simulator: accepted, answered in the shape of
@@ -354,8 +382,8 @@ async fn check_create_request(fixture: &Fixture, sim: &Simulator) -> (String, Va
         .await
         .unwrap();
     let mut sent = sim.create_body(&ours).unwrap();
-    if provider == ProviderKind::Replicate {
-        // The simulator keeps the path's model beside the body, as Replicate's record does.
+    if matches!(provider, ProviderKind::Replicate | ProviderKind::Gemini) {
+        // The simulator keeps the path's model beside the body, as the provider's record does.
         sent.as_object_mut().unwrap().remove("model");
     }
     let without_callbacks = |mut body: Value| {
@@ -397,9 +425,10 @@ async fn every_fixture_is_read_by_its_adapter_and_matched_by_the_simulator() {
             .filter(|f| f.provider() == provider)
             .map(|f| format!("{:?}", f.kind))
             .collect();
+        let expected = if calls_back(provider) { 4 } else { 3 };
         assert_eq!(
             kinds.len(),
-            4,
+            expected,
             "{provider} has every kind of fixture: {kinds:?}"
         );
     }

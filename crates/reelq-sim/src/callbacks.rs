@@ -68,6 +68,8 @@ pub(crate) async fn deliver(state: Arc<SimState>, task_id: String, url: String) 
             Some(record) => replicate::prediction_body(&state, &record),
             None => return,
         },
+        // The Gemini API calls nobody back.
+        ProviderKind::Gemini => return,
     };
     for _ in 0..times {
         send_with_retries(&state, provider, &task_id, &url, &body, forged).await;
@@ -109,7 +111,7 @@ fn signature_headers(
             })
         }
         // acedata and evolink do not sign; reelq's per-job URL token authenticates them.
-        ProviderKind::Acedata | ProviderKind::Evolink => vec![],
+        ProviderKind::Acedata | ProviderKind::Evolink | ProviderKind::Gemini => vec![],
     }
 }
 

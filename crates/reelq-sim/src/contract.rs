@@ -97,12 +97,33 @@ pub(crate) struct CreateRequest<'a> {
 /// Which of the simulator's accounts the request's key is (0 for `api_key`, then
 /// `other_api_keys` in order), or a refusal.
 pub(crate) fn authorized(state: &SimState, headers: &HeaderMap) -> Result<usize, Refusal> {
-    let presented = headers.get(header::AUTHORIZATION);
+    authorized_in(state, headers, KeyIn::Bearer)
+}
+
+/// Where a contract takes the API key.
+#[derive(Clone, Copy)]
+pub(crate) enum KeyIn {
+    /// `Authorization: Bearer <key>`.
+    Bearer,
+    /// A header of its own (Google's `x-goog-api-key`): a Bearer key is not accepted there.
+    Header(&'static str),
+}
+
+/// [`authorized`], with the key where the contract takes it.
+pub(crate) fn authorized_in(
+    state: &SimState,
+    headers: &HeaderMap,
+    key_in: KeyIn,
+) -> Result<usize, Refusal> {
+    let presented = match key_in {
+        KeyIn::Bearer => headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.as_bytes().strip_prefix(b"Bearer ")),
+        KeyIn::Header(name) => headers.get(name).map(HeaderValue::as_bytes),
+    };
     std::iter::once(&state.config.api_key)
         .chain(&state.config.other_api_keys)
-        .position(|key| {
-            presented.is_some_and(|value| value.as_bytes() == format!("Bearer {key}").as_bytes())
-        })
+        .position(|key| presented == Some(key.as_bytes()))
         .ok_or(Refusal::BadKey)
 }
 
@@ -112,7 +133,17 @@ pub(crate) fn create_request(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(Value, usize), Refusal> {
-    let account = authorized(state, headers)?;
+    create_request_in(state, headers, body, KeyIn::Bearer)
+}
+
+/// [`create_request`], with the key where the contract takes it.
+pub(crate) fn create_request_in(
+    state: &SimState,
+    headers: &HeaderMap,
+    body: &[u8],
+    key_in: KeyIn,
+) -> Result<(Value, usize), Refusal> {
+    let account = authorized_in(state, headers, key_in)?;
     let body = serde_json::from_slice(body)
         .map_err(|_| Refusal::Invalid("request body is not JSON".into()))?;
     Ok((body, account))
@@ -120,7 +151,16 @@ pub(crate) fn create_request(
 
 /// Every query's opening: the key, then any outage in force.
 pub(crate) fn query_allowed(state: &SimState, headers: &HeaderMap) -> Result<(), Refusal> {
-    authorized(state, headers)?;
+    query_allowed_in(state, headers, KeyIn::Bearer)
+}
+
+/// [`query_allowed`], with the key where the contract takes it.
+pub(crate) fn query_allowed_in(
+    state: &SimState,
+    headers: &HeaderMap,
+    key_in: KeyIn,
+) -> Result<(), Refusal> {
+    authorized_in(state, headers, key_in)?;
     match state.next_query_fault() {
         Some(code) => Err(Refusal::Fault(code)),
         None => Ok(()),

@@ -8,6 +8,7 @@ mod acedata;
 mod callbacks;
 mod contract;
 mod evolink;
+mod gemini;
 mod kie;
 mod openai;
 mod replicate;

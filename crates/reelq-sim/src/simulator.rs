@@ -563,6 +563,7 @@ fn app(state: Arc<SimState>) -> Router {
         .merge(crate::acedata::routes(&state.config.catalog))
         .merge(crate::evolink::routes())
         .merge(crate::replicate::routes())
+        .merge(crate::gemini::routes())
         .merge(crate::openai::routes())
         .route("/files/{file}", get(crate::contract::result_file))
         .route("/sim/stats", get(stats))

@@ -323,6 +323,7 @@ pub struct ProvidersConfig {
     pub evolink: Option<ProviderAccount>,
     pub openai: Option<ProviderAccount>,
     pub replicate: Option<ProviderAccount>,
+    pub gemini: Option<ProviderAccount>,
 }
 
 impl ProvidersConfig {
@@ -334,6 +335,7 @@ impl ProvidersConfig {
             (ProviderKind::Evolink, &self.evolink),
             (ProviderKind::Openai, &self.openai),
             (ProviderKind::Replicate, &self.replicate),
+            (ProviderKind::Gemini, &self.gemini),
         ]
         .into_iter()
         .filter_map(|(kind, account)| Some((kind, account.as_ref()?)))

@@ -138,3 +138,38 @@ per_provider! {
     openai => ProviderKind::Openai;
     replicate => ProviderKind::Replicate;
 }
+
+/// The Gemini API calls nobody back: its jobs are stored by polling alone, with callbacks on
+/// (the URL is simply not sent), and end by class like the others'.
+mod gemini {
+    use super::*;
+
+    #[tokio::test]
+    async fn jobs_are_stored_once_by_polling_with_callbacks_on() {
+        let mut deployment = deployment(ProviderKind::Gemini).await;
+        let listener = deployment.callback_listener().await;
+        let _worker = deployment.spawn_worker_task("w", API_KEY, Some(listener));
+        let job_ids = deployment.enqueue_manifest(&prompts("gemini", 3)).await;
+
+        let records = deployment.settled(&job_ids).await;
+
+        deployment.assert_stored_once(&records);
+        for record in &records {
+            let stored = read_object(
+                &deployment.store_dir(),
+                record.object_key.as_deref().unwrap(),
+            );
+            let task_id = record.task_id.as_deref().unwrap();
+            assert!(task_id.starts_with("models/veo-3.0-generate-001/operations/"));
+            assert!(
+                stored == deployment.sim.video(task_id).unwrap(),
+                "the served video"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn credits_moderation_and_failed_generations_end_jobs_by_class() {
+        endings_by_class(ProviderKind::Gemini).await;
+    }
+}
