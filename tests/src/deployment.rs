@@ -269,7 +269,10 @@ log_format = "pretty"
                     ProviderKind::Openai | ProviderKind::Replicate => {
                         format!("webhook_secret = \"{WEBHOOK_WHSEC}\"\n")
                     }
-                    ProviderKind::Acedata | ProviderKind::Evolink | ProviderKind::Gemini => {
+                    ProviderKind::Acedata
+                    | ProviderKind::Evolink
+                    | ProviderKind::Gemini
+                    | ProviderKind::Fal => {
                         String::new()
                     }
                 };

@@ -35,8 +35,15 @@ pub(crate) fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
 }
 
 pub(crate) fn print_table(records: &[JobRecord]) {
+    // Account names are the operator's: as wide as the longest.
+    let account_width = records
+        .iter()
+        .map(|record| record.account.as_str().len())
+        .max()
+        .unwrap_or(0)
+        .max("ACCOUNT".len());
     println!(
-        "{:<26}  {:<8}  {:<10}  {:<20}  {:>10}  {:>7}  {:>7}  {:>8}  {:<12}  OBJECT / ERROR",
+        "{:<26}  {:<account_width$}  {:<10}  {:<20}  {:>10}  {:>7}  {:>7}  {:>8}  {:<12}  OBJECT / ERROR",
         "JOB",
         "ACCOUNT",
         "STATE",
@@ -59,9 +66,9 @@ pub(crate) fn print_table(records: &[JobRecord]) {
         };
         let cost = record.spec.estimated_cost_usd;
         println!(
-            "{:<26}  {:<8}  {:<10}  {:<20}  {:>10}  {:>7}  {:>7}  {:>8}  {:<12}  {}",
+            "{:<26}  {:<account_width$}  {:<10}  {:<20}  {:>10}  {:>7}  {:>7}  {:>8}  {:<12}  {}",
             record.job_id,
-            record.account,
+            record.account.as_str(),
             record.state,
             utc(record.created_ms),
             format!("{} ago", age(now_ms.saturating_sub(record.updated_ms))),

@@ -34,12 +34,14 @@ pub enum ImageRule {
     AtMost(usize),
 }
 
-/// How a duration in seconds is written: `"10"` or `10`.
+/// How a duration in seconds is written: `"10"`, `10` or `"10s"`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DurationForm {
     String,
     Number,
+    /// The seconds with an `s` after them, as fal's Veo endpoints take them.
+    Seconds,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -266,6 +268,7 @@ impl ModelRule {
             let value = match duration.form {
                 DurationForm::String => Value::from(duration_s.to_string()),
                 DurationForm::Number => Value::from(duration_s),
+                DurationForm::Seconds => Value::from(format!("{duration_s}s")),
             };
             fields.insert(duration.field.clone(), value);
         }

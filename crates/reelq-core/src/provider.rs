@@ -20,16 +20,19 @@ pub enum ProviderKind {
     Replicate,
     /// Google's Veo models through the Gemini API.
     Gemini,
+    /// fal.ai's queue API (any model it hosts, by its id).
+    Fal,
 }
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 6] = [
+    pub const ALL: [ProviderKind; 7] = [
         ProviderKind::Kie,
         ProviderKind::Acedata,
         ProviderKind::Evolink,
         ProviderKind::Openai,
         ProviderKind::Replicate,
         ProviderKind::Gemini,
+        ProviderKind::Fal,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +43,7 @@ impl ProviderKind {
             ProviderKind::Openai => "openai",
             ProviderKind::Replicate => "replicate",
             ProviderKind::Gemini => "gemini",
+            ProviderKind::Fal => "fal",
         }
     }
 }

@@ -590,7 +590,7 @@ mod tests {
     fn bad_requests_name_the_field_and_the_allowed_values() {
         check_err(
             r#"{"provider":"sora","model":"m","prompt":"p"}"#,
-            r#"provider: unknown provider "sora" (known: kie, acedata, evolink, openai, replicate, gemini)"#,
+            r#"provider: unknown provider "sora" (known: kie, acedata, evolink, openai, replicate, gemini, fal)"#,
         );
         check_err(
             r#"{"provider":"kie","model":"sora-3","prompt":"p"}"#,

@@ -27,14 +27,14 @@
 use std::time::Duration;
 
 use futures_util::{FutureExt, future::BoxFuture};
-use reelq_core::{JobId, JobSpec, ProviderKind};
+use reelq_core::{JobSpec, ProviderKind};
 use reqwest::header::{ACCEPT, HeaderMap};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
     AccountCheck, AccountConfig, CallbackError, CallbackHint, Download, Provider, ProviderError,
-    TaskStatus,
+    Submission, TaskStatus,
     http::{Api, Call, ErrorDetail, read_json, task_failure, unreadable},
     provider::{PROBE_TASK_ID, probed},
     request::{null_as_default, request_fields},
@@ -183,11 +183,10 @@ impl Provider for Acedata {
 
     fn submit<'a>(
         &'a self,
-        _job_id: JobId,
-        spec: &'a JobSpec,
-        callback_url: Option<&'a str>,
+        submission: Submission<'a>,
     ) -> BoxFuture<'a, Result<String, ProviderError>> {
-        self.create(spec, callback_url).boxed()
+        self.create(submission.spec, submission.callback_url)
+            .boxed()
     }
 
     /// AceData does not sign callbacks: the per-job token in the URL authenticates them, and

@@ -19,14 +19,14 @@
 //! | task `status: failed` or `cancelled`         | `GenerationFailed` (`Moderation` if its error names it) |
 
 use futures_util::{FutureExt, future::BoxFuture};
-use reelq_core::{JobId, JobSpec, ProviderKind};
+use reelq_core::{JobSpec, ProviderKind};
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
     AccountCheck, AccountConfig, CallbackError, CallbackHint, Download, Provider, ProviderError,
-    TaskStatus,
+    Submission, TaskStatus,
     http::{Api, Call, ErrorDetail, read_json, task_failure},
     provider::{PROBE_TASK_ID, probed},
     request::{null_as_default, request_fields},
@@ -116,11 +116,10 @@ impl Provider for Evolink {
 
     fn submit<'a>(
         &'a self,
-        _job_id: JobId,
-        spec: &'a JobSpec,
-        callback_url: Option<&'a str>,
+        submission: Submission<'a>,
     ) -> BoxFuture<'a, Result<String, ProviderError>> {
-        self.create(spec, callback_url).boxed()
+        self.create(submission.spec, submission.callback_url)
+            .boxed()
     }
 
     /// evolink does not sign callbacks: the per-job token in the URL authenticates them.

@@ -34,14 +34,14 @@
 //! records: it waits for an operator (`reelq jobs resolve`).
 
 use futures_util::{FutureExt, future::BoxFuture};
-use reelq_core::{JobId, JobSpec, ProviderKind};
+use reelq_core::{JobSpec, ProviderKind};
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{
     AccountCheck, AccountConfig, CallbackError, CallbackHint, Download, Provider, ProviderError,
-    TaskStatus,
+    Submission, TaskStatus,
     http::{Answer, Api, Call, KeyHeader, read_json, task_failure},
     request::request_fields,
 };
@@ -202,11 +202,9 @@ impl Provider for Gemini {
     /// The Gemini API calls nobody back: `callback_url` is not sent, polling finds the end.
     fn submit<'a>(
         &'a self,
-        _job_id: JobId,
-        spec: &'a JobSpec,
-        _callback_url: Option<&'a str>,
+        submission: Submission<'a>,
     ) -> BoxFuture<'a, Result<String, ProviderError>> {
-        self.create(spec).boxed()
+        self.create(submission.spec).boxed()
     }
 
     fn parse_callback(

@@ -46,6 +46,8 @@ pub(crate) enum KeyHeader {
     Bearer,
     /// A header of its own, e.g. Google's `x-goog-api-key`.
     Named(&'static str),
+    /// `Authorization: <scheme> <key>` with a scheme of its own, e.g. fal's `Key`.
+    Scheme(&'static str),
 }
 
 /// What the provider answered, read whole (API answers are small JSON documents).
@@ -81,6 +83,9 @@ impl Api {
         match self.key_header {
             KeyHeader::Bearer => request.bearer_auth(key),
             KeyHeader::Named(name) => request.header(name, key),
+            KeyHeader::Scheme(scheme) => {
+                request.header(reqwest::header::AUTHORIZATION, format!("{scheme} {key}"))
+            }
         }
     }
 

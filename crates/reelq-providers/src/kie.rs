@@ -26,7 +26,7 @@ use std::time::Duration;
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use futures_util::{FutureExt, future::BoxFuture};
 use hmac::{Hmac, Mac};
-use reelq_core::{JobId, JobSpec, ProviderKind};
+use reelq_core::{JobSpec, ProviderKind};
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::json;
@@ -34,7 +34,7 @@ use sha2::Sha256;
 
 use crate::{
     AccountCheck, AccountConfig, CallbackError, CallbackHint, Download, Provider, ProviderError,
-    ProviderTask, TaskEcho, TaskStatus,
+    ProviderTask, Submission, TaskEcho, TaskStatus,
     http::{Api, Call, status_error, task_failure, unreadable},
     request::{echo_of, null_as_default, request_fields},
 };
@@ -288,11 +288,10 @@ impl Provider for Kie {
 
     fn submit<'a>(
         &'a self,
-        _job_id: JobId,
-        spec: &'a JobSpec,
-        callback_url: Option<&'a str>,
+        submission: Submission<'a>,
     ) -> BoxFuture<'a, Result<String, ProviderError>> {
-        self.create(spec, callback_url).boxed()
+        self.create(submission.spec, submission.callback_url)
+            .boxed()
     }
 
     fn parse_callback(

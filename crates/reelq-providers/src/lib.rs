@@ -5,6 +5,7 @@
 mod acedata;
 mod error;
 mod evolink;
+mod fal;
 mod gemini;
 mod http;
 mod kie;
@@ -19,13 +20,14 @@ use std::sync::Arc;
 pub use acedata::Acedata;
 pub use error::ProviderError;
 pub use evolink::Evolink;
+pub use fal::Fal;
 pub use gemini::Gemini;
 pub use http::AccountConfig;
 pub use kie::{Kie, kie_signature};
 pub use openai::Openai;
 pub use provider::{
     AccountCheck, ByteStream, CallbackError, CallbackHint, CallbackScope, Download, Provider,
-    ProviderTask, RecentTasks, TaskEcho, TaskStatus,
+    ProviderTask, RecentTasks, Submission, TaskEcho, TaskStatus,
 };
 use reelq_core::ProviderKind;
 pub use replicate::Replicate;
@@ -44,5 +46,6 @@ pub fn adapter(
         ProviderKind::Openai => Arc::new(Openai::new(account)?),
         ProviderKind::Replicate => Arc::new(Replicate::new(account)?),
         ProviderKind::Gemini => Arc::new(Gemini::new(account)?),
+        ProviderKind::Fal => Arc::new(Fal::new(account)?),
     })
 }

@@ -27,14 +27,14 @@
 //! | video `status: failed`                          | `GenerationFailed` (`Moderation` if its error names it) |
 
 use futures_util::{FutureExt, future::BoxFuture};
-use reelq_core::{JobId, JobSpec, ProviderKind};
+use reelq_core::{JobSpec, ProviderKind};
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
     AccountCheck, AccountConfig, CallbackError, CallbackHint, CallbackScope, Download, Provider,
-    ProviderError, ProviderTask, RecentTasks, TaskEcho, TaskStatus, WebhookKey,
+    ProviderError, ProviderTask, RecentTasks, Submission, TaskEcho, TaskStatus, WebhookKey,
     http::{Api, Call, ErrorDetail, read_json, task_failure},
     request::{echo_of, request_fields},
 };
@@ -217,11 +217,9 @@ impl Provider for Openai {
     /// Webhooks are configured on the account, so `callback_url` is not sent.
     fn submit<'a>(
         &'a self,
-        _job_id: JobId,
-        spec: &'a JobSpec,
-        _callback_url: Option<&'a str>,
+        submission: Submission<'a>,
     ) -> BoxFuture<'a, Result<String, ProviderError>> {
-        self.create(spec).boxed()
+        self.create(submission.spec).boxed()
     }
 
     fn parse_callback(

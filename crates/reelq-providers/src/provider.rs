@@ -137,6 +137,18 @@ pub(crate) fn probed(
     }
 }
 
+/// What one submit asks of the provider.
+#[derive(Debug, Clone, Copy)]
+pub struct Submission<'a> {
+    pub job_id: JobId,
+    pub spec: &'a JobSpec,
+    /// Where the provider should report the task, when callbacks are on.
+    pub callback_url: Option<&'a str>,
+    /// The job is batch work that may wait behind interactive work: passed on where the
+    /// contract has a priority hint (fal's `X-Fal-Queue-Priority: low`), ignored elsewhere.
+    pub low_priority: bool,
+}
+
 /// One provider account. Implementations are stateless apart from their HTTP client and
 /// config, so one instance serves every worker task.
 pub trait Provider: Send + Sync {
@@ -148,12 +160,9 @@ pub trait Provider: Send + Sync {
 
     /// Calls the provider's create endpoint once and returns its task id. Never retries by
     /// itself: whether a retry could pay twice is the caller's decision, made from the error.
-    /// `callback_url`, when given, is where the provider should report the task.
     fn submit<'a>(
         &'a self,
-        job_id: JobId,
-        spec: &'a JobSpec,
-        callback_url: Option<&'a str>,
+        submission: Submission<'a>,
     ) -> BoxFuture<'a, Result<String, ProviderError>>;
 
     /// Checks a callback's signature (where the provider signs and a key is configured) and
@@ -164,6 +173,14 @@ pub trait Provider: Send + Sync {
         body: &[u8],
         now_s: u64,
     ) -> Result<CallbackHint, CallbackError>;
+
+    /// Fetches the keys callbacks are verified with again, for providers that publish them
+    /// (fal's JWKS): the callback receiver calls it once when a signature does not verify,
+    /// then checks the callback again (a key rotated in since the last fetch). No-op by
+    /// default.
+    fn refresh_callback_keys(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 
     /// Where the job's task stands. `spec` is the job's own (some contracts keep one API per
     /// model family, and the row says which).

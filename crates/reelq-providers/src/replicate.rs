@@ -43,14 +43,14 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{FutureExt, future::BoxFuture};
-use reelq_core::{JobId, JobSpec, ProviderKind};
+use reelq_core::{JobSpec, ProviderKind};
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::{
     AccountCheck, AccountConfig, CallbackError, CallbackHint, Download, Provider, ProviderError,
-    ProviderTask, RecentTasks, TaskEcho, TaskStatus, WebhookKey,
+    ProviderTask, RecentTasks, Submission, TaskEcho, TaskStatus, WebhookKey,
     http::{Answer, Api, Call, names_moderation, status_error, task_failure, unreadable},
     request::{echo_of, request_fields},
 };
@@ -292,11 +292,10 @@ impl Provider for Replicate {
 
     fn submit<'a>(
         &'a self,
-        _job_id: JobId,
-        spec: &'a JobSpec,
-        callback_url: Option<&'a str>,
+        submission: Submission<'a>,
     ) -> BoxFuture<'a, Result<String, ProviderError>> {
-        self.create(spec, callback_url).boxed()
+        self.create(submission.spec, submission.callback_url)
+            .boxed()
     }
 
     /// The per-job URL token authenticates the webhook; with the account's secret set, its

@@ -1,4 +1,4 @@
-//! One contract suite, run against the simulator for each of the six providers: the happy
+//! One contract suite, run against the simulator for each of the seven providers: the happy
 //! path, every error class a create can meet, moderation, failed generations, and result
 //! URLs that expire or 404 once. The adapters are the real ones; the simulator speaks each
 //! provider's own shapes.
@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use reelq_core::{Catalog, ErrorClass, JobId, JobRequest, JobSpec, ProviderKind, Secret};
-use reelq_providers::{AccountConfig, Provider, ProviderError, TaskStatus, adapter};
+use reelq_providers::{AccountConfig, Provider, ProviderError, Submission, TaskStatus, adapter};
 use reelq_sim::{FAILING_WORD, MODERATED_WORD, SimConfig, Simulator};
 
 const API_KEY: &str = "sk-contract";
@@ -45,10 +45,20 @@ fn spec(provider: ProviderKind, prompt: &str) -> JobSpec {
     .expect("a valid request")
 }
 
+/// A normal-priority submit of `spec`.
+fn submission<'a>(spec: &'a JobSpec, callback_url: Option<&'a str>) -> Submission<'a> {
+    Submission {
+        job_id: JobId::new(),
+        spec,
+        callback_url,
+        low_priority: false,
+    }
+}
+
 async fn submit(provider: &dyn Provider, prompt: &str) -> Result<String, ProviderError> {
     let spec = spec(provider.kind(), prompt);
     let callback = "http://127.0.0.1:9/callbacks/unused";
-    provider.submit(JobId::new(), &spec, Some(callback)).await
+    provider.submit(submission(&spec, Some(callback))).await
 }
 
 async fn download(provider: &dyn Provider, url: &str) -> Result<Vec<u8>, ProviderError> {
@@ -134,7 +144,7 @@ async fn create_errors(kind: ProviderKind) {
     let mut unknown_model = spec(kind, "p");
     unknown_model.model = "sora-9".into();
     let err = provider
-        .submit(JobId::new(), &unknown_model, None)
+        .submit(submission(&unknown_model, None))
         .await
         .unwrap_err();
     assert_eq!(err.class(), ErrorClass::Invalid, "{kind}: {err}");
@@ -257,6 +267,7 @@ contract_suite! {
     openai => ProviderKind::Openai;
     replicate => ProviderKind::Replicate;
     gemini => ProviderKind::Gemini;
+    fal => ProviderKind::Fal;
 }
 
 #[tokio::test]
@@ -280,6 +291,25 @@ async fn an_expired_replicate_output_url_is_replaced_by_a_fresh_one() {
 }
 
 #[tokio::test]
+async fn a_low_priority_batch_job_asks_fal_to_queue_it_behind_normal_requests() {
+    let sim = simulator(SimConfig::new(API_KEY, Duration::ZERO)).await;
+    let provider = adapter(ProviderKind::Fal, account(&sim, API_KEY)).unwrap();
+    let spec = spec(ProviderKind::Fal, "a calm lake at dawn");
+    let low = Submission {
+        low_priority: true,
+        ..submission(&spec, None)
+    };
+    let task_id = provider.submit(low).await.unwrap();
+    assert_eq!(sim.create_body(&task_id).unwrap()["priority"], "low");
+    let task_id = provider.submit(submission(&spec, None)).await.unwrap();
+    assert_eq!(
+        sim.create_body(&task_id).unwrap().get("priority"),
+        None,
+        "normal is fal's default: no header"
+    );
+}
+
+#[tokio::test]
 async fn evolink_in_strict_mode_refuses_a_loopback_callback_url() {
     let config = SimConfig {
         strict_callback_urls: true,
@@ -292,7 +322,7 @@ async fn evolink_in_strict_mode_refuses_a_loopback_callback_url() {
     let spec = spec(ProviderKind::Evolink, "p");
     let public = "https://hooks.example.com/callbacks/evolink/j/t";
     provider
-        .submit(JobId::new(), &spec, Some(public))
+        .submit(submission(&spec, Some(public)))
         .await
         .unwrap();
 }
@@ -347,10 +377,7 @@ async fn the_openai_style_list_finds_a_create_whose_answer_was_lost() {
     assert!(provider.lists_tasks());
     let lost = spec(ProviderKind::Openai, "a kite over dunes");
     sim.fail_after_accepting_next_creates(502, 1);
-    let err = provider
-        .submit(JobId::new(), &lost, None)
-        .await
-        .unwrap_err();
+    let err = provider.submit(submission(&lost, None)).await.unwrap_err();
     assert_eq!(err.class(), ErrorClass::UnknownOutcome);
     let other = submit(provider.as_ref(), "another prompt").await.unwrap();
 
@@ -375,7 +402,7 @@ async fn a_kie_task_record_echoes_its_create_and_only_its_own() {
     let sim = simulator(SimConfig::new(API_KEY, Duration::ZERO)).await;
     let provider = adapter(ProviderKind::Kie, account(&sim, API_KEY)).unwrap();
     let sent = spec(ProviderKind::Kie, "a lighthouse at dusk");
-    let task_id = provider.submit(JobId::new(), &sent, None).await.unwrap();
+    let task_id = provider.submit(submission(&sent, None)).await.unwrap();
 
     let record = provider
         .task_record(&task_id)

@@ -9,7 +9,7 @@ use std::{collections::BTreeSet, path::PathBuf, time::Duration};
 
 use axum::{Router, extract::State, http::HeaderMap, routing::post};
 use reelq_core::{Catalog, JobId, JobRequest, JobSpec, ProviderKind, Secret};
-use reelq_providers::{AccountConfig, TaskStatus, WebhookKey, adapter};
+use reelq_providers::{AccountConfig, Submission, TaskStatus, WebhookKey, adapter};
 use reelq_sim::{SimConfig, Simulator};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -106,6 +106,7 @@ fn calls_back(provider: ProviderKind) -> bool {
 fn keyed(provider: ProviderKind, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
     match provider {
         ProviderKind::Gemini => request.header("x-goog-api-key", API_KEY),
+        ProviderKind::Fal => request.header("authorization", format!("Key {API_KEY}")),
         _ => request.bearer_auth(API_KEY),
     }
 }
@@ -173,10 +174,24 @@ fn missing(documented: &Value, simulated: &Value) -> Vec<String> {
         .collect()
 }
 
-/// A server that answers every request with `body`, as the provider would.
+/// A server that answers every request with `body`, as the provider would (but a status
+/// call, which fal makes before fetching a result, with `COMPLETED`).
+/// A normal-priority submit of `spec`.
+fn submission<'a>(spec: &'a JobSpec, callback_url: Option<&'a str>) -> Submission<'a> {
+    Submission {
+        job_id: JobId::new(),
+        spec,
+        callback_url,
+        low_priority: false,
+    }
+}
+
 async fn serving(body: Vec<u8>) -> String {
-    let app = Router::new().fallback(move || {
-        let body = body.clone();
+    let app = Router::new().fallback(move |uri: axum::http::Uri| {
+        let body = match uri.path().ends_with("/status") {
+            true => br#"{"status":"COMPLETED"}"#.to_vec(),
+            false => body.clone(),
+        };
         async move { ([("content-type", "application/json")], body) }
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -304,6 +319,7 @@ fn create_path(fixture: &Fixture, request: &Value) -> String {
         ProviderKind::Openai => "/v1/videos".into(),
         ProviderKind::Replicate => format!("/v1/models/{}/predictions", fixture.model()),
         ProviderKind::Gemini => format!("/v1beta/models/{}:predictLongRunning", fixture.model()),
+        ProviderKind::Fal => format!("/{}", fixture.model()),
     }
 }
 
@@ -320,6 +336,8 @@ async fn simulator_query(sim: &Simulator, provider: ProviderKind, task_id: &str)
         ProviderKind::Openai => http.get(format!("{base}/v1/videos/{task_id}")),
         ProviderKind::Replicate => http.get(format!("{base}/v1/predictions/{task_id}")),
         ProviderKind::Gemini => http.get(format!("{base}/v1beta/{task_id}")),
+        // The result of a completed request (its status is another call).
+        ProviderKind::Fal => http.get(format!("{base}/fal-ai/kling-video/requests/{task_id}")),
     };
     keyed(provider, request)
         .send()
@@ -352,6 +370,7 @@ fn task_id_of(answer: &Value) -> String {
         &answer["task_id"],
         &answer["id"],
         &answer["name"],
+        &answer["request_id"],
     ]
     .into_iter()
     .find_map(Value::as_str)
@@ -378,11 +397,14 @@ async fn check_create_request(fixture: &Fixture, sim: &Simulator) -> (String, Va
     let spec = spec_for(fixture);
     let adapter = adapter(provider, account(sim.base_url())).unwrap();
     let ours = adapter
-        .submit(JobId::new(), &spec, Some("https://example.com/cb"))
+        .submit(submission(&spec, Some("https://example.com/cb")))
         .await
         .unwrap();
     let mut sent = sim.create_body(&ours).unwrap();
-    if matches!(provider, ProviderKind::Replicate | ProviderKind::Gemini) {
+    if matches!(
+        provider,
+        ProviderKind::Replicate | ProviderKind::Gemini | ProviderKind::Fal
+    ) {
         // The simulator keeps the path's model beside the body, as the provider's record does.
         sent.as_object_mut().unwrap().remove("model");
     }
@@ -459,7 +481,7 @@ async fn every_fixture_is_read_by_its_adapter_and_matched_by_the_simulator() {
                 let spec = spec_for(of_kind(&fixtures, provider, Kind::CreateRequest));
                 let task_id = adapter(provider, account(&served))
                     .unwrap()
-                    .submit(JobId::new(), &spec, Some("https://example.com/cb"))
+                    .submit(submission(&spec, Some("https://example.com/cb")))
                     .await
                     .unwrap_or_else(|err| panic!("{context}: {err}"));
                 assert_eq!(Some(task_id), fixture.task_id.clone(), "{context}");
@@ -505,8 +527,22 @@ async fn every_fixture_is_read_by_its_adapter_and_matched_by_the_simulator() {
                         key.sign("evt_abc123", now_s, &body).parse().unwrap(),
                     );
                 }
-                let hint = adapter(provider, account)
-                    .unwrap()
+                let mut now_s = now_s;
+                if provider == ProviderKind::Fal {
+                    // Signed now by the simulator's key, which its JWKS publishes.
+                    now_s = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_secs();
+                    let task_id = fixture.task_id.as_deref().unwrap();
+                    let text = std::str::from_utf8(&body).unwrap();
+                    for (name, value) in reelq_sim::fal_webhook_headers(task_id, text, false) {
+                        headers.insert(name, value.parse().unwrap());
+                    }
+                }
+                let adapter = adapter(provider, account).unwrap();
+                adapter.refresh_callback_keys().await;
+                let hint = adapter
                     .parse_callback(&headers, &body, now_s)
                     .unwrap_or_else(|err| panic!("{context}: {err}"));
                 assert_eq!(Some(hint.task_id), fixture.task_id.clone(), "{context}");
@@ -525,7 +561,20 @@ async fn every_fixture_is_read_by_its_adapter_and_matched_by_the_simulator() {
                 if provider == ProviderKind::Evolink {
                     documented["callback_url"] = json!(callback_url);
                 }
-                let answer = post_create(&sim, request, &documented).await;
+                let answer = match provider {
+                    // fal takes the webhook URL in the submit's query.
+                    ProviderKind::Fal => {
+                        let url =
+                            format!("{}{}", sim.base_url(), create_path(request, &documented));
+                        keyed(provider, reqwest::Client::new().post(url))
+                            .query(&[("fal_webhook", &callback_url)])
+                            .json(&documented)
+                            .send()
+                            .await
+                            .unwrap()
+                    }
+                    _ => post_create(&sim, request, &documented).await,
+                };
                 assert!(answer.status().is_success(), "{context}");
                 let task_id = task_id_of(&answer.json().await.unwrap());
                 // The receiver also gets the account webhooks of earlier OpenAI-style tasks:

@@ -155,6 +155,9 @@ pub struct Lease {
     pub attempt: u32,
     pub polls: u32,
     pub result_url: Option<String>,
+    /// A queued job of a low-priority batch: its submit asks the provider for low priority
+    /// where the contract has such a hint (fal's queue).
+    pub low_priority: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

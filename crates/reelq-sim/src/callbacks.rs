@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::{
     acedata,
     contract::unix_ms,
-    evolink,
+    evolink, fal,
     kie::{self, kie_signature},
     openai, replicate,
     simulator::{CallbackMode, SimEvent, SimState},
@@ -70,6 +70,10 @@ pub(crate) async fn deliver(state: Arc<SimState>, task_id: String, url: String) 
         },
         // The Gemini API calls nobody back.
         ProviderKind::Gemini => return,
+        ProviderKind::Fal => match state.task_record(&task_id) {
+            Some(record) => fal::webhook_body(&record),
+            None => return,
+        },
     };
     for _ in 0..times {
         send_with_retries(&state, provider, &task_id, &url, &body, forged).await;
@@ -110,6 +114,7 @@ fn signature_headers(
                 openai::standard_webhook_headers(secret, body).to_vec()
             })
         }
+        ProviderKind::Fal => fal::webhook_headers(task_id, body, forged),
         // acedata and evolink do not sign; reelq's per-job URL token authenticates them.
         ProviderKind::Acedata | ProviderKind::Evolink | ProviderKind::Gemini => vec![],
     }

@@ -107,6 +107,8 @@ pub(crate) enum KeyIn {
     Bearer,
     /// A header of its own (Google's `x-goog-api-key`): a Bearer key is not accepted there.
     Header(&'static str),
+    /// `Authorization: <scheme> <key>` with a scheme of its own (fal's `Key`).
+    Scheme(&'static str),
 }
 
 /// [`authorized`], with the key where the contract takes it.
@@ -120,6 +122,10 @@ pub(crate) fn authorized_in(
             .get(header::AUTHORIZATION)
             .and_then(|value| value.as_bytes().strip_prefix(b"Bearer ")),
         KeyIn::Header(name) => headers.get(name).map(HeaderValue::as_bytes),
+        KeyIn::Scheme(scheme) => headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.as_bytes().strip_prefix(scheme.as_bytes()))
+            .and_then(|rest| rest.strip_prefix(b" ")),
     };
     std::iter::once(&state.config.api_key)
         .chain(&state.config.other_api_keys)
@@ -210,6 +216,9 @@ pub(crate) fn read_fields(rule: &ModelRule, fields: &Value) -> Result<VideoShape
             let value = &fields[&duration.field];
             let duration_s = match (duration.form, value) {
                 (DurationForm::String, Value::String(s)) => s.parse::<u32>().ok(),
+                (DurationForm::Seconds, Value::String(s)) => {
+                    s.strip_suffix('s').and_then(|s| s.parse::<u32>().ok())
+                }
                 (DurationForm::Number, Value::Number(n)) => {
                     n.as_u64().and_then(|n| u32::try_from(n).ok())
                 }

@@ -8,6 +8,7 @@ mod acedata;
 mod callbacks;
 mod contract;
 mod evolink;
+mod fal;
 mod gemini;
 mod kie;
 mod openai;
@@ -16,6 +17,7 @@ mod simulator;
 mod video;
 
 pub use contract::{FAILING_WORD, MODERATED_WORD};
+pub use fal::webhook_headers as fal_webhook_headers;
 pub use kie::SIMULATED_CREDITS;
 pub use simulator::{CallbackMode, SimConfig, SimEvent, SimStats, Simulator};
 pub use video::{VideoShape, render_video};

@@ -564,6 +564,7 @@ fn app(state: Arc<SimState>) -> Router {
         .merge(crate::evolink::routes())
         .merge(crate::replicate::routes())
         .merge(crate::gemini::routes())
+        .merge(crate::fal::routes())
         .merge(crate::openai::routes())
         .route("/files/{file}", get(crate::contract::result_file))
         .route("/sim/stats", get(stats))

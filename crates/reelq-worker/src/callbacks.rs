@@ -129,7 +129,7 @@ async fn for_job(
     if !constant_time_eq(token_hash(&token).as_bytes(), stored_hash.as_bytes()) {
         return refused(&kind, "token", StatusCode::UNAUTHORIZED, job_id);
     }
-    let hint = match parse(adapter.as_ref(), &headers, &body) {
+    let hint = match parse(adapter.as_ref(), &headers, &body).await {
         Ok(hint) => hint,
         Err(status) => return status,
     };
@@ -148,7 +148,7 @@ async fn for_account(
     let Some((kind, adapter)) = adapter(&state, &provider, CallbackScope::Account) else {
         return StatusCode::NOT_FOUND;
     };
-    let hint = match parse(adapter.as_ref(), &headers, &body) {
+    let hint = match parse(adapter.as_ref(), &headers, &body).await {
         Ok(hint) => hint,
         Err(status) => return status,
     };
@@ -198,7 +198,9 @@ fn refused(
 }
 
 /// Verifies and reads a callback body, or says which status refuses it.
-fn parse(
+/// Verifies and reads a callback; a signature that does not verify is checked once more
+/// after the provider's published keys are fetched again (a key rotated in).
+async fn parse(
     adapter: &dyn Provider,
     headers: &HeaderMap,
     body: &[u8],
@@ -206,7 +208,14 @@ fn parse(
     let now_s = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    adapter.parse_callback(headers, body, now_s).map_err(|err| {
+    let parsed = match adapter.parse_callback(headers, body, now_s) {
+        Err(CallbackError::BadSignature) => {
+            adapter.refresh_callback_keys().await;
+            adapter.parse_callback(headers, body, now_s)
+        }
+        parsed => parsed,
+    };
+    parsed.map_err(|err| {
         warn!(provider = %adapter.kind(), error = %err, "callback refused");
         match err {
             CallbackError::Malformed(_) => StatusCode::BAD_REQUEST,

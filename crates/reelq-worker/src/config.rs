@@ -324,6 +324,7 @@ pub struct ProvidersConfig {
     pub openai: Option<ProviderAccount>,
     pub replicate: Option<ProviderAccount>,
     pub gemini: Option<ProviderAccount>,
+    pub fal: Option<ProviderAccount>,
 }
 
 impl ProvidersConfig {
@@ -336,6 +337,7 @@ impl ProvidersConfig {
             (ProviderKind::Openai, &self.openai),
             (ProviderKind::Replicate, &self.replicate),
             (ProviderKind::Gemini, &self.gemini),
+            (ProviderKind::Fal, &self.fal),
         ]
         .into_iter()
         .filter_map(|(kind, account)| Some((kind, account.as_ref()?)))

@@ -7,7 +7,7 @@ use std::{pin::pin, sync::Arc, time::Duration};
 
 use backon::{ExponentialBuilder, Retryable};
 use reelq_core::{ErrorClass, JobState};
-use reelq_providers::{CallbackScope, Provider, ProviderError, TaskStatus};
+use reelq_providers::{CallbackScope, Provider, ProviderError, Submission, TaskStatus};
 use reelq_queue::{Lease, Ledger, QueueError, Transition, TransitionOutcome};
 use reelq_storage::VideoStore;
 use sha2::{Digest, Sha256};
@@ -313,10 +313,13 @@ async fn submit(
     lease: &Lease,
     callback_url: Option<&str>,
 ) -> Transition {
-    match provider
-        .submit(lease.job_id, &lease.spec, callback_url)
-        .await
-    {
+    let submission = Submission {
+        job_id: lease.job_id,
+        spec: &lease.spec,
+        callback_url,
+        low_priority: lease.low_priority,
+    };
+    match provider.submit(submission).await {
         Ok(task_id) => {
             info!(task_id, "submitted");
             // Before the job is recorded as waiting, so an account-level callback can find

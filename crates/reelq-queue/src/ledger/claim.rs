@@ -89,8 +89,8 @@ struct ClaimReply {
     waits: Vec<LimitWait>,
 }
 
-/// One job taken: `{id, state, fence, spec, task_id, attempt, result_url, polls, account}`
-/// (empty strings for none).
+/// One job taken: `{id, state, fence, spec, task_id, attempt, result_url, polls, account,
+/// low}` (empty strings for none; `low` 1 for a queued job of a low-priority batch).
 struct ClaimedRow {
     id: String,
     state: String,
@@ -101,6 +101,7 @@ struct ClaimedRow {
     result_url: String,
     polls: u32,
     account: String,
+    low_priority: bool,
 }
 
 impl FromRedisValue for ClaimReply {
@@ -136,8 +137,18 @@ impl FromRedisValue for ClaimReply {
 
 impl FromRedisValue for ClaimedRow {
     fn from_redis_value(value: Value) -> Result<Self, ParsingError> {
-        let (id, state, fence, spec, task_id, attempt, result_url, polls, account) =
-            FromRedisValue::from_redis_value(value)?;
+        let (id, state, fence, spec, task_id, attempt, result_url, polls, account, low): (
+            _,
+            _,
+            _,
+            _,
+            _,
+            _,
+            _,
+            _,
+            _,
+            u8,
+        ) = FromRedisValue::from_redis_value(value)?;
         Ok(ClaimedRow {
             id,
             state,
@@ -148,6 +159,7 @@ impl FromRedisValue for ClaimedRow {
             result_url,
             polls,
             account,
+            low_priority: low == 1,
         })
     }
 }
@@ -246,6 +258,7 @@ impl ClaimedRow {
                 attempt: self.attempt,
                 polls: self.polls,
                 result_url: non_empty(self.result_url),
+                low_priority: self.low_priority,
             }),
             Err(detail) => Err((self.id, self.fence, detail)),
         }

@@ -8,8 +8,8 @@
 -- ARGV[5]  "1" to requeue a submit whose lease expired (operator opt-in), "0" to park it
 --          as `uncertain`
 -- Returns {now_ms, next_due_ms or -1, {{id, state, fence, spec, task_id, attempt,
---          result_url, polls, account}, ...}, {"<account> rate|in_flight|daily_budget" per job
---          held back}}.
+--          result_url, polls, account, low (1 for a queued job of a low-priority batch)}, ...},
+--          {"<account> rate|in_flight|daily_budget" per job held back}}.
 -- A job's `provider` field names the account its limits, pause and budgets are kept under.
 -- A queued job that asked only for a provider (the field holds the contract's name, e.g.
 -- `kie`) and has reserved nothing yet goes to the first of this worker's accounts of that
@@ -137,14 +137,16 @@ local function over_budget(provider, batch, cost, reserved)
   return nil, flags
 end
 
--- Whether an operator has begun cancelling `batch` (batch.lua cancels its jobs a chunk at a
--- time; until it reaches one, the claim must not hand it out). Read once per batch.
-local cancelled_batches = {}
-local function batch_cancelled(batch)
-  if cancelled_batches[batch] == nil then
-    cancelled_batches[batch] = redis.call('HEXISTS', prefix .. 'batchinfo:' .. batch, 'cancelled_ms') == 1
+-- A batch's flags, read once per batch per claim: whether an operator has begun cancelling it
+-- (batch.lua cancels its jobs a chunk at a time; until it reaches one, the claim must not hand
+-- it out) and whether it is low priority (the submit passes that on as a provider's hint).
+local batch_flags = {}
+local function flags_of(batch)
+  if batch_flags[batch] == nil then
+    local f = redis.call('HMGET', prefix .. 'batchinfo:' .. batch, 'cancelled_ms', 'priority')
+    batch_flags[batch] = { cancelled = f[1] ~= false, low = f[2] == 'low' }
   end
-  return cancelled_batches[batch]
+  return batch_flags[batch]
 end
 
 -- Whether submits to `account` are paused (read once per account per claim).
@@ -187,7 +189,7 @@ local function take(queue, id)
     redis.call('ZREM', queue, id)
     move(job, id, state, 'expired', now, 'deadline passed',
       { 'error_class', 'invalid', 'error', 'deadline passed before the job finished' }, provider)
-  elseif state == 'queued' and f[11] and batch_cancelled(f[11]) then
+  elseif state == 'queued' and f[11] and flags_of(f[11]).cancelled then
     redis.call('ZREM', queue, id)
     release_budget(f[11], provider, f[12], f[13], redis.call('HGET', job, 'reserved_day'))
     move(job, id, state, 'cancelled', now, 'batch cancelled', { 'reserved', '' }, provider)
@@ -247,8 +249,9 @@ local function take(queue, id)
       end
       if queue == due_low then redis.call('ZREM', due_low, id) end
       redis.call('ZADD', due, now + lease_ms, id)
+      local low = state == 'queued' and f[11] and flags_of(f[11]).low
       claimed[#claimed + 1] = { id, state, fence, f[3], f[4] or '', tonumber(f[5] or '0'),
-        f[6] or '', tonumber(f[7] or '0'), provider }
+        f[6] or '', tonumber(f[7] or '0'), provider, low and 1 or 0 }
     end
   else
     redis.call('ZREM', queue, id)

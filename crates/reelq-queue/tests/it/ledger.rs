@@ -1124,7 +1124,12 @@ async fn normal_jobs_go_before_a_low_priority_batch_and_a_window_delays_a_batch(
         first.leases[0].job_id, urgent,
         "enqueued last, claimed first"
     );
+    assert!(!first.leases[0].low_priority);
     let rest = ledger.claim(&claim_opts("w1", 5, LEASE)).await.unwrap();
+    assert!(
+        rest.leases.iter().all(|lease| lease.low_priority),
+        "their submits carry the batch's priority as a provider hint"
+    );
     let rest: Vec<JobId> = rest.leases.iter().map(|l| l.job_id).collect();
     assert_eq!(rest.len(), 2, "the windowed batch is not due: {rest:?}");
     assert!(low_jobs.iter().all(|(id, _)| rest.contains(id)));

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use reelq_core::ProviderKind;
 use yaml_rust2::{Yaml, YamlLoader};
 
 fn compose() -> Yaml {
@@ -156,15 +157,20 @@ fn compose_pins_every_image_builds_reelq_once_and_has_no_default_secret() {
         "the API is published on loopback only: {api_ports:?}"
     );
     let text = compose_text();
-    for secret in [
+    let contracts: Vec<String> = ProviderKind::ALL
+        .iter()
+        .map(|kind| kind.as_str().to_ascii_uppercase())
+        .collect();
+    let key_variables = contracts.iter().map(|name| format!("{name}_API_KEY"));
+    let secrets = [
         "REELQ_API_TOKEN",
         "S3_ACCESS_KEY_ID",
         "S3_SECRET_ACCESS_KEY",
-        "KIE_API_KEY",
-        "ACEDATA_API_KEY",
-        "EVOLINK_API_KEY",
-        "OPENAI_API_KEY",
-    ] {
+    ]
+    .map(String::from)
+    .into_iter()
+    .chain(key_variables);
+    for secret in secrets {
         assert!(
             !text.contains(&format!("${{{secret}:-")),
             "{secret} has a default value in the compose file"
@@ -174,10 +180,14 @@ fn compose_pins_every_image_builds_reelq_once_and_has_no_default_secret() {
             "{secret} must be set"
         );
     }
-    // Every provider account is configured (from the one env file).
+    // Every contract has an account (from the one env file): a job for one without would
+    // sit queued forever.
     let env = environment(&compose["services"]["worker"]);
-    for provider in ["KIE", "ACEDATA", "EVOLINK", "OPENAI"] {
-        assert!(env.contains_key(&format!("REELQ_PROVIDERS__{provider}__API_KEY")));
+    for contract in &contracts {
+        assert!(
+            env.contains_key(&format!("REELQ_PROVIDERS__{contract}__API_KEY")),
+            "no {contract} account in the compose file"
+        );
     }
 }
 

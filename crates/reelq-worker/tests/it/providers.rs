@@ -137,6 +137,7 @@ per_provider! {
     evolink => ProviderKind::Evolink;
     openai => ProviderKind::Openai;
     replicate => ProviderKind::Replicate;
+    fal => ProviderKind::Fal;
 }
 
 /// The Gemini API calls nobody back: its jobs are stored by polling alone, with callbacks on

@@ -1,0 +1,365 @@
+//! fal.ai's queue API (`docs/providers.md` section 7), read from fal's queue and webhook pages
+//! (fal.ai/docs/documentation/model-apis/inference/queue and .../webhooks, "Verifying your
+//! webhook") and each model's API page (e.g. `fal-ai/kling-video/v2.1/master/text-to-video`):
+//!
+//! - submit: `POST {base}/{model}?fal_webhook={url}` with the model's input as the body and
+//!   `Authorization: Key <key>`; the answer's `request_id` is the task id;
+//! - status: `GET {base}/{app}/requests/{id}/status` (`app` is the model id's first two
+//!   segments, as fal's queue addresses requests): `IN_QUEUE | IN_PROGRESS | COMPLETED`; then
+//!   the result from `GET {base}/{app}/requests/{id}` (`{"video": {"url"}}`), or the error it
+//!   answers for a request that failed;
+//! - webhooks: `{request_id, status: OK | ERROR, payload, error}` to the per-job URL, signed
+//!   with ED25519: `X-Fal-Webhook-Signature` (hex) over `request id \n user id \n timestamp \n
+//!   sha256-hex(body)` from the `X-Fal-Webhook-*` headers, the timestamp within 5 minutes, by
+//!   one of the keys fal publishes as a JWKS (`https://rest.alpha.fal.ai/.well-known/jwks.json`
+//!   for fal itself; `{base}/.well-known/jwks.json` for any other base, such as the
+//!   simulator). The keys are cached; a signature no cached key verifies refetches them once.
+//!
+//! | answer                                          | class              |
+//! |-------------------------------------------------|--------------------|
+//! | 400, 404, 422 (`{"detail": ...}`)               | `Invalid`          |
+//! | 4xx naming moderation or content policy         | `Moderation`       |
+//! | 401                                             | `Auth`             |
+//! | 402, 403 naming the balance ("Exhausted balance") | `Credits`        |
+//! | 403 otherwise                                   | `Auth`             |
+//! | 429 (honouring `Retry-After`)                   | `RateLimited`      |
+//! | 500 with fal's `{"detail"}` body                | `Transient`        |
+//! | query: other 5xx                                | `Transient`        |
+//! | create: no answer, reset, unreadable 2xx, 502, 503, 504, 500 without a body | `UnknownOutcome` |
+//! | a completed request whose result answers 4xx    | `GenerationFailed` (`Moderation` if it names it) |
+//!
+//! A job of a low-priority batch is submitted with `X-Fal-Queue-Priority: low` (the queue
+//! page: `normal`, the default, or `low`, which waits behind every normal request of the
+//! endpoint).
+//!
+//! Not used yet: cancelling (`PUT
+//! .../requests/{id}/cancel`), and listing requests (fal lists none): an `uncertain` submit
+//! waits for an operator or for its webhook.
+
+use std::sync::RwLock;
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use futures_util::{FutureExt, future::BoxFuture};
+use reelq_core::{JobSpec, ProviderKind};
+use reqwest::header::HeaderMap;
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::{
+    AccountCheck, AccountConfig, CallbackError, CallbackHint, Download, Provider, ProviderError,
+    Submission, TaskStatus,
+    http::{
+        Answer, Api, Call, KeyHeader, names_moderation, status_error, task_failure, unreadable,
+    },
+    provider::{PROBE_TASK_ID, probed},
+    request::request_fields,
+};
+
+/// Where fal publishes its webhook keys.
+const FAL_JWKS: &str = "https://rest.alpha.fal.ai/.well-known/jwks.json";
+
+/// How far a webhook's timestamp may be from now, either way.
+const TOLERANCE_S: u64 = 300;
+
+/// One fal account.
+pub struct Fal {
+    api: Api,
+    jwks_url: String,
+    /// The ED25519 public keys of the last JWKS fetch.
+    keys: RwLock<Vec<Vec<u8>>>,
+}
+
+#[derive(Deserialize)]
+struct Submitted {
+    request_id: String,
+}
+
+#[derive(Deserialize)]
+struct QueueStatus {
+    status: String,
+}
+
+/// A video model's result.
+#[derive(Deserialize)]
+struct VideoResult {
+    video: Option<File>,
+}
+
+#[derive(Deserialize)]
+struct File {
+    url: String,
+}
+
+/// A webhook's body.
+#[derive(Deserialize)]
+struct Webhook {
+    request_id: String,
+}
+
+/// A JWKS, keeping its Ed25519 keys.
+#[derive(Deserialize)]
+struct Jwks {
+    keys: Vec<Jwk>,
+}
+
+#[derive(Deserialize)]
+struct Jwk {
+    #[serde(default)]
+    kty: String,
+    #[serde(default)]
+    crv: String,
+    #[serde(default)]
+    x: String,
+}
+
+/// fal's error body: `{"detail": "..."}` or a list of validation problems.
+fn detail(body: &str) -> Option<String> {
+    let value: Value = serde_json::from_str(body).ok()?;
+    match value.get("detail")? {
+        Value::String(text) => Some(text.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// Reads a 2xx answer as `T`, or classes fal's error answer (see the table above).
+fn read<T: serde::de::DeserializeOwned>(answer: &Answer, call: Call) -> Result<T, ProviderError> {
+    if answer.status.is_success() {
+        return serde_json::from_str(&answer.body).map_err(|err| {
+            unreadable(
+                call,
+                answer.retry_after,
+                format!("fal answer unreadable: {err}"),
+            )
+        });
+    }
+    let detail = detail(&answer.body);
+    let words = detail.clone().unwrap_or_default();
+    let message = format!("fal HTTP {} {words}", answer.status.as_u16());
+    let status = answer.status.as_u16();
+    if answer.status.is_client_error() && names_moderation(&words) {
+        return Err(ProviderError::Moderation(message));
+    }
+    if status == 403 && words.to_ascii_lowercase().contains("balance") {
+        return Err(ProviderError::Credits(message));
+    }
+    if status == 500 && detail.is_some() {
+        return Err(ProviderError::Transient {
+            retry_after: answer.retry_after,
+            message,
+        });
+    }
+    Err(status_error(
+        answer.status,
+        answer.retry_after,
+        call,
+        message,
+    ))
+}
+
+/// The app a model id belongs to: its first two segments (`fal-ai/kling-video`).
+fn app_of(model: &str) -> &str {
+    match model.match_indices('/').nth(1) {
+        Some((second, _)) => &model[..second],
+        None => model,
+    }
+}
+
+impl Fal {
+    pub fn new(config: AccountConfig) -> Result<Self, ProviderError> {
+        let jwks_url = match config.base_url.contains("queue.fal.run") {
+            true => FAL_JWKS.to_owned(),
+            false => format!(
+                "{}/.well-known/jwks.json",
+                config.base_url.trim_end_matches('/')
+            ),
+        };
+        Ok(Fal {
+            api: Api::with_key_header(config, KeyHeader::Scheme("Key"))?,
+            jwks_url,
+            keys: RwLock::new(Vec::new()),
+        })
+    }
+
+    async fn submit(&self, submission: Submission<'_>) -> Result<String, ProviderError> {
+        if self.keys.read().expect("keys lock").is_empty() {
+            // Before the first webhook can come.
+            self.fetch_keys().await;
+        }
+        let spec = submission.spec;
+        let mut request = self.api.post(&format!("/{}", spec.model));
+        if let Some(url) = submission.callback_url {
+            request = request.query(&[("fal_webhook", url)]);
+        }
+        if submission.low_priority {
+            // Behind every normal request of the endpoint's queue, as fal's queue page says.
+            request = request.header("x-fal-queue-priority", "low");
+        }
+        let request = request.json(&request_fields(spec));
+        let answer = self.api.send(request, Call::Create).await?;
+        Ok(read::<Submitted>(&answer, Call::Create)?.request_id)
+    }
+
+    async fn status(&self, model: &str, request_id: &str) -> Result<TaskStatus, ProviderError> {
+        let app = app_of(model);
+        let path = format!("/{app}/requests/{request_id}/status");
+        let answer = self.api.send(self.api.get(&path), Call::Query).await?;
+        let status: QueueStatus = read(&answer, Call::Query)?;
+        match status.status.as_str() {
+            "IN_QUEUE" | "IN_PROGRESS" => return Ok(TaskStatus::Running),
+            "COMPLETED" => {}
+            other => {
+                return Err(ProviderError::transient(format!(
+                    "fal unknown request status {other:?}"
+                )));
+            }
+        }
+        let path = format!("/{app}/requests/{request_id}");
+        let answer = self.api.send(self.api.get(&path), Call::Query).await?;
+        if answer.status.is_client_error() && answer.status.as_u16() != 429 {
+            // The request ended without a result: its error is the answer.
+            let why = detail(&answer.body).unwrap_or_else(|| answer.body.clone());
+            return Ok(TaskStatus::Failed(task_failure(format!(
+                "fal request failed: {why}"
+            ))));
+        }
+        let result: VideoResult = read(&answer, Call::Query)?;
+        match result.video {
+            Some(video) => Ok(TaskStatus::Succeeded {
+                result_url: video.url,
+            }),
+            None => Err(ProviderError::transient("fal result without a video")),
+        }
+    }
+
+    /// Fetches the JWKS and keeps its Ed25519 keys; keeps the old ones if the fetch fails.
+    async fn fetch_keys(&self) {
+        let fetched = async {
+            let answer = self
+                .api
+                .send(self.api.get_url(&self.jwks_url), Call::Query)
+                .await?;
+            read::<Jwks>(&answer, Call::Query)
+        }
+        .await;
+        match fetched {
+            Ok(jwks) => {
+                let keys: Vec<Vec<u8>> = jwks
+                    .keys
+                    .into_iter()
+                    .filter(|key| key.kty == "OKP" && key.crv == "Ed25519")
+                    .filter_map(|key| URL_SAFE_NO_PAD.decode(key.x.trim_end_matches('=')).ok())
+                    .collect();
+                *self.keys.write().expect("keys lock") = keys;
+            }
+            Err(err) => tracing::warn!(error = %err, "fal: could not fetch the webhook keys"),
+        }
+    }
+
+    /// Checks a webhook's signature against the cached keys.
+    fn verify(&self, headers: &HeaderMap, body: &[u8], now_s: u64) -> Result<(), CallbackError> {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .ok_or(CallbackError::BadSignature)
+        };
+        let request_id = header("x-fal-webhook-request-id")?;
+        let user_id = header("x-fal-webhook-user-id")?;
+        let timestamp = header("x-fal-webhook-timestamp")?;
+        let signature = hex::decode(header("x-fal-webhook-signature")?)
+            .map_err(|_| CallbackError::BadSignature)?;
+        let sent_s: u64 = timestamp.parse().map_err(|_| CallbackError::BadSignature)?;
+        if sent_s.abs_diff(now_s) > TOLERANCE_S {
+            return Err(CallbackError::Stale);
+        }
+        let digest = hex::encode(Sha256::digest(body));
+        let message = format!("{request_id}\n{user_id}\n{timestamp}\n{digest}");
+        let keys = self.keys.read().expect("keys lock");
+        let verified = keys.iter().any(|key| {
+            aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ED25519, key)
+                .verify(message.as_bytes(), &signature)
+                .is_ok()
+        });
+        verified.then_some(()).ok_or(CallbackError::BadSignature)
+    }
+}
+
+impl Provider for Fal {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Fal
+    }
+
+    fn submit<'a>(
+        &'a self,
+        submission: Submission<'a>,
+    ) -> BoxFuture<'a, Result<String, ProviderError>> {
+        Fal::submit(self, submission).boxed()
+    }
+
+    /// Signed by fal (verified against its published keys), besides the per-job URL token.
+    fn parse_callback(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now_s: u64,
+    ) -> Result<CallbackHint, CallbackError> {
+        self.verify(headers, body, now_s)?;
+        let webhook: Webhook = serde_json::from_slice(body)
+            .map_err(|err| CallbackError::Malformed(err.to_string()))?;
+        CallbackHint::new(webhook.request_id, false)
+    }
+
+    fn refresh_callback_keys(&self) -> BoxFuture<'_, ()> {
+        self.fetch_keys().boxed()
+    }
+
+    fn query<'a>(
+        &'a self,
+        spec: &'a JobSpec,
+        task_id: &'a str,
+    ) -> BoxFuture<'a, Result<TaskStatus, ProviderError>> {
+        self.status(&spec.model, task_id).boxed()
+    }
+
+    /// fal has no free account call: the status of a request nobody made shows whether the key
+    /// is accepted.
+    fn check_account(&self) -> BoxFuture<'_, Result<AccountCheck, ProviderError>> {
+        async move { probed(self.status("fal-ai/reelq", PROBE_TASK_ID).await) }.boxed()
+    }
+
+    fn download<'a>(
+        &'a self,
+        result_url: &'a str,
+    ) -> BoxFuture<'a, Result<Download, ProviderError>> {
+        self.api.download(result_url).boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_model_id_is_addressed_by_its_app() {
+        assert_eq!(
+            app_of("fal-ai/kling-video/v2.1/master/text-to-video"),
+            "fal-ai/kling-video"
+        );
+        assert_eq!(app_of("fal-ai/veo3"), "fal-ai/veo3");
+    }
+
+    #[test]
+    fn fal_error_bodies_are_read_in_both_shapes() {
+        assert_eq!(
+            detail(r#"{"detail":"User is locked. Reason: Exhausted balance."}"#).unwrap(),
+            "User is locked. Reason: Exhausted balance."
+        );
+        assert!(
+            detail(r#"{"detail":[{"msg":"field required","type":"value_error.missing"}]}"#)
+                .unwrap()
+                .contains("field required")
+        );
+        assert_eq!(detail("<html>"), None);
+    }
+}
