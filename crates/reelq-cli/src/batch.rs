@@ -25,7 +25,8 @@ pub(crate) enum BatchCommand {
     },
     /// Send the batch's failed jobs back (to polling if the provider has their task).
     RetryFailed { batch_id: BatchId },
-    /// Never submit the batch's queued jobs; jobs in flight finish.
+    /// Never submit the batch's queued jobs; submitted ones are stopped where the provider
+    /// can stop a generation (fal, Replicate), and finish elsewhere.
     Cancel { batch_id: BatchId },
 }
 
@@ -179,7 +180,11 @@ pub(crate) async fn run(client: &Client, command: BatchCommand) -> anyhow::Resul
                 .cancel_batch(batch_id)
                 .await?
                 .ok_or_else(|| missing(batch_id))?;
-            println!("batch {batch_id}: {cancelled} jobs cancelled; jobs in flight finish");
+            println!(
+                "batch {batch_id}: {cancelled} jobs cancelled; submitted ones are stopped at \
+                 providers that can (fal, Replicate: they end cancelled at their next poll), \
+                 and finish elsewhere"
+            );
         }
     }
     Ok(())

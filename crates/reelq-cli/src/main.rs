@@ -24,7 +24,9 @@ use reelq_producer::{
     BatchReceipt, Client, Durability, LedgerConfig, now_ms, parse_manifest, report_json,
     write_report_csv,
 };
-use reelq_queue::{BatchInfo, ENQUEUE_CHUNK, EnqueueProgress, JobRecord, RedisTarget, Resolution};
+use reelq_queue::{
+    BatchInfo, CancelOutcome, ENQUEUE_CHUNK, EnqueueProgress, JobRecord, RedisTarget, Resolution,
+};
 
 #[derive(Parser)]
 #[command(
@@ -195,7 +197,8 @@ enum JobsCommand {
         #[command(flatten)]
         output: OutputArgs,
     },
-    /// Cancel jobs not yet submitted (queued or held for budget); submitted ones finish.
+    /// Cancel jobs: those not yet submitted (queued or held for budget) at once; submitted ones
+    /// at providers that can stop a generation (fal, Replicate) once the provider has.
     Cancel {
         #[arg(required = true)]
         job_ids: Vec<JobId>,
@@ -456,13 +459,23 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let mut refused = 0;
             for job_id in job_ids {
-                if client.cancel_job(job_id).await? {
-                    println!("job {job_id} cancelled");
-                } else {
-                    refused += 1;
-                    eprintln!(
-                        "job {job_id} was not cancelled: it is submitted or ended (reelq status {job_id})"
-                    );
+                match client.cancel_job(job_id).await? {
+                    CancelOutcome::Cancelled => println!("job {job_id} cancelled"),
+                    CancelOutcome::AskedProvider(provider) => println!(
+                        "job {job_id} is submitted: {provider} was asked to stop it; it ends \
+                         cancelled once {provider} has (a video ready first is stored; reelq \
+                         watch {job_id})"
+                    ),
+                    CancelOutcome::NotCancellable { state, provider } => {
+                        refused += 1;
+                        let why = match (state, provider.cancels_generations()) {
+                            (JobState::Waiting, false) => {
+                                format!("{provider} has no call to stop a generation")
+                            }
+                            _ => format!("it is {state}"),
+                        };
+                        eprintln!("job {job_id} was not cancelled: {why} (reelq status {job_id})");
+                    }
                 }
             }
             ensure!(refused == 0, "{refused} job(s) not cancelled");

@@ -46,6 +46,13 @@ impl ProviderKind {
             ProviderKind::Fal => "fal",
         }
     }
+
+    /// Whether a running generation can be stopped at this provider (its adapter has a
+    /// cancel call: fal's queue and Replicate's predictions). Operators read it before
+    /// asking; the contract suite checks that the adapters agree.
+    pub fn cancels_generations(self) -> bool {
+        matches!(self, ProviderKind::Fal | ProviderKind::Replicate)
+    }
 }
 
 impl fmt::Display for ProviderKind {

@@ -44,7 +44,7 @@ use axum::{
     routing::{get, post},
 };
 use reelq_core::{ApiToken, BatchId, BatchOptions, JobId, JobRequest, JobSpec, JobState};
-use reelq_queue::{JobRecord, PageCursor};
+use reelq_queue::{CancelOutcome, JobRecord, PageCursor};
 use reelq_storage::{ByteRange, VideoStore};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -638,15 +638,18 @@ pub async fn video_link(
     ))
 }
 
-/// Cancels a job not yet submitted.
+/// Cancels a job not yet submitted, or asks its provider to stop a submitted one where the
+/// provider can (fal, Replicate): the job then ends `cancelled` once the provider's task has
+/// stopped.
 #[utoipa::path(
     post,
     path = "/v1/jobs/{job_id}/cancel",
     params(("job_id" = JobId, Path)),
     responses(
         (status = 200, description = "The job, cancelled", body = JobAnswer),
+        (status = 202, description = "The job, submitted: its provider was asked to stop it", body = JobAnswer),
         (status = 404, description = "`not_found`", body = ErrorAnswer),
-        (status = 409, description = "`not_cancellable`: submitted or ended", body = ErrorAnswer),
+        (status = 409, description = "`not_cancellable`: ended, being submitted, or at a provider that cannot stop a generation", body = ErrorAnswer),
     )
 )]
 async fn cancel(State(state): State<ApiState>, Path(job_id): Path<String>) -> Response {
@@ -654,19 +657,28 @@ async fn cancel(State(state): State<ApiState>, Path(job_id): Path<String>) -> Re
         return client_error(StatusCode::NOT_FOUND, "not_found", "no such job");
     };
     match state.client.cancel_job(job_id).await {
-        Ok(true) => job(State(state), Path(job_id.to_string())).await,
-        Ok(false) => match state.client.status(job_id).await {
-            Ok(Some(record)) => client_error(
-                StatusCode::CONFLICT,
-                "not_cancellable",
-                format!(
-                    "the job is {}: only queued or budget-held jobs can be cancelled",
-                    record.state
-                ),
+        Ok(CancelOutcome::Cancelled) => job(State(state), Path(job_id.to_string())).await,
+        Ok(CancelOutcome::AskedProvider(_)) => {
+            let mut answer = job(State(state), Path(job_id.to_string())).await;
+            if answer.status() == StatusCode::OK {
+                *answer.status_mut() = StatusCode::ACCEPTED;
+            }
+            answer
+        }
+        Ok(CancelOutcome::NotCancellable {
+            state: job_state,
+            provider,
+        }) => client_error(
+            StatusCode::CONFLICT,
+            "not_cancellable",
+            format!(
+                "the job is {job_state} at {provider}: only queued or budget-held jobs, or \
+                 waiting jobs at a provider that can stop a generation, can be cancelled"
             ),
-            Ok(None) => client_error(StatusCode::NOT_FOUND, "not_found", "no such job"),
-            Err(err) => internal(err),
-        },
+        ),
+        Err(ProducerError::Queue(reelq_queue::QueueError::NotFound(_))) => {
+            client_error(StatusCode::NOT_FOUND, "not_found", "no such job")
+        }
         Err(err) => internal(err),
     }
 }

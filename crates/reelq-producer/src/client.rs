@@ -14,8 +14,8 @@ use reelq_core::{
     ProviderKind, SpecError, WebhookTargets, usd_to_micros,
 };
 use reelq_queue::{
-    BatchInfo, EnqueueProgress, Enqueued, Idempotency, JobRecord, Ledger, LedgerConfig, PageCursor,
-    ProviderLimit, QueueError, Resolution, Resumed, WorkerInfo,
+    BatchInfo, CancelOutcome, EnqueueProgress, Enqueued, Idempotency, JobRecord, Ledger,
+    LedgerConfig, PageCursor, ProviderLimit, QueueError, Resolution, Resumed, WorkerInfo,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -413,8 +413,9 @@ impl Client {
         Ok(self.ledger.retry_failed(job_id).await?)
     }
 
-    /// Cancels a job not yet submitted; false if it was (or has ended).
-    pub async fn cancel_job(&self, job_id: JobId) -> Result<bool, ProducerError> {
+    /// Cancels a job not yet submitted, or asks its provider to stop a submitted one where
+    /// the provider can ([`CancelOutcome`]).
+    pub async fn cancel_job(&self, job_id: JobId) -> Result<CancelOutcome, ProducerError> {
         Ok(self.ledger.cancel_job(job_id).await?)
     }
 

@@ -32,9 +32,14 @@
 //! page: `normal`, the default, or `low`, which waits behind every normal request of the
 //! endpoint).
 //!
-//! Not used yet: cancelling (`PUT
-//! .../requests/{id}/cancel`), and listing requests (fal lists none): an `uncertain` submit
-//! waits for an operator or for its webhook.
+//! Cancel (fal's "Cancel a request" page): `PUT {base}/{app}/requests/{id}/cancel`, answered
+//! `CANCELLATION_REQUESTED` (queued requests are removed; running ones get a signal, and the
+//! model decides how to stop), `ALREADY_COMPLETED` or `NOT_FOUND`. **Assumed**: a cancelled
+//! request then completes without a result (its result answers an error), which is how a
+//! job asked to cancel ends `cancelled`.
+//!
+//! Not used: listing requests (fal lists none): an `uncertain` submit waits for an operator
+//! or for its webhook.
 
 use std::sync::RwLock;
 
@@ -308,6 +313,32 @@ impl Provider for Fal {
         let webhook: Webhook = serde_json::from_slice(body)
             .map_err(|err| CallbackError::Malformed(err.to_string()))?;
         CallbackHint::new(webhook.request_id, false)
+    }
+
+    /// `PUT {app}/requests/{id}/cancel`: `CANCELLATION_REQUESTED` (or `OK`) once fal takes
+    /// it; a request that already completed answers `ALREADY_COMPLETED` (refused here, so
+    /// the worker polls on and stores the video).
+    fn cancel<'a>(
+        &'a self,
+        spec: &'a JobSpec,
+        task_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), ProviderError>> {
+        async move {
+            let path = format!("/{}/requests/{task_id}/cancel", app_of(&spec.model));
+            let answer = self.api.send(self.api.put(&path), Call::Query).await?;
+            let answered: QueueStatus = match answer.status.as_u16() {
+                // fal answers a refused cancel with the same status body, on a 400.
+                400 => serde_json::from_str(&answer.body).map_err(|_| {
+                    ProviderError::Invalid(format!("fal cancel refused: {}", answer.body))
+                })?,
+                _ => read(&answer, Call::Query)?,
+            };
+            match answered.status.as_str() {
+                "CANCELLATION_REQUESTED" | "OK" => Ok(()),
+                other => Err(ProviderError::Invalid(format!("fal cancel: {other}"))),
+            }
+        }
+        .boxed()
     }
 
     fn refresh_callback_keys(&self) -> BoxFuture<'_, ()> {

@@ -106,6 +106,10 @@ impl Api {
         self.http.post(self.url(path))
     }
 
+    pub(crate) fn put(&self, path: &str) -> RequestBuilder {
+        self.http.put(self.url(path))
+    }
+
     /// Sends an API call with the account's key and reads the answer.
     pub(crate) async fn send(
         &self,

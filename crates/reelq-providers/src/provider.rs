@@ -190,6 +190,23 @@ pub trait Provider: Send + Sync {
         task_id: &'a str,
     ) -> BoxFuture<'a, Result<TaskStatus, ProviderError>>;
 
+    /// Asks the provider to stop `task_id`'s generation. Ok means the provider took the
+    /// request, not that the generation has stopped: the task's status says when it has (it
+    /// ends without a video), and a generation already finished keeps its video. Contracts
+    /// without a cancel call ([`ProviderKind::cancels_generations`]) answer `Invalid`.
+    fn cancel<'a>(
+        &'a self,
+        _spec: &'a JobSpec,
+        _task_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), ProviderError>> {
+        let kind = self.kind();
+        Box::pin(async move {
+            Err(ProviderError::Invalid(format!(
+                "{kind} has no call to cancel a generation"
+            )))
+        })
+    }
+
     /// Whether the provider can list its recent tasks ([`Provider::recent_tasks`]).
     fn lists_tasks(&self) -> bool {
         false

@@ -15,7 +15,10 @@
 //!   token in its URL;
 //! - the list `GET /v1/predictions` (`results`, newest first, `next` a cursor URL) and a
 //!   prediction's `input` and `model` echo the create, for reconciling `uncertain` jobs;
-//! - `GET /v1/account` probes the key for free.
+//! - `GET /v1/account` probes the key for free;
+//! - cancel: `POST /v1/predictions/{id}/cancel`, answered with the prediction; it then ends
+//!   `canceled` (reelq's cancel of a submitted job: the job ends `cancelled` once a poll
+//!   shows that).
 //!
 //! Output files are deleted about an hour after the prediction ends ("input and output
 //! (including any files) are automatically deleted after an hour"): the worker fetches as
@@ -321,6 +324,21 @@ impl Provider for Replicate {
         task_id: &'a str,
     ) -> BoxFuture<'a, Result<TaskStatus, ProviderError>> {
         async move { self.prediction(task_id).await?.into_status() }.boxed()
+    }
+
+    /// `POST /v1/predictions/{id}/cancel`, answered with the prediction (`canceled`, or as it
+    /// was if it had already ended).
+    fn cancel<'a>(
+        &'a self,
+        _spec: &'a JobSpec,
+        task_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), ProviderError>> {
+        async move {
+            let request = self.api.post(&format!("/v1/predictions/{task_id}/cancel"));
+            let answer = self.api.send(request, Call::Query).await?;
+            read::<Prediction>(&answer, Call::Query).map(drop)
+        }
+        .boxed()
     }
 
     fn lists_tasks(&self) -> bool {

@@ -310,6 +310,53 @@ async fn a_low_priority_batch_job_asks_fal_to_queue_it_behind_normal_requests() 
 }
 
 #[tokio::test]
+async fn a_running_generation_is_cancelled_where_the_contract_has_a_cancel_call() {
+    let sim = simulator(SimConfig::new(API_KEY, Duration::from_secs(600))).await;
+    for kind in ProviderKind::ALL {
+        let provider = adapter(kind, account(&sim, API_KEY)).unwrap();
+        let task_id = submit(provider.as_ref(), "a slow sunrise").await.unwrap();
+        let spec = spec(kind, "a slow sunrise");
+        let cancelled = provider.cancel(&spec, &task_id).await;
+        assert_eq!(
+            cancelled.is_ok(),
+            kind.cancels_generations(),
+            "{kind}: {cancelled:?}"
+        );
+        let status = provider.query(&spec, &task_id).await.unwrap();
+        match kind.cancels_generations() {
+            // Ended without a video: how a job asked to cancel learns it has stopped.
+            true => assert!(
+                matches!(status, TaskStatus::Failed(_)),
+                "{kind}: {status:?}"
+            ),
+            false => assert_eq!(status, TaskStatus::Running, "{kind}"),
+        }
+    }
+    assert_eq!(sim.stats().cancels, 2);
+}
+
+#[tokio::test]
+async fn a_generation_that_finished_keeps_its_video_when_a_cancel_comes_too_late() {
+    let sim = simulator(SimConfig::new(API_KEY, Duration::ZERO)).await;
+    for kind in ProviderKind::ALL
+        .into_iter()
+        .filter(|kind| kind.cancels_generations())
+    {
+        let provider = adapter(kind, account(&sim, API_KEY)).unwrap();
+        let task_id = submit(provider.as_ref(), "a quick wave").await.unwrap();
+        let spec = spec(kind, "a quick wave");
+        // fal refuses (ALREADY_COMPLETED); Replicate answers the prediction as it ended.
+        let _ = provider.cancel(&spec, &task_id).await;
+        let status = provider.query(&spec, &task_id).await.unwrap();
+        assert!(
+            matches!(status, TaskStatus::Succeeded { .. }),
+            "{kind}: {status:?}"
+        );
+    }
+    assert_eq!(sim.stats().cancels, 0);
+}
+
+#[tokio::test]
 async fn evolink_in_strict_mode_refuses_a_loopback_callback_url() {
     let config = SimConfig {
         strict_callback_urls: true,

@@ -6,7 +6,7 @@
 //!
 //! | key            | type   | content                                              | written by              |
 //! |----------------|--------|------------------------------------------------------|-------------------------|
-//! | `P job:{id}`   | hash   | state, fence, provider (the account its limits are kept under: the one it asked for, or its provider's name until a claim picks one of the provider's accounts), spec JSON, task_id, task_id_hint (from a callback during submit), cb_token_hash, notify_url, notify_event, notify_attempt, notify_state (pending, sent, gave_up), attempt, submits, submit_ms, polls, token (the claim's), reconcile_note, created_ms, updated_ms, deadline_ms, batch, owner, result_url, error_class, error, object_key, bytes, sha256 | enqueue, claim, transition |
+//! | `P job:{id}`   | hash   | state, fence, provider (the account its limits are kept under: the one it asked for, or its provider's name until a claim picks one of the provider's accounts), spec JSON, task_id, task_id_hint (from a callback during submit), cb_token_hash, notify_url, notify_event, notify_attempt, notify_state (pending, sent, gave_up), attempt, submits, submit_ms, polls, token (the claim's), reconcile_note, created_ms, updated_ms, deadline_ms, batch, owner, result_url, error_class, error, object_key, bytes, sha256, cancel_ms (an operator asked the provider to cancel) | enqueue, claim, transition, operator, batch |
 //! | `P due`        | zset   | job id -> unix ms when a worker must act next; while a worker holds the job, its lease expiry | enqueue, claim, transition, extend |
 //! | `P state:{s}`  | zset   | job id -> ms of its last state change, one set per state | every state change |
 //! | `P log:{id}`   | list   | the job's last 32 events, `"<ms> <state> <detail>"`  | every state change      |
@@ -46,7 +46,7 @@ mod workers;
 
 pub use claim::{Claim, ClaimOptions, LimitWait, Wait, own_accounts};
 pub use notifications::{Notification, NotifyOutcome, NotifyTarget};
-pub use operator::Resolution;
+pub use operator::{CancelOutcome, Resolution};
 pub use reads::BatchInfo;
 pub use reads::PageCursor;
 pub use settings::ProviderLimit;
@@ -158,6 +158,8 @@ pub struct Lease {
     /// A queued job of a low-priority batch: its submit asks the provider for low priority
     /// where the contract has such a hint (fal's queue).
     pub low_priority: bool,
+    /// A waiting job an operator asked to cancel: the poll asks the provider first.
+    pub cancel_requested: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

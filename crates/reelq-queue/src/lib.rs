@@ -67,9 +67,10 @@ pub use durability::{Durability, DurabilityCheck};
 pub use enqueue::{ENQUEUE_CHUNK, EnqueueProgress, Enqueued, Idempotency, SWEEP_AFTER};
 pub use error::QueueError;
 pub use ledger::{
-    BatchInfo, CallbackBinding, Claim, ClaimOptions, LEDGER_SCHEMA, Lease, Ledger, LedgerConfig,
-    LimitWait, Notification, NotifyOutcome, NotifyTarget, PageCursor, ProviderLimit, Resolution,
-    Resumed, TASK_INDEX_TTL, TransitionOutcome, Wait, WakeOutcome, WorkerInfo, own_accounts,
+    BatchInfo, CallbackBinding, CancelOutcome, Claim, ClaimOptions, LEDGER_SCHEMA, Lease, Ledger,
+    LedgerConfig, LimitWait, Notification, NotifyOutcome, NotifyTarget, PageCursor, ProviderLimit,
+    Resolution, Resumed, TASK_INDEX_TTL, TransitionOutcome, Wait, WakeOutcome, WorkerInfo,
+    own_accounts,
 };
 pub use record::JobRecord;
 pub use transition::Transition;

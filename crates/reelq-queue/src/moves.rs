@@ -109,6 +109,15 @@ pub const MOVES: &[MoveRule] = &[
                   download",
     },
     MoveRule {
+        name: "cancelled_at_provider",
+        by: "transition.lua",
+        from: &[Waiting],
+        to: Cancelled,
+        effects: "an operator asked to cancel (`request_cancel`), the worker asked the provider, \
+                  and the task then ended without a video: leaves the schedule, frees the slot; \
+                  the budget reservation is kept (the provider may bill the time it ran)",
+    },
+    MoveRule {
         name: "failed",
         by: "transition.lua",
         from: IN_FLIGHT,
@@ -225,6 +234,16 @@ pub const MOVES: &[MoveRule] = &[
         effects: "never submitted: bumps the fence (a claim in hand cannot begin its submit), \
                   leaves the schedule, gives any budget reservation back",
     },
+    MoveRule {
+        name: "request_cancel",
+        by: "operator.lua",
+        from: &[Waiting],
+        to: Waiting,
+        effects: "submitted to a provider that can stop a generation: records `cancel_ms`, \
+                  bumps the fence, due at once; the worker that claims it asks the provider to \
+                  cancel (and asks again at each poll) and ends it `cancelled_at_provider` once \
+                  the task ends without a video; a video that was ready first is stored",
+    },
     // Operators on whole batches.
     MoveRule {
         name: "resume_batch",
@@ -238,7 +257,9 @@ pub const MOVES: &[MoveRule] = &[
         by: "batch.lua",
         from: &[Queued, BudgetHeld],
         to: Cancelled,
-        effects: "never submitted: leaves the schedule, gives any budget reservation back",
+        effects: "never submitted: leaves the schedule, gives any budget reservation back; \
+                  its `waiting` jobs get `cancel_ms` (no move: their next poll asks the \
+                  provider to cancel, as after `request_cancel`)",
     },
 ];
 

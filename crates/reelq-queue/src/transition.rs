@@ -66,6 +66,8 @@ pub enum Transition {
     },
     /// The job ends with an error. Moderation ends `rejected`, everything else `failed`.
     Failed { class: ErrorClass, error: String },
+    /// An operator asked to cancel, and the provider's task has ended without a video.
+    CancelledAtProvider { detail: String },
 }
 
 /// What the ledger script needs: the move's row in the table (from-states and target), the
@@ -200,6 +202,13 @@ impl Transition {
                 .into_iter()
                 .chain(thumbnail_key.map(|key| ("thumbnail_key", key)))
                 .collect(),
+            },
+            Transition::CancelledAtProvider { detail } => Move {
+                rule: rule("cancelled_at_provider"),
+                delay: None,
+                slot_hold: None,
+                detail: detail.clone(),
+                fields: vec![("error", detail)],
             },
             Transition::Failed { class, error } => Move {
                 rule: rule(if class == ErrorClass::Moderation {

@@ -59,6 +59,8 @@ pub(crate) enum Outcome {
     Video,
     Moderated,
     Failed,
+    /// Stopped by a cancel call before it finished: no video.
+    Cancelled,
 }
 
 /// A task as a provider's records show it.
@@ -376,6 +378,19 @@ impl SimState {
             },
             ended => Phase::Ended(ended),
         }
+    }
+
+    /// Stops `task_id`'s generation if it is still running: it ends at once, without a
+    /// video. None if there is no such task, Some(false) if it had already finished.
+    pub(crate) fn cancel_task(&self, task_id: &str) -> Option<bool> {
+        let mut tasks = self.tasks.lock().unwrap();
+        let task = tasks.get_mut(task_id)?;
+        if self.is_finished(task) {
+            return Some(false);
+        }
+        task.outcome = Outcome::Cancelled;
+        self.count_cancel();
+        Some(true)
     }
 
     /// The current phase of `task_id`, or None if no such task exists.

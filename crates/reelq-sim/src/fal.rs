@@ -6,7 +6,8 @@
 //! that failed); `{"detail"}` errors; webhooks `{request_id, status, payload, error}` signed
 //! with ED25519 over `request id \n user id \n timestamp \n sha256-hex(body)`, the public key
 //! published at `/.well-known/jwks.json`; `X-Fal-Queue-Priority: normal | low` kept on the
-//! request's record (any other value refused). Moderation refuses during generation: the request
+//! request's record (any other value refused); `PUT /{app}/requests/{id}/cancel` stops a
+//! running request, whose result then answers an error. Moderation refuses during generation: the request
 //! completes and its result answers 422 `content_policy_violation`.
 
 use std::sync::{Arc, LazyLock};
@@ -102,6 +103,9 @@ async fn queue(
     body: Bytes,
 ) -> Response {
     let path = format!("fal-ai/{rest}");
+    if method == Method::PUT {
+        return cancel(&state, &path, &headers);
+    }
     if method == Method::POST {
         state.create_received();
         let webhook = query.as_deref().and_then(webhook_url);
@@ -140,6 +144,28 @@ async fn queue(
         true => Json(status_body(&record)).into_response(),
         false => result(&record),
     }
+}
+
+/// `PUT {app}/requests/{id}/cancel`: a running request is stopped (`CANCELLATION_REQUESTED`,
+/// 202); a completed one answers `ALREADY_COMPLETED` (400), an unknown one `NOT_FOUND` (404).
+fn cancel(state: &Arc<SimState>, path: &str, headers: &HeaderMap) -> Response {
+    if let Err(err) = query_allowed_in(state, headers, KEY) {
+        return refusal(err);
+    }
+    let request_id = path
+        .split_once("/requests/")
+        .and_then(|(_, rest)| rest.strip_suffix("/cancel"));
+    let owned = request_id.filter(|id| {
+        state
+            .task_record(id)
+            .is_some_and(|record| record.provider == ProviderKind::Fal)
+    });
+    let (status, word) = match owned.and_then(|id| state.cancel_task(id)) {
+        Some(true) => (StatusCode::ACCEPTED, "CANCELLATION_REQUESTED"),
+        Some(false) => (StatusCode::BAD_REQUEST, "ALREADY_COMPLETED"),
+        None => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+    };
+    (status, Json(json!({ "status": word }))).into_response()
 }
 
 /// The `fal_webhook` parameter of a submit's query.
@@ -235,6 +261,7 @@ fn result_body(record: &TaskRecord) -> Result<Value, Value> {
             "msg": "The content could not be processed because it contained material flagged by a content checker.",
             "type": "content_policy_violation",
         }])),
+        Phase::Ended(Outcome::Cancelled) => Err(json!("Request was cancelled")),
         Phase::Ended(_) => Err(json!("Video generation failed")),
     }
 }

@@ -40,6 +40,7 @@ pub(crate) fn routes() -> Router<Arc<SimState>> {
         )
         .route("/v1/predictions", get(list))
         .route("/v1/predictions/{id}", get(prediction))
+        .route("/v1/predictions/{id}/cancel", post(cancel))
         .route("/v1/account", get(account))
 }
 
@@ -197,6 +198,10 @@ pub(crate) fn prediction_body(state: &SimState, record: &TaskRecord) -> Value {
             prediction["metrics"] = json!({ "predict_time": 1.0 });
             "succeeded"
         }
+        Phase::Ended(Outcome::Cancelled) => {
+            prediction["completed_at"] = json!(created_at);
+            "canceled"
+        }
         Phase::Ended(outcome) => {
             prediction["error"] = json!(match outcome {
                 Outcome::Moderated => FLAGGED,
@@ -220,6 +225,26 @@ async fn prediction(
     }
     match state.task_record(&id) {
         Some(record) if record.provider == ProviderKind::Replicate => {
+            Json(prediction_body(&state, &record)).into_response()
+        }
+        _ => problem(StatusCode::NOT_FOUND, "Not found", "prediction not found"),
+    }
+}
+
+/// `POST /v1/predictions/{id}/cancel`: a running prediction ends `canceled`; the answer is the
+/// prediction either way.
+async fn cancel(
+    State(state): State<Arc<SimState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(err) = query_allowed(&state, &headers) {
+        return refusal(err);
+    }
+    match state.task_record(&id) {
+        Some(record) if record.provider == ProviderKind::Replicate => {
+            state.cancel_task(&id);
+            let record = state.task_record(&id).unwrap_or(record);
             Json(prediction_body(&state, &record)).into_response()
         }
         _ => problem(StatusCode::NOT_FOUND, "Not found", "prediction not found"),

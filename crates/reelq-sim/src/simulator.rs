@@ -139,6 +139,8 @@ pub struct SimStats {
     pub max_in_flight_per_account: Vec<u64>,
     /// The most API calls (creates and queries) in any one-second window.
     pub max_requests_per_second: u64,
+    /// Generations stopped by a cancel call while they ran.
+    pub cancels: u64,
 }
 
 pub(crate) struct Task {
@@ -174,6 +176,7 @@ pub(crate) struct SimState {
     pub(crate) tasks: Mutex<HashMap<String, Task>>,
     creates_by_fingerprint: Mutex<HashMap<String, u32>>,
     downloads: Mutex<u64>,
+    cancels: Mutex<u64>,
     /// While true, no task finishes; tests use it to keep jobs waiting.
     pub(crate) held: watch::Sender<bool>,
     pub(crate) callback_mode: Mutex<CallbackMode>,
@@ -204,7 +207,12 @@ pub(crate) struct SimState {
 
 impl SimState {
     pub(crate) fn is_finished(&self, task: &Task) -> bool {
-        !*self.held.borrow() && task.created.elapsed() >= self.config.generation_time
+        task.outcome == Outcome::Cancelled
+            || (!*self.held.borrow() && task.created.elapsed() >= self.config.generation_time)
+    }
+
+    pub(crate) fn count_cancel(&self) {
+        *self.cancels.lock().unwrap() += 1;
     }
 
     fn outage_code(&self) -> Option<i64> {
@@ -364,6 +372,7 @@ impl SimState {
                 .map(|(_, max)| *max)
                 .collect(),
             max_requests_per_second: self.recent_requests.lock().unwrap().1,
+            cancels: *self.cancels.lock().unwrap(),
         }
     }
 }
@@ -389,6 +398,7 @@ impl Simulator {
             tasks: Mutex::default(),
             creates_by_fingerprint: Mutex::default(),
             downloads: Mutex::default(),
+            cancels: Mutex::default(),
             held: watch::Sender::new(false),
             callback_mode: Mutex::new(CallbackMode::Deliver),
             http: reqwest::Client::builder()

@@ -278,7 +278,9 @@ fn count_provider_request(lease: &Lease, transition: &Transition) {
             .increment(reelq_core::usd_to_micros(usd));
             ("submit", "ok")
         }
-        Transition::PollAgain { error: None, .. } => ("query", "ok"),
+        Transition::PollAgain { error: None, .. } | Transition::CancelledAtProvider { .. } => {
+            ("query", "ok")
+        }
         Transition::Stored { bytes, .. } => {
             metrics::counter!("reelq_stored_bytes_total").increment(*bytes);
             // From enqueue (the job id's own time) to the video stored.
@@ -392,6 +394,14 @@ async fn poll(context: &StepContext, provider: &dyn Provider, lease: &Lease) -> 
             error: "waiting without a provider task id".into(),
         });
     };
+    if lease.cancel_requested && provider.kind().cancels_generations() {
+        // Asked at every poll until the task ends: the call is idempotent, and a lost answer
+        // costs nothing but the next poll's ask.
+        match provider.cancel(&lease.spec, task_id).await {
+            Ok(()) => info!(task_id, "cancel asked of the provider"),
+            Err(err) => info!(task_id, error = %err, "the provider did not take the cancel"),
+        }
+    }
     let transition = match provider.query(&lease.spec, task_id).await {
         Ok(TaskStatus::Running) => {
             let polls = lease.polls + 1;
@@ -405,6 +415,12 @@ async fn poll(context: &StepContext, provider: &dyn Provider, lease: &Lease) -> 
             }
         }
         Ok(TaskStatus::Succeeded { result_url }) => return Polled::Ready { result_url },
+        Ok(TaskStatus::Failed(err)) if lease.cancel_requested => {
+            info!(task_id, error = %err, "the cancelled generation ended without a video");
+            Transition::CancelledAtProvider {
+                detail: format!("cancelled at the provider by an operator ({err})"),
+            }
+        }
         Ok(TaskStatus::Failed(err)) => {
             log_ending(
                 err.class(),

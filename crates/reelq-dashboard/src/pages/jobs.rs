@@ -406,8 +406,9 @@ pub(crate) async fn bulk_jobs(
     }
     for job_id in job_ids {
         let acted = match action {
-            Some("retry") => dashboard.client.retry_failed(job_id).await,
-            Some("cancel") => dashboard.client.cancel_job(job_id).await,
+            Some("retry") => dashboard.client.retry_failed(job_id).await.map(drop),
+            // A job that cannot be cancelled is left as it is; the list shows where it stands.
+            Some("cancel") => dashboard.client.cancel_job(job_id).await.map(drop),
             _ => return (StatusCode::BAD_REQUEST, "action: retry or cancel").into_response(),
         };
         if let Err(err) = acted {

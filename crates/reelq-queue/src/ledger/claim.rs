@@ -90,7 +90,8 @@ struct ClaimReply {
 }
 
 /// One job taken: `{id, state, fence, spec, task_id, attempt, result_url, polls, account,
-/// low}` (empty strings for none; `low` 1 for a queued job of a low-priority batch).
+/// low, cancel}` (empty strings for none; `low` 1 for a queued job of a low-priority batch,
+/// `cancel` 1 for a waiting job an operator asked to cancel).
 struct ClaimedRow {
     id: String,
     state: String,
@@ -102,6 +103,7 @@ struct ClaimedRow {
     polls: u32,
     account: String,
     low_priority: bool,
+    cancel_requested: bool,
 }
 
 impl FromRedisValue for ClaimReply {
@@ -137,7 +139,7 @@ impl FromRedisValue for ClaimReply {
 
 impl FromRedisValue for ClaimedRow {
     fn from_redis_value(value: Value) -> Result<Self, ParsingError> {
-        let (id, state, fence, spec, task_id, attempt, result_url, polls, account, low): (
+        let (id, state, fence, spec, task_id, attempt, result_url, polls, account, low, cancel): (
             _,
             _,
             _,
@@ -147,6 +149,7 @@ impl FromRedisValue for ClaimedRow {
             _,
             _,
             _,
+            u8,
             u8,
         ) = FromRedisValue::from_redis_value(value)?;
         Ok(ClaimedRow {
@@ -160,6 +163,7 @@ impl FromRedisValue for ClaimedRow {
             polls,
             account,
             low_priority: low == 1,
+            cancel_requested: cancel == 1,
         })
     }
 }
@@ -259,6 +263,7 @@ impl ClaimedRow {
                 polls: self.polls,
                 result_url: non_empty(self.result_url),
                 low_priority: self.low_priority,
+                cancel_requested: self.cancel_requested,
             }),
             Err(detail) => Err((self.id, self.fence, detail)),
         }

@@ -5,7 +5,7 @@
 use std::sync::LazyLock;
 
 use redis::Script;
-use reelq_core::{BatchId, ErrorClass, JobId};
+use reelq_core::{BatchId, ErrorClass, JobId, JobState, ProviderKind};
 
 use crate::{Ledger, QueueError, moves};
 
@@ -24,6 +24,21 @@ pub enum Resolution {
     Resubmit,
     /// Give up on the job.
     Fail,
+}
+
+/// What [`Ledger::cancel_job`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// Never submitted: it is `cancelled`.
+    Cancelled,
+    /// Submitted: this provider was asked to stop its generation; the job ends `cancelled`
+    /// once the task has stopped (a video ready first is stored, as it is paid for).
+    AskedProvider(ProviderKind),
+    /// Ended, being submitted, or at a provider that cannot stop a generation (it finishes).
+    NotCancellable {
+        state: JobState,
+        provider: ProviderKind,
+    },
 }
 
 impl Ledger {
@@ -82,6 +97,8 @@ impl Ledger {
             ("attempt", "0".to_owned()),
             ("error", String::new()),
             ("error_class", String::new()),
+            // A cancel asked of an earlier attempt is not asked of this one.
+            ("cancel_ms", String::new()),
         ];
         let name = if repoll {
             "retry_failed_poll"
@@ -120,19 +137,47 @@ impl Ledger {
         Ok(reply.first().is_some_and(|ok| ok == "1"))
     }
 
-    /// Cancels one job not yet submitted (`queued` or `budget_held`): it is never submitted,
-    /// and what its claim reserved against budgets is given back. False if the job is in
-    /// another state (a submitted job's generation is the provider's; it finishes).
-    pub async fn cancel_job(&self, job_id: JobId) -> Result<bool, QueueError> {
+    /// Cancels one job. Not yet submitted (`queued` or `budget_held`): it ends `cancelled`
+    /// now, never submitted, and what its claim reserved against budgets is given back.
+    /// Submitted (`waiting`) to a provider that can stop a generation: the provider is asked
+    /// (`request_cancel`), and the job ends `cancelled` once its task has stopped.
+    pub async fn cancel_job(&self, job_id: JobId) -> Result<CancelOutcome, QueueError> {
         let fields = [("error", "cancelled by an operator".to_owned())];
-        self.operator_move(
-            job_id,
-            "cancel_job",
-            -1,
-            "cancelled by an operator",
-            &fields,
+        let detail = "cancelled by an operator";
+        if self
+            .operator_move(job_id, "cancel_job", -1, detail, &fields)
+            .await?
+        {
+            return Ok(CancelOutcome::Cancelled);
+        }
+        let Some(record) = self.job(job_id).await? else {
+            return Err(QueueError::NotFound(job_id));
+        };
+        let provider = record.spec.provider;
+        if record.state != JobState::Waiting || !provider.cancels_generations() {
+            return Ok(CancelOutcome::NotCancellable {
+                state: record.state,
+                provider,
+            });
+        }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |now| now.as_millis());
+        let asked = [("cancel_ms", now_ms.to_string())];
+        let detail = "an operator asked the provider to cancel";
+        Ok(
+            match self
+                .operator_move(job_id, "request_cancel", 0, detail, &asked)
+                .await?
+            {
+                true => CancelOutcome::AskedProvider(provider),
+                // It moved on meanwhile (stored, or failed): nothing left to cancel.
+                false => CancelOutcome::NotCancellable {
+                    state: self.job(job_id).await?.map_or(record.state, |r| r.state),
+                    provider,
+                },
+            },
         )
-        .await
     }
 
     /// Raises a batch's budget (if given) and queues its `budget_held` jobs again. Returns how
@@ -146,7 +191,8 @@ impl Ledger {
         self.batch_action(batch, "resume", &budget).await
     }
 
-    /// Cancels every job of a batch not yet submitted; jobs in flight finish. Returns how
+    /// Cancels every job of a batch not yet submitted, and marks its `waiting` ones: their
+    /// next poll asks the provider to stop them where it can. Returns how
     /// many were cancelled, or None if there is no such batch.
     pub async fn cancel_batch(&self, batch: BatchId) -> Result<Option<u64>, QueueError> {
         self.batch_action(batch, "cancel", "").await

@@ -5,7 +5,8 @@
 -- ARGV[2]  batch id
 -- ARGV[3]  "resume": raise the budget to ARGV[4] micros (or keep it, if "") and queue every
 --          `budget_held` job again; "cancel": end every job not yet submitted (`queued`,
---          `budget_held`) as `cancelled` (jobs in flight finish)
+--          `budget_held`) as `cancelled`, and mark every `waiting` one (`cancel_ms`): its next
+--          poll asks the provider to cancel where the contract can (elsewhere it finishes)
 -- ARGV[5]  index in the batch's job list to start at
 -- ARGV[6]  most jobs to look at
 -- The first chunk of a cancel marks the batch (`cancelled_ms`): from then on the claim ends
@@ -38,6 +39,9 @@ for _, id in ipairs(redis.call('LRANGE', list, start, start + count - 1)) do
     release_budget(batch, f[2] or '', f[3], f[4], f[5])
     move(job, id, state, 'cancelled', now, 'batch cancelled', { 'reserved', '' }, f[2] or '')
     moved = moved + 1
+  elseif action == 'cancel' and state == 'waiting' then
+    -- Not a move: the worker holding or next claiming it reads the mark at its poll.
+    redis.call('HSETNX', job, 'cancel_ms', now)
   end
 end
 if action == 'resume' and moved > 0 then redis.call('PUBLISH', prefix .. 'wake', moved) end

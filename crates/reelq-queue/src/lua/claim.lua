@@ -8,7 +8,8 @@
 -- ARGV[5]  "1" to requeue a submit whose lease expired (operator opt-in), "0" to park it
 --          as `uncertain`
 -- Returns {now_ms, next_due_ms or -1, {{id, state, fence, spec, task_id, attempt,
---          result_url, polls, account, low (1 for a queued job of a low-priority batch)}, ...},
+--          result_url, polls, account, low (1 for a queued job of a low-priority batch),
+--          cancel (1 for a waiting job an operator asked to cancel)}, ...},
 --          {"<account> rate|in_flight|daily_budget" per job held back}}.
 -- A job's `provider` field names the account its limits, pause and budgets are kept under.
 -- A queued job that asked only for a provider (the field holds the contract's name, e.g.
@@ -175,7 +176,8 @@ local claimed = {}
 local function take(queue, id)
   local job = prefix .. 'job:' .. id
   local f = redis.call('HMGET', job, 'state', 'deadline_ms', 'spec', 'task_id', 'attempt',
-    'result_url', 'polls', 'provider', 'task_id_hint', 'fence', 'batch', 'cost_micros', 'reserved')
+    'result_url', 'polls', 'provider', 'task_id_hint', 'fence', 'batch', 'cost_micros', 'reserved',
+    'cancel_ms')
   local state, deadline, provider = f[1], tonumber(f[2]), f[8] or ''
   local picked = false
   if state == 'queued' and (f[13] or '') == '' and pools[provider] then
@@ -250,8 +252,9 @@ local function take(queue, id)
       if queue == due_low then redis.call('ZREM', due_low, id) end
       redis.call('ZADD', due, now + lease_ms, id)
       local low = state == 'queued' and f[11] and flags_of(f[11]).low
+      local cancel = state == 'waiting' and f[14]
       claimed[#claimed + 1] = { id, state, fence, f[3], f[4] or '', tonumber(f[5] or '0'),
-        f[6] or '', tonumber(f[7] or '0'), provider, low and 1 or 0 }
+        f[6] or '', tonumber(f[7] or '0'), provider, low and 1 or 0, cancel and 1 or 0 }
     end
   else
     redis.call('ZREM', queue, id)

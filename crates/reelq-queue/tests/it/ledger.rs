@@ -7,8 +7,8 @@ use reelq_core::{
     Aspect, BatchId, BatchOptions, ErrorClass, JobId, JobSpec, JobState, ProviderKind, Quality,
 };
 use reelq_queue::{
-    ClaimOptions, Lease, Ledger, LedgerConfig, LimitWait, NotifyOutcome, NotifyTarget,
-    ProviderLimit, Resolution, Transition, TransitionOutcome, Wait, WakeOutcome,
+    CancelOutcome, ClaimOptions, Lease, Ledger, LedgerConfig, LimitWait, NotifyOutcome,
+    NotifyTarget, ProviderLimit, Resolution, Transition, TransitionOutcome, Wait, WakeOutcome,
 };
 use reelq_testkit::{EVENT_TIMEOUT, RedisServer};
 
@@ -1220,8 +1220,14 @@ async fn a_cancelled_job_is_never_submitted_and_its_reservation_comes_back() {
         .find(|job_id| *job_id != claimed.job_id)
         .unwrap();
 
-    assert!(ledger.cancel_job(claimed.job_id).await.unwrap());
-    assert!(ledger.cancel_job(queued).await.unwrap());
+    assert_eq!(
+        ledger.cancel_job(claimed.job_id).await.unwrap(),
+        CancelOutcome::Cancelled
+    );
+    assert_eq!(
+        ledger.cancel_job(queued).await.unwrap(),
+        CancelOutcome::Cancelled
+    );
 
     assert_eq!(
         reserved(ledger.clone()).await,
@@ -1241,7 +1247,102 @@ async fn a_cancelled_job_is_never_submitted_and_its_reservation_comes_back() {
     // The third job is claimed; the cancelled ones never are again.
     let claim = ledger.claim(&claim_opts("w1", 5, LEASE)).await.unwrap();
     assert_eq!(claim.leases.len(), 1);
-    // A submitted job is not cancelled: its generation is the provider's.
+    // A job being submitted is not cancelled: the create may be out.
     let lease = begin_submit(&ledger, claim.leases.into_iter().next().unwrap(), LEASE).await;
-    assert!(!ledger.cancel_job(lease.job_id).await.unwrap());
+    assert_eq!(
+        ledger.cancel_job(lease.job_id).await.unwrap(),
+        CancelOutcome::NotCancellable {
+            state: JobState::Submitting,
+            provider: ProviderKind::Kie
+        }
+    );
+}
+
+/// Enqueues one job of `provider` and takes it to `waiting` on task `task_id`.
+async fn waiting_job(ledger: &Ledger, provider: ProviderKind, task_id: &str) -> JobId {
+    let job_id = JobId::new();
+    let job = JobSpec {
+        provider,
+        ..spec(task_id)
+    };
+    ledger.enqueue(None, &[(job_id, job)]).await.unwrap();
+    let lease = claim_one(ledger, "w1", LEASE).await;
+    let lease = begin_submit(ledger, lease, LEASE).await;
+    let submitted = Transition::Submitted {
+        task_id: task_id.into(),
+        first_poll: Duration::from_secs(3600),
+    };
+    ledger.transition(&lease, submitted).await.unwrap();
+    job_id
+}
+
+#[tokio::test]
+async fn a_waiting_job_is_cancelled_at_a_provider_that_can_stop_it_once_its_task_has_stopped() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    let at_kie = waiting_job(&ledger, ProviderKind::Kie, "kie-task").await;
+    assert_eq!(
+        ledger.cancel_job(at_kie).await.unwrap(),
+        CancelOutcome::NotCancellable {
+            state: JobState::Waiting,
+            provider: ProviderKind::Kie
+        },
+        "kie has no cancel call: its generation runs to the end"
+    );
+    let at_fal = waiting_job(&ledger, ProviderKind::Fal, "fal-task").await;
+    assert_eq!(
+        ledger.cancel_job(at_fal).await.unwrap(),
+        CancelOutcome::AskedProvider(ProviderKind::Fal)
+    );
+    // Due at once (its next poll was an hour away), marked for its worker, still waiting.
+    let lease = claim_one(&ledger, "w2", LEASE).await;
+    assert_eq!(lease.job_id, at_fal);
+    assert!(lease.cancel_requested && lease.state == JobState::Waiting);
+    let stopped = Transition::CancelledAtProvider {
+        detail: "cancelled at the provider".into(),
+    };
+    assert_eq!(
+        ledger.transition(&lease, stopped).await.unwrap(),
+        TransitionOutcome::Applied
+    );
+    assert_eq!(state_of(&ledger, at_fal).await, JobState::Cancelled);
+    assert_eq!(
+        ledger.cancel_job(at_fal).await.unwrap(),
+        CancelOutcome::NotCancellable {
+            state: JobState::Cancelled,
+            provider: ProviderKind::Fal
+        }
+    );
+    assert!(matches!(
+        ledger.cancel_job(JobId::new()).await,
+        Err(reelq_queue::QueueError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn cancelling_a_batch_marks_its_waiting_jobs_for_their_next_poll() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    let batch = BatchId::new();
+    let jobs = jobs_of(2, "cancel-waiting", |prompt| JobSpec {
+        provider: ProviderKind::Replicate,
+        ..spec(prompt)
+    });
+    ledger
+        .enqueue(Some((batch, &BatchOptions::default())), &jobs)
+        .await
+        .unwrap();
+    let waiting = claim_and_begin(&ledger, "w1", 1, LEASE).await.remove(0);
+    let submitted = Transition::Submitted {
+        task_id: "prediction-1".into(),
+        first_poll: Duration::ZERO,
+    };
+    ledger.transition(&waiting, submitted).await.unwrap();
+    assert_eq!(ledger.cancel_batch(batch).await.unwrap(), Some(1));
+    let lease = claim_one(&ledger, "w2", LEASE).await;
+    assert_eq!(lease.job_id, waiting.job_id);
+    assert!(
+        lease.cancel_requested,
+        "its poll asks the provider to cancel"
+    );
 }

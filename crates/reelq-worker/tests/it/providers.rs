@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use reelq_core::{ErrorClass, JobState, ProviderKind};
 use reelq_e2e::{API_KEY, Deployment, prompts, read_object};
+use reelq_queue::CancelOutcome;
 use reelq_sim::{FAILING_WORD, MODERATED_WORD};
 
 /// Long enough that only a callback can bring a video in within the test's timeout.
@@ -111,6 +112,53 @@ async fn endings_by_class(provider: ProviderKind) {
         1,
         "{provider}"
     );
+}
+
+/// Submitted jobs an operator cancels, at a provider that can stop a generation, end
+/// `cancelled` once it has: asked by the worker, confirmed by the task's status, nothing
+/// downloaded or stored, nothing submitted twice.
+async fn cancelled_at_the_provider(provider: ProviderKind) {
+    let mut deployment =
+        Deployment::start(env!("CARGO_BIN_EXE_reelq-worker"), Duration::from_secs(600)).await;
+    deployment.provider = provider;
+    let _worker = deployment.spawn_worker_process("w");
+    let job_ids = deployment
+        .enqueue_manifest(&prompts(provider.as_str(), 2))
+        .await;
+    deployment.all_in(&job_ids, JobState::Waiting).await;
+
+    for &job_id in &job_ids {
+        assert_eq!(
+            deployment.client.cancel_job(job_id).await.unwrap(),
+            CancelOutcome::AskedProvider(provider)
+        );
+    }
+    let records = deployment.settled(&job_ids).await;
+
+    for record in &records {
+        assert_eq!(record.state, JobState::Cancelled, "{provider}: {record:?}");
+        assert_eq!((record.submits, record.object_key.as_deref()), (1, None));
+    }
+    let stats = deployment.sim.stats();
+    assert_eq!(
+        (
+            stats.cancels,
+            stats.downloads,
+            stats.max_creates_per_fingerprint
+        ),
+        (2, 0, 1),
+        "{provider}"
+    );
+}
+
+#[tokio::test]
+async fn a_submitted_fal_job_is_cancelled_at_fal() {
+    cancelled_at_the_provider(ProviderKind::Fal).await;
+}
+
+#[tokio::test]
+async fn a_submitted_replicate_job_is_cancelled_at_replicate() {
+    cancelled_at_the_provider(ProviderKind::Replicate).await;
 }
 
 macro_rules! per_provider {
