@@ -369,7 +369,84 @@ impl Provider for Fal {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+    use reelq_core::Secret;
+    use reqwest::header::HeaderValue;
+
     use super::*;
+
+    const NOW_S: u64 = 1_780_000_000;
+
+    /// A fal account whose cached webhook keys are `published`' public keys.
+    fn account_with_keys(published: &[&Ed25519KeyPair]) -> Fal {
+        let fal = Fal::new(AccountConfig {
+            base_url: "http://127.0.0.1:9".into(),
+            api_key: Secret::new("fal-key"),
+            request_timeout: Duration::from_secs(1),
+            webhook_secret: None,
+        })
+        .unwrap();
+        *fal.keys.write().unwrap() = published
+            .iter()
+            .map(|key| key.public_key().as_ref().to_vec())
+            .collect();
+        fal
+    }
+
+    /// The headers fal's documented scheme puts on `body`, signed by `key` at `sent_s`.
+    fn signed(key: &Ed25519KeyPair, body: &[u8], sent_s: u64) -> HeaderMap {
+        let digest = hex::encode(Sha256::digest(body));
+        let message = format!("req-1\nuser-1\n{sent_s}\n{digest}");
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("x-fal-webhook-request-id", "req-1".to_owned()),
+            ("x-fal-webhook-user-id", "user-1".to_owned()),
+            ("x-fal-webhook-timestamp", sent_s.to_string()),
+            (
+                "x-fal-webhook-signature",
+                hex::encode(key.sign(message.as_bytes()).as_ref()),
+            ),
+        ] {
+            headers.insert(name, HeaderValue::from_str(&value).unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn a_webhook_is_accepted_only_with_a_fresh_signature_of_its_own_body_by_a_published_key() {
+        let fal_key = Ed25519KeyPair::from_seed_unchecked(&[1; 32]).unwrap();
+        let rotated = Ed25519KeyPair::from_seed_unchecked(&[2; 32]).unwrap();
+        let stranger = Ed25519KeyPair::from_seed_unchecked(&[3; 32]).unwrap();
+        let fal = account_with_keys(&[&fal_key, &rotated]);
+        let body = br#"{"request_id":"req-1","status":"OK","payload":{}}"#;
+
+        for key in [&fal_key, &rotated] {
+            let hint = fal
+                .parse_callback(&signed(key, body, NOW_S), body, NOW_S)
+                .unwrap();
+            assert_eq!(hint.task_id, "req-1");
+        }
+        let tampered = br#"{"request_id":"req-2","status":"OK","payload":{}}"#;
+        let refusals = [
+            (signed(&fal_key, body, NOW_S), &tampered[..], NOW_S),
+            (signed(&stranger, body, NOW_S), &body[..], NOW_S),
+            (HeaderMap::new(), &body[..], NOW_S),
+        ];
+        for (headers, sent, now_s) in refusals {
+            assert_eq!(
+                fal.parse_callback(&headers, sent, now_s).unwrap_err(),
+                CallbackError::BadSignature
+            );
+        }
+        let late = NOW_S + TOLERANCE_S + 1;
+        assert_eq!(
+            fal.parse_callback(&signed(&fal_key, body, NOW_S), body, late)
+                .unwrap_err(),
+            CallbackError::Stale
+        );
+    }
 
     #[test]
     fn a_model_id_is_addressed_by_its_app() {

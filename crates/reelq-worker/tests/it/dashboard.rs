@@ -90,15 +90,41 @@ impl Browser {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let response = self.answer(method, path, body).await;
+        assert!(response["value"]["error"].is_null(), "{path}: {response}");
+        response["value"].clone()
+    }
+
+    /// ChromeDriver's whole answer, an error included.
+    async fn answer(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
         let mut request = self
             .http
             .request(method.clone(), format!("{}{path}", self.session));
         if method != reqwest::Method::GET {
             request = request.json(&body);
         }
-        let response: Value = request.send().await.unwrap().json().await.unwrap();
-        assert!(response["value"]["error"].is_null(), "{path}: {response}");
-        response["value"].clone()
+        request.send().await.unwrap().json().await.unwrap()
+    }
+
+    /// Calls `action` on the element `css` finds. A live page replaces its content every
+    /// few seconds, so an element found just before a refresh can be gone when acted on
+    /// ("stale element reference"): then it is found again, as a reader would look again.
+    async fn on_element(&self, css: &str, method: reqwest::Method, action: &str) -> Value {
+        for _ in 0..5 {
+            let element = self.find(css).await;
+            let body = match method {
+                reqwest::Method::GET => Value::Null,
+                _ => json!({}),
+            };
+            let path = format!("/element/{element}/{action}");
+            let response = self.answer(method.clone(), &path, body).await;
+            if response["value"]["error"] == "stale element reference" {
+                continue;
+            }
+            assert!(response["value"]["error"].is_null(), "{path}: {response}");
+            return response["value"].clone();
+        }
+        panic!("{css}: stale after five finds in a row");
     }
 
     async fn go(&self, url: &str) {
@@ -118,25 +144,12 @@ impl Browser {
     }
 
     async fn text(&self, css: &str) -> String {
-        let element = self.find(css).await;
-        let text = self
-            .call(
-                reqwest::Method::GET,
-                &format!("/element/{element}/text"),
-                Value::Null,
-            )
-            .await;
+        let text = self.on_element(css, reqwest::Method::GET, "text").await;
         text.as_str().unwrap().to_owned()
     }
 
     async fn click(&self, css: &str) {
-        let element = self.find(css).await;
-        self.call(
-            reqwest::Method::POST,
-            &format!("/element/{element}/click"),
-            json!({}),
-        )
-        .await;
+        self.on_element(css, reqwest::Method::POST, "click").await;
     }
 
     /// Runs `script` in the page (its last argument is the callback that returns).
