@@ -54,9 +54,7 @@ use sha2::{Digest, Sha256};
 use crate::{
     AccountCheck, AccountConfig, CallbackError, CallbackHint, Download, Provider, ProviderError,
     Submission, TaskStatus,
-    http::{
-        Answer, Api, Call, KeyHeader, names_moderation, status_error, task_failure, unreadable,
-    },
+    http::{Answer, Api, Call, ErrorWords, KeyHeader, read_answer, task_failure},
     provider::{PROBE_TASK_ID, probed},
     request::request_fields,
 };
@@ -129,37 +127,16 @@ fn detail(body: &str) -> Option<String> {
 
 /// Reads a 2xx answer as `T`, or classes fal's error answer (see the table above).
 fn read<T: serde::de::DeserializeOwned>(answer: &Answer, call: Call) -> Result<T, ProviderError> {
-    if answer.status.is_success() {
-        return serde_json::from_str(&answer.body).map_err(|err| {
-            unreadable(
-                call,
-                answer.retry_after,
-                format!("fal answer unreadable: {err}"),
-            )
-        });
-    }
-    let detail = detail(&answer.body);
-    let words = detail.clone().unwrap_or_default();
-    let message = format!("fal HTTP {} {words}", answer.status.as_u16());
-    let status = answer.status.as_u16();
-    if answer.status.is_client_error() && names_moderation(&words) {
-        return Err(ProviderError::Moderation(message));
-    }
-    if status == 403 && words.to_ascii_lowercase().contains("balance") {
-        return Err(ProviderError::Credits(message));
-    }
-    if status == 500 && detail.is_some() {
-        return Err(ProviderError::Transient {
-            retry_after: answer.retry_after,
-            message,
-        });
-    }
-    Err(status_error(
-        answer.status,
-        answer.retry_after,
-        call,
-        message,
-    ))
+    read_answer(ProviderKind::Fal, answer, call, |body| {
+        let detail = detail(body);
+        let words = detail.clone().unwrap_or_default();
+        ErrorWords {
+            own: detail.is_some(),
+            credits: answer.status.as_u16() == 403
+                && words.to_ascii_lowercase().contains("balance"),
+            words,
+        }
+    })
 }
 
 /// The app a model id belongs to: its first two segments (`fal-ai/kling-video`).

@@ -273,15 +273,48 @@ impl ErrorDetail {
     }
 }
 
-/// Reads a 2xx answer as `T`, or classes an error answer shaped `{"error": {...}}`: by its
-/// HTTP status, except that a 4xx naming moderation is `Moderation`, OpenAI's 429
-/// `insufficient_quota` is `Credits` (an empty account, not a busy one), and a 500 whose body
-/// is the provider's own error is `Transient` even on a create (a refusal, not a gateway
-/// failing after acceptance).
+/// Reads a 2xx answer as `T`, or classes an error answer shaped `{"error": {...}}` (see
+/// [`read_answer`]), where OpenAI's 429 `insufficient_quota` is `Credits` (an empty account,
+/// not a busy one).
 pub(crate) fn read_json<T: DeserializeOwned>(
     provider: ProviderKind,
     answer: &Answer,
     call: Call,
+) -> Result<T, ProviderError> {
+    read_answer(provider, answer, call, |body| {
+        let detail = serde_json::from_str::<ErrorBody>(body)
+            .map(|body| body.error)
+            .unwrap_or_default();
+        let own = detail.code.is_some() || detail.message.is_some();
+        let described = detail.describe();
+        let credits = described.starts_with("insufficient_quota");
+        ErrorWords {
+            own,
+            credits,
+            words: described,
+        }
+    })
+}
+
+/// What a provider's error body says, as its adapter reads it.
+pub(crate) struct ErrorWords {
+    /// The body is the provider's own error shape (not a gateway's page).
+    pub(crate) own: bool,
+    /// The words say the account has no credit left.
+    pub(crate) credits: bool,
+    pub(crate) words: String,
+}
+
+/// Reads a 2xx answer as `T`, or classes an error answer from what `read_words` finds in its
+/// body: `Credits` where the words say so, `Moderation` for a 4xx naming moderation, and a
+/// 500 whose body is the provider's own error `Transient` even on a create (the provider
+/// refused the call: nothing was created, unlike a gateway failing after acceptance);
+/// otherwise by the HTTP status ([`status_error`]).
+pub(crate) fn read_answer<T: DeserializeOwned>(
+    provider: ProviderKind,
+    answer: &Answer,
+    call: Call,
+    read_words: impl FnOnce(&str) -> ErrorWords,
 ) -> Result<T, ProviderError> {
     if answer.status.is_success() {
         return serde_json::from_str(&answer.body).map_err(|err| {
@@ -292,20 +325,19 @@ pub(crate) fn read_json<T: DeserializeOwned>(
             )
         });
     }
-    let detail = serde_json::from_str::<ErrorBody>(&answer.body)
-        .map(|body| body.error)
-        .unwrap_or_default();
-    let provider_words = detail.code.is_some() || detail.message.is_some();
-    let described = detail.describe();
-    let message = format!("{provider} HTTP {} {described}", answer.status.as_u16());
-    if answer.status.is_client_error() && names_moderation(&described) {
-        return Err(ProviderError::Moderation(message));
-    }
-    if described.starts_with("insufficient_quota") {
+    let ErrorWords {
+        own,
+        credits,
+        words,
+    } = read_words(&answer.body);
+    let message = format!("{provider} HTTP {} {words}", answer.status.as_u16());
+    if credits {
         return Err(ProviderError::Credits(message));
     }
-    if answer.status == StatusCode::INTERNAL_SERVER_ERROR && provider_words {
-        // The provider's own documented error: it refused the call, nothing was created.
+    if answer.status.is_client_error() && names_moderation(&words) {
+        return Err(ProviderError::Moderation(message));
+    }
+    if answer.status == StatusCode::INTERNAL_SERVER_ERROR && own {
         return Err(ProviderError::Transient {
             retry_after: answer.retry_after,
             message,

@@ -149,6 +149,18 @@ pub struct Submission<'a> {
     pub low_priority: bool,
 }
 
+impl<'a> Submission<'a> {
+    /// A normal-priority submit of `spec`.
+    pub fn new(job_id: JobId, spec: &'a JobSpec, callback_url: Option<&'a str>) -> Self {
+        Submission {
+            job_id,
+            spec,
+            callback_url,
+            low_priority: false,
+        }
+    }
+}
+
 /// One provider account. Implementations are stateless apart from their HTTP client and
 /// config, so one instance serves every worker task.
 pub trait Provider: Send + Sync {

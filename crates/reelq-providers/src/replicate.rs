@@ -54,7 +54,7 @@ use serde_json::{Map, Value, json};
 use crate::{
     AccountCheck, AccountConfig, CallbackError, CallbackHint, Download, Provider, ProviderError,
     ProviderTask, RecentTasks, Submission, TaskEcho, TaskStatus, WebhookKey,
-    http::{Answer, Api, Call, names_moderation, status_error, task_failure, unreadable},
+    http::{Answer, Api, Call, ErrorWords, read_answer, task_failure},
     request::{echo_of, request_fields},
 };
 
@@ -162,43 +162,22 @@ impl Prediction {
     }
 }
 
-/// Reads a 2xx answer as `T`, or classes Replicate's problem answer: by its HTTP status,
-/// except that a 4xx naming moderation is `Moderation` and a 500 carrying Replicate's own
-/// problem body is `Transient` even on a create (a refusal, not a gateway failing after
-/// acceptance).
+/// Reads a 2xx answer as `T`, or classes Replicate's problem answer (`read_answer`: a 4xx
+/// naming moderation is `Moderation`, a 500 carrying Replicate's own problem body
+/// `Transient` even on a create).
 fn read<T: serde::de::DeserializeOwned>(answer: &Answer, call: Call) -> Result<T, ProviderError> {
-    if answer.status.is_success() {
-        return serde_json::from_str(&answer.body).map_err(|err| {
-            unreadable(
-                call,
-                answer.retry_after,
-                format!("replicate answer unreadable: {err}"),
-            )
-        });
-    }
-    let problem: Problem = serde_json::from_str(&answer.body).unwrap_or_default();
-    let own_words = problem.title.is_some() || problem.detail.is_some();
-    let words = format!(
-        "{}: {}",
-        problem.title.unwrap_or_default(),
-        problem.detail.unwrap_or_default()
-    );
-    let message = format!("replicate HTTP {} {words}", answer.status.as_u16());
-    if answer.status.is_client_error() && names_moderation(&words) {
-        return Err(ProviderError::Moderation(message));
-    }
-    if answer.status == reqwest::StatusCode::INTERNAL_SERVER_ERROR && own_words {
-        return Err(ProviderError::Transient {
-            retry_after: answer.retry_after,
-            message,
-        });
-    }
-    Err(status_error(
-        answer.status,
-        answer.retry_after,
-        call,
-        message,
-    ))
+    read_answer(ProviderKind::Replicate, answer, call, |body| {
+        let problem: Problem = serde_json::from_str(body).unwrap_or_default();
+        ErrorWords {
+            own: problem.title.is_some() || problem.detail.is_some(),
+            credits: false,
+            words: format!(
+                "{}: {}",
+                problem.title.unwrap_or_default(),
+                problem.detail.unwrap_or_default()
+            ),
+        }
+    })
 }
 
 impl Replicate {

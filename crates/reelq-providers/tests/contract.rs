@@ -47,12 +47,7 @@ fn spec(provider: ProviderKind, prompt: &str) -> JobSpec {
 
 /// A normal-priority submit of `spec`.
 fn submission<'a>(spec: &'a JobSpec, callback_url: Option<&'a str>) -> Submission<'a> {
-    Submission {
-        job_id: JobId::new(),
-        spec,
-        callback_url,
-        low_priority: false,
-    }
+    Submission::new(JobId::new(), spec, callback_url)
 }
 
 async fn submit(provider: &dyn Provider, prompt: &str) -> Result<String, ProviderError> {

@@ -178,12 +178,7 @@ fn missing(documented: &Value, simulated: &Value) -> Vec<String> {
 /// call, which fal makes before fetching a result, with `COMPLETED`).
 /// A normal-priority submit of `spec`.
 fn submission<'a>(spec: &'a JobSpec, callback_url: Option<&'a str>) -> Submission<'a> {
-    Submission {
-        job_id: JobId::new(),
-        spec,
-        callback_url,
-        low_priority: false,
-    }
+    Submission::new(JobId::new(), spec, callback_url)
 }
 
 async fn serving(body: Vec<u8>) -> String {

@@ -215,20 +215,30 @@ pub(crate) fn prediction_body(state: &SimState, record: &TaskRecord) -> Value {
     prediction
 }
 
+/// `answer` for the prediction `id` of this account, or the answer refusing to show it.
+fn with_prediction(
+    state: &SimState,
+    headers: &HeaderMap,
+    id: &str,
+    answer: impl FnOnce(TaskRecord) -> Response,
+) -> Response {
+    if let Err(err) = query_allowed(state, headers) {
+        return refusal(err);
+    }
+    match state.task_record(id) {
+        Some(record) if record.provider == ProviderKind::Replicate => answer(record),
+        _ => problem(StatusCode::NOT_FOUND, "Not found", "prediction not found"),
+    }
+}
+
 async fn prediction(
     State(state): State<Arc<SimState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(err) = query_allowed(&state, &headers) {
-        return refusal(err);
-    }
-    match state.task_record(&id) {
-        Some(record) if record.provider == ProviderKind::Replicate => {
-            Json(prediction_body(&state, &record)).into_response()
-        }
-        _ => problem(StatusCode::NOT_FOUND, "Not found", "prediction not found"),
-    }
+    with_prediction(&state, &headers, &id, |record| {
+        Json(prediction_body(&state, &record)).into_response()
+    })
 }
 
 /// `POST /v1/predictions/{id}/cancel`: a running prediction ends `canceled`; the answer is the
@@ -238,17 +248,11 @@ async fn cancel(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(err) = query_allowed(&state, &headers) {
-        return refusal(err);
-    }
-    match state.task_record(&id) {
-        Some(record) if record.provider == ProviderKind::Replicate => {
-            state.cancel_task(&id);
-            let record = state.task_record(&id).unwrap_or(record);
-            Json(prediction_body(&state, &record)).into_response()
-        }
-        _ => problem(StatusCode::NOT_FOUND, "Not found", "prediction not found"),
-    }
+    with_prediction(&state, &headers, &id, |record| {
+        state.cancel_task(&id);
+        let record = state.task_record(&id).unwrap_or(record);
+        Json(prediction_body(&state, &record)).into_response()
+    })
 }
 
 /// `GET /v1/predictions?cursor=N`: the account's predictions, newest first, 100 a page.

@@ -316,10 +316,8 @@ async fn submit(
     callback_url: Option<&str>,
 ) -> Transition {
     let submission = Submission {
-        job_id: lease.job_id,
-        spec: &lease.spec,
-        callback_url,
         low_priority: lease.low_priority,
+        ..Submission::new(lease.job_id, &lease.spec, callback_url)
     };
     match provider.submit(submission).await {
         Ok(task_id) => {
