@@ -251,6 +251,11 @@ pub struct ProviderRequest {
     /// The model's API family path segment, for contracts with one per family.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub family: Option<String>,
+    /// No field carries the job's aspect (the row sends neither an aspect nor a size for
+    /// it): the provider picks the frame (from the start image, or its one shape), so the
+    /// stored video's shape is not held against the aspect.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub frame_unsent: bool,
 }
 
 impl ModelRule {
@@ -277,11 +282,13 @@ impl ModelRule {
             (&request.quality, quality.as_str().to_owned()),
             (&request.size, format!("{aspect}/{quality}")),
         ];
-        for (rule, key) in choices {
+        let mut frame_sent = false;
+        for (carries_frame, (rule, key)) in [true, false, true].into_iter().zip(choices) {
             if let Some(field) = rule.as_ref().and_then(ChoiceRule::field)
                 && let Some(value) = field.values.get(&key)
             {
                 fields.insert(field.field.clone(), value.clone());
+                frame_sent |= carries_frame;
             }
         }
         fields.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -289,6 +296,7 @@ impl ModelRule {
             fields,
             images: request.images.clone(),
             family: request.family.clone(),
+            frame_unsent: !frame_sent,
         }
     }
 

@@ -34,7 +34,8 @@ pub enum Orientation {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Expected {
     pub duration_s: f64,
-    pub orientation: Orientation,
+    /// None where the job could not ask for one (the provider picks the frame).
+    pub orientation: Option<Orientation>,
 }
 
 /// How far a video's duration may be from the one asked: providers round to their frame
@@ -46,7 +47,7 @@ pub fn duration_tolerance_s(asked_s: f64) -> f64 {
 
 impl VideoFacts {
     /// Whether these facts are the video `expected` describes: its duration within
-    /// [`duration_tolerance_s`], its frame the shape asked (a square within 5 %).
+    /// [`duration_tolerance_s`], its frame the shape asked, if one was (a square within 5 %).
     pub fn check(&self, expected: Expected) -> Result<(), NotAVideo> {
         let tolerance = duration_tolerance_s(expected.duration_s);
         if (self.duration_s - expected.duration_s).abs() > tolerance {
@@ -63,10 +64,12 @@ impl VideoFacts {
         } else {
             Orientation::Portrait
         };
-        if shape != expected.orientation {
+        if let Some(asked) = expected.orientation
+            && shape != asked
+        {
             return Err(NotAVideo(format!(
-                "not the video asked for: {}x{} is {shape:?} where {:?} was asked",
-                self.width, self.height, expected.orientation
+                "not the video asked for: {}x{} is {shape:?} where {asked:?} was asked",
+                self.width, self.height
             )));
         }
         Ok(())

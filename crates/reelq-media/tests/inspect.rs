@@ -83,7 +83,11 @@ fn a_video_far_from_the_duration_or_shape_asked_is_refused() {
     let facts = inspect(SAMPLE, 4096).unwrap();
     let asked = |duration_s, orientation| Expected {
         duration_s,
-        orientation,
+        orientation: Some(orientation),
+    };
+    let unasked = Expected {
+        duration_s: 1.0,
+        orientation: None,
     };
     assert!(facts.check(asked(1.0, Orientation::Landscape)).is_ok());
     // Within a second either way: providers round to their frame grid.
@@ -98,4 +102,6 @@ fn a_video_far_from_the_duration_or_shape_asked_is_refused() {
         "{turned}"
     );
     assert!(facts.check(asked(1.0, Orientation::Square)).is_err());
+    // A frame the job could not ask for (the provider picks it) is any shape.
+    assert!(facts.check(unasked).is_ok());
 }

@@ -98,12 +98,14 @@ pub(crate) fn not_a_video(err: &reelq_storage::StorageError) -> Option<&NotAVide
 
 /// What a job's spec asks the video to be.
 pub(crate) fn expected(spec: &reelq_core::JobSpec) -> Expected {
+    let frame_unsent = spec.request.as_ref().is_some_and(|r| r.frame_unsent);
     Expected {
         duration_s: f64::from(spec.duration_s),
-        orientation: match spec.aspect {
+        // A frame the request could not ask for is the provider's choice, not a wrong video.
+        orientation: (!frame_unsent).then_some(match spec.aspect {
             reelq_core::Aspect::Landscape => reelq_media::Orientation::Landscape,
             reelq_core::Aspect::Portrait => reelq_media::Orientation::Portrait,
             reelq_core::Aspect::Square => reelq_media::Orientation::Square,
-        },
+        }),
     }
 }

@@ -1,10 +1,11 @@
-//! Models an operator adds in a catalog file, with no change to reelq: every row of the
-//! example catalog is validated, priced, sent to its provider as the row writes it, and
-//! stored, end to end through a worker and the simulator serving the same catalog.
+//! Models an operator adds in a catalog file, with no change to reelq, and the built-in ones:
+//! every row of the built-in and example catalogs is validated, priced, sent to its provider
+//! as the row writes it, and stored, end to end through a worker and the simulator serving
+//! the same catalog.
 
 use std::time::Duration;
 
-use reelq_core::{Catalog, JobRequest, ProviderKind};
+use reelq_core::{Catalog, ImageRule, JobRequest, ProviderKind};
 use reelq_e2e::{Deployment, RedisSetup};
 use reelq_producer::ProducerError;
 use serde_json::{Map, Value};
@@ -23,7 +24,7 @@ fn option_value(rule: &reelq_core::ExtraRule) -> Value {
 }
 
 #[tokio::test]
-async fn every_model_of_the_example_catalog_is_validated_priced_submitted_and_stored() {
+async fn every_model_of_the_catalogs_is_validated_priced_submitted_and_stored() {
     let catalog = Catalog::built_in()
         .with_file(EXAMPLE, "examples/catalog/models.toml")
         .expect("the example catalog reads");
@@ -35,26 +36,28 @@ async fn every_model_of_the_example_catalog_is_validated_priced_submitted_and_st
     )
     .await;
     let _worker = deployment.spawn_worker_process("w");
-    let added: Vec<_> = catalog
-        .models()
-        .iter()
-        .filter(|rule| rule.origin != "built-in")
-        .collect();
+    let rows: Vec<_> = catalog.models().iter().collect();
     for provider in [
         ProviderKind::Kie,
         ProviderKind::Acedata,
         ProviderKind::Evolink,
     ] {
-        let rows = added
+        let added = rows
             .iter()
-            .filter(|rule| rule.provider == provider)
+            .filter(|rule| rule.provider == provider && rule.origin != "built-in")
             .count();
-        assert!(rows >= 2, "{provider}: {rows} example rows");
+        assert!(added >= 2, "{provider}: {added} example rows");
+    }
+    for provider in ProviderKind::ALL {
+        assert!(
+            rows.iter().any(|rule| rule.provider == provider),
+            "{provider} has a model"
+        );
     }
 
     // Each model asked for its last duration, frame and quality, with every option it takes.
     let mut job_ids = Vec::new();
-    for rule in &added {
+    for rule in &rows {
         let extra: Map<String, Value> = rule
             .extra
             .iter()
@@ -68,6 +71,12 @@ async fn every_model_of_the_example_catalog_is_validated_priced_submitted_and_st
             aspect: rule.aspects.last().map(|a| a.to_string()),
             quality: rule.qualities.last().map(|q| q.to_string()),
             extra: (!extra.is_empty()).then_some(extra),
+            image_urls: match rule.images {
+                ImageRule::Exactly(n) => (0..n)
+                    .map(|i| format!("https://example.com/frame-{i}.png"))
+                    .collect(),
+                ImageRule::None | ImageRule::AtMost(_) => Vec::new(),
+            },
             ..JobRequest::default()
         };
         job_ids.push(deployment.client.enqueue(request).await.expect("enqueues"));
@@ -89,7 +98,7 @@ async fn every_model_of_the_example_catalog_is_validated_priced_submitted_and_st
 
     let records = deployment.settled(&job_ids).await;
     deployment.assert_stored_once(&records);
-    for (record, rule) in records.iter().zip(&added) {
+    for (record, rule) in records.iter().zip(&rows) {
         let spec = &record.spec;
         let price = rule.usd_per_second(spec.quality).unwrap() * f64::from(spec.duration_s);
         assert_eq!(
@@ -103,10 +112,13 @@ async fn every_model_of_the_example_catalog_is_validated_priced_submitted_and_st
             .sim
             .create_body(record.task_id.as_deref().unwrap())
             .unwrap();
-        let sent = match rule.provider {
-            ProviderKind::Kie => &body["input"],
-            _ => &body,
-        };
+        // The fields are the body itself, or the one object the contract nests them in
+        // (kie's and Replicate's `input`, the Gemini API's `parameters`).
+        let sent = ["input", "parameters"]
+            .iter()
+            .map(|envelope| &body[*envelope])
+            .find(|fields| fields.is_object())
+            .unwrap_or(&body);
         let written = spec.provider_request();
         assert!(!written.fields.is_empty(), "{}", rule.model);
         for (field, value) in &written.fields {
