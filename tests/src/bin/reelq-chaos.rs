@@ -1,5 +1,5 @@
 //! `reelq-chaos`: runs the chaos plan on loopback and prints what survived. Exits 1 if a job
-//! was lost, paid twice, stored twice or corrupt, or fewer than 95 % of the jobs were stored.
+//! was lost, paid twice, stored twice or corrupt, or fewer than 90 % of the jobs were stored.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -84,7 +84,7 @@ async fn main() -> anyhow::Result<()> {
     println!("{report}");
     if !report.kept_the_promise() {
         eprintln!(
-            "chaos run FAILED: a job was lost, paid twice, duplicated or corrupted, or under 95 % stored"
+            "chaos run FAILED: a job was lost, paid twice, duplicated or corrupted, or under 90 % stored"
         );
         std::process::exit(1);
     }
