@@ -90,7 +90,7 @@ impl ChaosReport {
     /// must not pass). Not more: a kie submit that a kill or a gateway's 502 cut off stays
     /// `uncertain` when the run drops its callback too, by design (kie lists no tasks to
     /// reconcile from, and nothing is resubmitted blindly). How many that is follows the
-    /// dice: runs here left 0 to 6 of 100 so, and a 95 % bar failed one of them.
+    /// dice: a run here left 6 of 100 so, and a 95 % bar failed it.
     pub fn kept_the_promise(&self) -> bool {
         self.lost == 0
             && self.max_submissions_per_job <= 1
