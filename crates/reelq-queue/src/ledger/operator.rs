@@ -160,10 +160,7 @@ impl Ledger {
                 provider,
             });
         }
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |now| now.as_millis());
-        let asked = [("cancel_ms", now_ms.to_string())];
+        let asked = [("cancel_ms", super::now_unix_ms().to_string())];
         let detail = "an operator asked the provider to cancel";
         Ok(
             match self
