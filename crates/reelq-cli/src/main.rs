@@ -115,6 +115,13 @@ enum Command {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// Move the ledger to this release's record format, after every worker runs this
+    /// release: safe while they run, and run again if interrupted (records already moved
+    /// are left alone). Refused while a worker of an older release is live.
+    Migrate {
+        #[command(flatten)]
+        output: OutputArgs,
+    },
     /// Print a job's ledger record (as JSON: with its event log and trace id).
     Status {
         job_id: JobId,
@@ -432,6 +439,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Stats { output } => print_stats(&client.stats().await?, output.json())?,
         Command::Workers { output } => {
             print::print_workers(&client.workers().await?, output.json())?
+        }
+        Command::Migrate { output } => {
+            print::print_migration(&client.migrate().await?, output.json())?
         }
         Command::Jobs {
             command:

@@ -93,16 +93,17 @@ pub(crate) fn print_workers(workers: &[reelq_queue::WorkerInfo], json: bool) -> 
     let now_ms = reelq_producer::now_ms();
     let ago = |ms: u64| format!("{} ago", age(now_ms.saturating_sub(ms)));
     println!(
-        "{:<28}  {:<9}  {:>4}  {:<8}  {:>12}  {:>10}  ACCOUNTS",
-        "NAME", "ROLE", "CONC", "VERSION", "STARTED", "SEEN"
+        "{:<28}  {:<9}  {:>4}  {:<8}  {:>6}  {:>12}  {:>10}  ACCOUNTS",
+        "NAME", "ROLE", "CONC", "VERSION", "SCHEMA", "STARTED", "SEEN"
     );
     for worker in workers {
         println!(
-            "{:<28}  {:<9}  {:>4}  {:<8}  {:>12}  {:>10}  {}",
+            "{:<28}  {:<9}  {:>4}  {:<8}  {:>6}  {:>12}  {:>10}  {}",
             worker.name,
             worker.role,
             worker.concurrency,
             worker.version,
+            worker.ledger_schema,
             ago(worker.started_ms),
             ago(worker.seen_ms),
             worker.accounts.join(","),
@@ -111,6 +112,20 @@ pub(crate) fn print_workers(workers: &[reelq_queue::WorkerInfo], json: bool) -> 
     if workers.is_empty() {
         println!("no live workers (each announces itself every 5 s)");
     }
+    Ok(())
+}
+
+pub(crate) fn print_migration(
+    migration: &reelq_queue::Migration,
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        return print_json(&serde_json::json!(migration));
+    }
+    println!(
+        "ledger schema {} -> {}: {} of {} job records moved to the new format",
+        migration.from, migration.to, migration.records_moved, migration.records_seen
+    );
     Ok(())
 }
 

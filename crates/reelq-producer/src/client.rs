@@ -484,6 +484,11 @@ impl Client {
         Ok(self.ledger.workers().await?)
     }
 
+    /// Moves the ledger to this release's record format (`reelq migrate`).
+    pub async fn migrate(&self) -> Result<reelq_queue::Migration, ProducerError> {
+        Ok(self.ledger.migrate().await?)
+    }
+
     /// Queue depths, in-flight generations and recent rates, for `reelq stats`.
     pub async fn stats(&self) -> Result<Stats, ProducerError> {
         let ledger = &self.ledger;

@@ -25,6 +25,13 @@ pub enum QueueError {
         "the ledger's schema is {found}, newer than the {supported} this release reads: a newer release wrote it; upgrade this binary"
     )]
     Schema { found: u32, supported: u32 },
+    /// `reelq migrate` found workers of an older release live: they would keep writing
+    /// records in the old format. Upgrade (or stop) them first.
+    #[error(
+        "workers of an older release are live ({}): upgrade or stop them before migrating the ledger to schema {needed}",
+        workers.join(", ")
+    )]
+    OlderWorkersLive { workers: Vec<String>, needed: u32 },
     /// The idempotency key was used for a different request: nothing was enqueued.
     #[error("idempotency key {0:?} was already used for a different request")]
     IdempotencyConflict(String),

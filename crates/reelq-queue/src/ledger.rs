@@ -6,14 +6,15 @@
 //!
 //! | key            | type   | content                                              | written by              |
 //! |----------------|--------|------------------------------------------------------|-------------------------|
-//! | `P job:{id}`   | hash   | state, fence, provider (the account its limits are kept under: the one it asked for, or its provider's name until a claim picks one of the provider's accounts), spec JSON, task_id, task_id_hint (from a callback during submit), cb_token_hash, notify_url, notify_event, notify_attempt, notify_state (pending, sent, gave_up), attempt, submits, submit_ms, polls, token (the claim's), reconcile_note, created_ms, updated_ms, deadline_ms, batch, owner, result_url, error_class, error, object_key, bytes, sha256, cancel_ms (an operator asked the provider to cancel) | enqueue, claim, transition, operator, batch |
+//! | `P job:{id}`   | hash   | state, fence, provider (the account its limits are kept under: the one it asked for, or its provider's name until a claim picks one of the provider's accounts), task_id, task_id_hint (from a callback during submit), cb_token_hash, notify_url, notify_event, notify_attempt, notify_state (pending, sent, gave_up), attempt, submits, submit_ms, polls, token (the claim's), reconcile_note, created_ms, updated_ms, deadline_ms, batch, owner, result_url, error_class, error, object_key, bytes, sha256, cancel_ms (an operator asked the provider to cancel), events (how many it has had) and e0..e31 (the last 32, `"<ms> <state> <detail>"` cut to 64 bytes); every value short, so Redis keeps it as a listpack | enqueue, claim, transition, operator, batch |
+//! | `P spec:{id}`  | string | the job's spec JSON (the prompt may be 20,000 characters); expires with the record | enqueue |
 //! | `P due`        | zset   | job id -> unix ms when a worker must act next; while a worker holds the job, its lease expiry | enqueue, claim, transition, extend |
 //! | `P state:{s}`  | zset   | job id -> ms of its last state change, one set per state | every state change |
-//! | `P log:{id}`   | list   | the job's last 32 events, `"<ms> <state> <detail>"`  | every state change      |
+//! | `P log:{id}`   | list   | ledger schema 2 only: the job's last 32 events (now in the record; `reelq migrate` folds it in) | releases before schema 3 |
 //! | `P batch:{id}` | list   | the batch's job ids in manifest order                | enqueue                 |
 //! | `P batchinfo:{id}` | hash | name, created_ms, total, open, start_after_ms, budget_micros, reserved_micros, priority, notify_url, cancelled_ms | enqueue, claim, batch |
 //! | `P batches`    | zset   | batch id -> created ms, for listing batches           | enqueue                 |
-//! | `P schema` | string | the ledger record format ([`LEDGER_SCHEMA`]) of the release that created it; newer releases' ledgers are refused | first connect |
+//! | `P schema` | string | the ledger record format ([`LEDGER_SCHEMA`]): the release that created the ledger's, raised by `reelq migrate`; newer releases' ledgers are refused | first connect, migrate |
 //! | `P durability_probe` | string | unix ms of the last probe write (its `WAIT` shows the replicas caught up) | any client after a short `WAIT` |
 //! | `P limits`     | hash   | account -> "max_in_flight requests_per_s daily_budget_micros" as workers run them | worker start |
 //! | `P due_low`    | zset   | like `due`, for queued jobs of low-priority batches (claimed after `due`) | enqueue, claim, batch |
@@ -26,7 +27,7 @@
 //! | `P rate:{account}` | string | GCRA: unix ms when the account's request bucket is empty again (expires) | claim |
 //! | `P inflight:{account}` | zset | job id -> slot expiry, one per generation in flight (with limits) | claim, transition |
 //! | `P task:{account}:{task}` | string | the job id owning a provider task: a callback naming it for another job is refused, and account-level callbacks find the job by it (expires) | worker before `Submitted`, wake (adoption) |
-//! | `P worker:{name}` | string | a worker replica's last heartbeat: role, version, accounts, concurrency, start and last seen (expires after a few heartbeats) | worker heartbeat |
+//! | `P worker:{name}` | string | a worker replica's last heartbeat: role, version, the ledger schema it writes, accounts, concurrency, start and last seen (expires after a few heartbeats) | worker heartbeat |
 //! | `P workers` | zset | worker name -> unix ms last seen, to list the live ones (expired names are dropped when listed) | worker heartbeat, `workers` |
 //! | `P notify_due` | zset   | job id -> unix ms when its completion webhook is due  | a job's end, claim_notify, notified |
 //! | `P changes`    | pubsub | `"<id> <state>"` on every state change               | every state change      |
@@ -37,6 +38,7 @@
 //! by itself and the crashed worker can no longer move it. Times come from Redis's clock.
 
 mod claim;
+mod migrate;
 mod notifications;
 mod operator;
 mod reads;
@@ -45,6 +47,7 @@ mod tasks;
 mod workers;
 
 pub use claim::{Claim, ClaimOptions, LimitWait, Wait, own_accounts};
+pub use migrate::Migration;
 pub use notifications::{Notification, NotifyOutcome, NotifyTarget};
 pub use operator::{CancelOutcome, Resolution};
 pub use reads::BatchInfo;
@@ -76,9 +79,17 @@ use crate::{
 static TRANSITION: LazyLock<Script> = ledger_script!("transition.lua");
 static EXTEND: LazyLock<Script> = ledger_script!("extend.lua");
 
-/// The ledger record format this release reads and writes. Raised when a record changes
-/// shape; a binary refuses a ledger with a higher one (`P schema`).
-pub const LEDGER_SCHEMA: u32 = 2;
+/// The ledger record format this release writes. Raised when a record changes shape; a
+/// binary refuses a ledger with a higher one (`P schema`), reads the one before it, and
+/// `reelq migrate` ([`Ledger::migrate`]) moves a ledger forward.
+///
+/// 3: the spec is a key of its own (`P spec:{id}`) and the event log lives in the record
+/// (`events`, `e0`..), so the record holds only short values (a listpack); 2 kept both in
+/// the record's `spec` field and a list (`P log:{id}`).
+pub const LEDGER_SCHEMA: u32 = 3;
+
+/// How many of a job's events its record keeps (the oldest give way).
+pub const EVENTS_KEPT: u32 = 32;
 
 /// Where the ledger lives, how long a Redis call may take, and how writes are made durable.
 #[derive(Debug, Clone)]
@@ -207,32 +218,51 @@ impl Ledger {
         Ok(ledger)
     }
 
-    /// Records this release's ledger schema on a new ledger (one written before versions
-    /// were recorded counts as this one: its records read the same), and refuses a ledger
-    /// written by a newer release, whose records this binary might misread or overwrite.
+    /// Records this release's ledger schema on a new ledger, and refuses a ledger written by
+    /// a newer release, whose records this binary might misread or overwrite. A ledger that
+    /// holds jobs but no schema was written before versions were recorded: its records read
+    /// like schema 2's.
     async fn claim_schema(&self) -> Result<(), QueueError> {
         let mut conn = self.conn().await?;
+        let mut in_use = redis::cmd("EXISTS");
+        in_use.arg(self.key("due")).arg(self.key("due_low"));
+        for state in JobState::ALL {
+            in_use.arg(self.key(format!("state:{state}")));
+        }
+        let in_use: u64 = in_use.query_async(&mut conn).await?;
+        let fresh_schema = if in_use > 0 { 2 } else { LEDGER_SCHEMA };
         let _: Option<String> = redis::cmd("SET")
             .arg(self.key("schema"))
-            .arg(LEDGER_SCHEMA)
+            .arg(fresh_schema)
             .arg("NX")
             .query_async(&mut conn)
             .await?;
-        let stored: Option<String> = redis::cmd("GET")
-            .arg(self.key("schema"))
-            .query_async(&mut conn)
-            .await?;
-        match stored.as_deref().map(str::parse::<u32>) {
-            Some(Ok(found)) if found <= LEDGER_SCHEMA => Ok(()),
-            Some(Ok(found)) => Err(QueueError::Schema {
+        let found = self.stored_schema(&mut conn).await?;
+        if found > LEDGER_SCHEMA {
+            return Err(QueueError::Schema {
                 found,
                 supported: LEDGER_SCHEMA,
-            }),
-            _ => Err(QueueError::corrupt(
-                "the ledger",
-                format!("schema {stored:?}"),
-            )),
+            });
         }
+        Ok(())
+    }
+
+    /// The ledger's record format (`P schema`): [`LEDGER_SCHEMA`], or the one before it
+    /// until `reelq migrate` runs.
+    pub async fn schema(&self) -> Result<u32, QueueError> {
+        self.stored_schema(&mut self.conn().await?).await
+    }
+
+    /// The ledger's schema as `P schema` records it.
+    async fn stored_schema(&self, conn: &mut Conn) -> Result<u32, QueueError> {
+        let stored: Option<String> = redis::cmd("GET")
+            .arg(self.key("schema"))
+            .query_async(conn)
+            .await?;
+        stored
+            .as_deref()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| QueueError::corrupt("the ledger", format!("schema {stored:?}")))
     }
 
     /// The connection for one operation; a write and its `WAIT` must share one.

@@ -34,7 +34,8 @@ macro_rules! ledger_script {
 
 /// What the scripts share with Rust, written from Rust's own definitions so the two cannot
 /// disagree: the terminal states (`JobState::is_terminal`) and the in-flight slot's states
-/// ([`moves::HOLDS_SLOT`], [`moves::SLOT_FREE`]), each a Lua set.
+/// ([`moves::HOLDS_SLOT`], [`moves::SLOT_FREE`]), each a Lua set; the ledger schema this
+/// release writes ([`LEDGER_SCHEMA`]) and how many events a record keeps ([`EVENTS_KEPT`]).
 fn lua_constants() -> String {
     let set = |name: &str, states: &mut dyn Iterator<Item = reelq_core::JobState>| {
         let members: Vec<String> = states.map(|s| format!("{} = true", s.as_str())).collect();
@@ -49,6 +50,7 @@ fn lua_constants() -> String {
         ),
         set("HOLDS_SLOT", &mut moves::HOLDS_SLOT.iter().copied()),
         set("SLOT_FREE", &mut moves::SLOT_FREE.iter().copied()),
+        format!("local LEDGER_SCHEMA = {LEDGER_SCHEMA}\nlocal EVENTS_KEPT = {EVENTS_KEPT}\n"),
     ]
     .concat()
 }
@@ -67,10 +69,10 @@ pub use durability::{Durability, DurabilityCheck};
 pub use enqueue::{ENQUEUE_CHUNK, EnqueueProgress, Enqueued, Idempotency, SWEEP_AFTER};
 pub use error::QueueError;
 pub use ledger::{
-    BatchInfo, CallbackBinding, CancelOutcome, Claim, ClaimOptions, LEDGER_SCHEMA, Lease, Ledger,
-    LedgerConfig, LimitWait, Notification, NotifyOutcome, NotifyTarget, PageCursor, ProviderLimit,
-    Resolution, Resumed, TASK_INDEX_TTL, TransitionOutcome, Wait, WakeOutcome, WorkerInfo,
-    own_accounts,
+    BatchInfo, CallbackBinding, CancelOutcome, Claim, ClaimOptions, EVENTS_KEPT, LEDGER_SCHEMA,
+    Lease, Ledger, LedgerConfig, LimitWait, Migration, Notification, NotifyOutcome, NotifyTarget,
+    PageCursor, ProviderLimit, Resolution, Resumed, TASK_INDEX_TTL, TransitionOutcome, Wait,
+    WakeOutcome, WorkerInfo, own_accounts,
 };
 pub use record::JobRecord;
 pub use transition::Transition;

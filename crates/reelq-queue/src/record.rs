@@ -46,9 +46,12 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
+    /// The record from its hash's fields and its spec key (`P spec:{id}`); a record written
+    /// before ledger schema 3 has its spec in a field instead.
     pub(crate) fn from_fields(
         job_id: JobId,
         mut fields: HashMap<String, String>,
+        spec_key: Option<String>,
     ) -> Result<Self, QueueError> {
         let corrupt = |detail: String| QueueError::corrupt(job_id, detail);
         let mut take = |name: &str| fields.remove(name);
@@ -56,8 +59,9 @@ impl JobRecord {
             .ok_or_else(|| corrupt("no state".into()))?
             .parse::<JobState>()
             .map_err(|err| corrupt(err.to_string()))?;
-        let spec: JobSpec = serde_json::from_str(&take("spec").unwrap_or_default())
-            .map_err(|err| corrupt(format!("spec: {err}")))?;
+        let spec_json = take("spec").or(spec_key).unwrap_or_default();
+        let spec: JobSpec =
+            serde_json::from_str(&spec_json).map_err(|err| corrupt(format!("spec: {err}")))?;
         let account = match take("provider") {
             Some(account) => account
                 .parse()

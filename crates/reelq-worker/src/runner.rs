@@ -88,6 +88,14 @@ pub async fn run(
         config.name.clone()
     };
     let ledger = Ledger::connect(&config.ledger()).await?;
+    let schema = ledger.schema().await?;
+    if schema < reelq_queue::LEDGER_SCHEMA {
+        warn!(
+            schema,
+            this_release = reelq_queue::LEDGER_SCHEMA,
+            "the ledger is in the previous release's format (read and written as it is): run `reelq migrate` once every replica runs this release"
+        );
+    }
     ledger
         .set_retention(Duration::from_millis(config.retention_ms))
         .await?;
@@ -201,6 +209,7 @@ pub async fn run(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
         seen_ms: 0,
+        ledger_schema: reelq_queue::LEDGER_SCHEMA,
     };
     ledger.heartbeat(&me, 3 * HEARTBEAT_EVERY).await?;
     tracker.spawn(heartbeats(ledger.clone(), me, shutdown.clone()));

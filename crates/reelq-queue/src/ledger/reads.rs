@@ -7,7 +7,7 @@ use futures_util::{StreamExt, stream::BoxStream};
 use reelq_core::{AccountName, BatchId, JobId, JobState};
 
 use super::now_unix_ms;
-use crate::{JobRecord, Ledger, QueueError};
+use crate::{EVENTS_KEPT, JobRecord, Ledger, QueueError};
 
 /// A batch's settings and spend, as `reelq batch report` shows them.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -27,14 +27,7 @@ pub struct BatchInfo {
 
 impl Ledger {
     pub async fn job(&self, job_id: JobId) -> Result<Option<JobRecord>, QueueError> {
-        let fields: HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(self.key(format!("job:{job_id}")))
-            .query_async(&mut self.conn().await?)
-            .await?;
-        if fields.is_empty() {
-            return Ok(None);
-        }
-        JobRecord::from_fields(job_id, fields).map(Some)
+        Ok(self.jobs(&[job_id]).await?.pop())
     }
 
     /// The records of `job_ids` in their order, read in pipelined round trips (one per 500
@@ -46,25 +39,40 @@ impl Ledger {
             let mut pipe = redis::pipe();
             for job_id in chunk {
                 pipe.cmd("HGETALL").arg(self.key(format!("job:{job_id}")));
+                pipe.cmd("GET").arg(self.key(format!("spec:{job_id}")));
             }
-            let rows: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
-            for (job_id, fields) in chunk.iter().zip(rows) {
+            let rows: Vec<(HashMap<String, String>, Option<String>)> =
+                pipe.query_async(&mut conn).await?;
+            for (job_id, (fields, spec)) in chunk.iter().zip(rows) {
                 if !fields.is_empty() {
-                    records.push(JobRecord::from_fields(*job_id, fields)?);
+                    records.push(JobRecord::from_fields(*job_id, fields, spec)?);
                 }
             }
         }
         Ok(records)
     }
 
-    /// The job's recent events, oldest first.
+    /// The job's recent events, oldest first, each `"<unix ms> <state> <detail>"`: the ones
+    /// its record keeps (`events` counts them all, `e{n % EVENTS_KEPT}` holds the n-th) after
+    /// any a release before ledger schema 3 left in its list (`P log:{id}`, until `reelq
+    /// migrate` folds it in).
     pub async fn history(&self, job_id: JobId) -> Result<Vec<String>, QueueError> {
-        Ok(redis::cmd("LRANGE")
+        let (mut fields, mut events): (HashMap<String, String>, Vec<String>) = redis::pipe()
+            .cmd("HGETALL")
+            .arg(self.key(format!("job:{job_id}")))
+            .cmd("LRANGE")
             .arg(self.key(format!("log:{job_id}")))
             .arg(0)
             .arg(-1)
             .query_async(&mut self.conn().await?)
-            .await?)
+            .await?;
+        let count: u32 = fields
+            .get("events")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let kept = count.saturating_sub(EVENTS_KEPT)..count;
+        events.extend(kept.filter_map(|n| fields.remove(&format!("e{}", n % EVENTS_KEPT))));
+        Ok(events)
     }
 
     pub async fn batch_jobs(&self, batch: BatchId) -> Result<Vec<JobId>, QueueError> {

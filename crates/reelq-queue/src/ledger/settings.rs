@@ -81,7 +81,7 @@ impl Ledger {
         Ok(())
     }
 
-    /// Sets how long finished jobs (record, event log, state index entry) are kept; zero
+    /// Sets how long finished jobs (record with its event log, spec, state index entry) are kept; zero
     /// keeps them for ever. Applies to jobs that finish from now on.
     pub async fn set_retention(&self, retention: Duration) -> Result<(), QueueError> {
         let _: () = redis::cmd("SET")

@@ -24,6 +24,14 @@ pub struct WorkerInfo {
     /// When its last heartbeat was sent (unix ms, its host's clock).
     #[serde(default)]
     pub seen_ms: u64,
+    /// The ledger schema its release writes ([`crate::LEDGER_SCHEMA`]; releases before
+    /// schema 3 did not say, and wrote 2).
+    #[serde(default = "schema_before_it_was_sent")]
+    pub ledger_schema: u32,
+}
+
+fn schema_before_it_was_sent() -> u32 {
+    2
 }
 
 impl Ledger {

@@ -175,9 +175,11 @@ local claimed = {}
 -- Acts on one due job of `queue`; false if the job's provider is not served here (left due).
 local function take(queue, id)
   local job = prefix .. 'job:' .. id
+  -- `spec`: only a record written before ledger schema 3 has it (now `P spec:{id}`).
   local f = redis.call('HMGET', job, 'state', 'deadline_ms', 'spec', 'task_id', 'attempt',
     'result_url', 'polls', 'provider', 'task_id_hint', 'fence', 'batch', 'cost_micros', 'reserved',
-    'cancel_ms')
+    'cancel_ms', 'events')
+  local known = { events = f[15] }
   local state, deadline, provider = f[1], tonumber(f[2]), f[8] or ''
   local picked = false
   if state == 'queued' and (f[13] or '') == '' and pools[provider] then
@@ -190,27 +192,28 @@ local function take(queue, id)
   elseif (state == 'queued' or state == 'waiting') and deadline and deadline <= now then
     redis.call('ZREM', queue, id)
     move(job, id, state, 'expired', now, 'deadline passed',
-      { 'error_class', 'invalid', 'error', 'deadline passed before the job finished' }, provider)
+      { 'error_class', 'invalid', 'error', 'deadline passed before the job finished' }, provider,
+      known)
   elseif state == 'queued' and f[11] and flags_of(f[11]).cancelled then
     redis.call('ZREM', queue, id)
     release_budget(f[11], provider, f[12], f[13], redis.call('HGET', job, 'reserved_day'))
-    move(job, id, state, 'cancelled', now, 'batch cancelled', { 'reserved', '' }, provider)
+    move(job, id, state, 'cancelled', now, 'batch cancelled', { 'reserved', '' }, provider, known)
   elseif state == 'queued' and paused[provider] > 0 then
     redis.call('ZADD', queue, now + paused[provider], id)
   elseif state == 'submitting' and f[9] then
     -- The submitter died, but the provider's callback already named the task: poll it.
     redis.call('ZADD', due, now, id)
     move(job, id, state, 'waiting', now, 'submit lease expired; task known from its callback',
-      { 'task_id', f[9], 'attempt', 0, 'fence', tonumber(f[10] or '0') + 1 }, provider)
+      { 'task_id', f[9], 'attempt', 0, 'fence', tonumber(f[10] or '0') + 1 }, provider, known)
   elseif state == 'submitting' and resubmit_uncertain then
     redis.call('ZADD', due, now, id)
     move(job, id, state, 'queued', now, 'submit lease expired; requeued by policy',
-      { 'error', 'submit lease expired; requeued by policy' }, provider)
+      { 'error', 'submit lease expired; requeued by policy' }, provider, known)
   elseif state == 'submitting' then
     redis.call('ZREM', due, id)
     move(job, id, state, 'uncertain', now, 'submit lease expired',
       { 'error_class', 'unknown_outcome', 'error', 'submit lease expired before the provider answered' },
-      provider)
+      provider, known)
     local l = limits[provider]
     if l then hold_uncertain_slot(provider, id, now, l.uncertain_ttl) end
   elseif state == 'queued' and slots_full(provider) then
@@ -226,7 +229,7 @@ local function take(queue, id)
     if spent == 'batch' then
       -- Kept, never submitted, until an operator raises the budget (`reelq batch resume`).
       redis.call('ZREM', queue, id)
-      move(job, id, state, 'budget_held', now, 'batch budget reached', nil, provider)
+      move(job, id, state, 'budget_held', now, 'batch budget reached', nil, provider, known)
     elseif spent == 'daily' then
       hold_back(queue, id, provider, 'daily_budget', DAY_MS * (day + 1) - now)
     else
@@ -253,7 +256,8 @@ local function take(queue, id)
       redis.call('ZADD', due, now + lease_ms, id)
       local low = state == 'queued' and f[11] and flags_of(f[11]).low
       local cancel = state == 'waiting' and f[14]
-      claimed[#claimed + 1] = { id, state, fence, f[3], f[4] or '', tonumber(f[5] or '0'),
+      local spec = f[3] or redis.call('GET', prefix .. 'spec:' .. id) or ''
+      claimed[#claimed + 1] = { id, state, fence, spec, f[4] or '', tonumber(f[5] or '0'),
         f[6] or '', tonumber(f[7] or '0'), provider, low and 1 or 0, cancel and 1 or 0 }
     end
   else

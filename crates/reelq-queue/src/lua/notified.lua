@@ -19,6 +19,6 @@ if outcome == 'retry' then
 else
   redis.call('HSET', job, 'notify_state', outcome)
   redis.call('ZREM', due, id)
-  if not is_batch then log_event(id, now, 'notify ' .. outcome .. ' ' .. detail) end
+  if not is_batch then log_event(job, now, 'notify ' .. outcome .. ' ' .. detail) end
 end
 return 1

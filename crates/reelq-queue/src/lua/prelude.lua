@@ -8,13 +8,33 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Appends to a job's event log, keeping the last 32 entries (trimmed only when over, so a
--- normal life costs one command per event).
-local function log_event(id, now, text)
-  local log = prefix .. 'log:' .. id
-  if redis.call('RPUSH', log, now .. ' ' .. text) > 32 then
-    redis.call('LTRIM', log, -32, -1)
+-- The first `max` bytes of `text`, cut back to a whole UTF-8 character.
+local function cut(text, max)
+  if #text <= max then return text end
+  local n = max
+  while n > 0 and string.byte(text, n + 1) >= 0x80 and string.byte(text, n + 1) < 0xC0 do
+    n = n - 1
   end
+  return string.sub(text, 1, n)
+end
+
+-- A job's event log lives in its record: the last EVENTS_KEPT events, one field each
+-- (`e0`, `e1`, ..., reused in turn), "<ms> <state> <detail>" on one line cut to 64 bytes
+-- (the full error and task id are fields of their own), and `events` counting all it ever
+-- had. Short values keep the record one compact listpack (Redis's `hash-max-listpack-value`
+-- is 64 bytes): a third of the memory of a hashtable, and no key of its own to write.
+-- Returns the field/value pairs that add `text`; `count` is the record's `events` as the
+-- caller read it (nil: looked up).
+local function event_fields(job, now, text, count)
+  if count == nil then count = redis.call('HGET', job, 'events') end
+  count = tonumber(count or '0')
+  local line = cut(now .. ' ' .. (string.gsub(text, '[\r\n]', ' ')), 64)
+  return { 'events', count + 1, 'e' .. (count % EVENTS_KEPT), line }
+end
+
+-- Adds an event to a job's log outside a move.
+local function log_event(job, now, text, count)
+  redis.call('HSET', job, unpack(event_fields(job, now, text, count)))
 end
 
 -- TERMINAL (the set of terminal states) is written before this file from Rust's JobState;
@@ -49,21 +69,27 @@ local function count_batch_end(job, from, to, now, batch)
   end
 end
 
--- A finished job's record and event log expire after the deployment's retention
--- (`P retention_ms`, written by workers from their config; absent or 0: kept for ever), and
--- its state index drops entries older than that. A job brought back (an operator's retry)
--- is kept again.
+-- A finished job's record and spec expire after the deployment's retention (`P retention_ms`,
+-- written by workers from their config; absent or 0: kept for ever), and its state index
+-- drops entries older than that. A job brought back (an operator's retry) is kept again.
+-- On a ledger not yet migrated (`P schema` below LEDGER_SCHEMA) a job may still have its
+-- event log in a list of its own (`P log:{id}`), which goes with it.
 local function retain(job, id, from, to, now)
   if TERMINAL[from] and not TERMINAL[to] then
     redis.call('PERSIST', job)
+    redis.call('PERSIST', prefix .. 'spec:' .. id)
     redis.call('PERSIST', prefix .. 'log:' .. id)
     return
   end
   if not TERMINAL[to] then return end
-  local retention = tonumber(redis.call('GET', prefix .. 'retention_ms') or '0')
+  local settings = redis.call('MGET', prefix .. 'retention_ms', prefix .. 'schema')
+  local retention = tonumber(settings[1] or '0')
   if retention <= 0 then return end
   redis.call('PEXPIRE', job, retention)
-  redis.call('PEXPIRE', prefix .. 'log:' .. id, retention)
+  redis.call('PEXPIRE', prefix .. 'spec:' .. id, retention)
+  if tonumber(settings[2] or '0') < LEDGER_SCHEMA then
+    redis.call('PEXPIRE', prefix .. 'log:' .. id, retention)
+  end
   -- The trim is amortised: about one ending in 16 (by Redis's millisecond) drops every
   -- expired entry, so the index holds a few more than retention allows, never unboundedly.
   if now % 16 == 0 then
@@ -77,19 +103,23 @@ end
 -- (its mover sets the expiry with hold_uncertain_slot).
 -- (HOLDS_SLOT and SLOT_FREE are written before this file from moves.rs.)
 
--- Moves a job between states: state field (with any `fields`, a flat list of field/value
--- pairs written in the same HSET), per-state index, capped event log, change feed, the
+-- Moves a job between states: state field, capped event log (with any `fields`, a flat list
+-- of field/value pairs, all written in one HSET), per-state index, change feed, the
 -- in-flight slot, and the completion webhook when the job ends. `provider` may be nil when
 -- the caller has not read it; `known` (optional) carries fields the caller already read, so
--- they are not read again: `batch` (the id or false) and `has_notify_url` (a boolean).
+-- they are not read again: `batch` (the id or false), `has_notify_url` (a boolean) and
+-- `events` (the record's event count).
 local function move(job, id, from, to, now, detail, fields, provider, known)
   known = known or {}
-  local set = { 'state', to, 'updated_ms', now }
+  local set = event_fields(job, now, to .. ' ' .. detail, known.events)
+  set[#set + 1] = 'state'
+  set[#set + 1] = to
+  set[#set + 1] = 'updated_ms'
+  set[#set + 1] = now
   for _, v in ipairs(fields or {}) do set[#set + 1] = v end
   redis.call('HSET', job, unpack(set))
   redis.call('ZREM', prefix .. 'state:' .. from, id)
   redis.call('ZADD', prefix .. 'state:' .. to, now, id)
-  log_event(id, now, to .. ' ' .. detail)
   redis.call('PUBLISH', prefix .. 'changes', id .. ' ' .. to)
   if HOLDS_SLOT[from] and SLOT_FREE[to] then
     provider = provider or redis.call('HGET', job, 'provider') or ''

@@ -20,7 +20,7 @@ local id, fence, token, allowed, to, delay_ms, detail, slot_hold_ms =
   ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[9])
 local job = prefix .. 'job:' .. id
 local cur = redis.call('HMGET', job, 'state', 'fence', 'task_id_hint', 'submits', 'provider',
-  'batch', 'cost_micros', 'reserved', 'reserved_day', 'token', 'notify_url')
+  'batch', 'cost_micros', 'reserved', 'reserved_day', 'token', 'notify_url', 'events')
 local allowed_now = cur[1] and string.find(',' .. allowed .. ',', ',' .. cur[1] .. ',', 1, true)
 local same_lease = cur[2] == fence and cur[10] == token
 if same_lease and cur[1] == to and not allowed_now then
@@ -61,10 +61,14 @@ if cur[1] == 'submitting' and (to == 'failed' or to == 'rejected') and (cur[8] o
 end
 if cur[1] ~= to then
   move(job, id, cur[1], to, now, detail, fields, provider,
-    { batch = cur[6], has_notify_url = cur[11] ~= false })
+    { batch = cur[6], has_notify_url = cur[11] ~= false, events = cur[12] })
 else
+  if detail ~= '' then
+    for _, v in ipairs(event_fields(job, now, to .. ' ' .. detail, cur[12])) do
+      fields[#fields + 1] = v
+    end
+  end
   redis.call('HSET', job, unpack(fields))
-  if detail ~= '' then log_event(id, now, to .. ' ' .. detail) end
 end
 if to == 'uncertain' then hold_uncertain_slot(provider, id, now, slot_hold_ms) end
 schedule(due, id, now, delay_ms)

@@ -21,8 +21,8 @@
 local due = KEYS[1]
 local id, task_id, index_ttl_ms, confirmed = ARGV[2], ARGV[3], tonumber(ARGV[5]), ARGV[6] == 'confirmed'
 local job = prefix .. 'job:' .. id
-local f = redis.call('HMGET', job, 'state', 'owner', 'task_id', 'provider')
-local state, owner, known_task, provider = f[1], f[2], f[3], f[4]
+local f = redis.call('HMGET', job, 'state', 'owner', 'task_id', 'provider', 'events')
+local state, owner, known_task, provider, events = f[1], f[2], f[3], f[4], f[5]
 if not state then return 'missing' end
 if known_task == '' then known_task = false end
 local task_key = prefix .. 'task:' .. (provider or '') .. ':' .. task_id
@@ -34,7 +34,7 @@ local now = now_ms()
 -- An empty owner is a released lease.
 if state == 'waiting' and known_task == task_id and (not owner or owner == '') then
   redis.call('ZADD', due, now, id)
-  log_event(id, now, 'waiting callback')
+  log_event(job, now, 'waiting callback', events)
   redis.call('PUBLISH', prefix .. 'wake', 1)
   return 'woken'
 elseif (state == 'uncertain' and not known_task or state == 'submitting') and not confirmed then
@@ -43,7 +43,7 @@ elseif state == 'uncertain' and not known_task then
   redis.call('HDEL', job, 'error', 'error_class', 'reconcile_note')
   redis.call('HINCRBY', job, 'fence', 1)
   move(job, id, state, 'waiting', now, 'task ' .. task_id .. ' named by ' .. ARGV[4],
-    { 'task_id', task_id, 'attempt', 0 })
+    { 'task_id', task_id, 'attempt', 0 }, provider, { events = events })
   redis.call('SET', task_key, id, 'PX', index_ttl_ms)
   redis.call('ZADD', due, now, id)
   redis.call('PUBLISH', prefix .. 'wake', 1)

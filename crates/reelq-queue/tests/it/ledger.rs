@@ -138,8 +138,10 @@ async fn a_job_walks_from_queued_to_stored() {
     let redis = RedisServer::start().unwrap();
     let ledger = ledger(&redis).await;
     let job_id = JobId::new();
+    // A prompt as long as producers may send: it lives in the spec's own key.
+    let prompt = "a walk through the rain, ".repeat(800);
     ledger
-        .enqueue(None, &[(job_id, spec("walk"))])
+        .enqueue(None, &[(job_id, spec(&prompt))])
         .await
         .unwrap();
     assert_eq!(state_of(&ledger, job_id).await, JobState::Queued);
@@ -232,6 +234,13 @@ async fn a_job_walks_from_queued_to_stored() {
     assert_eq!(
         states,
         ["queued", "submitting", "waiting", "fetching", "stored"]
+    );
+    assert_eq!(record.spec.prompt, prompt);
+    // Every value of the record is short, so Redis keeps it compact (a listpack, not a
+    // hashtable): the memory a finished job costs.
+    assert_eq!(
+        encoding(&redis, format!("{{test}}:job:{job_id}")).await,
+        "listpack"
     );
 }
 
@@ -826,7 +835,8 @@ async fn the_event_log_keeps_the_last_32_events() {
     let job_id = submit_one(&ledger, "noisy", "t", Duration::ZERO).await;
     for attempt in 1..=40 {
         let lease = claim_one(&ledger, "w1", LEASE).await;
-        let error = Some(format!("flaky {attempt}"));
+        // Long and multi-byte: the event keeps a whole character's worth of it.
+        let error = Some(format!("flaky {attempt}: {}", "délai dépassé ".repeat(20)));
         let again = Transition::PollAgain {
             polls: 0,
             attempt,
@@ -838,9 +848,25 @@ async fn the_event_log_keeps_the_last_32_events() {
     let history = ledger.history(job_id).await.unwrap();
     assert_eq!(history.len(), 32);
     assert!(
-        history.last().unwrap().ends_with("poll retry 40: flaky 40"),
+        history
+            .last()
+            .unwrap()
+            .contains("poll retry 40: flaky 40: délai"),
         "{history:?}"
     );
+    assert!(history.iter().all(|event| event.len() <= 64), "{history:?}");
+}
+
+/// How Redis keeps a key (`OBJECT ENCODING`).
+pub(crate) async fn encoding(redis: &RedisServer, key: String) -> String {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("OBJECT")
+        .arg("ENCODING")
+        .arg(key)
+        .query_async(&mut conn)
+        .await
+        .unwrap()
 }
 
 pub(crate) fn kie_limit(requests_per_s: f64, burst: u32, max_in_flight: u32) -> [ProviderLimit; 1] {
@@ -993,7 +1019,7 @@ async fn a_finished_job_expires_after_the_retention_and_a_retried_one_is_kept() 
 
     for key in [
         format!("{{test}}:job:{job_id}"),
-        format!("{{test}}:log:{job_id}"),
+        format!("{{test}}:spec:{job_id}"),
     ] {
         let ttl = pttl(&redis, key.clone()).await;
         assert!(ttl > 3_590_000 && ttl <= 3_600_000, "{key}: {ttl}");
@@ -1005,7 +1031,7 @@ async fn a_finished_job_expires_after_the_retention_and_a_retried_one_is_kept() 
         -1,
         "kept while it runs again"
     );
-    assert_eq!(pttl(&redis, format!("{{test}}:log:{job_id}")).await, -1);
+    assert_eq!(pttl(&redis, format!("{{test}}:spec:{job_id}")).await, -1);
 }
 
 fn priced(prompt: &str) -> JobSpec {

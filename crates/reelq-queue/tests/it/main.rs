@@ -4,3 +4,4 @@ mod durability;
 mod enqueue;
 mod ledger;
 mod tidy;
+mod upgrade;

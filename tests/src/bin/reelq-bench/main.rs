@@ -17,7 +17,7 @@ use std::{
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use reelq_core::JobState;
-use reelq_e2e::{Deployment, RedisSetup, prompts};
+use reelq_e2e::{Deployment, PREFIX, RedisSetup, prompts};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -725,13 +725,26 @@ struct RedisCostPerJob {
     memory_bytes: f64,
 }
 
+/// Empties Redis between runs, leaving what a first connect writes: the ledger's schema
+/// (without it a ledger reads as one of an older release, whose workers need the old,
+/// bigger record format).
+async fn empty_redis(conn: &mut redis::aio::MultiplexedConnection) -> anyhow::Result<()> {
+    let _: () = redis::cmd("FLUSHALL").query_async(conn).await?;
+    let _: () = redis::cmd("SET")
+        .arg(format!("{{{PREFIX}}}:schema"))
+        .arg(reelq_queue::LEDGER_SCHEMA)
+        .query_async(conn)
+        .await?;
+    Ok(())
+}
+
 /// Runs `lifecycle` (enqueue and process `jobs`) between two `INFO` snapshots.
 async fn redis_cost_of(
     conn: &mut redis::aio::MultiplexedConnection,
     jobs: usize,
     lifecycle: impl Future<Output = anyhow::Result<f64>>,
 ) -> anyhow::Result<(f64, RedisCostPerJob)> {
-    let _: () = redis::cmd("FLUSHALL").query_async(conn).await?;
+    empty_redis(conn).await?;
     let before = redis_stats(conn).await?;
     let jobs_per_s = lifecycle.await?;
     let after = redis_stats(conn).await?;
@@ -779,7 +792,7 @@ async fn queue_overhead(worker_bin: PathBuf, runs: QueueRuns, out: PathBuf) -> a
     let n = |value: usize| value.to_string();
 
     // Enqueue rates.
-    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await?;
+    empty_redis(&mut conn).await?;
     let started = Instant::now();
     for i in 0..runs.singles {
         deployment
@@ -792,7 +805,7 @@ async fn queue_overhead(worker_bin: PathBuf, runs: QueueRuns, out: PathBuf) -> a
     let started = Instant::now();
     deployment.client.enqueue_batch(bulk).await?;
     let reelq_bulk = runs.jobs as f64 / started.elapsed().as_secs_f64();
-    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await?;
+    empty_redis(&mut conn).await?;
     let bullmq_enqueue = run_json(&mut node(vec![
         "enqueue".into(),
         n(runs.jobs),
