@@ -6,8 +6,7 @@
 //!
 //! | key            | type   | content                                              | written by              |
 //! |----------------|--------|------------------------------------------------------|-------------------------|
-//! | `P job:{id}`   | hash   | state, fence, provider (the account its limits are kept under: the one it asked for, or its provider's name until a claim picks one of the provider's accounts), task_id, task_id_hint (from a callback during submit), cb_token_hash, notify_url, notify_event, notify_attempt, notify_state (pending, sent, gave_up), attempt, submits, submit_ms, polls, token (the claim's), reconcile_note, created_ms, updated_ms, deadline_ms, batch, owner, result_url, error_class, error, object_key, bytes, sha256, cancel_ms (an operator asked the provider to cancel), events (how many it has had) and e0..e31 (the last 32, `"<ms> <state> <detail>"` cut to 64 bytes); every value short, so Redis keeps it as a listpack | enqueue, claim, transition, operator, batch |
-//! | `P spec:{id}`  | string | the job's spec JSON (the prompt may be 20,000 characters); expires with the record | enqueue |
+//! | `P job:{id}`   | hash   | state, fence, provider (the account its limits are kept under: the one it asked for, or its provider's name until a claim picks one of the provider's accounts), task_id, task_id_hint (from a callback during submit), cb_token_hash, notify_url, notify_event, notify_attempt, notify_state (pending, sent, gave_up), attempt, submits, submit_ms, polls, token (the claim's), reconcile_note, created_ms, updated_ms, deadline_ms, batch, owner, result_url, error_class, error, object_key, bytes, sha256, cancel_ms (an operator asked the provider to cancel), events (how many it has had) and e0..e31 (the last 32, `"<ms> <state> <detail>"` cut to 64 bytes); spec_n and s0.. (the spec JSON in pieces of at most 64 bytes); every value short, so Redis keeps it as a listpack | enqueue, claim, transition, operator, batch |
 //! | `P due`        | zset   | job id -> unix ms when a worker must act next; while a worker holds the job, its lease expiry | enqueue, claim, transition, extend |
 //! | `P state:{s}`  | zset   | job id -> ms of its last state change, one set per state | every state change |
 //! | `P log:{id}`   | list   | ledger schema 2 only: the job's last 32 events (now in the record; `reelq migrate` folds it in) | releases before schema 3 |
@@ -83,9 +82,9 @@ static EXTEND: LazyLock<Script> = ledger_script!("extend.lua");
 /// binary refuses a ledger with a higher one (`P schema`), reads the one before it, and
 /// `reelq migrate` ([`Ledger::migrate`]) moves a ledger forward.
 ///
-/// 3: the spec is a key of its own (`P spec:{id}`) and the event log lives in the record
-/// (`events`, `e0`..), so the record holds only short values (a listpack); 2 kept both in
-/// the record's `spec` field and a list (`P log:{id}`).
+/// 3: the spec is in the record in pieces (`spec_n`, `s0`..) and so is the event log
+/// (`events`, `e0`..), so the record holds only short values (a listpack); 2 kept the spec
+/// in one field and the events in a list (`P log:{id}`).
 pub const LEDGER_SCHEMA: u32 = 3;
 
 /// How many of a job's events its record keeps (the oldest give way).

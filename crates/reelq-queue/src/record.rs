@@ -46,20 +46,27 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
-    /// The record from its hash's fields and its spec key (`P spec:{id}`); a record written
-    /// before ledger schema 3 has its spec in a field instead.
+    /// The record from its hash's fields: the spec in pieces (`spec_n` of them, `s0`..), or
+    /// in one `spec` field in a record written before ledger schema 3.
     pub(crate) fn from_fields(
         job_id: JobId,
         mut fields: HashMap<String, String>,
-        spec_key: Option<String>,
     ) -> Result<Self, QueueError> {
         let corrupt = |detail: String| QueueError::corrupt(job_id, detail);
+        let spec_json = match fields.remove("spec") {
+            Some(whole) => whole,
+            None => {
+                let pieces: usize = number(fields.remove("spec_n"));
+                (0..pieces)
+                    .map(|n| fields.remove(&format!("s{n}")).unwrap_or_default())
+                    .collect()
+            }
+        };
         let mut take = |name: &str| fields.remove(name);
         let state = take("state")
             .ok_or_else(|| corrupt("no state".into()))?
             .parse::<JobState>()
             .map_err(|err| corrupt(err.to_string()))?;
-        let spec_json = take("spec").or(spec_key).unwrap_or_default();
         let spec: JobSpec =
             serde_json::from_str(&spec_json).map_err(|err| corrupt(format!("spec: {err}")))?;
         let account = match take("provider") {

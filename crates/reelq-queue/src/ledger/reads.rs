@@ -39,13 +39,11 @@ impl Ledger {
             let mut pipe = redis::pipe();
             for job_id in chunk {
                 pipe.cmd("HGETALL").arg(self.key(format!("job:{job_id}")));
-                pipe.cmd("GET").arg(self.key(format!("spec:{job_id}")));
             }
-            let rows: Vec<(HashMap<String, String>, Option<String>)> =
-                pipe.query_async(&mut conn).await?;
-            for (job_id, (fields, spec)) in chunk.iter().zip(rows) {
+            let rows: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+            for (job_id, fields) in chunk.iter().zip(rows) {
                 if !fields.is_empty() {
-                    records.push(JobRecord::from_fields(*job_id, fields, spec)?);
+                    records.push(JobRecord::from_fields(*job_id, fields)?);
                 }
             }
         }

@@ -81,8 +81,9 @@ impl Ledger {
         Ok(())
     }
 
-    /// Sets how long finished jobs (record with its event log, spec, state index entry) are kept; zero
-    /// keeps them for ever. Applies to jobs that finish from now on.
+    /// Sets how long finished jobs (the record, with its spec and event log, and its state
+    /// index entry) are kept; zero keeps them for ever. Applies to jobs that finish from now
+    /// on.
     pub async fn set_retention(&self, retention: Duration) -> Result<(), QueueError> {
         let _: () = redis::cmd("SET")
             .arg(self.key("retention_ms"))

@@ -170,15 +170,19 @@ local function pick_account(contract)
   return pool[1]
 end
 
+-- What a claim reads of each record: `spec` only a record written before ledger schema 3
+-- has; `spec_n` and the first pieces of the spec (`spec_fields`) come at 16 and after.
+local RECORD_READ = { 'state', 'deadline_ms', 'spec', 'task_id', 'attempt', 'result_url', 'polls',
+  'provider', 'task_id_hint', 'fence', 'batch', 'cost_micros', 'reserved', 'cancel_ms', 'events',
+  'spec_n' }
+for i = 0, SPEC_READ - 1 do RECORD_READ[#RECORD_READ + 1] = 's' .. i end
+
 local due_low = prefix .. 'due_low'
 local claimed = {}
 -- Acts on one due job of `queue`; false if the job's provider is not served here (left due).
 local function take(queue, id)
   local job = prefix .. 'job:' .. id
-  -- `spec`: only a record written before ledger schema 3 has it (now `P spec:{id}`).
-  local f = redis.call('HMGET', job, 'state', 'deadline_ms', 'spec', 'task_id', 'attempt',
-    'result_url', 'polls', 'provider', 'task_id_hint', 'fence', 'batch', 'cost_micros', 'reserved',
-    'cancel_ms', 'events')
+  local f = redis.call('HMGET', job, unpack(RECORD_READ))
   local known = { events = f[15] }
   local state, deadline, provider = f[1], tonumber(f[2]), f[8] or ''
   local picked = false
@@ -256,7 +260,7 @@ local function take(queue, id)
       redis.call('ZADD', due, now + lease_ms, id)
       local low = state == 'queued' and f[11] and flags_of(f[11]).low
       local cancel = state == 'waiting' and f[14]
-      local spec = f[3] or redis.call('GET', prefix .. 'spec:' .. id) or ''
+      local spec = f[3] or joined_spec(job, f[16], { unpack(f, 17, 16 + SPEC_READ) })
       claimed[#claimed + 1] = { id, state, fence, spec, f[4] or '', tonumber(f[5] or '0'),
         f[6] or '', tonumber(f[7] or '0'), provider, low and 1 or 0, cancel and 1 or 0 }
     end

@@ -35,18 +35,17 @@ local function create_batch(batch, options, n_jobs, now)
 end
 
 -- Writes jobs as queued: each a list {id, provider, spec JSON, deadline unix ms or "",
--- notify URL or "", estimated cost in millionths of a dollar (0: unpriced)}. The spec (the
--- prompt may be 20,000 characters) is a key of its own, `P spec:{id}`, so the record keeps
--- only short values; until the ledger is migrated to schema 3 (`P schema`), workers of the
--- release before may still be running and read the spec only from the record, so it is
--- written there instead. Jobs of a low-priority batch wait in `P due_low`; a batch's start
--- time is their first due time.
+-- notify URL or "", estimated cost in millionths of a dollar (0: unpriced)}. The spec goes
+-- into the record in short pieces (`spec_fields`); until the ledger is migrated to schema 3
+-- (`P schema`), workers of the release before may still be running, and read it only as one
+-- `spec` field, so it is written that way instead. Jobs of a low-priority batch wait in
+-- `P due_low`; a batch's start time is their first due time.
 local function add_jobs(due, batch, low_priority, start_after_ms, jobs, now)
   local queue, due_at = due, now
   if low_priority then queue = prefix .. 'due_low' end
   if start_after_ms and start_after_ms > now then due_at = start_after_ms end
-  local ids, scored, indexed, specs = {}, {}, {}, {}
-  local spec_in_record = tonumber(redis.call('GET', prefix .. 'schema') or '0') < LEDGER_SCHEMA
+  local ids, scored, indexed = {}, {}, {}
+  local old_format = tonumber(redis.call('GET', prefix .. 'schema') or '0') < LEDGER_SCHEMA
   for _, job in ipairs(jobs) do
     local id, provider, spec, deadline, notify_url, cost =
       job[1], job[2], job[3], job[4], job[5], tonumber(job[6])
@@ -57,13 +56,14 @@ local function add_jobs(due, batch, low_priority, start_after_ms, jobs, now)
     if notify_url ~= '' then fields[#fields + 1] = 'notify_url'; fields[#fields + 1] = notify_url end
     if batch ~= '' then fields[#fields + 1] = 'batch'; fields[#fields + 1] = batch end
     if cost > 0 then fields[#fields + 1] = 'cost_micros'; fields[#fields + 1] = cost end
-    if spec_in_record then fields[#fields + 1] = 'spec'; fields[#fields + 1] = spec end
+    if old_format then
+      fields[#fields + 1] = 'spec'
+      fields[#fields + 1] = spec
+    else
+      for _, v in ipairs(spec_fields(spec)) do fields[#fields + 1] = v end
+    end
     redis.call('HSET', prefix .. 'job:' .. id, unpack(fields))
     ids[#ids + 1] = id
-    if not spec_in_record then
-      specs[#specs + 1] = prefix .. 'spec:' .. id
-      specs[#specs + 1] = spec
-    end
     scored[#scored + 1] = due_at
     scored[#scored + 1] = id
     indexed[#indexed + 1] = now
@@ -74,7 +74,6 @@ local function add_jobs(due, batch, low_priority, start_after_ms, jobs, now)
   local CHUNK = 1000
   for i = 1, #ids, CHUNK do
     local last = math.min(i + CHUNK - 1, #ids)
-    if not spec_in_record then redis.call('MSET', unpack(specs, 2 * i - 1, 2 * last)) end
     redis.call('ZADD', queue, unpack(scored, 2 * i - 1, 2 * last))
     redis.call('ZADD', prefix .. 'state:queued', unpack(indexed, 2 * i - 1, 2 * last))
     if batch ~= '' then redis.call('RPUSH', prefix .. 'batch:' .. batch, unpack(ids, i, last)) end

@@ -1,7 +1,7 @@
 -- Moves job records written before ledger schema 3 into its format (`reelq migrate`): the spec
--- from the record's `spec` field to a key of its own (`P spec:{id}`), the event log from its
--- list (`P log:{id}`) into the record (`events`, `e0`..), and the record written anew, so
--- that Redis keeps it as a compact listpack again (it never turns a hashtable back by
+-- from one `spec` field into short pieces (`s0`.., `spec_n`), the event log from its list
+-- (`P log:{id}`) into the record (`events`, `e0`..), and the record written anew, so that
+-- Redis keeps it as a compact listpack again (it never turns a hashtable back by
 -- itself). Each record moves in one step, so workers may run meanwhile; a record already in
 -- the new format is left alone, so running it again changes nothing. Expiries carry over.
 -- KEYS[1]  due schedule (unused; every ledger script names it)
@@ -11,7 +11,7 @@
 local moved = 0
 for i = 2, #ARGV do
   local id = ARGV[i]
-  local job, log, spec_key = prefix .. 'job:' .. id, prefix .. 'log:' .. id, prefix .. 'spec:' .. id
+  local job, log = prefix .. 'job:' .. id, prefix .. 'log:' .. id
   local old_log = redis.call('LRANGE', log, 0, -1)
   local flat = redis.call('HGETALL', job)
   local fields = {}
@@ -49,13 +49,12 @@ for i = 2, #ARGV do
     end
     set[#set + 1] = 'events'
     set[#set + 1] = #order - first + 1
+    if fields.spec then
+      for _, v in ipairs(spec_fields(fields.spec)) do set[#set + 1] = v end
+    end
     redis.call('DEL', job, log)
     redis.call('HSET', job, unpack(set))
-    if fields.spec then redis.call('SET', spec_key, fields.spec) end
-    if ttl > 0 then
-      redis.call('PEXPIRE', job, ttl)
-      if fields.spec then redis.call('PEXPIRE', spec_key, ttl) end
-    end
+    if ttl > 0 then redis.call('PEXPIRE', job, ttl) end
     moved = moved + 1
   end
 end

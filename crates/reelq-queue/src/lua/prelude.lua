@@ -18,6 +18,49 @@ local function cut(text, max)
   return string.sub(text, 1, n)
 end
 
+-- A job's spec JSON (the prompt may be 20,000 characters) is kept in its record in pieces
+-- of at most 64 bytes, cut at character boundaries (`s0`, `s1`, ...; `spec_n` counts them),
+-- so a record of a usual spec stays a listpack (below); one with a spec of more than about
+-- 3,000 bytes passes Redis's `hash-max-listpack-entries` (128) and becomes a hashtable,
+-- which reads the same. Returns the field/value pairs.
+local function spec_fields(spec)
+  local set, n, at = {}, 0, 1
+  while at <= #spec do
+    local last = math.min(at + 63, #spec)
+    while last < #spec and last > at do
+      local next_byte = string.byte(spec, last + 1)
+      if next_byte < 0x80 or next_byte >= 0xC0 then break end
+      last = last - 1
+    end
+    set[#set + 1] = 's' .. n
+    set[#set + 1] = string.sub(spec, at, last)
+    n, at = n + 1, last + 1
+  end
+  set[#set + 1] = 'spec_n'
+  set[#set + 1] = n
+  return set
+end
+
+-- How many spec pieces a reader asks for with the rest of the record (specs up to 512
+-- bytes); a longer spec costs one more read.
+local SPEC_READ = 8
+
+-- The spec from a read of the record that gave `n` (its `spec_n`) and `first` (its first
+-- SPEC_READ pieces, in order).
+local function joined_spec(job, n, first)
+  n = tonumber(n or '0')
+  local pieces = {}
+  for i = 1, math.min(n, SPEC_READ) do pieces[i] = first[i] or '' end
+  if n > SPEC_READ then
+    local names = {}
+    for i = SPEC_READ, n - 1 do names[#names + 1] = 's' .. i end
+    for _, piece in ipairs(redis.call('HMGET', job, unpack(names))) do
+      pieces[#pieces + 1] = piece or ''
+    end
+  end
+  return table.concat(pieces)
+end
+
 -- A job's event log lives in its record: the last EVENTS_KEPT events, one field each
 -- (`e0`, `e1`, ..., reused in turn), "<ms> <state> <detail>" on one line cut to 64 bytes
 -- (the full error and task id are fields of their own), and `events` counting all it ever
@@ -69,7 +112,7 @@ local function count_batch_end(job, from, to, now, batch)
   end
 end
 
--- A finished job's record and spec expire after the deployment's retention (`P retention_ms`,
+-- A finished job's record expires after the deployment's retention (`P retention_ms`,
 -- written by workers from their config; absent or 0: kept for ever), and its state index
 -- drops entries older than that. A job brought back (an operator's retry) is kept again.
 -- On a ledger not yet migrated (`P schema` below LEDGER_SCHEMA) a job may still have its
@@ -77,7 +120,6 @@ end
 local function retain(job, id, from, to, now)
   if TERMINAL[from] and not TERMINAL[to] then
     redis.call('PERSIST', job)
-    redis.call('PERSIST', prefix .. 'spec:' .. id)
     redis.call('PERSIST', prefix .. 'log:' .. id)
     return
   end
@@ -86,7 +128,6 @@ local function retain(job, id, from, to, now)
   local retention = tonumber(settings[1] or '0')
   if retention <= 0 then return end
   redis.call('PEXPIRE', job, retention)
-  redis.call('PEXPIRE', prefix .. 'spec:' .. id, retention)
   if tonumber(settings[2] or '0') < LEDGER_SCHEMA then
     redis.call('PEXPIRE', prefix .. 'log:' .. id, retention)
   end

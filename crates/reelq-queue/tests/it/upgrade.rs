@@ -268,11 +268,11 @@ async fn a_ledger_of_the_previous_release_is_read_migrated_once_and_finished() {
         );
         if state.is_terminal() {
             let ttl: i64 = redis::cmd("PTTL")
-                .arg(format!("{{reelq}}:spec:{job_id}"))
+                .arg(format!("{{reelq}}:job:{job_id}"))
                 .query_async(&mut conn)
                 .await
                 .unwrap();
-            assert!(ttl > 0, "{state}: the spec expires with its record");
+            assert!(ttl > 0, "{state}: the rewritten record keeps its expiry");
         }
     }
 
@@ -290,7 +290,7 @@ async fn a_ledger_of_the_previous_release_is_read_migrated_once_and_finished() {
     assert_eq!(
         encoding(&redis, format!("{{reelq}}:job:{after_upgrade}")).await,
         "listpack",
-        "the spec is a key of its own"
+        "the spec is kept in short pieces"
     );
 
     // After the upgrade: every job that can finish does, and none is submitted twice.
