@@ -179,7 +179,8 @@ impl Transition {
                 rule: rule("requery"),
                 delay: Some(Duration::ZERO),
                 slot_hold: None,
-                detail: format!("fetch again from a fresh url: {error}"),
+                // An event line keeps 64 bytes: the reason first (the whole error is a field).
+                detail: format!("fresh url: {error}"),
                 fields: vec![("attempt", attempt.to_string()), ("error", error)],
             },
             Transition::Stored {

@@ -207,7 +207,7 @@ local function take(queue, id)
   elseif state == 'submitting' and f[9] then
     -- The submitter died, but the provider's callback already named the task: poll it.
     redis.call('ZADD', due, now, id)
-    move(job, id, state, 'waiting', now, 'submit lease expired; task known from its callback',
+    move(job, id, state, 'waiting', now, 'its callback named the task; submitter gone',
       { 'task_id', f[9], 'attempt', 0, 'fence', tonumber(f[10] or '0') + 1 }, provider, known)
   elseif state == 'submitting' and resubmit_uncertain then
     redis.call('ZADD', due, now, id)

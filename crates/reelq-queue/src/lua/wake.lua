@@ -42,7 +42,8 @@ elseif (state == 'uncertain' and not known_task or state == 'submitting') and no
 elseif state == 'uncertain' and not known_task then
   redis.call('HDEL', job, 'error', 'error_class', 'reconcile_note')
   redis.call('HINCRBY', job, 'fence', 1)
-  move(job, id, state, 'waiting', now, 'task ' .. task_id .. ' named by ' .. ARGV[4],
+  -- Who named it first: an event line keeps 64 bytes, and a task id can be longer.
+  move(job, id, state, 'waiting', now, 'named by ' .. ARGV[4] .. ': task ' .. task_id,
     { 'task_id', task_id, 'attempt', 0 }, provider, { events = events })
   redis.call('SET', task_key, id, 'PX', index_ttl_ms)
   redis.call('ZADD', due, now, id)
