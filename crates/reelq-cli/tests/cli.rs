@@ -544,3 +544,66 @@ fn every_read_prints_json_with_dash_o_json() {
     let both = reelq(&redis, &["stats", "-o", "table", "--json"]);
     assert!(!both.status.success());
 }
+
+#[test]
+fn migrate_waits_for_older_workers_then_moves_the_ledger_once() {
+    let redis = RedisServer::start().unwrap();
+    // A ledger the release before wrote: schema 2, the spec in one field, the events in a
+    // list, and one of its workers still live (its heartbeat names no schema).
+    let job_id = reelq_core::JobId::new().to_string();
+    let job = format!("{{t}}:job:{job_id}");
+    let spec = r#"{"provider":"kie","model":"sora-2-text-to-video","prompt":"an old fox","duration_s":10,"aspect":"landscape","quality":"standard"}"#;
+    let old_worker = r#"{"name":"old-replica","role":"all","version":"0.1.0","accounts":["kie"],"concurrency":8,"started_ms":1,"seen_ms":1}"#;
+    for command in [
+        vec!["SET", "{t}:schema", "2"],
+        vec![
+            "HSET", &job, "state", "queued", "fence", "0", "provider", "kie",
+        ],
+        vec![
+            "HSET",
+            &job,
+            "spec",
+            spec,
+            "created_ms",
+            "1",
+            "updated_ms",
+            "1",
+        ],
+        vec!["RPUSH", &format!("{{t}}:log:{job_id}"), "1 queued"],
+        vec!["SET", "{t}:worker:old-replica", old_worker, "PX", "60000"],
+        vec!["ZADD", "{t}:workers", "1", "old-replica"],
+    ] {
+        redis.command(&command).unwrap();
+    }
+
+    let refused = reelq(&redis, &["migrate"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("old-replica") && stderr.contains("schema 3"),
+        "{stderr}"
+    );
+    let workers = reelq(&redis, &["workers"]);
+    assert!(
+        String::from_utf8_lossy(&workers.stdout).contains("SCHEMA"),
+        "{workers:?}"
+    );
+
+    redis.command(&["DEL", "{t}:worker:old-replica"]).unwrap();
+    let migrated = reelq(&redis, &["migrate", "-o", "json"]);
+    assert!(migrated.status.success(), "{migrated:?}");
+    let migrated: serde_json::Value = serde_json::from_slice(&migrated.stdout).unwrap();
+    assert_eq!(
+        migrated,
+        serde_json::json!({"from": 2, "to": 3, "records_seen": 1, "records_moved": 1})
+    );
+    let again = reelq(&redis, &["migrate"]);
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("0 of 1 job records moved"),
+        "{again:?}"
+    );
+    let status = reelq(&redis, &["status", &job_id, "-o", "json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["spec"]["prompt"], "an old fox");
+    assert_eq!(status["history"], serde_json::json!(["1 queued"]));
+}
