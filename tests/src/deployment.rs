@@ -68,7 +68,8 @@ pub struct Deployment {
     pub store_section: String,
     /// More TOML for every worker's config, e.g. a `[callbacks]` table.
     pub extra_config: String,
-    /// More top-level settings for every worker's config, e.g. `reconcile_every_ms = 500`.
+    /// More top-level settings for every worker's config, e.g. `reconcile_every = "500ms"`
+    /// (or, as configs of releases before wrote it, `reconcile_every_ms = 500`).
     pub settings: String,
     /// Delay from submit to the first poll; long, to show a callback doing the work.
     pub first_poll_ms: u64,
@@ -229,14 +230,14 @@ impl Deployment {
 prefix = "{PREFIX}"
 name = "{name}"
 concurrency = {concurrency}
-idle_poll_ms = 100
-lease_ms = 3000
-shutdown_grace_ms = 5000
+idle_poll = "100ms"
+lease = "3s"
+shutdown_grace = "5s"
 max_attempts = 5
 max_attempts_paid = 30
-backoff_min_ms = 50
-backoff_max_ms = 200
-credits_pause_ms = 500
+backoff_min = "50ms"
+backoff_max = "200ms"
+credits_pause = "500ms"
 log_format = "pretty"
 
 [store]
@@ -278,7 +279,7 @@ log_format = "pretty"
                 };
                 format!(
                     "[providers.{provider}]\nbase_url = \"{sim}\"\napi_key = \"{api_key}\"\n\
-                     request_timeout_ms = 5000\nfirst_poll_ms = {first_poll}\npoll_max_ms = {poll_max}\n{secret}{extra}\n",
+                     request_timeout = \"5s\"\nfirst_poll = \"{first_poll}ms\"\npoll_max = \"{poll_max}ms\"\n{secret}{extra}\n",
                     sim = self.sim.base_url(),
                     first_poll = self.first_poll_ms,
                     poll_max = self.poll_max_ms,
@@ -515,7 +516,7 @@ fn durability_toml(setup: RedisSetup) -> &'static str {
     match setup {
         RedisSetup::Always => "durability = \"always\"",
         RedisSetup::Replica | RedisSetup::Sentinel => {
-            "durability = \"replicas:1\"\nreplica_wait_ms = 500"
+            "durability = \"replicas:1\"\nreplica_wait = \"500ms\""
         }
         RedisSetup::UnsafeEverysec => "allow_unsafe_redis = true",
     }

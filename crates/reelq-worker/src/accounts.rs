@@ -31,17 +31,17 @@ impl Accounts {
                 AccountConfig {
                     base_url: settings.base_url.clone(),
                     api_key: settings.api_key.clone(),
-                    request_timeout: Duration::from_millis(settings.request_timeout_ms),
+                    request_timeout: settings.request_timeout,
                     webhook_secret: settings.webhook_secret.clone(),
                 },
             )?;
             let account = Account {
                 adapter,
                 poll: PollSchedule {
-                    first: Duration::from_millis(settings.first_poll_ms),
-                    max: Duration::from_millis(settings.poll_max_ms),
+                    first: settings.first_poll,
+                    max: settings.poll_max,
                 },
-                uncertain_slot_hold: Duration::from_millis(settings.uncertain_slot_ms),
+                uncertain_slot_hold: settings.uncertain_slot,
             };
             accounts.insert(configured.name, account);
         }

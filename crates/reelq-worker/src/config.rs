@@ -14,6 +14,10 @@ use serde::Deserialize;
 
 use crate::WorkerError;
 
+mod durations;
+
+use durations::MillisecondKeys;
+
 /// What a per-job callback URL adds to the public base: `/callbacks/evolink/<job>/<token>`
 /// (a ULID and a 32-character token), with room to spare.
 const CALLBACK_PATH_CHARS: usize = 100;
@@ -61,38 +65,40 @@ const OTHER_COMMANDS_VARIABLES: &[&str] = &[
     "s3_endpoint",
 ];
 
+/// The defaults: every top-level setting and `[store]`'s (the optional sections' and each
+/// account's are the `default_*` functions by their fields).
 const DEFAULTS: &str = r#"
 redis_url = "redis://127.0.0.1:6379/"
 prefix = "reelq"
 name = ""
 concurrency = 64
 claim_batch = 16
-idle_poll_ms = 1000
-lease_ms = 60000
-shutdown_grace_ms = 30000
+idle_poll = "1s"
+lease = "60s"
+shutdown_grace = "30s"
 max_attempts = 8
 max_attempts_paid = 30
-backoff_min_ms = 1000
-backoff_max_ms = 60000
+backoff_min = "1s"
+backoff_max = "60s"
 log_format = "json"
 role = "all"
 resubmit_uncertain = false
 allow_unsafe_redis = false
 durability = "always"
-replica_wait_ms = 1000
-durability_check_ms = 30000
-reconcile_every_ms = 60000
-reconcile_absent_after_ms = 600000
-credits_pause_ms = 300000
-retention_ms = 604800000
+replica_wait = "1s"
+durability_check = "30s"
+reconcile_every = "60s"
+reconcile_absent_after = "10m"
+credits_pause = "5m"
+retention = "7days"
 http_max_connections = 512
-http_header_timeout_ms = 10000
-http_body_timeout_ms = 30000
+http_header_timeout = "10s"
+http_body_timeout = "30s"
 
 [store]
 url = "./data"
 part_size_bytes = 8388608
-link_ttl_ms = 86400000
+link_ttl = "1day"
 "#;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -108,19 +114,24 @@ pub struct WorkerConfig {
     /// Most jobs taken per claim round trip.
     pub claim_batch: usize,
     /// Longest idle sleep between claims when nothing is due.
-    pub idle_poll_ms: u64,
+    #[serde(deserialize_with = "durations::deserialize")]
+    pub idle_poll: Duration,
     /// How long a step may run before another replica takes the job over; renewed while the
     /// step runs, so only a dead or stalled worker loses it.
-    pub lease_ms: u64,
+    #[serde(deserialize_with = "durations::deserialize")]
+    pub lease: Duration,
     /// After SIGTERM, how long in-flight steps may take to finish.
-    pub shutdown_grace_ms: u64,
+    #[serde(deserialize_with = "durations::deserialize")]
+    pub shutdown_grace: Duration,
     /// Attempts of a submit before the job fails (nothing is paid yet).
     pub max_attempts: u32,
     /// Attempts of a poll or fetch before the job fails. Higher, because the provider has
     /// accepted (and billed) the task: giving up throws a paid video away.
     pub max_attempts_paid: u32,
-    pub backoff_min_ms: u64,
-    pub backoff_max_ms: u64,
+    #[serde(deserialize_with = "durations::deserialize")]
+    pub backoff_min: Duration,
+    #[serde(deserialize_with = "durations::deserialize")]
+    pub backoff_max: Duration,
     /// `json` or `pretty`.
     pub log_format: String,
     /// `all` (claim and run steps, send webhooks, and receive callbacks if a listener is
@@ -135,31 +146,39 @@ pub struct WorkerConfig {
     pub allow_unsafe_redis: bool,
     /// What proves a ledger write durable before a paid create call goes out: `always`
     /// (the primary runs `appendfsync always`) or `replicas:N` (N replicas acknowledge it,
-    /// by `WAIT`). Checked at start and every `durability_check_ms`.
+    /// by `WAIT`). Checked at start and every `durability_check`.
     pub durability: reelq_queue::Durability,
     /// How long a `WAIT` for replicas may take; past it the submit is put back, unsent.
-    pub replica_wait_ms: u64,
-    pub durability_check_ms: u64,
+    #[serde(deserialize_with = "durations::deserialize")]
+    pub replica_wait: Duration,
+    #[serde(deserialize_with = "durations::deserialize")]
+    pub durability_check: Duration,
     /// How often `uncertain` jobs are looked up at providers that can list their tasks.
-    pub reconcile_every_ms: u64,
+    #[serde(deserialize_with = "durations::deserialize")]
+    pub reconcile_every: Duration,
     /// An `uncertain` job whose submit began this long ago, and which the provider's complete
     /// task list still does not show, was never created there: it is submitted again.
-    /// 0 = never (every such job waits for an operator).
-    pub reconcile_absent_after_ms: u64,
+    /// "0s" = never (every such job waits for an operator).
+    #[serde(deserialize_with = "durations::deserialize")]
+    pub reconcile_absent_after: Duration,
     /// After a provider says the account is out of credits, how long no replica submits to
     /// it (the job that met it fails as `credits`; the others wait, unpaid and unfailed).
-    pub credits_pause_ms: u64,
-    /// How long a finished job's record and event log are kept (default 7 days; 0 = for
+    #[serde(deserialize_with = "durations::deserialize")]
+    pub credits_pause: Duration,
+    /// How long a finished job's record and event log are kept (default 7 days; "0s" = for
     /// ever). The deployment's one value: the last worker to start sets it.
-    pub retention_ms: u64,
+    #[serde(deserialize_with = "durations::deserialize")]
+    pub retention: Duration,
     /// Each listener's (callbacks, ops) most open connections; past it, new ones wait in
     /// the kernel's backlog. Keep it well under the process's descriptor limit (`ulimit -n`).
     pub http_max_connections: usize,
     /// How long a request's headers may take to arrive, and a kept-alive connection may sit
     /// idle, before it is closed.
-    pub http_header_timeout_ms: u64,
+    #[serde(deserialize_with = "durations::deserialize")]
+    pub http_header_timeout: Duration,
     /// How long a request's body may take to arrive.
-    pub http_body_timeout_ms: u64,
+    #[serde(deserialize_with = "durations::deserialize")]
+    pub http_body_timeout: Duration,
     pub store: StoreConfig,
     /// One account per contract, named after it (`[providers.kie]` is the account `kie`).
     #[serde(default)]
@@ -187,12 +206,15 @@ pub struct TelemetryConfig {
     /// to its `/v1/traces`.
     pub otlp_endpoint: String,
     /// How long finished spans wait to be sent in one batch.
-    #[serde(default = "default_telemetry_export_delay_ms")]
-    pub export_delay_ms: u64,
+    #[serde(
+        default = "default_telemetry_export_delay",
+        deserialize_with = "durations::deserialize"
+    )]
+    pub export_delay: Duration,
 }
 
-fn default_telemetry_export_delay_ms() -> u64 {
-    5_000
+fn default_telemetry_export_delay() -> Duration {
+    Duration::from_millis(5_000)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -200,18 +222,27 @@ fn default_telemetry_export_delay_ms() -> u64 {
 pub struct NotifyConfig {
     /// Standard Webhooks signing secret, `whsec_<base64>`; share it with the receivers.
     pub secret: Secret,
-    #[serde(default = "default_notify_timeout_ms")]
-    pub timeout_ms: u64,
-    /// Deliveries of one event at most (backoff doubles up to `backoff_max_ms`).
+    #[serde(
+        default = "default_notify_timeout",
+        deserialize_with = "durations::deserialize"
+    )]
+    pub timeout: Duration,
+    /// Deliveries of one event at most (backoff doubles up to `backoff_max`).
     #[serde(default = "default_notify_max_attempts")]
     pub max_attempts: u32,
     /// How long an event is retried for, by its schedule: 3 days by default, as webhook
     /// senders commonly retry (OpenAI's up to 72 hours); whichever of this and
     /// `max_attempts` comes first ends it.
-    #[serde(default = "default_notify_retry_for_ms")]
-    pub retry_for_ms: u64,
-    #[serde(default = "default_notify_backoff_max_ms")]
-    pub backoff_max_ms: u64,
+    #[serde(
+        default = "default_notify_retry_for",
+        deserialize_with = "durations::deserialize"
+    )]
+    pub retry_for: Duration,
+    #[serde(
+        default = "default_notify_backoff_max",
+        deserialize_with = "durations::deserialize"
+    )]
+    pub backoff_max: Duration,
     /// Send to plain-http URLs too (default: https only).
     #[serde(default)]
     pub allow_http: bool,
@@ -231,17 +262,17 @@ impl NotifyConfig {
     }
 }
 
-fn default_notify_timeout_ms() -> u64 {
-    10_000
+fn default_notify_timeout() -> Duration {
+    Duration::from_millis(10_000)
 }
 fn default_notify_max_attempts() -> u32 {
     200
 }
-fn default_notify_retry_for_ms() -> u64 {
-    3 * 24 * 3600 * 1000
+fn default_notify_retry_for() -> Duration {
+    Duration::from_millis(3 * 24 * 3600 * 1000)
 }
-fn default_notify_backoff_max_ms() -> u64 {
-    3_600_000
+fn default_notify_backoff_max() -> Duration {
+    Duration::from_millis(3_600_000)
 }
 
 /// What a worker process does.
@@ -279,7 +310,8 @@ pub struct StoreConfig {
     pub part_size_bytes: usize,
     /// How long the presigned link in a completion webhook (`video_url`, S3 stores only)
     /// stays valid: default a day, at most 7 days (SigV4's limit).
-    pub link_ttl_ms: u64,
+    #[serde(deserialize_with = "durations::deserialize")]
+    pub link_ttl: Duration,
     #[serde(default)]
     pub s3: S3Config,
 }
@@ -360,14 +392,23 @@ pub struct ProviderAccount {
     pub contract: Option<ProviderKind>,
     pub base_url: String,
     pub api_key: Secret,
-    #[serde(default = "default_request_timeout_ms")]
-    pub request_timeout_ms: u64,
+    #[serde(
+        default = "default_request_timeout",
+        deserialize_with = "durations::deserialize"
+    )]
+    pub request_timeout: Duration,
     /// Delay from submit to the first poll.
-    #[serde(default = "default_first_poll_ms")]
-    pub first_poll_ms: u64,
+    #[serde(
+        default = "default_first_poll",
+        deserialize_with = "durations::deserialize"
+    )]
+    pub first_poll: Duration,
     /// Base of the longest gap between polls (jitter adds up to as much again).
-    #[serde(default = "default_poll_max_ms")]
-    pub poll_max_ms: u64,
+    #[serde(
+        default = "default_poll_max",
+        deserialize_with = "durations::deserialize"
+    )]
+    pub poll_max: Duration,
     /// The account's callback signing secret: kie's webhook HMAC key, or an OpenAI-style
     /// gateway's `whsec_` secret. When set, unsigned or mis-signed callbacks are refused.
     /// OpenAI-style webhooks are refused unless it is set (nothing else authenticates them).
@@ -383,37 +424,43 @@ pub struct ProviderAccount {
     #[serde(default)]
     pub max_in_flight: u32,
     /// An in-flight slot no poll renewed for this long is freed (a lost job's slot returns).
-    #[serde(default = "default_slot_ttl_ms")]
-    pub in_flight_slot_ttl_ms: u64,
+    #[serde(
+        default = "default_slot_ttl",
+        deserialize_with = "durations::deserialize"
+    )]
+    pub in_flight_slot_ttl: Duration,
     /// Estimated spend per UTC day on this account, in dollars (jobs' price estimates);
     /// past it, submits wait for the next day. 0 = no daily budget.
     #[serde(default)]
     pub daily_budget_usd: f64,
     /// How long an `uncertain` job keeps its in-flight slot: about one generation, since the
     /// provider may still be making its video; then the slot serves other jobs.
-    #[serde(default = "default_uncertain_slot_ms")]
-    pub uncertain_slot_ms: u64,
+    #[serde(
+        default = "default_uncertain_slot",
+        deserialize_with = "durations::deserialize"
+    )]
+    pub uncertain_slot: Duration,
 }
 
-fn default_uncertain_slot_ms() -> u64 {
-    10 * 60 * 1000
+fn default_uncertain_slot() -> Duration {
+    Duration::from_millis(10 * 60 * 1000)
 }
 
 fn default_burst() -> u32 {
     1
 }
-fn default_slot_ttl_ms() -> u64 {
-    30 * 60 * 1000
+fn default_slot_ttl() -> Duration {
+    Duration::from_millis(30 * 60 * 1000)
 }
 
-fn default_request_timeout_ms() -> u64 {
-    30_000
+fn default_request_timeout() -> Duration {
+    Duration::from_millis(30_000)
 }
-fn default_first_poll_ms() -> u64 {
-    15_000
+fn default_first_poll() -> Duration {
+    Duration::from_millis(15_000)
 }
-fn default_poll_max_ms() -> u64 {
-    60_000
+fn default_poll_max() -> Duration {
+    Duration::from_millis(60_000)
 }
 
 impl WorkerConfig {
@@ -453,9 +500,9 @@ impl WorkerConfig {
                     requests_per_s: account.max_requests_per_s,
                     burst: account.burst,
                     max_in_flight: account.max_in_flight,
-                    slot_ttl: Duration::from_millis(account.in_flight_slot_ttl_ms),
+                    slot_ttl: account.in_flight_slot_ttl,
                     daily_budget_micros: reelq_core::usd_to_micros(account.daily_budget_usd),
-                    uncertain_slot_ttl: Duration::from_millis(account.uncertain_slot_ms),
+                    uncertain_slot_ttl: account.uncertain_slot,
                 },
             )
             .collect()
@@ -473,15 +520,15 @@ impl WorkerConfig {
                     file.display()
                 )));
             }
-            figment = figment.merge(Toml::file(file));
+            figment = figment.merge(MillisecondKeys(Toml::file(file)));
         }
         let config: WorkerConfig = figment
-            .merge(
+            .merge(MillisecondKeys(
                 Env::prefixed("REELQ_")
                     .ignore(OTHER_COMMANDS_VARIABLES)
                     .filter(|key| !key.starts_with("sim_"))
                     .split("__"),
-            )
+            ))
             .extract()
             .map_err(|err| WorkerError::Config(err.to_string()))?;
         config.check()?;
@@ -493,23 +540,25 @@ impl WorkerConfig {
         if let Err(err) = self.redis_url.parse::<reelq_queue::RedisTarget>() {
             return Err(WorkerError::Config(format!("redis_url: {err}")));
         }
-        if self.durability_check_ms == 0 || self.reconcile_every_ms == 0 {
-            return fail("durability_check_ms and reconcile_every_ms must be at least 1");
+        if self.durability_check.is_zero() || self.reconcile_every.is_zero() {
+            return fail("durability_check and reconcile_every must be more than 0s");
         }
         if self.concurrency == 0 || self.claim_batch == 0 {
             return fail("concurrency and claim_batch must be at least 1");
         }
-        if self.lease_ms < 3_000 {
-            return fail("lease_ms must be at least 3000: renewals happen every third of it");
+        if self.lease < Duration::from_secs(3) {
+            return fail("lease must be at least 3s: renewals happen every third of it");
         }
-        if self.backoff_min_ms == 0 || self.backoff_min_ms > self.backoff_max_ms {
-            return fail("backoff_min_ms must be between 1 and backoff_max_ms");
+        if self.backoff_min.is_zero() || self.backoff_min > self.backoff_max {
+            return fail("backoff_min must be between 1ms and backoff_max");
         }
         if self.store.part_size_bytes < 5 * 1024 * 1024 {
             return fail("store.part_size_bytes must be at least 5242880 (S3's smallest part)");
         }
-        if !(1000..=7 * 24 * 3600 * 1000).contains(&self.store.link_ttl_ms) {
-            return fail("store.link_ttl_ms must be between 1000 and 604800000 (7 days)");
+        if !(Duration::from_secs(1)..=Duration::from_secs(7 * 24 * 3600))
+            .contains(&self.store.link_ttl)
+        {
+            return fail("store.link_ttl must be between 1s and 7days");
         }
         if !matches!(self.log_format.as_str(), "json" | "pretty") {
             return fail("log_format must be \"json\" or \"pretty\"");
@@ -554,10 +603,9 @@ impl WorkerConfig {
                     "providers.{provider}: max_requests_per_s must be >= 0 and burst >= 1"
                 )));
             }
-            if account.max_in_flight > 0 && account.in_flight_slot_ttl_ms < 2 * account.poll_max_ms
-            {
+            if account.max_in_flight > 0 && account.in_flight_slot_ttl < 2 * account.poll_max {
                 return Err(WorkerError::Config(format!(
-                    "providers.{provider}: in_flight_slot_ttl_ms must be at least twice poll_max_ms, \
+                    "providers.{provider}: in_flight_slot_ttl must be at least twice poll_max, \
                      or a slot expires between two polls of a running generation"
                 )));
             }
@@ -622,17 +670,13 @@ impl WorkerConfig {
         warnings
     }
 
-    pub fn lease(&self) -> Duration {
-        Duration::from_millis(self.lease_ms)
-    }
-
     /// What each of this worker's listeners allows.
     pub fn http_limits(&self) -> reelq_http::Limits {
         reelq_http::Limits {
             max_connections: self.http_max_connections,
-            header_timeout: Duration::from_millis(self.http_header_timeout_ms),
-            body_timeout: Duration::from_millis(self.http_body_timeout_ms),
-            shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
+            header_timeout: self.http_header_timeout,
+            body_timeout: self.http_body_timeout,
+            shutdown_grace: self.shutdown_grace,
         }
     }
 
@@ -641,8 +685,8 @@ impl WorkerConfig {
         reelq_queue::LedgerConfig {
             durability: self.durability,
             allow_unsafe: self.allow_unsafe_redis,
-            replica_wait: Duration::from_millis(self.replica_wait_ms),
-            recheck_every: Duration::from_millis(self.durability_check_ms),
+            replica_wait: self.replica_wait,
+            recheck_every: self.durability_check,
             ..reelq_queue::LedgerConfig::new(&self.redis_url, &self.prefix)
         }
     }
@@ -665,8 +709,50 @@ mod tests {
     fn a_file_overrides_the_defaults() {
         let config = load_toml(&format!("concurrency = 3\n{KIE}")).unwrap();
         assert_eq!(config.concurrency, 3);
-        assert_eq!(config.lease_ms, 60_000);
+        assert_eq!(config.lease, Duration::from_secs(60));
+        assert_eq!(config.retention, Duration::from_secs(7 * 24 * 3600));
         assert_eq!(config.providers.kie.unwrap().api_key.expose(), "sk-1");
+    }
+
+    #[test]
+    fn durations_read_as_people_write_them_and_as_older_configs_wrote_them() {
+        let config = load_toml(&format!(
+            "lease = \"1m 30s\"\nretention = \"0s\"\n{KIE}first_poll = \"250ms\"\n"
+        ))
+        .unwrap();
+        assert_eq!(config.lease, Duration::from_secs(90));
+        assert_eq!(config.retention, Duration::ZERO);
+        let kie = config.providers.kie.unwrap();
+        assert_eq!(kie.first_poll, Duration::from_millis(250));
+        assert_eq!(
+            kie.poll_max,
+            Duration::from_secs(60),
+            "an account's default"
+        );
+
+        // The keys of releases before, in milliseconds, at every level.
+        let older = load_toml(&format!(
+            "lease_ms = 5000\n[store]\nlink_ttl_ms = 60000\n{KIE}first_poll_ms = 100\n"
+        ))
+        .unwrap();
+        assert_eq!(older.lease, Duration::from_secs(5));
+        assert_eq!(older.store.link_ttl, Duration::from_secs(60));
+        assert_eq!(
+            older.providers.kie.unwrap().first_poll,
+            Duration::from_millis(100)
+        );
+
+        for (toml, expect) in [
+            ("lease = \"soon\"\n", "\"soon\" is not a duration"),
+            (
+                "lease = \"5s\"\nlease_ms = 5000\n",
+                "both lease and lease_ms",
+            ),
+            ("lease_ms = \"5s\"\n", "must be a whole number"),
+        ] {
+            let err = load_toml(&format!("{toml}{KIE}")).unwrap_err().to_string();
+            assert!(err.contains(expect), "{toml}: {err}");
+        }
     }
 
     #[test]

@@ -3,14 +3,14 @@
 //! A job is `uncertain` when its create went out and the answer did not come back (a timeout,
 //! a reset, a gateway's 5xx, a worker that died mid-call). Where the provider lists its
 //! tasks and echoes what each was asked (OpenAI-compatible `GET /v1/videos` echoes model,
-//! seconds, size and often the prompt), a pass every `reconcile_every_ms` looks for the task
+//! seconds, size and often the prompt), a pass every `reconcile_every` looks for the task
 //! each uncertain job made, near the time its submit began. A signed account-level webhook
 //! naming a task no job owns (the task index is written only after the answer that was lost)
 //! looks that one task up the same way.
 //!
 //! A match must be unique both ways: one task for the job and one job for the task, and the
 //! task owned by no other job. A job the provider's complete list still does not show
-//! `reconcile_absent_after_ms` after its submit began was never created there (the answer
+//! `reconcile_absent_after` after its submit began was never created there (the answer
 //! lost was a refusal, or the call never arrived): it is submitted again, the provider's own
 //! records being the proof. Anything else is left `uncertain` with a note saying what was
 //! found, for the operator (`reelq jobs list --state uncertain`, the dashboard). Providers

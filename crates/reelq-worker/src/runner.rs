@@ -96,9 +96,7 @@ pub async fn run(
             "the ledger is in the previous release's format (read and written as it is): run `reelq migrate` once every replica runs this release"
         );
     }
-    ledger
-        .set_retention(Duration::from_millis(config.retention_ms))
-        .await?;
+    ledger.set_retention(config.retention).await?;
     let store = VideoStore::open(&config.store.to_storage())?;
     let accounts = Arc::new(Accounts::from_config(&config)?);
     let account_names: Vec<_> = accounts
@@ -126,8 +124,8 @@ pub async fn run(
     let reconciler = Arc::new(Reconciler {
         ledger: ledger.clone(),
         accounts: accounts.clone(),
-        absent_after: (config.reconcile_absent_after_ms > 0)
-            .then(|| Duration::from_millis(config.reconcile_absent_after_ms)),
+        absent_after: (!config.reconcile_absent_after.is_zero())
+            .then_some(config.reconcile_absent_after),
     });
     if let Some(listener) = listeners.callbacks {
         let max_body = config
@@ -148,7 +146,7 @@ pub async fn run(
         ));
     }
     if config.role == Role::All {
-        let every = Duration::from_millis(config.reconcile_every_ms);
+        let every = config.reconcile_every;
         tracker.spawn(reconciler.run(every, shutdown.clone()));
         tracker.spawn(release_committed(ledger.clone(), shutdown.clone()));
     }
@@ -157,21 +155,12 @@ pub async fn run(
             ledger.clone(),
             &notify.secret,
             notify.targets(),
-            (
-                store.clone(),
-                Duration::from_millis(config.store.link_ttl_ms),
-            ),
-            Duration::from_millis(notify.timeout_ms),
-            (
-                notify.max_attempts,
-                Duration::from_millis(notify.retry_for_ms),
-            ),
-            (
-                Duration::from_millis(config.backoff_min_ms),
-                Duration::from_millis(notify.backoff_max_ms),
-            ),
+            (store.clone(), config.store.link_ttl),
+            notify.timeout,
+            (notify.max_attempts, notify.retry_for),
+            (config.backoff_min, notify.backoff_max),
         )?;
-        let idle_poll = Duration::from_millis(config.idle_poll_ms);
+        let idle_poll = config.idle_poll;
         tracker.spawn(Arc::new(notifier).run(idle_poll, shutdown.clone()));
     }
     let context = Arc::new(StepContext {
@@ -180,16 +169,16 @@ pub async fn run(
         accounts: accounts.clone(),
         callback_base: config.callbacks.as_ref().map(|c| c.public_base_url.clone()),
         step_due: tokio::sync::Notify::new(),
-        lease: config.lease(),
+        lease: config.lease,
         max_attempts: config.max_attempts,
         max_attempts_paid: config.max_attempts_paid,
-        credits_pause: Duration::from_millis(config.credits_pause_ms),
-        backoff_min: Duration::from_millis(config.backoff_min_ms),
-        backoff_max: Duration::from_millis(config.backoff_max_ms),
+        credits_pause: config.credits_pause,
+        backoff_min: config.backoff_min,
+        backoff_max: config.backoff_max,
     });
     let mut wakeups = None;
     let slots = Arc::new(Semaphore::new(config.concurrency));
-    let idle_poll = Duration::from_millis(config.idle_poll_ms);
+    let idle_poll = config.idle_poll;
     let limits = config.limits();
     let served = accounts.contracts();
     ledger.publish_limits(&limits).await?;
@@ -231,7 +220,7 @@ pub async fn run(
             }
             if ledger.replicas_behind() {
                 // No submit could be made durable: claim again once the replicas hold a probe
-                // write (this waits up to replica_wait_ms).
+                // write (this waits up to replica_wait).
                 drop(permits);
                 if let Err(err) = ledger.await_replicas().await {
                     warn!(error = %err, "replicas not acknowledging writes; not claiming until they do");
@@ -253,13 +242,13 @@ pub async fn run(
                 drop(permits);
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(Duration::from_millis(config.durability_check_ms)) => continue,
+                    _ = tokio::time::sleep(config.durability_check) => continue,
                 }
             }
             let options = ClaimOptions {
                 owner: &name,
                 max_jobs: permits.len(),
-                lease: config.lease(),
+                lease: config.lease,
                 resubmit_uncertain: config.resubmit_uncertain,
                 limits: &limits,
                 accounts: &served,
@@ -308,7 +297,7 @@ pub async fn run(
         shutdown.cancelled().await;
     }
     tracker.close();
-    let grace = Duration::from_millis(config.shutdown_grace_ms);
+    let grace = config.shutdown_grace;
     info!(worker = %name, in_flight = tracker.len(), "shutting down");
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         warn!(worker = %name, "grace period over; unfinished steps resume elsewhere when their leases expire");

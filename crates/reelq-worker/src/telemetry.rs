@@ -55,7 +55,7 @@ impl Telemetry {
             .build()
             .map_err(|err| WorkerError::Config(format!("telemetry.otlp_endpoint: {err}")))?;
         let batches = BatchConfigBuilder::default()
-            .with_scheduled_delay(Duration::from_millis(config.export_delay_ms))
+            .with_scheduled_delay(config.export_delay)
             .build();
         let processor = BatchSpanProcessor::builder(exporter)
             .with_batch_config(batches)
