@@ -3,5 +3,6 @@
 mod durability;
 mod enqueue;
 mod ledger;
+mod moves;
 mod tidy;
 mod upgrade;
