@@ -3,7 +3,12 @@
 //! Unknown keys are refused, so a typo is an error at start, not a silent default.
 //! `REELQ_CONFIG` names the file itself and is not a setting.
 
-use std::{collections::BTreeMap, path::Path, time::Duration};
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use figment::{
     Figment,
@@ -196,6 +201,10 @@ pub struct WorkerConfig {
     pub notify: Option<NotifyConfig>,
     /// Traces exported over OTLP; none when absent.
     pub telemetry: Option<TelemetryConfig>,
+    /// Settings given under the millisecond keys of releases before (`lease_ms`), read as
+    /// durations: named in a warning.
+    #[serde(skip)]
+    pub millisecond_keys: Vec<String>,
 }
 
 /// Where traces go: one per job (see the worker's `telemetry` module).
@@ -512,6 +521,7 @@ impl WorkerConfig {
 impl WorkerConfig {
     /// Loads defaults, then `file` if given, then the environment, and checks the result.
     pub fn load(file: Option<&Path>) -> Result<Self, WorkerError> {
+        let found = Arc::new(Mutex::new(Vec::new()));
         let mut figment = Figment::from(Toml::string(DEFAULTS));
         if let Some(file) = file {
             if !file.exists() {
@@ -520,17 +530,22 @@ impl WorkerConfig {
                     file.display()
                 )));
             }
-            figment = figment.merge(MillisecondKeys(Toml::file(file)));
+            figment = figment.merge(MillisecondKeys {
+                source: Toml::file(file),
+                found: found.clone(),
+            });
         }
-        let config: WorkerConfig = figment
-            .merge(MillisecondKeys(
-                Env::prefixed("REELQ_")
+        let mut config: WorkerConfig = figment
+            .merge(MillisecondKeys {
+                source: Env::prefixed("REELQ_")
                     .ignore(OTHER_COMMANDS_VARIABLES)
                     .filter(|key| !key.starts_with("sim_"))
                     .split("__"),
-            ))
+                found: found.clone(),
+            })
             .extract()
             .map_err(|err| WorkerError::Config(err.to_string()))?;
+        config.millisecond_keys = std::mem::take(&mut *found.lock().expect("not poisoned"));
         config.check()?;
         Ok(config)
     }
@@ -656,6 +671,13 @@ impl WorkerConfig {
     /// before it, so it cannot log these itself).
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
+        if !self.millisecond_keys.is_empty() {
+            warnings.push(format!(
+                "{} read as milliseconds, as releases before wrote them; write durations without \
+                 the _ms suffix, e.g. lease = \"60s\"",
+                self.millisecond_keys.join(", ")
+            ));
+        }
         if let Some(callbacks) = &self.callbacks {
             let base = callbacks.public_base_url.as_str();
             if base.starts_with("http://")
@@ -722,7 +744,7 @@ mod tests {
         .unwrap();
         assert_eq!(config.lease, Duration::from_secs(90));
         assert_eq!(config.retention, Duration::ZERO);
-        let kie = config.providers.kie.unwrap();
+        let kie = config.providers.kie.as_ref().unwrap();
         assert_eq!(kie.first_poll, Duration::from_millis(250));
         assert_eq!(
             kie.poll_max,
@@ -736,6 +758,12 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(older.lease, Duration::from_secs(5));
+        let warning = older.warnings().join("\n");
+        assert!(
+            warning.contains("lease_ms, providers.kie.first_poll_ms, store.link_ttl_ms read as"),
+            "{warning}"
+        );
+        assert!(config.warnings().is_empty());
         assert_eq!(older.store.link_ttl, Duration::from_secs(60));
         assert_eq!(
             older.providers.kie.unwrap().first_poll,

@@ -3,7 +3,10 @@
 //! milliseconds under a `_ms` suffix (`lease_ms = 60000`); those still read, as if written
 //! `lease = "60000ms"`, so an upgrade needs no config change.
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use figment::{
     Metadata, Profile, Provider,
@@ -22,28 +25,41 @@ pub(crate) fn deserialize<'de, D: Deserializer<'de>>(value: D) -> Result<Duratio
 }
 
 /// A config source whose `<name>_ms = <integer>` keys (at any level) read as
-/// `<name> = "<integer>ms"`. A source that sets both forms of one setting is refused.
-pub(crate) struct MillisecondKeys<P>(pub(crate) P);
+/// `<name> = "<integer>ms"`, noting each one it found in `found` (for a warning once
+/// logging runs). A source that sets both forms of one setting is refused.
+pub(crate) struct MillisecondKeys<P> {
+    pub(crate) source: P,
+    pub(crate) found: Arc<Mutex<Vec<String>>>,
+}
 
 impl<P: Provider> Provider for MillisecondKeys<P> {
     fn metadata(&self) -> Metadata {
-        self.0.metadata()
+        self.source.metadata()
     }
 
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
-        let mut data = self.0.data()?;
+        let mut data = self.source.data()?;
+        let mut found = Vec::new();
         for dict in data.values_mut() {
-            rename_millisecond_keys(dict).map_err(figment::Error::from)?;
+            rename_millisecond_keys(dict, "", &mut found).map_err(figment::Error::from)?;
         }
+        self.found
+            .lock()
+            .expect("only this loader holds it")
+            .extend(found);
         Ok(data)
     }
 }
 
-fn rename_millisecond_keys(dict: &mut Dict) -> Result<(), String> {
+fn rename_millisecond_keys(
+    dict: &mut Dict,
+    path: &str,
+    found: &mut Vec<String>,
+) -> Result<(), String> {
     let keys: Vec<String> = dict.keys().cloned().collect();
     for key in keys {
         if let Some(Value::Dict(_, inner)) = dict.get_mut(&key) {
-            rename_millisecond_keys(inner)?;
+            rename_millisecond_keys(inner, &format!("{path}{key}."), found)?;
             continue;
         }
         let Some(name) = key.strip_suffix("_ms") else {
@@ -60,6 +76,7 @@ fn rename_millisecond_keys(dict: &mut Dict) -> Result<(), String> {
         }
         dict.remove(&key);
         dict.insert(name.to_owned(), Value::from(format!("{ms}ms")));
+        found.push(format!("{path}{key}"));
     }
     Ok(())
 }
