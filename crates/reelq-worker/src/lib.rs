@@ -17,8 +17,8 @@ pub mod telemetry;
 
 pub use accounts::{AccountVerdict, check_accounts};
 pub use config::{
-    CallbacksConfig, NotifyConfig, ProviderAccount, ProvidersConfig, Role, S3Config, StoreConfig,
-    TelemetryConfig, WorkerConfig,
+    CallbacksConfig, ConfiguredAccount, NotifyConfig, ProviderAccount, ProvidersConfig, Role,
+    S3Config, StoreConfig, TelemetryConfig, WorkerConfig,
 };
 pub use error::WorkerError;
 pub use runner::{Listeners, check_config, run};
