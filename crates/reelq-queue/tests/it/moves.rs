@@ -13,7 +13,7 @@ use reelq_queue::{
 };
 use reelq_testkit::RedisServer;
 
-use crate::ledger::{LEASE, claim_opts, ledger, spec};
+use crate::ledger::{LEASE, begin_submit, claim_opts, ledger, spec};
 
 const FAR: Duration = Duration::from_secs(3600);
 const INDEX_TTL: Duration = Duration::from_secs(600);
@@ -119,11 +119,7 @@ impl Walk<'_> {
     }
 
     async fn begin(&self, lease: Lease, length: Duration) -> Lease {
-        let begin = Transition::BeginSubmit {
-            lease: length,
-            callback_token_hash: None,
-        };
-        self.step(lease, begin, JobState::Submitting).await
+        begin_submit(&self.ledger, lease, length).await
     }
 
     async fn submitted(&self, lease: Lease, first_poll: Duration) -> Lease {

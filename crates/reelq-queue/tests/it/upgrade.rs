@@ -12,7 +12,7 @@ use reelq_queue::{
 use reelq_testkit::RedisServer;
 use serde::Deserialize;
 
-use crate::ledger::{LEASE, claim_opts, encoding, spec};
+use crate::ledger::{LEASE, begin_submit, claim_opts, encoding, spec};
 
 /// One key of the fixture, as `tests/fixtures/README.md` describes it.
 #[derive(Deserialize)]
@@ -114,18 +114,7 @@ fn fixture_jobs() -> HashMap<JobId, (JobState, Vec<String>)> {
 async fn finish_step(ledger: &Ledger, lease: Lease) -> TransitionOutcome {
     let move_on = match lease.state {
         JobState::Queued => {
-            let begin = Transition::BeginSubmit {
-                lease: LEASE,
-                callback_token_hash: None,
-            };
-            assert_eq!(
-                ledger.transition(&lease, begin).await.unwrap(),
-                TransitionOutcome::Applied
-            );
-            let lease = Lease {
-                state: JobState::Submitting,
-                ..lease
-            };
+            let lease = begin_submit(ledger, lease, LEASE).await;
             let submitted = Transition::Submitted {
                 task_id: format!("task-after-upgrade-{}", lease.job_id),
                 first_poll: Duration::ZERO,
