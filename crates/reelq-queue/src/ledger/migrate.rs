@@ -54,7 +54,8 @@ impl Ledger {
             .query_async(&mut conn)
             .await?;
         let (mut seen, mut moved) = (0, 0);
-        let pattern = self.key("job:*");
+        let record_prefix = self.key("job:");
+        let pattern = format!("{record_prefix}*");
         let mut cursor = 0_u64;
         loop {
             let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
@@ -67,7 +68,7 @@ impl Ledger {
                 .await?;
             let ids: Vec<&str> = keys
                 .iter()
-                .filter_map(|key| key.strip_prefix(&pattern[..pattern.len() - 1]))
+                .filter_map(|key| key.strip_prefix(&record_prefix))
                 .collect();
             for chunk in ids.chunks(MIGRATE_CHUNK) {
                 let n: u64 = MIGRATE

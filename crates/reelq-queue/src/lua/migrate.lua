@@ -45,7 +45,7 @@ for i = 2, #ARGV do
     local first = math.max(1, #order - EVENTS_KEPT + 1)
     for j = first, #order do
       set[#set + 1] = 'e' .. (j - first)
-      set[#set + 1] = cut((string.gsub(order[j].line, '[\r\n]', ' ')), 64)
+      set[#set + 1] = short_line(order[j].line)
     end
     set[#set + 1] = 'events'
     set[#set + 1] = #order - first + 1

@@ -8,14 +8,22 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- The first `max` bytes of `text`, cut back to a whole UTF-8 character.
-local function cut(text, max)
-  if #text <= max then return text end
-  local n = max
-  while n > 0 and string.byte(text, n + 1) >= 0x80 and string.byte(text, n + 1) < 0xC0 do
-    n = n - 1
+-- Where a piece of `text` from byte `at`, at most `max` bytes long, ends on a whole UTF-8
+-- character: before the continuation bytes (10xxxxxx) of a character it would split.
+local function whole_chars_end(text, at, max)
+  local last = math.min(at + max - 1, #text)
+  while last < #text and last > at do
+    local next_byte = string.byte(text, last + 1)
+    if next_byte < 0x80 or next_byte >= 0xC0 then break end
+    last = last - 1
   end
-  return string.sub(text, 1, n)
+  return last
+end
+
+-- `text` on one line and cut to 64 bytes (a listpack value), on a character boundary.
+local function short_line(text)
+  text = string.gsub(text, '[\r\n]', ' ')
+  return string.sub(text, 1, whole_chars_end(text, 1, 64))
 end
 
 -- A job's spec JSON (the prompt may be 20,000 characters) is kept in its record in pieces
@@ -26,12 +34,7 @@ end
 local function spec_fields(spec)
   local set, n, at = {}, 0, 1
   while at <= #spec do
-    local last = math.min(at + 63, #spec)
-    while last < #spec and last > at do
-      local next_byte = string.byte(spec, last + 1)
-      if next_byte < 0x80 or next_byte >= 0xC0 then break end
-      last = last - 1
-    end
+    local last = whole_chars_end(spec, at, 64)
     set[#set + 1] = 's' .. n
     set[#set + 1] = string.sub(spec, at, last)
     n, at = n + 1, last + 1
@@ -71,8 +74,7 @@ end
 local function event_fields(job, now, text, count)
   if count == nil then count = redis.call('HGET', job, 'events') end
   count = tonumber(count or '0')
-  local line = cut(now .. ' ' .. (string.gsub(text, '[\r\n]', ' ')), 64)
-  return { 'events', count + 1, 'e' .. (count % EVENTS_KEPT), line }
+  return { 'events', count + 1, 'e' .. (count % EVENTS_KEPT), short_line(now .. ' ' .. text) }
 end
 
 -- Adds an event to a job's log outside a move.

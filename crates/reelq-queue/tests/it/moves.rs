@@ -139,11 +139,17 @@ impl Walk<'_> {
         job_id
     }
 
-    /// A new job left `uncertain` by a submitter that died mid-call.
-    async fn uncertain(&mut self) -> JobId {
-        let job_id = self.enqueue(spec("uncertain")).await;
+    /// A new job whose submitter died mid-call: `submitting`, its lease already over.
+    async fn submitter_died(&mut self, prompt: &str) -> JobId {
+        let job_id = self.enqueue(spec(prompt)).await;
         let lease = self.lease(job_id).await;
         self.begin(lease, Duration::ZERO).await;
+        job_id
+    }
+
+    /// A new job left `uncertain` by a submitter that died mid-call.
+    async fn uncertain(&mut self) -> JobId {
+        let job_id = self.submitter_died("uncertain").await;
         self.claim(&[], false).await;
         job_id
     }
@@ -295,8 +301,7 @@ async fn every_pair_of_states_the_table_allows_is_made_and_no_other() {
 
     // A submitter's lease running out: its task named by a callback meanwhile, requeued by
     // policy, or left uncertain, and then each way out of `uncertain`.
-    let job = walk.enqueue(spec("hinted")).await;
-    walk.begin(walk.lease(job).await, Duration::ZERO).await;
+    let job = walk.submitter_died("hinted").await;
     let noted = walk
         .ledger
         .adopt_task(job, "t-hinted", "its callback", INDEX_TTL)
@@ -304,8 +309,7 @@ async fn every_pair_of_states_the_table_allows_is_made_and_no_other() {
         .unwrap();
     assert_eq!(noted, WakeOutcome::Noted);
     walk.store(walk.move_by_claim(job, false).await).await;
-    let job = walk.enqueue(spec("requeued")).await;
-    walk.begin(walk.lease(job).await, Duration::ZERO).await;
+    let job = walk.submitter_died("requeued").await;
     walk.fail(walk.move_by_claim(job, true).await).await;
     let job = walk.uncertain().await;
     let adopted = walk
