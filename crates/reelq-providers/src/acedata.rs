@@ -16,12 +16,13 @@
 //! | 402 (credits; undocumented, assumed)              | `Credits`          |
 //! | 404                                               | `Invalid`          |
 //! | 429 `too_many_requests`                           | `RateLimited`      |
-//! | 500 `api_error` (the provider's own error body)   | `Transient`        |
+//! | 500 `api_error` (the provider's own error body)   | query: `Transient`; create: `ServerError` (unknown outcome) |
 //! | query: other 5xx                                  | `Transient`        |
 //! | create: no answer, reset, unreadable 2xx, 502, 503, 504, 500 without `{error}` | `UnknownOutcome` |
 //!
-//! Proof of refusal on a create (retried or failed, never `uncertain`): the 4xx rows and a
-//! 500 carrying AceData's own `{success: false, error}` body.
+//! Proof of refusal on a create (retried or failed, never `uncertain`): the 4xx rows. No 5xx
+//! is, not even a 500 in AceData's own `{success: false, error}` body: its server may fail
+//! after accepting (and billing) the task.
 //! | task `state: failed`                              | `GenerationFailed` (`Moderation` if its error names it) |
 
 use std::time::Duration;

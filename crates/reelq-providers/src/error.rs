@@ -30,6 +30,15 @@ pub enum ProviderError {
     GenerationFailed(String),
     #[error("outcome unknown, the task may exist: {0}")]
     UnknownOutcome(String),
+    /// The provider's own server answered a create with HTTP 500 in its own error shape.
+    /// Its server may fail after accepting (and billing) the task, so this proves no
+    /// refusal: an unknown outcome, unless the account trusts its provider's 500s
+    /// ([`ProviderError::trusting_server_errors`]).
+    #[error("provider server error on create, the task may exist: {message}")]
+    ServerError {
+        retry_after: Option<Duration>,
+        message: String,
+    },
     /// This host ran out of something (descriptors, memory) before the call could be made
     /// or finished: nothing the provider did, and not the job's fault; it never ends a job.
     #[error("this host is out of {0}")]
@@ -47,6 +56,22 @@ impl ProviderError {
         }
     }
 
+    /// For an account whose operator trusts the provider's 500s to mean "nothing was
+    /// created" (`retry_server_errors_on_create`): a [`ProviderError::ServerError`] becomes
+    /// `Transient`, retried with backoff. The provider may bill each retry if it is wrong.
+    pub fn trusting_server_errors(self) -> Self {
+        match self {
+            ProviderError::ServerError {
+                retry_after,
+                message,
+            } => ProviderError::Transient {
+                retry_after,
+                message,
+            },
+            other => other,
+        }
+    }
+
     pub fn class(&self) -> ErrorClass {
         match self {
             ProviderError::Invalid(_) => ErrorClass::Invalid,
@@ -58,7 +83,9 @@ impl ProviderError {
             | ProviderError::LocalResource(_) => ErrorClass::Transient,
             ProviderError::Moderation(_) => ErrorClass::Moderation,
             ProviderError::GenerationFailed(_) => ErrorClass::GenerationFailed,
-            ProviderError::UnknownOutcome(_) => ErrorClass::UnknownOutcome,
+            ProviderError::UnknownOutcome(_) | ProviderError::ServerError { .. } => {
+                ErrorClass::UnknownOutcome
+            }
         }
     }
 
@@ -66,7 +93,8 @@ impl ProviderError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             ProviderError::RateLimited { retry_after, .. }
-            | ProviderError::Transient { retry_after, .. } => *retry_after,
+            | ProviderError::Transient { retry_after, .. }
+            | ProviderError::ServerError { retry_after, .. } => *retry_after,
             _ => None,
         }
     }

@@ -9,13 +9,13 @@
 //! | 401, 403                                     | `Auth`             |
 //! | 402                                          | `Credits`          |
 //! | 429 (honouring `Retry-After`)                | `RateLimited`      |
-//! | 500 with evolink's `{error}` body            | `Transient`        |
+//! | 500 with evolink's `{error}` body            | query: `Transient`; create: `ServerError` (unknown outcome) |
 //! | query: other 5xx                             | `Transient`        |
 //! | create: no answer, reset, unreadable 2xx, 502, 503, 504, 500 without `{error}` | `UnknownOutcome` |
 //!
-//! Proof of refusal on a create: the 4xx rows and a 500 carrying evolink's own `{error}`
-//! body. evolink documents 502/503 as retryable, but a gateway in front of it can answer
-//! them after the create was accepted, so reelq treats them as unknown outcomes.
+//! Proof of refusal on a create: the 4xx rows. evolink documents 502/503 as retryable, but a
+//! gateway in front of it can answer them after the create was accepted, and its own server
+//! can answer 500 after accepting, so reelq treats every 5xx as an unknown outcome.
 //! | task `status: failed` or `cancelled`         | `GenerationFailed` (`Moderation` if its error names it) |
 
 use futures_util::{FutureExt, future::BoxFuture};

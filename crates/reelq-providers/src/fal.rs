@@ -23,7 +23,7 @@
 //! | 402, 403 naming the balance ("Exhausted balance") | `Credits`        |
 //! | 403 otherwise                                   | `Auth`             |
 //! | 429 (honouring `Retry-After`)                   | `RateLimited`      |
-//! | 500 with fal's `{"detail"}` body                | `Transient`        |
+//! | 500 with fal's `{"detail"}` body                | query: `Transient`; create: `ServerError` (unknown outcome) |
 //! | query: other 5xx                                | `Transient`        |
 //! | create: no answer, reset, unreadable 2xx, 502, 503, 504, 500 without a body | `UnknownOutcome` |
 //! | a completed request whose result answers 4xx    | `GenerationFailed` (`Moderation` if it names it) |

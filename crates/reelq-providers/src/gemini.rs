@@ -21,7 +21,7 @@
 //! | 400 `FAILED_PRECONDITION` naming billing        | `Credits`          |
 //! | 4xx naming moderation, safety or Responsible AI | `Moderation`       |
 //! | 429 `RESOURCE_EXHAUSTED` (honouring `Retry-After`) | `RateLimited`   |
-//! | 500 with Google's error body                    | `Transient`        |
+//! | 500 with Google's error body                    | query: `Transient`; create: `ServerError` (unknown outcome) |
 //! | query: other 5xx                                | `Transient`        |
 //! | create: no answer, reset, unreadable 2xx, 502, 503, 504, 500 without an error body | `UnknownOutcome` |
 //! | operation `error`                               | `GenerationFailed` (`Moderation` if it names it) |

@@ -199,9 +199,9 @@ fn retry_after(response: &Response) -> Option<Duration> {
 /// (and for kie when the body is no envelope). `message` should carry the provider's words.
 ///
 /// A create answered 5xx may have been accepted before something in front of the provider
-/// (a gateway, a load balancer) failed: the status alone proves no refusal, so the outcome
-/// is unknown. [`read_json`] makes a 500 that carries the provider's own error body a
-/// refusal again.
+/// (a gateway, a load balancer), or the provider's own server, failed: no 5xx proves a
+/// refusal, so the outcome is unknown ([`read_answer`] names a 500 in the provider's own
+/// error shape [`ProviderError::ServerError`], which an account may choose to retry).
 ///
 /// | status                   | class             |
 /// |--------------------------|-------------------|
@@ -239,6 +239,25 @@ pub(crate) fn unreadable(
 ) -> ProviderError {
     match call {
         Call::Create => ProviderError::UnknownOutcome(message),
+        Call::Query => ProviderError::Transient {
+            retry_after,
+            message,
+        },
+    }
+}
+
+/// The provider's own server failed (a 500 in its own words): asked again on a query; on a
+/// create the task may exist ([`ProviderError::ServerError`]).
+pub(crate) fn server_error(
+    call: Call,
+    retry_after: Option<Duration>,
+    message: String,
+) -> ProviderError {
+    match call {
+        Call::Create => ProviderError::ServerError {
+            retry_after,
+            message,
+        },
         Call::Query => ProviderError::Transient {
             retry_after,
             message,
@@ -307,9 +326,10 @@ pub(crate) struct ErrorWords {
 
 /// Reads a 2xx answer as `T`, or classes an error answer from what `read_words` finds in its
 /// body: `Credits` where the words say so, `Moderation` for a 4xx naming moderation, and a
-/// 500 whose body is the provider's own error `Transient` even on a create (the provider
-/// refused the call: nothing was created, unlike a gateway failing after acceptance);
-/// otherwise by the HTTP status ([`status_error`]).
+/// 500 whose body is the provider's own error `Transient` on a query and
+/// [`ProviderError::ServerError`] on a create (the provider's server may have failed after
+/// accepting the task: its 500 proves no refusal); otherwise by the HTTP status
+/// ([`status_error`]).
 pub(crate) fn read_answer<T: DeserializeOwned>(
     provider: ProviderKind,
     answer: &Answer,
@@ -338,10 +358,7 @@ pub(crate) fn read_answer<T: DeserializeOwned>(
         return Err(ProviderError::Moderation(message));
     }
     if answer.status == StatusCode::INTERNAL_SERVER_ERROR && own {
-        return Err(ProviderError::Transient {
-            retry_after: answer.retry_after,
-            message,
-        });
+        return Err(server_error(call, answer.retry_after, message));
     }
     Err(status_error(
         answer.status,
@@ -447,10 +464,11 @@ mod tests {
                 r#"{"success":false,"error":{"code":"too_many_requests","message":"m"}}"#,
                 ErrorClass::RateLimited,
             ),
+            // the provider's own server failing on a create may have accepted the task first
             (
                 500,
                 r#"{"success":false,"error":{"code":"api_error","message":"m"}}"#,
-                ErrorClass::Transient,
+                ErrorClass::UnknownOutcome,
             ),
             // evolink
             (
@@ -490,7 +508,7 @@ mod tests {
             (
                 500,
                 r#"{"error":{"code":"safety_system_down","message":"m"}}"#,
-                ErrorClass::Transient,
+                ErrorClass::UnknownOutcome,
             ),
             (502, "<html>bad gateway</html>", ErrorClass::UnknownOutcome),
             // a 500 without the provider's own error body: a gateway's, not a refusal

@@ -9,7 +9,8 @@
 //! | 402                 | `Credits`           | account empty                              |
 //! | 404, 422, 505, 4xx  | `Invalid`           | not found, validation, feature disabled    |
 //! | 429                 | `RateLimited`       | honour `Retry-After`                       |
-//! | 455, 500, other 5xx in the envelope | `Transient` | maintenance, server error (kie's own words: a refusal) |
+//! | 455                 | `Transient`         | maintenance (kie's own words: a refusal)   |
+//! | 500, other 5xx in the envelope | `Transient` on a query; on a create `ServerError` (an unknown outcome) | kie's server failed, maybe after accepting the task |
 //! | 501                 | `GenerationFailed`  | the generation failed                      |
 //! | query: HTTP 5xx without an envelope | `Transient` | asked again                      |
 //! | create: no answer, reset, unparsable 2xx, HTTP 5xx without an envelope | `UnknownOutcome` | the task may exist |
@@ -18,8 +19,9 @@
 //! model, prompt, aspect ratio, frames and size are compared with a job's before a callback
 //! may hand the job that task.
 //!
-//! Proof of refusal on a create: an envelope whose `code` is not 200 (kie answers its own
-//! errors in the envelope, often with HTTP 200), or an HTTP 4xx.
+//! Proof of refusal on a create: an envelope whose `code` is a 4xx one (kie answers its own
+//! errors in the envelope, often with HTTP 200), or an HTTP 4xx. No 5xx is: kie's own
+//! server may fail after accepting the task.
 
 use std::time::Duration;
 
@@ -100,6 +102,7 @@ impl Kie {
                 envelope.code,
                 envelope.msg,
                 answer.retry_after,
+                call,
             )),
             Err(_) => Err(status_error(
                 answer.status,
@@ -258,7 +261,12 @@ impl Kie {
     }
 }
 
-fn error_for_code(code: i64, msg: String, retry_after: Option<Duration>) -> ProviderError {
+fn error_for_code(
+    code: i64,
+    msg: String,
+    retry_after: Option<Duration>,
+    call: Call,
+) -> ProviderError {
     let message = format!("kie code {code}: {msg}");
     match code {
         401 => ProviderError::Auth(message),
@@ -274,10 +282,7 @@ fn error_for_code(code: i64, msg: String, retry_after: Option<Duration>) -> Prov
             message,
         },
         400..=499 | 505 => ProviderError::Invalid(message),
-        _ => ProviderError::Transient {
-            retry_after,
-            message,
-        },
+        _ => crate::http::server_error(call, retry_after, message),
     }
 }
 
@@ -370,7 +375,7 @@ mod tests {
     #[track_caller]
     fn check(code: i64, expect: ErrorClass) {
         assert_eq!(
-            error_for_code(code, "m".into(), None).class(),
+            error_for_code(code, "m".into(), None, Call::Query).class(),
             expect,
             "code {code}"
         );
@@ -387,6 +392,13 @@ mod tests {
         check(500, ErrorClass::Transient);
         check(501, ErrorClass::GenerationFailed);
         check(505, ErrorClass::Invalid);
+        // kie's server failing on a create may have accepted the task first.
+        let create = error_for_code(500, "m".into(), None, Call::Create);
+        assert_eq!(create.class(), ErrorClass::UnknownOutcome);
+        assert_eq!(
+            create.trusting_server_errors().class(),
+            ErrorClass::Transient
+        );
     }
 
     fn kie(webhook_hmac_key: Option<&str>) -> Kie {

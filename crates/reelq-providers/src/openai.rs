@@ -17,13 +17,13 @@
 //! | 401, 403                                        | `Auth`             |
 //! | 402, 429 `insufficient_quota`                   | `Credits`          |
 //! | 429 otherwise (honouring `Retry-After`)         | `RateLimited`      |
-//! | 500 with the gateway's `{error}` body           | `Transient`        |
+//! | 500 with the gateway's `{error}` body           | query: `Transient`; create: `ServerError` (unknown outcome) |
 //! | query: other 5xx                                | `Transient`        |
 //! | create: no answer, reset, unreadable 2xx, 502, 503, 504, 500 without `{error}` | `UnknownOutcome` |
 //!
-//! Proof of refusal on a create: the 4xx rows and a 500 with an OpenAI-style `{error}` body.
-//! An OpenAI-compatible gateway forwards to an upstream it does not control, so any other 5xx
-//! may follow an accepted (billed) create.
+//! Proof of refusal on a create: the 4xx rows. An OpenAI-compatible gateway forwards to an
+//! upstream it does not control, so any 5xx, a 500 in its own `{error}` shape too, may follow
+//! an accepted (billed) create.
 //! | video `status: failed`                          | `GenerationFailed` (`Moderation` if its error names it) |
 
 use futures_util::{FutureExt, future::BoxFuture};

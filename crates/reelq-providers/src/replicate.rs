@@ -31,13 +31,13 @@
 //! | 401, 403                                        | `Auth`             |
 //! | 402 (insufficient credit)                       | `Credits`          |
 //! | 429 (honouring `Retry-After`)                   | `RateLimited`      |
-//! | 500 with Replicate's problem body               | `Transient`        |
+//! | 500 with Replicate's problem body               | query: `Transient`; create: `ServerError` (unknown outcome) |
 //! | query: other 5xx                                | `Transient`        |
 //! | create: no answer, reset, unreadable 2xx, 502, 503, 504, 500 without a problem body | `UnknownOutcome` |
 //! | prediction `failed`, `canceled` or `aborted`    | `GenerationFailed` (`Moderation` if its error says the content was flagged, Replicate's E005) |
 //!
-//! Proof of refusal on a create: the 4xx rows and a 500 carrying Replicate's own problem
-//! body; anything else may follow a prediction Replicate accepted (and bills).
+//! Proof of refusal on a create: the 4xx rows; anything else, a 500 carrying Replicate's own
+//! problem body too, may follow a prediction Replicate accepted (and bills).
 //!
 //! Assumed where the pages are silent: the list's results carry `input` (the reference's
 //! example does; without it only `model` can match, and a reconcile then finds several
@@ -164,7 +164,7 @@ impl Prediction {
 
 /// Reads a 2xx answer as `T`, or classes Replicate's problem answer (`read_answer`: a 4xx
 /// naming moderation is `Moderation`, a 500 carrying Replicate's own problem body
-/// `Transient` even on a create).
+/// `Transient` on a query and a `ServerError` on a create).
 fn read<T: serde::de::DeserializeOwned>(answer: &Answer, call: Call) -> Result<T, ProviderError> {
     read_answer(ProviderKind::Replicate, answer, call, |body| {
         let problem: Problem = serde_json::from_str(body).unwrap_or_default();

@@ -102,19 +102,19 @@ async fn happy_path(kind: ProviderKind) {
 }
 
 /// Each injected fault (in the simulator's neutral vocabulary) and the class it must map to.
-/// Maintenance is a 503 at evolink and OpenAI-style gateways: a status that proves no
-/// refusal on a create (a gateway may answer it after the provider accepted), unlike kie's
-/// envelope code or AceData's 500 `api_error`.
+/// Maintenance is kie's envelope code 455, a refusal; every other contract answers it with a
+/// 5xx (a 503, or its own 500), which proves no refusal on a create: a gateway may answer it
+/// after the provider accepted, and so may the provider's own server, whatever its words.
 fn create_faults(kind: ProviderKind) -> [(i64, ErrorClass); 4] {
     let maintenance = match kind {
-        ProviderKind::Evolink | ProviderKind::Openai => ErrorClass::UnknownOutcome,
-        _ => ErrorClass::Transient,
+        ProviderKind::Kie => ErrorClass::Transient,
+        _ => ErrorClass::UnknownOutcome,
     };
     [
         (402, ErrorClass::Credits),
         (429, ErrorClass::RateLimited),
         (455, maintenance),
-        (500, ErrorClass::Transient),
+        (500, ErrorClass::UnknownOutcome),
     ]
 }
 
@@ -125,6 +125,12 @@ async fn create_errors(kind: ProviderKind) {
         sim.fail_next_creates(fault, 1);
         let err = submit(provider.as_ref(), "p").await.unwrap_err();
         assert_eq!(err.class(), class, "{kind} fault {fault}: {err}");
+        if fault == 500 {
+            assert!(
+                matches!(err, ProviderError::ServerError { .. }),
+                "{kind}: the provider's own 500, which an account may choose to retry: {err}"
+            );
+        }
         if class == ErrorClass::RateLimited {
             assert_eq!(err.retry_after(), Some(Duration::from_secs(1)), "{kind}");
         }
@@ -390,7 +396,7 @@ async fn faults_can_be_injected_over_http_as_the_demo_does() {
         .await
         .unwrap();
     let err = submit(provider.as_ref(), "p").await.unwrap_err();
-    assert_eq!(err.class(), ErrorClass::Transient, "{err}");
+    assert_eq!(err.class(), ErrorClass::UnknownOutcome, "{err}");
     assert_eq!(sim.stats().creates, 0);
 }
 

@@ -122,6 +122,10 @@ pub(crate) struct Connector {
     reconnecting: tokio::sync::Mutex<()>,
     /// Bumped by every new connection; a failure reported for an older one changes nothing.
     generation: AtomicU64,
+    /// When the last reconnect was made (None before any): a client that just reconnected,
+    /// maybe to a promoted replica or a restarted primary, gives the others time to notice
+    /// lost history before its next paid create (`history.rs`).
+    reconnected_at: Mutex<Option<std::time::Instant>>,
 }
 
 struct Current {
@@ -164,11 +168,17 @@ impl Connector {
             }),
             reconnecting: tokio::sync::Mutex::new(()),
             generation: AtomicU64::new(1),
+            reconnected_at: Mutex::new(None),
         }))
     }
 
     pub(crate) fn target(&self) -> &RedisTarget {
         &self.target
+    }
+
+    /// How long ago the last reconnect was made, if one was.
+    pub(crate) fn reconnected_for(&self) -> Option<Duration> {
+        self.reconnected_at.lock().unwrap().map(|at| at.elapsed())
     }
 
     /// The client of the current primary (for pub/sub, which needs a socket of its own).
@@ -189,6 +199,7 @@ impl Connector {
         let (client, conn) = self.resolver.open(&self.config).await?;
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         tracing::info!(redis = %self.target, generation, "connected to the redis primary");
+        *self.reconnected_at.lock().unwrap() = Some(std::time::Instant::now());
         *self.current.lock().unwrap() = Current {
             client,
             conn: conn.clone(),

@@ -144,7 +144,8 @@ impl Ledger {
         let enqueued = self.answered(answer, &idem).await?;
         // Durable before the producer hears of it: a receipt for jobs a crash can take back
         // would be a lie. Not durable: the producer retries (under its idempotency key).
-        self.make_durable(&mut conn).await?;
+        self.make_durable(&mut conn, crate::ledger::Durable::Acknowledged)
+            .await?;
         Ok(enqueued)
     }
 
@@ -215,7 +216,8 @@ impl Ledger {
             return Ok(enqueued);
         }
         // The commit is the promise: durable before any job of it is claimable.
-        self.make_durable(&mut conn).await?;
+        self.make_durable(&mut conn, crate::ledger::Durable::Acknowledged)
+            .await?;
         // Committed: whatever happens now, the answer is the receipt (an error would make a
         // client without an idempotency key enqueue it all again). A release cut short is
         // finished by a replay or a worker's sweep.
@@ -270,7 +272,8 @@ impl Ledger {
                 break;
             }
         }
-        self.make_durable(&mut conn).await?;
+        self.make_durable(&mut conn, crate::ledger::Durable::Acknowledged)
+            .await?;
         Ok(queued)
     }
 

@@ -32,6 +32,15 @@ pub enum QueueError {
         workers.join(", ")
     )]
     OlderWorkersLive { workers: Vec<String>, needed: u32 },
+    /// The ledger lost history this client saw acknowledged (a stale replica promoted, a cut
+    /// AOF, a restored backup): no paid create goes out until this worker has given the
+    /// ledger back the creates it made.
+    #[error("{0}; no paid create goes out until this worker has given back the creates it made")]
+    RolledBack(crate::Rollback),
+    /// Paid creates are held while workers give the ledger back their creates after a
+    /// rollback: the create did not go out. Retrying later is safe.
+    #[error("paid creates are held while workers repair the ledger after it went back in time")]
+    SubmitsHeld,
     /// The idempotency key was used for a different request: nothing was enqueued.
     #[error("idempotency key {0:?} was already used for a different request")]
     IdempotencyConflict(String),

@@ -37,20 +37,27 @@
 //! by itself and the crashed worker can no longer move it. Times come from Redis's clock.
 
 mod claim;
+mod history;
 mod migrate;
 mod notifications;
 mod operator;
 mod reads;
+mod restore;
 mod settings;
 mod tasks;
 mod workers;
 
 pub use claim::{Claim, ClaimOptions, LimitWait, Wait, own_accounts};
+pub(crate) use history::Durable;
+pub use history::{
+    HistoryCheck, HistoryStatus, RECONNECT_GRACE, ROLLBACK_HOLD_MAX, ROLLBACK_HOLD_MIN, Rollback,
+};
 pub use migrate::Migration;
 pub use notifications::{Notification, NotifyOutcome, NotifyTarget};
 pub use operator::{CancelOutcome, Resolution};
 pub use reads::BatchInfo;
 pub use reads::PageCursor;
+pub use restore::{PaidCreate, RestoreOutcome};
 pub use settings::ProviderLimit;
 pub use settings::Resumed;
 pub use tasks::TASK_INDEX_TTL;
@@ -145,6 +152,8 @@ struct Safety {
     /// probe write is acknowledged again, writes that must be durable are refused before
     /// they are made, so no job is left `submitting` by a submit that never went out.
     replicas_behind: AtomicBool,
+    /// The ledger's history as this client saw it made durable (`history.rs`).
+    history: history::History,
 }
 
 /// A job a worker holds: the state it must act on and the fence that proves it still may.
@@ -201,9 +210,11 @@ impl Ledger {
                 replica_wait: config.replica_wait,
                 unsafe_now: Mutex::new(None),
                 replicas_behind: AtomicBool::new(false),
+                history: history::History::new(&format!("{{{}}}:", config.prefix)),
             }),
         };
         ledger.claim_schema().await?;
+        ledger.open_history().await?;
         let check = ledger.check_durability().await?;
         if !check.is_safe() && !config.allow_unsafe {
             return Err(QueueError::Unsafe(check.problems.join("; ")));
@@ -316,21 +327,6 @@ impl Ledger {
         }
     }
 
-    /// Proves the writes made on `conn` durable, per the configured mode.
-    pub(crate) async fn make_durable(&self, conn: &mut Conn) -> Result<(), QueueError> {
-        match self.safety.durability {
-            // The primary answered only after its fsync.
-            Durability::Always => Ok(()),
-            Durability::Replicas { n } => {
-                let waited = durability::wait_for_replicas(conn, n, self.safety.replica_wait).await;
-                if waited.is_err() {
-                    self.safety.replicas_behind.store(true, Ordering::SeqCst);
-                }
-                waited
-            }
-        }
-    }
-
     /// Whether the last `WAIT` fell short and no probe has been acknowledged since.
     pub fn replicas_behind(&self) -> bool {
         self.safety.replicas_behind.load(Ordering::SeqCst)
@@ -349,7 +345,9 @@ impl Ledger {
             .arg(now_unix_ms())
             .query_async(&mut conn)
             .await?;
-        self.make_durable(&mut conn).await?;
+        if let Durability::Replicas { n } = self.safety.durability {
+            durability::wait_for_replicas(&mut conn, n, self.safety.replica_wait).await?;
+        }
         self.safety.replicas_behind.store(false, Ordering::SeqCst);
         Ok(())
     }
@@ -368,6 +366,7 @@ impl Ledger {
         let must_be_durable = transition.precedes_payment();
         if must_be_durable {
             self.ensure_safe()?;
+            self.ensure_history()?;
             self.await_replicas().await?;
         }
         let planned = transition.into_move();
@@ -395,7 +394,7 @@ impl Ledger {
             }
         };
         if must_be_durable && outcome == TransitionOutcome::Applied {
-            self.make_durable(&mut conn).await?;
+            self.make_durable(&mut conn, Durable::Paid).await?;
         }
         Ok(outcome)
     }

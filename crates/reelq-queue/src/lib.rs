@@ -69,10 +69,11 @@ pub use durability::{Durability, DurabilityCheck};
 pub use enqueue::{ENQUEUE_CHUNK, EnqueueProgress, Enqueued, Idempotency, SWEEP_AFTER};
 pub use error::QueueError;
 pub use ledger::{
-    BatchInfo, CallbackBinding, CancelOutcome, Claim, ClaimOptions, EVENTS_KEPT, LEDGER_SCHEMA,
-    Lease, Ledger, LedgerConfig, LimitWait, Migration, Notification, NotifyOutcome, NotifyTarget,
-    PageCursor, ProviderLimit, Resolution, Resumed, TASK_INDEX_TTL, TransitionOutcome, Wait,
-    WakeOutcome, WorkerInfo, own_accounts,
+    BatchInfo, CallbackBinding, CancelOutcome, Claim, ClaimOptions, EVENTS_KEPT, HistoryCheck,
+    HistoryStatus, LEDGER_SCHEMA, Lease, Ledger, LedgerConfig, LimitWait, Migration, Notification,
+    NotifyOutcome, NotifyTarget, PageCursor, PaidCreate, ProviderLimit, RECONNECT_GRACE,
+    ROLLBACK_HOLD_MAX, ROLLBACK_HOLD_MIN, Resolution, RestoreOutcome, Resumed, Rollback,
+    TASK_INDEX_TTL, TransitionOutcome, Wait, WakeOutcome, WorkerInfo, own_accounts,
 };
 pub use record::JobRecord;
 pub use transition::Transition;

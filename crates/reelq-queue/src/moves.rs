@@ -191,6 +191,28 @@ pub const MOVES: &[MoveRule] = &[
         effects: "the provider's record confirms the task is this job's create: records the \
                   task id and its index entry, bumps the fence, polls at once",
     },
+    // A worker's first-hand record of a paid create it made (`Ledger::restore_paid_create`):
+    // after the ledger went back in time, or an answer that came after the submit could no
+    // longer be recorded under its lease.
+    MoveRule {
+        name: "restore_task",
+        by: "restore.lua",
+        from: &[Queued, BudgetHeld, Submitting, Uncertain],
+        to: Waiting,
+        effects: "the worker that made the create holds its task id: records it and its index \
+                  entry, bumps the fence (a claim in hand cannot begin a second submit), polls \
+                  at once; from `submitting` or `uncertain` only under the claim the create \
+                  was made under, never after another submit",
+    },
+    MoveRule {
+        name: "restore_uncertain",
+        by: "restore.lua",
+        from: &[Queued, BudgetHeld],
+        to: Uncertain,
+        effects: "the ledger forgot that a create went out, whose answer never came: bumps the \
+                  fence, stamps `submit_ms` with when it went out, leaves the schedule; \
+                  reconciliation takes over, nothing is resubmitted blindly",
+    },
     // Operators (`reelq jobs resolve`, `reelq dlq retry`, the dashboard) and reconciliation.
     MoveRule {
         name: "resolve_with_task",
@@ -291,6 +313,7 @@ mod tests {
     const SCRIPTS: &[(&str, &str)] = &[
         ("claim.lua", include_str!("lua/claim.lua")),
         ("wake.lua", include_str!("lua/wake.lua")),
+        ("restore.lua", include_str!("lua/restore.lua")),
         ("batch.lua", include_str!("lua/batch.lua")),
         ("transition.lua", include_str!("lua/transition.lua")),
         ("operator.lua", include_str!("lua/operator.lua")),

@@ -351,6 +351,9 @@ pub(crate) async fn accept(
     if let Some(code) = state.next_gateway_fault() {
         return Err(Refusal::AfterAccept(code));
     }
+    if state.next_server_error_after_accept() {
+        return Err(Refusal::Fault(500));
+    }
     Ok(task_id)
 }
 

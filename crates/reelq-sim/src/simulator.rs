@@ -202,6 +202,9 @@ pub(crate) struct SimState {
     gateway_faults: Mutex<VecDeque<u16>>,
     /// While set and not past, every accepted create is answered with this status instead.
     gateway_outage: Mutex<Option<(u16, Instant)>>,
+    /// How many of the next accepted creates the provider's own server answers with its own
+    /// 500 (its server failed after the task was made).
+    server_errors_after_accept: Mutex<usize>,
     events: broadcast::Sender<SimEvent>,
 }
 
@@ -267,6 +270,14 @@ impl SimState {
         let queued = self.gateway_faults.lock().unwrap().pop_front();
         let outage = *self.gateway_outage.lock().unwrap();
         queued.or_else(|| outage.and_then(|(code, until)| (Instant::now() < until).then_some(code)))
+    }
+
+    /// Whether the provider's own server fails this accepted create (one of those asked for).
+    pub(crate) fn next_server_error_after_accept(&self) -> bool {
+        let mut left = self.server_errors_after_accept.lock().unwrap();
+        let fails = *left > 0;
+        *left = left.saturating_sub(1);
+        fails
     }
 
     pub(crate) fn next_download_fault(&self) -> Option<DownloadFault> {
@@ -416,6 +427,7 @@ impl Simulator {
             download_faults: Mutex::default(),
             gateway_faults: Mutex::default(),
             gateway_outage: Mutex::default(),
+            server_errors_after_accept: Mutex::default(),
             events,
         });
         let shutdown = CancellationToken::new();
@@ -543,6 +555,13 @@ impl Simulator {
     pub fn fail_after_accepting_next_creates(&self, code: u16, n: usize) {
         let faults = std::iter::repeat_n(code, n);
         self.state.gateway_faults.lock().unwrap().extend(faults);
+    }
+
+    /// The next `n` creates are accepted (a task made and paid for), then the provider's own
+    /// server fails and answers HTTP 500 in the contract's own error shape (kie: code 500 in
+    /// its envelope): proof of nothing, as at a real provider.
+    pub fn server_error_after_accepting_next_creates(&self, n: usize) {
+        *self.state.server_errors_after_accept.lock().unwrap() += n;
     }
 
     /// For the next `length`, every accepted create is answered `code` by a failing gateway.

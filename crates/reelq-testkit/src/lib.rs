@@ -5,7 +5,7 @@ mod redis_server;
 mod s3_server;
 
 pub use redis_server::{
-    FailoverWatch, PowerLoss, RedisOptions, RedisServer, SENTINEL_MASTER, Sentinels,
+    Backup, FailoverWatch, PowerLoss, RedisOptions, RedisServer, SENTINEL_MASTER, Sentinels,
 };
 pub use s3_server::{BUCKET, S3Server};
 

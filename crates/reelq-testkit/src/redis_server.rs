@@ -176,6 +176,26 @@ impl RedisServer {
         Ok(())
     }
 
+    /// An operator's backup: a copy of the server's AOF as it is now (with `always`, every
+    /// write acknowledged so far).
+    pub fn backup(&self) -> anyhow::Result<Backup> {
+        let dir = tempfile::tempdir().context("creating a temp dir for a backup")?;
+        copy_dir(&self.dir.path().join("appendonlydir"), dir.path())?;
+        Ok(Backup { dir })
+    }
+
+    /// An operator restores `backup` while clients run: the server is killed, its data
+    /// replaced by the backup's, and booted again on the same port (writes made since the
+    /// backup are gone).
+    pub fn restore(&mut self, backup: &Backup) -> anyhow::Result<()> {
+        self.stop();
+        let aof_dir = self.dir.path().join("appendonlydir");
+        fs::remove_dir_all(&aof_dir).context("removing the server's AOF")?;
+        fs::create_dir(&aof_dir)?;
+        copy_dir(backup.dir.path(), &aof_dir)?;
+        self.start_again()
+    }
+
     /// Kills the server (SIGKILL) and leaves it down.
     pub fn stop(&mut self) {
         let _ = self.child.kill();
@@ -206,6 +226,22 @@ impl RedisServer {
             }
         });
     }
+}
+
+/// A copy of a server's data, from [`RedisServer::backup`].
+pub struct Backup {
+    dir: TempDir,
+}
+
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    for entry in fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let path = entry?.path();
+        if let Some(name) = path.file_name() {
+            fs::copy(&path, to.join(name))
+                .with_context(|| format!("copying {}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// What a power loss took.

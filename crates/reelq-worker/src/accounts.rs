@@ -15,6 +15,8 @@ pub(crate) struct Account {
     pub(crate) poll: PollSchedule,
     /// How long an `uncertain` job of this account keeps its in-flight slot.
     pub(crate) uncertain_slot_hold: Duration,
+    /// The operator trusts this provider's 500s on a create to mean nothing was created.
+    pub(crate) retry_server_errors_on_create: bool,
 }
 
 /// Every account of this worker, by name.
@@ -42,6 +44,7 @@ impl Accounts {
                     max: settings.poll_max,
                 },
                 uncertain_slot_hold: settings.uncertain_slot,
+                retry_server_errors_on_create: settings.retry_server_errors_on_create,
             };
             accounts.insert(configured.name, account);
         }

@@ -92,6 +92,21 @@ const METRICS: &[Described] = &[
         "Steps retried because this host ran out of descriptors, memory or disk",
     ),
     (
+        "reelq_ledger_rollbacks_total",
+        Kind::Counter,
+        "Times this worker found the ledger had gone back in time (lost writes it had acknowledged, or a rollback another client declared)",
+    ),
+    (
+        "reelq_submits_held",
+        Kind::Gauge,
+        "1 while this worker claims nothing: it is giving the ledger back its paid creates after a rollback, or the ledger holds paid creates until every worker has",
+    ),
+    (
+        "reelq_paid_creates_given_back_total",
+        Kind::Counter,
+        "Paid creates this worker gave back to the ledger (after a rollback, or a late answer), by {outcome} (restored, uncertain, intact, conflict, ended, missing)",
+    ),
+    (
         "reelq_job_seconds",
         Kind::Histogram,
         "Seconds from enqueue to the video stored, by {provider}",
@@ -122,9 +137,11 @@ pub(crate) fn register_series(accounts: &[reelq_core::AccountName]) {
         "reelq_local_resource_errors_total",
         "reelq_http_accept_errors_total",
         "reelq_http_connection_limit_reached_total",
+        "reelq_ledger_rollbacks_total",
     ] {
         metrics::counter!(name).increment(0);
     }
+    metrics::gauge!("reelq_submits_held").set(0.0);
     for outcome in crate::notify::OUTCOME_NAMES {
         metrics::counter!("reelq_webhooks_total", "outcome" => outcome).increment(0);
     }
@@ -145,6 +162,8 @@ pub(crate) struct OpsState {
     /// The accounts this worker has, whose in-flight counts it reports.
     pub(crate) accounts: Vec<reelq_core::AccountName>,
     pub(crate) store_check: StoreCheck,
+    /// Closed while the ledger's history is being repaired (`rollback.rs`).
+    pub(crate) gate: std::sync::Arc<crate::rollback::Gate>,
 }
 
 pub(crate) fn app(state: OpsState) -> Router {
@@ -207,6 +226,9 @@ fn gauge_family(text: &mut String, name: &str, samples: impl IntoIterator<Item =
 async fn ready(State(state): State<OpsState>) -> (StatusCode, String) {
     if let Err(err) = state.ledger.ping().await {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("redis: {err}"));
+    }
+    if let Some(reason) = state.gate.closed() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("ledger: {reason}"));
     }
     if let Err(err) = state.store_check.check(&state.store).await {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("store: {err}"));

@@ -17,7 +17,9 @@ use crate::{
     callbacks::{self, CallbackState},
     notify::Notifier,
     ops::{self, OpsState},
+    paid_creates::PaidCreates,
     reconcile::Reconciler,
+    rollback::{Gate, Guard},
     steps::{self, StepContext},
 };
 
@@ -88,6 +90,7 @@ pub async fn run(
         config.name.clone()
     };
     let ledger = Ledger::connect(&config.ledger()).await?;
+    ledger.repair_rollbacks(&name);
     let schema = ledger.schema().await?;
     if schema < reelq_queue::LEDGER_SCHEMA {
         warn!(
@@ -106,8 +109,10 @@ pub async fn run(
         .collect();
     ops::register_series(&account_names);
     let tracker = TaskTracker::new();
+    let gate = Arc::new(Gate::default());
     if let Some(listener) = listeners.ops {
         let state = OpsState {
+            gate: gate.clone(),
             ledger: ledger.clone(),
             store: store.clone(),
             accounts: account_names.clone(),
@@ -163,7 +168,16 @@ pub async fn run(
         let idle_poll = config.idle_poll;
         tracker.spawn(Arc::new(notifier).run(idle_poll, shutdown.clone()));
     }
+    let paid = Arc::new(PaidCreates::default());
+    let guard = Arc::new(Guard {
+        ledger: ledger.clone(),
+        name: name.clone(),
+        paid: paid.clone(),
+        gate: gate.clone(),
+    });
+    tracker.spawn(guard.run(shutdown.clone()));
     let context = Arc::new(StepContext {
+        paid,
         ledger: ledger.clone(),
         store,
         accounts: accounts.clone(),
@@ -216,6 +230,15 @@ pub async fn run(
                 match slots.clone().try_acquire_owned() {
                     Ok(permit) => permits.push(permit),
                     Err(_) => break,
+                }
+            }
+            if let Some(reason) = gate.closed() {
+                // Nothing is claimed until the ledger is repaired: the guard opens the gate.
+                warn!(reason, "not claiming");
+                drop(permits);
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(CLAIM_ERROR_PAUSE) => continue,
                 }
             }
             if ledger.replicas_behind() {

@@ -45,6 +45,8 @@ pub(crate) struct StepContext {
     pub(crate) callback_base: Option<String>,
     /// Wakes this worker's idle claim loop when a step leaves its job due at once.
     pub(crate) step_due: tokio::sync::Notify,
+    /// The paid creates this worker made, to give back to a ledger that lost them.
+    pub(crate) paid: Arc<crate::paid_creates::PaidCreates>,
 }
 
 /// How long a worker keeps trying to record a finished step while Redis is unreachable.
@@ -88,6 +90,7 @@ pub(crate) async fn run_step(context: &StepContext, mut lease: Lease) {
             if !begin_submit(context, &lease, token_hash).await {
                 return;
             }
+            context.paid.going_out(&lease);
             lease.state = JobState::Submitting;
         }
         let step = next_move(context, provider.as_ref(), &lease, callback_url.as_deref());
@@ -95,7 +98,11 @@ pub(crate) async fn run_step(context: &StepContext, mut lease: Lease) {
         debug!(?transition, "step done");
         let next_step_now = matches!(transition, Transition::Requery { .. });
         let ends = ending(&transition);
+        let answer = (lease.state == JobState::Submitting).then(|| transition.clone());
         let recorded = record(context, &lease, transition).await;
+        if let Some(answer) = answer {
+            context.paid.answered(lease.job_id, &answer, recorded);
+        }
         if recorded && next_step_now {
             // The job's next step is due at once: don't let this worker idle past it.
             context.step_due.notify_one();
@@ -319,7 +326,17 @@ async fn submit(
         low_priority: lease.low_priority,
         ..Submission::new(lease.job_id, &lease.spec, callback_url)
     };
-    match provider.submit(submission).await {
+    let answer = provider.submit(submission).await;
+    let trusts_500 = context
+        .accounts
+        .get(&lease.account)
+        .is_some_and(|account| account.retry_server_errors_on_create);
+    let answer = if trusts_500 {
+        answer.map_err(ProviderError::trusting_server_errors)
+    } else {
+        answer
+    };
+    match answer {
         Ok(task_id) => {
             info!(task_id, "submitted");
             // Before the job is recorded as waiting, so an account-level callback can find
@@ -360,7 +377,7 @@ async fn submit(
             context.retry_or_fail(lease, err.into())
         }
         // The provider may hold a paid task we know nothing of: never resubmit blindly.
-        Err(err @ ProviderError::UnknownOutcome(_)) => {
+        Err(err @ (ProviderError::UnknownOutcome(_) | ProviderError::ServerError { .. })) => {
             warn!(error = %err, "submit outcome unknown");
             Transition::Uncertain {
                 error: err.to_string(),

@@ -2,6 +2,7 @@
 
 mod durability;
 mod enqueue;
+mod history;
 mod ledger;
 mod moves;
 mod tidy;

@@ -6,10 +6,12 @@
 
 use std::{collections::HashSet, time::Duration};
 
-use reelq_core::{BatchId, BatchOptions, ErrorClass, JobId, JobSpec, JobState, ProviderKind};
+use reelq_core::{
+    AccountName, BatchId, BatchOptions, ErrorClass, JobId, JobSpec, JobState, ProviderKind,
+};
 use reelq_queue::{
-    CancelOutcome, Lease, Ledger, Resolution, Transition, TransitionOutcome, WakeOutcome,
-    moves::MOVES,
+    CancelOutcome, Lease, Ledger, PaidCreate, Resolution, RestoreOutcome, Transition,
+    TransitionOutcome, WakeOutcome, moves::MOVES,
 };
 use reelq_testkit::RedisServer;
 
@@ -387,6 +389,50 @@ async fn every_pair_of_states_the_table_allows_is_made_and_no_other() {
         detail: "stopped at the provider".into(),
     };
     walk.step(lease, stopped, JobState::Cancelled).await;
+
+    // Paid creates a worker gives back after the ledger went back in time and forgot them:
+    // with the task the create's answer named, or `uncertain` where no answer came; to
+    // queued jobs and to jobs a budget holds. Last, as the restored jobs are due at once.
+    let walker = walk.ledger.clone();
+    let restore = |job_id, task: Option<&str>, want| {
+        let create = PaidCreate {
+            job_id,
+            account: AccountName::from(ProviderKind::Kie),
+            task_id: task.map(str::to_owned),
+            claim_token: "a claim the ledger forgot".into(),
+            sent_ms: 1,
+        };
+        let ledger = walker.clone();
+        async move {
+            let (outcome, _) = ledger
+                .restore_paid_create(&create, "ledger rollback")
+                .await
+                .unwrap();
+            assert_eq!(outcome, want, "{job_id}");
+        }
+    };
+    let budget_for_one = BatchOptions {
+        budget_micros: Some(150_000),
+        ..BatchOptions::default()
+    };
+    let (_, ids) = walk.batch(budget_for_one, 3).await;
+    let leased = walk
+        .ledger
+        .claim(&claim_opts("walker", 10, LEASE))
+        .await
+        .unwrap()
+        .leases;
+    assert_eq!(leased.len(), 1, "the budget pays for one");
+    let held: Vec<JobId> = ids
+        .into_iter()
+        .filter(|id| *id != leased[0].job_id)
+        .collect();
+    restore(held[0], Some("t-held"), RestoreOutcome::Restored).await;
+    restore(held[1], None, RestoreOutcome::Uncertain).await;
+    let queued = walk.enqueue(spec("restored uncertain")).await;
+    restore(queued, None, RestoreOutcome::Uncertain).await;
+    let queued = walk.enqueue(spec("restored")).await;
+    restore(queued, Some("t-queued"), RestoreOutcome::Restored).await;
 
     let allowed: HashSet<(JobState, JobState)> = MOVES
         .iter()

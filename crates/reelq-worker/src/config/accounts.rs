@@ -103,6 +103,13 @@ pub struct ProviderAccount {
         deserialize_with = "durations::deserialize"
     )]
     pub uncertain_slot: Duration,
+    /// Retry a create the provider's own server answered HTTP 500 (in its own error shape),
+    /// as a refusal. Off by default: a provider's server can fail after accepting (and
+    /// billing) the task, so the job is `uncertain` and settled from the provider's records.
+    /// Turn it on only for a provider whose 500 is known to mean "nothing was created": if
+    /// it is wrong, each retry may be billed.
+    #[serde(default)]
+    pub retry_server_errors_on_create: bool,
 }
 
 fn default_uncertain_slot() -> Duration {

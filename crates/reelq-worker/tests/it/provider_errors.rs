@@ -10,11 +10,18 @@ use reelq_sim::Simulator;
 use tokio_util::sync::DropGuard;
 
 #[tokio::test]
-async fn two_server_errors_then_success_ends_stored_after_two_retries() {
-    let (deployment, _worker, record) = one_job("flaky", |sim| {
-        sim.fail_next_creates(500, 2);
-    })
+async fn two_server_errors_then_success_ends_stored_after_two_retries_where_the_account_trusts_them()
+ {
+    let mut deployment = Deployment::start(
+        env!("CARGO_BIN_EXE_reelq-worker"),
+        Duration::from_millis(50),
+    )
     .await;
+    deployment.account_extra = "retry_server_errors_on_create = true\n".into();
+    deployment.sim.fail_next_creates(500, 2);
+    let _worker = deployment.spawn_worker_task("w", API_KEY, None);
+    let job_ids = deployment.enqueue_manifest(&prompts("flaky", 1)).await;
+    let record = deployment.settled(&job_ids).await.remove(0);
 
     assert_eq!(record.state, JobState::Stored, "{:?}", record.error);
     assert_eq!(
@@ -249,6 +256,76 @@ async fn a_gateway_5xx_after_acceptance_is_settled_from_the_providers_records_no
         }
     }
     assert_eq!(n_reconciled, 3, "the three creates answered by the gateway");
+}
+
+/// A create the provider accepted (and billed), answered by its own server's HTTP 500 in its
+/// own error shape: no refusal, whatever the body says. Each job is paid for once; where the
+/// provider has records of its tasks (a list, a callback naming the task) the job is settled
+/// from them and stored; the Gemini API has neither, so its job stays `uncertain`, for an
+/// operator, never resubmitted.
+async fn a_providers_own_500_after_acceptance_is_paid_once(kind: ProviderKind) {
+    let mut deployment = reconciling_openai_deployment("").await;
+    deployment.provider = kind;
+    deployment.sim.server_error_after_accepting_next_creates(1);
+    let listener = deployment.callback_listener().await;
+    let _worker = deployment.spawn_worker_task("w", API_KEY, Some(listener));
+    let job_ids = deployment.enqueue_manifest(&prompts("own-500", 2)).await;
+
+    let has_records = kind != ProviderKind::Gemini;
+    let stored = if has_records { 2 } else { 1 };
+    let records = deployment.settled(&job_ids).await;
+    let records = if has_records {
+        deployment.all_in(&job_ids, JobState::Stored).await;
+        deployment.settled(&job_ids).await
+    } else {
+        records
+    };
+
+    let stats = deployment.sim.stats();
+    assert_eq!(
+        (stats.creates, stats.max_creates_per_fingerprint),
+        (2, 1),
+        "{kind}: each job paid for once"
+    );
+    let n_stored = records
+        .iter()
+        .filter(|r| r.state == JobState::Stored)
+        .count();
+    assert_eq!(n_stored, stored, "{kind}: {records:#?}");
+    let unsettled: Vec<&JobRecord> = records
+        .iter()
+        .filter(|r| r.state != JobState::Stored)
+        .collect();
+    for record in unsettled {
+        assert_eq!(record.state, JobState::Uncertain, "{kind}");
+        assert_eq!(record.submits, 1, "{kind}: never resubmitted");
+        assert!(
+            record
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("server error")),
+            "{kind}: {record:?}"
+        );
+    }
+}
+
+macro_rules! own_500_per_contract {
+    ($($name:ident: $kind:expr,)*) => {$(
+        #[tokio::test]
+        async fn $name() {
+            a_providers_own_500_after_acceptance_is_paid_once($kind).await;
+        }
+    )*};
+}
+
+own_500_per_contract! {
+    a_kie_500_after_acceptance_is_paid_once: ProviderKind::Kie,
+    an_acedata_500_after_acceptance_is_paid_once: ProviderKind::Acedata,
+    an_evolink_500_after_acceptance_is_paid_once: ProviderKind::Evolink,
+    an_openai_style_500_after_acceptance_is_paid_once: ProviderKind::Openai,
+    a_replicate_500_after_acceptance_is_paid_once: ProviderKind::Replicate,
+    a_gemini_500_after_acceptance_is_paid_once: ProviderKind::Gemini,
+    a_fal_500_after_acceptance_is_paid_once: ProviderKind::Fal,
 }
 
 #[tokio::test]

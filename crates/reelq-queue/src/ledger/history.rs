@@ -1,0 +1,461 @@
+//! A ledger that goes back in time is noticed, declared, and held until it is repaired
+//! (`history.lua` holds the mark and the hold; its module doc says how).
+//!
+//! `WAIT` and `appendfsync always` make a write durable on the servers that hold it, but a
+//! deployment can still come back with less: Sentinel or Cluster promotes a replica that
+//! lost its last writes with its host's power, a primary boots from an AOF a power loss
+//! cut, an operator restores a backup. Every client therefore counts its own durable writes
+//! in the ledger (`P mark:{client}`), remembers the count it saw made durable, and checks
+//! it on every durable write (in the same round trip as the write's `WAIT`) and, for
+//! workers, every second. A client that just reconnected (maybe to a promoted replica) waits
+//! [`RECONNECT_GRACE`] before its first paid create, so that the clients that saw the lost
+//! writes have noticed, declared the rollback and held paid creates by then.
+
+use std::{
+    fmt,
+    sync::{
+        LazyLock, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use redis::{Script, Value};
+use serde::{Deserialize, Serialize};
+
+use crate::{Durability, Ledger, QueueError, connection::Conn};
+
+static HISTORY: LazyLock<Script> = ledger_script!("history.lua");
+
+/// Paid creates are held at least this long after a rollback is declared: past a worker's
+/// heartbeat, so a worker the rolled-back ledger forgot is listed again, and must
+/// acknowledge, before the hold can end.
+pub const ROLLBACK_HOLD_MIN: Duration = Duration::from_secs(6);
+
+/// ... and at most this long: a worker still listed but silent that long is taken for gone
+/// (its own creates are then settled as `uncertain` jobs are).
+pub const ROLLBACK_HOLD_MAX: Duration = Duration::from_secs(60);
+
+/// A client that just reconnected waits this long before its next paid create: the
+/// workers check the ledger's history every second, so one that saw writes the ledger lost
+/// has declared the rollback by then.
+pub const RECONNECT_GRACE: Duration = Duration::from_secs(3);
+
+/// A client's count of its durable writes is kept this long after its last (clients come
+/// and go: every worker process and CLI call is one).
+const MARK_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// What a write that must be durable is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durable {
+    /// A paid create rests on it (`begin_submit`): refused while a rollback is being repaired.
+    Paid,
+    /// A producer's receipt rests on it (an enqueue, a batch commit or release).
+    Acknowledged,
+}
+
+/// History a client saw acknowledged that the ledger no longer holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rollback {
+    /// How many durable writes of this client's the ledger had counted, as it saw them
+    /// acknowledged.
+    pub saw: u64,
+    /// How many it holds when the loss was found.
+    pub found: u64,
+    /// The ledger named another history (a declared rollback, a restored backup, an emptied
+    /// Redis) rather than only a lower `seq`.
+    pub epoch_changed: bool,
+}
+
+impl fmt::Display for Rollback {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.epoch_changed {
+            write!(
+                f,
+                "the ledger went back in time: it holds another history than the one this client saw {} of its writes acknowledged in",
+                self.saw
+            )
+        } else {
+            write!(
+                f,
+                "the ledger went back in time: this client saw {} of its writes acknowledged, the ledger holds {}",
+                self.saw, self.found
+            )
+        }
+    }
+}
+
+/// What [`Ledger::check_history`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HistoryCheck {
+    /// The ledger holds everything this client saw acknowledged; `holding` while paid
+    /// creates are held for a repair (this client's, or another's).
+    Intact { holding: bool },
+    /// It does not: this client must repair (give back its paid creates), then
+    /// [`Ledger::adopt_history`].
+    RolledBack(Rollback),
+}
+
+/// The ledger's history as operators see it (`reelq stats`, `/readyz`, the dashboard).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryStatus {
+    /// Rollbacks declared on this ledger, ever.
+    pub rollbacks: u64,
+    /// `"<ms> <by>: saw <n>, found <n>"` of the last one (the declaring client's writes).
+    pub last_rollback: Option<String>,
+    /// When the last one was declared (unix ms, Redis's clock).
+    pub declared_ms: Option<u64>,
+    /// Paid creates are held now: workers are giving the ledger back their paid creates.
+    pub holding: bool,
+    /// How long the last hold refused paid creates, once it ended.
+    pub held_ms: Option<u64>,
+}
+
+/// `P history`'s rollbacks, last, declared_ms, hold_max_ms and held_ms.
+type StatusFields = (
+    Option<u64>,
+    Option<String>,
+    Option<u64>,
+    Option<u64>,
+    Option<u64>,
+);
+
+/// What this client knows of the ledger's history; shared by a ledger's clones.
+pub(crate) struct History {
+    /// This client's count of its durable writes: `P mark:{id}`, `id` random per process.
+    mark_key: String,
+    view: Mutex<HistoryView>,
+    /// A worker repairs a rollback before it adopts the new history; other clients (producers,
+    /// the CLI) adopt it at once, after declaring it.
+    repairs: AtomicBool,
+    /// Who this client is, for the ledger's record of who declared a rollback.
+    name: Mutex<String>,
+}
+
+impl History {
+    pub(crate) fn new(prefix: &str) -> Self {
+        History {
+            mark_key: format!("{prefix}mark:{:016x}", rand::random::<u64>()),
+            view: Mutex::default(),
+            repairs: AtomicBool::new(false),
+            name: Mutex::default(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct HistoryView {
+    epoch: String,
+    /// This client's durable writes as the ledger counted them, the last it saw made durable.
+    seen: u64,
+    /// History lost and not yet repaired: the rollback and the epoch it was declared as.
+    lost: Option<(Rollback, String)>,
+}
+
+/// The ledger's history as a durable write found it (`count`: this client's writes with
+/// it).
+struct Mark {
+    count: u64,
+    epoch: Option<String>,
+    hold_max_ms: Option<u64>,
+    now_ms: u64,
+}
+
+fn fresh_epoch() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+fn parse<T: redis::FromRedisValue>(value: Value) -> Result<T, QueueError> {
+    redis::from_redis_value(value).map_err(|err| QueueError::corrupt("the ledger", err))
+}
+
+/// Redis's `TIME` as unix ms.
+fn time_ms(value: Value) -> Result<u64, QueueError> {
+    let (secs, micros): (u64, u64) = parse(value)?;
+    Ok(secs * 1000 + micros / 1000)
+}
+
+impl Ledger {
+    fn mark_view(&self) -> &History {
+        &self.safety.history
+    }
+
+    /// Reads (on a new ledger: starts) the ledger's history: what this client then sees
+    /// acknowledged is counted from here.
+    pub(crate) async fn open_history(&self) -> Result<(), QueueError> {
+        let epoch: String = HISTORY
+            .arg(&self.prefix)
+            .arg("open")
+            .arg(fresh_epoch())
+            .invoke_async(&mut self.conn().await?)
+            .await?;
+        let mut view = self.mark_view().view.lock().unwrap();
+        view.epoch = epoch;
+        view.seen = 0;
+        Ok(())
+    }
+
+    /// Makes this client a worker that repairs a rollback before going on (see
+    /// [`Ledger::check_history`]); `name` is recorded as who declared one.
+    pub fn repair_rollbacks(&self, name: &str) {
+        self.mark_view().repairs.store(true, Ordering::SeqCst);
+        *self.mark_view().name.lock().unwrap() = name.to_owned();
+    }
+
+    /// History this client saw acknowledged and the ledger lost, until it is repaired.
+    pub fn rolled_back(&self) -> Option<Rollback> {
+        let view = self.mark_view().view.lock().unwrap();
+        view.lost.as_ref().map(|(rollback, _)| rollback.clone())
+    }
+
+    /// Refuses a paid create's write while this client has a rollback to repair, and for
+    /// [`RECONNECT_GRACE`] after it reconnected.
+    pub(crate) fn ensure_history(&self) -> Result<(), QueueError> {
+        if let Some(rollback) = self.rolled_back() {
+            return Err(QueueError::RolledBack(rollback));
+        }
+        if self
+            .connector
+            .reconnected_for()
+            .is_some_and(|since| since < RECONNECT_GRACE)
+        {
+            return Err(QueueError::SubmitsHeld);
+        }
+        Ok(())
+    }
+
+    /// Counts a write made on `conn` in the ledger's history and proves it durable per the
+    /// configured mode, in one round trip: the history mark and the `WAIT` go in one
+    /// pipeline behind the write. A mark that shows lost history declares the rollback; a
+    /// paid create's write is then refused, as it is while a declared rollback's hold lasts.
+    pub(crate) async fn make_durable(
+        &self,
+        conn: &mut Conn,
+        purpose: Durable,
+    ) -> Result<(), QueueError> {
+        let mark_key = &self.mark_view().mark_key;
+        let mut pipe = redis::pipe();
+        pipe.cmd("INCR")
+            .arg(mark_key)
+            .cmd("PEXPIRE")
+            .arg(mark_key)
+            .arg(MARK_TTL.as_millis() as u64)
+            .ignore()
+            .cmd("HMGET")
+            .arg(self.key("history"))
+            .arg("epoch")
+            .arg("hold_max_ms")
+            .cmd("TIME");
+        if let Durability::Replicas { n } = self.safety.durability {
+            pipe.cmd("WAIT")
+                .arg(n)
+                .arg(self.safety.replica_wait.as_millis().max(1) as u64);
+        }
+        let mut replies: Vec<Value> = pipe.query_async(conn).await?;
+        let acked = match self.safety.durability {
+            Durability::Replicas { n } => {
+                Some((parse::<u32>(replies.pop().unwrap_or(Value::Nil))?, n))
+            }
+            Durability::Always => None,
+        };
+        let mut replies = replies.into_iter();
+        let mut next = || replies.next().unwrap_or(Value::Nil);
+        let count: u64 = parse(next())?;
+        let (epoch, hold_max_ms): (Option<String>, Option<u64>) = parse(next())?;
+        let now_ms = time_ms(next())?;
+        let mark = Mark {
+            count,
+            epoch,
+            hold_max_ms,
+            now_ms,
+        };
+        if let Some(rollback) = self.lost_at(&mark) {
+            let repairs = self.declare(&rollback, mark.epoch.as_deref()).await?;
+            if purpose == Durable::Paid && repairs {
+                return Err(QueueError::RolledBack(rollback));
+            }
+        }
+        if let Some((acked, wanted)) = acked
+            && acked < wanted
+        {
+            self.safety.replicas_behind.store(true, Ordering::SeqCst);
+            return Err(QueueError::NotDurable { acked, wanted });
+        }
+        if purpose == Durable::Paid
+            && mark.hold_max_ms.is_some_and(|until| until > mark.now_ms)
+            && self.holding().await?
+        {
+            return Err(QueueError::SubmitsHeld);
+        }
+        let mut view = self.mark_view().view.lock().unwrap();
+        if view.lost.is_none() && mark.epoch.as_deref() == Some(view.epoch.as_str()) {
+            view.seen = view.seen.max(mark.count);
+        }
+        Ok(())
+    }
+
+    /// The history this client saw acknowledged that `mark` (its count just raised by one)
+    /// shows lost, if any.
+    fn lost_at(&self, mark: &Mark) -> Option<Rollback> {
+        let view = self.mark_view().view.lock().unwrap();
+        if view.lost.is_some() {
+            return None;
+        }
+        let epoch_changed = mark.epoch.as_deref() != Some(view.epoch.as_str());
+        (epoch_changed || mark.count <= view.seen).then(|| Rollback {
+            saw: view.seen,
+            found: mark.count.saturating_sub(1),
+            epoch_changed,
+        })
+    }
+
+    /// Declares `rollback` on the ledger (or joins the declaration another client made
+    /// first), which starts a new epoch and holds paid creates. A worker keeps it to repair;
+    /// any other client adopts the new history at once. Returns whether this client repairs.
+    async fn declare(
+        &self,
+        rollback: &Rollback,
+        found_epoch: Option<&str>,
+    ) -> Result<bool, QueueError> {
+        let by = self.mark_view().name.lock().unwrap().clone();
+        let by = if by.is_empty() {
+            "a producer".to_owned()
+        } else {
+            by
+        };
+        let (outcome, epoch): (String, String) = HISTORY
+            .arg(&self.prefix)
+            .arg("declare")
+            .arg(found_epoch.unwrap_or_default())
+            .arg(fresh_epoch())
+            .arg(&by)
+            .arg(rollback.saw)
+            .arg(rollback.found)
+            .arg(ROLLBACK_HOLD_MIN.as_millis() as u64)
+            .arg(ROLLBACK_HOLD_MAX.as_millis() as u64)
+            .invoke_async(&mut self.conn().await?)
+            .await?;
+        let repairs = self.mark_view().repairs.load(Ordering::SeqCst);
+        tracing::error!(
+            %rollback,
+            declared = outcome == "declared",
+            by,
+            "LEDGER ROLLBACK: redis lost writes it had acknowledged; paid creates are held until every worker has given back the creates it made"
+        );
+        let mut view = self.mark_view().view.lock().unwrap();
+        if repairs {
+            view.lost = Some((rollback.clone(), epoch));
+        } else {
+            view.epoch = epoch;
+            view.seen = rollback.found;
+        }
+        Ok(repairs)
+    }
+
+    /// Whether paid creates are held now (a declared rollback's hold).
+    async fn holding(&self) -> Result<bool, QueueError> {
+        let (holding,): (u8,) = HISTORY
+            .arg(&self.prefix)
+            .arg("holding")
+            .invoke_async(&mut self.conn().await?)
+            .await?;
+        Ok(holding == 1)
+    }
+
+    /// Compares the ledger's history with what this client saw acknowledged (workers run
+    /// this every second, so an idle worker notices too). Lost history is declared (see
+    /// [`Ledger::make_durable`]) and stays lost for this client until
+    /// [`Ledger::adopt_history`].
+    pub async fn check_history(&self) -> Result<HistoryCheck, QueueError> {
+        if let Some(rollback) = self.rolled_back() {
+            return Ok(HistoryCheck::RolledBack(rollback));
+        }
+        let (count, (epoch, hold_max_ms), time): (
+            Option<u64>,
+            (Option<String>, Option<u64>),
+            Value,
+        ) = redis::pipe()
+            .cmd("GET")
+            .arg(&self.mark_view().mark_key)
+            .cmd("HMGET")
+            .arg(self.key("history"))
+            .arg("epoch")
+            .arg("hold_max_ms")
+            .cmd("TIME")
+            .query_async(&mut self.conn().await?)
+            .await?;
+        let now_ms = time_ms(time)?;
+        // As a write would find it, one past the count.
+        let mark = Mark {
+            count: count.unwrap_or(0) + 1,
+            epoch,
+            hold_max_ms,
+            now_ms,
+        };
+        if let Some(rollback) = self.lost_at(&mark)
+            && self.declare(&rollback, mark.epoch.as_deref()).await?
+        {
+            return Ok(HistoryCheck::RolledBack(rollback));
+        }
+        let holding =
+            mark.hold_max_ms.is_some_and(|until| until > mark.now_ms) && self.holding().await?;
+        Ok(HistoryCheck::Intact { holding })
+    }
+
+    /// A worker has given the ledger back what it knows of the history it lost: it takes the
+    /// history the rollback was declared as for its own and says so (`worker` names it), so
+    /// the hold can end once every live worker has.
+    pub async fn adopt_history(&self, worker: &str) -> Result<(), QueueError> {
+        let Some((_, epoch)) = self.mark_view().view.lock().unwrap().lost.clone() else {
+            return Ok(());
+        };
+        let mut conn = self.conn().await?;
+        let current: String = HISTORY
+            .arg(&self.prefix)
+            .arg("ack")
+            .arg(worker)
+            .arg(&epoch)
+            .invoke_async(&mut conn)
+            .await?;
+        let count: Option<u64> = redis::cmd("GET")
+            .arg(&self.mark_view().mark_key)
+            .query_async(&mut conn)
+            .await?;
+        if current != epoch {
+            tracing::warn!(
+                "the ledger's history changed again while this worker repaired it; it repairs again"
+            );
+        }
+        let mut view = self.mark_view().view.lock().unwrap();
+        // Another rollback since: the next check finds the epoch changed and repairs again.
+        view.seen = count.unwrap_or(0);
+        view.epoch = epoch;
+        view.lost = None;
+        Ok(())
+    }
+
+    /// The ledger's history: rollbacks declared, and whether paid creates are held now.
+    pub async fn history_status(&self) -> Result<HistoryStatus, QueueError> {
+        let ((rollbacks, last, declared_ms, hold_max_ms, held_ms), time): (StatusFields, Value) =
+            redis::pipe()
+                .cmd("HMGET")
+                .arg(self.key("history"))
+                .arg("rollbacks")
+                .arg("last")
+                .arg("declared_ms")
+                .arg("hold_max_ms")
+                .arg("held_ms")
+                .cmd("TIME")
+                .query_async(&mut self.conn().await?)
+                .await?;
+        let now_ms = time_ms(time)?;
+        let holding = hold_max_ms.is_some_and(|until| until > now_ms) && self.holding().await?;
+        Ok(HistoryStatus {
+            rollbacks: rollbacks.unwrap_or(0),
+            last_rollback: last,
+            declared_ms,
+            holding,
+            held_ms: if holding { None } else { held_ms },
+        })
+    }
+}

@@ -1,0 +1,89 @@
+//! A worker gives the ledger back what it knows first-hand of a paid create it made
+//! (`restore.lua`): after the ledger went back in time, or when the create's answer came
+//! back after the submit could no longer be recorded under its lease.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+use reelq_core::{AccountName, JobId, JobState};
+
+use crate::{Ledger, QueueError, TASK_INDEX_TTL};
+
+static RESTORE: LazyLock<Script> = ledger_script!("restore.lua");
+
+/// A paid create as the worker that made it knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaidCreate {
+    pub job_id: JobId,
+    /// The account the create went to (its task lives there).
+    pub account: AccountName,
+    /// The provider's task id, if its answer came.
+    pub task_id: Option<String>,
+    /// The token of the claim the create was made under.
+    pub claim_token: String,
+    /// When the create went out (unix ms, the worker's clock).
+    pub sent_ms: u64,
+}
+
+/// What giving a paid create back did to its job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreOutcome {
+    /// The job is `waiting` on the create's task, polled at once.
+    Restored,
+    /// The ledger had forgotten the create began, whose answer never came: `uncertain`.
+    Uncertain,
+    /// The ledger already knows (the same task, or a create it reads as begun).
+    Intact,
+    /// The job has another task, the task is another job's, or another claim has submitted
+    /// the job since: left as it is, for an operator (a second create was paid).
+    Conflict,
+    /// The job has ended.
+    Ended,
+    /// The ledger has no record of the job.
+    Missing,
+}
+
+impl Ledger {
+    /// Gives `create` back to its job (`why` goes into its event log): a job that may not
+    /// have been submitted again since gets the task, or is `uncertain` if the answer never
+    /// came. Returns what it did and the state the job was in.
+    pub async fn restore_paid_create(
+        &self,
+        create: &PaidCreate,
+        why: &str,
+    ) -> Result<(RestoreOutcome, Option<JobState>), QueueError> {
+        let (outcome, state): (String, String) = RESTORE
+            .key(self.key("due"))
+            .arg(&self.prefix)
+            .arg(create.job_id.to_string())
+            .arg(create.account.as_str())
+            .arg(create.task_id.as_deref().unwrap_or_default())
+            .arg(&create.claim_token)
+            .arg(create.sent_ms)
+            .arg(TASK_INDEX_TTL.as_millis() as u64)
+            .arg(why)
+            .invoke_async(&mut self.conn().await?)
+            .await?;
+        let outcome = match outcome.as_str() {
+            "restored" => RestoreOutcome::Restored,
+            "uncertain" => RestoreOutcome::Uncertain,
+            "intact" => RestoreOutcome::Intact,
+            "conflict" => RestoreOutcome::Conflict,
+            "ended" => RestoreOutcome::Ended,
+            "missing" => RestoreOutcome::Missing,
+            other => {
+                return Err(QueueError::corrupt(
+                    create.job_id,
+                    format!("unexpected restore reply {other:?}"),
+                ));
+            }
+        };
+        let state = match state.as_str() {
+            "" => None,
+            state => Some(state.parse().map_err(|err: reelq_core::UnknownState| {
+                QueueError::corrupt(create.job_id, err.to_string())
+            })?),
+        };
+        Ok((outcome, state))
+    }
+}

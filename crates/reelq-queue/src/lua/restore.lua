@@ -1,0 +1,70 @@
+-- A worker gives a job back what it knows first-hand of a paid create it made: after the
+-- ledger went back in time (history.lua), or when the create's answer came back after the
+-- submit could no longer be recorded under its lease (Redis away for longer than the
+-- step's own retries). Nothing is submitted here: a job that gets its task is polled, one
+-- whose create went out with no answer is `uncertain`, settled from the provider's records.
+-- KEYS[1]  due schedule
+-- ARGV[1]  key prefix
+-- ARGV[2]  job id
+-- ARGV[3]  the account the create went to
+-- ARGV[4]  the task id the provider answered, or '' if no answer came
+-- ARGV[5]  the token of the claim the create was made under
+-- ARGV[6]  unix ms the create went out (the worker's clock): reconciliation looks around it
+-- ARGV[7]  ms the task index entry lives
+-- ARGV[8]  why, for the event log (e.g. "ledger rollback", "late answer")
+-- A job is given its task only if nobody else can have paid for it since: it is `queued`
+-- or `budget_held` (the fence is bumped, so a claim in hand cannot begin a submit), or it
+-- is `submitting` or `uncertain` under the claim the create was made under.
+-- Returns {outcome, state it was in}, outcome one of:
+--   "restored"    now `waiting` on the task, polled at once
+--   "uncertain"   the ledger had forgotten the create began: `uncertain`
+--   "intact"      the ledger already knows (the same task, or a create it reads as begun)
+--   "conflict"    the job has another task, the task is another job's, or another claim
+--                 has submitted it since: left as it is (a second create was paid)
+--   "ended"       the job is terminal
+--   "missing"     no record
+local due = KEYS[1]
+local id, account, task_id, token, sent_ms, index_ttl_ms, why =
+  ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8]
+local job = prefix .. 'job:' .. id
+local f = redis.call('HMGET', job, 'state', 'task_id', 'token', 'fence', 'events', 'batch')
+local state = f[1]
+if not state then return { 'missing', '' } end
+if TERMINAL[state] then return { 'ended', state } end
+local known = f[2]
+if known == '' then known = false end
+if known and task_id == known then return { 'intact', state } end
+if known then return { 'conflict', state } end
+local unsent = state == 'queued' or state == 'budget_held'
+local ours = (state == 'submitting' or state == 'uncertain') and f[3] == token
+if not unsent and not ours then
+  if state == 'submitting' or state == 'uncertain' then return { 'conflict', state } end
+  return { 'intact', state }
+end
+local now = now_ms()
+local fence = tonumber(f[4] or '0') + 1
+local known_fields = { events = f[5], batch = f[6] }
+if task_id ~= '' then
+  local task_key = prefix .. 'task:' .. account .. ':' .. task_id
+  local owner = redis.call('GET', task_key)
+  if owner and owner ~= id then return { 'conflict', state } end
+  redis.call('HDEL', job, 'error', 'error_class', 'reconcile_note', 'task_id_hint')
+  move(job, id, state, 'waiting', now, why .. ': task ' .. task_id,
+    { 'task_id', task_id, 'attempt', 0, 'fence', fence, 'token', '', 'owner', '',
+      'provider', account }, account, known_fields)
+  redis.call('SET', task_key, id, 'PX', index_ttl_ms)
+  redis.call('ZREM', prefix .. 'due_low', id)
+  redis.call('ZADD', due, now, id)
+  redis.call('PUBLISH', prefix .. 'wake', 1)
+  return { 'restored', state }
+end
+if not unsent then return { 'intact', state } end
+move(job, id, state, 'uncertain', now, why .. ': a create went out',
+  { 'fence', fence, 'token', '', 'owner', '', 'provider', account, 'submit_ms', sent_ms,
+    'submits', math.max(1, tonumber(redis.call('HGET', job, 'submits') or '0')),
+    'error_class', 'unknown_outcome',
+    'error', why .. ': a create went out for this job and its answer is not known' },
+  account, known_fields)
+redis.call('ZREM', due, id)
+redis.call('ZREM', prefix .. 'due_low', id)
+return { 'uncertain', state }
