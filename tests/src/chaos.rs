@@ -1,10 +1,11 @@
 //! The chaos run, in the production shape: a batch through worker processes while workers
-//! are killed with SIGKILL and restarted, the Redis primary's host loses power (the last
-//! second of an `everysec` AOF gone; under Sentinel, a failover to the replica), the provider
-//! has short outages answering 429, 500 or 455, a gateway answers 502 after the provider
-//! accepted (and billed) creates, and callbacks are dropped or sent twice. At the end it counts
-//! what a user would check: nothing acknowledged lost, nothing paid twice, no duplicate or
-//! corrupt object, uncertain jobs settled from the provider's records, and most jobs stored.
+//! are killed with SIGKILL and restarted, Redis fails ([`RedisFault`]: the primary's host
+//! loses power, the last second of an `everysec` AOF gone, under Sentinel a failover to the
+//! replica; a stale replica promoted; a backup restored), the provider has short outages
+//! answering 429 or 455, its own server answers 500 and a gateway 502 after it accepted (and
+//! billed) a create, and callbacks are dropped or sent twice. At the end it counts what a user
+//! would check: nothing acknowledged lost, nothing paid twice, no duplicate or corrupt object,
+//! uncertain jobs settled from the provider's records, and most jobs stored.
 
 use std::{
     collections::HashSet,
@@ -34,8 +35,10 @@ pub struct ChaosPlan {
     /// How Redis runs: `always`, or a replica behind Sentinel (`replicas:1`), or the unsafe
     /// `everysec` reelq refuses by default.
     pub redis_setup: RedisSetup,
-    /// The primary's host loses power this many times, spread over the run.
+    /// Redis fails this many times, spread over the run.
     pub redis_restarts: usize,
+    /// How Redis fails.
+    pub redis_fault: RedisFault,
     /// Jobs go to these providers in turn.
     pub providers: Vec<ProviderKind>,
     /// Every fourth outage is a gateway answering 502 to creates the provider accepted.
@@ -49,6 +52,22 @@ pub struct ChaosPlan {
     /// Provider callbacks (to a receiver that is never killed) dropped or sent twice, in %.
     pub callback_drop_percent: u8,
     pub callback_duplicate_percent: u8,
+}
+
+/// How Redis fails in a chaos run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisFault {
+    /// The primary's host loses power ([`Deployment::power_loss_of_primary`]): a lone
+    /// primary boots from what its AOF kept (with `everysec` and a replica, the replica then
+    /// resyncs from it: the ledger goes back a second); under Sentinel the replica is
+    /// promoted and the old host rejoins as a replica.
+    PowerLoss,
+    /// A stale replica promoted ([`Deployment::stale_promotion`], Sentinel only): the ledger
+    /// goes back in time.
+    StalePromotion,
+    /// An operator restores a backup (a lone primary): the first fault takes it, the next
+    /// restores it, and so on; the ledger goes back to the backup.
+    RestoreBackup,
 }
 
 /// What survived.
@@ -79,6 +98,10 @@ pub struct ChaosReport {
     pub redis_restarts: usize,
     pub aof_bytes_lost: u64,
     pub fault_bursts: usize,
+    /// Rollbacks the ledger recorded as declared (the ledger went back in time).
+    pub rollbacks: u64,
+    /// How long the last rollback held paid creates, in ms.
+    pub held_ms: Option<u64>,
     pub elapsed: Duration,
     /// `job id: class: error` of each job that did not end stored, for the reader.
     pub not_stored: Vec<String>,
@@ -119,9 +142,16 @@ impl fmt::Display for ChaosReport {
         writeln!(f, "stray staging files      {}", self.stray_files.len())?;
         writeln!(
             f,
-            "inflicted                {} worker kills, {} redis power losses ({} AOF bytes \
+            "inflicted                {} worker kills, {} redis faults ({} AOF bytes \
              lost), {} fault bursts, callbacks dropped/duplicated at random",
             self.worker_kills, self.redis_restarts, self.aof_bytes_lost, self.fault_bursts
+        )?;
+        writeln!(
+            f,
+            "ledger rollbacks         {} declared, paid creates held {}",
+            self.rollbacks,
+            self.held_ms
+                .map_or("-".to_owned(), |ms| format!("{:.1} s", ms as f64 / 1000.0))
         )?;
         write!(
             f,
@@ -135,9 +165,14 @@ impl fmt::Display for ChaosReport {
     }
 }
 
-/// Error codes of the provider outages, in turn: (with `gateway_faults`) a gateway's 502
-/// after acceptance of one create, then rate limit, server error, maintenance.
+/// Error codes of the provider's faults, in turn: (with `gateway_faults`) a gateway's 502
+/// after acceptance of one create, then a rate limit outage, the provider's own server
+/// answering 500 after accepting one create, a maintenance outage.
 const BURST_CODES: [i64; 4] = [502, 429, 500, 455];
+
+/// How long after the enqueue Redis may first fail: past the second an `everysec` AOF or a
+/// stale replica can lose.
+const ENQUEUE_SETTLED: Duration = Duration::from_secs(3);
 
 pub async fn run(worker_bin: PathBuf, plan: &ChaosPlan) -> anyhow::Result<ChaosReport> {
     let started = Instant::now();
@@ -173,19 +208,32 @@ pub async fn run(worker_bin: PathBuf, plan: &ChaosPlan) -> anyhow::Result<ChaosR
     let job_ids = deployment
         .enqueue_across(&prompts("chaos", plan.jobs), &plan.providers)
         .await;
+    let enqueued_at = Instant::now();
 
     let (client, ledger) = (deployment.client.clone(), deployment.ledger.clone());
     let waited_ids = job_ids.clone();
     // Late callbacks and reconciliation passes get this long to settle uncertain jobs.
     let grace = plan.generation_time + Duration::from_secs(5);
-    let mut settled =
-        tokio::spawn(async move { settle(&client, &ledger, &waited_ids, grace).await });
+    let mut settled = tokio::spawn(async move {
+        // The watcher's own connection breaks with each Redis fault: it reconnects and
+        // waits again (the run's deadline bounds it).
+        loop {
+            match settle(&client, &ledger, &waited_ids, grace).await {
+                Err(err) if format!("{err:#}").contains("redis") => {
+                    eprintln!("waiting for jobs: {err:#}; again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                settled => return settled,
+            }
+        }
+    });
     let deadline = tokio::time::sleep(plan.timeout);
     tokio::pin!(deadline);
     let mut kill_tick = interval(plan.kill_every);
     let mut burst_tick = interval(plan.burst_every);
     let mut progress_tick = interval(Duration::from_millis(200));
     kill_tick.reset();
+    let mut backup = None;
     burst_tick.reset();
     // A failover holds this loop for seconds; the ticks missed meanwhile must not then fire
     // all at once (a burst of kills no operator would see).
@@ -212,27 +260,59 @@ pub async fn run(worker_bin: PathBuf, plan: &ChaosPlan) -> anyhow::Result<ChaosR
                     // per burst, since every create it answers is a job nothing may
                     // resubmit, and a timed outage would hit a whole wave of creates or none.
                     502 => deployment.sim.fail_after_accepting_next_creates(502, 1),
+                    500 => deployment.sim.server_error_after_accepting_next_creates(1),
                     code => deployment.sim.outage(code, plan.burst_every / 4),
                 }
                 report.fault_bursts += 1;
             }
             _ = progress_tick.tick(), if report.redis_restarts < plan.redis_restarts => {
                 // Progress is counted in creates, which all come well before the last
-                // video is done, so every planned crash lands mid-run.
+                // video is done, so every planned crash lands mid-run. Not in the enqueue's
+                // last second: a Redis that goes back a second would take acknowledged jobs
+                // with it, which only their producer could enqueue again.
                 let n_created = deployment.sim.stats().creates as usize;
                 let threshold = plan.jobs * (report.redis_restarts + 1) / (plan.redis_restarts + 1);
-                if n_created >= threshold {
-                    report.aof_bytes_lost += deployment
-                        .power_loss_of_primary()
-                        .await
-                        .context("a redis power loss")?;
+                if n_created >= threshold && enqueued_at.elapsed() >= ENQUEUE_SETTLED {
+                    report.aof_bytes_lost += match plan.redis_fault {
+                        RedisFault::PowerLoss => deployment
+                            .power_loss_of_primary()
+                            .await
+                            .context("a redis power loss")?,
+                        RedisFault::StalePromotion => deployment
+                            .stale_promotion()
+                            .await
+                            .context("a stale promotion")?,
+                        RedisFault::RestoreBackup => {
+                            match backup.take() {
+                                None => backup = Some(deployment.backup()?),
+                                Some(taken) => deployment.restore_backup(&taken)?,
+                            }
+                            0
+                        }
+                    };
                     report.redis_restarts += 1;
                 }
             }
         }
     }
     drop(workers);
-    tally(&deployment, &job_ids, &mut report).await?;
+    // Read-only, so read again if the last fault left this run's own connection broken.
+    let mut tries = 0;
+    report = loop {
+        let mut counted = report.clone();
+        match tally(&deployment, &job_ids, &mut counted).await {
+            Ok(()) => break counted,
+            Err(err) if tries < 20 && format!("{err:#}").contains("redis") => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(err) => return Err(err),
+        }
+    };
+    if let Some(keep) = std::env::var_os("CHAOS_KEEP_LOGS") {
+        // The workers' logs outlive the run's temp dir, for whoever reads a failed run.
+        deployment.copy_logs_to(std::path::Path::new(&keep))?;
+    }
     report.elapsed = started.elapsed();
     Ok(report)
 }
@@ -344,5 +424,8 @@ async fn tally(
     let stats = deployment.sim.stats();
     report.max_submissions_per_job = stats.max_creates_per_fingerprint;
     report.paid_creates = stats.creates;
+    let history = deployment.ledger.history_status().await?;
+    report.rollbacks = history.rollbacks;
+    report.held_ms = history.held_ms;
     Ok(())
 }

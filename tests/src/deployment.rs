@@ -9,6 +9,7 @@ use std::{
     time::Duration,
 };
 
+use anyhow::Context;
 use futures_util::StreamExt;
 use reelq_core::{Catalog, JobId, JobRequest, JobState, ProviderKind};
 use reelq_producer::Client;
@@ -214,6 +215,71 @@ impl Deployment {
             tokio::task::spawn_blocking(move || failover.wait(Duration::from_secs(30))).await??;
         primary.rejoin_as_replica_of(new_primary)?;
         Ok(lost.bytes_lost)
+    }
+
+    /// A stale replica promoted: the primary's host loses power and the sentinels promote
+    /// the replica; the old host boots again as the primary it was, holding its cut AOF; and
+    /// before the sentinels have made it a replica (they wait several seconds) the new
+    /// primary's host loses power too, so the sentinels promote the stale old host. Writes
+    /// the replica had acknowledged and the old host had not fsynced are gone from the
+    /// ledger. The second host then rejoins as a replica. Returns the AOF bytes lost.
+    pub async fn stale_promotion(&mut self) -> anyhow::Result<u64> {
+        const WINDOW: Duration = Duration::from_secs(1);
+        let sentinels = self
+            .sentinels
+            .as_ref()
+            .context("a stale promotion needs sentinels")?;
+        let replica = self
+            .replica
+            .as_mut()
+            .context("a stale promotion needs a replica")?;
+        let (old, new) = if self.redis.port() == sentinels.primary_port()? {
+            (&mut self.redis, replica)
+        } else {
+            (replica, &mut self.redis)
+        };
+        let failover = sentinels.watch_failover()?;
+        let mut lost = old.power_loss(WINDOW)?.bytes_lost;
+        let promoted =
+            tokio::task::spawn_blocking(move || failover.wait(Duration::from_secs(30))).await??;
+        anyhow::ensure!(promoted == new.port(), "the replica was promoted");
+        let failover = sentinels.watch_failover()?;
+        old.start_again_as_primary()?;
+        lost += new.power_loss(WINDOW)?.bytes_lost;
+        let promoted =
+            tokio::task::spawn_blocking(move || failover.wait(Duration::from_secs(30))).await??;
+        anyhow::ensure!(promoted == old.port(), "the stale old primary was promoted");
+        new.rejoin_as_replica_of(promoted)?;
+        Ok(lost)
+    }
+
+    /// An operator's backup of the primary, for [`Deployment::restore_backup`].
+    pub fn backup(&self) -> anyhow::Result<reelq_testkit::Backup> {
+        self.redis.backup()
+    }
+
+    /// An operator restores `backup` on the primary while clients run (a lone primary:
+    /// [`RedisSetup::Always`]); writes made since are gone.
+    pub fn restore_backup(&mut self, backup: &reelq_testkit::Backup) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.replica.is_none(),
+            "a restore is made on a lone primary"
+        );
+        self.redis.restore(backup)
+    }
+
+    /// Copies the worker processes' logs (`<name>.log`) into `dir`.
+    pub fn copy_logs_to(&self, dir: &std::path::Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        for entry in std::fs::read_dir(self.dir.path())? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|ext| ext == "log")
+                && let Some(name) = path.file_name()
+            {
+                std::fs::copy(&path, dir.join(name))?;
+            }
+        }
+        Ok(())
     }
 
     pub fn store_dir(&self) -> PathBuf {

@@ -170,6 +170,13 @@ impl RedisServer {
         self.start_again()
     }
 
+    /// Boots the server again from its data dir as a primary holding what it had, as a
+    /// host back from a power loss does before the sentinels notice and make it a replica.
+    pub fn start_again_as_primary(&mut self) -> anyhow::Result<()> {
+        self.options.replica_of = None;
+        self.start_again()
+    }
+
     /// Boots the server again on the same port from its data dir.
     pub fn start_again(&mut self) -> anyhow::Result<()> {
         self.child = spawn_server(self.dir.path(), self.port, &self.options)?;

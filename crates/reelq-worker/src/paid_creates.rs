@@ -34,11 +34,13 @@ struct Remembered {
     at: Instant,
     /// The ledger recorded the task (`submitted`), as far as this worker knows.
     recorded: bool,
+    /// The step is recording the answer itself now: not a late answer (yet).
+    recording: bool,
 }
 
 impl PaidCreates {
     /// The create for `lease`'s job is about to go out (its `submitting` record is durable).
-    pub(crate) fn going_out(&self, lease: &Lease) {
+    pub(crate) fn going_out(&self, lease: &Lease, uncertain_slot_hold: Duration) {
         let create = PaidCreate {
             job_id: lease.job_id,
             account: lease.account.clone(),
@@ -47,11 +49,13 @@ impl PaidCreates {
             sent_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
+            uncertain_slot_hold: Some(uncertain_slot_hold),
         };
         let remembered = Remembered {
             create,
             at: Instant::now(),
             recorded: false,
+            recording: false,
         };
         self.creates
             .lock()
@@ -59,16 +63,16 @@ impl PaidCreates {
             .insert(lease.job_id, remembered);
     }
 
-    /// The submit step ended in `transition`, which the ledger `recorded` (or not): a task is
-    /// remembered with it, a refusal (nothing was created) forgets the create, an unknown
-    /// outcome keeps it as it is.
-    pub(crate) fn answered(&self, job_id: JobId, transition: &Transition, recorded: bool) {
+    /// The submit step ended in `transition` (not yet recorded in the ledger): a task is
+    /// remembered, a refusal (nothing was created) forgets the create, an unknown outcome
+    /// keeps it as it is.
+    pub(crate) fn answered(&self, job_id: JobId, transition: &Transition) {
         let mut creates = self.creates.lock().unwrap();
         match transition {
             Transition::Submitted { task_id, .. } => {
                 if let Some(remembered) = creates.get_mut(&job_id) {
                     remembered.create.task_id = Some(task_id.clone());
-                    remembered.recorded = recorded;
+                    remembered.recording = true;
                 }
             }
             Transition::Uncertain { .. } => {}
@@ -92,12 +96,20 @@ impl PaidCreates {
         creates.values().map(|r| r.create.clone()).collect()
     }
 
-    /// The creates whose task the ledger has not recorded.
+    /// The step could not record its create's answer (Redis away past its retries, or the
+    /// lease lost): it is a late answer now.
+    pub(crate) fn not_recorded(&self, job_id: JobId) {
+        if let Some(remembered) = self.creates.lock().unwrap().get_mut(&job_id) {
+            remembered.recording = false;
+        }
+    }
+
+    /// The creates whose task the ledger has not recorded, and whose step gave up on it.
     pub(crate) fn unrecorded(&self) -> Vec<PaidCreate> {
         let creates = self.creates.lock().unwrap();
         creates
             .values()
-            .filter(|r| !r.recorded && r.create.task_id.is_some())
+            .filter(|r| !r.recorded && !r.recording && r.create.task_id.is_some())
             .map(|r| r.create.clone())
             .collect()
     }
@@ -107,6 +119,7 @@ impl PaidCreates {
     pub(crate) fn settled(&self, job_id: JobId) {
         if let Some(remembered) = self.creates.lock().unwrap().get_mut(&job_id) {
             remembered.recorded = true;
+            remembered.recording = false;
         }
     }
 

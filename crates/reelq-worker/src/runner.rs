@@ -241,6 +241,15 @@ pub async fn run(
                     _ = tokio::time::sleep(CLAIM_ERROR_PAUSE) => continue,
                 }
             }
+            if let Some(left) = ledger.reconnect_grace_left() {
+                // Just reconnected (maybe to a promoted replica): the workers that saw writes
+                // the ledger lost get this long to say so before anything is claimed.
+                drop(permits);
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(left) => continue,
+                }
+            }
             if ledger.replicas_behind() {
                 // No submit could be made durable: claim again once the replicas hold a probe
                 // write (this waits up to replica_wait).

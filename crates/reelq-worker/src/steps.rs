@@ -90,7 +90,9 @@ pub(crate) async fn run_step(context: &StepContext, mut lease: Lease) {
             if !begin_submit(context, &lease, token_hash).await {
                 return;
             }
-            context.paid.going_out(&lease);
+            context
+                .paid
+                .going_out(&lease, context.uncertain_slot_hold(&lease));
             lease.state = JobState::Submitting;
         }
         let step = next_move(context, provider.as_ref(), &lease, callback_url.as_deref());
@@ -98,10 +100,17 @@ pub(crate) async fn run_step(context: &StepContext, mut lease: Lease) {
         debug!(?transition, "step done");
         let next_step_now = matches!(transition, Transition::Requery { .. });
         let ends = ending(&transition);
-        let answer = (lease.state == JobState::Submitting).then(|| transition.clone());
+        // The create's answer is remembered before the ledger is told: a ledger that loses
+        // the record (or cannot take it) is given it back from here.
+        let submitted = lease.state == JobState::Submitting;
+        if submitted {
+            context.paid.answered(lease.job_id, &transition);
+        }
         let recorded = record(context, &lease, transition).await;
-        if let Some(answer) = answer {
-            context.paid.answered(lease.job_id, &answer, recorded);
+        match (submitted, recorded) {
+            (true, true) => context.paid.settled(lease.job_id),
+            (true, false) => context.paid.not_recorded(lease.job_id),
+            _ => {}
         }
         if recorded && next_step_now {
             // The job's next step is due at once: don't let this worker idle past it.

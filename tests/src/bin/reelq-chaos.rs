@@ -7,7 +7,7 @@ use clap::{Parser, ValueEnum};
 use reelq_core::ProviderKind;
 use reelq_e2e::{
     RedisSetup,
-    chaos::{self, ChaosPlan},
+    chaos::{self, ChaosPlan, RedisFault},
 };
 
 #[derive(Parser)]
@@ -18,9 +18,14 @@ struct Args {
     /// The reelq-worker binary to run.
     #[arg(long)]
     worker_bin: PathBuf,
-    /// How Redis runs: `always` (appendfsync always), `sentinel` (everysec primary and
-    /// replica behind three sentinels, durability replicas:1; each crash is a failover), or
-    /// `unsafe-everysec` (what reelq refuses by default, to see what it would cost).
+    /// How Redis runs and fails: `always` (appendfsync always; each fault a power loss),
+    /// `sentinel` (everysec primary and replica behind three sentinels, durability
+    /// replicas:1; each power loss is a failover), `stale-promotion` (the same, but each
+    /// fault promotes a stale replica: the ledger goes back in time), `replica` (everysec
+    /// primary and replica, no failover: the primary boots from its cut AOF and the replica
+    /// resyncs from it), `restore-backup` (appendfsync always; faults take a backup, then
+    /// restore it under the running workers), or `unsafe-everysec` (what reelq refuses by
+    /// default, to see what it would cost).
     #[arg(long, value_enum, default_value_t = Scenario::Always)]
     scenario: Scenario,
     #[arg(long, default_value_t = 500)]
@@ -56,6 +61,9 @@ struct Args {
 enum Scenario {
     Always,
     Sentinel,
+    StalePromotion,
+    Replica,
+    RestoreBackup,
     UnsafeEverysec,
 }
 
@@ -67,9 +75,15 @@ async fn main() -> anyhow::Result<()> {
         workers: args.workers,
         kill_every: Duration::from_millis(args.kill_every_ms),
         redis_setup: match args.scenario {
-            Scenario::Always => RedisSetup::Always,
-            Scenario::Sentinel => RedisSetup::Sentinel,
+            Scenario::Always | Scenario::RestoreBackup => RedisSetup::Always,
+            Scenario::Sentinel | Scenario::StalePromotion => RedisSetup::Sentinel,
+            Scenario::Replica => RedisSetup::Replica,
             Scenario::UnsafeEverysec => RedisSetup::UnsafeEverysec,
+        },
+        redis_fault: match args.scenario {
+            Scenario::StalePromotion => RedisFault::StalePromotion,
+            Scenario::RestoreBackup => RedisFault::RestoreBackup,
+            _ => RedisFault::PowerLoss,
         },
         redis_restarts: args.redis_restarts,
         providers: args.providers,

@@ -208,17 +208,22 @@ impl Ledger {
         view.lost.as_ref().map(|(rollback, _)| rollback.clone())
     }
 
+    /// How much longer this client waits before its next paid create after a reconnect
+    /// ([`RECONNECT_GRACE`]), if it does.
+    pub fn reconnect_grace_left(&self) -> Option<Duration> {
+        let since = self.connector.reconnected_for()?;
+        RECONNECT_GRACE
+            .checked_sub(since)
+            .filter(|left| !left.is_zero())
+    }
+
     /// Refuses a paid create's write while this client has a rollback to repair, and for
     /// [`RECONNECT_GRACE`] after it reconnected.
     pub(crate) fn ensure_history(&self) -> Result<(), QueueError> {
         if let Some(rollback) = self.rolled_back() {
             return Err(QueueError::RolledBack(rollback));
         }
-        if self
-            .connector
-            .reconnected_for()
-            .is_some_and(|since| since < RECONNECT_GRACE)
-        {
+        if self.reconnect_grace_left().is_some() {
             return Err(QueueError::SubmitsHeld);
         }
         Ok(())
@@ -234,6 +239,9 @@ impl Ledger {
         purpose: Durable,
     ) -> Result<(), QueueError> {
         let mark_key = &self.mark_view().mark_key;
+        // What this client had seen made durable before this count was taken: an intact
+        // ledger answers more (marks of concurrent writes may come back in any order).
+        let seen_before = self.mark_view().view.lock().unwrap().seen;
         let mut pipe = redis::pipe();
         pipe.cmd("INCR")
             .arg(mark_key)
@@ -269,7 +277,7 @@ impl Ledger {
             hold_max_ms,
             now_ms,
         };
-        if let Some(rollback) = self.lost_at(&mark) {
+        if let Some(rollback) = self.lost_at(&mark, seen_before) {
             let repairs = self.declare(&rollback, mark.epoch.as_deref()).await?;
             if purpose == Durable::Paid && repairs {
                 return Err(QueueError::RolledBack(rollback));
@@ -295,15 +303,16 @@ impl Ledger {
     }
 
     /// The history this client saw acknowledged that `mark` (its count just raised by one)
-    /// shows lost, if any.
-    fn lost_at(&self, mark: &Mark) -> Option<Rollback> {
+    /// shows lost, if any: `seen_before` is the count it had seen made durable before the
+    /// mark was taken.
+    fn lost_at(&self, mark: &Mark, seen_before: u64) -> Option<Rollback> {
         let view = self.mark_view().view.lock().unwrap();
         if view.lost.is_some() {
             return None;
         }
         let epoch_changed = mark.epoch.as_deref() != Some(view.epoch.as_str());
-        (epoch_changed || mark.count <= view.seen).then(|| Rollback {
-            saw: view.seen,
+        (epoch_changed || mark.count <= seen_before).then(|| Rollback {
+            saw: seen_before,
             found: mark.count.saturating_sub(1),
             epoch_changed,
         })
@@ -370,6 +379,7 @@ impl Ledger {
         if let Some(rollback) = self.rolled_back() {
             return Ok(HistoryCheck::RolledBack(rollback));
         }
+        let seen_before = self.mark_view().view.lock().unwrap().seen;
         let (count, (epoch, hold_max_ms), time): (
             Option<u64>,
             (Option<String>, Option<u64>),
@@ -392,7 +402,7 @@ impl Ledger {
             hold_max_ms,
             now_ms,
         };
-        if let Some(rollback) = self.lost_at(&mark)
+        if let Some(rollback) = self.lost_at(&mark, seen_before)
             && self.declare(&rollback, mark.epoch.as_deref()).await?
         {
             return Ok(HistoryCheck::RolledBack(rollback));

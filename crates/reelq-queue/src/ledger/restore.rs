@@ -23,6 +23,9 @@ pub struct PaidCreate {
     pub claim_token: String,
     /// When the create went out (unix ms, the worker's clock).
     pub sent_ms: u64,
+    /// How long the job keeps its in-flight slot if it becomes `uncertain` (the account's
+    /// uncertain slot hold).
+    pub uncertain_slot_hold: Option<std::time::Duration>,
 }
 
 /// What giving a paid create back did to its job.
@@ -62,6 +65,11 @@ impl Ledger {
             .arg(create.sent_ms)
             .arg(TASK_INDEX_TTL.as_millis() as u64)
             .arg(why)
+            .arg(
+                create
+                    .uncertain_slot_hold
+                    .map_or(-1, |hold| hold.as_millis() as i64),
+            )
             .invoke_async(&mut self.conn().await?)
             .await?;
         let outcome = match outcome.as_str() {

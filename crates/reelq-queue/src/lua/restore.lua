@@ -12,6 +12,8 @@
 -- ARGV[6]  unix ms the create went out (the worker's clock): reconciliation looks around it
 -- ARGV[7]  ms the task index entry lives
 -- ARGV[8]  why, for the event log (e.g. "ledger rollback", "late answer")
+-- ARGV[9]  moving to `uncertain`: ms its in-flight slot stays taken (the account's
+--          uncertain slot hold), or -1
 -- A job is given its task only if nobody else can have paid for it since: it is `queued`
 -- or `budget_held` (the fence is bumped, so a claim in hand cannot begin a submit), or it
 -- is `submitting` or `uncertain` under the claim the create was made under.
@@ -24,8 +26,8 @@
 --   "ended"       the job is terminal
 --   "missing"     no record
 local due = KEYS[1]
-local id, account, task_id, token, sent_ms, index_ttl_ms, why =
-  ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8]
+local id, account, task_id, token, sent_ms, index_ttl_ms, why, slot_hold_ms =
+  ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[9])
 local job = prefix .. 'job:' .. id
 local f = redis.call('HMGET', job, 'state', 'task_id', 'token', 'fence', 'events', 'batch')
 local state = f[1]
@@ -33,7 +35,9 @@ if not state then return { 'missing', '' } end
 if TERMINAL[state] then return { 'ended', state } end
 local known = f[2]
 if known == '' then known = false end
-if known and task_id == known then return { 'intact', state } end
+-- The ledger knows a task and this worker does not know its own (the answer is not back,
+-- or was lost): nothing to give back.
+if known and (task_id == known or task_id == '') then return { 'intact', state } end
 if known then return { 'conflict', state } end
 local unsent = state == 'queued' or state == 'budget_held'
 local ours = (state == 'submitting' or state == 'uncertain') and f[3] == token
@@ -67,4 +71,5 @@ move(job, id, state, 'uncertain', now, why .. ': a create went out',
   account, known_fields)
 redis.call('ZREM', due, id)
 redis.call('ZREM', prefix .. 'due_low', id)
+hold_uncertain_slot(account, id, now, slot_hold_ms)
 return { 'uncertain', state }

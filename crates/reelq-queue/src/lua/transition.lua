@@ -69,6 +69,9 @@ else
     end
   end
   redis.call('HSET', job, unpack(fields))
+  -- A claimed job whose submit never began goes back to the queue: the slot its claim took
+  -- is given back, as a move into a state of SLOT_FREE would.
+  if SLOT_FREE[to] then redis.call('ZREM', prefix .. 'inflight:' .. provider, id) end
 end
 if to == 'uncertain' then hold_uncertain_slot(provider, id, now, slot_hold_ms) end
 schedule(due, id, now, delay_ms)

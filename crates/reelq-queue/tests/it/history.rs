@@ -107,6 +107,7 @@ async fn a_restored_backup_is_caught_held_and_repaired_from_the_workers_own_crea
         task_id: Some("task-paid".into()),
         claim_token: "the claim the ledger forgot".into(),
         sent_ms: 1,
+        uncertain_slot_hold: None,
     };
     let (outcome, was) = worker
         .restore_paid_create(&create, "ledger rollback")

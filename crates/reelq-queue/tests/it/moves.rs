@@ -401,6 +401,7 @@ async fn every_pair_of_states_the_table_allows_is_made_and_no_other() {
             task_id: task.map(str::to_owned),
             claim_token: "a claim the ledger forgot".into(),
             sent_ms: 1,
+            uncertain_slot_hold: None,
         };
         let ledger = walker.clone();
         async move {

@@ -1,13 +1,15 @@
 //! Small chaos runs in the production shape: the promise holds, and most jobs are stored,
 //! under worker kills, Redis host power losses (or a Sentinel failover), provider and
-//! gateway faults and dropped callbacks.
+//! gateway faults and dropped callbacks; and a ledger that goes back in time (a stale
+//! replica promoted, a primary booted from a cut AOF, a restored backup) is caught and
+//! repaired with nothing paid twice.
 
 use std::time::Duration;
 
 use reelq_core::ProviderKind;
 use reelq_e2e::{
     RedisSetup,
-    chaos::{self, ChaosPlan},
+    chaos::{self, ChaosPlan, ChaosReport, RedisFault},
 };
 
 fn plan(redis_setup: RedisSetup, redis_restarts: usize) -> ChaosPlan {
@@ -17,6 +19,7 @@ fn plan(redis_setup: RedisSetup, redis_restarts: usize) -> ChaosPlan {
         kill_every: Duration::from_millis(2000),
         redis_setup,
         redis_restarts,
+        redis_fault: RedisFault::PowerLoss,
         providers: vec![ProviderKind::Kie, ProviderKind::Openai],
         gateway_faults: true,
         burst_every: Duration::from_millis(400),
@@ -52,4 +55,47 @@ async fn a_sentinel_failover_loses_nothing_and_pays_once() {
     println!("{report}");
     assert!(report.kept_the_promise(), "{report}");
     assert!(report.redis_restarts == 1, "{report}");
+}
+
+/// A run whose Redis goes back in time once, the workers running on (none killed: a killed
+/// worker's memory of its creates goes with it), every callback delivered and no gateway
+/// failing: what is not stored is so because of the rollback.
+async fn rollback_run(
+    redis_setup: RedisSetup,
+    redis_fault: RedisFault,
+    faults: usize,
+) -> ChaosReport {
+    let plan = ChaosPlan {
+        jobs: 60,
+        redis_fault,
+        kill_every: Duration::from_secs(3600),
+        gateway_faults: false,
+        callback_drop_percent: 0,
+        // Creates spread over about 12 s (15 in flight), so every fault lands mid-run.
+        generation_time: Duration::from_secs(3),
+        ..plan(redis_setup, faults)
+    };
+    let report = chaos::run(env!("CARGO_BIN_EXE_reelq-worker").into(), &plan)
+        .await
+        .unwrap();
+    println!("{report}");
+    assert!(report.kept_the_promise(), "{report}");
+    assert_eq!(report.redis_restarts, faults, "{report}");
+    assert!(report.rollbacks >= 1, "the rollback was declared: {report}");
+    report
+}
+
+#[tokio::test]
+async fn a_stale_replica_promoted_is_caught_and_nothing_is_paid_twice() {
+    rollback_run(RedisSetup::Sentinel, RedisFault::StalePromotion, 1).await;
+}
+
+#[tokio::test]
+async fn a_primary_booted_from_a_cut_aof_is_caught_and_nothing_is_paid_twice() {
+    rollback_run(RedisSetup::Replica, RedisFault::PowerLoss, 1).await;
+}
+
+#[tokio::test]
+async fn a_restored_backup_is_caught_and_nothing_is_paid_twice() {
+    rollback_run(RedisSetup::Always, RedisFault::RestoreBackup, 2).await;
 }
