@@ -145,6 +145,9 @@ pub(crate) fn print_stats(stats: &reelq_producer::Stats, json: bool) -> anyhow::
         "finished   {} stored in the last minute, {} in the last hour; {} failed in the last hour",
         stats.stored_last_minute, stats.stored_last_hour, stats.failed_last_hour
     );
+    if let Some(line) = ledger_history_line(&stats.ledger) {
+        println!("ledger     {line}");
+    }
     for provider in &stats.providers {
         let paused = provider
             .paused_ms
@@ -157,6 +160,24 @@ pub(crate) fn print_stats(stats: &reelq_producer::Stats, json: bool) -> anyhow::
         );
     }
     Ok(())
+}
+
+/// What operators must know of the ledger's history, if anything: a rollback declared (Redis
+/// lost writes it had acknowledged) and whether paid creates are held now.
+pub(crate) fn ledger_history_line(history: &reelq_queue::HistoryStatus) -> Option<String> {
+    if history.rollbacks == 0 {
+        return None;
+    }
+    let held = match (history.holding, history.held_ms) {
+        (true, _) => "; PAID CREATES HELD NOW while workers give back their creates".to_owned(),
+        (false, Some(ms)) => format!("; it held paid creates {:.1} s", ms as f64 / 1000.0),
+        (false, None) => String::new(),
+    };
+    Some(format!(
+        "went back in time {} time(s) (Redis lost acknowledged writes); last: {}{held}",
+        history.rollbacks,
+        history.last_rollback.as_deref().unwrap_or("-"),
+    ))
 }
 
 pub(crate) fn report(

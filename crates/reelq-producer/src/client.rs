@@ -86,6 +86,9 @@ pub struct Stats {
     pub stored_last_minute: u64,
     pub stored_last_hour: u64,
     pub failed_last_hour: u64,
+    /// The ledger's history: rollbacks declared (Redis lost writes it had acknowledged) and
+    /// whether paid creates are held for a repair now.
+    pub ledger: reelq_queue::HistoryStatus,
 }
 
 fn states_as_object<S: serde::Serializer>(
@@ -519,6 +522,7 @@ impl Client {
             stored_last_minute: ledger.entered_within(JobState::Stored, minute).await?,
             stored_last_hour: ledger.entered_within(JobState::Stored, hour).await?,
             failed_last_hour: ledger.entered_within(JobState::Failed, hour).await?,
+            ledger: ledger.history_status().await?,
         })
     }
 

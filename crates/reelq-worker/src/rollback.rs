@@ -81,6 +81,11 @@ impl Guard {
     async fn check(&self) -> Result<(), reelq_queue::QueueError> {
         match self.ledger.check_history().await? {
             HistoryCheck::Intact { holding } => {
+                if holding {
+                    // On the current history already (repaired, or started on it): say so,
+                    // or the hold waits for this worker to its maximum.
+                    self.ledger.acknowledge_history(&self.name).await?;
+                }
                 self.gate.set(if holding { HELD } else { OPEN });
             }
             HistoryCheck::RolledBack(rollback) => {

@@ -42,6 +42,17 @@ async fn overview_page(
     Ok(live_layout(
         "Overview",
         html! {
+            @if stats.ledger.holding {
+                p.error id="rollback" role="alert" {
+                    "The ledger went back in time (Redis lost writes it had acknowledged): paid creates are held while the workers give back the creates they made. Last: "
+                    (stats.ledger.last_rollback.as_deref().unwrap_or("-"))
+                }
+            } @else if stats.ledger.declared_ms.is_some_and(|at| now.saturating_sub(at) < 24 * 3600 * 1000) {
+                p.error id="rollback" role="alert" {
+                    "The ledger went back in time in the last 24 hours and was repaired from the workers' own creates; check uncertain jobs. Last: "
+                    (stats.ledger.last_rollback.as_deref().unwrap_or("-"))
+                }
+            }
             h2 { "Jobs by state" }
             div.cards id="depths" {
                 div.card { b { (stats.due_now) } "due now" }

@@ -444,6 +444,21 @@ impl Ledger {
         Ok(())
     }
 
+    /// A worker already on the ledger's history (it repaired it, or started on it) says so
+    /// while a hold lasts: it has nothing to give back, and the hold waits for every live
+    /// worker.
+    pub async fn acknowledge_history(&self, worker: &str) -> Result<(), QueueError> {
+        let epoch = self.mark_view().view.lock().unwrap().epoch.clone();
+        let _: String = HISTORY
+            .arg(&self.prefix)
+            .arg("ack")
+            .arg(worker)
+            .arg(epoch)
+            .invoke_async(&mut self.conn().await?)
+            .await?;
+        Ok(())
+    }
+
     /// The ledger's history: rollbacks declared, and whether paid creates are held now.
     pub async fn history_status(&self) -> Result<HistoryStatus, QueueError> {
         let ((rollbacks, last, declared_ms, hold_max_ms, held_ms), time): (StatusFields, Value) =
@@ -465,7 +480,13 @@ impl Ledger {
             last_rollback: last,
             declared_ms,
             holding,
-            held_ms: if holding { None } else { held_ms },
+            // A hold that ran to its end with nobody asking: it held until its maximum.
+            held_ms: match (holding, held_ms, declared_ms, hold_max_ms) {
+                (true, ..) => None,
+                (false, Some(ms), ..) => Some(ms),
+                (false, None, Some(from), Some(until)) => Some(until.saturating_sub(from)),
+                _ => None,
+            },
         })
     }
 }

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use reelq_core::{AccountName, JobId, JobState, ProviderKind};
 use reelq_queue::{
-    HistoryCheck, Ledger, PaidCreate, QueueError, RestoreOutcome, Transition, TransitionOutcome,
+    HistoryCheck, Ledger, PaidCreate, QueueError, ROLLBACK_HOLD_MIN, RestoreOutcome, Transition,
+    TransitionOutcome, WorkerInfo,
 };
 use reelq_testkit::RedisServer;
 
@@ -137,15 +138,24 @@ async fn a_restored_backup_is_caught_held_and_repaired_from_the_workers_own_crea
     worker.adopt_history("w1").await.unwrap();
     assert_eq!(worker.rolled_back(), None);
 
-    // No worker is listed live here, so the hold ends at its minimum; then submits go on.
+    // A live worker that started on the new history holds it past its minimum until it
+    // says it is on it (it has nothing to give back); then submits go on.
     let started = Instant::now();
-    while producer.history_status().await.unwrap().holding {
+    let newcomer = ledger(&redis).await;
+    newcomer
+        .heartbeat(&worker_info("w3"), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let past_minimum = ROLLBACK_HOLD_MIN + Duration::from_secs(1);
+    while started.elapsed() < past_minimum {
         assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the hold never ended"
+            producer.history_status().await.unwrap().holding,
+            "held for w3"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    newcomer.acknowledge_history("w3").await.unwrap();
+    assert!(!producer.history_status().await.unwrap().holding);
     let fresh = JobId::new();
     producer
         .enqueue(None, &[(fresh, spec("after the hold"))])
@@ -168,5 +178,18 @@ async fn a_restored_backup_is_caught_held_and_repaired_from_the_workers_own_crea
         HistoryCheck::Intact { holding: false }
     ));
     let status = producer.history_status().await.unwrap();
-    assert!(status.held_ms.is_some_and(|ms| ms >= 6_000), "{status:?}");
+    assert!(status.held_ms.is_some_and(|ms| ms >= 7_000), "{status:?}");
+}
+
+fn worker_info(name: &str) -> WorkerInfo {
+    WorkerInfo {
+        name: name.into(),
+        role: "all".into(),
+        version: "test".into(),
+        accounts: vec!["kie".into()],
+        concurrency: 1,
+        started_ms: 0,
+        seen_ms: 0,
+        ledger_schema: reelq_queue::LEDGER_SCHEMA,
+    }
 }
