@@ -19,8 +19,9 @@ use futures_util::StreamExt;
 use reelq_core::{JobId, JobState, ProviderKind};
 use reelq_producer::Client;
 use reelq_queue::Ledger;
-use reelq_sim::CallbackMode;
+use reelq_sim::{CallbackMode, SimEvent};
 use sha2::{Digest, Sha256};
+use tokio::sync::broadcast::error::RecvError;
 use tokio::{process::Child, time::interval};
 
 use crate::{Deployment, RedisSetup, files_under, prompts, read_object};
@@ -273,6 +274,9 @@ pub async fn run(worker_bin: PathBuf, plan: &ChaosPlan) -> anyhow::Result<ChaosR
                 let n_created = deployment.sim.stats().creates as usize;
                 let threshold = plan.jobs * (report.redis_restarts + 1) / (plan.redis_restarts + 1);
                 if n_created >= threshold && enqueued_at.elapsed() >= ENQUEUE_SETTLED {
+                    // Right after a create arrives: its submit was just made durable, so
+                    // the fault lands on acknowledged writes, not on a quiet moment.
+                    next_create(&deployment.sim).await;
                     report.aof_bytes_lost += match plan.redis_fault {
                         RedisFault::PowerLoss => deployment
                             .power_loss_of_primary()
@@ -315,6 +319,20 @@ pub async fn run(worker_bin: PathBuf, plan: &ChaosPlan) -> anyhow::Result<ChaosR
     }
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// Waits (up to 10 s) for the provider to receive its next create.
+async fn next_create(sim: &reelq_sim::Simulator) {
+    let mut events = sim.events();
+    let created = async {
+        loop {
+            match events.recv().await {
+                Ok(SimEvent::CreateReceived) | Err(RecvError::Closed) => return,
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), created).await;
 }
 
 /// Waits until every job has settled, then gives the `uncertain` ones `grace` to be settled

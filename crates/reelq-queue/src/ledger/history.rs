@@ -372,8 +372,8 @@ impl Ledger {
     }
 
     /// Compares the ledger's history with what this client saw acknowledged (workers run
-    /// this every second, so an idle worker notices too). Lost history is declared (see
-    /// [`Ledger::make_durable`]) and stays lost for this client until
+    /// this every second, so an idle worker notices too; every durable write checks too).
+    /// Lost history is declared and stays lost for this client until
     /// [`Ledger::adopt_history`].
     pub async fn check_history(&self) -> Result<HistoryCheck, QueueError> {
         if let Some(rollback) = self.rolled_back() {

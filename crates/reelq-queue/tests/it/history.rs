@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use reelq_core::{AccountName, JobId, JobState, ProviderKind};
 use reelq_queue::{
-    HistoryCheck, Ledger, PaidCreate, QueueError, ROLLBACK_HOLD_MIN, RestoreOutcome, Transition,
-    TransitionOutcome, WorkerInfo,
+    HistoryCheck, Lease, Ledger, PaidCreate, QueueError, ROLLBACK_HOLD_MIN, RestoreOutcome,
+    Transition, TransitionOutcome, WorkerInfo,
 };
 use reelq_testkit::RedisServer;
 
@@ -19,6 +19,18 @@ async fn reconnect(client: &Ledger) {
     if client.ping().await.is_err() {
         client.ping().await.expect("reconnected");
     }
+}
+
+/// The lease of `job_id` from a claim of everything due (restored jobs are due too).
+async fn claim_job(client: &Ledger, job_id: JobId) -> Lease {
+    client
+        .claim(&claim_opts("w2", 10, LEASE))
+        .await
+        .unwrap()
+        .leases
+        .into_iter()
+        .find(|lease| lease.job_id == job_id)
+        .expect("the job is due")
 }
 
 fn begin() -> Transition {
@@ -84,14 +96,7 @@ async fn a_restored_backup_is_caught_held_and_repaired_from_the_workers_own_crea
     assert!(status.holding, "paid creates are held: {status:?}");
 
     // Held: no worker may begin a submit, so the forgotten create cannot be made again.
-    let lease = other
-        .claim(&claim_opts("w2", 10, LEASE))
-        .await
-        .unwrap()
-        .leases
-        .into_iter()
-        .find(|lease| lease.job_id == paid)
-        .expect("the forgotten job reads queued");
+    let lease = claim_job(&other, paid).await;
     assert!(matches!(
         other.transition(&lease, begin()).await,
         Err(QueueError::SubmitsHeld)
@@ -161,14 +166,7 @@ async fn a_restored_backup_is_caught_held_and_repaired_from_the_workers_own_crea
         .enqueue(None, &[(fresh, spec("after the hold"))])
         .await
         .unwrap();
-    let lease = other
-        .claim(&claim_opts("w2", 10, LEASE))
-        .await
-        .unwrap()
-        .leases
-        .into_iter()
-        .find(|lease| lease.job_id == fresh)
-        .expect("the new job is due");
+    let lease = claim_job(&other, fresh).await;
     assert_eq!(
         other.transition(&lease, begin()).await.unwrap(),
         TransitionOutcome::Applied
