@@ -42,8 +42,11 @@ pub const ROLLBACK_HOLD_MAX: Duration = Duration::from_secs(60);
 pub const RECONNECT_GRACE: Duration = Duration::from_secs(3);
 
 /// A client's count of its durable writes is kept this long after its last (clients come
-/// and go: every worker process and CLI call is one).
+/// and go: every worker process and CLI call is one) ...
 const MARK_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// ... its expiry set again every this many writes (and on the first).
+const MARK_TTL_EVERY: u64 = 64;
 
 /// What a write that must be durable is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,14 +114,8 @@ pub struct HistoryStatus {
     pub held_ms: Option<u64>,
 }
 
-/// `P history`'s rollbacks, last, declared_ms, hold_max_ms and held_ms.
-type StatusFields = (
-    Option<u64>,
-    Option<String>,
-    Option<u64>,
-    Option<u64>,
-    Option<u64>,
-);
+/// `P history`'s rollbacks, last, declared_ms and held_ms.
+type StatusFields = (Option<u64>, Option<String>, Option<u64>, Option<u64>);
 
 /// What this client knows of the ledger's history; shared by a ledger's clones.
 pub(crate) struct History {
@@ -157,8 +154,8 @@ struct HistoryView {
 struct Mark {
     count: u64,
     epoch: Option<String>,
+    /// Present while a declared hold has not been seen to end.
     hold_max_ms: Option<u64>,
-    now_ms: u64,
 }
 
 fn fresh_epoch() -> String {
@@ -167,12 +164,6 @@ fn fresh_epoch() -> String {
 
 fn parse<T: redis::FromRedisValue>(value: Value) -> Result<T, QueueError> {
     redis::from_redis_value(value).map_err(|err| QueueError::corrupt("the ledger", err))
-}
-
-/// Redis's `TIME` as unix ms.
-fn time_ms(value: Value) -> Result<u64, QueueError> {
-    let (secs, micros): (u64, u64) = parse(value)?;
-    Ok(secs * 1000 + micros / 1000)
 }
 
 impl Ledger {
@@ -243,17 +234,17 @@ impl Ledger {
         // ledger answers more (marks of concurrent writes may come back in any order).
         let seen_before = self.mark_view().view.lock().unwrap().seen;
         let mut pipe = redis::pipe();
-        pipe.cmd("INCR")
-            .arg(mark_key)
-            .cmd("PEXPIRE")
-            .arg(mark_key)
-            .arg(MARK_TTL.as_millis() as u64)
-            .ignore()
-            .cmd("HMGET")
+        pipe.cmd("INCR").arg(mark_key);
+        if seen_before.is_multiple_of(MARK_TTL_EVERY) {
+            pipe.cmd("PEXPIRE")
+                .arg(mark_key)
+                .arg(MARK_TTL.as_millis() as u64)
+                .ignore();
+        }
+        pipe.cmd("HMGET")
             .arg(self.key("history"))
             .arg("epoch")
-            .arg("hold_max_ms")
-            .cmd("TIME");
+            .arg("hold_max_ms");
         if let Durability::Replicas { n } = self.safety.durability {
             pipe.cmd("WAIT")
                 .arg(n)
@@ -270,12 +261,10 @@ impl Ledger {
         let mut next = || replies.next().unwrap_or(Value::Nil);
         let count: u64 = parse(next())?;
         let (epoch, hold_max_ms): (Option<String>, Option<u64>) = parse(next())?;
-        let now_ms = time_ms(next())?;
         let mark = Mark {
             count,
             epoch,
             hold_max_ms,
-            now_ms,
         };
         if let Some(rollback) = self.lost_at(&mark, seen_before) {
             let repairs = self.declare(&rollback, mark.epoch.as_deref()).await?;
@@ -289,10 +278,7 @@ impl Ledger {
             self.safety.replicas_behind.store(true, Ordering::SeqCst);
             return Err(QueueError::NotDurable { acked, wanted });
         }
-        if purpose == Durable::Paid
-            && mark.hold_max_ms.is_some_and(|until| until > mark.now_ms)
-            && self.holding().await?
-        {
+        if purpose == Durable::Paid && mark.hold_max_ms.is_some() && self.holding().await? {
             return Err(QueueError::SubmitsHeld);
         }
         let mut view = self.mark_view().view.lock().unwrap();
@@ -380,35 +366,28 @@ impl Ledger {
             return Ok(HistoryCheck::RolledBack(rollback));
         }
         let seen_before = self.mark_view().view.lock().unwrap().seen;
-        let (count, (epoch, hold_max_ms), time): (
-            Option<u64>,
-            (Option<String>, Option<u64>),
-            Value,
-        ) = redis::pipe()
-            .cmd("GET")
-            .arg(&self.mark_view().mark_key)
-            .cmd("HMGET")
-            .arg(self.key("history"))
-            .arg("epoch")
-            .arg("hold_max_ms")
-            .cmd("TIME")
-            .query_async(&mut self.conn().await?)
-            .await?;
-        let now_ms = time_ms(time)?;
+        let (count, (epoch, hold_max_ms)): (Option<u64>, (Option<String>, Option<u64>)) =
+            redis::pipe()
+                .cmd("GET")
+                .arg(&self.mark_view().mark_key)
+                .cmd("HMGET")
+                .arg(self.key("history"))
+                .arg("epoch")
+                .arg("hold_max_ms")
+                .query_async(&mut self.conn().await?)
+                .await?;
         // As a write would find it, one past the count.
         let mark = Mark {
             count: count.unwrap_or(0) + 1,
             epoch,
             hold_max_ms,
-            now_ms,
         };
         if let Some(rollback) = self.lost_at(&mark, seen_before)
             && self.declare(&rollback, mark.epoch.as_deref()).await?
         {
             return Ok(HistoryCheck::RolledBack(rollback));
         }
-        let holding =
-            mark.hold_max_ms.is_some_and(|until| until > mark.now_ms) && self.holding().await?;
+        let holding = mark.hold_max_ms.is_some() && self.holding().await?;
         Ok(HistoryCheck::Intact { holding })
     }
 
@@ -461,32 +440,28 @@ impl Ledger {
 
     /// The ledger's history: rollbacks declared, and whether paid creates are held now.
     pub async fn history_status(&self) -> Result<HistoryStatus, QueueError> {
-        let ((rollbacks, last, declared_ms, hold_max_ms, held_ms), time): (StatusFields, Value) =
-            redis::pipe()
-                .cmd("HMGET")
-                .arg(self.key("history"))
-                .arg("rollbacks")
-                .arg("last")
-                .arg("declared_ms")
-                .arg("hold_max_ms")
-                .arg("held_ms")
-                .cmd("TIME")
-                .query_async(&mut self.conn().await?)
-                .await?;
-        let now_ms = time_ms(time)?;
-        let holding = hold_max_ms.is_some_and(|until| until > now_ms) && self.holding().await?;
+        // A hold still recorded is asked about first: one over is ended (and its length
+        // kept) by the asking.
+        let (hold_max_ms,): (Option<u64>,) = redis::cmd("HMGET")
+            .arg(self.key("history"))
+            .arg("hold_max_ms")
+            .query_async(&mut self.conn().await?)
+            .await?;
+        let holding = hold_max_ms.is_some() && self.holding().await?;
+        let (rollbacks, last, declared_ms, held_ms): StatusFields = redis::cmd("HMGET")
+            .arg(self.key("history"))
+            .arg("rollbacks")
+            .arg("last")
+            .arg("declared_ms")
+            .arg("held_ms")
+            .query_async(&mut self.conn().await?)
+            .await?;
         Ok(HistoryStatus {
             rollbacks: rollbacks.unwrap_or(0),
             last_rollback: last,
             declared_ms,
             holding,
-            // A hold that ran to its end with nobody asking: it held until its maximum.
-            held_ms: match (holding, held_ms, declared_ms, hold_max_ms) {
-                (true, ..) => None,
-                (false, Some(ms), ..) => Some(ms),
-                (false, None, Some(from), Some(until)) => Some(until.saturating_sub(from)),
-                _ => None,
-            },
+            held_ms: if holding { None } else { held_ms },
         })
     }
 }

@@ -11,7 +11,8 @@
 --
 -- Fields: epoch, declared_ms, hold_min_ms and hold_max_ms (submits are held until the
 -- first, and after it until every live worker acknowledged the epoch or the second
--- passed), rollbacks (how many were declared), last ("<ms> <by>: saw <n>, found <n>"),
+-- passed; both are removed when the hold is found over, so a client asks about a hold
+-- only while they are there), rollbacks (how many were declared), last ("<ms> <by>: saw <n>, found <n>"),
 -- held_ms (how long the last hold refused paid creates), ack:<worker> (the epoch that
 -- worker repaired under).
 --
@@ -63,23 +64,25 @@ if op == 'ack' then
 end
 
 if op == 'holding' then
-  local h = redis.call('HMGET', key, 'epoch', 'hold_min_ms', 'hold_max_ms', 'declared_ms',
-    'held_ms')
-  local max_until = tonumber(h[3] or '0')
-  if now >= max_until then
-    if h[4] and not h[5] then redis.call('HSET', key, 'held_ms', max_until - tonumber(h[4])) end
-    return { 0 }
-  end
-  if now < tonumber(h[2] or '0') then return { 1 } end
-  -- Every worker still listed (its heartbeat key alive) must have repaired first.
-  for _, name in ipairs(redis.call('ZRANGE', prefix .. 'workers', 0, -1)) do
-    if redis.call('EXISTS', prefix .. 'worker:' .. name) == 1
-        and redis.call('HGET', key, 'ack:' .. name) ~= h[1] then
-      return { 1 }
+  local h = redis.call('HMGET', key, 'epoch', 'hold_min_ms', 'hold_max_ms', 'declared_ms')
+  if not h[3] then return { 0 } end
+  local max_until = tonumber(h[3])
+  local ends_at = max_until
+  if now < max_until then
+    if now < tonumber(h[2] or '0') then return { 1 } end
+    -- Every worker still listed (its heartbeat key alive) must have repaired first.
+    for _, name in ipairs(redis.call('ZRANGE', prefix .. 'workers', 0, -1)) do
+      if redis.call('EXISTS', prefix .. 'worker:' .. name) == 1
+          and redis.call('HGET', key, 'ack:' .. name) ~= h[1] then
+        return { 1 }
+      end
     end
+    ends_at = now
   end
-  -- Over: end it for everyone, and keep how long it lasted.
-  redis.call('HSET', key, 'hold_max_ms', now, 'held_ms', now - tonumber(h[4] or now))
+  -- Over: end it for everyone (clients look for a hold only while its fields are there),
+  -- and keep how long it lasted.
+  redis.call('HDEL', key, 'hold_min_ms', 'hold_max_ms')
+  redis.call('HSET', key, 'held_ms', ends_at - tonumber(h[4] or ends_at))
   return { 0 }
 end
 
