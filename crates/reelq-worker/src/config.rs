@@ -199,6 +199,12 @@ pub struct WorkerConfig {
     pub callbacks: Option<CallbacksConfig>,
     /// Where to serve `/metrics`, `/healthz` and `/readyz`, e.g. `0.0.0.0:9100`.
     pub ops_listen: Option<String>,
+    /// A file (one per replica, on a disk that outlives the process) where this worker keeps
+    /// the paid creates it made, so a restarted worker still gives them back to a ledger
+    /// that lost them (a rollback around its restart). Without it they are kept in memory
+    /// only. Appended without fsync: it outlives the process, not the host.
+    #[serde(default)]
+    pub paid_creates_file: Option<std::path::PathBuf>,
     /// Completion webhooks to jobs' `notify_url`; not sent when absent.
     pub notify: Option<NotifyConfig>,
     /// Traces exported over OTLP; none when absent.

@@ -33,6 +33,16 @@ const REPAIRING: u8 = 1;
 const HELD: u8 = 2;
 
 impl Gate {
+    /// Closed (repairing) when the worker starts with paid creates a worker before it made
+    /// (its `paid_creates_file`): they are given back first.
+    pub(crate) fn starting(with_creates_to_give_back: bool) -> Self {
+        Gate(AtomicU8::new(if with_creates_to_give_back {
+            REPAIRING
+        } else {
+            OPEN
+        }))
+    }
+
     /// Why claims are stopped now, if they are.
     pub(crate) fn closed(&self) -> Option<&'static str> {
         match self.0.load(Ordering::SeqCst) {
@@ -64,6 +74,21 @@ pub(crate) struct Guard {
 
 impl Guard {
     pub(crate) async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let inherited = self.paid.all();
+        while !inherited.is_empty() {
+            // A worker before this one (same file) made these, and may have died around a
+            // rollback nobody else saw: give them back before anything is claimed.
+            match self.give_back(&inherited, "worker restart").await {
+                Ok(()) => break,
+                Err(err) => {
+                    warn!(error = %err, "could not give back the creates of the worker before; trying again")
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(CHECK_EVERY) => {}
+            }
+        }
         let mut tick = tokio::time::interval(CHECK_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

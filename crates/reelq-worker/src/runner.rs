@@ -109,7 +109,14 @@ pub async fn run(
         .collect();
     ops::register_series(&account_names);
     let tracker = TaskTracker::new();
-    let gate = Arc::new(Gate::default());
+    let paid = Arc::new(match &config.paid_creates_file {
+        Some(path) => PaidCreates::open(path).map_err(|err| {
+            WorkerError::Config(format!("paid_creates_file {}: {err}", path.display()))
+        })?,
+        None => PaidCreates::default(),
+    });
+    // Creates a worker before this one made are given back before anything is claimed.
+    let gate = Arc::new(Gate::starting(paid.len() > 0));
     if let Some(listener) = listeners.ops {
         let state = OpsState {
             gate: gate.clone(),
@@ -168,7 +175,6 @@ pub async fn run(
         let idle_poll = config.idle_poll;
         tracker.spawn(Arc::new(notifier).run(idle_poll, shutdown.clone()));
     }
-    let paid = Arc::new(PaidCreates::default());
     let guard = Arc::new(Guard {
         ledger: ledger.clone(),
         name: name.clone(),

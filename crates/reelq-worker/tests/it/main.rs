@@ -18,4 +18,5 @@ mod pipeline;
 mod provider_errors;
 mod providers;
 mod resilience;
+mod rollback;
 mod traces;
