@@ -184,7 +184,7 @@ pub async fn run(worker_bin: PathBuf, plan: &ChaosPlan) -> anyhow::Result<ChaosR
     // grace below, so a create refused before it was made (a fault answered as a gateway's
     // 503) is submitted again and stored in the run instead of counting against progress by
     // how many such faults the dice dealt (a run once ended 94 stored, 5 of them waiting).
-    deployment.settings = "reconcile_every_ms = 500\nreconcile_absent_after_ms = 3000".into();
+    let settings = "reconcile_every_ms = 500\nreconcile_absent_after_ms = 3000";
     // As at a real provider: a create takes a moment (so kills land mid-call), and the
     // account caps generations in flight (so creates spread over the whole run, through
     // every fault). An uncertain job gives its slot back after 5 s.
@@ -204,30 +204,34 @@ pub async fn run(worker_bin: PathBuf, plan: &ChaosPlan) -> anyhow::Result<ChaosR
     let listener = deployment.callback_listener().await;
     let _receiver = deployment.spawn_callback_receiver(listener);
     let mut workers: Vec<Child> = (0..plan.workers)
-        .map(|worker_idx| deployment.spawn_worker_process(&format!("chaos-{worker_idx}-0")))
+        .map(|worker_idx| spawn_worker(&mut deployment, settings, worker_idx, 0))
         .collect();
     let job_ids = deployment
         .enqueue_across(&prompts("chaos", plan.jobs), &plan.providers)
         .await;
     let enqueued_at = Instant::now();
 
-    let (client, ledger) = (deployment.client.clone(), deployment.ledger.clone());
-    let waited_ids = job_ids.clone();
     // Late callbacks and reconciliation passes get this long to settle uncertain jobs.
     let grace = plan.generation_time + Duration::from_secs(5);
-    let mut settled = tokio::spawn(async move {
-        // The watcher's own connection breaks with each Redis fault: it reconnects and
-        // waits again (the run's deadline bounds it).
-        loop {
-            match settle(&client, &ledger, &waited_ids, grace).await {
-                Err(err) if format!("{err:#}").contains("redis") => {
-                    eprintln!("waiting for jobs: {err:#}; again");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (client, ledger) = (deployment.client.clone(), deployment.ledger.clone());
+    let watch = || {
+        let (client, ledger) = (client.clone(), ledger.clone());
+        let waited_ids = job_ids.clone();
+        tokio::spawn(async move {
+            // The watcher's own connection breaks with each Redis fault: it reconnects and
+            // waits again (the run's deadline bounds it).
+            loop {
+                match settle(&client, &ledger, &waited_ids, grace).await {
+                    Err(err) if format!("{err:#}").contains("redis") => {
+                        eprintln!("waiting for jobs: {err:#}; again");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    settled => return settled,
                 }
-                settled => return settled,
             }
-        }
-    });
+        })
+    };
+    let mut settled = watch();
     let deadline = tokio::time::sleep(plan.timeout);
     tokio::pin!(deadline);
     let mut kill_tick = interval(plan.kill_every);
@@ -251,8 +255,8 @@ pub async fn run(worker_bin: PathBuf, plan: &ChaosPlan) -> anyhow::Result<ChaosR
                 let worker_idx = rand::random_range(0..workers.len());
                 workers[worker_idx].kill().await.context("killing a worker")?;
                 report.worker_kills += 1;
-                let name = format!("chaos-{worker_idx}-{}", report.worker_kills);
-                workers[worker_idx] = deployment.spawn_worker_process(&name);
+                workers[worker_idx] =
+                    spawn_worker(&mut deployment, settings, worker_idx, report.worker_kills);
             }
             _ = burst_tick.tick() => {
                 let codes = if plan.gateway_faults { &BURST_CODES[..] } else { &BURST_CODES[1..] };
@@ -295,6 +299,10 @@ pub async fn run(worker_bin: PathBuf, plan: &ChaosPlan) -> anyhow::Result<ChaosR
                         }
                     };
                     report.redis_restarts += 1;
+                    // What settled before the fault may have gone back with it: the jobs
+                    // are judged on the ledger after it.
+                    settled.abort();
+                    settled = watch();
                 }
             }
         }
@@ -315,10 +323,31 @@ pub async fn run(worker_bin: PathBuf, plan: &ChaosPlan) -> anyhow::Result<ChaosR
     };
     if let Some(keep) = std::env::var_os("CHAOS_KEEP_LOGS") {
         // The workers' logs outlive the run's temp dir, for whoever reads a failed run.
-        deployment.copy_logs_to(std::path::Path::new(&keep))?;
+        let run = format!("{:?}-{}", plan.redis_fault, deployment.redis.port());
+        deployment.copy_logs_to(&std::path::Path::new(&keep).join(run))?;
     }
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// Starts the worker of slot `worker_idx` (its `life`th process): each slot keeps its paid
+/// creates in a file of its own, which the process replacing a killed one reads back, as a
+/// replica's volume outlives its process.
+fn spawn_worker(
+    deployment: &mut Deployment,
+    settings: &str,
+    worker_idx: usize,
+    life: usize,
+) -> Child {
+    let journal = deployment
+        .dir
+        .path()
+        .join(format!("paid-creates-{worker_idx}.jsonl"));
+    deployment.settings = format!(
+        "{settings}\npaid_creates_file = {:?}",
+        journal.display().to_string()
+    );
+    deployment.spawn_worker_process(&format!("chaos-{worker_idx}-{life}"))
 }
 
 /// Waits (up to 10 s) for the provider to receive its next create.
