@@ -143,7 +143,10 @@ impl PaidCreates {
     /// The ledger now knows the task of `job_id`'s create (or never will: it ended, or
     /// another create took its place).
     pub(crate) fn settled(&self, job_id: JobId) {
-        self.change(Line::Recorded { job: job_id });
+        // A refused create was forgotten already: nothing to mark, nothing to write.
+        if self.creates.lock().unwrap().contains_key(&job_id) {
+            self.change(Line::Recorded { job: job_id });
+        }
     }
 
     /// Every create remembered (after dropping those past their time).
