@@ -15,7 +15,7 @@ use std::{
     fmt,
     sync::{
         LazyLock, Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -45,8 +45,11 @@ pub const RECONNECT_GRACE: Duration = Duration::from_secs(3);
 /// and go: every worker process and CLI call is one) ...
 const MARK_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// ... its expiry set again every this many writes (and on the first).
+/// ... its expiry set again every this many writes (and on the first) ...
 const MARK_TTL_EVERY: u64 = 64;
+
+/// ... and every this many checks of the history (a worker checks every second).
+const MARK_TTL_EVERY_CHECKS: u64 = 600;
 
 /// What a write that must be durable is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +130,8 @@ pub(crate) struct History {
     repairs: AtomicBool,
     /// Who this client is, for the ledger's record of who declared a rollback.
     name: Mutex<String>,
+    /// How many times this client checked the history.
+    checks: AtomicU64,
 }
 
 impl History {
@@ -136,6 +141,7 @@ impl History {
             view: Mutex::default(),
             repairs: AtomicBool::new(false),
             name: Mutex::default(),
+            checks: AtomicU64::new(0),
         }
     }
 }
@@ -235,7 +241,10 @@ impl Ledger {
         let seen_before = self.mark_view().view.lock().unwrap().seen;
         let mut pipe = redis::pipe();
         pipe.cmd("INCR").arg(mark_key);
-        if seen_before.is_multiple_of(MARK_TTL_EVERY) {
+        // A worker renews it every MARK_TTL_EVERY writes (and its checks do too); a producer,
+        // which may write once a week, at every write: an expired count would read as lost.
+        let repairs = self.mark_view().repairs.load(Ordering::SeqCst);
+        if !repairs || seen_before.is_multiple_of(MARK_TTL_EVERY) {
             pipe.cmd("PEXPIRE")
                 .arg(mark_key)
                 .arg(MARK_TTL.as_millis() as u64)
@@ -366,16 +375,23 @@ impl Ledger {
             return Ok(HistoryCheck::RolledBack(rollback));
         }
         let seen_before = self.mark_view().view.lock().unwrap().seen;
-        let (count, (epoch, hold_max_ms)): (Option<u64>, (Option<String>, Option<u64>)) =
-            redis::pipe()
-                .cmd("GET")
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET").arg(&self.mark_view().mark_key);
+        let checks = self.mark_view().checks.fetch_add(1, Ordering::SeqCst);
+        if seen_before > 0 && checks.is_multiple_of(MARK_TTL_EVERY_CHECKS) {
+            // An idle worker's count must not expire under it.
+            pipe.cmd("PEXPIRE")
                 .arg(&self.mark_view().mark_key)
-                .cmd("HMGET")
-                .arg(self.key("history"))
-                .arg("epoch")
-                .arg("hold_max_ms")
-                .query_async(&mut self.conn().await?)
-                .await?;
+                .arg(MARK_TTL.as_millis() as u64)
+                .ignore();
+        }
+        let (count, (epoch, hold_max_ms)): (Option<u64>, (Option<String>, Option<u64>)) = pipe
+            .cmd("HMGET")
+            .arg(self.key("history"))
+            .arg("epoch")
+            .arg("hold_max_ms")
+            .query_async(&mut self.conn().await?)
+            .await?;
         // As a write would find it, one past the count.
         let mark = Mark {
             count: count.unwrap_or(0) + 1,
