@@ -209,3 +209,29 @@ pub(crate) fn report(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use reelq_queue::HistoryStatus;
+
+    use super::ledger_history_line;
+
+    #[test]
+    fn stats_name_a_ledger_that_went_back_in_time_and_whether_submits_are_held() {
+        assert_eq!(ledger_history_line(&HistoryStatus::default()), None);
+        let mut history = HistoryStatus {
+            rollbacks: 1,
+            last_rollback: Some("1796619569768 w1: saw 24, found 16".into()),
+            declared_ms: Some(1_796_619_569_768),
+            holding: true,
+            held_ms: None,
+        };
+        let line = ledger_history_line(&history).unwrap();
+        assert!(line.contains("went back in time 1 time(s)"), "{line}");
+        assert!(line.contains("w1: saw 24, found 16"), "{line}");
+        assert!(line.contains("PAID CREATES HELD NOW"), "{line}");
+        (history.holding, history.held_ms) = (false, Some(6_000));
+        let line = ledger_history_line(&history).unwrap();
+        assert!(line.ends_with("it held paid creates 6.0 s"), "{line}");
+    }
+}

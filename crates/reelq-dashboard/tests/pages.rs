@@ -14,7 +14,7 @@ const TOKEN: &str = "dash-token-0123456789";
 const PREFIX: &str = "ui";
 
 struct Fixture {
-    _redis: RedisServer,
+    redis: RedisServer,
     base: String,
     http: reqwest::Client,
     client: Client,
@@ -110,7 +110,7 @@ async fn fixture(writable: bool) -> Fixture {
         .build()
         .unwrap();
     Fixture {
-        _redis: redis,
+        redis,
         base,
         http,
         client,
@@ -345,6 +345,41 @@ async fn every_page_shows_what_the_ledger_holds() {
     let (status, csv) = f.get(&format!("/ui/batches/{}/report.csv", f.batch)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(csv.lines().count(), 4, "a header and three jobs");
+}
+
+#[tokio::test]
+async fn the_overview_says_when_the_ledger_went_back_in_time() {
+    let f = fixture(false).await;
+    let (_, overview) = f.get("/ui").await;
+    assert!(!overview.contains(r#"id="rollback""#), "no rollback yet");
+
+    // A rollback declared a moment ago, its hold still on (as `history.lua` records one).
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let (now, until) = (now_ms.to_string(), (now_ms + 600_000).to_string());
+    let last = format!("{now} w1: saw 24, found 16");
+    let declared = [
+        "HSET",
+        "{ui}:history",
+        "rollbacks",
+        "1",
+        "last",
+        &last,
+        "declared_ms",
+        &now,
+        "hold_min_ms",
+        &until,
+        "hold_max_ms",
+        &until,
+    ];
+    assert_eq!(f.redis.command(&declared).unwrap(), ":5");
+    let (status, overview) = f.get("/ui").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(overview.contains(r#"id="rollback""#), "{overview}");
+    assert!(overview.contains("paid creates are held"), "{overview}");
+    assert!(overview.contains("w1: saw 24, found 16"), "{overview}");
 }
 
 #[tokio::test]
