@@ -7,9 +7,9 @@
 //! cut, an operator restores a backup. Every client therefore counts its own durable writes
 //! in the ledger (`P mark:{client}`), remembers the count it saw made durable, and checks
 //! it on every durable write (in the same round trip as the write's `WAIT`) and, for
-//! workers, every second. A client that just reconnected (maybe to a promoted replica) waits
-//! [`RECONNECT_GRACE`] before its first paid create, so that the clients that saw the lost
-//! writes have noticed, declared the rollback and held paid creates by then.
+//! workers, every second. A worker that just reconnected (maybe to a promoted replica)
+//! claims nothing for [`RECONNECT_GRACE`], so that the clients that saw the lost writes have
+//! noticed, declared the rollback and held paid creates by then.
 
 use std::{
     fmt,
@@ -36,9 +36,9 @@ pub const ROLLBACK_HOLD_MIN: Duration = Duration::from_secs(6);
 /// (its own creates are then settled as `uncertain` jobs are).
 pub const ROLLBACK_HOLD_MAX: Duration = Duration::from_secs(60);
 
-/// A client that just reconnected waits this long before its next paid create: the
-/// workers check the ledger's history every second, so one that saw writes the ledger lost
-/// has declared the rollback by then.
+/// A worker that just reconnected claims nothing for this long: the workers check the
+/// ledger's history every second, so one that saw writes the ledger lost has declared the
+/// rollback by then.
 pub const RECONNECT_GRACE: Duration = Duration::from_secs(3);
 
 /// A client's count of its durable writes is kept this long after its last (clients come
@@ -205,7 +205,7 @@ impl Ledger {
         view.lost.as_ref().map(|(rollback, _)| rollback.clone())
     }
 
-    /// How much longer this client waits before its next paid create after a reconnect
+    /// How much longer a worker waits before it claims again after a reconnect
     /// ([`RECONNECT_GRACE`]), if it does.
     pub fn reconnect_grace_left(&self) -> Option<Duration> {
         let since = self.connector.reconnected_for()?;
@@ -214,16 +214,15 @@ impl Ledger {
             .filter(|left| !left.is_zero())
     }
 
-    /// Refuses a paid create's write while this client has a rollback to repair, and for
-    /// [`RECONNECT_GRACE`] after it reconnected.
+    /// Refuses a paid create's write while this client has a rollback to repair. (The
+    /// [`RECONNECT_GRACE`] holds new claims, not a submit under a lease taken before the
+    /// reconnect: a ledger that still holds that lease lost nothing after it, and one that
+    /// lost it refuses the write by its fence and token.)
     pub(crate) fn ensure_history(&self) -> Result<(), QueueError> {
-        if let Some(rollback) = self.rolled_back() {
-            return Err(QueueError::RolledBack(rollback));
+        match self.rolled_back() {
+            Some(rollback) => Err(QueueError::RolledBack(rollback)),
+            None => Ok(()),
         }
-        if self.reconnect_grace_left().is_some() {
-            return Err(QueueError::SubmitsHeld);
-        }
-        Ok(())
     }
 
     /// Counts a write made on `conn` in the ledger's history and proves it durable per the
