@@ -379,6 +379,8 @@ impl Ledger {
             .await?;
         let outcome = match reply.as_slice() {
             [ok] if ok == "1" => TransitionOutcome::Applied,
+            [held] if held == "2" => return Err(QueueError::SubmitsHeld),
+            [lost] if lost == "3" => return Err(self.history_lost_at_submit().await),
             [_, state, fence] => TransitionOutcome::LeaseLost {
                 state: match state.as_str() {
                     "" => None,
@@ -414,9 +416,12 @@ impl Ledger {
             .slot_hold
             .map(|d| d.as_millis() as i64)
             .unwrap_or(-1);
+        let (epoch, seen) = self.history_seen();
         let mut invocation = TRANSITION.prepare_invoke();
         invocation
             .key(self.key("due"))
+            .key(self.key("history"))
+            .key(self.history_mark_key())
             .arg(&self.prefix)
             .arg(job_id)
             .arg(fence)
@@ -425,7 +430,9 @@ impl Ledger {
             .arg(planned.rule.to.as_str())
             .arg(delay_ms)
             .arg(&planned.detail)
-            .arg(slot_hold_ms);
+            .arg(slot_hold_ms)
+            .arg(epoch)
+            .arg(seen);
         for (field, value) in &planned.fields {
             invocation.arg(*field).arg(value);
         }

@@ -205,6 +205,28 @@ impl Ledger {
         view.lost.as_ref().map(|(rollback, _)| rollback.clone())
     }
 
+    /// The history's epoch as this client knows it, and the count of its durable writes it
+    /// saw made durable: a `begin_submit` is refused, unmade, by a ledger that shows less.
+    pub(crate) fn history_seen(&self) -> (String, u64) {
+        let view = self.mark_view().view.lock().unwrap();
+        (view.epoch.clone(), view.seen)
+    }
+
+    /// This client's count of its durable writes (`P mark:{client}`).
+    pub(crate) fn history_mark_key(&self) -> &str {
+        &self.mark_view().mark_key
+    }
+
+    /// A `begin_submit` found the ledger's history short of what this client saw: the check
+    /// declares the rollback; the submit is refused either way.
+    pub(crate) async fn history_lost_at_submit(&self) -> QueueError {
+        match self.check_history().await {
+            Ok(HistoryCheck::RolledBack(rollback)) => QueueError::RolledBack(rollback),
+            Ok(HistoryCheck::Intact { .. }) => QueueError::SubmitsHeld,
+            Err(err) => err,
+        }
+    }
+
     /// How much longer a worker waits before it claims again after a reconnect
     /// ([`RECONNECT_GRACE`]), if it does.
     pub fn reconnect_grace_left(&self) -> Option<Duration> {
@@ -228,7 +250,8 @@ impl Ledger {
     /// Counts a write made on `conn` in the ledger's history and proves it durable per the
     /// configured mode, in one round trip: the history mark and the `WAIT` go in one
     /// pipeline behind the write. A mark that shows lost history declares the rollback; a
-    /// paid create's write is then refused, as it is while a declared rollback's hold lasts.
+    /// paid create's write is then refused. (A `begin_submit` also checks the history, and a
+    /// declared rollback's hold, inside its own script, before it writes anything.)
     pub(crate) async fn make_durable(
         &self,
         conn: &mut Conn,
@@ -285,9 +308,6 @@ impl Ledger {
         {
             self.safety.replicas_behind.store(true, Ordering::SeqCst);
             return Err(QueueError::NotDurable { acked, wanted });
-        }
-        if purpose == Durable::Paid && mark.hold_max_ms.is_some() && self.holding().await? {
-            return Err(QueueError::SubmitsHeld);
         }
         let mut view = self.mark_view().view.lock().unwrap();
         if view.lost.is_none() && mark.epoch.as_deref() == Some(view.epoch.as_str()) {
