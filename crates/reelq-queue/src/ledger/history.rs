@@ -272,10 +272,15 @@ impl Ledger {
                 .arg(MARK_TTL.as_millis() as u64)
                 .ignore();
         }
-        pipe.cmd("HMGET")
-            .arg(self.key("history"))
-            .arg("epoch")
-            .arg("hold_max_ms");
+        // A `begin_submit`'s own script checked the history's epoch a moment ago; other
+        // writes read it here.
+        let read_epoch = purpose != Durable::Paid;
+        if read_epoch {
+            pipe.cmd("HMGET")
+                .arg(self.key("history"))
+                .arg("epoch")
+                .arg("hold_max_ms");
+        }
         if let Durability::Replicas { n } = self.safety.durability {
             pipe.cmd("WAIT")
                 .arg(n)
@@ -291,7 +296,11 @@ impl Ledger {
         let mut replies = replies.into_iter();
         let mut next = || replies.next().unwrap_or(Value::Nil);
         let count: u64 = parse(next())?;
-        let (epoch, hold_max_ms): (Option<String>, Option<u64>) = parse(next())?;
+        let (epoch, hold_max_ms): (Option<String>, Option<u64>) = if read_epoch {
+            parse(next())?
+        } else {
+            (Some(self.history_seen().0), None)
+        };
         let mark = Mark {
             count,
             epoch,
