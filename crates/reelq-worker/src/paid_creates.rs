@@ -95,11 +95,12 @@ impl PaidCreates {
                 }
             }
         }
+        let opened = OpenOptions::new().create(true).append(true).open(path)?;
         let paid = PaidCreates {
             creates: Mutex::new(creates),
             file: Some(Journal {
                 path: path.to_owned(),
-                out: Mutex::new((File::create(path.with_extension("compacting"))?, 0)),
+                out: Mutex::new((opened, 0)),
             }),
         };
         paid.compact()?;

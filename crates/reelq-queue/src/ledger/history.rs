@@ -160,8 +160,6 @@ struct HistoryView {
 struct Mark {
     count: u64,
     epoch: Option<String>,
-    /// Present while a declared hold has not been seen to end.
-    hold_max_ms: Option<u64>,
 }
 
 fn fresh_epoch() -> String {
@@ -276,10 +274,7 @@ impl Ledger {
         // writes read it here.
         let read_epoch = purpose != Durable::Paid;
         if read_epoch {
-            pipe.cmd("HMGET")
-                .arg(self.key("history"))
-                .arg("epoch")
-                .arg("hold_max_ms");
+            pipe.cmd("HGET").arg(self.key("history")).arg("epoch");
         }
         if let Durability::Replicas { n } = self.safety.durability {
             pipe.cmd("WAIT")
@@ -296,16 +291,12 @@ impl Ledger {
         let mut replies = replies.into_iter();
         let mut next = || replies.next().unwrap_or(Value::Nil);
         let count: u64 = parse(next())?;
-        let (epoch, hold_max_ms): (Option<String>, Option<u64>) = if read_epoch {
+        let epoch: Option<String> = if read_epoch {
             parse(next())?
         } else {
-            (Some(self.history_seen().0), None)
+            Some(self.history_seen().0)
         };
-        let mark = Mark {
-            count,
-            epoch,
-            hold_max_ms,
-        };
+        let mark = Mark { count, epoch };
         if let Some(rollback) = self.lost_at(&mark, seen_before) {
             let repairs = self.declare(&rollback, mark.epoch.as_deref()).await?;
             if purpose == Durable::Paid && repairs {
@@ -424,14 +415,14 @@ impl Ledger {
         let mark = Mark {
             count: count.unwrap_or(0) + 1,
             epoch,
-            hold_max_ms,
         };
         if let Some(rollback) = self.lost_at(&mark, seen_before)
             && self.declare(&rollback, mark.epoch.as_deref()).await?
         {
             return Ok(HistoryCheck::RolledBack(rollback));
         }
-        let holding = mark.hold_max_ms.is_some() && self.holding().await?;
+        // A hold's fields are there until it is found over.
+        let holding = hold_max_ms.is_some() && self.holding().await?;
         Ok(HistoryCheck::Intact { holding })
     }
 
