@@ -56,6 +56,11 @@ pub(crate) struct Cli {
     /// written to the provider by it.
     #[arg(long, env = "REELQ_CATALOG", global = true)]
     pub(crate) catalog: Option<PathBuf>,
+    /// The workers' store: archived jobs are read from its history, `reelq verify` reads
+    /// videos back from it, and `reelq serve` hands videos out from it (job records then
+    /// carry `video_url`: a presigned link for S3, else `/v1/jobs/{id}/content`).
+    #[command(flatten)]
+    pub(crate) store: store::StoreArgs,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -149,10 +154,6 @@ pub(crate) enum Command {
         /// Let the dashboard act: retry failed jobs, resolve uncertain ones, cancel batches.
         #[arg(long, requires = "dashboard")]
         dashboard_writable: bool,
-        /// Give the workers' store to hand videos out: job records then carry `video_url`
-        /// (a presigned link for S3, else `/v1/jobs/{id}/content`, which streams the video).
-        #[command(flatten)]
-        store: store::StoreArgs,
         /// How long a presigned link stays valid, in seconds (at most 7 days).
         #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
         link_ttl_s: u64,
@@ -179,8 +180,12 @@ pub(crate) enum JobsCommand {
         #[arg(long, default_value_t = 50)]
         limit: usize,
         /// Start after this position (printed under a full page).
-        #[arg(long, value_parser = parse_cursor)]
+        #[arg(long, value_parser = parse_cursor, conflicts_with = "day")]
         after: Option<reelq_queue::PageCursor>,
+        /// Instead: the jobs made on this UTC day (`2026-12-07`) that have left Redis for the
+        /// archived history (needs the store: --store), by id, filtered by --state.
+        #[arg(long)]
+        day: Option<chrono::NaiveDate>,
         /// As JSON: `{"data":[record, ...],"next_cursor"}`, as the API answers.
         #[command(flatten)]
         output: OutputArgs,

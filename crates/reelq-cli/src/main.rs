@@ -105,6 +105,11 @@ async fn main() -> anyhow::Result<()> {
             allow_http: cli.notify_allow_http,
             allow: cli.notify_allow.clone(),
         });
+    let store = cli.store.open()?;
+    let client = match cli.store.history()? {
+        Some(history) => client.with_history(history),
+        None => client,
+    };
     match cli.command {
         Command::Providers {
             command: Some(ProvidersCommand::Pause { account, length }),
@@ -155,7 +160,31 @@ async fn main() -> anyhow::Result<()> {
                 JobsCommand::List {
                     state,
                     limit,
+                    day: Some(day),
+                    output,
+                    ..
+                },
+        } => {
+            let mut records: Vec<_> = client
+                .archived_day(day)
+                .await?
+                .into_iter()
+                .map(|job| job.record)
+                .filter(|record| state.is_empty() || state.contains(&record.state))
+                .collect();
+            records.truncate(limit);
+            match output.json() {
+                true => print_json(&serde_json::json!({ "data": records, "next_cursor": null }))?,
+                false => print_table(&records),
+            }
+        }
+        Command::Jobs {
+            command:
+                JobsCommand::List {
+                    state,
+                    limit,
                     after,
+                    day: None,
                     output,
                 },
         } => {
@@ -250,7 +279,6 @@ async fn main() -> anyhow::Result<()> {
             https,
             dashboard,
             dashboard_writable,
-            store,
             link_ttl_s,
             log_format,
         } => {
@@ -269,7 +297,7 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("binding {listen}"))?;
             eprintln!("reelq api listening on {}", listener.local_addr()?);
-            let videos = store.open()?.map(|store| reelq_producer::Videos {
+            let videos = store.map(|store| reelq_producer::Videos {
                 store,
                 link_ttl: Duration::from_secs(link_ttl_s),
             });
@@ -297,7 +325,7 @@ async fn main() -> anyhow::Result<()> {
             reelq_http::serve(listener, app, limits, stop_requested()).await;
         }
         Command::Verify(args) => {
-            if !verify::run(&client, args).await? {
+            if !verify::run(&client, args, store).await? {
                 std::process::exit(2);
             }
         }

@@ -8,8 +8,6 @@ use reelq_producer::Client;
 use reelq_queue::JobRecord;
 use reelq_storage::VideoStore;
 
-use crate::store::StoreArgs;
-
 #[derive(Args)]
 pub(crate) struct VerifyArgs {
     /// Jobs to check.
@@ -17,8 +15,6 @@ pub(crate) struct VerifyArgs {
     /// Check every stored job of this batch.
     #[arg(long)]
     batch: Option<BatchId>,
-    #[command(flatten)]
-    store: StoreArgs,
 }
 
 /// What reading one job's object back found.
@@ -29,11 +25,12 @@ enum Verdict {
 }
 
 /// Checks the jobs; true if every stored one is whole and as recorded.
-pub(crate) async fn run(client: &Client, args: VerifyArgs) -> anyhow::Result<bool> {
-    let store = args
-        .store
-        .open()?
-        .context("give the workers' store: --store URL")?;
+pub(crate) async fn run(
+    client: &Client,
+    args: VerifyArgs,
+    store: Option<VideoStore>,
+) -> anyhow::Result<bool> {
+    let store = store.context("give the workers' store: --store URL")?;
     let mut job_ids = args.job_ids;
     if let Some(batch) = args.batch {
         job_ids.extend(client.batch_jobs(batch).await?);
@@ -44,7 +41,7 @@ pub(crate) async fn run(client: &Client, args: VerifyArgs) -> anyhow::Result<boo
     let (mut whole, mut problems, mut skipped) = (0, 0, 0);
     for job_id in job_ids {
         let Some(record) = client.status(job_id).await? else {
-            println!("{job_id}  MISSING  no ledger record (expired after retention?)");
+            println!("{job_id}  MISSING  no record in the ledger or the archived history");
             problems += 1;
             continue;
         };

@@ -14,9 +14,10 @@ use reelq_core::{
     ProviderKind, SpecError, WebhookTargets, usd_to_micros,
 };
 use reelq_queue::{
-    BatchInfo, CancelOutcome, EnqueueProgress, Enqueued, Idempotency, JobRecord, Ledger,
+    ArchivedJob, BatchInfo, CancelOutcome, EnqueueProgress, Enqueued, Idempotency, JobRecord, Ledger,
     LedgerConfig, PageCursor, ProviderLimit, QueueError, Resolution, Resumed, WorkerInfo,
 };
+use reelq_storage::{HistoryLine, HistoryStore};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -39,9 +40,24 @@ pub enum ProducerError {
     Manifest(#[from] ManifestError),
     #[error(transparent)]
     Queue(#[from] QueueError),
-    /// Reading a stored video (the API's `/content` and links).
+    /// Reading a stored video (the API's `/content` and links), or archived history.
     #[error(transparent)]
     Store(#[from] reelq_storage::StorageError),
+    /// Archived history was asked for, and no store to read it from was given.
+    #[error(
+        "no history store given: archived jobs are read from the workers' store (--store or REELQ_STORE_URL)"
+    )]
+    NoHistory,
+}
+
+/// An archived line read back.
+fn archived_job(line: &HistoryLine) -> Result<ArchivedJob, ProducerError> {
+    serde_json::from_str(&line.json).map_err(|err| {
+        ProducerError::Queue(QueueError::Corrupt {
+            job_id: line.job_id.to_string(),
+            detail: format!("archived record: {err}"),
+        })
+    })
 }
 
 /// How long an idempotency key is remembered.
@@ -125,6 +141,9 @@ pub struct Client {
     prices: Arc<PriceTable>,
     /// Where `notify_url`s may point (the workers check again when sending).
     webhook_targets: Arc<WebhookTargets>,
+    /// The history archived jobs are read from, once they have left Redis; None: only the
+    /// ledger is read (an archived job reads as missing).
+    history: Option<HistoryStore>,
 }
 
 /// This host's clock, unix ms.
@@ -145,7 +164,81 @@ impl Client {
             catalog: Arc::new(Catalog::built_in().clone()),
             prices: Arc::new(PriceTable::default()),
             webhook_targets: Arc::new(WebhookTargets::default()),
+            history: None,
         })
+    }
+
+    /// Reads jobs that have left Redis from `history` (the workers' store, or their
+    /// `[history] url`), so every read finds an archived job as it finds a live one.
+    pub fn with_history(self, history: HistoryStore) -> Self {
+        Client {
+            history: Some(history),
+            ..self
+        }
+    }
+
+    /// The records of `job_ids` in their order: from the ledger, and those no longer there
+    /// from the archived history; jobs in neither are left out.
+    pub async fn records(&self, job_ids: &[JobId]) -> Result<Vec<JobRecord>, ProducerError> {
+        Ok(self
+            .archived_or_live(job_ids)
+            .await?
+            .into_iter()
+            .map(|(record, _)| record)
+            .collect())
+    }
+
+    /// Like [`Client::records`], with each archived job's event log (None for a live one).
+    async fn archived_or_live(
+        &self,
+        job_ids: &[JobId],
+    ) -> Result<Vec<(JobRecord, Option<Vec<String>>)>, ProducerError> {
+        let live = self.ledger.jobs(job_ids).await?;
+        let Some(history) = self.history.as_ref().filter(|_| live.len() < job_ids.len()) else {
+            return Ok(live.into_iter().map(|record| (record, None)).collect());
+        };
+        let mut live: HashMap<JobId, JobRecord> = live
+            .into_iter()
+            .map(|record| (record.job_id, record))
+            .collect();
+        let missing: Vec<JobId> = job_ids
+            .iter()
+            .filter(|id| !live.contains_key(id))
+            .copied()
+            .collect();
+        let mut archived = history.find(&missing).await?;
+        let mut records = Vec::with_capacity(job_ids.len());
+        for job_id in job_ids {
+            if let Some(record) = live.remove(job_id) {
+                records.push((record, None));
+            } else if let Some(line) = archived.remove(job_id) {
+                let job = archived_job(&line)?;
+                records.push((job.record, Some(job.events)));
+            }
+        }
+        Ok(records)
+    }
+
+    /// Every job archived for a UTC day (made that day), once each, by id: the history that
+    /// has left Redis. Jobs of that day still in Redis are not in it.
+    pub async fn archived_day(
+        &self,
+        day: chrono::NaiveDate,
+    ) -> Result<Vec<ArchivedJob>, ProducerError> {
+        let Some(history) = &self.history else {
+            return Err(ProducerError::NoHistory);
+        };
+        history
+            .day(day)
+            .await?
+            .iter()
+            .map(archived_job)
+            .collect()
+    }
+
+    /// The archiver's last passes.
+    pub async fn archive_status(&self) -> Result<reelq_queue::ArchiveStatus, ProducerError> {
+        Ok(self.ledger.archive_status().await?)
     }
 
     /// Accepts `notify_url`s by `targets` instead of public https only.
@@ -338,11 +431,12 @@ impl Client {
     /// Reads a job's record, riding out a Redis restart (the first command on a
     /// reconnecting connection fails) with a few quick retries.
     pub async fn status(&self, job_id: JobId) -> Result<Option<JobRecord>, ProducerError> {
-        let read = || self.ledger.job(job_id);
+        let read = || self.records(std::slice::from_ref(&job_id));
         Ok(read
             .retry(READ_RETRY)
-            .when(|err| matches!(err, QueueError::Redis(_)))
-            .await?)
+            .when(|err| matches!(err, ProducerError::Queue(QueueError::Redis(_))))
+            .await?
+            .pop())
     }
 
     pub async fn batch_jobs(&self, batch_id: BatchId) -> Result<Vec<JobId>, ProducerError> {
@@ -357,7 +451,7 @@ impl Client {
     /// Every record of a batch, in manifest order (jobs past their retention are missing).
     pub async fn batch_records(&self, batch_id: BatchId) -> Result<Vec<JobRecord>, ProducerError> {
         let job_ids = self.batch_jobs(batch_id).await?;
-        Ok(self.ledger.jobs(&job_ids).await?)
+        self.records(&job_ids).await
     }
 
     /// One page of a batch's jobs in enqueue order: up to `limit` from the `offset`th, and
@@ -370,7 +464,7 @@ impl Client {
     ) -> Result<(Vec<JobRecord>, Option<usize>), ProducerError> {
         let job_ids = self.ledger.batch_jobs_page(batch_id, offset, limit).await?;
         let next = (job_ids.len() == limit).then_some(offset + limit);
-        Ok((self.ledger.jobs(&job_ids).await?, next))
+        Ok((self.records(&job_ids).await?, next))
     }
 
     /// Raises a batch's budget (if given) and queues its `budget_held` jobs again; None if
@@ -399,7 +493,15 @@ impl Client {
     }
 
     pub async fn history(&self, job_id: JobId) -> Result<Vec<String>, ProducerError> {
-        Ok(self.ledger.history(job_id).await?)
+        let events = self.ledger.history(job_id).await?;
+        if !events.is_empty() {
+            return Ok(events);
+        }
+        let archived = self.archived_or_live(&[job_id]).await?;
+        Ok(archived
+            .into_iter()
+            .find_map(|(_, events)| events)
+            .unwrap_or_default())
     }
 
     /// Settles an `uncertain` job; false if it was not `uncertain`.

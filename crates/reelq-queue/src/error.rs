@@ -41,6 +41,10 @@ pub enum QueueError {
     /// rollback: the create did not go out. Retrying later is safe.
     #[error("paid creates are held while workers repair the ledger after it went back in time")]
     SubmitsHeld,
+    /// The archiver's lease expired and another replica took it: this one removed nothing
+    /// (what it wrote to the store is read as a duplicate, once).
+    #[error("the archiver's lease was lost to another replica")]
+    ArchiveLeaseLost,
     /// The idempotency key was used for a different request: nothing was enqueued.
     #[error("idempotency key {0:?} was already used for a different request")]
     IdempotencyConflict(String),

@@ -24,7 +24,8 @@
 //! | `P idem:{scope}:{key}` | hash | digest (of the request) and receipt of the enqueue made under an idempotency key (expires) | enqueue, commit |
 //! | `P stage:{batch}` | list | a large batch's jobs (JSON tuples) staged in chunks: nothing claims them; expires unless committed | enqueue (staging), release |
 //! | `P releasing` | zset | committed batch id -> commit ms, while its staged jobs are being queued | commit, release |
-//! | `P retention_ms` | string | how long finished jobs are kept (their hash and log get this TTL at the end) | worker start |
+//! | `P retention_ms` | string | how long finished jobs are kept when they are not archived (their hash and log get this TTL at the end; 0 or absent: until the archiver takes them out) | worker start |
+//! | `P archiver`, `P archive` | string, hash | the archiver's lease and its last passes (`ledger/archive.rs`); archived jobs leave Redis for the object store | the archiving worker |
 //! | `P rate:{account}` | string | GCRA: unix ms when the account's request bucket is empty again (expires) | claim |
 //! | `P inflight:{account}` | zset | job id -> slot expiry, one per generation in flight (with limits) | claim, transition |
 //! | `P task:{account}:{task}` | string | the job id owning a provider task: a callback naming it for another job is refused, and account-level callbacks find the job by it (expires) | worker before `Submitted`, wake (adoption) |
@@ -38,6 +39,7 @@
 //! due time to the lease expiry and bumps its fence, so a crashed worker's job falls due again
 //! by itself and the crashed worker can no longer move it. Times come from Redis's clock.
 
+mod archive;
 mod claim;
 mod history;
 mod migrate;
@@ -49,6 +51,7 @@ mod settings;
 mod tasks;
 mod workers;
 
+pub use archive::{ArchiveCandidate, ArchiveGrace, ArchiveLease, ArchiveStatus, Removed};
 pub use claim::{Claim, ClaimOptions, LimitWait, Wait, own_accounts};
 pub(crate) use history::Durable;
 pub use history::{

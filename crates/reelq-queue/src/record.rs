@@ -3,13 +3,13 @@
 use std::collections::HashMap;
 
 use reelq_core::{AccountName, BatchId, ErrorClass, JobId, JobSpec, JobState};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::QueueError;
 
 /// Everything the ledger knows about one job. Secrets are never stored, so this is safe to print.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobRecord {
     pub job_id: JobId,
     pub state: JobState,
@@ -107,6 +107,32 @@ impl JobRecord {
             reconcile_note: take("reconcile_note"),
         })
     }
+}
+
+/// A finished job as the archiver writes it to the object store (one JSON line of a history
+/// segment): its record, its event log, and when it was archived. Read back, it is the same
+/// record readers get from the ledger.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ArchivedJob {
+    #[serde(flatten)]
+    pub record: JobRecord,
+    /// The job's recent events, oldest first (`"<unix ms> <state> <detail>"`).
+    pub events: Vec<String>,
+    /// When the archiver read it from the ledger (unix ms).
+    pub archived_ms: u64,
+}
+
+/// The events a record keeps, oldest first: `events` counts them all, `e{n % EVENTS_KEPT}`
+/// holds the n-th (taken out of `fields`).
+pub(crate) fn take_events(fields: &mut HashMap<String, String>) -> Vec<String> {
+    let kept = crate::EVENTS_KEPT;
+    let count: u32 = fields
+        .get("events")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    (count.saturating_sub(kept)..count)
+        .filter_map(|n| fields.remove(&format!("e{}", n % kept)))
+        .collect()
 }
 
 fn number<T: std::str::FromStr + Default>(field: Option<String>) -> T {

@@ -3,9 +3,11 @@
 //! does not grow with the video's size. Only this crate talks to object storage.
 
 mod config;
+pub mod history;
 mod store;
 
 pub use config::{S3Options, StoreConfig};
+pub use history::{HistoryLine, HistoryStore, Segment};
 pub use store::{
     ByteRange, CHECKSUM_SUFFIX, ReadBack, StorageError, StoredVideo, VideoMeta, VideoRead,
     VideoStore,

@@ -311,6 +311,16 @@ impl VideoStore {
         Ok(full_key)
     }
 
+    /// The object store itself, for the history kept beside the videos.
+    pub(crate) fn object_store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
+    }
+
+    /// The key prefix from the store's URL (S3), empty for a local directory.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     fn full_key(&self, key: &str) -> String {
         if self.prefix.is_empty() {
             key.to_owned()

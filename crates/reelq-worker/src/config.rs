@@ -102,6 +102,13 @@ http_max_connections = 512
 http_header_timeout = "10s"
 http_body_timeout = "30s"
 
+[history]
+archive = true
+grace = "1h"
+failed_grace = "3days"
+every = "1m"
+max_jobs_per_pass = 20000
+
 [store]
 url = "./data"
 part_size_bytes = 8388608
@@ -172,8 +179,9 @@ pub struct WorkerConfig {
     /// it (the job that met it fails as `credits`; the others wait, unpaid and unfailed).
     #[serde(deserialize_with = "durations::deserialize")]
     pub credits_pause: Duration,
-    /// How long a finished job's record and event log are kept (default 7 days; "0s" = for
-    /// ever). The deployment's one value: the last worker to start sets it.
+    /// With `[history] archive = false` only: how long a finished job's record and event log
+    /// are kept in Redis (default 7 days; "0s" = for ever). The deployment's one value: the
+    /// last worker to start sets it. Archived history is kept by the store's lifecycle rule.
     #[serde(deserialize_with = "durations::deserialize")]
     pub retention: Duration,
     /// Each listener's (callbacks, ops) most open connections; past it, new ones wait in
@@ -187,6 +195,8 @@ pub struct WorkerConfig {
     #[serde(deserialize_with = "durations::deserialize")]
     pub http_body_timeout: Duration,
     pub store: StoreConfig,
+    /// Finished jobs leave Redis for the object store after a grace.
+    pub history: HistoryConfig,
     /// One account per contract, named after it (`[providers.kie]` is the account `kie`).
     #[serde(default)]
     pub providers: ProvidersConfig,
@@ -333,6 +343,38 @@ pub struct StoreConfig {
     pub s3: S3Config,
 }
 
+/// Archiving finished jobs: after `grace` (`failed_grace` for failed jobs, which operators
+/// retry) a job's record leaves Redis for gzip JSON Lines segments in the object store
+/// (`history/v1/day=YYYY-MM-DD/`, beside the videos unless `url` names another store), where
+/// every reader still finds it. One replica archives at a time.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// Off: finished jobs stay in Redis for `retention` instead.
+    pub archive: bool,
+    #[serde(deserialize_with = "durations::deserialize")]
+    pub grace: Duration,
+    #[serde(deserialize_with = "durations::deserialize")]
+    pub failed_grace: Duration,
+    /// How often the archiving replica looks for jobs past their grace.
+    #[serde(deserialize_with = "durations::deserialize")]
+    pub every: Duration,
+    /// Most jobs one pass archives (the rest wait for the next).
+    pub max_jobs_per_pass: usize,
+    /// Another store for the history (with `[store]`'s S3 settings); unset: the videos'.
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+impl HistoryConfig {
+    pub fn grace(&self) -> reelq_queue::ArchiveGrace {
+        reelq_queue::ArchiveGrace {
+            ended: self.grace,
+            failed: self.failed_grace,
+        }
+    }
+}
+
 /// For `s3://` URLs; unset fields fall back to the standard `AWS_*` environment variables.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -344,6 +386,17 @@ pub struct S3Config {
     pub secret_access_key: Option<Secret>,
     #[serde(default)]
     pub allow_http: bool,
+}
+
+impl WorkerConfig {
+    /// Where archived history goes: `[history] url`, or the videos' store.
+    pub fn history_store(&self) -> reelq_storage::StoreConfig {
+        let mut store = self.store.to_storage();
+        if let Some(url) = &self.history.url {
+            store.url = url.clone();
+        }
+        store
+    }
 }
 
 impl StoreConfig {

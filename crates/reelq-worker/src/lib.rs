@@ -3,6 +3,7 @@
 //! connection. Any number of replicas can run against one Redis.
 
 mod accounts;
+pub mod archiver;
 mod callbacks;
 mod config;
 mod decision;
@@ -19,8 +20,8 @@ pub mod telemetry;
 
 pub use accounts::{AccountVerdict, check_accounts};
 pub use config::{
-    CallbacksConfig, ConfiguredAccount, NotifyConfig, ProviderAccount, ProvidersConfig, Role,
-    S3Config, StoreConfig, TelemetryConfig, WorkerConfig,
+    CallbacksConfig, ConfiguredAccount, HistoryConfig, NotifyConfig, ProviderAccount,
+    ProvidersConfig, Role, S3Config, StoreConfig, TelemetryConfig, WorkerConfig,
 };
 pub use error::WorkerError;
 pub use runner::{Listeners, check_config, run};

@@ -107,6 +107,31 @@ const METRICS: &[Described] = &[
         "Paid creates this worker gave back to the ledger (after a rollback, or a late answer), by {outcome} (restored, uncertain, intact, conflict, ended, missing)",
     ),
     (
+        "reelq_archived_jobs_total",
+        Kind::Counter,
+        "Finished jobs this worker took out of Redis into the history in the object store",
+    ),
+    (
+        "reelq_archive_segments_total",
+        Kind::Counter,
+        "History segments this worker wrote to the object store",
+    ),
+    (
+        "reelq_archive_bytes_total",
+        Kind::Counter,
+        "Compressed bytes of history this worker wrote to the object store",
+    ),
+    (
+        "reelq_archive_failures_total",
+        Kind::Counter,
+        "Archive passes that failed (the store down or refusing; the jobs stayed in Redis)",
+    ),
+    (
+        "reelq_archive_failing",
+        Kind::Gauge,
+        "1 while this worker's last archive pass failed: finished jobs are piling up in Redis",
+    ),
+    (
         "reelq_job_seconds",
         Kind::Histogram,
         "Seconds from enqueue to the video stored, by {provider}",
@@ -138,10 +163,15 @@ pub(crate) fn register_series(accounts: &[reelq_core::AccountName]) {
         "reelq_http_accept_errors_total",
         "reelq_http_connection_limit_reached_total",
         "reelq_ledger_rollbacks_total",
+        "reelq_archived_jobs_total",
+        "reelq_archive_segments_total",
+        "reelq_archive_bytes_total",
+        "reelq_archive_failures_total",
     ] {
         metrics::counter!(name).increment(0);
     }
     metrics::gauge!("reelq_submits_held").set(0.0);
+    metrics::gauge!("reelq_archive_failing").set(0.0);
     for outcome in crate::notify::OUTCOME_NAMES {
         metrics::counter!("reelq_webhooks_total", "outcome" => outcome).increment(0);
     }
@@ -233,7 +263,18 @@ async fn ready(State(state): State<OpsState>) -> (StatusCode, String) {
     if let Err(err) = state.store_check.check(&state.store).await {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("store: {err}"));
     }
-    (StatusCode::OK, "ready".into())
+    // Archiving failing is a warning, not unreadiness: the worker still does its job, and
+    // the jobs it could not archive wait in Redis.
+    match state.ledger.archive_status().await {
+        Ok(status) if status.failing_since_ms.is_some() => (
+            StatusCode::OK,
+            format!(
+                "ready; warning: archiving finished jobs to the store fails ({}): they stay in Redis",
+                status.error.unwrap_or_default()
+            ),
+        ),
+        _ => (StatusCode::OK, "ready".into()),
+    }
 }
 
 /// How long a store check's answer is reused: probes come every few seconds from every

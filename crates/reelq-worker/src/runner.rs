@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use futures_util::{StreamExt, stream::BoxStream};
 use reelq_queue::{ClaimOptions, Ledger, WorkerInfo};
-use reelq_storage::VideoStore;
+use reelq_storage::{HistoryStore, VideoStore};
 use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{error, info, warn};
@@ -14,6 +14,7 @@ use tracing::{error, info, warn};
 use crate::{
     Role, WorkerConfig, WorkerError,
     accounts::Accounts,
+    archiver::Archiver,
     callbacks::{self, CallbackState},
     notify::Notifier,
     ops::{self, OpsState},
@@ -65,6 +66,9 @@ pub struct Listeners {
 pub fn check_config(config: &WorkerConfig) -> Result<(), WorkerError> {
     Accounts::from_config(config)?;
     VideoStore::check(&config.store.to_storage())?;
+    if config.history.url.is_some() {
+        VideoStore::check(&config.history_store())?;
+    }
     if let Some(notify) = &config.notify {
         reelq_providers::WebhookKey::parse(notify.secret.expose())
             .map_err(|err| WorkerError::Config(format!("notify.secret: {err}")))?;
@@ -99,7 +103,13 @@ pub async fn run(
             "the ledger is in the previous release's format (read and written as it is): run `reelq migrate` once every replica runs this release"
         );
     }
-    ledger.set_retention(config.retention).await?;
+    // Archived jobs leave Redis when archived, not by a TTL: a store that is down must not
+    // let them expire unarchived.
+    let retention = match config.history.archive {
+        true => Duration::ZERO,
+        false => config.retention,
+    };
+    ledger.set_retention(retention).await?;
     let store = VideoStore::open(&config.store.to_storage())?;
     let accounts = Arc::new(Accounts::from_config(&config)?);
     let account_names: Vec<_> = accounts
@@ -156,6 +166,19 @@ pub async fn run(
             config.http_limits(),
             shutdown.clone().cancelled_owned(),
         ));
+    }
+    if config.role == Role::All && config.history.archive {
+        let history = match &config.history.url {
+            None => HistoryStore::beside(&store),
+            Some(_) => HistoryStore::open(&config.history_store())?,
+        };
+        let archiver = Archiver::new(
+            ledger.clone(),
+            history,
+            config.history.grace(),
+            config.history.max_jobs_per_pass,
+        );
+        tracker.spawn(Arc::new(archiver).run(config.history.every, shutdown.clone()));
     }
     if config.role == Role::All {
         let every = config.reconcile_every;

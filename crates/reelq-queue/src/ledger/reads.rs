@@ -7,7 +7,7 @@ use futures_util::{StreamExt, stream::BoxStream};
 use reelq_core::{AccountName, BatchId, JobId, JobState};
 
 use super::now_unix_ms;
-use crate::{EVENTS_KEPT, JobRecord, Ledger, QueueError};
+use crate::{JobRecord, Ledger, QueueError};
 
 /// A batch's settings and spend, as `reelq batch report` shows them.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -64,12 +64,7 @@ impl Ledger {
             .arg(-1)
             .query_async(&mut self.conn().await?)
             .await?;
-        let count: u32 = fields
-            .get("events")
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        let kept = count.saturating_sub(EVENTS_KEPT)..count;
-        events.extend(kept.filter_map(|n| fields.remove(&format!("e{}", n % EVENTS_KEPT))));
+        events.extend(crate::record::take_events(&mut fields));
         Ok(events)
     }
 

@@ -1,0 +1,308 @@
+//! The ledger's side of archiving finished jobs to the object store (the worker's
+//! `archiver.rs` runs it): one archiver at a time holds a lease, reads the jobs whose grace
+//! has passed, and, once their segment is in the store, takes out of Redis those that did
+//! not change meanwhile (`archive.lua`). The last pass's outcome is kept for `reelq stats`.
+//!
+//! | key | type | content |
+//! |---|---|---|
+//! | `P archiver` | string | the archiving replica's lease token (expires) |
+//! | `P archive` | hash | `archived` and `segments` (totals), `ok_ms` (last pass that archived or found nothing to), `failed_ms` and `error` (the last failure, cleared by a good pass) |
+
+use std::{collections::HashMap, sync::LazyLock, time::Duration};
+
+use redis::Script;
+use reelq_core::{JobId, JobState};
+use serde::Serialize;
+
+use super::now_unix_ms;
+use crate::{ArchivedJob, JobRecord, Ledger, QueueError, record::take_events};
+
+static ARCHIVE: LazyLock<Script> = ledger_script!("archive.lua");
+
+/// How long a finished job stays in Redis before it is archived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArchiveGrace {
+    /// After `stored`, `rejected`, `expired` or `cancelled`.
+    pub ended: Duration,
+    /// After `failed`: longer, since operators retry failed jobs.
+    pub failed: Duration,
+}
+
+impl ArchiveGrace {
+    fn of(&self, state: JobState) -> Duration {
+        match state {
+            JobState::Failed => self.failed,
+            _ => self.ended,
+        }
+    }
+}
+
+/// The archiver's lease: only its holder reads candidates and removes archived jobs, so two
+/// replicas never archive the same job at once. It expires by itself if its holder dies.
+#[derive(Debug)]
+pub struct ArchiveLease {
+    token: String,
+}
+
+/// A finished job read for archiving, with what its removal checks (the job must not have
+/// changed since).
+#[derive(Debug, Clone)]
+pub struct ArchiveCandidate {
+    pub job: ArchivedJob,
+    read_updated_ms: String,
+    read_events: String,
+}
+
+impl ArchiveCandidate {
+    pub fn job_id(&self) -> JobId {
+        self.job.record.job_id
+    }
+}
+
+/// What removing archived jobs from Redis did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Removed {
+    pub removed: u64,
+    /// Left in Redis: changed since they were read (an operator's retry), or gone already.
+    pub kept: u64,
+}
+
+/// The archiver's last passes, as `reelq stats` shows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ArchiveStatus {
+    /// Jobs taken out of Redis into the store, in all.
+    pub archived: u64,
+    pub segments: u64,
+    /// The last pass that went through (unix ms).
+    pub ok_ms: Option<u64>,
+    /// Set while archiving fails: since when (the first failure after a good pass) and why.
+    pub failing_since_ms: Option<u64>,
+    pub error: Option<String>,
+}
+
+impl Ledger {
+    /// Takes the archiver's lease for `ttl`, if no other replica holds it.
+    pub async fn take_archive_lease(
+        &self,
+        ttl: Duration,
+    ) -> Result<Option<ArchiveLease>, QueueError> {
+        let token = format!("{:032x}", rand::random::<u128>());
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(self.key("archiver"))
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl.as_millis() as u64)
+            .query_async(&mut self.conn().await?)
+            .await?;
+        Ok(taken.map(|_| ArchiveLease { token }))
+    }
+
+    /// Gives the lease up (a no-op if it expired and another replica holds it now).
+    pub async fn release_archive_lease(&self, lease: ArchiveLease) -> Result<(), QueueError> {
+        let _: redis::Value = self.archive_script(&lease, "release", &[]).await?;
+        Ok(())
+    }
+
+    /// Up to `limit` finished jobs whose grace has passed, oldest ending first per state,
+    /// with their records and event logs. A job whose completion webhook is still pending
+    /// is not one (its sender reads the record).
+    pub async fn archive_candidates(
+        &self,
+        lease: &ArchiveLease,
+        grace: ArchiveGrace,
+        limit: usize,
+    ) -> Result<Vec<ArchiveCandidate>, QueueError> {
+        let now = now_unix_ms();
+        let mut conn = self.conn().await?;
+        let mut pipe = redis::pipe();
+        let ended: Vec<JobState> = JobState::ALL
+            .into_iter()
+            .filter(|state| state.is_terminal())
+            .collect();
+        for state in &ended {
+            pipe.cmd("ZRANGEBYSCORE")
+                .arg(self.key(format!("state:{state}")))
+                .arg("-inf")
+                .arg(now.saturating_sub(grace.of(*state).as_millis() as u64))
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit);
+        }
+        let per_state: Vec<Vec<String>> = pipe.query_async(&mut conn).await?;
+        let mut ids: Vec<(JobState, JobId)> = Vec::new();
+        for (state, found) in ended.into_iter().zip(per_state) {
+            for id in found {
+                let job_id = id.parse().map_err(|err| QueueError::corrupt(&id, err))?;
+                ids.push((state, job_id));
+            }
+        }
+        ids.truncate(limit);
+        let mut candidates = Vec::with_capacity(ids.len());
+        let mut gone = Vec::new();
+        for chunk in ids.chunks(crate::ENQUEUE_CHUNK) {
+            let mut pipe = redis::pipe();
+            for (_, job_id) in chunk {
+                pipe.cmd("HGETALL").arg(self.key(format!("job:{job_id}")));
+            }
+            let rows: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+            for (&(state, job_id), mut fields) in chunk.iter().zip(rows) {
+                if fields.is_empty() {
+                    gone.push((state, job_id));
+                    continue;
+                }
+                if fields.get("notify_state").is_some_and(|s| s == "pending") {
+                    continue;
+                }
+                let read_updated_ms = fields.get("updated_ms").cloned().unwrap_or_default();
+                let read_events = fields.get("events").cloned().unwrap_or_default();
+                let events = take_events(&mut fields);
+                let record = JobRecord::from_fields(job_id, fields)?;
+                candidates.push(ArchiveCandidate {
+                    job: ArchivedJob {
+                        record,
+                        events,
+                        archived_ms: now,
+                    },
+                    read_updated_ms,
+                    read_events,
+                });
+            }
+        }
+        // Index entries of records already gone (a release before archiving let them
+        // expire) are dropped now; they have nothing to archive.
+        if !gone.is_empty() {
+            let args: Vec<String> = gone
+                .iter()
+                .flat_map(|(state, id)| {
+                    [
+                        id.to_string(),
+                        state.to_string(),
+                        String::new(),
+                        String::new(),
+                    ]
+                })
+                .collect();
+            self.remove_archived_args(lease, &args).await?;
+        }
+        Ok(candidates)
+    }
+
+    /// Takes `archived` (written to the store, acknowledged) out of Redis, each only if it
+    /// has not changed since it was read. Refused whole if the lease was lost.
+    pub async fn remove_archived(
+        &self,
+        lease: &ArchiveLease,
+        archived: &[ArchiveCandidate],
+    ) -> Result<Removed, QueueError> {
+        let mut total = Removed::default();
+        for chunk in archived.chunks(crate::ENQUEUE_CHUNK) {
+            let args: Vec<String> = chunk
+                .iter()
+                .flat_map(|candidate| {
+                    [
+                        candidate.job_id().to_string(),
+                        candidate.job.record.state.to_string(),
+                        candidate.read_updated_ms.clone(),
+                        candidate.read_events.clone(),
+                    ]
+                })
+                .collect();
+            let removed = self.remove_archived_args(lease, &args).await?;
+            total.removed += removed.removed;
+            total.kept += removed.kept;
+        }
+        Ok(total)
+    }
+
+    async fn remove_archived_args(
+        &self,
+        lease: &ArchiveLease,
+        args: &[String],
+    ) -> Result<Removed, QueueError> {
+        match self.archive_script(lease, "remove", args).await? {
+            redis::Value::Array(counts) => {
+                let count = |n: usize| match counts.get(n) {
+                    Some(redis::Value::Int(n)) => *n as u64,
+                    _ => 0,
+                };
+                Ok(Removed {
+                    removed: count(0),
+                    kept: count(1),
+                })
+            }
+            _ => Err(QueueError::ArchiveLeaseLost),
+        }
+    }
+
+    async fn archive_script(
+        &self,
+        lease: &ArchiveLease,
+        op: &str,
+        args: &[String],
+    ) -> Result<redis::Value, QueueError> {
+        let mut invocation = ARCHIVE.key(self.key("archiver"));
+        invocation.arg(&self.prefix).arg(&lease.token).arg(op);
+        for arg in args {
+            invocation.arg(arg);
+        }
+        Ok(invocation.invoke_async(&mut self.conn().await?).await?)
+    }
+
+    /// Records a pass: `Ok((jobs, segments))` adds to the totals and clears a failure;
+    /// `Err(why)` marks archiving as failing (since the first failure).
+    pub async fn record_archive_pass(
+        &self,
+        outcome: Result<(u64, u64), &str>,
+    ) -> Result<(), QueueError> {
+        let key = self.key("archive");
+        let now = now_unix_ms();
+        let mut pipe = redis::pipe();
+        match outcome {
+            Ok((jobs, segments)) => {
+                pipe.cmd("HINCRBY")
+                    .arg(&key)
+                    .arg("archived")
+                    .arg(jobs)
+                    .ignore();
+                pipe.cmd("HINCRBY")
+                    .arg(&key)
+                    .arg("segments")
+                    .arg(segments)
+                    .ignore();
+                pipe.cmd("HSET").arg(&key).arg("ok_ms").arg(now).ignore();
+                pipe.cmd("HDEL")
+                    .arg(&key)
+                    .arg("failed_ms")
+                    .arg("error")
+                    .ignore();
+            }
+            Err(why) => {
+                let why: String = why.chars().take(300).collect();
+                pipe.cmd("HSETNX")
+                    .arg(&key)
+                    .arg("failed_ms")
+                    .arg(now)
+                    .ignore();
+                pipe.cmd("HSET").arg(&key).arg("error").arg(why).ignore();
+            }
+        }
+        pipe.query_async::<()>(&mut self.conn().await?).await?;
+        Ok(())
+    }
+
+    pub async fn archive_status(&self) -> Result<ArchiveStatus, QueueError> {
+        let fields: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.key("archive"))
+            .query_async(&mut self.conn().await?)
+            .await?;
+        let number = |name: &str| fields.get(name).and_then(|v| v.parse::<u64>().ok());
+        Ok(ArchiveStatus {
+            archived: number("archived").unwrap_or(0),
+            segments: number("segments").unwrap_or(0),
+            ok_ms: number("ok_ms"),
+            failing_since_ms: number("failed_ms"),
+            error: fields.get("error").cloned(),
+        })
+    }
+}

@@ -1,0 +1,40 @@
+-- Takes archived jobs out of the ledger. The archiver (one at a time: it holds the lease
+-- `P archiver`) read finished jobs, wrote them to the object store and had the segment
+-- acknowledged; now it removes from Redis those that have not changed since it read them.
+-- A job an operator brought back meanwhile, or whose completion webhook is pending again,
+-- stays (it is archived again once it ends). A removed job's record, its pre-schema-3 event
+-- list and its state index entry go; its batch keeps its id, and readers find the job in
+-- the store.
+-- KEYS[1]  the archiver's lease (`P archiver`)
+-- ARGV[1]  key prefix
+-- ARGV[2]  the lease's token
+-- ARGV[3]  'remove' or 'release' (give the lease up; no jobs follow)
+-- ARGV[4..] per job, four values: job id, the state it was read in, its `updated_ms` and
+--          `events` as read ('' where absent); a job whose record was already gone is
+--          passed with state and '' '' (its index entry is dropped)
+-- Returns {removed, kept}, or -1 if the lease is no longer this archiver's (it expired and
+-- another took it): nothing was removed.
+local lease = KEYS[1]
+if redis.call('GET', lease) ~= ARGV[2] then return -1 end
+if ARGV[3] == 'release' then
+  redis.call('DEL', lease)
+  return { 0, 0 }
+end
+local removed, kept = 0, 0
+for i = 4, #ARGV, 4 do
+  local id, read_state, updated, events = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local job = prefix .. 'job:' .. id
+  local f = redis.call('HMGET', job, 'state', 'updated_ms', 'events', 'notify_state')
+  if not f[1] then
+    redis.call('ZREM', prefix .. 'state:' .. read_state, id)
+    kept = kept + 1
+  elseif f[1] == read_state and TERMINAL[f[1]] and (f[2] or '') == updated
+      and (f[3] or '') == events and f[4] ~= 'pending' then
+    redis.call('DEL', job, prefix .. 'log:' .. id)
+    redis.call('ZREM', prefix .. 'state:' .. f[1], id)
+    removed = removed + 1
+  else
+    kept = kept + 1
+  end
+end
+return { removed, kept }
