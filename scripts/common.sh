@@ -29,15 +29,17 @@ ensure_rust() {
   fi
 }
 
-# Installs moto (an S3-compatible server) and boto3 into .s3venv for the S3 tests, and names
-# its server in MOTO_SERVER.
+# Installs moto (an S3-compatible server), boto3 (an independent S3 reader) and DuckDB (reads
+# the archived history as users would) into .s3venv for the store tests, and names moto's
+# server in MOTO_SERVER (the venv's python, beside it, has boto3 and duckdb).
 ensure_s3_server() {
   ensure_commands python3:python3
   python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
-  if [ ! -x .s3venv/bin/moto_server ]; then
-    echo "installing moto[server] and boto3 into .s3venv"
+  if [ ! -x .s3venv/bin/moto_server ] || ! .s3venv/bin/python -c 'import duckdb' 2>/dev/null; then
+    echo "installing moto[server], boto3 and duckdb into .s3venv"
     python3 -m venv .s3venv
-    .s3venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]==5.2.5' 'boto3>=1.35'
+    .s3venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]==5.2.5' 'boto3>=1.35' \
+      'duckdb==1.4.2'
   fi
   export MOTO_SERVER="$PWD/.s3venv/bin/moto_server"
 }

@@ -26,7 +26,10 @@ pub(crate) struct StoreArgs {
 impl StoreArgs {
     /// The store, if one was named.
     pub(crate) fn open(&self) -> anyhow::Result<Option<VideoStore>> {
-        self.store.as_deref().map(|url| self.open_url(url)).transpose()
+        self.store
+            .as_deref()
+            .map(|url| self.open_url(url))
+            .transpose()
     }
 
     /// The archived history: `--history`, or the store's.

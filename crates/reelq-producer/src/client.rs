@@ -14,8 +14,8 @@ use reelq_core::{
     ProviderKind, SpecError, WebhookTargets, usd_to_micros,
 };
 use reelq_queue::{
-    ArchivedJob, BatchInfo, CancelOutcome, EnqueueProgress, Enqueued, Idempotency, JobRecord, Ledger,
-    LedgerConfig, PageCursor, ProviderLimit, QueueError, Resolution, Resumed, WorkerInfo,
+    ArchivedJob, BatchInfo, CancelOutcome, EnqueueProgress, Enqueued, Idempotency, JobRecord,
+    Ledger, LedgerConfig, PageCursor, ProviderLimit, QueueError, Resolution, Resumed, WorkerInfo,
 };
 use reelq_storage::{HistoryLine, HistoryStore};
 use serde::{Deserialize, Serialize};
@@ -228,12 +228,7 @@ impl Client {
         let Some(history) = &self.history else {
             return Err(ProducerError::NoHistory);
         };
-        history
-            .day(day)
-            .await?
-            .iter()
-            .map(archived_job)
-            .collect()
+        history.day(day).await?.iter().map(archived_job).collect()
     }
 
     /// The archiver's last passes.

@@ -29,26 +29,7 @@ impl S3Server {
                  .s3venv, or point it at a moto_server binary",
         )?;
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let mut child = Command::new(&moto_server)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {}", moto_server.display()))?;
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let (ready_tx, ready_rx) = mpsc::channel();
-        // Reads the server's log until it says it runs, then keeps draining it.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("Running on") {
-                    let _ = ready_tx.send(());
-                }
-            }
-        });
-        if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
-            let _ = child.kill();
-            bail!("moto_server on port {port} was not ready within 30 s");
-        }
+        let child = spawn(&moto_server, port)?;
         let server = S3Server {
             child,
             port,
@@ -56,6 +37,20 @@ impl S3Server {
         };
         server.request("PUT", &format!("/{BUCKET}"))?;
         Ok(server)
+    }
+
+    /// Kills the server: the store is down (moto keeps its objects in memory, so they go
+    /// with it).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port, with its bucket, empty.
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        self.child = spawn(&self.moto_server, self.port)?;
+        self.request("PUT", &format!("/{BUCKET}"))
     }
 
     pub fn endpoint(&self) -> String {
@@ -103,6 +98,31 @@ impl S3Server {
         }
         Ok(())
     }
+}
+
+/// Starts moto_server on `port` and waits until it says it runs.
+fn spawn(moto_server: &std::path::Path, port: u16) -> anyhow::Result<Child> {
+    let mut child = Command::new(moto_server)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", moto_server.display()))?;
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (ready_tx, ready_rx) = mpsc::channel();
+    // Reads the server's log until it says it runs, then keeps draining it.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("Running on") {
+                let _ = ready_tx.send(());
+            }
+        }
+    });
+    if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
+        let _ = child.kill();
+        bail!("moto_server on port {port} was not ready within 30 s");
+    }
+    Ok(child)
 }
 
 impl Drop for S3Server {

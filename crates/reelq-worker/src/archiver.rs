@@ -15,8 +15,9 @@ use reelq_storage::{HistoryLine, HistoryStore, StorageError, history::cut_segmen
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-/// How long the lease outlives a pass that stalls: another replica takes over after it.
-const LEASE_TTL: Duration = Duration::from_secs(5 * 60);
+/// How long the lease outlives its holder's last sign of life (it is renewed with each
+/// segment's removal): a replica that dies mid-pass holds archiving up this long.
+const LEASE_TTL: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {

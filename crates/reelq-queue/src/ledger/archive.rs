@@ -42,6 +42,7 @@ impl ArchiveGrace {
 #[derive(Debug)]
 pub struct ArchiveLease {
     token: String,
+    ttl: Duration,
 }
 
 /// A finished job read for archiving, with what its removal checks (the job must not have
@@ -95,7 +96,7 @@ impl Ledger {
             .arg(ttl.as_millis() as u64)
             .query_async(&mut self.conn().await?)
             .await?;
-        Ok(taken.map(|_| ArchiveLease { token }))
+        Ok(taken.map(|_| ArchiveLease { token, ttl }))
     }
 
     /// Gives the lease up (a no-op if it expired and another replica holds it now).
@@ -189,7 +190,8 @@ impl Ledger {
     }
 
     /// Takes `archived` (written to the store, acknowledged) out of Redis, each only if it
-    /// has not changed since it was read. Refused whole if the lease was lost.
+    /// has not changed since it was read, and renews the lease. Refused whole if the lease
+    /// was lost.
     pub async fn remove_archived(
         &self,
         lease: &ArchiveLease,
@@ -242,7 +244,11 @@ impl Ledger {
         args: &[String],
     ) -> Result<redis::Value, QueueError> {
         let mut invocation = ARCHIVE.key(self.key("archiver"));
-        invocation.arg(&self.prefix).arg(&lease.token).arg(op);
+        invocation
+            .arg(&self.prefix)
+            .arg(&lease.token)
+            .arg(op)
+            .arg(lease.ttl.as_millis() as u64);
         for arg in args {
             invocation.arg(arg);
         }

@@ -9,7 +9,8 @@
 -- ARGV[1]  key prefix
 -- ARGV[2]  the lease's token
 -- ARGV[3]  'remove' or 'release' (give the lease up; no jobs follow)
--- ARGV[4..] per job, four values: job id, the state it was read in, its `updated_ms` and
+-- ARGV[4]  ms the lease lives on from now (a remove renews it for the pass's next segment)
+-- ARGV[5..] per job, four values: job id, the state it was read in, its `updated_ms` and
 --          `events` as read ('' where absent); a job whose record was already gone is
 --          passed with state and '' '' (its index entry is dropped)
 -- Returns {removed, kept}, or -1 if the lease is no longer this archiver's (it expired and
@@ -20,8 +21,9 @@ if ARGV[3] == 'release' then
   redis.call('DEL', lease)
   return { 0, 0 }
 end
+redis.call('PEXPIRE', lease, ARGV[4])
 local removed, kept = 0, 0
-for i = 4, #ARGV, 4 do
+for i = 5, #ARGV, 4 do
   local id, read_state, updated, events = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local job = prefix .. 'job:' .. id
   local f = redis.call('HMGET', job, 'state', 'updated_ms', 'events', 'notify_state')

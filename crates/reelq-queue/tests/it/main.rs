@@ -1,5 +1,6 @@
 //! Integration tests for the ledger against a real redis-server.
 
+mod archive;
 mod durability;
 mod enqueue;
 mod history;

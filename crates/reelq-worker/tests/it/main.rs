@@ -3,6 +3,7 @@
 //! harness is `reelq-e2e` (the workspace's `tests/` folder); it needs this crate's binary.
 
 mod accounts;
+mod archive;
 mod budgets;
 mod callbacks;
 mod catalog;

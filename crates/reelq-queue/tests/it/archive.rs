@@ -1,0 +1,212 @@
+//! The ledger's side of archiving, on a real Redis: one archiver at a time, candidates by
+//! grace, and a removal that takes out only what did not change since it was read.
+
+use std::time::Duration;
+
+use reelq_core::{ErrorClass, JobId, JobState};
+use reelq_queue::{ArchiveGrace, Ledger, QueueError, Removed, Transition};
+use reelq_testkit::RedisServer;
+
+use crate::ledger::{LEASE, claim_one, ledger, state_of, submit_one};
+
+const NO_GRACE: ArchiveGrace = ArchiveGrace {
+    ended: Duration::ZERO,
+    failed: Duration::ZERO,
+};
+
+/// A job taken to `failed` (a poll's generation failed).
+async fn failed_job(ledger: &Ledger, prompt: &str) -> JobId {
+    let job_id = submit_one(ledger, prompt, &format!("t-{prompt}"), Duration::ZERO).await;
+    let lease = claim_one(ledger, "w1", LEASE).await;
+    let failed = Transition::Failed {
+        class: ErrorClass::GenerationFailed,
+        error: "no video".into(),
+    };
+    ledger.transition(&lease, failed).await.unwrap();
+    job_id
+}
+
+async fn keys(redis: &RedisServer, pattern: &str) -> Vec<String> {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn one_archiver_at_a_time_and_a_lost_lease_removes_nothing() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    let job_id = failed_job(&ledger, "a").await;
+
+    let short = Duration::from_millis(300);
+    let first = ledger.take_archive_lease(short).await.unwrap().unwrap();
+    assert!(ledger.take_archive_lease(short).await.unwrap().is_none());
+    let read = ledger
+        .archive_candidates(&first, NO_GRACE, 100)
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].job.record.state, JobState::Failed);
+    assert!(
+        read[0].job.events.iter().any(|e| e.contains("failed")),
+        "{:?}",
+        read[0].job.events
+    );
+
+    // The first archiver stalls past its lease; another takes it.
+    let second = loop {
+        if let Some(lease) = ledger.take_archive_lease(LEASE).await.unwrap() {
+            break lease;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let refused = ledger.remove_archived(&first, &read).await;
+    assert!(
+        matches!(refused, Err(QueueError::ArchiveLeaseLost)),
+        "{refused:?}"
+    );
+    assert_eq!(state_of(&ledger, job_id).await, JobState::Failed);
+
+    let removed = ledger.remove_archived(&second, &read).await.unwrap();
+    assert_eq!(
+        removed,
+        Removed {
+            removed: 1,
+            kept: 0
+        }
+    );
+    assert!(ledger.job(job_id).await.unwrap().is_none());
+    assert!(keys(&redis, "{test}:job:*").await.is_empty());
+    assert_eq!(
+        ledger
+            .state_counts()
+            .await
+            .unwrap()
+            .iter()
+            .map(|(_, n)| n)
+            .sum::<u64>(),
+        0,
+        "no state index keeps it"
+    );
+}
+
+#[tokio::test]
+async fn a_job_is_a_candidate_only_past_its_grace_and_failed_jobs_wait_longer() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    let failed = failed_job(&ledger, "f").await;
+    let cancelled = JobId::new();
+    ledger
+        .enqueue(None, &[(cancelled, crate::ledger::spec("c"))])
+        .await
+        .unwrap();
+    ledger.cancel_job(cancelled).await.unwrap();
+    let queued = JobId::new();
+    ledger
+        .enqueue(None, &[(queued, crate::ledger::spec("q"))])
+        .await
+        .unwrap();
+
+    let lease = ledger.take_archive_lease(LEASE).await.unwrap().unwrap();
+    let ids = |grace| {
+        let ledger = ledger.clone();
+        let lease = &lease;
+        async move {
+            let mut ids: Vec<JobId> = ledger
+                .archive_candidates(lease, grace, 100)
+                .await
+                .unwrap()
+                .iter()
+                .map(|candidate| candidate.job_id())
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    let hour = Duration::from_secs(3600);
+    assert_eq!(
+        ids(ArchiveGrace {
+            ended: hour,
+            failed: hour
+        })
+        .await,
+        []
+    );
+    assert_eq!(
+        ids(ArchiveGrace {
+            ended: Duration::ZERO,
+            failed: hour
+        })
+        .await,
+        [cancelled]
+    );
+    let mut both = vec![failed, cancelled];
+    both.sort();
+    assert_eq!(ids(NO_GRACE).await, both, "a queued job is never one");
+}
+
+#[tokio::test]
+async fn a_job_retried_after_it_was_read_stays_in_redis() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    let retried = failed_job(&ledger, "retried").await;
+    let untouched = failed_job(&ledger, "untouched").await;
+    let lease = ledger.take_archive_lease(LEASE).await.unwrap().unwrap();
+    let read = ledger
+        .archive_candidates(&lease, NO_GRACE, 100)
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 2);
+
+    // An operator retries one while its segment is being written.
+    assert!(ledger.retry_failed(retried).await.unwrap());
+    let removed = ledger.remove_archived(&lease, &read).await.unwrap();
+
+    assert_eq!(
+        removed,
+        Removed {
+            removed: 1,
+            kept: 1
+        }
+    );
+    assert!(ledger.job(untouched).await.unwrap().is_none());
+    assert_ne!(state_of(&ledger, retried).await, JobState::Failed);
+    assert!(
+        ledger
+            .archive_candidates(&lease, NO_GRACE, 100)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the retried job runs again; it is archived once it ends"
+    );
+}
+
+#[tokio::test]
+async fn a_pass_is_recorded_for_stats_and_a_failure_until_a_good_pass() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    ledger.record_archive_pass(Ok((5, 1))).await.unwrap();
+    ledger
+        .record_archive_pass(Err("store: connection refused"))
+        .await
+        .unwrap();
+    let failing = ledger.archive_status().await.unwrap();
+    let since = failing.failing_since_ms.expect("failing");
+    ledger.record_archive_pass(Err("again")).await.unwrap();
+    let still = ledger.archive_status().await.unwrap();
+    assert_eq!(
+        still.failing_since_ms,
+        Some(since),
+        "since the first failure"
+    );
+    assert_eq!(still.error.as_deref(), Some("again"));
+
+    ledger.record_archive_pass(Ok((3, 1))).await.unwrap();
+    let status = ledger.archive_status().await.unwrap();
+    assert_eq!((status.archived, status.segments), (8, 2));
+    assert_eq!((status.failing_since_ms, status.error), (None, None));
+}
