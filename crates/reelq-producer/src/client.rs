@@ -14,8 +14,9 @@ use reelq_core::{
     ProviderKind, SpecError, WebhookTargets, usd_to_micros,
 };
 use reelq_queue::{
-    ArchivedJob, BatchInfo, CancelOutcome, EnqueueProgress, Enqueued, Idempotency, JobRecord,
-    Ledger, LedgerConfig, PageCursor, ProviderLimit, QueueError, Resolution, Resumed, WorkerInfo,
+    ArchivedBatch, ArchivedJob, BatchInfo, CancelOutcome, EnqueueProgress, Enqueued, Idempotency,
+    JobRecord, Ledger, LedgerConfig, PageCursor, ProviderLimit, QueueError, Resolution, Resumed,
+    WorkerInfo,
 };
 use reelq_storage::{HistoryLine, HistoryStore};
 use serde::{Deserialize, Serialize};
@@ -51,10 +52,10 @@ pub enum ProducerError {
 }
 
 /// An archived line read back.
-fn archived_job(line: &HistoryLine) -> Result<ArchivedJob, ProducerError> {
+fn archived_job(line: &HistoryLine<JobId>) -> Result<ArchivedJob, ProducerError> {
     serde_json::from_str(&line.json).map_err(|err| {
         ProducerError::Queue(QueueError::Corrupt {
-            job_id: line.job_id.to_string(),
+            job_id: line.id.to_string(),
             detail: format!("archived record: {err}"),
         })
     })
@@ -434,13 +435,44 @@ impl Client {
             .pop())
     }
 
+    /// A batch's job ids in manifest order (from the archived history once it has left Redis).
     pub async fn batch_jobs(&self, batch_id: BatchId) -> Result<Vec<JobId>, ProducerError> {
-        Ok(self.ledger.batch_jobs(batch_id).await?)
+        let job_ids = self.ledger.batch_jobs(batch_id).await?;
+        if !job_ids.is_empty() {
+            return Ok(job_ids);
+        }
+        Ok(self
+            .archived_batch(batch_id)
+            .await?
+            .map(|batch| batch.job_ids)
+            .unwrap_or_default())
     }
 
     /// A batch's settings and spend.
     pub async fn batch_info(&self, batch_id: BatchId) -> Result<Option<BatchInfo>, ProducerError> {
-        Ok(self.ledger.batch_info(batch_id).await?)
+        if let Some(info) = self.ledger.batch_info(batch_id).await? {
+            return Ok(Some(info));
+        }
+        Ok(self.archived_batch(batch_id).await?.map(|batch| batch.info))
+    }
+
+    /// A finished batch that has left Redis, from the archived history (None without one).
+    async fn archived_batch(
+        &self,
+        batch_id: BatchId,
+    ) -> Result<Option<ArchivedBatch>, ProducerError> {
+        let Some(history) = &self.history else {
+            return Ok(None);
+        };
+        let Some(line) = history.find(&[batch_id]).await?.remove(&batch_id) else {
+            return Ok(None);
+        };
+        serde_json::from_str(&line.json).map(Some).map_err(|err| {
+            ProducerError::Queue(QueueError::Corrupt {
+                job_id: batch_id.to_string(),
+                detail: format!("archived batch: {err}"),
+            })
+        })
     }
 
     /// Every record of a batch, in manifest order (jobs past their retention are missing).
@@ -457,7 +489,12 @@ impl Client {
         offset: usize,
         limit: usize,
     ) -> Result<(Vec<JobRecord>, Option<usize>), ProducerError> {
-        let job_ids = self.ledger.batch_jobs_page(batch_id, offset, limit).await?;
+        let mut job_ids = self.ledger.batch_jobs_page(batch_id, offset, limit).await?;
+        if job_ids.is_empty()
+            && let Some(batch) = self.archived_batch(batch_id).await?
+        {
+            job_ids = batch.job_ids.into_iter().skip(offset).take(limit).collect();
+        }
         let next = (job_ids.len() == limit).then_some(offset + limit);
         Ok((self.records(&job_ids).await?, next))
     }

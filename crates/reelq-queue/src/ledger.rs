@@ -51,7 +51,9 @@ mod settings;
 mod tasks;
 mod workers;
 
-pub use archive::{ArchiveCandidate, ArchiveGrace, ArchiveLease, ArchiveStatus, Removed};
+pub use archive::{
+    ArchiveCandidate, ArchiveGrace, ArchiveLease, ArchiveStatus, ArchivedBatch, Removed,
+};
 pub use claim::{Claim, ClaimOptions, LimitWait, Wait, own_accounts};
 pub(crate) use history::Durable;
 pub use history::{

@@ -15,16 +15,18 @@
 //! latest `updated_ms`. Any tool that reads gzip JSON Lines reads a day (DuckDB:
 //! `read_json('.../history/v1/day=*/*.jsonl.gz', hive_partitioning = true)`).
 //!
-//! Lines are the callers' JSON objects; this module reads only `job_id` and `updated_ms`.
-//! How long history is kept is the bucket's lifecycle rule, not reelq's.
+//! Finished batches are kept the same way under `history/v1/batches/day=.../`, keyed by
+//! `batch_id`. Lines are the callers' JSON objects; this module reads only the id
+//! (`job_id` or `batch_id`) and `updated_ms`. How long history is kept is the bucket's
+//! lifecycle rule, not reelq's.
 
-use std::{collections::HashMap, io::Write, sync::Arc};
+use std::{collections::HashMap, fmt::Display, hash::Hash, io::Write, str::FromStr, sync::Arc};
 
 use chrono::{DateTime, NaiveDate};
 use flate2::{Compression, read::MultiGzDecoder, write::GzEncoder};
 use futures_util::TryStreamExt;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path as ObjectPath};
-use reelq_core::JobId;
+use reelq_core::{BatchId, JobId};
 use sha2::{Digest, Sha256};
 
 use crate::{StorageError, StoreConfig, VideoStore};
@@ -40,26 +42,63 @@ pub const SEGMENT_JOBS_MAX: usize = 2_000;
 /// readers would then open for every id in between.
 pub const SEGMENT_SPAN_MS: u64 = 10 * 60 * 1000;
 
-/// One job's line: its id, when its record last changed, and the whole JSON object.
+/// What history is kept by: a job id or a batch id, both ULIDs (which carry their time).
+pub trait ArchivedId: Copy + Ord + Hash + Display + FromStr + Send + Sync + 'static {
+    /// The line's field that holds the id.
+    const FIELD: &'static str;
+    /// Where its day partitions are, under [`HISTORY_ROOT`] (ending in `/`, or empty).
+    const DIR: &'static str;
+    /// When the id was made, unix ms.
+    fn made_ms(&self) -> u64;
+}
+
+impl ArchivedId for JobId {
+    const FIELD: &'static str = "job_id";
+    const DIR: &'static str = "";
+    fn made_ms(&self) -> u64 {
+        (self.to_u128() >> 80) as u64
+    }
+}
+
+impl ArchivedId for BatchId {
+    const FIELD: &'static str = "batch_id";
+    const DIR: &'static str = "batches/";
+    fn made_ms(&self) -> u64 {
+        (self.to_u128() >> 80) as u64
+    }
+}
+
+/// One line: its id, when its record last changed, and the whole JSON object.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HistoryLine {
-    pub job_id: JobId,
+pub struct HistoryLine<I = JobId> {
+    pub id: I,
     pub updated_ms: u64,
     pub json: String,
 }
 
-impl HistoryLine {
-    /// Reads `job_id` and `updated_ms` from a line's JSON object.
-    pub fn parse(json: String) -> Result<Self, serde_json::Error> {
+impl<I: ArchivedId> HistoryLine<I> {
+    /// Reads the id (`I::FIELD`) and `updated_ms` from a line's JSON object.
+    pub fn parse(json: String) -> Result<Self, String> {
         #[derive(serde::Deserialize)]
-        struct Head {
-            job_id: JobId,
+        struct Head<'a> {
+            #[serde(borrow, default)]
+            job_id: Option<&'a str>,
+            #[serde(borrow, default)]
+            batch_id: Option<&'a str>,
             #[serde(default)]
             updated_ms: u64,
         }
-        let head: Head = serde_json::from_str(&json)?;
+        let head: Head = serde_json::from_str(&json).map_err(|err| err.to_string())?;
+        let id = match I::FIELD {
+            "job_id" => head.job_id,
+            _ => head.batch_id,
+        }
+        .ok_or_else(|| format!("no {}", I::FIELD))?;
+        let id = id
+            .parse()
+            .map_err(|_| format!("{} {id:?} is not an id", I::FIELD))?;
         Ok(HistoryLine {
-            job_id: head.job_id,
+            id,
             updated_ms: head.updated_ms,
             json,
         })
@@ -68,16 +107,16 @@ impl HistoryLine {
 
 /// A segment as its name describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Segment {
+pub struct Segment<I = JobId> {
     /// The object's full key, store prefix included.
     pub key: String,
-    pub first: JobId,
-    pub last: JobId,
+    pub first: I,
+    pub last: I,
     /// Its size in the store, compressed.
     pub bytes: u64,
 }
 
-impl Segment {
+impl<I: ArchivedId> Segment<I> {
     /// The segment from a key `.../day=<day>/<first>-<last>-<digest>.jsonl.gz`; None for
     /// any other object.
     fn from_key(key: &str, bytes: u64) -> Option<Self> {
@@ -94,38 +133,30 @@ impl Segment {
         })
     }
 
-    pub fn holds(&self, job_id: JobId) -> bool {
-        self.first <= job_id && job_id <= self.last
+    pub fn holds(&self, id: I) -> bool {
+        self.first <= id && id <= self.last
     }
 }
 
-/// The UTC day a job was made, from its id.
-pub fn day_of(job_id: JobId) -> NaiveDate {
-    let ms = job_id
-        .created_at()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    DateTime::from_timestamp_millis(ms)
+/// The UTC day an id was made.
+pub fn day_of<I: ArchivedId>(id: I) -> NaiveDate {
+    DateTime::from_timestamp_millis(id.made_ms() as i64)
         .unwrap_or_default()
         .date_naive()
 }
 
-fn id_ms(job_id: JobId) -> u64 {
-    (job_id.to_u128() >> 80) as u64
-}
-
-/// Cuts lines into segments: by day, sorted by id, at most [`SEGMENT_JOBS_MAX`] jobs and
+/// Cuts lines into segments: by day, sorted by id, at most [`SEGMENT_JOBS_MAX`] lines and
 /// [`SEGMENT_SPAN_MS`] of id time each.
-pub fn cut_segments(mut lines: Vec<HistoryLine>) -> Vec<Vec<HistoryLine>> {
-    lines.sort_by_key(|line| line.job_id);
-    let mut segments: Vec<Vec<HistoryLine>> = Vec::new();
+pub fn cut_segments<I: ArchivedId>(mut lines: Vec<HistoryLine<I>>) -> Vec<Vec<HistoryLine<I>>> {
+    lines.sort_by_key(|line| line.id);
+    let mut segments: Vec<Vec<HistoryLine<I>>> = Vec::new();
     for line in lines {
         let starts_new = match segments.last().and_then(|segment| segment.first()) {
             None => true,
             Some(first) => {
                 segments.last().map_or(0, Vec::len) >= SEGMENT_JOBS_MAX
-                    || day_of(first.job_id) != day_of(line.job_id)
-                    || id_ms(line.job_id) - id_ms(first.job_id) > SEGMENT_SPAN_MS
+                    || day_of(first.id) != day_of(line.id)
+                    || line.id.made_ms() - first.id.made_ms() > SEGMENT_SPAN_MS
             }
         };
         if starts_new {
@@ -157,8 +188,8 @@ impl HistoryStore {
         }
     }
 
-    fn day_prefix(&self, day: NaiveDate) -> String {
-        let day = format!("{HISTORY_ROOT}/day={day}");
+    fn day_prefix<I: ArchivedId>(&self, day: NaiveDate) -> String {
+        let day = format!("{HISTORY_ROOT}/{}day={day}", I::DIR);
         match self.prefix.as_str() {
             "" => day,
             prefix => format!("{prefix}/{day}"),
@@ -167,7 +198,10 @@ impl HistoryStore {
 
     /// Writes `lines` (one day's, sorted by id: a piece of [`cut_segments`]) as one segment,
     /// acknowledged by the store when this returns.
-    pub async fn put_segment(&self, lines: &[HistoryLine]) -> Result<Segment, StorageError> {
+    pub async fn put_segment<I: ArchivedId>(
+        &self,
+        lines: &[HistoryLine<I>],
+    ) -> Result<Segment<I>, StorageError> {
         let (Some(first), Some(last)) = (lines.first(), lines.last()) else {
             return Err(StorageError::Body("an empty history segment".into()));
         };
@@ -185,9 +219,9 @@ impl HistoryStore {
         let digest = hex::encode(&digest.finalize()[..8]);
         let key = format!(
             "{}/{}-{}-{digest}.jsonl.gz",
-            self.day_prefix(day_of(first.job_id)),
-            first.job_id,
-            last.job_id
+            self.day_prefix::<I>(day_of(first.id)),
+            first.id,
+            last.id
         );
         let bytes = body.len() as u64;
         self.store
@@ -195,15 +229,18 @@ impl HistoryStore {
             .await?;
         Ok(Segment {
             key,
-            first: first.job_id,
-            last: last.job_id,
+            first: first.id,
+            last: last.id,
             bytes,
         })
     }
 
     /// The segments of a day.
-    pub async fn segments(&self, day: NaiveDate) -> Result<Vec<Segment>, StorageError> {
-        let prefix = ObjectPath::from(self.day_prefix(day));
+    pub async fn segments<I: ArchivedId>(
+        &self,
+        day: NaiveDate,
+    ) -> Result<Vec<Segment<I>>, StorageError> {
+        let prefix = ObjectPath::from(self.day_prefix::<I>(day));
         let objects: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
         Ok(objects
             .iter()
@@ -212,7 +249,10 @@ impl HistoryStore {
     }
 
     /// The lines of one segment.
-    pub async fn read(&self, segment: &Segment) -> Result<Vec<HistoryLine>, StorageError> {
+    pub async fn read<I: ArchivedId>(
+        &self,
+        segment: &Segment<I>,
+    ) -> Result<Vec<HistoryLine<I>>, StorageError> {
         let body = self
             .store
             .get(&ObjectPath::from(segment.key.as_str()))
@@ -221,31 +261,33 @@ impl HistoryStore {
             .await?;
         let mut text = String::new();
         std::io::Read::read_to_string(&mut MultiGzDecoder::new(&body[..]), &mut text)
-            .map_err(|err| corrupt(segment, err))?;
+            .map_err(|err| corrupt(&segment.key, err))?;
         text.lines()
             .filter(|line| !line.trim().is_empty())
-            .map(|line| HistoryLine::parse(line.to_owned()).map_err(|err| corrupt(segment, err)))
+            .map(|line| {
+                HistoryLine::parse(line.to_owned()).map_err(|err| corrupt(&segment.key, err))
+            })
             .collect()
     }
 
-    /// The archived lines of `job_ids` (the latest of each, where a job was written twice);
-    /// ids in no segment are left out. Opens each segment at most once.
-    pub async fn find(
+    /// The archived lines of `ids` (the latest of each, where one was written twice); ids in
+    /// no segment are left out. Opens each segment at most once.
+    pub async fn find<I: ArchivedId>(
         &self,
-        job_ids: &[JobId],
-    ) -> Result<HashMap<JobId, HistoryLine>, StorageError> {
-        let mut by_day: HashMap<NaiveDate, Vec<JobId>> = HashMap::new();
-        for &job_id in job_ids {
-            by_day.entry(day_of(job_id)).or_default().push(job_id);
+        ids: &[I],
+    ) -> Result<HashMap<I, HistoryLine<I>>, StorageError> {
+        let mut by_day: HashMap<NaiveDate, Vec<I>> = HashMap::new();
+        for &id in ids {
+            by_day.entry(day_of(id)).or_default().push(id);
         }
         let mut found = HashMap::new();
         for (day, wanted) in by_day {
-            for segment in self.segments(day).await? {
+            for segment in self.segments::<I>(day).await? {
                 if !wanted.iter().any(|&id| segment.holds(id)) {
                     continue;
                 }
                 for line in self.read(&segment).await? {
-                    if wanted.contains(&line.job_id) {
+                    if wanted.contains(&line.id) {
                         keep_latest(&mut found, line);
                     }
                 }
@@ -254,39 +296,42 @@ impl HistoryStore {
         Ok(found)
     }
 
-    /// Every job archived for `day` (made that day), once each, sorted by id.
-    pub async fn day(&self, day: NaiveDate) -> Result<Vec<HistoryLine>, StorageError> {
+    /// Every line archived for `day` (made that day), once each, sorted by id.
+    pub async fn day<I: ArchivedId>(
+        &self,
+        day: NaiveDate,
+    ) -> Result<Vec<HistoryLine<I>>, StorageError> {
         let mut found = HashMap::new();
-        for segment in self.segments(day).await? {
+        for segment in self.segments::<I>(day).await? {
             for line in self.read(&segment).await? {
                 keep_latest(&mut found, line);
             }
         }
         let mut lines: Vec<_> = found.into_values().collect();
-        lines.sort_by_key(|line| line.job_id);
+        lines.sort_by_key(|line| line.id);
         Ok(lines)
     }
 }
 
-/// Keeps the line written last of a job written twice.
-fn keep_latest(found: &mut HashMap<JobId, HistoryLine>, line: HistoryLine) {
-    match found.get(&line.job_id) {
+/// Keeps the line written last of one written twice.
+fn keep_latest<I: ArchivedId>(found: &mut HashMap<I, HistoryLine<I>>, line: HistoryLine<I>) {
+    match found.get(&line.id) {
         Some(kept) if kept.updated_ms >= line.updated_ms => {}
         _ => {
-            found.insert(line.job_id, line);
+            found.insert(line.id, line);
         }
     }
 }
 
-fn corrupt(segment: &Segment, err: impl std::fmt::Display) -> StorageError {
-    StorageError::Body(format!("history segment {}: {err}", segment.key).into())
+fn corrupt(key: &str, err: impl std::fmt::Display) -> StorageError {
+    StorageError::Body(format!("history segment {key}: {err}").into())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn line(job_id: JobId, updated_ms: u64) -> HistoryLine {
+    fn line(job_id: JobId, updated_ms: u64) -> HistoryLine<JobId> {
         HistoryLine::parse(format!(
             r#"{{"job_id":"{job_id}","updated_ms":{updated_ms},"state":"stored"}}"#
         ))
@@ -311,10 +356,10 @@ mod tests {
         let segments = cut_segments(lines);
         let sizes: Vec<_> = segments.iter().map(Vec::len).collect();
         assert_eq!(sizes, [1, SEGMENT_JOBS_MAX, 500, 1]);
-        assert_eq!(day_of(segments[0][0].job_id).to_string(), "2026-12-06");
-        assert_eq!(day_of(segments[1][0].job_id).to_string(), "2026-12-07");
+        assert_eq!(day_of(segments[0][0].id).to_string(), "2026-12-06");
+        assert_eq!(day_of(segments[1][0].id).to_string(), "2026-12-07");
         for segment in &segments {
-            assert!(segment.windows(2).all(|w| w[0].job_id < w[1].job_id));
+            assert!(segment.windows(2).all(|w| w[0].id < w[1].id));
         }
     }
 
@@ -322,11 +367,11 @@ mod tests {
     fn a_segment_key_names_its_range_and_other_objects_are_not_segments() {
         let (a, b) = (id_at(1_000), id_at(2_000));
         let key = format!("p/history/v1/day=1970-01-01/{a}-{b}-0011223344556677.jsonl.gz");
-        let segment = Segment::from_key(&key, 9).unwrap();
+        let segment = Segment::<JobId>::from_key(&key, 9).unwrap();
         assert_eq!((segment.first, segment.last), (a, b));
         assert!(segment.holds(a) && segment.holds(b) && !segment.holds(id_at(3_000)));
         assert_eq!(
-            Segment::from_key("p/history/v1/day=1970-01-01/x.mp4", 9),
+            Segment::<JobId>::from_key("p/history/v1/day=1970-01-01/x.mp4", 9),
             None
         );
     }

@@ -7,7 +7,7 @@ pub mod history;
 mod store;
 
 pub use config::{S3Options, StoreConfig};
-pub use history::{HistoryLine, HistoryStore, Segment};
+pub use history::{ArchivedId, HistoryLine, HistoryStore, Segment};
 pub use store::{
     ByteRange, CHECKSUM_SUFFIX, ReadBack, StorageError, StoredVideo, VideoMeta, VideoRead,
     VideoStore,

@@ -10,7 +10,8 @@
 
 use std::{sync::Arc, time::Duration};
 
-use reelq_queue::{ArchiveCandidate, ArchiveGrace, Ledger, QueueError};
+use reelq_core::BatchId;
+use reelq_queue::{ArchiveCandidate, ArchiveGrace, ArchivedBatch, Ledger, QueueError};
 use reelq_storage::{HistoryLine, HistoryStore, StorageError, history::cut_segments};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -41,6 +42,8 @@ pub struct Pass {
     pub kept: u64,
     /// Compressed bytes written.
     pub bytes: u64,
+    /// Finished batches taken out of Redis (every job of theirs archived).
+    pub batches: u64,
 }
 
 pub struct Archiver {
@@ -74,8 +77,9 @@ impl Archiver {
                 _ = tick.tick() => {}
             }
             match self.pass().await {
-                Ok(pass) if pass.read > 0 => info!(
+                Ok(pass) if pass.read > 0 || pass.batches > 0 => info!(
                     archived = pass.archived,
+                    batches = pass.batches,
                     kept = pass.kept,
                     segments = pass.segments,
                     bytes = pass.bytes,
@@ -144,20 +148,52 @@ impl Archiver {
             pass.bytes += written.bytes;
             let archived: Vec<ArchiveCandidate> = segment
                 .iter()
-                .filter_map(|line| by_id.remove(&line.job_id))
+                .filter_map(|line| by_id.remove(&line.id))
                 .collect();
             let removed = self.ledger.remove_archived(lease, &archived).await?;
             pass.archived += removed.removed;
             pass.kept += removed.kept;
         }
+        let batches = self
+            .ledger
+            .archive_batch_candidates(lease, self.max_jobs)
+            .await?;
+        let lines = batches.iter().map(batch_line).collect();
+        let mut by_id: std::collections::HashMap<_, _> = batches
+            .into_iter()
+            .map(|batch| (batch.info.batch_id, batch))
+            .collect();
+        for segment in cut_segments(lines) {
+            let written = self.history.put_segment(&segment).await?;
+            pass.segments += 1;
+            pass.bytes += written.bytes;
+            let archived: Vec<ArchivedBatch> = segment
+                .iter()
+                .filter_map(|line| by_id.remove(&line.id))
+                .collect();
+            pass.batches += self
+                .ledger
+                .remove_archived_batches(lease, &archived)
+                .await?
+                .removed;
+        }
         Ok(pass)
+    }
+}
+
+/// A finished batch's line: its settings, spend and job ids as JSON.
+fn batch_line(batch: &ArchivedBatch) -> HistoryLine<BatchId> {
+    HistoryLine {
+        id: batch.info.batch_id,
+        updated_ms: batch.archived_ms,
+        json: serde_json::to_string(batch).expect("a batch serializes"),
     }
 }
 
 /// A candidate's line in a segment: its whole archived record as JSON.
 fn line(candidate: &ArchiveCandidate) -> HistoryLine {
     HistoryLine {
-        job_id: candidate.job_id(),
+        id: candidate.job_id(),
         updated_ms: candidate.job.record.updated_ms,
         json: serde_json::to_string(&candidate.job).expect("a record serializes"),
     }

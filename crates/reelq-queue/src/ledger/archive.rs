@@ -6,16 +6,30 @@
 //! | key | type | content |
 //! |---|---|---|
 //! | `P archiver` | string | the archiving replica's lease token (expires) |
+//! | `P batchinfo:{id}` `archived` | hash field | how many of the batch's jobs were archived: at its total (and none open), the batch is archived too |
 //! | `P archive` | hash | `archived` and `segments` (totals), `ok_ms` (last pass that archived or found nothing to), `failed_ms` and `error` (the last failure, cleared by a good pass) |
 
 use std::{collections::HashMap, sync::LazyLock, time::Duration};
 
 use redis::Script;
 use reelq_core::{JobId, JobState};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::now_unix_ms;
-use crate::{ArchivedJob, JobRecord, Ledger, QueueError, record::take_events};
+use crate::{ArchivedJob, BatchInfo, JobRecord, Ledger, QueueError, record::take_events};
+
+/// Most batches one pass looks at (the oldest first).
+const BATCHES_LOOKED_AT: usize = 5_000;
+
+/// A finished batch as the archiver writes it (one JSON line of a batch segment): its
+/// settings and spend, its job ids in manifest order, and when it was archived.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ArchivedBatch {
+    #[serde(flatten)]
+    pub info: BatchInfo,
+    pub job_ids: Vec<JobId>,
+    pub archived_ms: u64,
+}
 
 static ARCHIVE: LazyLock<Script> = ledger_script!("archive.lua");
 
@@ -222,7 +236,16 @@ impl Ledger {
         lease: &ArchiveLease,
         args: &[String],
     ) -> Result<Removed, QueueError> {
-        match self.archive_script(lease, "remove", args).await? {
+        self.archive_counts(lease, "remove", args).await
+    }
+
+    async fn archive_counts(
+        &self,
+        lease: &ArchiveLease,
+        op: &str,
+        args: &[String],
+    ) -> Result<Removed, QueueError> {
+        match self.archive_script(lease, op, args).await? {
             redis::Value::Array(counts) => {
                 let count = |n: usize| match counts.get(n) {
                     Some(redis::Value::Int(n)) => *n as u64,
@@ -253,6 +276,87 @@ impl Ledger {
             invocation.arg(arg);
         }
         Ok(invocation.invoke_async(&mut self.conn().await?).await?)
+    }
+
+    /// Finished batches whose jobs have all been archived (and whose completion webhook is
+    /// not pending), with their job ids: up to `limit`, from the oldest
+    /// [`BATCHES_LOOKED_AT`] batches.
+    pub async fn archive_batch_candidates(
+        &self,
+        _lease: &ArchiveLease,
+        limit: usize,
+    ) -> Result<Vec<ArchivedBatch>, QueueError> {
+        let mut conn = self.conn().await?;
+        let oldest: Vec<String> = redis::cmd("ZRANGE")
+            .arg(self.key("batches"))
+            .arg(0)
+            .arg(BATCHES_LOOKED_AT - 1)
+            .query_async(&mut conn)
+            .await?;
+        if oldest.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in &oldest {
+            pipe.cmd("HMGET")
+                .arg(self.key(format!("batchinfo:{id}")))
+                .arg("open")
+                .arg("total")
+                .arg("archived")
+                .arg("notify_state");
+        }
+        let fields: Vec<[Option<u64>; 3]> = {
+            let rows: Vec<Vec<Option<String>>> = pipe.query_async(&mut conn).await?;
+            rows.into_iter()
+                .map(|row| {
+                    let pending = row
+                        .get(3)
+                        .cloned()
+                        .flatten()
+                        .is_some_and(|s| s == "pending");
+                    let number =
+                        |n: usize| row.get(n).cloned().flatten().and_then(|v| v.parse().ok());
+                    match pending {
+                        true => [None, None, None],
+                        false => [number(0), number(1), number(2)],
+                    }
+                })
+                .collect()
+        };
+        let mut batches = Vec::new();
+        for (id, [open, total, archived]) in oldest.iter().zip(fields) {
+            let done = matches!((open, total, archived), (Some(0), Some(total), Some(archived)) if total > 0 && archived >= total);
+            if !done {
+                continue;
+            }
+            let batch_id = id.parse().map_err(|err| QueueError::corrupt(id, err))?;
+            let Some(info) = self.batch_info(batch_id).await? else {
+                continue;
+            };
+            batches.push(ArchivedBatch {
+                info,
+                job_ids: self.batch_jobs(batch_id).await?,
+                archived_ms: now_unix_ms(),
+            });
+            if batches.len() == limit {
+                break;
+            }
+        }
+        Ok(batches)
+    }
+
+    /// Takes archived batches out of Redis, each only if it is still finished with every job
+    /// archived; renews the lease.
+    pub async fn remove_archived_batches(
+        &self,
+        lease: &ArchiveLease,
+        archived: &[ArchivedBatch],
+    ) -> Result<Removed, QueueError> {
+        let ids: Vec<String> = archived
+            .iter()
+            .map(|batch| batch.info.batch_id.to_string())
+            .collect();
+        self.archive_counts(lease, "remove_batches", &ids).await
     }
 
     /// Records a pass: `Ok((jobs, segments))` adds to the totals and clears a failure;

@@ -10,7 +10,7 @@ use super::now_unix_ms;
 use crate::{JobRecord, Ledger, QueueError};
 
 /// A batch's settings and spend, as `reelq batch report` shows them.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BatchInfo {
     pub batch_id: BatchId,
     pub name: Option<String>,

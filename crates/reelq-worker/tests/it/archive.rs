@@ -56,16 +56,20 @@ async fn archive_until(
     .expect("the archiver gets there in time")
 }
 
-/// The job records still in Redis.
-async fn job_keys(redis: &RedisServer) -> usize {
+/// The keys in Redis matching `pattern`.
+async fn keys(redis: &RedisServer, pattern: &str) -> Vec<String> {
     let client = redis::Client::open(redis.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("{*}:job:*")
+    redis::cmd("KEYS")
+        .arg(pattern)
         .query_async(&mut conn)
         .await
-        .unwrap();
-    keys.len()
+        .unwrap()
+}
+
+/// The job records still in Redis.
+async fn job_keys(redis: &RedisServer) -> usize {
+    keys(redis, "{*}:job:*").await.len()
 }
 
 #[tokio::test]
@@ -218,7 +222,7 @@ async fn with_the_history_store_down_finished_jobs_stay_in_redis_until_it_is_bac
     // Back: the next passes archive them all, and they read as before.
     s3.start_again().unwrap();
     let status = archive_until(&deployment, |status| status.archived == 20).await;
-    assert_eq!(status.failing_since_ms, None);
+    assert_eq!(status.failing_since_ms, None, "{status:?}");
     assert_eq!(job_keys(&deployment.redis).await, 0);
     for record in &records {
         let read = deployment.client.status(record.job_id).await.unwrap();
@@ -270,7 +274,7 @@ async fn a_job_archived_twice_by_a_crash_reads_once_and_duckdb_reads_the_day() {
     let lines = read
         .iter()
         .map(|candidate| reelq_storage::HistoryLine {
-            job_id: candidate.job_id(),
+            id: candidate.job_id(),
             updated_ms: candidate.job.record.updated_ms,
             json: serde_json::to_string(&candidate.job).unwrap(),
         })
@@ -286,10 +290,42 @@ async fn a_job_archived_twice_by_a_crash_reads_once_and_duckdb_reads_the_day() {
     archive_until(&deployment, |status| status.archived == 12).await;
     assert_eq!(job_keys(&deployment.redis).await, 0);
 
+    // Its batch, every job of it archived, has left Redis too, and reads as before.
+    assert_eq!(
+        keys(&deployment.redis, "{*}:batch*").await,
+        Vec::<String>::new()
+    );
+    let batch = deployment
+        .client
+        .status(job_ids[0])
+        .await
+        .unwrap()
+        .unwrap()
+        .batch
+        .unwrap();
+    let info = deployment
+        .client
+        .batch_info(batch)
+        .await
+        .unwrap()
+        .expect("found");
+    assert_eq!((info.total, info.open), (12, 0));
+    let records = deployment.client.batch_records(batch).await.unwrap();
+    assert_eq!(
+        records.iter().map(|r| r.job_id).collect::<Vec<_>>(),
+        job_ids
+    );
+    let (page, next) = deployment
+        .client
+        .batch_records_page(batch, 10, 5)
+        .await
+        .unwrap();
+    assert_eq!((page.len(), next), (2, None));
+
     // Each job is in the store twice; every reader keeps one.
     let day = reelq_storage::history::day_of(job_ids[0]);
     let mut written = 0;
-    for segment in history.segments(day).await.unwrap() {
+    for segment in history.segments::<JobId>(day).await.unwrap() {
         written += history.read(&segment).await.unwrap().len();
     }
     assert_eq!(written, 24);
