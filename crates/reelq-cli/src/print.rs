@@ -148,6 +148,10 @@ pub(crate) fn print_stats(stats: &reelq_producer::Stats, json: bool) -> anyhow::
     if let Some(line) = ledger_history_line(&stats.ledger) {
         println!("ledger     {line}");
     }
+    println!(
+        "history    {}",
+        archive_line(&stats.archive, reelq_producer::now_ms())
+    );
     for provider in &stats.providers {
         let paused = provider
             .paused_ms
@@ -178,6 +182,25 @@ pub(crate) fn ledger_history_line(history: &reelq_queue::HistoryStatus) -> Optio
         history.rollbacks,
         history.last_rollback.as_deref().unwrap_or("-"),
     ))
+}
+
+/// The archiver's state: how much history left Redis for the store, and, loudly, whether it
+/// fails now (finished jobs then pile up in Redis).
+pub(crate) fn archive_line(archive: &reelq_queue::ArchiveStatus, now_ms: u64) -> String {
+    let ago = |ms: u64| format!("{} ago", age(now_ms.saturating_sub(ms)));
+    let moved = format!(
+        "{} finished jobs archived to the store in {} segments",
+        archive.archived, archive.segments
+    );
+    match (archive.failing_since_ms, archive.ok_ms) {
+        (Some(since), _) => format!(
+            "ARCHIVING FAILS since {} ({}): finished jobs stay in Redis; {moved}",
+            ago(since),
+            archive.error.as_deref().unwrap_or("-")
+        ),
+        (None, Some(ok)) => format!("{moved}; last pass {}", ago(ok)),
+        (None, None) => "no archive pass yet (finished jobs stay in Redis for their grace)".into(),
+    }
 }
 
 pub(crate) fn report(
@@ -214,7 +237,28 @@ pub(crate) fn report(
 mod tests {
     use reelq_queue::HistoryStatus;
 
-    use super::ledger_history_line;
+    use super::{archive_line, ledger_history_line};
+
+    #[test]
+    fn stats_say_loudly_when_archiving_fails() {
+        let mut archive = reelq_queue::ArchiveStatus {
+            archived: 1200,
+            segments: 2,
+            ok_ms: Some(10_000),
+            ..Default::default()
+        };
+        assert_eq!(
+            archive_line(&archive, 15_000),
+            "1200 finished jobs archived to the store in 2 segments; last pass 5 s ago"
+        );
+        archive.failing_since_ms = Some(12_000);
+        archive.error = Some("writing history to the store: connection refused".into());
+        let line = archive_line(&archive, 15_000);
+        assert!(
+            line.starts_with("ARCHIVING FAILS since 3 s ago (writing history"),
+            "{line}"
+        );
+    }
 
     #[test]
     fn stats_name_a_ledger_that_went_back_in_time_and_whether_submits_are_held() {

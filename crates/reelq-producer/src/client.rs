@@ -93,7 +93,7 @@ fn request_digest(specs: &[JobSpec], batch: Option<&BatchOptions>) -> String {
 /// A deployment at a glance.
 #[derive(Debug, Clone, Serialize)]
 pub struct Stats {
-    /// Jobs per state (finished ones until their retention ends); as JSON, an object of
+    /// Jobs per state in Redis (finished ones until they are archived); as JSON, an object of
     /// state name to count, in the states' order.
     #[serde(serialize_with = "states_as_object")]
     pub states: Vec<(JobState, u64)>,
@@ -106,6 +106,8 @@ pub struct Stats {
     /// The ledger's history: rollbacks declared (Redis lost writes it had acknowledged) and
     /// whether paid creates are held for a repair now.
     pub ledger: reelq_queue::HistoryStatus,
+    /// The archiver: finished jobs moved to the object store, and whether it fails now.
+    pub archive: reelq_queue::ArchiveStatus,
 }
 
 fn states_as_object<S: serde::Serializer>(
@@ -475,7 +477,7 @@ impl Client {
         })
     }
 
-    /// Every record of a batch, in manifest order (jobs past their retention are missing).
+    /// Every record of a batch, in manifest order, live or archived.
     pub async fn batch_records(&self, batch_id: BatchId) -> Result<Vec<JobRecord>, ProducerError> {
         let job_ids = self.batch_jobs(batch_id).await?;
         self.records(&job_ids).await
@@ -657,6 +659,7 @@ impl Client {
             stored_last_hour: ledger.entered_within(JobState::Stored, hour).await?,
             failed_last_hour: ledger.entered_within(JobState::Failed, hour).await?,
             ledger: ledger.history_status().await?,
+            archive: ledger.archive_status().await?,
         })
     }
 

@@ -215,7 +215,11 @@ pub(crate) async fn job(
     let client = &dashboard.client;
     let (record, history) = match (client.status(job_id).await, client.history(job_id).await) {
         (Ok(Some(record)), Ok(history)) => (record, history),
-        (Ok(None), _) => return not_found("no such job (or past its retention)"),
+        (Ok(None), _) => {
+            return not_found(
+                "no such job (not in the ledger nor, where a store is given, its archived history)",
+            );
+        }
         (Err(err), _) | (_, Err(err)) => return unavailable(err),
     };
     let writable = dashboard.config.writable;

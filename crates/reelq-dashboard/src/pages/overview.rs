@@ -53,6 +53,14 @@ async fn overview_page(
                     (stats.ledger.last_rollback.as_deref().unwrap_or("-"))
                 }
             }
+            @if let Some(since) = stats.archive.failing_since_ms {
+                p.error id="archive" role="alert" {
+                    "Archiving finished jobs to the object store fails (for "
+                    (reelq_producer::display::age(now.saturating_sub(since)))
+                    "): they stay in Redis until it works again. Last error: "
+                    (stats.archive.error.as_deref().unwrap_or("-"))
+                }
+            }
             h2 { "Jobs by state" }
             div.cards id="depths" {
                 div.card { b { (stats.due_now) } "due now" }
