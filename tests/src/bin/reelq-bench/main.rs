@@ -3,8 +3,10 @@
 //! `callback-latency`: N jobs whose only way forward is the provider's callback (scheduled
 //! polls are ten minutes out); prints callback-received -> video-stored p50/p99 from the
 //! ledger's event log and writes them as JSON. `lifecycle` (its own module): reelq's whole
-//! lifecycle beside BullMQ running the same one.
+//! lifecycle beside BullMQ running the same one. `archive` (its own module): what keeping
+//! history in the object store saves Redis, and what it costs.
 
+mod archive;
 mod lifecycle;
 mod media;
 
@@ -128,6 +130,20 @@ enum Section {
         #[arg(long)]
         out: PathBuf,
     },
+    /// N jobs through the lifecycle kept in Redis (today's layout), then archived to the
+    /// store: Redis memory per finished job before and after, archive throughput and Redis
+    /// cost, segment sizes, reading an archived job by id and a day whole.
+    Archive {
+        #[arg(long)]
+        worker_bin: PathBuf,
+        #[arg(long, default_value_t = 20_000)]
+        jobs: usize,
+        /// A Python with duckdb (`.s3venv/bin/python`): times DuckDB reading the day.
+        #[arg(long)]
+        python: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+    },
     CallbackLatency {
         /// The reelq-worker binary to run.
         #[arg(long)]
@@ -157,6 +173,12 @@ async fn main() -> anyhow::Result<()> {
             out,
         } => redis_cost(worker_bin, jobs, out).await,
         Section::Media { mib, out } => media::media(mib, out),
+        Section::Archive {
+            worker_bin,
+            jobs,
+            python,
+            out,
+        } => archive::archive(worker_bin, jobs, python, out).await,
         Section::Lifecycle {
             worker_bin,
             bullmq_script,
