@@ -52,7 +52,8 @@ mod tasks;
 mod workers;
 
 pub use archive::{
-    ArchiveCandidate, ArchiveGrace, ArchiveLease, ArchiveStatus, ArchivedBatch, Removed,
+    ArchiveCandidate, ArchiveGrace, ArchiveLease, ArchiveStatus, ArchivedBatch, BATCHES_PER_PASS,
+    Removed, SCANNED_PER_CANDIDATE,
 };
 pub use claim::{Claim, ClaimOptions, LimitWait, Wait, own_accounts};
 pub(crate) use history::Durable;

@@ -69,12 +69,13 @@ pub use durability::{Durability, DurabilityCheck};
 pub use enqueue::{ENQUEUE_CHUNK, EnqueueProgress, Enqueued, Idempotency, SWEEP_AFTER};
 pub use error::QueueError;
 pub use ledger::{
-    ArchiveCandidate, ArchiveGrace, ArchiveLease, ArchiveStatus, ArchivedBatch, BatchInfo,
-    CallbackBinding, CancelOutcome, Claim, ClaimOptions, EVENTS_KEPT, HistoryCheck, HistoryStatus,
-    LEDGER_SCHEMA, Lease, Ledger, LedgerConfig, LimitWait, Migration, Notification, NotifyOutcome,
-    NotifyTarget, PageCursor, PaidCreate, ProviderLimit, RECONNECT_GRACE, ROLLBACK_HOLD_MAX,
-    ROLLBACK_HOLD_MIN, Removed, Resolution, RestoreOutcome, Resumed, Rollback, TASK_INDEX_TTL,
-    TransitionOutcome, Wait, WakeOutcome, WorkerInfo, own_accounts,
+    ArchiveCandidate, ArchiveGrace, ArchiveLease, ArchiveStatus, ArchivedBatch, BATCHES_PER_PASS,
+    BatchInfo, CallbackBinding, CancelOutcome, Claim, ClaimOptions, EVENTS_KEPT, HistoryCheck,
+    HistoryStatus, LEDGER_SCHEMA, Lease, Ledger, LedgerConfig, LimitWait, Migration, Notification,
+    NotifyOutcome, NotifyTarget, PageCursor, PaidCreate, ProviderLimit, RECONNECT_GRACE,
+    ROLLBACK_HOLD_MAX, ROLLBACK_HOLD_MIN, Removed, Resolution, RestoreOutcome, Resumed, Rollback,
+    SCANNED_PER_CANDIDATE, TASK_INDEX_TTL, TransitionOutcome, Wait, WakeOutcome, WorkerInfo,
+    own_accounts,
 };
 pub use record::{ArchivedJob, JobRecord};
 pub use transition::Transition;

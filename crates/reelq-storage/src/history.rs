@@ -20,7 +20,14 @@
 //! (`job_id` or `batch_id`) and `updated_ms`. How long history is kept is the bucket's
 //! lifecycle rule, not reelq's.
 
-use std::{collections::HashMap, fmt::Display, hash::Hash, io::Write, str::FromStr, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    fmt::Display,
+    hash::Hash,
+    io::Write,
+    str::FromStr,
+    sync::Arc,
+};
 
 use chrono::{DateTime, NaiveDate};
 use flate2::{Compression, read::MultiGzDecoder, write::GzEncoder};
@@ -87,6 +94,8 @@ impl<I: ArchivedId> HistoryLine<I> {
             batch_id: Option<&'a str>,
             #[serde(default)]
             updated_ms: u64,
+            #[serde(default)]
+            archived_ms: u64,
         }
         let head: Head = serde_json::from_str(&json).map_err(|err| err.to_string())?;
         let id = match I::FIELD {
@@ -99,7 +108,8 @@ impl<I: ArchivedId> HistoryLine<I> {
             .map_err(|_| format!("{} {id:?} is not an id", I::FIELD))?;
         Ok(HistoryLine {
             id,
-            updated_ms: head.updated_ms,
+            // A batch line has no change time of its own: when it was archived.
+            updated_ms: head.updated_ms.max(head.archived_ms),
             json,
         })
     }
@@ -262,12 +272,20 @@ impl HistoryStore {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut MultiGzDecoder::new(&body[..]), &mut text)
             .map_err(|err| corrupt(&segment.key, err))?;
-        text.lines()
-            .filter(|line| !line.trim().is_empty())
-            .map(|line| {
-                HistoryLine::parse(line.to_owned()).map_err(|err| corrupt(&segment.key, err))
-            })
-            .collect()
+        let mut lines = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            // A line that cannot be read costs that line, not the segment or the day.
+            match HistoryLine::parse(line.to_owned()) {
+                Ok(line) => lines.push(line),
+                Err(err) => {
+                    tracing::warn!(segment = %segment.key, line = n + 1, %err, "unreadable history line skipped")
+                }
+            }
+        }
+        Ok(lines)
     }
 
     /// The archived lines of `ids` (the latest of each, where one was written twice); ids in
@@ -276,9 +294,9 @@ impl HistoryStore {
         &self,
         ids: &[I],
     ) -> Result<HashMap<I, HistoryLine<I>>, StorageError> {
-        let mut by_day: HashMap<NaiveDate, Vec<I>> = HashMap::new();
+        let mut by_day: HashMap<NaiveDate, HashSet<I>> = HashMap::new();
         for &id in ids {
-            by_day.entry(day_of(id)).or_default().push(id);
+            by_day.entry(day_of(id)).or_default().insert(id);
         }
         let mut found = HashMap::new();
         for (day, wanted) in by_day {

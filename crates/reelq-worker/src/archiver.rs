@@ -154,10 +154,7 @@ impl Archiver {
             pass.archived += removed.removed;
             pass.kept += removed.kept;
         }
-        let batches = self
-            .ledger
-            .archive_batch_candidates(lease, self.max_jobs)
-            .await?;
+        let batches = self.ledger.archive_batch_candidates(lease).await?;
         let lines = batches.iter().map(batch_line).collect();
         let mut by_id: std::collections::HashMap<_, _> = batches
             .into_iter()

@@ -16,12 +16,12 @@ use std::{
 };
 
 use futures_util::future::join_all;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
-use reelq_core::{BatchId, Secret, WebhookTargets, micros_to_usd};
+use reelq_core::{BatchId, JobId, Secret, WebhookTargets, micros_to_usd};
 use reelq_providers::WebhookKey;
-use reelq_queue::{JobRecord, Ledger, Notification, NotifyOutcome, NotifyTarget, QueueError};
-use reelq_storage::VideoStore;
+use reelq_queue::{ArchivedJob, JobRecord, Ledger, Notification, NotifyOutcome, NotifyTarget};
+use reelq_storage::{HistoryStore, VideoStore};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, info, info_span, warn};
@@ -76,6 +76,8 @@ impl reqwest::dns::Resolve for CheckedResolver {
 
 pub(crate) struct Notifier {
     pub(crate) ledger: Ledger,
+    /// Where archived jobs are read, when the worker archives.
+    history: Option<HistoryStore>,
     pub(crate) http: reqwest::Client,
     targets: Arc<WebhookTargets>,
     key: WebhookKey,
@@ -117,6 +119,7 @@ impl Notifier {
             .map_err(|err| WorkerError::Config(format!("notify http client: {err}")))?;
         Ok(Notifier {
             ledger,
+            history: None,
             http,
             targets,
             key,
@@ -207,6 +210,14 @@ impl Notifier {
         }
     }
 
+    /// Reads the archived history too (a batch's jobs that ended earlier and left Redis).
+    pub(crate) fn with_history(self, history: HistoryStore) -> Self {
+        Notifier {
+            history: Some(history),
+            ..self
+        }
+    }
+
     async fn send(&self, notification: &Notification) -> Result<Sent, Undeliverable> {
         self.targets
             .check_url("notify_url", &notification.url)
@@ -286,12 +297,24 @@ impl Notifier {
         event_id: &str,
         batch_id: BatchId,
         timestamp: u64,
-    ) -> Result<serde_json::Value, QueueError> {
+    ) -> anyhow::Result<serde_json::Value> {
         let info = self.ledger.batch_info(batch_id).await?;
+        let job_ids = self.ledger.batch_jobs(batch_id).await?;
         let mut states: BTreeMap<&'static str, u64> = BTreeMap::new();
-        for job_id in self.ledger.batch_jobs(batch_id).await? {
-            if let Some(record) = self.ledger.job(job_id).await? {
-                *states.entry(record.state.as_str()).or_default() += 1;
+        let live = self.ledger.jobs(&job_ids).await?;
+        for record in &live {
+            *states.entry(record.state.as_str()).or_default() += 1;
+        }
+        // The batch's jobs that ended earlier may have been archived already.
+        if let Some(history) = self.history.as_ref().filter(|_| live.len() < job_ids.len()) {
+            let live: HashSet<JobId> = live.iter().map(|record| record.job_id).collect();
+            let missing: Vec<JobId> = job_ids
+                .into_iter()
+                .filter(|id| !live.contains(id))
+                .collect();
+            for line in history.find(&missing).await?.into_values() {
+                let job: ArchivedJob = serde_json::from_str(&line.json)?;
+                *states.entry(job.record.state.as_str()).or_default() += 1;
             }
         }
         Ok(json!({

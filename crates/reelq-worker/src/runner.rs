@@ -167,11 +167,12 @@ pub async fn run(
             shutdown.clone().cancelled_owned(),
         ));
     }
-    if config.role == Role::All && config.history.archive {
-        let history = match &config.history.url {
-            None => HistoryStore::beside(&store),
-            Some(_) => HistoryStore::open(&config.history_store())?,
-        };
+    let history = match (&config.history.url, config.history.archive) {
+        (_, false) => None,
+        (None, true) => Some(HistoryStore::beside(&store)),
+        (Some(_), true) => Some(HistoryStore::open(&config.history_store())?),
+    };
+    if let Some(history) = history.clone().filter(|_| config.role == Role::All) {
         let archiver = Archiver::new(
             ledger.clone(),
             history,
@@ -195,6 +196,10 @@ pub async fn run(
             (notify.max_attempts, notify.retry_for),
             (config.backoff_min, notify.backoff_max),
         )?;
+        let notifier = match &history {
+            Some(history) => notifier.with_history(history.clone()),
+            None => notifier,
+        };
         let idle_poll = config.idle_poll;
         tracker.spawn(Arc::new(notifier).run(idle_poll, shutdown.clone()));
     }

@@ -6,7 +6,8 @@
 //! | key | type | content |
 //! |---|---|---|
 //! | `P archiver` | string | the archiving replica's lease token (expires) |
-//! | `P batchinfo:{id}` `archived` | hash field | how many of the batch's jobs were archived: at its total (and none open), the batch is archived too |
+//! | `P batchinfo:{id}` `archived` | hash field | how many of the batch's jobs were archived |
+//! | `P archive_ready` | zset | batch id -> ms its last job was archived: the batch is archived next |
 //! | `P archive` | hash | `archived` and `segments` (totals), `ok_ms` (last pass that archived or found nothing to), `failed_ms` and `error` (the last failure, cleared by a good pass) |
 
 use std::{collections::HashMap, sync::LazyLock, time::Duration};
@@ -15,11 +16,27 @@ use redis::Script;
 use reelq_core::{JobId, JobState};
 use serde::{Deserialize, Serialize};
 
+use tracing::warn;
+
 use super::now_unix_ms;
 use crate::{ArchivedJob, BatchInfo, JobRecord, Ledger, QueueError, record::take_events};
 
-/// Most batches one pass looks at (the oldest first).
-const BATCHES_LOOKED_AT: usize = 5_000;
+/// How many index entries a pass reads per job it wants, passing over jobs whose webhook is
+/// pending, before it gives up for this pass.
+pub const SCANNED_PER_CANDIDATE: usize = 4;
+
+/// Most batches one pass archives.
+pub const BATCHES_PER_PASS: usize = 1_000;
+
+/// The batch settings a removal checks unchanged (as `archive.lua`'s `BATCH_SNAPSHOT`).
+const BATCH_SNAPSHOT: [&str; 6] = [
+    "budget_micros",
+    "reserved_micros",
+    "cancelled_ms",
+    "start_after_ms",
+    "priority",
+    "name",
+];
 
 /// A finished batch as the archiver writes it (one JSON line of a batch segment): its
 /// settings and spend, its job ids in manifest order, and when it was archived.
@@ -29,6 +46,9 @@ pub struct ArchivedBatch {
     pub info: BatchInfo,
     pub job_ids: Vec<JobId>,
     pub archived_ms: u64,
+    /// Its settings as read, which its removal checks unchanged.
+    #[serde(skip)]
+    read_snapshot: String,
 }
 
 static ARCHIVE: LazyLock<Script> = ledger_script!("archive.lua");
@@ -95,6 +115,32 @@ pub struct ArchiveStatus {
     pub error: Option<String>,
 }
 
+/// A finished job's candidate from its record's fields (and, on a ledger before schema 3,
+/// its event list); None if its webhook became pending since it was listed.
+fn candidate(
+    job_id: JobId,
+    mut fields: HashMap<String, String>,
+    mut events: Vec<String>,
+    now: u64,
+) -> Result<Option<ArchiveCandidate>, QueueError> {
+    if fields.get("notify_state").is_some_and(|s| s == "pending") {
+        return Ok(None);
+    }
+    let read_updated_ms = fields.get("updated_ms").cloned().unwrap_or_default();
+    let read_events = fields.get("events").cloned().unwrap_or_default();
+    events.extend(take_events(&mut fields));
+    let record = JobRecord::from_fields(job_id, fields)?;
+    Ok(Some(ArchiveCandidate {
+        job: ArchivedJob {
+            record,
+            events,
+            archived_ms: now,
+        },
+        read_updated_ms,
+        read_events,
+    }))
+}
+
 impl Ledger {
     /// Takes the archiver's lease for `ttl`, if no other replica holds it.
     pub async fn take_archive_lease(
@@ -119,74 +165,105 @@ impl Ledger {
         Ok(())
     }
 
-    /// Up to `limit` finished jobs whose grace has passed, oldest ending first per state,
-    /// with their records and event logs. A job whose completion webhook is still pending
-    /// is not one (its sender reads the record).
+    /// Up to `limit` finished jobs whose grace has passed (by Redis's clock), oldest ending
+    /// first per state, with their records and event logs. A job whose completion webhook is
+    /// still pending is not one (its sender reads the record): those are passed over, up to
+    /// [`SCANNED_PER_CANDIDATE`] index entries per job wanted, so a webhook receiver down for
+    /// days does not stall archiving. A record that cannot be read is left in Redis, with a
+    /// warning.
     pub async fn archive_candidates(
         &self,
         lease: &ArchiveLease,
         grace: ArchiveGrace,
         limit: usize,
     ) -> Result<Vec<ArchiveCandidate>, QueueError> {
-        let now = now_unix_ms();
         let mut conn = self.conn().await?;
-        let mut pipe = redis::pipe();
-        let ended: Vec<JobState> = JobState::ALL
-            .into_iter()
-            .filter(|state| state.is_terminal())
-            .collect();
-        for state in &ended {
-            pipe.cmd("ZRANGEBYSCORE")
-                .arg(self.key(format!("state:{state}")))
-                .arg("-inf")
-                .arg(now.saturating_sub(grace.of(*state).as_millis() as u64))
-                .arg("LIMIT")
-                .arg(0)
-                .arg(limit);
-        }
-        let per_state: Vec<Vec<String>> = pipe.query_async(&mut conn).await?;
+        let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await?;
+        let now = secs * 1000 + micros / 1000;
+        let old_logs = self.schema().await? < crate::LEDGER_SCHEMA;
         let mut ids: Vec<(JobState, JobId)> = Vec::new();
-        for (state, found) in ended.into_iter().zip(per_state) {
-            for id in found {
-                let job_id = id.parse().map_err(|err| QueueError::corrupt(&id, err))?;
-                ids.push((state, job_id));
+        let ended = JobState::ALL
+            .into_iter()
+            .filter(|state| state.is_terminal());
+        for state in ended {
+            let cutoff = now.saturating_sub(grace.of(state).as_millis() as u64);
+            let mut offset = 0;
+            while ids.len() < limit && offset < limit * SCANNED_PER_CANDIDATE {
+                let page: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+                    .arg(self.key(format!("state:{state}")))
+                    .arg("-inf")
+                    .arg(cutoff)
+                    .arg("LIMIT")
+                    .arg(offset)
+                    .arg(limit)
+                    .query_async(&mut conn)
+                    .await?;
+                if page.is_empty() {
+                    break;
+                }
+                offset += page.len();
+                let mut pipe = redis::pipe();
+                for id in &page {
+                    pipe.cmd("HGET")
+                        .arg(self.key(format!("job:{id}")))
+                        .arg("notify_state");
+                }
+                let notify: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+                for (id, notify) in page.iter().zip(notify) {
+                    if notify.as_deref() == Some("pending") || ids.len() == limit {
+                        continue;
+                    }
+                    match id.parse() {
+                        Ok(job_id) => ids.push((state, job_id)),
+                        Err(err) => {
+                            warn!(id, %err, "not archived: a state index entry that is no job id")
+                        }
+                    }
+                }
             }
         }
-        ids.truncate(limit);
         let mut candidates = Vec::with_capacity(ids.len());
         let mut gone = Vec::new();
         for chunk in ids.chunks(crate::ENQUEUE_CHUNK) {
             let mut pipe = redis::pipe();
             for (_, job_id) in chunk {
                 pipe.cmd("HGETALL").arg(self.key(format!("job:{job_id}")));
+                if old_logs {
+                    pipe.cmd("LRANGE")
+                        .arg(self.key(format!("log:{job_id}")))
+                        .arg(0)
+                        .arg(-1);
+                }
             }
-            let rows: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
-            for (&(state, job_id), mut fields) in chunk.iter().zip(rows) {
+            let rows: Vec<(HashMap<String, String>, Vec<String>)> = match old_logs {
+                true => pipe.query_async(&mut conn).await?,
+                false => {
+                    let records: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+                    records
+                        .into_iter()
+                        .map(|fields| (fields, Vec::new()))
+                        .collect()
+                }
+            };
+            for (&(state, job_id), (fields, logged)) in chunk.iter().zip(rows) {
                 if fields.is_empty() {
                     gone.push((state, job_id));
                     continue;
                 }
-                if fields.get("notify_state").is_some_and(|s| s == "pending") {
-                    continue;
+                match candidate(job_id, fields, logged, now) {
+                    Ok(Some(candidate)) => candidates.push(candidate),
+                    Ok(None) => {}
+                    Err(err) => warn!(%job_id, %err, "not archived: its record cannot be read"),
                 }
-                let read_updated_ms = fields.get("updated_ms").cloned().unwrap_or_default();
-                let read_events = fields.get("events").cloned().unwrap_or_default();
-                let events = take_events(&mut fields);
-                let record = JobRecord::from_fields(job_id, fields)?;
-                candidates.push(ArchiveCandidate {
-                    job: ArchivedJob {
-                        record,
-                        events,
-                        archived_ms: now,
-                    },
-                    read_updated_ms,
-                    read_events,
-                });
             }
         }
         // Index entries of records already gone (a release before archiving let them
         // expire) are dropped now; they have nothing to archive.
         if !gone.is_empty() {
+            warn!(
+                jobs = gone.len(),
+                "finished jobs whose records expired before they were archived (set by a release before, or a replica with archive = false)"
+            );
             let args: Vec<String> = gone
                 .iter()
                 .flat_map(|(state, id)| {
@@ -198,7 +275,7 @@ impl Ledger {
                     ]
                 })
                 .collect();
-            self.remove_archived_args(lease, &args).await?;
+            self.archive_counts(lease, "remove", &args).await?;
         }
         Ok(candidates)
     }
@@ -224,19 +301,11 @@ impl Ledger {
                     ]
                 })
                 .collect();
-            let removed = self.remove_archived_args(lease, &args).await?;
+            let removed = self.archive_counts(lease, "remove", &args).await?;
             total.removed += removed.removed;
             total.kept += removed.kept;
         }
         Ok(total)
-    }
-
-    async fn remove_archived_args(
-        &self,
-        lease: &ArchiveLease,
-        args: &[String],
-    ) -> Result<Removed, QueueError> {
-        self.archive_counts(lease, "remove", args).await
     }
 
     async fn archive_counts(
@@ -278,69 +347,62 @@ impl Ledger {
         Ok(invocation.invoke_async(&mut self.conn().await?).await?)
     }
 
-    /// Finished batches whose jobs have all been archived (and whose completion webhook is
-    /// not pending), with their job ids: up to `limit`, from the oldest
-    /// [`BATCHES_LOOKED_AT`] batches.
+    /// Finished batches whose jobs have all been archived (`P archive_ready`, filled by
+    /// `archive.lua`), with their settings and job ids: up to [`BATCHES_PER_PASS`], read in
+    /// pipelined round trips. One whose completion webhook is pending waits for the next pass.
     pub async fn archive_batch_candidates(
         &self,
-        _lease: &ArchiveLease,
-        limit: usize,
+        lease: &ArchiveLease,
     ) -> Result<Vec<ArchivedBatch>, QueueError> {
         let mut conn = self.conn().await?;
-        let oldest: Vec<String> = redis::cmd("ZRANGE")
-            .arg(self.key("batches"))
+        let ready: Vec<String> = redis::cmd("ZRANGE")
+            .arg(self.key("archive_ready"))
             .arg(0)
-            .arg(BATCHES_LOOKED_AT - 1)
+            .arg(BATCHES_PER_PASS - 1)
             .query_async(&mut conn)
             .await?;
-        if oldest.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for id in &oldest {
-            pipe.cmd("HMGET")
-                .arg(self.key(format!("batchinfo:{id}")))
-                .arg("open")
-                .arg("total")
-                .arg("archived")
-                .arg("notify_state");
-        }
-        let fields: Vec<[Option<u64>; 3]> = {
-            let rows: Vec<Vec<Option<String>>> = pipe.query_async(&mut conn).await?;
-            rows.into_iter()
-                .map(|row| {
-                    let pending = row
-                        .get(3)
-                        .cloned()
-                        .flatten()
-                        .is_some_and(|s| s == "pending");
-                    let number =
-                        |n: usize| row.get(n).cloned().flatten().and_then(|v| v.parse().ok());
-                    match pending {
-                        true => [None, None, None],
-                        false => [number(0), number(1), number(2)],
-                    }
-                })
-                .collect()
-        };
-        let mut batches = Vec::new();
-        for (id, [open, total, archived]) in oldest.iter().zip(fields) {
-            let done = matches!((open, total, archived), (Some(0), Some(total), Some(archived)) if total > 0 && archived >= total);
-            if !done {
-                continue;
+        let archived_ms = now_unix_ms();
+        let (mut batches, mut gone) = (Vec::new(), Vec::new());
+        for chunk in ready.chunks(100) {
+            let mut pipe = redis::pipe();
+            for id in chunk {
+                pipe.cmd("HGETALL").arg(self.key(format!("batchinfo:{id}")));
+                pipe.cmd("LRANGE")
+                    .arg(self.key(format!("batch:{id}")))
+                    .arg(0)
+                    .arg(-1);
             }
-            let batch_id = id.parse().map_err(|err| QueueError::corrupt(id, err))?;
-            let Some(info) = self.batch_info(batch_id).await? else {
-                continue;
-            };
-            batches.push(ArchivedBatch {
-                info,
-                job_ids: self.batch_jobs(batch_id).await?,
-                archived_ms: now_unix_ms(),
-            });
-            if batches.len() == limit {
-                break;
+            let replies: Vec<(HashMap<String, String>, Vec<String>)> =
+                pipe.query_async(&mut conn).await?;
+            for (id, (fields, job_ids)) in chunk.iter().zip(replies) {
+                let Ok(batch_id) = id.parse() else {
+                    warn!(id, "not archived: a ready batch that is no batch id");
+                    continue;
+                };
+                if fields.get("notify_state").is_some_and(|s| s == "pending") {
+                    continue;
+                }
+                let read_snapshot = BATCH_SNAPSHOT
+                    .iter()
+                    .map(|name| fields.get(*name).map_or("", String::as_str))
+                    .collect::<Vec<_>>()
+                    .join("|");
+                let Some(info) = BatchInfo::from_fields(batch_id, &fields) else {
+                    gone.extend([id.clone(), read_snapshot]);
+                    continue;
+                };
+                let job_ids = job_ids.iter().filter_map(|id| id.parse().ok()).collect();
+                batches.push(ArchivedBatch {
+                    info,
+                    job_ids,
+                    archived_ms,
+                    read_snapshot,
+                });
             }
+        }
+        // Ready batches already gone leave the ready set.
+        if !gone.is_empty() {
+            self.archive_counts(lease, "remove_batches", &gone).await?;
         }
         Ok(batches)
     }
@@ -352,11 +414,11 @@ impl Ledger {
         lease: &ArchiveLease,
         archived: &[ArchivedBatch],
     ) -> Result<Removed, QueueError> {
-        let ids: Vec<String> = archived
+        let args: Vec<String> = archived
             .iter()
-            .map(|batch| batch.info.batch_id.to_string())
+            .flat_map(|batch| [batch.info.batch_id.to_string(), batch.read_snapshot.clone()])
             .collect();
-        self.archive_counts(lease, "remove_batches", &ids).await
+        self.archive_counts(lease, "remove_batches", &args).await
     }
 
     /// Records a pass: `Ok((jobs, segments))` adds to the totals and clears a failure;

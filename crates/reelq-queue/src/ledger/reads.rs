@@ -25,6 +25,32 @@ pub struct BatchInfo {
     pub low_priority: bool,
 }
 
+impl BatchInfo {
+    /// The batch's settings and spend from its `P batchinfo:{id}` hash; None if it is empty.
+    pub(crate) fn from_fields(batch: BatchId, fields: &HashMap<String, String>) -> Option<Self> {
+        if fields.is_empty() {
+            return None;
+        }
+        let number = |name: &str| fields.get(name).and_then(|v| v.parse::<u64>().ok());
+        Some(BatchInfo {
+            batch_id: batch,
+            name: fields.get("name").cloned(),
+            created_ms: number("created_ms").unwrap_or(0),
+            total: number("total").unwrap_or(0),
+            open: number("open").unwrap_or(0),
+            start_after_ms: number("start_after_ms"),
+            budget_micros: number("budget_micros"),
+            // Reservations are given back with HINCRBY, so a transient negative is possible.
+            reserved_micros: fields
+                .get("reserved_micros")
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0)
+                .max(0) as u64,
+            low_priority: fields.get("priority").is_some_and(|p| p == "low"),
+        })
+    }
+}
+
 impl Ledger {
     pub async fn job(&self, job_id: JobId) -> Result<Option<JobRecord>, QueueError> {
         Ok(self.jobs(&[job_id]).await?.pop())
@@ -144,26 +170,7 @@ impl Ledger {
             .arg(self.key(format!("batchinfo:{batch}")))
             .query_async(&mut self.conn().await?)
             .await?;
-        if fields.is_empty() {
-            return Ok(None);
-        }
-        let number = |name: &str| fields.get(name).and_then(|v| v.parse::<u64>().ok());
-        Ok(Some(BatchInfo {
-            batch_id: batch,
-            name: fields.get("name").cloned(),
-            created_ms: number("created_ms").unwrap_or(0),
-            total: number("total").unwrap_or(0),
-            open: number("open").unwrap_or(0),
-            start_after_ms: number("start_after_ms"),
-            budget_micros: number("budget_micros"),
-            // Reservations are given back with HINCRBY, so a transient negative is possible.
-            reserved_micros: fields
-                .get("reserved_micros")
-                .and_then(|v| v.parse::<i64>().ok())
-                .unwrap_or(0)
-                .max(0) as u64,
-            low_priority: fields.get("priority").is_some_and(|p| p == "low"),
-        }))
+        Ok(BatchInfo::from_fields(batch, &fields))
     }
 
     /// The most recent batches, newest first.

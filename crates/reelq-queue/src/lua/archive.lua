@@ -1,22 +1,27 @@
--- Takes archived jobs out of the ledger. The archiver (one at a time: it holds the lease
--- `P archiver`) read finished jobs, wrote them to the object store and had the segment
--- acknowledged; now it removes from Redis those that have not changed since it read them.
--- A job an operator brought back meanwhile, or whose completion webhook is pending again,
--- stays (it is archived again once it ends). A removed job's record, its pre-schema-3 event
--- list, its state index entry and its task index entry go; its batch keeps its id (and
--- counts it in `archived`), and readers find the job in the store.
+-- Takes archived jobs and batches out of the ledger. The archiver (one at a time: it holds
+-- the lease `P archiver`) read finished jobs, wrote them to the object store and had the
+-- segment acknowledged; now it removes from Redis those that have not changed since it read
+-- them. A job an operator brought back meanwhile, or whose completion webhook is pending
+-- again, stays (it is archived again once it ends). A removed job's record, its
+-- pre-schema-3 event list and its state index entry go. Its task index entry stays until it
+-- expires: it is what keeps another job from adopting the task (reconciliation, a late
+-- callback). Its batch counts it (`archived`); once all of a batch's jobs are counted, the
+-- batch is ready to be archived too (`P archive_ready`).
 -- KEYS[1]  the archiver's lease (`P archiver`)
 -- ARGV[1]  key prefix
 -- ARGV[2]  the lease's token
 -- ARGV[3]  'remove', 'remove_batches' or 'release' (give the lease up; nothing follows)
 -- ARGV[4]  ms the lease lives on from now (a remove renews it for the pass's next segment)
--- ARGV[5..] per job, four values: job id, the state it was read in, its `updated_ms` and
---          `events` as read ('' where absent); a job whose record was already gone is
---          passed with state and '' '' (its index entry is dropped); for
---          'remove_batches', batch ids: each goes if it is still finished with every job
---          archived and no completion webhook pending
+-- ARGV[5..] for 'remove', per job four values: job id, the state it was read in, its
+--          `updated_ms` and `events` as read ('' where absent); a job whose record was
+--          already gone is passed with state and '' '' (its index entry is dropped).
+--          For 'remove_batches', per batch two values: batch id and the snapshot of its
+--          settings as read (BATCH_SNAPSHOT's fields joined by '|'): it goes if unchanged,
+--          still finished with every job archived, and no completion webhook pending.
 -- Returns {removed, kept}, or -1 if the lease is no longer this archiver's (it expired and
 -- another took it): nothing was removed.
+local BATCH_SNAPSHOT = { 'budget_micros', 'reserved_micros', 'cancelled_ms', 'start_after_ms',
+  'priority', 'name' }
 local lease = KEYS[1]
 if redis.call('GET', lease) ~= ARGV[2] then return -1 end
 if ARGV[3] == 'release' then
@@ -25,13 +30,22 @@ if ARGV[3] == 'release' then
 end
 redis.call('PEXPIRE', lease, ARGV[4])
 local removed, kept = 0, 0
+local ready = prefix .. 'archive_ready'
 if ARGV[3] == 'remove_batches' then
-  for i = 5, #ARGV do
-    local info = prefix .. 'batchinfo:' .. ARGV[i]
+  for i = 5, #ARGV, 2 do
+    local id = ARGV[i]
+    local info = prefix .. 'batchinfo:' .. id
     local f = redis.call('HMGET', info, 'open', 'total', 'archived', 'notify_state')
-    if f[1] == '0' and tonumber(f[3] or '0') >= tonumber(f[2] or '1') and f[4] ~= 'pending' then
-      redis.call('DEL', info, prefix .. 'batch:' .. ARGV[i])
-      redis.call('ZREM', prefix .. 'batches', ARGV[i])
+    local snapshot = redis.call('HMGET', info, unpack(BATCH_SNAPSHOT))
+    for n = 1, #snapshot do snapshot[n] = snapshot[n] or '' end
+    if not f[2] then
+      redis.call('ZREM', ready, id)
+      kept = kept + 1
+    elseif f[1] == '0' and tonumber(f[3] or '0') >= tonumber(f[2]) and f[4] ~= 'pending'
+        and table.concat(snapshot, '|') == ARGV[i + 1] then
+      redis.call('DEL', info, prefix .. 'batch:' .. id)
+      redis.call('ZREM', prefix .. 'batches', id)
+      redis.call('ZREM', ready, id)
       removed = removed + 1
     else
       kept = kept + 1
@@ -39,11 +53,11 @@ if ARGV[3] == 'remove_batches' then
   end
   return { removed, kept }
 end
+local now = now_ms()
 for i = 5, #ARGV, 4 do
   local id, read_state, updated, events = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local job = prefix .. 'job:' .. id
-  local f = redis.call('HMGET', job, 'state', 'updated_ms', 'events', 'notify_state',
-    'provider', 'task_id', 'batch')
+  local f = redis.call('HMGET', job, 'state', 'updated_ms', 'events', 'notify_state', 'batch')
   if not f[1] then
     redis.call('ZREM', prefix .. 'state:' .. read_state, id)
     kept = kept + 1
@@ -51,13 +65,13 @@ for i = 5, #ARGV, 4 do
       and (f[3] or '') == events and f[4] ~= 'pending' then
     redis.call('DEL', job, prefix .. 'log:' .. id)
     redis.call('ZREM', prefix .. 'state:' .. f[1], id)
-    -- Its task's index entry goes too: a late callback for it finds no job, and is refused.
-    if f[5] and f[6] and f[6] ~= '' then
-      local task_key = prefix .. 'task:' .. f[5] .. ':' .. f[6]
-      if redis.call('GET', task_key) == id then redis.call('DEL', task_key) end
+    if f[5] then
+      local info = prefix .. 'batchinfo:' .. f[5]
+      local archived = redis.call('HINCRBY', info, 'archived', 1)
+      if archived >= tonumber(redis.call('HGET', info, 'total') or '0') then
+        redis.call('ZADD', ready, now, f[5])
+      end
     end
-    -- A batch counts its jobs archived: once all are, the batch is archived too.
-    if f[7] then redis.call('HINCRBY', prefix .. 'batchinfo:' .. f[7], 'archived', 1) end
     removed = removed + 1
   else
     kept = kept + 1

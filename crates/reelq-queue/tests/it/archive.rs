@@ -210,3 +210,38 @@ async fn a_pass_is_recorded_for_stats_and_a_failure_until_a_good_pass() {
     assert_eq!((status.archived, status.segments), (8, 2));
     assert_eq!((status.failing_since_ms, status.error), (None, None));
 }
+
+#[tokio::test]
+async fn jobs_whose_webhook_is_pending_are_passed_over_not_waited_behind() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    let mut notified = Vec::new();
+    for n in 0..3 {
+        let job_id = JobId::new();
+        let spec = reelq_core::JobSpec {
+            notify_url: Some("https://hooks.example.com/reelq".into()),
+            ..crate::ledger::spec(&format!("notified {n}"))
+        };
+        ledger.enqueue(None, &[(job_id, spec)]).await.unwrap();
+        ledger.cancel_job(job_id).await.unwrap();
+        notified.push(job_id);
+    }
+    let plain = JobId::new();
+    ledger
+        .enqueue(None, &[(plain, crate::ledger::spec("plain"))])
+        .await
+        .unwrap();
+    ledger.cancel_job(plain).await.unwrap();
+
+    let lease = ledger.take_archive_lease(LEASE).await.unwrap().unwrap();
+    let read = ledger
+        .archive_candidates(&lease, NO_GRACE, 1)
+        .await
+        .unwrap();
+    let ids: Vec<JobId> = read.iter().map(|c| c.job_id()).collect();
+    assert_eq!(
+        ids,
+        [plain],
+        "the three ended first, their webhooks pending"
+    );
+}

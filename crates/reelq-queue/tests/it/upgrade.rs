@@ -324,3 +324,44 @@ async fn a_ledger_of_the_previous_release_is_read_migrated_once_and_finished() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_finished_job_of_the_previous_release_is_archived_with_its_event_list() {
+    let redis = RedisServer::start().unwrap();
+    load(&redis).await;
+    let ledger = Ledger::connect(&LedgerConfig::new(redis.url(), "reelq"))
+        .await
+        .unwrap();
+    assert!(
+        ledger.schema().await.unwrap() < LEDGER_SCHEMA,
+        "not migrated"
+    );
+    let lease = ledger.take_archive_lease(LEASE).await.unwrap().unwrap();
+    let no_grace = reelq_queue::ArchiveGrace {
+        ended: Duration::ZERO,
+        failed: Duration::ZERO,
+    };
+    let read = ledger
+        .archive_candidates(&lease, no_grace, 100)
+        .await
+        .unwrap();
+    let jobs = fixture_jobs();
+    let ended = jobs
+        .values()
+        .filter(|(state, _)| state.is_terminal())
+        .count();
+    assert!(
+        ended > 0 && read.len() == ended,
+        "{} of {ended}",
+        read.len()
+    );
+    for candidate in &read {
+        let (_, logged) = &jobs[&candidate.job_id()];
+        assert!(!logged.is_empty());
+        assert!(
+            candidate.job.events.starts_with(logged),
+            "{:?} keeps {logged:?}",
+            candidate.job.events
+        );
+    }
+}

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use reelq_core::{JobId, JobState, Secret};
-use reelq_e2e::{API_KEY, Deployment, prompts};
+use reelq_e2e::{API_KEY, Deployment, WebhookReceiver, prompts};
 use reelq_queue::{ArchiveGrace, ArchiveStatus};
 use reelq_sim::FAILING_WORD;
 use reelq_storage::{HistoryStore, S3Options, StoreConfig, history::cut_segments};
@@ -117,6 +117,16 @@ async fn finished_jobs_leave_redis_for_s3_and_every_reader_still_finds_them() {
             .await
             .unwrap()
             .is_some()
+    );
+    assert!(
+        !keys(&deployment.redis, "{*}:batchinfo:*").await.is_empty(),
+        "the batch stays while one of its jobs does"
+    );
+    let tasks = keys(&deployment.redis, "{*}:task:*").await;
+    assert_eq!(
+        tasks.len(),
+        61,
+        "every task stays bound to its job until its index entry expires (no other job may adopt it)"
     );
     for record in stored {
         assert!(
@@ -371,5 +381,57 @@ async fn a_job_archived_twice_by_a_crash_reads_once_and_duckdb_reads_the_day() {
     assert_eq!(
         String::from_utf8_lossy(&output.stdout).trim(),
         format!("(24, 12, '{day}', 24) 12")
+    );
+}
+
+#[tokio::test]
+async fn a_batch_summary_counts_the_jobs_already_archived() {
+    let mut receiver = WebhookReceiver::start(vec![]).await;
+    let mut deployment = Deployment::start(
+        env!("CARGO_BIN_EXE_reelq-worker"),
+        Duration::from_millis(50),
+    )
+    .await;
+    deployment.enable_notify();
+    deployment.extra_config += ARCHIVE_AT_ONCE;
+    let _worker = deployment.spawn_worker_process("w");
+    let specs = ["one", "two", &format!("{FAILING_WORD} three")]
+        .iter()
+        .map(|prompt| {
+            reelq_core::JobRequest {
+                provider: Some("kie".into()),
+                model: Some(deployment.model().into()),
+                prompt: Some((*prompt).into()),
+                ..Default::default()
+            }
+            .validate(reelq_core::Catalog::built_in(), 0)
+            .unwrap()
+        })
+        .collect();
+    let options = reelq_core::BatchOptions {
+        notify_url: Some(receiver.url.clone()),
+        ..Default::default()
+    };
+    let receipt = deployment
+        .client
+        .enqueue_batch_with(specs, &options)
+        .await
+        .unwrap();
+    deployment.settled(&receipt.job_ids).await;
+    receiver.next().await;
+    archive_until(&deployment, |status| status.archived == 2).await;
+
+    // An operator retries the failed job (it stays in Redis for its longer grace); it fails
+    // again and the batch ends again, its two stored jobs long gone from Redis.
+    let failed = receipt.job_ids[2];
+    assert!(deployment.client.retry_failed(failed).await.unwrap());
+    deployment.all_in(&[failed], JobState::Failed).await;
+    let (_, body) = receiver.next().await;
+    let event: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(event["type"], "batch.finished");
+    assert_eq!(
+        event["data"]["states"],
+        serde_json::json!({ "stored": 2, "failed": 1 }),
+        "{event}"
     );
 }
