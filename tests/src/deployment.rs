@@ -493,6 +493,38 @@ log_format = "pretty"
         first_model(self.provider)
     }
 
+    /// A batch of one job per prompt, for [`Deployment::provider`]'s first model, reporting
+    /// its end to `notify_url` (named `name` if given).
+    pub async fn enqueue_batch_notified(
+        &self,
+        prompts: &[&str],
+        name: Option<&str>,
+        notify_url: &str,
+    ) -> reelq_producer::BatchReceipt {
+        let specs = prompts
+            .iter()
+            .map(|prompt| {
+                JobRequest {
+                    provider: Some(self.provider.to_string()),
+                    model: Some(self.model().into()),
+                    prompt: Some((*prompt).into()),
+                    ..JobRequest::default()
+                }
+                .validate(self.client.catalog(), 0)
+                .expect("a valid job")
+            })
+            .collect();
+        let options = reelq_core::BatchOptions {
+            name: name.map(Into::into),
+            notify_url: Some(notify_url.into()),
+            ..Default::default()
+        };
+        self.client
+            .enqueue_batch_with(specs, &options)
+            .await
+            .expect("the batch enqueues")
+    }
+
     /// Enqueues one job that reports its ending to `notify_url`.
     pub async fn enqueue_notified(&self, prompt: &str, notify_url: &str) -> JobId {
         let request = JobRequest {

@@ -6,7 +6,8 @@ use std::time::Duration;
 use reelq_core::{ApiToken, BatchId, BatchOptions, ErrorClass, JobRequest, JobState};
 use reelq_dashboard::{DashboardConfig, router};
 use reelq_producer::Client;
-use reelq_queue::{ClaimOptions, Lease, Ledger, LedgerConfig, Transition};
+use reelq_queue::{ArchiveGrace, ClaimOptions, Lease, Ledger, LedgerConfig, Transition};
+use reelq_storage::HistoryStore;
 use reelq_testkit::RedisServer;
 use reqwest::{StatusCode, redirect::Policy};
 
@@ -37,6 +38,11 @@ fn request(prompt: &str) -> reelq_core::JobSpec {
 /// A ledger with a batch of three queued jobs, one failed job and one uncertain job, and the
 /// dashboard serving it on loopback.
 async fn fixture(writable: bool) -> Fixture {
+    fixture_reading(writable, None).await
+}
+
+/// The fixture, its dashboard reading archived jobs from `history` if given.
+async fn fixture_reading(writable: bool, history: Option<HistoryStore>) -> Fixture {
     let redis = RedisServer::start().expect("redis-server starts");
     let client = Client::connect(&LedgerConfig::new(redis.url(), PREFIX))
         .await
@@ -100,8 +106,12 @@ async fn fixture(writable: bool) -> Fixture {
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
+    let reader = match history {
+        Some(history) => client.clone().with_history(history),
+        None => client.clone(),
+    };
     let app = router(
-        client.clone(),
+        reader,
         DashboardConfig::new(ApiToken::new(TOKEN).unwrap(), writable),
     );
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -521,4 +531,57 @@ async fn a_writable_dashboard_retries_resolves_and_cancels() {
         !batch.contains(r#"id="cancel""#),
         "nothing left to cancel, so no button"
     );
+}
+
+#[tokio::test]
+async fn an_archived_job_shows_as_it_did_and_a_failing_archive_is_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = HistoryStore::beside(&reelq_storage::VideoStore::local(dir.path()).unwrap());
+    let f = fixture_reading(false, Some(history.clone())).await;
+    let ledger = Ledger::connect(&LedgerConfig::new(f.redis.url(), PREFIX))
+        .await
+        .unwrap();
+
+    // The failed job leaves Redis for the history, as the archiver moves it.
+    let lease = ledger
+        .take_archive_lease(Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    let no_grace = ArchiveGrace::NONE;
+    let read = ledger
+        .archive_candidates(&lease, no_grace, 100)
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 1);
+    let lines = read
+        .iter()
+        .map(|candidate| {
+            reelq_storage::HistoryLine::of(
+                candidate.job_id(),
+                candidate.job.record.updated_ms,
+                &candidate.job,
+            )
+        })
+        .collect();
+    history.put_lines(lines).await.unwrap();
+    ledger.remove_archived(&lease, &read).await.unwrap();
+    assert!(ledger.job(f.failed).await.unwrap().is_none());
+
+    let (status, page) = f.get(&format!("/ui/jobs/{}", f.failed)).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(
+        page.contains("will fail") && page.contains("kie code 402"),
+        "{page}"
+    );
+
+    let (_, overview) = f.get("/ui").await;
+    assert!(!overview.contains(r#"id="archive""#), "archiving works");
+    ledger
+        .record_archive_pass(Err("writing history to the store: connection refused"))
+        .await
+        .unwrap();
+    let (_, overview) = f.get("/ui").await;
+    assert!(overview.contains(r#"id="archive""#), "{overview}");
+    assert!(overview.contains("connection refused"), "{overview}");
 }

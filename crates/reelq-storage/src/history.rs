@@ -84,6 +84,16 @@ pub struct HistoryLine<I = JobId> {
 }
 
 impl<I: ArchivedId> HistoryLine<I> {
+    /// The line of `value` (a JSON object holding `I::FIELD` = `id`), last changed at
+    /// `updated_ms`.
+    pub fn of(id: I, updated_ms: u64, value: &impl serde::Serialize) -> Self {
+        HistoryLine {
+            id,
+            updated_ms,
+            json: serde_json::to_string(value).expect("a record serializes to JSON"),
+        }
+    }
+
     /// Reads the id (`I::FIELD`) and `updated_ms` from a line's JSON object.
     pub fn parse(json: String) -> Result<Self, String> {
         #[derive(serde::Deserialize)]
@@ -243,6 +253,18 @@ impl HistoryStore {
             last: last.id,
             bytes,
         })
+    }
+
+    /// Writes `lines` (any days, any order) as the segments [`cut_segments`] makes of them.
+    pub async fn put_lines<I: ArchivedId>(
+        &self,
+        lines: Vec<HistoryLine<I>>,
+    ) -> Result<Vec<Segment<I>>, StorageError> {
+        let mut written = Vec::new();
+        for segment in cut_segments(lines) {
+            written.push(self.put_segment(&segment).await?);
+        }
+        Ok(written)
     }
 
     /// The segments of a day.

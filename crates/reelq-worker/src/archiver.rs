@@ -180,18 +180,14 @@ impl Archiver {
 
 /// A finished batch's line: its settings, spend and job ids as JSON.
 fn batch_line(batch: &ArchivedBatch) -> HistoryLine<BatchId> {
-    HistoryLine {
-        id: batch.info.batch_id,
-        updated_ms: batch.archived_ms,
-        json: serde_json::to_string(batch).expect("a batch serializes"),
-    }
+    HistoryLine::of(batch.info.batch_id, batch.archived_ms, batch)
 }
 
 /// A candidate's line in a segment: its whole archived record as JSON.
 fn line(candidate: &ArchiveCandidate) -> HistoryLine {
-    HistoryLine {
-        id: candidate.job_id(),
-        updated_ms: candidate.job.record.updated_ms,
-        json: serde_json::to_string(&candidate.job).expect("a record serializes"),
-    }
+    HistoryLine::of(
+        candidate.job_id(),
+        candidate.job.record.updated_ms,
+        &candidate.job,
+    )
 }

@@ -63,6 +63,12 @@ pub struct ArchiveGrace {
 }
 
 impl ArchiveGrace {
+    /// No grace: every finished job at once (tests, benchmarks, `reelq` tools).
+    pub const NONE: ArchiveGrace = ArchiveGrace {
+        ended: Duration::ZERO,
+        failed: Duration::ZERO,
+    };
+
     fn of(&self, state: JobState) -> Duration {
         match state {
             JobState::Failed => self.failed,

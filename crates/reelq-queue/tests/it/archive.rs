@@ -9,10 +9,7 @@ use reelq_testkit::RedisServer;
 
 use crate::ledger::{LEASE, claim_one, ledger, state_of, submit_one};
 
-const NO_GRACE: ArchiveGrace = ArchiveGrace {
-    ended: Duration::ZERO,
-    failed: Duration::ZERO,
-};
+const NO_GRACE: ArchiveGrace = ArchiveGrace::NONE;
 
 /// A job taken to `failed` (a poll's generation failed).
 async fn failed_job(ledger: &Ledger, prompt: &str) -> JobId {

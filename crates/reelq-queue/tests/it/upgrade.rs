@@ -337,10 +337,7 @@ async fn a_finished_job_of_the_previous_release_is_archived_with_its_event_list(
         "not migrated"
     );
     let lease = ledger.take_archive_lease(LEASE).await.unwrap().unwrap();
-    let no_grace = reelq_queue::ArchiveGrace {
-        ended: Duration::ZERO,
-        failed: Duration::ZERO,
-    };
+    let no_grace = reelq_queue::ArchiveGrace::NONE;
     let read = ledger
         .archive_candidates(&lease, no_grace, 100)
         .await

@@ -8,7 +8,7 @@ use reelq_core::{JobId, JobState, Secret};
 use reelq_e2e::{API_KEY, Deployment, WebhookReceiver, prompts};
 use reelq_queue::{ArchiveGrace, ArchiveStatus};
 use reelq_sim::FAILING_WORD;
-use reelq_storage::{HistoryStore, S3Options, StoreConfig, history::cut_segments};
+use reelq_storage::{HistoryStore, S3Options, StoreConfig};
 use reelq_testkit::{BUCKET, EVENT_TIMEOUT, RedisServer, S3Server};
 use reelq_worker::{Listeners, WorkerConfig};
 
@@ -271,10 +271,7 @@ async fn a_job_archived_twice_by_a_crash_reads_once_and_duckdb_reads_the_day() {
         .await
         .unwrap()
         .expect("no other archiver");
-    let grace = ArchiveGrace {
-        ended: Duration::ZERO,
-        failed: Duration::ZERO,
-    };
+    let grace = ArchiveGrace::NONE;
     let read = deployment
         .ledger
         .archive_candidates(&lease, grace, 100)
@@ -283,15 +280,15 @@ async fn a_job_archived_twice_by_a_crash_reads_once_and_duckdb_reads_the_day() {
     assert_eq!(read.len(), 12);
     let lines = read
         .iter()
-        .map(|candidate| reelq_storage::HistoryLine {
-            id: candidate.job_id(),
-            updated_ms: candidate.job.record.updated_ms,
-            json: serde_json::to_string(&candidate.job).unwrap(),
+        .map(|candidate| {
+            reelq_storage::HistoryLine::of(
+                candidate.job_id(),
+                candidate.job.record.updated_ms,
+                &candidate.job,
+            )
         })
         .collect();
-    for segment in cut_segments(lines) {
-        history.put_segment(&segment).await.unwrap();
-    }
+    history.put_lines(lines).await.unwrap();
     drop(lease);
 
     // A worker archives them again, once the dead one's lease has run out.
@@ -395,28 +392,10 @@ async fn a_batch_summary_counts_the_jobs_already_archived() {
     deployment.enable_notify();
     deployment.extra_config += ARCHIVE_AT_ONCE;
     let _worker = deployment.spawn_worker_process("w");
-    let specs = ["one", "two", &format!("{FAILING_WORD} three")]
-        .iter()
-        .map(|prompt| {
-            reelq_core::JobRequest {
-                provider: Some("kie".into()),
-                model: Some(deployment.model().into()),
-                prompt: Some((*prompt).into()),
-                ..Default::default()
-            }
-            .validate(reelq_core::Catalog::built_in(), 0)
-            .unwrap()
-        })
-        .collect();
-    let options = reelq_core::BatchOptions {
-        notify_url: Some(receiver.url.clone()),
-        ..Default::default()
-    };
+    let failing = format!("{FAILING_WORD} three");
     let receipt = deployment
-        .client
-        .enqueue_batch_with(specs, &options)
-        .await
-        .unwrap();
+        .enqueue_batch_notified(&["one", "two", &failing], None, &receiver.url)
+        .await;
     deployment.settled(&receipt.job_ids).await;
     receiver.next().await;
     archive_until(&deployment, |status| status.archived == 2).await;

@@ -111,33 +111,10 @@ async fn a_forged_signature_fails_the_standard_verifier() {
 async fn a_batch_sends_one_signed_summary_when_its_last_job_ends() {
     let mut receiver = WebhookReceiver::start(vec![]).await;
     let (deployment, _worker) = notifying().await;
-    let specs = [
-        "one",
-        "two",
-        &format!("{} three", reelq_sim::MODERATED_WORD),
-    ]
-    .iter()
-    .map(|prompt| {
-        reelq_core::JobRequest {
-            provider: Some("kie".into()),
-            model: Some("sora-2-text-to-video".into()),
-            prompt: Some((*prompt).into()),
-            ..Default::default()
-        }
-        .validate(reelq_core::Catalog::built_in(), 0)
-        .unwrap()
-    })
-    .collect();
-    let options = reelq_core::BatchOptions {
-        name: Some("nightly".into()),
-        notify_url: Some(receiver.url.clone()),
-        ..Default::default()
-    };
+    let moderated = format!("{} three", reelq_sim::MODERATED_WORD);
     let receipt = deployment
-        .client
-        .enqueue_batch_with(specs, &options)
-        .await
-        .unwrap();
+        .enqueue_batch_notified(&["one", "two", &moderated], Some("nightly"), &receiver.url)
+        .await;
     deployment.settled(&receipt.job_ids).await;
 
     let (headers, body) = receiver.next().await;

@@ -45,10 +45,7 @@ pub(crate) async fn archive(
         part_size: 8 * 1024 * 1024,
         s3: S3Options::default(),
     })?;
-    let grace = ArchiveGrace {
-        ended: Duration::ZERO,
-        failed: Duration::ZERO,
-    };
+    let grace = ArchiveGrace::NONE;
     let archiver = Archiver::new(deployment.ledger.clone(), history.clone(), grace, 20_000);
     let started = Instant::now();
     let (mut archived, mut segments, mut bytes) = (0, 0, 0);
