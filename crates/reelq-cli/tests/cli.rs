@@ -12,6 +12,43 @@ fn reelq(redis: &RedisServer, args: &[&str]) -> std::process::Output {
         .expect("reelq runs")
 }
 
+/// The API token the `serve` tests give `reelq serve`.
+const SERVE_TOKEN: &str = "serve-test-token-0123456789";
+
+/// `reelq serve`'s log (stderr), a line at a time.
+type ServeLog = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>;
+
+/// Starts `reelq serve` over the deployment's Redis and store; returns it (killed when
+/// dropped), where it listens, and its log from there on.
+async fn serve(deployment: &reelq_e2e::Deployment) -> (tokio::process::Child, String, ServeLog) {
+    use tokio::io::AsyncBufReadExt;
+    let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_reelq"))
+        .args([
+            "--redis-url",
+            &deployment.redis_url,
+            "--prefix",
+            reelq_e2e::PREFIX,
+        ])
+        .args(["serve", "--listen", "127.0.0.1:0", "--store"])
+        .arg(deployment.store_dir())
+        .env("REELQ_API_TOKEN", SERVE_TOKEN)
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("reelq serve starts");
+    let mut lines = tokio::io::BufReader::new(serve.stderr.take().unwrap()).lines();
+    loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("serve says where it listens");
+        if let Some(addr) = line.strip_prefix("reelq api listening on ") {
+            return (serve, addr.to_owned(), lines);
+        }
+    }
+}
+
 fn manifest(dir: &std::path::Path, lines: &[&str]) -> String {
     let path = dir.join("batch.jsonl");
     std::fs::write(&path, lines.join("\n")).unwrap();
@@ -238,8 +275,7 @@ async fn verify_reads_stored_videos_back_and_names_the_ones_that_changed() {
 
 #[tokio::test]
 async fn serve_hands_out_stored_videos_whole_or_by_range() {
-    use reelq_e2e::{API_KEY, Deployment, PREFIX, prompts};
-    use tokio::io::AsyncBufReadExt;
+    use reelq_e2e::{API_KEY, Deployment, prompts};
     let deployment = Deployment::start(
         "unused: the worker runs in this process",
         std::time::Duration::from_millis(50),
@@ -253,30 +289,12 @@ async fn serve_hands_out_stored_videos_whole_or_by_range() {
         .video(record.task_id.as_deref().unwrap())
         .unwrap();
 
-    let token = "serve-test-token-0123456789";
-    let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_reelq"))
-        .args(["--redis-url", &deployment.redis_url, "--prefix", PREFIX])
-        .args(["serve", "--listen", "127.0.0.1:0", "--store"])
-        .arg(deployment.store_dir())
-        .env("REELQ_API_TOKEN", token)
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("reelq serve starts");
-    let mut lines = tokio::io::BufReader::new(serve.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next_line()
-            .await
-            .unwrap()
-            .expect("serve says where it listens");
-        if let Some(addr) = line.strip_prefix("reelq api listening on ") {
-            break addr.to_owned();
-        }
-    };
+    let (_serve, addr, mut lines) = serve(&deployment).await;
     let http = reqwest::Client::new();
     let get = |path: String, range: Option<&str>| {
-        let mut request = http.get(format!("http://{addr}{path}")).bearer_auth(token);
+        let mut request = http
+            .get(format!("http://{addr}{path}"))
+            .bearer_auth(SERVE_TOKEN);
         if let Some(range) = range {
             request = request.header("range", range);
         }
@@ -363,7 +381,7 @@ async fn serve_hands_out_stored_videos_whole_or_by_range() {
     assert_eq!(refused["level"], "WARN", "{refused}");
     assert_eq!(refused["path"], link);
     assert!(
-        logged.iter().all(|line| !line.contains(token)),
+        logged.iter().all(|line| !line.contains(SERVE_TOKEN)),
         "{logged:#?}"
     );
 }
@@ -611,7 +629,6 @@ fn migrate_waits_for_older_workers_then_moves_the_ledger_once() {
 #[tokio::test]
 async fn archived_jobs_read_from_the_command_line_and_the_api_as_live_ones() {
     use reelq_e2e::{API_KEY, Deployment, PREFIX, prompts};
-    use tokio::io::AsyncBufReadExt;
     let mut deployment = Deployment::start(
         "unused: the worker runs in this process",
         std::time::Duration::from_millis(50),
@@ -684,26 +701,11 @@ async fn archived_jobs_read_from_the_command_line_and_the_api_as_live_ones() {
     );
 
     // The HTTP API answers for an archived job as for a live one, video included.
-    let token = "serve-test-token-0123456789";
-    let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_reelq"))
-        .args(["--redis-url", &deployment.redis_url, "--prefix", PREFIX])
-        .args(["serve", "--listen", "127.0.0.1:0", "--store", &store_arg])
-        .env("REELQ_API_TOKEN", token)
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("reelq serve starts");
-    let mut lines = tokio::io::BufReader::new(serve.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next_line().await.unwrap().expect("serve says where");
-        if let Some(addr) = line.strip_prefix("reelq api listening on ") {
-            break addr.to_owned();
-        }
-    };
+    let (_serve, addr, _log) = serve(&deployment).await;
     let http = reqwest::Client::new();
     let get = |path: String| {
         http.get(format!("http://{addr}{path}"))
-            .bearer_auth(token)
+            .bearer_auth(SERVE_TOKEN)
             .send()
     };
     let resource: serde_json::Value = get(format!("/v1/jobs/{id}"))
