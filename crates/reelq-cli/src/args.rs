@@ -186,6 +186,9 @@ pub(crate) enum JobsCommand {
         /// archived history (needs the store: --store), by id, filtered by --state.
         #[arg(long)]
         day: Option<chrono::NaiveDate>,
+        /// With --day: start after this job id (printed under a full page).
+        #[arg(long, requires = "day")]
+        after_id: Option<JobId>,
         /// As JSON: `{"data":[record, ...],"next_cursor"}`, as the API answers.
         #[command(flatten)]
         output: OutputArgs,

@@ -161,21 +161,21 @@ async fn main() -> anyhow::Result<()> {
                     state,
                     limit,
                     day: Some(day),
+                    after_id,
                     output,
                     ..
                 },
         } => {
-            let mut records: Vec<_> = client
-                .archived_day(day)
-                .await?
-                .into_iter()
-                .map(|job| job.record)
-                .filter(|record| state.is_empty() || state.contains(&record.state))
-                .collect();
-            records.truncate(limit);
-            match output.json() {
-                true => print_json(&serde_json::json!({ "data": records, "next_cursor": null }))?,
-                false => print_table(&records),
+            ensure!(limit > 0, "--limit must be at least 1");
+            let (records, next) = client.archived_page(day, &state, after_id, limit).await?;
+            let next = next.map(|job_id| job_id.to_string());
+            if output.json() {
+                print_json(&serde_json::json!({ "data": records, "next_cursor": next }))?;
+            } else {
+                print_table(&records);
+                if let Some(next) = next {
+                    println!("more: --day {day} --after-id {next}");
+                }
             }
         }
         Command::Jobs {
@@ -186,6 +186,7 @@ async fn main() -> anyhow::Result<()> {
                     after,
                     day: None,
                     output,
+                    ..
                 },
         } => {
             ensure!(limit > 0, "--limit must be at least 1");

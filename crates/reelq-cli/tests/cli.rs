@@ -715,6 +715,36 @@ async fn archived_jobs_read_from_the_command_line_and_the_api_as_live_ones() {
         .await
         .unwrap();
     assert_eq!(resource["state"], "stored", "{resource}");
+    // A day's archived jobs, a page at a time.
+    let page = |cursor: Option<String>| {
+        let mut path = format!("/v1/jobs?day={day}&limit=2");
+        if let Some(cursor) = cursor {
+            path += &format!("&cursor={cursor}");
+        }
+        let request = get(path);
+        async move {
+            let page: serde_json::Value = request.await.unwrap().json().await.unwrap();
+            let ids: Vec<String> = page["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|job| job["job_id"].as_str().unwrap().to_owned())
+                .collect();
+            (ids, page["next_cursor"].as_str().map(str::to_owned))
+        }
+    };
+    let (first, next) = page(None).await;
+    let (second, last) = page(next).await;
+    let mut by_id = ids.clone();
+    by_id.sort();
+    assert_eq!(
+        [first, second].concat(),
+        by_id,
+        "every archived job once, by id"
+    );
+    assert_eq!(last, None);
+    let refused = get("/v1/jobs?day=yesterday".into()).await.unwrap();
+    assert_eq!(refused.status(), 400);
     let content = get(format!("/v1/jobs/{id}/content")).await.unwrap();
     assert_eq!(content.status(), 200);
     let video = deployment

@@ -223,6 +223,11 @@ fn internal(err: ProducerError) -> Response {
             "the ledger is unreachable; retry (with the same Idempotency-Key for a POST)",
         );
     }
+    if let ProducerError::Store(store_err) = &err {
+        // The object store (videos, archived history) is unreachable: nothing was changed.
+        tracing::warn!(error = %store_err, "api request found the store unreachable");
+        return retry_shortly("unavailable", "the object store is unreachable; retry");
+    }
     tracing::error!(error = %err, "api request failed");
     client_error(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -488,6 +493,10 @@ pub(crate) struct ListQuery {
     limit: Option<usize>,
     /// The `next_cursor` of the page before.
     cursor: Option<String>,
+    /// Instead of the jobs in Redis: the jobs made on this UTC day (`2026-12-07`) that have
+    /// left Redis for the archived history, by id (needs `reelq serve --store`).
+    #[param(value_type = Option<String>, format = Date)]
+    day: Option<String>,
 }
 
 /// `GET /v1/batches/{id}/jobs` parameters.
@@ -514,7 +523,7 @@ fn page_limit(limit: Option<usize>) -> Result<usize, String> {
     }
 }
 
-/// Jobs, most recently changed first.
+/// Jobs, most recently changed first; or, with `day`, a day's archived jobs by id.
 #[utoipa::path(
     get,
     path = "/v1/jobs",
@@ -530,7 +539,7 @@ async fn list_jobs(
 ) -> Response {
     let bad = |detail: String| client_error(StatusCode::BAD_REQUEST, "invalid_query", detail);
     let Ok(axum::extract::Query(query)) = query else {
-        return bad("the parameters are state, limit and cursor".into());
+        return bad("the parameters are state, limit, cursor and day".into());
     };
     let mut states = Vec::new();
     for name in query
@@ -548,6 +557,27 @@ async fn list_jobs(
         Ok(limit) => limit,
         Err(problem) => return bad(problem),
     };
+    if let Some(day) = &query.day {
+        let Ok(day) = day.parse::<chrono::NaiveDate>() else {
+            return bad(format!("day: {day:?} is not a date (2026-12-07)"));
+        };
+        let after = match query.cursor.as_deref().map(str::parse::<JobId>) {
+            None => None,
+            Some(Ok(job_id)) => Some(job_id),
+            Some(Err(_)) => return bad("cursor: not one this API gave".into()),
+        };
+        return match state.client.archived_page(day, &states, after, limit).await {
+            Ok((records, next)) => Json(JobsPage {
+                data: records,
+                next_cursor: next.map(|job_id| job_id.to_string()),
+            })
+            .into_response(),
+            Err(ProducerError::NoHistory) => {
+                bad("day: this server reads no archived history (start it with --store)".into())
+            }
+            Err(err) => internal(err),
+        };
+    }
     let cursor = match query.cursor.as_deref().map(str::parse::<PageCursor>) {
         None => None,
         Some(Ok(cursor)) => Some(cursor),

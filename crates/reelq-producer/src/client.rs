@@ -234,6 +234,30 @@ impl Client {
         history.day(day).await?.iter().map(archived_job).collect()
     }
 
+    /// A page of a day's archived jobs in `states` (all if empty), by id: up to `limit` after
+    /// `after`, and the id to continue after if there may be more.
+    pub async fn archived_page(
+        &self,
+        day: chrono::NaiveDate,
+        states: &[JobState],
+        after: Option<JobId>,
+        limit: usize,
+    ) -> Result<(Vec<JobRecord>, Option<JobId>), ProducerError> {
+        let mut records = self
+            .archived_day(day)
+            .await?
+            .into_iter()
+            .map(|job| job.record)
+            .filter(|record| after.is_none_or(|after| record.job_id > after))
+            .filter(|record| states.is_empty() || states.contains(&record.state));
+        let page: Vec<JobRecord> = records.by_ref().take(limit).collect();
+        let next = match records.next() {
+            Some(_) => page.last().map(|record| record.job_id),
+            None => None,
+        };
+        Ok((page, next))
+    }
+
     /// The archiver's last passes.
     pub async fn archive_status(&self) -> Result<reelq_queue::ArchiveStatus, ProducerError> {
         Ok(self.ledger.archive_status().await?)
