@@ -374,48 +374,47 @@ async fn next_create(sim: &reelq_sim::Simulator) {
     let _ = tokio::time::timeout(Duration::from_secs(10), created).await;
 }
 
-/// Waits until every job has settled, then gives the `uncertain` ones `grace` to be settled
-/// by a late callback or a reconciliation pass, and waits for those to finish.
+/// Waits until every job has settled, then gives the `uncertain` ones `grace` to move (a
+/// late callback, a reconciliation pass, a resubmit of a create the provider never got); as
+/// long as one of them moves within `grace`, waits again (a resubmit may meet the same
+/// outage and come back `uncertain`). Returns once every job is settled and no `uncertain`
+/// one has moved for `grace`.
 async fn settle(
     client: &Client,
     ledger: &Ledger,
     job_ids: &[JobId],
     grace: Duration,
 ) -> anyhow::Result<()> {
-    client
-        .wait(job_ids, |_| {})
-        .await
-        .context("waiting for jobs")?;
-    // Subscribed before the uncertain ones are read, so none moves unseen.
-    let mut changes = ledger.changes().await?;
-    let mut uncertain = HashSet::new();
-    for &job_id in job_ids {
-        let record = client.status(job_id).await?;
-        if record.is_some_and(|record| record.state == JobState::Uncertain) {
-            uncertain.insert(job_id);
-        }
-    }
-    let n_uncertain = uncertain.len();
-    let leaving = async {
-        while !uncertain.is_empty() {
-            match changes.next().await {
-                Some((job_id, state)) if state != JobState::Uncertain => {
-                    uncertain.remove(&job_id);
-                }
-                Some(_) => {}
-                None => return,
+    loop {
+        client
+            .wait(job_ids, |_| {})
+            .await
+            .context("waiting for jobs")?;
+        // Subscribed before the uncertain ones are read, so none moves unseen.
+        let mut changes = ledger.changes().await?;
+        let mut uncertain = HashSet::new();
+        for &job_id in job_ids {
+            let record = client.status(job_id).await?;
+            if record.is_some_and(|record| record.state == JobState::Uncertain) {
+                uncertain.insert(job_id);
             }
         }
-    };
-    if n_uncertain > 0 {
+        if uncertain.is_empty() {
+            return Ok(());
+        }
+        let one_moves = async {
+            while let Some((job_id, state)) = changes.next().await {
+                if state != JobState::Uncertain && uncertain.contains(&job_id) {
+                    return true;
+                }
+            }
+            false
+        };
         // Running out of grace is an answer, not a failure: those stay `uncertain`.
-        let _ = tokio::time::timeout(grace, leaving).await;
+        if !matches!(tokio::time::timeout(grace, one_moves).await, Ok(true)) {
+            return Ok(());
+        }
     }
-    client
-        .wait(job_ids, |_| {})
-        .await
-        .context("waiting for jobs")?;
-    Ok(())
 }
 
 async fn tally(
