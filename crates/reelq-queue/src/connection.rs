@@ -1,11 +1,20 @@
-//! The ledger's one connection to the Redis primary, found directly by URL or through Redis
-//! Sentinel, and replaced when it breaks.
+//! The ledger's one connection to the Redis primary, found directly by URL, through Redis
+//! Sentinel, or in a Redis Cluster (the master that serves the ledger's hash slot), and
+//! replaced when it breaks.
 //!
 //! redis-rs's `ConnectionManager` reconnects to the address it was given, so after a Sentinel
 //! failover it keeps knocking on the dead primary, and on a demoted one it keeps getting
 //! `READONLY`. Here every command goes through [`Conn`], which marks the connection broken on
 //! a connection error, a timeout or `READONLY`; the next command asks the sentinels where the
 //! primary is now and connects there.
+//!
+//! On a Redis Cluster the ledger is one hash slot (every key shares the prefix's hash tag), so
+//! it is served by one master: the connector asks the cluster (`CLUSTER SHARDS`, from any
+//! node it knows) which master serves the slot and talks to that master alone. A `MOVED` (the
+//! slot went elsewhere: a failover, a reshard) marks the socket broken like `READONLY`, and the
+//! next command asks again. redis-rs's cluster client is not used: it re-sends a request after
+//! a dropped connection (a script could run twice) and sends `WAIT` to every master instead of
+//! the socket that wrote.
 //!
 //! A [`Conn`] is one multiplexed socket and never reconnects by itself. That is what makes
 //! `WAIT` meaningful: it counts the replicas holding this socket's writes, so a write and the
@@ -30,7 +39,9 @@ use redis::{
 /// Where the Redis primary is.
 ///
 /// `redis://host:port/db` (or `rediss://`) names it directly; `redis+sentinel://h1:p1,h2:p2,
-/// h3:p3/master_name` names the sentinels that know it (the db is always 0 there).
+/// h3:p3/master_name` names the sentinels that know it (the db is always 0 there);
+/// `redis+cluster://h1:p1,h2:p2/` names nodes of a Redis Cluster (any of them: the master of
+/// the ledger's slot is asked for).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RedisTarget {
     Url(String),
@@ -38,6 +49,10 @@ pub enum RedisTarget {
         /// `redis://host:port` of each sentinel.
         sentinels: Vec<String>,
         master_name: String,
+    },
+    Cluster {
+        /// `redis://host:port` of each node given.
+        nodes: Vec<String>,
     },
 }
 
@@ -57,12 +72,29 @@ impl FromStr for RedisTarget {
             url: url.to_owned(),
             why,
         };
+        if let Some(rest) = url.strip_prefix("redis+cluster://") {
+            let hosts = rest.trim_end_matches('/');
+            if hosts.contains('/') || hosts.contains('@') {
+                return Err(error(
+                    "a cluster url is redis+cluster://host:port,host:port/ (no database, no password in it)",
+                ));
+            }
+            let nodes: Vec<String> = hosts
+                .split(',')
+                .filter(|host| !host.is_empty())
+                .map(|host| format!("redis://{host}"))
+                .collect();
+            if nodes.is_empty() {
+                return Err(error("a cluster url names at least one host:port"));
+            }
+            return Ok(RedisTarget::Cluster { nodes });
+        }
         let Some(rest) = url.strip_prefix("redis+sentinel://") else {
             if url.starts_with("redis://") || url.starts_with("rediss://") {
                 return Ok(RedisTarget::Url(url.to_owned()));
             }
             return Err(error(
-                "expected redis://, rediss:// or redis+sentinel://host:port,.../master_name",
+                "expected redis://, rediss://, redis+sentinel://host:port,.../master_name or redis+cluster://host:port,.../",
             ));
         };
         let (hosts, master_name) = rest
@@ -108,6 +140,13 @@ impl std::fmt::Display for RedisTarget {
                     .collect();
                 write!(f, "redis+sentinel://{}/{master_name}", hosts.join(","))
             }
+            RedisTarget::Cluster { nodes } => {
+                let hosts: Vec<&str> = nodes
+                    .iter()
+                    .map(|s| s.trim_start_matches("redis://"))
+                    .collect();
+                write!(f, "redis+cluster://{}/", hosts.join(","))
+            }
         }
     }
 }
@@ -136,9 +175,12 @@ struct Current {
 }
 
 impl Connector {
+    /// Connects to the primary `target` names; on a cluster, to the master serving the hash
+    /// slot of `slot_key` (any of the ledger's keys).
     pub(crate) async fn connect(
         target: RedisTarget,
         timeout: Duration,
+        slot_key: &str,
     ) -> Result<Arc<Self>, RedisError> {
         let config = AsyncConnectionConfig::new()
             .set_response_timeout(Some(timeout))
@@ -153,6 +195,10 @@ impl Connector {
                 sentinel: tokio::sync::Mutex::new(Sentinel::build(
                     sentinels.iter().map(String::as_str).collect(),
                 )?),
+            },
+            RedisTarget::Cluster { nodes } => Resolver::Cluster {
+                slot_key: slot_key.to_owned(),
+                nodes: Mutex::new(nodes.clone()),
             },
         };
         let (client, conn) = resolver.open(&config).await?;
@@ -228,7 +274,10 @@ impl Connector {
             || err.is_connection_refusal()
             || err.is_timeout()
             || err.code() == Some("READONLY")
-            || err.to_string().contains("READONLY");
+            || err.to_string().contains("READONLY")
+            || err.code() == Some("MOVED")
+            || err.to_string().contains("MOVED")
+            || err.code() == Some("CLUSTERDOWN");
         if !failover_sign {
             return;
         }
@@ -247,6 +296,12 @@ enum Resolver {
     Sentinel {
         master_name: String,
         sentinel: tokio::sync::Mutex<Sentinel>,
+    },
+    /// Asks the cluster which master serves the ledger's slot after each break, from the
+    /// nodes it was given and those the cluster named since.
+    Cluster {
+        slot_key: String,
+        nodes: Mutex<Vec<String>>,
     },
 }
 
@@ -268,11 +323,176 @@ impl Resolver {
                     .async_master_for(master_name, None)
                     .await?
             }
+            Resolver::Cluster { slot_key, nodes } => {
+                Client::open(slot_master(slot_key, nodes, config).await?.as_str())?
+            }
         };
         let conn = client
             .get_multiplexed_async_connection_with_config(config)
             .await?;
         Ok((client, conn))
+    }
+}
+
+/// The `redis://host:port` of the master serving `slot_key`'s hash slot, asked of each known
+/// node in turn (`CLUSTER KEYSLOT`, then `CLUSTER SHARDS`); the nodes the answer names join
+/// the known ones, so the ledger still finds its master when every node it was given has gone.
+async fn slot_master(
+    slot_key: &str,
+    nodes: &Mutex<Vec<String>>,
+    config: &AsyncConnectionConfig,
+) -> Result<String, RedisError> {
+    let known = nodes.lock().unwrap().clone();
+    let mut last_error = None;
+    for node in &known {
+        match ask_slot_master(node, slot_key, config).await {
+            Ok((master, seen)) => {
+                let mut nodes = nodes.lock().unwrap();
+                for address in seen {
+                    if !nodes.contains(&address) {
+                        nodes.push(address);
+                    }
+                }
+                return Ok(master);
+            }
+            Err(err) => last_error = Some(err),
+        }
+    }
+    Err(last_error
+        .unwrap_or_else(|| RedisError::from((redis::ErrorKind::Io, "no cluster node to ask"))))
+}
+
+/// One node's answer: the master serving `slot_key`'s slot, and every node it knows.
+async fn ask_slot_master(
+    node: &str,
+    slot_key: &str,
+    config: &AsyncConnectionConfig,
+) -> Result<(String, Vec<String>), RedisError> {
+    let mut conn = Client::open(node)?
+        .get_multiplexed_async_connection_with_config(config)
+        .await?;
+    let slot: i64 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(slot_key)
+        .query_async(&mut conn)
+        .await?;
+    let shards: Value = redis::cmd("CLUSTER")
+        .arg("SHARDS")
+        .query_async(&mut conn)
+        .await?;
+    let shards = ClusterShards::parse(&shards)
+        .ok_or_else(|| RedisError::from((redis::ErrorKind::Parse, "CLUSTER SHARDS reply")))?;
+    let master = shards.master_of(slot).ok_or_else(|| {
+        RedisError::from((
+            redis::ErrorKind::ClusterConnectionNotFound,
+            "no master serves the ledger's slot",
+        ))
+    })?;
+    Ok((master, shards.nodes()))
+}
+
+/// What `CLUSTER SHARDS` says: per shard, its slot ranges and its nodes (address, role,
+/// health).
+struct ClusterShards(Vec<Shard>);
+
+struct Shard {
+    slots: Vec<(i64, i64)>,
+    /// `redis://ip:port`, `master` or `replica`, and whether the node is `online`.
+    nodes: Vec<(String, String, bool)>,
+}
+
+impl ClusterShards {
+    /// The reply as Redis 7 gives it: an array of maps (as flat arrays in RESP2) with
+    /// `slots` (start, end pairs) and `nodes` (maps with `ip`, `port`, `role`, `health`).
+    fn parse(reply: &Value) -> Option<Self> {
+        let Value::Array(shards) = reply else {
+            return None;
+        };
+        let mut parsed = Vec::new();
+        for shard in shards {
+            let fields = map_of(shard)?;
+            let slots: Vec<i64> = match fields.get("slots")? {
+                Value::Array(numbers) => numbers.iter().filter_map(int_of).collect(),
+                _ => return None,
+            };
+            let nodes = match fields.get("nodes")? {
+                Value::Array(nodes) => nodes
+                    .iter()
+                    .filter_map(|node| {
+                        let node = map_of(node)?;
+                        let ip = text_of(node.get("ip")?)?;
+                        let port = int_of(node.get("port")?)?;
+                        let role = text_of(node.get("role")?)?;
+                        let online = node
+                            .get("health")
+                            .and_then(|health| text_of(health))
+                            .as_deref()
+                            == Some("online");
+                        Some((format!("redis://{ip}:{port}"), role, online))
+                    })
+                    .collect(),
+                _ => return None,
+            };
+            parsed.push(Shard {
+                slots: slots
+                    .chunks_exact(2)
+                    .map(|pair| (pair[0], pair[1]))
+                    .collect(),
+                nodes,
+            });
+        }
+        Some(ClusterShards(parsed))
+    }
+
+    fn master_of(&self, slot: i64) -> Option<String> {
+        let shard = self.0.iter().find(|shard| {
+            shard
+                .slots
+                .iter()
+                .any(|&(start, end)| start <= slot && slot <= end)
+        })?;
+        shard
+            .nodes
+            .iter()
+            .find(|(_, role, online)| role == "master" && *online)
+            .map(|(address, _, _)| address.clone())
+    }
+
+    fn nodes(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .flat_map(|shard| shard.nodes.iter().map(|(address, _, _)| address.clone()))
+            .collect()
+    }
+}
+
+/// A map reply (RESP3) or a flat array of key/value pairs (RESP2), by key.
+fn map_of(value: &Value) -> Option<std::collections::HashMap<String, &Value>> {
+    match value {
+        Value::Map(pairs) => pairs
+            .iter()
+            .map(|(key, value)| Some((text_of(key)?, value)))
+            .collect(),
+        Value::Array(items) => items
+            .chunks_exact(2)
+            .map(|pair| Some((text_of(&pair[0])?, &pair[1])))
+            .collect(),
+        _ => None,
+    }
+}
+
+fn text_of(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+        Value::SimpleString(text) => Some(text.clone()),
+        _ => None,
+    }
+}
+
+fn int_of(value: &Value) -> Option<i64> {
+    match value {
+        Value::Int(n) => Some(*n),
+        other => text_of(other)?.parse().ok(),
     }
 }
 
@@ -354,6 +574,14 @@ mod tests {
         check("redis+sentinel://a:1/", Err("ends with /master_name"));
         check("redis+sentinel:///m", Err("at least one host"));
         check("http://x", Err("expected redis://"));
+        check(
+            "redis+cluster://n1:7000,n2:7001/",
+            Ok(RedisTarget::Cluster {
+                nodes: vec!["redis://n1:7000".into(), "redis://n2:7001".into()],
+            }),
+        );
+        check("redis+cluster:///", Err("at least one host"));
+        check("redis+cluster://n1:7000/0", Err("no database"));
     }
 
     #[test]

@@ -208,7 +208,9 @@ impl Ledger {
     /// long as a clone of the ledger lives.
     pub async fn connect(config: &LedgerConfig) -> Result<Self, QueueError> {
         let target: RedisTarget = config.redis_url.parse()?;
-        let connector = Connector::connect(target, config.response_timeout).await?;
+        let prefix = format!("{{{}}}:", config.prefix);
+        let connector =
+            Connector::connect(target, config.response_timeout, &format!("{prefix}due")).await?;
         let ledger = Ledger {
             connector,
             prefix: format!("{{{}}}:", config.prefix),

@@ -1,9 +1,11 @@
 //! Test harness: real servers on loopback, started per test and stopped on drop, so tests run
 //! in parallel without shared state. A server that cannot start fails the test loudly.
 
+mod redis_cluster;
 mod redis_server;
 mod s3_server;
 
+pub use redis_cluster::RedisCluster;
 pub use redis_server::{
     Backup, FailoverWatch, PowerLoss, RedisOptions, RedisServer, SENTINEL_MASTER, Sentinels,
 };

@@ -32,6 +32,9 @@ pub struct RedisOptions {
     pub appendfsync: &'static str,
     /// Start as a replica of the primary on this port.
     pub replica_of: Option<u16>,
+    /// Start as a Redis Cluster node (`cluster-enabled`, a node timeout of 1 s), not yet in
+    /// any cluster ([`crate::RedisCluster`] makes one).
+    pub cluster_node: bool,
 }
 
 impl Default for RedisOptions {
@@ -39,6 +42,7 @@ impl Default for RedisOptions {
         RedisOptions {
             appendfsync: "always",
             replica_of: None,
+            cluster_node: false,
         }
     }
 }
@@ -123,6 +127,30 @@ impl RedisServer {
         let mut reply = String::new();
         BufReader::new(conn).read_line(&mut reply)?;
         Ok(reply.trim_end().to_owned())
+    }
+
+    /// Runs one command whose answer is a bulk string (`INFO`, `CLUSTER NODES`) and returns
+    /// that string whole (another answer: its first line).
+    pub fn command_text(&self, args: &[&str]) -> anyhow::Result<String> {
+        use std::io::Read;
+        let mut conn =
+            TcpStream::connect(("127.0.0.1", self.port)).context("connecting to redis")?;
+        conn.write_all(&resp(args))?;
+        let mut reader = BufReader::new(conn);
+        let mut first = String::new();
+        reader.read_line(&mut first)?;
+        let Some(len) = first.trim_end().strip_prefix('$') else {
+            return Ok(first.trim_end().to_owned());
+        };
+        let len: usize = len.parse().context("a bulk string's length")?;
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body)?;
+        Ok(String::from_utf8(body)?)
+    }
+
+    /// Whether the server answers a `PING`.
+    pub fn is_running(&self) -> bool {
+        self.command(&["PING"]).is_ok_and(|reply| reply == "+PONG")
     }
 
     /// Kills the server at once (SIGKILL) and starts it again on the same port and data dir,
@@ -429,6 +457,16 @@ fn spawn_server(dir: &Path, port: u16, options: &RedisOptions) -> anyhow::Result
     // A replica is ready once its first sync is done (whole, or a partial one when it
     // rejoins after a failover), not when it listens.
     let mut ready = Ready::AnyOf(&["Ready to accept connections"]);
+    if options.cluster_node {
+        command
+            .args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+            ])
+            .args(["--cluster-node-timeout", "1000"]);
+    }
     if let Some(primary) = options.replica_of {
         command.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
         ready = Ready::AnyOf(&[

@@ -1,6 +1,7 @@
 //! Integration tests for the ledger against a real redis-server.
 
 mod archive;
+mod cluster;
 mod durability;
 mod enqueue;
 mod history;

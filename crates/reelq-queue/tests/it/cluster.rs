@@ -1,0 +1,183 @@
+//! The ledger on a real Redis Cluster (three masters, a replica each, AOF on): found at the
+//! master of its hash slot from any node, every kind of move made there, and a failover of
+//! that master ridden through with nothing acknowledged lost.
+
+use std::time::Duration;
+
+use reelq_core::{ErrorClass, JobId, JobState};
+use reelq_queue::{Durability, Ledger, LedgerConfig, Transition, TransitionOutcome};
+use reelq_testkit::{EVENT_TIMEOUT, RedisCluster};
+
+use crate::ledger::{LEASE, claim_and_begin, claim_one, spec};
+
+/// A lease that runs out soon, so a step refused during the failover is claimed again soon.
+const SHORT: Duration = Duration::from_secs(2);
+
+/// Any key of the test ledger: they all share its hash slot.
+const LEDGER_KEY: &str = "{test}:due";
+
+async fn ledger_on(cluster: &RedisCluster) -> Ledger {
+    let config = LedgerConfig {
+        // Each durable write waits for the master's replica: a failover loses nothing.
+        durability: Durability::Replicas { n: 1 },
+        replica_wait: Duration::from_secs(2),
+        ..LedgerConfig::new(cluster.url(), "test")
+    };
+    Ledger::connect(&config)
+        .await
+        .expect("the ledger connects to the cluster")
+}
+
+/// Takes a queued job through submit, poll and fetch to `stored`, retrying a step while the
+/// ledger reconnects (a failover in progress).
+async fn run_to_stored(ledger: &Ledger, job_id: JobId) {
+    tokio::time::timeout(EVENT_TIMEOUT, async {
+        loop {
+            match ledger.job(job_id).await {
+                Ok(Some(record)) if record.state == JobState::Stored => return,
+                Ok(Some(_)) => {}
+                other => panic!("job {job_id}: {other:?}"),
+            }
+            let claim = ledger
+                .claim(&crate::ledger::claim_opts("w", 1, SHORT))
+                .await;
+            let leases = claim.map(|claim| claim.leases).unwrap_or_default();
+            if leases.is_empty() {
+                // Nothing due yet (a lease given up runs out first), or a reconnect.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            for lease in leases {
+                let step = match lease.state {
+                    JobState::Queued => {
+                        let begin = Transition::BeginSubmit {
+                            lease: SHORT,
+                            callback_token_hash: None,
+                        };
+                        if ledger.transition(&lease, begin).await.ok()
+                            != Some(TransitionOutcome::Applied)
+                        {
+                            continue;
+                        }
+                        let lease = reelq_queue::Lease {
+                            state: JobState::Submitting,
+                            ..lease
+                        };
+                        let submitted = Transition::Submitted {
+                            task_id: format!("task-{}", lease.job_id),
+                            first_poll: Duration::ZERO,
+                        };
+                        let _ = ledger.transition(&lease, submitted).await;
+                        continue;
+                    }
+                    _ => Transition::Stored {
+                        object_key: format!("{}.mp4", lease.job_id),
+                        bytes: 1000,
+                        sha256: "ab".repeat(32),
+                        video: "h264 1280x720 10.0 s 24 fps".into(),
+                        thumbnail_key: None,
+                    },
+                };
+                let _ = ledger.transition(&lease, step).await;
+            }
+        }
+    })
+    .await
+    .expect("the job is stored in time");
+}
+
+#[tokio::test]
+async fn the_ledger_lives_on_the_master_of_its_slot_and_rides_out_its_failover() {
+    let mut cluster = RedisCluster::start().unwrap();
+    let ledger = ledger_on(&cluster).await;
+    let first_master = cluster.master_of(LEDGER_KEY).unwrap();
+    assert_eq!(
+        ledger.history_status().await.unwrap().rollbacks,
+        0,
+        "a fresh ledger"
+    );
+
+    // Jobs enqueued, one of them failed and one taken through its submit, on the cluster.
+    let job_ids: Vec<JobId> = (0..6).map(|_| JobId::new()).collect();
+    let jobs: Vec<_> = job_ids
+        .iter()
+        .map(|&id| (id, spec(&format!("cluster {id}"))))
+        .collect();
+    ledger.enqueue(None, &jobs).await.unwrap();
+    let failed = claim_one(&ledger, "w", LEASE).await;
+    let failure = Transition::Failed {
+        class: ErrorClass::GenerationFailed,
+        error: "no video".into(),
+    };
+    assert_eq!(
+        ledger.transition(&failed, failure).await.unwrap(),
+        TransitionOutcome::Applied
+    );
+    let submitting = claim_and_begin(&ledger, "w", 1, LEASE).await.remove(0);
+
+    // The ledger's master dies; the cluster promotes its replica.
+    let promoted = cluster.fail_master_of(LEDGER_KEY).unwrap();
+    assert_ne!(promoted, first_master);
+    // The first command finds the old socket dead; the next goes to the new master.
+    if ledger.ping().await.is_err() {
+        ledger
+            .ping()
+            .await
+            .expect("the ledger finds the promoted master");
+    }
+    // Under `replicas:1` the new master, alone, cannot make a paid create durable: the
+    // ledger refuses to begin one until a replica holds its writes again.
+    let refused = claim_one(&ledger, "w", SHORT).await;
+    let begin = Transition::BeginSubmit {
+        lease: SHORT,
+        callback_token_hash: None,
+    };
+    assert!(
+        matches!(
+            ledger.transition(&refused, begin).await,
+            Err(reelq_queue::QueueError::NotDurable { .. })
+        ),
+        "no replica, no paid create"
+    );
+    // The old master comes back and rejoins as the new master's replica.
+    cluster.restart_node(first_master).unwrap();
+
+    // Nothing acknowledged was lost, and the rest of the jobs finish on the new master.
+    assert_eq!(
+        ledger.job(failed.job_id).await.unwrap().map(|r| r.state),
+        Some(JobState::Failed)
+    );
+    assert_eq!(
+        ledger
+            .job(submitting.job_id)
+            .await
+            .unwrap()
+            .map(|r| r.state),
+        Some(JobState::Submitting)
+    );
+    let others = [failed.job_id, submitting.job_id, refused.job_id];
+    for &job_id in &job_ids {
+        if !others.contains(&job_id) {
+            run_to_stored(&ledger, job_id).await;
+        }
+    }
+    // The submit refused for want of a replica may or may not be on the master: it is
+    // never handed out to submit again (its lease runs out into `uncertain`).
+    let refused_now = ledger.job(refused.job_id).await.unwrap().unwrap().state;
+    assert!(
+        matches!(refused_now, JobState::Submitting | JobState::Uncertain),
+        "{refused_now}"
+    );
+    let stored = ledger
+        .state_counts()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|(state, _)| *state == JobState::Stored)
+        .map_or(0, |(_, n)| n);
+    assert_eq!(stored, 3);
+    assert_eq!(
+        ledger.history_status().await.unwrap().rollbacks,
+        0,
+        "no acknowledged write was lost, so no rollback"
+    );
+}
