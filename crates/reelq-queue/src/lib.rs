@@ -2,13 +2,15 @@
 //! schedule says when each job next needs a worker, and fenced Lua compare-and-set scripts
 //! move jobs between states. Only this crate talks to Redis.
 
-/// A ledger script: the constants Rust defines ([`lua_constants`]), the shared prelude, then
-/// `extra` helpers (if any), then the file.
+/// A ledger script: the `#!lua` shebang (so a cluster refuses at once a key outside the slot of
+/// the keys the script declares, instead of after a reshard), the constants Rust defines
+/// ([`lua_constants`]), the shared prelude, then `extra` helpers (if any), then the file.
 macro_rules! ledger_script {
     ($file:literal) => {
         std::sync::LazyLock::new(|| {
             redis::Script::new(
                 &[
+                    "#!lua\n",
                     crate::lua_constants().as_str(),
                     include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/lua/prelude.lua")),
                     include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/lua/", $file)),
@@ -21,6 +23,7 @@ macro_rules! ledger_script {
         std::sync::LazyLock::new(|| {
             redis::Script::new(
                 &[
+                    "#!lua\n",
                     crate::lua_constants().as_str(),
                     include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/lua/prelude.lua")),
                     include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/lua/", $extra)),

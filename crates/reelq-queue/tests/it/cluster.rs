@@ -90,6 +90,16 @@ async fn the_ledger_lives_on_the_master_of_its_slot_and_rides_out_its_failover()
     let mut cluster = RedisCluster::start().unwrap();
     let ledger = ledger_on(&cluster).await;
     let first_master = cluster.master_of(LEDGER_KEY).unwrap();
+
+    // What the ledger's scripts rely on (each begins `#!lua`): the master refuses at once a
+    // script that touches a key outside the slot of the keys it declares.
+    let master = redis::Client::open(format!("redis://127.0.0.1:{first_master}/")).unwrap();
+    let mut master = master.get_multiplexed_async_connection().await.unwrap();
+    let stray = redis::Script::new("#!lua\nreturn redis.call('GET', 'elsewhere')");
+    let refused: redis::RedisResult<Option<String>> =
+        stray.key(LEDGER_KEY).invoke_async(&mut master).await;
+    let refused = refused.expect_err("a key of another slot is refused");
+    assert!(refused.to_string().contains("slot"), "{refused}");
     assert_eq!(
         ledger.history_status().await.unwrap().rollbacks,
         0,

@@ -13,7 +13,7 @@ use reelq_queue::{
     CancelOutcome, Lease, Ledger, PaidCreate, Resolution, RestoreOutcome, Transition,
     TransitionOutcome, WakeOutcome, moves::MOVES,
 };
-use reelq_testkit::RedisServer;
+use reelq_testkit::{RedisCluster, RedisServer};
 
 use crate::ledger::{LEASE, begin_submit, claim_opts, ledger, spec};
 
@@ -191,9 +191,32 @@ fn requery() -> Transition {
 #[tokio::test]
 async fn every_pair_of_states_the_table_allows_is_made_and_no_other() {
     let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    walk_every_move(&redis, ledger).await;
+}
+
+/// The same walk on a Redis Cluster: every script runs on the master of the ledger's slot,
+/// and (with its `#!lua` shebang) would be refused at once if it touched a key elsewhere.
+#[tokio::test]
+async fn every_move_is_made_on_a_redis_cluster_too() {
+    let cluster = RedisCluster::start().unwrap();
+    let ledger = Ledger::connect(&reelq_queue::LedgerConfig::new(cluster.url(), "test"))
+        .await
+        .unwrap();
+    let master = cluster.master_of("{test}:due").unwrap();
+    let master = cluster
+        .nodes
+        .iter()
+        .find(|node| node.port() == master)
+        .unwrap();
+    walk_every_move(master, ledger).await;
+}
+
+/// Walks every move of the table on `ledger`; `redis` is the server holding its keys.
+async fn walk_every_move(redis: &RedisServer, ledger: Ledger) {
     let mut walk = Walk {
-        redis: &redis,
-        ledger: ledger(&redis).await,
+        redis,
+        ledger,
         jobs: Vec::new(),
     };
     let budget_for_one = BatchOptions {
