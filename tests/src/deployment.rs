@@ -15,7 +15,7 @@ use reelq_core::{Catalog, JobId, JobRequest, JobState, ProviderKind};
 use reelq_producer::Client;
 use reelq_queue::{Durability, JobRecord, Ledger, LedgerConfig};
 use reelq_sim::{SimConfig, SimEvent, Simulator};
-use reelq_testkit::{EVENT_TIMEOUT, RedisOptions, RedisServer, Sentinels};
+use reelq_testkit::{EVENT_TIMEOUT, RedisCluster, RedisOptions, RedisServer, Sentinels};
 use reelq_worker::{Listeners, WorkerConfig};
 use tempfile::TempDir;
 use tokio::{
@@ -48,6 +48,10 @@ pub enum RedisSetup {
     /// One primary with `appendfsync everysec` and `allow_unsafe_redis`: what reelq refuses
     /// by default, kept to show what it costs.
     UnsafeEverysec,
+    /// A Redis Cluster of three masters and a replica each, `appendfsync always`, reached by
+    /// `redis+cluster://` (`durability = "replicas:1"`); [`Deployment::redis`] is the master of
+    /// the ledger's slot.
+    Cluster,
 }
 
 pub struct Deployment {
@@ -56,6 +60,8 @@ pub struct Deployment {
     /// The primary the deployment started with (after a failover, maybe a replica).
     pub redis: RedisServer,
     pub redis_setup: RedisSetup,
+    /// The cluster's other nodes, with [`RedisSetup::Cluster`].
+    pub cluster: Option<RedisCluster>,
     /// The second server, with [`RedisSetup::Sentinel`].
     pub replica: Option<RedisServer>,
     pub sentinels: Option<Sentinels>,
@@ -116,14 +122,26 @@ impl Deployment {
         catalog: Catalog,
     ) -> Deployment {
         let appendfsync = match redis_setup {
-            RedisSetup::Always => "always",
+            RedisSetup::Always | RedisSetup::Cluster => "always",
             RedisSetup::Replica | RedisSetup::Sentinel | RedisSetup::UnsafeEverysec => "everysec",
         };
-        let redis = RedisServer::start_with(RedisOptions {
-            appendfsync,
-            ..RedisOptions::default()
-        })
-        .expect("redis-server starts");
+        let mut cluster = (redis_setup == RedisSetup::Cluster)
+            .then(|| RedisCluster::start().expect("a redis cluster starts"));
+        let redis = match &mut cluster {
+            Some(cluster) => {
+                let master = cluster
+                    .master_of(&format!("{{{PREFIX}}}:due"))
+                    .expect("a master serves the ledger's slot");
+                cluster
+                    .take_node(master)
+                    .expect("one of the cluster's nodes")
+            }
+            None => RedisServer::start_with(RedisOptions {
+                appendfsync,
+                ..RedisOptions::default()
+            })
+            .expect("redis-server starts"),
+        };
         let (replica, sentinels) = match redis_setup {
             RedisSetup::Replica => (
                 Some(redis.start_replica().expect("a replica starts and syncs")),
@@ -135,9 +153,15 @@ impl Deployment {
             ),
             _ => (None, None),
         };
-        let redis_url = sentinels
-            .as_ref()
-            .map_or_else(|| redis.url(), Sentinels::url);
+        let redis_url = match (&cluster, &sentinels) {
+            (Some(cluster), _) => format!(
+                "{},127.0.0.1:{}/",
+                cluster.url().trim_end_matches('/'),
+                redis.port()
+            ),
+            (None, Some(sentinels)) => sentinels.url(),
+            (None, None) => redis.url(),
+        };
         let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let sim = Simulator::start(
             addr,
@@ -168,6 +192,7 @@ impl Deployment {
             redis_setup,
             replica,
             sentinels,
+            cluster,
             redis_url,
             sim,
             dir,
@@ -194,6 +219,43 @@ impl Deployment {
     /// of AOF lost.
     pub async fn power_loss_of_primary(&mut self) -> anyhow::Result<u64> {
         const WINDOW: Duration = Duration::from_secs(1);
+        if let Some(mut cluster) = self.cluster.take() {
+            // The master of the ledger's slot loses power; the cluster promotes its replica,
+            // and the host comes back as a replica of the new master. The waits for the
+            // cluster's gossip block, so they run off this (maybe single) runtime thread.
+            let key = format!("{{{PREFIX}}}:due");
+            let master = cluster.master_of(&key)?;
+            let ours = master == self.redis.port();
+            let lost = match ours {
+                true => self.redis.power_loss(WINDOW)?.bytes_lost,
+                false => {
+                    cluster.stop_node(master)?;
+                    0
+                }
+            };
+            let (cluster, promoted) = tokio::task::spawn_blocking(move || {
+                let promoted = cluster.await_new_master(&key, master);
+                (cluster, promoted)
+            })
+            .await?;
+            self.cluster = Some(cluster);
+            promoted?;
+            let mut cluster = self.cluster.take().expect("put back above");
+            if ours {
+                self.redis.start_again()?;
+            }
+            let (cluster, synced) = tokio::task::spawn_blocking(move || {
+                let synced = match ours {
+                    true => cluster.await_replicas_synced(),
+                    false => cluster.restart_node(master),
+                };
+                (cluster, synced)
+            })
+            .await?;
+            self.cluster = Some(cluster);
+            synced?;
+            return Ok(lost);
+        }
         let Some(sentinels) = &self.sentinels else {
             let lost = self.redis.power_loss(WINDOW)?;
             self.redis.start_again()?;
@@ -597,7 +659,7 @@ fn ledger_config(redis_url: &str, setup: RedisSetup) -> LedgerConfig {
     let base = LedgerConfig::new(redis_url, PREFIX);
     match setup {
         RedisSetup::Always => base,
-        RedisSetup::Replica | RedisSetup::Sentinel => LedgerConfig {
+        RedisSetup::Replica | RedisSetup::Sentinel | RedisSetup::Cluster => LedgerConfig {
             durability: Durability::Replicas { n: 1 },
             replica_wait: Duration::from_millis(500),
             ..base
@@ -613,7 +675,7 @@ fn ledger_config(redis_url: &str, setup: RedisSetup) -> LedgerConfig {
 fn durability_toml(setup: RedisSetup) -> &'static str {
     match setup {
         RedisSetup::Always => "durability = \"always\"",
-        RedisSetup::Replica | RedisSetup::Sentinel => {
+        RedisSetup::Replica | RedisSetup::Sentinel | RedisSetup::Cluster => {
             "durability = \"replicas:1\"\nreplica_wait = \"500ms\""
         }
         RedisSetup::UnsafeEverysec => "allow_unsafe_redis = true",

@@ -60,6 +60,17 @@ impl RedisCluster {
         Ok(cluster)
     }
 
+    /// Takes the node on `port` out of the cluster's list (it stays in the cluster, and is
+    /// killed when the returned server drops), for a harness that wants it as its own.
+    pub fn take_node(&mut self, port: u16) -> anyhow::Result<RedisServer> {
+        let at = self
+            .nodes
+            .iter()
+            .position(|node| node.port() == port)
+            .context("a node of ours")?;
+        Ok(self.nodes.remove(at))
+    }
+
     /// `redis+cluster://` with every node.
     pub fn url(&self) -> String {
         let hosts: Vec<String> = self
@@ -102,15 +113,27 @@ impl RedisCluster {
         bail!("no live master serves slot {slot}")
     }
 
+    /// Kills the node on `port` (SIGKILL) and leaves it down.
+    pub fn stop_node(&mut self, port: u16) -> anyhow::Result<()> {
+        self.nodes
+            .iter_mut()
+            .find(|node| node.port() == port)
+            .context("a node of ours")?
+            .stop();
+        Ok(())
+    }
+
     /// Kills the master serving `key`'s slot (SIGKILL) and waits until the cluster has
     /// promoted its replica and says it is `ok` again; returns the new master's port.
     pub fn fail_master_of(&mut self, key: &str) -> anyhow::Result<u16> {
         let old = self.master_of(key)?;
-        self.nodes
-            .iter_mut()
-            .find(|node| node.port() == old)
-            .context("the master is one of ours")?
-            .stop();
+        self.stop_node(old)?;
+        self.await_new_master(key, old)
+    }
+
+    /// Waits until a master other than `old` serves `key`'s slot and every live node says the
+    /// cluster is `ok`; returns its port.
+    pub fn await_new_master(&self, key: &str, old: u16) -> anyhow::Result<u16> {
         let mut promoted = None;
         self.wait_until(Duration::from_secs(30), |cluster| {
             promoted = cluster.master_of(key).ok().filter(|&port| port != old);
@@ -131,6 +154,11 @@ impl RedisCluster {
             .find(|node| node.port() == port)
             .context("a node of ours")?
             .start_again()?;
+        self.await_replicas_synced()
+    }
+
+    /// Waits until every live master has a replica in sync.
+    pub fn await_replicas_synced(&self) -> anyhow::Result<()> {
         self.wait_until(Duration::from_secs(30), |cluster| {
             cluster.live_nodes().all(|node| {
                 let replication = node

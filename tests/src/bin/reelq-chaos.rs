@@ -24,8 +24,10 @@ struct Args {
     /// fault promotes a stale replica: the ledger goes back in time), `replica` (everysec
     /// primary and replica, no failover: the primary boots from its cut AOF and the replica
     /// resyncs from it), `restore-backup` (appendfsync always; faults take a backup, then
-    /// restore it under the running workers), or `unsafe-everysec` (what reelq refuses by
-    /// default, to see what it would cost).
+    /// restore it under the running workers), `cluster` (a Redis Cluster of three masters
+    /// and a replica each, durability replicas:1; each fault kills the master of the ledger's
+    /// slot, the cluster promotes its replica and the old host rejoins as a replica), or
+    /// `unsafe-everysec` (what reelq refuses by default, to see what it would cost).
     #[arg(long, value_enum, default_value_t = Scenario::Always)]
     scenario: Scenario,
     #[arg(long, default_value_t = 500)]
@@ -64,6 +66,7 @@ enum Scenario {
     StalePromotion,
     Replica,
     RestoreBackup,
+    Cluster,
     UnsafeEverysec,
 }
 
@@ -78,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
             Scenario::Always | Scenario::RestoreBackup => RedisSetup::Always,
             Scenario::Sentinel | Scenario::StalePromotion => RedisSetup::Sentinel,
             Scenario::Replica => RedisSetup::Replica,
+            Scenario::Cluster => RedisSetup::Cluster,
             Scenario::UnsafeEverysec => RedisSetup::UnsafeEverysec,
         },
         redis_fault: match args.scenario {

@@ -46,6 +46,18 @@ async fn always_fsync_keeps_the_promise_through_power_losses_and_faults() {
 }
 
 #[tokio::test]
+async fn a_cluster_master_failover_loses_nothing_and_pays_once() {
+    let plan = plan(RedisSetup::Cluster, 1);
+    let report = chaos::run(env!("CARGO_BIN_EXE_reelq-worker").into(), &plan)
+        .await
+        .unwrap();
+
+    println!("{report}");
+    assert!(report.kept_the_promise(), "{report}");
+    assert!(report.redis_restarts == 1, "{report}");
+}
+
+#[tokio::test]
 async fn a_sentinel_failover_loses_nothing_and_pays_once() {
     let plan = plan(RedisSetup::Sentinel, 1);
     let report = chaos::run(env!("CARGO_BIN_EXE_reelq-worker").into(), &plan)

@@ -8,6 +8,7 @@ mod budgets;
 mod callbacks;
 mod catalog;
 mod chaos;
+mod cluster;
 mod crash;
 mod dashboard;
 mod deployment;
