@@ -37,6 +37,10 @@ enum Section {
         worker_bin: PathBuf,
         #[arg(long, default_value_t = 2000)]
         jobs: usize,
+        /// On a Redis Cluster (three masters, a replica each, `replicas:1`): CPU summed over
+        /// the masters.
+        #[arg(long)]
+        cluster: bool,
         #[arg(long)]
         out: PathBuf,
     },
@@ -170,8 +174,9 @@ async fn main() -> anyhow::Result<()> {
         Section::RedisCost {
             worker_bin,
             jobs,
+            cluster,
             out,
-        } => redis_cost(worker_bin, jobs, out).await,
+        } => redis_cost(worker_bin, jobs, cluster, out).await,
         Section::Media { mib, out } => media::media(mib, out),
         Section::Archive {
             worker_bin,
@@ -285,11 +290,38 @@ async fn redis_stats(conn: &mut redis::aio::MultiplexedConnection) -> anyhow::Re
     })
 }
 
-async fn redis_cost(worker_bin: PathBuf, jobs: usize, out: PathBuf) -> anyhow::Result<()> {
-    let deployment = Deployment::start(worker_bin, Duration::ZERO).await;
+async fn redis_cost(
+    worker_bin: PathBuf,
+    jobs: usize,
+    cluster: bool,
+    out: PathBuf,
+) -> anyhow::Result<()> {
+    let setup = match cluster {
+        true => RedisSetup::Cluster,
+        false => RedisSetup::Always,
+    };
+    let deployment = Deployment::start_with(worker_bin, Duration::ZERO, setup).await;
     let mut conn = redis::Client::open(deployment.redis.url())?
         .get_multiplexed_async_connection()
         .await?;
+    // The cluster's other masters: their CPU (cluster bus, anything routed there) counts too.
+    let mut other_masters = Vec::new();
+    for node in deployment.cluster.iter().flat_map(|cluster| &cluster.nodes) {
+        if node
+            .command_text(&["INFO", "replication"])?
+            .contains("role:master")
+        {
+            other_masters.push(
+                redis::Client::open(node.url())?
+                    .get_multiplexed_async_connection()
+                    .await?,
+            );
+        }
+    }
+    let mut others_cpu_s = 0.0;
+    for conn in &mut other_masters {
+        others_cpu_s -= redis_stats(conn).await?.cpu_s;
+    }
     let before = redis_stats(&mut conn).await?;
     let job_ids = deployment.enqueue_manifest(&prompts("cost", jobs)).await;
     let started = std::time::Instant::now();
@@ -297,6 +329,9 @@ async fn redis_cost(worker_bin: PathBuf, jobs: usize, out: PathBuf) -> anyhow::R
     settled_count(&deployment, job_ids.len()).await?;
     let elapsed = started.elapsed();
     let after = redis_stats(&mut conn).await?;
+    for conn in &mut other_masters {
+        others_cpu_s += redis_stats(conn).await?.cpu_s;
+    }
     let delta = |name: &str| {
         after.calls.get(name).copied().unwrap_or(0) - before.calls.get(name).copied().unwrap_or(0)
     };
@@ -315,9 +350,10 @@ async fn redis_cost(worker_bin: PathBuf, jobs: usize, out: PathBuf) -> anyhow::R
     let memory = after.used_memory as f64 - before.used_memory as f64;
     let script_us = |stats: &RedisStats| stats.usec.get("evalsha").copied().unwrap_or(0);
     let script_us_per_job = per_job(script_us(&after) - script_us(&before));
-    let cpu_us_per_job = per_job(((after.cpu_s - before.cpu_s) * 1e6) as u64);
+    let cpu_us_per_job = per_job(((after.cpu_s - before.cpu_s + others_cpu_s) * 1e6) as u64);
     let figures = json!({
         "section": "redis_cost",
+        "cluster": cluster,
         "redis_cpu_us_per_job": cpu_us_per_job,
         "redis_script_us_per_job": script_us_per_job,
         "jobs": jobs,
