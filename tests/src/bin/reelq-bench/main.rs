@@ -37,10 +37,11 @@ enum Section {
         worker_bin: PathBuf,
         #[arg(long, default_value_t = 2000)]
         jobs: usize,
-        /// On a Redis Cluster (three masters, a replica each, `replicas:1`): CPU summed over
-        /// the masters.
-        #[arg(long)]
-        cluster: bool,
+        /// How Redis runs: `always` (one primary, `appendfsync always`), `replica` (a primary
+        /// and a replica, `replicas:1`) or `cluster` (three masters and a replica each,
+        /// `replicas:1`; CPU summed over the masters).
+        #[arg(long, default_value = "always", value_parser = ["always", "replica", "cluster"])]
+        setup: String,
         #[arg(long)]
         out: PathBuf,
     },
@@ -174,9 +175,16 @@ async fn main() -> anyhow::Result<()> {
         Section::RedisCost {
             worker_bin,
             jobs,
-            cluster,
+            setup,
             out,
-        } => redis_cost(worker_bin, jobs, cluster, out).await,
+        } => {
+            let setup = match setup.as_str() {
+                "replica" => RedisSetup::Replica,
+                "cluster" => RedisSetup::Cluster,
+                _ => RedisSetup::Always,
+            };
+            redis_cost(worker_bin, jobs, setup, out).await
+        }
         Section::Media { mib, out } => media::media(mib, out),
         Section::Archive {
             worker_bin,
@@ -293,13 +301,9 @@ async fn redis_stats(conn: &mut redis::aio::MultiplexedConnection) -> anyhow::Re
 async fn redis_cost(
     worker_bin: PathBuf,
     jobs: usize,
-    cluster: bool,
+    setup: RedisSetup,
     out: PathBuf,
 ) -> anyhow::Result<()> {
-    let setup = match cluster {
-        true => RedisSetup::Cluster,
-        false => RedisSetup::Always,
-    };
     let deployment = Deployment::start_with(worker_bin, Duration::ZERO, setup).await;
     let mut conn = redis::Client::open(deployment.redis.url())?
         .get_multiplexed_async_connection()
@@ -353,7 +357,7 @@ async fn redis_cost(
     let cpu_us_per_job = per_job(((after.cpu_s - before.cpu_s + others_cpu_s) * 1e6) as u64);
     let figures = json!({
         "section": "redis_cost",
-        "cluster": cluster,
+        "setup": format!("{setup:?}"),
         "redis_cpu_us_per_job": cpu_us_per_job,
         "redis_script_us_per_job": script_us_per_job,
         "jobs": jobs,
