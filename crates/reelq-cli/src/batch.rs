@@ -87,6 +87,9 @@ pub(crate) async fn run(client: &Client, command: BatchCommand) -> anyhow::Resul
                 .with_context(|| format!("reading {}", args.manifest.display()))?;
             let now = now_ms();
             let mut specs = parse_manifest(&text, client.catalog(), now)?;
+            for notice in client.lifecycle_notices(&specs) {
+                eprintln!("warning: {notice}");
+            }
             if let Some(deadline) = &args.deadline {
                 let deadline_ms = parse_deadline(deadline, now)?;
                 for spec in &mut specs {

@@ -143,7 +143,14 @@ async fn main() -> anyhow::Result<()> {
             unreachable!("answered before connecting")
         }
         Command::Submit(args) => {
-            let job_id = client.enqueue(args.into()).await?;
+            let request: reelq_core::JobRequest = args.into();
+            let spec = request
+                .validate(client.catalog(), reelq_producer::now_ms())
+                .map_err(reelq_producer::ProducerError::Invalid)?;
+            for notice in client.lifecycle_notices(std::slice::from_ref(&spec)) {
+                eprintln!("warning: {notice}");
+            }
+            let job_id = client.enqueue_spec(spec).await?;
             println!("{job_id}");
         }
         Command::Batch { command } => batch::run(&client, command).await?,

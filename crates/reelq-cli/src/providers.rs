@@ -132,6 +132,9 @@ pub(crate) fn print(
                 rule.origin,
                 rule.source,
             );
+            if let Some(notice) = rule.lifecycle_notice() {
+                println!("  {:<34} ^ {notice}", "");
+            }
         }
     }
     Ok(())

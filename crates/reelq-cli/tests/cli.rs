@@ -753,3 +753,74 @@ async fn archived_jobs_read_from_the_command_line_and_the_api_as_live_ones() {
         .unwrap();
     assert!(content.bytes().await.unwrap() == video);
 }
+
+#[test]
+fn a_deprecated_model_is_taken_with_a_warning_and_a_retired_one_refused_naming_its_successor() {
+    let redis = RedisServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = dir.path().join("models.toml");
+    std::fs::write(
+        &catalog,
+        r#"
+[[model]]
+provider = "openai"
+model = "sora-2"
+durations = [4]
+price = { standard = 0.10 }
+status = "retired"
+status_since = "2026-09-24"
+replaced_by = "sora-2-pro"
+source = "the provider's notice"
+
+[[model]]
+provider = "openai"
+model = "sora-2-pro"
+durations = [4]
+price = { standard = 0.30 }
+status = "deprecated"
+status_since = "2026-09-01"
+source = "the provider's notice"
+"#,
+    )
+    .unwrap();
+    let catalog = catalog.to_string_lossy().into_owned();
+    let submit = |model: &str| {
+        reelq(
+            &redis,
+            &[
+                "--catalog",
+                &catalog,
+                "submit",
+                "--provider",
+                "openai",
+                "--model",
+                model,
+                "--prompt",
+                "a fox",
+            ],
+        )
+    };
+
+    let taken = submit("sora-2-pro");
+    let stderr = String::from_utf8_lossy(&taken.stderr);
+    assert!(taken.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: sora-2-pro of openai is deprecated since 2026-09-01"),
+        "{stderr}"
+    );
+
+    let refused = submit("sora-2");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("sora-2 of openai is retired since 2026-09-24; use sora-2-pro"),
+        "{stderr}"
+    );
+
+    let listed = reelq(&redis, &["--catalog", &catalog, "providers"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains("^ sora-2 of openai is retired since 2026-09-24; use sora-2-pro"),
+        "{listed}"
+    );
+}

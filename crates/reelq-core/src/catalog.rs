@@ -230,6 +230,15 @@ pub struct ModelRule {
     /// Provider options a job may pass through, by the field name they are sent as.
     #[serde(default)]
     pub extra: BTreeMap<String, ExtraRule>,
+    /// Whether the provider still sells the model: `active` (the default), `deprecated`
+    /// (sold, with an end announced: accepted with a warning), `paused` (not taking requests
+    /// for now) or `retired` (gone); the last two are refused at enqueue.
+    #[serde(default)]
+    pub status: ModelStatus,
+    /// Since when the status holds (as the provider dated it, `2026-09-24`).
+    pub status_since: Option<String>,
+    /// The model that replaces this one (of the same provider, or `provider:model`).
+    pub replaced_by: Option<String>,
     /// The document this row is read from.
     pub source: String,
     /// What the row assumes where the document is silent.
@@ -237,6 +246,39 @@ pub struct ModelRule {
     /// Where the row came from: `built-in`, or the operator's file.
     #[serde(default)]
     pub origin: String,
+}
+
+/// Where a model is in its provider's life of it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelStatus {
+    #[default]
+    Active,
+    Deprecated,
+    Paused,
+    Retired,
+}
+
+impl ModelStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelStatus::Active => "active",
+            ModelStatus::Deprecated => "deprecated",
+            ModelStatus::Paused => "paused",
+            ModelStatus::Retired => "retired",
+        }
+    }
+
+    /// Whether a new job may ask for a model in this state.
+    pub fn takes_jobs(self) -> bool {
+        matches!(self, ModelStatus::Active | ModelStatus::Deprecated)
+    }
+}
+
+impl fmt::Display for ModelStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The request fields a job's spec sends, written at enqueue from its model's row, so the
@@ -259,6 +301,28 @@ pub struct ProviderRequest {
 }
 
 impl ModelRule {
+    /// What a user must know of this model's state, if it is not plainly active:
+    /// `"sora-2 of openai is retired since 2026-09-24; use veo-3.1"`.
+    pub fn lifecycle_notice(&self) -> Option<String> {
+        if self.status == ModelStatus::Active {
+            return None;
+        }
+        let since = self
+            .status_since
+            .as_deref()
+            .map(|since| format!(" since {since}"))
+            .unwrap_or_default();
+        let instead = self
+            .replaced_by
+            .as_deref()
+            .map(|model| format!("; use {model}"))
+            .unwrap_or_default();
+        Some(format!(
+            "{} of {} is {}{since}{instead}",
+            self.model, self.provider, self.status
+        ))
+    }
+
     /// The request fields for these choices and options (already checked against this row).
     pub fn provider_request(
         &self,
@@ -498,6 +562,9 @@ impl Catalog {
             price: BTreeMap::new(),
             request,
             extra: BTreeMap::new(),
+            status: ModelStatus::Active,
+            status_since: None,
+            replaced_by: None,
             source: String::new(),
             assumption: None,
             origin: String::new(),
@@ -612,6 +679,78 @@ source = "our contract"
         assert_eq!(
             catalog.models().len(),
             Catalog::built_in().models().len() + 1
+        );
+    }
+
+    #[test]
+    fn a_retired_or_paused_model_is_refused_naming_its_replacement_and_a_deprecated_one_taken() {
+        let lifecycle = r#"
+[[model]]
+provider = "openai"
+model = "sora-2"
+durations = [4, 8, 12]
+price = { standard = 0.10 }
+status = "retired"
+status_since = "2026-09-24"
+replaced_by = "sora-2-pro"
+source = "the provider's deprecation notice"
+
+[[model]]
+provider = "openai"
+model = "sora-2-pro"
+durations = [4]
+price = { standard = 0.30 }
+status = "deprecated"
+status_since = "2026-09-01"
+source = "the provider's deprecation notice"
+
+[[model]]
+provider = "kie"
+model = "sora-2-text-to-video"
+durations = [10]
+price = { standard = 0.015 }
+status = "paused"
+source = "the provider's page"
+"#;
+        let catalog = Catalog::built_in()
+            .with_file(lifecycle, "models.toml")
+            .unwrap();
+        let ask = |provider: &str, model: &str, duration_s: u32| {
+            crate::JobRequest {
+                provider: Some(provider.into()),
+                model: Some(model.into()),
+                prompt: Some("a fox".into()),
+                duration_s: Some(duration_s),
+                ..Default::default()
+            }
+            .validate(&catalog, 0)
+        };
+        let retired = ask("openai", "sora-2", 4).unwrap_err();
+        assert_eq!(retired.field, "model");
+        assert_eq!(
+            retired.message,
+            "model sora-2 of openai is retired since 2026-09-24; use sora-2-pro"
+        );
+        let paused = ask("kie", "sora-2-text-to-video", 10).unwrap_err();
+        assert_eq!(
+            paused.message,
+            "model sora-2-text-to-video of kie is paused"
+        );
+        let deprecated = ask("openai", "sora-2-pro", 4).expect("still sold");
+        let rule = catalog
+            .rule(ProviderKind::Openai, &deprecated.model)
+            .unwrap();
+        assert_eq!(
+            rule.lifecycle_notice().as_deref(),
+            Some("sora-2-pro of openai is deprecated since 2026-09-01")
+        );
+        assert_eq!(
+            Catalog::built_in()
+                .rule(ProviderKind::Kie, "sora-2-text-to-video")
+                .unwrap()
+                .lifecycle_notice(),
+            None,
+            "rows are active unless they say otherwise"
         );
     }
 

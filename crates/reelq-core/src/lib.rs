@@ -18,8 +18,8 @@ pub use account::AccountName;
 pub use batch::{BatchOptions, micros_to_usd, usd_to_micros};
 pub use catalog::{
     BUILT_IN_CATALOG, Catalog, CatalogError, ChoiceField, ChoiceRule, DurationField, DurationForm,
-    DurationRule, ExtraRule, IMAGE_EXTENSIONS, ImageRule, ImagesField, ImagesForm, ModelRule, Omit,
-    ProviderRequest, RequestMap,
+    DurationRule, ExtraRule, IMAGE_EXTENSIONS, ImageRule, ImagesField, ImagesForm, ModelRule,
+    ModelStatus, Omit, ProviderRequest, RequestMap,
 };
 pub use error_class::{ErrorClass, local_exhaustion};
 pub use id::{BatchId, IdError, JobId};

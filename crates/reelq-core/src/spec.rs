@@ -247,6 +247,10 @@ impl JobRequest {
                 ),
             )
         })?;
+        if !rule.status.takes_jobs() {
+            let notice = rule.lifecycle_notice().unwrap_or_default();
+            return Err(SpecError::new("model", format!("model {notice}")));
+        }
         let prompt = required("prompt", self.prompt)?;
         check_prompt(&prompt, rule)?;
         let duration_s = self.duration_s.unwrap_or(rule.durations[0]);

@@ -155,6 +155,10 @@ pub(crate) struct JobAnswer {
     /// only).
     #[serde(skip_serializing_if = "Option::is_none")]
     job_ids: Option<Vec<JobId>>,
+    /// On create: what the producer must know of the model it asked for (deprecated by its
+    /// provider: its end and replacement). Absent when there is nothing to say.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
 }
 
 /// A page of jobs and the cursor of the next one (null on the last page).
@@ -419,6 +423,7 @@ async fn enqueue(
     let key = headers
         .get("idempotency-key")
         .and_then(|value| value.to_str().ok());
+    let warnings = state.client.lifecycle_notices(&specs);
     let receipt = match (key, &batch) {
         (Some(key), _) => {
             let scope = match batch {
@@ -459,7 +464,13 @@ async fn enqueue(
         false => StatusCode::CREATED,
     };
     let (location, body) = match (receipt.batch_id, receipt.job_ids.first()) {
-        (Some(batch_id), _) => (format!("/v1/batches/{batch_id}"), json!(receipt)),
+        (Some(batch_id), _) => {
+            let mut body = json!(receipt);
+            if !warnings.is_empty() {
+                body["warnings"] = json!(warnings);
+            }
+            (format!("/v1/batches/{batch_id}"), body)
+        }
         (None, Some(&job_id)) => {
             // The job's resource, as `GET /v1/jobs/{id}` answers it (the receipt's
             // `job_ids` kept for clients written against it).
@@ -473,6 +484,7 @@ async fn enqueue(
                 record,
                 video_url: None,
                 job_ids: Some(receipt.job_ids),
+                warnings,
             };
             (format!("/v1/jobs/{job_id}"), json!(answer))
         }
@@ -626,6 +638,7 @@ async fn job(State(state): State<ApiState>, Path(job_id): Path<String>) -> Respo
         record,
         video_url,
         job_ids: None,
+        warnings: Vec::new(),
     })
     .into_response()
 }

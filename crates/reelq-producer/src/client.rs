@@ -293,6 +293,20 @@ impl Client {
         &self.catalog
     }
 
+    /// What producers must be told of the models `specs` ask for, once each: a model its
+    /// provider has deprecated (taken, with its end and replacement named). Retired and paused
+    /// models are refused by validation.
+    pub fn lifecycle_notices(&self, specs: &[JobSpec]) -> Vec<String> {
+        let mut notices: Vec<String> = specs
+            .iter()
+            .filter_map(|spec| self.catalog.rule(spec.provider, &spec.model))
+            .filter_map(|rule| rule.lifecycle_notice())
+            .collect();
+        notices.sort();
+        notices.dedup();
+        notices
+    }
+
     /// A validated spec with its estimated cost.
     fn priced(&self, mut spec: JobSpec) -> JobSpec {
         spec.estimated_cost_usd = self.prices.estimate(&spec, &self.catalog);

@@ -17,11 +17,14 @@ pub(super) struct Api {
 pub(super) async fn api() -> Api {
     let redis = RedisServer::start().unwrap();
     let config = LedgerConfig::new(redis.url(), "api");
-    api_on(redis, config).await
+    api_on(redis, config, reelq_core::Catalog::built_in().clone()).await
 }
 
-async fn api_on(redis: RedisServer, config: LedgerConfig) -> Api {
-    let client = Client::connect(&config).await.unwrap();
+async fn api_on(redis: RedisServer, config: LedgerConfig, catalog: reelq_core::Catalog) -> Api {
+    let client = Client::connect(&config)
+        .await
+        .unwrap()
+        .with_catalog(catalog);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let app = reelq_producer::api(client.clone(), ApiToken::new(TOKEN).unwrap(), None);
@@ -370,7 +373,7 @@ async fn an_enqueue_no_replica_acknowledged_is_503_and_its_retry_lands_once() {
         replica_wait: std::time::Duration::from_millis(200),
         ..LedgerConfig::new(primary.url(), "api")
     };
-    let api = api_on(primary, config).await;
+    let api = api_on(primary, config, reelq_core::Catalog::built_in().clone()).await;
     let job = json!({"provider": "kie", "model": "sora-2-text-to-video", "prompt": "a gull"});
 
     replica.stop();
@@ -491,4 +494,54 @@ async fn a_created_job_is_answered_as_its_resource_and_jobs_are_listed_page_by_p
     );
     let (status, _) = api.get("/v1/jobs?limit=0").await;
     assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn a_deprecated_model_is_taken_with_a_warning_and_a_retired_one_refused() {
+    let catalog = reelq_core::Catalog::built_in()
+        .with_file(
+            r#"
+[[model]]
+provider = "kie"
+model = "sora-2-text-to-video"
+durations = [10]
+price = { standard = 0.015 }
+status = "deprecated"
+status_since = "2026-10-01"
+replaced_by = "kling/v2-1-master-text-to-video"
+source = "the provider's notice"
+
+[[model]]
+provider = "kie"
+model = "sora-2-pro-text-to-video"
+durations = [10]
+price = { standard = 0.05 }
+status = "retired"
+source = "the provider's notice"
+"#,
+            "models.toml",
+        )
+        .unwrap();
+    let redis = RedisServer::start().unwrap();
+    let config = LedgerConfig::new(redis.url(), "api");
+    let api = api_on(redis, config, catalog).await;
+
+    let (status, body) = api.post("/v1/jobs", job("a fox").to_string(), None).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        body["warnings"],
+        json!([
+            "sora-2-text-to-video of kie is deprecated since 2026-10-01; use kling/v2-1-master-text-to-video"
+        ])
+    );
+    let retired =
+        json!({ "provider": "kie", "model": "sora-2-pro-text-to-video", "prompt": "a fox" });
+    let (status, body) = api.post("/v1/jobs", retired.to_string(), None).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["code"], "invalid_job");
+    assert_eq!(body["detail"]["field"], "model");
+    assert_eq!(
+        body["detail"]["message"],
+        "model sora-2-pro-text-to-video of kie is retired"
+    );
 }
