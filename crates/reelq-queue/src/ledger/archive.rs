@@ -147,6 +147,41 @@ fn candidate(
     }))
 }
 
+/// One call of `archive.lua`: what it is asked to do, which is its whole argument list after
+/// the prefix, the lease's token and its renewal (the layout is written here only).
+enum ArchiveCall {
+    /// Take these jobs out, each if unchanged since read: (id, state read, `updated_ms` and
+    /// `events` as read; both empty for a record already gone).
+    Remove(Vec<(JobId, JobState, String, String)>),
+    /// Take these batches out, each if unchanged: (id, settings snapshot as read).
+    RemoveBatches(Vec<(String, String)>),
+    /// Give the lease up.
+    Release,
+}
+
+impl ArchiveCall {
+    fn op_and_args(self) -> (&'static str, Vec<String>) {
+        match self {
+            ArchiveCall::Remove(jobs) => (
+                "remove",
+                jobs.into_iter()
+                    .flat_map(|(id, state, updated, events)| {
+                        [id.to_string(), state.to_string(), updated, events]
+                    })
+                    .collect(),
+            ),
+            ArchiveCall::RemoveBatches(batches) => (
+                "remove_batches",
+                batches
+                    .into_iter()
+                    .flat_map(|(id, snapshot)| [id, snapshot])
+                    .collect(),
+            ),
+            ArchiveCall::Release => ("release", Vec::new()),
+        }
+    }
+}
+
 impl Ledger {
     /// Takes the archiver's lease for `ttl`, if no other replica holds it.
     pub async fn take_archive_lease(
@@ -167,8 +202,9 @@ impl Ledger {
 
     /// Gives the lease up (a no-op if it expired and another replica holds it now).
     pub async fn release_archive_lease(&self, lease: ArchiveLease) -> Result<(), QueueError> {
-        let _: redis::Value = self.archive_script(&lease, "release", &[]).await?;
-        Ok(())
+        self.archive_call(&lease, ArchiveCall::Release)
+            .await
+            .map(drop)
     }
 
     /// Up to `limit` finished jobs whose grace has passed (by Redis's clock), oldest ending
@@ -270,18 +306,11 @@ impl Ledger {
                 jobs = gone.len(),
                 "finished jobs whose records expired before they were archived (set by a release before, or a replica with archive = false)"
             );
-            let args: Vec<String> = gone
-                .iter()
-                .flat_map(|(state, id)| {
-                    [
-                        id.to_string(),
-                        state.to_string(),
-                        String::new(),
-                        String::new(),
-                    ]
-                })
+            let gone = gone
+                .into_iter()
+                .map(|(state, id)| (id, state, String::new(), String::new()))
                 .collect();
-            self.archive_counts(lease, "remove", &args).await?;
+            self.archive_call(lease, ArchiveCall::Remove(gone)).await?;
         }
         Ok(candidates)
     }
@@ -296,61 +325,50 @@ impl Ledger {
     ) -> Result<Removed, QueueError> {
         let mut total = Removed::default();
         for chunk in archived.chunks(crate::ENQUEUE_CHUNK) {
-            let args: Vec<String> = chunk
+            let jobs = chunk
                 .iter()
-                .flat_map(|candidate| {
-                    [
-                        candidate.job_id().to_string(),
-                        candidate.job.record.state.to_string(),
+                .map(|candidate| {
+                    (
+                        candidate.job_id(),
+                        candidate.job.record.state,
                         candidate.read_updated_ms.clone(),
                         candidate.read_events.clone(),
-                    ]
+                    )
                 })
                 .collect();
-            let removed = self.archive_counts(lease, "remove", &args).await?;
+            let removed = self.archive_call(lease, ArchiveCall::Remove(jobs)).await?;
             total.removed += removed.removed;
             total.kept += removed.kept;
         }
         Ok(total)
     }
 
-    async fn archive_counts(
+    /// Runs one call of `archive.lua`: its reply is how many it removed and kept, or -1 when
+    /// the lease is no longer this archiver's.
+    async fn archive_call(
         &self,
         lease: &ArchiveLease,
-        op: &str,
-        args: &[String],
+        call: ArchiveCall,
     ) -> Result<Removed, QueueError> {
-        match self.archive_script(lease, op, args).await? {
-            redis::Value::Array(counts) => {
-                let count = |n: usize| match counts.get(n) {
-                    Some(redis::Value::Int(n)) => *n as u64,
-                    _ => 0,
-                };
-                Ok(Removed {
-                    removed: count(0),
-                    kept: count(1),
-                })
-            }
-            _ => Err(QueueError::ArchiveLeaseLost),
-        }
-    }
-
-    async fn archive_script(
-        &self,
-        lease: &ArchiveLease,
-        op: &str,
-        args: &[String],
-    ) -> Result<redis::Value, QueueError> {
+        let (op, args) = call.op_and_args();
         let mut invocation = ARCHIVE.key(self.key("archiver"));
         invocation
             .arg(&self.prefix)
             .arg(&lease.token)
             .arg(op)
-            .arg(lease.ttl.as_millis() as u64);
-        for arg in args {
-            invocation.arg(arg);
-        }
-        Ok(invocation.invoke_async(&mut self.conn().await?).await?)
+            .arg(lease.ttl.as_millis() as u64)
+            .arg(args);
+        let reply: Option<(u64, u64)> =
+            match invocation.invoke_async(&mut self.conn().await?).await? {
+                redis::Value::Int(-1) => None,
+                counts => {
+                    Some(redis::from_redis_value(counts).map_err(|err| {
+                        QueueError::corrupt("archive.lua", format!("reply: {err}"))
+                    })?)
+                }
+            };
+        let (removed, kept) = reply.ok_or(QueueError::ArchiveLeaseLost)?;
+        Ok(Removed { removed, kept })
     }
 
     /// Finished batches whose jobs have all been archived (`P archive_ready`, filled by
@@ -394,7 +412,7 @@ impl Ledger {
                     .collect::<Vec<_>>()
                     .join("|");
                 let Some(info) = BatchInfo::from_fields(batch_id, &fields) else {
-                    gone.extend([id.clone(), read_snapshot]);
+                    gone.push((id.clone(), read_snapshot));
                     continue;
                 };
                 let job_ids = job_ids.iter().filter_map(|id| id.parse().ok()).collect();
@@ -408,7 +426,8 @@ impl Ledger {
         }
         // Ready batches already gone leave the ready set.
         if !gone.is_empty() {
-            self.archive_counts(lease, "remove_batches", &gone).await?;
+            self.archive_call(lease, ArchiveCall::RemoveBatches(gone))
+                .await?;
         }
         Ok(batches)
     }
@@ -420,11 +439,12 @@ impl Ledger {
         lease: &ArchiveLease,
         archived: &[ArchivedBatch],
     ) -> Result<Removed, QueueError> {
-        let args: Vec<String> = archived
+        let batches = archived
             .iter()
-            .flat_map(|batch| [batch.info.batch_id.to_string(), batch.read_snapshot.clone()])
+            .map(|batch| (batch.info.batch_id.to_string(), batch.read_snapshot.clone()))
             .collect();
-        self.archive_counts(lease, "remove_batches", &args).await
+        self.archive_call(lease, ArchiveCall::RemoveBatches(batches))
+            .await
     }
 
     /// Records a pass: `Ok((jobs, segments))` adds to the totals and clears a failure;
