@@ -83,11 +83,18 @@ pub const MAX_URL_CHARS: usize = 2048;
     "aspect": "landscape"
 })))]
 pub struct JobRequest {
+    /// The provider contract (`kie`, `fal`, ...). Required: optional in Rust only so that
+    /// validation, not the parser, names it when it is missing.
+    #[cfg_attr(feature = "openapi", schema(required = true, nullable = false))]
     pub provider: Option<String>,
     /// One of the provider's accounts (`kie-b`); absent, any account of the provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
+    /// A model of the provider's in the catalog (`reelq providers` lists them). Required.
+    #[cfg_attr(feature = "openapi", schema(required = true, nullable = false))]
     pub model: Option<String>,
+    /// Required.
+    #[cfg_attr(feature = "openapi", schema(required = true, nullable = false))]
     pub prompt: Option<String>,
     pub duration_s: Option<u32>,
     pub aspect: Option<String>,

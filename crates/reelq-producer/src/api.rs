@@ -37,7 +37,7 @@ use std::{collections::BTreeMap, time::Duration};
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{DefaultBodyLimit, Path, Request, State},
+    extract::{DefaultBodyLimit, Path, Request, State, rejection::BytesRejection},
     http::{HeaderMap, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
@@ -191,6 +191,19 @@ fn retry_shortly(code: &str, detail: &str) -> Response {
     response
 }
 
+/// The request's body, or the answer refusing it in the API's one error shape: over
+/// [`MAX_BODY_BYTES`] is 413 `body_too_large` (the framework's own answer is plain text).
+fn whole_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
+    body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => client_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body is over {} MiB", MAX_BODY_BYTES / (1024 * 1024)),
+        ),
+        status => client_error(status, "malformed_body", rejection.body_text()),
+    })
+}
+
 fn internal(err: ProducerError) -> Response {
     if let ProducerError::Invalid(err) = &err {
         let detail = json!({ "field": err.field, "message": err.message });
@@ -279,10 +292,19 @@ async fn authenticate(State(state): State<ApiState>, request: Request, next: Nex
         (status = 200, description = "A replay: the job this Idempotency-Key enqueued", body = JobAnswer,
             headers(("Location" = String, description = "The job's resource"))),
         (status = 400, description = "`invalid_job` naming the field, or `malformed_json`", body = ErrorAnswer),
+        (status = 413, description = "`body_too_large`: over 32 MiB", body = ErrorAnswer),
         (status = 422, description = "`idempotency_key_reused` with another request", body = ErrorAnswer),
     )
 )]
-async fn create_job(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn create_job(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match whole_body(body) {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
     let Ok(text) = std::str::from_utf8(&body) else {
         return client_error(
             StatusCode::BAD_REQUEST,
@@ -363,6 +385,7 @@ const IDEMPOTENCY_KEY: &str =
         (status = 200, description = "A replay: what this Idempotency-Key enqueued", body = Receipt,
             headers(("Location" = String, description = "The batch's resource"))),
         (status = 400, description = "`invalid_batch` listing every bad line, `invalid_query` naming a bad option, or `malformed_body`", body = ErrorAnswer),
+        (status = 413, description = "`body_too_large`: over 32 MiB", body = ErrorAnswer),
         (status = 422, description = "`idempotency_key_reused` with another request", body = ErrorAnswer),
     )
 )]
@@ -370,8 +393,12 @@ async fn create_batch(
     State(state): State<ApiState>,
     query: Result<axum::extract::Query<BatchQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match whole_body(body) {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
     let bad =
         |detail: serde_json::Value| client_error(StatusCode::BAD_REQUEST, "invalid_query", detail);
     let query = match query {

@@ -545,3 +545,18 @@ source = "the provider's notice"
         "model sora-2-pro-text-to-video of kie is retired"
     );
 }
+
+#[tokio::test]
+async fn an_oversized_body_is_refused_in_the_apis_one_error_shape() {
+    let api = api().await;
+    let huge = format!(
+        r#"{{"provider":"kie","model":"sora-2-text-to-video","prompt":"{}"}}"#,
+        "a".repeat(33 * 1024 * 1024)
+    );
+    for path in ["/v1/jobs", "/v1/batches"] {
+        let (status, body) = api.post(path, huge.clone(), None).await;
+        assert_eq!(status, 413, "{path}: {body}");
+        assert_eq!(body["code"], "body_too_large", "{path}: {body}");
+        assert_eq!(body["detail"], "the body is over 32 MiB");
+    }
+}

@@ -111,3 +111,26 @@ async fn the_openapi_document_describes_every_route_and_every_answer_conforms_to
         );
     }
 }
+
+#[tokio::test]
+async fn the_document_says_what_a_job_needs_and_how_a_too_large_body_is_refused() {
+    let api = api().await;
+    let (status, doc) = api.get("/openapi.json").await;
+    assert_eq!(status, 200);
+    let required: BTreeSet<&str> = doc["components"]["schemas"]["JobRequest"]["required"]
+        .as_array()
+        .expect("JobRequest lists its required fields")
+        .iter()
+        .filter_map(|field| field.as_str())
+        .collect();
+    assert_eq!(required, BTreeSet::from(["provider", "model", "prompt"]));
+    for path in ["/v1/jobs", "/v1/batches"] {
+        let refused = &doc["paths"][path]["post"]["responses"]["413"];
+        assert!(
+            refused["description"]
+                .as_str()
+                .is_some_and(|d| d.contains("body_too_large")),
+            "{path}: {refused}"
+        );
+    }
+}
