@@ -191,17 +191,17 @@ fn retry_shortly(code: &str, detail: &str) -> Response {
     response
 }
 
-/// The request's body, or the answer refusing it in the API's one error shape: over
+/// The answer refusing a body that could not be read, in the API's one error shape: over
 /// [`MAX_BODY_BYTES`] is 413 `body_too_large` (the framework's own answer is plain text).
-fn whole_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
-    body.map_err(|rejection| match rejection.status() {
+fn refused_body(rejection: BytesRejection) -> Response {
+    match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => client_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
             format!("the body is over {} MiB", MAX_BODY_BYTES / (1024 * 1024)),
         ),
         status => client_error(status, "malformed_body", rejection.body_text()),
-    })
+    }
 }
 
 fn internal(err: ProducerError) -> Response {
@@ -301,9 +301,9 @@ async fn create_job(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match whole_body(body) {
+    let body = match body {
         Ok(body) => body,
-        Err(refused) => return refused,
+        Err(rejection) => return refused_body(rejection),
     };
     let Ok(text) = std::str::from_utf8(&body) else {
         return client_error(
@@ -395,9 +395,9 @@ async fn create_batch(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match whole_body(body) {
+    let body = match body {
         Ok(body) => body,
-        Err(refused) => return refused,
+        Err(rejection) => return refused_body(rejection),
     };
     let bad =
         |detail: serde_json::Value| client_error(StatusCode::BAD_REQUEST, "invalid_query", detail);
