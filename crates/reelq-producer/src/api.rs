@@ -753,6 +753,13 @@ async fn cancel(State(state): State<ApiState>, Path(job_id): Path<String>) -> Re
     }
 }
 
+/// A video's bytes, as the document describes them: binary, not JSON.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub(crate) struct VideoBytes(
+    #[allow(dead_code, reason = "described in the document, never built")] Vec<u8>,
+);
+
 /// The stored video, whole or one byte range (seeking players ask for ranges).
 #[utoipa::path(
     get,
@@ -762,8 +769,8 @@ async fn cancel(State(state): State<ApiState>, Path(job_id): Path<String>) -> Re
         ("Range" = Option<String>, Header, description = "One range: `bytes=START-END`, `bytes=START-` or `bytes=-LENGTH`"),
     ),
     responses(
-        (status = 200, description = "The video", content_type = "video/mp4", body = Vec<u8>),
-        (status = 206, description = "The range asked for", content_type = "video/mp4", body = Vec<u8>,
+        (status = 200, description = "The video", content_type = "video/mp4", body = VideoBytes),
+        (status = 206, description = "The range asked for", content_type = "video/mp4", body = VideoBytes,
             headers(("Content-Range" = String, description = "`bytes START-END/TOTAL`"))),
         (status = 404, description = "`not_found`: no such job, or not stored", body = ErrorAnswer),
         (status = 416, description = "`bad_range`", body = ErrorAnswer),

@@ -124,6 +124,17 @@ async fn the_document_says_what_a_job_needs_and_how_a_too_large_body_is_refused(
         .filter_map(|field| field.as_str())
         .collect();
     assert_eq!(required, BTreeSet::from(["provider", "model", "prompt"]));
+    let content = &doc["paths"]["/v1/jobs/{job_id}/content"]["get"]["responses"]["200"];
+    let video = &content["content"]["video/mp4"]["schema"];
+    let video = match video["$ref"].as_str() {
+        Some(reference) => &doc["components"]["schemas"][reference.rsplit('/').next().unwrap()],
+        None => video,
+    };
+    assert_eq!(
+        (&video["type"], &video["format"]),
+        (&json!("string"), &json!("binary")),
+        "a video is bytes, not a JSON array: {video}"
+    );
     for path in ["/v1/jobs", "/v1/batches"] {
         let refused = &doc["paths"][path]["post"]["responses"]["413"];
         assert!(
