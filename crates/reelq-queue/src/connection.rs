@@ -505,13 +505,30 @@ pub(crate) struct Conn {
     connector: Arc<Connector>,
 }
 
+impl Conn {
+    /// Reports a failed round trip, or an error answer inside a successful one: redis-rs
+    /// hands a server's error reply (`MOVED`, `READONLY`, `CLUSTERDOWN`) back as a value, and
+    /// only the caller's `query` turns it into an error, too late for the connector to see.
+    fn check(&self, reply: Result<&[Value], &RedisError>) {
+        match reply {
+            Err(err) => self.connector.report(self.generation, err),
+            Ok(values) => {
+                for value in values {
+                    if let Value::ServerError(err) = value {
+                        self.connector
+                            .report(self.generation, &RedisError::from(err.clone()));
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
             let reply = self.conn.req_packed_command(cmd).await;
-            if let Err(err) = &reply {
-                self.connector.report(self.generation, err);
-            }
+            self.check(reply.as_ref().map(std::slice::from_ref));
             reply
         })
     }
@@ -524,9 +541,7 @@ impl ConnectionLike for Conn {
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
             let reply = self.conn.req_packed_commands(pipeline, offset, count).await;
-            if let Err(err) = &reply {
-                self.connector.report(self.generation, err);
-            }
+            self.check(reply.as_ref().map(Vec::as_slice));
             reply
         })
     }

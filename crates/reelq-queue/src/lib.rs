@@ -3,30 +3,29 @@
 //! move jobs between states. Only this crate talks to Redis.
 
 /// A ledger script: the `#!lua` shebang (so a cluster refuses at once a key outside the slot of
-/// the keys the script declares, instead of after a reshard), the constants Rust defines
-/// ([`lua_constants`]), the shared prelude, then `extra` helpers (if any), then the file.
+/// the keys the script declares, instead of after a reshard; and a full Redis refuses the whole
+/// script before it writes, instead of failing it half way at its first growing write), the
+/// constants Rust defines ([`lua_constants`]), the shared prelude, then `extra` helpers (if
+/// any), then the file. `flags` go on the shebang (`allow-oom` for a script that frees memory).
 macro_rules! ledger_script {
     ($file:literal) => {
-        std::sync::LazyLock::new(|| {
-            redis::Script::new(
-                &[
-                    "#!lua\n",
-                    crate::lua_constants().as_str(),
-                    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/lua/prelude.lua")),
-                    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/lua/", $file)),
-                ]
-                .concat(),
-            )
-        })
+        ledger_script!(@ "#!lua\n", $file, "")
+    };
+    ($file:literal, flags $flags:literal) => {
+        ledger_script!(@ concat!("#!lua flags=", $flags, "\n"), $file, "")
     };
     ($file:literal, with $extra:literal) => {
+        ledger_script!(@ "#!lua\n", $file,
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/lua/", $extra)))
+    };
+    (@ $shebang:expr, $file:literal, $extra:expr) => {
         std::sync::LazyLock::new(|| {
             redis::Script::new(
                 &[
-                    "#!lua\n",
+                    $shebang,
                     crate::lua_constants().as_str(),
                     include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/lua/prelude.lua")),
-                    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/lua/", $extra)),
+                    $extra,
                     include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/lua/", $file)),
                 ]
                 .concat(),

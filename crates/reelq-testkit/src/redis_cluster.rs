@@ -113,6 +113,43 @@ impl RedisCluster {
         bail!("no live master serves slot {slot}")
     }
 
+    /// An operator's manual failover (`CLUSTER FAILOVER` on the replica of the master serving
+    /// `key`'s slot): the replica takes over and the old master, still running, becomes its
+    /// replica; clients of the old master get `MOVED`. Returns the new master's port.
+    pub fn manual_failover(&self, key: &str) -> anyhow::Result<u16> {
+        let old = self.master_of(key)?;
+        let node = self.live_nodes().next().context("no live node")?;
+        let nodes = node.command_text(&["CLUSTER", "NODES"])?;
+        let lines: Vec<Vec<&str>> = nodes
+            .lines()
+            .map(|line| line.split_whitespace().collect())
+            .collect();
+        let port_of = |address: &str| -> Option<u16> {
+            address.split('@').next()?.rsplit(':').next()?.parse().ok()
+        };
+        let master_id = lines
+            .iter()
+            .find(|fields| fields.len() > 2 && port_of(fields[1]) == Some(old))
+            .map(|fields| fields[0])
+            .context("the master is in CLUSTER NODES")?;
+        let replica = lines
+            .iter()
+            .find(|fields| {
+                fields.len() > 3 && fields[2].contains("slave") && fields[3] == master_id
+            })
+            .and_then(|fields| port_of(fields[1]))
+            .context("the master has a replica")?;
+        let replica = self
+            .live_nodes()
+            .find(|node| node.port() == replica)
+            .context("the replica is one of ours")?;
+        let answer = replica.command(&["CLUSTER", "FAILOVER"])?;
+        if answer != "+OK" {
+            bail!("CLUSTER FAILOVER answered {answer:?}");
+        }
+        self.await_new_master(key, old)
+    }
+
     /// Kills the node on `port` (SIGKILL) and leaves it down.
     pub fn stop_node(&mut self, port: u16) -> anyhow::Result<()> {
         self.nodes

@@ -32,7 +32,7 @@ pub struct RedisOptions {
     pub appendfsync: &'static str,
     /// Start as a replica of the primary on this port.
     pub replica_of: Option<u16>,
-    /// Start as a Redis Cluster node (`cluster-enabled`, a node timeout of 1 s), not yet in
+    /// Start as a Redis Cluster node (`cluster-enabled`, a node timeout of 2.5 s), not yet in
     /// any cluster ([`crate::RedisCluster`] makes one).
     pub cluster_node: bool,
 }
@@ -465,7 +465,9 @@ fn spawn_server(dir: &Path, port: u16, options: &RedisOptions) -> anyhow::Result
                 "--cluster-config-file",
                 "nodes.conf",
             ])
-            .args(["--cluster-node-timeout", "1000"]);
+            // Long enough that six nodes on a busy two-core machine do not fail each other
+            // over by mistake; a failover a test causes takes about twice this.
+            .args(["--cluster-node-timeout", "2500"]);
     }
     if let Some(primary) = options.replica_of {
         command.args(["--replicaof", "127.0.0.1", &primary.to_string()]);

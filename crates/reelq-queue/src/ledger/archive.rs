@@ -51,7 +51,9 @@ pub struct ArchivedBatch {
     read_snapshot: String,
 }
 
-static ARCHIVE: LazyLock<Script> = ledger_script!("archive.lua");
+/// Allowed to run on a full Redis: it frees memory (a `noeviction` Redis at `maxmemory`
+/// drains through it).
+static ARCHIVE: LazyLock<Script> = ledger_script!("archive.lua", flags "allow-oom");
 
 /// How long a finished job stays in Redis before it is archived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +157,8 @@ enum ArchiveCall {
     Remove(Vec<(JobId, JobState, String, String)>),
     /// Take these batches out, each if unchanged: (id, settings snapshot as read).
     RemoveBatches(Vec<(String, String)>),
+    /// Take the lease, if nobody holds it.
+    Take,
     /// Give the lease up.
     Release,
 }
@@ -177,27 +181,28 @@ impl ArchiveCall {
                     .flat_map(|(id, snapshot)| [id, snapshot])
                     .collect(),
             ),
+            ArchiveCall::Take => ("take", Vec::new()),
             ArchiveCall::Release => ("release", Vec::new()),
         }
     }
 }
 
 impl Ledger {
-    /// Takes the archiver's lease for `ttl`, if no other replica holds it.
+    /// Takes the archiver's lease for `ttl`, if no other replica holds it (on a full Redis
+    /// too: the archiver frees memory).
     pub async fn take_archive_lease(
         &self,
         ttl: Duration,
     ) -> Result<Option<ArchiveLease>, QueueError> {
-        let token = format!("{:032x}", rand::random::<u128>());
-        let taken: Option<String> = redis::cmd("SET")
-            .arg(self.key("archiver"))
-            .arg(&token)
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl.as_millis() as u64)
-            .query_async(&mut self.conn().await?)
-            .await?;
-        Ok(taken.map(|_| ArchiveLease { token, ttl }))
+        let lease = ArchiveLease {
+            token: format!("{:032x}", rand::random::<u128>()),
+            ttl,
+        };
+        match self.archive_call(&lease, ArchiveCall::Take).await {
+            Ok(_) => Ok(Some(lease)),
+            Err(QueueError::ArchiveLeaseLost) => Ok(None),
+            Err(err) => Err(err),
+        }
     }
 
     /// Gives the lease up (a no-op if it expired and another replica holds it now).

@@ -10,7 +10,8 @@
 -- KEYS[1]  the archiver's lease (`P archiver`)
 -- ARGV[1]  key prefix
 -- ARGV[2]  the lease's token
--- ARGV[3]  'remove', 'remove_batches' or 'release' (give the lease up; nothing follows)
+-- ARGV[3]  'take' (the lease, if nobody holds it), 'remove', 'remove_batches' or 'release'
+--          (give the lease up; nothing follows)
 -- ARGV[4]  ms the lease lives on from now (a remove renews it for the pass's next segment)
 -- ARGV[5..] for 'remove', per job four values: job id, the state it was read in, its
 --          `updated_ms` and `events` as read ('' where absent); a job whose record was
@@ -18,11 +19,17 @@
 --          For 'remove_batches', per batch two values: batch id and the snapshot of its
 --          settings as read (BATCH_SNAPSHOT's fields joined by '|'): it goes if unchanged,
 --          still finished with every job archived, and no completion webhook pending.
--- Returns {removed, kept}, or -1 if the lease is no longer this archiver's (it expired and
--- another took it): nothing was removed.
+-- Returns {removed, kept} ({1, 0} for a lease taken), or -1 if the lease is not this
+-- archiver's (another holds it, or it expired and another took it): nothing was done.
 local BATCH_SNAPSHOT = { 'budget_micros', 'reserved_micros', 'cancelled_ms', 'start_after_ms',
   'priority', 'name' }
 local lease = KEYS[1]
+if ARGV[3] == 'take' then
+  -- Here (not a plain SET) so that a full Redis, which refuses plain writes, still lets the
+  -- archiver in to free memory.
+  if redis.call('SET', lease, ARGV[2], 'NX', 'PX', ARGV[4]) then return { 1, 0 } end
+  return -1
+end
 if redis.call('GET', lease) ~= ARGV[2] then return -1 end
 if ARGV[3] == 'release' then
   redis.call('DEL', lease)

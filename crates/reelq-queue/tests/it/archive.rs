@@ -242,3 +242,31 @@ async fn jobs_whose_webhook_is_pending_are_passed_over_not_waited_behind() {
         "the three ended first, their webhooks pending"
     );
 }
+
+#[tokio::test]
+async fn a_full_redis_still_lets_the_archiver_free_memory() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    let job_id = failed_job(&ledger, "on a full redis").await;
+    // Full: with `noeviction`, every write that could grow memory is refused from here on.
+    redis.config_set("maxmemory", "1").unwrap();
+    assert!(
+        redis
+            .command(&["SET", "{test}:probe", "1"])
+            .unwrap()
+            .starts_with("-OOM"),
+        "the server refuses plain writes"
+    );
+
+    let lease = ledger.take_archive_lease(LEASE).await.unwrap().unwrap();
+    let read = ledger
+        .archive_candidates(&lease, NO_GRACE, 100)
+        .await
+        .unwrap();
+    let removed = ledger.remove_archived(&lease, &read).await.unwrap();
+    ledger.release_archive_lease(lease).await.unwrap();
+
+    assert_eq!(removed.removed, 1);
+    redis.config_set("maxmemory", "0").unwrap();
+    assert!(ledger.job(job_id).await.unwrap().is_none());
+}

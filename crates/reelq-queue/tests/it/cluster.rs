@@ -191,3 +191,37 @@ async fn the_ledger_lives_on_the_master_of_its_slot_and_rides_out_its_failover()
         "no acknowledged write was lost, so no rollback"
     );
 }
+
+#[tokio::test]
+async fn a_manual_failover_moves_the_ledger_to_the_new_master() {
+    let cluster = RedisCluster::start().unwrap();
+    let ledger = ledger_on(&cluster).await;
+    let job_id = JobId::new();
+    ledger
+        .enqueue(None, &[(job_id, spec("before the failover"))])
+        .await
+        .unwrap();
+
+    // The old master stays up as a replica: the ledger's socket to it answers `MOVED`
+    // (or `READONLY`), which must send the ledger to the new master, not leave it stuck.
+    let old = cluster.master_of(LEDGER_KEY).unwrap();
+    let new = cluster.manual_failover(LEDGER_KEY).unwrap();
+    assert_ne!(old, new);
+    let mut answered = None;
+    for _ in 0..3 {
+        if let Ok(record) = ledger.job(job_id).await {
+            answered = record;
+            break;
+        }
+    }
+    assert_eq!(
+        answered.map(|record| record.state),
+        Some(JobState::Queued),
+        "the job is read from the new master within a retry"
+    );
+    let next = JobId::new();
+    ledger
+        .enqueue(None, &[(next, spec("after the failover"))])
+        .await
+        .expect("writes go to the new master");
+}
