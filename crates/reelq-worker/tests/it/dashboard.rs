@@ -422,10 +422,22 @@ async fn chromium_logs_in_and_reads_the_overview_after_a_small_run() {
         reelq_core::JobState::Failed,
         "dismissed: nothing moved"
     );
+    // The job page is already on screen, so the answer to the form's POST cannot be told
+    // from it: the ledger's change feed says when the retry has landed.
+    let mut changes = deployment.ledger.changes().await.unwrap();
     browser.click("#retry").await;
     browser
         .call(reqwest::Method::POST, "/alert/accept", json!({}))
         .await;
+    tokio::time::timeout(EVENT_TIMEOUT, async {
+        while let Some((job_id, _)) = futures_util::StreamExt::next(&mut changes).await {
+            if job_id == failed.job_id {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the retry moves the job");
     browser.find("#timeline").await;
     let history = deployment.client.history(failed.job_id).await.unwrap();
     assert!(
