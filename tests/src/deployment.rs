@@ -109,8 +109,7 @@ impl Deployment {
         generation_time: Duration,
         redis_setup: RedisSetup,
     ) -> Deployment {
-        let catalog = Catalog::built_in().clone();
-        Self::start_serving(worker_bin, generation_time, redis_setup, catalog).await
+        Self::start_serving(worker_bin, generation_time, redis_setup, test_catalog()).await
     }
 
     /// A deployment whose producer validates and prices by `catalog`, and whose simulated
@@ -528,7 +527,7 @@ log_format = "pretty"
             .iter()
             .zip(providers.iter().cycle())
             .map(|(prompt, &provider)| {
-                let model = first_model(provider);
+                let model = self.first_model(provider);
                 format!("{{\"provider\":\"{provider}\",\"model\":\"{model}\",\"prompt\":\"{prompt}\"}}\n")
             })
             .collect();
@@ -551,8 +550,20 @@ log_format = "pretty"
     }
 
     /// The first model of [`Deployment::provider`], the one jobs are enqueued for.
-    pub fn model(&self) -> &'static str {
-        first_model(self.provider)
+    pub fn model(&self) -> &str {
+        self.first_model(self.provider)
+    }
+
+    /// The first model of `provider` this deployment's catalog takes jobs for (retired rows
+    /// stay in it, refused).
+    pub fn first_model(&self, provider: ProviderKind) -> &str {
+        &self
+            .client
+            .catalog()
+            .models_of(provider)
+            .find(|rule| rule.status.takes_jobs())
+            .expect("every provider has a live model")
+            .model
     }
 
     /// A batch of one job per prompt, for [`Deployment::provider`]'s first model, reporting
@@ -646,12 +657,12 @@ log_format = "pretty"
     }
 }
 
-fn first_model(provider: ProviderKind) -> &'static str {
-    &Catalog::built_in()
-        .models_of(provider)
-        .next()
-        .expect("every provider has a model")
-        .model
+/// What a deployment validates, prices and serves unless a test gives its own catalog: the
+/// simulator's ([`reelq_sim::served_catalog`]: the built-in rows, the example file's and a
+/// Gemini-shaped gateway's Veo row). A worker without the extra rows still sends their jobs
+/// (a model its catalog does not list is the provider's to judge).
+pub fn test_catalog() -> Catalog {
+    reelq_sim::served_catalog().clone()
 }
 
 /// How producers and test readers reach the ledger under `setup`.

@@ -196,14 +196,16 @@ fn describe(verdict: &AccountVerdict, catalog: &Catalog) -> (&'static str, Strin
         detail.push(format!("{credits} credits left"));
     }
     if let Some(models) = &check.models {
+        // Retired and paused rows are refused at enqueue: only the ones jobs may ask for.
         let missing: Vec<&str> = catalog
             .models_of(verdict.contract)
+            .filter(|rule| rule.status.takes_jobs())
             .map(|rule| rule.model.as_str())
             .filter(|model| !models.iter().any(|offered| offered == model))
             .collect();
         detail.push(match missing.is_empty() {
-            true => format!("offers every catalog model ({} listed)", models.len()),
-            false => format!("does not offer catalog models {}", missing.join(", ")),
+            true => format!("offers every live catalog model ({} listed)", models.len()),
+            false => format!("does not offer live catalog models {}", missing.join(", ")),
         });
     }
     ("ok", detail.join("; "))

@@ -55,8 +55,8 @@ fn manifest(dir: &std::path::Path, lines: &[&str]) -> String {
     path.to_string_lossy().into_owned()
 }
 
-const KIE: &str = r#"{"provider":"kie","model":"sora-2-text-to-video","prompt":"a fox"}"#;
-const EVOLINK: &str = r#"{"provider":"evolink","model":"sora-2-pro-preview","prompt":"a reef","duration_s":12,"quality":"high"}"#;
+const KIE: &str = r#"{"provider":"kie","model":"kling-3.0/video","prompt":"a fox"}"#;
+const EVOLINK: &str = r#"{"provider":"evolink","model":"kling-v3-text-to-video","prompt":"a reef","duration_s":12,"quality":"high"}"#;
 
 #[test]
 fn a_dry_run_prices_the_manifest_and_enqueues_nothing() {
@@ -68,9 +68,9 @@ fn a_dry_run_prices_the_manifest_and_enqueues_nothing() {
 
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
-    // 2 x $0.15 and 12 s of evolink 1080p at $0.50/s.
+    // 2 x $0.35 (5 s at $0.07/s) and 12 s of evolink 1080p at $0.10/s.
     assert!(
-        stdout.contains("3 jobs, estimated $6.30; nothing enqueued"),
+        stdout.contains("3 jobs, estimated $1.90; nothing enqueued"),
         "{stdout}"
     );
     let stats = reelq(&redis, &["stats", "--json"]);
@@ -155,7 +155,7 @@ fn a_batch_is_submitted_reported_and_cancelled_from_the_command_line() {
         "{csv}"
     );
     assert!(
-        lines[2].contains(",evolink,sora-2-pro-preview,") && lines[2].contains(",6.000,"),
+        lines[2].contains(",evolink,kling-v3-text-to-video,") && lines[2].contains(",1.200,"),
         "{csv}"
     );
 }
@@ -492,7 +492,7 @@ async fn providers_check_probes_every_account_for_free_and_fails_on_a_refused_ke
         "{stdout}"
     );
     assert!(
-        line("openai").contains("offers every catalog model"),
+        line("openai").contains("offers every live catalog model"),
         "{stdout}"
     );
     assert!(line("evolink").contains("key accepted"), "{stdout}");
@@ -525,7 +525,7 @@ fn every_read_prints_json_with_dash_o_json() {
             "--provider",
             "kie",
             "--model",
-            "sora-2-text-to-video",
+            "kling-3.0/video",
             "--prompt",
             "a fox",
         ],
@@ -555,9 +555,9 @@ fn every_read_prints_json_with_dash_o_json() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|row| row["model"] == "sora-2-text-to-video")
+        .find(|row| row["model"] == "kling-3.0/video")
         .expect("the catalog's kie row");
-    assert_eq!(kie["usd_per_second"]["standard"], 0.015);
+    assert_eq!(kie["usd_per_second"]["standard"], 0.07);
     // One way to say it: `--json` is short for `-o json`, not another choice beside it.
     let both = reelq(&redis, &["stats", "-o", "table", "--json"]);
     assert!(!both.status.success());

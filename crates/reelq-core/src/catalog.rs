@@ -524,6 +524,24 @@ impl Catalog {
             .filter(move |rule| rule.provider == provider)
     }
 
+    /// This catalog with every row taking jobs, as each model was sold: for replaying what a
+    /// provider documented of a model since retired (the contract fixtures), and for tests of
+    /// the mapping that use the retired rows' shapes.
+    pub fn as_once_sold(&self) -> Catalog {
+        let mut catalog = self.clone();
+        for rule in &mut catalog.models {
+            rule.status = ModelStatus::Active;
+        }
+        catalog
+    }
+
+    /// [`Catalog::as_once_sold`] of the built-in catalog.
+    #[cfg(test)]
+    pub(crate) fn built_in_as_once_sold() -> &'static Catalog {
+        static SOLD: OnceLock<Catalog> = OnceLock::new();
+        SOLD.get_or_init(|| Catalog::built_in().as_once_sold())
+    }
+
     /// The row for `provider`'s `model`, if the catalog has it.
     pub fn rule(&self, provider: ProviderKind, model: &str) -> Option<&ModelRule> {
         self.models_of(provider).find(|rule| rule.model == model)
@@ -589,7 +607,7 @@ mod tests {
 
     #[test]
     fn the_built_in_catalog_reads_and_prices_every_row() {
-        let catalog = Catalog::built_in();
+        let catalog = Catalog::built_in_as_once_sold();
         for provider in ProviderKind::ALL {
             assert!(catalog.models_of(provider).next().is_some(), "{provider}");
             assert!(catalog.contract_source(provider).is_some(), "{provider}");
@@ -604,7 +622,7 @@ mod tests {
 
     #[test]
     fn kie_sends_size_only_for_the_pro_models_and_openai_high_sizes_only_for_pro() {
-        let catalog = Catalog::built_in();
+        let catalog = Catalog::built_in_as_once_sold();
         let fields = |provider, model, quality| {
             catalog
                 .rule(provider, model)
@@ -651,7 +669,7 @@ source = "our contract"
 
     #[test]
     fn an_operator_file_adds_rows_and_replaces_known_ones() {
-        let catalog = Catalog::built_in()
+        let catalog = Catalog::built_in_as_once_sold()
             .with_file(OPERATOR, "models.toml")
             .unwrap();
         let kling = catalog
@@ -678,7 +696,7 @@ source = "our contract"
         );
         assert_eq!(
             catalog.models().len(),
-            Catalog::built_in().models().len() + 1
+            Catalog::built_in_as_once_sold().models().len() + 1
         );
     }
 
@@ -712,7 +730,7 @@ price = { standard = 0.015 }
 status = "paused"
 source = "the provider's page"
 "#;
-        let catalog = Catalog::built_in()
+        let catalog = Catalog::built_in_as_once_sold()
             .with_file(lifecycle, "models.toml")
             .unwrap();
         let ask = |provider: &str, model: &str, duration_s: u32| {
@@ -745,7 +763,7 @@ source = "the provider's page"
             Some("sora-2-pro of openai is deprecated since 2026-09-01")
         );
         assert_eq!(
-            Catalog::built_in()
+            Catalog::built_in_as_once_sold()
                 .rule(ProviderKind::Kie, "sora-2-text-to-video")
                 .unwrap()
                 .lifecycle_notice(),
@@ -757,7 +775,7 @@ source = "the provider's page"
     #[test]
     fn a_bad_operator_row_is_refused_naming_the_file_and_row() {
         let check = |text: &str, expect: &str| {
-            let err = Catalog::built_in()
+            let err = Catalog::built_in_as_once_sold()
                 .with_file(text, "models.toml")
                 .unwrap_err();
             assert!(err.to_string().contains(expect), "{err}");

@@ -29,10 +29,15 @@ pub enum ErrorClass {
     /// video (an HTML page, a file cut short). The task is paid for: an operator's retry
     /// polls it again for a fresh URL.
     BadResult,
+    /// The model is no longer taken: its catalog row says retired or paused (checked again
+    /// right before the submit, for a job queued before the row changed), or the provider
+    /// answered that it does not serve it. Nothing was created or paid; enqueue a job for
+    /// the model that replaced it.
+    ModelUnavailable,
 }
 
 impl ErrorClass {
-    pub const ALL: [ErrorClass; 9] = [
+    pub const ALL: [ErrorClass; 10] = [
         ErrorClass::Invalid,
         ErrorClass::Auth,
         ErrorClass::Credits,
@@ -42,6 +47,7 @@ impl ErrorClass {
         ErrorClass::GenerationFailed,
         ErrorClass::UnknownOutcome,
         ErrorClass::BadResult,
+        ErrorClass::ModelUnavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +61,7 @@ impl ErrorClass {
             ErrorClass::GenerationFailed => "generation_failed",
             ErrorClass::UnknownOutcome => "unknown_outcome",
             ErrorClass::BadResult => "bad_result",
+            ErrorClass::ModelUnavailable => "model_unavailable",
         }
     }
 

@@ -88,7 +88,7 @@ mod tests {
 
     #[test]
     fn evolink_1080p_costs_five_thirds_of_720p_and_grows_with_duration() {
-        let (table, catalog) = (PriceTable::default(), Catalog::built_in());
+        let (table, catalog) = (PriceTable::default(), Catalog::built_in_as_once_sold());
         let price = |duration_s, quality| {
             table.estimate(
                 &spec("evolink", "sora-2-pro-preview", duration_s, quality),
@@ -112,7 +112,7 @@ mod tests {
                 usd_per_second: 0.05,
             }],
         };
-        let catalog = Catalog::built_in();
+        let catalog = Catalog::built_in_as_once_sold();
         assert_eq!(
             table.estimate(&spec("openai", "sora-2", 4, "standard"), catalog),
             Some(0.2)

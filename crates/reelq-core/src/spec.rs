@@ -250,7 +250,12 @@ impl JobRequest {
                 "model",
                 format!(
                     "unknown model {model:?} for provider {provider} (known: {})",
-                    join(catalog.models_of(provider).map(|r| &r.model))
+                    join(
+                        catalog
+                            .models_of(provider)
+                            .filter(|r| r.status.takes_jobs())
+                            .map(|r| &r.model)
+                    )
                 ),
             )
         })?;
@@ -581,15 +586,48 @@ mod tests {
     #[track_caller]
     fn check_err(json: &str, expect: &str) {
         let err = request(json)
-            .validate(Catalog::built_in(), NOW_MS)
+            .validate(Catalog::built_in_as_once_sold(), NOW_MS)
             .unwrap_err();
         assert_eq!(err.to_string(), expect);
     }
 
     #[test]
+    fn the_built_in_sora_rows_are_refused_naming_their_successors_and_unknown_models_list_live_ones()
+     {
+        let refused = |json: &str| {
+            request(json)
+                .validate(Catalog::built_in(), NOW_MS)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            refused(r#"{"provider":"openai","model":"sora-2","prompt":"p"}"#),
+            "model: model sora-2 of openai is retired since 2026-09-24"
+        );
+        assert_eq!(
+            refused(r#"{"provider":"kie","model":"sora-2-text-to-video","prompt":"p"}"#),
+            "model: model sora-2-text-to-video of kie is paused; use bytedance/seedance-2"
+        );
+        assert_eq!(
+            refused(r#"{"provider":"kie","model":"sora-3","prompt":"p"}"#),
+            r#"model: unknown model "sora-3" for provider kie (known: kling-3.0/video, bytedance/seedance-2, wan/2-6-text-to-video, hailuo/2-3-image-to-video-pro)"#
+        );
+        for rule in Catalog::built_in().models() {
+            if rule.model.starts_with("sora-") {
+                assert!(
+                    !rule.status.takes_jobs(),
+                    "{} of {}",
+                    rule.model,
+                    rule.provider
+                );
+            }
+        }
+    }
+
+    #[test]
     fn defaults_come_from_the_model_rule() {
         let spec = request(r#"{"provider":"kie","model":"sora-2-text-to-video","prompt":"a cat"}"#)
-            .validate(Catalog::built_in(), NOW_MS)
+            .validate(Catalog::built_in_as_once_sold(), NOW_MS)
             .unwrap();
         assert_eq!(spec.duration_s, 10);
         assert_eq!(spec.aspect, Aspect::Landscape);
@@ -605,7 +643,7 @@ mod tests {
         );
         check_err(
             r#"{"provider":"kie","model":"sora-3","prompt":"p"}"#,
-            r#"model: unknown model "sora-3" for provider kie (known: sora-2-text-to-video, sora-2-pro-text-to-video, sora-2-image-to-video, sora-2-pro-image-to-video)"#,
+            r#"model: unknown model "sora-3" for provider kie (known: kling-3.0/video, bytedance/seedance-2, wan/2-6-text-to-video, hailuo/2-3-image-to-video-pro, sora-2-text-to-video, sora-2-pro-text-to-video, sora-2-image-to-video, sora-2-pro-image-to-video)"#,
         );
         check_err(
             r#"{"provider":"kie","model":"sora-2-text-to-video"}"#,
@@ -651,7 +689,7 @@ mod tests {
             request(&format!(
                 r#"{{"provider":"kie","account":"{account}","model":"sora-2-text-to-video","prompt":"p"}}"#
             ))
-            .validate(Catalog::built_in(), NOW_MS)
+            .validate(Catalog::built_in_as_once_sold(), NOW_MS)
         };
         assert_eq!(
             with("kie_night").unwrap().account.unwrap().as_str(),
@@ -674,7 +712,7 @@ mod tests {
 
     #[test]
     fn options_are_those_the_row_declares_with_values_it_takes() {
-        let catalog = Catalog::built_in()
+        let catalog = Catalog::built_in_as_once_sold()
             .with_file(
                 r#"[[model]]
 provider = "evolink"
@@ -715,7 +753,7 @@ extra = { generate_audio = { type = "bool" }, style = { type = "choice", values 
         let built_in = request(
             r#"{"provider":"kie","model":"sora-2-text-to-video","prompt":"p","extra":{"seed":1}}"#,
         )
-        .validate(Catalog::built_in(), NOW_MS)
+        .validate(Catalog::built_in_as_once_sold(), NOW_MS)
         .unwrap_err();
         assert!(
             built_in.to_string().ends_with("(options: none)"),
@@ -730,7 +768,7 @@ extra = { generate_audio = { type = "bool" }, style = { type = "choice", values 
             r#"duration_s: 25 is not allowed for acedata model "sora-2" (allowed: 10, 15)"#,
         );
         request(r#"{"provider":"acedata","model":"sora-2-pro","prompt":"p","duration_s":25,"aspect":"portrait"}"#)
-            .validate(Catalog::built_in(), NOW_MS)
+            .validate(Catalog::built_in_as_once_sold(), NOW_MS)
             .unwrap();
         check_err(
             r#"{"provider":"evolink","model":"sora-2-preview","prompt":"p","duration_s":10}"#,
@@ -761,7 +799,7 @@ extra = { generate_audio = { type = "bool" }, style = { type = "choice", values 
             "image_urls: inline data: images are not accepted by this provider; give an http(s) URL",
         );
         request(r#"{"provider":"acedata","model":"sora-2","prompt":"p","image_urls":["data:image/webp;base64,AAAA","https://i/x?sig=1"]}"#)
-            .validate(Catalog::built_in(), NOW_MS)
+            .validate(Catalog::built_in_as_once_sold(), NOW_MS)
             .unwrap();
         check_err(
             r#"{"provider":"acedata","model":"sora-2","prompt":"p","image_urls":["data:image/gif;base64,AAAA"]}"#,
@@ -774,7 +812,7 @@ extra = { generate_audio = { type = "bool" }, style = { type = "choice", values 
         let spec = request(
             r#"{"provider":"acedata","model":"sora-2","prompt":"p","character_url":"https://v/c.mp4","character_start":1,"character_end":3}"#,
         )
-        .validate(Catalog::built_in(), NOW_MS)
+        .validate(Catalog::built_in_as_once_sold(), NOW_MS)
         .unwrap();
         assert_eq!(
             spec.character,
@@ -810,7 +848,7 @@ extra = { generate_audio = { type = "bool" }, style = { type = "choice", values 
             prompt: Some("w ".repeat(5001)),
             ..JobRequest::default()
         }
-        .validate(Catalog::built_in(), NOW_MS)
+        .validate(Catalog::built_in_as_once_sold(), NOW_MS)
         .unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -823,7 +861,7 @@ extra = { generate_audio = { type = "bool" }, style = { type = "choice", values 
             notify_url: Some(format!("https://n/{}", "x".repeat(2048))),
             ..JobRequest::default()
         }
-        .validate(Catalog::built_in(), NOW_MS)
+        .validate(Catalog::built_in_as_once_sold(), NOW_MS)
         .unwrap_err();
         assert_eq!(err.field, "notify_url");
     }
@@ -837,7 +875,7 @@ extra = { generate_audio = { type = "bool" }, style = { type = "choice", values 
             prompt: Some(prompt),
             ..JobRequest::default()
         }
-        .validate(Catalog::built_in(), NOW_MS)
+        .validate(Catalog::built_in_as_once_sold(), NOW_MS)
         .unwrap_err();
         assert_eq!(err.field, "prompt");
     }
@@ -859,7 +897,7 @@ extra = { generate_audio = { type = "bool" }, style = { type = "choice", values 
         let spec = request(
             r#"{"provider":"kie","model":"sora-2-text-to-video","prompt":"p","deadline":"2099-01-01T00:00:00Z"}"#,
         )
-        .validate(Catalog::built_in(), NOW_MS)
+        .validate(Catalog::built_in_as_once_sold(), NOW_MS)
         .unwrap();
         assert_eq!(spec.deadline_ms, Some(4_070_908_800_000));
     }
@@ -890,7 +928,7 @@ extra = { generate_audio = { type = "bool" }, style = { type = "choice", values 
                 deadline: Some(words),
                 ..JobRequest::default()
             };
-            if let Err(err) = request.validate(Catalog::built_in(), 1_780_000_000_000) {
+            if let Err(err) = request.validate(Catalog::built_in_as_once_sold(), 1_780_000_000_000) {
                 proptest::prop_assert!(!err.field.is_empty());
             }
         }

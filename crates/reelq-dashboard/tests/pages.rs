@@ -27,7 +27,7 @@ struct Fixture {
 fn request(prompt: &str) -> reelq_core::JobSpec {
     JobRequest {
         provider: Some("kie".into()),
-        model: Some("sora-2-text-to-video".into()),
+        model: Some("kling-3.0/video".into()),
         prompt: Some(prompt.into()),
         ..JobRequest::default()
     }
@@ -329,7 +329,7 @@ async fn every_page_shows_what_the_ledger_holds() {
         "the prompt and choices"
     );
     assert!(
-        job.contains("n_frames=&quot;10&quot;") || job.contains(r#"n_frames="10""#),
+        job.contains("mode=&quot;std&quot;") || job.contains(r#"mode="std""#),
         "the request fields"
     );
     assert_eq!(
@@ -350,7 +350,7 @@ async fn every_page_shows_what_the_ledger_holds() {
         batch.contains(r#"id="progress""#) && batch.contains("3 in progress, of 3"),
         "{batch}"
     );
-    assert!(batch.contains("Estimated $0.45 for its jobs"), "{batch}");
+    assert!(batch.contains("Estimated $1.05 for its jobs"), "{batch}");
     assert!(batch.contains("of a $10.00 budget"));
     let (status, csv) = f.get(&format!("/ui/batches/{}/report.csv", f.batch)).await;
     assert_eq!(status, StatusCode::OK);

@@ -115,11 +115,11 @@ mod tests {
     #[test]
     fn every_bad_line_is_reported_with_its_number() {
         let manifest = r#"# demo
-{"provider":"kie","model":"sora-2-text-to-video","prompt":"ok"}
-{"provider":"kie","model":"sora-2-text-to-video","prompt":"ok"
-{"provider":"kie","model":"sora-2-text-to-video"}
+{"provider":"kie","model":"kling-3.0/video","prompt":"ok"}
+{"provider":"kie","model":"kling-3.0/video","prompt":"ok"
+{"provider":"kie","model":"kling-3.0/video"}
 
-{"provider":"kie","model":"sora-2-text-to-video","prompt":"x","duration_s":25}
+{"provider":"kie","model":"kling-3.0/video","prompt":"x","duration_s":25}
 "#;
         let err = parse_manifest(manifest, Catalog::built_in(), NOW_MS).unwrap_err();
         let lines: Vec<usize> = err.problems.iter().map(|p| p.line).collect();
@@ -145,8 +145,8 @@ mod tests {
 
     #[test]
     fn good_lines_keep_their_order() {
-        let manifest = "{\"provider\":\"kie\",\"model\":\"sora-2-text-to-video\",\"prompt\":\"a\"}\n\
-                        {\"provider\":\"kie\",\"model\":\"sora-2-text-to-video\",\"prompt\":\"b\"}";
+        let manifest = "{\"provider\":\"kie\",\"model\":\"kling-3.0/video\",\"prompt\":\"a\"}\n\
+                        {\"provider\":\"kie\",\"model\":\"kling-3.0/video\",\"prompt\":\"b\"}";
         let prompts: Vec<String> = parse_manifest(manifest, Catalog::built_in(), NOW_MS)
             .unwrap()
             .into_iter()
@@ -177,9 +177,9 @@ mod tests {
             Just("model"),
         ];
         prop_oneof![
-            Just(r#"{"provider":"kie","model":"sora-2-text-to-video","prompt":"ok"}"#.to_owned()),
+            Just(r#"{"provider":"kie","model":"kling-3.0/video","prompt":"ok"}"#.to_owned()),
             (field, value).prop_map(|(field, value)| format!(
-                r#"{{"provider":"kie","model":"sora-2-text-to-video","prompt":"p","{field}":{value}}}"#
+                r#"{{"provider":"kie","model":"kling-3.0/video","prompt":"p","{field}":{value}}}"#
             )),
             "[ -~]{0,60}",
         ]
@@ -225,9 +225,15 @@ mod tests {
     }
 
     #[test]
-    fn the_demo_manifest_is_valid_against_the_built_in_catalog() {
+    fn the_demo_manifest_is_valid_against_the_catalog_the_demo_runs_with() {
         let demo = include_str!("../../../examples/demo-batch.jsonl");
-        let specs = parse_manifest(demo, Catalog::built_in(), NOW_MS).unwrap();
+        let catalog = Catalog::built_in()
+            .with_file(
+                include_str!("../../../examples/catalog/models.toml"),
+                "examples/catalog/models.toml",
+            )
+            .unwrap();
+        let specs = parse_manifest(demo, &catalog, NOW_MS).unwrap();
         assert_eq!(
             specs.len(),
             demo.lines().filter(|l| !l.trim().is_empty()).count()

@@ -28,6 +28,10 @@ pub enum ProviderError {
     Moderation(String),
     #[error("generation failed: {0}")]
     GenerationFailed(String),
+    /// The provider says it does not take this model now (paused or withdrawn): a refusal
+    /// before anything was created.
+    #[error("model not served: {0}")]
+    ModelUnavailable(String),
     #[error("outcome unknown, the task may exist: {0}")]
     UnknownOutcome(String),
     /// The provider's own server answered a create with HTTP 500 in its own error shape.
@@ -83,6 +87,7 @@ impl ProviderError {
             | ProviderError::LocalResource(_) => ErrorClass::Transient,
             ProviderError::Moderation(_) => ErrorClass::Moderation,
             ProviderError::GenerationFailed(_) => ErrorClass::GenerationFailed,
+            ProviderError::ModelUnavailable(_) => ErrorClass::ModelUnavailable,
             ProviderError::UnknownOutcome(_) | ProviderError::ServerError { .. } => {
                 ErrorClass::UnknownOutcome
             }

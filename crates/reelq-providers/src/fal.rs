@@ -20,23 +20,31 @@
 //! | 400, 404, 422 (`{"detail": ...}`)               | `Invalid`          |
 //! | 4xx naming moderation or content policy         | `Moderation`       |
 //! | 401                                             | `Auth`             |
-//! | 402, 403 naming the balance ("Exhausted balance") | `Credits`        |
+//! | 402; 403 `User is locked. Reason: ...` (every lock reason fal's REST API lists: balance exhausted, budget exceeded, no payment method, `TOP_UP`, an admin lock) | `Credits` (the key is good; the account is stopped: paused, for an operator) |
 //! | 403 otherwise                                   | `Auth`             |
 //! | 429 (honouring `Retry-After`)                   | `RateLimited`      |
 //! | 500 with fal's `{"detail"}` body                | query: `Transient`; create: `ServerError` (unknown outcome) |
 //! | query: other 5xx                                | `Transient`        |
 //! | create: no answer, reset, unreadable 2xx, 502, 503, 504, 500 without a body | `UnknownOutcome` |
-//! | a completed request whose result answers 4xx    | `GenerationFailed` (`Moderation` if it names it) |
+//! | a completed request whose status carries `error` (`error_type` beside it), or whose result answers anything but 2xx or 429 (fal: "the HTTP status code ... returned by the model": 4xx an invalid request, 5xx a model error) | `GenerationFailed` (`Moderation` if it names it) |
 //!
 //! A job of a low-priority batch is submitted with `X-Fal-Queue-Priority: low` (the queue
 //! page: `normal`, the default, or `low`, which waits behind every normal request of the
 //! endpoint).
 //!
-//! Cancel (fal's "Cancel a request" page): `PUT {base}/{app}/requests/{id}/cancel`, answered
-//! `CANCELLATION_REQUESTED` (queued requests are removed; running ones get a signal, and the
-//! model decides how to stop), `ALREADY_COMPLETED` or `NOT_FOUND`. **Assumed**: a cancelled
-//! request then completes without a result (its result answers an error), which is how a
-//! job asked to cancel ends `cancelled`.
+//! Cancel (fal's queue page and "Cancel a request"): `PUT {base}/{app}/requests/{id}/cancel`,
+//! answered 202 `CANCELLATION_REQUESTED` (queued requests are removed; running ones get a
+//! signal, and the model decides how to stop), 400 `ALREADY_COMPLETED` or 404 `NOT_FOUND`;
+//! the per-endpoint OpenAPI documents a 200 `{"success": bool}` instead, so any 2xx is a
+//! taken cancel. Either answer is final: the worker records it and does not ask again.
+//! **Assumed**: a cancelled request then completes without a result (its result answers an
+//! error), which is how a job asked to cancel ends `cancelled`.
+//!
+//! Read against fal's queue documentation, the official clients (fal-js
+//! `libs/client/src/types`, fal_client `client.py`, whose status reader needs `logs` and
+//! `queue_position`) and the lock reasons of fal's REST OpenAPI (`openapi-fal-rest`); the
+//! subset reelq uses is vendored in `tests/fixtures/specs/fal.openapi.json` and the
+//! simulator's answers are checked against it.
 //!
 //! Not used: listing requests (fal lists none): an `uncertain` submit waits for an operator
 //! or for its webhook.
@@ -52,8 +60,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::{
-    AccountCheck, AccountConfig, CallbackError, CallbackHint, Download, Provider, ProviderError,
-    Submission, TaskStatus,
+    AccountCheck, AccountConfig, CallbackError, CallbackHint, CancelAnswer, Download, Provider,
+    ProviderError, Submission, TaskStatus,
     http::{Answer, Api, Call, ErrorWords, KeyHeader, read_answer, task_failure},
     provider::{PROBE_TASK_ID, probed},
     request::request_fields,
@@ -81,6 +89,12 @@ struct Submitted {
 #[derive(Deserialize)]
 struct QueueStatus {
     status: String,
+    /// Set on a completed request that failed (fal_client's `Completed.error`), with
+    /// `error_type` (`request_timeout`, ...) beside it.
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    error_type: Option<String>,
 }
 
 /// A video model's result.
@@ -132,11 +146,18 @@ fn read<T: serde::de::DeserializeOwned>(answer: &Answer, call: Call) -> Result<T
         let words = detail.clone().unwrap_or_default();
         ErrorWords {
             own: detail.is_some(),
-            credits: answer.status.as_u16() == 403
-                && words.to_ascii_lowercase().contains("balance"),
+            credits: answer.status.as_u16() == 403 && names_a_lock(&words),
             words,
         }
     })
+}
+
+/// Whether a 403's words are fal's account lock (`User is locked. Reason: <reason>`, the
+/// reasons of its REST API's `LockReason`) or its older "Exhausted balance" answer: the key is
+/// good, the account cannot run anything until an operator acts.
+fn names_a_lock(words: &str) -> bool {
+    let words = words.to_ascii_lowercase();
+    words.starts_with("user is locked") || words.contains("balance")
 }
 
 /// The app a model id belongs to: its first two segments (`fal-ai/kling-video`).
@@ -189,6 +210,13 @@ impl Fal {
         let status: QueueStatus = read(&answer, Call::Query)?;
         match status.status.as_str() {
             "IN_QUEUE" | "IN_PROGRESS" => return Ok(TaskStatus::Running),
+            "COMPLETED" if status.error.is_some() => {
+                let kind = status.error_type.as_deref().unwrap_or("error");
+                let why = status.error.unwrap_or_default();
+                return Ok(TaskStatus::Failed(task_failure(format!(
+                    "fal request failed ({kind}): {why}"
+                ))));
+            }
             "COMPLETED" => {}
             other => {
                 return Err(ProviderError::transient(format!(
@@ -198,8 +226,9 @@ impl Fal {
         }
         let path = format!("/{app}/requests/{request_id}");
         let answer = self.api.send(self.api.get(&path), Call::Query).await?;
-        if answer.status.is_client_error() && answer.status.as_u16() != 429 {
-            // The request ended without a result: its error is the answer.
+        if !answer.status.is_success() && answer.status.as_u16() != 429 {
+            // The request completed without a result: the model's own error is the answer
+            // (4xx invalid input, 5xx a model error; fal's queue page).
             let why = detail(&answer.body).unwrap_or_else(|| answer.body.clone());
             return Ok(TaskStatus::Failed(task_failure(format!(
                 "fal request failed: {why}"
@@ -292,27 +321,29 @@ impl Provider for Fal {
         CallbackHint::new(webhook.request_id, false)
     }
 
-    /// `PUT {app}/requests/{id}/cancel`: `CANCELLATION_REQUESTED` (or `OK`) once fal takes
-    /// it; a request that already completed answers `ALREADY_COMPLETED` (refused here, so
-    /// the worker polls on and stores the video).
+    /// `PUT {app}/requests/{id}/cancel`: any 2xx is a taken cancel (the queue page's 202
+    /// `CANCELLATION_REQUESTED`, the per-endpoint OpenAPI's 200 `{"success": true}`); a 400
+    /// `ALREADY_COMPLETED` or a 404 `NOT_FOUND` leaves nothing to cancel (the worker polls
+    /// on and stores the video, if there is one).
     fn cancel<'a>(
         &'a self,
         spec: &'a JobSpec,
         task_id: &'a str,
-    ) -> BoxFuture<'a, Result<(), ProviderError>> {
+    ) -> BoxFuture<'a, Result<CancelAnswer, ProviderError>> {
         async move {
             let path = format!("/{}/requests/{task_id}/cancel", app_of(&spec.model));
             let answer = self.api.send(self.api.put(&path), Call::Query).await?;
-            let answered: QueueStatus = match answer.status.as_u16() {
-                // fal answers a refused cancel with the same status body, on a 400.
-                400 => serde_json::from_str(&answer.body).map_err(|_| {
-                    ProviderError::Invalid(format!("fal cancel refused: {}", answer.body))
-                })?,
-                _ => read(&answer, Call::Query)?,
-            };
-            match answered.status.as_str() {
-                "CANCELLATION_REQUESTED" | "OK" => Ok(()),
-                other => Err(ProviderError::Invalid(format!("fal cancel: {other}"))),
+            if answer.status.is_success() {
+                return Ok(CancelAnswer::Requested);
+            }
+            let word = serde_json::from_str::<QueueStatus>(&answer.body)
+                .map(|answered| answered.status)
+                .unwrap_or_default();
+            match (answer.status.as_u16(), word.as_str()) {
+                (400, "ALREADY_COMPLETED") | (404, "NOT_FOUND") => Ok(CancelAnswer::AlreadyEnded),
+                _ => read::<QueueStatus>(&answer, Call::Query).and(Err(ProviderError::Invalid(
+                    format!("fal cancel refused: {}", answer.body),
+                ))),
             }
         }
         .boxed()
@@ -349,7 +380,7 @@ mod tests {
     use std::time::Duration;
 
     use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
-    use reelq_core::Secret;
+    use reelq_core::{ErrorClass, Secret};
     use reqwest::header::HeaderValue;
 
     use super::*;
@@ -389,6 +420,34 @@ mod tests {
             headers.insert(name, HeaderValue::from_str(&value).unwrap());
         }
         headers
+    }
+
+    #[test]
+    fn every_account_lock_is_out_of_credits_and_another_403_a_refused_key() {
+        let class = |status: u16, detail: &str| {
+            let answer = Answer {
+                status: reqwest::StatusCode::from_u16(status).unwrap(),
+                retry_after: None,
+                body: serde_json::json!({ "detail": detail }).to_string(),
+            };
+            read::<Value>(&answer, Call::Create).unwrap_err().class()
+        };
+        // The reasons of fal's REST API (`LockReason`) and the short form fal also answers.
+        for reason in [
+            "Exhausted balance. Top up your balance at fal.ai/dashboard/billing",
+            "User budget is exceeded. Adjust it at fal.ai/dashboard/billing",
+            "Please add a payment method at fal.ai/dashboard/billing",
+            "TOP_UP.",
+        ] {
+            let detail = format!("User is locked. Reason: {reason}");
+            assert_eq!(class(403, &detail), ErrorClass::Credits, "{detail}");
+        }
+        assert_eq!(class(402, "Payment required"), ErrorClass::Credits);
+        assert_eq!(class(403, "Forbidden"), ErrorClass::Auth);
+        assert_eq!(
+            class(401, "No user found for Key ID and Secret"),
+            ErrorClass::Auth
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! | 455                 | `Transient`         | maintenance (kie's own words: a refusal)   |
 //! | 500, other 5xx in the envelope | `Transient` on a query; on a create `ServerError` (an unknown outcome) | kie's server failed, maybe after accepting the task |
 //! | 501                 | `GenerationFailed`  | the generation failed                      |
+//! | any code whose `msg` says "temporarily paused" | `ModelUnavailable` | kie's answer for a model family it stopped serving (every Sora model answers `500: This interface is temporarily paused` since 2026-06): a refusal before any task |
 //! | query: HTTP 5xx without an envelope | `Transient` | asked again                      |
 //! | create: no answer, reset, unparsable 2xx, HTTP 5xx without an envelope | `UnknownOutcome` | the task may exist |
 //!
@@ -268,6 +269,12 @@ fn error_for_code(
     call: Call,
 ) -> ProviderError {
     let message = format!("kie code {code}: {msg}");
+    if msg.to_ascii_lowercase().contains("temporarily paused") {
+        // kie's answer for a model family it stopped serving ("500: This interface is
+        // temporarily paused", every Sora model since 2026-06): a refusal, not a failure
+        // after accepting.
+        return ProviderError::ModelUnavailable(message);
+    }
     match code {
         401 => ProviderError::Auth(message),
         402 => ProviderError::Credits(message),
@@ -392,6 +399,17 @@ mod tests {
         check(500, ErrorClass::Transient);
         check(501, ErrorClass::GenerationFailed);
         check(505, ErrorClass::Invalid);
+        assert_eq!(
+            error_for_code(
+                500,
+                "This interface is temporarily paused".into(),
+                None,
+                Call::Create
+            )
+            .class(),
+            ErrorClass::ModelUnavailable,
+            "a paused model is refused, not an unknown outcome"
+        );
         // kie's server failing on a create may have accepted the task first.
         let create = error_for_code(500, "m".into(), None, Call::Create);
         assert_eq!(create.class(), ErrorClass::UnknownOutcome);

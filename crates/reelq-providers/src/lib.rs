@@ -26,8 +26,8 @@ pub use http::AccountConfig;
 pub use kie::{Kie, kie_signature};
 pub use openai::Openai;
 pub use provider::{
-    AccountCheck, ByteStream, CallbackError, CallbackHint, CallbackScope, Download, Provider,
-    ProviderTask, RecentTasks, Submission, TaskEcho, TaskStatus,
+    AccountCheck, ByteStream, CallbackError, CallbackHint, CallbackScope, CancelAnswer, Download,
+    Provider, ProviderTask, RecentTasks, Submission, TaskEcho, TaskStatus,
 };
 use reelq_core::ProviderKind;
 pub use replicate::Replicate;

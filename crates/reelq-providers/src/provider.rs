@@ -112,6 +112,15 @@ impl ProviderTask {
     }
 }
 
+/// A provider's answer to a cancel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelAnswer {
+    /// The provider took the request; the task's status tells when it has stopped.
+    Requested,
+    /// The task had already ended (or the provider no longer knows it): nothing to stop.
+    AlreadyEnded,
+}
+
 /// What a free probe of an account found: the key is accepted, and where the provider has
 /// an endpoint for it, what is left on the account and which models it offers.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -202,15 +211,17 @@ pub trait Provider: Send + Sync {
         task_id: &'a str,
     ) -> BoxFuture<'a, Result<TaskStatus, ProviderError>>;
 
-    /// Asks the provider to stop `task_id`'s generation. Ok means the provider took the
-    /// request, not that the generation has stopped: the task's status says when it has (it
-    /// ends without a video), and a generation already finished keeps its video. Contracts
-    /// without a cancel call ([`ProviderKind::cancels_generations`]) answer `Invalid`.
+    /// Asks the provider to stop `task_id`'s generation. An answer is final (the worker does
+    /// not ask again): the provider took the request (which is not that the generation has
+    /// stopped: the task's status says when it has, ending without a video), or there is
+    /// nothing left to cancel (a generation already finished keeps its video). An error is
+    /// no answer, asked again at the next poll. Contracts without a cancel call
+    /// ([`ProviderKind::cancels_generations`]) answer `Invalid`.
     fn cancel<'a>(
         &'a self,
         _spec: &'a JobSpec,
         _task_id: &'a str,
-    ) -> BoxFuture<'a, Result<(), ProviderError>> {
+    ) -> BoxFuture<'a, Result<CancelAnswer, ProviderError>> {
         let kind = self.kind();
         Box::pin(async move {
             Err(ProviderError::Invalid(format!(

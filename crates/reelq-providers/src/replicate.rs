@@ -52,8 +52,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::{
-    AccountCheck, AccountConfig, CallbackError, CallbackHint, Download, Provider, ProviderError,
-    ProviderTask, RecentTasks, Submission, TaskEcho, TaskStatus, WebhookKey,
+    AccountCheck, AccountConfig, CallbackError, CallbackHint, CancelAnswer, Download, Provider,
+    ProviderError, ProviderTask, RecentTasks, Submission, TaskEcho, TaskStatus, WebhookKey,
     http::{Answer, Api, Call, ErrorWords, read_answer, task_failure},
     request::{echo_of, request_fields},
 };
@@ -305,17 +305,22 @@ impl Provider for Replicate {
         async move { self.prediction(task_id).await?.into_status() }.boxed()
     }
 
-    /// `POST /v1/predictions/{id}/cancel`, answered with the prediction (`canceled`, or as it
-    /// was if it had already ended).
+    /// `POST /v1/predictions/{id}/cancel`, answered with the prediction: `canceled` (or still
+    /// `starting`/`processing`: the cancel is under way), or as it was if it had already
+    /// ended (`succeeded`, `failed`: nothing to cancel).
     fn cancel<'a>(
         &'a self,
         _spec: &'a JobSpec,
         task_id: &'a str,
-    ) -> BoxFuture<'a, Result<(), ProviderError>> {
+    ) -> BoxFuture<'a, Result<CancelAnswer, ProviderError>> {
         async move {
             let request = self.api.post(&format!("/v1/predictions/{task_id}/cancel"));
             let answer = self.api.send(request, Call::Query).await?;
-            read::<Prediction>(&answer, Call::Query).map(drop)
+            let prediction: Prediction = read(&answer, Call::Query)?;
+            Ok(match prediction.status.as_str() {
+                "succeeded" | "failed" => CancelAnswer::AlreadyEnded,
+                _ => CancelAnswer::Requested,
+            })
         }
         .boxed()
     }

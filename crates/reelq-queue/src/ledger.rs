@@ -6,7 +6,7 @@
 //!
 //! | key            | type   | content                                              | written by              |
 //! |----------------|--------|------------------------------------------------------|-------------------------|
-//! | `P job:{id}`   | hash   | state, fence, provider (the account its limits are kept under: the one it asked for, or its provider's name until a claim picks one of the provider's accounts), task_id, task_id_hint (from a callback during submit), cb_token_hash, notify_url, notify_event, notify_attempt, notify_state (pending, sent, gave_up), attempt, submits, submit_ms, polls, token (the claim's), reconcile_note, created_ms, updated_ms, deadline_ms, batch, owner, result_url, error_class, error, object_key, bytes, sha256, cancel_ms (an operator asked the provider to cancel), events (how many it has had) and e0..e31 (the last 32, `"<ms> <state> <detail>"` cut to 64 bytes); spec_n and s0.. (the spec JSON in pieces of at most 64 bytes); every value short, so Redis keeps it as a listpack | enqueue, claim, transition, operator, batch |
+//! | `P job:{id}`   | hash   | state, fence, provider (the account its limits are kept under: the one it asked for, or its provider's name until a claim picks one of the provider's accounts), task_id, task_id_hint (from a callback during submit), cb_token_hash, notify_url, notify_event, notify_attempt, notify_state (pending, sent, gave_up), attempt, submits, submit_ms, polls, token (the claim's), reconcile_note, created_ms, updated_ms, deadline_ms, batch, owner, result_url, error_class, error, object_key, bytes, sha256, cancel_ms (an operator asked the provider to cancel), cancel_answered (the provider answered that ask), events (how many it has had) and e0..e31 (the last 32, `"<ms> <state> <detail>"` cut to 64 bytes); spec_n and s0.. (the spec JSON in pieces of at most 64 bytes); every value short, so Redis keeps it as a listpack | enqueue, claim, transition, operator, batch |
 //! | `P due`        | zset   | job id -> unix ms when a worker must act next; while a worker holds the job, its lease expiry | enqueue, claim, transition, extend |
 //! | `P state:{s}`  | zset   | job id -> ms of its last state change, one set per state | every state change |
 //! | `P log:{id}`   | list   | ledger schema 2 only: the job's last 32 events (now in the record; `reelq migrate` folds it in) | releases before schema 3 |
@@ -187,6 +187,9 @@ pub struct Lease {
     pub low_priority: bool,
     /// A waiting job an operator asked to cancel: the poll asks the provider first.
     pub cancel_requested: bool,
+    /// The provider already answered that cancel (taken, or nothing left to cancel): the
+    /// poll does not ask again.
+    pub cancel_answered: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -38,11 +38,14 @@ pub enum Transition {
     /// limits took one) for `slot_hold` at most: the provider may be generating.
     Uncertain { error: String, slot_hold: Duration },
     /// The task is still running, or the poll failed transiently: poll again later.
+    /// `cancel_answered`: the provider answered the operator's cancel this step asked for
+    /// (taken, or nothing left to cancel), so later polls do not ask again.
     PollAgain {
         polls: u32,
         attempt: u32,
         delay: Duration,
         error: Option<String>,
+        cancel_answered: bool,
     },
     /// The download or upload failed transiently: fetch `result_url` again later.
     RetryFetch {
@@ -138,18 +141,23 @@ impl Transition {
                 attempt,
                 delay,
                 error,
+                cancel_answered,
             } => {
                 let mut fields = vec![
                     ("polls", polls.to_string()),
                     ("attempt", attempt.to_string()),
                 ];
-                let detail = match error {
-                    Some(error) => {
+                if cancel_answered {
+                    fields.push(("cancel_answered", "1".into()));
+                }
+                let detail = match (error, cancel_answered) {
+                    (Some(error), _) => {
                         let detail = format!("poll retry {attempt}: {error}");
                         fields.push(("error", error));
                         detail
                     }
-                    None => String::new(),
+                    (None, true) => "the provider answered the cancel".into(),
+                    (None, false) => String::new(),
                 };
                 Move {
                     rule: rule("poll_again"),

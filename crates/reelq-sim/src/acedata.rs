@@ -55,7 +55,7 @@ fn refusal(refusal: Refusal) -> Response {
     match refusal {
         Refusal::BadKey => error(StatusCode::UNAUTHORIZED, "invalid_token", "invalid token"),
         Refusal::AfterAccept(code) => gateway_failure(code),
-        Refusal::Invalid(message) => {
+        Refusal::Invalid(message) | Refusal::Withdrawn(message) => {
             error(StatusCode::BAD_REQUEST, "api_not_implemented", &message)
         }
         Refusal::Moderated => error(

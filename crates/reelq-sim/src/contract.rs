@@ -44,6 +44,9 @@ pub(crate) enum Refusal {
     /// The create was accepted (and billed), then something in front of the provider failed
     /// and answered this status with a page of its own, as a gateway or load balancer does.
     AfterAccept(u16),
+    /// The model is paused or retired at this provider (its catalog row says so): each
+    /// contract answers as it refuses a model it does not serve.
+    Withdrawn(String),
 }
 
 /// What a failing gateway answers: its status and an HTML page, not the provider's error.
@@ -190,11 +193,18 @@ pub(crate) fn model<'a>(
     model: Option<&str>,
 ) -> Result<&'a ModelRule, Refusal> {
     let model = model.ok_or_else(|| Refusal::Invalid("model is required".into()))?;
-    state
+    let rule = state
         .config
         .catalog
         .rule(provider, model)
-        .ok_or_else(|| Refusal::Invalid(format!("model {model} is not supported")))
+        .ok_or_else(|| Refusal::Invalid(format!("model {model} is not supported")))?;
+    match rule.status.takes_jobs() {
+        true => Ok(rule),
+        false => Err(Refusal::Withdrawn(format!(
+            "model {model} is {}",
+            rule.status
+        ))),
+    }
 }
 
 /// Fields a create may carry besides the ones its model's row writes.

@@ -44,7 +44,9 @@ fn refusal(refusal: Refusal) -> Response {
             "invalid api key",
         ),
         Refusal::AfterAccept(code) => gateway_failure(code),
-        Refusal::Invalid(message) => error(StatusCode::BAD_REQUEST, "invalid_parameters", &message),
+        Refusal::Invalid(message) | Refusal::Withdrawn(message) => {
+            error(StatusCode::BAD_REQUEST, "invalid_parameters", &message)
+        }
         Refusal::Moderated => error(
             StatusCode::BAD_REQUEST,
             "content_policy_violation",
@@ -154,6 +156,8 @@ pub(crate) fn task_body(record: &TaskRecord) -> Value {
         "created": record.created_s,
         "model": record.request["model"],
         "type": "video",
+        // The documented task holds `error: null` until it fails.
+        "error": null,
         "task_info": {
             "can_cancel": matches!(record.phase, Phase::Running),
             "estimated_time": 300,

@@ -10,19 +10,22 @@
 //! running request, whose result then answers an error. Moderation refuses during generation: the request
 //! completes and its result answers 422 `content_policy_violation`.
 
-use std::sync::{Arc, LazyLock};
+use std::{
+    collections::BTreeSet,
+    sync::{Arc, LazyLock},
+};
 
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{Path, RawQuery, State},
-    http::{HeaderMap, Method, StatusCode},
+    extract::{RawQuery, State},
+    http::{HeaderMap, Method, StatusCode, Uri},
     response::{IntoResponse, Response},
     routing::{any, get},
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use reelq_core::ProviderKind;
+use reelq_core::{Catalog, ProviderKind};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -47,10 +50,17 @@ static SIGNING_KEY: LazyLock<Ed25519KeyPair> =
 static FORGED_KEY: LazyLock<Ed25519KeyPair> =
     LazyLock::new(|| Ed25519KeyPair::from_seed_unchecked(&[9; 32]).expect("a 32-byte seed"));
 
-pub(crate) fn routes() -> Router<Arc<SimState>> {
-    Router::new()
-        .route("/.well-known/jwks.json", get(jwks))
-        .route("/fal-ai/{*rest}", any(queue))
+/// The JWKS, and the queue under every owner the catalog's fal models name (`fal-ai/...`,
+/// `bytedance/...`).
+pub(crate) fn routes(catalog: &Catalog) -> Router<Arc<SimState>> {
+    let owners: BTreeSet<&str> = catalog
+        .models_of(ProviderKind::Fal)
+        .filter_map(|rule| rule.model.split('/').next())
+        .collect();
+    owners.into_iter().fold(
+        Router::new().route("/.well-known/jwks.json", get(jwks)),
+        |router, owner| router.route(&format!("/{owner}/{{*rest}}"), any(queue)),
+    )
 }
 
 fn error(status: StatusCode, detail: Value) -> Response {
@@ -64,7 +74,7 @@ fn refusal(refusal: Refusal) -> Response {
             json!("No user found for Key ID and Secret"),
         ),
         Refusal::AfterAccept(code) => gateway_failure(code),
-        Refusal::Invalid(message) => error(
+        Refusal::Invalid(message) | Refusal::Withdrawn(message) => error(
             StatusCode::UNPROCESSABLE_ENTITY,
             json!([{ "loc": ["body"], "msg": message, "type": "value_error" }]),
         ),
@@ -93,16 +103,17 @@ async fn jwks() -> Json<Value> {
     Json(json!({ "keys": [{ "kty": "OKP", "crv": "Ed25519", "x": x, "kid": "sim-1" }] }))
 }
 
-/// Every queue route under `/fal-ai/`: a submit (POST to a model id), a status or a result.
+/// Every queue route under a model owner: a submit (POST to a model id), a status or a
+/// result.
 async fn queue(
     State(state): State<Arc<SimState>>,
     method: Method,
-    Path(rest): Path<String>,
+    uri: Uri,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let path = format!("fal-ai/{rest}");
+    let path = uri.path().trim_start_matches('/').to_owned();
     if method == Method::PUT {
         return cancel(&state, &path, &headers);
     }
@@ -111,15 +122,12 @@ async fn queue(
         let webhook = query.as_deref().and_then(webhook_url);
         return match submit(&state, &path, webhook, &headers, &body).await {
             Ok(id) => {
-                let base = format!("{}/{}/requests/{id}", state.base_url, app_of(&path));
-                Json(json!({
-                    "request_id": id,
-                    "gateway_request_id": id,
-                    "status_url": format!("{base}/status"),
-                    "response_url": base,
-                    "cancel_url": format!("{base}/cancel"),
-                }))
-                .into_response()
+                // The queue's status shape, as fal's per-endpoint OpenAPI answers a submit.
+                let mut answer = request_urls(&state.base_url, &path, &id);
+                answer["status"] = json!("IN_QUEUE");
+                answer["queue_position"] = json!(0);
+                answer["gateway_request_id"] = json!(id);
+                Json(answer).into_response()
             }
             Err(err) => refusal(err),
         };
@@ -141,7 +149,7 @@ async fn queue(
         return error(StatusCode::NOT_FOUND, json!("Request not found"));
     };
     match wants_status {
-        true => Json(status_body(&record)).into_response(),
+        true => status_answer(&state.base_url, &record),
         false => result(&record),
     }
 }
@@ -229,19 +237,63 @@ async fn submit(
     accept(state, request, id).await
 }
 
-fn status_body(record: &TaskRecord) -> Value {
-    let status = match record.phase {
-        Phase::Running => "IN_PROGRESS",
-        _ => "COMPLETED",
-    };
-    json!({ "status": status, "request_id": record.task_id })
+/// A request's ids and URLs, as every queue answer carries them.
+fn request_urls(base_url: &str, model: &str, request_id: &str) -> Value {
+    let base = format!("{base_url}/{}/requests/{request_id}", app_of(model));
+    json!({
+        "request_id": request_id,
+        "response_url": base,
+        "status_url": format!("{base}/status"),
+        "cancel_url": format!("{base}/cancel"),
+    })
 }
 
-/// What fetching a completed request's result answers.
+/// A request's status, in the shape fal's clients read (fal_client needs `logs` and, while
+/// queued, `queue_position`; fal-js needs `response_url`): 202 while it runs, 200 once
+/// completed, with `error` and `error_type` on a completed request that failed.
+fn status_answer(base_url: &str, record: &TaskRecord) -> Response {
+    let model = record.request["model"].as_str().unwrap_or_default();
+    let mut body = request_urls(base_url, model, &record.task_id);
+    body["logs"] = Value::Null;
+    body["metrics"] = json!({});
+    let status = match &record.phase {
+        Phase::Running => {
+            body["status"] = json!("IN_PROGRESS");
+            StatusCode::ACCEPTED
+        }
+        phase => {
+            body["status"] = json!("COMPLETED");
+            let failure = match phase {
+                Phase::Ended(Outcome::Moderated) => Some((
+                    "content_policy_violation",
+                    "The content was flagged by a content checker.",
+                )),
+                Phase::Ended(Outcome::Failed) => {
+                    Some(("generation_failed", "Video generation failed"))
+                }
+                _ => None,
+            };
+            if let Some((kind, message)) = failure {
+                body["error"] = json!(message);
+                body["error_type"] = json!(kind);
+            }
+            StatusCode::OK
+        }
+    };
+    (status, Json(body)).into_response()
+}
+
+/// What fetching a request's result answers: the model's own status (fal's queue page: 4xx
+/// an invalid request, 5xx a model error), or 400 while it has not completed.
 fn result(record: &TaskRecord) -> Response {
+    let status = match &record.phase {
+        Phase::Running => StatusCode::BAD_REQUEST,
+        Phase::Ended(Outcome::Failed) => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    };
     match result_body(record) {
         Ok(body) => Json(body).into_response(),
-        Err(detail) => error(StatusCode::UNPROCESSABLE_ENTITY, detail),
+        Err(detail) => error(status, detail),
     }
 }
 
@@ -274,6 +326,7 @@ pub(crate) fn webhook_body(record: &TaskRecord) -> Value {
             "gateway_request_id": record.task_id,
             "status": "OK",
             "payload": payload,
+            "error": null,
         }),
         Err(detail) => json!({
             "request_id": record.task_id,

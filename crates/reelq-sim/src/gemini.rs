@@ -54,7 +54,9 @@ fn refusal(refusal: Refusal) -> Response {
             "API key not valid. Please pass a valid API key.",
         ),
         Refusal::AfterAccept(code) => gateway_failure(code),
-        Refusal::Invalid(message) => error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", &message),
+        Refusal::Invalid(message) | Refusal::Withdrawn(message) => {
+            error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", &message)
+        }
         Refusal::Moderated => error(
             StatusCode::BAD_REQUEST,
             "INVALID_ARGUMENT",

@@ -63,6 +63,13 @@ fn refusal(refusal: Refusal) -> Response {
         ),
         // kie answers business errors with HTTP 200 and the real code in the envelope.
         Refusal::Invalid(msg) => envelope(StatusCode::OK, 422, &msg, Value::Null),
+        // kie's answer for every model of a family it stopped serving (Sora, since 2026-06).
+        Refusal::Withdrawn(_) => envelope(
+            StatusCode::OK,
+            500,
+            "This interface is temporarily paused",
+            Value::Null,
+        ),
         Refusal::Moderated => unreachable!("kie moderates during generation"),
         Refusal::AfterAccept(code) => gateway_failure(code),
         Refusal::Fault(429) => retry_in_a_second(envelope(
@@ -152,10 +159,13 @@ async fn record_info(
     };
     let finished = !matches!(record.phase, Phase::Running);
     let mut data = match record.phase {
-        Phase::Running => json!({ "state": "generating" }),
+        // The record documents `failCode` and `failMsg` as null until a task fails.
+        Phase::Running => json!({ "state": "generating", "failCode": null, "failMsg": null }),
         Phase::Done { result_url } => json!({
             "state": "success",
             "resultJson": json!({ "resultUrls": [result_url] }).to_string(),
+            "failCode": null,
+            "failMsg": null,
         }),
         Phase::Ended(outcome) => {
             let (fail_code, fail_msg) = failure(outcome);

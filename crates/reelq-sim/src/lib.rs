@@ -13,11 +13,13 @@ mod gemini;
 mod kie;
 mod openai;
 mod replicate;
+mod served;
 mod simulator;
 mod video;
 
 pub use contract::{FAILING_WORD, MODERATED_WORD};
 pub use fal::webhook_headers as fal_webhook_headers;
 pub use kie::SIMULATED_CREDITS;
+pub use served::served_catalog;
 pub use simulator::{CallbackMode, SimConfig, SimEvent, SimStats, Simulator};
 pub use video::{VideoShape, render_video};

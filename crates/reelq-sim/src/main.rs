@@ -4,7 +4,6 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::Parser;
-use reelq_core::Catalog;
 use reelq_sim::{SimConfig, Simulator};
 
 #[derive(Parser)]
@@ -57,9 +56,9 @@ async fn main() -> anyhow::Result<()> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            Catalog::built_in().with_file(&text, &path.display().to_string())?
+            reelq_sim::served_catalog().with_file(&text, &path.display().to_string())?
         }
-        None => Catalog::built_in().clone(),
+        None => reelq_sim::served_catalog().clone(),
     };
     let config = SimConfig {
         api_key: args.api_key,

@@ -48,6 +48,7 @@ async fn models(State(state): State<Arc<SimState>>, headers: HeaderMap) -> Respo
         .config
         .catalog
         .models_of(ProviderKind::Openai)
+        .filter(|rule| rule.status.takes_jobs())
         .map(|rule| json!({ "id": rule.model, "object": "model", "owned_by": "system" }))
         .collect();
     Json(json!({ "object": "list", "data": data })).into_response()
@@ -67,7 +68,7 @@ fn refusal(refusal: Refusal) -> Response {
             "invalid_request_error",
             "Incorrect API key provided",
         ),
-        Refusal::Invalid(message) => error(
+        Refusal::Invalid(message) | Refusal::Withdrawn(message) => error(
             StatusCode::BAD_REQUEST,
             "invalid_value",
             "invalid_request_error",
@@ -140,17 +141,28 @@ async fn create(
 }
 
 /// The video object, echoing the create's model, prompt, seconds and size as OpenAI's does
-/// (the defaults are the API's own: sora-2, 4 seconds, 720x1280).
+/// (the defaults were the API's own: sora-2, 4 seconds, 720x1280), with every field OpenAI's
+/// schema requires (`VideoResource`), `null` where it does not apply yet. `seconds` is a
+/// string in the answer whether the create sent it as one or as a number (gateways differ).
 pub(crate) fn video_body(record: &TaskRecord) -> Value {
     let request = &record.request;
+    let seconds = match &request["seconds"] {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        _ => "4".to_owned(),
+    };
     let mut video = json!({
         "id": record.task_id,
         "object": "video",
         "model": request["model"].as_str().unwrap_or("sora-2"),
         "prompt": request["prompt"],
         "created_at": record.created_s,
-        "seconds": request["seconds"].as_str().unwrap_or("4"),
+        "completed_at": null,
+        "expires_at": null,
+        "seconds": seconds,
         "size": request["size"].as_str().unwrap_or("720x1280"),
+        "remixed_from_video_id": null,
+        "error": null,
         "quality": "standard",
     });
     let (status, progress) = match &record.phase {

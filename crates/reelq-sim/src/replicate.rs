@@ -62,7 +62,7 @@ fn refusal(refusal: Refusal) -> Response {
             "You did not pass a valid authentication token",
         ),
         Refusal::AfterAccept(code) => gateway_failure(code),
-        Refusal::Invalid(message) => problem(
+        Refusal::Invalid(message) | Refusal::Withdrawn(message) => problem(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Input validation failed",
             &message,

@@ -48,9 +48,9 @@ pub struct SimConfig {
     pub result_url_ttl: Option<Duration>,
     /// Enforce evolink's callback URL rule (HTTPS, public host); off so loopback tests work.
     pub strict_callback_urls: bool,
-    /// The models each contract serves, and how their fields are written: the built-in
-    /// catalog, or it with an operator's rows (`--catalog`), so a model added there is served
-    /// here too.
+    /// The models each contract serves, and how their fields are written:
+    /// [`crate::served_catalog`], or it with an operator's rows (`--catalog`), so a model
+    /// added there is served here too.
     pub catalog: Catalog,
 }
 
@@ -67,7 +67,7 @@ impl SimConfig {
             webhook_secret: None,
             result_url_ttl: None,
             strict_callback_urls: false,
-            catalog: Catalog::built_in().clone(),
+            catalog: crate::served_catalog().clone(),
         }
     }
 }
@@ -593,7 +593,7 @@ fn app(state: Arc<SimState>) -> Router {
         .merge(crate::evolink::routes())
         .merge(crate::replicate::routes())
         .merge(crate::gemini::routes())
-        .merge(crate::fal::routes())
+        .merge(crate::fal::routes(&state.config.catalog))
         .merge(crate::openai::routes())
         .route("/files/{file}", get(crate::contract::result_file))
         .route("/sim/stats", get(stats))

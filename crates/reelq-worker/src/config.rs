@@ -62,7 +62,6 @@ fn evolink_callback_problem(base: &str) -> Option<&'static str> {
 /// names the file itself.
 const OTHER_COMMANDS_VARIABLES: &[&str] = &[
     "config",
-    "catalog",
     "api_token",
     "session_key",
     "prices",
@@ -215,6 +214,12 @@ pub struct WorkerConfig {
     /// only. Appended without fsync: it outlives the process, not the host.
     #[serde(default)]
     pub paid_creates_file: Option<std::path::PathBuf>,
+    /// An operator's models file over the built-in catalog (`REELQ_CATALOG`, as the `reelq`
+    /// CLI and `reelq serve` read it). Right before a submit, a job whose model's row says
+    /// `retired` or `paused` (marked after the job was queued) fails `model_unavailable`
+    /// instead of being sent.
+    #[serde(default)]
+    pub catalog: Option<std::path::PathBuf>,
     /// Completion webhooks to jobs' `notify_url`; not sent when absent.
     pub notify: Option<NotifyConfig>,
     /// Traces exported over OTLP; none when absent.
@@ -389,6 +394,19 @@ pub struct S3Config {
 }
 
 impl WorkerConfig {
+    /// The built-in catalog with the operator's `catalog` file over it.
+    pub fn catalog(&self) -> Result<reelq_core::Catalog, WorkerError> {
+        let built_in = reelq_core::Catalog::built_in();
+        let Some(path) = &self.catalog else {
+            return Ok(built_in.clone());
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|err| WorkerError::Config(format!("catalog {}: {err}", path.display())))?;
+        built_in
+            .with_file(&text, &path.display().to_string())
+            .map_err(|err| WorkerError::Config(format!("catalog {}: {err}", path.display())))
+    }
+
     /// Where archived history goes: `[history] url`, or the videos' store.
     pub fn history_store(&self) -> reelq_storage::StoreConfig {
         let mut store = self.store.to_storage();

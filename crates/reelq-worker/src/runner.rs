@@ -119,6 +119,7 @@ pub async fn run(
         .collect();
     ops::register_series(&account_names);
     let tracker = TaskTracker::new();
+    let models = Arc::new(config.catalog()?);
     let paid = Arc::new(match &config.paid_creates_file {
         Some(path) => PaidCreates::open(path).map_err(|err| {
             WorkerError::Config(format!("paid_creates_file {}: {err}", path.display()))
@@ -212,6 +213,7 @@ pub async fn run(
     tracker.spawn(guard.run(shutdown.clone()));
     let context = Arc::new(StepContext {
         paid,
+        models,
         ledger: ledger.clone(),
         store,
         accounts: accounts.clone(),

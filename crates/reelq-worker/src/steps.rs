@@ -6,7 +6,7 @@
 use std::{pin::pin, sync::Arc, time::Duration};
 
 use backon::{ExponentialBuilder, Retryable};
-use reelq_core::{ErrorClass, JobState};
+use reelq_core::{Catalog, ErrorClass, JobState, ProviderKind};
 use reelq_providers::{CallbackScope, Provider, ProviderError, Submission, TaskStatus};
 use reelq_queue::{Lease, Ledger, QueueError, Transition, TransitionOutcome};
 use reelq_storage::VideoStore;
@@ -47,6 +47,9 @@ pub(crate) struct StepContext {
     pub(crate) step_due: tokio::sync::Notify,
     /// The paid creates this worker made, to give back to a ledger that lost them.
     pub(crate) paid: Arc<crate::paid_creates::PaidCreates>,
+    /// The model catalog (built-in, with the operator's file over it): a job whose model
+    /// was retired or paused after it was queued is not submitted.
+    pub(crate) models: Arc<Catalog>,
 }
 
 /// How long a worker keeps trying to record a finished step while Redis is unreachable.
@@ -85,6 +88,10 @@ pub(crate) async fn run_step(context: &StepContext, mut lease: Lease) {
         };
         let mut callback_url = None;
         if lease.state == JobState::Queued {
+            if let Some(refusal) = context.model_unavailable(provider.kind(), &lease) {
+                record(context, &lease, refusal).await;
+                return;
+            }
             let (url, token_hash) = context.callback_url(&lease).unzip();
             callback_url = url;
             if !begin_submit(context, &lease, token_hash).await {
@@ -418,15 +425,20 @@ async fn poll(context: &StepContext, provider: &dyn Provider, lease: &Lease) -> 
             error: "waiting without a provider task id".into(),
         });
     };
-    if lease.cancel_requested && provider.kind().cancels_generations() {
-        // Asked at every poll until the task ends: the call is idempotent, and a lost answer
-        // costs nothing but the next poll's ask.
+    let mut answered = false;
+    if lease.cancel_requested && !lease.cancel_answered && provider.kind().cancels_generations() {
+        // Asked at each poll until the provider answers (the call is idempotent, and a lost
+        // answer costs nothing but the next poll's ask); its answer is recorded with the
+        // poll's move, and not asked for again.
         match provider.cancel(&lease.spec, task_id).await {
-            Ok(()) => info!(task_id, "cancel asked of the provider"),
-            Err(err) => info!(task_id, error = %err, "the provider did not take the cancel"),
+            Ok(answer) => {
+                info!(task_id, ?answer, "the provider answered the cancel");
+                answered = true;
+            }
+            Err(err) => info!(task_id, error = %err, "no answer to the cancel; asked again"),
         }
     }
-    let transition = match provider.query(&lease.spec, task_id).await {
+    let mut transition = match provider.query(&lease.spec, task_id).await {
         Ok(TaskStatus::Running) => {
             let polls = lease.polls + 1;
             let schedule = context.poll_schedule(lease);
@@ -436,6 +448,7 @@ async fn poll(context: &StepContext, provider: &dyn Provider, lease: &Lease) -> 
                 attempt: 0,
                 delay,
                 error: None,
+                cancel_answered: false,
             }
         }
         Ok(TaskStatus::Succeeded { result_url }) => return Polled::Ready { result_url },
@@ -458,6 +471,12 @@ async fn poll(context: &StepContext, provider: &dyn Provider, lease: &Lease) -> 
         }
         Err(err) => context.retry_or_fail(lease, err.into()),
     };
+    if let Transition::PollAgain {
+        cancel_answered, ..
+    } = &mut transition
+    {
+        *cancel_answered = answered;
+    }
     Polled::Move(transition)
 }
 
@@ -487,6 +506,7 @@ fn retry_same_step(lease: &Lease, attempt: u32, failure: StepFailure) -> Transit
             attempt,
             delay,
             error: Some(error),
+            cancel_answered: false,
         },
         _ => Transition::RetryFetch {
             result_url: lease.result_url.clone().unwrap_or_default(),
@@ -498,6 +518,22 @@ fn retry_same_step(lease: &Lease, attempt: u32, failure: StepFailure) -> Transit
 }
 
 impl StepContext {
+    /// A queued job's model that its catalog row no longer takes (retired or paused since
+    /// the job was queued) fails the job before anything is sent; a model the catalog does
+    /// not list is the provider's to judge.
+    fn model_unavailable(&self, contract: ProviderKind, lease: &Lease) -> Option<Transition> {
+        let rule = self.models.rule(contract, &lease.spec.model)?;
+        if rule.status.takes_jobs() {
+            return None;
+        }
+        let notice = rule.lifecycle_notice().unwrap_or_default();
+        warn!(model = %lease.spec.model, "{notice}: the job is not submitted");
+        Some(Transition::Failed {
+            class: ErrorClass::ModelUnavailable,
+            error: format!("model {notice}; nothing was sent"),
+        })
+    }
+
     /// A fresh callback URL for this submit, `{base}/callbacks/{account}/{job}/{token}`, and
     /// the token's hash for the ledger. The token itself is never stored or logged.
     /// None when callbacks are off, or the provider sends them to an account-level URL.

@@ -68,7 +68,7 @@ impl Api {
 }
 
 pub(super) fn job(prompt: &str) -> Value {
-    json!({ "provider": "kie", "model": "sora-2-text-to-video", "prompt": prompt })
+    json!({ "provider": "kie", "model": "kling-3.0/video", "prompt": prompt })
 }
 
 #[tokio::test]
@@ -138,7 +138,7 @@ async fn a_job_is_enqueued_and_read_back() {
     let job_id = body["job_ids"][0].as_str().unwrap().to_owned();
     let (status, record) = api.get(&format!("/v1/jobs/{job_id}")).await;
     assert_eq!((status, record["state"].as_str()), (200, Some("queued")));
-    assert_eq!(record["spec"]["duration_s"], 10);
+    assert_eq!(record["spec"]["duration_s"], 5);
     let (status, _) = api.get("/v1/jobs/01M8000000000000000000000X").await;
     assert_eq!(status, 404);
 }
@@ -151,12 +151,13 @@ async fn bad_bodies_are_refused_with_the_reason() {
         (status, body["code"].as_str()),
         (400, Some("malformed_json"))
     );
-    let bad = json!({ "provider": "kie", "model": "sora-2-text-to-video", "prompt": "p", "duration_s": 12 });
+    let bad =
+        json!({ "provider": "kie", "model": "kling-3.0/video", "prompt": "p", "duration_s": 25 });
     let (status, body) = api.post("/v1/jobs", bad.to_string(), None).await;
     assert_eq!((status, body["code"].as_str()), (400, Some("invalid_job")));
     assert_eq!(body["detail"]["field"], "duration_s");
     for wrong_type in [json!(-10), json!("8"), json!(1.5)] {
-        let bad = json!({ "provider": "kie", "model": "sora-2-text-to-video", "prompt": "p", "duration_s": wrong_type });
+        let bad = json!({ "provider": "kie", "model": "kling-3.0/video", "prompt": "p", "duration_s": wrong_type });
         let (status, body) = api.post("/v1/jobs", bad.to_string(), None).await;
         assert_eq!(
             (status, body["code"].as_str()),
@@ -374,7 +375,7 @@ async fn an_enqueue_no_replica_acknowledged_is_503_and_its_retry_lands_once() {
         ..LedgerConfig::new(primary.url(), "api")
     };
     let api = api_on(primary, config, reelq_core::Catalog::built_in().clone()).await;
-    let job = json!({"provider": "kie", "model": "sora-2-text-to-video", "prompt": "a gull"});
+    let job = json!({"provider": "kie", "model": "kling-3.0/video", "prompt": "a gull"});
 
     replica.stop();
     let (status, body) = api.post("/v1/jobs", job.to_string(), Some("k-1")).await;
@@ -526,7 +527,9 @@ source = "the provider's notice"
     let config = LedgerConfig::new(redis.url(), "api");
     let api = api_on(redis, config, catalog).await;
 
-    let (status, body) = api.post("/v1/jobs", job("a fox").to_string(), None).await;
+    let deprecated =
+        json!({ "provider": "kie", "model": "sora-2-text-to-video", "prompt": "a fox" });
+    let (status, body) = api.post("/v1/jobs", deprecated.to_string(), None).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(
         body["warnings"],
@@ -550,7 +553,7 @@ source = "the provider's notice"
 async fn an_oversized_body_is_refused_in_the_apis_one_error_shape() {
     let api = api().await;
     let huge = format!(
-        r#"{{"provider":"kie","model":"sora-2-text-to-video","prompt":"{}"}}"#,
+        r#"{{"provider":"kie","model":"kling-3.0/video","prompt":"{}"}}"#,
         "a".repeat(33 * 1024 * 1024)
     );
     for path in ["/v1/jobs", "/v1/batches"] {

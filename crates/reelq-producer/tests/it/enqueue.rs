@@ -7,7 +7,7 @@ use reelq_testkit::RedisServer;
 fn request(prompt: &str) -> JobRequest {
     JobRequest {
         provider: Some("kie".into()),
-        model: Some("sora-2-text-to-video".into()),
+        model: Some("kling-3.0/video".into()),
         prompt: Some(prompt.into()),
         ..JobRequest::default()
     }
@@ -26,7 +26,7 @@ async fn a_valid_job_is_queued_with_its_defaults() {
         .unwrap()
         .expect("job is in the ledger");
     assert_eq!(record.state, JobState::Queued);
-    assert_eq!((record.spec.duration_s, record.submits), (10, 0));
+    assert_eq!((record.spec.duration_s, record.submits), (5, 0));
 }
 
 #[tokio::test]
@@ -36,7 +36,7 @@ async fn an_invalid_job_is_refused_naming_the_field() {
         .await
         .unwrap();
     let bad = JobRequest {
-        duration_s: Some(12),
+        duration_s: Some(25),
         ..request("x")
     };
     let err = client.enqueue(bad).await.unwrap_err();
@@ -52,7 +52,7 @@ async fn a_manifest_with_a_bad_line_enqueues_nothing() {
     let client = Client::connect(&LedgerConfig::new(redis.url(), "t"))
         .await
         .unwrap();
-    let manifest = "{\"provider\":\"kie\",\"model\":\"sora-2-text-to-video\",\"prompt\":\"fine\"}\n\
+    let manifest = "{\"provider\":\"kie\",\"model\":\"kling-3.0/video\",\"prompt\":\"fine\"}\n\
                     {\"provider\":\"nope\",\"model\":\"m\",\"prompt\":\"p\"}\n";
     let err = client.enqueue_manifest(manifest).await.unwrap_err();
     let ProducerError::Manifest(manifest_err) = err else {
@@ -93,9 +93,9 @@ async fn stats_show_queue_depths_and_the_job_keeps_its_estimated_cost() {
     assert!(stats.states.contains(&(JobState::Queued, 2)), "{stats:?}");
     assert_eq!(stats.due_now, 2);
     assert_eq!(stats.stored_last_hour, 0);
-    // kie sora-2-text-to-video, 10 s at the built-in $0.015/s.
+    // kie kling-3.0/video, 5 s at the built-in $0.07/s.
     let record = client.status(job_id).await.unwrap().unwrap();
-    assert_eq!(record.spec.estimated_cost_usd, Some(0.15));
+    assert_eq!(record.spec.estimated_cost_usd, Some(0.35));
 }
 
 #[tokio::test]

@@ -91,7 +91,8 @@ struct ClaimReply {
 
 /// One job taken: `{id, state, fence, spec, task_id, attempt, result_url, polls, account,
 /// low, cancel}` (empty strings for none; `low` 1 for a queued job of a low-priority batch,
-/// `cancel` 1 for a waiting job an operator asked to cancel).
+/// `cancel` 1 for a waiting job an operator asked to cancel, 2 once its provider answered the
+/// ask).
 struct ClaimedRow {
     id: String,
     state: String,
@@ -104,6 +105,7 @@ struct ClaimedRow {
     account: String,
     low_priority: bool,
     cancel_requested: bool,
+    cancel_answered: bool,
 }
 
 impl FromRedisValue for ClaimReply {
@@ -163,7 +165,8 @@ impl FromRedisValue for ClaimedRow {
             polls,
             account,
             low_priority: low == 1,
-            cancel_requested: cancel == 1,
+            cancel_requested: cancel >= 1,
+            cancel_answered: cancel == 2,
         })
     }
 }
@@ -264,6 +267,7 @@ impl ClaimedRow {
                 result_url: non_empty(self.result_url),
                 low_priority: self.low_priority,
                 cancel_requested: self.cancel_requested,
+                cancel_answered: self.cancel_answered,
             }),
             Err(detail) => Err((self.id, self.fence, detail)),
         }

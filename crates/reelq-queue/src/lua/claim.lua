@@ -9,7 +9,8 @@
 --          as `uncertain`
 -- Returns {now_ms, next_due_ms or -1, {{id, state, fence, spec, task_id, attempt,
 --          result_url, polls, account, low (1 for a queued job of a low-priority batch),
---          cancel (1 for a waiting job an operator asked to cancel)}, ...},
+--          cancel (1 for a waiting job an operator asked to cancel, 2 once the provider
+--          answered that ask)}, ...},
 --          {"<account> rate|in_flight|daily_budget" per job held back}}.
 -- A job's `provider` field names the account its limits, pause and budgets are kept under.
 -- A queued job that asked only for a provider (the field holds the contract's name, e.g.
@@ -171,10 +172,10 @@ local function pick_account(contract)
 end
 
 -- What a claim reads of each record: `spec` only a record written before ledger schema 3
--- has; `spec_n` and the first pieces of the spec (`spec_fields`) come at 16 and after.
+-- has; `spec_n` and the first pieces of the spec (`spec_fields`) come at 17 and after.
 local RECORD_READ = { 'state', 'deadline_ms', 'spec', 'task_id', 'attempt', 'result_url', 'polls',
   'provider', 'task_id_hint', 'fence', 'batch', 'cost_micros', 'reserved', 'cancel_ms', 'events',
-  'spec_n' }
+  'cancel_answered', 'spec_n' }
 for i = 0, SPEC_READ - 1 do RECORD_READ[#RECORD_READ + 1] = 's' .. i end
 
 local due_low = prefix .. 'due_low'
@@ -259,10 +260,11 @@ local function take(queue, id)
       if queue == due_low then redis.call('ZREM', due_low, id) end
       redis.call('ZADD', due, now + lease_ms, id)
       local low = state == 'queued' and f[11] and flags_of(f[11]).low
-      local cancel = state == 'waiting' and f[14]
-      local spec = f[3] or joined_spec(job, f[16], { unpack(f, 17, 16 + SPEC_READ) })
+      local cancel = 0
+      if state == 'waiting' and f[14] then cancel = f[16] and 2 or 1 end
+      local spec = f[3] or joined_spec(job, f[17], { unpack(f, 18, 17 + SPEC_READ) })
       claimed[#claimed + 1] = { id, state, fence, spec, f[4] or '', tonumber(f[5] or '0'),
-        f[6] or '', tonumber(f[7] or '0'), provider, low and 1 or 0, cancel and 1 or 0 }
+        f[6] or '', tonumber(f[7] or '0'), provider, low and 1 or 0, cancel }
     end
   else
     redis.call('ZREM', queue, id)

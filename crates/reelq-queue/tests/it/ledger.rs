@@ -26,7 +26,7 @@ pub(crate) fn spec(prompt: &str) -> JobSpec {
     JobSpec {
         provider: ProviderKind::Kie,
         account: None,
-        model: "sora-2-text-to-video".into(),
+        model: "kling-3.0/video".into(),
         prompt: prompt.into(),
         duration_s: 10,
         aspect: Aspect::Landscape,
@@ -275,6 +275,7 @@ async fn a_stale_worker_cannot_move_a_job_taken_over_by_another() {
         attempt: 0,
         delay: LEASE,
         error: None,
+        cancel_answered: false,
     };
     let outcome = ledger.transition(&stale, poll_again(1)).await.unwrap();
     assert!(
@@ -843,6 +844,7 @@ async fn the_event_log_keeps_the_last_32_events() {
             attempt,
             delay: Duration::ZERO,
             error,
+            cancel_answered: false,
         };
         ledger.transition(&lease, again).await.unwrap();
     }

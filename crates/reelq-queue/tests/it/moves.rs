@@ -235,6 +235,7 @@ async fn walk_every_move(redis: &RedisServer, ledger: Ledger) {
         attempt: 1,
         delay: Duration::ZERO,
         error: Some("still running".into()),
+        cancel_answered: false,
     };
     walk.step(walk.lease(job).await, again, JobState::Waiting)
         .await;

@@ -13,13 +13,13 @@ async fn a_1000_job_batch_stops_at_its_budget_and_finishes_after_resume() {
         deployment.spawn_worker_process("w1"),
         deployment.spawn_worker_process("w2"),
     ];
-    // kie sora-2-text-to-video, 10 s: $0.15 each by the built-in prices; $90 pays for 600.
+    // kie kling-3.0/video, 5 s: $0.35 each by the built-in prices; $210 pays for 600.
     let specs = prompts("budget", 1000)
         .into_iter()
         .map(|prompt| {
             JobRequest {
                 provider: Some("kie".into()),
-                model: Some("sora-2-text-to-video".into()),
+                model: Some("kling-3.0/video".into()),
                 prompt: Some(prompt),
                 ..JobRequest::default()
             }
@@ -29,7 +29,7 @@ async fn a_1000_job_batch_stops_at_its_budget_and_finishes_after_resume() {
         .collect();
     let options = BatchOptions {
         name: Some("overnight".into()),
-        budget_micros: Some(usd_to_micros(90.0)),
+        budget_micros: Some(usd_to_micros(210.0)),
         ..BatchOptions::default()
     };
     let receipt = deployment
@@ -55,11 +55,11 @@ async fn a_1000_job_batch_stops_at_its_budget_and_finishes_after_resume() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(info.reserved_micros, usd_to_micros(90.0));
+    assert_eq!(info.reserved_micros, usd_to_micros(210.0));
 
     let resumed = deployment
         .client
-        .resume_batch(receipt.batch_id, Some(150.0))
+        .resume_batch(receipt.batch_id, Some(350.0))
         .await
         .unwrap();
     assert_eq!(resumed, Some(400));

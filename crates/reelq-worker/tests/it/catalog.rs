@@ -10,8 +10,6 @@ use reelq_e2e::{Deployment, RedisSetup};
 use reelq_producer::ProducerError;
 use serde_json::{Map, Value};
 
-const EXAMPLE: &str = include_str!("../../../../examples/catalog/models.toml");
-
 /// A value each kind of declared option takes.
 fn option_value(rule: &reelq_core::ExtraRule) -> Value {
     match rule {
@@ -25,9 +23,8 @@ fn option_value(rule: &reelq_core::ExtraRule) -> Value {
 
 #[tokio::test]
 async fn every_model_of_the_catalogs_is_validated_priced_submitted_and_stored() {
-    let catalog = Catalog::built_in()
-        .with_file(EXAMPLE, "examples/catalog/models.toml")
-        .expect("the example catalog reads");
+    // The built-in rows, the example file's and the tests' Gemini-shaped gateway row.
+    let catalog = reelq_e2e::test_catalog();
     let deployment = Deployment::start_serving(
         env!("CARGO_BIN_EXE_reelq-worker"),
         Duration::from_millis(100),
@@ -36,22 +33,26 @@ async fn every_model_of_the_catalogs_is_validated_priced_submitted_and_stored() 
     )
     .await;
     let _worker = deployment.spawn_worker_process("w");
-    let rows: Vec<_> = catalog.models().iter().collect();
-    for provider in [
-        ProviderKind::Kie,
-        ProviderKind::Acedata,
-        ProviderKind::Evolink,
-    ] {
+    // Retired and paused rows are refused at enqueue (tested in reelq-core): every other
+    // row goes through.
+    let rows: Vec<_> = catalog
+        .models()
+        .iter()
+        .filter(|rule| rule.status.takes_jobs())
+        .collect();
+    for provider in [ProviderKind::Acedata, ProviderKind::Evolink] {
         let added = rows
             .iter()
-            .filter(|rule| rule.provider == provider && rule.origin != "built-in")
+            .filter(|rule| {
+                rule.provider == provider && rule.origin == "examples/catalog/models.toml"
+            })
             .count();
         assert!(added >= 2, "{provider}: {added} example rows");
     }
     for provider in ProviderKind::ALL {
         assert!(
             rows.iter().any(|rule| rule.provider == provider),
-            "{provider} has a model"
+            "{provider} has a live model"
         );
     }
 
@@ -83,8 +84,8 @@ async fn every_model_of_the_catalogs_is_validated_priced_submitted_and_stored() 
     }
     // An option out of its declared range is refused at enqueue, naming it.
     let kling = JobRequest {
-        provider: Some("kie".into()),
-        model: Some("kling/v2-1-master-text-to-video".into()),
+        provider: Some("acedata".into()),
+        model: Some("kling-v3".into()),
         prompt: Some("p".into()),
         extra: Some(Map::from_iter([("cfg_scale".into(), Value::from(2))])),
         ..JobRequest::default()
@@ -134,4 +135,88 @@ async fn every_model_of_the_catalogs_is_validated_priced_submitted_and_stored() 
             rule.model
         );
     }
+}
+
+#[tokio::test]
+async fn a_job_whose_model_was_retired_after_it_was_queued_fails_model_unavailable_unsent() {
+    let mut deployment = Deployment::start(
+        env!("CARGO_BIN_EXE_reelq-worker"),
+        Duration::from_millis(50),
+    )
+    .await;
+    let provider = deployment.provider;
+    let mut live = Catalog::built_in()
+        .models_of(provider)
+        .filter(|rule| rule.status.takes_jobs() && !matches!(rule.images, ImageRule::Exactly(_)));
+    let (retiring, staying) = (live.next().unwrap().clone(), live.next().unwrap().clone());
+    let enqueue = |rule: &reelq_core::ModelRule, n: usize| {
+        let requests: Vec<_> = (0..n)
+            .map(|i| JobRequest {
+                provider: Some(provider.to_string()),
+                model: Some(rule.model.clone()),
+                prompt: Some(format!("{} scene {i}", rule.model)),
+                ..JobRequest::default()
+            })
+            .collect();
+        let client = deployment.client.clone();
+        async move {
+            let mut ids = Vec::new();
+            for request in requests {
+                ids.push(client.enqueue(request).await.expect("enqueues"));
+            }
+            ids
+        }
+    };
+    let retired_ids = enqueue(&retiring, 3).await;
+    let live_ids = enqueue(&staying, 3).await;
+
+    // The operator's file, read by the worker that starts now, retires the first model.
+    let prices: Vec<String> = retiring
+        .price
+        .iter()
+        .map(|(quality, usd)| format!("{quality} = {usd}"))
+        .collect();
+    let qualities: Vec<String> = retiring
+        .qualities
+        .iter()
+        .map(|q| format!("\"{q}\""))
+        .collect();
+    let row = format!(
+        "[[model]]\nprovider = \"{provider}\"\nmodel = \"{}\"\ndurations = {:?}\n\
+         qualities = [{}]\nprice = {{ {} }}\nstatus = \"retired\"\n\
+         status_since = \"2026-12-01\"\nreplaced_by = \"{}\"\nsource = \"a test\"\n",
+        retiring.model,
+        retiring.durations,
+        qualities.join(", "),
+        prices.join(", "),
+        staying.model,
+    );
+    let file = deployment.dir.path().join("retired.toml");
+    std::fs::write(&file, row).unwrap();
+    deployment.settings = format!("catalog = {:?}", file.display().to_string());
+    let _worker = deployment.spawn_worker_task("w", reelq_e2e::API_KEY, None);
+
+    let retired = deployment.settled(&retired_ids).await;
+    for record in &retired {
+        assert_eq!(record.state, reelq_core::JobState::Failed, "{record:?}");
+        assert_eq!(
+            record.error_class,
+            Some(reelq_core::ErrorClass::ModelUnavailable)
+        );
+        let error = record.error.as_deref().unwrap_or_default();
+        assert!(
+            error.contains(&format!(
+                "is retired since 2026-12-01; use {}",
+                staying.model
+            )),
+            "{error}"
+        );
+    }
+    let stored = deployment.settled(&live_ids).await;
+    deployment.assert_stored_once(&stored);
+    assert_eq!(
+        deployment.sim.stats().creates,
+        live_ids.len() as u64,
+        "only the live model's jobs reached the provider"
+    );
 }

@@ -168,7 +168,7 @@ async fn a_job_hears_only_of_the_endings_it_asked_for() {
     let (deployment, _worker) = notifying().await;
     let enqueue = |prompt: &str, events: &[&str]| reelq_core::JobRequest {
         provider: Some("kie".into()),
-        model: Some("sora-2-text-to-video".into()),
+        model: Some("kling-3.0/video".into()),
         prompt: Some(prompt.into()),
         notify_url: Some(receiver.url.clone()),
         notify_events: Some(events.iter().map(|e| (*e).to_owned()).collect()),

@@ -209,7 +209,8 @@ mod gemini {
                 record.object_key.as_deref().unwrap(),
             );
             let task_id = record.task_id.as_deref().unwrap();
-            assert!(task_id.starts_with("models/veo-3.0-generate-001/operations/"));
+            let operations = format!("models/{}/operations/", deployment.model());
+            assert!(task_id.starts_with(&operations), "{task_id}");
             assert!(
                 stored == deployment.sim.video(task_id).unwrap(),
                 "the served video"

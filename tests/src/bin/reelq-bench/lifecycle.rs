@@ -151,7 +151,7 @@ async fn reelq_round(
             .map(|i| {
                 reelq_core::JobRequest {
                     provider: Some("kie".into()),
-                    model: Some("sora-2-text-to-video".into()),
+                    model: Some("kling-3.0/video".into()),
                     prompt: Some(format!("bench video {i}")),
                     ..Default::default()
                 }

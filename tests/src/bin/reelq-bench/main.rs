@@ -503,7 +503,7 @@ async fn large_batch(reelq_bin: PathBuf, jobs: usize, out: PathBuf) -> anyhow::R
     let lines: String = (0..jobs)
         .map(|i| {
             format!(
-                "{{\"provider\":\"kie\",\"model\":\"sora-2-text-to-video\",\"prompt\":\"frame {i} of a large overnight batch\"}}\n"
+                "{{\"provider\":\"kie\",\"model\":\"kling-3.0/video\",\"prompt\":\"frame {i} of a large overnight batch\"}}\n"
             )
         })
         .collect();
@@ -527,7 +527,7 @@ async fn large_batch(reelq_bin: PathBuf, jobs: usize, out: PathBuf) -> anyhow::R
             while !stop.is_cancelled() {
                 let request = reelq_core::JobRequest {
                     provider: Some("kie".into()),
-                    model: Some("sora-2-text-to-video".into()),
+                    model: Some("kling-3.0/video".into()),
                     prompt: Some("an interactive job".into()),
                     ..Default::default()
                 };
@@ -834,7 +834,7 @@ async fn queue_overhead(worker_bin: PathBuf, runs: QueueRuns, out: PathBuf) -> a
         .await?;
     let request = |prompt: String| reelq_core::JobRequest {
         provider: Some("kie".into()),
-        model: Some("sora-2-text-to-video".into()),
+        model: Some("kling-3.0/video".into()),
         prompt: Some(prompt),
         ..Default::default()
     };
