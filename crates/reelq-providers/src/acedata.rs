@@ -6,14 +6,20 @@
 //!
 //! Read from: docs.acedata.cloud/api-reference/sora/sora-videos (fields, values, the held
 //! create), docs.acedata.cloud/api-reference/veo/veo-videos and the Kling Videos document
-//! (the per-family paths and `action`).
+//! (the per-family paths and `action`), and AceData's published OpenAPI documents
+//! (AceDataCloud/Docs `openapi/{sora,kling}.json`, vendored in
+//! `tests/conformance/specs/acedata.openapi.json`): a Kling result is flat (`state:
+//! "succeed"`, `video_url` at the top) where Sora's and Veo's list `data[]` (`state:
+//! "succeeded"`); a task record is `{id, created_at, request, response, finished_at, ...}`,
+//! and a task AceData does not have is `{}`, read as "not yet" (asked again, up to the paid
+//! attempts) rather than as a running task.
 //!
 //! | answer                                            | class              |
 //! |---------------------------------------------------|--------------------|
 //! | 400 `token_mismatched`, `api_not_implemented`     | `Invalid`          |
 //! | 400 whose code or message names moderation        | `Moderation`       |
 //! | 401 `invalid_token`                               | `Auth`             |
-//! | 402 (credits; undocumented, assumed)              | `Credits`          |
+//! | 403 `used_up` ("Your balance is not sufficient"; the official SDK's `InsufficientBalanceError`); 402 | `Credits` |
 //! | 404                                               | `Invalid`          |
 //! | 429 `too_many_requests`                           | `RateLimited`      |
 //! | 500 `api_error` (the provider's own error body)   | query: `Transient`; create: `ServerError` (unknown outcome) |
@@ -45,8 +51,10 @@ use crate::{
 /// video is done, "1-2 minutes" by its document, so well past the account's usual timeout.
 const HELD_CREATE_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// The model family of the built-in rows: `/sora/videos`, `/sora/tasks`.
-const DEFAULT_FAMILY: &str = "sora";
+/// The family of a row that names none (the contract's default names `veo`), and the one
+/// the account probe asks: AceData's Kling document is the one that documents the tasks
+/// endpoint's answers, a missing task's included.
+const DEFAULT_FAMILY: &str = "kling";
 
 /// The API family a job's model is served under (`/{family}/videos`, `/{family}/tasks`).
 fn family(spec: &JobSpec) -> String {
@@ -67,7 +75,8 @@ struct Created {
     task_id: Option<String>,
 }
 
-/// The result shape: the answer to a finished task, and the callback body.
+/// The result shape: the answer to a finished task, and the callback body. Sora and Veo
+/// list their videos in `data`; Kling answers flat, its one video's fields at the top.
 #[derive(Deserialize)]
 struct TaskResult {
     #[serde(default, deserialize_with = "null_as_default")]
@@ -75,11 +84,26 @@ struct TaskResult {
     task_id: String,
     #[serde(default, deserialize_with = "null_as_default")]
     data: Vec<Video>,
+    #[serde(flatten)]
+    flat: Video,
     #[serde(default)]
     error: Option<ErrorDetail>,
 }
 
-#[derive(Deserialize)]
+impl TaskResult {
+    /// The video the result is about: the first listed, or the flat one.
+    fn video(self) -> (Video, bool, Option<ErrorDetail>) {
+        let video = self.data.into_iter().next().unwrap_or(self.flat);
+        (video, self.success, self.error)
+    }
+}
+
+/// Whether a task state says the video is ready (`succeeded`; Kling's `succeed`).
+fn succeeded(state: Option<&str>) -> bool {
+    matches!(state, Some("succeeded" | "succeed"))
+}
+
+#[derive(Deserialize, Default)]
 struct Video {
     #[serde(default)]
     video_url: Option<String>,
@@ -87,9 +111,12 @@ struct Video {
     state: Option<String>,
 }
 
-/// What `/sora/tasks` retrieves: the task, with its `response` once finished.
+/// What `/{family}/tasks` retrieves: the task record, with its `response` once finished;
+/// `{}` for a task AceData does not have.
 #[derive(Deserialize)]
 struct Retrieved {
+    #[serde(default)]
+    id: Option<String>,
     #[serde(default)]
     response: Option<TaskResult>,
 }
@@ -125,7 +152,12 @@ impl Acedata {
         })
     }
 
-    async fn retrieve(&self, family: &str, task_id: &str) -> Result<TaskStatus, ProviderError> {
+    /// The task's status, or `None` for a task AceData does not have (`{}`).
+    async fn retrieve(
+        &self,
+        family: &str,
+        task_id: &str,
+    ) -> Result<Option<TaskStatus>, ProviderError> {
         let request = self
             .api
             .post(&format!("/{family}/tasks"))
@@ -133,27 +165,29 @@ impl Acedata {
             .json(&json!({ "id": task_id, "action": "retrieve" }));
         let answer = self.api.send(request, Call::Query).await?;
         let retrieved: Retrieved = read_json(ProviderKind::Acedata, &answer, Call::Query)?;
-        // A task with no response yet is still running (docs/providers.md's choice).
-        let Some(result) = retrieved.response else {
-            return Ok(TaskStatus::Running);
+        // A record with no response yet is a task still running (docs/providers.md's choice).
+        let result = match (retrieved.id, retrieved.response) {
+            (None, None) => return Ok(None),
+            (_, None) => return Ok(Some(TaskStatus::Running)),
+            (_, Some(result)) => result,
         };
-        let video = result.data.into_iter().next();
-        let state = video.as_ref().and_then(|v| v.state.as_deref());
-        match (result.success, state) {
-            (true, Some("succeeded")) => match video.and_then(|v| v.video_url) {
-                Some(result_url) => Ok(TaskStatus::Succeeded { result_url }),
-                None => Err(ProviderError::transient(
-                    "acedata succeeded without a video_url",
-                )),
+        let (video, success, error) = result.video();
+        let state = video.state.as_deref();
+        Ok(Some(match (success, state) {
+            (true, state) if succeeded(state) => match video.video_url {
+                Some(result_url) => TaskStatus::Succeeded { result_url },
+                None => {
+                    return Err(ProviderError::transient(
+                        "acedata succeeded without a video_url",
+                    ));
+                }
             },
             (false, _) | (_, Some("failed")) => {
-                let why = result.error.map(|e| e.describe()).unwrap_or_default();
-                Ok(TaskStatus::Failed(task_failure(format!(
-                    "acedata task failed {why}"
-                ))))
+                let why = error.map(|e| e.describe()).unwrap_or_default();
+                TaskStatus::Failed(task_failure(format!("acedata task failed {why}")))
             }
-            _ => Ok(TaskStatus::Running),
-        }
+            _ => TaskStatus::Running,
+        }))
     }
 }
 
@@ -200,10 +234,12 @@ impl Provider for Acedata {
     ) -> Result<CallbackHint, CallbackError> {
         let result: TaskResult = serde_json::from_slice(body)
             .map_err(|err| CallbackError::Malformed(err.to_string()))?;
-        let state = result.data.first().and_then(|video| video.state.as_deref());
+        let task_id = result.task_id.clone();
+        let (video, success, _) = result.video();
+        let state = video.state.as_deref();
         CallbackHint::new(
-            result.task_id,
-            result.success && !matches!(state, Some("succeeded" | "failed")),
+            task_id,
+            success && !(succeeded(state) || state == Some("failed")),
         )
     }
 
@@ -212,13 +248,24 @@ impl Provider for Acedata {
         spec: &'a JobSpec,
         task_id: &'a str,
     ) -> BoxFuture<'a, Result<TaskStatus, ProviderError>> {
-        async move { self.retrieve(&family(spec), task_id).await }.boxed()
+        async move {
+            self.retrieve(&family(spec), task_id).await?.ok_or_else(|| {
+                // Asked again, up to the paid attempts: a task just created may not show yet.
+                ProviderError::transient(format!("acedata has no task {task_id} (yet)"))
+            })
+        }
+        .boxed()
     }
 
     /// AceData documents no balance endpoint: a retrieve of a task no account has shows
     /// whether the key is accepted.
     fn check_account(&self) -> BoxFuture<'_, Result<AccountCheck, ProviderError>> {
-        async move { probed(self.retrieve(DEFAULT_FAMILY, PROBE_TASK_ID).await) }.boxed()
+        async move {
+            let answer = self.retrieve(DEFAULT_FAMILY, PROBE_TASK_ID).await;
+            // "No such task" is what an accepted key is told.
+            probed(answer.map(|status| status.unwrap_or(TaskStatus::Running)))
+        }
+        .boxed()
     }
 
     fn download<'a>(

@@ -306,7 +306,10 @@ pub(crate) fn read_json<T: DeserializeOwned>(
             .unwrap_or_default();
         let own = detail.code.is_some() || detail.message.is_some();
         let described = detail.describe();
-        let credits = described.starts_with("insufficient_quota");
+        // OpenAI's `insufficient_quota` (a 429), AceData's `used_up` (a 403: "Your balance
+        // is not sufficient"; its official SDK's InsufficientBalanceError).
+        let credits =
+            described.starts_with("insufficient_quota") || described.starts_with("used_up");
         ErrorWords {
             own,
             credits,

@@ -20,6 +20,7 @@ use crate::{
     contract::{
         CreateRequest, Outcome, Phase, Refusal, accept, create_request, gateway_failure, model,
         prompt, query_allowed, random_hex, read_fields, retry_in_a_second, take_callback_url,
+        unix_ms,
     },
     simulator::SimState,
 };
@@ -63,11 +64,11 @@ fn refusal(refusal: Refusal) -> Response {
             "content_policy_violation",
             "the prompt violates the content policy",
         ),
-        // AceData documents no credits code; the simulator answers 402 (reelq's assumption).
+        // AceData's published documents: 403 `used_up`.
         Refusal::Fault(402) => error(
-            StatusCode::PAYMENT_REQUIRED,
-            "insufficient_balance",
-            "balance used up",
+            StatusCode::FORBIDDEN,
+            "used_up",
+            "Your balance is not sufficient for current request, please buy more in Ace Data Cloud.",
         ),
         Refusal::Fault(429) => retry_in_a_second(error(
             StatusCode::TOO_MANY_REQUESTS,
@@ -103,7 +104,8 @@ async fn create_video(
                     tokio::time::sleep(step).await;
                 }
                 Some((_, phase)) => {
-                    break Json(result_body(&task_id, &phase).unwrap_or_default()).into_response();
+                    let result = result_body(&task_id, &phase, &family);
+                    break Json(result.unwrap_or_default()).into_response();
                 }
                 None => break refusal(Refusal::Invalid("the task vanished".into())),
             }
@@ -162,11 +164,35 @@ fn uuid_like() -> String {
     )
 }
 
-/// The result shape, for a retrieved task's `response` and for the callback.
-pub(crate) fn result_body(task_id: &str, phase: &Phase) -> Option<Value> {
+/// The family a task's model is served under (`veo`, `kling`, `sora`).
+pub(crate) fn family_of(state: &SimState, task_id: &str) -> String {
+    let model = state
+        .task_record(task_id)
+        .and_then(|record| record.request["model"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    state
+        .config
+        .catalog
+        .rule(ProviderKind::Acedata, &model)
+        .and_then(|rule| rule.request.family.clone())
+        .unwrap_or_default()
+}
+
+/// The result shape, for a retrieved task's `response` and for the callback: Kling's is
+/// flat (`state: "succeed"`, the video's fields at the top), Sora's and Veo's list `data`.
+pub(crate) fn result_body(task_id: &str, phase: &Phase, family: &str) -> Option<Value> {
     let trace_id = random_hex();
     match phase {
         Phase::Running => None,
+        Phase::Done { result_url } if family == "kling" => Some(json!({
+            "success": true,
+            "task_id": task_id,
+            "trace_id": trace_id,
+            "state": "succeed",
+            "video_id": random_hex(),
+            "video_url": result_url,
+            "duration": "5.041",
+        })),
         Phase::Done { result_url } => Some(json!({
             "success": true,
             "task_id": task_id,
@@ -181,13 +207,17 @@ pub(crate) fn result_body(task_id: &str, phase: &Phase) -> Option<Value> {
                 ),
                 _ => ("generation_failed", "the generation failed"),
             };
-            Some(json!({
+            let mut result = json!({
                 "success": false,
                 "task_id": task_id,
                 "trace_id": trace_id,
                 "error": { "code": code, "message": message },
-                "data": [{ "id": task_id, "state": "failed" }],
-            }))
+            });
+            match family {
+                "kling" => result["state"] = json!("failed"),
+                _ => result["data"] = json!([{ "id": task_id, "state": "failed" }]),
+            }
+            Some(result)
         }
     }
 }
@@ -203,12 +233,25 @@ async fn tasks(State(state): State<Arc<SimState>>, headers: HeaderMap, body: Byt
             "id and action \"retrieve\" are required".into(),
         ));
     };
-    let Some((ProviderKind::Acedata, phase)) = state.task_phase(task_id) else {
-        return error(StatusCode::NOT_FOUND, "not_found", "task not found");
+    // A task AceData does not have is an empty object (its Kling tasks document).
+    let (Some((ProviderKind::Acedata, phase)), Some(record)) =
+        (state.task_phase(task_id), state.task_record(task_id))
+    else {
+        return Json(json!({})).into_response();
     };
-    let mut task = json!({ "id": task_id });
-    if let Some(response) = result_body(task_id, &phase) {
+    // The task record, as the document's `KlingTaskRecord` has it.
+    let mut task = json!({
+        "id": task_id,
+        "type": "videos",
+        "trace_id": random_hex(),
+        "created_at": record.created_s as f64,
+        "started_at": record.created_s as f64,
+        "request": record.request,
+        "finished_at": null,
+    });
+    if let Some(response) = result_body(task_id, &phase, &family_of(&state, task_id)) {
         task["response"] = response;
+        task["finished_at"] = json!(unix_ms() as f64 / 1000.0);
     }
     Json(task).into_response()
 }

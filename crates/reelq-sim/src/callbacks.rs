@@ -55,10 +55,12 @@ pub(crate) async fn deliver(state: Arc<SimState>, task_id: String, url: String) 
     };
     let body = match provider {
         ProviderKind::Kie => kie::callback_body(&task_id, &phase),
-        ProviderKind::Acedata => match acedata::result_body(&task_id, &phase) {
-            Some(body) => body,
-            None => return,
-        },
+        ProviderKind::Acedata => {
+            match acedata::result_body(&task_id, &phase, &acedata::family_of(&state, &task_id)) {
+                Some(body) => body,
+                None => return,
+            }
+        }
         ProviderKind::Evolink => match state.task_record(&task_id) {
             Some(record) => evolink::task_body(&record),
             None => return,
@@ -136,13 +138,19 @@ async fn send_with_retries(
             .post(url)
             .header("content-type", "application/json")
             .body(body.clone());
-        for (name, value) in signature_headers(state, provider, task_id, &body, forged) {
-            request = request.header(name, value);
+        let headers = signature_headers(state, provider, task_id, &body, forged);
+        for (name, value) in &headers {
+            request = request.header(*name, value);
         }
         let status = request
             .send()
             .await
             .map_or(0, |response| response.status().as_u16());
+        if state.config.journal {
+            state.journal(crate::journal::callback(
+                provider, url, &headers, &body, status,
+            ));
+        }
         state.emit(SimEvent::CallbackAnswered {
             task_id: task_id.to_owned(),
             status,

@@ -10,6 +10,7 @@ mod contract;
 mod evolink;
 mod fal;
 mod gemini;
+mod journal;
 mod kie;
 mod openai;
 mod replicate;
@@ -19,6 +20,7 @@ mod video;
 
 pub use contract::{FAILING_WORD, MODERATED_WORD};
 pub use fal::webhook_headers as fal_webhook_headers;
+pub use journal::Exchange;
 pub use kie::SIMULATED_CREDITS;
 pub use served::served_catalog;
 pub use simulator::{CallbackMode, SimConfig, SimEvent, SimStats, Simulator};

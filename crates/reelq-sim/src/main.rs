@@ -69,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
         webhook_secret: args.webhook_secret,
         result_url_ttl: args.result_url_ttl_ms.map(Duration::from_millis),
         strict_callback_urls: args.strict_callback_urls,
+        journal: false,
         catalog,
     };
     let simulator = Simulator::start(args.addr, config)

@@ -49,7 +49,8 @@ async fn models(State(state): State<Arc<SimState>>, headers: HeaderMap) -> Respo
         .catalog
         .models_of(ProviderKind::Openai)
         .filter(|rule| rule.status.takes_jobs())
-        .map(|rule| json!({ "id": rule.model, "object": "model", "owned_by": "system" }))
+        // OpenAI's `Model` requires `created` (unix seconds) beside id, object and owner.
+        .map(|rule| json!({ "id": rule.model, "object": "model", "created": 1_758_672_000, "owned_by": "system" }))
         .collect();
     Json(json!({ "object": "list", "data": data })).into_response()
 }

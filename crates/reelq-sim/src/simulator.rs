@@ -48,6 +48,9 @@ pub struct SimConfig {
     pub result_url_ttl: Option<Duration>,
     /// Enforce evolink's callback URL rule (HTTPS, public host); off so loopback tests work.
     pub strict_callback_urls: bool,
+    /// Keep every exchange (requests to the contracts' routes with their answers, and the
+    /// callbacks sent) for [`Simulator::exchanges`]: off unless a test asks.
+    pub journal: bool,
     /// The models each contract serves, and how their fields are written:
     /// [`crate::served_catalog`], or it with an operator's rows (`--catalog`), so a model
     /// added there is served here too.
@@ -67,6 +70,7 @@ impl SimConfig {
             webhook_secret: None,
             result_url_ttl: None,
             strict_callback_urls: false,
+            journal: false,
             catalog: crate::served_catalog().clone(),
         }
     }
@@ -177,6 +181,7 @@ pub(crate) struct SimState {
     creates_by_fingerprint: Mutex<HashMap<String, u32>>,
     downloads: Mutex<u64>,
     cancels: Mutex<u64>,
+    exchanges: Mutex<Vec<crate::journal::Exchange>>,
     /// While true, no task finishes; tests use it to keep jobs waiting.
     pub(crate) held: watch::Sender<bool>,
     pub(crate) callback_mode: Mutex<CallbackMode>,
@@ -356,6 +361,10 @@ impl SimState {
         });
     }
 
+    pub(crate) fn journal(&self, exchange: crate::journal::Exchange) {
+        self.exchanges.lock().unwrap().push(exchange);
+    }
+
     pub(crate) fn emit(&self, event: SimEvent) {
         let _ = self.events.send(event);
     }
@@ -410,6 +419,7 @@ impl Simulator {
             creates_by_fingerprint: Mutex::default(),
             downloads: Mutex::default(),
             cancels: Mutex::default(),
+            exchanges: Mutex::default(),
             held: watch::Sender::new(false),
             callback_mode: Mutex::new(CallbackMode::Deliver),
             http: reqwest::Client::builder()
@@ -583,18 +593,60 @@ impl Simulator {
     pub fn stats(&self) -> SimStats {
         self.state.stats()
     }
+
+    /// Every exchange so far, when the config keeps a journal ([`SimConfig::journal`]).
+    pub fn exchanges(&self) -> Vec<crate::journal::Exchange> {
+        self.state.exchanges.lock().unwrap().clone()
+    }
+}
+
+/// A contract's routes, each exchange journaled under `contract` (when the config asks).
+fn journaled(
+    state: &Arc<SimState>,
+    contract: ProviderKind,
+    routes: Router<Arc<SimState>>,
+) -> Router<Arc<SimState>> {
+    routes.layer(axum::middleware::from_fn_with_state(
+        (state.clone(), contract),
+        crate::journal::record,
+    ))
 }
 
 /// The whole HTTP surface: every provider contract plus the `/sim` control routes.
 fn app(state: Arc<SimState>) -> Router {
+    let catalog = &state.config.catalog;
     Router::new()
-        .merge(crate::kie::routes())
-        .merge(crate::acedata::routes(&state.config.catalog))
-        .merge(crate::evolink::routes())
-        .merge(crate::replicate::routes())
-        .merge(crate::gemini::routes())
-        .merge(crate::fal::routes(&state.config.catalog))
-        .merge(crate::openai::routes())
+        .merge(journaled(&state, ProviderKind::Kie, crate::kie::routes()))
+        .merge(journaled(
+            &state,
+            ProviderKind::Acedata,
+            crate::acedata::routes(catalog),
+        ))
+        .merge(journaled(
+            &state,
+            ProviderKind::Evolink,
+            crate::evolink::routes(),
+        ))
+        .merge(journaled(
+            &state,
+            ProviderKind::Replicate,
+            crate::replicate::routes(),
+        ))
+        .merge(journaled(
+            &state,
+            ProviderKind::Gemini,
+            crate::gemini::routes(),
+        ))
+        .merge(journaled(
+            &state,
+            ProviderKind::Fal,
+            crate::fal::routes(catalog),
+        ))
+        .merge(journaled(
+            &state,
+            ProviderKind::Openai,
+            crate::openai::routes(),
+        ))
         .route("/files/{file}", get(crate::contract::result_file))
         .route("/sim/stats", get(stats))
         .route("/sim/hold", post(hold))

@@ -1321,6 +1321,21 @@ async fn a_waiting_job_is_cancelled_at_a_provider_that_can_stop_it_once_its_task
     let lease = claim_one(&ledger, "w2", LEASE).await;
     assert_eq!(lease.job_id, at_fal);
     assert!(lease.cancel_requested && lease.state == JobState::Waiting);
+    assert!(!lease.cancel_answered, "not asked yet");
+    // The provider answers the ask; the task runs on: the next poll does not ask again.
+    let asked = Transition::PollAgain {
+        polls: 1,
+        attempt: 0,
+        delay: Duration::ZERO,
+        error: None,
+        cancel_answered: true,
+    };
+    assert_eq!(
+        ledger.transition(&lease, asked).await.unwrap(),
+        TransitionOutcome::Applied
+    );
+    let lease = claim_one(&ledger, "w2", LEASE).await;
+    assert!(lease.cancel_requested && lease.cancel_answered);
     let stopped = Transition::CancelledAtProvider {
         detail: "cancelled at the provider".into(),
     };
