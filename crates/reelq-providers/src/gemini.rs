@@ -19,6 +19,7 @@
 //! | 400, 404 (`{"error": {code, message, status}}`) | `Invalid`          |
 //! | 400 `API key not valid` / `API_KEY_INVALID`, 401, 403 | `Auth`       |
 //! | 400 `FAILED_PRECONDITION` naming billing        | `Credits`          |
+//! | 402 `RESOURCE_EXHAUSTED` ("Your Prepay credit balance is depleted", Google's errors page); 429 naming the prepayment ("Your prepayment credits are depleted") | `Credits` |
 //! | 4xx naming moderation, safety or Responsible AI | `Moderation`       |
 //! | 429 `RESOURCE_EXHAUSTED` (honouring `Retry-After`) | `RateLimited`   |
 //! | 500 with Google's error body                    | query: `Transient`; create: `ServerError` (unknown outcome) |
@@ -160,6 +161,18 @@ fn read<T: serde::de::DeserializeOwned>(answer: &Answer, call: Call) -> Result<T
             return Err(ProviderError::Credits(message()));
         }
     }
+    // Google's errors page documents an empty prepay balance as 402 RESOURCE_EXHAUSTED ("Do
+    // not retry", `Credits` by its status); it is also answered as a 429 naming the
+    // prepayment, which is no rate limit: waiting does not refill the account.
+    let lowered = answer.body.to_ascii_lowercase();
+    if answer.status.as_u16() == 429
+        && (lowered.contains("prepayment") || lowered.contains("credits are depleted"))
+    {
+        return Err(ProviderError::Credits(format!(
+            "gemini HTTP 429 {}",
+            answer.body
+        )));
+    }
     read_json(ProviderKind::Gemini, answer, call)
 }
 
@@ -265,6 +278,39 @@ mod tests {
         serde_json::from_str::<Operation>(body)
             .unwrap()
             .into_status()
+    }
+
+    #[test]
+    fn an_empty_prepay_balance_is_out_of_credits_as_a_402_or_a_429_naming_it() {
+        let class = |status: u16, message: &str| {
+            let body = serde_json::json!({
+                "error": { "code": status, "message": message, "status": "RESOURCE_EXHAUSTED" }
+            });
+            let answer = Answer {
+                status: reqwest::StatusCode::from_u16(status).unwrap(),
+                retry_after: None,
+                body: body.to_string(),
+            };
+            read::<serde_json::Value>(&answer, Call::Create)
+                .unwrap_err()
+                .class()
+        };
+        use reelq_core::ErrorClass::{Credits, RateLimited};
+        assert_eq!(
+            class(402, "Your Prepay credit balance is depleted."),
+            Credits
+        );
+        assert_eq!(
+            class(
+                429,
+                "Your prepayment credits are depleted. Please go to AI Studio"
+            ),
+            Credits
+        );
+        assert_eq!(
+            class(429, "Resource has been exhausted (e.g. check quota)."),
+            RateLimited
+        );
     }
 
     #[test]

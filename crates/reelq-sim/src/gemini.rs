@@ -62,10 +62,11 @@ fn refusal(refusal: Refusal) -> Response {
             "INVALID_ARGUMENT",
             "The prompt could not be submitted: it violates Google's Responsible AI practices.",
         ),
+        // Google's errors page: an empty prepay balance is 402 RESOURCE_EXHAUSTED.
         Refusal::Fault(402) => error(
-            StatusCode::BAD_REQUEST,
-            "FAILED_PRECONDITION",
-            "This model requires billing to be enabled on the project.",
+            StatusCode::PAYMENT_REQUIRED,
+            "RESOURCE_EXHAUSTED",
+            "Your Prepay credit balance is depleted. Please add credits in AI Studio.",
         ),
         Refusal::Fault(429) => retry_in_a_second(error(
             StatusCode::TOO_MANY_REQUESTS,
