@@ -40,8 +40,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
-    AccountCheck, AccountConfig, CallbackError, CallbackHint, Download, Provider, ProviderError,
-    Submission, TaskStatus,
+    AccountCheck, AccountConfig, CallbackError, CallbackHint, Provider, ProviderError, Submission,
+    TaskStatus,
     http::{Api, Call, ErrorDetail, read_json, task_failure, unreadable},
     provider::{PROBE_TASK_ID, probed},
     request::{null_as_default, request_fields},
@@ -268,11 +268,8 @@ impl Provider for Acedata {
         .boxed()
     }
 
-    fn download<'a>(
-        &'a self,
-        result_url: &'a str,
-    ) -> BoxFuture<'a, Result<Download, ProviderError>> {
-        self.api.download(result_url).boxed()
+    fn api(&self) -> &Api {
+        &self.api
     }
 }
 

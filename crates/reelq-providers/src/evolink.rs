@@ -25,8 +25,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
-    AccountCheck, AccountConfig, CallbackError, CallbackHint, Download, Provider, ProviderError,
-    Submission, TaskStatus,
+    AccountCheck, AccountConfig, CallbackError, CallbackHint, Provider, ProviderError, Submission,
+    TaskStatus,
     http::{Api, Call, ErrorDetail, read_json, task_failure},
     provider::{PROBE_TASK_ID, probed},
     request::{null_as_default, request_fields},
@@ -151,11 +151,8 @@ impl Provider for Evolink {
         async move { probed(self.task(PROBE_TASK_ID).await) }.boxed()
     }
 
-    fn download<'a>(
-        &'a self,
-        result_url: &'a str,
-    ) -> BoxFuture<'a, Result<Download, ProviderError>> {
-        self.api.download(result_url).boxed()
+    fn api(&self) -> &Api {
+        &self.api
     }
 }
 

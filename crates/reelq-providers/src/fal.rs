@@ -60,7 +60,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::{
-    AccountCheck, AccountConfig, CallbackError, CallbackHint, CancelAnswer, Download, Provider,
+    AccountCheck, AccountConfig, CallbackError, CallbackHint, CancelAnswer, Provider,
     ProviderError, Submission, TaskStatus,
     http::{Answer, Api, Call, ErrorWords, KeyHeader, read_answer, task_failure},
     provider::{PROBE_TASK_ID, probed},
@@ -367,11 +367,8 @@ impl Provider for Fal {
         async move { probed(self.status("fal-ai/reelq", PROBE_TASK_ID).await) }.boxed()
     }
 
-    fn download<'a>(
-        &'a self,
-        result_url: &'a str,
-    ) -> BoxFuture<'a, Result<Download, ProviderError>> {
-        self.api.download(result_url).boxed()
+    fn api(&self) -> &Api {
+        &self.api
     }
 }
 

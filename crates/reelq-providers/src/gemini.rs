@@ -41,8 +41,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{
-    AccountCheck, AccountConfig, CallbackError, CallbackHint, Download, Provider, ProviderError,
-    Submission, TaskStatus,
+    AccountCheck, AccountConfig, CallbackError, CallbackHint, Provider, ProviderError, Submission,
+    TaskStatus,
     http::{Answer, Api, Call, KeyHeader, read_json, task_failure},
     request::request_fields,
 };
@@ -262,11 +262,8 @@ impl Provider for Gemini {
     }
 
     /// The video's URI is a file on the API host: fetched with the key.
-    fn download<'a>(
-        &'a self,
-        result_url: &'a str,
-    ) -> BoxFuture<'a, Result<Download, ProviderError>> {
-        self.api.download(result_url).boxed()
+    fn api(&self) -> &Api {
+        &self.api
     }
 }
 

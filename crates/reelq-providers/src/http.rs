@@ -33,7 +33,9 @@ pub(crate) enum Call {
 }
 
 /// An account's HTTP client, which sends its key with every API call.
-pub(crate) struct Api {
+/// One account's HTTP client: its base URL, key and timeouts. Public only so that the
+/// [`crate::Provider`] trait can name it (the module is private: nothing outside can use it).
+pub struct Api {
     pub(crate) config: AccountConfig,
     http: reqwest::Client,
     key_header: KeyHeader,

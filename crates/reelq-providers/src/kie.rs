@@ -36,7 +36,7 @@ use serde_json::json;
 use sha2::Sha256;
 
 use crate::{
-    AccountCheck, AccountConfig, CallbackError, CallbackHint, Download, Provider, ProviderError,
+    AccountCheck, AccountConfig, CallbackError, CallbackHint, Provider, ProviderError,
     ProviderTask, Submission, TaskEcho, TaskStatus,
     http::{Api, Call, status_error, task_failure, unreadable},
     request::{echo_of, null_as_default, request_fields},
@@ -356,11 +356,8 @@ impl Provider for Kie {
         .boxed()
     }
 
-    fn download<'a>(
-        &'a self,
-        result_url: &'a str,
-    ) -> BoxFuture<'a, Result<Download, ProviderError>> {
-        self.api.download(result_url).boxed()
+    fn api(&self) -> &Api {
+        &self.api
     }
 }
 

@@ -33,7 +33,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
-    AccountCheck, AccountConfig, CallbackError, CallbackHint, CallbackScope, Download, Provider,
+    AccountCheck, AccountConfig, CallbackError, CallbackHint, CallbackScope, Provider,
     ProviderError, ProviderTask, RecentTasks, Submission, TaskEcho, TaskStatus, WebhookKey,
     http::{Api, Call, ErrorDetail, read_json, task_failure},
     request::{echo_of, request_fields},
@@ -285,11 +285,8 @@ impl Provider for Openai {
         .boxed()
     }
 
-    fn download<'a>(
-        &'a self,
-        result_url: &'a str,
-    ) -> BoxFuture<'a, Result<Download, ProviderError>> {
-        self.api.download(result_url).boxed()
+    fn api(&self) -> &Api {
+        &self.api
     }
 
     /// The Videos API's `GET /videos/{id}/content?variant=thumbnail` ("Which downloadable

@@ -260,11 +260,18 @@ pub trait Provider: Send + Sync {
         Box::pin(async { Ok(None) })
     }
 
-    /// Opens the finished video for streaming.
+    /// The account's HTTP client (its base URL, key and timeouts), which the default
+    /// methods use.
+    fn api(&self) -> &crate::http::Api;
+
+    /// Opens the finished video for streaming: the same for every contract (the key goes
+    /// along only to the account's own host, never to a pre-signed URL).
     fn download<'a>(
         &'a self,
         result_url: &'a str,
-    ) -> BoxFuture<'a, Result<Download, ProviderError>>;
+    ) -> BoxFuture<'a, Result<Download, ProviderError>> {
+        Box::pin(self.api().download(result_url))
+    }
 
     /// Probes the account without paying for anything: authentication, credits left where
     /// the provider has an endpoint for it, models where it lists them.

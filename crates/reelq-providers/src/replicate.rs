@@ -52,7 +52,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::{
-    AccountCheck, AccountConfig, CallbackError, CallbackHint, CancelAnswer, Download, Provider,
+    AccountCheck, AccountConfig, CallbackError, CallbackHint, CancelAnswer, Provider,
     ProviderError, ProviderTask, RecentTasks, Submission, TaskEcho, TaskStatus, WebhookKey,
     http::{Answer, Api, Call, ErrorWords, read_answer, task_failure},
     request::{echo_of, request_fields},
@@ -357,11 +357,8 @@ impl Provider for Replicate {
         .boxed()
     }
 
-    fn download<'a>(
-        &'a self,
-        result_url: &'a str,
-    ) -> BoxFuture<'a, Result<Download, ProviderError>> {
-        self.api.download(result_url).boxed()
+    fn api(&self) -> &Api {
+        &self.api
     }
 }
 

@@ -73,7 +73,11 @@ fn every_path_the_docs_cite_exists() {
         "examples/",
     ];
     let mut cited = 0;
-    let mut docs = vec![PathBuf::from("README.md"), PathBuf::from("ARCHITECTURE.md")];
+    let mut docs = vec![
+        PathBuf::from("README.md"),
+        PathBuf::from("ARCHITECTURE.md"),
+        PathBuf::from("CONTRIBUTING.md"),
+    ];
     for entry in std::fs::read_dir(workspace().join("docs")).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|ext| ext == "md") {
@@ -88,8 +92,8 @@ fn every_path_the_docs_cite_exists() {
             if i % 2 == 0 || !roots.iter().any(|root| quoted.starts_with(root)) {
                 continue;
             }
-            // A glob names files in a directory: the directory must exist.
-            let path = match quoted.split_once('*') {
+            // A glob or a `<placeholder>` names files in a directory: the directory must exist.
+            let path = match quoted.split_once(['*', '<']) {
                 Some((dir, _)) => dir.rsplit_once('/').map_or(dir, |(dir, _)| dir),
                 None => quoted.trim_end_matches('/'),
             };
