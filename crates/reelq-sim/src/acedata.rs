@@ -16,6 +16,7 @@ use axum::{
 use reelq_core::{Catalog, ProviderKind};
 use serde_json::{Value, json};
 
+use crate::contracts::SimContract;
 use crate::{
     contract::{
         CreateRequest, Outcome, Phase, Refusal, accept, create_request, gateway_failure, model,
@@ -27,7 +28,14 @@ use crate::{
 
 /// `/{family}/videos` and `/{family}/tasks` for every family the catalog's acedata rows
 /// name (`sora` for the built-in ones).
-pub(crate) fn routes(catalog: &Catalog) -> Router<Arc<SimState>> {
+pub(crate) const CONTRACT: SimContract = SimContract {
+    kind: ProviderKind::Acedata,
+    routes,
+    callback_body: |state, task_id, phase| result_body(task_id, phase, &family_of(state, task_id)),
+    callback_headers: crate::contracts::unsigned,
+};
+
+fn routes(catalog: &Catalog) -> Router<Arc<SimState>> {
     let families: BTreeSet<String> = catalog
         .models_of(ProviderKind::Acedata)
         .filter_map(|rule| rule.request.family.clone())

@@ -9,11 +9,7 @@ use reelq_core::ProviderKind;
 use serde_json::Value;
 
 use crate::{
-    acedata,
-    contract::unix_ms,
-    evolink, fal,
-    kie::{self, kie_signature},
-    openai, replicate,
+    contracts,
     simulator::{CallbackMode, SimEvent, SimState},
 };
 
@@ -23,10 +19,6 @@ const RETRY_GAPS: [Duration; 4] = [
     Duration::from_secs(2),
     Duration::from_secs(4),
 ];
-
-/// A signing key that is not the account's, as a forger would use.
-const FORGED_KIE_KEY: &str = "not-the-account-key";
-const FORGED_WHSEC: &str = "whsec_Zm9yZ2VkLWtleS1mb3JnZWQta2V5";
 
 pub(crate) async fn deliver(state: Arc<SimState>, task_id: String, url: String) {
     tokio::time::sleep(state.config.generation_time).await;
@@ -53,72 +45,11 @@ pub(crate) async fn deliver(state: Arc<SimState>, task_id: String, url: String) 
     let Some((provider, phase)) = state.task_phase(&task_id) else {
         return;
     };
-    let body = match provider {
-        ProviderKind::Kie => kie::callback_body(&task_id, &phase),
-        ProviderKind::Acedata => {
-            match acedata::result_body(&task_id, &phase, &acedata::family_of(&state, &task_id)) {
-                Some(body) => body,
-                None => return,
-            }
-        }
-        ProviderKind::Evolink => match state.task_record(&task_id) {
-            Some(record) => evolink::task_body(&record),
-            None => return,
-        },
-        ProviderKind::Openai => openai::event_body(&task_id, &phase),
-        ProviderKind::Replicate => match state.task_record(&task_id) {
-            Some(record) => replicate::prediction_body(&state, &record),
-            None => return,
-        },
-        // The Gemini API calls nobody back.
-        ProviderKind::Gemini => return,
-        ProviderKind::Fal => match state.task_record(&task_id) {
-            Some(record) => fal::webhook_body(&record),
-            None => return,
-        },
+    let Some(body) = (contracts::contract(provider).callback_body)(&state, &task_id, &phase) else {
+        return;
     };
     for _ in 0..times {
         send_with_retries(&state, provider, &task_id, &url, &body, forged).await;
-    }
-}
-
-/// The signature headers `provider` puts on a callback, if the account signs.
-fn signature_headers(
-    state: &SimState,
-    provider: ProviderKind,
-    task_id: &str,
-    body: &str,
-    forged: bool,
-) -> Vec<(&'static str, String)> {
-    match provider {
-        ProviderKind::Kie => {
-            let key = match forged {
-                true => Some(FORGED_KIE_KEY),
-                false => state.config.webhook_hmac_key.as_deref(),
-            };
-            let Some(key) = key else {
-                return vec![];
-            };
-            let timestamp = (unix_ms() / 1000).to_string();
-            let signature = kie_signature(key, task_id, &timestamp);
-            vec![
-                ("X-Webhook-Timestamp", timestamp),
-                ("X-Webhook-Signature", signature),
-            ]
-        }
-        // Replicate signs its webhooks per Standard Webhooks too, with the account's secret.
-        ProviderKind::Openai | ProviderKind::Replicate => {
-            let secret = match forged {
-                true => Some(FORGED_WHSEC),
-                false => state.config.webhook_secret.as_deref(),
-            };
-            secret.map_or_else(Vec::new, |secret| {
-                openai::standard_webhook_headers(secret, body).to_vec()
-            })
-        }
-        ProviderKind::Fal => fal::webhook_headers(task_id, body, forged),
-        // acedata and evolink do not sign; reelq's per-job URL token authenticates them.
-        ProviderKind::Acedata | ProviderKind::Evolink | ProviderKind::Gemini => vec![],
     }
 }
 
@@ -138,7 +69,8 @@ async fn send_with_retries(
             .post(url)
             .header("content-type", "application/json")
             .body(body.clone());
-        let headers = signature_headers(state, provider, task_id, &body, forged);
+        let headers =
+            (contracts::contract(provider).callback_headers)(state, task_id, &body, forged);
         for (name, value) in &headers {
             request = request.header(*name, value);
         }

@@ -15,6 +15,7 @@ use axum::{
 use reelq_core::{MAX_URL_CHARS, ProviderKind};
 use serde_json::{Value, json};
 
+use crate::contracts::SimContract;
 use crate::{
     contract::{
         CreateRequest, Outcome, Phase, Refusal, TaskRecord, accept, create_request,
@@ -24,7 +25,14 @@ use crate::{
     simulator::SimState,
 };
 
-pub(crate) fn routes() -> Router<Arc<SimState>> {
+pub(crate) const CONTRACT: SimContract = SimContract {
+    kind: ProviderKind::Evolink,
+    routes: |_| routes(),
+    callback_body: |state, task_id, _| state.task_record(task_id).map(|record| task_body(&record)),
+    callback_headers: crate::contracts::unsigned,
+};
+
+fn routes() -> Router<Arc<SimState>> {
     Router::new()
         .route("/v1/videos/generations", post(create_generation))
         .route("/v1/tasks/{id}", get(task))

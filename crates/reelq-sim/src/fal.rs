@@ -29,6 +29,7 @@ use reelq_core::{Catalog, ProviderKind};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::contracts::SimContract;
 use crate::{
     contract::{
         CreateRequest, KeyIn, Outcome, Phase, Refusal, TaskRecord, accept, create_request_in,
@@ -52,7 +53,18 @@ static FORGED_KEY: LazyLock<Ed25519KeyPair> =
 
 /// The JWKS, and the queue under every owner the catalog's fal models name (`fal-ai/...`,
 /// `bytedance/...`).
-pub(crate) fn routes(catalog: &Catalog) -> Router<Arc<SimState>> {
+pub(crate) const CONTRACT: SimContract = SimContract {
+    kind: ProviderKind::Fal,
+    routes,
+    callback_body: |state, task_id, _| {
+        state
+            .task_record(task_id)
+            .map(|record| webhook_body(&record))
+    },
+    callback_headers: |_, task_id, body, forged| webhook_headers(task_id, body, forged),
+};
+
+fn routes(catalog: &Catalog) -> Router<Arc<SimState>> {
     let owners: BTreeSet<&str> = catalog
         .models_of(ProviderKind::Fal)
         .filter_map(|rule| rule.model.split('/').next())

@@ -22,6 +22,7 @@ use axum::{
 use reelq_core::ProviderKind;
 use serde_json::{Value, json};
 
+use crate::contracts::SimContract;
 use crate::{
     contract::{
         CreateRequest, KeyIn, Outcome, Phase, Refusal, TaskRecord, accept, authorized_in,
@@ -33,7 +34,15 @@ use crate::{
 
 const KEY: KeyIn = KeyIn::Header("x-goog-api-key");
 
-pub(crate) fn routes() -> Router<Arc<SimState>> {
+/// The Gemini API calls nobody back.
+pub(crate) const CONTRACT: SimContract = SimContract {
+    kind: ProviderKind::Gemini,
+    routes: |_| routes(),
+    callback_body: |_, _, _| None,
+    callback_headers: crate::contracts::unsigned,
+};
+
+fn routes() -> Router<Arc<SimState>> {
     Router::new()
         .route("/v1beta/models", get(models))
         .route("/v1beta/models/{model_call}", post(predict_long_running))

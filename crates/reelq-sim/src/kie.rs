@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
+use crate::{contract::unix_ms, contracts::SimContract};
 use crate::{
     contract::{
         CreateRequest, Outcome, Phase, Refusal, accept, create_request, gateway_failure, model,
@@ -27,7 +28,39 @@ use crate::{
     simulator::SimState,
 };
 
-pub(crate) fn routes() -> Router<Arc<SimState>> {
+pub(crate) const CONTRACT: SimContract = SimContract {
+    kind: ProviderKind::Kie,
+    routes: |_| routes(),
+    callback_body: |_, task_id, phase| Some(callback_body(task_id, phase)),
+    callback_headers,
+};
+
+/// A signing key that is not the account's, as a forger would use.
+const FORGED_KIE_KEY: &str = "not-the-account-key";
+
+/// kie's signature headers, when the account enables signing (`webhook_hmac_key`).
+fn callback_headers(
+    state: &SimState,
+    task_id: &str,
+    _body: &str,
+    forged: bool,
+) -> Vec<(&'static str, String)> {
+    let key = match forged {
+        true => Some(FORGED_KIE_KEY),
+        false => state.config.webhook_hmac_key.as_deref(),
+    };
+    let Some(key) = key else {
+        return vec![];
+    };
+    let timestamp = (unix_ms() / 1000).to_string();
+    let signature = kie_signature(key, task_id, &timestamp);
+    vec![
+        ("X-Webhook-Timestamp", timestamp),
+        ("X-Webhook-Signature", signature),
+    ]
+}
+
+fn routes() -> Router<Arc<SimState>> {
     Router::new()
         .route("/api/v1/jobs/createTask", post(create_task))
         .route("/api/v1/jobs/recordInfo", get(record_info))

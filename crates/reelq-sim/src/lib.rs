@@ -7,6 +7,7 @@
 mod acedata;
 mod callbacks;
 mod contract;
+mod contracts;
 mod evolink;
 mod fal;
 mod gemini;

@@ -22,6 +22,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
+use crate::contracts::SimContract;
 use crate::{
     contract::{
         CreateRequest, Outcome, Phase, Refusal, TaskRecord, accept, authorized, create_request,
@@ -31,7 +32,34 @@ use crate::{
     simulator::SimState,
 };
 
-pub(crate) fn routes() -> Router<Arc<SimState>> {
+pub(crate) const CONTRACT: SimContract = SimContract {
+    kind: ProviderKind::Openai,
+    routes: |_| routes(),
+    callback_body: |_, task_id, phase| Some(event_body(task_id, phase)),
+    callback_headers: signed_per_standard_webhooks,
+};
+
+/// A signing secret that is not the account's, as a forger would use.
+const FORGED_WHSEC: &str = "whsec_Zm9yZ2VkLWtleS1mb3JnZWQta2V5";
+
+/// Standard Webhooks signature headers with the account's secret (`webhook_secret`), when it
+/// has one: OpenAI-style gateways' webhooks and Replicate's.
+pub(crate) fn signed_per_standard_webhooks(
+    state: &SimState,
+    _task_id: &str,
+    body: &str,
+    forged: bool,
+) -> Vec<(&'static str, String)> {
+    let secret = match forged {
+        true => Some(FORGED_WHSEC),
+        false => state.config.webhook_secret.as_deref(),
+    };
+    secret.map_or_else(Vec::new, |secret| {
+        standard_webhook_headers(secret, body).to_vec()
+    })
+}
+
+fn routes() -> Router<Arc<SimState>> {
     Router::new()
         .route("/v1/videos", post(create_video).get(list))
         .route("/v1/videos/{id}", get(retrieve))

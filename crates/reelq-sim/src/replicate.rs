@@ -20,6 +20,7 @@ use reelq_core::{ImageRule, ProviderKind};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::contracts::SimContract;
 use crate::{
     contract::{
         CreateRequest, Outcome, Phase, Refusal, TaskRecord, accept, authorized, create_request,
@@ -32,7 +33,19 @@ use crate::{
 pub(crate) const FLAGGED: &str =
     "The input or output was flagged as sensitive. Please try again with different inputs. (E005)";
 
-pub(crate) fn routes() -> Router<Arc<SimState>> {
+pub(crate) const CONTRACT: SimContract = SimContract {
+    kind: ProviderKind::Replicate,
+    routes: |_| routes(),
+    callback_body: |state, task_id, _| {
+        state
+            .task_record(task_id)
+            .map(|record| prediction_body(state, &record))
+    },
+    // Replicate signs its webhooks per Standard Webhooks too, with the account's secret.
+    callback_headers: crate::openai::signed_per_standard_webhooks,
+};
+
+fn routes() -> Router<Arc<SimState>> {
     Router::new()
         .route(
             "/v1/models/{owner}/{name}/predictions",

@@ -615,38 +615,11 @@ fn journaled(
 /// The whole HTTP surface: every provider contract plus the `/sim` control routes.
 fn app(state: Arc<SimState>) -> Router {
     let catalog = &state.config.catalog;
-    Router::new()
-        .merge(journaled(&state, ProviderKind::Kie, crate::kie::routes()))
-        .merge(journaled(
-            &state,
-            ProviderKind::Acedata,
-            crate::acedata::routes(catalog),
-        ))
-        .merge(journaled(
-            &state,
-            ProviderKind::Evolink,
-            crate::evolink::routes(),
-        ))
-        .merge(journaled(
-            &state,
-            ProviderKind::Replicate,
-            crate::replicate::routes(),
-        ))
-        .merge(journaled(
-            &state,
-            ProviderKind::Gemini,
-            crate::gemini::routes(),
-        ))
-        .merge(journaled(
-            &state,
-            ProviderKind::Fal,
-            crate::fal::routes(catalog),
-        ))
-        .merge(journaled(
-            &state,
-            ProviderKind::Openai,
-            crate::openai::routes(),
-        ))
+    crate::contracts::CONTRACTS
+        .iter()
+        .fold(Router::new(), |router, contract| {
+            router.merge(journaled(&state, contract.kind, (contract.routes)(catalog)))
+        })
         .route("/files/{file}", get(crate::contract::result_file))
         .route("/sim/stats", get(stats))
         .route("/sim/hold", post(hold))
