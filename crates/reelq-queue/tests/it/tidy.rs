@@ -135,3 +135,161 @@ fn no_tracked_text_points_outside_the_repository() {
     }
     assert!(read > 50, "read {read} files");
 }
+
+/// Every `.rs` file under `dir`, at any depth.
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The test files that re-read something nothing announces, each with why there is no event
+/// to await and how many sleeps it has. A test that sleeps elsewhere fails this check: wait on
+/// an event (the ledger's change feed, simulator events, a process's output) instead.
+const RE_READS: &[(&str, usize, &str)] = &[
+    (
+        "crates/reelq-cli/tests/cli.rs",
+        1,
+        "an archive pass announces nothing",
+    ),
+    (
+        "crates/reelq-producer/tests/it/api.rs",
+        1,
+        "a 503 asks to retry after 1 s",
+    ),
+    (
+        "crates/reelq-providers/tests/conformance.rs",
+        1,
+        "a provider's task is polled: its API has no event",
+    ),
+    (
+        "crates/reelq-providers/tests/contract.rs",
+        1,
+        "a result URL's lifetime must pass",
+    ),
+    (
+        "crates/reelq-queue/tests/it/archive.rs",
+        1,
+        "the archiver's lease lapses by the clock",
+    ),
+    (
+        "crates/reelq-queue/tests/it/cluster.rs",
+        1,
+        "a claim finds nothing due until a lease runs out",
+    ),
+    (
+        "crates/reelq-queue/tests/it/history.rs",
+        1,
+        "a hold lasts a minimum time, read while it runs",
+    ),
+    (
+        "crates/reelq-queue/tests/it/ledger/limits.rs",
+        1,
+        "a rate limit's next token comes by the clock",
+    ),
+    (
+        "crates/reelq-worker/tests/it/archive.rs",
+        1,
+        "an archive pass announces nothing",
+    ),
+    (
+        "crates/reelq-worker/tests/it/dashboard.rs",
+        3,
+        "a page refreshes itself; the server starts",
+    ),
+    (
+        "crates/reelq-worker/tests/it/listeners.rs",
+        1,
+        "a port opens when the process is ready",
+    ),
+    (
+        "crates/reelq-worker/tests/it/accounts.rs",
+        1,
+        "a limiter's hold changes no state",
+    ),
+    (
+        "crates/reelq-worker/tests/it/notify.rs",
+        1,
+        "a webhook's delivery changes no job state",
+    ),
+    (
+        "tests/src/chaos.rs",
+        3,
+        "reconnecting after an injected Redis fault; the run's deadline",
+    ),
+];
+
+#[test]
+fn tests_sleep_only_where_nothing_announces_a_change() {
+    let mut files = Vec::new();
+    rust_files(&workspace().join("tests/src"), &mut files);
+    for entry in std::fs::read_dir(workspace().join("crates")).unwrap() {
+        rust_files(&entry.unwrap().path().join("tests"), &mut files);
+    }
+    let mut found = 0;
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Spelled in two pieces, so this file does not count itself.
+        let sleeps = text.matches(concat!("time::", "sleep(")).count();
+        if sleeps == 0 {
+            continue;
+        }
+        found += 1;
+        let name = path
+            .strip_prefix(workspace())
+            .unwrap()
+            .display()
+            .to_string();
+        let allowed = RE_READS.iter().find(|(file, _, _)| *file == name);
+        assert!(
+            allowed.is_some_and(|(_, most, _)| sleeps <= *most),
+            "{name} sleeps {sleeps} times: await an event, or list it in RE_READS with why \
+             nothing announces the change"
+        );
+    }
+    assert!(found > 5, "found {found} files that re-read");
+}
+
+#[test]
+fn no_library_exposes_anyhow_in_its_public_api() {
+    // The binaries' edges and the test harnesses may use anyhow; a library's public
+    // functions answer with its own error type.
+    let exempt = ["reelq-testkit"];
+    let mut checked = 0;
+    for entry in std::fs::read_dir(workspace().join("crates")).unwrap() {
+        let dir = entry.unwrap().path();
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        if exempt.contains(&name.as_str()) {
+            continue;
+        }
+        let mut files = Vec::new();
+        rust_files(&dir.join("src"), &mut files);
+        for path in files {
+            if path.file_name().is_some_and(|file| file == "main.rs")
+                || path.components().any(|part| part.as_os_str() == "bin")
+            {
+                continue;
+            }
+            checked += 1;
+            let text = std::fs::read_to_string(&path).unwrap();
+            for line in text.lines() {
+                let line = line.trim_start();
+                let public = line.starts_with("pub fn ") || line.starts_with("pub async fn ");
+                assert!(
+                    !(public && line.contains("anyhow::")),
+                    "{}: a public function answers with anyhow: {line}",
+                    path.display()
+                );
+            }
+        }
+    }
+    assert!(checked > 50, "read {checked} library files");
+}
