@@ -117,7 +117,7 @@ link_ttl = "1day"
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerConfig {
-    pub redis_url: String,
+    pub redis_url: Secret,
     /// Key prefix shared by every replica and producer of one deployment.
     pub prefix: String,
     /// Names this process in leases and logs; empty means `worker-<pid>-<random>`.
@@ -467,7 +467,7 @@ impl WorkerConfig {
 
     fn check(&self) -> Result<(), WorkerError> {
         let fail = |msg: &str| Err(WorkerError::Config(msg.to_owned()));
-        if let Err(err) = self.redis_url.parse::<reelq_queue::RedisTarget>() {
+        if let Err(err) = self.redis_url.expose().parse::<reelq_queue::RedisTarget>() {
             return Err(WorkerError::Config(format!("redis_url: {err}")));
         }
         if self.durability_check.is_zero() || self.reconcile_every.is_zero() {
@@ -624,7 +624,7 @@ impl WorkerConfig {
             allow_unsafe: self.allow_unsafe_redis,
             replica_wait: self.replica_wait,
             recheck_every: self.durability_check,
-            ..reelq_queue::LedgerConfig::new(&self.redis_url, &self.prefix)
+            ..reelq_queue::LedgerConfig::new(self.redis_url.expose(), &self.prefix)
         }
     }
 }

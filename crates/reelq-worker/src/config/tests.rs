@@ -135,7 +135,14 @@ fn a_misspelt_key_is_an_error_naming_it() {
 }
 
 #[test]
-fn the_api_key_never_shows_in_debug_output() {
-    let config = load_toml(KIE).unwrap();
-    assert!(!format!("{config:?}").contains("sk-1"));
+fn the_api_key_and_the_redis_password_never_show_in_debug_output() {
+    let config = load_toml(&format!(
+        "redis_url = \"redis://:redis-password-1@127.0.0.1:6390/\"\n{KIE}"
+    ))
+    .unwrap();
+    let debug = format!("{config:?}");
+    assert!(
+        !debug.contains("sk-1") && !debug.contains("redis-password-1"),
+        "{debug}"
+    );
 }

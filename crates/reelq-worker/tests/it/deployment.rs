@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use reelq_core::ProviderKind;
 use yaml_rust2::{Yaml, YamlLoader};
 
-fn compose() -> Yaml {
+pub(crate) fn compose() -> Yaml {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docker-compose.yml");
     let text = std::fs::read_to_string(path).expect("docker-compose.yml is readable");
     YamlLoader::load_from_str(&text)
@@ -18,7 +18,7 @@ fn compose() -> Yaml {
         .remove(0)
 }
 
-fn words(value: &Yaml) -> Vec<String> {
+pub(crate) fn words(value: &Yaml) -> Vec<String> {
     value
         .as_vec()
         .map(|items| {
@@ -30,8 +30,29 @@ fn words(value: &Yaml) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// `value` as compose writes it into the environment: each `${VAR:-default}` read as its
+/// default, each `${VAR:?why}` (a value the operator must set in .env) as a stand-in for it.
+fn interpolated(value: &str) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some((before, after)) = rest.split_once("${") {
+        out.push_str(before);
+        let Some((expression, tail)) = after.split_once('}') else {
+            out.push_str(after);
+            return out;
+        };
+        match expression.split_once(":-") {
+            Some((_, default)) => out.push_str(default),
+            None => out.push_str("value-from-the-env-file"),
+        }
+        rest = tail;
+    }
+    out.push_str(rest);
+    out
+}
+
 /// A service's environment with `<<` merges applied and `${VAR:-default}` read as its default.
-fn environment(service: &Yaml) -> BTreeMap<String, String> {
+pub(crate) fn environment(service: &Yaml) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     let Some(map) = service["environment"].as_hash() else {
         return env;
@@ -49,17 +70,7 @@ fn environment(service: &Yaml) -> BTreeMap<String, String> {
                 .as_str()
                 .map(str::to_owned)
                 .unwrap_or_else(|| format!("{v:?}"));
-            // `${VAR:-default}` reads as its default; `${VAR:?why}` (a value the operator must
-            // set in .env) as a stand-in for it.
-            let v = match v.strip_prefix("${") {
-                Some(rest) => match (rest.split_once(":-"), rest.contains(":?")) {
-                    (Some((_, default)), _) => default.trim_end_matches('}').to_owned(),
-                    (None, true) => "value-from-the-env-file".to_owned(),
-                    (None, false) => v,
-                },
-                None => v,
-            };
-            env.insert(k.as_str().unwrap_or_default().to_owned(), v);
+            env.insert(k.as_str().unwrap_or_default().to_owned(), interpolated(&v));
         }
     }
     env
@@ -198,7 +209,7 @@ fn linter(variable: &str) -> String {
     })
 }
 
-const MANIFESTS: &str = concat!(
+pub(crate) const MANIFESTS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../deploy/kubernetes/reelq.yaml"
 );
@@ -308,10 +319,17 @@ fn every_kubernetes_pod_is_restricted_probed_bounded_pinned_and_has_a_disruption
             "{name} at the restricted level"
         );
         let labels = &deployment["spec"]["template"]["metadata"]["labels"];
+        let selects = |selector: &Yaml| {
+            selector.as_hash().is_some_and(|wanted| {
+                wanted
+                    .iter()
+                    .all(|(k, v)| labels[k.as_str().unwrap()] == *v)
+            })
+        };
         assert!(
             budgets
                 .iter()
-                .any(|budget| budget["spec"]["selector"]["matchLabels"] == *labels),
+                .any(|budget| selects(&budget["spec"]["selector"]["matchLabels"])),
             "{name} has a PodDisruptionBudget"
         );
         for container in pod["containers"].as_vec().unwrap() {
@@ -389,7 +407,10 @@ fn every_worker_service_environment_is_a_valid_worker_config() {
             env["REELQ_STORE__URL"].starts_with("s3://"),
             "{name} stores to S3"
         );
-        assert_eq!(env["REELQ_REDIS_URL"], "redis://redis:6379/");
+        assert_eq!(
+            env["REELQ_REDIS_URL"],
+            "redis://:value-from-the-env-file@redis:6379/"
+        );
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_reelq-worker"));
         command
             .env_clear()

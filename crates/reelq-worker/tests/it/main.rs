@@ -12,6 +12,7 @@ mod cluster;
 mod crash;
 mod dashboard;
 mod deployment;
+mod deployment_access;
 mod limits;
 mod listeners;
 mod notify;
