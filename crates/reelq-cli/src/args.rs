@@ -125,39 +125,7 @@ pub(crate) enum Command {
         command: DlqCommand,
     },
     /// Serve the HTTP enqueue API (POST /v1/jobs, /v1/batches; GET their records) until ctrl-c.
-    Serve {
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: String,
-        /// The bearer token clients must present: at least 16 characters. Empty or short is
-        /// refused (it never switches authentication off).
-        #[arg(long, env = "REELQ_API_TOKEN", hide_env_values = true)]
-        token: String,
-        /// Signs the dashboard's session cookies; give every replica behind one load
-        /// balancer the same. Default: random per process (sessions end at restart).
-        #[arg(long, env = "REELQ_SESSION_KEY", hide_env_values = true)]
-        session_key: Option<String>,
-        /// Most open connections; past it, new ones wait in the kernel's backlog. Headers
-        /// (and a kept-alive connection's next request) must arrive within 10 s, a body
-        /// within 30 s.
-        #[arg(long, default_value_t = reelq_http::Limits::default().max_connections)]
-        max_connections: usize,
-        /// The dashboard is reached over https (its session cookie is then always `Secure`;
-        /// without this, only when a proxy sends `X-Forwarded-Proto: https`).
-        #[arg(long, requires = "dashboard")]
-        https: bool,
-        /// Also serve the operators' dashboard under /ui (same token, or its login form).
-        #[arg(long)]
-        dashboard: bool,
-        /// The access log and errors on stderr: `json` (one object per line) or `pretty`.
-        #[arg(long, env = "REELQ_LOG_FORMAT", default_value = "json", value_parser = ["json", "pretty"])]
-        log_format: String,
-        /// Let the dashboard act: retry failed jobs, resolve uncertain ones, cancel batches.
-        #[arg(long, requires = "dashboard")]
-        dashboard_writable: bool,
-        /// How long a presigned link stays valid, in seconds (at most 7 days).
-        #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
-        link_ttl_s: u64,
-    },
+    Serve(crate::serve::ServeArgs),
     /// Read stored videos back from the store and check each against its ledger record
     /// (size, SHA-256) and that it is a whole video. Exits 2 if any is not.
     Verify(verify::VerifyArgs),

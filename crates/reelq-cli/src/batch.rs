@@ -1,8 +1,16 @@
 //! `reelq batch ...`: submit (with progress, idempotent by the manifest's digest), watch,
 //! report, resume, retry-failed, cancel, and the dry run's pricing.
 
-use super::*;
-use crate::print::report;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use reelq_core::{BatchId, BatchOptions, Catalog, PriceTable, parse_deadline};
+use reelq_producer::{BatchReceipt, now_ms, parse_manifest};
+use reelq_queue::{ENQUEUE_CHUNK, EnqueueProgress};
+
+use crate::{print::report, setup::Setup, watch::watch};
 
 #[derive(Subcommand)]
 pub(crate) enum BatchCommand {
@@ -79,7 +87,14 @@ pub(crate) struct BatchSubmitArgs {
     pub(crate) again: bool,
 }
 
-pub(crate) async fn run(client: &Client, command: BatchCommand) -> anyhow::Result<()> {
+pub(crate) async fn run(setup: &Setup, command: BatchCommand) -> anyhow::Result<()> {
+    if let BatchCommand::Submit(args) = &command
+        && args.dry_run
+    {
+        // Validated and priced here: nothing reaches the ledger.
+        return dry_run(&args.manifest, &setup.prices, &setup.catalog);
+    }
+    let client = &setup.client().await?;
     let missing = |batch_id: BatchId| anyhow::anyhow!("no batch {batch_id}");
     match command {
         BatchCommand::Submit(args) => {
@@ -194,7 +209,7 @@ pub(crate) async fn run(client: &Client, command: BatchCommand) -> anyhow::Resul
 }
 
 /// Prints what a manifest would enqueue and cost, per provider and model.
-pub(crate) fn dry_run(
+fn dry_run(
     manifest: &std::path::Path,
     prices: &PriceTable,
     catalog: &Catalog,

@@ -1,7 +1,11 @@
 //! What the `reelq` command prints: job tables, providers, stats, batch reports.
 
-use super::*;
-use reelq_producer::display::{age, utc};
+use reelq_core::{JobState, micros_to_usd};
+use reelq_producer::{
+    display::{age, utc},
+    report_json, write_report_csv,
+};
+use reelq_queue::{BatchInfo, JobRecord};
 
 use crate::batch::ReportFormat;
 

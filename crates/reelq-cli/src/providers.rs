@@ -8,6 +8,8 @@ use clap::Subcommand;
 use reelq_core::{AccountName, Catalog, PriceTable, ProviderKind};
 use reelq_worker::{AccountVerdict, WorkerConfig, check_accounts};
 
+use crate::setup::Setup;
+
 #[derive(Subcommand)]
 pub(crate) enum ProvidersCommand {
     /// Probes each account of the worker config without paying for anything: is the key
@@ -39,11 +41,55 @@ fn worker_config(path: Option<&Path>) -> anyhow::Result<WorkerConfig> {
     })
 }
 
+/// `reelq providers [check | pause | resume]`: the catalog and a config's accounts, read
+/// offline; the free probe of each account; pausing and resuming an account in the ledger.
+pub(crate) async fn run(
+    setup: &Setup,
+    config: Option<&Path>,
+    json: bool,
+    command: Option<ProvidersCommand>,
+) -> anyhow::Result<()> {
+    match command {
+        None => print(&setup.prices, &setup.catalog, config, json),
+        Some(ProvidersCommand::Check { account }) => {
+            check(config, &setup.catalog, account.as_ref(), json).await
+        }
+        Some(ProvidersCommand::Pause { account, length }) => {
+            setup
+                .client()
+                .await?
+                .pause_account(&account, length)
+                .await?;
+            println!(
+                "{account}: submits paused for {} on every replica (running generations go on)",
+                humantime::format_duration(length)
+            );
+            Ok(())
+        }
+        Some(ProvidersCommand::Resume { account }) => {
+            let resumed = setup.client().await?.resume_account(&account).await?;
+            match resumed.was_paused {
+                false => println!("{account}: was not paused"),
+                true => println!(
+                    "{account}: resumed; {} held jobs sent now{}",
+                    resumed.brought_forward,
+                    if resumed.more_left {
+                        " (more go at the pause's old end)"
+                    } else {
+                        ""
+                    }
+                ),
+            }
+            Ok(())
+        }
+    }
+}
+
 /// Prints the merged model catalog: what each model accepts, what it costs by `prices`,
 /// where each row came from (the built-in catalog or the operator's file), and, given a
 /// worker config, each provider's accounts in it. As JSON: `{"models": [row with
 /// "usd_per_second"], "accounts": [{"account","contract","base_url"}]}`.
-pub(crate) fn print(
+fn print(
     prices: &PriceTable,
     catalog: &Catalog,
     worker_config_path: Option<&Path>,
@@ -142,7 +188,7 @@ pub(crate) fn print(
 
 /// One line per account: its verdict and what the provider told of it, then an error (exit
 /// status 1) if any account failed.
-pub(crate) async fn check(
+async fn check(
     worker_config_path: Option<&Path>,
     catalog: &Catalog,
     only: Option<&AccountName>,
