@@ -5,9 +5,11 @@
 mod accounts;
 pub mod archiver;
 mod callbacks;
+mod claim_loop;
 mod config;
 mod decision;
 mod error;
+mod heartbeat;
 mod inspect;
 mod notify;
 mod ops;

@@ -1,54 +1,30 @@
-//! The claim loop: take as many due jobs as there are free slots, run each step on the task
-//! tracker with its slot's permit, sleep until the next job falls due (or an enqueue wakes
-//! us), and on shutdown stop claiming and give in-flight steps a grace period.
+//! A worker's start and stop: check the config, connect, start each service (the ops and
+//! callback listeners, the archiver, the reconciler, the notifier, the rollback guard, the
+//! heartbeats, the claim loop: each in its own module with its own `run`), and on shutdown
+//! give in-flight steps a grace period.
 
 use std::{sync::Arc, time::Duration};
 
-use futures_util::{StreamExt, stream::BoxStream};
-use reelq_queue::{ClaimOptions, Ledger, WorkerInfo};
+use reelq_queue::{Ledger, WorkerInfo};
 use reelq_storage::{HistoryStore, VideoStore};
 use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::{
     Role, WorkerConfig, WorkerError,
     accounts::Accounts,
     archiver::Archiver,
     callbacks::{self, CallbackState},
+    claim_loop::ClaimLoop,
+    heartbeat,
     notify::Notifier,
     ops::{self, OpsState},
     paid_creates::PaidCreates,
     reconcile::Reconciler,
     rollback::{Gate, Guard},
-    steps::{self, StepContext},
+    steps::StepContext,
 };
-
-/// How often a worker announces itself; it is listed for three of these after its last.
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
-
-/// How long to wait before claiming again after Redis failed a claim.
-const CLAIM_ERROR_PAUSE: Duration = Duration::from_secs(1);
-
-/// How often a worker looks for committed batches whose producer died while queueing them.
-const RELEASE_SWEEP_EVERY: Duration = Duration::from_secs(5);
-
-/// Finishes queueing batches their producer committed and then left (a large batch is
-/// committed whole, then queued a chunk at a time: see `reelq_queue`'s enqueue module).
-async fn release_committed(ledger: Ledger, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(RELEASE_SWEEP_EVERY);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        match ledger.release_committed(reelq_queue::SWEEP_AFTER).await {
-            Ok(0) => {}
-            Ok(queued) => info!(queued, "queued the rest of a committed batch"),
-            Err(err) => warn!(error = %err, "could not queue committed batches; trying again"),
-        }
-    }
-}
 
 /// The sockets a worker serves on; main binds them from config, tests bind their own.
 #[derive(Debug, Default)]
@@ -185,7 +161,10 @@ pub async fn run(
     if config.role == Role::All {
         let every = config.reconcile_every;
         tracker.spawn(reconciler.run(every, shutdown.clone()));
-        tracker.spawn(release_committed(ledger.clone(), shutdown.clone()));
+        tracker.spawn(heartbeat::release_committed(
+            ledger.clone(),
+            shutdown.clone(),
+        ));
     }
     if let Some(notify) = config.notify.as_ref().filter(|_| config.role == Role::All) {
         let notifier = Notifier::new(
@@ -226,9 +205,6 @@ pub async fn run(
         backoff_min: config.backoff_min,
         backoff_max: config.backoff_max,
     });
-    let mut wakeups = None;
-    let slots = Arc::new(Semaphore::new(config.concurrency));
-    let idle_poll = config.idle_poll;
     let limits = config.limits();
     let served = accounts.contracts();
     ledger.publish_limits(&limits).await?;
@@ -250,117 +226,28 @@ pub async fn run(
         seen_ms: 0,
         ledger_schema: reelq_queue::LEDGER_SCHEMA,
     };
-    ledger.heartbeat(&me, 3 * HEARTBEAT_EVERY).await?;
-    tracker.spawn(heartbeats(ledger.clone(), me, shutdown.clone()));
+    ledger.heartbeat(&me, heartbeat::LISTED_FOR).await?;
+    tracker.spawn(heartbeat::run(ledger.clone(), me, shutdown.clone()));
     info!(worker = %name, concurrency = config.concurrency, role = ?config.role, "worker started");
 
     // A callbacks-only worker claims nothing: it serves the receiver until shutdown.
     if config.role == Role::All {
-        loop {
-            let first_slot = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-            };
-            let mut permits = vec![first_slot];
-            while permits.len() < config.claim_batch {
-                match slots.clone().try_acquire_owned() {
-                    Ok(permit) => permits.push(permit),
-                    Err(_) => break,
-                }
-            }
-            if let Some(reason) = gate.closed() {
-                // Nothing is claimed until the ledger is repaired: the guard opens the gate.
-                warn!(reason, "not claiming");
-                drop(permits);
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(CLAIM_ERROR_PAUSE) => continue,
-                }
-            }
-            if let Some(left) = ledger.reconnect_grace_left() {
-                // Just reconnected (maybe to a promoted replica): the workers that saw writes
-                // the ledger lost get this long to say so before anything is claimed.
-                drop(permits);
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(left) => continue,
-                }
-            }
-            if ledger.replicas_behind() {
-                // No submit could be made durable: claim again once the replicas hold a probe
-                // write (this waits up to replica_wait).
-                drop(permits);
-                if let Err(err) = ledger.await_replicas().await {
-                    warn!(error = %err, "replicas not acknowledging writes; not claiming until they do");
-                    if !matches!(err, reelq_queue::QueueError::NotDurable { .. }) {
-                        tokio::select! {
-                            _ = shutdown.cancelled() => break,
-                            _ = tokio::time::sleep(CLAIM_ERROR_PAUSE) => {}
-                        }
-                    }
-                }
-                continue;
-            }
-            if let Some(reason) = ledger.unsafe_reason() {
-                // Submits would be refused anyway; claiming would only churn leases.
-                warn!(
-                    reason,
-                    "redis cannot keep writes durable; not claiming until it can"
-                );
-                drop(permits);
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(config.durability_check) => continue,
-                }
-            }
-            let options = ClaimOptions {
-                owner: &name,
-                max_jobs: permits.len(),
-                lease: config.lease,
-                resubmit_uncertain: config.resubmit_uncertain,
-                limits: &limits,
-                accounts: &served,
-            };
-            let claim = match ledger.claim(&options).await {
-                Ok(claim) => claim,
-                Err(err) => {
-                    error!(error = %err, "claim failed; retrying");
-                    drop(permits);
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(CLAIM_ERROR_PAUSE) => continue,
-                    }
-                }
-            };
-            for wait in &claim.waits {
-                metrics::counter!(
-                    "reelq_limiter_waits_total",
-                    "account" => wait.account.as_str().to_owned(),
-                    "limit" => wait.limit.as_str(),
-                )
-                .increment(1);
-            }
-            let idle_for = claim.next_due_in.unwrap_or(idle_poll).min(idle_poll);
-            let idle = claim.leases.is_empty();
-            for (lease, permit) in claim.leases.into_iter().zip(permits.drain(..)) {
-                let context = context.clone();
-                tracker.spawn(async move {
-                    steps::run_step(&context, lease).await;
-                    drop(permit);
-                });
-            }
-            drop(permits);
-            if idle {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(idle_for) => {}
-                    _ = next_wakeup(&ledger, &mut wakeups) => {}
-                    _ = context.step_due.notified() => {}
-                }
-            }
-        }
+        let claims = ClaimLoop {
+            ledger: ledger.clone(),
+            name: name.clone(),
+            gate,
+            context,
+            slots: Arc::new(Semaphore::new(config.concurrency)),
+            claim_batch: config.claim_batch,
+            lease: config.lease,
+            resubmit_uncertain: config.resubmit_uncertain,
+            limits,
+            served,
+            idle_poll: config.idle_poll,
+            durability_check: config.durability_check,
+        };
+        claims.run(&tracker, shutdown.clone()).await;
     }
-
     if config.role == Role::Callbacks {
         shutdown.cancelled().await;
     }
@@ -375,37 +262,4 @@ pub async fn run(
     }
     info!(worker = %name, "worker stopped");
     Ok(())
-}
-
-/// Announces the worker every [`HEARTBEAT_EVERY`] until shutdown; a missed beat (Redis
-/// away) is only logged: the worker keeps working and is listed again at the next.
-async fn heartbeats(ledger: Ledger, me: WorkerInfo, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        if let Err(err) = ledger.heartbeat(&me, 3 * HEARTBEAT_EVERY).await {
-            warn!(error = %err, "heartbeat not recorded");
-        }
-    }
-}
-
-/// Waits for the next enqueue notice. Wake-ups only cut idle latency: when the feed is down
-/// (Redis restarting) this waits forever and the caller's idle timer takes over; the next
-/// call tries to subscribe again.
-async fn next_wakeup(ledger: &Ledger, wakeups: &mut Option<BoxStream<'static, ()>>) {
-    if wakeups.is_none() {
-        *wakeups = ledger.wakeups().await.ok();
-    }
-    match wakeups {
-        Some(feed) => {
-            if feed.next().await.is_none() {
-                *wakeups = None;
-            }
-        }
-        None => std::future::pending().await,
-    }
 }
