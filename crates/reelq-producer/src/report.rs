@@ -41,22 +41,10 @@ fn report_row(record: &JobRecord) -> [String; 11] {
     ]
 }
 
-/// One job's row as JSON: the CSV's columns, in their order, typed (numbers
-/// as numbers, absent values as null).
+/// One job's row as JSON: the job as reports and webhooks show it (`JobRecord::view`): the
+/// CSV's columns, typed (numbers as numbers, absent values as null), with its batch and video.
 pub fn report_json(record: &JobRecord) -> serde_json::Value {
-    serde_json::json!({
-        "job_id": record.job_id,
-        "state": record.state,
-        "provider": record.spec.provider,
-        "model": record.spec.model,
-        "task_id": record.task_id,
-        "object_key": record.object_key,
-        "bytes": record.bytes,
-        "sha256": record.sha256,
-        "estimated_cost_usd": record.spec.estimated_cost_usd,
-        "error_class": record.error_class,
-        "error": record.error,
-    })
+    serde_json::to_value(record.view()).expect("a job view serializes")
 }
 
 /// The report as CSV, header first.

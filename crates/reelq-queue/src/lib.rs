@@ -79,5 +79,5 @@ pub use ledger::{
     SCANNED_PER_CANDIDATE, TASK_INDEX_TTL, TransitionOutcome, Wait, WakeOutcome, WorkerInfo,
     own_accounts,
 };
-pub use record::{ArchivedJob, JobRecord};
+pub use record::{ArchivedJob, JobRecord, JobView};
 pub use transition::Transition;

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use reelq_core::{AccountName, BatchId, ErrorClass, JobId, JobSpec, JobState};
+use reelq_core::{AccountName, BatchId, ErrorClass, JobId, JobSpec, JobState, ProviderKind};
 use serde::{Deserialize, Serialize};
 
 use crate::QueueError;
@@ -45,7 +45,47 @@ pub struct JobRecord {
     pub reconcile_note: Option<String>,
 }
 
+/// A job as reelq shows it to a producer outside the API's full record: one row of a batch
+/// report (JSON; the CSV is its columns), the `data` of a completion webhook. Never the
+/// prompt, never a secret.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobView<'a> {
+    pub job_id: JobId,
+    pub state: JobState,
+    pub batch_id: Option<BatchId>,
+    pub provider: ProviderKind,
+    pub model: &'a str,
+    pub task_id: Option<&'a str>,
+    pub object_key: Option<&'a str>,
+    pub bytes: Option<u64>,
+    pub sha256: Option<&'a str>,
+    /// What the stored file's movie header says.
+    pub video: Option<&'a str>,
+    pub estimated_cost_usd: Option<f64>,
+    pub error_class: Option<ErrorClass>,
+    pub error: Option<&'a str>,
+}
+
 impl JobRecord {
+    /// The job as reports and webhooks show it.
+    pub fn view(&self) -> JobView<'_> {
+        JobView {
+            job_id: self.job_id,
+            state: self.state,
+            batch_id: self.batch,
+            provider: self.spec.provider,
+            model: &self.spec.model,
+            task_id: self.task_id.as_deref(),
+            object_key: self.object_key.as_deref(),
+            bytes: self.bytes,
+            sha256: self.sha256.as_deref(),
+            video: self.video.as_deref(),
+            estimated_cost_usd: self.spec.estimated_cost_usd,
+            error_class: self.error_class,
+            error: self.error.as_deref(),
+        }
+    }
+
     /// The record from its hash's fields: the spec in pieces (`spec_n` of them, `s0`..), or
     /// in one `spec` field in a record written before ledger schema 3.
     pub(crate) fn from_fields(

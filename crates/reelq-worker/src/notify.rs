@@ -357,23 +357,16 @@ fn event_body(event_id: &str, record: &JobRecord, video_url: Option<String>) -> 
         "id": event_id,
         "type": format!("job.{}", record.state),
         "timestamp": iso8601(record.updated_ms),
-        "data": {
-            "job_id": record.job_id,
-            "state": record.state,
-            "batch_id": record.batch,
-            "estimated_cost_usd": record.spec.estimated_cost_usd,
-            "provider": record.spec.provider,
-            "model": record.spec.model,
-            "task_id": record.task_id,
-            "object_key": record.object_key,
-            "bytes": record.bytes,
-            "sha256": record.sha256,
-            "video": record.video,
-            "video_url": video_url,
-            "error_class": record.error_class,
-            "error": record.error,
-        }
+        "data": EventData { job: record.view(), video_url },
     })
+}
+
+/// A job event's data: the job as reports show it, with a link to its video.
+#[derive(serde::Serialize)]
+struct EventData<'a> {
+    #[serde(flatten)]
+    job: reelq_queue::JobView<'a>,
+    video_url: Option<String>,
 }
 
 /// A unix time in milliseconds as ISO 8601 (RFC 3339, UTC), e.g. `2026-12-01T16:30:00.123Z`.
