@@ -146,3 +146,55 @@ fn the_api_key_and_the_redis_password_never_show_in_debug_output() {
         "{debug}"
     );
 }
+
+#[test]
+fn the_documented_settings_are_the_defaults_file() {
+    // docs/operations.md's example config shows every setting of the one defaults file, with
+    // its default value (or says which it changes).
+    let docs = include_str!("../../../../docs/operations.md");
+    let example = docs
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("docs/operations.md has the example config");
+    let defaults: toml::Table = toml::from_str(DEFAULTS).unwrap();
+    let mut checked = 0;
+    let mut missing = Vec::new();
+    let mut section = String::new();
+    let documented: Vec<(String, String)> = example
+        .lines()
+        .filter_map(|line| {
+            let line = line.split(" #").next().unwrap_or_default().trim();
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name.to_owned();
+                return None;
+            }
+            let (key, value) = line.split_once('=')?;
+            let key = match section.as_str() {
+                "" => key.trim().to_owned(),
+                section => format!("{section}.{}", key.trim()),
+            };
+            Some((key, value.trim().to_owned()))
+        })
+        .collect();
+    let mut check = |key: String, value: &toml::Value| {
+        checked += 1;
+        match documented.iter().find(|(name, _)| *name == key) {
+            Some((_, shown)) if *shown == value.to_string() => {}
+            Some((_, shown)) => missing.push(format!("{key}: shown {shown}, default {value}")),
+            None => missing.push(format!("{key} (default {value}) is not documented")),
+        }
+    };
+    for (key, value) in &defaults {
+        match value {
+            toml::Value::Table(table) => {
+                for (inner, value) in table {
+                    check(format!("{key}.{inner}"), value);
+                }
+            }
+            value => check(key.clone(), value),
+        }
+    }
+    assert!(checked > 30, "checked {checked}");
+    assert!(missing.is_empty(), "docs/operations.md: {missing:#?}");
+}
