@@ -21,7 +21,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use crate::{Dashboard, DashboardConfig, pages::layout};
+use crate::{Dashboard, DashboardConfig, pages::login_layout};
 
 const COOKIE: &str = "reelq_session";
 
@@ -97,7 +97,7 @@ pub(crate) async fn login_form() -> Markup {
 }
 
 fn login_page(problem: Option<&str>) -> Markup {
-    layout(
+    login_layout(
         "Log in",
         html! {
             form method="post" action="/ui/login" id="login" {

@@ -31,17 +31,22 @@ pub(crate) use batches::*;
 pub(crate) use jobs::*;
 pub(crate) use overview::*;
 
+/// The pages' one style sheet. Colours meet WCAG AA contrast on their background (the
+/// indicator's on the dark navigation bar: a unit test computes each ratio); controls are at
+/// least 24 px tall; a wide table scrolls and a video shrinks to a phone's width.
 const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:0;color:#222}\
 nav{background:#1f2937;padding:8px 16px}nav a{color:#fff;margin-right:16px;text-decoration:none}\
 main{padding:16px;overflow-x:auto}table{border-collapse:collapse;margin:8px 0}\
-td,th{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left}\
+td,th{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left;overflow-wrap:anywhere}\
+video{max-width:100%;height:auto}button,input,select{min-height:24px}\
 .cards{display:flex;flex-wrap:wrap;gap:8px}.card{border:1px solid #ddd;border-radius:6px;padding:8px 12px}\
 .card b{display:block;font-size:20px}.error{color:#b91c1c}svg rect{fill:#2563eb}\
 svg rect.fail{fill:#dc2626}.bar{background:#e5e7eb;width:300px;height:12px}\
 .bar div{background:#16a34a;height:12px}form.inline{display:inline}\
-.chips a{border:1px solid #ddd;border-radius:12px;padding:2px 10px;margin-right:6px;text-decoration:none}\
+.chips a{display:inline-block;min-height:24px;line-height:24px;border:1px solid #ddd;border-radius:12px;padding:0 10px;margin:0 6px 4px 0;text-decoration:none}\
 .chips a.on{background:#1f2937;color:#fff}.card a{color:inherit;text-decoration:none}\
-#live{float:right;color:#16a34a;font-size:12px}#live.stopped{color:#b91c1c}\
+#live{float:right;color:#4ade80;font-size:12px}#live.stopped{color:#fca5a5;font-weight:bold}\
+main.stale{opacity:.5}\
 .sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0,0,0,0)}";
 
 /// Live pages: every 5 s the page fetches itself and swaps its `main` in place (not while
@@ -55,20 +60,34 @@ if(!r.ok)throw new Error(r.status);const doc=new DOMParser().parseFromString(awa
 const next=doc.querySelector('main');if(next){document.querySelector('main').replaceWith(next);}\
 const now=new Date().toISOString().slice(11,19);const l=document.getElementById('live');\
 l.textContent='live · updated '+now+' UTC';l.className='';}catch(e){const l=document.getElementById('live');\
-l.textContent='updates stopped ('+e.message+'); retrying';l.className='stopped';}}\
+l.textContent='updates stopped ('+e.message+'); retrying';l.className='stopped';\
+document.querySelector('main').classList.add('stale');}}\
 setInterval(tick,5000);})();";
 
 /// Every page's frame: title, navigation, body.
 pub(crate) fn layout(title: &str, body: Markup) -> Markup {
-    frame(title, body, false)
+    frame(title, body, Frame::Still)
 }
 
 /// A page that updates itself ([`LIVE_SCRIPT`]), with its "live" indicator.
 pub(crate) fn live_layout(title: &str, body: Markup) -> Markup {
-    frame(title, body, true)
+    frame(title, body, Frame::Live)
 }
 
-fn frame(title: &str, body: Markup, live: bool) -> Markup {
+/// The login page: no navigation and no Log out, since nobody is logged in.
+pub(crate) fn login_layout(title: &str, body: Markup) -> Markup {
+    frame(title, body, Frame::LoggedOut)
+}
+
+#[derive(PartialEq)]
+enum Frame {
+    Still,
+    Live,
+    LoggedOut,
+}
+
+fn frame(title: &str, body: Markup, kind: Frame) -> Markup {
+    let live = kind == Frame::Live;
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -76,15 +95,20 @@ fn frame(title: &str, body: Markup, live: bool) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { "reelq · " (title) }
+                // No icon to fetch: a browser's request for /favicon.ico would only meet the
+                // login wall (and log a refused request) on every visit.
+                link rel="icon" href="data:,";
                 style { (PreEscaped(STYLE)) }
             }
             body {
-                nav aria-label="reelq" {
-                    a href="/ui" { "Overview" }
-                    a href="/ui/jobs" { "Jobs" }
-                    a href="/ui/batches" { "Batches" }
-                    form.inline method="post" action="/ui/logout" { button type="submit" { "Log out" } }
-                    @if live { span id="live" role="status" aria-live="polite" { "live · every 5 s" } }
+                @if kind != Frame::LoggedOut {
+                    nav aria-label="reelq" {
+                        a href="/ui" { "Overview" }
+                        a href="/ui/jobs" { "Jobs" }
+                        a href="/ui/batches" { "Batches" }
+                        form.inline method="post" action="/ui/logout" { button type="submit" { "Log out" } }
+                        @if live { span id="live" role="status" aria-live="polite" { "live · every 5 s" } }
+                    }
                 }
                 main { h1 { (title) } (body) }
                 @if live { script { (PreEscaped(LIVE_SCRIPT)) } }
@@ -152,5 +176,57 @@ fn done(moved: bool, back: String) -> Response {
             "the job is no longer in a state this action applies to",
         )
             .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::STYLE;
+
+    /// The colour a rule of [`STYLE`] gives `property` (`#rrggbb`).
+    fn colour(selector: &str, property: &str) -> [f64; 3] {
+        let rule = STYLE
+            .split('}')
+            .find_map(|rule| rule.strip_prefix(selector)?.strip_prefix('{'))
+            .unwrap_or_else(|| panic!("no rule {selector}"));
+        let value = rule
+            .split(';')
+            .find_map(|declaration| declaration.strip_prefix(&format!("{property}:")))
+            .unwrap_or_else(|| panic!("{selector} has no {property}"));
+        let hex = value.trim_start_matches('#');
+        [0, 2, 4].map(|i| f64::from(u8::from_str_radix(&hex[i..i + 2], 16).unwrap()))
+    }
+
+    /// WCAG 2's relative luminance and contrast ratio.
+    fn contrast(a: [f64; 3], b: [f64; 3]) -> f64 {
+        let luminance = |rgb: [f64; 3]| {
+            let [r, g, b] = rgb.map(|c| {
+                let c = c / 255.0;
+                if c <= 0.03928 {
+                    c / 12.92
+                } else {
+                    ((c + 0.055) / 1.055).powf(2.4)
+                }
+            });
+            0.2126 * r + 0.7152 * g + 0.0722 * b
+        };
+        let (la, lb) = (luminance(a), luminance(b));
+        (la.max(lb) + 0.05) / (la.min(lb) + 0.05)
+    }
+
+    #[test]
+    fn the_live_indicator_and_its_warning_are_legible_on_the_navigation_bar() {
+        let nav = colour("nav", "background");
+        for selector in ["#live", "#live.stopped"] {
+            let ratio = contrast(colour(selector, "color"), nav);
+            assert!(
+                ratio >= 4.5,
+                "{selector}: {ratio:.2}:1 on the navigation bar"
+            );
+        }
+        let white = [255.0; 3];
+        assert!(contrast(colour(".error", "color"), white) >= 4.5);
+        // The check is not vacuous: the colours the pages had failed it.
+        assert!(contrast([0x16 as f64, 0xa3 as f64, 0x4a as f64], nav) < 4.5);
     }
 }

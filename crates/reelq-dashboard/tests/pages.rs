@@ -171,6 +171,21 @@ async fn strangers_are_sent_to_the_login_and_the_login_sets_a_working_session() 
     let anonymous = f.http.get(format!("{}/ui", f.base)).send().await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
     assert_eq!(anonymous.headers()["location"], "/ui/login");
+    let form = f
+        .http
+        .get(format!("{}/ui/login", f.base))
+        .send()
+        .await
+        .unwrap();
+    let form = form.text().await.unwrap();
+    assert!(
+        form.contains(r#"id="login""#) && !form.contains("Log out"),
+        "the login page offers no Log out: {form}"
+    );
+    assert!(
+        form.contains(r#"rel="icon""#),
+        "no icon to fetch, so no refused /favicon.ico on every visit"
+    );
     let action = f
         .http
         .post(format!("{}/ui/batches/{}/cancel", f.base, f.batch))
