@@ -102,6 +102,7 @@ pub struct JobRequest {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub image_urls: Vec<String>,
     /// A video to build a character from (acedata); must not show real people.
+    #[cfg_attr(feature = "openapi", schema(format = "uri"))]
     pub character_url: Option<String>,
     /// The second of the reference video at which the character first appears.
     pub character_start: Option<f64>,
@@ -113,11 +114,13 @@ pub struct JobRequest {
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub extra: Option<Map<String, Value>>,
     /// Where reelq POSTs the completion event.
+    #[cfg_attr(feature = "openapi", schema(format = "uri"))]
     pub notify_url: Option<String>,
     /// Which endings to send to `notify_url` (`job.stored`, `job.failed`, ...); all if absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_events: Option<Vec<String>>,
     /// RFC 3339 time after which the job ends `expired` if it has not finished.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub deadline: Option<String>,
 }
 

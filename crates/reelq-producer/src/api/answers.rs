@@ -32,6 +32,7 @@ pub(crate) struct JobAnswer {
     /// Where the stored video can be fetched: a presigned link (S3 stores) or
     /// `/v1/jobs/{id}/content`. Absent until stored, or when the API was not given the store.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = "uri-reference")]
     pub(super) video_url: Option<String>,
     /// The created job's id in a list, as the first version of the API answered (on create
     /// only).

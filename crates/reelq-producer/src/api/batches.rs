@@ -13,11 +13,13 @@ pub(crate) struct BatchQuery {
     #[param(minimum = 0)]
     budget_usd: Option<f64>,
     /// RFC 3339 time before which none of its jobs is submitted.
+    #[param(format = DateTime)]
     start_after: Option<String>,
     /// `low`: its jobs go only when no normal job is due.
     #[param(inline)]
     priority: Option<BatchPriority>,
     /// Where reelq POSTs the batch's signed summary when its last job ends.
+    #[param(format = "uri")]
     notify_url: Option<String>,
 }
 
@@ -31,6 +33,7 @@ pub(crate) enum BatchPriority {
 /// Enqueues a batch, all or none: a JSONL manifest or a JSON array of jobs.
 #[utoipa::path(
     post,
+    tag = "batches",
     path = "/v1/batches",
     request_body(content(
         (Vec<JobRequest> = "application/json"),
@@ -106,6 +109,7 @@ pub(super) async fn create_batch(
 /// A batch's progress.
 #[utoipa::path(
     get,
+    tag = "batches",
     path = "/v1/batches/{batch_id}",
     params(("batch_id" = BatchId, Path)),
     responses(
@@ -150,6 +154,7 @@ pub(super) async fn batch(State(state): State<ApiState>, Path(batch_id): Path<St
 /// A batch's jobs, in enqueue order.
 #[utoipa::path(
     get,
+    tag = "batches",
     path = "/v1/batches/{batch_id}/jobs",
     params(("batch_id" = BatchId, Path), PageQuery),
     responses(

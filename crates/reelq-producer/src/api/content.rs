@@ -50,6 +50,7 @@ pub(crate) struct VideoBytes(
 /// The stored video, whole or one byte range (seeking players ask for ranges).
 #[utoipa::path(
     get,
+    tag = "jobs",
     path = "/v1/jobs/{job_id}/content",
     params(
         ("job_id" = JobId, Path),

@@ -5,6 +5,7 @@ use super::*;
 /// Enqueues one job. A job is refused whole, naming the first bad field.
 #[utoipa::path(
     post,
+    tag = "jobs",
     path = "/v1/jobs",
     request_body(content = JobRequest, content_type = "application/json"),
     params(("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY_KEY)),
@@ -84,6 +85,7 @@ pub(crate) struct ListQuery {
 /// Jobs, most recently changed first; or, with `day`, a day's archived jobs by id.
 #[utoipa::path(
     get,
+    tag = "jobs",
     path = "/v1/jobs",
     params(ListQuery),
     responses(
@@ -154,6 +156,7 @@ pub(super) async fn list_jobs(
 /// One job.
 #[utoipa::path(
     get,
+    tag = "jobs",
     path = "/v1/jobs/{job_id}",
     params(("job_id" = JobId, Path)),
     responses(
@@ -194,6 +197,7 @@ pub(super) async fn job(State(state): State<ApiState>, Path(job_id): Path<String
 /// stopped.
 #[utoipa::path(
     post,
+    tag = "jobs",
     path = "/v1/jobs/{job_id}/cancel",
     params(("job_id" = JobId, Path)),
     responses(

@@ -17,6 +17,12 @@ use super::*;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "reelq", description = "Enqueue and follow video-generation jobs."),
+    // The server that serves this document: generated clients call where they found it.
+    servers((url = "/", description = "this server")),
+    tags(
+        (name = "jobs", description = "One job: enqueue, read, list, cancel, its video"),
+        (name = "batches", description = "A batch: enqueue all or none, its progress, its jobs"),
+    ),
     paths(create_job, list_jobs, job, cancel, content, create_batch, batch, batch_jobs),
     security(("bearer" = [])),
     modifiers(&SharedAnswers),

@@ -144,4 +144,25 @@ async fn the_document_says_what_a_job_needs_and_how_a_too_large_body_is_refused(
             "{path}: {refused}"
         );
     }
+    // Times and URLs say their format; every operation has its resource's tag; a generated
+    // client calls the server it found the document on.
+    let request = &doc["components"]["schemas"]["JobRequest"]["properties"];
+    assert_eq!(request["deadline"]["format"], "date-time", "{request}");
+    assert_eq!(request["notify_url"]["format"], "uri");
+    let options = doc["paths"]["/v1/batches"]["post"]["parameters"]
+        .as_array()
+        .unwrap();
+    let option = |name: &str| options.iter().find(|p| p["name"] == name).unwrap()["schema"].clone();
+    assert_eq!(option("start_after")["format"], "date-time");
+    assert_eq!(option("notify_url")["format"], "uri");
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let tag = operation["tags"][0].as_str().unwrap_or_default();
+            assert!(
+                path.starts_with(&format!("/v1/{tag}")),
+                "{method} {path} is tagged {tag:?}"
+            );
+        }
+    }
+    assert_eq!(doc["servers"][0]["url"], "/");
 }
