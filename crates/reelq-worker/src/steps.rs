@@ -455,7 +455,7 @@ async fn poll(context: &StepContext, provider: &dyn Provider, lease: &Lease) -> 
         Ok(TaskStatus::Failed(err)) if lease.cancel_requested => {
             info!(task_id, error = %err, "the cancelled generation ended without a video");
             Transition::CancelledAtProvider {
-                detail: format!("cancelled at the provider by an operator ({err})"),
+                detail: format!("cancelled at the provider on request ({err})"),
             }
         }
         Ok(TaskStatus::Failed(err)) => {

@@ -166,7 +166,7 @@ pub(crate) fn jobs_table(records: &[JobRecord], selectable: bool) -> Markup {
                     td { (age(now.saturating_sub(r.updated_ms))) " ago" }
                     td { (r.spec.estimated_cost_usd.map(|usd| format!("{usd:.2}")).unwrap_or_default()) }
                     td { (r.submits) }
-                    td { @if r.state == JobState::Stored { (r.object_key.clone().unwrap_or_default()) } @else { span.error { (r.error.clone().unwrap_or_default()) } } }
+                    td { @if r.state == JobState::Stored { (r.object_key.clone().unwrap_or_default()) } @else if r.state == JobState::Cancelled { (r.error.clone().unwrap_or_default()) } @else { span.error { (r.error.clone().unwrap_or_default()) } } }
                 }
             }
         }

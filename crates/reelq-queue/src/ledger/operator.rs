@@ -142,8 +142,10 @@ impl Ledger {
     /// Submitted (`waiting`) to a provider that can stop a generation: the provider is asked
     /// (`request_cancel`), and the job ends `cancelled` once its task has stopped.
     pub async fn cancel_job(&self, job_id: JobId) -> Result<CancelOutcome, QueueError> {
-        let fields = [("error", "cancelled by an operator".to_owned())];
-        let detail = "cancelled by an operator";
+        // Asked by whoever may (a producer through the API, an operator through the CLI or the
+        // dashboard): the record says what happened, not who.
+        let fields = [("error", "cancelled on request, never submitted".to_owned())];
+        let detail = "cancelled on request, never submitted";
         if self
             .operator_move(job_id, "cancel_job", -1, detail, &fields)
             .await?

@@ -20,10 +20,13 @@ local function whole_chars_end(text, at, max)
   return last
 end
 
--- `text` on one line and cut to 64 bytes (a listpack value), on a character boundary.
+-- `text` on one line and cut to 64 bytes (a listpack value), on a character boundary; a
+-- cut line ends with an ellipsis, so a reader knows there was more (the whole error is the
+-- record's `error` field).
 local function short_line(text)
   text = string.gsub(text, '[\r\n]', ' ')
-  return string.sub(text, 1, whole_chars_end(text, 1, 64))
+  if #text <= 64 then return text end
+  return string.sub(text, 1, whole_chars_end(text, 1, 61)) .. '\226\128\166'
 end
 
 -- A job's spec JSON (the prompt may be 20,000 characters) is kept in its record in pieces

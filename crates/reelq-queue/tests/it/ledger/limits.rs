@@ -31,6 +31,10 @@ async fn the_event_log_keeps_the_last_32_events() {
         "{history:?}"
     );
     assert!(history.iter().all(|event| event.len() <= 64), "{history:?}");
+    assert!(
+        history.last().unwrap().ends_with('…'),
+        "a cut event says it was cut: {history:?}"
+    );
 }
 
 /// How Redis keeps a key (`OBJECT ENCODING`).
