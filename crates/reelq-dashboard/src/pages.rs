@@ -42,7 +42,7 @@ video{max-width:100%;height:auto}button,input,select{min-height:24px}\
 .cards{display:flex;flex-wrap:wrap;gap:8px}.card{border:1px solid #ddd;border-radius:6px;padding:8px 12px}\
 .card b{display:block;font-size:20px}.error{color:#b91c1c}svg rect{fill:#2563eb}\
 svg rect.fail{fill:#dc2626}.bar{background:#e5e7eb;width:300px;height:12px}\
-.bar div{background:#16a34a;height:12px}form.inline{display:inline}\
+.bar div{background:#16a34a;height:12px}.bar div.ended{background:#6b7280}form.inline{display:inline}\
 .chips a{display:inline-block;min-height:24px;line-height:24px;border:1px solid #ddd;border-radius:12px;padding:0 10px;margin:0 6px 4px 0;text-decoration:none}\
 .chips a.on{background:#1f2937;color:#fff}.card a{color:inherit;text-decoration:none}\
 #live{float:right;color:#4ade80;font-size:12px}#live.stopped{color:#fca5a5;font-weight:bold}\

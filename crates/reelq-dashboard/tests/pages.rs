@@ -313,11 +313,9 @@ async fn every_page_shows_what_the_ledger_holds() {
     );
     // Every state by default; a job id goes to its page.
     let (_, everything) = f.get("/ui/jobs").await;
-    for job in [f.failed, f.uncertain] {
-        assert!(
-            everything.contains(&job.to_string()),
-            "{job} listed by default"
-        );
+    for (job, prompt) in [(f.failed, "will fail"), (f.uncertain, "will be uncertain")] {
+        let listed = everything.contains(&job.to_string()) && everything.contains(prompt);
+        assert!(listed, "{job} listed by default, with its prompt");
     }
     assert_eq!(
         f.redirect(&format!("/ui/jobs?q={}", f.uncertain)).await,
@@ -355,7 +353,7 @@ async fn every_page_shows_what_the_ledger_holds() {
     let (_, batches) = f.get("/ui/batches").await;
     assert!(batches.contains("nightly") && batches.contains(&f.batch.to_string()));
     assert!(
-        batches.contains("0 / 3") && batches.contains("created (UTC)"),
+        batches.contains("0 / 3") && batches.contains("starts (UTC)"),
         "{batches}"
     );
     let (_, batch) = f.get(&format!("/ui/batches/{}", f.batch)).await;

@@ -19,15 +19,22 @@ pub(crate) async fn batches(State(dashboard): State<Dashboard>) -> Response {
         "Batches",
         html! {
             table id="batches" {
-                tr { th { "batch" } th { "name" } th { "created (UTC)" } th { "ended / jobs" } th { "reserved / budget (USD)" } th { "priority" } }
+                tr { th { "batch" } th { "name" } th { "created (UTC)" } th { "starts (UTC)" } th { "ended (any way) / jobs" } th { "reserved / budget (USD)" } th { "priority" } }
                 @for info in &infos {
                     @let ended = info.total.saturating_sub(info.open);
                     tr {
                         td { a href={ "/ui/batches/" (info.batch_id) } { (info.batch_id) } }
                         td { (info.name.clone().unwrap_or_default()) }
                         td { (utc(info.created_ms)) }
+                        // A batch scheduled ahead says when it starts; its jobs wait till then.
+                        td { @match info.start_after_ms.filter(|at| *at > now_ms()) {
+                            Some(at) => { (utc(at)) }
+                            None => { "now" }
+                        } }
+                        // Ended counts every ending, failures too: neutral, not the success
+                        // green (a batch's page splits stored from the rest).
                         td {
-                            div.bar { div style={ "width:" (300 * ended / info.total.max(1)) "px" } {} }
+                            div.bar { div.ended style={ "width:" (300 * ended / info.total.max(1)) "px" } {} }
                             (ended) " / " (info.total)
                         }
                         td { @match info.budget_micros {

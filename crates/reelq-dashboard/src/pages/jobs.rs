@@ -152,13 +152,14 @@ pub(crate) fn jobs_table(records: &[JobRecord], selectable: bool) -> Markup {
     let now = now_ms();
     html! {
         table id="jobs" {
-            tr { @if selectable { th { span.sr { "select" } } } th { "job" } th { "state" } th { "account" } th { "model" } th { "created (UTC)" } th { "last change" } th { "est. USD" } th { "submits" } th { "object / error" } }
+            tr { @if selectable { th { span.sr { "select" } } } th { "job" } th { "prompt" } th { "state" } th { "account" } th { "model" } th { "created (UTC)" } th { "last change" } th { "est. USD" } th { "submits" } th { "object / error" } }
             @for r in records {
                 tr {
                     @if selectable {
                         td { input type="checkbox" name="job_id" value=(r.job_id) aria-label={ "select " (r.job_id) }; }
                     }
                     td { a href={ "/ui/jobs/" (r.job_id) } { (r.job_id) } }
+                    td title=(r.spec.prompt) { (short(&r.spec.prompt, 60)) }
                     td { (r.state.as_str()) }
                     td { (r.account.as_str()) }
                     td { (r.spec.model) }
@@ -223,6 +224,16 @@ pub(crate) async fn job(
         (Err(err), _) | (_, Err(err)) => return unavailable(err),
     };
     let writable = dashboard.config.writable;
+    // Its batch by name, where it has one (a batch's settings may be archived already).
+    let batch_name = match record.batch {
+        Some(batch) => client
+            .batch_info(batch)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|info| info.name),
+        None => None,
+    };
     let (mut player, mut poster) = (None, None);
     if let Some(videos) = &dashboard.config.videos {
         let links = [
@@ -260,7 +271,7 @@ pub(crate) async fn job(
                 tr { th { "provider task id" } td { (record.task_id.clone().unwrap_or_default()) } }
                 tr { th { "estimated cost" } td { (record.spec.estimated_cost_usd.map(|usd| format!("${usd:.3}")).unwrap_or_default()) } }
                 tr { th { "submits / polls" } td { (record.submits) " / " (record.polls) } }
-                @if let Some(batch) = record.batch { tr { th { "batch" } td { a href={ "/ui/batches/" (batch) } { (batch) } } } }
+                @if let Some(batch) = record.batch { tr { th { "batch" } td { a href={ "/ui/batches/" (batch) } { (batch_name.clone().unwrap_or_else(|| batch.to_string())) } } } }
                 @if let Some(key) = &record.object_key {
                     tr { th { "stored object" } td { code id="object" { (key) } " (" (record.bytes.unwrap_or(0)) " bytes, sha256 " (record.sha256.clone().unwrap_or_default()) ")" } }
                     @if let Some(video) = &record.video {
@@ -420,4 +431,13 @@ pub(crate) async fn bulk_jobs(
         }
     }
     Redirect::to("/ui/jobs").into_response()
+}
+
+/// `text` cut to `most` characters, with an ellipsis when cut (the whole is in the cell's
+/// title).
+fn short(text: &str, most: usize) -> String {
+    match text.char_indices().nth(most) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
 }
