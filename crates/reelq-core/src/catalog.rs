@@ -18,6 +18,10 @@ use crate::{
     spec::{Aspect, Quality},
 };
 
+mod status;
+
+pub use status::ModelStatus;
+
 /// The built-in catalog's text (this crate's `catalog.toml`).
 pub const BUILT_IN_CATALOG: &str = include_str!("../catalog.toml");
 
@@ -246,39 +250,6 @@ pub struct ModelRule {
     /// Where the row came from: `built-in`, or the operator's file.
     #[serde(default)]
     pub origin: String,
-}
-
-/// Where a model is in its provider's life of it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ModelStatus {
-    #[default]
-    Active,
-    Deprecated,
-    Paused,
-    Retired,
-}
-
-impl ModelStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ModelStatus::Active => "active",
-            ModelStatus::Deprecated => "deprecated",
-            ModelStatus::Paused => "paused",
-            ModelStatus::Retired => "retired",
-        }
-    }
-
-    /// Whether a new job may ask for a model in this state.
-    pub fn takes_jobs(self) -> bool {
-        matches!(self, ModelStatus::Active | ModelStatus::Deprecated)
-    }
-}
-
-impl fmt::Display for ModelStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// The request fields a job's spec sends, written at enqueue from its model's row, so the
