@@ -1,11 +1,12 @@
 //! The simulated contracts, one registration each: the provider's routes, the body its
 //! callback carries when a task ends, and how it signs that callback. Every contract module
 //! declares its `CONTRACT`; the simulator's router and its callbacks go through this list
-//! alone, so a new contract is its module plus one line here.
+//! alone, so a new contract is its module plus one line here. The simulator's whole router
+//! (`app`: the contracts, result files and the `/sim` control routes) is built here.
 
 use std::sync::Arc;
 
-use axum::Router;
+use axum::{Router, routing::get};
 use reelq_core::{Catalog, ProviderKind};
 use serde_json::Value;
 
@@ -50,6 +51,31 @@ pub(crate) fn contract(kind: ProviderKind) -> &'static SimContract {
 /// them).
 pub(crate) fn unsigned(_: &SimState, _: &str, _: &str, _: bool) -> Headers {
     Vec::new()
+}
+
+/// A contract's routes, each exchange journaled under `contract` (when the config asks).
+fn journaled(
+    state: &Arc<SimState>,
+    contract: ProviderKind,
+    routes: Router<Arc<SimState>>,
+) -> Router<Arc<SimState>> {
+    routes.layer(axum::middleware::from_fn_with_state(
+        (state.clone(), contract),
+        crate::journal::record,
+    ))
+}
+
+/// The whole HTTP surface: every provider contract plus the `/sim` control routes.
+pub(crate) fn app(state: Arc<SimState>) -> Router {
+    let catalog = &state.config.catalog;
+    crate::contracts::CONTRACTS
+        .iter()
+        .fold(Router::new(), |router, contract| {
+            router.merge(journaled(&state, contract.kind, (contract.routes)(catalog)))
+        })
+        .route("/files/{file}", get(crate::contract::result_file))
+        .merge(crate::control::routes())
+        .with_state(state)
 }
 
 #[cfg(test)]

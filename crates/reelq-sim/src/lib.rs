@@ -8,6 +8,7 @@ mod acedata;
 mod callbacks;
 mod contract;
 mod contracts;
+mod control;
 mod evolink;
 mod fal;
 mod gemini;

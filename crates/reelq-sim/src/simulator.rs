@@ -8,11 +8,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::{
-    Json, Router,
-    extract::State,
-    routing::{get, post},
-};
 use reelq_core::{Catalog, ProviderKind};
 use serde::Serialize;
 use tokio::{
@@ -237,12 +232,12 @@ impl SimState {
         fault
     }
 
-    fn fail_next_creates(&self, code: i64, n: usize) {
+    pub(crate) fn fail_next_creates(&self, code: i64, n: usize) {
         let faults = std::iter::repeat_n(code, n);
         self.create_faults.lock().unwrap().extend(faults);
     }
 
-    fn outage(&self, code: i64, length: Duration) {
+    pub(crate) fn outage(&self, code: i64, length: Duration) {
         *self.outage.lock().unwrap() = Some((code, Instant::now() + length));
     }
 
@@ -266,7 +261,7 @@ impl SimState {
         *max = (*max).max(times.len() as u64);
     }
 
-    fn gateway_outage(&self, code: u16, length: Duration) {
+    pub(crate) fn gateway_outage(&self, code: u16, length: Duration) {
         *self.gateway_outage.lock().unwrap() = Some((code, Instant::now() + length));
     }
 
@@ -376,7 +371,7 @@ impl SimState {
         });
     }
 
-    fn stats(&self) -> SimStats {
+    pub(crate) fn stats(&self) -> SimStats {
         let creates = self.creates_by_fingerprint.lock().unwrap();
         SimStats {
             creates: creates.values().map(|&n| u64::from(n)).sum(),
@@ -441,7 +436,7 @@ impl Simulator {
             events,
         });
         let shutdown = CancellationToken::new();
-        let app = app(state.clone());
+        let app = crate::contracts::app(state.clone());
         let stop = shutdown.clone();
         tokio::spawn(async move {
             let served = axum::serve(listener, app)
@@ -598,80 +593,4 @@ impl Simulator {
     pub fn exchanges(&self) -> Vec<crate::journal::Exchange> {
         self.state.exchanges.lock().unwrap().clone()
     }
-}
-
-/// A contract's routes, each exchange journaled under `contract` (when the config asks).
-fn journaled(
-    state: &Arc<SimState>,
-    contract: ProviderKind,
-    routes: Router<Arc<SimState>>,
-) -> Router<Arc<SimState>> {
-    routes.layer(axum::middleware::from_fn_with_state(
-        (state.clone(), contract),
-        crate::journal::record,
-    ))
-}
-
-/// The whole HTTP surface: every provider contract plus the `/sim` control routes.
-fn app(state: Arc<SimState>) -> Router {
-    let catalog = &state.config.catalog;
-    crate::contracts::CONTRACTS
-        .iter()
-        .fold(Router::new(), |router, contract| {
-            router.merge(journaled(&state, contract.kind, (contract.routes)(catalog)))
-        })
-        .route("/files/{file}", get(crate::contract::result_file))
-        .route("/sim/stats", get(stats))
-        .route("/sim/hold", post(hold))
-        .route("/sim/release", post(release))
-        .route("/sim/faults", post(faults))
-        .route("/sim/outage", post(outage))
-        .route("/sim/gateway", post(gateway))
-        .with_state(state)
-}
-
-async fn stats(State(state): State<Arc<SimState>>) -> Json<SimStats> {
-    Json(state.stats())
-}
-
-async fn hold(State(state): State<Arc<SimState>>) {
-    state.held.send_replace(true);
-}
-
-async fn release(State(state): State<Arc<SimState>>) {
-    state.held.send_replace(false);
-}
-
-/// `POST /sim/faults {"code": 429, "count": 3}`: the next creates meet that fault.
-#[derive(serde::Deserialize)]
-struct FaultsRequest {
-    code: i64,
-    count: usize,
-}
-
-async fn faults(State(state): State<Arc<SimState>>, Json(request): Json<FaultsRequest>) {
-    state.fail_next_creates(request.code, request.count);
-}
-
-/// `POST /sim/outage {"code": 455, "ms": 2000}`: every create and query meets that fault.
-#[derive(serde::Deserialize)]
-struct OutageRequest {
-    code: i64,
-    ms: u64,
-}
-
-async fn outage(State(state): State<Arc<SimState>>, Json(request): Json<OutageRequest>) {
-    state.outage(request.code, Duration::from_millis(request.ms));
-}
-
-/// `POST /sim/gateway {"code": 502, "ms": 2000}`: for that long, every create is accepted and
-/// paid, then answered by a failing gateway.
-#[derive(serde::Deserialize)]
-struct GatewayRequest {
-    code: u16,
-    ms: u64,
-}
-
-async fn gateway(State(state): State<Arc<SimState>>, Json(request): Json<GatewayRequest>) {
-    state.gateway_outage(request.code, Duration::from_millis(request.ms));
 }

@@ -300,7 +300,6 @@ const LONG_FILES: &[(&str, usize)] = &[
     ("crates/reelq-providers/tests/fixtures.rs", 611),
     ("crates/reelq-worker/src/steps.rs", 619),
     ("crates/reelq-worker/src/config.rs", 633),
-    ("crates/reelq-sim/src/simulator.rs", 677),
     ("tests/src/deployment.rs", 755),
     ("crates/reelq-producer/src/client.rs", 810),
     ("crates/reelq-cli/tests/cli.rs", 826),
