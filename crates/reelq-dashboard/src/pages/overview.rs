@@ -86,18 +86,23 @@ async fn overview_page(
             }
             h2 { "Providers" }
             table id="providers" {
-                tr { th { "account" } th { "in flight" } th { "max in flight" } th { "requests/s" } th { "submits" } @if writable { th { "action" } } }
+                tr { th { "account" } th { "live workers" } th { "in flight" } th { "max in flight" } th { "requests/s" } th { "submits" } @if writable { th { "action" } } }
                 @for provider in &stats.providers {
                     @let limit = limits.iter().find(|l| l.account == provider.account);
+                    // An account the ledger remembers (limits, a pause) but no live worker
+                    // holds: said so, and nothing to pause (no replica would submit to it).
+                    @let serving = workers.iter().filter(|w| w.accounts.iter().any(|a| a == provider.account.as_str())).count();
                     tr {
                         td { (provider.account.as_str()) }
+                        td { @if serving == 0 { "none (no worker has this account)" } @else { (serving) } }
                         td { (provider.in_flight) }
                         td { (limit.filter(|l| l.max_in_flight > 0).map_or("no limit".to_owned(), |l| l.max_in_flight.to_string())) }
                         td { (limit.filter(|l| l.requests_per_s > 0.0).map_or("no limit".to_owned(), |l| l.requests_per_s.to_string())) }
                         td { (provider.paused_ms.map_or("open".to_owned(), |ms| format!("paused {:.0} s", ms as f64 / 1000.0))) }
                         @if writable {
                             td {
-                                @if provider.paused_ms.is_some() {
+                                @if serving == 0 && provider.paused_ms.is_none() {
+                                } @else if provider.paused_ms.is_some() {
                                     form.inline method="post" action={ "/ui/accounts/" (provider.account) "/resume" } {
                                         button type="submit" { "Resume" }
                                     }
