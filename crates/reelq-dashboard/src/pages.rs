@@ -33,11 +33,12 @@ pub(crate) use overview::*;
 
 /// The pages' one style sheet. Colours meet WCAG AA contrast on their background (the
 /// indicator's on the dark navigation bar: a unit test computes each ratio); controls are at
-/// least 24 px tall; a wide table scrolls and a video shrinks to a phone's width.
+/// least 24 px tall; a long value wraps (words stay whole), a wide table scrolls and a video
+/// shrinks to a phone's width.
 const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:0;color:#222}\
 nav{background:#1f2937;padding:8px 16px}nav a{color:#fff;margin-right:16px;text-decoration:none}\
 main{padding:16px;overflow-x:auto}table{border-collapse:collapse;margin:8px 0}\
-td,th{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left;overflow-wrap:anywhere}\
+td,th{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left}td{overflow-wrap:break-word}\
 video{max-width:100%;height:auto}button,input,select{min-height:24px}\
 .cards{display:flex;flex-wrap:wrap;gap:8px}.card{border:1px solid #ddd;border-radius:6px;padding:8px 12px}\
 .card b{display:block;font-size:20px}.error{color:#b91c1c}svg rect{fill:#2563eb}\
