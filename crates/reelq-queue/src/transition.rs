@@ -66,9 +66,6 @@ pub enum Transition {
         video: String,
         /// The provider's still image of it, stored beside it, if it offers one.
         thumbnail_key: Option<String>,
-        /// The job's polls, counting the one that found the video ready, when that poll's
-        /// step fetched it (no `PollAgain` recorded that poll).
-        polls: Option<u32>,
     },
     /// The job ends with an error. Moderation ends `rejected`, everything else `failed`.
     Failed { class: ErrorClass, error: String },
@@ -200,7 +197,6 @@ impl Transition {
                 sha256,
                 video,
                 thumbnail_key,
-                polls,
             } => Move {
                 rule: rule("stored"),
                 delay: None,
@@ -214,7 +210,6 @@ impl Transition {
                 ]
                 .into_iter()
                 .chain(thumbnail_key.map(|key| ("thumbnail_key", key)))
-                .chain(polls.map(|polls| ("polls", polls.to_string())))
                 .collect(),
             },
             Transition::CancelledAtProvider { detail } => Move {

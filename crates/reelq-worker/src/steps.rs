@@ -264,12 +264,8 @@ async fn next_move(
                     result_url: Some(result_url),
                     ..lease.clone()
                 };
-                let mut transition = timed(&fetching, fetch(context, provider, &fetching)).await;
+                let transition = timed(&fetching, fetch(context, provider, &fetching)).await;
                 count_provider_request(&fetching, &transition);
-                if let Transition::Stored { polls, .. } = &mut transition {
-                    // The poll that found it ready counts too.
-                    *polls = Some(lease.polls + 1);
-                }
                 return transition;
             }
             Polled::Move(transition) => transition,

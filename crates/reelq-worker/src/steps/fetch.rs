@@ -110,7 +110,6 @@ async fn store_result(
         sha256: stored.sha256,
         video: video.summary(),
         thumbnail_key,
-        polls: None,
     })
 }
 

@@ -211,7 +211,6 @@ mod gemini {
             let task_id = record.task_id.as_deref().unwrap();
             let operations = format!("models/{}/operations/", deployment.model());
             assert!(task_id.starts_with(&operations), "{task_id}");
-            assert!(record.polls >= 1, "the poll that found it ready counts");
             assert!(
                 stored == deployment.sim.video(task_id).unwrap(),
                 "the served video"
