@@ -17,27 +17,24 @@ const REPORT_COLUMNS: [&str; 11] = [
     "error",
 ];
 
-/// One job's row, in [`REPORT_COLUMNS`] order.
+/// One job's row, in [`REPORT_COLUMNS`] order: the job's view (`JobRecord::view`), as text.
 fn report_row(record: &JobRecord) -> [String; 11] {
+    let job = record.view();
+    let text = |value: Option<&str>| value.unwrap_or_default().to_owned();
     [
-        record.job_id.to_string(),
-        record.state.to_string(),
-        record.spec.provider.to_string(),
-        record.spec.model.clone(),
-        record.task_id.clone().unwrap_or_default(),
-        record.object_key.clone().unwrap_or_default(),
-        record.bytes.map(|b| b.to_string()).unwrap_or_default(),
-        record.sha256.clone().unwrap_or_default(),
-        record
-            .spec
-            .estimated_cost_usd
+        job.job_id.to_string(),
+        job.state.to_string(),
+        job.provider.to_string(),
+        job.model.to_owned(),
+        text(job.task_id),
+        text(job.object_key),
+        job.bytes.map(|b| b.to_string()).unwrap_or_default(),
+        text(job.sha256),
+        job.estimated_cost_usd
             .map(|usd| format!("{usd:.3}"))
             .unwrap_or_default(),
-        record
-            .error_class
-            .map(|c| c.to_string())
-            .unwrap_or_default(),
-        record.error.clone().unwrap_or_default(),
+        job.error_class.map(|c| c.to_string()).unwrap_or_default(),
+        text(job.error),
     ]
 }
 
