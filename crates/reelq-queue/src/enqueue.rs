@@ -19,10 +19,12 @@
 
 use std::time::Duration;
 
-use redis::Script;
 use reelq_core::{BatchId, BatchOptions, JobId, JobSpec, usd_to_micros};
 
-use crate::{Ledger, QueueError};
+use crate::{
+    Ledger, QueueError, scripts,
+    scripts::jobs::{Answer, Once, QueuedJob},
+};
 
 /// The most jobs one enqueue or release script writes: 10-25 ms of Redis time on a 2-core
 /// machine with `appendfsync always` (1,000 took up to 100 ms: `reelq-bench large-batch`).
@@ -37,10 +39,6 @@ const STAGE_TTL: Duration = Duration::from_secs(3600);
 
 /// A sweep leaves batches committed less than this long ago to their own producer.
 pub const SWEEP_AFTER: Duration = Duration::from_secs(30);
-
-static ENQUEUE: std::sync::LazyLock<Script> = ledger_script!("enqueue.lua", with "jobs.lua");
-static COMMIT: std::sync::LazyLock<Script> = ledger_script!("commit.lua", with "jobs.lua");
-static RELEASE: std::sync::LazyLock<Script> = ledger_script!("release.lua", with "jobs.lua");
 
 /// Makes an enqueue happen at most once per key.
 #[derive(Debug, Clone, Copy)]
@@ -72,18 +70,16 @@ pub enum EnqueueProgress {
     Queued(usize),
 }
 
-/// The script arguments of one job.
-fn job_args(job_id: JobId, spec: &JobSpec) -> Result<[String; 6], QueueError> {
-    Ok([
-        job_id.to_string(),
-        // The job's limits are kept under the account it asked for, or its provider's name
-        // until a claim picks one of the provider's accounts.
-        spec.account_or_provider().into(),
-        serde_json::to_string(spec).map_err(|err| QueueError::corrupt(job_id, err))?,
-        spec.deadline_ms.map(|d| d.to_string()).unwrap_or_default(),
-        spec.notify_url.clone().unwrap_or_default(),
-        spec.estimated_cost_usd.map_or(0, usd_to_micros).to_string(),
-    ])
+/// A job as the enqueue scripts write it.
+fn queued_job(job_id: JobId, spec: &JobSpec) -> Result<QueuedJob, QueueError> {
+    Ok(QueuedJob {
+        id: job_id.to_string(),
+        provider: spec.account_or_provider().into(),
+        spec: serde_json::to_string(spec).map_err(|err| QueueError::corrupt(job_id, err))?,
+        deadline_ms: spec.deadline_ms,
+        notify_url: spec.notify_url.clone(),
+        cost_micros: spec.estimated_cost_usd.map_or(0, usd_to_micros),
+    })
 }
 
 impl Ledger {
@@ -126,21 +122,17 @@ impl Ledger {
         jobs: &[(JobId, JobSpec)],
         idem: Option<(Idempotency<'_>, String)>,
     ) -> Result<Enqueued, QueueError> {
-        let mut invocation = ENQUEUE.prepare_invoke();
-        invocation
-            .key(self.key("due"))
-            .arg(&self.prefix)
-            .arg(batch.map(|(b, _)| b.to_string()).unwrap_or_default());
-        idempotency_args(&mut invocation, &idem);
-        let options = batch
-            .map(|(_, options)| serde_json::to_string(options).expect("batch options serialize"))
-            .unwrap_or_default();
-        invocation.arg(options);
-        for (job_id, spec) in jobs {
-            invocation.arg(&job_args(*job_id, spec)?[..]);
-        }
+        let args = scripts::enqueue::Args {
+            batch: batch.map(|(batch_id, _)| batch_id.to_string()),
+            once: idem.as_ref().map(|(once, _)| once_args(once)),
+            options: batch.map(|(_, options)| options),
+            jobs: jobs
+                .iter()
+                .map(|(job_id, spec)| queued_job(*job_id, spec))
+                .collect::<Result<_, _>>()?,
+        };
         let mut conn = self.conn().await?;
-        let answer: (i64, String, String) = invocation.invoke_async(&mut conn).await?;
+        let answer = scripts::run(&mut conn, &self.prefix, &args).await?;
         let enqueued = self.answered(answer, &idem).await?;
         // Durable before the producer hears of it: a receipt for jobs a crash can take back
         // would be a lie. Not durable: the producer retries (under its idempotency key).
@@ -168,17 +160,19 @@ impl Ledger {
                     .query_async(&mut self.conn().await?)
                     .await?;
             if let (Some(digest), Some(receipt)) = (digest, receipt) {
-                let n = if digest == once.digest { 0 } else { -1 };
-                return self
-                    .answered((n, receipt, batch.unwrap_or_default()), &idem)
-                    .await;
+                let answer = if digest == once.digest {
+                    Answer::Repeated { receipt, batch }
+                } else {
+                    Answer::Conflict
+                };
+                return self.answered(answer, &idem).await;
             }
         }
         let stage = self.key(format!("stage:{batch_id}"));
         for (n_chunk, chunk) in jobs.chunks(STAGE_CHUNK).enumerate() {
             let mut entries = Vec::with_capacity(chunk.len());
             for (job_id, spec) in chunk {
-                entries.push(serde_json::to_string(&job_args(*job_id, spec)?).expect("strings"));
+                entries.push(queued_job(*job_id, spec)?.staged());
             }
             let _: () = redis::pipe()
                 .cmd("RPUSH")
@@ -195,17 +189,14 @@ impl Ledger {
                 (n_chunk * STAGE_CHUNK + chunk.len()).min(jobs.len()),
             ));
         }
-        let mut invocation = COMMIT.prepare_invoke();
-        invocation
-            .key(self.key("due"))
-            .arg(&self.prefix)
-            .arg(batch_id.to_string());
-        idempotency_args(&mut invocation, &idem);
-        invocation
-            .arg(serde_json::to_string(options).expect("batch options serialize"))
-            .arg(jobs.len());
+        let args = scripts::commit::Args {
+            batch: batch_id.to_string(),
+            once: idem.as_ref().map(|(once, _)| once_args(once)),
+            options,
+            n_jobs: jobs.len(),
+        };
         let mut conn = self.conn().await?;
-        let answer: (i64, String, String) = invocation.invoke_async(&mut conn).await?;
+        let answer = scripts::run(&mut conn, &self.prefix, &args).await?;
         let enqueued = self.answered(answer, &idem).await?;
         if enqueued != Enqueued::New {
             // Another call under this key committed first: this stage is never needed.
@@ -231,13 +222,15 @@ impl Ledger {
     /// batch the first call made (it may have died while doing so).
     async fn answered(
         &self,
-        (n, receipt, batch): (i64, String, String),
+        answer: Answer,
         idem: &Option<(Idempotency<'_>, String)>,
     ) -> Result<Enqueued, QueueError> {
-        match (n, idem) {
-            (-1, Some((once, _))) => Err(QueueError::IdempotencyConflict(once.key.to_owned())),
-            (0, Some(_)) => {
-                if let Ok(batch_id) = batch.parse::<BatchId>() {
+        match (answer, idem) {
+            (Answer::Conflict, Some((once, _))) => {
+                Err(QueueError::IdempotencyConflict(once.key.to_owned()))
+            }
+            (Answer::Repeated { receipt, batch }, Some(_)) => {
+                if let Some(Ok(batch_id)) = batch.map(|batch| batch.parse::<BatchId>()) {
                     self.release_batch(batch_id, &|_| {}).await?;
                 }
                 Ok(Enqueued::Replayed(receipt))
@@ -257,13 +250,12 @@ impl Ledger {
         let mut queued = 0;
         let mut conn = self.conn().await?;
         loop {
-            let (released, left): (usize, usize) = RELEASE
-                .key(self.key("due"))
-                .arg(&self.prefix)
-                .arg(batch_id.to_string())
-                .arg(ENQUEUE_CHUNK)
-                .invoke_async(&mut conn)
-                .await?;
+            let args = scripts::release::Args {
+                batch: batch_id.to_string(),
+                max_jobs: ENQUEUE_CHUNK,
+            };
+            let reply = scripts::run(&mut conn, &self.prefix, &args).await?;
+            let (released, left) = (reply.queued, reply.left);
             queued += released;
             if released > 0 {
                 progress(EnqueueProgress::Queued(queued));
@@ -302,18 +294,12 @@ impl Ledger {
     }
 }
 
-/// The idempotency arguments every enqueue script takes: record key, lifetime, digest,
-/// receipt (all empty without a key).
-fn idempotency_args(
-    invocation: &mut redis::ScriptInvocation<'_>,
-    idem: &Option<(Idempotency<'_>, String)>,
-) {
-    match idem {
-        Some((once, key)) => invocation
-            .arg(key)
-            .arg(once.ttl.as_secs().max(1))
-            .arg(once.digest)
-            .arg(once.receipt),
-        None => invocation.arg("").arg(0).arg("").arg(""),
-    };
+/// A request's idempotency as the scripts take it.
+fn once_args<'a>(once: &Idempotency<'a>) -> Once<'a> {
+    Once {
+        key: once.key,
+        ttl_s: once.ttl.as_secs().max(1),
+        digest: once.digest,
+        receipt: once.receipt,
+    }
 }

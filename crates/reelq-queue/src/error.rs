@@ -18,6 +18,13 @@ pub enum QueueError {
     /// writes that must be durable are refused until it is fixed.
     #[error("redis cannot keep writes durable: {0} (set allow_unsafe_redis to run anyway)")]
     Unsafe(String),
+    /// A script's arguments or reply did not have the shape its Rust module gives them: a
+    /// binary and a ledger script out of step, never a job's fault.
+    #[error("ledger script {script}: {detail}")]
+    ScriptEdge {
+        script: &'static str,
+        detail: String,
+    },
     #[error(transparent)]
     Target(#[from] crate::TargetError),
     /// The ledger was written by a newer release: upgrade this binary before running it.

@@ -1,5 +1,5 @@
 //! The job ledger in Redis: one hash per job, changed only by the fenced Lua scripts under
-//! `lua/`, plus a due schedule that doubles as the work queue.
+//! `scripts/`, plus a due schedule that doubles as the work queue.
 //!
 //! Keys (P is the configured prefix in a hash tag, e.g. `{reelq}:`, so one deployment's keys
 //! share one slot):
@@ -74,24 +74,21 @@ pub use workers::WorkerInfo;
 
 use std::{
     sync::{
-        Arc, LazyLock, Mutex, Weak,
+        Arc, Mutex, Weak,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
 };
 
-use redis::Script;
 use reelq_core::{AccountName, JobId, JobSpec, JobState};
 
+use crate::scripts;
 use crate::{
     Durability, DurabilityCheck, QueueError, RedisTarget, Transition,
     connection::{Conn, Connector},
     durability, moves,
     transition::Move,
 };
-
-static TRANSITION: LazyLock<Script> = ledger_script!("transition.lua");
-static EXTEND: LazyLock<Script> = ledger_script!("extend.lua");
 
 /// The ledger record format this release writes. Raised when a record changes shape; a
 /// binary refuses a ledger with a higher one (`P schema`), reads the one before it, and
@@ -388,24 +385,23 @@ impl Ledger {
         let reply = self
             .apply_move(&mut conn, &job_id, lease.fence, &lease.token, planned)
             .await?;
-        let outcome = match reply.as_slice() {
-            [ok] if ok == "1" => TransitionOutcome::Applied,
-            [held] if held == "2" => return Err(QueueError::SubmitsHeld),
-            [lost] if lost == "3" => return Err(self.history_lost_at_submit().await),
-            [_, state, fence] => TransitionOutcome::LeaseLost {
-                state: match state.as_str() {
-                    "" => None,
-                    state => Some(state.parse().map_err(|err: reelq_core::UnknownState| {
-                        QueueError::corrupt(lease.job_id, err.to_string())
-                    })?),
-                },
-                fence: fence.parse().unwrap_or(0),
-            },
-            other => {
-                return Err(QueueError::corrupt(
-                    lease.job_id,
-                    format!("unexpected transition reply {other:?}"),
-                ));
+        let outcome = match reply {
+            scripts::transition::Reply::Applied => TransitionOutcome::Applied,
+            scripts::transition::Reply::Held => return Err(QueueError::SubmitsHeld),
+            scripts::transition::Reply::HistoryLost => {
+                return Err(self.history_lost_at_submit().await);
+            }
+            scripts::transition::Reply::LeaseLost { state, fence } => {
+                TransitionOutcome::LeaseLost {
+                    state: state
+                        .map(|state| {
+                            state.parse().map_err(|err: reelq_core::UnknownState| {
+                                QueueError::corrupt(lease.job_id, err.to_string())
+                            })
+                        })
+                        .transpose()?,
+                    fence,
+                }
             }
         };
         if must_be_durable && outcome == TransitionOutcome::Applied {
@@ -421,47 +417,40 @@ impl Ledger {
         fence: u64,
         token: &str,
         planned: Move,
-    ) -> Result<Vec<String>, QueueError> {
-        let delay_ms = planned.delay.map(|d| d.as_millis() as i64).unwrap_or(-1);
-        let slot_hold_ms = planned
-            .slot_hold
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(-1);
+    ) -> Result<scripts::transition::Reply, QueueError> {
         let (epoch, seen) = self.history_seen();
-        let mut invocation = TRANSITION.prepare_invoke();
-        invocation
-            .key(self.key("due"))
-            .key(self.key("history"))
-            .key(self.history_mark_key())
-            .arg(&self.prefix)
-            .arg(job_id)
-            .arg(fence)
-            .arg(token)
-            .arg(moves::from_list(planned.rule))
-            .arg(planned.rule.to.as_str())
-            .arg(delay_ms)
-            .arg(&planned.detail)
-            .arg(slot_hold_ms)
-            .arg(epoch)
-            .arg(seen);
-        for (field, value) in &planned.fields {
-            invocation.arg(*field).arg(value);
-        }
-        Ok(invocation.invoke_async(conn).await?)
+        let args = scripts::transition::Args {
+            job_id,
+            fence,
+            token,
+            from: moves::from_list(planned.rule),
+            to: planned.rule.to.as_str(),
+            delay_ms: planned.delay.map_or(-1, |d| d.as_millis() as i64),
+            detail: &planned.detail,
+            slot_hold_ms: planned.slot_hold.map_or(-1, |d| d.as_millis() as i64),
+            epoch: &epoch,
+            seen,
+            mark_key: self.history_mark_key(),
+            fields: planned
+                .fields
+                .iter()
+                .map(|(field, value)| (*field, value.as_str()))
+                .collect(),
+        };
+        scripts::run(conn, &self.prefix, &args).await
     }
 
     /// Renews the caller's lease; false if it was lost.
     pub async fn extend(&self, lease: &Lease, length: Duration) -> Result<bool, QueueError> {
-        let renewed: i64 = EXTEND
-            .key(self.key("due"))
-            .arg(&self.prefix)
-            .arg(lease.job_id.to_string())
-            .arg(lease.fence)
-            .arg(&lease.token)
-            .arg(length.as_millis() as u64)
-            .invoke_async(&mut self.conn().await?)
-            .await?;
-        Ok(renewed == 1)
+        let job_id = lease.job_id.to_string();
+        let args = scripts::extend::Args {
+            job_id: &job_id,
+            fence: lease.fence,
+            token: &lease.token,
+            lease_ms: length.as_millis() as u64,
+        };
+        let reply = scripts::run(&mut self.conn().await?, &self.prefix, &args).await?;
+        Ok(reply.renewed)
     }
 
     /// Round trip to Redis, for readiness checks.

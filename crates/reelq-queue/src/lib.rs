@@ -2,61 +2,6 @@
 //! schedule says when each job next needs a worker, and fenced Lua compare-and-set scripts
 //! move jobs between states. Only this crate talks to Redis.
 
-/// A ledger script: the `#!lua` shebang (so a cluster refuses at once a key outside the slot of
-/// the keys the script declares, instead of after a reshard; and a full Redis refuses the whole
-/// script before it writes, instead of failing it half way at its first growing write), the
-/// constants Rust defines ([`lua_constants`]), the shared prelude, then `extra` helpers (if
-/// any), then the file. `flags` go on the shebang (`allow-oom` for a script that frees memory).
-macro_rules! ledger_script {
-    ($file:literal) => {
-        ledger_script!(@ "#!lua\n", $file, "")
-    };
-    ($file:literal, flags $flags:literal) => {
-        ledger_script!(@ concat!("#!lua flags=", $flags, "\n"), $file, "")
-    };
-    ($file:literal, with $extra:literal) => {
-        ledger_script!(@ "#!lua\n", $file,
-            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/lua/", $extra)))
-    };
-    (@ $shebang:expr, $file:literal, $extra:expr) => {
-        std::sync::LazyLock::new(|| {
-            redis::Script::new(
-                &[
-                    $shebang,
-                    crate::lua_constants().as_str(),
-                    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/lua/prelude.lua")),
-                    $extra,
-                    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/lua/", $file)),
-                ]
-                .concat(),
-            )
-        })
-    };
-}
-
-/// What the scripts share with Rust, written from Rust's own definitions so the two cannot
-/// disagree: the terminal states (`JobState::is_terminal`) and the in-flight slot's states
-/// ([`moves::HOLDS_SLOT`], [`moves::SLOT_FREE`]), each a Lua set; the ledger schema this
-/// release writes ([`LEDGER_SCHEMA`]) and how many events a record keeps ([`EVENTS_KEPT`]).
-fn lua_constants() -> String {
-    let set = |name: &str, states: &mut dyn Iterator<Item = reelq_core::JobState>| {
-        let members: Vec<String> = states.map(|s| format!("{} = true", s.as_str())).collect();
-        format!("local {name} = {{ {} }}\n", members.join(", "))
-    };
-    [
-        set(
-            "TERMINAL",
-            &mut reelq_core::JobState::ALL
-                .into_iter()
-                .filter(|state| state.is_terminal()),
-        ),
-        set("HOLDS_SLOT", &mut moves::HOLDS_SLOT.iter().copied()),
-        set("SLOT_FREE", &mut moves::SLOT_FREE.iter().copied()),
-        format!("local LEDGER_SCHEMA = {LEDGER_SCHEMA}\nlocal EVENTS_KEPT = {EVENTS_KEPT}\n"),
-    ]
-    .concat()
-}
-
 mod connection;
 mod durability;
 mod enqueue;
@@ -64,6 +9,7 @@ mod error;
 mod ledger;
 pub mod moves;
 mod record;
+mod scripts;
 mod transition;
 
 pub use connection::{RedisTarget, TargetError};

@@ -2,7 +2,7 @@
 //!
 //! A move is made by exactly one Lua script (`by`), inside which it is one compare-and-set
 //! on the job's record. Every move, whoever makes it, also goes through `move()` in
-//! `lua/prelude.lua`, which applies the effects common to all of them: the state field and
+//! `scripts/prelude.lua`, which applies the effects common to all of them: the state field and
 //! `updated_ms`, the per-state index, the capped event log, the change feed, the in-flight
 //! slot (given back when a job enters a state of [`SLOT_FREE`] from one of [`HOLDS_SLOT`]),
 //! the completion webhook and the batch's open count when it ends (a [terminal] state), and
@@ -23,7 +23,7 @@ use reelq_core::JobState::{self, *};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MoveRule {
     pub name: &'static str,
-    /// The script that makes it (under `src/lua/`).
+    /// The script that makes it (under `src/scripts/`).
     pub by: &'static str,
     pub from: &'static [JobState],
     pub to: JobState,
@@ -311,12 +311,12 @@ mod tests {
     use super::*;
 
     const SCRIPTS: &[(&str, &str)] = &[
-        ("claim.lua", include_str!("lua/claim.lua")),
-        ("wake.lua", include_str!("lua/wake.lua")),
-        ("restore.lua", include_str!("lua/restore.lua")),
-        ("batch.lua", include_str!("lua/batch.lua")),
-        ("transition.lua", include_str!("lua/transition.lua")),
-        ("operator.lua", include_str!("lua/operator.lua")),
+        ("claim.lua", include_str!("scripts/claim.lua")),
+        ("wake.lua", include_str!("scripts/wake.lua")),
+        ("restore.lua", include_str!("scripts/restore.lua")),
+        ("batch.lua", include_str!("scripts/batch.lua")),
+        ("transition.lua", include_str!("scripts/transition.lua")),
+        ("operator.lua", include_str!("scripts/operator.lua")),
     ];
 
     /// `(script, to-state)` of every `move(job, id, <from>, '<to>', ...)` with a literal

@@ -10,15 +10,15 @@
 //! | `P archive_ready` | zset | batch id -> ms its last job was archived: the batch is archived next |
 //! | `P archive` | hash | `archived` and `segments` (totals), `ok_ms` (last pass that archived or found nothing to), `failed_ms` and `error` (the last failure, cleared by a good pass) |
 
-use std::{collections::HashMap, sync::LazyLock, time::Duration};
+use std::{collections::HashMap, time::Duration};
 
-use redis::Script;
 use reelq_core::{JobId, JobState};
 use serde::{Deserialize, Serialize};
 
 use tracing::warn;
 
 use super::now_unix_ms;
+use crate::scripts;
 use crate::{ArchivedJob, BatchInfo, JobRecord, Ledger, QueueError, record::take_events};
 
 /// How many index entries a pass reads per job it wants, passing over jobs whose webhook is
@@ -50,10 +50,6 @@ pub struct ArchivedBatch {
     #[serde(skip)]
     read_snapshot: String,
 }
-
-/// Allowed to run on a full Redis: it frees memory (a `noeviction` Redis at `maxmemory`
-/// drains through it).
-static ARCHIVE: LazyLock<Script> = ledger_script!("archive.lua", flags "allow-oom");
 
 /// How long a finished job stays in Redis before it is archived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,25 +160,39 @@ enum ArchiveCall {
 }
 
 impl ArchiveCall {
-    fn op_and_args(self) -> (&'static str, Vec<String>) {
-        match self {
+    fn into_args(self, lease: &ArchiveLease) -> scripts::archive::Args<'_> {
+        let (op, jobs, batches) = match self {
             ArchiveCall::Remove(jobs) => (
                 "remove",
                 jobs.into_iter()
-                    .flat_map(|(id, state, updated, events)| {
-                        [id.to_string(), state.to_string(), updated, events]
-                    })
+                    .map(
+                        |(id, state, updated_ms, events)| scripts::archive::ReadJob {
+                            id: id.to_string(),
+                            state: state.as_str(),
+                            updated_ms,
+                            events,
+                        },
+                    )
                     .collect(),
+                Vec::new(),
             ),
             ArchiveCall::RemoveBatches(batches) => (
                 "remove_batches",
+                Vec::new(),
                 batches
                     .into_iter()
-                    .flat_map(|(id, snapshot)| [id, snapshot])
+                    .map(|(id, snapshot)| scripts::archive::ReadBatch { id, snapshot })
                     .collect(),
             ),
-            ArchiveCall::Take => ("take", Vec::new()),
-            ArchiveCall::Release => ("release", Vec::new()),
+            ArchiveCall::Take => ("take", Vec::new(), Vec::new()),
+            ArchiveCall::Release => ("release", Vec::new(), Vec::new()),
+        };
+        scripts::archive::Args {
+            token: &lease.token,
+            op,
+            lease_ms: lease.ttl.as_millis() as u64,
+            jobs,
+            batches,
         }
     }
 }
@@ -355,24 +365,12 @@ impl Ledger {
         lease: &ArchiveLease,
         call: ArchiveCall,
     ) -> Result<Removed, QueueError> {
-        let (op, args) = call.op_and_args();
-        let mut invocation = ARCHIVE.key(self.key("archiver"));
-        invocation
-            .arg(&self.prefix)
-            .arg(&lease.token)
-            .arg(op)
-            .arg(lease.ttl.as_millis() as u64)
-            .arg(args);
-        let reply: Option<(u64, u64)> =
-            match invocation.invoke_async(&mut self.conn().await?).await? {
-                redis::Value::Int(-1) => None,
-                counts => {
-                    Some(redis::from_redis_value(counts).map_err(|err| {
-                        QueueError::corrupt("archive.lua", format!("reply: {err}"))
-                    })?)
-                }
-            };
-        let (removed, kept) = reply.ok_or(QueueError::ArchiveLeaseLost)?;
+        let args = call.into_args(lease);
+        let reply = scripts::run(&mut self.conn().await?, &self.prefix, &args).await?;
+        if !reply.held {
+            return Err(QueueError::ArchiveLeaseLost);
+        }
+        let (removed, kept) = (reply.removed, reply.kept);
         Ok(Removed { removed, kept })
     }
 

@@ -14,18 +14,17 @@
 use std::{
     fmt,
     sync::{
-        LazyLock, Mutex,
+        Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
 
-use redis::{Script, Value};
+use redis::Value;
 use serde::{Deserialize, Serialize};
 
+use crate::scripts;
 use crate::{Durability, Ledger, QueueError, connection::Conn};
-
-static HISTORY: LazyLock<Script> = ledger_script!("history.lua");
 
 /// Paid creates are held at least this long after a rollback is declared: past a worker's
 /// heartbeat, so a worker the rolled-back ledger forgot is listed again, and must
@@ -178,12 +177,9 @@ impl Ledger {
     /// Reads (on a new ledger: starts) the ledger's history: what this client then sees
     /// acknowledged is counted from here.
     pub(crate) async fn open_history(&self) -> Result<(), QueueError> {
-        let epoch: String = HISTORY
-            .arg(&self.prefix)
-            .arg("open")
-            .arg(fresh_epoch())
-            .invoke_async(&mut self.conn().await?)
-            .await?;
+        let fresh = fresh_epoch();
+        let args = scripts::history::Args::Open { epoch: &fresh };
+        let epoch = self.history_epoch(&mut self.conn().await?, &args).await?;
         let mut view = self.mark_view().view.lock().unwrap();
         view.epoch = epoch;
         view.seen = 0;
@@ -346,22 +342,23 @@ impl Ledger {
         } else {
             by
         };
-        let (outcome, epoch): (String, String) = HISTORY
-            .arg(&self.prefix)
-            .arg("declare")
-            .arg(found_epoch.unwrap_or_default())
-            .arg(fresh_epoch())
-            .arg(&by)
-            .arg(rollback.saw)
-            .arg(rollback.found)
-            .arg(ROLLBACK_HOLD_MIN.as_millis() as u64)
-            .arg(ROLLBACK_HOLD_MAX.as_millis() as u64)
-            .invoke_async(&mut self.conn().await?)
-            .await?;
+        let fresh = fresh_epoch();
+        let args = scripts::history::Args::Declare {
+            found_epoch: found_epoch.unwrap_or_default(),
+            epoch: &fresh,
+            by: &by,
+            saw: rollback.saw,
+            found: rollback.found,
+            hold_min_ms: ROLLBACK_HOLD_MIN.as_millis() as u64,
+            hold_max_ms: ROLLBACK_HOLD_MAX.as_millis() as u64,
+        };
+        let reply = scripts::run(&mut self.conn().await?, &self.prefix, &args).await?;
+        let declared = !reply.joined;
+        let epoch = reply.epoch.unwrap_or_default();
         let repairs = self.mark_view().repairs.load(Ordering::SeqCst);
         tracing::error!(
             %rollback,
-            declared = outcome == "declared",
+            declared,
             by,
             "LEDGER ROLLBACK: redis lost writes it had acknowledged; paid creates are held until every worker has given back the creates it made"
         );
@@ -375,14 +372,23 @@ impl Ledger {
         Ok(repairs)
     }
 
+    /// The ledger's epoch after `args` (an open or an ack).
+    async fn history_epoch(
+        &self,
+        conn: &mut Conn,
+        args: &scripts::history::Args<'_>,
+    ) -> Result<String, QueueError> {
+        let reply = scripts::run(conn, &self.prefix, args).await?;
+        reply
+            .epoch
+            .ok_or_else(|| QueueError::corrupt("the ledger", "its history has no epoch"))
+    }
+
     /// Whether paid creates are held now (a declared rollback's hold).
     async fn holding(&self) -> Result<bool, QueueError> {
-        let (holding,): (u8,) = HISTORY
-            .arg(&self.prefix)
-            .arg("holding")
-            .invoke_async(&mut self.conn().await?)
-            .await?;
-        Ok(holding == 1)
+        let args = scripts::history::Args::Holding;
+        let reply = scripts::run(&mut self.conn().await?, &self.prefix, &args).await?;
+        Ok(reply.holding)
     }
 
     /// Compares the ledger's history with what this client saw acknowledged (workers run
@@ -434,13 +440,11 @@ impl Ledger {
             return Ok(());
         };
         let mut conn = self.conn().await?;
-        let current: String = HISTORY
-            .arg(&self.prefix)
-            .arg("ack")
-            .arg(worker)
-            .arg(&epoch)
-            .invoke_async(&mut conn)
-            .await?;
+        let args = scripts::history::Args::Ack {
+            worker,
+            epoch: &epoch,
+        };
+        let current = self.history_epoch(&mut conn, &args).await?;
         let count: Option<u64> = redis::cmd("GET")
             .arg(&self.mark_view().mark_key)
             .query_async(&mut conn)
@@ -463,13 +467,11 @@ impl Ledger {
     /// worker.
     pub async fn acknowledge_history(&self, worker: &str) -> Result<(), QueueError> {
         let epoch = self.mark_view().view.lock().unwrap().epoch.clone();
-        let _: String = HISTORY
-            .arg(&self.prefix)
-            .arg("ack")
-            .arg(worker)
-            .arg(epoch)
-            .invoke_async(&mut self.conn().await?)
-            .await?;
+        let args = scripts::history::Args::Ack {
+            worker,
+            epoch: &epoch,
+        };
+        self.history_epoch(&mut self.conn().await?, &args).await?;
         Ok(())
     }
 

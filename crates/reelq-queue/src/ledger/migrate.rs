@@ -3,16 +3,10 @@
 //! The order keeps every step safe while this release's workers run: no worker of an older
 //! release may be live (its heartbeat says which schema it writes); the schema is raised
 //! first, so an older binary started meanwhile refuses the ledger instead of writing old
-//! records into it; then every record is moved in its own script step ([`MIGRATE`]), which
+//! records into it; then every record is moved in its own script step (`migrate.lua`), which
 //! leaves records already moved alone. Interrupted, it is run again.
 
-use std::sync::LazyLock;
-
-use redis::Script;
-
-use crate::{LEDGER_SCHEMA, Ledger, QueueError};
-
-static MIGRATE: LazyLock<Script> = ledger_script!("migrate.lua");
+use crate::{LEDGER_SCHEMA, Ledger, QueueError, scripts};
 
 /// How many records one script step moves: long enough to amortise the round trip, short
 /// enough that other clients wait a millisecond or so.
@@ -71,13 +65,8 @@ impl Ledger {
                 .filter_map(|key| key.strip_prefix(&record_prefix))
                 .collect();
             for chunk in ids.chunks(MIGRATE_CHUNK) {
-                let n: u64 = MIGRATE
-                    .key(self.key("due"))
-                    .arg(&self.prefix)
-                    .arg(chunk)
-                    .invoke_async(&mut conn)
-                    .await?;
-                moved += n;
+                let args = scripts::migrate::Args { job_ids: chunk };
+                moved += scripts::run(&mut conn, &self.prefix, &args).await?.moved;
             }
             seen += ids.len() as u64;
             if next == 0 {

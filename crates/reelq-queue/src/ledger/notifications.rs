@@ -1,16 +1,12 @@
 //! Completion webhooks as the ledger keeps them: queued when a job or batch ends, claimed
 //! under a lease by a worker's notifier, and recorded per delivery attempt.
 
-use std::{sync::LazyLock, time::Duration};
+use std::time::Duration;
 
-use redis::Script;
 use reelq_core::{BatchId, JobId};
 
+use crate::scripts;
 use crate::{Ledger, QueueError};
-
-static CLAIM_NOTIFY: LazyLock<Script> = ledger_script!("claim_notify.lua");
-
-static NOTIFIED: LazyLock<Script> = ledger_script!("notified.lua");
 
 /// A completion webhook to send: the job's ending, under an event id kept across retries.
 #[derive(Debug, Clone)]
@@ -68,21 +64,24 @@ impl Ledger {
         max: usize,
         lease: Duration,
     ) -> Result<Vec<Notification>, QueueError> {
-        let rows: Vec<(String, String, String, u32)> = CLAIM_NOTIFY
-            .key(self.key("notify_due"))
-            .arg(&self.prefix)
-            .arg(max)
-            .arg(lease.as_millis() as u64)
-            .invoke_async(&mut self.conn().await?)
-            .await?;
-        rows.into_iter()
-            .map(|(id, url, event_id, attempt)| {
-                let target = id.parse().map_err(|err| QueueError::corrupt(&id, err))?;
+        let args = scripts::claim_notify::Args {
+            max,
+            lease_ms: lease.as_millis() as u64,
+        };
+        let reply = scripts::run(&mut self.conn().await?, &self.prefix, &args).await?;
+        reply
+            .claimed
+            .into_iter()
+            .map(|claimed| {
+                let target = claimed
+                    .member
+                    .parse()
+                    .map_err(|err| QueueError::corrupt(&claimed.member, err))?;
                 Ok(Notification {
                     target,
-                    url,
-                    event_id,
-                    attempt,
+                    url: claimed.url,
+                    event_id: claimed.event_id,
+                    attempt: claimed.attempt,
                 })
             })
             .collect()
@@ -101,16 +100,15 @@ impl Ledger {
             NotifyOutcome::GaveUp => ("gave_up", Duration::ZERO),
             NotifyOutcome::Skipped => ("skipped", Duration::ZERO),
         };
-        let _: i64 = NOTIFIED
-            .key(self.key("notify_due"))
-            .arg(&self.prefix)
-            .arg(notification.target.to_string())
-            .arg(&notification.event_id)
-            .arg(name)
-            .arg(delay.as_millis() as u64)
-            .arg(detail)
-            .invoke_async(&mut self.conn().await?)
-            .await?;
+        let member = notification.target.to_string();
+        let args = scripts::notified::Args {
+            member: &member,
+            event_id: &notification.event_id,
+            outcome: name,
+            delay_ms: delay.as_millis() as u64,
+            detail,
+        };
+        scripts::run(&mut self.conn().await?, &self.prefix, &args).await?;
         Ok(())
     }
 }

@@ -2,18 +2,10 @@
 //! dashboard) and reconciliation's: jobs nobody holds, moved by `operator.lua` and `batch.lua`
 //! under a bumped fence. Their rows are in the move table (`moves.rs`).
 
-use std::sync::LazyLock;
-
-use redis::Script;
 use reelq_core::{BatchId, ErrorClass, JobId, JobState, ProviderKind};
 
+use crate::scripts;
 use crate::{Ledger, QueueError, moves};
-
-static OPERATOR: LazyLock<Script> = ledger_script!("operator.lua");
-
-static BATCH: LazyLock<Script> = ledger_script!("batch.lua");
-
-static NOTE: LazyLock<Script> = ledger_script!("note.lua");
 
 /// How an operator settles an `uncertain` job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,20 +113,20 @@ impl Ledger {
     ) -> Result<bool, QueueError> {
         let rule = moves::rule(name);
         debug_assert_eq!(rule.by, "operator.lua", "{name}");
-        let mut invocation = OPERATOR.prepare_invoke();
-        invocation
-            .key(self.key("due"))
-            .arg(&self.prefix)
-            .arg(job_id.to_string())
-            .arg(moves::from_list(rule))
-            .arg(rule.to.as_str())
-            .arg(delay_ms)
-            .arg(detail);
-        for (field, value) in fields {
-            invocation.arg(*field).arg(value);
-        }
-        let reply: Vec<String> = invocation.invoke_async(&mut self.conn().await?).await?;
-        Ok(reply.first().is_some_and(|ok| ok == "1"))
+        let job_id = job_id.to_string();
+        let args = scripts::operator::Args {
+            job_id: &job_id,
+            from: moves::from_list(rule),
+            to: rule.to.as_str(),
+            delay_ms,
+            detail,
+            fields: fields
+                .iter()
+                .map(|(field, value)| (*field, value.as_str()))
+                .collect(),
+        };
+        let reply = scripts::run(&mut self.conn().await?, &self.prefix, &args).await?;
+        Ok(reply.applied)
     }
 
     /// Cancels one job. Not yet submitted (`queued` or `budget_held`): it ends `cancelled`
@@ -204,23 +196,22 @@ impl Ledger {
         argument: &str,
     ) -> Result<Option<u64>, QueueError> {
         let mut conn = self.conn().await?;
+        let batch = batch.to_string();
         let (mut total, mut start) = (0u64, 0i64);
         while start >= 0 {
-            let (moved, next): (i64, i64) = BATCH
-                .key(self.key("due"))
-                .arg(&self.prefix)
-                .arg(batch.to_string())
-                .arg(action)
-                .arg(argument)
-                .arg(start)
-                .arg(crate::ENQUEUE_CHUNK)
-                .invoke_async(&mut conn)
-                .await?;
-            if moved < 0 {
+            let args = scripts::batch::Args {
+                batch: &batch,
+                action,
+                budget_micros: argument,
+                start: start as u64,
+                count: crate::ENQUEUE_CHUNK,
+            };
+            let reply = scripts::run(&mut conn, &self.prefix, &args).await?;
+            if !reply.found {
                 return Ok(None);
             }
-            total += moved as u64;
-            start = next;
+            total += reply.moved;
+            start = reply.next_index.map_or(-1, |next| next as i64);
         }
         Ok(Some(total))
     }
@@ -242,13 +233,12 @@ impl Ledger {
     /// Notes on an `uncertain` job what reconciliation found (false if it is no longer
     /// uncertain).
     pub async fn note_uncertain(&self, job_id: JobId, note: &str) -> Result<bool, QueueError> {
-        let noted: i64 = NOTE
-            .key(self.key("due"))
-            .arg(&self.prefix)
-            .arg(job_id.to_string())
-            .arg(note)
-            .invoke_async(&mut self.conn().await?)
-            .await?;
-        Ok(noted == 1)
+        let job_id = job_id.to_string();
+        let args = scripts::note::Args {
+            job_id: &job_id,
+            note,
+        };
+        let reply = scripts::run(&mut self.conn().await?, &self.prefix, &args).await?;
+        Ok(reply.noted)
     }
 }

@@ -2,14 +2,9 @@
 //! (`restore.lua`): after the ledger went back in time, or when the create's answer came
 //! back after the submit could no longer be recorded under its lease.
 
-use std::sync::LazyLock;
-
-use redis::Script;
 use reelq_core::{AccountName, JobId, JobState};
 
-use crate::{Ledger, QueueError, TASK_INDEX_TTL};
-
-static RESTORE: LazyLock<Script> = ledger_script!("restore.lua");
+use crate::{Ledger, QueueError, TASK_INDEX_TTL, scripts};
 
 /// A paid create as the worker that made it knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +24,8 @@ pub struct PaidCreate {
 }
 
 /// What giving a paid create back did to its job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RestoreOutcome {
     /// The job is `waiting` on the create's task, polled at once.
     Restored,
@@ -55,43 +51,29 @@ impl Ledger {
         create: &PaidCreate,
         why: &str,
     ) -> Result<(RestoreOutcome, Option<JobState>), QueueError> {
-        let (outcome, state): (String, String) = RESTORE
-            .key(self.key("due"))
-            .arg(&self.prefix)
-            .arg(create.job_id.to_string())
-            .arg(create.account.as_str())
-            .arg(create.task_id.as_deref().unwrap_or_default())
-            .arg(&create.claim_token)
-            .arg(create.sent_ms)
-            .arg(TASK_INDEX_TTL.as_millis() as u64)
-            .arg(why)
-            .arg(
-                create
-                    .uncertain_slot_hold
-                    .map_or(-1, |hold| hold.as_millis() as i64),
-            )
-            .invoke_async(&mut self.conn().await?)
-            .await?;
-        let outcome = match outcome.as_str() {
-            "restored" => RestoreOutcome::Restored,
-            "uncertain" => RestoreOutcome::Uncertain,
-            "intact" => RestoreOutcome::Intact,
-            "conflict" => RestoreOutcome::Conflict,
-            "ended" => RestoreOutcome::Ended,
-            "missing" => RestoreOutcome::Missing,
-            other => {
-                return Err(QueueError::corrupt(
-                    create.job_id,
-                    format!("unexpected restore reply {other:?}"),
-                ));
-            }
+        let job_id = create.job_id.to_string();
+        let args = scripts::restore::Args {
+            job_id: &job_id,
+            account: create.account.as_str(),
+            task_id: create.task_id.as_deref().unwrap_or_default(),
+            token: &create.claim_token,
+            sent_ms: create.sent_ms,
+            index_ttl_ms: TASK_INDEX_TTL.as_millis() as u64,
+            why,
+            slot_hold_ms: create
+                .uncertain_slot_hold
+                .map_or(-1, |hold| hold.as_millis() as i64),
         };
-        let state = match state.as_str() {
-            "" => None,
-            state => Some(state.parse().map_err(|err: reelq_core::UnknownState| {
-                QueueError::corrupt(create.job_id, err.to_string())
-            })?),
-        };
+        let reply = scripts::run(&mut self.conn().await?, &self.prefix, &args).await?;
+        let state = reply
+            .state
+            .map(|state| {
+                state.parse().map_err(|err: reelq_core::UnknownState| {
+                    QueueError::corrupt(create.job_id, err.to_string())
+                })
+            })
+            .transpose()?;
+        let outcome = reply.outcome;
         Ok((outcome, state))
     }
 }

@@ -1,15 +1,12 @@
 //! What workers publish to the whole deployment: their providers' limits (one encoding,
 //! written and read here), the retention of finished jobs, and provider pauses (a 429).
 
-use std::{collections::HashMap, sync::LazyLock, time::Duration};
+use std::{collections::HashMap, time::Duration};
 
-use redis::Script;
 use reelq_core::AccountName;
 
+use crate::scripts;
 use crate::{Ledger, QueueError};
-
-static PAUSE: LazyLock<Script> = ledger_script!("pause.lua");
-static RESUME: LazyLock<Script> = ledger_script!("resume.lua");
 
 /// The most due entries one resume looks at: enough for every job one account's pause held
 /// back in most deployments, few enough that the script stays short.
@@ -49,21 +46,6 @@ pub struct ProviderLimit {
     pub uncertain_slot_ttl: Duration,
 }
 
-impl ProviderLimit {
-    pub(crate) fn encode(&self) -> String {
-        format!(
-            "{} {} {} {} {} {} {}",
-            self.account,
-            self.requests_per_s,
-            self.burst,
-            self.max_in_flight,
-            self.slot_ttl.as_millis(),
-            self.daily_budget_micros,
-            self.uncertain_slot_ttl.as_millis()
-        )
-    }
-}
-
 impl Ledger {
     /// Records the limits a worker runs with, for dashboards to show beside the counts.
     pub async fn publish_limits(&self, limits: &[ProviderLimit]) -> Result<(), QueueError> {
@@ -99,33 +81,28 @@ impl Ledger {
         account: &AccountName,
         length: Duration,
     ) -> Result<(), QueueError> {
-        let _: i64 = PAUSE
-            .key(self.key(format!("pause:{account}")))
-            .arg(&self.prefix)
-            .arg(length.as_millis().max(1) as u64)
-            .invoke_async(&mut self.conn().await?)
-            .await?;
+        let args = scripts::pause::Args {
+            account: account.as_str(),
+            pause_ms: length.as_millis().max(1) as u64,
+        };
+        scripts::run(&mut self.conn().await?, &self.prefix, &args).await?;
         Ok(())
     }
 
     /// Ends `account`'s pause at once, for every replica, and makes the queued jobs it held
     /// back due now.
     pub async fn resume_account(&self, account: &AccountName) -> Result<Resumed, QueueError> {
-        let contracts: Vec<&str> = reelq_core::ProviderKind::ALL
-            .iter()
-            .map(|kind| kind.as_str())
-            .collect();
         let was_paused = self.paused_for(account).await?.is_some();
-        let (moved, looked): (u64, usize) = RESUME
-            .key(self.key(format!("pause:{account}")))
-            .key(self.key("due"))
-            .key(self.key("due_low"))
-            .arg(&self.prefix)
-            .arg(account.as_str())
-            .arg(contracts.join(","))
-            .arg(RESUME_SCAN)
-            .invoke_async(&mut self.conn().await?)
-            .await?;
+        let args = scripts::resume::Args {
+            account: account.as_str(),
+            contracts: reelq_core::ProviderKind::ALL
+                .iter()
+                .map(|kind| kind.as_str())
+                .collect(),
+            limit: RESUME_SCAN,
+        };
+        let scripts::resume::Reply { moved, looked } =
+            scripts::run(&mut self.conn().await?, &self.prefix, &args).await?;
         Ok(Resumed {
             was_paused,
             brought_forward: moved,

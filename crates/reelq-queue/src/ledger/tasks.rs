@@ -1,14 +1,12 @@
 //! Provider tasks bound to jobs: the task index, callbacks' hints (`wake.lua`), adoption of a
 //! task the provider's records confirm, and what a per-task callback is checked against.
 
-use std::{sync::LazyLock, time::Duration};
+use std::time::Duration;
 
-use redis::Script;
 use reelq_core::{AccountName, JobId, JobState};
 
+use crate::scripts;
 use crate::{JobRecord, Ledger, QueueError};
-
-static WAKE: LazyLock<Script> = ledger_script!("wake.lua");
 
 /// How long a task stays findable by its id (account-level callbacks, the dashboard's
 /// search): far beyond any generation, and short enough that the index cleans itself.
@@ -24,7 +22,8 @@ pub struct CallbackBinding {
 }
 
 /// What a callback did to its job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum WakeOutcome {
     /// A poll was scheduled for now.
     Woken,
@@ -130,29 +129,16 @@ impl Ledger {
         source: &str,
         index_ttl: Option<Duration>,
     ) -> Result<WakeOutcome, QueueError> {
-        let outcome: String = WAKE
-            .key(self.key("due"))
-            .arg(&self.prefix)
-            .arg(job_id.to_string())
-            .arg(task_id)
-            .arg(source)
-            .arg(index_ttl.unwrap_or_default().as_millis() as u64)
-            .arg(if index_ttl.is_some() {
-                "confirmed"
-            } else {
-                "hint"
-            })
-            .invoke_async(&mut self.conn().await?)
-            .await?;
-        Ok(match outcome.as_str() {
-            "woken" => WakeOutcome::Woken,
-            "adopted" => WakeOutcome::Adopted,
-            "noted" => WakeOutcome::Noted,
-            "unconfirmed" => WakeOutcome::Unconfirmed,
-            "conflict" => WakeOutcome::Conflict,
-            "missing" => WakeOutcome::Missing,
-            _ => WakeOutcome::Ignored,
-        })
+        let job_id = job_id.to_string();
+        let args = scripts::wake::Args {
+            job_id: &job_id,
+            task_id,
+            by: source,
+            index_ttl_ms: index_ttl.unwrap_or_default().as_millis() as u64,
+            confirmed: index_ttl.is_some(),
+        };
+        let reply = scripts::run(&mut self.conn().await?, &self.prefix, &args).await?;
+        Ok(reply.outcome)
     }
 
     /// Up to `limit` `uncertain` jobs of `account`, most recently parked first, read in one

@@ -331,3 +331,53 @@ fn every_rust_file_is_short_enough_to_read_or_shrinking() {
         );
     }
 }
+
+/// Every ledger script has its edge beside it (`scripts/<name>.rs`, whose `ledger_edge!` names
+/// the file), says what it takes and answers, and reads no argument and writes no reply by
+/// position: only `prelude.lua` reads `ARGV`, and nothing declares keys but the runner.
+#[test]
+fn every_script_has_a_typed_edge_and_reads_nothing_by_position() {
+    let dir = workspace().join("crates/reelq-queue/src/scripts");
+    let mut scripts = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        let Some(stem) = name.strip_suffix(".lua") else {
+            continue;
+        };
+        let text = std::fs::read_to_string(&path).unwrap();
+        if name == "prelude.lua" {
+            continue;
+        }
+        for positional in ["ARGV[", "KEYS["] {
+            assert!(
+                !text.contains(positional),
+                "{name} reads {positional}: read its Args by name (A.field)"
+            );
+        }
+        for (number, line) in text.lines().enumerate() {
+            assert!(
+                !line.trim_start().starts_with("return {"),
+                "{name}:{}: a reply by position; return cjson.encode of a table with names",
+                number + 1
+            );
+        }
+        if name == "jobs.lua" {
+            // Helpers of the enqueue scripts; their shared types are in jobs.rs.
+            assert!(dir.join("jobs.rs").exists());
+            continue;
+        }
+        scripts += 1;
+        assert!(
+            text.contains("-- Args (") && text.contains("-- Reply"),
+            "{name} does not say what it takes (-- Args (...)) and answers (-- Reply)"
+        );
+        let edge = std::fs::read_to_string(dir.join(format!("{stem}.rs")))
+            .unwrap_or_else(|_| panic!("{name} has no {stem}.rs beside it"));
+        assert!(
+            edge.contains(&format!("\"{name}\"")) && edge.contains("ledger_edge!"),
+            "{stem}.rs does not make the edge of {name} (ledger_edge!)"
+        );
+    }
+    assert!(scripts >= 18, "found {scripts} scripts");
+}

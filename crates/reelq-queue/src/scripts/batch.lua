@@ -1,24 +1,22 @@
 -- An operator's action on a whole batch, a chunk of its jobs per call (the caller loops from
 -- index 0 until the reply's next index is -1), so a batch of any size never holds Redis long.
--- KEYS[1]  due schedule
--- ARGV[1]  key prefix
--- ARGV[2]  batch id
--- ARGV[3]  "resume": raise the budget to ARGV[4] micros (or keep it, if "") and queue every
---          `budget_held` job again; "cancel": end every job not yet submitted (`queued`,
---          `budget_held`) as `cancelled`, and mark every `waiting` one (`cancel_ms`): its next
---          poll asks the provider to cancel where the contract can (elsewhere it finishes)
--- ARGV[5]  index in the batch's job list to start at
--- ARGV[6]  most jobs to look at
+-- Args (batch.rs): batch (its id); action: "resume" (raise the budget to budget_micros, or
+-- keep it if "", and queue every `budget_held` job again) or "cancel" (end every job not yet
+-- submitted, `queued` or `budget_held`, as `cancelled`, and mark every `waiting` one
+-- (`cancel_ms`): its next poll asks the provider to cancel where the contract can, elsewhere
+-- it finishes); start (the index in the batch's job list to start at); count (the most jobs
+-- to look at).
 -- The first chunk of a cancel marks the batch (`cancelled_ms`): from then on the claim ends
 -- any of its jobs it meets still queued, so none is submitted while later chunks run.
--- Returns {jobs moved, next index or -1}, or {-1, -1} when the batch does not exist.
-local due = KEYS[1]
-local batch, action, start, count = ARGV[2], ARGV[3], tonumber(ARGV[5]), tonumber(ARGV[6])
+-- Reply: {found = true, moved = jobs moved, next_index = where the next chunk starts (absent
+-- after the last)}, or {found = false} when the batch does not exist.
+local due = prefix .. 'due'
+local batch, action, start, count = A.batch, A.action, A.start, A.count
 local info = prefix .. 'batchinfo:' .. batch
-if redis.call('EXISTS', info) == 0 then return { -1, -1 } end
+if redis.call('EXISTS', info) == 0 then return cjson.encode({ found = false }) end
 local now = now_ms()
-if start == 0 and action == 'resume' and ARGV[4] ~= '' then
-  redis.call('HSET', info, 'budget_micros', ARGV[4])
+if start == 0 and action == 'resume' and A.budget_micros ~= '' then
+  redis.call('HSET', info, 'budget_micros', A.budget_micros)
 end
 if start == 0 and action == 'cancel' then redis.call('HSETNX', info, 'cancelled_ms', now) end
 local queue = due
@@ -46,5 +44,5 @@ for _, id in ipairs(redis.call('LRANGE', list, start, start + count - 1)) do
 end
 if action == 'resume' and moved > 0 then redis.call('PUBLISH', prefix .. 'wake', moved) end
 local next_index = start + count
-if next_index >= redis.call('LLEN', list) then next_index = -1 end
-return { moved, next_index }
+if next_index >= redis.call('LLEN', list) then next_index = nil end
+return cjson.encode({ found = true, moved = moved, next_index = next_index })

@@ -1,17 +1,17 @@
 -- Takes up to N due jobs for one worker, each under a fresh fence.
--- KEYS[1]  due schedule (zset: job id -> unix ms when a worker should act)
--- ARGV[1]  key prefix
--- ARGV[2]  N, the most jobs to take
--- ARGV[3]  lease length in ms: the job's due time becomes now + lease, so if the worker dies
---          the job falls due again and another worker takes it with a higher fence
--- ARGV[4]  worker name (recorded as owner, for operators)
--- ARGV[5]  "1" to requeue a submit whose lease expired (operator opt-in), "0" to park it
---          as `uncertain`
--- Returns {now_ms, next_due_ms or -1, {{id, state, fence, spec, task_id, attempt,
---          result_url, polls, account, low (1 for a queued job of a low-priority batch),
---          cancel (1 for a waiting job an operator asked to cancel, 2 once the provider
---          answered that ask)}, ...},
---          {"<account> rate|in_flight|daily_budget" per job held back}}.
+-- Args (claim.rs): max_jobs (N); lease_ms (the lease length: the job's due time becomes now +
+-- lease, so if the worker dies the job falls due again and another worker takes it with a
+-- higher fence); owner (the worker's name, recorded for operators); resubmit_uncertain
+-- (requeue a submit whose lease expired, an operator's opt-in, instead of parking it as
+-- `uncertain`); limits (below); token (the claim's, stored on each job it takes: moves must
+-- name it with the fence, so a fence number repeated after Redis lost writes names no live
+-- lease); accounts (the worker's, {account, contract}: jobs of other accounts are left due
+-- for replicas that have them, at most SCAN_LIMIT of them stepped over).
+-- Reply: {now_ms, next_due_ms (when nothing was taken: the next due time; absent if none),
+--   claimed = {{id, state, fence, spec, task_id, attempt, result_url, polls, account,
+--   low_priority (a queued job of a low-priority batch), cancel_requested (a waiting job an
+--   operator asked to cancel), cancel_answered (the provider answered that ask)}, ...},
+--   waits = {{account, limit = "rate", "in_flight" or "daily_budget"}, one per job held back}}.
 -- A job's `provider` field names the account its limits, pause and budgets are kept under.
 -- A queued job that asked only for a provider (the field holds the contract's name, e.g.
 -- `kie`) and has reserved nothing yet goes to the first of this worker's accounts of that
@@ -21,43 +21,36 @@
 -- once it holds the reply, so a claim whose reply is lost never looks like a sent submit.
 -- A job found `submitting` is one whose submitter's lease ran out: if a callback named its
 -- task (`task_id_hint`) it goes on to polling; otherwise the provider may have the
--- task, so it becomes `uncertain` and is never handed out for a second submit (unless ARGV[5]).
+-- task, so it becomes `uncertain` and is never handed out for a second submit (unless
+-- resubmit_uncertain).
 -- A queued job whose provider is paused (`P pause:{provider}`, set on a 429) is left
 -- unclaimed and rescheduled for the end of the pause.
--- ARGV[6]  cluster-wide limits per provider account, "<account> <requests/s> <burst>
---          <max in flight> <slot ttl ms> <daily budget micros> <uncertain slot ttl ms>"
---          joined by ";" (0 = no limit). Every provider call
---          (a submit or a poll) takes a token from a GCRA bucket `P rate:{provider}`; a submit
---          also takes a generation slot in `P inflight:{provider}` (zset: job -> expiry),
---          released when the generation ends (prelude's SLOT_FREE), renewed by each poll, so a
---          lost job's slot comes back after the ttl. A job a limit holds back is rescheduled
---          for when it may go, and named in the reply's waits.
--- ARGV[7]  the claim's token, stored on each job it takes (`token`): moves must name it with
---          the fence, so a fence number repeated after Redis lost writes names no live lease
--- ARGV[8]  the worker's accounts, "<account>=<contract>" comma-separated: jobs of other
---          accounts are left due for replicas that have them (at most SCAN_LIMIT of them are
---          stepped over)
-local due = KEYS[1]
-local max_n, lease_ms, owner = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local resubmit_uncertain = ARGV[5] == '1'
-local token = ARGV[7]
+-- Limits are cluster-wide, per provider account: {account, rate (requests/s), burst, slots
+-- (generations in flight), ttl_ms (a slot's), daily_micros (the daily budget),
+-- uncertain_ttl_ms}, 0 = no limit. Every provider call (a submit or a poll) takes a token
+-- from a GCRA bucket `P rate:{provider}`; a submit also takes a generation slot in
+-- `P inflight:{provider}` (zset: job -> expiry), released when the generation ends
+-- (prelude's SLOT_FREE), renewed by each poll, so a lost job's slot comes back after the
+-- ttl. A job a limit holds back is rescheduled for when it may go, and named in the reply's
+-- waits.
+local due = prefix .. 'due'
+local max_n, lease_ms, owner = A.max_jobs, A.lease_ms, A.owner
+local resubmit_uncertain = A.resubmit_uncertain
+local token = A.token
 local serves, pools = {}, {}
-for account, contract in string.gmatch(ARGV[8] or '', '([^,=]+)=([^,]+)') do
-  serves[account] = true
-  pools[contract] = pools[contract] or {}
-  table.insert(pools[contract], account)
+for _, served in ipairs(A.accounts) do
+  serves[served.account] = true
+  pools[served.contract] = pools[served.contract] or {}
+  table.insert(pools[served.contract], served.account)
 end
 local SCAN_LIMIT = 1000
 local paused = {}
 local now = now_ms()
 
 local limits = {}
-for spec in string.gmatch(ARGV[6] or '', '[^;]+') do
-  local provider, rate, burst, slots, ttl, daily, uncertain_ttl =
-    string.match(spec, '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
-  limits[provider] = { rate = tonumber(rate), burst = math.max(1, tonumber(burst)),
-    slots = tonumber(slots), ttl = tonumber(ttl), daily = tonumber(daily),
-    uncertain_ttl = tonumber(uncertain_ttl) }
+for _, l in ipairs(A.limits) do
+  limits[l.account] = { rate = l.rate, burst = math.max(1, l.burst), slots = l.slots,
+    ttl = l.ttl_ms, daily = l.daily_micros, uncertain_ttl = l.uncertain_ttl_ms }
 end
 local waits = {}
 
@@ -94,7 +87,7 @@ end
 
 local function hold_back(queue, id, provider, kind, wait_ms)
   redis.call('ZADD', queue, now + wait_ms, id)
-  waits[#waits + 1] = provider .. ' ' .. kind
+  waits[#waits + 1] = { account = provider, limit = kind }
 end
 
 -- Budgets, in millionths of a dollar: a submit reserves its job's estimate against its
@@ -260,11 +253,13 @@ local function take(queue, id)
       if queue == due_low then redis.call('ZREM', due_low, id) end
       redis.call('ZADD', due, now + lease_ms, id)
       local low = state == 'queued' and f[11] and flags_of(f[11]).low
-      local cancel = 0
-      if state == 'waiting' and f[14] then cancel = f[16] and 2 or 1 end
+      local cancel_requested = state == 'waiting' and f[14] ~= false
       local spec = f[3] or joined_spec(job, f[17], { unpack(f, 18, 17 + SPEC_READ) })
-      claimed[#claimed + 1] = { id, state, fence, spec, f[4] or '', tonumber(f[5] or '0'),
-        f[6] or '', tonumber(f[7] or '0'), provider, low and 1 or 0, cancel }
+      claimed[#claimed + 1] = { id = id, state = state, fence = fence, spec = spec,
+        task_id = f[4] or nil, attempt = tonumber(f[5] or '0'), result_url = f[6] or nil,
+        polls = tonumber(f[7] or '0'), account = provider, low_priority = low and true or false,
+        cancel_requested = cancel_requested,
+        cancel_answered = cancel_requested and f[16] ~= false }
     end
   else
     redis.call('ZREM', queue, id)
@@ -304,4 +299,5 @@ if #claimed == 0 then
     end
   end
 end
-return { now, next_due, claimed, waits }
+if next_due < 0 then next_due = nil end
+return cjson.encode({ now_ms = now, next_due_ms = next_due, claimed = claimed, waits = waits })

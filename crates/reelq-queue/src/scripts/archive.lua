@@ -7,40 +7,42 @@
 -- expires: it is what keeps another job from adopting the task (reconciliation, a late
 -- callback). Its batch counts it (`archived`); once all of a batch's jobs are counted, the
 -- batch is ready to be archived too (`P archive_ready`).
--- KEYS[1]  the archiver's lease (`P archiver`)
--- ARGV[1]  key prefix
--- ARGV[2]  the lease's token
--- ARGV[3]  'take' (the lease, if nobody holds it), 'remove', 'remove_batches' or 'release'
---          (give the lease up; nothing follows)
--- ARGV[4]  ms the lease lives on from now (a remove renews it for the pass's next segment)
--- ARGV[5..] for 'remove', per job four values: job id, the state it was read in, its
---          `updated_ms` and `events` as read ('' where absent); a job whose record was
---          already gone is passed with state and '' '' (its index entry is dropped).
---          For 'remove_batches', per batch two values: batch id and the snapshot of its
---          settings as read (BATCH_SNAPSHOT's fields joined by '|'): it goes if unchanged,
---          still finished with every job archived, and no completion webhook pending.
--- Returns {removed, kept} ({1, 0} for a lease taken), or -1 if the lease is not this
--- archiver's (another holds it, or it expired and another took it): nothing was done.
+-- Args (archive.rs): token (the lease's); op: 'take' (the lease, if nobody holds it),
+-- 'remove', 'remove_batches' or 'release' (give the lease up); lease_ms (how long the lease
+-- lives on from now: a remove renews it for the pass's next segment); jobs (for 'remove':
+-- {id, state, updated_ms, events}, the state it was read in and its `updated_ms` and
+-- `events` as read, '' where absent; a job whose record was already gone is passed with
+-- its state and '' '': its index entry is dropped); batches (for 'remove_batches': {id,
+-- snapshot}, the snapshot of its settings as read, BATCH_SNAPSHOT's fields joined by '|':
+-- it goes if unchanged, still finished with every job archived, and no completion webhook
+-- pending).
+-- Reply: {held = true, removed, kept} ({removed = 1} for a lease taken), or {held = false}
+-- if the lease is not this archiver's (another holds it, or it expired and another took
+-- it): nothing was done.
 local BATCH_SNAPSHOT = { 'budget_micros', 'reserved_micros', 'cancelled_ms', 'start_after_ms',
   'priority', 'name' }
-local lease = KEYS[1]
-if ARGV[3] == 'take' then
+local lease = prefix .. 'archiver'
+local function reply(removed, kept)
+  return cjson.encode({ held = true, removed = removed, kept = kept })
+end
+local lost = cjson.encode({ held = false })
+if A.op == 'take' then
   -- Here (not a plain SET) so that a full Redis, which refuses plain writes, still lets the
   -- archiver in to free memory.
-  if redis.call('SET', lease, ARGV[2], 'NX', 'PX', ARGV[4]) then return { 1, 0 } end
-  return -1
+  if redis.call('SET', lease, A.token, 'NX', 'PX', A.lease_ms) then return reply(1, 0) end
+  return lost
 end
-if redis.call('GET', lease) ~= ARGV[2] then return -1 end
-if ARGV[3] == 'release' then
+if redis.call('GET', lease) ~= A.token then return lost end
+if A.op == 'release' then
   redis.call('DEL', lease)
-  return { 0, 0 }
+  return reply(0, 0)
 end
-redis.call('PEXPIRE', lease, ARGV[4])
+redis.call('PEXPIRE', lease, A.lease_ms)
 local removed, kept = 0, 0
 local ready = prefix .. 'archive_ready'
-if ARGV[3] == 'remove_batches' then
-  for i = 5, #ARGV, 2 do
-    local id = ARGV[i]
+if A.op == 'remove_batches' then
+  for _, batch in ipairs(A.batches) do
+    local id = batch.id
     local info = prefix .. 'batchinfo:' .. id
     local f = redis.call('HMGET', info, 'open', 'total', 'archived', 'notify_state')
     local snapshot = redis.call('HMGET', info, unpack(BATCH_SNAPSHOT))
@@ -49,7 +51,7 @@ if ARGV[3] == 'remove_batches' then
       redis.call('ZREM', ready, id)
       kept = kept + 1
     elseif f[1] == '0' and tonumber(f[3] or '0') >= tonumber(f[2]) and f[4] ~= 'pending'
-        and table.concat(snapshot, '|') == ARGV[i + 1] then
+        and table.concat(snapshot, '|') == batch.snapshot then
       redis.call('DEL', info, prefix .. 'batch:' .. id)
       redis.call('ZREM', prefix .. 'batches', id)
       redis.call('ZREM', ready, id)
@@ -58,11 +60,11 @@ if ARGV[3] == 'remove_batches' then
       kept = kept + 1
     end
   end
-  return { removed, kept }
+  return reply(removed, kept)
 end
 local now = now_ms()
-for i = 5, #ARGV, 4 do
-  local id, read_state, updated, events = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+for _, read in ipairs(A.jobs) do
+  local id, read_state, updated, events = read.id, read.state, read.updated_ms, read.events
   local job = prefix .. 'job:' .. id
   local f = redis.call('HMGET', job, 'state', 'updated_ms', 'events', 'notify_state', 'batch')
   if not f[1] then
@@ -84,4 +86,4 @@ for i = 5, #ARGV, 4 do
     kept = kept + 1
   end
 end
-return { removed, kept }
+return reply(removed, kept)

@@ -4,13 +4,10 @@
 -- Redis keeps it as a compact listpack again (it never turns a hashtable back by
 -- itself). Each record moves in one step, so workers may run meanwhile; a record already in
 -- the new format is left alone, so running it again changes nothing. Expiries carry over.
--- KEYS[1]  due schedule (unused; every ledger script names it)
--- ARGV[1]  key prefix
--- ARGV[2..] job ids
--- Returns how many records were moved.
+-- Args (migrate.rs): job_ids.
+-- Reply: {moved = how many records were moved}.
 local moved = 0
-for i = 2, #ARGV do
-  local id = ARGV[i]
+for _, id in ipairs(A.job_ids) do
   local job, log = prefix .. 'job:' .. id, prefix .. 'log:' .. id
   local old_log = redis.call('LRANGE', log, 0, -1)
   local flat = redis.call('HGETALL', job)
@@ -58,4 +55,4 @@ for i = 2, #ARGV do
     moved = moved + 1
   end
 end
-return moved
+return cjson.encode({ moved = moved })

@@ -2,15 +2,12 @@
 -- work sooner (and wakes idle workers); the worker still polls the provider before fetching.
 -- A task is bound to one job: the task index (`task:{provider}:{task}`) names its owner, and
 -- a hint naming a task another job owns, or a task other than the job's own, changes nothing.
--- KEYS[1]  due schedule
--- ARGV[1]  key prefix
--- ARGV[2]  job id
--- ARGV[3]  provider task id the callback names
--- ARGV[4]  who names it, for the event log ("its callback", "the provider's records")
--- ARGV[5]  ms the task index entry written on adoption lives
--- ARGV[6]  "hint" (a callback, not yet confirmed) or "confirmed" (the provider's record of the
---          task matches the job): only a confirmed task is adopted or noted
--- Returns one of:
+-- Args (wake.rs): job_id; task_id (the provider task the callback names); by (who names it,
+-- for the event log: "its callback", "the provider's records"); index_ttl_ms (how long the
+-- task index entry written on adoption lives); confirmed (false for a callback's hint, true
+-- when the provider's record of the task matches the job: only a confirmed task is adopted
+-- or noted).
+-- Reply: {outcome = one of}:
 --   "woken"    waiting for that task and not leased: polled now
 --   "adopted"  uncertain (its submitter died mid-call): the callback names its task, poll it
 --   "noted"    still submitting: the task id is kept, so an expired lease adopts it too
@@ -18,17 +15,18 @@
 --   "conflict" the task is another job's, or the job already has another task
 --   "ignored"  anything else (terminal, leased): a duplicate or a stale hint
 --   "missing"  no such job
-local due = KEYS[1]
-local id, task_id, index_ttl_ms, confirmed = ARGV[2], ARGV[3], tonumber(ARGV[5]), ARGV[6] == 'confirmed'
+local due = prefix .. 'due'
+local id, task_id, index_ttl_ms, confirmed = A.job_id, A.task_id, A.index_ttl_ms, A.confirmed
+local function reply(outcome) return cjson.encode({ outcome = outcome }) end
 local job = prefix .. 'job:' .. id
 local f = redis.call('HMGET', job, 'state', 'owner', 'task_id', 'provider', 'events')
 local state, owner, known_task, provider, events = f[1], f[2], f[3], f[4], f[5]
-if not state then return 'missing' end
+if not state then return reply('missing') end
 if known_task == '' then known_task = false end
 local task_key = prefix .. 'task:' .. (provider or '') .. ':' .. task_id
 local task_owner = redis.call('GET', task_key)
 if (task_owner and task_owner ~= id) or (known_task and known_task ~= task_id) then
-  return 'conflict'
+  return reply('conflict')
 end
 local now = now_ms()
 -- An empty owner is a released lease.
@@ -36,21 +34,21 @@ if state == 'waiting' and known_task == task_id and (not owner or owner == '') t
   redis.call('ZADD', due, now, id)
   log_event(job, now, 'waiting callback', events)
   redis.call('PUBLISH', prefix .. 'wake', 1)
-  return 'woken'
+  return reply('woken')
 elseif (state == 'uncertain' and not known_task or state == 'submitting') and not confirmed then
-  return 'unconfirmed'
+  return reply('unconfirmed')
 elseif state == 'uncertain' and not known_task then
   redis.call('HDEL', job, 'error', 'error_class', 'reconcile_note')
   redis.call('HINCRBY', job, 'fence', 1)
   -- Who named it first: an event line keeps 64 bytes, and a task id can be longer.
-  move(job, id, state, 'waiting', now, 'named by ' .. ARGV[4] .. ': task ' .. task_id,
+  move(job, id, state, 'waiting', now, 'named by ' .. A.by .. ': task ' .. task_id,
     { 'task_id', task_id, 'attempt', 0 }, provider, { events = events })
   redis.call('SET', task_key, id, 'PX', index_ttl_ms)
   redis.call('ZADD', due, now, id)
   redis.call('PUBLISH', prefix .. 'wake', 1)
-  return 'adopted'
+  return reply('adopted')
 elseif state == 'submitting' then
   redis.call('HSET', job, 'task_id_hint', task_id)
-  return 'noted'
+  return reply('noted')
 end
-return 'ignored'
+return reply('ignored')

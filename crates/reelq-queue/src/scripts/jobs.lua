@@ -1,22 +1,29 @@
 -- Shared by the enqueue scripts (enqueue.lua, commit.lua, release.lua): idempotency records,
 -- batch records and the writing of queued jobs.
 
--- An idempotency record (`P idem:{scope}:{key}`, a hash of the request's digest, the receipt
--- and the batch it made, if any) against this request. Returns nil if the key is new, else
--- what to answer: {0, receipt, batch or ""} for the same request again, {-1, "", ""} for the
--- key reused on another request.
-local function earlier_answer(idem_key, digest)
-  if idem_key == '' then return nil end
-  local earlier = redis.call('HMGET', idem_key, 'digest', 'receipt', 'batch')
+-- A request's idempotency (`once`, jobs.rs's `Once`: key, ttl_s, digest, receipt; nil for
+-- none) against its record (`P idem:{key}`, a hash of the request's digest, the receipt and
+-- the batch it made, if any). Returns nil if the key is new, else the reply to give
+-- (Answer): "repeated" with the first receipt and batch for the same request again,
+-- "conflict" for the key reused on another request.
+local function earlier_answer(once)
+  if not once then return nil end
+  local earlier = redis.call('HMGET', prefix .. 'idem:' .. once.key, 'digest', 'receipt', 'batch')
   if not earlier[1] then return nil end
-  if earlier[1] ~= digest then return { -1, '', '' } end
-  return { 0, earlier[2], earlier[3] or '' }
+  if earlier[1] ~= once.digest then return cjson.encode({ answer = 'conflict' }) end
+  return cjson.encode({ answer = 'repeated', receipt = earlier[2], batch = earlier[3] or nil })
 end
 
-local function remember_answer(idem_key, ttl_s, digest, receipt, batch)
-  if idem_key == '' then return end
-  redis.call('HSET', idem_key, 'digest', digest, 'receipt', receipt, 'batch', batch)
-  redis.call('EXPIRE', idem_key, ttl_s)
+local function remember_answer(once, batch)
+  if not once then return end
+  local key = prefix .. 'idem:' .. once.key
+  redis.call('HSET', key, 'digest', once.digest, 'receipt', once.receipt, 'batch', batch or '')
+  redis.call('EXPIRE', key, once.ttl_s)
+end
+
+-- The reply for `n_jobs` enqueued (Answer "new").
+local function new_answer(n_jobs)
+  return cjson.encode({ answer = 'new', n_jobs = n_jobs })
 end
 
 -- Records a batch of `n_jobs` with its options (name, start_after_ms, budget_micros,
@@ -34,27 +41,28 @@ local function create_batch(batch, options, n_jobs, now)
   redis.call('ZADD', prefix .. 'batches', now, batch)
 end
 
--- Writes jobs as queued: each a list {id, provider, spec JSON, deadline unix ms or "",
--- notify URL or "", estimated cost in millionths of a dollar (0: unpriced)}. The spec goes
+-- Writes jobs as queued: each a table (jobs.rs's `QueuedJob`) {id, provider, spec (its
+-- JSON), deadline_ms (unix ms; absent: none), notify_url (absent: none), cost_micros (the
+-- estimate in millionths of a dollar; 0: unpriced)}. The spec goes
 -- into the record in short pieces (`spec_fields`); until the ledger is migrated to schema 3
 -- (`P schema`), workers of the release before may still be running, and read it only as one
 -- `spec` field, so it is written that way instead. Jobs of a low-priority batch wait in
 -- `P due_low`; a batch's start time is their first due time.
-local function add_jobs(due, batch, low_priority, start_after_ms, jobs, now)
-  local queue, due_at = due, now
+local function add_jobs(batch, low_priority, start_after_ms, jobs, now)
+  local queue, due_at = prefix .. 'due', now
   if low_priority then queue = prefix .. 'due_low' end
   if start_after_ms and start_after_ms > now then due_at = start_after_ms end
   local ids, scored, indexed = {}, {}, {}
   local old_format = tonumber(redis.call('GET', prefix .. 'schema') or '0') < LEDGER_SCHEMA
   for _, job in ipairs(jobs) do
     local id, provider, spec, deadline, notify_url, cost =
-      job[1], job[2], job[3], job[4], job[5], tonumber(job[6])
+      job.id, job.provider, job.spec, job.deadline_ms, job.notify_url, job.cost_micros
     local fields = { 'state', 'queued', 'fence', 0, 'provider', provider,
       'created_ms', now, 'updated_ms', now, 'attempt', 0, 'submits', 0, 'polls', 0,
       'events', 1, 'e0', now .. ' queued' }
-    if deadline ~= '' then fields[#fields + 1] = 'deadline_ms'; fields[#fields + 1] = deadline end
-    if notify_url ~= '' then fields[#fields + 1] = 'notify_url'; fields[#fields + 1] = notify_url end
-    if batch ~= '' then fields[#fields + 1] = 'batch'; fields[#fields + 1] = batch end
+    if deadline then fields[#fields + 1] = 'deadline_ms'; fields[#fields + 1] = deadline end
+    if notify_url then fields[#fields + 1] = 'notify_url'; fields[#fields + 1] = notify_url end
+    if batch then fields[#fields + 1] = 'batch'; fields[#fields + 1] = batch end
     if cost > 0 then fields[#fields + 1] = 'cost_micros'; fields[#fields + 1] = cost end
     if old_format then
       fields[#fields + 1] = 'spec'
@@ -76,7 +84,7 @@ local function add_jobs(due, batch, low_priority, start_after_ms, jobs, now)
     local last = math.min(i + CHUNK - 1, #ids)
     redis.call('ZADD', queue, unpack(scored, 2 * i - 1, 2 * last))
     redis.call('ZADD', prefix .. 'state:queued', unpack(indexed, 2 * i - 1, 2 * last))
-    if batch ~= '' then redis.call('RPUSH', prefix .. 'batch:' .. batch, unpack(ids, i, last)) end
+    if batch then redis.call('RPUSH', prefix .. 'batch:' .. batch, unpack(ids, i, last)) end
   end
   if #ids > 0 then redis.call('PUBLISH', prefix .. 'wake', #ids) end
 end

@@ -1,6 +1,12 @@
--- Shared by every ledger script (prepended by `ledger_script!` in lib.rs). ARGV[1] is always the key prefix,
--- e.g. "{reelq}:", so every key of one deployment hashes to one slot.
+-- Shared by every ledger script (prepended by `ledger_script!` in scripts.rs). ARGV[1] is the
+-- key prefix, e.g. "{reelq}:", so every key of one deployment hashes to one slot; ARGV[2] is
+-- the script's arguments as JSON (its `Args` in the Rust module beside it), read by name:
+-- `A.job_id`. A field Rust sends as null is absent here (nil), never cjson's truthy null.
 local prefix = ARGV[1]
+local A = cjson.decode(ARGV[2])
+for name, value in pairs(A) do
+  if value == cjson.null then A[name] = nil end
+end
 
 -- Redis's clock, not the caller's: replicas with skewed clocks still agree on what is due.
 local function now_ms()

@@ -16,31 +16,31 @@
 -- held_ms (how long the last hold refused paid creates), ack:<worker> (the epoch that
 -- worker repaired under).
 --
--- ARGV[1]  key prefix
--- ARGV[2]  op:
---   open     ARGV[3] a fresh epoch id, used if the ledger has none   -> epoch
---   declare  ARGV[3] the epoch the caller found ('' for none), ARGV[4] a fresh epoch id,
---            ARGV[5] who, ARGV[6] how many durable writes it had seen counted, ARGV[7] how
---            many the ledger holds, ARGV[8] min hold ms, ARGV[9] max hold ms
---            -> {"declared" or "joined", epoch}: "joined" when another client declared
---               this rollback first (its hold is still on)
---   ack      ARGV[3] worker name, ARGV[4] the epoch it repaired under  -> epoch
---   holding  -> {1 while paid creates are held, else 0}
+-- Args (history.rs), by `op`:
+--   open     epoch (a fresh epoch id, used if the ledger has none)   -> {epoch}
+--   declare  found_epoch (the epoch the caller found, '' for none), epoch (a fresh epoch
+--            id), by (who), saw (how many durable writes it had seen counted), found (how
+--            many the ledger holds), hold_min_ms, hold_max_ms
+--            -> {epoch, joined}: joined when another client declared this rollback first
+--               (its hold is still on)
+--   ack      worker (its name), epoch (the epoch it repaired under)  -> {epoch}
+--   holding  -> {holding = true while paid creates are held}
+-- Reply: the table each op names after its arrow (one Reply type in history.rs).
 local key = prefix .. 'history'
-local op = ARGV[2]
+local op = A.op
 local now = now_ms()
 
 if op == 'open' then
-  redis.call('HSETNX', key, 'epoch', ARGV[3])
-  return redis.call('HGET', key, 'epoch')
+  redis.call('HSETNX', key, 'epoch', A.epoch)
+  return cjson.encode({ epoch = redis.call('HGET', key, 'epoch') })
 end
 
 if op == 'declare' then
   local h = redis.call('HMGET', key, 'epoch', 'hold_max_ms')
   local holding = tonumber(h[2] or '0') > now
-  if (h[1] or '') ~= ARGV[3] or holding then
+  if (h[1] or '') ~= A.found_epoch or holding then
     -- Someone declared it first (the epoch moved on, or its hold is still on): join it.
-    return { 'joined', h[1] or '' }
+    return cjson.encode({ epoch = h[1] or '', joined = true })
   end
   -- The acknowledgements of the old epoch are void.
   local stale = {}
@@ -49,32 +49,32 @@ if op == 'declare' then
   end
   stale[#stale + 1] = 'held_ms'
   redis.call('HDEL', key, unpack(stale))
-  redis.call('HSET', key, 'epoch', ARGV[4], 'declared_ms', now,
-    'hold_min_ms', now + tonumber(ARGV[8]), 'hold_max_ms', now + tonumber(ARGV[9]),
-    'last', short_line(now .. ' ' .. ARGV[5] .. ': saw ' .. ARGV[6] .. ', found ' .. ARGV[7]))
+  redis.call('HSET', key, 'epoch', A.epoch, 'declared_ms', now,
+    'hold_min_ms', now + A.hold_min_ms, 'hold_max_ms', now + A.hold_max_ms,
+    'last', short_line(now .. ' ' .. A.by .. ': saw ' .. A.saw .. ', found ' .. A.found))
   redis.call('HINCRBY', key, 'rollbacks', 1)
-  return { 'declared', ARGV[4] }
+  return cjson.encode({ epoch = A.epoch, joined = false })
 end
 
 if op == 'ack' then
-  if redis.call('HGET', key, 'epoch') == ARGV[4] then
-    redis.call('HSET', key, 'ack:' .. ARGV[3], ARGV[4])
+  if redis.call('HGET', key, 'epoch') == A.epoch then
+    redis.call('HSET', key, 'ack:' .. A.worker, A.epoch)
   end
-  return redis.call('HGET', key, 'epoch')
+  return cjson.encode({ epoch = redis.call('HGET', key, 'epoch') })
 end
 
 if op == 'holding' then
   local h = redis.call('HMGET', key, 'epoch', 'hold_min_ms', 'hold_max_ms', 'declared_ms')
-  if not h[3] then return { 0 } end
+  if not h[3] then return cjson.encode({ holding = false }) end
   local max_until = tonumber(h[3])
   local ends_at = max_until
   if now < max_until then
-    if now < tonumber(h[2] or '0') then return { 1 } end
+    if now < tonumber(h[2] or '0') then return cjson.encode({ holding = true }) end
     -- Every worker still listed (its heartbeat key alive) must have repaired first.
     for _, name in ipairs(redis.call('ZRANGE', prefix .. 'workers', 0, -1)) do
       if redis.call('EXISTS', prefix .. 'worker:' .. name) == 1
           and redis.call('HGET', key, 'ack:' .. name) ~= h[1] then
-        return { 1 }
+        return cjson.encode({ holding = true })
       end
     end
     ends_at = now
@@ -83,7 +83,7 @@ if op == 'holding' then
   -- and keep how long it lasted.
   redis.call('HDEL', key, 'hold_min_ms', 'hold_max_ms')
   redis.call('HSET', key, 'held_ms', ends_at - tonumber(h[4] or ends_at))
-  return { 0 }
+  return cjson.encode({ holding = false })
 end
 
 return redis.error_reply('history.lua: unknown op ' .. tostring(op))

@@ -1,0 +1,150 @@
+//! The ledger's Lua scripts, each with one Rust module beside it (`scripts/<name>.lua` and
+//! `scripts/<name>.rs`): the script's `Args`, sent as its one JSON argument and read by name
+//! (`A.job_id`), and its `Reply`, the JSON it returns, read into types here, once. Neither side
+//! reads the other's values by position. The calls themselves (what a reply means for a job)
+//! live in `ledger/`.
+//!
+//! Every script begins `#!lua` and declares one key, `P due` of the slot it runs in; every key
+//! it touches is built from the prefix (`ARGV[1]`, e.g. `{reelq}:`) and so shares that key's
+//! hash slot, and the shebang makes Redis refuse, at once, a key outside it.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+use serde::{Deserialize, Deserializer, Serialize, de::DeserializeOwned};
+
+use crate::{EVENTS_KEPT, LEDGER_SCHEMA, QueueError, connection::Conn, moves};
+
+/// A ledger script: the `#!lua` shebang (so a cluster refuses at once a key outside the slot of
+/// the keys the script declares, instead of after a reshard; and a full Redis refuses the whole
+/// script before it writes, instead of failing it half way at its first growing write), the
+/// constants Rust defines ([`lua_constants`]), the shared prelude, then `extra` helpers (if
+/// any), then the file. `flags` go on the shebang (`allow-oom` for a script that frees memory).
+macro_rules! ledger_script {
+    ($file:literal) => {
+        ledger_script!(@ "#!lua\n", $file, "")
+    };
+    ($file:literal, flags $flags:literal) => {
+        ledger_script!(@ concat!("#!lua flags=", $flags, "\n"), $file, "")
+    };
+    ($file:literal, with $extra:literal) => {
+        ledger_script!(@ "#!lua\n", $file,
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/scripts/", $extra)))
+    };
+    (@ $shebang:expr, $file:literal, $extra:expr) => {
+        std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                &[
+                    $shebang,
+                    crate::scripts::lua_constants().as_str(),
+                    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/scripts/prelude.lua")),
+                    $extra,
+                    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/scripts/", $file)),
+                ]
+                .concat(),
+            )
+        })
+    };
+}
+
+/// What the scripts share with Rust, written from Rust's own definitions so the two cannot
+/// disagree: the terminal states (`JobState::is_terminal`) and the in-flight slot's states
+/// ([`moves::HOLDS_SLOT`], [`moves::SLOT_FREE`]), each a Lua set; the ledger schema this
+/// release writes ([`LEDGER_SCHEMA`]) and how many events a record keeps ([`EVENTS_KEPT`]).
+pub(crate) fn lua_constants() -> String {
+    let set = |name: &str, states: &mut dyn Iterator<Item = reelq_core::JobState>| {
+        let members: Vec<String> = states.map(|s| format!("{} = true", s.as_str())).collect();
+        format!("local {name} = {{ {} }}\n", members.join(", "))
+    };
+    [
+        set(
+            "TERMINAL",
+            &mut reelq_core::JobState::ALL
+                .into_iter()
+                .filter(|state| state.is_terminal()),
+        ),
+        set("HOLDS_SLOT", &mut moves::HOLDS_SLOT.iter().copied()),
+        set("SLOT_FREE", &mut moves::SLOT_FREE.iter().copied()),
+        format!("local LEDGER_SCHEMA = {LEDGER_SCHEMA}\nlocal EVENTS_KEPT = {EVENTS_KEPT}\n"),
+    ]
+    .concat()
+}
+
+/// A script's edge: `ledger_edge!(Args<'_> => Reply, "name.lua")` (and any of
+/// `ledger_script!`'s options after the file) makes `Args` run `name.lua` and read `Reply`.
+macro_rules! ledger_edge {
+    ($args:ty => $reply:ty, $file:literal $(, $($option:tt)+)?) => {
+        impl crate::scripts::LedgerScript for $args {
+            type Reply = $reply;
+            const NAME: &'static str = $file;
+            fn script() -> &'static std::sync::LazyLock<redis::Script> {
+                static SCRIPT: std::sync::LazyLock<redis::Script> =
+                    ledger_script!($file $(, $($option)+)?);
+                &SCRIPT
+            }
+        }
+    };
+}
+
+/// One ledger script's edge: its arguments (this type, serialized to JSON) and its reply.
+pub(crate) trait LedgerScript: Serialize {
+    /// The JSON the script returns.
+    type Reply: DeserializeOwned;
+    /// The file, for errors.
+    const NAME: &'static str;
+    fn script() -> &'static LazyLock<Script>;
+}
+
+/// Runs a script with `args` on `conn` in the slot of `prefix` and reads its reply.
+pub(crate) async fn run<S: LedgerScript>(
+    conn: &mut Conn,
+    prefix: &str,
+    args: &S,
+) -> Result<S::Reply, QueueError> {
+    let json = serde_json::to_string(args).map_err(|err| QueueError::ScriptEdge {
+        script: S::NAME,
+        detail: format!("arguments: {err}"),
+    })?;
+    let reply: String = S::script()
+        .key(format!("{prefix}due"))
+        .arg(prefix)
+        .arg(json)
+        .invoke_async(conn)
+        .await?;
+    serde_json::from_str(&reply).map_err(|err| QueueError::ScriptEdge {
+        script: S::NAME,
+        detail: format!("reply {reply:?}: {err}"),
+    })
+}
+
+/// A list in a reply. Lua has one table type, and Redis's cjson writes an empty one as `{}`.
+pub(crate) fn lua_list<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::Object(map) if map.is_empty() => Ok(Vec::new()),
+        value => serde_json::from_value(value).map_err(serde::de::Error::custom),
+    }
+}
+
+pub(crate) mod archive;
+pub(crate) mod batch;
+pub(crate) mod claim;
+pub(crate) mod claim_notify;
+pub(crate) mod commit;
+pub(crate) mod enqueue;
+pub(crate) mod extend;
+pub(crate) mod history;
+pub(crate) mod jobs;
+pub(crate) mod migrate;
+pub(crate) mod note;
+pub(crate) mod notified;
+pub(crate) mod operator;
+pub(crate) mod pause;
+pub(crate) mod release;
+pub(crate) mod restore;
+pub(crate) mod resume;
+pub(crate) mod transition;
+pub(crate) mod wake;

@@ -1,0 +1,90 @@
+//! `claim.lua`: a worker takes due jobs, each under a fresh fence and lease, and hears which
+//! jobs a limit held back.
+
+use serde::{Deserialize, Serialize};
+
+use super::lua_list;
+use crate::{ProviderLimit, Wait};
+
+#[derive(Serialize)]
+pub(crate) struct Args<'a> {
+    pub max_jobs: usize,
+    pub lease_ms: u64,
+    pub owner: &'a str,
+    pub resubmit_uncertain: bool,
+    pub limits: Vec<Limit<'a>>,
+    pub token: &'a str,
+    pub accounts: Vec<Served<'a>>,
+}
+
+/// One account's cluster-wide limits as the claim applies them (0: no limit).
+#[derive(Serialize)]
+pub(crate) struct Limit<'a> {
+    pub account: &'a str,
+    /// Requests per second.
+    pub rate: f64,
+    pub burst: u32,
+    /// Generations in flight.
+    pub slots: u32,
+    pub ttl_ms: u64,
+    pub daily_micros: u64,
+    pub uncertain_ttl_ms: u64,
+}
+
+impl<'a> From<&'a ProviderLimit> for Limit<'a> {
+    fn from(limit: &'a ProviderLimit) -> Self {
+        Limit {
+            account: limit.account.as_str(),
+            rate: limit.requests_per_s,
+            burst: limit.burst,
+            slots: limit.max_in_flight,
+            ttl_ms: limit.slot_ttl.as_millis() as u64,
+            daily_micros: limit.daily_budget_micros,
+            uncertain_ttl_ms: limit.uncertain_slot_ttl.as_millis() as u64,
+        }
+    }
+}
+
+/// An account this worker has, with its contract.
+#[derive(Serialize)]
+pub(crate) struct Served<'a> {
+    pub account: &'a str,
+    pub contract: &'static str,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Reply {
+    pub now_ms: i64,
+    /// When nothing was taken: the next due time, if any job is scheduled.
+    pub next_due_ms: Option<i64>,
+    #[serde(deserialize_with = "lua_list")]
+    pub claimed: Vec<Claimed>,
+    #[serde(deserialize_with = "lua_list")]
+    pub waits: Vec<Held>,
+}
+
+/// One job taken, as its record reads.
+#[derive(Deserialize)]
+pub(crate) struct Claimed {
+    pub id: String,
+    pub state: String,
+    pub fence: u64,
+    pub spec: String,
+    pub task_id: Option<String>,
+    pub attempt: u32,
+    pub result_url: Option<String>,
+    pub polls: u32,
+    pub account: String,
+    pub low_priority: bool,
+    pub cancel_requested: bool,
+    pub cancel_answered: bool,
+}
+
+/// A job a limit held back.
+#[derive(Deserialize)]
+pub(crate) struct Held {
+    pub account: String,
+    pub limit: Wait,
+}
+
+ledger_edge!(Args<'_> => Reply, "claim.lua");

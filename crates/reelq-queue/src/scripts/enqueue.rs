@@ -1,0 +1,16 @@
+//! `enqueue.lua`: a few jobs (at most one chunk), all or none, in one step.
+
+use serde::Serialize;
+
+use super::jobs::{Answer, Once, QueuedJob};
+use reelq_core::BatchOptions;
+
+#[derive(Serialize)]
+pub(crate) struct Args<'a> {
+    pub batch: Option<String>,
+    pub once: Option<Once<'a>>,
+    pub options: Option<&'a BatchOptions>,
+    pub jobs: Vec<QueuedJob>,
+}
+
+ledger_edge!(Args<'_> => Answer, "enqueue.lua", with "jobs.lua");

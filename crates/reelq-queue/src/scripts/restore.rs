@@ -1,0 +1,28 @@
+//! `restore.lua`: a worker gives a job back what it knows first-hand of a paid create.
+
+use serde::{Deserialize, Serialize};
+
+use crate::RestoreOutcome;
+
+#[derive(Serialize)]
+pub(crate) struct Args<'a> {
+    pub job_id: &'a str,
+    pub account: &'a str,
+    /// "" if the create's answer never came.
+    pub task_id: &'a str,
+    pub token: &'a str,
+    pub sent_ms: u64,
+    pub index_ttl_ms: u64,
+    pub why: &'a str,
+    /// -1: no hold.
+    pub slot_hold_ms: i64,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Reply {
+    pub outcome: RestoreOutcome,
+    /// The state the job was in; None without a record.
+    pub state: Option<String>,
+}
+
+ledger_edge!(Args<'_> => Reply, "restore.lua");
