@@ -1,7 +1,7 @@
 //! The claim (`claim.lua`, its edge in `scripts/claim.rs`): a worker takes due jobs, each under
 //! a fresh fence and lease, and hears which jobs a limit held back.
 
-use std::{sync::LazyLock, time::Duration};
+use std::{collections::BTreeMap, sync::LazyLock, time::Duration};
 
 use reelq_core::{AccountName, ErrorClass, JobId, JobSpec, JobState, ProviderKind};
 
@@ -88,16 +88,22 @@ impl Ledger {
             lease_ms: options.lease.as_millis() as u64,
             owner: options.owner,
             resubmit_uncertain: options.resubmit_uncertain,
-            limits: options.limits.iter().map(Into::into).collect(),
-            token: &token,
-            accounts: options
-                .accounts
+            limits: options
+                .limits
                 .iter()
-                .map(|(account, contract)| scripts::claim::Served {
-                    account: account.as_str(),
-                    contract: contract.as_str(),
-                })
+                .map(|limit| (limit.account.as_str(), limit.into()))
                 .collect(),
+            token: &token,
+            pools: options.accounts.iter().fold(
+                BTreeMap::new(),
+                |mut pools: BTreeMap<&'static str, Vec<&str>>, (account, contract)| {
+                    pools
+                        .entry(contract.as_str())
+                        .or_default()
+                        .push(account.as_str());
+                    pools
+                },
+            ),
         };
         let reply = scripts::run(&mut self.conn().await?, &self.prefix, &args).await?;
         let mut leases = Vec::with_capacity(reply.claimed.len());

@@ -5,8 +5,8 @@
 -- (requeue a submit whose lease expired, an operator's opt-in, instead of parking it as
 -- `uncertain`); limits (below); token (the claim's, stored on each job it takes: moves must
 -- name it with the fence, so a fence number repeated after Redis lost writes names no live
--- lease); accounts (the worker's, {account, contract}: jobs of other accounts are left due
--- for replicas that have them, at most SCAN_LIMIT of them stepped over).
+-- lease); pools (the worker's accounts by contract, in its config's order: jobs of other
+-- accounts are left due for replicas that have them, at most SCAN_LIMIT of them stepped over).
 -- Reply: {now_ms, next_due_ms (when nothing was taken: the next due time; absent if none),
 --   claimed = {{id, state, fence, spec, task_id, attempt, result_url, polls, account,
 --   low_priority (a queued job of a low-priority batch), cancel_requested (a waiting job an
@@ -25,9 +25,9 @@
 -- resubmit_uncertain).
 -- A queued job whose provider is paused (`P pause:{provider}`, set on a 429) is left
 -- unclaimed and rescheduled for the end of the pause.
--- Limits are cluster-wide, per provider account: {account, rate (requests/s), burst, slots
+-- Limits are cluster-wide, by provider account: {rate (requests/s), burst, slots
 -- (generations in flight), ttl_ms (a slot's), daily_micros (the daily budget),
--- uncertain_ttl_ms}, 0 = no limit. Every provider call (a submit or a poll) takes a token
+-- uncertain_ttl_ms}, 0 or absent = no limit. Every provider call (a submit or a poll) takes a token
 -- from a GCRA bucket `P rate:{provider}`; a submit also takes a generation slot in
 -- `P inflight:{provider}` (zset: job -> expiry), released when the generation ends
 -- (prelude's SLOT_FREE), renewed by each poll, so a lost job's slot comes back after the
@@ -38,19 +38,18 @@ local max_n, lease_ms, owner = A.max_jobs, A.lease_ms, A.owner
 local resubmit_uncertain = A.resubmit_uncertain
 local token = A.token
 local serves, pools = {}, {}
-for _, served in ipairs(A.accounts) do
-  serves[served.account] = true
-  pools[served.contract] = pools[served.contract] or {}
-  table.insert(pools[served.contract], served.account)
+for contract, accounts in pairs(A.pools) do
+  pools[contract] = accounts
+  for _, account in ipairs(accounts) do serves[account] = true end
 end
 local SCAN_LIMIT = 1000
 local paused = {}
 local now = now_ms()
 
 local limits = {}
-for _, l in ipairs(A.limits) do
-  limits[l.account] = { rate = l.rate, burst = math.max(1, l.burst), slots = l.slots,
-    ttl = l.ttl_ms, daily = l.daily_micros, uncertain_ttl = l.uncertain_ttl_ms }
+for account, l in pairs(A.limits) do
+  limits[account] = { rate = l.rate or 0, burst = math.max(1, l.burst), slots = l.slots or 0,
+    ttl = l.ttl_ms or 0, daily = l.daily_micros or 0, uncertain_ttl = l.uncertain_ttl_ms or 0 }
 end
 local waits = {}
 

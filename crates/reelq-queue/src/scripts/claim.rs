@@ -1,6 +1,8 @@
 //! `claim.lua`: a worker takes due jobs, each under a fresh fence and lease, and hears which
 //! jobs a limit held back.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::lua_list;
@@ -12,29 +14,39 @@ pub(crate) struct Args<'a> {
     pub lease_ms: u64,
     pub owner: &'a str,
     pub resubmit_uncertain: bool,
-    pub limits: Vec<Limit<'a>>,
+    /// By account.
+    pub limits: BTreeMap<&'a str, Limit>,
     pub token: &'a str,
-    pub accounts: Vec<Served<'a>>,
+    /// The worker's accounts by contract, in the order its config lists them.
+    pub pools: BTreeMap<&'static str, Vec<&'a str>>,
 }
 
-/// One account's cluster-wide limits as the claim applies them (0: no limit).
+/// One account's cluster-wide limits as the claim applies them (0, or left out: no limit;
+/// a claim per worker per second or more sends them, so zeros are not sent).
 #[derive(Serialize)]
-pub(crate) struct Limit<'a> {
-    pub account: &'a str,
+pub(crate) struct Limit {
     /// Requests per second.
+    #[serde(skip_serializing_if = "is_zero")]
     pub rate: f64,
     pub burst: u32,
     /// Generations in flight.
+    #[serde(skip_serializing_if = "is_zero")]
     pub slots: u32,
+    #[serde(skip_serializing_if = "is_zero")]
     pub ttl_ms: u64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub daily_micros: u64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub uncertain_ttl_ms: u64,
 }
 
-impl<'a> From<&'a ProviderLimit> for Limit<'a> {
-    fn from(limit: &'a ProviderLimit) -> Self {
+fn is_zero<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
+impl From<&ProviderLimit> for Limit {
+    fn from(limit: &ProviderLimit) -> Self {
         Limit {
-            account: limit.account.as_str(),
             rate: limit.requests_per_s,
             burst: limit.burst,
             slots: limit.max_in_flight,
@@ -43,13 +55,6 @@ impl<'a> From<&'a ProviderLimit> for Limit<'a> {
             uncertain_ttl_ms: limit.uncertain_slot_ttl.as_millis() as u64,
         }
     }
-}
-
-/// An account this worker has, with its contract.
-#[derive(Serialize)]
-pub(crate) struct Served<'a> {
-    pub account: &'a str,
-    pub contract: &'static str,
 }
 
 #[derive(Deserialize)]
