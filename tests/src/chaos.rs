@@ -69,6 +69,10 @@ pub enum RedisFault {
     /// An operator restores a backup (a lone primary): the first fault takes it, the next
     /// restores it, and so on; the ledger goes back to the backup.
     RestoreBackup,
+    /// An operator moves the ledger's slot to another master of the cluster
+    /// ([`Deployment::move_ledger_slot`]), key by key, under the running workers and
+    /// producers.
+    SlotMove,
 }
 
 /// What survived.
@@ -101,6 +105,8 @@ pub struct ChaosReport {
     pub worker_kills: usize,
     pub redis_restarts: usize,
     pub aof_bytes_lost: u64,
+    /// Keys the slot moves carried to another master.
+    pub keys_moved: u64,
     pub fault_bursts: usize,
     /// Rollbacks the ledger recorded as declared (the ledger went back in time).
     pub rollbacks: u64,
@@ -154,8 +160,13 @@ impl fmt::Display for ChaosReport {
         writeln!(
             f,
             "inflicted                {} worker kills, {} redis faults ({} AOF bytes \
-             lost), {} fault bursts, callbacks dropped/duplicated at random",
-            self.worker_kills, self.redis_restarts, self.aof_bytes_lost, self.fault_bursts
+             lost, {} keys moved between masters), {} fault bursts, callbacks \
+             dropped/duplicated at random",
+            self.worker_kills,
+            self.redis_restarts,
+            self.aof_bytes_lost,
+            self.keys_moved,
+            self.fault_bursts
         )?;
         writeln!(
             f,
@@ -305,6 +316,13 @@ pub async fn run(worker_bin: PathBuf, plan: &ChaosPlan) -> anyhow::Result<ChaosR
                                 None => backup = Some(deployment.backup()?),
                                 Some(taken) => deployment.restore_backup(&taken)?,
                             }
+                            0
+                        }
+                        RedisFault::SlotMove => {
+                            report.keys_moved += deployment
+                                .move_ledger_slot()
+                                .await
+                                .context("a slot move")?;
                             0
                         }
                     };

@@ -278,6 +278,33 @@ impl Deployment {
         Ok(lost.bytes_lost)
     }
 
+    /// An operator moves the ledger's slot to another master of the cluster while everything
+    /// runs (`reelq cluster move-slot`, [`reelq_queue::move_ledger_slot`]): adding a master,
+    /// or rebalancing. Returns how many keys moved; fails unless the slot is on the other
+    /// master afterwards.
+    pub async fn move_ledger_slot(&mut self) -> anyhow::Result<u64> {
+        let cluster = self.cluster.as_ref().context("a cluster deployment")?;
+        let key = format!("{{{PREFIX}}}:due");
+        let from = cluster.master_of(&key)?;
+        let mut to = None;
+        for node in cluster.nodes.iter().chain([&self.redis]) {
+            let role = node.command_text(&["INFO", "replication"])?;
+            if node.port() != from && role.contains("role:master") {
+                to = Some(node.port());
+                break;
+            }
+        }
+        let to = to.context("another master")?;
+        let config = LedgerConfig {
+            durability: Durability::Replicas { n: 1 },
+            ..LedgerConfig::new(&self.redis_url, PREFIX)
+        };
+        let moved = reelq_queue::move_ledger_slot(&config, &format!("127.0.0.1:{to}")).await?;
+        let now = cluster.master_of(&key)?;
+        anyhow::ensure!(now == to, "the slot is on {now}, not {to}: {moved:?}");
+        Ok(moved.keys_moved)
+    }
+
     /// A stale replica promoted: the primary's host loses power and the sentinels promote
     /// the replica; the old host boots again as the primary it was, holding its cut AOF; and
     /// before the sentinels have made it a replica (they wait several seconds) the new

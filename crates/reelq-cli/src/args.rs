@@ -101,6 +101,11 @@ pub(crate) enum Command {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// Operate the ledger on a Redis Cluster (move its slot to another master).
+    Cluster {
+        #[command(subcommand)]
+        command: crate::cluster::ClusterCommand,
+    },
     /// Move the ledger to this release's record format, after every worker runs this
     /// release: safe while they run, and run again if interrupted (records already moved
     /// are left alone). Refused while a worker of an older release is live.

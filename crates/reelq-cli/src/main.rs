@@ -3,6 +3,7 @@
 
 mod args;
 mod batch;
+mod cluster;
 mod jobs;
 mod print;
 mod providers;
@@ -34,6 +35,7 @@ async fn main() -> anyhow::Result<()> {
             command,
         } => providers::run(&setup, config.as_deref(), output.json(), command).await?,
         Command::Batch { command } => batch::run(&setup, command).await?,
+        Command::Cluster { command } => cluster::run(&setup, command).await?,
         Command::Submit(args) => {
             let client = setup.client().await?;
             let request: reelq_core::JobRequest = args.into();

@@ -55,6 +55,11 @@ impl Setup {
         Ok((setup, cli.command))
     }
 
+    /// Where the ledger is, and how its writes are made durable.
+    pub(crate) fn ledger_config(&self) -> &LedgerConfig {
+        &self.ledger
+    }
+
     /// A client of the ledger, validating and pricing by this setup's catalog and prices,
     /// reading archived jobs from the store's history when one is named.
     pub(crate) async fn client(&self) -> anyhow::Result<Client> {

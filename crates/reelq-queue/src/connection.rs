@@ -368,6 +368,27 @@ async fn ask_slot_master(
     slot_key: &str,
     config: &AsyncConnectionConfig,
 ) -> Result<(String, Vec<String>), RedisError> {
+    let view = ask_cluster(node, slot_key, config).await?;
+    Ok((view.slot_master, view.nodes))
+}
+
+/// What one node says of the cluster, for the ledger's slot.
+pub(crate) struct ClusterView {
+    pub slot: i64,
+    /// `redis://ip:port` of the master serving the slot.
+    pub slot_master: String,
+    /// Every online master's `redis://ip:port`.
+    pub masters: Vec<String>,
+    /// Every node's `redis://ip:port`.
+    pub nodes: Vec<String>,
+}
+
+/// Asks `node` which slot `slot_key` hashes to and who serves what.
+pub(crate) async fn ask_cluster(
+    node: &str,
+    slot_key: &str,
+    config: &AsyncConnectionConfig,
+) -> Result<ClusterView, RedisError> {
     let mut conn = Client::open(node)?
         .get_multiplexed_async_connection_with_config(config)
         .await?;
@@ -388,7 +409,12 @@ async fn ask_slot_master(
             "no master serves the ledger's slot",
         ))
     })?;
-    Ok((master, shards.nodes()))
+    Ok(ClusterView {
+        slot,
+        slot_master: master,
+        masters: shards.masters(),
+        nodes: shards.nodes(),
+    })
 }
 
 /// What `CLUSTER SHARDS` says: per shard, its slot ranges and its nodes (address, role,
@@ -456,6 +482,15 @@ impl ClusterShards {
             .iter()
             .find(|(_, role, online)| role == "master" && *online)
             .map(|(address, _, _)| address.clone())
+    }
+
+    fn masters(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .flat_map(|shard| &shard.nodes)
+            .filter(|(_, role, online)| role == "master" && *online)
+            .map(|(address, _, _)| address.clone())
+            .collect()
     }
 
     fn nodes(&self) -> Vec<String> {

@@ -25,6 +25,10 @@ pub enum QueueError {
         script: &'static str,
         detail: String,
     },
+    /// A move of the ledger's slot (`reelq cluster move-slot`) could not go on; running it
+    /// again finishes it.
+    #[error("moving the ledger's slot: {0}")]
+    SlotMove(String),
     #[error(transparent)]
     Target(#[from] crate::TargetError),
     /// The ledger was written by a newer release: upgrade this binary before running it.

@@ -16,6 +16,7 @@
 //! | `P schema` | string | the ledger record format ([`LEDGER_SCHEMA`]): the release that created the ledger's, raised by `reelq migrate`; newer releases' ledgers are refused | first connect, migrate |
 //! | `P history` | hash | the ledger's history: `epoch` (its name), the last declared rollback (`declared_ms`, `last`, `rollbacks`), the hold on paid creates (`hold_min_ms`, `hold_max_ms`, `held_ms`) and `ack:<worker>` (the epoch each worker repaired under); `history.lua` | first connect, a client that finds lost history, workers |
 //! | `P mark:{client}` | string | how many durable writes a client (one per process, random id) made, counted in the pipeline of each write's `WAIT`; a client that finds fewer than it saw acknowledged has lost history (expires a week after its last) | every durable write |
+//! | `P moving` | string | present while an operator moves the ledger's slot to another master of its cluster (the target's id): every script refuses to run (`slot_move.rs`) | `reelq cluster move-slot` |
 //! | `P durability_probe` | string | unix ms of the last probe write (its `WAIT` shows the replicas caught up) | any client after a short `WAIT` |
 //! | `P limits`     | hash   | account -> "max_in_flight requests_per_s daily_budget_micros" as workers run them | worker start |
 //! | `P due_low`    | zset   | like `due`, for queued jobs of low-priority batches (claimed after `due`) | enqueue, claim, batch |

@@ -10,6 +10,7 @@ mod ledger;
 pub mod moves;
 mod record;
 mod scripts;
+mod slot_move;
 mod transition;
 
 pub use connection::{RedisTarget, TargetError};
@@ -26,4 +27,5 @@ pub use ledger::{
     own_accounts,
 };
 pub use record::{ArchivedJob, JobRecord, JobView};
+pub use slot_move::{SlotMove, move_ledger_slot};
 pub use transition::Transition;

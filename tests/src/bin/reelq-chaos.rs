@@ -26,7 +26,9 @@ struct Args {
     /// resyncs from it), `restore-backup` (appendfsync always; faults take a backup, then
     /// restore it under the running workers), `cluster` (a Redis Cluster of three masters
     /// and a replica each, durability replicas:1; each fault kills the master of the ledger's
-    /// slot, the cluster promotes its replica and the old host rejoins as a replica), or
+    /// slot, the cluster promotes its replica and the old host rejoins as a replica),
+    /// `reshard` (the same cluster; each fault moves the ledger's slot to another master
+    /// under load, `reelq cluster move-slot`), or
     /// `unsafe-everysec` (what reelq refuses by default, to see what it would cost).
     #[arg(long, value_enum, default_value_t = Scenario::Always)]
     scenario: Scenario,
@@ -67,6 +69,7 @@ enum Scenario {
     Replica,
     RestoreBackup,
     Cluster,
+    Reshard,
     UnsafeEverysec,
 }
 
@@ -81,12 +84,13 @@ async fn main() -> anyhow::Result<()> {
             Scenario::Always | Scenario::RestoreBackup => RedisSetup::Always,
             Scenario::Sentinel | Scenario::StalePromotion => RedisSetup::Sentinel,
             Scenario::Replica => RedisSetup::Replica,
-            Scenario::Cluster => RedisSetup::Cluster,
+            Scenario::Cluster | Scenario::Reshard => RedisSetup::Cluster,
             Scenario::UnsafeEverysec => RedisSetup::UnsafeEverysec,
         },
         redis_fault: match args.scenario {
             Scenario::StalePromotion => RedisFault::StalePromotion,
             Scenario::RestoreBackup => RedisFault::RestoreBackup,
+            Scenario::Reshard => RedisFault::SlotMove,
             _ => RedisFault::PowerLoss,
         },
         redis_restarts: args.redis_restarts,

@@ -3,6 +3,11 @@
 -- the script's arguments as JSON (its `Args` in the Rust module beside it), read by name:
 -- `A.job_id`. A field Rust sends as null is absent here (nil), never cjson's truthy null.
 local prefix = ARGV[1]
+-- While an operator moves this slot to another master (slot_move.rs), no script runs: one
+-- that met a key already moved would fail half way with its earlier writes kept.
+if redis.call('EXISTS', prefix .. 'moving') == 1 then
+  return redis.error_reply('MOVING the ledger is being moved to another master; try again shortly')
+end
 local A = cjson.decode(ARGV[2])
 for name, value in pairs(A) do
   if value == cjson.null then A[name] = nil end

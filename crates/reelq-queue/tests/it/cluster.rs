@@ -225,3 +225,95 @@ async fn a_manual_failover_moves_the_ledger_to_the_new_master() {
         .await
         .expect("writes go to the new master");
 }
+
+/// A move of the ledger's slot cut short right after it froze the ledger (the operator's
+/// command killed): every script is refused, changing nothing, until the command runs again
+/// and finishes the move; then the same ledger handle goes on at the new master.
+#[tokio::test]
+async fn a_slot_move_freezes_the_scripts_and_is_finished_by_running_it_again() {
+    let cluster = RedisCluster::start().unwrap();
+    let ledger = ledger_on(&cluster).await;
+    let job_ids: Vec<JobId> = (0..4).map(|_| JobId::new()).collect();
+    let jobs: Vec<_> = job_ids
+        .iter()
+        .map(|&id| (id, spec(&format!("moving {id}"))))
+        .collect();
+    ledger.enqueue(None, &jobs).await.unwrap();
+    let held = claim_one(&ledger, "w", SHORT).await;
+    let before = ledger.job(held.job_id).await.unwrap().unwrap();
+
+    // Frozen, as the move leaves the ledger when it is killed after its first step.
+    let from = cluster.master_of(LEDGER_KEY).unwrap();
+    let master = redis::Client::open(format!("redis://127.0.0.1:{from}/")).unwrap();
+    let mut master = master.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("{test}:moving")
+        .arg("target")
+        .query_async(&mut master)
+        .await
+        .unwrap();
+    let refused = ledger
+        .claim(&crate::ledger::claim_opts("w", 4, LEASE))
+        .await;
+    let refused = refused.expect_err("no claim while the slot moves");
+    assert!(
+        refused.is_retryable() && refused.to_string().contains("MOVING"),
+        "{refused}"
+    );
+    let begin = Transition::BeginSubmit {
+        lease: LEASE,
+        callback_token_hash: None,
+    };
+    assert!(ledger.transition(&held, begin).await.is_err());
+    let late = JobId::new();
+    assert!(ledger.enqueue(None, &[(late, spec("late"))]).await.is_err());
+    assert_eq!(
+        ledger
+            .job(held.job_id)
+            .await
+            .unwrap()
+            .map(|r| (r.state, r.updated_ms, r.submits)),
+        Some((JobState::Queued, before.updated_ms, 0)),
+        "a refused script changed nothing"
+    );
+
+    // The operator runs the move again: it goes to another master and unfreezes there.
+    let to = cluster
+        .nodes
+        .iter()
+        .map(|node| node.port())
+        .find(|&port| {
+            port != from
+                && cluster.nodes.iter().any(|node| {
+                    node.port() == port
+                        && node
+                            .command_text(&["INFO", "replication"])
+                            .unwrap()
+                            .contains("role:master")
+                })
+        })
+        .unwrap();
+    let config = LedgerConfig {
+        durability: Durability::Replicas { n: 1 },
+        ..LedgerConfig::new(cluster.url(), "test")
+    };
+    let moved = reelq_queue::move_ledger_slot(&config, &format!("127.0.0.1:{to}"))
+        .await
+        .unwrap();
+    assert!(moved.keys_moved >= 4, "{moved:?}");
+    assert_eq!(cluster.master_of(LEDGER_KEY).unwrap(), to);
+    let dbsize: u64 = redis::cmd("DBSIZE").query_async(&mut master).await.unwrap();
+    assert_eq!(dbsize, 0, "nothing of the ledger is left on the old master");
+
+    // The same handle: its socket answers MOVED once, then it is at the new master.
+    if ledger.job(late).await.is_err() {
+        ledger.job(late).await.expect("read from the new master");
+    }
+    for &job_id in &job_ids {
+        run_to_stored(&ledger, job_id).await;
+    }
+    assert!(
+        ledger.job(late).await.unwrap().is_none(),
+        "the refused enqueue wrote nothing"
+    );
+}

@@ -68,6 +68,28 @@ async fn a_sentinel_failover_loses_nothing_and_pays_once() {
     one_failover_run(RedisSetup::Sentinel).await;
 }
 
+/// An operator moves the ledger's slot to another master mid-run (adding a master, or
+/// rebalancing), key by key as Redis 7.0 does, while three workers are killed at random and
+/// the gateway fails after accepting: the scripts wait out the move and nothing is lost or
+/// paid twice.
+#[tokio::test]
+async fn a_slot_move_under_load_loses_nothing_and_pays_once() {
+    let plan = ChaosPlan {
+        redis_fault: RedisFault::SlotMove,
+        ..plan(RedisSetup::Cluster, 1)
+    };
+    let report = chaos::run(env!("CARGO_BIN_EXE_reelq-worker").into(), &plan)
+        .await
+        .unwrap();
+
+    println!("{report}");
+    assert!(report.kept_the_promise(), "{report}");
+    assert!(
+        report.redis_restarts == 1 && report.keys_moved > plan.jobs as u64,
+        "{report}"
+    );
+}
+
 /// A run whose Redis goes back in time once, the workers running on (none killed: a killed
 /// worker's memory of its creates goes with it), every callback delivered and no gateway
 /// failing: what is not stored is so because of the rollback.
