@@ -25,9 +25,10 @@ use tokio_util::sync::CancellationToken;
 
 mod faults;
 
-pub const API_KEY: &str = "sk-test-key";
+/// `<access key>:<secret key>`, as a Kling key is given; every other contract sends it whole.
+pub const API_KEY: &str = "sk-test-key:test-secret";
 /// The key of the simulator's second account at every provider (a second kie key, say).
-pub const SECOND_API_KEY: &str = "sk-second-test-key";
+pub const SECOND_API_KEY: &str = "sk-second-test-key:second-secret";
 /// The simulated kie account's webhook HMAC key; workers are configured with it too.
 pub const WEBHOOK_KEY: &str = "whk-test-key";
 /// The simulated OpenAI-style account's webhook secret; workers are configured with it too.
@@ -283,9 +284,8 @@ log_format = "pretty"
                     ProviderKind::Acedata
                     | ProviderKind::Evolink
                     | ProviderKind::Gemini
-                    | ProviderKind::Fal => {
-                        String::new()
-                    }
+                    | ProviderKind::Fal
+                    | ProviderKind::Kling => String::new(),
                 };
                 format!(
                     "[providers.{provider}]\nbase_url = \"{sim}\"\napi_key = \"{api_key}\"\n\

@@ -22,10 +22,12 @@ pub enum ProviderKind {
     Gemini,
     /// fal.ai's queue API (any model it hosts, by its id).
     Fal,
+    /// Kling's own API (Kuaishou): its models by `model_name`, tasks named by reelq's job id.
+    Kling,
 }
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 7] = [
+    pub const ALL: [ProviderKind; 8] = [
         ProviderKind::Kie,
         ProviderKind::Acedata,
         ProviderKind::Evolink,
@@ -33,6 +35,7 @@ impl ProviderKind {
         ProviderKind::Replicate,
         ProviderKind::Gemini,
         ProviderKind::Fal,
+        ProviderKind::Kling,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +47,7 @@ impl ProviderKind {
             ProviderKind::Replicate => "replicate",
             ProviderKind::Gemini => "gemini",
             ProviderKind::Fal => "fal",
+            ProviderKind::Kling => "kling",
         }
     }
 

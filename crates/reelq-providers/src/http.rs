@@ -50,6 +50,9 @@ pub(crate) enum KeyHeader {
     Named(&'static str),
     /// `Authorization: <scheme> <key>` with a scheme of its own, e.g. fal's `Key`.
     Scheme(&'static str),
+    /// `Authorization: Bearer <token>`, the token made from the key for each request (Kling's
+    /// JWT, signed with its secret key).
+    Signed(fn(&str) -> String),
 }
 
 /// What the provider answered, read whole (API answers are small JSON documents).
@@ -88,6 +91,7 @@ impl Api {
             KeyHeader::Scheme(scheme) => {
                 request.header(reqwest::header::AUTHORIZATION, format!("{scheme} {key}"))
             }
+            KeyHeader::Signed(token) => request.bearer_auth(token(key)),
         }
     }
 

@@ -9,6 +9,7 @@ mod fal;
 mod gemini;
 mod http;
 mod kie;
+mod kling;
 mod openai;
 mod provider;
 mod replicate;
@@ -24,6 +25,7 @@ pub use fal::Fal;
 pub use gemini::Gemini;
 pub use http::AccountConfig;
 pub use kie::{Kie, kie_signature};
+pub use kling::{Kling, bearer_token as kling_token};
 pub use openai::Openai;
 pub use provider::{
     AccountCheck, ByteStream, CallbackError, CallbackHint, CallbackScope, CancelAnswer, Download,
@@ -47,5 +49,6 @@ pub fn adapter(
         ProviderKind::Replicate => Arc::new(Replicate::new(account)?),
         ProviderKind::Gemini => Arc::new(Gemini::new(account)?),
         ProviderKind::Fal => Arc::new(Fal::new(account)?),
+        ProviderKind::Kling => Arc::new(Kling::new(account)?),
     })
 }

@@ -260,6 +260,27 @@ pub trait Provider: Send + Sync {
         Box::pin(async { Ok(None) })
     }
 
+    /// Whether the provider finds a task by the job's own id ([`Provider::task_of_job`]).
+    fn names_tasks_by_job(&self) -> bool {
+        false
+    }
+
+    /// The task the job's own id names at the provider, for contracts whose creates carry a
+    /// client-chosen id the provider keeps unique (Kling's `external_task_id`): `Some` with
+    /// its task id, or `None` when the provider answers that it has no such task. Other
+    /// contracts answer `Invalid`.
+    fn task_of_job<'a>(
+        &'a self,
+        _spec: &'a JobSpec,
+        _job_id: JobId,
+    ) -> BoxFuture<'a, Result<Option<String>, ProviderError>> {
+        Box::pin(async {
+            Err(ProviderError::Invalid(
+                "this provider names no task by the job's id".into(),
+            ))
+        })
+    }
+
     /// The account's HTTP client (its base URL, key and timeouts), which the default
     /// methods use.
     fn api(&self) -> &crate::http::Api;

@@ -18,7 +18,7 @@ fn account(webhook_secret: Option<&str>) -> AccountConfig {
     AccountConfig {
         // Parsing a callback makes no call: nothing listens here.
         base_url: "http://127.0.0.1:9".into(),
-        api_key: Secret::new("sk-prop"),
+        api_key: Secret::new("sk-prop:prop-secret"),
         request_timeout: Duration::from_secs(1),
         webhook_secret: webhook_secret.map(Secret::new),
     }

@@ -29,7 +29,7 @@ pub(crate) struct SimContract {
 }
 
 /// Every contract the simulator speaks.
-pub(crate) const CONTRACTS: [SimContract; 7] = [
+pub(crate) const CONTRACTS: [SimContract; 8] = [
     crate::kie::CONTRACT,
     crate::acedata::CONTRACT,
     crate::evolink::CONTRACT,
@@ -37,6 +37,7 @@ pub(crate) const CONTRACTS: [SimContract; 7] = [
     crate::replicate::CONTRACT,
     crate::gemini::CONTRACT,
     crate::fal::CONTRACT,
+    crate::kling::CONTRACT,
 ];
 
 /// The registration of `kind`.

@@ -14,6 +14,7 @@ mod fal;
 mod gemini;
 mod journal;
 mod kie;
+mod kling;
 mod openai;
 mod replicate;
 mod served;

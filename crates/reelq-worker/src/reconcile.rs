@@ -16,6 +16,11 @@
 //! found, for the operator (`reelq jobs list --state uncertain`, the dashboard). Providers
 //! without a list settle through their per-task callbacks (the callback URL names the job)
 //! or by the operator.
+//!
+//! A provider that keeps a client-chosen id on each task (Kling's `external_task_id`, which
+//! reelq sets to the job's id) is asked for each uncertain job's task by that id: the answer
+//! is exact, with no matching. A job whose id names no task `reconcile_absent_after` after
+//! its submit began is submitted again, under the same id.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -107,10 +112,14 @@ impl Reconciler {
                 _ = tick.tick() => {}
             }
             for (account, entry) in self.accounts.iter() {
-                if !entry.adapter.lists_tasks() {
+                let pass = if entry.adapter.names_tasks_by_job() {
+                    self.reconcile_by_job(account, entry.adapter.as_ref()).await
+                } else if entry.adapter.lists_tasks() {
+                    self.reconcile(account, entry.adapter.as_ref()).await
+                } else {
                     continue;
-                }
-                if let Err(err) = self.reconcile(account, entry.adapter.as_ref()).await {
+                };
+                if let Err(err) = pass {
                     warn!(%account, error = %err, "reconciling uncertain jobs failed; trying again next pass");
                 }
             }
@@ -133,6 +142,45 @@ impl Reconciler {
             .await?;
         let tasks = self.unowned(account, tasks).await?;
         self.settle(account, &jobs, &tasks, complete).await
+    }
+
+    /// Asks the provider for each uncertain job's task by the job's own id. Returns how many
+    /// jobs were settled.
+    pub(crate) async fn reconcile_by_job(
+        &self,
+        account: &AccountName,
+        provider: &dyn Provider,
+    ) -> anyhow::Result<usize> {
+        let records = self.ledger.uncertain_jobs(account, MAX_UNCERTAIN).await?;
+        let now_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut n_settled = 0;
+        for record in records
+            .into_iter()
+            .filter(|record| record.task_id.is_none())
+        {
+            let job_id = record.job_id;
+            let submit_s = record.submit_ms.unwrap_or(record.updated_ms) / 1000;
+            let note = match provider.task_of_job(&record.spec, job_id).await? {
+                Some(task_id) => {
+                    n_settled += usize::from(self.adopt(account, job_id, &task_id).await?);
+                    continue;
+                }
+                None if self
+                    .absent_after
+                    .is_some_and(|after| submit_s + after.as_secs() <= now_s) =>
+                {
+                    n_settled += usize::from(self.resubmit(account, job_id).await?);
+                    continue;
+                }
+                None => format!("{account} has no task under this job's id yet"),
+            };
+            metrics::counter!("reelq_reconciled_total", "account" => account.as_str().to_owned(), "outcome" => "left")
+                .increment(1);
+            self.ledger.note_uncertain(job_id, &note).await?;
+        }
+        Ok(n_settled)
     }
 
     /// For a verified account-level callback naming `task_id`, which no job is known to own:
@@ -332,13 +380,7 @@ impl Reconciler {
                     continue;
                 }
                 Verdict::NoMatch if absent(job) => {
-                    let detail = format!("{account} has no task for this create: submitted again");
-                    if self.ledger.resubmit_absent(job_id, &detail).await? {
-                        info!(%job_id, "uncertain job never created at the provider; submitted again");
-                        metrics::counter!("reelq_reconciled_total", "account" => account.as_str().to_owned(), "outcome" => "absent")
-                            .increment(1);
-                        n_settled += 1;
-                    }
+                    n_settled += usize::from(self.resubmit(account, job_id).await?);
                     continue;
                 }
                 Verdict::Ambiguous(n) => format!(
@@ -355,6 +397,18 @@ impl Reconciler {
             self.ledger.note_uncertain(job_id, &note).await?;
         }
         Ok(n_settled)
+    }
+
+    /// Submits again a job the provider's records prove it never created.
+    async fn resubmit(&self, account: &AccountName, job_id: JobId) -> anyhow::Result<bool> {
+        let detail = format!("{account} has no task for this create: submitted again");
+        let resubmitted = self.ledger.resubmit_absent(job_id, &detail).await?;
+        if resubmitted {
+            info!(%job_id, "uncertain job never created at the provider; submitted again");
+            metrics::counter!("reelq_reconciled_total", "account" => account.as_str().to_owned(), "outcome" => "absent")
+                .increment(1);
+        }
+        Ok(resubmitted)
     }
 
     async fn adopt(

@@ -20,6 +20,8 @@ pub struct ProvidersConfig {
     pub replicate: Option<ProviderAccount>,
     pub gemini: Option<ProviderAccount>,
     pub fal: Option<ProviderAccount>,
+    /// Its `api_key` is `"<access key>:<secret key>"`: Kling signs a token per request.
+    pub kling: Option<ProviderAccount>,
 }
 
 impl ProvidersConfig {
@@ -33,6 +35,7 @@ impl ProvidersConfig {
             (ProviderKind::Replicate, &self.replicate),
             (ProviderKind::Gemini, &self.gemini),
             (ProviderKind::Fal, &self.fal),
+            (ProviderKind::Kling, &self.kling),
         ]
         .into_iter()
         .filter_map(|(kind, account)| Some((kind, account.as_ref()?)))

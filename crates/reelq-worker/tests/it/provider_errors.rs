@@ -326,6 +326,70 @@ own_500_per_contract! {
     a_replicate_500_after_acceptance_is_paid_once: ProviderKind::Replicate,
     a_gemini_500_after_acceptance_is_paid_once: ProviderKind::Gemini,
     a_fal_500_after_acceptance_is_paid_once: ProviderKind::Fal,
+    a_kling_500_after_acceptance_is_paid_once: ProviderKind::Kling,
+}
+
+/// Kling jobs reconciled every 200 ms, whose callbacks never reach the worker: only a lookup
+/// of each job's own id (`external_task_id`) can settle an uncertain one.
+async fn reconciling_kling_deployment(settings: &str) -> Deployment {
+    let mut deployment = reconciling_openai_deployment(settings).await;
+    deployment.provider = ProviderKind::Kling;
+    deployment
+}
+
+#[tokio::test]
+async fn a_kling_create_whose_answer_was_lost_is_settled_by_the_jobs_own_id() {
+    let deployment = reconciling_kling_deployment("").await;
+    deployment.sim.fail_after_accepting_next_creates(502, 2);
+    let _worker = deployment.spawn_worker_task("w", API_KEY, None);
+    let job_ids = deployment.enqueue_manifest(&prompts("kling-lost", 3)).await;
+
+    deployment.all_in(&job_ids, JobState::Stored).await;
+
+    let stats = deployment.sim.stats();
+    assert_eq!((stats.creates, stats.max_creates_per_fingerprint), (3, 1));
+    let mut n_settled = 0;
+    for &job_id in &job_ids {
+        let history = deployment.client.history(job_id).await.unwrap();
+        if history.iter().any(|event| event.contains(" uncertain ")) {
+            assert!(
+                history
+                    .iter()
+                    .any(|event| event.contains("named by the provider's records")),
+                "{history:#?}"
+            );
+            n_settled += 1;
+        }
+    }
+    assert_eq!(
+        n_settled, 2,
+        "the two creates whose answers the gateway lost"
+    );
+}
+
+#[tokio::test]
+async fn a_kling_create_never_taken_is_submitted_again_under_the_same_id() {
+    let deployment = reconciling_kling_deployment("reconcile_absent_after_ms = 1000").await;
+    // Kling's 503 (5001, maintenance): no refusal on a create, and nothing was created.
+    deployment.sim.fail_next_creates(455, 1);
+    let _worker = deployment.spawn_worker_task("w", API_KEY, None);
+    let job_ids = deployment
+        .enqueue_manifest(&prompts("kling-absent", 1))
+        .await;
+
+    deployment.all_in(&job_ids, JobState::Stored).await;
+
+    assert_eq!(deployment.sim.stats().creates, 1, "paid once");
+    let history = deployment.client.history(job_ids[0]).await.unwrap();
+    let states: Vec<&str> = history
+        .iter()
+        .filter_map(|event| event.split(' ').nth(1))
+        .collect();
+    assert_eq!(
+        &states[..4],
+        ["queued", "submitting", "uncertain", "queued"],
+        "{history:#?}"
+    );
 }
 
 #[tokio::test]
