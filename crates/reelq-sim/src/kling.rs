@@ -5,8 +5,9 @@
 //! bare task object, unsigned.
 //!
 //! The simulator's keys are read as Kling's pairs, `<access key>:<secret key>`: a token
-//! verifies if one pair's secret signed it, its `iss` is that pair's access key, and it is
-//! within its `nbf`..`exp`. An
+//! verifies if one pair's secret signed it, its `iss` is that pair's access key (a key
+//! without `:` is a secret key alone, for any access key), and it is within its
+//! `nbf`..`exp`. An
 //! `external_task_id` is unique per account: a second create under one is refused (400,
 //! code 1201; Kling does not document this answer).
 
@@ -128,9 +129,7 @@ fn authorized(state: &SimState, headers: &HeaderMap) -> Result<usize, Refusal> {
     let keys: Vec<&String> = std::iter::once(&state.config.api_key)
         .chain(&state.config.other_api_keys)
         .collect();
-    let access = keys[account]
-        .split_once(':')
-        .map_or("", |(access, _)| access);
+    let access = keys[account].split_once(':').map(|(access, _)| access);
     let claims = signing_input
         .split_once('.')
         .and_then(|(_, claims)| BASE64URL.decode(claims).ok())
@@ -139,7 +138,7 @@ fn authorized(state: &SimState, headers: &HeaderMap) -> Result<usize, Refusal> {
     let now_s = unix_ms() / 1000;
     let valid = claims["iss"]
         .as_str()
-        .is_some_and(|iss| !iss.is_empty() && iss == access)
+        .is_some_and(|iss| !iss.is_empty() && access.is_none_or(|access| iss == access))
         && claims["nbf"].as_u64().is_some_and(|nbf| nbf <= now_s)
         && claims["exp"].as_u64().is_some_and(|exp| now_s < exp);
     valid.then_some(account).ok_or(Refusal::BadKey)

@@ -48,7 +48,7 @@ async fn a_refused_api_key_fails_the_job_at_once_as_auth() {
         Duration::from_millis(50),
     )
     .await;
-    let _worker = deployment.spawn_worker_task("w", "sk-wrong-key", None);
+    let _worker = deployment.spawn_worker_task("w", "sk-wrong-key:wrong-secret", None);
     let job_ids = deployment.enqueue_manifest(&prompts("auth", 1)).await;
 
     let record = deployment.settled(&job_ids).await.remove(0);
