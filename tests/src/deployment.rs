@@ -281,11 +281,8 @@ log_format = "pretty"
                     ProviderKind::Openai | ProviderKind::Replicate => {
                         format!("webhook_secret = \"{WEBHOOK_WHSEC}\"\n")
                     }
-                    ProviderKind::Acedata
-                    | ProviderKind::Evolink
-                    | ProviderKind::Gemini
-                    | ProviderKind::Fal
-                    | ProviderKind::Kling => String::new(),
+                    // The rest sign nothing (fal signs with its own published keys).
+                    _ => String::new(),
                 };
                 format!(
                     "[providers.{provider}]\nbase_url = \"{sim}\"\napi_key = \"{api_key}\"\n\

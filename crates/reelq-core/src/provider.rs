@@ -24,10 +24,13 @@ pub enum ProviderKind {
     Fal,
     /// Kling's own API (Kuaishou): its models by `model_name`, tasks named by reelq's job id.
     Kling,
+    /// ByteDance's Seedance models through BytePlus ModelArk (Volcengine Ark in China: the
+    /// same API, its own host and keys).
+    Ark,
 }
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 8] = [
+    pub const ALL: [ProviderKind; 9] = [
         ProviderKind::Kie,
         ProviderKind::Acedata,
         ProviderKind::Evolink,
@@ -36,6 +39,7 @@ impl ProviderKind {
         ProviderKind::Gemini,
         ProviderKind::Fal,
         ProviderKind::Kling,
+        ProviderKind::Ark,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,14 +52,18 @@ impl ProviderKind {
             ProviderKind::Gemini => "gemini",
             ProviderKind::Fal => "fal",
             ProviderKind::Kling => "kling",
+            ProviderKind::Ark => "ark",
         }
     }
 
-    /// Whether a running generation can be stopped at this provider (its adapter has a
-    /// cancel call: fal's queue and Replicate's predictions). Operators read it before
-    /// asking; the contract suite checks that the adapters agree.
+    /// Whether a generation can be stopped at this provider (its adapter has a cancel call:
+    /// fal's queue and Replicate's predictions; Ark's, while the task is still queued).
+    /// Operators read it before asking; the contract suite checks that the adapters agree.
     pub fn cancels_generations(self) -> bool {
-        matches!(self, ProviderKind::Fal | ProviderKind::Replicate)
+        matches!(
+            self,
+            ProviderKind::Fal | ProviderKind::Replicate | ProviderKind::Ark
+        )
     }
 }
 

@@ -112,6 +112,10 @@ impl Api {
         self.http.post(self.url(path))
     }
 
+    pub(crate) fn delete(&self, path: &str) -> RequestBuilder {
+        self.http.delete(self.url(path))
+    }
+
     pub(crate) fn put(&self, path: &str) -> RequestBuilder {
         self.http.put(self.url(path))
     }
@@ -405,6 +409,9 @@ pub(crate) fn names_moderation(text: &str) -> bool {
         "flagged as sensitive",
         // Google's refusals cite its "Responsible AI practices".
         "responsible ai",
+        // Ark's `SensitiveContentDetected` family (`InputTextSensitiveContentDetected`,
+        // `OutputVideoSensitiveContentDetected.PolicyViolation`, ...).
+        "sensitivecontentdetected",
     ]
     .iter()
     .any(|word| text.contains(word))

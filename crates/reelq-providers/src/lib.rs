@@ -3,6 +3,7 @@
 //! [`reelq_core::ErrorClass`]. Only this crate speaks provider HTTP.
 
 mod acedata;
+mod ark;
 mod error;
 mod evolink;
 mod fal;
@@ -19,6 +20,7 @@ mod standard_webhooks;
 use std::sync::Arc;
 
 pub use acedata::Acedata;
+pub use ark::Ark;
 pub use error::ProviderError;
 pub use evolink::Evolink;
 pub use fal::Fal;
@@ -50,5 +52,6 @@ pub fn adapter(
         ProviderKind::Gemini => Arc::new(Gemini::new(account)?),
         ProviderKind::Fal => Arc::new(Fal::new(account)?),
         ProviderKind::Kling => Arc::new(Kling::new(account)?),
+        ProviderKind::Ark => Arc::new(Ark::new(account)?),
     })
 }

@@ -105,6 +105,7 @@ fn fields_of(provider: ProviderKind, body: &Value) -> &Value {
 fn prompt_of(provider: ProviderKind, body: &Value) -> Option<String> {
     let prompt = match provider {
         ProviderKind::Gemini => &body["instances"][0]["prompt"],
+        ProviderKind::Ark => &body["content"][0]["text"],
         _ => &fields_of(provider, body)["prompt"],
     };
     prompt.as_str().map(str::to_owned)

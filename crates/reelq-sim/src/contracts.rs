@@ -29,7 +29,7 @@ pub(crate) struct SimContract {
 }
 
 /// Every contract the simulator speaks.
-pub(crate) const CONTRACTS: [SimContract; 8] = [
+pub(crate) const CONTRACTS: [SimContract; 9] = [
     crate::kie::CONTRACT,
     crate::acedata::CONTRACT,
     crate::evolink::CONTRACT,
@@ -38,6 +38,7 @@ pub(crate) const CONTRACTS: [SimContract; 8] = [
     crate::gemini::CONTRACT,
     crate::fal::CONTRACT,
     crate::kling::CONTRACT,
+    crate::ark::CONTRACT,
 ];
 
 /// The registration of `kind`.

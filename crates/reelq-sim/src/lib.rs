@@ -5,6 +5,7 @@
 //! moderation and one containing [`FAILING_WORD`] fails its generation.
 
 mod acedata;
+mod ark;
 mod callbacks;
 mod contract;
 mod contracts;

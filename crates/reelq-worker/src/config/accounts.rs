@@ -22,6 +22,7 @@ pub struct ProvidersConfig {
     pub fal: Option<ProviderAccount>,
     /// Its `api_key` is `"<access key>:<secret key>"`: Kling signs a token per request.
     pub kling: Option<ProviderAccount>,
+    pub ark: Option<ProviderAccount>,
 }
 
 impl ProvidersConfig {
@@ -36,6 +37,7 @@ impl ProvidersConfig {
             (ProviderKind::Gemini, &self.gemini),
             (ProviderKind::Fal, &self.fal),
             (ProviderKind::Kling, &self.kling),
+            (ProviderKind::Ark, &self.ark),
         ]
         .into_iter()
         .filter_map(|(kind, account)| Some((kind, account.as_ref()?)))

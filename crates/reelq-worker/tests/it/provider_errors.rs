@@ -327,6 +327,38 @@ own_500_per_contract! {
     a_gemini_500_after_acceptance_is_paid_once: ProviderKind::Gemini,
     a_fal_500_after_acceptance_is_paid_once: ProviderKind::Fal,
     a_kling_500_after_acceptance_is_paid_once: ProviderKind::Kling,
+    an_ark_500_after_acceptance_is_paid_once: ProviderKind::Ark,
+}
+
+#[tokio::test]
+async fn an_ark_create_whose_answer_was_lost_is_found_in_its_task_list() {
+    let mut deployment = reconciling_openai_deployment("").await;
+    deployment.provider = ProviderKind::Ark;
+    deployment.sim.fail_after_accepting_next_creates(502, 1);
+    let _worker = deployment.spawn_worker_task("w", API_KEY, None);
+    let job_ids = deployment.enqueue_manifest(&prompts("ark-lost", 2)).await;
+
+    deployment.all_in(&job_ids, JobState::Stored).await;
+
+    let stats = deployment.sim.stats();
+    assert_eq!((stats.creates, stats.max_creates_per_fingerprint), (2, 1));
+    let settled = job_ids
+        .iter()
+        .map(|&job_id| deployment.client.history(job_id));
+    let mut n_settled = 0;
+    for history in futures_util::future::join_all(settled).await {
+        let history = history.unwrap();
+        if history.iter().any(|event| event.contains(" uncertain ")) {
+            assert!(
+                history
+                    .iter()
+                    .any(|event| event.contains("named by the provider's records")),
+                "{history:#?}"
+            );
+            n_settled += 1;
+        }
+    }
+    assert_eq!(n_settled, 1, "the create whose answer the gateway lost");
 }
 
 /// Kling jobs reconciled every 200 ms, whose callbacks never reach the worker: only a lookup
