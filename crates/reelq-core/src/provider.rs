@@ -27,10 +27,12 @@ pub enum ProviderKind {
     /// ByteDance's Seedance models through BytePlus ModelArk (Volcengine Ark in China: the
     /// same API, its own host and keys).
     Ark,
+    /// Alibaba Cloud Model Studio (DashScope): the Wan models, asynchronous tasks, polled.
+    Dashscope,
 }
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 9] = [
+    pub const ALL: [ProviderKind; 10] = [
         ProviderKind::Kie,
         ProviderKind::Acedata,
         ProviderKind::Evolink,
@@ -40,6 +42,7 @@ impl ProviderKind {
         ProviderKind::Fal,
         ProviderKind::Kling,
         ProviderKind::Ark,
+        ProviderKind::Dashscope,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,16 +56,21 @@ impl ProviderKind {
             ProviderKind::Fal => "fal",
             ProviderKind::Kling => "kling",
             ProviderKind::Ark => "ark",
+            ProviderKind::Dashscope => "dashscope",
         }
     }
 
     /// Whether a generation can be stopped at this provider (its adapter has a cancel call:
-    /// fal's queue and Replicate's predictions; Ark's, while the task is still queued).
+    /// fal's queue and Replicate's predictions; Ark's and DashScope's, while the task is still
+    /// queued).
     /// Operators read it before asking; the contract suite checks that the adapters agree.
     pub fn cancels_generations(self) -> bool {
         matches!(
             self,
-            ProviderKind::Fal | ProviderKind::Replicate | ProviderKind::Ark
+            ProviderKind::Fal
+                | ProviderKind::Replicate
+                | ProviderKind::Ark
+                | ProviderKind::Dashscope
         )
     }
 }

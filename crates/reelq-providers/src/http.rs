@@ -412,6 +412,9 @@ pub(crate) fn names_moderation(text: &str) -> bool {
         // Ark's `SensitiveContentDetected` family (`InputTextSensitiveContentDetected`,
         // `OutputVideoSensitiveContentDetected.PolicyViolation`, ...).
         "sensitivecontentdetected",
+        // DashScope's checks of inputs and outputs.
+        "datainspectionfailed",
+        "ipinfringementsuspect",
     ]
     .iter()
     .any(|word| text.contains(word))

@@ -4,6 +4,7 @@
 
 mod acedata;
 mod ark;
+mod dashscope;
 mod error;
 mod evolink;
 mod fal;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 
 pub use acedata::Acedata;
 pub use ark::Ark;
+pub use dashscope::Dashscope;
 pub use error::ProviderError;
 pub use evolink::Evolink;
 pub use fal::Fal;
@@ -53,5 +55,6 @@ pub fn adapter(
         ProviderKind::Fal => Arc::new(Fal::new(account)?),
         ProviderKind::Kling => Arc::new(Kling::new(account)?),
         ProviderKind::Ark => Arc::new(Ark::new(account)?),
+        ProviderKind::Dashscope => Arc::new(Dashscope::new(account)?),
     })
 }

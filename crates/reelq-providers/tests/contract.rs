@@ -135,9 +135,12 @@ async fn create_errors(kind: ProviderKind) {
             );
         }
         if class == ErrorClass::RateLimited {
-            // Kling's concurrency answer (1303) and Ark's 429s say nothing of when to come
-            // back.
-            let silent = matches!(kind, ProviderKind::Kling | ProviderKind::Ark);
+            // Kling's concurrency answer (1303), Ark's and DashScope's 429s say nothing of
+            // when to come back.
+            let silent = matches!(
+                kind,
+                ProviderKind::Kling | ProviderKind::Ark | ProviderKind::Dashscope
+            );
             let documented = (!silent).then_some(Duration::from_secs(1));
             assert_eq!(err.retry_after(), documented, "{kind}");
         }
@@ -278,6 +281,7 @@ contract_suite! {
     fal => ProviderKind::Fal;
     kling => ProviderKind::Kling;
     ark => ProviderKind::Ark;
+    dashscope => ProviderKind::Dashscope;
 }
 
 #[tokio::test]

@@ -96,7 +96,7 @@ impl Fixture {
 fn fields_of(provider: ProviderKind, body: &Value) -> &Value {
     match provider {
         ProviderKind::Kie | ProviderKind::Replicate => &body["input"],
-        ProviderKind::Gemini => &body["parameters"],
+        ProviderKind::Gemini | ProviderKind::Dashscope => &body["parameters"],
         _ => body,
     }
 }
@@ -106,6 +106,7 @@ fn prompt_of(provider: ProviderKind, body: &Value) -> Option<String> {
     let prompt = match provider {
         ProviderKind::Gemini => &body["instances"][0]["prompt"],
         ProviderKind::Ark => &body["content"][0]["text"],
+        ProviderKind::Dashscope => &body["input"]["prompt"],
         _ => &fields_of(provider, body)["prompt"],
     };
     prompt.as_str().map(str::to_owned)
@@ -113,7 +114,7 @@ fn prompt_of(provider: ProviderKind, body: &Value) -> Option<String> {
 
 /// Whether the contract calls back at all (the Gemini API does not).
 fn calls_back(provider: ProviderKind) -> bool {
-    provider != ProviderKind::Gemini
+    !matches!(provider, ProviderKind::Gemini | ProviderKind::Dashscope)
 }
 
 /// The fields of a create that carry the callback URL, by contract, and the job's own id

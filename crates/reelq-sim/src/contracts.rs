@@ -29,7 +29,7 @@ pub(crate) struct SimContract {
 }
 
 /// Every contract the simulator speaks.
-pub(crate) const CONTRACTS: [SimContract; 9] = [
+pub(crate) const CONTRACTS: [SimContract; 10] = [
     crate::kie::CONTRACT,
     crate::acedata::CONTRACT,
     crate::evolink::CONTRACT,
@@ -39,6 +39,7 @@ pub(crate) const CONTRACTS: [SimContract; 9] = [
     crate::fal::CONTRACT,
     crate::kling::CONTRACT,
     crate::ark::CONTRACT,
+    crate::dashscope::CONTRACT,
 ];
 
 /// The registration of `kind`.

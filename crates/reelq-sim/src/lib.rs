@@ -10,6 +10,7 @@ mod callbacks;
 mod contract;
 mod contracts;
 mod control;
+mod dashscope;
 mod evolink;
 mod fal;
 mod gemini;

@@ -61,7 +61,7 @@ fn defaults_come_from_the_model_rule() {
 fn bad_requests_name_the_field_and_the_allowed_values() {
     check_err(
         r#"{"provider":"sora","model":"m","prompt":"p"}"#,
-        r#"provider: unknown provider "sora" (known: kie, acedata, evolink, openai, replicate, gemini, fal, kling, ark)"#,
+        r#"provider: unknown provider "sora" (known: kie, acedata, evolink, openai, replicate, gemini, fal, kling, ark, dashscope)"#,
     );
     check_err(
         r#"{"provider":"kie","model":"sora-3","prompt":"p"}"#,

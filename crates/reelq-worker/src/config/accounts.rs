@@ -23,6 +23,7 @@ pub struct ProvidersConfig {
     /// Its `api_key` is `"<access key>:<secret key>"`: Kling signs a token per request.
     pub kling: Option<ProviderAccount>,
     pub ark: Option<ProviderAccount>,
+    pub dashscope: Option<ProviderAccount>,
 }
 
 impl ProvidersConfig {
@@ -38,6 +39,7 @@ impl ProvidersConfig {
             (ProviderKind::Fal, &self.fal),
             (ProviderKind::Kling, &self.kling),
             (ProviderKind::Ark, &self.ark),
+            (ProviderKind::Dashscope, &self.dashscope),
         ]
         .into_iter()
         .filter_map(|(kind, account)| Some((kind, account.as_ref()?)))

@@ -328,6 +328,7 @@ own_500_per_contract! {
     a_fal_500_after_acceptance_is_paid_once: ProviderKind::Fal,
     a_kling_500_after_acceptance_is_paid_once: ProviderKind::Kling,
     an_ark_500_after_acceptance_is_paid_once: ProviderKind::Ark,
+    a_dashscope_500_after_acceptance_is_paid_once: ProviderKind::Dashscope,
 }
 
 #[tokio::test]
