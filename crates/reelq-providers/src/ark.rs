@@ -77,8 +77,13 @@ struct TaskContent {
 #[derive(Deserialize)]
 struct TaskList {
     #[serde(default, deserialize_with = "null_as_default")]
+    total: usize,
+    #[serde(default, deserialize_with = "null_as_default")]
     items: Vec<Task>,
 }
+
+/// How far back Ark lists tasks: 7 days (less a margin, for clocks).
+const LISTED_S: u64 = 7 * 24 * 3600 - 3600;
 
 impl Task {
     fn into_status(self) -> Result<TaskStatus, ProviderError> {
@@ -196,9 +201,12 @@ impl Ark {
         read_ark(&answer, Call::Query)
     }
 
+    /// Every page of the account's list (Ark documents no order, so none is assumed): the
+    /// list is complete only if it held `total` tasks and reached back to `since_s` within
+    /// Ark's 7 days. A task seen twice (the list moved between pages) counts once.
     async fn list_since(&self, since_s: u64) -> Result<RecentTasks, ProviderError> {
-        let mut tasks = Vec::new();
-        let mut complete = false;
+        let mut tasks: Vec<ProviderTask> = Vec::new();
+        let mut total = None;
         for page in 1..=MAX_LIST_PAGES {
             let request = self
                 .api
@@ -206,15 +214,21 @@ impl Ark {
                 .query(&[("page_num", page.to_string()), ("page_size", "100".into())]);
             let answer = self.api.send(request, Call::Query).await?;
             let list: TaskList = read_ark(&answer, Call::Query)?;
-            let last_page = list.items.len() < 100;
-            let reached = list.items.iter().any(|task| task.created_at < since_s);
-            tasks.extend(list.items.into_iter().map(Task::into_task));
-            if last_page || reached {
-                complete = true;
+            total = Some(list.total);
+            let short = list.items.len() < 100;
+            for task in list.items.into_iter().map(Task::into_task) {
+                if !tasks.iter().any(|seen| seen.task_id == task.task_id) {
+                    tasks.push(task);
+                }
+            }
+            if short {
                 break;
             }
         }
-        tasks.retain(|task: &ProviderTask| task.created_s >= since_s);
+        let now_s = crate::http::now_s();
+        let complete =
+            total.is_some_and(|total| tasks.len() >= total) && since_s + LISTED_S > now_s;
+        tasks.retain(|task| task.created_s >= since_s);
         Ok(RecentTasks { tasks, complete })
     }
 
@@ -283,14 +297,16 @@ impl Provider for Ark {
         true
     }
 
+    /// Ark's records echo the model ("name-version", not an endpoint id: a job sent to an
+    /// `ep-` endpoint is matched without it) and the settings, never the prompt.
     fn echo(&self, spec: &JobSpec) -> TaskEcho {
         let body = create_body(spec, None);
         let mut echo = echo_of(&body["model"], body.as_object().expect("an object"));
-        echo.retain(|field, _| {
-            matches!(
-                field.as_str(),
-                "model" | "resolution" | "ratio" | "duration"
-            )
+        let endpoint = spec.model.starts_with("ep-");
+        echo.retain(|field, _| match field.as_str() {
+            "model" => !endpoint,
+            "resolution" | "ratio" | "duration" => true,
+            _ => false,
         });
         echo
     }

@@ -96,8 +96,13 @@ struct Listed {
 #[derive(Deserialize)]
 struct TaskList {
     #[serde(default, deserialize_with = "null_as_default")]
+    total: usize,
+    #[serde(default, deserialize_with = "null_as_default")]
     data: Vec<Listed>,
 }
+
+/// How far back DashScope lists and keeps tasks: 24 hours (less a margin, for clocks).
+const LISTED_S: u64 = 24 * 3600 - 1800;
 
 fn read_dashscope<T: serde::de::DeserializeOwned>(
     answer: &Answer,
@@ -130,13 +135,19 @@ impl TaskOutput {
     fn into_status(self) -> Result<TaskStatus, ProviderError> {
         match self.task_status.as_str() {
             "PENDING" | "RUNNING" | "SUSPENDED" => Ok(TaskStatus::Running),
+            // No such task, or no longer (24 hours): also what a lagging read or another
+            // region's key would see, so asked again; the step's attempts run out if it stays.
+            "UNKNOWN" => Err(ProviderError::transient(format!(
+                "dashscope does not know task {}",
+                self.task_id
+            ))),
             "SUCCEEDED" => match self.video_url {
                 Some(result_url) => Ok(TaskStatus::Succeeded { result_url }),
                 None => Err(ProviderError::transient(
                     "dashscope succeeded without a video_url",
                 )),
             },
-            "FAILED" | "CANCELED" | "UNKNOWN" => {
+            "FAILED" | "CANCELED" => {
                 let code = self.code.unwrap_or_default();
                 let message = format!(
                     "dashscope task {} {code}: {}",
@@ -198,11 +209,14 @@ impl Dashscope {
         Ok(read_dashscope::<TaskAnswer>(&answer, Call::Query)?.output)
     }
 
-    /// The account's tasks since `since_s` (DashScope lists the last 24 hours), each with its
-    /// record's prompt: the list names only the model.
+    /// The account's tasks since `since_s`, each with its record's prompt (the list names
+    /// only the model). Complete only if the list held its `total` (DashScope's largest page
+    /// is undocumented), reached back to `since_s` within DashScope's 24 hours, and every
+    /// candidate's record showed its prompt: a task whose prompt cannot be read is offered
+    /// to no job, and proves no job's create absent either.
     async fn list_since(&self, since_s: u64) -> Result<RecentTasks, ProviderError> {
-        let mut listed = Vec::new();
-        let mut complete = false;
+        let mut listed: Vec<Listed> = Vec::new();
+        let mut total = None;
         for page in 1..=MAX_LIST_PAGES {
             let request = self.api.get(&format!("{TASKS}/")).query(&[
                 ("page_no", page.to_string()),
@@ -210,21 +224,33 @@ impl Dashscope {
             ]);
             let answer = self.api.send(request, Call::Query).await?;
             let list: TaskList = read_dashscope(&answer, Call::Query)?;
-            let last = list.data.len() < PAGE_SIZE;
-            listed.extend(list.data);
-            if last {
-                complete = true;
+            total = Some(list.total);
+            if list.data.is_empty() {
+                break;
+            }
+            for task in list.data {
+                if !listed.iter().any(|seen| seen.task_id == task.task_id) {
+                    listed.push(task);
+                }
+            }
+            if total.is_some_and(|total| listed.len() >= total) {
                 break;
             }
         }
+        let mut complete = total.is_some_and(|total| listed.len() >= total)
+            && since_s + LISTED_S > crate::http::now_s();
         let mut tasks = Vec::new();
         for task in listed
             .into_iter()
             .filter(|task| task.gmt_create / 1000 >= since_s)
         {
             let record = self.task(&task.task_id).await?;
+            let Some(prompt) = record.orig_prompt.as_deref() else {
+                complete = false;
+                continue;
+            };
             tasks.push(ProviderTask {
-                echo: echo(&task.model_name, record.orig_prompt.as_deref()),
+                echo: echo(&task.model_name, Some(prompt)),
                 task_id: task.task_id,
                 created_s: task.gmt_create / 1000,
             });

@@ -420,6 +420,13 @@ pub(crate) fn names_moderation(text: &str) -> bool {
     .any(|word| text.contains(word))
 }
 
+/// This host's clock in unix seconds: how far back a provider's list still reaches.
+pub(crate) fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

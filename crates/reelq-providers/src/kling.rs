@@ -13,14 +13,16 @@
 //!
 //! | answer (business `code`, HTTP status)        | class              |
 //! |----------------------------------------------|--------------------|
-//! | 1000..1004 (401): authentication             | `Auth`             |
+//! | 1000..1002 (401): authentication             | `Auth`             |
+//! | 1003, 1004 (401): the token not yet or no longer valid (a clock off) | `Transient` |
 //! | 1100 (429) account exception, 1103 (403) no access to the API or model, 1304 (429) IP whitelist | `Auth` |
 //! | 1101 (429) arrears, 1102 (429) resource pack used up or expired | `Credits` |
 //! | 1200, 1201 (400), 1202, 1203 (404): the request | `Invalid`       |
 //! | a create refused because its `external_task_id` is taken | `UnknownOutcome`: a task of this job exists (settled by the lookup) |
 //! | 1300, 1301 (400): the platform's policy, content safety | `Moderation` |
 //! | 1302 (429) too fast, 1303 (429) concurrency over the resource pack's | `RateLimited` (a limit, not a failure) |
-//! | 5000 (500), 5001 (503), 5002 (504) in the envelope | query: `Transient`; create: `ServerError` (an unknown outcome) |
+//! | 5000 with HTTP 500                           | query: `Transient`; create: `ServerError` (an unknown outcome an account may choose to retry) |
+//! | 5001 (503), 5002 (504), any undocumented code | query: `Transient`; create: `UnknownOutcome` |
 //! | query: other 5xx, no envelope                | `Transient`        |
 //! | create: no answer, reset, unreadable 2xx, 5xx without an envelope | `UnknownOutcome` |
 //! | task `failed`                                | `GenerationFailed` (`Moderation` when its message names risk control or moderation) |
@@ -43,7 +45,7 @@ use sha2::Sha256;
 use crate::{
     AccountCheck, AccountConfig, CallbackError, CallbackHint, Provider, ProviderError, Submission,
     TaskStatus,
-    http::{Api, Call, KeyHeader, server_error, status_error, task_failure},
+    http::{Api, Call, KeyHeader, server_error, status_error, task_failure, unreadable},
     provider::{PROBE_TASK_ID, probed},
     request::{null_as_default, request_fields},
 };
@@ -53,9 +55,10 @@ pub struct Kling {
     api: Api,
 }
 
-/// How long a signed token is valid, and how far back it starts (Kling's own examples).
+/// How long a signed token is valid (Kling's own examples), and how far back it starts:
+/// Kling's examples use 5 s; a minute lets a host clock run a little fast.
 const TOKEN_LIFETIME_S: u64 = 1800;
-const TOKEN_SKEW_S: u64 = 5;
+const TOKEN_SKEW_S: u64 = 60;
 
 /// The `Authorization` bearer token for one request: a JWT (HS256) over `{iss, exp, nbf}`,
 /// signed with the secret key. `key` is `<access key>:<secret key>` (checked by
@@ -189,6 +192,7 @@ impl Kling {
             Ok(envelope) if envelope.code != 0 => Err(error_for_code(
                 envelope.code,
                 &envelope.message,
+                answer.status.as_u16(),
                 answer.retry_after,
                 call,
             )),
@@ -238,32 +242,50 @@ impl Kling {
     }
 }
 
+/// Whether a refusal says the create's `external_task_id` is already taken (Kling documents
+/// no wording for it).
+fn names_a_taken_id(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    message.contains("external_task_id")
+        && ["exist", "duplicate", "already", "unique", "used"]
+            .iter()
+            .any(|word| message.contains(word))
+}
+
 fn error_for_code(
     code: i64,
     message: &str,
+    http_status: u16,
     retry_after: Option<Duration>,
     call: Call,
 ) -> ProviderError {
     let described = format!("kling code {code}: {message}");
     match code {
-        1000..=1004 | 1100 | 1103 | 1304 => ProviderError::Auth(described),
+        // A token not yet or no longer valid (a clock off by more than the token's margin):
+        // refused before anything was created, so asked again.
+        1003 | 1004 => ProviderError::Transient {
+            retry_after,
+            message: described,
+        },
+        1000..=1002 | 1100 | 1103 | 1304 => ProviderError::Auth(described),
         1101 | 1102 => ProviderError::Credits(described),
         1300 | 1301 => ProviderError::Moderation(described),
         1302 | 1303 => ProviderError::RateLimited {
             retry_after,
             message: described,
         },
-        // A create refused for its `external_task_id`: a task of this job already exists
-        // (an earlier create of it was taken). Not a refusal of the job: settled by the
-        // lookup.
-        1200..=1299
-            if call == Call::Create
-                && message.to_ascii_lowercase().contains("external_task_id") =>
-        {
+        // A create refused because its `external_task_id` is taken: a task of this job
+        // already exists (an earlier create of it was taken). Not a refusal of the job:
+        // settled by the lookup.
+        1200..=1299 if call == Call::Create && names_a_taken_id(message) => {
             ProviderError::UnknownOutcome(described)
         }
         1200..=1299 => ProviderError::Invalid(described),
-        _ => server_error(call, retry_after, described),
+        // Kling's own server error, in its own envelope and with HTTP 500: an account may
+        // choose to retry those. Its 503 (5001) and 504 (5002, a timeout: the classic case of
+        // a task made anyway), and any code Kling has not documented, prove nothing.
+        5000 if http_status == 500 => server_error(call, retry_after, described),
+        _ => unreadable(call, retry_after, described),
     }
 }
 
@@ -356,7 +378,7 @@ mod tests {
         let claims: Value = serde_json::from_slice(&BASE64URL.decode(parts[1]).unwrap()).unwrap();
         assert_eq!(
             claims,
-            json!({"iss": "ak-1", "exp": 1_800_001_800u64, "nbf": 1_799_999_995u64})
+            json!({"iss": "ak-1", "exp": 1_800_001_800u64, "nbf": 1_799_999_940u64})
         );
         let mut mac = Hmac::<Sha256>::new_from_slice(b"sk-1").unwrap();
         mac.update(format!("{}.{}", parts[0], parts[1]).as_bytes());
@@ -366,9 +388,12 @@ mod tests {
 
     #[test]
     fn codes_class_as_the_reference_documents_them() {
-        let class = |code, message: &str, call| error_for_code(code, message, None, call).class();
+        let class = |code, message: &str, call| {
+            let status = if code >= 5000 { 500 } else { 400 };
+            error_for_code(code, message, status, None, call).class()
+        };
         use reelq_core::ErrorClass::*;
-        assert_eq!(class(1004, "expired", Call::Create), Auth);
+        assert_eq!(class(1002, "invalid", Call::Create), Auth);
         assert_eq!(class(1102, "resource pack depleted", Call::Create), Credits);
         assert_eq!(class(1301, "content security", Call::Create), Moderation);
         assert_eq!(
@@ -380,7 +405,18 @@ mod tests {
             class(1201, "external_task_id already exists", Call::Create),
             UnknownOutcome
         );
+        assert_eq!(
+            class(
+                1201,
+                "external_task_id must be at most 64 characters",
+                Call::Create
+            ),
+            Invalid
+        );
+        assert_eq!(class(1004, "expired", Call::Create), Transient);
         assert_eq!(class(5000, "internal error", Call::Query), Transient);
-        assert_ne!(class(5001, "maintenance", Call::Create), Invalid);
+        assert_eq!(class(5001, "maintenance", Call::Create), UnknownOutcome);
+        assert_eq!(class(5002, "timeout", Call::Create), UnknownOutcome);
+        assert_eq!(class(7777, "undocumented", Call::Create), UnknownOutcome);
     }
 }

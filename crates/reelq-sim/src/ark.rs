@@ -85,12 +85,6 @@ fn refusal(refusal: Refusal) -> Response {
             "TooManyRequests",
             "the request rate exceeds the limit",
         ),
-        Refusal::Fault(455) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ServerOverloaded",
-            "ServiceUnavailable",
-            "the service is overloaded",
-        ),
         Refusal::Fault(_) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "InternalServiceError",

@@ -162,7 +162,15 @@ impl Reconciler {
         {
             let job_id = record.job_id;
             let submit_s = record.submit_ms.unwrap_or(record.updated_ms) / 1000;
-            let note = match provider.task_of_job(&record.spec, job_id).await? {
+            let found = match provider.task_of_job(&record.spec, job_id).await {
+                Ok(found) => found,
+                Err(err) => {
+                    // One job's lookup failing leaves it for the next pass, not the others.
+                    warn!(%account, %job_id, error = %err, "looking an uncertain job's task up by its id failed");
+                    continue;
+                }
+            };
+            let note = match found {
                 Some(task_id) => {
                     n_settled += usize::from(self.adopt(account, job_id, &task_id).await?);
                     continue;

@@ -31,7 +31,8 @@ pub(crate) fn words(value: &Yaml) -> Vec<String> {
 }
 
 /// `value` as compose writes it into the environment: each `${VAR:-default}` read as its
-/// default, each `${VAR:?why}` (a value the operator must set in .env) as a stand-in for it.
+/// default, each `${VAR:?why}` (a value the operator must set in .env) as a stand-in for it
+/// (for Kling's key, a stand-in of its `access key:secret key` shape).
 fn interpolated(value: &str) -> String {
     let mut out = String::new();
     let mut rest = value;
@@ -43,6 +44,9 @@ fn interpolated(value: &str) -> String {
         };
         match expression.split_once(":-") {
             Some((_, default)) => out.push_str(default),
+            None if expression.starts_with("KLING_API_KEY") => {
+                out.push_str("access-from-the-env-file:secret-from-the-env-file")
+            }
             None => out.push_str("value-from-the-env-file"),
         }
         rest = tail;
