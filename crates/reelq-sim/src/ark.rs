@@ -20,12 +20,11 @@ use axum::{
     routing::get,
 };
 use reelq_core::ProviderKind;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{
     contract::{
-        CreateRequest, Outcome, Phase, Refusal, TaskRecord, accept, create_request,
+        CreateRequest, Outcome, Page, Phase, Refusal, TaskRecord, accept, create_request,
         gateway_failure, model, query_allowed, random_hex, read_fields, take_callback_url, unix_ms,
     },
     contracts::SimContract,
@@ -233,14 +232,6 @@ fn not_found(id: &str) -> Response {
     )
 }
 
-#[derive(Deserialize)]
-struct Page {
-    #[serde(default)]
-    page_num: Option<usize>,
-    #[serde(default)]
-    page_size: Option<usize>,
-}
-
 /// The account's tasks, newest first, a page at a time.
 async fn list(
     State(state): State<Arc<SimState>>,
@@ -250,18 +241,9 @@ async fn list(
     if let Err(err) = query_allowed(&state, &headers) {
         return refusal(err);
     }
-    let (num, size) = (
-        page.page_num.unwrap_or(1).max(1),
-        page.page_size.unwrap_or(10).clamp(1, 500),
-    );
-    let records = state.task_records(ProviderKind::Ark);
-    let items: Vec<Value> = records
-        .iter()
-        .skip((num - 1) * size)
-        .take(size)
-        .map(task_body)
-        .collect();
-    Json(json!({ "total": records.len(), "items": items })).into_response()
+    let (records, total) = page.of(&state, ProviderKind::Ark, 500);
+    let items: Vec<Value> = records.iter().map(task_body).collect();
+    Json(json!({ "total": total, "items": items })).into_response()
 }
 
 /// Cancels a queued task; a running one cannot be.

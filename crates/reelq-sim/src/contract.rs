@@ -379,6 +379,45 @@ pub(crate) fn take_callback_url(body: &mut Value, fields: &[&str]) -> Option<Str
     found
 }
 
+/// A list call's page, as Ark (`page_num`) and DashScope (`page_no`) name it.
+#[derive(Deserialize)]
+pub(crate) struct Page {
+    #[serde(default, alias = "page_no")]
+    page_num: Option<usize>,
+    #[serde(default)]
+    page_size: Option<usize>,
+}
+
+impl Page {
+    /// This page of `provider`'s tasks, newest first (at most `max` a page, 10 unless asked),
+    /// and how many tasks there are in all.
+    pub(crate) fn of(
+        &self,
+        state: &SimState,
+        provider: ProviderKind,
+        max: usize,
+    ) -> (Vec<TaskRecord>, usize) {
+        let number = self.page_num.unwrap_or(1).max(1);
+        let size = self.size(max);
+        let records = state.task_records(provider);
+        let total = records.len();
+        let page = records
+            .into_iter()
+            .skip((number - 1) * size)
+            .take(size)
+            .collect();
+        (page, total)
+    }
+
+    pub(crate) fn number(&self) -> usize {
+        self.page_num.unwrap_or(1).max(1)
+    }
+
+    pub(crate) fn size(&self, max: usize) -> usize {
+        self.page_size.unwrap_or(10).clamp(1, max)
+    }
+}
+
 impl SimState {
     /// Where `task` stands now; a finished video gets a result URL fresh from now.
     pub(crate) fn phase(&self, task_id: &str, task: &Task) -> Phase {

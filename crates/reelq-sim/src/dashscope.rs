@@ -18,12 +18,11 @@ use axum::{
     routing::{get, post},
 };
 use reelq_core::ProviderKind;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{
     contract::{
-        CreateRequest, Outcome, Phase, Refusal, TaskRecord, accept, create_request,
+        CreateRequest, Outcome, Page, Phase, Refusal, TaskRecord, accept, create_request,
         gateway_failure, model, prompt, query_allowed, random_hex, read_fields, unix_ms,
     },
     contracts::SimContract,
@@ -246,14 +245,6 @@ async fn task(
     }
 }
 
-#[derive(Deserialize)]
-struct Page {
-    #[serde(default)]
-    page_no: Option<usize>,
-    #[serde(default)]
-    page_size: Option<usize>,
-}
-
 /// The account's tasks, newest first, a page at a time (no `output` wrapper).
 async fn list(
     State(state): State<Arc<SimState>>,
@@ -263,15 +254,10 @@ async fn list(
     if let Err(err) = query_allowed(&state, &headers) {
         return refusal(err);
     }
-    let (no, size) = (
-        page.page_no.unwrap_or(1).max(1),
-        page.page_size.unwrap_or(10).clamp(1, 100),
-    );
-    let records = state.task_records(ProviderKind::Dashscope);
+    let (records, total) = page.of(&state, ProviderKind::Dashscope, 100);
+    let size = page.size(100);
     let data: Vec<Value> = records
         .iter()
-        .skip((no - 1) * size)
-        .take(size)
         .map(|record| {
             json!({
                 "task_id": record.task_id,
@@ -285,9 +271,9 @@ async fn list(
         })
         .collect();
     Json(json!({
-        "total": records.len(),
-        "total_page": records.len().div_ceil(size).max(1),
-        "page_no": no,
+        "total": total,
+        "total_page": total.div_ceil(size).max(1),
+        "page_no": page.number(),
         "page_size": size,
         "request_id": request_id(),
         "data": data,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use reelq_core::{ErrorClass, JobState, ProviderKind};
+use reelq_core::{ErrorClass, JobId, JobState, ProviderKind};
 
 use reelq_e2e::{API_KEY, Deployment, files_under, prompts, read_object};
 use reelq_queue::JobRecord;
@@ -230,6 +230,25 @@ async fn reconciling_openai_deployment(settings: &str) -> Deployment {
     deployment
 }
 
+/// How many of `job_ids` went `uncertain` on the way, each of them settled from the
+/// provider's records (never resubmitted).
+async fn settled_from_records(deployment: &Deployment, job_ids: &[JobId]) -> usize {
+    let mut n_settled = 0;
+    for &job_id in job_ids {
+        let history = deployment.client.history(job_id).await.unwrap();
+        if history.iter().any(|event| event.contains(" uncertain ")) {
+            assert!(
+                history
+                    .iter()
+                    .any(|event| event.contains("named by the provider's records")),
+                "{history:#?}"
+            );
+            n_settled += 1;
+        }
+    }
+    n_settled
+}
+
 #[tokio::test]
 async fn a_gateway_5xx_after_acceptance_is_settled_from_the_providers_records_not_resubmitted() {
     let deployment = reconciling_openai_deployment("").await;
@@ -242,20 +261,11 @@ async fn a_gateway_5xx_after_acceptance_is_settled_from_the_providers_records_no
 
     let stats = deployment.sim.stats();
     assert_eq!((stats.creates, stats.max_creates_per_fingerprint), (4, 1));
-    let mut n_reconciled = 0;
-    for &job_id in &job_ids {
-        let history = deployment.client.history(job_id).await.unwrap();
-        if history.iter().any(|event| event.contains(" uncertain ")) {
-            assert!(
-                history
-                    .iter()
-                    .any(|event| event.contains("named by the provider's records")),
-                "{history:#?}"
-            );
-            n_reconciled += 1;
-        }
-    }
-    assert_eq!(n_reconciled, 3, "the three creates answered by the gateway");
+    assert_eq!(
+        settled_from_records(&deployment, &job_ids).await,
+        3,
+        "the three creates answered by the gateway"
+    );
 }
 
 /// A create the provider accepted (and billed), answered by its own server's HTTP 500 in its
@@ -343,23 +353,11 @@ async fn an_ark_create_whose_answer_was_lost_is_found_in_its_task_list() {
 
     let stats = deployment.sim.stats();
     assert_eq!((stats.creates, stats.max_creates_per_fingerprint), (2, 1));
-    let settled = job_ids
-        .iter()
-        .map(|&job_id| deployment.client.history(job_id));
-    let mut n_settled = 0;
-    for history in futures_util::future::join_all(settled).await {
-        let history = history.unwrap();
-        if history.iter().any(|event| event.contains(" uncertain ")) {
-            assert!(
-                history
-                    .iter()
-                    .any(|event| event.contains("named by the provider's records")),
-                "{history:#?}"
-            );
-            n_settled += 1;
-        }
-    }
-    assert_eq!(n_settled, 1, "the create whose answer the gateway lost");
+    assert_eq!(
+        settled_from_records(&deployment, &job_ids).await,
+        1,
+        "the create whose answer the gateway lost"
+    );
 }
 
 /// Kling jobs reconciled every 200 ms, whose callbacks never reach the worker: only a lookup
@@ -381,21 +379,9 @@ async fn a_kling_create_whose_answer_was_lost_is_settled_by_the_jobs_own_id() {
 
     let stats = deployment.sim.stats();
     assert_eq!((stats.creates, stats.max_creates_per_fingerprint), (3, 1));
-    let mut n_settled = 0;
-    for &job_id in &job_ids {
-        let history = deployment.client.history(job_id).await.unwrap();
-        if history.iter().any(|event| event.contains(" uncertain ")) {
-            assert!(
-                history
-                    .iter()
-                    .any(|event| event.contains("named by the provider's records")),
-                "{history:#?}"
-            );
-            n_settled += 1;
-        }
-    }
     assert_eq!(
-        n_settled, 2,
+        settled_from_records(&deployment, &job_ids).await,
+        2,
         "the two creates whose answers the gateway lost"
     );
 }
