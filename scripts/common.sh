@@ -66,6 +66,18 @@ ensure_python_checkers() {
   export CHECKERS_PYTHON="$PWD/.checkvenv/bin/python"
 }
 
+# Installs axe-core (Deque's accessibility engine, for the dashboard's WCAG check in headless
+# Chromium) from npm into .tools/axe. Names its axe.min.js in AXE_CORE.
+ensure_axe() {
+  ensure_commands npm:npm
+  local axe="$PWD/.tools/axe/node_modules/axe-core/axe.min.js"
+  if [ ! -f "$axe" ]; then
+    echo "installing axe-core into .tools/axe"
+    npm install --prefix "$PWD/.tools/axe" --no-audit --no-fund --silent axe-core@4.11.0
+  fi
+  export AXE_CORE="$axe"
+}
+
 # Unpacks promtool (Prometheus's linter, for the /metrics test) from Debian's prometheus
 # package into .tools, without installing the package: that would also install, enable and
 # start a Prometheus server. Names it in PROMTOOL.

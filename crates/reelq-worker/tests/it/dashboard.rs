@@ -189,6 +189,33 @@ impl Browser {
             .unwrap_or_else(|_| panic!("the page never showed {what}"));
     }
 
+    /// What axe-core, Deque's accessibility engine (`AXE_CORE` names its `axe.min.js`;
+    /// scripts/common.sh installs it from npm), finds on the page against WCAG 2.2 A and AA:
+    /// one line per rule violated, with its elements.
+    async fn violations(&self) -> Vec<String> {
+        let axe = std::env::var("AXE_CORE")
+            .expect("AXE_CORE names axe-core's axe.min.js (scripts/test installs it)");
+        let source = std::fs::read_to_string(&axe).expect("axe.min.js is readable");
+        let script = format!(
+            "{source}\n\
+             const done = arguments[arguments.length - 1];\n\
+             axe.run(document, {{ runOnly: {{ type: 'tag', values: \
+               ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'] }} }})\n\
+               .then(result => done(result.violations.map(v => `${{v.id}} (${{v.impact}}): \
+                 ${{v.nodes.map(n => n.target.join(' ')).join(', ')}}`)))\n\
+               .catch(err => done([`axe failed: ${{err}}`]));"
+        );
+        serde_json::from_value(self.run(&script).await).expect("axe's violations, as text")
+    }
+
+    async fn assert_accessible(&self, page: &str) {
+        let violations = self.violations().await;
+        assert!(
+            violations.is_empty(),
+            "{page}: axe found WCAG 2.2 A/AA violations: {violations:#?}"
+        );
+    }
+
     async fn title(&self) -> String {
         let title = self.call(reqwest::Method::GET, "/title", Value::Null).await;
         title.as_str().unwrap().to_owned()
@@ -235,6 +262,7 @@ async fn chromium_logs_in_and_reads_the_overview_after_a_small_run() {
         "reelq · Log in",
         "sent to the login first"
     );
+    browser.assert_accessible("login").await;
     let token_field = browser.find("input[name=token]").await;
     browser
         .call(
@@ -307,6 +335,7 @@ async fn chromium_logs_in_and_reads_the_overview_after_a_small_run() {
     );
 
     browser.screenshot("dashboard-overview").await;
+    browser.assert_accessible("overview").await;
 
     // The jobs list is live too: a job stored after the page loaded appears in it.
     browser.go(&format!("{base}/ui/jobs")).await;
@@ -322,6 +351,7 @@ async fn chromium_logs_in_and_reads_the_overview_after_a_small_run() {
         )
         .await;
     browser.screenshot("dashboard-jobs").await;
+    browser.assert_accessible("jobs").await;
 
     // Paging reaches the last page: 8 jobs, 3 a page.
     browser.go(&format!("{base}/ui/jobs?limit=3")).await;
@@ -391,6 +421,7 @@ async fn chromium_logs_in_and_reads_the_overview_after_a_small_run() {
         "the video loads and seeks"
     );
     browser.screenshot("dashboard-job-video").await;
+    browser.assert_accessible("job-video").await;
 
     // A paid action asks first: dismissed, nothing happens; accepted, the job goes back.
     let failed = records
@@ -450,4 +481,16 @@ async fn chromium_logs_in_and_reads_the_overview_after_a_small_run() {
     browser.go(&format!("{base}/ui/batches/{batch}")).await;
     browser.find("#progress").await;
     browser.screenshot("dashboard-batch").await;
+    browser.assert_accessible("batch").await;
+    // The check can fail: an image without a text alternative, added to the page, is found.
+    browser
+        .run("const image = document.createElement('img'); image.src = 'data:,'; document.body.append(image); arguments[0](true);")
+        .await;
+    let found = browser.violations().await;
+    assert!(
+        found
+            .iter()
+            .any(|violation| violation.starts_with("image-alt")),
+        "{found:#?}"
+    );
 }
