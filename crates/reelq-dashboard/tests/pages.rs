@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use reelq_core::{ApiToken, BatchId, BatchOptions, ErrorClass, JobRequest, JobState};
+use reelq_core::{ApiToken, BatchId, BatchOptions, ErrorClass, JobRequest};
 use reelq_dashboard::{DashboardConfig, router};
 use reelq_producer::Client;
-use reelq_queue::{ArchiveGrace, ClaimOptions, Lease, Ledger, LedgerConfig, Transition};
+use reelq_queue::{ArchiveGrace, ClaimOptions, Ledger, LedgerConfig, Transition};
 use reelq_storage::HistoryStore;
 use reelq_testkit::RedisServer;
 use reqwest::{StatusCode, redirect::Policy};
@@ -87,10 +87,7 @@ async fn fixture_reading(writable: bool, history: Option<HistoryStore>) -> Fixtu
             callback_token_hash: None,
         };
         ledger.transition(&lease, begin).await.unwrap();
-        let lease = Lease {
-            state: JobState::Submitting,
-            ..lease
-        };
+        let lease = lease.submitting();
         let end = if lease.job_id == failed {
             Transition::Failed {
                 class: ErrorClass::Credits,

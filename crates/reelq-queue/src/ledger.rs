@@ -190,6 +190,37 @@ pub struct Lease {
     pub cancel_answered: bool,
 }
 
+impl Lease {
+    /// A queued job's lease once its `BeginSubmit` was asked for: what the submit's answer
+    /// is recorded under (and, when the record could not be proven durable, the put-back).
+    pub fn submitting(self) -> Lease {
+        debug_assert_eq!(
+            self.state,
+            JobState::Queued,
+            "only a queued job begins a submit"
+        );
+        Lease {
+            state: JobState::Submitting,
+            ..self
+        }
+    }
+
+    /// A waiting job's lease, to fetch the video its poll found ready under the same lease
+    /// (recording `fetching` first would cost a move and a claim per job).
+    pub fn fetching(self, result_url: String) -> Lease {
+        debug_assert_eq!(
+            self.state,
+            JobState::Waiting,
+            "only a poll finds a video ready"
+        );
+        Lease {
+            state: JobState::Fetching,
+            result_url: Some(result_url),
+            ..self
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TransitionOutcome {
     Applied,

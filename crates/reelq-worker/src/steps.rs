@@ -102,7 +102,7 @@ pub(crate) async fn run_step(context: &StepContext, mut lease: Lease) {
             context
                 .paid
                 .going_out(&lease, context.uncertain_slot_hold(&lease));
-            lease.state = JobState::Submitting;
+            lease = lease.submitting();
         }
         let step = next_move(context, provider.as_ref(), &lease, callback_url.as_deref());
         let transition = with_renewal(context, &lease, step).await;
@@ -187,10 +187,7 @@ async fn begin_submit(context: &StepContext, lease: &Lease, token_hash: Option<S
         delay: context.backoff_min,
         error: err.to_string(),
     };
-    let lease = Lease {
-        state: JobState::Submitting,
-        ..lease.clone()
-    };
+    let lease = lease.clone().submitting();
     record(context, &lease, back).await;
     false
 }
@@ -261,11 +258,7 @@ async fn next_move(
                 count_provider_call(lease, "query", "ok");
                 // Fetched at once under the same lease: recording `fetching` first would cost
                 // a move and a claim per job, and a crash mid-fetch only polls again (free).
-                let fetching = Lease {
-                    state: JobState::Fetching,
-                    result_url: Some(result_url),
-                    ..lease.clone()
-                };
+                let fetching = lease.clone().fetching(result_url);
                 let transition = timed(&fetching, fetch(context, provider, &fetching)).await;
                 count_provider_request(&fetching, &transition);
                 return transition;

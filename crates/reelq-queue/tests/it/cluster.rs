@@ -58,10 +58,7 @@ async fn run_to_stored(ledger: &Ledger, job_id: JobId) {
                         {
                             continue;
                         }
-                        let lease = reelq_queue::Lease {
-                            state: JobState::Submitting,
-                            ..lease
-                        };
+                        let lease = lease.submitting();
                         let submitted = Transition::Submitted {
                             task_id: format!("task-{}", lease.job_id),
                             first_poll: Duration::ZERO,

@@ -80,10 +80,7 @@ pub(crate) async fn begin_submit(ledger: &Ledger, lease_held: Lease, lease: Dura
         ledger.transition(&lease_held, begin).await.unwrap(),
         TransitionOutcome::Applied
     );
-    Lease {
-        state: JobState::Submitting,
-        ..lease_held
-    }
+    lease_held.submitting()
 }
 
 /// Claims up to `n` queued jobs and records that their submit begins, as a worker does.

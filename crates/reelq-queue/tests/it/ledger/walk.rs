@@ -35,10 +35,7 @@ async fn a_job_walks_from_queued_to_stored() {
         ledger.transition(&lease, begin).await.unwrap(),
         TransitionOutcome::Applied
     );
-    let lease = Lease {
-        state: JobState::Submitting,
-        ..lease
-    };
+    let lease = lease.submitting();
     let submitted = Transition::Submitted {
         task_id: "t-1".into(),
         first_poll: Duration::ZERO,
