@@ -366,6 +366,38 @@ async fn every_page_shows_what_the_ledger_holds() {
 }
 
 #[tokio::test]
+async fn a_queued_job_of_a_batch_scheduled_ahead_says_when_it_starts() {
+    let f = fixture(false).await;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let later = BatchOptions {
+        start_after_ms: Some(now_ms + 2 * 3600 * 1000),
+        ..BatchOptions::default()
+    };
+    let scheduled = f
+        .client
+        .enqueue_batch_with(vec![request("at dawn")], &later)
+        .await
+        .unwrap()
+        .batch_id;
+    let job = f.client.batch_records(scheduled).await.unwrap().remove(0);
+    let (_, page) = f.get(&format!("/ui/jobs/{}", job.job_id)).await;
+    assert!(
+        page.contains("queued: scheduled, its batch starts"),
+        "a scheduled job says so: {page}"
+    );
+    // A queued job of a batch that may start now says only that it is queued.
+    let now = f.client.batch_records(f.batch).await.unwrap().remove(0);
+    let (_, page) = f.get(&format!("/ui/jobs/{}", now.job_id)).await;
+    assert!(
+        page.contains(r#"id="state""#) && !page.contains("scheduled"),
+        "{page}"
+    );
+}
+
+#[tokio::test]
 async fn the_overview_says_when_the_ledger_went_back_in_time() {
     let f = fixture(false).await;
     let (_, overview) = f.get("/ui").await;

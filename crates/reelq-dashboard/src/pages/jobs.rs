@@ -224,16 +224,17 @@ pub(crate) async fn job(
         (Err(err), _) | (_, Err(err)) => return unavailable(err),
     };
     let writable = dashboard.config.writable;
-    // Its batch by name, where it has one (a batch's settings may be archived already).
-    let batch_name = match record.batch {
-        Some(batch) => client
-            .batch_info(batch)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|info| info.name),
+    // Its batch by name, where it has one (a batch's settings may be archived already), and
+    // when a batch scheduled ahead starts: a queued job of it is waiting for that, not stuck.
+    let batch_info = match record.batch {
+        Some(batch) => client.batch_info(batch).await.ok().flatten(),
         None => None,
     };
+    let starts_at = batch_info
+        .as_ref()
+        .and_then(|info| info.start_after_ms)
+        .filter(|at| record.state == JobState::Queued && *at > now_ms());
+    let batch_name = batch_info.and_then(|info| info.name);
     let (mut player, mut poster) = (None, None);
     if let Some(videos) = &dashboard.config.videos {
         let links = [
@@ -251,7 +252,10 @@ pub(crate) async fn job(
         &format!("Job {job_id}"),
         html! {
             table id="record" {
-                tr { th { "state" } td { (record.state.as_str()) } }
+                tr { th { "state" } td id="state" {
+                    (record.state.as_str())
+                    @if let Some(at) = starts_at { ": scheduled, its batch starts " (utc(at)) " UTC" }
+                } }
                 tr { th { "provider / model" } td { (record.spec.provider.as_str()) " / " (record.spec.model) } }
                 tr { th { "account" } td { (record.account.as_str()) } }
                 tr { th { "created (UTC)" } td { (utc(record.created_ms)) } }
