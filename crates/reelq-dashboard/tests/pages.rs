@@ -501,7 +501,10 @@ async fn a_writable_dashboard_retries_resolves_and_cancels() {
         f.redirect("/ui/jobs?q=task_77").await,
         Some(format!("/ui/jobs/{}", f.uncertain))
     );
-    assert!(job.contains("(+"), "step durations in the timeline");
+    assert!(
+        job.contains(" s after the event before)"),
+        "the gaps between events in the timeline"
+    );
     // Bulk: one of the batch's queued jobs cancelled from the list; a bad action refused.
     let (_, list) = f.get("/ui/jobs").await;
     assert!(list.contains(r#"id="bulk""#) && list.contains("a new paid generation"));

@@ -304,7 +304,9 @@ pub(crate) async fn job(
                     });
                     li {
                         code { (format_ms(at)) } " " (rest)
-                        @if let Some(ms) = since { " " small { "(+" (format!("{:.1}", ms as f64 / 1000.0)) " s)" } }
+                        // The gap since the event before, said as such: beside a state it
+                        // would read as time spent in that state.
+                        @if let Some(ms) = since { " " small { "(" (format!("{:.1}", ms as f64 / 1000.0)) " s after the event before)" } }
                     }
                 }
             }
