@@ -301,6 +301,33 @@ async fn a_slot_move_freezes_the_scripts_and_is_finished_by_running_it_again() {
     assert_eq!(cluster.master_of(LEDGER_KEY).unwrap(), to);
     let dbsize: u64 = redis::cmd("DBSIZE").query_async(&mut master).await.unwrap();
     assert_eq!(dbsize, 0, "nothing of the ledger is left on the old master");
+    // A target that is no master, and a ledger not on a cluster, are refused before anything
+    // moves.
+    let replica = cluster
+        .nodes
+        .iter()
+        .find(|node| {
+            node.command_text(&["INFO", "replication"])
+                .unwrap()
+                .contains("role:slave")
+        })
+        .map(|node| node.port())
+        .unwrap();
+    let refused = reelq_queue::move_ledger_slot(&config, &format!("127.0.0.1:{replica}"))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("not an online master"),
+        "{refused}"
+    );
+    let single = LedgerConfig::new("redis://127.0.0.1:1/", "test");
+    let refused = reelq_queue::move_ledger_slot(&single, "127.0.0.1:1")
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("not on a Redis Cluster"),
+        "{refused}"
+    );
 
     // The same handle: its socket answers MOVED once, then it is at the new master.
     if ledger.job(late).await.is_err() {
