@@ -397,8 +397,7 @@ impl Page {
         provider: ProviderKind,
         max: usize,
     ) -> (Vec<TaskRecord>, usize) {
-        let number = self.page_num.unwrap_or(1).max(1);
-        let size = self.size(max);
+        let (number, size) = (self.number(), self.size(max));
         let records = state.task_records(provider);
         let total = records.len();
         let page = records

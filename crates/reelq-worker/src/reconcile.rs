@@ -152,9 +152,6 @@ impl Reconciler {
         provider: &dyn Provider,
     ) -> anyhow::Result<usize> {
         let records = self.ledger.uncertain_jobs(account, MAX_UNCERTAIN).await?;
-        let now_s = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
         let mut n_settled = 0;
         for record in records
             .into_iter()
@@ -175,10 +172,7 @@ impl Reconciler {
                     n_settled += usize::from(self.adopt(account, job_id, &task_id).await?);
                     continue;
                 }
-                None if self
-                    .absent_after
-                    .is_some_and(|after| submit_s + after.as_secs() <= now_s) =>
-                {
+                None if self.past_absent_after(submit_s) => {
                     n_settled += usize::from(self.resubmit(account, job_id).await?);
                     continue;
                 }
@@ -371,15 +365,7 @@ impl Reconciler {
         tasks: &[ProviderTask],
         list_complete: bool,
     ) -> anyhow::Result<usize> {
-        let now_s = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let absent = |job: &UncertainJob| {
-            list_complete
-                && self
-                    .absent_after
-                    .is_some_and(|after| job.submit_s + after.as_secs() <= now_s)
-        };
+        let absent = |job: &UncertainJob| list_complete && self.past_absent_after(job.submit_s);
         let mut n_settled = 0;
         for (job, (job_id, verdict)) in jobs.iter().zip(pair(jobs, tasks)) {
             let note = match verdict {
@@ -405,6 +391,16 @@ impl Reconciler {
             self.ledger.note_uncertain(job_id, &note).await?;
         }
         Ok(n_settled)
+    }
+
+    /// Whether `absent_after` has passed since a submit that began at `submit_s` (unix s):
+    /// a create the provider's records still do not show by then never happened.
+    fn past_absent_after(&self, submit_s: u64) -> bool {
+        let now_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.absent_after
+            .is_some_and(|after| submit_s + after.as_secs() <= now_s)
     }
 
     /// Submits again a job the provider's records prove it never created.
