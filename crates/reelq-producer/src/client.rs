@@ -8,24 +8,22 @@ use std::{
 };
 
 use backon::{ExponentialBuilder, Retryable};
-use futures_util::{StreamExt, stream::BoxStream};
 use reelq_core::{
-    AccountName, BatchId, BatchOptions, Catalog, JobId, JobRequest, JobSpec, JobState, PriceTable,
-    ProviderKind, SpecError, WebhookTargets, usd_to_micros,
+    AccountName, BatchId, Catalog, JobId, JobSpec, JobState, PriceTable, ProviderKind, SpecError,
+    WebhookTargets, usd_to_micros,
 };
 use reelq_queue::{
-    ArchivedBatch, ArchivedJob, BatchInfo, CancelOutcome, EnqueueProgress, Enqueued, Idempotency,
-    JobRecord, Ledger, LedgerConfig, PageCursor, ProviderLimit, QueueError, Resolution, Resumed,
-    WorkerInfo,
+    ArchivedBatch, ArchivedJob, BatchInfo, CancelOutcome, JobRecord, Ledger, LedgerConfig,
+    PageCursor, ProviderLimit, QueueError, Resolution, Resumed, WorkerInfo,
 };
 use reelq_storage::{HistoryLine, HistoryStore};
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use serde::Serialize;
 
-use crate::{ManifestError, parse_manifest};
+use crate::ManifestError;
 
-/// How often [`Client::wait`] re-reads the ledger in case a change notice was lost.
-const RESYNC_EVERY: Duration = Duration::from_secs(2);
+mod enqueue;
+mod wait;
+pub use enqueue::{BatchReceipt, Receipt};
 
 /// Retries of a read while Redis restarts: about 15 s in all.
 const READ_RETRY: ExponentialBuilder = ExponentialBuilder::new()
@@ -59,35 +57,6 @@ fn archived_job(line: &HistoryLine<JobId>) -> Result<ArchivedJob, ProducerError>
             detail: format!("archived record: {err}"),
         })
     })
-}
-
-/// How long an idempotency key is remembered.
-const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
-
-/// What an idempotent enqueue produced (or produced the first time, if `replayed`).
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Receipt {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub batch_id: Option<BatchId>,
-    pub job_ids: Vec<JobId>,
-    /// True when an earlier call with the same key did the enqueue.
-    #[serde(skip)]
-    pub replayed: bool,
-}
-
-/// What an idempotency record keeps to answer a replay.
-#[derive(Serialize, Deserialize)]
-#[serde(untagged)]
-enum StoredReceipt {
-    Batch { batch_id: BatchId },
-    Jobs { job_ids: Vec<JobId> },
-}
-
-/// The SHA-256 (hex) of a request as validated: the same jobs and options, however they
-/// were written (JSONL or a JSON array, key order, whitespace), give the same digest.
-fn request_digest(specs: &[JobSpec], batch: Option<&BatchOptions>) -> String {
-    let request = serde_json::to_vec(&(specs, batch)).expect("specs serialize");
-    hex::encode(Sha256::digest(&request))
 }
 
 /// A deployment at a glance.
@@ -125,13 +94,6 @@ pub struct ProviderStats {
     pub in_flight: u64,
     /// Set while submits are paused (429 or an empty account).
     pub paused_ms: Option<u64>,
-}
-
-/// What a batch enqueue produced.
-#[derive(Debug, Clone)]
-pub struct BatchReceipt {
-    pub batch_id: BatchId,
-    pub job_ids: Vec<JobId>,
 }
 
 #[derive(Clone)]
@@ -305,163 +267,6 @@ impl Client {
         notices.sort();
         notices.dedup();
         notices
-    }
-
-    /// A validated spec with its estimated cost.
-    fn priced(&self, mut spec: JobSpec) -> JobSpec {
-        spec.estimated_cost_usd = self.prices.estimate(&spec, &self.catalog);
-        spec
-    }
-
-    /// Gives each validated spec a fresh job id and its estimated cost, once every webhook
-    /// target (the batch's and each job's) is one the deployment allows.
-    fn new_jobs(
-        &self,
-        specs: Vec<JobSpec>,
-        batch: Option<&BatchOptions>,
-    ) -> Result<Vec<(JobId, JobSpec)>, SpecError> {
-        if let Some(url) = batch.and_then(|options| options.notify_url.as_deref()) {
-            self.webhook_targets.check_url("notify_url", url)?;
-        }
-        for (n, spec) in specs.iter().enumerate() {
-            if let Some(url) = &spec.notify_url {
-                self.webhook_targets
-                    .check_url("notify_url", url)
-                    .map_err(|err| match specs.len() {
-                        1 => err,
-                        _ => SpecError {
-                            message: format!("job {} of the batch: {}", n + 1, err.message),
-                            ..err
-                        },
-                    })?;
-            }
-        }
-        Ok(specs
-            .into_iter()
-            .map(|spec| (JobId::new(), self.priced(spec)))
-            .collect())
-    }
-
-    pub async fn enqueue(&self, request: JobRequest) -> Result<JobId, ProducerError> {
-        self.enqueue_spec(request.validate(&self.catalog, now_ms())?)
-            .await
-    }
-
-    /// Enqueues one already validated job.
-    pub async fn enqueue_spec(&self, spec: JobSpec) -> Result<JobId, ProducerError> {
-        let jobs = self.new_jobs(vec![spec], None)?;
-        self.ledger.enqueue(None, &jobs).await?;
-        Ok(jobs[0].0)
-    }
-
-    /// Enqueues validated specs as one batch, all or none.
-    pub async fn enqueue_batch(&self, specs: Vec<JobSpec>) -> Result<BatchReceipt, ProducerError> {
-        self.enqueue_batch_with(specs, &BatchOptions::default())
-            .await
-    }
-
-    /// Enqueues validated specs as one batch with a name, window, budget or priority.
-    pub async fn enqueue_batch_with(
-        &self,
-        specs: Vec<JobSpec>,
-        options: &BatchOptions,
-    ) -> Result<BatchReceipt, ProducerError> {
-        let batch_id = BatchId::new();
-        let jobs = self.new_jobs(specs, Some(options))?;
-        self.ledger
-            .enqueue(Some((batch_id, options)), &jobs)
-            .await?;
-        Ok(BatchReceipt {
-            batch_id,
-            job_ids: jobs.into_iter().map(|(job_id, _)| job_id).collect(),
-        })
-    }
-
-    /// Enqueues validated specs (as a batch with `batch`'s options, if given) at most once
-    /// per `key` within `scope` (each endpoint keeps its own keys): a repeated call with the
-    /// same request within a day enqueues nothing and returns the first call's receipt (once
-    /// all of its jobs are queued); with another request it is refused
-    /// ([`QueueError::IdempotencyConflict`]). `progress` hears how far a large batch has come.
-    pub async fn enqueue_once(
-        &self,
-        specs: Vec<JobSpec>,
-        batch: Option<&BatchOptions>,
-        (scope, key): (&str, &str),
-        progress: &(dyn Fn(EnqueueProgress) + Sync),
-    ) -> Result<Receipt, ProducerError> {
-        let digest = request_digest(&specs, batch);
-        let batch_id = batch.map(|_| BatchId::new());
-        let jobs = self.new_jobs(specs, batch)?;
-        let job_ids: Vec<JobId> = jobs.iter().map(|(job_id, _)| *job_id).collect();
-        // A batch's receipt is its id (its job ids are in its list); a job's, its id.
-        let stored = match batch_id {
-            Some(batch_id) => StoredReceipt::Batch { batch_id },
-            None => StoredReceipt::Jobs {
-                job_ids: job_ids.clone(),
-            },
-        };
-        let stored = serde_json::to_string(&stored).expect("a receipt serializes");
-        let scoped_key = format!("{scope}:{key}");
-        let once = Idempotency {
-            key: &scoped_key,
-            ttl: IDEMPOTENCY_TTL,
-            digest: &digest,
-            receipt: &stored,
-        };
-        let enqueued = self
-            .ledger
-            .enqueue_once(batch_id.zip(batch), &jobs, Some(once), progress)
-            .await
-            .map_err(|err| match err {
-                QueueError::IdempotencyConflict(_) => {
-                    QueueError::IdempotencyConflict(key.to_owned())
-                }
-                err => err,
-            })?;
-        let earlier = match enqueued {
-            Enqueued::New => {
-                return Ok(Receipt {
-                    batch_id,
-                    job_ids,
-                    replayed: false,
-                });
-            }
-            Enqueued::Replayed(earlier) => earlier,
-        };
-        let earlier: StoredReceipt =
-            serde_json::from_str(&earlier).map_err(|err| QueueError::Corrupt {
-                job_id: format!("idempotency key {key}"),
-                detail: format!("receipt: {err}"),
-            })?;
-        let (batch_id, job_ids) = match earlier {
-            StoredReceipt::Jobs { job_ids } => (None, job_ids),
-            StoredReceipt::Batch { batch_id } => (Some(batch_id), self.batch_jobs(batch_id).await?),
-        };
-        Ok(Receipt {
-            batch_id,
-            job_ids,
-            replayed: true,
-        })
-    }
-
-    /// Enqueues a manifest's validated specs as one batch, once: the same specs with the
-    /// same options within a day return the first batch's receipt (`replayed`) instead,
-    /// whoever submits them, so a retry after a crash or a lost answer never pays twice.
-    pub async fn enqueue_manifest_once(
-        &self,
-        specs: Vec<JobSpec>,
-        options: &BatchOptions,
-        progress: &(dyn Fn(EnqueueProgress) + Sync),
-    ) -> Result<Receipt, ProducerError> {
-        let key = request_digest(&specs, Some(options));
-        self.enqueue_once(specs, Some(options), ("manifest", &key), progress)
-            .await
-    }
-
-    /// Validates a JSONL manifest and enqueues it as one batch; any bad line refuses it all.
-    pub async fn enqueue_manifest(&self, manifest: &str) -> Result<BatchReceipt, ProducerError> {
-        let specs = parse_manifest(manifest, &self.catalog, now_ms())?;
-        self.enqueue_batch(specs).await
     }
 
     /// Reads a job's record, riding out a Redis restart (the first command on a
@@ -741,70 +546,5 @@ impl Client {
     ) -> Result<Vec<JobRecord>, ProducerError> {
         let job_ids = self.ledger.jobs_in_state(state, limit).await?;
         Ok(self.ledger.jobs(&job_ids).await?)
-    }
-
-    /// Waits until every job is settled (terminal, or `uncertain` and waiting for an
-    /// operator), calling `on_change` with each job's state as it moves. Returns the final
-    /// records in the order of `job_ids`.
-    pub async fn wait(
-        &self,
-        job_ids: &[JobId],
-        mut on_change: impl FnMut(&HashMap<JobId, JobState>),
-    ) -> Result<Vec<JobRecord>, ProducerError> {
-        // Subscribe before the first read, so no change falls between the two.
-        let mut changes = self.ledger.changes().await.ok();
-        let mut states = HashMap::with_capacity(job_ids.len());
-        for &job_id in job_ids {
-            states.insert(job_id, self.record(job_id).await?.state);
-        }
-        on_change(&states);
-        let mut resync = tokio::time::interval(RESYNC_EVERY);
-        while !states.values().all(|state| state.is_settled()) {
-            tokio::select! {
-                change = next_change(&mut changes) => match change {
-                    Some((job_id, state)) => {
-                        if let Some(known) = states.get_mut(&job_id) {
-                            *known = state;
-                            on_change(&states);
-                        }
-                    }
-                    None => changes = None,
-                },
-                _ = resync.tick() => {
-                    // The feed drops while Redis restarts: subscribe again when it is back.
-                    if changes.is_none() {
-                        changes = self.ledger.changes().await.ok();
-                    }
-                    for (&job_id, state) in states.iter_mut() {
-                        if state.is_settled() {
-                            continue;
-                        }
-                        *state = self.record(job_id).await?.state;
-                    }
-                    on_change(&states);
-                }
-            }
-        }
-        let mut records = Vec::with_capacity(job_ids.len());
-        for &job_id in job_ids {
-            records.push(self.record(job_id).await?);
-        }
-        Ok(records)
-    }
-
-    async fn record(&self, job_id: JobId) -> Result<JobRecord, ProducerError> {
-        Ok(self
-            .status(job_id)
-            .await?
-            .ok_or(QueueError::NotFound(job_id))?)
-    }
-}
-
-async fn next_change(
-    changes: &mut Option<BoxStream<'static, (JobId, JobState)>>,
-) -> Option<(JobId, JobState)> {
-    match changes {
-        Some(feed) => feed.next().await,
-        None => std::future::pending().await,
     }
 }

@@ -81,11 +81,11 @@ use std::{
     time::Duration,
 };
 
-use reelq_core::{AccountName, JobId, JobSpec, JobState};
+use reelq_core::JobState;
 
 use crate::scripts;
 use crate::{
-    Durability, DurabilityCheck, QueueError, RedisTarget, Transition,
+    Durability, DurabilityCheck, Held, QueueError, RedisTarget, Transition,
     connection::{Conn, Connector},
     durability, moves,
     transition::Move,
@@ -160,65 +160,6 @@ struct Safety {
     replicas_behind: AtomicBool,
     /// The ledger's history as this client saw it made durable (`history.rs`).
     history: history::History,
-}
-
-/// A job a worker holds: the state it must act on and the fence that proves it still may.
-#[derive(Debug, Clone)]
-pub struct Lease {
-    pub job_id: JobId,
-    /// `Queued` (to submit: record `BeginSubmit` first), `Waiting` or `Fetching`.
-    pub state: JobState,
-    /// The provider account the job's calls go to: the one it asked for, or the one this
-    /// claim picked for it (kept from its submit on: its task lives there).
-    pub account: AccountName,
-    pub fence: u64,
-    /// Unique to this claim. A fence alone can repeat after Redis loses its last writes
-    /// (the counter rolls back and another claim gets the same number); the token cannot.
-    pub token: String,
-    pub spec: JobSpec,
-    pub task_id: Option<String>,
-    pub attempt: u32,
-    pub polls: u32,
-    pub result_url: Option<String>,
-    /// A queued job of a low-priority batch: its submit asks the provider for low priority
-    /// where the contract has such a hint (fal's queue).
-    pub low_priority: bool,
-    /// A waiting job an operator asked to cancel: the poll asks the provider first.
-    pub cancel_requested: bool,
-    /// The provider already answered that cancel (taken, or nothing left to cancel): the
-    /// poll does not ask again.
-    pub cancel_answered: bool,
-}
-
-impl Lease {
-    /// A queued job's lease once its `BeginSubmit` was asked for: what the submit's answer
-    /// is recorded under (and, when the record could not be proven durable, the put-back).
-    pub fn submitting(self) -> Lease {
-        debug_assert_eq!(
-            self.state,
-            JobState::Queued,
-            "only a queued job begins a submit"
-        );
-        Lease {
-            state: JobState::Submitting,
-            ..self
-        }
-    }
-
-    /// A waiting job's lease, to fetch the video its poll found ready under the same lease
-    /// (recording `fetching` first would cost a move and a claim per job).
-    pub fn fetching(self, result_url: String) -> Lease {
-        debug_assert_eq!(
-            self.state,
-            JobState::Waiting,
-            "only a poll finds a video ready"
-        );
-        Lease {
-            state: JobState::Fetching,
-            result_url: Some(result_url),
-            ..self
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -402,9 +343,10 @@ impl Ledger {
     /// returns only once it is durable: the caller is about to pay for a create call.
     pub async fn transition(
         &self,
-        lease: &Lease,
+        lease: &impl Held,
         transition: Transition,
     ) -> Result<TransitionOutcome, QueueError> {
+        let lease = lease.fence();
         let must_be_durable = transition.precedes_payment();
         if must_be_durable {
             self.ensure_safe()?;
@@ -473,7 +415,8 @@ impl Ledger {
     }
 
     /// Renews the caller's lease; false if it was lost.
-    pub async fn extend(&self, lease: &Lease, length: Duration) -> Result<bool, QueueError> {
+    pub async fn extend(&self, lease: &impl Held, length: Duration) -> Result<bool, QueueError> {
+        let lease = lease.fence();
         let job_id = lease.job_id.to_string();
         let args = scripts::extend::Args {
             job_id: &job_id,

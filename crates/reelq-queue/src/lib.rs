@@ -6,6 +6,7 @@ mod connection;
 mod durability;
 mod enqueue;
 mod error;
+mod lease;
 mod ledger;
 pub mod moves;
 mod record;
@@ -17,10 +18,11 @@ pub use connection::{RedisTarget, TargetError};
 pub use durability::{Durability, DurabilityCheck};
 pub use enqueue::{ENQUEUE_CHUNK, EnqueueProgress, Enqueued, Idempotency, SWEEP_AFTER};
 pub use error::QueueError;
+pub use lease::{Cancel, Fence, FetchLease, Held, Lease, LeasedJob, PollLease, SubmitLease};
 pub use ledger::{
     ArchiveCandidate, ArchiveGrace, ArchiveLease, ArchiveStatus, ArchivedBatch, BATCHES_PER_PASS,
     BatchInfo, CallbackBinding, CancelOutcome, Claim, ClaimOptions, EVENTS_KEPT, HistoryCheck,
-    HistoryStatus, LEDGER_SCHEMA, Lease, Ledger, LedgerConfig, LimitWait, Migration, Notification,
+    HistoryStatus, LEDGER_SCHEMA, Ledger, LedgerConfig, LimitWait, Migration, Notification,
     NotifyOutcome, NotifyTarget, PageCursor, PaidCreate, ProviderLimit, RECONNECT_GRACE,
     ROLLBACK_HOLD_MAX, ROLLBACK_HOLD_MIN, Removed, Resolution, RestoreOutcome, Resumed, Rollback,
     SCANNED_PER_CANDIDATE, TASK_INDEX_TTL, TransitionOutcome, Wait, WakeOutcome, WorkerInfo,

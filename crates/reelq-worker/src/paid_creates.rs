@@ -17,7 +17,7 @@ use std::{
 };
 
 use reelq_core::{AccountName, JobId};
-use reelq_queue::{Lease, PaidCreate, Transition};
+use reelq_queue::{Held, LeasedJob, PaidCreate, Transition};
 use serde::{Deserialize, Serialize};
 
 /// How long a create is remembered after it went out: a ledger goes back seconds, not
@@ -107,12 +107,12 @@ impl PaidCreates {
         Ok(paid)
     }
 
-    /// The create for `lease`'s job is about to go out (its `submitting` record is durable).
-    pub(crate) fn going_out(&self, lease: &Lease, uncertain_slot_hold: Duration) {
+    /// The create for `job` is about to go out (its `submitting` record is durable).
+    pub(crate) fn going_out(&self, job: &LeasedJob, uncertain_slot_hold: Duration) {
         let line = Line::Out {
-            job: lease.job_id,
-            account: lease.account.clone(),
-            claim: lease.token.clone(),
+            job: job.job_id(),
+            account: job.account().clone(),
+            claim: job.fence().token.clone(),
             sent_ms: unix_ms(),
             slot_hold_ms: Some(uncertain_slot_hold.as_millis() as u64),
         };

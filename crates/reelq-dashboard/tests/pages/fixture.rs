@@ -79,15 +79,14 @@ pub(super) async fn fixture_reading(writable: bool, history: Option<HistoryStore
     for lease in claim
         .leases
         .into_iter()
-        .filter(|l| l.job_id == failed || l.job_id == uncertain)
+        .filter(|l| l.job_id() == failed || l.job_id() == uncertain)
     {
         let begin = Transition::BeginSubmit {
             lease: Duration::from_secs(60),
             callback_token_hash: None,
         };
         ledger.transition(&lease, begin).await.unwrap();
-        let lease = lease.submitting();
-        let end = if lease.job_id == failed {
+        let end = if lease.job_id() == failed {
             Transition::Failed {
                 class: ErrorClass::Credits,
                 error: "kie code 402".into(),

@@ -3,10 +3,10 @@
 
 use std::{collections::BTreeMap, sync::LazyLock, time::Duration};
 
-use reelq_core::{AccountName, ErrorClass, JobId, JobSpec, JobState, ProviderKind};
+use reelq_core::{AccountName, ErrorClass, ProviderKind};
 
-use super::{Lease, Ledger, ProviderLimit};
-use crate::{QueueError, Transition, scripts, scripts::claim::Claimed};
+use super::{Ledger, ProviderLimit};
+use crate::{Lease, QueueError, Transition, lease::lease_of, scripts};
 
 /// Who claims, how much, and under which policy.
 #[derive(Debug, Clone)]
@@ -158,46 +158,5 @@ impl Ledger {
         self.apply_move(&mut conn, job_id, fence, token, planned)
             .await?;
         Ok(())
-    }
-}
-
-/// A claimed job as a lease, or (job id, fence, what is wrong) for a record that cannot be
-/// read.
-fn lease_of(claimed: Claimed, token: &str) -> Result<Lease, (String, u64, String)> {
-    let parsed = (|| {
-        let job_id: JobId = claimed
-            .id
-            .parse()
-            .map_err(|e: reelq_core::IdError| e.to_string())?;
-        let state: JobState = claimed
-            .state
-            .parse()
-            .map_err(|e: reelq_core::UnknownState| e.to_string())?;
-        let spec: JobSpec =
-            serde_json::from_str(&claimed.spec).map_err(|e| format!("spec: {e}"))?;
-        let account: AccountName = claimed
-            .account
-            .parse()
-            .map_err(|e: reelq_core::SpecError| e.to_string())?;
-        Ok::<_, String>((job_id, state, spec, account))
-    })();
-    let non_empty = |value: Option<String>| value.filter(|value| !value.is_empty());
-    match parsed {
-        Ok((job_id, state, spec, account)) => Ok(Lease {
-            job_id,
-            state,
-            account,
-            fence: claimed.fence,
-            token: token.to_owned(),
-            spec,
-            task_id: non_empty(claimed.task_id),
-            attempt: claimed.attempt,
-            polls: claimed.polls,
-            result_url: non_empty(claimed.result_url),
-            low_priority: claimed.low_priority,
-            cancel_requested: claimed.cancel_requested,
-            cancel_answered: claimed.cancel_answered,
-        }),
-        Err(detail) => Err((claimed.id, claimed.fence, detail)),
     }
 }

@@ -47,7 +47,7 @@ async fn run_to_stored(ledger: &Ledger, job_id: JobId) {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             for lease in leases {
-                let step = match lease.state {
+                let step = match lease.state() {
                     JobState::Queued => {
                         let begin = Transition::BeginSubmit {
                             lease: SHORT,
@@ -58,16 +58,15 @@ async fn run_to_stored(ledger: &Ledger, job_id: JobId) {
                         {
                             continue;
                         }
-                        let lease = lease.submitting();
                         let submitted = Transition::Submitted {
-                            task_id: format!("task-{}", lease.job_id),
+                            task_id: format!("task-{}", lease.job_id()),
                             first_poll: Duration::ZERO,
                         };
                         let _ = ledger.transition(&lease, submitted).await;
                         continue;
                     }
                     _ => Transition::Stored {
-                        object_key: format!("{}.mp4", lease.job_id),
+                        object_key: format!("{}.mp4", lease.job_id()),
                         bytes: 1000,
                         sha256: "ab".repeat(32),
                         video: "h264 1280x720 10.0 s 24 fps".into(),
@@ -150,18 +149,18 @@ async fn the_ledger_lives_on_the_master_of_its_slot_and_rides_out_its_failover()
 
     // Nothing acknowledged was lost, and the rest of the jobs finish on the new master.
     assert_eq!(
-        ledger.job(failed.job_id).await.unwrap().map(|r| r.state),
+        ledger.job(failed.job_id()).await.unwrap().map(|r| r.state),
         Some(JobState::Failed)
     );
     assert_eq!(
         ledger
-            .job(submitting.job_id)
+            .job(submitting.job_id())
             .await
             .unwrap()
             .map(|r| r.state),
         Some(JobState::Submitting)
     );
-    let others = [failed.job_id, submitting.job_id, refused.job_id];
+    let others = [failed.job_id(), submitting.job_id(), refused.job_id()];
     for &job_id in &job_ids {
         if !others.contains(&job_id) {
             run_to_stored(&ledger, job_id).await;
@@ -169,7 +168,7 @@ async fn the_ledger_lives_on_the_master_of_its_slot_and_rides_out_its_failover()
     }
     // The submit refused for want of a replica may or may not be on the master: it is
     // never handed out to submit again (its lease runs out into `uncertain`).
-    let refused_now = ledger.job(refused.job_id).await.unwrap().unwrap().state;
+    let refused_now = ledger.job(refused.job_id()).await.unwrap().unwrap().state;
     assert!(
         matches!(refused_now, JobState::Submitting | JobState::Uncertain),
         "{refused_now}"
@@ -237,7 +236,7 @@ async fn a_slot_move_freezes_the_scripts_and_is_finished_by_running_it_again() {
         .collect();
     ledger.enqueue(None, &jobs).await.unwrap();
     let held = claim_one(&ledger, "w", SHORT).await;
-    let before = ledger.job(held.job_id).await.unwrap().unwrap();
+    let before = ledger.job(held.job_id()).await.unwrap().unwrap();
 
     // Frozen, as the move leaves the ledger when it is killed after its first step.
     let from = cluster.master_of(LEDGER_KEY).unwrap();
@@ -266,7 +265,7 @@ async fn a_slot_move_freezes_the_scripts_and_is_finished_by_running_it_again() {
     assert!(ledger.enqueue(None, &[(late, spec("late"))]).await.is_err());
     assert_eq!(
         ledger
-            .job(held.job_id)
+            .job(held.job_id())
             .await
             .unwrap()
             .map(|r| (r.state, r.updated_ms, r.submits)),

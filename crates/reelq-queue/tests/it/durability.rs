@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use reelq_core::{BatchId, BatchOptions, JobId, JobState, ProviderKind};
 use reelq_queue::{
-    Durability, Lease, Ledger, LedgerConfig, QueueError, Resolution, Transition, TransitionOutcome,
+    Durability, Held, Lease, Ledger, LedgerConfig, QueueError, Resolution, Transition,
+    TransitionOutcome,
 };
 use reelq_testkit::{RedisOptions, RedisServer};
 
@@ -159,8 +160,12 @@ async fn a_fence_number_repeated_after_lost_writes_names_no_live_lease() {
         .command(&["ZADD", "{test}:due", "0", &job_id.to_string()])
         .unwrap();
     let second = claim_one(&ledger, "w2", LEASE).await;
-    assert_eq!(second.fence, first.fence, "the fence number repeats");
-    assert_ne!(second.token, first.token);
+    assert_eq!(
+        second.fence().fence,
+        first.fence().fence,
+        "the fence number repeats"
+    );
+    assert_ne!(second.fence().token, first.fence().token);
 
     let begin = Transition::BeginSubmit {
         lease: LEASE,
@@ -200,7 +205,7 @@ async fn a_worker_claims_only_jobs_of_providers_it_has_an_account_for() {
         ..claim_opts("openai-only", 4, LEASE)
     };
     let claim = ledger.claim(&options).await.unwrap();
-    let claimed: Vec<JobId> = claim.leases.iter().map(|lease| lease.job_id).collect();
+    let claimed: Vec<JobId> = claim.leases.iter().map(|lease| lease.job_id()).collect();
     assert_eq!(claimed, [openai_job.0]);
     let untouched = ledger.job(kie_jobs[0].0).await.unwrap().unwrap();
     assert_eq!((untouched.state, untouched.submits), (JobState::Queued, 0));
@@ -246,7 +251,7 @@ async fn an_uncertain_job_gives_its_slot_back_after_the_hold_or_when_resolved() 
         (Resolution::TaskId("t-1".into()), 1),
     ] {
         let lease = ledger.claim(&options).await.unwrap().leases.remove(0);
-        let job_id = lease.job_id;
+        let job_id = lease.job_id();
         let lease = begin_submit(&ledger, lease, LEASE).await;
         ledger
             .transition(&lease, uncertain(Duration::from_secs(600)))

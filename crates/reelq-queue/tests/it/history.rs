@@ -29,7 +29,7 @@ async fn claim_job(client: &Ledger, job_id: JobId) -> Lease {
         .unwrap()
         .leases
         .into_iter()
-        .find(|lease| lease.job_id == job_id)
+        .find(|lease| lease.job_id() == job_id)
         .expect("the job is due")
 }
 

@@ -7,8 +7,9 @@ use reelq_core::{
     Aspect, BatchId, BatchOptions, ErrorClass, JobId, JobSpec, JobState, ProviderKind, Quality,
 };
 use reelq_queue::{
-    CancelOutcome, ClaimOptions, Lease, Ledger, LedgerConfig, LimitWait, NotifyOutcome,
-    NotifyTarget, ProviderLimit, Resolution, Transition, TransitionOutcome, Wait, WakeOutcome,
+    Cancel, CancelOutcome, ClaimOptions, Held, Lease, Ledger, LedgerConfig, LimitWait,
+    NotifyOutcome, NotifyTarget, ProviderLimit, Resolution, Transition, TransitionOutcome, Wait,
+    WakeOutcome,
 };
 use reelq_testkit::{EVENT_TIMEOUT, RedisServer};
 
@@ -80,7 +81,20 @@ pub(crate) async fn begin_submit(ledger: &Ledger, lease_held: Lease, lease: Dura
         ledger.transition(&lease_held, begin).await.unwrap(),
         TransitionOutcome::Applied
     );
-    lease_held.submitting()
+    lease_held
+}
+
+/// Whether a cancel was asked of a claimed job, and answered (only a poll lease has one).
+pub(crate) fn cancel_of(lease: &Lease) -> Cancel {
+    match lease {
+        Lease::Poll(poll) => poll.cancel(),
+        _ => Cancel::NotRequested,
+    }
+}
+
+/// Whether a claimed submit carries its batch's low priority.
+pub(crate) fn low_priority(lease: &Lease) -> bool {
+    matches!(lease, Lease::Submit(submit) if submit.low_priority())
 }
 
 /// Claims up to `n` queued jobs and records that their submit begins, as a worker does.

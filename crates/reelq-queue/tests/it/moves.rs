@@ -10,12 +10,12 @@ use reelq_core::{
     AccountName, BatchId, BatchOptions, ErrorClass, JobId, JobSpec, JobState, ProviderKind,
 };
 use reelq_queue::{
-    CancelOutcome, Lease, Ledger, PaidCreate, Resolution, RestoreOutcome, Transition,
+    Cancel, CancelOutcome, Lease, Ledger, PaidCreate, Resolution, RestoreOutcome, Transition,
     TransitionOutcome, WakeOutcome, moves::MOVES,
 };
 use reelq_testkit::{RedisCluster, RedisServer};
 
-use crate::ledger::{LEASE, begin_submit, claim_opts, ledger, spec};
+use crate::ledger::{LEASE, begin_submit, cancel_of, claim_opts, ledger, spec};
 
 const FAR: Duration = Duration::from_secs(3600);
 const INDEX_TTL: Duration = Duration::from_secs(600);
@@ -62,7 +62,7 @@ impl Walk<'_> {
             ..claim_opts("walker", 10, LEASE)
         };
         let leases = self.ledger.claim(&options).await.unwrap().leases;
-        let ids: Vec<JobId> = leases.iter().map(|lease| lease.job_id).collect();
+        let ids: Vec<JobId> = leases.iter().map(|lease| lease.job_id()).collect();
         assert_eq!(ids, expect, "only the walked jobs are due");
         leases
     }
@@ -79,7 +79,7 @@ impl Walk<'_> {
             ..claim_opts("walker", 10, LEASE)
         };
         let mut leases = self.ledger.claim(&options).await.unwrap().leases;
-        assert!(leases.iter().all(|lease| lease.job_id == job_id));
+        assert!(leases.iter().all(|lease| lease.job_id() == job_id));
         match leases.pop() {
             Some(lease) => lease,
             None => self.lease(job_id).await,
@@ -97,7 +97,7 @@ impl Walk<'_> {
             .leases;
         assert_eq!(leases.len(), 1, "the budget pays for one");
         let lease = leases.remove(0);
-        let held = *ids.iter().find(|id| **id != lease.job_id).unwrap();
+        let held = *ids.iter().find(|id| **id != lease.job_id()).unwrap();
         (lease, held)
     }
 
@@ -110,14 +110,15 @@ impl Walk<'_> {
     }
 
     /// Makes a worker's move and returns the lease as it stands after it.
+    /// Makes a worker's move; the lease (its fence) holds the job on.
     async fn step(&self, lease: Lease, transition: Transition, to: JobState) -> Lease {
         assert_eq!(
             self.ledger.transition(&lease, transition).await.unwrap(),
             TransitionOutcome::Applied,
             "{:?} -> {to}",
-            lease.state
+            lease.state()
         );
-        Lease { state: to, ..lease }
+        lease
     }
 
     async fn begin(&self, lease: Lease, length: Duration) -> Lease {
@@ -126,7 +127,7 @@ impl Walk<'_> {
 
     async fn submitted(&self, lease: Lease, first_poll: Duration) -> Lease {
         let submitted = Transition::Submitted {
-            task_id: format!("task-{}", lease.job_id),
+            task_id: format!("task-{}", lease.job_id()),
             first_poll,
         };
         self.step(lease, submitted, JobState::Waiting).await
@@ -158,7 +159,7 @@ impl Walk<'_> {
 
     async fn store(&self, lease: Lease) {
         let stored = Transition::Stored {
-            object_key: format!("{}.mp4", lease.job_id),
+            object_key: format!("{}.mp4", lease.job_id()),
             bytes: 1,
             sha256: "ab".repeat(32),
             video: "h264 1280x720 10.00s 30.00fps".into(),
@@ -408,7 +409,7 @@ async fn walk_every_move(redis: &RedisServer, ledger: Ledger) {
         CancelOutcome::AskedProvider(ProviderKind::Fal)
     );
     let lease = walk.move_by_claim(job, false).await;
-    assert!(lease.cancel_requested);
+    assert_eq!(cancel_of(&lease), Cancel::Requested);
     let stopped = Transition::CancelledAtProvider {
         detail: "stopped at the provider".into(),
     };
@@ -450,7 +451,7 @@ async fn walk_every_move(redis: &RedisServer, ledger: Ledger) {
     assert_eq!(leased.len(), 1, "the budget pays for one");
     let held: Vec<JobId> = ids
         .into_iter()
-        .filter(|id| *id != leased[0].job_id)
+        .filter(|id| *id != leased[0].job_id())
         .collect();
     restore(held[0], Some("t-held"), RestoreOutcome::Restored).await;
     restore(held[1], None, RestoreOutcome::Uncertain).await;

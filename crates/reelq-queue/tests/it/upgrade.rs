@@ -7,12 +7,12 @@ use std::{collections::HashMap, time::Duration};
 
 use reelq_core::{JobId, JobState};
 use reelq_queue::{
-    LEDGER_SCHEMA, Lease, Ledger, LedgerConfig, QueueError, Transition, TransitionOutcome,
+    Cancel, LEDGER_SCHEMA, Lease, Ledger, LedgerConfig, QueueError, Transition, TransitionOutcome,
 };
 use reelq_testkit::RedisServer;
 use serde::Deserialize;
 
-use crate::ledger::{LEASE, begin_submit, claim_opts, encoding, spec};
+use crate::ledger::{LEASE, begin_submit, cancel_of, claim_opts, encoding, spec};
 
 /// One key of the fixture, as `tests/fixtures/README.md` describes it.
 #[derive(Deserialize)]
@@ -112,20 +112,22 @@ fn fixture_jobs() -> HashMap<JobId, (JobState, Vec<String>)> {
 /// Moves a claimed job on as a worker whose provider answers at once would: submits get a
 /// task, polls find the video and store it, a cancel asked of the provider ends it.
 async fn finish_step(ledger: &Ledger, lease: Lease) -> TransitionOutcome {
-    let move_on = match lease.state {
+    let move_on = match lease.state() {
         JobState::Queued => {
             let lease = begin_submit(ledger, lease, LEASE).await;
             let submitted = Transition::Submitted {
-                task_id: format!("task-after-upgrade-{}", lease.job_id),
+                task_id: format!("task-after-upgrade-{}", lease.job_id()),
                 first_poll: Duration::ZERO,
             };
             return ledger.transition(&lease, submitted).await.unwrap();
         }
-        JobState::Waiting if lease.cancel_requested => Transition::CancelledAtProvider {
-            detail: "the provider stopped it".into(),
-        },
+        JobState::Waiting if cancel_of(&lease) != Cancel::NotRequested => {
+            Transition::CancelledAtProvider {
+                detail: "the provider stopped it".into(),
+            }
+        }
         JobState::Waiting | JobState::Fetching => Transition::Stored {
-            object_key: format!("2026/12/02/{}.mp4", lease.job_id),
+            object_key: format!("2026/12/02/{}.mp4", lease.job_id()),
             bytes: 1000,
             sha256: "cd".repeat(32),
             video: "h264 1280x720 10.0 s 30 fps".into(),

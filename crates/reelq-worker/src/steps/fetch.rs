@@ -3,43 +3,51 @@
 //! asked for is fetched once more from a fresh URL, then fails the job `bad_result`.
 
 use futures_util::StreamExt;
-use reelq_core::ErrorClass;
+use reelq_core::{ErrorClass, JobState};
 use reelq_media::NotAVideo;
 use reelq_providers::{Provider, ProviderError, TaskStatus};
-use reelq_queue::{Lease, Transition};
+use reelq_queue::{FetchLease, LeasedJob, Transition};
 use reelq_storage::VideoMeta;
 use tracing::{info, warn};
 
-use super::StepContext;
+use super::{Step, StepContext};
+use crate::decision::StepFailure;
 use crate::inspect::{InspectedBody, expected, not_a_video};
+
+impl Step for FetchLease {
+    const STATE: JobState = JobState::Fetching;
+    const PAID: bool = true;
+    fn job(&self) -> &LeasedJob {
+        FetchLease::job(self)
+    }
+    fn again(&self, attempt: u32, failure: StepFailure) -> Transition {
+        Transition::RetryFetch {
+            result_url: self.result_url().to_owned(),
+            attempt,
+            delay: failure.retry_after.unwrap_or_default(),
+            error: failure.message,
+        }
+    }
+}
 
 pub(super) async fn fetch(
     context: &StepContext,
     provider: &dyn Provider,
-    lease: &Lease,
+    lease: &FetchLease,
 ) -> Transition {
-    let Some(result_url) = lease.result_url.as_deref() else {
-        return Transition::Requery {
-            attempt: lease.attempt + 1,
-            error: "no result url".into(),
-        };
-    };
-    let refusal = match store_result(context, provider, lease, result_url).await {
+    let refusal = match store_result(context, provider, lease, lease.result_url()).await {
         Ok(transition) => return transition,
         Err(refusal) => refusal,
     };
     // Not a video: once more, from a fresh URL, within this step (and its lease).
     warn!(error = %refusal, "the provider's result is not a video; nothing stored; fetching it once more");
     count_bad_result(lease);
-    let Some(task_id) = lease.task_id.as_deref() else {
-        return bad_result(refusal);
-    };
-    let fresh_url = match provider.query(&lease.spec, task_id).await {
+    let fresh_url = match provider.query(lease.job().spec(), lease.task_id()).await {
         Ok(TaskStatus::Succeeded { result_url }) => result_url,
         // The provider's answer changed or the query failed: poll again at once.
         _ => {
             return Transition::Requery {
-                attempt: lease.attempt + 1,
+                attempt: lease.job().attempt() + 1,
                 error: refusal.to_string(),
             };
         }
@@ -59,28 +67,29 @@ pub(super) async fn fetch(
 async fn store_result(
     context: &StepContext,
     provider: &dyn Provider,
-    lease: &Lease,
+    lease: &FetchLease,
     result_url: &str,
 ) -> Result<Transition, NotAVideo> {
+    let job = lease.job();
     let download = match provider.download(result_url).await {
         Ok(download) => download,
         Err(err @ ProviderError::ResultExpired(_))
-            if lease.attempt + 1 < context.max_attempts_for(lease) =>
+            if job.attempt() + 1 < context.max_attempts_for::<FetchLease>() =>
         {
             return Ok(Transition::Requery {
-                attempt: lease.attempt + 1,
+                attempt: job.attempt() + 1,
                 error: err.to_string(),
             });
         }
         Err(err) => return Ok(context.retry_or_fail(lease, err.into())),
     };
     let meta = VideoMeta {
-        job_id: lease.job_id.to_string(),
-        provider: lease.spec.provider.to_string(),
-        task_id: lease.task_id.clone().unwrap_or_default(),
+        job_id: job.job_id().to_string(),
+        provider: job.spec().provider.to_string(),
+        task_id: lease.task_id().to_owned(),
     };
-    let key = lease.job_id.video_key();
-    let (body, findings) = InspectedBody::new(download.body, expected(&lease.spec));
+    let key = job.job_id().video_key();
+    let (body, findings) = InspectedBody::new(download.body, expected(job.spec()));
     let stored = context
         .store
         .put_stream(&key, &meta, download.content_length, body)
@@ -101,7 +110,7 @@ async fn store_result(
         .expect("a body that ended whole was inspected");
     info!(key = stored.key, bytes = stored.bytes, video = %video.summary(), "stored");
     let thumbnail_key = match provider.thumbnail_url(result_url) {
-        Some(url) => store_thumbnail(context, provider, lease, &url).await,
+        Some(url) => store_thumbnail(context, provider, job, &url).await,
         None => None,
     };
     Ok(Transition::Stored {
@@ -121,7 +130,7 @@ const MAX_THUMBNAIL_BYTES: usize = 8 * 1024 * 1024;
 async fn store_thumbnail(
     context: &StepContext,
     provider: &dyn Provider,
-    lease: &Lease,
+    job: &LeasedJob,
     url: &str,
 ) -> Option<String> {
     let fetched = async {
@@ -138,7 +147,7 @@ async fn store_thumbnail(
             }
         }
         let content_type = image_type(&bytes).ok_or("not a PNG, JPEG or WebP image")?;
-        let key = format!("{}.thumbnail", lease.job_id.video_key());
+        let key = format!("{}.thumbnail", job.job_id().video_key());
         context
             .store
             .put_small(&key, content_type, bytes.into())
@@ -167,9 +176,9 @@ fn image_type(bytes: &[u8]) -> Option<&'static str> {
     }
 }
 
-fn count_bad_result(lease: &Lease) {
-    metrics::counter!("reelq_bad_results_total", "provider" => lease.spec.provider.as_str())
-        .increment(1);
+fn count_bad_result(lease: &FetchLease) {
+    let provider = lease.job().spec().provider.as_str();
+    metrics::counter!("reelq_bad_results_total", "provider" => provider).increment(1);
 }
 
 /// The task is paid for and its result is not a video, twice: the job fails `bad_result`,

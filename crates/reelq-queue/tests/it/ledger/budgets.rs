@@ -116,16 +116,17 @@ async fn normal_jobs_go_before_a_low_priority_batch_and_a_window_delays_a_batch(
 
     let first = ledger.claim(&claim_opts("w1", 1, LEASE)).await.unwrap();
     assert_eq!(
-        first.leases[0].job_id, urgent,
+        first.leases[0].job_id(),
+        urgent,
         "enqueued last, claimed first"
     );
-    assert!(!first.leases[0].low_priority);
+    assert!(!low_priority(&first.leases[0]));
     let rest = ledger.claim(&claim_opts("w1", 5, LEASE)).await.unwrap();
     assert!(
-        rest.leases.iter().all(|lease| lease.low_priority),
+        rest.leases.iter().all(low_priority),
         "their submits carry the batch's priority as a provider hint"
     );
-    let rest: Vec<JobId> = rest.leases.iter().map(|l| l.job_id).collect();
+    let rest: Vec<JobId> = rest.leases.iter().map(|l| l.job_id()).collect();
     assert_eq!(rest.len(), 2, "the windowed batch is not due: {rest:?}");
     assert!(low_jobs.iter().all(|(id, _)| rest.contains(id)));
 }
@@ -150,7 +151,7 @@ async fn cancelling_a_batch_ends_its_unsubmitted_jobs_and_leaves_the_running_one
     // BeginSubmit will find it cancelled and stop).
     assert_eq!(ledger.cancel_batch(batch).await.unwrap(), Some(3));
     assert_eq!(
-        state_of(&ledger, running.job_id).await,
+        state_of(&ledger, running.job_id()).await,
         JobState::Submitting
     );
     let cancelled = ledger.jobs_in_state(JobState::Cancelled, 10).await.unwrap();
@@ -212,11 +213,11 @@ async fn a_cancelled_job_is_never_submitted_and_its_reservation_comes_back() {
     let queued = jobs
         .iter()
         .map(|(job_id, _)| *job_id)
-        .find(|job_id| *job_id != claimed.job_id)
+        .find(|job_id| *job_id != claimed.job_id())
         .unwrap();
 
     assert_eq!(
-        ledger.cancel_job(claimed.job_id).await.unwrap(),
+        ledger.cancel_job(claimed.job_id()).await.unwrap(),
         CancelOutcome::Cancelled
     );
     assert_eq!(
@@ -245,7 +246,7 @@ async fn a_cancelled_job_is_never_submitted_and_its_reservation_comes_back() {
     // A job being submitted is not cancelled: the create may be out.
     let lease = begin_submit(&ledger, claim.leases.into_iter().next().unwrap(), LEASE).await;
     assert_eq!(
-        ledger.cancel_job(lease.job_id).await.unwrap(),
+        ledger.cancel_job(lease.job_id()).await.unwrap(),
         CancelOutcome::NotCancellable {
             state: JobState::Submitting,
             provider: ProviderKind::Kie
@@ -291,9 +292,8 @@ async fn a_waiting_job_is_cancelled_at_a_provider_that_can_stop_it_once_its_task
     );
     // Due at once (its next poll was an hour away), marked for its worker, still waiting.
     let lease = claim_one(&ledger, "w2", LEASE).await;
-    assert_eq!(lease.job_id, at_fal);
-    assert!(lease.cancel_requested && lease.state == JobState::Waiting);
-    assert!(!lease.cancel_answered, "not asked yet");
+    assert_eq!(lease.job_id(), at_fal);
+    assert_eq!(cancel_of(&lease), Cancel::Requested, "not asked yet");
     // The provider answers the ask; the task runs on: the next poll does not ask again.
     let asked = Transition::PollAgain {
         polls: 1,
@@ -307,7 +307,7 @@ async fn a_waiting_job_is_cancelled_at_a_provider_that_can_stop_it_once_its_task
         TransitionOutcome::Applied
     );
     let lease = claim_one(&ledger, "w2", LEASE).await;
-    assert!(lease.cancel_requested && lease.cancel_answered);
+    assert_eq!(cancel_of(&lease), Cancel::Answered);
     let stopped = Transition::CancelledAtProvider {
         detail: "cancelled at the provider".into(),
     };
@@ -350,9 +350,10 @@ async fn cancelling_a_batch_marks_its_waiting_jobs_for_their_next_poll() {
     ledger.transition(&waiting, submitted).await.unwrap();
     assert_eq!(ledger.cancel_batch(batch).await.unwrap(), Some(1));
     let lease = claim_one(&ledger, "w2", LEASE).await;
-    assert_eq!(lease.job_id, waiting.job_id);
-    assert!(
-        lease.cancel_requested,
+    assert_eq!(lease.job_id(), waiting.job_id());
+    assert_eq!(
+        cancel_of(&lease),
+        Cancel::Requested,
         "its poll asks the provider to cancel"
     );
 }

@@ -20,7 +20,7 @@ async fn a_callback_wakes_a_waiting_job_and_duplicates_change_nothing() {
     );
     let lease = claim_one(&ledger, "w1", LEASE).await;
     assert_eq!(
-        lease.state,
+        lease.state(),
         JobState::Waiting,
         "due at once, not in ten minutes"
     );
@@ -86,15 +86,12 @@ async fn a_callback_names_the_task_of_a_job_whose_submitter_died() {
         .leases;
     let mut tasks: Vec<_> = leases
         .iter()
-        .map(|l| (l.state, l.task_id.clone().unwrap()))
+        .map(|l| (l.state(), l.task_id().unwrap()))
         .collect();
-    tasks.sort_by(|a, b| a.1.cmp(&b.1));
+    tasks.sort_by(|a, b| a.1.cmp(b.1));
     assert_eq!(
         tasks,
-        [
-            (JobState::Waiting, "t-0".into()),
-            (JobState::Waiting, "t-1".into())
-        ]
+        [(JobState::Waiting, "t-0"), (JobState::Waiting, "t-1")]
     );
     for job_id in ids {
         assert_eq!(ledger.job(job_id).await.unwrap().unwrap().submits, 1);
@@ -276,7 +273,7 @@ async fn a_callback_that_beats_the_submit_answer_makes_the_first_poll_immediate(
 
     let lease = claim_one(&ledger, "w1", LEASE).await;
     assert_eq!(
-        (lease.state, lease.task_id.as_deref()),
+        (lease.state(), lease.task_id()),
         (JobState::Waiting, Some("t-fast"))
     );
 }

@@ -94,10 +94,6 @@ async fn in_flight_slots_hold_back_submits_until_a_generation_ends() {
         first_poll: Duration::ZERO,
     };
     ledger.transition(&lease, submitted).await.unwrap();
-    let lease = Lease {
-        state: JobState::Waiting,
-        ..lease
-    };
     assert_eq!(
         ledger.in_flight(&ProviderKind::Kie.into()).await.unwrap(),
         2,
@@ -123,7 +119,7 @@ async fn in_flight_slots_hold_back_submits_until_a_generation_ends() {
             if let Some(lease) = claim
                 .leases
                 .into_iter()
-                .find(|l| l.state == JobState::Queued)
+                .find(|l| l.state() == JobState::Queued)
             {
                 return lease;
             }
@@ -132,7 +128,7 @@ async fn in_flight_slots_hold_back_submits_until_a_generation_ends() {
     })
     .await
     .expect("the third job is claimed once a slot is free");
-    assert!(jobs.iter().any(|(job_id, _)| *job_id == third.job_id));
+    assert!(jobs.iter().any(|(job_id, _)| *job_id == third.job_id()));
     assert_eq!(
         ledger.in_flight(&ProviderKind::Kie.into()).await.unwrap(),
         2

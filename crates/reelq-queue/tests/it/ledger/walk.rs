@@ -20,7 +20,7 @@ async fn a_job_walks_from_queued_to_stored() {
     let mut claim = ledger.claim(&claim_opts("w1", 10, LEASE)).await.unwrap();
     assert_eq!(claim.leases.len(), 1);
     let lease = claim.leases.remove(0);
-    assert_eq!((lease.state, lease.fence), (JobState::Queued, 1));
+    assert_eq!((lease.state(), lease.fence().fence), (JobState::Queued, 1));
     let begin = Transition::BeginSubmit {
         lease: LEASE,
         callback_token_hash: None,
@@ -35,7 +35,6 @@ async fn a_job_walks_from_queued_to_stored() {
         ledger.transition(&lease, begin).await.unwrap(),
         TransitionOutcome::Applied
     );
-    let lease = lease.submitting();
     let submitted = Transition::Submitted {
         task_id: "t-1".into(),
         first_poll: Duration::ZERO,
@@ -52,7 +51,7 @@ async fn a_job_walks_from_queued_to_stored() {
         .leases
         .remove(0);
     assert_eq!(
-        (lease.state, lease.task_id.as_deref()),
+        (lease.state(), lease.task_id()),
         (JobState::Waiting, Some("t-1"))
     );
     // The poll finds the video ready and the first download fails: the fetch is retried
@@ -71,8 +70,11 @@ async fn a_job_walks_from_queued_to_stored() {
         .unwrap()
         .leases
         .remove(0);
-    assert_eq!(lease.state, JobState::Fetching);
-    assert_eq!(lease.result_url.as_deref(), Some("http://x/v.mp4"));
+    assert_eq!(lease.state(), JobState::Fetching);
+    let Lease::Fetch(fetch) = &lease else {
+        panic!("a fetch lease")
+    };
+    assert_eq!(fetch.result_url(), "http://x/v.mp4");
     let stored = Transition::Stored {
         object_key: "k.mp4".into(),
         bytes: 42,
@@ -135,7 +137,7 @@ async fn a_stale_worker_cannot_move_a_job_taken_over_by_another() {
     // A zero-length lease expires at once, as if w1 had stalled past its lease.
     let stale = claim_one(&ledger, "w1", Duration::ZERO).await;
     let fresh = claim_one(&ledger, "w2", LEASE).await;
-    assert_eq!(fresh.fence, stale.fence + 1);
+    assert_eq!(fresh.fence().fence, stale.fence().fence + 1);
 
     let poll_again = |polls| Transition::PollAgain {
         polls,
@@ -231,8 +233,8 @@ async fn moderation_ends_rejected_and_other_failures_end_failed() {
         ledger.transition(lease, failed).await.unwrap();
     }
     let states = [
-        state_of(&ledger, leases[0].job_id).await,
-        state_of(&ledger, leases[1].job_id).await,
+        state_of(&ledger, leases[0].job_id()).await,
+        state_of(&ledger, leases[1].job_id()).await,
     ];
     assert_eq!(states, [JobState::Rejected, JobState::Failed]);
 }
@@ -280,7 +282,7 @@ async fn batches_keep_their_order_and_state_changes_are_published() {
     let change = tokio::time::timeout(EVENT_TIMEOUT, changes.next())
         .await
         .unwrap();
-    assert_eq!(change, Some((lease.job_id, JobState::Submitting)));
+    assert_eq!(change, Some((lease.job_id(), JobState::Submitting)));
     let counts = ledger.state_counts().await.unwrap();
     assert!(counts.contains(&(JobState::Queued, 2)) && counts.contains(&(JobState::Submitting, 1)));
 }
@@ -319,12 +321,12 @@ async fn an_operator_resolves_an_uncertain_job_each_way() {
     let by_id = |job_id| {
         leases
             .iter()
-            .find(|lease| lease.job_id == job_id)
+            .find(|lease| lease.job_id() == job_id)
             .expect("claimed")
     };
-    assert_eq!(by_id(ids[0]).state, JobState::Waiting);
-    assert_eq!(by_id(ids[0]).task_id.as_deref(), Some("found"));
-    assert_eq!(by_id(ids[1]).state, JobState::Queued);
+    assert_eq!(by_id(ids[0]).state(), JobState::Waiting);
+    assert_eq!(by_id(ids[0]).task_id(), Some("found"));
+    assert_eq!(by_id(ids[1]).state(), JobState::Queued);
     assert_eq!(leases.len(), 2);
     assert_eq!(state_of(&ledger, ids[2]).await, JobState::Failed);
     let begin = Transition::BeginSubmit {
@@ -356,7 +358,7 @@ async fn the_resubmit_policy_requeues_an_expired_submit() {
     assert!(ledger.claim(&options).await.unwrap().leases.is_empty());
     assert_eq!(state_of(&ledger, job_id).await, JobState::Queued);
     let lease = ledger.claim(&options).await.unwrap().leases.remove(0);
-    assert_eq!(lease.state, JobState::Queued);
+    assert_eq!(lease.state(), JobState::Queued);
     let begin = Transition::BeginSubmit {
         lease: LEASE,
         callback_token_hash: None,
@@ -412,7 +414,7 @@ async fn a_failed_job_retried_by_an_operator_polls_again_if_the_provider_has_it(
     assert!(ledger.retry_failed(job_id).await.unwrap());
     let lease = claim_one(&ledger, "w1", LEASE).await;
     assert_eq!(
-        (lease.state, lease.task_id.as_deref()),
+        (lease.state(), lease.task_id()),
         (JobState::Waiting, Some("t-9"))
     );
     let record = ledger.job(job_id).await.unwrap().unwrap();

@@ -4,6 +4,9 @@ use std::process::Command;
 
 use reelq_testkit::RedisServer;
 
+mod history;
+mod serve;
+
 fn reelq(redis: &RedisServer, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_reelq"))
         .args(["--redis-url", &redis.url(), "--prefix", "t"])
@@ -161,26 +164,6 @@ fn a_batch_is_submitted_reported_and_cancelled_from_the_command_line() {
 }
 
 #[test]
-fn serve_refuses_an_empty_or_short_token_instead_of_switching_auth_off() {
-    let redis = RedisServer::start().unwrap();
-    for (token, says) in [
-        ("", "the API token is empty"),
-        ("dev-token", "fewer than 16"),
-    ] {
-        let output = Command::new(env!("CARGO_BIN_EXE_reelq"))
-            .args(["--redis-url", &redis.url(), "--prefix", "t"])
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .env("REELQ_API_TOKEN", token)
-            .output()
-            .expect("reelq runs");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "token {token:?}: {stderr}");
-        assert!(stderr.contains(says), "token {token:?}: {stderr}");
-        assert!(!stderr.contains("listening"), "{stderr}");
-    }
-}
-
-#[test]
 fn the_same_manifest_submitted_twice_is_one_batch_unless_asked_again() {
     let redis = RedisServer::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -271,119 +254,6 @@ async fn verify_reads_stored_videos_back_and_names_the_ones_that_changed() {
         "{stdout}"
     );
     assert!(line(2).contains("  ok  "), "{stdout}");
-}
-
-#[tokio::test]
-async fn serve_hands_out_stored_videos_whole_or_by_range() {
-    use reelq_e2e::{API_KEY, Deployment, prompts};
-    let deployment = Deployment::start(
-        "unused: the worker runs in this process",
-        std::time::Duration::from_millis(50),
-    )
-    .await;
-    let _worker = deployment.spawn_worker_task("w", API_KEY, None);
-    let job_id = deployment.enqueue_manifest(&prompts("served", 1)).await[0];
-    let record = deployment.settled(&[job_id]).await.remove(0);
-    let video = deployment
-        .sim
-        .video(record.task_id.as_deref().unwrap())
-        .unwrap();
-
-    let (_serve, addr, mut lines) = serve(&deployment).await;
-    let http = reqwest::Client::new();
-    let get = |path: String, range: Option<&str>| {
-        let mut request = http
-            .get(format!("http://{addr}{path}"))
-            .bearer_auth(SERVE_TOKEN);
-        if let Some(range) = range {
-            request = request.header("range", range);
-        }
-        request.send()
-    };
-
-    let resource: serde_json::Value = get(format!("/v1/jobs/{job_id}"), None)
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let link = resource["video_url"]
-        .as_str()
-        .expect("a stored job has a link");
-    assert_eq!(link, format!("/v1/jobs/{job_id}/content"));
-
-    let whole = get(link.to_owned(), None).await.unwrap();
-    assert_eq!(whole.status(), 200);
-    assert_eq!(whole.headers()["accept-ranges"], "bytes");
-    assert!(whole.bytes().await.unwrap() == video);
-
-    let part = get(link.to_owned(), Some("bytes=10-19")).await.unwrap();
-    assert_eq!(part.status(), 206);
-    assert_eq!(
-        part.headers()["content-range"],
-        format!("bytes 10-19/{}", video.len()).as_str()
-    );
-    assert!(part.bytes().await.unwrap() == video[10..20]);
-    let tail = get(link.to_owned(), Some("bytes=-8")).await.unwrap();
-    assert!(tail.bytes().await.unwrap() == video[video.len() - 8..]);
-
-    let past_the_end = format!("bytes={}-", video.len() + 100);
-    let refused = get(link.to_owned(), Some(&past_the_end)).await.unwrap();
-    assert_eq!(refused.status(), 416);
-    let several = get(link.to_owned(), Some("bytes=0-1,5-6")).await.unwrap();
-    assert_eq!(several.status(), 416);
-    let unknown = get("/v1/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV/content".into(), None)
-        .await
-        .unwrap();
-    assert_eq!(unknown.status(), 404);
-    let anonymous = reqwest::get(format!("http://{addr}{link}")).await.unwrap();
-    assert_eq!(
-        anonymous.status(),
-        401,
-        "the same token as the rest of the API"
-    );
-    // Its /metrics (behind the token) counts the requests by route pattern, and promtool
-    // (as for the worker's) finds nothing wrong with it.
-    let metrics = get("/metrics".into(), None).await.unwrap();
-    assert_eq!(metrics.status(), 200);
-    let metrics = metrics.text().await.unwrap();
-    assert!(
-        metrics.contains(
-            r#"reelq_http_requests_total{route="/v1/jobs/{job_id}/content",method="GET",status="206"} 2"#
-        ),
-        "{metrics}"
-    );
-    reelq_testkit::assert_promtool_passes(&metrics);
-    // Probes answer without the token, one word each.
-    for (path, word) in [("/healthz", "ok"), ("/readyz", "ready")] {
-        let probe = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
-        assert_eq!(
-            (probe.status().as_u16(), probe.text().await.unwrap()),
-            (200, word.into())
-        );
-    }
-    // The access log (JSON on stderr) has every request, the refused one at warn, and
-    // never a token.
-    let mut logged = Vec::new();
-    while !logged.iter().any(|line: &String| line.contains("/readyz")) {
-        let line = tokio::time::timeout(reelq_testkit::EVENT_TIMEOUT, lines.next_line())
-            .await
-            .expect("serve logs its requests")
-            .unwrap()
-            .expect("serve is running");
-        logged.push(line);
-    }
-    let refused = logged
-        .iter()
-        .find(|line| line.contains("\"status\":401"))
-        .expect("the refused request is logged");
-    let refused: serde_json::Value = serde_json::from_str(refused).unwrap();
-    assert_eq!(refused["level"], "WARN", "{refused}");
-    assert_eq!(refused["path"], link);
-    assert!(
-        logged.iter().all(|line| !line.contains(SERVE_TOKEN)),
-        "{logged:#?}"
-    );
 }
 
 #[test]
@@ -624,134 +494,6 @@ fn migrate_waits_for_older_workers_then_moves_the_ledger_once() {
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status["spec"]["prompt"], "an old fox");
     assert_eq!(status["history"], serde_json::json!(["1 queued"]));
-}
-
-#[tokio::test]
-async fn archived_jobs_read_from_the_command_line_and_the_api_as_live_ones() {
-    use reelq_e2e::{API_KEY, Deployment, PREFIX, prompts};
-    let mut deployment = Deployment::start(
-        "unused: the worker runs in this process",
-        std::time::Duration::from_millis(50),
-    )
-    .await;
-    let store = deployment.store_dir();
-    deployment.extra_config = "[history]\ngrace = \"0s\"\nevery = \"100ms\"\n".into();
-    let history = reelq_storage::HistoryStore::open(&reelq_storage::StoreConfig {
-        url: store.to_string_lossy().into_owned(),
-        part_size: 8 * 1024 * 1024,
-        s3: Default::default(),
-    })
-    .unwrap();
-    deployment.client = deployment.client.clone().with_history(history);
-    let _worker = deployment.spawn_worker_task("w", API_KEY, None);
-    let job_ids = deployment.enqueue_manifest(&prompts("archived", 3)).await;
-    let records = deployment.settled(&job_ids).await;
-    deployment.assert_stored_once(&records);
-    tokio::time::timeout(reelq_testkit::EVENT_TIMEOUT, async {
-        while deployment.client.archive_status().await.unwrap().archived < 3 {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("archived in time");
-    assert!(deployment.ledger.job(job_ids[0]).await.unwrap().is_none());
-
-    let store_arg = store.to_string_lossy().into_owned();
-    let reelq = |args: &[&str]| {
-        let output = Command::new(env!("CARGO_BIN_EXE_reelq"))
-            .args(["--redis-url", &deployment.redis_url, "--prefix", PREFIX])
-            .args(["--store", &store_arg])
-            .args(args)
-            .output()
-            .expect("reelq runs");
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(
-            output.status.success(),
-            "reelq {args:?}: {stdout}{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        stdout
-    };
-    let id = job_ids[0].to_string();
-    let batch = records[0].batch.unwrap().to_string();
-    let day = reelq_storage::history::day_of(job_ids[0]).to_string();
-
-    assert!(reelq(&["status", &id]).contains("stored"));
-    let report = reelq(&["batch", "report", &batch, "--format", "json"]);
-    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
-    assert_eq!(report["jobs"].as_array().unwrap().len(), 3, "{report}");
-    assert_eq!(report["batch"]["total"], 3);
-    let ids: Vec<String> = job_ids.iter().map(ToString::to_string).collect();
-    let verify = reelq(
-        &[
-            &["verify"],
-            &ids.iter().map(String::as_str).collect::<Vec<_>>()[..],
-        ]
-        .concat(),
-    );
-    assert_eq!(verify.matches("  ok  ").count(), 3, "{verify}");
-    let listed = reelq(&["jobs", "list", "--day", &day, "-o", "json"]);
-    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
-    assert_eq!(listed["data"].as_array().unwrap().len(), 3, "{listed}");
-    reelq(&["watch", &id]);
-    let stats = reelq(&["stats"]);
-    assert!(
-        stats.contains("history    3 finished jobs archived to the store"),
-        "{stats}"
-    );
-
-    // The HTTP API answers for an archived job as for a live one, video included.
-    let (_serve, addr, _log) = serve(&deployment).await;
-    let http = reqwest::Client::new();
-    let get = |path: String| {
-        http.get(format!("http://{addr}{path}"))
-            .bearer_auth(SERVE_TOKEN)
-            .send()
-    };
-    let resource: serde_json::Value = get(format!("/v1/jobs/{id}"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(resource["state"], "stored", "{resource}");
-    // A day's archived jobs, a page at a time.
-    let page = |cursor: Option<String>| {
-        let mut path = format!("/v1/jobs?day={day}&limit=2");
-        if let Some(cursor) = cursor {
-            path += &format!("&cursor={cursor}");
-        }
-        let request = get(path);
-        async move {
-            let page: serde_json::Value = request.await.unwrap().json().await.unwrap();
-            let ids: Vec<String> = page["data"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|job| job["job_id"].as_str().unwrap().to_owned())
-                .collect();
-            (ids, page["next_cursor"].as_str().map(str::to_owned))
-        }
-    };
-    let (first, next) = page(None).await;
-    let (second, last) = page(next).await;
-    let mut by_id = ids.clone();
-    by_id.sort();
-    assert_eq!(
-        [first, second].concat(),
-        by_id,
-        "every archived job once, by id"
-    );
-    assert_eq!(last, None);
-    let refused = get("/v1/jobs?day=yesterday".into()).await.unwrap();
-    assert_eq!(refused.status(), 400);
-    let content = get(format!("/v1/jobs/{id}/content")).await.unwrap();
-    assert_eq!(content.status(), 200);
-    let video = deployment
-        .sim
-        .video(records[0].task_id.as_deref().unwrap())
-        .unwrap();
-    assert!(content.bytes().await.unwrap() == video);
 }
 
 #[test]
