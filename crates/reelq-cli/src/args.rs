@@ -68,7 +68,7 @@ pub(crate) struct Cli {
 #[derive(Subcommand)]
 pub(crate) enum Command {
     /// Enqueue one job and print its id.
-    Submit(SubmitArgs),
+    Submit(Box<SubmitArgs>),
     /// Batches of jobs from a JSONL manifest.
     Batch {
         #[command(subcommand)]
@@ -105,6 +105,12 @@ pub(crate) enum Command {
     Cluster {
         #[command(subcommand)]
         command: crate::cluster::ClusterCommand,
+    },
+    /// The tenants sharing the deployment (each provider account's capacity is shared
+    /// between the tenants with jobs waiting, by weight), and their weights.
+    Tenants {
+        #[command(subcommand)]
+        command: crate::tenants::TenantsCommand,
     },
     /// Move the ledger to this release's record format, after every worker runs this
     /// release: safe while they run, and run again if interrupted (records already moved
@@ -247,6 +253,10 @@ pub(crate) struct SubmitArgs {
     /// RFC 3339 time after which the job expires.
     #[arg(long)]
     pub(crate) deadline: Option<String>,
+    /// The tenant the job belongs to (capacity is shared between tenants by weight); the
+    /// default tenant if not given.
+    #[arg(long)]
+    pub(crate) tenant: Option<String>,
 }
 
 impl From<SubmitArgs> for JobRequest {
@@ -266,6 +276,7 @@ impl From<SubmitArgs> for JobRequest {
             notify_url: args.notify_url,
             notify_events: (!args.notify_events.is_empty()).then_some(args.notify_events),
             deadline: args.deadline,
+            tenant: args.tenant,
             extra: (!args.extra.is_empty()).then(|| args.extra.into_iter().collect()),
         }
     }

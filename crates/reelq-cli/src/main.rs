@@ -10,6 +10,7 @@ mod providers;
 mod serve;
 mod setup;
 mod store;
+mod tenants;
 mod verify;
 mod watch;
 
@@ -36,9 +37,10 @@ async fn main() -> anyhow::Result<()> {
         } => providers::run(&setup, config.as_deref(), output.json(), command).await?,
         Command::Batch { command } => batch::run(&setup, command).await?,
         Command::Cluster { command } => cluster::run(&setup, command).await?,
+        Command::Tenants { command } => tenants::run(&setup, command).await?,
         Command::Submit(args) => {
             let client = setup.client().await?;
-            let request: reelq_core::JobRequest = args.into();
+            let request: reelq_core::JobRequest = (*args).into();
             let spec = request
                 .validate(client.catalog(), reelq_producer::now_ms())
                 .map_err(reelq_producer::ProducerError::Invalid)?;

@@ -45,21 +45,31 @@ impl From<ProviderKind> for AccountName {
 impl FromStr for AccountName {
     type Err = SpecError;
     fn from_str(name: &str) -> Result<Self, SpecError> {
-        let well_formed = !name.is_empty()
-            && name.len() <= MAX_ACCOUNT_CHARS
-            && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-        match well_formed {
-            true => Ok(AccountName(name.to_owned())),
-            false => Err(SpecError::new(
-                "account",
-                format!(
-                    "{name:?} is not an account name (1 to {MAX_ACCOUNT_CHARS} of a-z, 0-9, - and _)"
-                ),
-            )),
-        }
+        key_safe("account", name, MAX_ACCOUNT_CHARS).map(AccountName)
+    }
+}
+
+/// `name` if it is 1 to `max` of `a-z`, `0-9`, `-`, `_`, starting with a letter or digit: safe
+/// in a Redis key and a URL path. Refused naming `field`.
+pub(crate) fn key_safe(field: &'static str, name: &str, max: usize) -> Result<String, SpecError> {
+    let well_formed = !name.is_empty()
+        && name.len() <= max
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    match well_formed {
+        true => Ok(name.to_owned()),
+        false => Err(SpecError::new(
+            field,
+            format!(
+                "{name:?} is not a{} {field} name (1 to {max} of a-z, 0-9, - and _)",
+                match field.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                    true => "n",
+                    false => "",
+                }
+            ),
+        )),
     }
 }
 

@@ -12,6 +12,7 @@ mod request_json;
 mod secret;
 mod spec;
 mod state;
+mod tenant;
 mod webhook_target;
 
 pub use account::AccountName;
@@ -32,4 +33,5 @@ pub use spec::{
     SpecError, check_url, parse_deadline,
 };
 pub use state::{JobState, UnknownState};
+pub use tenant::TenantName;
 pub use webhook_target::{WebhookTargets, is_public};

@@ -81,6 +81,7 @@ mod tests {
             notify_url: None,
             notify_events: vec![],
             deadline_ms: None,
+            tenant: None,
             estimated_cost_usd: None,
             request: None,
         }

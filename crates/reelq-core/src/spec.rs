@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::{
-    AccountName, ProviderKind,
+    AccountName, ProviderKind, TenantName,
     catalog::{Catalog, IMAGE_EXTENSIONS, ImageRule, ModelRule, ProviderRequest},
 };
 
@@ -122,6 +122,11 @@ pub struct JobRequest {
     /// RFC 3339 time after which the job ends `expired` if it has not finished.
     #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub deadline: Option<String>,
+    /// The tenant (a service, or a customer of one) the job belongs to: each provider
+    /// account's capacity is shared between the tenants with jobs waiting, by weight. Absent:
+    /// the `default` tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 /// A request that passed validation, with every default filled in. This is what the ledger
@@ -149,6 +154,9 @@ pub struct JobSpec {
     pub notify_events: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline_ms: Option<u64>,
+    /// The tenant the job belongs to; absent: the default tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<TenantName>,
     /// What the producer's price table said this job costs, recorded at enqueue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimated_cost_usd: Option<f64>,
@@ -223,6 +231,7 @@ impl JobRequest {
     /// passed in so this stays free of clocks.
     pub fn validate(self, catalog: &Catalog, now_ms: u64) -> Result<JobSpec, SpecError> {
         let provider: ProviderKind = required("provider", self.provider)?.parse()?;
+        let tenant = self.tenant.map(|name| name.parse()).transpose()?;
         let account = self
             .account
             .map(|name| name.parse::<AccountName>())
@@ -323,6 +332,7 @@ impl JobRequest {
             notify_url: self.notify_url,
             notify_events,
             deadline_ms,
+            tenant,
             estimated_cost_usd: None,
             request: Some(request),
         })

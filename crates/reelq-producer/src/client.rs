@@ -456,6 +456,20 @@ impl Client {
         Ok(None)
     }
 
+    /// The tenants sharing the deployment: jobs waiting, weight and rank (`reelq tenants`).
+    pub async fn tenants(&self) -> Result<Vec<reelq_queue::TenantShare>, ProducerError> {
+        Ok(self.ledger.tenants().await?)
+    }
+
+    /// Sets a tenant's weight (its share against the others'); None sets it back to 1.
+    pub async fn set_tenant_weight(
+        &self,
+        tenant: &reelq_core::TenantName,
+        weight: Option<f64>,
+    ) -> Result<(), ProducerError> {
+        Ok(self.ledger.set_tenant_weight(tenant, weight).await?)
+    }
+
     /// Whether Redis answers (for readiness probes).
     pub async fn ping(&self) -> Result<(), ProducerError> {
         Ok(self.ledger.ping().await?)

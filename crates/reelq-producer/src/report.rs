@@ -3,8 +3,9 @@
 use reelq_queue::JobRecord;
 
 /// The report's columns.
-const REPORT_COLUMNS: [&str; 11] = [
+const REPORT_COLUMNS: [&str; 12] = [
     "job_id",
+    "tenant",
     "state",
     "provider",
     "model",
@@ -18,11 +19,12 @@ const REPORT_COLUMNS: [&str; 11] = [
 ];
 
 /// One job's row, in [`REPORT_COLUMNS`] order: the job's view (`JobRecord::view`), as text.
-fn report_row(record: &JobRecord) -> [String; 11] {
+fn report_row(record: &JobRecord) -> [String; 12] {
     let job = record.view();
     let text = |value: Option<&str>| value.unwrap_or_default().to_owned();
     [
         job.job_id.to_string(),
+        job.tenant.to_owned(),
         job.state.to_string(),
         job.provider.to_string(),
         job.model.to_owned(),

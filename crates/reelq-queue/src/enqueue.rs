@@ -79,6 +79,10 @@ fn queued_job(job_id: JobId, spec: &JobSpec) -> Result<QueuedJob, QueueError> {
         deadline_ms: spec.deadline_ms,
         notify_url: spec.notify_url.clone(),
         cost_micros: spec.estimated_cost_usd.map_or(0, usd_to_micros),
+        tenant: spec
+            .tenant
+            .as_ref()
+            .map(|tenant| tenant.as_str().to_owned()),
     })
 }
 

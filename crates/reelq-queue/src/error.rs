@@ -59,6 +59,9 @@ pub enum QueueError {
     /// The idempotency key was used for a different request: nothing was enqueued.
     #[error("idempotency key {0:?} was already used for a different request")]
     IdempotencyConflict(String),
+    /// A tenant's weight must be a positive number.
+    #[error("a tenant's weight is a positive number, not {0}")]
+    TenantWeight(f64),
 }
 
 impl QueueError {

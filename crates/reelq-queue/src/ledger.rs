@@ -20,6 +20,10 @@
 //! | `P durability_probe` | string | unix ms of the last probe write (its `WAIT` shows the replicas caught up) | any client after a short `WAIT` |
 //! | `P limits`     | hash   | account -> "max_in_flight requests_per_s daily_budget_micros" as workers run them | worker start |
 //! | `P due_low`    | zset   | like `due`, for queued jobs of low-priority batches (claimed after `due`) | enqueue, claim, batch |
+//! | `P queued:{tenant}` | zset | job id -> unix ms it may go: a tenant's fresh queued jobs until their first claim (from ledger schema 4) | enqueue, claim, batch, operator, resume |
+//! | `P tenants`    | zset   | tenant -> tag (virtual time its next job starts at): the tenants with jobs in their queue, next served first | enqueue, claim |
+//! | `P vclock`, `P tenant_tags` | string, hash | the tag last served; an idle tenant's last tag (a tenant coming back starts at the later) | enqueue, claim |
+//! | `P tenant_weights` | hash | tenant -> weight (1 if absent), set by operators (`reelq tenants weight`) | tenants.rs, claim |
 //! | `P spend:{account}:{day}` | string | estimated spend reserved on that UTC day, micros (expires) | claim, transition |
 //! | `P pause:{account}` | string | present while submits to that account are paused (429, credits, an operator) | pause, resume |
 //! | `P idem:{scope}:{key}` | hash | digest (of the request) and receipt of the enqueue made under an idempotency key (expires) | enqueue, commit |
@@ -50,6 +54,7 @@ mod reads;
 mod restore;
 mod settings;
 mod tasks;
+mod tenants;
 mod workers;
 
 pub use archive::{
@@ -71,6 +76,7 @@ pub use settings::ProviderLimit;
 pub use settings::Resumed;
 pub use tasks::TASK_INDEX_TTL;
 pub use tasks::{CallbackBinding, WakeOutcome};
+pub use tenants::TenantShare;
 pub use workers::WorkerInfo;
 
 use std::{
@@ -95,10 +101,14 @@ use crate::{
 /// binary refuses a ledger with a higher one (`P schema`), reads the one before it, and
 /// `reelq migrate` ([`Ledger::migrate`]) moves a ledger forward.
 ///
-/// 3: the spec is in the record in pieces (`spec_n`, `s0`..) and so is the event log
-/// (`events`, `e0`..), so the record holds only short values (a listpack); 2 kept the spec
-/// in one field and the events in a list (`P log:{id}`).
-pub const LEDGER_SCHEMA: u32 = 3;
+/// 4: fresh jobs wait in their tenant's queue (`P queued:{tenant}`), which a worker of the
+/// release before does not read; 3: the spec is in the record in pieces (`spec_n`, `s0`..)
+/// and so is the event log (`events`, `e0`..), so the record holds only short values (a
+/// listpack); 2 kept the spec in one field and the events in a list (`P log:{id}`).
+pub const LEDGER_SCHEMA: u32 = 4;
+
+/// The first schema whose records keep their spec and events inside (see [`LEDGER_SCHEMA`]).
+pub(crate) const COMPACT_RECORDS_SCHEMA: u32 = 3;
 
 /// How many of a job's events its record keeps (the oldest give way).
 pub const EVENTS_KEPT: u32 = 32;

@@ -53,6 +53,8 @@ pub struct JobView<'a> {
     pub job_id: JobId,
     pub state: JobState,
     pub batch_id: Option<BatchId>,
+    /// The tenant the job belongs to (`default` unless its producer named one).
+    pub tenant: &'a str,
     pub provider: ProviderKind,
     pub model: &'a str,
     pub task_id: Option<&'a str>,
@@ -73,6 +75,7 @@ impl JobRecord {
             job_id: self.job_id,
             state: self.state,
             batch_id: self.batch,
+            tenant: reelq_core::TenantName::of(self.spec.tenant.as_ref()),
             provider: self.spec.provider,
             model: &self.spec.model,
             task_id: self.task_id.as_deref(),

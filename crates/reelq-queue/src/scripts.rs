@@ -13,7 +13,9 @@ use std::sync::LazyLock;
 use redis::Script;
 use serde::{Deserialize, Deserializer, Serialize, de::DeserializeOwned};
 
-use crate::{EVENTS_KEPT, LEDGER_SCHEMA, QueueError, connection::Conn, moves};
+use crate::{
+    EVENTS_KEPT, LEDGER_SCHEMA, QueueError, connection::Conn, ledger::COMPACT_RECORDS_SCHEMA, moves,
+};
 
 /// A ledger script: the `#!lua` shebang (so a cluster refuses at once a key outside the slot of
 /// the keys the script declares, instead of after a reshard; and a full Redis refuses the whole
@@ -65,7 +67,9 @@ pub(crate) fn lua_constants() -> String {
         ),
         set("HOLDS_SLOT", &mut moves::HOLDS_SLOT.iter().copied()),
         set("SLOT_FREE", &mut moves::SLOT_FREE.iter().copied()),
-        format!("local LEDGER_SCHEMA = {LEDGER_SCHEMA}\nlocal EVENTS_KEPT = {EVENTS_KEPT}\n"),
+        format!(
+            "local LEDGER_SCHEMA = {LEDGER_SCHEMA}\nlocal COMPACT_RECORDS_SCHEMA = {COMPACT_RECORDS_SCHEMA}\nlocal EVENTS_KEPT = {EVENTS_KEPT}\n"
+        ),
     ]
     .concat()
 }

@@ -6,6 +6,7 @@ use reelq_testkit::RedisServer;
 
 mod history;
 mod serve;
+mod tenants;
 
 fn reelq(redis: &RedisServer, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_reelq"))
@@ -150,7 +151,7 @@ fn a_batch_is_submitted_reported_and_cancelled_from_the_command_line() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines[0],
-        "job_id,state,provider,model,task_id,object_key,bytes,sha256,estimated_cost_usd,error_class,error"
+        "job_id,tenant,state,provider,model,task_id,object_key,bytes,sha256,estimated_cost_usd,error_class,error"
     );
     assert_eq!(lines.len(), 3, "{csv}");
     assert!(
@@ -468,7 +469,7 @@ fn migrate_waits_for_older_workers_then_moves_the_ledger_once() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success());
     assert!(
-        stderr.contains("old-replica") && stderr.contains("schema 3"),
+        stderr.contains("old-replica") && stderr.contains("schema 4"),
         "{stderr}"
     );
     let workers = reelq(&redis, &["workers"]);
@@ -483,7 +484,7 @@ fn migrate_waits_for_older_workers_then_moves_the_ledger_once() {
     let migrated: serde_json::Value = serde_json::from_slice(&migrated.stdout).unwrap();
     assert_eq!(
         migrated,
-        serde_json::json!({"from": 2, "to": 3, "records_seen": 1, "records_moved": 1})
+        serde_json::json!({"from": 2, "to": 4, "records_seen": 1, "records_moved": 1})
     );
     let again = reelq(&redis, &["migrate"]);
     assert!(

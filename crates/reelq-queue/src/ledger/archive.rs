@@ -237,7 +237,7 @@ impl Ledger {
         let mut conn = self.conn().await?;
         let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await?;
         let now = secs * 1000 + micros / 1000;
-        let old_logs = self.schema().await? < crate::LEDGER_SCHEMA;
+        let old_logs = self.schema().await? < crate::ledger::COMPACT_RECORDS_SCHEMA;
         let mut ids: Vec<(JobState, JobId)> = Vec::new();
         let ended = JobState::ALL
             .into_iter()

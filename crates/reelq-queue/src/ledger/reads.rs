@@ -222,9 +222,9 @@ impl Ledger {
     /// Jobs due now: what workers would claim if they had free slots.
     pub async fn due_now(&self) -> Result<u64, QueueError> {
         let mut total = 0;
-        for queue in ["due", "due_low"] {
+        for queue in self.queues().await? {
             let n: u64 = redis::cmd("ZCOUNT")
-                .arg(self.key(queue))
+                .arg(queue)
                 .arg("-inf")
                 .arg(now_unix_ms())
                 .query_async(&mut self.conn().await?)

@@ -33,7 +33,7 @@ for _, id in ipairs(redis.call('LRANGE', list, start, start + count - 1)) do
     moved = moved + 1
   elseif action == 'cancel' and (state == 'queued' or state == 'budget_held') then
     redis.call('ZREM', due, id)
-    redis.call('ZREM', prefix .. 'due_low', id)
+    unqueue(job, id)
     release_budget(batch, f[2] or '', f[3], f[4], f[5])
     move(job, id, state, 'cancelled', now, 'batch cancelled', { 'reserved', '' }, f[2] or '')
     moved = moved + 1

@@ -249,7 +249,7 @@ local function take(queue, id)
       else
         redis.call('HSET', job, 'fence', fence, 'token', token, 'owner', owner)
       end
-      if queue == due_low then redis.call('ZREM', due_low, id) end
+      if queue ~= due then redis.call('ZREM', queue, id) end
       redis.call('ZADD', due, now + lease_ms, id)
       local low = state == 'queued' and f[11] and flags_of(f[11]).low
       local cancel_requested = state == 'waiting' and f[14] ~= false
@@ -281,8 +281,75 @@ local function take_from(queue, want)
   end
 end
 
--- Normal jobs first; low-priority ones (`P due_low`, queued only) fill what is left.
+-- Fair share between tenants (start-time fair queuing): a tenant's fresh jobs wait in its
+-- queue (`P queued:{tenant}`, by due time) and `P tenants` ranks the tenants with jobs there
+-- by tag, the virtual time at which the tenant's next job starts. The claim serves the
+-- tenant with the lowest tag that has a job due for this worker's accounts, and moves its
+-- tag on by 1/weight per job taken (`P tenant_weights`, 1 unless an operator set one), so
+-- while tenants wait each is served in proportion to its weight, and a tenant that joins is
+-- served in the next claim (prelude's tenant_active). Jobs are taken from one tenant while
+-- its tag stays at or below the next tenant's, in one read. A job held back by its account's
+-- limits costs its tenant nothing; a tenant whose queue empties leaves the ranking, its tag
+-- kept (`P tenant_tags`). `P vclock` is the tag last served.
+local tenants_key = prefix .. 'tenants'
+local weights = {}
+local function weight_of(tenant)
+  if weights[tenant] == nil then
+    local w = tonumber(redis.call('HGET', prefix .. 'tenant_weights', tenant) or '1')
+    if not w or w <= 0 then w = 1 end
+    weights[tenant] = w
+  end
+  return weights[tenant]
+end
+local function take_fairly(want)
+  local passed, n_passed, offset = {}, 0, {}
+  while want > 0 and scanned < SCAN_LIMIT do
+    -- The lowest-ranked tenant not passed over in this claim, and the tag of the one after.
+    local ranked = redis.call('ZRANGE', tenants_key, 0, n_passed + 1, 'WITHSCORES')
+    local tenant, tag, next_tag
+    for i = 1, #ranked, 2 do
+      if not passed[ranked[i]] then
+        if tenant then next_tag = tonumber(ranked[i + 1]); break end
+        tenant, tag = ranked[i], tonumber(ranked[i + 1])
+      end
+    end
+    if not tenant then return end
+    local w = weight_of(tenant)
+    local share = want
+    if next_tag then share = math.min(want, math.floor((next_tag - tag) * w) + 1) end
+    local queue = tenant_queue(tenant)
+    local page = redis.call('ZRANGEBYSCORE', queue, '-inf', now, 'LIMIT', offset[tenant] or 0, share)
+    if #page == 0 then
+      passed[tenant], n_passed = true, n_passed + 1
+      if redis.call('EXISTS', queue) == 0 then
+        redis.call('ZREM', tenants_key, tenant)
+        redis.call('HSET', prefix .. 'tenant_tags', tenant, tag)
+        n_passed = n_passed - 1
+      end
+    else
+      local taken = 0
+      for _, id in ipairs(page) do
+        scanned = scanned + 1
+        local before = #claimed
+        if not take(queue, id) then
+          offset[tenant] = (offset[tenant] or 0) + 1
+        elseif #claimed > before then
+          taken = taken + 1
+        end
+      end
+      if taken > 0 then
+        want = want - taken
+        redis.call('SET', prefix .. 'vclock', tag + (taken - 1) / w)
+        redis.call('ZINCRBY', tenants_key, taken / w, tenant)
+      end
+    end
+  end
+end
+
+-- Work already begun first (polls, fetches, retries); then the tenants' fresh jobs, shared
+-- fairly; low-priority ones (`P due_low`, queued only) fill what is left.
 take_from(due, max_n)
+take_fairly(max_n - #claimed)
 take_from(due_low, max_n - #claimed)
 for provider, l in pairs(limits) do
   if l.tat ~= nil and l.tat > now then
@@ -291,7 +358,11 @@ for provider, l in pairs(limits) do
 end
 local next_due = -1
 if #claimed == 0 then
-  for _, queue in ipairs({ due, due_low }) do
+  local queues = { due, due_low }
+  for _, tenant in ipairs(redis.call('ZRANGE', tenants_key, 0, 15)) do
+    queues[#queues + 1] = tenant_queue(tenant)
+  end
+  for _, queue in ipairs(queues) do
     local first = redis.call('ZRANGE', queue, 0, 0, 'WITHSCORES')
     if first[2] and (next_due < 0 or tonumber(first[2]) < next_due) then
       next_due = tonumber(first[2])

@@ -43,17 +43,19 @@ end
 
 -- Writes jobs as queued: each a table (jobs.rs's `QueuedJob`) {id, provider, spec (its
 -- JSON), deadline_ms (unix ms; absent: none), notify_url (absent: none), cost_micros (the
--- estimate in millionths of a dollar; 0: unpriced)}. The spec goes
+-- estimate in millionths of a dollar; 0: unpriced), tenant (absent: the default)}. The spec goes
 -- into the record in short pieces (`spec_fields`); until the ledger is migrated to schema 3
 -- (`P schema`), workers of the release before may still be running, and read it only as one
 -- `spec` field, so it is written that way instead. Jobs of a low-priority batch wait in
--- `P due_low`; a batch's start time is their first due time.
+-- `P due_low`; the others in their tenant's queue (`P queued:{tenant}`, shared fairly by the
+-- claim), or in `P due` until the ledger is migrated to schema 4 (a worker of the release
+-- before reads only `P due`). A batch's start time is their first due time.
 local function add_jobs(batch, low_priority, start_after_ms, jobs, now)
-  local queue, due_at = prefix .. 'due', now
-  if low_priority then queue = prefix .. 'due_low' end
+  local due_at = now
   if start_after_ms and start_after_ms > now then due_at = start_after_ms end
-  local ids, scored, indexed = {}, {}, {}
-  local old_format = tonumber(redis.call('GET', prefix .. 'schema') or '0') < LEDGER_SCHEMA
+  local ids, queues, indexed = {}, {}, {}
+  local schema = tonumber(redis.call('GET', prefix .. 'schema') or '0')
+  local old_format = schema < COMPACT_RECORDS_SCHEMA
   for _, job in ipairs(jobs) do
     local id, provider, spec, deadline, notify_url, cost =
       job.id, job.provider, job.spec, job.deadline_ms, job.notify_url, job.cost_micros
@@ -64,6 +66,7 @@ local function add_jobs(batch, low_priority, start_after_ms, jobs, now)
     if notify_url then fields[#fields + 1] = 'notify_url'; fields[#fields + 1] = notify_url end
     if batch then fields[#fields + 1] = 'batch'; fields[#fields + 1] = batch end
     if cost > 0 then fields[#fields + 1] = 'cost_micros'; fields[#fields + 1] = cost end
+    if job.tenant then fields[#fields + 1] = 'tenant'; fields[#fields + 1] = job.tenant end
     if old_format then
       fields[#fields + 1] = 'spec'
       fields[#fields + 1] = spec
@@ -71,18 +74,37 @@ local function add_jobs(batch, low_priority, start_after_ms, jobs, now)
       for _, v in ipairs(spec_fields(spec)) do fields[#fields + 1] = v end
     end
     redis.call('HSET', prefix .. 'job:' .. id, unpack(fields))
-    ids[#ids + 1] = id
+    local queue = prefix .. 'due'
+    if low_priority then
+      queue = prefix .. 'due_low'
+    elseif schema >= LEDGER_SCHEMA then
+      queue = tenant_queue(job.tenant or 'default')
+    end
+    if not queues[queue] then
+      queues[#queues + 1] = queue
+      queues[queue] = {}
+      if queue ~= prefix .. 'due' and queue ~= prefix .. 'due_low' then
+        tenant_active(job.tenant or 'default')
+      end
+    end
+    local scored = queues[queue]
     scored[#scored + 1] = due_at
     scored[#scored + 1] = id
+    ids[#ids + 1] = id
     indexed[#indexed + 1] = now
     indexed[#indexed + 1] = id
   end
   -- Index and schedule in chunks: one command per chunk, not per job, and under Lua's limit
   -- on unpacked arguments.
   local CHUNK = 1000
+  for _, queue in ipairs(queues) do
+    local scored = queues[queue]
+    for i = 1, #scored, 2 * CHUNK do
+      redis.call('ZADD', queue, unpack(scored, i, math.min(i + 2 * CHUNK - 1, #scored)))
+    end
+  end
   for i = 1, #ids, CHUNK do
     local last = math.min(i + CHUNK - 1, #ids)
-    redis.call('ZADD', queue, unpack(scored, 2 * i - 1, 2 * last))
     redis.call('ZADD', prefix .. 'state:queued', unpack(indexed, 2 * i - 1, 2 * last))
     if batch then redis.call('RPUSH', prefix .. 'batch:' .. batch, unpack(ids, i, last)) end
   end

@@ -19,11 +19,15 @@ pub(crate) struct QueuedJob {
     pub notify_url: Option<String>,
     /// The estimate in millionths of a dollar; 0: unpriced.
     pub cost_micros: u64,
+    /// The tenant it belongs to; absent: the default tenant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 impl QueuedJob {
     /// The job as a large batch's stage keeps it (`P stage:{batch}`, one JSON array per
-    /// entry: id, provider, spec, deadline ms or "", notify URL or "", cost micros): the
+    /// entry: id, provider, spec, deadline ms or "", notify URL or "", cost micros, tenant
+    /// or "" (releases before tenants read the first six)): the
     /// format releases before typed edges wrote, so that during a rolling upgrade an older
     /// worker's sweep can still release a batch a newer producer staged (`release.lua` reads
     /// both this and an object).
@@ -37,6 +41,7 @@ impl QueuedJob {
                 .unwrap_or_default(),
             self.notify_url.clone().unwrap_or_default(),
             self.cost_micros.to_string(),
+            self.tenant.clone().unwrap_or_default(),
         ])
         .to_string()
     }

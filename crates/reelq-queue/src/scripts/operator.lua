@@ -27,6 +27,7 @@ for field, value in pairs(A.fields) do
   end
 end
 redis.call('HINCRBY', job, 'fence', 1)
+if state == 'queued' then unqueue(job, id) end
 move(job, id, state, to, now, A.detail)
 schedule(due, id, now, A.delay_ms)
 return cjson.encode({ applied = true })

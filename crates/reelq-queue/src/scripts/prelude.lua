@@ -131,7 +131,7 @@ end
 -- A finished job's record expires after the deployment's retention (`P retention_ms`,
 -- written by workers from their config; absent or 0: kept for ever), and its state index
 -- drops entries older than that. A job brought back (an operator's retry) is kept again.
--- On a ledger not yet migrated (`P schema` below LEDGER_SCHEMA) a job may still have its
+-- On a ledger not yet migrated (`P schema` below COMPACT_RECORDS_SCHEMA) a job may still have its
 -- event log in a list of its own (`P log:{id}`), which goes with it.
 local function retain(job, id, from, to, now)
   if TERMINAL[from] and not TERMINAL[to] then
@@ -144,7 +144,7 @@ local function retain(job, id, from, to, now)
   local retention = tonumber(settings[1] or '0')
   if retention <= 0 then return end
   redis.call('PEXPIRE', job, retention)
-  if tonumber(settings[2] or '0') < LEDGER_SCHEMA then
+  if tonumber(settings[2] or '0') < COMPACT_RECORDS_SCHEMA then
     redis.call('PEXPIRE', prefix .. 'log:' .. id, retention)
   end
   -- The trim is amortised: about one ending in 16 (by Redis's millisecond) drops every
@@ -216,4 +216,29 @@ local function schedule(due, id, now, delay_ms)
   else
     redis.call('ZREM', due, id)
   end
+end
+
+-- Tenants (claim.lua shares capacity between them): a tenant's fresh queued jobs wait in its
+-- queue, and `P tenants` ranks the tenants with jobs there by tag (the virtual time at which
+-- its next job starts).
+local function tenant_queue(tenant)
+  return prefix .. 'queued:' .. tenant
+end
+
+-- A tenant with jobs waiting joins the ranking (if it is not in it) at the tag last served
+-- (`P vclock`), or its own last tag if that is later (`P tenant_tags`, kept when it went
+-- idle): idling earns a tenant no credit, and a newcomer is served in the next claim.
+local function tenant_active(tenant)
+  local tenants = prefix .. 'tenants'
+  if redis.call('ZSCORE', tenants, tenant) then return end
+  local clock = tonumber(redis.call('GET', prefix .. 'vclock') or '0')
+  local last = tonumber(redis.call('HGET', prefix .. 'tenant_tags', tenant) or '0')
+  redis.call('ZADD', tenants, math.max(clock, last), tenant)
+end
+
+-- Takes a job out of the queues fresh jobs wait in (its tenant's, and `P due_low`), when it
+-- leaves `queued` by someone else's hand than the claim's.
+local function unqueue(job, id)
+  redis.call('ZREM', tenant_queue(redis.call('HGET', job, 'tenant') or 'default'), id)
+  redis.call('ZREM', prefix .. 'due_low', id)
 end

@@ -53,7 +53,7 @@ if task_id ~= '' then
     { 'task_id', task_id, 'attempt', 0, 'fence', fence, 'token', '', 'owner', '',
       'provider', account }, account, known_fields)
   redis.call('SET', task_key, id, 'PX', index_ttl_ms)
-  redis.call('ZREM', prefix .. 'due_low', id)
+  unqueue(job, id)
   redis.call('ZADD', due, now, id)
   redis.call('PUBLISH', prefix .. 'wake', 1)
   return reply('restored', state)
@@ -66,6 +66,6 @@ move(job, id, state, 'uncertain', now, why .. ': a create went out',
     'error', why .. ': a create went out for this job and its answer is not known' },
   account, known_fields)
 redis.call('ZREM', due, id)
-redis.call('ZREM', prefix .. 'due_low', id)
+unqueue(job, id)
 hold_uncertain_slot(account, id, now, slot_hold_ms)
 return reply('uncertain', state)

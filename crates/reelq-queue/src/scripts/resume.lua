@@ -16,7 +16,11 @@ if left <= 0 then return cjson.encode({ moved = 0, looked = 0 }) end
 local now = now_ms()
 local pause_end = now + left + 1000
 local moved, looked = 0, 0
-for _, queue in ipairs({ prefix .. 'due', prefix .. 'due_low' }) do
+local queues = { prefix .. 'due', prefix .. 'due_low' }
+for _, tenant in ipairs(redis.call('ZRANGE', prefix .. 'tenants', 0, -1)) do
+  queues[#queues + 1] = tenant_queue(tenant)
+end
+for _, queue in ipairs(queues) do
   if looked >= A.limit then break end
   local ids = redis.call('ZRANGEBYSCORE', queue, '(' .. now, pause_end, 'LIMIT', 0, A.limit - looked)
   for _, id in ipairs(ids) do

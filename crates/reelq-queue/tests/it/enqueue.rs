@@ -26,10 +26,12 @@ fn once<'a>(key: &'a str, digest: &'a str) -> Idempotency<'a> {
     }
 }
 
-/// Jobs a worker could claim now, and jobs recorded at all.
+/// Jobs a worker could claim now (fresh ones wait in their tenant's queue), and jobs
+/// recorded at all.
 async fn counts(redis: &RedisServer) -> (u64, u64) {
     (
-        integer(redis, &["ZCARD", "{test}:due"]),
+        integer(redis, &["ZCARD", "{test}:due"])
+            + integer(redis, &["ZCARD", "{test}:queued:default"]),
         integer(redis, &["ZCARD", "{test}:state:queued"]),
     )
 }

@@ -44,6 +44,7 @@ pub(crate) fn spec(prompt: &str) -> JobSpec {
         notify_url: None,
         notify_events: vec![],
         deadline_ms: None,
+        tenant: None,
         estimated_cost_usd: None,
         request: None,
     }

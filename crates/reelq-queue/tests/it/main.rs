@@ -7,5 +7,6 @@ mod enqueue;
 mod history;
 mod ledger;
 mod moves;
+mod tenants;
 mod tidy;
 mod upgrade;

@@ -1,0 +1,51 @@
+//! Tenants from the command line: jobs enqueued for one, the operator's view and weights.
+
+use super::*;
+
+#[test]
+fn jobs_are_enqueued_for_a_tenant_and_an_operator_sees_and_weighs_the_tenants() {
+    let redis = RedisServer::start().unwrap();
+    let submit = |tenant: &[&str]| {
+        let mut args = vec![
+            "submit",
+            "--provider",
+            "kie",
+            "--model",
+            "kling-3.0/video",
+            "--prompt",
+            "a lighthouse at dusk",
+        ];
+        args.extend_from_slice(tenant);
+        reelq(&redis, &args)
+    };
+    for tenant in [&["--tenant", "acme"][..], &["--tenant", "acme"], &[]] {
+        let submitted = submit(tenant);
+        assert!(submitted.status.success(), "{submitted:?}");
+    }
+    let refused = submit(&["--tenant", "Acme Corp"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("tenant"),
+        "the error names the field: {refused:?}"
+    );
+    let weighed = reelq(&redis, &["tenants", "weight", "acme", "3"]);
+    assert!(weighed.status.success(), "{weighed:?}");
+    let zero = reelq(&redis, &["tenants", "weight", "acme", "0"]);
+    assert!(!zero.status.success(), "a weight of 0 would starve it");
+
+    let listed = reelq(&redis, &["tenants", "list", "-o", "json"]);
+    let tenants: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let waiting = |name: &str| {
+        let share = tenants
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|share| share["tenant"] == name)
+            .unwrap_or_else(|| panic!("{name} in {tenants}"));
+        (share["waiting"].as_u64().unwrap(), share["weight"].as_f64().unwrap())
+    };
+    assert_eq!(waiting("acme"), (2, 3.0));
+    assert_eq!(waiting("default"), (1, 1.0));
+    let table = reelq(&redis, &["tenants", "list"]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("acme"), "{table:?}");
+}
