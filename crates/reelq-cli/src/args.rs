@@ -112,6 +112,12 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: crate::tenants::TenantsCommand,
     },
+    /// API tokens for producers and tenants: each bound to one tenant (or to all) with
+    /// scopes (enqueue, read, operate); kept only as their SHA-256.
+    Tokens {
+        #[command(subcommand)]
+        command: crate::tokens::TokensCommand,
+    },
     /// Move the ledger to this release's record format, after every worker runs this
     /// release: safe while they run, and run again if interrupted (records already moved
     /// are left alone). Refused while a worker of an older release is live.

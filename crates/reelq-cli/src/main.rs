@@ -11,6 +11,7 @@ mod serve;
 mod setup;
 mod store;
 mod tenants;
+mod tokens;
 mod verify;
 mod watch;
 
@@ -38,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Batch { command } => batch::run(&setup, command).await?,
         Command::Cluster { command } => cluster::run(&setup, command).await?,
         Command::Tenants { command } => tenants::run(&setup, command).await?,
+        Command::Tokens { command } => tokens::run(&setup, command).await?,
         Command::Submit(args) => {
             let client = setup.client().await?;
             let request: reelq_core::JobRequest = (*args).into();

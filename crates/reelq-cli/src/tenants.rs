@@ -37,9 +37,14 @@ pub(crate) async fn run(setup: &Setup, command: TenantsCommand) -> anyhow::Resul
             if output.json() {
                 return print_json(&serde_json::json!(tenants));
             }
-            println!("{:<32}  {:>10}  {:>7}  {:>12}", "TENANT", "WAITING", "WEIGHT", "TAG");
+            println!(
+                "{:<32}  {:>10}  {:>7}  {:>12}",
+                "TENANT", "WAITING", "WEIGHT", "TAG"
+            );
             for share in &tenants {
-                let tag = share.tag.map_or("idle".to_owned(), |tag| format!("{tag:.2}"));
+                let tag = share
+                    .tag
+                    .map_or("idle".to_owned(), |tag| format!("{tag:.2}"));
                 println!(
                     "{:<32}  {:>10}  {:>7}  {:>12}",
                     share.tenant, share.waiting, share.weight, tag

@@ -9,6 +9,7 @@ mod id;
 mod price;
 mod provider;
 mod request_json;
+mod scope;
 mod secret;
 mod spec;
 mod state;
@@ -27,6 +28,7 @@ pub use id::{BatchId, IdError, JobId};
 pub use price::{PriceRule, PriceTable};
 pub use provider::ProviderKind;
 pub use request_json::RequestJsonError;
+pub use scope::Scope;
 pub use secret::{ApiToken, ApiTokenError, MIN_API_TOKEN_CHARS, Secret};
 pub use spec::{
     Aspect, Character, JOB_EVENTS, JobRequest, JobSpec, MAX_PROMPT_CHARS, MAX_URL_CHARS, Quality,

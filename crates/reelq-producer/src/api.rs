@@ -1,5 +1,9 @@
 //! The HTTP enqueue API, for producers in other languages. Every request needs
-//! `Authorization: Bearer <token>`; the token is an [`ApiToken`], never empty. An
+//! `Authorization: Bearer <token>`: the deployment's own token (an [`ApiToken`], never
+//! empty: every tenant, every scope), or one an operator made (`reelq tokens create`), bound
+//! to one tenant or to all, with scopes (`enqueue`, `read`, `operate`; a route the token's
+//! scopes do not cover is 403). A tenant's token enqueues for its tenant only and sees only
+//! its tenant's jobs and batches: another's answer 404, and lists leave them out. An
 //! `Idempotency-Key` header makes a POST safe to retry: the same key with the same request
 //! within a day enqueues once and answers the first receipt again (200); the same key with
 //! another request is 422 `idempotency_key_reused` and enqueues nothing. Keys are per
@@ -35,7 +39,7 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use axum::{
-    Json, Router,
+    Extension, Json, Router,
     body::Bytes,
     extract::{DefaultBodyLimit, Path, Request, State, rejection::BytesRejection},
     http::{HeaderMap, StatusCode, header},
@@ -43,7 +47,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use reelq_core::{ApiToken, BatchId, BatchOptions, JobId, JobRequest, JobSpec, JobState};
+use reelq_core::{ApiToken, BatchId, BatchOptions, JobId, JobRequest, JobSpec, JobState, Scope};
 use reelq_queue::{CancelOutcome, JobRecord, PageCursor};
 use reelq_storage::{ByteRange, VideoStore};
 use serde::{Deserialize, Serialize};
@@ -52,6 +56,7 @@ use utoipa::{IntoParams, ToSchema};
 
 mod answers;
 mod batches;
+mod caller;
 mod content;
 mod enqueue;
 mod jobs;
@@ -59,6 +64,7 @@ mod openapi;
 
 use answers::*;
 use batches::*;
+use caller::{Caller, caller_of};
 use content::*;
 pub use content::{Asset, video_link, video_response};
 use enqueue::*;
@@ -104,7 +110,15 @@ pub fn app(client: Client, token: ApiToken, videos: Option<Videos>) -> Router {
         .route("/v1/batches/{batch_id}", get(batch))
         .route("/v1/batches/{batch_id}/jobs", get(batch_jobs))
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))
-        .route("/metrics", get(|| async { reelq_http::metrics::render() }))
+        .route(
+            "/metrics",
+            get(|Extension(caller): Extension<Caller>| async move {
+                match caller.require(Scope::Operate) {
+                    Ok(()) => reelq_http::metrics::render().into_response(),
+                    Err(refused) => refused.into_response(),
+                }
+            }),
+        )
         .fallback(|| async { client_error(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             client_error(
@@ -137,14 +151,18 @@ fn probes(client: Client) -> Router {
         .with_state(client)
 }
 
-async fn authenticate(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+async fn authenticate(State(state): State<ApiState>, mut request: Request, next: Next) -> Response {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .unwrap_or_default();
-    if !state.token.matches(presented.as_bytes()) {
+    let caller = match caller_of(&state, presented).await {
+        Ok(caller) => caller,
+        Err(err) => return internal(err),
+    };
+    let Some(caller) = caller else {
         let mut response = client_error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -155,7 +173,8 @@ async fn authenticate(State(state): State<ApiState>, request: Request, next: Nex
             header::HeaderValue::from_static("Bearer realm=\"reelq\""),
         );
         return response;
-    }
+    };
+    request.extensions_mut().insert(caller);
     next.run(request).await
 }
 

@@ -22,6 +22,7 @@ use serde::Serialize;
 use crate::ManifestError;
 
 mod enqueue;
+mod tokens;
 mod wait;
 pub use enqueue::{BatchReceipt, Receipt};
 

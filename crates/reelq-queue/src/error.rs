@@ -62,6 +62,9 @@ pub enum QueueError {
     /// A tenant's weight must be a positive number.
     #[error("a tenant's weight is a positive number, not {0}")]
     TenantWeight(f64),
+    /// An API token's name must be unique.
+    #[error("a token named {0:?} exists: revoke it first, or choose another name")]
+    TokenName(String),
 }
 
 impl QueueError {

@@ -24,6 +24,7 @@
 //! | `P tenants`    | zset   | tenant -> tag (virtual time its next job starts at): the tenants with jobs in their queue, next served first | enqueue, claim |
 //! | `P vclock`, `P tenant_tags` | string, hash | the tag last served; an idle tenant's last tag (a tenant coming back starts at the later) | enqueue, claim |
 //! | `P tenant_weights` | hash | tenant -> weight (1 if absent), set by operators (`reelq tenants weight`) | tenants.rs, claim |
+//! | `P tokens`, `P token_names` | hash, hash | an API token's SHA-256 -> its record (name, tenant, scopes); its name -> the hash (the token itself is never kept) | tokens.rs |
 //! | `P spend:{account}:{day}` | string | estimated spend reserved on that UTC day, micros (expires) | claim, transition |
 //! | `P pause:{account}` | string | present while submits to that account are paused (429, credits, an operator) | pause, resume |
 //! | `P idem:{scope}:{key}` | hash | digest (of the request) and receipt of the enqueue made under an idempotency key (expires) | enqueue, commit |
@@ -55,6 +56,7 @@ mod restore;
 mod settings;
 mod tasks;
 mod tenants;
+mod tokens;
 mod workers;
 
 pub use archive::{
@@ -77,6 +79,7 @@ pub use settings::Resumed;
 pub use tasks::TASK_INDEX_TTL;
 pub use tasks::{CallbackBinding, WakeOutcome};
 pub use tenants::TenantShare;
+pub use tokens::TokenRecord;
 pub use workers::WorkerInfo;
 
 use std::{

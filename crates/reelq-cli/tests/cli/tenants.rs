@@ -42,10 +42,64 @@ fn jobs_are_enqueued_for_a_tenant_and_an_operator_sees_and_weighs_the_tenants() 
             .iter()
             .find(|share| share["tenant"] == name)
             .unwrap_or_else(|| panic!("{name} in {tenants}"));
-        (share["waiting"].as_u64().unwrap(), share["weight"].as_f64().unwrap())
+        (
+            share["waiting"].as_u64().unwrap(),
+            share["weight"].as_f64().unwrap(),
+        )
     };
     assert_eq!(waiting("acme"), (2, 3.0));
     assert_eq!(waiting("default"), (1, 1.0));
     let table = reelq(&redis, &["tenants", "list"]);
-    assert!(String::from_utf8_lossy(&table.stdout).contains("acme"), "{table:?}");
+    assert!(
+        String::from_utf8_lossy(&table.stdout).contains("acme"),
+        "{table:?}"
+    );
+}
+
+#[test]
+fn an_operator_makes_lists_and_revokes_a_tenants_token() {
+    let redis = RedisServer::start().unwrap();
+    let made = reelq(
+        &redis,
+        &[
+            "tokens",
+            "create",
+            "acme-backend",
+            "--tenant",
+            "acme",
+            "--scope",
+            "enqueue,read",
+        ],
+    );
+    assert!(made.status.success(), "{made:?}");
+    let token = String::from_utf8_lossy(&made.stdout).trim().to_owned();
+    assert!(token.starts_with("rq_") && token.len() > 40, "{token}");
+    let again = reelq(
+        &redis,
+        &["tokens", "create", "acme-backend", "--scope", "read"],
+    );
+    assert!(!again.status.success(), "names are unique");
+    let bad_scope = reelq(&redis, &["tokens", "create", "x", "--scope", "admin"]);
+    assert!(!bad_scope.status.success());
+
+    let listed = reelq(&redis, &["tokens", "list", "-o", "json"]);
+    let tokens: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(
+        tokens,
+        serde_json::json!([{
+            "name": "acme-backend", "tenant": "acme", "scopes": ["enqueue", "read"],
+            "created_ms": tokens[0]["created_ms"],
+        }])
+    );
+    assert!(!String::from_utf8_lossy(&listed.stdout).contains(&token));
+    assert!(
+        reelq(&redis, &["tokens", "revoke", "acme-backend"])
+            .status
+            .success()
+    );
+    assert!(
+        !reelq(&redis, &["tokens", "revoke", "acme-backend"])
+            .status
+            .success()
+    );
 }

@@ -24,6 +24,41 @@ pub(super) fn client_error(
     (status, Json(answer)).into_response()
 }
 
+/// Why a caller's request is refused before it touches anything (`caller.rs`).
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// The token lacks the scope the route needs: 403.
+    Forbidden(reelq_core::Scope),
+    /// A tenant's token enqueued a job naming another tenant: 400 naming the field.
+    OtherTenant {
+        tenant: reelq_core::TenantName,
+        line: usize,
+    },
+    /// No such job or batch, or another tenant's: 404.
+    NotFound(&'static str),
+    /// Reading what the caller may see failed.
+    Failed(ProducerError),
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Forbidden(scope) => client_error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("this token does not have the {scope} scope"),
+            ),
+            Refusal::OtherTenant { tenant, line } => {
+                let message = format!("this token enqueues for tenant {tenant} only");
+                let detail = json!({ "field": "tenant", "line": line, "message": message });
+                client_error(StatusCode::BAD_REQUEST, "invalid_job", detail)
+            }
+            Refusal::NotFound(what) => client_error(StatusCode::NOT_FOUND, "not_found", what),
+            Refusal::Failed(err) => internal(err),
+        }
+    }
+}
+
 /// A job as the API answers it: its ledger record, and where its video is once stored.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct JobAnswer {

@@ -56,10 +56,14 @@ pub(crate) enum BatchPriority {
 )]
 pub(super) async fn create_batch(
     State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     query: Result<axum::extract::Query<BatchQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    if let Err(refused) = caller.require(Scope::Enqueue) {
+        return refused.into_response();
+    }
     let body = match body {
         Ok(body) => body,
         Err(rejection) => return refused_body(rejection),
@@ -94,7 +98,10 @@ pub(super) async fn create_batch(
         parse_manifest(text, state.client.catalog(), now_ms())
     };
     match parsed {
-        Ok(specs) => enqueue(&state, &headers, specs, Some(options)).await,
+        Ok(mut specs) => match caller.own(&mut specs) {
+            Ok(()) => enqueue(&state, &headers, specs, Some(options)).await,
+            Err(refused) => refused.into_response(),
+        },
         Err(err) => {
             let problems: Vec<_> = err
                 .problems
@@ -117,9 +124,14 @@ pub(super) async fn create_batch(
         (status = 404, description = "`not_found`", body = ErrorAnswer),
     )
 )]
-pub(super) async fn batch(State(state): State<ApiState>, Path(batch_id): Path<String>) -> Response {
-    let Ok(batch_id) = batch_id.parse::<BatchId>() else {
-        return client_error(StatusCode::NOT_FOUND, "not_found", "no such batch");
+pub(super) async fn batch(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(batch_id): Path<String>,
+) -> Response {
+    let batch_id = match visible_batch(&state, &caller, &batch_id).await {
+        Ok(batch_id) => batch_id,
+        Err(refused) => return refused.into_response(),
     };
     let records = match state.client.batch_records(batch_id).await {
         Ok(records) => records,
@@ -165,11 +177,13 @@ pub(super) async fn batch(State(state): State<ApiState>, Path(batch_id): Path<St
 )]
 pub(super) async fn batch_jobs(
     State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     Path(batch_id): Path<String>,
     query: Result<axum::extract::Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let Ok(batch_id) = batch_id.parse::<BatchId>() else {
-        return client_error(StatusCode::NOT_FOUND, "not_found", "no such batch");
+    let batch_id = match visible_batch(&state, &caller, &batch_id).await {
+        Ok(batch_id) => batch_id,
+        Err(refused) => return refused.into_response(),
     };
     let bad = |detail: &str| client_error(StatusCode::BAD_REQUEST, "invalid_query", detail);
     let Ok(axum::extract::Query(query)) = query else {
@@ -200,5 +214,24 @@ pub(super) async fn batch_jobs(
         })
         .into_response(),
         Err(err) => internal(err),
+    }
+}
+
+/// The batch `batch_id` names, if the caller may read it: 403 without the read scope; 404 if
+/// there is no such batch, or it is another tenant's.
+async fn visible_batch(
+    state: &ApiState,
+    caller: &Caller,
+    batch_id: &str,
+) -> Result<BatchId, Refusal> {
+    caller.require(Scope::Read)?;
+    let not_found = Refusal::NotFound("no such batch");
+    let Ok(batch_id) = batch_id.parse::<BatchId>() else {
+        return Err(not_found);
+    };
+    match caller.sees_batch(&state.client, batch_id).await {
+        Ok(true) => Ok(batch_id),
+        Ok(false) => Err(not_found),
+        Err(err) => Err(Refusal::Failed(err)),
     }
 }

@@ -66,11 +66,21 @@ pub(crate) struct VideoBytes(
 )]
 pub(super) async fn content(
     State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     Path(job_id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
+    if let Err(refused) = caller.require(Scope::Read) {
+        return refused.into_response();
+    }
     match job_id.parse::<JobId>() {
         Ok(job_id) => {
+            if let Err(refused) = caller
+                .sees_job(&state.client, job_id, "no stored video")
+                .await
+            {
+                return refused.into_response();
+            }
             let videos = state.videos.as_ref();
             video_response(&state.client, videos, job_id, Asset::Video, &headers).await
         }

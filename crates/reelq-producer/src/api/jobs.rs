@@ -26,9 +26,13 @@ use super::*;
 )]
 pub(super) async fn create_job(
     State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    if let Err(refused) = caller.require(Scope::Enqueue) {
+        return refused.into_response();
+    }
     let body = match body {
         Ok(body) => body,
         Err(rejection) => return refused_body(rejection),
@@ -61,7 +65,11 @@ pub(super) async fn create_job(
             return client_error(StatusCode::BAD_REQUEST, "invalid_job", detail);
         }
     };
-    enqueue(&state, &headers, vec![spec], None).await
+    let mut specs = vec![spec];
+    if let Err(refused) = caller.own(&mut specs) {
+        return refused.into_response();
+    }
+    enqueue(&state, &headers, specs, None).await
 }
 
 /// `GET /v1/jobs` parameters.
@@ -95,8 +103,16 @@ pub(crate) struct ListQuery {
 )]
 pub(super) async fn list_jobs(
     State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    if let Err(refused) = caller.require(Scope::Read) {
+        return refused.into_response();
+    }
+    let own = |mut records: Vec<JobRecord>| {
+        records.retain(|record| caller.sees(&record.spec));
+        records
+    };
     let bad = |detail: String| client_error(StatusCode::BAD_REQUEST, "invalid_query", detail);
     let Ok(axum::extract::Query(query)) = query else {
         return bad("the parameters are state, limit, cursor and day".into());
@@ -128,7 +144,7 @@ pub(super) async fn list_jobs(
         };
         return match state.client.archived_page(day, &states, after, limit).await {
             Ok((records, next)) => Json(JobsPage {
-                data: records,
+                data: own(records),
                 next_cursor: next.map(|job_id| job_id.to_string()),
             })
             .into_response(),
@@ -145,7 +161,7 @@ pub(super) async fn list_jobs(
     };
     match state.client.jobs_page(&states, cursor, limit).await {
         Ok((records, next)) => Json(JobsPage {
-            data: records,
+            data: own(records),
             next_cursor: next.map(|cursor| cursor.to_string()),
         })
         .into_response(),
@@ -164,13 +180,20 @@ pub(super) async fn list_jobs(
         (status = 404, description = "`not_found`", body = ErrorAnswer),
     )
 )]
-pub(super) async fn job(State(state): State<ApiState>, Path(job_id): Path<String>) -> Response {
+pub(super) async fn job(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(job_id): Path<String>,
+) -> Response {
+    if let Err(refused) = caller.require(Scope::Read) {
+        return refused.into_response();
+    }
     let Ok(job_id) = job_id.parse::<JobId>() else {
         return client_error(StatusCode::NOT_FOUND, "not_found", "no such job");
     };
     let record = match state.client.status(job_id).await {
-        Ok(Some(record)) => record,
-        Ok(None) => return client_error(StatusCode::NOT_FOUND, "not_found", "no such job"),
+        Ok(Some(record)) if caller.sees(&record.spec) => record,
+        Ok(_) => return client_error(StatusCode::NOT_FOUND, "not_found", "no such job"),
         Err(err) => return internal(err),
     };
     let video_url = match &state.videos {
@@ -207,14 +230,31 @@ pub(super) async fn job(State(state): State<ApiState>, Path(job_id): Path<String
         (status = 409, description = "`not_cancellable`: ended, being submitted, or at a provider that cannot stop a generation", body = ErrorAnswer),
     )
 )]
-pub(super) async fn cancel(State(state): State<ApiState>, Path(job_id): Path<String>) -> Response {
+pub(super) async fn cancel(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(job_id): Path<String>,
+) -> Response {
+    if let Err(refused) = caller.require(Scope::Enqueue) {
+        return refused.into_response();
+    }
     let Ok(job_id) = job_id.parse::<JobId>() else {
         return client_error(StatusCode::NOT_FOUND, "not_found", "no such job");
     };
+    if let Err(refused) = caller.sees_job(&state.client, job_id, "no such job").await {
+        return refused.into_response();
+    }
+    let answer = |state| {
+        job(
+            State(state),
+            Extension(caller.clone()),
+            Path(job_id.to_string()),
+        )
+    };
     match state.client.cancel_job(job_id).await {
-        Ok(CancelOutcome::Cancelled) => job(State(state), Path(job_id.to_string())).await,
+        Ok(CancelOutcome::Cancelled) => answer(state).await,
         Ok(CancelOutcome::AskedProvider(_)) => {
-            let mut answer = job(State(state), Path(job_id.to_string())).await;
+            let mut answer = answer(state).await;
             if answer.status() == StatusCode::OK {
                 *answer.status_mut() = StatusCode::ACCEPTED;
             }

@@ -1,7 +1,7 @@
 //! The API's OpenAPI 3.1 document, generated from the handlers' `#[utoipa::path]`
 //! attributes and the answer types, so it cannot drift from the code; served at
 //! `/openapi.json` and exercised by schemathesis in the tests. What every route shares
-//! (bearer authentication; 401, 500 and 503 answers) is added here once.
+//! (bearer authentication; 401, 403, 500 and 503 answers) is added here once.
 
 use utoipa::{
     Modify, OpenApi,
@@ -81,6 +81,13 @@ impl Modify for SharedAnswers {
             .content("application/json", error())
             .header("WWW-Authenticate", header("`Bearer realm=\"reelq\"`"))
             .build();
+        let forbidden = ResponseBuilder::new()
+            .description(
+                "`forbidden`: the token lacks the scope the route needs (`enqueue` to enqueue or \
+                 cancel, `read` to read, `operate` for everything else)",
+            )
+            .content("application/json", error())
+            .build();
         let internal = ResponseBuilder::new()
             .description("`internal`: the request failed inside reelq; its log says why")
             .content("application/json", error())
@@ -97,6 +104,7 @@ impl Modify for SharedAnswers {
             for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
                 let answers = &mut operation.responses.responses;
                 answers.insert("401".into(), unauthorized.clone().into());
+                answers.insert("403".into(), forbidden.clone().into());
                 answers.insert("500".into(), internal.clone().into());
                 answers.insert("503".into(), unavailable.clone().into());
             }

@@ -9,9 +9,9 @@ pub(super) const TOKEN: &str = "api-test-token-0123456789";
 
 pub(super) struct Api {
     pub(super) base: String,
-    http: reqwest::Client,
-    client: Client,
-    redis: RedisServer,
+    pub(super) http: reqwest::Client,
+    pub(super) client: Client,
+    pub(super) redis: RedisServer,
 }
 
 pub(super) async fn api() -> Api {
@@ -38,7 +38,7 @@ async fn api_on(redis: RedisServer, config: LedgerConfig, catalog: reelq_core::C
 }
 
 impl Api {
-    async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
+    pub(super) async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         let body = response.json().await.unwrap_or(Value::Null);

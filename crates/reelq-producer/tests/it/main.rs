@@ -3,3 +3,4 @@
 mod api;
 mod enqueue;
 mod openapi;
+mod tokens;
