@@ -174,6 +174,9 @@ pub(crate) enum JobsCommand {
         /// With --day: start after this job id (printed under a full page).
         #[arg(long, requires = "day")]
         after_id: Option<JobId>,
+        /// Only this tenant's jobs (a page may then hold fewer than --limit).
+        #[arg(long)]
+        tenant: Option<reelq_core::TenantName>,
         /// As JSON: `{"data":[record, ...],"next_cursor"}`, as the API answers.
         #[command(flatten)]
         output: OutputArgs,

@@ -19,6 +19,7 @@ pub(crate) async fn run(client: &Client, command: JobsCommand) -> anyhow::Result
             after,
             day,
             after_id,
+            tenant,
             output,
         } => {
             ensure!(limit > 0, "--limit must be at least 1");
@@ -40,6 +41,14 @@ pub(crate) async fn run(client: &Client, command: JobsCommand) -> anyhow::Result
                     (records, next, more)
                 }
             };
+            let records: Vec<_> = records
+                .into_iter()
+                .filter(|record| {
+                    tenant
+                        .as_ref()
+                        .is_none_or(|tenant| record.spec.tenant_name() == tenant.as_str())
+                })
+                .collect();
             if output.json() {
                 print_json(&serde_json::json!({ "data": records, "next_cursor": next }))?;
             } else {

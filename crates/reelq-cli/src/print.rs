@@ -46,9 +46,19 @@ pub(crate) fn print_table(records: &[JobRecord]) {
         .max()
         .unwrap_or(0)
         .max("ACCOUNT".len());
+    fn tenant_of(record: &JobRecord) -> &str {
+        record.spec.tenant_name()
+    }
+    let tenant_width = records
+        .iter()
+        .map(|record| tenant_of(record).len())
+        .max()
+        .unwrap_or(0)
+        .max("TENANT".len());
     println!(
-        "{:<26}  {:<account_width$}  {:<10}  {:<20}  {:>10}  {:>7}  {:>7}  {:>8}  {:<12}  OBJECT / ERROR",
+        "{:<26}  {:<tenant_width$}  {:<account_width$}  {:<10}  {:<20}  {:>10}  {:>7}  {:>7}  {:>8}  {:<12}  OBJECT / ERROR",
         "JOB",
+        "TENANT",
         "ACCOUNT",
         "STATE",
         "CREATED (UTC)",
@@ -70,8 +80,9 @@ pub(crate) fn print_table(records: &[JobRecord]) {
         };
         let cost = record.spec.estimated_cost_usd;
         println!(
-            "{:<26}  {:<account_width$}  {:<10}  {:<20}  {:>10}  {:>7}  {:>7}  {:>8}  {:<12}  {}",
+            "{:<26}  {:<tenant_width$}  {:<account_width$}  {:<10}  {:<20}  {:>10}  {:>7}  {:>7}  {:>8}  {:<12}  {}",
             record.job_id,
+            tenant_of(record),
             record.account.as_str(),
             record.state,
             utc(record.created_ms),

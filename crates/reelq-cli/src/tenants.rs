@@ -16,6 +16,16 @@ pub(crate) enum TenantsCommand {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// Cap a tenant: its generations in flight over every account (the claim holds the rest
+    /// back), and its jobs waiting for their first claim (an enqueue past it is refused
+    /// whole; the HTTP API answers 429). Without either flag, its caps are removed.
+    Limit {
+        tenant: TenantName,
+        #[arg(long)]
+        max_in_flight: Option<u32>,
+        #[arg(long)]
+        max_waiting: Option<u64>,
+    },
     /// Set a tenant's weight: while tenants have jobs waiting, each is served in proportion
     /// to its weight (1 unless set). Takes effect at the next claim.
     Weight {
@@ -38,21 +48,43 @@ pub(crate) async fn run(setup: &Setup, command: TenantsCommand) -> anyhow::Resul
                 return print_json(&serde_json::json!(tenants));
             }
             println!(
-                "{:<32}  {:>10}  {:>7}  {:>12}",
-                "TENANT", "WAITING", "WEIGHT", "TAG"
+                "{:<32}  {:>10}  {:>10}  {:>7}  {:>12}  CAPS",
+                "TENANT", "WAITING", "IN FLIGHT", "WEIGHT", "TAG"
             );
             for share in &tenants {
                 let tag = share
                     .tag
                     .map_or("idle".to_owned(), |tag| format!("{tag:.2}"));
+                let caps = [
+                    share.limits.max_in_flight.map(|n| format!("in flight {n}")),
+                    share.limits.max_waiting.map(|n| format!("waiting {n}")),
+                ];
+                let caps: Vec<String> = caps.into_iter().flatten().collect();
                 println!(
-                    "{:<32}  {:>10}  {:>7}  {:>12}",
-                    share.tenant, share.waiting, share.weight, tag
+                    "{:<32}  {:>10}  {:>10}  {:>7}  {:>12}  {}",
+                    share.tenant,
+                    share.waiting,
+                    share.in_flight,
+                    share.weight,
+                    tag,
+                    caps.join(", ")
                 );
             }
             if tenants.is_empty() {
                 println!("no tenant has jobs waiting (jobs without one are the default tenant's)");
             }
+        }
+        TenantsCommand::Limit {
+            tenant,
+            max_in_flight,
+            max_waiting,
+        } => {
+            let limits = reelq_queue::TenantLimits {
+                max_in_flight,
+                max_waiting,
+            };
+            client.set_tenant_limits(&tenant, limits).await?;
+            println!("tenant {tenant}: {}", serde_json::json!(limits));
         }
         TenantsCommand::Weight {
             tenant,

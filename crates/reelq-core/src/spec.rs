@@ -170,6 +170,11 @@ pub struct JobSpec {
 }
 
 impl JobSpec {
+    /// The tenant the job belongs to: the one named, or the default.
+    pub fn tenant_name(&self) -> &str {
+        TenantName::of(self.tenant.as_ref())
+    }
+
     /// Where the job's limits, pauses and budgets are kept until a worker picks one of the
     /// provider's accounts: the account it asked for, else its provider's name.
     pub fn account_or_provider(&self) -> AccountName {

@@ -471,6 +471,15 @@ impl Client {
         Ok(self.ledger.set_tenant_weight(tenant, weight).await?)
     }
 
+    /// Caps a tenant's generations in flight and jobs waiting (None: no cap).
+    pub async fn set_tenant_limits(
+        &self,
+        tenant: &reelq_core::TenantName,
+        limits: reelq_queue::TenantLimits,
+    ) -> Result<(), ProducerError> {
+        Ok(self.ledger.set_tenant_limits(tenant, limits).await?)
+    }
+
     /// Whether Redis answers (for readiness probes).
     pub async fn ping(&self) -> Result<(), ProducerError> {
         Ok(self.ledger.ping().await?)

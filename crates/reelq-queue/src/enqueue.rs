@@ -70,6 +70,15 @@ pub enum EnqueueProgress {
     Queued(usize),
 }
 
+/// How many of `jobs` each tenant gets (what its cap on jobs waiting is checked against).
+fn waiting_by_tenant(jobs: &[(JobId, JobSpec)]) -> std::collections::BTreeMap<String, u64> {
+    let mut waiting = std::collections::BTreeMap::new();
+    for (_, spec) in jobs {
+        *waiting.entry(spec.tenant_name().to_owned()).or_default() += 1;
+    }
+    waiting
+}
+
 /// A job as the enqueue scripts write it.
 fn queued_job(job_id: JobId, spec: &JobSpec) -> Result<QueuedJob, QueueError> {
     Ok(QueuedJob {
@@ -134,6 +143,7 @@ impl Ledger {
                 .iter()
                 .map(|(job_id, spec)| queued_job(*job_id, spec))
                 .collect::<Result<_, _>>()?,
+            waiting: waiting_by_tenant(jobs),
         };
         let mut conn = self.conn().await?;
         let answer = scripts::run(&mut conn, &self.prefix, &args).await?;
@@ -198,6 +208,7 @@ impl Ledger {
             once: idem.as_ref().map(|(once, _)| once_args(once)),
             options,
             n_jobs: jobs.len(),
+            waiting: waiting_by_tenant(jobs),
         };
         let mut conn = self.conn().await?;
         let answer = scripts::run(&mut conn, &self.prefix, &args).await?;
@@ -233,6 +244,18 @@ impl Ledger {
             (Answer::Conflict, Some((once, _))) => {
                 Err(QueueError::IdempotencyConflict(once.key.to_owned()))
             }
+            (
+                Answer::OverBacklog {
+                    tenant,
+                    waiting,
+                    max,
+                },
+                _,
+            ) => Err(QueueError::TenantBacklog {
+                tenant,
+                waiting,
+                max,
+            }),
             (Answer::Repeated { receipt, batch }, Some(_)) => {
                 if let Some(Ok(batch_id)) = batch.map(|batch| batch.parse::<BatchId>()) {
                     self.release_batch(batch_id, &|_| {}).await?;

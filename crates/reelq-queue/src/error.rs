@@ -62,6 +62,16 @@ pub enum QueueError {
     /// A tenant's weight must be a positive number.
     #[error("a tenant's weight is a positive number, not {0}")]
     TenantWeight(f64),
+    /// The enqueue would take a tenant past its cap on jobs waiting: nothing was enqueued.
+    /// Retry once its jobs have been claimed.
+    #[error(
+        "tenant {tenant} has {waiting} jobs waiting, and its cap is {max}: nothing was enqueued; retry once some have started"
+    )]
+    TenantBacklog {
+        tenant: String,
+        waiting: u64,
+        max: u64,
+    },
     /// An API token's name must be unique.
     #[error("a token named {0:?} exists: revoke it first, or choose another name")]
     TokenName(String),

@@ -24,6 +24,8 @@
 //! | `P tenants`    | zset   | tenant -> tag (virtual time its next job starts at): the tenants with jobs in their queue, next served first | enqueue, claim |
 //! | `P vclock`, `P tenant_tags` | string, hash | the tag last served; an idle tenant's last tag (a tenant coming back starts at the later) | enqueue, claim |
 //! | `P tenant_weights` | hash | tenant -> weight (1 if absent), set by operators (`reelq tenants weight`) | tenants.rs, claim |
+//! | `P tenant_limits` | hash | tenant -> its caps as JSON (`max_in_flight`, `max_waiting`), set by operators (`reelq tenants limit`) | tenants.rs, enqueue, commit, claim |
+//! | `P tenant_inflight:{tenant}` | zset | job id -> expiry: a capped tenant's generations in flight (taken at the claim of its submit, renewed by polls, given back when the generation ends; the job's `tslot` field marks it) | claim, every move |
 //! | `P tokens`, `P token_names` | hash, hash | an API token's SHA-256 -> its record (name, tenant, scopes); its name -> the hash (the token itself is never kept) | tokens.rs |
 //! | `P spend:{account}:{day}` | string | estimated spend reserved on that UTC day, micros (expires) | claim, transition |
 //! | `P pause:{account}` | string | present while submits to that account are paused (429, credits, an operator) | pause, resume |
@@ -78,7 +80,7 @@ pub use settings::ProviderLimit;
 pub use settings::Resumed;
 pub use tasks::TASK_INDEX_TTL;
 pub use tasks::{CallbackBinding, WakeOutcome};
-pub use tenants::TenantShare;
+pub use tenants::{TenantLimits, TenantShare};
 pub use tokens::TokenRecord;
 pub use workers::WorkerInfo;
 

@@ -25,8 +25,8 @@ pub use ledger::{
     HistoryStatus, LEDGER_SCHEMA, Ledger, LedgerConfig, LimitWait, Migration, Notification,
     NotifyOutcome, NotifyTarget, PageCursor, PaidCreate, ProviderLimit, RECONNECT_GRACE,
     ROLLBACK_HOLD_MAX, ROLLBACK_HOLD_MIN, Removed, Resolution, RestoreOutcome, Resumed, Rollback,
-    SCANNED_PER_CANDIDATE, TASK_INDEX_TTL, TenantShare, TokenRecord, TransitionOutcome, Wait,
-    WakeOutcome, WorkerInfo, own_accounts,
+    SCANNED_PER_CANDIDATE, TASK_INDEX_TTL, TenantLimits, TenantShare, TokenRecord,
+    TransitionOutcome, Wait, WakeOutcome, WorkerInfo, own_accounts,
 };
 pub use record::{ArchivedJob, JobRecord, JobView};
 pub use slot_move::{SlotMove, move_ledger_slot};

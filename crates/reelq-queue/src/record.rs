@@ -75,7 +75,7 @@ impl JobRecord {
             job_id: self.job_id,
             state: self.state,
             batch_id: self.batch,
-            tenant: reelq_core::TenantName::of(self.spec.tenant.as_ref()),
+            tenant: self.spec.tenant_name(),
             provider: self.spec.provider,
             model: &self.spec.model,
             task_id: self.task_id.as_deref(),

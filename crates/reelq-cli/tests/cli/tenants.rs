@@ -32,6 +32,28 @@ fn jobs_are_enqueued_for_a_tenant_and_an_operator_sees_and_weighs_the_tenants() 
     assert!(weighed.status.success(), "{weighed:?}");
     let zero = reelq(&redis, &["tenants", "weight", "acme", "0"]);
     assert!(!zero.status.success(), "a weight of 0 would starve it");
+    let capped = reelq(
+        &redis,
+        &[
+            "tenants",
+            "limit",
+            "acme",
+            "--max-in-flight",
+            "4",
+            "--max-waiting",
+            "2",
+        ],
+    );
+    assert!(capped.status.success(), "{capped:?}");
+    let over = submit(&["--tenant", "acme"]);
+    assert!(
+        !over.status.success(),
+        "a third job passes its cap of 2 waiting"
+    );
+    assert!(
+        String::from_utf8_lossy(&over.stderr).contains("cap is 2"),
+        "{over:?}"
+    );
 
     let listed = reelq(&redis, &["tenants", "list", "-o", "json"]);
     let tenants: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
@@ -50,10 +72,8 @@ fn jobs_are_enqueued_for_a_tenant_and_an_operator_sees_and_weighs_the_tenants() 
     assert_eq!(waiting("acme"), (2, 3.0));
     assert_eq!(waiting("default"), (1, 1.0));
     let table = reelq(&redis, &["tenants", "list"]);
-    assert!(
-        String::from_utf8_lossy(&table.stdout).contains("acme"),
-        "{table:?}"
-    );
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains("in flight 4, waiting 2"), "{table}");
 }
 
 #[test]

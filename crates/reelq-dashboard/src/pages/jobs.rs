@@ -152,7 +152,7 @@ pub(crate) fn jobs_table(records: &[JobRecord], selectable: bool) -> Markup {
     let now = now_ms();
     html! {
         table id="jobs" {
-            tr { @if selectable { th { span.sr { "select" } } } th { "job" } th { "prompt" } th { "state" } th { "account" } th { "model" } th { "created (UTC)" } th { "last change" } th { "est. USD" } th { "submits" } th { "object / error" } }
+            tr { @if selectable { th { span.sr { "select" } } } th { "job" } th { "prompt" } th { "state" } th { "tenant" } th { "account" } th { "model" } th { "created (UTC)" } th { "last change" } th { "est. USD" } th { "submits" } th { "object / error" } }
             @for r in records {
                 tr {
                     @if selectable {
@@ -161,6 +161,7 @@ pub(crate) fn jobs_table(records: &[JobRecord], selectable: bool) -> Markup {
                     td { a href={ "/ui/jobs/" (r.job_id) } { (r.job_id) } }
                     td title=(r.spec.prompt) { (short(&r.spec.prompt, 60)) }
                     td { (r.state.as_str()) }
+                    td { (r.spec.tenant_name()) }
                     td { (r.account.as_str()) }
                     td { (r.spec.model) }
                     td { (utc(r.created_ms)) }
@@ -257,6 +258,7 @@ pub(crate) async fn job(
                     @if let Some(at) = starts_at { ": scheduled, its batch starts " (utc(at)) " UTC" }
                 } }
                 tr { th { "provider / model" } td { (record.spec.provider.as_str()) " / " (record.spec.model) } }
+                tr { th { "tenant" } td { (record.spec.tenant_name()) } }
                 tr { th { "account" } td { (record.account.as_str()) } }
                 tr { th { "created (UTC)" } td { (utc(record.created_ms)) } }
                 tr { th { "last change (UTC)" } td { (utc(record.updated_ms)) " (" (age(now_ms().saturating_sub(record.updated_ms))) " ago)" } }

@@ -101,6 +101,10 @@ pub(crate) struct BatchAnswer {
 }
 
 /// 503 with `Retry-After: 1`: nothing was done, or nothing is proven; the client retries.
+/// When an enqueue refused for its tenant's backlog may try again, in seconds: about the
+/// time a generation takes to free a slot for the tenant's next job.
+const TENANT_BACKLOG_RETRY_AFTER_S: &str = "30";
+
 pub(super) fn retry_shortly(code: &str, detail: &str) -> Response {
     let mut response = client_error(StatusCode::SERVICE_UNAVAILABLE, code, detail);
     response
@@ -136,6 +140,21 @@ pub(super) fn internal(err: ProducerError) -> Response {
                 "message": format!("{key:?} was already used for a different request; nothing was enqueued"),
             }),
         );
+    }
+    if let ProducerError::Queue(queue_err @ reelq_queue::QueueError::TenantBacklog { tenant, .. }) =
+        &err
+    {
+        // The tenant's cap on jobs waiting: nothing was enqueued; its jobs start within a
+        // generation's time or so.
+        let detail =
+            json!({ "field": "tenant", "tenant": tenant, "message": queue_err.to_string() });
+        let mut response =
+            client_error(StatusCode::TOO_MANY_REQUESTS, "tenant_backlog_full", detail);
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            header::HeaderValue::from_static(TENANT_BACKLOG_RETRY_AFTER_S),
+        );
+        return response;
     }
     if let ProducerError::Queue(
         queue_err @ (reelq_queue::QueueError::NotDurable { .. }

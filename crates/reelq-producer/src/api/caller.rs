@@ -43,7 +43,7 @@ impl Caller {
     pub(super) fn sees(&self, spec: &JobSpec) -> bool {
         self.tenant
             .as_ref()
-            .is_none_or(|tenant| TenantName::of(spec.tenant.as_ref()) == tenant.as_str())
+            .is_none_or(|tenant| spec.tenant_name() == tenant.as_str())
     }
 
     /// Gives each job the caller's tenant; a job naming another tenant is refused (400,

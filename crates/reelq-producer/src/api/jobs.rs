@@ -88,6 +88,8 @@ pub(crate) struct ListQuery {
     /// left Redis for the archived history, by id (needs `reelq serve --store`).
     #[param(value_type = Option<String>, format = Date)]
     day: Option<String>,
+    /// Only this tenant's jobs (a page may then hold fewer than `limit`).
+    tenant: Option<String>,
 }
 
 /// Jobs, most recently changed first; or, with `day`, a day's archived jobs by id.
@@ -109,13 +111,27 @@ pub(super) async fn list_jobs(
     if let Err(refused) = caller.require(Scope::Read) {
         return refused.into_response();
     }
-    let own = |mut records: Vec<JobRecord>| {
-        records.retain(|record| caller.sees(&record.spec));
-        records
-    };
     let bad = |detail: String| client_error(StatusCode::BAD_REQUEST, "invalid_query", detail);
     let Ok(axum::extract::Query(query)) = query else {
-        return bad("the parameters are state, limit, cursor and day".into());
+        return bad("the parameters are state, limit, cursor, day and tenant".into());
+    };
+    let tenant = match query
+        .tenant
+        .as_deref()
+        .map(str::parse::<reelq_core::TenantName>)
+    {
+        None => None,
+        Some(Ok(tenant)) => Some(tenant),
+        Some(Err(err)) => return bad(format!("tenant: {}", err.message)),
+    };
+    let own = |mut records: Vec<JobRecord>| {
+        records.retain(|record| {
+            caller.sees(&record.spec)
+                && tenant
+                    .as_ref()
+                    .is_none_or(|tenant| record.spec.tenant_name() == tenant.as_str())
+        });
+        records
     };
     let mut states = Vec::new();
     for name in query

@@ -88,6 +88,14 @@ impl Modify for SharedAnswers {
             )
             .content("application/json", error())
             .build();
+        let backlog = ResponseBuilder::new()
+            .description(
+                "`tenant_backlog_full`: the job's tenant has as many jobs waiting as its cap \
+                 (`reelq tenants limit --max-waiting`); nothing was enqueued",
+            )
+            .content("application/json", error())
+            .header("Retry-After", header("Seconds to wait: 30"))
+            .build();
         let internal = ResponseBuilder::new()
             .description("`internal`: the request failed inside reelq; its log says why")
             .content("application/json", error())
@@ -100,7 +108,12 @@ impl Modify for SharedAnswers {
             .content("application/json", error())
             .header("Retry-After", header("Seconds to wait: 1"))
             .build();
-        for item in doc.paths.paths.values_mut() {
+        for (path, item) in doc.paths.paths.iter_mut() {
+            if let Some(post) = item.post.as_mut().filter(|_| !path.ends_with("/cancel")) {
+                post.responses
+                    .responses
+                    .insert("429".into(), backlog.clone().into());
+            }
             for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
                 let answers = &mut operation.responses.responses;
                 answers.insert("401".into(), unauthorized.clone().into());

@@ -151,3 +151,54 @@ async fn a_tenants_token_enqueues_for_its_tenant_and_sees_nothing_of_another() {
     );
     assert!(!api.client.revoke_token("beta-backend").await.unwrap());
 }
+
+#[tokio::test]
+async fn an_enqueue_past_a_tenants_cap_on_jobs_waiting_is_429_and_enqueues_nothing() {
+    let api = api().await;
+    let acme = "acme".parse().unwrap();
+    let caps = reelq_queue::TenantLimits {
+        max_in_flight: None,
+        max_waiting: Some(2),
+    };
+    api.client.set_tenant_limits(&acme, caps).await.unwrap();
+    let for_acme = |prompt: &str| {
+        let mut job = job(prompt);
+        job["tenant"] = json!("acme");
+        job
+    };
+    let post = reqwest::Method::POST;
+    let token = crate::api::TOKEN;
+    let (status, _) = api
+        .as_token(
+            token,
+            post.clone(),
+            "/v1/batches",
+            Some(json!([for_acme("1"), for_acme("2")])),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let response = api
+        .http
+        .post(format!("{}/v1/jobs", api.base))
+        .bearer_auth(token)
+        .json(&for_acme("3"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    assert_eq!(response.headers()["retry-after"], "30");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "tenant_backlog_full");
+    assert_eq!(body["detail"]["field"], "tenant");
+    let (_, listed) = api
+        .as_token(token, reqwest::Method::GET, "/v1/jobs", None)
+        .await;
+    assert_eq!(
+        listed["data"].as_array().unwrap().len(),
+        2,
+        "nothing enqueued"
+    );
+    // Another tenant is not held by acme's cap.
+    let (status, _) = api.as_token(token, post, "/v1/jobs", Some(job("4"))).await;
+    assert_eq!(status, 201);
+}

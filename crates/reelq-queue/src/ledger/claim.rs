@@ -65,16 +65,24 @@ pub enum Wait {
     InFlight,
     /// The account's daily budget is spent until the UTC day ends.
     DailyBudget,
+    /// The job's tenant has as many generations in flight as its cap.
+    TenantInFlight,
 }
 
 impl Wait {
-    pub const ALL: [Wait; 3] = [Wait::Rate, Wait::InFlight, Wait::DailyBudget];
+    pub const ALL: [Wait; 4] = [
+        Wait::Rate,
+        Wait::InFlight,
+        Wait::DailyBudget,
+        Wait::TenantInFlight,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Wait::Rate => "rate",
             Wait::InFlight => "in_flight",
             Wait::DailyBudget => "daily_budget",
+            Wait::TenantInFlight => "tenant_in_flight",
         }
     }
 }

@@ -7,6 +7,19 @@ use reelq_core::TenantName;
 
 use crate::{Ledger, QueueError};
 
+/// What an operator caps for one tenant (absent: no cap), kept in `P tenant_limits` and
+/// applied by the enqueue (`max_waiting`) and the claim (`max_in_flight`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TenantLimits {
+    /// Generations in flight at once, over every account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
+    /// Fresh jobs waiting for their first claim: an enqueue that would pass it is refused
+    /// whole (the HTTP API answers 429 with `Retry-After`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_waiting: Option<u64>,
+}
+
 /// One tenant's share of the deployment, as `reelq tenants` shows it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct TenantShare {
@@ -18,13 +31,21 @@ pub struct TenantShare {
     /// Where it stands in the ranking (the virtual time its next job starts at); None while
     /// it has no job waiting.
     pub tag: Option<f64>,
+    pub limits: TenantLimits,
+    /// Generations of it in flight now (counted only under a `max_in_flight`).
+    pub in_flight: u64,
 }
 
 impl Ledger {
     /// Every tenant with jobs waiting or a weight set, the next to be served first.
     pub async fn tenants(&self) -> Result<Vec<TenantShare>, QueueError> {
         let mut conn = self.conn().await?;
-        let (ranked, weights): (Vec<(String, f64)>, HashMap<String, f64>) = redis::pipe()
+        type Settings = (
+            Vec<(String, f64)>,
+            HashMap<String, f64>,
+            HashMap<String, String>,
+        );
+        let (ranked, weights, limits): Settings = redis::pipe()
             .cmd("ZRANGE")
             .arg(self.key("tenants"))
             .arg(0)
@@ -32,24 +53,48 @@ impl Ledger {
             .arg("WITHSCORES")
             .cmd("HGETALL")
             .arg(self.key("tenant_weights"))
+            .cmd("HGETALL")
+            .arg(self.key("tenant_limits"))
             .query_async(&mut conn)
             .await?;
         let mut shares: BTreeMap<String, TenantShare> = BTreeMap::new();
-        for (tenant, tag) in &ranked {
-            shares.insert(tenant.clone(), self.share(tenant, Some(*tag), &weights));
-        }
-        for tenant in weights.keys() {
-            if !shares.contains_key(tenant) {
-                shares.insert(tenant.clone(), self.share(tenant, None, &weights));
+        let named = weights.keys().chain(limits.keys());
+        for (tenant, tag) in ranked
+            .iter()
+            .map(|(t, tag)| (t, Some(*tag)))
+            .chain(named.map(|t| (t, None)))
+        {
+            if shares.contains_key(tenant) {
+                continue;
             }
+            let limits = match limits.get(tenant) {
+                Some(json) => serde_json::from_str(json)
+                    .map_err(|err| QueueError::corrupt(format!("tenant {tenant}"), err))?,
+                None => TenantLimits::default(),
+            };
+            let share = TenantShare {
+                tenant: tenant.clone(),
+                waiting: 0,
+                weight: weights.get(tenant).copied().unwrap_or(1.0),
+                tag,
+                limits,
+                in_flight: 0,
+            };
+            shares.insert(tenant.clone(), share);
         }
-        let mut waiting = redis::pipe();
+        let mut counts = redis::pipe();
+        let now = super::now_unix_ms();
         for tenant in shares.keys() {
-            waiting.cmd("ZCARD").arg(self.tenant_queue(tenant));
+            counts.cmd("ZCARD").arg(self.tenant_queue(tenant));
+            counts
+                .cmd("ZCOUNT")
+                .arg(self.key(format!("tenant_inflight:{tenant}")))
+                .arg(format!("({now}"))
+                .arg("+inf");
         }
-        let counts: Vec<u64> = waiting.query_async(&mut conn).await?;
-        for (share, count) in shares.values_mut().zip(counts) {
-            share.waiting = count;
+        let counts: Vec<u64> = counts.query_async(&mut conn).await?;
+        for (share, counts) in shares.values_mut().zip(counts.chunks(2)) {
+            (share.waiting, share.in_flight) = (counts[0], counts[1]);
         }
         let mut shares: Vec<TenantShare> = shares.into_values().collect();
         shares.sort_by(|a, b| {
@@ -59,15 +104,6 @@ impl Ledger {
                 .then_with(|| a.tenant.cmp(&b.tenant))
         });
         Ok(shares)
-    }
-
-    fn share(&self, tenant: &str, tag: Option<f64>, weights: &HashMap<String, f64>) -> TenantShare {
-        TenantShare {
-            tenant: tenant.to_owned(),
-            waiting: 0,
-            weight: weights.get(tenant).copied().unwrap_or(1.0),
-            tag,
-        }
     }
 
     /// Sets `tenant`'s weight (its share against the others' while they all have jobs
@@ -98,6 +134,32 @@ impl Ledger {
                     .query_async(&mut conn)
                     .await?;
             }
+        }
+        Ok(())
+    }
+
+    /// Sets what `tenant` is capped at (all absent: no caps).
+    pub async fn set_tenant_limits(
+        &self,
+        tenant: &TenantName,
+        limits: TenantLimits,
+    ) -> Result<(), QueueError> {
+        let mut conn = self.conn().await?;
+        let key = self.key("tenant_limits");
+        if limits == TenantLimits::default() {
+            let _: () = redis::cmd("HDEL")
+                .arg(key)
+                .arg(tenant.as_str())
+                .query_async(&mut conn)
+                .await?;
+        } else {
+            let json = serde_json::to_string(&limits).expect("limits serialize");
+            let _: () = redis::cmd("HSET")
+                .arg(key)
+                .arg(tenant.as_str())
+                .arg(json)
+                .query_async(&mut conn)
+                .await?;
         }
         Ok(())
     }

@@ -167,8 +167,33 @@ end
 -- has; `spec_n` and the first pieces of the spec (`spec_fields`) come at 17 and after.
 local RECORD_READ = { 'state', 'deadline_ms', 'spec', 'task_id', 'attempt', 'result_url', 'polls',
   'provider', 'task_id_hint', 'fence', 'batch', 'cost_micros', 'reserved', 'cancel_ms', 'events',
-  'cancel_answered', 'spec_n' }
+  'cancel_answered', 'spec_n', 'tenant', 'tslot' }
 for i = 0, SPEC_READ - 1 do RECORD_READ[#RECORD_READ + 1] = 's' .. i end
+
+-- Tenants' caps on generations in flight (`max_in_flight` in `P tenant_limits`), read once per
+-- tenant per claim; a capped tenant's slots are `P tenant_inflight:{tenant}` (zset: job ->
+-- expiry), taken with the account's slot and renewed with it by each poll.
+local TENANT_SLOT_TTL = 3600000
+local tenant_caps = {}
+local function tenant_cap(tenant)
+  if tenant_caps[tenant] == nil then
+    local caps = redis.call('HGET', prefix .. 'tenant_limits', tenant)
+    local max = caps and cjson.decode(caps).max_in_flight
+    if type(max) ~= 'number' then max = 0 end
+    tenant_caps[tenant] = { max = max }
+  end
+  return tenant_caps[tenant]
+end
+local function tenant_full(tenant)
+  local cap = tenant_cap(tenant)
+  if cap.max <= 0 then return false end
+  if cap.used == nil then
+    local key = prefix .. 'tenant_inflight:' .. tenant
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+    cap.used = redis.call('ZCARD', key)
+  end
+  return cap.used >= cap.max
+end
 
 local due_low = prefix .. 'due_low'
 local claimed = {}
@@ -176,7 +201,8 @@ local claimed = {}
 local function take(queue, id)
   local job = prefix .. 'job:' .. id
   local f = redis.call('HMGET', job, unpack(RECORD_READ))
-  local known = { events = f[15] }
+  local tenant = f[18] or 'default'
+  local known = { events = f[15], tenant = f[18], tslot = f[19] }
   local state, deadline, provider = f[1], tonumber(f[2]), f[8] or ''
   local picked = false
   if state == 'queued' and (f[13] or '') == '' and pools[provider] then
@@ -216,6 +242,8 @@ local function take(queue, id)
   elseif state == 'queued' and slots_full(provider) then
     -- A generation ends within seconds to minutes; look again in a second.
     hold_back(queue, id, provider, 'in_flight', 1000)
+  elseif state == 'queued' and tenant_full(tenant) then
+    hold_back(queue, id, provider, 'tenant_in_flight', 1000)
   elseif (state == 'queued' or state == 'waiting') and rate_wait(provider) > 0 then
     hold_back(queue, id, provider, 'rate', rate_wait(provider))
   elseif state == 'queued' or state == 'waiting' or state == 'fetching' then
@@ -240,6 +268,17 @@ local function take(queue, id)
           redis.call('ZADD', key, 'XX', now + l.ttl, id)
         end
       end
+      -- A capped tenant's slot, taken and renewed with the account's, given back with it
+      -- (prelude's free_slots; the job's `tslot` says it holds one).
+      local tslot_key = prefix .. 'tenant_inflight:' .. tenant
+      local tslot_ttl = (l and l.ttl > 0 and l.ttl) or TENANT_SLOT_TTL
+      if state == 'queued' and tenant_cap(tenant).max > 0 then
+        local cap = tenant_cap(tenant)
+        cap.used = cap.used + redis.call('ZADD', tslot_key, now + tslot_ttl, id)
+        redis.call('HSET', job, 'tslot', 1)
+      elseif state == 'waiting' and f[19] then
+        redis.call('ZADD', tslot_key, 'XX', now + tslot_ttl, id)
+      end
       local fence = tonumber(f[10] or '0') + 1
       if reserved ~= '' then
         redis.call('HSET', job, 'fence', fence, 'token', token, 'owner', owner,
@@ -253,7 +292,7 @@ local function take(queue, id)
       redis.call('ZADD', due, now + lease_ms, id)
       local low = state == 'queued' and f[11] and flags_of(f[11]).low
       local cancel_requested = state == 'waiting' and f[14] ~= false
-      local spec = f[3] or joined_spec(job, f[17], { unpack(f, 18, 17 + SPEC_READ) })
+      local spec = f[3] or joined_spec(job, f[17], { unpack(f, 20, 19 + SPEC_READ) })
       claimed[#claimed + 1] = { id = id, state = state, fence = fence, spec = spec,
         task_id = f[4] or nil, attempt = tonumber(f[5] or '0'), result_url = f[6] or nil,
         polls = tonumber(f[7] or '0'), account = provider, low_priority = low and true or false,
@@ -303,6 +342,41 @@ local function weight_of(tenant)
 end
 local function take_fairly(want)
   local passed, n_passed, offset = {}, 0, {}
+  local function pass(tenant)
+    passed[tenant], n_passed = true, n_passed + 1
+  end
+  -- Takes up to `share` of `tenant`'s due jobs (its tag `tag`); how many it took.
+  local function serve(tenant, tag, share)
+    local w = weight_of(tenant)
+    local queue = tenant_queue(tenant)
+    local page = redis.call('ZRANGEBYSCORE', queue, '-inf', now, 'LIMIT', offset[tenant] or 0, share)
+    if #page == 0 then
+      if redis.call('EXISTS', queue) == 0 then
+        -- Idle: out of the ranking, its tag kept for when it comes back.
+        redis.call('ZREM', tenants_key, tenant)
+        redis.call('HSET', prefix .. 'tenant_tags', tenant, tag)
+        passed[tenant] = true
+      else
+        pass(tenant)
+      end
+      return 0
+    end
+    local taken = 0
+    for _, id in ipairs(page) do
+      scanned = scanned + 1
+      local before = #claimed
+      if not take(queue, id) then
+        offset[tenant] = (offset[tenant] or 0) + 1
+      elseif #claimed > before then
+        taken = taken + 1
+      end
+    end
+    if taken > 0 then
+      redis.call('SET', prefix .. 'vclock', tag + (taken - 1) / w)
+      redis.call('ZINCRBY', tenants_key, taken / w, tenant)
+    end
+    return taken
+  end
   while want > 0 and scanned < SCAN_LIMIT do
     -- The lowest-ranked tenant not passed over in this claim, and the tag of the one after.
     local ranked = redis.call('ZRANGE', tenants_key, 0, n_passed + 1, 'WITHSCORES')
@@ -314,34 +388,18 @@ local function take_fairly(want)
       end
     end
     if not tenant then return end
-    local w = weight_of(tenant)
-    local share = want
-    if next_tag then share = math.min(want, math.floor((next_tag - tag) * w) + 1) end
-    local queue = tenant_queue(tenant)
-    local page = redis.call('ZRANGEBYSCORE', queue, '-inf', now, 'LIMIT', offset[tenant] or 0, share)
-    if #page == 0 then
-      passed[tenant], n_passed = true, n_passed + 1
-      if redis.call('EXISTS', queue) == 0 then
-        redis.call('ZREM', tenants_key, tenant)
-        redis.call('HSET', prefix .. 'tenant_tags', tenant, tag)
-        n_passed = n_passed - 1
-      end
+    if tenant_full(tenant) then
+      -- At its cap on generations in flight: passed over, its jobs left due (not held back
+      -- one by one), so the next claim looks again at once.
+      pass(tenant)
     else
-      local taken = 0
-      for _, id in ipairs(page) do
-        scanned = scanned + 1
-        local before = #claimed
-        if not take(queue, id) then
-          offset[tenant] = (offset[tenant] or 0) + 1
-        elseif #claimed > before then
-          taken = taken + 1
-        end
+      local share = want
+      if next_tag then
+        share = math.min(share, math.floor((next_tag - tag) * weight_of(tenant)) + 1)
       end
-      if taken > 0 then
-        want = want - taken
-        redis.call('SET', prefix .. 'vclock', tag + (taken - 1) / w)
-        redis.call('ZINCRBY', tenants_key, taken / w, tenant)
-      end
+      local cap = tenant_cap(tenant)
+      if cap.max > 0 then share = math.min(share, cap.max - cap.used) end
+      want = want - serve(tenant, tag, share)
     end
   end
 end

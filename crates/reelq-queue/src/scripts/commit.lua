@@ -4,11 +4,14 @@
 -- Args (commit.rs): batch (its id), once (the request's idempotency, jobs.lua), options (the
 -- batch's, see create_batch), n_jobs (how many jobs the stage must hold).
 -- Reply (jobs.rs's Answer): "new" with n_jobs when committed; "repeated" or "conflict" as
--- enqueue.lua answers (the stage is then left to expire); an error if the stage is not whole
+-- enqueue.lua answers, and "over_backlog" as it does (the stage is then left to expire); an
+-- error if the stage is not whole
 -- (it expired, or a chunk is missing).
 local batch, n_jobs = A.batch, A.n_jobs
 local earlier = earlier_answer(A.once)
 if earlier then return earlier end
+local refused = over_backlog(A.waiting)
+if refused then return refused end
 local stage = prefix .. 'stage:' .. batch
 local staged = redis.call('LLEN', stage)
 if staged ~= n_jobs then

@@ -11,6 +11,9 @@ pub(crate) struct Args<'a> {
     pub once: Option<Once<'a>>,
     pub options: Option<&'a BatchOptions>,
     pub jobs: Vec<QueuedJob>,
+    /// How many of the jobs go to each tenant's queue: a tenant's cap on jobs waiting
+    /// (`max_waiting`) refuses the whole request.
+    pub waiting: std::collections::BTreeMap<String, u64>,
 }
 
 ledger_edge!(Args<'_> => Answer, "enqueue.lua", with "jobs.lua");

@@ -21,6 +21,23 @@ local function remember_answer(once, batch)
   redis.call('EXPIRE', key, once.ttl_s)
 end
 
+-- The reply refusing a request that would take a tenant past its cap on fresh jobs waiting
+-- (`max_waiting` in `P tenant_limits`), or nil. `waiting`: tenant -> its jobs in the request.
+local function over_backlog(waiting)
+  for tenant, n in pairs(waiting) do
+    local caps = redis.call('HGET', prefix .. 'tenant_limits', tenant)
+    local max = caps and cjson.decode(caps).max_waiting
+    if type(max) == 'number' then
+      local now_waiting = redis.call('ZCARD', tenant_queue(tenant))
+      if now_waiting + n > max then
+        return cjson.encode({ answer = 'over_backlog', tenant = tenant, waiting = now_waiting,
+          max = max })
+      end
+    end
+  end
+  return nil
+end
+
 -- The reply for `n_jobs` enqueued (Answer "new").
 local function new_answer(n_jobs)
   return cjson.encode({ answer = 'new', n_jobs = n_jobs })

@@ -72,4 +72,10 @@ pub(crate) enum Answer {
     },
     /// The idempotency key was used for another request.
     Conflict,
+    /// A tenant would pass its cap on jobs waiting: nothing was enqueued.
+    OverBacklog {
+        tenant: String,
+        waiting: u64,
+        max: u64,
+    },
 }

@@ -166,6 +166,22 @@ end
 -- the caller has not read it; `known` (optional) carries fields the caller already read, so
 -- they are not read again: `batch` (the id or false), `has_notify_url` (a boolean) and
 -- `events` (the record's event count).
+-- Gives back a job's in-flight slots when its generation is over or never began: its
+-- account's, and its tenant's where the tenant is capped (`tslot` on the job: the claim took
+-- one in `P tenant_inflight:{tenant}`). `known` may carry the job's `tslot` and `tenant` as
+-- the caller read them (false: absent); otherwise they are read here.
+local function free_slots(job, id, provider, known)
+  provider = provider or redis.call('HGET', job, 'provider') or ''
+  redis.call('ZREM', prefix .. 'inflight:' .. provider, id)
+  local tslot = known.tslot
+  if tslot == nil then tslot = redis.call('HGET', job, 'tslot') end
+  if tslot then
+    local tenant = known.tenant
+    if tenant == nil then tenant = redis.call('HGET', job, 'tenant') end
+    redis.call('ZREM', prefix .. 'tenant_inflight:' .. (tenant or 'default'), id)
+  end
+end
+
 local function move(job, id, from, to, now, detail, fields, provider, known)
   known = known or {}
   local set = event_fields(job, now, to .. ' ' .. detail, known.events)
@@ -178,10 +194,7 @@ local function move(job, id, from, to, now, detail, fields, provider, known)
   redis.call('ZREM', prefix .. 'state:' .. from, id)
   redis.call('ZADD', prefix .. 'state:' .. to, now, id)
   redis.call('PUBLISH', prefix .. 'changes', id .. ' ' .. to)
-  if HOLDS_SLOT[from] and SLOT_FREE[to] then
-    provider = provider or redis.call('HGET', job, 'provider') or ''
-    redis.call('ZREM', prefix .. 'inflight:' .. provider, id)
-  end
+  if HOLDS_SLOT[from] and SLOT_FREE[to] then free_slots(job, id, provider, known) end
   if TERMINAL[to] then queue_notification(job, id, now, known.has_notify_url) end
   count_batch_end(job, from, to, now, known.batch)
   retain(job, id, from, to, now)

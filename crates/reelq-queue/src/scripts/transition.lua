@@ -29,7 +29,10 @@ if to == 'submitting' then
   if history[2] and tonumber(history[2]) > now_ms() then return reply('held') end
 end
 local cur = redis.call('HMGET', job, 'state', 'fence', 'task_id_hint', 'submits', 'provider',
-  'batch', 'cost_micros', 'reserved', 'reserved_day', 'token', 'notify_url', 'events')
+  'batch', 'cost_micros', 'reserved', 'reserved_day', 'token', 'notify_url', 'events', 'tslot',
+  'tenant')
+local known = { batch = cur[6], has_notify_url = cur[11] ~= false, events = cur[12],
+  tslot = cur[13], tenant = cur[14] }
 local allowed_now = cur[1] and string.find(',' .. allowed .. ',', ',' .. cur[1] .. ',', 1, true)
 local same_lease = tonumber(cur[2]) == fence and cur[10] == token
 if same_lease and cur[1] == to and not allowed_now then
@@ -71,8 +74,7 @@ if cur[1] == 'submitting' and (to == 'failed' or to == 'rejected') and (cur[8] o
   fields[#fields + 1] = ''
 end
 if cur[1] ~= to then
-  move(job, id, cur[1], to, now, detail, fields, provider,
-    { batch = cur[6], has_notify_url = cur[11] ~= false, events = cur[12] })
+  move(job, id, cur[1], to, now, detail, fields, provider, known)
 else
   if detail ~= '' then
     for _, v in ipairs(event_fields(job, now, to .. ' ' .. detail, cur[12])) do
@@ -82,7 +84,7 @@ else
   redis.call('HSET', job, unpack(fields))
   -- A claimed job whose submit never began goes back to the queue: the slot its claim took
   -- is given back, as a move into a state of SLOT_FREE would.
-  if SLOT_FREE[to] then redis.call('ZREM', prefix .. 'inflight:' .. provider, id) end
+  if SLOT_FREE[to] then free_slots(job, id, provider, known) end
 end
 if to == 'uncertain' then hold_uncertain_slot(provider, id, now, slot_hold_ms) end
 schedule(due, id, now, delay_ms)
