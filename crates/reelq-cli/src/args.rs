@@ -118,6 +118,9 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: crate::tokens::TokensCommand,
     },
+    /// What each tenant used, by UTC day or month: jobs by state, seconds of video stored,
+    /// estimated spend (from the jobs in Redis and, with --store, the archived history).
+    Usage(crate::usage::UsageArgs),
     /// Move the ledger to this release's record format, after every worker runs this
     /// release: safe while they run, and run again if interrupted (records already moved
     /// are left alone). Refused while a worker of an older release is live.

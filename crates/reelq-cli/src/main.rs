@@ -12,6 +12,7 @@ mod setup;
 mod store;
 mod tenants;
 mod tokens;
+mod usage;
 mod verify;
 mod watch;
 
@@ -40,6 +41,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Cluster { command } => cluster::run(&setup, command).await?,
         Command::Tenants { command } => tenants::run(&setup, command).await?,
         Command::Tokens { command } => tokens::run(&setup, command).await?,
+        Command::Usage(args) => usage::run(&setup, args).await?,
         Command::Submit(args) => {
             let client = setup.client().await?;
             let request: reelq_core::JobRequest = (*args).into();

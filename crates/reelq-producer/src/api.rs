@@ -24,6 +24,7 @@
 //! | `POST /v1/batches?name=&budget_usd=&start_after=&priority=&notify_url=` | JSONL or a JSON array; 201 `{"batch_id","job_ids"}` with `Location: /v1/batches/{id}`; 400 listing every bad line, or naming a bad option |
 //! | `GET /v1/batches/{id}`  | 200 `{"batch_id","name","jobs","states":{state: count},"reserved_usd","budget_usd"}`; 404 |
 //! | `GET /v1/batches/{id}/jobs?limit=&cursor=` | 200 `{"data":[record, ...],"next_cursor"}` in enqueue order; 404 |
+//! | `GET /v1/usage?from=&to=&by=&tenant=` | 200 `[{"tenant","period","jobs","states","generation_seconds","estimated_spend_usd"}]`: each tenant's jobs made in the UTC days `from`–`to` (this month so far), by `day` or `month`; a tenant's token reads its own; 400 naming a bad parameter |
 //! | `GET /openapi.json`     | this API's OpenAPI 3.1 document, generated from the handlers and types of `api/` (`api/openapi.rs`) |
 //!
 //! `/healthz` and `/readyz` (Redis answers: 200 `ready`, else 503) answer without the token
@@ -61,6 +62,7 @@ mod content;
 mod enqueue;
 mod jobs;
 mod openapi;
+mod usage;
 
 use answers::*;
 use batches::*;
@@ -69,6 +71,7 @@ use content::*;
 pub use content::{Asset, video_link, video_response};
 use enqueue::*;
 use jobs::*;
+use usage::*;
 
 use crate::{Client, ProducerError, Receipt, client::now_ms, parse_json_batch, parse_manifest};
 
@@ -109,6 +112,7 @@ pub fn app(client: Client, token: ApiToken, videos: Option<Videos>) -> Router {
         .route("/v1/batches", post(create_batch))
         .route("/v1/batches/{batch_id}", get(batch))
         .route("/v1/batches/{batch_id}/jobs", get(batch_jobs))
+        .route("/v1/usage", get(usage))
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))
         .route(
             "/metrics",

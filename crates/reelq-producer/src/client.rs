@@ -23,8 +23,10 @@ use crate::ManifestError;
 
 mod enqueue;
 mod tokens;
+mod usage;
 mod wait;
 pub use enqueue::{BatchReceipt, Receipt};
+pub use usage::{Period, Usage, write_usage_csv};
 
 /// Retries of a read while Redis restarts: about 15 s in all.
 const READ_RETRY: ExponentialBuilder = ExponentialBuilder::new()

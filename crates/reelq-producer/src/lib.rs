@@ -9,7 +9,10 @@ mod manifest;
 mod report;
 
 pub use api::{Asset, Videos, app as api, video_link, video_response};
-pub use client::{BatchReceipt, Client, ProducerError, ProviderStats, Receipt, Stats, now_ms};
+pub use client::{
+    BatchReceipt, Client, Period, ProducerError, ProviderStats, Receipt, Stats, Usage, now_ms,
+    write_usage_csv,
+};
 pub use manifest::{LineProblem, ManifestError, parse_json_batch, parse_manifest};
 /// How a [`Client`] reaches the ledger and what durability it demands.
 pub use reelq_queue::{Durability, LedgerConfig};

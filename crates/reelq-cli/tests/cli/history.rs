@@ -70,6 +70,28 @@ async fn archived_jobs_read_from_the_command_line_and_the_api_as_live_ones() {
     let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
     assert_eq!(listed["data"].as_array().unwrap().len(), 3, "{listed}");
     reelq(&["watch", &id]);
+    // Billed from the archive: Redis holds none of these jobs now.
+    let usage = reelq(&[
+        "usage", "--from", &day, "--to", &day, "--by", "day", "--format", "json",
+    ]);
+    let usage: serde_json::Value = serde_json::from_str(&usage).unwrap();
+    let row = &usage[0];
+    assert_eq!(
+        (
+            &row["tenant"],
+            &row["period"],
+            &row["jobs"],
+            &row["states"]["stored"]
+        ),
+        (
+            &serde_json::json!("default"),
+            &serde_json::json!(day),
+            &serde_json::json!(3),
+            &serde_json::json!(3)
+        ),
+        "{usage}"
+    );
+    assert!(row["generation_seconds"].as_u64().unwrap() > 0, "{usage}");
     let stats = reelq(&["stats"]);
     assert!(
         stats.contains("history    3 finished jobs archived to the store"),

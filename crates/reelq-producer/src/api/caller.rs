@@ -31,6 +31,11 @@ impl Caller {
         }
     }
 
+    /// The one tenant the caller acts for; None: every tenant.
+    pub(super) fn tenant(&self) -> Option<&TenantName> {
+        self.tenant.as_ref()
+    }
+
     /// Refused unless the caller holds `scope`.
     pub(super) fn require(&self, scope: Scope) -> Result<(), Refusal> {
         match self.scopes.contains(&scope) {

@@ -22,8 +22,9 @@ use super::*;
     tags(
         (name = "jobs", description = "One job: enqueue, read, list, cancel, its video"),
         (name = "batches", description = "A batch: enqueue all or none, its progress, its jobs"),
+        (name = "usage", description = "What each tenant used, by day or month"),
     ),
-    paths(create_job, list_jobs, job, cancel, content, create_batch, batch, batch_jobs),
+    paths(create_job, list_jobs, job, cancel, content, create_batch, batch, batch_jobs, usage),
     security(("bearer" = [])),
     modifiers(&SharedAnswers),
 )]

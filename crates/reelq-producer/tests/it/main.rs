@@ -4,3 +4,4 @@ mod api;
 mod enqueue;
 mod openapi;
 mod tokens;
+mod usage;

@@ -10,7 +10,7 @@ use serde_json::json;
 use super::api::{TOKEN, api, job};
 
 /// Every operation the API serves besides the probes and the document itself.
-const OPERATIONS: [&str; 8] = [
+const OPERATIONS: [&str; 9] = [
     "POST /v1/jobs",
     "GET /v1/jobs",
     "GET /v1/jobs/{job_id}",
@@ -19,10 +19,11 @@ const OPERATIONS: [&str; 8] = [
     "POST /v1/batches",
     "GET /v1/batches/{batch_id}",
     "GET /v1/batches/{batch_id}/jobs",
+    "GET /v1/usage",
 ];
 
 /// Every route of [`OPERATIONS`].
-const ROUTES: [&str; 7] = [
+const ROUTES: [&str; 8] = [
     "/v1/jobs",
     "/v1/jobs/{job_id}",
     "/v1/jobs/{job_id}/cancel",
@@ -30,6 +31,7 @@ const ROUTES: [&str; 7] = [
     "/v1/batches",
     "/v1/batches/{batch_id}",
     "/v1/batches/{batch_id}/jobs",
+    "/v1/usage",
 ];
 
 /// The checks run on every answer: all of schemathesis's but `positive_data_acceptance` (a

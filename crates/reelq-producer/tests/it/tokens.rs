@@ -9,7 +9,7 @@ use crate::api::{Api, api, job};
 
 impl Api {
     /// `method path` with `token`, and `body` as JSON if given.
-    async fn as_token(
+    pub(crate) async fn as_token(
         &self,
         token: &str,
         method: reqwest::Method,
