@@ -25,6 +25,12 @@ pub(crate) enum TenantsCommand {
         max_in_flight: Option<u32>,
         #[arg(long)]
         max_waiting: Option<u64>,
+        /// Its spend per UTC day, in dollars (each submit reserves its job's estimate).
+        #[arg(long)]
+        daily_usd: Option<f64>,
+        /// Its spend per UTC month, in dollars.
+        #[arg(long)]
+        monthly_usd: Option<f64>,
     },
     /// Set a tenant's weight: while tenants have jobs waiting, each is served in proportion
     /// to its weight (1 unless set). Takes effect at the next claim.
@@ -55,9 +61,21 @@ pub(crate) async fn run(setup: &Setup, command: TenantsCommand) -> anyhow::Resul
                 let tag = share
                     .tag
                     .map_or("idle".to_owned(), |tag| format!("{tag:.2}"));
+                let usd = reelq_core::micros_to_usd;
                 let caps = [
                     share.limits.max_in_flight.map(|n| format!("in flight {n}")),
                     share.limits.max_waiting.map(|n| format!("waiting {n}")),
+                    share.limits.daily_micros.map(|n| {
+                        format!(
+                            "${:.2} of ${:.2} today",
+                            usd(share.spent_today_micros),
+                            usd(n)
+                        )
+                    }),
+                    share.limits.monthly_micros.map(|n| {
+                        let spent = usd(share.spent_this_month_micros);
+                        format!("${spent:.2} of ${:.2} this month", usd(n))
+                    }),
                 ];
                 let caps: Vec<String> = caps.into_iter().flatten().collect();
                 println!(
@@ -78,10 +96,14 @@ pub(crate) async fn run(setup: &Setup, command: TenantsCommand) -> anyhow::Resul
             tenant,
             max_in_flight,
             max_waiting,
+            daily_usd,
+            monthly_usd,
         } => {
             let limits = reelq_queue::TenantLimits {
                 max_in_flight,
                 max_waiting,
+                daily_micros: daily_usd.map(reelq_core::usd_to_micros),
+                monthly_micros: monthly_usd.map(reelq_core::usd_to_micros),
             };
             client.set_tenant_limits(&tenant, limits).await?;
             println!("tenant {tenant}: {}", serde_json::json!(limits));

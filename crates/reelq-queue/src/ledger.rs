@@ -25,6 +25,7 @@
 //! | `P vclock`, `P tenant_tags` | string, hash | the tag last served; an idle tenant's last tag (a tenant coming back starts at the later) | enqueue, claim |
 //! | `P tenant_weights` | hash | tenant -> weight (1 if absent), set by operators (`reelq tenants weight`) | tenants.rs, claim |
 //! | `P tenant_limits` | hash | tenant -> its caps as JSON (`max_in_flight`, `max_waiting`), set by operators (`reelq tenants limit`) | tenants.rs, enqueue, commit, claim |
+//! | `P tenant_spend:{tenant}:{day}`, `P tenant_spend:{tenant}:{YYYY-MM}` | string | a tenant's spend reserved on a UTC day (day number) and in a month, in millionths of a dollar | claim, transition, operator, batch |
 //! | `P tenant_inflight:{tenant}` | zset | job id -> expiry: a capped tenant's generations in flight (taken at the claim of its submit, renewed by polls, given back when the generation ends; the job's `tslot` field marks it) | claim, every move |
 //! | `P tokens`, `P token_names` | hash, hash | an API token's SHA-256 -> its record (name, tenant, scopes); its name -> the hash (the token itself is never kept) | tokens.rs |
 //! | `P spend:{account}:{day}` | string | estimated spend reserved on that UTC day, micros (expires) | claim, transition |

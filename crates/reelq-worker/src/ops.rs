@@ -54,7 +54,7 @@ const METRICS: &[Described] = &[
     (
         "reelq_limiter_waits_total",
         Kind::Counter,
-        "Jobs a cluster-wide {limit} (rate, in_flight, daily_budget, tenant_in_flight) of an {account} held back",
+        "Jobs a cluster-wide {limit} (rate, in_flight, daily_budget, tenant_in_flight, tenant_budget) of an {account} held back",
     ),
     (
         "reelq_callbacks_total",

@@ -157,8 +157,8 @@ async fn an_enqueue_past_a_tenants_cap_on_jobs_waiting_is_429_and_enqueues_nothi
     let api = api().await;
     let acme = "acme".parse().unwrap();
     let caps = reelq_queue::TenantLimits {
-        max_in_flight: None,
         max_waiting: Some(2),
+        ..Default::default()
     };
     api.client.set_tenant_limits(&acme, caps).await.unwrap();
     let for_acme = |prompt: &str| {

@@ -67,14 +67,17 @@ pub enum Wait {
     DailyBudget,
     /// The job's tenant has as many generations in flight as its cap.
     TenantInFlight,
+    /// The job's tenant has spent its daily or monthly budget.
+    TenantBudget,
 }
 
 impl Wait {
-    pub const ALL: [Wait; 4] = [
+    pub const ALL: [Wait; 5] = [
         Wait::Rate,
         Wait::InFlight,
         Wait::DailyBudget,
         Wait::TenantInFlight,
+        Wait::TenantBudget,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -83,6 +86,7 @@ impl Wait {
             Wait::InFlight => "in_flight",
             Wait::DailyBudget => "daily_budget",
             Wait::TenantInFlight => "tenant_in_flight",
+            Wait::TenantBudget => "tenant_budget",
         }
     }
 }

@@ -8,7 +8,9 @@ use reelq_core::TenantName;
 use crate::{Ledger, QueueError};
 
 /// What an operator caps for one tenant (absent: no cap), kept in `P tenant_limits` and
-/// applied by the enqueue (`max_waiting`) and the claim (`max_in_flight`).
+/// applied by the enqueue (`max_waiting`) and the claim (`max_in_flight` and the budgets,
+/// reserved by each submit's estimate as batch budgets are, exact for any number of
+/// replicas, and given back by a create the provider refused).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TenantLimits {
     /// Generations in flight at once, over every account.
@@ -18,6 +20,14 @@ pub struct TenantLimits {
     /// whole (the HTTP API answers 429 with `Retry-After`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_waiting: Option<u64>,
+    /// Spend reserved per UTC day, in millionths of a dollar: past it, its jobs wait for the
+    /// next day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_micros: Option<u64>,
+    /// Spend reserved per UTC month, in millionths of a dollar: past it, its jobs wait for
+    /// the next month.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monthly_micros: Option<u64>,
 }
 
 /// One tenant's share of the deployment, as `reelq tenants` shows it.
@@ -34,6 +44,10 @@ pub struct TenantShare {
     pub limits: TenantLimits,
     /// Generations of it in flight now (counted only under a `max_in_flight`).
     pub in_flight: u64,
+    /// Spend reserved today and this month (UTC), in millionths of a dollar (counted only
+    /// under a budget).
+    pub spent_today_micros: u64,
+    pub spent_this_month_micros: u64,
 }
 
 impl Ledger {
@@ -79,11 +93,17 @@ impl Ledger {
                 tag,
                 limits,
                 in_flight: 0,
+                spent_today_micros: 0,
+                spent_this_month_micros: 0,
             };
             shares.insert(tenant.clone(), share);
         }
         let mut counts = redis::pipe();
         let now = super::now_unix_ms();
+        let day = now / 86_400_000;
+        let month = chrono::DateTime::from_timestamp_millis(now as i64)
+            .map(|at| at.format("%Y-%m").to_string())
+            .unwrap_or_default();
         for tenant in shares.keys() {
             counts.cmd("ZCARD").arg(self.tenant_queue(tenant));
             counts
@@ -91,10 +111,18 @@ impl Ledger {
                 .arg(self.key(format!("tenant_inflight:{tenant}")))
                 .arg(format!("({now}"))
                 .arg("+inf");
+            counts
+                .cmd("MGET")
+                .arg(self.key(format!("tenant_spend:{tenant}:{day}")))
+                .arg(self.key(format!("tenant_spend:{tenant}:{month}")));
         }
-        let counts: Vec<u64> = counts.query_async(&mut conn).await?;
-        for (share, counts) in shares.values_mut().zip(counts.chunks(2)) {
-            (share.waiting, share.in_flight) = (counts[0], counts[1]);
+        type Counts = (u64, u64, (Option<u64>, Option<u64>));
+        let counts: Vec<Counts> = counts.query_async(&mut conn).await?;
+        for (share, (waiting, in_flight, (today, month))) in shares.values_mut().zip(counts) {
+            share.waiting = waiting;
+            share.in_flight = in_flight;
+            share.spent_today_micros = today.unwrap_or(0);
+            share.spent_this_month_micros = month.unwrap_or(0);
         }
         let mut shares: Vec<TenantShare> = shares.into_values().collect();
         shares.sort_by(|a, b| {

@@ -25,7 +25,8 @@ local list = prefix .. 'batch:' .. batch
 local moved = 0
 for _, id in ipairs(redis.call('LRANGE', list, start, start + count - 1)) do
   local job = prefix .. 'job:' .. id
-  local f = redis.call('HMGET', job, 'state', 'provider', 'cost_micros', 'reserved', 'reserved_day')
+  local f = redis.call('HMGET', job, 'state', 'provider', 'cost_micros', 'reserved', 'reserved_day',
+    'tenant')
   local state = f[1]
   if action == 'resume' and state == 'budget_held' then
     redis.call('ZADD', queue, now, id)
@@ -34,7 +35,7 @@ for _, id in ipairs(redis.call('LRANGE', list, start, start + count - 1)) do
   elseif action == 'cancel' and (state == 'queued' or state == 'budget_held') then
     redis.call('ZREM', due, id)
     unqueue(job, id)
-    release_budget(batch, f[2] or '', f[3], f[4], f[5])
+    release_budget(batch, f[2] or '', f[3], f[4], f[5], f[6])
     move(job, id, state, 'cancelled', now, 'batch cancelled', { 'reserved', '' }, f[2] or '')
     moved = moved + 1
   elseif action == 'cancel' and state == 'waiting' then

@@ -92,13 +92,45 @@ end
 -- Budgets, in millionths of a dollar: a submit reserves its job's estimate against its
 -- batch's budget (`P batchinfo:{batch}`) and its provider account's daily budget
 -- (`P spend:{provider}:{utc day}`), once per job (`reserved`), before it is claimed.
--- Returns nil and what it reserved against ("b" batch, "d" daily, "bd", "") or the budget
--- that is spent: "batch" or "daily".
+-- Returns nil and what it reserved against (of "b" batch, "d" the account's day, "t" the
+-- tenant's day, "m" the tenant's month; "" none) or the budget that is spent: "batch",
+-- "daily" or "tenant". Every budget is checked before any is reserved.
 local DAY_MS = 86400000
 local day = math.floor(now / DAY_MS)
 local batches = {}
-local function over_budget(provider, batch, cost, reserved)
+
+-- A tenant's caps (`P tenant_limits`, read once per tenant per claim): `max` generations in
+-- flight, `daily` and `monthly` budgets in millionths of a dollar (0: none).
+local tenant_caps = {}
+local function tenant_cap(tenant)
+  if tenant_caps[tenant] == nil then
+    local caps = redis.call('HGET', prefix .. 'tenant_limits', tenant)
+    caps = caps and cjson.decode(caps) or {}
+    local function number(value) return type(value) == 'number' and value or 0 end
+    tenant_caps[tenant] = { max = number(caps.max_in_flight), daily = number(caps.daily_micros),
+      monthly = number(caps.monthly_micros) }
+  end
+  return tenant_caps[tenant]
+end
+
+-- A tenant's spend reserved today and this month, read once per tenant per claim.
+local function tenant_spent(tenant, cap)
+  if cap.spent_day == nil then
+    cap.day_key, cap.month_key = tenant_spend_keys(tenant, day)
+    local v = redis.call('MGET', cap.day_key, cap.month_key)
+    cap.spent_day, cap.spent_month = tonumber(v[1] or '0'), tonumber(v[2] or '0')
+  end
+  return cap
+end
+
+local function over_budget(provider, batch, cost, reserved, tenant)
   if reserved or cost <= 0 then return nil, '' end
+  local cap = tenant_cap(tenant)
+  if cap.daily > 0 or cap.monthly > 0 then
+    tenant_spent(tenant, cap)
+    if cap.daily > 0 and cap.spent_day + cost > cap.daily then return 'tenant' end
+    if cap.monthly > 0 and cap.spent_month + cost > cap.monthly then return 'tenant' end
+  end
   local b
   if batch then
     b = batches[batch]
@@ -127,6 +159,18 @@ local function over_budget(provider, batch, cost, reserved)
     redis.call('INCRBY', spend_key, cost)
     redis.call('PEXPIRE', spend_key, 2 * DAY_MS)
     flags = flags .. 'd'
+  end
+  if cap.daily > 0 then
+    cap.spent_day = cap.spent_day + cost
+    redis.call('INCRBY', cap.day_key, cost)
+    redis.call('PEXPIRE', cap.day_key, 2 * DAY_MS)
+    flags = flags .. 't'
+  end
+  if cap.monthly > 0 then
+    cap.spent_month = cap.spent_month + cost
+    redis.call('INCRBY', cap.month_key, cost)
+    redis.call('PEXPIRE', cap.month_key, 62 * DAY_MS)
+    flags = flags .. 'm'
   end
   return nil, flags
 end
@@ -174,16 +218,6 @@ for i = 0, SPEC_READ - 1 do RECORD_READ[#RECORD_READ + 1] = 's' .. i end
 -- tenant per claim; a capped tenant's slots are `P tenant_inflight:{tenant}` (zset: job ->
 -- expiry), taken with the account's slot and renewed with it by each poll.
 local TENANT_SLOT_TTL = 3600000
-local tenant_caps = {}
-local function tenant_cap(tenant)
-  if tenant_caps[tenant] == nil then
-    local caps = redis.call('HGET', prefix .. 'tenant_limits', tenant)
-    local max = caps and cjson.decode(caps).max_in_flight
-    if type(max) ~= 'number' then max = 0 end
-    tenant_caps[tenant] = { max = max }
-  end
-  return tenant_caps[tenant]
-end
 local function tenant_full(tenant)
   local cap = tenant_cap(tenant)
   if cap.max <= 0 then return false end
@@ -219,7 +253,7 @@ local function take(queue, id)
       known)
   elseif state == 'queued' and f[11] and flags_of(f[11]).cancelled then
     redis.call('ZREM', queue, id)
-    release_budget(f[11], provider, f[12], f[13], redis.call('HGET', job, 'reserved_day'))
+    release_budget(f[11], provider, f[12], f[13], redis.call('HGET', job, 'reserved_day'), f[18])
     move(job, id, state, 'cancelled', now, 'batch cancelled', { 'reserved', '' }, provider, known)
   elseif state == 'queued' and paused[provider] > 0 then
     redis.call('ZADD', queue, now + paused[provider], id)
@@ -249,7 +283,8 @@ local function take(queue, id)
   elseif state == 'queued' or state == 'waiting' or state == 'fetching' then
     local spent, reserved = nil, ''
     if state == 'queued' then
-      spent, reserved = over_budget(provider, f[11], tonumber(f[12] or '0'), (f[13] or '') ~= '')
+      spent, reserved = over_budget(provider, f[11], tonumber(f[12] or '0'), (f[13] or '') ~= '',
+        tenant)
     end
     if spent == 'batch' then
       -- Kept, never submitted, until an operator raises the budget (`reelq batch resume`).
@@ -257,6 +292,9 @@ local function take(queue, id)
       move(job, id, state, 'budget_held', now, 'batch budget reached', nil, provider, known)
     elseif spent == 'daily' then
       hold_back(queue, id, provider, 'daily_budget', DAY_MS * (day + 1) - now)
+    elseif spent == 'tenant' then
+      -- Its tenant's budget for the day (or month) is spent: looked at again tomorrow.
+      hold_back(queue, id, provider, 'tenant_budget', DAY_MS * (day + 1) - now)
     else
       local l = limits[provider]
       if l and l.slots > 0 and state ~= 'fetching' then

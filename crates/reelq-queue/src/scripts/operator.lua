@@ -15,8 +15,9 @@ if not state or not string.find(',' .. A.from .. ',', ',' .. state .. ',', 1, tr
 end
 local now = now_ms()
 if to == 'cancelled' then
-  local f = redis.call('HMGET', job, 'batch', 'provider', 'cost_micros', 'reserved', 'reserved_day')
-  release_budget(f[1], f[2] or '', f[3], f[4], f[5])
+  local f = redis.call('HMGET', job, 'batch', 'provider', 'cost_micros', 'reserved', 'reserved_day',
+    'tenant')
+  release_budget(f[1], f[2] or '', f[3], f[4], f[5], f[6])
   redis.call('HSET', job, 'reserved', '')
 end
 for field, value in pairs(A.fields) do

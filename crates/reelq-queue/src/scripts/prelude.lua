@@ -207,10 +207,33 @@ local function hold_uncertain_slot(provider, id, now, hold_ms)
   end
 end
 
--- Gives back what a job's submit reserved against its batch budget and its provider's daily
--- budget (`reserved`: "b", "d" or "bd", written by claim), when the create was refused or
--- the job will never be submitted. The caller clears the job's `reserved` field.
-local function release_budget(batch, provider, cost, reserved, day)
+-- The UTC month (`2026-12`) of a day counted from the Unix epoch (Hinnant's days-to-civil).
+local function month_of(day)
+  local z = day + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+    - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400
+  if m <= 2 then y = y + 1 end
+  return string.format('%04d-%02d', y, m)
+end
+
+-- A tenant's reserved spend on a UTC day and in its month (`P tenant_spend:{tenant}:{day}`,
+-- `P tenant_spend:{tenant}:{YYYY-MM}`).
+local function tenant_spend_keys(tenant, day)
+  local base = prefix .. 'tenant_spend:' .. (tenant or 'default') .. ':'
+  return base .. day, base .. month_of(day)
+end
+
+-- Gives back what a job's submit reserved against its batch budget, its provider's daily
+-- budget and its tenant's daily and monthly budgets (`reserved`: of "b", "d", "t", "m",
+-- written by claim, on UTC day `day`), when the create was refused or the job will never be
+-- submitted. The caller clears the job's `reserved` field.
+local function release_budget(batch, provider, cost, reserved, day, tenant)
   cost = tonumber(cost or '0')
   if not reserved or reserved == '' or cost <= 0 then return end
   if batch and string.find(reserved, 'b', 1, true) then
@@ -219,6 +242,15 @@ local function release_budget(batch, provider, cost, reserved, day)
   local spend_key = prefix .. 'spend:' .. provider .. ':' .. (day or '')
   if string.find(reserved, 'd', 1, true) and redis.call('EXISTS', spend_key) == 1 then
     redis.call('DECRBY', spend_key, cost)
+  end
+  if (string.find(reserved, 't', 1, true) or string.find(reserved, 'm', 1, true)) and day then
+    local day_key, month_key = tenant_spend_keys(tenant, tonumber(day))
+    if string.find(reserved, 't', 1, true) and redis.call('EXISTS', day_key) == 1 then
+      redis.call('DECRBY', day_key, cost)
+    end
+    if string.find(reserved, 'm', 1, true) and redis.call('EXISTS', month_key) == 1 then
+      redis.call('DECRBY', month_key, cost)
+    end
   end
 end
 

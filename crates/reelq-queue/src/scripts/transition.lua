@@ -69,7 +69,7 @@ if to == 'submitting' then
 end
 -- A create the provider refused costs nothing: give its budget reservation back.
 if cur[1] == 'submitting' and (to == 'failed' or to == 'rejected') and (cur[8] or '') ~= '' then
-  release_budget(cur[6], provider, cur[7], cur[8], cur[9])
+  release_budget(cur[6], provider, cur[7], cur[8], cur[9], cur[14])
   fields[#fields + 1] = 'reserved'
   fields[#fields + 1] = ''
 end
