@@ -103,6 +103,7 @@ async fn a_tenants_backlog_delays_anothers_job_by_one_claim_and_equal_weights_sh
 
     // While both wait, each has half of the account.
     let shares = account.shares(100).await;
+    eprintln!("equal weights, 100 rounds of {SLOTS}: {shares:?}");
     assert!(near(shares["urgent"], 200), "{shares:?}");
     assert!(near(shares["overnight"], 200), "{shares:?}");
 
@@ -143,6 +144,7 @@ async fn weights_three_to_one_share_three_to_one_and_an_idle_tenant_earns_no_cre
     backlog(&ledger, "studio", 2_000).await;
     backlog(&ledger, "hobby", 2_000).await;
     let shares = account.shares(100).await;
+    eprintln!("weights 3:1, 100 rounds of {SLOTS}: {shares:?}");
     assert!(near(shares["studio"], 300), "{shares:?}");
     assert!(near(shares["hobby"], 100), "{shares:?}");
 

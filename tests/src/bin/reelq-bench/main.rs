@@ -13,6 +13,7 @@ mod lifecycle;
 mod media;
 mod queue;
 mod redis_cost;
+mod tenants;
 
 use durability::durability_cost;
 use large_batch::large_batch;
@@ -89,6 +90,16 @@ enum Section {
         worker_bin: PathBuf,
         #[arg(long, default_value_t = 10_000)]
         jobs: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// What a claim costs Redis with 1, 100 and 10,000 tenants with jobs waiting (no worker:
+    /// claims straight on the ledger).
+    TenantClaims {
+        #[arg(long, default_value_t = 20_000)]
+        jobs: usize,
+        #[arg(long, default_value_t = 1_000)]
+        claims: usize,
         #[arg(long)]
         out: PathBuf,
     },
@@ -234,6 +245,9 @@ async fn main() -> anyhow::Result<()> {
             rounds,
             out,
         } => durability_cost(worker_bin, jobs, singles, rounds, out).await,
+        Section::TenantClaims { jobs, claims, out } => {
+            tenants::tenant_claims(jobs, claims, out).await
+        }
         Section::InFlight {
             worker_bin,
             jobs,
