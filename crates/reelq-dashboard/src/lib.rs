@@ -83,6 +83,7 @@ pub fn router(client: Client, config: DashboardConfig) -> Router {
         .route("/ui/jobs/{job_id}/retry", post(pages::retry_job))
         .route("/ui/jobs/{job_id}/resolve", post(pages::resolve_job))
         .route("/ui/batches", get(pages::batches))
+        .route("/ui/usage", get(pages::usage))
         .route("/ui/batches/{batch_id}", get(pages::batch))
         .route(
             "/ui/batches/{batch_id}/report.csv",

@@ -26,10 +26,12 @@ use crate::Dashboard;
 mod batches;
 mod jobs;
 mod overview;
+mod usage;
 
 pub(crate) use batches::*;
 pub(crate) use jobs::*;
 pub(crate) use overview::*;
+pub(crate) use usage::*;
 
 /// The pages' one style sheet. Colours meet WCAG AA contrast on their background (the
 /// indicator's on the dark navigation bar: a unit test computes each ratio); controls are at
@@ -107,6 +109,7 @@ fn frame(title: &str, body: Markup, kind: Frame) -> Markup {
                         a href="/ui" { "Overview" }
                         a href="/ui/jobs" { "Jobs" }
                         a href="/ui/batches" { "Batches" }
+                        a href="/ui/usage" { "Usage" }
                         form.inline method="post" action="/ui/logout" { button type="submit" { "Log out" } }
                         @if live { span id="live" role="status" aria-live="polite" { "live · every 5 s" } }
                     }

@@ -146,6 +146,19 @@ async fn every_page_shows_what_the_ledger_holds() {
         assert!(overview.contains(needle), "overview lacks {needle}");
     }
 
+    let (status, usage) = f.get("/ui/usage").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        usage.contains(r#"href="/ui/jobs?tenant=default""#),
+        "the default tenant's use: {usage}"
+    );
+    let (_, nobodys) = f.get("/ui/jobs?tenant=nobody").await;
+    assert!(
+        !nobodys.contains("/ui/jobs/0"),
+        "no job of a tenant without jobs"
+    );
+    let (_, defaults) = f.get("/ui/jobs?tenant=default").await;
+    assert!(defaults.contains("/ui/jobs/0"), "the default tenant's jobs");
     let (status, failed_jobs) = f.get("/ui/jobs?state=failed&provider=kie").await;
     assert_eq!(status, StatusCode::OK);
     assert!(
@@ -242,6 +255,18 @@ async fn a_queued_job_of_a_batch_scheduled_ahead_says_when_it_starts() {
         page.contains("queued: scheduled, its batch starts"),
         "a scheduled job says so: {page}"
     );
+    // So do the jobs list and its batch's page.
+    for list in [
+        "/ui/jobs?state=queued".to_owned(),
+        format!("/ui/batches/{scheduled}"),
+    ] {
+        let (_, page) = f.get(&list).await;
+        assert_eq!(
+            page.matches("scheduled, starts").count(),
+            1,
+            "{list}: {page}"
+        );
+    }
     // A queued job of a batch that may start now says only that it is queued.
     let now = f.client.batch_records(f.batch).await.unwrap().remove(0);
     let (_, page) = f.get(&format!("/ui/jobs/{}", now.job_id)).await;

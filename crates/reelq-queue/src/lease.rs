@@ -100,6 +100,7 @@ pub struct PollLease {
     task_id: String,
     polls: u32,
     cancel: Cancel,
+    woken: bool,
 }
 
 impl PollLease {
@@ -119,10 +120,20 @@ impl PollLease {
         self.cancel
     }
 
+    /// The polls the job will have made once this query is counted: a query a callback
+    /// woke confirms the callback and is not one of reelq's own polls.
+    pub fn polls_after(&self) -> u32 {
+        match self.woken {
+            true => self.polls,
+            false => self.polls + 1,
+        }
+    }
+
     /// The lease, to fetch the video this poll found ready under the same lease (recording
     /// `fetching` first would cost a move and a claim per job).
     pub fn ready(self, result_url: String) -> FetchLease {
         FetchLease {
+            polls: Some(self.polls_after()),
             job: self.job,
             task_id: self.task_id,
             result_url,
@@ -136,6 +147,9 @@ pub struct FetchLease {
     job: LeasedJob,
     task_id: String,
     result_url: String,
+    /// Fetched under the lease of the poll that found it ready: that poll's count, to record
+    /// with the fetch's ending.
+    polls: Option<u32>,
 }
 
 impl FetchLease {
@@ -149,6 +163,11 @@ impl FetchLease {
 
     pub fn result_url(&self) -> &str {
         &self.result_url
+    }
+
+    /// The poll count to record with the fetch's ending, if a poll found it ready.
+    pub fn polls(&self) -> Option<u32> {
+        self.polls
     }
 }
 
@@ -257,6 +276,7 @@ fn read(claimed: &Claimed, token: &str) -> Result<Lease, String> {
             task_id: non_empty(&claimed.task_id, "a provider task id")?,
             job,
             polls: claimed.polls,
+            woken: claimed.woken,
             cancel: match (claimed.cancel_requested, claimed.cancel_answered) {
                 (false, _) => Cancel::NotRequested,
                 (true, false) => Cancel::Requested,
@@ -266,6 +286,7 @@ fn read(claimed: &Claimed, token: &str) -> Result<Lease, String> {
         JobState::Fetching => Lease::Fetch(FetchLease {
             task_id: non_empty(&claimed.task_id, "a provider task id")?,
             result_url: non_empty(&claimed.result_url, "a result url")?,
+            polls: None,
             job,
         }),
         other => return Err(format!("claimed in state {other}, which has no step")),

@@ -66,6 +66,9 @@ pub enum Transition {
         video: String,
         /// The provider's still image of it, stored beside it, if it offers one.
         thumbnail_key: Option<String>,
+        /// The polls made, when the poll that found the video ready fetched it (that poll
+        /// counted).
+        polls: Option<u32>,
     },
     /// The job ends with an error. Moderation ends `rejected`, everything else `failed`.
     Failed { class: ErrorClass, error: String },
@@ -197,6 +200,7 @@ impl Transition {
                 sha256,
                 video,
                 thumbnail_key,
+                polls,
             } => Move {
                 rule: rule("stored"),
                 delay: None,
@@ -210,6 +214,7 @@ impl Transition {
                 ]
                 .into_iter()
                 .chain(thumbnail_key.map(|key| ("thumbnail_key", key)))
+                .chain(polls.map(|polls| ("polls", polls.to_string())))
                 .collect(),
             },
             Transition::CancelledAtProvider { detail } => Move {

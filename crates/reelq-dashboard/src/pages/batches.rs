@@ -86,6 +86,13 @@ pub(crate) async fn batch(
     let held = count(&[JobState::BudgetHeld, JobState::Uncertain]);
     let cancellable = count(&[JobState::Queued, JobState::BudgetHeld]);
     let failed = count(&[JobState::Failed]);
+    // A batch scheduled ahead: its queued jobs say when they start.
+    let starts: BTreeMap<BatchId, u64> = info
+        .start_after_ms
+        .filter(|at| *at > now_ms())
+        .map(|at| (batch_id, at))
+        .into_iter()
+        .collect();
     let total = info.total.max(1);
     let in_progress = total.saturating_sub(stored + ended_otherwise + held);
     let estimated: f64 = records
@@ -139,7 +146,7 @@ pub(crate) async fn batch(
                     button type="submit" id="retry-failed" { "Retry the " (failed) " failed jobs" }
                 }
             }
-            (jobs_table(&records, false))
+            (jobs_table(&records, false, &starts))
         },
     )
     .into_response()

@@ -8,6 +8,7 @@ pub(crate) struct JobFilter {
     state: Option<String>,
     provider: Option<String>,
     batch: Option<String>,
+    tenant: Option<String>,
     /// A job id to go to.
     q: Option<String>,
     /// The listing position to continue after (the previous page's last).
@@ -57,6 +58,13 @@ pub(crate) async fn jobs(
         Ok(batch) => batch,
         Err(err) => return bad(err.to_string()),
     };
+    let tenant = match filled(&filter.tenant)
+        .map(str::parse::<reelq_core::TenantName>)
+        .transpose()
+    {
+        Ok(tenant) => tenant,
+        Err(err) => return bad(err.to_string()),
+    };
     let after = match filled(&filter.after)
         .map(str::parse::<PageCursor>)
         .transpose()
@@ -77,9 +85,10 @@ pub(crate) async fn jobs(
                 client.jobs_page(&states, after, page_size).await?
             }
         };
-        Ok::<_, reelq_producer::ProducerError>((counts, records, next))
+        let starts = scheduled_starts(client, &records).await?;
+        Ok::<_, reelq_producer::ProducerError>((counts, records, next, starts))
     };
-    let (counts, records, next) = match read.await {
+    let (counts, records, next, starts) = match read.await {
         Ok(read) => read,
         Err(err) => return unavailable(err),
     };
@@ -87,6 +96,11 @@ pub(crate) async fn jobs(
         .into_iter()
         .filter(|r| state.is_none_or(|s| r.state == s))
         .filter(|r| provider.is_none_or(|p| r.spec.provider == p))
+        .filter(|r| {
+            tenant
+                .as_ref()
+                .is_none_or(|t| r.spec.tenant_name() == t.as_str())
+        })
         .collect();
     let query = |state: Option<JobState>| {
         let mut parts = Vec::new();
@@ -95,6 +109,9 @@ pub(crate) async fn jobs(
         }
         if let Some(provider) = provider {
             parts.push(format!("provider={provider}"));
+        }
+        if let Some(tenant) = &tenant {
+            parts.push(format!("tenant={tenant}"));
         }
         if page_size != JOBS_PAGE {
             parts.push(format!("limit={page_size}"));
@@ -120,6 +137,7 @@ pub(crate) async fn jobs(
                     }
                 }
                 input type="text" name="batch" aria-label="batch id" placeholder="batch id" value=(filter.batch.clone().unwrap_or_default());
+                input type="text" name="tenant" aria-label="tenant" placeholder="tenant" value=(filter.tenant.clone().unwrap_or_default());
                 button type="submit" { "Filter" }
             }
             form method="get" action="/ui/jobs" {
@@ -130,13 +148,13 @@ pub(crate) async fn jobs(
                 // Retrying a failed job whose task is gone submits it again: say so first.
                 form id="bulk" method="post" action="/ui/jobs/bulk"
                     onsubmit="return confirm('Act on the selected jobs? Retrying a failed job without a provider task submits it again: a new paid generation for each.')" {
-                    (jobs_table(&records, true))
+                    (jobs_table(&records, true, &starts))
                     button type="submit" name="action" value="retry" { "Retry the selected failed jobs" }
                     " "
                     button type="submit" name="action" value="cancel" { "Cancel the selected jobs not yet submitted" }
                 }
             } @else {
-                (jobs_table(&records, false))
+                (jobs_table(&records, false, &starts))
             }
             @if let Some(next) = next {
                 p { a id="next" href={ "/ui/jobs?" (query(state)) "&after=" (next.to_string()) } { "Next page →" } }
@@ -148,7 +166,37 @@ pub(crate) async fn jobs(
 
 /// The jobs as a table; `selectable`, each row with a box for the bulk actions of the form
 /// around it (`#bulk`).
-pub(crate) fn jobs_table(records: &[JobRecord], selectable: bool) -> Markup {
+/// When the batches of `records`' queued jobs start, for those scheduled ahead: such a job
+/// is waiting for its batch, not stuck.
+pub(crate) async fn scheduled_starts(
+    client: &reelq_producer::Client,
+    records: &[JobRecord],
+) -> Result<BTreeMap<BatchId, u64>, reelq_producer::ProducerError> {
+    let mut starts = BTreeMap::new();
+    let now = now_ms();
+    let batches: std::collections::BTreeSet<BatchId> = records
+        .iter()
+        .filter(|record| record.state == JobState::Queued)
+        .filter_map(|record| record.batch)
+        .collect();
+    for batch in batches {
+        let start = client
+            .batch_info(batch)
+            .await?
+            .and_then(|info| info.start_after_ms);
+        if let Some(at) = start.filter(|at| *at > now) {
+            starts.insert(batch, at);
+        }
+    }
+    Ok(starts)
+}
+
+/// The jobs as a table; `starts`: when the scheduled batches of its queued jobs start.
+pub(crate) fn jobs_table(
+    records: &[JobRecord],
+    selectable: bool,
+    starts: &BTreeMap<BatchId, u64>,
+) -> Markup {
     let now = now_ms();
     html! {
         table id="jobs" {
@@ -160,7 +208,12 @@ pub(crate) fn jobs_table(records: &[JobRecord], selectable: bool) -> Markup {
                     }
                     td { a href={ "/ui/jobs/" (r.job_id) } { (r.job_id) } }
                     td title=(r.spec.prompt) { (short(&r.spec.prompt, 60)) }
-                    td { (r.state.as_str()) }
+                    td {
+                        (r.state.as_str())
+                        @if let Some(at) = r.batch.and_then(|batch| starts.get(&batch)).filter(|_| r.state == JobState::Queued) {
+                            span.scheduled { ": scheduled, starts " (utc(*at)) " UTC" }
+                        }
+                    }
                     td { (r.spec.tenant_name()) }
                     td { (r.account.as_str()) }
                     td { (r.spec.model) }

@@ -73,6 +73,7 @@ async fn usage_counts_each_tenants_jobs_video_seconds_and_the_spend_a_provider_t
         sha256: "ab".into(),
         video: "h264 1280x720 5.00s 24.00fps".into(),
         thumbnail_key: None,
+        polls: None,
     };
     ledger.transition(leases[0], stored).await.unwrap();
     let refused = Transition::Failed {

@@ -211,7 +211,7 @@ end
 -- has; `spec_n` and the first pieces of the spec (`spec_fields`) come at 17 and after.
 local RECORD_READ = { 'state', 'deadline_ms', 'spec', 'task_id', 'attempt', 'result_url', 'polls',
   'provider', 'task_id_hint', 'fence', 'batch', 'cost_micros', 'reserved', 'cancel_ms', 'events',
-  'cancel_answered', 'spec_n', 'tenant', 'tslot' }
+  'cancel_answered', 'spec_n', 'tenant', 'tslot', 'woken' }
 for i = 0, SPEC_READ - 1 do RECORD_READ[#RECORD_READ + 1] = 's' .. i end
 
 -- Tenants' caps on generations in flight (`max_in_flight` in `P tenant_limits`), read once per
@@ -330,12 +330,14 @@ local function take(queue, id)
       redis.call('ZADD', due, now + lease_ms, id)
       local low = state == 'queued' and f[11] and flags_of(f[11]).low
       local cancel_requested = state == 'waiting' and f[14] ~= false
-      local spec = f[3] or joined_spec(job, f[17], { unpack(f, 20, 19 + SPEC_READ) })
+      local spec = f[3] or joined_spec(job, f[17], { unpack(f, 21, 20 + SPEC_READ) })
+      local woken = state == 'waiting' and f[20] ~= false
+      if f[20] then redis.call('HDEL', job, 'woken') end
       claimed[#claimed + 1] = { id = id, state = state, fence = fence, spec = spec,
         task_id = f[4] or nil, attempt = tonumber(f[5] or '0'), result_url = f[6] or nil,
         polls = tonumber(f[7] or '0'), account = provider, low_priority = low and true or false,
         cancel_requested = cancel_requested,
-        cancel_answered = cancel_requested and f[16] ~= false }
+        cancel_answered = cancel_requested and f[16] ~= false, woken = woken }
     end
   else
     redis.call('ZREM', queue, id)

@@ -83,6 +83,9 @@ pub(crate) struct Claimed {
     pub low_priority: bool,
     pub cancel_requested: bool,
     pub cancel_answered: bool,
+    /// A waiting job a callback woke: its query confirms the callback, not a poll of its own.
+    #[serde(default)]
+    pub woken: bool,
 }
 
 /// A job a limit held back.

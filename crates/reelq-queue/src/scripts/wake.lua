@@ -32,6 +32,8 @@ local now = now_ms()
 -- An empty owner is a released lease.
 if state == 'waiting' and known_task == task_id and (not owner or owner == '') then
   redis.call('ZADD', due, now, id)
+  -- Its next query confirms the callback: not one of reelq's own polls.
+  redis.call('HSET', job, 'woken', 1)
   log_event(job, now, 'waiting callback', events)
   redis.call('PUBLISH', prefix .. 'wake', 1)
   return reply('woken')

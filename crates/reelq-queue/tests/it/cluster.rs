@@ -71,6 +71,7 @@ async fn run_to_stored(ledger: &Ledger, job_id: JobId) {
                         sha256: "ab".repeat(32),
                         video: "h264 1280x720 10.0 s 24 fps".into(),
                         thumbnail_key: None,
+                        polls: None,
                     },
                 };
                 let _ = ledger.transition(&lease, step).await;

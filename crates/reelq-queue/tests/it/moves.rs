@@ -164,6 +164,7 @@ impl Walk<'_> {
             sha256: "ab".repeat(32),
             video: "h264 1280x720 10.00s 30.00fps".into(),
             thumbnail_key: None,
+            polls: None,
         };
         self.step(lease, stored, JobState::Stored).await;
     }

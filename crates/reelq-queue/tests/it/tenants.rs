@@ -273,6 +273,7 @@ async fn a_tenants_caps_hold_its_generations_in_flight_and_its_jobs_waiting() {
         sha256: "ab".into(),
         video: "h264 1280x720 10.00s 30.00fps".into(),
         thumbnail_key: None,
+        polls: None,
     };
     ledger.transition(poll, stored).await.unwrap();
     assert_eq!(

@@ -132,6 +132,7 @@ async fn finish_step(ledger: &Ledger, lease: Lease) -> TransitionOutcome {
             sha256: "cd".repeat(32),
             video: "h264 1280x720 10.0 s 30 fps".into(),
             thumbnail_key: None,
+            polls: None,
         },
         other => panic!("a claim gave a {other} lease"),
     };

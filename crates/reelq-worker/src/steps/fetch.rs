@@ -119,6 +119,7 @@ async fn store_result(
         sha256: stored.sha256,
         video: video.summary(),
         thumbnail_key,
+        polls: lease.polls(),
     })
 }
 

@@ -77,7 +77,7 @@ async fn poll(context: &StepContext, provider: &dyn Provider, lease: &PollLease)
     }
     let mut transition = match provider.query(spec, task_id).await {
         Ok(TaskStatus::Running) => {
-            let polls = lease.polls() + 1;
+            let polls = lease.polls_after();
             let schedule = context.poll_schedule(lease.job());
             let delay = backoff(schedule.first, schedule.max, polls);
             Transition::PollAgain {

@@ -215,6 +215,8 @@ mod gemini {
                 stored == deployment.sim.video(task_id).unwrap(),
                 "the served video"
             );
+            // The poll that found it ready counts (it was fetched under that poll's lease).
+            assert!(record.polls >= 1, "{record:?}");
         }
     }
 

@@ -106,6 +106,7 @@ async fn in_flight_slots_hold_back_submits_until_a_generation_ends() {
         sha256: "ab".into(),
         video: "h264 1280x720 10.00s 30.00fps".into(),
         thumbnail_key: None,
+        polls: None,
     };
     ledger.transition(&lease, stored).await.unwrap();
     assert_eq!(

@@ -81,6 +81,7 @@ async fn a_job_walks_from_queued_to_stored() {
         sha256: "ab".into(),
         video: "h264 1280x720 10.00s 30.00fps".into(),
         thumbnail_key: None,
+        polls: None,
     };
     ledger.transition(&lease, stored).await.unwrap();
 
