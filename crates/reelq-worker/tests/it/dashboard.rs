@@ -482,6 +482,9 @@ async fn chromium_logs_in_and_reads_the_overview_after_a_small_run() {
     browser.find("#progress").await;
     browser.screenshot("dashboard-batch").await;
     browser.assert_accessible("batch").await;
+    browser.go(&format!("{base}/ui/batches")).await;
+    browser.find("#batches").await;
+    browser.assert_accessible("batches").await;
     browser.go(&format!("{base}/ui/usage")).await;
     browser.find("#usage").await;
     browser.assert_accessible("usage").await;

@@ -413,7 +413,7 @@ fn every_worker_service_environment_is_a_valid_worker_config() {
         );
         assert_eq!(
             env["REELQ_REDIS_URL"],
-            "redis://:value-from-the-env-file@redis:6379/"
+            "redis://reelq:value-from-the-env-file@redis:6379/"
         );
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_reelq-worker"));
         command

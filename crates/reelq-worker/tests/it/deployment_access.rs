@@ -83,12 +83,14 @@ fn only_reelq_reaches_redis_with_a_password_and_api_replicas_share_a_session_and
         }
     }
 
-    // Compose: Redis needs a password, every reelq process's URL carries it, and the API
-    // has the workers' store.
+    // Compose: Redis has one user, reelq's, with a password (the default user off), every
+    // reelq process's URL names it, and the API has the workers' store. That the user's
+    // rules let reelq run: `redis_user.rs`.
     let compose = compose();
     let services = &compose["services"];
     let redis = words(&services["redis"]["command"]).join(" ");
-    assert!(redis.contains("--requirepass"), "{redis}");
+    assert!(redis.contains("--user default off"), "{redis}");
+    assert!(redis.contains("--user reelq on"), "{redis}");
     for name in ["api", "callbacks", "worker"] {
         let env = environment(&services[name]);
         let url = env
@@ -96,7 +98,7 @@ fn only_reelq_reaches_redis_with_a_password_and_api_replicas_share_a_session_and
             .map(String::as_str)
             .unwrap_or_default();
         assert_eq!(
-            url, "redis://:value-from-the-env-file@redis:6379/",
+            url, "redis://reelq:value-from-the-env-file@redis:6379/",
             "{name}"
         );
     }

@@ -20,6 +20,7 @@ mod ops;
 mod pipeline;
 mod provider_errors;
 mod providers;
+mod redis_user;
 mod resilience;
 mod rollback;
 mod traces;
