@@ -366,3 +366,71 @@ fn every_script_has_a_typed_edge_and_reads_nothing_by_position() {
     }
     assert!(scripts >= 18, "found {scripts} scripts");
 }
+
+/// The entry points ARCHITECTURE.md names exist as it names them: each `reelq_<crate>::path`
+/// in its "Entry points" section is a public item of that crate (re-exported under that
+/// name, or `Type::method`), and one written with its parameters (`run(config, listeners,
+/// shutdown)`) is a public function taking exactly those, in that order.
+#[test]
+fn the_entry_points_architecture_names_exist_with_their_signatures() {
+    let architecture = std::fs::read_to_string(workspace().join("ARCHITECTURE.md")).unwrap();
+    let section = architecture
+        .split("## Entry points")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("an Entry points section");
+    let section = section.replace('\n', " ");
+    let mut checked = 0;
+    for quoted in section.split('`').skip(1).step_by(2) {
+        let quoted: String = quoted.split_whitespace().collect::<Vec<_>>().join(" ");
+        let Some((krate, path)) = quoted
+            .strip_prefix("reelq_")
+            .and_then(|rest| rest.split_once("::"))
+        else {
+            continue;
+        };
+        let mut files = Vec::new();
+        rust_files(
+            &workspace().join(format!("crates/reelq-{krate}/src")),
+            &mut files,
+        );
+        let source: String = files
+            .iter()
+            .map(|file| std::fs::read_to_string(file).unwrap())
+            .collect();
+        let (item, params) = match path.split_once('(') {
+            Some((item, params)) => (item, Some(params.trim_end_matches(')'))),
+            None => (path, None),
+        };
+        let name = item.rsplit("::").next().unwrap();
+        let public = [
+            format!("pub fn {name}("),
+            format!("pub async fn {name}("),
+            format!("pub struct {name}"),
+            format!("as {name}}}"),
+            format!("as {name},"),
+        ];
+        assert!(
+            public.iter().any(|form| source.contains(form.as_str())),
+            "ARCHITECTURE.md names {quoted}, which reelq-{krate} does not have"
+        );
+        if let Some(params) = params {
+            let wanted: Vec<&str> = params.split(", ").collect();
+            let signature = source
+                .split(&format!("pub async fn {name}("))
+                .nth(1)
+                .or_else(|| source.split(&format!("pub fn {name}(")).nth(1))
+                .and_then(|rest| rest.split(')').next())
+                .expect("the function's parameters");
+            let names: Vec<&str> = signature
+                .split(',')
+                .filter_map(|param| param.split(':').next())
+                .map(str::trim)
+                .filter(|param| !param.is_empty())
+                .collect();
+            assert_eq!(names, wanted, "ARCHITECTURE.md writes {quoted}");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 5, "checked {checked} entry points");
+}
