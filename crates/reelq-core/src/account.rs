@@ -2,7 +2,7 @@
 //! each with its own limits, budgets and pauses). A job names its provider, and may name
 //! one of its accounts; the ledger keeps each account's limits under its name.
 
-use std::{fmt, str::FromStr};
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -73,25 +73,35 @@ pub(crate) fn key_safe(field: &'static str, name: &str, max: usize) -> Result<St
     }
 }
 
-impl TryFrom<String> for AccountName {
-    type Error = SpecError;
-    fn try_from(name: String) -> Result<Self, SpecError> {
-        name.parse()
-    }
-}
+/// What a key-safe name type (a newtype over its `String`, parsed by `FromStr`) shares: read
+/// from a string through its checks (serde's `try_from`), written as its string, shown
+/// padded so tables line up.
+macro_rules! key_safe_name {
+    ($name:ident) => {
+        impl TryFrom<String> for $name {
+            type Error = SpecError;
+            fn try_from(name: String) -> Result<Self, SpecError> {
+                name.parse()
+            }
+        }
 
-impl From<AccountName> for String {
-    fn from(name: AccountName) -> String {
-        name.0
-    }
-}
+        impl From<$name> for String {
+            fn from(name: $name) -> String {
+                name.0
+            }
+        }
 
-impl fmt::Display for AccountName {
-    /// Honours width and alignment, so tables line up.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(&self.0)
-    }
+        impl std::fmt::Display for $name {
+            /// Honours width and alignment, so tables line up.
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.pad(&self.0)
+            }
+        }
+    };
 }
+pub(crate) use key_safe_name;
+
+key_safe_name!(AccountName);
 
 #[cfg(test)]
 mod tests {

@@ -2,11 +2,14 @@
 //! one (the default tenant unless its producer names another); the claim shares each provider
 //! account's capacity between the tenants with jobs waiting, by weight.
 
-use std::{fmt, str::FromStr};
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{SpecError, account::key_safe};
+use crate::{
+    SpecError,
+    account::{key_safe, key_safe_name},
+};
 
 /// The longest tenant name: it becomes part of Redis keys.
 const MAX_TENANT_CHARS: usize = 64;
@@ -38,25 +41,7 @@ impl FromStr for TenantName {
     }
 }
 
-impl TryFrom<String> for TenantName {
-    type Error = SpecError;
-    fn try_from(name: String) -> Result<Self, SpecError> {
-        name.parse()
-    }
-}
-
-impl From<TenantName> for String {
-    fn from(name: TenantName) -> String {
-        name.0
-    }
-}
-
-impl fmt::Display for TenantName {
-    /// Honours width and alignment, so tables line up.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(&self.0)
-    }
-}
+key_safe_name!(TenantName);
 
 #[cfg(test)]
 mod tests {

@@ -103,6 +103,24 @@ async fn serve_hands_out_stored_videos_whole_or_by_range() {
         "{metrics}"
     );
     reelq_testkit::assert_promtool_passes(&metrics);
+    // A tenant's token an operator made: refused where its scopes end (403), and, like the
+    // deployment's own, never logged.
+    let tenant_token = deployment
+        .client
+        .create_token(
+            "acme-reader",
+            Some("acme".parse().unwrap()),
+            vec![reelq_core::Scope::Read],
+        )
+        .await
+        .unwrap();
+    let forbidden = http
+        .get(format!("http://{addr}/metrics"))
+        .bearer_auth(&tenant_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forbidden.status(), 403);
     // Probes answer without the token, one word each.
     for (path, word) in [("/healthz", "ok"), ("/readyz", "ready")] {
         let probe = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
@@ -130,7 +148,9 @@ async fn serve_hands_out_stored_videos_whole_or_by_range() {
     assert_eq!(refused["level"], "WARN", "{refused}");
     assert_eq!(refused["path"], link);
     assert!(
-        logged.iter().all(|line| !line.contains(SERVE_TOKEN)),
+        logged
+            .iter()
+            .all(|line| !line.contains(SERVE_TOKEN) && !line.contains(&tenant_token)),
         "{logged:#?}"
     );
 }

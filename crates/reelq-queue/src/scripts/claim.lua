@@ -154,22 +154,24 @@ local function over_budget(provider, batch, cost, reserved, tenant)
     redis.call('HINCRBY', prefix .. 'batchinfo:' .. batch, 'reserved_micros', cost)
     flags = 'b'
   end
+  -- Adds the cost to a spend counter kept `days` days.
+  local function spend(key, days)
+    redis.call('INCRBY', key, cost)
+    redis.call('PEXPIRE', key, days * DAY_MS)
+  end
   if daily then
     l.spent = l.spent + cost
-    redis.call('INCRBY', spend_key, cost)
-    redis.call('PEXPIRE', spend_key, 2 * DAY_MS)
+    spend(spend_key, 2)
     flags = flags .. 'd'
   end
   if cap.daily > 0 then
     cap.spent_day = cap.spent_day + cost
-    redis.call('INCRBY', cap.day_key, cost)
-    redis.call('PEXPIRE', cap.day_key, 2 * DAY_MS)
+    spend(cap.day_key, 2)
     flags = flags .. 't'
   end
   if cap.monthly > 0 then
     cap.spent_month = cap.spent_month + cost
-    redis.call('INCRBY', cap.month_key, cost)
-    redis.call('PEXPIRE', cap.month_key, 62 * DAY_MS)
+    spend(cap.month_key, 62)
     flags = flags .. 'm'
   end
   return nil, flags
