@@ -133,8 +133,10 @@ pub(super) async fn batch(
         Ok(batch_id) => batch_id,
         Err(refused) => return refused.into_response(),
     };
+    // A batch an all-tenant token enqueued may hold several tenants' jobs: a tenant's token
+    // counts and lists its own only.
     let records = match state.client.batch_records(batch_id).await {
-        Ok(records) => records,
+        Ok(records) => caller.visible(records),
         Err(err) => return internal(err),
     };
     let info = match state.client.batch_info(batch_id).await {
@@ -148,9 +150,10 @@ pub(super) async fn batch(
     for record in &records {
         *states.entry(record.state.to_string()).or_default() += 1;
     }
-    let jobs = info
-        .as_ref()
-        .map_or(records.len() as u64, |info| info.total);
+    let jobs = match (caller.tenant(), &info) {
+        (None, Some(info)) => info.total,
+        _ => records.len() as u64,
+    };
     let info = info.as_ref();
     Json(BatchAnswer {
         batch_id,
@@ -209,7 +212,7 @@ pub(super) async fn batch_jobs(
         .await
     {
         Ok((records, next)) => Json(JobsPage {
-            data: records,
+            data: caller.visible(records),
             next_cursor: next.map(|offset| offset.to_string()),
         })
         .into_response(),

@@ -51,6 +51,12 @@ impl Caller {
             .is_none_or(|tenant| spec.tenant_name() == tenant.as_str())
     }
 
+    /// Of `records`, those the caller may see.
+    pub(super) fn visible(&self, mut records: Vec<JobRecord>) -> Vec<JobRecord> {
+        records.retain(|record| self.sees(&record.spec));
+        records
+    }
+
     /// Gives each job the caller's tenant; a job naming another tenant is refused (400,
     /// naming the field; `line` is its line in a batch).
     pub(super) fn own(&self, specs: &mut [JobSpec]) -> Result<(), Refusal> {

@@ -124,12 +124,12 @@ pub(super) async fn list_jobs(
         Some(Ok(tenant)) => Some(tenant),
         Some(Err(err)) => return bad(format!("tenant: {}", err.message)),
     };
-    let own = |mut records: Vec<JobRecord>| {
+    let own = |records: Vec<JobRecord>| {
+        let mut records = caller.visible(records);
         records.retain(|record| {
-            caller.sees(&record.spec)
-                && tenant
-                    .as_ref()
-                    .is_none_or(|tenant| record.spec.tenant_name() == tenant.as_str())
+            tenant
+                .as_ref()
+                .is_none_or(|tenant| record.spec.tenant_name() == tenant.as_str())
         });
         records
     };
@@ -207,6 +207,11 @@ pub(super) async fn job(
     let Ok(job_id) = job_id.parse::<JobId>() else {
         return client_error(StatusCode::NOT_FOUND, "not_found", "no such job");
     };
+    job_answer(&state, &caller, job_id).await
+}
+
+/// A job as the API answers it, with its video's link: 404 if the caller may not see it.
+async fn job_answer(state: &ApiState, caller: &Caller, job_id: JobId) -> Response {
     let record = match state.client.status(job_id).await {
         Ok(Some(record)) if caller.sees(&record.spec) => record,
         Ok(_) => return client_error(StatusCode::NOT_FOUND, "not_found", "no such job"),
@@ -260,17 +265,11 @@ pub(super) async fn cancel(
     if let Err(refused) = caller.sees_job(&state.client, job_id, "no such job").await {
         return refused.into_response();
     }
-    let answer = |state| {
-        job(
-            State(state),
-            Extension(caller.clone()),
-            Path(job_id.to_string()),
-        )
-    };
+    // The answer is the job as it is now: a token that may cancel its jobs sees them.
     match state.client.cancel_job(job_id).await {
-        Ok(CancelOutcome::Cancelled) => answer(state).await,
+        Ok(CancelOutcome::Cancelled) => job_answer(&state, &caller, job_id).await,
         Ok(CancelOutcome::AskedProvider(_)) => {
-            let mut answer = answer(state).await;
+            let mut answer = job_answer(&state, &caller, job_id).await;
             if answer.status() == StatusCode::OK {
                 *answer.status_mut() = StatusCode::ACCEPTED;
             }

@@ -123,9 +123,59 @@ async fn a_tenants_token_enqueues_for_its_tenant_and_sees_nothing_of_another() {
         );
     }
 
+    // A batch an operator enqueued for two tenants: acme's token counts and lists acme's
+    // jobs only.
+    let mut beta_line = job("beta's line");
+    beta_line["tenant"] = json!("beta");
+    let mut acme_line = job("acme's line");
+    acme_line["tenant"] = json!("acme");
+    let (status, mixed) = api
+        .as_token(
+            &ops_enqueue(&api).await,
+            post.clone(),
+            "/v1/batches",
+            Some(json!([acme_line, beta_line])),
+        )
+        .await;
+    assert_eq!(status, 201, "{mixed}");
+    let mixed = mixed["batch_id"].as_str().unwrap();
+    let (_, seen) = api
+        .as_token(&reader, get.clone(), &format!("/v1/batches/{mixed}"), None)
+        .await;
+    assert_eq!(seen["jobs"], 1, "{seen}");
+    let (_, listed) = api
+        .as_token(
+            &reader,
+            get.clone(),
+            &format!("/v1/batches/{mixed}/jobs"),
+            None,
+        )
+        .await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1, "{listed}");
+
+    // A token that may enqueue (and so cancel) but not read still gets the cancelled job.
+    let canceller = make("acme-canceller", Some("acme"), vec![Scope::Enqueue]).await;
+    let (status, created) = api
+        .as_token(&acme, post.clone(), "/v1/jobs", Some(job("to cancel")))
+        .await;
+    assert_eq!(status, 201);
+    let to_cancel = format!("/v1/jobs/{}/cancel", created["job_id"].as_str().unwrap());
+    let (status, cancelled) = api
+        .as_token(&canceller, post.clone(), &to_cancel, None)
+        .await;
+    assert_eq!(
+        (status, &cancelled["state"]),
+        (200, &json!("cancelled")),
+        "{cancelled}"
+    );
+
     // The operator's tokens see every tenant's jobs; acme cancels its own.
     let (_, listed) = api.as_token(&ops, get.clone(), "/v1/jobs", None).await;
-    assert_eq!(listed["data"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        listed["data"].as_array().unwrap().len(),
+        6,
+        "acme's 5 and beta's 1"
+    );
     assert_eq!(
         api.as_token(&ops, get.clone(), "/metrics", None).await.0,
         200
@@ -137,11 +187,11 @@ async fn a_tenants_token_enqueues_for_its_tenant_and_sees_nothing_of_another() {
 
     // Kept only as hashes: no key or value in Redis holds a token.
     let dump = api.redis.command(&["HGETALL", "{api}:tokens"]).unwrap();
-    for token in [&acme, &beta, &reader, &ops] {
+    for token in [&acme, &beta, &reader, &ops, &canceller] {
         assert!(!dump.contains(token.as_str()), "{dump}");
     }
     let listed = api.client.tokens().await.unwrap();
-    assert_eq!(listed.len(), 4);
+    assert_eq!(listed.len(), 6);
 
     // Revoked: refused from the next request on.
     assert!(api.client.revoke_token("beta-backend").await.unwrap());
@@ -201,4 +251,12 @@ async fn an_enqueue_past_a_tenants_cap_on_jobs_waiting_is_429_and_enqueues_nothi
     // Another tenant is not held by acme's cap.
     let (status, _) = api.as_token(token, post, "/v1/jobs", Some(job("4"))).await;
     assert_eq!(status, 201);
+}
+
+/// An all-tenant token that may enqueue.
+async fn ops_enqueue(api: &Api) -> String {
+    api.client
+        .create_token("ops-enqueue", None, vec![Scope::Enqueue])
+        .await
+        .unwrap()
 }

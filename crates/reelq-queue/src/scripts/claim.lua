@@ -250,9 +250,13 @@ local function take(queue, id)
     redis.call('ZREM', queue, id)
   elseif (state == 'queued' or state == 'waiting') and deadline and deadline <= now then
     redis.call('ZREM', queue, id)
-    move(job, id, state, 'expired', now, 'deadline passed',
-      { 'error_class', 'invalid', 'error', 'deadline passed before the job finished' }, provider,
-      known)
+    local ended = { 'error_class', 'invalid', 'error', 'deadline passed before the job finished' }
+    if state == 'queued' and (f[13] or '') ~= '' then
+      -- Reserved by an earlier claim whose submit never began: nothing was spent.
+      release_budget(f[11], provider, f[12], f[13], redis.call('HGET', job, 'reserved_day'), f[18])
+      ended[#ended + 1], ended[#ended + 2] = 'reserved', ''
+    end
+    move(job, id, state, 'expired', now, 'deadline passed', ended, provider, known)
   elseif state == 'queued' and f[11] and flags_of(f[11]).cancelled then
     redis.call('ZREM', queue, id)
     release_budget(f[11], provider, f[12], f[13], redis.call('HGET', job, 'reserved_day'), f[18])
@@ -278,7 +282,9 @@ local function take(queue, id)
   elseif state == 'queued' and slots_full(provider) then
     -- A generation ends within seconds to minutes; look again in a second.
     hold_back(queue, id, provider, 'in_flight', 1000)
-  elseif state == 'queued' and tenant_full(tenant) then
+  elseif state == 'queued' and not f[19] and tenant_full(tenant) then
+    -- (A job claimed before whose submit never began holds its slot already: not counted
+    -- against itself.)
     hold_back(queue, id, provider, 'tenant_in_flight', 1000)
   elseif (state == 'queued' or state == 'waiting') and rate_wait(provider) > 0 then
     hold_back(queue, id, provider, 'rate', rate_wait(provider))
@@ -382,12 +388,19 @@ local function weight_of(tenant)
   end
   return weights[tenant]
 end
+-- Tenants at their cap on generations in flight in this claim: their queue's head is due, but
+-- nothing of theirs can go before a slot frees, so an idle worker looks again in a second.
+local capped = {}
 local function take_fairly(want)
-  local passed, n_passed, offset = {}, 0, {}
-  local function pass(tenant)
-    passed[tenant], n_passed = true, n_passed + 1
+  -- The tenants passed over in this claim are always the lowest-ranked ones (each was the
+  -- lowest not passed when it was, and the tags of the others only grow), so the next to
+  -- serve is at rank `n_passed`.
+  local n_passed, offset = 0, {}
+  local function pass()
+    n_passed = n_passed + 1
+    scanned = scanned + 1
   end
-  -- Takes up to `share` of `tenant`'s due jobs (its tag `tag`); how many it took.
+  -- Takes up to `share` of `tenant`'s due jobs (its tag `tag`); false to pass it over.
   local function serve(tenant, tag, share)
     local w = weight_of(tenant)
     local queue = tenant_queue(tenant)
@@ -397,43 +410,41 @@ local function take_fairly(want)
         -- Idle: out of the ranking, its tag kept for when it comes back.
         redis.call('ZREM', tenants_key, tenant)
         redis.call('HSET', prefix .. 'tenant_tags', tenant, tag)
-        passed[tenant] = true
-      else
-        pass(tenant)
+        return true
       end
-      return 0
+      return false
     end
-    local taken = 0
+    local taken, stepped_over = 0, 0
     for _, id in ipairs(page) do
       scanned = scanned + 1
       local before = #claimed
       if not take(queue, id) then
-        offset[tenant] = (offset[tenant] or 0) + 1
+        stepped_over = stepped_over + 1
       elseif #claimed > before then
         taken = taken + 1
       end
     end
+    offset[tenant] = (offset[tenant] or 0) + stepped_over
     if taken > 0 then
+      want = want - taken
       redis.call('SET', prefix .. 'vclock', tag + (taken - 1) / w)
       redis.call('ZINCRBY', tenants_key, taken / w, tenant)
+      return true
     end
-    return taken
+    -- Everything it had due was held back by its accounts' limits (and rescheduled): the
+    -- others go first in this claim. Jobs of other replicas' accounts are stepped over.
+    return stepped_over > 0
   end
   while want > 0 and scanned < SCAN_LIMIT do
     -- The lowest-ranked tenant not passed over in this claim, and the tag of the one after.
-    local ranked = redis.call('ZRANGE', tenants_key, 0, n_passed + 1, 'WITHSCORES')
-    local tenant, tag, next_tag
-    for i = 1, #ranked, 2 do
-      if not passed[ranked[i]] then
-        if tenant then next_tag = tonumber(ranked[i + 1]); break end
-        tenant, tag = ranked[i], tonumber(ranked[i + 1])
-      end
-    end
-    if not tenant then return end
+    local ranked = redis.call('ZRANGE', tenants_key, n_passed, n_passed + 1, 'WITHSCORES')
+    if #ranked == 0 then return end
+    local tenant, tag, next_tag = ranked[1], tonumber(ranked[2]), tonumber(ranked[4])
     if tenant_full(tenant) then
       -- At its cap on generations in flight: passed over, its jobs left due (not held back
-      -- one by one), so the next claim looks again at once.
-      pass(tenant)
+      -- one by one).
+      capped[tenant] = true
+      pass()
     else
       local share = want
       if next_tag then
@@ -441,7 +452,7 @@ local function take_fairly(want)
       end
       local cap = tenant_cap(tenant)
       if cap.max > 0 then share = math.min(share, cap.max - cap.used) end
-      want = want - serve(tenant, tag, share)
+      if not serve(tenant, tag, share) then pass() end
     end
   end
 end
@@ -459,14 +470,15 @@ end
 local next_due = -1
 if #claimed == 0 then
   local queues = { due, due_low }
+  local later = {}
   for _, tenant in ipairs(redis.call('ZRANGE', tenants_key, 0, 15)) do
     queues[#queues + 1] = tenant_queue(tenant)
+    if capped[tenant] then later[tenant_queue(tenant)] = now + 1000 end
   end
   for _, queue in ipairs(queues) do
     local first = redis.call('ZRANGE', queue, 0, 0, 'WITHSCORES')
-    if first[2] and (next_due < 0 or tonumber(first[2]) < next_due) then
-      next_due = tonumber(first[2])
-    end
+    local at = first[2] and math.max(tonumber(first[2]), later[queue] or 0)
+    if at and (next_due < 0 or at < next_due) then next_due = at end
   end
 end
 if next_due < 0 then next_due = nil end

@@ -179,6 +179,7 @@ local function free_slots(job, id, provider, known)
     local tenant = known.tenant
     if tenant == nil then tenant = redis.call('HGET', job, 'tenant') end
     redis.call('ZREM', prefix .. 'tenant_inflight:' .. (tenant or 'default'), id)
+    redis.call('HDEL', job, 'tslot')
   end
 end
 

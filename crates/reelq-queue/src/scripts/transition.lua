@@ -67,8 +67,10 @@ if to == 'submitting' then
   fields[#fields + 1] = 'submit_ms'
   fields[#fields + 1] = now
 end
--- A create the provider refused costs nothing: give its budget reservation back.
-if cur[1] == 'submitting' and (to == 'failed' or to == 'rejected') and (cur[8] or '') ~= '' then
+-- A create the provider refused costs nothing, and a claimed job that ends before its submit
+-- began spent nothing: give its budget reservation back.
+if (cur[1] == 'submitting' or cur[1] == 'queued') and (to == 'failed' or to == 'rejected')
+  and (cur[8] or '') ~= '' then
   release_budget(cur[6], provider, cur[7], cur[8], cur[9], cur[14])
   fields[#fields + 1] = 'reserved'
   fields[#fields + 1] = ''

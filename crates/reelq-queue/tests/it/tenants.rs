@@ -381,4 +381,59 @@ async fn a_tenants_daily_and_monthly_budgets_are_exact_under_concurrent_claims()
     let shares = ledger.tenants().await.unwrap();
     let daily_share = shares.iter().find(|share| share.tenant == "daily").unwrap();
     assert_eq!(daily_share.spent_today_micros, 4_500_000);
+    // So does a claimed job that ends before its submit began (its model retired, say).
+    let unsent = taken
+        .iter()
+        .filter(|lease| lease.job().spec().tenant_name() == "daily")
+        .nth(1)
+        .unwrap();
+    let retired = Transition::Failed {
+        class: ErrorClass::ModelUnavailable,
+        error: "model retired; nothing was sent".into(),
+    };
+    ledger.transition(unsent, retired).await.unwrap();
+    let shares = ledger.tenants().await.unwrap();
+    let daily_share = shares.iter().find(|share| share.tenant == "daily").unwrap();
+    assert_eq!(daily_share.spent_today_micros, 4_000_000);
+}
+
+#[tokio::test]
+async fn a_tenant_whose_jobs_its_account_holds_back_does_not_hold_back_another_tenant() {
+    let redis = RedisServer::start().unwrap();
+    let ledger = ledger(&redis).await;
+    // 1,500 jobs at a full account (one slot), more than a claim scans; 5 at another account.
+    backlog(&ledger, "stuck", 1_500).await;
+    let free: TenantName = "free".parse().unwrap();
+    let elsewhere: Vec<(JobId, _)> = (0..5)
+        .map(|i| {
+            let mut spec = spec(&format!("elsewhere {i}"));
+            spec.provider = reelq_core::ProviderKind::Fal;
+            spec.model = "fal-ai/veo3.1/fast".into();
+            spec.tenant = Some(free.clone());
+            (JobId::new(), spec)
+        })
+        .collect();
+    ledger.enqueue(None, &elsewhere).await.unwrap();
+    let options = ClaimOptions {
+        limits: &kie_limit(0.0, 1, 1),
+        ..claim_opts("w", 8, LEASE)
+    };
+    let claim = ledger.claim(&options).await.unwrap();
+    let of = |tenant: &str| {
+        claim
+            .leases
+            .iter()
+            .filter(|lease| lease.job().spec().tenant_name() == tenant)
+            .count()
+    };
+    assert_eq!(
+        (of("stuck"), of("free")),
+        (1, 5),
+        "the other account's jobs all go"
+    );
+    assert!(
+        claim.waits.len() <= 8,
+        "the stuck tenant is passed over, its backlog not held back job by job: {}",
+        claim.waits.len()
+    );
 }
