@@ -7,7 +7,8 @@
 //! `Idempotency-Key` header makes a POST safe to retry: the same key with the same request
 //! within a day enqueues once and answers the first receipt again (200); the same key with
 //! another request is 422 `idempotency_key_reused` and enqueues nothing. Keys are per
-//! endpoint: a key used on `/v1/jobs` is another key on `/v1/batches`.
+//! endpoint (a key used on `/v1/jobs` is another key on `/v1/batches`) and per tenant for a
+//! tenant's token (another tenant's use of the same key is not seen).
 //!
 //! The largest request is 32 MiB (about 350,000 manifest lines); larger manifests go through
 //! `reelq batch submit`, which has no limit but memory. A batch of any size is enqueued all

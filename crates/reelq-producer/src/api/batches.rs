@@ -99,7 +99,7 @@ pub(super) async fn create_batch(
     };
     match parsed {
         Ok(mut specs) => match caller.own(&mut specs) {
-            Ok(()) => enqueue(&state, &headers, specs, Some(options)).await,
+            Ok(()) => enqueue(&state, &caller, &headers, specs, Some(options)).await,
             Err(refused) => refused.into_response(),
         },
         Err(err) => {

@@ -4,6 +4,7 @@ use super::*;
 
 pub(super) async fn enqueue(
     state: &ApiState,
+    caller: &Caller,
     headers: &HeaderMap,
     specs: Vec<JobSpec>,
     batch: Option<BatchOptions>,
@@ -14,13 +15,19 @@ pub(super) async fn enqueue(
     let warnings = state.client.lifecycle_notices(&specs);
     let receipt = match (key, &batch) {
         (Some(key), _) => {
-            let scope = match batch {
+            // Keys are per endpoint, and a tenant's are its own: another tenant's use of the
+            // same key is neither replayed to it nor refused.
+            let endpoint = match batch {
                 Some(_) => "api-batches",
                 None => "api-jobs",
             };
+            let scope = match caller.tenant() {
+                Some(tenant) => format!("{endpoint}:{tenant}"),
+                None => endpoint.to_owned(),
+            };
             state
                 .client
-                .enqueue_once(specs, batch.as_ref(), (scope, key), &|_| {})
+                .enqueue_once(specs, batch.as_ref(), (&scope, key), &|_| {})
                 .await
         }
         (None, Some(options)) => {

@@ -69,7 +69,7 @@ pub(super) async fn create_job(
     if let Err(refused) = caller.own(&mut specs) {
         return refused.into_response();
     }
-    enqueue(&state, &headers, specs, None).await
+    enqueue(&state, &caller, &headers, specs, None).await
 }
 
 /// `GET /v1/jobs` parameters.

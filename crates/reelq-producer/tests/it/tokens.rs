@@ -123,6 +123,25 @@ async fn a_tenants_token_enqueues_for_its_tenant_and_sees_nothing_of_another() {
         );
     }
 
+    // Idempotency keys are a tenant's own: beta's use of acme's key enqueues beta's job.
+    let with_key = |token: &str, prompt: &str| {
+        api.http
+            .post(format!("{}/v1/jobs", api.base))
+            .bearer_auth(token.to_owned())
+            .header("Idempotency-Key", "order-1")
+            .json(&job(prompt))
+    };
+    let (status, first) = api.send(with_key(&acme, "acme's order")).await;
+    assert_eq!(status, 201, "{first}");
+    let (status, second) = api.send(with_key(&beta, "beta's order")).await;
+    assert_eq!(
+        (status, &second["spec"]["tenant"]),
+        (201, &json!("beta")),
+        "{second}"
+    );
+    let (status, replay) = api.send(with_key(&acme, "acme's order")).await;
+    assert_eq!((status, &replay["job_id"]), (200, &first["job_id"]));
+
     // A batch an operator enqueued for two tenants: acme's token counts and lists acme's
     // jobs only.
     let mut beta_line = job("beta's line");
@@ -173,8 +192,8 @@ async fn a_tenants_token_enqueues_for_its_tenant_and_sees_nothing_of_another() {
     let (_, listed) = api.as_token(&ops, get.clone(), "/v1/jobs", None).await;
     assert_eq!(
         listed["data"].as_array().unwrap().len(),
-        6,
-        "acme's 5 and beta's 1"
+        8,
+        "acme's 6 and beta's 2"
     );
     assert_eq!(
         api.as_token(&ops, get.clone(), "/metrics", None).await.0,
