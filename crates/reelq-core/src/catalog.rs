@@ -15,10 +15,14 @@ use serde_json::{Map, Value};
 
 use crate::{
     ProviderKind,
+    route::RouteRule,
     spec::{Aspect, Quality},
 };
 
+mod extra;
 mod status;
+
+pub use extra::ExtraRule;
 
 pub use status::ModelStatus;
 
@@ -135,58 +139,6 @@ impl RequestMap {
             images: self.images.or_else(|| base.images.clone()),
             family: self.family.or_else(|| base.family.clone()),
             fixed: self.fixed.or_else(|| base.fixed.clone()),
-        }
-    }
-}
-
-/// One provider option a job may pass through (`extra`), and what values it takes.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ExtraRule {
-    String { max_chars: Option<usize> },
-    Number { min: Option<f64>, max: Option<f64> },
-    Integer { min: Option<i64>, max: Option<i64> },
-    Bool,
-    Choice { values: Vec<String> },
-}
-
-impl ExtraRule {
-    /// Why `value` is not one this option takes, if it is not.
-    pub fn problem(&self, value: &Value) -> Option<String> {
-        let out_of = |v: f64, min: Option<f64>, max: Option<f64>| {
-            (min.is_some_and(|min| v < min) || max.is_some_and(|max| v > max)).then(|| {
-                let bound = |b: Option<f64>| b.map_or("any".to_owned(), |b| b.to_string());
-                format!("{v} is outside {}..{}", bound(min), bound(max))
-            })
-        };
-        match (self, value) {
-            (ExtraRule::String { max_chars }, Value::String(s)) => max_chars
-                .filter(|&max| s.chars().count() > max)
-                .map(|max| format!("is over the limit of {max} characters")),
-            (ExtraRule::Number { min, max }, Value::Number(n)) => {
-                out_of(n.as_f64().unwrap_or(f64::NAN), *min, *max)
-            }
-            (ExtraRule::Integer { min, max }, Value::Number(n)) if n.is_i64() => out_of(
-                n.as_i64().unwrap_or_default() as f64,
-                min.map(|m| m as f64),
-                max.map(|m| m as f64),
-            ),
-            (ExtraRule::Bool, Value::Bool(_)) => None,
-            (ExtraRule::Choice { values }, Value::String(s)) if values.contains(s) => None,
-            (ExtraRule::Choice { values }, _) => {
-                Some(format!("must be one of {}", values.join(", ")))
-            }
-            (rule, _) => Some(format!("must be {}", rule.kind())),
-        }
-    }
-
-    fn kind(&self) -> &'static str {
-        match self {
-            ExtraRule::String { .. } => "a string",
-            ExtraRule::Number { .. } => "a number",
-            ExtraRule::Integer { .. } => "an integer",
-            ExtraRule::Bool => "true or false",
-            ExtraRule::Choice { .. } => "a choice",
         }
     }
 }
@@ -417,6 +369,8 @@ struct CatalogFile {
     contract: BTreeMap<ProviderKind, ContractDefaults>,
     #[serde(default)]
     model: Vec<ModelRule>,
+    #[serde(default)]
+    route: Vec<RouteRule>,
 }
 
 /// A catalog file that could not be read, naming the file and the row.
@@ -432,6 +386,7 @@ pub struct CatalogError {
 pub struct Catalog {
     contracts: BTreeMap<ProviderKind, ContractDefaults>,
     models: Vec<ModelRule>,
+    routes: Vec<RouteRule>,
 }
 
 impl Catalog {
@@ -442,6 +397,7 @@ impl Catalog {
             let empty = Catalog {
                 contracts: BTreeMap::new(),
                 models: Vec::new(),
+                routes: Vec::new(),
             };
             empty
                 .with_file(BUILT_IN_CATALOG, "built-in")
@@ -482,11 +438,32 @@ impl Catalog {
                 None => catalog.models.push(row),
             }
         }
+        let mut seen = BTreeSet::new();
+        for mut route in file.route {
+            if !seen.insert(route.name.clone()) {
+                return Err(error(format!("route {:?} is listed twice", route.name)));
+            }
+            if let Some(problem) = route.problem(&catalog) {
+                return Err(error(format!("route {:?} {problem}", route.name)));
+            }
+            route.origin = origin.to_owned();
+            catalog.routes.retain(|known| known.name != route.name);
+            catalog.routes.push(route);
+        }
         Ok(catalog)
     }
 
     pub fn models(&self) -> &[ModelRule] {
         &self.models
+    }
+
+    /// The routes: a kind of video several candidates sell (`[[route]]` rows).
+    pub fn routes(&self) -> &[RouteRule] {
+        &self.routes
+    }
+
+    pub fn route(&self, name: &str) -> Option<&RouteRule> {
+        self.routes.iter().find(|route| route.name == name)
     }
 
     pub fn models_of(&self, provider: ProviderKind) -> impl Iterator<Item = &ModelRule> {

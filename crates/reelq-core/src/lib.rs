@@ -9,6 +9,7 @@ mod id;
 mod price;
 mod provider;
 mod request_json;
+mod route;
 mod scope;
 mod secret;
 mod spec;
@@ -28,6 +29,10 @@ pub use id::{BatchId, IdError, JobId};
 pub use price::{PriceRule, PriceTable};
 pub use provider::ProviderKind;
 pub use request_json::RequestJsonError;
+pub use route::{
+    Candidate, CandidateRule, FallbackReason, LeftCandidate, RouteHold, RoutePolicy, RouteRule,
+    RouteState,
+};
 pub use scope::Scope;
 pub use secret::{ApiToken, ApiTokenError, MIN_API_TOKEN_CHARS, Secret};
 pub use spec::{

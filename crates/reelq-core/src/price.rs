@@ -84,6 +84,7 @@ mod tests {
             tenant: None,
             estimated_cost_usd: None,
             request: None,
+            route: None,
         }
     }
 

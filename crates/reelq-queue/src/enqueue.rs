@@ -92,6 +92,11 @@ fn queued_job(job_id: JobId, spec: &JobSpec) -> Result<QueuedJob, QueueError> {
             .tenant
             .as_ref()
             .map(|tenant| tenant.as_str().to_owned()),
+        route_hold: spec
+            .route
+            .as_ref()
+            .and_then(|route| route.hold())
+            .map(Into::into),
     })
 }
 

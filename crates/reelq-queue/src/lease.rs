@@ -3,7 +3,7 @@
 //! its step needs and nothing valid only in another step. What proves the worker still holds
 //! the job is its [`Fence`]; every ledger write for the job takes one ([`Held`]).
 
-use reelq_core::{AccountName, JobId, JobSpec, JobState};
+use reelq_core::{AccountName, FallbackReason, JobId, JobSpec, JobState};
 
 use crate::scripts::claim::Claimed;
 
@@ -69,6 +69,7 @@ impl Held for LeasedJob {
 pub struct SubmitLease {
     job: LeasedJob,
     low_priority: bool,
+    fall_back: Option<FallbackReason>,
 }
 
 impl SubmitLease {
@@ -80,6 +81,12 @@ impl SubmitLease {
     /// the contract has such a hint (fal's queue).
     pub fn low_priority(&self) -> bool {
         self.low_priority
+    }
+
+    /// A routed job the claim handed over held back past its route's patience (its account
+    /// paused, or a limit): moved on to its next candidate, not submitted.
+    pub fn fall_back(&self) -> Option<FallbackReason> {
+        self.fall_back
     }
 }
 
@@ -271,6 +278,7 @@ fn read(claimed: &Claimed, token: &str) -> Result<Lease, String> {
         JobState::Queued => Lease::Submit(SubmitLease {
             job,
             low_priority: claimed.low_priority,
+            fall_back: claimed.fall_back,
         }),
         JobState::Waiting => Lease::Poll(PollLease {
             task_id: non_empty(&claimed.task_id, "a provider task id")?,

@@ -426,6 +426,8 @@ impl Ledger {
                 .iter()
                 .map(|(field, value)| (*field, value.as_str()))
                 .collect(),
+            spec: planned.route.as_ref().map(|(spec, _)| spec.as_str()),
+            route_hold: planned.route.as_ref().and_then(|(_, hold)| *hold),
         };
         scripts::run(conn, &self.prefix, &args).await
     }

@@ -78,6 +78,18 @@ pub const MOVES: &[MoveRule] = &[
                   for the account's `uncertain_slot_ms`; reconciliation takes over",
     },
     MoveRule {
+        name: "fall_back",
+        by: "transition.lua",
+        from: &[Queued, Submitting],
+        to: Queued,
+        effects: "the provider proved it did not take the job (a refusal, an empty account, a \
+                  retired model), or the claim handed it over held back past its route's \
+                  patience: the spec becomes the route's next candidate's (provider, account, \
+                  model, request, estimate), the attempt count starts again, any budget \
+                  reservation is given back (the next claim reserves at the new price); due \
+                  at once. Never from `uncertain`",
+    },
+    MoveRule {
         name: "poll_again",
         by: "transition.lua",
         from: &[Waiting],

@@ -4,9 +4,12 @@
 
 use std::time::Duration;
 
-use reelq_core::ErrorClass;
+use reelq_core::{ErrorClass, FallbackReason, JobSpec, usd_to_micros};
 
-use crate::moves::{MoveRule, rule};
+use crate::{
+    moves::{MoveRule, rule},
+    scripts::jobs::RouteHoldArg,
+};
 
 /// A move of a leased job. Delays say when a worker should next act on the job.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +77,15 @@ pub enum Transition {
     Failed { class: ErrorClass, error: String },
     /// An operator asked to cancel, and the provider's task has ended without a video.
     CancelledAtProvider { detail: String },
+    /// The provider proved it did not take the job (or the job waited past its route's
+    /// patience at a paused or full account): it goes back to the queue at its route's next
+    /// candidate, `spec` ([`JobSpec::fall_back`]), never after a create that may have been
+    /// accepted. `left` names the account it leaves.
+    FallBack {
+        spec: Box<JobSpec>,
+        reason: FallbackReason,
+        left: String,
+    },
 }
 
 /// What the ledger script needs: the move's row in the table (from-states and target), the
@@ -85,6 +97,9 @@ pub(crate) struct Move {
     pub(crate) slot_hold: Option<Duration>,
     pub(crate) fields: Vec<(&'static str, String)>,
     pub(crate) detail: String,
+    /// A fall back: the job's spec at its next candidate (JSON), and what moves it on from
+    /// there (None at its last).
+    pub(crate) route: Option<(String, Option<RouteHoldArg>)>,
 }
 
 impl Transition {
@@ -102,6 +117,7 @@ impl Transition {
                 rule: rule("begin_submit"),
                 delay: Some(lease),
                 slot_hold: None,
+                route: None,
                 detail: String::new(),
                 fields: callback_token_hash
                     .map(|hash| ("cb_token_hash", hash))
@@ -115,6 +131,7 @@ impl Transition {
                 rule: rule("submitted"),
                 delay: Some(first_poll),
                 slot_hold: None,
+                route: None,
                 detail: format!("task {task_id}"),
                 fields: vec![("task_id", task_id), ("attempt", "0".into())],
             },
@@ -126,6 +143,7 @@ impl Transition {
                 rule: rule("retry_submit"),
                 delay: Some(delay),
                 slot_hold: None,
+                route: None,
                 detail: format!("retry {attempt}: {error}"),
                 fields: vec![("attempt", attempt.to_string()), ("error", error)],
             },
@@ -133,6 +151,7 @@ impl Transition {
                 rule: rule("uncertain"),
                 delay: None,
                 slot_hold: Some(slot_hold),
+                route: None,
                 detail: error.clone(),
                 fields: vec![
                     ("error_class", ErrorClass::UnknownOutcome.as_str().into()),
@@ -166,6 +185,7 @@ impl Transition {
                     rule: rule("poll_again"),
                     delay: Some(delay),
                     slot_hold: None,
+                    route: None,
                     fields,
                     detail,
                 }
@@ -179,6 +199,7 @@ impl Transition {
                 rule: rule("retry_fetch"),
                 delay: Some(delay),
                 slot_hold: None,
+                route: None,
                 detail: format!("fetch retry {attempt}: {error}"),
                 fields: vec![
                     ("result_url", result_url),
@@ -190,6 +211,7 @@ impl Transition {
                 rule: rule("requery"),
                 delay: Some(Duration::ZERO),
                 slot_hold: None,
+                route: None,
                 // An event line keeps 64 bytes: the reason first (the whole error is a field).
                 detail: format!("fresh url: {error}"),
                 fields: vec![("attempt", attempt.to_string()), ("error", error)],
@@ -205,6 +227,7 @@ impl Transition {
                 rule: rule("stored"),
                 delay: None,
                 slot_hold: None,
+                route: None,
                 detail: object_key.clone(),
                 fields: [
                     ("object_key", object_key),
@@ -221,9 +244,31 @@ impl Transition {
                 rule: rule("cancelled_at_provider"),
                 delay: None,
                 slot_hold: None,
+                route: None,
                 detail: detail.clone(),
                 fields: vec![("error", detail)],
             },
+            Transition::FallBack { spec, reason, left } => {
+                let next = format!("{} {}", spec.account_or_provider(), spec.model);
+                let hold = spec.route.as_ref().and_then(|route| route.hold());
+                let json = serde_json::to_string(&spec).expect("a spec serializes");
+                Move {
+                    rule: rule("fall_back"),
+                    delay: Some(Duration::ZERO),
+                    slot_hold: None,
+                    detail: format!("{reason}: {left} -> {next}"),
+                    fields: vec![
+                        ("provider", spec.account_or_provider().into()),
+                        (
+                            "cost_micros",
+                            spec.estimated_cost_usd.map_or(0, usd_to_micros).to_string(),
+                        ),
+                        ("attempt", "0".into()),
+                        ("error", format!("left {left} ({reason}) for {next}")),
+                    ],
+                    route: Some((json, hold.map(Into::into))),
+                }
+            }
             Transition::Failed { class, error } => Move {
                 rule: rule(if class == ErrorClass::Moderation {
                     "rejected"
@@ -232,6 +277,7 @@ impl Transition {
                 }),
                 delay: None,
                 slot_hold: None,
+                route: None,
                 detail: format!("{class}: {error}"),
                 fields: vec![("error_class", class.as_str().into()), ("error", error)],
             },

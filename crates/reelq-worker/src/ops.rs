@@ -137,6 +137,11 @@ const METRICS: &[Described] = &[
         "Seconds from enqueue to the video stored, by {provider}",
     ),
     (
+        "reelq_fallbacks_total",
+        Kind::Counter,
+        "Routed jobs moved on to their route's next candidate, by {route}, {from} (the account left), {to} (the account or provider next) and {reason}",
+    ),
+    (
         "reelq_estimated_spend_microdollars_total",
         Kind::Counter,
         "Estimated spend of the generations this worker submitted, in millionths of a dollar, by {account}",

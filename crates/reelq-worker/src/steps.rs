@@ -6,7 +6,7 @@
 use std::{pin::pin, sync::Arc, time::Duration};
 
 use backon::{ExponentialBuilder, Retryable};
-use reelq_core::{Catalog, ErrorClass, JobState, ProviderKind};
+use reelq_core::{Catalog, ErrorClass, FallbackReason, JobState, ProviderKind};
 use reelq_providers::CallbackScope;
 use reelq_queue::{Held, Lease, LeasedJob, Ledger, QueueError, Transition, TransitionOutcome};
 use reelq_storage::VideoStore;
@@ -175,8 +175,14 @@ fn ending(transition: &Transition) -> Option<JobState> {
 /// task. If our lease expires meanwhile the fence refuses the late write, except a submit's,
 /// which settles the `uncertain` state the claim left. True if the transition applied.
 async fn record(context: &StepContext, lease: &impl Held, transition: Transition) -> bool {
+    let fallback = fallback_labels(&transition);
     match write_through_outage(context, lease, transition, RECORD_RETRY).await {
-        Ok(TransitionOutcome::Applied) => true,
+        Ok(TransitionOutcome::Applied) => {
+            if let Some(labels) = fallback {
+                metrics::counter!("reelq_fallbacks_total", &labels).increment(1);
+            }
+            true
+        }
         Ok(TransitionOutcome::LeaseLost { state, fence }) => {
             warn!(
                 state = state.map_or("gone", JobState::as_str),
@@ -189,6 +195,20 @@ async fn record(context: &StepContext, lease: &impl Held, transition: Transition
             false
         }
     }
+}
+
+/// The labels of `reelq_fallbacks_total` for a fall back.
+fn fallback_labels(transition: &Transition) -> Option<[(&'static str, String); 4]> {
+    let Transition::FallBack { spec, reason, left } = transition else {
+        return None;
+    };
+    let route = spec.route.as_ref().map_or("", |route| route.name.as_str());
+    Some([
+        ("route", route.to_owned()),
+        ("from", left.clone()),
+        ("to", spec.account_or_provider().as_str().to_owned()),
+        ("reason", reason.as_str().to_owned()),
+    ])
 }
 
 /// Writes `transition`, retrying on `backoff` while Redis is unreachable (nothing else is
@@ -250,8 +270,8 @@ fn log_ending(class: ErrorClass, error: &str, what: &str) {
 
 impl StepContext {
     /// A queued job's model that its catalog row no longer takes (retired or paused since
-    /// the job was queued) fails the job before anything is sent; a model the catalog does
-    /// not list is the provider's to judge.
+    /// the job was queued) moves the job on to its route's next candidate, or fails it,
+    /// before anything is sent; a model the catalog does not list is the provider's to judge.
     fn model_unavailable(&self, contract: ProviderKind, job: &LeasedJob) -> Option<Transition> {
         let rule = self.models.rule(contract, &job.spec().model)?;
         if rule.status.takes_jobs() {
@@ -259,9 +279,35 @@ impl StepContext {
         }
         let notice = rule.lifecycle_notice().unwrap_or_default();
         warn!(model = %job.spec().model, "{notice}: the job is not submitted");
-        Some(Transition::Failed {
-            class: ErrorClass::ModelUnavailable,
-            error: format!("model {notice}; nothing was sent"),
+        Some(
+            self.fall_back(job, FallbackReason::Retired)
+                .unwrap_or_else(|| Transition::Failed {
+                    class: ErrorClass::ModelUnavailable,
+                    error: format!("model {notice}; nothing was sent"),
+                }),
+        )
+    }
+
+    /// The job moved on to its route's next candidate, if it has a route that moves on for
+    /// `reason` and a candidate left: only ever for a proof that the provider did not take
+    /// the job.
+    fn fall_back(&self, job: &LeasedJob, reason: FallbackReason) -> Option<Transition> {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let spec = job
+            .spec()
+            .fall_back(reason, job.account().as_str(), now_ms)?;
+        info!(
+            %reason,
+            to = %spec.account_or_provider(),
+            model = %spec.model,
+            "moving on to the route's next candidate"
+        );
+        Some(Transition::FallBack {
+            spec: Box::new(spec),
+            reason,
+            left: job.account().to_string(),
         })
     }
 

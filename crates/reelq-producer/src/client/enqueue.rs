@@ -47,11 +47,28 @@ pub struct BatchReceipt {
     pub job_ids: Vec<JobId>,
 }
 
+/// `err` of the `n`th (0-based) of `n_specs` jobs, saying which job when there are several.
+fn of_job(n: usize, n_specs: usize, err: SpecError) -> SpecError {
+    match n_specs {
+        1 => err,
+        _ => SpecError {
+            message: format!("job {} of the batch: {}", n + 1, err.message),
+            ..err
+        },
+    }
+}
+
 impl Client {
-    /// A validated spec with its estimated cost.
-    fn priced(&self, mut spec: JobSpec) -> JobSpec {
-        spec.estimated_cost_usd = self.prices.estimate(&spec, &self.catalog);
-        spec
+    /// A validated spec with its estimated cost (a routed job's candidates each priced,
+    /// ordered by its route's policy, drawn from the job's own id where it is weighted).
+    fn priced(&self, job_id: JobId, spec: JobSpec) -> Result<JobSpec, SpecError> {
+        let seed = job_id
+            .to_string()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+                (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+            });
+        spec.priced(&self.prices, &self.catalog, seed)
     }
 
     /// Gives each validated spec a fresh job id and its estimated cost, once every webhook
@@ -68,19 +85,21 @@ impl Client {
             if let Some(url) = &spec.notify_url {
                 self.webhook_targets
                     .check_url("notify_url", url)
-                    .map_err(|err| match specs.len() {
-                        1 => err,
-                        _ => SpecError {
-                            message: format!("job {} of the batch: {}", n + 1, err.message),
-                            ..err
-                        },
-                    })?;
+                    .map_err(|err| of_job(n, specs.len(), err))?;
             }
         }
-        Ok(specs
+        let n_specs = specs.len();
+        specs
             .into_iter()
-            .map(|spec| (JobId::new(), self.priced(spec)))
-            .collect())
+            .enumerate()
+            .map(|(n, spec)| {
+                let job_id = JobId::new();
+                let spec = self
+                    .priced(job_id, spec)
+                    .map_err(|err| of_job(n, n_specs, err))?;
+                Ok((job_id, spec))
+            })
+            .collect()
     }
 
     pub async fn enqueue(&self, request: JobRequest) -> Result<JobId, ProducerError> {

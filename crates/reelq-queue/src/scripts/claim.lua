@@ -10,7 +10,9 @@
 -- Reply: {now_ms, next_due_ms (when nothing was taken: the next due time; absent if none),
 --   claimed = {{id, state, fence, spec, task_id, attempt, result_url, polls, account,
 --   low_priority (a queued job of a low-priority batch), cancel_requested (a waiting job an
---   operator asked to cancel), cancel_answered (the provider answered that ask)}, ...},
+--   operator asked to cancel), cancel_answered (the provider answered that ask), fall_back (a
+--   routed job held back past its route's patience: "paused" or "slot_wait"; the worker moves
+--   it on to its next candidate)}, ...},
 --   waits = {{account, limit = "rate", "in_flight" or "daily_budget"}, one per job held back}}.
 -- A job's `provider` field names the account its limits, pause and budgets are kept under.
 -- A queued job that asked only for a provider (the field holds the contract's name, e.g.
@@ -210,10 +212,10 @@ local function pick_account(contract)
 end
 
 -- What a claim reads of each record: `spec` only a record written before ledger schema 3
--- has; `spec_n` and the first pieces of the spec (`spec_fields`) come at 17 and after.
+-- has; `spec_n` is 17 and the first pieces of the spec (`spec_fields`) come at 23 and after.
 local RECORD_READ = { 'state', 'deadline_ms', 'spec', 'task_id', 'attempt', 'result_url', 'polls',
   'provider', 'task_id_hint', 'fence', 'batch', 'cost_micros', 'reserved', 'cancel_ms', 'events',
-  'cancel_answered', 'spec_n', 'tenant', 'tslot', 'woken' }
+  'cancel_answered', 'spec_n', 'tenant', 'tslot', 'woken', 'fb_ms', 'fb_on' }
 for i = 0, SPEC_READ - 1 do RECORD_READ[#RECORD_READ + 1] = 's' .. i end
 
 -- Tenants' caps on generations in flight (`max_in_flight` in `P tenant_limits`), read once per
@@ -233,6 +235,37 @@ end
 
 local due_low = prefix .. 'due_low'
 local claimed = {}
+-- Hands a job to this worker under a fresh fence: `set` (field/value pairs) is written with
+-- the lease; `fall_back` (a held-back routed job's reason) asks the worker to move it on to its
+-- route's next candidate instead of submitting it.
+local function hand_out(queue, job, id, f, state, provider, set, fall_back)
+  local fence = tonumber(f[10] or '0') + 1
+  local fields = { 'fence', fence, 'token', token, 'owner', owner }
+  for _, v in ipairs(set) do fields[#fields + 1] = v end
+  redis.call('HSET', job, unpack(fields))
+  if queue ~= due then redis.call('ZREM', queue, id) end
+  redis.call('ZADD', due, now + lease_ms, id)
+  local low = state == 'queued' and f[11] and flags_of(f[11]).low
+  local cancel_requested = state == 'waiting' and f[14] ~= false
+  local spec = f[3] or joined_spec(job, f[17], { unpack(f, 23, 22 + SPEC_READ) })
+  local woken = state == 'waiting' and f[20] ~= false
+  if f[20] then redis.call('HDEL', job, 'woken') end
+  claimed[#claimed + 1] = { id = id, state = state, fence = fence, spec = spec,
+    task_id = f[4] or nil, attempt = tonumber(f[5] or '0'), result_url = f[6] or nil,
+    polls = tonumber(f[7] or '0'), account = provider, low_priority = low and true or false,
+    cancel_requested = cancel_requested,
+    cancel_answered = cancel_requested and f[16] ~= false, woken = woken, fall_back = fall_back }
+end
+
+-- Whether a queued routed job held back for `wait_ms` leaves its candidate instead: its
+-- record's `fb_ms` (prelude's route_hold_fields) is when its route's patience ends and `fb_on`
+-- what it moves on for (`p` a pause, `w` a limit: `kind`); it leaves when it would still be
+-- waiting then.
+local function leaves(f, state, kind, wait_ms)
+  local fb_ms = tonumber(f[21] or '')
+  if state ~= 'queued' or not fb_ms then return false end
+  return string.find(f[22] or '', kind, 1, true) ~= nil and now + wait_ms > fb_ms
+end
 -- Acts on one due job of `queue`; false if the job's provider is not served here (left due).
 local function take(queue, id)
   local job = prefix .. 'job:' .. id
@@ -245,6 +278,8 @@ local function take(queue, id)
     provider, picked = pick_account(provider), true
   end
   if state and not serves[provider] then return false end
+  -- The account a queued job goes to is written with its lease.
+  local chosen = picked and { 'provider', provider } or {}
   if state == 'queued' then pause_left(provider) end
   if not state then
     redis.call('ZREM', queue, id)
@@ -262,7 +297,11 @@ local function take(queue, id)
     release_budget(f[11], provider, f[12], f[13], redis.call('HGET', job, 'reserved_day'), f[18])
     move(job, id, state, 'cancelled', now, 'batch cancelled', { 'reserved', '' }, provider, known)
   elseif state == 'queued' and paused[provider] > 0 then
-    redis.call('ZADD', queue, now + paused[provider], id)
+    if leaves(f, state, 'p', paused[provider]) then
+      hand_out(queue, job, id, f, state, provider, chosen, 'paused')
+    else
+      redis.call('ZADD', queue, now + paused[provider], id)
+    end
   elseif state == 'submitting' and f[9] then
     -- The submitter died, but the provider's callback already named the task: poll it.
     redis.call('ZADD', due, now, id)
@@ -279,6 +318,8 @@ local function take(queue, id)
       provider, known)
     local l = limits[provider]
     if l then hold_uncertain_slot(provider, id, now, l.uncertain_ttl) end
+  elseif state == 'queued' and slots_full(provider) and leaves(f, state, 'w', 1000) then
+    hand_out(queue, job, id, f, state, provider, chosen, 'slot_wait')
   elseif state == 'queued' and slots_full(provider) then
     -- A generation ends within seconds to minutes; look again in a second.
     hold_back(queue, id, provider, 'in_flight', 1000)
@@ -287,7 +328,11 @@ local function take(queue, id)
     -- against itself.)
     hold_back(queue, id, provider, 'tenant_in_flight', 1000)
   elseif (state == 'queued' or state == 'waiting') and rate_wait(provider) > 0 then
-    hold_back(queue, id, provider, 'rate', rate_wait(provider))
+    if leaves(f, state, 'w', rate_wait(provider)) then
+      hand_out(queue, job, id, f, state, provider, chosen, 'slot_wait')
+    else
+      hold_back(queue, id, provider, 'rate', rate_wait(provider))
+    end
   elseif state == 'queued' or state == 'waiting' or state == 'fetching' then
     local spent, reserved = nil, ''
     if state == 'queued' then
@@ -298,6 +343,8 @@ local function take(queue, id)
       -- Kept, never submitted, until an operator raises the budget (`reelq batch resume`).
       redis.call('ZREM', queue, id)
       move(job, id, state, 'budget_held', now, 'batch budget reached', nil, provider, known)
+    elseif spent == 'daily' and leaves(f, state, 'w', DAY_MS * (day + 1) - now) then
+      hand_out(queue, job, id, f, state, provider, chosen, 'slot_wait')
     elseif spent == 'daily' then
       hold_back(queue, id, provider, 'daily_budget', DAY_MS * (day + 1) - now)
     elseif spent == 'tenant' then
@@ -325,27 +372,12 @@ local function take(queue, id)
       elseif state == 'waiting' and f[19] then
         redis.call('ZADD', tslot_key, 'XX', now + tslot_ttl, id)
       end
-      local fence = tonumber(f[10] or '0') + 1
       if reserved ~= '' then
-        redis.call('HSET', job, 'fence', fence, 'token', token, 'owner', owner,
-          'reserved', reserved, 'reserved_day', day, 'provider', provider)
-      elseif picked then
-        redis.call('HSET', job, 'fence', fence, 'token', token, 'owner', owner, 'provider', provider)
+        hand_out(queue, job, id, f, state, provider,
+          { 'reserved', reserved, 'reserved_day', day, 'provider', provider })
       else
-        redis.call('HSET', job, 'fence', fence, 'token', token, 'owner', owner)
+        hand_out(queue, job, id, f, state, provider, chosen)
       end
-      if queue ~= due then redis.call('ZREM', queue, id) end
-      redis.call('ZADD', due, now + lease_ms, id)
-      local low = state == 'queued' and f[11] and flags_of(f[11]).low
-      local cancel_requested = state == 'waiting' and f[14] ~= false
-      local spec = f[3] or joined_spec(job, f[17], { unpack(f, 21, 20 + SPEC_READ) })
-      local woken = state == 'waiting' and f[20] ~= false
-      if f[20] then redis.call('HDEL', job, 'woken') end
-      claimed[#claimed + 1] = { id = id, state = state, fence = fence, spec = spec,
-        task_id = f[4] or nil, attempt = tonumber(f[5] or '0'), result_url = f[6] or nil,
-        polls = tonumber(f[7] or '0'), account = provider, low_priority = low and true or false,
-        cancel_requested = cancel_requested,
-        cancel_answered = cancel_requested and f[16] ~= false, woken = woken }
     end
   else
     redis.call('ZREM', queue, id)

@@ -86,6 +86,9 @@ pub(crate) struct Claimed {
     /// A waiting job a callback woke: its query confirms the callback, not a poll of its own.
     #[serde(default)]
     pub woken: bool,
+    /// A routed job held back past its route's patience: why it leaves its candidate.
+    #[serde(default)]
+    pub fall_back: Option<reelq_core::FallbackReason>,
 }
 
 /// A job a limit held back.

@@ -60,7 +60,8 @@ end
 
 -- Writes jobs as queued: each a table (jobs.rs's `QueuedJob`) {id, provider, spec (its
 -- JSON), deadline_ms (unix ms; absent: none), notify_url (absent: none), cost_micros (the
--- estimate in millionths of a dollar; 0: unpriced), tenant (absent: the default)}. The spec goes
+-- estimate in millionths of a dollar; 0: unpriced), tenant (absent: the default), route_hold
+-- (a routed job with a candidate left: {patience_ms, on}; prelude's route_hold_fields)}. The spec goes
 -- into the record in short pieces (`spec_fields`); until the ledger is migrated to schema 3
 -- (`P schema`), workers of the release before may still be running, and read it only as one
 -- `spec` field, so it is written that way instead. Jobs of a low-priority batch wait in
@@ -84,6 +85,9 @@ local function add_jobs(batch, low_priority, start_after_ms, jobs, now)
     if batch then fields[#fields + 1] = 'batch'; fields[#fields + 1] = batch end
     if cost > 0 then fields[#fields + 1] = 'cost_micros'; fields[#fields + 1] = cost end
     if job.tenant then fields[#fields + 1] = 'tenant'; fields[#fields + 1] = job.tenant end
+    if job.route_hold then
+      for _, v in ipairs(route_hold_fields(job.route_hold, due_at)) do fields[#fields + 1] = v end
+    end
     if old_format then
       fields[#fields + 1] = 'spec'
       fields[#fields + 1] = spec

@@ -22,12 +22,38 @@ pub(crate) struct QueuedJob {
     /// The tenant it belongs to; absent: the default tenant.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    /// A routed job with a candidate after this one: what moves it on when held back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route_hold: Option<RouteHoldArg>,
+}
+
+/// A routed job's hold as the claim reads it (`fb_ms`, `fb_on` in its record): held back past
+/// `patience_ms` from its first due time, by a pause (`on` has `p`) or a limit (`w`), the
+/// claim hands it to a worker to move on to its next candidate.
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RouteHoldArg {
+    pub patience_ms: u64,
+    pub on: &'static str,
+}
+
+impl From<reelq_core::RouteHold> for RouteHoldArg {
+    fn from(hold: reelq_core::RouteHold) -> Self {
+        RouteHoldArg {
+            patience_ms: hold.patience_ms,
+            on: match (hold.on_pause, hold.on_wait) {
+                (true, true) => "pw",
+                (true, false) => "p",
+                _ => "w",
+            },
+        }
+    }
 }
 
 impl QueuedJob {
     /// The job as a large batch's stage keeps it (`P stage:{batch}`, one JSON array per
     /// entry: id, provider, spec, deadline ms or "", notify URL or "", cost micros, tenant
-    /// or "" (releases before tenants read the first six)): the
+    /// or "", route hold "<patience ms> <on>" or "" (releases before tenants read the first
+    /// six, before routes the first seven)): the
     /// format releases before typed edges wrote, so that during a rolling upgrade an older
     /// worker's sweep can still release a batch a newer producer staged (`release.lua` reads
     /// both this and an object).
@@ -42,6 +68,9 @@ impl QueuedJob {
             self.notify_url.clone().unwrap_or_default(),
             self.cost_micros.to_string(),
             self.tenant.clone().unwrap_or_default(),
+            self.route_hold
+                .map(|hold| format!("{} {}", hold.patience_ms, hold.on))
+                .unwrap_or_default(),
         ])
         .to_string()
     }

@@ -264,6 +264,14 @@ local function schedule(due, id, now, delay_ms)
   end
 end
 
+-- A routed job with a candidate after the one it is at keeps in its record when it may leave
+-- that one (`fb_ms`: `from_ms` plus the route's patience) and for what (`fb_on`: `p` a pause,
+-- `w` a limit); the claim hands such a job, held back past `fb_ms`, to a worker to move on.
+-- Returns the field/value pairs.
+local function route_hold_fields(hold, from_ms)
+  return { 'fb_ms', from_ms + hold.patience_ms, 'fb_on', hold.on }
+end
+
 -- Tenants (claim.lua shares capacity between them): a tenant's fresh queued jobs wait in its
 -- queue, and `P tenants` ranks the tenants with jobs there by tag (the virtual time at which
 -- its next job starts).

@@ -14,10 +14,13 @@ for i, entry in ipairs(entries) do
   local job = cjson.decode(entry)
   if job[1] then
     -- The stage's format (jobs.rs, QueuedJob::staged): {id, provider, spec, deadline or "",
-    -- notify URL or "", cost, tenant or ""}, which releases before typed edges read too.
+    -- notify URL or "", cost, tenant or "", route hold "<patience ms> <on>" or ""}, which
+    -- releases before typed edges read too.
+    local patience, on = string.match(job[8] or '', '^(%d+) (%a+)$')
     job = { id = job[1], provider = job[2], spec = job[3], deadline_ms = tonumber(job[4]),
       notify_url = job[5] ~= '' and job[5] or nil, cost_micros = tonumber(job[6]),
-      tenant = (job[7] or '') ~= '' and job[7] or nil }
+      tenant = (job[7] or '') ~= '' and job[7] or nil,
+      route_hold = patience and { patience_ms = tonumber(patience), on = on } or nil }
   end
   jobs[i] = job
 end

@@ -67,9 +67,30 @@ if to == 'submitting' then
   fields[#fields + 1] = 'submit_ms'
   fields[#fields + 1] = now
 end
+if A.spec then
+  -- A fall back (moves.rs): the spec at the route's next candidate replaces the record's (its
+  -- pieces past the new count removed), with what moves the job on from there.
+  local kept = redis.call('HMGET', job, 'spec_n', 'spec')
+  if kept[2] then
+    fields[#fields + 1] = 'spec'
+    fields[#fields + 1] = A.spec
+  else
+    local set = spec_fields(A.spec)
+    for _, v in ipairs(set) do fields[#fields + 1] = v end
+    local stale = {}
+    for i = set[#set], tonumber(kept[1] or '0') - 1 do stale[#stale + 1] = 's' .. i end
+    if #stale > 0 then redis.call('HDEL', job, unpack(stale)) end
+  end
+  if A.route_hold then
+    for _, v in ipairs(route_hold_fields(A.route_hold, now)) do fields[#fields + 1] = v end
+  else
+    redis.call('HDEL', job, 'fb_ms', 'fb_on')
+  end
+end
 -- A create the provider refused costs nothing, and a claimed job that ends before its submit
--- began spent nothing: give its budget reservation back.
-if (cur[1] == 'submitting' or cur[1] == 'queued') and (to == 'failed' or to == 'rejected')
+-- began spent nothing: give its budget reservation back (a job falling back reserves again at
+-- its next candidate's price).
+if (cur[1] == 'submitting' or cur[1] == 'queued') and (to == 'failed' or to == 'rejected' or A.spec)
   and (cur[8] or '') ~= '' then
   release_budget(cur[6], provider, cur[7], cur[8], cur[9], cur[14])
   fields[#fields + 1] = 'reserved'

@@ -22,6 +22,12 @@ pub(crate) struct Args<'a> {
     pub seen: u64,
     pub mark_key: &'a str,
     pub fields: BTreeMap<&'static str, &'a str>,
+    /// A fall back: the spec at the route's next candidate, written over the record's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spec: Option<&'a str>,
+    /// A fall back to a candidate with one after it: what moves the job on from there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route_hold: Option<super::jobs::RouteHoldArg>,
 }
 
 #[derive(Deserialize)]

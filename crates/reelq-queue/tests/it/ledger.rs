@@ -47,6 +47,7 @@ pub(crate) fn spec(prompt: &str) -> JobSpec {
         tenant: None,
         estimated_cost_usd: None,
         request: None,
+        route: None,
     }
 }
 

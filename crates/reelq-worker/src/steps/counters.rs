@@ -31,6 +31,9 @@ pub(super) fn count_provider_request<S: Step>(lease: &S, transition: &Transition
         }
         Transition::Uncertain { .. } => ("submit", "unknown_outcome"),
         Transition::RetrySubmit { .. } => ("submit", "retry"),
+        // The create was refused (the refusal's class counts it once: the fall back's own
+        // metric counts the move).
+        Transition::FallBack { reason, .. } => ("submit", reason.as_str()),
         Transition::PollAgain { .. } => ("query", "retry"),
         Transition::RetryFetch { .. } | Transition::Requery { .. } => ("download", "retry"),
         Transition::Failed { class, .. } => (S::STATE.as_str(), class.as_str()),

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use reelq_core::JobState;
+use reelq_core::{ErrorClass, FallbackReason, JobState};
 use reelq_providers::{Provider, ProviderError, Submission};
 use reelq_queue::{Held, LeasedJob, SubmitLease, Transition, TransitionOutcome};
 use tracing::{info, warn};
@@ -45,6 +45,20 @@ pub(super) async fn submit_step(
     provider: &dyn Provider,
     lease: SubmitLease,
 ) {
+    if let Some(reason) = lease.fall_back() {
+        // Held back past its route's patience: on to the next candidate, unsent (or back to
+        // the queue, should its route have no candidate left).
+        let next =
+            context
+                .fall_back(lease.job(), reason)
+                .unwrap_or_else(|| Transition::RetrySubmit {
+                    attempt: lease.job().attempt(),
+                    delay: context.backoff_min,
+                    error: format!("held back ({reason}) with no candidate left"),
+                });
+        record(context, &lease, next).await;
+        return;
+    }
     if let Some(refusal) = context.model_unavailable(provider.kind(), lease.job()) {
         record(context, &lease, refusal).await;
         return;
@@ -152,18 +166,26 @@ async fn submit(
         }) => {
             let pause = retry_after.unwrap_or(context.backoff_max);
             pause_provider(context, job, pause, &message).await;
-            Transition::RetrySubmit {
-                attempt: job.attempt(),
-                delay: pause,
-                error: message,
-            }
+            // A routed job whose route would not wait that long moves on.
+            let patience = job.spec().route.as_ref().map(|r| r.patience_ms);
+            let impatient = patience.is_some_and(|ms| pause > Duration::from_millis(ms));
+            impatient
+                .then(|| context.fall_back(job, FallbackReason::RateLimited))
+                .flatten()
+                .unwrap_or(Transition::RetrySubmit {
+                    attempt: job.attempt(),
+                    delay: pause,
+                    error: message,
+                })
         }
-        // An empty account refuses every job alike: this one fails, and the rest wait for
-        // credits instead of each failing in turn.
+        // An empty account refuses every job alike: this one fails (or moves on along its
+        // route), and the rest wait for credits instead of each failing in turn.
         Err(err @ ProviderError::Credits(_)) => {
             let message = err.to_string();
             pause_provider(context, job, context.credits_pause, &message).await;
-            context.retry_or_fail(lease, err.into())
+            context
+                .fall_back(job, FallbackReason::Credits)
+                .unwrap_or_else(|| context.retry_or_fail(lease, err.into()))
         }
         // The provider may hold a paid task we know nothing of: never resubmit blindly.
         Err(err @ (ProviderError::UnknownOutcome(_) | ProviderError::ServerError { .. })) => {
@@ -173,7 +195,20 @@ async fn submit(
                 slot_hold: context.uncertain_slot_hold(job),
             }
         }
-        Err(err) => context.retry_or_fail(lease, err.into()),
+        // A refusal (the request, the key, the model, the content) proves nothing was made:
+        // a routed job may move on, as its route says.
+        Err(err) => {
+            let reason = match err.class() {
+                ErrorClass::Invalid | ErrorClass::Auth | ErrorClass::ModelUnavailable => {
+                    Some(FallbackReason::Refused)
+                }
+                ErrorClass::Moderation => Some(FallbackReason::Moderation),
+                _ => None,
+            };
+            reason
+                .and_then(|reason| context.fall_back(job, reason))
+                .unwrap_or_else(|| context.retry_or_fail(lease, err.into()))
+        }
     }
 }
 

@@ -28,6 +28,7 @@ fn job(tenant: &TenantName, n: usize) -> (JobId, JobSpec) {
         tenant: Some(tenant.clone()),
         estimated_cost_usd: None,
         request: None,
+        route: None,
     };
     (JobId::new(), spec)
 }
