@@ -95,6 +95,8 @@ pub struct Deployment {
     /// The providers workers have a `[providers.<contract>]` account for (all of them unless
     /// a test changes it).
     pub contract_accounts: Vec<ProviderKind>,
+    /// How long an account out of credits stays paused (`credits_pause`).
+    pub credits_pause_ms: u64,
     /// More accounts for every worker's config: `[accounts.<name>]` tables.
     pub named_accounts: String,
     /// The file-descriptor limit (`ulimit -n`) worker processes start with; None: the
@@ -209,6 +211,7 @@ impl Deployment {
             account_extra: String::new(),
             provider: ProviderKind::Kie,
             contract_accounts: ProviderKind::ALL.into(),
+            credits_pause_ms: 500,
             named_accounts: String::new(),
             fd_limit: None,
         }
@@ -249,7 +252,7 @@ max_attempts = 5
 max_attempts_paid = 30
 backoff_min = "50ms"
 backoff_max = "200ms"
-credits_pause = "500ms"
+credits_pause = "{credits_pause}ms"
 log_format = "pretty"
 
 [store]
@@ -265,6 +268,7 @@ log_format = "pretty"
             extra_config = self.extra_config,
             accounts = self.accounts(api_key),
             concurrency = self.concurrency,
+            credits_pause = self.credits_pause_ms,
         );
         std::fs::write(&path, toml).unwrap();
         path
@@ -400,6 +404,27 @@ log_format = "pretty"
 /// (a model its catalog does not list is the provider's to judge).
 pub fn test_catalog() -> Catalog {
     reelq_sim::served_catalog().clone()
+}
+
+/// An operator's catalog row retiring `rule` since 2026-12-01 in favour of `replaced_by`, as a
+/// worker reads it from its `catalog` file (the row's shape kept, its status changed).
+pub fn retired_row(rule: &reelq_core::ModelRule, replaced_by: &str) -> String {
+    let prices: Vec<String> = rule
+        .price
+        .iter()
+        .map(|(quality, usd)| format!("{quality} = {usd}"))
+        .collect();
+    let qualities: Vec<String> = rule.qualities.iter().map(|q| format!("\"{q}\"")).collect();
+    format!(
+        "[[model]]\nprovider = \"{}\"\nmodel = \"{}\"\ndurations = {:?}\n\
+         qualities = [{}]\nprice = {{ {} }}\nstatus = \"retired\"\n\
+         status_since = \"2026-12-01\"\nreplaced_by = \"{replaced_by}\"\nsource = \"a test\"\n",
+        rule.provider,
+        rule.model,
+        rule.durations,
+        qualities.join(", "),
+        prices.join(", "),
+    )
 }
 
 /// How producers and test readers reach the ledger under `setup`.

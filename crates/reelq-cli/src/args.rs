@@ -223,14 +223,19 @@ pub(crate) enum DlqCommand {
 
 #[derive(Args)]
 pub(crate) struct SubmitArgs {
-    #[arg(long)]
-    pub(crate) provider: String,
+    #[arg(long, required_unless_present = "route")]
+    pub(crate) provider: Option<String>,
     /// One of the provider's accounts (a worker's `[accounts.<name>]`); any of them if not
     /// given.
     #[arg(long)]
     pub(crate) account: Option<String>,
-    #[arg(long)]
-    pub(crate) model: String,
+    #[arg(long, required_unless_present = "route")]
+    pub(crate) model: Option<String>,
+    /// A route (`reelq providers routes`) instead of --provider and --model: the job goes to
+    /// its first candidate that can make it, and on to the next only if a provider proves it
+    /// did not take the job.
+    #[arg(long, conflicts_with_all = ["provider", "model", "account"])]
+    pub(crate) route: Option<String>,
     #[arg(long)]
     pub(crate) prompt: String,
     #[arg(long)]
@@ -274,9 +279,10 @@ pub(crate) struct SubmitArgs {
 impl From<SubmitArgs> for JobRequest {
     fn from(args: SubmitArgs) -> Self {
         JobRequest {
-            provider: Some(args.provider),
+            provider: args.provider,
             account: args.account,
-            model: Some(args.model),
+            model: args.model,
+            route: args.route,
             prompt: Some(args.prompt),
             duration_s: args.duration_s,
             aspect: args.aspect,

@@ -155,7 +155,10 @@ impl RouteRule {
         if self.candidates.is_empty() {
             return Some("has no candidate".into());
         }
-        if self.max_usd_per_second.is_some_and(|usd| !(usd >= 0.0)) {
+        if self
+            .max_usd_per_second
+            .is_some_and(|usd| usd.is_nan() || usd < 0.0)
+        {
             return Some("max_usd_per_second must be a price, not negative".into());
         }
         self.candidates.iter().find_map(|c| {

@@ -178,26 +178,7 @@ async fn a_job_whose_model_was_retired_after_it_was_queued_fails_model_unavailab
     let live_ids = enqueue(&staying, 3).await;
 
     // The operator's file, read by the worker that starts now, retires the first model.
-    let prices: Vec<String> = retiring
-        .price
-        .iter()
-        .map(|(quality, usd)| format!("{quality} = {usd}"))
-        .collect();
-    let qualities: Vec<String> = retiring
-        .qualities
-        .iter()
-        .map(|q| format!("\"{q}\""))
-        .collect();
-    let row = format!(
-        "[[model]]\nprovider = \"{provider}\"\nmodel = \"{}\"\ndurations = {:?}\n\
-         qualities = [{}]\nprice = {{ {} }}\nstatus = \"retired\"\n\
-         status_since = \"2026-12-01\"\nreplaced_by = \"{}\"\nsource = \"a test\"\n",
-        retiring.model,
-        retiring.durations,
-        qualities.join(", "),
-        prices.join(", "),
-        staying.model,
-    );
+    let row = reelq_e2e::retired_row(&retiring, &staying.model);
     let file = deployment.dir.path().join("retired.toml");
     std::fs::write(&file, row).unwrap();
     deployment.settings = format!("catalog = {:?}", file.display().to_string());

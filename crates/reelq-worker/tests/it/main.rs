@@ -23,4 +23,5 @@ mod providers;
 mod redis_user;
 mod resilience;
 mod rollback;
+mod routes;
 mod traces;
