@@ -7,6 +7,7 @@ mod cluster;
 mod jobs;
 mod print;
 mod providers;
+mod routes;
 mod serve;
 mod setup;
 mod store;

@@ -13,10 +13,10 @@ use crate::batch::ReportFormat;
 /// `kubectl -o json`); `--json` is short for `-o json`.
 #[derive(clap::Args, Clone, Copy)]
 pub(crate) struct OutputArgs {
-    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table, global = true)]
     format: OutputFormat,
     /// Short for `-o json`.
-    #[arg(long, conflicts_with = "format")]
+    #[arg(long, conflicts_with = "format", global = true)]
     json: bool,
 }
 

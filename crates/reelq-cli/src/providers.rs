@@ -32,6 +32,10 @@ pub(crate) enum ProvidersCommand {
     /// Ends an account's pause (an operator's, a 429's or an empty account's) and sends the
     /// jobs it held back at once.
     Resume { account: AccountName },
+    /// The routes (a kind of video several candidates sell) and the live state of each
+    /// candidate: its model's status, its price, its account's pause and generations in
+    /// flight.
+    Routes,
 }
 
 fn worker_config(path: Option<&Path>) -> anyhow::Result<WorkerConfig> {
@@ -51,6 +55,7 @@ pub(crate) async fn run(
 ) -> anyhow::Result<()> {
     match command {
         None => print(&setup.prices, &setup.catalog, config, json),
+        Some(ProvidersCommand::Routes) => crate::routes::print(setup, json).await,
         Some(ProvidersCommand::Check { account }) => {
             check(config, &setup.catalog, account.as_ref(), json).await
         }

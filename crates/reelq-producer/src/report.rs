@@ -3,11 +3,13 @@
 use reelq_queue::JobRecord;
 
 /// The report's columns.
-const REPORT_COLUMNS: [&str; 12] = [
+const REPORT_COLUMNS: [&str; 14] = [
     "job_id",
     "tenant",
     "state",
+    "route",
     "provider",
+    "account",
     "model",
     "task_id",
     "object_key",
@@ -19,14 +21,16 @@ const REPORT_COLUMNS: [&str; 12] = [
 ];
 
 /// One job's row, in [`REPORT_COLUMNS`] order: the job's view (`JobRecord::view`), as text.
-fn report_row(record: &JobRecord) -> [String; 12] {
+fn report_row(record: &JobRecord) -> [String; 14] {
     let job = record.view();
     let text = |value: Option<&str>| value.unwrap_or_default().to_owned();
     [
         job.job_id.to_string(),
         job.tenant.to_owned(),
         job.state.to_string(),
+        text(job.route),
         job.provider.to_string(),
+        record.account.to_string(),
         job.model.to_owned(),
         text(job.task_id),
         text(job.object_key),

@@ -28,6 +28,6 @@ pub use ledger::{
     SCANNED_PER_CANDIDATE, TASK_INDEX_TTL, TenantLimits, TenantShare, TokenRecord,
     TransitionOutcome, Wait, WakeOutcome, WorkerInfo, own_accounts,
 };
-pub use record::{ArchivedJob, JobRecord, JobView};
+pub use record::{ArchivedJob, JobRecord, JobView, ServedBy};
 pub use slot_move::{SlotMove, move_ledger_slot};
 pub use transition::Transition;

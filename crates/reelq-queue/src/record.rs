@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 
-use reelq_core::{AccountName, BatchId, ErrorClass, JobId, JobSpec, JobState, ProviderKind};
+use reelq_core::{
+    AccountName, BatchId, ErrorClass, JobId, JobSpec, JobState, LeftCandidate, ProviderKind,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::QueueError;
@@ -66,6 +68,25 @@ pub struct JobView<'a> {
     pub estimated_cost_usd: Option<f64>,
     pub error_class: Option<ErrorClass>,
     pub error: Option<&'a str>,
+    /// The route the job named, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<&'a str>,
+    /// The candidate a provider took the job at (account, model, estimate): the one billed.
+    /// None until a provider took it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub served_by: Option<ServedBy<'a>>,
+    /// The route's candidates the job left, and why.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub fallbacks: &'a [LeftCandidate],
+}
+
+/// Where a provider took a job: the account, its contract and model, and the estimate billed.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ServedBy<'a> {
+    pub account: &'a str,
+    pub provider: ProviderKind,
+    pub model: &'a str,
+    pub estimated_cost_usd: Option<f64>,
 }
 
 impl JobRecord {
@@ -86,7 +107,26 @@ impl JobRecord {
             estimated_cost_usd: self.spec.estimated_cost_usd,
             error_class: self.error_class,
             error: self.error.as_deref(),
+            route: self.spec.route.as_ref().map(|route| route.name.as_str()),
+            served_by: self.served_by(),
+            fallbacks: self
+                .spec
+                .route
+                .as_ref()
+                .map_or(&[], |route| route.left.as_slice()),
         }
+    }
+
+    /// Where a provider took the job, once one did (it has a task): the spec is always the
+    /// candidate the job is at, and a job with a task never moves on.
+    pub fn served_by(&self) -> Option<ServedBy<'_>> {
+        self.task_id.as_ref()?;
+        Some(ServedBy {
+            account: self.account.as_str(),
+            provider: self.spec.provider,
+            model: &self.spec.model,
+            estimated_cost_usd: self.spec.estimated_cost_usd,
+        })
     }
 
     /// The record from its hash's fields: the spec in pieces (`spec_n` of them, `s0`..), or

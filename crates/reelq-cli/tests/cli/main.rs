@@ -5,6 +5,7 @@ use std::process::Command;
 use reelq_testkit::RedisServer;
 
 mod history;
+mod routes;
 mod serve;
 mod tenants;
 
@@ -151,7 +152,7 @@ fn a_batch_is_submitted_reported_and_cancelled_from_the_command_line() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines[0],
-        "job_id,tenant,state,provider,model,task_id,object_key,bytes,sha256,estimated_cost_usd,error_class,error"
+        "job_id,tenant,state,route,provider,account,model,task_id,object_key,bytes,sha256,estimated_cost_usd,error_class,error"
     );
     assert_eq!(lines.len(), 3, "{csv}");
     assert!(
