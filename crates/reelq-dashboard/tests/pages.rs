@@ -509,3 +509,71 @@ async fn an_archived_job_shows_as_it_did_and_a_failing_archive_is_said() {
     assert!(overview.contains(r#"id="archive""#), "{overview}");
     assert!(overview.contains("connection refused"), "{overview}");
 }
+
+#[tokio::test]
+async fn a_routed_job_shows_its_route_where_it_was_served_and_the_candidates_it_left() {
+    let f = fixture(false).await;
+    let ledger = Ledger::connect(&LedgerConfig::new(f.redis.url(), PREFIX))
+        .await
+        .unwrap();
+    let job_id = f
+        .client
+        .enqueue(reelq_core::JobRequest {
+            route: Some("veo-3.1-fast".into()),
+            prompt: Some("a lighthouse".into()),
+            duration_s: Some(8),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let options = reelq_queue::ClaimOptions {
+        owner: "w",
+        max_jobs: 10,
+        lease: Duration::from_secs(60),
+        resubmit_uncertain: false,
+        limits: &[],
+        accounts: reelq_queue::own_accounts(),
+    };
+    let claimed = |claim: reelq_queue::Claim| {
+        claim
+            .leases
+            .into_iter()
+            .find(|lease| lease.job_id() == job_id)
+            .unwrap()
+    };
+    // evolink is out of credits: the job moves on to fal, which takes it.
+    let lease = claimed(ledger.claim(&options).await.unwrap());
+    let spec = lease
+        .job()
+        .spec()
+        .fall_back(reelq_core::FallbackReason::Credits, "evolink", 1_780_000_000_000)
+        .unwrap();
+    let moved = reelq_queue::Transition::FallBack {
+        spec: Box::new(spec),
+        reason: reelq_core::FallbackReason::Credits,
+        left: "evolink".into(),
+    };
+    ledger.transition(&lease, moved).await.unwrap();
+    let lease = claimed(ledger.claim(&options).await.unwrap());
+    let begin = reelq_queue::Transition::BeginSubmit {
+        lease: Duration::from_secs(60),
+        callback_token_hash: None,
+    };
+    ledger.transition(&lease, begin).await.unwrap();
+    let taken = reelq_queue::Transition::Submitted {
+        task_id: "fal-task-1".into(),
+        first_poll: Duration::from_secs(60),
+    };
+    ledger.transition(&lease, taken).await.unwrap();
+
+    let (status, page) = f.get(&format!("/ui/jobs/{job_id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("veo-3.1-fast: candidate 2 of 4, served by fal / fal-ai/veo3.1/fast at $1.200"),
+        "{page}"
+    );
+    assert!(
+        page.contains("evolink veo-3.1-fast-generate-preview at evolink: credits"),
+        "{page}"
+    );
+}

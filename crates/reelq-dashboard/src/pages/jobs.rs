@@ -327,6 +327,23 @@ pub(crate) async fn job(
                 @if let Some(url) = &record.spec.notify_url {
                     tr { th { "webhook" } td { (url) " — " (record.notify_state.clone().unwrap_or_else(|| "not yet".into())) } }
                 }
+                @if let Some(route) = &record.spec.route {
+                    tr { th { "route" } td id="route" {
+                        (route.name) ": candidate " (route.at + 1) " of " (route.candidates.len())
+                        @if let Some(served) = record.served_by() {
+                            ", served by " (served.account) " / " (served.model)
+                            (served.estimated_cost_usd.map(|usd| format!(" at ${usd:.3}")).unwrap_or_default())
+                        }
+                    } }
+                    @if !route.left.is_empty() {
+                        tr { th { "fell back" } td { ol id="fallbacks" {
+                            @for left in &route.left {
+                                li { (route.candidates.get(left.candidate).map(|c| c.label()).unwrap_or_default())
+                                    " at " (left.account) ": " (left.reason.as_str()) ", " (utc(left.at_ms)) " UTC" }
+                            }
+                        } } }
+                    }
+                }
                 tr { th { "provider task id" } td { (record.task_id.clone().unwrap_or_default()) } }
                 tr { th { "estimated cost" } td { (record.spec.estimated_cost_usd.map(|usd| format!("${usd:.3}")).unwrap_or_default()) } }
                 tr { th { "submits / polls" } td { (record.submits) " / " (record.polls) } }

@@ -56,6 +56,11 @@ enum Section {
         /// `replicas:1`; CPU summed over the masters).
         #[arg(long, default_value = "always", value_parser = ["always", "replica", "cluster"])]
         setup: String,
+        /// The jobs: `kie` (its first model, named), `veo` (EvoLink's Veo 3.1 Fast, named),
+        /// `veo-route` (the `veo-3.1-fast` route, served by EvoLink, its cheapest candidate)
+        /// or `veo-route-fallback` (the same with EvoLink paused: each job moves on once).
+        #[arg(long, default_value = "kie", value_parser = ["kie", "veo", "veo-route", "veo-route-fallback"])]
+        jobs_of: String,
         #[arg(long)]
         out: PathBuf,
     },
@@ -200,6 +205,7 @@ async fn main() -> anyhow::Result<()> {
             worker_bin,
             jobs,
             setup,
+            jobs_of,
             out,
         } => {
             let setup = match setup.as_str() {
@@ -207,7 +213,7 @@ async fn main() -> anyhow::Result<()> {
                 "cluster" => RedisSetup::Cluster,
                 _ => RedisSetup::Always,
             };
-            redis_cost(worker_bin, jobs, setup, out).await
+            redis_cost(worker_bin, jobs, setup, &jobs_of, out).await
         }
         Section::Media { mib, out } => media::media(mib, out),
         Section::Archive {

@@ -56,10 +56,38 @@ pub(crate) async fn redis_stats(
     })
 }
 
+/// Enqueues `jobs` jobs of the kind `jobs_of` names (`reelq-bench redis-cost --jobs-of`).
+async fn enqueue_jobs_of(
+    deployment: &Deployment,
+    jobs_of: &str,
+    jobs: usize,
+) -> anyhow::Result<Vec<reelq_core::JobId>> {
+    let named = r#""provider":"evolink","model":"veo-3.1-fast-generate-preview""#;
+    let which = match jobs_of {
+        "kie" => return Ok(deployment.enqueue_manifest(&prompts("cost", jobs)).await),
+        "veo" => named,
+        _ => r#""route":"veo-3.1-fast""#,
+    };
+    if jobs_of == "veo-route-fallback" {
+        // EvoLink paused past the route's patience: every job moves on to fal once.
+        let evolink = "evolink".parse()?;
+        deployment
+            .ledger
+            .pause_account(&evolink, Duration::from_secs(3600))
+            .await?;
+    }
+    let manifest: String = prompts("cost", jobs)
+        .iter()
+        .map(|prompt| format!("{{{which},\"prompt\":\"{prompt}\",\"duration_s\":8}}\n"))
+        .collect();
+    Ok(deployment.client.enqueue_manifest(&manifest).await?.job_ids)
+}
+
 pub(crate) async fn redis_cost(
     worker_bin: PathBuf,
     jobs: usize,
     setup: RedisSetup,
+    jobs_of: &str,
     out: PathBuf,
 ) -> anyhow::Result<()> {
     let deployment = Deployment::start_with(worker_bin, Duration::ZERO, setup).await;
@@ -85,7 +113,7 @@ pub(crate) async fn redis_cost(
         others_cpu_s -= redis_stats(conn).await?.cpu_s;
     }
     let before = redis_stats(&mut conn).await?;
-    let job_ids = deployment.enqueue_manifest(&prompts("cost", jobs)).await;
+    let job_ids = enqueue_jobs_of(&deployment, jobs_of, jobs).await?;
     let started = std::time::Instant::now();
     let _worker = deployment.spawn_worker_process("cost");
     settled_count(&deployment, job_ids.len()).await?;
@@ -116,6 +144,7 @@ pub(crate) async fn redis_cost(
     let figures = json!({
         "section": "redis_cost",
         "setup": format!("{setup:?}"),
+        "jobs_of": jobs_of,
         "redis_cpu_us_per_job": cpu_us_per_job,
         "redis_script_us_per_job": script_us_per_job,
         "jobs": jobs,
@@ -132,7 +161,7 @@ pub(crate) async fn redis_cost(
         .map(|(name, calls)| format!("{name} {:.2}", per_job(*calls)))
         .collect();
     println!(
-        "redis cost: {jobs} jobs, 1 worker process: {:.0} jobs/s end to end, {:.2} commands/job ({}), \
+        "redis cost: {jobs} jobs ({jobs_of}), 1 worker process: {:.0} jobs/s end to end, {:.2} commands/job ({}), \
          {:.0} network bytes/job, {:.0} bytes of Redis memory per finished job; Redis CPU {:.0} us/job \
          ({:.0} us inside scripts)",
         jobs as f64 / elapsed.as_secs_f64(),
