@@ -35,9 +35,43 @@ pub(crate) async fn show(client: &Client, job_id: JobId, json: bool) -> anyhow::
         value["trace_id"] = job_id.trace_id().into();
         print_json(&value)?;
     } else {
-        print_table(&[record]);
+        print_table(&[record.clone()]);
+        print_route(&record);
     }
     Ok(())
+}
+
+/// A routed job's route under its table: the candidate it is at (or was served by) and the
+/// ones it left, and why.
+fn print_route(record: &reelq_queue::JobRecord) {
+    let Some(route) = &record.spec.route else {
+        return;
+    };
+    let at = match record.served_by() {
+        Some(served) => format!(
+            "served by {} / {}{}",
+            served.account,
+            served.model,
+            served
+                .estimated_cost_usd
+                .map(|usd| format!(" at ${usd:.3}"))
+                .unwrap_or_default()
+        ),
+        None => format!(
+            "at candidate {} of {}",
+            route.at + 1,
+            route.candidates.len()
+        ),
+    };
+    println!("route {}: {at}", route.name);
+    for left in &route.left {
+        let label = route
+            .candidates
+            .get(left.candidate)
+            .map(|candidate| candidate.label())
+            .unwrap_or_default();
+        println!("  left {label} at {} ({})", left.account, left.reason);
+    }
 }
 
 /// Live progress until the jobs settle: one bar for all of them with an ETA, and one bar per

@@ -546,7 +546,11 @@ async fn a_routed_job_shows_its_route_where_it_was_served_and_the_candidates_it_
     let spec = lease
         .job()
         .spec()
-        .fall_back(reelq_core::FallbackReason::Credits, "evolink", 1_780_000_000_000)
+        .fall_back(
+            reelq_core::FallbackReason::Credits,
+            "evolink",
+            1_780_000_000_000,
+        )
         .unwrap();
     let moved = reelq_queue::Transition::FallBack {
         spec: Box::new(spec),
@@ -569,7 +573,9 @@ async fn a_routed_job_shows_its_route_where_it_was_served_and_the_candidates_it_
     let (status, page) = f.get(&format!("/ui/jobs/{job_id}")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
-        page.contains("veo-3.1-fast: candidate 2 of 4, served by fal / fal-ai/veo3.1/fast at $1.200"),
+        page.contains(
+            "veo-3.1-fast: candidate 2 of 4, served by fal / fal-ai/veo3.1/fast at $1.200"
+        ),
         "{page}"
     );
     assert!(
