@@ -35,7 +35,7 @@ pub(crate) async fn show(client: &Client, job_id: JobId, json: bool) -> anyhow::
         value["trace_id"] = job_id.trace_id().into();
         print_json(&value)?;
     } else {
-        print_table(&[record.clone()]);
+        print_table(std::slice::from_ref(&record));
         print_route(&record);
     }
     Ok(())
