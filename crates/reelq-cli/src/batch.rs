@@ -219,12 +219,15 @@ fn dry_run(
     let specs = parse_manifest(&text, catalog, now_ms())?;
     let mut groups: std::collections::BTreeMap<(String, String), (usize, f64, usize)> =
         Default::default();
-    for spec in &specs {
+    for spec in specs.iter().cloned() {
+        // Priced as the enqueue prices it: a routed job at its first candidate by its route's
+        // policy and ceiling (a weighted route's first is drawn per job: seed 0 here).
+        let spec = spec.priced(prices, catalog, 0)?;
         let group = groups
             .entry((spec.provider.to_string(), spec.model.clone()))
             .or_default();
         group.0 += 1;
-        match prices.estimate(spec, catalog) {
+        match spec.estimated_cost_usd {
             Some(usd) => group.1 += usd,
             None => group.2 += 1,
         }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::{
-    AccountName, Catalog, JobRequest, JobSpec, PriceTable, ProviderKind, SpecError,
+    AccountName, Catalog, JobRequest, JobSpec, PriceTable, ProviderKind, Quality, SpecError,
     catalog::ProviderRequest, spec::join,
 };
 
@@ -186,6 +186,8 @@ pub struct Candidate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<AccountName>,
     pub model: String,
+    /// Its quality: the job's, or this candidate's own default where the job left it out.
+    pub quality: Quality,
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub request: ProviderRequest,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -287,6 +289,7 @@ impl JobSpec {
             provider: candidate.provider,
             account: candidate.account,
             model: candidate.model,
+            quality: candidate.quality,
             request: Some(candidate.request),
             estimated_cost_usd: candidate.estimated_cost_usd,
             ..self
@@ -310,13 +313,13 @@ impl JobSpec {
         let rule = catalog
             .route(&route.name)
             .ok_or_else(|| SpecError::new("route", format!("unknown route {:?}", route.name)))?;
-        let duration = f64::from(self.duration_s);
         let mut priced: Vec<(Candidate, u32)> = Vec::new();
         let mut over = Vec::new();
         for mut candidate in std::mem::take(&mut route.candidates) {
             let probe = self.clone().at_candidate(candidate.clone());
             candidate.estimated_cost_usd = prices.estimate(&probe, catalog);
-            let per_second = candidate.estimated_cost_usd.map(|usd| usd / duration);
+            let per_second =
+                prices.usd_per_second(probe.provider, &probe.model, probe.quality, catalog);
             match (rule.max_usd_per_second, per_second) {
                 (Some(max), Some(usd)) if usd > max + 1e-9 => {
                     over.push(format!("{} at ${usd:.3}/s", candidate.label()))
@@ -448,6 +451,7 @@ pub(crate) fn validate(
                     provider: spec.provider,
                     account: spec.account.clone(),
                     model: spec.model.clone(),
+                    quality: spec.quality,
                     request: spec.provider_request().into_owned(),
                     estimated_cost_usd: None,
                 });

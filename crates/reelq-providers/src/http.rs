@@ -235,6 +235,9 @@ pub(crate) fn status_error(
             retry_after,
             message,
         },
+        // A timeout, a conflict (the task may exist already) or "too early" proves no refusal
+        // of a create: a gateway or the provider may have taken it.
+        408 | 409 | 425 => unreadable(call, retry_after, message),
         400..=499 => ProviderError::Invalid(message),
         _ => unreadable(call, retry_after, message),
     }
@@ -450,6 +453,11 @@ mod tests {
             (504, Call::Create, ErrorClass::UnknownOutcome),
             (504, Call::Query, ErrorClass::Transient),
             (200, Call::Create, ErrorClass::UnknownOutcome),
+            // No refusal of a create: a route must not move such a job on.
+            (408, Call::Create, ErrorClass::UnknownOutcome),
+            (409, Call::Create, ErrorClass::UnknownOutcome),
+            (425, Call::Create, ErrorClass::UnknownOutcome),
+            (409, Call::Query, ErrorClass::Transient),
         ];
         for (status, call, class) in rows {
             let status = StatusCode::from_u16(status).unwrap();

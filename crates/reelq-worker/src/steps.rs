@@ -25,7 +25,7 @@ mod submit;
 use counters::count_provider_request;
 use fetch::fetch;
 use poll::poll_step;
-use submit::submit_step;
+use submit::{fall_back_step, submit_step};
 
 /// When to poll a provider: the first poll after submit, then doubling (with jitter) up to
 /// `max`.
@@ -99,6 +99,14 @@ pub(crate) async fn run_step(context: &StepContext, lease: Lease) {
     );
     crate::telemetry::in_job_trace(&span, job.job_id());
     async {
+        let lease = match lease {
+            // Moved on to its route's next candidate: no provider call, so no account needed
+            // (it may be one this worker does not have).
+            Lease::Submit(submit) if submit.fall_back().is_some() => {
+                return fall_back_step(context, submit).await;
+            }
+            lease => lease,
+        };
         let Some(provider) = context.accounts.adapter(lease.job().account()) else {
             // Claims take only jobs of this worker's accounts; the lease lapses and a
             // replica with the account takes the job.
@@ -180,6 +188,8 @@ async fn record(context: &StepContext, lease: &impl Held, transition: Transition
         Ok(TransitionOutcome::Applied) => {
             if let Some(labels) = fallback {
                 metrics::counter!("reelq_fallbacks_total", &labels).increment(1);
+                // Due at once at its next candidate: don't let this worker idle past it.
+                context.step_due.notify_one();
             }
             true
         }

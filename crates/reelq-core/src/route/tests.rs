@@ -1,5 +1,5 @@
 use super::*;
-use crate::PriceRule;
+use crate::{PriceRule, Quality};
 
 const NOW_MS: u64 = 1_780_000_000_000;
 
@@ -119,6 +119,28 @@ fn the_first_candidates_length_and_frame_bind_the_rest() {
     let route = spec.route.as_ref().unwrap();
     assert_eq!(spec.duration_s, 5);
     assert_eq!(route.candidates.len(), 3);
+    // Each is priced at its own quality (Kling's own API defaults to high; the others sell
+    // only standard), so a job moving on reserves the next one's price.
+    let priced: Vec<(Quality, Option<f64>)> = route
+        .candidates
+        .iter()
+        .map(|c| (c.quality, c.estimated_cost_usd))
+        .collect();
+    assert_eq!(
+        priced,
+        [
+            (Quality::High, Some(0.35)),
+            (Quality::Standard, Some(0.7)),
+            (Quality::Standard, Some(0.7)),
+        ]
+    );
+    let moved = spec
+        .fall_back(FallbackReason::Credits, "kling", NOW_MS)
+        .unwrap();
+    assert_eq!(
+        (moved.quality, moved.estimated_cost_usd),
+        (Quality::Standard, Some(0.7))
+    );
     assert!(
         route
             .candidates

@@ -277,7 +277,15 @@ local function take(queue, id)
   if state == 'queued' and (f[13] or '') == '' and pools[provider] then
     provider, picked = pick_account(provider), true
   end
-  if state and not serves[provider] then return false end
+  if state and not serves[provider] then
+    -- A routed job no worker took at its candidate within its route's patience (no replica
+    -- has the account, or none had room) moves on, by whichever worker finds it.
+    if state == 'queued' and (f[13] or '') == '' and leaves(f, state, 'w', 0) then
+      hand_out(queue, job, id, f, state, provider, {}, 'slot_wait')
+      return true
+    end
+    return false
+  end
   -- The account a queued job goes to is written with its lease.
   local chosen = picked and { 'provider', provider } or {}
   if state == 'queued' then pause_left(provider) end

@@ -45,20 +45,6 @@ pub(super) async fn submit_step(
     provider: &dyn Provider,
     lease: SubmitLease,
 ) {
-    if let Some(reason) = lease.fall_back() {
-        // Held back past its route's patience: on to the next candidate, unsent (or back to
-        // the queue, should its route have no candidate left).
-        let next =
-            context
-                .fall_back(lease.job(), reason)
-                .unwrap_or_else(|| Transition::RetrySubmit {
-                    attempt: lease.job().attempt(),
-                    delay: context.backoff_min,
-                    error: format!("held back ({reason}) with no candidate left"),
-                });
-        record(context, &lease, next).await;
-        return;
-    }
     if let Some(refusal) = context.model_unavailable(provider.kind(), lease.job()) {
         record(context, &lease, refusal).await;
         return;
@@ -78,6 +64,23 @@ pub(super) async fn submit_step(
     } else {
         context.paid.not_recorded(job_id);
     }
+}
+
+/// A routed job the claim handed over held back past its route's patience (its account
+/// paused or full, or no worker took it): on to the next candidate, unsent (or back to the
+/// queue, should its route have no candidate left, which the ledger's record rules out).
+pub(super) async fn fall_back_step(context: &StepContext, lease: SubmitLease) {
+    let Some(reason) = lease.fall_back() else {
+        return;
+    };
+    let next = context
+        .fall_back(lease.job(), reason)
+        .unwrap_or_else(|| Transition::RetrySubmit {
+            attempt: lease.job().attempt(),
+            delay: context.backoff_min,
+            error: format!("held back ({reason}) with no candidate left"),
+        });
+    record(context, &lease, next).await;
 }
 
 /// Records `submitting`, durably, before the create call: from here a crash reads as

@@ -22,6 +22,16 @@ provider = "fal"
 model = "fal-ai/kling-video/v2.6/pro/text-to-video"
 
 [[route]]
+name = "kling-impatient"
+patience_s = 0
+[[route.candidate]]
+provider = "kie"
+model = "kling-3.0/video"
+[[route.candidate]]
+provider = "fal"
+model = "fal-ai/kling-video/v2.6/pro/text-to-video"
+
+[[route]]
 name = "veo-gateway"
 [[route.candidate]]
 provider = "openai"
@@ -193,4 +203,23 @@ async fn jobs_queued_for_a_model_retired_since_move_on_to_the_next_candidate_uns
         assert_eq!(record.submits, 1, "nothing was sent to the retired model");
     }
     assert_eq!(deployment.sim.stats().creates, 3);
+}
+
+#[tokio::test]
+async fn a_job_at_a_candidate_no_worker_has_moves_on_once_its_patience_is_spent() {
+    let mut deployment = deployment().await;
+    deployment
+        .contract_accounts
+        .retain(|provider| *provider != ProviderKind::Kie);
+    let _worker = deployment.spawn_worker_task("w", API_KEY, None);
+    let job_ids = enqueue(&deployment, "kling-impatient", 2).await;
+
+    for record in deployment.settled(&job_ids).await {
+        assert_eq!(
+            served(&record),
+            (JobState::Stored, "fal", vec![FallbackReason::SlotWait])
+        );
+        assert_eq!(record.submits, 1);
+    }
+    assert_eq!(deployment.sim.stats().creates, 2);
 }
