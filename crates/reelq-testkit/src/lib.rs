@@ -17,6 +17,17 @@ use std::time::Duration;
 /// a passing test never waits this long.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// A catalog route (TOML) named `name` selling Kling from kie (`kling-3.0/video`, first) and
+/// fal (Kling 2.6 Pro, next), with `settings` (e.g. `patience_s = 0`) written into it: the
+/// route the ledger's and the workers' route tests share.
+pub fn kie_then_fal_route(name: &str, settings: &str) -> String {
+    format!(
+        "[[route]]\nname = \"{name}\"\n{settings}\n\
+         [[route.candidate]]\nprovider = \"kie\"\nmodel = \"kling-3.0/video\"\n\
+         [[route.candidate]]\nprovider = \"fal\"\nmodel = \"fal-ai/kling-video/v2.6/pro/text-to-video\"\n\n"
+    )
+}
+
 /// Runs Prometheus's own linter (`promtool check metrics`, named by `PROMTOOL`, which
 /// `scripts/test` unpacks) on a `/metrics` exposition; panics with its findings.
 pub fn assert_promtool_passes(metrics: &str) {

@@ -12,32 +12,15 @@ use reelq_core::{
 use reelq_queue::{
     ClaimOptions, Lease, Ledger, ProviderLimit, TenantLimits, Transition, TransitionOutcome, Wait,
 };
-use reelq_testkit::RedisServer;
+use reelq_testkit::{RedisServer, kie_then_fal_route};
 
 use crate::ledger::{LEASE, claim_opts, ledger};
 
 /// Two sellers of a Kling video: kie first at $0.50 for 5 s, fal next at $0.80.
-const ROUTES: &str = r#"
-[[route]]
-name = "kling-now"
-patience_s = 0
-[[route.candidate]]
-provider = "kie"
-model = "kling-3.0/video"
-[[route.candidate]]
-provider = "fal"
-model = "fal-ai/kling-video/v2.6/pro/text-to-video"
-
-[[route]]
-name = "kling-patient"
-patience_s = 600
-[[route.candidate]]
-provider = "kie"
-model = "kling-3.0/video"
-[[route.candidate]]
-provider = "fal"
-model = "fal-ai/kling-video/v2.6/pro/text-to-video"
-"#;
+fn routes() -> String {
+    kie_then_fal_route("kling-now", "patience_s = 0")
+        + &kie_then_fal_route("kling-patient", "patience_s = 600")
+}
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -48,7 +31,7 @@ fn now_ms() -> u64 {
 
 /// A job of `route` for `tenant`, validated and priced as a producer does.
 fn routed(route: &str, prompt: &str, tenant: &str) -> JobSpec {
-    let catalog = Catalog::built_in().with_file(ROUTES, "test").unwrap();
+    let catalog = Catalog::built_in().with_file(&routes(), "test").unwrap();
     let price = |provider, usd_per_second| PriceRule {
         provider,
         model: "*".into(),

@@ -7,30 +7,18 @@ use std::time::Duration;
 use reelq_core::{Catalog, FallbackReason, JobId, JobRequest, JobState, ProviderKind};
 use reelq_e2e::{API_KEY, Deployment, RedisSetup, retired_row, test_catalog};
 use reelq_queue::JobRecord;
+use reelq_testkit::kie_then_fal_route;
 
-/// Kling from kie first, fal next (a minute's patience); Veo from an OpenAI-style gateway first,
-/// fal next; Kling from kie under a ceiling fal's price is over.
-const ROUTES: &str = r#"
-[[route]]
-name = "kling"
-patience_s = 60
-[[route.candidate]]
-provider = "kie"
-model = "kling-3.0/video"
-[[route.candidate]]
-provider = "fal"
-model = "fal-ai/kling-video/v2.6/pro/text-to-video"
-
-[[route]]
-name = "kling-impatient"
-patience_s = 0
-[[route.candidate]]
-provider = "kie"
-model = "kling-3.0/video"
-[[route.candidate]]
-provider = "fal"
-model = "fal-ai/kling-video/v2.6/pro/text-to-video"
-
+/// Kling from kie first, fal next (a minute's patience, or none); Veo from an OpenAI-style
+/// gateway first, fal next; Kling from kie under a ceiling fal's price is over.
+fn routes() -> String {
+    [
+        kie_then_fal_route("kling", "patience_s = 60"),
+        kie_then_fal_route("kling-impatient", "patience_s = 0"),
+        kie_then_fal_route("kling-under-ceiling", "max_usd_per_second = 0.10"),
+    ]
+    .concat()
+        + r#"
 [[route]]
 name = "veo-gateway"
 [[route.candidate]]
@@ -39,20 +27,11 @@ model = "veo-3.1-fast-generate-preview"
 [[route.candidate]]
 provider = "fal"
 model = "fal-ai/veo3.1/fast"
-
-[[route]]
-name = "kling-under-ceiling"
-max_usd_per_second = 0.10
-[[route.candidate]]
-provider = "kie"
-model = "kling-3.0/video"
-[[route.candidate]]
-provider = "fal"
-model = "fal-ai/kling-video/v2.6/pro/text-to-video"
-"#;
+"#
+}
 
 async fn deployment() -> Deployment {
-    let catalog = test_catalog().with_file(ROUTES, "routes.toml").unwrap();
+    let catalog = test_catalog().with_file(&routes(), "routes.toml").unwrap();
     Deployment::start_serving(
         env!("CARGO_BIN_EXE_reelq-worker"),
         Duration::from_millis(50),
