@@ -2,7 +2,8 @@
 //! `scripts/`, plus a due schedule that doubles as the work queue.
 //!
 //! Keys (P is the configured prefix in a hash tag, e.g. `{reelq}:`, so one deployment's keys
-//! share one slot):
+//! share one slot; `keys.rs` says which belong to the home of cluster-wide state and which to
+//! a partition, for when the ledger is partitioned over a cluster's masters):
 //!
 //! | key            | type   | content                                              | written by              |
 //! |----------------|--------|------------------------------------------------------|-------------------------|
@@ -241,7 +242,7 @@ impl Ledger {
         let in_use: u64 = in_use.query_async(&mut conn).await?;
         let fresh_schema = if in_use > 0 { 2 } else { LEDGER_SCHEMA };
         let _: Option<String> = redis::cmd("SET")
-            .arg(self.key("schema"))
+            .arg(self.home_key("schema"))
             .arg(fresh_schema)
             .arg("NX")
             .query_async(&mut conn)
@@ -265,7 +266,7 @@ impl Ledger {
     /// The ledger's schema as `P schema` records it.
     async fn stored_schema(&self, conn: &mut Conn) -> Result<u32, QueueError> {
         let stored: Option<String> = redis::cmd("GET")
-            .arg(self.key("schema"))
+            .arg(self.home_key("schema"))
             .query_async(conn)
             .await?;
         stored
@@ -351,7 +352,14 @@ impl Ledger {
         Ok(())
     }
 
+    /// A key of the ledger's partition (`keys::PARTITION`): a job's or a batch's.
     pub(crate) fn key(&self, name: impl std::fmt::Display) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// A key of the home slot (`keys::HOME`): what is cluster-wide. The ledger's one
+    /// partition shares its prefix today.
+    pub(crate) fn home_key(&self, name: impl std::fmt::Display) -> String {
         format!("{}{name}", self.prefix)
     }
 

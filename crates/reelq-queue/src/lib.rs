@@ -6,6 +6,7 @@ mod connection;
 mod durability;
 mod enqueue;
 mod error;
+pub mod keys;
 mod lease;
 mod ledger;
 pub mod moves;

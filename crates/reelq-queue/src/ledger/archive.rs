@@ -456,7 +456,7 @@ impl Ledger {
         &self,
         outcome: Result<(u64, u64), &str>,
     ) -> Result<(), QueueError> {
-        let key = self.key("archive");
+        let key = self.home_key("archive");
         let now = now_unix_ms();
         let mut pipe = redis::pipe();
         match outcome {
@@ -494,7 +494,7 @@ impl Ledger {
 
     pub async fn archive_status(&self) -> Result<ArchiveStatus, QueueError> {
         let fields: HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(self.key("archive"))
+            .arg(self.home_key("archive"))
             .query_async(&mut self.conn().await?)
             .await?;
         let number = |name: &str| fields.get(name).and_then(|v| v.parse::<u64>().ok());

@@ -43,7 +43,7 @@ impl Ledger {
         let mut conn = self.conn().await?;
         let from = self.stored_schema(&mut conn).await?;
         let _: () = redis::cmd("SET")
-            .arg(self.key("schema"))
+            .arg(self.home_key("schema"))
             .arg(LEDGER_SCHEMA)
             .query_async(&mut conn)
             .await?;

@@ -157,7 +157,7 @@ impl Ledger {
 
     async fn subscribe(&self, channel: &str) -> Result<BoxStream<'static, String>, QueueError> {
         let mut pubsub = self.connector.client().await?.get_async_pubsub().await?;
-        pubsub.subscribe(self.key(channel)).await?;
+        pubsub.subscribe(self.home_key(channel)).await?;
         Ok(pubsub
             .into_on_message()
             .filter_map(|msg| async move { msg.get_payload::<String>().ok() })
@@ -213,7 +213,7 @@ impl Ledger {
     /// How long submits to `account` stay paused (after a 429 or an empty account), if they are.
     pub async fn paused_for(&self, account: &AccountName) -> Result<Option<Duration>, QueueError> {
         let ms: i64 = redis::cmd("PTTL")
-            .arg(self.key(format!("pause:{account}")))
+            .arg(self.home_key(format!("pause:{account}")))
             .query_async(&mut self.conn().await?)
             .await?;
         Ok((ms > 0).then(|| Duration::from_millis(ms as u64)))
@@ -237,7 +237,7 @@ impl Ledger {
     /// Generations of `account` holding an in-flight slot now (expired slots not counted).
     pub async fn in_flight(&self, account: &AccountName) -> Result<u64, QueueError> {
         Ok(redis::cmd("ZCOUNT")
-            .arg(self.key(format!("inflight:{account}")))
+            .arg(self.home_key(format!("inflight:{account}")))
             .arg(format!("({}", now_unix_ms()))
             .arg("+inf")
             .query_async(&mut self.conn().await?)

@@ -50,7 +50,7 @@ impl Ledger {
     /// Records the limits a worker runs with, for dashboards to show beside the counts.
     pub async fn publish_limits(&self, limits: &[ProviderLimit]) -> Result<(), QueueError> {
         let mut command = redis::cmd("HSET");
-        command.arg(self.key("limits"));
+        command.arg(self.home_key("limits"));
         for limit in limits {
             command.arg(limit.account.as_str()).arg(format!(
                 "{} {} {}",
@@ -68,7 +68,7 @@ impl Ledger {
     /// on.
     pub async fn set_retention(&self, retention: Duration) -> Result<(), QueueError> {
         let _: () = redis::cmd("SET")
-            .arg(self.key("retention_ms"))
+            .arg(self.home_key("retention_ms"))
             .arg(retention.as_millis() as u64)
             .query_async(&mut self.conn().await?)
             .await?;
@@ -113,7 +113,7 @@ impl Ledger {
     /// The limits workers published, by account.
     pub async fn published_limits(&self) -> Result<Vec<ProviderLimit>, QueueError> {
         let fields: HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(self.key("limits"))
+            .arg(self.home_key("limits"))
             .query_async(&mut self.conn().await?)
             .await?;
         let mut limits: Vec<ProviderLimit> = fields

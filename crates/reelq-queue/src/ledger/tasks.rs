@@ -77,7 +77,7 @@ impl Ledger {
         ttl: Duration,
     ) -> Result<(), QueueError> {
         let _: () = redis::cmd("SET")
-            .arg(self.key(format!("task:{account}:{task_id}")))
+            .arg(self.home_key(format!("task:{account}:{task_id}")))
             .arg(job_id.to_string())
             .arg("PX")
             .arg(ttl.as_millis() as u64)
@@ -93,7 +93,7 @@ impl Ledger {
         task_id: &str,
     ) -> Result<Option<JobId>, QueueError> {
         let job_id: Option<String> = redis::cmd("GET")
-            .arg(self.key(format!("task:{account}:{task_id}")))
+            .arg(self.home_key(format!("task:{account}:{task_id}")))
             .query_async(&mut self.conn().await?)
             .await?;
         Ok(job_id.and_then(|id| id.parse().ok()))

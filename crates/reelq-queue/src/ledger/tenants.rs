@@ -61,14 +61,14 @@ impl Ledger {
         );
         let (ranked, weights, limits): Settings = redis::pipe()
             .cmd("ZRANGE")
-            .arg(self.key("tenants"))
+            .arg(self.home_key("tenants"))
             .arg(0)
             .arg(-1)
             .arg("WITHSCORES")
             .cmd("HGETALL")
-            .arg(self.key("tenant_weights"))
+            .arg(self.home_key("tenant_weights"))
             .cmd("HGETALL")
-            .arg(self.key("tenant_limits"))
+            .arg(self.home_key("tenant_limits"))
             .query_async(&mut conn)
             .await?;
         let mut shares: BTreeMap<String, TenantShare> = BTreeMap::new();
@@ -108,13 +108,13 @@ impl Ledger {
             counts.cmd("ZCARD").arg(self.tenant_queue(tenant));
             counts
                 .cmd("ZCOUNT")
-                .arg(self.key(format!("tenant_inflight:{tenant}")))
+                .arg(self.home_key(format!("tenant_inflight:{tenant}")))
                 .arg(format!("({now}"))
                 .arg("+inf");
             counts
                 .cmd("MGET")
-                .arg(self.key(format!("tenant_spend:{tenant}:{day}")))
-                .arg(self.key(format!("tenant_spend:{tenant}:{month}")));
+                .arg(self.home_key(format!("tenant_spend:{tenant}:{day}")))
+                .arg(self.home_key(format!("tenant_spend:{tenant}:{month}")));
         }
         type Counts = (u64, u64, (Option<u64>, Option<u64>));
         let counts: Vec<Counts> = counts.query_async(&mut conn).await?;
@@ -142,7 +142,7 @@ impl Ledger {
         weight: Option<f64>,
     ) -> Result<(), QueueError> {
         let mut conn = self.conn().await?;
-        let key = self.key("tenant_weights");
+        let key = self.home_key("tenant_weights");
         match weight {
             Some(weight) => {
                 if !(weight.is_finite() && weight > 0.0) {
@@ -173,7 +173,7 @@ impl Ledger {
         limits: TenantLimits,
     ) -> Result<(), QueueError> {
         let mut conn = self.conn().await?;
-        let key = self.key("tenant_limits");
+        let key = self.home_key("tenant_limits");
         if limits == TenantLimits::default() {
             let _: () = redis::cmd("HDEL")
                 .arg(key)
@@ -201,7 +201,7 @@ impl Ledger {
     /// due_low` and each waiting tenant's.
     pub(crate) async fn queues(&self) -> Result<Vec<String>, QueueError> {
         let tenants: Vec<String> = redis::cmd("ZRANGE")
-            .arg(self.key("tenants"))
+            .arg(self.home_key("tenants"))
             .arg(0)
             .arg(-1)
             .query_async(&mut self.conn().await?)

@@ -24,7 +24,7 @@ impl Ledger {
     pub async fn add_token(&self, hash: &str, record: &TokenRecord) -> Result<(), QueueError> {
         let mut conn = self.conn().await?;
         let fresh: bool = redis::cmd("HSETNX")
-            .arg(self.key("token_names"))
+            .arg(self.home_key("token_names"))
             .arg(&record.name)
             .arg(hash)
             .query_async(&mut conn)
@@ -35,7 +35,7 @@ impl Ledger {
         let json =
             serde_json::to_string(record).map_err(|err| QueueError::corrupt("a token", err))?;
         let _: () = redis::cmd("HSET")
-            .arg(self.key("tokens"))
+            .arg(self.home_key("tokens"))
             .arg(hash)
             .arg(json)
             .query_async(&mut conn)
@@ -46,7 +46,7 @@ impl Ledger {
     /// The token whose hash is `hash`, if one was made and not revoked.
     pub async fn token(&self, hash: &str) -> Result<Option<TokenRecord>, QueueError> {
         let json: Option<String> = redis::cmd("HGET")
-            .arg(self.key("tokens"))
+            .arg(self.home_key("tokens"))
             .arg(hash)
             .query_async(&mut self.conn().await?)
             .await?;
@@ -59,7 +59,7 @@ impl Ledger {
     /// Every token, by name.
     pub async fn tokens(&self) -> Result<Vec<TokenRecord>, QueueError> {
         let records: Vec<String> = redis::cmd("HVALS")
-            .arg(self.key("tokens"))
+            .arg(self.home_key("tokens"))
             .query_async(&mut self.conn().await?)
             .await?;
         let mut records = records
@@ -77,7 +77,7 @@ impl Ledger {
     pub async fn revoke_token(&self, name: &str) -> Result<bool, QueueError> {
         let mut conn = self.conn().await?;
         let hash: Option<String> = redis::cmd("HGET")
-            .arg(self.key("token_names"))
+            .arg(self.home_key("token_names"))
             .arg(name)
             .query_async(&mut conn)
             .await?;
@@ -87,11 +87,11 @@ impl Ledger {
         let _: () = redis::pipe()
             .atomic()
             .cmd("HDEL")
-            .arg(self.key("tokens"))
+            .arg(self.home_key("tokens"))
             .arg(&hash)
             .ignore()
             .cmd("HDEL")
-            .arg(self.key("token_names"))
+            .arg(self.home_key("token_names"))
             .arg(name)
             .ignore()
             .query_async(&mut conn)

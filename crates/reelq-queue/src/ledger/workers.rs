@@ -45,13 +45,13 @@ impl Ledger {
         let info = serde_json::to_string(&seen).expect("a worker's info serializes");
         let _: () = redis::pipe()
             .cmd("SET")
-            .arg(self.key(format!("worker:{}", worker.name)))
+            .arg(self.home_key(format!("worker:{}", worker.name)))
             .arg(info)
             .arg("PX")
             .arg(ttl.as_millis() as u64)
             .ignore()
             .cmd("ZADD")
-            .arg(self.key("workers"))
+            .arg(self.home_key("workers"))
             .arg(seen.seen_ms)
             .arg(&worker.name)
             .ignore()
@@ -64,10 +64,10 @@ impl Ledger {
     pub async fn forget_worker(&self, name: &str) -> Result<(), QueueError> {
         let _: () = redis::pipe()
             .cmd("DEL")
-            .arg(self.key(format!("worker:{name}")))
+            .arg(self.home_key(format!("worker:{name}")))
             .ignore()
             .cmd("ZREM")
-            .arg(self.key("workers"))
+            .arg(self.home_key("workers"))
             .arg(name)
             .ignore()
             .query_async(&mut self.conn().await?)
@@ -80,7 +80,7 @@ impl Ledger {
     pub async fn workers(&self) -> Result<Vec<WorkerInfo>, QueueError> {
         let mut conn = self.conn().await?;
         let names: Vec<String> = redis::cmd("ZREVRANGE")
-            .arg(self.key("workers"))
+            .arg(self.home_key("workers"))
             .arg(0)
             .arg(-1)
             .query_async(&mut conn)
@@ -90,12 +90,12 @@ impl Ledger {
         }
         let mut get = redis::cmd("MGET");
         for name in &names {
-            get.arg(self.key(format!("worker:{name}")));
+            get.arg(self.home_key(format!("worker:{name}")));
         }
         let infos: Vec<Option<String>> = get.query_async(&mut conn).await?;
         let mut live = Vec::new();
         let mut gone = redis::cmd("ZREM");
-        gone.arg(self.key("workers"));
+        gone.arg(self.home_key("workers"));
         let mut any_gone = false;
         for (name, info) in names.iter().zip(infos) {
             match info.and_then(|info| serde_json::from_str::<WorkerInfo>(&info).ok()) {

@@ -21,7 +21,7 @@
 -- it): nothing was done.
 local BATCH_SNAPSHOT = { 'budget_micros', 'reserved_micros', 'cancelled_ms', 'start_after_ms',
   'priority', 'name' }
-local lease = prefix .. 'archiver'
+local lease = home .. 'archiver'
 local function reply(removed, kept)
   return cjson.encode({ held = true, removed = removed, kept = kept })
 end

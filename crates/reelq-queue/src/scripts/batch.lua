@@ -43,7 +43,7 @@ for _, id in ipairs(redis.call('LRANGE', list, start, start + count - 1)) do
     redis.call('HSETNX', job, 'cancel_ms', now)
   end
 end
-if action == 'resume' and moved > 0 then redis.call('PUBLISH', prefix .. 'wake', moved) end
+if action == 'resume' and moved > 0 then redis.call('PUBLISH', home .. 'wake', moved) end
 local next_index = start + count
 if next_index >= redis.call('LLEN', list) then next_index = nil end
 return cjson.encode({ found = true, moved = moved, next_index = next_index })

@@ -61,7 +61,7 @@ local waits = {}
 local function rate_peek(account)
   local l = limits[account]
   if not l or l.rate <= 0 then return 0 end
-  if l.tat == nil then l.tat = tonumber(redis.call('GET', prefix .. 'rate:' .. account) or '0') end
+  if l.tat == nil then l.tat = tonumber(redis.call('GET', home .. 'rate:' .. account) or '0') end
   local wait = math.max(l.tat, now) - (1000 / l.rate) * (l.burst - 1) - now
   if wait > 0 then return math.ceil(wait) end
   return 0
@@ -78,7 +78,7 @@ end
 local function slots_full(provider)
   local l = limits[provider]
   if not l or l.slots <= 0 then return false end
-  local key = prefix .. 'inflight:' .. provider
+  local key = home .. 'inflight:' .. provider
   if l.used == nil then
     redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
     l.used = redis.call('ZCARD', key)
@@ -106,7 +106,7 @@ local batches = {}
 local tenant_caps = {}
 local function tenant_cap(tenant)
   if tenant_caps[tenant] == nil then
-    local caps = redis.call('HGET', prefix .. 'tenant_limits', tenant)
+    local caps = redis.call('HGET', home .. 'tenant_limits', tenant)
     caps = caps and cjson.decode(caps) or {}
     local function number(value) return type(value) == 'number' and value or 0 end
     tenant_caps[tenant] = { max = number(caps.max_in_flight), daily = number(caps.daily_micros),
@@ -145,7 +145,7 @@ local function over_budget(provider, batch, cost, reserved, tenant)
   end
   local l = limits[provider]
   local daily = l and l.daily > 0
-  local spend_key = prefix .. 'spend:' .. provider .. ':' .. day
+  local spend_key = home .. 'spend:' .. provider .. ':' .. day
   if daily then
     if l.spent == nil then l.spent = tonumber(redis.call('GET', spend_key) or '0') end
     if l.spent + cost > l.daily then return 'daily' end
@@ -194,7 +194,7 @@ end
 -- Whether submits to `account` are paused (read once per account per claim).
 local function pause_left(account)
   if paused[account] == nil then
-    paused[account] = redis.call('PTTL', prefix .. 'pause:' .. account)
+    paused[account] = redis.call('PTTL', home .. 'pause:' .. account)
   end
   return paused[account]
 end
@@ -226,7 +226,7 @@ local function tenant_full(tenant)
   local cap = tenant_cap(tenant)
   if cap.max <= 0 then return false end
   if cap.used == nil then
-    local key = prefix .. 'tenant_inflight:' .. tenant
+    local key = home .. 'tenant_inflight:' .. tenant
     redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
     cap.used = redis.call('ZCARD', key)
   end
@@ -362,7 +362,7 @@ local function take(queue, id)
       local l = limits[provider]
       if l and l.slots > 0 and state ~= 'fetching' then
         -- Taken by a submit, renewed by a poll (XX: only a job that holds one).
-        local key = prefix .. 'inflight:' .. provider
+        local key = home .. 'inflight:' .. provider
         if state == 'queued' then
           l.used = l.used + redis.call('ZADD', key, now + l.ttl, id)
         else
@@ -371,7 +371,7 @@ local function take(queue, id)
       end
       -- A capped tenant's slot, taken and renewed with the account's, given back with it
       -- (prelude's free_slots; the job's `tslot` says it holds one).
-      local tslot_key = prefix .. 'tenant_inflight:' .. tenant
+      local tslot_key = home .. 'tenant_inflight:' .. tenant
       local tslot_ttl = (l and l.ttl > 0 and l.ttl) or TENANT_SLOT_TTL
       if state == 'queued' and tenant_cap(tenant).max > 0 then
         local cap = tenant_cap(tenant)
@@ -418,11 +418,11 @@ end
 -- its tag stays at or below the next tenant's, in one read. A job held back by its account's
 -- limits costs its tenant nothing; a tenant whose queue empties leaves the ranking, its tag
 -- kept (`P tenant_tags`). `P vclock` is the tag last served.
-local tenants_key = prefix .. 'tenants'
+local tenants_key = home .. 'tenants'
 local weights = {}
 local function weight_of(tenant)
   if weights[tenant] == nil then
-    local w = tonumber(redis.call('HGET', prefix .. 'tenant_weights', tenant) or '1')
+    local w = tonumber(redis.call('HGET', home .. 'tenant_weights', tenant) or '1')
     if not w or w <= 0 then w = 1 end
     weights[tenant] = w
   end
@@ -449,7 +449,7 @@ local function take_fairly(want)
       if redis.call('EXISTS', queue) == 0 then
         -- Idle: out of the ranking, its tag kept for when it comes back.
         redis.call('ZREM', tenants_key, tenant)
-        redis.call('HSET', prefix .. 'tenant_tags', tenant, tag)
+        redis.call('HSET', home .. 'tenant_tags', tenant, tag)
         return true
       end
       return false
@@ -467,7 +467,7 @@ local function take_fairly(want)
     offset[tenant] = (offset[tenant] or 0) + stepped_over
     if taken > 0 then
       want = want - taken
-      redis.call('SET', prefix .. 'vclock', tag + (taken - 1) / w)
+      redis.call('SET', home .. 'vclock', tag + (taken - 1) / w)
       redis.call('ZINCRBY', tenants_key, taken / w, tenant)
       return true
     end
@@ -504,7 +504,7 @@ take_fairly(max_n - #claimed)
 take_from(due_low, max_n - #claimed)
 for provider, l in pairs(limits) do
   if l.tat ~= nil and l.tat > now then
-    redis.call('SET', prefix .. 'rate:' .. provider, l.tat, 'PX', math.ceil(l.tat - now) + 1000)
+    redis.call('SET', home .. 'rate:' .. provider, l.tat, 'PX', math.ceil(l.tat - now) + 1000)
   end
 end
 local next_due = -1

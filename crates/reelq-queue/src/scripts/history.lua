@@ -71,8 +71,8 @@ if op == 'holding' then
   if now < max_until then
     if now < tonumber(h[2] or '0') then return cjson.encode({ holding = true }) end
     -- Every worker still listed (its heartbeat key alive) must have repaired first.
-    for _, name in ipairs(redis.call('ZRANGE', prefix .. 'workers', 0, -1)) do
-      if redis.call('EXISTS', prefix .. 'worker:' .. name) == 1
+    for _, name in ipairs(redis.call('ZRANGE', home .. 'workers', 0, -1)) do
+      if redis.call('EXISTS', home .. 'worker:' .. name) == 1
           and redis.call('HGET', key, 'ack:' .. name) ~= h[1] then
         return cjson.encode({ holding = true })
       end

@@ -25,7 +25,7 @@ end
 -- (`max_waiting` in `P tenant_limits`), or nil. `waiting`: tenant -> its jobs in the request.
 local function over_backlog(waiting)
   for tenant, n in pairs(waiting) do
-    local caps = redis.call('HGET', prefix .. 'tenant_limits', tenant)
+    local caps = redis.call('HGET', home .. 'tenant_limits', tenant)
     local max = caps and cjson.decode(caps).max_waiting
     if type(max) == 'number' then
       local now_waiting = redis.call('ZCARD', tenant_queue(tenant))
@@ -72,7 +72,7 @@ local function add_jobs(batch, low_priority, start_after_ms, jobs, now)
   local due_at = now
   if start_after_ms and start_after_ms > now then due_at = start_after_ms end
   local ids, queues, indexed = {}, {}, {}
-  local schema = tonumber(redis.call('GET', prefix .. 'schema') or '0')
+  local schema = tonumber(redis.call('GET', home .. 'schema') or '0')
   local old_format = schema < COMPACT_RECORDS_SCHEMA
   for _, job in ipairs(jobs) do
     local id, provider, spec, deadline, notify_url, cost =
@@ -129,5 +129,5 @@ local function add_jobs(batch, low_priority, start_after_ms, jobs, now)
     redis.call('ZADD', prefix .. 'state:queued', unpack(indexed, 2 * i - 1, 2 * last))
     if batch then redis.call('RPUSH', prefix .. 'batch:' .. batch, unpack(ids, i, last)) end
   end
-  if #ids > 0 then redis.call('PUBLISH', prefix .. 'wake', #ids) end
+  if #ids > 0 then redis.call('PUBLISH', home .. 'wake', #ids) end
 end

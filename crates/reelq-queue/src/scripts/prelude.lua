@@ -3,6 +3,9 @@
 -- the script's arguments as JSON (its `Args` in the Rust module beside it), read by name:
 -- `A.job_id`. A field Rust sends as null is absent here (nil), never cjson's truthy null.
 local prefix = ARGV[1]
+-- The home of what is cluster-wide (keys.rs): the same slot as the ledger's one partition
+-- today; a partitioned ledger will give it a prefix of its own.
+local home = prefix
 -- While an operator moves this slot to another master (slot_move.rs), no script runs: one
 -- that met a key already moved would fail half way with its earlier writes kept.
 if redis.call('EXISTS', prefix .. 'moving') == 1 then
@@ -140,7 +143,7 @@ local function retain(job, id, from, to, now)
     return
   end
   if not TERMINAL[to] then return end
-  local settings = redis.call('MGET', prefix .. 'retention_ms', prefix .. 'schema')
+  local settings = redis.call('MGET', home .. 'retention_ms', home .. 'schema')
   local retention = tonumber(settings[1] or '0')
   if retention <= 0 then return end
   redis.call('PEXPIRE', job, retention)
@@ -172,13 +175,13 @@ end
 -- the caller read them (false: absent); otherwise they are read here.
 local function free_slots(job, id, provider, known)
   provider = provider or redis.call('HGET', job, 'provider') or ''
-  redis.call('ZREM', prefix .. 'inflight:' .. provider, id)
+  redis.call('ZREM', home .. 'inflight:' .. provider, id)
   local tslot = known.tslot
   if tslot == nil then tslot = redis.call('HGET', job, 'tslot') end
   if tslot then
     local tenant = known.tenant
     if tenant == nil then tenant = redis.call('HGET', job, 'tenant') end
-    redis.call('ZREM', prefix .. 'tenant_inflight:' .. (tenant or 'default'), id)
+    redis.call('ZREM', home .. 'tenant_inflight:' .. (tenant or 'default'), id)
     redis.call('HDEL', job, 'tslot')
   end
 end
@@ -194,7 +197,7 @@ local function move(job, id, from, to, now, detail, fields, provider, known)
   redis.call('HSET', job, unpack(set))
   redis.call('ZREM', prefix .. 'state:' .. from, id)
   redis.call('ZADD', prefix .. 'state:' .. to, now, id)
-  redis.call('PUBLISH', prefix .. 'changes', id .. ' ' .. to)
+  redis.call('PUBLISH', home .. 'changes', id .. ' ' .. to)
   if HOLDS_SLOT[from] and SLOT_FREE[to] then free_slots(job, id, provider, known) end
   if TERMINAL[to] then queue_notification(job, id, now, known.has_notify_url) end
   count_batch_end(job, from, to, now, known.batch)
@@ -204,7 +207,7 @@ end
 -- An `uncertain` job keeps its in-flight slot (only if it holds one) until `hold_ms` from now.
 local function hold_uncertain_slot(provider, id, now, hold_ms)
   if hold_ms >= 0 then
-    redis.call('ZADD', prefix .. 'inflight:' .. provider, 'XX', now + hold_ms, id)
+    redis.call('ZADD', home .. 'inflight:' .. provider, 'XX', now + hold_ms, id)
   end
 end
 
@@ -226,7 +229,7 @@ end
 -- A tenant's reserved spend on a UTC day and in its month (`P tenant_spend:{tenant}:{day}`,
 -- `P tenant_spend:{tenant}:{YYYY-MM}`).
 local function tenant_spend_keys(tenant, day)
-  local base = prefix .. 'tenant_spend:' .. (tenant or 'default') .. ':'
+  local base = home .. 'tenant_spend:' .. (tenant or 'default') .. ':'
   return base .. day, base .. month_of(day)
 end
 
@@ -240,7 +243,7 @@ local function release_budget(batch, provider, cost, reserved, day, tenant)
   if batch and string.find(reserved, 'b', 1, true) then
     redis.call('HINCRBY', prefix .. 'batchinfo:' .. batch, 'reserved_micros', -cost)
   end
-  local spend_key = prefix .. 'spend:' .. provider .. ':' .. (day or '')
+  local spend_key = home .. 'spend:' .. provider .. ':' .. (day or '')
   if string.find(reserved, 'd', 1, true) and redis.call('EXISTS', spend_key) == 1 then
     redis.call('DECRBY', spend_key, cost)
   end
@@ -283,10 +286,10 @@ end
 -- (`P vclock`), or its own last tag if that is later (`P tenant_tags`, kept when it went
 -- idle): idling earns a tenant no credit, and a newcomer is served in the next claim.
 local function tenant_active(tenant)
-  local tenants = prefix .. 'tenants'
+  local tenants = home .. 'tenants'
   if redis.call('ZSCORE', tenants, tenant) then return end
-  local clock = tonumber(redis.call('GET', prefix .. 'vclock') or '0')
-  local last = tonumber(redis.call('HGET', prefix .. 'tenant_tags', tenant) or '0')
+  local clock = tonumber(redis.call('GET', home .. 'vclock') or '0')
+  local last = tonumber(redis.call('HGET', home .. 'tenant_tags', tenant) or '0')
   redis.call('ZADD', tenants, math.max(clock, last), tenant)
 end
 

@@ -45,7 +45,7 @@ local now = now_ms()
 local fence = tonumber(f[4] or '0') + 1
 local known_fields = { events = f[5], batch = f[6] }
 if task_id ~= '' then
-  local task_key = prefix .. 'task:' .. account .. ':' .. task_id
+  local task_key = home .. 'task:' .. account .. ':' .. task_id
   local owner = redis.call('GET', task_key)
   if owner and owner ~= id then return reply('conflict', state) end
   redis.call('HDEL', job, 'error', 'error_class', 'reconcile_note', 'task_id_hint')
@@ -55,7 +55,7 @@ if task_id ~= '' then
   redis.call('SET', task_key, id, 'PX', index_ttl_ms)
   unqueue(job, id)
   redis.call('ZADD', due, now, id)
-  redis.call('PUBLISH', prefix .. 'wake', 1)
+  redis.call('PUBLISH', home .. 'wake', 1)
   return reply('restored', state)
 end
 if not unsent then return reply('intact', state) end

@@ -7,7 +7,7 @@
 -- harmless, the claim looks at its pause again); limit (the most due entries looked at, so
 -- the script stays short; the rest go at their time).
 -- Reply: {moved = jobs brought forward, looked = entries looked at}.
-local key = prefix .. 'pause:' .. A.account
+local key = home .. 'pause:' .. A.account
 local contracts = {}
 for _, name in ipairs(A.contracts) do contracts[name] = true end
 local left = redis.call('PTTL', key)
@@ -17,7 +17,7 @@ local now = now_ms()
 local pause_end = now + left + 1000
 local moved, looked = 0, 0
 local queues = { prefix .. 'due', prefix .. 'due_low' }
-for _, tenant in ipairs(redis.call('ZRANGE', prefix .. 'tenants', 0, -1)) do
+for _, tenant in ipairs(redis.call('ZRANGE', home .. 'tenants', 0, -1)) do
   queues[#queues + 1] = tenant_queue(tenant)
 end
 for _, queue in ipairs(queues) do
@@ -32,5 +32,5 @@ for _, queue in ipairs(queues) do
     end
   end
 end
-if moved > 0 then redis.call('PUBLISH', prefix .. 'wake', moved) end
+if moved > 0 then redis.call('PUBLISH', home .. 'wake', moved) end
 return cjson.encode({ moved = moved, looked = looked })

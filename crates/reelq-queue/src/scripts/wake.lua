@@ -23,7 +23,7 @@ local f = redis.call('HMGET', job, 'state', 'owner', 'task_id', 'provider', 'eve
 local state, owner, known_task, provider, events = f[1], f[2], f[3], f[4], f[5]
 if not state then return reply('missing') end
 if known_task == '' then known_task = false end
-local task_key = prefix .. 'task:' .. (provider or '') .. ':' .. task_id
+local task_key = home .. 'task:' .. (provider or '') .. ':' .. task_id
 local task_owner = redis.call('GET', task_key)
 if (task_owner and task_owner ~= id) or (known_task and known_task ~= task_id) then
   return reply('conflict')
@@ -35,7 +35,7 @@ if state == 'waiting' and known_task == task_id and (not owner or owner == '') t
   -- Its next query confirms the callback: not one of reelq's own polls.
   redis.call('HSET', job, 'woken', 1)
   log_event(job, now, 'waiting callback', events)
-  redis.call('PUBLISH', prefix .. 'wake', 1)
+  redis.call('PUBLISH', home .. 'wake', 1)
   return reply('woken')
 elseif (state == 'uncertain' and not known_task or state == 'submitting') and not confirmed then
   return reply('unconfirmed')
@@ -47,7 +47,7 @@ elseif state == 'uncertain' and not known_task then
     { 'task_id', task_id, 'attempt', 0 }, provider, { events = events })
   redis.call('SET', task_key, id, 'PX', index_ttl_ms)
   redis.call('ZADD', due, now, id)
-  redis.call('PUBLISH', prefix .. 'wake', 1)
+  redis.call('PUBLISH', home .. 'wake', 1)
   return reply('adopted')
 elseif state == 'submitting' then
   redis.call('HSET', job, 'task_id_hint', task_id)

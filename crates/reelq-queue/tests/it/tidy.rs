@@ -434,3 +434,58 @@ fn the_entry_points_architecture_names_exist_with_their_signatures() {
     }
     assert!(checked >= 5, "checked {checked} entry points");
 }
+
+/// Every key the ledger builds is one of the home's or one of a partition's
+/// (`reelq_queue::keys`), built as such: `home ..` or `prefix ..` in a script,
+/// `home_key` or `key` in Rust; and every key of the ledger's key table is placed.
+#[test]
+fn every_ledger_key_is_the_homes_or_a_partitions_and_built_as_one() {
+    use reelq_queue::keys::{HOME, PARTITION};
+    let src = workspace().join("crates/reelq-queue/src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    for entry in std::fs::read_dir(src.join("scripts")).unwrap() {
+        files.push(entry.unwrap().path());
+    }
+    // (how a key is built, the list it must be in)
+    let builders: [(&str, &[&str]); 6] = [
+        ("home .. '", HOME),
+        ("prefix .. '", PARTITION),
+        ("home_key(\"", HOME),
+        ("home_key(format!(\"", HOME),
+        ("self.key(\"", PARTITION),
+        ("self.key(format!(\"", PARTITION),
+    ];
+    let mut found = 0;
+    for path in &files {
+        let text = std::fs::read_to_string(path).unwrap();
+        for (builder, list) in builders {
+            for rest in text.split(builder).skip(1) {
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                found += 1;
+                assert!(
+                    list.contains(&name.as_str()),
+                    "{}: `{builder}{name}` builds a key that is not in that list of keys.rs",
+                    path.display()
+                );
+            }
+        }
+    }
+    assert!(found > 80, "found {found} keys built");
+    let table = std::fs::read_to_string(src.join("ledger.rs")).unwrap();
+    for row in table.lines().filter(|line| line.starts_with("//! | `P ")) {
+        for key in row.split("`P ").skip(1) {
+            let name: String = key
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            assert!(
+                HOME.contains(&name.as_str()) || PARTITION.contains(&name.as_str()),
+                "the key table's `P {name}` is placed in neither list of keys.rs"
+            );
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! Where each ledger key belongs once the ledger is partitioned over a Redis Cluster's masters
+//! (issue #33): the **home** slot holds what is cluster-wide, which every claim or move may
+//! consult (accounts' limits, pauses and spend, tenants, tokens, settings, workers, the task
+//! index); a **partition** holds what follows one job or batch (its record, its place in the
+//! schedules and indexes, its batch, its idempotency record, the history mark of the writes
+//! made there).
+//!
+//! Today the ledger is one partition and its home shares its prefix (`{prefix}:`), so every
+//! key hashes to one slot. The split is kept in the code already: a script builds a home key
+//! from `home` and a partition key from `prefix` (`prelude.lua`), Rust from
+//! `Ledger::home_key` and `Ledger::key`; `tidy` holds every key to these lists. A script
+//! that reads both kinds is one the partitioned ledger must split (the plan: home effects as
+//! a step of their own beside the partition's script, the claim as reserve, take, settle).
+
+/// Keys of the home slot (the first segment of the key after the prefix).
+pub const HOME: &[&str] = &[
+    "limits",
+    "rate",
+    "inflight",
+    "spend",
+    "pause",
+    "tenants",
+    "vclock",
+    "tenant_tags",
+    "tenant_weights",
+    "tenant_limits",
+    "tenant_spend",
+    "tenant_inflight",
+    "tokens",
+    "token_names",
+    "schema",
+    "retention_ms",
+    "workers",
+    "worker",
+    "archiver",
+    "archive",
+    "task",
+    "wake",
+    "changes",
+];
+
+/// Keys of a partition.
+pub const PARTITION: &[&str] = &[
+    "job",
+    "log",
+    "due",
+    "due_low",
+    "queued",
+    "state",
+    "batch",
+    "batchinfo",
+    "batches",
+    "stage",
+    "releasing",
+    "idem",
+    "notify_due",
+    "archive_ready",
+    "history",
+    "mark",
+    "moving",
+    "durability_probe",
+];
