@@ -42,6 +42,9 @@ pub struct ChaosPlan {
     pub redis_fault: RedisFault,
     /// Jobs go to these providers in turn.
     pub providers: Vec<ProviderKind>,
+    /// Instead, every job names this route of the catalog; fault bursts then include a 402
+    /// (an account out of credits), which moves the job it meets on to the next candidate.
+    pub route: Option<String>,
     /// Every fourth outage is a gateway answering 502 to creates the provider accepted.
     pub gateway_faults: bool,
     /// The provider has an outage (every call answers an error) for a quarter of this, this
@@ -102,6 +105,8 @@ pub struct ChaosReport {
     pub stray_files: Vec<String>,
     /// Stored objects whose bytes differ from what the provider served.
     pub corrupt_objects: usize,
+    /// Jobs that left a route's candidate for the next.
+    pub fallbacks: usize,
     pub worker_kills: usize,
     pub redis_restarts: usize,
     pub aof_bytes_lost: u64,
@@ -148,6 +153,9 @@ impl fmt::Display for ChaosReport {
             self.max_submissions_per_job
         )?;
         writeln!(f, "duplicate objects        {}", self.duplicate_objects)?;
+        if self.fallbacks > 0 {
+            writeln!(f, "moved on along a route   {}", self.fallbacks)?;
+        }
         if self.videos_of_unstored_jobs > 0 {
             writeln!(
                 f,
@@ -227,9 +235,18 @@ pub async fn run(worker_bin: PathBuf, plan: &ChaosPlan) -> anyhow::Result<ChaosR
     let mut workers: Vec<Child> = (0..plan.workers)
         .map(|worker_idx| spawn_worker(&mut deployment, settings, worker_idx, 0))
         .collect();
-    let job_ids = deployment
-        .enqueue_across(&prompts("chaos", plan.jobs), &plan.providers)
-        .await;
+    let job_ids = match plan.route.as_deref() {
+        Some(route) => {
+            deployment
+                .enqueue_routed(route, &prompts("chaos", plan.jobs))
+                .await
+        }
+        None => {
+            deployment
+                .enqueue_across(&prompts("chaos", plan.jobs), &plan.providers)
+                .await
+        }
+    };
     let enqueued_at = Instant::now();
 
     // Late callbacks and reconciliation passes get this long to settle uncertain jobs.
@@ -281,7 +298,14 @@ pub async fn run(worker_bin: PathBuf, plan: &ChaosPlan) -> anyhow::Result<ChaosR
             }
             _ = burst_tick.tick() => {
                 let codes = if plan.gateway_faults { &BURST_CODES[..] } else { &BURST_CODES[1..] };
-                match codes[report.fault_bursts % codes.len()] {
+                let code = match plan.route.as_deref() {
+                    // Every other burst of a routed run, an account out of credits.
+                    Some(_) if report.fault_bursts % 2 == 1 => 402,
+                    Some(_) => codes[report.fault_bursts / 2 % codes.len()],
+                    None => codes[report.fault_bursts % codes.len()],
+                };
+                match code {
+                    402 => deployment.sim.fail_next_creates(402, 1),
                     // The next create is accepted and then answered 502 by the gateway: one
                     // per burst, since every create it answers is a job nothing may
                     // resubmit, and a timed outage would hit a whole wave of creates or none.
@@ -451,6 +475,14 @@ async fn tally(
         if was_uncertain && record.state != JobState::Uncertain {
             report.uncertain_settled += 1;
         }
+        if record
+            .spec
+            .route
+            .as_ref()
+            .is_some_and(|route| !route.left.is_empty())
+        {
+            report.fallbacks += 1;
+        }
         match record.state {
             JobState::Stored => {
                 report.stored += 1;
@@ -501,7 +533,11 @@ async fn tally(
     report.duplicate_objects = videos_per_job.values().map(|n| n - 1).sum();
     report.videos_of_unstored_jobs = videos_per_job.len().saturating_sub(report.stored);
     let stats = deployment.sim.stats();
-    report.max_submissions_per_job = stats.max_creates_per_fingerprint;
+    // Paid twice is the same body twice, or the same job's prompt at two of a route's
+    // candidates.
+    report.max_submissions_per_job = stats
+        .max_creates_per_fingerprint
+        .max(stats.max_creates_per_prompt);
     report.paid_creates = stats.creates;
     let history = deployment.ledger.history_status().await?;
     report.rollbacks = history.rollbacks;

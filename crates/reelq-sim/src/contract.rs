@@ -348,6 +348,7 @@ pub(crate) async fn accept(
             provider: request.provider,
             outcome,
             fingerprint,
+            prompt: request.prompt.to_owned(),
             callback_url: request.callback_url,
             request: request.body,
             shape: request.shape,

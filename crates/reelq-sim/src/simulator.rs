@@ -129,6 +129,9 @@ pub enum SimEvent {
 pub struct SimStats {
     pub creates: u64,
     pub max_creates_per_fingerprint: u32,
+    /// The most tasks made for one prompt, at any provider: a job paid twice across a
+    /// route's candidates shows here (their bodies differ).
+    pub max_creates_per_prompt: u32,
     pub downloads: u64,
     /// Injected download faults still waiting for a download to meet them.
     pub download_faults_left: usize,
@@ -162,6 +165,9 @@ pub(crate) struct NewTask {
     pub(crate) provider: ProviderKind,
     pub(crate) outcome: Outcome,
     pub(crate) fingerprint: String,
+    /// The create's prompt: one job's creates at several providers (a route's candidates)
+    /// share it, whatever each provider's body looks like.
+    pub(crate) prompt: String,
     pub(crate) callback_url: Option<String>,
     pub(crate) request: serde_json::Value,
     pub(crate) shape: VideoShape,
@@ -174,6 +180,7 @@ pub(crate) struct SimState {
     pub(crate) base_url: String,
     pub(crate) tasks: Mutex<HashMap<String, Task>>,
     creates_by_fingerprint: Mutex<HashMap<String, u32>>,
+    creates_by_prompt: Mutex<HashMap<String, u32>>,
     downloads: Mutex<u64>,
     cancels: Mutex<u64>,
     exchanges: Mutex<Vec<crate::journal::Exchange>>,
@@ -295,6 +302,7 @@ impl SimState {
             provider,
             outcome,
             fingerprint,
+            prompt,
             callback_url,
             request,
             shape,
@@ -350,6 +358,12 @@ impl SimState {
             .unwrap()
             .entry(fingerprint.clone())
             .or_default() += 1;
+        *self
+            .creates_by_prompt
+            .lock()
+            .unwrap()
+            .entry(prompt)
+            .or_default() += 1;
         let _ = self.events.send(SimEvent::Created {
             task_id: task_id.to_owned(),
             fingerprint,
@@ -376,6 +390,9 @@ impl SimState {
         SimStats {
             creates: creates.values().map(|&n| u64::from(n)).sum(),
             max_creates_per_fingerprint: creates.values().copied().max().unwrap_or(0),
+            max_creates_per_prompt: (self.creates_by_prompt.lock().unwrap().values().copied())
+                .max()
+                .unwrap_or(0),
             downloads: *self.downloads.lock().unwrap(),
             download_faults_left: self.download_faults.lock().unwrap().len(),
             max_in_flight: *self.max_in_flight.lock().unwrap(),
@@ -412,6 +429,7 @@ impl Simulator {
             base_url: format!("http://{addr}"),
             tasks: Mutex::default(),
             creates_by_fingerprint: Mutex::default(),
+            creates_by_prompt: Mutex::default(),
             downloads: Mutex::default(),
             cancels: Mutex::default(),
             exchanges: Mutex::default(),

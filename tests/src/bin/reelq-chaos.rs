@@ -56,6 +56,10 @@ struct Args {
     /// Providers the jobs go to, in turn.
     #[arg(long, value_delimiter = ',', default_value = "kie,openai")]
     providers: Vec<ProviderKind>,
+    /// Every job names this route of the catalog instead (`kling-2.6`, `veo-3.1-fast`), and
+    /// every other fault burst is an account out of credits, which moves a job on.
+    #[arg(long)]
+    route: Option<String>,
     /// Leave out the gateway answering 502 after the provider accepted.
     #[arg(long)]
     no_gateway_faults: bool,
@@ -95,6 +99,7 @@ async fn main() -> anyhow::Result<()> {
         },
         redis_restarts: args.redis_restarts,
         providers: args.providers,
+        route: args.route,
         gateway_faults: !args.no_gateway_faults,
         burst_every: Duration::from_millis(args.burst_every_ms),
         generation_time: Duration::from_millis(args.generation_ms),

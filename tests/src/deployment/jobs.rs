@@ -30,6 +30,19 @@ impl Deployment {
             .job_ids
     }
 
+    /// Enqueues one job per prompt, each naming `route` of the catalog.
+    pub async fn enqueue_routed(&self, route: &str, prompts: &[String]) -> Vec<JobId> {
+        let manifest: String = prompts
+            .iter()
+            .map(|prompt| format!("{{\"route\":\"{route}\",\"prompt\":\"{prompt}\"}}\n"))
+            .collect();
+        self.client
+            .enqueue_manifest(&manifest)
+            .await
+            .expect("manifest enqueues")
+            .job_ids
+    }
+
     /// Turns on completion webhooks, signed with [`crate::NOTIFY_SECRET`], for workers
     /// spawned from now on.
     /// Turns completion webhooks on, allowed to reach this test's loopback receivers over

@@ -21,6 +21,7 @@ fn plan(redis_setup: RedisSetup, redis_restarts: usize) -> ChaosPlan {
         redis_restarts,
         redis_fault: RedisFault::PowerLoss,
         providers: vec![ProviderKind::Kie, ProviderKind::Openai],
+        route: None,
         gateway_faults: true,
         burst_every: Duration::from_millis(400),
         generation_time: Duration::from_millis(1500),
@@ -86,6 +87,28 @@ async fn a_slot_move_under_load_loses_nothing_and_pays_once() {
     assert!(report.kept_the_promise(), "{report}");
     assert!(
         report.redis_restarts == 1 && report.keys_moved > plan.jobs as u64,
+        "{report}"
+    );
+}
+
+/// Every job names the `kling-2.6` route (Kling's own API first, then fal, then Replicate),
+/// while workers are killed, the primary's host loses power, gateways fail after accepting
+/// and accounts run out of credits: jobs move on only from proven refusals, and no job is
+/// paid twice at any of its candidates (the simulator counts creates per prompt).
+#[tokio::test]
+async fn routed_jobs_move_on_and_are_paid_once_through_kills_power_losses_and_faults() {
+    let plan = ChaosPlan {
+        route: Some("kling-2.6".into()),
+        ..plan(RedisSetup::Always, 1)
+    };
+    let report = chaos::run(env!("CARGO_BIN_EXE_reelq-worker").into(), &plan)
+        .await
+        .unwrap();
+
+    println!("{report}");
+    assert!(report.kept_the_promise(), "{report}");
+    assert!(
+        report.fallbacks > 0 && report.worker_kills > 0 && report.redis_restarts == 1,
         "{report}"
     );
 }
