@@ -26,7 +26,8 @@ use tokio::{process::Child, time::interval};
 
 use crate::{Deployment, RedisSetup, files_under, prompts, read_object};
 
-/// What to inflict.
+/// What to inflict. Every job's prompt is its own (`prompts`): a create is counted as paid
+/// twice when two tasks share a prompt, at any provider.
 #[derive(Debug, Clone)]
 pub struct ChaosPlan {
     pub jobs: usize,

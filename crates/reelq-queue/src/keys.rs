@@ -12,7 +12,8 @@
 //! that reads both kinds is one the partitioned ledger must split (the plan: home effects as
 //! a step of their own beside the partition's script, the claim as reserve, take, settle).
 
-/// Keys of the home slot (the first segment of the key after the prefix).
+/// Keys of the home slot (the first segment of the key after the prefix; and see
+/// [`EVERY_SLOT`]). `changes` and `wake` are pub/sub channels, which reach the whole cluster.
 pub const HOME: &[&str] = &[
     "limits",
     "rate",
@@ -39,7 +40,7 @@ pub const HOME: &[&str] = &[
     "changes",
 ];
 
-/// Keys of a partition.
+/// Keys of a partition (and see [`EVERY_SLOT`]).
 pub const PARTITION: &[&str] = &[
     "job",
     "log",
@@ -55,8 +56,11 @@ pub const PARTITION: &[&str] = &[
     "idem",
     "notify_due",
     "archive_ready",
-    "history",
-    "mark",
-    "moving",
-    "durability_probe",
 ];
+
+/// Keys every slot holding ledger keys has of its own, the home's as each partition's: its
+/// history (epoch, rollback declarations) and its clients' marks of durable writes (a stale
+/// replica promoted loses the writes of the slots its master held, and only those), the
+/// slot-move flag that freezes its scripts, and the probe whose `WAIT` shows its replicas
+/// caught up. On today's one slot there is one of each.
+pub const EVERY_SLOT: &[&str] = &["history", "mark", "moving", "durability_probe"];

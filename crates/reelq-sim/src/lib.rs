@@ -7,6 +7,7 @@
 mod acedata;
 mod ark;
 mod callbacks;
+mod config;
 mod contract;
 mod contracts;
 mod control;

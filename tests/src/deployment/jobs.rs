@@ -34,7 +34,9 @@ impl Deployment {
     pub async fn enqueue_routed(&self, route: &str, prompts: &[String]) -> Vec<JobId> {
         let manifest: String = prompts
             .iter()
-            .map(|prompt| format!("{{\"route\":\"{route}\",\"prompt\":\"{prompt}\"}}\n"))
+            .map(|prompt| {
+                serde_json::json!({ "route": route, "prompt": prompt }).to_string() + "\n"
+            })
             .collect();
         self.client
             .enqueue_manifest(&manifest)

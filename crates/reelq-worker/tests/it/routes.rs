@@ -94,7 +94,7 @@ async fn an_account_out_of_credits_sends_its_routes_jobs_to_the_next_candidate_e
         assert_eq!(record.submits, 1);
     }
     let stats = deployment.sim.stats();
-    assert_eq!((stats.creates, stats.max_creates_per_fingerprint), (5, 1));
+    assert_eq!((stats.creates, stats.max_creates_per_prompt), (5, 1));
 }
 
 #[tokio::test]
@@ -118,7 +118,7 @@ async fn a_gateway_502_after_acceptance_leaves_the_job_uncertain_never_sent_to_t
     );
     let stats = deployment.sim.stats();
     assert_eq!(
-        (stats.creates, stats.max_creates_per_fingerprint),
+        (stats.creates, stats.max_creates_per_prompt),
         (1, 1),
         "settled from the gateway's records, never sent to fal"
     );
