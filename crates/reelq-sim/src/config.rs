@@ -28,7 +28,7 @@ pub struct SimConfig {
     /// Enforce evolink's callback URL rule (HTTPS, public host); off so loopback tests work.
     pub strict_callback_urls: bool,
     /// Keep every exchange (requests to the contracts' routes with their answers, and the
-    /// callbacks sent) for [`Simulator::exchanges`]: off unless a test asks.
+    /// callbacks sent) for [`crate::Simulator::exchanges`]: off unless a test asks.
     pub journal: bool,
     /// The models each contract serves, and how their fields are written:
     /// [`crate::served_catalog`], or it with an operator's rows (`--catalog`), so a model
