@@ -31,11 +31,15 @@ model = "fal-ai/veo3.1/fast"
 }
 
 async fn deployment() -> Deployment {
+    deployment_on(RedisSetup::Always).await
+}
+
+async fn deployment_on(redis_setup: RedisSetup) -> Deployment {
     let catalog = test_catalog().with_file(&routes(), "routes.toml").unwrap();
     Deployment::start_serving(
         env!("CARGO_BIN_EXE_reelq-worker"),
         Duration::from_millis(50),
-        RedisSetup::Always,
+        redis_setup,
         catalog,
     )
     .await
@@ -65,7 +69,17 @@ fn served(record: &JobRecord) -> (JobState, &str, Vec<FallbackReason>) {
 
 #[tokio::test]
 async fn an_account_out_of_credits_sends_its_routes_jobs_to_the_next_candidate_each_paid_once() {
-    let mut deployment = deployment().await;
+    out_of_credits_moves_on(RedisSetup::Always).await;
+}
+
+/// The same on a Redis Cluster of three masters (the ledger on one of them, `replicas:1`).
+#[tokio::test]
+async fn on_a_cluster_an_account_out_of_credits_sends_its_routes_jobs_on_each_paid_once() {
+    out_of_credits_moves_on(RedisSetup::Cluster).await;
+}
+
+async fn out_of_credits_moves_on(redis_setup: RedisSetup) {
+    let mut deployment = deployment_on(redis_setup).await;
     deployment.credits_pause_ms = 120_000;
     let _worker = deployment.spawn_worker_task("w", API_KEY, None);
     deployment.sim.fail_next_creates(402, 1);
