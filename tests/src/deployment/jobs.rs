@@ -23,11 +23,7 @@ impl Deployment {
                 format!("{{\"provider\":\"{provider}\",\"model\":\"{model}\",\"prompt\":\"{prompt}\"}}\n")
             })
             .collect();
-        self.client
-            .enqueue_manifest(&manifest)
-            .await
-            .expect("manifest enqueues")
-            .job_ids
+        self.enqueue_lines(&manifest).await
     }
 
     /// Enqueues one job per prompt, each naming `route` of the catalog.
@@ -38,8 +34,13 @@ impl Deployment {
                 serde_json::json!({ "route": route, "prompt": prompt }).to_string() + "\n"
             })
             .collect();
+        self.enqueue_lines(&manifest).await
+    }
+
+    /// Enqueues a JSONL manifest as one batch.
+    async fn enqueue_lines(&self, manifest: &str) -> Vec<JobId> {
         self.client
-            .enqueue_manifest(&manifest)
+            .enqueue_manifest(manifest)
             .await
             .expect("manifest enqueues")
             .job_ids
