@@ -12,6 +12,17 @@ use reelq_e2e::{
     chaos::{self, ChaosPlan, ChaosReport, RedisFault},
 };
 
+/// Runs `plan`, prints what survived, and checks the promise (nothing lost, nothing paid
+/// twice, every object whole, at least 90 % stored).
+async fn run_keeping_the_promise(plan: &ChaosPlan) -> ChaosReport {
+    let report = chaos::run(env!("CARGO_BIN_EXE_reelq-worker").into(), plan)
+        .await
+        .unwrap();
+    println!("{report}");
+    assert!(report.kept_the_promise(), "{report}");
+    report
+}
+
 fn plan(redis_setup: RedisSetup, redis_restarts: usize) -> ChaosPlan {
     ChaosPlan {
         jobs: 100,
@@ -34,12 +45,7 @@ fn plan(redis_setup: RedisSetup, redis_restarts: usize) -> ChaosPlan {
 #[tokio::test]
 async fn always_fsync_keeps_the_promise_through_power_losses_and_faults() {
     let plan = plan(RedisSetup::Always, 2);
-    let report = chaos::run(env!("CARGO_BIN_EXE_reelq-worker").into(), &plan)
-        .await
-        .unwrap();
-
-    println!("{report}");
-    assert!(report.kept_the_promise(), "{report}");
+    let report = run_keeping_the_promise(&plan).await;
     assert!(
         report.worker_kills > 0 && report.redis_restarts == 2 && report.fault_bursts > 0,
         "{report}"
@@ -50,12 +56,7 @@ async fn always_fsync_keeps_the_promise_through_power_losses_and_faults() {
 /// sentinels', or the cluster's own) promotes its replica.
 async fn one_failover_run(redis_setup: RedisSetup) {
     let plan = plan(redis_setup, 1);
-    let report = chaos::run(env!("CARGO_BIN_EXE_reelq-worker").into(), &plan)
-        .await
-        .unwrap();
-
-    println!("{report}");
-    assert!(report.kept_the_promise(), "{report}");
+    let report = run_keeping_the_promise(&plan).await;
     assert!(report.redis_restarts == 1, "{report}");
 }
 
@@ -79,12 +80,7 @@ async fn a_slot_move_under_load_loses_nothing_and_pays_once() {
         redis_fault: RedisFault::SlotMove,
         ..plan(RedisSetup::Cluster, 1)
     };
-    let report = chaos::run(env!("CARGO_BIN_EXE_reelq-worker").into(), &plan)
-        .await
-        .unwrap();
-
-    println!("{report}");
-    assert!(report.kept_the_promise(), "{report}");
+    let report = run_keeping_the_promise(&plan).await;
     assert!(
         report.redis_restarts == 1 && report.keys_moved > plan.jobs as u64,
         "{report}"
@@ -101,12 +97,7 @@ async fn routed_jobs_move_on_and_are_paid_once_through_kills_power_losses_and_fa
         route: Some("kling-2.6".into()),
         ..plan(RedisSetup::Always, 1)
     };
-    let report = chaos::run(env!("CARGO_BIN_EXE_reelq-worker").into(), &plan)
-        .await
-        .unwrap();
-
-    println!("{report}");
-    assert!(report.kept_the_promise(), "{report}");
+    let report = run_keeping_the_promise(&plan).await;
     assert!(
         report.fallbacks > 0 && report.worker_kills > 0 && report.redis_restarts == 1,
         "{report}"
@@ -131,11 +122,7 @@ async fn rollback_run(
         generation_time: Duration::from_secs(3),
         ..plan(redis_setup, faults)
     };
-    let report = chaos::run(env!("CARGO_BIN_EXE_reelq-worker").into(), &plan)
-        .await
-        .unwrap();
-    println!("{report}");
-    assert!(report.kept_the_promise(), "{report}");
+    let report = run_keeping_the_promise(&plan).await;
     assert_eq!(report.redis_restarts, faults, "{report}");
     assert!(report.rollbacks >= 1, "the rollback was declared: {report}");
     report
