@@ -29,8 +29,6 @@ pub const HOME: &[&str] = &[
     "tenant_inflight",
     "tokens",
     "token_names",
-    "schema",
-    "retention_ms",
     "workers",
     "worker",
     "archiver",
@@ -62,5 +60,32 @@ pub const PARTITION: &[&str] = &[
 /// history (epoch, rollback declarations) and its clients' marks of durable writes (a stale
 /// replica promoted loses the writes of the slots its master held, and only those), the
 /// slot-move flag that freezes its scripts, and the probe whose `WAIT` shows its replicas
-/// caught up. On today's one slot there is one of each.
-pub const EVERY_SLOT: &[&str] = &["history", "mark", "moving", "durability_probe"];
+/// caught up; and a copy of the settings a script may read (the ledger's record format, how
+/// long finished jobs are kept), written to every slot. On one slot there is one of each.
+pub const EVERY_SLOT: &[&str] = &[
+    "history",
+    "mark",
+    "moving",
+    "durability_probe",
+    "schema",
+    "retention_ms",
+];
+
+/// The scripts that still reach the home's keys themselves, and so carry the
+/// `allow-cross-slot-keys` flag: where the home has a slot of its own, it must be on their
+/// partition's master. Every other script touches its own slot alone (the cluster refuses any
+/// other key) and leaves its home effects for `home.lua`. Each is split next (issue #33): the
+/// claim as a take in the partition and a settle at the home; enqueue's tenant checks and
+/// wake's and restore's task index as steps at the home before them; resume per partition with
+/// the tenants listed at home; history's and the archiver's leases in their own slots.
+pub const READ_THE_HOME: &[&str] = &[
+    "archive.lua",
+    "claim.lua",
+    "commit.lua",
+    "enqueue.lua",
+    "history.lua",
+    "release.lua",
+    "restore.lua",
+    "resume.lua",
+    "wake.lua",
+];

@@ -14,7 +14,7 @@
 //! | `P batch:{id}` | list   | the batch's job ids in manifest order                | enqueue                 |
 //! | `P batchinfo:{id}` | hash | name, created_ms, total, open, start_after_ms, budget_micros, reserved_micros, priority, notify_url, cancelled_ms | enqueue, claim, batch |
 //! | `P batches`    | zset   | batch id -> created ms, for listing batches           | enqueue                 |
-//! | `P schema` | string | the ledger record format ([`LEDGER_SCHEMA`]): the release that created the ledger's, raised by `reelq migrate`; newer releases' ledgers are refused | first connect, migrate |
+//! | `P schema` | string | (in every slot: `keys::EVERY_SLOT`) the ledger record format ([`LEDGER_SCHEMA`]): the release that created the ledger's, raised by `reelq migrate`; newer releases' ledgers are refused | first connect, migrate |
 //! | `P history` | hash | the ledger's history: `epoch` (its name), the last declared rollback (`declared_ms`, `last`, `rollbacks`), the hold on paid creates (`hold_min_ms`, `hold_max_ms`, `held_ms`) and `ack:<worker>` (the epoch each worker repaired under); `history.lua` | first connect, a client that finds lost history, workers |
 //! | `P mark:{client}` | string | how many durable writes a client (one per process, random id) made, counted in the pipeline of each write's `WAIT`; a client that finds fewer than it saw acknowledged has lost history (expires a week after its last) | every durable write |
 //! | `P moving` | string | present while an operator moves the ledger's slot to another master of its cluster (the target's id): every script refuses to run (`slot_move.rs`) | `reelq cluster move-slot` |
@@ -34,7 +34,7 @@
 //! | `P idem:{scope}:{key}` | hash | digest (of the request) and receipt of the enqueue made under an idempotency key (expires) | enqueue, commit |
 //! | `P stage:{batch}` | list | a large batch's jobs (JSON tuples) staged in chunks: nothing claims them; expires unless committed | enqueue (staging), release |
 //! | `P releasing` | zset | committed batch id -> commit ms, while its staged jobs are being queued | commit, release |
-//! | `P retention_ms` | string | how long finished jobs are kept when they are not archived (their hash and log get this TTL at the end; 0 or absent: until the archiver takes them out) | worker start |
+//! | `P retention_ms` | string | (in every slot) how long finished jobs are kept when they are not archived (their hash and log get this TTL at the end; 0 or absent: until the archiver takes them out) | worker start |
 //! | `P archiver`, `P archive` | string, hash | the archiver's lease and its last passes (`ledger/archive.rs`); archived jobs leave Redis for the object store | the archiving worker |
 //! | `P rate:{account}` | string | GCRA: unix ms when the account's request bucket is empty again (expires) | claim |
 //! | `P inflight:{account}` | zset | job id -> slot expiry, one per generation in flight (with limits) | claim, transition |
@@ -127,6 +127,12 @@ pub struct LedgerConfig {
     pub redis_url: String,
     /// Key prefix; it is wrapped in `{}` so all keys share one cluster slot.
     pub prefix: String,
+    /// The hash tag of the ledger's partition when the home of cluster-wide state
+    /// (`keys.rs`) has a slot of its own: the partition's keys are then `{partition}:...` and
+    /// the home's `{prefix}:...`. None (the default): both share `{prefix}`. This is the layout
+    /// a partitioned ledger is made of (issue #33); until the claim is split between the two
+    /// slots (it still reads the home), both slots must be on one master of a cluster.
+    pub partition: Option<String>,
     /// Per-command timeout. Seconds, not redis-rs's 500 ms default, so a busy Redis slows
     /// workers down instead of failing their steps.
     pub response_timeout: Duration,
@@ -146,6 +152,7 @@ impl LedgerConfig {
         LedgerConfig {
             redis_url: redis_url.into(),
             prefix: prefix.into(),
+            partition: None,
             response_timeout: Duration::from_secs(5),
             durability: Durability::Always,
             allow_unsafe: false,
@@ -160,7 +167,10 @@ impl LedgerConfig {
 #[derive(Clone)]
 pub struct Ledger {
     connector: Arc<Connector>,
+    /// The partition's key prefix, `{reelq}:`.
     pub(crate) prefix: String,
+    /// The home's key prefix: the partition's, unless the home has a slot of its own.
+    pub(crate) home: String,
     safety: Arc<Safety>,
 }
 
@@ -198,19 +208,24 @@ impl Ledger {
     /// long as a clone of the ledger lives.
     pub async fn connect(config: &LedgerConfig) -> Result<Self, QueueError> {
         let target: RedisTarget = config.redis_url.parse()?;
-        let prefix = format!("{{{}}}:", config.prefix);
+        let home = format!("{{{}}}:", config.prefix);
+        let prefix = config
+            .partition
+            .as_ref()
+            .map_or_else(|| home.clone(), |tag| format!("{{{tag}}}:"));
         let connector =
             Connector::connect(target, config.response_timeout, &format!("{prefix}due")).await?;
         let ledger = Ledger {
             connector,
-            prefix: format!("{{{}}}:", config.prefix),
+            prefix: prefix.clone(),
+            home,
             safety: Arc::new(Safety {
                 durability: config.durability,
                 allow_unsafe: config.allow_unsafe,
                 replica_wait: config.replica_wait,
                 unsafe_now: Mutex::new(None),
                 replicas_behind: AtomicBool::new(false),
-                history: history::History::new(&format!("{{{}}}:", config.prefix)),
+                history: history::History::new(&prefix),
             }),
         };
         ledger.claim_schema().await?;
@@ -222,7 +237,7 @@ impl Ledger {
         tokio::spawn(recheck_durability(
             Arc::downgrade(&ledger.connector),
             Arc::downgrade(&ledger.safety),
-            ledger.prefix.clone(),
+            (ledger.prefix.clone(), ledger.home.clone()),
             config.recheck_every,
         ));
         Ok(ledger)
@@ -253,6 +268,14 @@ impl Ledger {
                 found,
                 supported: LEDGER_SCHEMA,
             });
+        }
+        // The partition's scripts read their own slot's copy.
+        for key in self.every_slot_key("schema").into_iter().skip(1) {
+            let _: () = redis::cmd("SET")
+                .arg(key)
+                .arg(found)
+                .query_async(&mut conn)
+                .await?;
         }
         Ok(())
     }
@@ -358,9 +381,36 @@ impl Ledger {
     }
 
     /// A key of the home slot (`keys::HOME`): what is cluster-wide. The ledger's one
-    /// partition shares its prefix today.
+    /// partition shares its prefix unless the home has a slot of its own.
     pub(crate) fn home_key(&self, name: impl std::fmt::Display) -> String {
-        format!("{}{name}", self.prefix)
+        format!("{}{name}", self.home)
+    }
+
+    /// A key every slot has a copy of (`keys::EVERY_SLOT`): the home's, then the partition's
+    /// if it is another.
+    pub(crate) fn every_slot_key(&self, name: &str) -> Vec<String> {
+        let mut keys = vec![self.home_key(name)];
+        if self.home != self.prefix {
+            keys.push(self.key(name));
+        }
+        keys
+    }
+
+    /// Where the partition's scripts run (their home effects made next, at the home, if it
+    /// has a slot of its own).
+    pub(crate) fn place(&self) -> scripts::Place<'_> {
+        scripts::Place {
+            slot: &self.prefix,
+            home: (self.home != self.prefix).then_some(self.home.as_str()),
+        }
+    }
+
+    /// Where a script of the home's alone runs.
+    pub(crate) fn home_place(&self) -> scripts::Place<'_> {
+        scripts::Place {
+            slot: &self.home,
+            home: None,
+        }
     }
 
     /// Applies a move to a job the caller holds, if its fence still matches. A `BeginSubmit`
@@ -437,7 +487,7 @@ impl Ledger {
             spec: planned.route.as_ref().map(|(spec, _)| spec.as_str()),
             route_hold: planned.route.as_ref().and_then(|(_, hold)| *hold),
         };
-        scripts::run(conn, &self.prefix, &args).await
+        scripts::run(conn, self.place(), &args).await
     }
 
     /// Renews the caller's lease; false if it was lost.
@@ -450,7 +500,7 @@ impl Ledger {
             token: &lease.token,
             lease_ms: length.as_millis() as u64,
         };
-        let reply = scripts::run(&mut self.conn().await?, &self.prefix, &args).await?;
+        let reply = scripts::run(&mut self.conn().await?, self.place(), &args).await?;
         Ok(reply.renewed)
     }
 
@@ -468,7 +518,7 @@ impl Ledger {
 async fn recheck_durability(
     connector: Weak<Connector>,
     safety: Weak<Safety>,
-    prefix: String,
+    (prefix, home): (String, String),
     every: Duration,
 ) {
     let mut tick = tokio::time::interval(every);
@@ -482,6 +532,7 @@ async fn recheck_durability(
             connector,
             safety,
             prefix: prefix.clone(),
+            home: home.clone(),
         };
         if let Err(err) = ledger.check_durability().await {
             tracing::warn!(error = %err, "redis durability re-check failed; trying again later");

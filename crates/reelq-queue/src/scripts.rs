@@ -6,7 +6,10 @@
 //!
 //! Every script begins `#!lua` and declares one key, `P due` of the slot it runs in; every key
 //! it touches is built from the prefix (`ARGV[1]`, e.g. `{reelq}:`) and so shares that key's
-//! hash slot, and the shebang makes Redis refuse, at once, a key outside it.
+//! hash slot, and the shebang makes Redis refuse, at once, a key outside it. Where the home of
+//! cluster-wide state has a slot of its own (`ARGV[3]`, `keys.rs`), a script's home effects
+//! come back with its reply and [`run`] makes them there (`home.lua`); the scripts of
+//! `keys::READ_THE_HOME` still reach it themselves (`allow-cross-slot-keys`).
 
 use std::sync::LazyLock;
 
@@ -33,6 +36,10 @@ macro_rules! ledger_script {
         ledger_script!(@ "#!lua\n", $file,
             include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/scripts/", $extra)))
     };
+    ($file:literal, with $extra:literal, flags $flags:literal) => {
+        ledger_script!(@ concat!("#!lua flags=", $flags, "\n"), $file,
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/scripts/", $extra)))
+    };
     (@ $shebang:expr, $file:literal, $extra:expr) => {
         std::sync::LazyLock::new(|| {
             redis::Script::new(
@@ -41,13 +48,25 @@ macro_rules! ledger_script {
                     crate::scripts::lua_constants().as_str(),
                     include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/scripts/prelude.lua")),
                     $extra,
+                    "local function main()\n",
                     include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/scripts/", $file)),
+                    crate::scripts::REPLY_WITH_HOME_EFFECTS,
                 ]
                 .concat(),
             )
         })
     };
 }
+
+/// The end of every script (its file is the body of `main`): where the home has a slot of its
+/// own, the reply goes back with the home effects the script left (prelude's `at_home`), for
+/// [`run`] to make in the home's slot. An error reply goes back as it is.
+pub(crate) const REPLY_WITH_HOME_EFFECTS: &str = "
+end
+local reply = main()
+if not split or (type(reply) == 'table' and reply.err) then return reply end
+return { reply, cjson.encode(HOME_FX) }
+";
 
 /// What the scripts share with Rust, written from Rust's own definitions so the two cannot
 /// disagree: the terminal states (`JobState::is_terminal`) and the in-flight slot's states
@@ -99,23 +118,52 @@ pub(crate) trait LedgerScript: Serialize {
     fn script() -> &'static LazyLock<Script>;
 }
 
-/// Runs a script with `args` on `conn` in the slot of `prefix` and reads its reply.
+/// Where a script runs: the prefix of its slot (`{reelq}:`), and the home's prefix when the home
+/// has a slot of its own (`keys.rs`; then the script's home effects come back with its reply).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Place<'a> {
+    pub slot: &'a str,
+    pub home: Option<&'a str>,
+}
+
+/// Runs a script with `args` on `conn` at `place` and reads its reply; the home effects it left
+/// (a home of its own) are then made in the home's slot (`home.lua`). They are not sent again
+/// if that call fails: each gives back a slot or a reservation, and one lost errs on the safe
+/// side (prelude's `apply_home`).
 pub(crate) async fn run<S: LedgerScript>(
     conn: &mut Conn,
-    prefix: &str,
+    place: Place<'_>,
     args: &S,
 ) -> Result<S::Reply, QueueError> {
     let json = serde_json::to_string(args).map_err(|err| QueueError::ScriptEdge {
         script: S::NAME,
         detail: format!("arguments: {err}"),
     })?;
-    let reply: String = S::script()
-        .key(format!("{prefix}due"))
-        .arg(prefix)
-        .arg(json)
-        .invoke_async(conn)
-        .await?;
-    serde_json::from_str(&reply).map_err(|err| QueueError::ScriptEdge {
+    let mut invocation = S::script().key(format!("{}due", place.slot));
+    invocation.arg(place.slot).arg(json);
+    let reply = match place.home {
+        None => invocation.invoke_async(conn).await?,
+        Some(home) => {
+            invocation.arg(home);
+            let (reply, effects): (String, String) = invocation.invoke_async(conn).await?;
+            let effects: Vec<home::Effect> =
+                lua_list(&mut serde_json::Deserializer::from_str(&effects)).map_err(|err| {
+                    QueueError::ScriptEdge {
+                        script: S::NAME,
+                        detail: format!("home effects {effects:?}: {err}"),
+                    }
+                })?;
+            if !effects.is_empty() {
+                home::make(conn, home, effects).await?;
+            }
+            reply
+        }
+    };
+    decode::<S>(&reply)
+}
+
+fn decode<S: LedgerScript>(reply: &str) -> Result<S::Reply, QueueError> {
+    serde_json::from_str(reply).map_err(|err| QueueError::ScriptEdge {
         script: S::NAME,
         detail: format!("reply {reply:?}: {err}"),
     })
@@ -141,6 +189,7 @@ pub(crate) mod commit;
 pub(crate) mod enqueue;
 pub(crate) mod extend;
 pub(crate) mod history;
+pub(crate) mod home;
 pub(crate) mod jobs;
 pub(crate) mod migrate;
 pub(crate) mod note;

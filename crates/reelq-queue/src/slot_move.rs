@@ -47,6 +47,13 @@ pub async fn move_ledger_slot(config: &LedgerConfig, to: &str) -> Result<SlotMov
             "the ledger is not on a Redis Cluster (redis+cluster://)".into(),
         ));
     };
+    if config.partition.is_some() {
+        return Err(QueueError::SlotMove(
+            "a ledger whose home has a slot of its own moves by `redis-cli --cluster` only once \
+             its scripts are split (issue #33); this command moves the one slot of a ledger"
+                .into(),
+        ));
+    }
     let prefix = format!("{{{}}}:", config.prefix);
     let flag = format!("{prefix}moving");
     let connection =

@@ -366,7 +366,7 @@ impl Ledger {
         call: ArchiveCall,
     ) -> Result<Removed, QueueError> {
         let args = call.into_args(lease);
-        let reply = scripts::run(&mut self.conn().await?, &self.prefix, &args).await?;
+        let reply = scripts::run(&mut self.conn().await?, self.place(), &args).await?;
         if !reply.held {
             return Err(QueueError::ArchiveLeaseLost);
         }

@@ -117,7 +117,7 @@ impl Ledger {
                 },
             ),
         };
-        let reply = scripts::run(&mut self.conn().await?, &self.prefix, &args).await?;
+        let reply = scripts::run(&mut self.conn().await?, self.place(), &args).await?;
         let mut leases = Vec::with_capacity(reply.claimed.len());
         for claimed in reply.claimed {
             match lease_of(claimed, &token) {

@@ -352,7 +352,7 @@ impl Ledger {
             hold_min_ms: ROLLBACK_HOLD_MIN.as_millis() as u64,
             hold_max_ms: ROLLBACK_HOLD_MAX.as_millis() as u64,
         };
-        let reply = scripts::run(&mut self.conn().await?, &self.prefix, &args).await?;
+        let reply = scripts::run(&mut self.conn().await?, self.place(), &args).await?;
         let declared = !reply.joined;
         let epoch = reply.epoch.unwrap_or_default();
         let repairs = self.mark_view().repairs.load(Ordering::SeqCst);
@@ -378,7 +378,7 @@ impl Ledger {
         conn: &mut Conn,
         args: &scripts::history::Args<'_>,
     ) -> Result<String, QueueError> {
-        let reply = scripts::run(conn, &self.prefix, args).await?;
+        let reply = scripts::run(conn, self.place(), args).await?;
         reply
             .epoch
             .ok_or_else(|| QueueError::corrupt("the ledger", "its history has no epoch"))
@@ -387,7 +387,7 @@ impl Ledger {
     /// Whether paid creates are held now (a declared rollback's hold).
     async fn holding(&self) -> Result<bool, QueueError> {
         let args = scripts::history::Args::Holding;
-        let reply = scripts::run(&mut self.conn().await?, &self.prefix, &args).await?;
+        let reply = scripts::run(&mut self.conn().await?, self.place(), &args).await?;
         Ok(reply.holding)
     }
 

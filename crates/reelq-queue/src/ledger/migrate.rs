@@ -42,11 +42,13 @@ impl Ledger {
         }
         let mut conn = self.conn().await?;
         let from = self.stored_schema(&mut conn).await?;
-        let _: () = redis::cmd("SET")
-            .arg(self.home_key("schema"))
-            .arg(LEDGER_SCHEMA)
-            .query_async(&mut conn)
-            .await?;
+        for key in self.every_slot_key("schema") {
+            let _: () = redis::cmd("SET")
+                .arg(key)
+                .arg(LEDGER_SCHEMA)
+                .query_async(&mut conn)
+                .await?;
+        }
         let (mut seen, mut moved) = (0, 0);
         let record_prefix = self.key("job:");
         let pattern = format!("{record_prefix}*");
@@ -66,7 +68,7 @@ impl Ledger {
                 .collect();
             for chunk in ids.chunks(MIGRATE_CHUNK) {
                 let args = scripts::migrate::Args { job_ids: chunk };
-                moved += scripts::run(&mut conn, &self.prefix, &args).await?.moved;
+                moved += scripts::run(&mut conn, self.place(), &args).await?.moved;
             }
             seen += ids.len() as u64;
             if next == 0 {

@@ -68,7 +68,7 @@ impl Ledger {
             max,
             lease_ms: lease.as_millis() as u64,
         };
-        let reply = scripts::run(&mut self.conn().await?, &self.prefix, &args).await?;
+        let reply = scripts::run(&mut self.conn().await?, self.place(), &args).await?;
         reply
             .claimed
             .into_iter()
@@ -108,7 +108,7 @@ impl Ledger {
             delay_ms: delay.as_millis() as u64,
             detail,
         };
-        scripts::run(&mut self.conn().await?, &self.prefix, &args).await?;
+        scripts::run(&mut self.conn().await?, self.place(), &args).await?;
         Ok(())
     }
 }

@@ -64,7 +64,7 @@ impl Ledger {
                 .uncertain_slot_hold
                 .map_or(-1, |hold| hold.as_millis() as i64),
         };
-        let reply = scripts::run(&mut self.conn().await?, &self.prefix, &args).await?;
+        let reply = scripts::run(&mut self.conn().await?, self.place(), &args).await?;
         let state = reply
             .state
             .map(|state| {

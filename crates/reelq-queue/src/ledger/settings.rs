@@ -67,11 +67,14 @@ impl Ledger {
     /// index entry) are kept; zero keeps them for ever. Applies to jobs that finish from now
     /// on.
     pub async fn set_retention(&self, retention: Duration) -> Result<(), QueueError> {
-        let _: () = redis::cmd("SET")
-            .arg(self.home_key("retention_ms"))
-            .arg(retention.as_millis() as u64)
-            .query_async(&mut self.conn().await?)
-            .await?;
+        let mut conn = self.conn().await?;
+        for key in self.every_slot_key("retention_ms") {
+            let _: () = redis::cmd("SET")
+                .arg(key)
+                .arg(retention.as_millis() as u64)
+                .query_async(&mut conn)
+                .await?;
+        }
         Ok(())
     }
 
@@ -85,7 +88,7 @@ impl Ledger {
             account: account.as_str(),
             pause_ms: length.as_millis().max(1) as u64,
         };
-        scripts::run(&mut self.conn().await?, &self.prefix, &args).await?;
+        scripts::run(&mut self.conn().await?, self.home_place(), &args).await?;
         Ok(())
     }
 
@@ -102,7 +105,7 @@ impl Ledger {
             limit: RESUME_SCAN,
         };
         let scripts::resume::Reply { moved, looked } =
-            scripts::run(&mut self.conn().await?, &self.prefix, &args).await?;
+            scripts::run(&mut self.conn().await?, self.place(), &args).await?;
         Ok(Resumed {
             was_paused,
             brought_forward: moved,

@@ -137,7 +137,7 @@ impl Ledger {
             index_ttl_ms: index_ttl.unwrap_or_default().as_millis() as u64,
             confirmed: index_ttl.is_some(),
         };
-        let reply = scripts::run(&mut self.conn().await?, &self.prefix, &args).await?;
+        let reply = scripts::run(&mut self.conn().await?, self.place(), &args).await?;
         Ok(reply.outcome)
     }
 

@@ -98,4 +98,4 @@ pub(crate) struct Held {
     pub limit: Wait,
 }
 
-ledger_edge!(Args<'_> => Reply, "claim.lua");
+ledger_edge!(Args<'_> => Reply, "claim.lua", flags "allow-cross-slot-keys");

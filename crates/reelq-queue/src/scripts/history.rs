@@ -37,4 +37,4 @@ pub(crate) struct Reply {
     pub holding: bool,
 }
 
-ledger_edge!(Args<'_> => Reply, "history.lua");
+ledger_edge!(Args<'_> => Reply, "history.lua", flags "allow-cross-slot-keys");

@@ -72,7 +72,7 @@ local function add_jobs(batch, low_priority, start_after_ms, jobs, now)
   local due_at = now
   if start_after_ms and start_after_ms > now then due_at = start_after_ms end
   local ids, queues, indexed = {}, {}, {}
-  local schema = tonumber(redis.call('GET', home .. 'schema') or '0')
+  local schema = tonumber(redis.call('GET', prefix .. 'schema') or '0')
   local old_format = schema < COMPACT_RECORDS_SCHEMA
   for _, job in ipairs(jobs) do
     local id, provider, spec, deadline, notify_url, cost =

@@ -1,11 +1,12 @@
 -- Shared by every ledger script (prepended by `ledger_script!` in scripts.rs). ARGV[1] is the
--- key prefix, e.g. "{reelq}:", so every key of one deployment hashes to one slot; ARGV[2] is
--- the script's arguments as JSON (its `Args` in the Rust module beside it), read by name:
--- `A.job_id`. A field Rust sends as null is absent here (nil), never cjson's truthy null.
+-- key prefix of the slot the script runs in, e.g. "{reelq}:"; ARGV[2] is the script's
+-- arguments as JSON (its `Args` in the Rust module beside it), read by name: `A.job_id`. A
+-- field Rust sends as null is absent here (nil), never cjson's truthy null.
 local prefix = ARGV[1]
--- The home of what is cluster-wide (keys.rs): the same slot as the ledger's one partition
--- today; a partitioned ledger will give it a prefix of its own.
-local home = prefix
+-- The home of what is cluster-wide (keys.rs): ARGV[3] when it has a slot of its own (then the
+-- script's home writes are effects, below), else the script's own slot.
+local home = ARGV[3] or prefix
+local split = home ~= prefix
 -- While an operator moves this slot to another master (slot_move.rs), no script runs: one
 -- that met a key already moved would fail half way with its earlier writes kept.
 if redis.call('EXISTS', prefix .. 'moving') == 1 then
@@ -99,6 +100,66 @@ local function log_event(job, now, text, count)
   redis.call('HSET', job, unpack(event_fields(job, now, text, count)))
 end
 
+-- The UTC month (`2026-12`) of a day counted from the Unix epoch (Hinnant's days-to-civil).
+local function month_of(day)
+  local z = day + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+    - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400
+  if m <= 2 then y = y + 1 end
+  return string.format('%04d-%02d', y, m)
+end
+
+-- A tenant's reserved spend on a UTC day and in its month (`P tenant_spend:{tenant}:{day}`,
+-- `P tenant_spend:{tenant}:{YYYY-MM}`).
+local function tenant_spend_keys(tenant, day)
+  local base = home .. 'tenant_spend:' .. (tenant or 'default') .. ':'
+  return base .. day, base .. month_of(day)
+end
+
+-- What a move changes at the home (keys.rs) as data: `apply_home` is the one place each kind
+-- is made. Where the home shares the script's slot, `at_home` makes it at once; where it has a
+-- slot of its own, the script cannot reach it (the cluster refuses a key of another slot), so
+-- the effects go back with the reply (`ledger_script!`'s wrapper) and Rust makes them next, in
+-- the home's slot (home.lua). Each gives something back, so one lost between the two calls
+-- errs on the safe side: a slot held until it expires, a reservation kept for the day.
+--   free:    the job's in-flight slots, its account's and (`tenant`) its tenant's
+--   hold:    an `uncertain` job keeps its account's slot (if it has one) until `until_ms`
+--   release: a budget reservation of `cost` micros on UTC `day` (`flags`: "d" the account's
+--            day, "t" the tenant's day, "m" the tenant's month)
+local HOME_FX = {}
+local function apply_home(e)
+  if e.op == 'free' then
+    redis.call('ZREM', home .. 'inflight:' .. e.account, e.id)
+    if e.tenant then redis.call('ZREM', home .. 'tenant_inflight:' .. e.tenant, e.id) end
+  elseif e.op == 'hold' then
+    redis.call('ZADD', home .. 'inflight:' .. e.account, 'XX', e.until_ms, e.id)
+  elseif e.op == 'release' then
+    local keys = {}
+    if string.find(e.flags, 'd', 1, true) then
+      keys[#keys + 1] = home .. 'spend:' .. e.account .. ':' .. e.day
+    end
+    if string.find(e.flags, 't', 1, true) or string.find(e.flags, 'm', 1, true) then
+      local day_key, month_key = tenant_spend_keys(e.tenant, e.day)
+      if string.find(e.flags, 't', 1, true) then keys[#keys + 1] = day_key end
+      if string.find(e.flags, 'm', 1, true) then keys[#keys + 1] = month_key end
+    end
+    for _, key in ipairs(keys) do
+      if redis.call('EXISTS', key) == 1 then redis.call('DECRBY', key, e.cost) end
+    end
+  else
+    error('unknown home effect ' .. tostring(e.op))
+  end
+end
+local function at_home(e)
+  if split then HOME_FX[#HOME_FX + 1] = e else apply_home(e) end
+end
+
 -- TERMINAL (the set of terminal states) is written before this file from Rust's JobState;
 -- every legal move and its effects are listed in moves.rs.
 
@@ -143,7 +204,7 @@ local function retain(job, id, from, to, now)
     return
   end
   if not TERMINAL[to] then return end
-  local settings = redis.call('MGET', home .. 'retention_ms', home .. 'schema')
+  local settings = redis.call('MGET', prefix .. 'retention_ms', prefix .. 'schema')
   local retention = tonumber(settings[1] or '0')
   if retention <= 0 then return end
   redis.call('PEXPIRE', job, retention)
@@ -175,15 +236,16 @@ end
 -- the caller read them (false: absent); otherwise they are read here.
 local function free_slots(job, id, provider, known)
   provider = provider or redis.call('HGET', job, 'provider') or ''
-  redis.call('ZREM', home .. 'inflight:' .. provider, id)
   local tslot = known.tslot
   if tslot == nil then tslot = redis.call('HGET', job, 'tslot') end
+  local tenant = nil
   if tslot then
-    local tenant = known.tenant
+    tenant = known.tenant
     if tenant == nil then tenant = redis.call('HGET', job, 'tenant') end
-    redis.call('ZREM', home .. 'tenant_inflight:' .. (tenant or 'default'), id)
+    tenant = tenant or 'default'
     redis.call('HDEL', job, 'tslot')
   end
+  at_home({ op = 'free', account = provider, id = id, tenant = tenant })
 end
 
 local function move(job, id, from, to, now, detail, fields, provider, known)
@@ -207,30 +269,8 @@ end
 -- An `uncertain` job keeps its in-flight slot (only if it holds one) until `hold_ms` from now.
 local function hold_uncertain_slot(provider, id, now, hold_ms)
   if hold_ms >= 0 then
-    redis.call('ZADD', home .. 'inflight:' .. provider, 'XX', now + hold_ms, id)
+    at_home({ op = 'hold', account = provider, id = id, until_ms = now + hold_ms })
   end
-end
-
--- The UTC month (`2026-12`) of a day counted from the Unix epoch (Hinnant's days-to-civil).
-local function month_of(day)
-  local z = day + 719468
-  local era = math.floor(z / 146097)
-  local doe = z - era * 146097
-  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
-    - math.floor(doe / 146096)) / 365)
-  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
-  local mp = math.floor((5 * doy + 2) / 153)
-  local m = mp < 10 and mp + 3 or mp - 9
-  local y = yoe + era * 400
-  if m <= 2 then y = y + 1 end
-  return string.format('%04d-%02d', y, m)
-end
-
--- A tenant's reserved spend on a UTC day and in its month (`P tenant_spend:{tenant}:{day}`,
--- `P tenant_spend:{tenant}:{YYYY-MM}`).
-local function tenant_spend_keys(tenant, day)
-  local base = home .. 'tenant_spend:' .. (tenant or 'default') .. ':'
-  return base .. day, base .. month_of(day)
 end
 
 -- Gives back what a job's submit reserved against its batch budget, its provider's daily
@@ -243,18 +283,11 @@ local function release_budget(batch, provider, cost, reserved, day, tenant)
   if batch and string.find(reserved, 'b', 1, true) then
     redis.call('HINCRBY', prefix .. 'batchinfo:' .. batch, 'reserved_micros', -cost)
   end
-  local spend_key = home .. 'spend:' .. provider .. ':' .. (day or '')
-  if string.find(reserved, 'd', 1, true) and redis.call('EXISTS', spend_key) == 1 then
-    redis.call('DECRBY', spend_key, cost)
-  end
-  if (string.find(reserved, 't', 1, true) or string.find(reserved, 'm', 1, true)) and day then
-    local day_key, month_key = tenant_spend_keys(tenant, tonumber(day))
-    if string.find(reserved, 't', 1, true) and redis.call('EXISTS', day_key) == 1 then
-      redis.call('DECRBY', day_key, cost)
-    end
-    if string.find(reserved, 'm', 1, true) and redis.call('EXISTS', month_key) == 1 then
-      redis.call('DECRBY', month_key, cost)
-    end
+  -- (A reservation with no day recorded reserved nothing but the batch's.)
+  local flags = string.gsub(reserved, 'b', '')
+  if flags ~= '' and tonumber(day) then
+    at_home({ op = 'release', account = provider, day = tonumber(day), cost = cost,
+      flags = flags, tenant = tenant or 'default' })
   end
 end
 

@@ -25,4 +25,4 @@ pub(crate) struct Reply {
     pub state: Option<String>,
 }
 
-ledger_edge!(Args<'_> => Reply, "restore.lua");
+ledger_edge!(Args<'_> => Reply, "restore.lua", flags "allow-cross-slot-keys");

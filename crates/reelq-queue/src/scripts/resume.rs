@@ -15,4 +15,4 @@ pub(crate) struct Reply {
     pub looked: usize,
 }
 
-ledger_edge!(Args<'_> => Reply, "resume.lua");
+ledger_edge!(Args<'_> => Reply, "resume.lua", flags "allow-cross-slot-keys");

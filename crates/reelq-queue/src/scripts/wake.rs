@@ -18,4 +18,4 @@ pub(crate) struct Reply {
     pub outcome: WakeOutcome,
 }
 
-ledger_edge!(Args<'_> => Reply, "wake.lua");
+ledger_edge!(Args<'_> => Reply, "wake.lua", flags "allow-cross-slot-keys");

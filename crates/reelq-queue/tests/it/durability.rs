@@ -12,7 +12,7 @@ use reelq_queue::{
 use reelq_testkit::{RedisOptions, RedisServer};
 
 use crate::ledger::{
-    LEASE, begin_submit, claim_one, claim_opts, jobs_of, kie_limit, ledger, spec, state_of,
+    LEASE, begin_submit, claim_one, claim_opts, jobs_of, kie_limit, layouts, ledger, spec, state_of,
 };
 
 fn everysec() -> RedisOptions {
@@ -219,54 +219,55 @@ async fn a_worker_claims_only_jobs_of_providers_it_has_an_account_for() {
 #[tokio::test]
 async fn an_uncertain_job_gives_its_slot_back_after_the_hold_or_when_resolved() {
     let redis = RedisServer::start().unwrap();
-    let ledger = ledger(&redis).await;
-    let limits = kie_limit(0.0, 1, 1);
-    let options = reelq_queue::ClaimOptions {
-        limits: &limits,
-        ..claim_opts("w1", 1, LEASE)
-    };
-    let jobs = jobs_of(4, "slots", spec);
-    ledger.enqueue(None, &jobs).await.unwrap();
+    for ledger in layouts(&redis).await {
+        let limits = kie_limit(0.0, 1, 1);
+        let options = reelq_queue::ClaimOptions {
+            limits: &limits,
+            ..claim_opts("w1", 1, LEASE)
+        };
+        let jobs = jobs_of(4, "slots", spec);
+        ledger.enqueue(None, &jobs).await.unwrap();
 
-    // Held for no time: the next job gets the slot at once.
-    let uncertain = |slot_hold| Transition::Uncertain {
-        error: "no answer".into(),
-        slot_hold,
-    };
-    let lease = ledger.claim(&options).await.unwrap().leases.remove(0);
-    let lease = begin_submit(&ledger, lease, LEASE).await;
-    ledger
-        .transition(&lease, uncertain(Duration::ZERO))
-        .await
-        .unwrap();
-    assert_eq!(
-        ledger.in_flight(&ProviderKind::Kie.into()).await.unwrap(),
-        0
-    );
-
-    // Held for long: each resolution frees it, except "the provider has it" (it generates).
-    for (resolution, slot_after) in [
-        (Resolution::Fail, 0),
-        (Resolution::Resubmit, 0),
-        (Resolution::TaskId("t-1".into()), 1),
-    ] {
+        // Held for no time: the next job gets the slot at once.
+        let uncertain = |slot_hold| Transition::Uncertain {
+            error: "no answer".into(),
+            slot_hold,
+        };
         let lease = ledger.claim(&options).await.unwrap().leases.remove(0);
-        let job_id = lease.job_id();
         let lease = begin_submit(&ledger, lease, LEASE).await;
         ledger
-            .transition(&lease, uncertain(Duration::from_secs(600)))
+            .transition(&lease, uncertain(Duration::ZERO))
             .await
             .unwrap();
         assert_eq!(
             ledger.in_flight(&ProviderKind::Kie.into()).await.unwrap(),
-            1
+            0
         );
-        assert!(ledger.resolve(job_id, resolution.clone()).await.unwrap());
-        assert_eq!(
-            ledger.in_flight(&ProviderKind::Kie.into()).await.unwrap(),
-            slot_after,
-            "{resolution:?}"
-        );
+
+        // Held for long: each resolution frees it, except "the provider has it" (it generates).
+        for (resolution, slot_after) in [
+            (Resolution::Fail, 0),
+            (Resolution::Resubmit, 0),
+            (Resolution::TaskId("t-1".into()), 1),
+        ] {
+            let lease = ledger.claim(&options).await.unwrap().leases.remove(0);
+            let job_id = lease.job_id();
+            let lease = begin_submit(&ledger, lease, LEASE).await;
+            ledger
+                .transition(&lease, uncertain(Duration::from_secs(600)))
+                .await
+                .unwrap();
+            assert_eq!(
+                ledger.in_flight(&ProviderKind::Kie.into()).await.unwrap(),
+                1
+            );
+            assert!(ledger.resolve(job_id, resolution.clone()).await.unwrap());
+            assert_eq!(
+                ledger.in_flight(&ProviderKind::Kie.into()).await.unwrap(),
+                slot_after,
+                "{resolution:?}"
+            );
+        }
     }
 }
 

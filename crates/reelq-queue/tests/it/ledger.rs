@@ -30,6 +30,21 @@ pub(crate) async fn ledger(redis: &RedisServer) -> Ledger {
         .expect("ledger connects")
 }
 
+/// Two ledgers on `redis`, of both layouts: the home of cluster-wide state sharing the
+/// partition's slot, and the home in a slot of its own (`keys.rs`; the partition's scripts
+/// leave their home effects to be made there after them). A test of what a move gives back
+/// at the home (slots, reservations) runs on each.
+pub(crate) async fn layouts(redis: &RedisServer) -> [Ledger; 2] {
+    let own_home = LedgerConfig {
+        partition: Some("own-home.p0".into()),
+        ..LedgerConfig::new(redis.url(), "own-home")
+    };
+    [
+        ledger(redis).await,
+        Ledger::connect(&own_home).await.expect("ledger connects"),
+    ]
+}
+
 pub(crate) fn spec(prompt: &str) -> JobSpec {
     JobSpec {
         provider: ProviderKind::Kie,

@@ -11,7 +11,7 @@ use reelq_core::{
 };
 use reelq_queue::{
     Cancel, CancelOutcome, Lease, Ledger, PaidCreate, Resolution, RestoreOutcome, Transition,
-    TransitionOutcome, WakeOutcome, moves::MOVES,
+    TransitionOutcome, WakeOutcome, keys, moves::MOVES,
 };
 use reelq_testkit::{RedisCluster, RedisServer};
 
@@ -24,6 +24,9 @@ const INDEX_TTL: Duration = Duration::from_secs(600);
 struct Walk<'a> {
     redis: &'a RedisServer,
     ledger: Ledger,
+    /// The hash tag of the ledger's partition (`test`, or another where the home has a slot
+    /// of its own).
+    partition: &'a str,
     jobs: Vec<JobId>,
 }
 
@@ -194,7 +197,7 @@ fn requery() -> Transition {
 async fn every_pair_of_states_the_table_allows_is_made_and_no_other() {
     let redis = RedisServer::start().unwrap();
     let ledger = ledger(&redis).await;
-    walk_every_move(&redis, ledger).await;
+    walk_every_move(&redis, ledger, "test").await;
 }
 
 /// The same walk on a Redis Cluster: every script runs on the master of the ledger's slot,
@@ -211,14 +214,65 @@ async fn every_move_is_made_on_a_redis_cluster_too() {
         .iter()
         .find(|node| node.port() == master)
         .unwrap();
-    walk_every_move(master, ledger).await;
+    walk_every_move(master, ledger, "test").await;
 }
 
-/// Walks every move of the table on `ledger`; `redis` is the server holding its keys.
-async fn walk_every_move(redis: &RedisServer, ledger: Ledger) {
+/// The same walk on a Redis Cluster with the home of cluster-wide state in a slot of its own
+/// (`keys.rs`), on the partition's master: a script that reaches the home itself is one of
+/// `keys::READ_THE_HOME` (and says so with `allow-cross-slot-keys`); every other script is
+/// refused by the cluster if it touches a home key, and leaves its home effects (slots and
+/// budget reservations given back) to be made in the home's slot after it.
+#[tokio::test]
+async fn every_move_is_made_with_the_home_in_a_slot_of_its_own() {
+    let cluster = RedisCluster::start().unwrap();
+    let home = cluster.master_of("{test}:due").unwrap();
+    let slot = |key: &str| {
+        cluster.nodes[0]
+            .command(&["CLUSTER", "KEYSLOT", key])
+            .unwrap()
+    };
+    let partition = (0..)
+        .map(|n| format!("test.p{n}"))
+        .find(|tag| {
+            let key = format!("{{{tag}}}:due");
+            cluster.master_of(&key).unwrap() == home && slot(&key) != slot("{test}:due")
+        })
+        .unwrap();
+    let config = reelq_queue::LedgerConfig {
+        partition: Some(partition.clone()),
+        ..reelq_queue::LedgerConfig::new(cluster.url(), "test")
+    };
+    let ledger = Ledger::connect(&config).await.unwrap();
+    let master = cluster
+        .nodes
+        .iter()
+        .find(|node| node.port() == home)
+        .unwrap();
+    walk_every_move(master, ledger, &partition).await;
+    // Each slot holds its own kind of key, and both were written.
+    for (tag, kinds) in [("test", keys::HOME), (partition.as_str(), keys::PARTITION)] {
+        let list = "return table.concat(redis.call('KEYS', ARGV[1]), '\\n')";
+        let pattern = format!("{{{tag}}}:*");
+        let found = master.command_text(&["EVAL", list, "0", &pattern]).unwrap();
+        let names: Vec<&str> = found.lines().filter(|line| !line.is_empty()).collect();
+        assert!(names.len() > 3, "{tag}: {names:?}");
+        for name in names {
+            let kind = name.split(':').nth(1).unwrap();
+            assert!(
+                kinds.contains(&kind) || keys::EVERY_SLOT.contains(&kind),
+                "{name} is in the slot of {tag}"
+            );
+        }
+    }
+}
+
+/// Walks every move of the table on `ledger`; `redis` is the server holding its keys,
+/// `partition` the hash tag of its partition's.
+async fn walk_every_move(redis: &RedisServer, ledger: Ledger, partition: &str) {
     let mut walk = Walk {
         redis,
         ledger,
+        partition,
         jobs: Vec::new(),
     };
     let budget_for_one = BatchOptions {
@@ -324,7 +378,11 @@ async fn walk_every_move(redis: &RedisServer, ledger: Ledger) {
     .await;
     walk.claim(&[], false).await;
     let job = walk.waiting(spec("expired waiting"), Duration::ZERO).await;
-    walk.set(format!("{{test}}:job:{job}"), "deadline_ms", "1");
+    walk.set(
+        format!("{{{}}}:job:{job}", walk.partition),
+        "deadline_ms",
+        "1",
+    );
     walk.claim(&[], false).await;
 
     // A submitter's lease running out: its task named by a callback meanwhile, requeued by
@@ -391,7 +449,11 @@ async fn walk_every_move(redis: &RedisServer, ledger: Ledger) {
         "a held job"
     );
     let (batch, _) = walk.batch(BatchOptions::default(), 1).await;
-    walk.set(format!("{{test}}:batchinfo:{batch}"), "cancelled_ms", "1");
+    walk.set(
+        format!("{{{}}}:batchinfo:{batch}", walk.partition),
+        "cancelled_ms",
+        "1",
+    );
     walk.claim(&[], false).await;
 
     // A cancel asked of a provider that can stop a generation: marked, then carried out by

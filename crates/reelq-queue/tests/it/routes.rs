@@ -14,7 +14,7 @@ use reelq_queue::{
 };
 use reelq_testkit::{RedisServer, kie_then_fal_route};
 
-use crate::ledger::{LEASE, claim_opts, ledger};
+use crate::ledger::{LEASE, claim_opts, layouts, ledger};
 
 /// Two sellers of a Kling video: kie first at $0.50 for 5 s, fal next at $0.80.
 fn routes() -> String {
@@ -95,62 +95,63 @@ fn fall_back(lease: &Lease, reason: FallbackReason) -> Transition {
 #[tokio::test]
 async fn a_job_falling_back_is_queued_at_its_next_candidate_with_its_reservation_given_back() {
     let redis = RedisServer::start().unwrap();
-    let ledger = ledger(&redis).await;
-    set_daily_budget(&ledger, "acme", 5.0).await;
-    let [job_id] = enqueue(&ledger, vec![routed("kling-patient", "a fox", "acme")]).await[..]
-    else {
-        unreachable!()
-    };
+    for ledger in layouts(&redis).await {
+        set_daily_budget(&ledger, "acme", 5.0).await;
+        let [job_id] = enqueue(&ledger, vec![routed("kling-patient", "a fox", "acme")]).await[..]
+        else {
+            unreachable!()
+        };
 
-    let claim = ledger.claim(&claim_opts("w", 4, LEASE)).await.unwrap();
-    let [Lease::Submit(lease)] = &claim.leases[..] else {
-        panic!("one submit: {:?}", claim.leases)
-    };
-    assert_eq!(lease.fall_back(), None);
-    assert_eq!(lease.job().account().as_str(), "kie");
-    assert_eq!(spent_today(&ledger, "acme").await, 500_000);
-    let begin = Transition::BeginSubmit {
-        lease: LEASE,
-        callback_token_hash: None,
-    };
-    ledger.transition(lease, begin).await.unwrap();
-    // kie answered "out of credits": nothing was made.
-    let lease = Lease::Submit(lease.clone());
-    let moved = ledger
-        .transition(&lease, fall_back(&lease, FallbackReason::Credits))
-        .await
-        .unwrap();
-    assert_eq!(moved, TransitionOutcome::Applied);
-    assert_eq!(spent_today(&ledger, "acme").await, 0, "given back");
+        let claim = ledger.claim(&claim_opts("w", 4, LEASE)).await.unwrap();
+        let [Lease::Submit(lease)] = &claim.leases[..] else {
+            panic!("one submit: {:?}", claim.leases)
+        };
+        assert_eq!(lease.fall_back(), None);
+        assert_eq!(lease.job().account().as_str(), "kie");
+        assert_eq!(spent_today(&ledger, "acme").await, 500_000);
+        let begin = Transition::BeginSubmit {
+            lease: LEASE,
+            callback_token_hash: None,
+        };
+        ledger.transition(lease, begin).await.unwrap();
+        // kie answered "out of credits": nothing was made.
+        let lease = Lease::Submit(lease.clone());
+        let moved = ledger
+            .transition(&lease, fall_back(&lease, FallbackReason::Credits))
+            .await
+            .unwrap();
+        assert_eq!(moved, TransitionOutcome::Applied);
+        assert_eq!(spent_today(&ledger, "acme").await, 0, "given back");
 
-    let record = ledger.job(job_id).await.unwrap().unwrap();
-    assert_eq!(record.state, JobState::Queued);
-    assert_eq!(record.account.as_str(), "fal");
-    assert_eq!(record.spec.provider, ProviderKind::Fal);
-    assert_eq!(record.spec.estimated_cost_usd, Some(0.8));
-    let route = record.spec.route.as_ref().unwrap();
-    assert_eq!((route.at, route.left.len()), (1, 1));
-    assert_eq!(route.left[0].reason, FallbackReason::Credits);
-    assert_eq!(record.submits, 1, "the one refused create is counted");
+        let record = ledger.job(job_id).await.unwrap().unwrap();
+        assert_eq!(record.state, JobState::Queued);
+        assert_eq!(record.account.as_str(), "fal");
+        assert_eq!(record.spec.provider, ProviderKind::Fal);
+        assert_eq!(record.spec.estimated_cost_usd, Some(0.8));
+        let route = record.spec.route.as_ref().unwrap();
+        assert_eq!((route.at, route.left.len()), (1, 1));
+        assert_eq!(route.left[0].reason, FallbackReason::Credits);
+        assert_eq!(record.submits, 1, "the one refused create is counted");
 
-    // The next claim takes it at once, for fal, reserving fal's price.
-    let claim = ledger.claim(&claim_opts("w", 4, LEASE)).await.unwrap();
-    let [Lease::Submit(lease)] = &claim.leases[..] else {
-        panic!("one submit: {:?}", claim.leases)
-    };
-    assert_eq!(lease.job().account().as_str(), "fal");
-    assert_eq!(
-        lease.job().spec().model,
-        "fal-ai/kling-video/v2.6/pro/text-to-video"
-    );
-    assert_eq!(spent_today(&ledger, "acme").await, 800_000);
-    let events = ledger.history(job_id).await.unwrap();
-    assert!(
-        events
-            .iter()
-            .any(|e| e.contains("queued credits: kie -> fal")),
-        "{events:?}"
-    );
+        // The next claim takes it at once, for fal, reserving fal's price.
+        let claim = ledger.claim(&claim_opts("w", 4, LEASE)).await.unwrap();
+        let [Lease::Submit(lease)] = &claim.leases[..] else {
+            panic!("one submit: {:?}", claim.leases)
+        };
+        assert_eq!(lease.job().account().as_str(), "fal");
+        assert_eq!(
+            lease.job().spec().model,
+            "fal-ai/kling-video/v2.6/pro/text-to-video"
+        );
+        assert_eq!(spent_today(&ledger, "acme").await, 800_000);
+        let events = ledger.history(job_id).await.unwrap();
+        assert!(
+            events
+                .iter()
+                .any(|e| e.contains("queued credits: kie -> fal")),
+            "{events:?}"
+        );
+    }
 }
 
 #[tokio::test]

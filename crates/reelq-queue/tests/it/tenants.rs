@@ -8,7 +8,7 @@ use reelq_core::{BatchId, BatchOptions, ErrorClass, JobId, TenantName};
 use reelq_queue::{ClaimOptions, Ledger, QueueError, TenantLimits, Transition, TransitionOutcome};
 use reelq_testkit::RedisServer;
 
-use crate::ledger::{LEASE, claim_opts, kie_limit, ledger, spec};
+use crate::ledger::{LEASE, claim_opts, kie_limit, layouts, ledger, spec};
 
 /// The account's generations in flight at once: every claim fills what the last freed.
 const SLOTS: usize = 4;
@@ -170,117 +170,118 @@ async fn weights_three_to_one_share_three_to_one_and_an_idle_tenant_earns_no_cre
 #[tokio::test]
 async fn a_tenants_caps_hold_its_generations_in_flight_and_its_jobs_waiting() {
     let redis = RedisServer::start().unwrap();
-    let ledger = ledger(&redis).await;
-    let capped: TenantName = "capped".parse().unwrap();
-    let caps = TenantLimits {
-        max_in_flight: Some(2),
-        max_waiting: Some(600),
-        ..Default::default()
-    };
-    ledger.set_tenant_limits(&capped, caps).await.unwrap();
-    let limits = kie_limit(0.0, 1, 8);
+    for ledger in layouts(&redis).await {
+        let capped: TenantName = "capped".parse().unwrap();
+        let caps = TenantLimits {
+            max_in_flight: Some(2),
+            max_waiting: Some(600),
+            ..Default::default()
+        };
+        ledger.set_tenant_limits(&capped, caps).await.unwrap();
+        let limits = kie_limit(0.0, 1, 8);
 
-    // Waiting: 600 fit; one more, alone or in a staged batch, is refused whole.
-    backlog(&ledger, "capped", 600).await;
-    let one_more = {
-        let mut spec = spec("one too many");
-        spec.tenant = Some(capped.clone());
-        vec![(JobId::new(), spec)]
-    };
-    let refused = ledger.enqueue(None, &one_more).await.unwrap_err();
-    assert!(
-        matches!(&refused, QueueError::TenantBacklog { tenant, waiting: 600, max: 600 } if tenant == "capped"),
-        "{refused}"
-    );
-    assert!(
-        ledger.job(one_more[0].0).await.unwrap().is_none(),
-        "nothing written"
-    );
-    backlog(&ledger, "other", 100).await;
+        // Waiting: 600 fit; one more, alone or in a staged batch, is refused whole.
+        backlog(&ledger, "capped", 600).await;
+        let one_more = {
+            let mut spec = spec("one too many");
+            spec.tenant = Some(capped.clone());
+            vec![(JobId::new(), spec)]
+        };
+        let refused = ledger.enqueue(None, &one_more).await.unwrap_err();
+        assert!(
+            matches!(&refused, QueueError::TenantBacklog { tenant, waiting: 600, max: 600 } if tenant == "capped"),
+            "{refused}"
+        );
+        assert!(
+            ledger.job(one_more[0].0).await.unwrap().is_none(),
+            "nothing written"
+        );
+        backlog(&ledger, "other", 100).await;
 
-    // In flight: of the account's 8 slots, the capped tenant takes 2, whichever replica
-    // claims; the other tenant has the rest.
-    let mut held = Vec::new();
-    for owner in ["w1", "w2", "w3", "w4"] {
+        // In flight: of the account's 8 slots, the capped tenant takes 2, whichever replica
+        // claims; the other tenant has the rest.
+        let mut held = Vec::new();
+        for owner in ["w1", "w2", "w3", "w4"] {
+            let options = ClaimOptions {
+                limits: &limits,
+                ..claim_opts(owner, 2, LEASE)
+            };
+            held.extend(ledger.claim(&options).await.unwrap().leases);
+        }
+        let of = |tenant: &str, leases: &[reelq_queue::Lease]| {
+            leases
+                .iter()
+                .filter(|lease| lease.job().spec().tenant_name() == tenant)
+                .count()
+        };
+        assert_eq!((of("capped", &held), of("other", &held)), (2, 6));
+
+        // A capped job's generation: submitted, polled (its slot renewed), stored (given back).
+        let capped_lease = held
+            .iter()
+            .find(|lease| lease.job().spec().tenant_name() == "capped")
+            .unwrap()
+            .clone();
+        let begin = Transition::BeginSubmit {
+            lease: LEASE,
+            callback_token_hash: None,
+        };
+        ledger.transition(&capped_lease, begin).await.unwrap();
+        let submitted = Transition::Submitted {
+            task_id: "t-capped".into(),
+            first_poll: std::time::Duration::ZERO,
+        };
+        ledger.transition(&capped_lease, submitted).await.unwrap();
+        let in_flight = |ledger: &Ledger| {
+            let ledger = ledger.clone();
+            async move {
+                let tenants = ledger.tenants().await.unwrap();
+                tenants
+                    .iter()
+                    .find(|share| share.tenant == "capped")
+                    .unwrap()
+                    .in_flight
+            }
+        };
+        assert_eq!(in_flight(&ledger).await, 2, "waiting keeps the slot");
+        for lease in held {
+            if lease.job_id() == capped_lease.job_id() {
+                continue;
+            }
+            let ended = Transition::Failed {
+                class: ErrorClass::Invalid,
+                error: "ended by the test".into(),
+            };
+            ledger.transition(&lease, ended).await.unwrap();
+        }
+        assert_eq!(in_flight(&ledger).await, 1);
         let options = ClaimOptions {
             limits: &limits,
-            ..claim_opts(owner, 2, LEASE)
+            ..claim_opts("w1", 8, LEASE)
         };
-        held.extend(ledger.claim(&options).await.unwrap().leases);
-    }
-    let of = |tenant: &str, leases: &[reelq_queue::Lease]| {
-        leases
+        let next = ledger.claim(&options).await.unwrap().leases;
+        // The poll of the waiting job, one more capped submit, and six of the other's.
+        assert_eq!(of("capped", &next), 2, "the poll and one submit");
+        assert_eq!(in_flight(&ledger).await, 2);
+        let poll = next
             .iter()
-            .filter(|lease| lease.job().spec().tenant_name() == tenant)
-            .count()
-    };
-    assert_eq!((of("capped", &held), of("other", &held)), (2, 6));
-
-    // A capped job's generation: submitted, polled (its slot renewed), stored (given back).
-    let capped_lease = held
-        .iter()
-        .find(|lease| lease.job().spec().tenant_name() == "capped")
-        .unwrap()
-        .clone();
-    let begin = Transition::BeginSubmit {
-        lease: LEASE,
-        callback_token_hash: None,
-    };
-    ledger.transition(&capped_lease, begin).await.unwrap();
-    let submitted = Transition::Submitted {
-        task_id: "t-capped".into(),
-        first_poll: std::time::Duration::ZERO,
-    };
-    ledger.transition(&capped_lease, submitted).await.unwrap();
-    let in_flight = |ledger: &Ledger| {
-        let ledger = ledger.clone();
-        async move {
-            let tenants = ledger.tenants().await.unwrap();
-            tenants
-                .iter()
-                .find(|share| share.tenant == "capped")
-                .unwrap()
-                .in_flight
-        }
-    };
-    assert_eq!(in_flight(&ledger).await, 2, "waiting keeps the slot");
-    for lease in held {
-        if lease.job_id() == capped_lease.job_id() {
-            continue;
-        }
-        let ended = Transition::Failed {
-            class: ErrorClass::Invalid,
-            error: "ended by the test".into(),
+            .find(|lease| lease.job_id() == capped_lease.job_id())
+            .unwrap();
+        let stored = Transition::Stored {
+            object_key: "k.mp4".into(),
+            bytes: 1,
+            sha256: "ab".into(),
+            video: "h264 1280x720 10.00s 30.00fps".into(),
+            thumbnail_key: None,
+            polls: None,
         };
-        ledger.transition(&lease, ended).await.unwrap();
+        ledger.transition(poll, stored).await.unwrap();
+        assert_eq!(
+            in_flight(&ledger).await,
+            1,
+            "stored: its slot is given back"
+        );
     }
-    assert_eq!(in_flight(&ledger).await, 1);
-    let options = ClaimOptions {
-        limits: &limits,
-        ..claim_opts("w1", 8, LEASE)
-    };
-    let next = ledger.claim(&options).await.unwrap().leases;
-    // The poll of the waiting job, one more capped submit, and six of the other's.
-    assert_eq!(of("capped", &next), 2, "the poll and one submit");
-    assert_eq!(in_flight(&ledger).await, 2);
-    let poll = next
-        .iter()
-        .find(|lease| lease.job_id() == capped_lease.job_id())
-        .unwrap();
-    let stored = Transition::Stored {
-        object_key: "k.mp4".into(),
-        bytes: 1,
-        sha256: "ab".into(),
-        video: "h264 1280x720 10.00s 30.00fps".into(),
-        thumbnail_key: None,
-        polls: None,
-    };
-    ledger.transition(poll, stored).await.unwrap();
-    assert_eq!(
-        in_flight(&ledger).await,
-        1,
-        "stored: its slot is given back"
-    );
 }
 
 #[tokio::test]

@@ -363,6 +363,12 @@ fn every_script_has_a_typed_edge_and_reads_nothing_by_position() {
             edge.contains(&format!("\"{name}\"")) && edge.contains("ledger_edge!"),
             "{stem}.rs does not make the edge of {name} (ledger_edge!)"
         );
+        assert_eq!(
+            edge.contains("allow-cross-slot-keys"),
+            reelq_queue::keys::READ_THE_HOME.contains(&name.as_str()),
+            "{name}: a script that reaches the home's slot itself is one of keys::READ_THE_HOME \
+             and carries allow-cross-slot-keys; no other does"
+        );
     }
     assert!(scripts >= 18, "found {scripts} scripts");
 }

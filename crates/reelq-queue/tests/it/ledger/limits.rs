@@ -64,76 +64,77 @@ pub(crate) fn kie_limit(requests_per_s: f64, burst: u32, max_in_flight: u32) -> 
 #[tokio::test]
 async fn in_flight_slots_hold_back_submits_until_a_generation_ends() {
     let redis = RedisServer::start().unwrap();
-    let ledger = ledger(&redis).await;
-    let jobs = jobs_of(3, "slot", spec);
-    ledger.enqueue(None, &jobs).await.unwrap();
-    let limits = kie_limit(0.0, 1, 2);
-    let options = ClaimOptions {
-        limits: &limits,
-        ..claim_opts("w1", 3, LEASE)
-    };
+    for ledger in layouts(&redis).await {
+        let jobs = jobs_of(3, "slot", spec);
+        ledger.enqueue(None, &jobs).await.unwrap();
+        let limits = kie_limit(0.0, 1, 2);
+        let options = ClaimOptions {
+            limits: &limits,
+            ..claim_opts("w1", 3, LEASE)
+        };
 
-    let claim = ledger.claim(&options).await.unwrap();
-    assert_eq!(claim.leases.len(), 2, "two slots");
-    assert_eq!(
-        claim.waits,
-        [LimitWait {
-            account: ProviderKind::Kie.into(),
-            limit: Wait::InFlight
-        }]
-    );
-    assert_eq!(
-        ledger.in_flight(&ProviderKind::Kie.into()).await.unwrap(),
-        2
-    );
+        let claim = ledger.claim(&options).await.unwrap();
+        assert_eq!(claim.leases.len(), 2, "two slots");
+        assert_eq!(
+            claim.waits,
+            [LimitWait {
+                account: ProviderKind::Kie.into(),
+                limit: Wait::InFlight
+            }]
+        );
+        assert_eq!(
+            ledger.in_flight(&ProviderKind::Kie.into()).await.unwrap(),
+            2
+        );
 
-    // One generation ends (its job is stored): its slot is free for the third.
-    let lease = begin_submit(&ledger, claim.leases.into_iter().next().unwrap(), LEASE).await;
-    let submitted = Transition::Submitted {
-        task_id: "t".into(),
-        first_poll: Duration::ZERO,
-    };
-    ledger.transition(&lease, submitted).await.unwrap();
-    assert_eq!(
-        ledger.in_flight(&ProviderKind::Kie.into()).await.unwrap(),
-        2,
-        "waiting holds its slot"
-    );
-    // Polled, found ready and fetched under the same lease: stored straight from waiting.
-    let stored = Transition::Stored {
-        object_key: "k.mp4".into(),
-        bytes: 1,
-        sha256: "ab".into(),
-        video: "h264 1280x720 10.00s 30.00fps".into(),
-        thumbnail_key: None,
-        polls: None,
-    };
-    ledger.transition(&lease, stored).await.unwrap();
-    assert_eq!(
-        ledger.in_flight(&ProviderKind::Kie.into()).await.unwrap(),
-        1
-    );
-    let third = tokio::time::timeout(EVENT_TIMEOUT, async {
-        loop {
-            // The held-back job was rescheduled a second out.
-            let claim = ledger.claim(&options).await.unwrap();
-            if let Some(lease) = claim
-                .leases
-                .into_iter()
-                .find(|l| l.state() == JobState::Queued)
-            {
-                return lease;
+        // One generation ends (its job is stored): its slot is free for the third.
+        let lease = begin_submit(&ledger, claim.leases.into_iter().next().unwrap(), LEASE).await;
+        let submitted = Transition::Submitted {
+            task_id: "t".into(),
+            first_poll: Duration::ZERO,
+        };
+        ledger.transition(&lease, submitted).await.unwrap();
+        assert_eq!(
+            ledger.in_flight(&ProviderKind::Kie.into()).await.unwrap(),
+            2,
+            "waiting holds its slot"
+        );
+        // Polled, found ready and fetched under the same lease: stored straight from waiting.
+        let stored = Transition::Stored {
+            object_key: "k.mp4".into(),
+            bytes: 1,
+            sha256: "ab".into(),
+            video: "h264 1280x720 10.00s 30.00fps".into(),
+            thumbnail_key: None,
+            polls: None,
+        };
+        ledger.transition(&lease, stored).await.unwrap();
+        assert_eq!(
+            ledger.in_flight(&ProviderKind::Kie.into()).await.unwrap(),
+            1
+        );
+        let third = tokio::time::timeout(EVENT_TIMEOUT, async {
+            loop {
+                // The held-back job was rescheduled a second out.
+                let claim = ledger.claim(&options).await.unwrap();
+                if let Some(lease) = claim
+                    .leases
+                    .into_iter()
+                    .find(|l| l.state() == JobState::Queued)
+                {
+                    return lease;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await
-    .expect("the third job is claimed once a slot is free");
-    assert!(jobs.iter().any(|(job_id, _)| *job_id == third.job_id()));
-    assert_eq!(
-        ledger.in_flight(&ProviderKind::Kie.into()).await.unwrap(),
-        2
-    );
+        })
+        .await
+        .expect("the third job is claimed once a slot is free");
+        assert!(jobs.iter().any(|(job_id, _)| *job_id == third.job_id()));
+        assert_eq!(
+            ledger.in_flight(&ProviderKind::Kie.into()).await.unwrap(),
+            2
+        );
+    }
 }
 
 #[tokio::test]
