@@ -20,11 +20,6 @@ pub const HOME: &[&str] = &[
     "inflight",
     "spend",
     "pause",
-    "tenants",
-    "vclock",
-    "tenant_tags",
-    "tenant_weights",
-    "tenant_limits",
     "tenant_spend",
     "tenant_inflight",
     "tokens",
@@ -38,8 +33,14 @@ pub const HOME: &[&str] = &[
     "changes",
 ];
 
-/// Keys of a partition (and see [`EVERY_SLOT`]).
+/// Keys of a partition (and see [`EVERY_SLOT`]). Fair share between tenants is kept here
+/// (their ranking, the tag last served, idle tenants' tags): a partition's claim and its
+/// enqueues are then atomic with each other, so a tenant never leaves the ranking with jobs
+/// waiting; each partition shares its claims fairly between the tenants with jobs in it.
 pub const PARTITION: &[&str] = &[
+    "tenants",
+    "vclock",
+    "tenant_tags",
     "job",
     "log",
     "due",
@@ -61,7 +62,7 @@ pub const PARTITION: &[&str] = &[
 /// replica promoted loses the writes of the slots its master held, and only those), the
 /// slot-move flag that freezes its scripts, and the probe whose `WAIT` shows its replicas
 /// caught up; and a copy of the settings a script may read (the ledger's record format, how
-/// long finished jobs are kept), written to every slot. On one slot there is one of each.
+/// long finished jobs are kept, tenants' weights and caps), written to every slot. On one slot there is one of each.
 pub const EVERY_SLOT: &[&str] = &[
     "history",
     "mark",
@@ -69,22 +70,21 @@ pub const EVERY_SLOT: &[&str] = &[
     "durability_probe",
     "schema",
     "retention_ms",
+    "tenant_weights",
+    "tenant_limits",
 ];
 
 /// The scripts that still reach the home's keys themselves, and so carry the
 /// `allow-cross-slot-keys` flag: where the home has a slot of its own, it must be on their
 /// partition's master. Every other script touches its own slot alone (the cluster refuses any
 /// other key) and leaves its home effects for `home.lua`. Each is split next (issue #33): the
-/// claim as a take in the partition and a settle at the home; enqueue's tenant checks and
-/// wake's and restore's task index as steps at the home before them; resume per partition with
-/// the tenants listed at home; history's and the archiver's leases in their own slots.
+/// claim as a take in the partition and a settle at the home; wake's and restore's task index
+/// and resume's pause as steps at the home before them; history's and the archiver's leases
+/// in their own slots.
 pub const READ_THE_HOME: &[&str] = &[
     "archive.lua",
     "claim.lua",
-    "commit.lua",
-    "enqueue.lua",
     "history.lua",
-    "release.lua",
     "restore.lua",
     "resume.lua",
     "wake.lua",

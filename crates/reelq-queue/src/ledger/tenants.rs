@@ -61,14 +61,14 @@ impl Ledger {
         );
         let (ranked, weights, limits): Settings = redis::pipe()
             .cmd("ZRANGE")
-            .arg(self.home_key("tenants"))
+            .arg(self.key("tenants"))
             .arg(0)
             .arg(-1)
             .arg("WITHSCORES")
             .cmd("HGETALL")
-            .arg(self.home_key("tenant_weights"))
+            .arg(self.key("tenant_weights"))
             .cmd("HGETALL")
-            .arg(self.home_key("tenant_limits"))
+            .arg(self.key("tenant_limits"))
             .query_async(&mut conn)
             .await?;
         let mut shares: BTreeMap<String, TenantShare> = BTreeMap::new();
@@ -141,27 +141,33 @@ impl Ledger {
         tenant: &TenantName,
         weight: Option<f64>,
     ) -> Result<(), QueueError> {
+        let weight = match weight {
+            Some(weight) if !(weight.is_finite() && weight > 0.0) => {
+                return Err(QueueError::TenantWeight(weight));
+            }
+            Some(weight) => Some(weight.to_string()),
+            None => None,
+        };
+        self.set_tenant_setting("tenant_weights", tenant, weight)
+            .await
+    }
+
+    /// Sets (or with `None` removes) `tenant`'s entry of a tenants' setting, in every slot's
+    /// copy (`keys::EVERY_SLOT`).
+    async fn set_tenant_setting(
+        &self,
+        setting: &str,
+        tenant: &TenantName,
+        value: Option<String>,
+    ) -> Result<(), QueueError> {
         let mut conn = self.conn().await?;
-        let key = self.home_key("tenant_weights");
-        match weight {
-            Some(weight) => {
-                if !(weight.is_finite() && weight > 0.0) {
-                    return Err(QueueError::TenantWeight(weight));
-                }
-                let _: () = redis::cmd("HSET")
-                    .arg(key)
-                    .arg(tenant.as_str())
-                    .arg(weight)
-                    .query_async(&mut conn)
-                    .await?;
+        for key in self.every_slot_key(setting) {
+            let mut command = redis::cmd(if value.is_some() { "HSET" } else { "HDEL" });
+            command.arg(key).arg(tenant.as_str());
+            if let Some(value) = &value {
+                command.arg(value);
             }
-            None => {
-                let _: () = redis::cmd("HDEL")
-                    .arg(key)
-                    .arg(tenant.as_str())
-                    .query_async(&mut conn)
-                    .await?;
-            }
+            let _: () = command.query_async(&mut conn).await?;
         }
         Ok(())
     }
@@ -172,24 +178,9 @@ impl Ledger {
         tenant: &TenantName,
         limits: TenantLimits,
     ) -> Result<(), QueueError> {
-        let mut conn = self.conn().await?;
-        let key = self.home_key("tenant_limits");
-        if limits == TenantLimits::default() {
-            let _: () = redis::cmd("HDEL")
-                .arg(key)
-                .arg(tenant.as_str())
-                .query_async(&mut conn)
-                .await?;
-        } else {
-            let json = serde_json::to_string(&limits).expect("limits serialize");
-            let _: () = redis::cmd("HSET")
-                .arg(key)
-                .arg(tenant.as_str())
-                .arg(json)
-                .query_async(&mut conn)
-                .await?;
-        }
-        Ok(())
+        let json = (limits != TenantLimits::default())
+            .then(|| serde_json::to_string(&limits).expect("limits serialize"));
+        self.set_tenant_setting("tenant_limits", tenant, json).await
     }
 
     /// The queue `tenant`'s fresh jobs wait in (prelude.lua's `tenant_queue`).
@@ -201,7 +192,7 @@ impl Ledger {
     /// due_low` and each waiting tenant's.
     pub(crate) async fn queues(&self) -> Result<Vec<String>, QueueError> {
         let tenants: Vec<String> = redis::cmd("ZRANGE")
-            .arg(self.home_key("tenants"))
+            .arg(self.key("tenants"))
             .arg(0)
             .arg(-1)
             .query_async(&mut self.conn().await?)

@@ -106,7 +106,7 @@ local batches = {}
 local tenant_caps = {}
 local function tenant_cap(tenant)
   if tenant_caps[tenant] == nil then
-    local caps = redis.call('HGET', home .. 'tenant_limits', tenant)
+    local caps = redis.call('HGET', prefix .. 'tenant_limits', tenant)
     caps = caps and cjson.decode(caps) or {}
     local function number(value) return type(value) == 'number' and value or 0 end
     tenant_caps[tenant] = { max = number(caps.max_in_flight), daily = number(caps.daily_micros),
@@ -418,11 +418,11 @@ end
 -- its tag stays at or below the next tenant's, in one read. A job held back by its account's
 -- limits costs its tenant nothing; a tenant whose queue empties leaves the ranking, its tag
 -- kept (`P tenant_tags`). `P vclock` is the tag last served.
-local tenants_key = home .. 'tenants'
+local tenants_key = prefix .. 'tenants'
 local weights = {}
 local function weight_of(tenant)
   if weights[tenant] == nil then
-    local w = tonumber(redis.call('HGET', home .. 'tenant_weights', tenant) or '1')
+    local w = tonumber(redis.call('HGET', prefix .. 'tenant_weights', tenant) or '1')
     if not w or w <= 0 then w = 1 end
     weights[tenant] = w
   end
@@ -449,7 +449,7 @@ local function take_fairly(want)
       if redis.call('EXISTS', queue) == 0 then
         -- Idle: out of the ranking, its tag kept for when it comes back.
         redis.call('ZREM', tenants_key, tenant)
-        redis.call('HSET', home .. 'tenant_tags', tenant, tag)
+        redis.call('HSET', prefix .. 'tenant_tags', tenant, tag)
         return true
       end
       return false
@@ -467,7 +467,7 @@ local function take_fairly(want)
     offset[tenant] = (offset[tenant] or 0) + stepped_over
     if taken > 0 then
       want = want - taken
-      redis.call('SET', home .. 'vclock', tag + (taken - 1) / w)
+      redis.call('SET', prefix .. 'vclock', tag + (taken - 1) / w)
       redis.call('ZINCRBY', tenants_key, taken / w, tenant)
       return true
     end

@@ -16,4 +16,4 @@ pub(crate) struct Args<'a> {
     pub waiting: std::collections::BTreeMap<String, u64>,
 }
 
-ledger_edge!(Args<'_> => Answer, "commit.lua", with "jobs.lua", flags "allow-cross-slot-keys");
+ledger_edge!(Args<'_> => Answer, "commit.lua", with "jobs.lua");

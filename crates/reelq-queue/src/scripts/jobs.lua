@@ -25,7 +25,7 @@ end
 -- (`max_waiting` in `P tenant_limits`), or nil. `waiting`: tenant -> its jobs in the request.
 local function over_backlog(waiting)
   for tenant, n in pairs(waiting) do
-    local caps = redis.call('HGET', home .. 'tenant_limits', tenant)
+    local caps = redis.call('HGET', prefix .. 'tenant_limits', tenant)
     local max = caps and cjson.decode(caps).max_waiting
     if type(max) == 'number' then
       local now_waiting = redis.call('ZCARD', tenant_queue(tenant))

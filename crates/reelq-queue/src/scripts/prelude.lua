@@ -319,10 +319,10 @@ end
 -- (`P vclock`), or its own last tag if that is later (`P tenant_tags`, kept when it went
 -- idle): idling earns a tenant no credit, and a newcomer is served in the next claim.
 local function tenant_active(tenant)
-  local tenants = home .. 'tenants'
+  local tenants = prefix .. 'tenants'
   if redis.call('ZSCORE', tenants, tenant) then return end
-  local clock = tonumber(redis.call('GET', home .. 'vclock') or '0')
-  local last = tonumber(redis.call('HGET', home .. 'tenant_tags', tenant) or '0')
+  local clock = tonumber(redis.call('GET', prefix .. 'vclock') or '0')
+  local last = tonumber(redis.call('HGET', prefix .. 'tenant_tags', tenant) or '0')
   redis.call('ZADD', tenants, math.max(clock, last), tenant)
 end
 

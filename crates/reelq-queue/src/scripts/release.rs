@@ -14,4 +14,4 @@ pub(crate) struct Reply {
     pub left: usize,
 }
 
-ledger_edge!(Args => Reply, "release.lua", with "jobs.lua", flags "allow-cross-slot-keys");
+ledger_edge!(Args => Reply, "release.lua", with "jobs.lua");

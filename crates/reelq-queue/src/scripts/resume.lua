@@ -17,7 +17,7 @@ local now = now_ms()
 local pause_end = now + left + 1000
 local moved, looked = 0, 0
 local queues = { prefix .. 'due', prefix .. 'due_low' }
-for _, tenant in ipairs(redis.call('ZRANGE', home .. 'tenants', 0, -1)) do
+for _, tenant in ipairs(redis.call('ZRANGE', prefix .. 'tenants', 0, -1)) do
   queues[#queues + 1] = tenant_queue(tenant)
 end
 for _, queue in ipairs(queues) do
