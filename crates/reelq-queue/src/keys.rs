@@ -83,7 +83,6 @@ pub const EVERY_SLOT: &[&str] = &[
 /// in their own slots.
 pub const READ_THE_HOME: &[&str] = &[
     "archive.lua",
-    "claim.lua",
     "history.lua",
     "restore.lua",
     "resume.lua",

@@ -135,38 +135,41 @@ pub(crate) async fn run<S: LedgerScript>(
     place: Place<'_>,
     args: &S,
 ) -> Result<S::Reply, QueueError> {
-    let json = serde_json::to_string(args).map_err(|err| QueueError::ScriptEdge {
+    let (reply, effects) = run_leaving_home(conn, place, args).await?;
+    if let (Some(home), false) = (place.home, effects.is_empty()) {
+        home::make(conn, home, effects).await?;
+    }
+    Ok(reply)
+}
+
+/// Runs a script with `args` on `conn` at `place`: its reply, and the home effects it left for
+/// the caller to make (none where the home shares its slot: made there).
+pub(crate) async fn run_leaving_home<S: LedgerScript>(
+    conn: &mut Conn,
+    place: Place<'_>,
+    args: &S,
+) -> Result<(S::Reply, Vec<home::Effect>), QueueError> {
+    let edge = |detail: String| QueueError::ScriptEdge {
         script: S::NAME,
-        detail: format!("arguments: {err}"),
-    })?;
+        detail,
+    };
+    let json = serde_json::to_string(args).map_err(|err| edge(format!("arguments: {err}")))?;
     let mut invocation = S::script().key(format!("{}due", place.slot));
     invocation.arg(place.slot).arg(json);
-    let reply = match place.home {
-        None => invocation.invoke_async(conn).await?,
+    let (reply, effects) = match place.home {
+        None => (invocation.invoke_async(conn).await?, Vec::new()),
         Some(home) => {
             invocation.arg(home);
             let (reply, effects): (String, String) = invocation.invoke_async(conn).await?;
-            let effects: Vec<home::Effect> =
-                lua_list(&mut serde_json::Deserializer::from_str(&effects)).map_err(|err| {
-                    QueueError::ScriptEdge {
-                        script: S::NAME,
-                        detail: format!("home effects {effects:?}: {err}"),
-                    }
-                })?;
-            if !effects.is_empty() {
-                home::make(conn, home, effects).await?;
-            }
-            reply
+            let effects = lua_list(&mut serde_json::Deserializer::from_str(&effects))
+                .map_err(|err| edge(format!("home effects {effects:?}: {err}")))?;
+            (reply, effects)
         }
     };
-    decode::<S>(&reply)
-}
-
-fn decode<S: LedgerScript>(reply: &str) -> Result<S::Reply, QueueError> {
-    serde_json::from_str(reply).map_err(|err| QueueError::ScriptEdge {
-        script: S::NAME,
-        detail: format!("reply {reply:?}: {err}"),
-    })
+    let reply: String = reply;
+    let reply =
+        serde_json::from_str(&reply).map_err(|err| edge(format!("reply {reply:?}: {err}")))?;
+    Ok((reply, effects))
 }
 
 /// A list in a reply. Lua has one table type, and Redis's cjson writes an empty one as `{}`.
@@ -185,6 +188,7 @@ pub(crate) mod archive;
 pub(crate) mod batch;
 pub(crate) mod claim;
 pub(crate) mod claim_notify;
+pub(crate) mod claim_view;
 pub(crate) mod commit;
 pub(crate) mod enqueue;
 pub(crate) mod extend;
@@ -199,5 +203,6 @@ pub(crate) mod pause;
 pub(crate) mod release;
 pub(crate) mod restore;
 pub(crate) mod resume;
+pub(crate) mod settled;
 pub(crate) mod transition;
 pub(crate) mod wake;

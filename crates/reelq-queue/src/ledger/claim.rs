@@ -6,7 +6,21 @@ use std::{collections::BTreeMap, sync::LazyLock, time::Duration};
 use reelq_core::{AccountName, ErrorClass, ProviderKind};
 
 use super::{Ledger, ProviderLimit};
-use crate::{Lease, QueueError, Transition, lease::lease_of, scripts};
+use crate::{
+    Lease, QueueError, Transition,
+    connection::Conn,
+    lease::lease_of,
+    scripts::{self, home},
+};
+
+/// How a claim's takes at a home of its own ended (`Ledger::settle`).
+#[derive(Default)]
+struct Settled {
+    /// Jobs put back, each with the limit that held it.
+    put_back: Vec<(String, scripts::claim::Held)>,
+    /// Routed jobs leaving their candidate instead.
+    leaving: Vec<String>,
+}
 
 /// Who claims, how much, and under which policy.
 #[derive(Debug, Clone)]
@@ -95,6 +109,22 @@ impl Ledger {
     /// Takes up to `options.max_jobs` due jobs, each leased to `options.owner`.
     pub async fn claim(&self, options: &ClaimOptions<'_>) -> Result<Claim, QueueError> {
         let token = format!("{:016x}", rand::random::<u64>());
+        let mut conn = self.conn().await?;
+        let view = match self.place().home {
+            None => None,
+            Some(_) => {
+                let mut accounts: Vec<&str> = options
+                    .limits
+                    .iter()
+                    .map(|limit| limit.account.as_str())
+                    .chain(options.accounts.iter().map(|(account, _)| account.as_str()))
+                    .collect();
+                accounts.sort_unstable();
+                accounts.dedup();
+                let args = scripts::claim_view::Args { accounts };
+                Some(scripts::run(&mut conn, self.home_place(), &args).await?)
+            }
+        };
         let args = scripts::claim::Args {
             max_jobs: options.max_jobs,
             lease_ms: options.lease.as_millis() as u64,
@@ -116,10 +146,20 @@ impl Ledger {
                     pools
                 },
             ),
+            view,
         };
-        let reply = scripts::run(&mut self.conn().await?, self.place(), &args).await?;
+        let (reply, effects) = scripts::run_leaving_home(&mut conn, self.place(), &args).await?;
+        let Settled { put_back, leaving } = self
+            .settle(&mut conn, &token, reply.now_ms, effects)
+            .await?;
         let mut leases = Vec::with_capacity(reply.claimed.len());
-        for claimed in reply.claimed {
+        for mut claimed in reply.claimed {
+            if put_back.iter().any(|held| held.0 == claimed.id) {
+                continue;
+            }
+            if leaving.contains(&claimed.id) {
+                claimed.fall_back = Some(reelq_core::FallbackReason::SlotWait);
+            }
             match lease_of(claimed, &token) {
                 Ok(lease) => leases.push(lease),
                 Err((job_id, fence, detail)) => {
@@ -136,6 +176,7 @@ impl Ledger {
         let waits = reply
             .waits
             .into_iter()
+            .chain(put_back.into_iter().map(|(_, held)| held))
             .map(|held| {
                 let account = held.account.parse().map_err(|err: reelq_core::SpecError| {
                     QueueError::corrupt("the claim", format!("held account: {err}"))
@@ -151,6 +192,86 @@ impl Ledger {
             next_due_in,
             waits,
         })
+    }
+
+    /// Where the home has a slot of its own: makes at the home what the claim's jobs take there
+    /// (and the rest of its home effects), then ends the claim in the partition
+    /// (`settled.lua`). A job whose take was made gets the fields it earned; one refused is put
+    /// back, unless it is a routed job its account's limit would hold past its patience: it
+    /// leaves its candidate, as the claim itself would have sent it (claim.lua's `leaves`).
+    async fn settle(
+        &self,
+        conn: &mut Conn,
+        token: &str,
+        now_ms: i64,
+        mut effects: Vec<home::Effect>,
+    ) -> Result<Settled, QueueError> {
+        let mut settled = Settled::default();
+        let Some(home) = self.place().home.filter(|_| !effects.is_empty()) else {
+            return Ok(settled);
+        };
+        let taken: Vec<(String, String, home::Back)> = effects
+            .iter_mut()
+            .filter_map(|effect| match effect {
+                home::Effect::Take(take) => Some((
+                    take.id.clone(),
+                    take.account.clone(),
+                    std::mem::take(&mut take.back),
+                )),
+                _ => None,
+            })
+            .collect();
+        let refusals = home::make(conn, home, effects).await?;
+        if taken.is_empty() {
+            return Ok(settled);
+        }
+        let mut args = scripts::settled::Args {
+            token,
+            kept: Vec::new(),
+            refused: Vec::new(),
+        };
+        for (id, account, back) in &taken {
+            let kept = |granted: bool| scripts::settled::Kept {
+                id,
+                fence: back.fence,
+                reserved: back.grant.reserved.as_deref().filter(|_| granted),
+                reserved_day: back.grant.reserved_day.filter(|_| granted),
+                tslot: granted && back.grant.tslot,
+                batch: back.batch.as_deref(),
+                give_back: if granted { 0 } else { back.batch_cost },
+            };
+            let Some(refused) = refusals.iter().find(|refused| refused.id == *id) else {
+                args.kept.push(kept(true));
+                continue;
+            };
+            let leaves = matches!(
+                refused.limit,
+                Wait::Rate | Wait::InFlight | Wait::DailyBudget
+            ) && back
+                .leave_at
+                .is_some_and(|at| now_ms + refused.wait_ms as i64 > at);
+            if leaves {
+                args.kept.push(kept(false));
+                settled.leaving.push(id.clone());
+                continue;
+            }
+            args.refused.push(scripts::settled::PutBack {
+                id,
+                fence: back.fence,
+                queue: &back.queue,
+                provider: &back.provider,
+                batch: back.batch.as_deref(),
+                batch_cost: back.batch_cost,
+                wait_ms: refused.wait_ms,
+            });
+            let held = scripts::claim::Held {
+                account: account.clone(),
+                limit: refused.limit,
+            };
+            settled.put_back.push((id.clone(), held));
+        }
+        scripts::run(conn, self.place(), &args).await?;
+        Ok(settled)
     }
 
     /// A record a worker cannot read would be claimed forever: end it as `failed`.

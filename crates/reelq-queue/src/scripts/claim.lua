@@ -35,7 +35,17 @@
 -- (prelude's SLOT_FREE), renewed by each poll, so a lost job's slot comes back after the
 -- ttl. A job a limit holds back is rescheduled for when it may go, and named in the reply's
 -- waits.
+-- Where the home has a slot of its own (`split`), this script cannot reach it: it decides from
+-- `view` (A.view: what claim_view.lua read at the home just before, by account {pause_ms,
+-- tat, used, spent} and by capped tenant {used, day, month}), and what each job it hands out
+-- takes at the home (a request token, slots, budget) goes back as that job's `take` effect
+-- (`cur`, below): home.lua makes it only if the home still allows all of it, and the claim
+-- puts back a job it refused (settled.lua), which until then holds nothing at the home. The
+-- fields a take earns the job's record (`reserved`, `tslot`) are written only once it is made.
 local due = prefix .. 'due'
+local view = A.view
+-- What the job being looked at takes at the home (split only; see hand_out).
+local cur = {}
 local max_n, lease_ms, owner = A.max_jobs, A.lease_ms, A.owner
 local resubmit_uncertain = A.resubmit_uncertain
 local token = A.token
@@ -61,16 +71,23 @@ local waits = {}
 local function rate_peek(account)
   local l = limits[account]
   if not l or l.rate <= 0 then return 0 end
-  if l.tat == nil then l.tat = tonumber(redis.call('GET', home .. 'rate:' .. account) or '0') end
-  local wait = math.max(l.tat, now) - (1000 / l.rate) * (l.burst - 1) - now
-  if wait > 0 then return math.ceil(wait) end
-  return 0
+  if l.tat == nil then
+    if view then
+      l.tat = (view.accounts[account] or {}).tat or 0
+    else
+      l.tat = tonumber(redis.call('GET', home .. 'rate:' .. account) or '0')
+    end
+  end
+  return gcra_wait(l.tat, now, l.rate, l.burst)
 end
 
 local function rate_wait(account)
   local wait = rate_peek(account)
   local l = limits[account]
-  if wait == 0 and l and l.rate > 0 then l.tat = math.max(l.tat, now) + 1000 / l.rate end
+  if wait == 0 and l and l.rate > 0 then
+    l.tat = math.max(l.tat, now) + 1000 / l.rate
+    if view then cur.rate = { rate = l.rate, burst = l.burst } end
+  end
   return wait
 end
 
@@ -79,7 +96,9 @@ local function slots_full(provider)
   local l = limits[provider]
   if not l or l.slots <= 0 then return false end
   local key = home .. 'inflight:' .. provider
-  if l.used == nil then
+  if l.used == nil and view then
+    l.used = (view.accounts[provider] or {}).used or 0
+  elseif l.used == nil then
     redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
     l.used = redis.call('ZCARD', key)
   end
@@ -119,8 +138,13 @@ end
 local function tenant_spent(tenant, cap)
   if cap.spent_day == nil then
     cap.day_key, cap.month_key = tenant_spend_keys(tenant, day)
-    local v = redis.call('MGET', cap.day_key, cap.month_key)
-    cap.spent_day, cap.spent_month = tonumber(v[1] or '0'), tonumber(v[2] or '0')
+    if view then
+      local seen = view.tenants[tenant] or {}
+      cap.spent_day, cap.spent_month = seen.day or 0, seen.month or 0
+    else
+      local v = redis.call('MGET', cap.day_key, cap.month_key)
+      cap.spent_day, cap.spent_month = tonumber(v[1] or '0'), tonumber(v[2] or '0')
+    end
   end
   return cap
 end
@@ -147,7 +171,11 @@ local function over_budget(provider, batch, cost, reserved, tenant)
   local daily = l and l.daily > 0
   local spend_key = home .. 'spend:' .. provider .. ':' .. day
   if daily then
-    if l.spent == nil then l.spent = tonumber(redis.call('GET', spend_key) or '0') end
+    if l.spent == nil and view then
+      l.spent = (view.accounts[provider] or {}).spent or 0
+    elseif l.spent == nil then
+      l.spent = tonumber(redis.call('GET', spend_key) or '0')
+    end
     if l.spent + cost > l.daily then return 'daily' end
   end
   local flags = ''
@@ -156,26 +184,34 @@ local function over_budget(provider, batch, cost, reserved, tenant)
     redis.call('HINCRBY', prefix .. 'batchinfo:' .. batch, 'reserved_micros', cost)
     flags = 'b'
   end
-  -- Adds the cost to a spend counter kept `days` days.
-  local function spend(key, days)
-    redis.call('INCRBY', key, cost)
-    redis.call('PEXPIRE', key, days * DAY_MS)
+  -- Adds the cost to a spend counter kept `days` days, capped at `cap` (a split claim's take
+  -- names the limit, in the claim's waits' words, that refuses it).
+  local function spend(key, days, cap_micros, limit)
+    if view then
+      cur.cost = cost
+      cur.spend = cur.spend or {}
+      cur.spend[#cur.spend + 1] = { key = key, cap = cap_micros, days = days, limit = limit }
+    else
+      redis.call('INCRBY', key, cost)
+      redis.call('PEXPIRE', key, days * DAY_MS)
+    end
   end
   if daily then
     l.spent = l.spent + cost
-    spend(spend_key, 2)
+    spend(spend_key, 2, l.daily, 'daily_budget')
     flags = flags .. 'd'
   end
   if cap.daily > 0 then
     cap.spent_day = cap.spent_day + cost
-    spend(cap.day_key, 2)
+    spend(cap.day_key, 2, cap.daily, 'tenant_budget')
     flags = flags .. 't'
   end
   if cap.monthly > 0 then
     cap.spent_month = cap.spent_month + cost
-    spend(cap.month_key, 62)
+    spend(cap.month_key, 62, cap.monthly, 'tenant_budget')
     flags = flags .. 'm'
   end
+  if view and b and b.budget then cur.batch_cost = cost end
   return nil, flags
 end
 
@@ -193,7 +229,9 @@ end
 
 -- Whether submits to `account` are paused (read once per account per claim).
 local function pause_left(account)
-  if paused[account] == nil then
+  if paused[account] == nil and view then
+    paused[account] = (view.accounts[account] or {}).pause_ms or -2
+  elseif paused[account] == nil then
     paused[account] = redis.call('PTTL', home .. 'pause:' .. account)
   end
   return paused[account]
@@ -225,7 +263,9 @@ local TENANT_SLOT_TTL = 3600000
 local function tenant_full(tenant)
   local cap = tenant_cap(tenant)
   if cap.max <= 0 then return false end
-  if cap.used == nil then
+  if cap.used == nil and view then
+    cap.used = (view.tenants[tenant] or {}).used or 0
+  elseif cap.used == nil then
     local key = home .. 'tenant_inflight:' .. tenant
     redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
     cap.used = redis.call('ZCARD', key)
@@ -238,10 +278,31 @@ local claimed = {}
 -- Hands a job to this worker under a fresh fence: `set` (field/value pairs) is written with
 -- the lease; `fall_back` (a held-back routed job's reason) asks the worker to move it on to its
 -- route's next candidate instead of submitting it.
+local leave_at
+-- A split claim's job that takes anything at the home leaves the fields its take earns
+-- (`GRANTED`) to settled.lua, with what putting it back needs.
+local GRANTED = { reserved = true, reserved_day = true }
 local function hand_out(queue, job, id, f, state, provider, set, fall_back)
   local fence = tonumber(f[10] or '0') + 1
   local fields = { 'fence', fence, 'token', token, 'owner', owner }
-  for _, v in ipairs(set) do fields[#fields + 1] = v end
+  local takes = view and (cur.rate or cur.slot or cur.renew or cur.tslot or cur.trenew or cur.spend)
+  if takes then
+    local grant = { tslot = cur.tslot ~= nil }
+    for i = 1, #set, 2 do
+      if GRANTED[set[i]] then
+        grant[set[i]] = set[i + 1]
+      else
+        fields[#fields + 1], fields[#fields + 2] = set[i], set[i + 1]
+      end
+    end
+    at_home({ op = 'take', id = id, account = provider, rate = cur.rate, slot = cur.slot,
+      renew = cur.renew, tslot = cur.tslot, trenew = cur.trenew, spend = cur.spend,
+      cost = cur.cost or 0,
+      back = { fence = fence, queue = queue, provider = f[8] or '', batch = f[11] or nil,
+        batch_cost = cur.batch_cost or 0, grant = grant, leave_at = leave_at(f, state) } })
+  else
+    for _, v in ipairs(set) do fields[#fields + 1] = v end
+  end
   redis.call('HSET', job, unpack(fields))
   if queue ~= due then redis.call('ZREM', queue, id) end
   redis.call('ZADD', due, now + lease_ms, id)
@@ -266,8 +327,15 @@ local function leaves(f, state, kind, wait_ms)
   if state ~= 'queued' or not fb_ms then return false end
   return string.find(f[22] or '', kind, 1, true) ~= nil and now + wait_ms > fb_ms
 end
+-- When a queued routed job a limit holds back leaves its candidate instead (for a split claim's
+-- take the home refuses: settled.lua), or nil.
+function leave_at(f, state)
+  if state ~= 'queued' or not string.find(f[22] or '', 'w', 1, true) then return nil end
+  return tonumber(f[21] or '')
+end
 -- Acts on one due job of `queue`; false if the job's provider is not served here (left due).
 local function take(queue, id)
+  if view then cur = {} end
   local job = prefix .. 'job:' .. id
   local f = redis.call('HMGET', job, unpack(RECORD_READ))
   local tenant = f[18] or 'default'
@@ -363,7 +431,12 @@ local function take(queue, id)
       if l and l.slots > 0 and state ~= 'fetching' then
         -- Taken by a submit, renewed by a poll (XX: only a job that holds one).
         local key = home .. 'inflight:' .. provider
-        if state == 'queued' then
+        if view and state == 'queued' then
+          cur.slot = { cap = l.slots, until_ms = now + l.ttl }
+          l.used = l.used + 1
+        elseif view then
+          cur.renew = now + l.ttl
+        elseif state == 'queued' then
           l.used = l.used + redis.call('ZADD', key, now + l.ttl, id)
         else
           redis.call('ZADD', key, 'XX', now + l.ttl, id)
@@ -375,8 +448,15 @@ local function take(queue, id)
       local tslot_ttl = (l and l.ttl > 0 and l.ttl) or TENANT_SLOT_TTL
       if state == 'queued' and tenant_cap(tenant).max > 0 then
         local cap = tenant_cap(tenant)
-        cap.used = cap.used + redis.call('ZADD', tslot_key, now + tslot_ttl, id)
-        redis.call('HSET', job, 'tslot', 1)
+        if view then
+          cur.tslot = { tenant = tenant, cap = cap.max, until_ms = now + tslot_ttl }
+          cap.used = cap.used + 1
+        else
+          cap.used = cap.used + redis.call('ZADD', tslot_key, now + tslot_ttl, id)
+          redis.call('HSET', job, 'tslot', 1)
+        end
+      elseif state == 'waiting' and f[19] and view then
+        cur.trenew = { tenant = tenant, until_ms = now + tslot_ttl }
       elseif state == 'waiting' and f[19] then
         redis.call('ZADD', tslot_key, 'XX', now + tslot_ttl, id)
       end
@@ -503,7 +583,7 @@ take_from(due, max_n)
 take_fairly(max_n - #claimed)
 take_from(due_low, max_n - #claimed)
 for provider, l in pairs(limits) do
-  if l.tat ~= nil and l.tat > now then
+  if not view and l.tat ~= nil and l.tat > now then
     redis.call('SET', home .. 'rate:' .. provider, l.tat, 'PX', math.ceil(l.tat - now) + 1000)
   end
 end

@@ -19,6 +19,9 @@ pub(crate) struct Args<'a> {
     pub token: &'a str,
     /// The worker's accounts by contract, in the order its config lists them.
     pub pools: BTreeMap<&'static str, Vec<&'a str>>,
+    /// Where the home has a slot of its own: what it held just before (`claim_view.lua`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub view: Option<super::claim_view::Reply>,
 }
 
 /// One account's cluster-wide limits as the claim applies them (0, or left out: no limit;
@@ -98,4 +101,4 @@ pub(crate) struct Held {
     pub limit: Wait,
 }
 
-ledger_edge!(Args<'_> => Reply, "claim.lua", flags "allow-cross-slot-keys");
+ledger_edge!(Args<'_> => Reply, "claim.lua");

@@ -122,6 +122,15 @@ local function tenant_spend_keys(tenant, day)
   return base .. day, base .. month_of(day)
 end
 
+-- GCRA (a request rate of `rate` a second with a burst of `burst`): `tat` is when the
+-- bucket is empty again; how long a call at `now` must wait (0: it may go, and then the
+-- bucket's tat becomes max(tat, now) + 1000 / rate).
+local function gcra_wait(tat, now, rate, burst)
+  local wait = math.max(tat, now) - (1000 / rate) * (burst - 1) - now
+  if wait > 0 then return math.ceil(wait) end
+  return 0
+end
+
 -- What a move changes at the home (keys.rs) as data: `apply_home` is the one place each kind
 -- is made. Where the home shares the script's slot, `at_home` makes it at once; where it has a
 -- slot of its own, the script cannot reach it (the cluster refuses a key of another slot), so

@@ -216,76 +216,77 @@ async fn a_routed_job_held_back_leaves_its_candidate_only_if_it_would_wait_past_
 #[tokio::test]
 async fn budgets_hold_at_each_candidates_price_under_four_replicas() {
     let redis = RedisServer::start().unwrap();
-    let ledger = ledger(&redis).await;
-    set_daily_budget(&ledger, "acme", 5.0).await;
-    // kie's account may spend $2 a day: 4 jobs at $0.50. The rest move on to fal at $0.80,
-    // where the tenant's $5 leaves room for 3 more ($4.40 in all); the others wait for the
-    // tenant's next day (a tenant's budget is no reason to move on: it binds every candidate).
-    let limits = [ProviderLimit {
-        account: "kie".parse().unwrap(),
-        requests_per_s: 0.0,
-        burst: 1,
-        max_in_flight: 0,
-        slot_ttl: Duration::from_secs(600),
-        daily_budget_micros: 2_000_000,
-        uncertain_slot_ttl: Duration::ZERO,
-    }];
-    let specs = (0..20)
-        .map(|i| routed("kling-now", &format!("shot {i}"), "acme"))
-        .collect();
-    enqueue(&ledger, specs).await;
+    for ledger in layouts(&redis).await {
+        set_daily_budget(&ledger, "acme", 5.0).await;
+        // kie's account may spend $2 a day: 4 jobs at $0.50. The rest move on to fal at $0.80,
+        // where the tenant's $5 leaves room for 3 more ($4.40 in all); the others wait for the
+        // tenant's next day (a tenant's budget is no reason to move on: it binds every candidate).
+        let limits = [ProviderLimit {
+            account: "kie".parse().unwrap(),
+            requests_per_s: 0.0,
+            burst: 1,
+            max_in_flight: 0,
+            slot_ttl: Duration::from_secs(600),
+            daily_budget_micros: 2_000_000,
+            uncertain_slot_ttl: Duration::ZERO,
+        }];
+        let specs = (0..20)
+            .map(|i| routed("kling-now", &format!("shot {i}"), "acme"))
+            .collect();
+        enqueue(&ledger, specs).await;
 
-    let mut submits: Vec<Lease> = Vec::new();
-    let (mut fallbacks, mut held_for_tenant) = (0, 0);
-    loop {
-        let claims = futures_util::future::join_all(["w1", "w2", "w3", "w4"].map(|owner| {
-            let ledger = ledger.clone();
-            let limits = &limits;
-            async move {
-                let options = ClaimOptions {
-                    limits,
-                    ..claim_opts(owner, 3, LEASE)
-                };
-                ledger.claim(&options).await.unwrap()
-            }
-        }))
-        .await;
-        let mut progress = false;
-        for claim in claims {
-            held_for_tenant += claim
-                .waits
-                .iter()
-                .filter(|wait| wait.limit == Wait::TenantBudget)
-                .count();
-            for lease in claim.leases {
-                progress = true;
-                match &lease {
-                    Lease::Submit(submit) if submit.fall_back().is_some() => {
-                        let reason = submit.fall_back().unwrap();
-                        assert_eq!(reason, FallbackReason::SlotWait, "kie's day is spent");
-                        let moved = ledger
-                            .transition(&lease, fall_back(&lease, reason))
-                            .await
-                            .unwrap();
-                        assert_eq!(moved, TransitionOutcome::Applied);
-                        fallbacks += 1;
+        let mut submits: Vec<Lease> = Vec::new();
+        let (mut fallbacks, mut held_for_tenant) = (0, 0);
+        loop {
+            let claims = futures_util::future::join_all(["w1", "w2", "w3", "w4"].map(|owner| {
+                let ledger = ledger.clone();
+                let limits = &limits;
+                async move {
+                    let options = ClaimOptions {
+                        limits,
+                        ..claim_opts(owner, 3, LEASE)
+                    };
+                    ledger.claim(&options).await.unwrap()
+                }
+            }))
+            .await;
+            let mut progress = false;
+            for claim in claims {
+                held_for_tenant += claim
+                    .waits
+                    .iter()
+                    .filter(|wait| wait.limit == Wait::TenantBudget)
+                    .count();
+                for lease in claim.leases {
+                    progress = true;
+                    match &lease {
+                        Lease::Submit(submit) if submit.fall_back().is_some() => {
+                            let reason = submit.fall_back().unwrap();
+                            assert_eq!(reason, FallbackReason::SlotWait, "kie's day is spent");
+                            let moved = ledger
+                                .transition(&lease, fall_back(&lease, reason))
+                                .await
+                                .unwrap();
+                            assert_eq!(moved, TransitionOutcome::Applied);
+                            fallbacks += 1;
+                        }
+                        _ => submits.push(lease),
                     }
-                    _ => submits.push(lease),
                 }
             }
+            if !progress {
+                break;
+            }
         }
-        if !progress {
-            break;
-        }
+        let at = |account: &str| {
+            submits
+                .iter()
+                .filter(|lease| lease.job().account().as_str() == account)
+                .count()
+        };
+        assert_eq!((at("kie"), at("fal")), (4, 3), "not a cent over");
+        assert_eq!(fallbacks, 16, "every job past kie's budget moved on once");
+        assert!(held_for_tenant > 0);
+        assert_eq!(spent_today(&ledger, "acme").await, 4_400_000);
     }
-    let at = |account: &str| {
-        submits
-            .iter()
-            .filter(|lease| lease.job().account().as_str() == account)
-            .count()
-    };
-    assert_eq!((at("kie"), at("fal")), (4, 3), "not a cent over");
-    assert_eq!(fallbacks, 16, "every job past kie's budget moved on once");
-    assert!(held_for_tenant > 0);
-    assert_eq!(spent_today(&ledger, "acme").await, 4_400_000);
 }

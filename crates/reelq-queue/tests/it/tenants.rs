@@ -287,115 +287,116 @@ async fn a_tenants_caps_hold_its_generations_in_flight_and_its_jobs_waiting() {
 #[tokio::test]
 async fn a_tenants_daily_and_monthly_budgets_are_exact_under_concurrent_claims() {
     let redis = RedisServer::start().unwrap();
-    let ledger = ledger(&redis).await;
-    let budget = |daily: Option<f64>, monthly: Option<f64>| TenantLimits {
-        daily_micros: daily.map(reelq_core::usd_to_micros),
-        monthly_micros: monthly.map(reelq_core::usd_to_micros),
-        ..Default::default()
-    };
-    let (daily, monthly): (TenantName, TenantName) =
-        ("daily".parse().unwrap(), "monthly".parse().unwrap());
-    ledger
-        .set_tenant_limits(&daily, budget(Some(5.0), None))
-        .await
-        .unwrap();
-    ledger
-        .set_tenant_limits(&monthly, budget(None, Some(2.0)))
-        .await
-        .unwrap();
-    // Each job is estimated at $0.50: 10 fit the daily budget, 4 the monthly one.
-    for (tenant, n) in [("daily", 30), ("monthly", 30), ("free", 10)] {
-        let tenant: TenantName = tenant.parse().unwrap();
-        let jobs: Vec<(JobId, _)> = (0..n)
-            .map(|i| {
-                let mut spec = spec(&format!("{tenant} {i}"));
-                spec.tenant = Some(tenant.clone());
-                spec.estimated_cost_usd = Some(0.5);
-                (JobId::new(), spec)
-            })
-            .collect();
-        ledger.enqueue(None, &jobs).await.unwrap();
-    }
+    for ledger in layouts(&redis).await {
+        let budget = |daily: Option<f64>, monthly: Option<f64>| TenantLimits {
+            daily_micros: daily.map(reelq_core::usd_to_micros),
+            monthly_micros: monthly.map(reelq_core::usd_to_micros),
+            ..Default::default()
+        };
+        let (daily, monthly): (TenantName, TenantName) =
+            ("daily".parse().unwrap(), "monthly".parse().unwrap());
+        ledger
+            .set_tenant_limits(&daily, budget(Some(5.0), None))
+            .await
+            .unwrap();
+        ledger
+            .set_tenant_limits(&monthly, budget(None, Some(2.0)))
+            .await
+            .unwrap();
+        // Each job is estimated at $0.50: 10 fit the daily budget, 4 the monthly one.
+        for (tenant, n) in [("daily", 30), ("monthly", 30), ("free", 10)] {
+            let tenant: TenantName = tenant.parse().unwrap();
+            let jobs: Vec<(JobId, _)> = (0..n)
+                .map(|i| {
+                    let mut spec = spec(&format!("{tenant} {i}"));
+                    spec.tenant = Some(tenant.clone());
+                    spec.estimated_cost_usd = Some(0.5);
+                    (JobId::new(), spec)
+                })
+                .collect();
+            ledger.enqueue(None, &jobs).await.unwrap();
+        }
 
-    // Four replicas claim at once, again and again, until nothing more can go.
-    let mut taken: Vec<reelq_queue::Lease> = Vec::new();
-    let mut held_for_budget = 0;
-    loop {
-        let claims = futures_util::future::join_all(["w1", "w2", "w3", "w4"].map(|owner| {
-            let ledger = ledger.clone();
-            async move { ledger.claim(&claim_opts(owner, 8, LEASE)).await.unwrap() }
-        }))
-        .await;
-        let before = taken.len();
-        for claim in claims {
-            held_for_budget += claim
-                .waits
+        // Four replicas claim at once, again and again, until nothing more can go.
+        let mut taken: Vec<reelq_queue::Lease> = Vec::new();
+        let mut held_for_budget = 0;
+        loop {
+            let claims = futures_util::future::join_all(["w1", "w2", "w3", "w4"].map(|owner| {
+                let ledger = ledger.clone();
+                async move { ledger.claim(&claim_opts(owner, 8, LEASE)).await.unwrap() }
+            }))
+            .await;
+            let before = taken.len();
+            for claim in claims {
+                held_for_budget += claim
+                    .waits
+                    .iter()
+                    .filter(|wait| wait.limit == reelq_queue::Wait::TenantBudget)
+                    .count();
+                taken.extend(claim.leases);
+            }
+            if taken.len() == before {
+                break;
+            }
+        }
+        let of = |tenant: &str, leases: &[reelq_queue::Lease]| {
+            leases
                 .iter()
-                .filter(|wait| wait.limit == reelq_queue::Wait::TenantBudget)
-                .count();
-            taken.extend(claim.leases);
-        }
-        if taken.len() == before {
-            break;
-        }
-    }
-    let of = |tenant: &str, leases: &[reelq_queue::Lease]| {
-        leases
-            .iter()
-            .filter(|lease| lease.job().spec().tenant_name() == tenant)
-            .count()
-    };
-    assert_eq!(
-        (
-            of("daily", &taken),
-            of("monthly", &taken),
-            of("free", &taken)
-        ),
-        (10, 4, 10),
-        "not a cent over"
-    );
-    assert!(held_for_budget > 0);
-    let shares = ledger.tenants().await.unwrap();
-    let spent = |tenant: &str| {
-        let share = shares.iter().find(|share| share.tenant == tenant).unwrap();
-        (share.spent_today_micros, share.spent_this_month_micros)
-    };
-    assert_eq!(spent("daily"), (5_000_000, 0));
-    assert_eq!(spent("monthly"), (0, 2_000_000));
+                .filter(|lease| lease.job().spec().tenant_name() == tenant)
+                .count()
+        };
+        assert_eq!(
+            (
+                of("daily", &taken),
+                of("monthly", &taken),
+                of("free", &taken)
+            ),
+            (10, 4, 10),
+            "not a cent over"
+        );
+        assert!(held_for_budget > 0);
+        let shares = ledger.tenants().await.unwrap();
+        let spent = |tenant: &str| {
+            let share = shares.iter().find(|share| share.tenant == tenant).unwrap();
+            (share.spent_today_micros, share.spent_this_month_micros)
+        };
+        assert_eq!(spent("daily"), (5_000_000, 0));
+        assert_eq!(spent("monthly"), (0, 2_000_000));
 
-    // A create the provider refused costs nothing: its reservation comes back (the jobs the
-    // budget held wait for the next day, as an account's daily budget holds them).
-    let refused = taken
-        .iter()
-        .find(|lease| lease.job().spec().tenant_name() == "daily")
-        .unwrap();
-    let begin = Transition::BeginSubmit {
-        lease: LEASE,
-        callback_token_hash: None,
-    };
-    ledger.transition(refused, begin).await.unwrap();
-    let no = Transition::Failed {
-        class: ErrorClass::Invalid,
-        error: "the provider refused the request".into(),
-    };
-    ledger.transition(refused, no).await.unwrap();
-    let shares = ledger.tenants().await.unwrap();
-    let daily_share = shares.iter().find(|share| share.tenant == "daily").unwrap();
-    assert_eq!(daily_share.spent_today_micros, 4_500_000);
-    // So does a claimed job that ends before its submit began (its model retired, say).
-    let unsent = taken
-        .iter()
-        .filter(|lease| lease.job().spec().tenant_name() == "daily")
-        .nth(1)
-        .unwrap();
-    let retired = Transition::Failed {
-        class: ErrorClass::ModelUnavailable,
-        error: "model retired; nothing was sent".into(),
-    };
-    ledger.transition(unsent, retired).await.unwrap();
-    let shares = ledger.tenants().await.unwrap();
-    let daily_share = shares.iter().find(|share| share.tenant == "daily").unwrap();
-    assert_eq!(daily_share.spent_today_micros, 4_000_000);
+        // A create the provider refused costs nothing: its reservation comes back (the jobs the
+        // budget held wait for the next day, as an account's daily budget holds them).
+        let refused = taken
+            .iter()
+            .find(|lease| lease.job().spec().tenant_name() == "daily")
+            .unwrap();
+        let begin = Transition::BeginSubmit {
+            lease: LEASE,
+            callback_token_hash: None,
+        };
+        ledger.transition(refused, begin).await.unwrap();
+        let no = Transition::Failed {
+            class: ErrorClass::Invalid,
+            error: "the provider refused the request".into(),
+        };
+        ledger.transition(refused, no).await.unwrap();
+        let shares = ledger.tenants().await.unwrap();
+        let daily_share = shares.iter().find(|share| share.tenant == "daily").unwrap();
+        assert_eq!(daily_share.spent_today_micros, 4_500_000);
+        // So does a claimed job that ends before its submit began (its model retired, say).
+        let unsent = taken
+            .iter()
+            .filter(|lease| lease.job().spec().tenant_name() == "daily")
+            .nth(1)
+            .unwrap();
+        let retired = Transition::Failed {
+            class: ErrorClass::ModelUnavailable,
+            error: "model retired; nothing was sent".into(),
+        };
+        ledger.transition(unsent, retired).await.unwrap();
+        let shares = ledger.tenants().await.unwrap();
+        let daily_share = shares.iter().find(|share| share.tenant == "daily").unwrap();
+        assert_eq!(daily_share.spent_today_micros, 4_000_000);
+    }
 }
 
 #[tokio::test]
