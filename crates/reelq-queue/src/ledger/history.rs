@@ -386,7 +386,10 @@ impl Ledger {
 
     /// Whether paid creates are held now (a declared rollback's hold).
     async fn holding(&self) -> Result<bool, QueueError> {
-        let args = scripts::history::Args::Holding;
+        let live = self.workers().await?;
+        let args = scripts::history::Args::Holding {
+            live: live.into_iter().map(|worker| worker.name).collect(),
+        };
         let reply = scripts::run(&mut self.conn().await?, self.place(), &args).await?;
         Ok(reply.holding)
     }

@@ -51,8 +51,22 @@ impl Ledger {
         create: &PaidCreate,
         why: &str,
     ) -> Result<(RestoreOutcome, Option<JobState>), QueueError> {
+        let mut conn = self.conn().await?;
+        let task_id = create.task_id.as_deref().unwrap_or_default();
+        let task_owner = match self.place().home {
+            Some(_) if !task_id.is_empty() => {
+                let account = create.account.as_str();
+                self.task_index_owner(&mut conn, account, task_id).await?
+            }
+            _ => None,
+        };
         let job_id = create.job_id.to_string();
         let args = scripts::restore::Args {
+            task_account: self
+                .place()
+                .home
+                .map(|_| create.account.as_str().to_owned()),
+            task_owner,
             job_id: &job_id,
             account: create.account.as_str(),
             task_id: create.task_id.as_deref().unwrap_or_default(),
@@ -64,7 +78,7 @@ impl Ledger {
                 .uncertain_slot_hold
                 .map_or(-1, |hold| hold.as_millis() as i64),
         };
-        let reply = scripts::run(&mut self.conn().await?, self.place(), &args).await?;
+        let reply = scripts::run(&mut conn, self.place(), &args).await?;
         let state = reply
             .state
             .map(|state| {

@@ -95,9 +95,25 @@ impl Ledger {
     /// Ends `account`'s pause at once, for every replica, and makes the queued jobs it held
     /// back due now.
     pub async fn resume_account(&self, account: &AccountName) -> Result<Resumed, QueueError> {
-        let was_paused = self.paused_for(account).await?.is_some();
+        // Ended at the home first (for every replica), then its jobs brought forward.
+        let (left_ms, _): (i64, u64) = redis::pipe()
+            .atomic()
+            .cmd("PTTL")
+            .arg(self.home_key(format!("pause:{account}")))
+            .cmd("DEL")
+            .arg(self.home_key(format!("pause:{account}")))
+            .query_async(&mut self.conn().await?)
+            .await?;
+        if left_ms <= 0 {
+            return Ok(Resumed {
+                was_paused: false,
+                brought_forward: 0,
+                more_left: false,
+            });
+        }
         let args = scripts::resume::Args {
             account: account.as_str(),
+            left_ms,
             contracts: reelq_core::ProviderKind::ALL
                 .iter()
                 .map(|kind| kind.as_str())
@@ -107,7 +123,7 @@ impl Ledger {
         let scripts::resume::Reply { moved, looked } =
             scripts::run(&mut self.conn().await?, self.place(), &args).await?;
         Ok(Resumed {
-            was_paused,
+            was_paused: true,
             brought_forward: moved,
             more_left: looked >= RESUME_SCAN,
         })

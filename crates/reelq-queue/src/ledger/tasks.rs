@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use reelq_core::{AccountName, JobId, JobState};
 
-use crate::scripts;
 use crate::{JobRecord, Ledger, QueueError};
+use crate::{connection::Conn, scripts};
 
 /// How long a task stays findable by its id (account-level callbacks, the dashboard's
 /// search): far beyond any generation, and short enough that the index cleans itself.
@@ -129,16 +129,55 @@ impl Ledger {
         source: &str,
         index_ttl: Option<Duration>,
     ) -> Result<WakeOutcome, QueueError> {
+        let mut conn = self.conn().await?;
+        let (task_account, task_owner) = self.task_owner(&mut conn, job_id, task_id).await?;
         let job_id = job_id.to_string();
         let args = scripts::wake::Args {
+            task_account,
+            task_owner,
             job_id: &job_id,
             task_id,
             by: source,
             index_ttl_ms: index_ttl.unwrap_or_default().as_millis() as u64,
             confirmed: index_ttl.is_some(),
         };
-        let reply = scripts::run(&mut self.conn().await?, self.place(), &args).await?;
+        let reply = scripts::run(&mut conn, self.place(), &args).await?;
         Ok(reply.outcome)
+    }
+
+    /// Where the home has a slot of its own: the job's account, and the job the home's task
+    /// index names as owning `task_id` of it (the partition's scripts cannot read the home).
+    /// Nothing where the home shares the slot: the script reads it itself.
+    pub(crate) async fn task_owner(
+        &self,
+        conn: &mut Conn,
+        job_id: JobId,
+        task_id: &str,
+    ) -> Result<(Option<String>, Option<String>), QueueError> {
+        if self.place().home.is_none() {
+            return Ok((None, None));
+        }
+        let account: Option<String> = redis::cmd("HGET")
+            .arg(self.key(format!("job:{job_id}")))
+            .arg("provider")
+            .query_async(&mut *conn)
+            .await?;
+        let account = account.unwrap_or_default();
+        let owner = self.task_index_owner(conn, &account, task_id).await?;
+        Ok((Some(account), owner))
+    }
+
+    /// The job the home's task index names as owning `task_id` of `account`.
+    pub(crate) async fn task_index_owner(
+        &self,
+        conn: &mut Conn,
+        account: &str,
+        task_id: &str,
+    ) -> Result<Option<String>, QueueError> {
+        Ok(redis::cmd("GET")
+            .arg(self.home_key(format!("task:{account}:{task_id}")))
+            .query_async(conn)
+            .await?)
     }
 
     /// Up to `limit` `uncertain` jobs of `account`, most recently parked first, read in one

@@ -1,12 +1,12 @@
--- Takes archived jobs and batches out of the ledger. The archiver (one at a time: it holds
--- the lease `P archiver`) read finished jobs, wrote them to the object store and had the
--- segment acknowledged; now it removes from Redis those that have not changed since it read
--- them. A job an operator brought back meanwhile, or whose completion webhook is pending
--- again, stays (it is archived again once it ends). A removed job's record, its
--- pre-schema-3 event list and its state index entry go. Its task index entry stays until it
--- expires: it is what keeps another job from adopting the task (reconciliation, a late
--- callback). Its batch counts it (`archived`); once all of a batch's jobs are counted, the
--- batch is ready to be archived too (`P archive_ready`).
+-- Takes archived jobs and batches out of the ledger. The archiver (one at a time: it holds the
+-- lease `P archiver`, its partition's) read finished jobs, wrote them to the object store and
+-- had the segment acknowledged; now it removes from Redis those that have not changed since it
+-- read them. A job an operator brought back meanwhile, or whose completion webhook is pending
+-- again, stays (it is archived again once it ends). A removed job's record, its pre-schema-3
+-- event list and its state index entry go. Its task index entry stays until it expires: it is
+-- what keeps another job from adopting the task (reconciliation, a late callback). Its batch
+-- counts it (`archived`); once all of a batch's jobs are counted, the batch is ready to be
+-- archived too (`P archive_ready`).
 -- Args (archive.rs): token (the lease's); op: 'take' (the lease, if nobody holds it),
 -- 'remove', 'remove_batches' or 'release' (give the lease up); lease_ms (how long the lease
 -- lives on from now: a remove renews it for the pass's next segment); jobs (for 'remove':
@@ -21,7 +21,7 @@
 -- it): nothing was done.
 local BATCH_SNAPSHOT = { 'budget_micros', 'reserved_micros', 'cancelled_ms', 'start_after_ms',
   'priority', 'name' }
-local lease = home .. 'archiver'
+local lease = prefix .. 'archiver'
 local function reply(removed, kept)
   return cjson.encode({ held = true, removed = removed, kept = kept })
 end

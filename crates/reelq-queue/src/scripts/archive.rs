@@ -40,4 +40,4 @@ pub(crate) struct Reply {
 
 // Allowed to run on a full Redis: it frees memory (a `noeviction` Redis at `maxmemory` drains
 // through it).
-ledger_edge!(Args<'_> => Reply, "archive.lua", flags "allow-oom,allow-cross-slot-keys");
+ledger_edge!(Args<'_> => Reply, "archive.lua", flags "allow-oom");

@@ -24,7 +24,7 @@
 --            -> {epoch, joined}: joined when another client declared this rollback first
 --               (its hold is still on)
 --   ack      worker (its name), epoch (the epoch it repaired under)  -> {epoch}
---   holding  -> {holding = true while paid creates are held}
+--   holding  live (the live workers' names) -> {holding = true while paid creates are held}
 -- Reply: the table each op names after its arrow (one Reply type in history.rs).
 local key = prefix .. 'history'
 local op = A.op
@@ -70,10 +70,10 @@ if op == 'holding' then
   local ends_at = max_until
   if now < max_until then
     if now < tonumber(h[2] or '0') then return cjson.encode({ holding = true }) end
-    -- Every worker still listed (its heartbeat key alive) must have repaired first.
-    for _, name in ipairs(redis.call('ZRANGE', home .. 'workers', 0, -1)) do
-      if redis.call('EXISTS', home .. 'worker:' .. name) == 1
-          and redis.call('HGET', key, 'ack:' .. name) ~= h[1] then
+    -- Every live worker (its heartbeat alive, as the caller read it at the home) must have
+    -- repaired first.
+    for _, name in ipairs(A.live) do
+      if redis.call('HGET', key, 'ack:' .. name) ~= h[1] then
         return cjson.encode({ holding = true })
       end
     end

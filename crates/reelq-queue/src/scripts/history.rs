@@ -20,8 +20,8 @@ pub(crate) enum Args<'a> {
     },
     /// `worker` repaired under `epoch`.
     Ack { worker: &'a str, epoch: &'a str },
-    /// Whether paid creates are held now.
-    Holding,
+    /// Whether paid creates are held now; `live` names the live workers (at the home).
+    Holding { live: Vec<String> },
 }
 
 #[derive(Deserialize)]
@@ -37,4 +37,4 @@ pub(crate) struct Reply {
     pub holding: bool,
 }
 
-ledger_edge!(Args<'_> => Reply, "history.lua", flags "allow-cross-slot-keys");
+ledger_edge!(Args<'_> => Reply, "history.lua");

@@ -36,6 +36,13 @@ pub(crate) enum Effect {
         flags: String,
         tenant: String,
     },
+    /// Provider task `task` of `account` is job `id`'s, in the task index, for `ttl_ms`.
+    Index {
+        account: String,
+        task: String,
+        id: String,
+        ttl_ms: u64,
+    },
     /// What one job a claim handed out takes at the home: made whole if the home allows it
     /// now, else refused whole (`home.lua`).
     Take(Box<Take>),

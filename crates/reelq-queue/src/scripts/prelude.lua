@@ -141,6 +141,8 @@ end
 --   hold:    an `uncertain` job keeps its account's slot (if it has one) until `until_ms`
 --   release: a budget reservation of `cost` micros on UTC `day` (`flags`: "d" the account's
 --            day, "t" the tenant's day, "m" the tenant's month)
+--   index:   the provider task `task` of `account` is job `id`'s (`P task:{account}:{task}`),
+--            for `ttl_ms`
 local HOME_FX = {}
 local function apply_home(e)
   if e.op == 'free' then
@@ -161,12 +163,26 @@ local function apply_home(e)
     for _, key in ipairs(keys) do
       if redis.call('EXISTS', key) == 1 then redis.call('DECRBY', key, e.cost) end
     end
+  elseif e.op == 'index' then
+    redis.call('SET', home .. 'task:' .. e.account .. ':' .. e.task, e.id, 'PX', e.ttl_ms)
   else
     error('unknown home effect ' .. tostring(e.op))
   end
 end
 local function at_home(e)
   if split then HOME_FX[#HOME_FX + 1] = e else apply_home(e) end
+end
+
+-- Which job owns provider task `task_id` of `account` in the home's task index: read here
+-- where the home shares the slot; else the caller read it just before (A.task_owner, for
+-- A.task_account). Returns the owner (nil: none) and whether it is known (false: the caller
+-- read another account's).
+local function task_owner_of(account, task_id)
+  if not split then
+    return redis.call('GET', home .. 'task:' .. account .. ':' .. task_id), true
+  end
+  if A.task_account ~= account then return nil, false end
+  return A.task_owner, true
 end
 
 -- TERMINAL (the set of terminal states) is written before this file from Rust's JobState;

@@ -6,7 +6,8 @@
 -- Args (restore.rs): job_id; account (the create went to); task_id (the provider answered,
 -- or '' if no answer came); token (of the claim the create was made under); sent_ms (unix ms
 -- the create went out, by the worker's clock: reconciliation looks around it); index_ttl_ms
--- (how long the task index entry lives); why (for the event log, e.g. "ledger rollback",
+-- (how long the task index entry lives); task_account and task_owner (where the home has a
+-- slot of its own: the task index's owner of the task, read by the caller); why (for the event log, e.g. "ledger rollback",
 -- "late answer"); slot_hold_ms (moving to `uncertain`: how long its in-flight slot stays
 -- taken, the account's uncertain slot hold, or -1).
 -- A job is given its task only if nobody else can have paid for it since: it is `queued`
@@ -45,14 +46,13 @@ local now = now_ms()
 local fence = tonumber(f[4] or '0') + 1
 local known_fields = { events = f[5], batch = f[6] }
 if task_id ~= '' then
-  local task_key = home .. 'task:' .. account .. ':' .. task_id
-  local owner = redis.call('GET', task_key)
+  local owner = task_owner_of(account, task_id)
   if owner and owner ~= id then return reply('conflict', state) end
   redis.call('HDEL', job, 'error', 'error_class', 'reconcile_note', 'task_id_hint')
   move(job, id, state, 'waiting', now, why .. ': task ' .. task_id,
     { 'task_id', task_id, 'attempt', 0, 'fence', fence, 'token', '', 'owner', '',
       'provider', account }, account, known_fields)
-  redis.call('SET', task_key, id, 'PX', index_ttl_ms)
+  at_home({ op = 'index', account = account, task = task_id, id = id, ttl_ms = index_ttl_ms })
   unqueue(job, id)
   redis.call('ZADD', due, now, id)
   redis.call('PUBLISH', home .. 'wake', 1)

@@ -16,6 +16,13 @@ pub(crate) struct Args<'a> {
     pub why: &'a str,
     /// -1: no hold.
     pub slot_hold_ms: i64,
+    /// Where the home has a slot of its own: the account whose task index was read for the
+    /// job, and the owner it named (the script reads it itself where the home shares its
+    /// slot).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_account: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_owner: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -25,4 +32,4 @@ pub(crate) struct Reply {
     pub state: Option<String>,
 }
 
-ledger_edge!(Args<'_> => Reply, "restore.lua", flags "allow-cross-slot-keys");
+ledger_edge!(Args<'_> => Reply, "restore.lua");

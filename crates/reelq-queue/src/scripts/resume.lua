@@ -1,18 +1,15 @@
--- Ends an operator's (or a 429's) pause of one provider account at once, for all replicas,
--- and brings forward the queued jobs the claims held back for it: while an account is
--- paused, the claim reschedules its queued jobs to the pause's end, so without this they
+-- Brings forward the queued jobs the claims held back for an account's pause, which the
+-- caller has just ended at the home (`P pause:{account}`, for all replicas): while an account
+-- is paused, the claim reschedules its queued jobs to the pause's end, so without this they
 -- would wait that long after a resume.
--- Args (resume.rs): account; contracts (the contracts' names: a job that asked only for a
--- provider is held under its contract's name; bringing one of another contract forward is
--- harmless, the claim looks at its pause again); limit (the most due entries looked at, so
--- the script stays short; the rest go at their time).
+-- Args (resume.rs): account; left_ms (what was left of the pause); contracts (the contracts'
+-- names: a job that asked only for a provider is held under its contract's name; bringing one
+-- of another contract forward is harmless, the claim looks at its pause again); limit (the
+-- most due entries looked at, so the script stays short; the rest go at their time).
 -- Reply: {moved = jobs brought forward, looked = entries looked at}.
-local key = home .. 'pause:' .. A.account
 local contracts = {}
 for _, name in ipairs(A.contracts) do contracts[name] = true end
-local left = redis.call('PTTL', key)
-redis.call('DEL', key)
-if left <= 0 then return cjson.encode({ moved = 0, looked = 0 }) end
+local left = A.left_ms
 local now = now_ms()
 local pause_end = now + left + 1000
 local moved, looked = 0, 0

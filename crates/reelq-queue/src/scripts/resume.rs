@@ -1,10 +1,11 @@
-//! `resume.lua`: ends an account's pause and brings forward the jobs it held back.
+//! `resume.lua`: brings forward the jobs an account's pause held back, once it is ended.
 
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize)]
 pub(crate) struct Args<'a> {
     pub account: &'a str,
+    pub left_ms: i64,
     pub contracts: Vec<&'static str>,
     pub limit: usize,
 }
@@ -15,4 +16,4 @@ pub(crate) struct Reply {
     pub looked: usize,
 }
 
-ledger_edge!(Args<'_> => Reply, "resume.lua", flags "allow-cross-slot-keys");
+ledger_edge!(Args<'_> => Reply, "resume.lua");

@@ -2,7 +2,9 @@
 -- work sooner (and wakes idle workers); the worker still polls the provider before fetching.
 -- A task is bound to one job: the task index (`task:{provider}:{task}`) names its owner, and
 -- a hint naming a task another job owns, or a task other than the job's own, changes nothing.
--- Args (wake.rs): job_id; task_id (the provider task the callback names); by (who names it,
+-- Args (wake.rs): job_id; task_id (the provider task the callback names); task_account and
+-- task_owner (where the home has a slot of its own: the job's account and the task index's
+-- owner of the task there, as the caller read them); by (who names it,
 -- for the event log: "its callback", "the provider's records"); index_ttl_ms (how long the
 -- task index entry written on adoption lives); confirmed (false for a callback's hint, true
 -- when the provider's record of the task matches the job: only a confirmed task is adopted
@@ -23,8 +25,9 @@ local f = redis.call('HMGET', job, 'state', 'owner', 'task_id', 'provider', 'eve
 local state, owner, known_task, provider, events = f[1], f[2], f[3], f[4], f[5]
 if not state then return reply('missing') end
 if known_task == '' then known_task = false end
-local task_key = home .. 'task:' .. (provider or '') .. ':' .. task_id
-local task_owner = redis.call('GET', task_key)
+local task_owner, known = task_owner_of(provider or '', task_id)
+-- (The job's account changed since the caller read it: a stale hint.)
+if not known then return reply('ignored') end
 if (task_owner and task_owner ~= id) or (known_task and known_task ~= task_id) then
   return reply('conflict')
 end
@@ -45,7 +48,7 @@ elseif state == 'uncertain' and not known_task then
   -- Who named it first: an event line keeps 64 bytes, and a task id can be longer.
   move(job, id, state, 'waiting', now, 'named by ' .. A.by .. ': task ' .. task_id,
     { 'task_id', task_id, 'attempt', 0 }, provider, { events = events })
-  redis.call('SET', task_key, id, 'PX', index_ttl_ms)
+  at_home({ op = 'index', account = provider or '', task = task_id, id = id, ttl_ms = index_ttl_ms })
   redis.call('ZADD', due, now, id)
   redis.call('PUBLISH', home .. 'wake', 1)
   return reply('adopted')

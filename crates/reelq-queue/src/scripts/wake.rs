@@ -11,6 +11,13 @@ pub(crate) struct Args<'a> {
     pub by: &'a str,
     pub index_ttl_ms: u64,
     pub confirmed: bool,
+    /// Where the home has a slot of its own: the account whose task index was read for the
+    /// job, and the owner it named (the script reads it itself where the home shares its
+    /// slot).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_account: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_owner: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -18,4 +25,4 @@ pub(crate) struct Reply {
     pub outcome: WakeOutcome,
 }
 
-ledger_edge!(Args<'_> => Reply, "wake.lua", flags "allow-cross-slot-keys");
+ledger_edge!(Args<'_> => Reply, "wake.lua");

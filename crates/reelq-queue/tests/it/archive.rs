@@ -7,7 +7,7 @@ use reelq_core::{ErrorClass, JobId, JobState};
 use reelq_queue::{ArchiveGrace, Ledger, QueueError, Removed, Transition};
 use reelq_testkit::RedisServer;
 
-use crate::ledger::{LEASE, claim_one, ledger, state_of, submit_one};
+use crate::ledger::{LEASE, claim_one, layouts, ledger, state_of, submit_one};
 
 const NO_GRACE: ArchiveGrace = ArchiveGrace::NONE;
 
@@ -149,37 +149,38 @@ async fn a_job_is_a_candidate_only_past_its_grace_and_failed_jobs_wait_longer() 
 #[tokio::test]
 async fn a_job_retried_after_it_was_read_stays_in_redis() {
     let redis = RedisServer::start().unwrap();
-    let ledger = ledger(&redis).await;
-    let retried = failed_job(&ledger, "retried").await;
-    let untouched = failed_job(&ledger, "untouched").await;
-    let lease = ledger.take_archive_lease(LEASE).await.unwrap().unwrap();
-    let read = ledger
-        .archive_candidates(&lease, NO_GRACE, 100)
-        .await
-        .unwrap();
-    assert_eq!(read.len(), 2);
-
-    // An operator retries one while its segment is being written.
-    assert!(ledger.retry_failed(retried).await.unwrap());
-    let removed = ledger.remove_archived(&lease, &read).await.unwrap();
-
-    assert_eq!(
-        removed,
-        Removed {
-            removed: 1,
-            kept: 1
-        }
-    );
-    assert!(ledger.job(untouched).await.unwrap().is_none());
-    assert_ne!(state_of(&ledger, retried).await, JobState::Failed);
-    assert!(
-        ledger
+    for ledger in layouts(&redis).await {
+        let retried = failed_job(&ledger, "retried").await;
+        let untouched = failed_job(&ledger, "untouched").await;
+        let lease = ledger.take_archive_lease(LEASE).await.unwrap().unwrap();
+        let read = ledger
             .archive_candidates(&lease, NO_GRACE, 100)
             .await
-            .unwrap()
-            .is_empty(),
-        "the retried job runs again; it is archived once it ends"
-    );
+            .unwrap();
+        assert_eq!(read.len(), 2);
+
+        // An operator retries one while its segment is being written.
+        assert!(ledger.retry_failed(retried).await.unwrap());
+        let removed = ledger.remove_archived(&lease, &read).await.unwrap();
+
+        assert_eq!(
+            removed,
+            Removed {
+                removed: 1,
+                kept: 1
+            }
+        );
+        assert!(ledger.job(untouched).await.unwrap().is_none());
+        assert_ne!(state_of(&ledger, retried).await, JobState::Failed);
+        assert!(
+            ledger
+                .archive_candidates(&lease, NO_GRACE, 100)
+                .await
+                .unwrap()
+                .is_empty(),
+            "the retried job runs again; it is archived once it ends"
+        );
+    }
 }
 
 #[tokio::test]
