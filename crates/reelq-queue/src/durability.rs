@@ -81,6 +81,14 @@ impl DurabilityCheck {
     pub fn is_safe(&self) -> bool {
         self.problems.is_empty()
     }
+
+    /// Adds another master's check (the home's, where it has a slot of its own): safe only if
+    /// both are.
+    pub(crate) fn merge(&mut self, other: DurabilityCheck) {
+        self.problems.extend(other.problems);
+        self.warnings.extend(other.warnings);
+        self.replicas_missing |= other.replicas_missing;
+    }
 }
 
 /// Reads the server's persistence, memory and replication settings and compares them with

@@ -151,7 +151,7 @@ impl Ledger {
             waiting: waiting_by_tenant(jobs),
         };
         let mut conn = self.conn().await?;
-        let answer = scripts::run(&mut conn, self.place(), &args).await?;
+        let answer = self.run_script(&mut conn, &args).await?;
         let enqueued = self.answered(answer, &idem).await?;
         // Durable before the producer hears of it: a receipt for jobs a crash can take back
         // would be a lie. Not durable: the producer retries (under its idempotency key).
@@ -216,7 +216,7 @@ impl Ledger {
             waiting: waiting_by_tenant(jobs),
         };
         let mut conn = self.conn().await?;
-        let answer = scripts::run(&mut conn, self.place(), &args).await?;
+        let answer = self.run_script(&mut conn, &args).await?;
         let enqueued = self.answered(answer, &idem).await?;
         if enqueued != Enqueued::New {
             // Another call under this key committed first: this stage is never needed.
@@ -286,7 +286,7 @@ impl Ledger {
                 batch: batch_id.to_string(),
                 max_jobs: ENQUEUE_CHUNK,
             };
-            let reply = scripts::run(&mut conn, self.place(), &args).await?;
+            let reply = self.run_script(&mut conn, &args).await?;
             let (released, left) = (reply.queued, reply.left);
             queued += released;
             if released > 0 {

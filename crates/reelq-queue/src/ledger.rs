@@ -58,6 +58,7 @@ mod operator;
 mod reads;
 mod restore;
 mod settings;
+mod slots;
 mod tasks;
 mod tenants;
 mod tokens;
@@ -167,6 +168,9 @@ impl LedgerConfig {
 #[derive(Clone)]
 pub struct Ledger {
     connector: Arc<Connector>,
+    /// The connection to the master of the home's slot: the partition's, unless the home has a
+    /// slot of its own.
+    home_connector: Arc<Connector>,
     /// The partition's key prefix, `{reelq}:`.
     pub(crate) prefix: String,
     /// The home's key prefix: the partition's, unless the home has a slot of its own.
@@ -213,10 +217,20 @@ impl Ledger {
             .partition
             .as_ref()
             .map_or_else(|| home.clone(), |tag| format!("{{{tag}}}:"));
-        let connector =
-            Connector::connect(target, config.response_timeout, &format!("{prefix}due")).await?;
+        let connector = Connector::connect(
+            target.clone(),
+            config.response_timeout,
+            &format!("{prefix}due"),
+        )
+        .await?;
+        let home_connector = if home == prefix {
+            connector.clone()
+        } else {
+            Connector::connect(target, config.response_timeout, &format!("{home}due")).await?
+        };
         let ledger = Ledger {
             connector,
+            home_connector,
             prefix: prefix.clone(),
             home,
             safety: Arc::new(Safety {
@@ -235,7 +249,10 @@ impl Ledger {
             return Err(QueueError::Unsafe(check.problems.join("; ")));
         }
         tokio::spawn(recheck_durability(
-            Arc::downgrade(&ledger.connector),
+            (
+                Arc::downgrade(&ledger.connector),
+                Arc::downgrade(&ledger.home_connector),
+            ),
             Arc::downgrade(&ledger.safety),
             (ledger.prefix.clone(), ledger.home.clone()),
             config.recheck_every,
@@ -256,6 +273,7 @@ impl Ledger {
         }
         let in_use: u64 = in_use.query_async(&mut conn).await?;
         let fresh_schema = if in_use > 0 { 2 } else { LEDGER_SCHEMA };
+        let mut conn = self.home_conn().await?;
         let _: Option<String> = redis::cmd("SET")
             .arg(self.home_key("schema"))
             .arg(fresh_schema)
@@ -270,11 +288,11 @@ impl Ledger {
             });
         }
         // The partition's scripts read their own slot's copy.
-        for key in self.every_slot_key("schema").into_iter().skip(1) {
+        if self.home != self.prefix {
             let _: () = redis::cmd("SET")
-                .arg(key)
+                .arg(self.key("schema"))
                 .arg(found)
-                .query_async(&mut conn)
+                .query_async(&mut self.conn().await?)
                 .await?;
         }
         Ok(())
@@ -283,7 +301,7 @@ impl Ledger {
     /// The ledger's record format (`P schema`): [`LEDGER_SCHEMA`], or the one before it
     /// until `reelq migrate` runs.
     pub async fn schema(&self) -> Result<u32, QueueError> {
-        self.stored_schema(&mut self.conn().await?).await
+        self.stored_schema(&mut self.home_conn().await?).await
     }
 
     /// The ledger's schema as `P schema` records it.
@@ -298,11 +316,6 @@ impl Ledger {
             .ok_or_else(|| QueueError::corrupt("the ledger", format!("schema {stored:?}")))
     }
 
-    /// The connection for one operation; a write and its `WAIT` must share one.
-    pub(crate) async fn conn(&self) -> Result<Conn, QueueError> {
-        Ok(self.connector.conn().await?)
-    }
-
     /// Where the ledger connects (without any password).
     pub fn target(&self) -> &RedisTarget {
         self.connector.target()
@@ -311,7 +324,13 @@ impl Ledger {
     /// Reads the server's settings now, records the verdict for writes that must be durable,
     /// and logs what it found.
     pub async fn check_durability(&self) -> Result<DurabilityCheck, QueueError> {
-        let check = durability::check(&mut self.conn().await?, self.safety.durability).await?;
+        let mut check = durability::check(&mut self.conn().await?, self.safety.durability).await?;
+        if self.home != self.prefix {
+            // The home's master keeps the limits and budgets every claim takes.
+            let home =
+                durability::check(&mut self.home_conn().await?, self.safety.durability).await?;
+            check.merge(home);
+        }
         for warning in &check.warnings {
             tracing::warn!(durability = %self.safety.durability, warning, "redis durability");
         }
@@ -362,55 +381,22 @@ impl Ledger {
         if !self.replicas_behind() {
             return Ok(());
         }
-        let mut conn = self.conn().await?;
-        let _: () = redis::cmd("SET")
-            .arg(self.key("durability_probe"))
-            .arg(now_unix_ms())
-            .query_async(&mut conn)
-            .await?;
-        if let Durability::Replicas { n } = self.safety.durability {
-            durability::wait_for_replicas(&mut conn, n, self.safety.replica_wait).await?;
+        let mut slots = vec![(self.conn().await?, self.key("durability_probe"))];
+        if self.home != self.prefix {
+            slots.push((self.home_conn().await?, self.home_key("durability_probe")));
+        }
+        for (mut conn, probe) in slots {
+            let _: () = redis::cmd("SET")
+                .arg(probe)
+                .arg(now_unix_ms())
+                .query_async(&mut conn)
+                .await?;
+            if let Durability::Replicas { n } = self.safety.durability {
+                durability::wait_for_replicas(&mut conn, n, self.safety.replica_wait).await?;
+            }
         }
         self.safety.replicas_behind.store(false, Ordering::SeqCst);
         Ok(())
-    }
-
-    /// A key of the ledger's partition (`keys::PARTITION`): a job's or a batch's.
-    pub(crate) fn key(&self, name: impl std::fmt::Display) -> String {
-        format!("{}{name}", self.prefix)
-    }
-
-    /// A key of the home slot (`keys::HOME`): what is cluster-wide. The ledger's one
-    /// partition shares its prefix unless the home has a slot of its own.
-    pub(crate) fn home_key(&self, name: impl std::fmt::Display) -> String {
-        format!("{}{name}", self.home)
-    }
-
-    /// A key every slot has a copy of (`keys::EVERY_SLOT`): the home's, then the partition's
-    /// if it is another.
-    pub(crate) fn every_slot_key(&self, name: &str) -> Vec<String> {
-        let mut keys = vec![self.home_key(name)];
-        if self.home != self.prefix {
-            keys.push(self.key(name));
-        }
-        keys
-    }
-
-    /// Where the partition's scripts run (their home effects made next, at the home, if it
-    /// has a slot of its own).
-    pub(crate) fn place(&self) -> scripts::Place<'_> {
-        scripts::Place {
-            slot: &self.prefix,
-            home: (self.home != self.prefix).then_some(self.home.as_str()),
-        }
-    }
-
-    /// Where a script of the home's alone runs.
-    pub(crate) fn home_place(&self) -> scripts::Place<'_> {
-        scripts::Place {
-            slot: &self.home,
-            home: None,
-        }
     }
 
     /// Applies a move to a job the caller holds, if its fence still matches. A `BeginSubmit`
@@ -487,7 +473,7 @@ impl Ledger {
             spec: planned.route.as_ref().map(|(spec, _)| spec.as_str()),
             route_hold: planned.route.as_ref().and_then(|(_, hold)| *hold),
         };
-        scripts::run(conn, self.place(), &args).await
+        self.run_script(conn, &args).await
     }
 
     /// Renews the caller's lease; false if it was lost.
@@ -500,7 +486,7 @@ impl Ledger {
             token: &lease.token,
             lease_ms: length.as_millis() as u64,
         };
-        let reply = scripts::run(&mut self.conn().await?, self.place(), &args).await?;
+        let reply = self.run_script(&mut self.conn().await?, &args).await?;
         Ok(reply.renewed)
     }
 
@@ -516,7 +502,7 @@ impl Ledger {
 /// Checks the server's durability every `every` while any clone of the ledger lives (the
 /// task holds only weak references, so it ends with the last clone).
 async fn recheck_durability(
-    connector: Weak<Connector>,
+    (connector, home_connector): (Weak<Connector>, Weak<Connector>),
     safety: Weak<Safety>,
     (prefix, home): (String, String),
     every: Duration,
@@ -525,11 +511,16 @@ async fn recheck_durability(
     tick.tick().await;
     loop {
         tick.tick().await;
-        let (Some(connector), Some(safety)) = (connector.upgrade(), safety.upgrade()) else {
+        let (Some(connector), Some(home_connector), Some(safety)) = (
+            connector.upgrade(),
+            home_connector.upgrade(),
+            safety.upgrade(),
+        ) else {
             return;
         };
         let ledger = Ledger {
             connector,
+            home_connector,
             safety,
             prefix: prefix.clone(),
             home: home.clone(),

@@ -8,7 +8,7 @@
 //! it touches is built from the prefix (`ARGV[1]`, e.g. `{reelq}:`) and so shares that key's
 //! hash slot, and the shebang makes Redis refuse, at once, a key outside it. Where the home of
 //! cluster-wide state has a slot of its own (`ARGV[3]`, `keys.rs`), a script's home effects
-//! come back with its reply and [`run`] makes them there (`home.lua`); the scripts of
+//! come back with its reply and `Ledger::run_script` makes them there (`home.lua`); the scripts of
 //! `keys::READ_THE_HOME` still reach it themselves (`allow-cross-slot-keys`).
 
 use std::sync::LazyLock;
@@ -126,24 +126,9 @@ pub(crate) struct Place<'a> {
     pub home: Option<&'a str>,
 }
 
-/// Runs a script with `args` on `conn` at `place` and reads its reply; the home effects it left
-/// (a home of its own) are then made in the home's slot (`home.lua`). They are not sent again
-/// if that call fails: each gives back a slot or a reservation, and one lost errs on the safe
-/// side (prelude's `apply_home`).
-pub(crate) async fn run<S: LedgerScript>(
-    conn: &mut Conn,
-    place: Place<'_>,
-    args: &S,
-) -> Result<S::Reply, QueueError> {
-    let (reply, effects) = run_leaving_home(conn, place, args).await?;
-    if let (Some(home), false) = (place.home, effects.is_empty()) {
-        home::make(conn, home, effects).await?;
-    }
-    Ok(reply)
-}
-
 /// Runs a script with `args` on `conn` at `place`: its reply, and the home effects it left for
-/// the caller to make (none where the home shares its slot: made there).
+/// the caller to make at the home (none where the home shares its slot: made there;
+/// `Ledger::run_script` makes them).
 pub(crate) async fn run_leaving_home<S: LedgerScript>(
     conn: &mut Conn,
     place: Place<'_>,

@@ -366,7 +366,7 @@ impl Ledger {
         call: ArchiveCall,
     ) -> Result<Removed, QueueError> {
         let args = call.into_args(lease);
-        let reply = scripts::run(&mut self.conn().await?, self.place(), &args).await?;
+        let reply = self.run_script(&mut self.conn().await?, &args).await?;
         if !reply.held {
             return Err(QueueError::ArchiveLeaseLost);
         }
@@ -488,14 +488,14 @@ impl Ledger {
                 pipe.cmd("HSET").arg(&key).arg("error").arg(why).ignore();
             }
         }
-        pipe.query_async::<()>(&mut self.conn().await?).await?;
+        pipe.query_async::<()>(&mut self.home_conn().await?).await?;
         Ok(())
     }
 
     pub async fn archive_status(&self) -> Result<ArchiveStatus, QueueError> {
         let fields: HashMap<String, String> = redis::cmd("HGETALL")
             .arg(self.home_key("archive"))
-            .query_async(&mut self.conn().await?)
+            .query_async(&mut self.home_conn().await?)
             .await?;
         let number = |name: &str| fields.get(name).and_then(|v| v.parse::<u64>().ok());
         Ok(ArchiveStatus {

@@ -5,10 +5,13 @@ use std::{collections::BTreeMap, sync::LazyLock, time::Duration};
 
 use reelq_core::{AccountName, ErrorClass, ProviderKind};
 
+use std::sync::atomic::Ordering;
+
 use super::{Ledger, ProviderLimit};
 use crate::{
-    Lease, QueueError, Transition,
+    Durability, Lease, QueueError, Transition,
     connection::Conn,
+    durability,
     lease::lease_of,
     scripts::{self, home},
 };
@@ -122,7 +125,7 @@ impl Ledger {
                 accounts.sort_unstable();
                 accounts.dedup();
                 let args = scripts::claim_view::Args { accounts };
-                Some(scripts::run(&mut conn, self.home_place(), &args).await?)
+                Some(self.run_at_home(&args).await?)
             }
         };
         let args = scripts::claim::Args {
@@ -221,9 +224,20 @@ impl Ledger {
                 _ => None,
             })
             .collect();
-        let refusals = home::make(conn, home, effects).await?;
+        let mut home_conn = self.home_conn().await?;
+        let refusals = home::make(&mut home_conn, home, effects).await?;
         if taken.is_empty() {
             return Ok(settled);
+        }
+        // What a made take reserved must outlive a failover of the home's master before its
+        // job's create is paid for (the create's own write is made durable in the partition).
+        if let (Durability::Replicas { n }, true) =
+            (self.safety.durability, refusals.len() < taken.len())
+            && let Err(err) =
+                durability::wait_for_replicas(&mut home_conn, n, self.safety.replica_wait).await
+        {
+            self.safety.replicas_behind.store(true, Ordering::SeqCst);
+            return Err(err);
         }
         let mut args = scripts::settled::Args {
             token,
@@ -270,7 +284,7 @@ impl Ledger {
             };
             settled.put_back.push((id.clone(), held));
         }
-        scripts::run(conn, self.place(), &args).await?;
+        self.run_script(conn, &args).await?;
         Ok(settled)
     }
 

@@ -352,7 +352,7 @@ impl Ledger {
             hold_min_ms: ROLLBACK_HOLD_MIN.as_millis() as u64,
             hold_max_ms: ROLLBACK_HOLD_MAX.as_millis() as u64,
         };
-        let reply = scripts::run(&mut self.conn().await?, self.place(), &args).await?;
+        let reply = self.run_script(&mut self.conn().await?, &args).await?;
         let declared = !reply.joined;
         let epoch = reply.epoch.unwrap_or_default();
         let repairs = self.mark_view().repairs.load(Ordering::SeqCst);
@@ -378,7 +378,7 @@ impl Ledger {
         conn: &mut Conn,
         args: &scripts::history::Args<'_>,
     ) -> Result<String, QueueError> {
-        let reply = scripts::run(conn, self.place(), args).await?;
+        let reply = self.run_script(conn, args).await?;
         reply
             .epoch
             .ok_or_else(|| QueueError::corrupt("the ledger", "its history has no epoch"))
@@ -390,7 +390,7 @@ impl Ledger {
         let args = scripts::history::Args::Holding {
             live: live.into_iter().map(|worker| worker.name).collect(),
         };
-        let reply = scripts::run(&mut self.conn().await?, self.place(), &args).await?;
+        let reply = self.run_script(&mut self.conn().await?, &args).await?;
         Ok(reply.holding)
     }
 

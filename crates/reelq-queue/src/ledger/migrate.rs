@@ -40,15 +40,14 @@ impl Ledger {
                 needed: LEDGER_SCHEMA,
             });
         }
+        let from = self.stored_schema(&mut self.home_conn().await?).await?;
+        self.on_every_slot("schema", |key| {
+            let mut set = redis::cmd("SET");
+            set.arg(key).arg(LEDGER_SCHEMA);
+            set
+        })
+        .await?;
         let mut conn = self.conn().await?;
-        let from = self.stored_schema(&mut conn).await?;
-        for key in self.every_slot_key("schema") {
-            let _: () = redis::cmd("SET")
-                .arg(key)
-                .arg(LEDGER_SCHEMA)
-                .query_async(&mut conn)
-                .await?;
-        }
         let (mut seen, mut moved) = (0, 0);
         let record_prefix = self.key("job:");
         let pattern = format!("{record_prefix}*");
@@ -68,7 +67,7 @@ impl Ledger {
                 .collect();
             for chunk in ids.chunks(MIGRATE_CHUNK) {
                 let args = scripts::migrate::Args { job_ids: chunk };
-                moved += scripts::run(&mut conn, self.place(), &args).await?.moved;
+                moved += self.run_script(&mut conn, &args).await?.moved;
             }
             seen += ids.len() as u64;
             if next == 0 {

@@ -68,7 +68,7 @@ impl Ledger {
             max,
             lease_ms: lease.as_millis() as u64,
         };
-        let reply = scripts::run(&mut self.conn().await?, self.place(), &args).await?;
+        let reply = self.run_script(&mut self.conn().await?, &args).await?;
         reply
             .claimed
             .into_iter()
@@ -108,7 +108,7 @@ impl Ledger {
             delay_ms: delay.as_millis() as u64,
             detail,
         };
-        scripts::run(&mut self.conn().await?, self.place(), &args).await?;
+        self.run_script(&mut self.conn().await?, &args).await?;
         Ok(())
     }
 }

@@ -125,7 +125,7 @@ impl Ledger {
                 .map(|(field, value)| (*field, value.as_str()))
                 .collect(),
         };
-        let reply = scripts::run(&mut self.conn().await?, self.place(), &args).await?;
+        let reply = self.run_script(&mut self.conn().await?, &args).await?;
         Ok(reply.applied)
     }
 
@@ -206,7 +206,7 @@ impl Ledger {
                 start: start as u64,
                 count: crate::ENQUEUE_CHUNK,
             };
-            let reply = scripts::run(&mut conn, self.place(), &args).await?;
+            let reply = self.run_script(&mut conn, &args).await?;
             if !reply.found {
                 return Ok(None);
             }
@@ -238,7 +238,7 @@ impl Ledger {
             job_id: &job_id,
             note,
         };
-        let reply = scripts::run(&mut self.conn().await?, self.place(), &args).await?;
+        let reply = self.run_script(&mut self.conn().await?, &args).await?;
         Ok(reply.noted)
     }
 }

@@ -214,7 +214,7 @@ impl Ledger {
     pub async fn paused_for(&self, account: &AccountName) -> Result<Option<Duration>, QueueError> {
         let ms: i64 = redis::cmd("PTTL")
             .arg(self.home_key(format!("pause:{account}")))
-            .query_async(&mut self.conn().await?)
+            .query_async(&mut self.home_conn().await?)
             .await?;
         Ok((ms > 0).then(|| Duration::from_millis(ms as u64)))
     }
@@ -240,7 +240,7 @@ impl Ledger {
             .arg(self.home_key(format!("inflight:{account}")))
             .arg(format!("({}", now_unix_ms()))
             .arg("+inf")
-            .query_async(&mut self.conn().await?)
+            .query_async(&mut self.home_conn().await?)
             .await?)
     }
 

@@ -56,7 +56,8 @@ impl Ledger {
         let task_owner = match self.place().home {
             Some(_) if !task_id.is_empty() => {
                 let account = create.account.as_str();
-                self.task_index_owner(&mut conn, account, task_id).await?
+                let mut home = self.home_conn().await?;
+                self.task_index_owner(&mut home, account, task_id).await?
             }
             _ => None,
         };
@@ -78,7 +79,7 @@ impl Ledger {
                 .uncertain_slot_hold
                 .map_or(-1, |hold| hold.as_millis() as i64),
         };
-        let reply = scripts::run(&mut conn, self.place(), &args).await?;
+        let reply = self.run_script(&mut conn, &args).await?;
         let state = reply
             .state
             .map(|state| {

@@ -58,7 +58,7 @@ impl Ledger {
             ));
         }
         if !limits.is_empty() {
-            let _: () = command.query_async(&mut self.conn().await?).await?;
+            let _: () = command.query_async(&mut self.home_conn().await?).await?;
         }
         Ok(())
     }
@@ -67,15 +67,12 @@ impl Ledger {
     /// index entry) are kept; zero keeps them for ever. Applies to jobs that finish from now
     /// on.
     pub async fn set_retention(&self, retention: Duration) -> Result<(), QueueError> {
-        let mut conn = self.conn().await?;
-        for key in self.every_slot_key("retention_ms") {
-            let _: () = redis::cmd("SET")
-                .arg(key)
-                .arg(retention.as_millis() as u64)
-                .query_async(&mut conn)
-                .await?;
-        }
-        Ok(())
+        self.on_every_slot("retention_ms", |key| {
+            let mut set = redis::cmd("SET");
+            set.arg(key).arg(retention.as_millis() as u64);
+            set
+        })
+        .await
     }
 
     /// Stops every replica from submitting to `account` for `length` (a 429's Retry-After).
@@ -88,7 +85,7 @@ impl Ledger {
             account: account.as_str(),
             pause_ms: length.as_millis().max(1) as u64,
         };
-        scripts::run(&mut self.conn().await?, self.home_place(), &args).await?;
+        self.run_at_home(&args).await?;
         Ok(())
     }
 
@@ -102,7 +99,7 @@ impl Ledger {
             .arg(self.home_key(format!("pause:{account}")))
             .cmd("DEL")
             .arg(self.home_key(format!("pause:{account}")))
-            .query_async(&mut self.conn().await?)
+            .query_async(&mut self.home_conn().await?)
             .await?;
         if left_ms <= 0 {
             return Ok(Resumed {
@@ -121,7 +118,7 @@ impl Ledger {
             limit: RESUME_SCAN,
         };
         let scripts::resume::Reply { moved, looked } =
-            scripts::run(&mut self.conn().await?, self.place(), &args).await?;
+            self.run_script(&mut self.conn().await?, &args).await?;
         Ok(Resumed {
             was_paused: true,
             brought_forward: moved,
@@ -133,7 +130,7 @@ impl Ledger {
     pub async fn published_limits(&self) -> Result<Vec<ProviderLimit>, QueueError> {
         let fields: HashMap<String, String> = redis::cmd("HGETALL")
             .arg(self.home_key("limits"))
-            .query_async(&mut self.conn().await?)
+            .query_async(&mut self.home_conn().await?)
             .await?;
         let mut limits: Vec<ProviderLimit> = fields
             .iter()

@@ -81,7 +81,7 @@ impl Ledger {
             .arg(job_id.to_string())
             .arg("PX")
             .arg(ttl.as_millis() as u64)
-            .query_async(&mut self.conn().await?)
+            .query_async(&mut self.home_conn().await?)
             .await?;
         Ok(())
     }
@@ -94,7 +94,7 @@ impl Ledger {
     ) -> Result<Option<JobId>, QueueError> {
         let job_id: Option<String> = redis::cmd("GET")
             .arg(self.home_key(format!("task:{account}:{task_id}")))
-            .query_async(&mut self.conn().await?)
+            .query_async(&mut self.home_conn().await?)
             .await?;
         Ok(job_id.and_then(|id| id.parse().ok()))
     }
@@ -141,7 +141,7 @@ impl Ledger {
             index_ttl_ms: index_ttl.unwrap_or_default().as_millis() as u64,
             confirmed: index_ttl.is_some(),
         };
-        let reply = scripts::run(&mut conn, self.place(), &args).await?;
+        let reply = self.run_script(&mut conn, &args).await?;
         Ok(reply.outcome)
     }
 
@@ -163,7 +163,9 @@ impl Ledger {
             .query_async(&mut *conn)
             .await?;
         let account = account.unwrap_or_default();
-        let owner = self.task_index_owner(conn, &account, task_id).await?;
+        let owner = self
+            .task_index_owner(&mut self.home_conn().await?, &account, task_id)
+            .await?;
         Ok((Some(account), owner))
     }
 

@@ -104,8 +104,9 @@ impl Ledger {
         let month = chrono::DateTime::from_timestamp_millis(now as i64)
             .map(|at| at.format("%Y-%m").to_string())
             .unwrap_or_default();
+        let mut waiting = redis::pipe();
         for tenant in shares.keys() {
-            counts.cmd("ZCARD").arg(self.tenant_queue(tenant));
+            waiting.cmd("ZCARD").arg(self.tenant_queue(tenant));
             counts
                 .cmd("ZCOUNT")
                 .arg(self.home_key(format!("tenant_inflight:{tenant}")))
@@ -116,9 +117,12 @@ impl Ledger {
                 .arg(self.home_key(format!("tenant_spend:{tenant}:{day}")))
                 .arg(self.home_key(format!("tenant_spend:{tenant}:{month}")));
         }
-        type Counts = (u64, u64, (Option<u64>, Option<u64>));
-        let counts: Vec<Counts> = counts.query_async(&mut conn).await?;
-        for (share, (waiting, in_flight, (today, month))) in shares.values_mut().zip(counts) {
+        // The queues are the partition's, the slots and spend the home's.
+        type Counts = (u64, (Option<u64>, Option<u64>));
+        let waiting: Vec<u64> = waiting.query_async(&mut conn).await?;
+        let counts: Vec<Counts> = counts.query_async(&mut self.home_conn().await?).await?;
+        let counts = waiting.into_iter().zip(counts);
+        for (share, (waiting, (in_flight, (today, month)))) in shares.values_mut().zip(counts) {
             share.waiting = waiting;
             share.in_flight = in_flight;
             share.spent_today_micros = today.unwrap_or(0);
@@ -160,16 +164,15 @@ impl Ledger {
         tenant: &TenantName,
         value: Option<String>,
     ) -> Result<(), QueueError> {
-        let mut conn = self.conn().await?;
-        for key in self.every_slot_key(setting) {
+        self.on_every_slot(setting, |key| {
             let mut command = redis::cmd(if value.is_some() { "HSET" } else { "HDEL" });
             command.arg(key).arg(tenant.as_str());
             if let Some(value) = &value {
                 command.arg(value);
             }
-            let _: () = command.query_async(&mut conn).await?;
-        }
-        Ok(())
+            command
+        })
+        .await
     }
 
     /// Sets what `tenant` is capped at (all absent: no caps).

@@ -22,7 +22,7 @@ pub struct TokenRecord {
 impl Ledger {
     /// Records a token by its hash; refused if its name is taken.
     pub async fn add_token(&self, hash: &str, record: &TokenRecord) -> Result<(), QueueError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.home_conn().await?;
         let fresh: bool = redis::cmd("HSETNX")
             .arg(self.home_key("token_names"))
             .arg(&record.name)
@@ -48,7 +48,7 @@ impl Ledger {
         let json: Option<String> = redis::cmd("HGET")
             .arg(self.home_key("tokens"))
             .arg(hash)
-            .query_async(&mut self.conn().await?)
+            .query_async(&mut self.home_conn().await?)
             .await?;
         json.map(|json| {
             serde_json::from_str(&json).map_err(|err| QueueError::corrupt("a token", err))
@@ -60,7 +60,7 @@ impl Ledger {
     pub async fn tokens(&self) -> Result<Vec<TokenRecord>, QueueError> {
         let records: Vec<String> = redis::cmd("HVALS")
             .arg(self.home_key("tokens"))
-            .query_async(&mut self.conn().await?)
+            .query_async(&mut self.home_conn().await?)
             .await?;
         let mut records = records
             .iter()
@@ -75,7 +75,7 @@ impl Ledger {
     /// Revokes the token named `name`: refused from its next request on. False if there
     /// is none.
     pub async fn revoke_token(&self, name: &str) -> Result<bool, QueueError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.home_conn().await?;
         let hash: Option<String> = redis::cmd("HGET")
             .arg(self.home_key("token_names"))
             .arg(name)

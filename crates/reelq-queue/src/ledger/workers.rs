@@ -55,7 +55,7 @@ impl Ledger {
             .arg(seen.seen_ms)
             .arg(&worker.name)
             .ignore()
-            .query_async(&mut self.conn().await?)
+            .query_async(&mut self.home_conn().await?)
             .await?;
         Ok(())
     }
@@ -70,7 +70,7 @@ impl Ledger {
             .arg(self.home_key("workers"))
             .arg(name)
             .ignore()
-            .query_async(&mut self.conn().await?)
+            .query_async(&mut self.home_conn().await?)
             .await?;
         Ok(())
     }
@@ -78,7 +78,7 @@ impl Ledger {
     /// The live workers, most recently seen first; names whose heartbeat expired are
     /// dropped from the index on the way.
     pub async fn workers(&self) -> Result<Vec<WorkerInfo>, QueueError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.home_conn().await?;
         let names: Vec<String> = redis::cmd("ZREVRANGE")
             .arg(self.home_key("workers"))
             .arg(0)

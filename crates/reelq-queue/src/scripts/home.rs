@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     QueueError,
     connection::Conn,
-    scripts::{Place, lua_list, run},
+    scripts::{Place, lua_list, run_leaving_home},
 };
 
 /// One home effect, as a script leaves it (prelude's `at_home`).
@@ -165,5 +165,6 @@ pub(crate) async fn make(
         slot: home,
         home: None,
     };
-    Ok(Box::pin(run(conn, place, &Args { effects })).await?.refused)
+    let (reply, _) = run_leaving_home(conn, place, &Args { effects }).await?;
+    Ok(reply.refused)
 }

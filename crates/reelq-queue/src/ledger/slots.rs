@@ -1,0 +1,95 @@
+//! Where the ledger's keys live and which master's connection reaches them: the partition's
+//! keys (`keys::PARTITION`) and the home's (`keys::HOME`), each on the master of its slot, the
+//! same one unless the home has a slot of its own (`LedgerConfig::partition`); and the scripts
+//! run on each, a partition's script's home effects made at the home after it.
+
+use super::Ledger;
+use crate::{QueueError, connection::Conn, scripts};
+
+impl Ledger {
+    /// The connection for one operation; a write and its `WAIT` must share one.
+    pub(crate) async fn conn(&self) -> Result<Conn, QueueError> {
+        Ok(self.connector.conn().await?)
+    }
+
+    /// The connection to the home's master (the partition's, unless the home has a slot of its
+    /// own): every command on a home key goes through it.
+    pub(crate) async fn home_conn(&self) -> Result<Conn, QueueError> {
+        Ok(self.home_connector.conn().await?)
+    }
+
+    /// A key of the ledger's partition (`keys::PARTITION`): a job's or a batch's.
+    pub(crate) fn key(&self, name: impl std::fmt::Display) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// A key of the home slot (`keys::HOME`): what is cluster-wide. The ledger's one
+    /// partition shares its prefix unless the home has a slot of its own.
+    pub(crate) fn home_key(&self, name: impl std::fmt::Display) -> String {
+        format!("{}{name}", self.home)
+    }
+
+    /// Runs `command` on each slot's copy of a key every slot has (`keys::EVERY_SLOT`): the
+    /// home's, then the partition's if it is another, each on its master.
+    pub(crate) async fn on_every_slot(
+        &self,
+        name: &str,
+        command: impl Fn(String) -> redis::Cmd,
+    ) -> Result<(), QueueError> {
+        let _: () = command(self.home_key(name))
+            .query_async(&mut self.home_conn().await?)
+            .await?;
+        if self.home != self.prefix {
+            let _: () = command(self.key(name))
+                .query_async(&mut self.conn().await?)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Runs a partition's script on `conn`; the home effects it left (a home of its own) are
+    /// then made at the home, on its master (`home.lua`). They are not sent again if that call
+    /// fails: each gives back a slot or a reservation, or binds a task, and one lost errs on
+    /// the safe side (prelude's `apply_home`).
+    pub(crate) async fn run_script<S: scripts::LedgerScript>(
+        &self,
+        conn: &mut Conn,
+        args: &S,
+    ) -> Result<S::Reply, QueueError> {
+        let (reply, effects) = scripts::run_leaving_home(conn, self.place(), args).await?;
+        if !effects.is_empty() {
+            scripts::home::make(&mut self.home_conn().await?, &self.home, effects).await?;
+        }
+        Ok(reply)
+    }
+
+    /// Runs a script of the home's alone, on its master.
+    pub(crate) async fn run_at_home<S: scripts::LedgerScript>(
+        &self,
+        args: &S,
+    ) -> Result<S::Reply, QueueError> {
+        let mut conn = self.home_conn().await?;
+        Ok(
+            scripts::run_leaving_home(&mut conn, self.home_place(), args)
+                .await?
+                .0,
+        )
+    }
+
+    /// Where the partition's scripts run (their home effects made next, at the home, if it
+    /// has a slot of its own).
+    pub(crate) fn place(&self) -> scripts::Place<'_> {
+        scripts::Place {
+            slot: &self.prefix,
+            home: (self.home != self.prefix).then_some(self.home.as_str()),
+        }
+    }
+
+    /// Where a script of the home's alone runs.
+    pub(crate) fn home_place(&self) -> scripts::Place<'_> {
+        scripts::Place {
+            slot: &self.home,
+            home: None,
+        }
+    }
+}
