@@ -55,6 +55,15 @@ pub enum RedisSetup {
     /// `redis+cluster://` (`durability = "replicas:1"`); [`Deployment::redis`] is the master of
     /// the ledger's slot.
     Cluster,
+    /// The same cluster with the ledger's home in a slot of its own on another master than
+    /// its jobs' partition (`home_slot = "own"`); [`Deployment::redis`] is the home's master.
+    ClusterOwnHome,
+}
+
+impl RedisSetup {
+    fn is_cluster(self) -> bool {
+        matches!(self, RedisSetup::Cluster | RedisSetup::ClusterOwnHome)
+    }
 }
 
 pub struct Deployment {
@@ -126,10 +135,11 @@ impl Deployment {
         catalog: Catalog,
     ) -> Deployment {
         let appendfsync = match redis_setup {
-            RedisSetup::Always | RedisSetup::Cluster => "always",
+            RedisSetup::Always | RedisSetup::Cluster | RedisSetup::ClusterOwnHome => "always",
             RedisSetup::Replica | RedisSetup::Sentinel | RedisSetup::UnsafeEverysec => "everysec",
         };
-        let mut cluster = (redis_setup == RedisSetup::Cluster)
+        let mut cluster = redis_setup
+            .is_cluster()
             .then(|| RedisCluster::start().expect("a redis cluster starts"));
         let redis = match &mut cluster {
             Some(cluster) => {
@@ -437,6 +447,10 @@ fn ledger_config(redis_url: &str, setup: RedisSetup) -> LedgerConfig {
             replica_wait: Duration::from_millis(500),
             ..base
         },
+        RedisSetup::ClusterOwnHome => LedgerConfig {
+            home_slot: reelq_queue::HomeSlot::Own,
+            ..ledger_config(redis_url, RedisSetup::Cluster)
+        },
         RedisSetup::UnsafeEverysec => LedgerConfig {
             allow_unsafe: true,
             ..base
@@ -450,6 +464,9 @@ fn durability_toml(setup: RedisSetup) -> &'static str {
         RedisSetup::Always => "durability = \"always\"",
         RedisSetup::Replica | RedisSetup::Sentinel | RedisSetup::Cluster => {
             "durability = \"replicas:1\"\nreplica_wait = \"500ms\""
+        }
+        RedisSetup::ClusterOwnHome => {
+            "durability = \"replicas:1\"\nreplica_wait = \"500ms\"\nhome_slot = \"own\""
         }
         RedisSetup::UnsafeEverysec => "allow_unsafe_redis = true",
     }

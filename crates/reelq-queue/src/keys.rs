@@ -15,6 +15,7 @@
 /// Keys of the home slot (the first segment of the key after the prefix; and see
 /// [`EVERY_SLOT`]). `changes` and `wake` are pub/sub channels, which reach the whole cluster.
 pub const HOME: &[&str] = &[
+    "layout",
     "limits",
     "rate",
     "inflight",

@@ -121,6 +121,22 @@ pub(crate) const COMPACT_RECORDS_SCHEMA: u32 = 3;
 /// How many of a job's events its record keeps (the oldest give way).
 pub const EVENTS_KEPT: u32 = 32;
 
+/// Where a new ledger keeps its home of cluster-wide state (`keys.rs`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HomeSlot {
+    /// In the slot of its jobs (`{prefix}`): one slot, one master.
+    #[default]
+    Shared,
+    /// In a slot of its own (`{prefix}`), its jobs' partition in another (`{prefix.pN}`), on
+    /// another master of a cluster where one serves it: limits, budgets and tenants' slots on
+    /// one master, the jobs on the other.
+    Own,
+    /// As `Own`, with the partition's hash tag chosen by the caller.
+    #[serde(skip)]
+    OwnWithPartition(String),
+}
+
 /// Where the ledger lives, how long a Redis call may take, and how writes are made durable.
 #[derive(Debug, Clone)]
 pub struct LedgerConfig {
@@ -128,12 +144,10 @@ pub struct LedgerConfig {
     pub redis_url: String,
     /// Key prefix; it is wrapped in `{}` so all keys share one cluster slot.
     pub prefix: String,
-    /// The hash tag of the ledger's partition when the home of cluster-wide state
-    /// (`keys.rs`) has a slot of its own: the partition's keys are then `{partition}:...` and
-    /// the home's `{prefix}:...`. None (the default): both share `{prefix}`. This is the layout
-    /// a partitioned ledger is made of (issue #33); until the claim is split between the two
-    /// slots (it still reads the home), both slots must be on one master of a cluster.
-    pub partition: Option<String>,
+    /// Where a ledger this client creates keeps its home of cluster-wide state (`keys.rs`):
+    /// in the slot of its jobs (the default) or in one of its own. A ledger that exists keeps
+    /// the layout it was created with (`P layout`), whatever its clients ask.
+    pub home_slot: HomeSlot,
     /// Per-command timeout. Seconds, not redis-rs's 500 ms default, so a busy Redis slows
     /// workers down instead of failing their steps.
     pub response_timeout: Duration,
@@ -153,7 +167,7 @@ impl LedgerConfig {
         LedgerConfig {
             redis_url: redis_url.into(),
             prefix: prefix.into(),
-            partition: None,
+            home_slot: HomeSlot::Shared,
             response_timeout: Duration::from_secs(5),
             durability: Durability::Always,
             allow_unsafe: false,
@@ -213,20 +227,20 @@ impl Ledger {
     pub async fn connect(config: &LedgerConfig) -> Result<Self, QueueError> {
         let target: RedisTarget = config.redis_url.parse()?;
         let home = format!("{{{}}}:", config.prefix);
-        let prefix = config
-            .partition
-            .as_ref()
-            .map_or_else(|| home.clone(), |tag| format!("{{{tag}}}:"));
-        let connector = Connector::connect(
+        let home_connector = Connector::connect(
             target.clone(),
             config.response_timeout,
-            &format!("{prefix}due"),
+            &format!("{home}schema"),
         )
         .await?;
-        let home_connector = if home == prefix {
-            connector.clone()
+        let prefix = match slots::layout(&home_connector, &home, config).await? {
+            Some(tag) => format!("{{{tag}}}:"),
+            None => home.clone(),
+        };
+        let connector = if home == prefix {
+            home_connector.clone()
         } else {
-            Connector::connect(target, config.response_timeout, &format!("{home}due")).await?
+            Connector::connect(target, config.response_timeout, &format!("{prefix}due")).await?
         };
         let ledger = Ledger {
             connector,

@@ -23,11 +23,11 @@ pub use lease::{Cancel, Fence, FetchLease, Held, Lease, LeasedJob, PollLease, Su
 pub use ledger::{
     ArchiveCandidate, ArchiveGrace, ArchiveLease, ArchiveStatus, ArchivedBatch, BATCHES_PER_PASS,
     BatchInfo, CallbackBinding, CancelOutcome, Claim, ClaimOptions, EVENTS_KEPT, HistoryCheck,
-    HistoryStatus, LEDGER_SCHEMA, Ledger, LedgerConfig, LimitWait, Migration, Notification,
-    NotifyOutcome, NotifyTarget, PageCursor, PaidCreate, ProviderLimit, RECONNECT_GRACE,
-    ROLLBACK_HOLD_MAX, ROLLBACK_HOLD_MIN, Removed, Resolution, RestoreOutcome, Resumed, Rollback,
-    SCANNED_PER_CANDIDATE, TASK_INDEX_TTL, TenantLimits, TenantShare, TokenRecord,
-    TransitionOutcome, Wait, WakeOutcome, WorkerInfo, own_accounts,
+    HistoryStatus, HomeSlot, LEDGER_SCHEMA, Ledger, LedgerConfig, LimitWait, Migration,
+    Notification, NotifyOutcome, NotifyTarget, PageCursor, PaidCreate, ProviderLimit,
+    RECONNECT_GRACE, ROLLBACK_HOLD_MAX, ROLLBACK_HOLD_MIN, Removed, Resolution, RestoreOutcome,
+    Resumed, Rollback, SCANNED_PER_CANDIDATE, TASK_INDEX_TTL, TenantLimits, TenantShare,
+    TokenRecord, TransitionOutcome, Wait, WakeOutcome, WorkerInfo, own_accounts,
 };
 pub use record::{ArchivedJob, JobRecord, JobView, ServedBy};
 pub use slot_move::{SlotMove, move_ledger_slot};

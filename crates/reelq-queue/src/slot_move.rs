@@ -47,13 +47,6 @@ pub async fn move_ledger_slot(config: &LedgerConfig, to: &str) -> Result<SlotMov
             "the ledger is not on a Redis Cluster (redis+cluster://)".into(),
         ));
     };
-    if config.partition.is_some() {
-        return Err(QueueError::SlotMove(
-            "a ledger whose home has a slot of its own moves by `redis-cli --cluster` only once \
-             its scripts are split (issue #33); this command moves the one slot of a ledger"
-                .into(),
-        ));
-    }
     let prefix = format!("{{{}}}:", config.prefix);
     let flag = format!("{prefix}moving");
     let connection =
@@ -66,6 +59,20 @@ pub async fn move_ledger_slot(config: &LedgerConfig, to: &str) -> Result<SlotMov
         }
     }
     let view = view.ok_or_else(|| QueueError::SlotMove("no cluster node answered".into()))?;
+    // The slot of a one-slot ledger is its home's too.
+    let home = &prefix;
+    let layout: Option<String> = redis::cmd("GET")
+        .arg(format!("{home}layout"))
+        .query_async(&mut open(&view.slot_master, &connection).await?)
+        .await?;
+    if layout.is_some_and(|layout| layout != "shared") {
+        return Err(QueueError::SlotMove(
+            "this ledger's home has a slot of its own, beside its jobs' partition; this command \
+             moves the slot of a one-slot ledger (moving each slot of a partitioned ledger is \
+             still to come, issue #33)"
+                .into(),
+        ));
+    }
     let target_url = format!("redis://{to}");
     if !view.masters.contains(&target_url) {
         return Err(QueueError::SlotMove(format!(

@@ -80,6 +80,7 @@ const OTHER_COMMANDS_VARIABLES: &[&str] = &[
 const DEFAULTS: &str = r#"
 redis_url = "redis://127.0.0.1:6379/"
 prefix = "reelq"
+home_slot = "shared"
 name = ""
 concurrency = 64
 claim_batch = 16
@@ -124,6 +125,10 @@ pub struct WorkerConfig {
     pub redis_url: Secret,
     /// Key prefix shared by every replica and producer of one deployment.
     pub prefix: String,
+    /// Where a ledger this worker creates keeps its home of cluster-wide state: `shared` (in
+    /// the slot of its jobs) or `own` (a slot of its own, on another master of a cluster:
+    /// docs/cluster.md). A ledger that exists keeps the layout it was created with.
+    pub home_slot: reelq_queue::HomeSlot,
     /// Names this process in leases and logs; empty means `worker-<pid>-<random>`.
     pub name: String,
     /// Most steps running at once in this process.
@@ -457,6 +462,7 @@ impl WorkerConfig {
             allow_unsafe: self.allow_unsafe_redis,
             replica_wait: self.replica_wait,
             recheck_every: self.durability_check,
+            home_slot: self.home_slot.clone(),
             ..reelq_queue::LedgerConfig::new(self.redis_url.expose(), &self.prefix)
         }
     }

@@ -3,8 +3,95 @@
 //! same one unless the home has a slot of its own (`LedgerConfig::partition`); and the scripts
 //! run on each, a partition's script's home effects made at the home after it.
 
-use super::Ledger;
-use crate::{QueueError, connection::Conn, scripts};
+use std::sync::Arc;
+
+use redis::AsyncConnectionConfig;
+
+use super::{HomeSlot, Ledger, LedgerConfig};
+use crate::{
+    QueueError, RedisTarget,
+    connection::{Conn, Connector, ask_cluster},
+    scripts,
+};
+
+/// `P layout` of a ledger whose home shares its jobs' slot.
+const SHARED: &str = "shared";
+
+/// The hash tag of the ledger's partition if its home has a slot of its own, else None: as the
+/// ledger was created (`P layout`, at the home), or, for a ledger created now, as `config`
+/// asks. A ledger that holds a schema but no layout was created before layouts were kept: its
+/// home shares the slot.
+pub(super) async fn layout(
+    home_connector: &Arc<Connector>,
+    home: &str,
+    config: &LedgerConfig,
+) -> Result<Option<String>, QueueError> {
+    let mut conn = home_connector.conn().await?;
+    let (layout, schema): (Option<String>, Option<String>) = redis::cmd("MGET")
+        .arg(format!("{home}layout"))
+        .arg(format!("{home}schema"))
+        .query_async(&mut conn)
+        .await?;
+    let chosen = match (layout, schema) {
+        (Some(layout), _) => layout,
+        (None, Some(_)) => SHARED.to_owned(),
+        (None, None) => {
+            let wanted = match &config.home_slot {
+                HomeSlot::Shared => SHARED.to_owned(),
+                HomeSlot::OwnWithPartition(tag) => tag.clone(),
+                HomeSlot::Own => partition_tag(config, home).await,
+            };
+            // Another client creating the ledger at once may have chosen first.
+            let _: Option<String> = redis::cmd("SET")
+                .arg(format!("{home}layout"))
+                .arg(&wanted)
+                .arg("NX")
+                .query_async(&mut conn)
+                .await?;
+            redis::cmd("GET")
+                .arg(format!("{home}layout"))
+                .query_async(&mut conn)
+                .await?
+        }
+    };
+    if chosen != SHARED && config.home_slot == HomeSlot::Shared {
+        tracing::info!(partition = %chosen, "the ledger's home has a slot of its own");
+    }
+    Ok((chosen != SHARED).then_some(chosen))
+}
+
+/// A partition's hash tag for a new ledger whose home has a slot of its own: on a cluster, the
+/// first of `{prefix}.p0`, `{prefix}.p1`, ... served by another master than the home's (if
+/// another serves one of the first 64); elsewhere `{prefix}.p0`.
+async fn partition_tag(config: &LedgerConfig, home: &str) -> String {
+    let first = format!("{}.p0", config.prefix);
+    let Ok(RedisTarget::Cluster { nodes }) = config.redis_url.parse::<RedisTarget>() else {
+        return first;
+    };
+    let connection =
+        AsyncConnectionConfig::new().set_response_timeout(Some(config.response_timeout));
+    let master_of = async |key: &str| {
+        for node in &nodes {
+            if let Ok(view) = ask_cluster(node, key, &connection).await {
+                return Some(view.slot_master);
+            }
+        }
+        None
+    };
+    let Some(home_master) = master_of(&format!("{home}schema")).await else {
+        return first;
+    };
+    for n in 0..64 {
+        let tag = format!("{}.p{n}", config.prefix);
+        if master_of(&format!("{{{tag}}}:due"))
+            .await
+            .is_some_and(|master| master != home_master)
+        {
+            return tag;
+        }
+    }
+    first
+}
 
 impl Ledger {
     /// The connection for one operation; a write and its `WAIT` must share one.

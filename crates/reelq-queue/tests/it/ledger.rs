@@ -36,7 +36,7 @@ pub(crate) async fn ledger(redis: &RedisServer) -> Ledger {
 /// at the home (slots, reservations) runs on each.
 pub(crate) async fn layouts(redis: &RedisServer) -> [Ledger; 2] {
     let own_home = LedgerConfig {
-        partition: Some("own-home.p0".into()),
+        home_slot: reelq_queue::HomeSlot::Own,
         ..LedgerConfig::new(redis.url(), "own-home")
     };
     [

@@ -226,20 +226,12 @@ async fn every_move_is_made_on_a_redis_cluster_too() {
 #[tokio::test]
 async fn every_move_is_made_with_the_home_on_another_master() {
     let cluster = RedisCluster::start().unwrap();
-    let home = cluster.master_of("{test}:due").unwrap();
-    let (partition, partition_master) = (0..)
-        .map(|n| format!("test.p{n}"))
-        .map(|tag| {
-            let master = cluster.master_of(&format!("{{{tag}}}:due")).unwrap();
-            (tag, master)
-        })
-        .find(|(_, master)| *master != home)
-        .unwrap();
     let config = reelq_queue::LedgerConfig {
-        partition: Some(partition.clone()),
+        home_slot: reelq_queue::HomeSlot::Own,
         ..reelq_queue::LedgerConfig::new(cluster.url(), "test")
     };
     let ledger = Ledger::connect(&config).await.unwrap();
+    let home = cluster.master_of("{test}:due").unwrap();
     let node = |port: u16| {
         cluster
             .nodes
@@ -247,7 +239,23 @@ async fn every_move_is_made_with_the_home_on_another_master() {
             .find(|node| node.port() == port)
             .unwrap()
     };
+    let partition = node(home).command_text(&["GET", "{test}:layout"]).unwrap();
+    let partition_master = cluster.master_of(&format!("{{{partition}}}:due")).unwrap();
+    assert_ne!(partition_master, home, "{partition} is on another master");
     walk_every_move(node(partition_master), ledger, &partition).await;
+    // The layout is the ledger's: a client asking for another follows it.
+    let shared = reelq_queue::LedgerConfig::new(cluster.url(), "test");
+    let follower = Ledger::connect(&shared).await.unwrap();
+    let job_id = JobId::new();
+    follower
+        .enqueue(None, &[(job_id, spec("follows"))])
+        .await
+        .unwrap();
+    let key = format!("{{{partition}}}:job:{job_id}");
+    assert_eq!(
+        node(partition_master).command(&["EXISTS", &key]).unwrap(),
+        ":1"
+    );
     // Each master holds its own slot's kind of key, and both were written.
     for (tag, master, kinds) in [
         ("test", home, keys::HOME),

@@ -461,15 +461,17 @@ fn every_ledger_key_is_the_homes_or_a_partitions_and_built_as_one() {
         files.push(entry.unwrap().path());
     }
     // (how a key is built, the list it must be in)
-    let builders: [(&str, &[&str]); 7] = [
+    let builders: [(&str, &[&str]); 8] = [
         ("home .. '", &home),
         ("prefix .. '", &partition),
         ("home_key(\"", &home),
         ("home_key(format!(\"", &home),
         ("self.key(\"", &partition),
         ("self.key(format!(\"", &partition),
-        // Keys Rust builds from the prefix itself (the slot move, the history mark).
+        // Keys Rust builds from the prefix itself (the slot move, the history mark, the
+        // layout read before the ledger is made).
         ("{prefix}", &partition),
+        ("{home}", &home),
     ];
     let mut found = 0;
     for path in &files {

@@ -52,9 +52,10 @@ enum Section {
         #[arg(long, default_value_t = 2000)]
         jobs: usize,
         /// How Redis runs: `always` (one primary, `appendfsync always`), `replica` (a primary
-        /// and a replica, `replicas:1`) or `cluster` (three masters and a replica each,
-        /// `replicas:1`; CPU summed over the masters).
-        #[arg(long, default_value = "always", value_parser = ["always", "replica", "cluster"])]
+        /// and a replica, `replicas:1`), `cluster` (three masters and a replica each,
+        /// `replicas:1`; CPU summed over the masters) or `cluster-own-home` (the same, the
+        /// ledger's home in a slot of its own on another master than its jobs).
+        #[arg(long, default_value = "always", value_parser = ["always", "replica", "cluster", "cluster-own-home"])]
         setup: String,
         /// The jobs: `kie` (its first model, named), `veo` (EvoLink's Veo 3.1 Fast, named),
         /// `veo-route` (the `veo-3.1-fast` route, served by EvoLink, its cheapest candidate)
@@ -211,6 +212,7 @@ async fn main() -> anyhow::Result<()> {
             let setup = match setup.as_str() {
                 "replica" => RedisSetup::Replica,
                 "cluster" => RedisSetup::Cluster,
+                "cluster-own-home" => RedisSetup::ClusterOwnHome,
                 _ => RedisSetup::Always,
             };
             redis_cost(worker_bin, jobs, setup, &jobs_of, out).await

@@ -91,61 +91,73 @@ pub(crate) async fn redis_cost(
     out: PathBuf,
 ) -> anyhow::Result<()> {
     let deployment = Deployment::start_with(worker_bin, Duration::ZERO, setup).await;
-    let mut conn = redis::Client::open(deployment.redis.url())?
-        .get_multiplexed_async_connection()
-        .await?;
-    // The cluster's other masters: their CPU (cluster bus, anything routed there) counts too.
-    let mut other_masters = Vec::new();
+    // The ledger's master first (the home's, where it has a slot of its own), then the
+    // cluster's other masters: their commands and CPU count too (the jobs' partition, the
+    // cluster bus).
+    let mut masters = vec![
+        redis::Client::open(deployment.redis.url())?
+            .get_multiplexed_async_connection()
+            .await?,
+    ];
     for node in deployment.cluster.iter().flat_map(|cluster| &cluster.nodes) {
         if node
             .command_text(&["INFO", "replication"])?
             .contains("role:master")
         {
-            other_masters.push(
+            masters.push(
                 redis::Client::open(node.url())?
                     .get_multiplexed_async_connection()
                     .await?,
             );
         }
     }
-    let mut others_cpu_s = 0.0;
-    for conn in &mut other_masters {
-        others_cpu_s -= redis_stats(conn).await?.cpu_s;
+    let mut before = Vec::new();
+    for conn in &mut masters {
+        before.push(redis_stats(conn).await?);
     }
-    let before = redis_stats(&mut conn).await?;
     let job_ids = enqueue_jobs_of(&deployment, jobs_of, jobs).await?;
     let started = std::time::Instant::now();
     let _worker = deployment.spawn_worker_process("cost");
     settled_count(&deployment, job_ids.len()).await?;
     let elapsed = started.elapsed();
-    let after = redis_stats(&mut conn).await?;
-    for conn in &mut other_masters {
-        others_cpu_s += redis_stats(conn).await?.cpu_s;
+    let mut after = Vec::new();
+    for conn in &mut masters {
+        after.push(redis_stats(conn).await?);
     }
-    let delta = |name: &str| {
-        after.calls.get(name).copied().unwrap_or(0) - before.calls.get(name).copied().unwrap_or(0)
-    };
     let observer = ["zcard", "info"];
-    let mut by_command: Vec<(String, u64)> = after
-        .calls
-        .keys()
-        .filter(|name| !observer.contains(&name.as_str()))
-        .map(|name| (name.clone(), delta(name)))
-        .filter(|(_, calls)| *calls > 0)
-        .collect();
+    let mut calls: HashMap<String, u64> = HashMap::new();
+    for (before, after) in before.iter().zip(&after) {
+        for (name, total) in &after.calls {
+            if !observer.contains(&name.as_str()) {
+                *calls.entry(name.clone()).or_default() +=
+                    total - before.calls.get(name).copied().unwrap_or(0);
+            }
+        }
+    }
+    let mut by_command: Vec<(String, u64)> =
+        calls.into_iter().filter(|(_, calls)| *calls > 0).collect();
     by_command.sort_by_key(|(_, calls)| std::cmp::Reverse(*calls));
     let per_job = |total: u64| total as f64 / jobs as f64;
     let worker_calls: u64 = by_command.iter().map(|(_, calls)| calls).sum();
-    let net_bytes = after.net_bytes - before.net_bytes;
-    let memory = after.used_memory as f64 - before.used_memory as f64;
+    let sum = |f: &dyn Fn(&RedisStats, &RedisStats) -> f64| -> f64 {
+        before.iter().zip(&after).map(|(b, a)| f(b, a)).sum()
+    };
+    let net_bytes = sum(&|b, a| (a.net_bytes - b.net_bytes) as f64) as u64;
+    let memory = sum(&|b, a| a.used_memory as f64 - b.used_memory as f64);
     let script_us = |stats: &RedisStats| stats.usec.get("evalsha").copied().unwrap_or(0);
-    let script_us_per_job = per_job(script_us(&after) - script_us(&before));
-    let cpu_us_per_job = per_job(((after.cpu_s - before.cpu_s + others_cpu_s) * 1e6) as u64);
+    let script_us_per_job = per_job(sum(&|b, a| (script_us(a) - script_us(b)) as f64) as u64);
+    let cpu_by_master: Vec<f64> = before
+        .iter()
+        .zip(&after)
+        .map(|(b, a)| (a.cpu_s - b.cpu_s) * 1e6 / jobs as f64)
+        .collect();
+    let cpu_us_per_job: f64 = cpu_by_master.iter().sum();
     let figures = json!({
         "section": "redis_cost",
         "setup": format!("{setup:?}"),
         "jobs_of": jobs_of,
         "redis_cpu_us_per_job": cpu_us_per_job,
+        "redis_cpu_us_per_job_by_master": cpu_by_master,
         "redis_script_us_per_job": script_us_per_job,
         "jobs": jobs,
         "jobs_per_s": jobs as f64 / elapsed.as_secs_f64(),
@@ -163,7 +175,7 @@ pub(crate) async fn redis_cost(
     println!(
         "redis cost: {jobs} jobs ({jobs_of}), 1 worker process: {:.0} jobs/s end to end, {:.2} commands/job ({}), \
          {:.0} network bytes/job, {:.0} bytes of Redis memory per finished job; Redis CPU {:.0} us/job \
-         ({:.0} us inside scripts)",
+         ({:.0} us inside scripts; by master, the ledger's first: {})",
         jobs as f64 / elapsed.as_secs_f64(),
         per_job(worker_calls),
         breakdown.join(", "),
@@ -171,6 +183,11 @@ pub(crate) async fn redis_cost(
         memory / jobs as f64,
         cpu_us_per_job,
         script_us_per_job,
+        cpu_by_master
+            .iter()
+            .map(|us| format!("{us:.0}"))
+            .collect::<Vec<_>>()
+            .join(", "),
     );
     Ok(())
 }
