@@ -116,14 +116,29 @@ impl Ledger {
         let view = match self.place().home {
             None => None,
             Some(_) => {
-                let mut accounts: Vec<&str> = options
+                let mut names: Vec<&str> = options
                     .limits
                     .iter()
                     .map(|limit| limit.account.as_str())
                     .chain(options.accounts.iter().map(|(account, _)| account.as_str()))
                     .collect();
-                accounts.sort_unstable();
-                accounts.dedup();
+                names.sort_unstable();
+                names.dedup();
+                let accounts = names
+                    .into_iter()
+                    .map(|name| {
+                        let limit = options
+                            .limits
+                            .iter()
+                            .find(|limit| limit.account.as_str() == name);
+                        scripts::claim_view::AccountAsk {
+                            name,
+                            rate: limit.is_some_and(|limit| limit.requests_per_s > 0.0),
+                            slots: limit.is_some_and(|limit| limit.max_in_flight > 0),
+                            daily: limit.is_some_and(|limit| limit.daily_budget_micros > 0),
+                        }
+                    })
+                    .collect();
                 let args = scripts::claim_view::Args { accounts };
                 Some(self.run_at_home(&args).await?)
             }

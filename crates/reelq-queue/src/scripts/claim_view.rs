@@ -7,7 +7,17 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Serialize)]
 pub(crate) struct Args<'a> {
-    pub accounts: Vec<&'a str>,
+    pub accounts: Vec<AccountAsk<'a>>,
+}
+
+/// One account the claim may act for, and which of its limits it applies (its pause is read
+/// for every one).
+#[derive(Serialize)]
+pub(crate) struct AccountAsk<'a> {
+    pub name: &'a str,
+    pub rate: bool,
+    pub slots: bool,
+    pub daily: bool,
 }
 
 /// The view, as the claim reads it (`A.view`).

@@ -65,6 +65,14 @@ async fn a_cluster_master_failover_loses_nothing_and_pays_once() {
     one_failover_run(RedisSetup::Cluster).await;
 }
 
+/// The same with the ledger's home on a master of its own (`home_slot = "own"`): the home's
+/// master loses power mid-run, with the claims' takes (slots, reservations) and the moves'
+/// home effects in flight on it.
+#[tokio::test]
+async fn a_failover_of_the_homes_own_master_loses_nothing_and_pays_once() {
+    one_failover_run(RedisSetup::ClusterOwnHome).await;
+}
+
 #[tokio::test]
 async fn a_sentinel_failover_loses_nothing_and_pays_once() {
     one_failover_run(RedisSetup::Sentinel).await;
