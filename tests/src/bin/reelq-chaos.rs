@@ -73,6 +73,9 @@ enum Scenario {
     Replica,
     RestoreBackup,
     Cluster,
+    /// The cluster with the ledger's home on a master of its own (`home_slot = "own"`); each
+    /// fault kills the home's master.
+    ClusterOwnHome,
     Reshard,
     UnsafeEverysec,
 }
@@ -89,6 +92,7 @@ async fn main() -> anyhow::Result<()> {
             Scenario::Sentinel | Scenario::StalePromotion => RedisSetup::Sentinel,
             Scenario::Replica => RedisSetup::Replica,
             Scenario::Cluster | Scenario::Reshard => RedisSetup::Cluster,
+            Scenario::ClusterOwnHome => RedisSetup::ClusterOwnHome,
             Scenario::UnsafeEverysec => RedisSetup::UnsafeEverysec,
         },
         redis_fault: match args.scenario {

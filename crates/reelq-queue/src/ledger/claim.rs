@@ -266,6 +266,7 @@ impl Ledger {
                 reserved: back.grant.reserved.as_deref().filter(|_| granted),
                 reserved_day: back.grant.reserved_day.filter(|_| granted),
                 tslot: granted && back.grant.tslot,
+                aslot: granted && back.grant.aslot,
                 batch: back.batch.as_deref(),
                 give_back: if granted { 0 } else { back.batch_cost },
             };

@@ -41,7 +41,8 @@
 -- takes at the home (a request token, slots, budget) goes back as that job's `take` effect
 -- (`cur`, below): home.lua makes it only if the home still allows all of it, and the claim
 -- puts back a job it refused (settled.lua), which until then holds nothing at the home. The
--- fields a take earns the job's record (`reserved`, `tslot`) are written only once it is made.
+-- fields a take earns the job's record (`reserved`, `tslot`, `aslot`) are written only once it
+-- is made.
 local due = prefix .. 'due'
 local view = A.view
 -- What the job being looked at takes at the home (split only; see hand_out).
@@ -287,7 +288,7 @@ local function hand_out(queue, job, id, f, state, provider, set, fall_back)
   local fields = { 'fence', fence, 'token', token, 'owner', owner }
   local takes = view and (cur.rate or cur.slot or cur.renew or cur.tslot or cur.trenew or cur.spend)
   if takes then
-    local grant = { tslot = cur.tslot ~= nil }
+    local grant = { tslot = cur.tslot ~= nil, aslot = cur.slot ~= nil }
     for i = 1, #set, 2 do
       if GRANTED[set[i]] then
         grant[set[i]] = set[i + 1]

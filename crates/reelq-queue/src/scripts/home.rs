@@ -129,6 +129,8 @@ pub(crate) struct Grant {
     pub reserved_day: Option<u64>,
     #[serde(default)]
     pub tslot: bool,
+    #[serde(default)]
+    pub aslot: bool,
 }
 
 #[derive(Serialize)]

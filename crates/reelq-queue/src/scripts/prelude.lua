@@ -270,6 +270,13 @@ local function free_slots(job, id, provider, known)
     tenant = tenant or 'default'
     redis.call('HDEL', job, 'tslot')
   end
+  if split then
+    -- A home of its own is reached by a call of its own: only for a job whose claim took an
+    -- account's slot (`aslot`, settled.lua) or its tenant's.
+    local aslot = redis.call('HGET', job, 'aslot')
+    if not aslot and not tslot then return end
+    if aslot then redis.call('HDEL', job, 'aslot') end
+  end
   at_home({ op = 'free', account = provider, id = id, tenant = tenant })
 end
 

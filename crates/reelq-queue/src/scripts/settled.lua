@@ -1,11 +1,11 @@
 -- Ends a claim made where the home has a slot of its own, once home.lua made or refused each
 -- job's take: a job the claim keeps gets the fields its take earned (its budget reservation,
--- its tenant's slot; a routed job leaving its candidate instead earned none, and gives its
+-- its account's and its tenant's slots; a routed job leaving its candidate instead earned none, and gives its
 -- batch's reservation back); a job refused is put back as the claim found it, due again when
 -- the home's limit lets it go, with its batch's reservation given back, and nobody's lease. A
 -- job no longer under this claim's fence and token (an operator's move since) is left alone.
 -- Args (settled.rs): token (the claim's); kept ({{id, fence, reserved, reserved_day, tslot,
--- batch, give_back}, ...}); refused ({{id, fence, queue, provider, batch, batch_cost, wait_ms},
+-- aslot (it holds its account's slot), batch, give_back}, ...}); refused ({{id, fence, queue, provider, batch, batch_cost, wait_ms},
 -- ...}).
 -- Reply: {kept = how many were still the claim's, put_back = how many}.
 local now = now_ms()
@@ -27,6 +27,7 @@ for _, g in ipairs(A.kept) do
       fields = { 'reserved', g.reserved, 'reserved_day', g.reserved_day }
     end
     if g.tslot then fields[#fields + 1], fields[#fields + 2] = 'tslot', 1 end
+    if g.aslot then fields[#fields + 1], fields[#fields + 2] = 'aslot', 1 end
     if #fields > 0 then redis.call('HSET', job, unpack(fields)) end
     give_back(g.batch, g.give_back)
     kept = kept + 1

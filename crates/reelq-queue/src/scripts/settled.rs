@@ -22,6 +22,7 @@ pub(crate) struct Kept<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reserved_day: Option<u64>,
     pub tslot: bool,
+    pub aslot: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch: Option<&'a str>,
     /// The batch's reservation to give back (0: none).
