@@ -77,6 +77,9 @@ pub enum RedisFault {
     /// ([`Deployment::move_ledger_slot`]), key by key, under the running workers and
     /// producers.
     SlotMove,
+    /// The host of the master holding the jobs loses power, in a ledger whose home has a
+    /// master of its own ([`Deployment::power_loss_of_jobs_master`]).
+    PowerLossOfJobs,
 }
 
 /// What survived.
@@ -332,6 +335,10 @@ pub async fn run(worker_bin: PathBuf, plan: &ChaosPlan) -> anyhow::Result<ChaosR
                             .power_loss_of_primary()
                             .await
                             .context("a redis power loss")?,
+                        RedisFault::PowerLossOfJobs => deployment
+                            .power_loss_of_jobs_master()
+                            .await
+                            .context("a power loss of the jobs' master")?,
                         RedisFault::StalePromotion => deployment
                             .stale_promotion()
                             .await
@@ -466,6 +473,7 @@ async fn tally(
     report: &mut ChaosReport,
 ) -> anyhow::Result<()> {
     let store_dir = deployment.store_dir();
+    let made_twice = deployment.sim.stats().prompts_made_twice;
     for &job_id in job_ids {
         let Some(record) = deployment.client.status(job_id).await? else {
             report.lost += 1;
@@ -500,6 +508,15 @@ async fn tally(
             JobState::Uncertain => report.uncertain += 1,
             state if state.is_terminal() => report.failed += 1,
             _ => report.lost += 1,
+        }
+        if made_twice.contains(&record.spec.prompt) {
+            // The whole story of a job paid twice.
+            report.not_stored.push(format!(
+                "{job_id} {} {}: PAID TWICE",
+                record.spec.provider, record.state
+            ));
+            let events = history.iter().map(|event| format!("    {event}"));
+            report.not_stored.extend(events);
         }
         if record.state != JobState::Stored {
             let class = record.error_class.map_or("-", |class| class.as_str());

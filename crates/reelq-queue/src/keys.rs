@@ -5,12 +5,12 @@
 //! schedules and indexes, its batch, its idempotency record, the history mark of the writes
 //! made there).
 //!
-//! Today the ledger is one partition and its home shares its prefix (`{prefix}:`), so every
-//! key hashes to one slot. The split is kept in the code already: a script builds a home key
-//! from `home` and a partition key from `prefix` (`prelude.lua`), Rust from
-//! `Ledger::home_key` and `Ledger::key`; `tidy` holds every key to these lists. A script
-//! that reads both kinds is one the partitioned ledger must split (the plan: home effects as
-//! a step of their own beside the partition's script, the claim as reserve, take, settle).
+//! A ledger is one partition today. Its home shares the partition's prefix (`{prefix}:`, every
+//! key in one slot) unless it was created with a home of its own (`HomeSlot::Own`: the home
+//! `{prefix}:`, the partition `{prefix.pN}:` on another master). Every script builds a home key
+//! from `home` and a partition key from `prefix` (`prelude.lua`), Rust from `Ledger::home_key`
+//! and `Ledger::key`; no script reaches the other slot (home effects, `home.lua`), and `tidy`
+//! holds every key to these lists.
 
 /// Keys of the home slot (the first segment of the key after the prefix; and see
 /// [`EVERY_SLOT`]). `changes` and `wake` are pub/sub channels, which reach the whole cluster.

@@ -66,6 +66,8 @@ pub struct SimStats {
     /// The most tasks made for one prompt, at any provider: a job paid twice across a
     /// route's candidates shows here (their bodies differ).
     pub max_creates_per_prompt: u32,
+    /// The prompts made more than once (a job paid twice), for whoever reads a failed run.
+    pub prompts_made_twice: Vec<String>,
     pub downloads: u64,
     /// Injected download faults still waiting for a download to meet them.
     pub download_faults_left: usize,
@@ -321,12 +323,21 @@ impl SimState {
 
     pub(crate) fn stats(&self) -> SimStats {
         let creates = self.creates_by_fingerprint.lock().unwrap();
+        // One lock of the prompts' counts (a struct literal keeps its temporaries, guards
+        // too, to its end).
+        let (max_creates_per_prompt, prompts_made_twice) = {
+            let by_prompt = self.creates_by_prompt.lock().unwrap();
+            let twice = by_prompt.iter().filter(|(_, n)| **n > 1);
+            (
+                by_prompt.values().copied().max().unwrap_or(0),
+                twice.map(|(prompt, _)| prompt.clone()).collect(),
+            )
+        };
         SimStats {
             creates: creates.values().map(|&n| u64::from(n)).sum(),
             max_creates_per_fingerprint: creates.values().copied().max().unwrap_or(0),
-            max_creates_per_prompt: (self.creates_by_prompt.lock().unwrap().values().copied())
-                .max()
-                .unwrap_or(0),
+            max_creates_per_prompt,
+            prompts_made_twice,
             downloads: *self.downloads.lock().unwrap(),
             download_faults_left: self.download_faults.lock().unwrap().len(),
             max_in_flight: *self.max_in_flight.lock().unwrap(),

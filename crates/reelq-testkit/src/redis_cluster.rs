@@ -160,6 +160,18 @@ impl RedisCluster {
         Ok(())
     }
 
+    /// The host of the node on `port` loses power (what its AOF had not synced is gone) and
+    /// stays down; returns the bytes of AOF lost.
+    pub fn power_loss_of_node(&mut self, port: u16, window: Duration) -> anyhow::Result<u64> {
+        Ok(self
+            .nodes
+            .iter_mut()
+            .find(|node| node.port() == port)
+            .context("a node of ours")?
+            .power_loss(window)?
+            .bytes_lost)
+    }
+
     /// Kills the master serving `key`'s slot (SIGKILL) and waits until the cluster has
     /// promoted its replica and says it is `ok` again; returns the new master's port.
     pub fn fail_master_of(&mut self, key: &str) -> anyhow::Result<u16> {

@@ -74,8 +74,10 @@ enum Scenario {
     RestoreBackup,
     Cluster,
     /// The cluster with the ledger's home on a master of its own (`home_slot = "own"`); each
-    /// fault kills the home's master.
+    /// fault is a power loss of the home's master.
     ClusterOwnHome,
+    /// The same; each fault is a power loss of the master holding the jobs.
+    ClusterOwnHomeJobs,
     Reshard,
     UnsafeEverysec,
 }
@@ -92,13 +94,14 @@ async fn main() -> anyhow::Result<()> {
             Scenario::Sentinel | Scenario::StalePromotion => RedisSetup::Sentinel,
             Scenario::Replica => RedisSetup::Replica,
             Scenario::Cluster | Scenario::Reshard => RedisSetup::Cluster,
-            Scenario::ClusterOwnHome => RedisSetup::ClusterOwnHome,
+            Scenario::ClusterOwnHome | Scenario::ClusterOwnHomeJobs => RedisSetup::ClusterOwnHome,
             Scenario::UnsafeEverysec => RedisSetup::UnsafeEverysec,
         },
         redis_fault: match args.scenario {
             Scenario::StalePromotion => RedisFault::StalePromotion,
             Scenario::RestoreBackup => RedisFault::RestoreBackup,
             Scenario::Reshard => RedisFault::SlotMove,
+            Scenario::ClusterOwnHomeJobs => RedisFault::PowerLossOfJobs,
             _ => RedisFault::PowerLoss,
         },
         redis_restarts: args.redis_restarts,

@@ -8,56 +8,75 @@ use reelq_queue::{Durability, LedgerConfig};
 
 use super::{Deployment, PREFIX};
 
+/// What a power loss cuts from an `everysec` AOF: the last second.
+const POWER_LOSS_WINDOW: Duration = Duration::from_secs(1);
+
 impl Deployment {
+    /// The master of `key`'s slot loses power; the cluster promotes its replica, and the host
+    /// comes back as a replica of the new master. The waits for the cluster's gossip block, so
+    /// they run off this (maybe single) runtime thread. Returns the bytes of AOF lost.
+    async fn power_loss_of_master_of(&mut self, key: String) -> anyhow::Result<u64> {
+        let mut cluster = self.cluster.take().context("a cluster deployment")?;
+        let master = cluster.master_of(&key)?;
+        let ours = master == self.redis.port();
+        let lost = match ours {
+            true => self.redis.power_loss(POWER_LOSS_WINDOW)?.bytes_lost,
+            false => cluster.power_loss_of_node(master, POWER_LOSS_WINDOW)?,
+        };
+        let (cluster, promoted) = tokio::task::spawn_blocking(move || {
+            let promoted = cluster.await_new_master(&key, master);
+            (cluster, promoted)
+        })
+        .await?;
+        self.cluster = Some(cluster);
+        promoted?;
+        let mut cluster = self.cluster.take().expect("put back above");
+        if ours {
+            self.redis.start_again()?;
+        }
+        let (cluster, synced) = tokio::task::spawn_blocking(move || {
+            let synced = match ours {
+                true => cluster.await_replicas_synced(),
+                false => cluster.restart_node(master),
+            };
+            (cluster, synced)
+        })
+        .await?;
+        self.cluster = Some(cluster);
+        synced?;
+        Ok(lost)
+    }
+
+    /// The host of the master holding the jobs' partition loses power, in a ledger whose home
+    /// has a master of its own ([`super::RedisSetup::ClusterOwnHome`]): the cluster promotes its
+    /// replica, with the home's master untouched. Returns the bytes of AOF lost.
+    pub async fn power_loss_of_jobs_master(&mut self) -> anyhow::Result<u64> {
+        let layout = format!("{{{PREFIX}}}:layout");
+        let tag = self.redis.command_text(&["GET", &layout])?;
+        anyhow::ensure!(
+            !tag.is_empty() && tag != "shared" && !tag.starts_with('$'),
+            "the ledger's home has no master of its own ({tag:?})"
+        );
+        self.power_loss_of_master_of(format!("{{{tag}}}:due")).await
+    }
+
     /// The Redis primary's host loses power: writes it had not yet made durable are gone
     /// (the last second, with `everysec`). A lone primary then boots from what is left. Under
     /// Sentinel the host stays down until the sentinels have promoted the replica, then comes
     /// back and rejoins as a replica, as an operator's rebooted host would. Returns the bytes
     /// of AOF lost.
     pub async fn power_loss_of_primary(&mut self) -> anyhow::Result<u64> {
-        const WINDOW: Duration = Duration::from_secs(1);
-        if let Some(mut cluster) = self.cluster.take() {
-            // The master of the ledger's slot loses power; the cluster promotes its replica,
-            // and the host comes back as a replica of the new master. The waits for the
-            // cluster's gossip block, so they run off this (maybe single) runtime thread.
-            let key = format!("{{{PREFIX}}}:due");
-            let master = cluster.master_of(&key)?;
-            let ours = master == self.redis.port();
-            let lost = match ours {
-                true => self.redis.power_loss(WINDOW)?.bytes_lost,
-                false => {
-                    cluster.stop_node(master)?;
-                    0
-                }
-            };
-            let (cluster, promoted) = tokio::task::spawn_blocking(move || {
-                let promoted = cluster.await_new_master(&key, master);
-                (cluster, promoted)
-            })
-            .await?;
-            self.cluster = Some(cluster);
-            promoted?;
-            let mut cluster = self.cluster.take().expect("put back above");
-            if ours {
-                self.redis.start_again()?;
-            }
-            let (cluster, synced) = tokio::task::spawn_blocking(move || {
-                let synced = match ours {
-                    true => cluster.await_replicas_synced(),
-                    false => cluster.restart_node(master),
-                };
-                (cluster, synced)
-            })
-            .await?;
-            self.cluster = Some(cluster);
-            synced?;
-            return Ok(lost);
+        if self.cluster.is_some() {
+            return self
+                .power_loss_of_master_of(format!("{{{PREFIX}}}:due"))
+                .await;
         }
         let Some(sentinels) = &self.sentinels else {
-            let lost = self.redis.power_loss(WINDOW)?;
+            let lost = self.redis.power_loss(POWER_LOSS_WINDOW)?;
             self.redis.start_again()?;
             return Ok(lost.bytes_lost);
         };
+
         let primary_port = sentinels.primary_port()?;
         let failover = sentinels.watch_failover()?;
         let replica = self
@@ -69,7 +88,7 @@ impl Deployment {
         } else {
             replica
         };
-        let lost = primary.power_loss(WINDOW)?;
+        let lost = primary.power_loss(POWER_LOSS_WINDOW)?;
         let new_primary =
             tokio::task::spawn_blocking(move || failover.wait(Duration::from_secs(30))).await??;
         primary.rejoin_as_replica_of(new_primary)?;

@@ -76,8 +76,13 @@ async fn a_manifest_with_a_bad_line_enqueues_nothing() {
         .await
         .unwrap();
     keys.sort();
-    // What a client writes when it first connects: the record format and the history.
-    assert_eq!(keys, ["{t}:history", "{t}:schema"], "nothing half-enqueued");
+    // What a client writes when it first connects: the record format, the history and the
+    // layout.
+    assert_eq!(
+        keys,
+        ["{t}:history", "{t}:layout", "{t}:schema"],
+        "nothing half-enqueued"
+    );
 }
 
 #[tokio::test]

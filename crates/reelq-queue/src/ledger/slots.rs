@@ -1,7 +1,8 @@
 //! Where the ledger's keys live and which master's connection reaches them: the partition's
 //! keys (`keys::PARTITION`) and the home's (`keys::HOME`), each on the master of its slot, the
-//! same one unless the home has a slot of its own (`LedgerConfig::partition`); and the scripts
-//! run on each, a partition's script's home effects made at the home after it.
+//! same one unless the home has a slot of its own (`LedgerConfig::home_slot`, kept in the
+//! ledger as `P layout`); and the scripts run on each, a partition's script's home effects
+//! made at the home after it.
 
 use std::sync::Arc;
 

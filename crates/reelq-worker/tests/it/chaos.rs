@@ -73,6 +73,18 @@ async fn a_failover_of_the_homes_own_master_loses_nothing_and_pays_once() {
     one_failover_run(RedisSetup::ClusterOwnHome).await;
 }
 
+/// The same layout, with the master holding the jobs (their records, schedules and history
+/// marks) losing power while the home's master stays up.
+#[tokio::test]
+async fn a_failover_of_the_jobs_master_beside_its_home_loses_nothing_and_pays_once() {
+    let plan = ChaosPlan {
+        redis_fault: RedisFault::PowerLossOfJobs,
+        ..plan(RedisSetup::ClusterOwnHome, 1)
+    };
+    let report = run_keeping_the_promise(&plan).await;
+    assert!(report.redis_restarts == 1, "{report}");
+}
+
 #[tokio::test]
 async fn a_sentinel_failover_loses_nothing_and_pays_once() {
     one_failover_run(RedisSetup::Sentinel).await;
