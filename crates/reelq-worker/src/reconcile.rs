@@ -140,8 +140,19 @@ impl Reconciler {
         let RecentTasks { tasks, complete } = provider
             .recent_tasks(oldest_s.saturating_sub(MATCH_WINDOW_S))
             .await?;
-        let tasks = self.unowned(account, tasks).await?;
-        self.settle(account, &jobs, &tasks, complete).await
+        let (tasks, own) = self.unowned(account, &jobs, tasks).await?;
+        // A task the index already binds to one of these jobs is its create (the worker that
+        // made it indexed it before recording it, then died or lost the write): adopted, never
+        // matched against the others nor counted absent.
+        let mut n_settled = 0;
+        for (job_id, task_id) in &own {
+            n_settled += usize::from(self.adopt(account, *job_id, task_id).await?);
+        }
+        let rest: Vec<UncertainJob> = jobs
+            .into_iter()
+            .filter(|job| !own.iter().any(|(job_id, _)| *job_id == job.job_id))
+            .collect();
+        Ok(n_settled + self.settle(account, &rest, &tasks, complete).await?)
     }
 
     /// Asks the provider for each uncertain job's task by the job's own id. Returns how many
@@ -339,23 +350,26 @@ impl Reconciler {
     }
 
     /// Drops tasks a job already owns.
+    /// The listed tasks no job owns in the task index, and those the index binds to one of
+    /// `jobs` (the job, its task); tasks of other jobs are left out.
     async fn unowned(
         &self,
         account: &AccountName,
+        jobs: &[UncertainJob],
         tasks: Vec<ProviderTask>,
-    ) -> anyhow::Result<Vec<ProviderTask>> {
+    ) -> anyhow::Result<(Vec<ProviderTask>, Vec<(JobId, String)>)> {
         let mut unowned = Vec::with_capacity(tasks.len());
+        let mut own = Vec::new();
         for task in tasks {
-            if self
-                .ledger
-                .job_of_task(account, &task.task_id)
-                .await?
-                .is_none()
-            {
-                unowned.push(task);
+            match self.ledger.job_of_task(account, &task.task_id).await? {
+                None => unowned.push(task),
+                Some(owner) if jobs.iter().any(|job| job.job_id == owner) => {
+                    own.push((owner, task.task_id));
+                }
+                Some(_) => {}
             }
         }
-        Ok(unowned)
+        Ok((unowned, own))
     }
 
     async fn settle(
