@@ -289,6 +289,7 @@ impl Ledger {
                 id,
                 fence: back.fence,
                 queue: &back.queue,
+                tenant: back.tenant.as_deref(),
                 provider: &back.provider,
                 batch: back.batch.as_deref(),
                 batch_cost: back.batch_cost,
@@ -323,3 +324,6 @@ impl Ledger {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

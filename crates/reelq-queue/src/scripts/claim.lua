@@ -300,7 +300,8 @@ local function hand_out(queue, job, id, f, state, provider, set, fall_back)
       renew = cur.renew, tslot = cur.tslot, trenew = cur.trenew, spend = cur.spend,
       cost = cur.cost or 0,
       back = { fence = fence, queue = queue, provider = f[8] or '', batch = f[11] or nil,
-        batch_cost = cur.batch_cost or 0, grant = grant, leave_at = leave_at(f, state) } })
+        batch_cost = cur.batch_cost or 0, grant = grant, leave_at = leave_at(f, state),
+        tenant = (queue ~= due and queue ~= due_low) and (f[18] or 'default') or nil } })
   else
     for _, v in ipairs(set) do fields[#fields + 1] = v end
   end

@@ -110,6 +110,9 @@ pub(crate) struct Spend {
 pub(crate) struct Back {
     pub fence: u64,
     pub queue: String,
+    /// Its tenant, when `queue` is the tenant's.
+    #[serde(default)]
+    pub tenant: Option<String>,
     pub provider: String,
     #[serde(default)]
     pub batch: Option<String>,

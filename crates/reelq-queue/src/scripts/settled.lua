@@ -5,8 +5,8 @@
 -- the home's limit lets it go, with its batch's reservation given back, and nobody's lease. A
 -- job no longer under this claim's fence and token (an operator's move since) is left alone.
 -- Args (settled.rs): token (the claim's); kept ({{id, fence, reserved, reserved_day, tslot,
--- aslot (it holds its account's slot), batch, give_back}, ...}); refused ({{id, fence, queue, provider, batch, batch_cost, wait_ms},
--- ...}).
+-- aslot (it holds its account's slot), batch, give_back}, ...}); refused ({{id, fence, queue,
+-- tenant (when the queue is its tenant's), provider, batch, batch_cost, wait_ms}, ...}).
 -- Reply: {kept = how many were still the claim's, put_back = how many}.
 local now = now_ms()
 local function ours(job, fence)
@@ -41,6 +41,9 @@ for _, r in ipairs(A.refused) do
     give_back(r.batch, r.batch_cost)
     if r.queue ~= due then redis.call('ZREM', due, r.id) end
     redis.call('ZADD', r.queue, now + r.wait_ms, r.id)
+    -- Back in its tenant's queue: the claim that took it may have found the queue empty
+    -- after it and taken the tenant out of the ranking.
+    if r.tenant then tenant_active(r.tenant) end
     put_back = put_back + 1
   end
 end

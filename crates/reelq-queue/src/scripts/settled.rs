@@ -35,6 +35,9 @@ pub(crate) struct PutBack<'a> {
     pub id: &'a str,
     pub fence: u64,
     pub queue: &'a str,
+    /// Its tenant, when `queue` is the tenant's (the tenant rejoins the ranking).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<&'a str>,
     pub provider: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch: Option<&'a str>,

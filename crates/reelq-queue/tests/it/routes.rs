@@ -288,5 +288,10 @@ async fn budgets_hold_at_each_candidates_price_under_four_replicas() {
         assert_eq!(fallbacks, 16, "every job past kie's budget moved on once");
         assert!(held_for_tenant > 0);
         assert_eq!(spent_today(&ledger, "acme").await, 4_400_000);
+        // Every job left waiting is still reachable: its tenant is ranked (a job a split
+        // claim put back into its tenant's queue brings the tenant back into the ranking).
+        for share in ledger.tenants().await.unwrap() {
+            assert!(share.waiting == 0 || share.tag.is_some(), "{share:?}");
+        }
     }
 }
