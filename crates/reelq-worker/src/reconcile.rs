@@ -35,6 +35,9 @@ use crate::{accounts::Accounts, steps::TASK_INDEX_TTL};
 /// How far from the moment its submit began a job's task may have been created: the create
 /// call's own time plus clock skew between Redis and the provider.
 const MATCH_WINDOW_S: u64 = 10 * 60;
+/// How far a provider's clock may run behind ours when a task bound to a job is judged made
+/// since the job's submit began.
+const CLOCK_SLACK_S: u64 = 30;
 
 /// Most `uncertain` jobs read per pass.
 const MAX_UNCERTAIN: usize = 1000;
@@ -351,7 +354,9 @@ impl Reconciler {
 
     /// Drops tasks a job already owns.
     /// The listed tasks no job owns in the task index, and those the index binds to one of
-    /// `jobs` (the job, its task); tasks of other jobs are left out.
+    /// `jobs` and made since that job's last submit began (the job, its newest such task); an
+    /// older one bound to it is an earlier attempt's (a failed generation an operator retried)
+    /// and tasks of other jobs are left out.
     async fn unowned(
         &self,
         account: &AccountName,
@@ -359,16 +364,29 @@ impl Reconciler {
         tasks: Vec<ProviderTask>,
     ) -> anyhow::Result<(Vec<ProviderTask>, Vec<(JobId, String)>)> {
         let mut unowned = Vec::with_capacity(tasks.len());
-        let mut own = Vec::new();
+        let mut own: Vec<(JobId, ProviderTask)> = Vec::new();
         for task in tasks {
-            match self.ledger.job_of_task(account, &task.task_id).await? {
-                None => unowned.push(task),
-                Some(owner) if jobs.iter().any(|job| job.job_id == owner) => {
-                    own.push((owner, task.task_id));
-                }
-                Some(_) => {}
+            let owner = self.ledger.job_of_task(account, &task.task_id).await?;
+            let Some(owner) = owner else {
+                unowned.push(task);
+                continue;
+            };
+            let Some(job) = jobs.iter().find(|job| job.job_id == owner) else {
+                continue;
+            };
+            if task.created_s + CLOCK_SLACK_S < job.submit_s {
+                continue;
+            }
+            match own.iter_mut().find(|(job_id, _)| *job_id == owner) {
+                Some((_, newest)) if newest.created_s >= task.created_s => {}
+                Some((_, newest)) => *newest = task,
+                None => own.push((owner, task)),
             }
         }
+        let own = own
+            .into_iter()
+            .map(|(job_id, task)| (job_id, task.task_id))
+            .collect();
         Ok((unowned, own))
     }
 

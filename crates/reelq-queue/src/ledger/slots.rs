@@ -10,9 +10,9 @@ use redis::AsyncConnectionConfig;
 
 use super::{HomeSlot, Ledger, LedgerConfig};
 use crate::{
-    QueueError, RedisTarget,
+    Durability, QueueError, RedisTarget,
     connection::{Conn, Connector, ask_cluster},
-    scripts,
+    durability, scripts,
 };
 
 /// `P layout` of a ledger whose home shares its jobs' slot.
@@ -144,7 +144,24 @@ impl Ledger {
         conn: &mut Conn,
         args: &S,
     ) -> Result<S::Reply, QueueError> {
-        let (reply, effects) = scripts::run_leaving_home(conn, self.place(), args).await?;
+        let (reply, mut effects) = scripts::run_leaving_home(conn, self.place(), args).await?;
+        if effects.is_empty() {
+            return Ok(reply);
+        }
+        // A reservation given back at the home must not come back in the partition: a
+        // failover that lost the move would leave the job holding it, to give it back twice.
+        // Under `replicas:N` the move is waited for first; if it cannot be, the reservation
+        // stays taken for the day (the safe side).
+        let releases = |effect: &scripts::home::Effect| {
+            matches!(effect, scripts::home::Effect::Release { .. })
+        };
+        if let (Durability::Replicas { n }, true) =
+            (self.safety.durability, effects.iter().any(releases))
+            && let Err(err) = durability::wait_for_replicas(conn, n, self.safety.replica_wait).await
+        {
+            tracing::warn!(error = %err, "a move's budget give-back is kept until its day ends: its replicas did not confirm the move");
+            effects.retain(|effect| !releases(effect));
+        }
         if !effects.is_empty() {
             scripts::home::make(&mut self.home_conn().await?, &self.home, effects).await?;
         }
