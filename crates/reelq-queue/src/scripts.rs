@@ -8,8 +8,8 @@
 //! it touches is built from the prefix (`ARGV[1]`, e.g. `{reelq}:`) and so shares that key's
 //! hash slot, and the shebang makes Redis refuse, at once, a key outside it. Where the home of
 //! cluster-wide state has a slot of its own (`ARGV[3]`, `keys.rs`), a script's home effects
-//! come back with its reply and `Ledger::run_script` makes them there (`home.lua`); the scripts of
-//! `keys::READ_THE_HOME` still reach it themselves (`allow-cross-slot-keys`).
+//! come back with its reply and `Ledger::run_script` makes them there (`home.lua`); no script
+//! reaches the home's slot itself.
 
 use std::sync::LazyLock;
 
@@ -36,10 +36,6 @@ macro_rules! ledger_script {
         ledger_script!(@ "#!lua\n", $file,
             include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/scripts/", $extra)))
     };
-    ($file:literal, with $extra:literal, flags $flags:literal) => {
-        ledger_script!(@ concat!("#!lua flags=", $flags, "\n"), $file,
-            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/scripts/", $extra)))
-    };
     (@ $shebang:expr, $file:literal, $extra:expr) => {
         std::sync::LazyLock::new(|| {
             redis::Script::new(
@@ -60,7 +56,7 @@ macro_rules! ledger_script {
 
 /// The end of every script (its file is the body of `main`): where the home has a slot of its
 /// own, the reply goes back with the home effects the script left (prelude's `at_home`), for
-/// [`run`] to make in the home's slot. An error reply goes back as it is.
+/// `Ledger::run_script` to make in the home's slot. An error reply goes back as it is.
 pub(crate) const REPLY_WITH_HOME_EFFECTS: &str = "
 end
 local reply = main()
