@@ -77,6 +77,19 @@ pub(crate) fn claim_opts(owner: &str, max_jobs: usize, lease: Duration) -> Claim
     }
 }
 
+/// A job stored from its poll (a small video, its checks): the move tests end generations
+/// with, to give back the slots they held.
+pub(crate) fn stored() -> Transition {
+    Transition::Stored {
+        object_key: "k.mp4".into(),
+        bytes: 1,
+        sha256: "ab".into(),
+        video: "h264 1280x720 10.00s 30.00fps".into(),
+        thumbnail_key: None,
+        polls: None,
+    }
+}
+
 /// Claims exactly one due job.
 pub(crate) async fn claim_one(ledger: &Ledger, owner: &str, lease: Duration) -> Lease {
     let mut leases = ledger

@@ -8,7 +8,7 @@ use reelq_core::{BatchId, BatchOptions, ErrorClass, JobId, TenantName};
 use reelq_queue::{ClaimOptions, Ledger, QueueError, TenantLimits, Transition, TransitionOutcome};
 use reelq_testkit::RedisServer;
 
-use crate::ledger::{LEASE, claim_opts, kie_limit, layouts, ledger, spec};
+use crate::ledger::{LEASE, claim_opts, kie_limit, layouts, ledger, spec, stored};
 
 /// The account's generations in flight at once: every claim fills what the last freed.
 const SLOTS: usize = 4;
@@ -267,14 +267,7 @@ async fn a_tenants_caps_hold_its_generations_in_flight_and_its_jobs_waiting() {
             .iter()
             .find(|lease| lease.job_id() == capped_lease.job_id())
             .unwrap();
-        let stored = Transition::Stored {
-            object_key: "k.mp4".into(),
-            bytes: 1,
-            sha256: "ab".into(),
-            video: "h264 1280x720 10.00s 30.00fps".into(),
-            thumbnail_key: None,
-            polls: None,
-        };
+        let stored = stored();
         ledger.transition(poll, stored).await.unwrap();
         assert_eq!(
             in_flight(&ledger).await,

@@ -100,14 +100,7 @@ async fn in_flight_slots_hold_back_submits_until_a_generation_ends() {
             "waiting holds its slot"
         );
         // Polled, found ready and fetched under the same lease: stored straight from waiting.
-        let stored = Transition::Stored {
-            object_key: "k.mp4".into(),
-            bytes: 1,
-            sha256: "ab".into(),
-            video: "h264 1280x720 10.00s 30.00fps".into(),
-            thumbnail_key: None,
-            polls: None,
-        };
+        let stored = stored();
         ledger.transition(&lease, stored).await.unwrap();
         assert_eq!(
             ledger.in_flight(&ProviderKind::Kie.into()).await.unwrap(),
