@@ -42,6 +42,7 @@ impl Setup {
             ledger: LedgerConfig {
                 durability: cli.durability,
                 allow_unsafe: cli.allow_unsafe_redis,
+                partitions: cli.partitions,
                 ..LedgerConfig::new(&cli.redis_url, &cli.prefix)
             },
             targets: WebhookTargets {

@@ -23,6 +23,22 @@ macro_rules! ulid_id {
                 Self(ulid::Ulid::new())
             }
 
+            /// A fresh id of partition `partition` of a ledger of `partitions`: a ULID whose
+            /// low 16 random bits are chosen so [`Self::partition`] gives it back.
+            pub fn new_in(partition: u16, partitions: u16) -> Self {
+                let ulid = ulid::Ulid::new();
+                Self(ulid::Ulid(
+                    (ulid.0 & !0xffff)
+                        | u128::from(partition_bits(ulid.0 as u16, partition, partitions)),
+                ))
+            }
+
+            /// Which of a ledger's `partitions` the id belongs to: its low 16 bits modulo
+            /// `partitions` (every id is in partition 0 of a one-partition ledger).
+            pub fn partition(&self, partitions: u16) -> u16 {
+                (self.0.0 as u16) % partitions.max(1)
+            }
+
             /// When the id was made: a ULID carries its creation time.
             pub fn created_at(&self) -> std::time::SystemTime {
                 self.0.datetime()
@@ -98,6 +114,25 @@ macro_rules! ulid_id {
     };
 }
 
+/// A hash of `text` that is the same in every process and release (FNV-1a, 64 bits): where
+/// an idempotency key's record lives, a weighted route's draw for a job.
+pub fn stable_hash(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Low 16 bits near `random` that are `partition` modulo `partitions`.
+fn partition_bits(random: u16, partition: u16, partitions: u16) -> u16 {
+    let partitions = partitions.max(1);
+    let partition = partition % partitions;
+    let base = random - random % partitions;
+    match base.checked_add(partition) {
+        Some(bits) => bits,
+        None => base - partitions + partition,
+    }
+}
+
 ulid_id!(JobId, "job");
 
 impl JobId {
@@ -133,6 +168,23 @@ mod tests {
             "2026/05/01/01KQGDBJ00ABCDEFGHJKMNPQRS.mp4"
         );
         assert_eq!(job_id.video_key(), job_id.video_key());
+    }
+
+    #[test]
+    fn an_id_made_in_a_partition_belongs_to_it() {
+        for partitions in [1, 3, 16, 1000, u16::MAX] {
+            for partition in [0, 1, partitions / 2, partitions - 1] {
+                let job_id = JobId::new_in(partition, partitions);
+                assert_eq!(job_id.partition(partitions), partition % partitions);
+                let batch_id = BatchId::new_in(partition, partitions);
+                assert_eq!(batch_id.partition(partitions), partition % partitions);
+            }
+        }
+        for random in [0, 1, u16::MAX - 1, u16::MAX] {
+            assert_eq!(partition_bits(random, 6, 7) % 7, 6);
+        }
+        // Ids made before partitions keep their place: all in partition 0 of one.
+        assert_eq!(JobId::new().partition(1), 0);
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub use catalog::{
     ModelStatus, Omit, ProviderRequest, RequestMap,
 };
 pub use error_class::{ErrorClass, local_exhaustion};
-pub use id::{BatchId, IdError, JobId};
+pub use id::{BatchId, IdError, JobId, stable_hash};
 pub use price::{PriceRule, PriceTable};
 pub use provider::ProviderKind;
 pub use request_json::RequestJsonError;

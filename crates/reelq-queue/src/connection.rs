@@ -381,6 +381,14 @@ pub(crate) struct ClusterView {
     pub masters: Vec<String>,
     /// Every node's `redis://ip:port`.
     pub nodes: Vec<String>,
+    shards: ClusterShards,
+}
+
+impl ClusterView {
+    /// The `redis://ip:port` of the master serving `slot`, as the node said.
+    pub(crate) fn master_of(&self, slot: i64) -> Option<String> {
+        self.shards.master_of(slot)
+    }
 }
 
 /// Asks `node` which slot `slot_key` hashes to and who serves what.
@@ -414,6 +422,7 @@ pub(crate) async fn ask_cluster(
         slot_master: master,
         masters: shards.masters(),
         nodes: shards.nodes(),
+        shards,
     })
 }
 

@@ -22,7 +22,9 @@ use std::time::Duration;
 use reelq_core::{BatchId, BatchOptions, JobId, JobSpec, usd_to_micros};
 
 use crate::{
-    Ledger, QueueError, scripts,
+    Ledger, QueueError,
+    ledger::Part,
+    scripts,
     scripts::jobs::{Answer, Once, QueuedJob},
 };
 
@@ -123,19 +125,109 @@ impl Ledger {
         progress: &(dyn Fn(EnqueueProgress) + Sync),
     ) -> Result<Enqueued, QueueError> {
         self.ensure_safe()?;
+        let part = self.enqueue_part(batch.map(|(batch_id, _)| batch_id), jobs)?;
         self.await_replicas().await?;
-        let idem = idempotency.map(|once| (once, self.key(format!("idem:{}", once.key))));
+        let idem = idempotency.map(|once| (once, part.key(format!("idem:{}", once.key))));
         match batch {
             Some((batch_id, options)) if jobs.len() > ENQUEUE_CHUNK => {
-                self.enqueue_staged(batch_id, options, jobs, idem, progress)
+                self.enqueue_staged(part, batch_id, options, jobs, idem, progress)
                     .await
             }
-            _ => self.enqueue_at_once(batch, jobs, idem).await,
+            _ => self.enqueue_at_once(part, batch, jobs, idem).await,
         }
+    }
+
+    /// The partition one enqueue writes to: its batch's, or its first job's; every id of it
+    /// must name that one.
+    fn enqueue_part(
+        &self,
+        batch: Option<BatchId>,
+        jobs: &[(JobId, JobSpec)],
+    ) -> Result<&Part, QueueError> {
+        let partitions = self.partitions();
+        let first = batch
+            .map(|batch_id| batch_id.partition(partitions))
+            .or_else(|| jobs.first().map(|(job_id, _)| job_id.partition(partitions)))
+            .unwrap_or(0);
+        if let Some((job_id, _)) = jobs
+            .iter()
+            .find(|(job_id, _)| job_id.partition(partitions) != first)
+        {
+            return Err(QueueError::Partition {
+                id: job_id.to_string(),
+                partitions,
+            });
+        }
+        Ok(&self.parts()[usize::from(first)])
+    }
+
+    /// Fresh ids for one enqueue of `jobs` jobs (and its batch, if it is one), all in one
+    /// partition: the one an idempotency key names (so a replay finds the first call's
+    /// record), else one at random.
+    pub fn new_ids(&self, jobs: usize, idempotency_key: Option<&str>) -> (BatchId, Vec<JobId>) {
+        let partitions = self.partitions();
+        let partition = match idempotency_key {
+            Some(key) => key_partition(key, partitions),
+            None => rand::random::<u16>() % partitions,
+        };
+        (
+            BatchId::new_in(partition, partitions),
+            (0..jobs)
+                .map(|_| JobId::new_in(partition, partitions))
+                .collect(),
+        )
+    }
+
+    /// On a ledger of several partitions: how many jobs each tenant of `jobs` with a cap on
+    /// jobs waiting has waiting in the other partitions (what `over_backlog` adds to its own
+    /// count). Read just before the enqueue, not with it: two enqueues into two partitions
+    /// at once may each pass the cap by what the other adds.
+    async fn waiting_elsewhere(
+        &self,
+        part: &Part,
+        jobs: &[(JobId, JobSpec)],
+    ) -> Result<std::collections::BTreeMap<String, u64>, QueueError> {
+        let mut elsewhere = std::collections::BTreeMap::new();
+        let tenants: Vec<String> = waiting_by_tenant(jobs).into_keys().collect();
+        if self.partitions() == 1 || tenants.is_empty() {
+            return Ok(elsewhere);
+        }
+        let caps: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(self.home_key("tenant_limits"))
+            .arg(&tenants)
+            .query_async(&mut self.home_conn().await?)
+            .await?;
+        let capped: Vec<&String> = tenants
+            .iter()
+            .zip(caps)
+            .filter(|(_, caps)| {
+                caps.as_deref()
+                    .is_some_and(|caps| caps.contains("max_waiting"))
+            })
+            .map(|(tenant, _)| tenant)
+            .collect();
+        if capped.is_empty() {
+            return Ok(elsewhere);
+        }
+        let per_part: Vec<Vec<u64>> = self
+            .in_every_part(|other, pipe| {
+                if other.index != part.index {
+                    for tenant in &capped {
+                        pipe.cmd("ZCARD").arg(other.key(format!("queued:{tenant}")));
+                    }
+                }
+            })
+            .await?;
+        for (n, tenant) in capped.into_iter().enumerate() {
+            let waiting = per_part.iter().filter_map(|counts| counts.get(n)).sum();
+            elsewhere.insert(tenant.clone(), waiting);
+        }
+        Ok(elsewhere)
     }
 
     async fn enqueue_at_once(
         &self,
+        part: &Part,
         batch: Option<(BatchId, &BatchOptions)>,
         jobs: &[(JobId, JobSpec)],
         idem: Option<(Idempotency<'_>, String)>,
@@ -149,19 +241,21 @@ impl Ledger {
                 .map(|(job_id, spec)| queued_job(*job_id, spec))
                 .collect::<Result<_, _>>()?,
             waiting: waiting_by_tenant(jobs),
+            elsewhere: self.waiting_elsewhere(part, jobs).await?,
         };
-        let mut conn = self.conn().await?;
-        let answer = self.run_script(&mut conn, &args).await?;
+        let mut conn = part.conn().await?;
+        let answer = self.run_script(part, &mut conn, &args).await?;
         let enqueued = self.answered(answer, &idem).await?;
         // Durable before the producer hears of it: a receipt for jobs a crash can take back
         // would be a lie. Not durable: the producer retries (under its idempotency key).
-        self.make_durable(&mut conn, crate::ledger::Durable::Acknowledged)
+        self.make_durable(part, &mut conn, crate::ledger::Durable::Acknowledged)
             .await?;
         Ok(enqueued)
     }
 
     async fn enqueue_staged(
         &self,
+        part: &Part,
         batch_id: BatchId,
         options: &BatchOptions,
         jobs: &[(JobId, JobSpec)],
@@ -176,7 +270,7 @@ impl Ledger {
                     .arg("digest")
                     .arg("receipt")
                     .arg("batch")
-                    .query_async(&mut self.conn().await?)
+                    .query_async(&mut part.conn().await?)
                     .await?;
             if let (Some(digest), Some(receipt)) = (digest, receipt) {
                 let answer = if digest == once.digest {
@@ -187,7 +281,7 @@ impl Ledger {
                 return self.answered(answer, &idem).await;
             }
         }
-        let stage = self.key(format!("stage:{batch_id}"));
+        let stage = part.key(format!("stage:{batch_id}"));
         for (n_chunk, chunk) in jobs.chunks(STAGE_CHUNK).enumerate() {
             let mut entries = Vec::with_capacity(chunk.len());
             for (job_id, spec) in chunk {
@@ -202,7 +296,7 @@ impl Ledger {
                 .arg(&stage)
                 .arg(STAGE_TTL.as_millis() as u64)
                 .ignore()
-                .query_async(&mut self.conn().await?)
+                .query_async(&mut part.conn().await?)
                 .await?;
             progress(EnqueueProgress::Staged(
                 (n_chunk * STAGE_CHUNK + chunk.len()).min(jobs.len()),
@@ -214,9 +308,10 @@ impl Ledger {
             options,
             n_jobs: jobs.len(),
             waiting: waiting_by_tenant(jobs),
+            elsewhere: self.waiting_elsewhere(part, jobs).await?,
         };
-        let mut conn = self.conn().await?;
-        let answer = self.run_script(&mut conn, &args).await?;
+        let mut conn = part.conn().await?;
+        let answer = self.run_script(part, &mut conn, &args).await?;
         let enqueued = self.answered(answer, &idem).await?;
         if enqueued != Enqueued::New {
             // Another call under this key committed first: this stage is never needed.
@@ -227,7 +322,7 @@ impl Ledger {
             return Ok(enqueued);
         }
         // The commit is the promise: durable before any job of it is claimable.
-        self.make_durable(&mut conn, crate::ledger::Durable::Acknowledged)
+        self.make_durable(part, &mut conn, crate::ledger::Durable::Acknowledged)
             .await?;
         // Committed: whatever happens now, the answer is the receipt (an error would make a
         // client without an idempotency key enqueue it all again). A release cut short is
@@ -280,13 +375,14 @@ impl Ledger {
         progress: &(dyn Fn(EnqueueProgress) + Sync),
     ) -> Result<usize, QueueError> {
         let mut queued = 0;
-        let mut conn = self.conn().await?;
+        let part = self.part_of(&batch_id.to_string());
+        let mut conn = part.conn().await?;
         loop {
             let args = scripts::release::Args {
                 batch: batch_id.to_string(),
                 max_jobs: ENQUEUE_CHUNK,
             };
-            let reply = self.run_script(&mut conn, &args).await?;
+            let reply = self.run_script(part, &mut conn, &args).await?;
             let (released, left) = (reply.queued, reply.left);
             queued += released;
             if released > 0 {
@@ -296,7 +392,7 @@ impl Ledger {
                 break;
             }
         }
-        self.make_durable(&mut conn, crate::ledger::Durable::Acknowledged)
+        self.make_durable(part, &mut conn, crate::ledger::Durable::Acknowledged)
             .await?;
         Ok(queued)
     }
@@ -306,15 +402,19 @@ impl Ledger {
     /// [`SWEEP_AFTER`]). Returns how many jobs it queued.
     pub async fn release_committed(&self, older_than: Duration) -> Result<usize, QueueError> {
         let before_ms = crate::ledger::now_unix_ms().saturating_sub(older_than.as_millis() as u64);
-        let batches: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-            .arg(self.key("releasing"))
-            .arg("-inf")
-            .arg(before_ms)
-            .arg("LIMIT")
-            .arg(0)
-            .arg(10)
-            .query_async(&mut self.conn().await?)
-            .await?;
+        let mut batches: Vec<String> = Vec::new();
+        for part in self.parts() {
+            let found: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+                .arg(part.key("releasing"))
+                .arg("-inf")
+                .arg(before_ms)
+                .arg("LIMIT")
+                .arg(0)
+                .arg(10)
+                .query_async(&mut part.conn().await?)
+                .await?;
+            batches.extend(found);
+        }
         let mut queued = 0;
         for batch in batches {
             let batch_id: BatchId = batch
@@ -324,6 +424,11 @@ impl Ledger {
         }
         Ok(queued)
     }
+}
+
+/// The partition an idempotency key's record lives in.
+fn key_partition(key: &str, partitions: u16) -> u16 {
+    (reelq_core::stable_hash(key) % u64::from(partitions.max(1))) as u16
 }
 
 /// A request's idempotency as the scripts take it.

@@ -72,6 +72,12 @@ pub enum QueueError {
         waiting: u64,
         max: u64,
     },
+    /// One enqueue's ids (its batch's and its jobs') must all name one partition of the
+    /// ledger: ids made by [`crate::Ledger::new_ids`] do. Nothing was enqueued.
+    #[error(
+        "the ids of one enqueue must name one partition of the ledger's {partitions}: {id} names another (make them with Ledger::new_ids)"
+    )]
+    Partition { id: String, partitions: u16 },
     /// An API token's name must be unique.
     #[error("a token named {0:?} exists: revoke it first, or choose another name")]
     TokenName(String),

@@ -81,6 +81,8 @@ pub use reads::PageCursor;
 pub use restore::{PaidCreate, RestoreOutcome};
 pub use settings::ProviderLimit;
 pub use settings::Resumed;
+pub use slots::MAX_PARTITIONS;
+pub(crate) use slots::Part;
 pub use tasks::TASK_INDEX_TTL;
 pub use tasks::{CallbackBinding, WakeOutcome};
 pub use tenants::{TenantLimits, TenantShare};
@@ -132,9 +134,6 @@ pub enum HomeSlot {
     /// another master of a cluster where one serves it: limits, budgets and tenants' slots on
     /// one master, the jobs on the other.
     Own,
-    /// As `Own`, with the partition's hash tag chosen by the caller.
-    #[serde(skip)]
-    OwnWithPartition(String),
 }
 
 /// Where the ledger lives, how long a Redis call may take, and how writes are made durable.
@@ -148,6 +147,11 @@ pub struct LedgerConfig {
     /// in the slot of its jobs (the default) or in one of its own. A ledger that exists keeps
     /// the layout it was created with (`P layout`), whatever its clients ask.
     pub home_slot: HomeSlot,
+    /// How many partitions a ledger this client creates spreads its jobs over (1 to
+    /// [`MAX_PARTITIONS`]): more than one gives the home a slot of its own, and on a cluster
+    /// spreads the partitions evenly over its masters. A ledger that exists keeps the ones it
+    /// was created with.
+    pub partitions: u16,
     /// Per-command timeout. Seconds, not redis-rs's 500 ms default, so a busy Redis slows
     /// workers down instead of failing their steps.
     pub response_timeout: Duration,
@@ -168,6 +172,7 @@ impl LedgerConfig {
             redis_url: redis_url.into(),
             prefix: prefix.into(),
             home_slot: HomeSlot::Shared,
+            partitions: 1,
             response_timeout: Duration::from_secs(5),
             durability: Durability::Always,
             allow_unsafe: false,
@@ -181,13 +186,11 @@ impl LedgerConfig {
 /// replaced when it breaks or the primary moves).
 #[derive(Clone)]
 pub struct Ledger {
-    connector: Arc<Connector>,
-    /// The connection to the master of the home's slot: the partition's, unless the home has a
-    /// slot of its own.
+    /// The partitions, each with its master's connection (`slots.rs`).
+    parts: Arc<[Part]>,
+    /// The connection to the master of the home's slot (a one-slot ledger's one partition's).
     home_connector: Arc<Connector>,
-    /// The partition's key prefix, `{reelq}:`.
-    pub(crate) prefix: String,
-    /// The home's key prefix: the partition's, unless the home has a slot of its own.
+    /// The home's key prefix, `{reelq}:` (a one-slot ledger's one partition's).
     pub(crate) home: String,
     safety: Arc<Safety>,
 }
@@ -203,8 +206,10 @@ struct Safety {
     /// probe write is acknowledged again, writes that must be durable are refused before
     /// they are made, so no job is left `submitting` by a submit that never went out.
     replicas_behind: AtomicBool,
-    /// The ledger's history as this client saw it made durable (`history.rs`).
-    history: history::History,
+    /// Whose archiver's lease [`Ledger::take_archive_lease`] tries first, in turn.
+    archive_turn: std::sync::atomic::AtomicUsize,
+    /// Which partition [`Ledger::claim`] starts at, in turn.
+    claim_turn: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,19 +238,11 @@ impl Ledger {
             &format!("{home}schema"),
         )
         .await?;
-        let prefix = match slots::layout(&home_connector, &home, config).await? {
-            Some(tag) => format!("{{{tag}}}:"),
-            None => home.clone(),
-        };
-        let connector = if home == prefix {
-            home_connector.clone()
-        } else {
-            Connector::connect(target, config.response_timeout, &format!("{prefix}due")).await?
-        };
+        let tags = slots::layout(&home_connector, &home, config).await?;
+        let parts = slots::connect_parts(&target, config, &home, &home_connector, tags).await?;
         let ledger = Ledger {
-            connector,
+            parts,
             home_connector,
-            prefix: prefix.clone(),
             home,
             safety: Arc::new(Safety {
                 durability: config.durability,
@@ -253,7 +250,8 @@ impl Ledger {
                 replica_wait: config.replica_wait,
                 unsafe_now: Mutex::new(None),
                 replicas_behind: AtomicBool::new(false),
-                history: history::History::new(&prefix),
+                archive_turn: Default::default(),
+                claim_turn: Default::default(),
             }),
         };
         ledger.claim_schema().await?;
@@ -262,15 +260,7 @@ impl Ledger {
         if !check.is_safe() && !config.allow_unsafe {
             return Err(QueueError::Unsafe(check.problems.join("; ")));
         }
-        tokio::spawn(recheck_durability(
-            (
-                Arc::downgrade(&ledger.connector),
-                Arc::downgrade(&ledger.home_connector),
-            ),
-            Arc::downgrade(&ledger.safety),
-            (ledger.prefix.clone(), ledger.home.clone()),
-            config.recheck_every,
-        ));
+        tokio::spawn(recheck_durability(ledger.downgrade(), config.recheck_every));
         Ok(ledger)
     }
 
@@ -279,13 +269,16 @@ impl Ledger {
     /// holds jobs but no schema was written before versions were recorded: its records read
     /// like schema 2's.
     async fn claim_schema(&self) -> Result<(), QueueError> {
-        let mut conn = self.conn().await?;
-        let mut in_use = redis::cmd("EXISTS");
-        in_use.arg(self.key("due")).arg(self.key("due_low"));
-        for state in JobState::ALL {
-            in_use.arg(self.key(format!("state:{state}")));
+        let mut in_use = 0;
+        for part in self.parts() {
+            let mut exists = redis::cmd("EXISTS");
+            exists.arg(part.key("due")).arg(part.key("due_low"));
+            for state in JobState::ALL {
+                exists.arg(part.key(format!("state:{state}")));
+            }
+            let found: u64 = exists.query_async(&mut part.conn().await?).await?;
+            in_use += found;
         }
-        let in_use: u64 = in_use.query_async(&mut conn).await?;
         let fresh_schema = if in_use > 0 { 2 } else { LEDGER_SCHEMA };
         let mut conn = self.home_conn().await?;
         let _: Option<String> = redis::cmd("SET")
@@ -301,13 +294,15 @@ impl Ledger {
                 supported: LEDGER_SCHEMA,
             });
         }
-        // The partition's scripts read their own slot's copy.
-        if self.home != self.prefix {
-            let _: () = redis::cmd("SET")
-                .arg(self.key("schema"))
-                .arg(found)
-                .query_async(&mut self.conn().await?)
-                .await?;
+        // The partitions' scripts read their own slot's copy.
+        if self.split() {
+            for part in self.parts() {
+                let _: () = redis::cmd("SET")
+                    .arg(part.key("schema"))
+                    .arg(found)
+                    .query_async(&mut part.conn().await?)
+                    .await?;
+            }
         }
         Ok(())
     }
@@ -332,18 +327,22 @@ impl Ledger {
 
     /// Where the ledger connects (without any password).
     pub fn target(&self) -> &RedisTarget {
-        self.connector.target()
+        self.home_connector.target()
     }
 
     /// Reads the server's settings now, records the verdict for writes that must be durable,
     /// and logs what it found.
     pub async fn check_durability(&self) -> Result<DurabilityCheck, QueueError> {
-        let mut check = durability::check(&mut self.conn().await?, self.safety.durability).await?;
-        if self.home != self.prefix {
-            // The home's master keeps the limits and budgets every claim takes.
-            let home =
-                durability::check(&mut self.home_conn().await?, self.safety.durability).await?;
-            check.merge(home);
+        // The home's master keeps the limits and budgets every claim takes; each
+        // partition's, its jobs.
+        let mut check =
+            durability::check(&mut self.home_conn().await?, self.safety.durability).await?;
+        if self.split() {
+            for part in self.parts() {
+                let found =
+                    durability::check(&mut part.conn().await?, self.safety.durability).await?;
+                check.merge(found);
+            }
         }
         for warning in &check.warnings {
             tracing::warn!(durability = %self.safety.durability, warning, "redis durability");
@@ -395,9 +394,11 @@ impl Ledger {
         if !self.replicas_behind() {
             return Ok(());
         }
-        let mut slots = vec![(self.conn().await?, self.key("durability_probe"))];
-        if self.home != self.prefix {
-            slots.push((self.home_conn().await?, self.home_key("durability_probe")));
+        let mut slots = vec![(self.home_conn().await?, self.home_key("durability_probe"))];
+        if self.split() {
+            for part in self.parts() {
+                slots.push((part.conn().await?, part.key("durability_probe")));
+            }
         }
         for (mut conn, probe) in slots {
             let _: () = redis::cmd("SET")
@@ -429,15 +430,16 @@ impl Ledger {
         }
         let planned = transition.into_move();
         let job_id = lease.job_id.to_string();
-        let mut conn = self.conn().await?;
+        let part = self.part_of(&job_id);
+        let mut conn = part.conn().await?;
         let reply = self
-            .apply_move(&mut conn, &job_id, lease.fence, &lease.token, planned)
+            .apply_move(part, &mut conn, &job_id, lease.fence, &lease.token, planned)
             .await?;
         let outcome = match reply {
             scripts::transition::Reply::Applied => TransitionOutcome::Applied,
             scripts::transition::Reply::Held => return Err(QueueError::SubmitsHeld),
             scripts::transition::Reply::HistoryLost => {
-                return Err(self.history_lost_at_submit().await);
+                return Err(self.history_lost_at_submit(part).await);
             }
             scripts::transition::Reply::LeaseLost { state, fence } => {
                 TransitionOutcome::LeaseLost {
@@ -453,20 +455,21 @@ impl Ledger {
             }
         };
         if must_be_durable && outcome == TransitionOutcome::Applied {
-            self.make_durable(&mut conn, Durable::Paid).await?;
+            self.make_durable(part, &mut conn, Durable::Paid).await?;
         }
         Ok(outcome)
     }
 
     async fn apply_move(
         &self,
+        part: &Part,
         conn: &mut Conn,
         job_id: &str,
         fence: u64,
         token: &str,
         planned: Move,
     ) -> Result<scripts::transition::Reply, QueueError> {
-        let (epoch, seen) = self.history_seen();
+        let (epoch, seen) = part.history.seen();
         let args = scripts::transition::Args {
             job_id,
             fence,
@@ -478,7 +481,7 @@ impl Ledger {
             slot_hold_ms: planned.slot_hold.map_or(-1, |d| d.as_millis() as i64),
             epoch: &epoch,
             seen,
-            mark_key: self.history_mark_key(),
+            mark_key: part.history.mark_key(),
             fields: planned
                 .fields
                 .iter()
@@ -487,7 +490,7 @@ impl Ledger {
             spec: planned.route.as_ref().map(|(spec, _)| spec.as_str()),
             route_hold: planned.route.as_ref().and_then(|(_, hold)| *hold),
         };
-        self.run_script(conn, &args).await
+        self.run_script(part, conn, &args).await
     }
 
     /// Renews the caller's lease; false if it was lost.
@@ -500,44 +503,57 @@ impl Ledger {
             token: &lease.token,
             lease_ms: length.as_millis() as u64,
         };
-        let reply = self.run_script(&mut self.conn().await?, &args).await?;
+        let reply = self.run_in(self.part_of(&job_id), &args).await?;
         Ok(reply.renewed)
     }
 
     /// Round trip to Redis, for readiness checks.
     pub async fn ping(&self) -> Result<(), QueueError> {
         let _: String = redis::cmd("PING")
-            .query_async(&mut self.conn().await?)
+            .query_async(&mut self.home_conn().await?)
             .await?;
         Ok(())
+    }
+
+    /// A handle that does not keep the ledger's connections alive.
+    fn downgrade(&self) -> WeakLedger {
+        WeakLedger {
+            parts: Arc::downgrade(&self.parts),
+            home_connector: Arc::downgrade(&self.home_connector),
+            home: self.home.clone(),
+            safety: Arc::downgrade(&self.safety),
+        }
+    }
+}
+
+/// A [`Ledger`] that lives only while a clone of it does (for its background checks).
+struct WeakLedger {
+    parts: Weak<[Part]>,
+    home_connector: Weak<Connector>,
+    home: String,
+    safety: Weak<Safety>,
+}
+
+impl WeakLedger {
+    fn upgrade(&self) -> Option<Ledger> {
+        Some(Ledger {
+            parts: self.parts.upgrade()?,
+            home_connector: self.home_connector.upgrade()?,
+            home: self.home.clone(),
+            safety: self.safety.upgrade()?,
+        })
     }
 }
 
 /// Checks the server's durability every `every` while any clone of the ledger lives (the
 /// task holds only weak references, so it ends with the last clone).
-async fn recheck_durability(
-    (connector, home_connector): (Weak<Connector>, Weak<Connector>),
-    safety: Weak<Safety>,
-    (prefix, home): (String, String),
-    every: Duration,
-) {
+async fn recheck_durability(ledger: WeakLedger, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
     loop {
         tick.tick().await;
-        let (Some(connector), Some(home_connector), Some(safety)) = (
-            connector.upgrade(),
-            home_connector.upgrade(),
-            safety.upgrade(),
-        ) else {
+        let Some(ledger) = ledger.upgrade() else {
             return;
-        };
-        let ledger = Ledger {
-            connector,
-            home_connector,
-            safety,
-            prefix: prefix.clone(),
-            home: home.clone(),
         };
         if let Err(err) = ledger.check_durability().await {
             tracing::warn!(error = %err, "redis durability re-check failed; trying again later");

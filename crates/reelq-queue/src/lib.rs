@@ -23,8 +23,8 @@ pub use lease::{Cancel, Fence, FetchLease, Held, Lease, LeasedJob, PollLease, Su
 pub use ledger::{
     ArchiveCandidate, ArchiveGrace, ArchiveLease, ArchiveStatus, ArchivedBatch, BATCHES_PER_PASS,
     BatchInfo, CallbackBinding, CancelOutcome, Claim, ClaimOptions, EVENTS_KEPT, HistoryCheck,
-    HistoryStatus, HomeSlot, LEDGER_SCHEMA, Ledger, LedgerConfig, LimitWait, Migration,
-    Notification, NotifyOutcome, NotifyTarget, PageCursor, PaidCreate, ProviderLimit,
+    HistoryStatus, HomeSlot, LEDGER_SCHEMA, Ledger, LedgerConfig, LimitWait, MAX_PARTITIONS,
+    Migration, Notification, NotifyOutcome, NotifyTarget, PageCursor, PaidCreate, ProviderLimit,
     RECONNECT_GRACE, ROLLBACK_HOLD_MAX, ROLLBACK_HOLD_MIN, Removed, Resolution, RestoreOutcome,
     Resumed, Rollback, SCANNED_PER_CANDIDATE, TASK_INDEX_TTL, TenantLimits, TenantShare,
     TokenRecord, TransitionOutcome, Wait, WakeOutcome, WorkerInfo, own_accounts,

@@ -93,9 +93,31 @@ impl Archiver {
         }
     }
 
-    /// One pass: takes the lease, archives up to `max_jobs` jobs past their grace, gives the
-    /// lease back. A failure is recorded in the ledger (and metrics) before it is returned.
+    /// One pass over every partition of the ledger (each has its archiver's lease): in each
+    /// whose lease no other replica holds, archives up to `max_jobs` jobs past their grace.
+    /// `not_ours` if another replica held every one.
     pub async fn pass(&self) -> Result<Pass, ArchiveError> {
+        let mut total = Pass {
+            not_ours: true,
+            ..Pass::default()
+        };
+        for _ in 0..self.ledger.partitions() {
+            let pass = self.pass_one().await?;
+            total.not_ours &= pass.not_ours;
+            total.read += pass.read;
+            total.segments += pass.segments;
+            total.archived += pass.archived;
+            total.kept += pass.kept;
+            total.bytes += pass.bytes;
+            total.batches += pass.batches;
+        }
+        Ok(total)
+    }
+
+    /// One partition's pass: takes its lease, archives up to `max_jobs` jobs past their grace,
+    /// gives the lease back. A failure is recorded in the ledger (and metrics) before it is
+    /// returned.
+    async fn pass_one(&self) -> Result<Pass, ArchiveError> {
         let Some(lease) = self.ledger.take_archive_lease(LEASE_TTL).await? else {
             return Ok(Pass {
                 not_ours: true,

@@ -81,6 +81,7 @@ const DEFAULTS: &str = r#"
 redis_url = "redis://127.0.0.1:6379/"
 prefix = "reelq"
 home_slot = "shared"
+partitions = 1
 name = ""
 concurrency = 64
 claim_batch = 16
@@ -129,6 +130,10 @@ pub struct WorkerConfig {
     /// the slot of its jobs) or `own` (a slot of its own, on another master of a cluster:
     /// docs/cluster.md). A ledger that exists keeps the layout it was created with.
     pub home_slot: reelq_queue::HomeSlot,
+    /// How many partitions a ledger this worker creates spreads its jobs over (1 to 1024;
+    /// more than one gives the home a slot of its own and, on a cluster, spreads them evenly
+    /// over its masters: docs/cluster.md). A ledger that exists keeps its own.
+    pub partitions: u16,
     /// Names this process in leases and logs; empty means `worker-<pid>-<random>`.
     pub name: String,
     /// Most steps running at once in this process.
@@ -314,6 +319,9 @@ impl WorkerConfig {
         if self.concurrency == 0 || self.claim_batch == 0 {
             return fail("concurrency and claim_batch must be at least 1");
         }
+        if !(1..=reelq_queue::MAX_PARTITIONS).contains(&self.partitions) {
+            return fail("partitions must be between 1 and 1024");
+        }
         if self.lease < Duration::from_secs(3) {
             return fail("lease must be at least 3s: renewals happen every third of it");
         }
@@ -463,6 +471,7 @@ impl WorkerConfig {
             replica_wait: self.replica_wait,
             recheck_every: self.durability_check,
             home_slot: self.home_slot.clone(),
+            partitions: self.partitions,
             ..reelq_queue::LedgerConfig::new(self.redis_url.expose(), &self.prefix)
         }
     }

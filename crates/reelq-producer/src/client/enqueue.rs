@@ -62,22 +62,20 @@ impl Client {
     /// A validated spec with its estimated cost (a routed job's candidates each priced,
     /// ordered by its route's policy, drawn from the job's own id where it is weighted).
     fn priced(&self, job_id: JobId, spec: JobSpec) -> Result<JobSpec, SpecError> {
-        let seed = job_id
-            .to_string()
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-                (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-            });
+        let seed = reelq_core::stable_hash(&job_id.to_string());
         spec.priced(&self.prices, &self.catalog, seed)
     }
 
     /// Gives each validated spec a fresh job id and its estimated cost, once every webhook
-    /// target (the batch's and each job's) is one the deployment allows.
+    /// target (the batch's and each job's) is one the deployment allows; and the id of the
+    /// batch they would make. All in one partition of the ledger (the one `idempotency_key`
+    /// names, if given).
     fn new_jobs(
         &self,
         specs: Vec<JobSpec>,
         batch: Option<&BatchOptions>,
-    ) -> Result<Vec<(JobId, JobSpec)>, SpecError> {
+        idempotency_key: Option<&str>,
+    ) -> Result<(BatchId, Vec<(JobId, JobSpec)>), SpecError> {
         if let Some(url) = batch.and_then(|options| options.notify_url.as_deref()) {
             self.webhook_targets.check_url("notify_url", url)?;
         }
@@ -89,17 +87,19 @@ impl Client {
             }
         }
         let n_specs = specs.len();
-        specs
+        let (batch_id, job_ids) = self.ledger.new_ids(n_specs, idempotency_key);
+        let jobs = specs
             .into_iter()
+            .zip(job_ids)
             .enumerate()
-            .map(|(n, spec)| {
-                let job_id = JobId::new();
+            .map(|(n, (spec, job_id))| {
                 let spec = self
                     .priced(job_id, spec)
                     .map_err(|err| of_job(n, n_specs, err))?;
                 Ok((job_id, spec))
             })
-            .collect()
+            .collect::<Result<_, SpecError>>()?;
+        Ok((batch_id, jobs))
     }
 
     pub async fn enqueue(&self, request: JobRequest) -> Result<JobId, ProducerError> {
@@ -109,7 +109,7 @@ impl Client {
 
     /// Enqueues one already validated job.
     pub async fn enqueue_spec(&self, spec: JobSpec) -> Result<JobId, ProducerError> {
-        let jobs = self.new_jobs(vec![spec], None)?;
+        let (_, jobs) = self.new_jobs(vec![spec], None, None)?;
         self.ledger.enqueue(None, &jobs).await?;
         Ok(jobs[0].0)
     }
@@ -126,8 +126,7 @@ impl Client {
         specs: Vec<JobSpec>,
         options: &BatchOptions,
     ) -> Result<BatchReceipt, ProducerError> {
-        let batch_id = BatchId::new();
-        let jobs = self.new_jobs(specs, Some(options))?;
+        let (batch_id, jobs) = self.new_jobs(specs, Some(options), None)?;
         self.ledger
             .enqueue(Some((batch_id, options)), &jobs)
             .await?;
@@ -150,8 +149,9 @@ impl Client {
         progress: &(dyn Fn(EnqueueProgress) + Sync),
     ) -> Result<Receipt, ProducerError> {
         let digest = request_digest(&specs, batch);
-        let batch_id = batch.map(|_| BatchId::new());
-        let jobs = self.new_jobs(specs, batch)?;
+        let scoped_key = format!("{scope}:{key}");
+        let (batch_id, jobs) = self.new_jobs(specs, batch, Some(&scoped_key))?;
+        let batch_id = batch.map(|_| batch_id);
         let job_ids: Vec<JobId> = jobs.iter().map(|(job_id, _)| *job_id).collect();
         // A batch's receipt is its id (its job ids are in its list); a job's, its id.
         let stored = match batch_id {
@@ -161,7 +161,6 @@ impl Client {
             },
         };
         let stored = serde_json::to_string(&stored).expect("a receipt serializes");
-        let scoped_key = format!("{scope}:{key}");
         let once = Idempotency {
             key: &scoped_key,
             ttl: IDEMPOTENCY_TTL,

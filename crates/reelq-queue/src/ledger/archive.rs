@@ -10,7 +10,7 @@
 //! | `P archive_ready` | zset | batch id -> ms its last job was archived: the batch is archived next |
 //! | `P archive` | hash | `archived` and `segments` (totals), `ok_ms` (last pass that archived or found nothing to), `failed_ms` and `error` (the last failure, cleared by a good pass) |
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, sync::atomic::Ordering, time::Duration};
 
 use reelq_core::{JobId, JobState};
 use serde::{Deserialize, Serialize};
@@ -81,6 +81,8 @@ impl ArchiveGrace {
 pub struct ArchiveLease {
     token: String,
     ttl: Duration,
+    /// The partition it archives: each has its own archiver's lease.
+    part: u16,
 }
 
 /// A finished job read for archiving, with what its removal checks (the job must not have
@@ -200,19 +202,27 @@ impl ArchiveCall {
 impl Ledger {
     /// Takes the archiver's lease for `ttl`, if no other replica holds it (on a full Redis
     /// too: the archiver frees memory).
+    /// Each partition has its own: this takes the next one's in turn that no other replica
+    /// holds, so passes go round the partitions.
     pub async fn take_archive_lease(
         &self,
         ttl: Duration,
     ) -> Result<Option<ArchiveLease>, QueueError> {
-        let lease = ArchiveLease {
-            token: format!("{:032x}", rand::random::<u128>()),
-            ttl,
-        };
-        match self.archive_call(&lease, ArchiveCall::Take).await {
-            Ok(_) => Ok(Some(lease)),
-            Err(QueueError::ArchiveLeaseLost) => Ok(None),
-            Err(err) => Err(err),
+        let partitions = self.partitions();
+        let first = self.safety.archive_turn.fetch_add(1, Ordering::Relaxed);
+        for turn in 0..partitions {
+            let lease = ArchiveLease {
+                token: format!("{:032x}", rand::random::<u128>()),
+                ttl,
+                part: ((first as u64 + u64::from(turn)) % u64::from(partitions)) as u16,
+            };
+            match self.archive_call(&lease, ArchiveCall::Take).await {
+                Ok(_) => return Ok(Some(lease)),
+                Err(QueueError::ArchiveLeaseLost) => continue,
+                Err(err) => return Err(err),
+            }
         }
+        Ok(None)
     }
 
     /// Gives the lease up (a no-op if it expired and another replica holds it now).
@@ -234,7 +244,8 @@ impl Ledger {
         grace: ArchiveGrace,
         limit: usize,
     ) -> Result<Vec<ArchiveCandidate>, QueueError> {
-        let mut conn = self.conn().await?;
+        let part = &self.parts()[usize::from(lease.part)];
+        let mut conn = part.conn().await?;
         let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await?;
         let now = secs * 1000 + micros / 1000;
         let old_logs = self.schema().await? < crate::ledger::COMPACT_RECORDS_SCHEMA;
@@ -247,7 +258,7 @@ impl Ledger {
             let mut offset = 0;
             while ids.len() < limit && offset < limit * SCANNED_PER_CANDIDATE {
                 let page: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-                    .arg(self.key(format!("state:{state}")))
+                    .arg(part.key(format!("state:{state}")))
                     .arg("-inf")
                     .arg(cutoff)
                     .arg("LIMIT")
@@ -262,7 +273,7 @@ impl Ledger {
                 let mut pipe = redis::pipe();
                 for id in &page {
                     pipe.cmd("HGET")
-                        .arg(self.key(format!("job:{id}")))
+                        .arg(part.key(format!("job:{id}")))
                         .arg("notify_state");
                 }
                 let notify: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
@@ -284,10 +295,10 @@ impl Ledger {
         for chunk in ids.chunks(crate::ENQUEUE_CHUNK) {
             let mut pipe = redis::pipe();
             for (_, job_id) in chunk {
-                pipe.cmd("HGETALL").arg(self.key(format!("job:{job_id}")));
+                pipe.cmd("HGETALL").arg(part.key(format!("job:{job_id}")));
                 if old_logs {
                     pipe.cmd("LRANGE")
-                        .arg(self.key(format!("log:{job_id}")))
+                        .arg(part.key(format!("log:{job_id}")))
                         .arg(0)
                         .arg(-1);
                 }
@@ -366,7 +377,9 @@ impl Ledger {
         call: ArchiveCall,
     ) -> Result<Removed, QueueError> {
         let args = call.into_args(lease);
-        let reply = self.run_script(&mut self.conn().await?, &args).await?;
+        let reply = self
+            .run_in(&self.parts()[usize::from(lease.part)], &args)
+            .await?;
         if !reply.held {
             return Err(QueueError::ArchiveLeaseLost);
         }
@@ -381,9 +394,10 @@ impl Ledger {
         &self,
         lease: &ArchiveLease,
     ) -> Result<Vec<ArchivedBatch>, QueueError> {
-        let mut conn = self.conn().await?;
+        let part = &self.parts()[usize::from(lease.part)];
+        let mut conn = part.conn().await?;
         let ready: Vec<String> = redis::cmd("ZRANGE")
-            .arg(self.key("archive_ready"))
+            .arg(part.key("archive_ready"))
             .arg(0)
             .arg(BATCHES_PER_PASS - 1)
             .query_async(&mut conn)
@@ -393,9 +407,9 @@ impl Ledger {
         for chunk in ready.chunks(100) {
             let mut pipe = redis::pipe();
             for id in chunk {
-                pipe.cmd("HGETALL").arg(self.key(format!("batchinfo:{id}")));
+                pipe.cmd("HGETALL").arg(part.key(format!("batchinfo:{id}")));
                 pipe.cmd("LRANGE")
-                    .arg(self.key(format!("batch:{id}")))
+                    .arg(part.key(format!("batch:{id}")))
                     .arg(0)
                     .arg(-1);
             }

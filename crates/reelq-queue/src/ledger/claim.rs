@@ -7,7 +7,7 @@ use reelq_core::{AccountName, ErrorClass, ProviderKind};
 
 use std::sync::atomic::Ordering;
 
-use super::{Ledger, ProviderLimit};
+use super::{Ledger, Part, ProviderLimit};
 use crate::{
     Durability, Lease, QueueError, Transition,
     connection::Conn,
@@ -109,42 +109,91 @@ impl Wait {
 }
 
 impl Ledger {
-    /// Takes up to `options.max_jobs` due jobs, each leased to `options.owner`.
+    /// Takes up to `options.max_jobs` due jobs, each leased to `options.owner`. A ledger of
+    /// several partitions is claimed from in turn: each claim starts at the next partition
+    /// and goes on to the following ones only while it has room, so a busy partition fills a
+    /// claim without starving a quiet one, and the home's view is read again only after a
+    /// partition took something.
     pub async fn claim(&self, options: &ClaimOptions<'_>) -> Result<Claim, QueueError> {
-        let token = format!("{:016x}", rand::random::<u64>());
-        let mut conn = self.conn().await?;
-        let view = match self.place().home {
-            None => None,
-            Some(_) => {
-                let mut names: Vec<&str> = options
+        let partitions = self.parts().len();
+        let first = self.safety.claim_turn.fetch_add(1, Ordering::Relaxed);
+        let mut claim = Claim {
+            leases: Vec::new(),
+            next_due_in: None,
+            waits: Vec::new(),
+        };
+        let mut view = None;
+        for turn in 0..partitions {
+            let room = options.max_jobs.saturating_sub(claim.leases.len());
+            if room == 0 {
+                break;
+            }
+            if self.split() && view.is_none() {
+                view = Some(self.claim_view(options).await?);
+            }
+            let part = &self.parts()[(first + turn) % partitions];
+            let one = self.claim_in(part, options, room, view.as_ref()).await?;
+            if !one.leases.is_empty() {
+                view = None;
+            }
+            claim.leases.extend(one.leases);
+            claim.waits.extend(one.waits);
+            claim.next_due_in = match (claim.next_due_in, one.next_due_in) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        if !claim.leases.is_empty() {
+            claim.next_due_in = None;
+        }
+        Ok(claim)
+    }
+
+    /// What the claim must know of the home (a home of its own): every pause, bucket and
+    /// spend of the accounts it may act for, and the capped tenants' slots and spend.
+    async fn claim_view(
+        &self,
+        options: &ClaimOptions<'_>,
+    ) -> Result<scripts::claim_view::Reply, QueueError> {
+        let mut names: Vec<&str> = options
+            .limits
+            .iter()
+            .map(|limit| limit.account.as_str())
+            .chain(options.accounts.iter().map(|(account, _)| account.as_str()))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        let accounts = names
+            .into_iter()
+            .map(|name| {
+                let limit = options
                     .limits
                     .iter()
-                    .map(|limit| limit.account.as_str())
-                    .chain(options.accounts.iter().map(|(account, _)| account.as_str()))
-                    .collect();
-                names.sort_unstable();
-                names.dedup();
-                let accounts = names
-                    .into_iter()
-                    .map(|name| {
-                        let limit = options
-                            .limits
-                            .iter()
-                            .find(|limit| limit.account.as_str() == name);
-                        scripts::claim_view::AccountAsk {
-                            name,
-                            rate: limit.is_some_and(|limit| limit.requests_per_s > 0.0),
-                            slots: limit.is_some_and(|limit| limit.max_in_flight > 0),
-                            daily: limit.is_some_and(|limit| limit.daily_budget_micros > 0),
-                        }
-                    })
-                    .collect();
-                let args = scripts::claim_view::Args { accounts };
-                Some(self.run_at_home(&args).await?)
-            }
-        };
+                    .find(|limit| limit.account.as_str() == name);
+                scripts::claim_view::AccountAsk {
+                    name,
+                    rate: limit.is_some_and(|limit| limit.requests_per_s > 0.0),
+                    slots: limit.is_some_and(|limit| limit.max_in_flight > 0),
+                    daily: limit.is_some_and(|limit| limit.daily_budget_micros > 0),
+                }
+            })
+            .collect();
+        self.run_at_home(&scripts::claim_view::Args { accounts })
+            .await
+    }
+
+    /// Claims up to `max_jobs` of one partition's due jobs.
+    async fn claim_in(
+        &self,
+        part: &Part,
+        options: &ClaimOptions<'_>,
+        max_jobs: usize,
+        view: Option<&scripts::claim_view::Reply>,
+    ) -> Result<Claim, QueueError> {
+        let token = format!("{:016x}", rand::random::<u64>());
+        let mut conn = part.conn().await?;
         let args = scripts::claim::Args {
-            max_jobs: options.max_jobs,
+            max_jobs,
             lease_ms: options.lease.as_millis() as u64,
             owner: options.owner,
             resubmit_uncertain: options.resubmit_uncertain,
@@ -166,9 +215,10 @@ impl Ledger {
             ),
             view,
         };
-        let (reply, effects) = scripts::run_leaving_home(&mut conn, self.place(), &args).await?;
+        let (reply, effects) =
+            scripts::run_leaving_home(&mut conn, self.place(part), &args).await?;
         let Settled { put_back, leaving } = self
-            .settle(&mut conn, &token, reply.now_ms, effects)
+            .settle(part, &mut conn, &token, reply.now_ms, effects)
             .await?;
         let mut leases = Vec::with_capacity(reply.claimed.len());
         for mut claimed in reply.claimed {
@@ -181,7 +231,8 @@ impl Ledger {
             match lease_of(claimed, &token) {
                 Ok(lease) => leases.push(lease),
                 Err((job_id, fence, detail)) => {
-                    self.fail_corrupt(&job_id, fence, &token, &detail).await?
+                    self.fail_corrupt(part, &job_id, fence, &token, &detail)
+                        .await?
                 }
             }
         }
@@ -219,13 +270,14 @@ impl Ledger {
     /// leaves its candidate, as the claim itself would have sent it (claim.lua's `leaves`).
     async fn settle(
         &self,
+        part: &Part,
         conn: &mut Conn,
         token: &str,
         now_ms: i64,
         mut effects: Vec<home::Effect>,
     ) -> Result<Settled, QueueError> {
         let mut settled = Settled::default();
-        let Some(home) = self.place().home.filter(|_| !effects.is_empty()) else {
+        let Some(home) = self.place(part).home.filter(|_| !effects.is_empty()) else {
             return Ok(settled);
         };
         let taken: Vec<(String, String, home::Back)> = effects
@@ -301,13 +353,14 @@ impl Ledger {
             };
             settled.put_back.push((id.clone(), held));
         }
-        self.run_script(conn, &args).await?;
+        self.run_script(part, conn, &args).await?;
         Ok(settled)
     }
 
     /// A record a worker cannot read would be claimed forever: end it as `failed`.
     async fn fail_corrupt(
         &self,
+        part: &Part,
         job_id: &str,
         fence: u64,
         token: &str,
@@ -318,8 +371,8 @@ impl Ledger {
             error: format!("corrupt ledger record: {detail}"),
         }
         .into_move();
-        let mut conn = self.conn().await?;
-        self.apply_move(&mut conn, job_id, fence, token, planned)
+        let mut conn = part.conn().await?;
+        self.apply_move(part, &mut conn, job_id, fence, token, planned)
             .await?;
         Ok(())
     }

@@ -23,6 +23,7 @@ use std::{
 use redis::Value;
 use serde::{Deserialize, Serialize};
 
+use super::slots::Part;
 use crate::scripts;
 use crate::{Durability, Ledger, QueueError, connection::Conn};
 
@@ -119,7 +120,9 @@ pub struct HistoryStatus {
 /// `P history`'s rollbacks, last, declared_ms and held_ms.
 type StatusFields = (Option<u64>, Option<String>, Option<u64>, Option<u64>);
 
-/// What this client knows of the ledger's history; shared by a ledger's clones.
+/// What this client knows of one slot's history (each partition keeps its own: a stale
+/// replica promoted loses the writes of the slots its master served, and only those); shared
+/// by a ledger's clones.
 pub(crate) struct History {
     /// This client's count of its durable writes: `P mark:{id}`, `id` random per process.
     mark_key: String,
@@ -142,6 +145,24 @@ impl History {
             name: Mutex::default(),
             checks: AtomicU64::new(0),
         }
+    }
+
+    /// The history's epoch as this client knows it, and the count of its durable writes it
+    /// saw made durable: a `begin_submit` is refused, unmade, by a slot that shows less.
+    pub(crate) fn seen(&self) -> (String, u64) {
+        let view = self.view.lock().unwrap();
+        (view.epoch.clone(), view.seen)
+    }
+
+    /// This client's count of its durable writes in the slot (`P mark:{client}`).
+    pub(crate) fn mark_key(&self) -> &str {
+        &self.mark_key
+    }
+
+    /// History this client saw acknowledged and the slot lost, until it is repaired.
+    fn lost(&self) -> Option<Rollback> {
+        let view = self.view.lock().unwrap();
+        view.lost.as_ref().map(|(rollback, _)| rollback.clone())
     }
 }
 
@@ -170,51 +191,41 @@ fn parse<T: redis::FromRedisValue>(value: Value) -> Result<T, QueueError> {
 }
 
 impl Ledger {
-    fn mark_view(&self) -> &History {
-        &self.safety.history
-    }
-
-    /// Reads (on a new ledger: starts) the ledger's history: what this client then sees
+    /// Reads (on a new ledger: starts) each partition's history: what this client then sees
     /// acknowledged is counted from here.
     pub(crate) async fn open_history(&self) -> Result<(), QueueError> {
-        let fresh = fresh_epoch();
-        let args = scripts::history::Args::Open { epoch: &fresh };
-        let epoch = self.history_epoch(&mut self.conn().await?, &args).await?;
-        let mut view = self.mark_view().view.lock().unwrap();
-        view.epoch = epoch;
-        view.seen = 0;
+        for part in self.parts() {
+            let fresh = fresh_epoch();
+            let args = scripts::history::Args::Open { epoch: &fresh };
+            let epoch = self
+                .history_epoch(part, &mut part.conn().await?, &args)
+                .await?;
+            let mut view = part.history.view.lock().unwrap();
+            view.epoch = epoch;
+            view.seen = 0;
+        }
         Ok(())
     }
 
     /// Makes this client a worker that repairs a rollback before going on (see
     /// [`Ledger::check_history`]); `name` is recorded as who declared one.
     pub fn repair_rollbacks(&self, name: &str) {
-        self.mark_view().repairs.store(true, Ordering::SeqCst);
-        *self.mark_view().name.lock().unwrap() = name.to_owned();
+        for part in self.parts() {
+            part.history.repairs.store(true, Ordering::SeqCst);
+            *part.history.name.lock().unwrap() = name.to_owned();
+        }
     }
 
-    /// History this client saw acknowledged and the ledger lost, until it is repaired.
+    /// History this client saw acknowledged and the ledger lost (in any partition), until it
+    /// is repaired.
     pub fn rolled_back(&self) -> Option<Rollback> {
-        let view = self.mark_view().view.lock().unwrap();
-        view.lost.as_ref().map(|(rollback, _)| rollback.clone())
+        self.parts().iter().find_map(|part| part.history.lost())
     }
 
-    /// The history's epoch as this client knows it, and the count of its durable writes it
-    /// saw made durable: a `begin_submit` is refused, unmade, by a ledger that shows less.
-    pub(crate) fn history_seen(&self) -> (String, u64) {
-        let view = self.mark_view().view.lock().unwrap();
-        (view.epoch.clone(), view.seen)
-    }
-
-    /// This client's count of its durable writes (`P mark:{client}`).
-    pub(crate) fn history_mark_key(&self) -> &str {
-        &self.mark_view().mark_key
-    }
-
-    /// A `begin_submit` found the ledger's history short of what this client saw: the check
-    /// declares the rollback; the submit is refused either way.
-    pub(crate) async fn history_lost_at_submit(&self) -> QueueError {
-        match self.check_history().await {
+    /// A `begin_submit` found its partition's history short of what this client saw: the
+    /// check declares the rollback; the submit is refused either way.
+    pub(crate) async fn history_lost_at_submit(&self, part: &Part) -> QueueError {
+        match self.check_part_history(part).await {
             Ok(HistoryCheck::RolledBack(rollback)) => QueueError::RolledBack(rollback),
             Ok(HistoryCheck::Intact { .. }) => QueueError::SubmitsHeld,
             Err(err) => err,
@@ -224,7 +235,11 @@ impl Ledger {
     /// How much longer a worker waits before it claims again after a reconnect
     /// ([`RECONNECT_GRACE`]), if it does.
     pub fn reconnect_grace_left(&self) -> Option<Duration> {
-        let since = self.connector.reconnected_for()?;
+        let since = self
+            .parts()
+            .iter()
+            .filter_map(|part| part.connector().reconnected_for())
+            .min()?;
         RECONNECT_GRACE
             .checked_sub(since)
             .filter(|left| !left.is_zero())
@@ -248,18 +263,20 @@ impl Ledger {
     /// declared rollback's hold, inside its own script, before it writes anything.)
     pub(crate) async fn make_durable(
         &self,
+        part: &Part,
         conn: &mut Conn,
         purpose: Durable,
     ) -> Result<(), QueueError> {
-        let mark_key = &self.mark_view().mark_key;
+        let history = &part.history;
+        let mark_key = &history.mark_key;
         // What this client had seen made durable before this count was taken: an intact
         // ledger answers more (marks of concurrent writes may come back in any order).
-        let seen_before = self.mark_view().view.lock().unwrap().seen;
+        let seen_before = history.view.lock().unwrap().seen;
         let mut pipe = redis::pipe();
         pipe.cmd("INCR").arg(mark_key);
         // A worker renews it every MARK_TTL_EVERY writes (and its checks do too); a producer,
         // which may write once a week, at every write: an expired count would read as lost.
-        let repairs = self.mark_view().repairs.load(Ordering::SeqCst);
+        let repairs = history.repairs.load(Ordering::SeqCst);
         if !repairs || seen_before.is_multiple_of(MARK_TTL_EVERY) {
             pipe.cmd("PEXPIRE")
                 .arg(mark_key)
@@ -270,7 +287,7 @@ impl Ledger {
         // writes read it here.
         let read_epoch = purpose != Durable::Paid;
         if read_epoch {
-            pipe.cmd("HGET").arg(self.key("history")).arg("epoch");
+            pipe.cmd("HGET").arg(part.key("history")).arg("epoch");
         }
         if let Durability::Replicas { n } = self.safety.durability {
             pipe.cmd("WAIT")
@@ -290,11 +307,11 @@ impl Ledger {
         let epoch: Option<String> = if read_epoch {
             parse(next())?
         } else {
-            Some(self.history_seen().0)
+            Some(history.seen().0)
         };
         let mark = Mark { count, epoch };
-        if let Some(rollback) = self.lost_at(&mark, seen_before) {
-            let repairs = self.declare(&rollback, mark.epoch.as_deref()).await?;
+        if let Some(rollback) = lost_at(history, &mark, seen_before) {
+            let repairs = self.declare(part, &rollback, mark.epoch.as_deref()).await?;
             if purpose == Durable::Paid && repairs {
                 return Err(QueueError::RolledBack(rollback));
             }
@@ -305,27 +322,11 @@ impl Ledger {
             self.safety.replicas_behind.store(true, Ordering::SeqCst);
             return Err(QueueError::NotDurable { acked, wanted });
         }
-        let mut view = self.mark_view().view.lock().unwrap();
+        let mut view = history.view.lock().unwrap();
         if view.lost.is_none() && mark.epoch.as_deref() == Some(view.epoch.as_str()) {
             view.seen = view.seen.max(mark.count);
         }
         Ok(())
-    }
-
-    /// The history this client saw acknowledged that `mark` (its count just raised by one)
-    /// shows lost, if any: `seen_before` is the count it had seen made durable before the
-    /// mark was taken.
-    fn lost_at(&self, mark: &Mark, seen_before: u64) -> Option<Rollback> {
-        let view = self.mark_view().view.lock().unwrap();
-        if view.lost.is_some() {
-            return None;
-        }
-        let epoch_changed = mark.epoch.as_deref() != Some(view.epoch.as_str());
-        (epoch_changed || mark.count <= seen_before).then(|| Rollback {
-            saw: seen_before,
-            found: mark.count.saturating_sub(1),
-            epoch_changed,
-        })
     }
 
     /// Declares `rollback` on the ledger (or joins the declaration another client made
@@ -333,10 +334,12 @@ impl Ledger {
     /// any other client adopts the new history at once. Returns whether this client repairs.
     async fn declare(
         &self,
+        part: &Part,
         rollback: &Rollback,
         found_epoch: Option<&str>,
     ) -> Result<bool, QueueError> {
-        let by = self.mark_view().name.lock().unwrap().clone();
+        let history = &part.history;
+        let by = history.name.lock().unwrap().clone();
         let by = if by.is_empty() {
             "a producer".to_owned()
         } else {
@@ -352,17 +355,18 @@ impl Ledger {
             hold_min_ms: ROLLBACK_HOLD_MIN.as_millis() as u64,
             hold_max_ms: ROLLBACK_HOLD_MAX.as_millis() as u64,
         };
-        let reply = self.run_script(&mut self.conn().await?, &args).await?;
+        let reply = self.run_in(part, &args).await?;
         let declared = !reply.joined;
         let epoch = reply.epoch.unwrap_or_default();
-        let repairs = self.mark_view().repairs.load(Ordering::SeqCst);
+        let repairs = history.repairs.load(Ordering::SeqCst);
         tracing::error!(
             %rollback,
             declared,
             by,
+            partition = part.index,
             "LEDGER ROLLBACK: redis lost writes it had acknowledged; paid creates are held until every worker has given back the creates it made"
         );
-        let mut view = self.mark_view().view.lock().unwrap();
+        let mut view = history.view.lock().unwrap();
         if repairs {
             view.lost = Some((rollback.clone(), epoch));
         } else {
@@ -375,93 +379,110 @@ impl Ledger {
     /// The ledger's epoch after `args` (an open or an ack).
     async fn history_epoch(
         &self,
+        part: &Part,
         conn: &mut Conn,
         args: &scripts::history::Args<'_>,
     ) -> Result<String, QueueError> {
-        let reply = self.run_script(conn, args).await?;
+        let reply = self.run_script(part, conn, args).await?;
         reply
             .epoch
             .ok_or_else(|| QueueError::corrupt("the ledger", "its history has no epoch"))
     }
 
-    /// Whether paid creates are held now (a declared rollback's hold).
-    async fn holding(&self) -> Result<bool, QueueError> {
+    /// Whether a partition's paid creates are held now (a declared rollback's hold).
+    async fn holding(&self, part: &Part) -> Result<bool, QueueError> {
         let live = self.workers().await?;
         let args = scripts::history::Args::Holding {
             live: live.into_iter().map(|worker| worker.name).collect(),
         };
-        let reply = self.run_script(&mut self.conn().await?, &args).await?;
+        let reply = self.run_in(part, &args).await?;
         Ok(reply.holding)
     }
 
-    /// Compares the ledger's history with what this client saw acknowledged (workers run
+    /// Compares each partition's history with what this client saw acknowledged (workers run
     /// this every second, so an idle worker notices too; every durable write checks too).
     /// Lost history is declared and stays lost for this client until
     /// [`Ledger::adopt_history`].
     pub async fn check_history(&self) -> Result<HistoryCheck, QueueError> {
-        if let Some(rollback) = self.rolled_back() {
+        let mut holding = false;
+        for part in self.parts() {
+            match self.check_part_history(part).await? {
+                HistoryCheck::Intact { holding: held } => holding |= held,
+                lost => return Ok(lost),
+            }
+        }
+        Ok(HistoryCheck::Intact { holding })
+    }
+
+    /// [`Ledger::check_history`] of one partition.
+    async fn check_part_history(&self, part: &Part) -> Result<HistoryCheck, QueueError> {
+        let history = &part.history;
+        if let Some(rollback) = history.lost() {
             return Ok(HistoryCheck::RolledBack(rollback));
         }
-        let seen_before = self.mark_view().view.lock().unwrap().seen;
+        let seen_before = history.view.lock().unwrap().seen;
         let mut pipe = redis::pipe();
-        pipe.cmd("GET").arg(&self.mark_view().mark_key);
-        let checks = self.mark_view().checks.fetch_add(1, Ordering::SeqCst);
+        pipe.cmd("GET").arg(&history.mark_key);
+        let checks = history.checks.fetch_add(1, Ordering::SeqCst);
         if seen_before > 0 && checks.is_multiple_of(MARK_TTL_EVERY_CHECKS) {
             // An idle worker's count must not expire under it.
             pipe.cmd("PEXPIRE")
-                .arg(&self.mark_view().mark_key)
+                .arg(&history.mark_key)
                 .arg(MARK_TTL.as_millis() as u64)
                 .ignore();
         }
         let (count, (epoch, hold_max_ms)): (Option<u64>, (Option<String>, Option<u64>)) = pipe
             .cmd("HMGET")
-            .arg(self.key("history"))
+            .arg(part.key("history"))
             .arg("epoch")
             .arg("hold_max_ms")
-            .query_async(&mut self.conn().await?)
+            .query_async(&mut part.conn().await?)
             .await?;
         // As a write would find it, one past the count.
         let mark = Mark {
             count: count.unwrap_or(0) + 1,
             epoch,
         };
-        if let Some(rollback) = self.lost_at(&mark, seen_before)
-            && self.declare(&rollback, mark.epoch.as_deref()).await?
+        if let Some(rollback) = lost_at(history, &mark, seen_before)
+            && self.declare(part, &rollback, mark.epoch.as_deref()).await?
         {
             return Ok(HistoryCheck::RolledBack(rollback));
         }
         // A hold's fields are there until it is found over.
-        let holding = hold_max_ms.is_some() && self.holding().await?;
+        let holding = hold_max_ms.is_some() && self.holding(part).await?;
         Ok(HistoryCheck::Intact { holding })
     }
 
     /// A worker has given the ledger back what it knows of the history it lost: it takes the
-    /// history the rollback was declared as for its own and says so (`worker` names it), so
-    /// the hold can end once every live worker has.
+    /// history each partition's rollback was declared as for its own and says so (`worker`
+    /// names it), so the hold can end once every live worker has.
     pub async fn adopt_history(&self, worker: &str) -> Result<(), QueueError> {
-        let Some((_, epoch)) = self.mark_view().view.lock().unwrap().lost.clone() else {
-            return Ok(());
-        };
-        let mut conn = self.conn().await?;
-        let args = scripts::history::Args::Ack {
-            worker,
-            epoch: &epoch,
-        };
-        let current = self.history_epoch(&mut conn, &args).await?;
-        let count: Option<u64> = redis::cmd("GET")
-            .arg(&self.mark_view().mark_key)
-            .query_async(&mut conn)
-            .await?;
-        if current != epoch {
-            tracing::warn!(
-                "the ledger's history changed again while this worker repaired it; it repairs again"
-            );
+        for part in self.parts() {
+            let history = &part.history;
+            let Some((_, epoch)) = history.view.lock().unwrap().lost.clone() else {
+                continue;
+            };
+            let mut conn = part.conn().await?;
+            let args = scripts::history::Args::Ack {
+                worker,
+                epoch: &epoch,
+            };
+            let current = self.history_epoch(part, &mut conn, &args).await?;
+            let count: Option<u64> = redis::cmd("GET")
+                .arg(&history.mark_key)
+                .query_async(&mut conn)
+                .await?;
+            if current != epoch {
+                tracing::warn!(
+                    "the ledger's history changed again while this worker repaired it; it repairs again"
+                );
+            }
+            let mut view = history.view.lock().unwrap();
+            // Another rollback since: the next check finds the epoch changed and repairs again.
+            view.seen = count.unwrap_or(0);
+            view.epoch = epoch;
+            view.lost = None;
         }
-        let mut view = self.mark_view().view.lock().unwrap();
-        // Another rollback since: the next check finds the epoch changed and repairs again.
-        view.seen = count.unwrap_or(0);
-        view.epoch = epoch;
-        view.lost = None;
         Ok(())
     }
 
@@ -469,39 +490,65 @@ impl Ledger {
     /// while a hold lasts: it has nothing to give back, and the hold waits for every live
     /// worker.
     pub async fn acknowledge_history(&self, worker: &str) -> Result<(), QueueError> {
-        let epoch = self.mark_view().view.lock().unwrap().epoch.clone();
-        let args = scripts::history::Args::Ack {
-            worker,
-            epoch: &epoch,
-        };
-        self.history_epoch(&mut self.conn().await?, &args).await?;
+        for part in self.parts() {
+            let epoch = part.history.seen().0;
+            let args = scripts::history::Args::Ack {
+                worker,
+                epoch: &epoch,
+            };
+            self.history_epoch(part, &mut part.conn().await?, &args)
+                .await?;
+        }
         Ok(())
     }
 
-    /// The ledger's history: rollbacks declared, and whether paid creates are held now.
+    /// The ledger's history, over its partitions: rollbacks declared, and whether paid
+    /// creates are held now.
     pub async fn history_status(&self) -> Result<HistoryStatus, QueueError> {
-        // A hold still recorded is asked about first: one over is ended (and its length
-        // kept) by the asking.
-        let (hold_max_ms,): (Option<u64>,) = redis::cmd("HMGET")
-            .arg(self.key("history"))
-            .arg("hold_max_ms")
-            .query_async(&mut self.conn().await?)
-            .await?;
-        let holding = hold_max_ms.is_some() && self.holding().await?;
-        let (rollbacks, last, declared_ms, held_ms): StatusFields = redis::cmd("HMGET")
-            .arg(self.key("history"))
-            .arg("rollbacks")
-            .arg("last")
-            .arg("declared_ms")
-            .arg("held_ms")
-            .query_async(&mut self.conn().await?)
-            .await?;
-        Ok(HistoryStatus {
-            rollbacks: rollbacks.unwrap_or(0),
-            last_rollback: last,
-            declared_ms,
-            holding,
-            held_ms: if holding { None } else { held_ms },
-        })
+        let mut status = HistoryStatus::default();
+        for part in self.parts() {
+            // A hold still recorded is asked about first: one over is ended (and its length
+            // kept) by the asking.
+            let (hold_max_ms,): (Option<u64>,) = redis::cmd("HMGET")
+                .arg(part.key("history"))
+                .arg("hold_max_ms")
+                .query_async(&mut part.conn().await?)
+                .await?;
+            let holding = hold_max_ms.is_some() && self.holding(part).await?;
+            let (rollbacks, last, declared_ms, held_ms): StatusFields = redis::cmd("HMGET")
+                .arg(part.key("history"))
+                .arg("rollbacks")
+                .arg("last")
+                .arg("declared_ms")
+                .arg("held_ms")
+                .query_async(&mut part.conn().await?)
+                .await?;
+            status.rollbacks += rollbacks.unwrap_or(0);
+            status.holding |= holding;
+            if declared_ms > status.declared_ms {
+                status.declared_ms = declared_ms;
+                status.last_rollback = last;
+                status.held_ms = if holding { None } else { held_ms };
+            }
+        }
+        if status.holding {
+            status.held_ms = None;
+        }
+        Ok(status)
     }
+}
+
+/// The history this client saw acknowledged that `mark` (its count just raised by one) shows
+/// lost, if any: `seen_before` is the count it had seen made durable before the mark was taken.
+fn lost_at(history: &History, mark: &Mark, seen_before: u64) -> Option<Rollback> {
+    let view = history.view.lock().unwrap();
+    if view.lost.is_some() {
+        return None;
+    }
+    let epoch_changed = mark.epoch.as_deref() != Some(view.epoch.as_str());
+    (epoch_changed || mark.count <= seen_before).then(|| Rollback {
+        saw: seen_before,
+        found: mark.count.saturating_sub(1),
+        epoch_changed,
+    })
 }

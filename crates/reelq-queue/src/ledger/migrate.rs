@@ -47,33 +47,35 @@ impl Ledger {
             set
         })
         .await?;
-        let mut conn = self.conn().await?;
         let (mut seen, mut moved) = (0, 0);
-        let record_prefix = self.key("job:");
-        let pattern = format!("{record_prefix}*");
-        let mut cursor = 0_u64;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await?;
-            let ids: Vec<&str> = keys
-                .iter()
-                .filter_map(|key| key.strip_prefix(&record_prefix))
-                .collect();
-            for chunk in ids.chunks(MIGRATE_CHUNK) {
-                let args = scripts::migrate::Args { job_ids: chunk };
-                moved += self.run_script(&mut conn, &args).await?.moved;
+        for part in self.parts() {
+            let mut conn = part.conn().await?;
+            let record_prefix = part.key("job:");
+            let pattern = format!("{record_prefix}*");
+            let mut cursor = 0_u64;
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut conn)
+                    .await?;
+                let ids: Vec<&str> = keys
+                    .iter()
+                    .filter_map(|key| key.strip_prefix(&record_prefix))
+                    .collect();
+                for chunk in ids.chunks(MIGRATE_CHUNK) {
+                    let args = scripts::migrate::Args { job_ids: chunk };
+                    moved += self.run_script(part, &mut conn, &args).await?.moved;
+                }
+                seen += ids.len() as u64;
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            seen += ids.len() as u64;
-            if next == 0 {
-                break;
-            }
-            cursor = next;
         }
         Ok(Migration {
             from,

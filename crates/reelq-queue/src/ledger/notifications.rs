@@ -64,13 +64,18 @@ impl Ledger {
         max: usize,
         lease: Duration,
     ) -> Result<Vec<Notification>, QueueError> {
-        let args = scripts::claim_notify::Args {
-            max,
-            lease_ms: lease.as_millis() as u64,
-        };
-        let reply = self.run_script(&mut self.conn().await?, &args).await?;
-        reply
-            .claimed
+        let mut claimed = Vec::new();
+        for part in self.parts() {
+            if claimed.len() >= max {
+                break;
+            }
+            let args = scripts::claim_notify::Args {
+                max: max - claimed.len(),
+                lease_ms: lease.as_millis() as u64,
+            };
+            claimed.extend(self.run_in(part, &args).await?.claimed);
+        }
+        claimed
             .into_iter()
             .map(|claimed| {
                 let target = claimed
@@ -101,6 +106,10 @@ impl Ledger {
             NotifyOutcome::Skipped => ("skipped", Duration::ZERO),
         };
         let member = notification.target.to_string();
+        let part = match notification.target {
+            NotifyTarget::Job(job_id) => self.part_of(&job_id.to_string()),
+            NotifyTarget::Batch(batch_id) => self.part_of(&batch_id.to_string()),
+        };
         let args = scripts::notified::Args {
             member: &member,
             event_id: &notification.event_id,
@@ -108,7 +117,7 @@ impl Ledger {
             delay_ms: delay.as_millis() as u64,
             detail,
         };
-        self.run_script(&mut self.conn().await?, &args).await?;
+        self.run_in(part, &args).await?;
         Ok(())
     }
 }

@@ -125,7 +125,7 @@ impl Ledger {
                 .map(|(field, value)| (*field, value.as_str()))
                 .collect(),
         };
-        let reply = self.run_script(&mut self.conn().await?, &args).await?;
+        let reply = self.run_in(self.part_of(&job_id), &args).await?;
         Ok(reply.applied)
     }
 
@@ -195,8 +195,9 @@ impl Ledger {
         action: &str,
         argument: &str,
     ) -> Result<Option<u64>, QueueError> {
-        let mut conn = self.conn().await?;
         let batch = batch.to_string();
+        let part = self.part_of(&batch);
+        let mut conn = part.conn().await?;
         let (mut total, mut start) = (0u64, 0i64);
         while start >= 0 {
             let args = scripts::batch::Args {
@@ -206,7 +207,7 @@ impl Ledger {
                 start: start as u64,
                 count: crate::ENQUEUE_CHUNK,
             };
-            let reply = self.run_script(&mut conn, &args).await?;
+            let reply = self.run_script(part, &mut conn, &args).await?;
             if !reply.found {
                 return Ok(None);
             }
@@ -238,7 +239,7 @@ impl Ledger {
             job_id: &job_id,
             note,
         };
-        let reply = self.run_script(&mut self.conn().await?, &args).await?;
+        let reply = self.run_in(self.part_of(&job_id), &args).await?;
         Ok(reply.noted)
     }
 }

@@ -3,10 +3,10 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use futures_util::{StreamExt, stream::BoxStream};
+use futures_util::{StreamExt, future::try_join_all, stream::BoxStream};
 use reelq_core::{AccountName, BatchId, JobId, JobState};
 
-use super::now_unix_ms;
+use super::{Part, now_unix_ms};
 use crate::{JobRecord, Ledger, QueueError};
 
 /// A batch's settings and spend, as `reelq batch report` shows them.
@@ -59,21 +59,54 @@ impl Ledger {
     /// The records of `job_ids` in their order, read in pipelined round trips (one per 500
     /// jobs) instead of one per job; jobs no longer in the ledger are left out.
     pub async fn jobs(&self, job_ids: &[JobId]) -> Result<Vec<JobRecord>, QueueError> {
-        let mut records = Vec::with_capacity(job_ids.len());
-        let mut conn = self.conn().await?;
+        let mut found = HashMap::with_capacity(job_ids.len());
         for chunk in job_ids.chunks(crate::ENQUEUE_CHUNK) {
-            let mut pipe = redis::pipe();
-            for job_id in chunk {
-                pipe.cmd("HGETALL").arg(self.key(format!("job:{job_id}")));
-            }
-            let rows: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
-            for (job_id, fields) in chunk.iter().zip(rows) {
-                if !fields.is_empty() {
-                    records.push(JobRecord::from_fields(*job_id, fields)?);
+            let rows: Vec<Vec<HashMap<String, String>>> = self
+                .in_every_part(|part, pipe| {
+                    for job_id in chunk {
+                        if self.part_of(&job_id.to_string()).index == part.index {
+                            pipe.cmd("HGETALL").arg(part.key(format!("job:{job_id}")));
+                        }
+                    }
+                })
+                .await?;
+            let of_part = |part: u16| {
+                chunk
+                    .iter()
+                    .filter(move |job_id| self.part_of(&job_id.to_string()).index == part)
+            };
+            for (part, rows) in rows.into_iter().enumerate() {
+                for (job_id, fields) in of_part(part as u16).zip(rows) {
+                    if !fields.is_empty() {
+                        found.insert(*job_id, JobRecord::from_fields(*job_id, fields)?);
+                    }
                 }
             }
         }
-        Ok(records)
+        Ok(job_ids
+            .iter()
+            .filter_map(|job_id| found.remove(job_id))
+            .collect())
+    }
+
+    /// Runs a pipeline in every partition, all at once (each on its master's connection),
+    /// `build` adding each one's commands; their replies, in partition order. A partition
+    /// given no command is not asked.
+    pub(crate) async fn in_every_part<T: redis::FromRedisValue + Default>(
+        &self,
+        build: impl Fn(&Part, &mut redis::Pipeline),
+    ) -> Result<Vec<T>, QueueError> {
+        try_join_all(self.parts().iter().map(|part| {
+            let mut pipe = redis::pipe();
+            build(part, &mut pipe);
+            async move {
+                if pipe.is_empty() {
+                    return Ok(T::default());
+                }
+                Ok::<T, QueueError>(pipe.query_async(&mut part.conn().await?).await?)
+            }
+        }))
+        .await
     }
 
     /// The job's recent events, oldest first, each `"<unix ms> <state> <detail>"`: the ones
@@ -81,14 +114,15 @@ impl Ledger {
     /// any a release before ledger schema 3 left in its list (`P log:{id}`, until `reelq
     /// migrate` folds it in).
     pub async fn history(&self, job_id: JobId) -> Result<Vec<String>, QueueError> {
+        let part = self.part_of(&job_id.to_string());
         let (mut fields, mut events): (HashMap<String, String>, Vec<String>) = redis::pipe()
             .cmd("HGETALL")
-            .arg(self.key(format!("job:{job_id}")))
+            .arg(part.key(format!("job:{job_id}")))
             .cmd("LRANGE")
-            .arg(self.key(format!("log:{job_id}")))
+            .arg(part.key(format!("log:{job_id}")))
             .arg(0)
             .arg(-1)
-            .query_async(&mut self.conn().await?)
+            .query_async(&mut part.conn().await?)
             .await?;
         events.extend(crate::record::take_events(&mut fields));
         Ok(events)
@@ -116,11 +150,12 @@ impl Ledger {
         start: i64,
         stop: i64,
     ) -> Result<Vec<JobId>, QueueError> {
+        let part = self.part_of(&batch.to_string());
         let ids: Vec<String> = redis::cmd("LRANGE")
-            .arg(self.key(format!("batch:{batch}")))
+            .arg(part.key(format!("batch:{batch}")))
             .arg(start)
             .arg(stop)
-            .query_async(&mut self.conn().await?)
+            .query_async(&mut part.conn().await?)
             .await?;
         ids.into_iter()
             .map(|id| id.parse().map_err(|err| QueueError::corrupt(&id, err)))
@@ -129,11 +164,19 @@ impl Ledger {
 
     /// Number of jobs in each state.
     pub async fn state_counts(&self) -> Result<Vec<(JobState, u64)>, QueueError> {
-        let mut pipe = redis::pipe();
-        for state in JobState::ALL {
-            pipe.cmd("ZCARD").arg(self.key(format!("state:{state}")));
+        let per_part: Vec<Vec<u64>> = self
+            .in_every_part(|part, pipe| {
+                for state in JobState::ALL {
+                    pipe.cmd("ZCARD").arg(part.key(format!("state:{state}")));
+                }
+            })
+            .await?;
+        let mut counts = vec![0; JobState::ALL.len()];
+        for part in per_part {
+            for (total, n) in counts.iter_mut().zip(part) {
+                *total += n;
+            }
         }
-        let counts: Vec<u64> = pipe.query_async(&mut self.conn().await?).await?;
         Ok(JobState::ALL.into_iter().zip(counts).collect())
     }
 
@@ -156,7 +199,13 @@ impl Ledger {
     }
 
     async fn subscribe(&self, channel: &str) -> Result<BoxStream<'static, String>, QueueError> {
-        let mut pubsub = self.connector.client().await?.get_async_pubsub().await?;
+        // Published in every partition's slot; a cluster's pub/sub reaches every node.
+        let mut pubsub = self
+            .home_connector
+            .client()
+            .await?
+            .get_async_pubsub()
+            .await?;
         pubsub.subscribe(self.home_key(channel)).await?;
         Ok(pubsub
             .into_on_message()
@@ -166,22 +215,46 @@ impl Ledger {
 
     /// A batch's settings and spend, or None if there is no such batch.
     pub async fn batch_info(&self, batch: BatchId) -> Result<Option<BatchInfo>, QueueError> {
+        let part = self.part_of(&batch.to_string());
         let fields: HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(self.key(format!("batchinfo:{batch}")))
-            .query_async(&mut self.conn().await?)
+            .arg(part.key(format!("batchinfo:{batch}")))
+            .query_async(&mut part.conn().await?)
             .await?;
         Ok(BatchInfo::from_fields(batch, &fields))
     }
 
     /// The most recent batches, newest first.
     pub async fn recent_batches(&self, limit: usize) -> Result<Vec<BatchId>, QueueError> {
-        let ids: Vec<String> = redis::cmd("ZREVRANGE")
-            .arg(self.key("batches"))
-            .arg(0)
-            .arg(limit.saturating_sub(1))
-            .query_async(&mut self.conn().await?)
+        let newest = self.newest_in_every_part("batches", limit).await?;
+        Ok(newest
+            .iter()
+            .filter_map(|(id, _)| id.parse().ok())
+            .collect())
+    }
+
+    /// The newest `limit` members of a sorted set every partition has, over them all, newest
+    /// first.
+    async fn newest_in_every_part(
+        &self,
+        name: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>, QueueError> {
+        let per_part: Vec<(Vec<(String, u64)>,)> = self
+            .in_every_part(|part, pipe| {
+                pipe.cmd("ZREVRANGE")
+                    .arg(part.key(name))
+                    .arg(0)
+                    .arg(limit.saturating_sub(1))
+                    .arg("WITHSCORES");
+            })
             .await?;
-        Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
+        let mut newest: Vec<(String, u64)> = per_part
+            .into_iter()
+            .flat_map(|(entries,)| entries)
+            .collect();
+        newest.sort_by(|a, b| (b.1, &b.0).cmp(&(a.1, &a.0)));
+        newest.truncate(limit);
+        Ok(newest)
     }
 
     /// Jobs that entered `state` between two unix times (ms).
@@ -191,12 +264,15 @@ impl Ledger {
         from_ms: u64,
         to_ms: u64,
     ) -> Result<u64, QueueError> {
-        Ok(redis::cmd("ZCOUNT")
-            .arg(self.key(format!("state:{state}")))
-            .arg(from_ms)
-            .arg(format!("({to_ms}"))
-            .query_async(&mut self.conn().await?)
-            .await?)
+        let per_part: Vec<(u64,)> = self
+            .in_every_part(|part, pipe| {
+                pipe.cmd("ZCOUNT")
+                    .arg(part.key(format!("state:{state}")))
+                    .arg(from_ms)
+                    .arg(format!("({to_ms}"));
+            })
+            .await?;
+        Ok(per_part.into_iter().map(|(n,)| n).sum())
     }
 
     /// Jobs that entered `state` in the last `window` (from its state index).
@@ -222,14 +298,13 @@ impl Ledger {
     /// Jobs due now: what workers would claim if they had free slots.
     pub async fn due_now(&self) -> Result<u64, QueueError> {
         let mut total = 0;
-        for queue in self.queues().await? {
-            let n: u64 = redis::cmd("ZCOUNT")
-                .arg(queue)
-                .arg("-inf")
-                .arg(now_unix_ms())
-                .query_async(&mut self.conn().await?)
-                .await?;
-            total += n;
+        for part in self.parts() {
+            let mut pipe = redis::pipe();
+            for queue in self.queues(part).await? {
+                pipe.cmd("ZCOUNT").arg(queue).arg("-inf").arg(now_unix_ms());
+            }
+            let counts: Vec<u64> = pipe.query_async(&mut part.conn().await?).await?;
+            total += counts.into_iter().sum::<u64>();
         }
         Ok(total)
     }
@@ -250,14 +325,12 @@ impl Ledger {
         state: JobState,
         limit: usize,
     ) -> Result<Vec<JobId>, QueueError> {
-        let ids: Vec<String> = redis::cmd("ZREVRANGE")
-            .arg(self.key(format!("state:{state}")))
-            .arg(0)
-            .arg(limit.saturating_sub(1))
-            .query_async(&mut self.conn().await?)
+        let newest = self
+            .newest_in_every_part(&format!("state:{state}"), limit)
             .await?;
-        ids.into_iter()
-            .map(|id| id.parse().map_err(|err| QueueError::corrupt(&id, err)))
+        newest
+            .into_iter()
+            .map(|(id, _)| id.parse().map_err(|err| QueueError::corrupt(&id, err)))
             .collect()
     }
 
@@ -272,22 +345,25 @@ impl Ledger {
         limit: usize,
     ) -> Result<Vec<PageCursor>, QueueError> {
         let max = after.map_or("+inf".to_owned(), |cursor| cursor.changed_ms.to_string());
-        let mut pipe = redis::pipe();
-        for state in states {
-            // Entries sharing the cursor's time are fetched again and the ones up to it
-            // dropped below, so ties at one millisecond are neither lost nor repeated.
-            pipe.cmd("ZREVRANGEBYSCORE")
-                .arg(self.key(format!("state:{state}")))
-                .arg(&max)
-                .arg("-inf")
-                .arg("WITHSCORES")
-                .arg("LIMIT")
-                .arg(0)
-                .arg(limit + 64);
-        }
-        let per_state: Vec<Vec<(String, u64)>> = pipe.query_async(&mut self.conn().await?).await?;
+        let per_part: Vec<Vec<Vec<(String, u64)>>> = self
+            .in_every_part(|part, pipe| {
+                for state in states {
+                    // Entries sharing the cursor's time are fetched again and the ones up to
+                    // it dropped below, so ties at one millisecond are neither lost nor
+                    // repeated.
+                    pipe.cmd("ZREVRANGEBYSCORE")
+                        .arg(part.key(format!("state:{state}")))
+                        .arg(&max)
+                        .arg("-inf")
+                        .arg("WITHSCORES")
+                        .arg("LIMIT")
+                        .arg(0)
+                        .arg(limit + 64);
+                }
+            })
+            .await?;
         let mut entries = Vec::new();
-        for (id, changed_ms) in per_state.into_iter().flatten() {
+        for (id, changed_ms) in per_part.into_iter().flatten().flatten() {
             let job_id: JobId = id.parse().map_err(|err| QueueError::corrupt(&id, err))?;
             entries.push(PageCursor { changed_ms, job_id });
         }

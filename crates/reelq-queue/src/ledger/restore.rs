@@ -51,22 +51,19 @@ impl Ledger {
         create: &PaidCreate,
         why: &str,
     ) -> Result<(RestoreOutcome, Option<JobState>), QueueError> {
-        let mut conn = self.conn().await?;
+        let job_id = create.job_id.to_string();
+        let part = self.part_of(&job_id);
         let task_id = create.task_id.as_deref().unwrap_or_default();
-        let task_owner = match self.place().home {
-            Some(_) if !task_id.is_empty() => {
+        let task_owner = match self.split() {
+            true if !task_id.is_empty() => {
                 let account = create.account.as_str();
                 let mut home = self.home_conn().await?;
                 self.task_index_owner(&mut home, account, task_id).await?
             }
             _ => None,
         };
-        let job_id = create.job_id.to_string();
         let args = scripts::restore::Args {
-            task_account: self
-                .place()
-                .home
-                .map(|_| create.account.as_str().to_owned()),
+            task_account: self.split().then(|| create.account.as_str().to_owned()),
             task_owner,
             job_id: &job_id,
             account: create.account.as_str(),
@@ -79,7 +76,7 @@ impl Ledger {
                 .uncertain_slot_hold
                 .map_or(-1, |hold| hold.as_millis() as i64),
         };
-        let reply = self.run_script(&mut conn, &args).await?;
+        let reply = self.run_in(part, &args).await?;
         let state = reply
             .state
             .map(|state| {

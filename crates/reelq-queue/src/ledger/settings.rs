@@ -117,13 +117,17 @@ impl Ledger {
                 .collect(),
             limit: RESUME_SCAN,
         };
-        let scripts::resume::Reply { moved, looked } =
-            self.run_script(&mut self.conn().await?, &args).await?;
-        Ok(Resumed {
+        let mut resumed = Resumed {
             was_paused: true,
-            brought_forward: moved,
-            more_left: looked >= RESUME_SCAN,
-        })
+            brought_forward: 0,
+            more_left: false,
+        };
+        for part in self.parts() {
+            let scripts::resume::Reply { moved, looked } = self.run_in(part, &args).await?;
+            resumed.brought_forward += moved;
+            resumed.more_left |= looked >= RESUME_SCAN;
+        }
+        Ok(resumed)
     }
 
     /// The limits workers published, by account.

@@ -1,32 +1,63 @@
-//! Where the ledger's keys live and which master's connection reaches them: the partition's
-//! keys (`keys::PARTITION`) and the home's (`keys::HOME`), each on the master of its slot, the
-//! same one unless the home has a slot of its own (`LedgerConfig::home_slot`, kept in the
-//! ledger as `P layout`); and the scripts run on each, a partition's script's home effects
-//! made at the home after it.
+//! Where the ledger's keys live and which master's connection reaches them: each partition's
+//! keys (`keys::PARTITION`) in its slot, and the home's (`keys::HOME`) in the prefix's, each on
+//! the master serving its slot. A one-slot ledger's one partition is its home; a ledger created
+//! with a home of its own (`LedgerConfig::home_slot`) or with several partitions
+//! (`LedgerConfig::partitions`) names its partitions' hash tags in `P layout` at the home. A
+//! job, or a batch, belongs to the partition its id names (`JobId::partition`); a partition's
+//! scripts' home effects are made at the home after them.
 
 use std::sync::Arc;
 
-use redis::AsyncConnectionConfig;
+use redis::{AsyncConnectionConfig, Value};
 
-use super::{HomeSlot, Ledger, LedgerConfig};
+use super::{HomeSlot, Ledger, LedgerConfig, history::History};
 use crate::{
     Durability, QueueError, RedisTarget,
     connection::{Conn, Connector, ask_cluster},
     durability, scripts,
 };
 
-/// `P layout` of a ledger whose home shares its jobs' slot.
+/// `P layout` of a ledger whose home shares its one partition's slot.
 const SHARED: &str = "shared";
 
-/// The hash tag of the ledger's partition if its home has a slot of its own, else None: as the
-/// ledger was created (`P layout`, at the home), or, for a ledger created now, as `config`
-/// asks. A ledger that holds a schema but no layout was created before layouts were kept: its
-/// home shares the slot.
+/// The most partitions a ledger may have.
+pub const MAX_PARTITIONS: u16 = 1024;
+
+/// One partition of the ledger: its slot's key prefix (`{reelq.p3}:`), the connection to the
+/// master serving it, and this client's history of its durable writes there.
+pub(crate) struct Part {
+    pub(crate) index: u16,
+    prefix: String,
+    connector: Arc<Connector>,
+    pub(super) history: History,
+}
+
+impl Part {
+    /// A key of the partition (`keys::PARTITION`, or its copy of `keys::EVERY_SLOT`).
+    pub(crate) fn key(&self, name: impl std::fmt::Display) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// The connection for one operation in the partition; a write and its `WAIT` must share
+    /// one.
+    pub(crate) async fn conn(&self) -> Result<Conn, QueueError> {
+        Ok(self.connector.conn().await?)
+    }
+
+    pub(super) fn connector(&self) -> &Arc<Connector> {
+        &self.connector
+    }
+}
+
+/// The hash tags of the ledger's partitions if its home has a slot of its own, else none (one
+/// partition, the home's slot): as the ledger was created (`P layout`, at the home), or, for a
+/// ledger created now, as `config` asks. A ledger that holds a schema but no layout was
+/// created before layouts were kept: one slot.
 pub(super) async fn layout(
     home_connector: &Arc<Connector>,
     home: &str,
     config: &LedgerConfig,
-) -> Result<Option<String>, QueueError> {
+) -> Result<Vec<String>, QueueError> {
     let mut conn = home_connector.conn().await?;
     let (layout, schema): (Option<String>, Option<String>) = redis::cmd("MGET")
         .arg(format!("{home}layout"))
@@ -37,10 +68,11 @@ pub(super) async fn layout(
         (Some(layout), _) => layout,
         (None, Some(_)) => SHARED.to_owned(),
         (None, None) => {
-            let wanted = match &config.home_slot {
-                HomeSlot::Shared => SHARED.to_owned(),
-                HomeSlot::OwnWithPartition(tag) => tag.clone(),
-                HomeSlot::Own => partition_tag(config, home).await,
+            let partitions = config.partitions.clamp(1, MAX_PARTITIONS);
+            let wanted = if partitions == 1 && config.home_slot == HomeSlot::Shared {
+                SHARED.to_owned()
+            } else {
+                partition_tags(config, home, partitions).await.join(" ")
             };
             // Another client creating the ledger at once may have chosen first.
             let _: Option<String> = redis::cmd("SET")
@@ -55,70 +87,163 @@ pub(super) async fn layout(
                 .await?
         }
     };
-    if chosen != SHARED && config.home_slot == HomeSlot::Shared {
-        tracing::info!(partition = %chosen, "the ledger's home has a slot of its own");
+    if chosen == SHARED {
+        return Ok(Vec::new());
     }
-    Ok((chosen != SHARED).then_some(chosen))
+    let tags: Vec<String> = chosen.split(' ').map(str::to_owned).collect();
+    if tags.len() > usize::from(MAX_PARTITIONS) || tags.iter().any(String::is_empty) {
+        return Err(QueueError::corrupt(
+            "the ledger",
+            format!("layout {chosen:?}"),
+        ));
+    }
+    Ok(tags)
 }
 
-/// A partition's hash tag for a new ledger whose home has a slot of its own: on a cluster, the
-/// first of `{prefix}.p0`, `{prefix}.p1`, ... served by another master than the home's (if
-/// another serves one of the first 64); elsewhere `{prefix}.p0`.
-async fn partition_tag(config: &LedgerConfig, home: &str) -> String {
-    let first = format!("{}.p0", config.prefix);
+/// The hash tags of a new ledger's `partitions`, spread evenly over a cluster's masters: the
+/// first partitions on the masters other than the home's, in turn, then the home's, and so on
+/// round (each the first free `{prefix}.pK` its master serves, of a few thousand); elsewhere
+/// `{prefix}.p0`, `{prefix}.p1`, ...
+async fn partition_tags(config: &LedgerConfig, home: &str, partitions: u16) -> Vec<String> {
+    let plain: Vec<String> = (0..partitions)
+        .map(|n| format!("{}.p{n}", config.prefix))
+        .collect();
     let Ok(RedisTarget::Cluster { nodes }) = config.redis_url.parse::<RedisTarget>() else {
-        return first;
+        return plain;
     };
     let connection =
         AsyncConnectionConfig::new().set_response_timeout(Some(config.response_timeout));
-    let master_of = async |key: &str| {
-        for node in &nodes {
-            if let Ok(view) = ask_cluster(node, key, &connection).await {
-                return Some(view.slot_master);
-            }
+    let candidates: Vec<String> = (0..u32::from(partitions) * 64)
+        .map(|n| format!("{}.p{n}", config.prefix))
+        .collect();
+    for node in &nodes {
+        let Ok(view) = ask_cluster(node, &format!("{home}schema"), &connection).await else {
+            continue;
+        };
+        let Ok(slots) = key_slots(node, &candidates, &connection).await else {
+            continue;
+        };
+        let mut masters: Vec<String> = view
+            .masters
+            .iter()
+            .filter(|master| **master != view.slot_master)
+            .cloned()
+            .collect();
+        masters.sort();
+        masters.push(view.slot_master.clone());
+        let mut taken = vec![false; candidates.len()];
+        let mut tags = Vec::with_capacity(usize::from(partitions));
+        for n in 0..usize::from(partitions) {
+            let wanted = &masters[n % masters.len()];
+            let pick = (0..candidates.len())
+                .find(|&k| !taken[k] && view.master_of(slots[k]).as_ref() == Some(wanted))
+                .or_else(|| (0..candidates.len()).find(|&k| !taken[k]))
+                .unwrap_or(n);
+            taken[pick] = true;
+            tags.push(candidates[pick].clone());
         }
-        None
-    };
-    let Some(home_master) = master_of(&format!("{home}schema")).await else {
-        return first;
-    };
-    for n in 0..64 {
-        let tag = format!("{}.p{n}", config.prefix);
-        if master_of(&format!("{{{tag}}}:due"))
-            .await
-            .is_some_and(|master| master != home_master)
-        {
-            return tag;
-        }
+        return tags;
     }
-    first
+    plain
+}
+
+/// The hash slot of each tag's keys, asked of `node` in one pipeline (`CLUSTER KEYSLOT`).
+async fn key_slots(
+    node: &str,
+    tags: &[String],
+    connection: &AsyncConnectionConfig,
+) -> Result<Vec<i64>, redis::RedisError> {
+    let mut conn = redis::Client::open(node)?
+        .get_multiplexed_async_connection_with_config(connection)
+        .await?;
+    let mut pipe = redis::pipe();
+    for tag in tags {
+        pipe.cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(format!("{{{tag}}}:due"));
+    }
+    let replies: Vec<Value> = pipe.query_async(&mut conn).await?;
+    replies
+        .into_iter()
+        .map(|reply| Ok(redis::from_redis_value(reply)?))
+        .collect()
+}
+
+/// Connects to each partition's master (a partition of a one-slot ledger shares the home's
+/// connection).
+pub(super) async fn connect_parts(
+    target: &RedisTarget,
+    config: &LedgerConfig,
+    home: &str,
+    home_connector: &Arc<Connector>,
+    tags: Vec<String>,
+) -> Result<Arc<[Part]>, QueueError> {
+    if tags.is_empty() {
+        return Ok(Arc::from([Part {
+            index: 0,
+            prefix: home.to_owned(),
+            connector: home_connector.clone(),
+            history: History::new(home),
+        }]));
+    }
+    let mut parts = Vec::with_capacity(tags.len());
+    for (index, tag) in tags.into_iter().enumerate() {
+        let prefix = format!("{{{tag}}}:");
+        let connector = Connector::connect(
+            target.clone(),
+            config.response_timeout,
+            &format!("{prefix}due"),
+        )
+        .await?;
+        parts.push(Part {
+            index: index as u16,
+            history: History::new(&prefix),
+            prefix,
+            connector,
+        });
+    }
+    Ok(parts.into())
 }
 
 impl Ledger {
-    /// The connection for one operation; a write and its `WAIT` must share one.
-    pub(crate) async fn conn(&self) -> Result<Conn, QueueError> {
-        Ok(self.connector.conn().await?)
+    /// The ledger's partitions (one, unless it was created with more).
+    pub(crate) fn parts(&self) -> &[Part] {
+        &self.parts
     }
 
-    /// The connection to the home's master (the partition's, unless the home has a slot of its
-    /// own): every command on a home key goes through it.
+    /// How many partitions the ledger has: a job's id says which is its
+    /// ([`reelq_core::JobId::partition`]).
+    pub fn partitions(&self) -> u16 {
+        self.parts.len() as u16
+    }
+
+    /// The partition a job or a batch belongs to, by its id (a ULID). An id that is not one
+    /// (a corrupt record's) is looked for in the first.
+    pub(crate) fn part_of(&self, id: &str) -> &Part {
+        let index = id
+            .parse::<reelq_core::JobId>()
+            .map_or(0, |id| id.partition(self.partitions()));
+        &self.parts[usize::from(index)]
+    }
+
+    /// Whether the home has a slot of its own.
+    pub(crate) fn split(&self) -> bool {
+        self.parts[0].prefix != self.home
+    }
+
+    /// The connection to the home's master: every command on a home key goes through it.
     pub(crate) async fn home_conn(&self) -> Result<Conn, QueueError> {
         Ok(self.home_connector.conn().await?)
     }
 
-    /// A key of the ledger's partition (`keys::PARTITION`): a job's or a batch's.
-    pub(crate) fn key(&self, name: impl std::fmt::Display) -> String {
-        format!("{}{name}", self.prefix)
-    }
-
-    /// A key of the home slot (`keys::HOME`): what is cluster-wide. The ledger's one
-    /// partition shares its prefix unless the home has a slot of its own.
+    /// A key of the home slot (`keys::HOME`): what is cluster-wide. A one-slot ledger's
+    /// partition shares its prefix.
     pub(crate) fn home_key(&self, name: impl std::fmt::Display) -> String {
         format!("{}{name}", self.home)
     }
 
     /// Runs `command` on each slot's copy of a key every slot has (`keys::EVERY_SLOT`): the
-    /// home's, then the partition's if it is another, each on its master.
+    /// home's, then each partition's if the home has a slot of its own, each on its master.
     pub(crate) async fn on_every_slot(
         &self,
         name: &str,
@@ -127,24 +252,27 @@ impl Ledger {
         let _: () = command(self.home_key(name))
             .query_async(&mut self.home_conn().await?)
             .await?;
-        if self.home != self.prefix {
-            let _: () = command(self.key(name))
-                .query_async(&mut self.conn().await?)
-                .await?;
+        if self.split() {
+            for part in self.parts() {
+                let _: () = command(part.key(name))
+                    .query_async(&mut part.conn().await?)
+                    .await?;
+            }
         }
         Ok(())
     }
 
-    /// Runs a partition's script on `conn`; the home effects it left (a home of its own) are
-    /// then made at the home, on its master (`home.lua`). They are not sent again if that call
-    /// fails: each gives back a slot or a reservation, or binds a task, and one lost errs on
-    /// the safe side (prelude's `apply_home`).
+    /// Runs a partition's script on `conn` (the partition's); the home effects it left (a
+    /// home of its own) are then made at the home, on its master (`home.lua`). They are not
+    /// sent again if that call fails: each gives back a slot or a reservation, or binds a task,
+    /// and one lost errs on the safe side (prelude's `apply_home`).
     pub(crate) async fn run_script<S: scripts::LedgerScript>(
         &self,
+        part: &Part,
         conn: &mut Conn,
         args: &S,
     ) -> Result<S::Reply, QueueError> {
-        let (reply, mut effects) = scripts::run_leaving_home(conn, self.place(), args).await?;
+        let (reply, mut effects) = scripts::run_leaving_home(conn, self.place(part), args).await?;
         if effects.is_empty() {
             return Ok(reply);
         }
@@ -168,6 +296,15 @@ impl Ledger {
         Ok(reply)
     }
 
+    /// Runs a partition's script on a connection of its own.
+    pub(crate) async fn run_in<S: scripts::LedgerScript>(
+        &self,
+        part: &Part,
+        args: &S,
+    ) -> Result<S::Reply, QueueError> {
+        self.run_script(part, &mut part.conn().await?, args).await
+    }
+
     /// Runs a script of the home's alone, on its master.
     pub(crate) async fn run_at_home<S: scripts::LedgerScript>(
         &self,
@@ -181,12 +318,12 @@ impl Ledger {
         )
     }
 
-    /// Where the partition's scripts run (their home effects made next, at the home, if it
+    /// Where a partition's scripts run (their home effects made next, at the home, if it
     /// has a slot of its own).
-    pub(crate) fn place(&self) -> scripts::Place<'_> {
+    pub(crate) fn place<'a>(&'a self, part: &'a Part) -> scripts::Place<'a> {
         scripts::Place {
-            slot: &self.prefix,
-            home: (self.home != self.prefix).then_some(self.home.as_str()),
+            slot: &part.prefix,
+            home: (part.prefix != self.home).then_some(self.home.as_str()),
         }
     }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use reelq_core::{AccountName, JobId, JobState};
 
+use super::Part;
 use crate::{JobRecord, Ledger, QueueError};
 use crate::{connection::Conn, scripts};
 
@@ -49,11 +50,12 @@ impl Ledger {
         &self,
         job_id: JobId,
     ) -> Result<Option<CallbackBinding>, QueueError> {
+        let part = self.part_of(&job_id.to_string());
         let (provider, token_hash): (Option<String>, Option<String>) = redis::cmd("HMGET")
-            .arg(self.key(format!("job:{job_id}")))
+            .arg(part.key(format!("job:{job_id}")))
             .arg("provider")
             .arg("cb_token_hash")
-            .query_async(&mut self.conn().await?)
+            .query_async(&mut part.conn().await?)
             .await?;
         let Some(account) = provider else {
             return Ok(None);
@@ -129,9 +131,10 @@ impl Ledger {
         source: &str,
         index_ttl: Option<Duration>,
     ) -> Result<WakeOutcome, QueueError> {
-        let mut conn = self.conn().await?;
-        let (task_account, task_owner) = self.task_owner(&mut conn, job_id, task_id).await?;
         let job_id = job_id.to_string();
+        let part = self.part_of(&job_id);
+        let mut conn = part.conn().await?;
+        let (task_account, task_owner) = self.task_owner(part, &mut conn, &job_id, task_id).await?;
         let args = scripts::wake::Args {
             task_account,
             task_owner,
@@ -141,7 +144,7 @@ impl Ledger {
             index_ttl_ms: index_ttl.unwrap_or_default().as_millis() as u64,
             confirmed: index_ttl.is_some(),
         };
-        let reply = self.run_script(&mut conn, &args).await?;
+        let reply = self.run_script(part, &mut conn, &args).await?;
         Ok(reply.outcome)
     }
 
@@ -150,15 +153,16 @@ impl Ledger {
     /// Nothing where the home shares the slot: the script reads it itself.
     pub(crate) async fn task_owner(
         &self,
+        part: &Part,
         conn: &mut Conn,
-        job_id: JobId,
+        job_id: &str,
         task_id: &str,
     ) -> Result<(Option<String>, Option<String>), QueueError> {
-        if self.place().home.is_none() {
+        if !self.split() {
             return Ok((None, None));
         }
         let account: Option<String> = redis::cmd("HGET")
-            .arg(self.key(format!("job:{job_id}")))
+            .arg(part.key(format!("job:{job_id}")))
             .arg("provider")
             .query_async(&mut *conn)
             .await?;

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use reelq_core::TenantName;
 
+use super::Part;
 use crate::{Ledger, QueueError};
 
 /// What an operator caps for one tenant (absent: no cap), kept in `P tenant_limits` and
@@ -53,24 +54,26 @@ pub struct TenantShare {
 impl Ledger {
     /// Every tenant with jobs waiting or a weight set, the next to be served first.
     pub async fn tenants(&self) -> Result<Vec<TenantShare>, QueueError> {
-        let mut conn = self.conn().await?;
-        type Settings = (
-            Vec<(String, f64)>,
-            HashMap<String, f64>,
-            HashMap<String, String>,
-        );
-        let (ranked, weights, limits): Settings = redis::pipe()
-            .cmd("ZRANGE")
-            .arg(self.key("tenants"))
-            .arg(0)
-            .arg(-1)
-            .arg("WITHSCORES")
+        let (weights, limits): (HashMap<String, f64>, HashMap<String, String>) = redis::pipe()
             .cmd("HGETALL")
-            .arg(self.key("tenant_weights"))
+            .arg(self.home_key("tenant_weights"))
             .cmd("HGETALL")
-            .arg(self.key("tenant_limits"))
-            .query_async(&mut conn)
+            .arg(self.home_key("tenant_limits"))
+            .query_async(&mut self.home_conn().await?)
             .await?;
+        // Each partition ranks the tenants with jobs in it; a tenant's place is its first.
+        let per_part: Vec<(Vec<(String, f64)>,)> = self
+            .in_every_part(|part, pipe| {
+                pipe.cmd("ZRANGE")
+                    .arg(part.key("tenants"))
+                    .arg(0)
+                    .arg(-1)
+                    .arg("WITHSCORES");
+            })
+            .await?;
+        let mut ranked: Vec<(String, f64)> =
+            per_part.into_iter().flat_map(|(ranked,)| ranked).collect();
+        ranked.sort_by(|a, b| a.1.total_cmp(&b.1));
         let mut shares: BTreeMap<String, TenantShare> = BTreeMap::new();
         let named = weights.keys().chain(limits.keys());
         for (tenant, tag) in ranked
@@ -104,9 +107,7 @@ impl Ledger {
         let month = chrono::DateTime::from_timestamp_millis(now as i64)
             .map(|at| at.format("%Y-%m").to_string())
             .unwrap_or_default();
-        let mut waiting = redis::pipe();
         for tenant in shares.keys() {
-            waiting.cmd("ZCARD").arg(self.tenant_queue(tenant));
             counts
                 .cmd("ZCOUNT")
                 .arg(self.home_key(format!("tenant_inflight:{tenant}")))
@@ -117,11 +118,18 @@ impl Ledger {
                 .arg(self.home_key(format!("tenant_spend:{tenant}:{day}")))
                 .arg(self.home_key(format!("tenant_spend:{tenant}:{month}")));
         }
-        // The queues are the partition's, the slots and spend the home's.
+        // The queues are the partitions', the slots and spend the home's.
         type Counts = (u64, (Option<u64>, Option<u64>));
-        let waiting: Vec<u64> = waiting.query_async(&mut conn).await?;
+        let per_part: Vec<Vec<u64>> = self
+            .in_every_part(|part, pipe| {
+                for tenant in shares.keys() {
+                    pipe.cmd("ZCARD").arg(tenant_queue(part, tenant));
+                }
+            })
+            .await?;
+        let waiting = (0..shares.len()).map(|n| per_part.iter().map(|part| part[n]).sum::<u64>());
         let counts: Vec<Counts> = counts.query_async(&mut self.home_conn().await?).await?;
-        let counts = waiting.into_iter().zip(counts);
+        let counts = waiting.zip(counts);
         for (share, (waiting, (in_flight, (today, month)))) in shares.values_mut().zip(counts) {
             share.waiting = waiting;
             share.in_flight = in_flight;
@@ -186,22 +194,22 @@ impl Ledger {
         self.set_tenant_setting("tenant_limits", tenant, json).await
     }
 
-    /// The queue `tenant`'s fresh jobs wait in (prelude.lua's `tenant_queue`).
-    pub(crate) fn tenant_queue(&self, tenant: &str) -> String {
-        self.key(format!("queued:{tenant}"))
-    }
-
-    /// Every queue a job may wait in for its first claim, or its next step: `P due`, `P
-    /// due_low` and each waiting tenant's.
-    pub(crate) async fn queues(&self) -> Result<Vec<String>, QueueError> {
+    /// Every queue of `part` a job may wait in for its first claim, or its next step: `P
+    /// due`, `P due_low` and each waiting tenant's.
+    pub(crate) async fn queues(&self, part: &Part) -> Result<Vec<String>, QueueError> {
         let tenants: Vec<String> = redis::cmd("ZRANGE")
-            .arg(self.key("tenants"))
+            .arg(part.key("tenants"))
             .arg(0)
             .arg(-1)
-            .query_async(&mut self.conn().await?)
+            .query_async(&mut part.conn().await?)
             .await?;
-        let mut queues = vec![self.key("due"), self.key("due_low")];
-        queues.extend(tenants.iter().map(|tenant| self.tenant_queue(tenant)));
+        let mut queues = vec![part.key("due"), part.key("due_low")];
+        queues.extend(tenants.iter().map(|tenant| tenant_queue(part, tenant)));
         Ok(queues)
     }
+}
+
+/// The queue `tenant`'s fresh jobs wait in, in `part` (prelude.lua's `tenant_queue`).
+fn tenant_queue(part: &Part, tenant: &str) -> String {
+    part.key(format!("queued:{tenant}"))
 }

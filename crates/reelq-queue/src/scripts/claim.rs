@@ -21,7 +21,7 @@ pub(crate) struct Args<'a> {
     pub pools: BTreeMap<&'static str, Vec<&'a str>>,
     /// Where the home has a slot of its own: what it held just before (`claim_view.lua`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub view: Option<super::claim_view::Reply>,
+    pub view: Option<&'a super::claim_view::Reply>,
 }
 
 /// One account's cluster-wide limits as the claim applies them (0, or left out: no limit;

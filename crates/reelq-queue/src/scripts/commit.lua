@@ -2,7 +2,8 @@
 -- nothing claims): from here on, all of it will be queued. Small: the batch record and a
 -- flag; the jobs are then moved to the queue chunk by chunk by release.lua.
 -- Args (commit.rs): batch (its id), once (the request's idempotency, jobs.lua), options (the
--- batch's, see create_batch), n_jobs (how many jobs the stage must hold).
+-- batch's, see create_batch), n_jobs (how many jobs the stage must hold), waiting and
+-- elsewhere (as enqueue.lua's).
 -- Reply (jobs.rs's Answer): "new" with n_jobs when committed; "repeated" or "conflict" as
 -- enqueue.lua answers, and "over_backlog" as it does (the stage is then left to expire); an
 -- error if the stage is not whole
@@ -10,7 +11,7 @@
 local batch, n_jobs = A.batch, A.n_jobs
 local earlier = earlier_answer(A.once)
 if earlier then return earlier end
-local refused = over_backlog(A.waiting)
+local refused = over_backlog(A.waiting, A.elsewhere)
 if refused then return refused end
 local stage = prefix .. 'stage:' .. batch
 local staged = redis.call('LLEN', stage)

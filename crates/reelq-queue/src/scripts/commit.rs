@@ -14,6 +14,10 @@ pub(crate) struct Args<'a> {
     /// How many of the jobs go to each tenant's queue: a tenant's cap on jobs waiting
     /// (`max_waiting`) refuses the whole request.
     pub waiting: std::collections::BTreeMap<String, u64>,
+    /// A capped tenant's jobs waiting in the ledger's other partitions, as its caller read
+    /// them just before (none on a one-partition ledger).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub elsewhere: std::collections::BTreeMap<String, u64>,
 }
 
 ledger_edge!(Args<'_> => Answer, "commit.lua", with "jobs.lua");

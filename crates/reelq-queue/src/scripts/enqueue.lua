@@ -5,10 +5,11 @@
 -- Reply (jobs.rs's Answer): "new" with n_jobs; "repeated" (and no write) when the
 -- idempotency key was already used for this request; "conflict" when it was used for
 -- another; "over_backlog" (and no write) when a tenant would pass its cap on jobs waiting
--- (`waiting`: tenant -> its jobs here); an error (and no write) if any job id exists.
+-- (`waiting`: tenant -> its jobs here; `elsewhere`: tenant -> its jobs waiting in
+-- other partitions); an error (and no write) if any job id exists.
 local earlier = earlier_answer(A.once)
 if earlier then return earlier end
-local refused = over_backlog(A.waiting)
+local refused = over_backlog(A.waiting, A.elsewhere)
 if refused then return refused end
 for _, job in ipairs(A.jobs) do
   if redis.call('EXISTS', prefix .. 'job:' .. job.id) == 1 then

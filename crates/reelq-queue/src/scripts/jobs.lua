@@ -22,13 +22,15 @@ local function remember_answer(once, batch)
 end
 
 -- The reply refusing a request that would take a tenant past its cap on fresh jobs waiting
--- (`max_waiting` in `P tenant_limits`), or nil. `waiting`: tenant -> its jobs in the request.
-local function over_backlog(waiting)
+-- (`max_waiting` in `P tenant_limits`), or nil. `waiting`: tenant -> its jobs in the request;
+-- `elsewhere` (nil on one partition): tenant -> its jobs waiting in the other partitions.
+local function over_backlog(waiting, elsewhere)
   for tenant, n in pairs(waiting) do
     local caps = redis.call('HGET', prefix .. 'tenant_limits', tenant)
     local max = caps and cjson.decode(caps).max_waiting
     if type(max) == 'number' then
       local now_waiting = redis.call('ZCARD', tenant_queue(tenant))
+        + ((elsewhere and elsewhere[tenant]) or 0)
       if now_waiting + n > max then
         return cjson.encode({ answer = 'over_backlog', tenant = tenant, waiting = now_waiting,
           max = max })

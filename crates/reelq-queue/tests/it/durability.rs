@@ -12,7 +12,8 @@ use reelq_queue::{
 use reelq_testkit::{RedisOptions, RedisServer};
 
 use crate::ledger::{
-    LEASE, begin_submit, claim_one, claim_opts, jobs_of, kie_limit, layouts, ledger, spec, state_of,
+    LEASE, begin_submit, claim_one, claim_opts, jobs_in, jobs_of, kie_limit, layouts, ledger, spec,
+    state_of,
 };
 
 fn everysec() -> RedisOptions {
@@ -225,7 +226,7 @@ async fn an_uncertain_job_gives_its_slot_back_after_the_hold_or_when_resolved() 
             limits: &limits,
             ..claim_opts("w1", 1, LEASE)
         };
-        let jobs = jobs_of(4, "slots", spec);
+        let jobs = jobs_in(&ledger, 4, "slots", spec);
         ledger.enqueue(None, &jobs).await.unwrap();
 
         // Held for no time: the next job gets the slot at once.

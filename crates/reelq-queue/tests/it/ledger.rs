@@ -30,18 +30,26 @@ pub(crate) async fn ledger(redis: &RedisServer) -> Ledger {
         .expect("ledger connects")
 }
 
-/// Two ledgers on `redis`, of both layouts: the home of cluster-wide state sharing the
-/// partition's slot, and the home in a slot of its own (`keys.rs`; the partition's scripts
-/// leave their home effects to be made there after them). A test of what a move gives back
-/// at the home (slots, reservations) runs on each.
-pub(crate) async fn layouts(redis: &RedisServer) -> [Ledger; 2] {
+/// Three ledgers on `redis`, one of each layout: the home of cluster-wide state sharing the
+/// partition's slot; the home in a slot of its own (`keys.rs`; the partition's scripts leave
+/// their home effects to be made there after them); and four partitions beside a home of its
+/// own, a job in the partition its id names. A test of what a move gives back at the home
+/// (slots, reservations) runs on each.
+pub(crate) async fn layouts(redis: &RedisServer) -> [Ledger; 3] {
     let own_home = LedgerConfig {
         home_slot: reelq_queue::HomeSlot::Own,
         ..LedgerConfig::new(redis.url(), "own-home")
     };
+    let partitioned = LedgerConfig {
+        partitions: 4,
+        ..LedgerConfig::new(redis.url(), "partitioned")
+    };
     [
         ledger(redis).await,
         Ledger::connect(&own_home).await.expect("ledger connects"),
+        Ledger::connect(&partitioned)
+            .await
+            .expect("ledger connects"),
     ]
 }
 
@@ -150,6 +158,20 @@ pub(crate) fn jobs_of(
 ) -> Vec<(JobId, JobSpec)> {
     (0..n)
         .map(|i| (JobId::new(), spec_of(&format!("{prefix} {i}"))))
+        .collect()
+}
+
+/// [`jobs_of`] with ids `ledger` makes for one enqueue (one partition, any).
+pub(crate) fn jobs_in(
+    ledger: &Ledger,
+    n: usize,
+    prefix: &str,
+    spec_of: fn(&str) -> JobSpec,
+) -> Vec<(JobId, JobSpec)> {
+    let (_, ids) = ledger.new_ids(n, None);
+    ids.into_iter()
+        .zip(jobs_of(n, prefix, spec_of))
+        .map(|(id, (_, spec))| (id, spec))
         .collect()
 }
 

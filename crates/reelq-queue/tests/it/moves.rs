@@ -11,42 +11,44 @@ use reelq_core::{
 };
 use reelq_queue::{
     Cancel, CancelOutcome, Lease, Ledger, PaidCreate, Resolution, RestoreOutcome, Transition,
-    TransitionOutcome, WakeOutcome, keys, moves::MOVES,
+    TransitionOutcome, WakeOutcome, moves::MOVES,
 };
-use reelq_testkit::{RedisCluster, RedisServer};
+use reelq_testkit::RedisServer;
 
 use crate::ledger::{LEASE, begin_submit, cancel_of, claim_opts, ledger, spec};
+
+mod cluster;
 
 const FAR: Duration = Duration::from_secs(3600);
 const INDEX_TTL: Duration = Duration::from_secs(600);
 
 /// The jobs of one walk through the table, each moved while it is the only one due.
 struct Walk<'a> {
-    redis: &'a RedisServer,
     ledger: Ledger,
-    /// The hash tag of the ledger's partition (`test`, or another where the home has a slot
-    /// of its own).
-    partition: &'a str,
+    /// Each partition's server (the master holding its keys) and hash tag (`test`, or
+    /// another where the home has a slot of its own), in the ledger's order.
+    parts: Vec<(&'a RedisServer, String)>,
     jobs: Vec<JobId>,
 }
 
 impl Walk<'_> {
     async fn enqueue(&mut self, job: JobSpec) -> JobId {
-        let job_id = JobId::new();
+        let job_id = self.ledger.new_ids(1, None).1[0];
         self.ledger.enqueue(None, &[(job_id, job)]).await.unwrap();
         self.jobs.push(job_id);
         job_id
     }
 
     async fn batch(&mut self, options: BatchOptions, n: usize) -> (BatchId, Vec<JobId>) {
-        let batch = BatchId::new();
-        let jobs: Vec<(JobId, JobSpec)> = (0..n)
-            .map(|_| {
+        let (batch, ids) = self.ledger.new_ids(n, None);
+        let jobs: Vec<(JobId, JobSpec)> = ids
+            .into_iter()
+            .map(|id| {
                 let priced = JobSpec {
                     estimated_cost_usd: Some(0.15),
                     ..spec("batch job")
                 };
-                (JobId::new(), priced)
+                (id, priced)
             })
             .collect();
         self.ledger
@@ -172,8 +174,15 @@ impl Walk<'_> {
         self.step(lease, stored, JobState::Stored).await;
     }
 
-    fn set(&self, key: String, field: &str, value: &str) {
-        self.redis.command(&["HSET", &key, field, value]).unwrap();
+    /// Sets a field of the hash `kind:{id}` of the job or batch `id`, in its partition.
+    fn set(&self, kind: &str, id: &str, field: &str, value: &str) {
+        let partition = id
+            .parse::<JobId>()
+            .unwrap()
+            .partition(self.ledger.partitions());
+        let (redis, tag) = &self.parts[usize::from(partition)];
+        let key = format!("{{{tag}}}:{kind}:{id}");
+        redis.command(&["HSET", &key, field, value]).unwrap();
     }
 }
 
@@ -197,94 +206,15 @@ fn requery() -> Transition {
 async fn every_pair_of_states_the_table_allows_is_made_and_no_other() {
     let redis = RedisServer::start().unwrap();
     let ledger = ledger(&redis).await;
-    walk_every_move(&redis, ledger, "test").await;
+    walk_every_move(vec![(&redis, "test".to_owned())], ledger).await;
 }
 
-/// The same walk on a Redis Cluster: every script runs on the master of the ledger's slot,
-/// and (with its `#!lua` shebang) would be refused at once if it touched a key elsewhere.
-#[tokio::test]
-async fn every_move_is_made_on_a_redis_cluster_too() {
-    let cluster = RedisCluster::start().unwrap();
-    let ledger = Ledger::connect(&reelq_queue::LedgerConfig::new(cluster.url(), "test"))
-        .await
-        .unwrap();
-    let master = cluster.master_of("{test}:due").unwrap();
-    let master = cluster
-        .nodes
-        .iter()
-        .find(|node| node.port() == master)
-        .unwrap();
-    walk_every_move(master, ledger, "test").await;
-}
-
-/// The same walk on a Redis Cluster with the home of cluster-wide state in a slot of its own
-/// (`keys.rs`), on another master than the partition's: no script carries
-/// `allow-cross-slot-keys`, so the cluster refuses any script that touches a key of the other
-/// slot; each leaves its home effects (slots and reservations given back, a task bound) to be
-/// made at the home after it, on the home's master, and the claim decides from a view of the
-/// home and settles its takes there.
-#[tokio::test]
-async fn every_move_is_made_with_the_home_on_another_master() {
-    let cluster = RedisCluster::start().unwrap();
-    let config = reelq_queue::LedgerConfig {
-        home_slot: reelq_queue::HomeSlot::Own,
-        ..reelq_queue::LedgerConfig::new(cluster.url(), "test")
-    };
-    let ledger = Ledger::connect(&config).await.unwrap();
-    let home = cluster.master_of("{test}:due").unwrap();
-    let node = |port: u16| {
-        cluster
-            .nodes
-            .iter()
-            .find(|node| node.port() == port)
-            .unwrap()
-    };
-    let partition = node(home).command_text(&["GET", "{test}:layout"]).unwrap();
-    let partition_master = cluster.master_of(&format!("{{{partition}}}:due")).unwrap();
-    assert_ne!(partition_master, home, "{partition} is on another master");
-    walk_every_move(node(partition_master), ledger, &partition).await;
-    // The layout is the ledger's: a client asking for another follows it.
-    let shared = reelq_queue::LedgerConfig::new(cluster.url(), "test");
-    let follower = Ledger::connect(&shared).await.unwrap();
-    let job_id = JobId::new();
-    follower
-        .enqueue(None, &[(job_id, spec("follows"))])
-        .await
-        .unwrap();
-    let key = format!("{{{partition}}}:job:{job_id}");
-    assert_eq!(
-        node(partition_master).command(&["EXISTS", &key]).unwrap(),
-        ":1"
-    );
-    // Each master holds its own slot's kind of key, and both were written.
-    for (tag, master, kinds) in [
-        ("test", home, keys::HOME),
-        (partition.as_str(), partition_master, keys::PARTITION),
-    ] {
-        let list = "return table.concat(redis.call('KEYS', ARGV[1]), '\\n')";
-        let pattern = format!("{{{tag}}}:*");
-        let found = node(master)
-            .command_text(&["EVAL", list, "0", &pattern])
-            .unwrap();
-        let names: Vec<&str> = found.lines().filter(|line| !line.is_empty()).collect();
-        assert!(names.len() > 3, "{tag}: {names:?}");
-        for name in names {
-            let kind = name.split(':').nth(1).unwrap();
-            assert!(
-                kinds.contains(&kind) || keys::EVERY_SLOT.contains(&kind),
-                "{name} is in the slot of {tag}"
-            );
-        }
-    }
-}
-
-/// Walks every move of the table on `ledger`; `redis` is the server holding its keys,
-/// `partition` the hash tag of its partition's.
-async fn walk_every_move(redis: &RedisServer, ledger: Ledger, partition: &str) {
+/// Walks every move of the table on `ledger`; `parts` are its partitions' servers and hash
+/// tags.
+pub(crate) async fn walk_every_move(parts: Vec<(&RedisServer, String)>, ledger: Ledger) {
     let mut walk = Walk {
-        redis,
         ledger,
-        partition,
+        parts,
         jobs: Vec::new(),
     };
     let budget_for_one = BatchOptions {
@@ -390,11 +320,7 @@ async fn walk_every_move(redis: &RedisServer, ledger: Ledger, partition: &str) {
     .await;
     walk.claim(&[], false).await;
     let job = walk.waiting(spec("expired waiting"), Duration::ZERO).await;
-    walk.set(
-        format!("{{{}}}:job:{job}", walk.partition),
-        "deadline_ms",
-        "1",
-    );
+    walk.set("job", &job.to_string(), "deadline_ms", "1");
     walk.claim(&[], false).await;
 
     // A submitter's lease running out: its task named by a callback meanwhile, requeued by
@@ -461,11 +387,7 @@ async fn walk_every_move(redis: &RedisServer, ledger: Ledger, partition: &str) {
         "a held job"
     );
     let (batch, _) = walk.batch(BatchOptions::default(), 1).await;
-    walk.set(
-        format!("{{{}}}:batchinfo:{batch}", walk.partition),
-        "cancelled_ms",
-        "1",
-    );
+    walk.set("batchinfo", &batch.to_string(), "cancelled_ms", "1");
     walk.claim(&[], false).await;
 
     // A cancel asked of a provider that can stop a generation: marked, then carried out by

@@ -58,7 +58,8 @@ fn routed(route: &str, prompt: &str, tenant: &str) -> JobSpec {
 }
 
 async fn enqueue(ledger: &Ledger, specs: Vec<JobSpec>) -> Vec<JobId> {
-    let jobs: Vec<(JobId, JobSpec)> = specs.into_iter().map(|s| (JobId::new(), s)).collect();
+    let (_, ids) = ledger.new_ids(specs.len(), None);
+    let jobs: Vec<(JobId, JobSpec)> = ids.into_iter().zip(specs).collect();
     ledger.enqueue(None, &jobs).await.unwrap();
     jobs.into_iter().map(|(id, _)| id).collect()
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use reelq_core::{BatchId, BatchOptions, ErrorClass, JobId, TenantName};
+use reelq_core::{BatchOptions, ErrorClass, JobId, TenantName};
 use reelq_queue::{ClaimOptions, Ledger, QueueError, TenantLimits, Transition, TransitionOutcome};
 use reelq_testkit::RedisServer;
 
@@ -14,18 +14,22 @@ use crate::ledger::{LEASE, claim_opts, kie_limit, layouts, ledger, spec, stored}
 const SLOTS: usize = 4;
 
 /// `n` jobs of `tenant`, enqueued as one batch (a large one is staged and released in
-/// chunks, as a producer's overnight batch is).
+/// chunks, as a producer's overnight batch is), in the same partition as every backlog.
 async fn backlog(ledger: &Ledger, tenant: &str, n: usize) {
     let tenant: TenantName = tenant.parse().unwrap();
-    let jobs: Vec<(JobId, _)> = (0..n)
-        .map(|i| {
+    // Every backlog in one partition: what one claim shares between tenants.
+    let (batch_id, ids) = ledger.new_ids(n, Some("backlogs"));
+    let jobs: Vec<(JobId, _)> = ids
+        .into_iter()
+        .enumerate()
+        .map(|(i, id)| {
             let mut spec = spec(&format!("{tenant} shot {i}"));
             spec.tenant = Some(tenant.clone());
-            (JobId::new(), spec)
+            (id, spec)
         })
         .collect();
     ledger
-        .enqueue(Some((BatchId::new(), &BatchOptions::default())), &jobs)
+        .enqueue(Some((batch_id, &BatchOptions::default())), &jobs)
         .await
         .unwrap();
 }
@@ -185,7 +189,7 @@ async fn a_tenants_caps_hold_its_generations_in_flight_and_its_jobs_waiting() {
         let one_more = {
             let mut spec = spec("one too many");
             spec.tenant = Some(capped.clone());
-            vec![(JobId::new(), spec)]
+            vec![(ledger.new_ids(1, None).1[0], spec)]
         };
         let refused = ledger.enqueue(None, &one_more).await.unwrap_err();
         assert!(
@@ -299,12 +303,16 @@ async fn a_tenants_daily_and_monthly_budgets_are_exact_under_concurrent_claims()
         // Each job is estimated at $0.50: 10 fit the daily budget, 4 the monthly one.
         for (tenant, n) in [("daily", 30), ("monthly", 30), ("free", 10)] {
             let tenant: TenantName = tenant.parse().unwrap();
-            let jobs: Vec<(JobId, _)> = (0..n)
-                .map(|i| {
+            let jobs: Vec<(JobId, _)> = ledger
+                .new_ids(n, None)
+                .1
+                .into_iter()
+                .enumerate()
+                .map(|(i, id)| {
                     let mut spec = spec(&format!("{tenant} {i}"));
                     spec.tenant = Some(tenant.clone());
                     spec.estimated_cost_usd = Some(0.5);
-                    (JobId::new(), spec)
+                    (id, spec)
                 })
                 .collect();
             ledger.enqueue(None, &jobs).await.unwrap();

@@ -49,8 +49,9 @@ async fn a_job_put_back_ranks_its_tenant_again() {
     let claim = ledger.claim(&options).await.unwrap();
     let fence = claim.leases[0].fence().clone();
     // What the claim that took it did on finding the tenant's queue empty after it.
-    let tenants = ledger.key("tenants");
-    let mut conn = ledger.conn().await.unwrap();
+    let part = ledger.part_of(&job_id.to_string());
+    let tenants = part.key("tenants");
+    let mut conn = part.conn().await.unwrap();
     let _: () = redis::cmd("ZREM")
         .arg(&tenants)
         .arg("acme")
@@ -59,7 +60,7 @@ async fn a_job_put_back_ranks_its_tenant_again() {
         .unwrap();
 
     let id = job_id.to_string();
-    let queue = ledger.key("queued:acme");
+    let queue = part.key("queued:acme");
     let args = settled::Args {
         token: &fence.token,
         kept: Vec::new(),
@@ -74,7 +75,7 @@ async fn a_job_put_back_ranks_its_tenant_again() {
             wait_ms: 0,
         }],
     };
-    ledger.run_script(&mut conn, &args).await.unwrap();
+    ledger.run_script(part, &mut conn, &args).await.unwrap();
 
     let ranked: Option<f64> = redis::cmd("ZSCORE")
         .arg(&tenants)

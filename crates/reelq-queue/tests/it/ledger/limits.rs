@@ -65,7 +65,7 @@ pub(crate) fn kie_limit(requests_per_s: f64, burst: u32, max_in_flight: u32) -> 
 async fn in_flight_slots_hold_back_submits_until_a_generation_ends() {
     let redis = RedisServer::start().unwrap();
     for ledger in layouts(&redis).await {
-        let jobs = jobs_of(3, "slot", spec);
+        let jobs = jobs_in(&ledger, 3, "slot", spec);
         ledger.enqueue(None, &jobs).await.unwrap();
         let limits = kie_limit(0.0, 1, 2);
         let options = ClaimOptions {
