@@ -58,11 +58,25 @@ pub enum RedisSetup {
     /// The same cluster with the ledger's home in a slot of its own on another master than
     /// its jobs' partition (`home_slot = "own"`); [`Deployment::redis`] is the home's master.
     ClusterOwnHome,
+    /// The same cluster with the ledger's jobs in [`PARTITIONS`] partitions, two on each
+    /// master, its home beside two of them; [`Deployment::redis`] is the home's master.
+    /// Manifests are enqueued as batches of [`PARTITIONED_BATCH`] jobs, each in the producer's
+    /// next partition in turn.
+    ClusterPartitioned,
 }
+
+/// The partitions of [`RedisSetup::ClusterPartitioned`].
+pub const PARTITIONS: u16 = 6;
+
+/// The batch size manifests are cut into under [`RedisSetup::ClusterPartitioned`].
+pub const PARTITIONED_BATCH: usize = 10;
 
 impl RedisSetup {
     fn is_cluster(self) -> bool {
-        matches!(self, RedisSetup::Cluster | RedisSetup::ClusterOwnHome)
+        matches!(
+            self,
+            RedisSetup::Cluster | RedisSetup::ClusterOwnHome | RedisSetup::ClusterPartitioned
+        )
     }
 }
 
@@ -135,7 +149,10 @@ impl Deployment {
         catalog: Catalog,
     ) -> Deployment {
         let appendfsync = match redis_setup {
-            RedisSetup::Always | RedisSetup::Cluster | RedisSetup::ClusterOwnHome => "always",
+            RedisSetup::Always
+            | RedisSetup::Cluster
+            | RedisSetup::ClusterOwnHome
+            | RedisSetup::ClusterPartitioned => "always",
             RedisSetup::Replica | RedisSetup::Sentinel | RedisSetup::UnsafeEverysec => "everysec",
         };
         let mut cluster = redis_setup
@@ -451,6 +468,10 @@ fn ledger_config(redis_url: &str, setup: RedisSetup) -> LedgerConfig {
             home_slot: reelq_queue::HomeSlot::Own,
             ..ledger_config(redis_url, RedisSetup::Cluster)
         },
+        RedisSetup::ClusterPartitioned => LedgerConfig {
+            partitions: PARTITIONS,
+            ..ledger_config(redis_url, RedisSetup::Cluster)
+        },
         RedisSetup::UnsafeEverysec => LedgerConfig {
             allow_unsafe: true,
             ..base
@@ -459,7 +480,7 @@ fn ledger_config(redis_url: &str, setup: RedisSetup) -> LedgerConfig {
 }
 
 /// The worker config lines for `setup`.
-fn durability_toml(setup: RedisSetup) -> &'static str {
+fn durability_toml(setup: RedisSetup) -> String {
     match setup {
         RedisSetup::Always => "durability = \"always\"",
         RedisSetup::Replica | RedisSetup::Sentinel | RedisSetup::Cluster => {
@@ -468,8 +489,15 @@ fn durability_toml(setup: RedisSetup) -> &'static str {
         RedisSetup::ClusterOwnHome => {
             "durability = \"replicas:1\"\nreplica_wait = \"500ms\"\nhome_slot = \"own\""
         }
+        RedisSetup::ClusterPartitioned => {
+            return format!(
+                "{}\npartitions = {PARTITIONS}",
+                durability_toml(RedisSetup::Cluster)
+            );
+        }
         RedisSetup::UnsafeEverysec => "allow_unsafe_redis = true",
     }
+    .to_owned()
 }
 
 /// The webhook policy of this harness's producers: its receivers listen on loopback, over

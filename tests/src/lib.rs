@@ -7,7 +7,8 @@ mod deployment;
 mod webhooks;
 
 pub use deployment::{
-    API_KEY, Deployment, PREFIX, RedisSetup, SECOND_API_KEY, WEBHOOK_KEY, WEBHOOK_WHSEC,
-    files_under, loopback_webhooks, prompts, read_object, retired_row, sim_events, test_catalog,
+    API_KEY, Deployment, PARTITIONED_BATCH, PARTITIONS, PREFIX, RedisSetup, SECOND_API_KEY,
+    WEBHOOK_KEY, WEBHOOK_WHSEC, files_under, loopback_webhooks, prompts, read_object, retired_row,
+    sim_events, test_catalog,
 };
 pub use webhooks::{NOTIFY_SECRET, WebhookReceiver};

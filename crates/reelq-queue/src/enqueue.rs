@@ -163,12 +163,12 @@ impl Ledger {
 
     /// Fresh ids for one enqueue of `jobs` jobs (and its batch, if it is one), all in one
     /// partition: the one an idempotency key names (so a replay finds the first call's
-    /// record), else one at random.
+    /// record), else the next in turn (this client's enqueues spread evenly).
     pub fn new_ids(&self, jobs: usize, idempotency_key: Option<&str>) -> (BatchId, Vec<JobId>) {
         let partitions = self.partitions();
         let partition = match idempotency_key {
             Some(key) => key_partition(key, partitions),
-            None => rand::random::<u16>() % partitions,
+            None => (self.next_enqueue_turn() % usize::from(partitions)) as u16,
         };
         (
             BatchId::new_in(partition, partitions),

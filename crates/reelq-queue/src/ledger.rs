@@ -210,6 +210,9 @@ struct Safety {
     archive_turn: std::sync::atomic::AtomicUsize,
     /// Which partition [`Ledger::claim`] starts at, in turn.
     claim_turn: std::sync::atomic::AtomicUsize,
+    /// Which partition [`Ledger::new_ids`] gives an enqueue without a key, in turn (from one
+    /// at random, so producers do not all begin at the first).
+    enqueue_turn: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -252,6 +255,7 @@ impl Ledger {
                 replicas_behind: AtomicBool::new(false),
                 archive_turn: Default::default(),
                 claim_turn: Default::default(),
+                enqueue_turn: usize::from(rand::random::<u16>()).into(),
             }),
         };
         ledger.claim_schema().await?;

@@ -78,6 +78,11 @@ enum Scenario {
     ClusterOwnHome,
     /// The same; each fault is a power loss of the master holding the jobs.
     ClusterOwnHomeJobs,
+    /// The cluster with the ledger's jobs in six partitions, two on each master; each fault
+    /// is a power loss of the home's master (which holds two of them).
+    ClusterPartitioned,
+    /// The same; each fault is a power loss of a master holding partitions and not the home.
+    ClusterPartitionedJobs,
     Reshard,
     UnsafeEverysec,
 }
@@ -95,13 +100,18 @@ async fn main() -> anyhow::Result<()> {
             Scenario::Replica => RedisSetup::Replica,
             Scenario::Cluster | Scenario::Reshard => RedisSetup::Cluster,
             Scenario::ClusterOwnHome | Scenario::ClusterOwnHomeJobs => RedisSetup::ClusterOwnHome,
+            Scenario::ClusterPartitioned | Scenario::ClusterPartitionedJobs => {
+                RedisSetup::ClusterPartitioned
+            }
             Scenario::UnsafeEverysec => RedisSetup::UnsafeEverysec,
         },
         redis_fault: match args.scenario {
             Scenario::StalePromotion => RedisFault::StalePromotion,
             Scenario::RestoreBackup => RedisFault::RestoreBackup,
             Scenario::Reshard => RedisFault::SlotMove,
-            Scenario::ClusterOwnHomeJobs => RedisFault::PowerLossOfJobs,
+            Scenario::ClusterOwnHomeJobs | Scenario::ClusterPartitionedJobs => {
+                RedisFault::PowerLossOfJobs
+            }
             _ => RedisFault::PowerLoss,
         },
         redis_restarts: args.redis_restarts,

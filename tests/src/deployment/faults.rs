@@ -47,17 +47,29 @@ impl Deployment {
         Ok(lost)
     }
 
-    /// The host of the master holding the jobs' partition loses power, in a ledger whose home
-    /// has a master of its own ([`super::RedisSetup::ClusterOwnHome`]): the cluster promotes its
-    /// replica, with the home's master untouched. Returns the bytes of AOF lost.
+    /// The host of a master holding jobs' partitions and not the home loses power, in a ledger
+    /// whose home has a slot of its own ([`super::RedisSetup::ClusterOwnHome`],
+    /// [`super::RedisSetup::ClusterPartitioned`]): the cluster promotes its replica, with the
+    /// home's master untouched. Returns the bytes of AOF lost.
     pub async fn power_loss_of_jobs_master(&mut self) -> anyhow::Result<u64> {
         let layout = format!("{{{PREFIX}}}:layout");
-        let tag = self.redis.command_text(&["GET", &layout])?;
+        let layout = self.redis.command_text(&["GET", &layout])?;
         anyhow::ensure!(
-            !tag.is_empty() && tag != "shared" && !tag.starts_with('$'),
-            "the ledger's home has no master of its own ({tag:?})"
+            !layout.is_empty() && layout != "shared" && !layout.starts_with('$'),
+            "the ledger's home has no slot of its own ({layout:?})"
         );
-        self.power_loss_of_master_of(format!("{{{tag}}}:due")).await
+        let cluster = self.cluster.as_ref().context("a cluster deployment")?;
+        let home = self.redis.port();
+        let mut elsewhere = None;
+        for tag in layout.split(' ') {
+            let key = format!("{{{tag}}}:due");
+            if cluster.master_of(&key)? != home {
+                elsewhere = Some(key);
+                break;
+            }
+        }
+        let key = elsewhere.context("a partition on another master than the home's")?;
+        self.power_loss_of_master_of(key).await
     }
 
     /// The Redis primary's host loses power: writes it had not yet made durable are gone

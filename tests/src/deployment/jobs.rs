@@ -37,13 +37,26 @@ impl Deployment {
         self.enqueue_lines(&manifest).await
     }
 
-    /// Enqueues a JSONL manifest as one batch.
+    /// Enqueues a JSONL manifest as one batch (under [`RedisSetup::ClusterPartitioned`], as
+    /// batches of [`PARTITIONED_BATCH`] jobs, each in the client's next partition in turn).
     async fn enqueue_lines(&self, manifest: &str) -> Vec<JobId> {
-        self.client
-            .enqueue_manifest(manifest)
-            .await
-            .expect("manifest enqueues")
-            .job_ids
+        let size = match self.redis_setup {
+            RedisSetup::ClusterPartitioned => PARTITIONED_BATCH,
+            _ => usize::MAX,
+        };
+        let lines: Vec<&str> = manifest.lines().collect();
+        let mut job_ids = Vec::with_capacity(lines.len());
+        for chunk in lines.chunks(size) {
+            let batch = chunk.join("\n") + "\n";
+            // A batch without an idempotency key: the client's next partition in turn.
+            let receipt = self
+                .client
+                .enqueue_manifest(&batch)
+                .await
+                .expect("manifest enqueues");
+            job_ids.extend(receipt.job_ids);
+        }
+        job_ids
     }
 
     /// Turns on completion webhooks, signed with [`crate::NOTIFY_SECRET`], for workers

@@ -217,6 +217,13 @@ impl Ledger {
         self.parts.len() as u16
     }
 
+    /// A turn of [`Ledger::new_ids`]'s round of the partitions.
+    pub(crate) fn next_enqueue_turn(&self) -> usize {
+        self.safety
+            .enqueue_turn
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The partition a job or a batch belongs to, by its id (a ULID). An id that is not one
     /// (a corrupt record's) is looked for in the first.
     pub(crate) fn part_of(&self, id: &str) -> &Part {

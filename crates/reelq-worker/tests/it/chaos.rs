@@ -85,6 +85,24 @@ async fn a_failover_of_the_jobs_master_beside_its_home_loses_nothing_and_pays_on
     assert!(report.redis_restarts == 1, "{report}");
 }
 
+/// The ledger's jobs in six partitions, two on each master (`partitions = 6`), enqueued as
+/// batches of ten: the home's master, which also holds two partitions, loses power mid-run.
+#[tokio::test]
+async fn a_failover_of_the_home_and_two_partitions_loses_nothing_and_pays_once() {
+    one_failover_run(RedisSetup::ClusterPartitioned).await;
+}
+
+/// The same layout, with a master holding two partitions and not the home losing power.
+#[tokio::test]
+async fn a_failover_of_two_partitions_master_loses_nothing_and_pays_once() {
+    let plan = ChaosPlan {
+        redis_fault: RedisFault::PowerLossOfJobs,
+        ..plan(RedisSetup::ClusterPartitioned, 1)
+    };
+    let report = run_keeping_the_promise(&plan).await;
+    assert!(report.redis_restarts == 1, "{report}");
+}
+
 #[tokio::test]
 async fn a_sentinel_failover_loses_nothing_and_pays_once() {
     one_failover_run(RedisSetup::Sentinel).await;

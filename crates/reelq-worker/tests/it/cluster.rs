@@ -90,3 +90,48 @@ async fn a_batch_goes_through_two_workers_with_the_home_on_its_own_master() {
     assert_eq!(masters[0], 0, "the third master holds nothing");
     assert!(masters[1] > 30, "the jobs' partition: {masters:?}");
 }
+
+/// `partitions = 6`: the ledger's jobs in six partitions, two on each master, its home beside
+/// two of them; 60 jobs enqueued as six batches (each in the producer's next partition in
+/// turn) go through two workers, whose claims go round the partitions; each master holds a
+/// third of the jobs, and the home's slot none of their records.
+#[tokio::test]
+async fn a_partitioned_ledger_spreads_its_jobs_over_every_master() {
+    let deployment = Deployment::start_with(
+        env!("CARGO_BIN_EXE_reelq-worker"),
+        Duration::from_millis(50),
+        RedisSetup::ClusterPartitioned,
+    )
+    .await;
+    assert_eq!(deployment.ledger.partitions(), reelq_e2e::PARTITIONS);
+    let _workers = [
+        deployment.spawn_worker_process("p1"),
+        deployment.spawn_worker_process("p2"),
+    ];
+    let job_ids = deployment
+        .enqueue_manifest(&prompts("partitioned", 60))
+        .await;
+
+    let records = deployment.settled(&job_ids).await;
+
+    deployment.assert_stored_once(&records);
+    let list = "return #redis.call('KEYS', ARGV[1])";
+    let count = |node: &reelq_testkit::RedisServer, pattern: &str| -> u64 {
+        let n = node.command(&["EVAL", list, "0", pattern]).unwrap();
+        n.trim_start_matches(':').parse().unwrap()
+    };
+    assert_eq!(
+        count(&deployment.redis, "{e2e}:job:*"),
+        0,
+        "the home's slot"
+    );
+    let cluster = deployment.cluster.as_ref().unwrap();
+    let mut records_per_master = Vec::new();
+    for node in cluster.nodes.iter().chain([&deployment.redis]) {
+        let info = node.command_text(&["INFO", "replication"]).unwrap();
+        if info.contains("role:master") {
+            records_per_master.push(count(node, "{e2e.p*}:job:*"));
+        }
+    }
+    assert_eq!(records_per_master, [20, 20, 20], "a third on each master");
+}

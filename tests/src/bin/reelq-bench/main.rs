@@ -53,9 +53,11 @@ enum Section {
         jobs: usize,
         /// How Redis runs: `always` (one primary, `appendfsync always`), `replica` (a primary
         /// and a replica, `replicas:1`), `cluster` (three masters and a replica each,
-        /// `replicas:1`; CPU summed over the masters) or `cluster-own-home` (the same, the
-        /// ledger's home in a slot of its own on another master than its jobs).
-        #[arg(long, default_value = "always", value_parser = ["always", "replica", "cluster", "cluster-own-home"])]
+        /// `replicas:1`; CPU summed over the masters), `cluster-own-home` (the same, the
+        /// ledger's home in a slot of its own on another master than its jobs) or
+        /// `cluster-partitioned` (the same, the jobs in six partitions, two on each master,
+        /// enqueued as batches of ten).
+        #[arg(long, default_value = "always", value_parser = ["always", "replica", "cluster", "cluster-own-home", "cluster-partitioned"])]
         setup: String,
         /// The jobs: `kie` (its first model, named), `veo` (EvoLink's Veo 3.1 Fast, named),
         /// `veo-route` (the `veo-3.1-fast` route, served by EvoLink, its cheapest candidate)
@@ -213,6 +215,7 @@ async fn main() -> anyhow::Result<()> {
                 "replica" => RedisSetup::Replica,
                 "cluster" => RedisSetup::Cluster,
                 "cluster-own-home" => RedisSetup::ClusterOwnHome,
+                "cluster-partitioned" => RedisSetup::ClusterPartitioned,
                 _ => RedisSetup::Always,
             };
             redis_cost(worker_bin, jobs, setup, &jobs_of, out).await
