@@ -1,5 +1,5 @@
-//! `reelq cluster ...`: operating the ledger on a Redis Cluster. `move-slot` moves the
-//! ledger's hash slot to another master while workers and producers run
+//! `reelq cluster ...`: operating the ledger on a Redis Cluster. `move-slot` moves one of the
+//! ledger's hash slots to another master while workers and producers run
 //! (`crates/reelq-queue/src/slot_move.rs`).
 
 use crate::{
@@ -9,14 +9,19 @@ use crate::{
 
 #[derive(clap::Subcommand)]
 pub(crate) enum ClusterCommand {
-    /// Move the ledger's hash slot to another master of its cluster (one just added, or to
-    /// rebalance) while everything runs: the ledger's scripts wait out the move, and nothing
-    /// is overwritten. If it is interrupted, the ledger stays frozen until it is run again,
-    /// which finishes the move.
+    /// Move one of the ledger's hash slots to another master of its cluster (one just added,
+    /// or to rebalance) while everything runs: the scripts of that slot wait out the move, and
+    /// nothing is overwritten. If it is interrupted, the slot stays frozen until it is run
+    /// again, which finishes the move.
     MoveSlot {
         /// `host:port` of the master to move the slot to.
         #[arg(long)]
         to: String,
+        /// The slot of this partition (0 up to the ledger's partitions), in a ledger whose
+        /// home has a slot of its own; without it, the home's slot (a one-slot ledger's only
+        /// one).
+        #[arg(long)]
+        partition: Option<u16>,
         #[command(flatten)]
         output: OutputArgs,
     },
@@ -24,8 +29,15 @@ pub(crate) enum ClusterCommand {
 
 pub(crate) async fn run(setup: &Setup, command: ClusterCommand) -> anyhow::Result<()> {
     match command {
-        ClusterCommand::MoveSlot { to, output } => {
-            let moved = reelq_queue::move_ledger_slot(setup.ledger_config(), &to).await?;
+        ClusterCommand::MoveSlot {
+            to,
+            partition,
+            output,
+        } => {
+            let which = partition.map_or(reelq_queue::LedgerSlot::Home, |n| {
+                reelq_queue::LedgerSlot::Partition(n)
+            });
+            let moved = reelq_queue::move_ledger_slot(setup.ledger_config(), which, &to).await?;
             if output.json() {
                 return print_json(&serde_json::json!(moved));
             }

@@ -30,5 +30,5 @@ pub use ledger::{
     TokenRecord, TransitionOutcome, Wait, WakeOutcome, WorkerInfo, own_accounts,
 };
 pub use record::{ArchivedJob, JobRecord, JobView, ServedBy};
-pub use slot_move::{SlotMove, move_ledger_slot};
+pub use slot_move::{LedgerSlot, SlotMove, move_ledger_slot};
 pub use transition::Transition;

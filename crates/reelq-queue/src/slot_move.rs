@@ -1,5 +1,7 @@
-//! Moving the ledger's hash slot to another master of a Redis Cluster while workers and
-//! producers run (`reelq cluster move-slot`): adding a master, or rebalancing.
+//! Moving one of the ledger's hash slots to another master of a Redis Cluster while workers
+//! and producers run (`reelq cluster move-slot`): adding a master, or rebalancing. A one-slot
+//! ledger has one slot; a ledger whose home has a slot of its own has that one and a slot per
+//! partition ([`LedgerSlot`]), each moved on its own the same way.
 //!
 //! Redis 7.0 moves a slot key by key (`MIGRATE`), and a script that meets a key already
 //! moved fails half way with its earlier writes kept. So the move first sets `P moving` in
@@ -26,6 +28,16 @@ use crate::{
 /// Keys moved per `MIGRATE`.
 const MIGRATE_BATCH: usize = 100;
 
+/// Which of the ledger's slots to move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedgerSlot {
+    /// The prefix's slot: a one-slot ledger's only one, or the home of cluster-wide state.
+    Home,
+    /// The slot of the partition with this index (0 up to the ledger's partitions), in a
+    /// ledger whose home has a slot of its own.
+    Partition(u16),
+}
+
 /// What a slot move did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SlotMove {
@@ -39,40 +51,60 @@ pub struct SlotMove {
     pub frozen_ms: u64,
 }
 
-/// Moves the ledger's slot to the master at `to` (`host:port`, a node of the same
-/// cluster), or finishes a move cut short.
-pub async fn move_ledger_slot(config: &LedgerConfig, to: &str) -> Result<SlotMove, QueueError> {
+/// Moves `which` of the ledger's slots to the master at `to` (`host:port`, a node of the
+/// same cluster), or finishes a move cut short.
+pub async fn move_ledger_slot(
+    config: &LedgerConfig,
+    which: LedgerSlot,
+    to: &str,
+) -> Result<SlotMove, QueueError> {
     let RedisTarget::Cluster { nodes } = config.redis_url.parse()? else {
         return Err(QueueError::SlotMove(
             "the ledger is not on a Redis Cluster (redis+cluster://)".into(),
         ));
     };
-    let prefix = format!("{{{}}}:", config.prefix);
-    let flag = format!("{prefix}moving");
+    let home = format!("{{{}}}:", config.prefix);
     let connection =
         AsyncConnectionConfig::new().set_response_timeout(Some(config.response_timeout));
-    let mut view = None;
-    for node in &nodes {
-        if let Ok(found) = ask_cluster(node, &format!("{prefix}due"), &connection).await {
-            view = Some(found);
-            break;
+    let ask = async |key: &str| {
+        for node in &nodes {
+            if let Ok(found) = ask_cluster(node, key, &connection).await {
+                return Ok(found);
+            }
         }
-    }
-    let view = view.ok_or_else(|| QueueError::SlotMove("no cluster node answered".into()))?;
-    // The slot of a one-slot ledger is its home's too.
-    let home = &prefix;
+        Err(QueueError::SlotMove("no cluster node answered".into()))
+    };
+    let home_view = ask(&format!("{home}due")).await?;
     let layout: Option<String> = redis::cmd("GET")
         .arg(format!("{home}layout"))
-        .query_async(&mut open(&view.slot_master, &connection).await?)
+        .query_async(&mut open(&home_view.slot_master, &connection).await?)
         .await?;
-    if layout.is_some_and(|layout| layout != "shared") {
-        return Err(QueueError::SlotMove(
-            "this ledger's home has a slot of its own, beside its jobs' partition; this command \
-             moves the slot of a one-slot ledger (moving each slot of a partitioned ledger is \
-             still to come, issue #33)"
-                .into(),
-        ));
-    }
+    let tags: Vec<&str> = match layout.as_deref() {
+        None | Some("shared") => Vec::new(),
+        Some(layout) => layout.split(' ').collect(),
+    };
+    let prefix = match which {
+        LedgerSlot::Home => home.clone(),
+        LedgerSlot::Partition(n) => match tags.get(usize::from(n)) {
+            Some(tag) => format!("{{{tag}}}:"),
+            None if tags.is_empty() => {
+                return Err(QueueError::SlotMove(
+                    "this ledger keeps everything in one slot: move it with --home".into(),
+                ));
+            }
+            None => {
+                return Err(QueueError::SlotMove(format!(
+                    "this ledger has partitions 0 to {}",
+                    tags.len() - 1
+                )));
+            }
+        },
+    };
+    let flag = format!("{prefix}moving");
+    let view = match which {
+        LedgerSlot::Home => home_view,
+        LedgerSlot::Partition(_) => ask(&format!("{prefix}due")).await?,
+    };
     let target_url = format!("redis://{to}");
     if !view.masters.contains(&target_url) {
         return Err(QueueError::SlotMove(format!(

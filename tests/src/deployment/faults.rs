@@ -109,11 +109,21 @@ impl Deployment {
 
     /// An operator moves the ledger's slot to another master of the cluster while everything
     /// runs (`reelq cluster move-slot`, [`reelq_queue::move_ledger_slot`]): adding a master,
-    /// or rebalancing. Returns how many keys moved; fails unless the slot is on the other
-    /// master afterwards.
+    /// or rebalancing. A ledger whose home has a slot of its own has its first partition's
+    /// slot moved. Returns how many keys moved; fails unless the slot is on the other master
+    /// afterwards.
     pub async fn move_ledger_slot(&mut self) -> anyhow::Result<u64> {
         let cluster = self.cluster.as_ref().context("a cluster deployment")?;
-        let key = format!("{{{PREFIX}}}:due");
+        let layout = self
+            .redis
+            .command_text(&["GET", &format!("{{{PREFIX}}}:layout")])?;
+        let (which, key) = match layout.split(' ').next() {
+            Some(tag) if !tag.is_empty() && tag != "shared" && !tag.starts_with('$') => (
+                reelq_queue::LedgerSlot::Partition(0),
+                format!("{{{tag}}}:due"),
+            ),
+            _ => (reelq_queue::LedgerSlot::Home, format!("{{{PREFIX}}}:due")),
+        };
         let from = cluster.master_of(&key)?;
         let mut to = None;
         for node in cluster.nodes.iter().chain([&self.redis]) {
@@ -128,7 +138,8 @@ impl Deployment {
             durability: Durability::Replicas { n: 1 },
             ..LedgerConfig::new(&self.redis_url, PREFIX)
         };
-        let moved = reelq_queue::move_ledger_slot(&config, &format!("127.0.0.1:{to}")).await?;
+        let moved =
+            reelq_queue::move_ledger_slot(&config, which, &format!("127.0.0.1:{to}")).await?;
         let now = cluster.master_of(&key)?;
         anyhow::ensure!(now == to, "the slot is on {now}, not {to}: {moved:?}");
         Ok(moved.keys_moved)

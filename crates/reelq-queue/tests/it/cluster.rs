@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use reelq_core::{ErrorClass, JobId, JobState};
-use reelq_queue::{Durability, Ledger, LedgerConfig, Transition, TransitionOutcome};
+use reelq_queue::{Durability, Ledger, LedgerConfig, LedgerSlot, Transition, TransitionOutcome};
 use reelq_testkit::{EVENT_TIMEOUT, RedisCluster};
 
 use crate::ledger::{LEASE, claim_and_begin, claim_one, spec};
@@ -294,9 +294,10 @@ async fn a_slot_move_freezes_the_scripts_and_is_finished_by_running_it_again() {
         durability: Durability::Replicas { n: 1 },
         ..LedgerConfig::new(cluster.url(), "test")
     };
-    let moved = reelq_queue::move_ledger_slot(&config, &format!("127.0.0.1:{to}"))
-        .await
-        .unwrap();
+    let moved =
+        reelq_queue::move_ledger_slot(&config, LedgerSlot::Home, &format!("127.0.0.1:{to}"))
+            .await
+            .unwrap();
     assert!(moved.keys_moved >= 4, "{moved:?}");
     assert_eq!(cluster.master_of(LEDGER_KEY).unwrap(), to);
     let dbsize: u64 = redis::cmd("DBSIZE").query_async(&mut master).await.unwrap();
@@ -313,15 +314,16 @@ async fn a_slot_move_freezes_the_scripts_and_is_finished_by_running_it_again() {
         })
         .map(|node| node.port())
         .unwrap();
-    let refused = reelq_queue::move_ledger_slot(&config, &format!("127.0.0.1:{replica}"))
-        .await
-        .unwrap_err();
+    let refused =
+        reelq_queue::move_ledger_slot(&config, LedgerSlot::Home, &format!("127.0.0.1:{replica}"))
+            .await
+            .unwrap_err();
     assert!(
         refused.to_string().contains("not an online master"),
         "{refused}"
     );
     let single = LedgerConfig::new("redis://127.0.0.1:1/", "test");
-    let refused = reelq_queue::move_ledger_slot(&single, "127.0.0.1:1")
+    let refused = reelq_queue::move_ledger_slot(&single, LedgerSlot::Home, "127.0.0.1:1")
         .await
         .unwrap_err();
     assert!(

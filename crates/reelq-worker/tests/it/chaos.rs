@@ -125,6 +125,21 @@ async fn a_slot_move_under_load_loses_nothing_and_pays_once() {
     );
 }
 
+/// The same with the jobs in six partitions (`partitions = 6`): the first partition's slot
+/// moves to another master mid-run, the other partitions' scripts running on meanwhile.
+#[tokio::test]
+async fn a_partitions_slot_move_under_load_loses_nothing_and_pays_once() {
+    let plan = ChaosPlan {
+        redis_fault: RedisFault::SlotMove,
+        ..plan(RedisSetup::ClusterPartitioned, 1)
+    };
+    let report = run_keeping_the_promise(&plan).await;
+    assert!(
+        report.redis_restarts == 1 && report.keys_moved > 0,
+        "{report}"
+    );
+}
+
 /// Every job names the `kling-2.6` route (Kling's own API first, then fal, then Replicate),
 /// while workers are killed, the primary's host loses power, gateways fail after accepting
 /// and accounts run out of credits: jobs move on only from proven refusals, and no job is
