@@ -129,7 +129,15 @@ pub(crate) enum Command {
     /// Move the ledger to this release's record format, after every worker runs this
     /// release: safe while they run, and run again if interrupted (records already moved
     /// are left alone). Refused while a worker of an older release is live.
+    ///
+    /// With --to-partitions N, then partition a one-slot ledger: its new jobs spread over N
+    /// partitions (on a cluster, evenly over its masters), its existing jobs stay where they
+    /// are and keep their ids and callback URLs; nothing is copied. Restart every worker and
+    /// producer afterwards (until then a producer's enqueues are refused, and a worker works
+    /// the existing jobs alone). Run again, it checks the ledger and changes nothing.
     Migrate {
+        #[arg(long, value_parser = clap::value_parser!(u16).range(2..=i64::from(reelq_queue::MAX_PARTITIONS)))]
+        to_partitions: Option<u16>,
         #[command(flatten)]
         output: OutputArgs,
     },

@@ -63,8 +63,15 @@ async fn main() -> anyhow::Result<()> {
         Command::Workers { output } => {
             print::print_workers(&setup.client().await?.workers().await?, output.json())?
         }
-        Command::Migrate { output } => {
-            print::print_migration(&setup.client().await?.migrate().await?, output.json())?
+        Command::Migrate {
+            to_partitions,
+            output,
+        } => {
+            print::print_migration(&setup.client().await?.migrate().await?, output.json())?;
+            if let Some(partitions) = to_partitions {
+                let done = reelq_queue::partition_ledger(setup.ledger_config(), partitions).await?;
+                print::print_partitioning(&done, output.json())?;
+            }
         }
         Command::Jobs { command } => jobs::run(&setup.client().await?, command).await?,
         Command::Dlq { command } => jobs::dlq(&setup.client().await?, command).await?,

@@ -144,6 +144,51 @@ pub(crate) fn print_migration(
     Ok(())
 }
 
+pub(crate) fn print_partitioning(
+    done: &reelq_queue::Partitioning,
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        return print_json(&serde_json::json!(done));
+    }
+    let counts = |counts: &[(reelq_core::JobState, u64)]| {
+        counts
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(state, n)| format!("{state} {n}"))
+            .collect::<Vec<_>>()
+            .join(" · ")
+    };
+    match done.already {
+        true => println!(
+            "the ledger was partitioned already: {} partitions ({}), jobs made before {} in its legacy one",
+            done.partitions,
+            done.tags.join(", "),
+            done.since_ms
+        ),
+        false => println!(
+            "the ledger is partitioned: {} partitions ({}); the switch took {} ms; jobs made before {} stay in its legacy partition",
+            done.partitions,
+            done.tags.join(", "),
+            done.switch_ms,
+            done.since_ms
+        ),
+    }
+    println!("jobs before  {}", counts(&done.before));
+    println!("jobs after   {}", counts(&done.after));
+    println!(
+        "checked      {} existing jobs found, with their callbacks, through the new layout",
+        done.jobs_checked
+    );
+    if !done.workers_to_restart.is_empty() {
+        println!(
+            "restart      {} (and every producer): until then they see the legacy partition alone",
+            done.workers_to_restart.join(", ")
+        );
+    }
+    Ok(())
+}
+
 pub(crate) fn print_stats(stats: &reelq_producer::Stats, json: bool) -> anyhow::Result<()> {
     if json {
         print_json(&serde_json::json!(stats))?;

@@ -26,7 +26,18 @@ macro_rules! ulid_id {
             /// A fresh id of partition `partition` of a ledger of `partitions`: a ULID whose
             /// low 16 random bits are chosen so [`Self::partition`] gives it back.
             pub fn new_in(partition: u16, partitions: u16) -> Self {
+                Self::new_in_since(partition, partitions, 0)
+            }
+
+            /// [`Self::new_in`], made no earlier than `since_ms` (unix ms) whatever this
+            /// host's clock says: a ledger partitioned at `since_ms` takes ids made before for
+            /// its legacy partition's.
+            pub fn new_in_since(partition: u16, partitions: u16, since_ms: u64) -> Self {
                 let ulid = ulid::Ulid::new();
+                let ulid = match ulid.timestamp_ms() < since_ms {
+                    true => ulid::Ulid::from_parts(since_ms, ulid.random()),
+                    false => ulid,
+                };
                 Self(ulid::Ulid(
                     (ulid.0 & !0xffff)
                         | u128::from(partition_bits(ulid.0 as u16, partition, partitions)),
@@ -42,6 +53,11 @@ macro_rules! ulid_id {
             /// When the id was made: a ULID carries its creation time.
             pub fn created_at(&self) -> std::time::SystemTime {
                 self.0.datetime()
+            }
+
+            /// When the id was made, in unix ms.
+            pub fn created_ms(&self) -> u64 {
+                self.0.timestamp_ms()
             }
 
             /// The id's 128 bits (a job's trace id is its id).

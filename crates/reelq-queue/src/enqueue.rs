@@ -127,6 +127,13 @@ impl Ledger {
         self.ensure_safe()?;
         let part = self.enqueue_part(batch.map(|(batch_id, _)| batch_id), jobs)?;
         self.await_replicas().await?;
+        // A request first made before the ledger was partitioned is answered from there.
+        if let (Some(legacy), Some(once)) = (self.legacy(), &idempotency) {
+            let key = legacy.key(format!("idem:{}", once.key));
+            if let Some(answer) = recorded_answer(legacy, &key, once).await? {
+                return self.answered(answer, &Some((*once, key))).await;
+            }
+        }
         let idem = idempotency.map(|once| (once, part.key(format!("idem:{}", once.key))));
         match batch {
             Some((batch_id, options)) if jobs.len() > ENQUEUE_CHUNK => {
@@ -144,21 +151,20 @@ impl Ledger {
         batch: Option<BatchId>,
         jobs: &[(JobId, JobSpec)],
     ) -> Result<&Part, QueueError> {
-        let partitions = self.partitions();
         let first = batch
-            .map(|batch_id| batch_id.partition(partitions))
-            .or_else(|| jobs.first().map(|(job_id, _)| job_id.partition(partitions)))
-            .unwrap_or(0);
+            .map(|batch_id| batch_id.to_string())
+            .or_else(|| jobs.first().map(|(job_id, _)| job_id.to_string()))
+            .map_or(&self.parts()[0], |id| self.part_of(&id));
         if let Some((job_id, _)) = jobs
             .iter()
-            .find(|(job_id, _)| job_id.partition(partitions) != first)
+            .find(|(job_id, _)| self.part_of(&job_id.to_string()).index != first.index)
         {
             return Err(QueueError::Partition {
                 id: job_id.to_string(),
-                partitions,
+                partitions: self.partitions(),
             });
         }
-        Ok(&self.parts()[usize::from(first)])
+        Ok(first)
     }
 
     /// Fresh ids for one enqueue of `jobs` jobs (and its batch, if it is one), all in one
@@ -170,10 +176,11 @@ impl Ledger {
             Some(key) => key_partition(key, partitions),
             None => (self.next_enqueue_turn() % usize::from(partitions)) as u16,
         };
+        let since = self.legacy_since().unwrap_or(0);
         (
-            BatchId::new_in(partition, partitions),
+            BatchId::new_in_since(partition, partitions, since),
             (0..jobs)
-                .map(|_| JobId::new_in(partition, partitions))
+                .map(|_| JobId::new_in_since(partition, partitions, since))
                 .collect(),
         )
     }
@@ -263,23 +270,10 @@ impl Ledger {
         progress: &(dyn Fn(EnqueueProgress) + Sync),
     ) -> Result<Enqueued, QueueError> {
         // A replay needs no staging; the commit checks again (two calls may race).
-        if let Some((once, key)) = &idem {
-            let (digest, receipt, batch): (Option<String>, Option<String>, Option<String>) =
-                redis::cmd("HMGET")
-                    .arg(key)
-                    .arg("digest")
-                    .arg("receipt")
-                    .arg("batch")
-                    .query_async(&mut part.conn().await?)
-                    .await?;
-            if let (Some(digest), Some(receipt)) = (digest, receipt) {
-                let answer = if digest == once.digest {
-                    Answer::Repeated { receipt, batch }
-                } else {
-                    Answer::Conflict
-                };
-                return self.answered(answer, &idem).await;
-            }
+        if let Some((once, key)) = &idem
+            && let Some(answer) = recorded_answer(part, key, once).await?
+        {
+            return self.answered(answer, &idem).await;
         }
         let stage = part.key(format!("stage:{batch_id}"));
         for (n_chunk, chunk) in jobs.chunks(STAGE_CHUNK).enumerate() {
@@ -424,6 +418,31 @@ impl Ledger {
         }
         Ok(queued)
     }
+}
+
+/// What the idempotency record `key` (in `part`) answers a request under it, if it exists:
+/// the same request repeated, or another.
+async fn recorded_answer(
+    part: &Part,
+    key: &str,
+    once: &Idempotency<'_>,
+) -> Result<Option<Answer>, QueueError> {
+    let (digest, receipt, batch): (Option<String>, Option<String>, Option<String>) =
+        redis::cmd("HMGET")
+            .arg(key)
+            .arg("digest")
+            .arg("receipt")
+            .arg("batch")
+            .query_async(&mut part.conn().await?)
+            .await?;
+    let (Some(digest), Some(receipt)) = (digest, receipt) else {
+        return Ok(None);
+    };
+    Ok(Some(if digest == once.digest {
+        Answer::Repeated { receipt, batch }
+    } else {
+        Answer::Conflict
+    }))
 }
 
 /// The partition an idempotency key's record lives in.

@@ -78,6 +78,10 @@ pub enum QueueError {
         "the ids of one enqueue must name one partition of the ledger's {partitions}: {id} names another (make them with Ledger::new_ids)"
     )]
     Partition { id: String, partitions: u16 },
+    /// `reelq migrate --partitions` could not partition the ledger (nothing was switched
+    /// unless it says so).
+    #[error("partitioning the ledger: {0}")]
+    Partitioning(String),
     /// An API token's name must be unique.
     #[error("a token named {0:?} exists: revoke it first, or choose another name")]
     TokenName(String),

@@ -16,6 +16,7 @@
 /// [`EVERY_SLOT`]). `changes` and `wake` are pub/sub channels, which reach the whole cluster.
 pub const HOME: &[&str] = &[
     "layout",
+    "layout_since",
     "limits",
     "rate",
     "inflight",

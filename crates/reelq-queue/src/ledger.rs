@@ -55,6 +55,7 @@ mod history;
 mod migrate;
 mod notifications;
 mod operator;
+mod partition;
 mod reads;
 mod restore;
 mod settings;
@@ -76,6 +77,7 @@ pub use history::{
 pub use migrate::Migration;
 pub use notifications::{Notification, NotifyOutcome, NotifyTarget};
 pub use operator::{CancelOutcome, Resolution};
+pub use partition::{Partitioning, partition_ledger};
 pub use reads::BatchInfo;
 pub use reads::PageCursor;
 pub use restore::{PaidCreate, RestoreOutcome};
@@ -188,6 +190,9 @@ impl LedgerConfig {
 pub struct Ledger {
     /// The partitions, each with its master's connection (`slots.rs`).
     parts: Arc<[Part]>,
+    /// When a one-slot ledger was partitioned (`P layout_since`): the jobs and batches made
+    /// before are in its legacy partition, the last of `parts`.
+    legacy_since: Option<u64>,
     /// The connection to the master of the home's slot (a one-slot ledger's one partition's).
     home_connector: Arc<Connector>,
     /// The home's key prefix, `{reelq}:` (a one-slot ledger's one partition's).
@@ -241,10 +246,11 @@ impl Ledger {
             &format!("{home}schema"),
         )
         .await?;
-        let tags = slots::layout(&home_connector, &home, config).await?;
-        let parts = slots::connect_parts(&target, config, &home, &home_connector, tags).await?;
+        let layout = slots::layout(&home_connector, &home, config).await?;
+        let parts = slots::connect_parts(&target, config, &home, &home_connector, &layout).await?;
         let ledger = Ledger {
             parts,
+            legacy_since: layout.since,
             home_connector,
             home,
             safety: Arc::new(Safety {
@@ -418,6 +424,15 @@ impl Ledger {
         Ok(())
     }
 
+    /// Under `replicas:N`, waits for the home's replicas to hold what was written on `conn`
+    /// (the home's).
+    pub(crate) async fn wait_for_home_replicas(&self, conn: &mut Conn) -> Result<(), QueueError> {
+        if let Durability::Replicas { n } = self.safety.durability {
+            durability::wait_for_replicas(conn, n, self.safety.replica_wait).await?;
+        }
+        Ok(())
+    }
+
     /// Applies a move to a job the caller holds, if its fence still matches. A `BeginSubmit`
     /// returns only once it is durable: the caller is about to pay for a create call.
     pub async fn transition(
@@ -523,6 +538,7 @@ impl Ledger {
     fn downgrade(&self) -> WeakLedger {
         WeakLedger {
             parts: Arc::downgrade(&self.parts),
+            legacy_since: self.legacy_since,
             home_connector: Arc::downgrade(&self.home_connector),
             home: self.home.clone(),
             safety: Arc::downgrade(&self.safety),
@@ -533,6 +549,7 @@ impl Ledger {
 /// A [`Ledger`] that lives only while a clone of it does (for its background checks).
 struct WeakLedger {
     parts: Weak<[Part]>,
+    legacy_since: Option<u64>,
     home_connector: Weak<Connector>,
     home: String,
     safety: Weak<Safety>,
@@ -542,6 +559,7 @@ impl WeakLedger {
     fn upgrade(&self) -> Option<Ledger> {
         Some(Ledger {
             parts: self.parts.upgrade()?,
+            legacy_since: self.legacy_since,
             home_connector: self.home_connector.upgrade()?,
             home: self.home.clone(),
             safety: self.safety.upgrade()?,

@@ -74,7 +74,7 @@ pub async fn move_ledger_slot(
         }
         Err(QueueError::SlotMove("no cluster node answered".into()))
     };
-    let home_view = ask(&format!("{home}due")).await?;
+    let home_view = ask(&format!("{home}schema")).await?;
     let layout: Option<String> = redis::cmd("GET")
         .arg(format!("{home}layout"))
         .query_async(&mut open(&home_view.slot_master, &connection).await?)

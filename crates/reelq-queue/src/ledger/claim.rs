@@ -128,11 +128,14 @@ impl Ledger {
             if room == 0 {
                 break;
             }
-            if self.split() && view.is_none() {
+            let part = &self.parts()[(first + turn) % partitions];
+            // A partition beside the home (a legacy one) reads the home itself.
+            let beside_home = self.place(part).home.is_none();
+            if !beside_home && view.is_none() {
                 view = Some(self.claim_view(options).await?);
             }
-            let part = &self.parts()[(first + turn) % partitions];
-            let one = self.claim_in(part, options, room, view.as_ref()).await?;
+            let part_view = view.as_ref().filter(|_| !beside_home);
+            let one = self.claim_in(part, options, room, part_view).await?;
             if !one.leases.is_empty() {
                 view = None;
             }

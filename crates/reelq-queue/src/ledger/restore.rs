@@ -54,7 +54,8 @@ impl Ledger {
         let job_id = create.job_id.to_string();
         let part = self.part_of(&job_id);
         let task_id = create.task_id.as_deref().unwrap_or_default();
-        let task_owner = match self.split() {
+        let beside_home = self.place(part).home.is_none();
+        let task_owner = match !beside_home {
             true if !task_id.is_empty() => {
                 let account = create.account.as_str();
                 let mut home = self.home_conn().await?;
@@ -63,7 +64,7 @@ impl Ledger {
             _ => None,
         };
         let args = scripts::restore::Args {
-            task_account: self.split().then(|| create.account.as_str().to_owned()),
+            task_account: (!beside_home).then(|| create.account.as_str().to_owned()),
             task_owner,
             job_id: &job_id,
             account: create.account.as_str(),

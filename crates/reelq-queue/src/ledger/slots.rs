@@ -49,19 +49,30 @@ impl Part {
     }
 }
 
-/// The hash tags of the ledger's partitions if its home has a slot of its own, else none (one
-/// partition, the home's slot): as the ledger was created (`P layout`, at the home), or, for a
-/// ledger created now, as `config` asks. A ledger that holds a schema but no layout was
-/// created before layouts were kept: one slot.
+/// Where a ledger's jobs are: the hash tags of its partitions if its home has a slot of its
+/// own, else none (one partition, the home's slot); and, for a one-slot ledger partitioned
+/// since (`reelq migrate --partitions`), when: the jobs made before stay in the home's slot,
+/// its legacy partition.
+pub(super) struct Layout {
+    pub tags: Vec<String>,
+    /// `P layout_since`: unix ms; a job or batch whose id was made before is the legacy
+    /// partition's.
+    pub since: Option<u64>,
+}
+
+/// The ledger's layout as it was created (`P layout`, at the home), or, for a ledger created
+/// now, as `config` asks. A ledger that holds a schema but no layout was created before
+/// layouts were kept: one slot.
 pub(super) async fn layout(
     home_connector: &Arc<Connector>,
     home: &str,
     config: &LedgerConfig,
-) -> Result<Vec<String>, QueueError> {
+) -> Result<Layout, QueueError> {
     let mut conn = home_connector.conn().await?;
-    let (layout, schema): (Option<String>, Option<String>) = redis::cmd("MGET")
+    let (layout, schema, since): (Option<String>, Option<String>, Option<u64>) = redis::cmd("MGET")
         .arg(format!("{home}layout"))
         .arg(format!("{home}schema"))
+        .arg(format!("{home}layout_since"))
         .query_async(&mut conn)
         .await?;
     let chosen = match (layout, schema) {
@@ -88,7 +99,10 @@ pub(super) async fn layout(
         }
     };
     if chosen == SHARED {
-        return Ok(Vec::new());
+        return Ok(Layout {
+            tags: Vec::new(),
+            since: None,
+        });
     }
     let tags: Vec<String> = chosen.split(' ').map(str::to_owned).collect();
     if tags.len() > usize::from(MAX_PARTITIONS) || tags.iter().any(String::is_empty) {
@@ -97,14 +111,18 @@ pub(super) async fn layout(
             format!("layout {chosen:?}"),
         ));
     }
-    Ok(tags)
+    Ok(Layout { tags, since })
 }
 
 /// The hash tags of a new ledger's `partitions`, spread evenly over a cluster's masters: the
 /// first partitions on the masters other than the home's, in turn, then the home's, and so on
 /// round (each the first free `{prefix}.pK` its master serves, of a few thousand); elsewhere
 /// `{prefix}.p0`, `{prefix}.p1`, ...
-async fn partition_tags(config: &LedgerConfig, home: &str, partitions: u16) -> Vec<String> {
+pub(crate) async fn partition_tags(
+    config: &LedgerConfig,
+    home: &str,
+    partitions: u16,
+) -> Vec<String> {
     let plain: Vec<String> = (0..partitions)
         .map(|n| format!("{}.p{n}", config.prefix))
         .collect();
@@ -169,25 +187,26 @@ async fn key_slots(
         .collect()
 }
 
-/// Connects to each partition's master (a partition of a one-slot ledger shares the home's
-/// connection).
+/// Connects to each partition's master (a one-slot ledger's partition, and a partitioned
+/// ledger's legacy one, last, share the home's connection).
 pub(super) async fn connect_parts(
     target: &RedisTarget,
     config: &LedgerConfig,
     home: &str,
     home_connector: &Arc<Connector>,
-    tags: Vec<String>,
+    layout: &Layout,
 ) -> Result<Arc<[Part]>, QueueError> {
-    if tags.is_empty() {
-        return Ok(Arc::from([Part {
-            index: 0,
-            prefix: home.to_owned(),
-            connector: home_connector.clone(),
-            history: History::new(home),
-        }]));
+    let home_part = |index: usize| Part {
+        index: index as u16,
+        prefix: home.to_owned(),
+        connector: home_connector.clone(),
+        history: History::new(home),
+    };
+    if layout.tags.is_empty() {
+        return Ok(Arc::from([home_part(0)]));
     }
-    let mut parts = Vec::with_capacity(tags.len());
-    for (index, tag) in tags.into_iter().enumerate() {
+    let mut parts = Vec::with_capacity(layout.tags.len() + 1);
+    for (index, tag) in layout.tags.iter().enumerate() {
         let prefix = format!("{{{tag}}}:");
         let connector = Connector::connect(
             target.clone(),
@@ -202,19 +221,35 @@ pub(super) async fn connect_parts(
             connector,
         });
     }
+    if layout.since.is_some() {
+        parts.push(home_part(layout.tags.len()));
+    }
     Ok(parts.into())
 }
 
 impl Ledger {
-    /// The ledger's partitions (one, unless it was created with more).
+    /// The ledger's partitions (one, unless it was created with more), the legacy one of a
+    /// ledger partitioned since it was created last.
     pub(crate) fn parts(&self) -> &[Part] {
         &self.parts
     }
 
-    /// How many partitions the ledger has: a job's id says which is its
-    /// ([`reelq_core::JobId::partition`]).
+    /// How many partitions the ledger's new jobs are spread over: a job's id says which is
+    /// its ([`reelq_core::JobId::partition`]). A ledger partitioned since it was created
+    /// keeps the jobs made before in its legacy partition beside them.
     pub fn partitions(&self) -> u16 {
-        self.parts.len() as u16
+        (self.parts.len() - usize::from(self.legacy_since.is_some())) as u16
+    }
+
+    /// When the ledger was partitioned, if it was created with one slot and partitioned since.
+    pub(crate) fn legacy_since(&self) -> Option<u64> {
+        self.legacy_since
+    }
+
+    /// The legacy partition of a ledger partitioned since it was created (the home's slot,
+    /// where its jobs made before stay), if it is one.
+    pub(crate) fn legacy(&self) -> Option<&Part> {
+        self.legacy_since.and(self.parts.last())
     }
 
     /// A turn of [`Ledger::new_ids`]'s round of the partitions.
@@ -227,10 +262,15 @@ impl Ledger {
     /// The partition a job or a batch belongs to, by its id (a ULID). An id that is not one
     /// (a corrupt record's) is looked for in the first.
     pub(crate) fn part_of(&self, id: &str) -> &Part {
-        let index = id
-            .parse::<reelq_core::JobId>()
-            .map_or(0, |id| id.partition(self.partitions()));
-        &self.parts[usize::from(index)]
+        let Ok(id) = id.parse::<reelq_core::JobId>() else {
+            return &self.parts[0];
+        };
+        if let (Some(since), Some(legacy)) = (self.legacy_since, self.legacy())
+            && id.created_ms() < since
+        {
+            return legacy;
+        }
+        &self.parts[usize::from(id.partition(self.partitions()))]
     }
 
     /// Whether the home has a slot of its own.

@@ -158,7 +158,7 @@ impl Ledger {
         job_id: &str,
         task_id: &str,
     ) -> Result<(Option<String>, Option<String>), QueueError> {
-        if !self.split() {
+        if self.place(part).home.is_none() {
             return Ok((None, None));
         }
         let account: Option<String> = redis::cmd("HGET")

@@ -9,6 +9,8 @@
 -- error if the stage is not whole
 -- (it expired, or a chunk is missing).
 local batch, n_jobs = A.batch, A.n_jobs
+local legacy = refuse_in_legacy()
+if legacy then return legacy end
 local earlier = earlier_answer(A.once)
 if earlier then return earlier end
 local refused = over_backlog(A.waiting, A.elsewhere)

@@ -7,6 +7,8 @@
 -- another; "over_backlog" (and no write) when a tenant would pass its cap on jobs waiting
 -- (`waiting`: tenant -> its jobs here; `elsewhere`: tenant -> its jobs waiting in
 -- other partitions); an error (and no write) if any job id exists.
+local legacy = refuse_in_legacy()
+if legacy then return legacy end
 local earlier = earlier_answer(A.once)
 if earlier then return earlier end
 local refused = over_backlog(A.waiting, A.elsewhere)

@@ -21,6 +21,18 @@ local function remember_answer(once, batch)
   redis.call('EXPIRE', key, once.ttl_s)
 end
 
+-- An error if this is the legacy partition of a ledger partitioned since it was created
+-- (`P layout_since` beside it, at the home): its jobs made before stay here, and no new job
+-- comes here; a client that read the layout before the ledger was partitioned must read it
+-- again (the error names why).
+local function refuse_in_legacy()
+  if not split and redis.call('EXISTS', home .. 'layout_since') == 1 then
+    return redis.error_reply('PARTITIONED this ledger was partitioned since this client '
+      .. 'connected (reelq migrate --partitions): restart it to enqueue into its partitions')
+  end
+  return nil
+end
+
 -- The reply refusing a request that would take a tenant past its cap on fresh jobs waiting
 -- (`max_waiting` in `P tenant_limits`), or nil. `waiting`: tenant -> its jobs in the request;
 -- `elsewhere` (nil on one partition): tenant -> its jobs waiting in the other partitions.

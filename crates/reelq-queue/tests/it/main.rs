@@ -7,6 +7,7 @@ mod enqueue;
 mod history;
 mod ledger;
 mod moves;
+mod partitioning;
 mod partitions;
 mod routes;
 mod tenants;

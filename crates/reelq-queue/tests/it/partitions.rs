@@ -222,3 +222,44 @@ async fn a_tenants_cap_on_jobs_waiting_counts_every_partition() {
         "{refused}"
     );
 }
+
+/// A request first made before the ledger was partitioned is answered from the legacy
+/// partition when it is made again (within its key's day), not enqueued a second time; and a
+/// batch made before is still one, acted on where it is.
+#[tokio::test]
+async fn a_request_from_before_partitioning_replays_and_its_batch_stays_whole() {
+    let redis = RedisServer::start().unwrap();
+    let config = LedgerConfig::new(redis.url(), "grown");
+    let one_slot = Ledger::connect(&config).await.unwrap();
+    let enqueue_once = |ledger: Ledger| async move {
+        let (batch, ids) = ledger.new_ids(2, Some("api:overnight"));
+        let jobs: Vec<(JobId, JobSpec)> = ids.iter().map(|id| (*id, spec("overnight"))).collect();
+        let receipt = batch.to_string();
+        let once = Idempotency {
+            key: "api:overnight",
+            ttl: Duration::from_secs(60),
+            digest: "the same request",
+            receipt: &receipt,
+        };
+        let options = BatchOptions::default();
+        let enqueued = ledger
+            .enqueue_once(Some((batch, &options)), &jobs, Some(once), &|_| {})
+            .await
+            .unwrap();
+        (batch, enqueued)
+    };
+    let (first, enqueued) = enqueue_once(one_slot.clone()).await;
+    assert_eq!(enqueued, Enqueued::New);
+
+    reelq_queue::partition_ledger(&config, PARTITIONS)
+        .await
+        .unwrap();
+    let ledger = Ledger::connect(&config).await.unwrap();
+    let (_, replayed) = enqueue_once(ledger.clone()).await;
+    assert_eq!(replayed, Enqueued::Replayed(first.to_string()));
+    let counts = ledger.state_counts().await.unwrap();
+    let queued = counts.iter().find(|(state, _)| *state == JobState::Queued);
+    assert_eq!(queued.map(|(_, n)| *n), Some(2), "enqueued once");
+    assert_eq!(ledger.batch_jobs(first).await.unwrap().len(), 2);
+    assert_eq!(ledger.cancel_batch(first).await.unwrap(), Some(2));
+}

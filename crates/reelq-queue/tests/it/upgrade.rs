@@ -36,7 +36,7 @@ fn fixture() -> Vec<FixtureKey> {
 /// Writes the fixture's keys into `redis`. Due times still ahead (the fixture's first polls
 /// and leases ran an hour and 30 s) are brought to now: the fixture stands for a ledger
 /// whose work has come due by the time it is upgraded, whenever this test runs.
-async fn load(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
+pub(crate) async fn load(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
     let client = redis::Client::open(redis.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let now = now_ms();
@@ -92,7 +92,7 @@ fn now_ms() -> u64 {
 }
 
 /// The fixture's jobs: id -> (state, event log) as the old release left them.
-fn fixture_jobs() -> HashMap<JobId, (JobState, Vec<String>)> {
+pub(crate) fn fixture_jobs() -> HashMap<JobId, (JobState, Vec<String>)> {
     let keys = fixture();
     let logs: HashMap<&str, Vec<String>> = keys
         .iter()
@@ -111,7 +111,7 @@ fn fixture_jobs() -> HashMap<JobId, (JobState, Vec<String>)> {
 
 /// Moves a claimed job on as a worker whose provider answers at once would: submits get a
 /// task, polls find the video and store it, a cancel asked of the provider ends it.
-async fn finish_step(ledger: &Ledger, lease: Lease) -> TransitionOutcome {
+pub(crate) async fn finish_step(ledger: &Ledger, lease: Lease) -> TransitionOutcome {
     let move_on = match lease.state() {
         JobState::Queued => {
             let lease = begin_submit(ledger, lease, LEASE).await;
