@@ -5,12 +5,14 @@
 //! schedules and indexes, its batch, its idempotency record, the history mark of the writes
 //! made there).
 //!
-//! A ledger is one partition today. Its home shares the partition's prefix (`{prefix}:`, every
-//! key in one slot) unless it was created with a home of its own (`HomeSlot::Own`: the home
-//! `{prefix}:`, the partition `{prefix.pN}:` on another master). Every script builds a home key
-//! from `home` and a partition key from `prefix` (`prelude.lua`), Rust from `Ledger::home_key`
-//! and `Ledger::key`; no script reaches the other slot (home effects, `home.lua`), and `tidy`
-//! holds every key to these lists.
+//! A ledger's home is its prefix's slot (`{prefix}:`). Its one partition shares it, unless it
+//! was created with a home of its own (`HomeSlot::Own`) or several partitions
+//! (`LedgerConfig::partitions`): then each partition is a slot of its own (`{prefix.pN}:`),
+//! named in the home's `P layout`, and a job or batch is in the one its id names; a one-slot
+//! ledger partitioned since keeps its jobs made before in the home's slot, its legacy
+//! partition (`P layout_since`). Every script builds a home key from `home` and a partition
+//! key from `prefix` (`prelude.lua`), Rust from `Ledger::home_key` and `Part::key`; no script
+//! reaches another slot (home effects, `home.lua`), and `tidy` holds every key to these lists.
 
 /// Keys of the home slot (the first segment of the key after the prefix; and see
 /// [`EVERY_SLOT`]). `changes` and `wake` are pub/sub channels, which reach the whole cluster.
