@@ -85,6 +85,14 @@ impl RedisCluster {
         self.nodes.iter().filter(|node| node.is_running())
     }
 
+    /// The node listening on `port`.
+    pub fn node(&self, port: u16) -> anyhow::Result<&RedisServer> {
+        self.nodes
+            .iter()
+            .find(|node| node.port() == port)
+            .with_context(|| format!("no node of the cluster on port {port}"))
+    }
+
     /// The port of the master serving `key`'s hash slot, as a live node sees it.
     pub fn master_of(&self, key: &str) -> anyhow::Result<u16> {
         let node = self.live_nodes().next().context("no live node")?;

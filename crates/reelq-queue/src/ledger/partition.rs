@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use reelq_core::{JobId, JobState};
 
-use super::{LEDGER_SCHEMA, Ledger, LedgerConfig, slots};
-use crate::{QueueError, RedisTarget, connection::Connector, keys};
+use super::{LEDGER_SCHEMA, Ledger, LedgerConfig, Part, slots};
+use crate::{QueueError, RedisTarget, keys};
 
 /// How far past the switch `P layout_since` is set: more than any producer's clock is ahead.
 const CLOCK_MARGIN: Duration = Duration::from_secs(60);
@@ -100,15 +100,9 @@ pub async fn partition_ledger(
     let counts_before = before.state_counts().await?;
     let tags = slots::partition_tags(config, &before.home, partitions).await;
     let target: RedisTarget = config.redis_url.parse()?;
-    for tag in &tags {
-        let prefix = format!("{{{tag}}}:");
-        let connector = Connector::connect(
-            target.clone(),
-            config.response_timeout,
-            &format!("{prefix}due"),
-        )
-        .await?;
-        copy_settings(&before, &mut connector.conn().await?, &prefix).await?;
+    for (index, tag) in tags.iter().enumerate() {
+        let part = Part::connect(&target, config, index as u16, tag).await?;
+        copy_settings(&before, &part).await?;
     }
     let mut home = before.home_conn().await?;
     let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut home).await?;
@@ -168,11 +162,7 @@ async fn layout_tags(ledger: &Ledger) -> Result<Vec<String>, QueueError> {
 
 /// Writes a new partition's copies of the settings every slot keeps (`keys::EVERY_SLOT`:
 /// record format, retention, tenants' weights and caps) from the home's.
-async fn copy_settings(
-    ledger: &Ledger,
-    conn: &mut crate::connection::Conn,
-    prefix: &str,
-) -> Result<(), QueueError> {
+async fn copy_settings(ledger: &Ledger, part: &Part) -> Result<(), QueueError> {
     let mut home = ledger.home_conn().await?;
     let mut pipe = redis::pipe();
     pipe.atomic();
@@ -182,12 +172,9 @@ async fn copy_settings(
             .arg(ledger.home_key(name))
             .query_async(&mut home)
             .await?;
-        pipe.cmd("DEL").arg(format!("{prefix}{name}")).ignore();
+        pipe.cmd("DEL").arg(part.key(name)).ignore();
         if let Some(value) = value {
-            pipe.cmd("SET")
-                .arg(format!("{prefix}{name}"))
-                .arg(value)
-                .ignore();
+            pipe.cmd("SET").arg(part.key(name)).arg(value).ignore();
         }
     }
     for name in ["tenant_weights", "tenant_limits"] {
@@ -196,15 +183,12 @@ async fn copy_settings(
             .arg(ledger.home_key(name))
             .query_async(&mut home)
             .await?;
-        pipe.cmd("DEL").arg(format!("{prefix}{name}")).ignore();
+        pipe.cmd("DEL").arg(part.key(name)).ignore();
         if !fields.is_empty() {
-            pipe.cmd("HSET")
-                .arg(format!("{prefix}{name}"))
-                .arg(fields)
-                .ignore();
+            pipe.cmd("HSET").arg(part.key(name)).arg(fields).ignore();
         }
     }
-    let _: () = pipe.query_async(conn).await?;
+    let _: () = pipe.query_async(&mut part.conn().await?).await?;
     Ok(())
 }
 

@@ -33,6 +33,28 @@ pub(crate) struct Part {
 }
 
 impl Part {
+    /// Connects to the master serving the partition with hash tag `tag`.
+    pub(super) async fn connect(
+        target: &RedisTarget,
+        config: &LedgerConfig,
+        index: u16,
+        tag: &str,
+    ) -> Result<Part, QueueError> {
+        let prefix = format!("{{{tag}}}:");
+        let connector = Connector::connect(
+            target.clone(),
+            config.response_timeout,
+            &format!("{prefix}due"),
+        )
+        .await?;
+        Ok(Part {
+            index,
+            history: History::new(&prefix),
+            prefix,
+            connector,
+        })
+    }
+
     /// A key of the partition (`keys::PARTITION`, or its copy of `keys::EVERY_SLOT`).
     pub(crate) fn key(&self, name: impl std::fmt::Display) -> String {
         format!("{}{name}", self.prefix)
@@ -207,19 +229,7 @@ pub(super) async fn connect_parts(
     }
     let mut parts = Vec::with_capacity(layout.tags.len() + 1);
     for (index, tag) in layout.tags.iter().enumerate() {
-        let prefix = format!("{{{tag}}}:");
-        let connector = Connector::connect(
-            target.clone(),
-            config.response_timeout,
-            &format!("{prefix}due"),
-        )
-        .await?;
-        parts.push(Part {
-            index: index as u16,
-            history: History::new(&prefix),
-            prefix,
-            connector,
-        });
+        parts.push(Part::connect(target, config, index as u16, tag).await?);
     }
     if layout.since.is_some() {
         parts.push(home_part(layout.tags.len()));

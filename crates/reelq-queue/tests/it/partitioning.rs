@@ -10,20 +10,14 @@ use reelq_core::{JobId, JobState};
 use reelq_queue::{Ledger, LedgerConfig, partition_ledger};
 use reelq_testkit::RedisCluster;
 
-use crate::ledger::{LEASE, claim_opts, spec};
-use crate::upgrade::{finish_step, fixture_jobs, load};
+use crate::ledger::spec;
+use crate::upgrade::{finish_all, fixture_jobs, load};
 
 #[tokio::test]
 async fn a_previous_releases_ledger_is_partitioned_over_the_cluster_in_place() {
     let cluster = RedisCluster::start().unwrap();
     let home = cluster.master_of("{reelq}:due").unwrap();
-    let node = |port: u16| {
-        cluster
-            .nodes
-            .iter()
-            .find(|node| node.port() == port)
-            .unwrap()
-    };
+    let node = |port: u16| cluster.node(port).unwrap();
     load(node(home)).await;
     let before = fixture_jobs();
     let config = LedgerConfig::new(cluster.url(), "reelq");
@@ -82,18 +76,7 @@ async fn a_previous_releases_ledger_is_partitioned_over_the_cluster_in_place() {
     assert!(again.already, "run again, it changes nothing");
 
     // Every job that can finish does, old and new, none submitted twice.
-    loop {
-        let claim = ledger
-            .claim(&claim_opts("new-worker", 10, LEASE))
-            .await
-            .unwrap();
-        if claim.leases.is_empty() {
-            break;
-        }
-        for lease in claim.leases {
-            finish_step(&ledger, lease).await;
-        }
-    }
+    finish_all(&ledger).await;
     let ids: Vec<JobId> = before.keys().copied().chain(new_jobs).collect();
     let after = ledger.jobs(&ids).await.unwrap();
     assert_eq!(after.len(), ids.len());

@@ -38,6 +38,26 @@ async fn batch_in(ledger: &Ledger, partition: u16, n: usize, prompt: &str) -> Ve
     jobs.into_iter().map(|(id, _)| id).collect()
 }
 
+/// A batch of `n` jobs enqueued at most once under `key` (the same request each time), with
+/// ids made afresh for the key: the batch's id and what the enqueue did.
+async fn enqueue_once(ledger: &Ledger, key: &str, n: usize) -> (BatchId, Enqueued) {
+    let (batch, ids) = ledger.new_ids(n, Some(key));
+    let jobs: Vec<(JobId, JobSpec)> = ids.iter().map(|id| (*id, spec("again"))).collect();
+    let receipt = batch.to_string();
+    let once = Idempotency {
+        key,
+        ttl: Duration::from_secs(60),
+        digest: "the same request",
+        receipt: &receipt,
+    };
+    let options = BatchOptions::default();
+    let enqueued = ledger
+        .enqueue_once(Some((batch, &options)), &jobs, Some(once), &|_| {})
+        .await
+        .unwrap();
+    (batch, enqueued)
+}
+
 /// A big batch in one partition fills every claim by itself, and a job alone in another is
 /// claimed within one round of the partitions, whichever partition the claims start at.
 #[tokio::test]
@@ -118,21 +138,7 @@ async fn an_idempotent_enqueue_is_replayed_from_its_keys_partition() {
     let ledger = partitioned(&redis).await;
     let mut receipts = Vec::new();
     for _ in 0..2 {
-        let (batch, ids) = ledger.new_ids(3, Some("api:retry-me"));
-        let jobs: Vec<(JobId, JobSpec)> = ids.iter().map(|id| (*id, spec("again"))).collect();
-        let receipt = batch.to_string();
-        let once = Idempotency {
-            key: "api:retry-me",
-            ttl: Duration::from_secs(60),
-            digest: "same request",
-            receipt: &receipt,
-        };
-        let options = BatchOptions::default();
-        let enqueued = ledger
-            .enqueue_once(Some((batch, &options)), &jobs, Some(once), &|_| {})
-            .await
-            .unwrap();
-        receipts.push((batch, enqueued));
+        receipts.push(enqueue_once(&ledger, "api:retry-me", 3).await);
     }
     assert_eq!(receipts[0].1, Enqueued::New);
     assert_eq!(receipts[1].1, Enqueued::Replayed(receipts[0].0.to_string()));
@@ -231,31 +237,14 @@ async fn a_request_from_before_partitioning_replays_and_its_batch_stays_whole() 
     let redis = RedisServer::start().unwrap();
     let config = LedgerConfig::new(redis.url(), "grown");
     let one_slot = Ledger::connect(&config).await.unwrap();
-    let enqueue_once = |ledger: Ledger| async move {
-        let (batch, ids) = ledger.new_ids(2, Some("api:overnight"));
-        let jobs: Vec<(JobId, JobSpec)> = ids.iter().map(|id| (*id, spec("overnight"))).collect();
-        let receipt = batch.to_string();
-        let once = Idempotency {
-            key: "api:overnight",
-            ttl: Duration::from_secs(60),
-            digest: "the same request",
-            receipt: &receipt,
-        };
-        let options = BatchOptions::default();
-        let enqueued = ledger
-            .enqueue_once(Some((batch, &options)), &jobs, Some(once), &|_| {})
-            .await
-            .unwrap();
-        (batch, enqueued)
-    };
-    let (first, enqueued) = enqueue_once(one_slot.clone()).await;
+    let (first, enqueued) = enqueue_once(&one_slot, "api:overnight", 2).await;
     assert_eq!(enqueued, Enqueued::New);
 
     reelq_queue::partition_ledger(&config, PARTITIONS)
         .await
         .unwrap();
     let ledger = Ledger::connect(&config).await.unwrap();
-    let (_, replayed) = enqueue_once(ledger.clone()).await;
+    let (_, replayed) = enqueue_once(&ledger, "api:overnight", 2).await;
     assert_eq!(replayed, Enqueued::Replayed(first.to_string()));
     let counts = ledger.state_counts().await.unwrap();
     let queued = counts.iter().find(|(state, _)| *state == JobState::Queued);

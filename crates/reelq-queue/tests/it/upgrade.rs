@@ -111,6 +111,22 @@ pub(crate) fn fixture_jobs() -> HashMap<JobId, (JobState, Vec<String>)> {
 
 /// Moves a claimed job on as a worker whose provider answers at once would: submits get a
 /// task, polls find the video and store it, a cancel asked of the provider ends it.
+/// Claims and moves on every job due until none is, as [`finish_step`] does each.
+pub(crate) async fn finish_all(ledger: &Ledger) {
+    loop {
+        let claim = ledger
+            .claim(&claim_opts("new-worker", 10, LEASE))
+            .await
+            .unwrap();
+        if claim.leases.is_empty() {
+            return;
+        }
+        for lease in claim.leases {
+            finish_step(ledger, lease).await;
+        }
+    }
+}
+
 pub(crate) async fn finish_step(ledger: &Ledger, lease: Lease) -> TransitionOutcome {
     let move_on = match lease.state() {
         JobState::Queued => {
@@ -286,18 +302,7 @@ async fn a_ledger_of_the_previous_release_is_read_migrated_once_and_finished() {
     );
 
     // After the upgrade: every job that can finish does, and none is submitted twice.
-    loop {
-        let claim = ledger
-            .claim(&claim_opts("new-worker", 10, LEASE))
-            .await
-            .unwrap();
-        if claim.leases.is_empty() {
-            break;
-        }
-        for lease in claim.leases {
-            finish_step(&ledger, lease).await;
-        }
-    }
+    finish_all(&ledger).await;
     let after = ledger.jobs(&ids).await.unwrap();
     let states: HashMap<JobState, usize> = after.iter().fold(HashMap::new(), |mut n, r| {
         *n.entry(r.state).or_default() += 1;

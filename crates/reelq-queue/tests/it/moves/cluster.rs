@@ -17,11 +17,8 @@ async fn every_move_is_made_on_a_redis_cluster_too() {
     let ledger = Ledger::connect(&reelq_queue::LedgerConfig::new(cluster.url(), "test"))
         .await
         .unwrap();
-    let master = cluster.master_of("{test}:due").unwrap();
     let master = cluster
-        .nodes
-        .iter()
-        .find(|node| node.port() == master)
+        .node(cluster.master_of("{test}:due").unwrap())
         .unwrap();
     walk_every_move(vec![(master, "test".to_owned())], ledger).await;
 }
@@ -41,13 +38,7 @@ async fn every_move_is_made_with_the_home_on_another_master() {
     };
     let ledger = Ledger::connect(&config).await.unwrap();
     let home = cluster.master_of("{test}:due").unwrap();
-    let node = |port: u16| {
-        cluster
-            .nodes
-            .iter()
-            .find(|node| node.port() == port)
-            .unwrap()
-    };
+    let node = |port: u16| cluster.node(port).unwrap();
     let partition = node(home).command_text(&["GET", "{test}:layout"]).unwrap();
     let partition_master = cluster.master_of(&format!("{{{partition}}}:due")).unwrap();
     assert_ne!(partition_master, home, "{partition} is on another master");
@@ -100,13 +91,7 @@ async fn every_move_is_made_with_the_jobs_partitioned_over_every_master() {
     };
     let ledger = Ledger::connect(&config).await.unwrap();
     assert_eq!(ledger.partitions(), 6);
-    let node = |port: u16| {
-        cluster
-            .nodes
-            .iter()
-            .find(|node| node.port() == port)
-            .unwrap()
-    };
+    let node = |port: u16| cluster.node(port).unwrap();
     let home = cluster.master_of("{test}:due").unwrap();
     let layout = node(home).command_text(&["GET", "{test}:layout"]).unwrap();
     let parts: Vec<(&RedisServer, String)> = layout
