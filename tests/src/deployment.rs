@@ -459,10 +459,14 @@ fn ledger_config(redis_url: &str, setup: RedisSetup) -> LedgerConfig {
     let base = LedgerConfig::new(redis_url, PREFIX);
     match setup {
         RedisSetup::Always => base,
-        RedisSetup::Replica | RedisSetup::Sentinel | RedisSetup::Cluster => LedgerConfig {
+        RedisSetup::Replica | RedisSetup::Sentinel => LedgerConfig {
             durability: Durability::Replicas { n: 1 },
             replica_wait: Duration::from_millis(500),
             ..base
+        },
+        RedisSetup::Cluster => LedgerConfig {
+            partitions: 1,
+            ..ledger_config(redis_url, RedisSetup::Replica)
         },
         RedisSetup::ClusterOwnHome => LedgerConfig {
             home_slot: reelq_queue::HomeSlot::Own,
@@ -483,16 +487,19 @@ fn ledger_config(redis_url: &str, setup: RedisSetup) -> LedgerConfig {
 fn durability_toml(setup: RedisSetup) -> String {
     match setup {
         RedisSetup::Always => "durability = \"always\"",
-        RedisSetup::Replica | RedisSetup::Sentinel | RedisSetup::Cluster => {
+        RedisSetup::Replica | RedisSetup::Sentinel => {
             "durability = \"replicas:1\"\nreplica_wait = \"500ms\""
         }
+        RedisSetup::Cluster => {
+            "durability = \"replicas:1\"\nreplica_wait = \"500ms\"\npartitions = 1"
+        }
         RedisSetup::ClusterOwnHome => {
-            "durability = \"replicas:1\"\nreplica_wait = \"500ms\"\nhome_slot = \"own\""
+            "durability = \"replicas:1\"\nreplica_wait = \"500ms\"\nhome_slot = \"own\"\npartitions = 1"
         }
         RedisSetup::ClusterPartitioned => {
             return format!(
                 "{}\npartitions = {PARTITIONS}",
-                durability_toml(RedisSetup::Cluster)
+                durability_toml(RedisSetup::Replica)
             );
         }
         RedisSetup::UnsafeEverysec => "allow_unsafe_redis = true",

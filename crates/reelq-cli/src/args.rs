@@ -27,9 +27,10 @@ pub(crate) struct Cli {
     #[arg(long, env = "REELQ_PREFIX", default_value = "reelq", global = true)]
     pub(crate) prefix: String,
     /// How many partitions a ledger this command creates spreads its jobs over (the workers'
-    /// `partitions`); a ledger that exists keeps its own.
-    #[arg(long, env = "REELQ_PARTITIONS", default_value_t = 1, global = true,
-          value_parser = clap::value_parser!(u16).range(1..=i64::from(reelq_queue::MAX_PARTITIONS)))]
+    /// `partitions`; 0: 16 on a Redis Cluster, 1 on one Redis); a ledger that exists keeps
+    /// its own.
+    #[arg(long, env = "REELQ_PARTITIONS", default_value_t = 0, global = true,
+          value_parser = clap::value_parser!(u16).range(0..=i64::from(reelq_queue::MAX_PARTITIONS)))]
     pub(crate) partitions: u16,
     /// What proves an enqueue durable before it is acknowledged: `always` (the primary runs
     /// `appendfsync always`) or `replicas:N` (N replicas acknowledge it).

@@ -83,8 +83,8 @@ pub use reads::PageCursor;
 pub use restore::{PaidCreate, RestoreOutcome};
 pub use settings::ProviderLimit;
 pub use settings::Resumed;
-pub use slots::MAX_PARTITIONS;
 pub(crate) use slots::Part;
+pub use slots::{CLUSTER_PARTITIONS, MAX_PARTITIONS};
 pub use tasks::TASK_INDEX_TTL;
 pub use tasks::{CallbackBinding, WakeOutcome};
 pub use tenants::{TenantLimits, TenantShare};
@@ -150,9 +150,10 @@ pub struct LedgerConfig {
     /// the layout it was created with (`P layout`), whatever its clients ask.
     pub home_slot: HomeSlot,
     /// How many partitions a ledger this client creates spreads its jobs over (1 to
-    /// [`MAX_PARTITIONS`]): more than one gives the home a slot of its own, and on a cluster
-    /// spreads the partitions evenly over its masters. A ledger that exists keeps the ones it
-    /// was created with.
+    /// [`MAX_PARTITIONS`]; 0, the default: [`CLUSTER_PARTITIONS`] on a Redis Cluster, 1
+    /// elsewhere): more than one gives the home a slot of its own, and on a cluster spreads
+    /// the partitions evenly over its masters. A ledger that exists keeps the ones it was
+    /// created with.
     pub partitions: u16,
     /// Per-command timeout. Seconds, not redis-rs's 500 ms default, so a busy Redis slows
     /// workers down instead of failing their steps.
@@ -174,7 +175,7 @@ impl LedgerConfig {
             redis_url: redis_url.into(),
             prefix: prefix.into(),
             home_slot: HomeSlot::Shared,
-            partitions: 1,
+            partitions: 0,
             response_timeout: Duration::from_secs(5),
             durability: Durability::Always,
             allow_unsafe: false,

@@ -22,13 +22,13 @@ pub use error::QueueError;
 pub use lease::{Cancel, Fence, FetchLease, Held, Lease, LeasedJob, PollLease, SubmitLease};
 pub use ledger::{
     ArchiveCandidate, ArchiveGrace, ArchiveLease, ArchiveStatus, ArchivedBatch, BATCHES_PER_PASS,
-    BatchInfo, CallbackBinding, CancelOutcome, Claim, ClaimOptions, EVENTS_KEPT, HistoryCheck,
-    HistoryStatus, HomeSlot, LEDGER_SCHEMA, Ledger, LedgerConfig, LimitWait, MAX_PARTITIONS,
-    Migration, Notification, NotifyOutcome, NotifyTarget, PageCursor, PaidCreate, Partitioning,
-    ProviderLimit, RECONNECT_GRACE, ROLLBACK_HOLD_MAX, ROLLBACK_HOLD_MIN, Removed, Resolution,
-    RestoreOutcome, Resumed, Rollback, SCANNED_PER_CANDIDATE, TASK_INDEX_TTL, TenantLimits,
-    TenantShare, TokenRecord, TransitionOutcome, Wait, WakeOutcome, WorkerInfo, own_accounts,
-    partition_ledger,
+    BatchInfo, CLUSTER_PARTITIONS, CallbackBinding, CancelOutcome, Claim, ClaimOptions,
+    EVENTS_KEPT, HistoryCheck, HistoryStatus, HomeSlot, LEDGER_SCHEMA, Ledger, LedgerConfig,
+    LimitWait, MAX_PARTITIONS, Migration, Notification, NotifyOutcome, NotifyTarget, PageCursor,
+    PaidCreate, Partitioning, ProviderLimit, RECONNECT_GRACE, ROLLBACK_HOLD_MAX, ROLLBACK_HOLD_MIN,
+    Removed, Resolution, RestoreOutcome, Resumed, Rollback, SCANNED_PER_CANDIDATE, TASK_INDEX_TTL,
+    TenantLimits, TenantShare, TokenRecord, TransitionOutcome, Wait, WakeOutcome, WorkerInfo,
+    own_accounts, partition_ledger,
 };
 pub use record::{ArchivedJob, JobRecord, JobView, ServedBy};
 pub use slot_move::{LedgerSlot, SlotMove, move_ledger_slot};

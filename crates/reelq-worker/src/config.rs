@@ -81,7 +81,7 @@ const DEFAULTS: &str = r#"
 redis_url = "redis://127.0.0.1:6379/"
 prefix = "reelq"
 home_slot = "shared"
-partitions = 1
+partitions = 0
 name = ""
 concurrency = 64
 claim_batch = 16
@@ -130,9 +130,10 @@ pub struct WorkerConfig {
     /// the slot of its jobs) or `own` (a slot of its own, on another master of a cluster:
     /// docs/cluster.md). A ledger that exists keeps the layout it was created with.
     pub home_slot: reelq_queue::HomeSlot,
-    /// How many partitions a ledger this worker creates spreads its jobs over (1 to 1024;
-    /// more than one gives the home a slot of its own and, on a cluster, spreads them evenly
-    /// over its masters: docs/cluster.md). A ledger that exists keeps its own.
+    /// How many partitions a ledger this worker creates spreads its jobs over (1 to 1024; 0:
+    /// 16 on a Redis Cluster, 1 on one Redis; more than one gives the home a slot of its own
+    /// and, on a cluster, spreads them evenly over its masters: docs/cluster.md). A ledger
+    /// that exists keeps its own.
     pub partitions: u16,
     /// Names this process in leases and logs; empty means `worker-<pid>-<random>`.
     pub name: String,
@@ -319,8 +320,8 @@ impl WorkerConfig {
         if self.concurrency == 0 || self.claim_batch == 0 {
             return fail("concurrency and claim_batch must be at least 1");
         }
-        if !(1..=reelq_queue::MAX_PARTITIONS).contains(&self.partitions) {
-            return fail("partitions must be between 1 and 1024");
+        if self.partitions > reelq_queue::MAX_PARTITIONS {
+            return fail("partitions must be between 0 (as the Redis suggests) and 1024");
         }
         if self.lease < Duration::from_secs(3) {
             return fail("lease must be at least 3s: renewals happen every third of it");

@@ -23,6 +23,11 @@ const SHARED: &str = "shared";
 /// The most partitions a ledger may have.
 pub const MAX_PARTITIONS: u16 = 1024;
 
+/// The partitions a new ledger on a Redis Cluster has unless its client says
+/// (`LedgerConfig::partitions`): a few per master of a cluster of three to five, so they
+/// spread evenly, and room to add masters later by moving partitions' slots.
+pub const CLUSTER_PARTITIONS: u16 = 16;
+
 /// One partition of the ledger: its slot's key prefix (`{reelq.p3}:`), the connection to the
 /// master serving it, and this client's history of its durable writes there.
 pub(crate) struct Part {
@@ -101,7 +106,15 @@ pub(super) async fn layout(
         (Some(layout), _) => layout,
         (None, Some(_)) => SHARED.to_owned(),
         (None, None) => {
-            let partitions = config.partitions.clamp(1, MAX_PARTITIONS);
+            let on_cluster = matches!(
+                config.redis_url.parse::<RedisTarget>(),
+                Ok(RedisTarget::Cluster { .. })
+            );
+            let partitions = match config.partitions {
+                0 if on_cluster => CLUSTER_PARTITIONS,
+                0 => 1,
+                n => n.min(MAX_PARTITIONS),
+            };
             let wanted = if partitions == 1 && config.home_slot == HomeSlot::Shared {
                 SHARED.to_owned()
             } else {

@@ -21,6 +21,7 @@ async fn ledger_on(cluster: &RedisCluster) -> Ledger {
         // Each durable write waits for the master's replica: a failover loses nothing.
         durability: Durability::Replicas { n: 1 },
         replica_wait: Duration::from_secs(2),
+        partitions: 1,
         ..LedgerConfig::new(cluster.url(), "test")
     };
     Ledger::connect(&config)
@@ -292,6 +293,7 @@ async fn a_slot_move_freezes_the_scripts_and_is_finished_by_running_it_again() {
         .unwrap();
     let config = LedgerConfig {
         durability: Durability::Replicas { n: 1 },
+        partitions: 1,
         ..LedgerConfig::new(cluster.url(), "test")
     };
     let moved =

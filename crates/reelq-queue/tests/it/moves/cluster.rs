@@ -14,9 +14,11 @@ use crate::ledger::spec;
 #[tokio::test]
 async fn every_move_is_made_on_a_redis_cluster_too() {
     let cluster = RedisCluster::start().unwrap();
-    let ledger = Ledger::connect(&reelq_queue::LedgerConfig::new(cluster.url(), "test"))
-        .await
-        .unwrap();
+    let one_slot = reelq_queue::LedgerConfig {
+        partitions: 1,
+        ..reelq_queue::LedgerConfig::new(cluster.url(), "test")
+    };
+    let ledger = Ledger::connect(&one_slot).await.unwrap();
     let master = cluster
         .node(cluster.master_of("{test}:due").unwrap())
         .unwrap();
@@ -34,6 +36,7 @@ async fn every_move_is_made_with_the_home_on_another_master() {
     let cluster = RedisCluster::start().unwrap();
     let config = reelq_queue::LedgerConfig {
         home_slot: reelq_queue::HomeSlot::Own,
+        partitions: 1,
         ..reelq_queue::LedgerConfig::new(cluster.url(), "test")
     };
     let ledger = Ledger::connect(&config).await.unwrap();
@@ -119,4 +122,34 @@ async fn every_move_is_made_with_the_jobs_partitioned_over_every_master() {
         let found = server.command(&["EVAL", list, "0", &pattern]).unwrap();
         assert_ne!(found, ":0", "{tag} holds jobs");
     }
+}
+
+/// A new ledger on a cluster has [`reelq_queue::CLUSTER_PARTITIONS`] partitions unless its
+/// client says, spread evenly over the masters (the first on those that do not serve the
+/// home).
+#[tokio::test]
+async fn a_new_ledger_on_a_cluster_is_partitioned_evenly_by_default() {
+    let cluster = RedisCluster::start().unwrap();
+    let ledger = Ledger::connect(&reelq_queue::LedgerConfig::new(cluster.url(), "fresh"))
+        .await
+        .unwrap();
+    assert_eq!(ledger.partitions(), reelq_queue::CLUSTER_PARTITIONS);
+    let home = cluster.master_of("{fresh}:due").unwrap();
+    let layout = cluster
+        .node(home)
+        .unwrap()
+        .command_text(&["GET", "{fresh}:layout"])
+        .unwrap();
+    let mut per_master = std::collections::BTreeMap::new();
+    for tag in layout.split(' ') {
+        let master = cluster.master_of(&format!("{{{tag}}}:due")).unwrap();
+        *per_master.entry(master).or_insert(0) += 1;
+    }
+    assert_eq!(per_master.len(), 3, "{layout}");
+    let (fewest, most) = (per_master.values().min(), per_master.values().max());
+    assert_eq!((fewest, most), (Some(&5), Some(&6)), "{per_master:?}");
+    assert_eq!(
+        per_master[&home], 5,
+        "the home's master takes the last turns"
+    );
 }
