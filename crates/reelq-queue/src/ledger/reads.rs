@@ -89,24 +89,89 @@ impl Ledger {
             .collect())
     }
 
-    /// Runs a pipeline in every partition, all at once (each on its master's connection),
-    /// `build` adding each one's commands; their replies, in partition order. A partition
-    /// given no command is not asked.
+    /// Runs `build`'s commands for every partition, one pipeline per master (the partitions a
+    /// master serves share it, on the connection of the first of them), all masters at once;
+    /// each partition's replies, in partition order. A partition given no command is not
+    /// asked.
     pub(crate) async fn in_every_part<T: redis::FromRedisValue + Default>(
         &self,
         build: impl Fn(&Part, &mut redis::Pipeline),
     ) -> Result<Vec<T>, QueueError> {
-        try_join_all(self.parts().iter().map(|part| {
-            let mut pipe = redis::pipe();
-            build(part, &mut pipe);
+        let mut masters: Vec<(String, Vec<&Part>)> = Vec::new();
+        for part in self.parts() {
+            let master = part.master().await?;
+            match masters.iter_mut().find(|(address, _)| *address == master) {
+                Some((_, parts)) => parts.push(part),
+                None => masters.push((master, vec![part])),
+            }
+        }
+        let per_master = try_join_all(masters.into_iter().map(|(_, parts)| {
+            let pipes: Vec<redis::Pipeline> = parts
+                .iter()
+                .map(|part| {
+                    let mut pipe = redis::pipe();
+                    build(part, &mut pipe);
+                    pipe
+                })
+                .collect();
             async move {
-                if pipe.is_empty() {
-                    return Ok(T::default());
+                // One by one: a master serving one partition, or a joined pipeline refused
+                // because a slot moved off its master (`MOVED`): each partition then asks its
+                // own connection, which finds the slot's new master.
+                let one_by_one = async || {
+                    let mut answers = Vec::with_capacity(parts.len());
+                    for (part, pipe) in parts.iter().zip(&pipes) {
+                        let answer = match pipe.is_empty() {
+                            true => T::default(),
+                            false => pipe.query_async(&mut part.conn().await?).await?,
+                        };
+                        answers.push((part.index, answer));
+                    }
+                    Ok::<_, QueueError>(answers)
+                };
+                let mut joined = redis::pipe();
+                for pipe in &pipes {
+                    for command in pipe.cmd_iter() {
+                        joined.add_command(command.clone());
+                    }
                 }
-                Ok::<T, QueueError>(pipe.query_async(&mut part.conn().await?).await?)
+                if parts.len() == 1 || joined.is_empty() {
+                    return one_by_one().await;
+                }
+                let replies = match joined
+                    .query_async::<Vec<redis::Value>>(&mut parts[0].conn().await?)
+                    .await
+                {
+                    Ok(replies)
+                        if !replies
+                            .iter()
+                            .any(|reply| matches!(reply, redis::Value::ServerError(_))) =>
+                    {
+                        replies
+                    }
+                    _ => return one_by_one().await,
+                };
+                let mut replies = replies.into_iter();
+                let mut answers = Vec::with_capacity(parts.len());
+                for (part, pipe) in parts.iter().zip(&pipes) {
+                    let answer = match pipe.len() {
+                        0 => T::default(),
+                        n => {
+                            let own = redis::Value::Array(replies.by_ref().take(n).collect());
+                            redis::from_redis_value(own).map_err(|err| {
+                                QueueError::corrupt("a read of every partition", err)
+                            })?
+                        }
+                    };
+                    answers.push((part.index, answer));
+                }
+                Ok::<_, QueueError>(answers)
             }
         }))
-        .await
+        .await?;
+        let mut answers: Vec<(u16, T)> = per_master.into_iter().flatten().collect();
+        answers.sort_by_key(|(index, _)| *index);
+        Ok(answers.into_iter().map(|(_, answer)| answer).collect())
     }
 
     /// The job's recent events, oldest first, each `"<unix ms> <state> <detail>"`: the ones

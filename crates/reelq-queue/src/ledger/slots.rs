@@ -74,6 +74,12 @@ impl Part {
     pub(super) fn connector(&self) -> &Arc<Connector> {
         &self.connector
     }
+
+    /// The address of the master serving the partition now (its connection's).
+    pub(super) async fn master(&self) -> Result<String, QueueError> {
+        let client = self.connector.client().await?;
+        Ok(client.get_connection_info().addr().to_string())
+    }
 }
 
 /// Where a ledger's jobs are: the hash tags of its partitions if its home has a slot of its

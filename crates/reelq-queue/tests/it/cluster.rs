@@ -345,3 +345,89 @@ async fn a_slot_move_freezes_the_scripts_and_is_finished_by_running_it_again() {
         "the refused enqueue wrote nothing"
     );
 }
+
+/// Reads of every partition go one pipeline per master (two partitions on each here); when a
+/// partition's slot moves to another master, a reader that never used that partition's
+/// connection otherwise finds it there by its next read, and counts it whole.
+#[tokio::test]
+async fn a_reader_finds_a_partitions_slot_on_its_new_master() {
+    let cluster = RedisCluster::start().unwrap();
+    let config = LedgerConfig {
+        partitions: 6,
+        durability: Durability::Replicas { n: 1 },
+        ..LedgerConfig::new(cluster.url(), "moving")
+    };
+    let writer = Ledger::connect(&config).await.unwrap();
+    for n in 0..12 {
+        let id = writer.new_ids(1, None).1[0];
+        writer
+            .enqueue(None, &[(id, spec(&format!("read {n}")))])
+            .await
+            .unwrap();
+    }
+    let reader = Ledger::connect(&config).await.unwrap();
+    let queued = |counts: Vec<(JobState, u64)>| {
+        counts
+            .into_iter()
+            .find(|(state, _)| *state == JobState::Queued)
+            .map(|(_, n)| n)
+    };
+    assert_eq!(queued(reader.state_counts().await.unwrap()), Some(12));
+
+    let layout = cluster
+        .node(cluster.master_of("{moving}:due").unwrap())
+        .unwrap()
+        .command_text(&["GET", "{moving}:layout"])
+        .unwrap();
+    // The fourth partition shares its master with the first, which comes before it there:
+    // the reader's pipeline to that master goes on the first's connection.
+    let tags: Vec<&str> = layout.split(' ').collect();
+    for tag in &tags {
+        eprintln!(
+            "DEBUG {tag} {}",
+            cluster.master_of(&format!("{{{tag}}}:due")).unwrap()
+        );
+    }
+    eprintln!("DEBUG home {}", cluster.master_of("{moving}:due").unwrap());
+    let moved = format!("{{{}}}:due", tags[3]);
+    let from = cluster.master_of(&moved).unwrap();
+    assert_eq!(
+        cluster.master_of(&format!("{{{}}}:due", tags[0])).unwrap(),
+        from
+    );
+    let to = cluster
+        .nodes
+        .iter()
+        .filter(|node| {
+            node.command_text(&["INFO", "replication"])
+                .unwrap()
+                .contains("role:master")
+        })
+        .map(|node| node.port())
+        .find(|&port| port != from)
+        .unwrap();
+    let report = reelq_queue::move_ledger_slot(
+        &config,
+        LedgerSlot::Partition(3),
+        &format!("127.0.0.1:{to}"),
+    )
+    .await
+    .unwrap();
+    assert!(report.keys_moved > 0, "{report:?}");
+
+    // The first reads after the move meet the old master's `MOVED` (and the cluster's nodes
+    // agree on the slot's new master a moment later); then the reader counts every job again.
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let found = tokio::time::timeout(EVENT_TIMEOUT, async {
+        loop {
+            tick.tick().await;
+            if let Ok(counts) = reader.state_counts().await
+                && queued(counts) == Some(12)
+            {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(found.is_ok(), "the reader never found the moved partition");
+}
