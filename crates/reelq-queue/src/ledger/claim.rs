@@ -195,29 +195,7 @@ impl Ledger {
     ) -> Result<Claim, QueueError> {
         let token = format!("{:016x}", rand::random::<u64>());
         let mut conn = part.conn().await?;
-        let args = scripts::claim::Args {
-            max_jobs,
-            lease_ms: options.lease.as_millis() as u64,
-            owner: options.owner,
-            resubmit_uncertain: options.resubmit_uncertain,
-            limits: options
-                .limits
-                .iter()
-                .map(|limit| (limit.account.as_str(), limit.into()))
-                .collect(),
-            token: &token,
-            pools: options.accounts.iter().fold(
-                BTreeMap::new(),
-                |mut pools: BTreeMap<&'static str, Vec<&str>>, (account, contract)| {
-                    pools
-                        .entry(contract.as_str())
-                        .or_default()
-                        .push(account.as_str());
-                    pools
-                },
-            ),
-            view,
-        };
+        let args = claim_args(options, max_jobs, &token, view);
         let (reply, effects) =
             scripts::run_leaving_home(&mut conn, self.place(part), &args).await?;
         let Settled { put_back, leaving } = self
@@ -378,6 +356,38 @@ impl Ledger {
         self.apply_move(part, &mut conn, job_id, fence, token, planned)
             .await?;
         Ok(())
+    }
+}
+
+/// `claim.lua`'s arguments for a claim of up to `max_jobs` under `token`.
+fn claim_args<'a>(
+    options: &'a ClaimOptions<'_>,
+    max_jobs: usize,
+    token: &'a str,
+    view: Option<&'a scripts::claim_view::Reply>,
+) -> scripts::claim::Args<'a> {
+    scripts::claim::Args {
+        max_jobs,
+        lease_ms: options.lease.as_millis() as u64,
+        owner: options.owner,
+        resubmit_uncertain: options.resubmit_uncertain,
+        limits: options
+            .limits
+            .iter()
+            .map(|limit| (limit.account.as_str(), limit.into()))
+            .collect(),
+        token,
+        pools: options.accounts.iter().fold(
+            BTreeMap::new(),
+            |mut pools: BTreeMap<&'static str, Vec<&str>>, (account, contract)| {
+                pools
+                    .entry(contract.as_str())
+                    .or_default()
+                    .push(account.as_str());
+                pools
+            },
+        ),
+        view,
     }
 }
 

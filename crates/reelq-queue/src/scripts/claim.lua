@@ -254,7 +254,7 @@ end
 -- has; `spec_n` is 17 and the first pieces of the spec (`spec_fields`) come at 23 and after.
 local RECORD_READ = { 'state', 'deadline_ms', 'spec', 'task_id', 'attempt', 'result_url', 'polls',
   'provider', 'task_id_hint', 'fence', 'batch', 'cost_micros', 'reserved', 'cancel_ms', 'events',
-  'cancel_answered', 'spec_n', 'tenant', 'tslot', 'woken', 'fb_ms', 'fb_on' }
+  'cancel_answered', 'spec_n', 'tenant', 'tslot', 'woken', 'fb_ms', 'fb_on', 'bpending' }
 for i = 0, SPEC_READ - 1 do RECORD_READ[#RECORD_READ + 1] = 's' .. i end
 
 -- Tenants' caps on generations in flight (`max_in_flight` in `P tenant_limits`), read once per
@@ -296,6 +296,11 @@ local function hand_out(queue, job, id, f, state, provider, set, fall_back)
         fields[#fields + 1], fields[#fields + 2] = set[i], set[i + 1]
       end
     end
+    -- The batch's budget is reserved here, the job's record of it (`reserved`) written by
+    -- the settle: until then `bpending` says what to give back if the settle never comes.
+    if (cur.batch_cost or 0) > 0 then
+      fields[#fields + 1], fields[#fields + 2] = 'bpending', cur.batch_cost
+    end
     at_home({ op = 'take', id = id, account = provider, rate = cur.rate, slot = cur.slot,
       renew = cur.renew, tslot = cur.tslot, trenew = cur.trenew, spend = cur.spend,
       cost = cur.cost or 0,
@@ -310,7 +315,7 @@ local function hand_out(queue, job, id, f, state, provider, set, fall_back)
   redis.call('ZADD', due, now + lease_ms, id)
   local low = state == 'queued' and f[11] and flags_of(f[11]).low
   local cancel_requested = state == 'waiting' and f[14] ~= false
-  local spec = f[3] or joined_spec(job, f[17], { unpack(f, 23, 22 + SPEC_READ) })
+  local spec = f[3] or joined_spec(job, f[17], { unpack(f, 24, 23 + SPEC_READ) })
   local woken = state == 'waiting' and f[20] ~= false
   if f[20] then redis.call('HDEL', job, 'woken') end
   claimed[#claimed + 1] = { id = id, state = state, fence = fence, spec = spec,
@@ -343,6 +348,14 @@ local function take(queue, id)
   local tenant = f[18] or 'default'
   local known = { events = f[15], tenant = f[18], tslot = f[19] }
   local state, deadline, provider = f[1], tonumber(f[2]), f[8] or ''
+  if f[23] and f[11] then
+    -- A split claim reserved its batch's budget for this job and its worker died before the
+    -- settle wrote it into the job: given back, to be reserved again if it is handed out.
+    local cost = tonumber(f[23]) or 0
+    redis.call('HINCRBY', prefix .. 'batchinfo:' .. f[11], 'reserved_micros', -cost)
+    redis.call('HDEL', job, 'bpending')
+    if batches[f[11]] then batches[f[11]].reserved = batches[f[11]].reserved - cost end
+  end
   local picked = false
   if state == 'queued' and (f[13] or '') == '' and pools[provider] then
     provider, picked = pick_account(provider), true

@@ -4,6 +4,8 @@
 -- batch's reservation back); a job refused is put back as the claim found it, due again when
 -- the home's limit lets it go, with its batch's reservation given back, and nobody's lease. A
 -- job no longer under this claim's fence and token (an operator's move since) is left alone.
+-- Either way the job's `bpending` (the batch reservation the claim made, to give back if no
+-- settle came) goes: the reservation is now the job's, or given back here.
 -- Args (settled.rs): token (the claim's); kept ({{id, fence, reserved, reserved_day, tslot,
 -- aslot (it holds its account's slot), batch, give_back}, ...}); refused ({{id, fence, queue,
 -- tenant (when the queue is its tenant's), provider, batch, batch_cost, wait_ms}, ...}).
@@ -29,6 +31,7 @@ for _, g in ipairs(A.kept) do
     if g.tslot then fields[#fields + 1], fields[#fields + 2] = 'tslot', 1 end
     if g.aslot then fields[#fields + 1], fields[#fields + 2] = 'aslot', 1 end
     if #fields > 0 then redis.call('HSET', job, unpack(fields)) end
+    redis.call('HDEL', job, 'bpending')
     give_back(g.batch, g.give_back)
     kept = kept + 1
   end
@@ -38,6 +41,7 @@ for _, r in ipairs(A.refused) do
   local job = prefix .. 'job:' .. r.id
   if ours(job, r.fence) then
     redis.call('HSET', job, 'provider', r.provider, 'token', '', 'owner', '')
+    redis.call('HDEL', job, 'bpending')
     give_back(r.batch, r.batch_cost)
     if r.queue ~= due then redis.call('ZREM', due, r.id) end
     redis.call('ZADD', r.queue, now + r.wait_ms, r.id)
