@@ -209,6 +209,25 @@ async fn every_pair_of_states_the_table_allows_is_made_and_no_other() {
     walk_every_move(vec![(&redis, "test".to_owned())], ledger).await;
 }
 
+/// The same walk on one Redis with sixteen partitions: each job in the partition its id
+/// names, each partition's scripts confined to its slot, the home's effects made after them.
+#[tokio::test]
+async fn every_pair_is_made_with_sixteen_partitions_on_one_redis() {
+    let redis = RedisServer::start().unwrap();
+    let config = reelq_queue::LedgerConfig {
+        partitions: 16,
+        ..reelq_queue::LedgerConfig::new(redis.url(), "sixteen")
+    };
+    let ledger = Ledger::connect(&config).await.unwrap();
+    let layout = redis.command_text(&["GET", "{sixteen}:layout"]).unwrap();
+    let parts: Vec<(&RedisServer, String)> = layout
+        .split(' ')
+        .map(|tag| (&redis, tag.to_owned()))
+        .collect();
+    assert_eq!(parts.len(), 16);
+    walk_every_move(parts, ledger).await;
+}
+
 /// Walks every move of the table on `ledger`; `parts` are its partitions' servers and hash
 /// tags.
 pub(crate) async fn walk_every_move(parts: Vec<(&RedisServer, String)>, ledger: Ledger) {
