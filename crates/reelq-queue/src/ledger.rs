@@ -113,11 +113,16 @@ use crate::{
 /// binary refuses a ledger with a higher one (`P schema`), reads the one before it, and
 /// `reelq migrate` ([`Ledger::migrate`]) moves a ledger forward.
 ///
-/// 4: fresh jobs wait in their tenant's queue (`P queued:{tenant}`), which a worker of the
+/// 5: the ledger may keep its jobs in partitions (`P layout` naming several hash tags, `P
+/// layout_since`), where a binary of a release before would not find them (records are as in
+/// 4); 4: fresh jobs wait in their tenant's queue (`P queued:{tenant}`), which a worker of the
 /// release before does not read; 3: the spec is in the record in pieces (`spec_n`, `s0`..)
 /// and so is the event log (`events`, `e0`..), so the record holds only short values (a
 /// listpack); 2 kept the spec in one field and the events in a list (`P log:{id}`).
-pub const LEDGER_SCHEMA: u32 = 4;
+pub const LEDGER_SCHEMA: u32 = 5;
+
+/// The first schema whose fresh jobs wait in their tenant's queue (see [`LEDGER_SCHEMA`]).
+pub(crate) const TENANT_QUEUES_SCHEMA: u32 = 4;
 
 /// The first schema whose records keep their spec and events inside (see [`LEDGER_SCHEMA`]).
 pub(crate) const COMPACT_RECORDS_SCHEMA: u32 = 3;
@@ -427,7 +432,10 @@ impl Ledger {
 
     /// Under `replicas:N`, waits for the home's replicas to hold what was written on `conn`
     /// (the home's).
-    pub(crate) async fn wait_for_home_replicas(&self, conn: &mut Conn) -> Result<(), QueueError> {
+    pub(crate) async fn wait_for_home_replicas(
+        &self,
+        conn: &mut impl redis::aio::ConnectionLike,
+    ) -> Result<(), QueueError> {
         if let Durability::Replicas { n } = self.safety.durability {
             durability::wait_for_replicas(conn, n, self.safety.replica_wait).await?;
         }

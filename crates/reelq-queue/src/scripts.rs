@@ -17,7 +17,10 @@ use redis::Script;
 use serde::{Deserialize, Deserializer, Serialize, de::DeserializeOwned};
 
 use crate::{
-    EVENTS_KEPT, LEDGER_SCHEMA, QueueError, connection::Conn, ledger::COMPACT_RECORDS_SCHEMA, moves,
+    EVENTS_KEPT, LEDGER_SCHEMA, QueueError,
+    connection::Conn,
+    ledger::{COMPACT_RECORDS_SCHEMA, TENANT_QUEUES_SCHEMA},
+    moves,
 };
 
 /// A ledger script: the `#!lua` shebang (so a cluster refuses at once a key outside the slot of
@@ -83,7 +86,7 @@ pub(crate) fn lua_constants() -> String {
         set("HOLDS_SLOT", &mut moves::HOLDS_SLOT.iter().copied()),
         set("SLOT_FREE", &mut moves::SLOT_FREE.iter().copied()),
         format!(
-            "local LEDGER_SCHEMA = {LEDGER_SCHEMA}\nlocal COMPACT_RECORDS_SCHEMA = {COMPACT_RECORDS_SCHEMA}\nlocal EVENTS_KEPT = {EVENTS_KEPT}\n"
+            "local LEDGER_SCHEMA = {LEDGER_SCHEMA}\nlocal COMPACT_RECORDS_SCHEMA = {COMPACT_RECORDS_SCHEMA}\nlocal TENANT_QUEUES_SCHEMA = {TENANT_QUEUES_SCHEMA}\nlocal EVENTS_KEPT = {EVENTS_KEPT}\n"
         ),
     ]
     .concat()

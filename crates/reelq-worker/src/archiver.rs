@@ -101,7 +101,7 @@ impl Archiver {
             not_ours: true,
             ..Pass::default()
         };
-        for _ in 0..self.ledger.partitions() {
+        for _ in 0..self.ledger.job_slots() {
             let pass = self.pass_one().await?;
             total.not_ours &= pass.not_ours;
             total.read += pass.read;

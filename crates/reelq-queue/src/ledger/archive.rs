@@ -208,7 +208,8 @@ impl Ledger {
         &self,
         ttl: Duration,
     ) -> Result<Option<ArchiveLease>, QueueError> {
-        let partitions = self.partitions();
+        // Every slot holding jobs: the partitions, and a legacy one.
+        let partitions = self.job_slots() as u16;
         let first = self.safety.archive_turn.fetch_add(1, Ordering::Relaxed);
         for turn in 0..partitions {
             let lease = ArchiveLease {

@@ -123,6 +123,7 @@ impl Ledger {
             waits: Vec::new(),
         };
         let mut view = None;
+        let mut failed = None;
         for turn in 0..partitions {
             let room = options.max_jobs.saturating_sub(claim.leases.len());
             if room == 0 {
@@ -135,7 +136,16 @@ impl Ledger {
                 view = Some(self.claim_view(options).await?);
             }
             let part_view = view.as_ref().filter(|_| !beside_home);
-            let one = self.claim_in(part, options, room, part_view).await?;
+            // A partition that fails (its slot moving, its master failing over) is passed
+            // over: the leases other partitions gave this claim are not thrown away.
+            let one = match self.claim_in(part, options, room, part_view).await {
+                Ok(one) => one,
+                Err(err) => {
+                    tracing::warn!(partition = part.index, error = %err, "a partition's claim failed; claiming from the others");
+                    failed.get_or_insert(err);
+                    continue;
+                }
+            };
             if !one.leases.is_empty() {
                 view = None;
             }
@@ -146,8 +156,10 @@ impl Ledger {
                 (a, b) => a.or(b),
             };
         }
-        if !claim.leases.is_empty() {
-            claim.next_due_in = None;
+        match (claim.leases.is_empty(), failed) {
+            (true, Some(err)) => return Err(err),
+            (false, _) => claim.next_due_in = None,
+            (true, None) => {}
         }
         Ok(claim)
     }

@@ -73,7 +73,16 @@ impl Ledger {
                 max: max - claimed.len(),
                 lease_ms: lease.as_millis() as u64,
             };
-            claimed.extend(self.run_in(part, &args).await?.claimed);
+            // A partition that fails is passed over, keeping what the others gave.
+            match self.run_in(part, &args).await {
+                Ok(reply) => claimed.extend(reply.claimed),
+                Err(err) if claimed.is_empty() && part.index + 1 == self.parts().len() as u16 => {
+                    return Err(err);
+                }
+                Err(err) => {
+                    tracing::warn!(partition = part.index, error = %err, "a partition's webhook claim failed");
+                }
+            }
         }
         claimed
             .into_iter()

@@ -104,24 +104,46 @@ pub async fn partition_ledger(
         let part = Part::connect(&target, config, index as u16, tag).await?;
         copy_settings(&before, &part).await?;
     }
-    let mut home = before.home_conn().await?;
-    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut home).await?;
-    let since_ms = secs * 1000 + micros / 1000 + CLOCK_MARGIN.as_millis() as u64;
-    let switched = std::time::Instant::now();
-    let (set,): (Option<String>,) = redis::pipe()
-        .atomic()
-        .cmd("SET")
-        .arg(before.home_key("layout_since"))
-        .arg(since_ms)
-        .ignore()
-        .cmd("SET")
+    // The switch, on a connection of its own (a WATCH holds for the connection that sent
+    // it): made only if no other migration switched the layout since it was read.
+    let mut home = before
+        .home_client()
+        .await?
+        .get_multiplexed_async_connection()
+        .await?;
+    let _: () = redis::cmd("WATCH")
         .arg(before.home_key("layout"))
-        .arg(tags.join(" "))
         .query_async(&mut home)
         .await?;
-    if set.is_none() {
+    let (layout, (secs, micros)): (Option<String>, (u64, u64)) = redis::pipe()
+        .cmd("GET")
+        .arg(before.home_key("layout"))
+        .cmd("TIME")
+        .query_async(&mut home)
+        .await?;
+    let since_ms = secs * 1000 + micros / 1000 + CLOCK_MARGIN.as_millis() as u64;
+    let switched = std::time::Instant::now();
+    let made: redis::Value = match layout.as_deref() {
+        None | Some("shared") => {
+            redis::pipe()
+                .atomic()
+                .cmd("SET")
+                .arg(before.home_key("layout_since"))
+                .arg(since_ms)
+                .ignore()
+                .cmd("SET")
+                .arg(before.home_key("layout"))
+                .arg(tags.join(" "))
+                .ignore()
+                .query_async(&mut home)
+                .await?
+        }
+        Some(_) => redis::Value::Nil,
+    };
+    if made == redis::Value::Nil {
+        let _: () = redis::cmd("UNWATCH").query_async(&mut home).await?;
         return Err(QueueError::Partitioning(
-            "the layout was not written".into(),
+            "another migration switched the layout first: run this again to check it".into(),
         ));
     }
     before.wait_for_home_replicas(&mut home).await?;

@@ -94,8 +94,8 @@ pub(super) struct Layout {
 }
 
 /// The ledger's layout as it was created (`P layout`, at the home), or, for a ledger created
-/// now, as `config` asks. A ledger that holds a schema but no layout was created before
-/// layouts were kept: one slot.
+/// now, as `config` asks. A ledger that holds a schema, or jobs, but no layout was created
+/// before layouts were kept: one slot.
 pub(super) async fn layout(
     home_connector: &Arc<Connector>,
     home: &str,
@@ -108,9 +108,26 @@ pub(super) async fn layout(
         .arg(format!("{home}layout_since"))
         .query_async(&mut conn)
         .await?;
+    // A ledger written before its schema was recorded holds jobs but no schema.
+    let holds_jobs = || async {
+        // Its one slot: its partition's prefix is its home's.
+        let prefix = home;
+        let mut exists = redis::cmd("EXISTS");
+        exists
+            .arg(format!("{prefix}due"))
+            .arg(format!("{prefix}due_low"));
+        for state in reelq_core::JobState::ALL {
+            exists.arg(format!("{prefix}state:{state}"));
+        }
+        let found: u64 = exists
+            .query_async(&mut home_connector.conn().await?)
+            .await?;
+        Ok::<_, QueueError>(found > 0)
+    };
     let chosen = match (layout, schema) {
         (Some(layout), _) => layout,
         (None, Some(_)) => SHARED.to_owned(),
+        (None, None) if holds_jobs().await? => SHARED.to_owned(),
         (None, None) => {
             let on_cluster = matches!(
                 config.redis_url.parse::<RedisTarget>(),
@@ -270,6 +287,12 @@ impl Ledger {
         (self.parts.len() - usize::from(self.legacy_since.is_some())) as u16
     }
 
+    /// How many slots hold the ledger's jobs: its partitions, and the legacy one of a ledger
+    /// partitioned since it was created (each has its archiver's lease).
+    pub fn job_slots(&self) -> usize {
+        self.parts.len()
+    }
+
     /// When the ledger was partitioned, if it was created with one slot and partitioned since.
     pub(crate) fn legacy_since(&self) -> Option<u64> {
         self.legacy_since
@@ -305,6 +328,11 @@ impl Ledger {
     /// Whether the home has a slot of its own.
     pub(crate) fn split(&self) -> bool {
         self.parts[0].prefix != self.home
+    }
+
+    /// A client of the home's master, for a connection of one's own (a `WATCH`).
+    pub(crate) async fn home_client(&self) -> Result<redis::Client, QueueError> {
+        Ok(self.home_connector.client().await?)
     }
 
     /// The connection to the home's master: every command on a home key goes through it.

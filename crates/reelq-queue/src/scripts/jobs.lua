@@ -112,7 +112,7 @@ local function add_jobs(batch, low_priority, start_after_ms, jobs, now)
     local queue = prefix .. 'due'
     if low_priority then
       queue = prefix .. 'due_low'
-    elseif schema >= LEDGER_SCHEMA then
+    elseif schema >= TENANT_QUEUES_SCHEMA then
       queue = tenant_queue(job.tenant or 'default')
     end
     if not queues[queue] then

@@ -126,7 +126,7 @@ async fn every_move_is_made_with_the_jobs_partitioned_over_every_master() {
 
 /// A new ledger on a cluster has [`reelq_queue::CLUSTER_PARTITIONS`] partitions unless its
 /// client says, spread evenly over the masters (the first on those that do not serve the
-/// home).
+/// home); one that holds jobs already keeps its one slot.
 #[tokio::test]
 async fn a_new_ledger_on_a_cluster_is_partitioned_evenly_by_default() {
     let cluster = RedisCluster::start().unwrap();
@@ -151,5 +151,22 @@ async fn a_new_ledger_on_a_cluster_is_partitioned_evenly_by_default() {
     assert_eq!(
         per_master[&home], 5,
         "the home's master takes the last turns"
+    );
+
+    // A ledger written before its schema was recorded (jobs, no schema, no layout) keeps its
+    // one slot.
+    let old = cluster
+        .node(cluster.master_of("{old}:due").unwrap())
+        .unwrap();
+    old.command(&["ZADD", "{old}:due", "1", "01KQGDBJ00ABCDEFGHJKMNPQRS"])
+        .unwrap();
+    let ledger = Ledger::connect(&reelq_queue::LedgerConfig::new(cluster.url(), "old"))
+        .await
+        .unwrap();
+    assert_eq!(ledger.partitions(), 1);
+    assert_eq!(
+        ledger.schema().await.unwrap(),
+        2,
+        "read as the oldest records"
     );
 }
