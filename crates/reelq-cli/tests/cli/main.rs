@@ -470,7 +470,8 @@ fn migrate_waits_for_older_workers_then_moves_the_ledger_once() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success());
     assert!(
-        stderr.contains("old-replica") && stderr.contains("schema 4"),
+        stderr.contains("old-replica")
+            && stderr.contains(&format!("schema {}", reelq_queue::LEDGER_SCHEMA)),
         "{stderr}"
     );
     let workers = reelq(&redis, &["workers"]);
@@ -485,7 +486,7 @@ fn migrate_waits_for_older_workers_then_moves_the_ledger_once() {
     let migrated: serde_json::Value = serde_json::from_slice(&migrated.stdout).unwrap();
     assert_eq!(
         migrated,
-        serde_json::json!({"from": 2, "to": 4, "records_seen": 1, "records_moved": 1})
+        serde_json::json!({"from": 2, "to": reelq_queue::LEDGER_SCHEMA, "records_seen": 1, "records_moved": 1})
     );
     let again = reelq(&redis, &["migrate"]);
     assert!(
